@@ -1,0 +1,185 @@
+"""What every instruction does around its arithmetic: resolve its engine, validate its
+operands with errors that name the op, operand, limit and kernel line, read operands
+(recording the access), write results with the RNE cast, and append one record.
+
+    with Instr("tensor_tensor", engine, default="vector") as ins:
+        a = ins.read_fp32("data1", ins.operand("data1", data1))
+        ...
+        ins.write("dst", dst, result)
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..machine.access import Access, describe_access, read_raw, write_raw
+from ..machine.errors import (NkiValidationError, UnsupportedError, describe,
+                              kernel_location, numerics_warning)
+from ..machine.record import Instruction
+from ..machine.runtime import active_run, current_core
+from ..machine.tensor import NkiTensor
+from ..numerics.cast import cast, to_fp32
+from .enums import engine as Engine
+
+_ON_CHIP = ("sbuf", "psum")
+
+
+def engine_name(e) -> str:
+    if isinstance(e, Engine):
+        return e.value
+    return str(e) if e is not None else "unknown"
+
+
+class Instr:
+    def __init__(self, opcode: str, engine=None, default: str = "vector",
+                 allowed: tuple[str, ...] | None = None, **attrs):
+        self.run = active_run()
+        self.core = current_core()
+        self.chip = self.run.chip
+        self.opcode = opcode
+        self.location = kernel_location(2)
+        self.numerics = self.run.options.numerics
+        self.strict = self.run.options.strict
+        name = engine_name(engine)
+        if name == "unknown":
+            name = default
+        if allowed is not None and name not in allowed:
+            self.fail(f"engine={name} is not allowed; use one of {', '.join(allowed)}")
+        self.engine = name
+        self.queue: str | None = None
+        self.attrs = attrs
+        self.reads: list[Access] = []
+        self.writes: list[Access] = []
+
+    def __enter__(self) -> "Instr":
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.run.program.append(Instruction(
+                len(self.run.program), self.core.id, self.engine, self.opcode,
+                tuple(self.reads), tuple(self.writes), self.location, self.attrs, self.queue))
+        return False
+
+    # -- errors -----------------------------------------------------------
+    def fail(self, message: str, cls=NkiValidationError):
+        raise cls(message, op=self.opcode, location=self.location)
+
+    def require(self, cond, message: str, cls=NkiValidationError):
+        if not cond:
+            self.fail(message, cls)
+
+    @property
+    def generation(self) -> int:
+        return self.chip.generation
+
+    def require_generation(self, minimum: int, what: str | None = None):
+        if self.generation < minimum:
+            self.fail(f"{what or self.opcode} needs NeuronCore-v{minimum} or newer "
+                      f"(gen{minimum}+); target {self.chip.name} is NeuronCore-v"
+                      f"{self.generation}", UnsupportedError)
+
+    # -- operands ---------------------------------------------------------
+    def operand(self, role: str, t, buffers=_ON_CHIP) -> NkiTensor:
+        """Check an operand is a tensor in one of `buffers` with a legal partition count."""
+        if not isinstance(t, NkiTensor):
+            self.fail(f"operand {role!r} must be an NKI tensor, got {type(t).__name__}")
+        if t.space not in buffers:
+            self.fail(f"Expected operand {role!r} of {self.opcode!r} to be in address space "
+                      f"{' or '.join(repr(b) for b in buffers)}, but got a tile in "
+                      f"{t.space!r} instead ({describe(t)})")
+        if self.engine == "gpsimd" and t.space == "psum":
+            self.fail(f"operand {role!r} {describe(t)}: the GpSimd engine cannot access PSUM")
+        if t.on_chip:
+            pmax = self.chip.core.partitions
+            if t.shape[0] > pmax:
+                self.fail(f"{role} partition dimension {t.shape[0]} exceeds maximum {pmax} "
+                          f"({describe(t)})")
+        return t
+
+    def same_partitions(self, *named):
+        """named: (role, tensor) pairs that must cover the same number of partitions."""
+        counts = [(r, t) for r, t in named if t is not None]
+        if len({t.shape[0] for _, t in counts}) > 1:
+            desc = ", ".join(f"{r}[{', '.join(map(str, t.shape))}]" for r, t in counts)
+            self.fail(f"number of partitions (dimension 0 size of a tile) mismatch in "
+                      f"parameters ({desc}) of {self.opcode!r}")
+
+    def same_elements(self, a_role, a, b_role, b, per_partition=True):
+        na = free_size(a) if per_partition else a.size
+        nb = free_size(b) if per_partition else b.size
+        if na != nb:
+            what = "elements per partition" if per_partition else "elements"
+            self.fail(f"{a_role} {describe(a)} and {b_role} {describe(b)} differ in "
+                      f"{what} ({na} vs {nb})")
+
+    def free_limit(self, role, t, limit: int, what: str):
+        n = free_size(t)
+        if n > limit:
+            self.fail(f"operand {role!r} {describe(t)} has {n} elements per partition, over "
+                      f"the {what} limit of {limit} on {self.chip.name}")
+
+    # -- data -------------------------------------------------------------
+    def read(self, role: str, t: NkiTensor) -> np.ndarray | None:
+        """Record a read of `t`; return its stored values (None without numerics)."""
+        self._note_indirect(t)
+        self.reads.append(describe_access(t, role, "r"))
+        if not self.numerics:
+            return None
+        return read_raw(t, self.strict, self.opcode)
+
+    def read_fp32(self, role: str, t: NkiTensor) -> np.ndarray | None:
+        raw = self.read(role, t)
+        return None if raw is None else to_fp32(raw)
+
+    def write(self, role: str, t: NkiTensor, values, *, raw: bool = False,
+              skip_oob: bool = False) -> None:
+        """Record a write of `t` and store `values` (cast to t's dtype with RNE unless
+        `raw`, meaning already in its storage type). `values` may be a callable,
+        evaluated only when numerics are on."""
+        self._note_indirect(t)
+        self.writes.append(describe_access(t, role, "w"))
+        if not self.numerics:
+            return
+        if callable(values):
+            values = values()
+        v = np.asarray(values)
+        if not raw:
+            v = cast(v, t.dtype)
+        try:
+            v = np.broadcast_to(v, t.shape)
+        except ValueError:
+            self.fail(f"result of shape {v.shape} does not fit {role} {describe(t)}")
+        write_raw(t, v, skip_oob=skip_oob)
+
+    def _note_indirect(self, t: NkiTensor):
+        if t.dyn is not None:
+            self.reads.append(describe_access(t.dyn.index, "indirect_offset", "r"))
+
+    def scalar(self, role: str, value, partitions: int):
+        """A `[P,1]` tensor operand or a constant, as fp32 broadcastable to (P, 1)."""
+        if isinstance(value, NkiTensor):
+            t = self.operand(role, value)
+            self.require(t.shape[0] in (partitions, 1) and free_size(t) == 1,
+                         f"operand {role!r} {describe(t)} must be a [{partitions}, 1] tensor "
+                         "or a constant")
+            v = self.read_fp32(role, t)
+            return None if v is None else v.reshape(t.shape[0], 1)
+        if value is None:
+            return None
+        try:
+            return np.float32(float(value))
+        except (TypeError, ValueError):
+            self.fail(f"operand {role!r} must be a tensor or a number, got {value!r}")
+
+    def warn(self, message: str):
+        numerics_warning(message, self.opcode, self.strict)
+
+
+def free_size(t: NkiTensor) -> int:
+    """Elements per partition of an on-chip view."""
+    return int(np.prod(t.shape[1:])) if t.ndim > 1 else 1
+
+
+def flat(values: np.ndarray) -> np.ndarray:
+    """(P, F...) -> (P, F) for per-partition arithmetic."""
+    return values.reshape(values.shape[0], -1)

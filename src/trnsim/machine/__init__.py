@@ -1,0 +1,1 @@
+"""The simulated NeuronCore: memories, tensor views, the instruction record, runs."""

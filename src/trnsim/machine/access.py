@@ -1,0 +1,223 @@
+"""Reading and writing a tensor view's bytes, and describing the access for the record.
+
+Regular views become zero-copy NumPy strided views of the arena, so aliasing views
+(`.view(dtype)`, overlapping slices) see the same bytes. Views whose addresses wrap
+partitions, or that carry a runtime (indirect) offset, go through explicit element
+addresses.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import OutOfBoundsError, UninitializedReadError, describe
+from .tensor import NkiTensor
+
+
+@dataclass(frozen=True)
+class Access:
+    """One operand of one instruction, as the timing model sees it.
+
+    On chip, bytes [lo, hi) in each of partitions [p_lo, p_hi) of `space` on `core`;
+    in HBM, bytes [lo, hi) of the core group's virtual HBM address space."""
+    role: str
+    mode: str  # 'r' or 'w'
+    space: str
+    core: int
+    tensor: str
+    dtype: str
+    shape: tuple
+    pattern: tuple  # ((stride, count), ...) in elements
+    offset: int
+    p_lo: int
+    p_hi: int
+    lo: int
+    hi: int
+    elems_per_partition: int
+    bytes: int
+    contiguous_bytes: int  # innermost contiguous run, bytes
+    indirect: bool = False
+
+    def overlaps(self, other: "Access") -> bool:
+        if self.space != other.space:
+            return False
+        if self.space != "hbm" and (self.core != other.core or self.p_hi <= other.p_lo
+                                    or other.p_hi <= self.p_lo):
+            return False
+        return self.lo < other.hi and other.lo < self.hi
+
+
+def _decompose(t: NkiTensor):
+    """(partition, within-row) parts of offset and strides, or None if they wrap."""
+    row = t.row_elems
+    a0, b0 = divmod(t.offset, row)
+    parts = [divmod(s, row) for s in t.strides]
+    bmax = b0 + sum(b * (n - 1) for (a, b), n in zip(parts, t.shape))
+    if bmax >= row:
+        return None
+    return a0, b0, parts
+
+
+def element_offsets(t: NkiTensor, skip_oob=False):
+    """Element addresses of every element of `t` (int64, shape t.shape), with the
+    runtime indirect offset applied; and a mask of in-bounds rows when skipping."""
+    e = np.full(t.shape, t.offset, dtype=np.int64)
+    for d, (s, n) in enumerate(zip(t.strides, t.shape)):
+        shape = [1] * t.ndim
+        shape[d] = n
+        e = e + (np.arange(n, dtype=np.int64) * s).reshape(shape)
+    keep = None
+    if t.dyn is not None:
+        idx = read_raw(t.dyn.index).astype(np.int64)
+        if t.dyn.kind == "scalar":
+            e = e + int(idx.reshape(-1)[0]) * t.dyn.scale
+        else:
+            rows = idx.reshape(idx.shape[0], -1)[:, 0]
+            e = e + (rows * t.dyn.scale).reshape((-1,) + (1,) * (t.ndim - 1))
+    limit = _limit(t)
+    bad = (e < 0) | (e >= limit)
+    if bad.any():
+        if not skip_oob:
+            first = np.argwhere(bad)[0]
+            raise OutOfBoundsError(
+                f"access at index {tuple(int(i) for i in first)} of {describe(t)} reaches "
+                f"element {int(e[tuple(first)])}, outside the {limit} elements of its storage")
+        keep = ~bad.reshape(bad.shape[0], -1).any(axis=1)
+    return e, keep
+
+
+def _limit(t: NkiTensor) -> int:
+    st = t.storage
+    return st.partitions * t.row_elems if st.on_chip else t.row_elems
+
+
+def _strided(t: NkiTensor, data: np.ndarray, dtype=None):
+    """A NumPy view aliasing the bytes of `t` in `data` (its arena or buffer, or the
+    same-shaped initialized-flags array), typed `dtype` (t's storage type), or None."""
+    st, isz = t.storage, t.dtype.itemsize
+    if t.dyn is not None:
+        return None
+    if st.on_chip:
+        dec = _decompose(t)
+        if dec is None:
+            return None
+        a0, b0, parts = dec
+        pmax = a0 + sum(a * (n - 1) for (a, b), n in zip(parts, t.shape))
+        if a0 < 0 or pmax >= st.partitions or min(t.shape, default=1) == 0:
+            return None
+        rb = st.arena_row_bytes
+        start = (st.partition + a0) * rb + st.address + b0 * isz
+        strides = [a * rb + b * isz for a, b in parts]
+    else:
+        e_max = t.offset + sum(s * (n - 1) for s, n in zip(t.strides, t.shape))
+        if t.offset < 0 or e_max >= t.row_elems or any(s < 0 for s in t.strides):
+            return None
+        start, strides = t.offset * isz, [s * isz for s in t.strides]
+    return np.ndarray(t.shape, dtype=dtype or t.dtype.np, buffer=data, offset=start,
+                      strides=strides)
+
+
+def _flag_view(t: NkiTensor):
+    """The initialized-flags of t's elements as one unsigned int per element (each
+    byte flag is 0 or 1, so an element is fully written when it equals ONES)."""
+    isz = t.dtype.itemsize
+    return _strided(t, t.storage.initialized.view(np.uint8), np.dtype(f"u{isz}")), \
+        int.from_bytes(b"\x01" * isz, "little")
+
+
+def _byte_index(t: NkiTensor, e: np.ndarray):
+    """(rows, cols) into the storage's data for each byte of each element."""
+    st, isz = t.storage, t.dtype.itemsize
+    k = np.arange(isz, dtype=np.int64)
+    if st.on_chip:
+        p, r = np.divmod(e, t.row_elems)
+        return (st.partition + p)[..., None], st.address + r[..., None] * isz + k
+    return None, e[..., None] * isz + k
+
+
+def read_raw(t: NkiTensor, strict=False, op="") -> np.ndarray:
+    """A copy of the stored values of `t`, in its dtype's storage type."""
+    st = t.storage
+    view = _strided(t, st.data)
+    if view is not None:
+        if strict:
+            flags, ones = _flag_view(t)
+            if not (flags == ones).all():
+                _uninitialized(t, op)
+        return np.array(view)
+    e, _ = element_offsets(t)
+    rows, cols = _byte_index(t, e)
+    if strict:
+        init = st.initialized[rows, cols] if rows is not None else st.initialized[cols]
+        if not init.all():
+            _uninitialized(t, op)
+    raw = st.data[rows, cols] if rows is not None else st.data[cols]
+    return np.ascontiguousarray(raw).view(t.dtype.np).reshape(t.shape)
+
+
+def _uninitialized(t: NkiTensor, op: str):
+    raise UninitializedReadError(
+        f"reads uninitialized memory of {describe(t)} (allocated at "
+        f"{t.storage.site or 'kernel entry'}); write it before reading "
+        "(strict mode)", op=op or None)
+
+
+def write_raw(t: NkiTensor, values: np.ndarray, skip_oob=False) -> None:
+    """Store `values` (already in t's storage type, broadcastable to t.shape)."""
+    st = t.storage
+    values = np.broadcast_to(np.asarray(values, dtype=t.dtype.np), t.shape)
+    view = _strided(t, st.data)
+    if view is not None:
+        view[...] = values
+        flags, ones = _flag_view(t)
+        flags[...] = ones
+        return
+    e, keep = element_offsets(t, skip_oob)
+    raw = np.ascontiguousarray(values).view(np.uint8).reshape(t.shape + (t.dtype.itemsize,))
+    if keep is not None:
+        e, raw = e[keep], raw[keep]
+    rows, cols = _byte_index(t, e)
+    if rows is not None:
+        st.data[rows, cols] = raw
+        st.initialized[rows, cols] = True
+    else:
+        st.data[cols] = raw
+        st.initialized[cols] = True
+
+
+def describe_access(t: NkiTensor, role: str, mode: str) -> Access:
+    st, isz = t.storage, t.dtype.itemsize
+    elems_pp = math.prod(t.shape[1:]) if st.on_chip else t.size
+    inner = 1
+    for s, n in zip(reversed(t.strides), reversed(t.shape)):
+        if n == 1:
+            continue
+        if s != inner:
+            break
+        inner *= n
+    if st.on_chip:
+        dec = _decompose(t) if t.dyn is None else None
+        if dec is not None:
+            a0, b0, parts = dec
+            p_lo = st.partition + a0 + sum(min(0, a * (n - 1)) for (a, _), n in zip(parts, t.shape))
+            p_hi = st.partition + a0 + 1 + sum(max(0, a * (n - 1)) for (a, _), n in zip(parts, t.shape))
+            lo = st.address + b0 * isz
+            hi = st.address + (b0 + 1 + sum(b * (n - 1) for (_, b), n in zip(parts, t.shape))) * isz
+        else:
+            p_lo, p_hi = st.partition, st.partition + st.partitions
+            lo, hi = st.address, st.address + st.row_bytes
+    else:
+        p_lo, p_hi = 0, 1
+        if t.dyn is None:
+            span = sum(s * (n - 1) for s, n in zip(t.strides, t.shape))
+            lo, hi = st.address + t.offset * isz, st.address + (t.offset + span + 1) * isz
+        else:
+            lo, hi = st.address, st.address + st.row_bytes
+        if t.shape and t.ndim > 1:
+            elems_pp = math.prod(t.shape[1:])
+    return Access(role, mode, st.space, st.core, t.name, str(t.dtype), t.shape,
+                  tuple((s, n) for s, n in zip(t.strides, t.shape)), t.offset,
+                  p_lo, p_hi, lo, hi, elems_pp, t.size * isz, min(inner, elems_pp) * isz,
+                  t.dyn is not None)

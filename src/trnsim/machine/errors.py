@@ -1,0 +1,100 @@
+"""Errors that speak the kernel author's language: the op, the operand, the limit,
+and the kernel's own file:line (the first stack frame outside trnsim's machinery)."""
+from __future__ import annotations
+
+import linecache
+import os
+import sys
+import warnings
+from dataclasses import dataclass
+
+_PKG_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Kernels shipped with trnsim are user code as far as locations go.
+_USER_DIRS = tuple(os.path.join(_PKG_DIR, d) + os.sep for d in ("kernels",))
+
+
+@dataclass(frozen=True)
+class SourceLocation:
+    file: str
+    line: int
+    function: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}"
+
+    @property
+    def text(self) -> str:
+        return linecache.getline(self.file, self.line).strip()
+
+
+def _is_machinery(path: str) -> bool:
+    return path.startswith(_PKG_DIR + os.sep) and not path.startswith(_USER_DIRS)
+
+
+def kernel_location(skip: int = 1) -> SourceLocation | None:
+    """The innermost stack frame that belongs to the kernel (not to trnsim)."""
+    f = sys._getframe(skip)
+    while f is not None:
+        path = os.path.abspath(f.f_code.co_filename)
+        if not _is_machinery(path) and not path.startswith("<frozen"):
+            return SourceLocation(f.f_code.co_filename, f.f_lineno, f.f_code.co_name)
+        f = f.f_back
+    return None
+
+
+def _where(loc: SourceLocation | None) -> str:
+    if loc is None:
+        return ""
+    text = loc.text
+    return f"\n  at {loc}" + (f": {text}" if text else "")
+
+
+class NkiValidationError(Exception):
+    """An instruction or tensor operation broke a hardware or API rule.
+    `op` names the instruction and `location` the kernel line that issued it."""
+
+    def __init__(self, message: str, op: str | None = None,
+                 location: SourceLocation | None = None):
+        self.op = op
+        self.location = location if location is not None else kernel_location(2)
+        self.bare_message = message
+        prefix = f"{op}: " if op else ""
+        super().__init__(prefix + message + _where(self.location))
+
+
+class CapacityError(NkiValidationError):
+    """SBUF or PSUM cannot hold the tensors the kernel keeps live."""
+
+
+class OutOfBoundsError(NkiValidationError):
+    """An access reaches outside its tensor."""
+
+
+class UninitializedReadError(NkiValidationError):
+    """Strict mode: an instruction read memory no instruction had written."""
+
+
+class UnsupportedError(NkiValidationError):
+    """The instruction or feature does not exist on the target NeuronCore generation,
+    or is not simulated yet."""
+
+
+class NkiNumericsWarning(UserWarning):
+    """A value outside an activation function's documented input range, or a similar
+    numerics hazard; strict mode raises instead."""
+
+
+def numerics_warning(message: str, op: str, strict: bool) -> None:
+    loc = kernel_location(2)
+    if strict:
+        raise NkiValidationError(message, op=op, location=loc)
+    warnings.warn(f"{op}: {message}{_where(loc)}", NkiNumericsWarning, stacklevel=3)
+
+
+def describe(t) -> str:
+    """`float32[128, 512] in sbuf 'name'` for error messages."""
+    shape = ", ".join(str(s) for s in getattr(t, "shape", ()))
+    name = getattr(t, "name", "")
+    buf = getattr(t, "buffer", "?")
+    label = f" {name!r}" if name else ""
+    return f"{getattr(t, 'dtype', '?')}[{shape}] in {buf}{label}"

@@ -1,0 +1,120 @@
+"""Launch a kernel function on a fresh Run: host arrays in, host arrays out.
+
+NumPy inputs are aliased in HBM, so a kernel writing an input updates the caller's
+array in place (as on the device); torch tensors are converted and written back."""
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+
+from ..numerics.dtypes import dtype_of_array
+from .access import read_raw
+from .runtime import Options, Run, activate
+from .tensor import MemoryRegion, NkiTensor
+
+
+class _HostArgs:
+    """Converts host arguments to HBM tensors and results back to host arrays."""
+
+    def __init__(self, run: Run):
+        self.run = run
+        self.torch_mode = False
+        self._writebacks: list[tuple] = []  # (host object, ndarray copy)
+
+    def to_device(self, x, name="arg"):
+        if isinstance(x, NkiTensor):
+            return x
+        if type(x).__module__.startswith("torch"):
+            import torch  # noqa: F401 - only when the caller passes torch tensors
+            if isinstance(x, torch.Tensor):
+                self.torch_mode = True
+                arr = _torch_to_numpy(x)
+                t = self._array(arr, name)
+                self._writebacks.append((x, arr))
+                return t
+        if isinstance(x, np.ndarray) or (hasattr(x, "__array__") and hasattr(x, "dtype")
+                                         and hasattr(x, "shape")):
+            return self._array(x, name)
+        if isinstance(x, (list, tuple)):
+            return type(x)(self.to_device(v, f"{name}_{i}") for i, v in enumerate(x))
+        if isinstance(x, dict):
+            return {k: self.to_device(v, str(k)) for k, v in x.items()}
+        return x
+
+    def _array(self, x, name):
+        arr = np.asarray(x)
+        dtype = dtype_of_array(arr)
+        if arr.flags.c_contiguous and arr.flags.writeable:
+            host = arr
+        else:
+            host = np.ascontiguousarray(arr).copy()
+            if isinstance(x, np.ndarray) and x.flags.writeable:
+                self._writebacks.append((x, host))
+        buf = host.reshape(-1).view(np.uint8)
+        shape = arr.shape if arr.ndim else (1,)
+        return self.run.hbm_tensor(buf, shape, dtype, MemoryRegion.shared_hbm, name,
+                                   initialized=True)
+
+    def to_host(self, r):
+        if isinstance(r, NkiTensor):
+            if r.on_chip:
+                raise TypeError(f"kernel returned on-chip tensor {r.name!r}; return HBM "
+                                "tensors (nl.ndarray(..., buffer=nl.shared_hbm))")
+            out = read_raw(r)
+            return _numpy_to_torch(out) if self.torch_mode else out
+        if isinstance(r, (list, tuple)):
+            return type(r)(self.to_host(v) for v in r)
+        if isinstance(r, dict):
+            return {k: self.to_host(v) for k, v in r.items()}
+        return r
+
+    def write_back(self):
+        for host, arr in self._writebacks:
+            if isinstance(host, np.ndarray):
+                host[...] = arr.reshape(host.shape)
+            else:
+                import torch
+                with torch.no_grad():
+                    host.copy_(_numpy_to_torch(arr).reshape(host.shape))
+
+
+def _torch_to_numpy(x) -> np.ndarray:
+    import ml_dtypes
+    import torch
+    x = x.detach().cpu().contiguous()
+    if x.dtype == torch.bfloat16:
+        return x.view(torch.int16).numpy().view(ml_dtypes.bfloat16).copy()
+    return x.numpy().copy()
+
+
+def _numpy_to_torch(a: np.ndarray):
+    import ml_dtypes
+    import torch
+    if a.dtype == ml_dtypes.bfloat16:
+        return torch.from_numpy(a.view(np.int16).copy()).view(torch.bfloat16)
+    return torch.from_numpy(np.ascontiguousarray(a))
+
+
+def _param_names(fn, n: int) -> list[str]:
+    try:
+        params = list(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):
+        params = []
+    return [params[i] if i < len(params) else f"arg{i}" for i in range(n)]
+
+
+def run_kernel(fn, args=(), kwargs=None, *, lnc: int = 1, chip=None, numerics=True,
+               strict=False):
+    """Run `fn(*args, **kwargs)` on a simulated chip with `lnc` logical cores.
+    Returns (host outputs, the Run with its program)."""
+    run = Run(chip, lnc, Options(numerics=numerics, strict=strict))
+    host = _HostArgs(run)
+    with activate(run):
+        names = _param_names(fn, len(args))
+        dargs = [host.to_device(a, n) for a, n in zip(args, names)]
+        dkwargs = {k: host.to_device(v, k) for k, v in (kwargs or {}).items()}
+        results = run.scheduler.run(lambda core: fn(*dargs, **dkwargs))
+        outputs = host.to_host(results[0])
+    host.write_back()
+    return outputs, run

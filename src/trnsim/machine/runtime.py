@@ -1,0 +1,224 @@
+"""A kernel run: the chip, its cores' memories, the program being recorded, and the
+options (numerics on/off, strict). Logical cores (LNC=2) run as cooperative threads
+that hand over only where they block (core_barrier, sendrecv), so a run is
+deterministic and the record interleaves the cores in a reproducible order."""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..chips import Chip, load_chip
+from ..numerics.dtypes import DType, as_dtype
+from .errors import NkiValidationError, kernel_location
+from .memory import HbmSpace, OnChipMemory, Storage, fill_pattern
+from .record import Program
+from .tensor import MemoryRegion, NkiTensor, as_region
+
+
+@dataclass
+class Options:
+    numerics: bool = True
+    strict: bool = False
+
+
+@dataclass
+class CoreState:
+    id: int
+    sbuf: OnChipMemory
+    psum: OnChipMemory
+    accumulators: dict = field(default_factory=dict)  # engine -> [P] fp32 registers
+    rng: dict = field(default_factory=dict)  # engine -> generator state
+    psum_written: set = field(default_factory=set)  # PSUM byte ranges written by matmul
+
+
+class Run:
+    def __init__(self, chip=None, lnc: int = 1, options: Options | None = None):
+        self.chip: Chip = load_chip(chip)
+        self.lnc = lnc
+        self.options = options or Options()
+        self.program = Program(self.chip, lnc)
+        self.hbm = HbmSpace()
+        core = self.chip.core
+        self.cores = [
+            CoreState(i,
+                      OnChipMemory("sbuf", i, core.partitions, core.sbuf_usable_bytes_per_partition,
+                                   core.sbuf_align_bytes, self.chip.name),
+                      OnChipMemory("psum", i, core.partitions, core.psum_bytes_per_partition,
+                                   core.psum_bank_bytes, self.chip.name))
+            for i in range(lnc)]
+        self._shared: list[NkiTensor] = []  # shared_hbm tensors in creation order
+        self._shared_seen = [0] * lnc
+        self.scheduler = CoreScheduler(lnc)
+
+    # -- tensors ------------------------------------------------------------
+    def new_tensor(self, shape, dtype, buffer, name="", address=None) -> NkiTensor:
+        dtype = as_dtype(dtype)
+        region = as_region(buffer)
+        shape = tuple(int(s) for s in (shape if isinstance(shape, (tuple, list)) else (shape,)))
+        if any(s <= 0 for s in shape):
+            raise NkiValidationError(f"tensor {name!r} shape {shape}: sizes must be positive",
+                                     op="ndarray")
+        core = current_core()
+        site = kernel_location(2)
+        if region.space == "hbm":
+            if region is MemoryRegion.shared_hbm and self.lnc > 1:
+                k = self._shared_seen[core.id]
+                self._shared_seen[core.id] += 1
+                if k < len(self._shared):
+                    return self._shared[k]
+            nbytes = int(np.prod(shape)) * dtype.itemsize
+            buf = np.resize(fill_pattern(dtype), nbytes)
+            t = self.hbm_tensor(buf, shape, dtype, region, name, site)
+            if region is MemoryRegion.shared_hbm and self.lnc > 1:
+                self._shared.append(t)
+            return t
+        if len(shape) < 2:
+            raise NkiValidationError(
+                f"on-chip tensor {name!r} must be at least 2-D (partition, free...); got "
+                f"shape {shape} (Insufficient rank!)", op="ndarray")
+        pmax = self.chip.core.partitions
+        if shape[0] > pmax:
+            raise NkiValidationError(
+                f"Size of partition dimension {shape[0]} exceeds architecture limitation of "
+                f"{pmax} (tensor {name!r} {dtype}{list(shape)} in {region})", op="ndarray")
+        memory = core.sbuf if region is MemoryRegion.sbuf else core.psum
+        row_bytes = int(np.prod(shape[1:])) * dtype.itemsize
+        p0 = 0
+        if address is not None:
+            if isinstance(address, (tuple, list)):
+                p0, address = int(address[0]), int(address[1])
+            if p0 + shape[0] > pmax:
+                raise NkiValidationError(
+                    f"tensor {name!r} at partition {p0} with {shape[0]} partitions ends past "
+                    f"partition {pmax}", op="ndarray")
+        if region is MemoryRegion.psum and row_bytes > memory.bytes_per_partition:
+            raise NkiValidationError(
+                f"PSUM tensor {name!r} {dtype}{list(shape)} needs {row_bytes} bytes per "
+                f"partition; PSUM has {memory.bytes_per_partition}", op="ndarray")
+        st = Storage(region.space, name, core.id, 0, row_bytes, p0, shape[0], memory,
+                     buffer_name=str(region), site=site, base_shape=shape, base_dtype=dtype)
+        memory.allocate(st, dtype, shape, address)
+        return NkiTensor(shape, dtype, st, region, name)
+
+    def hbm_tensor(self, buf: np.ndarray, shape, dtype: DType, region, name, site=None,
+                   initialized=False) -> NkiTensor:
+        """An HBM tensor over `buf` (a flat uint8 array it aliases)."""
+        st = Storage("hbm", name, _local.core_id or 0,
+                     self.hbm.place(buf.nbytes), buf.nbytes, buf=buf,
+                     init=np.full(buf.nbytes, initialized, dtype=bool),
+                     buffer_name=str(region), site=site, base_shape=tuple(shape),
+                     base_dtype=dtype)
+        return NkiTensor(shape, dtype, st, region, name)
+
+
+class CoreScheduler:
+    """Runs one thread per logical core, one at a time: a core runs until it finishes
+    or blocks, then the next runnable core (lowest id) takes over."""
+
+    def __init__(self, n: int):
+        self.n = n
+        self.cond = threading.Condition()
+        self.running = 0
+        self.done = [False] * n
+        self.blocked: dict[int, object] = {}
+
+    def run(self, body):
+        if self.n == 1:
+            _local.core_id = 0
+            return [body(0)]
+        results, errors = [None] * self.n, []
+
+        def worker(i):
+            _local.core_id = i
+            with self.cond:
+                self.cond.wait_for(lambda: self.running == i)
+            try:
+                results[i] = body(i)
+            except BaseException as e:  # noqa: BLE001 - reraised in the caller
+                errors.append(e)
+            finally:
+                with self.cond:
+                    self.done[i] = True
+                    self._hand_over()
+        threads = [threading.Thread(target=worker, args=(i,), daemon=True)
+                   for i in range(self.n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if errors:
+            raise errors[0]
+        return results
+
+    def _hand_over(self):
+        """Pick the next core to run (called with the lock held)."""
+        for i in range(self.n):
+            if not self.done[i] and (i not in self.blocked or self.blocked[i]()):
+                self.running = i
+                self.cond.notify_all()
+                return
+        if not all(self.done):
+            self.running = -1
+            self.cond.notify_all()
+            raise NkiValidationError("deadlock: every logical core is waiting on another "
+                                     "(unmatched core_barrier or sendrecv)")
+
+    def block_until(self, ready) -> None:
+        """Yield this core until `ready()` holds (another core makes it so)."""
+        i = _local.core_id
+        if self.n == 1:
+            if not ready():
+                raise NkiValidationError("waits on another logical core, but the kernel "
+                                         "runs with LNC=1")
+            return
+        with self.cond:
+            if ready():
+                return
+            self.blocked[i] = ready
+            self._hand_over()
+            self.cond.wait_for(lambda: self.running == i or self.running == -1)
+            del self.blocked[i]
+            if self.running == -1:
+                raise NkiValidationError("deadlock between logical cores")
+
+
+class _Local(threading.local):
+    core_id: int | None = None
+    core = None
+
+
+_local = _Local()
+_active: list[Run] = []
+
+
+def active_run() -> Run:
+    if not _active:
+        raise NkiValidationError("NKI instructions run only inside a kernel: call it through "
+                                 "nki.simulate(kernel)(...) or trnsim.profile(kernel, ...)")
+    return _active[-1]
+
+
+def current_core() -> CoreState:
+    run = active_run()
+    return run.cores[_local.core_id or 0]
+
+
+def program_id() -> int:
+    return _local.core_id or 0
+
+
+class activate:
+    """Context manager making `run` the active run."""
+
+    def __init__(self, run: Run):
+        self.run = run
+
+    def __enter__(self):
+        _active.append(self.run)
+        return self.run
+
+    def __exit__(self, *exc):
+        _active.pop()
+        _local.core_id = None

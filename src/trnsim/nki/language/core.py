@@ -1,0 +1,196 @@
+"""nki.language: dtypes, buffers, tensor creation, tile sizes, loops, program ids."""
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+
+from ...chips import load_chip
+from ...machine import runtime
+from ...machine.errors import NkiValidationError
+from ...machine.tensor import DynamicSlice, MemoryRegion, NKIObject, NkiTensor
+from ...numerics.dtypes import (DType, bfloat16, bool_, float4_e2m1fn_x4, float8_e4m3,  # noqa: F401
+                                float8_e4m3fn, float8_e4m3fn_x4, float8_e5m2,
+                                float8_e5m2_x4, float8_e8m0fnu, float16, float32, int8,
+                                int16, int32, tfloat32, uint8, uint16, uint32)
+
+sbuf = MemoryRegion.sbuf
+psum = MemoryRegion.psum
+private_hbm = MemoryRegion.private_hbm
+shared_hbm = MemoryRegion.shared_hbm
+hbm = MemoryRegion.private_hbm  # alias of private_hbm, as documented
+
+
+def _run():
+    return runtime.active_run()
+
+
+# -- tensor creation ------------------------------------------------------
+def ndarray(shape, dtype, buffer=sbuf, name="", address=None) -> NkiTensor:
+    return _run().new_tensor(shape, dtype, buffer, name, address)
+
+
+def _filled(shape, dtype, buffer, name, value):
+    from ...isa import memset
+    t = ndarray(shape, dtype, buffer, name)
+    if t.on_chip:
+        memset(dst=t, value=value)
+    else:
+        _fill_hbm(t, value)
+    return t
+
+
+def _fill_hbm(t: NkiTensor, value):
+    """Fill an HBM tensor through SBUF (memset + DMA), as a kernel would."""
+    from ...isa import dma_copy, memset
+    rows = t.reshape((t.size,)) if t.ndim > 1 else t
+    n = rows.shape[0]
+    pmax = _run().chip.core.partitions
+    f = -(-n // pmax)
+    chunk = ndarray((pmax, f), t.dtype, sbuf, (t.name or "hbm") + "_fill")
+    memset(dst=chunk, value=value)
+    full = (n // f) * f
+    if full:
+        dma_copy(dst=rows[0:full].reshape((full // f, f)), src=chunk[0:full // f, :])
+    if n - full:
+        dma_copy(dst=rows[full:n].reshape((1, n - full)), src=chunk[0:1, 0:n - full])
+
+
+def zeros(shape, dtype, buffer=sbuf, name=""):
+    return _filled(shape, dtype, buffer, name, 0)
+
+
+def ones(shape, dtype, buffer=sbuf, name=""):
+    return _filled(shape, dtype, buffer, name, 1)
+
+
+def full(shape, fill_value, dtype, buffer=sbuf, name=""):
+    return _filled(shape, dtype, buffer, name, fill_value)
+
+
+def zeros_like(x, dtype=None, buffer=None, name=""):
+    return zeros(x.shape, dtype or x.dtype, buffer or x.buffer, name)
+
+
+def empty_like(x, dtype=None, buffer=None, name=""):
+    return ndarray(x.shape, dtype or x.dtype, buffer or x.buffer, name)
+
+
+def rand(shape, dtype, buffer=sbuf, name=""):
+    from ...isa import rand2
+    t = ndarray(shape, dtype, buffer, name)
+    rand2(dst=t, min=0.0, max=1.0)
+    return t
+
+
+def shared_constant(constant):
+    """An HBM tensor holding a host constant (NumPy array) known at trace time."""
+    from ...numerics.dtypes import dtype_of_array
+    arr = np.ascontiguousarray(constant)
+    dtype = dtype_of_array(arr)
+    return _run().hbm_tensor(arr.copy().reshape(-1).view(np.uint8), arr.shape or (1,), dtype,
+                             shared_hbm, "shared_constant", initialized=True)
+
+
+def shared_identity_matrix(n, dtype=uint8, dst=None):
+    """An n x n identity matrix in HBM (or written into `dst`)."""
+    from ...numerics.cast import cast
+    from ...numerics.dtypes import as_dtype
+    dtype = as_dtype(dtype)
+    ident = cast(np.eye(n, dtype=np.float32), dtype)
+    t = _run().hbm_tensor(ident.reshape(-1).view(np.uint8).copy(), (n, n), dtype, shared_hbm,
+                          "identity", initialized=True)
+    if dst is not None:
+        from ...isa import dma_copy
+        dma_copy(dst=dst, src=t)
+        return dst
+    return t
+
+
+def ds(start, size):
+    return DynamicSlice(start, size)
+
+
+# -- tile sizes -----------------------------------------------------------
+class _TileSize:
+    """Hardware tile size constants for the target chip (read when accessed)."""
+
+    @property
+    def _chip(self):
+        return runtime._active[-1].chip if runtime._active else load_chip()
+
+    pmax = property(lambda self: self._chip.core.partitions)
+    psum_bank_fmax_bytes = property(lambda self: self._chip.core.psum_bank_bytes)
+    psum_bank_fmax = property(lambda self: self._chip.core.psum_bank_bytes // 4)
+    psum_fmax = psum_bank_fmax
+    psum_num_banks = property(lambda self: self._chip.core.psum_banks)
+    gemm_stationary_fmax = property(lambda self: self._chip.core.tensor.stationary_fmax)
+    gemm_moving_fmax = property(lambda self: self._chip.core.tensor.moving_fmax_fp32)
+    bn_stats_fmax = property(lambda self: 512)
+    sbuf_size_bytes = property(
+        lambda self: self._chip.core.sbuf_bytes_per_partition * self._chip.core.partitions)
+    sbuf_fmax_bytes = property(lambda self: self._chip.core.sbuf_usable_bytes_per_partition)
+    sbuf_fmax = property(lambda self: self._chip.core.sbuf_usable_bytes_per_partition // 4)
+    total_available_sbuf_size = sbuf_fmax_bytes
+    psum_min_align = property(lambda self: self._chip.core.psum_bank_bytes)
+    sbuf_min_align = property(lambda self: self._chip.core.sbuf_align_bytes)
+
+
+tile_size = _TileSize()
+
+
+# -- loops and programs ---------------------------------------------------
+def affine_range(start, stop=None, step=1):
+    """Deprecated alias of range in the current NKI."""
+    return range(start, stop, step) if stop is not None else range(start)
+
+
+sequential_range = affine_range
+static_range = affine_range
+
+
+def program_id(axis=0):
+    if axis != 0:
+        raise NkiValidationError(f"program_id(axis={axis}): the current NKI has one axis "
+                                 "(the logical core)")
+    return runtime.program_id()
+
+
+def num_programs(axes=0):
+    return runtime.active_run().lnc
+
+
+def program_ndim():
+    return 1
+
+
+@contextlib.contextmanager
+def no_reorder():
+    """Program order is already kept by the simulator."""
+    yield
+
+
+def device_print(print_prefix, tensor):
+    from ...machine.access import read_raw
+    if runtime.active_run().options.numerics:
+        print(print_prefix, read_raw(tensor))
+
+
+def is_hbm(buffer):
+    return MemoryRegion(str(buffer) if str(buffer) != "hbm" else "private_hbm").space == "hbm"
+
+
+def is_psum(buffer):
+    return str(buffer) == "psum"
+
+
+def is_sbuf(buffer):
+    return str(buffer) == "sbuf"
+
+
+def is_on_chip(buffer):
+    return str(buffer) in ("sbuf", "psum")
+
+
+__all__ = [n for n in dir() if not n.startswith("_") and n not in (
+    "annotations", "contextlib", "np", "load_chip", "runtime")] + ["tile_size"]
