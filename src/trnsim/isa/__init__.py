@@ -5,3 +5,11 @@ from .enums import (dge_mode, dma_engine, engine, gpsimd_engine, matmul_perf_mod
                     unknown_engine, vector_engine)
 from .elementwise import *  # noqa: F401,F403
 from .dma import *  # noqa: F401,F403
+from .activation import *  # noqa: F401,F403
+from .reduce import *  # noqa: F401,F403
+from .random import *  # noqa: F401,F403
+from .matmul import *  # noqa: F401,F403
+from .mx import *  # noqa: F401,F403
+from .misc import *  # noqa: F401,F403
+from .registers import *  # noqa: F401,F403
+from .sync import *  # noqa: F401,F403

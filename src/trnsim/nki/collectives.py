@@ -1,0 +1,1 @@
+"""`nki.collectives` (in progress)"""
