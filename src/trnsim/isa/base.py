@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..machine.access import Access, describe_access, read_raw, write_raw
+from ..machine.access import Access, describe_access, read_raw, read_raw_masked, write_raw
 from ..machine.errors import (NkiValidationError, UnsupportedError, describe,
                               kernel_location, numerics_warning)
 from ..machine.record import Instruction
@@ -101,8 +101,9 @@ class Instr:
         counts = [(r, t) for r, t in named if t is not None]
         if len({t.shape[0] for _, t in counts}) > 1:
             desc = ", ".join(f"{r}[{', '.join(map(str, t.shape))}]" for r, t in counts)
+            full = "; ".join(f"{r}: {describe(t)}" for r, t in counts)
             self.fail(f"number of partitions (dimension 0 size of a tile) mismatch in "
-                      f"parameters ({desc}) of {self.opcode!r}")
+                      f"parameters ({desc}) of {self.opcode!r} ({full})")
 
     def same_elements(self, a_role, a, b_role, b, per_partition=True):
         na = free_size(a) if per_partition else a.size
@@ -127,17 +128,30 @@ class Instr:
             return None
         return read_raw(t, self.strict, self.opcode)
 
+    def read_skipping(self, role: str, t: NkiTensor):
+        """Like `read` for oob_mode=skip: (values, keep) where `keep` marks the dim-0
+        rows whose runtime index is in bounds (None: all), or (None, None)."""
+        self._note_indirect(t)
+        self.reads.append(describe_access(t, role, "r"))
+        if not self.numerics:
+            return None, None
+        return read_raw_masked(t, self.strict, self.opcode, skip_oob=True)
+
     def read_fp32(self, role: str, t: NkiTensor) -> np.ndarray | None:
         raw = self.read(role, t)
         return None if raw is None else to_fp32(raw)
 
     def write(self, role: str, t: NkiTensor, values, *, raw: bool = False,
-              skip_oob: bool = False) -> None:
+              skip_oob: bool = False, mask=None) -> None:
         """Record a write of `t` and store `values` (cast to t's dtype with RNE unless
         `raw`, meaning already in its storage type). `values` may be a callable,
-        evaluated only when numerics are on."""
+        evaluated only when numerics are on. `mask` (bool, broadcastable to t.shape):
+        store only where True."""
         self._note_indirect(t)
         self.writes.append(describe_access(t, role, "w"))
+        if t.space == "psum":  # ends matmul accumulation there (matmul re-marks its dst)
+            a = self.writes[-1]
+            self.run.cores[a.core].end_psum_groups(a.p_lo, a.p_hi, a.lo, a.hi)
         if not self.numerics:
             return
         if callable(values):
@@ -149,10 +163,10 @@ class Instr:
             v = np.broadcast_to(v, t.shape)
         except ValueError:
             self.fail(f"result of shape {v.shape} does not fit {role} {describe(t)}")
-        write_raw(t, v, skip_oob=skip_oob)
+        write_raw(t, v, skip_oob=skip_oob, mask=mask, op=self.opcode)
 
     def _note_indirect(self, t: NkiTensor):
-        if t.dyn is not None:
+        if t.dyn is not None and isinstance(t.dyn.index, NkiTensor):  # not a register
             self.reads.append(describe_access(t.dyn.index, "indirect_offset", "r"))
 
     def scalar(self, role: str, value, partitions: int):

@@ -1,2 +1,515 @@
-"""(in progress)"""
-__all__ = []
+"""Tensor Engine instructions: `nc_matmul` and `nc_transpose` (the MX matmul is in mx.py).
+
+Numerics. The PE array multiplies the exact input values (every matmul input type is
+exact in fp32) and accumulates in fp32. trnsim forms the products and their sum in
+float64 (products of two fp32 values are exact there) and rounds the sum once to fp32,
+so the result does not depend on a summation order the hardware does not publish; it
+can differ from a sequential fp32 sum in the last bits. tf32 operands are rounded to
+tf32 (RNE) as they enter the array. The fp32 result then goes to PSUM: it overwrites the
+destination, or is added to it in fp32 (bf16 PSUM on NeuronCore-v4: upcast, fp32 add,
+RNE back to bf16), per `accumulate`.
+
+Accumulation groups. `accumulate=None` means: the first matmul write to a PSUM location
+overwrites, later ones accumulate. trnsim tracks this per PSUM byte (`CoreState.psum_group`):
+a matmul marks the bytes of its `dst` with the id of dst's PSUM tensor; a write by any
+other instruction (memset, tensor_copy, DMA, ...) clears the mark, and a new PSUM
+tensor (even at a reused address) has a new id. An element accumulates iff all of its
+bytes carry dst's id. `accumulate=True`/`False` are honoured as given.
+
+Transpose. With `is_transpose=True` on NeuronCore-v3+ the PE routes values instead of
+multiplying: where column n of `moving` is one-hot (a single 1.0, zeros elsewhere),
+dst[:, n] is the selected row of `stationary`, bit-exact (NaN/Inf and -0.0 kept); other
+columns are computed as a matmul (with a warning). On NeuronCore-v2 transpose mode is
+only a profiler hint: the instruction is an ordinary fp32 matmul against the identity,
+so a NaN/Inf in `stationary` spreads along its output row (0*Inf = NaN), -0.0 becomes
++0.0, and the fp32 result is rounded to dst's dtype.
+"""
+from __future__ import annotations
+
+import itertools
+import weakref
+
+import numpy as np
+
+from ..machine.access import _decompose, describe_access, element_offsets, read_raw
+from ..machine.errors import UnsupportedError, describe
+from ..machine.tensor import NkiTensor
+from ..numerics.cast import cast, round_tf32, to_fp32
+from ..numerics.dtypes import (bfloat16, float8_e4m3, float8_e4m3fn, float8_e5m2, float16,
+                               float32, tfloat32)
+from .base import Instr, engine_name, free_size
+from .enums import engine as Engine, matmul_perf_mode
+
+_FP8 = (float8_e4m3, float8_e5m2, float8_e4m3fn)
+_FP32_CLASS = (float32, tfloat32)
+_MATMUL_INPUTS = (float8_e4m3, float8_e5m2, bfloat16, float16, tfloat32, float32)
+
+
+# -- shared Tensor Engine helpers (also used by isa/mx.py) ------------------
+def perf_mode_name(perf_mode) -> str:
+    if perf_mode is None:
+        return "none"
+    return perf_mode.value if isinstance(perf_mode, matmul_perf_mode) else str(perf_mode)
+
+
+def _as_int(ins: Instr, what: str, v) -> int:
+    try:
+        return int(v.__index__()) if hasattr(v, "__index__") else int(v)
+    except (TypeError, ValueError):
+        ins.fail(f"{what} must be an integer, got {v!r}")
+
+
+def check_tiling(ins: Instr, tile_position, tile_size, row_only: bool = False):
+    """Validate PE row/column tiling; returns ((start_row, start_col), (row_size,
+    col_size)), the full array when both are unset."""
+    te = ins.chip.core.tensor
+    tp = tuple(tile_position) if tile_position not in (None, ()) else ()
+    ts = tuple(tile_size) if tile_size not in (None, ()) else ()
+    if not tp and not ts:
+        return (0, 0), (te.rows, te.cols)
+    if not tp or not ts:
+        ins.fail(f"tile_position={tile_position!r} and tile_size={tile_size!r}: both must be "
+                 "set to enable PE tiling (or neither, for the full 128x128 array)")
+    if len(tp) != 2 or len(ts) != 2:
+        ins.fail(f"tile_position={tile_position!r} and tile_size={tile_size!r} must be "
+                 "2-tuples (start_row, start_column) and (row_size, column_size)")
+    sr, sc = (_as_int(ins, "tile_position", v) for v in tp)
+    rs, cs = (_as_int(ins, "tile_size", v) for v in ts)
+    allowed = tuple(te.tile_sizes)
+    for what, v in (("row_size", rs), ("column_size", cs)):
+        if v not in allowed:
+            cls = UnsupportedError if v in (32, 64, 128) else None
+            msg = (f"tile_size {what}={v} is not supported on {ins.chip.name} "
+                   f"(NeuronCore-v{ins.generation}); use one of {', '.join(map(str, allowed))}")
+            ins.fail(msg, cls) if cls else ins.fail(msg)
+    if row_only and cs != te.cols:
+        ins.fail(f"tile_size column_size={cs}: {ins.opcode} supports only row tiling "
+                 f"(column_size must be {te.cols})")
+    if row_only and sc != 0:
+        ins.fail(f"tile_position start_column={sc}: {ins.opcode} supports only row tiling "
+                 "(start_column must be 0)")
+    if sr < 0 or sr % rs or sr + rs > te.rows:
+        ins.fail(f"tile_position start_row={sr} must be a multiple of row_size={rs} with "
+                 f"start_row + row_size <= {te.rows}")
+    if sc < 0 or sc % cs or sc + cs > te.cols:
+        ins.fail(f"tile_position start_column={sc} must be a multiple of column_size={cs} "
+                 f"with start_column + column_size <= {te.cols}")
+    return (sr, sc), (rs, cs)
+
+
+def check_moving_fmax(ins: Instr, moving: NkiTensor, n: int, dst: NkiTensor):
+    te = ins.chip.core.tensor
+    limit = te.moving_fmax_16bit if dst.dtype.itemsize == 2 else te.moving_fmax_fp32
+    if n > limit:
+        ins.fail(f"moving {describe(moving)} has free size N={n}, over the limit of {limit} "
+                 f"for a {dst.dtype} dst on {ins.chip.name} (one matmul writes at most "
+                 f"{limit} {dst.dtype} elements per PSUM partition)")
+
+
+def check_dst(ins: Instr, dst: NkiTensor, m: int, n: int):
+    if dst.shape[0] != m or free_size(dst) != n:
+        ins.fail(f"dst {describe(dst)} must be [{m}, {n}] (M = stationary free size on "
+                 f"partitions, N = moving free size)")
+    core = ins.chip.core
+    te = core.tensor
+    if dst.dyn is None and te.moving_fmax_fp32 * 4 <= core.psum_bank_bytes:
+        acc = describe_access(dst, "dst", "w")
+        bank = core.psum_bank_bytes
+        if acc.lo // bank != (acc.hi - 1) // bank:
+            ins.fail(f"dst {describe(dst)} spans PSUM bytes [{acc.lo}, {acc.hi}) of each "
+                     f"partition, crossing a {bank}-byte PSUM bank boundary; on "
+                     f"{ins.chip.name} a matmul output must lie within one bank")
+
+
+def check_indirect(ins: Instr, tiled: bool, *named):
+    for role, t in named:
+        if t.dyn is not None:
+            ins.require_generation(4, f"tensor indirection on {ins.opcode} operand {role!r}")
+            ins.require(not tiled, f"operand {role!r} uses tensor indirection, which is "
+                        "incompatible with PE tiling (tile_position must be (0, 0) or unset)")
+
+
+# -- PSUM accumulation groups -------------------------------------------------
+_group_ids: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_next_group = itertools.count(1)
+
+
+def _group_id(storage) -> int:
+    gid = _group_ids.get(storage)
+    if gid is None:
+        gid = _group_ids[storage] = next(_next_group) & 0x7FFFFFFF or 1
+    return gid
+
+
+def _groups(core) -> np.ndarray:
+    if core.psum_group is None:
+        mem = core.psum
+        core.psum_group = np.zeros((mem.partitions, mem.bytes_per_partition), dtype=np.int32)
+    return core.psum_group
+
+
+class _Marks:
+    """The group marks of each byte of each element of PSUM view `t` (shape t.shape +
+    (itemsize,)): a strided view of the marks array for regular views, fancy indexing
+    otherwise, or t's bounding box when its element addresses are unknown (an indirect
+    view with numerics off)."""
+
+    def __init__(self, ins: Instr, groups: np.ndarray, t: NkiTensor):
+        self.groups, self.t, self.box = groups, t, False
+        self.view = self.idx = None
+        st, isz = t.storage, t.dtype.itemsize
+        dec = _decompose(t) if t.dyn is None else None
+        if dec is not None:
+            a0, b0, parts = dec
+            p_hi = a0 + sum(a * (n - 1) for (a, _), n in zip(parts, t.shape))
+            if a0 >= 0 and p_hi < st.partitions and all(a >= 0 and b >= 0 for a, b in parts):
+                rb, es = groups.shape[1], groups.itemsize
+                start = (st.partition + a0) * rb + st.address + b0 * isz
+                self.view = np.lib.stride_tricks.as_strided(
+                    groups.reshape(-1)[start:], shape=t.shape + (isz,),
+                    strides=[(a * rb + b * isz) * es for a, b in parts] + [es])
+                return
+        if t.dyn is not None and not ins.numerics:
+            a = describe_access(t, "dst", "w")
+            self.idx, self.box = (slice(a.p_lo, a.p_hi), slice(a.lo, a.hi)), True
+            return
+        e, _ = element_offsets(t)
+        p, r = np.divmod(e, t.row_elems)
+        self.idx = ((st.partition + p)[..., None],
+                    st.address + r[..., None] * isz + np.arange(isz))
+
+    def get(self) -> np.ndarray:
+        return self.view if self.view is not None else self.groups[self.idx]
+
+    def member(self, gid: int) -> np.ndarray:
+        """Per element: all its bytes are marked `gid` (one bool for a bounding box)."""
+        eq = self.get() == gid
+        return np.asarray(eq.all()) if self.box else eq.all(axis=-1)
+
+    def set(self, gid: int) -> None:
+        if self.view is not None:
+            self.view[...] = gid
+        else:
+            self.groups[self.idx] = gid
+
+    def init_flags(self) -> np.ndarray:
+        """The storage's written-flags of the same bytes."""
+        init = self.t.storage.memory.init
+        if self.idx is not None:
+            return init[self.idx]
+        e, _ = element_offsets(self.t)
+        st, isz = self.t.storage, self.t.dtype.itemsize
+        p, r = np.divmod(e, self.t.row_elems)
+        return init[(st.partition + p)[..., None], st.address + r[..., None] * isz +
+                    np.arange(isz)]
+
+
+def psum_store(ins: Instr, dst: NkiTensor, compute, accumulate) -> None:
+    """Write a Tensor Engine result to PSUM `dst`, overwriting or accumulating per
+    `accumulate` (None: per element, accumulate where an earlier matmul of this
+    accumulation group wrote). `compute()` returns (values, raw): fp32 values, or values
+    already in dst's storage type when `raw` (bit-exact transposes)."""
+    core = ins.run.cores[dst.storage.core]
+    groups = _groups(core)
+    gid = _group_id(dst.storage)
+    marks = _Marks(ins, groups, dst)
+    prev = marks.member(gid)
+    if accumulate is None:
+        acc = prev
+    else:
+        acc = np.asarray(bool(accumulate))
+        if acc:
+            _warn_uninitialized(ins, dst, marks, prev)
+    ins.attrs["accumulate"] = (bool(acc.all()) if acc.all() or not acc.any() else "partial")
+
+    def values():
+        new, raw = compute()
+        store = new if raw else cast(new, dst.dtype)
+        if not acc.any():
+            return store
+        new32 = to_fp32(new) if raw else np.asarray(new, dtype=np.float32)
+        old32 = to_fp32(read_raw(dst)).reshape(new32.shape)
+        return np.where(acc, cast(old32 + new32, dst.dtype), store)
+
+    # The write clears the marks of dst's bounding box (the non-matmul rule); keep those
+    # of bytes inside the box that are not dst's (a strided dst), then mark dst's own.
+    a = describe_access(dst, "dst", "w")
+    box = (slice(a.p_lo, a.p_hi), slice(a.lo, a.hi))
+    dense = marks.box or dst.size * dst.dtype.itemsize == (a.p_hi - a.p_lo) * (a.hi - a.lo)
+    saved = None if dense else groups[box].copy()
+    ins.write("dst", dst, values, raw=True)
+    if saved is not None:
+        groups[box] = saved
+    marks.set(gid)
+
+
+def _warn_uninitialized(ins: Instr, dst: NkiTensor, marks: _Marks, prev):
+    if np.all(prev):
+        return
+    if ins.generation < 4:
+        ins.warn(f"accumulate=True onto dst {describe(dst)}, which no earlier matmul of this "
+                 "accumulation group wrote: undefined on NeuronCore-v2/v3 (start the group "
+                 "with accumulate=False)")
+        return
+    if ins.numerics:
+        if not marks.init_flags().all():
+            ins.warn(f"accumulate=True onto dst {describe(dst)}, which was never written: "
+                     "undefined behavior (start the group with accumulate=False)")
+
+
+# -- nc_matmul ------------------------------------------------------------------
+def _check_input_dtype(ins: Instr, role: str, t: NkiTensor):
+    te = ins.chip.core.tensor
+    d = t.dtype
+    if d is float8_e4m3fn:
+        if not te.supports_e4m3fn:
+            ins.fail(f"{role} {describe(t)}: float8_e4m3fn (OCP fp8) matmul inputs need "
+                     f"NeuronCore-v4; {ins.chip.name} supports float8_e4m3 (legacy) and "
+                     "float8_e5m2", UnsupportedError)
+        return
+    if d.is_x4:
+        ins.fail(f"{role} {describe(t)}: packed MX data goes through nc_matmul_mx")
+    if d not in _MATMUL_INPUTS:
+        ok = ", ".join(str(x) for x in _MATMUL_INPUTS + ((float8_e4m3fn,) if te.supports_e4m3fn
+                                                         else ()))
+        ins.fail(f"{role} {describe(t)}: dtype {d} is not a Tensor Engine input type "
+                 f"(use one of {ok})")
+
+
+def _check_dtype_mix(ins: Instr, stationary: NkiTensor, moving: NkiTensor):
+    s, m = stationary.dtype, moving.dtype
+    if (s in _FP32_CLASS) != (m in _FP32_CLASS):
+        ins.fail(f"stationary {describe(stationary)} and moving {describe(moving)}: a "
+                 "float32/tfloat32 input needs the other input to be float32/tfloat32 too")
+    if {s, m} == {float8_e4m3, float8_e4m3fn}:
+        ins.fail(f"stationary {describe(stationary)} and moving {describe(moving)}: legacy "
+                 "float8_e4m3 and OCP float8_e4m3fn cannot be mixed in one matmul")
+
+
+def _check_matmul_dst_dtype(ins: Instr, dst: NkiTensor):
+    te = ins.chip.core.tensor
+    if dst.dtype is float32:
+        return
+    if dst.dtype is bfloat16:
+        ins.require(te.supports_bf16_psum,
+                    f"dst {describe(dst)}: a bfloat16 matmul output needs NeuronCore-v4; on "
+                    f"{ins.chip.name} dst must be float32", UnsupportedError)
+        return
+    ok = "float32 or bfloat16" if te.supports_bf16_psum else "float32"
+    ins.fail(f"dst {describe(dst)}: matmul output must be {ok}")
+
+
+def _operand_values(ins: Instr, role: str, t: NkiTensor, shape):
+    raw = ins.read(role, t)
+    if raw is None:
+        return None, None
+    v = to_fp32(raw)
+    if t.dtype is tfloat32:
+        v = round_tf32(v)
+    return raw.reshape(shape), v.reshape(shape)
+
+
+def _matmul64(s32: np.ndarray, m32: np.ndarray) -> np.ndarray:
+    """stationary[K, M].T @ moving[K, N]: exact products, float64 sum, one RNE to fp32."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        return (s32.astype(np.float64).T @ m32.astype(np.float64)).astype(np.float32)
+
+
+def _check_onezero(ins: Instr, role: str, flag: bool, values):
+    if flag and values is not None:
+        ok = (values == 0) | (values == 1)
+        if not ok.all():
+            ins.warn(f"is_{role}_onezero=True but {role} holds values other than 0 and 1 "
+                     f"(e.g. {values[~ok].flat[0]!r}); the hint makes the hardware result "
+                     "wrong for them")
+
+
+def nc_matmul(dst, stationary, moving, is_stationary_onezero=False, is_moving_onezero=False,
+              is_transpose=False, accumulate=None, tile_position=(), tile_size=(),
+              perf_mode=matmul_perf_mode.none, name=None):
+    """dst[M, N] = stationary[K, M].T @ moving[K, N] on the Tensor Engine (SBUF -> PSUM),
+    accumulated in fp32; `perf_mode=double_row` (fp8, v3+) contracts [K, 2, M] x [K, 2, N]."""
+    pm = perf_mode_name(perf_mode)
+    with Instr("nc_matmul", None, default="tensor") as ins:
+        ins.operand("stationary", stationary, ("sbuf",))
+        ins.operand("moving", moving, ("sbuf",))
+        ins.operand("dst", dst, ("psum",))
+        te = ins.chip.core.tensor
+        if pm not in ("none", "double_row"):
+            ins.fail(f"perf_mode={perf_mode!r}: use matmul_perf_mode.none or .double_row")
+        transpose = bool(is_transpose)
+        ins.same_partitions(("stationary", stationary), ("moving", moving))
+        (sr, sc), (rs, cs) = check_tiling(ins, tile_position, tile_size)
+        tiled = (rs, cs) != (te.rows, te.cols)
+        check_indirect(ins, tiled and (sr, sc) != (0, 0), ("dst", dst),
+                       ("stationary", stationary), ("moving", moving))
+        if transpose:
+            ins.require(moving.dyn is None, "moving cannot use tensor indirection with "
+                        "is_transpose=True")
+        k = stationary.shape[0]
+        double = pm == "double_row"
+        if double:
+            if not te.supports_double_row:
+                ins.fail(f"perf_mode=double_row needs NeuronCore-v3 or newer; target "
+                         f"{ins.chip.name} is NeuronCore-v{ins.generation}", UnsupportedError)
+            ins.require(not transpose, "perf_mode=double_row cannot be combined with "
+                        "transpose mode (is_transpose=True)")
+            ins.require(cs == te.cols, f"perf_mode=double_row cannot be combined with column "
+                        f"tiling (tile_size column_size={cs})")
+            for role, t in (("stationary", stationary), ("moving", moving)):
+                ins.require(t.ndim >= 3 and t.shape[1] == 2,
+                            f"perf_mode=double_row: {role} {describe(t)} must be [K, 2, ...] "
+                            "(contraction split over partitions and a first free dim of 2)")
+                ins.require(t.dtype in _FP8,
+                            f"perf_mode=double_row: {role} {describe(t)} must be fp8 "
+                            "(float8_e4m3 or float8_e5m2"
+                            + (", float8_e4m3fn)" if te.supports_e4m3fn else ")"))
+            m = int(np.prod(stationary.shape[2:]))
+            n = int(np.prod(moving.shape[2:]))
+            kc = 2 * k
+        else:
+            m, n, kc = free_size(stationary), free_size(moving), k
+        limit_k = min(te.contraction_max, rs)
+        if k > limit_k:
+            ins.fail(f"stationary {describe(stationary)} and moving {describe(moving)}: "
+                     f"contraction (partition) size K={k} exceeds the limit of {limit_k}"
+                     + (f" (tile_size row_size={rs})" if rs < te.rows else ""))
+        limit_m = min(te.stationary_fmax, cs)
+        if m > limit_m:
+            ins.fail(f"stationary {describe(stationary)}: free size M={m} exceeds the limit "
+                     f"of {limit_m}" + (f" (tile_size column_size={cs})" if cs < te.cols
+                                        else ""))
+        check_moving_fmax(ins, moving, n, dst)
+        check_dst(ins, dst, m, n)
+
+        # dtypes
+        if transpose and ins.generation >= 3:
+            ins.require(not stationary.dtype.is_x4 and not moving.dtype.is_x4,
+                        "transpose mode does not take packed MX (x4) data")
+            ins.require(dst.dtype == stationary.dtype or (dst.dtype is float32
+                                                          and stationary.dtype.is_float),
+                        f"transpose mode: dst {describe(dst)} must have the dtype of "
+                        f"stationary {describe(stationary)} (a bit-exact transpose), or be "
+                        "float32 for a float stationary")
+        else:
+            _check_input_dtype(ins, "stationary", stationary)
+            _check_input_dtype(ins, "moving", moving)
+            _check_dtype_mix(ins, stationary, moving)
+            if transpose and dst.dtype == stationary.dtype:
+                pass  # v2 transpose hint: PE result rounded to the data's dtype
+            else:
+                _check_matmul_dst_dtype(ins, dst)
+
+        ins.attrs.update(
+            perf_mode=pm, K=k, contraction=kc, M=m, N=n,
+            stationary_dtype=str(stationary.dtype), moving_dtype=str(moving.dtype),
+            dst_dtype=str(dst.dtype), tile_position=(sr, sc), tile_size=(rs, cs),
+            is_transpose=transpose, is_stationary_onezero=bool(is_stationary_onezero),
+            is_moving_onezero=bool(is_moving_onezero))
+        if name is not None:
+            ins.attrs["name"] = name
+
+        s_raw, s32 = _operand_values(ins, "stationary", stationary, (kc, m))
+        m_raw, m32 = _operand_values(ins, "moving", moving, (kc, n))
+        _check_onezero(ins, "stationary", is_stationary_onezero, s32)
+        _check_onezero(ins, "moving", is_moving_onezero, m32)
+
+        if transpose and ins.generation >= 3:
+            psum_store(ins, dst, lambda: _route(ins, s_raw, s32, m32, dst), accumulate)
+        else:
+            psum_store(ins, dst, lambda: (_matmul64(s32, m32).reshape(dst.shape), False),
+                       accumulate)
+
+
+def _route(ins: Instr, s_raw, s32, m32, dst):
+    """Transpose mode (v3+): bit-exact routing of stationary rows selected by one-hot
+    moving columns; other columns fall back to a matmul rounded to dst's dtype."""
+    one, zero = m32 == 1, m32 == 0
+    onehot = (one.sum(axis=0) == 1) & (one | zero).all(axis=0)
+    k_of_n = one.argmax(axis=0)
+    out = s_raw[k_of_n, :].T.copy()  # [M, N] in stationary's storage type
+    if dst.dtype.np != out.dtype:  # a float32 dst: the exact upcast of the routed values
+        out = cast(to_fp32(out), dst.dtype)
+    if not onehot.all():
+        ins.warn("is_transpose=True with a moving tile that is not one-hot per column (an "
+                 "identity or permutation): those columns are computed as a matmul")
+        mm = cast(_matmul64(s32, m32), dst.dtype)
+        out[:, ~onehot] = mm[:, ~onehot]
+    return out.reshape(dst.shape), True
+
+
+# -- nc_transpose -------------------------------------------------------------
+def nc_transpose(dst, data, engine=Engine.unknown, name=None):
+    """dst[F, P] = data[P, F] (free dims flattened): on the Tensor Engine (SBUF -> PSUM,
+    <= 128x128, an identity matmul in transpose mode) or the Vector Engine (<= 32x32,
+    SBUF/PSUM). Default: Tensor Engine when data is in SBUF and dst in PSUM, else Vector."""
+    e = engine_name(engine)
+    if e == "unknown":
+        e = ("tensor" if isinstance(data, NkiTensor) and isinstance(dst, NkiTensor)
+             and data.space == "sbuf" and dst.space == "psum" else "vector")
+    with Instr("nc_transpose", e, allowed=("tensor", "vector")) as ins:
+        if ins.engine == "tensor":
+            _pe_transpose(ins, dst, data)
+        else:
+            _vector_transpose(ins, dst, data)
+        if name is not None:
+            ins.attrs["name"] = name
+
+
+def _transpose_shapes(ins: Instr, dst, data, limit: int, engine: str):
+    p, f = data.shape[0], free_size(data)
+    if p > limit or f > limit:
+        ins.fail(f"data {describe(data)} is [{p}, {f}] (free dims flattened); the {engine} "
+                 f"Engine transposes at most [{limit}, {limit}]")
+    if dst.shape[0] != f or free_size(dst) != p:
+        ins.fail(f"dst {describe(dst)} must be [{f}, {p}], the transpose of data "
+                 f"{describe(data)}")
+    if dst.dtype != data.dtype:
+        ins.fail(f"dst {describe(dst)} must have the dtype of data {describe(data)}")
+    return p, f
+
+
+def _pe_transpose(ins: Instr, dst, data):
+    ins.operand("data", data, ("sbuf",))
+    ins.operand("dst", dst, ("psum",))
+    te = ins.chip.core.tensor
+    p, f = _transpose_shapes(ins, dst, data, min(te.rows, te.stationary_fmax), "Tensor")
+    ins.require(not data.dtype.is_x4, f"data {describe(data)}: packed MX (x4) data cannot "
+                "be transposed")
+    bit_exact = ins.generation >= 3
+    if not bit_exact:
+        ins.require(data.dtype in _MATMUL_INPUTS,
+                    f"data {describe(data)}: on {ins.chip.name} the Tensor Engine transposes "
+                    f"by a matmul, so data must be a matmul input type; use "
+                    f"engine=nisa.vector_engine for {data.dtype}")
+    check_dst(ins, dst, f, p)
+    ins.attrs.update(perf_mode="none", K=p, contraction=p, M=f, N=p,
+                     stationary_dtype=str(data.dtype), moving_dtype=str(data.dtype),
+                     dst_dtype=str(dst.dtype), tile_position=(0, 0),
+                     tile_size=(te.rows, te.cols), is_transpose=True,
+                     is_stationary_onezero=False, is_moving_onezero=True)
+    raw = ins.read("data", data)
+
+    def compute():
+        r = raw.reshape(p, f)
+        if bit_exact:
+            return r.T.reshape(dst.shape), True
+        v = to_fp32(r)
+        if data.dtype is tfloat32:
+            v = round_tf32(v)
+        return _matmul64(v, np.eye(p, dtype=np.float32)).reshape(dst.shape), False
+
+    psum_store(ins, dst, compute, False)
+
+
+def _vector_transpose(ins: Instr, dst, data):
+    ins.operand("data", data)
+    ins.operand("dst", dst)
+    limit = ins.chip.core.vector.extras.get("transpose_max", 32)
+    p, f = _transpose_shapes(ins, dst, data, limit, "Vector")
+    raw = ins.read("data", data)
+    ins.write("dst", dst, None if raw is None else raw.reshape(p, f).T.reshape(dst.shape),
+              raw=True)
+
+
+__all__ = ["nc_matmul", "nc_transpose"]

@@ -18,6 +18,7 @@ class AluOp:
     fn: Callable
     kind: str  # 'arith' | 'bitvec' | 'compare' | 'logical'
     identity: float | None = None  # reduction identity, where the op reduces
+    unary: bool = False  # one operand (abs, square, relu, rsqrt, reciprocal, invert)
 
     def __call__(self, a, b):
         return self.fn(a, b)
@@ -32,11 +33,15 @@ def _cmp(fn):
 
 
 def _abs_max(a, b):
-    return np.maximum(np.abs(_f(a)), np.abs(_f(b)))
+    """The signed value of larger magnitude; y on a tie (nki.language.abs_max docs)."""
+    a, b = _f(a), _f(b)
+    return np.where(np.abs(a) > np.abs(b), a, b).astype(np.float32)
 
 
 def _abs_min(a, b):
-    return np.minimum(np.abs(_f(a)), np.abs(_f(b)))
+    """The signed value of smaller magnitude; y on a tie (nki.language.abs_min docs)."""
+    a, b = _f(a), _f(b)
+    return np.where(np.abs(a) < np.abs(b), a, b).astype(np.float32)
 
 
 def _logical_shift_right(a, b):
@@ -63,6 +68,11 @@ def _pow(a, b):
 def _div(a, b):
     with np.errstate(all="ignore"):
         return np.divide(_f(a), _f(b))
+
+
+def _rsqrt(a):
+    with np.errstate(all="ignore"):
+        return np.float32(1) / np.sqrt(_f(a))
 
 
 def _fmod(a, b):
@@ -105,6 +115,13 @@ _OPS = [
     AluOp("bitwise_xor", np.bitwise_xor, "bitvec"),
     AluOp("left_shift", _shift_left, "bitvec"),
     AluOp("right_shift", _logical_shift_right, "bitvec"),
+    # unary operators of the ALU table (the second operand is ignored)
+    AluOp("abs", lambda a, b=None: np.abs(_f(a)), "arith", unary=True),
+    AluOp("square", lambda a, b=None: _f(a) * _f(a), "arith", unary=True),
+    AluOp("relu", lambda a, b=None: np.maximum(_f(a), np.float32(0)), "arith", unary=True),
+    AluOp("rsqrt", lambda a, b=None: _rsqrt(a), "arith", unary=True),
+    AluOp("reciprocal", lambda a, b=None: _div(np.float32(1), _f(a)), "arith", unary=True),
+    AluOp("invert", lambda a, b=None: np.invert(a), "bitvec", unary=True),
 ]
 ALU = {op.name: op for op in _OPS}
 _ALIASES = {
@@ -112,6 +129,7 @@ _ALIASES = {
     "amax": "maximum", "amin": "minimum", "true_divide": "divide", "pow": "power",
     "logical_shift_left": "left_shift", "logical_shift_right": "right_shift",
     "arith_shift_left": "left_shift", "remainder": "mod", "sum": "add", "prod": "multiply",
+    "absolute": "abs", "bitwise_not": "invert", "bitwise_invert": "invert",
 }
 
 

@@ -60,32 +60,90 @@ def _decompose(t: NkiTensor):
     return a0, b0, parts
 
 
-def element_offsets(t: NkiTensor, skip_oob=False):
+def element_offsets(t: NkiTensor, skip_oob=False, op=""):
     """Element addresses of every element of `t` (int64, shape t.shape), with the
-    runtime indirect offset applied; and a mask of in-bounds rows when skipping."""
+    runtime indirect offset applied, and the rows (positions along dim 0) to keep.
+
+    A runtime index outside [0, bound) of the dim it selects, or one that takes an
+    element outside the storage, is out of bounds: an OutOfBoundsError naming the index
+    (default), or with `skip_oob` its rows are dropped (`keep` is False there and their
+    addresses are parked at 0) -- every row for a scalar (whole-view) offset. A static
+    view reaching outside its storage is always an error. `keep` is None when every
+    row is kept."""
     e = np.full(t.shape, t.offset, dtype=np.int64)
     for d, (s, n) in enumerate(zip(t.strides, t.shape)):
         shape = [1] * t.ndim
         shape[d] = n
         e = e + (np.arange(n, dtype=np.int64) * s).reshape(shape)
-    keep = None
-    if t.dyn is not None:
-        idx = read_raw(t.dyn.index).astype(np.int64)
-        if t.dyn.kind == "scalar":
-            e = e + int(idx.reshape(-1)[0]) * t.dyn.scale
-        else:
-            rows = idx.reshape(idx.shape[0], -1)[:, 0]
-            e = e + (rows * t.dyn.scale).reshape((-1,) + (1,) * (t.ndim - 1))
     limit = _limit(t)
-    bad = (e < 0) | (e >= limit)
-    if bad.any():
-        if not skip_oob:
-            first = np.argwhere(bad)[0]
+    dyn = t.dyn
+    if dyn is None:
+        bad = (e < 0) | (e >= limit)
+        if bad.any():
+            first = tuple(int(i) for i in np.argwhere(bad)[0])
             raise OutOfBoundsError(
-                f"access at index {tuple(int(i) for i in first)} of {describe(t)} reaches "
-                f"element {int(e[tuple(first)])}, outside the {limit} elements of its storage")
-        keep = ~bad.reshape(bad.shape[0], -1).any(axis=1)
-    return e, keep
+                f"access at index {first} of {describe(t)} reaches element {int(e[first])}, "
+                f"outside the {limit} elements of its storage", op=op or None)
+        return e, None
+    n0 = t.shape[0]
+    if dyn.kind == "ti":
+        idx = index_values(dyn.index)
+        i = np.arange(t.shape[-1])  # the offsets run along the last dim of the view
+        offs = idx[i % dyn.group, i // dyn.group]
+        e = e + (offs * dyn.scale).reshape((1,) * (t.ndim - 1) + (-1,))
+        rows_idx, pos = offs, [(int(a), int(b)) for a, b in zip(i % dyn.group, i // dyn.group)]
+        bad_idx = (offs < 0) | (offs >= dyn.bound) if dyn.bound is not None else offs < 0
+        if bad_idx.any() or ((e < 0) | (e >= limit)).any():
+            k = int(np.argmax(bad_idx)) if bad_idx.any() else 0
+            raise OutOfBoundsError(
+                f"runtime offset {int(rows_idx[k])} (index{list(pos[k])} of "
+                f"{describe(dyn.index)}) is outside [0, {dyn.bound}) for the free "
+                f"dimension of {describe(t)}", op=op or None)
+        return e, None
+    if dyn.kind == "scalar":
+        v = int(index_values(dyn.index).reshape(-1)[0]) if dyn.index_is_tensor \
+            else int(dyn.index.__index__())
+        rows = np.full(n0, v, dtype=np.int64)
+        e = e + v * dyn.scale
+    else:
+        flat = index_values(dyn.index).T.reshape(-1)
+        rows = flat[:n0]
+        e = e + (rows * dyn.scale).reshape((-1,) + (1,) * (t.ndim - 1))
+    idx_bad = (rows < 0) | (rows >= dyn.bound) if dyn.bound is not None \
+        else np.zeros(n0, dtype=bool)
+    addr_bad = ((e < 0) | (e >= limit)).reshape(n0, -1).any(axis=1)
+    bad = idx_bad | addr_bad
+    if not bad.any():
+        return e, None
+    if dyn.kind == "scalar":
+        bad[:] = True
+    if not skip_oob:
+        r = int(np.argmax(bad))
+        where = _index_position(dyn, r)
+        why = (f"outside [0, {dyn.bound}) for dimension {dyn.dim}" if idx_bad[r] else
+               f"takes the access outside the {limit} elements of the storage")
+        raise OutOfBoundsError(
+            f"runtime index {int(rows[r])} ({where}) {why} of {describe(t)}; pass "
+            "oob_mode=nisa.oob_mode.skip to skip out-of-bounds rows", op=op or None)
+    e = np.where(bad.reshape((-1,) + (1,) * (t.ndim - 1)), 0, e)
+    return e, ~bad
+
+
+def _index_position(dyn, row: int) -> str:
+    if not dyn.index_is_tensor:
+        return f"register {dyn.index!r}"
+    idx = dyn.index
+    if dyn.kind == "scalar":
+        return f"the value of scalar offset {describe(idx)}"
+    p, c = row % idx.shape[0], row // idx.shape[0]
+    return f"row {row}: element [{p}, {c}] of index tensor {describe(idx)}"
+
+
+def index_values(index) -> np.ndarray:
+    """The runtime values of an index tensor as int64, shape (P, K) (free dims
+    flattened)."""
+    raw = read_raw(index).astype(np.int64)
+    return raw.reshape(raw.shape[0], -1) if raw.ndim > 1 else raw.reshape(-1, 1)
 
 
 def _limit(t: NkiTensor) -> int:
@@ -139,6 +197,13 @@ def _byte_index(t: NkiTensor, e: np.ndarray):
 
 def read_raw(t: NkiTensor, strict=False, op="") -> np.ndarray:
     """A copy of the stored values of `t`, in its dtype's storage type."""
+    return read_raw_masked(t, strict, op)[0]
+
+
+def read_raw_masked(t: NkiTensor, strict=False, op="", skip_oob=False):
+    """(values, keep): like read_raw; with `skip_oob`, rows whose runtime index is out
+    of bounds read as zero bytes and `keep` (bool per dim-0 row) marks the others
+    (None when all rows are kept)."""
     st = t.storage
     view = _strided(t, st.data)
     if view is not None:
@@ -146,15 +211,18 @@ def read_raw(t: NkiTensor, strict=False, op="") -> np.ndarray:
             flags, ones = _flag_view(t)
             if not (flags == ones).all():
                 _uninitialized(t, op)
-        return np.array(view)
-    e, _ = element_offsets(t)
+        return np.array(view), None
+    e, keep = element_offsets(t, skip_oob, op)
     rows, cols = _byte_index(t, e)
-    if strict:
-        init = st.initialized[rows, cols] if rows is not None else st.initialized[cols]
-        if not init.all():
-            _uninitialized(t, op)
+    init = st.initialized[rows, cols] if rows is not None else st.initialized[cols]
     raw = st.data[rows, cols] if rows is not None else st.data[cols]
-    return np.ascontiguousarray(raw).view(t.dtype.np).reshape(t.shape)
+    if keep is not None:
+        gone = ~keep.reshape((-1,) + (1,) * t.ndim)
+        raw = np.where(gone, 0, raw).astype(np.uint8)
+        init = init | gone
+    if strict and not init.all():
+        _uninitialized(t, op)
+    return np.ascontiguousarray(raw).view(t.dtype.np).reshape(t.shape), keep
 
 
 def _uninitialized(t: NkiTensor, op: str):
@@ -164,20 +232,35 @@ def _uninitialized(t: NkiTensor, op: str):
         "(strict mode)", op=op or None)
 
 
-def write_raw(t: NkiTensor, values: np.ndarray, skip_oob=False) -> None:
-    """Store `values` (already in t's storage type, broadcastable to t.shape)."""
+def write_raw(t: NkiTensor, values: np.ndarray, skip_oob=False, mask=None, op="") -> None:
+    """Store `values` (already in t's storage type, broadcastable to t.shape).
+    `mask` (bool, broadcastable to t.shape): write only where True. With `skip_oob`,
+    rows whose runtime index is out of bounds are not written."""
     st = t.storage
     values = np.broadcast_to(np.asarray(values, dtype=t.dtype.np), t.shape)
+    if mask is not None:
+        mask = np.broadcast_to(np.asarray(mask, dtype=bool), t.shape)
+        if mask.all():
+            mask = None
     view = _strided(t, st.data)
     if view is not None:
-        view[...] = values
         flags, ones = _flag_view(t)
-        flags[...] = ones
+        if mask is None:
+            view[...] = values
+            flags[...] = ones
+        else:
+            view[mask] = values[mask]
+            flags[mask] = ones
         return
-    e, keep = element_offsets(t, skip_oob)
+    e, keep = element_offsets(t, skip_oob, op)
     raw = np.ascontiguousarray(values).view(np.uint8).reshape(t.shape + (t.dtype.itemsize,))
+    sel = None
     if keep is not None:
-        e, raw = e[keep], raw[keep]
+        sel = np.broadcast_to(keep.reshape((-1,) + (1,) * (t.ndim - 1)), t.shape)
+    if mask is not None:
+        sel = mask if sel is None else sel & mask
+    if sel is not None:
+        e, raw = e[sel], raw[sel]
     rows, cols = _byte_index(t, e)
     if rows is not None:
         st.data[rows, cols] = raw

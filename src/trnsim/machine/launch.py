@@ -5,6 +5,7 @@ array in place (as on the device); torch tensors are converted and written back.
 from __future__ import annotations
 
 import inspect
+import os
 
 import numpy as np
 
@@ -105,10 +106,12 @@ def _param_names(fn, n: int) -> list[str]:
 
 
 def run_kernel(fn, args=(), kwargs=None, *, lnc: int = 1, chip=None, numerics=True,
-               strict=False):
+               strict=None):
     """Run `fn(*args, **kwargs)` on a simulated chip with `lnc` logical cores.
-    Returns (host outputs, the Run with its program)."""
-    run = Run(chip, lnc, Options(numerics=numerics, strict=strict))
+    `strict=None` means $TRNSIM_STRICT. Returns (host outputs, the Run with its program)."""
+    if strict is None:
+        strict = os.environ.get("TRNSIM_STRICT", "").strip().lower() in ("1", "true", "yes", "on")
+    run = Run(chip, lnc, Options(numerics=numerics, strict=bool(strict)))
     host = _HostArgs(run)
     with activate(run):
         names = _param_names(fn, len(args))

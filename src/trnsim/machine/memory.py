@@ -3,6 +3,7 @@ partition) with a liveness-driven allocator, and HBM tensors with their own buff
 one virtual address space (so accesses can be compared for dependencies)."""
 from __future__ import annotations
 
+import gc
 import itertools
 import weakref
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from ..numerics.dtypes import DType
 from .errors import CapacityError, SourceLocation
 
 INT_FILL = 4  # what the reference simulator writes into fresh integer tensors
+_MAX_LISTED = 24  # live tensors listed in a capacity error
 
 
 def fill_pattern(dtype: DType) -> np.ndarray:
@@ -65,19 +67,29 @@ class Storage:
 @dataclass
 class _Block:
     start: int
-    size: int
+    size: int  # bytes per partition the allocation holds (its footprint)
     name: str
     shape_desc: str
     site: SourceLocation | None
     explicit: bool
+    p_lo: int = 0
+    p_hi: int = 0
+    nbytes: int = 0  # bytes per partition the tensor itself covers
 
 
 class OnChipMemory:
     """One core's SBUF or PSUM: a (partitions, bytes_per_partition) byte arena.
 
-    Tensors without an explicit address are placed first-fit; a tensor's space is
-    reused only after the tensor (and every view of it) is dead, the way the compiler
-    reuses a buffer after its last use."""
+    Tensors without an explicit address are placed first-fit at `align`-byte
+    boundaries (a PSUM tile starts on a bank boundary and holds the rest of its last
+    bank, so a [128, 1] fp32 PSUM tile takes a whole 2 KiB bank). A tensor's space is
+    reused only after the tensor (and every view of it) is dead -- garbage-collected,
+    the way the compiler reuses a buffer after its last use. Fresh space holds the
+    fill pattern (NaN / 4) and counts as unwritten for strict mode.
+
+    A tensor with an explicit `address=` is placed exactly there, may overlap other
+    tensors (that is how kernels alias memory), and keeps the bytes of any live
+    tensor it overlaps; automatic placements avoid it while it lives."""
 
     def __init__(self, space: str, core: int, partitions: int, bytes_per_partition: int,
                  align: int, chip_name: str):
@@ -90,64 +102,122 @@ class OnChipMemory:
         self.data = np.zeros((partitions, bytes_per_partition), dtype=np.uint8)
         self.init = np.zeros((partitions, bytes_per_partition), dtype=bool)
         self._blocks: dict[int, _Block] = {}
+        self._dead: list[int] = []  # filled by finalizers; reaped before each use
         self._ids = itertools.count()
         self.peak_bytes = 0
 
+    def _reap(self) -> None:
+        """Free the blocks of tensors that died. (Finalizers only queue the id, so a
+        collection during an iteration over the blocks cannot change them.)"""
+        while self._dead:
+            self._blocks.pop(self._dead.pop(), None)
+
     def live_bytes(self) -> int:
+        self._reap()
         return sum(b.size for b in self._blocks.values() if not b.explicit)
 
+    def live(self) -> list[_Block]:
+        """The live allocations, by address."""
+        self._reap()
+        return sorted(self._blocks.values(), key=lambda b: (b.start, b.p_lo))
+
+    def _footprint(self, start: int, nbytes: int) -> int:
+        """Bytes per partition an allocation of `nbytes` at `start` holds: up to the
+        next alignment boundary (the rest of a PSUM bank), clipped at the arena end."""
+        end = -(-(start + nbytes) // self.align) * self.align
+        return min(end, self.bytes_per_partition) - start
+
     def allocate(self, storage: Storage, dtype: DType, shape, address=None) -> None:
-        size = storage.row_bytes
-        if address is None:
-            size = -(-size // self.align) * self.align
-            start = self._first_fit(size)
+        self._reap()
+        nbytes = storage.row_bytes
+        explicit = address is not None
+        if not explicit:
+            start = self._first_fit(nbytes)
             if start is None:
-                self._overflow(storage, dtype, shape, size)
+                gc.collect()  # dead tensors caught in reference cycles
+                self._reap()
+                start = self._first_fit(nbytes)
+            if start is None:
+                self._overflow(storage, dtype, shape, nbytes)
         else:
             start = int(address)
             if start % self.align and self.space == "psum":
                 raise CapacityError(
-                    f"PSUM tensor {storage.name!r} at address {start} is not bank-aligned "
-                    f"({self.align} bytes per partition per bank)", op="ndarray")
-            if start < 0 or start + size > self.bytes_per_partition:
+                    f"PSUM tensor {storage.name or '<unnamed>'!r} "
+                    f"{dtype}[{', '.join(map(str, shape))}] at address {start} is not "
+                    f"bank-aligned (PSUM addresses are multiples of the {self.align}-byte "
+                    "bank per partition)", op="ndarray", location=storage.site)
+            if start < 0 or start + nbytes > self.bytes_per_partition:
                 raise CapacityError(
-                    f"tensor {storage.name!r} at address {start} with {size} bytes per "
-                    f"partition ends past the {self.bytes_per_partition} bytes of "
-                    f"{self.space.upper()} per partition on {self.chip_name}", op="ndarray")
+                    f"tensor {storage.name or '<unnamed>'!r} "
+                    f"{dtype}[{', '.join(map(str, shape))}] at address {start} with "
+                    f"{nbytes} bytes per partition ends at byte {start + nbytes}, past the "
+                    f"{self.bytes_per_partition} bytes of {self.space.upper()} per partition "
+                    f"on {self.chip_name}", op="ndarray", location=storage.site)
         storage.address = start
-        block_id = next(self._ids)
-        self._blocks[block_id] = _Block(start, size, storage.name,
-                                        f"{dtype}[{', '.join(map(str, shape))}]",
-                                        storage.site, address is not None)
-        self.peak_bytes = max(self.peak_bytes, self.live_bytes())
         rows = slice(storage.partition, storage.partition + storage.partitions)
-        cols = slice(start, start + storage.row_bytes)
-        pattern = fill_pattern(dtype)
-        self.data[rows, cols] = np.resize(pattern, storage.row_bytes)
+        cols = slice(start, start + nbytes)
+        # Explicitly placed tensors alias: keep the bytes of live tensors they overlap.
+        kept = []
+        if explicit:
+            for b in list(self._blocks.values()):
+                lo, hi = max(start, b.start), min(start + nbytes, b.start + b.nbytes)
+                plo = max(storage.partition, b.p_lo)
+                phi = min(storage.partition + storage.partitions, b.p_hi)
+                if lo < hi and plo < phi:
+                    r, c = slice(plo, phi), slice(lo, hi)
+                    kept.append((r, c, self.data[r, c].copy(), self.init[r, c].copy()))
+        self.data[rows, cols] = np.resize(fill_pattern(dtype), nbytes)
         self.init[rows, cols] = False
-        weakref.finalize(storage, self._blocks.pop, block_id, None)
+        for r, c, data, init in kept:
+            self.data[r, c] = data
+            self.init[r, c] = init
+        block_id = next(self._ids)
+        self._blocks[block_id] = _Block(
+            start, self._footprint(start, nbytes), storage.name,
+            f"{dtype}[{', '.join(map(str, shape))}]", storage.site, explicit,
+            storage.partition, storage.partition + storage.partitions, nbytes)
+        self.peak_bytes = max(self.peak_bytes, self.live_bytes())
+        weakref.finalize(storage, self._dead.append, block_id)
 
-    def _first_fit(self, size: int) -> int | None:
-        taken = sorted((b.start, b.start + b.size) for b in self._blocks.values())
+    def _first_fit(self, nbytes: int) -> int | None:
+        taken = sorted((b.start, b.start + b.size) for b in list(self._blocks.values()))
         cursor = 0
         for lo, hi in taken:
-            if lo - cursor >= size:
+            if lo - cursor >= nbytes:
                 return cursor
             cursor = max(cursor, -(-hi // self.align) * self.align)
-        return cursor if self.bytes_per_partition - cursor >= size else None
+        return cursor if self.bytes_per_partition - cursor >= nbytes else None
 
-    def _overflow(self, storage: Storage, dtype: DType, shape, size: int):
-        live = sorted(self._blocks.values(), key=lambda b: -b.size)
-        lines = [f"    {b.name or '<unnamed>'} {b.shape_desc}: {b.size} B/partition at "
-                 f"{b.start}" + (f" (allocated at {b.site})" if b.site else "") for b in live]
+    def _overflow(self, storage: Storage, dtype: DType, shape, nbytes: int):
+        live = self.live()
         used = sum(b.size for b in live)
-        unit = "banks" if self.space == "psum" else "bytes"
+        if self.space == "psum":
+            banks = -(-nbytes // self.align)
+            need = (f"needs {banks} PSUM bank{'s' if banks > 1 else ''} ({nbytes} bytes per "
+                    f"partition, a bank is {self.align})")
+            held = (f"{used // self.align} of {self.bytes_per_partition // self.align} banks "
+                    f"are held by {len(live)} live tensor{'s' if len(live) != 1 else ''}")
+        else:
+            need = f"needs {nbytes} bytes per partition"
+            held = (f"{used} of the {self.bytes_per_partition} usable bytes per partition "
+                    f"are held by {len(live)} live tensor{'s' if len(live) != 1 else ''}")
+        shown = live
+        if len(live) > _MAX_LISTED:  # the largest ones, in address order
+            big = sorted(live, key=lambda b: -b.size)[:_MAX_LISTED]
+            shown = [b for b in live if any(b is x for x in big)]
+        lines = [f"    {b.name or '<unnamed>'} {b.shape_desc}: {b.size} B/partition at byte "
+                 f"{b.start}" + (f", allocated at {b.site}" if b.site else "")
+                 + (" (explicit address)" if b.explicit else "") for b in shown]
+        if len(shown) < len(live):
+            rest = [b for b in live if not any(b is x for x in shown)]
+            lines.append(f"    ... and {len(rest)} smaller tensors holding "
+                         f"{sum(b.size for b in rest)} B/partition")
         raise CapacityError(
             f"{self.space.upper()} overflow on {self.chip_name} core {self.core}: tensor "
-            f"{storage.name or '<unnamed>'!r} {dtype}[{', '.join(map(str, shape))}] needs "
-            f"{size} bytes per partition, but {used} of {self.bytes_per_partition} are "
-            f"held by {len(live)} live tensors and no free gap fits ({unit} are reused "
-            f"only once a tensor is dead):\n" + "\n".join(lines), op="ndarray",
+            f"{storage.name or '<unnamed>'!r} {dtype}[{', '.join(map(str, shape))}] {need}, "
+            f"but {held} and no free gap fits (space is reused only once a tensor is "
+            "dead, i.e. no longer referenced):\n" + "\n".join(lines), op="ndarray",
             location=storage.site)
 
 

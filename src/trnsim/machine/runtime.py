@@ -30,7 +30,16 @@ class CoreState:
     psum: OnChipMemory
     accumulators: dict = field(default_factory=dict)  # engine -> [P] fp32 registers
     rng: dict = field(default_factory=dict)  # engine -> generator state
-    psum_written: set = field(default_factory=set)  # PSUM byte ranges written by matmul
+    # Matmul accumulation groups, per PSUM byte (partitions x bytes, created by the first
+    # matmul): the id of the group (PSUM tensor) a matmul last wrote the byte in, 0 where
+    # none did or a non-matmul write came since. See isa/matmul.py.
+    psum_group: "np.ndarray | None" = None
+
+    def end_psum_groups(self, p_lo: int, p_hi: int, lo: int, hi: int) -> None:
+        """A non-matmul write to PSUM bytes [lo, hi) of partitions [p_lo, p_hi) ends
+        any matmul accumulation group there (the next accumulate=None matmul overwrites)."""
+        if self.psum_group is not None:
+            self.psum_group[p_lo:p_hi, lo:hi] = 0
 
 
 class Run:
@@ -113,16 +122,30 @@ class Run:
         return NkiTensor(shape, dtype, st, region, name)
 
 
+class CoreDeadlockError(NkiValidationError):
+    """Every logical core that has not finished waits on another (an unmatched
+    core_barrier or sendrecv)."""
+
+
+class _Aborted(BaseException):
+    """Unwinds a core's thread after another core failed or the cores deadlocked
+    (a BaseException so that kernel code catching Exception does not swallow it)."""
+
+
 class CoreScheduler:
     """Runs one thread per logical core, one at a time: a core runs until it finishes
-    or blocks, then the next runnable core (lowest id) takes over."""
+    or blocks, then the lowest-id runnable core takes over. When a core raises, the
+    others are unwound at their next wait and the first error is re-raised; when no
+    core can run, the run ends with a CoreDeadlockError naming what each core waits on."""
 
     def __init__(self, n: int):
         self.n = n
         self.cond = threading.Condition()
         self.running = 0
         self.done = [False] * n
-        self.blocked: dict[int, object] = {}
+        self.blocked: dict[int, tuple] = {}  # core -> (ready predicate, description)
+        self.aborted = False
+        self.deadlock: CoreDeadlockError | None = None
 
     def run(self, body):
         if self.n == 1:
@@ -133,55 +156,89 @@ class CoreScheduler:
         def worker(i):
             _local.core_id = i
             with self.cond:
-                self.cond.wait_for(lambda: self.running == i)
+                self.cond.wait_for(lambda: self.running == i or self.aborted)
+                start = not self.aborted
             try:
-                results[i] = body(i)
+                if start:
+                    results[i] = body(i)
+            except _Aborted:
+                pass
             except BaseException as e:  # noqa: BLE001 - reraised in the caller
                 errors.append(e)
+                with self.cond:
+                    self.aborted = True
             finally:
                 with self.cond:
                     self.done[i] = True
                     self._hand_over()
-        threads = [threading.Thread(target=worker, args=(i,), daemon=True)
-                   for i in range(self.n)]
+        threads = [threading.Thread(target=worker, args=(i,), daemon=True,
+                                    name=f"trnsim-core{i}") for i in range(self.n)]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
         if errors:
             raise errors[0]
+        if self.deadlock is not None:
+            raise self.deadlock
         return results
 
     def _hand_over(self):
-        """Pick the next core to run (called with the lock held)."""
-        for i in range(self.n):
-            if not self.done[i] and (i not in self.blocked or self.blocked[i]()):
+        """Pick the next core to run (called with the lock held); never raises."""
+        if not self.aborted:
+            for i in range(self.n):
+                if self.done[i]:
+                    continue
+                if i in self.blocked:
+                    try:
+                        ready = self.blocked[i][0]()
+                    except Exception:  # noqa: BLE001 - a broken predicate cannot run
+                        ready = False
+                    if not ready:
+                        continue
                 self.running = i
                 self.cond.notify_all()
                 return
-        if not all(self.done):
-            self.running = -1
-            self.cond.notify_all()
-            raise NkiValidationError("deadlock: every logical core is waiting on another "
-                                     "(unmatched core_barrier or sendrecv)")
+            if all(self.done):
+                self.running = -1
+                self.cond.notify_all()
+                return
+            self.deadlock = self._deadlock_error()
+            self.aborted = True
+        self.running = -1
+        self.cond.notify_all()
 
-    def block_until(self, ready) -> None:
-        """Yield this core until `ready()` holds (another core makes it so)."""
-        i = _local.core_id
+    def _deadlock_error(self) -> CoreDeadlockError:
+        lines = []
+        for i in range(self.n):
+            if i in self.blocked:
+                lines.append(f"core {i} waits in {self.blocked[i][1] or 'a cross-core wait'}")
+            elif self.done[i]:
+                lines.append(f"core {i} has finished the kernel")
+        return CoreDeadlockError(
+            "deadlock between logical cores: " + "; ".join(lines) + ". Every core must "
+            "issue the same sequence of core_barrier (same cores) and sendrecv (matching "
+            "ranks and pipe_id) calls.", op=None,
+            location=next((self.blocked[i][2] for i in sorted(self.blocked)), None))
+
+    def block_until(self, ready, what: str = "") -> None:
+        """Yield this core until `ready()` holds (another core makes it so). `what`
+        describes the wait for the deadlock message."""
+        i = _local.core_id or 0
         if self.n == 1:
             if not ready():
-                raise NkiValidationError("waits on another logical core, but the kernel "
-                                         "runs with LNC=1")
+                raise CoreDeadlockError(f"{what or 'this instruction'} waits on another "
+                                        "logical core, but the kernel runs with LNC=1")
             return
         with self.cond:
             if ready():
                 return
-            self.blocked[i] = ready
+            self.blocked[i] = (ready, what, kernel_location(2))
             self._hand_over()
-            self.cond.wait_for(lambda: self.running == i or self.running == -1)
+            self.cond.wait_for(lambda: self.running == i or self.aborted)
             del self.blocked[i]
-            if self.running == -1:
-                raise NkiValidationError("deadlock between logical cores")
+            if self.aborted:
+                raise _Aborted()
 
 
 class _Local(threading.local):

@@ -5,6 +5,18 @@ On chip, an element address e lives in partition `storage.partition + e // row_e
 at byte `storage.address + (e % row_elems) * itemsize`, where row_elems is the
 storage's bytes per partition over the itemsize; so a (P, F...) tensor has partition
 stride prod(F), as in NKI. In HBM, e is at byte e * itemsize of the tensor's buffer.
+
+View rules (the NkiTensor reference, the NKI language guide and the access-pattern
+deep dive):
+- on chip (SBUF/PSUM) a view stays at least 2-D with the partition dim at position 0;
+  an integer on dim 0 keeps it at size 1, an integer on a free dim drops it unless that
+  leaves fewer than 2 dims (then the last indexed free dim stays at size 1); the
+  partition dim cannot be stepped, moved, split, merged or broadcast;
+- in HBM an integer drops its dim (the result stays at least 1-D);
+- static indices are bounds-checked (OutOfBoundsError names tensor, dim, range, size);
+- a runtime index (`select(dim, tensor)`, `vector_select`, `.ap(scalar_offset=|
+  vector_offset=)`, `.indirect`) makes the view indirect (`t.dyn`), resolved by the
+  instruction that consumes it; only one per view, and its dim is frozen.
 """
 from __future__ import annotations
 
@@ -65,6 +77,8 @@ class DynamicSlice:
 
 def _int(v) -> int:
     """An index that may be a virtual register or a 1-element value."""
+    if isinstance(v, (bool, np.bool_)):
+        raise NkiValidationError(f"index {v!r} is a bool, not an integer")
     if isinstance(v, (int, np.integer)):
         return int(v)
     if hasattr(v, "__index__"):
@@ -73,26 +87,64 @@ def _int(v) -> int:
 
 
 class Indirect:
-    """A runtime offset: `index` (an SBUF tensor) times `scale` elements, added to
-    every element ('scalar') or per position along view dim 0 ('vector')."""
+    """A runtime offset, resolved when an instruction reads or writes the view.
 
-    def __init__(self, index: "NkiTensor", scale: int, kind: str, dim: int):
-        self.index, self.scale, self.kind, self.dim = index, scale, kind, dim
+    kind 'scalar': one runtime value (a 1-element SBUF tensor, or a register) times
+        `scale` elements, added to every element.
+    kind 'vector': per position i along view dim 0, `rows[i] * scale` elements, where
+        `rows` is the index tensor flattened column-major (`index.T.flatten()`), so a
+        (P, 1) index gives row index[i, 0] to position i.
+    kind 'ti' (tensor indirection, NeuronCore-v4): view element [p, i] is at free
+        offset `index[i % group, i // group] * scale` of partition p.
+    `bound`: the runtime index must lie in [0, bound) (None: no index bound, only the
+    address is checked). `dim`: the dim of the tensor the index selects (informative).
+    """
+
+    def __init__(self, index, scale: int, kind: str, dim: int, bound: int | None = None,
+                 group: int = 16):
+        self.index, self.scale, self.kind, self.dim = index, int(scale), kind, dim
+        self.bound = None if bound is None else int(bound)
+        self.group = group
+
+    @property
+    def index_is_tensor(self) -> bool:
+        return isinstance(self.index, NkiTensor)
+
+    def __repr__(self):
+        name = describe(self.index) if self.index_is_tensor else repr(self.index)
+        return f"Indirect({self.kind}, index={name}, scale={self.scale}, bound={self.bound})"
 
 
-class NkiTensor(NKIObject):
+def _is_full(k) -> bool:
+    return isinstance(k, slice) and k.start is None and k.stop is None and k.step in (None, 1)
+
+
+class _ViewMeta(type):
+    """Lets the simulator build a view in one call, `NkiTensor(shape, dtype, storage,
+    buffer, name, strides=, offset=, indirect=)`, while `NkiTensor.__init__` keeps the
+    public signature of the NKI reference."""
+
+    def __call__(cls, *args, strides=None, offset=0, indirect=None, **kwargs):
+        t = super().__call__(*args, **kwargs)
+        if strides is not None:
+            t.strides = tuple(int(s) for s in strides)
+        t.offset = int(offset)
+        t.dyn = indirect
+        return t
+
+
+class NkiTensor(NKIObject, metaclass=_ViewMeta):
     """NKI tensor with shape-based view operations sharing one storage."""
 
-    def __init__(self, shape, dtype, storage, buffer=MemoryRegion.sbuf, name: str = "",
-                 *, strides=None, offset: int = 0, indirect: Indirect | None = None):
+    def __init__(self, shape, dtype, storage, buffer=MemoryRegion.sbuf, name=""):
         self.shape = tuple(int(s) for s in shape)
         self.dtype: DType = as_dtype(dtype)
         self.storage = storage
         self.buffer = as_region(buffer)
         self.name = name or (storage.name if storage is not None else "")
-        self.strides = tuple(strides) if strides is not None else _row_major(self.shape)
-        self.offset = int(offset)
-        self.dyn = indirect
+        self.strides = _row_major(self.shape)
+        self.offset = 0
+        self.dyn: Indirect | None = None
 
     # -- basic properties -------------------------------------------------
     @property
@@ -121,10 +173,20 @@ class NkiTensor(NKIObject):
         return self.view
 
     def __repr__(self) -> str:
-        return f"NkiTensor({describe(self)}, strides={self.strides}, offset={self.offset})"
+        ind = f", indirect={self.dyn!r}" if self.dyn is not None else ""
+        return f"NkiTensor({describe(self)}, strides={self.strides}, offset={self.offset}{ind})"
 
     def __len__(self) -> int:
         return self.shape[0]
+
+    def __bool__(self) -> bool:
+        """True when every element is nonzero, so the documented idiom
+        `assert nl.equal(c, expected)` checks values (always True without numerics)."""
+        from . import runtime
+        from .access import read_raw
+        if runtime._active and not runtime._active[-1].options.numerics:
+            return True
+        return bool(np.all(read_raw(self) != 0))
 
     def _derive(self, shape, strides, offset=None, dtype=None, indirect="same"):
         return NkiTensor(shape, dtype or self.dtype, self.storage, self.buffer, self.name,
@@ -135,83 +197,143 @@ class NkiTensor(NKIObject):
         raise cls(f"{msg} (tensor {describe(self)})")
 
     def _dim(self, dim: int) -> int:
-        d = dim + self.ndim if dim < 0 else dim
+        d = _int(dim)
+        d = d + self.ndim if d < 0 else d
         if not 0 <= d < self.ndim:
             self._fail(f"dimension {dim} out of range for a {self.ndim}-D tensor")
         return d
 
     def _keep_partition_dim(self, dim: int, what: str):
-        if self.on_chip and dim == 0:
+        if dim == 0 and self.on_chip:
             self._fail(f"{what} cannot change the partition dimension (dim 0) of an "
                        "on-chip tensor")
+        if dim == 0 and self._vector_indirect:
+            self._fail(f"{what} cannot change dimension 0 of a vector-indirect view "
+                       "(its rows are selected at runtime)")
+
+    @property
+    def _vector_indirect(self) -> bool:
+        return self.dyn is not None and self.dyn.kind == "vector"
+
+    def _no_ti(self, what: str):
+        if self.dyn is not None and self.dyn.kind == "ti":
+            self._fail(f"{what} is not supported on a tensor-indirection view (.indirect)")
 
     # -- indexing ---------------------------------------------------------
     def __getitem__(self, key) -> "NkiTensor":
         if not isinstance(key, tuple):
             key = (key,)
-        if any(k is Ellipsis for k in key):
-            i = key.index(Ellipsis)
+        n_ell = sum(1 for k in key if k is Ellipsis)
+        if n_ell > 1:
+            self._fail("an index can hold only one Ellipsis (...)")
+        if n_ell:
+            i = next(j for j, k in enumerate(key) if k is Ellipsis)
             fill = self.ndim - (len(key) - 1)
+            if fill < 0:
+                self._fail(f"too many indices ({len(key) - 1}) for a {self.ndim}-D tensor")
             key = key[:i] + (slice(None),) * fill + key[i + 1:]
         if len(key) > self.ndim:
             self._fail(f"too many indices ({len(key)}) for a {self.ndim}-D tensor")
-        key = key + (slice(None),) * (self.ndim - len(key))
-        shape, strides, offset, drop = [], [], self.offset, []
+        key = tuple(key) + (slice(None),) * (self.ndim - len(key))
+        if self.dyn is not None and self.dyn.kind == "ti" and not all(map(_is_full, key)):
+            self._no_ti("indexing")
+        dyn = [d for d, k in enumerate(key) if isinstance(k, NkiTensor)]
+        if len(dyn) > 1:
+            self._fail("only one runtime (tensor) index per view")
+        if not dyn:
+            return self._index_static(key)[0]
+        d = dyn[0]
+        index = key[d]
+        view, where = self._index_static(key[:d] + (slice(None),) + key[d + 1:])
+        nd = where[d]
+        if not view.on_chip and nd == 0 and index.size > 1:
+            return view.vector_select(0, index)
+        return view.select(nd, index)
+
+    def _index_static(self, key):
+        """Apply a full-length key of ints, slices and nl.ds; returns the view and,
+        for each dim of self, its position in the view (None if dropped)."""
+        shape, strides, offset, ints = [], [], self.offset, []
         for d, k in enumerate(key):
             n, s = self.shape[d], self.strides[d]
-            if isinstance(k, NkiTensor):
-                if any(not (isinstance(x, slice) and x == slice(None))
-                       for j, x in enumerate(key) if j != d):
-                    self._fail("a tensor index must be the only non-full index")
-                return self.select(d, k)
+            if d == 0 and self._vector_indirect and not _is_full(k):
+                self._fail("dimension 0 of a vector-indirect view is selected at runtime "
+                           "and cannot be indexed or sliced")
             if isinstance(k, DynamicSlice):
                 start, size, step = _int(k.start), _int(k.size), _int(k.step)
+                if size < 1:
+                    self._fail(f"nl.ds size {size} on dimension {d} must be positive")
+                start += n if start < 0 else 0
+                self._check_step(d, step)
                 self._check_range(d, start, start + (size - 1) * step)
                 shape.append(size), strides.append(s * step)
                 offset += start * s
             elif isinstance(k, slice):
                 step = 1 if k.step is None else _int(k.step)
-                if step < 1:
-                    self._fail(f"slice step {step} on dimension {d}: only positive steps")
+                self._check_step(d, step)
                 start = 0 if k.start is None else _int(k.start)
                 stop = n if k.stop is None else _int(k.stop)
                 start += n if start < 0 else 0
                 stop += n if stop < 0 else 0
+                if start < 0 or start >= n or stop > n:
+                    self._oob(d, start, max(start, stop - 1))
                 if stop <= start:
                     self._fail(f"empty slice {start}:{stop} on dimension {d}")
-                self._check_range(d, start, stop - 1)
                 shape.append(len(range(start, stop, step))), strides.append(s * step)
                 offset += start * s
+            elif k is None:
+                self._fail("None / np.newaxis indices are not supported; use expand_dim")
             else:
                 i = _int(k)
                 i += n if i < 0 else 0
                 self._check_range(d, i, i)
                 offset += i * s
                 shape.append(1), strides.append(s)
-                drop.append(d)
+                ints.append(d)
         if self.on_chip:
-            drop = [d for d in drop if d != 0]
+            drop = [d for d in ints if d != 0]
             while len(shape) - len(drop) < 2 and drop:
                 drop.pop()
-        elif len(drop) == len(shape):
-            drop.pop()
+        else:
+            drop = list(ints)
+            if len(drop) == len(shape):
+                drop.pop()
         keep = [d for d in range(len(shape)) if d not in drop]
-        return self._derive([shape[d] for d in keep], [strides[d] for d in keep], offset)
+        where = {d: i for i, d in enumerate(keep)}
+        view = self._derive([shape[d] for d in keep], [strides[d] for d in keep], offset)
+        return view, [where.get(d) for d in range(len(shape))]
+
+    def _check_step(self, dim: int, step: int):
+        if step < 1:
+            self._fail(f"slice step {step} on dimension {dim}: only positive steps")
+        if step != 1 and dim == 0 and self.on_chip:
+            self._fail(f"slice step {step} on the partition dimension: on-chip access "
+                       "must cover consecutive partitions (strided access is only "
+                       "supported along the free dimensions)")
 
     def __setitem__(self, key, value):
-        from ..isa import tensor_copy, memset
+        from ..isa import dma_copy, memset, tensor_copy
         dst = self[key]
         if isinstance(value, NkiTensor):
-            tensor_copy(dst=dst, src=value)
-        else:
+            if dst.on_chip and value.on_chip:
+                tensor_copy(dst=dst, src=value)
+            else:
+                dma_copy(dst=dst, src=value)
+        elif dst.on_chip:
             memset(dst=dst, value=value)
+        else:
+            dst._fail("assigning a constant to an HBM view: memset an SBUF tile and "
+                      "dma_copy it")
 
     def _check_range(self, dim: int, lo: int, hi: int):
-        n = self.shape[dim]
-        if lo < 0 or hi >= n:
-            raise OutOfBoundsError(
-                f"Out-of-bound access for tensor {self.name or '<unnamed>'} on dimension "
-                f"{dim}: index range [{lo}, {hi}] exceed dimension size of {n}")
+        if lo < 0 or hi >= self.shape[dim]:
+            self._oob(dim, lo, hi)
+
+    def _oob(self, dim: int, lo: int, hi: int):
+        raise OutOfBoundsError(
+            f"Out-of-bound access for tensor {self.name or '<unnamed>'} on dimension "
+            f"{dim}: index range [{lo}, {hi}] exceed dimension size of {self.shape[dim]} "
+            f"({describe(self)})")
 
     def slice(self, dim, start, end, step=1):
         d = self._dim(dim)
@@ -221,20 +343,33 @@ class NkiTensor(NKIObject):
 
     def select(self, dim, index):
         d = self._dim(dim)
-        if isinstance(index, NkiTensor):
-            if self.dyn is not None:
-                self._fail("only one dynamic select per tensor (it is already indirect)")
-            if self.on_chip and d == 0:
-                self._fail("dynamic select on the partition dimension of an on-chip tensor")
-            keep = [i for i in range(self.ndim) if i != d]
-            return self._derive([self.shape[i] for i in keep], [self.strides[i] for i in keep],
-                                indirect=Indirect(index, self.strides[d], "scalar", d))
-        i = _int(index)
-        i += self.shape[d] if i < 0 else 0
-        self._check_range(d, i, i)
-        keep = [j for j in range(self.ndim) if j != d]
-        return self._derive([self.shape[j] for j in keep], [self.strides[j] for j in keep],
-                            self.offset + i * self.strides[d])
+        if not isinstance(index, NkiTensor):
+            if d == 0 and self._vector_indirect:
+                self._fail("dimension 0 of a vector-indirect view cannot be selected")
+            self._no_ti("select")
+            key = [slice(None)] * self.ndim
+            key[d] = _int(index)
+            return self[tuple(key)]
+        if self.dyn is not None:
+            self._fail("only one dynamic select per tensor (this view is already "
+                       "indirect; check is_indirect())")
+        if self.on_chip and d == 0:
+            self._fail("dynamic select on the partition dimension (dim 0) of an on-chip "
+                       "tensor")
+        _check_index_tensor(self, index, "select index")
+        if index.size != 1:
+            self._fail(f"dynamic select takes a single runtime index ({describe(index)} "
+                       "has more than one element); use vector_select for a "
+                       "per-partition gather")
+        ind = Indirect(index, self.strides[d], "scalar", d, self.shape[d])
+        keep = [i for i in range(self.ndim) if i != d]
+        shape = [self.shape[i] for i in keep]
+        strides = [self.strides[i] for i in keep]
+        if self.on_chip and len(shape) < 2:
+            shape.insert(d, 1), strides.insert(d, self.strides[d])
+        elif not shape:
+            shape, strides = [1], [self.strides[d]]
+        return self._derive(shape, strides, indirect=ind)
 
     def vector_select(self, dim, vector_offset):
         if self._dim(dim) != 0:
@@ -242,105 +377,180 @@ class NkiTensor(NKIObject):
         if self.on_chip:
             self._fail("vector_select is only supported on HBM tensors")
         if self.dyn is not None:
-            self._fail("only one dynamic select per tensor (it is already indirect)")
+            self._fail("only one dynamic select per tensor (this view is already "
+                       "indirect; check is_indirect())")
+        _check_index_tensor(self, vector_offset, "vector_offset")
+        if vector_offset.ndim < 2 or math.prod(vector_offset.shape[1:]) != 1:
+            self._fail(f"vector_offset {describe(vector_offset)} must have shape "
+                       "(num_partitions, 1)")
         n = vector_offset.shape[0]
         return self._derive((n,) + self.shape[1:], (0,) + self.strides[1:],
-                            indirect=Indirect(vector_offset, self.strides[0], "vector", 0))
+                            indirect=Indirect(vector_offset, self.strides[0], "vector", 0,
+                                              self.shape[0]))
 
     def indirect(self, index, num_elem=None):
-        return self.vector_select(0, index)
+        """Tensor indirection (NeuronCore-v4): a (P, num_elem) view whose column i is
+        free-dim offset index[i % G, i // G] of every partition (G = 16; the
+        instruction's engine may use another group size)."""
+        if not self.on_chip:
+            self._fail("indirect (tensor indirection) views are on-chip only")
+        if self.dyn is not None:
+            self._fail("this view is already indirect")
+        _check_index_tensor(self, index, "indirect index")
+        flat = self if self.ndim == 2 else self.flatten_dims(1, self.ndim - 1)
+        group = 16
+        kcols = math.prod(index.shape[1:])
+        n = min(index.size, group * kcols) if num_elem is None else _int(num_elem)
+        if n < 1 or n > group * kcols or min(n, group) > index.shape[0]:
+            self._fail(f"num_elem={n}: offset i is read from index[i % {group}, i // "
+                       f"{group}], which {describe(index)} does not hold for every i < {n}")
+        return flat._derive((flat.shape[0], n), (flat.strides[0], 0),
+                            indirect=Indirect(index, flat.strides[1], "ti", 1, flat.shape[1],
+                                              group))
 
     # -- reshaping --------------------------------------------------------
     def permute(self, dims):
+        self._no_ti("permute")
         dims = tuple(self._dim(d) for d in dims)
         if sorted(dims) != list(range(self.ndim)):
             self._fail(f"permute dims {dims} are not a permutation of range({self.ndim})")
         if self.on_chip and dims[0] != 0:
             self._fail("permute must keep the partition dimension first on chip")
+        if self._vector_indirect and dims[0] != 0:
+            self._fail("permute must keep the indirect dimension (dim 0) first after "
+                       "vector_select")
         return self._derive([self.shape[d] for d in dims], [self.strides[d] for d in dims])
 
     def broadcast(self, dim, size):
+        self._no_ti("broadcast")
         d = self._dim(dim)
         if self.shape[d] != 1:
             self._fail(f"broadcast needs dimension {d} of size 1, it has {self.shape[d]}")
         self._keep_partition_dim(d, "broadcast")
+        size = _int(size)
+        if size < 1:
+            self._fail(f"broadcast size {size} must be positive")
         shape, strides = list(self.shape), list(self.strides)
-        shape[d], strides[d] = int(size), 0
+        shape[d], strides[d] = size, 0
         return self._derive(shape, strides)
 
     def expand_dim(self, dim):
-        d = dim + self.ndim + 1 if dim < 0 else dim
+        self._no_ti("expand_dim")
+        d = _int(dim)
+        d = d + self.ndim + 1 if d < 0 else d
+        if not 0 <= d <= self.ndim:
+            self._fail(f"expand_dim position {dim} out of range for a {self.ndim}-D tensor")
         self._keep_partition_dim(d, "expand_dim")
         shape, strides = list(self.shape), list(self.strides)
-        shape.insert(d, 1), strides.insert(d, 0)
+        stride = self.strides[d] * self.shape[d] if d < self.ndim else 1
+        shape.insert(d, 1), strides.insert(d, stride)
         return self._derive(shape, strides)
 
     def squeeze_dim(self, dim):
+        self._no_ti("squeeze_dim")
         d = self._dim(dim)
         if self.shape[d] != 1:
             self._fail(f"squeeze_dim needs dimension {d} of size 1, it has {self.shape[d]}")
         self._keep_partition_dim(d, "squeeze_dim")
+        if self.on_chip and self.ndim <= 2:
+            self._fail("squeeze_dim would leave an on-chip tensor with fewer than 2 dims")
+        if self.ndim == 1:
+            self._fail("squeeze_dim cannot remove the only dimension")
         keep = [i for i in range(self.ndim) if i != d]
         return self._derive([self.shape[i] for i in keep], [self.strides[i] for i in keep])
 
     def reshape_dim(self, dim, shape):
+        self._no_ti("reshape_dim")
         d = self._dim(dim)
         shape = _infer(tuple(shape), self.shape[d], self)
-        if self.on_chip and d == 0 and len(shape) != 1:
-            self._fail("reshape_dim cannot split the partition dimension")
+        if d == 0 and len(shape) != 1:
+            self._keep_partition_dim(0, "reshape_dim (splitting dim 0)")
         inner = _row_major(shape)
         new_strides = [self.strides[d] * s for s in inner]
         return self._derive(self.shape[:d] + shape + self.shape[d + 1:],
                             self.strides[:d] + tuple(new_strides) + self.strides[d + 1:])
 
     def flatten_dims(self, start_dim, end_dim):
+        self._no_ti("flatten_dims")
         a, b = self._dim(start_dim), self._dim(end_dim)
-        if self.on_chip and a == 0:
-            self._fail("flatten_dims cannot merge the partition dimension")
-        for i in range(a, b):
-            if self.shape[i] != 1 and self.strides[i] != self.strides[i + 1] * self.shape[i + 1]:
-                self._fail(f"flatten_dims({a}, {b}): dimensions are not contiguous in memory")
+        if b < a:
+            self._fail(f"flatten_dims({start_dim}, {end_dim}): end before start")
+        if a == b:
+            return self._derive(self.shape, self.strides)
+        if a == 0:
+            self._keep_partition_dim(0, "flatten_dims (merging dim 0)")
+        big = [i for i in range(a, b + 1) if self.shape[i] != 1]
+        for i, j in zip(big, big[1:]):
+            if self.strides[i] != self.strides[j] * self.shape[j]:
+                self._fail(f"flatten_dims({a}, {b}): dimensions {i} and {j} are not "
+                           f"contiguous in memory (strides {self.strides})")
         n = math.prod(self.shape[a:b + 1])
+        stride = self.strides[big[-1]] if big else 1
         return self._derive(self.shape[:a] + (n,) + self.shape[b + 1:],
-                            self.strides[:a] + (self.strides[b],) + self.strides[b + 1:])
+                            self.strides[:a] + (stride,) + self.strides[b + 1:])
 
     def reshape(self, shape):
-        if isinstance(shape, int):
-            shape = (shape,)
+        self._no_ti("reshape")
+        if isinstance(shape, (int, np.integer)):
+            shape = (int(shape),)
         shape = _infer(tuple(shape), self.size, self)
-        if self.on_chip and shape[0] != self.shape[0]:
+        if self.on_chip and (len(shape) < 2 or shape[0] != self.shape[0]):
             self._fail(f"reshape to {shape} must keep the partition dimension "
-                       f"({self.shape[0]}) on chip")
-        strides = _nocopy_reshape(self.shape, self.strides, shape)
+                       f"({self.shape[0]}) first and at least 2 dims on chip")
+        if self._vector_indirect and shape[0] != self.shape[0]:
+            self._fail(f"reshape to {shape} must keep dimension 0 ({self.shape[0]}) of a "
+                       "vector-indirect view")
+        if self.on_chip or self._vector_indirect:
+            # dim 0 maps to itself; the free dims reshape among themselves
+            rest = _nocopy_reshape(self.shape[1:], self.strides[1:], shape[1:])
+            strides = None if rest is None else (self.strides[0],) + rest
+        else:
+            strides = _nocopy_reshape(self.shape, self.strides, shape)
         if strides is None:
             self._fail(f"cannot reshape to {shape}: the view's layout (strides "
                        f"{self.strides}) is not compatible without a copy")
         return self._derive(shape, strides)
 
     def rearrange(self, src_pattern, dst_pattern, fixed_sizes=None):
-        sizes = dict(fixed_sizes or {})
+        self._no_ti("rearrange")
+        src_pattern, dst_pattern = tuple(src_pattern), tuple(dst_pattern)
+        if len(src_pattern) != self.ndim:
+            self._fail(f"rearrange: source pattern {src_pattern} has {len(src_pattern)} "
+                       f"entries for a {self.ndim}-D tensor")
+        sizes = {k: _int(v) for k, v in dict(fixed_sizes or {}).items()}
         flat_names = []
         for d, part in enumerate(src_pattern):
-            names = part if isinstance(part, tuple) else (part,)
+            names = tuple(part) if isinstance(part, (tuple, list)) else (part,)
             known = math.prod(sizes[n] for n in names if n in sizes)
             unknown = [n for n in names if n not in sizes]
             if len(unknown) > 1:
                 self._fail(f"rearrange: sizes of {unknown} are ambiguous; give fixed_sizes")
             if unknown:
+                if known == 0 or self.shape[d] % known:
+                    self._fail(f"rearrange: dimension {d} of size {self.shape[d]} does not "
+                               f"split into {names} with sizes {sizes}")
                 sizes[unknown[0]] = self.shape[d] // known
+            if math.prod(sizes[n] for n in names) != self.shape[d]:
+                self._fail(f"rearrange: {names} sizes {[sizes[n] for n in names]} do not "
+                           f"multiply to dimension {d} of size {self.shape[d]}")
             flat_names += names
+        if len(set(flat_names)) != len(flat_names):
+            self._fail(f"rearrange: repeated name in {src_pattern}")
+        order = []
+        for part in dst_pattern:
+            order += list(part) if isinstance(part, (tuple, list)) else [part]
+        if sorted(order) != sorted(flat_names):
+            self._fail(f"rearrange: destination {dst_pattern} must use exactly the names "
+                       f"of {src_pattern}")
         view = self
         for d in reversed(range(len(src_pattern))):
             part = src_pattern[d]
-            if isinstance(part, tuple):
+            if isinstance(part, (tuple, list)) and len(part) != 1:
                 view = view.reshape_dim(d, tuple(sizes[n] for n in part))
-        order = []
-        for part in dst_pattern:
-            order += list(part if isinstance(part, tuple) else (part,))
         view = view.permute(tuple(flat_names.index(n) for n in order))
         pos = 0
         for part in dst_pattern:
-            if isinstance(part, tuple) and len(part) > 1:
+            if isinstance(part, (tuple, list)) and len(part) > 1:
                 view = view.flatten_dims(pos, pos + len(part) - 1)
             pos += 1
         return view
@@ -348,11 +558,17 @@ class NkiTensor(NKIObject):
     # -- reinterpretation -------------------------------------------------
     def view(self, dtype):
         dtype = as_dtype(dtype)
+        if self.dyn is not None:
+            self._fail(f"view({dtype}) is not supported after a dynamic / vector select")
         old, new = self.dtype.itemsize, dtype.itemsize
+        if self.on_chip and self.storage.row_bytes % new:
+            self._fail(f"view({dtype}): {self.storage.row_bytes} bytes per partition are "
+                       f"not a whole number of {new}-byte elements")
         if old == new:
             return self._derive(self.shape, self.strides, dtype=dtype)
         if self.strides[-1] != 1 and self.shape[-1] != 1:
-            self._fail(f"view({dtype}) needs a contiguous last dimension")
+            self._fail(f"view({dtype}) needs a contiguous last dimension (stride "
+                       f"{self.strides[-1]})")
         if new < old:
             r = old // new
             return self._derive(self.shape[:-1] + (self.shape[-1] * r,),
@@ -360,37 +576,79 @@ class NkiTensor(NKIObject):
                                 self.offset * r, dtype=dtype)
         r = new // old
         if self.shape[-1] % r or self.offset % r or any(s % r for s in self.strides[:-1]):
-            self._fail(f"view({dtype}): last dimension {self.shape[-1]}, offset and strides "
-                       f"must be multiples of {r}")
+            self._fail(f"view({dtype}): last dimension {self.shape[-1]}, offset "
+                       f"{self.offset} and strides {self.strides[:-1]} must be multiples "
+                       f"of {r}")
         return self._derive(self.shape[:-1] + (self.shape[-1] // r,),
                             tuple(s // r for s in self.strides[:-1]) + (1,),
                             self.offset // r, dtype=dtype)
 
     def ap(self, pattern, offset=None, scalar_offset=None, vector_offset=None,
            indirect_dim=0, dtype=None):
+        """An explicit access pattern [[stride, count], ...] over this tensor's storage
+        (not composed with the view's shape or strides). `offset` (elements of `dtype`)
+        is added to the view's own offset; None keeps the view's offset.
+        `scalar_offset`/`vector_offset` add `index * strides[indirect_dim]` (this
+        tensor's stride, i.e. prod(shape[indirect_dim+1:]) for a fresh tensor)."""
         dtype = as_dtype(dtype) if dtype is not None else self.dtype
-        base = self.offset if offset is None else self.offset + int(offset)
-        if dtype.itemsize != self.dtype.itemsize:
-            base = base * self.dtype.itemsize // dtype.itemsize
-        strides = tuple(int(p[0]) for p in pattern)
-        shape = tuple(int(p[1]) for p in pattern)
+        old, new = self.dtype.itemsize, dtype.itemsize
+        try:
+            pattern = [(int(p[0]), int(p[1])) for p in pattern]
+        except (TypeError, ValueError, IndexError):
+            self._fail(f"ap pattern {pattern!r} must be a list of [stride, count] pairs")
+        if not pattern:
+            self._fail("ap pattern is empty")
+        if any(n < 1 for _, n in pattern):
+            self._fail(f"ap pattern {pattern}: every count must be positive")
+        if (self.offset * old) % new:
+            self._fail(f"ap(dtype={dtype}): view offset {self.offset} ({self.dtype}) is not "
+                       f"a whole number of {dtype} elements")
+        base = self.offset * old // new + (0 if offset is None else _int(offset))
+        strides = tuple(p[0] for p in pattern)
+        shape = tuple(p[1] for p in pattern)
         view = NkiTensor(shape, dtype, self.storage, self.buffer, self.name, strides=strides,
                          offset=base)
-        if self.on_chip and len(shape) > 1 and shape[0] > 1 and strides[0] % view.row_elems:
-            self._fail(f"ap pattern {pattern}: on chip the first (partition) stride must be "
-                       f"a multiple of the {view.row_elems} elements per partition")
-        if scalar_offset is not None or vector_offset is not None:
-            base_shape = self.storage.base_shape
-            scale = math.prod(base_shape[indirect_dim + 1:])
-            scale = scale * self.storage.base_dtype.itemsize // dtype.itemsize
-            if vector_offset is not None:
-                if indirect_dim != 0:
-                    self._fail("vector_offset only with indirect_dim=0")
-                if self.on_chip:
-                    self._fail("vector_offset indexing needs the indexed tensor in HBM")
-                view.dyn = Indirect(vector_offset, scale, "vector", 0)
-            else:
-                view.dyn = Indirect(scalar_offset, scale, "scalar", indirect_dim)
+        if self.on_chip:
+            if self.storage.row_bytes % new:
+                self._fail(f"ap(dtype={dtype}): {self.storage.row_bytes} bytes per partition "
+                           f"are not a whole number of {new}-byte elements")
+            if shape[0] > 1 and strides[0] != view.row_elems:
+                self._fail(f"ap pattern {[list(p) for p in pattern]}: on chip the first "
+                           f"(partition) stride must equal the {view.row_elems} elements per "
+                           "partition of the storage (consecutive partitions)")
+        if scalar_offset is not None and vector_offset is not None:
+            self._fail("ap: scalar_offset and vector_offset are mutually exclusive")
+        if scalar_offset is None and vector_offset is None:
+            return view
+        d = self._dim(indirect_dim)
+        if (self.strides[d] * old) % new:
+            self._fail(f"ap(dtype={dtype}): stride {self.strides[d]} of indirect_dim {d} is "
+                       f"not a whole number of {dtype} elements")
+        scale = self.strides[d] * old // new
+        if vector_offset is not None:
+            if d != 0:
+                self._fail("vector_offset supports only indirect_dim=0")
+            if self.on_chip:
+                self._fail("vector_offset indexing needs the indexed tensor in HBM")
+            _check_index_tensor(self, vector_offset, "vector_offset")
+            if vector_offset.size < shape[0]:
+                self._fail(f"vector_offset {describe(vector_offset)} holds fewer than the "
+                           f"{shape[0]} indices the pattern's first dimension needs")
+            # the pattern's leading stride is ignored: each row's start is index * scale
+            view.strides = (0,) + strides[1:]
+            view.dyn = Indirect(vector_offset, scale, "vector", d, self.shape[d])
+            return view
+        if isinstance(scalar_offset, NkiTensor):
+            _check_index_tensor(self, scalar_offset, "scalar_offset")
+            if scalar_offset.size != 1:
+                self._fail(f"scalar_offset {describe(scalar_offset)} must be a (1, 1) tensor")
+        elif not hasattr(scalar_offset, "__index__"):
+            self._fail(f"scalar_offset {scalar_offset!r} must be a (1, 1) SBUF tensor or a "
+                       "register")
+        elif isinstance(scalar_offset, (int, np.integer)):  # a constant: fold it in
+            view.offset += int(scalar_offset) * scale
+            return view
+        view.dyn = Indirect(scalar_offset, scale, "scalar", d, self.shape[d])
         return view
 
     # -- queries ------------------------------------------------------------
@@ -410,6 +668,18 @@ class NkiTensor(NKIObject):
         return self.dyn is not None
 
 
+def _check_index_tensor(t: NkiTensor, index, role: str):
+    if not isinstance(index, NkiTensor):
+        t._fail(f"{role} must be an SBUF tensor of integer indices, got "
+                f"{type(index).__name__}")
+    if index.space != "sbuf":
+        t._fail(f"{role} {describe(index)} must be in SBUF")
+    if not index.dtype.is_int:
+        t._fail(f"{role} {describe(index)} must have an integer dtype (int32 / uint32)")
+    if index.dyn is not None:
+        t._fail(f"{role} {describe(index)} cannot itself be indirect")
+
+
 def _row_major(shape) -> tuple:
     strides, acc = [], 1
     for n in reversed(shape):
@@ -419,10 +689,15 @@ def _row_major(shape) -> tuple:
 
 
 def _infer(shape: tuple, total: int, t: NkiTensor) -> tuple:
+    shape = tuple(_int(s) for s in shape)
     if shape.count(-1) > 1:
         t._fail(f"reshape {shape}: at most one -1")
+    if any(s < 1 and s != -1 for s in shape):
+        t._fail(f"reshape {shape}: sizes must be positive")
     if -1 in shape:
         known = math.prod(s for s in shape if s != -1)
+        if total % known:
+            t._fail(f"cannot reshape {total} elements into {shape}")
         shape = tuple(total // known if s == -1 else s for s in shape)
     if math.prod(shape) != total:
         t._fail(f"cannot reshape {total} elements into {shape}")
@@ -432,13 +707,10 @@ def _infer(shape: tuple, total: int, t: NkiTensor) -> tuple:
 def _nocopy_reshape(old_shape, old_strides, new_shape):
     """NumPy's no-copy reshape: new strides, or None when the layout forbids it."""
     olds = [(n, s) for n, s in zip(old_shape, old_strides) if n != 1]
-    news = [n for n in new_shape]
-    new_strides = [0] * len(news)
-    oi = ni = 0
+    news = list(new_shape)
     nonunit = [i for i, n in enumerate(news) if n != 1]
     out = {}
-    oj = 0
-    nk = 0
+    oi = nk = 0
     while oi < len(olds) and nk < len(nonunit):
         np_ = news[nonunit[nk]]
         op_ = olds[oi][0]
@@ -464,6 +736,13 @@ def _nocopy_reshape(old_shape, old_strides, new_shape):
         oi, nk = oj, nj
     if nk != len(nonunit) or oi != len(olds):
         return None
-    for i, n in enumerate(news):
-        new_strides[i] = out.get(i, 0 if n == 1 else None)
-    return tuple(new_strides)
+    # size-1 dims: the stride that keeps the layout row-major-looking
+    strides = [0] * len(news)
+    nxt = 1
+    for i in reversed(range(len(news))):
+        if i in out:
+            strides[i] = out[i]
+            nxt = out[i] * news[i]
+        else:
+            strides[i] = nxt
+    return tuple(strides)

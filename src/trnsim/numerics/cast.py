@@ -40,10 +40,11 @@ def cast(values, dst) -> np.ndarray:
     if dst.kind == "x4":
         raise TypeError(f"cannot cast values to packed type {dst}: use quantize_mx")
     if dst.is_float:
-        f32 = v.astype(np.float32)
-        if dst is tfloat32:
-            return round_tf32(f32)
-        return f32.astype(dst.np)
+        with np.errstate(over="ignore"):  # overflow to inf/NaN is the format's rule
+            f32 = v.astype(np.float32)
+            if dst is tfloat32:
+                return round_tf32(f32)
+            return f32.astype(dst.np)
     if dst.kind == "bool":
         return (v != 0).astype(np.uint8)
     info = np.iinfo(dst.np)

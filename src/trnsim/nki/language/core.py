@@ -77,9 +77,19 @@ def empty_like(x, dtype=None, buffer=None, name=""):
 
 
 def rand(shape, dtype, buffer=sbuf, name=""):
-    from ...isa import rand2
+    """Uniform [0, 1): rand2 on NeuronCore-v4; before v4 (no rand2) the documented
+    recipe, Vector Engine rng bits normalised: the top 24 of 32 random bits times 2^-24
+    (the same values rand2 would draw from the same PRNG state)."""
+    from ...isa import rand2, rng, tensor_scalar
     t = ndarray(shape, dtype, buffer, name)
-    rand2(dst=t, min=0.0, max=1.0)
+    if _run().chip.generation >= 4:
+        rand2(dst=t, min=0.0, max=1.0)
+        return t
+    bits = ndarray(shape, uint32, buffer, (name or "rand") + ".bits")
+    rng(dst=bits)
+    from .math import multiply, right_shift
+    tensor_scalar(dst=bits, data=bits, op0=right_shift, operand0=8)
+    tensor_scalar(dst=t, data=bits, op0=multiply, operand0=2.0 ** -24)
     return t
 
 
@@ -93,18 +103,20 @@ def shared_constant(constant):
 
 
 def shared_identity_matrix(n, dtype=uint8, dst=None):
-    """An n x n identity matrix in HBM (or written into `dst`)."""
+    """An n x n identity matrix in SBUF (or written into `dst`), as documented ("Create
+    an identity matrix in SBUF") and as kernels use it (nc_matmul / tensor_copy
+    operand): the constant lives in shared HBM and one DMA brings it on chip."""
+    from ...isa import dma_copy
     from ...numerics.cast import cast
     from ...numerics.dtypes import as_dtype
     dtype = as_dtype(dtype)
     ident = cast(np.eye(n, dtype=np.float32), dtype)
     t = _run().hbm_tensor(ident.reshape(-1).view(np.uint8).copy(), (n, n), dtype, shared_hbm,
                           "identity", initialized=True)
-    if dst is not None:
-        from ...isa import dma_copy
-        dma_copy(dst=dst, src=t)
-        return dst
-    return t
+    if dst is None:
+        dst = ndarray((n, n), dtype, sbuf, "identity")
+    dma_copy(dst=dst, src=t)
+    return dst
 
 
 def ds(start, size):
