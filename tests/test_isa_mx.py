@@ -15,7 +15,7 @@ import trnsim.nki.isa as nisa
 import trnsim.nki.language as nl
 from trnsim.machine.errors import NkiValidationError, UnsupportedError
 from trnsim.numerics import mx
-from trnsim.numerics.dtypes import float4_e2m1fn_x4, float8_e4m3fn_x4, float8_e5m2_x4
+from trnsim.numerics.dtypes import float8_e4m3fn_x4
 
 HERE = os.path.abspath(__file__)
 BF16 = ml_dtypes.bfloat16
