@@ -17,9 +17,21 @@ from .sync import *  # noqa: F401,F403
 
 def _returning_handle(fn):
     """Make an instruction call return an NkiInstruction handle to what it recorded
-    (as the current NKI does), unless it returns a value of its own."""
+    (as the current NKI does), unless it returns a value of its own.
+
+    An instruction with a `dst` tensor also tolerates a redundant `dtype=` keyword
+    (kernels written for earlier NKI releases pass `dtype=dst.dtype`, which NKI
+    accepts): the output dtype of an ISA instruction is always `dst.dtype`, so a
+    `dtype` equal to it is ignored and any other raises NkiValidationError. The
+    documented signature (inspect.signature) is unchanged."""
+    import inspect
+    params = inspect.signature(fn).parameters
+    takes_redundant_dtype = "dst" in params and "dtype" not in params
+
     @functools.wraps(fn)
     def call(*args, **kwargs):
+        if takes_redundant_dtype and "dtype" in kwargs:
+            _check_redundant_dtype(fn, params, args, kwargs)
         run = _runtime._active[-1] if _runtime._active else None
         before = len(run.program) if run is not None else 0
         result = fn(*args, **kwargs)
@@ -27,6 +39,31 @@ def _returning_handle(fn):
             return last_instruction()
         return result
     return call
+
+
+def _check_redundant_dtype(fn, params, args, kwargs):
+    """Pop `dtype` from kwargs; raise unless it names dst's dtype."""
+    from ..machine.errors import NkiValidationError, describe
+    from ..machine.tensor import NkiTensor
+    from ..numerics.dtypes import as_dtype
+    requested = kwargs.pop("dtype")
+    dst = kwargs.get("dst")
+    if dst is None and "dst" not in kwargs:
+        names = list(params)
+        i = names.index("dst")
+        dst = args[i] if i < len(args) else None
+    if requested is None:
+        return
+    try:
+        want = as_dtype(requested)
+    except TypeError as e:
+        raise NkiValidationError(f"dtype={requested!r}: {e}", op=fn.__name__) from None
+    if isinstance(dst, NkiTensor) and want != dst.dtype:
+        raise NkiValidationError(
+            f"dtype={want} differs from dst {describe(dst)}: an ISA instruction writes "
+            f"dst.dtype ({dst.dtype}); `dtype=` is not a parameter of nki.isa."
+            f"{fn.__name__} and is accepted only when it equals dst.dtype. Allocate dst "
+            f"with dtype={want} (or drop dtype=).", op=fn.__name__)
 
 
 def _wrap_instructions():
