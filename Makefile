@@ -1,6 +1,9 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
+# The CPU build of PyTorch these machines carry; the torch bridge tests use it.
+TORCH ?= torch==2.13.0
 
 .PHONY: demo test bench clean
 
@@ -10,14 +13,15 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	touch $(STAMP)
 
+$(TEST_STAMP): $(STAMP)
+	$(PY) -m pip install -q '$(TORCH)'
+	touch $(TEST_STAMP)
+
 demo: $(STAMP)
 	$(PY) -m trnsim.demo
 
-test: $(STAMP)
+test: $(TEST_STAMP)
 	$(PY) -m pytest
 
-bench: $(STAMP)
-	$(PY) -m benchmarks.run
-
 clean:
-	rm -rf $(VENV) build *.egg-info src/*.egg-info
+	rm -rf $(VENV) build *.egg-info src/*.egg-info out

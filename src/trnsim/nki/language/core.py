@@ -94,8 +94,16 @@ def rand(shape, dtype, buffer=sbuf, name=""):
 
 
 def shared_constant(constant):
-    """An HBM tensor holding a host constant (NumPy array) known at trace time."""
+    """An HBM tensor holding a host constant known at trace time: a NumPy array, or (as
+    documented) the path of a `.npy` file holding one."""
+    import os
     from ...numerics.dtypes import dtype_of_array
+    if isinstance(constant, (str, bytes, os.PathLike)):
+        try:
+            constant = np.load(constant, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise ValueError(f"shared_constant({constant!r}): cannot load a .npy array from "
+                             f"this path ({e})") from None
     arr = np.ascontiguousarray(constant)
     dtype = dtype_of_array(arr)
     return _run().hbm_tensor(arr.copy().reshape(-1).view(np.uint8), arr.shape or (1,), dtype,
@@ -137,7 +145,11 @@ class _TileSize:
     psum_fmax = psum_bank_fmax
     psum_num_banks = property(lambda self: self._chip.core.psum_banks)
     gemm_stationary_fmax = property(lambda self: self._chip.core.tensor.stationary_fmax)
-    gemm_moving_fmax = property(lambda self: self._chip.core.tensor.moving_fmax_fp32)
+    # The tile-size constant is one PSUM bank of fp32 (512) on every generation, as the
+    # docs state (tiling-overview: `gemm_moving_fmax == 512`) and trn3 kernels assume;
+    # NeuronCore-v4's larger nc_matmul moving limit (4096 fp32 / 8192 bf16, several
+    # banks) is an instruction limit, checked by nc_matmul, not this constant.
+    gemm_moving_fmax = property(lambda self: self._chip.core.psum_bank_bytes // 4)
     bn_stats_fmax = property(lambda self: 512)
     sbuf_size_bytes = property(
         lambda self: self._chip.core.sbuf_bytes_per_partition * self._chip.core.partitions)
