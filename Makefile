@@ -5,7 +5,7 @@ TEST_STAMP := $(VENV)/.installed-test
 # The CPU build of PyTorch these machines carry; the torch bridge tests use it.
 TORCH ?= torch==2.13.0
 
-.PHONY: demo test bench clean
+.PHONY: demo test clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)

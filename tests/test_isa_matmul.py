@@ -274,9 +274,14 @@ def test_accumulate_true_on_never_written_psum_warns():
     with pytest.warns(NkiNumericsWarning, match="accumulate=True"):
         out, _ = trnsim.run_kernel(group_kernel, (a, b, [("mm", True)]), chip="trn3")
     assert np.isnan(out).all()  # fresh PSUM holds NaN; NaN + x = NaN
-    # on v2/v3 even a memset-initialized location is undefined
-    with pytest.warns(NkiNumericsWarning, match="NeuronCore-v2/v3"):
-        trnsim.run_kernel(group_kernel, (a, b, [("memset", 0.0), ("mm", True)]), chip="trn2")
+    # accumulate=True adds onto what PSUM holds: a memset location is written, on every
+    # generation (legacy `psum += nc_matmul(...)` onto nl.zeros relies on it)
+    for chip in ("trn1", "trn2"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            out, _ = trnsim.run_kernel(group_kernel, (a, b, [("memset", 3.0), ("mm", True)]),
+                                       chip=chip)
+        np.testing.assert_array_equal(out, ref_matmul(a, b).astype(np.float32) + 3.0)
 
 
 def test_new_psum_tile_at_a_reused_address_starts_a_new_group():

@@ -154,6 +154,8 @@ class Instr:
             self.run.cores[a.core].end_psum_groups(a.p_lo, a.p_hi, a.lo, a.hi)
         if not self.numerics:
             return
+        if mask is None and role == "dst":
+            mask = self.run.dst_mask  # a legacy non-rectangular mask, when one is active
         if callable(values):
             values = values()
         v = np.asarray(values)

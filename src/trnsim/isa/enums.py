@@ -38,9 +38,34 @@ class matmul_perf_mode(Enum):
 
 
 class nc_version(Enum):
+    """Ordered by generation, as kernels compare it (`get_nc_version() >= nc_version.gen3`,
+    or against the generation number: `get_nc_version() >= 3`)."""
     gen2 = 2
     gen3 = 3
     gen4 = 4
+
+    def _order(self, other):
+        if isinstance(other, nc_version):
+            return other.value
+        if isinstance(other, int) and not isinstance(other, bool):
+            return other
+        return NotImplemented
+
+    def __lt__(self, other):
+        o = self._order(other)
+        return o if o is NotImplemented else self.value < o
+
+    def __le__(self, other):
+        o = self._order(other)
+        return o if o is NotImplemented else self.value <= o
+
+    def __gt__(self, other):
+        o = self._order(other)
+        return o if o is NotImplemented else self.value > o
+
+    def __ge__(self, other):
+        o = self._order(other)
+        return o if o is NotImplemented else self.value >= o
 
 
 class oob_mode(Enum):

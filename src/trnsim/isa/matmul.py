@@ -244,17 +244,13 @@ def psum_store(ins: Instr, dst: NkiTensor, compute, accumulate) -> None:
 
 
 def _warn_uninitialized(ins: Instr, dst: NkiTensor, marks: _Marks, prev):
-    if np.all(prev):
+    """accumulate=True adds to what PSUM holds; only never-written PSUM is undefined
+    (as the docs say). Without numerics the written-flags are not kept: no check."""
+    if np.all(prev) or not ins.numerics:
         return
-    if ins.generation < 4:
-        ins.warn(f"accumulate=True onto dst {describe(dst)}, which no earlier matmul of this "
-                 "accumulation group wrote: undefined on NeuronCore-v2/v3 (start the group "
-                 "with accumulate=False)")
-        return
-    if ins.numerics:
-        if not marks.init_flags().all():
-            ins.warn(f"accumulate=True onto dst {describe(dst)}, which was never written: "
-                     "undefined behavior (start the group with accumulate=False)")
+    if not marks.init_flags().all():
+        ins.warn(f"accumulate=True onto dst {describe(dst)}, which was never written: "
+                 "undefined behavior (start the group with accumulate=False)")
 
 
 # -- nc_matmul ------------------------------------------------------------------

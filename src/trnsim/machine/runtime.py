@@ -47,6 +47,8 @@ class Run:
         self.chip: Chip = load_chip(chip)
         self.lnc = lnc
         self.options = options or Options()
+        self.dst_mask = None  # bool array restricting instruction results (legacy masks)
+        self.legacy_pending = None  # a legacy result not yet written (legacy/ops.py)
         self.program = Program(self.chip, lnc)
         self.hbm = HbmSpace()
         core = self.chip.core
@@ -57,8 +59,11 @@ class Run:
                       OnChipMemory("psum", i, core.partitions, core.psum_bytes_per_partition,
                                    core.psum_bank_bytes, self.chip.name))
             for i in range(lnc)]
-        self._shared: list[NkiTensor] = []  # shared_hbm tensors in creation order
-        self._shared_seen = [0] * lnc
+        # shared_hbm tensors in creation order: every program instance (logical core, or
+        # legacy SPMD grid point) gets the k-th one on its k-th creation
+        self._shared: list[NkiTensor] = []
+        self._shared_seen: dict = {}
+        self.instance: tuple = ()  # the legacy SPMD grid point being run
         self.scheduler = CoreScheduler(lnc)
 
     # -- tensors ------------------------------------------------------------
@@ -72,15 +77,16 @@ class Run:
         core = current_core()
         site = kernel_location(2)
         if region.space == "hbm":
-            if region is MemoryRegion.shared_hbm and self.lnc > 1:
-                k = self._shared_seen[core.id]
-                self._shared_seen[core.id] += 1
+            if region is MemoryRegion.shared_hbm:
+                key = (core.id, self.instance)
+                k = self._shared_seen.get(key, 0)
+                self._shared_seen[key] = k + 1
                 if k < len(self._shared):
                     return self._shared[k]
             nbytes = int(np.prod(shape)) * dtype.itemsize
             buf = np.resize(fill_pattern(dtype), nbytes)
             t = self.hbm_tensor(buf, shape, dtype, region, name, site)
-            if region is MemoryRegion.shared_hbm and self.lnc > 1:
+            if region is MemoryRegion.shared_hbm:
                 self._shared.append(t)
             return t
         if len(shape) < 2:

@@ -1,0 +1,339 @@
+"""Legacy NKI index expressions and masks, resolved onto core tensor views.
+
+`nl.arange(128)[:, None]` is an *axis*: values 0..127 placed at position 0 of a 2-D
+index grid. Arithmetic on axes builds affine `Index` expressions
+(`512 * i + nl.arange(512)[None, :]`); comparisons build `Predicate`s, and `&` joins
+them into a mask. Indexing a tensor with one expression per dimension gives a view whose
+shape is the index grid and whose strides are the sums of the tensor strides times the
+axis coefficients, so any affine legacy index is one core `NkiTensor` view.
+
+A mask restricts each axis it constrains alone to a sub-range *before* the view is
+built (masked-off elements are neither read, computed nor stored, and may lie out of
+bounds); constraints on several axes at once are kept as a residual boolean mask.
+"""
+from __future__ import annotations
+
+import itertools
+import operator
+
+import numpy as np
+
+from ..machine.errors import NkiValidationError, OutOfBoundsError
+from ..machine.tensor import DynamicSlice
+
+_ids = itertools.count()
+
+
+class Axis:
+    """One dimension of an index grid: values start..stop-1 at `position` of `ndim`."""
+
+    def __init__(self, size: int, position: int, ndim: int, start: int = 0):
+        self.id = next(_ids)
+        self.size, self.position, self.ndim, self.start = int(size), position, ndim, int(start)
+
+    def __repr__(self):
+        return f"Axis#{self.id}({self.start}..{self.start + self.size}@{self.position}/{self.ndim})"
+
+
+def _shape_of(axes) -> tuple:
+    ndim = max((a.ndim for a in axes), default=0)
+    shape = [1] * ndim
+    for a in axes:
+        if shape[a.position] not in (1, a.size) and a.size != 1:
+            raise NkiValidationError(f"index axes of sizes {shape[a.position]} and {a.size} "
+                                     f"do not broadcast at position {a.position}")
+        shape[a.position] = max(shape[a.position], a.size)
+    return tuple(shape)
+
+
+class Index:
+    """An affine index: const + sum(coef * axis value)."""
+
+    def __init__(self, terms: dict | None = None, const: int = 0):
+        self.terms = dict(terms or {})  # Axis -> coefficient
+        self.const = const
+
+    @staticmethod
+    def of(x) -> "Index":
+        if isinstance(x, Index):
+            return x
+        if isinstance(x, (int, np.integer)) or hasattr(x, "__index__"):
+            return Index({}, int(x.__index__() if hasattr(x, "__index__") else x))
+        raise NkiValidationError(f"cannot use {x!r} in an index expression")
+
+    @property
+    def axes(self):
+        return list(self.terms)
+
+    @property
+    def shape(self) -> tuple:
+        return _shape_of(self.terms)
+
+    def _combine(self, other, sign=1):
+        o = Index.of(other)
+        terms = dict(self.terms)
+        for a, c in o.terms.items():
+            terms[a] = terms.get(a, 0) + sign * c
+        return Index({a: c for a, c in terms.items() if c}, self.const + sign * o.const)
+
+    def __add__(self, other):
+        return self._combine(other)
+
+    __radd__ = __add__
+
+    def __sub__(self, other):
+        return self._combine(other, -1)
+
+    def __rsub__(self, other):
+        return Index.of(other)._combine(self, -1)
+
+    def __neg__(self):
+        return Index({a: -c for a, c in self.terms.items()}, -self.const)
+
+    def __mul__(self, k):
+        if isinstance(k, Index):
+            if k.terms and self.terms:
+                raise NkiValidationError("index expressions must be affine: a product of "
+                                         "two aranges is not")
+            k, base = (k.const, self) if not k.terms else (self.const, k)
+            return base * k
+        k = int(k)
+        return Index({a: c * k for a, c in self.terms.items() if c * k}, self.const * k)
+
+    __rmul__ = __mul__
+
+    def __floordiv__(self, k):
+        raise NkiValidationError("index expressions must be affine: '//' on an arange is not "
+                                 "supported; use a multi-dimensional index instead")
+
+    def _cmp(self, op, other):
+        return Predicate([(self - Index.of(other), op)])
+
+    def __lt__(self, other):
+        return self._cmp("<", other)
+
+    def __le__(self, other):
+        return self._cmp("<=", other)
+
+    def __gt__(self, other):
+        return self._cmp(">", other)
+
+    def __ge__(self, other):
+        return self._cmp(">=", other)
+
+    def values(self, ranges: dict | None = None) -> np.ndarray:
+        """The index values over the grid (optionally with restricted axis ranges)."""
+        shape = _shape_of(self.terms)
+        out = np.full(shape, self.const, dtype=np.int64)
+        for a, c in self.terms.items():
+            lo, hi = (ranges or {}).get(a, (0, a.size))
+            sh = [1] * len(shape)
+            sh[a.position] = hi - lo
+            out = out + c * (a.start + np.arange(lo, hi)).reshape(sh)
+        return out
+
+    def bounds(self, ranges: dict) -> tuple[int, int]:
+        lo = hi = self.const
+        for a, c in self.terms.items():
+            r0, r1 = ranges.get(a, (0, a.size))
+            v0, v1 = c * (a.start + r0), c * (a.start + r1 - 1)
+            lo += min(v0, v1)
+            hi += max(v0, v1)
+        return lo, hi
+
+    def __repr__(self):
+        parts = [f"{c}*{a!r}" for a, c in self.terms.items()] + [str(self.const)]
+        return "Index(" + " + ".join(parts) + ")"
+
+
+class Arange:
+    """`nl.arange(...)` before it is placed with `[:, None]` / `[None, :]`."""
+
+    def __init__(self, start: int, stop: int):
+        self.start, self.stop = start, stop
+
+    def __getitem__(self, key):
+        key = key if isinstance(key, tuple) else (key,)
+        slots = [k for k in key if k is not None]
+        if len(slots) != 1 or not (isinstance(slots[0], slice) and slots[0] == slice(None)):
+            raise NkiValidationError("place an arange with [:, None] or [None, :]")
+        pos = next(i for i, k in enumerate(key) if k is not None)
+        return Index({Axis(self.stop - self.start, pos, len(key), self.start): 1})
+
+    def _one_d(self, *_):
+        raise NkiValidationError(
+            "Expected arange to be at least 2-D: place it with nl.arange(n)[:, None] (partition) "
+            "or nl.arange(n)[None, :] (free); a 1-D arange cannot index a tile")
+
+    __add__ = __radd__ = __mul__ = __rmul__ = __sub__ = __rsub__ = _one_d
+    __lt__ = __le__ = __gt__ = __ge__ = _one_d
+
+
+def arange(*args):
+    if len(args) == 1:
+        return Arange(0, int(args[0]))
+    if len(args) == 2:
+        return Arange(int(args[0]), int(args[1]))
+    raise NkiValidationError("arange(stop) or arange(start, stop)")
+
+
+class _Grid(tuple):
+    """What `nl.mgrid[...]` returns: a tuple of indices with .p .x .y .z names."""
+
+    p = property(lambda self: self[0])
+    x = property(lambda self: self[1])
+    y = property(lambda self: self[2])
+    z = property(lambda self: self[3])
+
+
+class _MGrid:
+    def __getitem__(self, key):
+        key = key if isinstance(key, tuple) else (key,)
+        n = len(key)
+        out = []
+        for pos, s in enumerate(key):
+            start = 0 if s.start is None else int(s.start)
+            step = 1 if s.step is None else int(s.step)
+            size = len(range(start, int(s.stop), step))
+            out.append(Index({Axis(size, pos, n, 0): step}, start))
+        return _Grid(out)
+
+
+mgrid = _MGrid()
+
+
+class Predicate:
+    """A conjunction of affine constraints `expr OP 0` (a legacy mask)."""
+
+    def __init__(self, clauses):
+        self.clauses = list(clauses)
+
+    def __and__(self, other):
+        if other is None or other is True:
+            return self
+        return Predicate(self.clauses + other.clauses)
+
+    __rand__ = __and__
+
+    def restrict(self, ranges: dict) -> list:
+        """Narrow `ranges` (Axis -> (lo, hi)) by the single-axis clauses, in place.
+        Returns the clauses over several axes (the residual mask)."""
+        rest = []
+        for expr, op in self.clauses:
+            if len(expr.terms) != 1:
+                rest.append((expr, op))
+                continue
+            (a, c), = expr.terms.items()
+            lo, hi = ranges.get(a, (0, a.size))
+            # c * (a.start + j) + const OP 0  ->  bounds on j
+            vals = c * (a.start + np.arange(lo, hi)) + expr.const
+            ok = np.nonzero(_OPS[op](vals, 0))[0]
+            ranges[a] = (lo + int(ok[0]), lo + int(ok[-1]) + 1) if ok.size else (lo, lo)
+            if ok.size and ok[-1] - ok[0] + 1 != ok.size:
+                rest.append((expr, op))
+        return rest
+
+    def evaluate(self, ranges: dict, shape) -> np.ndarray:
+        m = np.ones(shape, dtype=bool)
+        for expr, op in self.clauses:
+            m &= np.broadcast_to(_OPS[op](expr.values(ranges), 0), shape)
+        return m
+
+
+_OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
+
+
+def key_to_indices(key, shape) -> list[Index]:
+    """One Index per tensor dim from a legacy index tuple: ints, slices, nl.ds and
+    Ellipsis (basic: each slice becomes a new axis, in order), or arange/mgrid
+    expressions (advanced: every dim indexed by an int or an expression)."""
+    key = key if isinstance(key, tuple) else (key,)
+    ndim = len(shape)
+    if any(k is Ellipsis for k in key):
+        i = key.index(Ellipsis)
+        key = key[:i] + (slice(None),) * (ndim - len(key) + 1) + key[i + 1:]
+    if len(key) > ndim:
+        raise NkiValidationError(f"too many indices ({len(key)}) for a {ndim}-D tensor")
+    for k in key:
+        if isinstance(k, Arange):
+            k._one_d()
+    advanced = any(isinstance(k, Index) and k.terms for k in key)
+    if advanced:
+        if len(key) < ndim or any(isinstance(k, (slice, DynamicSlice)) for k in key):
+            raise NkiValidationError(
+                "mixing basic indexing (slices, nl.ds, omitted dims) with advanced indexing "
+                "(nl.arange / nl.mgrid) in one access is not supported; index every "
+                "dimension with an integer or an arange expression")
+        return [Index.of(k) for k in key]
+    key = key + (slice(None),) * (ndim - len(key))
+    total = sum(isinstance(k, (slice, DynamicSlice)) for k in key)
+    out, pos = [], 0
+    for d, k in enumerate(key):
+        if isinstance(k, DynamicSlice):
+            start, size, step = Index.of(k.start).const, int(k.size), int(k.step)
+        elif isinstance(k, slice):
+            step = 1 if k.step is None else int(k.step)
+            if step < 1:
+                raise NkiValidationError(f"slice step {step}: only positive steps")
+            start = 0 if k.start is None else int(k.start)
+            stop = shape[d] if k.stop is None else int(k.stop)
+            start += shape[d] if start < 0 else 0
+            stop += shape[d] if stop < 0 else 0
+            size = len(range(start, stop, step))
+        else:
+            out.append(Index.of(k))
+            continue
+        out.append(Index({Axis(size, pos, total): step}, start))
+        pos += 1
+    return out
+
+
+def grid_axes(indices) -> list[Axis]:
+    """Distinct axes of an access, one per grid position (later ones at an occupied
+    position are zipped with the first)."""
+    seen = {}
+    for idx in indices:
+        for a in idx.terms:
+            seen.setdefault(a.position, a)
+    return [seen[p] for p in sorted(seen)]
+
+
+def resolve(tensor, indices, ranges: dict):
+    """The core view of `tensor` for one Index per dim, with axes restricted to `ranges`
+    (Axis -> (lo, hi)). Bounds are checked on the restricted ranges only."""
+    from ..machine.tensor import NkiTensor
+    axes = {}
+    for idx in indices:
+        for a in idx.terms:
+            axes.setdefault(a.position, a)
+    ndim = max([a.ndim for a in axes.values()] + [0])
+    span = {p: ranges.get(a, (0, a.size)) for p, a in axes.items()}
+    shape = [span[p][1] - span[p][0] if p in span else 1 for p in range(ndim)]
+    strides = [0] * ndim
+    offset = tensor.offset
+    empty = any(n <= 0 for n in shape)
+    for d, idx in enumerate(indices):
+        lo, hi = idx.bounds(ranges)
+        if not empty and (lo < 0 or hi >= tensor.shape[d]):
+            raise OutOfBoundsError(
+                f"Out-of-bound access for tensor {tensor.name or '<unnamed>'} on dimension "
+                f"{d}: index range [{lo}, {hi}] exceed dimension size of {tensor.shape[d]}")
+        s = tensor.strides[d]
+        offset += s * idx.const
+        for a, c in idx.terms.items():
+            offset += s * c * (a.start + ranges.get(a, (0, a.size))[0])
+            strides[a.position] += s * c
+    if tensor.on_chip and ndim < 2:
+        shape, strides = [1] * (2 - ndim) + shape, [tensor.row_elems] * (2 - ndim) + strides
+    elif ndim == 0:
+        shape, strides = [1], [1]
+    return NkiTensor(tuple(shape), tensor.dtype, tensor.storage, tensor.buffer, tensor.name,
+                     strides=tuple(strides), offset=offset, indirect=tensor.dyn)
+
+
+def empty_range(ranges: dict) -> bool:
+    return any(hi <= lo for lo, hi in ranges.values())
+
+
+__all__ = ["Axis", "Index", "Arange", "arange", "mgrid", "Predicate", "key_to_indices",
+           "resolve", "grid_axes"]

@@ -1,0 +1,210 @@
+"""How a legacy (return-style, masked) call becomes one core instruction.
+
+Every legacy op is `result_op(core_fn, shape, dtype, buffer, mask, operands...)`: it
+returns a `Pending` result that has not run yet. The pending instruction runs
+- straight into a destination when the very next thing the kernel does is assign it
+  (`buf[i, ...] = nl.load(...)`) or accumulate it (`psum[...] += nisa.nc_matmul(a, b)`),
+  as the legacy compiler writes results in place;
+- otherwise into a fresh tile, as soon as anything else happens (the next legacy call,
+  a use of the result, or the kernel's return), so program order is always kept.
+
+Masks: single-axis constraints narrow the instruction's grid before any operand view is
+built; what remains (e.g. `i_f <= i_p`) restricts the destination write.
+"""
+from __future__ import annotations
+
+import inspect
+
+from ..machine import runtime
+from ..machine.errors import NkiValidationError
+from ..machine.tensor import NkiTensor
+from .indexing import Predicate
+from .tensor import Access, LTensor, as_predicate
+
+
+class Grid:
+    """The index grid an instruction runs over, narrowed by its mask."""
+
+    def __init__(self, shape, mask=None):
+        self.shape = tuple(shape)
+        self.pos = {p: (0, n) for p, n in enumerate(self.shape)}
+        self.residual: Predicate | None = None
+        mask = as_predicate(mask)
+        if mask is not None:
+            narrowed = {}
+            rest = mask.restrict(narrowed)
+            for a, (lo, hi) in narrowed.items():
+                if a.position in self.pos:
+                    p0, p1 = self.pos[a.position]
+                    self.pos[a.position] = (max(p0, lo), min(p1, hi))
+            self.residual = Predicate(rest) if rest else None
+            self._axes = {a.position: a for a in narrowed}
+
+    @property
+    def empty(self) -> bool:
+        return any(hi <= lo for lo, hi in self.pos.values())
+
+    def view(self, x):
+        """The core view of operand `x` over the narrowed grid (scalars pass through)."""
+        if isinstance(x, Pending):
+            x = x.tile
+        if isinstance(x, Access):
+            ranges = {}
+            for idx in x.indices:
+                for a in idx.terms:
+                    lo, hi = self.pos.get(a.position, (0, a.size))
+                    ranges[a] = (max(lo, 0), min(hi, a.size))
+            return x.view(ranges)
+        if isinstance(x, LTensor):
+            x = x.view_all()
+        if isinstance(x, NkiTensor):
+            key = tuple(slice(*self.pos[d]) if d in self.pos and x.shape[d] == self.shape[d]
+                        else slice(None) for d in range(x.ndim))
+            return x[key] if any(k != slice(None) for k in key) else x
+        return x
+
+    def dst_mask(self):
+        """The residual mask over the narrowed grid, or None."""
+        if self.residual is None:
+            return None
+        ranges = {}
+        for expr, _ in self.residual.clauses:
+            for a in expr.terms:
+                lo, hi = self.pos.get(a.position, (0, a.size))
+                ranges[a] = (max(lo, 0), min(hi, a.size))
+        shape = tuple(hi - lo for lo, hi in self.pos.values())
+        return self.residual.evaluate(ranges, shape)
+
+
+class Pending(LTensor):
+    """The result of a legacy call that has not been written anywhere yet."""
+
+    def __init__(self, execute, shape, dtype, buffer, name, accumulates=False):
+        self._execute = execute  # execute(dst_access_or_view, accumulate: bool)
+        self.accumulates = accumulates  # can add into its destination (matmul)
+        self._shape, self._dtype, self._buffer, self._name = tuple(shape), dtype, buffer, name
+        self._core = None
+        run = runtime.active_run()
+        flush(run)
+        run.legacy_pending = self
+
+    @property
+    def core(self) -> NkiTensor:
+        if self._core is None:
+            self.materialize()
+        return self._core
+
+    shape = property(lambda self: self._shape)
+    dtype = property(lambda self: self._dtype)
+    buffer = property(lambda self: self._buffer)
+    name = property(lambda self: self._name)
+    par_axis = 0
+
+    @property
+    def tile(self) -> LTensor:
+        return LTensor(self.core)
+
+    @property
+    def done(self) -> bool:
+        return self._core is not None
+
+    def _claim(self):
+        run = runtime.active_run()
+        if run.legacy_pending is self:
+            run.legacy_pending = None
+
+    def materialize(self):
+        """Run into a fresh tile of the result's shape."""
+        self._claim()
+        if self._core is None:
+            from .language import ndarray
+            tile = ndarray(self._shape, self._dtype, buffer=self._buffer, name=self._name)
+            self._core = tile.core
+            self._execute(tile.full(), False)
+
+    def run_into(self, target: Access, accumulate: bool):
+        """Run with `target` as destination (accumulating when asked)."""
+        if self._core is not None or (accumulate and not self.accumulates):
+            return False
+        self._claim()
+        self._execute(target, accumulate)
+        self._core = target.view()
+        return True
+
+
+def flush(run=None) -> None:
+    """Run the pending result (if any) into a fresh tile."""
+    run = run or runtime.active_run()
+    p = getattr(run, "legacy_pending", None)
+    if p is not None:
+        run.legacy_pending = None
+        p.materialize()
+
+
+def result_op(core_fn, shape, dtype, buffer, mask, name="", **operands):
+    """A pending `core_fn(dst=..., **operands)` producing a tile of `shape`/`dtype`.
+    Operand values that are tensors/accesses are viewed over the masked grid."""
+    mask = as_predicate(mask)
+    for v in operands.values():
+        if isinstance(v, Pending):
+            v.core  # noqa: B018 - materialize inputs before this instruction is pending
+
+    def execute(dst, accumulate):
+        run_masked(core_fn, dst, mask, accumulate=accumulate, **operands)
+
+    accumulates = "accumulate" in inspect.signature(core_fn).parameters
+    return Pending(execute, shape, dtype, buffer, name, accumulates)
+
+
+def run_masked(core_fn, dst, mask, accumulate=False, **operands):
+    """Run `core_fn(dst=view, **views)` over the grid of `dst`, narrowed by `mask`."""
+    flush()
+    shape = dst.shape if not isinstance(dst, NkiTensor) else dst.shape
+    grid = Grid(shape, mask)
+    if grid.empty:
+        return
+    kwargs = {k: grid.view(v) for k, v in operands.items()}
+    if accumulate:
+        kwargs["accumulate"] = True
+    run = runtime.active_run()
+    run.dst_mask = grid.dst_mask()
+    try:
+        core_fn(dst=grid.view(dst), **kwargs)
+    finally:
+        run.dst_mask = None
+
+
+def assign(target: Access, value):
+    """`tile[...] = value`: run a pending value straight into the target, else copy."""
+    if isinstance(value, Pending) and value.run_into(target, accumulate=False):
+        return
+    from ..isa import dma_copy, memset, tensor_copy
+    flush()
+    dst = target.view()
+    if not isinstance(value, (LTensor, Access, NkiTensor)):
+        memset(dst=dst, value=value)
+        return
+    src = value.view() if isinstance(value, Access) else (
+        value.view_all() if isinstance(value, LTensor) else value)
+    if dst.on_chip and src.on_chip:
+        tensor_copy(dst=dst, src=src)
+    else:
+        dma_copy(dst=dst, src=src)
+
+
+def accumulate_into(target: Access, value):
+    """`psum[...] += x`: a pending matmul accumulates in place; anything else is added."""
+    if isinstance(value, Pending) and value.run_into(target, accumulate=True):
+        return
+    from ..isa import tensor_tensor
+    flush()
+    dst = target.view()
+    src = value.view() if isinstance(value, Access) else (
+        value.view_all() if isinstance(value, LTensor) else value)
+    if not isinstance(src, NkiTensor):
+        from ..isa import tensor_scalar
+        tensor_scalar(dst=dst, data=dst, op0="add", operand0=src)
+        return
+    if dst.space == "psum" and src.space == "psum":
+        raise NkiValidationError("`+=` between two PSUM tiles: copy one to SBUF first")
+    tensor_tensor(dst=dst, data1=dst, data2=src, op="add")
