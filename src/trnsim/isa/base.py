@@ -36,7 +36,7 @@ class Instr:
         self.core = current_core()
         self.chip = self.run.chip
         self.opcode = opcode
-        self.location = kernel_location(2)
+        self.location = self.run.issue_site or kernel_location(2)
         self.numerics = self.run.options.numerics
         self.strict = self.run.options.strict
         name = engine_name(engine)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import inspect
 
 from ..machine import runtime
-from ..machine.errors import NkiValidationError
+from ..machine.errors import NkiValidationError, kernel_location
 from ..machine.tensor import NkiTensor
 from .indexing import Predicate
 from .tensor import Access, LTensor, as_predicate
@@ -84,6 +84,7 @@ class Pending(LTensor):
         self.accumulates = accumulates  # can add into its destination (matmul)
         self._shape, self._dtype, self._buffer, self._name = tuple(shape), dtype, buffer, name
         self._core = None
+        self.site = kernel_location(2)
         run = runtime.active_run()
         flush(run)
         run.legacy_pending = self
@@ -118,18 +119,34 @@ class Pending(LTensor):
         self._claim()
         if self._core is None:
             from .language import ndarray
-            tile = ndarray(self._shape, self._dtype, buffer=self._buffer, name=self._name)
-            self._core = tile.core
-            self._execute(tile.full(), False)
+            with _issued_at(self.site):
+                tile = ndarray(self._shape, self._dtype, buffer=self._buffer, name=self._name)
+                self._core = tile.core
+                self._execute(tile.full(), False)
 
     def run_into(self, target: Access, accumulate: bool):
         """Run with `target` as destination (accumulating when asked)."""
         if self._core is not None or (accumulate and not self.accumulates):
             return False
         self._claim()
-        self._execute(target, accumulate)
+        with _issued_at(self.site):
+            self._execute(target, accumulate)
         self._core = target.view()
         return True
+
+
+class _issued_at:
+    """Attribute the instructions run inside to the kernel line that asked for them."""
+
+    def __init__(self, site):
+        self.site = site
+
+    def __enter__(self):
+        self.run = runtime.active_run()
+        self.saved, self.run.issue_site = self.run.issue_site, self.site
+
+    def __exit__(self, *exc):
+        self.run.issue_site = self.saved
 
 
 def flush(run=None) -> None:

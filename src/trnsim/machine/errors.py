@@ -42,6 +42,12 @@ def kernel_location(skip: int = 1) -> SourceLocation | None:
     return None
 
 
+def _issue_site():
+    """The kernel line of a deferred instruction running now (legacy results), if any."""
+    from . import runtime
+    return runtime._active[-1].issue_site if runtime._active else None
+
+
 def _where(loc: SourceLocation | None) -> str:
     if loc is None:
         return ""
@@ -56,7 +62,7 @@ class NkiValidationError(Exception):
     def __init__(self, message: str, op: str | None = None,
                  location: SourceLocation | None = None):
         self.op = op
-        self.location = location if location is not None else kernel_location(2)
+        self.location = location if location is not None else _issue_site() or kernel_location(2)
         self.bare_message = message
         prefix = f"{op}: " if op else ""
         super().__init__(prefix + message + _where(self.location))

@@ -15,7 +15,7 @@ from .runtime import Options, Run, activate
 from .tensor import MemoryRegion, NkiTensor
 
 
-class _HostArgs:
+class HostArgs:
     """Converts host arguments to HBM tensors and results back to host arrays."""
 
     def __init__(self, run: Run):
@@ -97,7 +97,7 @@ def _numpy_to_torch(a: np.ndarray):
     return torch.from_numpy(np.ascontiguousarray(a))
 
 
-def _param_names(fn, n: int) -> list[str]:
+def param_names(fn, n: int) -> list[str]:
     try:
         params = list(inspect.signature(fn).parameters)
     except (TypeError, ValueError):
@@ -112,9 +112,9 @@ def run_kernel(fn, args=(), kwargs=None, *, lnc: int = 1, chip=None, numerics=Tr
     if strict is None:
         strict = os.environ.get("TRNSIM_STRICT", "").strip().lower() in ("1", "true", "yes", "on")
     run = Run(chip, lnc, Options(numerics=numerics, strict=bool(strict)))
-    host = _HostArgs(run)
+    host = HostArgs(run)
     with activate(run):
-        names = _param_names(fn, len(args))
+        names = param_names(fn, len(args))
         dargs = [host.to_device(a, n) for a, n in zip(args, names)]
         dkwargs = {k: host.to_device(v, k) for k, v in (kwargs or {}).items()}
         results = run.scheduler.run(lambda core: fn(*dargs, **dkwargs))

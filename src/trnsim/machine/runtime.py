@@ -49,6 +49,7 @@ class Run:
         self.options = options or Options()
         self.dst_mask = None  # bool array restricting instruction results (legacy masks)
         self.legacy_pending = None  # a legacy result not yet written (legacy/ops.py)
+        self.issue_site = None  # kernel line of a deferred instruction being run now
         self.program = Program(self.chip, lnc)
         self.hbm = HbmSpace()
         core = self.chip.core
@@ -63,6 +64,7 @@ class Run:
         # legacy SPMD grid point) gets the k-th one on its k-th creation
         self._shared: list[NkiTensor] = []
         self._shared_seen: dict = {}
+        self.grid: tuple = ()  # the legacy SPMD launch grid
         self.instance: tuple = ()  # the legacy SPMD grid point being run
         self.scheduler = CoreScheduler(lnc)
 
