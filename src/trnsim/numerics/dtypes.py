@@ -53,6 +53,22 @@ class DType(str):
     def __repr__(self) -> str:
         return f"nl.{str(self)}"
 
+    def __eq__(self, other) -> bool:
+        """Equal to its name, and to the NumPy type legacy kernels compare against
+        (`t.dtype == np.float32`)."""
+        if isinstance(other, str):
+            return str.__eq__(self, other)
+        try:
+            return str.__eq__(self, as_dtype(other))
+        except TypeError:
+            return NotImplemented
+
+    def __ne__(self, other) -> bool:
+        eq = self.__eq__(other)
+        return eq if eq is NotImplemented else not eq
+
+    __hash__ = str.__hash__
+
     def __reduce__(self):
         return (as_dtype, (str(self),))
 
@@ -101,6 +117,8 @@ def as_dtype(x) -> DType:
     NumPy/ml_dtypes type, a torch dtype, or the Python types float/int/bool."""
     if isinstance(x, DType):
         return x
+    if x is None:
+        raise TypeError("dtype is None")
     if isinstance(x, str):
         name = x.removeprefix("nl.").removeprefix("torch.")
         found = _BY_NAME.get(name) or _ALIASES.get(name)
