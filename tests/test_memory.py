@@ -154,38 +154,43 @@ def test_explicit_address_overlapping_a_live_tensor_keeps_its_bytes():
 
 # -- liveness and reuse ---------------------------------------------------
 def test_space_reused_only_after_the_tensor_is_dead():
+    # 64 KiB tiles on trn2 (212984 usable bytes per partition): three fit, a fourth does
+    # not, so later placements must wrap around and take a dead tensor's space.
     def kern(x):
-        a = nl.ndarray((128, 1024), nl.float32, name="a")
-        addr_a = a.storage.address
-        b = nl.ndarray((128, 1024), nl.float32, name="b")
-        addr_b = b.storage.address
+        n = 64 * KiB // 4
+        a = nl.ndarray((128, n), nl.float32, name="a")
+        b = nl.ndarray((128, n), nl.float32, name="b")
+        c = nl.ndarray((128, n), nl.float32, name="c")
+        addrs = [t.storage.address for t in (a, b, c)]
         view = a[:, 0:16]  # a view keeps a's storage alive
-        del a
-        c = nl.ndarray((128, 1024), nl.float32, name="c")
-        addr_c = c.storage.address
-        del view
-        d = nl.ndarray((128, 1024), nl.float32, name="d")
-        return addr_a, addr_b, addr_c, d.storage.address
+        del a, c
+        d = nl.ndarray((128, n), nl.float32, name="d")
+        addrs.append(d.storage.address)
+        del view, d
+        e = nl.ndarray((128, n), nl.float32, name="e")
+        addrs.append(e.storage.address)
+        return addrs
 
-    (a, b, c, d), _ = _run(kern, DUMMY)
-    assert a == 0 and b == 4096
-    assert c == 8192  # a still referenced through its view
-    assert d == 0  # a's space, once a and every view of it died
+    (a, b, c, d, e), _ = _run(kern, DUMMY, chip="trn2")
+    assert (a, b, c) == (0, 64 * KiB, 128 * KiB)
+    assert d == 128 * KiB  # c's space: a is still referenced through its view
+    assert e == 0  # a's space, once a and every view of it died
 
 
 def test_reused_space_is_refilled():
     def kern(x):
-        a = nl.ndarray((4, 4), nl.float32, name="a")
+        n = 30000  # 120000 bytes per partition: two do not fit in trn2's 212984
+        a = nl.ndarray((4, n), nl.float32, name="a")
         nisa.memset(dst=a, value=7.0)
         addr = a.storage.address
         del a
-        b = nl.ndarray((4, 4), nl.float32, name="b")
+        b = nl.ndarray((4, n), nl.float32, name="b")
         assert b.storage.address == addr
         out = nl.ndarray((4, 4), nl.float32, buffer=nl.shared_hbm)
-        nisa.dma_copy(dst=out, src=b)
+        nisa.dma_copy(dst=out, src=b[:, 0:4])
         return out
 
-    out, _ = _run(kern, DUMMY)
+    out, _ = _run(kern, DUMMY, chip="trn2")
     assert np.isnan(out).all()  # not a's stale 7.0
 
 
@@ -197,15 +202,20 @@ def test_loop_reallocating_a_tile_rotates(chip):
         out = nl.ndarray((128, 4), nl.float32, buffer=nl.shared_hbm)
         acc = nl.ndarray((128, 4), nl.float32, name="acc")
         nisa.memset(dst=acc, value=0.0)
+        addrs = []
         for i in range(100):
             t = nl.ndarray((128, tile_bytes // 4), nl.float32, name="t")
+            addrs.append(t.storage.address)
             nisa.memset(dst=t[:, 0:4], value=float(i))
             nisa.tensor_tensor(dst=acc, data1=acc, data2=t[:, 0:4], op=nl.add)
         nisa.dma_copy(dst=out, src=acc)
-        return out
+        return out, addrs
 
-    out, run = _run(kern, DUMMY, chip=chip)
+    (out, addrs), run = _run(kern, DUMMY, chip=chip)
     assert (out == sum(range(100))).all()
+    # next-fit: consecutive iterations get different buffers, cycling through the arena
+    assert all(a != b for a, b in zip(addrs, addrs[1:]))
+    assert len(set(addrs)) == (USABLE[chip] - 32) // tile_bytes  # acc holds the first 32 B
     # at most two tiles live at once (the new one is made before the name is rebound)
     assert run.cores[0].sbuf.peak_bytes <= 2 * tile_bytes + 32 + 16
 

@@ -20,9 +20,25 @@ as `nki_cpu_simulator.nki.*` and aliases those modules to `nki.*`. Unless a real
 trnsim.nki, whose `language.dtypes` holds the dtypes and whose `builtin` is empty, as
 its contents are not public), so the harness runs unmodified on trnsim.
 
-If a real `nki` package is importable (or already imported), `install()` still
-replaces it in `sys.modules` but warns, once per process. `install()` is idempotent;
-`uninstall()` restores `sys.modules` as it was.
+Legacy NKI (`neuronxcc.nki`, NKI 0.1) kernels run unmodified too: `install()` also
+provides a `neuronxcc` package whose `nki` is trnsim's legacy front end (trnsim.legacy):
+
+    import neuronxcc.nki as nki                 # or: from neuronxcc import nki
+    import neuronxcc.nki.language as nl         # from neuronxcc.nki.language import par_dim
+    import neuronxcc.nki.isa as nisa
+    import neuronxcc.nki.typing as nt           # nt.tensor, nt.mutable_tensor
+    import neuronxcc.nki.compiler as ncc        # ncc.sbuf.mod_alloc(...), ncc.psum.alloc(...)
+    from neuronxcc.nki import trace, baremetal, benchmark, simulate_kernel
+
+Aliased legacy names: `neuronxcc`, `neuronxcc.nki`, `neuronxcc.nki.language`,
+`neuronxcc.nki.isa`, `neuronxcc.nki.typing`, `neuronxcc.nki.compiler`,
+`neuronxcc.nki.compiler.sbuf`, `neuronxcc.nki.compiler.psum`; any other `neuronxcc.*`
+import (the Neuron compiler itself, `neuronxcc.nki.kernels`, ...) raises
+ModuleNotFoundError while installed.
+
+If a real `nki` (or `neuronxcc`) package is importable (or already imported),
+`install()` still replaces it in `sys.modules` but warns, once per process.
+`install()` is idempotent; `uninstall()` restores `sys.modules` as it was.
 """
 from __future__ import annotations
 
@@ -46,6 +62,17 @@ _SIM_PREFIX = SIM_PACKAGE + ".nki"
 PUBLIC_MODULES = ("nki", "nki.language", "nki.isa", "nki.isa.constants", "nki.typing",
                   "nki.collectives", "nki.compiler", "nki.dtype", "nki.tensor",
                   "nki.simulator", "nki.language.dtypes", "nki.builtin")
+LEGACY_PACKAGE = "neuronxcc"  # the legacy (NKI 0.1) API's package
+# legacy module name -> trnsim module
+LEGACY_MODULES = {
+    "neuronxcc.nki": "trnsim.legacy.api",
+    "neuronxcc.nki.language": "trnsim.legacy.language",
+    "neuronxcc.nki.isa": "trnsim.legacy.isa",
+    "neuronxcc.nki.typing": "trnsim.legacy.typing",
+    "neuronxcc.nki.compiler": "trnsim.legacy.compiler",
+    "neuronxcc.nki.compiler.sbuf": "trnsim.legacy.compiler.sbuf",
+    "neuronxcc.nki.compiler.psum": "trnsim.legacy.compiler.psum",
+}
 
 
 class TrnsimCompatWarning(UserWarning):
@@ -55,6 +82,7 @@ class TrnsimCompatWarning(UserWarning):
 _saved: dict[str, object] | None = None  # sys.modules entries replaced by install()
 _finder: "_AliasFinder | None" = None
 _warned = False
+_warned_legacy = False
 
 
 def _target_name(name: str) -> str:
@@ -67,7 +95,8 @@ def _target_name(name: str) -> str:
 
 def _ours_name(name: str) -> bool:
     """Whether install() manages this sys.modules name."""
-    return any(name == p or name.startswith(p + ".") for p in (_PREFIX, SIM_PACKAGE))
+    return any(name == p or name.startswith(p + ".")
+               for p in (_PREFIX, SIM_PACKAGE, LEGACY_PACKAGE))
 
 
 def _is_ours(module) -> bool:
@@ -119,6 +148,12 @@ class _AliasFinder(importlib.abc.MetaPathFinder):
         self.prefixes = (_PREFIX + ".",) + ((_SIM_PREFIX + ".",) if sim_alias else ())
 
     def find_spec(self, fullname, path=None, target=None):
+        if fullname.startswith(LEGACY_PACKAGE + ".") and installed() and getattr(
+                sys.modules.get(LEGACY_PACKAGE), "_trnsim", False):
+            raise ModuleNotFoundError(
+                f"No module named {fullname!r}: trnsim.compat provides the legacy API as "
+                f"{', '.join(LEGACY_MODULES)} only (there is no Neuron compiler here)",
+                name=fullname)
         if not fullname.startswith(self.prefixes) or not installed():
             return None
         try:
@@ -165,10 +200,23 @@ def _sim_package_modules(modules: dict) -> dict:
     return found
 
 
+def _legacy_modules() -> dict[str, object]:
+    """The `neuronxcc.*` names over trnsim's legacy front end."""
+    found = {name: importlib.import_module(target) for name, target in LEGACY_MODULES.items()}
+    pkg = types.ModuleType(LEGACY_PACKAGE, "trnsim standing in for the Neuron compiler "
+                           "package: only its legacy NKI API (`neuronxcc.nki`) is provided "
+                           "(installed by trnsim.compat.install())")
+    pkg.__path__ = []
+    pkg._trnsim = True
+    pkg.nki = found["neuronxcc.nki"]
+    found[LEGACY_PACKAGE] = pkg
+    return found
+
+
 def install():
     """Make `import nki` (and `nki.language`, `nki.isa`, ...) resolve to trnsim.nki.
     Idempotent. Returns the `nki` module."""
-    global _saved, _finder, _warned
+    global _saved, _finder, _warned, _warned_legacy
     if installed() and _saved is not None:
         return sys.modules[_PREFIX]
     where = _real_location(_PREFIX)
@@ -178,13 +226,23 @@ def install():
             f"a real 'nki' package is installed ({where}); trnsim.compat.install() "
             "replaces it in sys.modules with trnsim's simulated NKI "
             "(trnsim.compat.uninstall() restores it)", TrnsimCompatWarning, stacklevel=2)
+    legacy_where = _real_location(LEGACY_PACKAGE)
+    if legacy_where is not None and not _warned_legacy:
+        _warned_legacy = True
+        warnings.warn(
+            f"a real 'neuronxcc' package is installed ({legacy_where}); "
+            "trnsim.compat.install() replaces it in sys.modules with trnsim's simulated "
+            "legacy NKI (trnsim.compat.uninstall() restores it)", TrnsimCompatWarning,
+            stacklevel=2)
     modules = _trnsim_modules()
     sim_alias = _real_location(SIM_PACKAGE) is None
     if sim_alias:
         modules.update(_sim_package_modules(modules))
+    modules.update(_legacy_modules())
     saved = {}
     for name in list(sys.modules):  # a real nki's modules must not mix with ours
         if (name == _PREFIX or name.startswith(_PREFIX + ".")) or (
+                name == LEGACY_PACKAGE or name.startswith(LEGACY_PACKAGE + ".")) or (
                 sim_alias and (name == SIM_PACKAGE or name.startswith(SIM_PACKAGE + "."))):
             saved[name] = sys.modules.pop(name)
     for name in modules:

@@ -154,8 +154,9 @@ class Instr:
             self.run.cores[a.core].end_psum_groups(a.p_lo, a.p_hi, a.lo, a.hi)
         if not self.numerics:
             return
-        if mask is None and role == "dst":
-            mask = self.run.dst_mask  # a legacy non-rectangular mask, when one is active
+        if role == "dst" and self.run.dst_mask is not None:  # a legacy non-rectangular mask
+            legacy = np.broadcast_to(self.run.dst_mask, t.shape)
+            mask = legacy if mask is None else np.broadcast_to(mask, t.shape) & legacy
         if callable(values):
             values = values()
         v = np.asarray(values)

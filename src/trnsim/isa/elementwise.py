@@ -427,7 +427,7 @@ def tensor_copy(dst, src, engine=Engine.unknown, name=None):
                name=name) as ins:
         for role, t in (("src", src), ("dst", dst)):
             ins.operand(role, t)
-            if t.dyn is not None:
+            if t.dyn is not None and t.dyn.kind == "ti":
                 ins.require_generation(4, f"tensor indirection on {role}")
         ins.same_partitions(("src", src), ("dst", dst))
         ins.same_elements("src", src, "dst", dst)
@@ -435,7 +435,7 @@ def tensor_copy(dst, src, engine=Engine.unknown, name=None):
             ins.fail("tensor_copy is not supported on the Scalar Engine of NeuronCore-v2; "
                      "use nki.isa.activation(op=nl.copy) or engine=vector",
                      UnsupportedError)
-        if (src.dyn is not None or dst.dyn is not None):
+        if any(t.dyn is not None and t.dyn.kind == "ti" for t in (src, dst)):
             ins.require(ins.engine in ("vector", "scalar"), "tensor indirection needs the "
                         f"Vector or Scalar engine, not engine={ins.engine}")
         if src.dtype.is_x4 or dst.dtype.is_x4:

@@ -298,9 +298,11 @@ def grid_axes(indices) -> list[Axis]:
     return [seen[p] for p in sorted(seen)]
 
 
-def resolve(tensor, indices, ranges: dict):
+def resolve(tensor, indices, ranges: dict, par_axis: int = 0):
     """The core view of `tensor` for one Index per dim, with axes restricted to `ranges`
-    (Axis -> (lo, hi)). Bounds are checked on the restricted ranges only."""
+    (Axis -> (lo, hi)). Bounds are checked on the restricted ranges only. An on-chip
+    view keeps 2 dims: a single remaining axis is the partition dim (`t[:, k]` is [P, 1])
+    when it indexes the partition dim `par_axis`, else a free dim (`t[k, :]` is [1, F])."""
     from ..machine.tensor import NkiTensor
     axes = {}
     for idx in indices:
@@ -323,12 +325,19 @@ def resolve(tensor, indices, ranges: dict):
         for a, c in idx.terms.items():
             offset += s * c * (a.start + ranges.get(a, (0, a.size))[0])
             strides[a.position] += s * c
-    if tensor.on_chip and ndim < 2:
+    if tensor.on_chip and ndim == 1 and partition_kept(indices, par_axis):
+        shape, strides = shape + [1], strides + [1]
+    elif tensor.on_chip and ndim < 2:
         shape, strides = [1] * (2 - ndim) + shape, [tensor.row_elems] * (2 - ndim) + strides
     elif ndim == 0:
         shape, strides = [1], [1]
     return NkiTensor(tuple(shape), tensor.dtype, tensor.storage, tensor.buffer, tensor.name,
                      strides=tuple(strides), offset=offset, indirect=tensor.dyn)
+
+
+def partition_kept(indices, par_axis: int = 0) -> bool:
+    """Whether the partition dim of an on-chip access is indexed by an axis."""
+    return par_axis < len(indices) and bool(indices[par_axis].terms)
 
 
 def empty_range(ranges: dict) -> bool:

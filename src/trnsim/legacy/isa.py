@@ -1,30 +1,786 @@
-"""`neuronxcc.nki.isa` (legacy): return-style instructions over trnsim.isa."""
+"""`neuronxcc.nki.isa` (legacy NKI 0.1): return-style instructions over trnsim.isa.
+
+Every function here only translates: it works out the shape, dtype and buffer of the
+result tile, turns legacy operands (tiles, indexed tiles, pending results, enums,
+index expressions) into what the core instruction takes, and runs the core
+`trnsim.isa` function, which holds every check, the numerics and the record.
+
+- Return-style calls allocate their result (SBUF; PSUM for nc_matmul and a Tensor
+  Engine nc_transpose, or `buffer=` where the legacy API allowed it) and run as soon as
+  the kernel assigns them (`tile[...] = nisa.f(...)`, `psum[...] += nisa.nc_matmul(...)`)
+  or uses them (see legacy/ops.py). `mask=` narrows the instruction; `dtype=` is the
+  result's dtype (defaults as in the legacy docstrings).
+- Calls with a destination operand (dma_copy, select_reduce, tensor_copy_predicated,
+  nc_stream_shuffle, tensor_copy_dynamic_dst) and in-place extra outputs (reduce_res,
+  dst_idx) write those tiles.
+- Legacy enums (engine, reduce_cmd, dge_mode, oob_mode) are IntEnums as in neuronxcc;
+  they are mapped onto the core enums here.
+"""
 from __future__ import annotations
 
+import inspect
+import math
+from enum import IntEnum
+
+import numpy as np
+
 from .. import isa as core
-from ..numerics.dtypes import float32
+from ..isa import enums as core_enums
+from ..machine import runtime
+from ..machine.errors import NkiValidationError, UnsupportedError
+from ..machine.tensor import NkiTensor
+from ..numerics.dtypes import as_dtype, uint32
+from .indexing import Index, Predicate
 from .language import as_access, psum, sbuf
-from .ops import result_op
+from .ops import Grid, Pending, flush, result_op, run_masked
+from .tensor import Access, LTensor, as_predicate
 
 
-def _operand(x):
-    from .tensor import Access, LTensor
-    return as_access(x) if isinstance(x, (LTensor, Access)) else x
+# -- enums and constants (IntEnum, values as in neuronxcc) --------------------------
+class engine(IntEnum):
+    """Neuron Device engines."""
+    tensor = 1
+    vector = 5
+    scalar = 2
+    gpsimd = 3
+    sync = 6
+    unknown = 0
 
 
-def nc_matmul(stationary, moving, is_stationary_onezero=False, is_moving_onezero=False,
+class reduce_cmd(IntEnum):
+    """Engine accumulator register commands."""
+    idle = 0
+    reset = 1
+    reset_reduce = 3
+    reduce = 2
+
+
+class dge_mode(IntEnum):
+    """Descriptor Generation Engine mode."""
+    none = 0
+    swdge = 1
+    hwdge = 2
+    unknown = 3
+
+
+class oob_mode(IntEnum):
+    """Out-of-bounds handling of indirect DMA accesses."""
+    error = 0
+    skip = 1
+
+
+class nc_version(IntEnum):
+    """NeuronCore version (gen2: Trn1/Inf2, gen3: Trn2)."""
+    gen2 = 2
+    gen3 = 3
+
+
+class _dma(IntEnum):
+    dma = 4
+
+
+_Engine, _ReduceCmd, _DgeMode, _OobMode = engine, reduce_cmd, dge_mode, oob_mode
+
+tensor_engine = engine.tensor
+vector_engine = engine.vector
+scalar_engine = engine.scalar
+gpsimd_engine = engine.gpsimd
+unknown_engine = engine.unknown
+dma_engine = _dma.dma
+
+FP32_MIN = float(np.finfo(np.float32).min)  # bit pattern 0xff7fffff
+
+
+class _Fp32Min(float):
+    """`fp32.min`: the most negative fp32 value, usable wherever a number is (repr
+    `fp32.min`, the legacy spelling of range_select's default)."""
+
+    __signature__ = inspect.Signature(
+        [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)])
+
+    def __repr__(self):
+        return "fp32.min"
+
+    __str__ = float.__repr__
+
+    def __call__(self, *_):
+        return float(self)
+
+
+_FP32_MIN = _Fp32Min(FP32_MIN)
+
+
+class _Fp32Meta(type):
+    @property
+    def min(cls):  # noqa: A003 - `nl.fp32.min` / `nisa.fp32.min` on the class
+        return _FP32_MIN
+
+
+class fp32(metaclass=_Fp32Meta):
+    """FP32 constants: `fp32.min` is the minimum (most negative) fp32 value."""
+
+    @property
+    def min(self):  # noqa: A003
+        """FP32 bit pattern 0xff7fffff, the minimum (most negative) FP32 value."""
+        return _FP32_MIN
+
+
+# -- translation helpers ----------------------------------------------------------
+def _enum(value, legacy_cls, core_cls, param: str, extra=None):
+    """A core enum member from a legacy IntEnum member, a core member, or a name."""
+    if isinstance(value, core_cls):
+        return value
+    if extra and value in extra:
+        return extra[value]
+    if isinstance(value, legacy_cls) or (isinstance(value, (int, np.integer))
+                                          and not isinstance(value, bool)
+                                          and int(value) in legacy_cls._value2member_map_):
+        return core_cls[legacy_cls(int(value)).name]
+    if isinstance(value, str) and value in core_cls.__members__:
+        return core_cls[value]
+    names = ", ".join(f"nisa.{legacy_cls.__name__}.{m}" for m in legacy_cls.__members__)
+    raise NkiValidationError(f"{param}={value!r} is not a {legacy_cls.__name__} member; use "
+                             f"one of {names}")
+
+
+def _engine(value):
+    if value is None:
+        return core_enums.engine.unknown
+    return _enum(value, _Engine, core_enums.engine, "engine",
+                 {dma_engine: core_enums.engine.dma})
+
+
+def _reduce_cmd(value):
+    return _enum(value, _ReduceCmd, core_enums.reduce_cmd, "reduce_cmd")
+
+
+def _t(x):
+    """A tensor operand as an Access (whole tile or indexed); others pass through."""
+    if isinstance(x, (LTensor, Access)):
+        return as_access(x)
+    return x
+
+
+def _dtype(dtype, default):
+    return as_dtype(default if dtype is None else dtype)
+
+
+def _buffer(kwargs, default=sbuf):
+    return kwargs.get("buffer") or default
+
+
+def _name(kwargs) -> str:
+    return kwargs.get("name") or ""
+
+
+def _no_dtype_change(dtype, dst, op: str):
+    """`dtype=` on a call that writes a given dst: accepted when it is dst's dtype."""
+    if dtype is not None and as_dtype(dtype) != dst.dtype:
+        raise NkiValidationError(f"dtype={as_dtype(dtype)} differs from dst "
+                                 f"({dst.dtype}[{', '.join(map(str, dst.shape))}]); "
+                                 f"{op} writes dst's dtype", op=op)
+
+
+def _promote(a, b):
+    from ..nki.language.math import _promote as promote
+    return promote(as_dtype(a), as_dtype(b))
+
+
+def _axis_at(x: Access, position: int):
+    for idx in x.indices:
+        for a in idx.terms:
+            if a.position == position:
+                return a
+    return None
+
+
+def _spans(grid: Grid, x) -> list[tuple[int, int]]:
+    """The mask-narrowed range of each grid position of operand `x`."""
+    if isinstance(x, Access):
+        shape = x.shape
+        out = []
+        for p, n in enumerate(shape):
+            a = _axis_at(x, p)
+            out.append(grid.span(p, a.size, a) if a is not None else (0, n))
+        return out
+    return [grid.span(d, n) for d, n in enumerate(x.shape)]
+
+
+def _view_spans(x, spans) -> NkiTensor:
+    """`x` (the destination Access) viewed over the given per-position ranges."""
+    if isinstance(x, Access):
+        return x.view({a: spans[a.position] for idx in x.indices for a in idx.terms
+                       if a.position < len(spans)})
+    if isinstance(x, LTensor):
+        x = x.view_all()
+    return x[tuple(slice(lo, hi) for lo, hi in spans)]
+
+
+def _run(core_fn, dst, mask, build, accumulate=False):
+    """Like ops.run_masked, with `build(grid, dst) -> kwargs` (including `dst`) for
+    instructions whose operands do not line up with the result position by position."""
+    flush()
+    grid = Grid(dst.shape, mask)
+    if grid.empty:
+        return
+    kwargs = build(grid, dst)
+    if kwargs is None:
+        return
+    if accumulate:
+        kwargs["accumulate"] = True
+    run = runtime.active_run()
+    run.dst_mask = grid.dst_mask()
+    try:
+        core_fn(**kwargs)
+    finally:
+        run.dst_mask = None
+
+
+def _deferred(core_fn, shape, dtype, buffer, mask, build, name="", accumulates=False):
+    """A Pending result whose instruction runs through `_run(..., build)`."""
+    mask = as_predicate(mask)
+
+    def execute(dst, accumulate):
+        _run(core_fn, dst, mask, build, accumulate)
+
+    return Pending(execute, tuple(int(s) for s in shape), as_dtype(dtype), buffer, name,
+                   accumulates)
+
+
+def _cast_after(core_fn, buffer, kwargs, space=None):
+    """Run `core_fn(**kwargs)` into a temporary of its operands' dtype (in `buffer`) when
+    the result's dtype differs (the legacy API then inserts a cast), or when the result
+    is not in the memory `space` the instruction must write (a PSUM result assigned to
+    an SBUF tile); returns the kwargs of the `tensor_copy` from the temporary into the
+    result, or `kwargs` unchanged."""
+    dst, src_dtype = kwargs["dst"], kwargs.pop("_src_dtype")
+    if dst.dtype == src_dtype and space in (None, dst.space):
+        return kwargs
+    tmp = runtime.active_run().new_tensor(dst.shape, src_dtype, buffer,
+                                          f"{core_fn.__name__}_tmp")
+    core_fn(**{**kwargs, "dst": tmp})
+    return dict(dst=dst, src=tmp, _cast=True)
+
+
+def _maybe_cast(core_fn):
+    """core_fn, or a tensor_copy for the kwargs `_cast_after` made."""
+    def run(_cast=False, **kwargs):
+        (core.tensor_copy if _cast else core_fn)(**kwargs)
+    return run
+
+
+def _affine_terms(expr: Index, shape, what: str):
+    """Per grid position, the coefficient of `expr` (an affine index over the grid of
+    `shape`), and the constant part: expr = const + sum_p coef[p] * j_p."""
+    coef = [0] * len(shape)
+    const = expr.const
+    for a, c in expr.terms.items():
+        if a.position >= len(shape):
+            raise NkiValidationError(f"{what}: index axis {a!r} lies outside the "
+                                     f"{len(shape)}-D tile")
+        if a.size == shape[a.position]:
+            coef[a.position] += c
+            const += c * a.start
+        elif a.size == 1:
+            const += c * a.start
+        else:
+            raise NkiValidationError(f"{what}: an index axis of size {a.size} at position "
+                                     f"{a.position} does not match the tile shape {tuple(shape)}")
+    return coef, const
+
+
+def _pattern(coef, const, spans, view_shape):
+    """Core (pattern, offset, channel_multiplier) for expr over a narrowed view."""
+    offset = const + sum(c * lo for c, (lo, _) in zip(coef, spans))
+    pattern = [[coef[p], view_shape[p]] for p in range(1, len(view_shape))] or [[0, 1]]
+    return pattern, int(offset), int(coef[0])
+
+
+def _as_2d(shape):
+    shape = tuple(int(s) for s in shape)
+    return shape if len(shape) >= 2 else (1,) * (2 - len(shape)) + shape
+
+
+# -- Tensor Engine -----------------------------------------------------------------
+def nc_matmul(stationary, moving, *, is_stationary_onezero=False, is_moving_onezero=False,
               is_transpose=False, tile_position=(), tile_size=(), mask=None, **kwargs):
-    """PSUM[M, N] (fp32) = stationary[K, M].T @ moving[K, N]; `psum += nc_matmul(...)`
-    accumulates in place."""
-    stationary, moving = _operand(stationary), _operand(moving)
+    """PSUM[M, N] (fp32) = stationary[K, M].T @ moving[K, N]; `psum[...] += nc_matmul(...)`
+    accumulates in place. The mask narrows each operand axis it names (or, by position,
+    an operand axis of its size: K, M or N); the result covers the narrowed M x N."""
+    stationary, moving = _t(stationary), _t(moving)
+    perf_mode = kwargs.get("perf_mode", core_enums.matmul_perf_mode.none)
+    if isinstance(perf_mode, str) and perf_mode.startswith("double_row"):
+        perf_mode = core_enums.matmul_perf_mode.double_row
     shape = (stationary.shape[-1], moving.shape[-1])
-    return result_op(core.nc_matmul, shape, float32, psum, mask, stationary=stationary,
-                     moving=moving, is_stationary_onezero=is_stationary_onezero,
-                     is_moving_onezero=is_moving_onezero, is_transpose=is_transpose,
-                     tile_position=tile_position, tile_size=tile_size)
+
+    def build(grid, dst):
+        if grid.residual is not None:
+            raise NkiValidationError("nc_matmul: the mask must constrain each axis on its "
+                                     "own (a bound on one index per clause)", op="nc_matmul")
+        s_spans, m_spans = _spans(grid, stationary), _spans(grid, moving)
+        if any(hi <= lo for lo, hi in s_spans + m_spans):
+            return None
+        dspans = [s_spans[-1]] + [(0, n) for n in dst.shape[1:-1]] + [m_spans[-1]]
+        return dict(dst=_view_spans(dst, dspans), stationary=grid.view(stationary),
+                    moving=grid.view(moving), is_stationary_onezero=is_stationary_onezero,
+                    is_moving_onezero=is_moving_onezero, is_transpose=is_transpose,
+                    tile_position=tile_position, tile_size=tile_size, perf_mode=perf_mode)
+
+    return _deferred(_matmul, shape, kwargs.get("dtype") or "float32", psum, mask, build,
+                     _name(kwargs), accumulates=True)
 
 
-def activation(op, data, bias=None, scale=1.0, mask=None, dtype=None, **kwargs):
-    data = _operand(data)
-    return result_op(core.activation, data.shape, dtype or data.dtype, sbuf, mask, op=op,
-                     data=data, bias=_operand(bias), scale=_operand(scale))
+def _matmul(dst, accumulate=False, **kwargs):
+    """nc_matmul into dst; a result assigned (`=` or `+=`) to a tile outside PSUM goes
+    through a PSUM tile and a tensor_copy (or a tensor_tensor add)."""
+    if dst.space == "psum":
+        core.nc_matmul(dst=dst, **({"accumulate": True} if accumulate else {}), **kwargs)
+        return
+    tmp = runtime.active_run().new_tensor(dst.shape, "float32", psum, "nc_matmul_psum")
+    core.nc_matmul(dst=tmp, **kwargs)
+    if accumulate:
+        core.tensor_tensor(dst=dst, data1=dst, data2=tmp, op="add")
+    else:
+        core.tensor_copy(dst=dst, src=tmp)
+
+
+def nc_transpose(data, *, mask=None, dtype=None, engine=engine.unknown, **kwargs):
+    """[F, P] = transpose of data[P, F] (free axes flattened), on the Tensor Engine (result
+    in PSUM; data <= 128 x 128 in SBUF) or the Vector Engine (result in SBUF; <= 32 x 32).
+    A different `dtype` adds a tensor_copy that casts the transposed tile."""
+    data = _t(data)
+    eng = _engine(engine)
+    if eng is core_enums.engine.unknown:
+        on_sbuf = data.buffer == sbuf
+        eng = core_enums.engine.tensor if on_sbuf else core_enums.engine.vector
+    p, f = data.shape[0], math.prod(data.shape[1:])
+    out_dtype = _dtype(dtype, data.dtype)
+    buffer = _buffer(kwargs, psum if eng is core_enums.engine.tensor else sbuf)
+
+    def build(grid, dst):
+        spans = _spans(grid, data)
+        if len(spans) > 2 and any(s != (0, n) for s, n in zip(spans[1:], data.shape[1:])):
+            raise NkiValidationError("nc_transpose: a mask may narrow the free axis of a "
+                                     "2-D tile only (free axes are flattened)",
+                                     op="nc_transpose")
+        if any(hi <= lo for lo, hi in spans):
+            return None
+        fspan = spans[1] if len(spans) == 2 else (0, f)
+        src = grid.view(data)
+        pe = eng is core_enums.engine.tensor
+        return _cast_after(core.nc_transpose, psum if pe else sbuf,
+                           dict(dst=_view_spans(dst, [fspan, spans[0]]), data=src, engine=eng,
+                                _src_dtype=src.dtype), "psum" if pe else None)
+
+    return _deferred(_maybe_cast(core.nc_transpose), (f, p), out_dtype, buffer, mask, build,
+                     _name(kwargs))
+
+
+# -- Scalar Engine -------------------------------------------------------------------
+def activation(op, data, *, bias=None, scale=1.0, reduce_op=None, reduce_res=None,
+               reduce_cmd=reduce_cmd.idle, mask=None, dtype=None, **kwargs):
+    """op(data * scale + bias) on the Scalar Engine; reduce_res (a [P, 1] tile) receives
+    the accumulator registers as set by reduce_cmd."""
+    data = _t(data)
+    return result_op(core.activation, data.shape, _dtype(dtype, data.dtype), _buffer(kwargs),
+                     mask, _name(kwargs), op=op, data=data, bias=_t(bias), scale=_t(scale),
+                     reduce_op=reduce_op, reduce_res=_t(reduce_res),
+                     reduce_cmd=_reduce_cmd(reduce_cmd))
+
+
+def activation_reduce(op, data, *, reduce_op, reduce_res, bias=None, scale=1.0, mask=None,
+                      dtype=None, **kwargs):
+    """activation, and reduce_res = reduce_op over the free axes of its result."""
+    data = _t(data)
+    return result_op(core.activation_reduce, data.shape, _dtype(dtype, data.dtype),
+                     _buffer(kwargs), mask, _name(kwargs), op=op, data=data,
+                     reduce_op=reduce_op, reduce_res=_t(reduce_res), bias=_t(bias),
+                     scale=_t(scale))
+
+
+# -- Vector / GpSimd / Scalar elementwise ------------------------------------------------
+def tensor_tensor(data1, data2, op, *, dtype=None, mask=None, engine=engine.unknown, **kwargs):
+    data1, data2 = _t(data1), _t(data2)
+    out = _dtype(dtype, _promote(data1.dtype, data2.dtype))
+    return result_op(core.tensor_tensor, data1.shape, out, _buffer(kwargs), mask,
+                     _name(kwargs), data1=data1, data2=data2, op=op, engine=_engine(engine))
+
+
+def tensor_scalar(data, op0, operand0, reverse0=False, op1=None, operand1=None,
+                  reverse1=False, *, dtype=None, mask=None, engine=engine.unknown, **kwargs):
+    data = _t(data)
+    return result_op(core.tensor_scalar, data.shape, _dtype(dtype, data.dtype),
+                     _buffer(kwargs), mask, _name(kwargs), data=data, op0=op0,
+                     operand0=_t(operand0), reverse0=reverse0, op1=op1,
+                     operand1=_t(operand1), reverse1=reverse1, engine=_engine(engine))
+
+
+def scalar_tensor_tensor(*, data, op0, operand0, op1, operand1, reverse0=False,
+                         reverse1=False, dtype=None, mask=None, **kwargs):
+    data = _t(data)
+    return result_op(core.scalar_tensor_tensor, data.shape, _dtype(dtype, data.dtype),
+                     _buffer(kwargs), mask, _name(kwargs), data=data, op0=op0,
+                     operand0=_t(operand0), op1=op1, operand1=_t(operand1),
+                     reverse0=reverse0, reverse1=reverse1)
+
+
+def tensor_scalar_reduce(*, data, op0, operand0, reduce_op, reduce_res, reverse0=False,
+                         dtype=None, mask=None, **kwargs):
+    data = _t(data)
+    return result_op(core.tensor_scalar_reduce, data.shape, _dtype(dtype, data.dtype),
+                     _buffer(kwargs), mask, _name(kwargs), data=data, op0=op0,
+                     operand0=_t(operand0), reduce_op=reduce_op,
+                     reduce_res=_t(reduce_res), reverse0=reverse0)
+
+
+def tensor_tensor_scan(data0, data1, initial, op0, op1, reverse0=False, reverse1=False, *,
+                       dtype=None, mask=None, **kwargs):
+    data0, data1 = _t(data0), _t(data1)
+    out = _dtype(dtype, _promote(data0.dtype, data1.dtype))
+    return result_op(core.tensor_tensor_scan, data0.shape, out, _buffer(kwargs), mask,
+                     _name(kwargs), data0=data0, data1=data1, initial=_t(initial),
+                     op0=op0, op1=op1, reverse0=reverse0, reverse1=reverse1)
+
+
+def reciprocal(data, *, dtype=None, mask=None, **kwargs):
+    data = _t(data)
+    return result_op(core.reciprocal, data.shape, _dtype(dtype, data.dtype), _buffer(kwargs),
+                     mask, _name(kwargs), data=data)
+
+
+def tensor_copy(src, *, mask=None, dtype=None, engine=engine.unknown, **kwargs):
+    src = _t(src)
+    return result_op(core.tensor_copy, src.shape, _dtype(dtype, src.dtype), _buffer(kwargs),
+                     mask, _name(kwargs), src=src, engine=_engine(engine))
+
+
+def tensor_copy_dynamic_src(src, *, mask=None, dtype=None, engine=engine.unknown, **kwargs):
+    """A copy of `src`, an on-chip tile indexed at a runtime offset (a 1-element SBUF
+    tile in its index expression)."""
+    src = _t(src)
+    return result_op(core.tensor_copy, src.shape, _dtype(dtype, src.dtype), _buffer(kwargs),
+                     mask, _name(kwargs), src=src, engine=_engine(engine))
+
+
+def tensor_copy_dynamic_dst(*, dst, src, mask=None, dtype=None, engine=engine.unknown,
+                            **kwargs):
+    """dst (indexed at a runtime offset) = src."""
+    dst, src = _t(dst), _t(src)
+    _no_dtype_change(dtype, dst, "tensor_copy_dynamic_dst")
+    run_masked(core.tensor_copy, dst, mask, src=src, engine=_engine(engine))
+
+
+def tensor_copy_predicated(*, src, dst, predicate, reverse_pred=False, mask=None, dtype=None,
+                           **kwargs):
+    """dst = src where predicate is nonzero (zero with reverse_pred); dst keeps its other
+    elements."""
+    dst = _t(dst)
+    _no_dtype_change(dtype, dst, "tensor_copy_predicated")
+    run_masked(core.tensor_copy_predicated, dst, mask, src=_t(src), predicate=_t(predicate),
+               reverse_pred=reverse_pred)
+
+
+def memset(shape, value, dtype, *, mask=None, engine=engine.unknown, **kwargs):
+    """A new tile of `shape` (the first dim is the partition dim; nl.par_dim is ignored)
+    filled with `value`."""
+    shape = _as_2d(int(s) for s in shape)
+    return result_op(core.memset, shape, as_dtype(dtype), _buffer(kwargs), mask,
+                     _name(kwargs), value=value, engine=_engine(engine))
+
+
+def iota(expr, dtype, *, mask=None, **kwargs):
+    """A new SBUF tile holding the values of `expr`, an affine expression of nl.arange /
+    nl.mgrid indices (GpSimd, int32 arithmetic, cast to dtype)."""
+    if isinstance(expr, Predicate) or not isinstance(expr, (Index, int, np.integer)):
+        raise NkiValidationError(f"iota: expr must be an affine expression of nl.arange() "
+                                 f"indices, got {expr!r}", op="iota")
+    expr = Index.of(expr)
+    shape = _as_2d(expr.shape or (1, 1))
+    coef, const = _affine_terms(expr, shape, "iota")
+
+    def build(grid, dst):
+        view = grid.view(dst)
+        pattern, offset, cm = _pattern(coef, const, [grid.pos[p] for p in range(len(shape))],
+                                       view.shape)
+        return dict(dst=view, pattern=pattern, offset=offset, channel_multiplier=cm)
+
+    return _deferred(core.iota, shape, as_dtype(dtype), _buffer(kwargs), mask, build,
+                     _name(kwargs))
+
+
+def affine_select(pred, on_true_tile, on_false_value, *, mask=None, dtype=None, **kwargs):
+    """on_true_tile where the affine predicate holds (one comparison of nl.arange
+    expressions, e.g. `i_f < i_p`), else on_false_value (fp32), on GpSimd."""
+    tile = _t(on_true_tile)
+    if isinstance(pred, Index):
+        pred = pred > 0
+    if not isinstance(pred, Predicate) or len(pred.clauses) != 1:
+        raise NkiValidationError(
+            "affine_select: pred must be one affine comparison of nl.arange() indices (e.g. "
+            "i_f < i_p); a predicate combined with & is not supported, use nl.where",
+            op="affine_select")
+    (expr, cmp), = pred.clauses
+    cmp_op = {"<": "less", "<=": "less_equal", ">": "greater", ">=": "greater_equal"}[cmp]
+    shape = tile.shape
+    coef, const = _affine_terms(expr, shape, "affine_select")
+
+    def build(grid, dst):
+        view = grid.view(dst)
+        pattern, offset, cm = _pattern(coef, const, [grid.pos[p] for p in range(len(shape))],
+                                       view.shape)
+        return dict(dst=view, on_true_tile=grid.view(tile), on_false_value=on_false_value,
+                    pattern=pattern, channel_multiplier=cm, offset=offset, cmp_op=cmp_op)
+
+    return _deferred(core.affine_select, shape, _dtype(dtype, tile.dtype), _buffer(kwargs),
+                     mask, build, _name(kwargs))
+
+
+def range_select(*, on_true_tile, comp_op0, comp_op1, bound0, bound1,
+                 reduce_cmd=reduce_cmd.idle, reduce_res=None, reduce_op=np.amax,
+                 range_start=0, on_false_value=fp32.min, mask=None, dtype=None, **kwargs):
+    """on_true_tile where comp_op0(j, bound0) and comp_op1(j, bound1) for the free index
+    j + range_start, else fp32.min; max-reduced into the Vector Engine accumulators as
+    reduce_cmd says, read out into reduce_res (NeuronCore-v3+)."""
+    tile = _t(on_true_tile)
+    bound0, bound1, reduce_res = _t(bound0), _t(bound1), _t(reduce_res)
+    cmd = _reduce_cmd(reduce_cmd)
+
+    def build(grid, dst):
+        spans = _spans(grid, tile)
+        start = range_start
+        if len(spans) == 2:
+            start = range_start + spans[1][0]
+        elif any(s != (0, n) for s, n in zip(spans[1:], tile.shape[1:])):
+            raise NkiValidationError("range_select: a mask may narrow the free axis of a 2-D "
+                                     "on_true_tile only", op="range_select")
+        return dict(dst=grid.view(dst), on_true_tile=grid.view(tile), comp_op0=comp_op0,
+                    comp_op1=comp_op1, bound0=grid.view(bound0), bound1=grid.view(bound1),
+                    reduce_cmd=cmd, reduce_res=grid.view(reduce_res), reduce_op=reduce_op,
+                    range_start=start, on_false_value=float(on_false_value))
+
+    return _deferred(core.range_select, tile.shape, _dtype(dtype, tile.dtype),
+                     _buffer(kwargs), mask, build, _name(kwargs))
+
+
+def select_reduce(*, dst, predicate, on_true, on_false, reduce_res=None,
+                  reduce_cmd=reduce_cmd.idle, reduce_op=np.amax, reverse_pred=False,
+                  mask=None, dtype=None, **kwargs):
+    """dst = on_true where predicate is nonzero (zero with reverse_pred), else on_false (a
+    constant or [P, 1] tile), optionally max-reduced into reduce_res (Vector Engine)."""
+    dst = _t(dst)
+    _no_dtype_change(dtype, dst, "select_reduce")
+    run_masked(core.select_reduce, dst, mask, predicate=_t(predicate), on_true=_t(on_true),
+               on_false=_t(on_false), reduce_res=_t(reduce_res),
+               reduce_cmd=_reduce_cmd(reduce_cmd), reduce_op=reduce_op,
+               reverse_pred=reverse_pred)
+
+
+def dropout(data, prob, *, mask=None, dtype=None, **kwargs):
+    """data with each element zeroed with probability prob (a constant or a [P, 1] tile);
+    a float result of another dtype is cast after the dropout."""
+    data, prob = _t(data), _t(prob)
+
+    def build(grid, dst):
+        src = grid.view(data)
+        return _cast_after(core.dropout, sbuf, dict(dst=grid.view(dst), data=src,
+                                                    prob=grid.view(prob),
+                                                    _src_dtype=src.dtype))
+
+    return _deferred(_maybe_cast(core.dropout), data.shape, _dtype(dtype, data.dtype),
+                     _buffer(kwargs), mask, build, _name(kwargs))
+
+
+# -- reductions and statistics -------------------------------------------------------
+def tensor_reduce(op, data, axis, *, mask=None, dtype=None, negate=False, keepdims=False,
+                  **kwargs):
+    """Reduce the trailing free axes `axis` of data (Vector Engine); the result keeps the
+    reduced axes as size 1 with keepdims (and is at least [P, 1])."""
+    data = _t(data)
+    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    nd = len(data.shape)
+    axes_n = {int(a) + nd if int(a) < 0 else int(a) for a in axes}
+    shape = tuple(1 if d in axes_n else n for d, n in enumerate(data.shape)
+                  if keepdims or d not in axes_n)
+    shape = shape + (1,) * (2 - len(shape))
+    return result_op(core.tensor_reduce, shape,
+                     _dtype(dtype, data.dtype), _buffer(kwargs), mask, _name(kwargs),
+                     op=op, data=data, axis=axis, negate=negate, keepdims=keepdims)
+
+
+def tensor_partition_reduce(op, data, *, mask=None, dtype=None, **kwargs):
+    """[1, F...] = op over the partitions of data (GpSimd)."""
+    data = _t(data)
+    return result_op(core.tensor_partition_reduce, (1,) + tuple(data.shape[1:]),
+                     _dtype(dtype, data.dtype), _buffer(kwargs), mask, _name(kwargs),
+                     op=op, data=data)
+
+
+def bn_stats(data, *, mask=None, dtype=None, **kwargs):
+    """[P, 6]: count, mean, variance*count of the even then the odd elements."""
+    data = _t(data)
+    return result_op(core.bn_stats, (data.shape[0], 6), _dtype(dtype, data.dtype),
+                     _buffer(kwargs), mask, _name(kwargs), data=data)
+
+
+def bn_aggr(data, *, mask=None, dtype=None, **kwargs):
+    """[P, 2]: mean and variance from bn_stats outputs."""
+    data = _t(data)
+    return result_op(core.bn_aggr, (data.shape[0], 2), _dtype(dtype, data.dtype),
+                     _buffer(kwargs), mask, _name(kwargs), data=data)
+
+
+def max8(*, src, mask=None, dtype=None, **kwargs):
+    """[P, 8]: the 8 largest values of each partition, descending."""
+    src = _t(src)
+    return result_op(core.max8, (src.shape[0], 8), _dtype(dtype, src.dtype), _buffer(kwargs),
+                     mask, _name(kwargs), src=src)
+
+
+def nc_find_index8(*, data, vals, mask=None, dtype=None, **kwargs):
+    """[P, 8] (uint32 by default): the index of the first occurrence of each of the 8
+    vals in each partition of data (the mask applies to data)."""
+    data, vals = _t(data), _t(vals)
+    return result_op(core.nc_find_index8, (data.shape[0], 8), _dtype(dtype, uint32),
+                     _buffer(kwargs), mask, _name(kwargs), data=data, vals=vals)
+
+
+def nc_match_replace8(*, data, vals, imm, dst_idx=None, mask=None, dtype=None, **kwargs):
+    """data with the first occurrence of each of the 8 vals replaced by imm; dst_idx (if
+    given) receives the matched indices."""
+    data = _t(data)
+    return result_op(core.nc_match_replace8, data.shape, _dtype(dtype, data.dtype),
+                     _buffer(kwargs), mask, _name(kwargs), data=data, vals=_t(vals),
+                     imm=imm, dst_idx=_t(dst_idx))
+
+
+# -- data movement -------------------------------------------------------------------
+def nc_stream_shuffle(src, dst, shuffle_mask, *, dtype=None, mask=None, **kwargs):
+    """Per 32-partition quadrant, dst partition i = src partition shuffle_mask[i] (255:
+    unmodified). The mask applies to dst: masked-off partitions keep their values."""
+    src, dst = _t(src), _t(dst)
+    _no_dtype_change(dtype, dst, "nc_stream_shuffle")
+    smask = list(shuffle_mask)
+
+    def build(grid, d):
+        spans = _spans(grid, d)
+        plo, phi = spans[0]
+        n = d.shape[0]
+        sm = list(smask)
+        if (plo, phi) != (0, n):
+            if n > 32:
+                raise NkiValidationError("nc_stream_shuffle: a mask on the partitions of a dst "
+                                         "of more than 32 partitions is not supported",
+                                         op="nc_stream_shuffle")
+            sm = [m if plo <= i < phi else 255 for i, m in enumerate(sm)]
+        dview = _view_spans(d, [(0, n)] + spans[1:])
+        sspans = _spans(grid, src)
+        sview = _view_spans(src, [(0, src.shape[0])] + sspans[1:])
+        return dict(dst=dview, src=sview, shuffle_mask=sm)
+
+    _run(core.nc_stream_shuffle, dst, as_predicate(mask), build)
+
+
+def local_gather(src_buffer, index, num_elem_per_idx=1, num_valid_indices=None, *,
+                 mask=None):
+    """Per GpSimd core (16 partitions), gather num_elem_per_idx elements at each index
+    (an element offset into the partition's flattened free axes) from its partitions.
+    Result: [P, *index free dims, 16, num_elem_per_idx] with every index of each core's
+    16-partition slice (read partition first), or [P, num_valid_indices,
+    num_elem_per_idx]."""
+    src_buffer, index = _t(src_buffer), _t(index)
+    per_core = 16 * math.prod(index.shape[1:])
+    if num_valid_indices is None or num_valid_indices == per_core:
+        shape = (src_buffer.shape[0], *index.shape[1:], 16, num_elem_per_idx)
+    else:
+        shape = (src_buffer.shape[0], int(num_valid_indices), num_elem_per_idx)
+    return result_op(core.local_gather, shape, src_buffer.dtype, sbuf, mask, "",
+                     src_buffer=src_buffer, index=index, num_elem_per_idx=num_elem_per_idx,
+                     num_valid_indices=num_valid_indices)
+
+
+def dma_copy(*, dst, src, mask=None, dst_rmw_op=None, oob_mode=oob_mode.error,
+             dge_mode=dge_mode.unknown):
+    """dst = src on a DMA queue (a cast when the dtypes differ); with dst_rmw_op=np.add,
+    dst = dst + src (read-modify-write, e.g. an indirect scatter-add)."""
+    dst, src = _t(dst), _t(src)
+    oob = _enum(oob_mode, _OobMode, core_enums.oob_mode, "oob_mode")
+    dge = _enum(dge_mode, _DgeMode, core_enums.dge_mode, "dge_mode")
+    if dst_rmw_op is None:
+        run_masked(core.dma_copy, dst, mask, src=src, oob_mode=oob, dge_mode=dge)
+        return
+    if oob is not core_enums.oob_mode.error:
+        raise NkiValidationError("dma_copy: with dst_rmw_op only oob_mode=oob_mode.error is "
+                                 "allowed", op="dma_copy")
+
+    def rmw(dst, src):
+        core.dma_compute(dst=dst, srcs=[dst, src], reduce_op=dst_rmw_op, oob_mode=oob)
+
+    run_masked(rmw, dst, mask, src=src)
+
+
+def dma_transpose(src, *, axes=None, mask=None, dtype=None, **kwargs):
+    """A new SBUF tile holding src transposed on a DMA queue: axes (1, 0), (2, 1, 0) or
+    (3, 1, 2, 0) (the default for src's rank)."""
+    src = _t(src)
+    nd = len(src.shape)
+    perm = tuple(axes) if axes is not None else {2: (1, 0), 3: (2, 1, 0),
+                                                  4: (3, 1, 2, 0)}.get(nd, tuple(range(nd)))
+    if sorted(perm) != list(range(nd)):
+        raise NkiValidationError(f"dma_transpose: axes={axes!r} is not a permutation of the "
+                                 f"{nd} dims of src", op="dma_transpose")
+    shape = tuple(src.shape[a] for a in perm)
+    dge = _enum(kwargs.get("dge_mode", _DgeMode.unknown), _DgeMode, core_enums.dge_mode,
+                "dge_mode")
+
+    def build(grid, dst):
+        spans = _spans(grid, src)
+        if any(hi <= lo for lo, hi in spans):
+            return None
+        view = grid.view(src)
+        return _cast_after(core.dma_transpose, sbuf,
+                           dict(dst=_view_spans(dst, [spans[a] for a in perm]), src=view,
+                                axes=axes, dge_mode=dge, _src_dtype=view.dtype))
+
+    return _deferred(_maybe_cast(core.dma_transpose), shape, _dtype(dtype, src.dtype),
+                     _buffer(kwargs), mask, build, _name(kwargs))
+
+
+# -- GpSimd misc -----------------------------------------------------------------------
+def sequence_bounds(*, segment_ids, dtype=None):
+    """[P, 2, n]: the [start, end) of the segment of each of the n elements (GpSimd)."""
+    seg = _t(segment_ids)
+    n = math.prod(seg.shape[1:])
+    return result_op(core.sequence_bounds, (seg.shape[0], 2, n), _dtype(dtype, seg.dtype),
+                     sbuf, None, "", segment_ids=seg)
+
+
+def get_nc_version():
+    """The nc_version of the target (legacy NKI knows gen2 and gen3)."""
+    gen = core.get_nc_version().value
+    if gen not in nc_version._value2member_map_:
+        raise UnsupportedError(f"legacy neuronxcc.nki has no nc_version for NeuronCore-v{gen}; "
+                               "it targets gen2 (Trn1/Inf2) and gen3 (Trn2)",
+                               op="get_nc_version")
+    return nc_version(gen)
+
+
+def builtin_custom_op(function_name, lib_file_name, ulib_to_ucode_version, ulib_to_isa_version,
+                      srcs, dsts, **kwargs):
+    raise UnsupportedError(
+        f"builtin_custom_op({function_name!r}, {lib_file_name!r}): GpSimd custom operators "
+        "run compiled microcode libraries, which the simulator cannot execute; rewrite the "
+        "operator with nki.isa instructions", op="builtin_custom_op")
+
+
+__all__ = [
+    "engine", "reduce_cmd", "dge_mode", "oob_mode", "nc_version", "fp32",
+    "tensor_engine", "vector_engine", "scalar_engine", "gpsimd_engine", "unknown_engine",
+    "dma_engine", "activation", "activation_reduce", "affine_select", "bn_aggr", "bn_stats",
+    "builtin_custom_op", "dma_copy", "dma_transpose", "dropout", "get_nc_version", "iota",
+    "local_gather", "max8", "memset", "nc_find_index8", "nc_match_replace8", "nc_matmul",
+    "nc_stream_shuffle", "nc_transpose", "range_select", "reciprocal", "scalar_tensor_tensor",
+    "select_reduce", "sequence_bounds", "tensor_copy", "tensor_copy_dynamic_dst",
+    "tensor_copy_dynamic_src", "tensor_copy_predicated", "tensor_partition_reduce",
+    "tensor_reduce", "tensor_scalar", "tensor_scalar_reduce", "tensor_tensor",
+    "tensor_tensor_scan",
+]

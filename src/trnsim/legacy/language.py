@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 
+from ..chips import load_chip
 from ..machine import runtime
 from ..machine.errors import NkiValidationError
 from ..machine.tensor import DynamicSlice, MemoryRegion, NkiTensor
@@ -48,6 +49,8 @@ def ndarray(shape, dtype, *, buffer=None, name="", **kwargs):
     inside each partition."""
     flush()
     buffer = sbuf if buffer is None else buffer
+    if hasattr(buffer, "legacy_ndarray"):  # nki.compiler allocators (legacy/compiler.py)
+        return buffer.legacy_ndarray(shape, dtype, name)
     shape = tuple(shape) if isinstance(shape, (tuple, list)) else (shape,)
     par = next((i for i, s in enumerate(shape) if isinstance(s, par_dim)), None)
     dims = tuple(int(s) for s in shape)
@@ -105,10 +108,18 @@ def ds(start, size):
 
 
 # -- data movement ----------------------------------------------------------
+def _expect_hbm(x: Access, operand: str, op: str) -> None:
+    space = x.tensor.core.space
+    if space != "hbm":
+        raise NkiValidationError(f"Expected operand '{operand}' of '{op}' to be in address "
+                                 f"space 'hbm', but got a tile in '{space}' instead.", op=op)
+
+
 def load(src, *, mask=None, dtype=None, **kwargs):
     """HBM -> a new SBUF tile."""
     from ..isa import dma_copy
     src = as_access(src)
+    _expect_hbm(src, "src", "load")
     return result_op(dma_copy, src.shape, dtype or src.dtype, sbuf, mask, src=src)
 
 
@@ -116,6 +127,7 @@ def store(dst, value, *, mask=None, **kwargs):
     """SBUF (or PSUM, through an SBUF copy) -> HBM."""
     from ..isa import dma_copy
     dst = as_access(dst)
+    _expect_hbm(dst, "dst", "store")
     if isinstance(value, Pending):
         value.core  # noqa: B018 - materialize before the store
     if getattr(value, "buffer", None) == psum:
@@ -145,20 +157,66 @@ def static_range(*args):
 
 
 def static_cast(input_data, dtype):
-    return copy(input_data, dtype=dtype)
+    """A tile cast to `dtype` (a copy), or a scalar / host array converted at trace
+    time (NumPy astype semantics)."""
+    if isinstance(input_data, (LTensor, Access)):
+        return copy(input_data, dtype=dtype)
+    from ..numerics.dtypes import as_dtype
+    return np.asarray(input_data).astype(as_dtype(dtype).np)[()]
 
 
-class tile_size:
-    """Legacy hardware tile sizes."""
-    pmax = 128
-    psum_fmax = 512
-    gemm_stationary_fmax = 128
-    gemm_moving_fmax = 512
-    bn_stats_fmax = 512
-    psum_min_align = 2048
-    sbuf_min_align = 32
+def _chip():
+    return runtime.active_run().chip if runtime._active else load_chip()
 
-    @classmethod
-    def total_available_sbuf_size(cls):
-        return runtime.active_run().chip.core.sbuf_usable_bytes_per_partition \
-            if runtime._active else 192 * 1024
+
+class _TileSizes(type):
+    """Lets kernels read `nl.tile_size.pmax` on the class, as legacy kernels do."""
+
+    pmax = property(lambda cls: _chip().core.partitions)
+    psum_fmax = property(lambda cls: _chip().core.psum_bank_bytes // 4)
+    gemm_stationary_fmax = property(lambda cls: _chip().core.tensor.stationary_fmax)
+    gemm_moving_fmax = property(lambda cls: _chip().core.tensor.moving_fmax_fp32)
+    bn_stats_fmax = property(lambda cls: 512)
+    psum_min_align = property(lambda cls: _chip().core.psum_bank_bytes)
+    sbuf_min_align = property(lambda cls: _chip().core.sbuf_align_bytes)
+    total_available_sbuf_size = property(
+        lambda cls: _chip().core.sbuf_usable_bytes_per_partition)
+
+
+class tile_size(metaclass=_TileSizes):
+    """Legacy hardware tile sizes of the target chip (class-level properties)."""
+
+    @property
+    def pmax(self):
+        return type(self).pmax
+
+    @property
+    def psum_fmax(self):
+        return type(self).psum_fmax
+
+    @property
+    def gemm_stationary_fmax(self):
+        return type(self).gemm_stationary_fmax
+
+    @property
+    def gemm_moving_fmax(self):
+        return type(self).gemm_moving_fmax
+
+    @property
+    def bn_stats_fmax(self):
+        return type(self).bn_stats_fmax
+
+    @property
+    def psum_min_align(self):
+        return type(self).psum_min_align
+
+    @property
+    def sbuf_min_align(self):
+        return type(self).sbuf_min_align
+
+    @property
+    def total_available_sbuf_size(self):
+        return type(self).total_available_sbuf_size
+
+
+from .compute import *  # noqa: E402,F401,F403 - compute functions (legacy/compute.py)

@@ -23,22 +23,33 @@ from .tensor import Access, LTensor, as_predicate
 
 
 class Grid:
-    """The index grid an instruction runs over, narrowed by its mask."""
+    """The index grid an instruction runs over, narrowed by its mask.
+
+    A mask axis narrows the operand axis that *is* that axis, and, by grid position,
+    an operand axis of the same size (a tile indexed with fresh axes). Axes of other
+    sizes at that position (a reduced, gathered or transposed output, a [P, 1] scalar
+    operand, a matmul operand) are left whole."""
 
     def __init__(self, shape, mask=None):
         self.shape = tuple(shape)
-        self.pos = {p: (0, n) for p, n in enumerate(self.shape)}
         self.residual: Predicate | None = None
+        self.narrowed: dict = {}  # mask Axis -> (lo, hi) after its single-axis clauses
         mask = as_predicate(mask)
         if mask is not None:
-            narrowed = {}
-            rest = mask.restrict(narrowed)
-            for a, (lo, hi) in narrowed.items():
-                if a.position in self.pos:
-                    p0, p1 = self.pos[a.position]
-                    self.pos[a.position] = (max(p0, lo), min(p1, hi))
+            rest = mask.restrict(self.narrowed)
             self.residual = Predicate(rest) if rest else None
-            self._axes = {a.position: a for a in narrowed}
+        self.pos = {p: self.span(p, n) for p, n in enumerate(self.shape)}
+
+    def span(self, position, size, axis=None) -> tuple[int, int]:
+        """The range the mask leaves of an axis of `size` elements at grid `position`
+        (`axis`: the operand's own Axis, when it has one)."""
+        if axis is not None and axis in self.narrowed:
+            return self.narrowed[axis]
+        lo, hi = 0, size
+        for a, (a_lo, a_hi) in self.narrowed.items():
+            if a.position == position and a.size == size:
+                lo, hi = max(lo, a_lo), min(hi, a_hi)
+        return lo, hi
 
     @property
     def empty(self) -> bool:
@@ -49,18 +60,14 @@ class Grid:
         if isinstance(x, Pending):
             x = x.tile
         if isinstance(x, Access):
-            ranges = {}
-            for idx in x.indices:
-                for a in idx.terms:
-                    lo, hi = self.pos.get(a.position, (0, a.size))
-                    ranges[a] = (max(lo, 0), min(hi, a.size))
+            ranges = {a: self.span(a.position, a.size, a)
+                      for idx in x.indices for a in idx.terms}
             return x.view(ranges)
         if isinstance(x, LTensor):
             x = x.view_all()
         if isinstance(x, NkiTensor):
-            key = tuple(slice(*self.pos[d]) if d in self.pos and x.shape[d] == self.shape[d]
-                        else slice(None) for d in range(x.ndim))
-            return x[key] if any(k != slice(None) for k in key) else x
+            key = tuple(slice(*self.span(d, n)) for d, n in enumerate(x.shape))
+            return x[key] if any(k != slice(0, n) for k, n in zip(key, x.shape)) else x
         return x
 
     def dst_mask(self):
@@ -70,8 +77,7 @@ class Grid:
         ranges = {}
         for expr, _ in self.residual.clauses:
             for a in expr.terms:
-                lo, hi = self.pos.get(a.position, (0, a.size))
-                ranges[a] = (max(lo, 0), min(hi, a.size))
+                ranges[a] = self.span(a.position, a.size, a)
         shape = tuple(hi - lo for lo, hi in self.pos.values())
         return self.residual.evaluate(ranges, shape)
 

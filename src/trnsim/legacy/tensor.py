@@ -12,7 +12,8 @@ import math
 
 from ..machine.errors import NkiValidationError
 from ..machine.tensor import NkiTensor
-from .indexing import Index, Predicate, grid_axes, key_to_indices, resolve
+from .indexing import (Index, Predicate, grid_axes, key_to_indices, partition_kept,
+                       resolve)
 
 
 class par_dim:
@@ -33,6 +34,8 @@ class par_dim:
 
 class Operators:
     """Python operators on tiles map to nki.language functions (no partition broadcast)."""
+
+    __array_ufunc__ = None  # `np.float32(2) * tile` defers to the tile's reflected operator
 
     def _nl(self, name, *args):
         from . import language
@@ -84,10 +87,18 @@ class LTensor(Operators):
         return self.shape[0]
 
     def __getitem__(self, key) -> "Access":
-        return Access(self, key_to_indices(key, self.shape))
+        key, dynamic = _dynamic_key(key, self.shape)
+        key, indirect = _indirect_key(key)
+        access = Access(self, key_to_indices(key, self.shape), indirect)
+        if dynamic is not None:
+            access.dynamic = dynamic
+        return access
 
     def __setitem__(self, key, value):
         from .ops import assign
+        if isinstance(value, Access) and value.__dict__.pop("_accumulated", False) \
+                and value.tensor is self:
+            return  # the store Python makes after `t[key] += x`: already done in place
         assign(self[key], value)
 
     def __iadd__(self, other):
@@ -133,8 +144,9 @@ class LTensor(Operators):
 class Access(Operators):
     """`tensor[index...]`: a legacy tensor with one affine Index per dimension."""
 
-    def __init__(self, tensor: LTensor, indices: list[Index]):
+    def __init__(self, tensor: LTensor, indices: list[Index], indirect: "Access | None" = None):
         self.tensor, self.indices = tensor, indices
+        self.indirect = indirect  # index tile selecting dim-0 rows at run time (HBM)
 
     @property
     def axes(self):
@@ -157,13 +169,90 @@ class Access(Operators):
     def __iadd__(self, other):
         from .ops import accumulate_into
         accumulate_into(self, other)
+        self._accumulated = True  # Python then stores the result back: t[key] = self
         return self
 
     def view(self, ranges: dict | None = None) -> NkiTensor:
-        return resolve(self.tensor.core, self.indices, ranges or {})
+        ranges = ranges or {}
+        if getattr(self, "dynamic", None) is not None:
+            return _dynamic_view(self, ranges)
+        if self.indirect is not None:
+            return self._indirect_view(ranges)
+        return resolve(self.tensor.core, self.indices, ranges, self.tensor.par_axis)
+
+    def _indirect_view(self, ranges: dict) -> NkiTensor:
+        """`t[idx_tile, ...]`: rows of dim 0 picked by the index tile's values at run time
+        (a core vector_select view), the other dims indexed as usual."""
+        (a, _), = self.indices[0].terms.items()
+        lo, _hi = ranges.get(a, (0, a.size))
+        base = self.tensor.core.vector_select(0, self.indirect.view(ranges))
+        first = Index({a: 1}, -(a.start + lo))
+        return resolve(base, [first] + list(self.indices[1:]), ranges, self.tensor.par_axis)
+
+    def __add__(self, o):
+        if isinstance(o, Index):  # `offsets[0, i] + nl.arange(n)[None, :]`: a runtime offset
+            return DynamicOffset(self, o)
+        return super().__add__(o)
 
     def __repr__(self):
         return f"Access({self.tensor.name!r}, {self.indices})"
+
+
+class DynamicOffset:
+    """`tile[...] + index`: the runtime value of a one-element tile plus an affine index,
+    indexing one dimension of a tensor (legacy dynamic copies, `tensor_copy_dynamic_*`)."""
+
+    def __init__(self, value: Access, index: Index):
+        self.value, self.index = value, index
+
+    def __add__(self, o):
+        return DynamicOffset(self.value, self.index + o)
+
+    __radd__ = __add__
+
+    def __sub__(self, o):
+        return DynamicOffset(self.value, self.index - o)
+
+
+def _dynamic_key(key, shape):
+    """Take a runtime offset out of a legacy key: a DynamicOffset on any dim, or a
+    one-element tile on a dim other than the first. Returns the key with that dim
+    indexed by its static part, and (tensor dim, offset tile Access) or None."""
+    key = key if isinstance(key, tuple) else (key,)
+    found = [(i, k) for i, k in enumerate(key) if isinstance(k, DynamicOffset) or (
+        i > 0 and isinstance(k, (LTensor, Access)))]
+    if not found:
+        return key, None
+    if len(found) > 1:
+        raise NkiValidationError("a runtime (tile-valued) offset may index one dimension only")
+    (i, k), = found
+    value, static = (k.value, k.index) if isinstance(k, DynamicOffset) else (k, Index({}, 0))
+    if isinstance(value, LTensor):
+        value.core  # noqa: B018 - a pending offset tile runs first
+        value = LTensor(value.core).full()
+    dim = i
+    if Ellipsis in key[:i]:
+        dim = i + len(shape) - len(key) + 1
+    return key[:i] + (static,) + key[i + 1:], (dim, value)
+
+
+def _dynamic_view(access: Access, ranges: dict) -> NkiTensor:
+    """The static view of `access` with its runtime offset attached (a core scalar
+    Indirect: the offset tile's value, in elements of the indexed dim)."""
+    from ..machine.tensor import Indirect
+    dim, value = access.dynamic
+    core = access.tensor.core
+    if core.dyn is not None or access.indirect is not None:
+        raise NkiValidationError("a runtime offset cannot be combined with another runtime "
+                                 "index on the same tensor")
+    off = value.view()
+    if off.size != 1:
+        raise NkiValidationError(f"a runtime offset must be a one-element tile, got shape "
+                                 f"{off.shape}")
+    view = resolve(core, access.indices, ranges, access.tensor.par_axis)
+    hi = access.indices[dim].bounds(ranges)[1]
+    view.dyn = Indirect(off, core.strides[dim], "scalar", dim, core.shape[dim] - hi)
+    return view
 
 
 def resolve_shape(access: Access) -> tuple:
@@ -172,9 +261,31 @@ def resolve_shape(access: Access) -> tuple:
     shape = [1] * ndim
     for a in axes:
         shape[a.position] = a.size
-    if access.tensor.core.on_chip and ndim < 2:
+    if access.tensor.core.on_chip and ndim == 1 and partition_kept(access.indices,
+                                                                    access.tensor.par_axis):
+        shape = shape + [1]
+    elif access.tensor.core.on_chip and ndim < 2:
         shape = [1] * (2 - ndim) + shape
     return tuple(shape) or (1,)
+
+
+def _indirect_key(key):
+    """Split a dim-0 index tile off a legacy key (`t[idx_tile, i_f]`, `t[idx[i_p, 0], i_f]`):
+    the key with dim 0 indexed by the tile's partition axis, and the tile as an Access."""
+    key = key if isinstance(key, tuple) else (key,)
+    if not any(isinstance(k, (LTensor, Access)) for k in key):
+        return key, None
+    if any(isinstance(k, (LTensor, Access)) for k in key[1:]):
+        raise NkiValidationError("an index tile (indirect indexing) may index the first "
+                                 "dimension only")
+    idx = key[0]
+    if isinstance(idx, LTensor):
+        idx.core  # noqa: B018 - a pending index tile runs first
+        idx = LTensor(idx.core).full()
+    axis = next((a for a in grid_axes(idx.indices) if a.position == 0), None)
+    if axis is None:
+        raise NkiValidationError("an index tile must have its partition dimension indexed")
+    return (Index({axis: 1}),) + key[1:], idx
 
 
 def as_predicate(mask) -> Predicate | None:

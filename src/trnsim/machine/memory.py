@@ -80,9 +80,14 @@ class _Block:
 class OnChipMemory:
     """One core's SBUF or PSUM: a (partitions, bytes_per_partition) byte arena.
 
-    Tensors without an explicit address are placed first-fit at `align`-byte
+    Tensors without an explicit address are placed next-fit at `align`-byte
     boundaries (a PSUM tile starts on a bank boundary and holds the rest of its last
-    bank, so a [128, 1] fp32 PSUM tile takes a whole 2 KiB bank). A tensor's space is
+    bank, so a [128, 1] fp32 PSUM tile takes a whole 2 KiB bank): the search starts
+    just past the most recent automatic allocation and wraps around to the start of
+    the arena, so freed space is reused as late as possible. A tile allocated in a loop
+    body therefore gets a different buffer in each iteration while space lasts (the
+    rotating buffers the compiler gives a loop so that iterations can overlap), and
+    comes back to the first one only when the arena is used up. A tensor's space is
     reused only after the tensor (and every view of it) is dead -- garbage-collected,
     the way the compiler reuses a buffer after its last use. Fresh space holds the
     fill pattern (NaN / 4) and counts as unwritten for strict mode.
@@ -105,6 +110,7 @@ class OnChipMemory:
         self._dead: list[int] = []  # filled by finalizers; reaped before each use
         self._ids = itertools.count()
         self.peak_bytes = 0
+        self._cursor = 0  # next-fit: where the search for the next placement starts
 
     def _reap(self) -> None:
         """Free the blocks of tensors that died. (Finalizers only queue the id, so a
@@ -132,13 +138,14 @@ class OnChipMemory:
         nbytes = storage.row_bytes
         explicit = address is not None
         if not explicit:
-            start = self._first_fit(nbytes)
+            start = self._next_fit(nbytes)
             if start is None:
                 gc.collect()  # dead tensors caught in reference cycles
                 self._reap()
-                start = self._first_fit(nbytes)
+                start = self._next_fit(nbytes)
             if start is None:
                 self._overflow(storage, dtype, shape, nbytes)
+            self._cursor = start + self._footprint(start, nbytes)
         else:
             start = int(address)
             if start % self.align and self.space == "psum":
@@ -180,14 +187,31 @@ class OnChipMemory:
         self.peak_bytes = max(self.peak_bytes, self.live_bytes())
         weakref.finalize(storage, self._dead.append, block_id)
 
-    def _first_fit(self, nbytes: int) -> int | None:
+    def _gaps(self) -> list[tuple[int, int]]:
+        """The free [lo, hi) byte ranges per partition, by address (lo aligned)."""
         taken = sorted((b.start, b.start + b.size) for b in list(self._blocks.values()))
-        cursor = 0
+        gaps, cursor = [], 0
         for lo, hi in taken:
-            if lo - cursor >= nbytes:
-                return cursor
+            if lo > cursor:
+                gaps.append((cursor, lo))
             cursor = max(cursor, -(-hi // self.align) * self.align)
-        return cursor if self.bytes_per_partition - cursor >= nbytes else None
+        if cursor < self.bytes_per_partition:
+            gaps.append((cursor, self.bytes_per_partition))
+        return gaps
+
+    def _next_fit(self, nbytes: int) -> int | None:
+        """The first aligned start at or after the cursor where `nbytes` fit, else
+        (wrapping around) the first from the arena start; None when no gap fits."""
+        gaps = self._gaps()
+        cursor = -(-self._cursor // self.align) * self.align
+        for lo, hi in gaps:
+            start = max(lo, cursor)
+            if hi - start >= nbytes:
+                return start
+        for lo, hi in gaps:
+            if hi - lo >= nbytes:
+                return lo
+        return None
 
     def _overflow(self, storage: Storage, dtype: DType, shape, nbytes: int):
         live = self.live()

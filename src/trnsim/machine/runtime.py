@@ -77,7 +77,8 @@ class Run:
             raise NkiValidationError(f"tensor {name!r} shape {shape}: sizes must be positive",
                                      op="ndarray")
         core = current_core()
-        site = kernel_location(2)
+        # a deferred legacy result is allocated at the kernel line that asked for it
+        site = self.issue_site or kernel_location(2)
         if region.space == "hbm":
             if region is MemoryRegion.shared_hbm:
                 key = (core.id, self.instance)
@@ -86,7 +87,8 @@ class Run:
                 if k < len(self._shared):
                     return self._shared[k]
             nbytes = int(np.prod(shape)) * dtype.itemsize
-            buf = np.resize(fill_pattern(dtype), nbytes)
+            pattern = fill_pattern(dtype)  # np.tile: np.resize takes seconds per 64 MiB
+            buf = np.tile(pattern, -(-nbytes // pattern.size))[:nbytes]
             t = self.hbm_tensor(buf, shape, dtype, region, name, site)
             if region is MemoryRegion.shared_hbm:
                 self._shared.append(t)

@@ -879,3 +879,239 @@ __all__ = [
     "sum", "max", "min", "prod", "all", "mean", "var", "softmax", "rms_norm", "dropout",
     "random_seed", "where", "expand_dims", "broadcast_to", "transpose", "matmul",
 ]
+
+
+# -- destination-passing forms -------------------------------------------------
+# The same compositions as the functions above, writing their final instruction into a
+# given `dst` (a view of the right shape; its dtype is the output dtype). The legacy
+# front end (trnsim/legacy/compute.py) runs its return-style calls through these, so
+# both API generations share one implementation. Not part of the nki.language API.
+
+def binary_into(dst, x, y, op):
+    """dst = op(x, y): tensor_tensor for tiles of one shape; tensor_scalar for a scalar or
+    a [P, 1] tile on either side; tensor_tensor over a stride-0 view for any other
+    broadcast along free axes (same rank). Never broadcast across partitions."""
+    fname = getattr(op, "__name__", str(op))
+    xt, yt = _is_tile(x), _is_tile(y)
+    if not xt and not yt:
+        _fail(fname, f"at least one of x, y must be a tile; got {x!r} and {y!r}")
+    if xt and yt:
+        if x.shape == y.shape:
+            _isa.tensor_tensor(dst=dst, data1=x, data2=y, op=op)
+            return
+        if x.shape[0] == y.shape[0] and _free(y) == 1:
+            _isa.tensor_scalar(dst=dst, data=x, op0=op, operand0=y)
+            return
+        if x.shape[0] == y.shape[0] and _free(x) == 1:
+            _isa.tensor_scalar(dst=dst, data=y, op0=op, operand0=x, reverse0=True)
+            return
+        if x.shape[0] == y.shape[0] and x.ndim == y.ndim == dst.ndim:
+            bx, by = _bcast(x, dst.shape), _bcast(y, dst.shape)
+            if bx.shape == by.shape == tuple(dst.shape):
+                _isa.tensor_tensor(dst=dst, data1=bx, data2=by, op=op)
+                return
+        _fail(fname, f"x {describe(x)} and y {describe(y)} do not broadcast to dst "
+                     f"{describe(dst)} along free axes (tiles are never broadcast across "
+                     "partitions)")
+    tile, scalar, reverse = (x, y, False) if xt else (y, x, True)
+    _isa.tensor_scalar(dst=dst, data=tile, op0=op, operand0=scalar, reverse0=reverse)
+
+
+def _round_into(dst, x, divisor, op):
+    if x.space == "psum":
+        r = _ts("round", x, float32, op, divisor, tmp=True)
+        _isa.tensor_tensor(dst=dst, data1=x, data2=r, op=subtract)
+        return
+    _isa.scalar_tensor_tensor(dst=dst, data=x, op0=op, operand0=divisor, op1=subtract,
+                              operand1=x, reverse1=True)
+
+
+def _sine_into(dst, x, shift):
+    m = _ts("sin", x, float32, add, _PI_LO + shift, op1=mod, operand1=_TWO_PI_LO, tmp=True)
+    _isa.activation(dst=dst, op=sin, data=m, bias=_bias("sin", -_PI_LO, x.shape[0]))
+
+
+def unary_into(dst, x, op):
+    """dst = op(x) for the unary nl function `op` (given by function or name)."""
+    name = op if isinstance(op, str) else op.__name__
+    if name == "negative":
+        _isa.tensor_scalar(dst=dst, data=x, op0=multiply, operand0=-1.0)
+    elif name == "invert":
+        _isa.tensor_scalar(dst=dst, data=x, op0=bitwise_xor, operand0=-1)
+    elif name == "logical_not":
+        _isa.tensor_scalar(dst=dst, data=x, op0=logical_xor, operand0=1.0)
+    elif name in ("floor", "ceil", "trunc"):
+        divisor, rop = {"floor": (1.0, mod), "ceil": (-1.0, mod), "trunc": (1.0, fmod)}[name]
+        _round_into(dst, x, divisor, rop)
+    elif name in ("sin", "cos"):
+        _sine_into(dst, x, 0.0 if name == "sin" else _PI_LO / 2)
+    elif name == "tan":
+        s = _new(x.shape, float32, "tan", tmp=True)
+        c = _new(x.shape, float32, "tan", tmp=True)
+        _sine_into(s, x, 0.0)
+        _sine_into(c, x, _PI_LO / 2)
+        _isa.tensor_tensor(dst=dst, data1=s, data2=c, op=divide)
+    elif name == "arctan":
+        sq = _tt("arctan", x, x, multiply, float32, tmp=True)
+        sq1 = _ts("arctan", sq, float32, add, 1.0, tmp=True)
+        r = _new(x.shape, float32, "arctan", tmp=True)
+        _isa.activation(dst=r, op=sqrt, data=sq1)
+        d = _ts("arctan", r, float32, add, 1.0, tmp=True)
+        t = _tt("arctan", x, d, divide, float32, tmp=True)
+        a = _new(x.shape, float32, "arctan", tmp=True)
+        _isa.activation(dst=a, op=arctan, data=t)
+        _isa.tensor_scalar(dst=dst, data=a, op0=multiply, operand0=2.0)
+    elif name == "copy":
+        _isa.tensor_copy(dst=dst, src=x)
+    else:
+        _isa.activation(dst=dst, op=op, data=x)
+
+
+_REDUCE_OPS = {"sum": add, "max": maximum, "min": minimum, "prod": multiply,
+               "all": logical_and}
+
+
+def reduce_into(dst, x, name, axis, keepdims=False):
+    """dst = the `name` reduction (sum, max, min, prod, all, mean, var) of x over the
+    trailing free axes `axis`; dst holds the reduced elements in any layout."""
+    axes = _axes(name, x, axis)
+    if name in _REDUCE_OPS:
+        _isa.tensor_reduce(dst=dst, op=_REDUCE_OPS[name], data=x, axis=axes,
+                           keepdims=keepdims)
+        return
+    n = _count(x.shape, axes)
+    if name == "mean":
+        s = _reduce("mean", add, x, axes, None, keepdims, out_dtype=float32)
+        _isa.tensor_scalar(dst=dst, data=s, op0=multiply, operand0=1.0 / n)
+        return
+    if name != "var":
+        _fail(name, f"{name!r} is not a reduction")
+    s = _reduce("var", add, x, axes, None, True, out_dtype=float32)
+    neg_mean = _ts("var", s, float32, multiply, -1.0 / n, tmp=True)
+    d = _per_row("var", x, neg_mean, add, float32, axes, tmp=True)
+    d2 = _tt("var", d, d, multiply, float32, tmp=True)
+    ss = _reduce("var", add, d2, axes, None, True, out_dtype=float32)
+    _isa.tensor_scalar(dst=dst, data=ss, op0=multiply, operand0=1.0 / n)
+
+
+def softmax_into(dst, x, axis):
+    """dst = softmax of x over the trailing free axes `axis` (see softmax)."""
+    axes = _axes("softmax", x, axis)
+    neg_max = _reduce("softmax", maximum, x, axes, None, True, negate=True,
+                      out_dtype=float32)
+    e = _new(x.shape, float32, "softmax", tmp=True)
+    if _whole_free(x, axes):
+        total = _new((x.shape[0], 1), float32, "softmax", tmp=True)
+        _isa.activation(dst=e, op=exp, data=x, bias=_column(neg_max), scale=1.0,
+                        reduce_op=add, reduce_res=total,
+                        reduce_cmd=_reduce_cmd.reset_reduce)
+        _isa.tensor_scalar(dst=dst, data=e, op0=divide, operand0=total)
+        return
+    shifted = _per_row("softmax", x, neg_max, add, float32, axes, tmp=True)
+    _isa.activation(dst=e, op=exp, data=shifted)
+    total = _reduce("softmax", add, e, axes, None, True, out_dtype=float32)
+    _isa.tensor_tensor(dst=dst, data1=e, data2=_bcast(total, x.shape), op=divide)
+
+
+def rms_norm_into(dst, x, w, axis, n, epsilon=1e-06, compute_dtype=None):
+    """dst = x / sqrt(sum(x^2, axis) / n + epsilon) * w (see rms_norm)."""
+    axes = _axes("rms_norm", x, axis)
+    _need_tile("rms_norm", "w", w)
+    sq = _tt("rms_norm", x, x, multiply, float32, tmp=True)
+    ss = _reduce("rms_norm", add, sq, axes, None, True, out_dtype=float32)
+    ms = _ts("rms_norm", ss, float32, multiply, 1.0 / float(n), op1=add,
+             operand1=float(epsilon), tmp=True, shape=ss.shape)
+    inv = _new(ss.shape, float32, "rms_norm", tmp=True)
+    _isa.activation(dst=inv, op=rsqrt, data=ms)
+    if (compute_dtype is None and _whole_free(x, axes) and w.shape == x.shape
+            and not (x.space == "psum" and w.space == "psum")):
+        _isa.scalar_tensor_tensor(dst=dst, data=x, op0=multiply, operand0=_column(inv),
+                                  op1=multiply, operand1=w)
+        return
+    cdt = as_dtype(compute_dtype) if compute_dtype is not None else float32
+    y = _per_row("rms_norm", x, inv, multiply, cdt, axes, tmp=True)
+    binary_into(dst, y, w, multiply)
+
+
+def where_into(dst, condition, x, y):
+    """dst = x where condition is nonzero, else y (tiles of dst's shape or scalars).
+    When dst shares memory with x, x is copied first and y is written where the
+    predicate is zero, so neither input is overwritten before it is read."""
+    if str(condition.dtype) in ("uint8", "uint16", "uint32", "bool_") and not (
+            condition.storage is dst.storage):
+        pred = condition
+    else:
+        pred = _ts("where", condition, uint8, not_equal, 0.0, tmp=True)
+
+    def as_dst_dtype(v):
+        if _is_tile(v) and v.dtype != dst.dtype:
+            t = _new(v.shape, dst.dtype, "where", tmp=True)
+            _isa.tensor_copy(dst=t, src=v)
+            return t
+        return v
+
+    first, second, reverse = y, x, False
+    if _is_tile(x) and x.storage is dst.storage:
+        first, second, reverse = x, y, True
+    second = as_dst_dtype(second)
+    if _is_tile(first):
+        _isa.tensor_copy(dst=dst, src=first)
+    else:
+        _isa.memset(dst=dst, value=first)
+    _isa.tensor_copy_predicated(dst=dst, src=second, predicate=pred, reverse_pred=reverse)
+
+
+def broadcast_into(dst, x):
+    """dst = x broadcast to dst.shape (same rank; each dim equal or from 1): a
+    tensor_copy from a stride-0 view along free axes; across partitions, a DMA through a
+    private HBM row read back with partition stride 0 (see broadcast_to)."""
+    shape = tuple(dst.shape)
+    if shape[0] != x.shape[0]:
+        src = _to_sbuf("broadcast_to", x) if x.space == "psum" else x
+        row = ndarray(x.shape, x.dtype, private_hbm, "nl.broadcast_to.row")
+        _isa.dma_copy(dst=row, src=src)
+        view = row
+        for d in range(len(shape)):
+            if row.shape[d] == 1 and shape[d] != 1:
+                view = view.broadcast(d, shape[d])
+        _isa.dma_copy(dst=dst, src=view)
+        return
+    _isa.tensor_copy(dst=dst, src=_bcast(x, shape))
+
+
+def transpose_into(dst, x):
+    """dst[F, P] = x[P, F] (nc_transpose on the Tensor Engine into PSUM; through a PSUM
+    tile and a tensor_copy when dst is not a PSUM tile of x's dtype)."""
+    src = _to_sbuf("transpose", x)
+    if src.ndim != 2:
+        src = src.reshape((src.shape[0], _free(src)))
+    if dst.space == "psum" and dst.dtype == src.dtype:
+        _isa.nc_transpose(dst=dst, data=src)
+        return
+    t = _new((src.shape[1], src.shape[0]), src.dtype, "transpose", buffer=psum, tmp=True)
+    _isa.nc_transpose(dst=t, data=src)
+    _isa.tensor_copy(dst=dst, src=t)
+
+
+def matmul_into(dst, x, y, transpose_x=False, accumulate=None):
+    """dst = x @ y (x.T @ y with transpose_x) on the Tensor Engine (see matmul);
+    `accumulate` as nc_matmul's. A dst outside PSUM gets the result through a PSUM tile
+    (copied, or added when accumulating)."""
+    if transpose_x:
+        stationary = _to_sbuf("matmul", x)
+    else:
+        src = _to_sbuf("matmul", x)
+        xt = _new((src.shape[1], src.shape[0]), src.dtype, "matmul", buffer=psum, tmp=True)
+        _isa.nc_transpose(dst=xt, data=src)
+        stationary = _new(xt.shape, x.dtype, "matmul", tmp=True)
+        _isa.tensor_copy(dst=stationary, src=xt)
+    moving = _to_sbuf("matmul", y)
+    if dst.space == "psum":
+        _isa.nc_matmul(dst=dst, stationary=stationary, moving=moving, accumulate=accumulate)
+        return
+    t = _new(dst.shape, float32, "matmul", buffer=psum, tmp=True)
+    _isa.nc_matmul(dst=t, stationary=stationary, moving=moving, accumulate=False)
+    if accumulate:
+        _isa.tensor_tensor(dst=dst, data1=dst, data2=t, op=add)
+    else:
+        _isa.tensor_copy(dst=dst, src=t)
