@@ -12,6 +12,9 @@ model, a later issue.)
 
 Host memory: the inputs are np.zeros arrays (64 + 128 MiB), aliased by the simulated
 HBM; the output is one 64 MiB HBM buffer per run. On-chip arenas are fixed-size.
+At the full shape the four variants record 100k / 69k / 53k / 44k instructions; the
+whole run takes about 4 minutes on one CPU core (roughly 1,000 instructions/s) and
+peaks at about 0.75 GB resident.
 """
 from __future__ import annotations
 

@@ -127,11 +127,13 @@ def test_hwdge_needs_equal_dtypes_gen3_and_sync_or_scalar():
     with pytest.raises(NkiValidationError, match="only nisa.engine.sync and"):
         run(ok, a, nisa.engine.gpsimd)
 
-    def raw_int(a):
+    def raw_int(a, code):
         t = nl.ndarray((8, 16), nl.float32, buffer=nl.sbuf)
-        nisa.dma_copy(dst=t, src=a, dge_mode=2)
-    with pytest.raises(NkiValidationError, match="raw integers"):
-        run(raw_int, a)
+        nisa.dma_copy(dst=t, src=a, dge_mode=code)
+    _, r = run(raw_int, a, 3)  # the stub's integer code of dge_mode.none
+    assert r.program.instructions[0].attrs["dge_mode"] == "none"
+    with pytest.raises(NkiValidationError, match="not a dge_mode member"):
+        run(raw_int, a, 9)
 
 
 def test_priority_is_v4_only():
@@ -374,8 +376,9 @@ def test_dma_transpose_errors():
     def kernel(a, b, what):
         t = nl.ndarray((40, 16), nl.bfloat16, buffer=nl.sbuf)
         if what == "dtype":
-            f = nl.ndarray((40, 16), nl.float32, buffer=nl.sbuf)
-            nisa.dma_transpose(dst=f, src=b)  # <tr-dtype>
+            f = nl.ndarray((16, 16), nl.float32, buffer=nl.sbuf)
+            nisa.dma_transpose(dst=f, src=b[0:16, 0:16],  # <tr-dtype>
+                               dge_mode=nisa.dge_mode.hwdge)
         elif what == "rank":
             nisa.dma_transpose(dst=t.reshape((40, 4, 4)), src=a)
         elif what == "axes":

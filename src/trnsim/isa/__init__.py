@@ -42,8 +42,8 @@ def _returning_handle(fn):
 
 
 def _check_redundant_dtype(fn, params, args, kwargs):
-    """Pop `dtype` from kwargs; raise unless it names dst's dtype."""
-    from ..machine.errors import NkiValidationError, describe
+    """Pop `dtype` from kwargs: fine when it names dst's dtype, else ignored with a warning."""
+    from ..machine.errors import NkiValidationError, describe, numerics_warning
     from ..machine.tensor import NkiTensor
     from ..numerics.dtypes import as_dtype
     requested = kwargs.pop("dtype")
@@ -59,11 +59,11 @@ def _check_redundant_dtype(fn, params, args, kwargs):
     except TypeError as e:
         raise NkiValidationError(f"dtype={requested!r}: {e}", op=fn.__name__) from None
     if isinstance(dst, NkiTensor) and want != dst.dtype:
-        raise NkiValidationError(
-            f"dtype={want} differs from dst {describe(dst)}: an ISA instruction writes "
-            f"dst.dtype ({dst.dtype}); `dtype=` is not a parameter of nki.isa."
-            f"{fn.__name__} and is accepted only when it equals dst.dtype. Allocate dst "
-            f"with dtype={want} (or drop dtype=).", op=fn.__name__)
+        numerics_warning(
+            f"dtype={want} differs from dst {describe(dst)} and is ignored: an ISA "
+            f"instruction writes dst.dtype; `dtype=` is not a parameter of nki.isa."
+            f"{fn.__name__} (allocate dst with the dtype you want)", fn.__name__,
+            strict=_runtime._active[-1].options.strict if _runtime._active else False)
 
 
 def _wrap_instructions():

@@ -18,15 +18,17 @@ from ..machine.record import Instruction
 from ..machine.runtime import active_run, current_core
 from ..machine.tensor import NkiTensor
 from ..numerics.cast import cast, to_fp32
-from .enums import engine as Engine
+from .enums import coerce, engine as Engine
 
 _ON_CHIP = ("sbuf", "psum")
 
 
 def engine_name(e) -> str:
-    if isinstance(e, Engine):
-        return e.value
-    return str(e) if e is not None else "unknown"
+    """The engine as a name; accepts the enum, its name or its stub integer code."""
+    if e is None:
+        return "unknown"
+    member = coerce(Engine, e)
+    return member.value if member is not None else str(e)
 
 
 class Instr:
@@ -89,6 +91,8 @@ class Instr:
                       f"{t.space!r} instead ({describe(t)})")
         if self.engine == "gpsimd" and t.space == "psum":
             self.fail(f"operand {role!r} {describe(t)}: the GpSimd engine cannot access PSUM")
+        if t.size == 0:
+            self.fail(f"operand {role!r} {describe(t)} is empty")
         if t.on_chip:
             pmax = self.chip.core.partitions
             if t.shape[0] > pmax:

@@ -14,7 +14,7 @@ import numpy as np
 from ..machine.errors import UnsupportedError, describe
 from ..machine.tensor import NkiTensor
 from .base import Instr
-from .enums import dge_mode as DgeMode, engine as Engine, oob_mode as OobMode
+from .enums import coerce, dge_mode as DgeMode, engine as Engine, oob_mode as OobMode
 from .ops import alu
 
 _MAX_COMPUTE_SRCS = 16
@@ -33,17 +33,14 @@ def _queue_name(engine, dge) -> str:
 
 
 def _enum(ins: Instr, value, cls, param: str):
-    """An enum member of `cls` from the member or its name; raw integers (accepted by
-    NKI 0.2) are an error in the current NKI."""
-    if isinstance(value, cls):
-        return value
-    if isinstance(value, str) and value in cls.__members__:
-        return cls[value]
+    """An enum member of `cls` from the member, its name or its stub integer code."""
     if value is None and cls is Engine:
         return Engine.unknown
-    names = ", ".join(f"nisa.{cls.__name__}.{m}" for m in cls.__members__)
-    ins.fail(f"{param}={value!r} is not a {cls.__name__} member (raw integers are no longer "
-             f"accepted); use one of {names}")
+    member = coerce(cls, value)
+    if member is None:
+        names = ", ".join(f"nisa.{cls.__name__}.{m}" for m in cls.__members__)
+        ins.fail(f"{param}={value!r} is not a {cls.__name__} member; use one of {names}")
+    return member
 
 
 def _indirect_kind(t: NkiTensor):
@@ -199,15 +196,18 @@ def dma_transpose(dst, src, axes=None, priority=None, dge_mode=DgeMode.unknown,
                     f"supported: (1, 0), (2, 1, 0), (3, 1, 2, 0) (here {want})")
         ins.require(src.dtype == dst.dtype, f"src {describe(src)} and dst {describe(dst)} "
                     "must have the same dtype")
-        ins.require(src.dtype.itemsize == 2 and not src.dtype.is_x4,
-                    f"src {describe(src)}: dma_transpose needs a 2-byte dtype (bfloat16, "
-                    "float16, int16, uint16)")
+        ins.require(not src.dtype.is_x4, f"src {describe(src)}: dma_transpose cannot move "
+                    "packed MX data")
         expect = tuple(src.shape[a] for a in axes)
         ins.require(dst.shape == expect, f"dst {describe(dst)} must have the transposed "
                     f"shape {list(expect)} of src {describe(src)}")
         _check_priority(ins, priority)
         kind = _indirect_kind(src)
         mode = _resolve_dge(ins, dge, Engine.unknown, (src,), transpose=True)
+        if mode == "hwdge" or kind == "vector":  # the direct (default) mode takes any dtype
+            ins.require(src.dtype.itemsize == 2, f"src {describe(src)}: a "
+                        f"{'hardware-DGE' if mode == 'hwdge' else 'indirect'} dma_transpose "
+                        "needs a 2-byte dtype (bfloat16, float16, int16, uint16)")
         if mode == "hwdge":
             _check_hwdge_transpose(ins, src)
         if kind == "vector":

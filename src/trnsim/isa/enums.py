@@ -78,3 +78,32 @@ vector_engine = engine.vector
 scalar_engine = engine.scalar
 gpsimd_engine = engine.gpsimd
 unknown_engine = engine.unknown
+
+
+# The integer value each member has in the NKI stubs; kernels (and nki-library) pass
+# these raw integers, e.g. `dge_mode=3`.
+STUB_CODES = {
+    engine: {1: "tensor", 5: "vector", 2: "scalar", 3: "gpsimd", 4: "dma", 6: "sync",
+             0: "unknown"},
+    reduce_cmd: {0: "idle", 1: "reset", 2: "reduce", 3: "reset_reduce", 4: "load_reduce"},
+    dge_mode: {0: "unknown", 1: "swdge", 2: "hwdge", 3: "none"},
+    oob_mode: {0: "error", 1: "skip"},
+    dma_engine: {1: "dma", 2: "gpsimd_dma"},
+}
+
+
+def coerce(cls, value):
+    """A member of enum `cls` from the member, its name, its stub integer code, or a
+    same-named member of another enum class (the legacy IntEnums); None if none fits."""
+    if isinstance(value, cls):
+        return value
+    name = getattr(value, "name", None)
+    if isinstance(name, str) and name in cls.__members__:
+        return cls[name]
+    if isinstance(value, str) and value in cls.__members__:
+        return cls[value]
+    if isinstance(value, int) and not isinstance(value, bool):
+        code = STUB_CODES.get(cls, {}).get(int(value))
+        if code is not None:
+            return cls[code]
+    return None

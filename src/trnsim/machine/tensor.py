@@ -31,11 +31,24 @@ from .errors import NkiValidationError, OutOfBoundsError, describe
 
 
 class NKIObject:
-    """Base class for NKI kernel dataclasses and configuration objects."""
+    """Base class for NKI kernel dataclasses and configuration objects.
+
+    NKI translates such classes "using the object's dictionary", so plain class
+    attributes are fields even without annotations: a subclass gets an annotation for
+    each, and a `@dataclass` on it then takes them as keyword arguments."""
 
     def __init__(self, **kwargs: Any) -> None:
         for k, v in kwargs.items():
             setattr(self, k, v)
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        notes = cls.__dict__.get("__annotations__", {})
+        for name, value in list(vars(cls).items()):
+            if (not name.startswith("__") and name not in notes and not callable(value)
+                    and not isinstance(value, (property, staticmethod, classmethod))):
+                notes[name] = Any
+        cls.__annotations__ = notes
 
 
 class MemoryRegion(Enum):
@@ -261,11 +274,12 @@ class NkiTensor(NKIObject, metaclass=_ViewMeta):
                            "and cannot be indexed or sliced")
             if isinstance(k, DynamicSlice):
                 start, size, step = _int(k.start), _int(k.size), _int(k.step)
-                if size < 1:
-                    self._fail(f"nl.ds size {size} on dimension {d} must be positive")
+                if size < 0:
+                    self._fail(f"nl.ds size {size} on dimension {d} must not be negative")
                 start += n if start < 0 else 0
                 self._check_step(d, step)
-                self._check_range(d, start, start + (size - 1) * step)
+                if size:  # an empty view is allowed; instructions refuse to access one
+                    self._check_range(d, start, start + (size - 1) * step)
                 shape.append(size), strides.append(s * step)
                 offset += start * s
             elif isinstance(k, slice):
