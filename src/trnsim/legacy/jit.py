@@ -30,7 +30,9 @@ from ..machine.runtime import Options, Run, activate
 from .ops import flush
 from .tensor import LTensor
 
-MODES = ("jax", "torchxla", "baremetal", "benchmark", "simulation", "auto")
+# "trace": the mode NKI 0.1 sub-kernels were decorated with (`nki.jit(mode='trace')`, see
+# the SDK's NKI migration guide); such a kernel is inlined when another kernel calls it.
+MODES = ("jax", "torchxla", "baremetal", "benchmark", "simulation", "auto", "trace")
 PERCENTILES = (0, 1, 10, 25, 50, 90, 99, 100)
 
 
@@ -264,7 +266,8 @@ def _rewrap(kernel, entry, mode, **options) -> LegacyKernel:
 
 def jit(func=None, mode="auto", **kwargs):
     r"""Compile a kernel (here: run it on the simulator). `mode` is one of "jax",
-    "torchxla", "baremetal", "benchmark", "simulation", "auto"; all run on the simulator."""
+    "torchxla", "baremetal", "benchmark", "simulation", "auto", or "trace" (NKI 0.1
+    sub-kernels, inlined into the kernel that calls them); all run on the simulator."""
     if func is None:
         return lambda f: jit(f, mode, **kwargs)
     return _rewrap(func, "jit", mode, **kwargs)
@@ -275,7 +278,7 @@ def trace(func=None, **kwargs):
     `nki.jit` (callable directly, by `simulate_kernel`, or from another kernel)."""
     if func is None:
         return lambda f: trace(f, **kwargs)
-    return _rewrap(func, "trace", "auto", **kwargs)
+    return _rewrap(func, "trace", "trace", **kwargs)
 
 
 def baremetal(kernel=None, **kwargs):
