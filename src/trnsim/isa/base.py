@@ -117,12 +117,6 @@ class Instr:
             self.fail(f"{a_role} {describe(a)} and {b_role} {describe(b)} differ in "
                       f"{what} ({na} vs {nb})")
 
-    def free_limit(self, role, t, limit: int, what: str):
-        n = free_size(t)
-        if n > limit:
-            self.fail(f"operand {role!r} {describe(t)} has {n} elements per partition, over "
-                      f"the {what} limit of {limit} on {self.chip.name}")
-
     # -- data -------------------------------------------------------------
     def read(self, role: str, t: NkiTensor) -> np.ndarray | None:
         """Record a read of `t`; return its stored values (None without numerics)."""
@@ -175,22 +169,6 @@ class Instr:
     def _note_indirect(self, t: NkiTensor):
         if t.dyn is not None and isinstance(t.dyn.index, NkiTensor):  # not a register
             self.reads.append(describe_access(t.dyn.index, "indirect_offset", "r"))
-
-    def scalar(self, role: str, value, partitions: int):
-        """A `[P,1]` tensor operand or a constant, as fp32 broadcastable to (P, 1)."""
-        if isinstance(value, NkiTensor):
-            t = self.operand(role, value)
-            self.require(t.shape[0] in (partitions, 1) and free_size(t) == 1,
-                         f"operand {role!r} {describe(t)} must be a [{partitions}, 1] tensor "
-                         "or a constant")
-            v = self.read_fp32(role, t)
-            return None if v is None else v.reshape(t.shape[0], 1)
-        if value is None:
-            return None
-        try:
-            return np.float32(float(value))
-        except (TypeError, ValueError):
-            self.fail(f"operand {role!r} must be a tensor or a number, got {value!r}")
 
     def warn(self, message: str):
         numerics_warning(message, self.opcode, self.strict)
