@@ -148,7 +148,10 @@ def test_live_tiles_that_do_not_fit_overflow_sbuf(L):
     with pytest.raises(CapacityError) as ei:
         k(np.zeros((1, 1), np.float32))
     msg = str(ei.value)
-    assert made == list(range(6))  # 6 x 32 KiB fit in 212984 bytes, the 7th does not
+    # 6 x 32 KiB fit in 212984 bytes, the 7th does not; after the overflow the kernel runs
+    # again with compiler liveness (a probe run, all 8, then the final run, which still
+    # fails at the 7th since every tile stays live: legacy/jit.py run_legacy)
+    assert made == list(range(6)) + list(range(8)) + list(range(6))
     assert "SBUF overflow on trn2" in msg
     assert "'keep6' float32[128, 8192] needs 32768 bytes per partition" in msg
     assert f"196608 of the {USABLE_TRN2} usable bytes" in msg and "6 live tensors" in msg

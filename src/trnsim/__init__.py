@@ -2,5 +2,6 @@
 from .chips import available_chips, load_chip  # noqa: F401
 from .machine.errors import NkiValidationError  # noqa: F401
 from .machine.launch import run_kernel  # noqa: F401
+from . import profile  # noqa: F401,E402  (callable: trnsim.profile(kernel, *args))
 
 __version__ = "0.1.0"

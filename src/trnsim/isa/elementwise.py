@@ -43,6 +43,16 @@ _CMP_OPS = ("equal", "not_equal", "greater", "greater_equal", "less", "less_equa
 _RANGE_CMP_OPS = ("equal", "less", "less_equal", "greater", "greater_equal")
 _INT_NATIVE = {"add", "subtract", "multiply", "maximum", "minimum", "abs_max", "abs_min",
                "bypass", "logical_and", "logical_or", "logical_xor", *_CMP_OPS}
+# Numbers an immediate operand may be: Python and NumPy numbers, and the ml_dtypes scalars
+# (np.generic but not np.number), e.g. `nl.finfo(nl.bfloat16).min`.
+_NUMBER = (bool, int, float, np.number)
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, _NUMBER) or (isinstance(v, np.generic)
+                                      and type(v).__module__.startswith("ml_dtypes"))
+
+
 _ADDR_OPS = {"add", "subtract", "multiply"}
 _INT32 = ("int32", "uint32")
 FP32_MIN = float(np.finfo(np.float32).min)
@@ -131,7 +141,7 @@ def _per_partition(ins: Instr, role: str, value, partitions: int):
                     f"partition of the data) or a constant")
         raw = ins.read(role, t)
         return "tensor", None if raw is None else raw.reshape(partitions, 1)
-    if isinstance(value, (bool, int, float, np.number)):
+    if _is_number(value):
         return "const", value
     ins.fail(f"{role} must be a number or a [{partitions}, 1] tile, got {value!r}")
 
@@ -472,8 +482,7 @@ def tensor_copy_predicated(dst, src, predicate, reverse_pred=False, name=None):
             _not_both_psum(ins, "src", src, "predicate", predicate)
             raw = ins.read("src", src)
         else:
-            ins.require(isinstance(src, (bool, int, float, np.number)),
-                        f"src must be a tile or a number, got {src!r}")
+            ins.require(_is_number(src), f"src must be a tile or a number, got {src!r}")
             raw = None
         pred = ins.read("predicate", predicate)
         ins.attrs.update(src_kind="tensor" if isinstance(src, NkiTensor) else "const",
@@ -494,8 +503,8 @@ def memset(dst, value, engine=Engine.unknown, name=None):
     with Instr("memset", engine, default="vector", allowed=("vector", "gpsimd"),
                name=name) as ins:
         ins.operand("dst", dst)
-        ins.require(isinstance(value, (bool, int, float, np.number)) and not isinstance(
-            value, np.ndarray), f"value must be a number, got {value!r}")
+        ins.require(_is_number(value) and not isinstance(value, np.ndarray),
+                    f"value must be a number, got {value!r}")
         ins.attrs.update(value=float(value))
         if dst.dtype.is_x4:
             ins.require(value == 0, f"memset of packed type {dst.dtype} accepts only 0")
@@ -578,7 +587,7 @@ def affine_select(dst, pattern, channel_multiplier, on_true_tile, on_false_value
         off = _int32_imm(ins, "offset", offset)
         cm = _int32_imm(ins, "channel_multiplier", channel_multiplier)
         c = _alu_op(ins, cmp_op, "cmp_op", ("compare",), "comparison")
-        ins.require(isinstance(on_false_value, (bool, int, float, np.number)),
+        ins.require(_is_number(on_false_value),
                     f"on_false_value must be a number (fp32), got {on_false_value!r}")
         exact = on_true_tile.dtype == dst.dtype
         ins.attrs.update(pattern=tuple(zip(steps, nums)), offset=off, channel_multiplier=cm,
@@ -645,7 +654,7 @@ def range_select(dst, on_true_tile, comp_op0, comp_op1, bound0, bound1,
         _op_in(ins, rop, "reduce_op", ("maximum",))
         cmd = _cmd(ins, reduce_cmd, acc.CMDS)
         if on_false_value is not ...:  # the stubs' elided default
-            ok = isinstance(on_false_value, (int, float, np.number)) and \
+            ok = _is_number(on_false_value) and not isinstance(on_false_value, bool) and \
                 np.float32(on_false_value) == np.float32(FP32_MIN)
             ins.require(ok, f"on_false_value={on_false_value!r}: the hardware fills with "
                         f"FP32_MIN ({FP32_MIN!r}) only")

@@ -26,6 +26,7 @@ so a NaN/Inf in `stationary` spreads along its output row (0*Inf = NaN), -0.0 be
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import weakref
 
@@ -141,10 +142,64 @@ def _group_id(storage) -> int:
     return gid
 
 
-def _groups(core) -> np.ndarray:
+class PsumGroups:
+    """The group mark of every PSUM byte of one core (`CoreState.psum_group`): a dense
+    (partitions x bytes) int32 array, with recent fills of whole boxes kept as pending
+    (box -> mark) entries that are applied to the array only when it is read. (A matmul
+    or any other PSUM write fills the box of its destination; most of them rewrite a box
+    filled before, which then costs a dict update instead of rewriting the array.)"""
+
+    def __init__(self, partitions: int, nbytes: int):
+        self.shape = (partitions, nbytes)
+        self._arr: np.ndarray | None = None
+        self.pending: dict = {}  # (p_lo, p_hi, lo, hi) -> mark; boxes never overlap
+
+    def array(self) -> np.ndarray:
+        """The marks with every pending fill applied."""
+        if self._arr is None:
+            self._arr = np.zeros(self.shape, dtype=np.int32)
+        if self.pending:
+            arr = self._arr
+            for (a, b, c, d), g in self.pending.items():
+                arr[a:b, c:d] = g
+            self.pending.clear()
+        return self._arr
+
+    def uniform(self, box) -> int | None:
+        """The mark of every byte of `box` when known to be one value, else None."""
+        g = self.pending.get(box)
+        if g is None and self._arr is None and not self._overlapping(box):
+            return 0
+        return g
+
+    def _overlapping(self, box) -> list:
+        a, b, c, d = box
+        return [k for k in self.pending if k[0] < b and a < k[1] and k[2] < d and c < k[3]]
+
+    def fill(self, box, mark: int) -> None:
+        """Set the mark of every byte of box (p_lo, p_hi, lo, hi)."""
+        if box not in self.pending:
+            over = self._overlapping(box)
+            if over:
+                if self._arr is None:
+                    self._arr = np.zeros(self.shape, dtype=np.int32)
+                for k in over:
+                    self._arr[k[0]:k[1], k[2]:k[3]] = self.pending.pop(k)
+        self.pending[box] = mark
+
+
+@functools.lru_cache(maxsize=64)
+def _uniform_bools(shape, value: bool) -> np.ndarray:
+    """A read-only bool array of one value (shared)."""
+    a = np.full(shape, value)
+    a.flags.writeable = False
+    return a
+
+
+def _groups(core) -> PsumGroups:
     if core.psum_group is None:
         mem = core.psum
-        core.psum_group = np.zeros((mem.partitions, mem.bytes_per_partition), dtype=np.int32)
+        core.psum_group = PsumGroups(mem.partitions, mem.bytes_per_partition)
     return core.psum_group
 
 
@@ -184,7 +239,13 @@ class _Marks:
     def member(self, gid: int) -> np.ndarray:
         """Per element: all its bytes are marked `gid` (one bool for a bounding box)."""
         eq = self.get() == gid
-        return np.asarray(eq.all()) if self.box else eq.all(axis=-1)
+        if self.box:
+            return np.asarray(eq.all())
+        isz = eq.shape[-1]
+        if isz in (2, 4, 8):  # the itemsize bools of an element as one word (fast)
+            eq = np.ascontiguousarray(eq)
+            return eq.view(f"u{isz}")[..., 0] == int.from_bytes(b"\x01" * isz, "little")
+        return eq.all(axis=-1)
 
     def set(self, gid: int) -> None:
         if self.view is not None:
@@ -210,16 +271,26 @@ def psum_store(ins: Instr, dst: NkiTensor, compute, accumulate) -> None:
     accumulation group wrote). `compute()` returns (values, raw): fp32 values, or values
     already in dst's storage type when `raw` (bit-exact transposes)."""
     core = ins.run.cores[dst.storage.core]
-    groups = _groups(core)
+    pg = _groups(core)
     gid = _group_id(dst.storage)
-    marks = _Marks(ins, groups, dst)
-    prev = marks.member(gid)
+    a = describe_access(dst, "dst", "w")
+    key = (a.p_lo, a.p_hi, a.lo, a.hi)
+    fast = dst.dyn is None and dst.size * dst.dtype.itemsize == (a.p_hi - a.p_lo) * (a.hi - a.lo)
+    mark = pg.uniform(key) if fast else None
+    if mark is not None:  # dst is exactly a box of one mark: every element is in or out
+        marks = None
+        prev = _uniform_bools(dst.shape, mark == gid)
+    else:
+        fast = False
+        groups = pg.array()
+        marks = _Marks(ins, groups, dst)
+        prev = marks.member(gid)
     if accumulate is None:
         acc = prev
     else:
         acc = np.asarray(bool(accumulate))
-        if acc:
-            _warn_uninitialized(ins, dst, marks, prev)
+        if acc and ins.numerics and not np.all(prev):
+            _warn_uninitialized(ins, dst, marks or _Marks(ins, pg.array(), dst), prev)
     ins.attrs["accumulate"] = (bool(acc.all()) if acc.all() or not acc.any() else "partial")
 
     def values():
@@ -231,13 +302,17 @@ def psum_store(ins: Instr, dst: NkiTensor, compute, accumulate) -> None:
         old32 = to_fp32(read_raw(dst)).reshape(new32.shape)
         return np.where(acc, cast(old32 + new32, dst.dtype), store)
 
+    if fast:  # the write clears dst's box, then dst's bytes (all of the box) are marked
+        ins.write("dst", dst, values, raw=True)
+        pg.fill(key, gid)
+        return
     # The write clears the marks of dst's bounding box (the non-matmul rule); keep those
     # of bytes inside the box that are not dst's (a strided dst), then mark dst's own.
-    a = describe_access(dst, "dst", "w")
     box = (slice(a.p_lo, a.p_hi), slice(a.lo, a.hi))
     dense = marks.box or dst.size * dst.dtype.itemsize == (a.p_hi - a.p_lo) * (a.hi - a.lo)
     saved = None if dense else groups[box].copy()
     ins.write("dst", dst, values, raw=True)
+    groups = pg.array()  # the write's clearing, applied
     if saved is not None:
         groups[box] = saved
     marks.set(gid)

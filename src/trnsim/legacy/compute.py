@@ -11,9 +11,10 @@ generations share one implementation of every composition and numerics choice.
 
 Conventions
 - Operands: tiles (SBUF/PSUM), indexed tiles, pending results, and Python/NumPy scalars.
-- Binary ops broadcast along free axes only: a scalar or a [P, 1] tile on either side is
-  a tensor_scalar operand; other free-axis broadcasts read a stride-0 view. Tiles are
-  never broadcast across partitions (use nl.broadcast_to).
+- Binary ops broadcast numpy-style: along free axes a scalar or a [P, 1] tile on either
+  side is a tensor_scalar operand, other free-axis broadcasts read a stride-0 view; a
+  one-partition tile ([1, F]) is first broadcast across partitions as nl.broadcast_to
+  does (the legacy docs allow it, noting it costs more than a free-axis broadcast).
 - dtype: `dtype=` if given, else the legacy promotion of the inputs (nki-api.md §4):
   (float, int) -> the float, fp16 + bf16 -> fp32, e4m3 + e5m2 -> bf16, int8 + uint8 ->
   int16, int32 + uint32 -> fp32; weakly typed Python scalars count as uint8 (bool),
@@ -27,17 +28,22 @@ from __future__ import annotations
 
 import builtins as _b
 import inspect
-import math as _math
 import operator
 
 import numpy as np
 
 from .. import isa as core
 from ..machine import runtime
-from ..machine.errors import NkiValidationError, UnsupportedError, kernel_location
+from ..machine.errors import UnsupportedError, kernel_location
 from ..machine.tensor import MemoryRegion, NkiTensor
 from ..nki.language import math as cm
-from ..numerics.dtypes import DType, as_dtype, float32, int32, uint8, uint32
+from ..nki.language.checks import fail as _fail
+from ..nki.language.checks import free_size as _free
+from ..nki.language.checks import promote
+from ..nki.language.checks import reduce_axes as _axes
+from ..nki.language.checks import reduced_shape as _reduced_shape
+from ..nki.language.checks import weak_dtype as _weak_dtype
+from ..numerics.dtypes import DType, as_dtype, bfloat16, float32, uint32
 from .indexing import mgrid
 from .ops import Grid, Pending, flush, result_op, run_masked
 from .tensor import Access, LTensor, as_predicate
@@ -49,10 +55,6 @@ _SCALARS = (bool, int, float, np.number, np.bool_)
 
 
 # -- helpers ------------------------------------------------------------------------
-def _fail(fname, message, cls=NkiValidationError):
-    raise cls(message, op=f"nl.{fname}")
-
-
 def _is_tile(v) -> bool:
     return isinstance(v, (LTensor, Access))
 
@@ -83,27 +85,6 @@ def _access(v) -> Access:
 
 def _shape(v) -> tuple:
     return tuple(v.shape)
-
-
-def _free(shape) -> int:
-    return _math.prod(shape[1:])
-
-
-def _weak_dtype(s) -> DType:
-    """The dtype of a scalar: Python scalars are weakly typed (bool -> uint8, int ->
-    int32, float -> float32), NumPy scalars keep their own type."""
-    if isinstance(s, (bool, np.bool_)) and not isinstance(s, np.generic):
-        return uint8
-    if isinstance(s, np.generic):
-        return as_dtype(s.dtype)
-    if isinstance(s, int):
-        return int32
-    return float32
-
-
-def promote(a, b) -> DType:
-    """Legacy NKI type promotion of two operand dtypes (nki-api.md §4)."""
-    return cm._promote(as_dtype(a), as_dtype(b))
 
 
 def _operand_dtype(v) -> DType:
@@ -144,36 +125,6 @@ def _composite(into):
         core.tensor_copy(dst=dst, src=tmp)
     run.__name__ = getattr(into, "__name__", "composite")
     return run
-
-
-def _axes(fname, shape, axis) -> tuple:
-    """`axis` (int or sequence, negatives allowed) as sorted trailing free axes."""
-    raw = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis) if axis is not None \
-        else ()
-    if not raw:
-        _fail(fname, f"axis={axis!r}: give the free axis (or axes) to reduce")
-    nd = len(shape)
-    axes = set()
-    for a in raw:
-        a2 = int(a) + nd if int(a) < 0 else int(a)
-        if not 0 <= a2 < nd:
-            _fail(fname, f"axis {a} is out of range for a tile of shape {shape}")
-        axes.add(a2)
-    axes = tuple(sorted(axes))
-    if 0 in axes:
-        _fail(fname, f"axis={axis!r} includes the partition dimension (0); only free "
-                     "dimensions can be reduced")
-    if axes != tuple(range(axes[0], nd)):
-        _fail(fname, f"axis={axis!r} on a tile of shape {shape}: the axes must be the last "
-                     f"contiguous free dimension(s), e.g. {tuple(range(1, nd))} or ({nd - 1},)")
-    return axes
-
-
-def _reduced_shape(shape, axes, keepdims) -> tuple:
-    if keepdims:
-        return tuple(1 if d in axes else s for d, s in enumerate(shape))
-    out = tuple(s for d, s in enumerate(shape) if d not in axes)
-    return out + (1,) * (2 - len(out)) if len(out) < 2 else out
 
 
 # mask spans for operations whose operands do not line up with the result ----------
@@ -259,9 +210,13 @@ def _binary_shape(fname, xs, ys) -> tuple:
     if xs == ys:
         return xs
     if xs[0] != ys[0]:
-        _fail(fname, f"shapes {xs} and {ys}: tiles are not broadcast across partitions "
-                     "(dimension 0); broadcast the partition dimension first with "
-                     "nl.broadcast_to")
+        # the legacy API broadcasts a one-partition tile across partitions (numpy rules;
+        # "more expensive than broadcasting in free dimension", the nl.add docs note)
+        if 1 not in (xs[0], ys[0]):
+            _fail(fname, f"shapes {xs} and {ys} do not broadcast along the partition "
+                         "dimension (dimension 0): one of them must have 1 partition")
+        p = _b.max(xs[0], ys[0])
+        return _binary_shape(fname, (p,) + tuple(xs[1:]), (p,) + tuple(ys[1:]))
     if _free(ys) == 1:
         return xs
     if _free(xs) == 1:
@@ -275,7 +230,19 @@ def _binary_shape(fname, xs, ys) -> tuple:
 
 
 def _binary_core(dst, x, y, op):
-    cm.binary_into(dst, x, y, op)
+    p = dst.shape[0]
+    cm.binary_into(dst, _across_partitions(x, p), _across_partitions(y, p), op)
+
+
+def _across_partitions(v, p):
+    """A one-partition tile operand broadcast to `p` partitions into a fresh SBUF tile
+    (nl.broadcast_to's composition: engines work lane by lane, so through HBM)."""
+    if not isinstance(v, NkiTensor) or v.shape[0] == p:
+        return v
+    tmp = runtime.active_run().new_tensor((p,) + tuple(v.shape[1:]), v.dtype, sbuf,
+                                          "nl.broadcast_to")
+    cm.broadcast_into(tmp, v)
+    return tmp
 
 
 def _binary(fn, x, y, dtype, mask):
@@ -595,15 +562,35 @@ def logical_not(x, *, dtype=bool, mask=None, **kwargs):
 
 
 # -- reductions ------------------------------------------------------------------------
+def _reduction_axes(name, shape, axis):
+    """(axes, perm): the reduced free axes, and None when they are the trailing ones, else
+    the free-dim order that moves them last (kept axes first, in order). The legacy
+    tutorials reduce non-trailing axes of an access pattern (average_pool2d's
+    `nl.sum(t[i0, k*i1 + i2, k*i3 + i4], axis=[2, 4])`): the engines read the input
+    through a reordered access pattern, so the reduction is over trailing axes there."""
+    raw = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis) if axis is not None \
+        else ()
+    nd = len(shape)
+    norm = sorted({int(a) + nd if int(a) < 0 else int(a) for a in raw if -nd <= int(a) < nd})
+    if not raw or len(norm) != len(set(raw)) or 0 in norm or norm == list(range(norm[0], nd)):
+        return _axes(name, shape, axis), None  # trailing axes, or the error it raises
+    kept = [d for d in range(1, nd) if d not in norm]
+    return tuple(norm), (0, *kept, *norm)
+
+
 def _reduce(name, x, axis, dtype, mask, keepdims, default=None):
     _tile(name, "x", x)
     shape = _shape(x)
-    axes = _axes(name, shape, axis)
+    axes, perm = _reduction_axes(name, shape, axis)
     mask = _rectangular(name, mask)
     out = _out_dtype(dtype, x.dtype if default is None else default)
+    trailing = axes if perm is None else tuple(range(len(shape) - len(axes), len(shape)))
 
     def run(dst, x):
-        cm.reduce_into(dst, x, name, axes, keepdims)
+        if perm is not None:  # reduce the trailing axes of the reordered access pattern
+            x = x.permute(perm)
+            dst = dst.permute(perm) if keepdims else dst
+        cm.reduce_into(dst, x, name, trailing, keepdims)
     run.__name__ = name
     return result_op(run, _reduced_shape(shape, axes, keepdims), out, sbuf, mask, x=x)
 
@@ -863,17 +850,12 @@ def expand_dims(data, axis):
 
 # -- random numbers ---------------------------------------------------------------------
 def _dropout_core(dst, x, rate):
-    r = runtime.active_run()
     if isinstance(rate, NkiTensor) and rate.shape[0] != x.shape[0]:
-        col = r.new_tensor((x.shape[0], 1), rate.dtype, sbuf, "nl.dropout.rate")
+        col = runtime.active_run().new_tensor((x.shape[0], 1), rate.dtype, sbuf,
+                                              "nl.dropout.rate")
         cm.broadcast_into(col, rate.reshape((rate.shape[0], 1)))
         rate = col
-    if dst.dtype == x.dtype:
-        core.dropout(dst=dst, data=x, prob=rate)
-        return
-    tmp = r.new_tensor(dst.shape, x.dtype, sbuf, "nl.dropout")
-    core.dropout(dst=tmp, data=x, prob=rate)
-    core.tensor_copy(dst=dst, src=tmp)
+    cm.dropout_into(dst, x, rate)
 
 
 def dropout(x, rate, *, dtype=None, mask=None, **kwargs):
@@ -984,34 +966,68 @@ def _loop_position(fname, loop_indices) -> tuple:
 
 
 def loop_reduce(x, op, loop_indices, *, dtype=None, mask=None, **kwargs):
-    """Reduce x with `op` across the iterations of the loops `loop_indices`:
-    acc = op(acc, x) (tensor_tensor with data1=acc, data2=x) into one accumulator tile
-    per call site, which is returned. The reduction starts over (acc = x, a tensor_copy)
-    on the first call and whenever the loop indices do not advance (a new run of the
-    loops); its tile is the same object on every iteration of one run."""
+    """Reduce x with `op` across the iterations of the loops `loop_indices`. The
+    destination tile is also the rhs input of `op` (the legacy docs: `b =
+    nl.loop_reduce(a, ...)` is `b = nisa.tensor_tensor(data1=b, data2=a, op)`):
+    - assigned to a tile (`acc[i, ...] = nl.loop_reduce(x, ...)`), the result is
+      `acc[i, ...] = op(acc[i, ...], x)`, one tensor_tensor into the target;
+    - otherwise (`b = nl.loop_reduce(x, ...)`), one accumulator tile per call site:
+      acc = op(acc, x), started over (acc = x, a tensor_copy) on the first call and
+      whenever the loop indices do not advance (a new run of the loops); the same tile
+      object is returned on every iteration of one run."""
     _tile("loop_reduce", "x", x)
     where_ = _loop_position("loop_reduce", loop_indices)
     out_dtype = _out_dtype(dtype, x.dtype)
-    flush()
+    if isinstance(x, Pending):
+        x.core  # noqa: B018 - materialize the input before this result is pending
+    shape = _shape(x)
     r = runtime.active_run()
-    state = getattr(r, "_legacy_loop_reduce", None)
-    if state is None:
-        state = r._legacy_loop_reduce = {}
     site = kernel_location(2)
     key = (site.file if site else None, site.line if site else None,
            getattr(r, "instance", ()))
-    entry = state.get(key)
-    shape = _shape(x)
-    if (entry is None or not where_ > entry[0] or entry[1].shape != shape
-            or entry[1].dtype != out_dtype):
-        from .language import ndarray
-        acc = ndarray(shape, out_dtype, buffer=sbuf, name="nl.loop_reduce")
-        run_masked(core.tensor_copy, acc.full(), mask, src=x)
-    else:
-        acc = entry[1]
-        run_masked(core.tensor_tensor, acc.full(), mask, data1=acc.full(), data2=x, op=op)
-    state[key] = (where_, acc)
-    return acc
+
+    def into_target(dst, accumulate):
+        run_masked(core.tensor_tensor, dst, mask, data1=dst, data2=x, op=op)
+
+    def per_site():
+        state = getattr(r, "_legacy_loop_reduce", None)
+        if state is None:
+            state = r._legacy_loop_reduce = {}
+        entry = state.get(key)
+        if (entry is None or not where_ > entry[0] or entry[1].shape != shape
+                or entry[1].dtype != out_dtype):
+            from .language import ndarray
+            acc = ndarray(shape, out_dtype, buffer=sbuf, name="nl.loop_reduce")
+            run_masked(core.tensor_copy, acc.full(), mask, src=x)
+        else:
+            acc = entry[1]
+            run_masked(core.tensor_tensor, acc.full(), mask, data1=acc.full(), data2=x, op=op)
+        state[key] = (where_, acc)
+        return acc
+
+    return _LoopReduce(into_target, per_site, shape, out_dtype)
+
+
+class _LoopReduce(Pending):
+    """nl.loop_reduce's pending result: run into the tile it is assigned to (that tile
+    is op's other input), else into its call site's accumulator tile."""
+
+    def __init__(self, execute, per_site, shape, dtype):
+        super().__init__(execute, shape, dtype, sbuf, "nl.loop_reduce")
+        self._per_site = per_site
+        self._acc = None
+
+    def materialize(self):
+        self._claim()
+        if self._core is None:
+            from .ops import _issued_at
+            with _issued_at(self.site):
+                self._acc = self._per_site()
+            self._core = self._acc.core
+
+    @property
+    def tile(self):
+        return self._acc if self._acc is not None else LTensor(self.core)
 
 
 def all_reduce(x, op, program_axes, *, dtype=None, mask=None, parallel_reduce=True,
@@ -1069,7 +1085,7 @@ class fp32(metaclass=_MinMeta):
 class bfp16(metaclass=_MinMeta):
     """BFLOAT16 constants: `nl.bfp16.min` is the value of the documented bit pattern
     0xff80 (bfloat16 -inf)."""
-    _MIN = _MinValue(float(np.array([0xFF80], np.uint16).view(cm.bfloat16.np)[0]))
+    _MIN = _MinValue(float(np.array([0xFF80], np.uint16).view(bfloat16.np)[0]))
 
     @property
     def min(self):  # noqa: A003

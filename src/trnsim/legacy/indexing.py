@@ -74,7 +74,9 @@ class Index:
         terms = dict(self.terms)
         for a, c in o.terms.items():
             terms[a] = terms.get(a, 0) + sign * c
-        return Index({a: c for a, c in terms.items() if c}, self.const + sign * o.const)
+        # an axis whose coefficient cancels still spans the grid (numpy broadcasting:
+        # `i - i` has the shape of `i`; every `nl.mgrid` component has the full shape)
+        return Index(terms, self.const + sign * o.const)
 
     def __add__(self, other):
         return self._combine(other)
@@ -98,7 +100,7 @@ class Index:
             k, base = (k.const, self) if not k.terms else (self.const, k)
             return base * k
         k = int(k)
-        return Index({a: c * k for a, c in self.terms.items() if c * k}, self.const * k)
+        return Index({a: c * k for a, c in self.terms.items()}, self.const * k)
 
     __rmul__ = __mul__
 
@@ -187,16 +189,22 @@ class _Grid(tuple):
 
 
 class _MGrid:
+    """`nl.mgrid[0:128, 0:512]`: like numpy.mgrid, a *dense* mesh grid: every component
+    spans the whole grid (shape (128, 512)), varying along its own axis only."""
+
     def __getitem__(self, key):
         key = key if isinstance(key, tuple) else (key,)
         n = len(key)
-        out = []
+        axes, steps, starts = [], [], []
         for pos, s in enumerate(key):
             start = 0 if s.start is None else int(s.start)
             step = 1 if s.step is None else int(s.step)
             size = len(range(start, int(s.stop), step))
-            out.append(Index({Axis(size, pos, n, 0): step}, start))
-        return _Grid(out)
+            axes.append(Axis(size, pos, n, 0))
+            steps.append(step)
+            starts.append(start)
+        return _Grid(Index({a: (steps[i] if j == i else 0) for j, a in enumerate(axes)},
+                           starts[i]) for i in range(n))
 
 
 mgrid = _MGrid()
@@ -205,13 +213,21 @@ mgrid = _MGrid()
 class Predicate:
     """A conjunction of affine constraints `expr OP 0` (a legacy mask)."""
 
-    def __init__(self, clauses):
+    def __init__(self, clauses, never: bool = False):
         self.clauses = list(clauses)
+        self.always_false = never  # a compile-time False mask: nothing runs
+
+    @staticmethod
+    def never() -> "Predicate":
+        return Predicate([], never=True)
 
     def __and__(self, other):
-        if other is None or other is True:
+        if other is None or other is True or (isinstance(other, np.bool_) and other):
             return self
-        return Predicate(self.clauses + other.clauses)
+        if other is False or isinstance(other, np.bool_):
+            return Predicate.never()
+        return Predicate(self.clauses + other.clauses,
+                         self.always_false or other.always_false)
 
     __rand__ = __and__
 
@@ -220,10 +236,11 @@ class Predicate:
         Returns the clauses over several axes (the residual mask)."""
         rest = []
         for expr, op in self.clauses:
-            if len(expr.terms) != 1:
+            varying = {a: c for a, c in expr.terms.items() if c}
+            if len(varying) != 1:
                 rest.append((expr, op))
                 continue
-            (a, c), = expr.terms.items()
+            (a, c), = varying.items()
             lo, hi = ranges.get(a, (0, a.size))
             # c * (a.start + j) + const OP 0  ->  bounds on j
             vals = c * (a.start + np.arange(lo, hi)) + expr.const

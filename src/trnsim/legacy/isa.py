@@ -269,6 +269,21 @@ def _maybe_cast(core_fn):
     return run
 
 
+def _via_sbuf(view, what: str):
+    """A PSUM operand of an instruction whose engine reads SBUF only (the Tensor Engine's
+    nc_matmul operands, GpSimd's affine_select), staged through an SBUF copy of the same
+    dtype (bit-exact; recorded as its own tensor_copy). The legacy front end accepted
+    PSUM tiles there -- the SDK's flash-attention kernels pass a PSUM matmul result
+    straight to nisa.affine_select and a Tensor Engine nc_transpose result (PSUM) to
+    nc_matmul -- while the engines cannot read PSUM, so the copy is the translation (as
+    a PSUM result assigned to an SBUF tile goes through a tensor_copy)."""
+    if not isinstance(view, NkiTensor) or view.space != "psum":
+        return view
+    tmp = runtime.active_run().new_tensor(view.shape, view.dtype, sbuf, f"{what}_sbuf")
+    core.tensor_copy(dst=tmp, src=view)
+    return tmp
+
+
 def _affine_terms(expr: Index, shape, what: str):
     """Per grid position, the coefficient of `expr` (an affine index over the grid of
     `shape`), and the constant part: expr = const + sum_p coef[p] * j_p."""
@@ -321,8 +336,10 @@ def nc_matmul(stationary, moving, *, is_stationary_onezero=False, is_moving_onez
         if any(hi <= lo for lo, hi in s_spans + m_spans):
             return None
         dspans = [s_spans[-1]] + [(0, n) for n in dst.shape[1:-1]] + [m_spans[-1]]
-        return dict(dst=_view_spans(dst, dspans), stationary=grid.view(stationary),
-                    moving=grid.view(moving), is_stationary_onezero=is_stationary_onezero,
+        return dict(dst=_view_spans(dst, dspans),
+                    stationary=_via_sbuf(grid.view(stationary), "stationary"),
+                    moving=_via_sbuf(grid.view(moving), "moving"),
+                    is_stationary_onezero=is_stationary_onezero,
                     is_moving_onezero=is_moving_onezero, is_transpose=is_transpose,
                     tile_position=tile_position, tile_size=tile_size, perf_mode=perf_mode)
 
@@ -400,10 +417,37 @@ def activation_reduce(op, data, *, reduce_op, reduce_res, bias=None, scale=1.0, 
 
 # -- Vector / GpSimd / Scalar elementwise ------------------------------------------------
 def tensor_tensor(data1, data2, op, *, dtype=None, mask=None, engine=engine.unknown, **kwargs):
+    """data1 op data2, elementwise. A tile with one element per partition ([P, 1]) is
+    broadcast along the free axes of the other (a stride-0 access pattern): the legacy
+    docs point to tensor_scalar for free-axis broadcasting as the *faster* way, and SDK
+    kernels pass a [P, 1] scale tile to tensor_tensor."""
     data1, data2 = _t(data1), _t(data2)
     out = _dtype(dtype, _promote(data1.dtype, data2.dtype))
-    return result_op(core.tensor_tensor, data1.shape, out, _buffer(kwargs), mask,
-                     _name(kwargs), data1=data1, data2=data2, op=op, engine=_engine(engine))
+    s1, s2 = tuple(data1.shape), tuple(data2.shape)
+    if s1 == s2 or s1[0] != s2[0] or (math.prod(s1[1:]) != 1 and math.prod(s2[1:]) != 1):
+        return result_op(core.tensor_tensor, data1.shape, out, _buffer(kwargs), mask,
+                         _name(kwargs), data1=data1, data2=data2, op=op,
+                         engine=_engine(engine))
+    shape = s2 if math.prod(s1[1:]) == 1 else s1
+
+    def build(grid, dst):
+        view = grid.view(dst)
+        return dict(dst=view, data1=_free_broadcast(grid.view(data1), view.shape),
+                    data2=_free_broadcast(grid.view(data2), view.shape), op=op,
+                    engine=_engine(engine))
+
+    return _deferred(core.tensor_tensor, shape, out, _buffer(kwargs), mask, build,
+                     _name(kwargs))
+
+
+def _free_broadcast(view, shape):
+    """A [P, 1, ...] view repeated along the free axes of `shape` (stride 0)."""
+    shape = tuple(shape)
+    if not isinstance(view, NkiTensor) or tuple(view.shape) == shape:
+        return view
+    return NkiTensor(shape, view.dtype, view.storage, view.buffer, view.name,
+                     strides=(view.strides[0],) + (0,) * (len(shape) - 1),
+                     offset=view.offset, indirect=view.dyn)
 
 
 def tensor_scalar(data, op0, operand0, reverse0=False, op1=None, operand1=None,
@@ -528,8 +572,9 @@ def affine_select(pred, on_true_tile, on_false_value, *, mask=None, dtype=None, 
         view = grid.view(dst)
         pattern, offset, cm = _pattern(coef, const, [grid.pos[p] for p in range(len(shape))],
                                        view.shape)
-        return dict(dst=view, on_true_tile=grid.view(tile), on_false_value=on_false_value,
-                    pattern=pattern, channel_multiplier=cm, offset=offset, cmp_op=cmp_op)
+        return dict(dst=view, on_true_tile=_via_sbuf(grid.view(tile), "on_true_tile"),
+                    on_false_value=on_false_value, pattern=pattern, channel_multiplier=cm,
+                    offset=offset, cmp_op=cmp_op)
 
     return _deferred(core.affine_select, shape, _dtype(dtype, tile.dtype), _buffer(kwargs),
                      mask, build, _name(kwargs))

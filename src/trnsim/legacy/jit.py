@@ -23,8 +23,11 @@ import functools
 import itertools
 import os
 
+import numpy as np
+
 from ..machine import runtime
-from ..machine.errors import NkiValidationError, SourceLocation, UnsupportedError
+from ..machine.errors import CapacityError, NkiValidationError, SourceLocation
+from ..machine.memory import LivenessPlanError
 from ..machine.launch import HostArgs, param_names
 from ..machine.runtime import Options, Run, activate
 from .ops import flush
@@ -141,14 +144,30 @@ class LegacyKernel:
                 k.benchmark_result = BenchmarkResult(run, self.options.get("warmup", 10),
                                                      self.options.get("iters", 100))
         if self.entry == "profile":
-            _write_profile(run, self.options)
+            prof = _write_profile(run, self.options, self.fn.__name__)
+            for k in (self, self._origin):
+                if k is not None:
+                    k.profile_result = prof
+        if os.environ.get("TRNSIM_PROFILE_DIR"):  # write this call's profile there
+            from ..profile.autosave import maybe_save
+            maybe_save(run, self.fn, outputs)
         return outputs
 
 
 def run_legacy(fn, args=(), kwargs=None, grid=(), *, chip=None, numerics=True, strict=None,
                force_auto_alloc=False):
-    """Run a legacy kernel over its SPMD grid. Returns (host outputs, the Run)."""
-    from .language import _wrap_arg
+    """Run a legacy kernel over its SPMD grid. Returns (host outputs, the Run).
+
+    On-chip memory: tensors are placed by trnsim's allocator (machine/memory.py), whose
+    space comes back when a tensor is garbage-collected. The legacy compiler frees a
+    buffer after its *last use* instead, so a kernel whose Python variables still hold
+    dead tiles (a loop's temporaries after the loop) fits on the device but may not
+    here. When a run fails for lack of SBUF/PSUM, the kernel is therefore run again
+    with compiler liveness: a probe run (numerics off, no capacity limit) records the
+    last instruction that uses each allocation, and the final run frees each allocation
+    right after it. A kernel that still does not fit fails with the final run's error.
+    (Not retried when the failed run had already written an argument array, which the
+    retry would then read back modified.)"""
     from .typing import TensorType
     if strict is None:
         strict = os.environ.get("TRNSIM_STRICT", "").strip().lower() in ("1", "true", "yes",
@@ -156,28 +175,97 @@ def run_legacy(fn, args=(), kwargs=None, grid=(), *, chip=None, numerics=True, s
     args = tuple(a.example() if isinstance(a, TensorType) else a for a in args)
     kwargs = {k: v.example() if isinstance(v, TensorType) else v
               for k, v in (kwargs or {}).items()}
+    attempt = functools.partial(_attempt, fn, args, kwargs, grid, chip, strict,
+                                force_auto_alloc)
+    try:
+        return attempt(numerics)
+    except CapacityError as err:
+        if getattr(err, "legacy_args_written", True):
+            raise
+    plan = attempt(False, probe=True)
+    try:
+        return attempt(numerics, plan=plan)
+    except LivenessPlanError as err:  # the kernel did not run the same way twice
+        raise NkiValidationError(
+            f"{fn.__name__}: on-chip memory ran out, and a retry with compiler (last-use) "
+            f"liveness could not follow its probe run ({err})", op="ndarray") from None
+
+
+def _attempt(fn, args, kwargs, grid, chip, strict, force_auto_alloc, numerics, probe=False,
+             plan=None):
+    """One run of the kernel. `probe`: numerics off, unbounded on-chip memory, returns
+    the liveness plan (per core and memory: last-use instruction of each allocation and
+    the allocation sizes). `plan`: free each allocation after its last use."""
     run = Run(chip, 1, Options(numerics=numerics, strict=bool(strict)))
     run.legacy_force_auto_alloc = force_auto_alloc
+    memories = [m for c in run.cores for m in (c.sbuf, c.psum)]
+    if probe or plan is not None:
+        for i, m in enumerate(memories):
+            m.clock = run.program.__len__
+            m.unbounded = probe
+            if plan is not None:
+                m.last_use, m.plan_log = plan[i]
     host = HostArgs(run)
     first_result, outputs = None, None
-    with activate(run):
-        names = param_names(fn, len(args))
-        dargs = [_wrap_arg(host.to_device(a, n)) for a, n in zip(args, names)]
-        dkwargs = {k: _wrap_arg(host.to_device(v, k)) for k, v in kwargs.items()}
-        mutable = _mutable_params(fn, names, dargs, dkwargs)
-        for point in itertools.product(*(range(g) for g in grid)) if grid else [()]:
-            run.instance = point
-            run.grid = grid
-            first = len(run.program)
-            result = fn(*dargs, **dkwargs)
-            flush(run)
-            _check_mutable_returned(fn, mutable, result, run, first)
-            if not point or not any(point):
-                first_result = result
-        # read back once every instance has run (they share the shared_hbm outputs)
-        outputs = host.to_host(_unwrap(first_result))
+    dargs, dkwargs = (), {}
+    try:
+        with activate(run):
+            names = param_names(fn, len(args))
+            dargs = [_device_arg(host, a, n) for a, n in zip(args, names)]
+            dkwargs = {k: _device_arg(host, v, k) for k, v in kwargs.items()}
+            mutable = _mutable_params(fn, names, dargs, dkwargs)
+            for point in itertools.product(*(range(g) for g in grid)) if grid else [()]:
+                run.instance = point
+                run.grid = grid
+                first = len(run.program)
+                result = fn(*dargs, **dkwargs)
+                flush(run)
+                _check_mutable_returned(fn, mutable, result, run, first)
+                if not point or not any(point):
+                    first_result = result
+            if probe:
+                out = [(dict(m.last_touch), list(m.log)) for m in memories]
+                _keep_returned(memories, out, first_result)
+                return out
+            # read back once every instance has run (they share the shared_hbm outputs)
+            outputs = host.to_host(_unwrap(first_result))
+    except CapacityError as err:
+        err.legacy_args_written = _wrote_args(run, list(dargs) + list(dkwargs.values()))
+        raise
     host.write_back()
     return outputs, run
+
+
+def _keep_returned(memories, plan, result):
+    """On-chip tiles the kernel returns are read back after the run: never freed."""
+    for t in _tensors(result):
+        st = t.core.storage
+        if st.memory is None or getattr(st, "block_id", None) is None:
+            continue
+        for m, (last, _log) in zip(memories, plan):
+            if m is st.memory:
+                last[st.block_id] = float("inf")
+
+
+def _wrote_args(run, dargs) -> bool:
+    """Whether a recorded instruction wrote an HBM argument tensor."""
+    ranges = []
+    for t in _tensors(dargs):
+        st = t.core.storage
+        if st.space == "hbm":
+            ranges.append((st.address, st.address + st.row_bytes))
+    return any(w.space == "hbm" and w.lo < hi and lo < w.hi
+               for ins in run.program.instructions for w in ins.writes for lo, hi in ranges)
+
+
+def _device_arg(host, a, name):
+    """A kernel argument on the device: arrays (and torch tensors) become HBM tensors; a
+    NumPy scalar (`np.float32(-inf)`) stays a compile-time scalar like a Python number
+    (the SDK's legacy tests pass `imm: np.float32` arguments to ISA scalar operands)."""
+    from .language import _wrap_arg
+    if isinstance(a, np.generic):
+        return a
+    return _wrap_arg(host.to_device(a, name))
 
 
 def _mutable_params(fn, names, dargs, dkwargs) -> dict:
@@ -298,36 +386,54 @@ def simulate_kernel(kernel, *args, **kwargs):
                               chip=k.options.get("platform_target"),
                               force_auto_alloc=bool(k.options.get("force_auto_alloc")))
     k.last_run = run
+    if os.environ.get("TRNSIM_PROFILE_DIR"):  # write this call's profile there
+        from ..profile.autosave import maybe_save
+        maybe_save(run, k.fn, outputs)
     return outputs
 
 
 class _Latency:
-    def __init__(self, run, warmup, iters):
-        self.run, self.warmup, self.iters = run, warmup, iters
+    """The simulated latency, in microseconds (nki.benchmark's unit), at every percentile:
+    the simulation is deterministic. The timeline is scheduled on the first query."""
+
+    def __init__(self, result):
+        self._result = result
+
+    @property
+    def run(self):
+        return self._result.run
 
     def get_latency_percentile(self, p):
         if p not in PERCENTILES:
             raise ValueError(f"get_latency_percentile({p!r}): available percentiles are "
                              f"{list(PERCENTILES)}")
-        raise UnsupportedError(
-            f"the p{p} latency of this kernel needs trnsim's timing model, which is not "
-            "built yet; the kernel ran on the simulator and its instruction record is "
-            "benchmark_result.run.program", op="benchmark")
+        return self._result.profile.benchmark_result.nc_latency.get_latency_percentile(p)
 
 
 class BenchmarkResult:
-    """Shaped like nki.benchmark's result: `.nc_latency.get_latency_percentile(p)`."""
+    """Shaped like nki.benchmark's result: `.nc_latency.get_latency_percentile(p)` (the
+    predicted on-device latency in microseconds; neuron-bench's figure also includes host
+    transfers, which are not simulated). `.profile` is the trnsim Profile of the run."""
 
     def __init__(self, run, warmup=10, iters=100):
-        self.run = run
-        self.nc_latency = _Latency(run, warmup, iters)
+        self.run, self.warmup, self.iters = run, warmup, iters
+        self._profile = None
+        self.nc_latency = _Latency(self)
+
+    @property
+    def profile(self):
+        if self._profile is None:
+            from ..profile.profile import Profile
+            self._profile = Profile.from_run(self.run)
+        return self._profile
 
 
 def benchmark(kernel=None, **kwargs):
     r"""`@nki.benchmark(warmup=10, iters=100, ...)`: runs the kernel once on the simulator
     (with the inputs given; shape-only `nt.tensor[[shape], dtype]` arguments become
-    zeros). Afterwards `kernel.benchmark_result.nc_latency.get_latency_percentile(p)`
-    raises UnsupportedError until trnsim's timing model exists."""
+    zeros). Afterwards `kernel.benchmark_result.nc_latency.get_latency_percentile(p)` is
+    the predicted latency in microseconds (the same at every percentile: the simulation
+    is deterministic), and `kernel.benchmark_result.profile` the full trnsim Profile."""
     if kernel is None:
         return lambda k: benchmark(k, **kwargs)
     kwargs.setdefault("warmup", 10)
@@ -341,8 +447,12 @@ def benchmark(kernel=None, **kwargs):
 
 def profile(func=None, **kwargs):
     r"""`@nki.profile(working_directory=...)`: runs the kernel on the simulator and writes
-    its instruction record to `<working_directory>/trnsim_record.jsonl` (a NEFF/NTFF
-    profile needs a device; the timing model will read this record)."""
+    to `working_directory` its instruction record (`trnsim_record.jsonl`) and, from
+    trnsim's timing model, its summary metrics and insights (`trnsim.summary.json`), a
+    Perfetto trace (`trnsim.trace.json`) and an HTML report (`trnsim.report.html`) in
+    place of the NEFF/NTFF a device would give. A second run writes `trnsim_record.1.jsonl`,
+    `trnsim.1.summary.json`, ... unless `overwrite=True`. After a call,
+    `kernel.profile_result` is the Profile."""
     if func is None:
         return lambda f: profile(f, **kwargs)
     wd = kwargs.get("working_directory")
@@ -352,17 +462,23 @@ def profile(func=None, **kwargs):
     return _rewrap(func, "profile", "baremetal", **kwargs)
 
 
-def _write_profile(run, options):
+def _write_profile(run, options, name=None):
     wd = str(options["working_directory"])
     os.makedirs(wd, exist_ok=True)
-    path = os.path.join(wd, "trnsim_record.jsonl")
-    if os.path.exists(path) and not options.get("overwrite", False):
-        base, n = path[:-len(".jsonl")], 1
-        while os.path.exists(f"{base}.{n}.jsonl"):
-            n += 1
-        path = f"{base}.{n}.jsonl"
-    run.program.write_jsonl(path)
-    run.profile_path = path
+    stem, n = "trnsim", 0
+    exts = ("_record.jsonl", ".summary.json", ".trace.json", ".report.html")
+    while not options.get("overwrite", False) and any(
+            os.path.exists(os.path.join(wd, stem + e)) for e in exts):
+        n += 1
+        stem = f"trnsim.{n}"
+    record = os.path.join(wd, f"trnsim_record.{n}.jsonl" if n else "trnsim_record.jsonl")
+    run.program.write_jsonl(record)
+    run.profile_path = record
+    from ..profile.autosave import save_profile
+    from ..profile.profile import Profile
+    prof = Profile.from_run(run, name=name)
+    save_profile(prof, wd, stem=stem)
+    return prof
 
 
 def program_id(axis):

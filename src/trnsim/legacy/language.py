@@ -116,11 +116,15 @@ def _expect_hbm(x: Access, operand: str, op: str) -> None:
 
 
 def load(src, *, mask=None, dtype=None, **kwargs):
-    """HBM -> a new SBUF tile."""
+    """HBM -> a new SBUF tile. A one-dimensional access (`A[c0:c1, j]`) loads as a
+    [n, 1] tile: its one dimension is the partition dimension (a tile is at least 2-D)."""
     from ..isa import dma_copy
     src = as_access(src)
     _expect_hbm(src, "src", "load")
-    return result_op(dma_copy, src.shape, dtype or src.dtype, sbuf, mask, src=src)
+    shape = tuple(src.shape)
+    if len(shape) == 1:
+        shape = shape + (1,)
+    return result_op(dma_copy, shape, dtype or src.dtype, sbuf, mask, src=src)
 
 
 def store(dst, value, *, mask=None, **kwargs):

@@ -35,6 +35,7 @@ class Grid:
         self.residual: Predicate | None = None
         self.narrowed: dict = {}  # mask Axis -> (lo, hi) after its single-axis clauses
         mask = as_predicate(mask)
+        self.never = mask is not None and mask.always_false
         if mask is not None:
             rest = mask.restrict(self.narrowed)
             self.residual = Predicate(rest) if rest else None
@@ -53,7 +54,7 @@ class Grid:
 
     @property
     def empty(self) -> bool:
-        return any(hi <= lo for lo, hi in self.pos.values())
+        return self.never or any(hi <= lo for lo, hi in self.pos.values())
 
     def view(self, x):
         """The core view of operand `x` over the narrowed grid (scalars pass through)."""

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from ..machine.errors import NkiValidationError
 from ..machine.tensor import NkiTensor
 from .indexing import (Index, Predicate, grid_axes, key_to_indices, partition_kept,
@@ -88,8 +90,8 @@ class LTensor(Operators):
 
     def __getitem__(self, key) -> "Access":
         key, dynamic = _dynamic_key(key, self.shape)
-        key, indirect = _indirect_key(key)
-        access = Access(self, key_to_indices(key, self.shape), indirect)
+        key, indirect, indirect_dim = _indirect_key(key)
+        access = Access(self, key_to_indices(key, self.shape), indirect, indirect_dim)
         if dynamic is not None:
             access.dynamic = dynamic
         return access
@@ -144,9 +146,11 @@ class LTensor(Operators):
 class Access(Operators):
     """`tensor[index...]`: a legacy tensor with one affine Index per dimension."""
 
-    def __init__(self, tensor: LTensor, indices: list[Index], indirect: "Access | None" = None):
+    def __init__(self, tensor: LTensor, indices: list[Index], indirect: "Access | None" = None,
+                 indirect_dim: int = 0):
         self.tensor, self.indices = tensor, indices
-        self.indirect = indirect  # index tile selecting dim-0 rows at run time (HBM)
+        self.indirect = indirect  # index tile selecting rows of a dim at run time (HBM)
+        self.indirect_dim = indirect_dim  # that dim (the dims before it are integers)
 
     @property
     def axes(self):
@@ -161,10 +165,20 @@ class Access(Operators):
     name = property(lambda self: self.tensor.name)
 
     def __getitem__(self, key):
-        return LTensor(self.view())[key]
+        return LTensor(self.view(), self._par_position())[key]
 
     def __setitem__(self, key, value):
-        LTensor(self.view())[key] = value
+        LTensor(self.view(), self._par_position())[key] = value
+
+    def _par_position(self) -> int:
+        """Where the partition dim of an on-chip tensor lies in this access's view (a
+        block tensor indexed by its block only, `t[b]`, keeps its partition dim after
+        the remaining block dims); 0 when the partition dim is indexed by an integer."""
+        par = self.tensor.par_axis
+        if not par or par >= len(self.indices):
+            return 0
+        pos = [a.position for a, c in self.indices[par].terms.items() if c]
+        return min(pos) if pos else 0
 
     def __iadd__(self, other):
         from .ops import accumulate_into
@@ -181,13 +195,19 @@ class Access(Operators):
         return resolve(self.tensor.core, self.indices, ranges, self.tensor.par_axis)
 
     def _indirect_view(self, ranges: dict) -> NkiTensor:
-        """`t[idx_tile, ...]`: rows of dim 0 picked by the index tile's values at run time
-        (a core vector_select view), the other dims indexed as usual."""
-        (a, _), = self.indices[0].terms.items()
+        """`t[idx_tile, ...]` (or `t[b, idx_tile, ...]`): rows of the indexed dim picked by
+        the index tile's values at run time (a core vector_select view of the tensor with
+        its leading integer-indexed dims fixed), the other dims indexed as usual."""
+        d = self.indirect_dim
+        (a, _), = self.indices[d].terms.items()
         lo, _hi = ranges.get(a, (0, a.size))
-        base = self.tensor.core.vector_select(0, self.indirect.view(ranges))
+        base = self.tensor.core
+        if d:
+            base = base[tuple(idx.const for idx in self.indices[:d])]
+        base = base.vector_select(0, self.indirect.view(ranges))
         first = Index({a: 1}, -(a.start + lo))
-        return resolve(base, [first] + list(self.indices[1:]), ranges, self.tensor.par_axis)
+        return resolve(base, [first] + list(self.indices[d + 1:]), ranges,
+                       self.tensor.par_axis)
 
     def __add__(self, o):
         if isinstance(o, Index):  # `offsets[0, i] + nl.arange(n)[None, :]`: a runtime offset
@@ -220,7 +240,7 @@ def _dynamic_key(key, shape):
     indexed by its static part, and (tensor dim, offset tile Access) or None."""
     key = key if isinstance(key, tuple) else (key,)
     found = [(i, k) for i, k in enumerate(key) if isinstance(k, DynamicOffset) or (
-        i > 0 and isinstance(k, (LTensor, Access)))]
+        i > 0 and isinstance(k, (LTensor, Access)) and not _gathers(key, i))]
     if not found:
         return key, None
     if len(found) > 1:
@@ -269,28 +289,48 @@ def resolve_shape(access: Access) -> tuple:
     return tuple(shape) or (1,)
 
 
+def _is_int_key(k) -> bool:
+    return isinstance(k, (int, np.integer)) or (isinstance(k, Index) and not k.terms)
+
+
+def _gathers(key, i) -> bool:
+    """Whether the tile at key[i] (i > 0) is a gather index (indirect DMA rows of dim i,
+    the dims before it fixed by integers: `t[b, idx_tile, i_f]`) rather than a one-element
+    runtime offset."""
+    k = key[i]
+    return all(_is_int_key(j) for j in key[:i]) and math.prod(k.shape) > 1
+
+
 def _indirect_key(key):
-    """Split a dim-0 index tile off a legacy key (`t[idx_tile, i_f]`, `t[idx[i_p, 0], i_f]`):
-    the key with dim 0 indexed by the tile's partition axis, and the tile as an Access."""
+    """Split an index tile off a legacy key (`t[idx_tile, i_f]`, `t[idx[i_p, 0], i_f]`,
+    `t[b, idx_tile, i_f]`): it indexes the first dim not fixed by an integer. Returns the
+    key with that dim indexed by the tile's partition axis, the tile as an Access, and
+    the dim."""
     key = key if isinstance(key, tuple) else (key,)
-    if not any(isinstance(k, (LTensor, Access)) for k in key):
-        return key, None
-    if any(isinstance(k, (LTensor, Access)) for k in key[1:]):
-        raise NkiValidationError("an index tile (indirect indexing) may index the first "
-                                 "dimension only")
-    idx = key[0]
+    tiles = [i for i, k in enumerate(key) if isinstance(k, (LTensor, Access))]
+    if not tiles:
+        return key, None, 0
+    d = tiles[0]
+    if len(tiles) > 1 or not all(_is_int_key(j) for j in key[:d]):
+        raise NkiValidationError("an index tile (indirect indexing) may index only the "
+                                 "first dimension not fixed by an integer index")
+    idx = key[d]
     if isinstance(idx, LTensor):
         idx.core  # noqa: B018 - a pending index tile runs first
         idx = LTensor(idx.core).full()
     axis = next((a for a in grid_axes(idx.indices) if a.position == 0), None)
     if axis is None:
         raise NkiValidationError("an index tile must have its partition dimension indexed")
-    return (Index({axis: 1}),) + key[1:], idx
+    return key[:d] + (Index({axis: 1}),) + key[d + 1:], idx, d
 
 
 def as_predicate(mask) -> Predicate | None:
+    """A legacy `mask=`: an affine predicate, None, or a compile-time constant bool
+    (`mask=True` runs the instruction unmasked; `mask=False` does not run it)."""
     if mask is None or isinstance(mask, Predicate):
         return mask
+    if isinstance(mask, (bool, np.bool_)):
+        return None if mask else Predicate.never()
     raise NkiValidationError(f"mask must be an affine predicate such as (i_p < 64) & "
                              f"(i_f < 256), got {mask!r}")
 

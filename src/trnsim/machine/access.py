@@ -272,35 +272,61 @@ def write_raw(t: NkiTensor, values: np.ndarray, skip_oob=False, mask=None, op=""
 
 def describe_access(t: NkiTensor, role: str, mode: str) -> Access:
     st, isz = t.storage, t.dtype.itemsize
-    elems_pp = math.prod(t.shape[1:]) if st.on_chip else t.size
+    if st.memory is not None:  # on chip: counted for compiler liveness (memory.py)
+        st.memory.note_access(st)
+    shape, strides, offset = t.shape, t.strides, t.offset
+    on_chip = st.on_chip
+    size = math.prod(shape)
+    elems_pp = math.prod(shape[1:]) if (on_chip or len(shape) > 1) else size
     inner = 1
-    for s, n in zip(reversed(t.strides), reversed(t.shape)):
+    for s, n in zip(reversed(strides), reversed(shape)):
         if n == 1:
             continue
         if s != inner:
             break
         inner *= n
-    if st.on_chip:
-        dec = _decompose(t) if t.dyn is None else None
-        if dec is not None:
-            a0, b0, parts = dec
-            p_lo = st.partition + a0 + sum(min(0, a * (n - 1)) for (a, _), n in zip(parts, t.shape))
-            p_hi = st.partition + a0 + 1 + sum(max(0, a * (n - 1)) for (a, _), n in zip(parts, t.shape))
-            lo = st.address + b0 * isz
-            hi = st.address + (b0 + 1 + sum(b * (n - 1) for (_, b), n in zip(parts, t.shape))) * isz
-        else:
+    dyn = t.dyn is not None
+    if on_chip:
+        box = True
+        if not dyn:  # as _decompose: partition / within-row parts of offset and strides
+            row = t.row_elems
+            a0, b0 = divmod(offset, row)
+            neg = pos = bsum = 0
+            for s, n in zip(strides, shape):
+                a, b = divmod(s, row)
+                bsum += b * (n - 1)
+                am = a * (n - 1)
+                if am < 0:
+                    neg += am
+                else:
+                    pos += am
+            if b0 + bsum < row:
+                box = False
+                p_lo = st.partition + a0 + neg
+                p_hi = st.partition + a0 + 1 + pos
+                lo = st.address + b0 * isz
+                hi = st.address + (b0 + 1 + bsum) * isz
+        if box:
             p_lo, p_hi = st.partition, st.partition + st.partitions
             lo, hi = st.address, st.address + st.row_bytes
     else:
         p_lo, p_hi = 0, 1
-        if t.dyn is None:
-            span = sum(s * (n - 1) for s, n in zip(t.strides, t.shape))
-            lo, hi = st.address + t.offset * isz, st.address + (t.offset + span + 1) * isz
+        if not dyn:
+            span = 0
+            for s, n in zip(strides, shape):
+                span += s * (n - 1)
+            lo, hi = st.address + offset * isz, st.address + (offset + span + 1) * isz
         else:
             lo, hi = st.address, st.address + st.row_bytes
-        if t.shape and t.ndim > 1:
-            elems_pp = math.prod(t.shape[1:])
-    return Access(role, mode, st.space, st.core, t.name, str(t.dtype), t.shape,
-                  tuple((s, n) for s, n in zip(t.strides, t.shape)), t.offset,
-                  p_lo, p_hi, lo, hi, elems_pp, t.size * isz, min(inner, elems_pp) * isz,
-                  t.dyn is not None)
+    acc = _new_access(Access)
+    acc.__dict__.update(
+        role=role, mode=mode, space=st.space, core=st.core, tensor=t.name,
+        dtype=str(t.dtype), shape=shape, pattern=tuple(zip(strides, shape)), offset=offset,
+        p_lo=p_lo, p_hi=p_hi, lo=lo, hi=hi, elems_per_partition=elems_pp, bytes=size * isz,
+        contiguous_bytes=min(inner, elems_pp) * isz, indirect=dyn)
+    return acc
+
+
+# Access is a frozen dataclass: build one without its field-by-field frozen __init__ (the
+# record holds hundreds of thousands); the result equals Access(...) field for field.
+_new_access = object.__new__

@@ -3,6 +3,7 @@ partition) with a liveness-driven allocator, and HBM tensors with their own buff
 one virtual address space (so accesses can be compared for dependencies)."""
 from __future__ import annotations
 
+import functools
 import gc
 import itertools
 import weakref
@@ -15,6 +16,14 @@ from .errors import CapacityError, SourceLocation
 
 INT_FILL = 4  # what the reference simulator writes into fresh integer tensors
 _MAX_LISTED = 24  # live tensors listed in a capacity error
+
+
+@functools.lru_cache(maxsize=256)
+def _fill_row(dtype: DType, nbytes: int) -> np.ndarray:
+    """The fill pattern repeated over `nbytes` (read-only; shared)."""
+    row = np.resize(fill_pattern(dtype), nbytes)
+    row.flags.writeable = False
+    return row
 
 
 def fill_pattern(dtype: DType) -> np.ndarray:
@@ -77,6 +86,11 @@ class _Block:
     nbytes: int = 0  # bytes per partition the tensor itself covers
 
 
+class LivenessPlanError(RuntimeError):
+    """A run did not follow the liveness plan of its probe run (an allocation was
+    accessed after the last use the probe recorded); see OnChipMemory.last_use."""
+
+
 class OnChipMemory:
     """One core's SBUF or PSUM: a (partitions, bytes_per_partition) byte arena.
 
@@ -111,6 +125,24 @@ class OnChipMemory:
         self._ids = itertools.count()
         self.peak_bytes = 0
         self._cursor = 0  # next-fit: where the search for the next placement starts
+        # Compiler (last-use) liveness, used by the legacy front end (legacy/jit.py).
+        # With a `clock` (the index the next recorded instruction will get), a probe run
+        # notes the last instruction that accesses each allocation (`last_touch`, by
+        # allocation ordinal; `log`: each allocation's size). A later run of the same
+        # kernel given that plan (`last_use`, `plan_log`) frees an allocation once its
+        # last instruction has been recorded, as the compiler's allocator reuses a
+        # buffer after its last use, rather than when the tensor is garbage-collected.
+        # `unbounded` (probe runs, numerics off) places what does not fit past the end.
+        self.clock = None
+        self.last_touch: dict[int, int] = {}
+        self.log: list[tuple[int, str]] = []
+        self.last_use: dict[int, float] | None = None
+        self.plan_log: list[tuple[int, str]] | None = None
+        self.expired: set[int] = set()  # freed by the plan: no access may follow
+        self.unbounded = False
+        # Fresh space gets the fill pattern and counts as unwritten; a run without
+        # numerics never reads memory values, and turns this off (runtime.Run).
+        self.fill_fresh = True
 
     def _reap(self) -> None:
         """Free the blocks of tensors that died. (Finalizers only queue the id, so a
@@ -133,9 +165,40 @@ class OnChipMemory:
         end = -(-(start + nbytes) // self.align) * self.align
         return min(end, self.bytes_per_partition) - start
 
+    def note_access(self, storage: Storage) -> None:
+        """An instruction being built accesses `storage` (see `clock`)."""
+        if self.clock is None:
+            return
+        bid = getattr(storage, "block_id", None)
+        if bid is None:
+            return
+        if bid in self.expired:
+            raise LivenessPlanError(
+                f"{self.space} tensor {storage.name or '<unnamed>'!r} (allocation {bid}) was "
+                "accessed after the last use its liveness plan recorded")
+        self.last_touch[bid] = self.clock()
+
+    def _expire(self, shape_desc: str, nbytes: int) -> None:
+        """With a liveness plan: free the allocations past their last use. The plan
+        stops applying (from here on) if this run's allocations diverge from it."""
+        if self.last_use is None:
+            return
+        ordinal = len(self.log)
+        plan = self.plan_log
+        if plan is not None and (ordinal >= len(plan) or plan[ordinal] != (nbytes, shape_desc)):
+            self.last_use = self.plan_log = None
+            return
+        now = self.clock()
+        for bid in [b for b in self._blocks if self.last_use.get(b, float("inf")) < now]:
+            del self._blocks[bid]
+            self.expired.add(bid)
+
     def allocate(self, storage: Storage, dtype: DType, shape, address=None) -> None:
         self._reap()
         nbytes = storage.row_bytes
+        shape_desc = f"{dtype}[{', '.join(map(str, shape))}]"
+        self._expire(shape_desc, nbytes)
+        self.log.append((nbytes, shape_desc))
         explicit = address is not None
         if not explicit:
             start = self._next_fit(nbytes)
@@ -143,6 +206,9 @@ class OnChipMemory:
                 gc.collect()  # dead tensors caught in reference cycles
                 self._reap()
                 start = self._next_fit(nbytes)
+            if start is None and self.unbounded:  # probe run: past the end
+                start = -(-max([b.start + b.size for b in self._blocks.values()]
+                               + [self.bytes_per_partition]) // self.align) * self.align
             if start is None:
                 self._overflow(storage, dtype, shape, nbytes)
             self._cursor = start + self._footprint(start, nbytes)
@@ -162,8 +228,17 @@ class OnChipMemory:
                     f"{self.bytes_per_partition} bytes of {self.space.upper()} per partition "
                     f"on {self.chip_name}", op="ndarray", location=storage.site)
         storage.address = start
+        block_id = next(self._ids)
+        storage.block_id = block_id
         rows = slice(storage.partition, storage.partition + storage.partitions)
         cols = slice(start, start + nbytes)
+        if start + nbytes > self.bytes_per_partition:  # unbounded probe: no bytes there
+            self._blocks[block_id] = _Block(start, -(-nbytes // self.align) * self.align,
+                                            storage.name, shape_desc, storage.site, explicit,
+                                            storage.partition,
+                                            storage.partition + storage.partitions, nbytes)
+            weakref.finalize(storage, self._dead.append, block_id)
+            return
         # Explicitly placed tensors alias: keep the bytes of live tensors they overlap.
         kept = []
         if explicit:
@@ -174,15 +249,15 @@ class OnChipMemory:
                 if lo < hi and plo < phi:
                     r, c = slice(plo, phi), slice(lo, hi)
                     kept.append((r, c, self.data[r, c].copy(), self.init[r, c].copy()))
-        self.data[rows, cols] = np.resize(fill_pattern(dtype), nbytes)
-        self.init[rows, cols] = False
-        for r, c, data, init in kept:
-            self.data[r, c] = data
-            self.init[r, c] = init
-        block_id = next(self._ids)
+        if self.fill_fresh:
+            self.data[rows, cols] = _fill_row(dtype, nbytes)
+            self.init[rows, cols] = False
+            for r, c, data, init in kept:
+                self.data[r, c] = data
+                self.init[r, c] = init
         self._blocks[block_id] = _Block(
-            start, self._footprint(start, nbytes), storage.name,
-            f"{dtype}[{', '.join(map(str, shape))}]", storage.site, explicit,
+            start, self._footprint(start, nbytes), storage.name, shape_desc, storage.site,
+            explicit,
             storage.partition, storage.partition + storage.partitions, nbytes)
         self.peak_bytes = max(self.peak_bytes, self.live_bytes())
         weakref.finalize(storage, self._dead.append, block_id)
@@ -240,8 +315,11 @@ class OnChipMemory:
         raise CapacityError(
             f"{self.space.upper()} overflow on {self.chip_name} core {self.core}: tensor "
             f"{storage.name or '<unnamed>'!r} {dtype}[{', '.join(map(str, shape))}] {need}, "
-            f"but {held} and no free gap fits (space is reused only once a tensor is "
-            "dead, i.e. no longer referenced):\n" + "\n".join(lines), op="ndarray",
+            f"but {held} and no free gap fits " + (
+                "(even with compiler liveness: each tensor's space freed after its last "
+                "use)" if self.last_use is not None else
+                "(space is reused only once a tensor is dead, i.e. no longer referenced)")
+            + ":\n" + "\n".join(lines), op="ndarray",
             location=storage.site)
 
 

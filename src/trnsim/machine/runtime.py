@@ -32,14 +32,14 @@ class CoreState:
     rng: dict = field(default_factory=dict)  # engine -> generator state
     # Matmul accumulation groups, per PSUM byte (partitions x bytes, created by the first
     # matmul): the id of the group (PSUM tensor) a matmul last wrote the byte in, 0 where
-    # none did or a non-matmul write came since. See isa/matmul.py.
-    psum_group: "np.ndarray | None" = None
+    # none did or a non-matmul write came since. See isa/matmul.py (PsumGroups).
+    psum_group: "object | None" = None
 
     def end_psum_groups(self, p_lo: int, p_hi: int, lo: int, hi: int) -> None:
         """A non-matmul write to PSUM bytes [lo, hi) of partitions [p_lo, p_hi) ends
         any matmul accumulation group there (the next accumulate=None matmul overwrites)."""
         if self.psum_group is not None:
-            self.psum_group[p_lo:p_hi, lo:hi] = 0
+            self.psum_group.fill((p_lo, p_hi, lo, hi), 0)
 
 
 class Run:
@@ -60,6 +60,9 @@ class Run:
                       OnChipMemory("psum", i, core.partitions, core.psum_bytes_per_partition,
                                    core.psum_bank_bytes, self.chip.name))
             for i in range(lnc)]
+        if not self.options.numerics:  # memory values are never read: no fresh-fill
+            for c in self.cores:
+                c.sbuf.fill_fresh = c.psum.fill_fresh = False
         # shared_hbm tensors in creation order: every program instance (logical core, or
         # legacy SPMD grid point) gets the k-th one on its k-th creation
         self._shared: list[NkiTensor] = []

@@ -97,6 +97,9 @@ class Simulated:
             chip=self.chip if self.chip is not None else default_chip(),
             numerics=self.numerics,
             strict=self.strict if self.strict is not None else _env_flag(_STRICT_ENV))
+        if os.environ.get("TRNSIM_PROFILE_DIR"):  # write this call's profile there
+            from ..profile.autosave import maybe_save
+            maybe_save(self.last_run, self.kernel.fn, outputs)
         return outputs
 
     def __repr__(self):

@@ -29,9 +29,10 @@ class Event:
     start: float
     end: float
     ready: float = 0.0  # when its dependencies were satisfied (start - ready: queueing)
-    waits: tuple[Wait, ...] = ()
+    waits: tuple[Wait, ...] = ()  # what it waited for, the latest-satisfied first
     cost: dict = field(default_factory=dict)  # cost-model terms (cycles, bytes, ...)
     dma_engines: tuple[int, ...] = ()  # for DMA: which of the core's DMA engines moved it
+    done: float = 0.0  # when its results are visible to other instructions (>= end)
 
     @property
     def duration(self) -> float:

@@ -1,0 +1,364 @@
+"""Performance insights: Neuron Explorer's rules (overview-summary-page.rst, the timeline
+warnings) plus Tensor Engine starvation, applied to a Program and its Timeline.
+
+Each rule that fires gives an Insight with the kernel lines responsible and what to
+change. `criticality` estimates the share of the kernel's time at stake (0-1), so rules
+compare: insights are listed most critical first, and a profile shows the top four.
+
+Rules (thresholds from the profiler docs unless marked as trnsim's choice):
+- low_model_flops: model FLOPs < 50% of the FLOPs the Tensor Engine could do while
+  active (BF16 peak x its active time).
+- transpose_flops: transpose FLOPs > 10% of hardware FLOPs (BF16-equivalent).
+- small_dma: DMA transfers under 4 KiB: the average is under 4 KiB, or at least half
+  the transfers are (at least 2 of them).
+- tensor_reload: one HBM byte range of a tensor read by more than 2 DMAs.
+- throttling: Tensor Engine peak lost to throttling while active >= 1% of peak over the
+  run (trnsim's choice for "detected").
+- spill: reloads of data the kernel itself wrote to HBM > 25% of HBM reads.
+- engine_starvation: the Tensor Engine idle between its instructions while waiting for
+  DMA/Vector/Scalar/GpSimd >= 10% of the run (trnsim's choice; the wait before its
+  first instruction, filling the pipeline, is not counted).
+"""
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from .summary import (SMALL_DMA_BYTES, HbmTraffic, core_count, matmul_flops, merged,
+                      overlap, throttle_spans)
+
+LOW_MODEL_FLOPS_PERCENT = 50.0
+TRANSPOSE_FLOPS_PERCENT = 10.0
+RELOAD_COUNT = 2
+THROTTLE_PERCENT = 1.0
+SPILL_PERCENT = 25.0
+STARVATION_PERCENT = 10.0
+SHOWN = 4  # the profiler shows 2-4 insights
+MAX_LINES = 5
+
+
+@dataclass
+class Insight:
+    """One performance finding: what was measured, where, and what to change."""
+    rule: str
+    title: str
+    criticality: float  # estimated share of the run's time at stake, 0-1
+    message: str
+    recommendation: str
+    locations: list[str] = field(default_factory=list)  # "file:line", most responsible first
+    value: float = 0.0  # the measured quantity the rule compares
+    threshold: float = 0.0
+
+    @property
+    def severity(self) -> str:
+        return "high" if self.criticality >= 0.3 else (
+            "medium" if self.criticality >= 0.1 else "low")
+
+    @property
+    def source_lines(self) -> list[tuple[str, str]]:
+        """(file:line, the source text) of each location."""
+        import linecache
+        out = []
+        for loc in self.locations:
+            path, _, line = loc.rpartition(":")
+            text = linecache.getline(path, int(line)).strip() if line.isdigit() else ""
+            out.append((loc, text))
+        return out
+
+    def to_dict(self) -> dict:
+        return {"rule": self.rule, "title": self.title, "severity": self.severity,
+                "criticality": self.criticality, "message": self.message,
+                "recommendation": self.recommendation, "locations": list(self.locations),
+                "value": self.value, "threshold": self.threshold}
+
+    def __str__(self) -> str:
+        where = ", ".join(_short(loc) for loc in self.locations) or "-"
+        return (f"[{self.severity}] {self.title}: {self.message}\n"
+                f"    lines: {where}\n    change: {self.recommendation}")
+
+
+def _short(loc: str) -> str:
+    path, _, line = loc.rpartition(":")
+    return f"{os.path.basename(path)}:{line}" if path else loc
+
+
+def _loc(ins) -> str:
+    return str(ins.location) if ins.location is not None else f"<instruction {ins.index}>"
+
+
+def _ranked(weighted) -> list[str]:
+    """Locations by total weight, largest first, from (instruction, weight) pairs."""
+    total: dict[str, float] = defaultdict(float)
+    for ins, w in weighted:
+        total[_loc(ins)] += w
+    ranked = sorted(total.items(), key=lambda kv: -kv[1])
+    return [loc for loc, w in ranked if w > 0][:MAX_LINES]
+
+
+def _time(ns: float) -> str:
+    for unit, scale in (("s", 1e9), ("ms", 1e6), ("us", 1e3)):
+        if ns >= scale:
+            return f"{ns / scale:.3g} {unit}"
+    return f"{ns:.3g} ns"
+
+
+def _bytes(n: float) -> str:
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size:
+            return f"{n / size:.3g} {unit}"
+    return f"{int(n)} B"
+
+
+class _Context:
+    def __init__(self, program, timeline, summary, hbm=None):
+        self.program, self.timeline, self.s = program, timeline, summary
+        self.chip = timeline.chip if timeline.chip is not None else program.chip
+        self.ncores = core_count(program)
+        self.t = float(timeline.total_time)
+        self.events = {e.index: e for e in timeline.events}
+        self.ins = {i.index: i for i in program.instructions}
+        self.tensor = [i for i in program.instructions
+                       if i.engine == "tensor" and i.index in self.events]
+        self._hbm = hbm
+
+    @property
+    def hbm(self) -> HbmTraffic:
+        if self._hbm is None:
+            self._hbm = HbmTraffic(self.program)
+        return self._hbm
+
+    def frac(self, key: str) -> float:
+        return self.s.get(key, 0.0) / 100.0
+
+
+# -- rules -------------------------------------------------------------------------
+def low_model_flops(c: _Context):
+    if not c.tensor or c.s["tensor_engine_active_time"] <= 0:
+        return None
+    value = c.s["model_flops_active_percent"]
+    if value >= LOW_MODEL_FLOPS_PERCENT:
+        return None
+    peak_per_ns = c.chip.core.tensor.peak_bf16_flops * 1e-9
+    waste = []
+    for ins in c.tensor:
+        f = matmul_flops(ins, c.chip)
+        useful = 0.0 if f is None or f[2] else f[1] / peak_per_ns
+        waste.append((ins, max(0.0, c.events[ins.index].duration - useful)))
+    waste.sort(key=lambda iw: -iw[1])
+    worst = waste[0][0]
+    return Insight(
+        "low_model_flops", "Low model FLOPs vs active FLOPs",
+        (1 - value / 100) * c.frac("tensor_engine_active_time_percent"),
+        f"model FLOPs are {value:.1f}% of what the Tensor Engine could compute while "
+        f"active ({_time(c.s['tensor_engine_active_time'] * 1e9)} busy); the most time is "
+        f"lost at {_short(_loc(worst))} ({worst.opcode} {_shape(worst)})",
+        _matmul_advice(c, [i for i, _ in waste[:8]]), _ranked(waste), value,
+        LOW_MODEL_FLOPS_PERCENT)
+
+
+def _shape(ins) -> str:
+    a = ins.attrs
+    dt = a.get("stationary_dtype", "")
+    md = a.get("moving_dtype", dt)
+    dts = dt if md == dt else f"{dt}x{md}"
+    return f"K={a.get('contraction')} M={a.get('M')} N={a.get('N')} {dts}"
+
+
+def _matmul_advice(c: _Context, worst) -> str:
+    te = c.chip.core.tensor
+    tips = []
+    a = worst[0].attrs
+    if any(i.attrs.get("is_transpose") for i in worst):
+        tips.append("transposes are not model FLOPs: avoid them through layout")
+    if int(a.get("contraction", te.rows)) < te.rows and a.get("perf_mode") == "none":
+        tips.append(f"contract over all {te.rows} partitions (K={a.get('contraction')} uses "
+                    f"part of the array's rows)")
+    if int(a.get("M", te.cols)) < te.cols:
+        tips.append(f"use stationary tiles with {te.cols} columns (M={a.get('M')})")
+    if int(a.get("N", te.min_ii_cycles)) < te.min_ii_cycles:
+        tips.append(f"a moving free size N={a.get('N')} is floored at {te.min_ii_cycles} "
+                    f"cycles per matmul: use N up to {te.moving_fmax_16bit}, or put the "
+                    "short operand on the moving side")
+    if "float32" in (a.get("stationary_dtype"), a.get("moving_dtype")):
+        tips.append("fp32 operands run at a quarter of the bf16 rate: cast them to bf16")
+    if not tips:
+        tips.append("issue matmuls back to back with full 128x128 stationary and 512-wide "
+                    "moving tiles, and keep both operands resident so the engine never "
+                    "runs partly idle")
+    return "; ".join(tips)
+
+
+def transpose_flops(c: _Context):
+    hw = c.s["adjusted_hardware_flops"]
+    if hw <= 0:
+        return None
+    value = 100.0 * c.s["adjusted_transpose_flops"] / hw
+    if value <= TRANSPOSE_FLOPS_PERCENT:
+        return None
+    items = []
+    for ins in c.tensor:
+        f = matmul_flops(ins, c.chip)
+        if f is not None and f[2]:
+            items.append((ins, f[1]))
+    return Insight(
+        "transpose_flops", "Transpose FLOPs",
+        value / 100 * c.frac("tensor_engine_active_time_percent"),
+        f"transposes are {value:.1f}% of the Tensor Engine's hardware FLOPs "
+        f"({len(items)} transpose instruction{'s' if len(items) != 1 else ''}), and each "
+        "needs a PSUM-to-SBUF copy",
+        "choose layouts that need no transpose: load the operand already transposed "
+        "(a transposed DMA view, or dma_transpose for 2-byte types), or swap the "
+        "stationary and moving operands so the matmul reads the natural layout",
+        _ranked(items), value, TRANSPOSE_FLOPS_PERCENT)
+
+
+def small_dma(c: _Context):
+    dmas = [i for i in c.program.instructions if i.engine == "dma"]
+    small = [i for i in dmas if i.bytes_moved < SMALL_DMA_BYTES]
+    avg = c.s["dma_transfer_average_bytes"]
+    if len(small) < 2 or not (avg < SMALL_DMA_BYTES or 2 * len(small) >= len(dmas)):
+        return None
+    spans = merged((c.events[i.index].start, c.events[i.index].end) for i in small
+                   if i.index in c.events)
+    busy = sum(e - s for s, e in spans)
+    per_part = sorted(min((a.contiguous_bytes for a in i.accesses), default=0)
+                      for i in small)
+    return Insight(
+        "small_dma", "Small DMA transfers",
+        min(1.0, busy / c.t) if c.t > 0 else 0.0,
+        f"{len(small)} of {len(dmas)} DMA transfers move less than "
+        f"{_bytes(SMALL_DMA_BYTES)} (average transfer {_bytes(avg)}, median contiguous run "
+        f"{_bytes(per_part[len(per_part) // 2])}); each pays the fixed DMA cost, and "
+        f"they keep the queues busy {_time(busy)}",
+        "merge them into fewer, larger transfers: at least 4 KiB per transfer, spread "
+        "over 128 partitions with 2-4 KiB contiguous per partition (load whole tiles "
+        "rather than rows or single elements)",
+        _ranked((i, 1.0) for i in small), avg, SMALL_DMA_BYTES)
+
+
+def tensor_reload(c: _Context):
+    flagged = c.hbm.reloaded(RELOAD_COUNT)
+    if not flagged:
+        return None
+    read = c.s["hbm_read_bytes"] or 1
+    extra = sum(v[1] for v in flagged.values())
+    hbm = (c.s["hbm_read_bytes"] + c.s["hbm_write_bytes"]) or 1
+    worst = sorted(flagged.items(), key=lambda kv: -kv[1][1])
+    parts = [f"'{name}' up to {count} times ({_bytes(x)} re-read)"
+             for name, (count, x, _) in worst[:3]]
+    items = [(ins, a.bytes) for _, (_, _, group) in worst for ins, a in group]
+    return Insight(
+        "tensor_reload", "Tensor reloaded more than 2 times",
+        extra / hbm * c.frac("dma_active_time_percent"),
+        f"the same HBM data is read again and again: {'; '.join(parts)}; "
+        f"{100 * extra / read:.0f}% of all HBM reads are repeats",
+        "keep reused tiles resident in SBUF: hoist the load out of the loop that re-reads "
+        "it, or block the loops so every loaded tile serves several output tiles",
+        _ranked(items), float(max(v[0] for v in flagged.values())), RELOAD_COUNT)
+
+
+def throttling(c: _Context):
+    value = c.s.get("active_throttled_flops_percent", 0.0)
+    if value < THROTTLE_PERCENT:
+        return None
+    spans = throttle_spans(c.timeline)
+    items = []
+    for ins in c.tensor:
+        e = c.events[ins.index]
+        lost = sum(overlap([(e.start, e.end)], [(s, t)]) * (1 - f) for s, t, f in spans)
+        items.append((ins, lost))
+    low = min(f for _, _, f in spans)
+    return Insight(
+        "throttling", "Active FLOPS throttling",
+        value / 100,
+        f"the Tensor Engine was throttled (down to {100 * low:.0f}% of peak) while it had "
+        f"work: {value:.1f}% of the run's peak FLOPs lost",
+        "keep the Tensor Engine at or above 50% utilization: it starts near 50% and "
+        "ramps over ~3 us, and throttles again after any ~3 us window below 50%, so "
+        "overlap loads with compute and issue matmuls back to back instead of in bursts",
+        _ranked(items), value, THROTTLE_PERCENT)
+
+
+def spill(c: _Context):
+    read = c.s["hbm_read_bytes"]
+    if read <= 0:
+        return None
+    value = 100.0 * c.s["spill_reload_bytes"] / read
+    if value <= SPILL_PERCENT:
+        return None
+    h = c.hbm
+    names = sorted({a.tensor for _, a in h.round_trip_reads if a.tensor})
+    hbm = (read + c.s["hbm_write_bytes"]) or 1
+    return Insight(
+        "spill", "Spill reload bytes",
+        (c.s["spill_save_bytes"] + c.s["spill_reload_bytes"]) / hbm
+        * c.frac("dma_active_time_percent"),
+        f"{value:.0f}% of HBM reads ({_bytes(c.s['spill_reload_bytes'])}) load back data "
+        f"this kernel wrote to HBM ({', '.join(repr(n) for n in names[:3])}): an "
+        "SBUF -> HBM -> SBUF round trip",
+        "keep the intermediate on chip: tile the computation so its working set fits in "
+        "SBUF, or fuse the loop that produces it with the loop that consumes it",
+        _ranked([(i, a.bytes) for i, a in h.round_trip_writes + h.round_trip_reads]),
+        value, SPILL_PERCENT)
+
+
+def engine_starvation(c: _Context):
+    stall = defaultdict(float)  # producer engine -> ns
+    items = []  # (producer instruction, ns)
+    waiting = []  # (waiting instruction, ns)
+    for core in range(c.ncores):
+        evs = sorted((c.events[i.index] for i in c.tensor if i.core == core),
+                     key=lambda e: e.start)
+        for prev, e in zip(evs, evs[1:]):
+            idle = min(e.start, e.ready) - prev.end
+            if idle <= 0 or not e.waits:
+                continue
+            # the timeline lists the waits latest-satisfied first: that one gated it
+            last = c.events.get(e.waits[0].producer)
+            if last is None:
+                continue
+            eng = "dma" if last.track.startswith("dma") else last.track
+            if eng == "tensor":
+                continue
+            stall[eng] += idle
+            items.append((c.ins[last.index], idle))
+            waiting.append((c.ins[e.index], idle))
+    total = sum(stall.values()) / c.ncores
+    value = 100.0 * total / c.t if c.t > 0 else 0.0
+    if value < STARVATION_PERCENT:
+        return None
+    names = {"dma": "DMA", "vector": "VectorE", "scalar": "ScalarE", "gpsimd": "GpSimd",
+             "sync": "Sync"}
+    parts = ", ".join(f"{names.get(k, k)} {_time(v / c.ncores)}"
+                      for k, v in sorted(stall.items(), key=lambda kv: -kv[1]))
+    top = max(stall, key=stall.get)
+    waits_at = _ranked(waiting)
+    if top == "dma":
+        advice = ("prefetch: issue the loads of the next tiles before the matmuls of the "
+                  "current ones (allocate the load tiles inside the loop so iterations "
+                  "overlap, i.e. multi-buffer them) and load larger blocks per DMA")
+    else:
+        advice = (f"the matmuls wait for {names.get(top, top)} (typically PSUM evacuation "
+                  "or operand preparation): give the PSUM accumulator more buffers (up "
+                  "to 8 banks) so one tile's evacuation overlaps the next matmuls, split "
+                  "the work between VectorE and ScalarE, or issue it earlier")
+    return Insight(
+        "engine_starvation", "Tensor Engine starved",
+        value / 100,
+        f"the Tensor Engine sat idle {_time(total)} ({value:.0f}% of the run) between "
+        f"instructions waiting for {parts}; waiting matmuls at "
+        f"{', '.join(_short(x) for x in waits_at[:3])}",
+        advice, _ranked(items), value, STARVATION_PERCENT)
+
+
+RULES = (low_model_flops, transpose_flops, small_dma, tensor_reload, throttling, spill,
+         engine_starvation)
+
+
+def find_insights(program, timeline, summary, hbm: HbmTraffic | None = None) -> list[Insight]:
+    """Every rule that fires, most critical first (`summary` from summarize; `hbm`: the
+    program's HbmTraffic, when the caller has it already)."""
+    c = _Context(program, timeline, summary, hbm)
+    found = [i for i in (rule(c) for rule in RULES) if i is not None]
+    return sorted(found, key=lambda i: -i.criticality)

@@ -1,0 +1,221 @@
+"""Export a profile as Chrome Trace Event JSON, which Perfetto UI (ui.perfetto.dev) and
+chrome://tracing open.
+
+Layout:
+- one process per NeuronCore ("NeuronCore 0 (trn2)"), and in it one thread (track) per
+  engine -- Tensor, Vector, Scalar, GpSimd, Sync, always all five -- and one per DMA
+  queue used ("DMA qSyncIO"). A queue with several transfers in flight at once gets
+  extra tracks ("DMA qSyncIO #2"), because slices on one track must nest;
+- one complete event ("ph": "X") per instruction: name = opcode, args = the operands
+  (`role: tensor dtype@space[shape] bytes`), bytes moved, the kernel's file:line
+  (`nki_source_location`, as Neuron Explorer names it) and source text, the cost-model
+  terms, the instruction's attributes, how long it queued after its dependencies were
+  satisfied, and what it waited on;
+- flow arrows ("ph": "s" / "f", bound by id) from each producer to each instruction on
+  another track that waited for it (a semaphore wait: RAW/WAR/WAW/order);
+- counter tracks per core: HBM read and write bandwidth (GB/s), DMA transfers in flight,
+  and the Tensor Engine throttle (% of peak) where the timeline has one.
+
+Timestamps ("ts", "dur") are in microseconds as the format requires, with nanosecond
+precision (3 decimals).
+"""
+from __future__ import annotations
+
+import json
+import os
+
+from . import views
+
+_ENGINE_TID_BASE = 1  # engines: tid 1..5; DMA queue lanes from 100
+_DMA_TID_BASE = 100
+
+
+def _us(ns: float) -> float:
+    return round(float(ns) / 1000.0, 3)
+
+
+def _pid(core: int) -> int:
+    return int(core) + 1  # pid 0 is special in some viewers
+
+
+def trace_events(profile) -> tuple[list[dict], dict]:
+    """The trace's events and its metadata ("otherData")."""
+    program, timeline = profile.program, profile.timeline
+    chip = getattr(profile, "chip", None) or getattr(timeline, "chip", None)
+    chip_name = views.chip_name(chip)
+    instructions = program.instructions
+    events = timeline.events
+    if len(events) != len(instructions):
+        raise ValueError(f"timeline has {len(events)} events for {len(instructions)} "
+                         "instructions; they must align (events[i].index == i)")
+
+    out: list[dict] = []
+    # --- tracks: (core, track) -> lanes -> tid
+    by_key: dict[tuple[int, str], list] = {}
+    for e in events:
+        by_key.setdefault((e.core, e.track), []).append(e)
+    tid_of: dict[int, int] = {}  # event index -> tid
+    names: dict[tuple[int, int], tuple[str, int]] = {}  # (pid, tid) -> (name, sort)
+    cores = views.cores_and_tracks(timeline)
+    for core, tracks in cores.items():
+        pid = _pid(core)
+        out.append({"ph": "M", "name": "process_name", "pid": pid, "tid": 0,
+                    "args": {"name": f"NeuronCore {core} ({chip_name})"}})
+        out.append({"ph": "M", "name": "process_sort_index", "pid": pid, "tid": 0,
+                    "args": {"sort_index": core}})
+        next_dma_tid = _DMA_TID_BASE
+        for sort, track in enumerate(tracks):
+            evs = by_key.get((core, track), [])
+            lanes = views.assign_lanes(evs) if evs else []
+            n_lanes = max(lanes, default=0) + 1
+            if track in views.ENGINE_ORDER:
+                base = _ENGINE_TID_BASE + views.ENGINE_ORDER.index(track)
+                tids = [base] + [200 + 10 * base + k for k in range(1, n_lanes)]
+            else:
+                tids = list(range(next_dma_tid, next_dma_tid + n_lanes))
+                next_dma_tid += n_lanes
+            label = views.track_label(track)
+            for k, tid in enumerate(tids):
+                names[(pid, tid)] = (label if k == 0 else f"{label} #{k + 1}", sort * 100 + k)
+            for e, lane in zip(evs, lanes):
+                tid_of[e.index] = tids[lane]
+    for (pid, tid), (name, sort) in names.items():
+        out.append({"ph": "M", "name": "thread_name", "pid": pid, "tid": tid,
+                    "args": {"name": name}})
+        out.append({"ph": "M", "name": "thread_sort_index", "pid": pid, "tid": tid,
+                    "args": {"sort_index": sort}})
+
+    # --- one complete event per instruction
+    slices: list[dict] = []
+    loc_info: dict = {}  # location -> (file:line, source text)
+    for ins, e in zip(instructions, events):
+        ts, te = _us(e.start), _us(e.end)
+        key = views.location_key(ins.location)
+        where = loc_info.get(key)
+        if where is None:
+            where = loc_info[key] = (views.short_location(ins.location),
+                                     views.source_text(ins.location))
+        args = {"index": ins.index,
+                "operands": [views.operand_text(a) for a in ins.accesses],
+                "bytes": int(ins.bytes_moved),
+                "nki_source_location": where[0]}
+        if where[1]:
+            args["source"] = where[1]
+        if ins.queue:
+            args["queue"] = ins.queue
+        if e.dma_engines:
+            args["dma_engines"] = list(e.dma_engines)
+        if e.cost:
+            args["cost"] = views.jsonable(e.cost)
+        if e.ready and e.ready < e.start:
+            args["queued_ns"] = round(e.start - e.ready, 3)
+        if e.waits:
+            args["waits"] = [f"#{w.producer} {instructions[w.producer].opcode} "
+                             f"({w.kind}{' ' + w.space if w.space else ''})"
+                             for w in e.waits if 0 <= w.producer < len(instructions)]
+        attrs = {k: v for k, v in (ins.attrs or {}).items() if v is not None}
+        if attrs:
+            args["attrs"] = views.jsonable(attrs)
+        slices.append({"ph": "X", "name": ins.opcode, "cat": views.track_group(e.track),
+                       "pid": _pid(e.core), "tid": tid_of[e.index], "ts": ts,
+                       "dur": round(te - ts, 3), "args": args})
+
+    # --- flow arrows for waits across tracks (semaphores)
+    flows: list[dict] = []
+    flow_id = 0
+    for e in events:
+        for w in e.waits:
+            if not 0 <= w.producer < len(events):
+                continue
+            p = events[w.producer]
+            if (p.core, tid_of[p.index]) == (e.core, tid_of[e.index]):
+                continue  # same track: program order, no semaphore
+            flow_id += 1
+            name = f"{w.kind} {w.space}".strip()
+            flows.append({"ph": "s", "id": flow_id, "name": name, "cat": "semaphore",
+                          "pid": _pid(p.core), "tid": tid_of[p.index],
+                          "ts": _mid(p)})
+            flows.append({"ph": "f", "bp": "e", "id": flow_id, "name": name,
+                          "cat": "semaphore", "pid": _pid(e.core), "tid": tid_of[e.index],
+                          "ts": _mid(e)})
+
+    counters = _counters(profile, cores)
+    body = sorted(slices + flows + counters, key=lambda ev: ev["ts"])
+    total = float(getattr(timeline, "total_time", 0.0) or 0.0)
+    meta = {"trnsim_version": _version(), "chip": chip_name,
+            "kernel": views.kernel_name(profile), "instructions": len(instructions),
+            "total_time_ns": total, "cores": sorted(cores)}
+    return out + body, meta
+
+
+def _mid(e) -> float:
+    """A point inside the event's slice that flow events bind to ("enclosing slice")."""
+    return _us(e.start + (e.end - e.start) / 2)
+
+
+def _counters(profile, cores) -> list[dict]:
+    program, timeline = profile.program, profile.timeline
+    out: list[dict] = []
+    for core in cores:
+        pid = _pid(core)
+        times, rr, ww = views.hbm_rate_steps(program, timeline, core)
+        if len(times):
+            out.append({"ph": "C", "name": "HBM bandwidth (GB/s)", "pid": pid, "ts": 0.0,
+                        "args": {"read": 0.0, "write": 0.0}})
+            for t, r, w in zip(times, rr, ww):  # bytes/ns == GB/s
+                out.append({"ph": "C", "name": "HBM bandwidth (GB/s)", "pid": pid,
+                            "ts": _us(t), "args": {"read": round(float(r), 4),
+                                                   "write": round(float(w), 4)}})
+        # DMA transfers in flight
+        deltas: dict[float, int] = {}
+        for e in timeline.events:
+            if e.core == core and e.track.startswith(views.DMA_PREFIX) and e.end > e.start:
+                deltas[e.start] = deltas.get(e.start, 0) + 1
+                deltas[e.end] = deltas.get(e.end, 0) - 1
+        if deltas:
+            n = 0
+            out.append({"ph": "C", "name": "DMA transfers in flight", "pid": pid, "ts": 0.0,
+                        "args": {"transfers": 0}})
+            for t in sorted(deltas):
+                n += deltas[t]
+                out.append({"ph": "C", "name": "DMA transfers in flight", "pid": pid,
+                            "ts": _us(t), "args": {"transfers": n}})
+    throttle = list(getattr(timeline, "throttle", None) or [])
+    if throttle:
+        for core in cores:
+            pid = _pid(core)
+            for s, t, frac in sorted(throttle):
+                out.append({"ph": "C", "name": "TensorE throttle (% of peak)", "pid": pid,
+                            "ts": _us(s), "args": {"allowed": round(100.0 * frac, 2)}})
+                out.append({"ph": "C", "name": "TensorE throttle (% of peak)", "pid": pid,
+                            "ts": _us(t), "args": {"allowed": 100.0}})
+    return out
+
+
+def _version() -> str:
+    try:
+        from .. import __version__
+        return __version__
+    except Exception:  # pragma: no cover
+        return "?"
+
+
+def write_perfetto(profile, path) -> str:
+    """Write `profile` as Chrome Trace Event JSON to `path` (a file, or a directory in
+    which `<kernel>.trace.json` is written). Returns the path written."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        path = os.path.join(path, f"{views.kernel_name(profile)}.trace.json")
+    events, meta = trace_events(profile)
+    parent = os.path.dirname(os.path.abspath(path))
+    os.makedirs(parent, exist_ok=True)
+    with open(path, "w") as f:
+        f.write('{"displayTimeUnit": "ns", "otherData": ')
+        json.dump(meta, f)
+        f.write(', "traceEvents": [\n')
+        for k in range(0, len(events), 20000):  # one C-encoder call per chunk
+            if k:
+                f.write(",\n")
+            f.write(json.dumps(events[k:k + 20000], separators=(",", ":"))[1:-1])
+        f.write("\n]}\n")
+    return path

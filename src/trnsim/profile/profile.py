@@ -1,0 +1,227 @@
+"""`trnsim.profile(kernel, *args, ...)`: run a kernel, schedule its instruction record and
+return a Profile (summary metrics, insights, benchmark result, trace and report)."""
+from __future__ import annotations
+
+import html
+import os
+import types
+from functools import cached_property
+
+from .insights import SHOWN, Insight, find_insights
+from .summary import HbmTraffic, summarize
+
+PERCENTILES = (0, 1, 10, 25, 50, 90, 99, 100)  # the ones nki.benchmark offers
+
+
+class Latency:
+    """`nc_latency` of a benchmark result: the simulation is deterministic, so every
+    percentile is the one predicted latency, in microseconds (nki.benchmark's unit)."""
+
+    def __init__(self, latency_us: float):
+        self.latency_us = float(latency_us)
+
+    def get_latency_percentile(self, p) -> float:
+        if p not in PERCENTILES:
+            raise ValueError(f"get_latency_percentile({p!r}): available percentiles are "
+                             f"{list(PERCENTILES)}")
+        return self.latency_us
+
+    def __repr__(self):
+        return f"<nc_latency {self.latency_us:.3f} us at every percentile>"
+
+
+class BenchmarkResult:
+    """Shaped like nki.benchmark's `benchmark_result`: `.nc_latency.get_latency_percentile(p)`
+    in microseconds."""
+
+    def __init__(self, latency_us: float):
+        self.nc_latency = Latency(latency_us)
+
+
+def schedule_run(run):
+    """The Timeline of a finished Run (its program on its chip)."""
+    from ..timing import schedule
+    return schedule(run.program, run.chip)
+
+
+class Profile:
+    """A kernel run with its timeline and what the profiler would show about it.
+
+    `outputs` (the kernel's host outputs), `program` (the instruction record), `timeline`,
+    `chip`, `total_time` (seconds), `summary` (Neuron Explorer summary metrics),
+    `insights` (the most critical findings, at most 4; `all_insights` has every one),
+    `benchmark_result` (nki.benchmark's shape), `to_perfetto(path)`, `report(path)`."""
+
+    def __init__(self, program, timeline, outputs=None, run=None, name=None):
+        self.program = program
+        self.timeline = timeline
+        self.outputs = outputs
+        self.run = run
+        self.chip = timeline.chip if timeline.chip is not None else program.chip
+        self.name = name or "kernel"
+
+    @classmethod
+    def from_run(cls, run, outputs=None, name=None) -> "Profile":
+        """Schedule a finished Run (from trnsim.run_kernel or run_legacy)."""
+        return cls(run.program, schedule_run(run), outputs, run, name)
+
+    @property
+    def total_time(self) -> float:
+        """Predicted latency in seconds."""
+        return float(self.timeline.total_time) * 1e-9
+
+    @cached_property
+    def _hbm(self) -> HbmTraffic:
+        return HbmTraffic(self.program)
+
+    @cached_property
+    def summary(self) -> dict:
+        return summarize(self.program, self.timeline, self._hbm)
+
+    @cached_property
+    def all_insights(self) -> list[Insight]:
+        return find_insights(self.program, self.timeline, self.summary, self._hbm)
+
+    @property
+    def insights(self) -> list[Insight]:
+        return self.all_insights[:SHOWN]
+
+    @cached_property
+    def benchmark_result(self) -> BenchmarkResult:
+        return BenchmarkResult(self.total_time * 1e6)
+
+    def to_perfetto(self, path):
+        """Write a Chrome Trace Event JSON file that Perfetto UI opens."""
+        from .perfetto import write_perfetto
+        write_perfetto(self, os.fspath(path))
+        return path
+
+    def report(self, path):
+        """Write a self-contained HTML report."""
+        from .report import write_report
+        write_report(self, os.fspath(path))
+        return path
+
+    def __repr__(self):
+        s = self.summary
+        return (f"<Profile {self.name} on {self.chip.name}: {_fmt_time(self.total_time)}, "
+                f"MFU {s['mfu_estimated_percent']:.1f}%, MBU {s['mbu_estimated_percent']:.1f}%, "
+                f"{len(self.program)} instructions>")
+
+    def _repr_html_(self) -> str:
+        s = self.summary
+        rows = [("total_time", _fmt_time(s["total_time"])),
+                ("mfu / hfu", f"{s['mfu_estimated_percent']:.1f}% / "
+                              f"{s['hfu_estimated_percent']:.1f}%"),
+                ("mbu", f"{s['mbu_estimated_percent']:.1f}%"),
+                ("engine active (PE / DVE / ACT / Pool / DMA)",
+                 " / ".join(f"{s[k]:.0f}%" for k in (
+                     "tensor_engine_active_time_percent", "vector_engine_active_time_percent",
+                     "scalar_engine_active_time_percent", "gpsimd_engine_active_time_percent",
+                     "dma_active_time_percent"))),
+                ("model_flops", f"{s['model_flops']:,}"),
+                ("hbm read / write", f"{_fmt_bytes(s['hbm_read_bytes'])} / "
+                                     f"{_fmt_bytes(s['hbm_write_bytes'])}"),
+                ("dma transfers", f"{s['dma_transfer_count']} "
+                                  f"(avg {_fmt_bytes(s['dma_transfer_average_bytes'])})"),
+                ("arithmetic intensity", f"{s['mm_arithmetic_intensity']:.1f} FLOP/B "
+                                         f"(ridge {s['peak_flops_bandwidth_ratio']:.1f})")]
+        body = "".join(f"<tr><td style='text-align:left'>{html.escape(k)}</td>"
+                       f"<td style='text-align:right'>{html.escape(v)}</td></tr>"
+                       for k, v in rows)
+        items = "".join(
+            f"<li><b>[{i.severity}] {html.escape(i.title)}</b>: {html.escape(i.message)}"
+            f"<br><i>{html.escape(i.recommendation)}</i>"
+            + (f"<br><code>{html.escape(', '.join(_basename(x) for x in i.locations[:3]))}"
+               f"</code>" if i.locations else "") + "</li>"
+            for i in self.insights)
+        head = (f"<b>{html.escape(self.name)}</b> on {html.escape(self.chip.name)}, "
+                f"{len(self.program)} instructions")
+        return (f"<div>{head}<table>{body}</table>"
+                + (f"<ul>{items}</ul>" if items else "<p>No performance insights.</p>")
+                + "</div>")
+
+
+def _basename(loc: str) -> str:
+    path, _, line = loc.rpartition(":")
+    return f"{os.path.basename(path)}:{line}" if path else loc
+
+
+def _fmt_time(seconds: float) -> str:
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
+        if seconds >= scale:
+            return f"{seconds / scale:.4g} {unit}"
+    return f"{seconds * 1e9:.4g} ns"
+
+
+def _fmt_bytes(n: float) -> str:
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size:
+            return f"{n / size:.3g} {unit}"
+    return f"{n:.0f} B"
+
+
+# -- the entry point ------------------------------------------------------------------
+def _legacy_kernel(kernel):
+    """The LegacyKernel to run, or None for a current-API kernel."""
+    from ..legacy.jit import LegacyKernel
+    if isinstance(kernel, LegacyKernel):
+        return kernel
+    fn = getattr(kernel, "fn", kernel)
+    if callable(fn) and _uses_legacy_api(fn):
+        return LegacyKernel(fn)
+    return None
+
+
+def _uses_legacy_api(fn) -> bool:
+    """A plain function whose code refers to the legacy front end (trnsim.legacy, also
+    imported as neuronxcc.nki)."""
+    code = getattr(fn, "__code__", None)
+    glb = getattr(fn, "__globals__", None)
+    if code is None or glb is None:
+        return False
+    names, stack = set(), [code]
+    while stack:
+        co = stack.pop()
+        names.update(co.co_names)
+        stack.extend(k for k in co.co_consts if hasattr(k, "co_names"))
+    for n in names:
+        v = glb.get(n)
+        mod = v.__name__ if isinstance(v, types.ModuleType) else getattr(v, "__module__", "")
+        if isinstance(mod, str) and mod.startswith("trnsim.legacy"):
+            return True
+    return False
+
+
+def profile(kernel, *args, chip=None, numerics=True, lnc=None, **kwargs) -> Profile:
+    """Run `kernel(*args, **kwargs)` on the simulated chip and profile it.
+
+    `kernel`: a current-API kernel (`@nki.jit`, `kernel[2]`, `nki.simulate(kernel)` or a
+    plain function) or a legacy `neuronxcc.nki` kernel (`nki.jit`/`baremetal`/... with its
+    SPMD grid; a plain function that uses the legacy API is recognized too).
+    `chip`: trn1/trn2/trn3 (None: the kernel's `platform_target` for a legacy kernel,
+    else the environment, else trn2). `numerics=False` runs timing only (shapes, checks
+    and the record; outputs hold no computed values). `lnc`: logical cores (current
+    API; default the kernel's)."""
+    from ..machine.launch import run_kernel
+    from ..nki.jit import Simulated, _as_kernel, default_chip
+    legacy = _legacy_kernel(kernel)
+    if legacy is not None:
+        from ..legacy.jit import run_legacy
+        if lnc not in (None, 1):
+            raise ValueError(f"lnc={lnc!r}: legacy kernels run on one NeuronCore (their "
+                             "SPMD grid instances run one after another)")
+        outputs, run = run_legacy(
+            legacy.fn, args, kwargs, legacy.grid,
+            chip=chip if chip is not None else legacy.options.get("platform_target"),
+            numerics=numerics, force_auto_alloc=bool(legacy.options.get("force_auto_alloc")))
+        fn = legacy.fn
+    else:
+        k = _as_kernel(kernel)
+        if chip is None and isinstance(kernel, Simulated):
+            chip = kernel.chip
+        outputs, run = run_kernel(k.fn, args, kwargs, lnc=int(lnc or k.lnc),
+                                  chip=chip if chip is not None else default_chip(),
+                                  numerics=numerics)
+        fn = k.fn
+    return Profile.from_run(run, outputs, getattr(fn, "__name__", None))

@@ -1,0 +1,609 @@
+"""The HTML report: one self-contained file (inline CSS, inline SVG, inline script and
+data; no network) with
+
+- headline figures (total time, MFU, MBU, engine activity, HBM traffic);
+- the performance insights, each with the kernel lines responsible and what to change;
+- the engine timeline (SVG drawn by the inline script from embedded JSON: wheel to zoom,
+  drag to pan, hover for the instruction and its kernel line; nearby instructions merge
+  into one bar below a pixel, and traces over `MAX_EVENTS` are pre-merged);
+- engine utilization bars per core (engines and DMA queues);
+- HBM read / write / idle over time, as a share of the HBM bandwidth;
+- the kernel's point on the chip's roofline (peak Tensor Engine FLOP/s against HBM
+  bandwidth; x = arithmetic intensity);
+- time attributed to each kernel source line (summed instruction durations per engine);
+- time by opcode, and the full summary table (Neuron Explorer metric names).
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import html
+import json
+import math
+import os
+
+from . import views
+from .report_assets import CSS, JS
+
+MAX_EVENTS = 150_000  # events embedded as they are; above this they are pre-merged
+HBM_BINS = 160
+GROUP_LABEL = {"tensor": "Tensor", "vector": "Vector", "scalar": "Scalar",
+               "gpsimd": "GpSimd", "sync": "Sync", "dma": "DMA"}
+GROUP_COLOR = {"tensor": "#3d73c9", "vector": "#3f9d5a", "scalar": "#e08a2c",
+               "gpsimd": "#9b6bb5", "sync": "#8a6d55", "dma": "#2aa3a3"}
+_READ, _WRITE, _IDLE = "#3d73c9", "#e08a2c", "#e9edf2"
+
+
+def _e(x) -> str:
+    return html.escape(str(x), quote=True)
+
+
+def _summary(profile) -> dict:
+    s = getattr(profile, "summary", None)
+    return dict(s) if isinstance(s, dict) else {}
+
+
+def _total_ns(profile) -> float:
+    tl = profile.timeline
+    t = float(getattr(tl, "total_time", 0.0) or 0.0)
+    if t <= 0 and tl.events:
+        t = max(e.end for e in tl.events)
+    return t
+
+
+# ---------------------------------------------------------------- timeline data
+
+def timeline_data(profile, max_events: int = MAX_EVENTS) -> dict:
+    """Rows (core x track) and the events as columnar arrays. Above `max_events` they
+    are pre-merged: consecutive events on a row become one bar while the bar spans at
+    most total_time x rows / max_events (so at most about max_events bars remain)."""
+    program, tl = profile.program, profile.timeline
+    cores = views.cores_and_tracks(tl)
+    rows, row_of = [], {}
+    for core, tracks in cores.items():
+        for track in tracks:
+            row_of[(core, track)] = len(rows)
+            rows.append({"core": core, "track": track, "label": views.track_label(track),
+                         "group": views.track_group(track)})
+    opcodes, op_idx = [], {}
+    locs, srcs, loc_idx = [], [], {}
+    per_row: list[list] = [[] for _ in rows]
+    for ins, e in zip(program.instructions, tl.events):
+        op = op_idx.get(ins.opcode)
+        if op is None:
+            op = op_idx[ins.opcode] = len(opcodes)
+            opcodes.append(ins.opcode)
+        key = views.location_key(ins.location)
+        li = loc_idx.get(key)
+        if li is None:
+            li = loc_idx[key] = len(locs)
+            locs.append(views.short_location(ins.location))
+            srcs.append(views.source_text(ins.location))
+        per_row[row_of[(e.core, e.track)]].append(
+            (float(e.start), max(0.0, float(e.end - e.start)), op, li, 1))
+    decimated = len(tl.events) > max_events
+    if decimated:
+        # one bar per `res` of time at most on each row: at most max_events bars in all
+        busy_rows = sum(1 for evs in per_row if evs) or 1
+        res = _total_ns(profile) * busy_rows / max_events
+        merged_rows = []
+        for evs in per_row:
+            evs.sort()
+            out = []
+            for s, d, op, li, n in evs:
+                if out and s - (out[-1][0] + out[-1][1]) < res and s + d - out[-1][0] <= res:
+                    ps, pd, pop, pli, pn = out[-1]
+                    end = max(ps + pd, s + d)
+                    out[-1] = (ps, end - ps, pop if pd >= d else op, pli, pn + n)
+                else:
+                    out.append((s, d, op, li, n))
+            merged_rows.append(out)
+        per_row = merged_rows
+    cols = {"row": [], "s": [], "d": [], "op": [], "loc": [], "n": []}
+    for r, evs in enumerate(per_row):
+        for s, d, op, li, n in evs:
+            cols["row"].append(r)
+            cols["s"].append(round(s, 3))
+            cols["d"].append(round(d, 3))
+            cols["op"].append(op)
+            cols["loc"].append(li)
+            cols["n"].append(n)
+    return {"rows": rows, "events": cols, "opcodes": opcodes, "locs": locs, "srcs": srcs,
+            "decimated": decimated, "cores": len(cores),
+            "n_instructions": len(program.instructions), "total_ns": _total_ns(profile)}
+
+
+# ---------------------------------------------------------------- derived figures
+
+def _n_cores(profile) -> int:
+    cores = {e.core for e in profile.timeline.events}
+    return max(len(cores), int(getattr(profile.program, "lnc", 1) or 1), 1)
+
+
+def _peak_flops(chip) -> float:
+    try:
+        return float(chip.core.tensor.peak_bf16_flops)
+    except AttributeError:
+        return 0.0
+
+
+def _hbm_bw(chip) -> float:
+    """Bytes/s: the per-stack HBM bandwidth (the MBU denominator), else chip / stacks."""
+    for attr in ("hbm_stack_bandwidth",):
+        v = getattr(chip, attr, None)
+        if v:
+            return float(v)
+    bw, st = getattr(chip, "hbm_bandwidth", None), getattr(chip, "hbm_stacks", None)
+    return float(bw) / float(st) if bw and st else 0.0
+
+
+def _flops_and_traffic(profile):
+    """(model FLOPs, HBM bytes read + written), from the summary where present, else
+    from the record (2*K*M*N per non-transpose matmul)."""
+    s = _summary(profile)
+    flops = s.get("model_flops")
+    rd, wr = s.get("hbm_read_bytes"), s.get("hbm_write_bytes")
+    if flops is None:
+        flops = 0.0
+        for ins in profile.program.instructions:
+            a = ins.attrs or {}
+            if ins.engine == "tensor" and not a.get("is_transpose") and "K" in a:
+                try:
+                    flops += 2.0 * a["K"] * a["M"] * a["N"]
+                except (TypeError, KeyError):
+                    pass
+    if rd is None or wr is None:
+        rd = wr = 0
+        for ins in profile.program.instructions:
+            r, w = views.hbm_bytes(ins)
+            rd += r
+            wr += w
+    return float(flops), float(rd) + float(wr)
+
+
+def utilization(profile) -> list[dict]:
+    """Per core, per track (engines, DMA queues, and all DMA): active % of total time."""
+    tl = profile.timeline
+    total = _total_ns(profile) or 1.0
+    groups: dict = {}
+    for e in tl.events:
+        groups.setdefault((e.core, e.track), []).append(e)
+    out = []
+    for core, tracks in views.cores_and_tracks(tl).items():
+        for track in tracks:
+            busy = _busy(groups.get((core, track), []))
+            out.append({"core": core, "label": views.track_label(track),
+                        "group": views.track_group(track), "pct": 100.0 * busy / total,
+                        "busy": busy})
+        dma = [e for t in tracks if t.startswith(views.DMA_PREFIX)
+               for e in groups.get((core, t), [])]
+        if dma:
+            busy = _busy(dma)
+            out.append({"core": core, "label": "DMA (any queue)", "group": "dma",
+                        "pct": 100.0 * busy / total, "busy": busy})
+    return out
+
+
+def _busy(events) -> float:
+    spans = sorted((e.start, e.end) for e in events)
+    busy, cs, ce = 0.0, None, None
+    for s, t in spans:
+        if ce is None or s > ce:
+            if ce is not None:
+                busy += ce - cs
+            cs, ce = s, t
+        else:
+            ce = max(ce, t)
+    return busy + (ce - cs if ce is not None else 0.0)
+
+
+def opcode_table(profile) -> list[dict]:
+    rows: dict = {}
+    for ins, e in zip(profile.program.instructions, profile.timeline.events):
+        g = views.track_group(e.track)
+        r = rows.setdefault((g, ins.opcode), {"group": g, "opcode": ins.opcode, "count": 0,
+                                              "time": 0.0, "bytes": 0})
+        r["count"] += 1
+        r["time"] += max(0.0, e.end - e.start)
+        r["bytes"] += ins.bytes_moved
+    return sorted(rows.values(), key=lambda r: -r["time"])
+
+
+# ---------------------------------------------------------------- static SVG charts
+
+def _hbm_svg(profile, width=720, height=220) -> str:
+    total = _total_ns(profile) or 1.0
+    edges, rd, wr = views.hbm_bins(profile.program, profile.timeline, HBM_BINS, total)
+    bw = _hbm_bw(profile.chip) * _stacks_used(profile)  # bytes/s
+    dt = (edges[1] - edges[0]) * 1e-9 if len(edges) > 1 else 1.0
+    cap = bw * dt if bw else max(float((rd + wr).max(initial=0.0)), 1.0)
+    L, R, T, B = 46, 10, 22, 30
+    pw, ph = width - L - R, height - T - B
+    parts = [f'<svg class="chart" viewBox="0 0 {width} {height}" width="100%" '
+             f'role="img" aria-label="HBM read, write and idle over time">']
+    for p in (0, 25, 50, 75, 100):
+        y = T + ph * (1 - p / 100)
+        parts.append(f'<line x1="{L}" x2="{width - R}" y1="{y:.1f}" y2="{y:.1f}" '
+                     f'stroke="#eceff3"/><text x="{L - 6}" y="{y + 4:.1f}" '
+                     f'text-anchor="end">{p}%</text>')
+    bw_px = pw / len(rd) if len(rd) else pw
+    for k in range(len(rd)):
+        fr = min(1.0, rd[k] / cap) if cap else 0.0
+        fw = min(1.0 - fr, wr[k] / cap) if cap else 0.0
+        x = L + k * bw_px
+        hr, hw = ph * fr, ph * fw
+        tip = (f"{views.fmt_time_ns(edges[k])} \u2013 {views.fmt_time_ns(edges[k + 1])}<br>"
+               f"read {rd[k] / dt / 1e9:.1f} GB/s, write {wr[k] / dt / 1e9:.1f} GB/s<br>"
+               f"idle {100 * (1 - fr - fw):.0f}%")
+        parts.append(f'<g class="hbm-bin" data-tip="{_e(tip)}">'
+                     f'<rect x="{x:.2f}" y="{T}" width="{bw_px + 0.3:.2f}" height="{ph - hr - hw:.2f}" '
+                     f'fill="{_IDLE}"/>'
+                     f'<rect x="{x:.2f}" y="{T + ph - hr - hw:.2f}" width="{bw_px + 0.3:.2f}" '
+                     f'height="{hw:.2f}" fill="{_WRITE}"/>'
+                     f'<rect x="{x:.2f}" y="{T + ph - hr:.2f}" width="{bw_px + 0.3:.2f}" '
+                     f'height="{hr:.2f}" fill="{_READ}"/></g>')
+    for k in range(5):
+        t = total * k / 4
+        x = L + pw * k / 4
+        parts.append(f'<text x="{x:.1f}" y="{height - 10}" text-anchor="'
+                     f'{"start" if k == 0 else "end" if k == 4 else "middle"}">'
+                     f'{_e(views.fmt_time_ns(t))}</text>')
+    peak = f"{bw / 1e9:.0f} GB/s" if bw else "busiest bin"
+    parts.append(f'<text class="ttl" x="{L}" y="14">share of {peak} HBM bandwidth '
+                 f'({HBM_BINS} bins of {views.fmt_time_ns(edges[1] - edges[0])})</text>')
+    parts.append("</svg>")
+    rt, wt = float(rd.sum()), float(wr.sum())
+    legend = (f'<div class="legend"><span><i style="background:{_READ}"></i>read '
+              f'{_e(views.fmt_bytes(rt))}</span><span><i style="background:{_WRITE}"></i>write '
+              f'{_e(views.fmt_bytes(wt))}</span><span><i style="background:{_IDLE};border:1px '
+              f'solid #d5dbe3"></i>idle</span></div>')
+    return "".join(parts) + legend
+
+
+def _stacks_used(profile) -> int:
+    """HBM stacks the kernel's cores draw on (the MBU denominator counts one per stack):
+    one per core pair on chips with 2 NCs per stack, else one per core."""
+    chip = profile.chip
+    n = _n_cores(profile)
+    try:
+        per_stack = max(1, round(chip.cores_per_chip / chip.hbm_stacks))
+    except (AttributeError, TypeError, ZeroDivisionError):
+        per_stack = 1
+    return max(1, math.ceil(n / per_stack))
+
+
+def _roofline_svg(profile, width=720, height=300) -> tuple[str, dict]:
+    chip = profile.chip
+    peak = _peak_flops(chip) * _n_cores(profile)
+    bw = _hbm_bw(chip) * _stacks_used(profile)
+    flops, traffic = _flops_and_traffic(profile)
+    s = _summary(profile)
+    total_s = _total_ns(profile) * 1e-9
+    ai = s.get("mm_arithmetic_intensity")
+    if ai is None or not ai:
+        ai = flops / traffic if traffic else 0.0
+    ai = float(ai)
+    achieved = flops / total_s if total_s > 0 else 0.0
+    info = {"peak": peak, "bw": bw, "ai": ai, "achieved": achieved,
+            "ridge": peak / bw if bw else 0.0, "flops": flops}
+    if not (peak and bw):
+        return '<p class="none">The chip data has no Tensor Engine peak or HBM bandwidth.</p>', info
+    ridge = peak / bw
+    xs = [ridge]
+    if ai > 0:
+        xs.append(ai)
+    xmin = 10 ** math.floor(math.log10(min(xs) / 30))
+    xmax = 10 ** math.ceil(math.log10(max(xs) * 30))
+    ymax = 10 ** math.ceil(math.log10(peak * 1.5))
+    ylow = [peak / 1e4]
+    if achieved > 0:
+        ylow.append(achieved / 3)
+    ymin = 10 ** math.floor(math.log10(min(ylow)))
+    L, R, T, B = 64, 16, 24, 40
+    pw, ph = width - L - R, height - T - B
+
+    def X(v):
+        return L + pw * (math.log10(v) - math.log10(xmin)) / (math.log10(xmax) - math.log10(xmin))
+
+    def Y(v):
+        v = max(v, ymin)
+        return T + ph * (1 - (math.log10(v) - math.log10(ymin)) / (math.log10(ymax) - math.log10(ymin)))
+
+    p = [f'<svg class="chart roofline" viewBox="0 0 {width} {height}" width="100%" role="img" '
+         f'aria-label="roofline">']
+    for dec in range(int(round(math.log10(xmin))), int(round(math.log10(xmax))) + 1):
+        x = X(10 ** dec)
+        p.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{T}" y2="{T + ph}" stroke="#eceff3"/>'
+                 f'<text x="{x:.1f}" y="{T + ph + 14}" text-anchor="middle">{_e(_tick(10 ** dec))}</text>')
+    for dec in range(int(round(math.log10(ymin))), int(round(math.log10(ymax))) + 1):
+        y = Y(10 ** dec)
+        p.append(f'<line x1="{L}" x2="{L + pw}" y1="{y:.1f}" y2="{y:.1f}" stroke="#eceff3"/>'
+                 f'<text x="{L - 6}" y="{y + 4:.1f}" text-anchor="end">'
+                 f'{_e(views.fmt_si(10 ** dec, "F/s"))}</text>')
+    # the roof: bandwidth slope up to the ridge, then the compute peak
+    x_lo = xmin
+    y_lo = x_lo * bw
+    p.append(f'<polyline fill="none" stroke="#18233a" stroke-width="2.2" points="'
+             f'{X(x_lo):.1f},{Y(y_lo):.1f} {X(ridge):.1f},{Y(peak):.1f} {X(xmax):.1f},{Y(peak):.1f}"/>')
+    fp8 = getattr(getattr(getattr(chip, "core", None), "tensor", None), "peak_fp8_flops", None)
+    if fp8 and fp8 > _peak_flops(chip) * 1.01:
+        pk8 = fp8 * _n_cores(profile)
+        r8 = pk8 / bw
+        p.append(f'<polyline fill="none" stroke="#7d8aa0" stroke-dasharray="5 4" points="'
+                 f'{X(ridge):.1f},{Y(peak):.1f} {X(r8):.1f},{Y(pk8):.1f} {X(xmax):.1f},{Y(pk8):.1f}"/>'
+                 f'<text x="{X(xmax) - 4:.1f}" y="{Y(pk8) - 6:.1f}" text-anchor="end">FP8 '
+                 f'{_e(views.fmt_si(pk8, "FLOP/s"))}</text>')
+    p.append(f'<text x="{X(xmax) - 4:.1f}" y="{Y(peak) + 15:.1f}" text-anchor="end">BF16 peak '
+             f'{_e(views.fmt_si(peak, "FLOP/s"))}</text>')
+    p.append(f'<line x1="{X(ridge):.1f}" x2="{X(ridge):.1f}" y1="{Y(peak):.1f}" y2="{T + ph}" '
+             f'stroke="#9aa6b8" stroke-dasharray="2 3"/><text x="{X(ridge) + 4:.1f}" '
+             f'y="{T + ph - 6}">ridge {ridge:.0f} FLOP/B</text>')
+    slope_x = xmin * 3
+    p.append(f'<text x="{X(slope_x) + 4:.1f}" y="{Y(slope_x * bw) - 8:.1f}" '
+             f'transform="rotate(-{_slope_angle(X, Y, bw, slope_x):.1f} {X(slope_x):.1f} '
+             f'{Y(slope_x * bw):.1f})">HBM {bw / 1e9:.0f} GB/s</text>')
+    if ai > 0 and achieved > 0:
+        roof = min(peak, ai * bw)
+        frac = achieved / roof if roof else 0.0
+        tip = (f"arithmetic intensity {ai:.1f} FLOP/B<br>achieved "
+               f"{views.fmt_si(achieved, 'FLOP/s')} = {100 * frac:.1f}% of the roof "
+               f"({views.fmt_si(roof, 'FLOP/s')})")
+        cx, cy = X(ai), Y(achieved)
+        p.append(f'<line x1="{cx:.1f}" x2="{cx:.1f}" y1="{Y(roof):.1f}" y2="{cy:.1f}" '
+                 f'stroke="#c7362f" stroke-dasharray="3 3"/>')
+        p.append(f'<circle class="kernel-point" data-tip="{_e(tip)}" cx="{cx:.1f}" cy="{cy:.1f}" '
+                 f'r="6.5" fill="#c7362f" stroke="#fff" stroke-width="2"/>')
+        near = cy - Y(roof) < 30
+        p.append(f'<text class="ttl" x="{cx - 10:.1f}" y="{cy + (18 if near else -9):.1f}" '
+                 f'text-anchor="end">kernel</text>')
+        p.append(f'<circle cx="{L + 16}" cy="{T + 12}" r="5" fill="#c7362f"/>'
+                 f'<text class="ttl" x="{L + 27}" y="{T + 16}">kernel: '
+                 f'{_e(views.fmt_si(achieved, "FLOP/s"))}, {100 * frac:.1f}% of the roof</text>'
+                 f'<text x="{L + 27}" y="{T + 32}">{ai:.1f} FLOP/B: '
+                 f'{"memory" if ai < ridge else "compute"}-bound side</text>')
+        info["roof_fraction"] = frac
+    p.append(f'<text x="{L + pw / 2:.1f}" y="{height - 6}" text-anchor="middle">arithmetic '
+             f'intensity (model FLOPs per HBM byte)</text>')
+    p.append("</svg>")
+    note = ""
+    if not (ai > 0 and achieved > 0):
+        note = ('<p class="note">This kernel does no matmul FLOPs, so it has no point on the '
+                'Tensor Engine roofline; its HBM traffic is in the chart beside.</p>')
+    return "".join(p) + note, info
+
+
+def _tick(v: float) -> str:
+    for suffix, div in (("M", 1e6), ("k", 1e3)):
+        if v >= div:
+            return f"{v / div:g}{suffix}"
+    return f"{v:g}"
+
+
+def _slope_angle(X, Y, bw, x) -> float:
+    dx = X(x * 10) - X(x)
+    dy = Y(x * bw) - Y(x * 10 * bw)
+    return math.degrees(math.atan2(dy, dx))
+
+
+# ---------------------------------------------------------------- HTML sections
+
+def _cards(profile, roof) -> str:
+    s = _summary(profile)
+    total = _total_ns(profile)
+    util = {(u["core"], u["label"]): u["pct"] for u in utilization(profile)}
+    n = _n_cores(profile)
+
+    def avg(label):
+        vals = [util.get((c, label)) for c in range(n)]
+        vals = [v for v in vals if v is not None]
+        return sum(vals) / len(vals) if vals else 0.0
+    cards = [("total time", views.fmt_time_ns(total))]
+    mfu = s.get("mfu_estimated_percent")
+    if mfu is None and roof.get("peak") and total:
+        mfu = 100.0 * roof["flops"] / (roof["peak"] * total * 1e-9)
+    cards.append(("MFU (estimated)", f"{mfu:.1f} %" if mfu is not None else "-"))
+    mbu = s.get("mbu_estimated_percent")
+    cards.append(("MBU (estimated)", f"{mbu:.1f} %" if mbu is not None else "-"))
+    te = s.get("tensor_engine_active_time_percent", avg("Tensor"))
+    cards.append(("Tensor Engine active", f"{te:.1f} %"))
+    dma = s.get("dma_active_time_percent", avg("DMA (any queue)"))
+    cards.append(("DMA active", f"{dma:.1f} %"))
+    _, traffic = _flops_and_traffic(profile)
+    cards.append(("HBM traffic", views.fmt_bytes(traffic)))
+    cards.append(("instructions", f"{len(profile.program.instructions):,}"))
+    return '<div class="cards">' + "".join(
+        f'<div class="card"><div class="v">{_e(v)}</div><div class="l">{_e(k)}</div></div>'
+        for k, v in cards) + "</div>"
+
+
+def _insights_html(profile) -> str:
+    rows = views.sorted_insights(getattr(profile, "insights", None))
+    if not rows:
+        return '<p class="none">No performance insight fired for this kernel.</p>'
+    out = []
+    for r in rows:
+        crit = r["criticality"].lower() or "info"
+        lines = ""
+        if r["lines"]:
+            items = []
+            for ln in r["lines"][:8]:
+                code = f' <code>{_e(ln["text"])}</code>' if ln.get("text") else ""
+                note = f' \u2014 {_e(ln["note"])}' if ln.get("note") else ""
+                items.append(f'<li><b>{_e(ln["where"])}</b>{code}{note}</li>')
+            more = len(r["lines"]) - 8
+            if more > 0:
+                items.append(f"<li>and {more} more</li>")
+            lines = "<ul>" + "".join(items) + "</ul>"
+        advice = f'<div class="a">{_e(r["advice"])}</div>' if r["advice"] else ""
+        stake = (f'<span class="stake">about {100 * r["share"]:.0f}% of the run at stake'
+                 f'</span>' if r["share"] else "")
+        out.append(f'<div class="ins {_e(crit)}" data-rule="{_e(r["rule"])}"><div class="t">'
+                   f'<span class="badge {_e(crit)}">{_e(r["criticality"] or "info")}</span>'
+                   f'{_e(r["title"])}{stake}</div>'
+                   f'<div class="m">{_e(r["message"])}</div>{advice}{lines}</div>')
+    return "".join(out)
+
+
+def _util_html(profile) -> str:
+    out = ['<div class="util">']
+    util = utilization(profile)
+    multi = len({u["core"] for u in util}) > 1
+    last = None
+    for u in util:
+        if multi and u["core"] != last:
+            out.append(f'<div class="core">NeuronCore {u["core"]}</div>')
+        last = u["core"]
+        pct = max(0.0, min(100.0, u["pct"]))
+        out.append(f'<div class="name" title="{_e(u["label"])}">{_e(u["label"])}</div>'
+                   f'<div class="bar" data-tip="{_e(u["label"])}: busy '
+                   f'{_e(views.fmt_time_ns(u["busy"]))}"><span style="width:{pct:.2f}%;'
+                   f'background:{GROUP_COLOR.get(u["group"], "#889")}"></span></div>'
+                   f'<div class="pct">{u["pct"]:.1f} %</div>')
+    out.append("</div>")
+    return "".join(out)
+
+
+def _lines_html(profile) -> str:
+    rows = views.time_by_line(profile.program, profile.timeline)
+    if not rows:
+        return '<p class="none">No instructions.</p>'
+    groups = [g for g in ("tensor", "vector", "scalar", "gpsimd", "sync", "dma")
+              if any(r["time"].get(g) for r in rows)]
+    grand = sum(r["total"] for r in rows) or 1.0
+    head = ("<tr><th class='l'>line</th><th class='l'>source</th>" +
+            "".join(f"<th>{GROUP_LABEL[g]}</th>" for g in groups) +
+            "<th>total</th><th>share of engine time</th><th>instr.</th></tr>")
+
+    def row(r):
+        cells = "".join(f"<td>{_e(views.fmt_time_ns(r['time'][g])) if r['time'].get(g) else ''}"
+                        "</td>" for g in groups)
+        share = 100.0 * r["total"] / grand
+        ops = ", ".join(f"{k} \u00d7{v}" for k, v in sorted(r["opcodes"].items(),
+                                                           key=lambda kv: -kv[1]))
+        where = r["short"] + (f" ({r['function']})" if r["function"] else "")
+        main_group = max(r["time"], key=r["time"].get) if r["time"] else "dma"
+        return (f"<tr class='src-line'><td class='loc' title='{_e(r['file'] or '')}'>{_e(where)}</td>"
+                f"<td class='code l' title='{_e(ops)}'>{_e(r['text'])}</td>{cells}"
+                f"<td><b>{_e(views.fmt_time_ns(r['total']))}</b></td>"
+                f"<td><div class='share'><div class='bar'><span style='width:{share:.2f}%;"
+                f"background:{GROUP_COLOR.get(main_group, '#889')}'></span></div>"
+                f"{share:.1f}%</div></td><td>{r['count']:,}</td></tr>")
+    top, rest = rows[:25], rows[25:]
+    out = [f"<table class='lines'><thead>{head}</thead><tbody>",
+           "".join(row(r) for r in top), "</tbody></table>"]
+    if rest:
+        out.append(f"<details><summary>{len(rest)} more lines</summary><table class='lines'>"
+                   f"<thead>{head}</thead><tbody>{''.join(row(r) for r in rest)}</tbody>"
+                   "</table></details>")
+    out.append("<p class='note'>Engine time: the summed durations of each line's "
+               "instructions per engine (engines run in parallel, so the total can exceed "
+               "the kernel's time). Hover a line's source for its opcodes.</p>")
+    return "".join(out)
+
+
+def _opcodes_html(profile) -> str:
+    rows = opcode_table(profile)[:20]
+    if not rows:
+        return '<p class="none">No instructions.</p>'
+    out = ["<table><thead><tr><th class='l'>engine</th><th class='l'>opcode</th><th>count</th>"
+           "<th>time</th><th>avg</th><th>bytes</th></tr></thead><tbody>"]
+    for r in rows:
+        out.append(f"<tr><td class='l'><span class='badge' style='background:"
+                   f"{GROUP_COLOR.get(r['group'], '#889')}'>{_e(GROUP_LABEL.get(r['group'], r['group']))}"
+                   f"</span></td><td class='l loc'>{_e(r['opcode'])}</td><td>{r['count']:,}</td>"
+                   f"<td>{_e(views.fmt_time_ns(r['time']))}</td>"
+                   f"<td>{_e(views.fmt_time_ns(r['time'] / r['count']))}</td>"
+                   f"<td>{_e(views.fmt_bytes(r['bytes']))}</td></tr>")
+    out.append("</tbody></table>")
+    return "".join(out)
+
+
+def _summary_html(profile) -> str:
+    s = _summary(profile)
+    if not s:
+        return '<p class="none">No summary.</p>'
+    return '<div class="summary">' + "".join(
+        f'<div><span class="n">{_e(k)}</span><span class="v" title="{_e(v)}">'
+        f'{_e(views.fmt_metric(k, v))}</span></div>' for k, v in s.items()) + "</div>"
+
+
+def _legend() -> str:
+    return '<div class="legend">' + "".join(
+        f'<span><i style="background:{GROUP_COLOR[g]}"></i>{GROUP_LABEL[g]}</span>'
+        for g in ("tensor", "vector", "scalar", "gpsimd", "sync", "dma")) + "</div>"
+
+
+def _json_script(data) -> str:
+    text = json.dumps(data, separators=(",", ":"), allow_nan=False)
+    return text.replace("</", "<\\/").replace("<!--", "<\\!--")
+
+
+def render_report(profile) -> str:
+    """The report as one HTML string."""
+    chip = profile.chip
+    name = views.kernel_name(profile)
+    chip_name = views.chip_name(chip)
+    total = _total_ns(profile)
+    data = timeline_data(profile)
+    roof_svg, roof = _roofline_svg(profile)
+    lnc = int(getattr(profile.program, "lnc", 1) or 1)
+    try:
+        from .. import __version__ as version
+    except Exception:  # pragma: no cover
+        version = "?"
+    when = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
+    sub = (f"{_e(chip_name)} \u00b7 {_e(getattr(chip, 'core_name', '') or '')} \u00b7 "
+           f"LNC={lnc} \u00b7 {len(profile.program.instructions):,} instructions \u00b7 "
+           f"simulated {_e(views.fmt_time_ns(total))}")
+    roof_caption = (f"BF16 peak {views.fmt_si(roof['peak'], 'FLOP/s')} against "
+                    f"{roof['bw'] / 1e9:.0f} GB/s HBM: the ridge is at "
+                    f"{roof['ridge']:.0f} FLOP/B" if roof.get("bw") else "")
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>trnsim profile: {_e(name)} on {_e(chip_name)}</title>
+<style>{CSS}</style></head>
+<body>
+<header><h1>trnsim profile \u00b7 <span class="k">{_e(name)}</span></h1>
+<div class="sub">{sub}</div></header>
+<main>
+{_cards(profile, roof)}
+<section id="insights"><h2>Performance insights</h2>{_insights_html(profile)}</section>
+<section id="timeline"><h2>Engine timeline<span class="hint">wheel: zoom \u00b7 drag: pan \u00b7
+double-click: reset \u00b7 hover: instruction and kernel line</span></h2>
+<div class="tl-tools"><button id="tl-in">zoom in</button><button id="tl-out">zoom out</button>
+<button id="tl-reset">reset</button><span id="tl-range"></span></div>
+<div id="tl-wrap"><svg id="tl-svg" xmlns="http://www.w3.org/2000/svg"></svg></div>
+{_legend()}</section>
+<div class="grid2">
+<section id="utilization"><h2>Engine utilization<span class="hint">active time as a share of
+the kernel's {_e(views.fmt_time_ns(total))}</span></h2>{_util_html(profile)}</section>
+<section id="roofline"><h2>Roofline<span class="hint">{_e(roof_caption)}</span></h2>
+{roof_svg}</section>
+</div>
+<div class="grid2">
+<section id="hbm"><h2>HBM read / write / idle over time</h2>{_hbm_svg(profile)}</section>
+<section id="opcodes"><h2>Time by opcode</h2>{_opcodes_html(profile)}</section>
+</div>
+<section id="source-lines"><h2>Time by kernel source line</h2>{_lines_html(profile)}</section>
+<section id="summary"><h2>Summary<span class="hint">Neuron Explorer metric names</span></h2>
+{_summary_html(profile)}</section>
+</main>
+<footer>trnsim {_e(version)} \u00b7 simulated, not measured \u00b7 generated {_e(when)}</footer>
+<div id="tip"></div>
+<script type="application/json" id="trnsim-data">{_json_script(data)}</script>
+<script>{JS}</script>
+</body></html>
+"""
+
+
+def write_report(profile, path) -> str:
+    """Write the report for `profile` to `path` (a file, or a directory in which
+    `<kernel>.report.html` is written). Returns the path written."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        path = os.path.join(path, f"{views.kernel_name(profile)}.report.html")
+    text = render_report(profile)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+    return path

@@ -1,0 +1,363 @@
+"""Neuron Explorer summary metrics of one kernel run, read from its Program (the
+instruction record) and its Timeline (when each instruction ran).
+
+Names and units follow Neuron Explorer's Summary table (profile-schema-reference.rst):
+times in seconds, `*_percent` in percent (0-100), bytes and FLOPs as integers.
+
+- FLOPs: every Tensor Engine matmul counts 2 * contraction * M * N (`hardware_flops`);
+  the transposes among them (`is_transpose`, PE `nc_transpose`) are `transpose_flops`;
+  `model_flops` = hardware - transpose (an NKI kernel has no HLO model, so the useful
+  matmuls are the non-transpose ones). `adjusted_*` are BF16-equivalent: fp32 x4,
+  fp8 x1 on Trn1 and x0.5 on Trn2/Trn3, 8-bit integers x0.5, MX x0.25 (chip data).
+- Utilization: MFU/HFU = adjusted model/hardware FLOPs over the Tensor Engine's BF16
+  peak (2 * PE rows * PE cols * clock) times `total_time`, times the cores run (LNC).
+  MBU = HBM bytes / total_time / the bandwidth of one HBM stack (as the profiler, for
+  LNC 1 and 2 alike).
+- Active time: at least one instruction running (waits excluded), per core, averaged
+  over the cores; `total_active_time` is the union over every engine, queue and core.
+"""
+from __future__ import annotations
+
+import bisect
+from collections import Counter, defaultdict
+
+ENGINES = ("tensor", "vector", "scalar", "gpsimd", "sync")
+SMALL_DMA_BYTES = 4096  # profiler advice: DMA transfers of at least 4 KiB
+
+
+# -- intervals ---------------------------------------------------------------------
+def merged(spans) -> list[tuple[float, float]]:
+    """Disjoint, sorted union of (start, end) spans."""
+    out: list[list[float]] = []
+    for s, e in sorted(spans):
+        if e <= s:
+            continue
+        if out and s <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], e)
+        else:
+            out.append([s, e])
+    return [(s, e) for s, e in out]
+
+
+def overlap(a, b) -> float:
+    """Total length of the intersection of two disjoint sorted span lists."""
+    i = j = 0
+    total = 0.0
+    while i < len(a) and j < len(b):
+        lo, hi = max(a[i][0], b[j][0]), min(a[i][1], b[j][1])
+        if hi > lo:
+            total += hi - lo
+        if a[i][1] < b[j][1]:
+            i += 1
+        else:
+            j += 1
+    return total
+
+
+def core_count(program) -> int:
+    return max(1, int(getattr(program, "lnc", 1) or 1))
+
+
+def length(spans) -> float:
+    return sum(e - s for s, e in spans)
+
+
+class Busy:
+    """When each engine was active: merged (start, end) spans per (core, group), where a
+    group is an engine's track, or 'dma' for all of a core's DMA queues."""
+
+    def __init__(self, timeline):
+        groups: dict = defaultdict(list)
+        self.instruction_time: dict = defaultdict(float)  # group -> summed durations
+        for e in timeline.events:
+            g = "dma" if e.track.startswith("dma") else e.track
+            groups[(e.core, g)].append((e.start, e.end))
+            self.instruction_time[g] += e.end - e.start
+        self.spans = {k: merged(v) for k, v in groups.items()}
+        self.total = length(merged(x for v in self.spans.values() for x in v))
+
+    def of(self, group: str, core: int) -> list:
+        return self.spans.get((core, group), [])
+
+    def mean(self, group: str, ncores: int) -> float:
+        """Active time (ns) of `group`, per core, averaged over the cores."""
+        return sum(length(self.of(group, c)) for c in range(ncores)) / ncores
+
+
+# -- FLOPs -------------------------------------------------------------------------
+def flops_weight(attrs: dict, chip) -> float:
+    """BF16-equivalent multiplier of a matmul's FLOPs (the profiler's adjusted_flops)."""
+    extras = getattr(chip, "extras", {}) or {}
+    dts = (str(attrs.get("stationary_dtype", "")), str(attrs.get("moving_dtype", "")))
+    if attrs.get("perf_mode") == "mx" or any(d.endswith("_x4") for d in dts):
+        return float(extras.get("profiler_mx_flops_weight", 0.25))
+    if "float32" in dts:
+        return float(extras.get("profiler_fp32_flops_weight", 4.0))
+    if all(d.startswith("float8") for d in dts):
+        return float(extras.get("profiler_fp8_flops_weight",
+                                1.0 if getattr(chip, "generation", 3) <= 2 else 0.5))
+    if all(d in ("int8", "uint8") for d in dts):
+        return 0.5
+    return 1.0
+
+
+def matmul_flops(ins, chip):
+    """(raw FLOPs, BF16-equivalent FLOPs, is_transpose) of a Tensor Engine matmul or PE
+    transpose, or None for any other instruction."""
+    a = ins.attrs
+    if ins.engine != "tensor" or "contraction" not in a or "M" not in a:
+        return None
+    raw = 2 * int(a["contraction"]) * int(a["M"]) * int(a["N"])
+    return raw, raw * flops_weight(a, chip), bool(a.get("is_transpose"))
+
+
+# -- HBM traffic: repeated reads and round trips -------------------------------------
+def moves_data(ins, acc) -> bool:
+    """Whether an operand is memory traffic: HBM is read and written by DMAs only (as
+    the profiler counts it), and a core_barrier's `data` only orders the cores."""
+    if ins.opcode == "core_barrier":
+        return False
+    return acc.space != "hbm" or ins.engine == "dma"
+
+
+def read_key(acc) -> tuple:
+    """Identifies an HBM byte range: the same key read twice is a reload."""
+    return (acc.lo, acc.hi, acc.pattern, acc.dtype)
+
+
+class _Spans:
+    """A growing union of [lo, hi) byte ranges with an overlap query."""
+
+    def __init__(self):
+        self.starts: list[int] = []
+        self.ends: list[int] = []
+
+    def hits(self, lo: int, hi: int) -> bool:
+        i = bisect.bisect_right(self.starts, lo) - 1
+        if i >= 0 and self.ends[i] > lo:
+            return True
+        return i + 1 < len(self.starts) and self.starts[i + 1] < hi
+
+    def add(self, lo: int, hi: int) -> None:
+        i = bisect.bisect_left(self.starts, lo)
+        if i > 0 and self.ends[i - 1] >= lo:
+            i -= 1
+            lo = self.starts[i]
+        j = i
+        while j < len(self.starts) and self.starts[j] <= hi:
+            hi = max(hi, self.ends[j])
+            j += 1
+        self.starts[i:j] = [lo]
+        self.ends[i:j] = [hi]
+
+
+class HbmTraffic:
+    """How the kernel's HBM reads relate to each other and to its HBM writes (DMAs).
+
+    - `reads[key]`: the instructions reading one exact byte range (same addresses,
+      pattern and dtype), in program order; more than one is a reload.
+    - `round_trip_reads`: reads of bytes this kernel wrote to HBM earlier (program
+      order): data saved from on-chip memory and loaded back (a spill reload).
+      Kernel inputs are never written before they are read, so they never count.
+    - `round_trip_writes`: HBM writes some later instruction reads back (spill saves).
+    """
+
+    def __init__(self, program):
+        self.reads: dict[tuple, list] = defaultdict(list)
+        self.round_trip_reads: list = []  # (instruction, access)
+        self.round_trip_writes: list = []
+        written = _Spans()
+        dmas = [i for i in program.instructions if i.engine == "dma"]
+        for ins in dmas:
+            for a in ins.reads:
+                if a.space != "hbm":
+                    continue
+                self.reads[read_key(a)].append((ins, a))
+                if written.hits(a.lo, a.hi):
+                    self.round_trip_reads.append((ins, a))
+            for a in ins.writes:
+                if a.space == "hbm":
+                    written.add(a.lo, a.hi)
+        later = _Spans()
+        for ins in reversed(dmas):
+            for a in ins.writes:
+                if a.space == "hbm" and later.hits(a.lo, a.hi):
+                    self.round_trip_writes.append((ins, a))
+            for a in ins.reads:
+                if a.space == "hbm":
+                    later.add(a.lo, a.hi)
+        self.round_trip_writes.reverse()
+
+    @property
+    def spill_reload_bytes(self) -> int:
+        return sum(a.bytes for _, a in self.round_trip_reads)
+
+    @property
+    def spill_save_bytes(self) -> int:
+        return sum(a.bytes for _, a in self.round_trip_writes)
+
+    @property
+    def reload_bytes(self) -> int:
+        """HBM read bytes that are not the first read of data from outside the kernel:
+        repeated reads of a range plus every round-trip (spill) reload."""
+        trip = {(ins.index, id(a)) for ins, a in self.round_trip_reads}
+        total = 0
+        for group in self.reads.values():
+            for n, (ins, a) in enumerate(group):
+                if n > 0 or (ins.index, id(a)) in trip:
+                    total += a.bytes
+        return total
+
+    def reloaded(self, more_than: int = 2):
+        """{tensor name: (largest read count of one range, bytes read beyond the first
+        read, [(instruction, access), ...] of the repeated ranges)} for tensors with a
+        range read more than `more_than` times."""
+        out: dict[str, list] = {}
+        for group in self.reads.values():
+            if len(group) <= more_than:
+                continue
+            name = group[0][1].tensor or "?"
+            count, extra, items = out.get(name, (0, 0, []))
+            out[name] = (max(count, len(group)),
+                         extra + sum(a.bytes for _, a in group[1:]), items + group)
+        return out
+
+
+# -- the summary ---------------------------------------------------------------------
+def _pct(x: float, whole: float) -> float:
+    return 100.0 * x / whole if whole > 0 else 0.0
+
+
+def throttle_spans(timeline):
+    return [(s, e, f) for s, e, f in (timeline.throttle or ()) if e > s]
+
+
+def active_throttled_ns(timeline, busy: Busy, ncores: int) -> float:
+    """Peak-time lost to throttling while the Tensor Engine was active: the integral of
+    (1 - allowed fraction) over throttled, active time, averaged over the cores."""
+    spans = throttle_spans(timeline)
+    lost = 0.0
+    for c in range(ncores):
+        active = busy.of("tensor", c)
+        for s, e, f in spans:
+            lost += overlap(active, [(s, e)]) * (1.0 - f)
+    return lost / ncores
+
+
+def average_limit_percent(timeline) -> float:
+    """Time-weighted Tensor Engine utilization limit over the run (100: never throttled)."""
+    t = float(timeline.total_time)
+    if t <= 0:
+        return 100.0
+    lost = sum((min(e, t) - max(s, 0.0)) * (1.0 - f)
+               for s, e, f in throttle_spans(timeline) if min(e, t) > max(s, 0.0))
+    return _pct(t - lost, t)
+
+
+def summarize(program, timeline, hbm: HbmTraffic | None = None) -> dict:
+    """The Neuron Explorer summary dict of a run (see the module docstring). `hbm`: the
+    program's HbmTraffic, when the caller has it already."""
+    chip = timeline.chip if timeline.chip is not None else program.chip
+    ncores = core_count(program)
+    t_ns = float(timeline.total_time)
+    busy = Busy(timeline)
+    s: dict = {"total_time": t_ns * 1e-9, "total_active_time": busy.total * 1e-9,
+               "total_active_time_percent": _pct(busy.total, t_ns)}
+    if chip.profiler_base_clock_hz:
+        s["neuroncore_cycle_count"] = int(round(t_ns * 1e-9 * chip.profiler_base_clock_hz))
+    _flops(s, program, chip, ncores)
+    _engines(s, program, timeline, chip, busy, ncores)
+    _dma(s, program, busy, ncores)
+    _traffic(s, program, hbm or HbmTraffic(program))
+    stack_bw = chip.hbm_stack_bandwidth
+    hbm_bytes = s["hbm_read_bytes"] + s["hbm_write_bytes"]
+    s["mbu_estimated_percent"] = _pct(hbm_bytes, s["total_time"] * stack_bw)
+    s["total_bandwidth_available"] = int(s["total_time"] * stack_bw)
+    # roofline
+    s["mm_arithmetic_intensity"] = s["model_flops"] / hbm_bytes if hbm_bytes else 0.0
+    s["peak_flops_bandwidth_ratio"] = chip.core.tensor.peak_bf16_flops / stack_bw
+    s["mfu_max_achievable_estimated_percent"] = (
+        _pct(s["adjusted_model_flops"] / hbm_bytes, s["peak_flops_bandwidth_ratio"])
+        if hbm_bytes else 0.0)
+    return s
+
+
+def _flops(s, program, chip, ncores):
+    hw = tr = matmuls = 0
+    hw_adj = tr_adj = 0.0
+    for ins in program.instructions:
+        f = matmul_flops(ins, chip)
+        if f is None:
+            continue
+        hw += f[0]
+        hw_adj += f[1]
+        if f[2]:
+            tr += f[0]
+            tr_adj += f[1]
+        else:
+            matmuls += 1
+    peak = chip.core.tensor.peak_bf16_flops * ncores  # FLOP/s of the Tensor Engines run
+    s.update(model_flops=hw - tr, hardware_flops=hw, transpose_flops=tr,
+             adjusted_model_flops=int(round(hw_adj - tr_adj)),
+             adjusted_hardware_flops=int(round(hw_adj)),
+             adjusted_transpose_flops=int(round(tr_adj)), matmul_instruction_count=matmuls)
+    s["mfu_estimated_percent"] = _pct(hw_adj - tr_adj, peak * s["total_time"])
+    s["hfu_estimated_percent"] = _pct(hw_adj, peak * s["total_time"])
+
+
+def _engines(s, program, timeline, chip, busy: Busy, ncores):
+    t_ns = float(timeline.total_time)
+    counts = Counter(i.engine for i in program.instructions)
+    for eng in ENGINES:
+        active = busy.mean(eng, ncores)
+        s[f"{eng}_engine_active_time"] = active * 1e-9
+        s[f"{eng}_engine_active_time_percent"] = _pct(active, t_ns)
+        s[f"{eng}_engine_instruction_count"] = counts.get(eng, 0)
+        s[f"{eng}_engine_instruction_time"] = busy.instruction_time.get(eng, 0.0) * 1e-9
+    # model FLOPs as a share of what the Tensor Engines could do while active
+    active_flops = chip.core.tensor.peak_bf16_flops * busy.mean("tensor", ncores) * ncores * 1e-9
+    s["model_flops_active_percent"] = _pct(s["adjusted_model_flops"], active_flops)
+    s["active_throttled_flops_percent"] = _pct(active_throttled_ns(timeline, busy, ncores),
+                                               t_ns)
+    s["average_utilization_limit_percent"] = average_limit_percent(timeline)
+
+
+def _dma(s, program, busy: Busy, ncores):
+    dmas = [i for i in program.instructions if i.engine == "dma"]
+    active = busy.mean("dma", ncores)
+    s["dma_active_time"] = active * 1e-9
+    s["dma_active_time_percent"] = _pct(active, s["total_time"] * 1e9)
+    s["dma_transfer_count"] = len(dmas)
+    nbytes = sum(i.bytes_moved for i in dmas)
+    s["dma_transfer_total_bytes"] = nbytes
+    s["dma_transfer_average_bytes"] = nbytes / len(dmas) if dmas else 0.0
+    s["dma_transfer_time"] = busy.instruction_time.get("dma", 0.0) * 1e-9
+    s["dma_queue_count"] = len({i.queue for i in dmas})
+
+
+def _traffic(s, program, hbm: HbmTraffic):
+    traffic = defaultdict(int)
+    psum_to_sbuf = psum_to_sbuf_bytes = 0
+    for ins in program.instructions:
+        for a in ins.reads:
+            if moves_data(ins, a):
+                traffic[(a.space, "read")] += a.bytes
+        for a in ins.writes:
+            if moves_data(ins, a):
+                traffic[(a.space, "write")] += a.bytes
+        if ins.engine != "dma" and any(a.space == "psum" for a in ins.reads):
+            sb = sum(a.bytes for a in ins.writes if a.space == "sbuf")
+            if sb:
+                psum_to_sbuf += 1
+                psum_to_sbuf_bytes += sb
+    for space in ("hbm", "sbuf", "psum"):
+        for mode in ("read", "write"):
+            s[f"{space}_{mode}_bytes"] = traffic[(space, mode)]
+    s["psum_read_sbuf_write_count"] = psum_to_sbuf
+    s["psum_read_sbuf_write_bytes"] = psum_to_sbuf_bytes
+    s["spill_save_bytes"] = hbm.spill_save_bytes
+    s["spill_reload_bytes"] = hbm.spill_reload_bytes
+    reload = hbm.reload_bytes
+    s["hbm_reload_bytes"] = reload
+    read = s["hbm_read_bytes"]
+    s["useful_read_percent"] = _pct(read - reload, read) if read else 100.0

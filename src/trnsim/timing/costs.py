@@ -1,0 +1,407 @@
+"""The cost model: how long one recorded instruction occupies its engine, from the
+instruction record and the chip data only.
+
+Every figure comes from the chip file (`trnsim/chips/*.json`, each constant with its
+source); the formulas are those of hardware.md (ISA-old "Estimated instruction cost",
+the architecture guides and the performance guide):
+
+- Vector / Scalar / GpSimd: `max(MIN_II, passes * N / speedup)` engine cycles, N the
+  elements per partition of the main input (one lane per partition, so a 64-partition
+  instruction costs what a 128-partition one does); `passes` per instruction (two for a
+  two-input `tensor_tensor`, 8 for `reciprocal`, ...); the NeuronCore-v3+ 16-bit
+  performance modes (4x / 2x) as `speedup`; half rate for innermost strides > 16 B; a
+  dynamic (register- or tensor-indexed) access floors at MIN_II_DYNAMIC; the results are
+  visible `dependency_latency_cycles` after the instruction leaves the engine.
+- Tensor Engine: LoadStationary + MultiplyMoving, `max(N_moving, MM_INIT_LATENCY,
+  M_stationary / fast_LS)` cycles per matmul, 4x for fp32 (2x in v3+ transpose mode or
+  with a 0/1 operand), double-row fp8 and MX at the same cycles for 2x / 4x the
+  contraction; a LoadStationary that cannot be hidden behind the previous
+  MultiplyMoving (the engine was idle) is added in front.
+- DMA: see `DmaCost` (queue interval, fixed latency, per-engine bandwidth by contiguous
+  bytes, HBM stack share).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ..numerics.dtypes import as_dtype
+
+COMPUTE = ("vector", "scalar", "gpsimd")
+_FP32 = ("float32",)
+_ITEMSIZE: dict = {}
+
+
+def itemsize(dtype: str) -> int:
+    n = _ITEMSIZE.get(dtype)
+    if n is None:
+        try:
+            n = as_dtype(dtype).itemsize
+        except Exception:  # noqa: BLE001 - an unknown name: assume 4 bytes
+            n = 4
+        _ITEMSIZE[dtype] = n
+    return n
+
+
+def _is16(dtype: str, gen: int) -> bool:
+    """16-bit (or, on NeuronCore-v4, 8-bit float) data: the VectorE performance mode."""
+    n = itemsize(dtype)
+    return n == 2 or (gen >= 4 and n == 1 and dtype.startswith("float8"))
+
+
+def _inner_stride_bytes(a) -> int:
+    """Bytes between consecutive elements of the innermost dimension with more than one
+    element (0 for a single element)."""
+    for stride, count in reversed(a.pattern):
+        if count > 1:
+            return abs(stride) * itemsize(a.dtype)
+    return 0
+
+
+def _contiguous(a) -> bool:
+    return _inner_stride_bytes(a) in (0, itemsize(a.dtype))
+
+
+@dataclass
+class EngineConst:
+    clock_hz: float
+    min_ii: int
+    latency_cycles: float  # result visible this long after the instruction leaves
+    semaphore_cycles: float  # waiting on another engine's semaphore
+    min_ii_dynamic: int
+    stride_threshold: int
+    stride_slowdown: float
+    start_cycles: int  # GpSimd instruction start-up
+    perf4: float  # NC-v3+ VectorE performance mode, 16-bit contiguous SBUF->SBUF
+    perf2: float  # ... other 16-bit cases
+    exp_speedup: float  # NC-v4 VectorE exponential vs ScalarE activation
+    quant_epc: float  # quantize_mx elements per partition per cycle
+    act_reduce_cycles: int
+
+    @property
+    def ns_per_cycle(self) -> float:
+        return 1e9 / self.clock_hz
+
+
+def _engine_const(spec, gen: int) -> EngineConst:
+    x = spec.extras
+    return EngineConst(
+        clock_hz=spec.clock_hz, min_ii=spec.min_ii_cycles,
+        latency_cycles=float(x.get("dependency_latency_cycles", 0)),
+        semaphore_cycles=float(spec.dependent_issue_overhead_cycles),
+        min_ii_dynamic=int(x.get("min_ii_dynamic_cycles", spec.min_ii_cycles)),
+        stride_threshold=int(x.get("strided_access_threshold_bytes", 16)),
+        stride_slowdown=float(x.get("strided_access_slowdown", 1)),
+        start_cycles=int(x.get("start_cycles", 0)),
+        perf4=float(x.get("perf_mode_speedup_contiguous_16bit", x.get("perf_mode_speedup", 1))),
+        perf2=float(x.get("perf_mode_speedup_other", x.get("perf_mode_speedup", 1))),
+        exp_speedup=float(x.get("exponential_speedup_vs_scalar", 1)),
+        quant_epc=float(x.get("quantize_mx_elements_per_partition_per_cycle", 1)),
+        act_reduce_cycles=int(x.get("activation_reduce_extra_cycles", spec.min_ii_cycles)))
+
+
+class CostModel:
+    """Per-chip constants and the per-instruction cost functions."""
+
+    def __init__(self, chip):
+        self.chip = chip
+        core = chip.core
+        gen = self.gen = chip.generation
+        self.eng = {name: _engine_const(getattr(core, name), gen) for name in COMPUTE}
+        te = core.tensor
+        tx = te.extras
+        self.te = te
+        self.te_ns = 1e9 / te.clock_hz
+        self.te_min_ii = te.min_ii_cycles
+        self.te_fast_ls = max(1, te.fast_load_stationary_factor)
+        self.te_fp32 = te.fp32_cost_factor
+        self.te_transpose_fp32 = te.fp32_cost_factor / float(tx.get("transpose_mode_fp32_speedup", 1)) \
+            if gen >= 3 else te.fp32_cost_factor
+        self.te_onezero = float(tx.get("onezero_fp32_speedup", 1))
+        self.te_latency_cycles = float(tx.get("dependency_latency_cycles", 0))
+        self.te_semaphore_cycles = float(tx.get("dependent_issue_overhead_cycles", 0))
+        self.te_cell = 32  # PE tiling granularity (tile sizes are multiples of 32)
+        sync = core.extras.get("sync_engine", {}) or {}
+        self.sync_clock = float(sync.get("clock_hz", chip.profiler_base_clock_hz or 1.2e9))
+        self.sync_cycles = float(sync.get("instruction_cycles", 64))
+        self.sync_semaphore_cycles = float(sync.get("dependent_issue_overhead_cycles", 0))
+        self.dma = DmaCost(chip)
+
+    # -- semaphores and latencies -----------------------------------------
+    def semaphore_ns(self, track: str) -> float:
+        """Extra wait of an instruction on `track` for a producer on another engine."""
+        if track in self.eng:
+            e = self.eng[track]
+            return e.semaphore_cycles * e.ns_per_cycle
+        if track == "tensor":
+            return self.te_semaphore_cycles * self.te_ns
+        if track == "sync":
+            return self.sync_semaphore_cycles * 1e9 / self.sync_clock
+        return 0.0  # DMA: the fixed cost covers the semaphore-to-start
+
+    def latency_ns(self, track: str) -> float:
+        """How long after an instruction on `track` ends its results are visible."""
+        if track in self.eng:
+            e = self.eng[track]
+            return e.latency_cycles * e.ns_per_cycle
+        if track == "tensor":
+            return self.te_latency_cycles * self.te_ns
+        return 0.0
+
+    # -- compute engines --------------------------------------------------
+    def compute(self, ins) -> tuple[float, dict]:
+        """(ns, cost terms) for an instruction on Vector / Scalar / GpSimd."""
+        engine = ins.engine
+        e = self.eng[engine]
+        op = ins.opcode
+        a = ins.attrs
+        reads = [r for r in ins.reads if r.space != "hbm" and r.role != "indirect_offset"]
+        writes = ins.writes
+        data = _main_input(reads, op)
+        n = data.elems_per_partition if data is not None else (
+            writes[0].elems_per_partition if writes else 1)
+        dst = writes[0] if writes else None
+        cycles, floor, speed = self._compute_cycles(ins, e, op, a, reads, dst, data, n)
+        stride = 1.0
+        for acc in reads + list(writes):
+            if acc.space != "hbm" and _inner_stride_bytes(acc) > e.stride_threshold:
+                stride = e.stride_slowdown
+                break
+        dynamic = any(r.indirect for r in ins.reads) or any(w.indirect for w in writes)
+        cycles = cycles * stride / speed
+        if dynamic:
+            floor = max(floor, e.min_ii_dynamic)
+        total = max(floor, cycles)
+        terms = {"cycles": total, "N": n, "clock_hz": e.clock_hz}
+        if speed != 1:
+            terms["perf_mode"] = speed
+        if stride != 1:
+            terms["strided"] = stride
+        if dynamic:
+            terms["dynamic"] = True
+        return total * e.ns_per_cycle, terms
+
+    def _compute_cycles(self, ins, e, op, a, reads, dst, data, n):
+        """(cycles before the speed-up, floor cycles, speed-up)."""
+        gen = self.gen
+        engine = ins.engine
+        floor = e.min_ii
+        passes = 1.0
+        speed = 1.0
+        if op in ("tensor_copy", "tensor_scalar", "tensor_copy_predicated"):
+            speed = self._perf_mode(engine, e, reads, dst)
+            if op == "tensor_copy_predicated":
+                passes = 2.0 if all(r.space == "sbuf" for r in reads) else 1.0
+        elif op == "tensor_tensor":
+            ins_dt = [r.dtype for r in reads[:2]] + ([dst.dtype] if dst is not None else [])
+            psum_in = any(r.space == "psum" for r in reads[:2])
+            bf16 = all(d == "bfloat16" for d in ins_dt)
+            simple = a.get("op") in ("add", "multiply", "subtract")
+            contiguous = all(_contiguous(r) for r in reads[:2])
+            if psum_in or (bf16 and simple and contiguous):
+                passes = 1.0
+            else:
+                passes = 2.0
+            if (engine == "vector" and gen >= 3 and not psum_in
+                    and all(r.space == "sbuf" for r in reads[:2])
+                    and all(_is16(d, gen) for d in ins_dt)):
+                speed = e.perf2
+        elif op in ("activation", "activation_reduce", "activate2"):
+            passes = 1.0
+        elif op == "exponential":
+            passes = 1.0 / e.exp_speedup
+        elif op == "read_accumulator":
+            return float(e.act_reduce_cycles), floor, 1.0
+        elif op == "tensor_scalar_reduce":
+            return max(floor, n) + e.min_ii, floor, 1.0
+        elif op == "tensor_reduce":
+            bf16 = data is not None and data.dtype == "bfloat16" and (
+                dst is None or dst.dtype == "bfloat16")
+            passes = 0.5 if bf16 and a.get("op") in ("add", "max", "maximum") else 1.0
+            floor = 0
+        elif op in ("tensor_tensor_scan", "tensor_scalar_cumulative"):
+            passes = 2.0
+        elif op == "bn_stats":
+            passes = 1.0
+        elif op == "bn_aggr":
+            passes = 13.0 / 3.0
+        elif op == "reciprocal":
+            passes = 8.0
+        elif op == "memset":
+            n = dst.elems_per_partition if dst is not None else n
+            zero16 = dst is not None and itemsize(dst.dtype) == 2 and float(a.get("value", 1)) == 0.0
+            passes = 0.5 if zero16 else 1.0
+        elif op == "scalar_tensor_tensor":
+            bf = data is not None and data.dtype == "bfloat16" and all(
+                r.dtype == "bfloat16" for r in reads[:2])
+            passes = 1.0 if (bf and a.get("op0") == "subtract" and a.get("op1") == "multiply"
+                             and n % 2 == 0) else 2.0
+            floor = 0
+        elif op in ("iota", "affine_select"):
+            n = dst.elems_per_partition if (op == "iota" and dst is not None) else n
+            return float(e.start_cycles + n), 0, 1.0
+        elif op == "local_gather":
+            E = int(a.get("num_elem_per_idx", 1))
+            nv = int(a.get("num_valid_indices", n))
+            t = 4.0
+            isz = itemsize(data.dtype) if data is not None else 4
+            c = ((28 + t * E) / (t * E)) / min(4.0 / isz, E)
+            return e.start_cycles + nv * E / c, 0, 1.0
+        elif op == "topk":
+            return 4.0 * int(a.get("n", n)) + int(a.get("k", 0)), 0, 1.0
+        elif op in ("max8", "nc_find_index8"):
+            floor = 0
+        elif op == "quantize_mx":
+            passes = 1.0 / e.quant_epc
+        elif engine == "gpsimd" and op in ("tensor_partition_reduce", "nc_n_gather",
+                                           "sequence_bounds", "nonzero_with_count"):
+            return float(e.start_cycles + n), 0, 1.0
+        elif op == "core_barrier":
+            return float(e.min_ii), 0, 1.0
+        return passes * n, floor, speed
+
+    def _perf_mode(self, engine, e, reads, dst) -> float:
+        """NeuronCore-v3+ performance mode for tensor_copy / tensor_scalar (VectorE; v4
+        ScalarE too): 4x SBUF->SBUF 16-bit contiguous, 2x other 16-bit cases."""
+        if e.perf4 <= 1 and e.perf2 <= 1:
+            return 1.0
+        if engine not in ("vector", "scalar") or dst is None or not reads:
+            return 1.0
+        src = reads[0]
+        if not (_is16(src.dtype, self.gen) and _is16(dst.dtype, self.gen)):
+            return 1.0
+        if src.space == "sbuf" and dst.space == "sbuf" and _contiguous(src) and _contiguous(dst):
+            return e.perf4
+        return e.perf2
+
+    # -- sync engine --------------------------------------------------------
+    def sync(self, ins) -> tuple[float, dict]:
+        return self.sync_cycles * 1e9 / self.sync_clock, {"cycles": self.sync_cycles,
+                                                           "clock_hz": self.sync_clock}
+
+    # -- Tensor Engine ------------------------------------------------------
+    def matmul(self, ins) -> tuple[float, float, dict, tuple]:
+        """(MultiplyMoving ns, exposed LoadStationary ns, terms, PE cells used)."""
+        a = ins.attrs
+        n = int(a.get("N", 1))
+        m = int(a.get("M", 1))
+        sd, md = a.get("stationary_dtype", ""), a.get("moving_dtype", "")
+        fp32 = sd in _FP32 or md in _FP32
+        factor = 1.0
+        if fp32:
+            if a.get("is_transpose"):
+                factor = self.te_transpose_fp32
+            else:
+                factor = float(self.te_fp32)
+                if a.get("is_stationary_onezero") or a.get("is_moving_onezero"):
+                    factor /= self.te_onezero
+        mm = max(n, self.te_min_ii) * factor
+        ls = math.ceil(m / self.te_fast_ls) * factor
+        terms = {"cycles": mm, "N": n, "M": m, "K": int(a.get("K", 0)),
+                 "clock_hz": self.te.clock_hz, "dtype_factor": factor,
+                 "perf_mode": a.get("perf_mode", "none")}
+        (sr, sc) = tuple(a.get("tile_position", (0, 0)) or (0, 0))
+        (rs, cs) = tuple(a.get("tile_size", (self.te.rows, self.te.cols))
+                         or (self.te.rows, self.te.cols))
+        cell = self.te_cell
+        rows = range(sr // cell, (sr + rs) // cell)
+        cols = range(sc // cell, (sc + cs) // cell)
+        ncol = self.te.cols // cell
+        cells = tuple(r * ncol + c for r in rows for c in cols)
+        return mm * self.te_ns, ls * self.te_ns, terms, cells
+
+
+def _main_input(reads, op):
+    """The access whose elements per partition set N: the largest on-chip input (a
+    [P, 1] scale or bias never is)."""
+    best = None
+    for r in reads:
+        if best is None or r.elems_per_partition > best.elems_per_partition:
+            best = r
+    return best
+
+
+class DmaCost:
+    """DMA transfers (hardware.md §1 DMA).
+
+    A transfer runs on the 16 DMA engines of its core, split by partition
+    (`partitions_per_engine` each, so a 128-partition transfer uses all 16 and a
+    4-partition one only the first); each engine moves its share at
+    `bandwidth_per_engine * eff(contiguous bytes)`, eff(b) = b / (b + element overhead)
+    (the descriptor-element overhead, fitted to the published throughput-vs-bytes figure).
+    The transfer ends `fixed_cost_ns` (descriptor setup, synchronisation, semaphore to
+    start) plus its data time after it is issued; its queue issues the next transfer
+    `max(queue_issue_interval, data time)` later (the per-transfer overhead overlaps the
+    previous transfer's data, so a stream of small transfers is bound by the issue rate:
+    the "DMA packet rate" limit). HBM traffic goes through the core's HBM stack, shared
+    with the other cores on that stack."""
+
+    def __init__(self, chip):
+        d = chip.core.dma
+        x = d.extras
+        self.engines = d.engines
+        self.ppe = max(1, d.partitions_per_engine)
+        self.bw = d.bandwidth_per_engine / 1e9  # bytes per ns
+        self.fixed = float(d.fixed_cost_ns)
+        self.dge = float(d.dge_cost_ns)
+        self.dge_instances = int(x.get("dge_instances", 1))
+        self.interval = float(x.get("queue_issue_interval_ns", d.fixed_cost_ns))
+        self.elem_overhead = float(x.get("element_overhead_bytes", 0))
+        self.transpose_hbm = float(x.get("transpose_efficiency_hbm_to_sbuf", 0) or 0)
+        self.transpose_sbuf = float(x.get("transpose_efficiency_sbuf_to_sbuf", 0) or 0)
+        self.rmw = float(x.get("sbuf_rmw_efficiency", 1.0))
+        self.stack_bw = chip.hbm_stack_bandwidth / 1e9
+        self.cores_per_stack = max(1, chip.cores_per_chip // max(1, chip.hbm_stacks))
+        self.gen = chip.generation
+
+    def eff(self, contiguous: int) -> float:
+        c = max(1, contiguous)
+        return c / (c + self.elem_overhead)
+
+    def cost(self, ins) -> dict:
+        """The per-engine data times of one transfer and its HBM bytes."""
+        a = ins.attrs
+        onchip = [x for x in ins.writes if x.space != "hbm"] or \
+                 [x for x in ins.reads if x.space != "hbm" and x.role != "indirect_offset"]
+        side = onchip[0] if onchip else None
+        nbytes = int(a.get("bytes") or sum(w.bytes for w in ins.writes) or 0)
+        if side is not None:
+            parts = max(1, side.p_hi - side.p_lo)
+            p0 = side.p_lo
+        else:  # HBM -> HBM: rows of the destination
+            w = ins.writes[0] if ins.writes else None
+            parts = max(1, w.shape[0] if w is not None and w.shape else 1)
+            p0 = 0
+        # contiguous run: the smaller of the two sides' innermost runs, within a row
+        per_part = max(1, nbytes // parts) if parts else nbytes
+        runs = [x.contiguous_bytes for x in (*ins.reads, *ins.writes)
+                if x.role != "indirect_offset" and x.contiguous_bytes > 0]
+        run = min(runs + [per_part]) if runs else per_part
+        eff = self.eff(run)
+        op = ins.opcode
+        kind = "copy"
+        if op == "dma_transpose":
+            kind = "transpose"
+            src_hbm = any(r.space == "hbm" for r in ins.reads)
+            f = self.transpose_hbm if src_hbm else self.transpose_sbuf
+            if f > 0:  # the engines transpose at a fraction of their copy throughput
+                eff = f * self.eff(per_part)
+        elif op == "dma_compute" or a.get("dst_rmw_op"):
+            kind = "compute"
+            eff *= self.rmw
+        # engines: partitions [p0, p0 + parts) in groups of `ppe`
+        first = (p0 // self.ppe) % self.engines
+        n_eng = min(self.engines, -(-((p0 % self.ppe) + parts) // self.ppe))
+        engines = tuple((first + i) % self.engines for i in range(n_eng))
+        share = -(-parts // n_eng)  # partitions on the busiest engine
+        eng_bytes = nbytes * share / parts if parts else nbytes
+        data_ns = eng_bytes / (self.bw * eff) if nbytes else 0.0
+        hbm = sum(x.bytes for x in (*ins.reads, *ins.writes)
+                  if x.space == "hbm" and x.role != "indirect_offset")
+        dge = 0.0
+        mode = a.get("dge_mode")
+        if mode in ("hwdge", "swdge"):
+            dge = self.dge
+        return {"bytes": nbytes, "engines": engines, "data_ns": data_ns, "eff": eff,
+                "contiguous_bytes": run, "hbm_bytes": hbm, "dge_ns": dge, "dge_mode": mode,
+                "kind": kind}
