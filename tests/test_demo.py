@@ -1,18 +1,21 @@
-"""`make demo` must keep working: every example matches its reference on every chip."""
+"""`make demo` must keep working: every example matches its reference on every chip,
+and each profile's trace and report are written."""
 import json
 
 from trnsim import demo
 
 
-def test_demo_runs_and_writes_records(tmp_path, monkeypatch, capsys):
+def test_demo_profiles_examples_and_writes_outputs(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert demo.main() == 0
     out = capsys.readouterr().out
     assert "MISMATCH" not in out
-    assert "mx_matmul      trn3" in out
-    record = tmp_path / "out/demo/tiled_matmul-trn2.record.jsonl"
-    rows = [json.loads(line) for line in record.read_text().splitlines()]
-    # 2 M tiles x 2 N tiles x 4 K tiles of matmul, all on the Tensor Engine
-    assert sum(r["opcode"] == "nc_matmul" for r in rows) == 16
-    assert {r["engine"] for r in rows if r["opcode"] == "nc_matmul"} == {"tensor"}
-    assert all(r["location"] and "tiled_matmul.py:" in r["location"] for r in rows)
+    assert "mx_matmul     trn3" in out
+    out_dir = tmp_path / "out/demo"
+    for chip in ("trn2", "trn3"):
+        trace = json.loads((out_dir / f"tiled_matmul-{chip}.trace.json").read_text())
+        events = trace["traceEvents"] if isinstance(trace, dict) else trace
+        # lhsT [1024, 512], rhs [1024, 2048]: 4 M tiles x 4 N tiles x 8 K tiles of matmul
+        assert sum(e.get("name") == "nc_matmul" and e.get("ph") == "X" for e in events) == 128
+        html = (out_dir / f"tiled_matmul-{chip}.report.html").read_text()
+        assert "<html" in html.lower() and "nc_matmul" in html

@@ -1,13 +1,12 @@
-"""`make demo`: run the example NKI kernels on simulated Trn2 and Trn3, check them
-against NumPy references, and show what the simulated NeuronCore recorded.
+"""`make demo`: profile the example NKI kernels on simulated Trn2 and Trn3.
 
-Latency prediction and profiles (timeline, MFU, insights, HTML report) are the timing
-milestone; until it lands, the demo prints the instruction record's summary and writes
-each record as JSON lines under out/demo/.
+Each kernel runs with its numerics checked against a NumPy reference; its instruction
+record is scheduled by the timing model; the demo prints predicted latency and the key
+summary metrics side by side for the two chips, the top insight, and writes each
+profile's Perfetto trace and HTML report under out/demo/.
 """
 from __future__ import annotations
 
-import collections
 import importlib.util
 import sys
 from pathlib import Path
@@ -16,9 +15,11 @@ import ml_dtypes
 import numpy as np
 
 from .machine.launch import run_kernel
+from .profile.profile import Profile
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 OUT = Path("out/demo")
+CHIPS = ("trn2", "trn3")
 
 
 def _example(name):
@@ -30,41 +31,38 @@ def _example(name):
 
 
 def _cases(rng):
-    bf16 = ml_dtypes.bfloat16
-    f32 = np.float32
+    """(example, kernel attribute, inputs, chips): the flagship kernels at demo sizes."""
+    bf16, f32 = ml_dtypes.bfloat16, np.float32
     x = rng.standard_normal((256, 1024)).astype(f32)
     w = rng.standard_normal((1024,)).astype(f32)
     b = rng.standard_normal((1024,)).astype(f32)
-    yield "tensor_add", "tensor_add_kernel", (x, x[::-1].copy()), ("trn2", "trn3")
     yield ("tiled_matmul", "tiled_matmul_kernel",
-           (rng.standard_normal((512, 256)).astype(bf16),
-            rng.standard_normal((512, 1024)).astype(bf16)), ("trn2", "trn3"))
-    yield "pe_transpose", "pe_transpose_kernel", (x[:, :320].copy(),), ("trn2", "trn3")
-    yield "softmax", "softmax_kernel", (x,), ("trn2", "trn3")
-    yield "rmsnorm", "rmsnorm_kernel", (x, w), ("trn2", "trn3")
-    yield "layernorm", "layernorm_kernel", (x, w, b), ("trn2", "trn3")
-    yield "lnc2_add", "lnc2_add_kernel[2]", (x, x * 2), ("trn2", "trn3")
+           (rng.standard_normal((1024, 512)).astype(bf16),
+            rng.standard_normal((1024, 2048)).astype(bf16)), CHIPS)
+    yield "softmax", "softmax_kernel", (x,), CHIPS
+    yield "rmsnorm", "rmsnorm_kernel", (x, w), CHIPS
+    yield "layernorm", "layernorm_kernel", (x, w, b), CHIPS
+    yield "pe_transpose", "pe_transpose_kernel", (x[:, :320].copy(),), CHIPS
+    yield "tensor_add", "tensor_add_kernel", (x, x[::-1].copy()), CHIPS
+    yield "lnc2_add", "lnc2_add_kernel[2]", (x, x * 2), CHIPS
     yield ("mx_matmul", "mx_matmul_kernel",
            (rng.standard_normal((1024, 128)).astype(bf16),
             rng.standard_normal((1024, 512)).astype(bf16)), ("trn3",))
 
 
-def _summary(program):
-    engines = collections.Counter(i.engine for i in program)
-    dma_bytes = sum(i.bytes_moved for i in program if i.engine == "dma")
-    return engines, dma_bytes
+def _fmt_us(seconds: float) -> str:
+    return f"{seconds * 1e6:9.2f}"
 
 
 def main(argv=None) -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
-    print("trnsim demo: example NKI kernels on simulated NeuronCores\n")
-    header = (f"{'kernel':14} {'chip':5} {'max |err|':>10} {'instr':>6} "
-              f"{'tensor':>6} {'vector':>6} {'scalar':>6} {'gpsimd':>6} {'dma':>5} "
-              f"{'DMA MiB':>8} {'SBUF peak':>10} {'PSUM peak':>10}")
-    print(header)
-    print("-" * len(header))
-    failures = 0
+    print("trnsim demo: example NKI kernels profiled on simulated Trn2 and Trn3\n")
+    head = (f"{'kernel':13} {'chip':5} {'time us':>9} {'MFU %':>6} {'PE %':>5} {'DVE %':>5} "
+            f"{'ACT %':>5} {'DMA %':>5} {'MBU %':>5} {'HBM MiB':>8} {'max|err|':>9}  top insight")
+    print(head)
+    print("-" * (len(head) + 30))
+    failures, times = 0, {}
     for name, attr, args, chips in _cases(rng):
         mod = _example(name)
         lnc = 2 if attr.endswith("[2]") else 1
@@ -72,21 +70,31 @@ def main(argv=None) -> int:
         ref = np.asarray(mod.reference(*args), dtype=np.float64)
         for chip in chips:
             out, run = run_kernel(kernel.fn, args, lnc=lnc, chip=chip)
-            err = float(np.abs(np.asarray(out, dtype=np.float64) - ref).max())
-            ok = np.allclose(np.asarray(out, dtype=np.float64), ref, rtol=2e-2, atol=2e-2)
+            got = np.asarray(out, dtype=np.float64)
+            err = float(np.abs(got - ref).max())
+            ok = np.allclose(got, ref, rtol=2e-2, atol=2e-2)
             failures += not ok
-            engines, dma_bytes = _summary(run.program)
-            sbuf = max(c.sbuf.peak_bytes for c in run.cores)
-            psum = max(c.psum.peak_bytes for c in run.cores)
-            print(f"{name:14} {chip:5} {err:10.2e} {len(run.program):6} "
-                  f"{engines['tensor']:6} {engines['vector']:6} {engines['scalar']:6} "
-                  f"{engines['gpsimd']:6} {engines['dma']:5} {dma_bytes / 2**20:8.2f} "
-                  f"{sbuf:9}B {psum:9}B" + ("" if ok else "  MISMATCH"))
-            run.program.write_jsonl(OUT / f"{name}-{chip}.record.jsonl")
-    print(f"\nSBUF/PSUM peak = bytes per partition live at once (allocator high-water mark).")
-    print(f"Instruction records written to {OUT}/ (one JSON object per instruction).")
-    print("Latency prediction, Perfetto traces and HTML reports arrive with the timing "
-          "milestone.")
+            prof = Profile.from_run(run, out, f"{name}-{chip}")
+            s = prof.summary
+            times[(name, chip)] = prof.total_time
+            top = prof.insights[0].title if prof.insights else ""
+            hbm = (s["hbm_read_bytes"] + s["hbm_write_bytes"]) / 2**20
+            print(f"{name:13} {chip:5} {_fmt_us(prof.total_time)} "
+                  f"{s['mfu_estimated_percent']:6.1f} "
+                  f"{s['tensor_engine_active_time_percent']:5.1f} "
+                  f"{s['vector_engine_active_time_percent']:5.1f} "
+                  f"{s['scalar_engine_active_time_percent']:5.1f} "
+                  f"{s['dma_active_time_percent']:5.1f} {s['mbu_estimated_percent']:5.1f} "
+                  f"{hbm:8.2f} {err:9.2e}  {top}" + ("" if ok else "  MISMATCH"))
+            prof.to_perfetto(OUT / f"{name}-{chip}.trace.json")
+            prof.report(OUT / f"{name}-{chip}.report.html")
+    print("\nTrn3 vs Trn2 predicted speed-up:")
+    for (name, chip), t in times.items():
+        if chip == "trn3" and (name, "trn2") in times:
+            print(f"  {name:13} {times[(name, 'trn2')] / t:5.2f}x")
+    print(f"\nTraces (open in ui.perfetto.dev) and HTML reports written to {OUT}/")
+    print("PE/DVE/ACT = Tensor/Vector/Scalar engine active time; MBU = HBM bandwidth "
+          "utilization of one stack.")
     return 1 if failures else 0
 
 
