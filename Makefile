@@ -5,7 +5,7 @@ TEST_STAMP := $(VENV)/.installed-test
 # The CPU build of PyTorch these machines carry; the torch bridge tests use it.
 TORCH ?= torch==2.13.0
 
-.PHONY: demo test clean
+.PHONY: demo test clean bench
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -22,6 +22,9 @@ demo: $(STAMP)
 
 test: $(TEST_STAMP)
 	$(PY) -m pytest
+
+bench: $(STAMP)
+	$(PY) -m benchmarks.run
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info out

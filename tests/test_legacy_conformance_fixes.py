@@ -351,3 +351,186 @@ def test_one_dimensional_access_loads_as_a_column_tile():
 
     out, _ = lj.run_legacy(k, (a,))
     np.testing.assert_allclose(out[:, 0], a[:, 4] * 2.0, rtol=1e-6)
+
+
+# -- tile methods on an indexed tile ----------------------------------------------------------
+def test_tensor_methods_on_an_indexed_tile():
+    a = rand(32, 4)
+
+    def k(x):
+        out = hbm((32, 16))
+        t = nl.load(x)
+        wide = t[:, 2].broadcast_to((32, 16))  # column 2 along the free axis
+        nl.store(out, wide)
+        assert t[:, 0:2].ndim == 2 and t[:, 0:2].astype(nl.bfloat16).dtype == nl.bfloat16
+        return out
+
+    out, _ = lj.run_legacy(k, (a,))
+    np.testing.assert_array_equal(out, np.repeat(a[:, 2:3], 16, axis=1))
+
+
+# -- direct allocation ------------------------------------------------------------------------
+def test_alloc_func_called_with_documented_parameter_names():
+    import functools
+
+    seen = []
+
+    def place(bank_map, idx, pdim_size, fdim_size):
+        seen.append((idx, pdim_size, fdim_size))
+        return (bank_map[idx], 0, 0)
+
+    def k(x):
+        out = hbm((2, 16, 64))
+        ps = nl.ndarray((2, nl.par_dim(16), 64), dtype=nl.float32,
+                        buffer=ncc.psum.alloc(functools.partial(place, bank_map={(0,): 3, (1,): 5})))
+        for i in nl.affine_range(2):
+            ps[i, :, :] = nl.multiply(nl.load(x[i]), float(i + 1))
+            nl.store(out[i], nl.copy(ps[i, :, :]))
+        return out
+
+    a = rand(2, 16, 64)
+    out, run = lj.run_legacy(k, (a,))
+    assert seen == [((0,), 16, 256), ((1,), 16, 256)]
+    np.testing.assert_allclose(out, a * np.array([1.0, 2.0])[:, None, None], rtol=1e-6)
+    banks = {w.lo // 2048 for ins in run.program for w in ins.writes if w.space == "psum"}
+    assert banks == {3, 5}
+
+
+def test_direct_allocation_in_a_loop_is_placed_once():
+    addrs = []
+
+    def k(x):
+        out = hbm((4, 16, 8))
+        cur = 0
+        for i in nl.affine_range(4):
+            t = nl.ndarray((nl.par_dim(16), 8), dtype=nl.float32,
+                           buffer=ncc.sbuf.mod_alloc(base_addr=cur))
+            cur += 200 * 1024  # the body is traced once: this advance happens once
+            t[...] = nl.add(nl.load(x[i]), 1.0)
+            nl.store(out[i], t)
+            addrs.append(t.core.storage.address)
+        for j in range(2):  # a Python loop unrolls: each statement its own placement
+            u = nl.ndarray((nl.par_dim(16), 8), dtype=nl.float32,
+                           buffer=ncc.sbuf.mod_alloc(base_addr=1024 * (j + 1)))
+            u[...] = nl.load(x[j])
+            addrs.append(u.core.storage.address)
+        return out
+
+    a = rand(4, 16, 8)
+    out, run = lj.run_legacy(k, (a,))
+    np.testing.assert_allclose(out, a + 1.0, rtol=1e-6)
+    assert addrs == [0, 0, 0, 0, 1024, 2048]
+
+
+# -- PSUM accumulation -------------------------------------------------------------------------
+def test_psum_accumulation_into_a_fresh_psum_tile_starts_the_group():
+    a, b = rand(3, 32, 16), rand(3, 32, 24)
+
+    def k(x, y):
+        out = hbm((16, 24))
+        ps = nl.ndarray((nl.par_dim(16), 24), dtype=nl.float32, buffer=nl.psum)  # never written
+        for kk in nl.affine_range(3):
+            ps[...] += nisa.nc_matmul(nl.load(x[kk]), nl.load(y[kk]))
+        nl.store(out, nl.copy(ps))
+        return out
+
+    out, run = lj.run_legacy(k, (a, b))
+    np.testing.assert_allclose(out, np.einsum("kpm,kpn->mn", a, b), rtol=1e-5, atol=1e-5)
+    flags = [i.attrs.get("accumulate") for i in run.program if i.opcode == "nc_matmul"]
+    assert flags == [False, True, True]
+
+
+def test_psum_accumulation_onto_written_psum_adds():
+    a, b = rand(32, 16), rand(32, 24)
+
+    def k(x, y):
+        out = hbm((16, 24))
+        ps = nl.ndarray((nl.par_dim(16), 24), dtype=nl.float32, buffer=nl.psum)
+        ps[...] = nl.full((16, 24), 2.5, dtype=nl.float32)  # a bias already in PSUM
+        ps[...] += nisa.nc_matmul(nl.load(x), nl.load(y))
+        nl.store(out, nl.copy(ps))
+        return out
+
+    out, _ = lj.run_legacy(k, (a, b))
+    np.testing.assert_allclose(out, a.T @ b + 2.5, rtol=1e-5, atol=1e-5)
+
+
+def test_mod_alloc_tile_counts_of_a_tensor_without_block_dims_are_ignored():
+    def k(x):
+        out = hbm((16, 8))
+        t = nl.ndarray((nl.par_dim(16), 8), dtype=nl.float32,
+                       buffer=ncc.sbuf.mod_alloc(base_addr=512, num_free_tiles=(4,)))
+        t[...] = nl.load(x)
+        nl.store(out, t)
+        assert t.core.storage.address == 512
+        return out
+
+    a = rand(16, 8)
+    out, _ = lj.run_legacy(k, (a,))
+    np.testing.assert_array_equal(out, a)
+
+    def bad(x):  # fewer counts than block dims
+        nl.ndarray((2, 3, nl.par_dim(16), 8), dtype=nl.float32,
+                   buffer=ncc.sbuf.mod_alloc(base_addr=0, num_free_tiles=(2,)))
+
+    with pytest.raises(NkiValidationError, match="one entry per block"):
+        lj.run_legacy(bad, (a,))
+
+
+def test_psum_block_dims_are_logical_tiles():
+    a, b = rand(32, 64), rand(32, 512)
+
+    def k(x, y):
+        out = hbm((4, 16, 512))
+        xs, ys = nl.load(x), nl.load(y)
+        # 4 x 3 logical tiles of one bank each: 12 banks, more than PSUM's 8
+        ps = nl.ndarray((4, 3, nl.par_dim(16), 512), dtype=nl.float32, buffer=nl.psum)
+        for i in nl.affine_range(4):
+            for j in nl.affine_range(3):
+                ps[i, j] = nisa.nc_matmul(xs[:, nl.ds(16 * i, 16)], ys)
+            acc = nl.add(nl.add(nl.copy(ps[i, 0]), ps[i, 1]), ps[i, 2])
+            nl.store(out[i], acc)
+        return out
+
+    out, run = lj.run_legacy(k, (a, b))
+    ref = np.stack([3 * (a[:, 16 * i:16 * i + 16].T @ b) for i in range(4)])
+    np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-4)
+    banks = {w.lo // 2048 for ins in run.program for w in ins.writes if w.space == "psum"}
+    assert len(banks) <= 8
+
+
+# -- operand masking and masked writes past a tile's end -----------------------------------------
+def test_operand_mask_narrows_a_matmul_operand():
+    a, b = rand(8, 32), rand(8, 40)
+
+    def k(x, y):
+        out = hbm((32, 64))
+        xs = nl.load(x)
+        ys = nl.ndarray((8, 64), dtype=nl.float32, buffer=nl.sbuf)
+        ys[:, 0:40] = nl.load(y)
+        i_p, i_f = nl.mgrid[0:8, 0:64]
+        ps = nl.zeros((32, 64), dtype=nl.float32, buffer=nl.psum)
+        ps[...] = nisa.nc_matmul(xs, ys[i_p, i_f][i_f < 40])  # only the 40 valid columns
+        nl.store(out, nl.copy(ps))
+        return out
+
+    out, _ = lj.run_legacy(k, (a, b))
+    np.testing.assert_allclose(out[:, :40], a.T @ b, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(out[:, 40:], 0.0)  # untouched by the matmul
+
+
+def test_masked_write_to_an_index_range_past_the_tile_end():
+    a = rand(16, 40)
+
+    def k(x):
+        out = hbm((16, 40))
+        t = nl.load(x)
+        i_p, i_f = nl.mgrid[0:16, 0:32]
+        for j in nl.affine_range(2):  # the second 32-wide tile runs past column 40
+            col = 32 * j + i_f
+            t[i_p, col] = nisa.tensor_scalar(t[i_p, col], np.multiply, 2.0, mask=(col < 40))
+        nl.store(out, t)
+        return out
+
+    out, _ = lj.run_legacy(k, (a,))
+    np.testing.assert_allclose(out, a * 2.0, rtol=1e-6)

@@ -20,10 +20,12 @@ Tiles: K by 128 (nl.tile_size.pmax, the contraction on SBUF partitions), M by 12
    (lhsT's dtype) for the whole K loop, each K block's PSUM partial sum being added to
    it, and is stored as [128, BLOCK_N] rows at the end.
 
-Tiles that are refilled in a loop (the hoisted strips, the blocks, the result block)
-are allocated once, before their loop, and reused: on the simulator a tile lives as long
-as a Python name refers to it, so allocating a 128 KiB block inside the loop would keep
-two of them live while the new one is allocated.
+Steps 2 and 3 allocate the tiles they refill in a loop (the hoisted strips, the blocks,
+the result block) once, before the loop: on the simulator a tile lives as long as a
+Python name refers to it, so allocating step 3's 128 KiB block inside its loop would keep
+two of them live while the new one is allocated, more than Trn1's SBUF holds. Step 4
+allocates its lhsT/rhs blocks per iteration, as the tutorial does: two of each fit, so
+the allocator rotates them and the next block loads while the current one is used.
 
     python examples/legacy/matmul_tutorial.py        (small shapes, numerics on)
     python -m benchmarks.matmul_tutorial             (the tutorial's full shape on trn1)
@@ -154,10 +156,6 @@ def matmul_block_mnk(lhsT, rhs, TILES_IN_BLOCK_M=16, TILES_IN_BLOCK_N=2,
     r_p, r_f = nl.mgrid[0:TILE_M, 0:TILE_N]
     o_p, o_f = nl.mgrid[0:TILE_M, 0:BLOCK_N]
 
-    a_block = nl.ndarray((TILES_IN_BLOCK_K, nl.par_dim(TILE_K), BLOCK_M), dtype=lhsT.dtype,
-                         buffer=nl.sbuf)
-    b_block = nl.ndarray((TILES_IN_BLOCK_K, nl.par_dim(TILE_K), BLOCK_N), dtype=rhs.dtype,
-                         buffer=nl.sbuf)
     # the running sums of one N block of the result: every M tile x every N tile of it
     acc = nl.ndarray((NUM_M, TILES_IN_BLOCK_M, TILES_IN_BLOCK_N, nl.par_dim(TILE_M), TILE_N),
                      dtype=lhsT.dtype, buffer=nl.sbuf)
@@ -171,11 +169,17 @@ def matmul_block_mnk(lhsT, rhs, TILES_IN_BLOCK_M=16, TILES_IN_BLOCK_N=2,
 
         # K blocks in order: each adds its partial sums to `acc`
         for kb in nl.sequential_range(NUM_K):
+            # blocks allocated per iteration, as the tutorial does: the compiler gives
+            # them rotating buffers, so the next block loads while this one is used
+            b_block = nl.ndarray((TILES_IN_BLOCK_K, nl.par_dim(TILE_K), BLOCK_N),
+                                 dtype=rhs.dtype, buffer=nl.sbuf)
             for kk in nl.affine_range(TILES_IN_BLOCK_K):
                 row = (kb * TILES_IN_BLOCK_K + kk) * TILE_K
                 b_block[kk, b_p, b_f] = nl.load(rhs[row + b_p, nb * BLOCK_N + b_f])
 
             for mb in nl.affine_range(NUM_M):
+                a_block = nl.ndarray((TILES_IN_BLOCK_K, nl.par_dim(TILE_K), BLOCK_M),
+                                     dtype=lhsT.dtype, buffer=nl.sbuf)
                 for kk in nl.affine_range(TILES_IN_BLOCK_K):
                     row = (kb * TILES_IN_BLOCK_K + kk) * TILE_K
                     a_block[kk, a_p, a_f] = nl.load(lhsT[row + a_p, mb * BLOCK_M + a_f])

@@ -49,6 +49,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import os
 import sys
 import types
 
@@ -110,6 +111,53 @@ def _check_start_partition(start: int, pdim: int, where: str):
             "0, 32 < P <= 64 at 0 or 64, P <= 32 at 0/32/64/96)", op="ndarray")
 
 
+def _traced_once(run):
+    """Inside `nl.affine_range` / `nl.sequential_range` loops (legacy/language.py
+    `_LoopRange`): the dict of placements (block idx -> location) of this direct
+    allocation as the loops' first iterations computed it -- the compiler traces such a
+    loop body once, so one allocation statement has one placement whatever Python state
+    (an address counter advanced in the body) says in later iterations. None outside
+    such loops. An allocation is identified by the kernel call stack of the statement and
+    its occurrence count within the innermost loop's current iteration."""
+    loops = getattr(run, "legacy_loops", None)
+    if not loops:
+        return None
+    import sys
+    from ..machine.errors import _is_machinery
+    stack, f = [], sys._getframe(2)
+    while f is not None:
+        path = f.f_code.co_filename
+        if not _is_machinery(os.path.abspath(path)):
+            stack.append((path, f.f_lineno))
+        f = f.f_back
+    counts = loops[-1]["counts"]
+    key = tuple(stack)
+    n = counts.get(key, 0)
+    counts[key] = n + 1
+    memo = run.__dict__.setdefault("legacy_alloc_memo", {})
+    first = all(lp["iteration"] == 0 for lp in loops)
+    if first or (key, n) not in memo:
+        memo[(key, n)] = {}
+    return memo[(key, n)]
+
+
+def _call_alloc(func, idx, pdim, fdim_bytes):
+    """func(idx, pdim_size, fdim_size), by the documented parameter names when func takes
+    them (SDK kernels pass `functools.partial(f, bank_map=...)` of a
+    `f(bank_map, idx, pdim_size, fdim_size)`), else positionally."""
+    import inspect
+    names = ("idx", "pdim_size", "fdim_size")
+    try:
+        params = inspect.signature(func).parameters
+    except (TypeError, ValueError):
+        params = {}
+    if all(n in params and params[n].kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                              inspect.Parameter.KEYWORD_ONLY)
+           for n in names):
+        return func(idx=idx, pdim_size=pdim, fdim_size=fdim_bytes)
+    return func(idx, pdim, fdim_bytes)
+
+
 class _Direct:
     """`buffer=ncc.sbuf.alloc(func)` / `ncc.psum.alloc(func)` (and mod_alloc)."""
 
@@ -130,7 +178,7 @@ class _Direct:
     def _location(self, idx, pdim, fdim_bytes, tname, chip):
         """(start_partition, byte address in the arena) of logical block `idx`."""
         where = f"{self.desc} for tensor {tname!r} block {idx}"
-        loc = self.func(idx, pdim, fdim_bytes)
+        loc = _call_alloc(self.func, idx, pdim, fdim_bytes)
         try:
             loc = tuple(int(v) for v in loc)
         except TypeError:
@@ -139,7 +187,7 @@ class _Direct:
             if len(loc) != 3:
                 raise NkiValidationError(f"{where}: the allocation function must return "
                                          f"(bank_id, start_partition, byte_addr), got "
-                                         f"{self.func(idx, pdim, fdim_bytes)!r}", op="ndarray")
+                                         f"{_call_alloc(self.func, idx, pdim, fdim_bytes)!r}", op="ndarray")
             bank, part, addr = loc
             bank_bytes = chip.core.psum_bank_bytes
             banks = chip.core.psum_bytes_per_partition // bank_bytes
@@ -156,7 +204,7 @@ class _Direct:
         if len(loc) != 2:
             raise NkiValidationError(f"{where}: the allocation function must return "
                                      f"(start_partition, byte_addr), got "
-                                     f"{self.func(idx, pdim, fdim_bytes)!r}", op="ndarray")
+                                     f"{_call_alloc(self.func, idx, pdim, fdim_bytes)!r}", op="ndarray")
         part, addr = loc
         _check_start_partition(part, pdim, where)
         align = chip.core.sbuf_align_bytes
@@ -176,9 +224,15 @@ class _Direct:
         dtype = as_dtype(dtype)
         fdim_bytes = math.prod(free) * dtype.itemsize
         tiles = {}
+        replay = _traced_once(run)
         for idx in np.ndindex(*blocks) if blocks else [()]:
             idx = tuple(int(i) for i in idx)
-            loc = self._location(idx, pdim, fdim_bytes, name, run.chip)
+            if replay is not None and idx in replay:
+                loc = replay[idx]
+            else:
+                loc = self._location(idx, pdim, fdim_bytes, name, run.chip)
+                if replay is not None:
+                    replay[idx] = loc
             # One core tensor per logical block, at its physical tile's address: blocks
             # on one physical tile alias its bytes, and each block is its own tensor (a
             # new logical tile starts a new PSUM accumulation group, as on the device).
@@ -284,6 +338,11 @@ class _AllocModule(types.ModuleType):
 def _modulo(idx, counts, scale, base, what):
     """base + scale * row-major linear index of (idx mod counts); counts () = all 1."""
     counts = tuple(int(c) for c in counts) if counts else (1,) * len(idx)
+    if not idx:
+        # a tensor without block dimensions is one physical tile: the documented reference
+        # modulo function (which mod_alloc "is equivalent to") zips any counts away, and
+        # SDK tutorials pass num_free_tiles=(n,) for such tensors
+        counts = ()
     if len(counts) != len(idx):
         raise NkiValidationError(f"{what}={counts} must be empty or have one entry per block "
                                  f"dimension ({len(idx)})", op="ndarray")

@@ -45,7 +45,7 @@ from ..nki.language.checks import reduced_shape as _reduced_shape
 from ..nki.language.checks import weak_dtype as _weak_dtype
 from ..numerics.dtypes import DType, as_dtype, bfloat16, float32, uint32
 from .indexing import mgrid
-from .ops import Grid, Pending, flush, result_op, run_masked
+from .ops import Grid, Pending, flush, psum_written, result_op, run_masked
 from .tensor import Access, LTensor, as_predicate
 
 sbuf = MemoryRegion.sbuf
@@ -195,7 +195,10 @@ def _mapped(fname, core_fn, shape, dtype, buffer, mask, operands, build, accumul
         if kw is None:
             return
         if accumulates:
-            kw["accumulate"] = bool(accumulate)
+            d = kw.get("dst")
+            # `psum += matmul` onto PSUM nothing wrote starts the group (ops.psum_written)
+            kw["accumulate"] = bool(accumulate) and not (
+                isinstance(d, NkiTensor) and d.space == "psum" and not psum_written(d))
         core_fn(**kw)
 
     return Pending(execute, tuple(int(s) for s in shape), as_dtype(dtype), buffer, "",
@@ -562,17 +565,20 @@ def logical_not(x, *, dtype=bool, mask=None, **kwargs):
 
 
 # -- reductions ------------------------------------------------------------------------
-def _reduction_axes(name, shape, axis):
+def _reduction_axes(name, x, shape, axis):
     """(axes, perm): the reduced free axes, and None when they are the trailing ones, else
-    the free-dim order that moves them last (kept axes first, in order). The legacy
-    tutorials reduce non-trailing axes of an access pattern (average_pool2d's
-    `nl.sum(t[i0, k*i1 + i2, k*i3 + i4], axis=[2, 4])`): the engines read the input
-    through a reordered access pattern, so the reduction is over trailing axes there."""
+    the free-dim order that moves them last (kept axes first, in order). The axes must be
+    the trailing free axes of a tile (the nl.sum docs), but the SDK's legacy
+    average_pool2d tutorial reduces non-trailing axes of an *advanced-indexed access
+    pattern*, `nl.sum(t[i0, k*i1 + i2, k*i3 + i4], axis=[2, 4])`: the grid of such an
+    access is only the order its elements are read in, so the engines read it through the
+    reordered access pattern and reduce its trailing axes."""
     raw = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis) if axis is not None \
         else ()
     nd = len(shape)
     norm = sorted({int(a) + nd if int(a) < 0 else int(a) for a in raw if -nd <= int(a) < nd})
-    if not raw or len(norm) != len(set(raw)) or 0 in norm or norm == list(range(norm[0], nd)):
+    if (not getattr(x, "advanced", False) or not raw or len(norm) != len(set(raw))
+            or 0 in norm or norm == list(range(norm[0], nd))):
         return _axes(name, shape, axis), None  # trailing axes, or the error it raises
     kept = [d for d in range(1, nd) if d not in norm]
     return tuple(norm), (0, *kept, *norm)
@@ -581,7 +587,7 @@ def _reduction_axes(name, shape, axis):
 def _reduce(name, x, axis, dtype, mask, keepdims, default=None):
     _tile(name, "x", x)
     shape = _shape(x)
-    axes, perm = _reduction_axes(name, shape, axis)
+    axes, perm = _reduction_axes(name, x, shape, axis)
     mask = _rectangular(name, mask)
     out = _out_dtype(dtype, x.dtype if default is None else default)
     trailing = axes if perm is None else tuple(range(len(shape) - len(axes), len(shape)))
@@ -1019,7 +1025,7 @@ class _LoopReduce(Pending):
 
     def materialize(self):
         self._claim()
-        if self._core is None:
+        if not self.done:
             from .ops import _issued_at
             with _issued_at(self.site):
                 self._acc = self._per_site()

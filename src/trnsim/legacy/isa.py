@@ -201,7 +201,11 @@ def _spans(grid: Grid, x) -> list[tuple[int, int]]:
         out = []
         for p, n in enumerate(shape):
             a = _axis_at(x, p)
-            out.append(grid.span(p, a.size, a) if a is not None else (0, n))
+            if a is None:
+                out.append((0, n))
+                continue
+            lo, hi = grid.span(p, a.size, a)
+            out.append(x.narrow({a: (lo, hi)}).get(a, (lo, hi)))  # and its operand mask
         return out
     return [grid.span(d, n) for d, n in enumerate(x.shape)]
 
@@ -351,7 +355,9 @@ def _matmul(dst, accumulate=False, **kwargs):
     """nc_matmul into dst; a result assigned (`=` or `+=`) to a tile outside PSUM goes
     through a PSUM tile and a tensor_copy (or a tensor_tensor add)."""
     if dst.space == "psum":
-        core.nc_matmul(dst=dst, **({"accumulate": True} if accumulate else {}), **kwargs)
+        from .ops import psum_written
+        acc = {"accumulate": psum_written(dst)} if accumulate else {}
+        core.nc_matmul(dst=dst, **acc, **kwargs)
         return
     tmp = runtime.active_run().new_tensor(dst.shape, "float32", psum, "nc_matmul_psum")
     core.nc_matmul(dst=tmp, **kwargs)

@@ -59,6 +59,8 @@ def ndarray(shape, dtype, *, buffer=None, name="", **kwargs):
     if region.space == "hbm" or not par:
         return LTensor(run.new_tensor(dims, dtype, region, name))
     blocks, p, free = dims[:par], dims[par], dims[par + 1:]
+    if region.space == "psum":
+        return _logical_tiles(run, blocks, p, free, dtype, region, name)
     inner = math.prod(free)
     core = run.new_tensor((p, math.prod(blocks) * inner), dtype, region, name)
     block_strides = [inner * math.prod(blocks[i + 1:]) for i in range(len(blocks))]
@@ -67,6 +69,39 @@ def ndarray(shape, dtype, *, buffer=None, name="", **kwargs):
                      strides=tuple(block_strides) + (core.row_elems,) + tuple(free_strides),
                      offset=0)
     return LTensor(view, par_axis=par)
+
+
+class _LazyTiles(dict):
+    """Logical tile index -> tile, each allocated when first used."""
+
+    def __init__(self, make):
+        super().__init__()
+        self.make = make
+
+    def __missing__(self, idx):
+        tile = self[idx] = self.make(idx)
+        return tile
+
+
+def _logical_tiles(run, blocks, p, free, dtype, region, name):
+    """An automatically allocated PSUM tensor with block dimensions: each block is a
+    *logical* tile ("the block dimension describes how many (P, F) logical tiles this
+    tensor has, but does not reflect the number of physical tiles being allocated", the
+    nki.compiler docs) with its own buffer, allocated when the kernel first uses it (and,
+    with compiler liveness, freed after its last use: legacy/jit.py). Eight 2 KiB banks
+    could not hold the tensors SDK kernels declare (`nl.ndarray((n_q, n_kv,
+    nl.par_dim(128), 512), buffer=nl.psum)`) all at once. Blocks are indexed with
+    integers, as with direct allocation."""
+    from .compiler import BlockTensor
+    free = tuple(free)
+
+    def make(idx):
+        label = f"{name or 'psum'}{list(idx)}"
+        return LTensor(run.new_tensor((p,) + free, dtype, region, label))
+
+    tiles = _LazyTiles(make)
+    tiles[(0,) * len(blocks)]  # noqa: B018 - the first block gives the tensor its dtype
+    return BlockTensor(blocks, p, free, tiles, name)
 
 
 def _filled(shape, dtype, buffer, name, value):
@@ -147,13 +182,49 @@ def copy(src, *, mask=None, dtype=None, **kwargs):
 
 
 # -- loops ------------------------------------------------------------------
+class _LoopRange:
+    """`nl.affine_range` / `nl.sequential_range`: the body runs for every index, in
+    order. The legacy compiler traces such a loop's body once, with a symbolic index (only
+    `nl.static_range` and Python loops unroll); while the body runs, the run keeps a loop
+    frame (`run.legacy_loops`: current iteration, and per call stack how many direct
+    allocations it made in this iteration) so that a direct allocation made in a later
+    iteration takes the placement the first iteration computed (legacy/compiler.py):
+    kernels advance a Python address counter inside such loops (`cur_addr += size`)."""
+
+    def __init__(self, *args):
+        self.range = range(*args)
+
+    def __len__(self):
+        return len(self.range)
+
+    def __getitem__(self, i):
+        return self.range[i]
+
+    def __iter__(self):
+        run = runtime.active_run() if runtime._active else None
+        if run is None:
+            yield from self.range
+            return
+        loops = run.__dict__.setdefault("legacy_loops", [])
+        frame = {"iteration": 0, "counts": {}}
+        loops.append(frame)
+        try:
+            for n, i in enumerate(self.range):
+                frame["iteration"], frame["counts"] = n, {}
+                yield i
+        finally:
+            if frame in loops:
+                loops.remove(frame)
+
+
 def affine_range(*args, **kwargs):
     """Parallel loop: the body runs for every index, in order, on the simulator."""
-    return range(*args)
+    return _LoopRange(*args)
 
 
 def sequential_range(*args, **kwargs):
-    return range(*args)
+    """Sequential loop: the body runs for every index, in order."""
+    return _LoopRange(*args)
 
 
 def static_range(*args):

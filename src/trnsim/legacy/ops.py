@@ -91,6 +91,7 @@ class Pending(LTensor):
         self.accumulates = accumulates  # can add into its destination (matmul)
         self._shape, self._dtype, self._buffer, self._name = tuple(shape), dtype, buffer, name
         self._core = None
+        self._target = None  # the Access it ran into (its view is resolved when used)
         self.site = kernel_location(2)
         run = runtime.active_run()
         flush(run)
@@ -99,7 +100,10 @@ class Pending(LTensor):
     @property
     def core(self) -> NkiTensor:
         if self._core is None:
-            self.materialize()
+            if self._target is not None:  # a masked write may leave the target's unmasked
+                self._core = self._target.view()  # view out of bounds: resolved on use only
+            else:
+                self.materialize()
         return self._core
 
     shape = property(lambda self: self._shape)
@@ -114,7 +118,7 @@ class Pending(LTensor):
 
     @property
     def done(self) -> bool:
-        return self._core is not None
+        return self._core is not None or self._target is not None
 
     def _claim(self):
         run = runtime.active_run()
@@ -124,7 +128,7 @@ class Pending(LTensor):
     def materialize(self):
         """Run into a fresh tile of the result's shape."""
         self._claim()
-        if self._core is None:
+        if not self.done:
             from .language import ndarray
             with _issued_at(self.site):
                 tile = ndarray(self._shape, self._dtype, buffer=self._buffer, name=self._name)
@@ -133,12 +137,12 @@ class Pending(LTensor):
 
     def run_into(self, target: Access, accumulate: bool):
         """Run with `target` as destination (accumulating when asked)."""
-        if self._core is not None or (accumulate and not self.accumulates):
+        if self.done or (accumulate and not self.accumulates):
             return False
         self._claim()
         with _issued_at(self.site):
             self._execute(target, accumulate)
-        self._core = target.view()
+        self._target = target
         return True
 
 
@@ -214,6 +218,21 @@ def assign(target: Access, value):
         tensor_copy(dst=dst, src=src)
     else:
         dma_copy(dst=dst, src=src)
+
+
+def psum_written(view: NkiTensor) -> bool:
+    """Whether an instruction has written any byte of the PSUM view `view` since its
+    tensor was allocated. `psum[...] += nc_matmul(...)` onto PSUM nothing wrote starts the
+    accumulation group (the compiler emits the group's first matmul with the overwrite
+    flag: SDK kernels accumulate into a fresh `nl.ndarray(..., buffer=psum)` this way);
+    onto written PSUM it accumulates."""
+    from ..machine.access import describe_access
+    boxes = getattr(view.storage, "written_boxes", None)
+    if not boxes:
+        return False
+    a = describe_access(view, "dst", "r")
+    return any(p0 < a.p_hi and a.p_lo < p1 and lo < a.hi and a.lo < hi
+               for p0, p1, lo, hi in boxes)
 
 
 def accumulate_into(target: Access, value):

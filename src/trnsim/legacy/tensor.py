@@ -89,9 +89,15 @@ class LTensor(Operators):
         return self.shape[0]
 
     def __getitem__(self, key) -> "Access":
+        if isinstance(key, Predicate):  # operand masking: `t[i_f < 64]`
+            return self.full()[key]
         key, dynamic = _dynamic_key(key, self.shape)
         key, indirect, indirect_dim = _indirect_key(key)
         access = Access(self, key_to_indices(key, self.shape), indirect, indirect_dim)
+        # advanced indexing (nl.arange / nl.mgrid expressions): the access is an access
+        # pattern over an index grid of its own (see compute._reduction_axes)
+        access.advanced = any(isinstance(k, Index) and k.terms
+                              for k in (key if isinstance(key, tuple) else (key,)))
         if dynamic is not None:
             access.dynamic = dynamic
         return access
@@ -164,8 +170,36 @@ class Access(Operators):
     buffer = property(lambda self: self.tensor.buffer)
     name = property(lambda self: self.tensor.name)
 
+    operand_mask = None  # `access[predicate]` (operand masking, the legacy mask docs)
+
     def __getitem__(self, key):
+        if isinstance(key, Predicate):
+            # operand masking: the predicate narrows this operand's own axes (its
+            # single-axis clauses, matched like an instruction mask: the axis itself, or
+            # by grid position an axis of the same size)
+            acc = Access(self.tensor, self.indices, self.indirect, self.indirect_dim)
+            acc.__dict__.update({k: v for k, v in self.__dict__.items()
+                                 if k in ("dynamic", "advanced")})
+            acc.operand_mask = key if self.operand_mask is None else self.operand_mask & key
+            return acc
         return LTensor(self.view(), self._par_position())[key]
+
+    def narrow(self, ranges: dict) -> dict:
+        """`ranges` (Axis -> (lo, hi)) further narrowed by this access's operand mask."""
+        if self.operand_mask is None:
+            return ranges
+        from .ops import Grid
+        grid = Grid((), self.operand_mask)
+        if grid.residual is not None:
+            raise NkiValidationError("an operand mask must bound each index on its own (e.g. "
+                                     "t[i_f < 64]), not relate several indices")
+        out = dict(ranges)
+        for idx in self.indices:
+            for a in idx.terms:
+                lo, hi = out.get(a, (0, a.size))
+                n0, n1 = grid.span(a.position, a.size, a)
+                out[a] = (max(lo, n0), min(hi, n1))
+        return out
 
     def __setitem__(self, key, value):
         LTensor(self.view(), self._par_position())[key] = value
@@ -186,8 +220,37 @@ class Access(Operators):
         self._accumulated = True  # Python then stores the result back: t[key] = self
         return self
 
+    # nt.tensor methods on an indexed tile (`t[i, :, 0].broadcast_to((P, F))`): those of
+    # the tile the access views
+    ndim = property(lambda self: len(self.shape))
+    itemsize = property(lambda self: self.dtype.itemsize)
+
+    def _as_tile(self) -> LTensor:
+        return LTensor(self.view(), self._par_position())
+
+    def broadcast_to(self, shape):
+        return self._as_tile().broadcast_to(shape)
+
+    def astype(self, dtype):
+        return self._as_tile().astype(dtype)
+
+    def reshape(self, shape):
+        return self._as_tile().reshape(shape)
+
+    def expand_dims(self, axis):
+        return self._as_tile().expand_dims(axis)
+
+    def assert_shape(self, shape):
+        if tuple(shape) != tuple(self.shape):
+            raise NkiValidationError(f"expected shape {tuple(shape)}, tensor has {self.shape}")
+        return self
+
     def view(self, ranges: dict | None = None) -> NkiTensor:
-        ranges = ranges or {}
+        """The core view over `ranges` (Axis -> (lo, hi)); with a dtype instead
+        (`t[...].view(nl.int32)`, the nt.tensor method), the tile reinterpreted."""
+        if ranges is not None and not isinstance(ranges, dict):
+            return self._as_tile().view(ranges)
+        ranges = self.narrow(ranges or {})
         if getattr(self, "dynamic", None) is not None:
             return _dynamic_view(self, ranges)
         if self.indirect is not None:

@@ -272,7 +272,7 @@ def write_raw(t: NkiTensor, values: np.ndarray, skip_oob=False, mask=None, op=""
 
 def describe_access(t: NkiTensor, role: str, mode: str) -> Access:
     st, isz = t.storage, t.dtype.itemsize
-    if st.memory is not None:  # on chip: counted for compiler liveness (memory.py)
+    if st.memory is not None:  # on chip: noted for compiler liveness (memory.py)
         st.memory.note_access(st)
     shape, strides, offset = t.shape, t.strides, t.offset
     on_chip = st.on_chip
@@ -318,6 +318,8 @@ def describe_access(t: NkiTensor, role: str, mode: str) -> Access:
             lo, hi = st.address + offset * isz, st.address + (offset + span + 1) * isz
         else:
             lo, hi = st.address, st.address + st.row_bytes
+    if mode == "w" and st.space == "psum":  # boxes written (legacy `psum += matmul`)
+        st.__dict__.setdefault("written_boxes", set()).add((p_lo, p_hi, lo, hi))
     acc = _new_access(Access)
     acc.__dict__.update(
         role=role, mode=mode, space=st.space, core=st.core, tensor=t.name,

@@ -132,7 +132,8 @@ class OnChipMemory:
         # kernel given that plan (`last_use`, `plan_log`) frees an allocation once its
         # last instruction has been recorded, as the compiler's allocator reuses a
         # buffer after its last use, rather than when the tensor is garbage-collected.
-        # `unbounded` (probe runs, numerics off) places what does not fit past the end.
+        # `unbounded` (probe runs, numerics off) places what does not fit at address 0, over
+        # other tensors (nothing reads data in a probe run; only accesses are noted).
         self.clock = None
         self.last_touch: dict[int, int] = {}
         self.log: list[tuple[int, str]] = []
@@ -206,9 +207,8 @@ class OnChipMemory:
                 gc.collect()  # dead tensors caught in reference cycles
                 self._reap()
                 start = self._next_fit(nbytes)
-            if start is None and self.unbounded:  # probe run: past the end
-                start = -(-max([b.start + b.size for b in self._blocks.values()]
-                               + [self.bytes_per_partition]) // self.align) * self.align
+            if start is None and self.unbounded and nbytes <= self.bytes_per_partition:
+                start = 0  # probe run (numerics off): overlap what is there, nothing reads it
             if start is None:
                 self._overflow(storage, dtype, shape, nbytes)
             self._cursor = start + self._footprint(start, nbytes)
@@ -232,13 +232,6 @@ class OnChipMemory:
         storage.block_id = block_id
         rows = slice(storage.partition, storage.partition + storage.partitions)
         cols = slice(start, start + nbytes)
-        if start + nbytes > self.bytes_per_partition:  # unbounded probe: no bytes there
-            self._blocks[block_id] = _Block(start, -(-nbytes // self.align) * self.align,
-                                            storage.name, shape_desc, storage.site, explicit,
-                                            storage.partition,
-                                            storage.partition + storage.partitions, nbytes)
-            weakref.finalize(storage, self._dead.append, block_id)
-            return
         # Explicitly placed tensors alias: keep the bytes of live tensors they overlap.
         kept = []
         if explicit:

@@ -353,6 +353,7 @@ class DmaCost:
         self.stack_bw = chip.hbm_stack_bandwidth / 1e9
         self.cores_per_stack = max(1, chip.cores_per_chip // max(1, chip.hbm_stacks))
         self.gen = chip.generation
+        self._engine_sets: dict = {}
 
     def eff(self, contiguous: int) -> float:
         c = max(1, contiguous)
@@ -361,10 +362,30 @@ class DmaCost:
     def cost(self, ins) -> dict:
         """The per-engine data times of one transfer and its HBM bytes."""
         a = ins.attrs
-        onchip = [x for x in ins.writes if x.space != "hbm"] or \
-                 [x for x in ins.reads if x.space != "hbm" and x.role != "indirect_offset"]
-        side = onchip[0] if onchip else None
-        nbytes = int(a.get("bytes") or sum(w.bytes for w in ins.writes) or 0)
+        side = None
+        nbytes_w = 0
+        hbm = 0
+        run = None
+        for x in ins.writes:
+            nbytes_w += x.bytes
+            if x.space == "hbm":
+                hbm += x.bytes
+            elif side is None:
+                side = x
+            c = x.contiguous_bytes
+            if c > 0 and (run is None or c < run):
+                run = c
+        for x in ins.reads:
+            if x.role == "indirect_offset":
+                continue
+            if x.space == "hbm":
+                hbm += x.bytes
+            elif side is None:
+                side = x
+            c = x.contiguous_bytes
+            if c > 0 and (run is None or c < run):
+                run = c
+        nbytes = int(a.get("bytes") or nbytes_w or 0)
         if side is not None:
             parts = max(1, side.p_hi - side.p_lo)
             p0 = side.p_lo
@@ -373,10 +394,9 @@ class DmaCost:
             parts = max(1, w.shape[0] if w is not None and w.shape else 1)
             p0 = 0
         # contiguous run: the smaller of the two sides' innermost runs, within a row
-        per_part = max(1, nbytes // parts) if parts else nbytes
-        runs = [x.contiguous_bytes for x in (*ins.reads, *ins.writes)
-                if x.role != "indirect_offset" and x.contiguous_bytes > 0]
-        run = min(runs + [per_part]) if runs else per_part
+        per_part = max(1, nbytes // parts)
+        if run is None or run > per_part:
+            run = per_part
         eff = self.eff(run)
         op = ins.opcode
         kind = "copy"
@@ -390,18 +410,18 @@ class DmaCost:
             kind = "compute"
             eff *= self.rmw
         # engines: partitions [p0, p0 + parts) in groups of `ppe`
-        first = (p0 // self.ppe) % self.engines
-        n_eng = min(self.engines, -(-((p0 % self.ppe) + parts) // self.ppe))
-        engines = tuple((first + i) % self.engines for i in range(n_eng))
+        ppe = self.ppe
+        n_eng = min(self.engines, -(-((p0 % ppe) + parts) // ppe))
+        first = (p0 // ppe) % self.engines
+        engines = self._engine_sets.get((first, n_eng))
+        if engines is None:
+            engines = self._engine_sets[(first, n_eng)] = tuple(
+                (first + i) % self.engines for i in range(n_eng))
         share = -(-parts // n_eng)  # partitions on the busiest engine
-        eng_bytes = nbytes * share / parts if parts else nbytes
+        eng_bytes = nbytes * share / parts
         data_ns = eng_bytes / (self.bw * eff) if nbytes else 0.0
-        hbm = sum(x.bytes for x in (*ins.reads, *ins.writes)
-                  if x.space == "hbm" and x.role != "indirect_offset")
-        dge = 0.0
         mode = a.get("dge_mode")
-        if mode in ("hwdge", "swdge"):
-            dge = self.dge
+        dge = self.dge if mode in ("hwdge", "swdge") else 0.0
         return {"bytes": nbytes, "engines": engines, "data_ns": data_ns, "eff": eff,
                 "contiguous_bytes": run, "hbm_bytes": hbm, "dge_ns": dge, "dge_mode": mode,
                 "kind": kind}

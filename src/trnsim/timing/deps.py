@@ -23,18 +23,22 @@ from bisect import bisect_right
 
 
 class Rec:
-    """One partition range of a byte segment: its last writer and the readers since."""
-    __slots__ = ("p_lo", "p_hi", "writer", "readers")
+    """One partition range of a byte segment: its last writers and the readers since.
 
-    def __init__(self, p_lo, p_hi, writer, readers):
+    A write that covers every byte of its box replaces the writers; a strided one (a
+    box with holes) is added to them, since it may have left some bytes to the earlier
+    writers."""
+    __slots__ = ("p_lo", "p_hi", "writers", "readers")
+
+    def __init__(self, p_lo, p_hi, writers, readers):
         self.p_lo = p_lo
         self.p_hi = p_hi
-        self.writer = writer  # instruction index or None
+        self.writers = writers  # tuple of instruction indices
         self.readers = readers  # {track key: instruction index}
 
     def copy(self, p_lo=None, p_hi=None):
         return Rec(self.p_lo if p_lo is None else p_lo, self.p_hi if p_hi is None else p_hi,
-                   self.writer, dict(self.readers))
+                   self.writers, dict(self.readers))
 
 
 class SpaceMap:
@@ -68,15 +72,16 @@ class SpaceMap:
                 if self._extend_readonly(i, cur, los[i], p_lo, p_hi, idx, tkey):
                     pass
                 else:
-                    self._insert(i, cur, los[i], [Rec(p_lo, p_hi, None, {tkey: idx})])
+                    self._insert(i, cur, los[i], [Rec(p_lo, p_hi, (), {tkey: idx})])
                     i += 1
                     n += 1
             seg = recs[i]
             covered = 0
             for r in seg:
                 if r.p_lo < p_hi and p_lo < r.p_hi:
-                    if r.writer is not None and r.writer != idx:
-                        out.append(r.writer)
+                    for w in r.writers:
+                        if w != idx:
+                            out.append(w)
                     r.readers[tkey] = idx
                     covered += min(r.p_hi, p_hi) - max(r.p_lo, p_lo)
             if covered < p_hi - p_lo:
@@ -85,7 +90,7 @@ class SpaceMap:
             i += 1
         if cur < hi:
             if not self._extend_readonly(i, cur, hi, p_lo, p_hi, idx, tkey):
-                self._insert(i, cur, hi, [Rec(p_lo, p_hi, None, {tkey: idx})])
+                self._insert(i, cur, hi, [Rec(p_lo, p_hi, (), {tkey: idx})])
 
     def _extend_readonly(self, i, lo, hi, p_lo, p_hi, idx, tkey) -> bool:
         """Grow the read-only segment just before position i (ending at lo) to hi."""
@@ -96,7 +101,7 @@ class SpaceMap:
         if len(seg) != 1:
             return False
         r = seg[0]
-        if r.writer is not None or r.p_lo != p_lo or r.p_hi != p_hi:
+        if r.writers or r.p_lo != p_lo or r.p_hi != p_hi:
             return False
         self.his[j] = hi
         r.readers[tkey] = idx
@@ -108,22 +113,26 @@ class SpaceMap:
         self.recs.insert(i, seg)
 
     # -- writes -----------------------------------------------------------------
-    def write(self, p_lo, p_hi, lo, hi, idx, tkey, waw: list, war: list) -> None:
-        """Record a write; append the writers (WAW) and readers (WAR) it waits for."""
+    def write(self, p_lo, p_hi, lo, hi, idx, tkey, waw: list, war: list,
+              dense: bool = True) -> None:
+        """Record a write; append the writers (WAW) and readers (WAR) it waits for.
+        `dense`: it writes every byte of its box (else it joins the earlier writers)."""
         los, his, recs = self.los, self.his, self.recs
         i = self._first(lo)
         n = len(los)
+        mine = (idx,)
         # fast path: exactly one segment [lo, hi) holding one matching partition range
-        if i < n and los[i] == lo and his[i] == hi:
+        if dense and i < n and los[i] == lo and his[i] == hi:
             seg = recs[i]
             if len(seg) == 1 and seg[0].p_lo == p_lo and seg[0].p_hi == p_hi:
                 r = seg[0]
-                if r.writer is not None and r.writer != idx:
-                    waw.append(r.writer)
+                for w in r.writers:
+                    if w != idx:
+                        waw.append(w)
                 for v in r.readers.values():
                     if v != idx:
                         war.append(v)
-                seg[0] = Rec(p_lo, p_hi, idx, {})
+                seg[0] = Rec(p_lo, p_hi, mine, {})
                 return
         # split the segments straddling lo and hi
         if i < n and los[i] < lo:
@@ -139,18 +148,19 @@ class SpaceMap:
         # now segments i..j-1 lie inside [lo, hi); fill the gaps and update
         cur = lo
         k = i
-        clean = True
+        clean = dense
         while k < j:
             if los[k] > cur:
-                self._insert(k, cur, los[k], [Rec(p_lo, p_hi, idx, {})])
+                self._insert(k, cur, los[k], [Rec(p_lo, p_hi, mine, {})])
                 k += 1
                 j += 1
             seg = recs[k]
             new = []
             for r in seg:
                 if r.p_lo < p_hi and p_lo < r.p_hi:
-                    if r.writer is not None and r.writer != idx:
-                        waw.append(r.writer)
+                    for w in r.writers:
+                        if w != idx:
+                            waw.append(w)
                     for v in r.readers.values():
                         if v != idx:
                             war.append(v)
@@ -158,16 +168,24 @@ class SpaceMap:
                         new.append(r.copy(p_hi=p_lo))
                     if r.p_hi > p_hi:
                         new.append(r.copy(p_lo=p_hi))
+                    if not dense:  # the part inside keeps its writers and readers
+                        inside = r.copy(p_lo=max(r.p_lo, p_lo), p_hi=min(r.p_hi, p_hi))
+                        if idx not in inside.writers:
+                            inside.writers = inside.writers + mine
+                        new.append(inside)
                 else:
                     new.append(r)
-            if new:
-                clean = False
-            new.append(Rec(p_lo, p_hi, idx, {}))
+            if dense:
+                if new:
+                    clean = False
+                new.append(Rec(p_lo, p_hi, mine, {}))
+            else:
+                _fill_written(new, p_lo, p_hi, mine)
             recs[k] = new
             cur = his[k]
             k += 1
         if cur < hi:
-            self._insert(k, cur, hi, [Rec(p_lo, p_hi, idx, {})])
+            self._insert(k, cur, hi, [Rec(p_lo, p_hi, mine, {})])
             k += 1
             j += 1
         if clean and j - i > 1:  # one segment for the whole write
@@ -182,13 +200,76 @@ class SpaceMap:
         self.recs.insert(i + 1, [r.copy() for r in seg])
 
 
-def _fill_partitions(seg: list, p_lo, p_hi, idx, tkey) -> None:
-    """Add read-only Recs for the partitions of [p_lo, p_hi) no Rec of `seg` covers."""
+def _uncovered(seg: list, p_lo, p_hi):
+    """The partition ranges of [p_lo, p_hi) no Rec of `seg` covers."""
     spans = sorted((r.p_lo, r.p_hi) for r in seg if r.p_lo < p_hi and p_lo < r.p_hi)
     cur = p_lo
     for a, b in spans:
         if a > cur:
-            seg.append(Rec(cur, a, None, {tkey: idx}))
+            yield cur, a
         cur = max(cur, b)
     if cur < p_hi:
-        seg.append(Rec(cur, p_hi, None, {tkey: idx}))
+        yield cur, p_hi
+
+
+def _fill_partitions(seg: list, p_lo, p_hi, idx, tkey) -> None:
+    """Add read-only Recs for the partitions of [p_lo, p_hi) no Rec of `seg` covers."""
+    for a, b in list(_uncovered(seg, p_lo, p_hi)):
+        seg.append(Rec(a, b, (), {tkey: idx}))
+
+
+def _fill_written(seg: list, p_lo, p_hi, writers) -> None:
+    """Add Recs written by `writers` for the partitions of [p_lo, p_hi) not covered."""
+    for a, b in list(_uncovered(seg, p_lo, p_hi)):
+        seg.append(Rec(a, b, writers, {}))
+
+
+# -- exact overlap of strided HBM accesses -------------------------------------------
+def rows_form(a, itemsize: int):
+    """(row pitch R, first byte, rows, bytes per row) of an HBM access that is `rows`
+    runs of `bytes per row` contiguous bytes every R bytes (R = 0: one contiguous run),
+    or None for other patterns."""
+    span = a.hi - a.lo
+    if a.bytes >= span:
+        return (0, a.lo, 1, span)
+    dims = [(s, n) for s, n in a.pattern if n > 1]
+    if not dims:
+        return (0, a.lo, 1, span)
+    s0, n0 = dims[0]
+    inner = a.bytes // n0 if n0 else a.bytes
+    if s0 <= 0 or a.contiguous_bytes != inner:
+        return None
+    return (s0 * itemsize, a.lo, n0, inner)
+
+
+def _rows_vs_run(f, lo, hi) -> bool:
+    """Whether rows form f touches bytes [lo, hi)."""
+    R, s, n, L = f
+    if R == 0:
+        return s < hi and lo < s + L
+    # rows i with s + i*R < hi and lo < s + i*R + L
+    i_min = max(0, (lo - s - L) // R + 1)
+    i_max = min(n - 1, -(-(hi - s) // R) - 1)
+    return i_min <= i_max
+
+
+def hbm_overlap(a, b, isz_a: int, isz_b: int) -> bool:
+    """Whether two HBM accesses share a byte (exact for contiguous and row-strided
+    accesses, conservative -- True -- otherwise)."""
+    if not (a.lo < b.hi and b.lo < a.hi):
+        return False
+    fa, fb = rows_form(a, isz_a), rows_form(b, isz_b)
+    if fa is None or fb is None:
+        return True
+    if fa[0] == 0:
+        return _rows_vs_run(fb, fa[1], fa[1] + fa[3])
+    if fb[0] == 0:
+        return _rows_vs_run(fa, fb[1], fb[1] + fb[3])
+    R = fa[0]
+    if fb[0] != R or fa[3] > R or fb[3] > R:
+        return True
+    ra, ca = divmod(fa[1], R)
+    rb, cb = divmod(fb[1], R)
+    if ca + fa[3] > R or cb + fb[3] > R:
+        return True
+    return ra < rb + fb[2] and rb < ra + fa[2] and ca < cb + fb[3] and cb < ca + fa[3]

@@ -33,8 +33,8 @@ from bisect import bisect_right
 from collections import deque
 
 from ..chips import load_chip
-from .costs import CostModel
-from .deps import SpaceMap
+from .costs import CostModel, itemsize
+from .deps import SpaceMap, hbm_overlap
 from .timeline import Event, Timeline, Wait
 
 _KIND_RANK = {"RAW": 3, "WAW": 2, "order": 2, "WAR": 1}
@@ -96,11 +96,35 @@ class _Lane:
 
 
 class _DmaState:
-    __slots__ = ("engines", "dge")
+    """A core's DMA engines. While every transfer has used all of them their busy
+    intervals are identical, kept once (`shared`); the first transfer on a subset gives
+    each engine its own copy."""
+    __slots__ = ("n", "shared", "engines", "dge")
 
     def __init__(self, engines, dge_units):
-        self.engines = [_Lane() for _ in range(engines)]
+        self.n = engines
+        self.shared: _Lane | None = _Lane()
+        self.engines: list | None = None
         self.dge = [0.0] * max(1, dge_units)
+
+    def book(self, engines, t: float, d: float) -> float:
+        """Book d ns on each of `engines` from t on; returns the latest end."""
+        if self.shared is not None:
+            if len(engines) == self.n:
+                return self.shared.book(t, d)
+            lanes = []
+            for _ in range(self.n):
+                lane = _Lane()
+                lane.starts = list(self.shared.starts)
+                lane.ends = list(self.shared.ends)
+                lanes.append(lane)
+            self.engines, self.shared = lanes, None
+        done = t
+        for e in engines:
+            x = self.engines[e].book(t, d)
+            if x > done:
+                done = x
+        return done
 
 
 class _Queue:
@@ -132,6 +156,8 @@ class _Scheduler:
         self.events: list = [None] * n
         self.resolved = bytearray(n)
         self.maps: dict = {}
+        self.hbm_r: dict = {}  # index -> its HBM reads (for the exact strided overlap)
+        self.hbm_w: dict = {}
         self.engine_free: dict = {}  # (core, engine) -> end of its last instruction
         self.engine_last: dict = {}  # (core, engine) -> index of its last instruction
         te = chip.core.tensor
@@ -195,6 +221,55 @@ class _Scheduler:
                 for m in members:
                     self.group_of[m] = root
                 self.groups[root] = members
+        self._sync_order()
+
+    def _sync_order(self):
+        """Happens-before across cores from the synchronisation groups. The record
+        interleaves the cores in the order the simulator ran them (a core runs on past
+        a barrier before its partner records its own), so a cross-core dependency through
+        HBM is dropped when its producer comes after a synchronisation that the consumer
+        comes before (see `_after`)."""
+        self.epoch = None
+        if not self.groups:
+            return
+        instrs = self.instrs
+        count: dict = {}
+        epoch = [0] * len(instrs)
+        order: dict = {}  # sync index -> its ordinal on its core
+        syncs: dict = {}  # core -> its sync indices in order
+        for ins in instrs:
+            c = ins.core
+            k = count.get(c, 0)
+            epoch[ins.index] = k
+            if ins.index in self.group_of:
+                order[ins.index] = k
+                syncs.setdefault(c, []).append(ins.index)
+                count[c] = k + 1
+        cores = sorted(count)
+        self.prefix: dict = {}  # (core B, core A) -> prefix max of A-ordinals paired
+        for b in cores:
+            for a in cores:
+                if a == b:
+                    continue
+                pm = [-1]
+                for s in syncs.get(b, ()):
+                    partner = -1
+                    for m in self.groups[self.group_of[s]]:
+                        if instrs[m].core == a:
+                            partner = max(partner, order[m])
+                    pm.append(max(pm[-1], partner))
+                self.prefix[(b, a)] = pm
+        self.epoch = epoch
+
+    def _after(self, p, i) -> bool:
+        """Producer p (another core) comes after a synchronisation that i comes before."""
+        if self.epoch is None:
+            return False
+        b, a = self.instrs[p].core, self.instrs[i].core
+        if a == b:
+            return False
+        pm = self.prefix.get((b, a))
+        return pm is not None and pm[self.epoch[p]] >= self.epoch[i]
 
     # -- main loop -----------------------------------------------------------------
     def run(self) -> Timeline:
@@ -286,9 +361,14 @@ class _Scheduler:
             return []
         found: dict = {}
         raw: list = []
+        hbm_r = hbm_w = ()
         for a in ins.reads:
             raw.clear()
             self._map(a.space, a.core).read(a.p_lo, a.p_hi, a.lo, a.hi, i, tkey, raw)
+            if a.space == "hbm":
+                hbm_r += (a,)
+                raw = [p for p in raw if self._hbm_hit(a, self.hbm_w.get(p, ()))
+                       and not self._after(p, i)]
             for p in raw:
                 _note(found, p, "RAW", a.space)
         waw: list = []
@@ -296,11 +376,23 @@ class _Scheduler:
         for a in ins.writes:
             waw.clear()
             war.clear()
-            self._map(a.space, a.core).write(a.p_lo, a.p_hi, a.lo, a.hi, i, tkey, waw, war)
+            dense = a.bytes >= (a.p_hi - a.p_lo) * (a.hi - a.lo)
+            self._map(a.space, a.core).write(a.p_lo, a.p_hi, a.lo, a.hi, i, tkey, waw, war,
+                                             dense)
+            if a.space == "hbm":
+                hbm_w += (a,)
+                waw = [p for p in waw if self._hbm_hit(a, self.hbm_w.get(p, ()))
+                       and not self._after(p, i)]
+                war = [p for p in war if self._hbm_hit(a, self.hbm_r.get(p, ()))
+                       and not self._after(p, i)]
             for p in waw:
                 _note(found, p, "WAW", a.space)
             for p in war:
                 _note(found, p, "WAR", a.space)
+        if hbm_r:
+            self.hbm_r[i] = hbm_r
+        if hbm_w:
+            self.hbm_w[i] = hbm_w
         for p in ins.attrs.get("depends_on", ()) or ():
             if 0 <= p < len(self.instrs) and p != i:
                 _note(found, p, "order", "")
@@ -317,6 +409,11 @@ class _Scheduler:
             self.engine_last[tkey] = i
         # the other members of a synchronisation group are waited for separately
         return [(p, k, s) for p, (k, s) in found.items()]
+
+    @staticmethod
+    def _hbm_hit(a, others) -> bool:
+        isz = itemsize(a.dtype)
+        return any(hbm_overlap(a, b, isz, itemsize(b.dtype)) for b in others)
 
     def _ready(self, i, deps, track, core):
         """(time the dependencies allow a start, the Waits)."""
@@ -339,8 +436,11 @@ class _Scheduler:
             if t > ready:
                 ready = t
             waits.append((t, p, kind, space))
-        waits.sort(key=lambda w: -w[0])
-        return ready, tuple(Wait(p, kind, space) for _, p, kind, space in waits)
+        if not waits:
+            return ready, ()
+        if len(waits) > 1:
+            waits.sort(key=lambda w: -w[0])
+        return ready, tuple(_wait(p, kind, space) for _, p, kind, space in waits)
 
     # -- one instruction ------------------------------------------------------------------
     def _process(self, i) -> list:
@@ -519,10 +619,7 @@ class _Scheduler:
         dn = info["data_ns"]
         done = data_ready
         if dn > 0:
-            for e in info["engines"]:
-                s = d.engines[e].book(data_ready, dn)
-                if s > done:
-                    done = s
+            done = d.book(info["engines"], data_ready, dn)
         hbm = info["hbm_bytes"]
         if hbm:
             stack = core // c.cores_per_stack
@@ -590,3 +687,11 @@ def _folded_memsets(instrs) -> dict:
 
 def _over(k, a) -> bool:
     return k[0] == a.core and k[1] < a.p_hi and a.p_lo < k[2] and k[3] < a.hi and a.lo < k[4]
+
+
+def _wait(producer, kind, space) -> Wait:
+    """Wait(producer, kind, space), built without the frozen dataclass's field-by-field
+    __init__ (hundreds of thousands per timeline); equal to the constructor's."""
+    w = object.__new__(Wait)
+    w.__dict__.update(producer=producer, kind=kind, space=space)
+    return w

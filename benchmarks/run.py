@@ -1,0 +1,31 @@
+"""`make bench`: the timing-model calibration (benchmarks/fidelity.py) at the published
+shapes; writes docs/fidelity.md.
+
+    python -m benchmarks.run [--quick] [--jobs N] [--out docs/fidelity.md]
+"""
+from __future__ import annotations
+
+import argparse
+import pathlib
+import sys
+
+from . import fidelity
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="small shapes (a smoke run)")
+    ap.add_argument("--jobs", type=int, default=None, help="worker processes")
+    ap.add_argument("--out", default=str(ROOT / "docs" / "fidelity.md"))
+    args = ap.parse_args(argv)
+    res = fidelity.run_all(quick=args.quick, jobs=args.jobs,
+                           log=lambda s: print(s, flush=True))
+    text = fidelity.render(res)
+    pathlib.Path(args.out).write_text(text)
+    print(f"wrote {args.out} ({res['wall_s']:.0f} s)")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

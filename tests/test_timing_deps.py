@@ -1,0 +1,158 @@
+"""The dependency interval maps (trnsim/timing/deps.py) against a byte-by-byte reference:
+they may add conservative dependencies but must never miss one, and on tile-shaped
+accesses (whole rectangles) they find exactly the true ones."""
+import itertools
+import random
+from types import SimpleNamespace as NS
+
+import pytest
+
+from trnsim.timing.deps import SpaceMap, hbm_overlap
+
+
+class Reference:
+    """Per (partition, byte): the last writer and the readers since (all of them)."""
+
+    def __init__(self):
+        self.writer = {}
+        self.readers = {}
+
+    def access(self, p_lo, p_hi, lo, hi, idx, write):
+        deps = set()
+        for cell in itertools.product(range(p_lo, p_hi), range(lo, hi)):
+            w = self.writer.get(cell)
+            if w is not None:
+                deps.add(w)  # RAW, or WAW for a write
+            if write:
+                deps |= self.readers.get(cell, set())  # WAR
+                self.writer[cell] = idx
+                self.readers[cell] = set()
+            else:
+                self.readers.setdefault(cell, set()).add(idx)
+        deps.discard(idx)
+        return deps
+
+
+def _run(ops, dense_only=True):
+    m, ref = SpaceMap(), Reference()
+    for idx, (p_lo, p_hi, lo, hi, write) in enumerate(ops):
+        got = []
+        if write:
+            war = []
+            m.write(p_lo, p_hi, lo, hi, idx, ("core0", f"t{idx % 3}"), got, war)
+            got += war
+        else:
+            m.read(p_lo, p_hi, lo, hi, idx, ("core0", f"t{idx % 3}"), got)
+        yield set(got), ref.access(p_lo, p_hi, lo, hi, idx, write), idx
+
+
+def _random_ops(rng, n, parts=8, nbytes=64):
+    ops = []
+    for _ in range(n):
+        p_lo = rng.randrange(parts)
+        p_hi = rng.randrange(p_lo + 1, parts + 1)
+        lo = rng.randrange(nbytes)
+        hi = rng.randrange(lo + 1, nbytes + 1)
+        ops.append((p_lo, p_hi, lo, hi, rng.random() < 0.5))
+    return ops
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_never_misses_a_dependency(seed):
+    rng = random.Random(seed)
+    for got, want, idx in _run(_random_ops(rng, 40)):
+        # each engine track keeps only its latest reader: a write waits for that one,
+        # which (in order) ends after the earlier readers of the same track
+        tracks = {}
+        for d in want:
+            tracks.setdefault(d % 3, set()).add(d)
+        for t, ds in tracks.items():
+            assert max(ds) in got or any(g % 3 == t and g > max(ds) for g in got), \
+                (seed, idx, got, want)
+
+
+def test_tiles_give_exactly_the_true_dependencies():
+    # a loop over 4 tiles of 16 bytes per partition, each loaded, read twice, reloaded
+    ops = []
+    for rep in range(3):
+        for t in range(4):
+            lo, hi = 16 * t, 16 * (t + 1)
+            ops += [(0, 8, lo, hi, True), (0, 8, lo, hi, False), (0, 8, lo, hi, False)]
+    for got, want, idx in _run(ops):
+        assert got == want, idx
+
+
+def test_partition_halves_are_independent():
+    m = SpaceMap()
+    deps = []
+    m.write(0, 64, 0, 512, 0, "a", deps, [])
+    m.write(64, 128, 0, 512, 1, "b", deps, [])
+    assert deps == []  # different partitions of the same bytes
+    raw = []
+    m.read(32, 96, 0, 512, 2, "c", raw)
+    assert sorted(raw) == [0, 1]
+    raw = []
+    m.read(0, 10, 0, 16, 3, "c", raw)
+    assert raw == [0]
+
+
+def test_strided_write_keeps_earlier_writers():
+    m = SpaceMap()
+    m.write(0, 1, 0, 100, 0, "a", [], [])
+    m.write(0, 1, 0, 100, 1, "b", [], [], dense=False)  # a box with holes
+    raw = []
+    m.read(0, 1, 10, 20, 2, "c", raw)
+    assert sorted(raw) == [0, 1]
+    waw = []
+    m.write(0, 1, 0, 100, 3, "d", waw, [])  # dense: replaces both
+    raw = []
+    m.read(0, 1, 10, 20, 4, "c", raw)
+    assert sorted(waw) == [0, 1] and raw == [3]
+
+
+def test_large_read_only_inputs_stay_few_segments():
+    m = SpaceMap()
+    # the tiles of a [K, N] input read one [128, 512] box at a time (strided boxes)
+    row = 8192 * 2
+    for k in range(16):
+        for n in range(16):
+            lo = k * 128 * row + n * 1024
+            m.read(0, 1, lo, lo + 127 * row + 1024, k * 16 + n, ("c", "q"), [])
+    assert len(m) < 40
+
+
+def _hbm_access(base, rows, row_stride, row_bytes, isz):
+    shape = (rows, row_bytes // isz)
+    return NS(lo=base, hi=base + (rows - 1) * row_stride + row_bytes, bytes=rows * row_bytes,
+              pattern=((row_stride // isz, rows), (1, row_bytes // isz)),
+              contiguous_bytes=row_bytes if rows > 0 else 0, shape=shape)
+
+
+def _bytes_of(a):
+    R = a.pattern[0][0] * 4
+    return {a.lo + i * R + j for i in range(a.pattern[0][1]) for j in range(a.contiguous_bytes)}
+
+
+def test_hbm_overlap_of_tiles_of_one_matrix():
+    # [8, 64] fp32 matrix (row pitch 256 B): column tiles [8, 16] are disjoint
+    tiles = [_hbm_access(64 * j, 8, 256, 64, 4) for j in range(4)]
+    for a, b in itertools.combinations(tiles, 2):
+        assert not hbm_overlap(a, b, 4, 4)
+    for a in tiles:
+        assert hbm_overlap(a, a, 4, 4)
+    # a row block overlaps every column tile it crosses
+    rows = NS(lo=256 * 2, hi=256 * 4, bytes=512, pattern=((1, 128),), contiguous_bytes=512)
+    assert all(hbm_overlap(rows, t, 4, 4) for t in tiles)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_hbm_overlap_matches_bytes(seed):
+    rng = random.Random(seed)
+    for _ in range(50):
+        a = _hbm_access(4 * rng.randrange(64), rng.randrange(1, 5), 256, 4 * rng.randrange(1, 17), 4)
+        b = _hbm_access(4 * rng.randrange(64), rng.randrange(1, 5), 256, 4 * rng.randrange(1, 17), 4)
+        truth = bool(_bytes_of(a) & _bytes_of(b))
+        got = hbm_overlap(a, b, 4, 4)
+        assert got or not truth  # never misses
+        if a.contiguous_bytes + (a.lo % 256) <= 256 and b.contiguous_bytes + (b.lo % 256) <= 256:
+            assert got == truth  # exact when no row wraps
