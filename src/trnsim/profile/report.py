@@ -21,6 +21,7 @@ import json
 import math
 import os
 
+from ..timing.timeline import busy_time
 from . import views
 from .report_assets import CSS, JS
 
@@ -170,30 +171,17 @@ def utilization(profile) -> list[dict]:
     out = []
     for core, tracks in views.cores_and_tracks(tl).items():
         for track in tracks:
-            busy = _busy(groups.get((core, track), []))
+            busy = busy_time(groups.get((core, track), []))
             out.append({"core": core, "label": views.track_label(track),
                         "group": views.track_group(track), "pct": 100.0 * busy / total,
                         "busy": busy})
         dma = [e for t in tracks if t.startswith(views.DMA_PREFIX)
                for e in groups.get((core, t), [])]
         if dma:
-            busy = _busy(dma)
+            busy = busy_time(dma)
             out.append({"core": core, "label": "DMA (any queue)", "group": "dma",
                         "pct": 100.0 * busy / total, "busy": busy})
     return out
-
-
-def _busy(events) -> float:
-    spans = sorted((e.start, e.end) for e in events)
-    busy, cs, ce = 0.0, None, None
-    for s, t in spans:
-        if ce is None or s > ce:
-            if ce is not None:
-                busy += ce - cs
-            cs, ce = s, t
-        else:
-            ce = max(ce, t)
-    return busy + (ce - cs if ce is not None else 0.0)
 
 
 def opcode_table(profile) -> list[dict]:

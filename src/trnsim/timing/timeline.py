@@ -55,16 +55,18 @@ class Timeline:
 
     def busy_time(self, track_prefix: str, core: int | None = None) -> float:
         """Time (ns) during which at least one event on matching tracks was running."""
-        spans = sorted((e.start, e.end) for e in self.events
-                       if e.track.startswith(track_prefix) and (core is None or e.core == core))
-        busy, cur_s, cur_e = 0.0, None, None
-        for s, t in spans:
-            if cur_e is None or s > cur_e:
-                if cur_e is not None:
-                    busy += cur_e - cur_s
-                cur_s, cur_e = s, t
-            else:
-                cur_e = max(cur_e, t)
-        if cur_e is not None:
-            busy += cur_e - cur_s
-        return busy
+        return busy_time([e for e in self.events if e.track.startswith(track_prefix)
+                          and (core is None or e.core == core)])
+
+
+def busy_time(events) -> float:
+    """The length of the union of the events' [start, end) intervals, in ns."""
+    busy, cur_s, cur_e = 0.0, None, None
+    for s, t in sorted((e.start, e.end) for e in events):
+        if cur_e is None or s > cur_e:
+            if cur_e is not None:
+                busy += cur_e - cur_s
+            cur_s, cur_e = s, t
+        else:
+            cur_e = max(cur_e, t)
+    return busy + (cur_e - cur_s if cur_e is not None else 0.0)
