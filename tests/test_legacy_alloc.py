@@ -327,7 +327,7 @@ def _at(loc):
     ("sbuf", "alloc", _at((96, 0)), (64, 64),
      r"start_partition 96 is not allowed for a tile of 64 partitions.*0 or 64"),
     ("sbuf", "alloc", _at((96, 0)), (32, 64), None),
-    ("sbuf", "alloc", _at((0, 100)), (128, 64), r"byte_addr 100 is not aligned"),
+    ("sbuf", "alloc", _at((0, 102)), (128, 64), r"byte_addr 102 is not aligned"),  # 4-byte rule
     ("sbuf", "alloc", _at(0), (128, 64), r"must return \(start_partition, byte_addr\)"),
     ("sbuf", "mod_alloc", dict(base_addr=212768), (128, 64),  # 32-aligned, 256 B tile
      r"ends at byte 213024, past the 212984 bytes of SBUF"),
