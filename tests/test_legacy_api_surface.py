@@ -5,7 +5,7 @@ legacy front end with exactly the listed parameter names, kinds and defaults; ev
 class exists with its bases, members and method signatures; every constant exists.
 One test case per name.
 
-Default values are compared as tests/test_api_surface.py does (its helpers are reused),
+Default values are compared as tests/api_surface.py does,
 plus the spellings the legacy stubs use:
 - `np.X` / `nl.X` defaults (`np.amax`, `np.float32`, `np.uint8`) by the name after the
   module prefix;
@@ -18,47 +18,28 @@ from __future__ import annotations
 
 import enum
 import importlib
-import importlib.util
-import inspect
-import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-SPEC_PATH = Path(__file__).parents[2] / "shared/reference/nki-api-legacy.json"
-MODULES = {
+from api_surface import (Surface, check_class_shape, check_constant, check_function,
+                         check_signature, default_matches, spellings)
+
+SURFACE = Surface("nki-api-legacy.json", {
     "nki": "trnsim.legacy.api",
     "nki.language": "trnsim.legacy.language",
     "nki.isa": "trnsim.legacy.isa",
     "nki.compiler": "trnsim.legacy.compiler",
     "nki.compiler.sbuf": "trnsim.legacy.compiler.sbuf",
     "nki.compiler.psum": "trnsim.legacy.compiler.psum",
-}
-SPEC = json.loads(SPEC_PATH.read_text()) if SPEC_PATH.exists() else None
-needs_spec = pytest.mark.skipif(SPEC is None, reason=f"API reference {SPEC_PATH} is missing "
-                                                      "(it lives in ../shared/reference)")
-
-
-def _current_surface_helpers():
-    """tests/test_api_surface.py's normalisation, loaded from its file."""
-    name = "_trnsim_test_api_surface_helpers"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            name, Path(__file__).with_name("test_api_surface.py"))
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        sys.modules[name] = mod
-    return sys.modules[name]
-
-
-_base = _current_surface_helpers()
+})
+MODULES = SURFACE.modules
+needs_spec = SURFACE.needs_spec
 FP32_MIN = float(np.finfo(np.float32).min)
 
 
 def _default_matches(value, expected: str) -> bool:
-    if _base._default_matches(value, expected) or expected in _base._spellings(value):
+    if default_matches(value, expected) or expected in spellings(value):
         return True  # (the second: IntEnum members are ints, but spelled by name)
     if expected == "fp32.min":
         try:
@@ -67,36 +48,8 @@ def _default_matches(value, expected: str) -> bool:
             return False
     for prefix in ("np.", "nl.", "numpy."):
         if expected.startswith(prefix):
-            return _base._default_matches(value, expected[len(prefix):])
+            return default_matches(value, expected[len(prefix):])
     return False
-
-
-def _describe(p: inspect.Parameter) -> str:
-    d = "" if p.default is inspect.Parameter.empty else f"={p.default!r}"
-    return f"{p.name}({p.kind.name.lower()}){d}"
-
-
-def _check_signature(fn, expected: list[dict], what: str):
-    try:
-        sig = inspect.signature(fn)
-    except (TypeError, ValueError) as e:
-        pytest.fail(f"{what}: no inspectable signature ({e})")
-    params = list(sig.parameters.values())
-    got, want = [p.name for p in params], [p["name"] for p in expected]
-    assert got == want, (f"{what}: parameters {got}, expected {want} "
-                         f"(have: {', '.join(map(_describe, params))})")
-    for p, e in zip(params, expected):
-        assert p.kind.name.lower() == e["kind"], (
-            f"{what}: parameter {p.name!r} is {p.kind.name.lower()}, expected {e['kind']}")
-        has_default = p.default is not inspect.Parameter.empty
-        if "default" not in e:
-            assert not has_default, (
-                f"{what}: parameter {p.name!r} has default {p.default!r}; the API has none")
-        else:
-            assert has_default, f"{what}: parameter {p.name!r} needs the default {e['default']}"
-            assert _default_matches(p.default, e["default"]), (
-                f"{what}: parameter {p.name!r} default {p.default!r} (spelled "
-                f"{sorted(_base._spellings(p.default))}) is not {e['default']}")
 
 
 def _static_member(cls, name):
@@ -111,66 +64,36 @@ def _check_method(cls, meth, params, what):
     if raw is None:
         pytest.fail(f"{what} is missing")
     if isinstance(raw, property):
-        _check_signature(raw.fget, params, what)
+        check_signature(raw.fget, params, what, _default_matches)
     elif isinstance(raw, (classmethod, staticmethod)):
-        _check_signature(raw.__func__, params, what)
+        check_signature(raw.__func__, params, what, _default_matches)
     elif callable(raw):
-        _check_signature(raw, params, what)
+        check_signature(raw, params, what, _default_matches)
     else:  # a plain value stands in for a property of the stubs
         assert [p["name"] for p in params] == ["self"], (
             f"{what} is a plain attribute ({raw!r}), but the API has a method with "
             f"parameters {[p['name'] for p in params]}")
 
 
-def _cases(kind):
-    if SPEC is None:
-        return [pytest.param(None, None, id=f"{kind}-no-spec")]
-    out = []
-    for mod in MODULES:
-        section = SPEC.get(mod, {})
-        names = sorted(section.get(kind, {}) if kind != "constants"
-                       else section.get("constants", []))
-        out += [pytest.param(mod, n, id=f"{mod}.{n}") for n in names]
-    return out
-
-
-def _module(mod):
-    return importlib.import_module(MODULES[mod])
-
-
 # -- tests ------------------------------------------------------------------
 @needs_spec
-@pytest.mark.parametrize("mod,name", _cases("functions"))
+@pytest.mark.parametrize("mod,name", SURFACE.cases("functions"))
 def test_function(mod, name):
-    m = _module(mod)
-    assert hasattr(m, name), f"{mod}.{name} is missing"
-    fn = getattr(m, name)
-    assert callable(fn), f"{mod}.{name} is not callable ({fn!r})"
-    _check_signature(fn, SPEC[mod]["functions"][name], f"{mod}.{name}")
+    check_function(SURFACE, mod, name, _default_matches)
 
 
 @needs_spec
-@pytest.mark.parametrize("mod,name", _cases("classes"))
+@pytest.mark.parametrize("mod,name", SURFACE.cases("classes"))
 def test_class(mod, name):
-    m = _module(mod)
-    assert hasattr(m, name), f"class {mod}.{name} is missing"
-    cls = getattr(m, name)
-    assert inspect.isclass(cls), f"{mod}.{name} is not a class ({cls!r})"
-    spec = SPEC[mod]["classes"][name]
-    mro = [c.__name__ for c in cls.__mro__]
-    for base in spec.get("bases", []):
-        assert base in mro, f"{mod}.{name} must derive from {base} (its MRO: {mro})"
-    missing = [mem for mem in spec.get("members", []) if not hasattr(cls, mem)]
-    assert not missing, f"{mod}.{name} lacks members {missing}"
+    cls, spec = check_class_shape(SURFACE, mod, name)
     for meth, params in sorted(spec.get("methods", {}).items()):
         _check_method(cls, meth, params, f"{mod}.{name}.{meth}")
 
 
 @needs_spec
-@pytest.mark.parametrize("mod,name", _cases("constants"))
+@pytest.mark.parametrize("mod,name", SURFACE.cases("constants"))
 def test_constant(mod, name):
-    m = _module(mod)
-    assert hasattr(m, name), f"constant {mod}.{name} is missing"
+    check_constant(SURFACE, mod, name)
 
 
 # -- the modules behind the names -------------------------------------------
