@@ -21,24 +21,13 @@ import trnsim
 import trnsim.nki.isa as nisa
 import trnsim.nki.language as nl
 from trnsim.machine.errors import NkiNumericsWarning, NkiValidationError
+from kernel_helpers import load, store
 
 BF16 = ml_dtypes.bfloat16
 
 
 def run(kernel, *args, chip="trn2", numerics=True):
     return trnsim.run_kernel(kernel, args, chip=chip, numerics=numerics)
-
-
-def load(src):
-    t = nl.ndarray(src.shape, src.dtype, buffer=nl.sbuf)
-    nisa.dma_copy(dst=t, src=src)
-    return t
-
-
-def store(t):
-    out = nl.ndarray(t.shape, t.dtype, buffer=nl.shared_hbm)
-    nisa.dma_copy(dst=out, src=t)
-    return out
 
 
 def bf16_rne(x):

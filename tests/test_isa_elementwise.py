@@ -17,6 +17,7 @@ import trnsim
 import trnsim.nki.isa as nisa
 import trnsim.nki.language as nl
 from trnsim.machine.errors import NkiValidationError, UnsupportedError
+from kernel_helpers import bits, load, only, store
 
 BF16, E4M3, E4M3FN, E5M2 = (ml_dtypes.bfloat16, ml_dtypes.float8_e4m3,
                             ml_dtypes.float8_e4m3fn, ml_dtypes.float8_e5m2)
@@ -47,33 +48,6 @@ def run(kernel, *args, chip=None):
         assert i.engine in ("vector", "scalar", "gpsimd", "tensor", "sync", "dma")
         assert i.writes, f"{i.opcode} recorded no write"
     return out, r1.program
-
-
-def only(program, opcode):
-    found = [i for i in program if i.opcode == opcode]
-    assert len(found) == 1, [i.opcode for i in program]
-    return found[0]
-
-
-def load(src, buffer=nl.sbuf):
-    t = nl.ndarray(src.shape, src.dtype, buffer=buffer)
-    nisa.dma_copy(dst=t, src=src)
-    return t
-
-
-def store(t):
-    if t.buffer == nl.psum:
-        s = nl.ndarray(t.shape, t.dtype, buffer=nl.sbuf)
-        nisa.tensor_copy(dst=s, src=t)
-        t = s
-    out = nl.ndarray(t.shape, t.dtype, buffer=nl.shared_hbm)
-    nisa.dma_copy(dst=out, src=t)
-    return out
-
-
-def bits(a):
-    a = np.asarray(a)
-    return a.view(np.dtype(f"u{a.dtype.itemsize}"))
 
 
 # -- NumPy references -----------------------------------------------------------------

@@ -16,6 +16,7 @@ import trnsim
 import trnsim.nki.isa as nisa
 import trnsim.nki.language as nl
 from trnsim.machine.errors import NkiValidationError, UnsupportedError
+from kernel_helpers import bits, load, only, store
 
 BF16 = ml_dtypes.bfloat16
 FP32_MIN = np.float32(np.finfo(np.float32).min)
@@ -42,33 +43,6 @@ def run(kernel, *args, chip=None, strict=False):
     assert _sig(r0.program) == _sig(r1.program)
     assert all(i.writes for i in r1.program)
     return out, r1
-
-
-def only(program, opcode):
-    found = [i for i in program if i.opcode == opcode]
-    assert len(found) == 1, [i.opcode for i in program]
-    return found[0]
-
-
-def load(src, buffer=nl.sbuf):
-    t = nl.ndarray(src.shape, src.dtype, buffer=buffer)
-    nisa.dma_copy(dst=t, src=src)
-    return t
-
-
-def store(t):
-    if t.buffer == nl.psum:
-        s = nl.ndarray(t.shape, t.dtype, buffer=nl.sbuf)
-        nisa.tensor_copy(dst=s, src=t)
-        t = s
-    out = nl.ndarray(t.shape, t.dtype, buffer=nl.shared_hbm)
-    nisa.dma_copy(dst=out, src=t)
-    return out
-
-
-def bits(a):
-    a = np.asarray(a)
-    return a.view(np.dtype(f"u{a.dtype.itemsize}"))
 
 
 def affine_ref(P, pattern, offset, cm):

@@ -9,22 +9,11 @@ import trnsim
 import trnsim.nki.isa as nisa
 import trnsim.nki.language as nl
 from trnsim.machine.errors import NkiNumericsWarning, NkiValidationError, UnsupportedError
+from kernel_helpers import load, store
 
 
 def run(kernel, *args, chip="trn2", numerics=True):
     return trnsim.run_kernel(kernel, args, chip=chip, numerics=numerics)
-
-
-def load(src):
-    t = nl.ndarray(src.shape, src.dtype, buffer=nl.sbuf)
-    nisa.dma_copy(dst=t, src=src)
-    return t
-
-
-def store(t):
-    out = nl.ndarray(t.shape, t.dtype, buffer=nl.shared_hbm)
-    nisa.dma_copy(dst=out, src=t)
-    return out
 
 
 def reg_from(x):
