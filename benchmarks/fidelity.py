@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import concurrent.futures as cf
 import dataclasses
-import importlib.util
 import os
 import pathlib
 import sys
@@ -38,9 +37,9 @@ import trnsim.nki.isa as nisa
 import trnsim.nki.language as nl
 from trnsim.chips import load_chip
 from trnsim.legacy import jit as legacy_jit
+from trnsim.examples import load_example
 from trnsim.timing import schedule
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
 FULL = (8192, 4096, 8192)  # K, M, N
 
 # hardware.md §3.1 (SDK@1db4d74e nki/tutorials/matrix_multiplication.rst), ms
@@ -69,11 +68,7 @@ def _active(tl):
 
 # -- 1. the Trn1 matmul tutorial (legacy kernels) ------------------------------------
 def _legacy_tutorial():
-    path = ROOT / "examples" / "legacy" / "matmul_tutorial.py"
-    spec = importlib.util.spec_from_file_location("legacy_matmul_tutorial", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_example("legacy/matmul_tutorial")
 
 
 def job_trn1(variant: str, shape=FULL) -> dict:

@@ -19,8 +19,6 @@ peaks at about 0.75 GB resident.
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import pathlib
 import sys
 import time
 from collections import Counter
@@ -29,18 +27,14 @@ import ml_dtypes
 import numpy as np
 
 from trnsim.legacy import jit as lj
+from trnsim.examples import load_example
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
 FULL_SHAPE = (8192, 4096, 8192)  # K, M, N
 ENGINES = ("tensor", "vector", "scalar", "gpsimd", "sync", "dma")
 
 
 def load_tutorial():
-    path = ROOT / "examples" / "legacy" / "matmul_tutorial.py"
-    spec = importlib.util.spec_from_file_location("legacy_matmul_tutorial", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_example("legacy/matmul_tutorial")
 
 
 def record_stats(program) -> dict:

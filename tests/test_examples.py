@@ -1,24 +1,18 @@
 """The example kernels in examples/ run on trn1, trn2 and trn3 and match NumPy
 references written here, independently of the examples' own `reference()`."""
-import importlib.util
-import pathlib
 
 import ml_dtypes
 import numpy as np
 import pytest
 
 from trnsim import nki
+from trnsim.examples import load_example
 
-EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
 CHIPS = ["trn1", "trn2", "trn3"]
 BF16 = ml_dtypes.bfloat16
 
 
-def _load(name):
-    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+_load = load_example
 
 
 @pytest.fixture(scope="module")

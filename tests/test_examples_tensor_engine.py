@@ -1,7 +1,5 @@
 """The Tensor Engine example kernels (examples/tiled_matmul.py, pe_transpose.py,
 mx_matmul.py) against NumPy references written here."""
-import importlib.util
-import os
 
 import ml_dtypes
 import numpy as np
@@ -10,18 +8,12 @@ import pytest
 import trnsim
 from trnsim import nki
 from trnsim.machine.errors import UnsupportedError
+from trnsim.examples import load_example
 
-EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                        "examples")
 ENV = "NEURON_PLATFORM_TARGET_OVERRIDE"
 
 
-def load(name):
-    spec = importlib.util.spec_from_file_location(f"example_{name}",
-                                                  os.path.join(EXAMPLES, f"{name}.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+load = load_example
 
 
 @pytest.fixture(autouse=True)

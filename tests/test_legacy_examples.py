@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from trnsim.legacy import jit as lj
+from trnsim.examples import load_example
 
 EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples" / "legacy"
 CHIPS = ["trn1", "trn2", "trn3"]
@@ -19,11 +20,7 @@ BF16 = ml_dtypes.bfloat16
 
 
 def _load(name):
-    spec = importlib.util.spec_from_file_location(f"legacy_example_{name}",
-                                                  EXAMPLES / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_example(f"legacy/{name}")
 
 
 @pytest.fixture(scope="module")

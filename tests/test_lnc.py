@@ -2,8 +2,6 @@
 detection, errors on trn1 / LNC=1; nki.collectives placeholders; examples/lnc2_add.py."""
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,6 +13,7 @@ import trnsim.nki.language as nl
 from trnsim import nki
 from trnsim.machine.errors import NkiValidationError, UnsupportedError
 from trnsim.machine.runtime import CoreDeadlockError
+from trnsim.examples import load_example
 
 
 def run(kernel, *args, lnc=2, chip="trn2", numerics=True):
@@ -291,11 +290,7 @@ def test_collectives_placeholders_and_rank_id():
 
 # -- examples/lnc2_add.py ---------------------------------------------------------------------
 def _example():
-    path = Path(__file__).parents[1] / "examples" / "lnc2_add.py"
-    spec = importlib.util.spec_from_file_location("lnc2_add_example", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_example("lnc2_add")
 
 
 @pytest.mark.parametrize("lnc,rows", [(2, 300), (1, 130), (2, 7)])

@@ -4,9 +4,7 @@ nki.benchmark-shaped result, the notebook view, and the trace/report delegation.
 The plumbing tests replace the scheduler by a stand-in (100 ns per instruction, one
 after another) so their expected values are exact; the end-to-end tests at the bottom
 use the real timing model."""
-import importlib.util
 import json
-import pathlib
 import sys
 import types
 
@@ -18,17 +16,12 @@ import trnsim
 import trnsim.timing
 from trnsim import nki
 from trnsim.timing.timeline import Event, Timeline
+from trnsim.examples import load_example
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
 STEP = 100.0  # ns per instruction in the stand-in scheduler
 
 
-def _example(path):
-    spec = importlib.util.spec_from_file_location(
-        "profile_example_" + path.replace("/", "_")[:-3], ROOT / "examples" / path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+_example = load_example
 
 
 def _serial(program, chip=None):

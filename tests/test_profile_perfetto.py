@@ -9,10 +9,8 @@ needs a trace_processor_shell binary, which it downloads from the internet: that
 runs only where a binary is at hand ($TRNSIM_TRACE_PROCESSOR or trace_processor_shell on
 PATH) and is skipped otherwise.
 """
-import importlib.util
 import json
 import os
-import pathlib
 import shutil
 import types
 
@@ -27,8 +25,8 @@ from trnsim.machine.errors import SourceLocation
 from trnsim.machine.record import Instruction, Program
 from trnsim.profile.perfetto import write_perfetto
 from trnsim.timing.timeline import Event, Timeline, Wait
+from trnsim.examples import load_example
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
 ENGINES = ("Tensor", "Vector", "Scalar", "GpSimd", "Sync")
 PHASES = {"X", "M", "s", "f", "C"}
 
@@ -272,12 +270,7 @@ def test_misaligned_timeline_is_an_error(tmp_path):
 
 # ---------------------------------------------------------------- real kernels
 
-def _example(path):
-    spec = importlib.util.spec_from_file_location(
-        "perfetto_example_" + path.replace("/", "_")[:-3], ROOT / "examples" / path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+_example = load_example
 
 
 def _needs_scheduler():

@@ -7,27 +7,18 @@ profile's Perfetto trace and HTML report under out/demo/.
 """
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 
 import ml_dtypes
 import numpy as np
 
+from .examples import load_example
 from .machine.launch import run_kernel
 from .profile.profile import Profile
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 OUT = Path("out/demo")
 CHIPS = ("trn2", "trn3")
-
-
-def _example(name):
-    spec = importlib.util.spec_from_file_location(f"trnsim_examples.{name}",
-                                                  EXAMPLES / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def _cases(rng):
@@ -64,7 +55,7 @@ def main(argv=None) -> int:
     print("-" * (len(head) + 30))
     failures, times = 0, {}
     for name, attr, args, chips in _cases(rng):
-        mod = _example(name)
+        mod = load_example(name)
         lnc = 2 if attr.endswith("[2]") else 1
         kernel = getattr(mod, attr.removesuffix("[2]"))
         ref = np.asarray(mod.reference(*args), dtype=np.float64)
