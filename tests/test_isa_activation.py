@@ -11,6 +11,7 @@ import trnsim
 import trnsim.nki.isa as nisa
 import trnsim.nki.language as nl
 from trnsim.machine.errors import NkiNumericsWarning, NkiValidationError, UnsupportedError
+from kernel_helpers import load, store
 
 RNG = np.random.default_rng(1234)
 _erf = np.vectorize(math.erf)
@@ -18,19 +19,6 @@ _erf = np.vectorize(math.erf)
 
 def run(fn, *args, chip="trn2", strict=False, numerics=True):
     return trnsim.run_kernel(fn, args, chip=chip, strict=strict, numerics=numerics)
-
-
-def sb(t, dtype=None):
-    """Load an HBM input into a fresh SBUF tile (cast through the DMA if dtype given)."""
-    s = nl.ndarray(t.shape, dtype or t.dtype, buffer=nl.sbuf)
-    nisa.dma_copy(dst=s, src=t)
-    return s
-
-
-def out(t):
-    o = nl.ndarray(t.shape, t.dtype, buffer=nl.shared_hbm)
-    nisa.dma_copy(dst=o, src=t)
-    return o
 
 
 def op(name):
@@ -76,10 +64,10 @@ REFS = {
 
 def act_kernel(fn, out_dtype=nl.float32, **kw):
     def k(x):
-        xs = sb(x)
+        xs = load(x)
         y = nl.ndarray(x.shape, out_dtype, buffer=nl.sbuf)
         nisa.activation(dst=y, op=fn, data=xs, **kw)
-        return out(y)
+        return store(y)
     return k
 
 
@@ -122,10 +110,10 @@ def test_tensor_scale_and_bias():
     b = RNG.standard_normal((128, 1)).astype(np.float32)
 
     def k(x, s, b):
-        xs, ss, bs = sb(x), sb(s), sb(b)
+        xs, ss, bs = load(x), load(s), load(b)
         y = nl.ndarray(x.shape, nl.float32, buffer=nl.sbuf)
         nisa.activation(dst=y, op=op("gelu_apprx_tanh"), data=xs, bias=bs, scale=ss)
-        return out(y)
+        return store(y)
     y, r = run(k, x, s, b)
     t = ((x * s).astype(np.float32) + b).astype(np.float32).astype(np.float64)
     expect = 0.5 * t * (1 + np.tanh(math.sqrt(2 / math.pi) * (t + 0.044715 * t ** 3)))
@@ -170,7 +158,7 @@ def test_fused_reduce_chain_reset_reduce_reduce_and_readout():
     c = RNG.standard_normal((128, 8)).astype(np.float32)
 
     def k(a, b, c):
-        tiles = [sb(a), sb(b), sb(c)]
+        tiles = [load(a), load(b), load(c)]
         res = nl.ndarray((128, 1), nl.float32, buffer=nl.sbuf)
         first = nl.ndarray((128, 1), nl.float32, buffer=nl.sbuf)
         ys = [nl.ndarray(t.shape, nl.float32, buffer=nl.sbuf) for t in tiles]
@@ -182,7 +170,7 @@ def test_fused_reduce_chain_reset_reduce_reduce_and_readout():
         nisa.activation(dst=ys[2], op=op("square"), data=tiles[2])
         nisa.activation(dst=ys[2], op=op("exp"), data=tiles[2], reduce_op=op("add"),
                         reduce_res=res, reduce_cmd=nisa.reduce_cmd.reduce)
-        return out(first), out(res), out(ys[2])
+        return store(first), store(res), store(ys[2])
     (first, res, y2), r = run(k, a, b, c)
     ex = [np.exp(t.astype(np.float64)) for t in (a, b, c)]
     np.testing.assert_allclose(first[:, 0], ex[0].sum(1), rtol=1e-5)
@@ -200,7 +188,7 @@ def test_reset_then_reduce_and_reset_readout_is_zero():
     a = RNG.standard_normal((32, 16)).astype(np.float32)
 
     def k(a):
-        t = sb(a)
+        t = load(a)
         y = nl.ndarray(a.shape, nl.float32, buffer=nl.sbuf)
         r0 = nl.ndarray((32, 1), nl.float32, buffer=nl.sbuf)
         r1 = nl.ndarray((32, 1), nl.float32, buffer=nl.sbuf)
@@ -208,7 +196,7 @@ def test_reset_then_reduce_and_reset_readout_is_zero():
                         reduce_cmd=nisa.reduce_cmd.reset)
         nisa.activation(dst=y, op=op("copy"), data=t, reduce_op=np.add, reduce_res=r1,
                         reduce_cmd=nisa.reduce_cmd.reduce)
-        return out(r0), out(r1)
+        return store(r0), store(r1)
     (r0, r1), _ = run(k, a)
     np.testing.assert_array_equal(r0, 0)
     np.testing.assert_allclose(r1[:, 0], a.astype(np.float64).sum(1), rtol=1e-5, atol=1e-5)
@@ -218,11 +206,11 @@ def test_reduce_on_uninitialized_registers_warns_and_strict_raises():
     a = np.ones((8, 4), np.float32)
 
     def k(a):
-        t = sb(a)
+        t = load(a)
         y = nl.ndarray(a.shape, nl.float32, buffer=nl.sbuf)
         r = nl.ndarray((8, 1), nl.float32, buffer=nl.sbuf)
         nisa.activation(dst=y, op=op("copy"), data=t, reduce_op=op("add"), reduce_res=r, reduce_cmd=nisa.reduce_cmd.reduce)
-        return out(r)
+        return store(r)
     with pytest.warns(NkiNumericsWarning, match="accumulator"):
         run(k, a)
     with pytest.raises(NkiValidationError, match="accumulator"):
@@ -234,7 +222,7 @@ def test_registers_are_per_lane():
     a = RNG.standard_normal((64, 16)).astype(np.float32)
 
     def k(a):
-        t = sb(a)
+        t = load(a)
         y = nl.ndarray(a.shape, nl.float32, buffer=nl.sbuf)
         r = nl.ndarray((64, 1), nl.float32, buffer=nl.sbuf)
         nisa.activation(dst=y[0:32], op="copy", data=t[0:32], reduce_op="add",
@@ -245,7 +233,7 @@ def test_registers_are_per_lane():
                         reduce_res=r[0:32], reduce_cmd=nisa.reduce_cmd.reduce)
         nisa.activation(dst=y[32:64], op="copy", data=t[32:64], reduce_op="add",
                         reduce_res=r[32:64], reduce_cmd=nisa.reduce_cmd.idle)
-        return out(r)
+        return store(r)
     r, _ = run(k, a)
     a64 = a.astype(np.float64)
     np.testing.assert_allclose(r[:32, 0], 2 * a64[:32].sum(1), rtol=1e-5, atol=1e-5)
@@ -257,12 +245,12 @@ def test_activation_reduce_equals_reset_reduce_and_readout():
     b = RNG.standard_normal((128, 1)).astype(np.float32)
 
     def k(x, b):
-        xs, bs = sb(x), sb(b)
+        xs, bs = load(x), load(b)
         y = nl.ndarray(x.shape, nl.bfloat16, buffer=nl.sbuf)
         r = nl.ndarray((128, 1), nl.float32, buffer=nl.sbuf)
         nisa.activation_reduce(dst=y, op=np.exp, data=xs, reduce_op=np.add, reduce_res=r,
                                bias=bs)
-        return out(y), out(r)
+        return store(y), store(r)
     (y, r), run_ = run(k, x, b)
     e = np.exp((x + b).astype(np.float32).astype(np.float64))
     np.testing.assert_array_equal(y.view(np.uint16), e.astype(np.float32).astype(
@@ -277,7 +265,7 @@ def test_activation_reduce_op_must_be_add():
     x = np.ones((4, 4), np.float32)
 
     def k(x):
-        t = sb(x)
+        t = load(x)
         y = nl.ndarray(x.shape, nl.float32, buffer=nl.sbuf)
         r = nl.ndarray((4, 1), nl.float32, buffer=nl.sbuf)
         nisa.activation(dst=y, op="exp", data=t, reduce_op=np.maximum, reduce_res=r,
@@ -340,8 +328,8 @@ def test_constant_bias_is_an_error_on_trn1_but_tensor_bias_works():
 
     def k(x, b):
         y = nl.ndarray(x.shape, nl.float32, buffer=nl.sbuf)
-        nisa.activation(dst=y, op=op("exp"), data=sb(x), bias=sb(b))
-        return out(y)
+        nisa.activation(dst=y, op=op("exp"), data=load(x), bias=load(b))
+        return store(y)
     y, _ = run(k, x, b, chip="trn1")
     np.testing.assert_allclose(y, np.exp(x.astype(np.float64) + 1).astype(np.float32),
                                rtol=2e-6)
@@ -353,8 +341,8 @@ def test_reciprocal_with_bias_is_an_error_on_trn1():
 
     def k(x, b):
         y = nl.ndarray(x.shape, nl.float32, buffer=nl.sbuf)
-        nisa.activation(dst=y, op=op("reciprocal"), data=sb(x), bias=sb(b))
-        return out(y)
+        nisa.activation(dst=y, op=op("reciprocal"), data=load(x), bias=load(b))
+        return store(y)
     with pytest.raises(UnsupportedError, match="reciprocal"):
         run(k, x, b, chip="trn1")
     y, _ = run(k, x, b, chip="trn2")
@@ -368,7 +356,7 @@ def test_scale_tensor_must_be_fp32_and_shapes_must_match():
         s = nl.ndarray((8, 1), nl.bfloat16, buffer=nl.sbuf)
         nisa.memset(dst=s, value=1.0)
         y = nl.ndarray(x.shape, nl.float32, buffer=nl.sbuf)
-        nisa.activation(dst=y, op="exp", data=sb(x), scale=s)
+        nisa.activation(dst=y, op="exp", data=load(x), scale=s)
     with pytest.raises(NkiValidationError, match="scale .* must have dtype float32"):
         run(k_scale, x)
 
@@ -376,13 +364,13 @@ def test_scale_tensor_must_be_fp32_and_shapes_must_match():
         b = nl.ndarray((8, 2), nl.float32, buffer=nl.sbuf)
         nisa.memset(dst=b, value=1.0)
         y = nl.ndarray(x.shape, nl.float32, buffer=nl.sbuf)
-        nisa.activation(dst=y, op="exp", data=sb(x), bias=b)
+        nisa.activation(dst=y, op="exp", data=load(x), bias=b)
     with pytest.raises(NkiValidationError, match=r"must be a \[8, 1\] tensor"):
         run(k_bias, x)
 
     def k_dst(x):
         y = nl.ndarray((4, 8), nl.float32, buffer=nl.sbuf)
-        nisa.activation(dst=y, op="exp", data=sb(x))
+        nisa.activation(dst=y, op="exp", data=load(x))
     with pytest.raises(NkiValidationError, match="partitions"):
         run(k_dst, x)
 
@@ -391,13 +379,13 @@ def test_numerics_off_records_every_instruction():
     x = np.ones((16, 16), np.float32)
 
     def k(x):
-        t = sb(x)
+        t = load(x)
         y = nl.ndarray(x.shape, nl.float32, buffer=nl.sbuf)
         r = nl.ndarray((16, 1), nl.float32, buffer=nl.sbuf)
         nisa.activation(dst=y, op="exp", data=t, reduce_op="add", reduce_res=r,
                         reduce_cmd=nisa.reduce_cmd.reset_reduce)
         nisa.activation_reduce(dst=y, op="exp", data=t, reduce_op="add", reduce_res=r)
-        return out(r)
+        return store(r)
     _, r = run(k, x, numerics=False)
     assert [i.opcode for i in r.program if i.engine == "scalar"] == [
         "activation", "read_accumulator", "activation_reduce", "read_accumulator"]
@@ -408,14 +396,14 @@ def test_numerics_off_records_every_instruction():
 
 def a2_kernel(**kw):
     def k(x, *vecs):
-        vs = [sb(v) for v in vecs]
+        vs = [load(v) for v in vecs]
         named = {key: (vs[val] if isinstance(val, VecRef) else val) for key, val in kw.items()}
         y = nl.ndarray(x.shape, nl.float32, buffer=nl.sbuf)
         r = nl.ndarray((x.shape[0], 1), nl.float32, buffer=nl.sbuf)
         if named.get("reduce_cmd", nisa.reduce_cmd.idle) != nisa.reduce_cmd.idle:
             named["reduce_res"] = r
-        nisa.activate2(dst=y, data=sb(x), **named)
-        return out(y), out(r)
+        nisa.activate2(dst=y, data=load(x), **named)
+        return store(y), store(r)
     return k
 
 
@@ -479,7 +467,7 @@ def test_activate2_rejects_unsupported_pairs_and_reverse_without_op():
 
 def exp_kernel(cmd=nisa.reduce_cmd.idle, with_max=True, reduce_init=0.0, chain=False):
     def k(x, m):
-        xs, ms = sb(x), sb(m)
+        xs, ms = load(x), load(m)
         y = nl.ndarray(x.shape, nl.float32, buffer=nl.sbuf)
         r = nl.ndarray((x.shape[0], 1), nl.float32, buffer=nl.sbuf)
         kw = dict(max_value=ms if with_max else 0.0)
@@ -493,7 +481,7 @@ def exp_kernel(cmd=nisa.reduce_cmd.idle, with_max=True, reduce_init=0.0, chain=F
         else:
             nisa.exponential(dst=y, src=xs, reduce_res=r, reduce_cmd=cmd,
                              reduce_init=reduce_init, **kw)
-        return out(y), out(r)
+        return store(y), store(r)
     return k
 
 

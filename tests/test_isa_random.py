@@ -7,6 +7,7 @@ import trnsim
 import trnsim.nki.isa as nisa
 import trnsim.nki.language as nl
 from trnsim.machine.errors import NkiValidationError, UnsupportedError
+from kernel_helpers import load, store
 
 M32 = 0xFFFFFFFF
 RNG = np.random.default_rng(7)
@@ -14,18 +15,6 @@ RNG = np.random.default_rng(7)
 
 def run(fn, *args, chip="trn2", numerics=True):
     return trnsim.run_kernel(fn, args, chip=chip, numerics=numerics)
-
-
-def sb(t, dtype=None):
-    s = nl.ndarray(t.shape, dtype or t.dtype, buffer=nl.sbuf)
-    nisa.dma_copy(dst=s, src=t)
-    return s
-
-
-def out(t):
-    o = nl.ndarray(t.shape, t.dtype, buffer=nl.shared_hbm)
-    nisa.dma_copy(dst=o, src=t)
-    return o
 
 
 class Xorwow:
@@ -59,12 +48,12 @@ def test_gpsimd_rng_follows_xorwow_from_a_loaded_state():
     states = random_states(4, 6)
 
     def k(s):
-        nisa.rand_set_state(src_seeds=sb(s), engine=nisa.engine.gpsimd)
+        nisa.rand_set_state(src_seeds=load(s), engine=nisa.engine.gpsimd)
         r = nl.ndarray((4, 10), nl.uint32, buffer=nl.sbuf)
         nisa.rng(dst=r, engine=nisa.engine.gpsimd)
         st = nl.ndarray((4, 6), nl.uint32, buffer=nl.sbuf)
         nisa.rand_get_state(dst=st)
-        return out(r), out(st)
+        return store(r), store(st)
     (r, st), prog = run(k, states, chip="trn2")
     for p in range(4):
         g = Xorwow(states[p])
@@ -78,12 +67,12 @@ def test_vector_engine_has_four_states_per_lane_on_trn3():
     states = random_states(2, 24)
 
     def k(s):
-        nisa.rand_set_state(src_seeds=sb(s), engine=nisa.engine.vector)
+        nisa.rand_set_state(src_seeds=load(s), engine=nisa.engine.vector)
         r = nl.ndarray((2, 9), nl.uint32, buffer=nl.sbuf)
         nisa.rng(dst=r)
         st = nl.ndarray((2, 24), nl.uint32, buffer=nl.sbuf)
         nisa.rand_get_state(dst=st, engine=nisa.engine.vector)
-        return out(r), out(st)
+        return store(r), store(st)
     (r, st), _ = run(k, states, chip="trn3")
     for p in range(2):
         gens = [Xorwow(states[p, 6 * i:6 * i + 6]) for i in range(4)]
@@ -95,12 +84,12 @@ def test_rng_truncates_to_the_low_bits_of_the_dtype():
     states = random_states(3, 6)
 
     def k(s):
-        nisa.rand_set_state(src_seeds=sb(s))
+        nisa.rand_set_state(src_seeds=load(s))
         a = nl.ndarray((3, 5), nl.uint8, buffer=nl.sbuf)
         nisa.rng(dst=a, engine=nisa.engine.gpsimd)
         b = nl.ndarray((3, 5), nl.int16, buffer=nl.sbuf)
         nisa.rng(dst=b, engine=nisa.engine.gpsimd)
-        return out(a), out(b)
+        return store(a), store(b)
     (a, b), _ = run(k, states)
     for p in range(3):
         g = Xorwow(states[p])
@@ -121,7 +110,7 @@ def seeded_kernel(seed_a, seed_b):
             seed(s)
             r = nl.ndarray((128, 64), nl.uint32, buffer=nl.sbuf)
             nisa.rng(dst=r)
-            outs.append(out(r))
+            outs.append(store(r))
         return tuple(outs)
     return k
 
@@ -143,7 +132,7 @@ def test_unseeded_generator_is_deterministic():
     def k():
         r = nl.ndarray((16, 16), nl.uint32, buffer=nl.sbuf)
         nisa.rng(dst=r)
-        return out(r)
+        return store(r)
     a, _ = run(k)
     b, _ = run(k)
     np.testing.assert_array_equal(a, b)
@@ -155,10 +144,10 @@ def test_rand2_uniform_range_and_formula():
     states = random_states(128, 24)
 
     def k(s):
-        nisa.rand_set_state(src_seeds=sb(s), engine=nisa.engine.vector)
+        nisa.rand_set_state(src_seeds=load(s), engine=nisa.engine.vector)
         r = nl.ndarray((128, 256), nl.float32, buffer=nl.sbuf)
         nisa.rand2(dst=r, min=-2.0, max=3.0)
-        return out(r)
+        return store(r)
     r, prog = run(k, states, chip="trn3")
     assert r.min() >= -2.0 and r.max() < 3.0
     assert abs(r.mean() - 0.5) < 0.02
@@ -176,8 +165,8 @@ def test_rand2_vector_bounds_and_errors():
 
     def k(lo, hi):
         r = nl.ndarray((64, 128), nl.float32, buffer=nl.sbuf)
-        nisa.rand2(dst=r, min=sb(lo), max=sb(hi))
-        return out(r)
+        nisa.rand2(dst=r, min=load(lo), max=load(hi))
+        return store(r)
     r, _ = run(k, lo, hi, chip="trn3")
     assert (r >= lo).all() and (r < hi).all()
     with pytest.raises(UnsupportedError, match="rand2"):
@@ -195,8 +184,8 @@ def test_rand2_vector_bounds_and_errors():
 def dropout_kernel(prob):
     def k(x, *p):
         d = nl.ndarray(x.shape, x.dtype, buffer=nl.sbuf)
-        nisa.dropout(dst=d, data=sb(x), prob=sb(p[0]) if p else prob)
-        return out(d)
+        nisa.dropout(dst=d, data=load(x), prob=load(p[0]) if p else prob)
+        return store(d)
     return k
 
 
@@ -236,13 +225,13 @@ def test_dropout_errors():
 
     def k_prob_dtype(x, p):
         d = nl.ndarray(x.shape, x.dtype, buffer=nl.sbuf)
-        nisa.dropout(dst=d, data=sb(x), prob=sb(p, nl.bfloat16))
+        nisa.dropout(dst=d, data=load(x), prob=load(p, dtype=nl.bfloat16))
     with pytest.raises(NkiValidationError, match="float32 for integer data"):
         run(k_prob_dtype, x, pb)
 
     def k_dst(x):
         d = nl.ndarray(x.shape, nl.float32, buffer=nl.sbuf)
-        nisa.dropout(dst=d, data=sb(x), prob=0.5)
+        nisa.dropout(dst=d, data=load(x), prob=0.5)
     with pytest.raises(NkiValidationError, match="dtype of data"):
         run(k_dst, x)
     with pytest.raises(NkiValidationError, match=r"\[0, 1\]"):
@@ -255,7 +244,7 @@ def test_state_instructions_need_v3_and_vector_state_needs_v4():
     s6, s24 = random_states(4, 6), random_states(4, 24)
 
     def k(s, engine):
-        nisa.rand_set_state(src_seeds=sb(s), engine=engine)
+        nisa.rand_set_state(src_seeds=load(s), engine=engine)
     with pytest.raises(UnsupportedError, match="NeuronCore-v3"):
         run(lambda s: k(s, nisa.engine.gpsimd), s6, chip="trn1")
     with pytest.raises(UnsupportedError, match="Vector"):

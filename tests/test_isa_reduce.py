@@ -10,24 +10,13 @@ import trnsim
 import trnsim.nki.isa as nisa
 import trnsim.nki.language as nl
 from trnsim.machine.errors import NkiValidationError
+from kernel_helpers import load, store
 
 RNG = np.random.default_rng(99)
 
 
 def run(fn, *args, chip="trn2", numerics=True):
     return trnsim.run_kernel(fn, args, chip=chip, numerics=numerics)
-
-
-def sb(t, dtype=None):
-    s = nl.ndarray(t.shape, dtype or t.dtype, buffer=nl.sbuf)
-    nisa.dma_copy(dst=s, src=t)
-    return s
-
-
-def out(t):
-    o = nl.ndarray(t.shape, t.dtype, buffer=nl.shared_hbm)
-    nisa.dma_copy(dst=o, src=t)
-    return o
 
 
 def op(name):
@@ -37,8 +26,8 @@ def op(name):
 def reduce_kernel(opx, axis, dst_shape, dst_dtype=nl.float32, **kw):
     def k(x):
         d = nl.ndarray(dst_shape, dst_dtype, buffer=nl.sbuf)
-        nisa.tensor_reduce(dst=d, op=opx, data=sb(x), axis=axis, **kw)
-        return out(d)
+        nisa.tensor_reduce(dst=d, op=opx, data=load(x), axis=axis, **kw)
+        return store(d)
     return k
 
 
@@ -205,8 +194,8 @@ def test_tensor_reduce_property(case):
 def partition_kernel(opx, dst_dtype=nl.float32):
     def k(x):
         d = nl.ndarray((1,) + x.shape[1:], dst_dtype, buffer=nl.sbuf)
-        nisa.tensor_partition_reduce(dst=d, op=opx, data=sb(x))
-        return out(d)
+        nisa.tensor_partition_reduce(dst=d, op=opx, data=load(x))
+        return store(d)
     return k
 
 
@@ -232,7 +221,7 @@ def test_partition_reduce_errors():
 
     def k(x):
         d = nl.ndarray((8, 4), nl.float32, buffer=nl.sbuf)
-        nisa.tensor_partition_reduce(dst=d, op=np.add, data=sb(x))
+        nisa.tensor_partition_reduce(dst=d, op=np.add, data=load(x))
     with pytest.raises(NkiValidationError, match="one partition"):
         run(k, x)
     with pytest.raises(NkiValidationError, match="not supported"):
@@ -256,8 +245,8 @@ def test_bn_stats_layout_even_then_odd():
 
     def k(x):
         d = nl.ndarray((32, 6), nl.float32, buffer=nl.sbuf)
-        nisa.bn_stats(dst=d, data=sb(x))
-        return out(d)
+        nisa.bn_stats(dst=d, data=load(x))
+        return store(d)
     y, r = run(k, x)
     expect = np.stack([stats_ref(row) for row in x])
     np.testing.assert_allclose(y, expect, rtol=1e-5)
@@ -269,10 +258,10 @@ def test_bn_stats_then_bn_aggr_mean_and_variance():
 
     def k(x):
         s = nl.ndarray((128, 6), nl.float32, buffer=nl.sbuf)
-        nisa.bn_stats(dst=s, data=sb(x))
+        nisa.bn_stats(dst=s, data=load(x))
         mv = nl.ndarray((128, 2), nl.float32, buffer=nl.sbuf)
         nisa.bn_aggr(dst=mv, data=s)
-        return out(mv)
+        return store(mv)
     y, _ = run(k, x)
     x64 = x.astype(np.float64)
     np.testing.assert_allclose(y[:, 0], x64.mean(1), rtol=1e-5, atol=1e-6)
@@ -285,13 +274,13 @@ def test_bn_aggr_of_several_bn_stats_tiles():
     x[:, :512] += 1.0  # chunks with different means
 
     def k(x):
-        xs = sb(x)
+        xs = load(x)
         stats = nl.ndarray((64, 3, 6), nl.float32, buffer=nl.sbuf)
         for i, (a, b) in enumerate(((0, 512), (512, 1024), (1024, F))):
             nisa.bn_stats(dst=stats[:, i, :], data=xs[:, a:b])
         mv = nl.ndarray((64, 2), nl.float32, buffer=nl.sbuf)
         nisa.bn_aggr(dst=mv, data=stats)
-        return out(mv)
+        return store(mv)
     y, _ = run(k, x)
     x64 = x.astype(np.float64)
     np.testing.assert_allclose(y[:, 0], x64.mean(1), rtol=1e-5, atol=1e-6)
@@ -303,10 +292,10 @@ def test_bn_stats_single_element_has_empty_odd_group():
 
     def k(x):
         s = nl.ndarray((4, 6), nl.float32, buffer=nl.sbuf)
-        nisa.bn_stats(dst=s, data=sb(x))
+        nisa.bn_stats(dst=s, data=load(x))
         mv = nl.ndarray((4, 2), nl.float32, buffer=nl.sbuf)
         nisa.bn_aggr(dst=mv, data=s)
-        return out(s), out(mv)
+        return store(s), store(mv)
     (s, mv), _ = run(k, x)
     np.testing.assert_array_equal(s, [[1, 7, 0, 0, 0, 0]] * 4)
     np.testing.assert_array_equal(mv, [[7, 0]] * 4)
@@ -315,20 +304,20 @@ def test_bn_stats_single_element_has_empty_odd_group():
 def test_bn_stats_limits():
     def k(x):
         s = nl.ndarray((4, 6), nl.float32, buffer=nl.sbuf)
-        nisa.bn_stats(dst=s, data=sb(x))
-        return out(s)
+        nisa.bn_stats(dst=s, data=load(x))
+        return store(s)
     run(k, np.ones((4, 512), np.float32))
     with pytest.raises(NkiValidationError, match="at most 512"):
         run(k, np.ones((4, 513), np.float32))
 
     def k_dst(x):
         s = nl.ndarray((4, 4), nl.float32, buffer=nl.sbuf)
-        nisa.bn_stats(dst=s, data=sb(x))
+        nisa.bn_stats(dst=s, data=load(x))
     with pytest.raises(NkiValidationError, match="6 elements"):
         run(k_dst, np.ones((4, 8), np.float32))
 
     def k_aggr(x):
         mv = nl.ndarray((4, 2), nl.float32, buffer=nl.sbuf)
-        nisa.bn_aggr(dst=mv, data=sb(x))
+        nisa.bn_aggr(dst=mv, data=load(x))
     with pytest.raises(NkiValidationError, match="multiple of 3"):
         run(k_aggr, np.ones((4, 8), np.float32))
