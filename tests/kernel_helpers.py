@@ -1,5 +1,8 @@
 """Small kernel-side helpers the ISA tests share: bring an HBM input on chip, return a
-tile to HBM, and look at the record."""
+tile to HBM, look at the record, and make a chip file variant."""
+import importlib.resources
+import json
+
 import numpy as np
 
 import trnsim.nki.isa as nisa
@@ -35,3 +38,17 @@ def bits(a):
     """The raw bits of an array, as unsigned integers of its width."""
     a = np.asarray(a)
     return a.view(np.dtype(f"u{a.dtype.itemsize}"))
+
+
+def chip_with_usable_sbuf(tmp_path, base, usable):
+    """A copy of built-in chip file `base` with `usable` SBUF bytes per partition."""
+    data = json.loads(importlib.resources.files("trnsim.chips").joinpath(f"{base}.json")
+                      .read_text())
+    node = data["core"]["sbuf_usable_bytes_per_partition"]
+    if isinstance(node, dict):
+        node["value"] = usable
+    else:
+        data["core"]["sbuf_usable_bytes_per_partition"] = usable
+    path = tmp_path / f"{base}_sbuf{usable}.json"
+    path.write_text(json.dumps(data))
+    return str(path)

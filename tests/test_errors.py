@@ -319,23 +319,27 @@ def test_instruction_missing_on_target_generation():
 def test_sbuf_overflow():
     def kern(x):
         a = nl.ndarray((128, 30720), nl.float32, name="big_a")  # LINE-MARK: sbuf-a
-        b = nl.ndarray((128, 30720), nl.float32, name="big_b")  # LINE-MARK: sbuf-b
+        b = nl.ndarray((128, 30720), nl.float32, name="big_b")
+        nisa.memset(dst=a, value=1.0)
+        nisa.tensor_copy(dst=b, src=a)  # LINE-MARK: sbuf-both
 
     for chip, usable in (("trn1", 180224), ("trn2", 212984)):
-        e = _expect(kern, (X,), CapacityError, "sbuf-b",
-                    "ndarray", "SBUF overflow", chip, "'big_b' float32[128, 30720]",
-                    "needs 122880 bytes per partition", str(usable),
-                    f"big_a float32[128, 30720]: 122880 B/partition at byte 0, allocated at "
-                    f"{__file__}:{_line('sbuf-a')}", chip=chip)
-        assert e.op == "ndarray"
+        e = _expect(kern, (X,), CapacityError, "sbuf-both",
+                    "tensor_copy", "SBUF overflow", chip, "245760 bytes per partition",
+                    f"{usable} usable bytes per partition",
+                    f"big_a float32[128, 30720]: 122880 B/partition, allocated at "
+                    f"{__file__}:{_line('sbuf-a')}", "big_b float32[128, 30720]", chip=chip)
+        assert e.op == "tensor_copy"
 
 
 def test_psum_overflow():
     def kern(x):
-        banks = [nl.ndarray((128, 512), nl.float32, buffer=nl.psum) for i in range(8)]  # LINE-MARK: psum-8
-        ninth = nl.ndarray((128, 1), nl.float32, buffer=nl.psum, name="ninth")  # LINE-MARK: psum-9
+        a = nl.ndarray((128, 2304), nl.float32, buffer=nl.psum, name="ps_a")  # 9 KiB: 5 banks
+        b = nl.ndarray((128, 2304), nl.float32, buffer=nl.psum, name="ps_b")
+        nisa.memset(dst=a, value=1.0)
+        nisa.tensor_copy(dst=b, src=a)  # LINE-MARK: psum-both
 
-    _expect(kern, (X,), CapacityError, "psum-9",
-            "ndarray", "PSUM overflow", "'ninth' float32[128, 1]", "needs 1 PSUM bank",
-            "8 of 8 banks", f"<unnamed> float32[128, 512]: 2048 B/partition at byte 14336, "
-            f"allocated at {__file__}:{_line('psum-8')}")
+    _expect(kern, (X,), CapacityError, "psum-both",
+            "tensor_copy", "PSUM overflow", "20480 bytes per partition",
+            "8 PSUM banks of 2048 bytes", "ps_a float32[128, 2304]: 9216 B/partition",
+            "ps_b float32[128, 2304]")

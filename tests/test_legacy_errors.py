@@ -2,7 +2,7 @@
 instruction, the operand and the limit, and points at the kernel's own file:line.
 
 Texts follow the legacy error reference (SDK-2.26 `nki.errors.rst`, quoted in
-/work/shared/reference/nki-api.md §3) where it has one:
+../shared/reference/nki-api.md §3) where it has one:
 - "Size of partition dimension 256 exceeds architecture limitation of 128"
 - "number of partitions (dimension 0 size of a tile) mismatch in parameters (data1[128,
   512], data2[1, 512]) of 'tensor_tensor'"
@@ -249,23 +249,19 @@ def test_matmul_free_sizes_over_the_limits(L):
 
 
 # -- capacity ------------------------------------------------------------------------------
-def test_sbuf_overflow_names_the_live_tiles(L):
-    """Keeping every loaded 64 KiB tile live: three fit in trn2's 212984 usable bytes
-    per partition, the fourth does not."""
+def test_sbuf_overflow_names_the_instruction_and_its_tiles(L):
+    """An add of two 120 KiB tiles into a third needs 360 KiB at once: no spill helps."""
     nl = L.nl
 
     def kernel(a):
-        kept = []
-        for i in nl.affine_range(a.shape[0]):
-            kept.append(nl.load(a[i]))  # LINE-MARK: overflow-load
-        nl.load(a[0, 0:1, 0:1])
-        return kept
+        x = nl.load(a[0])  # LINE-MARK: overflow-x
+        y = nl.load(a[1])
+        return nl.add(x, y)  # LINE-MARK: overflow-add
 
-    a = np.zeros((4, 128, 16 * KiB), np.float32)
-    e = _fails(L, kernel, a, exc=CapacityError, tag="overflow-load")
+    a = np.zeros((2, 128, 30 * KiB), np.float32)
+    e = _fails(L, kernel, a, exc=CapacityError, tag="overflow-add")
     msg = str(e)
-    assert "SBUF overflow on trn2" in msg
-    assert "float32[128, 16384] needs 65536 bytes per partition" in msg
-    assert "196608 of the 212984 usable bytes per partition are held by 3 live tensors" in msg
-    assert msg.count(f"65536 B/partition at byte") == 3
-    assert msg.count(f"allocated at {__file__}:{_line('overflow-load')}") == 3
+    assert "SBUF overflow on trn2" in msg and e.op == "tensor_tensor"
+    assert "(368640 bytes per partition)" in msg and "212984 usable bytes" in msg
+    assert msg.count("float32[128, 30720]: 122880 B/partition") == 3
+    assert f"allocated at {__file__}:{_line('overflow-x')}" in msg

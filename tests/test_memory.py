@@ -1,13 +1,11 @@
-"""The SBUF/PSUM allocator (trnsim.machine.memory): byte arenas, explicit addresses,
-aliasing views, liveness-driven reuse, PSUM banks, capacity errors, fresh-memory fill
-and strict-mode uninitialized reads.
+"""On-chip memory: byte arenas and explicit addresses (trnsim.machine.memory), aliasing
+views, where the compiler model places tensors and reuses their space
+(trnsim.compiler.allocation), PSUM banks, capacity errors, fresh-memory fill and
+strict-mode uninitialized reads.
 
-Figures typed in from /work/shared/reference/nki-api.md §3 (usable SBUF bytes per
+Figures typed in from ../shared/reference/nki-api.md §3 (usable SBUF bytes per
 partition 180224 / 212984 / 245752; PSUM 16 KiB per partition = 8 banks x 2 KiB)."""
-import json
 import re
-
-import importlib.resources
 
 import ml_dtypes
 import numpy as np
@@ -16,6 +14,7 @@ import pytest
 import trnsim
 import trnsim.nki.isa as nisa
 import trnsim.nki.language as nl
+from kernel_helpers import chip_with_usable_sbuf
 from trnsim.machine.errors import CapacityError, UninitializedReadError
 
 KiB = 1024
@@ -86,9 +85,9 @@ def test_exact_usable_size_fits_and_one_more_element_does_not():
     for chip, usable in USABLE.items():
         def full(x):
             t = nl.ndarray((128, usable // 4), nl.float32, name="full")
-            return t.storage.address
+            nisa.memset(dst=t, value=0.0)
 
-        assert _run(full, DUMMY, chip=chip)[0] == 0
+        assert _placed(_run(full, DUMMY, chip=chip)[1], "full") == [0]
 
         def over(x):
             nl.ndarray((128, usable // 4 + 1), nl.float32, name="over")
@@ -152,29 +151,32 @@ def test_explicit_address_overlapping_a_live_tensor_keeps_its_bytes():
     assert (fresh == 4).all()  # the part no live tensor held is fresh (int fill 4)
 
 
-# -- liveness and reuse ---------------------------------------------------
-def test_space_reused_only_after_the_tensor_is_dead():
-    # 64 KiB tiles on trn2 (212984 usable bytes per partition): three fit, a fourth does
-    # not, so later placements must wrap around and take a dead tensor's space.
+# -- liveness and reuse (the compiler model places blocks: trnsim.compiler.allocation) --
+def _placed(run, name):
+    """Physical start of each placement of the tensors named `name`, in order."""
+    plan = run.program.memory
+    return [p.start for p in plan.placements if plan.allocations[p.alloc].name == name]
+
+
+def test_space_is_reused_after_the_last_use():
+    # 64 KiB tiles on trn2 (212984 usable bytes per partition): three fit beside each
+    # other; b is dead after its last use, so d takes b's space (next-fit wraps around)
+    # while a, used again at the end, keeps its own.
     def kern(x):
         n = 64 * KiB // 4
+        out = nl.ndarray((128, 4), nl.float32, buffer=nl.shared_hbm)
         a = nl.ndarray((128, n), nl.float32, name="a")
-        b = nl.ndarray((128, n), nl.float32, name="b")
-        c = nl.ndarray((128, n), nl.float32, name="c")
-        addrs = [t.storage.address for t in (a, b, c)]
-        view = a[:, 0:16]  # a view keeps a's storage alive
-        del a, c
-        d = nl.ndarray((128, n), nl.float32, name="d")
-        addrs.append(d.storage.address)
-        del view, d
-        e = nl.ndarray((128, n), nl.float32, name="e")
-        addrs.append(e.storage.address)
-        return addrs
+        nisa.memset(dst=a, value=1.0)
+        for name in ("b", "c", "d"):
+            t = nl.ndarray((128, n), nl.float32, name=name)
+            nisa.memset(dst=t, value=2.0)
+            nisa.tensor_tensor(dst=a[:, 0:4], data1=a[:, 0:4], data2=t[:, 0:4], op=nl.add)
+        nisa.dma_copy(dst=out, src=a[:, 0:4])
+        return out
 
-    (a, b, c, d, e), _ = _run(kern, DUMMY, chip="trn2")
-    assert (a, b, c) == (0, 64 * KiB, 128 * KiB)
-    assert d == 128 * KiB  # c's space: a is still referenced through its view
-    assert e == 0  # a's space, once a and every view of it died
+    out, run = _run(kern, DUMMY, chip="trn2")
+    assert (out == 7.0).all()
+    assert [_placed(run, n) for n in "abcd"] == [[0], [64 * KiB], [128 * KiB], [64 * KiB]]
 
 
 def test_reused_space_is_refilled():
@@ -202,22 +204,20 @@ def test_loop_reallocating_a_tile_rotates(chip):
         out = nl.ndarray((128, 4), nl.float32, buffer=nl.shared_hbm)
         acc = nl.ndarray((128, 4), nl.float32, name="acc")
         nisa.memset(dst=acc, value=0.0)
-        addrs = []
         for i in range(100):
             t = nl.ndarray((128, tile_bytes // 4), nl.float32, name="t")
-            addrs.append(t.storage.address)
             nisa.memset(dst=t[:, 0:4], value=float(i))
             nisa.tensor_tensor(dst=acc, data1=acc, data2=t[:, 0:4], op=nl.add)
         nisa.dma_copy(dst=out, src=acc)
-        return out, addrs
+        return out
 
-    (out, addrs), run = _run(kern, DUMMY, chip=chip)
+    out, run = _run(kern, DUMMY, chip=chip)
     assert (out == sum(range(100))).all()
+    addrs = _placed(run, "t")
     # next-fit: consecutive iterations get different buffers, cycling through the arena
     assert all(a != b for a, b in zip(addrs, addrs[1:]))
-    assert len(set(addrs)) == (USABLE[chip] - 32) // tile_bytes  # acc holds the first 32 B
-    # at most two tiles live at once (the new one is made before the name is rebound)
-    assert run.cores[0].sbuf.peak_bytes <= 2 * tile_bytes + 32 + 16
+    assert len(set(addrs)) == (USABLE[chip] - 16) // tile_bytes  # acc holds the first 16 B
+    assert run.program.memory.peak[("sbuf", 0)] == tile_bytes + 16
 
 
 def test_helper_function_tiles_die_on_return():
@@ -239,54 +239,41 @@ def test_helper_function_tiles_die_on_return():
 
 
 # -- PSUM banks -----------------------------------------------------------
-def test_psum_eight_banks_then_overflow():
+def _all_live(tiles):
+    """Write every tile, then read every one: all are live at once."""
+    for t in tiles:
+        nisa.memset(dst=t, value=1.0)
+    sink = nl.ndarray((128, 1), nl.float32, name="sink")
+    for t in tiles:
+        nisa.tensor_copy(dst=sink, src=t[:, 0:1])
+
+
+def test_psum_eight_banks():
     def kern(x):
-        tiles = []
-        for i in range(8):
-            tiles.append(nl.ndarray((128, 512), nl.float32, buffer=nl.psum, name=f"ps{i}"))  # LINE-MARK: ps-alloc
-        addrs = [t.storage.address for t in tiles]
-        extra = nl.ndarray((128, 512), nl.float32, buffer=nl.psum, name="ps_extra")  # LINE-MARK: ps-extra
-        return addrs
+        _all_live([nl.ndarray((128, 512), nl.float32, buffer=nl.psum, name="ps")
+                   for _ in range(8)])
 
-    with pytest.raises(CapacityError) as ei:
-        _run(kern, DUMMY)
-    msg = str(ei.value)
-    assert "PSUM overflow" in msg and "'ps_extra'" in msg and "float32[128, 512]" in msg
-    assert "needs 1 PSUM bank" in msg and "8 of 8 banks" in msg
-    for i in range(8):
-        assert re.search(rf"ps{i} float32\[128, 512\]: 2048 B/partition at byte {i * 2048}, "
-                         rf"allocated at \S+test_memory.py:{_line('ps-alloc')}", msg)
-    assert ei.value.location.line == _line("ps-extra")
-    assert msg.rstrip().endswith('name="ps_extra")  # LINE-MARK: ps-extra')
-
-    def eight(x):
-        tiles = [nl.ndarray((128, 512), nl.float32, buffer=nl.psum) for _ in range(8)]
-        return [t.storage.address for t in tiles]
-
-    assert _run(eight, DUMMY)[0] == [i * PSUM_BANK for i in range(PSUM_BANKS)]
+    _, run = _run(kern, DUMMY)
+    assert _placed(run, "ps") == [i * PSUM_BANK for i in range(PSUM_BANKS)]
+    assert run.program.memory.spills == []
 
 
 def test_small_psum_tile_takes_a_whole_bank():
     def kern(x):
-        small = [nl.ndarray((128, 1), nl.float32, buffer=nl.psum, name=f"s{i}") for i in range(8)]
-        addrs = [t.storage.address for t in small]
-        try:
-            nl.ndarray((128, 1), nl.float32, buffer=nl.psum, name="s8")
-        except CapacityError as e:
-            return addrs, str(e)
-        return addrs, None
+        _all_live([nl.ndarray((128, 1), nl.float32, buffer=nl.psum, name="s") for _ in range(9)])
 
-    (addrs, err), _ = _run(kern, DUMMY)
-    assert addrs == [i * PSUM_BANK for i in range(8)]
-    assert err is not None and "'s8'" in err and "8 of 8 banks" in err
+    _, run = _run(kern, DUMMY)
+    assert _placed(run, "s")[:8] == [i * PSUM_BANK for i in range(8)]
+    assert len(run.program.memory.spills) == 2  # the ninth tile: one save, one reload
 
     def two_bank(x):
-        a = nl.ndarray((128, 1), nl.float32, buffer=nl.psum)
-        b = nl.ndarray((128, 1024), nl.float32, buffer=nl.psum)  # 4 KiB = two banks
-        c = nl.ndarray((128, 1), nl.bfloat16, buffer=nl.psum)
-        return a.storage.address, b.storage.address, c.storage.address
+        a = nl.ndarray((128, 1), nl.float32, buffer=nl.psum, name="a")
+        b = nl.ndarray((128, 1024), nl.float32, buffer=nl.psum, name="b")  # 4 KiB = 2 banks
+        c = nl.ndarray((128, 1), nl.bfloat16, buffer=nl.psum, name="c")
+        _all_live([a, b, c])
 
-    assert _run(two_bank, DUMMY)[0] == (0, 2048, 6144)
+    _, run = _run(two_bank, DUMMY)
+    assert [_placed(run, n) for n in "abc"] == [[0], [2048], [6144]]
 
 
 def test_psum_tile_larger_than_psum_is_rejected():
@@ -311,20 +298,6 @@ def _two_tiles_kernel(kib):
     return kern
 
 
-def _chip_with_usable_sbuf(tmp_path, base, usable):
-    """A copy of a built-in chip file with a different usable SBUF size."""
-    data = json.loads(importlib.resources.files("trnsim.chips").joinpath(f"{base}.json")
-                      .read_text())
-    node = data["core"]["sbuf_usable_bytes_per_partition"]
-    if isinstance(node, dict):
-        node["value"] = usable
-    else:
-        data["core"]["sbuf_usable_bytes_per_partition"] = usable
-    path = tmp_path / f"{base}_big.json"
-    path.write_text(json.dumps(data))
-    return str(path)
-
-
 @pytest.mark.parametrize("chip", ["trn1", "trn2"])
 def test_two_120kib_tiles_overflow_sbuf(chip, tmp_path):
     x = np.arange(256, dtype=np.float32).reshape(128, 2)
@@ -332,11 +305,13 @@ def test_two_120kib_tiles_overflow_sbuf(chip, tmp_path):
         _run(_two_tiles_kernel(120), x, chip=chip)
     msg = str(ei.value)
     assert f"SBUF overflow on {chip}" in msg
-    assert "'big_b' float32[128, 30720] needs 122880 bytes per partition" in msg
-    assert f"122880 of the {USABLE[chip]} usable bytes" in msg
-    assert re.search(rf"big_a float32\[128, 30720\]: 122880 B/partition at byte 0, "
+    assert "tensor_tensor needs its operand blocks resident at once (245760 bytes" in msg
+    assert f"the {USABLE[chip]} usable bytes per partition" in msg
+    assert re.search(rf"big_a float32\[128, 30720\]: 122880 B/partition, "
                      rf"allocated at \S+test_memory.py:{_line('big-a')}", msg)
-    assert ei.value.location.line == _line("big-b")
+    assert re.search(rf"big_b float32\[128, 30720\]: 122880 B/partition, "
+                     rf"allocated at \S+test_memory.py:{_line('big-b')}", msg)
+    assert ei.value.op == "tensor_tensor"
     # 2 x 60 KiB fits, and the kernel computes what it should
     out, _ = _run(_two_tiles_kernel(60), x, chip=chip)
     np.testing.assert_array_equal(out, 2 * x)
@@ -344,14 +319,14 @@ def test_two_120kib_tiles_overflow_sbuf(chip, tmp_path):
     # allocates every tensor independently (AWS's nki.simulate: "without ... validating
     # against SBUF/PSUM capacity limits") runs to completion. With capacity checks lifted
     # (the same chip with a large usable SBUF), it does run and gives the right values.
-    big = _chip_with_usable_sbuf(tmp_path, chip, 1 << 20)
+    big = chip_with_usable_sbuf(tmp_path, chip, 1 << 20)
     out, _ = _run(_two_tiles_kernel(120), x, chip=big)
     np.testing.assert_array_equal(out, 2 * x)
 
 
 def test_two_120kib_tiles_also_overflow_trn3_by_8_bytes():
     # 2 x 122880 = 245760 = trn3's 245752 usable bytes + 8
-    with pytest.raises(CapacityError, match="122880 of the 245752 usable bytes"):
+    with pytest.raises(CapacityError, match="245760 bytes per partition.*245752 usable"):
         _run(_two_tiles_kernel(120), np.zeros((128, 2), np.float32), chip="trn3")
 
 
@@ -436,19 +411,3 @@ def test_strict_mode_after_reuse_sees_fresh_memory():
 
     with pytest.raises(UninitializedReadError, match="reborn"):
         _run(kern, DUMMY, strict=True)
-
-
-def test_overflow_with_many_live_tensors_lists_the_largest():
-    def kern(x):
-        small = [nl.ndarray((128, 8), nl.float32, name=f"small{i}") for i in range(100)]
-        big = nl.ndarray((128, 40000), nl.float32, name="big")  # 160000 B
-        more = nl.ndarray((128, 15000), nl.float32, name="more")  # 60000 B: no room left
-        return small, big, more
-
-    with pytest.raises(CapacityError) as ei:
-        _run(kern, DUMMY, chip="trn2")
-    msg = str(ei.value)
-    assert "'more' float32[128, 15000] needs 60000 bytes" in msg
-    assert "big float32[128, 40000]: 160000 B/partition" in msg
-    assert "... and 77 smaller tensors holding 2464 B/partition" in msg
-    assert msg.count("B/partition at byte") == 24

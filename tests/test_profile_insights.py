@@ -162,20 +162,28 @@ def test_active_throttling_detected():
 
 
 # -- spill --------------------------------------------------------------------------------------
-def test_round_trip_over_a_quarter_of_hbm_reads_is_spill():
+def test_spill_reloads_over_a_quarter_of_hbm_reads():
+    site = "'ys' float32[8, 128, 8192] allocated at k.py:50"
     b = Build()
     b.load(0, 1000, nbytes=65536, lo=0, tensor="x", line=50)
+    # the kernel's own HBM round trip is not a compiler spill
     b.dma(1000, 2000, acc("sbuf", "r", 16384), acc("hbm", "w", 16384, 1 << 20, "scratch"),
           line=51)
     b.dma(2000, 3000, acc("hbm", "r", 16384, 1 << 20, "scratch"), acc("sbuf", "w", 16384),
           line=52)
-    assert "spill" not in b.rules()  # 16 KiB of 80 KiB read: 20%
-    b.dma(3000, 4000, acc("hbm", "r", 16384, 1 << 20, "scratch"), acc("sbuf", "w", 16384),
-          line=53)
+    assert "spill" not in b.rules()
+    spill = {"tensor_site": site}
+    b.add("dma", "dma_copy", 3000, 4000, [acc("sbuf", "r", 16384)],
+          [acc("hbm", "w", 16384, 2 << 20, "ys")], 50, dict(spill, spill="save"))
+    b.add("dma", "dma_copy", 4000, 5000, [acc("hbm", "r", 16384, 2 << 20, "ys")],
+          [acc("sbuf", "w", 16384)], 53, dict(spill, spill="reload"))
+    assert "spill" not in b.rules()  # 16 KiB of 96 KiB read: 17%
+    b.add("dma", "dma_copy", 5000, 6000, [acc("hbm", "r", 16384, 2 << 20, "ys")],
+          [acc("sbuf", "w", 16384)], 54, dict(spill, spill="reload"))
     ins = b.rule("spill")
-    assert ins.value == pytest.approx(100 * 32768 / (65536 + 32768))
-    assert set(ins.locations) == {loc(51), loc(52), loc(53)}
-    assert "'scratch'" in ins.message
+    assert ins.value == pytest.approx(100 * 32768 / (65536 + 16384 + 32768))
+    assert set(ins.locations) == {loc(50), loc(53), loc(54)}
+    assert site in ins.message
 
 
 # -- starvation -----------------------------------------------------------------------------------

@@ -149,15 +149,24 @@ class PsumGroups:
     or any other PSUM write fills the box of its destination; most of them rewrite a box
     filled before, which then costs a dict update instead of rewriting the array.)"""
 
-    def __init__(self, partitions: int, nbytes: int):
-        self.shape = (partitions, nbytes)
+    def __init__(self, memory):
+        self.memory = memory  # the core's PSUM arena, whose width grows (memory.py)
         self._arr: np.ndarray | None = None
         self.pending: dict = {}  # (p_lo, p_hi, lo, hi) -> mark; boxes never overlap
 
+    def _dense(self) -> np.ndarray:
+        """The marks array, as wide as the PSUM arena is now."""
+        shape = (self.memory.partitions, self.memory.width)
+        if self._arr is None or self._arr.shape != shape:
+            arr = np.zeros(shape, dtype=np.int32)
+            if self._arr is not None:
+                arr[:, :self._arr.shape[1]] = self._arr
+            self._arr = arr
+        return self._arr
+
     def array(self) -> np.ndarray:
         """The marks with every pending fill applied."""
-        if self._arr is None:
-            self._arr = np.zeros(self.shape, dtype=np.int32)
+        self._dense()
         if self.pending:
             arr = self._arr
             for (a, b, c, d), g in self.pending.items():
@@ -181,8 +190,7 @@ class PsumGroups:
         if box not in self.pending:
             over = self._overlapping(box)
             if over:
-                if self._arr is None:
-                    self._arr = np.zeros(self.shape, dtype=np.int32)
+                self._dense()
                 for k in over:
                     self._arr[k[0]:k[1], k[2]:k[3]] = self.pending.pop(k)
         self.pending[box] = mark
@@ -198,8 +206,7 @@ def _uniform_bools(shape, value: bool) -> np.ndarray:
 
 def _groups(core) -> PsumGroups:
     if core.psum_group is None:
-        mem = core.psum
-        core.psum_group = PsumGroups(mem.partitions, mem.bytes_per_partition)
+        core.psum_group = PsumGroups(core.psum)
     return core.psum_group
 
 

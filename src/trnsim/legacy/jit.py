@@ -26,8 +26,7 @@ import os
 import numpy as np
 
 from ..machine import runtime
-from ..machine.errors import CapacityError, NkiValidationError, SourceLocation
-from ..machine.memory import LivenessPlanError
+from ..machine.errors import NkiValidationError, SourceLocation
 from ..machine.launch import HostArgs, param_names
 from ..machine.runtime import Options, Run, activate
 from .ops import flush
@@ -158,16 +157,9 @@ def run_legacy(fn, args=(), kwargs=None, grid=(), *, chip=None, numerics=True, s
                force_auto_alloc=False):
     """Run a legacy kernel over its SPMD grid. Returns (host outputs, the Run).
 
-    On-chip memory: tensors are placed by trnsim's allocator (machine/memory.py), whose
-    space comes back when a tensor is garbage-collected. The legacy compiler frees a
-    buffer after its *last use* instead, so a kernel whose Python variables still hold
-    dead tiles (a loop's temporaries after the loop) fits on the device but may not
-    here. When a run fails for lack of SBUF/PSUM, the kernel is therefore run again
-    with compiler liveness: a probe run (numerics off, no capacity limit) records the
-    last instruction that uses each allocation, and the final run frees each allocation
-    right after it. A kernel that still does not fit fails with the final run's error.
-    (Not retried when the failed run had already written an argument array, which the
-    retry would then read back modified.)"""
+    On-chip tensors without a direct allocation are logical: the compiler model
+    (trnsim.compiler) places their blocks after the run, freeing each after its last
+    use and spilling what does not fit, as neuronx-cc does."""
     from .typing import TensorType
     if strict is None:
         strict = os.environ.get("TRNSIM_STRICT", "").strip().lower() in ("1", "true", "yes",
@@ -175,87 +167,29 @@ def run_legacy(fn, args=(), kwargs=None, grid=(), *, chip=None, numerics=True, s
     args = tuple(a.example() if isinstance(a, TensorType) else a for a in args)
     kwargs = {k: v.example() if isinstance(v, TensorType) else v
               for k, v in (kwargs or {}).items()}
-    attempt = functools.partial(_attempt, fn, args, kwargs, grid, chip, strict,
-                                force_auto_alloc)
-    try:
-        return attempt(numerics)
-    except CapacityError as err:
-        if getattr(err, "legacy_args_written", True):
-            raise
-    plan = attempt(False, probe=True)
-    try:
-        return attempt(numerics, plan=plan)
-    except LivenessPlanError as err:  # the kernel did not run the same way twice
-        raise NkiValidationError(
-            f"{fn.__name__}: on-chip memory ran out, and a retry with compiler (last-use) "
-            f"liveness could not follow its probe run ({err})", op="ndarray") from None
-
-
-def _attempt(fn, args, kwargs, grid, chip, strict, force_auto_alloc, numerics, probe=False,
-             plan=None):
-    """One run of the kernel. `probe`: numerics off, unbounded on-chip memory, returns
-    the liveness plan (per core and memory: last-use instruction of each allocation and
-    the allocation sizes). `plan`: free each allocation after its last use."""
     run = Run(chip, 1, Options(numerics=numerics, strict=bool(strict)))
     run.legacy_force_auto_alloc = force_auto_alloc
-    memories = [m for c in run.cores for m in (c.sbuf, c.psum)]
-    if probe or plan is not None:
-        for i, m in enumerate(memories):
-            m.clock = run.program.__len__
-            m.unbounded = probe
-            if plan is not None:
-                m.last_use, m.plan_log = plan[i]
     host = HostArgs(run)
-    first_result, outputs = None, None
-    dargs, dkwargs = (), {}
-    try:
-        with activate(run):
-            names = param_names(fn, len(args))
-            dargs = [_device_arg(host, a, n) for a, n in zip(args, names)]
-            dkwargs = {k: _device_arg(host, v, k) for k, v in kwargs.items()}
-            mutable = _mutable_params(fn, names, dargs, dkwargs)
-            for point in itertools.product(*(range(g) for g in grid)) if grid else [()]:
-                run.instance = point
-                run.grid = grid
-                first = len(run.program)
-                result = fn(*dargs, **dkwargs)
-                flush(run)
-                _check_mutable_returned(fn, mutable, result, run, first)
-                if not point or not any(point):
-                    first_result = result
-            if probe:
-                out = [(dict(m.last_touch), list(m.log)) for m in memories]
-                _keep_returned(memories, out, first_result)
-                return out
-            # read back once every instance has run (they share the shared_hbm outputs)
-            outputs = host.to_host(_unwrap(first_result))
-    except CapacityError as err:
-        err.legacy_args_written = _wrote_args(run, list(dargs) + list(dkwargs.values()))
-        raise
+    first_result = None
+    with activate(run):
+        names = param_names(fn, len(args))
+        dargs = [_device_arg(host, a, n) for a, n in zip(args, names)]
+        dkwargs = {k: _device_arg(host, v, k) for k, v in kwargs.items()}
+        mutable = _mutable_params(fn, names, dargs, dkwargs)
+        for point in itertools.product(*(range(g) for g in grid)) if grid else [()]:
+            run.instance = point
+            run.grid = grid
+            first = len(run.program)
+            result = fn(*dargs, **dkwargs)
+            flush(run)
+            _check_mutable_returned(fn, mutable, result, run, first)
+            if not point or not any(point):
+                first_result = result
+        # read back once every instance has run (they share the shared_hbm outputs)
+        outputs = host.to_host(_unwrap(first_result))
+    run.compile()
     host.write_back()
     return outputs, run
-
-
-def _keep_returned(memories, plan, result):
-    """On-chip tiles the kernel returns are read back after the run: never freed."""
-    for t in _tensors(result):
-        st = t.core.storage
-        if st.memory is None or getattr(st, "block_id", None) is None:
-            continue
-        for m, (last, _log) in zip(memories, plan):
-            if m is st.memory:
-                last[st.block_id] = float("inf")
-
-
-def _wrote_args(run, dargs) -> bool:
-    """Whether a recorded instruction wrote an HBM argument tensor."""
-    ranges = []
-    for t in _tensors(dargs):
-        st = t.core.storage
-        if st.space == "hbm":
-            ranges.append((st.address, st.address + st.row_bytes))
-    return any(w.space == "hbm" and w.lo < hi and lo < w.hi
-               for ins in run.program.instructions for w in ins.writes for lo, hi in ranges)
 
 
 def _device_arg(host, a, name):

@@ -10,6 +10,7 @@ from ..chips import load_chip
 from ..machine import runtime
 from ..machine.errors import NkiValidationError
 from ..machine.tensor import DynamicSlice, MemoryRegion, NkiTensor
+from ..numerics.dtypes import as_dtype
 from ..numerics.dtypes import (bfloat16, bool_, float8_e4m3, float8_e5m2, float16,  # noqa: F401
                                float32, int8, int16, int32, tfloat32, uint8, uint16, uint32)
 from .indexing import arange, mgrid  # noqa: F401
@@ -62,7 +63,8 @@ def ndarray(shape, dtype, *, buffer=None, name="", **kwargs):
     if region.space == "psum":
         return _logical_tiles(run, blocks, p, free, dtype, region, name)
     inner = math.prod(free)
-    core = run.new_tensor((p, math.prod(blocks) * inner), dtype, region, name)
+    core = run.new_tensor((p, math.prod(blocks) * inner), dtype, region, name,
+                          block_bytes=inner * as_dtype(dtype).itemsize, declared_shape=dims)
     block_strides = [inner * math.prod(blocks[i + 1:]) for i in range(len(blocks))]
     free_strides = [math.prod(free[i + 1:]) for i in range(len(free))]
     view = NkiTensor(dims, core.dtype, core.storage, core.buffer, core.name,
@@ -72,14 +74,19 @@ def ndarray(shape, dtype, *, buffer=None, name="", **kwargs):
 
 
 class _LazyTiles(dict):
-    """Logical tile index -> tile, each allocated when first used."""
+    """Logical tile index -> tile, each allocated (and, once the tensor is filled,
+    initialized) when first used."""
 
     def __init__(self, make):
         super().__init__()
         self.make = make
+        self.fill = None  # the value of nl.zeros / nl.full
 
     def __missing__(self, idx):
         tile = self[idx] = self.make(idx)
+        if self.fill is not None:
+            from ..isa import memset
+            memset(dst=tile.core, value=self.fill)
         return tile
 
 
@@ -105,10 +112,20 @@ def _logical_tiles(run, blocks, p, free, dtype, region, name):
 
 
 def _filled(shape, dtype, buffer, name, value):
+    """A new tensor holding `value`. The blocks of an automatically allocated block
+    tensor are initialized lazily, each when the kernel first touches it (the compiler's
+    lazy initialization): a block takes space only while it is in use."""
+    from .compiler import BlockTensor
     from ..isa import memset
     t = ndarray(shape, dtype, buffer=buffer, name=name)
     if t.core.on_chip and t.par_axis == 0:
         memset(dst=t.core, value=value)
+    elif isinstance(t, BlockTensor) and isinstance(t.tiles, _LazyTiles):
+        t.tiles.fill = value
+        for tile in t.tiles.values():
+            memset(dst=tile.core, value=value)
+    elif t.core.on_chip and not isinstance(t, BlockTensor):
+        _fill_blocks_lazily(t, value)
     elif t.core.on_chip:
         for block in np.ndindex(*t.shape[:t.par_axis]):
             memset(dst=t[block].view(), value=value)
@@ -116,6 +133,27 @@ def _filled(shape, dtype, buffer, name, value):
         from ..nki.language.core import _fill_hbm
         _fill_hbm(t.core, value)
     return t
+
+
+def _fill_blocks_lazily(t: LTensor, value) -> None:
+    """Memset each block of SBUF block tensor `t` just before the first instruction that
+    accesses it (machine/access.py calls `storage.lazy_fill`)."""
+    from ..isa import memset
+    st = t.core.storage
+    flat = NkiTensor(st.base_shape, st.base_dtype, st, t.core.buffer, t.core.name)
+    block = flat.shape[1] // math.prod(t.shape[:t.par_axis])  # elements per block
+    nbytes = block * st.base_dtype.itemsize
+    pending = set(range(flat.shape[1] // block))
+
+    def fill(lo, hi):
+        hit = sorted(pending.intersection(range(lo // nbytes, -(-hi // nbytes))))
+        pending.difference_update(hit)
+        if not pending:
+            st.lazy_fill = None
+        for b in hit:
+            memset(dst=flat[:, b * block:(b + 1) * block], value=value)
+
+    st.lazy_fill = fill
 
 
 def zeros(shape, dtype, *, buffer=None, name="", **kwargs):

@@ -39,6 +39,7 @@ class Access:
     bytes: int
     contiguous_bytes: int  # innermost contiguous run, bytes
     indirect: bool = False
+    alloc: int = -1  # the automatic on-chip Allocation accessed (virtual lo/hi), or -1
 
     def overlaps(self, other: "Access") -> bool:
         if self.space != other.space:
@@ -272,8 +273,6 @@ def write_raw(t: NkiTensor, values: np.ndarray, skip_oob=False, mask=None, op=""
 
 def describe_access(t: NkiTensor, role: str, mode: str) -> Access:
     st, isz = t.storage, t.dtype.itemsize
-    if st.memory is not None:  # on chip: noted for compiler liveness (memory.py)
-        st.memory.note_access(st)
     shape, strides, offset = t.shape, t.strides, t.offset
     on_chip = st.on_chip
     size = math.prod(shape)
@@ -318,6 +317,8 @@ def describe_access(t: NkiTensor, role: str, mode: str) -> Access:
             lo, hi = st.address + offset * isz, st.address + (offset + span + 1) * isz
         else:
             lo, hi = st.address, st.address + st.row_bytes
+    if st.lazy_fill is not None:  # fill the blocks this access is the first to touch
+        st.lazy_fill(lo - st.address, hi - st.address)
     if mode == "w" and st.space == "psum":  # boxes written (legacy `psum += matmul`)
         st.__dict__.setdefault("written_boxes", set()).add((p_lo, p_hi, lo, hi))
     acc = _new_access(Access)
@@ -325,7 +326,7 @@ def describe_access(t: NkiTensor, role: str, mode: str) -> Access:
         role=role, mode=mode, space=st.space, core=st.core, tensor=t.name,
         dtype=str(t.dtype), shape=shape, pattern=tuple(zip(strides, shape)), offset=offset,
         p_lo=p_lo, p_hi=p_hi, lo=lo, hi=hi, elems_per_partition=elems_pp, bytes=size * isz,
-        contiguous_bytes=min(inner, elems_pp) * isz, indirect=dyn)
+        contiguous_bytes=min(inner, elems_pp) * isz, indirect=dyn, alloc=st.alloc)
     return acc
 
 

@@ -119,5 +119,6 @@ def run_kernel(fn, args=(), kwargs=None, *, lnc: int = 1, chip=None, numerics=Tr
         dkwargs = {k: host.to_device(v, k) for k, v in (kwargs or {}).items()}
         results = run.scheduler.run(lambda core: fn(*dargs, **dkwargs))
         outputs = host.to_host(results[0])
+    run.compile()
     host.write_back()
     return outputs, run

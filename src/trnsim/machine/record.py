@@ -56,11 +56,51 @@ def _jsonable(v):
 
 
 @dataclass
+class Allocation:
+    """An on-chip tensor the kernel declared (`nl.ndarray` and friends), as the
+    compiler's allocator sees it.
+
+    Automatic tensors (no `address=`) live at virtual addresses [vaddr, vaddr +
+    row_bytes) of their memory while the kernel runs; their accesses carry the
+    allocation's id (`Access.alloc`), and the allocation pass (trnsim.compiler) gives
+    each of their blocks physical space from its first access to its last. A block is
+    `block_bytes` of each partition: a whole tensor in the current API, one index of
+    the block dims of a legacy `nl.ndarray((B, nl.par_dim(P), F))`. Explicitly placed
+    tensors are already physical (`explicit`, at `vaddr`); the pass keeps other tensors
+    out of their bytes while they are in use."""
+    id: int
+    space: str  # 'sbuf' | 'psum'
+    core: int
+    name: str
+    shape_desc: str  # e.g. "float32[16, 4, 128, 2048]"
+    site: SourceLocation | None
+    vaddr: int
+    row_bytes: int
+    block_bytes: int
+    partition: int
+    partitions: int
+    explicit: bool
+    declared_at: int  # index of the first instruction recorded after the declaration
+
+    @property
+    def blocks(self) -> int:
+        return -(-self.row_bytes // self.block_bytes)
+
+    def label(self, block: int) -> str:
+        name = self.name or "<unnamed>"
+        return name if self.blocks == 1 else f"{name}[block {block}]"
+
+
+@dataclass
 class Program:
-    """The ordered instructions of one kernel run (all cores)."""
+    """The ordered instructions of one kernel run (all cores), the on-chip tensors it
+    declared (`allocations`, by id), and once the compiler model has run, its memory
+    plan (`memory`: trnsim.compiler.allocation.MemoryPlan)."""
     chip: object
     lnc: int = 1
     instructions: list[Instruction] = field(default_factory=list)
+    allocations: dict[int, Allocation] = field(default_factory=dict)
+    memory: object = None
 
     def append(self, ins: Instruction) -> None:
         self.instructions.append(ins)

@@ -13,7 +13,7 @@ from ..chips import Chip, load_chip
 from ..numerics.dtypes import DType, as_dtype
 from .errors import NkiValidationError, kernel_location
 from .memory import HbmSpace, OnChipMemory, Storage, fill_pattern
-from .record import Program
+from .record import Allocation, Program
 from .tensor import MemoryRegion, NkiTensor, as_region
 
 
@@ -71,8 +71,19 @@ class Run:
         self.instance: tuple = ()  # the legacy SPMD grid point being run
         self.scheduler = CoreScheduler(lnc)
 
+    def compile(self) -> None:
+        """Put the recorded program through the compiler model (trnsim.compiler): its
+        on-chip tensors get physical space, and spills their DMAs. Raises a
+        CapacityError when one instruction's operands cannot fit even then."""
+        from ..compiler import compile_program
+        self.program = compile_program(self.program)
+
     # -- tensors ------------------------------------------------------------
-    def new_tensor(self, shape, dtype, buffer, name="", address=None) -> NkiTensor:
+    def new_tensor(self, shape, dtype, buffer, name="", address=None,
+                   block_bytes=None, declared_shape=None) -> NkiTensor:
+        """A tensor in `buffer`. On chip, `block_bytes` is the bytes per partition of one
+        block the compiler allocates on its own (default: the whole tensor), and
+        `declared_shape` the shape the kernel declared, where it differs (block dims)."""
         dtype = as_dtype(dtype)
         region = as_region(buffer)
         shape = tuple(int(s) for s in (shape if isinstance(shape, (tuple, list)) else (shape,)))
@@ -115,13 +126,19 @@ class Run:
                 raise NkiValidationError(
                     f"tensor {name!r} at partition {p0} with {shape[0]} partitions ends past "
                     f"partition {pmax}", op="ndarray")
-        if region is MemoryRegion.psum and row_bytes > memory.bytes_per_partition:
+        block_bytes = row_bytes if block_bytes is None else int(block_bytes)
+        if region is MemoryRegion.psum and block_bytes > memory.capacity:
             raise NkiValidationError(
-                f"PSUM tensor {name!r} {dtype}{list(shape)} needs {row_bytes} bytes per "
-                f"partition; PSUM has {memory.bytes_per_partition}", op="ndarray")
+                f"PSUM tensor {name!r} {dtype}{list(shape)} needs {block_bytes} bytes per "
+                f"partition; PSUM has {memory.capacity}", op="ndarray")
         st = Storage(region.space, name, core.id, 0, row_bytes, p0, shape[0], memory,
                      buffer_name=str(region), site=site, base_shape=shape, base_dtype=dtype)
-        memory.allocate(st, dtype, shape, address)
+        desc = f"{dtype}[{', '.join(map(str, declared_shape or shape))}]"
+        memory.allocate(st, dtype, desc, block_bytes, address)
+        st.alloc = len(self.program.allocations)
+        self.program.allocations[st.alloc] = Allocation(
+            st.alloc, region.space, core.id, name, desc, site, st.address, row_bytes, block_bytes, p0, shape[0], address is not None,
+            len(self.program))
         return NkiTensor(shape, dtype, st, region, name)
 
     def hbm_tensor(self, buf: np.ndarray, shape, dtype: DType, region, name, site=None,

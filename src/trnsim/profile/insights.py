@@ -14,7 +14,7 @@ Rules (thresholds from the profiler docs unless marked as trnsim's choice):
 - tensor_reload: one HBM byte range of a tensor read by more than 2 DMAs.
 - throttling: Tensor Engine peak lost to throttling while active >= 1% of peak over the
   run (trnsim's choice for "detected").
-- spill: reloads of data the kernel itself wrote to HBM > 25% of HBM reads.
+- spill: compiler spill reloads (trnsim.compiler.allocation) > 25% of HBM reads.
 - engine_starvation: the Tensor Engine idle between its instructions while waiting for
   DMA/Vector/Scalar/GpSimd >= 10% of the run (trnsim's choice; the wait before its
   first instruction, filling the pipeline, is not counted).
@@ -26,7 +26,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from .summary import (SMALL_DMA_BYTES, HbmTraffic, core_count, matmul_flops, merged,
-                      overlap, throttle_spans)
+                      overlap, spill_dmas, throttle_spans)
 
 LOW_MODEL_FLOPS_PERCENT = 50.0
 TRANSPOSE_FLOPS_PERCENT = 10.0
@@ -287,20 +287,24 @@ def spill(c: _Context):
     value = 100.0 * c.s["spill_reload_bytes"] / read
     if value <= SPILL_PERCENT:
         return None
-    h = c.hbm
-    names = sorted({a.tensor for _, a in h.round_trip_reads if a.tensor})
+    dmas = spill_dmas(c.program, "save") + spill_dmas(c.program, "reload")
+    moved: dict[str, int] = defaultdict(int)
+    for ins in dmas:
+        moved[ins.attrs["tensor_site"]] += ins.bytes_moved
+    worst = sorted(moved, key=lambda k: -moved[k])[:3]
     hbm = (read + c.s["hbm_write_bytes"]) or 1
     return Insight(
         "spill", "Spill reload bytes",
         (c.s["spill_save_bytes"] + c.s["spill_reload_bytes"]) / hbm
         * c.frac("dma_active_time_percent"),
-        f"{value:.0f}% of HBM reads ({_bytes(c.s['spill_reload_bytes'])}) load back data "
-        f"this kernel wrote to HBM ({', '.join(repr(n) for n in names[:3])}): an "
-        "SBUF -> HBM -> SBUF round trip",
-        "keep the intermediate on chip: tile the computation so its working set fits in "
-        "SBUF, or fuse the loop that produces it with the loop that consumes it",
-        _ranked([(i, a.bytes) for i, a in h.round_trip_writes + h.round_trip_reads]),
-        value, SPILL_PERCENT)
+        f"{value:.0f}% of HBM reads ({_bytes(c.s['spill_reload_bytes'])}) reload on-chip "
+        f"blocks the allocator had to evict ({_bytes(c.s['spill_save_bytes'])} saved "
+        f"first): most from {'; '.join(worst)}",
+        "the blocks live at the same time do not fit: consume each block in the loop "
+        "that produces it instead of keeping them all for a later loop, tile smaller, or "
+        "use a narrower dtype; a block loaded from HBM and not changed is re-read "
+        "instead of saved, so keep inputs read-only",
+        _ranked([(i, i.bytes_moved) for i in dmas]), value, SPILL_PERCENT)
 
 
 def engine_starvation(c: _Context):

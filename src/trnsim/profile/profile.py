@@ -50,7 +50,9 @@ class Profile:
     `outputs` (the kernel's host outputs), `program` (the instruction record), `timeline`,
     `chip`, `total_time` (seconds), `summary` (Neuron Explorer summary metrics),
     `insights` (the most critical findings, at most 4; `all_insights` has every one),
-    `benchmark_result` (nki.benchmark's shape), `to_perfetto(path)`, `report(path)`."""
+    `benchmark_result` (nki.benchmark's shape), `memory` (the compiler model's
+    MemoryPlan: where each on-chip block lived when, peak use, spills; `memory_table()`
+    per tensor), `to_perfetto(path)`, `report(path)`."""
 
     def __init__(self, program, timeline, outputs=None, run=None, name=None):
         self.program = program
@@ -85,6 +87,16 @@ class Profile:
     @property
     def insights(self) -> list[Insight]:
         return self.all_insights[:SHOWN]
+
+    @property
+    def memory(self):
+        """The compiler model's MemoryPlan (trnsim.compiler.allocation)."""
+        return self.program.memory
+
+    def memory_table(self) -> list[dict]:
+        """Per on-chip tensor: its blocks' placements (block, address, first and last
+        instruction), where it was allocated, and its spill bytes."""
+        return self.program.memory.tensors() if self.program.memory is not None else []
 
     @cached_property
     def benchmark_result(self) -> BenchmarkResult:

@@ -8,6 +8,8 @@ data; no network) with
   into one bar below a pixel, and traces over `MAX_EVENTS` are pre-merged);
 - engine utilization bars per core (engines and DMA queues);
 - HBM read / write / idle over time, as a share of the HBM bandwidth;
+- SBUF and PSUM bytes per partition in use over time against their capacity (the
+  compiler model's placements), and the tensors that spilled;
 - the kernel's point on the chip's roofline (peak Tensor Engine FLOP/s against HBM
   bandwidth; x = arithmetic intensity);
 - time attributed to each kernel source line (summed instruction durations per engine);
@@ -245,6 +247,63 @@ def _hbm_svg(profile, width=720, height=220) -> str:
               f'{_e(views.fmt_bytes(wt))}</span><span><i style="background:{_IDLE};border:1px '
               f'solid #d5dbe3"></i>idle</span></div>')
     return "".join(parts) + legend
+
+
+def _memory_svg(profile, space: str, width=720, height=200) -> str:
+    """Bytes per partition of `space` (core 0) in use over time, with the capacity."""
+    plan = profile.program.memory
+    times, level = views.memory_steps(profile.program, profile.timeline, space)
+    cap = plan.capacity.get((space, 0), 0) if plan is not None else 0
+    if not times or not cap:
+        return f'<p class="none">no {space.upper()} in use</p>'
+    total = _total_ns(profile) or 1.0
+    L, R, T, B = 46, 10, 22, 30
+    pw, ph = width - L - R, height - T - B
+    top = max(cap, max(level))
+
+    def X(t):
+        return L + pw * min(t, total) / total
+
+    def Y(v):
+        return T + ph * (1 - v / top)
+    pts = [f"{X(0):.1f},{Y(0):.1f}"]
+    prev = 0
+    for t, v in zip(times, level):
+        pts += [f"{X(t):.1f},{Y(prev):.1f}", f"{X(t):.1f},{Y(v):.1f}"]
+        prev = v
+    pts.append(f"{X(total):.1f},{Y(prev):.1f}")
+    peak = plan.peak.get((space, 0), 0)
+    parts = [f'<svg class="chart" viewBox="0 0 {width} {height}" width="100%" role="img" '
+             f'aria-label="{space.upper()} in use over time">',
+             f'<line x1="{L}" x2="{width - R}" y1="{Y(cap):.1f}" y2="{Y(cap):.1f}" '
+             f'stroke="#c0392b" stroke-dasharray="4 3"/><text x="{width - R}" '
+             f'y="{Y(cap) - 4:.1f}" text-anchor="end">capacity '
+             f'{_e(views.fmt_bytes(cap))}</text>',
+             f'<polyline fill="none" stroke="{_READ}" stroke-width="1.5" '
+             f'points="{" ".join(pts)}"/>',
+             f'<text class="ttl" x="{L}" y="14">bytes per partition in use; peak '
+             f'{_e(views.fmt_bytes(peak))} ({100 * peak / cap:.0f}% of capacity)</text>']
+    for k in range(5):
+        parts.append(f'<text x="{L + pw * k / 4:.1f}" y="{height - 10}" text-anchor="'
+                     f'{"start" if k == 0 else "end" if k == 4 else "middle"}">'
+                     f'{_e(views.fmt_time_ns(total * k / 4))}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _spills_html(profile) -> str:
+    plan = profile.program.memory
+    rows = [r for r in (plan.tensors() if plan is not None else ())
+            if r["spill_save_bytes"] or r["spill_reload_bytes"]]
+    if not rows:
+        return '<p class="none">no spills: every live block fit on chip</p>'
+    body = "".join(
+        f"<tr><td>{_e(r['tensor'])}</td><td>{_e(r['shape'])}</td><td>{_e(r['space'])}</td>"
+        f"<td>{_e(views.fmt_bytes(r['spill_save_bytes']))}</td>"
+        f"<td>{_e(views.fmt_bytes(r['spill_reload_bytes']))}</td>"
+        f"<td>{_e(os.path.basename(r['allocated_at']))}</td></tr>" for r in rows)
+    return ("<table><tr><th>tensor</th><th>shape</th><th>memory</th><th>spill saved</th>"
+            f"<th>spill reloaded</th><th>allocated at</th></tr>{body}</table>")
 
 
 def _stacks_used(profile) -> int:
@@ -572,6 +631,12 @@ the kernel's {_e(views.fmt_time_ns(total))}</span></h2>{_util_html(profile)}</se
 <section id="hbm"><h2>HBM read / write / idle over time</h2>{_hbm_svg(profile)}</section>
 <section id="opcodes"><h2>Time by opcode</h2>{_opcodes_html(profile)}</section>
 </div>
+<div class="grid2">
+<section id="sbuf"><h2>SBUF in use over time<span class="hint">core 0, as the compiler model
+placed each block</span></h2>{_memory_svg(profile, "sbuf")}</section>
+<section id="psum"><h2>PSUM in use over time</h2>{_memory_svg(profile, "psum")}</section>
+</div>
+<section id="spills"><h2>Spills</h2>{_spills_html(profile)}</section>
 <section id="source-lines"><h2>Time by kernel source line</h2>{_lines_html(profile)}</section>
 <section id="summary"><h2>Summary<span class="hint">Neuron Explorer metric names</span></h2>
 {_summary_html(profile)}</section>

@@ -120,6 +120,12 @@ def moves_data(ins, acc) -> bool:
     return acc.space != "hbm" or ins.engine == "dma"
 
 
+def spill_dmas(program, kind: str) -> list:
+    """The DMAs the compiler model inserted to spill ('save') or reload ('reload') an
+    on-chip block (trnsim.compiler.allocation)."""
+    return [i for i in program.instructions if i.attrs.get("spill") == kind]
+
+
 def read_key(acc) -> tuple:
     """Identifies an HBM byte range: the same key read twice is a reload."""
     return (acc.lo, acc.hi, acc.pattern, acc.dtype)
@@ -187,14 +193,6 @@ class HbmTraffic:
                 if a.space == "hbm":
                     later.add(a.lo, a.hi)
         self.round_trip_writes.reverse()
-
-    @property
-    def spill_reload_bytes(self) -> int:
-        return sum(a.bytes for _, a in self.round_trip_reads)
-
-    @property
-    def spill_save_bytes(self) -> int:
-        return sum(a.bytes for _, a in self.round_trip_writes)
 
     @property
     def reload_bytes(self) -> int:
@@ -355,8 +353,8 @@ def _traffic(s, program, hbm: HbmTraffic):
             s[f"{space}_{mode}_bytes"] = traffic[(space, mode)]
     s["psum_read_sbuf_write_count"] = psum_to_sbuf
     s["psum_read_sbuf_write_bytes"] = psum_to_sbuf_bytes
-    s["spill_save_bytes"] = hbm.spill_save_bytes
-    s["spill_reload_bytes"] = hbm.spill_reload_bytes
+    s["spill_save_bytes"] = sum(i.bytes_moved for i in spill_dmas(program, "save"))
+    s["spill_reload_bytes"] = sum(i.bytes_moved for i in spill_dmas(program, "reload"))
     reload = hbm.reload_bytes
     s["hbm_reload_bytes"] = reload
     read = s["hbm_read_bytes"]

@@ -83,6 +83,29 @@ def hbm_bytes(ins) -> tuple[int, int]:
     return r, w
 
 
+def memory_steps(program, timeline, space: str, core: int = 0):
+    """Bytes per partition of `space` on `core` held over time, as the compiler model
+    placed them (trnsim.compiler.allocation): each placement holds its bytes from the
+    start of its first instruction to the end of its last. Returns (times ns, bytes from
+    each time to the next), or two empty lists without a memory plan."""
+    plan = getattr(program, "memory", None)
+    if plan is None or not timeline.events:
+        return [], []
+    events, deltas = timeline.events, {}
+    for p in plan.placements:
+        alloc = plan.allocations[p.alloc]
+        if (alloc.space, alloc.core) != (space, core):
+            continue
+        last = len(events) - 1 if p.last is None else p.last
+        for t, d in ((events[p.first].start, p.size), (events[last].end, -p.size)):
+            deltas[t] = deltas.get(t, 0) + d
+    times, level, out = sorted(deltas), 0, []
+    for t in times:
+        level += deltas[t]
+        out.append(level)
+    return times, out
+
+
 def hbm_rate_steps(program, timeline, core=None):
     """HBM bandwidth as a step function: sorted change times (ns) and the read and write
     rates (bytes/ns) from each change time to the next. Each instruction's HBM bytes are

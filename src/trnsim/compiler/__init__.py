@@ -1,0 +1,16 @@
+"""The compiler model: what neuronx-cc does between the kernel's instructions and the
+engines, as passes over the recorded Program (Program -> Program), chained here.
+
+- allocation: on-chip blocks get physical SBUF/PSUM space from first to last use;
+  what does not fit spills to HBM (save and reload DMAs in the program).
+"""
+from __future__ import annotations
+
+from .allocation import MemoryPlan, allocate
+
+__all__ = ["compile_program", "allocate", "MemoryPlan"]
+
+
+def compile_program(program):
+    """The program as the compiler would emit it (see each pass)."""
+    return allocate(program)

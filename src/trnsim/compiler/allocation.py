@@ -1,0 +1,491 @@
+"""On-chip allocation by liveness, with spills: the compiler's SBUF/PSUM allocator.
+
+While a kernel runs, each automatically allocated on-chip tensor lives at virtual
+addresses of its own (machine/memory.py) and its accesses name it (`Access.alloc`).
+This pass walks the program in order and gives each *block* of such a tensor (the
+whole tensor in the current API, one index of the block dims of a legacy
+`nl.ndarray((B, nl.par_dim(P), F))`) physical space from its first access to its last,
+the way neuronx-cc allocates logical tiles; then it rewrites every access to its
+physical bytes, so the timing model sees the reuse (false) dependencies the hardware
+has, and inserts the DMAs of spills.
+
+Policy (neuronx-cc's own heuristics are not published; these are trnsim's, named):
+- Placement is next-fit at the memory's alignment: the search starts past the most
+  recent placement and wraps, so a loop's tiles rotate through free space (the rotating
+  buffers that let iterations overlap) and a freed buffer is reused as late as possible.
+  A PSUM block starts on a bank and holds the rest of its last bank.
+- Explicitly placed tensors (`address=`, direct allocation) hold their bytes from their
+  declaration to their last access; other blocks are kept out of them meanwhile.
+- When a block does not fit, resident blocks not used by the instruction at hand are
+  evicted: the contiguous window whose soonest-needed block is needed last (Belady's
+  furthest next use), then the fewest bytes to save. A block whose bytes still equal a
+  copy in HBM (everything written into it since it was placed came from HBM by DMA, and
+  that HBM was not written since; or its spill copy) is dropped without a save; any
+  other block is saved to HBM scratch. Its next access reloads it from the copy.
+  Spill DMAs run on queues of their own (qSpillSave, qSpillReload); a save is
+  attributed to the line that allocated the tensor, a reload to the line whose access
+  needed it. PSUM blocks spill through HBM the same way (the compiler's PSUM spill path
+  is not documented).
+- An instruction whose own blocks cannot be resident together raises a CapacityError
+  naming the op, its tensors and the kernel line.
+"""
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+
+from ..machine.access import Access
+from ..machine.errors import CapacityError
+from ..machine.record import Allocation, Instruction, Program
+from ..numerics.dtypes import as_dtype
+
+_MAX_LISTED = 24  # resident blocks listed in a capacity error
+SCRATCH_ALIGN = 512  # HBM spill slots, as HbmSpace aligns tensors
+
+
+@dataclass
+class Placement:
+    """One stay of a block at one physical address: instructions [first, last] of the
+    compiled program (last is None while it is still there)."""
+    alloc: int
+    block: int
+    start: int
+    size: int  # bytes per partition it holds (footprint)
+    first: int
+    last: int | None = None
+
+
+@dataclass
+class Spill:
+    kind: str  # 'save' | 'reload'
+    alloc: int
+    block: int
+    bytes: int
+    index: int  # the DMA's index in the compiled program
+
+
+@dataclass
+class MemoryPlan:
+    """What the allocator decided: every block's placements over time, the spills, and
+    per (space, core) the bytes per partition in use after each instruction (`usage`:
+    a step series of (instruction index, bytes)) and its peak."""
+    allocations: dict[int, Allocation]
+    capacity: dict[tuple, int]
+    placements: list[Placement] = field(default_factory=list)
+    spills: list[Spill] = field(default_factory=list)
+    usage: dict[tuple, list] = field(default_factory=dict)
+    peak: dict[tuple, int] = field(default_factory=dict)
+
+    def spill_bytes(self, kind: str) -> int:
+        return sum(s.bytes for s in self.spills if s.kind == kind)
+
+    def tensors(self) -> list[dict]:
+        """Per allocation: its blocks' placements and its spill bytes (a table for
+        people: `profile.memory_table()`)."""
+        rows = []
+        by_alloc: dict[int, list] = {}
+        for p in self.placements:
+            by_alloc.setdefault(p.alloc, []).append(p)
+        for aid, alloc in self.allocations.items():
+            spills = [s for s in self.spills if s.alloc == aid]
+            rows.append({
+                "tensor": alloc.name or "<unnamed>", "shape": alloc.shape_desc,
+                "space": alloc.space, "core": alloc.core, "allocated_at": str(alloc.site or ""),
+                "explicit": alloc.explicit, "blocks": alloc.blocks,
+                "block_bytes_per_partition": alloc.block_bytes,
+                "placements": [(p.block, p.start, p.first, p.last)
+                               for p in by_alloc.get(aid, [])],
+                "spill_save_bytes": sum(s.bytes for s in spills if s.kind == "save"),
+                "spill_reload_bytes": sum(s.bytes for s in spills if s.kind == "reload")})
+        return rows
+
+
+class _Block:
+    """The allocator's state of one block."""
+    __slots__ = ("alloc", "index", "uses", "next", "placement", "dirty", "loads",
+                 "copy_valid", "scratch", "written")
+
+    def __init__(self, alloc: Allocation, index: int):
+        self.alloc, self.index = alloc, index
+        self.uses: list[int] = []  # instruction indices (input program) that access it
+        self.next = 0  # position in `uses` of the next access
+        self.placement: Placement | None = None
+        self.written = False  # anything ever written (else there is nothing to keep)
+        self.dirty = False  # holds bytes no HBM copy has
+        self.loads: list = []  # (input index, HBM source access, block write access)
+        self.copy_valid = False  # the spill copy in `scratch` equals the bytes
+        self.scratch: tuple[int, int] | None = None  # HBM [lo, hi) of its spill slot
+
+    @property
+    def key(self):
+        return (self.alloc.id, self.index)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the block over all its partitions."""
+        a = self.alloc
+        per = min(a.block_bytes, a.row_bytes - self.index * a.block_bytes)
+        return per * a.partitions
+
+    def label(self) -> str:
+        return self.alloc.label(self.index)
+
+
+class _Arena:
+    """One core's SBUF or PSUM during the pass."""
+
+    def __init__(self, space: str, core: int, capacity: int, align: int, chip_name: str):
+        self.space, self.core, self.capacity, self.align = space, core, capacity, align
+        self.chip_name = chip_name
+        self.resident: dict[tuple, _Block] = {}
+        self.cursor = 0
+        self.used = 0
+        self.peak = 0
+        self.usage: list[tuple[int, int]] = [(0, 0)]
+
+    def footprint(self, start: int, nbytes: int) -> int:
+        end = -(-(start + nbytes) // self.align) * self.align
+        return min(end, self.capacity) - start
+
+    def note(self, index: int) -> None:
+        self.peak = max(self.peak, self.used)
+        if self.usage[-1][0] == index:
+            self.usage[-1] = (index, self.used)
+        else:
+            self.usage.append((index, self.used))
+
+
+def _blocks_of(alloc: Allocation, a: Access) -> range:
+    lo, hi = a.lo - alloc.vaddr, a.hi - alloc.vaddr
+    bb = alloc.block_bytes
+    return range(lo // bb, -(-hi // bb))
+
+
+def _moved(a: Access, lo: int, hi: int, **changes) -> Access:
+    b = object.__new__(Access)
+    b.__dict__.update(a.__dict__)
+    b.__dict__.update(lo=lo, hi=hi, **changes)
+    return b
+
+
+def _block_access(blk: _Block, role: str, mode: str, space: str, lo: int, hi: int,
+                  p_lo: int, p_hi: int) -> Access:
+    """An access to one whole block (a spill DMA's operand)."""
+    a = blk.alloc
+    dtype = a.shape_desc.split("[")[0]
+    per = blk.nbytes // a.partitions
+    n = per // as_dtype(dtype).itemsize
+    parts = p_hi - p_lo if space != "hbm" else a.partitions
+    return Access(role=role, mode=mode, space=space, core=a.core,
+                  tensor=a.name, dtype=dtype, shape=(parts, n), pattern=((n, parts), (1, n)),
+                  offset=0, p_lo=p_lo, p_hi=p_hi, lo=lo, hi=hi, elems_per_partition=n,
+                  bytes=blk.nbytes, contiguous_bytes=per, indirect=False,
+                  alloc=a.id if space != "hbm" else -1)
+
+
+class _Allocator:
+    def __init__(self, program: Program):
+        self.program = program
+        chip = program.chip
+        core = chip.core
+        self.arenas: dict[tuple, _Arena] = {}
+        for c in range(program.lnc):
+            self.arenas[("sbuf", c)] = _Arena("sbuf", c, core.sbuf_usable_bytes_per_partition,
+                                              core.sbuf_align_bytes, chip.name)
+            self.arenas[("psum", c)] = _Arena("psum", c, core.psum_bytes_per_partition,
+                                              core.psum_bank_bytes, chip.name)
+        self.plan = MemoryPlan(program.allocations,
+                               {k: a.capacity for k, a in self.arenas.items()})
+        self.out: list[Instruction] = []
+        self.blocks: dict[tuple, _Block] = {}
+        self.touched: list[list[_Block]] = []  # per instruction: its automatic blocks
+        self.explicit: dict[int, list] = {}  # alloc id -> [first, last] instruction
+        self.hbm_writes: list[tuple[int, int, int]] = []  # (index, lo, hi) in order
+        self.scratch_next = 0
+
+    # -- the uses of every block ----------------------------------------------------
+    def scan(self) -> None:
+        allocs = self.program.allocations
+        hbm_end = 0
+        for i, ins in enumerate(self.program.instructions):
+            mine: dict[tuple, _Block] = {}
+            for a in ins.reads + ins.writes:
+                if a.space == "hbm":
+                    hbm_end = max(hbm_end, a.hi)
+                    if a.mode == "w":
+                        self.hbm_writes.append((i, a.lo, a.hi))
+                    continue
+                if a.alloc < 0:
+                    continue
+                alloc = allocs[a.alloc]
+                if alloc.explicit:
+                    span = self.explicit.setdefault(a.alloc, [alloc.declared_at, i])
+                    span[1] = i
+                    continue
+                for b in _blocks_of(alloc, a):
+                    key = (a.alloc, b)
+                    blk = self.blocks.get(key)
+                    if blk is None:
+                        blk = self.blocks[key] = _Block(alloc, b)
+                    if key not in mine:
+                        mine[key] = blk
+                        blk.uses.append(i)
+            self.touched.append(list(mine.values()))
+        self.scratch_next = -(-hbm_end // SCRATCH_ALIGN) * SCRATCH_ALIGN + SCRATCH_ALIGN
+        self.hbm_write_index = [w[0] for w in self.hbm_writes]
+
+    # -- the walk -------------------------------------------------------------------
+    def run(self) -> Program:
+        self.scan()
+        for aid, (first, last) in self.explicit.items():
+            a = self.program.allocations[aid]
+            self.plan.placements.append(
+                Placement(aid, 0, a.vaddr, a.row_bytes, first, last))
+        for i, ins in enumerate(self.program.instructions):
+            mine = self.touched[i]
+            for blk in mine:
+                if blk.placement is None:
+                    self.bring_in(blk, i, ins, mine)
+            ins.index = len(self.out)
+            writes = ins.writes
+            if mine:
+                ins.reads = tuple(self.physical(a) for a in ins.reads)
+                ins.writes = tuple(self.physical(a) for a in writes)
+            self.out.append(ins)
+            for blk in mine:
+                self.after_access(blk, i, ins, writes)
+        prog = Program(self.program.chip, self.program.lnc, self.out,
+                       self.program.allocations, self.plan)
+        for key, arena in self.arenas.items():
+            self.plan.usage[key] = arena.usage
+            self.plan.peak[key] = arena.peak
+        return prog
+
+    def arena(self, blk: _Block) -> _Arena:
+        return self.arenas[(blk.alloc.space, blk.alloc.core)]
+
+    def bring_in(self, blk: _Block, i: int, ins: Instruction, mine: list) -> None:
+        arena = self.arena(blk)
+        size = blk.alloc.block_bytes
+        start = self.fit(arena, size, i, blk.uses[-1])
+        if start is None:
+            start = self.evict_for(arena, size, i, blk.uses[-1], mine, ins)
+        self.place(arena, blk, start, len(self.out))
+        if blk.written:  # it was spilled: load it back before this access
+            self.reload(blk, ins)
+
+    def place(self, arena: _Arena, blk: _Block, start: int, index: int) -> None:
+        size = arena.footprint(start, blk.alloc.block_bytes)
+        blk.placement = Placement(blk.alloc.id, blk.index, start, size, index)
+        self.plan.placements.append(blk.placement)
+        arena.resident[blk.key] = blk
+        arena.cursor = start + size
+        arena.used += size
+        arena.note(index)
+
+    def release(self, blk: _Block, last: int) -> None:
+        arena = self.arena(blk)
+        del arena.resident[blk.key]
+        blk.placement.last = last
+        arena.used -= blk.placement.size
+        blk.placement = None
+        arena.note(len(self.out))
+
+    def after_access(self, blk: _Block, i: int, ins: Instruction, writes) -> None:
+        """Note what `ins` (input index i; `writes`: its virtual write accesses) did to
+        the block, and free the block after its last use."""
+        for a in writes:
+            touched = _blocks_of(blk.alloc, a) if a.alloc == blk.alloc.id else ()
+            if blk.index in touched:
+                source = _hbm_source(ins)
+                if source is not None and not blk.dirty and len(touched) == 1:
+                    blk.loads.append((i, source, a))
+                else:
+                    blk.dirty, blk.loads = True, []
+                blk.written = True
+                blk.copy_valid = False
+        blk.next += 1
+        if blk.next == len(blk.uses):
+            self.release(blk, len(self.out) - 1)
+
+    # -- placement ------------------------------------------------------------------
+    def reserved(self, arena: _Arena, now: int, until: int) -> list[tuple[int, int]]:
+        """Bytes of explicit tensors in use at some point in [now, until]."""
+        out = []
+        for aid, (first, last) in self.explicit.items():
+            a = self.program.allocations[aid]
+            if (a.space, a.core) == (arena.space, arena.core) and first <= until \
+                    and last >= now:
+                out.append((a.vaddr, a.vaddr + a.row_bytes))
+        return out
+
+    def fit(self, arena: _Arena, size: int, now: int, until: int) -> int | None:
+        taken = sorted([(b.placement.start, b.placement.start + b.placement.size)
+                        for b in arena.resident.values()] + self.reserved(arena, now, until))
+        gaps, cursor = [], 0
+        for lo, hi in taken:
+            if lo > cursor:
+                gaps.append((cursor, lo))
+            cursor = max(cursor, -(-hi // arena.align) * arena.align)
+        if cursor < arena.capacity:
+            gaps.append((cursor, arena.capacity))
+        start_at = -(-arena.cursor // arena.align) * arena.align
+        for lo, hi in gaps:
+            s = max(lo, start_at)
+            if hi - s >= size:
+                return s
+        for lo, hi in gaps:
+            if hi - lo >= size:
+                return lo
+        return None
+
+    def evict_for(self, arena: _Arena, size: int, now: int, until: int, mine: list,
+                  ins: Instruction) -> int:
+        """Make room for `size` bytes by evicting the best window of blocks; returns its
+        start."""
+        pinned = {b.key for b in mine}
+        fixed = [(b.placement.start, b.placement.start + b.placement.size)
+                 for b in arena.resident.values() if b.key in pinned]
+        fixed += self.reserved(arena, now, until)
+        movable = sorted((b for b in arena.resident.values() if b.key not in pinned),
+                         key=lambda b: b.placement.start)
+        starts = {0} | {-(-hi // arena.align) * arena.align for _, hi in fixed}
+        starts |= {b.placement.start for b in movable}
+        best = None
+        for s in sorted(starts):
+            e = s + size
+            if e > arena.capacity or any(lo < e and s < hi for lo, hi in fixed):
+                continue
+            victims = [b for b in movable
+                       if b.placement.start < e and s < b.placement.start + b.placement.size]
+            soonest = min((b.uses[b.next] for b in victims), default=float("inf"))
+            saves = sum(b.nbytes for b in victims if self.needs_save(b))
+            score = (soonest, -saves, -len(victims))
+            if best is None or score > best[0]:
+                best = (score, s, victims)
+        if best is None:
+            self.overflow(arena, size, mine, ins)
+        for b in best[2]:
+            self.evict(b)
+        return best[1]
+
+    # -- spills ---------------------------------------------------------------------
+    def needs_save(self, blk: _Block) -> bool:
+        if not blk.written or blk.copy_valid:
+            return False
+        if blk.dirty or not blk.loads:
+            return True
+        until = blk.uses[blk.next]  # where it will be reloaded
+        return any(self.overwritten(i, until, src) for i, src, _ in blk.loads)
+
+    def overwritten(self, since: int, until: int, src: Access) -> bool:
+        """Whether HBM bytes read by instruction `since` are written before `until`."""
+        k = bisect.bisect_right(self.hbm_write_index, since)
+        end = bisect.bisect_left(self.hbm_write_index, until)
+        return any(lo < src.hi and src.lo < hi for _, lo, hi in self.hbm_writes[k:end])
+
+    def scratch_of(self, blk: _Block) -> tuple[int, int]:
+        if blk.scratch is None:
+            lo = self.scratch_next
+            blk.scratch = (lo, lo + blk.nbytes)
+            self.scratch_next += -(-blk.nbytes // SCRATCH_ALIGN) * SCRATCH_ALIGN
+        return blk.scratch
+
+    def evict(self, blk: _Block) -> None:
+        if self.needs_save(blk):
+            a = blk.alloc
+            p = blk.placement
+            lo, hi = self.scratch_of(blk)
+            src = _block_access(blk, "src", "r", a.space, p.start, p.start + a.block_bytes,
+                                a.partition, a.partition + a.partitions)
+            dst = _block_access(blk, "dst", "w", "hbm", lo, hi, 0, 1)
+            self.emit_dma(blk, "save", (src,), (dst,), a.site)
+            blk.copy_valid = True
+            blk.loads = []
+        self.release(blk, len(self.out) - 1)
+
+    def reload(self, blk: _Block, ins: Instruction) -> None:
+        a = blk.alloc
+        p = blk.placement
+        if blk.copy_valid:
+            lo, hi = blk.scratch
+            src = _block_access(blk, "src", "r", "hbm", lo, hi, 0, 1)
+            dst = _block_access(blk, "dst", "w", a.space, p.start, p.start + a.block_bytes,
+                                a.partition, a.partition + a.partitions)
+            self.emit_dma(blk, "reload", (src,), (dst,), ins.location)
+            return
+        for _, source, wrote in blk.loads:  # clean: read it again from where it came
+            self.emit_dma(blk, "reload", (_moved(source, source.lo, source.hi, role="src"),),
+                          (self.physical(wrote),), ins.location)
+
+    def emit_dma(self, blk: _Block, kind: str, reads, writes, location) -> None:
+        nbytes = sum(w.bytes for w in writes)
+        elements = sum(w.bytes // as_dtype(w.dtype).itemsize for w in writes)
+        ins = Instruction(
+            len(self.out), blk.alloc.core, "dma", "dma_copy", tuple(reads), tuple(writes),
+            location, {"dge_mode": "none", "transpose": False, "indirect": None,
+                       "indirect_role": None, "bytes": nbytes, "src_bytes": nbytes,
+                       "elements": elements, "oob_mode": "error", "name": None,
+                       "cast": False, "spill": kind, "block": blk.label(),
+                       "tensor_site": f"{blk.alloc.name or '<unnamed>'!r} {blk.alloc.shape_desc}"
+                                      + (f" allocated at {blk.alloc.site}"
+                                         if blk.alloc.site else "")},
+            queue="qSpillSave" if kind == "save" else "qSpillReload")
+        self.out.append(ins)
+        self.plan.spills.append(Spill(kind, blk.alloc.id, blk.index, nbytes, ins.index))
+
+    # -- addresses ------------------------------------------------------------------
+    def physical(self, a: Access) -> Access:
+        if a.alloc < 0 or a.space == "hbm":
+            return a
+        alloc = self.program.allocations[a.alloc]
+        if alloc.explicit:
+            return a
+        bb = alloc.block_bytes
+        rng = _blocks_of(alloc, a)
+        places = [self.blocks[(alloc.id, b)].placement for b in rng]
+        off = a.lo - alloc.vaddr - rng[0] * bb
+        first = places[0]
+        contiguous = all(q.start == first.start + k * bb for k, q in enumerate(places))
+        if contiguous:
+            return _moved(a, first.start + off, first.start + off + (a.hi - a.lo))
+        return _moved(a, min(q.start for q in places),  # scattered blocks: their box
+                      max(q.start + q.size for q in places))
+
+    def overflow(self, arena: _Arena, size: int, mine: list, ins: Instruction):
+        own = [b for b in mine if (b.alloc.space, b.alloc.core) == (arena.space, arena.core)]
+        need = sum(arena.footprint(0, b.alloc.block_bytes) for b in own)
+        held = [(aid, span) for aid, span in self.explicit.items()
+                if (self.program.allocations[aid].space,
+                    self.program.allocations[aid].core) == (arena.space, arena.core)]
+        lines = [f"    {b.label()} {b.alloc.shape_desc}: {b.alloc.block_bytes} B/partition"
+                 + (f", allocated at {b.alloc.site}" if b.alloc.site else "")
+                 for b in own[:_MAX_LISTED]]
+        lines += [f"    {self.program.allocations[aid].name or '<unnamed>'} "
+                  f"{self.program.allocations[aid].shape_desc}: explicit address "
+                  f"{self.program.allocations[aid].vaddr}" for aid, _ in held[:_MAX_LISTED]]
+        unit = (f"{arena.capacity // arena.align} PSUM banks of {arena.align} bytes"
+                if arena.space == "psum" else
+                f"{arena.capacity} usable bytes per partition")
+        raise CapacityError(
+            f"{arena.space.upper()} overflow on {arena.chip_name} core {arena.core}: "
+            f"{ins.opcode} needs its operand blocks resident at once ({need} bytes per "
+            f"partition{' beside explicitly placed tensors' if held else ''}), more than "
+            f"the {unit} hold even after spilling every other block:\n" + "\n".join(lines),
+            op=ins.opcode, location=ins.location)
+
+
+def _hbm_source(ins: Instruction) -> Access | None:
+    """The HBM operand a DMA load copies from unchanged, else None."""
+    if ins.engine != "dma" or ins.opcode != "dma_copy" or ins.attrs.get("cast"):
+        return None
+    srcs = [a for a in ins.reads if a.role != "indirect_offset"]
+    if len(srcs) != 1 or srcs[0].space != "hbm" or srcs[0].indirect \
+            or any(a.indirect for a in ins.writes):
+        return None
+    return srcs[0]
+
+
+def allocate(program: Program) -> Program:
+    """The program with physical on-chip addresses, spill DMAs and its MemoryPlan."""
+    return _Allocator(program).run()
