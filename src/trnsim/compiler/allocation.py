@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 
 from ..machine.access import Access
 from ..machine.errors import CapacityError
+from ..machine.memory import next_fit
 from ..machine.record import Allocation, Instruction, Program
 from ..numerics.dtypes import as_dtype
 
@@ -103,7 +104,7 @@ class MemoryPlan:
 class _Block:
     """The allocator's state of one block."""
     __slots__ = ("alloc", "index", "uses", "next", "placement", "dirty", "loads",
-                 "copy_valid", "scratch", "written")
+                 "copy_valid", "scratch", "written", "save_memo")
 
     def __init__(self, alloc: Allocation, index: int):
         self.alloc, self.index = alloc, index
@@ -115,6 +116,7 @@ class _Block:
         self.loads: list = []  # (input index, HBM source access, block write access)
         self.copy_valid = False  # the spill copy in `scratch` equals the bytes
         self.scratch: tuple[int, int] | None = None  # HBM [lo, hi) of its spill slot
+        self.save_memo: tuple | None = None  # (next, needs a save) until it is written
 
     @property
     def key(self):
@@ -138,6 +140,8 @@ class _Arena:
         self.space, self.core, self.capacity, self.align = space, core, capacity, align
         self.chip_name = chip_name
         self.resident: dict[tuple, _Block] = {}
+        self.taken: list[tuple[int, int]] = []  # resident [start, end), sorted
+        self.explicit: list[tuple[int, int, int, int]] = []  # (first, last, lo, hi)
         self.cursor = 0
         self.used = 0
         self.peak = 0
@@ -241,6 +245,8 @@ class _Allocator:
             a = self.program.allocations[aid]
             self.plan.placements.append(
                 Placement(aid, 0, a.vaddr, a.row_bytes, first, last))
+            self.arenas[(a.space, a.core)].explicit.append(
+                (first, last, a.vaddr, a.vaddr + a.row_bytes))
         for i, ins in enumerate(self.program.instructions):
             mine = self.touched[i]
             for blk in mine:
@@ -279,6 +285,7 @@ class _Allocator:
         blk.placement = Placement(blk.alloc.id, blk.index, start, size, index)
         self.plan.placements.append(blk.placement)
         arena.resident[blk.key] = blk
+        bisect.insort(arena.taken, (start, start + size))
         arena.cursor = start + size
         arena.used += size
         arena.note(index)
@@ -286,6 +293,8 @@ class _Allocator:
     def release(self, blk: _Block, last: int) -> None:
         arena = self.arena(blk)
         del arena.resident[blk.key]
+        p = blk.placement
+        arena.taken.remove((p.start, p.start + p.size))
         blk.placement.last = last
         arena.used -= blk.placement.size
         blk.placement = None
@@ -304,65 +313,50 @@ class _Allocator:
                     blk.dirty, blk.loads = True, []
                 blk.written = True
                 blk.copy_valid = False
+                blk.save_memo = None
         blk.next += 1
         if blk.next == len(blk.uses):
             self.release(blk, len(self.out) - 1)
 
     # -- placement ------------------------------------------------------------------
-    def reserved(self, arena: _Arena, now: int, until: int) -> list[tuple[int, int]]:
+    @staticmethod
+    def reserved(arena: _Arena, now: int, until: int) -> list[tuple[int, int]]:
         """Bytes of explicit tensors in use at some point in [now, until]."""
-        out = []
-        for aid, (first, last) in self.explicit.items():
-            a = self.program.allocations[aid]
-            if (a.space, a.core) == (arena.space, arena.core) and first <= until \
-                    and last >= now:
-                out.append((a.vaddr, a.vaddr + a.row_bytes))
-        return out
+        return [(lo, hi) for first, last, lo, hi in arena.explicit
+                if first <= until and last >= now]
 
     def fit(self, arena: _Arena, size: int, now: int, until: int) -> int | None:
-        taken = sorted([(b.placement.start, b.placement.start + b.placement.size)
-                        for b in arena.resident.values()] + self.reserved(arena, now, until))
-        gaps, cursor = [], 0
-        for lo, hi in taken:
-            if lo > cursor:
-                gaps.append((cursor, lo))
-            cursor = max(cursor, -(-hi // arena.align) * arena.align)
-        if cursor < arena.capacity:
-            gaps.append((cursor, arena.capacity))
-        start_at = -(-arena.cursor // arena.align) * arena.align
-        for lo, hi in gaps:
-            s = max(lo, start_at)
-            if hi - s >= size:
-                return s
-        for lo, hi in gaps:
-            if hi - lo >= size:
-                return lo
-        return None
+        taken = arena.taken
+        if arena.explicit:
+            taken = _merged(taken + self.reserved(arena, now, until))
+        return next_fit(taken, size, arena.cursor, 0, arena.capacity, arena.align)
 
     def evict_for(self, arena: _Arena, size: int, now: int, until: int, mine: list,
                   ins: Instruction) -> int:
         """Make room for `size` bytes by evicting the best window of blocks; returns its
         start."""
         pinned = {b.key for b in mine}
-        fixed = [(b.placement.start, b.placement.start + b.placement.size)
-                 for b in arena.resident.values() if b.key in pinned]
-        fixed += self.reserved(arena, now, until)
+        fixed = _merged([(b.placement.start, b.placement.start + b.placement.size)
+                         for b in arena.resident.values() if b.key in pinned]
+                        + self.reserved(arena, now, until))
+        fixed_lo = [lo for lo, _ in fixed]
         movable = sorted((b for b in arena.resident.values() if b.key not in pinned),
                          key=lambda b: b.placement.start)
-        starts = {0} | {-(-hi // arena.align) * arena.align for _, hi in fixed}
-        starts |= {b.placement.start for b in movable}
+        starts = [b.placement.start for b in movable]
+        ends = [b.placement.start + b.placement.size for b in movable]
+        soon = [b.uses[b.next] for b in movable]
+        saves = [b.nbytes if self.needs_save(b) else 0 for b in movable]
+        candidates = {0} | {-(-hi // arena.align) * arena.align for _, hi in fixed}
         best = None
-        for s in sorted(starts):
+        for s in sorted(candidates.union(starts)):
             e = s + size
-            if e > arena.capacity or any(lo < e and s < hi for lo, hi in fixed):
+            k = bisect.bisect_left(fixed_lo, e) - 1  # the last obstacle starting before e
+            if e > arena.capacity or (k >= 0 and fixed[k][1] > s):
                 continue
-            victims = [b for b in movable
-                       if b.placement.start < e and s < b.placement.start + b.placement.size]
-            soonest = min((b.uses[b.next] for b in victims), default=float("inf"))
-            saves = sum(b.nbytes for b in victims if self.needs_save(b))
-            score = (soonest, -saves, -len(victims))
+            lo, hi = bisect.bisect_right(ends, s), bisect.bisect_left(starts, e)
+            score = (min(soon[lo:hi], default=float("inf")), -sum(saves[lo:hi]), lo - hi)
             if best is None or score > best[0]:
-                best = (score, s, victims)
+                best = (score, s, movable[lo:hi])
         if best is None:
             self.overflow(arena, size, mine, ins)
         for b in best[2]:
@@ -375,8 +369,13 @@ class _Allocator:
             return False
         if blk.dirty or not blk.loads:
             return True
+        memo = blk.save_memo
+        if memo is not None and memo[0] == blk.next:
+            return memo[1]
         until = blk.uses[blk.next]  # where it will be reloaded
-        return any(self.overwritten(i, until, src) for i, src, _ in blk.loads)
+        save = any(self.overwritten(i, until, src) for i, src, _ in blk.loads)
+        blk.save_memo = (blk.next, save)
+        return save
 
     def overwritten(self, since: int, until: int, src: Access) -> bool:
         """Whether HBM bytes read by instruction `since` are written before `until`."""
@@ -442,10 +441,12 @@ class _Allocator:
         if alloc.explicit:
             return a
         bb = alloc.block_bytes
-        rng = _blocks_of(alloc, a)
-        places = [self.blocks[(alloc.id, b)].placement for b in rng]
-        off = a.lo - alloc.vaddr - rng[0] * bb
-        first = places[0]
+        off = a.lo - alloc.vaddr
+        b0, off = divmod(off, bb)
+        first = self.blocks[(alloc.id, b0)].placement
+        if off + a.hi - a.lo <= bb:  # within one block
+            return _moved(a, first.start + off, first.start + off + (a.hi - a.lo))
+        places = [self.blocks[(alloc.id, b)].placement for b in _blocks_of(alloc, a)]
         contiguous = all(q.start == first.start + k * bb for k, q in enumerate(places))
         if contiguous:
             return _moved(a, first.start + off, first.start + off + (a.hi - a.lo))
@@ -473,6 +474,17 @@ class _Allocator:
             f"partition{' beside explicitly placed tensors' if held else ''}), more than "
             f"the {unit} hold even after spilling every other block:\n" + "\n".join(lines),
             op=ins.opcode, location=ins.location)
+
+
+def _merged(spans: list) -> list:
+    """Overlapping [lo, hi) spans merged, sorted."""
+    out: list = []
+    for lo, hi in sorted(spans):
+        if out and lo <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], hi))
+        else:
+            out.append((lo, hi))
+    return out
 
 
 def _hbm_source(ins: Instruction) -> Access | None:

@@ -4,6 +4,7 @@ their own buffers in one virtual address space (so accesses can be compared for
 dependencies)."""
 from __future__ import annotations
 
+import bisect
 import functools
 import itertools
 import weakref
@@ -76,6 +77,25 @@ class Storage:
         return self.memory.width
 
 
+def next_fit(taken: list, size: int, cursor: int, base: int, limit: int,
+             align: int) -> int | None:
+    """Where `size` bytes fit in [base, limit) between the sorted, disjoint [start, end)
+    spans of `taken`, at an `align`-byte boundary: the first place at or after `cursor`,
+    else (wrapping around) the first from `base`; None when no gap fits."""
+    def first_from(p):
+        i = bisect.bisect_left(taken, (p,))
+        if i and taken[i - 1][1] > p:
+            i -= 1
+        while p + size <= limit:
+            if i == len(taken) or taken[i][0] - p >= size:
+                return p
+            p = max(p, -(-taken[i][1] // align) * align)
+            i += 1
+        return None
+    start = first_from(max(base, -(-cursor // align) * align))
+    return start if start is not None else first_from(base)
+
+
 @dataclass
 class _Explicit:
     """A live explicitly placed tensor (for aliasing and capacity messages)."""
@@ -121,6 +141,8 @@ class OnChipMemory:
         self.init = np.zeros((partitions, self.width), dtype=bool)
         self._explicit: dict[int, _Explicit] = {}
         self._virtual: dict[int, tuple[int, int]] = {}  # id -> [start, end)
+        self._taken: list[tuple[int, int]] = []  # the same spans, sorted
+        self._cursor = self.virtual_base
         self._dead: list[int] = []  # filled by finalizers; reaped before each use
         self._ids = itertools.count()
         self.fill_fresh = True
@@ -134,7 +156,9 @@ class OnChipMemory:
         while self._dead:
             i = self._dead.pop()
             self._explicit.pop(i, None)
-            self._virtual.pop(i, None)
+            span = self._virtual.pop(i, None)
+            if span is not None:
+                self._taken.remove(span)
 
     def allocate(self, storage: Storage, dtype: DType, desc: str, block_bytes: int,
                  address=None) -> None:
@@ -182,7 +206,9 @@ class OnChipMemory:
                     kept.append((r, c, self.data[r, c].copy(), self.init[r, c].copy()))
             self._explicit[key] = _Explicit(start, nbytes, p_lo, p_hi)
         else:
-            self._virtual[key] = (start, start + self._aligned(nbytes))
+            span = self._virtual[key] = (start, start + self._aligned(nbytes))
+            bisect.insort(self._taken, span)
+            self._cursor = span[1]
         if self.fill_fresh:
             self.data[rows, cols] = _fill_row(dtype, nbytes)
             self.init[rows, cols] = False
@@ -192,16 +218,14 @@ class OnChipMemory:
         weakref.finalize(storage, self._dead.append, key)
 
     def _virtual_fit(self, nbytes: int) -> int:
-        """The first virtual gap that holds `nbytes` (the arena grows past the end)."""
+        """A free virtual range for `nbytes` (next-fit; the arena grows when none is)."""
         size = self._aligned(nbytes)
-        cursor = self.virtual_base
-        for lo, hi in sorted(self._virtual.values()):
-            if lo - cursor >= size:
-                break
-            cursor = max(cursor, hi)
-        if cursor + size > self.width:
-            self._grow(cursor + size)
-        return cursor
+        start = next_fit(self._taken, size, self._cursor, self.virtual_base, self.width,
+                         self.align)
+        if start is None:
+            start = max(self._taken[-1][1] if self._taken else 0, self.virtual_base)
+            self._grow(start + size)
+        return start
 
     def _grow(self, width: int) -> None:
         width = max(width, 2 * self.width)

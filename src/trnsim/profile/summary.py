@@ -212,7 +212,8 @@ class HbmTraffic:
         range read more than `more_than` times."""
         out: dict[str, list] = {}
         for group in self.reads.values():
-            if len(group) <= more_than:
+            group = [(ins, a) for ins, a in group if not ins.attrs.get("spill")]
+            if len(group) <= more_than:  # (spill reloads have a rule of their own)
                 continue
             name = group[0][1].tensor or "?"
             count, extra, items = out.get(name, (0, 0, []))
