@@ -324,3 +324,16 @@ def test_report_shows_memory_over_time_and_the_spills(L, tmp_path):
     assert '<section id="sbuf">' in text and "capacity 207.99 KiB" in text  # 212984 B
     assert re.search(r"<td>ys</td><td>float32\[8, 128, 8192\]</td><td>sbuf</td>"
                      r"<td>12.00 MiB</td><td>12.00 MiB</td>", text)
+
+
+def test_trace_has_spill_tracks_and_memory_counters(L, tmp_path):
+    import json
+    x = np.random.default_rng(9).standard_normal((8, 128, BLOCK // 4)).astype(np.float32)
+    prof = trnsim.profile(_two_loop_kernel(L, dirty=True), x, chip="trn2")
+    prof.to_perfetto(tmp_path / "t.json")
+    events = json.loads((tmp_path / "t.json").read_text())["traceEvents"]
+    names = {e["args"]["name"] for e in events if e.get("ph") == "M" and "name" in e.get("args", {})}
+    assert {"DMA qSpillSave0", "DMA qSpillReload0"} <= names
+    sbuf = [e["args"]["bytes"] for e in events
+            if e.get("ph") == "C" and e["name"] == "SBUF in use (bytes per partition)"]
+    assert max(sbuf) == prof.memory.peak[("sbuf", 0)] == FIT * BLOCK and sbuf[-1] == 0

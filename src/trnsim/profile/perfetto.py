@@ -14,7 +14,8 @@ Layout:
 - flow arrows ("ph": "s" / "f", bound by id) from each producer to each instruction on
   another track that waited for it (a semaphore wait: RAW/WAR/WAW/order);
 - counter tracks per core: HBM read and write bandwidth (GB/s), DMA transfers in flight,
-  and the Tensor Engine throttle (% of peak) where the timeline has one.
+  SBUF and PSUM bytes per partition in use (the compiler model's placements), and the
+  Tensor Engine throttle (% of peak) where the timeline has one.
 
 Timestamps ("ts", "dur") are in microseconds as the format requires, with nanosecond
 precision (3 decimals).
@@ -180,6 +181,14 @@ def _counters(profile, cores) -> list[dict]:
                 n += deltas[t]
                 out.append({"ph": "C", "name": "DMA transfers in flight", "pid": pid,
                             "ts": _us(t), "args": {"transfers": n}})
+        for space in ("sbuf", "psum"):
+            name = f"{space.upper()} in use (bytes per partition)"
+            times, level = views.memory_steps(program, timeline, space, core)
+            if times:
+                out.append({"ph": "C", "name": name, "pid": pid, "ts": 0.0,
+                            "args": {"bytes": 0}})
+            out += [{"ph": "C", "name": name, "pid": pid, "ts": _us(t), "args": {"bytes": v}}
+                    for t, v in zip(times, level)]
     throttle = list(getattr(timeline, "throttle", None) or [])
     if throttle:
         for core in cores:
