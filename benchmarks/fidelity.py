@@ -36,7 +36,6 @@ import trnsim
 from trnsim import nki
 import trnsim.nki.isa as nisa
 import trnsim.nki.language as nl
-from trnsim.chips import load_chip
 from trnsim.legacy import jit as legacy_jit
 from trnsim.examples import load_example
 from trnsim.timing import schedule

@@ -214,8 +214,8 @@ def test_a_block_larger_than_sbuf_fails_at_its_declaration(L):
 
     @nki.jit(platform_target="trn2")
     def k(x):
-        big = nl_.ndarray((2, nl_.par_dim(128), USABLE_TRN2 // 4 + 1), dtype=np.float32,  # LINE-MARK: huge
-                          buffer=nl_.sbuf, name="huge")
+        nl_.ndarray((2, nl_.par_dim(128), USABLE_TRN2 // 4 + 1), dtype=np.float32,  # LINE-MARK: huge
+                    buffer=nl_.sbuf, name="huge")
         return x
 
     with pytest.raises(CapacityError, match=r"block of 'huge' float32\[2, 128, 53247\] needs "

@@ -6,7 +6,8 @@ engines, as passes over the recorded Program (Program -> Program), chained here.
 """
 from __future__ import annotations
 
-from .allocation import MemoryPlan, allocate
+from .allocation import allocate
+from .plan import MemoryPlan
 
 __all__ = ["compile_program", "allocate", "MemoryPlan"]
 

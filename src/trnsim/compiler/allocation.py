@@ -10,10 +10,11 @@ physical bytes, so the timing model sees the reuse (false) dependencies the hard
 has, and inserts the DMAs of spills.
 
 Policy (neuronx-cc's own heuristics are not published; these are trnsim's, named):
-- Placement is next-fit at the memory's alignment: the search starts past the most
-  recent placement and wraps, so a loop's tiles rotate through free space (the rotating
-  buffers that let iterations overlap) and a freed buffer is reused as late as possible.
-  A PSUM block starts on a bank and holds the rest of its last bank.
+- Placement, at the memory's alignment: never-used space first (next-fit: the search
+  starts past the most recent placement and wraps), else the free space released
+  longest ago. A loop's tiles thus rotate through free space (the rotating buffers that
+  let iterations overlap), and the buffer the previous iteration just read is reused
+  last. A PSUM block starts on a bank and holds the rest of its last bank.
 - Explicitly placed tensors (`address=`, direct allocation) hold their bytes from their
   declaration to their last access; other blocks are kept out of them meanwhile.
 - When a block does not fit, resident blocks not used by the instruction at hand are
@@ -32,74 +33,16 @@ Policy (neuronx-cc's own heuristics are not published; these are trnsim's, named
 from __future__ import annotations
 
 import bisect
-import heapq
-from dataclasses import dataclass, field
 
 from ..machine.access import Access
 from ..machine.errors import CapacityError
-from ..machine.memory import next_fit
 from ..machine.record import Allocation, Instruction, Program
 from ..numerics.dtypes import as_dtype
+from .arena import Arena, merged
+from .plan import MemoryPlan, Placement, Spill
 
 _MAX_LISTED = 24  # resident blocks listed in a capacity error
 SCRATCH_ALIGN = 512  # HBM spill slots, as HbmSpace aligns tensors
-
-
-@dataclass
-class Placement:
-    """One stay of a block at one physical address: instructions [first, last] of the
-    compiled program (last is None while it is still there)."""
-    alloc: int
-    block: int
-    start: int
-    size: int  # bytes per partition it holds (footprint)
-    first: int
-    last: int | None = None
-
-
-@dataclass
-class Spill:
-    kind: str  # 'save' | 'reload'
-    alloc: int
-    block: int
-    bytes: int
-    index: int  # the DMA's index in the compiled program
-
-
-@dataclass
-class MemoryPlan:
-    """What the allocator decided: every block's placements over time, the spills, and
-    per (space, core) the bytes per partition in use after each instruction (`usage`:
-    a step series of (instruction index, bytes)) and its peak."""
-    allocations: dict[int, Allocation]
-    capacity: dict[tuple, int]
-    placements: list[Placement] = field(default_factory=list)
-    spills: list[Spill] = field(default_factory=list)
-    usage: dict[tuple, list] = field(default_factory=dict)
-    peak: dict[tuple, int] = field(default_factory=dict)
-
-    def spill_bytes(self, kind: str) -> int:
-        return sum(s.bytes for s in self.spills if s.kind == kind)
-
-    def tensors(self) -> list[dict]:
-        """Per allocation: its blocks' placements and its spill bytes (a table for
-        people: `profile.memory_table()`)."""
-        rows = []
-        by_alloc: dict[int, list] = {}
-        for p in self.placements:
-            by_alloc.setdefault(p.alloc, []).append(p)
-        for aid, alloc in self.allocations.items():
-            spills = [s for s in self.spills if s.alloc == aid]
-            rows.append({
-                "tensor": alloc.name or "<unnamed>", "shape": alloc.shape_desc,
-                "space": alloc.space, "core": alloc.core, "allocated_at": str(alloc.site or ""),
-                "explicit": alloc.explicit, "blocks": alloc.blocks,
-                "block_bytes_per_partition": alloc.block_bytes,
-                "placements": [(p.block, p.start, p.first, p.last)
-                               for p in by_alloc.get(aid, [])],
-                "spill_save_bytes": sum(s.bytes for s in spills if s.kind == "save"),
-                "spill_reload_bytes": sum(s.bytes for s in spills if s.kind == "reload")})
-        return rows
 
 
 class _Block:
@@ -132,120 +75,6 @@ class _Block:
 
     def label(self) -> str:
         return self.alloc.label(self.index)
-
-
-class _Arena:
-    """One core's SBUF or PSUM during the pass: its resident blocks, and its free space
-    with the time each part was last released (`cooling`: span -> instruction index),
-    so that a placement takes space that was never used, else the space released
-    longest ago (a buffer just read by the previous iteration is reused last, which
-    keeps false write-after-read waits out of the loop's pipeline)."""
-
-    CANDIDATES = 4  # cooling spans tried, oldest first, before settling
-
-    def __init__(self, space: str, core: int, capacity: int, align: int, chip_name: str):
-        self.space, self.core, self.capacity, self.align = space, core, capacity, align
-        self.chip_name = chip_name
-        self.resident: dict[tuple, _Block] = {}
-        self.taken: list[tuple[int, int]] = []  # resident [start, end), sorted
-        self.busy: list[tuple[int, int]] = []  # resident or cooling spans, sorted
-        self.cooling: dict[tuple[int, int], int] = {}
-        self.heap: list[tuple[int, tuple[int, int]]] = []  # (released at, span)
-        self.explicit: list[tuple[int, int, int, int]] = []  # (first, last, lo, hi)
-        self.cursor = 0
-        self.no_fresh = None  # a size no never-used gap holds (they only shrink)
-        self.used = 0
-        self.peak = 0
-        self.usage: list[tuple[int, int]] = [(0, 0)]
-
-    def footprint(self, start: int, nbytes: int) -> int:
-        end = -(-(start + nbytes) // self.align) * self.align
-        return min(end, self.capacity) - start
-
-    def note(self, index: int) -> None:
-        self.peak = max(self.peak, self.used)
-        if self.usage[-1][0] == index:
-            self.usage[-1] = (index, self.used)
-        else:
-            self.usage.append((index, self.used))
-
-    # -- free space -------------------------------------------------------------------
-    def occupy(self, lo: int, hi: int) -> None:
-        """A block now holds [lo, hi): cooling spans there are used up (their parts
-        outside it stay cooling)."""
-        busy = self.busy
-        k = bisect.bisect_left(busy, (lo,))
-        if k and busy[k - 1][1] > lo:
-            k -= 1
-        while k < len(busy) and busy[k][0] < hi:
-            span = busy.pop(k)
-            when = self.cooling.pop(span)  # (a resident span never overlaps a new one)
-            for part in ((span[0], lo), (hi, span[1])):
-                if part[0] < part[1]:
-                    self._cool(part, when)
-                    if part[0] < lo:
-                        k += 1
-        bisect.insort(busy, (lo, hi))
-        bisect.insort(self.taken, (lo, hi))
-
-    def vacate(self, lo: int, hi: int, when: int) -> None:
-        self.taken.remove((lo, hi))
-        self.cooling[(lo, hi)] = when
-        heapq.heappush(self.heap, (when, (lo, hi)))
-
-    def _cool(self, span, when) -> None:
-        bisect.insort(self.busy, span)
-        self.cooling[span] = when
-        heapq.heappush(self.heap, (when, span))
-
-    def find(self, size: int, reserved: list) -> int | None:
-        """Where `size` bytes go: never-used space (next-fit), else the window of free
-        space released longest ago; None when no free window fits."""
-        busy, taken = self.busy, self.taken
-        if reserved:
-            busy, taken = _merged(busy + reserved), _merged(taken + reserved)
-        if reserved or self.no_fresh is None or size < self.no_fresh:
-            start = next_fit(busy, size, self.cursor, 0, self.capacity, self.align)
-            if start is not None:
-                return start
-            if not reserved:
-                self.no_fresh = size
-        best, tried = None, []
-        while self.heap and len(tried) < self.CANDIDATES:
-            when, span = heapq.heappop(self.heap)
-            if self.cooling.get(span) != when:
-                continue  # stale: used up since
-            tried.append((when, span))
-            for s in (span[0], (span[1] - size) // self.align * self.align):
-                age = self._window_age(s, size, taken)
-                if age is not None and (best is None or age < best[0]):
-                    best = (age, s)
-            if best is not None and best[0] == when:
-                break  # nothing older is left to find
-        for item in tried:
-            heapq.heappush(self.heap, item)
-        if best is not None:
-            return best[1]
-        return next_fit(taken, size, self.cursor, 0, self.capacity, self.align)
-
-    def _window_age(self, s: int, size: int, taken: list) -> int | None:
-        """The latest release among the cooling spans in [s, s + size), or None if the
-        window leaves the memory or holds a resident block."""
-        e = s + size
-        if s < 0 or e > self.capacity:
-            return None
-        k = bisect.bisect_left(taken, (e,)) - 1
-        if k >= 0 and taken[k][1] > s:
-            return None
-        busy = self.busy
-        k = bisect.bisect_left(busy, (s,))
-        if k and busy[k - 1][1] > s:
-            k -= 1
-        age = -1
-        while k < len(busy) and busy[k][0] < e:
-            age = max(age, self.cooling.get(busy[k], -1))
-            k += 1
-        return age
 
 
 def _blocks_of(alloc: Allocation, a: Access) -> range:
@@ -281,11 +110,11 @@ class _Allocator:
         self.program = program
         chip = program.chip
         core = chip.core
-        self.arenas: dict[tuple, _Arena] = {}
+        self.arenas: dict[tuple, Arena] = {}
         for c in range(program.lnc):
-            self.arenas[("sbuf", c)] = _Arena("sbuf", c, core.sbuf_usable_bytes_per_partition,
+            self.arenas[("sbuf", c)] = Arena("sbuf", c, core.sbuf_usable_bytes_per_partition,
                                               core.sbuf_align_bytes, chip.name)
-            self.arenas[("psum", c)] = _Arena("psum", c, core.psum_bytes_per_partition,
+            self.arenas[("psum", c)] = Arena("psum", c, core.psum_bytes_per_partition,
                                               core.psum_bank_bytes, chip.name)
         self.plan = MemoryPlan(program.allocations,
                                {k: a.capacity for k, a in self.arenas.items()})
@@ -356,7 +185,7 @@ class _Allocator:
             self.plan.peak[key] = arena.peak
         return prog
 
-    def arena(self, blk: _Block) -> _Arena:
+    def arena(self, blk: _Block) -> Arena:
         return self.arenas[(blk.alloc.space, blk.alloc.core)]
 
     def bring_in(self, blk: _Block, i: int, ins: Instruction, mine: list) -> None:
@@ -369,7 +198,7 @@ class _Allocator:
         if blk.written:  # it was spilled: load it back before this access
             self.reload(blk, ins)
 
-    def place(self, arena: _Arena, blk: _Block, start: int, index: int) -> None:
+    def place(self, arena: Arena, blk: _Block, start: int, index: int) -> None:
         size = arena.footprint(start, blk.alloc.block_bytes)
         blk.placement = Placement(blk.alloc.id, blk.index, start, size, index)
         self.plan.placements.append(blk.placement)
@@ -384,8 +213,8 @@ class _Allocator:
         del arena.resident[blk.key]
         p = blk.placement
         arena.vacate(p.start, p.start + p.size, last)
-        blk.placement.last = last
-        arena.used -= blk.placement.size
+        p.last = last
+        arena.used -= p.size
         blk.placement = None
         arena.note(len(self.out))
 
@@ -409,20 +238,20 @@ class _Allocator:
 
     # -- placement ------------------------------------------------------------------
     @staticmethod
-    def reserved(arena: _Arena, now: int, until: int) -> list[tuple[int, int]]:
+    def reserved(arena: Arena, now: int, until: int) -> list[tuple[int, int]]:
         """Bytes of explicit tensors in use at some point in [now, until]."""
         return [(lo, hi) for first, last, lo, hi in arena.explicit
                 if first <= until and last >= now]
 
-    def fit(self, arena: _Arena, size: int, now: int, until: int) -> int | None:
+    def fit(self, arena: Arena, size: int, now: int, until: int) -> int | None:
         return arena.find(size, self.reserved(arena, now, until) if arena.explicit else [])
 
-    def evict_for(self, arena: _Arena, size: int, now: int, until: int, mine: list,
+    def evict_for(self, arena: Arena, size: int, now: int, until: int, mine: list,
                   ins: Instruction) -> int:
         """Make room for `size` bytes by evicting the best window of blocks; returns its
         start."""
         pinned = {b.key for b in mine}
-        fixed = _merged([(b.placement.start, b.placement.start + b.placement.size)
+        fixed = merged([(b.placement.start, b.placement.start + b.placement.size)
                          for b in arena.resident.values() if b.key in pinned]
                         + self.reserved(arena, now, until))
         fixed_lo = [lo for lo, _ in fixed]
@@ -539,7 +368,7 @@ class _Allocator:
         return _moved(a, min(q.start for q in places),  # scattered blocks: their box
                       max(q.start + q.size for q in places))
 
-    def overflow(self, arena: _Arena, size: int, mine: list, ins: Instruction):
+    def overflow(self, arena: Arena, size: int, mine: list, ins: Instruction):
         own = [b for b in mine if (b.alloc.space, b.alloc.core) == (arena.space, arena.core)]
         need = sum(arena.footprint(0, b.alloc.block_bytes) for b in own)
         held = [(aid, span) for aid, span in self.explicit.items()
@@ -560,17 +389,6 @@ class _Allocator:
             f"partition{' beside explicitly placed tensors' if held else ''}), more than "
             f"the {unit} hold even after spilling every other block:\n" + "\n".join(lines),
             op=ins.opcode, location=ins.location)
-
-
-def _merged(spans: list) -> list:
-    """Overlapping [lo, hi) spans merged, sorted."""
-    out: list = []
-    for lo, hi in sorted(spans):
-        if out and lo <= out[-1][1]:
-            out[-1] = (out[-1][0], max(out[-1][1], hi))
-        else:
-            out.append((lo, hi))
-    return out
 
 
 def _hbm_source(ins: Instruction) -> Access | None:

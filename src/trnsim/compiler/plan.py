@@ -1,0 +1,64 @@
+"""What the compiler model's allocator decided (trnsim.compiler.allocation): where
+each on-chip block lived and when, the spills, and the memory in use over time."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..machine.record import Allocation
+
+
+@dataclass
+class Placement:
+    """One stay of a block at one physical address: instructions [first, last] of the
+    compiled program (last is None while it is still there)."""
+    alloc: int
+    block: int
+    start: int
+    size: int  # bytes per partition it holds (footprint)
+    first: int
+    last: int | None = None
+
+
+@dataclass
+class Spill:
+    kind: str  # 'save' | 'reload'
+    alloc: int
+    block: int
+    bytes: int
+    index: int  # the DMA's index in the compiled program
+
+
+@dataclass
+class MemoryPlan:
+    """What the allocator decided: every block's placements over time, the spills, and
+    per (space, core) the bytes per partition in use after each instruction (`usage`:
+    a step series of (instruction index, bytes)) and its peak."""
+    allocations: dict[int, Allocation]
+    capacity: dict[tuple, int]
+    placements: list[Placement] = field(default_factory=list)
+    spills: list[Spill] = field(default_factory=list)
+    usage: dict[tuple, list] = field(default_factory=dict)
+    peak: dict[tuple, int] = field(default_factory=dict)
+
+    def spill_bytes(self, kind: str) -> int:
+        return sum(s.bytes for s in self.spills if s.kind == kind)
+
+    def tensors(self) -> list[dict]:
+        """Per allocation: its blocks' placements and its spill bytes (a table for
+        people: `profile.memory_table()`)."""
+        rows = []
+        by_alloc: dict[int, list] = {}
+        for p in self.placements:
+            by_alloc.setdefault(p.alloc, []).append(p)
+        for aid, alloc in self.allocations.items():
+            spills = [s for s in self.spills if s.alloc == aid]
+            rows.append({
+                "tensor": alloc.name or "<unnamed>", "shape": alloc.shape_desc,
+                "space": alloc.space, "core": alloc.core, "allocated_at": str(alloc.site or ""),
+                "explicit": alloc.explicit, "blocks": alloc.blocks,
+                "block_bytes_per_partition": alloc.block_bytes,
+                "placements": [(p.block, p.start, p.first, p.last)
+                               for p in by_alloc.get(aid, [])],
+                "spill_save_bytes": sum(s.bytes for s in spills if s.kind == "save"),
+                "spill_reload_bytes": sum(s.bytes for s in spills if s.kind == "reload")})
+        return rows
