@@ -225,6 +225,13 @@ def test_a_block_larger_than_sbuf_fails_at_its_declaration(L):
 
 
 # -- PSUM -----------------------------------------------------------------------------
+def _matmul_operands(seed):
+    """Small-integer stationary [64, 128] and moving [64, 512] operands (exact in fp32)."""
+    rng = np.random.default_rng(seed)
+    return (rng.integers(-3, 4, (64, 128)).astype(np.float32),
+            rng.integers(-3, 4, (64, 512)).astype(np.float32))
+
+
 def test_psum_tiles_live_together_spill_what_does_not_fit(L):
     nki, nl_, nisa_ = L
 
@@ -237,9 +244,7 @@ def test_psum_tiles_live_together_spill_what_does_not_fit(L):
             nl_.store(out[i], value=nl_.copy(ps[i]))
         return out
 
-    rng = np.random.default_rng(4)
-    s = rng.integers(-3, 4, (64, 128)).astype(np.float32)
-    m = rng.integers(-3, 4, (64, 512)).astype(np.float32)
+    s, m = _matmul_operands(4)
     np.testing.assert_array_equal(k(s, m), np.broadcast_to(s.T @ m, (9, 128, 512)))
     program = k.last_run.program
     assert program.memory.peak[("psum", 0)] == 8 * 2048
@@ -262,9 +267,7 @@ def test_lazily_initialized_psum_block_tensor_uses_one_bank_per_live_block(L):
             nl_.store(out[i], value=nl_.copy(acc[i]))
         return out
 
-    rng = np.random.default_rng(5)
-    s = rng.integers(-3, 4, (64, 128)).astype(np.float32)
-    m = rng.integers(-3, 4, (64, 512)).astype(np.float32)
+    s, m = _matmul_operands(5)
     np.testing.assert_array_equal(k(s, m), np.broadcast_to(s.T @ m, (16, 128, 512)))
     program = k.last_run.program
     assert program.memory.peak[("psum", 0)] <= 2 * 2048
