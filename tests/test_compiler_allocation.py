@@ -340,3 +340,36 @@ def test_trace_has_spill_tracks_and_memory_counters(L, tmp_path):
     sbuf = [e["args"]["bytes"] for e in events
             if e.get("ph") == "C" and e["name"] == "SBUF in use (bytes per partition)"]
     assert max(sbuf) == prof.memory.peak[("sbuf", 0)] == FIT * BLOCK and sbuf[-1] == 0
+
+
+def test_operands_that_fit_together_are_moved_side_by_side():
+    """Three 64000-byte operands fit in trn2's 212984 bytes, but not around where the
+    first two sit: the allocator moves those two (save and reload) instead of failing."""
+    n = 16000  # fp32: 64000 bytes per partition
+
+    def kern(x):
+        out = nl.ndarray((128, 4), nl.float32, buffer=nl.shared_hbm)
+        a = nl.ndarray((128, n), nl.float32, name="a")
+        gap = nl.ndarray((128, 9000), nl.float32, name="gap")  # 36000 bytes
+        b = nl.ndarray((128, n), nl.float32, name="b")
+        nisa.memset(dst=a, value=1.0)
+        nisa.memset(dst=gap, value=0.0)
+        nisa.memset(dst=b, value=2.0)  # a | gap | b | 48984 bytes free
+        nisa.tensor_copy(dst=a[:, 0:1], src=gap[:, 0:1])  # gap's last use: 36000 free
+        c = nl.ndarray((128, n), nl.float32, name="c")
+        nisa.tensor_tensor(dst=c, data1=a, data2=b, op=nl.add)  # LINE-MARK: three
+        nisa.dma_copy(dst=out, src=c[:, 0:4])
+        return out
+
+    out, run = trnsim.run_kernel(kern, (np.zeros((1, 1), np.float32),), chip="trn2")
+    np.testing.assert_array_equal(out[:, 0], 2.0)  # a[:, 0] took gap's 0
+    np.testing.assert_array_equal(out[:, 1:], 3.0)
+    saves, reloads = _spills(run.program, "save"), _spills(run.program, "reload")
+    assert sorted(s.attrs["block"] for s in saves) == ["a", "b"]
+    assert sorted(r.attrs["block"] for r in reloads) == ["a", "b"]
+    assert all(r.location.line == _line("three") for r in reloads)
+    places = {name: [p.start for p in run.program.memory.placements
+                     if run.program.memory.allocations[p.alloc].name == name]
+              for name in "abc"}
+    starts = sorted(places[k][-1] for k in "abc")
+    assert starts == [0, 64000, 128000]  # side by side

@@ -27,8 +27,10 @@ Policy (neuronx-cc's own heuristics are not published; these are trnsim's, named
   attributed to the line that allocated the tensor, a reload to the line whose access
   needed it. PSUM blocks spill through HBM the same way (the compiler's PSUM spill path
   is not documented).
-- An instruction whose own blocks cannot be resident together raises a CapacityError
-  naming the op, its tensors and the kernel line.
+- When an instruction's own blocks fit together but not around where those already
+  placed sit, they are moved (evicted and loaded back side by side). An instruction
+  whose own blocks cannot be resident together at all raises a CapacityError naming the
+  op, its tensors and the kernel line.
 """
 from __future__ import annotations
 
@@ -36,6 +38,7 @@ import bisect
 
 from ..machine.access import Access
 from ..machine.errors import CapacityError
+from ..machine.memory import next_fit
 from ..machine.record import Allocation, Instruction, Program
 from ..numerics.dtypes import as_dtype
 from .arena import Arena, merged
@@ -194,9 +197,29 @@ class _Allocator:
         start = self.fit(arena, size, i, blk.uses[-1])
         if start is None:
             start = self.evict_for(arena, size, i, blk.uses[-1], mine, ins)
+        if start is None:  # the instruction's own blocks sit where no window is left
+            self.compact(arena, i, ins, mine)
+            return
         self.place(arena, blk, start, len(self.out))
         if blk.written:  # it was spilled: load it back before this access
             self.reload(blk, ins)
+
+    def compact(self, arena: Arena, i: int, ins: Instruction, mine: list) -> None:
+        """Empty the arena and place the instruction's blocks in it side by side (those
+        that were resident move: saved if needed and loaded back)."""
+        for b in list(arena.resident.values()):
+            self.evict(b)
+        for blk in mine:
+            if self.arena(blk) is not arena:
+                continue
+            reserved = self.reserved(arena, i, blk.uses[-1])
+            start = next_fit(merged(arena.taken + reserved), blk.alloc.block_bytes, 0, 0,
+                             arena.capacity, arena.align)
+            if start is None:
+                self.overflow(arena, i, mine, ins)
+            self.place(arena, blk, start, len(self.out))
+            if blk.written:
+                self.reload(blk, ins)
 
     def place(self, arena: Arena, blk: _Block, start: int, index: int) -> None:
         size = arena.footprint(start, blk.alloc.block_bytes)
@@ -247,9 +270,9 @@ class _Allocator:
         return arena.find(size, self.reserved(arena, now, until) if arena.explicit else [])
 
     def evict_for(self, arena: Arena, size: int, now: int, until: int, mine: list,
-                  ins: Instruction) -> int:
+                  ins: Instruction) -> int | None:
         """Make room for `size` bytes by evicting the best window of blocks; returns its
-        start."""
+        start, or None when the blocks of `mine` already placed leave no window."""
         pinned = {b.key for b in mine}
         fixed = merged([(b.placement.start, b.placement.start + b.placement.size)
                          for b in arena.resident.values() if b.key in pinned]
@@ -273,7 +296,7 @@ class _Allocator:
             if best is None or score > best[0]:
                 best = (score, s, movable[lo:hi])
         if best is None:
-            self.overflow(arena, size, mine, ins)
+            return None
         for b in best[2]:
             self.evict(b)
         return best[1]
@@ -368,18 +391,18 @@ class _Allocator:
         return _moved(a, min(q.start for q in places),  # scattered blocks: their box
                       max(q.start + q.size for q in places))
 
-    def overflow(self, arena: Arena, size: int, mine: list, ins: Instruction):
-        own = [b for b in mine if (b.alloc.space, b.alloc.core) == (arena.space, arena.core)]
+    def overflow(self, arena: Arena, i: int, mine: list, ins: Instruction):
+        own = [b for b in mine if self.arena(b) is arena]
         need = sum(arena.footprint(0, b.alloc.block_bytes) for b in own)
-        held = [(aid, span) for aid, span in self.explicit.items()
-                if (self.program.allocations[aid].space,
-                    self.program.allocations[aid].core) == (arena.space, arena.core)]
+        allocs = self.program.allocations
+        held = [allocs[aid] for aid, (first, last) in self.explicit.items()
+                if (allocs[aid].space, allocs[aid].core) == (arena.space, arena.core)
+                and first <= i <= last]
         lines = [f"    {b.label()} {b.alloc.shape_desc}: {b.alloc.block_bytes} B/partition"
                  + (f", allocated at {b.alloc.site}" if b.alloc.site else "")
                  for b in own[:_MAX_LISTED]]
-        lines += [f"    {self.program.allocations[aid].name or '<unnamed>'} "
-                  f"{self.program.allocations[aid].shape_desc}: explicit address "
-                  f"{self.program.allocations[aid].vaddr}" for aid, _ in held[:_MAX_LISTED]]
+        lines += [f"    {a.name or '<unnamed>'} {a.shape_desc}: explicit address {a.vaddr}, "
+                  f"{a.row_bytes} B/partition" for a in held[:_MAX_LISTED]]
         unit = (f"{arena.capacity // arena.align} PSUM banks of {arena.align} bytes"
                 if arena.space == "psum" else
                 f"{arena.capacity} usable bytes per partition")
