@@ -93,19 +93,30 @@ def _moved(a: Access, lo: int, hi: int, **changes) -> Access:
     return b
 
 
-def _block_access(blk: _Block, role: str, mode: str, space: str, lo: int, hi: int,
+def _block_access(blk: _Block, role: str, mode: str, space: str, lo: int,
                   p_lo: int, p_hi: int) -> Access:
-    """An access to one whole block (a spill DMA's operand)."""
+    """An access to one whole block at byte `lo` of `space` (a spill DMA's operand)."""
     a = blk.alloc
-    dtype = a.shape_desc.split("[")[0]
     per = blk.nbytes // a.partitions
-    n = per // as_dtype(dtype).itemsize
-    parts = p_hi - p_lo if space != "hbm" else a.partitions
+    n = per // as_dtype(a.dtype).itemsize
     return Access(role=role, mode=mode, space=space, core=a.core,
-                  tensor=a.name, dtype=dtype, shape=(parts, n), pattern=((n, parts), (1, n)),
-                  offset=0, p_lo=p_lo, p_hi=p_hi, lo=lo, hi=hi, elems_per_partition=n,
-                  bytes=blk.nbytes, contiguous_bytes=per, indirect=False,
-                  alloc=a.id if space != "hbm" else -1)
+                  tensor=a.name, dtype=a.dtype, shape=(a.partitions, n),
+                  pattern=((n, a.partitions), (1, n)), offset=0, p_lo=p_lo, p_hi=p_hi,
+                  lo=lo, hi=lo + (per if space != "hbm" else blk.nbytes),
+                  elems_per_partition=n, bytes=blk.nbytes, contiguous_bytes=per,
+                  indirect=False, alloc=a.id if space != "hbm" else -1)
+
+
+def _on_chip(blk: _Block, role: str, mode: str) -> Access:
+    """The block where it is placed now."""
+    a = blk.alloc
+    return _block_access(blk, role, mode, a.space, blk.placement.start, a.partition,
+                         a.partition + a.partitions)
+
+
+def _spill_copy(blk: _Block, role: str, mode: str) -> Access:
+    """The block's copy in its HBM spill slot."""
+    return _block_access(blk, role, mode, "hbm", blk.scratch[0], 0, 1)
 
 
 class _Allocator:
@@ -200,9 +211,7 @@ class _Allocator:
         if start is None:  # the instruction's own blocks sit where no window is left
             self.compact(arena, i, ins, mine)
             return
-        self.place(arena, blk, start, len(self.out))
-        if blk.written:  # it was spilled: load it back before this access
-            self.reload(blk, ins)
+        self.place(arena, blk, start, ins)
 
     def compact(self, arena: Arena, i: int, ins: Instruction, mine: list) -> None:
         """Empty the arena and place the instruction's blocks in it side by side (those
@@ -217,11 +226,11 @@ class _Allocator:
                              arena.capacity, arena.align)
             if start is None:
                 self.overflow(arena, i, mine, ins)
-            self.place(arena, blk, start, len(self.out))
-            if blk.written:
-                self.reload(blk, ins)
+            self.place(arena, blk, start, ins)
 
-    def place(self, arena: Arena, blk: _Block, start: int, index: int) -> None:
+    def place(self, arena: Arena, blk: _Block, start: int, ins: Instruction) -> None:
+        """Put the block at `start` for `ins`; if it was spilled, load it back first."""
+        index = len(self.out)
         size = arena.footprint(start, blk.alloc.block_bytes)
         blk.placement = Placement(blk.alloc.id, blk.index, start, size, index)
         self.plan.placements.append(blk.placement)
@@ -230,6 +239,8 @@ class _Allocator:
         arena.cursor = start + size
         arena.used += size
         arena.note(index)
+        if blk.written:
+            self.reload(blk, ins)
 
     def release(self, blk: _Block, last: int) -> None:
         arena = self.arena(blk)
@@ -321,35 +332,26 @@ class _Allocator:
         end = bisect.bisect_left(self.hbm_write_index, until)
         return any(lo < src.hi and src.lo < hi for _, lo, hi in self.hbm_writes[k:end])
 
-    def scratch_of(self, blk: _Block) -> tuple[int, int]:
+    def reserve_scratch(self, blk: _Block) -> None:
+        """Give the block an HBM spill slot (once; it keeps it)."""
         if blk.scratch is None:
             lo = self.scratch_next
             blk.scratch = (lo, lo + blk.nbytes)
             self.scratch_next += -(-blk.nbytes // SCRATCH_ALIGN) * SCRATCH_ALIGN
-        return blk.scratch
 
     def evict(self, blk: _Block) -> None:
         if self.needs_save(blk):
-            a = blk.alloc
-            p = blk.placement
-            lo, hi = self.scratch_of(blk)
-            src = _block_access(blk, "src", "r", a.space, p.start, p.start + a.block_bytes,
-                                a.partition, a.partition + a.partitions)
-            dst = _block_access(blk, "dst", "w", "hbm", lo, hi, 0, 1)
-            self.emit_dma(blk, "save", (src,), (dst,), a.site)
+            self.reserve_scratch(blk)
+            self.emit_dma(blk, "save", (_on_chip(blk, "src", "r"),),
+                          (_spill_copy(blk, "dst", "w"),), blk.alloc.site)
             blk.copy_valid = True
             blk.loads = []
         self.release(blk, len(self.out) - 1)
 
     def reload(self, blk: _Block, ins: Instruction) -> None:
-        a = blk.alloc
-        p = blk.placement
         if blk.copy_valid:
-            lo, hi = blk.scratch
-            src = _block_access(blk, "src", "r", "hbm", lo, hi, 0, 1)
-            dst = _block_access(blk, "dst", "w", a.space, p.start, p.start + a.block_bytes,
-                                a.partition, a.partition + a.partitions)
-            self.emit_dma(blk, "reload", (src,), (dst,), ins.location)
+            self.emit_dma(blk, "reload", (_spill_copy(blk, "src", "r"),),
+                          (_on_chip(blk, "dst", "w"),), ins.location)
             return
         for _, source, wrote in blk.loads:  # clean: read it again from where it came
             self.emit_dma(blk, "reload", (_moved(source, source.lo, source.hi, role="src"),),

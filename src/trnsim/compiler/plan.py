@@ -30,9 +30,10 @@ class Spill:
 
 @dataclass
 class MemoryPlan:
-    """What the allocator decided: every block's placements over time, the spills, and
-    per (space, core) the bytes per partition in use after each instruction (`usage`:
-    a step series of (instruction index, bytes)) and its peak."""
+    """What the allocator decided: every block's placements over time (explicitly placed
+    tensors too, as one placement each), the spills, and per (space, core) the bytes per
+    partition its blocks hold after each instruction (`usage`: a step series of
+    (instruction index, bytes)) and their peak (explicit tensors not counted)."""
     allocations: dict[int, Allocation]
     capacity: dict[tuple, int]
     placements: list[Placement] = field(default_factory=list)

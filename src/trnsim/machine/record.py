@@ -73,6 +73,7 @@ class Allocation:
     core: int
     name: str
     shape_desc: str  # e.g. "float32[16, 4, 128, 2048]"
+    dtype: str
     site: SourceLocation | None
     vaddr: int
     row_bytes: int

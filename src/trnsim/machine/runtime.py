@@ -137,8 +137,8 @@ class Run:
         memory.allocate(st, dtype, desc, block_bytes, address)
         st.alloc = len(self.program.allocations)
         self.program.allocations[st.alloc] = Allocation(
-            st.alloc, region.space, core.id, name, desc, site, st.address, row_bytes, block_bytes, p0, shape[0], address is not None,
-            len(self.program))
+            st.alloc, region.space, core.id, name, desc, str(dtype), site, st.address,
+            row_bytes, block_bytes, p0, shape[0], address is not None, len(self.program))
         return NkiTensor(shape, dtype, st, region, name)
 
     def hbm_tensor(self, buf: np.ndarray, shape, dtype: DType, region, name, site=None,

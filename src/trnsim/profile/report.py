@@ -272,7 +272,7 @@ def _memory_svg(profile, space: str, width=720, height=200) -> str:
         pts += [f"{X(t):.1f},{Y(prev):.1f}", f"{X(t):.1f},{Y(v):.1f}"]
         prev = v
     pts.append(f"{X(total):.1f},{Y(prev):.1f}")
-    peak = plan.peak.get((space, 0), 0)
+    peak = max(level)  # explicitly placed tensors included
     parts = [f'<svg class="chart" viewBox="0 0 {width} {height}" width="100%" role="img" '
              f'aria-label="{space.upper()} in use over time">',
              f'<line x1="{L}" x2="{width - R}" y1="{Y(cap):.1f}" y2="{Y(cap):.1f}" '
