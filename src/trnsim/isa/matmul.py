@@ -44,6 +44,7 @@ from .enums import engine as Engine, matmul_perf_mode
 _FP8 = (float8_e4m3, float8_e5m2, float8_e4m3fn)
 _FP32_CLASS = (float32, tfloat32)
 _MATMUL_INPUTS = (float8_e4m3, float8_e5m2, bfloat16, float16, tfloat32, float32)
+MATMUL_INPUTS = _MATMUL_INPUTS  # (before NeuronCore-v4's float8_e4m3fn) for lowerings
 
 
 # -- shared Tensor Engine helpers (also used by isa/mx.py) ------------------

@@ -105,6 +105,9 @@ def _start_partition(t: NkiTensor) -> int:
     return t.storage.partition + t.offset // t.row_elems
 
 
+start_partition = _start_partition  # for lowerings (nki/language/layout.py)
+
+
 def _all_ones(dtype) -> int:
     return int(np.iinfo(dtype.np).max) if dtype.kind == "uint" else -1
 

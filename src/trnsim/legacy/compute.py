@@ -239,7 +239,8 @@ def _binary_core(dst, x, y, op):
 
 def _across_partitions(v, p):
     """A one-partition tile operand broadcast to `p` partitions into a fresh SBUF tile
-    (nl.broadcast_to's composition: engines work lane by lane, so through HBM)."""
+    (nl.broadcast_to's composition, on chip: a Tensor Engine matmul with a ones vector,
+    or a Vector Engine partition shuffle for integers; nki/language/layout.py)."""
     if not isinstance(v, NkiTensor) or v.shape[0] == p:
         return v
     tmp = runtime.active_run().new_tensor((p,) + tuple(v.shape[1:]), v.dtype, sbuf,

@@ -8,7 +8,9 @@ from ...machine.errors import describe
 from ...numerics.dtypes import as_dtype, float32, uint8
 from .binary import add, not_equal
 from .checks import fail, free_size, is_tile, need_tile, promote
-from .core import ndarray, private_hbm
+from ...isa.matmul import MATMUL_INPUTS
+from ...isa.misc import start_partition
+from .core import ndarray, private_hbm, tile_size
 from .tiles import Result, aliases, bcast, new, out, psum, to_sbuf, ts
 from .unary import copy
 
@@ -89,23 +91,86 @@ def expand_dims(x, axis):
 
 
 def broadcast_into(dst, x):
-    """dst = x broadcast to dst.shape (same rank; each dim equal or from 1): a
-    tensor_copy from a stride-0 view along free axes. Engines work lane by lane, so a
-    partition broadcast goes through memory: x is written to a private HBM row and read
-    back with partition stride 0 (one DMA each way)."""
+    """dst = x broadcast to dst.shape (same rank; each dim equal or from 1).
+
+    Along free axes: one `tensor_copy` from a stride-0 view of x (an access pattern
+    with step 0 costs nothing extra: "free-dimension broadcast can often be folded into
+    the actual computation instruction", nki/guides/tutorials/fused_mamba.rst).
+
+    Along the partition axis (x has one partition): on chip, with no HBM traffic, by
+    `_partition_broadcast` (the Tensor Engine matmul with a ones vector for float
+    dtypes, the Vector Engine partition shuffle for others). x's free dims are
+    flattened; when the free axes broadcast too, the partition broadcast fills a
+    temporary [P, x's free shape] tile and a `tensor_copy` from its stride-0 view fills
+    dst."""
     shape = tuple(dst.shape)
-    dst = out(dst)
-    if shape[0] != x.shape[0]:
-        src = to_sbuf("broadcast_to", x) if x.space == "psum" else x
-        row = ndarray(x.shape, x.dtype, private_hbm, "nl.broadcast_to.row")
-        _isa.dma_copy(dst=row, src=src)
-        view = row
-        for d in range(len(shape)):
-            if row.shape[d] == 1 and shape[d] != 1:
-                view = view.broadcast(d, shape[d])
-        _isa.dma_copy(dst=dst, src=view)
+    if shape[0] == x.shape[0]:
+        _isa.tensor_copy(dst=out(dst), src=bcast(x, shape))
         return
-    _isa.tensor_copy(dst=dst, src=bcast(x, shape))
+    dst = out(dst)
+    p, fx = shape[0], free_size(x.shape)
+    src = to_sbuf("broadcast_to", x)
+    if not src.is_contiguous():
+        t = new(src.shape, src.dtype, "broadcast_to", tmp=True)
+        _isa.tensor_copy(dst=t, src=src)
+        src = t
+    row = src.reshape((1, fx))
+    target = None
+    if tuple(x.shape[1:]) == shape[1:] and dst.is_contiguous():
+        target = dst.reshape((p, fx))
+    if target is None:
+        tmp = new((p, fx), dst.dtype, "broadcast_to", tmp=True)
+        _partition_broadcast(tmp, row)
+        _isa.tensor_copy(dst=dst, src=bcast(tmp.reshape((p,) + tuple(x.shape[1:])), shape))
+        return
+    _partition_broadcast(target, row)
+
+
+def _partition_broadcast(dst, x):
+    """dst[P, F] = x[1, F] on every partition (both 2-D, x in SBUF). Lane-wise engines
+    cannot move data across partitions, so this takes an instruction that can:
+
+    - a Tensor Engine input dtype (fp32/tf32/bf16/fp16/fp8): the matmul with a ones
+      vector that "NKI invokes under the hood" for `broadcast_to` (ARCH1 =
+      nki/guides/architecture/trainium_inferentia2_arch.rst, TensorE "Alternative Use
+      Case"; the "PE broadcast" path of nki-library's down_projection_mx_shard_H):
+      `memset` ones[1, P] = 1 (the stationary constant), then per PSUM bank of F (512
+      fp32) `nc_matmul(psum[P, f] = ones.T @ x[:, chunk], is_stationary_onezero=True)`
+      and a `tensor_copy` PSUM -> dst (the eviction, which also casts to dst's dtype).
+      Exact: K = 1, so each element is x * 1, representable in the fp32 PSUM.
+    - other dtypes (integers, which a matmul through fp32 would round above 2^24): the
+      Vector Engine's 32-partition shuffle with an all-zero mask ("broadcast partition[0]
+      to partition[0-31] using a SM of 32 zeros", ARCH1 "Cross-partition Data Movement";
+      nki-library's `stream_shuffle_broadcast`): one bit-exact `nc_stream_shuffle` per
+      32-partition group, into a temporary (then `tensor_copy`) when dst's dtype differs
+      or dst does not start on a 32-partition boundary. A source row that does not
+      start on one either cannot be shuffled; it goes to a private HBM row and back with
+      partition stride 0 (one DMA each way), the only case that leaves the chip."""
+    p, f = dst.shape[0], dst.shape[1]
+    if x.dtype in MATMUL_INPUTS:
+        ones = new((1, p), x.dtype, "broadcast_to.ones", tmp=True)
+        _isa.memset(dst=ones, value=1.0)
+        bank = tile_size.psum_fmax
+        for a in range(0, f, bank):
+            b = min(f, a + bank)
+            t = new((p, b - a), float32, "broadcast_to", buffer=psum, tmp=True)
+            _isa.nc_matmul(dst=t, stationary=ones, moving=x[:, a:b],
+                           is_stationary_onezero=True, accumulate=False)
+            _isa.tensor_copy(dst=dst[:, a:b], src=t)
+        return
+    if start_partition(x) % 32:
+        row = ndarray(x.shape, x.dtype, private_hbm, "nl.broadcast_to.row")
+        _isa.dma_copy(dst=row, src=x)
+        _isa.dma_copy(dst=dst, src=row.broadcast(0, p))
+        return
+    target = dst
+    if dst.dtype != x.dtype or start_partition(dst) % 32:
+        target = new((p, f), x.dtype, "broadcast_to", tmp=True)
+    for g in range(0, p, 32):
+        _isa.nc_stream_shuffle(dst=target[g:min(p, g + 32)], src=x[0:1],
+                               shuffle_mask=[0] * 32)
+    if target is not dst:
+        _isa.tensor_copy(dst=dst, src=target)
 
 
 def broadcast_to(x, shape, dtype=None):
