@@ -159,7 +159,12 @@ def test_bf16_equivalent_flops_scaling(chip, kind, weight):
     assert s["model_flops"] == s["hardware_flops"] == raw
     assert s["adjusted_hardware_flops"] == pytest.approx(raw * weight)
     peak = 2 * 128 * 128 * b.chip.core.tensor.clock_hz
-    assert s["mfu_estimated_percent"] == pytest.approx(100 * raw * weight / (peak * 100e-9))
+    # Explorer: MFU/HFU are the FLOPs themselves over the BF16 peak (not BF16-adjusted) ...
+    assert s["mfu_estimated_percent"] == pytest.approx(100 * raw / (peak * 100e-9))
+    assert s["hfu_estimated_percent"] == pytest.approx(100 * raw / (peak * 100e-9))
+    # ... while the FLOPs-utilization chart's share is of the BF16-adjusted maximum
+    assert s["model_flops_active_percent"] == pytest.approx(
+        100 * raw * weight / (peak * 100e-9))
 
 
 def test_lnc2_uses_both_tensor_engines_and_averages_active_time():

@@ -4,15 +4,25 @@ instruction record) and its Timeline (when each instruction ran).
 Names and units follow Neuron Explorer's Summary table (profile-schema-reference.rst):
 times in seconds, `*_percent` in percent (0-100), bytes and FLOPs as integers.
 
-- FLOPs: every Tensor Engine matmul counts 2 * contraction * M * N (`hardware_flops`);
-  the transposes among them (`is_transpose`, PE `nc_transpose`) are `transpose_flops`;
-  `model_flops` = hardware - transpose (an NKI kernel has no HLO model, so the useful
-  matmuls are the non-transpose ones). `adjusted_*` are BF16-equivalent: fp32 x4,
-  fp8 x1 on Trn1 and x0.5 on Trn2/Trn3, 8-bit integers x0.5, MX x0.25 (chip data).
-- Utilization: MFU/HFU = adjusted model/hardware FLOPs over the Tensor Engine's BF16
-  peak (2 * PE rows * PE cols * clock) times `total_time`, times the cores run (LNC).
+Every metric, its definition and its source: docs/metrics.md. In short:
+
+- FLOPs: every Tensor Engine matmul counts 2 * contraction * M * N, the logical FLOPs
+  whatever the dtype (`hardware_flops`; an fp32 matmul is not multiplied: the hardware
+  splits it into two FP32_LO_HI instructions of half the FLOPs each); the transposes
+  among them (`is_transpose`, PE `nc_transpose`) are `transpose_flops`; `model_flops` =
+  hardware - transpose (an NKI kernel has no HLO model, so the useful matmuls are the
+  non-transpose ones). `adjusted_*` are BF16-equivalent: fp32 x4, fp8 x1 on Trn1 and
+  x0.5 on Trn2/Trn3, 8-bit integers x0.5, MX x0.25 (chip data).
+- Utilization: MFU/HFU = model/hardware FLOPs (not adjusted, as Explorer's
+  `mfu_estimated_percent` = 2 * MAC_count / (tensor_engine_max_ops_per_sec *
+  total_time)) over the Tensor Engine's BF16 peak (2 * PE rows * PE cols * clock) times
+  `total_time`, times the cores run (LNC): an fp32 matmul stream peaks at 25%.
   MBU = HBM bytes / total_time / the bandwidth of one HBM stack (as the profiler, for
   LNC 1 and 2 alike).
+- Roofline: Explorer's `peak_flops_bandwidth_ratio` is BF16 peak / one HBM stack's
+  bandwidth; the bandwidth a core can actually reach is its DMA engines' ceiling
+  (`roofline_bandwidth`), so the memory/compute classification uses
+  `roofline_ridge_point` = peak / that bandwidth.
 - Active time: at least one instruction running (waits excluded), per core, averaged
   over the cores; `total_active_time` is the union over every engine, queue and core.
 """
@@ -56,6 +66,20 @@ def overlap(a, b) -> float:
 
 def core_count(program) -> int:
     return max(1, int(getattr(program, "lnc", 1) or 1))
+
+
+def stacks_used(chip, ncores: int) -> int:
+    """HBM stacks `ncores` adjacent cores draw on (cores_per_chip / hbm_stacks per stack)."""
+    per_stack = max(1, chip.cores_per_chip // max(1, chip.hbm_stacks))
+    return max(1, -(-ncores // per_stack))
+
+
+def roofline_bandwidth(chip, ncores: int = 1) -> float:
+    """Bytes/s of HBM traffic `ncores` cores can reach: their DMA engines' aggregate
+    bandwidth, at most the bandwidth of the HBM stacks they sit on."""
+    dma = chip.core.dma.aggregate_bandwidth * ncores
+    hbm = chip.hbm_stack_bandwidth * stacks_used(chip, ncores)
+    return min(dma, hbm) if dma > 0 else hbm
 
 
 def length(spans) -> float:
@@ -113,11 +137,16 @@ def matmul_flops(ins, chip):
 
 # -- HBM traffic: repeated reads and round trips -------------------------------------
 def moves_data(ins, acc) -> bool:
-    """Whether an operand is memory traffic: HBM is read and written by DMAs only (as
-    the profiler counts it), and a core_barrier's `data` only orders the cores."""
+    """Whether an operand is memory traffic as the profiler counts it: HBM is read and
+    written by DMAs only, SBUF by DMAs and compute instructions alike, PSUM by compute
+    instructions only; a core_barrier's `data` only orders the cores."""
     if ins.opcode == "core_barrier":
         return False
-    return acc.space != "hbm" or ins.engine == "dma"
+    if acc.space == "hbm":
+        return ins.engine == "dma"
+    if acc.space == "psum":
+        return ins.engine != "dma"
+    return True
 
 
 def spill_dmas(program, kind: str) -> list:
@@ -266,19 +295,34 @@ def summarize(program, timeline, hbm: HbmTraffic | None = None) -> dict:
         s["neuroncore_cycle_count"] = int(round(t_ns * 1e-9 * chip.profiler_base_clock_hz))
     _flops(s, program, chip, ncores)
     _engines(s, program, timeline, chip, busy, ncores)
-    _dma(s, program, busy, ncores)
+    _dma(s, program, timeline, busy, ncores)
     _traffic(s, program, hbm or HbmTraffic(program))
     stack_bw = chip.hbm_stack_bandwidth
     hbm_bytes = s["hbm_read_bytes"] + s["hbm_write_bytes"]
     s["mbu_estimated_percent"] = _pct(hbm_bytes, s["total_time"] * stack_bw)
     s["total_bandwidth_available"] = int(s["total_time"] * stack_bw)
-    # roofline
-    s["mm_arithmetic_intensity"] = s["model_flops"] / hbm_bytes if hbm_bytes else 0.0
-    s["peak_flops_bandwidth_ratio"] = chip.core.tensor.peak_bf16_flops / stack_bw
-    s["mfu_max_achievable_estimated_percent"] = (
-        _pct(s["adjusted_model_flops"] / hbm_bytes, s["peak_flops_bandwidth_ratio"])
-        if hbm_bytes else 0.0)
+    _roofline(s, chip, ncores, hbm_bytes)
     return s
+
+
+def _roofline(s, chip, ncores, hbm_bytes):
+    """Explorer's roofline metrics (one HBM stack's bandwidth as the memory roof), and
+    trnsim's (the bandwidth the cores can reach, BF16-equivalent FLOPs)."""
+    peak = chip.core.tensor.peak_bf16_flops
+    s["mm_arithmetic_intensity"] = s["model_flops"] / hbm_bytes if hbm_bytes else 0.0
+    s["peak_flops_bandwidth_ratio"] = peak / chip.hbm_stack_bandwidth
+    # the best utilization the HBM traffic allows: at most 100% (a compute-bound kernel
+    # can reach the peak, not exceed it)
+    s["mfu_max_achievable_estimated_percent"] = min(100.0, _pct(
+        s["mm_arithmetic_intensity"], s["peak_flops_bandwidth_ratio"]))
+    bw = roofline_bandwidth(chip, ncores)
+    ai = s["adjusted_model_flops"] / hbm_bytes if hbm_bytes else 0.0
+    s["roofline_bandwidth"] = bw
+    s["roofline_ridge_point"] = peak * ncores / bw
+    s["roofline_arithmetic_intensity"] = ai
+    s["roofline_memory_bound"] = bool(hbm_bytes) and ai < s["roofline_ridge_point"]
+    s["roofline_max_achievable_percent"] = (min(100.0, _pct(ai, s["roofline_ridge_point"]))
+                                            if hbm_bytes else 0.0)
 
 
 def _flops(s, program, chip, ncores):
@@ -300,8 +344,9 @@ def _flops(s, program, chip, ncores):
              adjusted_model_flops=int(round(hw_adj - tr_adj)),
              adjusted_hardware_flops=int(round(hw_adj)),
              adjusted_transpose_flops=int(round(tr_adj)), matmul_instruction_count=matmuls)
-    s["mfu_estimated_percent"] = _pct(hw_adj - tr_adj, peak * s["total_time"])
-    s["hfu_estimated_percent"] = _pct(hw_adj, peak * s["total_time"])
+    # Explorer: FLOPs (not BF16-adjusted) over the BF16 peak
+    s["mfu_estimated_percent"] = _pct(hw - tr, peak * s["total_time"])
+    s["hfu_estimated_percent"] = _pct(hw, peak * s["total_time"])
 
 
 def _engines(s, program, timeline, chip, busy: Busy, ncores):
@@ -321,7 +366,7 @@ def _engines(s, program, timeline, chip, busy: Busy, ncores):
     s["average_utilization_limit_percent"] = average_limit_percent(timeline)
 
 
-def _dma(s, program, busy: Busy, ncores):
+def _dma(s, program, timeline, busy: Busy, ncores):
     dmas = [i for i in program.instructions if i.engine == "dma"]
     active = busy.mean("dma", ncores)
     s["dma_active_time"] = active * 1e-9
@@ -331,7 +376,9 @@ def _dma(s, program, busy: Busy, ncores):
     s["dma_transfer_total_bytes"] = nbytes
     s["dma_transfer_average_bytes"] = nbytes / len(dmas) if dmas else 0.0
     s["dma_transfer_time"] = busy.instruction_time.get("dma", 0.0) * 1e-9
-    s["dma_queue_count"] = len({i.queue for i in dmas})
+    # the queues the timeline draws (a track per queue per core)
+    s["dma_queue_count"] = len({(e.core, e.track) for e in timeline.events
+                                if e.track.startswith("dma")})
 
 
 def _traffic(s, program, hbm: HbmTraffic):
