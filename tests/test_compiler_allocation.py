@@ -339,7 +339,9 @@ def test_trace_has_spill_tracks_and_memory_counters(L, tmp_path):
     assert {"DMA qSpillSave0", "DMA qSpillReload0"} <= names
     sbuf = [e["args"]["bytes"] for e in events
             if e.get("ph") == "C" and e["name"] == "SBUF in use (bytes per partition)"]
-    assert max(sbuf) == prof.memory.peak[("sbuf", 0)] == FIT * BLOCK and sbuf[-1] == 0
+    # the plan's peak is in program order; the engines run in the compiler's issue order,
+    # which the plan's reuse (WAR) dependencies keep within it
+    assert 0 < max(sbuf) <= prof.memory.peak[("sbuf", 0)] == FIT * BLOCK and sbuf[-1] == 0
 
 
 def test_operands_that_fit_together_are_moved_side_by_side():

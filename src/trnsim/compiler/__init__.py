@@ -3,15 +3,20 @@ engines, as passes over the recorded Program (Program -> Program), chained here.
 
 - allocation: on-chip blocks get physical SBUF/PSUM space from first to last use;
   what does not fit spills to HBM (save and reload DMAs in the program).
+- schedule: the order each engine issues its instructions in (list scheduling across
+  independent iterations), `Program.issue`.
 """
 from __future__ import annotations
 
 from .allocation import allocate
 from .plan import MemoryPlan
+from .schedule import IssueOrder, order_instructions
 
-__all__ = ["compile_program", "allocate", "MemoryPlan"]
+__all__ = ["compile_program", "allocate", "order_instructions", "MemoryPlan", "IssueOrder"]
 
 
 def compile_program(program):
     """The program as the compiler would emit it (see each pass)."""
-    return allocate(program)
+    program = allocate(program)
+    program.issue = order_instructions(program)
+    return program

@@ -179,12 +179,14 @@ class _Allocator:
                 Placement(aid, 0, a.vaddr, a.row_bytes, first, last))
             self.arenas[(a.space, a.core)].explicit.append(
                 (first, last, a.vaddr, a.vaddr + a.row_bytes))
+        renumbered = []
         for i, ins in enumerate(self.program.instructions):
             mine = self.touched[i]
             for blk in mine:
                 if blk.placement is None:
                     self.bring_in(blk, i, ins, mine)
             ins.index = len(self.out)
+            renumbered.append(ins.index)
             writes = ins.writes
             if mine:
                 ins.reads = tuple(self.physical(a) for a in ins.reads)
@@ -192,8 +194,10 @@ class _Allocator:
             self.out.append(ins)
             for blk in mine:
                 self.after_access(blk, i, ins, writes)
+        renumbered.append(len(self.out))
         prog = Program(self.program.chip, self.program.lnc, self.out,
-                       self.program.allocations, self.plan)
+                       self.program.allocations, self.plan,
+                       [(c, renumbered[at]) for c, at in self.program.fences])
         for key, arena in self.arenas.items():
             self.plan.usage[key] = arena.usage
             self.plan.peak[key] = arena.peak

@@ -37,10 +37,11 @@ as the hardware would).
 
 Directives
 ----------
-`allocation_scope`, `enable_stack_allocator`, `multi_buffer`, `no_reorder` and
-`skip_middle_end_transformations` steer the Neuron compiler's scheduler and allocator.
-trnsim has no compiler: it runs every instruction in program order and allocates with
-its own allocator, so these are accepted and change nothing (each says so below).
+`allocation_scope`, `enable_stack_allocator`, `multi_buffer` and
+`skip_middle_end_transformations` steer the Neuron compiler's scheduler and allocator;
+trnsim's compiler model (trnsim.compiler) has no counterpart, so they are accepted and
+change nothing (each says so below). `with no_reorder():` keeps its instructions in
+program order.
 `force_auto_alloc` is honoured: direct allocations in the kernel fall back to automatic
 allocation.
 """
@@ -446,9 +447,15 @@ class _Directive(contextlib.ContextDecorator):
         self.kind, self.params = kind, params
 
     def __enter__(self):
+        if self.kind == "no_reorder":
+            self._order = runtime.program_order()
+            self._order.__enter__()
         return self
 
     def __exit__(self, *exc):
+        order = self.__dict__.pop("_order", None)
+        if order is not None:
+            order.__exit__(*exc)
         return False
 
     def __repr__(self):
@@ -465,16 +472,16 @@ def allocation_scope():
 def multi_buffer(factor=2):
     r"""A multi-buffering directive for a loop (`directives=ncc.multi_buffer(3)`). A no-op
     on the simulator: its allocator already rotates a loop's tiles through free space
-    (next-fit), and instructions run in program order."""
+    (next-fit), and its scheduler interleaves iterations as far as that reuse allows."""
     if int(factor) < 1:
         raise NkiValidationError(f"multi_buffer(factor={factor}): factor must be >= 1")
     return _Directive("multi_buffer", factor=int(factor))
 
 
 def no_reorder():
-    r"""An operation-order guard (`directives=ncc.no_reorder()`, or `with
-    ncc.no_reorder():`). A no-op: the simulator executes and records every instruction
-    in program order."""
+    r"""An operation-order guard (`with ncc.no_reorder():`): the instructions inside keep
+    their program order in the compiler model's scheduler. As a loop's
+    `directives=ncc.no_reorder()` it is accepted and changes nothing."""
     return _Directive("no_reorder")
 
 

@@ -229,8 +229,9 @@ class _LoopRange:
     iteration takes the placement the first iteration computed (legacy/compiler.py):
     kernels advance a Python address counter inside such loops (`cur_addr += size`)."""
 
-    def __init__(self, *args):
+    def __init__(self, *args, sequential: bool = False):
         self.range = range(*args)
+        self.sequential = sequential  # iterations carry a dependency: fenced in order
 
     def __len__(self):
         return len(self.range)
@@ -249,7 +250,11 @@ class _LoopRange:
         try:
             for n, i in enumerate(self.range):
                 frame["iteration"], frame["counts"] = n, {}
+                if self.sequential:
+                    run.program.fence(runtime.current_core().id)
                 yield i
+            if self.sequential:
+                run.program.fence(runtime.current_core().id)
         finally:
             if frame in loops:
                 loops.remove(frame)
@@ -261,8 +266,9 @@ def affine_range(*args, **kwargs):
 
 
 def sequential_range(*args, **kwargs):
-    """Sequential loop: the body runs for every index, in order."""
-    return _LoopRange(*args)
+    """Sequential loop: the body runs for every index, in order; the compiler model keeps
+    each iteration's instructions after the previous iteration's (a fence per iteration)."""
+    return _LoopRange(*args, sequential=True)
 
 
 def static_range(*args):

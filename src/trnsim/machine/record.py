@@ -95,13 +95,21 @@ class Allocation:
 @dataclass
 class Program:
     """The ordered instructions of one kernel run (all cores), the on-chip tensors it
-    declared (`allocations`, by id), and once the compiler model has run, its memory
-    plan (`memory`: trnsim.compiler.allocation.MemoryPlan)."""
+    declared (`allocations`, by id), the points the compiler may not reorder across
+    (`fences`: (core, index of the first instruction after the fence)), and once the
+    compiler model has run, its memory plan (`memory`: trnsim.compiler.plan.MemoryPlan)
+    and issue order (`issue`: trnsim.compiler.schedule.IssueOrder)."""
     chip: object
     lnc: int = 1
     instructions: list[Instruction] = field(default_factory=list)
     allocations: dict[int, Allocation] = field(default_factory=dict)
     memory: object = None
+    fences: list = field(default_factory=list)
+    issue: object = None
+
+    def fence(self, core: int) -> None:
+        """Nothing recorded from now on moves before what was recorded until now."""
+        self.fences.append((core, len(self.instructions)))
 
     def append(self, ins: Instruction) -> None:
         self.instructions.append(ins)

@@ -4,6 +4,8 @@ that hand over only where they block (core_barrier, sendrecv), so a run is
 deterministic and the record interleaves the cores in a reproducible order."""
 from __future__ import annotations
 
+import contextlib
+
 import threading
 from dataclasses import dataclass, field
 
@@ -309,3 +311,20 @@ class activate:
     def __exit__(self, *exc):
         _active.pop()
         _local.core_id = None
+
+
+@contextlib.contextmanager
+def program_order():
+    """`no_reorder`: the instructions recorded inside keep their program order (the
+    compiler model's scheduler may move none of them past another, nor anything from
+    outside into the block)."""
+    if not _active:
+        yield
+        return
+    run = _active[-1]
+    core = current_core().id
+    start = len(run.program)
+    try:
+        yield
+    finally:
+        run.program.fences.extend((core, k) for k in range(start, len(run.program) + 1))

@@ -136,16 +136,33 @@ class _Queue:
         self.last = None  # index of the previous transfer in this queue
 
 
-def schedule(program, chip=None) -> Timeline:
-    """The Timeline of `program` on `chip` (default: the program's chip)."""
+ORDERS = ("compiler", "program")
+
+
+def schedule(program, chip=None, order: str = "compiler") -> Timeline:
+    """The Timeline of `program` on `chip` (default: the program's chip).
+
+    order: "compiler" runs each engine's instructions in the order the compiler model's
+    scheduler issued them (`program.issue`, trnsim.compiler.schedule; program order where
+    the program was not compiled), "program" in the kernel's program order (in-order
+    mode)."""
+    if order not in ORDERS:
+        raise ValueError(f"order={order!r}: use one of {', '.join(ORDERS)}")
     chip = load_chip(chip if chip is not None else program.chip)
-    return _Scheduler(program, chip).run()
+    issue = getattr(program, "issue", None) if order == "compiler" else None
+    return _Scheduler(program, chip, issue).run()
 
 
 class _Scheduler:
-    def __init__(self, program, chip):
+    def __init__(self, program, chip, issue=None):
         self.program = program
         self.instrs = program.instructions
+        n = len(self.instrs)
+        if issue is not None and len(issue.order) == n:
+            self.order, self.moved = issue.order, issue.moved
+        else:
+            self.order, self.moved = range(n), {}
+        self.pos = self.order if isinstance(self.order, range) else _positions(self.order)
         self.chip = chip
         self.cost = CostModel(chip)
         n = len(self.instrs)
@@ -274,7 +291,7 @@ class _Scheduler:
     # -- main loop -----------------------------------------------------------------
     def run(self) -> Timeline:
         instrs = self.instrs
-        for i in range(len(instrs)):
+        for i in self.order:
             self._visit(i)
         # anything still deferred (a partner that never came): schedule it as it stands
         leftover = [i for i in range(len(instrs)) if not self.resolved[i]]
@@ -293,7 +310,8 @@ class _Scheduler:
         for st in self.tensor.values():
             throttle.extend(st.throttle)
         throttle.sort()
-        return Timeline(self.chip, events, total, throttle)
+        return Timeline(self.chip, events, total, throttle,
+                        "program" if isinstance(self.order, range) else "compiler")
 
     def _visit(self, i):
         ins = self.instrs[i]
@@ -308,12 +326,13 @@ class _Scheduler:
         self._ready_to_run(i)
 
     def _ready_to_run(self, i):
-        heap = [i]
+        pos = self.pos
+        heap = [(pos[i], i)]
         while heap:
-            j = heapq.heappop(heap)
+            _, j = heapq.heappop(heap)
             released = self._process(j)
             for k in released:
-                heapq.heappush(heap, k)
+                heapq.heappush(heap, (pos[k], k))
 
     def _release(self, i) -> list:
         out = []
@@ -487,6 +506,7 @@ class _Scheduler:
         else:
             ev = self._compute(ins, ready, waits)
         ev.ready = ready_at
+        ev.moved = self.moved.get(i, 0)
         self.events[i] = ev
         self.start[i] = ev.start
         self.end[i] = ev.end
@@ -640,6 +660,13 @@ class _Scheduler:
             terms["kind"] = info["kind"]
         return Event(ins.index, core, "dma:" + q.name, issue, done, ready, waits, terms,
                      tuple(info["engines"]), done=done)
+
+
+def _positions(order) -> list:
+    pos = [0] * len(order)
+    for k, i in enumerate(order):
+        pos[i] = k
+    return pos
 
 
 def _note(found: dict, p: int, kind: str, space: str):

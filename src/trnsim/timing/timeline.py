@@ -33,6 +33,7 @@ class Event:
     cost: dict = field(default_factory=dict)  # cost-model terms (cycles, bytes, ...)
     dma_engines: tuple[int, ...] = ()  # for DMA: which of the core's DMA engines moved it
     done: float = 0.0  # when its results are visible to other instructions (>= end)
+    moved: int = 0  # places the compiler's scheduler moved it up its engine or queue
 
     @property
     def duration(self) -> float:
@@ -46,6 +47,7 @@ class Timeline:
     total_time: float  # ns, end of the last event
     throttle: list[tuple[float, float, float]] = field(default_factory=list)
     # (start ns, end ns, fraction of TensorE peak allowed) while throttled
+    order: str = "program"  # engines ran in 'compiler' (issue) order or 'program' order
 
     def by_track(self) -> dict[str, list[Event]]:
         tracks: dict[str, list[Event]] = {}

@@ -1,0 +1,354 @@
+"""Instruction scheduling: the order in which the compiler issues each engine's
+instructions.
+
+The kernel records its instructions in program order. neuronx-cc unrolls the loops and
+schedules the whole instruction graph: iterations of `affine_range` (and, in the current
+API, of any loop) are independent unless memory says otherwise, so an engine issues
+whatever is ready instead of waiting on the instruction the source wrote next. This pass
+is that list scheduler:
+
+- Constraints are exact: every RAW / WAR / WAW through overlapping bytes of SBUF, PSUM
+  and HBM (on the physical addresses the allocation pass gave), `depends_on` edges, each
+  DMA queue's FIFO order, and fences the compiler may not reorder across: a cross-core
+  synchronisation (core_barrier, sendrecv), every instruction in an `nl.no_reorder()`
+  block, and the iterations of a legacy `sequential_range` (`Program.fences`).
+- Each engine issues from a window of its next `window` instructions in program order;
+  among those whose dependencies are met, the heuristic picks
+  (`nki.compiler.SchedulingHeuristic`, NKI 0.7 docs): `asap` (the default there: the one
+  that can start first, program order among equals), `critical_path` (the one on the
+  longest remaining path), `trivial` (program order: trnsim's in-order mode).
+- The times it reasons with are the compiler's estimates: each instruction's cost from
+  the timing model without contention (no PE tiling, no warm-up throttle; a core's DMA
+  transfers share its engines' bandwidth).
+
+The result is `Program.issue` (IssueOrder): the order the timing model runs the engines
+in (trnsim.timing.schedule follows it unless asked for program order)."""
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+
+from ..timing.costs import CostModel, itemsize
+from ..timing.deps import SpaceMap, hbm_overlap
+
+HEURISTICS = ("asap", "critical_path", "trivial")
+DEFAULT_HEURISTIC = "asap"  # nki.compiler.SchedulingHeuristic's default (NKI 0.7 docs)
+# How many of an engine's next instructions (program order) the scheduler may choose
+# from. No published figure: neuronx-cc schedules the whole graph, which the allocation
+# (buffer reuse through WAR dependencies) bounds before any window does; 64 is a choice
+# large enough to interleave a few iterations of a tiled loop body and small enough
+# that an engine does not run far ahead of program order.
+DEFAULT_WINDOW = 64
+_SYNC_OPS = ("core_barrier", "sendrecv")
+
+
+@dataclass
+class IssueOrder:
+    """The compiler's issue order: `order` lists every instruction index once, each
+    engine's and DMA queue's instructions in the order they are issued there."""
+    order: list
+    heuristic: str = DEFAULT_HEURISTIC
+    window: int = DEFAULT_WINDOW
+    estimate_ns: float = 0.0  # the scheduler's own estimate of the kernel's time
+    moved: dict = field(default_factory=dict)  # index -> places it moved up its engine
+
+    def position(self) -> list:
+        """position[i]: where instruction i comes in `order`."""
+        pos = [0] * len(self.order)
+        for k, i in enumerate(self.order):
+            pos[i] = k
+        return pos
+
+
+def resource_of(ins) -> tuple:
+    """The in-order stream an instruction is issued on: its engine, or for a DMA its
+    queue (queue name and source line, as the timing model numbers queues)."""
+    if ins.engine == "dma":
+        loc = ins.location
+        return (ins.core, "dma", ins.queue or "qSyncIO",
+                (loc.file, loc.line) if loc is not None else None)
+    return (ins.core, ins.engine)
+
+
+def order_instructions(program, heuristic: str = DEFAULT_HEURISTIC,
+                       window: int = DEFAULT_WINDOW, chip=None) -> IssueOrder:
+    """The order the compiler's scheduler issues `program`'s instructions in."""
+    if heuristic not in HEURISTICS:
+        raise ValueError(f"scheduling heuristic {heuristic!r}: use one of "
+                         f"{', '.join(HEURISTICS)}")
+    n = len(program.instructions)
+    if heuristic == "trivial" or n == 0:
+        return IssueOrder(list(range(n)), heuristic, window)
+    return _ListScheduler(program, chip or program.chip, heuristic, max(1, window)).run()
+
+
+class _ListScheduler:
+    def __init__(self, program, chip, heuristic, window):
+        self.instrs = program.instructions
+        self.heuristic = heuristic
+        self.window = window
+        self.cost = CostModel(chip)
+        n = len(self.instrs)
+        self.res = [resource_of(ins) for ins in self.instrs]
+        self.succ: list = [[] for _ in range(n)]  # (successor, kind)
+        self.npred = [0] * n
+        self.dur = [0.0] * n
+        self.lat = [0.0] * n
+        self._dependencies()
+        self._fences(getattr(program, "fences", ()) or ())
+        self.prio = self._critical_path() if heuristic == "critical_path" else None
+
+    # -- the graph ---------------------------------------------------------------------
+    def _dependencies(self):
+        maps: dict = {}
+        hbm_r: dict = {}
+        hbm_w: dict = {}
+        succ, npred = self.succ, self.npred
+        for ins in self.instrs:
+            i = ins.index
+            res = self.res[i]
+            # readers on an in-order stream need only the latest kept (DMA queues are FIFO);
+            # compute engines reorder, so each of their reads is kept
+            unique = ins.engine != "dma"
+            found: dict = {}
+            for a in ins.reads:
+                out: list = []
+                key = (a.space, None if a.space == "hbm" else a.core)
+                m = maps.get(key) or maps.setdefault(key, SpaceMap())
+                m.read(a.p_lo, a.p_hi, a.lo, a.hi, i, (res, i) if unique else res, out)
+                if a.space == "hbm":
+                    hbm_r.setdefault(i, []).append(a)
+                    out = [p for p in out if _hbm_hit(a, hbm_w.get(p, ()))]
+                for p in out:
+                    found[p] = "RAW"
+            for a in ins.writes:
+                waw: list = []
+                war: list = []
+                key = (a.space, None if a.space == "hbm" else a.core)
+                m = maps.get(key) or maps.setdefault(key, SpaceMap())
+                dense = a.bytes >= (a.p_hi - a.p_lo) * (a.hi - a.lo)
+                m.write(a.p_lo, a.p_hi, a.lo, a.hi, i, (res, i) if unique else res,
+                        waw, war, dense)
+                if a.space == "hbm":
+                    hbm_w.setdefault(i, []).append(a)
+                    waw = [p for p in waw if _hbm_hit(a, hbm_w.get(p, ()))]
+                    war = [p for p in war if _hbm_hit(a, hbm_r.get(p, ()))]
+                for p in waw:
+                    found.setdefault(p, "WAW")
+                for p in war:
+                    found.setdefault(p, "WAR")
+            for p in ins.attrs.get("depends_on", ()) or ():
+                if 0 <= p < i:
+                    found.setdefault(p, "order")
+            for p, kind in found.items():
+                if p != i:
+                    succ[p].append((i, kind))
+                    npred[i] += 1
+
+    def _fences(self, fences):
+        """seg[i]: the fence segment of instruction i on its core; an instruction is only
+        issued once every instruction of earlier segments of its core is."""
+        instrs = self.instrs
+        cut: dict = {}  # core -> sorted indices where a new segment starts
+        for core, at in fences:
+            cut.setdefault(core, set()).add(at)
+        for ins in instrs:
+            if ins.opcode in _SYNC_OPS:
+                s = cut.setdefault(ins.core, set())
+                s.add(ins.index)
+                s.add(ins.index + 1)
+        self.seg = [0] * len(instrs)
+        self.left: dict = {}  # (core, segment) -> instructions not yet issued
+        counter: dict = {}
+        cuts = {c: s for c, s in cut.items()}
+        for ins in instrs:
+            c = ins.core
+            k = counter.get(c, 0)
+            if ins.index in cuts.get(c, ()) and (c, k) in self.left:
+                k += 1
+            counter[c] = k
+            self.seg[ins.index] = k
+            self.left[(c, k)] = self.left.get((c, k), 0) + 1
+        self.cur_seg = {c: 0 for c in counter}
+
+    def _estimate(self, i) -> float:
+        """The compiler's cost estimate of instruction i on its engine (ns)."""
+        ins = self.instrs[i]
+        cost = self.cost
+        if ins.engine == "tensor":
+            if ins.opcode in ("nc_matmul", "nc_matmul_mx", "nc_transpose"):
+                mm, _ls, _t, _c = cost.matmul(ins)
+                return mm
+            return cost.te_min_ii * cost.te_ns
+        if ins.engine in cost.eng:
+            return cost.compute(ins)[0]
+        if ins.engine == "sync":
+            return cost.sync(ins)[0]
+        return 0.0
+
+    def _critical_path(self) -> list:
+        """Longest estimated path from each instruction to the end of the kernel."""
+        n = len(self.instrs)
+        prio = [0.0] * n
+        for i in range(n - 1, -1, -1):
+            tail = 0.0
+            for s, _ in self.succ[i]:
+                if prio[s] > tail:
+                    tail = prio[s]
+            prio[i] = tail + self._estimate(i)
+        return prio
+
+    # -- the list scheduler ---------------------------------------------------------------
+    def run(self) -> IssueOrder:
+        instrs = self.instrs
+        n = len(instrs)
+        streams: dict = {}  # resource -> its instructions in program order
+        pos = [0] * n  # position of each instruction in its stream
+        for ins in instrs:
+            s = streams.setdefault(self.res[ins.index], [])
+            pos[ins.index] = len(s)
+            s.append(ins.index)
+        self.streams = streams
+        self.pos = pos
+        self.head = {r: 0 for r in streams}  # first position not yet issued
+        self.free = {r: 0.0 for r in streams}  # when the stream can issue again
+        self.issued = bytearray(n)
+        self.ready = [0.0] * n  # earliest start its dependencies allow
+        self.done = [0.0] * n
+        self.waiting: dict = {r: [] for r in streams}  # eligible: heap of (ready, index)
+        self.now: dict = {r: [] for r in streams}  # eligible and ready by free[r]: by pick
+        self.later: dict = {r: {} for r in streams}  # position -> index: beyond window
+        self.held: dict = {}  # core -> indices waiting for their fence segment
+        self.dma_free: dict = {}  # core -> when its DMA engines' share frees
+        self.qnext: dict = {}  # DMA queue -> when it may issue the next transfer
+        self.top: list = []  # (possible start, index, resource): lazily validated
+        for i in range(n):
+            if self.npred[i] == 0:
+                self._available(i)
+        order: list = []
+        end = 0.0
+        while self.top:
+            start, i, r = heapq.heappop(self.top)
+            if self.issued[i] or self._best(r) != (start, i):
+                continue
+            heapq.heappop(self.now[r] if self.now[r] else self.waiting[r])
+            order.append(i)
+            fin = self._issue(i, r, start)
+            end = max(end, fin)
+            self._after_issue(i, r)
+        if len(order) != n:  # a fence or window cycle would be a bug: keep every instruction
+            seen = set(order)
+            order += [i for i in range(n) if i not in seen]
+        moved = {}
+        for r, s in streams.items():
+            k = 0
+            for i in order:
+                if self.res[i] == r:
+                    if pos[i] != k:
+                        moved[i] = pos[i] - k
+                    k += 1
+        return IssueOrder(order, self.heuristic, self.window, end, moved)
+
+    def _pick_key(self, i):
+        """Order among instructions that can all start now: the heuristic's."""
+        if self.prio is not None:
+            return (-self.prio[i], i)
+        return (i,)
+
+    def _best(self, r):
+        """(start, index) of the instruction stream r issues next, or None. Every
+        eligible instruction ready by the time the stream is free can start then, and the
+        heuristic picks among those; otherwise the first to become ready goes."""
+        waiting, now, free = self.waiting[r], self.now[r], self.free[r]
+        while waiting and waiting[0][0] <= free:
+            _, j = heapq.heappop(waiting)
+            heapq.heappush(now, self._pick_key(j))
+        if now:
+            return (free, now[0][-1])
+        if waiting:
+            return waiting[0]
+        return None
+
+    def _push_best(self, r):
+        b = self._best(r)
+        if b is not None:
+            heapq.heappush(self.top, (b[0], b[1], r))
+
+    def _available(self, i):
+        """All of i's producers are issued: eligible if its fence segment and its
+        stream's window allow, else held."""
+        ins = self.instrs[i]
+        if self.seg[i] != self.cur_seg.get(ins.core, 0):
+            self.held.setdefault(ins.core, []).append(i)
+            return
+        r = self.res[i]
+        limit = 1 if r[1] == "dma" else self.window
+        if self.pos[i] >= self.head[r] + limit:
+            self.later[r][self.pos[i]] = i
+            return
+        heapq.heappush(self.waiting[r], (self.ready[i], i))
+        self._push_best(r)
+
+    def _issue(self, i, r, start) -> float:
+        ins = self.instrs[i]
+        if r[1] == "dma":
+            info = self.cost.dma.cost(ins)
+            c = self.cost.dma
+            t = max(start, self.qnext.get(r, 0.0)) + info["dge_ns"]
+            share = info["data_ns"] * len(info["engines"]) / max(1, c.engines)
+            d0 = max(t + c.fixed, self.dma_free.get(ins.core, 0.0))
+            self.dma_free[ins.core] = d0 + share
+            fin = max(d0 + share, t + c.fixed + info["data_ns"])
+            self.qnext[r] = start + max(c.interval, info["data_ns"])
+            self.free[r] = self.qnext[r]
+            self.done[i] = fin
+            return fin
+        fin = start + self._estimate(i)
+        self.free[r] = fin
+        self.done[i] = fin + self.cost.latency_ns(ins.engine)
+        return fin
+
+    def _after_issue(self, i, r):
+        ins = self.instrs[i]
+        self.issued[i] = 1
+        # the stream's window slides past every issued instruction at its head
+        stream = self.streams[r]
+        h = self.head[r]
+        while h < len(stream) and self.issued[stream[h]]:
+            h += 1
+        self.head[r] = h
+        limit = 1 if r[1] == "dma" else self.window
+        later = self.later[r]
+        if later:
+            for p in [p for p in later if p < h + limit]:
+                j = later.pop(p)
+                heapq.heappush(self.waiting[r], (self.ready[j], j))
+        # successors
+        for s, kind in self.succ[i]:
+            rs = self.res[s]
+            t = self.done[i]
+            if kind == "WAR":
+                t = self.done[i] if rs != r else 0.0
+            elif rs == r and kind != "RAW":
+                t = 0.0  # same stream: issue order suffices
+            elif rs != r:
+                t += self.cost.semaphore_ns(rs[1] if rs[1] != "dma" else "dma")
+            if t > self.ready[s]:
+                self.ready[s] = t
+            self.npred[s] -= 1
+            if self.npred[s] == 0:
+                self._available(s)
+        # fence segment done: release what it held
+        key = (ins.core, self.seg[i])
+        self.left[key] -= 1
+        if self.left[key] == 0 and self.cur_seg.get(ins.core) == self.seg[i]:
+            self.cur_seg[ins.core] += 1
+            held = self.held.pop(ins.core, [])
+            for j in held:
+                self._available(j)
+        self._push_best(r)
+
+
+def _hbm_hit(a, others) -> bool:
+    isz = itemsize(a.dtype)
+    return any(hbm_overlap(a, b, isz, itemsize(b.dtype)) for b in others)
