@@ -169,3 +169,72 @@ def test_legacy_psum_zeros_are_folded_into_the_first_matmul():
     mms = [tl.events[i.index] for i in prog if i.opcode == "nc_matmul"]
     assert ms.duration == 0 and ms.cost.get("folded_into") == mms[0].index
     assert all(w.producer != ms.index for w in mms[0].waits)
+
+
+# -- published per-instruction figures (ISA-old "Estimated instruction cost", hardware.md)
+def _cycles(kernel, chip="trn1", **shapes):
+    """{opcode: [cycles, ...]} of the compute instructions `kernel` records (trn1: no
+    performance modes), from CostModel.compute directly."""
+    from trnsim.timing.costs import CostModel
+    _, run = trnsim.run_kernel(kernel, (), chip=chip, numerics=False)
+    cm = CostModel(run.chip)
+    out = {}
+    for i in run.program:
+        if i.engine in ("vector", "scalar", "gpsimd"):
+            out.setdefault(i.opcode, []).append(cm.compute(i)[1]["cycles"])
+    return out
+
+
+def _sb(shape, dtype=np.float32):
+    return nl.ndarray(shape, dtype, buffer=nl.sbuf)
+
+
+def test_published_vector_costs():
+    n = 1000
+    BF = nl.bfloat16
+
+    def k():
+        x, y, d = _sb((128, n)), _sb((128, n)), _sb((128, n))
+        xb, yb, db = _sb((128, n), BF), _sb((128, n), BF), _sb((128, n), BF)
+        nisa.memset(dst=x, value=1.0)  # N (fp32)
+        nisa.memset(dst=xb, value=0.0)  # N/2 (zero bf16)
+        nisa.memset(dst=_sb((128, n), nl.int16), value=0)  # N: int16 is not bf16/fp16
+        nisa.memset(dst=y, value=2.0)
+        nisa.memset(dst=yb, value=2.0)
+        nisa.reciprocal(dst=d, data=x)  # 8N
+        nisa.tensor_tensor(dst=d, data1=x, data2=y, op=nl.divide)  # 2N ("otherwise")
+        nisa.tensor_tensor(dst=d, data1=x, data2=y, op=nl.multiply)  # 2N (fp32)
+        nisa.tensor_tensor(dst=db, data1=xb, data2=yb, op=nl.add)  # N (bf16 add)
+        nisa.tensor_scalar(dst=d, data=x, op0=nl.divide, operand0=3.0)  # N
+        nisa.tensor_tensor_scan(dst=d, data0=x, data1=y, initial=0.0, op0=nl.multiply,
+                                op1=nl.add)  # 2N
+        nisa.scalar_tensor_tensor(dst=db, data=xb, op0=nl.subtract, operand0=1.0,
+                                  op1=nl.multiply, operand1=yb)  # N (bf16 sub->mul)
+        nisa.scalar_tensor_tensor(dst=d, data=x, op0=nl.subtract, operand0=1.0,
+                                  op1=nl.multiply, operand1=y)  # 2N
+        nisa.tensor_reduce(dst=_sb((128, 1), BF), op=nl.add, data=xb, axis=1)  # N/2
+        nisa.tensor_reduce(dst=_sb((128, 1)), op=nl.add, data=x, axis=1)  # N
+        nisa.tensor_scalar(dst=_sb((128, 8)), data=x[:, 0:8], op0=nl.add, operand0=1.0)  # max(MIN_II, 8) = 64
+
+    c = _cycles(k)
+    assert c["memset"] == [n, n / 2, n, n, n]
+    assert c["reciprocal"] == [8 * n]
+    assert c["tensor_tensor"] == [2 * n, 2 * n, n]
+    assert c["tensor_scalar"] == [n, 64]
+    assert c["tensor_tensor_scan"] == [2 * n]
+    assert c["scalar_tensor_tensor"] == [n, 2 * n]
+    assert c["tensor_reduce"] == [n / 2, n]
+
+
+def test_published_gpsimd_rsqrt_is_4x_scalar():
+    n = 1000
+
+    def k():
+        x, d = _sb((128, n)), _sb((128, n))
+        nisa.memset(dst=x, value=4.0)
+        nisa.tensor_scalar(dst=d, data=x, op0=nl.rsqrt, operand0=0.0,
+                           engine=nisa.gpsimd_engine)
+        nisa.activation(dst=d, op=nl.rsqrt, data=x)
+
+    c = _cycles(k)
+    assert c["tensor_scalar"] == [4 * n] and c["activation"] == [n]

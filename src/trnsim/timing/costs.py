@@ -182,7 +182,37 @@ class CostModel:
         return total * e.ns_per_cycle, terms
 
     def _compute_cycles(self, ins, e, op, a, reads, dst, data, n):
-        """(cycles before the speed-up, floor cycles, speed-up)."""
+        """(cycles before the speed-up, floor cycles, speed-up).
+
+        Passes per element and floors, from the "Estimated instruction cost" notes of
+        ISA-old (aws-neuron-sdk@1db4d74e nki/api/nki/isa/__init__.py; hardware.md §1),
+        pinned by tests/test_timing_costs.py::test_published_vector_costs:
+          activation / tensor_scalar / tensor_copy / dropout / range_select /
+          nc_stream_shuffle / vector nc_transpose / bn_stats   max(MIN_II, N)
+          activation_reduce  + MIN_II (the read_accumulator instruction)
+          tensor_scalar_reduce  max(MIN_II, N) + MIN_II
+          tensor_tensor  max(MIN_II, N) with a PSUM input or all-bf16 contiguous
+                         add/multiply/subtract, else max(MIN_II, 2N): an ALU op without
+                         its own figure (divide, power, max, compares ...) is "otherwise"
+          tensor_tensor_scan  max(MIN_II, 2N);  bn_aggr  max(MIN_II, 13N/3)
+          reciprocal  max(MIN_II, 8N)
+          tensor_reduce  N/2 (bf16 in and out, add/max), else N, no floor
+          memset  N/2 for a zero bf16/fp16 fill, else N
+          scalar_tensor_tensor  N (data and operand1 bf16, subtract then multiply, N
+                                even), else 2N, no floor
+          tensor_copy_predicated  2N all in SBUF, else N
+          iota / affine_select  GPSIMD_START + N;  local_gather  its formula
+          max8 / nc_find_index8  N, no floor
+          dynamic source or destination  floor MIN_II_DYNAMIC
+          GpSimd tensor_scalar rsqrt  4N ("throughput of reverse square root on GpSIMD
+                         Engine is 4x lower than Scalar Engine", @1db4d74e
+                         nki/api/nki.api.shared.rst "NKI Engine Selection"; Vector
+                         reciprocal 8N vs Scalar N is stated there too)
+        Choices without a published figure: GpSimd and Scalar run the Vector formulas
+        (one element per lane per cycle: GpSimd's 8 cores x 512 bits move 16 fp32 per
+        core = one per partition, hardware.md §1); nc_match_replace8 is max(MIN_II, N)
+        (ISA-old prints "min(MIN_II, N)", read as the usual floor); every other opcode
+        one pass with the MIN_II floor."""
         gen = self.gen
         engine = ins.engine
         floor = e.min_ii
@@ -190,6 +220,9 @@ class CostModel:
         speed = 1.0
         if op in ("tensor_copy", "tensor_scalar", "tensor_copy_predicated"):
             speed = self._perf_mode(engine, e, reads, dst)
+            if op == "tensor_scalar" and engine == "gpsimd" and "rsqrt" in (
+                    a.get("op0"), a.get("op1")):
+                passes = 4.0  # "4x lower than Scalar Engine" (ISA-old nki-engine-sel)
             if op == "tensor_copy_predicated":
                 passes = 2.0 if all(r.space == "sbuf" for r in reads) else 1.0
         elif op == "tensor_tensor":
@@ -229,11 +262,12 @@ class CostModel:
             passes = 8.0
         elif op == "memset":
             n = dst.elems_per_partition if dst is not None else n
-            zero16 = dst is not None and itemsize(dst.dtype) == 2 and float(a.get("value", 1)) == 0.0
+            zero16 = (dst is not None and dst.dtype in ("bfloat16", "float16")
+                      and float(a.get("value", 1)) == 0.0)  # not int16: ISA-old memset
             passes = 0.5 if zero16 else 1.0
         elif op == "scalar_tensor_tensor":
-            bf = data is not None and data.dtype == "bfloat16" and all(
-                r.dtype == "bfloat16" for r in reads[:2])
+            ops = [r for r in reads if r.role in ("data", "operand1")]
+            bf = len(ops) == 2 and all(r.dtype == "bfloat16" for r in ops)
             passes = 1.0 if (bf and a.get("op0") == "subtract" and a.get("op1") == "multiply"
                              and n % 2 == 0) else 2.0
             floor = 0
