@@ -11,6 +11,12 @@ Rules (thresholds from the profiler docs unless marked as trnsim's choice):
 - transpose_flops: transpose FLOPs > 10% of hardware FLOPs (BF16-equivalent).
 - small_dma: DMA transfers under 4 KiB: the average is under 4 KiB, or at least half
   the transfers are (at least 2 of them).
+- inefficient_dma: DMA transfers of at least 4 KiB whose contiguous runs are shorter
+  than the chip's overhead-bound size (256 B per element, "severely overhead-bound",
+  nki-dma-bandwidth-guide.rst), keeping the DMA queues busy >= 10% of the run (trnsim's
+  choice): an element-wise gather (a transposing or interleaving load) that should
+  load contiguous rows and rearrange on chip. Its criticality is at least the Tensor
+  Engine stall those DMAs caused, so it ranks above engine_starvation for them.
 - tensor_reload: one HBM byte range of a tensor read by more than 2 DMAs.
 - throttling: Tensor Engine peak lost to throttling while active >= 1% of peak over the
   run (trnsim's choice for "detected").
@@ -34,6 +40,7 @@ RELOAD_COUNT = 2
 THROTTLE_PERCENT = 1.0
 SPILL_PERCENT = 25.0
 STARVATION_PERCENT = 10.0
+INEFFICIENT_DMA_PERCENT = 10.0
 SHOWN = 4  # the profiler shows 2-4 insights
 MAX_LINES = 5
 
@@ -237,6 +244,73 @@ def small_dma(c: _Context):
         _ranked((i, 1.0) for i in small), avg, SMALL_DMA_BYTES)
 
 
+def dma_run_bytes(ins) -> int:
+    """The shortest contiguous run (bytes) of a DMA's data operands: what each
+    descriptor element moves."""
+    runs = [a.contiguous_bytes for a in ins.accesses
+            if a.contiguous_bytes > 0 and a.role != "indirect_offset"]
+    return min(runs) if runs else 0
+
+
+def _overhead_bound_bytes(chip) -> int:
+    x = getattr(chip.core.dma, "extras", {}) or {}
+    return int(x.get("overhead_bound_bytes_per_partition", 256) or 256)
+
+
+def _stall_by_producer(c: _Context) -> dict:
+    """{producer instruction index: ns the Tensor Engine sat idle waiting for it}
+    (idle time between two Tensor Engine instructions, charged to the wait satisfied
+    last; the wait before the first instruction is not counted)."""
+    out: dict = defaultdict(float)
+    for core in range(c.ncores):
+        evs = sorted((c.events[i.index] for i in c.tensor if i.core == core),
+                     key=lambda e: e.start)
+        for prev, e in zip(evs, evs[1:]):
+            idle = min(e.start, e.ready) - prev.end
+            if idle <= 0 or not e.waits:
+                continue
+            last = c.events.get(e.waits[0].producer)
+            if last is not None:
+                out[last.index] += idle
+    return out
+
+
+def inefficient_dma(c: _Context):
+    limit = _overhead_bound_bytes(c.chip)
+    frag = [(i, dma_run_bytes(i)) for i in c.program.instructions
+            if i.engine == "dma" and i.bytes_moved >= SMALL_DMA_BYTES and i.index in c.events]
+    frag = [(i, r) for i, r in frag if 0 < r < limit]
+    if not frag or c.t <= 0:
+        return None
+    busy = sum(e - s for s, e in merged((c.events[i.index].start, c.events[i.index].end)
+                                        for i, _ in frag))
+    value = 100.0 * busy / c.t
+    if value < INEFFICIENT_DMA_PERCENT:
+        return None
+    stall = _stall_by_producer(c)
+    stalled = sum(stall.get(i.index, 0.0) for i, _ in frag) / c.ncores
+    runs = sorted(r for _, r in frag)
+    worst = min(frag, key=lambda ir: ir[1])[0]
+    nbytes = sum(i.bytes_moved for i, _ in frag)
+    fix = ("load whole contiguous rows (at least 2 KiB per partition) and rearrange on "
+           "chip: for an interleave (every k-th element) load the block and read it "
+           "through a strided SBUF view (e.g. tensor_copy of tile[:, 0::k]); for a "
+           "transpose, load untransposed and use nc_transpose, or dma_transpose for "
+           "2-byte types; or store the data in HBM in the layout the kernel reads")
+    return Insight(
+        "inefficient_dma", "Inefficient DMA transfers (small contiguous runs)",
+        max(busy, stalled) / c.t,
+        f"{len(frag)} DMA transfer{'s' if len(frag) != 1 else ''} ({_bytes(nbytes)}) move "
+        f"data in contiguous runs of {runs[0]}"
+        + (f"-{runs[-1]}" if runs[-1] != runs[0] else "")
+        + f" B (under {limit} B is overhead-bound: every run is one descriptor element); "
+        f"they keep the DMA queues busy {_time(busy)} ({value:.0f}% of the run)"
+        + (f" and the Tensor Engine waits {_time(stalled)} for them" if stalled > 0 else "")
+        + f"; worst at {_short(_loc(worst))} ({worst.opcode})",
+        fix, _ranked((i, c.events[i.index].duration) for i, _ in frag), value,
+        INEFFICIENT_DMA_PERCENT)
+
+
 def tensor_reload(c: _Context):
     flagged = c.hbm.reloaded(RELOAD_COUNT)
     if not flagged:
@@ -342,6 +416,11 @@ def engine_starvation(c: _Context):
         advice = ("prefetch: issue the loads of the next tiles before the matmuls of the "
                   "current ones (allocate the load tiles inside the loop so iterations "
                   "overlap, i.e. multi-buffer them) and load larger blocks per DMA")
+        limit = _overhead_bound_bytes(c.chip)
+        runs = [dma_run_bytes(i) for i, _ in items if i.engine == "dma"]
+        if any(0 < r < limit for r in runs):
+            advice = (f"first fix the loads it waits for: they move {min(r for r in runs if r)}"
+                      " B contiguous runs (see 'Inefficient DMA transfers'); then " + advice)
     else:
         advice = (f"the matmuls wait for {names.get(top, top)} (typically PSUM evacuation "
                   "or operand preparation): give the PSUM accumulator more buffers (up "
@@ -356,8 +435,8 @@ def engine_starvation(c: _Context):
         advice, _ranked(items), value, STARVATION_PERCENT)
 
 
-RULES = (low_model_flops, transpose_flops, small_dma, tensor_reload, throttling, spill,
-         engine_starvation)
+RULES = (low_model_flops, transpose_flops, small_dma, inefficient_dma, tensor_reload,
+         throttling, spill, engine_starvation)
 
 
 def find_insights(program, timeline, summary, hbm: HbmTraffic | None = None) -> list[Insight]:
