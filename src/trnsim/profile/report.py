@@ -321,11 +321,15 @@ def _stacks_used(profile) -> int:
 def _roofline_svg(profile, width=720, height=300) -> tuple[str, dict]:
     chip = profile.chip
     peak = _peak_flops(chip) * _n_cores(profile)
-    bw = _hbm_bw(chip) * _stacks_used(profile)
-    flops, traffic = _flops_and_traffic(profile)
     s = _summary(profile)
+    # the memory roof is the HBM bandwidth the cores' DMA engines can reach (the
+    # summary's roofline_bandwidth), not one stack's (Explorer's peak_flops_bandwidth_ratio);
+    # FLOPs are BF16-equivalent, against the BF16 peak (docs/metrics.md)
+    bw = float(s.get("roofline_bandwidth") or _hbm_bw(chip) * _stacks_used(profile))
+    flops, traffic = _flops_and_traffic(profile)
+    flops = float(s.get("adjusted_model_flops", flops))
     total_s = _total_ns(profile) * 1e-9
-    ai = s.get("mm_arithmetic_intensity")
+    ai = s.get("roofline_arithmetic_intensity", s.get("mm_arithmetic_intensity"))
     if ai is None or not ai:
         ai = flops / traffic if traffic else 0.0
     ai = float(ai)
@@ -387,7 +391,7 @@ def _roofline_svg(profile, width=720, height=300) -> tuple[str, dict]:
     slope_x = xmin * 3
     p.append(f'<text x="{X(slope_x) + 4:.1f}" y="{Y(slope_x * bw) - 8:.1f}" '
              f'transform="rotate(-{_slope_angle(X, Y, bw, slope_x):.1f} {X(slope_x):.1f} '
-             f'{Y(slope_x * bw):.1f})">HBM {bw / 1e9:.0f} GB/s</text>')
+             f'{Y(slope_x * bw):.1f})">DMA to HBM {bw / 1e9:.0f} GB/s</text>')
     if ai > 0 and achieved > 0:
         roof = min(peak, ai * bw)
         frac = achieved / roof if roof else 0.0
@@ -602,7 +606,8 @@ def render_report(profile) -> str:
            f"LNC={lnc} \u00b7 {len(profile.program.instructions):,} instructions \u00b7 "
            f"simulated {_e(views.fmt_time_ns(total))}")
     roof_caption = (f"BF16 peak {views.fmt_si(roof['peak'], 'FLOP/s')} against "
-                    f"{roof['bw'] / 1e9:.0f} GB/s HBM: the ridge is at "
+                    f"{roof['bw'] / 1e9:.0f} GB/s (the HBM bandwidth the DMA engines "
+                    f"reach): the ridge is at "
                     f"{roof['ridge']:.0f} FLOP/B" if roof.get("bw") else "")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
