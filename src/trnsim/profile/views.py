@@ -298,7 +298,7 @@ def metric_unit(name: str) -> str:
     """The unit a Neuron Explorer summary metric is given in."""
     if name.endswith("_percent"):
         return "%"
-    if name.endswith("_bytes") or name.endswith("_size"):
+    if name.endswith("_bytes") or name.endswith("_size") or name == "total_bandwidth_available":
         return "B"
     if name.endswith("_flops"):
         return "FLOP"
@@ -306,8 +306,11 @@ def metric_unit(name: str) -> str:
         return ""
     if name.endswith("_time") or name == "total_time":
         return "s"
-    if name == "mm_arithmetic_intensity" or name == "peak_flops_bandwidth_ratio":
+    if name in ("mm_arithmetic_intensity", "peak_flops_bandwidth_ratio",
+                "roofline_ridge_point", "roofline_arithmetic_intensity"):
         return "FLOP/B"
+    if name.endswith("_bandwidth"):
+        return "B/s"
     return ""
 
 
@@ -331,6 +334,8 @@ def fmt_metric(name: str, value) -> str:
         return fmt_time_ns(v * 1e9)
     if unit == "FLOP/B":
         return f"{v:.2f} FLOP/B"
+    if unit == "B/s":
+        return fmt_si(v, "B/s")
     if float(v).is_integer():
         return f"{int(v):,}"
     return f"{v:.4g}"
