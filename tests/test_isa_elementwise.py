@@ -24,6 +24,12 @@ BF16, E4M3, E4M3FN, E5M2 = (ml_dtypes.bfloat16, ml_dtypes.float8_e4m3,
 HERE = os.path.basename(__file__)
 
 
+
+def default_engine(ins):
+    """The engine trnsim recorded the instruction on; the compiler model may have moved
+    an unpinned one to another of its candidates (attrs["engines"], default first)."""
+    return ins.attrs.get("engines", (ins.engine,))[0]
+
 def OP(name):
     """The nki.language operator (nl.add, ...), or its name while nl lacks it."""
     return getattr(nl, name, name)
@@ -128,7 +134,7 @@ def test_tensor_tensor_fp32_ops(op):
     out, prog = tt(a, b, op)
     np.testing.assert_array_equal(out, f32op(op, a, b))
     ins = only(prog, "tensor_tensor")
-    assert (ins.engine, ins.attrs["op"]) == ("vector", op)
+    assert (default_engine(ins), ins.attrs["op"]) == ("vector", op)
     assert [(x.role, x.mode, x.space) for x in ins.accesses] == [
         ("data1", "r", "sbuf"), ("data2", "r", "sbuf"), ("dst", "w", "sbuf")]
     assert ins.reads[0].elems_per_partition == 48 and ins.writes[0].bytes == 64 * 48 * 4
@@ -502,7 +508,7 @@ def test_memset_values_and_limits():
         return kern
     out, prog = run(k(1.0 + 2 ** -9, nl.bfloat16))
     np.testing.assert_array_equal(bits(out), np.full((4, 3), bf16_rne(1.0 + 2 ** -9)))
-    assert only(prog, "memset").engine == "vector"
+    assert default_engine(only(prog, "memset")) == "vector"
     out, prog = run(k(-2 ** 31, nl.int32, nisa.engine.gpsimd))
     assert (out == -2 ** 31).all() and only(prog, "memset").engine == "gpsimd"
     out, _ = run(k(np.inf, nl.float16))
@@ -738,13 +744,13 @@ def test_property_tensor_tensor(shape, d1, d2, dd, op, seed):
     out, prog = tt(a, b, op, getattr(nl, dd))
     ins = only(prog, "tensor_tensor")
     if d1 == d2 == dd == "int32":
-        assert ins.engine == "gpsimd"
+        assert default_engine(ins) == "gpsimd"
         x, y = a.astype(np.int64), b.astype(np.int64)
         ref = {"add": x + y, "subtract": x - y, "multiply": x * y, "maximum": np.maximum(x, y),
                "minimum": np.minimum(x, y), "less": (x < y).astype(np.int64)}[op]
         expect = wrap32(ref)
     else:
-        assert ins.engine == "vector"
+        assert default_engine(ins) == "vector"
         expect = ref_cast(f32op(op, a.astype(np.float32), b.astype(np.float32)), DTYPES[dd])
     assert out.dtype == np.dtype(DTYPES[dd]) and out.shape == shape
     same(out, expect)

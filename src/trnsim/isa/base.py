@@ -18,6 +18,7 @@ from ..machine.record import Instruction
 from ..machine.runtime import active_run, current_core
 from ..machine.tensor import NkiTensor
 from ..numerics.cast import cast, to_fp32
+from .engines import candidates
 from .enums import coerce, engine as Engine
 
 _ON_CHIP = ("sbuf", "psum")
@@ -42,6 +43,7 @@ class Instr:
         self.numerics = self.run.options.numerics
         self.strict = self.run.options.strict
         name = engine_name(engine)
+        self.pinned = name != "unknown"  # else the compiler picks: see isa/engines.py
         if name == "unknown":
             name = default
         if allowed is not None and name not in allowed:
@@ -57,6 +59,10 @@ class Instr:
 
     def __exit__(self, exc_type, exc, tb):
         if exc_type is None:
+            if not self.pinned:
+                engines = candidates(self)
+                if engines is not None:
+                    self.attrs["engines"] = engines
             self.run.program.append(Instruction(
                 len(self.run.program), self.core.id, self.engine, self.opcode,
                 tuple(self.reads), tuple(self.writes), self.location, self.attrs, self.queue))

@@ -1,0 +1,124 @@
+"""Which compute engines could run an instruction whose engine the kernel left to the
+compiler (`engine=unknown_engine`, or an nl.* call): the candidates the compiler model
+balances. An unpinned instruction of an opcode below records them as
+`attrs["engines"]`: its own engine (the default, which computed its numerics) first,
+then every other engine of ("vector", "scalar", "gpsimd") that can execute that opcode
+with those operands on that chip generation and would store the same bits. Pinned
+instructions, and opcodes outside the table (one engine only, or an engine-local state
+such as the PRNG of `rng`), record nothing.
+
+Sources (aws-neuron-sdk; ISA-new = nki/api/nki/isa/__init__.py @81ce03ae, ALU =
+nki/api/nki.api.shared.rst @1db4d74e "Supported Math Operators ... Supported Engine"):
+
+| opcode        | engines the docs name        | per-candidate conditions                      |
+|---------------|------------------------------|-----------------------------------------------|
+| tensor_tensor | vector, gpsimd (ISA-new)     | GpSimd: op add / multiply / power (ALU),      |
+|               |                              | no PSUM operand ("GpSimd cannot access PSUM") |
+|               |                              | bitvec ops: Vector only (ALU); power: GpSimd  |
+|               |                              | only; int32 native arithmetic: GpSimd only    |
+|               |                              | (exact; Vector would round through fp32)      |
+| tensor_scalar | vector, scalar, gpsimd       | Scalar: NeuronCore-v3+ ("Add and Multiply are |
+|               | (ISA-new)                    | supported on Scalar Engine only from          |
+|               |                              | NeuronCore-v3", ALU); on v3 only op0=multiply |
+|               |                              | [op1=add] or op0=add (ISA-new); on v4 ops in  |
+|               |                              | add/multiply/rsqrt/reciprocal/abs (ALU).      |
+|               |                              | GpSimd: "only allowed for rsqrt" (ISA-new),   |
+|               |                              | no PSUM operand. Bitvec and int32 address     |
+|               |                              | arithmetic (exact integers): the default only |
+| tensor_copy   | vector, scalar, gpsimd       | Scalar: NeuronCore-v3+ ("On NeuronCore v2,    |
+|               | (ISA-new)                    | tensor_copy is not supported on the Scalar    |
+|               |                              | Engine"), and not a same-dtype copy of int32/ |
+|               |                              | uint32 (Scalar goes through fp32). GpSimd: no |
+|               |                              | PSUM operand, no tensor indirection ("must    |
+|               |                              | run on the Vector or Scalar engine")          |
+| memset        | vector, gpsimd (ISA-new)     | GpSimd: dst not in PSUM                       |
+
+Left out: nc_transpose (Tensor or Vector Engine, outside this three-engine set; the
+Vector Engine only up to 32x32), rng / rand_*_state (each engine has its own PRNG
+state), dma_copy's `engine` (a DGE queue, not a compute engine).
+"""
+from __future__ import annotations
+
+ENGINES = ("vector", "scalar", "gpsimd")
+
+# tensor_tensor ops the GpSimd Engine runs (ALU table); everything else is Vector only
+_GPSIMD_TT = {"add", "multiply", "power"}
+# tensor_scalar: Scalar Engine op pairs on NeuronCore-v3 (ISA-new) and ops on v4 (ALU)
+_SCALAR_PAIRS_V3 = {("multiply", "add"), ("multiply", None), ("add", None)}
+_SCALAR_OPS_V4 = {"add", "multiply", "rsqrt", "reciprocal", "abs"}
+_GPSIMD_TS = {"rsqrt"}
+_FP32_UNSAFE = ("int32", "uint32")  # same-dtype copies through fp32 change them
+
+
+def _operands(ins):
+    return [a for a in list(ins.reads) + list(ins.writes)]
+
+
+def _touches_psum(ins) -> bool:
+    return any(a.space == "psum" for a in _operands(ins))
+
+
+def _tensor_tensor(ins, gen):
+    a = ins.attrs
+    op = a.get("op")
+    if a.get("op_kind") == "bitvec":
+        return {"vector"}
+    if a.get("int_exact"):  # native int32 arithmetic
+        return {"gpsimd"}
+    ok = {"vector"}
+    if op in _GPSIMD_TT and not _touches_psum(ins):
+        ok.add("gpsimd")
+    if op == "power":
+        ok.discard("vector")
+    return ok
+
+
+def _tensor_scalar(ins, gen):
+    a = ins.attrs
+    if a.get("op_kind") == "bitvec" or a.get("int_exact"):
+        return {ins.engine}
+    ops = [a.get("op0")] + ([a["op1"]] if a.get("op1") is not None else [])
+    ok = {"vector"}
+    if gen == 3 and (a.get("op0"), a.get("op1")) in _SCALAR_PAIRS_V3:
+        ok.add("scalar")
+    elif gen >= 4 and all(o in _SCALAR_OPS_V4 for o in ops):
+        ok.add("scalar")
+    if all(o in _GPSIMD_TS for o in ops) and not _touches_psum(ins):
+        ok.add("gpsimd")
+    return ok
+
+
+def _tensor_copy(ins, gen):
+    ok = {"vector"}
+    src = next((r for r in ins.reads if r.role == "src"), None)
+    dst = next((w for w in ins.writes if w.role == "dst"), None)
+    same_int32 = (src is not None and dst is not None and src.dtype == dst.dtype
+                  and src.dtype in _FP32_UNSAFE)
+    if gen >= 3 and not same_int32:
+        ok.add("scalar")
+    if not _touches_psum(ins) and not any(x.indirect for x in _operands(ins)):
+        ok.add("gpsimd")
+    return ok
+
+
+def _memset(ins, gen):
+    return {"vector", "gpsimd"} if not _touches_psum(ins) else {"vector"}
+
+
+TABLE = {
+    "tensor_tensor": _tensor_tensor,
+    "tensor_scalar": _tensor_scalar,
+    "tensor_copy": _tensor_copy,
+    "memset": _memset,
+}
+
+
+def candidates(ins) -> tuple[str, ...] | None:
+    """The candidate engines of an unpinned instruction being recorded (an `Instr`
+    after its operands were read and written), its own engine first; None for an
+    opcode outside the table."""
+    rule = TABLE.get(ins.opcode)
+    if rule is None:
+        return None
+    ok = rule(ins, ins.generation)
+    return (ins.engine,) + tuple(e for e in ENGINES if e in ok and e != ins.engine)
