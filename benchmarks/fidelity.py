@@ -62,6 +62,12 @@ def _timed_schedule(run):
     return tl, time.perf_counter() - t0, time.process_time() - c0
 
 
+def _in_order(run) -> dict:
+    """The same record with the engines in program order (no compiler scheduling)."""
+    tl = schedule(run.program, run.chip, order="program")
+    return {"ms_in_order": tl.total_time / 1e6, "active_in_order": _active(tl)}
+
+
 def _active(tl):
     t = tl.total_time or 1.0
     return {"dma": 100.0 * tl.busy_time("dma") / t, "pe": 100.0 * tl.busy_time("tensor") / t,
@@ -88,7 +94,8 @@ def job_trn1(variant: str, shape=FULL) -> dict:
     tl, sched_wall, sched_cpu = _timed_schedule(run)
     return {"suite": "trn1", "variant": variant, "instructions": len(run.program),
             "ms": tl.total_time / 1e6, "active": _active(tl), "sim_wall": sim_wall,
-            "sim_cpu": sim_cpu, "sched_wall": sched_wall, "sched_cpu": sched_cpu}
+            "sim_cpu": sim_cpu, "sched_wall": sched_wall, "sched_cpu": sched_cpu,
+            **_in_order(run)}
 
 
 # -- 2. the kernel-optimization tutorial on Trn2 (current API, fp32) ------------------
@@ -277,7 +284,8 @@ def job_trn2(variant: str, shape=FULL) -> dict:
             "throttled_ns": sum(e - s for s, e, _ in tl.throttle),
             "spill_save_bytes": plan.spill_bytes("save"),
             "spill_reload_bytes": plan.spill_bytes("reload"),
-            "peak_sbuf": plan.peak[("sbuf", 0)], "sbuf_capacity": plan.capacity[("sbuf", 0)]}
+            "peak_sbuf": plan.peak[("sbuf", 0)], "sbuf_capacity": plan.capacity[("sbuf", 0)],
+            **_in_order(run)}
 
 
 # -- 3. single-kernel ratios -------------------------------------------------------------
@@ -647,8 +655,30 @@ def render(res: dict) -> str:
               f"{res['wall_s']:,.0f} s wall on {res['workers']} worker process(es)."]
     L.append("")
     L += _spill_section(trn2, next((r["rows"] for r in rs if r["suite"] == "spills"), []))
+    L += _order_section(trn1, trn2)
     L += _NOTES
     return "\n".join(L) + "\n"
+
+
+def _order_section(trn1: dict, trn2: dict) -> list[str]:
+    """6. The same records timed in program order and in the compiler's issue order."""
+    L = ["## 6. In-order vs compiler-scheduled", "",
+         "Each record above timed twice: the engines running the kernel's program order "
+         "(`trnsim.timing.schedule(program, order=\"program\")`, trnsim before the "
+         "scheduling model) and the order the compiler model's list scheduler issues "
+         "(`trnsim/compiler/schedule.py`, the default; the figures above).", "",
+         "| Kernel | In order (ms) | Compiler-scheduled (ms) | Change | PE active: in order / "
+         "scheduled |", "|---|---:|---:|---:|---:|"]
+    for suite, rows in (("Trn1 tutorial", trn1), ("Trn2 tutorial", trn2)):
+        for v in ("tiled", "hoisted", "block_free", "block_mnk"):
+            r = rows.get(v)
+            if r is None or "ms_in_order" not in r:
+                continue
+            L.append(f"| {suite}: {STEP_NAMES[v]} | {r['ms_in_order']:.2f} | {r['ms']:.2f} | "
+                     f"{_err(r['ms'], r['ms_in_order']):+.1f}% | "
+                     f"{r['active_in_order']['pe']:.1f}% / {r['active']['pe']:.1f}% |")
+    L.append("")
+    return L
 
 
 def _mib(n: float) -> str:

@@ -119,16 +119,16 @@ def test_small_partition_dma_uses_one_engine():
 
 
 @nki.jit
-def many_loads(a, n=6):
-    for i in range(n):
-        t = nl.ndarray(a.shape, dtype=a.dtype, buffer=nl.sbuf)
-        nisa.dma_copy(dst=t, src=a)
+def many_loads(a):
+    for i in range(a.shape[0]):  # a different tile each time (a repeated one is hoisted)
+        t = nl.ndarray(a.shape[1:], dtype=a.dtype, buffer=nl.sbuf)
+        nisa.dma_copy(dst=t, src=a[i])
 
 
 def test_queue_issue_interval_bounds_small_transfers():
     for name in ("trn1", "trn2"):
         chip = load_chip(name)
-        a = np.zeros((128, 32), np.float32)  # 128 B per partition
+        a = np.zeros((6, 128, 32), np.float32)  # 128 B per partition
         program, tl = timeline(many_loads, (a,), chip=name)
         ev = by_opcode(program, tl, "dma_copy")
         assert len({e.track for e in ev}) == 1  # one DMA instruction in a loop: one queue

@@ -17,6 +17,10 @@ is that list scheduler:
   (`nki.compiler.SchedulingHeuristic`, NKI 0.7 docs): `asap` (the default there: the one
   that can start first, program order among equals), `critical_path` (the one on the
   longest remaining path), `trivial` (program order: trnsim's in-order mode).
+- Engine assignment: an instruction the kernel left to the compiler (`attrs["engines"]`,
+  its candidate engines: trnsim/isa/engines.py) goes, once its dependencies are met, to
+  the candidate where it would finish first given the work already waiting there
+  (ties: the default engine, listed first), and the record's `engine` says which.
 - The times it reasons with are the compiler's estimates: each instruction's cost from
   the timing model without contention (no PE tiling, no warm-up throttle; a core's DMA
   transfers share its engines' bandwidth).
@@ -90,10 +94,12 @@ class _ListScheduler:
         self.cost = CostModel(chip)
         n = len(self.instrs)
         self.res = [resource_of(ins) for ins in self.instrs]
+        # engine-agnostic instructions float: no place in a stream until assigned
+        self.floating = {ins.index for ins in self.instrs
+                         if len(ins.attrs.get("engines", ()) or ()) > 1}
         self.succ: list = [[] for _ in range(n)]  # (successor, kind)
         self.npred = [0] * n
-        self.dur = [0.0] * n
-        self.lat = [0.0] * n
+        self._est: dict = {}
         self._dependencies()
         self._fences(getattr(program, "fences", ()) or ())
         self.prio = self._critical_path() if heuristic == "critical_path" else None
@@ -174,6 +180,13 @@ class _ListScheduler:
     def _estimate(self, i) -> float:
         """The compiler's cost estimate of instruction i on its engine (ns)."""
         ins = self.instrs[i]
+        key = (i, ins.engine)
+        est = self._est.get(key)
+        if est is None:
+            est = self._est[key] = self._cost_of(ins)
+        return est
+
+    def _cost_of(self, ins) -> float:
         cost = self.cost
         if ins.engine == "tensor":
             if ins.opcode in ("nc_matmul", "nc_matmul_mx", "nc_transpose"):
@@ -206,6 +219,10 @@ class _ListScheduler:
         pos = [0] * n  # position of each instruction in its stream
         for ins in instrs:
             s = streams.setdefault(self.res[ins.index], [])
+            if ins.index in self.floating:
+                for e in ins.attrs["engines"]:
+                    streams.setdefault((ins.core, e), [])
+                continue
             pos[ins.index] = len(s)
             s.append(ins.index)
         self.streams = streams
@@ -222,6 +239,7 @@ class _ListScheduler:
         self.dma_free: dict = {}  # core -> when its DMA engines' share frees
         self.qnext: dict = {}  # DMA queue -> when it may issue the next transfer
         self.top: list = []  # (possible start, index, resource): lazily validated
+        self.queued = {r: 0.0 for r in streams}  # estimated work eligible on each stream
         for i in range(n):
             if self.npred[i] == 0:
                 self._available(i)
@@ -243,7 +261,7 @@ class _ListScheduler:
         for r, s in streams.items():
             k = 0
             for i in order:
-                if self.res[i] == r:
+                if self.res[i] == r and i not in self.floating:
                     if pos[i] != k:
                         moved[i] = pos[i] - k
                     k += 1
@@ -281,16 +299,42 @@ class _ListScheduler:
         if self.seg[i] != self.cur_seg.get(ins.core, 0):
             self.held.setdefault(ins.core, []).append(i)
             return
-        r = self.res[i]
-        limit = 1 if r[1] == "dma" else self.window
-        if self.pos[i] >= self.head[r] + limit:
-            self.later[r][self.pos[i]] = i
-            return
+        if i in self.floating:
+            r = self._assign(i)
+        else:
+            r = self.res[i]
+            limit = 1 if r[1] == "dma" else self.window
+            if self.pos[i] >= self.head[r] + limit:
+                self.later[r][self.pos[i]] = i
+                return
+        self._eligible(i, r)
+
+    def _eligible(self, i, r):
         heapq.heappush(self.waiting[r], (self.ready[i], i))
+        self.queued[r] += self._estimate(i)
         self._push_best(r)
+
+    def _assign(self, i):
+        """The candidate engine where instruction i would finish first."""
+        ins = self.instrs[i]
+        default = ins.engine
+        best = None
+        for e in ins.attrs["engines"]:
+            r = (ins.core, e)
+            ins.engine = e
+            fin = max(self.free[r], self.ready[i]) + self.queued[r] + self._estimate(i)
+            if best is None or fin < best[0]:
+                best = (fin, e, r)
+        ins.engine = default
+        _, e, r = best
+        if e != default:
+            ins.engine = e
+            self.res[i] = r
+        return r
 
     def _issue(self, i, r, start) -> float:
         ins = self.instrs[i]
+        self.queued[r] -= self._estimate(i)
         if r[1] == "dma":
             info = self.cost.dma.cost(ins)
             c = self.cost.dma
@@ -321,8 +365,7 @@ class _ListScheduler:
         later = self.later[r]
         if later:
             for p in [p for p in later if p < h + limit]:
-                j = later.pop(p)
-                heapq.heappush(self.waiting[r], (self.ready[j], j))
+                self._eligible(later.pop(p), r)
         # successors
         for s, kind in self.succ[i]:
             rs = self.res[s]

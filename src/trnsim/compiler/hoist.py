@@ -1,0 +1,165 @@
+"""Hoisting: a loop-invariant load is issued once.
+
+A kernel that loads a weight inside a loop whose index the load does not use reloads the
+same bytes every iteration; the compiler's loop-invariant code motion issues that load
+once, before the loop, and every iteration reads the one copy. In the record the loop is
+unrolled, so the pass sees it as a DMA load that repeats the previous execution of its
+own source line exactly:
+
+- a plain HBM -> SBUF `dma_copy` (no cast, no indirection) from the same HBM bytes in the
+  same pattern, with no HBM write to those bytes since the previous execution;
+- into the same bytes of the same on-chip tensor, not written since (the tensor declared
+  outside the loop) -- the repeat is dropped; or into a fresh tensor of the same layout
+  that nothing else writes, while the previous one was also written only by its load
+  (the tensor declared inside the loop) -- the repeat is dropped and the fresh tensor's
+  reads go to the previous copy, which the allocation pass then keeps live across the
+  loop (spilling it if SBUF runs short, as the compiler would).
+
+Only the immediately enclosing loop is hoisted out of: a load that changes with an inner
+loop's index is not repeated back to back, so it stays (the matmul tutorial's tiled step
+reloads its tiles on hardware: 51.80 ms against the hoisted step's 42.96 ms, hardware.md
+§3.1). Loop-invariant computations are not hoisted (not modelled)."""
+from __future__ import annotations
+
+from bisect import bisect_right
+from dataclasses import replace
+
+from ..machine.record import Program
+
+_PLAIN = ("dma_copy",)
+
+
+def hoist_invariant_loads(program: Program) -> Program:
+    """The program with each repeated loop-invariant load removed (see the module)."""
+    instrs = program.instructions
+    allocs = program.allocations
+    writes_of: dict = {}  # alloc id -> indices of the instructions writing it
+    hbm_writes: list = []  # (index, lo, hi) in program order
+    for ins in instrs:
+        for a in ins.writes:
+            if a.space == "hbm":
+                hbm_writes.append((ins.index, a.lo, a.hi))
+            elif a.alloc >= 0:
+                w = writes_of.setdefault(a.alloc, [])
+                if not w or w[-1] != ins.index:
+                    w.append(ins.index)
+    hbm_at = [w[0] for w in hbm_writes]
+
+    def hbm_written(src, since, until) -> bool:
+        k = bisect_right(hbm_at, since)
+        while k < len(hbm_writes) and hbm_writes[k][0] < until:
+            _, lo, hi = hbm_writes[k]
+            if lo < src.hi and src.lo < hi:
+                return True
+            k += 1
+        return False
+
+    def written_between(aid, since, until) -> bool:
+        w = writes_of.get(aid, ())
+        k = bisect_right(w, since)
+        return k < len(w) and w[k] < until
+
+    last: dict = {}  # (core, source line) -> (index, src, dst) of its previous execution
+    alias: dict = {}  # dropped tensor's alloc id -> the alloc id of the copy it reads
+    dropped: set = set()
+    for ins in instrs:
+        load = _plain_load(ins, allocs)
+        if load is None:
+            continue
+        src, dst = load
+        key = (ins.core, ins.location.file, ins.location.line)
+        prev = last.get(key)
+        last[key] = (ins.index, src, dst)
+        if prev is None:
+            continue
+        p_index, p_src, p_dst = prev
+        if not _same_bytes(src, p_src) or hbm_written(src, p_index, ins.index):
+            continue
+        if dst.alloc == p_dst.alloc:  # reloaded into the tensor it is still in
+            if not _same_place(dst, p_dst) or written_between(dst.alloc, p_index, ins.index):
+                continue
+        elif _fresh_copy(ins.index, dst, p_dst, allocs, writes_of):
+            alias[dst.alloc] = alias.get(p_dst.alloc, p_dst.alloc)
+        else:
+            continue
+        dropped.add(ins.index)
+        last[key] = prev
+        first = instrs[p_index]
+        first.attrs["hoisted_repeats"] = first.attrs.get("hoisted_repeats", 0) + 1
+    if not dropped:
+        return program
+    out = []
+    for ins in instrs:
+        if ins.index in dropped:
+            continue
+        if alias:
+            ins.reads = tuple(_redirect(a, alias, allocs) for a in ins.reads)
+        out.append(ins)
+    renumber = {}
+    for k, ins in enumerate(out):
+        renumber[ins.index] = k
+        ins.index = k
+    for ins in out:
+        dep = ins.attrs.get("depends_on")
+        if dep:
+            ins.attrs["depends_on"] = tuple(renumber[d] for d in dep if d in renumber)
+    positions = sorted(renumber)
+    fences = [(c, _next_kept(positions, renumber, at, len(out))) for c, at in program.fences]
+    return Program(program.chip, program.lnc, out, allocs, program.memory, fences)
+
+
+def _plain_load(ins, allocs):
+    """(HBM source, on-chip destination) of a plain load into an automatic tensor."""
+    if ins.engine != "dma" or ins.opcode not in _PLAIN or ins.attrs.get("cast") \
+            or ins.attrs.get("spill") or ins.location is None:
+        return None
+    srcs = [a for a in ins.reads if a.role != "indirect_offset"]
+    if len(srcs) != 1 or len(ins.writes) != 1:
+        return None
+    src, dst = srcs[0], ins.writes[0]
+    if src.space != "hbm" or dst.space != "sbuf" or src.indirect or dst.indirect \
+            or dst.alloc < 0 or allocs[dst.alloc].explicit:
+        return None
+    return src, dst
+
+
+def _fresh_copy(index, dst, p_dst, allocs, writes_of) -> bool:
+    """dst is a tensor only this load writes, laid out as the previous copy, which only
+    its own load wrote: the same value in the same place of an equal tensor."""
+    new, old = allocs[dst.alloc], allocs[p_dst.alloc]
+    return (writes_of.get(dst.alloc) == [index] and len(writes_of.get(p_dst.alloc, ())) == 1
+            and _same_layout(old, new) and dst.lo - new.vaddr == p_dst.lo - old.vaddr
+            and _same_place(_moved(dst, -new.vaddr), _moved(p_dst, -old.vaddr)))
+
+
+def _moved(a, shift):
+    return replace(a, lo=a.lo + shift, hi=a.hi + shift)
+
+
+def _same_bytes(a, b) -> bool:
+    return (a.lo, a.hi, a.offset, a.pattern, a.dtype, a.shape) == \
+        (b.lo, b.hi, b.offset, b.pattern, b.dtype, b.shape)
+
+
+def _same_place(a, b) -> bool:
+    return (a.lo, a.hi, a.p_lo, a.p_hi, a.pattern, a.dtype) == \
+        (b.lo, b.hi, b.p_lo, b.p_hi, b.pattern, b.dtype)
+
+
+def _same_layout(a, b) -> bool:
+    return (a.space, a.core, a.row_bytes, a.block_bytes, a.partition, a.partitions,
+            a.dtype) == (b.space, b.core, b.row_bytes, b.block_bytes, b.partition,
+                         b.partitions, b.dtype)
+
+
+def _redirect(a, alias, allocs):
+    to = alias.get(a.alloc)
+    if to is None:
+        return a
+    return replace(_moved(a, allocs[to].vaddr - allocs[a.alloc].vaddr), alloc=to)
+
+
+def _next_kept(positions, renumber, at, end) -> int:
+    """The new index of the first kept instruction at or after old index `at`."""
+    k = bisect_right(positions, at - 1)
+    return renumber[positions[k]] if k < len(positions) else end
