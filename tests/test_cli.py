@@ -29,7 +29,7 @@ MATMUL = str(ROOT / "examples" / "tiled_matmul.py") + "::tiled_matmul_kernel"
 STEP = 100.0
 
 
-def _serial(program, chip=None):
+def _serial(program, chip=None, order="compiler"):
     evs = [Event(i.index, i.core, f"dma:{i.queue}" if i.engine == "dma" else i.engine,
                  STEP * n, STEP * (n + 1), STEP * n) for n, i in enumerate(program)]
     return Timeline(chip or program.chip, evs, STEP * len(evs))
@@ -142,7 +142,9 @@ def test_profile_prints_summary_insights_and_writes_files(serial, tmp_path, caps
     assert "tensor_add_kernel on trn2" in out and "predicted time 800 ns for 8 instructions" in out
     assert re.search(r"total_time\s+800 ns", out)
     assert re.search(r"hbm_read_bytes\s+1.00 MiB", out)  # 2 x 256x512 fp32
-    assert re.search(r"vector\s+25.00 %\s+200 ns\s+200 ns\s+2", out)
+    # the two adds left to the compiler: one each on Vector and GpSimd (engine balancing)
+    assert re.search(r"vector\s+12.50 %\s+100 ns\s+100 ns\s+1", out)
+    assert re.search(r"gpsimd\s+12.50 %\s+100 ns\s+100 ns\s+1", out)
     assert "Insights" in out and "Wrote" in out
     stem = out_dir / "tensor_add_kernel-trn2"
     for ext in (".trace.json", ".report.html", ".summary.json"):
@@ -205,6 +207,17 @@ def test_compare_two_kernels_and_two_chips(serial, capsys):
     rc, out, _ = _run(["compare", ADD, "--chip", "trn2", "--chip", "trn3", "--arg",
                        "a_input=float32[128,512]", "--arg", "b_input=float32[128,512]"], capsys)
     assert rc == 0 and "B = tensor_add_kernel@trn3" in out
+
+
+def test_compare_one_kernel_in_program_and_compiler_order(capsys):
+    rc, out, _ = _run(["compare", ADD, "--order", "program", "--order", "compiler",
+                       "--arg", "a_input=float32[512,512]", "--arg", "b_input=float32[512,512]",
+                       "--no-numerics"], capsys)
+    assert rc == 0
+    assert ("A = tensor_add_kernel@trn2 (program order), "
+            "B = tensor_add_kernel@trn2 (compiler order)") in out
+    rc, _, err = _run(["compare", ADD, "--order", "program"], capsys)
+    assert rc != 0 and "in two orders" in err
     assert re.search(r"total_time\s+400 ns\s+400 ns\s+1.00x", out)
     rc, out, _ = _run(["compare", ADD + "@trn1", ADD + "@trn3", "--arg",
                        "a_input=float32[128,512]", "--arg", "b_input=float32[128,512]"], capsys)
@@ -264,7 +277,7 @@ def test_profile_dir_hook_never_breaks_the_script(tmp_path, monkeypatch):
     from test_profile_perfetto import _example
     from trnsim import nki
 
-    def broken(program, chip=None):
+    def broken(program, chip=None, order=None):
         raise RuntimeError("no timing today")
     monkeypatch.setattr(trnsim.timing, "schedule", broken, raising=False)
     monkeypatch.setenv("TRNSIM_PROFILE_DIR", str(tmp_path))

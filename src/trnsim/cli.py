@@ -10,6 +10,9 @@
     trnsim compare A B [same options]       two kernels side by side, with ratios
     trnsim compare FILE.py::K --chip trn2 --chip trn3   one kernel on two chips
         (A and B may also carry a chip: FILE.py::K@trn3)
+    trnsim compare FILE.py::K --order program --order compiler
+        one kernel with its engines in program order (in-order mode) and in the order
+        the compiler model's scheduler issues (the default everywhere)
 
     trnsim chips [--json]                    the chips and their key figures
 
@@ -268,7 +271,7 @@ class Progress:
 # ---------------------------------------------------------------- profiles
 
 def run_profile(target, chip, arg_specs, npz, lnc, numerics, seed, progress=None,
-                only_known=False):
+                only_known=False, order="compiler"):
     """(Profile, input descriptions) for one kernel target. `only_known`: drop inputs
     that are not parameters of this kernel (compare gives both kernels the same ones)."""
     import trnsim.profile as tprof
@@ -279,7 +282,7 @@ def run_profile(target, chip, arg_specs, npz, lnc, numerics, seed, progress=None
     if progress:
         progress.set("simulating")
     extra = {} if lnc is None else {"lnc": lnc}
-    prof = tprof.profile(obj, chip=chip, numerics=numerics, **extra, **kwargs)
+    prof = tprof.profile(obj, chip=chip, numerics=numerics, order=order, **extra, **kwargs)
     if progress:
         progress.set("summarizing")
     prof.summary  # noqa: B018 - computed here, under the progress display
@@ -394,7 +397,8 @@ def _header(prof, desc) -> str:
 def cmd_profile(args) -> int:
     with Progress(enabled=args.progress) as prog:
         prof, desc = run_profile(args.kernel, args.chip, args.arg, args.inputs, args.lnc,
-                                 args.numerics, args.seed, prog)
+                                 args.numerics, args.seed, prog,
+                                 order=args.order or "compiler")
         paths = {}
         if args.out != "" and not args.no_write:
             prog.set("writing")
@@ -423,18 +427,29 @@ def cmd_profile(args) -> int:
 
 
 def _compare_targets(args):
+    """[(kernel target, chip, order)] for A and B."""
     chips = args.chip or []
+    orders = args.order or []
+    if len(orders) > 2:
+        raise CliError("at most two --order (one per side)")
+    oa = orders[0] if orders else "compiler"
+    ob = orders[1] if len(orders) == 2 else oa
     if len(args.kernels) == 1:
+        if len(orders) == 2 and len(chips) <= 1:
+            chip = chips[0] if chips else None
+            return [(args.kernels[0], chip, oa), (args.kernels[0], chip, ob)]
         if len(chips) != 2:
-            raise CliError("compare one kernel on two chips: FILE.py::K --chip trn2 --chip trn3")
-        return [(args.kernels[0], chips[0]), (args.kernels[0], chips[1])]
+            raise CliError("compare one kernel on two chips (FILE.py::K --chip trn2 --chip "
+                           "trn3) or in two orders (--order program --order compiler)")
+        return [(args.kernels[0], chips[0], oa), (args.kernels[0], chips[1], ob)]
     if len(args.kernels) != 2:
-        raise CliError("compare takes two kernels (A B), or one kernel and two --chip")
+        raise CliError("compare takes two kernels (A B), or one kernel and two --chip "
+                       "or two --order")
     if len(chips) > 2:
         raise CliError("at most two --chip (one per kernel)")
     ca = chips[0] if chips else None
     cb = chips[1] if len(chips) == 2 else ca
-    return [(args.kernels[0], ca), (args.kernels[1], cb)]
+    return [(args.kernels[0], ca, oa), (args.kernels[1], cb, ob)]
 
 
 def cmd_compare(args) -> int:
@@ -442,16 +457,17 @@ def cmd_compare(args) -> int:
     targets = _compare_targets(args)
     profs, labels = [], []
     with Progress(enabled=args.progress) as prog:
-        for target, chip in targets:
+        for target, chip, order in targets:
             # inputs are generated per kernel from the same seed, filtered to its params
             t, c = target, chip
             if "@" in t.rpartition("::")[2]:
                 t, _, c = t.rpartition("@")
             name = load_kernel(t)[2]
             prof, _ = run_profile(t, c, args.arg, args.inputs, args.lnc, args.numerics,
-                                  args.seed, prog, only_known=True)
+                                  args.seed, prog, only_known=True, order=order)
             profs.append(prof)
-            labels.append(f"{name}@{views.chip_name(prof.chip)}")
+            labels.append(f"{name}@{views.chip_name(prof.chip)}"
+                          + (f" ({order} order)" if args.order else ""))
         paths = []
         if args.out:
             prog.set("writing")
@@ -588,6 +604,10 @@ def _add_run_options(p):
     p.add_argument("--numerics", action=argparse.BooleanOptionalAction, default=True,
                    help="compute values (default) or timing only (--no-numerics: faster)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
+    p.add_argument("--order", action="append" if p.prog.endswith("compare") else "store",
+                   choices=("compiler", "program"), default=None,
+                   help="engines run the compiler model's issue order (default) or the "
+                        "kernel's program order (in-order mode)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress line on stderr (default: when stderr is a terminal)")
 

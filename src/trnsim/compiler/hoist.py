@@ -44,6 +44,7 @@ def hoist_invariant_loads(program: Program) -> Program:
                 if not w or w[-1] != ins.index:
                     w.append(ins.index)
     hbm_at = [w[0] for w in hbm_writes]
+    dropped: set = set()
 
     def hbm_written(src, since, until) -> bool:
         k = bisect_right(hbm_at, since)
@@ -55,13 +56,17 @@ def hoist_invariant_loads(program: Program) -> Program:
         return False
 
     def written_between(aid, since, until) -> bool:
+        """A write to the tensor between the two loads (other than a dropped repeat)."""
         w = writes_of.get(aid, ())
         k = bisect_right(w, since)
-        return k < len(w) and w[k] < until
+        while k < len(w) and w[k] < until:
+            if w[k] not in dropped:
+                return True
+            k += 1
+        return False
 
     last: dict = {}  # (core, source line) -> (index, src, dst) of its previous execution
     alias: dict = {}  # dropped tensor's alloc id -> the alloc id of the copy it reads
-    dropped: set = set()
     for ins in instrs:
         load = _plain_load(ins, allocs)
         if load is None:

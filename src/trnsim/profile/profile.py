@@ -44,10 +44,11 @@ class BenchmarkResult:
         self.nc_latency = Latency(latency_us)
 
 
-def schedule_run(run):
-    """The Timeline of a finished Run (its program on its chip)."""
+def schedule_run(run, order: str = "compiler"):
+    """The Timeline of a finished Run (its program on its chip), the engines running the
+    compiler model's issue order (or with order="program", the kernel's program order)."""
     from ..timing import schedule
-    return schedule(run.program, run.chip)
+    return schedule(run.program, run.chip, order)
 
 
 class Profile:
@@ -69,9 +70,9 @@ class Profile:
         self.name = name or "kernel"
 
     @classmethod
-    def from_run(cls, run, outputs=None, name=None) -> "Profile":
+    def from_run(cls, run, outputs=None, name=None, order: str = "compiler") -> "Profile":
         """Schedule a finished Run (from trnsim.run_kernel or run_legacy)."""
-        return cls(run.program, schedule_run(run), outputs, run, name)
+        return cls(run.program, schedule_run(run, order), outputs, run, name)
 
     @property
     def total_time(self) -> float:
@@ -214,7 +215,8 @@ def _uses_legacy_api(fn) -> bool:
     return False
 
 
-def profile(kernel, *args, chip=None, numerics=True, lnc=None, **kwargs) -> Profile:
+def profile(kernel, *args, chip=None, numerics=True, lnc=None, order="compiler",
+            **kwargs) -> Profile:
     """Run `kernel(*args, **kwargs)` on the simulated chip and profile it.
 
     `kernel`: a current-API kernel (`@nki.jit`, `kernel[2]`, `nki.simulate(kernel)` or a
@@ -223,7 +225,9 @@ def profile(kernel, *args, chip=None, numerics=True, lnc=None, **kwargs) -> Prof
     `chip`: trn1/trn2/trn3 (None: the kernel's `platform_target` for a legacy kernel,
     else the environment, else trn2). `numerics=False` runs timing only (shapes, checks
     and the record; outputs hold no computed values). `lnc`: logical cores (current
-    API; default the kernel's)."""
+    API; default the kernel's). `order`: "compiler" (the engines run the order the
+    compiler model's scheduler issues) or "program" (in-order mode: the kernel's
+    program order)."""
     from ..machine.launch import run_kernel
     from ..nki.jit import Simulated, _as_kernel, default_chip
     legacy = _legacy_kernel(kernel)
@@ -245,4 +249,4 @@ def profile(kernel, *args, chip=None, numerics=True, lnc=None, **kwargs) -> Prof
                                   chip=chip if chip is not None else default_chip(),
                                   numerics=numerics)
         fn = k.fn
-    return Profile.from_run(run, outputs, getattr(fn, "__name__", None))
+    return Profile.from_run(run, outputs, getattr(fn, "__name__", None), order)
