@@ -207,6 +207,12 @@ def test_compare_two_kernels_and_two_chips(serial, capsys):
     rc, out, _ = _run(["compare", ADD, "--chip", "trn2", "--chip", "trn3", "--arg",
                        "a_input=float32[128,512]", "--arg", "b_input=float32[128,512]"], capsys)
     assert rc == 0 and "B = tensor_add_kernel@trn3" in out
+    assert re.search(r"total_time\s+400 ns\s+400 ns\s+1.00x", out)
+    rc, out, _ = _run(["compare", ADD + "@trn1", ADD + "@trn3", "--arg",
+                       "a_input=float32[128,512]", "--arg", "b_input=float32[128,512]"], capsys)
+    assert "A = tensor_add_kernel@trn1, B = tensor_add_kernel@trn3" in out
+    rc, _, err = _run(["compare", ADD], capsys)
+    assert rc == 2 and "two" in err
 
 
 def test_compare_one_kernel_in_program_and_compiler_order(capsys):
@@ -218,12 +224,6 @@ def test_compare_one_kernel_in_program_and_compiler_order(capsys):
             "B = tensor_add_kernel@trn2 (compiler order)") in out
     rc, _, err = _run(["compare", ADD, "--order", "program"], capsys)
     assert rc != 0 and "in two orders" in err
-    assert re.search(r"total_time\s+400 ns\s+400 ns\s+1.00x", out)
-    rc, out, _ = _run(["compare", ADD + "@trn1", ADD + "@trn3", "--arg",
-                       "a_input=float32[128,512]", "--arg", "b_input=float32[128,512]"], capsys)
-    assert "A = tensor_add_kernel@trn1, B = tensor_add_kernel@trn3" in out
-    rc, _, err = _run(["compare", ADD], capsys)
-    assert rc == 2 and "two" in err
 
 
 def test_progress_line():
