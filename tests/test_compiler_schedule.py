@@ -265,3 +265,21 @@ def test_engine_agnostic_work_lands_on_an_idle_engine():
         assert ins.engine in ins.attrs["engines"] and ins.engine != "vector"
     pinned = [i for i in prof.program.instructions if i.opcode == "tensor_tensor"]
     assert all(i.engine == "vector" and "engines" not in i.attrs for i in pinned)
+
+
+def test_trace_shows_moves_and_engine_choices(tmp_path):
+    import json
+    x, w = _inputs()
+    prof = trnsim.profile(transpose_then_matmul, x, w, chip="trn2")
+    prof.to_perfetto(tmp_path / "t.json")
+    slices = [e for e in json.loads((tmp_path / "t.json").read_text())["traceEvents"]
+              if e.get("ph") == "X"]
+    moved = {e["args"]["index"]: e["args"]["moved_up"] for e in slices
+             if "moved_up" in e["args"]}
+    assert moved == {e.index: e.moved for e in prof.timeline.events if e.moved}
+    y = np.random.default_rng(8).standard_normal((G, 128, 2048)).astype(np.float32)
+    prof = trnsim.profile(busy_vector, y, chip="trn2")
+    prof.to_perfetto(tmp_path / "b.json")
+    chosen = [e["args"]["engine"] for e in json.loads((tmp_path / "b.json").read_text())[
+        "traceEvents"] if e.get("ph") == "X" and "engine" in e["args"]]
+    assert len(chosen) == G and all("chosen by the compiler from vector" in c for c in chosen)

@@ -10,7 +10,8 @@ Layout:
   (`role: tensor dtype@space[shape] bytes`), bytes moved, the kernel's file:line
   (`nki_source_location`, as Neuron Explorer names it) and source text, the cost-model
   terms, the instruction's attributes, how long it queued after its dependencies were
-  satisfied, and what it waited on;
+  satisfied, what it waited on, how many places the compiler model's scheduler moved it
+  up its engine (`moved_up`) and, for engine-agnostic work, the engine it chose;
 - flow arrows ("ph": "s" / "f", bound by id) from each producer to each instruction on
   another track that waited for it (a semaphore wait: RAW/WAR/WAW/order);
 - counter tracks per core: HBM read and write bandwidth (GB/s), DMA transfers in flight,
@@ -110,6 +111,11 @@ def trace_events(profile) -> tuple[list[dict], dict]:
             args["cost"] = views.jsonable(e.cost)
         if e.ready and e.ready < e.start:
             args["queued_ns"] = round(e.start - e.ready, 3)
+        if e.moved:  # the compiler's scheduler issued it this many places early (late: <0)
+            args["moved_up"] = e.moved
+        if ins.attrs.get("engines"):
+            args["engine"] = f"{ins.engine}, chosen by the compiler from " \
+                             f"{', '.join(ins.attrs['engines'])}"
         if e.waits:
             args["waits"] = [f"#{w.producer} {instructions[w.producer].opcode} "
                              f"({w.kind}{' ' + w.space if w.space else ''})"
