@@ -283,3 +283,27 @@ def test_trace_shows_moves_and_engine_choices(tmp_path):
     chosen = [e["args"]["engine"] for e in json.loads((tmp_path / "b.json").read_text())[
         "traceEvents"] if e.get("ph") == "X" and "engine" in e["args"]]
     assert len(chosen) == G and all("chosen by the compiler from vector" in c for c in chosen)
+
+
+@trnsim.nki.jit
+def pinned_to_vector(x):
+    out = nl.ndarray(x.shape, nl.float32, buffer=nl.shared_hbm)
+    for g in range(x.shape[0]):
+        t = nl.ndarray((128, 2048), nl.float32, buffer=nl.sbuf)
+        nisa.dma_copy(dst=t, src=x[g])
+        for _ in range(4):
+            nisa.tensor_tensor(dst=t, data1=t, data2=t, op=nl.add, engine=nisa.vector_engine)
+        nisa.dma_copy(dst=out[g], src=t)
+    return out
+
+
+def test_imbalance_insight_names_the_pinned_lines_and_the_idle_engine():
+    x = np.random.default_rng(9).standard_normal((G, 128, 2048)).astype(np.float32)
+    prof = trnsim.profile(pinned_to_vector, x, chip="trn2")
+    np.testing.assert_allclose(prof.outputs, 16 * x, rtol=1e-6)
+    found = {i.rule: i for i in prof.all_insights}
+    imb = found["engine_imbalance"]
+    assert "VectorE" in imb.message and "GpSimd" in imb.message
+    assert "engine=" in imb.recommendation
+    line = next(i.location for i in prof.program.instructions if i.opcode == "tensor_tensor")
+    assert imb.locations == [str(line)]

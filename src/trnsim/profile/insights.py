@@ -24,6 +24,9 @@ Rules (thresholds from the profiler docs unless marked as trnsim's choice):
 - engine_starvation: the Tensor Engine idle between its instructions while waiting for
   DMA/Vector/Scalar/GpSimd >= 10% of the run (trnsim's choice; the wait before its
   first instruction, filling the pipeline, is not counted).
+- engine_imbalance: work the kernel pinned to one of Vector/Scalar/GpSimd that another,
+  idler one could run (isa/engines.py), where an even split would save >= 10% of the
+  run (trnsim's choice); unpinned work is balanced by the compiler model.
 """
 from __future__ import annotations
 
@@ -31,6 +34,7 @@ import os
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+from ..timing.timeline import busy_time
 from .summary import (SMALL_DMA_BYTES, HbmTraffic, core_count, matmul_flops, merged,
                       overlap, spill_dmas, throttle_spans)
 
@@ -41,6 +45,7 @@ THROTTLE_PERCENT = 1.0
 SPILL_PERCENT = 25.0
 STARVATION_PERCENT = 10.0
 INEFFICIENT_DMA_PERCENT = 10.0
+IMBALANCE_PERCENT = 10.0  # share of the run a balanced split of pinned work could save
 SHOWN = 4  # the profiler shows 2-4 insights
 MAX_LINES = 5
 
@@ -435,8 +440,47 @@ def engine_starvation(c: _Context):
         advice, _ranked(items), value, STARVATION_PERCENT)
 
 
+def engine_imbalance(c: _Context):
+    """A compute engine busy with work the kernel pinned to it while another engine that
+    could run part of that work (isa/engines.py) idles. Unpinned work is balanced by
+    the compiler model already; pinned work stays where the kernel put it."""
+    from ..isa.engines import TABLE
+    gen = c.chip.generation
+    best = None
+    for core in range(c.ncores):
+        evs = [e for e in c.timeline.events if e.core == core]
+        busy = {x: busy_time([e for e in evs if e.track == x])
+                for x in ("vector", "scalar", "gpsimd")}
+        for x in busy:
+            movable = defaultdict(list)  # other engine -> [(instruction, ns)]
+            for e in evs:
+                ins = c.ins[e.index]
+                if e.track != x or ins.attrs.get("engines") or ins.opcode not in TABLE:
+                    continue
+                for y in TABLE[ins.opcode](ins, gen) - {x}:
+                    movable[y].append((ins, e.end - e.start))
+            for y, items in movable.items():
+                shed = min(sum(d for _, d in items), (busy[x] - busy[y]) / 2)
+                value = 100.0 * shed / c.t if c.t > 0 else 0.0
+                if value >= IMBALANCE_PERCENT and (best is None or value > best[0]):
+                    best = (value, x, y, busy, items)
+    if best is None:
+        return None
+    value, x, y, busy, items = best
+    names = {"vector": "VectorE", "scalar": "ScalarE", "gpsimd": "GpSimd"}
+    return Insight(
+        "engine_imbalance", "Compute engines unbalanced",
+        value / 100,
+        f"{names[x]} was busy {100 * busy[x] / c.t:.0f}% of the run and {names[y]} "
+        f"{100 * busy[y] / c.t:.0f}%; {len(items)} instructions pinned to {names[x]} "
+        f"could run on {names[y]}: splitting them evenly would save up to {value:.0f}%",
+        f"drop the engine= argument on these lines so the compiler balances them, or pin "
+        f"part of them to {names[y]}",
+        _ranked(items), value, IMBALANCE_PERCENT)
+
+
 RULES = (low_model_flops, transpose_flops, small_dma, inefficient_dma, tensor_reload,
-         throttling, spill, engine_starvation)
+         throttling, spill, engine_starvation, engine_imbalance)
 
 
 def find_insights(program, timeline, summary, hbm: HbmTraffic | None = None) -> list[Insight]:
