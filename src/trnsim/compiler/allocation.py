@@ -18,8 +18,12 @@ Policy (neuronx-cc's own heuristics are not published; these are trnsim's, named
 - Explicitly placed tensors (`address=`, direct allocation) hold their bytes from their
   declaration to their last access; other blocks are kept out of them meanwhile.
 - When a block does not fit, resident blocks not used by the instruction at hand are
-  evicted: the contiguous window whose soonest-needed block is needed last (Belady's
-  furthest next use), then the fewest bytes to save. A block whose bytes still equal a
+  evicted: preferably a window whose blocks were last used, and are next needed, at
+  least PREFETCH_DISTANCE instructions away (so the reload into it can run ahead of
+  the instruction that needs it, under the work in between, instead of waiting for
+  the instruction just before: the prefetch a spilling compiler schedules); among
+  those, or failing any, the contiguous window whose soonest-needed block is needed
+  last (Belady's furthest next use), then the fewest bytes to save. A block whose bytes still equal a
   copy in HBM (everything written into it since it was placed came from HBM by DMA, and
   that HBM was not written since; or its spill copy) is dropped without a save; any
   other block is saved to HBM scratch. Its next access reloads it from the copy.
@@ -45,6 +49,10 @@ from .arena import Arena, merged
 from .plan import MemoryPlan, Placement, Spill
 
 _MAX_LISTED = 24  # resident blocks listed in a capacity error
+# How far ahead (instructions) a reload should be able to start. No published figure
+# (neuronx-cc's spill scheduling is not documented): a choice, a few matmuls' worth so
+# a reload's fixed DMA cost (~1.3 us) hides under the compute in between.
+PREFETCH_DISTANCE = 8
 SCRATCH_ALIGN = 512  # HBM spill slots, as HbmSpace aligns tensors
 
 
@@ -298,6 +306,7 @@ class _Allocator:
         starts = [b.placement.start for b in movable]
         ends = [b.placement.start + b.placement.size for b in movable]
         soon = [b.uses[b.next] for b in movable]
+        recent = [b.uses[b.next - 1] if b.next else now for b in movable]
         saves = [b.nbytes if self.needs_save(b) else 0 for b in movable]
         candidates = {0} | {-(-hi // arena.align) * arena.align for _, hi in fixed}
         best = None
@@ -307,7 +316,10 @@ class _Allocator:
             if e > arena.capacity or (k >= 0 and fixed[k][1] > s):
                 continue
             lo, hi = bisect.bisect_right(ends, s), bisect.bisect_left(starts, e)
-            score = (min(soon[lo:hi], default=float("inf")), -sum(saves[lo:hi]), lo - hi)
+            first = min(soon[lo:hi], default=float("inf"))
+            ahead = first - now >= PREFETCH_DISTANCE and \
+                now - max(recent[lo:hi], default=-PREFETCH_DISTANCE) >= PREFETCH_DISTANCE
+            score = (ahead, first, -sum(saves[lo:hi]), lo - hi)
             if best is None or score > best[0]:
                 best = (score, s, movable[lo:hi])
         if best is None:
