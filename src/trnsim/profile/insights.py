@@ -262,11 +262,11 @@ def _overhead_bound_bytes(chip) -> int:
     return int(x.get("overhead_bound_bytes_per_partition", 256) or 256)
 
 
-def _stall_by_producer(c: _Context) -> dict:
-    """{producer instruction index: ns the Tensor Engine sat idle waiting for it}
-    (idle time between two Tensor Engine instructions, charged to the wait satisfied
-    last; the wait before the first instruction is not counted)."""
-    out: dict = defaultdict(float)
+def _tensor_stalls(c: _Context):
+    """(waiting event, producer event, idle ns) for each time the Tensor Engine sat idle
+    between two of its instructions, charged to the wait satisfied last (the timeline
+    lists waits latest-satisfied first; the wait before the first instruction, filling
+    the pipeline, is not counted)."""
     for core in range(c.ncores):
         evs = sorted((c.events[i.index] for i in c.tensor if i.core == core),
                      key=lambda e: e.start)
@@ -276,7 +276,14 @@ def _stall_by_producer(c: _Context) -> dict:
                 continue
             last = c.events.get(e.waits[0].producer)
             if last is not None:
-                out[last.index] += idle
+                yield e, last, idle
+
+
+def _stall_by_producer(c: _Context) -> dict:
+    """{producer instruction index: ns the Tensor Engine sat idle waiting for it}."""
+    out: dict = defaultdict(float)
+    for _, last, idle in _tensor_stalls(c):
+        out[last.index] += idle
     return out
 
 
@@ -390,23 +397,13 @@ def engine_starvation(c: _Context):
     stall = defaultdict(float)  # producer engine -> ns
     items = []  # (producer instruction, ns)
     waiting = []  # (waiting instruction, ns)
-    for core in range(c.ncores):
-        evs = sorted((c.events[i.index] for i in c.tensor if i.core == core),
-                     key=lambda e: e.start)
-        for prev, e in zip(evs, evs[1:]):
-            idle = min(e.start, e.ready) - prev.end
-            if idle <= 0 or not e.waits:
-                continue
-            # the timeline lists the waits latest-satisfied first: that one gated it
-            last = c.events.get(e.waits[0].producer)
-            if last is None:
-                continue
-            eng = "dma" if last.track.startswith("dma") else last.track
-            if eng == "tensor":
-                continue
-            stall[eng] += idle
-            items.append((c.ins[last.index], idle))
-            waiting.append((c.ins[e.index], idle))
+    for e, last, idle in _tensor_stalls(c):
+        eng = "dma" if last.track.startswith("dma") else last.track
+        if eng == "tensor":
+            continue
+        stall[eng] += idle
+        items.append((c.ins[last.index], idle))
+        waiting.append((c.ins[e.index], idle))
     total = sum(stall.values()) / c.ncores
     value = 100.0 * total / c.t if c.t > 0 else 0.0
     if value < STARVATION_PERCENT:
