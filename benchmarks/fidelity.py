@@ -611,6 +611,15 @@ def render(res: dict) -> str:
         d = _err(trn2["block_mnk"]["ms"], trn2["block_free"]["ms"])
         L[-1] += (f"; blocked M/N/K is {d:+.1f}% against blocked free dims "
                   f"({'faster' if d < 0 else '**slower**'}).")
+    if not ordered2 and "hoisted" in trn2 and "block_free" in trn2:
+        h, b = trn2["hoisted"], trn2["block_free"]
+        L[-1] += (f" Why: in fp32 the hoisted step is already Tensor-Engine-bound (published PE "
+                  f"active 99.85%, predicted {h['active']['pe']:.1f}%), and so is the blocked "
+                  f"one (99.52%): the same matmuls, so the published figures themselves bound "
+                  f"the gain of step 3 over step 2 to under 1%. Predicted, blocked free dims is "
+                  f"{_err(b['ms'], h['ms']):+.1f}% against hoisted: its PE active is "
+                  f"{b['active']['pe']:.1f}% because part of its spill reloads (below) is not "
+                  f"hidden under the matmuls.")
     L += ["", "The steps run as published on trn2's usable SBUF. In fp32 the last two keep "
           "more tiles live than it holds (blocked free dims: a block's rhs tiles alone are "
           "256 KiB per partition; blocked M/N/K: partial sums, an lhsT and an rhs K block, "
@@ -717,7 +726,8 @@ _NOTES = ["## What the model is, what is fitted, what is not modelled", "",
           "published DMA throughput-vs-bytes-per-partition figure (a [128, b] transfer takes "
           "about 850 ns for every b up to 2 KiB); on trn1 it is the documented ~1300 ns "
           "per-transfer cost, which the Trn1 tutorial confirms (1311 ns per rhs load in the "
-          "hoisted step) but was not fitted to it. No Trn3 figure: Trn2's value.",
+          "hoisted step) but was not fitted to it. Trn3 (602 ns) is derived from Trn2's by "
+          "the engines' bandwidth ratio, not published (trn3.json says so).",
           "- `dma.extras.element_overhead_bytes` (144 B): fitted to the published DMA "
           "throughput-vs-bytes-per-partition figure (nki-dma-overview.rst).",
           "- `dependency_latency_cycles` of Vector/Scalar/GpSimd (200): fitted to the 264-cycle "
@@ -736,10 +746,18 @@ _NOTES = ["## What the model is, what is fitted, what is not modelled", "",
           "loads overlap the matmuls of the previous one while space lasts); when the live "
           "blocks do not fit, the blocks needed last are evicted (saved to HBM unless they "
           "still equal their HBM source) and reloaded before their next use. neuronx-cc's "
-          "own placement and spill heuristics are not published.",
+          "own placement and spill heuristics are not published. An evicted block is "
+          "preferably one last used, and next needed, at least 8 instructions away "
+          "(`PREFETCH_DISTANCE`, a choice), so its reload runs ahead of the use.",
+          "- Instruction order is the compiler model's (`src/trnsim/compiler/schedule.py`): "
+          "a list scheduler over the dependency graph, each engine issuing from a window of "
+          "its next 64 instructions (a choice) the one that can start first "
+          "(`SchedulingHeuristic.ASAP`, neuronx-cc's default); loads that repeat their "
+          "line's previous execution are issued once (`hoist.py`); engine-agnostic work goes "
+          "to the engine where it would finish first. Section 6 shows what each changes.",
           "",
-          "Not modelled: the compiler's instruction reordering within an engine (engines run "
-          "the kernel's program order), the DMA QoS classes of NC-v4, descriptor-generation "
+          "Not modelled: hoisting of loop-invariant computations (only loads), loop "
+          "interchange, the DMA QoS classes of NC-v4, descriptor-generation "
           "details beyond a fixed DGE cost, DMA transposes other than by an efficiency factor, "
           "SBUF/PSUM port conflicts (NC-v2 Vector/GpSimd, Vector/Scalar), TDP-driven "
           "throttling, collective communication (CC cores), instruction fetch, and "
