@@ -119,8 +119,7 @@ class _ListScheduler:
             found: dict = {}
             for a in ins.reads:
                 out: list = []
-                key = (a.space, None if a.space == "hbm" else a.core)
-                m = maps.get(key) or maps.setdefault(key, SpaceMap())
+                m = _map(maps, a)
                 m.read(a.p_lo, a.p_hi, a.lo, a.hi, i, (res, i) if unique else res, out)
                 if a.space == "hbm":
                     hbm_r.setdefault(i, []).append(a)
@@ -130,8 +129,7 @@ class _ListScheduler:
             for a in ins.writes:
                 waw: list = []
                 war: list = []
-                key = (a.space, None if a.space == "hbm" else a.core)
-                m = maps.get(key) or maps.setdefault(key, SpaceMap())
+                m = _map(maps, a)
                 dense = a.bytes >= (a.p_hi - a.p_lo) * (a.hi - a.lo)
                 m.write(a.p_lo, a.p_hi, a.lo, a.hi, i, (res, i) if unique else res,
                         waw, war, dense)
@@ -155,18 +153,15 @@ class _ListScheduler:
         """seg[i]: the fence segment of instruction i on its core; an instruction is only
         issued once every instruction of earlier segments of its core is."""
         instrs = self.instrs
-        cut: dict = {}  # core -> sorted indices where a new segment starts
+        cuts: dict = {}  # core -> indices of the instructions that start a new segment
         for core, at in fences:
-            cut.setdefault(core, set()).add(at)
-        for ins in instrs:
+            cuts.setdefault(core, set()).add(at)
+        for ins in instrs:  # a cross-core synchronisation is a segment of its own
             if ins.opcode in _SYNC_OPS:
-                s = cut.setdefault(ins.core, set())
-                s.add(ins.index)
-                s.add(ins.index + 1)
+                cuts.setdefault(ins.core, set()).update((ins.index, ins.index + 1))
         self.seg = [0] * len(instrs)
         self.left: dict = {}  # (core, segment) -> instructions not yet issued
         counter: dict = {}
-        cuts = {c: s for c, s in cut.items()}
         for ins in instrs:
             c = ins.core
             k = counter.get(c, 0)
@@ -258,13 +253,15 @@ class _ListScheduler:
             seen = set(order)
             order += [i for i in range(n) if i not in seen]
         moved = {}
-        for r, s in streams.items():
-            k = 0
-            for i in order:
-                if self.res[i] == r and i not in self.floating:
-                    if pos[i] != k:
-                        moved[i] = pos[i] - k
-                    k += 1
+        issued_on: dict = {}  # stream -> how many of its instructions were issued so far
+        for i in order:
+            if i in self.floating:
+                continue
+            r = self.res[i]
+            k = issued_on.get(r, 0)
+            issued_on[r] = k + 1
+            if pos[i] != k:
+                moved[i] = pos[i] - k
         return IssueOrder(order, self.heuristic, self.window, end, moved)
 
     def _pick_key(self, i):
@@ -390,6 +387,15 @@ class _ListScheduler:
             for j in held:
                 self._available(j)
         self._push_best(r)
+
+
+def _map(maps: dict, a) -> SpaceMap:
+    """The dependency map of an access's memory (HBM is shared by the cores)."""
+    key = (a.space, None if a.space == "hbm" else a.core)
+    m = maps.get(key)
+    if m is None:
+        m = maps[key] = SpaceMap()
+    return m
 
 
 def _hbm_hit(a, others) -> bool:
