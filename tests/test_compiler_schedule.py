@@ -265,6 +265,11 @@ def test_engine_agnostic_work_lands_on_an_idle_engine():
         assert ins.engine in ins.attrs["engines"] and ins.engine != "vector"
     pinned = [i for i in prof.program.instructions if i.opcode == "tensor_tensor"]
     assert all(i.engine == "vector" and "engines" not in i.attrs for i in pinned)
+    # NeuronCore-v2: Vector and GpSimd share the SBUF port, so nothing moves between them
+    prof = trnsim.profile(busy_vector, x, chip="trn1")
+    copies = [i for i in prof.program.instructions if i.opcode == "tensor_copy"]
+    assert all(i.attrs["engines"] == ("vector", "gpsimd") and i.engine == "vector"
+               for i in copies)
 
 
 def test_trace_shows_moves_and_engine_choices(tmp_path):

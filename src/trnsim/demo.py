@@ -50,7 +50,8 @@ def main(argv=None) -> int:
     rng = np.random.default_rng(0)
     print("trnsim demo: example NKI kernels profiled on simulated Trn2 and Trn3\n")
     head = (f"{'kernel':13} {'chip':5} {'time us':>9} {'MFU %':>6} {'PE %':>5} {'DVE %':>5} "
-            f"{'ACT %':>5} {'DMA %':>5} {'MBU %':>5} {'HBM MiB':>8} {'max|err|':>9}  top insight")
+            f"{'ACT %':>5} {'POOL %':>6} {'DMA %':>5} {'MBU %':>5} {'HBM MiB':>8} "
+            f"{'max|err|':>9}  top insight")
     print(head)
     print("-" * (len(head) + 30))
     failures, times = 0, {}
@@ -75,6 +76,7 @@ def main(argv=None) -> int:
                   f"{s['tensor_engine_active_time_percent']:5.1f} "
                   f"{s['vector_engine_active_time_percent']:5.1f} "
                   f"{s['scalar_engine_active_time_percent']:5.1f} "
+                  f"{s['gpsimd_engine_active_time_percent']:6.1f} "
                   f"{s['dma_active_time_percent']:5.1f} {s['mbu_estimated_percent']:5.1f} "
                   f"{hbm:8.2f} {err:9.2e}  {top}" + ("" if ok else "  MISMATCH"))
             prof.to_perfetto(OUT / f"{name}-{chip}.trace.json")
@@ -84,8 +86,9 @@ def main(argv=None) -> int:
         if chip == "trn3" and (name, "trn2") in times:
             print(f"  {name:13} {times[(name, 'trn2')] / t:5.2f}x")
     print(f"\nTraces (open in ui.perfetto.dev) and HTML reports written to {OUT}/")
-    print("PE/DVE/ACT = Tensor/Vector/Scalar engine active time; MBU = HBM bandwidth "
-          "utilization of one stack.")
+    print("PE/DVE/ACT/POOL = Tensor/Vector/Scalar/GpSimd engine active time (work the "
+          "kernel left to the compiler is balanced over the last three); MBU = HBM "
+          "bandwidth utilization of one stack.")
     return 1 if failures else 0
 
 

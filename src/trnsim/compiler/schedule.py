@@ -20,7 +20,8 @@ is that list scheduler:
 - Engine assignment: an instruction the kernel left to the compiler (`attrs["engines"]`,
   its candidate engines: trnsim/isa/engines.py) goes, once its dependencies are met, to
   the candidate where it would finish first given the work already waiting there
-  (ties: the default engine, listed first), and the record's `engine` says which.
+  (ties: the default engine, listed first), and the record's `engine` says which. Not
+  between Vector and GpSimd on NeuronCore-v2, where they share the SBUF port.
 - The times it reasons with are the compiler's estimates: each instruction's cost from
   the timing model without contention (no PE tiling, no warm-up throttle; a core's DMA
   transfers share its engines' bandwidth).
@@ -92,6 +93,9 @@ class _ListScheduler:
         self.heuristic = heuristic
         self.window = window
         self.cost = CostModel(chip)
+        # NeuronCore-v2: VectorE and GpSimd cannot access SBUF at the same time
+        # (hardware.md §1, ARCH), so moving work between them gains nothing
+        self.shared_port = chip.generation <= 2
         n = len(self.instrs)
         self.res = [resource_of(ins) for ins in self.instrs]
         # engine-agnostic instructions float: no place in a stream until assigned
@@ -317,6 +321,8 @@ class _ListScheduler:
         default = ins.engine
         best = None
         for e in ins.attrs["engines"]:
+            if self.shared_port and {e, default} == {"vector", "gpsimd"}:
+                continue
             r = (ins.core, e)
             ins.engine = e
             fin = max(self.free[r], self.ready[i]) + self.queued[r] + self._estimate(i)
