@@ -422,3 +422,40 @@ def test_evicted_blocks_leave_room_to_reload_ahead():
         # what the reload had to wait for is an instruction well before its consumer
         war = [w.producer for w in ev[r.index].waits if w.kind == "WAR"]
         assert all(consumer - p > PREFETCH_DISTANCE for p in war), (r.index, war, consumer)
+
+
+def test_explicit_order_edges_follow_the_renumbering_of_spills_and_hoisting():
+    """depends_on names instructions by their index in the record; the passes insert
+    (spills) and drop (hoisted loads) instructions, and the edges must still name the
+    same producer."""
+    import trnsim.nki.isa as nisa_
+    n = 40 * KiB // 4  # 40 KiB tiles: five fit beside the rest
+
+    @trnsim.nki.jit
+    def k(x):
+        out = nl.ndarray((8, 128, 8), nl.float32, buffer=nl.shared_hbm)
+        tiles = []
+        for g in range(8):
+            t = nl.ndarray((128, n), nl.float32, buffer=nl.sbuf)
+            nisa.dma_copy(dst=t, src=x[g])
+            tiles.append(t)
+        for g in range(8):
+            w = nl.ndarray((128, 8), nl.float32, buffer=nl.sbuf)
+            nisa.dma_copy(dst=w, src=x[0, :, 0:8])  # loop-invariant: issued once
+            d = nl.ndarray((128, 8), nl.float32, buffer=nl.sbuf)
+            first = nisa_.max8(dst=d, src=tiles[g])
+            second = nisa_.max8(dst=d, src=tiles[g])
+            second.depends_on(first)
+            nisa.tensor_tensor(dst=d, data1=d, data2=w, op=nl.add)
+            nisa.dma_copy(dst=out[g], src=d)
+        return out
+
+    x = np.random.default_rng(12).standard_normal((8, 128, n)).astype(np.float32)
+    prof = trnsim.profile(k, x, chip="trn2")
+    np.testing.assert_array_equal(prof.outputs, -np.sort(-x, axis=2)[:, :, :8] + x[0, :, :8])
+    prog = prof.program
+    assert _spills(prog, "reload")  # instructions were inserted before the edges
+    assert sum(i.attrs.get("hoisted_repeats", 0) for i in prog.instructions) == 7
+    maxes = [i for i in prog.instructions if i.opcode == "max8"]
+    for a, b in zip(maxes[::2], maxes[1::2]):
+        assert b.attrs["depends_on"] == [a.index]

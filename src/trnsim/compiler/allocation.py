@@ -203,6 +203,9 @@ class _Allocator:
             for blk in mine:
                 self.after_access(blk, i, ins, writes)
         renumbered.append(len(self.out))
+        for ins in self.out:  # explicit order edges name instructions by index
+            if ins.attrs.get("depends_on") and not ins.attrs.get("spill"):
+                ins.attrs["depends_on"] = [renumbered[d] for d in ins.attrs["depends_on"]]
         prog = Program(self.program.chip, self.program.lnc, self.out,
                        self.program.allocations, self.plan,
                        [(c, renumbered[at]) for c, at in self.program.fences])
