@@ -67,6 +67,7 @@ def hoist_invariant_loads(program: Program) -> Program:
 
     last: dict = {}  # (core, source line) -> (index, src, dst) of its previous execution
     alias: dict = {}  # dropped tensor's alloc id -> the alloc id of the copy it reads
+    kept_for: dict = {}  # dropped load's index -> the index of the load that stays
     for ins in instrs:
         load = _plain_load(ins, allocs)
         if load is None:
@@ -84,10 +85,11 @@ def hoist_invariant_loads(program: Program) -> Program:
             if not _same_place(dst, p_dst) or written_between(dst.alloc, p_index, ins.index):
                 continue
         elif _fresh_copy(ins.index, dst, p_dst, allocs, writes_of):
-            alias[dst.alloc] = alias.get(p_dst.alloc, p_dst.alloc)
+            alias[dst.alloc] = p_dst.alloc
         else:
             continue
         dropped.add(ins.index)
+        kept_for[ins.index] = p_index
         last[key] = prev
         first = instrs[p_index]
         first.attrs["hoisted_repeats"] = first.attrs.get("hoisted_repeats", 0) + 1
@@ -104,10 +106,11 @@ def hoist_invariant_loads(program: Program) -> Program:
     for k, ins in enumerate(out):
         renumber[ins.index] = k
         ins.index = k
-    for ins in out:
+    for ins in out:  # an edge from a dropped repeat now comes from the load that stays
         dep = ins.attrs.get("depends_on")
         if dep:
-            ins.attrs["depends_on"] = tuple(renumber[d] for d in dep if d in renumber)
+            ins.attrs["depends_on"] = list(dict.fromkeys(
+                renumber[kept_for.get(d, d)] for d in dep))
     positions = sorted(renumber)
     fences = [(c, _next_kept(positions, renumber, at, len(out))) for c, at in program.fences]
     return Program(program.chip, program.lnc, out, allocs, program.memory, fences)
