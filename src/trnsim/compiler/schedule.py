@@ -34,7 +34,7 @@ import heapq
 from dataclasses import dataclass, field
 
 from ..timing.costs import CostModel, itemsize
-from ..timing.deps import SpaceMap, hbm_overlap
+from ..timing.deps import HbmMap, SpaceMap, hbm_overlap
 
 HEURISTICS = ("asap", "critical_path", "trivial")
 DEFAULT_HEURISTIC = "asap"  # nki.compiler.SchedulingHeuristic's default (NKI 0.7 docs)
@@ -110,7 +110,8 @@ class _ListScheduler:
 
     # -- the graph ---------------------------------------------------------------------
     def _dependencies(self):
-        maps: dict = {}
+        maps: dict = {}  # (on-chip space, core) -> SpaceMap
+        hbm = HbmMap()
         hbm_r: dict = {}
         hbm_w: dict = {}
         succ, npred = self.succ, self.npred
@@ -121,26 +122,28 @@ class _ListScheduler:
             # compute engines reorder, so each of their reads is kept
             unique = ins.engine != "dma"
             found: dict = {}
+            tkey = (res, i) if unique else res
             for a in ins.reads:
                 out: list = []
-                m = _map(maps, a)
-                m.read(a.p_lo, a.p_hi, a.lo, a.hi, i, (res, i) if unique else res, out)
                 if a.space == "hbm":
+                    hbm.read(a, itemsize(a.dtype), i, tkey, out)
                     hbm_r.setdefault(i, []).append(a)
-                    out = [p for p in out if _hbm_hit(a, hbm_w.get(p, ()))]
+                    out = [p for p in dict.fromkeys(out) if _hbm_hit(a, hbm_w.get(p, ()))]
+                else:
+                    _map(maps, a).read(a.p_lo, a.p_hi, a.lo, a.hi, i, tkey, out)
                 for p in out:
                     found[p] = "RAW"
             for a in ins.writes:
                 waw: list = []
                 war: list = []
-                m = _map(maps, a)
-                dense = a.bytes >= (a.p_hi - a.p_lo) * (a.hi - a.lo)
-                m.write(a.p_lo, a.p_hi, a.lo, a.hi, i, (res, i) if unique else res,
-                        waw, war, dense)
                 if a.space == "hbm":
+                    hbm.write(a, itemsize(a.dtype), i, tkey, waw, war)
                     hbm_w.setdefault(i, []).append(a)
-                    waw = [p for p in waw if _hbm_hit(a, hbm_w.get(p, ()))]
-                    war = [p for p in war if _hbm_hit(a, hbm_r.get(p, ()))]
+                    waw = [p for p in dict.fromkeys(waw) if _hbm_hit(a, hbm_w.get(p, ()))]
+                    war = [p for p in dict.fromkeys(war) if _hbm_hit(a, hbm_r.get(p, ()))]
+                else:
+                    dense = a.bytes >= (a.p_hi - a.p_lo) * (a.hi - a.lo)
+                    _map(maps, a).write(a.p_lo, a.p_hi, a.lo, a.hi, i, tkey, waw, war, dense)
                 for p in waw:
                     found.setdefault(p, "WAW")
                 for p in war:
@@ -396,8 +399,8 @@ class _ListScheduler:
 
 
 def _map(maps: dict, a) -> SpaceMap:
-    """The dependency map of an access's memory (HBM is shared by the cores)."""
-    key = (a.space, None if a.space == "hbm" else a.core)
+    """The dependency map of an on-chip access's memory."""
+    key = (a.space, a.core)
     m = maps.get(key)
     if m is None:
         m = maps[key] = SpaceMap()

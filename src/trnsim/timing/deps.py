@@ -112,6 +112,20 @@ class SpaceMap:
         self.his.insert(i, hi)
         self.recs.insert(i, seg)
 
+    def query(self, p_lo, p_hi, lo, hi, idx, writers: list, readers: list | None) -> None:
+        """Append the writers (and, given a list, the readers) of every part of the
+        box other than instruction `idx`, recording nothing."""
+        los, recs = self.los, self.recs
+        i = self._first(lo)
+        n = len(los)
+        while i < n and los[i] < hi:
+            for r in recs[i]:
+                if r.p_lo < p_hi and p_lo < r.p_hi:
+                    writers.extend(w for w in r.writers if w != idx)
+                    if readers is not None:
+                        readers.extend(v for v in r.readers.values() if v != idx)
+            i += 1
+
     # -- writes -----------------------------------------------------------------
     def write(self, p_lo, p_hi, lo, hi, idx, tkey, waw: list, war: list,
               dense: bool = True) -> None:
@@ -273,3 +287,81 @@ def hbm_overlap(a, b, isz_a: int, isz_b: int) -> bool:
     if ca + fa[3] > R or cb + fb[3] > R:
         return True
     return ra < rb + fb[2] and rb < ra + fa[2] and ca < cb + fb[3] and cb < ca + fa[3]
+
+
+class HbmMap:
+    """Dependencies through HBM (one map for all cores).
+
+    An access in row form (rows of one contiguous run every R bytes, e.g. a tile stored
+    into a column block of a row-major tensor) lives in a two-dimensional map for its
+    row pitch R: rows (address // R) by bytes within the row (address % R), where it is
+    one exact box (two where its run wraps past a row end). In the flat byte map its
+    bounding box would span every row, so each such store would be checked against
+    every earlier one and their writers would pile up: quadratic in the number of
+    stores. Other accesses live in the flat map. An access is recorded in its own map
+    and looks up the others with a covering box; callers filter the producers with
+    `hbm_overlap`, so the dependencies stay exact."""
+    __slots__ = ("flat", "pitched")
+
+    def __init__(self):
+        self.flat = SpaceMap()
+        self.pitched: dict[int, SpaceMap] = {}
+
+    @staticmethod
+    def _home(a, isz: int):
+        """(row pitch, boxes (row lo, row hi, byte lo, byte hi)) of a row-form access,
+        or None for the flat map."""
+        f = rows_form(a, isz)
+        if f is None or f[0] == 0 or f[2] <= 1 or f[3] > f[0]:
+            return None
+        pitch, first, rows, run = f
+        r0, c = divmod(first, pitch)
+        if c + run <= pitch:
+            return pitch, ((r0, r0 + rows, c, c + run),)
+        return pitch, ((r0, r0 + rows, c, pitch), (r0 + 1, r0 + rows + 1, 0, c + run - pitch))
+
+    def _others(self, a, pitch):
+        """(map, covering box) of every map but the access's own."""
+        if pitch is not None:
+            yield self.flat, (a.p_lo, a.p_hi, a.lo, a.hi)
+        for r, m in self.pitched.items():
+            if r == pitch:
+                continue
+            r0, r1 = a.lo // r, (a.hi - 1) // r
+            yield m, ((r0, r0 + 1, a.lo % r, (a.hi - 1) % r + 1) if r0 == r1
+                      else (r0, r1 + 1, 0, r))
+
+    def _own(self, pitch) -> SpaceMap:
+        m = self.pitched.get(pitch)
+        if m is None:
+            m = self.pitched[pitch] = SpaceMap()
+        return m
+
+    def read(self, a, isz: int, idx, tkey, out: list) -> None:
+        """Record a read; append the writers it may depend on (RAW) to `out`."""
+        home = self._home(a, isz)
+        if home is None:
+            self.flat.read(a.p_lo, a.p_hi, a.lo, a.hi, idx, tkey, out)
+            pitch = None
+        else:
+            pitch, boxes = home
+            m = self._own(pitch)
+            for r0, r1, c0, c1 in boxes:
+                m.read(r0, r1, c0, c1, idx, tkey, out)
+        for m, box in self._others(a, pitch):
+            m.query(*box, idx, out, None)
+
+    def write(self, a, isz: int, idx, tkey, waw: list, war: list) -> None:
+        """Record a write; append the writers (WAW) and readers (WAR) it may wait for."""
+        home = self._home(a, isz)
+        if home is None:
+            dense = a.bytes >= (a.p_hi - a.p_lo) * (a.hi - a.lo)
+            self.flat.write(a.p_lo, a.p_hi, a.lo, a.hi, idx, tkey, waw, war, dense)
+            pitch = None
+        else:
+            pitch, boxes = home
+            m = self._own(pitch)
+            for r0, r1, c0, c1 in boxes:
+                m.write(r0, r1, c0, c1, idx, tkey, waw, war, True)
+        for m, box in self._others(a, pitch):
+            m.query(*box, idx, waw, war)

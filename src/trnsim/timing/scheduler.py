@@ -34,7 +34,7 @@ from collections import deque
 
 from ..chips import load_chip
 from .costs import CostModel, itemsize
-from .deps import SpaceMap, hbm_overlap
+from .deps import HbmMap, SpaceMap, hbm_overlap
 from .timeline import Event, Timeline, Wait
 
 _KIND_RANK = {"RAW": 3, "WAW": 2, "order": 2, "WAR": 1}
@@ -172,7 +172,8 @@ class _Scheduler:
         self.tkey = [None] * n  # (core, track) of each instruction
         self.events: list = [None] * n
         self.resolved = bytearray(n)
-        self.maps: dict = {}
+        self.maps: dict = {}  # (on-chip space, core) -> SpaceMap
+        self.hbm = HbmMap()
         self.hbm_r: dict = {}  # index -> its HBM reads (for the exact strided overlap)
         self.hbm_w: dict = {}
         self.engine_free: dict = {}  # (core, engine) -> end of its last instruction
@@ -364,7 +365,7 @@ class _Scheduler:
         return q
 
     def _map(self, space, core):
-        key = (space, None if space == "hbm" else core)
+        key = (space, core)
         m = self.maps.get(key)
         if m is None:
             m = self.maps[key] = SpaceMap()
@@ -383,11 +384,13 @@ class _Scheduler:
         hbm_r = hbm_w = ()
         for a in ins.reads:
             raw.clear()
-            self._map(a.space, a.core).read(a.p_lo, a.p_hi, a.lo, a.hi, i, tkey, raw)
             if a.space == "hbm":
+                self.hbm.read(a, itemsize(a.dtype), i, tkey, raw)
                 hbm_r += (a,)
-                raw = [p for p in raw if self._hbm_hit(a, self.hbm_w.get(p, ()))
+                raw = [p for p in dict.fromkeys(raw) if self._hbm_hit(a, self.hbm_w.get(p, ()))
                        and not self._after(p, i)]
+            else:
+                self._map(a.space, a.core).read(a.p_lo, a.p_hi, a.lo, a.hi, i, tkey, raw)
             for p in raw:
                 _note(found, p, "RAW", a.space)
         waw: list = []
@@ -395,15 +398,17 @@ class _Scheduler:
         for a in ins.writes:
             waw.clear()
             war.clear()
-            dense = a.bytes >= (a.p_hi - a.p_lo) * (a.hi - a.lo)
-            self._map(a.space, a.core).write(a.p_lo, a.p_hi, a.lo, a.hi, i, tkey, waw, war,
-                                             dense)
             if a.space == "hbm":
+                self.hbm.write(a, itemsize(a.dtype), i, tkey, waw, war)
                 hbm_w += (a,)
-                waw = [p for p in waw if self._hbm_hit(a, self.hbm_w.get(p, ()))
+                waw = [p for p in dict.fromkeys(waw) if self._hbm_hit(a, self.hbm_w.get(p, ()))
                        and not self._after(p, i)]
-                war = [p for p in war if self._hbm_hit(a, self.hbm_r.get(p, ()))
+                war = [p for p in dict.fromkeys(war) if self._hbm_hit(a, self.hbm_r.get(p, ()))
                        and not self._after(p, i)]
+            else:
+                dense = a.bytes >= (a.p_hi - a.p_lo) * (a.hi - a.lo)
+                self._map(a.space, a.core).write(a.p_lo, a.p_hi, a.lo, a.hi, i, tkey, waw, war,
+                                                 dense)
             for p in waw:
                 _note(found, p, "WAW", a.space)
             for p in war:
