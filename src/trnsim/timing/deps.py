@@ -4,7 +4,8 @@ all cores share), so that each access finds the instructions it must wait for wi
 comparing it against every earlier one.
 
 An on-chip access covers partitions [p_lo, p_hi) x bytes [lo, hi) of its memory (its
-bounding box); an HBM access the bytes [lo, hi) of the shared virtual address space.
+bounding box); an HBM access the bytes [lo, hi) of the shared virtual address space, or,
+in row form, an exact box of rows x bytes within a row (HbmMap).
 
 - read:  RAW on the last writer of every overlapping part.
 - write: WAW on the last writer, WAR on every reader since (the latest reader of each
