@@ -33,8 +33,8 @@ from __future__ import annotations
 import heapq
 from dataclasses import dataclass, field
 
-from ..timing.costs import CostModel, itemsize
-from ..timing.deps import HbmMap, SpaceMap, hbm_overlap
+from ..timing.costs import CostModel
+from ..timing.deps import MemoryMaps
 
 HEURISTICS = ("asap", "critical_path", "trivial")
 DEFAULT_HEURISTIC = "asap"  # nki.compiler.SchedulingHeuristic's default (NKI 0.7 docs)
@@ -110,40 +110,20 @@ class _ListScheduler:
 
     # -- the graph ---------------------------------------------------------------------
     def _dependencies(self):
-        maps: dict = {}  # (on-chip space, core) -> SpaceMap
-        hbm = HbmMap()
-        hbm_r: dict = {}
-        hbm_w: dict = {}
+        maps = MemoryMaps()
         succ, npred = self.succ, self.npred
         for ins in self.instrs:
             i = ins.index
             res = self.res[i]
             # readers on an in-order stream need only the latest kept (DMA queues are FIFO);
             # compute engines reorder, so each of their reads is kept
-            unique = ins.engine != "dma"
+            tkey = (res, i) if ins.engine != "dma" else res
             found: dict = {}
-            tkey = (res, i) if unique else res
             for a in ins.reads:
-                out: list = []
-                if a.space == "hbm":
-                    hbm.read(a, itemsize(a.dtype), i, tkey, out)
-                    hbm_r.setdefault(i, []).append(a)
-                    out = [p for p in dict.fromkeys(out) if _hbm_hit(a, hbm_w.get(p, ()))]
-                else:
-                    _map(maps, a).read(a.p_lo, a.p_hi, a.lo, a.hi, i, tkey, out)
-                for p in out:
+                for p in maps.read(a, i, tkey):
                     found[p] = "RAW"
             for a in ins.writes:
-                waw: list = []
-                war: list = []
-                if a.space == "hbm":
-                    hbm.write(a, itemsize(a.dtype), i, tkey, waw, war)
-                    hbm_w.setdefault(i, []).append(a)
-                    waw = [p for p in dict.fromkeys(waw) if _hbm_hit(a, hbm_w.get(p, ()))]
-                    war = [p for p in dict.fromkeys(war) if _hbm_hit(a, hbm_r.get(p, ()))]
-                else:
-                    dense = a.bytes >= (a.p_hi - a.p_lo) * (a.hi - a.lo)
-                    _map(maps, a).write(a.p_lo, a.p_hi, a.lo, a.hi, i, tkey, waw, war, dense)
+                waw, war = maps.write(a, i, tkey)
                 for p in waw:
                     found.setdefault(p, "WAW")
                 for p in war:
@@ -396,17 +376,3 @@ class _ListScheduler:
             for j in held:
                 self._available(j)
         self._push_best(r)
-
-
-def _map(maps: dict, a) -> SpaceMap:
-    """The dependency map of an on-chip access's memory."""
-    key = (a.space, a.core)
-    m = maps.get(key)
-    if m is None:
-        m = maps[key] = SpaceMap()
-    return m
-
-
-def _hbm_hit(a, others) -> bool:
-    isz = itemsize(a.dtype)
-    return any(hbm_overlap(a, b, isz, itemsize(b.dtype)) for b in others)

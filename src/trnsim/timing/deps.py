@@ -22,6 +22,8 @@ from __future__ import annotations
 
 from bisect import bisect_right
 
+from .costs import itemsize
+
 
 class Rec:
     """One partition range of a byte segment: its last writers and the readers since.
@@ -366,3 +368,51 @@ class HbmMap:
                 m.write(r0, r1, c0, c1, idx, tkey, waw, war, True)
         for m, box in self._others(a, pitch):
             m.query(*box, idx, waw, war)
+
+
+class MemoryMaps:
+    """The dependency maps of one program's run: a SpaceMap per on-chip memory of each
+    core and one HbmMap. HBM producers come back deduplicated and filtered by the exact
+    overlap of the accesses (`hbm_overlap`); on-chip ones as their maps give them."""
+    __slots__ = ("onchip", "hbm", "hbm_reads", "hbm_writes")
+
+    def __init__(self):
+        self.onchip: dict = {}  # (space, core) -> SpaceMap
+        self.hbm = HbmMap()
+        self.hbm_reads: dict = {}  # instruction -> its HBM reads
+        self.hbm_writes: dict = {}  # instruction -> its HBM writes
+
+    def _onchip(self, a) -> SpaceMap:
+        m = self.onchip.get((a.space, a.core))
+        if m is None:
+            m = self.onchip[(a.space, a.core)] = SpaceMap()
+        return m
+
+    def read(self, a, idx, tkey) -> list:
+        """Record access `a` (a read of instruction idx); its producers (RAW)."""
+        out: list = []
+        if a.space != "hbm":
+            self._onchip(a).read(a.p_lo, a.p_hi, a.lo, a.hi, idx, tkey, out)
+            return out
+        self.hbm.read(a, itemsize(a.dtype), idx, tkey, out)
+        self.hbm_reads.setdefault(idx, []).append(a)
+        return self._hit(a, out, self.hbm_writes)
+
+    def write(self, a, idx, tkey) -> tuple[list, list]:
+        """Record access `a` (a write of instruction idx); (WAW producers, WAR readers)."""
+        waw: list = []
+        war: list = []
+        if a.space != "hbm":
+            dense = a.bytes >= (a.p_hi - a.p_lo) * (a.hi - a.lo)
+            self._onchip(a).write(a.p_lo, a.p_hi, a.lo, a.hi, idx, tkey, waw, war, dense)
+            return waw, war
+        self.hbm.write(a, itemsize(a.dtype), idx, tkey, waw, war)
+        self.hbm_writes.setdefault(idx, []).append(a)
+        return self._hit(a, waw, self.hbm_writes), self._hit(a, war, self.hbm_reads)
+
+    @staticmethod
+    def _hit(a, candidates, accesses) -> list:
+        """The candidates (once each) with an access in `accesses` sharing a byte with a."""
+        isz = itemsize(a.dtype)
+        return [p for p in dict.fromkeys(candidates)
+                if any(hbm_overlap(a, b, isz, itemsize(b.dtype)) for b in accesses.get(p, ()))]

@@ -33,8 +33,8 @@ from bisect import bisect_right
 from collections import deque
 
 from ..chips import load_chip
-from .costs import CostModel, itemsize
-from .deps import HbmMap, SpaceMap, hbm_overlap
+from .costs import CostModel
+from .deps import MemoryMaps
 from .timeline import Event, Timeline, Wait
 
 _KIND_RANK = {"RAW": 3, "WAW": 2, "order": 2, "WAR": 1}
@@ -159,23 +159,19 @@ class _Scheduler:
         self.instrs = program.instructions
         n = len(self.instrs)
         if issue is not None and len(issue.order) == n:
-            self.order, self.moved = issue.order, issue.moved
+            self.order, self.moved, self.pos = issue.order, issue.moved, issue.position()
         else:
             self.order, self.moved = range(n), {}
-        self.pos = self.order if isinstance(self.order, range) else _positions(self.order)
+            self.pos = self.order
         self.chip = chip
         self.cost = CostModel(chip)
-        n = len(self.instrs)
         self.start = [0.0] * n
         self.end = [0.0] * n
         self.done = [0.0] * n
         self.tkey = [None] * n  # (core, track) of each instruction
         self.events: list = [None] * n
         self.resolved = bytearray(n)
-        self.maps: dict = {}  # (on-chip space, core) -> SpaceMap
-        self.hbm = HbmMap()
-        self.hbm_r: dict = {}  # index -> its HBM reads (for the exact strided overlap)
-        self.hbm_w: dict = {}
+        self.maps = MemoryMaps()
         self.engine_free: dict = {}  # (core, engine) -> end of its last instruction
         self.engine_last: dict = {}  # (core, engine) -> index of its last instruction
         te = chip.core.tensor
@@ -364,13 +360,6 @@ class _Scheduler:
             q = self.queues[key] = _Queue(f"{base}{k}")
         return q
 
-    def _map(self, space, core):
-        key = (space, core)
-        m = self.maps.get(key)
-        if m is None:
-            m = self.maps[key] = SpaceMap()
-        return m
-
     def _collect(self, ins) -> list:
         """[(producer, kind, space)] for instruction `ins`, and its (core, track) key."""
         i = ins.index
@@ -380,43 +369,22 @@ class _Scheduler:
         if i in self.folded:  # no access of its own: the matmul that replaces it writes
             return []
         found: dict = {}
-        raw: list = []
-        hbm_r = hbm_w = ()
+        maps = self.maps
         for a in ins.reads:
-            raw.clear()
+            raw = maps.read(a, i, tkey)
             if a.space == "hbm":
-                self.hbm.read(a, itemsize(a.dtype), i, tkey, raw)
-                hbm_r += (a,)
-                raw = [p for p in dict.fromkeys(raw) if self._hbm_hit(a, self.hbm_w.get(p, ()))
-                       and not self._after(p, i)]
-            else:
-                self._map(a.space, a.core).read(a.p_lo, a.p_hi, a.lo, a.hi, i, tkey, raw)
+                raw = [p for p in raw if not self._after(p, i)]
             for p in raw:
                 _note(found, p, "RAW", a.space)
-        waw: list = []
-        war: list = []
         for a in ins.writes:
-            waw.clear()
-            war.clear()
+            waw, war = maps.write(a, i, tkey)
             if a.space == "hbm":
-                self.hbm.write(a, itemsize(a.dtype), i, tkey, waw, war)
-                hbm_w += (a,)
-                waw = [p for p in dict.fromkeys(waw) if self._hbm_hit(a, self.hbm_w.get(p, ()))
-                       and not self._after(p, i)]
-                war = [p for p in dict.fromkeys(war) if self._hbm_hit(a, self.hbm_r.get(p, ()))
-                       and not self._after(p, i)]
-            else:
-                dense = a.bytes >= (a.p_hi - a.p_lo) * (a.hi - a.lo)
-                self._map(a.space, a.core).write(a.p_lo, a.p_hi, a.lo, a.hi, i, tkey, waw, war,
-                                                 dense)
+                waw = [p for p in waw if not self._after(p, i)]
+                war = [p for p in war if not self._after(p, i)]
             for p in waw:
                 _note(found, p, "WAW", a.space)
             for p in war:
                 _note(found, p, "WAR", a.space)
-        if hbm_r:
-            self.hbm_r[i] = hbm_r
-        if hbm_w:
-            self.hbm_w[i] = hbm_w
         for p in ins.attrs.get("depends_on", ()) or ():
             if 0 <= p < len(self.instrs) and p != i:
                 _note(found, p, "order", "")
@@ -433,11 +401,6 @@ class _Scheduler:
             self.engine_last[tkey] = i
         # the other members of a synchronisation group are waited for separately
         return [(p, k, s) for p, (k, s) in found.items()]
-
-    @staticmethod
-    def _hbm_hit(a, others) -> bool:
-        isz = itemsize(a.dtype)
-        return any(hbm_overlap(a, b, isz, itemsize(b.dtype)) for b in others)
 
     def _ready(self, i, deps, track, core):
         """(time the dependencies allow a start, the Waits)."""
@@ -665,13 +628,6 @@ class _Scheduler:
             terms["kind"] = info["kind"]
         return Event(ins.index, core, "dma:" + q.name, issue, done, ready, waits, terms,
                      tuple(info["engines"]), done=done)
-
-
-def _positions(order) -> list:
-    pos = [0] * len(order)
-    for k, i in enumerate(order):
-        pos[i] = k
-    return pos
 
 
 def _note(found: dict, p: int, kind: str, space: str):
