@@ -46,6 +46,7 @@ from ..machine.memory import next_fit
 from ..machine.record import Allocation, Instruction, Program
 from ..numerics.dtypes import as_dtype
 from .arena import Arena, merged
+from .hbm_writes import HbmWrites
 from .plan import MemoryPlan, Placement, Spill
 
 _MAX_LISTED = 24  # resident blocks listed in a capacity error
@@ -144,7 +145,7 @@ class _Allocator:
         self.blocks: dict[tuple, _Block] = {}
         self.touched: list[list[_Block]] = []  # per instruction: its automatic blocks
         self.explicit: dict[int, list] = {}  # alloc id -> [first, last] instruction
-        self.hbm_writes: list[tuple[int, int, int]] = []  # (index, lo, hi) in order
+        self.hbm_writes = HbmWrites(program.instructions)
         self.scratch_next = 0
 
     # -- the uses of every block ----------------------------------------------------
@@ -156,8 +157,6 @@ class _Allocator:
             for a in ins.reads + ins.writes:
                 if a.space == "hbm":
                     hbm_end = max(hbm_end, a.hi)
-                    if a.mode == "w":
-                        self.hbm_writes.append((i, a.lo, a.hi))
                     continue
                 if a.alloc < 0:
                     continue
@@ -176,7 +175,6 @@ class _Allocator:
                         blk.uses.append(i)
             self.touched.append(list(mine.values()))
         self.scratch_next = -(-hbm_end // SCRATCH_ALIGN) * SCRATCH_ALIGN + SCRATCH_ALIGN
-        self.hbm_write_index = [w[0] for w in self.hbm_writes]
 
     # -- the walk -------------------------------------------------------------------
     def run(self) -> Program:
@@ -204,7 +202,7 @@ class _Allocator:
                 self.after_access(blk, i, ins, writes)
         renumbered.append(len(self.out))
         for ins in self.out:  # explicit order edges name instructions by index
-            if ins.attrs.get("depends_on") and not ins.attrs.get("spill"):
+            if ins.attrs.get("depends_on"):
                 ins.attrs["depends_on"] = [renumbered[d] for d in ins.attrs["depends_on"]]
         prog = Program(self.program.chip, self.program.lnc, self.out,
                        self.program.allocations, self.plan,
@@ -341,15 +339,10 @@ class _Allocator:
         if memo is not None and memo[0] == blk.next:
             return memo[1]
         until = blk.uses[blk.next]  # where it will be reloaded
-        save = any(self.overwritten(i, until, src) for i, src, _ in blk.loads)
+        save = any(self.hbm_writes.written(src.lo, src.hi, i, until)
+                   for i, src, _ in blk.loads)
         blk.save_memo = (blk.next, save)
         return save
-
-    def overwritten(self, since: int, until: int, src: Access) -> bool:
-        """Whether HBM bytes read by instruction `since` are written before `until`."""
-        k = bisect.bisect_right(self.hbm_write_index, since)
-        end = bisect.bisect_left(self.hbm_write_index, until)
-        return any(lo < src.hi and src.lo < hi for _, lo, hi in self.hbm_writes[k:end])
 
     def reserve_scratch(self, blk: _Block) -> None:
         """Give the block an HBM spill slot (once; it keeps it)."""

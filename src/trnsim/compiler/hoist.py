@@ -25,6 +25,7 @@ from bisect import bisect_right
 from dataclasses import replace
 
 from ..machine.record import Program
+from .hbm_writes import HbmWrites
 
 _PLAIN = ("dma_copy",)
 
@@ -34,26 +35,14 @@ def hoist_invariant_loads(program: Program) -> Program:
     instrs = program.instructions
     allocs = program.allocations
     writes_of: dict = {}  # alloc id -> indices of the instructions writing it
-    hbm_writes: list = []  # (index, lo, hi) in program order
     for ins in instrs:
         for a in ins.writes:
-            if a.space == "hbm":
-                hbm_writes.append((ins.index, a.lo, a.hi))
-            elif a.alloc >= 0:
+            if a.space != "hbm" and a.alloc >= 0:
                 w = writes_of.setdefault(a.alloc, [])
                 if not w or w[-1] != ins.index:
                     w.append(ins.index)
-    hbm_at = [w[0] for w in hbm_writes]
+    hbm_writes = HbmWrites(instrs)
     dropped: set = set()
-
-    def hbm_written(src, since, until) -> bool:
-        k = bisect_right(hbm_at, since)
-        while k < len(hbm_writes) and hbm_writes[k][0] < until:
-            _, lo, hi = hbm_writes[k]
-            if lo < src.hi and src.lo < hi:
-                return True
-            k += 1
-        return False
 
     def written_between(aid, since, until) -> bool:
         """A write to the tensor between the two loads (other than a dropped repeat)."""
@@ -79,7 +68,8 @@ def hoist_invariant_loads(program: Program) -> Program:
         if prev is None:
             continue
         p_index, p_src, p_dst = prev
-        if not _same_bytes(src, p_src) or hbm_written(src, p_index, ins.index):
+        if not _same_bytes(src, p_src) or hbm_writes.written(src.lo, src.hi, p_index,
+                                                                 ins.index):
             continue
         if dst.alloc == p_dst.alloc:  # reloaded into the tensor it is still in
             if not _same_place(dst, p_dst) or written_between(dst.alloc, p_index, ins.index):
