@@ -5,7 +5,6 @@ deterministic and the record interleaves the cores in a reproducible order."""
 from __future__ import annotations
 
 import contextlib
-
 import threading
 from dataclasses import dataclass, field
 
