@@ -59,7 +59,8 @@ class Profile:
     `insights` (the most critical findings, at most 4; `all_insights` has every one),
     `benchmark_result` (nki.benchmark's shape), `memory` (the compiler model's
     MemoryPlan: where each on-chip block lived when, peak use, spills; `memory_table()`
-    per tensor), `to_perfetto(path)`, `report(path)`."""
+    per tensor), `to_perfetto(path)`, `report(path)`. `cache`: "hit" or "miss" when the
+    profile cache (trnsim.profile.cache) was consulted, else None; `cache_key` its key."""
 
     def __init__(self, program, timeline, outputs=None, run=None, name=None):
         self.program = program
@@ -68,6 +69,7 @@ class Profile:
         self.run = run
         self.chip = timeline.chip if timeline.chip is not None else program.chip
         self.name = name or "kernel"
+        self.cache = self.cache_key = None
 
     @classmethod
     def from_run(cls, run, outputs=None, name=None, order: str = "compiler") -> "Profile":
@@ -216,7 +218,7 @@ def _uses_legacy_api(fn) -> bool:
 
 
 def profile(kernel, *args, chip=None, numerics=True, lnc=None, order="compiler",
-            **kwargs) -> Profile:
+            cache=None, **kwargs) -> Profile:
     """Run `kernel(*args, **kwargs)` on the simulated chip and profile it.
 
     `kernel`: a current-API kernel (`@nki.jit`, `kernel[2]`, `nki.simulate(kernel)` or a
@@ -227,26 +229,62 @@ def profile(kernel, *args, chip=None, numerics=True, lnc=None, order="compiler",
     and the record; outputs hold no computed values). `lnc`: logical cores (current
     API; default the kernel's). `order`: "compiler" (the engines run the order the
     compiler model's scheduler issues) or "program" (in-order mode: the kernel's
-    program order)."""
+    program order). `cache`: the kernel-profile cache (trnsim.profile.cache): None (the
+    default) looks timing-only calls (numerics=False) up in the process-wide cache and
+    stores them, so a repeated call with the same kernel, shapes, dtypes, scalar
+    arguments, chip and options is not simulated again; True does so with numerics on as
+    well (you do not need the outputs: a hit's are zero placeholders); False never; a
+    ProfileCache uses that cache."""
+    from ..chips import load_chip
     from ..machine.launch import run_kernel
     from ..nki.jit import Simulated, _as_kernel, default_chip
+    from . import cache as pcache
     legacy = _legacy_kernel(kernel)
     if legacy is not None:
         from ..legacy.jit import run_legacy
         if lnc not in (None, 1):
             raise ValueError(f"lnc={lnc!r}: legacy kernels run on one NeuronCore (their "
                              "SPMD grid instances run one after another)")
-        outputs, run = run_legacy(
-            legacy.fn, args, kwargs, legacy.grid,
-            chip=chip if chip is not None else legacy.options.get("platform_target"),
-            numerics=numerics, force_auto_alloc=bool(legacy.options.get("force_auto_alloc")))
-        fn = legacy.fn
+        fn, lnc = legacy.fn, 1
+        chip = load_chip(chip if chip is not None else legacy.options.get("platform_target"))
+        force = bool(legacy.options.get("force_auto_alloc"))
+
+        def simulate():
+            return run_legacy(fn, args, kwargs, legacy.grid, chip=chip, numerics=numerics,
+                              force_auto_alloc=force)
+        legacy_key = (tuple(legacy.grid), force)
     else:
         k = _as_kernel(kernel)
         if chip is None and isinstance(kernel, Simulated):
             chip = kernel.chip
-        outputs, run = run_kernel(k.fn, args, kwargs, lnc=int(lnc or k.lnc),
-                                  chip=chip if chip is not None else default_chip(),
-                                  numerics=numerics)
-        fn = k.fn
-    return Profile.from_run(run, outputs, getattr(fn, "__name__", None), order)
+        fn, lnc = k.fn, int(lnc or k.lnc)
+        chip = load_chip(chip if chip is not None else default_chip())
+
+        def simulate():
+            return run_kernel(fn, args, kwargs, lnc=lnc, chip=chip, numerics=numerics)
+        legacy_key = None
+    name = getattr(fn, "__name__", None)
+    store = pcache.active_cache(cache, numerics)
+    key = None
+    if store is not None:
+        try:
+            key = pcache.kernel_key(fn, args, kwargs, chip=chip, lnc=lnc, numerics=numerics,
+                                    strict=_env_strict(), order=order, legacy=legacy_key)
+        except pcache.Uncacheable:
+            store.note_uncacheable()
+        else:
+            hit = store.get(key)
+            if hit is not None:
+                hit.name = name or hit.name
+                return hit
+    outputs, run = simulate()
+    prof = Profile.from_run(run, outputs, name, order)
+    if key is not None:
+        store.put(key, prof)
+        prof.cache, prof.cache_key = "miss", key
+    return prof
+
+
+def _env_strict() -> bool:
+    """$TRNSIM_STRICT as the run reads it (strict mode can fail a run, so it is keyed)."""
+    return os.environ.get("TRNSIM_STRICT", "").strip().lower() in ("1", "true", "yes", "on")
