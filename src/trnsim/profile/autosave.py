@@ -5,6 +5,11 @@
 `<kernel>-2.*`, `<kernel>-3.*`, ... The entry points call `maybe_save(run, fn)` after a
 run; it does nothing when the variable is unset, and a profile that cannot be written
 gives a warning, never an error in the user's script.
+
+A call whose instruction record repeats an earlier one (the same kernel and shapes again)
+takes its timeline, summary and insights from the profile cache (trnsim.profile.cache)
+instead of scheduling again; its summary JSON says `"cache": "hit"` (else `"miss"`) and
+gives `"cache_key"`.
 """
 from __future__ import annotations
 
@@ -30,13 +35,34 @@ def maybe_save(run, fn=None, outputs=None):
         return None
     name = getattr(fn, "__name__", None) or "kernel"
     try:
-        from .profile import Profile
-        prof = Profile.from_run(run, outputs, name)
-        return save_profile(prof, d)
+        return save_profile(_cached_profile(run, outputs, name), d)
     except Exception as exc:  # never break the user's script
         warnings.warn(f"trnsim: could not write the profile of {name} to {d} "
                       f"(${ENV}): {type(exc).__name__}: {exc}", RuntimeWarning, stacklevel=3)
         return None
+
+
+def _cached_profile(run, outputs, name):
+    """The run's Profile, its timeline, summary and insights from the profile cache
+    when an identical record was scheduled before (then stored there)."""
+    from . import cache as pcache
+    from .profile import Profile
+    store = pcache.profile_cache()
+    if not store.enabled:
+        return Profile.from_run(run, outputs, name)
+    key = pcache.program_key(run.program, run.chip)
+    hit = store.get(key, outputs=False)
+    if hit is None:
+        prof = Profile.from_run(run, outputs, name)
+        prof.summary  # noqa: B018 - written anyway; computed before put, so kept with it
+        prof.all_insights  # noqa: B018
+        store.put(key, prof)
+        prof.cache, prof.cache_key = "miss", key
+        return prof
+    prof = Profile(run.program, hit.timeline, outputs, run, name)
+    prof.__dict__.update(summary=hit.summary, all_insights=hit.all_insights)
+    prof.cache, prof.cache_key = "hit", key
+    return prof
 
 
 def _free_stem(directory: str, name: str) -> str:
@@ -89,6 +115,8 @@ def summary_json(prof, extra: dict | None = None) -> dict:
            "total_time": float(prof.total_time),
            "summary": views.jsonable(dict(getattr(prof, "summary", {}) or {})),
            "insights": insights}
+    if getattr(prof, "cache", None) is not None:
+        out.update(cache=prof.cache, cache_key=prof.cache_key)
     if extra:
         out.update(views.jsonable(extra))
     return out
