@@ -7,7 +7,7 @@ of its arrays and the values of its other arguments, never on the arrays' values
 profile without running the kernel.
 
 The key of a `trnsim.profile` call (`kernel_key`) holds:
-- the kernel: its code object (`marshal`: bytecode, constants, names, line numbers), its
+- the kernel: its code object (bytecode, constants, names, line numbers), its
   defaults and closure values, the content hash of its source file, and the same for
   every plain Python function or kernel it names in its globals (transitively: the
   helpers and sub-kernels it calls, from any module outside trnsim and the Python
@@ -53,7 +53,6 @@ import collections
 import dataclasses
 import enum
 import hashlib
-import marshal
 import os
 import pickle
 import sys
@@ -481,7 +480,7 @@ def _function_digest(fn) -> str:
         if not isinstance(f, types.FunctionType):
             raise Uncacheable(f"kernel {f!r} is not a Python function")
         code = f.__code__
-        h.update(marshal.dumps(code))
+        _update(h, _code_token(code))
         _update(h, (f.__qualname__, _file_digest(code.co_filename)))
         _update(h, _describe_value(f.__defaults__, todo))
         _update(h, _describe_value(f.__kwdefaults__, todo))
@@ -495,6 +494,18 @@ def _function_digest(fn) -> str:
             if name in glb:
                 _update(h, (name, _describe_value(glb[name], todo)))
     return h.hexdigest()
+
+
+def _code_token(co):
+    """A code object by content (marshal's bytes depend on reference counts, so they
+    differ between processes): bytecode, constants, names, line table."""
+    consts = tuple(_code_token(c) if isinstance(c, types.CodeType)
+                   else ("frozenset", sorted(map(repr, c))) if isinstance(c, frozenset)
+                   else (type(c).__name__, repr(c)) for c in co.co_consts)
+    return (co.co_code, consts, co.co_names, co.co_varnames, co.co_freevars,
+            co.co_cellvars, co.co_argcount, co.co_posonlyargcount, co.co_kwonlyargcount,
+            co.co_flags, co.co_filename, co.co_name, co.co_firstlineno,
+            getattr(co, "co_linetable", None) or co.co_lnotab)
 
 
 def _names(code) -> set:
