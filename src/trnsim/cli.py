@@ -394,7 +394,23 @@ def _header(prof, desc) -> str:
 
 # ---------------------------------------------------------------- commands
 
+def _cache_counts():
+    from .profile.cache import profile_cache
+    s = profile_cache().stats()
+    return s["hits"], s["misses"]
+
+
+def _cache_line(before) -> str | None:
+    """'profile cache: 3 hits, 1 miss' for the lookups since `before`, None if none."""
+    hits, misses = (now - then for now, then in zip(_cache_counts(), before))
+    if not hits and not misses:
+        return None
+    return (f"profile cache: {hits} hit{'' if hits == 1 else 's'}, "
+            f"{misses} miss{'' if misses == 1 else 'es'}")
+
+
 def cmd_profile(args) -> int:
+    cache_before = _cache_counts()
     with Progress(enabled=args.progress) as prog:
         prof, desc = run_profile(args.kernel, args.chip, args.arg, args.inputs, args.lnc,
                                  args.numerics, args.seed, prog,
@@ -404,11 +420,16 @@ def cmd_profile(args) -> int:
             prog.set("writing")
             paths = write_outputs(prof, args.out, trace=not args.no_trace,
                                   report=not args.no_report, extra={"inputs": desc})
+    cache_line = _cache_line(cache_before)
     if args.json:
         from .profile.autosave import summary_json
-        print(json.dumps({**summary_json(prof, {"inputs": desc}), "files": paths}, indent=1))
+        hits, misses = (now - then for now, then in zip(_cache_counts(), cache_before))
+        print(json.dumps({**summary_json(prof, {"inputs": desc}), "files": paths,
+                          "profile_cache": {"hits": hits, "misses": misses}}, indent=1))
         return 0
     print(_header(prof, desc))
+    if cache_line:
+        print(cache_line)
     print()
     print("Summary")
     print(format_summary(dict(prof.summary)))
