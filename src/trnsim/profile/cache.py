@@ -92,11 +92,21 @@ class ProfileCache:
         self.enabled = enabled
         self._entries: collections.OrderedDict[str, _Entry] = collections.OrderedDict()
         self._lock = threading.Lock()
+        self._pinned: set = set()  # settings configure() made, not the environment's
         self.hits = self.disk_hits = self.misses = self.uncacheable = 0
 
     def configure(self, maxsize=None, directory=_UNSET, enabled=None) -> "ProfileCache":
         """Change the size bound (evicting the oldest entries), the directory (None: memory
-        only) or turn the cache off/on; returns the cache."""
+        only) or turn the cache off/on; returns the cache. What is set here is no longer
+        taken from the environment (see `profile_cache`)."""
+        self._set(maxsize, directory, enabled)
+        self._pinned.update(k for k, v in (("maxsize", maxsize), ("enabled", enabled))
+                            if v is not None)
+        if directory is not _UNSET:
+            self._pinned.add("directory")
+        return self
+
+    def _set(self, maxsize=None, directory=_UNSET, enabled=None):
         with self._lock:
             if maxsize is not None:
                 self.maxsize = int(maxsize)
@@ -105,7 +115,6 @@ class ProfileCache:
                 self.directory = os.fspath(directory) if directory is not None else None
             if enabled is not None:
                 self.enabled = bool(enabled)
-        return self
 
     def get(self, key: str, outputs: bool = True):
         """The cached Profile for `key` (a copy sharing program and timeline; outputs
@@ -306,36 +315,25 @@ def _rebuild(skel):
 # ---------------------------------------------------------------- the process-wide cache
 
 _default = ProfileCache(DEFAULT_SIZE)
-_configured: set = set()  # what configure() set explicitly; the rest follows the env
 
 
 def profile_cache(**settings) -> ProfileCache:
-    """The process-wide cache `trnsim.profile` and autosave use; keyword arguments
-    (`maxsize`, `directory`, `enabled`) configure it, overriding $TRNSIM_PROFILE_CACHE
-    and $TRNSIM_PROFILE_CACHE_SIZE."""
+    """The process-wide cache `trnsim.profile` and autosave use. It follows
+    $TRNSIM_PROFILE_CACHE and $TRNSIM_PROFILE_CACHE_SIZE, read at each call like the other
+    TRNSIM_* variables, except for what `configure` (or keyword arguments here:
+    `maxsize`, `directory`, `enabled`) set."""
     if settings:
         _default.configure(**settings)
-        _configured.update(settings)
-    _sync_env()
-    return _default
-
-
-def _sync_env():
-    """Follow the environment, read at each call like the other TRNSIM_* variables."""
     value = os.environ.get(ENV, "").strip()
-    settings = {}
-    if "enabled" not in _configured:
-        settings["enabled"] = value.lower() not in _OFF
-    if "directory" not in _configured:
-        settings["directory"] = (None if value.lower() in _OFF + _MEMORY
-                                 else os.path.expanduser(value))
     size = os.environ.get(SIZE_ENV, "").strip()
-    if "maxsize" not in _configured:
-        settings["maxsize"] = int(size) if size.isdigit() else DEFAULT_SIZE
-    if (settings.get("enabled", _default.enabled) != _default.enabled
-            or settings.get("directory", _default.directory) != _default.directory
-            or settings.get("maxsize", _default.maxsize) != _default.maxsize):
-        _default.configure(**settings)
+    env = {"enabled": value.lower() not in _OFF,
+           "directory": (None if value.lower() in _OFF + _MEMORY else os.path.expanduser(value)),
+           "maxsize": int(size) if size.isdigit() else DEFAULT_SIZE}
+    changed = {k: v for k, v in env.items()
+               if k not in _default._pinned and getattr(_default, k) != v}
+    if changed:
+        _default._set(**changed)
+    return _default
 
 
 def active_cache(cache, numerics: bool) -> ProfileCache | None:
