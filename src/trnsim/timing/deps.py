@@ -45,13 +45,20 @@ class Rec:
 
 
 class SpaceMap:
-    """Non-overlapping byte segments [los[i], his[i]), each a list of Recs."""
-    __slots__ = ("los", "his", "recs")
+    """Non-overlapping byte segments [los[i], his[i]), each a list of Recs.
+
+    `wbox` bounds every write recorded so far and `abox` every access, as (p_lo, p_hi,
+    lo, hi): no Rec with writers lies outside wbox and none at all outside abox, so a
+    query outside them (an HBM access looking up another row pitch's map) returns at
+    once instead of walking every segment."""
+    __slots__ = ("los", "his", "recs", "wbox", "abox")
 
     def __init__(self):
         self.los: list[int] = []
         self.his: list[int] = []
         self.recs: list[list[Rec]] = []
+        self.wbox = None
+        self.abox = None
 
     def __len__(self):
         return len(self.los)
@@ -66,6 +73,7 @@ class SpaceMap:
     # -- reads ------------------------------------------------------------------
     def read(self, p_lo, p_hi, lo, hi, idx, tkey, out: list) -> None:
         """Record a read; append the writers it depends on (RAW) to `out`."""
+        self.abox = _grow(self.abox, p_lo, p_hi, lo, hi)
         los, his, recs = self.los, self.his, self.recs
         i = self._first(lo)
         cur = lo
@@ -118,6 +126,9 @@ class SpaceMap:
     def query(self, p_lo, p_hi, lo, hi, idx, writers: list, readers: list | None) -> None:
         """Append the writers (and, given a list, the readers) of every part of the
         box other than instruction `idx`, recording nothing."""
+        b = self.abox if readers is not None else self.wbox
+        if b is None or not (b[0] < p_hi and p_lo < b[1] and b[2] < hi and lo < b[3]):
+            return
         los, recs = self.los, self.recs
         i = self._first(lo)
         n = len(los)
@@ -134,6 +145,8 @@ class SpaceMap:
               dense: bool = True) -> None:
         """Record a write; append the writers (WAW) and readers (WAR) it waits for.
         `dense`: it writes every byte of its box (else it joins the earlier writers)."""
+        self.abox = _grow(self.abox, p_lo, p_hi, lo, hi)
+        self.wbox = _grow(self.wbox, p_lo, p_hi, lo, hi)
         los, his, recs = self.los, self.his, self.recs
         i = self._first(lo)
         n = len(los)
@@ -215,6 +228,15 @@ class SpaceMap:
         self.his.insert(i + 1, self.his[i])
         self.his[i] = at
         self.recs.insert(i + 1, [r.copy() for r in seg])
+
+
+def _grow(box, p_lo, p_hi, lo, hi):
+    """The bounding box of `box` (or None) and [p_lo, p_hi) x [lo, hi)."""
+    if box is None:
+        return (p_lo, p_hi, lo, hi)
+    if p_lo >= box[0] and p_hi <= box[1] and lo >= box[2] and hi <= box[3]:
+        return box
+    return (min(p_lo, box[0]), max(p_hi, box[1]), min(lo, box[2]), max(hi, box[3]))
 
 
 def _uncovered(seg: list, p_lo, p_hi):

@@ -37,7 +37,8 @@ from .costs import CostModel
 from .deps import MemoryMaps
 from .timeline import Event, Timeline, Wait
 
-_KIND_RANK = {"RAW": 3, "WAW": 2, "order": 2, "WAR": 1}
+_ORDER = ("order", "")
+_QUEUE = ("queue", "")
 _MATMULS = ("nc_matmul", "nc_matmul_mx", "nc_transpose")
 
 
@@ -184,6 +185,7 @@ class _Scheduler:
         self.throttle_cfg = te.warmup_throttle
         self._sem = {}
         self._lat = {}
+        self._waits: dict = {}  # (producer, kind, space) -> Wait (immutable: shared)
         # deferral (cross-core synchronisation recorded out of order)
         self.waiting: dict = {}
         self.count: dict = {}
@@ -314,17 +316,28 @@ class _Scheduler:
         ins = self.instrs[i]
         deps = self._collect(ins)
         self.deferred_deps[i] = deps
-        unresolved = {p for p, _, _ in deps if not self.resolved[p]}
+        resolved = self.resolved
+        unresolved = {p for p, _, _ in deps if not resolved[p]}
         if unresolved:
             self.count[i] = len(unresolved)
+            waiting = self.waiting
             for p in unresolved:
-                self.waiting.setdefault(p, []).append(i)
+                w = waiting.get(p)
+                if w is None:
+                    waiting[p] = [i]
+                else:
+                    w.append(i)
             return
-        self._ready_to_run(i)
+        released = self._process(i)
+        if released:
+            self._ready_to_run(released)
 
-    def _ready_to_run(self, i):
+    def _ready_to_run(self, released):
+        """Process the instructions `released` (all dependencies done) and what they
+        release in turn, in issue order."""
         pos = self.pos
-        heap = [(pos[i], i)]
+        heap = [(pos[k], k) for k in released]
+        heapq.heapify(heap)
         while heap:
             _, j = heapq.heappop(heap)
             released = self._process(j)
@@ -332,8 +345,11 @@ class _Scheduler:
                 heapq.heappush(heap, (pos[k], k))
 
     def _release(self, i) -> list:
+        waiters = self.waiting.pop(i, None)
+        if waiters is None:
+            return ()
         out = []
-        for w in self.waiting.pop(i, ()):
+        for w in waiters:
             c = self.count[w] - 1
             if c:
                 self.count[w] = c
@@ -361,7 +377,9 @@ class _Scheduler:
         return q
 
     def _collect(self, ins) -> list:
-        """[(producer, kind, space)] for instruction `ins`, and its (core, track) key."""
+        """[(producer, kind, space)] for instruction `ins` (the strongest kind per
+        producer: RAW, then WAW / order, then WAR, then queue order), and its (core,
+        track) key."""
         i = ins.index
         track = self._track_of(ins)
         tkey = (ins.core, track)
@@ -369,65 +387,96 @@ class _Scheduler:
         if i in self.folded:  # no access of its own: the matmul that replaces it writes
             return []
         found: dict = {}
+        get = found.get
         maps = self.maps
+        cross = self.epoch is not None
         for a in ins.reads:
             raw = maps.read(a, i, tkey)
-            if a.space == "hbm":
-                raw = [p for p in raw if not self._after(p, i)]
-            for p in raw:
-                _note(found, p, "RAW", a.space)
+            if raw:
+                space = a.space
+                if cross and space == "hbm":
+                    raw = [p for p in raw if not self._after(p, i)]
+                note = ("RAW", space)
+                for p in raw:
+                    old = get(p)
+                    if old is None or old[0] != "RAW":
+                        found[p] = note
         for a in ins.writes:
             waw, war = maps.write(a, i, tkey)
-            if a.space == "hbm":
+            if not (waw or war):
+                continue
+            space = a.space
+            if cross and space == "hbm":
                 waw = [p for p in waw if not self._after(p, i)]
                 war = [p for p in war if not self._after(p, i)]
+            note = ("WAW", space)
             for p in waw:
-                _note(found, p, "WAW", a.space)
+                old = get(p)
+                if old is None or old[0] == "WAR":
+                    found[p] = note
+            note = ("WAR", space)
             for p in war:
-                _note(found, p, "WAR", a.space)
-        for p in ins.attrs.get("depends_on", ()) or ():
-            if 0 <= p < len(self.instrs) and p != i:
-                _note(found, p, "order", "")
+                if p not in found:
+                    found[p] = note
+        deps_on = ins.attrs.get("depends_on")
+        if deps_on:
+            n = len(self.instrs)
+            for p in deps_on:
+                if 0 <= p < n and p != i:
+                    old = get(p)
+                    if old is None or old[0] == "WAR":
+                        found[p] = _ORDER
         # program order on the engine / queue
         if ins.engine == "dma":
             q = self._queue(ins)
-            if q.last is not None:
-                _note(found, q.last, "queue", "")
+            last = q.last
             q.last = i
         else:
             last = self.engine_last.get(tkey)
-            if last is not None:
-                _note(found, last, "queue", "")
             self.engine_last[tkey] = i
+        if last is not None and last not in found:
+            found[last] = _QUEUE
         # the other members of a synchronisation group are waited for separately
         return [(p, k, s) for p, (k, s) in found.items()]
 
     def _ready(self, i, deps, track, core):
         """(time the dependencies allow a start, the Waits)."""
         ready = 0.0
-        waits = []
+        waits = None
         sem = self._sem.get(track)
         if sem is None:
             sem = self._sem[track] = self.cost.semaphore_ns(track)
         is_dma = track.startswith("dma:")
         mykey = (core, track)
+        tkey, end, done = self.tkey, self.end, self.done
         for p, kind, space in deps:
             if kind == "queue":
                 continue  # engine / queue order: handled by the engine's state
-            same = self.tkey[p] == mykey
-            if same and not is_dma and kind != "RAW":
-                continue
-            t = self.end[p] if kind == "WAR" else self.done[p]
-            if not same:
-                t += sem
+            if tkey[p] == mykey:
+                if not is_dma and kind != "RAW":
+                    continue
+                t = end[p] if kind == "WAR" else done[p]
+            else:
+                t = (end[p] if kind == "WAR" else done[p]) + sem
             if t > ready:
                 ready = t
-            waits.append((t, p, kind, space))
-        if not waits:
+            if waits is None:
+                waits = [(t, p, kind, space)]
+            else:
+                waits.append((t, p, kind, space))
+        if waits is None:
             return ready, ()
         if len(waits) > 1:
-            waits.sort(key=lambda w: -w[0])
-        return ready, tuple(_wait(p, kind, space) for _, p, kind, space in waits)
+            waits.sort(key=_neg_time)
+        cache = self._waits
+        out = []
+        for _, p, kind, space in waits:
+            key = (p, kind, space)
+            w = cache.get(key)
+            if w is None:
+                w = cache[key] = _wait(p, kind, space)
+            out.append(w)
+        return ready, tuple(out)
 
     # -- one instruction ------------------------------------------------------------------
     def _process(self, i) -> list:
@@ -630,10 +679,8 @@ class _Scheduler:
                      tuple(info["engines"]), done=done)
 
 
-def _note(found: dict, p: int, kind: str, space: str):
-    old = found.get(p)
-    if old is None or _KIND_RANK.get(kind, 0) > _KIND_RANK.get(old[0], 0):
-        found[p] = (kind, space)
+def _neg_time(w):
+    return -w[0]
 
 
 def _folded_memsets(instrs) -> dict:
