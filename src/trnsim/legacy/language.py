@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from ..chips import load_chip
-from ..machine import runtime
+from ..machine import expand, runtime
 from ..machine.errors import NkiValidationError
 from ..machine.tensor import DynamicSlice, MemoryRegion, NkiTensor
 from ..numerics.dtypes import as_dtype
@@ -220,6 +220,9 @@ def copy(src, *, mask=None, dtype=None, **kwargs):
 
 
 # -- loops ------------------------------------------------------------------
+expand.register_loop_module(__file__)
+
+
 class _LoopRange:
     """`nl.affine_range` / `nl.sequential_range`: the body runs for every index, in
     order. The legacy compiler traces such a loop's body once, with a symbolic index (only
@@ -247,14 +250,16 @@ class _LoopRange:
         loops = run.__dict__.setdefault("legacy_loops", [])
         frame = {"iteration": 0, "counts": {}}
         loops.append(frame)
-        try:
-            for n, i in enumerate(self.range):
-                frame["iteration"], frame["counts"] = n, {}
-                if self.sequential:
-                    run.program.fence(runtime.current_core().id)
-                yield i
+        core = runtime.current_core().id
+
+        def before(n):
+            frame["iteration"], frame["counts"] = n, {}
             if self.sequential:
-                run.program.fence(runtime.current_core().id)
+                run.program.fence(core)
+        try:
+            yield from expand.iterate(self.range, before)
+            if self.sequential:
+                run.program.fence(core)
         finally:
             if frame in loops:
                 loops.remove(frame)

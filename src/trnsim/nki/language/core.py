@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...chips import load_chip
-from ...machine import runtime
+from ...machine import expand, runtime
 from ...machine.errors import NkiValidationError
 from ...machine.tensor import DynamicSlice, MemoryRegion, NKIObject, NkiTensor
 from ...numerics.dtypes import (DType, bfloat16, bool_, float4_e2m1fn_x4, float8_e4m3,  # noqa: F401
@@ -163,8 +163,9 @@ tile_size = _TileSize()
 
 # -- loops and programs ---------------------------------------------------
 def affine_range(start, stop=None, step=1):
-    """Deprecated alias of range in the current NKI."""
-    return range(start, stop, step) if stop is not None else range(start)
+    """Deprecated alias of range in the current NKI (a range whose loop body the
+    simulator may trace once and expand: trnsim/machine/expand.py)."""
+    return expand.LoopRange(start, stop, step)
 
 
 sequential_range = affine_range
@@ -215,4 +216,4 @@ def is_on_chip(buffer):
 
 
 __all__ = [n for n in dir() if not n.startswith("_") and n not in (
-    "annotations", "contextlib", "np", "load_chip", "runtime")] + ["tile_size"]
+    "annotations", "contextlib", "np", "load_chip", "runtime", "expand")] + ["tile_size"]

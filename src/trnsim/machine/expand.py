@@ -1,0 +1,486 @@
+"""Trace a loop body a few times, then expand the rest of the loop into the record.
+
+Timing-only runs (numerics off) spend nearly all their time executing the kernel's
+Python once per instruction, yet a loop's iterations record the same instructions
+with operands that move by a fixed step: the NKI tracer itself traces an
+`affine_range` body once with a symbolic index. `iterate` runs the first
+`1 + SAMPLES` iterations for real, and when iterations 1..SAMPLES recorded the same
+instruction sequence (opcode, engine, queue, kernel line, operand shapes and dtypes,
+other attributes) with every number in it (instruction and allocation ids, byte
+ranges, partitions, element offsets, fences) an affine function of the iteration, it
+appends the middle iterations from that function with NumPy and runs the last
+iteration for real. Iteration 0 is not sampled (first-iteration special cases, a
+matmul group's start); the last runs for real, so its own special cases, an access
+out of bounds there (affine ranges are extreme at their ends), and the Python
+variables it leaves for the code after the loop are exactly those of a full run.
+
+It falls back to running every iteration when:
+- numerics are on (values are computed per iteration), `TRNSIM_EXPAND=0`, or the loop
+  has fewer than `MIN_ITERATIONS`;
+- the sampled iterations differ in structure, any number is not affine, an iteration
+  records on another core (a cross-core handover), creates shared HBM tensors, or
+  leaves a deferred legacy result pending;
+- the loop's frame changes in a way expansion cannot reproduce: a container's length
+  or a string, a tuple, a float changing from one iteration to the next, or an int
+  changing non-affinely (int and float locals changing affinely -- `cur_addr += size`,
+  `off = i * 128` -- are set to their value before the last iteration);
+- the last iteration's record does not match the prediction: the expanded iterations
+  are then removed and iterations SAMPLES+1.. run for real (the last one twice; the
+  expansion's own state is rolled back, the Python side effects of the first run of
+  the last iteration are not).
+
+Known limit: a body whose Python branches on the index in a way neither iteration 0,
+the samples nor the last iteration show (`if i == 37:`) is expanded as if it did not
+branch. Legacy (`neuronxcc.nki`) affine and sequential loops cannot do this (their
+index is symbolic to the real tracer); for the current API, where these loops are
+ranges, set TRNSIM_EXPAND=0 for such a kernel.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+
+import numpy as np
+
+from . import runtime
+from .record import Allocation, Instruction
+
+SAMPLES = 4  # iterations sampled for an affine model (period 1)
+MIN_ITERATIONS = SAMPLES + 3  # iteration 0, the samples, one expanded, the last
+# (samples, periods tried): iterations whose numbers are affine per period p (a
+# double-buffered `buf[i % 2]`, the allocator's rotation) need more samples
+_SAMPLING = ((SAMPLES, (1,)), (8, (2, 4)))
+ENV = "TRNSIM_EXPAND"
+
+_new = object.__new__
+_LOOP_FILES: set = set()  # front-end modules whose frames sit between a loop and its body
+
+
+def register_loop_module(path: str) -> None:
+    """Frames of this file are skipped when looking for the loop's own frame."""
+    _LOOP_FILES.add(os.path.abspath(path))
+
+
+register_loop_module(__file__)
+
+
+def enabled(run) -> bool:
+    return not run.options.numerics and os.environ.get(ENV, "1").strip() != "0"
+
+
+def iterate(rng: range, before=None):
+    """Yield the indices of `rng` (a range) for a loop body, expanding the record where
+    it can (see the module docstring). `before(n)` runs before the body of iteration n
+    when that iteration runs for real (legacy loop frames, sequential fences)."""
+    run = runtime.active_run() if runtime._active else None
+    total = len(rng)
+    if run is None or total < MIN_ITERATIONS or not enabled(run):
+        for n, i in enumerate(rng):
+            if before is not None:
+                before(n)
+            yield i
+        return
+    stats = run.__dict__.setdefault("expansion", ExpansionStats())
+    frame = _loop_frame()
+    core = runtime.current_core().id
+    marks = [_Mark(run, frame)]  # marks[n]: the state before iteration n
+    plan = None
+    for samples, periods in _SAMPLING:
+        if total < samples + 3:
+            break
+        while len(marks) <= samples + 1:
+            n = len(marks) - 1
+            if before is not None:
+                before(n)
+            yield rng[n]
+            marks.append(_Mark(run, frame))
+        plan, more = _Plan.derive(run, marks[1:], core, periods)
+        if not more:
+            break
+    n = len(marks) - 1  # the first iteration not run yet
+    if plan is None:
+        stats.declined += 1
+    else:
+        last = total - 1
+        plan.expand(run, n, last)
+        plan.prepare_last(run, frame, last)
+        before_last = _Mark(run, frame)
+        if before is not None:
+            before(last)
+        yield rng[last]
+        if plan.matches(run, before_last, last):
+            stats.loops += 1
+            stats.iterations += last - n
+            stats.instructions += (last - n) * plan.per_iteration
+            return
+        stats.fallbacks += 1
+        marks[-1].restore(run, frame)
+    for k in range(n, total):
+        if before is not None:
+            before(k)
+        yield rng[k]
+
+
+class ExpansionStats:
+    """What expansion did in one run (`run.expansion`)."""
+
+    def __init__(self):
+        self.loops = 0  # loops expanded
+        self.iterations = 0  # iterations appended without running the body
+        self.instructions = 0  # instructions appended that way
+        self.declined = 0  # loops whose samples could not be expanded
+        self.fallbacks = 0  # loops whose last iteration did not match the prediction
+        self.parts: dict = {}  # instruction index -> (instruction, structure, numbers)
+
+    def __repr__(self):
+        return (f"<expansion: {self.loops} loops, {self.iterations} iterations, "
+                f"{self.instructions} instructions expanded; {self.declined} declined, "
+                f"{self.fallbacks} fallbacks>")
+
+
+def _loop_frame():
+    f = sys._getframe(2)
+    while f is not None and os.path.abspath(f.f_code.co_filename) in _LOOP_FILES:
+        f = f.f_back
+    return f
+
+
+# -- the state at an iteration boundary ------------------------------------------------
+class _Mark:
+    __slots__ = ("instructions", "allocations", "fences", "hbm", "shared", "pending",
+                 "locals")
+
+    def __init__(self, run, frame):
+        p = run.program
+        self.instructions = len(p.instructions)
+        self.allocations = len(p.allocations)
+        self.fences = len(p.fences)
+        self.hbm = run.hbm._next
+        self.shared = len(run._shared)
+        self.pending = getattr(run, "legacy_pending", None) is not None
+        self.locals = _frame_values(frame)
+
+    def restore(self, run, frame):
+        """Roll the record back to this mark (and the frame's numbers)."""
+        p = run.program
+        del p.instructions[self.instructions:]
+        for k in [k for k in p.allocations if k >= self.allocations]:
+            del p.allocations[k]
+        del p.fences[self.fences:]
+        run.hbm._next = self.hbm
+        _set_locals(frame, {k: v for k, v in self.locals.items() if type(v) is int})
+
+
+def _frame_values(frame) -> dict:
+    """The frame's locals that expansion must see unchanged or affine: ints as numbers;
+    floats, strings and tuples by value, containers by length; other objects (tensors)
+    are rebound by the last iteration."""
+    out = {}
+    if frame is None:
+        return out
+    for k, v in frame.f_locals.items():
+        if type(v) is int:
+            out[k] = v
+        elif isinstance(v, (bool, int, float, str, bytes, tuple, type(None))):
+            out[k] = ("=", _hashable(v))
+        elif isinstance(v, (list, dict, set)):
+            out[k] = ("len", len(v))
+    return out
+
+
+def _hashable(v):
+    try:
+        hash(v)
+        return v
+    except TypeError:
+        return id(v)
+
+
+def _set_locals(frame, values: dict) -> None:
+    if frame is None or not values:
+        return
+    if sys.version_info >= (3, 13):  # PEP 667: f_locals writes through
+        for k, v in values.items():
+            frame.f_locals[k] = v
+        return
+    loc = frame.f_locals
+    loc.update(values)
+    ctypes.pythonapi.PyFrame_LocalsToFast(ctypes.py_object(frame), ctypes.c_int(0))
+
+
+# -- one iteration as structure + numbers ------------------------------------------------
+_PLAIN = (str, bool, float, type(None))
+
+
+def _attr_parts(attrs: dict, nums: list):
+    """Structure key of an attrs dict; its int values (and int sequences) go to nums."""
+    key = []
+    for k, v in attrs.items():
+        t = type(v)
+        if t is int:
+            key.append((k, "i"))
+            nums.append(v)
+        elif t in _PLAIN:
+            key.append((k, "=", v))
+        elif t in (list, tuple) and v and all(type(x) is int for x in v):
+            key.append((k, t, len(v)))
+            nums.extend(v)
+        elif t is np.ndarray:
+            key.append((k, "nd", v.shape, str(v.dtype), v.tobytes()))
+        else:
+            key.append((k, "=", _hashable(v)))
+    return tuple(key)
+
+
+def _instruction_parts(ins, allocs, cache: dict):
+    """(structure, numbers) of one instruction, cached by index (nested loops look at
+    the same instructions once per level)."""
+    got = cache.get(ins.index)
+    if got is not None and got[0] is ins:
+        return got[1], got[2]
+    acc = []
+    nums = []
+    for a in ins.reads + ins.writes:
+        base = allocs[a.alloc].vaddr if a.alloc >= 0 else 0
+        acc.append((a.role, a.mode, a.space, a.core, a.tensor, a.dtype, a.shape,
+                    a.pattern, a.elems_per_partition, a.bytes, a.contiguous_bytes,
+                    a.indirect, a.alloc >= 0))
+        nums += (a.offset, a.p_lo, a.p_hi, a.lo - base, a.hi - base, a.alloc)
+    nums.append(ins.index)
+    key = (ins.core, ins.engine, ins.opcode, ins.queue, ins.location, len(ins.reads),
+           tuple(acc), _attr_parts(ins.attrs, nums))
+    cache[ins.index] = (ins, key, nums)
+    return key, nums
+
+
+def _snapshot(run, start: int, stop: int, a_start: int, a_stop: int, f_start: int,
+              f_stop: int):
+    """(structure, numbers) of the record between two marks (an Access's byte range
+    relative to its automatic allocation)."""
+    p = run.program
+    allocs = p.allocations
+    cache = run.expansion.parts
+    key = []
+    nums = []
+    for ins in p.instructions[start:stop]:
+        k, n = _instruction_parts(ins, allocs, cache)
+        key.append(k)
+        nums += n
+    for aid in range(a_start, a_stop):
+        al = allocs[aid]
+        key.append(("alloc", al.space, al.core, al.name, al.shape_desc, al.dtype, al.site,
+                    al.row_bytes, al.block_bytes, al.partition, al.partitions, al.explicit))
+        nums += (al.id, al.declared_at, al.vaddr if al.explicit else 0)
+    for core, idx in p.fences[f_start:f_stop]:
+        key.append(("fence", core))
+        nums.append(idx)
+    return tuple(key), nums
+
+
+def _iteration(run, m0: "_Mark", m1: "_Mark", int_names: list):
+    """(structure, numbers) of the iteration between two marks, with the HBM cursor and
+    the frame's ints at its start; (None, None) when its frame changed otherwise."""
+    key, nums = _snapshot(run, m0.instructions, m1.instructions, m0.allocations,
+                          m1.allocations, m0.fences, m1.fences)
+    loc = m0.locals
+    if set(loc) != set(m1.locals):
+        return None, None
+    others = tuple(sorted((k, v) for k, v in loc.items() if type(v) is not int))
+    if any(type(loc[k]) is not int for k in int_names):
+        return None, None
+    return (key, others), nums + [m0.hbm] + [loc[k] for k in int_names]
+
+
+class _Plan:
+    """The model of a loop's iterations from its sampled ones: every number of an
+    iteration (its record's, the HBM allocation cursor and the frame's ints at its
+    start) is that of the sampled iteration `period` iterations back plus `drift`."""
+    def __init__(self, rows, period, drift, key, template, local_names):
+        self.rows = rows  # (samples, numbers) of the sampled iterations 1..samples
+        self.period = period
+        self.drift = drift
+        self.key = key
+        self.template = template  # (start, stop, a_start, a_stop, f_start, f_stop)
+        self.per_iteration = template[1] - template[0]
+        self.local_names = local_names
+
+    @classmethod
+    def derive(cls, run, marks, core, periods):
+        """(plan or None, whether more samples could give a plan) from the iterations
+        between `marks` (the states before iterations 1, 2, ..., samples + 1)."""
+        if any(m.pending for m in marks) or len({m.shared for m in marks}) > 1:
+            return None, False
+        p = run.program
+        for ins in p.instructions[marks[0].instructions:marks[-1].instructions]:
+            if ins.core != core:
+                return None, False
+        names = sorted(k for k, v in marks[0].locals.items() if type(v) is int)
+        keys, rows = [], []
+        for m0, m1 in zip(marks, marks[1:]):
+            if m1.instructions == m0.instructions:
+                return None, False  # an empty body: nothing to gain
+            k, n = _iteration(run, m0, m1, names)
+            if k is None:
+                return None, False
+            keys.append(k)
+            rows.append(n)
+        if any(k != keys[0] for k in keys[1:]) or len({len(r) for r in rows}) > 1:
+            return None, False
+        a = np.array(rows, dtype=np.int64)
+        for period in periods:
+            if len(a) - period < 2:
+                continue
+            d = a[period:] - a[:-period]
+            if (d == d[0]).all():
+                m0, m1 = marks[-2], marks[-1]
+                return cls(a, period, d[0], keys[0],
+                           (m0.instructions, m1.instructions, m0.allocations,
+                            m1.allocations, m0.fences, m1.fences), names), False
+        return None, True
+
+    def row(self, iterations: np.ndarray) -> np.ndarray:
+        """The numbers of each iteration in `iterations` (loop positions)."""
+        samples, p = len(self.rows), self.period
+        s = samples - (samples - iterations) % p  # a sampled iteration in phase
+        return self.rows[s - 1] + self.drift * ((iterations - s) // p)[:, None]
+
+    # -- expansion ---------------------------------------------------------------------
+    def expand(self, run, first: int, stop: int) -> None:
+        """Append iterations first .. stop - 1."""
+        if stop <= first:
+            return
+        p = run.program
+        start, end, a_start, a_stop, f_start, f_stop = self.template
+        allocs = p.allocations
+        tmpl_alloc = [allocs[i] for i in range(a_start, a_stop)]
+        tmpl_fence = p.fences[f_start:f_stop]
+        builders = [_InstructionBuilder(ins) for ins in p.instructions[start:end]]
+        values = self.row(np.arange(first, stop, dtype=np.int64))
+        first_alloc = self.record_numbers - len(tmpl_alloc) * 3 - len(tmpl_fence)
+        out = p.instructions
+        fences = p.fences
+        for row in values.tolist():
+            pos = first_alloc  # allocations first: accesses take their vaddr
+            for al in tmpl_alloc:
+                na = _new(Allocation)
+                na.__dict__.update(al.__dict__)
+                na.id, na.declared_at = row[pos], row[pos + 1]
+                if al.explicit:
+                    na.vaddr = row[pos + 2]
+                pos += 3
+                allocs[na.id] = na
+            for (core, _), idx in zip(tmpl_fence, row[pos:]):
+                fences.append((core, idx))
+            pos = 0
+            for b in builders:
+                ins, pos = b.build(row, pos, allocs)
+                out.append(ins)
+
+    @property
+    def record_numbers(self) -> int:
+        return self.rows.shape[1] - 1 - len(self.local_names)
+
+    def prepare_last(self, run, frame, last: int) -> None:
+        """The HBM cursor and the frame's ints as iteration `last` starts with them."""
+        row = self.row(np.array([last]))[0].tolist()
+        k = self.record_numbers
+        run.hbm._next = row[k]
+        _set_locals(frame, dict(zip(self.local_names, row[k + 1:])))
+
+    def matches(self, run, mark: "_Mark", last: int) -> bool:
+        """Whether iteration `last`, run for real after `mark`, recorded the prediction."""
+        end = _Mark(run, None)
+        if end.pending or end.shared != mark.shared:
+            return False
+        key, nums = _snapshot(run, mark.instructions, end.instructions, mark.allocations,
+                              end.allocations, mark.fences, end.fences)
+        expected = self.row(np.array([last]))[0].tolist()
+        return key == self.key[0] and nums == expected[:self.record_numbers]
+
+
+class _InstructionBuilder:
+    """Makes copies of one template instruction from a row of numbers (in the order
+    `_snapshot` lists them)."""
+
+    def __init__(self, ins: Instruction):
+        self.fields = {k: v for k, v in ins.__dict__.items()
+                       if k not in ("reads", "writes", "index", "attrs")}
+        self.accesses = [(type(a), a.__dict__) for a in ins.reads + ins.writes]
+        self.nr = len(ins.reads)
+        self.attrs = ins.attrs
+        self.attr_slots = []  # (key, None for an int or the sequence type, length)
+        for k, v in ins.attrs.items():
+            if type(v) is int:
+                self.attr_slots.append((k, None, 1))
+            elif type(v) in (list, tuple) and v and all(type(x) is int for x in v):
+                self.attr_slots.append((k, type(v), len(v)))
+
+    def build(self, row: list, pos: int, allocs: dict):
+        accs = []
+        for cls, tmpl in self.accesses:
+            off, p_lo, p_hi, lo, hi, aid = row[pos:pos + 6]
+            pos += 6
+            if aid >= 0:
+                base = allocs[aid].vaddr
+                lo += base
+                hi += base
+            a = _new(cls)
+            d = a.__dict__
+            d.update(tmpl)
+            d["offset"], d["p_lo"], d["p_hi"], d["lo"], d["hi"], d["alloc"] = \
+                off, p_lo, p_hi, lo, hi, aid
+            accs.append(a)
+        ins = _new(Instruction)
+        d = ins.__dict__
+        d.update(self.fields)
+        nr = self.nr
+        d["reads"] = tuple(accs[:nr])
+        d["writes"] = tuple(accs[nr:])
+        d["index"] = row[pos]
+        pos += 1
+        attrs = dict(self.attrs)
+        for k, seq, n in self.attr_slots:
+            if seq is None:
+                attrs[k] = row[pos]
+            else:
+                attrs[k] = seq(row[pos:pos + n])
+            pos += n
+        d["attrs"] = attrs
+        return ins, pos
+
+
+class LoopRange:
+    """A range whose iteration may expand (`iterate`): what the current API's
+    `nl.affine_range` / `sequential_range` / `static_range` return. It behaves as the
+    range it wraps (len, indexing, `in`, reversed, equality)."""
+
+    def __init__(self, start, stop=None, step=1):
+        self.range = range(start) if stop is None else range(start, stop, step)
+
+    def __iter__(self):
+        return iterate(self.range)
+
+    def __len__(self):
+        return len(self.range)
+
+    def __getitem__(self, i):
+        return self.range[i]
+
+    def __contains__(self, x):
+        return x in self.range
+
+    def __reversed__(self):
+        return reversed(self.range)
+
+    def __eq__(self, other):
+        return self.range == (other.range if isinstance(other, LoopRange) else other)
+
+    __hash__ = None
+
+    start = property(lambda self: self.range.start)
+    stop = property(lambda self: self.range.stop)
+    step = property(lambda self: self.range.step)
+
+    def __repr__(self):
+        return repr(self.range)

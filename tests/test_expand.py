@@ -1,0 +1,254 @@
+"""Loop expansion (trnsim/machine/expand.py): a timing-only run that traces a few
+iterations and expands the rest records exactly what running every iteration records,
+and declines or falls back wherever it cannot know that."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import trnsim
+from trnsim import nki
+import trnsim.nki.isa as nisa
+import trnsim.nki.language as nl
+from trnsim.legacy import isa as lisa
+from trnsim.legacy import language as lnl
+from trnsim.legacy.jit import run_legacy
+from trnsim.machine import expand
+from trnsim.timing import schedule
+
+
+def _record(run):
+    """Everything the record says, allocations without their virtual addresses (which
+    only name space; the compiled accesses carry the physical ones)."""
+    p = run.program
+    instrs = [(i.index, i.core, i.engine, i.opcode, i.queue, i.location,
+               sorted(i.attrs.items(), key=str), [sorted(a.__dict__.items()) for a in
+                                                  i.reads + i.writes])
+              for i in p.instructions]
+    allocs = [sorted((k, v) for k, v in a.__dict__.items() if k != "vaddr" or a.explicit)
+              for a in p.allocations.values()]
+    return instrs, allocs, list(p.fences)
+
+
+def _both(monkeypatch, go):
+    """(full run, expanded run) of `go()` -> Run, with their timelines' events."""
+    out = []
+    for flag in ("0", "1"):
+        monkeypatch.setenv(expand.ENV, flag)
+        run = go()
+        tl = schedule(run.program, run.chip)
+        out.append((run, [(e.index, e.start, e.end) for e in tl.events]))
+    (full, ev_full), (fast, ev_fast) = out
+    assert _record(fast) == _record(full)
+    assert ev_fast == ev_full
+    return full, fast
+
+
+def _stats(run):
+    return getattr(run, "expansion", None) or expand.ExpansionStats()
+
+
+def _run(kernel, *args, chip="trn2"):
+    return trnsim.run_kernel(kernel, args, chip=chip, numerics=False)[1]
+
+
+# -- kernels -----------------------------------------------------------------------
+@nki.jit
+def tiled_matmul(lhsT, rhs):
+    K, M = lhsT.shape
+    _, N = rhs.shape
+    out = nl.ndarray((M, N), nl.float32, buffer=nl.hbm)
+    for m in nl.affine_range(M // 128):
+        for n in nl.affine_range(N // 512):
+            acc = nl.ndarray((128, 512), nl.float32, buffer=nl.psum)
+            for k in nl.affine_range(K // 128):
+                a = nl.ndarray((128, 128), lhsT.dtype, buffer=nl.sbuf)
+                b = nl.ndarray((128, 512), rhs.dtype, buffer=nl.sbuf)
+                nisa.dma_copy(dst=a, src=lhsT[k * 128:(k + 1) * 128, m * 128:(m + 1) * 128])
+                nisa.dma_copy(dst=b, src=rhs[k * 128:(k + 1) * 128, n * 512:(n + 1) * 512])
+                nisa.nc_matmul(dst=acc, stationary=a, moving=b)
+            o = nl.ndarray((128, 512), nl.float32, buffer=nl.sbuf)
+            nisa.tensor_copy(dst=o, src=acc)
+            nisa.dma_copy(dst=out[m * 128:(m + 1) * 128, n * 512:(n + 1) * 512], src=o)
+    return out
+
+
+def _columns(body):
+    """A kernel over 8-column tiles of x [128, W] whose loop body is `body(j, x, out)`."""
+    @nki.jit
+    def kernel(x):
+        out = nl.ndarray(x.shape, nl.float32, buffer=nl.hbm)
+        body(x, out)
+        return out
+    return kernel
+
+
+def _scale(x, out, j, col=None):
+    col = j * 8 if col is None else col
+    t = nl.ndarray((128, 8), nl.float32, buffer=nl.sbuf)
+    nisa.dma_copy(dst=t, src=x[:, col:col + 8])
+    nisa.tensor_scalar(dst=t, data=t, op0=nl.multiply, operand0=2.0)
+    nisa.dma_copy(dst=out[:, col:col + 8], src=t)
+
+
+# -- exact expansion -----------------------------------------------------------------
+def test_nested_affine_loops_expand_to_the_full_record(monkeypatch):
+    lhsT = np.ones((2048, 256), np.float32)
+    rhs = np.ones((2048, 4096), np.float32)
+    full, fast = _both(monkeypatch, lambda: _run(tiled_matmul, lhsT, rhs))
+    st = _stats(fast)
+    # k (16 iterations) inside n (8): both expand; only iterations 0-4 and the last run
+    assert st.loops >= 2 and st.fallbacks == 0
+    assert st.instructions > len(full.program) // 2
+    assert not hasattr(full, "expansion")
+
+
+def test_legacy_sequential_range_keeps_its_fences(monkeypatch):
+    def kernel(x):
+        out = lnl.ndarray(x.shape, dtype=x.dtype, buffer=lnl.shared_hbm)
+        for j in lnl.sequential_range(x.shape[1] // 64):
+            t = lnl.load(x[:, j * 64:(j + 1) * 64])
+            lnl.store(out[:, j * 64:(j + 1) * 64], value=lisa.activation(op=lnl.exp, data=t))
+        return out
+    x = np.zeros((128, 64 * 20), np.float32)
+    full, fast = _both(monkeypatch,
+                       lambda: run_legacy(kernel, (x,), {}, chip="trn2", numerics=False)[1])
+    assert _stats(fast).iterations == 20 - 6
+    assert len(full.program.fences) >= 20
+
+
+def test_periodic_operands_expand_with_their_period(monkeypatch):
+    """A double buffer (`bufs[j % 2]`) moves its operand with period 2."""
+    @nki.jit
+    def kernel(x):
+        out = nl.ndarray(x.shape, nl.float32, buffer=nl.hbm)
+        bufs = nl.ndarray((2, 128, 8), nl.float32, buffer=nl.sbuf)
+        for j in nl.affine_range(x.shape[1] // 8):
+            nisa.dma_copy(dst=bufs[j % 2], src=x[:, j * 8:(j + 1) * 8])
+            nisa.dma_copy(dst=out[:, j * 8:(j + 1) * 8], src=bufs[j % 2])
+        return out
+    x = np.zeros((128, 8 * 40), np.float32)
+    _, fast = _both(monkeypatch, lambda: _run(kernel, x))
+    st = _stats(fast)
+    assert st.loops == 1 and st.iterations == 40 - 10  # 0-8 and the last run
+
+
+def test_loop_carried_int_is_advanced_for_the_code_after_the_loop(monkeypatch):
+    @nki.jit
+    def kernel(x):
+        out = nl.ndarray(x.shape, nl.float32, buffer=nl.hbm)
+        col = 0
+        for _ in nl.affine_range(x.shape[1] // 8 - 1):
+            _scale(x, out, None, col)
+            col += 8
+        _scale(x, out, None, col)  # the last tile, at the column the loop left
+        return out
+    x = np.zeros((128, 8 * 30), np.float32)
+    full, fast = _both(monkeypatch, lambda: _run(kernel, x))
+    assert _stats(fast).loops == 1
+    last = fast.program.instructions[-1]
+    assert last.writes[0].offset == 8 * 29
+
+
+# -- declining and falling back ------------------------------------------------------
+def test_a_branch_seen_in_the_samples_declines(monkeypatch):
+    @nki.jit
+    def kernel(x):
+        out = nl.ndarray(x.shape, nl.float32, buffer=nl.hbm)
+        for j in nl.affine_range(x.shape[1] // 8):
+            _scale(x, out, j)
+            if j == 3:
+                _scale(x, out, j)
+        return out
+    x = np.zeros((128, 8 * 20), np.float32)
+    _, fast = _both(monkeypatch, lambda: _run(kernel, x))
+    assert _stats(fast).loops == 0 and _stats(fast).declined == 1
+
+
+def test_a_different_last_iteration_falls_back(monkeypatch):
+    @nki.jit
+    def kernel(x):
+        out = nl.ndarray(x.shape, nl.float32, buffer=nl.hbm)
+        n = x.shape[1] // 8
+        for j in nl.affine_range(n):
+            _scale(x, out, j)
+            if j == n - 1:
+                _scale(x, out, 0)
+        return out
+    x = np.zeros((128, 8 * 20), np.float32)
+    _, fast = _both(monkeypatch, lambda: _run(kernel, x))
+    assert _stats(fast).fallbacks == 1 and _stats(fast).loops == 0
+
+
+def test_non_affine_operands_decline(monkeypatch):
+    @nki.jit
+    def kernel(x):
+        out = nl.ndarray(x.shape, nl.float32, buffer=nl.hbm)
+        n = x.shape[1] // 8
+        for j in nl.affine_range(n):
+            _scale(x, out, (j * j) % n)
+        return out
+    x = np.zeros((128, 8 * 20), np.float32)
+    _, fast = _both(monkeypatch, lambda: _run(kernel, x))
+    assert _stats(fast).loops == 0
+
+
+def test_a_growing_list_declines_and_keeps_every_element(monkeypatch):
+    @nki.jit
+    def kernel(x):
+        out = nl.ndarray(x.shape, nl.float32, buffer=nl.hbm)
+        tiles = []
+        for j in nl.affine_range(x.shape[1] // 8):
+            t = nl.ndarray((128, 8), nl.float32, buffer=nl.sbuf)
+            nisa.dma_copy(dst=t, src=x[:, j * 8:(j + 1) * 8])
+            tiles.append(t)
+        for j, t in enumerate(tiles):
+            nisa.dma_copy(dst=out[:, j * 8:(j + 1) * 8], src=t)
+        return out
+    x = np.zeros((128, 8 * 20), np.float32)
+    full, fast = _both(monkeypatch, lambda: _run(kernel, x))
+    assert _stats(fast).declined == 1
+    assert sum(i.writes[0].space == "hbm" for i in fast.program) == 20
+
+
+def test_numerics_on_runs_every_iteration(monkeypatch):
+    monkeypatch.setenv(expand.ENV, "1")
+    x = np.arange(128 * 8 * 10, dtype=np.float32).reshape(128, -1)
+    kernel = _columns(lambda x, out: [_scale(x, out, j)
+                                      for j in nl.affine_range(x.shape[1] // 8)])
+    got, run = trnsim.run_kernel(kernel, (x,), chip="trn2")
+    assert not hasattr(run, "expansion")
+    np.testing.assert_array_equal(got, 2 * x)
+
+
+def test_an_error_in_the_last_iteration_points_at_its_line(monkeypatch):
+    @nki.jit
+    def kernel(x):
+        out = nl.ndarray((128, 8 * 20), nl.float32, buffer=nl.hbm)
+        for j in nl.affine_range(20):
+            t = nl.ndarray((128, 8), nl.float32, buffer=nl.sbuf)
+            nisa.dma_copy(dst=t, src=x[:, j * 8:(j + 1) * 8])  # x is 4 columns short
+            nisa.dma_copy(dst=out[:, j * 8:(j + 1) * 8], src=t)
+        return out
+    x = np.zeros((128, 8 * 20 - 4), np.float32)
+    expanded = []
+    real_expand = expand._Plan.expand
+    monkeypatch.setattr(expand._Plan, "expand",
+                        lambda self, run, first, stop: expanded.append(stop - first)
+                        or real_expand(self, run, first, stop))
+    messages = []
+    for flag in ("0", "1"):
+        monkeypatch.setenv(expand.ENV, flag)
+        with pytest.raises(Exception) as err:
+            _run(kernel, x)
+        messages.append((type(err.value), str(err.value)))
+    assert expanded == [20 - 6]  # iterations 5..18 expanded, then the last one failed
+    assert messages[0] == messages[1]
+    assert "x is 4 columns short" in messages[1][1]
+
+
+def test_loop_range_behaves_as_its_range():
+    r = nl.affine_range(2, 11, 3)
+    assert len(r) == 3 and r[1] == 5 and list(reversed(r)) == [8, 5, 2]
+    assert 8 in r and 9 not in r and r == range(2, 11, 3)
+    assert list(r) == [2, 5, 8]  # outside a run: plain iteration
