@@ -14,14 +14,21 @@ from __future__ import annotations
 import numpy as np
 
 from ..machine.errors import UnsupportedError, describe
+from ..numerics.cast import to_fp32
 from . import accumulate as acc
 from .accumulate import cmd_name, lane0
 from .activation_funcs import activation_fn
-from .base import Instr, flat, free_size
+from .base import Instr, _readonly, flat, free_size
 from .enums import reduce_cmd as ReduceCmd
 from .ops import alu
 
 # -- shared helpers ---------------------------------------------------------------
+
+def _fp32_view(raw: np.ndarray) -> np.ndarray:
+    """Stored values as fp32, without a copy when they are fp32 already (a read-only
+    view of the memory, used before the instruction writes)."""
+    return _readonly(raw) if raw.dtype == np.float32 else to_fp32(raw)
+
 
 _REDUCE_OPS = ("add", "maximum", "minimum", "abs_max", "abs_min")
 
@@ -135,7 +142,7 @@ def _activation(opcode, dst, op, data, bias, scale, reduce_op, reduce_res, cmd,
                         f"bias {describe(bias)} cannot be tfloat32")
         s, scale_kind = per_partition(ins, "scale", scale, P, fp32_only=True)
         b, bias_kind = per_partition(ins, "bias", bias, P)
-        x = ins.read_fp32("data", data)
+        x = ins.read_as("data", data, _fp32_view)
         fused = cmd in ("reduce", "reset_reduce")
         ins.attrs.update(op=act.name, scale_kind=scale_kind, bias_kind=bias_kind,
                          reduce_cmd=cmd, reduce_op=rop.name if fused else None,
@@ -218,7 +225,7 @@ def activate2(dst, op, data, imm0, imm1, op0, op1, relu_param=0.0, reverse0=Fals
         i0, k0 = per_partition(ins, "imm0", imm0 if a0.name != "bypass" else None, P)
         i1, k1 = per_partition(ins, "imm1", imm1 if a1.name != "bypass" else None, P)
         rp, kp = per_partition(ins, "relu_param", relu_param, P)
-        x = ins.read_fp32("data", data)
+        x = ins.read_as("data", data, _fp32_view)
         fused = cmd in ("reduce", "reset_reduce")
         ins.attrs.update(op=act.name, op0=a0.name, op1=a1.name, imm0_kind=k0, imm1_kind=k1,
                          relu_param_kind=kp, reduce_cmd=cmd,

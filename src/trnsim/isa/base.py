@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..machine.access import Access, describe_access, read_raw, read_raw_masked, write_raw
+from ..machine.access import (Access, describe_access, read_converted, read_raw,
+                              read_raw_masked, write_raw)
 from ..machine.errors import (NkiValidationError, UnsupportedError, describe,
                               kernel_location, numerics_warning)
 from ..machine.record import Instruction
@@ -142,8 +143,23 @@ class Instr:
         return read_raw_masked(t, self.strict, self.opcode, skip_oob=True)
 
     def read_fp32(self, role: str, t: NkiTensor) -> np.ndarray | None:
-        raw = self.read(role, t)
-        return None if raw is None else to_fp32(raw)
+        """Like `read`, in fp32 (a new array, converted straight from the memory)."""
+        return self.read_as(role, t, _fp32_copy)
+
+    def read_view(self, role: str, t: NkiTensor) -> np.ndarray | None:
+        """Like `read`, without the copy: a read-only array that may be a view of the
+        memory itself, so only valid until this instruction's first write (compute the
+        results from it first; `write` handles a result that overlaps its dst)."""
+        return self.read_as(role, t, _readonly)
+
+    def read_as(self, role: str, t: NkiTensor, convert) -> np.ndarray | None:
+        """Like `read`, returning `convert(stored values)`; `convert` must return a new
+        array (it may be handed a view of the memory itself)."""
+        self._note_indirect(t)
+        self.reads.append(describe_access(t, role, "r"))
+        if not self.numerics:
+            return None
+        return read_converted(t, convert, self.strict, self.opcode)
 
     def write(self, role: str, t: NkiTensor, values, *, raw: bool = False,
               skip_oob: bool = False, mask=None) -> None:
@@ -165,12 +181,16 @@ class Instr:
             values = values()
         v = np.asarray(values)
         if not raw:
-            v = cast(v, t.dtype)
+            v = cast(v, t.dtype, copy=False)  # write_raw copies it into the memory
         try:
             v = np.broadcast_to(v, t.shape)
         except ValueError:
             self.fail(f"result of shape {v.shape} does not fit {role} {describe(t)}")
-        write_raw(t, v, skip_oob=skip_oob, mask=mask, op=self.opcode)
+        # The initialized-flags are read by strict-mode reads and, in any mode, by the
+        # check of accumulate=True onto never-written PSUM (isa/matmul.py): a run that is
+        # not strict keeps them for PSUM only.
+        write_raw(t, v, skip_oob=skip_oob, mask=mask, op=self.opcode,
+                  flags=self.strict or t.space == "psum")
 
     def _note_indirect(self, t: NkiTensor):
         if t.dyn is not None and isinstance(t.dyn.index, NkiTensor):  # not a register
@@ -178,6 +198,17 @@ class Instr:
 
     def warn(self, message: str):
         numerics_warning(message, self.opcode, self.strict)
+
+
+def _readonly(raw: np.ndarray) -> np.ndarray:
+    v = raw.view()
+    v.flags.writeable = False
+    return v
+
+
+def _fp32_copy(raw: np.ndarray) -> np.ndarray:
+    v = to_fp32(raw)
+    return np.array(v) if v is raw else v
 
 
 def free_size(t: NkiTensor) -> int:

@@ -289,7 +289,7 @@ def tensor_tensor(dst, data1, data2, op, engine=Engine.unknown, name=None):
         native = (not bitvec and ins.engine == "gpsimd" and a.name in _INT_NATIVE
                   and data1.dtype.is_int and data2.dtype.is_int and dst.dtype.is_int)
         ins.attrs.update(op=a.name, op_kind=a.kind, int_exact=native or bitvec)
-        r1, r2 = ins.read("data1", data1), ins.read("data2", data2)
+        r1, r2 = ins.read_view("data1", data1), ins.read_view("data2", data2)
         if r1 is None:
             ins.write("dst", dst, None)
             return
@@ -362,7 +362,7 @@ def tensor_scalar(dst, data, op0, operand0, reverse0=False, op1=None, operand1=N
                          op_kind=a0.kind, num_ops=len(ops), operand0_kind=k0,
                          operand1_kind=k1, reverse0=bool(reverse0), reverse1=bool(reverse1),
                          int_exact=bitvec or addr)
-        raw = ins.read("data", data)
+        raw = ins.read_view("data", data)
         if raw is None:
             ins.write("dst", dst, None)
             return
@@ -453,7 +453,7 @@ def tensor_copy(dst, src, engine=Engine.unknown, name=None):
                         ": packed MX types are copied only to the same type")
         exact = src.dtype == dst.dtype and (ins.engine != "scalar" or src.dtype.is_x4)
         ins.attrs.update(bit_exact=exact)
-        raw = ins.read("src", src)
+        raw = ins.read_view("src", src)
         if raw is None:
             ins.write("dst", dst, None)
         elif exact:

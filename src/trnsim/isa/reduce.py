@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..machine.errors import describe
+from ..numerics.cast import to_fp32
 from .base import Instr, free_size
 from .ops import alu, op_name
 
@@ -150,7 +151,7 @@ def tensor_reduce(dst, op, data, axis, negate=False, keepdims=False, name=None):
         ins.attrs.update(op=aop.name, op_kind=aop.kind, axes=axes, negate=bool(negate),
                          keepdims=bool(keepdims), reduced_elems=int(np.prod(
                              data.shape[axes[0]:])))
-        raw = ins.read("data", data)
+        raw = ins.read_view("data", data)
         if raw is None:
             ins.write("dst", dst, None)
             return
@@ -162,7 +163,7 @@ def tensor_reduce(dst, op, data, axis, negate=False, keepdims=False, name=None):
             res = fold_int(aop.name, rows)
             _store_int_or_bits(ins, dst, -res if negate else res, data.dtype, False)
         else:
-            res = fold_fp32(aop.name, rows.astype(np.float32))
+            res = fold_fp32(aop.name, to_fp32(rows))
             if negate:
                 res = (res * np.float32(-1.0)).astype(np.float32)
             ins.write("dst", dst, res.reshape(dst.shape))

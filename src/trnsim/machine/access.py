@@ -201,6 +201,24 @@ def read_raw(t: NkiTensor, strict=False, op="") -> np.ndarray:
     return read_raw_masked(t, strict, op)[0]
 
 
+def read_converted(t: NkiTensor, convert, strict=False, op="") -> np.ndarray:
+    """`convert(stored values)`, where `convert` returns a new array (a cast): for a
+    regular view it is applied to the zero-copy view of the memory (one pass instead of
+    a copy and then the cast)."""
+    view = _strided(t, t.storage.data)
+    if view is None:
+        return convert(read_raw(t, strict, op))
+    if strict:
+        _check_initialized(t, op)
+    return convert(view)
+
+
+def _check_initialized(t: NkiTensor, op: str):
+    flags, ones = _flag_view(t)
+    if not (flags == ones).all():
+        _uninitialized(t, op)
+
+
 def read_raw_masked(t: NkiTensor, strict=False, op="", skip_oob=False):
     """(values, keep): like read_raw; with `skip_oob`, rows whose runtime index is out
     of bounds read as zero bytes and `keep` (bool per dim-0 row) marks the others
@@ -209,9 +227,7 @@ def read_raw_masked(t: NkiTensor, strict=False, op="", skip_oob=False):
     view = _strided(t, st.data)
     if view is not None:
         if strict:
-            flags, ones = _flag_view(t)
-            if not (flags == ones).all():
-                _uninitialized(t, op)
+            _check_initialized(t, op)
         return np.array(view), None
     e, keep = element_offsets(t, skip_oob, op)
     rows, cols = _byte_index(t, e)
@@ -233,10 +249,12 @@ def _uninitialized(t: NkiTensor, op: str):
         "(strict mode)", op=op or None)
 
 
-def write_raw(t: NkiTensor, values: np.ndarray, skip_oob=False, mask=None, op="") -> None:
+def write_raw(t: NkiTensor, values: np.ndarray, skip_oob=False, mask=None, op="",
+              flags=True) -> None:
     """Store `values` (already in t's storage type, broadcastable to t.shape).
     `mask` (bool, broadcastable to t.shape): write only where True. With `skip_oob`,
-    rows whose runtime index is out of bounds are not written."""
+    rows whose runtime index is out of bounds are not written. `flags=False` leaves the
+    initialized-flags alone (for a run whose reads never check them)."""
     st = t.storage
     values = np.broadcast_to(np.asarray(values, dtype=t.dtype.np), t.shape)
     if mask is not None:
@@ -245,13 +263,16 @@ def write_raw(t: NkiTensor, values: np.ndarray, skip_oob=False, mask=None, op=""
             mask = None
     view = _strided(t, st.data)
     if view is not None:
-        flags, ones = _flag_view(t)
         if mask is None:
             view[...] = values
-            flags[...] = ones
         else:
             view[mask] = values[mask]
-            flags[mask] = ones
+        if flags:
+            fl, ones = _flag_view(t)
+            if mask is None:
+                fl[...] = ones
+            else:
+                fl[mask] = ones
         return
     e, keep = element_offsets(t, skip_oob, op)
     raw = np.ascontiguousarray(values).view(np.uint8).reshape(t.shape + (t.dtype.itemsize,))
@@ -265,10 +286,12 @@ def write_raw(t: NkiTensor, values: np.ndarray, skip_oob=False, mask=None, op=""
     rows, cols = _byte_index(t, e)
     if rows is not None:
         st.data[rows, cols] = raw
-        st.initialized[rows, cols] = True
+        if flags:
+            st.initialized[rows, cols] = True
     else:
         st.data[cols] = raw
-        st.initialized[cols] = True
+        if flags:
+            st.initialized[cols] = True
 
 
 def describe_access(t: NkiTensor, role: str, mode: str) -> Access:
