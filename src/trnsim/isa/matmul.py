@@ -9,6 +9,19 @@ tf32 (RNE) as they enter the array. The fp32 result then goes to PSUM: it overwr
 destination, or is added to it in fp32 (bf16 PSUM on NeuronCore-v4: upcast, fp32 add,
 RNE back to bf16), per `accumulate`.
 
+Accumulation mode (`TRNSIM_MATMUL_ACCUMULATION`, read at each matmul):
+- `exact` (the default): the float64 sum above.
+- `fp32`: one fp32 GEMM (the host BLAS's sgemm): the products are exact (they are in
+  fp32 for fp8/bf16/fp16/tf32 inputs, and the BLAS's fused multiply-adds keep fp32
+  products exact too) and are summed in fp32 in the BLAS's order, as the PE sums in fp32
+  in an unpublished order. About twice as fast. The result equals `exact` bit for bit
+  whenever every partial sum is an fp32 number, e.g. when every product is a multiple
+  of 2^q and the sum of |products| of each output is at most 2^(24+q) (small integers,
+  one-hot / 0-1 operands, identity transposes); otherwise each output may differ by the
+  rounding errors of an fp32 sum of K terms: at most about K * 2^-24 * sum |products|,
+  typically a few fp32 ulps. Results may then depend on the host CPU (its BLAS kernels).
+  Partial sums can also overflow to inf where the float64 sum would not.
+
 Accumulation groups. `accumulate=None` means: the first matmul write to a PSUM location
 overwrites, later ones accumulate. trnsim tracks this per PSUM byte (`CoreState.psum_group`):
 a matmul marks the bytes of its `dst` with the id of dst's PSUM tensor; a write by any
@@ -28,17 +41,19 @@ from __future__ import annotations
 
 import functools
 import itertools
+import os
+import threading
 import weakref
 
 import numpy as np
 
-from ..machine.access import _decompose, describe_access, element_offsets, read_raw
+from ..machine.access import _decompose, describe_access, element_offsets, read_converted
 from ..machine.errors import UnsupportedError, describe
 from ..machine.tensor import NkiTensor
 from ..numerics.cast import cast, round_tf32, to_fp32
 from ..numerics.dtypes import (bfloat16, float8_e4m3, float8_e4m3fn, float8_e5m2, float16,
                                float32, tfloat32)
-from .base import Instr, engine_name, free_size
+from .base import Instr, _fp32_copy, engine_name, free_size
 from .enums import engine as Engine, matmul_perf_mode
 
 _FP8 = (float8_e4m3, float8_e5m2, float8_e4m3fn)
@@ -302,13 +317,18 @@ def psum_store(ins: Instr, dst: NkiTensor, compute, accumulate) -> None:
     ins.attrs["accumulate"] = (bool(acc.all()) if acc.all() or not acc.any() else "partial")
 
     def values():
+        # (ins.write copies the result into the memory at once, so it may be a scratch
+        # buffer of compute() or a view of it)
         new, raw = compute()
-        store = new if raw else cast(new, dst.dtype)
         if not acc.any():
-            return store
+            return new if raw else cast(new, dst.dtype, copy=False)
         new32 = to_fp32(new) if raw else np.asarray(new, dtype=np.float32)
-        old32 = to_fp32(read_raw(dst)).reshape(new32.shape)
-        return np.where(acc, cast(old32 + new32, dst.dtype), store)
+        old32 = read_converted(dst, _fp32_copy).reshape(new32.shape)
+        np.add(old32, new32, out=old32)
+        total = cast(old32, dst.dtype, copy=False)
+        if acc.all():
+            return total
+        return np.where(acc, total, new if raw else cast(new, dst.dtype))
 
     if fast:  # the write clears dst's box, then dst's bytes (all of the box) are marked
         ins.write("dst", dst, values, raw=True)
@@ -392,6 +412,66 @@ def _matmul64(s32: np.ndarray, m32: np.ndarray) -> np.ndarray:
     """stationary[K, M].T @ moving[K, N]: exact products, float64 sum, one RNE to fp32."""
     with np.errstate(invalid="ignore", over="ignore"):
         return (s32.astype(np.float64).T @ m32.astype(np.float64)).astype(np.float32)
+
+
+MODES = ("exact", "fp32")
+
+
+def accumulation_mode() -> str:
+    """The matmul accumulation mode: $TRNSIM_MATMUL_ACCUMULATION, default `exact`
+    (see the module docstring)."""
+    mode = os.environ.get("TRNSIM_MATMUL_ACCUMULATION", "").strip().lower() or "exact"
+    if mode not in MODES:
+        raise ValueError(f"TRNSIM_MATMUL_ACCUMULATION={mode!r}: use one of {', '.join(MODES)}")
+    return mode
+
+
+_scratch_local = threading.local()
+
+
+def _scratch(key, shape, dtype) -> np.ndarray:
+    """A reused buffer per (key, shape, dtype) and thread. Fresh arrays of a few hundred
+    KiB cost the GEMM's time again in page faults; the matmul path fills these instead
+    (its result is copied into PSUM before the next matmul runs)."""
+    bufs = getattr(_scratch_local, "bufs", None)
+    if bufs is None:
+        bufs = _scratch_local.bufs = {}
+    k = (key, shape, np.dtype(dtype))
+    b = bufs.get(k)
+    if b is None:
+        if len(bufs) > 64:
+            bufs.clear()
+        b = bufs[k] = np.empty(shape, dtype)
+    return b
+
+
+def _matmul(s32: np.ndarray, m32: np.ndarray, mode: str) -> np.ndarray:
+    """stationary[K, M].T @ moving[K, N] as fp32 in a scratch buffer, per `mode`: the
+    same values as `_matmul64` (exact) or one fp32 GEMM (fp32)."""
+    (k, m), n = s32.shape, m32.shape[1]
+    out = _scratch("out32", (m, n), np.float32)
+    with np.errstate(invalid="ignore", over="ignore"):
+        if mode == "fp32":
+            np.matmul(s32.T, m32, out=out)
+            return out
+        s64 = _scratch("s64", (k, m), np.float64)
+        m64 = _scratch("m64", (k, n), np.float64)
+        out64 = _scratch("out64", (m, n), np.float64)
+        np.copyto(s64, s32)
+        np.copyto(m64, m32)
+        np.matmul(s64.T, m64, out=out64)
+        np.copyto(out, out64, casting="same_kind")
+    return out
+
+
+def _fp32_operand(ins: Instr, role: str, t: NkiTensor, shape) -> np.ndarray | None:
+    """A matmul operand's values as they enter the PE: fp32 (tf32 rounded), `shape`."""
+    v = ins.read_fp32(role, t)
+    if v is None:
+        return None
+    if t.dtype is tfloat32:
+        v = round_tf32(v)
+    return v.reshape(shape)
 
 
 def _check_onezero(ins: Instr, role: str, flag: bool, values):
@@ -488,15 +568,20 @@ def nc_matmul(dst, stationary, moving, is_stationary_onezero=False, is_moving_on
         if name is not None:
             ins.attrs["name"] = name
 
-        s_raw, s32 = _operand_values(ins, "stationary", stationary, (kc, m))
-        m_raw, m32 = _operand_values(ins, "moving", moving, (kc, n))
+        if transpose and ins.generation >= 3:
+            s_raw, s32 = _operand_values(ins, "stationary", stationary, (kc, m))
+            m_raw, m32 = _operand_values(ins, "moving", moving, (kc, n))
+        else:
+            s32 = _fp32_operand(ins, "stationary", stationary, (kc, m))
+            m32 = _fp32_operand(ins, "moving", moving, (kc, n))
         _check_onezero(ins, "stationary", is_stationary_onezero, s32)
         _check_onezero(ins, "moving", is_moving_onezero, m32)
 
         if transpose and ins.generation >= 3:
             psum_store(ins, dst, lambda: _route(ins, s_raw, s32, m32, dst), accumulate)
         else:
-            psum_store(ins, dst, lambda: (_matmul64(s32, m32).reshape(dst.shape), False),
+            mode = accumulation_mode() if ins.numerics else "exact"
+            psum_store(ins, dst, lambda: (_matmul(s32, m32, mode).reshape(dst.shape), False),
                        accumulate)
 
 
