@@ -33,7 +33,7 @@ from __future__ import annotations
 import heapq
 from dataclasses import dataclass, field
 
-from ..timing.costs import CostModel
+from ..timing.costs import cost_model
 from ..timing.deps import MemoryMaps
 
 HEURISTICS = ("asap", "critical_path", "trivial")
@@ -92,7 +92,7 @@ class _ListScheduler:
         self.instrs = program.instructions
         self.heuristic = heuristic
         self.window = window
-        self.cost = CostModel(chip)
+        self.cost = cost_model(chip)
         # NeuronCore-v2: VectorE and GpSimd cannot access SBUF at the same time
         # (hardware.md §1, ARCH), so moving work between them gains nothing
         self.shared_port = chip.generation <= 2

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from ..numerics.dtypes import as_dtype
 
 COMPUTE = ("vector", "scalar", "gpsimd")
+MEMO_LIMIT = 1 << 16  # signatures kept per memo (cleared when full)
 _FP32 = ("float32",)
 _ITEMSIZE: dict = {}
 
@@ -100,8 +101,40 @@ def _engine_const(spec, gen: int) -> EngineConst:
         act_reduce_cycles=int(x.get("activation_reduce_extra_cycles", spec.min_ii_cycles)))
 
 
+_MODELS: dict = {}  # id(chip) -> (chip, CostModel): the chip is kept, so its id stays its own
+
+
+def cost_model(chip) -> "CostModel":
+    """The CostModel of `chip`, shared by every scheduler run on it (its memos too)."""
+    hit = _MODELS.get(id(chip))
+    if hit is not None and hit[0] is chip:
+        return hit[1]
+    if len(_MODELS) >= 16:
+        _MODELS.pop(next(iter(_MODELS)))
+    model = CostModel(chip)
+    _MODELS[id(chip)] = (chip, model)
+    return model
+
+
+def _access_sig(a) -> tuple:
+    """The fields of an operand the compute cost reads (not where it lies)."""
+    return (a.space, a.role, a.dtype, a.elems_per_partition, a.pattern, a.indirect)
+
+
+_COMPUTE_ATTRS = ("op", "op0", "op1", "value", "num_elem_per_idx", "num_valid_indices",
+                  "n", "k")
+_MATMUL_ATTRS = ("N", "M", "K", "stationary_dtype", "moving_dtype", "is_transpose",
+                 "is_stationary_onezero", "is_moving_onezero", "perf_mode")
+_ABSENT = (object(),) * 9  # map(attrs.get, names, _ABSENT): absent != present-as-None
+
+
 class CostModel:
-    """Per-chip constants and the per-instruction cost functions."""
+    """Per-chip constants and the per-instruction cost functions.
+
+    `compute`, `matmul` and `dma.cost` are pure functions of the instruction's fields;
+    they are memoized on a signature of the fields they read (the operands' shapes,
+    dtypes, strides and spaces, not their addresses), so a loop body's instructions are
+    costed once. Each call still returns its own terms dict (callers add to it)."""
 
     def __init__(self, chip):
         self.chip = chip
@@ -126,6 +159,8 @@ class CostModel:
         self.sync_cycles = float(sync.get("instruction_cycles", 64))
         self.sync_semaphore_cycles = float(sync.get("dependent_issue_overhead_cycles", 0))
         self.dma = DmaCost(chip)
+        self._compute_memo: dict = {}
+        self._matmul_memo: dict = {}
 
     # -- semaphores and latencies -----------------------------------------
     def semaphore_ns(self, track: str) -> float:
@@ -151,6 +186,22 @@ class CostModel:
     # -- compute engines --------------------------------------------------
     def compute(self, ins) -> tuple[float, dict]:
         """(ns, cost terms) for an instruction on Vector / Scalar / GpSimd."""
+        a = ins.attrs
+        key = (ins.engine, ins.opcode, tuple(map(_access_sig, ins.reads)),
+               tuple(map(_access_sig, ins.writes)),
+               tuple(map(a.get, _COMPUTE_ATTRS, _ABSENT)))
+        memo = self._compute_memo
+        try:
+            hit = memo.get(key)
+        except TypeError:  # an unhashable attribute value: not memoized
+            return self._compute(ins)
+        if hit is None:
+            if len(memo) >= MEMO_LIMIT:
+                memo.clear()
+            hit = memo[key] = self._compute(ins)
+        return hit[0], dict(hit[1])
+
+    def _compute(self, ins) -> tuple[float, dict]:
         engine = ins.engine
         e = self.eng[engine]
         op = ins.opcode
@@ -317,6 +368,22 @@ class CostModel:
     def matmul(self, ins) -> tuple[float, float, dict, tuple]:
         """(MultiplyMoving ns, exposed LoadStationary ns, terms, PE cells used)."""
         a = ins.attrs
+        tp, ts = a.get("tile_position"), a.get("tile_size")
+        key = (tuple(map(a.get, _MATMUL_ATTRS, _ABSENT)), tuple(tp) if tp else tp,
+               tuple(ts) if ts else ts)
+        memo = self._matmul_memo
+        try:
+            hit = memo.get(key)
+        except TypeError:
+            return self._matmul(ins)
+        if hit is None:
+            if len(memo) >= MEMO_LIMIT:
+                memo.clear()
+            hit = memo[key] = self._matmul(ins)
+        return hit[0], hit[1], dict(hit[2]), hit[3]
+
+    def _matmul(self, ins) -> tuple[float, float, dict, tuple]:
+        a = ins.attrs
         n = int(a.get("N", 1))
         m = int(a.get("M", 1))
         sd, md = a.get("stationary_dtype", ""), a.get("moving_dtype", "")
@@ -388,13 +455,35 @@ class DmaCost:
         self.cores_per_stack = max(1, chip.cores_per_chip // max(1, chip.hbm_stacks))
         self.gen = chip.generation
         self._engine_sets: dict = {}
+        self._memo: dict = {}
 
     def eff(self, contiguous: int) -> float:
         c = max(1, contiguous)
         return c / (c + self.elem_overhead)
 
     def cost(self, ins) -> dict:
-        """The per-engine data times of one transfer and its HBM bytes."""
+        """The per-engine data times of one transfer and its HBM bytes (memoized on the
+        operands' sizes, runs and partitions; the dict is shared: do not change it)."""
+        a = ins.attrs
+        w0 = ins.writes[0] if ins.writes else None
+        key = (ins.opcode, a.get("bytes"), a.get("dst_rmw_op"), a.get("dge_mode"),
+               tuple([(x.space, x.bytes, x.contiguous_bytes, x.p_lo, x.p_hi)
+                      for x in ins.writes]),
+               tuple([(x.role, x.space, x.bytes, x.contiguous_bytes, x.p_lo, x.p_hi)
+                      for x in ins.reads]),
+               w0.shape[0] if w0 is not None and w0.shape else None)
+        memo = self._memo
+        try:
+            hit = memo.get(key)
+        except TypeError:
+            return self._cost(ins)
+        if hit is None:
+            if len(memo) >= MEMO_LIMIT:
+                memo.clear()
+            hit = memo[key] = self._cost(ins)
+        return hit
+
+    def _cost(self, ins) -> dict:
         a = ins.attrs
         side = None
         nbytes_w = 0

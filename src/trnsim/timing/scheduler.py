@@ -33,7 +33,7 @@ from bisect import bisect_right
 from collections import deque
 
 from ..chips import load_chip
-from .costs import CostModel
+from .costs import cost_model
 from .deps import MemoryMaps
 from .timeline import Event, Timeline, Wait
 
@@ -165,7 +165,7 @@ class _Scheduler:
             self.order, self.moved = range(n), {}
             self.pos = self.order
         self.chip = chip
-        self.cost = CostModel(chip)
+        self.cost = cost_model(chip)
         self.start = [0.0] * n
         self.end = [0.0] * n
         self.done = [0.0] * n
@@ -177,6 +177,7 @@ class _Scheduler:
         self.engine_last: dict = {}  # (core, engine) -> index of its last instruction
         te = chip.core.tensor
         self.ncells = (te.rows // self.cost.te_cell) * (te.cols // self.cost.te_cell)
+        self.allcells = tuple(range(self.ncells))
         self.tensor: dict = {}
         self.dma: dict = {}
         self.queues: dict = {}
@@ -563,11 +564,16 @@ class _Scheduler:
             mm, ls, terms, cells = self.cost.matmul(ins)
         else:  # e.g. a core_barrier issued on the Tensor Engine
             mm, ls, terms = self.cost.te_min_ii * self.cost.te_ns, 0.0, {}
-            cells = tuple(range(self.ncells))
+            cells = self.allcells
             if ins.opcode == "core_barrier":
                 mm += self.cost.dma.fixed
-        cells = cells or tuple(range(self.ncells))
-        start = max(ready, st.last_start, max(st.cells[c] for c in cells))
+        allcells = st.cells
+        if not cells or cells == self.allcells:  # the whole array (the usual case)
+            cells = self.allcells
+            busy = max(allcells)
+        else:
+            busy = max(map(allcells.__getitem__, cells))
+        start = max(ready, st.last_start, busy)
         idle = st.last_end is None or start > st.last_end + 1e-9
         occ = mm + (ls if idle else 0.0)
         if idle and ls:
@@ -578,7 +584,7 @@ class _Scheduler:
             terms["throttle"] = frac
         end = start + dur
         for c in cells:
-            st.cells[c] = end
+            allcells[c] = end
         st.last_start = start
         st.last_end = end if st.last_end is None else max(st.last_end, end)
         st.busy.append((start, end))
