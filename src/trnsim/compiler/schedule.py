@@ -104,6 +104,8 @@ class _ListScheduler:
         self.succ: list = [[] for _ in range(n)]  # (successor, kind)
         self.npred = [0] * n
         self._est: dict = {}
+        self._lat: dict = {}  # engine -> result latency (ns)
+        self._sem: dict = {}  # engine or "dma" -> semaphore wait (ns)
         self._dependencies()
         self._fences(getattr(program, "fences", ()) or ())
         self.prio = self._critical_path() if heuristic == "critical_path" else None
@@ -217,6 +219,7 @@ class _ListScheduler:
         self.waiting: dict = {r: [] for r in streams}  # eligible: heap of (ready, index)
         self.now: dict = {r: [] for r in streams}  # eligible and ready by free[r]: by pick
         self.later: dict = {r: {} for r in streams}  # position -> index: beyond window
+        self.later_min: dict = {}  # stream -> lowest position in later[stream]
         self.held: dict = {}  # core -> indices waiting for their fence segment
         self.dma_free: dict = {}  # core -> when its DMA engines' share frees
         self.qnext: dict = {}  # DMA queue -> when it may issue the next transfer
@@ -288,8 +291,11 @@ class _ListScheduler:
         else:
             r = self.res[i]
             limit = 1 if r[1] == "dma" else self.window
-            if self.pos[i] >= self.head[r] + limit:
-                self.later[r][self.pos[i]] = i
+            p = self.pos[i]
+            if p >= self.head[r] + limit:
+                self.later[r][p] = i
+                if p < self.later_min.get(r, p + 1):
+                    self.later_min[r] = p
                 return
         self._eligible(i, r)
 
@@ -335,7 +341,10 @@ class _ListScheduler:
             return fin
         fin = start + self._estimate(i)
         self.free[r] = fin
-        self.done[i] = fin + self.cost.latency_ns(ins.engine)
+        lat = self._lat.get(ins.engine)
+        if lat is None:
+            lat = self._lat[ins.engine] = self.cost.latency_ns(ins.engine)
+        self.done[i] = fin + lat
         return fin
 
     def _after_issue(self, i, r):
@@ -349,23 +358,31 @@ class _ListScheduler:
         self.head[r] = h
         limit = 1 if r[1] == "dma" else self.window
         later = self.later[r]
-        if later:
+        if later and self.later_min[r] < h + limit:
             for p in [p for p in later if p < h + limit]:
                 self._eligible(later.pop(p), r)
+            if later:
+                self.later_min[r] = min(later)
+            else:
+                del self.later_min[r]
         # successors
+        res, ready, npred, sem = self.res, self.ready, self.npred, self._sem
+        done = self.done[i]
         for s, kind in self.succ[i]:
-            rs = self.res[s]
-            t = self.done[i]
+            rs = res[s]
             if kind == "WAR":
-                t = self.done[i] if rs != r else 0.0
-            elif rs == r and kind != "RAW":
-                t = 0.0  # same stream: issue order suffices
-            elif rs != r:
-                t += self.cost.semaphore_ns(rs[1] if rs[1] != "dma" else "dma")
-            if t > self.ready[s]:
-                self.ready[s] = t
-            self.npred[s] -= 1
-            if self.npred[s] == 0:
+                t = done if rs != r else 0.0
+            elif rs == r:
+                t = done if kind == "RAW" else 0.0  # same stream: issue order suffices
+            else:
+                t = sem.get(rs[1])
+                if t is None:
+                    t = sem[rs[1]] = self.cost.semaphore_ns(rs[1])
+                t = done + t
+            if t > ready[s]:
+                ready[s] = t
+            npred[s] -= 1
+            if npred[s] == 0:
                 self._available(s)
         # fence segment done: release what it held
         key = (ins.core, self.seg[i])
