@@ -154,9 +154,9 @@ def _activation(opcode, dst, op, data, bias, scale, reduce_op, reduce_res, cmd,
             v = flat(x)
             with np.errstate(all="ignore"):
                 if scale_kind == "tensor" or (s is not None and s != 1.0):
-                    v = (v * s).astype(np.float32)
+                    v = (v * s).astype(np.float32, copy=False)
                 if b is not None:
-                    v = (v + b).astype(np.float32)
+                    v = (v + b).astype(np.float32, copy=False)
             y = act(v, 0.0, ins)
             ins.write("dst", dst, y.reshape(dst.shape))
             if cmd != "idle":  # idle leaves the Scalar Engine registers unchanged
@@ -291,7 +291,8 @@ def exponential(dst, src, max_value=0.0, reduce_res=None, reduce_cmd=ReduceCmd.i
         y = None
         if x is not None:
             with np.errstate(all="ignore"):
-                v = (flat(x) - (m if m is not None else np.float32(0))).astype(np.float32)
+                v = flat(x) - (m if m is not None else np.float32(0))
+                v = v.astype(np.float32, copy=False)
                 y = np.exp(v.astype(np.float64)).astype(np.float32)
             ins.write("dst", dst, y.reshape(dst.shape))
         else:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..machine.access import (Access, describe_access, read_converted, read_raw,
+from ..machine.access import (Access, add_raw, describe_access, read_converted, read_raw,
                               read_raw_masked, write_raw)
 from ..machine.errors import (NkiValidationError, UnsupportedError, describe,
                               kernel_location, numerics_warning)
@@ -162,11 +162,12 @@ class Instr:
         return read_converted(t, convert, self.strict, self.opcode)
 
     def write(self, role: str, t: NkiTensor, values, *, raw: bool = False,
-              skip_oob: bool = False, mask=None) -> None:
+              skip_oob: bool = False, mask=None, add: bool = False) -> None:
         """Record a write of `t` and store `values` (cast to t's dtype with RNE unless
         `raw`, meaning already in its storage type). `values` may be a callable,
         evaluated only when numerics are on. `mask` (bool, broadcastable to t.shape):
-        store only where True."""
+        store only where True. `add` (a float32 `t`, no mask): t = t + values in fp32,
+        in place (PSUM accumulation)."""
         self._note_indirect(t)
         self.writes.append(describe_access(t, role, "w"))
         if t.space == "psum":  # ends matmul accumulation there (matmul re-marks its dst)
@@ -179,6 +180,12 @@ class Instr:
             mask = legacy if mask is None else np.broadcast_to(mask, t.shape) & legacy
         if callable(values):
             values = values()
+        flags = self.strict or t.space == "psum"
+        if add:
+            if mask is not None or skip_oob or t.dtype.np != np.float32:
+                raise ValueError("write(add=True) takes a float32 tensor and no mask")
+            add_raw(t, np.asarray(values, dtype=np.float32), op=self.opcode, flags=flags)
+            return
         v = np.asarray(values)
         if not raw:
             v = cast(v, t.dtype, copy=False)  # write_raw copies it into the memory
@@ -189,8 +196,7 @@ class Instr:
         # The initialized-flags are read by strict-mode reads and, in any mode, by the
         # check of accumulate=True onto never-written PSUM (isa/matmul.py): a run that is
         # not strict keeps them for PSUM only.
-        write_raw(t, v, skip_oob=skip_oob, mask=mask, op=self.opcode,
-                  flags=self.strict or t.space == "psum")
+        write_raw(t, v, skip_oob=skip_oob, mask=mask, op=self.opcode, flags=flags)
 
     def _note_indirect(self, t: NkiTensor):
         if t.dyn is not None and isinstance(t.dyn.index, NkiTensor):  # not a register

@@ -683,7 +683,7 @@ def range_select(dst, on_true_tile, comp_op0, comp_op1, bound0, bound1,
             j = (int(range_start) + np.arange(x.shape[1], dtype=np.float64)).astype(
                 np.float32).reshape(1, -1)
             mask = (getattr(np, c0.name)(j, bounds[0]) & getattr(np, c1.name)(j, bounds[1]))
-            y = np.where(mask, x, np.float32(FP32_MIN)).astype(np.float32)
+            y = np.where(mask, x, np.float32(FP32_MIN)).astype(np.float32, copy=False)
             ins.write("dst", dst, y.reshape(dst.shape))
         else:
             ins.write("dst", dst, None)
@@ -726,7 +726,7 @@ def select_reduce(dst, predicate, on_true, on_false, reduce_res=None,
         if raw is not None:
             x = to_fp32(flat(raw))
             mask = (flat(pred).reshape(x.shape) != 0) ^ bool(reverse_pred)
-            y = np.where(mask, x, _fp32(kf, vf)).astype(np.float32)
+            y = np.where(mask, x, _fp32(kf, vf)).astype(np.float32, copy=False)
             ins.write("dst", dst, y.reshape(dst.shape))
         else:
             ins.write("dst", dst, None)

@@ -316,6 +316,13 @@ def psum_store(ins: Instr, dst: NkiTensor, compute, accumulate) -> None:
             _warn_uninitialized(ins, dst, marks or _Marks(ins, pg.array(), dst), prev)
     ins.attrs["accumulate"] = (bool(acc.all()) if acc.all() or not acc.any() else "partial")
 
+    if acc.all() and dst.dtype is float32 and ins.run.dst_mask is None:
+        def added():  # fp32 dst: its fp32 values are its stored values, raw or not
+            return np.asarray(compute()[0], dtype=np.float32).reshape(dst.shape)
+        write, kw = added, {"add": True}
+    else:
+        write, kw = None, {}
+
     def values():
         # (ins.write copies the result into the memory at once, so it may be a scratch
         # buffer of compute() or a view of it)
@@ -330,8 +337,10 @@ def psum_store(ins: Instr, dst: NkiTensor, compute, accumulate) -> None:
             return total
         return np.where(acc, total, new if raw else cast(new, dst.dtype))
 
+    if write is None:
+        write, kw = values, {"raw": True}
     if fast:  # the write clears dst's box, then dst's bytes (all of the box) are marked
-        ins.write("dst", dst, values, raw=True)
+        ins.write("dst", dst, write, **kw)
         pg.fill(key, gid)
         return
     # The write clears the marks of dst's bounding box (the non-matmul rule); keep those
@@ -339,7 +348,7 @@ def psum_store(ins: Instr, dst: NkiTensor, compute, accumulate) -> None:
     box = (slice(a.p_lo, a.p_hi), slice(a.lo, a.hi))
     dense = marks.box or dst.size * dst.dtype.itemsize == (a.p_hi - a.p_lo) * (a.hi - a.lo)
     saved = None if dense else groups[box].copy()
-    ins.write("dst", dst, values, raw=True)
+    ins.write("dst", dst, write, **kw)
     groups = pg.array()  # the write's clearing, applied
     if saved is not None:
         groups[box] = saved

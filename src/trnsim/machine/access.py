@@ -294,6 +294,19 @@ def write_raw(t: NkiTensor, values: np.ndarray, skip_oob=False, mask=None, op=""
             st.initialized[cols] = True
 
 
+def add_raw(t: NkiTensor, values: np.ndarray, op="", flags=True) -> None:
+    """t = t + values for a float32 `t` (values fp32, broadcastable to t.shape), in fp32
+    with RNE: in place for a regular view, else a read and a write."""
+    view = _strided(t, t.storage.data)
+    if view is None:
+        write_raw(t, read_raw(t) + values, op=op, flags=flags)
+        return
+    np.add(view, values, out=view)
+    if flags:
+        fl, ones = _flag_view(t)
+        fl[...] = ones
+
+
 def describe_access(t: NkiTensor, role: str, mode: str) -> Access:
     st, isz = t.storage, t.dtype.itemsize
     shape, strides, offset = t.shape, t.strides, t.offset
