@@ -218,8 +218,11 @@ class _ListScheduler:
         self.done = [0.0] * n
         self.waiting: dict = {r: [] for r in streams}  # eligible: heap of (ready, index)
         self.now: dict = {r: [] for r in streams}  # eligible and ready by free[r]: by pick
-        self.later: dict = {r: {} for r in streams}  # position -> index: beyond window
-        self.later_min: dict = {}  # stream -> lowest position in later[stream]
+        # beyond the window: position -> (arrival, index); every position in later[r] is
+        # >= head[r] + limit, so a slide of the head releases exactly the positions it
+        # brings into the window, in the order they arrived
+        self.later: dict = {r: {} for r in streams}
+        self.arrivals = 0
         self.held: dict = {}  # core -> indices waiting for their fence segment
         self.dma_free: dict = {}  # core -> when its DMA engines' share frees
         self.qnext: dict = {}  # DMA queue -> when it may issue the next transfer
@@ -293,9 +296,8 @@ class _ListScheduler:
             limit = 1 if r[1] == "dma" else self.window
             p = self.pos[i]
             if p >= self.head[r] + limit:
-                self.later[r][p] = i
-                if p < self.later_min.get(r, p + 1):
-                    self.later_min[r] = p
+                self.later[r][p] = (self.arrivals, i)
+                self.arrivals += 1
                 return
         self._eligible(i, r)
 
@@ -352,19 +354,20 @@ class _ListScheduler:
         self.issued[i] = 1
         # the stream's window slides past every issued instruction at its head
         stream = self.streams[r]
-        h = self.head[r]
+        h0 = h = self.head[r]
         while h < len(stream) and self.issued[stream[h]]:
             h += 1
         self.head[r] = h
-        limit = 1 if r[1] == "dma" else self.window
         later = self.later[r]
-        if later and self.later_min[r] < h + limit:
-            for p in [p for p in later if p < h + limit]:
-                self._eligible(later.pop(p), r)
-            if later:
-                self.later_min[r] = min(later)
+        if later and h > h0:
+            limit = 1 if r[1] == "dma" else self.window
+            if h - h0 < len(later):
+                come = [later.pop(p) for p in range(h0 + limit, h + limit) if p in later]
+                come.sort()
             else:
-                del self.later_min[r]
+                come = [later.pop(p) for p in [p for p in later if p < h + limit]]
+            for _, j in come:
+                self._eligible(j, r)
         # successors
         res, ready, npred, sem = self.res, self.ready, self.npred, self._sem
         done = self.done[i]
