@@ -73,7 +73,9 @@ class SpaceMap:
     # -- reads ------------------------------------------------------------------
     def read(self, p_lo, p_hi, lo, hi, idx, tkey, out: list) -> None:
         """Record a read; append the writers it depends on (RAW) to `out`."""
-        self.abox = _grow(self.abox, p_lo, p_hi, lo, hi)
+        b = self.abox
+        if b is None or p_lo < b[0] or p_hi > b[1] or lo < b[2] or hi > b[3]:
+            self.abox = _grow(b, p_lo, p_hi, lo, hi)
         los, his, recs = self.los, self.his, self.recs
         i = self._first(lo)
         cur = lo
@@ -145,8 +147,10 @@ class SpaceMap:
               dense: bool = True) -> None:
         """Record a write; append the writers (WAW) and readers (WAR) it waits for.
         `dense`: it writes every byte of its box (else it joins the earlier writers)."""
-        self.abox = _grow(self.abox, p_lo, p_hi, lo, hi)
-        self.wbox = _grow(self.wbox, p_lo, p_hi, lo, hi)
+        b = self.wbox
+        if b is None or p_lo < b[0] or p_hi > b[1] or lo < b[2] or hi > b[3]:
+            self.wbox = _grow(b, p_lo, p_hi, lo, hi)
+            self.abox = _grow(self.abox, p_lo, p_hi, lo, hi)
         los, his, recs = self.los, self.his, self.recs
         i = self._first(lo)
         n = len(los)
@@ -234,8 +238,6 @@ def _grow(box, p_lo, p_hi, lo, hi):
     """The bounding box of `box` (or None) and [p_lo, p_hi) x [lo, hi)."""
     if box is None:
         return (p_lo, p_hi, lo, hi)
-    if p_lo >= box[0] and p_hi <= box[1] and lo >= box[2] and hi <= box[3]:
-        return box
     return (min(p_lo, box[0]), max(p_hi, box[1]), min(lo, box[2]), max(hi, box[3]))
 
 
@@ -435,6 +437,8 @@ class MemoryMaps:
     @staticmethod
     def _hit(a, candidates, accesses) -> list:
         """The candidates (once each) with an access in `accesses` sharing a byte with a."""
+        if not candidates:
+            return candidates
         isz = itemsize(a.dtype)
         return [p for p in dict.fromkeys(candidates)
                 if any(hbm_overlap(a, b, isz, itemsize(b.dtype)) for b in accesses.get(p, ()))]

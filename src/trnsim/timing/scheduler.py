@@ -181,6 +181,7 @@ class _Scheduler:
         self.tensor: dict = {}
         self.dma: dict = {}
         self.queues: dict = {}
+        self.qof: dict = {}  # DMA instruction -> its queue
         self.queue_count: dict = {}
         self.stacks: dict = {}
         self.throttle_cfg = te.warmup_throttle
@@ -366,6 +367,9 @@ class _Scheduler:
         return ins.engine
 
     def _queue(self, ins) -> _Queue:
+        q = self.qof.get(ins.index)
+        if q is not None:
+            return q
         loc = ins.location
         key = (ins.core, ins.queue or "qSyncIO",
                (loc.file, loc.line) if loc is not None else None)
@@ -375,6 +379,7 @@ class _Scheduler:
             k = self.queue_count.get((ins.core, base), 0)
             self.queue_count[(ins.core, base)] = k + 1
             q = self.queues[key] = _Queue(f"{base}{k}")
+        self.qof[ins.index] = q
         return q
 
     def _collect(self, ins) -> list:
@@ -538,8 +543,8 @@ class _Scheduler:
         fold = self.folded.get(ins.index)
         if fold is not None:  # folded into the matmul that overwrites it: no engine time
             t = max(ready, self.engine_free.get(key, 0.0))
-            return Event(ins.index, ins.core, engine, t, t, ready, waits,
-                         {"cycles": 0, "folded_into": fold}, done=t)
+            return _event(ins.index, ins.core, engine, t, t, ready, waits,
+                          {"cycles": 0, "folded_into": fold}, (), t)
         if engine in self.cost.eng:
             dur, terms = self.cost.compute(ins)
         else:
@@ -554,7 +559,8 @@ class _Scheduler:
         lat = self._lat.get(engine)
         if lat is None:
             lat = self._lat[engine] = self.cost.latency_ns(engine)
-        return Event(ins.index, ins.core, engine, start, end, ready, waits, terms, done=end + lat)
+        return _event(ins.index, ins.core, engine, start, end, ready, waits, terms, (),
+                      end + lat)
 
     def _tensor(self, ins, ready, waits) -> Event:
         st = self.tensor.get(ins.core)
@@ -591,8 +597,8 @@ class _Scheduler:
         lat = self._lat.get("tensor")
         if lat is None:
             lat = self._lat["tensor"] = self.cost.latency_ns("tensor")
-        return Event(ins.index, ins.core, "tensor", start, end, ready, waits, terms,
-                     done=end + lat)
+        return _event(ins.index, ins.core, "tensor", start, end, ready, waits, terms, (),
+                      end + lat)
 
     def _throttle(self, st: _TensorState, t: float, occ: float) -> float:
         """Fraction of peak the Tensor Engine runs at for an instruction starting at t."""
@@ -681,8 +687,8 @@ class _Scheduler:
             terms["dge_mode"] = info["dge_mode"]
         if info["kind"] != "copy":
             terms["kind"] = info["kind"]
-        return Event(ins.index, core, "dma:" + q.name, issue, done, ready, waits, terms,
-                     tuple(info["engines"]), done=done)
+        return _event(ins.index, core, "dma:" + q.name, issue, done, ready, waits, terms,
+                      tuple(info["engines"]), done)
 
 
 def _neg_time(w):
@@ -728,6 +734,16 @@ def _folded_memsets(instrs) -> dict:
 
 def _over(k, a) -> bool:
     return k[0] == a.core and k[1] < a.p_hi and a.p_lo < k[2] and k[3] < a.hi and a.lo < k[4]
+
+
+def _event(index, core, track, start, end, ready, waits, cost, dma_engines, done) -> Event:
+    """Event(...), built without the dataclass's __init__ (one per instruction); equal to
+    the constructor's."""
+    ev = object.__new__(Event)
+    ev.__dict__ = {"index": index, "core": core, "track": track, "start": start,
+                   "end": end, "ready": ready, "waits": waits, "cost": cost,
+                   "dma_engines": dma_engines, "done": done, "moved": 0}
+    return ev
 
 
 def _wait(producer, kind, space) -> Wait:
