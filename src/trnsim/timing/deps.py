@@ -299,7 +299,11 @@ def hbm_overlap(a, b, isz_a: int, isz_b: int) -> bool:
     accesses, conservative -- True -- otherwise)."""
     if not (a.lo < b.hi and b.lo < a.hi):
         return False
-    fa, fb = rows_form(a, isz_a), rows_form(b, isz_b)
+    return _forms_overlap(rows_form(a, isz_a), rows_form(b, isz_b))
+
+
+def _forms_overlap(fa, fb) -> bool:
+    """hbm_overlap of two accesses whose byte ranges meet, given their rows forms."""
     if fa is None or fb is None:
         return True
     if fa[0] == 0:
@@ -335,10 +339,9 @@ class HbmMap:
         self.pitched: dict[int, SpaceMap] = {}
 
     @staticmethod
-    def _home(a, isz: int):
-        """(row pitch, boxes (row lo, row hi, byte lo, byte hi)) of a row-form access,
-        or None for the flat map."""
-        f = rows_form(a, isz)
+    def _home(f):
+        """(row pitch, boxes (row lo, row hi, byte lo, byte hi)) of an access of rows
+        form f, or None for the flat map."""
         if f is None or f[0] == 0 or f[2] <= 1 or f[3] > f[0]:
             return None
         pitch, first, rows, run = f
@@ -364,9 +367,10 @@ class HbmMap:
             m = self.pitched[pitch] = SpaceMap()
         return m
 
-    def read(self, a, isz: int, idx, tkey, out: list) -> None:
-        """Record a read; append the writers it may depend on (RAW) to `out`."""
-        home = self._home(a, isz)
+    def read(self, a, isz: int, idx, tkey, out: list, form=False) -> None:
+        """Record a read; append the writers it may depend on (RAW) to `out`.
+        `form`: the access's rows_form, when the caller has it."""
+        home = self._home(rows_form(a, isz) if form is False else form)
         if home is None:
             self.flat.read(a.p_lo, a.p_hi, a.lo, a.hi, idx, tkey, out)
             pitch = None
@@ -378,9 +382,9 @@ class HbmMap:
         for m, box in self._others(a, pitch):
             m.query(*box, idx, out, None)
 
-    def write(self, a, isz: int, idx, tkey, waw: list, war: list) -> None:
+    def write(self, a, isz: int, idx, tkey, waw: list, war: list, form=False) -> None:
         """Record a write; append the writers (WAW) and readers (WAR) it may wait for."""
-        home = self._home(a, isz)
+        home = self._home(rows_form(a, isz) if form is False else form)
         if home is None:
             dense = a.bytes >= (a.p_hi - a.p_lo) * (a.hi - a.lo)
             self.flat.write(a.p_lo, a.p_hi, a.lo, a.hi, idx, tkey, waw, war, dense)
@@ -403,8 +407,8 @@ class MemoryMaps:
     def __init__(self):
         self.onchip: dict = {}  # (space, core) -> SpaceMap
         self.hbm = HbmMap()
-        self.hbm_reads: dict = {}  # instruction -> its HBM reads
-        self.hbm_writes: dict = {}  # instruction -> its HBM writes
+        self.hbm_reads: dict = {}  # instruction -> its HBM reads, (access, rows form)
+        self.hbm_writes: dict = {}  # instruction -> its HBM writes, (access, rows form)
 
     def _onchip(self, a) -> SpaceMap:
         m = self.onchip.get((a.space, a.core))
@@ -418,9 +422,10 @@ class MemoryMaps:
         if a.space != "hbm":
             self._onchip(a).read(a.p_lo, a.p_hi, a.lo, a.hi, idx, tkey, out)
             return out
-        self.hbm.read(a, itemsize(a.dtype), idx, tkey, out)
-        self.hbm_reads.setdefault(idx, []).append(a)
-        return self._hit(a, out, self.hbm_writes)
+        f = rows_form(a, itemsize(a.dtype))
+        self.hbm.read(a, 0, idx, tkey, out, f)
+        self.hbm_reads.setdefault(idx, []).append((a, f))
+        return self._hit(a, f, out, self.hbm_writes)
 
     def write(self, a, idx, tkey) -> tuple[list, list]:
         """Record access `a` (a write of instruction idx); (WAW producers, WAR readers)."""
@@ -430,15 +435,18 @@ class MemoryMaps:
             dense = a.bytes >= (a.p_hi - a.p_lo) * (a.hi - a.lo)
             self._onchip(a).write(a.p_lo, a.p_hi, a.lo, a.hi, idx, tkey, waw, war, dense)
             return waw, war
-        self.hbm.write(a, itemsize(a.dtype), idx, tkey, waw, war)
-        self.hbm_writes.setdefault(idx, []).append(a)
-        return self._hit(a, waw, self.hbm_writes), self._hit(a, war, self.hbm_reads)
+        f = rows_form(a, itemsize(a.dtype))
+        self.hbm.write(a, 0, idx, tkey, waw, war, f)
+        self.hbm_writes.setdefault(idx, []).append((a, f))
+        return self._hit(a, f, waw, self.hbm_writes), self._hit(a, f, war, self.hbm_reads)
 
     @staticmethod
-    def _hit(a, candidates, accesses) -> list:
-        """The candidates (once each) with an access in `accesses` sharing a byte with a."""
+    def _hit(a, f, candidates, accesses) -> list:
+        """The candidates (once each) with an access in `accesses` sharing a byte with a
+        (of rows form f)."""
         if not candidates:
             return candidates
-        isz = itemsize(a.dtype)
+        lo, hi = a.lo, a.hi
         return [p for p in dict.fromkeys(candidates)
-                if any(hbm_overlap(a, b, isz, itemsize(b.dtype)) for b in accesses.get(p, ()))]
+                if any(lo < b.hi and b.lo < hi and _forms_overlap(f, fb)
+                       for b, fb in accesses.get(p, ()))]
