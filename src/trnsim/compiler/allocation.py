@@ -96,9 +96,14 @@ def _blocks_of(alloc: Allocation, a: Access) -> range:
 
 
 def _moved(a: Access, lo: int, hi: int, **changes) -> Access:
+    """Access `a` at [lo, hi) (and `changes`), without the frozen dataclass's __init__."""
     b = object.__new__(Access)
-    b.__dict__.update(a.__dict__)
-    b.__dict__.update(lo=lo, hi=hi, **changes)
+    d = a.__dict__.copy()
+    d["lo"] = lo
+    d["hi"] = hi
+    if changes:
+        d.update(changes)
+    object.__setattr__(b, "__dict__", d)
     return b
 
 
@@ -151,29 +156,34 @@ class _Allocator:
     # -- the uses of every block ----------------------------------------------------
     def scan(self) -> None:
         allocs = self.program.allocations
+        blocks, touched = self.blocks, self.touched
         hbm_end = 0
         for i, ins in enumerate(self.program.instructions):
             mine: dict[tuple, _Block] = {}
-            for a in ins.reads + ins.writes:
-                if a.space == "hbm":
-                    hbm_end = max(hbm_end, a.hi)
-                    continue
-                if a.alloc < 0:
-                    continue
-                alloc = allocs[a.alloc]
-                if alloc.explicit:
-                    span = self.explicit.setdefault(a.alloc, [alloc.declared_at, i])
-                    span[1] = i
-                    continue
-                for b in _blocks_of(alloc, a):
-                    key = (a.alloc, b)
-                    blk = self.blocks.get(key)
-                    if blk is None:
-                        blk = self.blocks[key] = _Block(alloc, b)
-                    if key not in mine:
+            for accesses in (ins.reads, ins.writes):
+                for a in accesses:
+                    if a.space == "hbm":
+                        if a.hi > hbm_end:
+                            hbm_end = a.hi
+                        continue
+                    aid = a.alloc
+                    if aid < 0:
+                        continue
+                    alloc = allocs[aid]
+                    if alloc.explicit:
+                        span = self.explicit.setdefault(aid, [alloc.declared_at, i])
+                        span[1] = i
+                        continue
+                    for b in _blocks_of(alloc, a):
+                        key = (aid, b)
+                        if key in mine:
+                            continue
+                        blk = blocks.get(key)
+                        if blk is None:
+                            blk = blocks[key] = _Block(alloc, b)
                         mine[key] = blk
                         blk.uses.append(i)
-            self.touched.append(list(mine.values()))
+            touched.append(list(mine.values()))
         self.scratch_next = -(-hbm_end // SCRATCH_ALIGN) * SCRATCH_ALIGN + SCRATCH_ALIGN
 
     # -- the walk -------------------------------------------------------------------
@@ -268,8 +278,11 @@ class _Allocator:
     def after_access(self, blk: _Block, i: int, ins: Instruction, writes) -> None:
         """Note what `ins` (input index i; `writes`: its virtual write accesses) did to
         the block, and free the block after its last use."""
+        alloc = blk.alloc
         for a in writes:
-            touched = _blocks_of(blk.alloc, a) if a.alloc == blk.alloc.id else ()
+            if a.alloc != alloc.id:
+                continue
+            touched = _blocks_of(alloc, a)
             if blk.index in touched:
                 source = _hbm_source(ins)
                 if source is not None and not blk.dirty and len(touched) == 1:
@@ -387,15 +400,15 @@ class _Allocator:
 
     # -- addresses ------------------------------------------------------------------
     def physical(self, a: Access) -> Access:
-        if a.alloc < 0 or a.space == "hbm":
+        aid = a.alloc
+        if aid < 0 or a.space == "hbm":
             return a
-        alloc = self.program.allocations[a.alloc]
+        alloc = self.program.allocations[aid]
         if alloc.explicit:
             return a
         bb = alloc.block_bytes
-        off = a.lo - alloc.vaddr
-        b0, off = divmod(off, bb)
-        first = self.blocks[(alloc.id, b0)].placement
+        b0, off = divmod(a.lo - alloc.vaddr, bb)
+        first = self.blocks[(aid, b0)].placement
         if off + a.hi - a.lo <= bb:  # within one block
             return _moved(a, first.start + off, first.start + off + (a.hi - a.lo))
         places = [self.blocks[(alloc.id, b)].placement for b in _blocks_of(alloc, a)]
