@@ -473,6 +473,13 @@ def _matmul(s32: np.ndarray, m32: np.ndarray, mode: str) -> np.ndarray:
     return out
 
 
+@functools.lru_cache(maxsize=8)
+def _identity(n: int) -> np.ndarray:
+    eye = np.eye(n, dtype=np.float32)
+    eye.flags.writeable = False
+    return eye
+
+
 def _fp32_operand(ins: Instr, role: str, t: NkiTensor, shape) -> np.ndarray | None:
     """A matmul operand's values as they enter the PE: fp32 (tf32 rounded), `shape`."""
     v = ins.read_fp32(role, t)
@@ -670,7 +677,7 @@ def _pe_transpose(ins: Instr, dst, data):
         v = to_fp32(r)
         if data.dtype is tfloat32:
             v = round_tf32(v)
-        return _matmul64(v, np.eye(p, dtype=np.float32)).reshape(dst.shape), False
+        return _matmul(v, _identity(p), "exact").reshape(dst.shape), False
 
     psum_store(ins, dst, compute, False)
 
