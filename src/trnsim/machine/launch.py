@@ -1,7 +1,13 @@
 """Launch a kernel function on a fresh Run: host arrays in, host arrays out.
 
 NumPy inputs are aliased in HBM, so a kernel writing an input updates the caller's
-array in place (as on the device); torch tensors are converted and written back."""
+array in place (as on the device); torch tensors are converted and written back.
+
+Without numerics (timing only) no values exist: inputs are neither copied nor
+aliased (only their shapes and dtypes are taken) and nothing is written back, and the
+outputs are zero placeholders of the right types, shapes and dtypes -- as a
+profile-cache hit's (profile/cache.py). Their zeros are mapped lazily by the OS, so
+an output no caller reads takes no memory."""
 from __future__ import annotations
 
 import inspect
@@ -30,6 +36,9 @@ class HostArgs:
             import torch  # noqa: F401 - only when the caller passes torch tensors
             if isinstance(x, torch.Tensor):
                 self.torch_mode = True
+                if not self.run.options.numerics:  # its shape and dtype only: no copy
+                    dtype = dtype_of_array(_torch_to_numpy(x.new_empty(0)))
+                    return self._tensor(None, tuple(x.shape), dtype, name)
                 arr = _torch_to_numpy(x)
                 t = self._array(arr, name)
                 self._writebacks.append((x, arr))
@@ -46,22 +55,27 @@ class HostArgs:
     def _array(self, x, name):
         arr = np.asarray(x)
         dtype = dtype_of_array(arr)
+        if not self.run.options.numerics:
+            return self._tensor(None, arr.shape, dtype, name)
         if arr.flags.c_contiguous and arr.flags.writeable:
             host = arr
         else:
             host = np.ascontiguousarray(arr).copy()
             if isinstance(x, np.ndarray) and x.flags.writeable:
                 self._writebacks.append((x, host))
-        buf = host.reshape(-1).view(np.uint8)
-        shape = arr.shape if arr.ndim else (1,)
-        return self.run.hbm_tensor(buf, shape, dtype, MemoryRegion.shared_hbm, name,
-                                   initialized=True)
+        return self._tensor(host.reshape(-1).view(np.uint8), arr.shape, dtype, name)
+
+    def _tensor(self, buf, shape, dtype, name):
+        return self.run.hbm_tensor(buf, shape or (1,), dtype, MemoryRegion.shared_hbm,
+                                   name, initialized=True)
 
     def to_host(self, r):
         if isinstance(r, NkiTensor):
             if r.on_chip:
                 raise TypeError(f"kernel returned on-chip tensor {r.name!r}; return HBM "
                                 "tensors (nl.ndarray(..., buffer=nl.shared_hbm))")
+            if not self.run.options.numerics:
+                return placeholder(r.shape, r.dtype.np, self.torch_mode)
             out = read_raw(r)
             return _numpy_to_torch(out) if self.torch_mode else out
         if isinstance(r, (list, tuple)):
@@ -78,6 +92,19 @@ class HostArgs:
                 import torch
                 with torch.no_grad():
                     host.copy_(_numpy_to_torch(arr).reshape(host.shape))
+
+
+def placeholder(shape, np_dtype, torch_mode=False):
+    """A zero output of a timing-only run: np.zeros takes its pages from the OS lazily,
+    so it costs no memory until written."""
+    a = np.zeros(shape, np_dtype)
+    if not torch_mode:
+        return a
+    import ml_dtypes
+    import torch
+    if a.dtype == ml_dtypes.bfloat16:
+        return torch.from_numpy(a.view(np.int16)).view(torch.bfloat16)
+    return torch.from_numpy(a)
 
 
 def _torch_to_numpy(x) -> np.ndarray:

@@ -39,7 +39,13 @@ class Storage:
 
     On-chip: partitions [partition, partition + partitions) x bytes [address,
     address + row_bytes) of `memory`. HBM: bytes [0, row_bytes) of its own buffer,
-    placed at `address` in the core group's virtual HBM address space."""
+    placed at `address` in the core group's virtual HBM address space.
+
+    A run without numerics never reads or writes values: its HBM tensors have no buffer
+    (`buf` None) and its arenas no bytes (`data` None); only addresses and sizes exist.
+    An HBM tensor's initialized-flags are made on first use (most runs never check
+    them: only strict mode does), all set when it starts `born_initialized` (inputs,
+    constants)."""
     space: str  # 'sbuf' | 'psum' | 'hbm'
     name: str
     core: int
@@ -48,8 +54,9 @@ class Storage:
     partition: int = 0
     partitions: int = 1
     memory: "OnChipMemory | None" = None
-    buf: np.ndarray | None = None  # HBM only: this tensor's bytes
-    init: np.ndarray | None = None  # HBM only: which bytes were written
+    buf: np.ndarray | None = None  # HBM only: this tensor's bytes (None without numerics)
+    init: np.ndarray | None = None  # HBM only: which bytes were written (made lazily)
+    born_initialized: bool = False  # HBM only: every byte counts as written from the start
     buffer_name: str = ""  # the NKI buffer it was created in (e.g. shared_hbm)
     base_shape: tuple = ()  # shape of the tensor it was created as
     base_dtype: DType | None = None
@@ -68,8 +75,13 @@ class Storage:
         return self.memory.data if self.on_chip else self.buf
 
     @property
-    def initialized(self) -> np.ndarray:
-        return self.memory.init if self.on_chip else self.init
+    def initialized(self) -> np.ndarray | None:
+        if self.on_chip:
+            return self.memory.init
+        if self.init is None and self.buf is not None:
+            # np.zeros maps pages lazily: only the bytes written ever take memory
+            self.init = (np.ones if self.born_initialized else np.zeros)(self.row_bytes, bool)
+        return self.init
 
     @property
     def arena_row_bytes(self) -> int:
@@ -124,11 +136,12 @@ class OnChipMemory:
     memory fails here, since no placement could ever hold it.
 
     Fresh space holds the fill pattern (NaN / 4) and counts as unwritten for strict
-    mode; a run without numerics never reads memory values and turns this off
-    (`fill_fresh`, runtime.Run)."""
+    mode (the flags are made on first use). A run without numerics never reads or
+    writes memory values: with `values=False` the arena keeps no bytes and no flags
+    (`data` and `init` are None), only the placement bookkeeping and `width`."""
 
     def __init__(self, space: str, core: int, partitions: int, capacity: int,
-                 align: int, chip_name: str):
+                 align: int, chip_name: str, values: bool = True):
         self.space = space
         self.core = core
         self.partitions = partitions
@@ -137,15 +150,24 @@ class OnChipMemory:
         self.chip_name = chip_name
         self.virtual_base = self._aligned(capacity)
         self.width = self.virtual_base
-        self.data = np.zeros((partitions, self.width), dtype=np.uint8)
-        self.init = np.zeros((partitions, self.width), dtype=bool)
+        self.values = values
+        self.data = np.zeros((partitions, self.width), dtype=np.uint8) if values else None
+        self._init = None  # made on first use (`init`)
         self._explicit: dict[int, _Explicit] = {}
         self._virtual: dict[int, tuple[int, int]] = {}  # id -> [start, end)
         self._taken: list[tuple[int, int]] = []  # the same spans, sorted
         self._cursor = self.virtual_base
         self._dead: list[int] = []  # filled by finalizers; reaped before each use
         self._ids = itertools.count()
-        self.fill_fresh = True
+
+    @property
+    def init(self) -> np.ndarray | None:
+        """Which bytes were written (None without values). Made on first use: a run
+        that is not strict reads only PSUM's (isa/matmul.py), and np.zeros takes pages
+        from the OS only as they are written."""
+        if self._init is None and self.values:
+            self._init = np.zeros(self.data.shape, dtype=bool)
+        return self._init
 
     def _aligned(self, n: int) -> int:
         return -(-n // self.align) * self.align
@@ -198,23 +220,26 @@ class OnChipMemory:
         p_lo, p_hi = storage.partition, storage.partition + storage.partitions
         kept = []
         if address is not None:  # keep the bytes of live explicit tensors it overlaps
-            for b in self._explicit.values():
+            for b in self._explicit.values() if self.values else ():
                 lo, hi = max(start, b.start), min(start + nbytes, b.start + b.nbytes)
                 plo, phi = max(p_lo, b.p_lo), min(p_hi, b.p_hi)
                 if lo < hi and plo < phi:
                     r, c = slice(plo, phi), slice(lo, hi)
-                    kept.append((r, c, self.data[r, c].copy(), self.init[r, c].copy()))
+                    init = None if self._init is None else self._init[r, c].copy()
+                    kept.append((r, c, self.data[r, c].copy(), init))
             self._explicit[key] = _Explicit(start, nbytes, p_lo, p_hi)
         else:
             span = self._virtual[key] = (start, start + self._aligned(nbytes))
             bisect.insort(self._taken, span)
             self._cursor = span[1]
-        if self.fill_fresh:
+        if self.values:
             self.data[rows, cols] = _fill_row(dtype, nbytes)
-            self.init[rows, cols] = False
+            if self._init is not None:
+                self._init[rows, cols] = False
             for r, c, data, init in kept:
                 self.data[r, c] = data
-                self.init[r, c] = init
+                if init is not None:
+                    self._init[r, c] = init
         weakref.finalize(storage, self._dead.append, key)
 
     def _virtual_fit(self, nbytes: int) -> int:
@@ -229,12 +254,15 @@ class OnChipMemory:
 
     def _grow(self, width: int) -> None:
         width = max(width, 2 * self.width)
-        data = np.zeros((self.partitions, width), dtype=np.uint8)
-        init = np.zeros((self.partitions, width), dtype=bool)
-        if self.fill_fresh:  # (without numerics nothing reads the bytes)
+        if self.values:
+            data = np.zeros((self.partitions, width), dtype=np.uint8)
             data[:, :self.width] = self.data
-            init[:, :self.width] = self.init
-        self.data, self.init, self.width = data, init, width
+            self.data = data
+            if self._init is not None:
+                init = np.zeros((self.partitions, width), dtype=bool)
+                init[:, :self.width] = self._init
+                self._init = init
+        self.width = width
 
 
 class HbmSpace:

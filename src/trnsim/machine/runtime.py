@@ -54,16 +54,14 @@ class Run:
         self.program = Program(self.chip, lnc)
         self.hbm = HbmSpace()
         core = self.chip.core
+        values = self.options.numerics  # without numerics memory values are never used
         self.cores = [
             CoreState(i,
                       OnChipMemory("sbuf", i, core.partitions, core.sbuf_usable_bytes_per_partition,
-                                   core.sbuf_align_bytes, self.chip.name),
+                                   core.sbuf_align_bytes, self.chip.name, values),
                       OnChipMemory("psum", i, core.partitions, core.psum_bytes_per_partition,
-                                   core.psum_bank_bytes, self.chip.name))
+                                   core.psum_bank_bytes, self.chip.name, values))
             for i in range(lnc)]
-        if not self.options.numerics:  # memory values are never read: no fresh-fill
-            for c in self.cores:
-                c.sbuf.fill_fresh = c.psum.fill_fresh = False
         # shared_hbm tensors in creation order: every program instance (logical core, or
         # legacy SPMD grid point) gets the k-th one on its k-th creation
         self._shared: list[NkiTensor] = []
@@ -101,9 +99,11 @@ class Run:
                 self._shared_seen[key] = k + 1
                 if k < len(self._shared):
                     return self._shared[k]
-            nbytes = int(np.prod(shape)) * dtype.itemsize
-            pattern = fill_pattern(dtype)  # np.tile: np.resize takes seconds per 64 MiB
-            buf = np.tile(pattern, -(-nbytes // pattern.size))[:nbytes]
+            buf = None
+            if self.options.numerics:
+                nbytes = int(np.prod(shape)) * dtype.itemsize
+                pattern = fill_pattern(dtype)  # np.tile: np.resize takes seconds per 64 MiB
+                buf = np.tile(pattern, -(-nbytes // pattern.size))[:nbytes]
             t = self.hbm_tensor(buf, shape, dtype, region, name, site)
             if region is MemoryRegion.shared_hbm:
                 self._shared.append(t)
@@ -142,14 +142,19 @@ class Run:
             row_bytes, block_bytes, p0, shape[0], address is not None, len(self.program))
         return NkiTensor(shape, dtype, st, region, name)
 
-    def hbm_tensor(self, buf: np.ndarray, shape, dtype: DType, region, name, site=None,
-                   initialized=False) -> NkiTensor:
-        """An HBM tensor over `buf` (a flat uint8 array it aliases)."""
-        st = Storage("hbm", name, _local.core_id or 0,
-                     self.hbm.place(buf.nbytes), buf.nbytes, buf=buf,
-                     init=np.full(buf.nbytes, initialized, dtype=bool),
-                     buffer_name=str(region), site=site, base_shape=tuple(shape),
-                     base_dtype=dtype)
+    def hbm_tensor(self, buf: np.ndarray | None, shape, dtype: DType, region, name,
+                   site=None, initialized=False) -> NkiTensor:
+        """An HBM tensor over `buf` (a flat uint8 array it aliases). Without numerics
+        the tensor keeps no buffer (`buf` is dropped, and may be None)."""
+        nbytes = int(np.prod(shape)) * dtype.itemsize
+        if buf is not None and buf.nbytes != nbytes:
+            raise ValueError(f"HBM tensor {name!r}: buffer of {buf.nbytes} bytes for "
+                             f"{dtype}{list(shape)} ({nbytes} bytes)")
+        if not self.options.numerics:
+            buf = None
+        st = Storage("hbm", name, _local.core_id or 0, self.hbm.place(nbytes), nbytes,
+                     buf=buf, born_initialized=initialized, buffer_name=str(region),
+                     site=site, base_shape=tuple(shape), base_dtype=dtype)
         return NkiTensor(shape, dtype, st, region, name)
 
 
