@@ -19,6 +19,7 @@ from ..machine.record import Instruction
 from ..machine.runtime import active_run, current_core
 from ..machine.tensor import NkiTensor
 from ..numerics.cast import cast, to_fp32
+from ..numerics.dtypes import float32
 from .engines import candidates
 from .enums import coerce, engine as Engine
 
@@ -187,12 +188,13 @@ class Instr:
             add_raw(t, np.asarray(values, dtype=np.float32), op=self.opcode, flags=flags)
             return
         v = np.asarray(values)
-        if not raw:
+        if not raw and not (v.dtype == np.float32 and t.dtype is float32):
             v = cast(v, t.dtype, copy=False)  # write_raw copies it into the memory
-        try:
-            v = np.broadcast_to(v, t.shape)
-        except ValueError:
-            self.fail(f"result of shape {v.shape} does not fit {role} {describe(t)}")
+        if v.shape != t.shape:
+            try:
+                v = np.broadcast_to(v, t.shape)
+            except ValueError:
+                self.fail(f"result of shape {v.shape} does not fit {role} {describe(t)}")
         # The initialized-flags are read by strict-mode reads and, in any mode, by the
         # check of accumulate=True onto never-written PSUM (isa/matmul.py): a run that is
         # not strict keeps them for PSUM only.

@@ -155,35 +155,52 @@ def _limit(t: NkiTensor) -> int:
 def _strided(t: NkiTensor, data: np.ndarray, dtype=None):
     """A NumPy view aliasing the bytes of `t` in `data` (its arena or buffer, or the
     same-shaped initialized-flags array), typed `dtype` (t's storage type), or None."""
-    st, isz = t.storage, t.dtype.itemsize
     if t.dyn is not None:
         return None
+    lay = _layout(t)
+    if lay is None:
+        return None
+    return np.ndarray(t.shape, dtype=dtype or t.dtype.np, buffer=data, offset=lay[0],
+                      strides=lay[1])
+
+
+def _layout(t: NkiTensor):
+    """(byte offset, byte strides) of the static view `t` in its storage's data array,
+    or None when it is not one strided view (it wraps partitions or leaves the storage).
+    Kept on the tensor for its current placement: an instruction asks for it for every
+    read and write of the operand, and loops reuse their tiles."""
+    st, isz = t.storage, t.dtype.itemsize
+    rb = st.arena_row_bytes if st.on_chip else 0
+    key = (st.address, st.partition, rb, t.offset, t.strides, t.shape, isz)
+    hit = t.__dict__.get("_np_layout")
+    if hit is not None and hit[0] == key:
+        return hit[1]
+    lay = None
     if st.on_chip:
         dec = _decompose(t)
-        if dec is None:
-            return None
-        a0, b0, parts = dec
-        pmax = a0 + sum(a * (n - 1) for (a, b), n in zip(parts, t.shape))
-        if a0 < 0 or pmax >= st.partitions or min(t.shape, default=1) == 0:
-            return None
-        rb = st.arena_row_bytes
-        start = (st.partition + a0) * rb + st.address + b0 * isz
-        strides = [a * rb + b * isz for a, b in parts]
+        if dec is not None:
+            a0, b0, parts = dec
+            pmax = a0 + sum(a * (n - 1) for (a, b), n in zip(parts, t.shape))
+            if a0 >= 0 and pmax < st.partitions and min(t.shape, default=1) > 0:
+                lay = ((st.partition + a0) * rb + st.address + b0 * isz,
+                       tuple(a * rb + b * isz for a, b in parts))
     else:
         e_max = t.offset + sum(s * (n - 1) for s, n in zip(t.strides, t.shape))
-        if t.offset < 0 or e_max >= t.row_elems or any(s < 0 for s in t.strides):
-            return None
-        start, strides = t.offset * isz, [s * isz for s in t.strides]
-    return np.ndarray(t.shape, dtype=dtype or t.dtype.np, buffer=data, offset=start,
-                      strides=strides)
+        if t.offset >= 0 and e_max < t.row_elems and all(s >= 0 for s in t.strides):
+            lay = (t.offset * isz, tuple(s * isz for s in t.strides))
+    t.__dict__["_np_layout"] = (key, lay)
+    return lay
+
+
+_FLAG_WORDS = {n: np.dtype(f"u{n}") for n in (1, 2, 4, 8)}
+_ONES = {n: int.from_bytes(b"\x01" * n, "little") for n in (1, 2, 4, 8)}
 
 
 def _flag_view(t: NkiTensor):
     """The initialized-flags of t's elements as one unsigned int per element (each
     byte flag is 0 or 1, so an element is fully written when it equals ONES)."""
     isz = t.dtype.itemsize
-    return _strided(t, t.storage.initialized.view(np.uint8), np.dtype(f"u{isz}")), \
-        int.from_bytes(b"\x01" * isz, "little")
+    return _strided(t, t.storage.initialized, _FLAG_WORDS[isz]), _ONES[isz]
 
 
 def _byte_index(t: NkiTensor, e: np.ndarray):
@@ -256,7 +273,9 @@ def write_raw(t: NkiTensor, values: np.ndarray, skip_oob=False, mask=None, op=""
     rows whose runtime index is out of bounds are not written. `flags=False` leaves the
     initialized-flags alone (for a run whose reads never check them)."""
     st = t.storage
-    values = np.broadcast_to(np.asarray(values, dtype=t.dtype.np), t.shape)
+    values = np.asarray(values, dtype=t.dtype.np)
+    if values.shape != t.shape:
+        values = np.broadcast_to(values, t.shape)
     if mask is not None:
         mask = np.broadcast_to(np.asarray(mask, dtype=bool), t.shape)
         if mask.all():
