@@ -109,3 +109,27 @@ def test_query_bounding_boxes_drop_nothing(seed):
                 w, r = [], [] if with_readers else None
                 m.query(qp_lo, qp_hi, q_lo, q_hi, 1000, w, r)
                 assert (w, r) == _walk(m, qp_lo, qp_hi, q_lo, q_hi, 1000, with_readers)
+
+
+def test_gc_paused_restores_the_collector_as_it_was():
+    import gc
+
+    from trnsim.timing.gc_pause import gc_paused
+    assert gc.isenabled()
+    with gc_paused():
+        assert not gc.isenabled()
+        with gc_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    with pytest.raises(ValueError):
+        with gc_paused():
+            raise ValueError
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with gc_paused():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

@@ -9,6 +9,7 @@ engines, as passes over the recorded Program (Program -> Program), chained here.
 """
 from __future__ import annotations
 
+from ..timing.gc_pause import gc_paused
 from .allocation import allocate
 from .hoist import hoist_invariant_loads
 from .plan import MemoryPlan
@@ -20,6 +21,7 @@ __all__ = ["compile_program", "hoist_invariant_loads", "allocate", "order_instru
 
 def compile_program(program):
     """The program as the compiler would emit it (see each pass)."""
-    program = allocate(hoist_invariant_loads(program))
-    program.issue = order_instructions(program)
+    with gc_paused():
+        program = allocate(hoist_invariant_loads(program))
+        program.issue = order_instructions(program)
     return program

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 
 from ..timing.costs import cost_model
 from ..timing.deps import MemoryMaps
+from ..timing.gc_pause import gc_paused
 
 HEURISTICS = ("asap", "critical_path", "trivial")
 DEFAULT_HEURISTIC = "asap"  # nki.compiler.SchedulingHeuristic's default (NKI 0.7 docs)
@@ -84,7 +85,8 @@ def order_instructions(program, heuristic: str = DEFAULT_HEURISTIC,
     n = len(program.instructions)
     if heuristic == "trivial" or n == 0:
         return IssueOrder(list(range(n)), heuristic, window)
-    return _ListScheduler(program, chip or program.chip, heuristic, max(1, window)).run()
+    with gc_paused():
+        return _ListScheduler(program, chip or program.chip, heuristic, max(1, window)).run()
 
 
 class _ListScheduler:

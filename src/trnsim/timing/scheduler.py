@@ -35,6 +35,7 @@ from collections import deque
 from ..chips import load_chip
 from .costs import cost_model
 from .deps import MemoryMaps
+from .gc_pause import gc_paused
 from .timeline import Event, Timeline, Wait
 
 _ORDER = ("order", "")
@@ -151,7 +152,8 @@ def schedule(program, chip=None, order: str = "compiler") -> Timeline:
         raise ValueError(f"order={order!r}: use one of {', '.join(ORDERS)}")
     chip = load_chip(chip if chip is not None else program.chip)
     issue = getattr(program, "issue", None) if order == "compiler" else None
-    return _Scheduler(program, chip, issue).run()
+    with gc_paused():
+        return _Scheduler(program, chip, issue).run()
 
 
 class _Scheduler:

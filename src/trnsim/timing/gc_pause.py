@@ -1,0 +1,23 @@
+"""The cyclic garbage collector paused while a scheduler runs.
+
+The schedulers allocate hundreds of thousands of small objects (map segments, waits,
+events, moved operands) and keep most of them, so the collector's generation counts
+keep tripping and each full collection walks the whole heap, the program's record
+included: 10-25% of a scheduler's time on a tiled matmul. Nothing they build is cyclic
+garbage; the collector runs again, as it was, when they return."""
+from __future__ import annotations
+
+import contextlib
+import gc
+
+
+@contextlib.contextmanager
+def gc_paused():
+    if not gc.isenabled():  # already paused (nested) or off by the caller's choice
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
