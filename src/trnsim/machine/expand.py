@@ -38,6 +38,7 @@ ranges, set TRNSIM_EXPAND=0 for such a kernel.
 from __future__ import annotations
 
 import ctypes
+import gc
 import os
 import sys
 
@@ -357,6 +358,16 @@ class _Plan:
         tmpl_fence = p.fences[f_start:f_stop]
         builders = [_InstructionBuilder(ins) for ins in p.instructions[start:end]]
         values = self.row(np.arange(first, stop, dtype=np.int64))
+        collecting = gc.isenabled()
+        gc.disable()  # (only new, acyclic objects: a collection would find nothing)
+        try:
+            self._append(p, values, builders, tmpl_alloc, tmpl_fence)
+        finally:
+            if collecting:
+                gc.enable()
+
+    def _append(self, p, values, builders, tmpl_alloc, tmpl_fence):
+        allocs = p.allocations
         first_alloc = self.record_numbers - len(tmpl_alloc) * 3 - len(tmpl_fence)
         out = p.instructions
         fences = p.fences
