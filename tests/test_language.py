@@ -1,4 +1,4 @@
-"""nki.language tile functions (trnsim.nki.language.math) against NumPy references.
+"""nki.language tile functions (trnsim/language/math.py) against NumPy references.
 
 Each test runs a real kernel: inputs are DMA'd from HBM into SBUF tiles, the nl
 function runs, and its result (SBUF or PSUM) is copied back out. Checked: values,

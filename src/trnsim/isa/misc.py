@@ -105,7 +105,7 @@ def _start_partition(t: NkiTensor) -> int:
     return t.storage.partition + t.offset // t.row_elems
 
 
-start_partition = _start_partition  # for lowerings (nki/language/layout.py)
+start_partition = _start_partition  # for lowerings (language/layout.py)
 
 
 def _all_ones(dtype) -> int:

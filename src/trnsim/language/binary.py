@@ -7,9 +7,9 @@ across partitions. Result dtype: `dtype` if given, else the promotion of two til
 the tile's dtype (an integer tile with a Python float gives float32 for arithmetic)."""
 from __future__ import annotations
 
-from ... import isa as _isa
-from ...machine.errors import describe
-from ...numerics.dtypes import as_dtype
+from .. import isa as _isa
+from ..machine.errors import describe
+from ..numerics.dtypes import as_dtype
 from .checks import fail, free_size, is_tile, promote, scalar_dtype
 from .tiles import Result, bcast, out
 

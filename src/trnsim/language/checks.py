@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...machine.errors import NkiValidationError, describe
-from ...machine.tensor import NkiTensor
-from ...numerics.dtypes import DType, as_dtype, bfloat16, float32, int16, int32, uint8
+from ..machine.errors import NkiValidationError, describe
+from ..machine.tensor import NkiTensor
+from ..numerics.dtypes import DType, as_dtype, bfloat16, float32, int16, int32, uint8
 
 
 def fail(fname: str, message: str, cls=NkiValidationError):

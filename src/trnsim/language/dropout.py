@@ -2,7 +2,7 @@
 seeding the Vector Engine PRNG."""
 from __future__ import annotations
 
-from ... import isa as _isa
+from .. import isa as _isa
 from .checks import need_tile
 from .tiles import Result, new, out
 

@@ -3,14 +3,14 @@ matmul, with their destination-passing forms (where_into, broadcast_into,
 transpose_into, matmul_into)."""
 from __future__ import annotations
 
-from ... import isa as _isa
-from ...machine.errors import describe
-from ...numerics.dtypes import as_dtype, float32, uint8
+from .. import isa as _isa
+from ..machine.errors import describe
+from ..numerics.dtypes import as_dtype, float32, uint8
 from .binary import add, not_equal
 from .checks import fail, free_size, is_tile, need_tile, promote
-from ...isa.matmul import MATMUL_INPUTS
-from ...isa.misc import start_partition
-from .core import ndarray, private_hbm, tile_size
+from ..isa.matmul import MATMUL_INPUTS
+from ..isa.misc import start_partition
+from .tensors import ndarray, private_hbm, tile_size
 from .tiles import Result, aliases, bcast, new, out, psum, to_sbuf, ts
 from .unary import copy
 

@@ -1,5 +1,7 @@
-"""nki.language tile functions: elementwise, activations, reductions, softmax, rms_norm,
-dropout, matmul, transpose, where, broadcast_to, expand_dims, and the op constants.
+"""The tile functions of nki.language (elementwise, activations, reductions, softmax,
+rms_norm, dropout, matmul, transpose, where, broadcast_to, expand_dims, and the op
+constants), below both front ends: trnsim.nki.language exports them, the legacy front
+end (trnsim/legacy/compute.py) runs its calls through their destination-passing forms.
 
 Each function allocates its result (SBUF, or PSUM for `matmul`/`transpose`) and is
 built only from `trnsim.isa` instructions, so semantics live in one place and every
@@ -14,6 +16,7 @@ decides its result's shape, dtype and buffer, and runs the composition into it; 
 legacy front end (trnsim/legacy/compute.py) runs its calls through the same forms.
 
 Modules (numerics choices are listed in docs/numerics.md):
+- tensors.py: new tensors, HBM fills, tile-size constants;
 - checks.py: operand rules shared with the legacy API (tile checks, dtype promotion,
   scalar dtypes, reduction axes and shapes);
 - tiles.py: results, intermediates, broadcast views, moves into SBUF;
@@ -25,7 +28,6 @@ from __future__ import annotations
 
 from .binary import *  # noqa: F401,F403
 from .binary import __all__ as _binary_names
-from .checks import promote as _promote  # noqa: F401 - used by trnsim/legacy/isa.py
 from .dropout import *  # noqa: F401,F403
 from .dropout import __all__ as _dropout_names
 from .layout import *  # noqa: F401,F403

@@ -3,9 +3,9 @@ and rms_norm, with their destination-passing forms (reduce_into, softmax_into,
 rms_norm_into). Intermediates are fp32; sums are tensor_reduce additions."""
 from __future__ import annotations
 
-from ... import isa as _isa
-from ...isa.enums import reduce_cmd as _reduce_cmd
-from ...numerics.dtypes import as_dtype, float32
+from .. import isa as _isa
+from ..isa.enums import reduce_cmd as _reduce_cmd
+from ..numerics.dtypes import as_dtype, float32
 from .binary import (add, binary_into, divide, logical_and, maximum, minimum, multiply,
                      pair_shape)
 from .checks import count, fail, need_tile, reduced_shape, tile_axes

@@ -7,10 +7,10 @@ tile it returns, which is allocated only when the composition first writes it (a
 the composition's intermediates, as a kernel would allocate them)."""
 from __future__ import annotations
 
-from ... import isa as _isa
-from ...machine.tensor import MemoryRegion, NkiTensor
-from ...numerics.dtypes import as_dtype
-from .core import ndarray
+from .. import isa as _isa
+from ..machine.tensor import MemoryRegion, NkiTensor
+from ..numerics.dtypes import as_dtype
+from .tensors import ndarray
 
 sbuf = MemoryRegion.sbuf
 psum = MemoryRegion.psum

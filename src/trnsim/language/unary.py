@@ -4,9 +4,9 @@ invert, logical_not, floor, ceil, trunc); range-reduced trigonometry (sin, cos, 
 arctan). Result dtype: `dtype` if given, else x's; intermediates are fp32."""
 from __future__ import annotations
 
-from ... import isa as _isa
-from ...machine.errors import describe
-from ...numerics.dtypes import float32
+from .. import isa as _isa
+from ..machine.errors import describe
+from ..numerics.dtypes import float32
 from .binary import add, bitwise_xor, divide, fmod, logical_xor, mod, multiply, subtract
 from .checks import fail, need_tile
 from .tiles import Result, new, out, ts, tt
@@ -101,7 +101,7 @@ def trunc(x, dtype=None):
 def _bias(fname, value: float, partitions: int):
     """A constant activation bias: the constant itself on NeuronCore-v3+, a memset
     [P, 1] fp32 tile on NeuronCore-v2 (which takes only tensor biases)."""
-    from ...machine.runtime import active_run
+    from ..machine.runtime import active_run
     if active_run().chip.generation >= 3:
         return value
     t = new((partitions, 1), float32, fname, tmp=True)

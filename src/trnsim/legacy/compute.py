@@ -6,7 +6,7 @@ Each function only translates. It works out the result's shape and dtype (the le
 type promotion) and returns a `Pending` result (legacy/ops.py) whose instruction(s) run
 straight into the kernel's destination or into a fresh tile; calls without a result run
 now. The instructions are those of the current-API tile functions
-(nki/language/math.py, their destination-passing `*_into` forms), so both API
+(trnsim/language/math.py, their destination-passing `*_into` forms), so both API
 generations share one implementation of every composition and numerics choice.
 
 Conventions
@@ -36,13 +36,13 @@ from .. import isa as core
 from ..machine import runtime
 from ..machine.errors import UnsupportedError, kernel_location
 from ..machine.tensor import MemoryRegion, NkiTensor
-from ..nki.language import math as cm
-from ..nki.language.checks import fail as _fail
-from ..nki.language.checks import free_size as _free
-from ..nki.language.checks import promote
-from ..nki.language.checks import reduce_axes as _axes
-from ..nki.language.checks import reduced_shape as _reduced_shape
-from ..nki.language.checks import weak_dtype as _weak_dtype
+from ..language import math as cm
+from ..language.checks import fail as _fail
+from ..language.checks import free_size as _free
+from ..language.checks import promote
+from ..language.checks import reduce_axes as _axes
+from ..language.checks import reduced_shape as _reduced_shape
+from ..language.checks import weak_dtype as _weak_dtype
 from ..numerics.dtypes import DType, as_dtype, bfloat16, float32, uint32
 from .indexing import mgrid
 from .ops import Grid, Pending, flush, psum_written, result_op, run_masked

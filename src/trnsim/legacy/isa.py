@@ -182,7 +182,7 @@ def _no_dtype_change(dtype, dst, op: str):
 
 
 def _promote(a, b):
-    from ..nki.language.math import _promote as promote
+    from ..language.checks import promote
     return promote(as_dtype(a), as_dtype(b))
 
 

@@ -130,8 +130,8 @@ def _filled(shape, dtype, buffer, name, value):
         for block in np.ndindex(*t.shape[:t.par_axis]):
             memset(dst=t[block].view(), value=value)
     else:
-        from ..nki.language.core import _fill_hbm
-        _fill_hbm(t.core, value)
+        from ..language.tensors import fill_hbm
+        fill_hbm(t.core, value)
     return t
 
 

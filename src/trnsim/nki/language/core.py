@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...chips import load_chip
+from ...language.tensors import fill_hbm, ndarray, tile_size  # noqa: F401
 from ...machine import expand, runtime
 from ...machine.errors import NkiValidationError
 from ...machine.tensor import DynamicSlice, MemoryRegion, NKIObject, NkiTensor
@@ -24,34 +25,14 @@ def _run():
 
 
 # -- tensor creation ------------------------------------------------------
-def ndarray(shape, dtype, buffer=sbuf, name="", address=None) -> NkiTensor:
-    return _run().new_tensor(shape, dtype, buffer, name, address)
-
-
 def _filled(shape, dtype, buffer, name, value):
     from ...isa import memset
     t = ndarray(shape, dtype, buffer, name)
     if t.on_chip:
         memset(dst=t, value=value)
     else:
-        _fill_hbm(t, value)
+        fill_hbm(t, value)
     return t
-
-
-def _fill_hbm(t: NkiTensor, value):
-    """Fill an HBM tensor through SBUF (memset + DMA), as a kernel would."""
-    from ...isa import dma_copy, memset
-    rows = t.reshape((t.size,)) if t.ndim > 1 else t
-    n = rows.shape[0]
-    pmax = _run().chip.core.partitions
-    f = -(-n // pmax)
-    chunk = ndarray((pmax, f), t.dtype, sbuf, (t.name or "hbm") + "_fill")
-    memset(dst=chunk, value=value)
-    full = (n // f) * f
-    if full:
-        dma_copy(dst=rows[0:full].reshape((full // f, f)), src=chunk[0:full // f, :])
-    if n - full:
-        dma_copy(dst=rows[full:n].reshape((1, n - full)), src=chunk[0:1, 0:n - full])
 
 
 def zeros(shape, dtype, buffer=sbuf, name=""):
@@ -85,7 +66,7 @@ def rand(shape, dtype, buffer=sbuf, name=""):
         return t
     bits = ndarray(shape, uint32, buffer, (name or "rand") + ".bits")
     rng(dst=bits)
-    from .math import multiply, right_shift
+    from ...language.math import multiply, right_shift
     tensor_scalar(dst=bits, data=bits, op0=right_shift, operand0=8)
     tensor_scalar(dst=t, data=bits, op0=multiply, operand0=2.0 ** -24)
     return t
@@ -127,38 +108,6 @@ def shared_identity_matrix(n, dtype=uint8, dst=None):
 
 def ds(start, size):
     return DynamicSlice(start, size)
-
-
-# -- tile sizes -----------------------------------------------------------
-class _TileSize:
-    """Hardware tile size constants for the target chip (read when accessed)."""
-
-    @property
-    def _chip(self):
-        return runtime._active[-1].chip if runtime._active else load_chip()
-
-    pmax = property(lambda self: self._chip.core.partitions)
-    psum_bank_fmax_bytes = property(lambda self: self._chip.core.psum_bank_bytes)
-    psum_bank_fmax = property(lambda self: self._chip.core.psum_bank_bytes // 4)
-    psum_fmax = psum_bank_fmax
-    psum_num_banks = property(lambda self: self._chip.core.psum_banks)
-    gemm_stationary_fmax = property(lambda self: self._chip.core.tensor.stationary_fmax)
-    # The tile-size constant is one PSUM bank of fp32 (512) on every generation, as the
-    # docs state (tiling-overview: `gemm_moving_fmax == 512`) and trn3 kernels assume;
-    # NeuronCore-v4's larger nc_matmul moving limit (4096 fp32 / 8192 bf16, several
-    # banks) is an instruction limit, checked by nc_matmul, not this constant.
-    gemm_moving_fmax = property(lambda self: self._chip.core.psum_bank_bytes // 4)
-    bn_stats_fmax = property(lambda self: 512)
-    sbuf_size_bytes = property(
-        lambda self: self._chip.core.sbuf_bytes_per_partition * self._chip.core.partitions)
-    sbuf_fmax_bytes = property(lambda self: self._chip.core.sbuf_usable_bytes_per_partition)
-    sbuf_fmax = property(lambda self: self._chip.core.sbuf_usable_bytes_per_partition // 4)
-    total_available_sbuf_size = sbuf_fmax_bytes
-    psum_min_align = property(lambda self: self._chip.core.psum_bank_bytes)
-    sbuf_min_align = property(lambda self: self._chip.core.sbuf_align_bytes)
-
-
-tile_size = _TileSize()
 
 
 # -- loops and programs ---------------------------------------------------
@@ -216,4 +165,4 @@ def is_on_chip(buffer):
 
 
 __all__ = [n for n in dir() if not n.startswith("_") and n not in (
-    "annotations", "contextlib", "np", "load_chip", "runtime", "expand")] + ["tile_size"]
+    "annotations", "contextlib", "np", "load_chip", "runtime", "expand", "fill_hbm")] + ["tile_size"]
