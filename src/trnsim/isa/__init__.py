@@ -79,5 +79,24 @@ import functools  # noqa: E402
 
 from ..machine import runtime as _runtime  # noqa: E402
 from .misc import last_instruction  # noqa: E402
+from ..machine.tensor import NkiTensor as _NkiTensor  # noqa: E402
 
 _wrap_instructions()
+
+
+def _assign(dst, value):
+    """`view[key] = value`: a copy into the view (tensor_copy on chip, else dma_copy) or,
+    for a constant, a memset of the on-chip view."""
+    if isinstance(value, _NkiTensor):
+        if dst.on_chip and value.on_chip:
+            tensor_copy(dst=dst, src=value)
+        else:
+            dma_copy(dst=dst, src=value)
+    elif dst.on_chip:
+        memset(dst=dst, value=value)
+    else:
+        dst._fail("assigning a constant to an HBM view: memset an SBUF tile and "
+                  "dma_copy it")
+
+
+_NkiTensor.assign = staticmethod(_assign)

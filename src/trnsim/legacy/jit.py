@@ -25,7 +25,7 @@ import os
 
 import numpy as np
 
-from ..machine import runtime
+from ..machine import hooks, runtime
 from ..machine.errors import NkiValidationError, SourceLocation
 from ..machine.launch import HostArgs, param_names, placeholder
 from ..machine.runtime import Options, Run, activate
@@ -148,8 +148,7 @@ class LegacyKernel:
                 if k is not None:
                     k.profile_result = prof
         if os.environ.get("TRNSIM_PROFILE_DIR"):  # write this call's profile there
-            from ..profile.autosave import maybe_save
-            maybe_save(run, self.fn, outputs)
+            hooks.autosave(run, self.fn, outputs)
         return outputs
 
 
@@ -324,8 +323,7 @@ def simulate_kernel(kernel, *args, **kwargs):
                               force_auto_alloc=bool(k.options.get("force_auto_alloc")))
     k.last_run = run
     if os.environ.get("TRNSIM_PROFILE_DIR"):  # write this call's profile there
-        from ..profile.autosave import maybe_save
-        maybe_save(run, k.fn, outputs)
+        hooks.autosave(run, k.fn, outputs)
     return outputs
 
 
@@ -360,8 +358,7 @@ class BenchmarkResult:
     @property
     def profile(self):
         if self._profile is None:
-            from ..profile.profile import Profile
-            self._profile = Profile.from_run(self.run)
+            self._profile = hooks.profile_run(self.run)
         return self._profile
 
 
@@ -411,10 +408,8 @@ def _write_profile(run, options, name=None):
     record = os.path.join(wd, f"trnsim_record.{n}.jsonl" if n else "trnsim_record.jsonl")
     run.program.write_jsonl(record)
     run.profile_path = record
-    from ..profile.autosave import save_profile
-    from ..profile.profile import Profile
-    prof = Profile.from_run(run, name=name)
-    save_profile(prof, wd, stem=stem)
+    prof = hooks.profile_run(run, name=name)
+    hooks.save_profile(prof, wd, stem=stem)
     return prof
 
 

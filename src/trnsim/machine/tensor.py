@@ -325,19 +325,12 @@ class NkiTensor(NKIObject, metaclass=_ViewMeta):
                        "must cover consecutive partitions (strided access is only "
                        "supported along the free dimensions)")
 
+    # `view[key] = value` issues an instruction: the instruction set installs how
+    # (trnsim/isa/__init__.py), which keeps the machine layer below the ISA.
+    assign = None
+
     def __setitem__(self, key, value):
-        from ..isa import dma_copy, memset, tensor_copy
-        dst = self[key]
-        if isinstance(value, NkiTensor):
-            if dst.on_chip and value.on_chip:
-                tensor_copy(dst=dst, src=value)
-            else:
-                dma_copy(dst=dst, src=value)
-        elif dst.on_chip:
-            memset(dst=dst, value=value)
-        else:
-            dst._fail("assigning a constant to an HBM view: memset an SBUF tile and "
-                      "dma_copy it")
+        NkiTensor.assign(self[key], value)
 
     def _check_range(self, dim: int, lo: int, hi: int):
         if lo < 0 or hi >= self.shape[dim]:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 import os
 
-from ..machine import runtime
+from ..machine import hooks, runtime
 from ..machine.launch import run_kernel
 
 _STRICT_ENV = "TRNSIM_STRICT"
@@ -98,8 +98,7 @@ class Simulated:
             numerics=self.numerics,
             strict=self.strict if self.strict is not None else _env_flag(_STRICT_ENV))
         if os.environ.get("TRNSIM_PROFILE_DIR"):  # write this call's profile there
-            from ..profile.autosave import maybe_save
-            maybe_save(self.last_run, self.kernel.fn, outputs)
+            hooks.autosave(self.last_run, self.kernel.fn, outputs)
         return outputs
 
     def __repr__(self):

@@ -1,10 +1,10 @@
-"""`trnsim.profile(kernel, *args, ...)`: run a kernel, schedule its instruction record and
-return a Profile (summary metrics, insights, benchmark result, trace and report)."""
+"""A Profile: a finished kernel run with its timeline, summary metrics, insights,
+benchmark result, trace and report. (`trnsim.profile(kernel, *args)`, which runs the
+kernel and makes one, is trnsim/entry.py.)"""
 from __future__ import annotations
 
 import html
 import os
-import types
 from functools import cached_property
 
 from .insights import SHOWN, Insight, find_insights
@@ -183,108 +183,3 @@ def _fmt_bytes(n: float) -> str:
         if n >= size:
             return f"{n / size:.3g} {unit}"
     return f"{n:.0f} B"
-
-
-# -- the entry point ------------------------------------------------------------------
-def _legacy_kernel(kernel):
-    """The LegacyKernel to run, or None for a current-API kernel."""
-    from ..legacy.jit import LegacyKernel
-    if isinstance(kernel, LegacyKernel):
-        return kernel
-    fn = getattr(kernel, "fn", kernel)
-    if callable(fn) and _uses_legacy_api(fn):
-        return LegacyKernel(fn)
-    return None
-
-
-def _uses_legacy_api(fn) -> bool:
-    """A plain function whose code refers to the legacy front end (trnsim.legacy, also
-    imported as neuronxcc.nki)."""
-    code = getattr(fn, "__code__", None)
-    glb = getattr(fn, "__globals__", None)
-    if code is None or glb is None:
-        return False
-    names, stack = set(), [code]
-    while stack:
-        co = stack.pop()
-        names.update(co.co_names)
-        stack.extend(k for k in co.co_consts if hasattr(k, "co_names"))
-    for n in names:
-        v = glb.get(n)
-        mod = v.__name__ if isinstance(v, types.ModuleType) else getattr(v, "__module__", "")
-        if isinstance(mod, str) and mod.startswith("trnsim.legacy"):
-            return True
-    return False
-
-
-def profile(kernel, *args, chip=None, numerics=True, lnc=None, order="compiler",
-            cache=None, **kwargs) -> Profile:
-    """Run `kernel(*args, **kwargs)` on the simulated chip and profile it.
-
-    `kernel`: a current-API kernel (`@nki.jit`, `kernel[2]`, `nki.simulate(kernel)` or a
-    plain function) or a legacy `neuronxcc.nki` kernel (`nki.jit`/`baremetal`/... with its
-    SPMD grid; a plain function that uses the legacy API is recognized too).
-    `chip`: trn1/trn2/trn3 (None: the kernel's `platform_target` for a legacy kernel,
-    else the environment, else trn2). `numerics=False` runs timing only (shapes, checks
-    and the record; outputs hold no computed values). `lnc`: logical cores (current
-    API; default the kernel's). `order`: "compiler" (the engines run the order the
-    compiler model's scheduler issues) or "program" (in-order mode: the kernel's
-    program order). `cache`: the kernel-profile cache (trnsim.profile.cache): None (the
-    default) looks timing-only calls (numerics=False) up in the process-wide cache and
-    stores them, so a repeated call with the same kernel, shapes, dtypes, scalar
-    arguments, chip and options is not simulated again; True does so with numerics on as
-    well (you do not need the outputs: a hit's are zero placeholders); False never; a
-    ProfileCache uses that cache."""
-    from ..chips import load_chip
-    from ..machine.launch import run_kernel
-    from ..nki.jit import Simulated, _as_kernel, default_chip
-    from . import cache as pcache
-    legacy = _legacy_kernel(kernel)
-    if legacy is not None:
-        from ..legacy.jit import run_legacy
-        if lnc not in (None, 1):
-            raise ValueError(f"lnc={lnc!r}: legacy kernels run on one NeuronCore (their "
-                             "SPMD grid instances run one after another)")
-        fn, lnc = legacy.fn, 1
-        chip = load_chip(chip if chip is not None else legacy.options.get("platform_target"))
-        force = bool(legacy.options.get("force_auto_alloc"))
-
-        def simulate():
-            return run_legacy(fn, args, kwargs, legacy.grid, chip=chip, numerics=numerics,
-                              force_auto_alloc=force)
-        legacy_key = (tuple(legacy.grid), force)
-    else:
-        k = _as_kernel(kernel)
-        if chip is None and isinstance(kernel, Simulated):
-            chip = kernel.chip
-        fn, lnc = k.fn, int(lnc or k.lnc)
-        chip = load_chip(chip if chip is not None else default_chip())
-
-        def simulate():
-            return run_kernel(fn, args, kwargs, lnc=lnc, chip=chip, numerics=numerics)
-        legacy_key = None
-    name = getattr(fn, "__name__", None)
-    store = pcache.active_cache(cache, numerics)
-    key = None
-    if store is not None:
-        try:
-            key = pcache.kernel_key(fn, args, kwargs, chip=chip, lnc=lnc, numerics=numerics,
-                                    strict=_env_strict(), order=order, legacy=legacy_key)
-        except pcache.Uncacheable:
-            store.note_uncacheable()
-        else:
-            hit = store.get(key)
-            if hit is not None:
-                hit.name = name or hit.name
-                return hit
-    outputs, run = simulate()
-    prof = Profile.from_run(run, outputs, name, order)
-    if key is not None:
-        store.put(key, prof)
-        prof.cache, prof.cache_key = "miss", key
-    return prof
-
-
-def _env_strict() -> bool:
-    """$TRNSIM_STRICT as the run reads it (strict mode can fail a run, so it is keyed)."""
-    return os.environ.get("TRNSIM_STRICT", "").strip().lower() in ("1", "true", "yes", "on")

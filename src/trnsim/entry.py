@@ -1,0 +1,112 @@
+"""`trnsim.profile(kernel, *args, ...)`: run a kernel through its front end (the
+current API's or the legacy one's) and profile the run. The glue above both front ends
+and the profile package, so that each of those imports only what lies below it."""
+from __future__ import annotations
+
+import os
+import types
+
+from .chips import load_chip
+from .legacy import jit as legacy_jit
+from .machine import launch
+from .nki.jit import Simulated, _as_kernel, default_chip
+from .profile import cache as pcache
+from .profile.profile import Profile
+
+
+def _legacy_kernel(kernel):
+    """The LegacyKernel to run, or None for a current-API kernel."""
+    if isinstance(kernel, legacy_jit.LegacyKernel):
+        return kernel
+    fn = getattr(kernel, "fn", kernel)
+    if callable(fn) and _uses_legacy_api(fn):
+        return legacy_jit.LegacyKernel(fn)
+    return None
+
+
+def _uses_legacy_api(fn) -> bool:
+    """A plain function whose code refers to the legacy front end (trnsim.legacy, also
+    imported as neuronxcc.nki)."""
+    code = getattr(fn, "__code__", None)
+    glb = getattr(fn, "__globals__", None)
+    if code is None or glb is None:
+        return False
+    names, stack = set(), [code]
+    while stack:
+        co = stack.pop()
+        names.update(co.co_names)
+        stack.extend(k for k in co.co_consts if hasattr(k, "co_names"))
+    for n in names:
+        v = glb.get(n)
+        mod = v.__name__ if isinstance(v, types.ModuleType) else getattr(v, "__module__", "")
+        if isinstance(mod, str) and mod.startswith("trnsim.legacy"):
+            return True
+    return False
+
+
+def profile(kernel, *args, chip=None, numerics=True, lnc=None, order="compiler",
+            cache=None, **kwargs) -> Profile:
+    """Run `kernel(*args, **kwargs)` on the simulated chip and profile it.
+
+    `kernel`: a current-API kernel (`@nki.jit`, `kernel[2]`, `nki.simulate(kernel)` or a
+    plain function) or a legacy `neuronxcc.nki` kernel (`nki.jit`/`baremetal`/... with its
+    SPMD grid; a plain function that uses the legacy API is recognized too).
+    `chip`: trn1/trn2/trn3 (None: the kernel's `platform_target` for a legacy kernel,
+    else the environment, else trn2). `numerics=False` runs timing only (shapes, checks
+    and the record; outputs hold no computed values). `lnc`: logical cores (current
+    API; default the kernel's). `order`: "compiler" (the engines run the order the
+    compiler model's scheduler issues) or "program" (in-order mode: the kernel's
+    program order). `cache`: the kernel-profile cache (trnsim.profile.cache): None (the
+    default) looks timing-only calls (numerics=False) up in the process-wide cache and
+    stores them, so a repeated call with the same kernel, shapes, dtypes, scalar
+    arguments, chip and options is not simulated again; True does so with numerics on as
+    well (you do not need the outputs: a hit's are zero placeholders); False never; a
+    ProfileCache uses that cache."""
+    legacy = _legacy_kernel(kernel)
+    if legacy is not None:
+        if lnc not in (None, 1):
+            raise ValueError(f"lnc={lnc!r}: legacy kernels run on one NeuronCore (their "
+                             "SPMD grid instances run one after another)")
+        fn, lnc = legacy.fn, 1
+        chip = load_chip(chip if chip is not None else legacy.options.get("platform_target"))
+        force = bool(legacy.options.get("force_auto_alloc"))
+
+        def simulate():
+            return legacy_jit.run_legacy(fn, args, kwargs, legacy.grid, chip=chip,
+                                         numerics=numerics, force_auto_alloc=force)
+        legacy_key = (tuple(legacy.grid), force)
+    else:
+        k = _as_kernel(kernel)
+        if chip is None and isinstance(kernel, Simulated):
+            chip = kernel.chip
+        fn, lnc = k.fn, int(lnc or k.lnc)
+        chip = load_chip(chip if chip is not None else default_chip())
+
+        def simulate():
+            return launch.run_kernel(fn, args, kwargs, lnc=lnc, chip=chip, numerics=numerics)
+        legacy_key = None
+    name = getattr(fn, "__name__", None)
+    store = pcache.active_cache(cache, numerics)
+    key = None
+    if store is not None:
+        try:
+            key = pcache.kernel_key(fn, args, kwargs, chip=chip, lnc=lnc, numerics=numerics,
+                                    strict=_env_strict(), order=order, legacy=legacy_key)
+        except pcache.Uncacheable:
+            store.note_uncacheable()
+        else:
+            hit = store.get(key)
+            if hit is not None:
+                hit.name = name or hit.name
+                return hit
+    outputs, run = simulate()
+    prof = Profile.from_run(run, outputs, name, order)
+    if key is not None:
+        store.put(key, prof)
+        prof.cache, prof.cache_key = "miss", key
+    return prof
+
+
+def _env_strict() -> bool:
+    """$TRNSIM_STRICT as the run reads it (strict mode can fail a run, so it is keyed)."""
+    return os.environ.get("TRNSIM_STRICT", "").strip().lower() in ("1", "true", "yes", "on")
