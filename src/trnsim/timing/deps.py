@@ -77,7 +77,11 @@ class SpaceMap:
         if b is None or p_lo < b[0] or p_hi > b[1] or lo < b[2] or hi > b[3]:
             self.abox = _grow(b, p_lo, p_hi, lo, hi)
         los, his, recs = self.los, self.his, self.recs
-        i = self._first(lo)
+        i = bisect_right(los, lo) - 1  # the first segment ending after lo
+        if i < 0:
+            i = 0
+        elif his[i] <= lo:
+            i += 1
         cur = lo
         n = len(los)
         while i < n and los[i] < hi:
@@ -91,12 +95,13 @@ class SpaceMap:
             seg = recs[i]
             covered = 0
             for r in seg:
-                if r.p_lo < p_hi and p_lo < r.p_hi:
+                r_lo, r_hi = r.p_lo, r.p_hi
+                if r_lo < p_hi and p_lo < r_hi:
                     for w in r.writers:
                         if w != idx:
                             out.append(w)
                     r.readers[tkey] = idx
-                    covered += min(r.p_hi, p_hi) - max(r.p_lo, p_lo)
+                    covered += (r_hi if r_hi < p_hi else p_hi) - (r_lo if r_lo > p_lo else p_lo)
             if covered < p_hi - p_lo:
                 _fill_partitions(seg, p_lo, p_hi, idx, tkey)
             cur = his[i]
