@@ -193,7 +193,7 @@ def test_non_affine_operands_decline(monkeypatch):
     assert _stats(fast).loops == 0
 
 
-def test_a_growing_list_declines_and_keeps_every_element(monkeypatch):
+def test_a_list_of_the_iterations_tiles_grows_by_copies_over_their_allocations(monkeypatch):
     @nki.jit
     def kernel(x):
         out = nl.ndarray(x.shape, nl.float32, buffer=nl.hbm)
@@ -201,14 +201,34 @@ def test_a_growing_list_declines_and_keeps_every_element(monkeypatch):
         for j in nl.affine_range(x.shape[1] // 8):
             t = nl.ndarray((128, 8), nl.float32, buffer=nl.sbuf)
             nisa.dma_copy(dst=t, src=x[:, j * 8:(j + 1) * 8])
-            tiles.append(t)
+            tiles.append(t[:, 0:4])
         for j, t in enumerate(tiles):
-            nisa.dma_copy(dst=out[:, j * 8:(j + 1) * 8], src=t)
+            nisa.dma_copy(dst=out[:, j * 8:j * 8 + 4], src=t)
         return out
     x = np.zeros((128, 8 * 20), np.float32)
     full, fast = _both(monkeypatch, lambda: _run(kernel, x))
-    assert _stats(fast).declined == 1
-    assert sum(i.writes[0].space == "hbm" for i in fast.program) == 20
+    assert _stats(fast).loops == 1
+    stores = [i for i in fast.program if i.writes[0].space == "hbm"]
+    assert len(stores) == 20
+    # each store reads the tile its own iteration loaded
+    loads = {i.writes[0].alloc: i.reads[0].offset for i in fast.program
+             if i.reads[0].space == "hbm"}
+    assert [loads[s.reads[0].alloc] for s in stores] == [8 * j for j in range(20)]
+
+
+def test_a_list_growing_by_other_objects_declines(monkeypatch):
+    @nki.jit
+    def kernel(x):
+        out = nl.ndarray(x.shape, nl.float32, buffer=nl.hbm)
+        cols = []
+        for j in nl.affine_range(x.shape[1] // 8):
+            _scale(x, out, j)
+            cols.append(j * 8)
+        _scale(x, out, None, cols[-1])
+        return out
+    x = np.zeros((128, 8 * 20), np.float32)
+    _, fast = _both(monkeypatch, lambda: _run(kernel, x))
+    assert _stats(fast).declined == 1 and _stats(fast).loops == 0
 
 
 def test_numerics_on_runs_every_iteration(monkeypatch):

@@ -37,6 +37,7 @@ ranges, set TRNSIM_EXPAND=0 for such a kernel.
 """
 from __future__ import annotations
 
+import copy
 import ctypes
 import gc
 import os
@@ -150,7 +151,7 @@ def _loop_frame():
 # -- the state at an iteration boundary ------------------------------------------------
 class _Mark:
     __slots__ = ("instructions", "allocations", "fences", "hbm", "shared", "pending",
-                 "locals")
+                 "locals", "lists")
 
     def __init__(self, run, frame):
         p = run.program
@@ -160,7 +161,7 @@ class _Mark:
         self.hbm = run.hbm._next
         self.shared = len(run._shared)
         self.pending = getattr(run, "legacy_pending", None) is not None
-        self.locals = _frame_values(frame)
+        self.locals, self.lists = _frame_values(frame)
 
     def restore(self, run, frame):
         """Roll the record back to this mark (and the frame's numbers)."""
@@ -171,23 +172,28 @@ class _Mark:
         del p.fences[self.fences:]
         run.hbm._next = self.hbm
         _set_locals(frame, {k: v for k, v in self.locals.items() if type(v) is int})
+        for lst, n in self.lists.values():
+            del lst[n:]
 
 
-def _frame_values(frame) -> dict:
+def _frame_values(frame):
     """The frame's locals that expansion must see unchanged or affine: ints as numbers;
-    floats, strings and tuples by value, containers by length; other objects (tensors)
-    are rebound by the last iteration."""
-    out = {}
+    floats, strings and tuples by value, dicts and sets by length; lists ({name: (list,
+    length)}) may grow by the iteration's tensors. Other objects (tensors) are rebound
+    by the last iteration."""
+    out, lists = {}, {}
     if frame is None:
-        return out
+        return out, lists
     for k, v in frame.f_locals.items():
         if type(v) is int:
             out[k] = v
         elif isinstance(v, (bool, int, float, str, bytes, tuple, type(None))):
             out[k] = ("=", _hashable(v))
+        elif type(v) is list:
+            lists[k] = (v, len(v))
         elif isinstance(v, (list, dict, set)):
             out[k] = ("len", len(v))
-    return out
+    return out, lists
 
 
 def _hashable(v):
@@ -279,9 +285,10 @@ def _snapshot(run, start: int, stop: int, a_start: int, a_stop: int, f_start: in
     return tuple(key), nums
 
 
-def _iteration(run, m0: "_Mark", m1: "_Mark", int_names: list):
-    """(structure, numbers) of the iteration between two marks, with the HBM cursor and
-    the frame's ints at its start; (None, None) when its frame changed otherwise."""
+def _iteration(run, m0: "_Mark", m1: "_Mark", int_names: list, list_names: list):
+    """(structure, numbers) of the iteration between two marks, with the HBM cursor, the
+    frame's ints and its lists' lengths at its start; (None, None) when its frame
+    changed otherwise."""
     key, nums = _snapshot(run, m0.instructions, m1.instructions, m0.allocations,
                           m1.allocations, m0.fences, m1.fences)
     loc = m0.locals
@@ -290,14 +297,18 @@ def _iteration(run, m0: "_Mark", m1: "_Mark", int_names: list):
     others = tuple(sorted((k, v) for k, v in loc.items() if type(v) is not int))
     if any(type(loc[k]) is not int for k in int_names):
         return None, None
-    return (key, others), nums + [m0.hbm] + [loc[k] for k in int_names]
+    return ((key, others, tuple(list_names)), nums + [m0.hbm] + [loc[k] for k in int_names]
+            + [m0.lists[k][1] for k in list_names])
 
 
 class _Plan:
     """The model of a loop's iterations from its sampled ones: every number of an
-    iteration (its record's, the HBM allocation cursor and the frame's ints at its
-    start) is that of the sampled iteration `period` iterations back plus `drift`."""
-    def __init__(self, rows, period, drift, key, template, local_names):
+    iteration (its record's, the HBM allocation cursor, the frame's ints and its lists'
+    lengths at its start) is that of the sampled iteration `period` iterations back plus
+    `drift`. A list that grows gets, for each expanded iteration, copies of the tensors
+    the iteration's template appended, over that iteration's allocations."""
+
+    def __init__(self, rows, period, drift, key, template, local_names, growing):
         self.rows = rows  # (samples, numbers) of the sampled iterations 1..samples
         self.period = period
         self.drift = drift
@@ -305,6 +316,8 @@ class _Plan:
         self.template = template  # (start, stop, a_start, a_stop, f_start, f_stop)
         self.per_iteration = template[1] - template[0]
         self.local_names = local_names
+        self.growing = growing  # [(list, [tensor the template iteration appended])]
+        self.list_count = len(key[2])
 
     @classmethod
     def derive(cls, run, marks, core, periods):
@@ -317,11 +330,14 @@ class _Plan:
             if ins.core != core:
                 return None, False
         names = sorted(k for k, v in marks[0].locals.items() if type(v) is int)
+        first = marks[0].lists  # lists rebound by each iteration are like its tensors
+        list_names = sorted(k for k in first if all(
+            k in m.lists and m.lists[k][0] is first[k][0] for m in marks))
         keys, rows = [], []
         for m0, m1 in zip(marks, marks[1:]):
             if m1.instructions == m0.instructions:
                 return None, False  # an empty body: nothing to gain
-            k, n = _iteration(run, m0, m1, names)
+            k, n = _iteration(run, m0, m1, names, list_names)
             if k is None:
                 return None, False
             keys.append(k)
@@ -334,10 +350,13 @@ class _Plan:
                 continue
             d = a[period:] - a[:-period]
             if (d == d[0]).all():
+                growing = _growing_lists(marks, list_names)
+                if growing is None:
+                    return None, False
                 m0, m1 = marks[-2], marks[-1]
                 return cls(a, period, d[0], keys[0],
                            (m0.instructions, m1.instructions, m0.allocations,
-                            m1.allocations, m0.fences, m1.fences), names), False
+                            m1.allocations, m0.fences, m1.fences), names, growing), False
         return None, True
 
     def row(self, iterations: np.ndarray) -> np.ndarray:
@@ -373,6 +392,7 @@ class _Plan:
         fences = p.fences
         for row in values.tolist():
             pos = first_alloc  # allocations first: accesses take their vaddr
+            ids = {}
             for al in tmpl_alloc:
                 na = _new(Allocation)
                 na.__dict__.update(al.__dict__)
@@ -381,6 +401,11 @@ class _Plan:
                     na.vaddr = row[pos + 2]
                 pos += 3
                 allocs[na.id] = na
+                ids[al.id] = na.id
+            if self.growing:
+                storages = {}
+                for lst, appended in self.growing:
+                    lst.extend(_retarget(x, ids, storages) for x in appended)
             for (core, _), idx in zip(tmpl_fence, row[pos:]):
                 fences.append((core, idx))
             pos = 0
@@ -390,17 +415,21 @@ class _Plan:
 
     @property
     def record_numbers(self) -> int:
-        return self.rows.shape[1] - 1 - len(self.local_names)
+        return self.rows.shape[1] - 1 - len(self.local_names) - self.list_count
 
     def prepare_last(self, run, frame, last: int) -> None:
         """The HBM cursor and the frame's ints as iteration `last` starts with them."""
         row = self.row(np.array([last]))[0].tolist()
         k = self.record_numbers
         run.hbm._next = row[k]
-        _set_locals(frame, dict(zip(self.local_names, row[k + 1:])))
+        _set_locals(frame, dict(zip(self.local_names, row[k + 1:k + 1 + len(self.local_names)])))
 
     def matches(self, run, mark: "_Mark", last: int) -> bool:
         """Whether iteration `last`, run for real after `mark`, recorded the prediction."""
+        names = self.key[2]
+        expected = self.row(np.array([last]))[0][len(self.rows[0]) - len(names):]
+        if [mark.lists[k][1] if k in mark.lists else -1 for k in names] != expected.tolist():
+            return False
         end = _Mark(run, None)
         if end.pending or end.shared != mark.shared:
             return False
@@ -408,6 +437,62 @@ class _Plan:
                               end.allocations, mark.fences, end.fences)
         expected = self.row(np.array([last]))[0].tolist()
         return key == self.key[0] and nums == expected[:self.record_numbers]
+
+
+def _growing_lists(marks, names):
+    """[(list, the tensors its last sampled iteration appended)] for the frame's lists
+    that grow; None when one grows by anything but tensors over the allocations of the
+    iteration that appended them (always at the same position among them)."""
+    out = []
+    for name in names:
+        lst = marks[0].lists[name][0]
+        shapes = set()
+        for m0, m1 in zip(marks, marks[1:]):
+            lo, hi = m0.lists[name][1], m1.lists[name][1]
+            if hi < lo:
+                return None
+            shape = []
+            for x in lst[lo:hi]:
+                t = _core(x)
+                aid = t.storage.alloc if t is not None else -1
+                if not m0.allocations <= aid < m1.allocations:
+                    return None
+                shape.append((type(x), aid - m0.allocations, t.shape, t.strides, t.offset,
+                              str(t.dtype), t.dyn is None))
+            shapes.add(tuple(shape))
+        if len(shapes) > 1 or not all(s[-1] for s in next(iter(shapes))):
+            return None
+        lo, hi = marks[-2].lists[name][1], marks[-1].lists[name][1]
+        if hi > lo:
+            out.append((lst, list(lst[lo:hi])))
+    return out
+
+
+def _core(x):
+    """The NkiTensor of a tensor object of either front end (a legacy LTensor wraps one
+    as `.core`), or None."""
+    from .tensor import NkiTensor
+    if isinstance(x, NkiTensor):
+        return x
+    core = getattr(x, "core", None)
+    return core if isinstance(core, NkiTensor) else None
+
+
+def _retarget(x, ids: dict, storages: dict):
+    """A copy of tensor object `x` over the allocation `ids` maps its own to (copies of
+    one storage shared through `storages`)."""
+    t = _core(x)
+    st = storages.get(id(t.storage))
+    if st is None:
+        st = storages[id(t.storage)] = copy.copy(t.storage)
+        st.alloc = ids[t.storage.alloc]
+    nt = copy.copy(t)
+    nt.storage = st
+    if t is x:
+        return nt
+    y = copy.copy(x)
+    y.core = nt
+    return y
 
 
 class _InstructionBuilder:
