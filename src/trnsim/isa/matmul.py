@@ -47,7 +47,8 @@ import weakref
 
 import numpy as np
 
-from ..machine.access import _decompose, describe_access, element_offsets, read_converted
+from ..machine.access import (_decompose, _flag_view, describe_access, element_offsets,
+                              read_converted)
 from ..machine.errors import UnsupportedError, describe
 from ..machine.tensor import NkiTensor
 from ..numerics.cast import cast, round_tf32, to_fp32
@@ -276,6 +277,14 @@ class _Marks:
         else:
             self.groups[self.idx] = gid
 
+    def written(self) -> bool:
+        """Whether every byte of the view was ever written (its initialized-flags)."""
+        if self.view is not None:  # a regular view: the flags as one word per element
+            flags, ones = _flag_view(self.t)
+            if flags is not None:
+                return bool((flags == ones).all())
+        return bool(self.init_flags().all())
+
     def init_flags(self) -> np.ndarray:
         """The storage's written-flags of the same bytes."""
         init = self.t.storage.memory.init
@@ -360,7 +369,7 @@ def _warn_uninitialized(ins: Instr, dst: NkiTensor, marks: _Marks, prev):
     (as the docs say). Without numerics the written-flags are not kept: no check."""
     if np.all(prev) or not ins.numerics:
         return
-    if not marks.init_flags().all():
+    if not marks.written():
         ins.warn(f"accumulate=True onto dst {describe(dst)}, which was never written: "
                  "undefined behavior (start the group with accumulate=False)")
 
