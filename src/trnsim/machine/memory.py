@@ -161,6 +161,11 @@ class OnChipMemory:
         self._ids = itertools.count()
 
     @property
+    def nbytes(self) -> int:
+        """The bytes this arena holds now (values and flags; 0 without values)."""
+        return sum(a.nbytes for a in (self.data, self._init) if a is not None)
+
+    @property
     def init(self) -> np.ndarray | None:
         """Which bytes were written (None without values). Made on first use: a run
         that is not strict reads only PSUM's (isa/matmul.py), and np.zeros takes pages
@@ -272,6 +277,11 @@ class HbmSpace:
 
     def __init__(self):
         self._next = 0
+
+    @property
+    def placed_bytes(self) -> int:
+        """The bytes of every HBM tensor placed so far (each rounded up to ALIGN)."""
+        return self._next
 
     def place(self, nbytes: int) -> int:
         addr = self._next
