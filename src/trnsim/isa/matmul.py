@@ -11,16 +11,17 @@ RNE back to bf16), per `accumulate`.
 
 Accumulation mode (`TRNSIM_MATMUL_ACCUMULATION`, read at each matmul):
 - `exact` (the default): the float64 sum above.
-- `fp32`: one fp32 GEMM (the host BLAS's sgemm): the products are exact (they are in
-  fp32 for fp8/bf16/fp16/tf32 inputs, and the BLAS's fused multiply-adds keep fp32
-  products exact too) and are summed in fp32 in the BLAS's order, as the PE sums in fp32
-  in an unpublished order. About twice as fast. The result equals `exact` bit for bit
-  whenever every partial sum is an fp32 number, e.g. when every product is a multiple
-  of 2^q and the sum of |products| of each output is at most 2^(24+q) (small integers,
-  one-hot / 0-1 operands, identity transposes); otherwise each output may differ by the
-  rounding errors of an fp32 sum of K terms: at most about K * 2^-24 * sum |products|,
-  typically a few fp32 ulps. Results may then depend on the host CPU (its BLAS kernels).
-  Partial sums can also overflow to inf where the float64 sum would not.
+- `fp32`: one fp32 GEMM (the host BLAS's sgemm): the products are exact (fp8, bf16,
+  fp16 and tf32 products fit fp32; fp32 x fp32 products are exact inside the fused
+  multiply-adds of the x86-64 AVX2/AVX-512 and ARM BLAS kernels) and are summed in fp32
+  in the BLAS's order, as the PE sums in fp32 in an unpublished order. About twice as
+  fast. For finite operands the result equals `exact` bit for bit whenever every
+  partial sum is an fp32 number: e.g. every product a multiple of 2^q and the sum of
+  |products| of each output at most 2^(24+q) (integers times a power of two), or one
+  nonzero product per output (a one-hot / permutation operand). Otherwise each output
+  may differ by the rounding errors of an fp32 sum of K terms, at most about
+  K * 2^-24 * sum |products| and typically a few ulps, and then depends on the host
+  CPU's BLAS kernels; partial sums can overflow to inf where the float64 sum does not.
 
 Accumulation groups. `accumulate=None` means: the first matmul write to a PSUM location
 overwrites, later ones accumulate. trnsim tracks this per PSUM byte (`CoreState.psum_group`):
