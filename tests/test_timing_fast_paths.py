@@ -133,3 +133,35 @@ def test_gc_paused_restores_the_collector_as_it_was():
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_events_and_waits_built_directly_equal_the_constructors():
+    from trnsim.timing.scheduler import _event, _wait
+    from trnsim.timing.timeline import Event, Wait
+    ev = _event(3, 0, "dma:qSyncIO0", 1.0, 2.5, 0.5, (_wait(1, "RAW", "sbuf"),),
+                {"bytes": 64}, (0, 1), 2.5)
+    want = Event(3, 0, "dma:qSyncIO0", 1.0, 2.5, 0.5, (Wait(1, "RAW", "sbuf"),),
+                 {"bytes": 64}, (0, 1), done=2.5)
+    assert ev == want and list(vars(ev)) == list(vars(want))
+    assert hash(_wait(1, "RAW", "sbuf")) == hash(Wait(1, "RAW", "sbuf"))
+
+
+def test_oracle_compare_flags_a_changed_event(tmp_path):
+    import gzip
+    import pickle
+
+    from benchmarks.scheduler_oracle import compare
+    ev = (0, 0, "vector", 0.0, 10.0, 10.5, 0.0, (), 0, (), (("cycles", 64),))
+    base = {("k", 0, "timeline"): {"events": [ev], "total": 10.0, "throttle": [],
+                                   "order": "compiler"}}
+    near = {("k", 0, "timeline"): {**base[("k", 0, "timeline")],
+                                   "events": [ev[:4] + (10.0 * (1 + 1e-12),) + ev[5:]]}}
+    far = {("k", 0, "timeline"): {**base[("k", 0, "timeline")],
+                                  "events": [ev[:4] + (10.001,) + ev[5:]]}}
+    paths = {}
+    for name, recs in (("a", base), ("b", near), ("c", far)):
+        paths[name] = tmp_path / f"{name}.pkl.gz"
+        with gzip.open(paths[name], "wb") as f:
+            pickle.dump(recs, f)
+    assert compare(paths["a"], paths["b"]) == 0  # float association noise
+    assert compare(paths["a"], paths["c"]) == 1
