@@ -103,6 +103,35 @@ def test_nested_affine_loops_expand_to_the_full_record(monkeypatch):
     assert not hasattr(full, "expansion")
 
 
+@nki.jit
+def plain_range_matmul(lhsT, rhs):
+    K, M = lhsT.shape
+    _, N = rhs.shape
+    out = nl.ndarray((M, N), nl.float32, buffer=nl.hbm)
+    for n in range(N // 512):
+        acc = nl.ndarray((128, 512), nl.float32, buffer=nl.psum)
+        for k in range(K // 128):
+            a = nl.ndarray((128, 128), lhsT.dtype, buffer=nl.sbuf)
+            b = nl.ndarray((128, 512), rhs.dtype, buffer=nl.sbuf)
+            nisa.dma_copy(dst=a, src=lhsT[k * 128:(k + 1) * 128, 0:128])
+            nisa.dma_copy(dst=b, src=rhs[k * 128:(k + 1) * 128, n * 512:(n + 1) * 512])
+            nisa.nc_matmul(dst=acc, stationary=a, moving=b)
+        o = nl.ndarray((128, 512), nl.float32, buffer=nl.sbuf)
+        nisa.tensor_copy(dst=o, src=acc)
+        nisa.dma_copy(dst=out[0:128, n * 512:(n + 1) * 512], src=o)
+    return out
+
+
+def test_plain_range_loops_expand_unless_asked_not_to(monkeypatch):
+    lhsT = np.ones((2048, 128), np.float32)
+    rhs = np.ones((2048, 4096), np.float32)
+    _, fast = _both(monkeypatch, lambda: _run(plain_range_matmul, lhsT, rhs))
+    assert _stats(fast).loops >= 2
+    assert "range" not in globals()  # the module's globals are restored after the run
+    monkeypatch.setenv(expand.ENV, "affine")
+    assert _stats(_run(plain_range_matmul, lhsT, rhs)).loops == 0
+
+
 def test_legacy_sequential_range_keeps_its_fences(monkeypatch):
     def kernel(x):
         out = lnl.ndarray(x.shape, dtype=x.dtype, buffer=lnl.shared_hbm)

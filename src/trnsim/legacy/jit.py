@@ -170,7 +170,7 @@ def run_legacy(fn, args=(), kwargs=None, grid=(), *, chip=None, numerics=True, s
     run.legacy_force_auto_alloc = force_auto_alloc
     host = HostArgs(run)
     first_result = None
-    with activate(run):
+    with activate(run, fn):
         names = param_names(fn, len(args))
         dargs = [_device_arg(host, a, n) for a, n in zip(args, names)]
         dkwargs = {k: _device_arg(host, v, k) for k, v in kwargs.items()}

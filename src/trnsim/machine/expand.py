@@ -37,6 +37,7 @@ ranges, set TRNSIM_EXPAND=0 for such a kernel.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import ctypes
 import gc
@@ -45,7 +46,7 @@ import sys
 
 import numpy as np
 
-from . import runtime
+from . import runtime, usercode
 from .record import Allocation, Instruction
 
 SAMPLES = 4  # iterations sampled for an affine model (period 1)
@@ -69,6 +70,27 @@ register_loop_module(__file__)
 
 def enabled(run) -> bool:
     return not run.options.numerics and os.environ.get(ENV, "1").strip() != "0"
+
+
+@contextlib.contextmanager
+def plain_ranges(run, fn):
+    """While kernel `fn` runs timing-only, its plain `range` loops and those of the user
+    functions it calls (machine/usercode.py) may expand too: their modules' globals
+    name LoopRange as `range` (unless a module defines its own). `TRNSIM_EXPAND=affine`
+    keeps expansion to the nl.*_range loops."""
+    patched = []
+    if fn is not None and enabled(run) and os.environ.get(ENV, "").strip() != "affine":
+        for f in usercode.user_functions(fn):
+            g = f.__globals__
+            if "range" not in g:
+                g["range"] = LoopRange
+                patched.append(g)
+    try:
+        yield
+    finally:
+        for g in patched:
+            if g.get("range") is LoopRange:
+                del g["range"]
 
 
 def iterate(rng: range, before=None):

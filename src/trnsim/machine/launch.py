@@ -28,6 +28,7 @@ class HostArgs:
         self.run = run
         self.torch_mode = False
         self._writebacks: list[tuple] = []  # (host object, ndarray copy)
+        self._handed: set[int] = set()  # ids of the storages whose buffer an output is
 
     def to_device(self, x, name="arg"):
         if isinstance(x, NkiTensor):
@@ -60,7 +61,7 @@ class HostArgs:
         if arr.flags.c_contiguous and arr.flags.writeable:
             host = arr
         else:
-            host = np.ascontiguousarray(arr).copy()
+            host = np.array(arr, order="C")  # one copy (writable, contiguous)
             if isinstance(x, np.ndarray) and x.flags.writeable:
                 self._writebacks.append((x, host))
         return self._tensor(host.reshape(-1).view(np.uint8), arr.shape, dtype, name)
@@ -76,13 +77,25 @@ class HostArgs:
                                 "tensors (nl.ndarray(..., buffer=nl.shared_hbm))")
             if not self.run.options.numerics:
                 return placeholder(r.shape, r.dtype.np, self.torch_mode)
-            out = read_raw(r)
+            out = self._take(r)
             return _numpy_to_torch(out) if self.torch_mode else out
         if isinstance(r, (list, tuple)):
             return type(r)(self.to_host(v) for v in r)
         if isinstance(r, dict):
             return {k: self.to_host(v) for k, v in r.items()}
         return r
+
+    def _take(self, r: NkiTensor) -> np.ndarray:
+        """The values of returned HBM tensor `r`. A whole tensor the kernel made hands
+        over its buffer (the run has ended: nothing writes it any more) instead of a
+        copy; anything else (a view, a host input, a tensor returned twice) is copied."""
+        st = r.storage
+        whole = (r.dyn is None and r.offset == 0 and r.shape == st.base_shape
+                 and r.dtype == st.base_dtype and r.is_contiguous())
+        if whole and not st.born_initialized and id(st) not in self._handed:
+            self._handed.add(id(st))
+            return st.buf.view(r.dtype.np).reshape(r.shape)
+        return read_raw(r)
 
     def write_back(self):
         for host, arr in self._writebacks:
@@ -140,7 +153,7 @@ def run_kernel(fn, args=(), kwargs=None, *, lnc: int = 1, chip=None, numerics=Tr
         strict = os.environ.get("TRNSIM_STRICT", "").strip().lower() in ("1", "true", "yes", "on")
     run = Run(chip, lnc, Options(numerics=numerics, strict=bool(strict)))
     host = HostArgs(run)
-    with activate(run):
+    with activate(run, fn):
         names = param_names(fn, len(args))
         dargs = [host.to_device(a, n) for a, n in zip(args, names)]
         dkwargs = {k: host.to_device(v, k) for k, v in (kwargs or {}).items()}

@@ -303,16 +303,23 @@ def program_id() -> int:
 
 
 class activate:
-    """Context manager making `run` the active run."""
+    """Context manager making `run` the active run (while kernel `fn`, if given, runs:
+    its plain loops may expand, machine/expand.py)."""
 
-    def __init__(self, run: Run):
+    def __init__(self, run: Run, fn=None):
         self.run = run
+        self.fn = fn
+        self._ranges = None
 
     def __enter__(self):
+        from .expand import plain_ranges
         _active.append(self.run)
+        self._ranges = plain_ranges(self.run, self.fn)
+        self._ranges.__enter__()
         return self.run
 
     def __exit__(self, *exc):
+        self._ranges.__exit__(*exc)
         _active.pop()
         _local.core_id = None
 

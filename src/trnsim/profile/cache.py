@@ -57,11 +57,11 @@ import hashlib
 import os
 import pickle
 import sys
-import sysconfig
 import threading
 import types
 from functools import cached_property
 
+from ..machine.usercode import code_names, is_user_function, unwrap
 from .profile import Profile
 
 ENV = "TRNSIM_PROFILE_CACHE"
@@ -438,39 +438,11 @@ def _file_digest(path: str):
     return hit[1]
 
 
-def _library_dirs() -> tuple:
-    if "lib" not in _digests:
-        paths = sysconfig.get_paths()
-        dirs = {os.path.dirname(os.path.dirname(os.path.abspath(__file__)))}  # trnsim
-        dirs.update(os.path.abspath(paths[k]) for k in ("stdlib", "platstdlib", "purelib",
-                                                        "platlib") if k in paths)
-        _digests["lib"] = tuple(d + os.sep for d in sorted(dirs))
-    return _digests["lib"]
-
-
-def _user_function(f) -> bool:
-    """A plain Python function whose code is the user's (not trnsim, not a library)."""
-    code = getattr(f, "__code__", None)
-    if not isinstance(f, types.FunctionType) or code is None:
-        return False
-    return not os.path.abspath(code.co_filename).startswith(_library_dirs())
-
-
-def _unwrap(v):
-    """The function inside a kernel wrapper (nki.jit Kernel, Simulated, legacy kernels)."""
-    for _ in range(4):
-        inner = getattr(v, "fn", None) or getattr(getattr(v, "kernel", None), "fn", None)
-        if inner is None or inner is v:
-            break
-        v = inner
-    return v
-
-
 def _function_digest(fn) -> str:
     """The kernel's code and everything of the user's it names (see module docstring)."""
     h = hashlib.sha256()
     seen: set = set()
-    todo = [_unwrap(fn)]
+    todo = [unwrap(fn)]
     while todo:
         f = todo.pop()
         if id(f) in seen:
@@ -489,7 +461,7 @@ def _function_digest(fn) -> str:
             except ValueError:  # an empty cell
                 _update(h, "<empty>")
         glb = f.__globals__
-        for name in sorted(_names(code)):
+        for name in sorted(code_names(code)):
             if name in glb:
                 _update(h, (name, _describe_value(glb[name], todo)))
     return h.hexdigest()
@@ -507,20 +479,11 @@ def _code_token(co):
             getattr(co, "co_linetable", None) or co.co_lnotab)
 
 
-def _names(code) -> set:
-    names, stack = set(), [code]
-    while stack:
-        co = stack.pop()
-        names.update(co.co_names)
-        stack.extend(k for k in co.co_consts if isinstance(k, types.CodeType))
-    return names
-
-
 def _describe_value(v, todo):
     """A global, default or closure value of the kernel: user functions and kernels are
     queued for hashing; anything else described, by name when it has no value form."""
-    inner = _unwrap(v)
-    if _user_function(inner):
+    inner = unwrap(v)
+    if is_user_function(inner):
         todo.append(inner)
         return ("function", inner.__module__, inner.__qualname__)
     try:
