@@ -115,26 +115,31 @@ class _ListScheduler:
     # -- the graph ---------------------------------------------------------------------
     def _dependencies(self):
         maps = MemoryMaps()
-        succ, npred = self.succ, self.npred
+        read, write = maps.read, maps.write
+        succ, npred, resources = self.succ, self.npred, self.res
         for ins in self.instrs:
             i = ins.index
-            res = self.res[i]
+            res = resources[i]
             # readers on an in-order stream need only the latest kept (DMA queues are FIFO);
             # compute engines reorder, so each of their reads is kept
             tkey = (res, i) if ins.engine != "dma" else res
             found: dict = {}
             for a in ins.reads:
-                for p in maps.read(a, i, tkey):
+                for p in read(a, i, tkey):
                     found[p] = "RAW"
             for a in ins.writes:
-                waw, war = maps.write(a, i, tkey)
+                waw, war = write(a, i, tkey)
                 for p in waw:
-                    found.setdefault(p, "WAW")
+                    if p not in found:
+                        found[p] = "WAW"
                 for p in war:
-                    found.setdefault(p, "WAR")
-            for p in ins.attrs.get("depends_on", ()) or ():
-                if 0 <= p < i:
-                    found.setdefault(p, "order")
+                    if p not in found:
+                        found[p] = "WAR"
+            order = ins.attrs.get("depends_on")
+            if order:
+                for p in order:
+                    if 0 <= p < i and p not in found:
+                        found[p] = "order"
             for p, kind in found.items():
                 if p != i:
                     succ[p].append((i, kind))

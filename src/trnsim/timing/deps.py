@@ -157,7 +157,11 @@ class SpaceMap:
             self.wbox = _grow(b, p_lo, p_hi, lo, hi)
             self.abox = _grow(self.abox, p_lo, p_hi, lo, hi)
         los, his, recs = self.los, self.his, self.recs
-        i = self._first(lo)
+        i = bisect_right(los, lo) - 1  # the first segment ending after lo
+        if i < 0:
+            i = 0
+        elif his[i] <= lo:
+            i += 1
         n = len(los)
         mine = (idx,)
         # fast path: exactly one segment [lo, hi) holding one matching partition range
