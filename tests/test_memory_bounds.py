@@ -178,3 +178,27 @@ def test_strict_mode_still_checks_hbm_flags():
     with pytest.raises(UninitializedReadError, match="never_written_hbm"):
         trnsim.run_kernel(reads_unwritten, (x,), strict=True)
     trnsim.run_kernel(reads_unwritten, (x,))  # not strict: no check, no error
+
+
+def test_numerics_output_hands_over_its_buffer_once():
+    made = []
+
+    def kernel(x):
+        out = nl.ndarray(x.shape, x.dtype, buffer=nl.shared_hbm)
+        made.append(out)
+        t = nl.ndarray(x.shape, x.dtype, buffer=nl.sbuf)
+        nisa.dma_copy(dst=t, src=x)
+        nisa.dma_copy(dst=out, src=t)
+        return out, out, x, out[:, 0:8]
+
+    x = np.arange(128 * 64, dtype=np.float32).reshape(128, 64)
+    (a, b, c, d), _ = trnsim.run_kernel(kernel, (x,))
+    assert np.shares_memory(a, made[0].storage.buf)
+    np.testing.assert_array_equal(a, x)
+    np.testing.assert_array_equal(b, x)
+    np.testing.assert_array_equal(c, x)
+    np.testing.assert_array_equal(d, x[:, 0:8])
+    # the first return of `out` is its buffer (no copy); every other output is a copy
+    assert all(not np.shares_memory(a, o) for o in (b, c, d, x))
+    a[0, 0] = -1
+    assert b[0, 0] == d[0, 0] == x[0, 0] == 0
