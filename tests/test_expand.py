@@ -179,6 +179,26 @@ def test_loop_carried_int_is_advanced_for_the_code_after_the_loop(monkeypatch):
     assert last.writes[0].offset == 8 * 29
 
 
+def test_a_tensor_carried_from_one_iteration_to_the_next(monkeypatch):
+    """`acc = nl.add(acc, t)`: each iteration reads the tile the one before made."""
+    @nki.jit
+    def kernel(x):
+        out = nl.ndarray((128, 8), nl.float32, buffer=nl.hbm)
+        acc = nl.zeros((128, 8), nl.float32, buffer=nl.sbuf)
+        for j in range(x.shape[1] // 8):
+            t = nl.ndarray((128, 8), nl.float32, buffer=nl.sbuf)
+            nisa.dma_copy(dst=t, src=x[:, j * 8:(j + 1) * 8])
+            acc = nl.add(acc, t)
+        nisa.dma_copy(dst=out, src=acc)
+        return out
+    x = np.zeros((128, 8 * 24), np.float32)
+    _, fast = _both(monkeypatch, lambda: _run(kernel, x))
+    assert _stats(fast).loops == 1 and _stats(fast).fallbacks == 0
+    adds = [i for i in fast.program if i.opcode == "tensor_tensor"]
+    # every add reads the accumulator the previous add wrote
+    assert all(b.reads[0].alloc == a.writes[0].alloc for a, b in zip(adds, adds[1:]))
+
+
 # -- declining and falling back ------------------------------------------------------
 def test_a_branch_seen_in_the_samples_declines(monkeypatch):
     @nki.jit

@@ -173,7 +173,7 @@ def _loop_frame():
 # -- the state at an iteration boundary ------------------------------------------------
 class _Mark:
     __slots__ = ("instructions", "allocations", "fences", "hbm", "shared", "pending",
-                 "locals", "lists")
+                 "locals", "lists", "tensors")
 
     def __init__(self, run, frame):
         p = run.program
@@ -183,7 +183,7 @@ class _Mark:
         self.hbm = run.hbm._next
         self.shared = len(run._shared)
         self.pending = getattr(run, "legacy_pending", None) is not None
-        self.locals, self.lists = _frame_values(frame)
+        self.locals, self.lists, self.tensors = _frame_values(frame)
 
     def restore(self, run, frame):
         """Roll the record back to this mark (and the frame's numbers)."""
@@ -196,18 +196,22 @@ class _Mark:
         _set_locals(frame, {k: v for k, v in self.locals.items() if type(v) is int})
         for lst, n in self.lists.values():
             del lst[n:]
+        _set_locals(frame, self.tensors)
 
 
 def _frame_values(frame):
     """The frame's locals that expansion must see unchanged or affine: ints as numbers;
     floats, strings and tuples by value, dicts and sets by length; lists ({name: (list,
-    length)}) may grow by the iteration's tensors. Other objects (tensors) are rebound
-    by the last iteration."""
-    out, lists = {}, {}
+    length)}) may grow by the iteration's tensors; tensors ({name: tensor}) may be
+    carried from one iteration to the next. Other objects are rebound by the last
+    iteration."""
+    out, lists, tensors = {}, {}, {}
     if frame is None:
-        return out, lists
+        return out, lists, tensors
     for k, v in frame.f_locals.items():
-        if type(v) is int:
+        if _core(v) is not None:
+            tensors[k] = v
+        elif type(v) is int:
             out[k] = v
         elif isinstance(v, (bool, int, float, str, bytes, tuple, type(None))):
             out[k] = ("=", _hashable(v))
@@ -215,7 +219,7 @@ def _frame_values(frame):
             lists[k] = (v, len(v))
         elif isinstance(v, (list, dict, set)):
             out[k] = ("len", len(v))
-    return out, lists
+    return out, lists, tensors
 
 
 def _hashable(v):
@@ -330,7 +334,7 @@ class _Plan:
     `drift`. A list that grows gets, for each expanded iteration, copies of the tensors
     the iteration's template appended, over that iteration's allocations."""
 
-    def __init__(self, rows, period, drift, key, template, local_names, growing):
+    def __init__(self, rows, period, drift, key, template, local_names, growing, carried):
         self.rows = rows  # (samples, numbers) of the sampled iterations 1..samples
         self.period = period
         self.drift = drift
@@ -340,6 +344,8 @@ class _Plan:
         self.local_names = local_names
         self.growing = growing  # [(list, [tensor the template iteration appended])]
         self.list_count = len(key[2])
+        self.carried = carried  # [(local, tensor of the template iteration)]
+        self.last_ids = None  # template allocation id -> that of the last expanded one
 
     @classmethod
     def derive(cls, run, marks, core, periods):
@@ -378,7 +384,8 @@ class _Plan:
                 m0, m1 = marks[-2], marks[-1]
                 return cls(a, period, d[0], keys[0],
                            (m0.instructions, m1.instructions, m0.allocations,
-                            m1.allocations, m0.fences, m1.fences), names, growing), False
+                            m1.allocations, m0.fences, m1.fences), names, growing,
+                           _carried_tensors(marks)), False
         return None, True
 
     def row(self, iterations: np.ndarray) -> np.ndarray:
@@ -424,6 +431,7 @@ class _Plan:
                 pos += 3
                 allocs[na.id] = na
                 ids[al.id] = na.id
+            self.last_ids = ids
             if self.growing:
                 storages = {}
                 for lst, appended in self.growing:
@@ -444,7 +452,12 @@ class _Plan:
         row = self.row(np.array([last]))[0].tolist()
         k = self.record_numbers
         run.hbm._next = row[k]
-        _set_locals(frame, dict(zip(self.local_names, row[k + 1:k + 1 + len(self.local_names)])))
+        values = dict(zip(self.local_names, row[k + 1:k + 1 + len(self.local_names)]))
+        if self.last_ids is not None:  # tensors the iteration before the last one made
+            storages = {}
+            values.update((name, _retarget(x, self.last_ids, storages))
+                          for name, x in self.carried)
+        _set_locals(frame, values)
 
     def matches(self, run, mark: "_Mark", last: int) -> bool:
         """Whether iteration `last`, run for real after `mark`, recorded the prediction."""
@@ -490,13 +503,38 @@ def _growing_lists(marks, names):
     return out
 
 
+def _carried_tensors(marks):
+    """[(local, its tensor at the last mark)] for the frame's tensors that each iteration
+    rebinds to a tensor it made (at the same position among its allocations): the next
+    iteration may read them (`acc = nl.add(acc, t)`), so before the last iteration
+    they are made over the allocations of the expanded iteration before it."""
+    out = []
+    for name, x in marks[-1].tensors.items():
+        seen = [m.tensors.get(name) for m in marks]
+        if all(v is x for v in seen):
+            continue  # the same tensor throughout
+        shapes = set()
+        for m0, m1, v in zip(marks, marks[1:], seen[1:]):
+            t = _core(v)
+            aid = t.storage.alloc if t is not None else -1
+            if not m0.allocations <= aid < m1.allocations or t.dyn is not None:
+                break
+            shapes.add((type(v), aid - m0.allocations, t.shape, t.strides, t.offset,
+                        str(t.dtype)))
+        else:
+            if len(shapes) == 1:
+                out.append((name, x))
+    return out
+
+
 def _core(x):
-    """The NkiTensor of a tensor object of either front end (a legacy LTensor wraps one
-    as `.core`), or None."""
+    """The NkiTensor of a tensor object of either front end (a legacy LTensor holds one
+    as its `core` attribute), or None. (Only an instance attribute: a property such as
+    a pending legacy result's would run it.)"""
     from .tensor import NkiTensor
     if isinstance(x, NkiTensor):
         return x
-    core = getattr(x, "core", None)
+    core = getattr(x, "__dict__", {}).get("core")
     return core if isinstance(core, NkiTensor) else None
 
 
