@@ -176,9 +176,27 @@ def measure(kind: str, label: str, reps: int = 3, quick: bool = False) -> dict:
     }
 
 
-def job_numerics_speed(reps: int = 3, quick: bool = False) -> list[dict]:
-    """One row per kernel (see the module docstring for the columns)."""
-    return [measure(kind, label, reps, quick) for kind, label in CASES]
+def job_numerics_speed(reps: int = 3, quick: bool = False, modes=(None,)) -> list[dict]:
+    """One row per kernel (see the module docstring for the columns); the matmul
+    kernels once per accumulation mode in `modes` (None: as the environment says)."""
+    rows = []
+    saved = os.environ.get("TRNSIM_MATMUL_ACCUMULATION")
+    try:
+        for kind, label in CASES:
+            for mode in (modes if kind.startswith(("ko", "legacy")) else (None,)):
+                if mode is not None:
+                    os.environ["TRNSIM_MATMUL_ACCUMULATION"] = mode
+                try:
+                    rows.append(measure(kind, label, reps, quick))
+                finally:
+                    if saved is None:
+                        os.environ.pop("TRNSIM_MATMUL_ACCUMULATION", None)
+                    else:
+                        os.environ["TRNSIM_MATMUL_ACCUMULATION"] = saved
+    finally:
+        if saved is not None:
+            os.environ["TRNSIM_MATMUL_ACCUMULATION"] = saved
+    return rows
 
 
 def render(rows: list[dict]) -> str:
@@ -200,22 +218,7 @@ def main(argv=None) -> list[dict]:
     p.add_argument("--mode", action="append", choices=("exact", "fp32"),
                    help="matmul accumulation mode(s) to run the matmul kernels under")
     a = p.parse_args(argv)
-    rows = []
-    modes = a.mode or [None]
-    saved = os.environ.get("TRNSIM_MATMUL_ACCUMULATION")
-    try:
-        for kind, label in CASES:
-            for mode in (modes if kind.startswith(("ko", "legacy")) else [None]):
-                if mode is not None:
-                    os.environ["TRNSIM_MATMUL_ACCUMULATION"] = mode
-                rows.append(measure(kind, label, a.reps, a.quick))
-                if saved is None:
-                    os.environ.pop("TRNSIM_MATMUL_ACCUMULATION", None)
-                else:
-                    os.environ["TRNSIM_MATMUL_ACCUMULATION"] = saved
-    finally:
-        if saved is not None:
-            os.environ["TRNSIM_MATMUL_ACCUMULATION"] = saved
+    rows = job_numerics_speed(a.reps, a.quick, tuple(a.mode or (None,)))
     print(render(rows))
     return rows
 
