@@ -200,8 +200,9 @@ def job_numerics_speed(reps: int = 3, quick: bool = False, modes=(None,)) -> lis
 
 
 def render(rows: list[dict]) -> str:
-    head = (f"{'kernel':72} {'mode':>7} {'instr':>6} {'on s':>7} {'off s':>7} {'numpy s':>8} "
-            f"{'ratio':>6} {'num.ratio':>9} {'fixed us':>9} {'num.fixed us':>12} {'max rel diff':>12}")
+    head = (f"{'kernel':72} {'mode':>7} {'instr':>6} {'on s':>7} {'off s':>7} "
+            f"{'numpy s':>8} {'ratio':>6} {'num.ratio':>9} {'fixed us':>9} "
+            f"{'num.fixed us':>12} {'max rel diff':>12}")
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(
