@@ -248,14 +248,14 @@ def read_raw_masked(t: NkiTensor, strict=False, op="", skip_oob=False):
         return np.array(view), None
     e, keep = element_offsets(t, skip_oob, op)
     rows, cols = _byte_index(t, e)
-    init = st.initialized[rows, cols] if rows is not None else st.initialized[cols]
     raw = st.data[rows, cols] if rows is not None else st.data[cols]
-    if keep is not None:
-        gone = ~keep.reshape((-1,) + (1,) * t.ndim)
+    gone = None if keep is None else ~keep.reshape((-1,) + (1,) * t.ndim)
+    if gone is not None:
         raw = np.where(gone, 0, raw).astype(np.uint8)
-        init = init | gone
-    if strict and not init.all():
-        _uninitialized(t, op)
+    if strict:  # (the flags are made on first use: only strict mode reads them here)
+        init = st.initialized[rows, cols] if rows is not None else st.initialized[cols]
+        if not (init if gone is None else init | gone).all():
+            _uninitialized(t, op)
     return np.ascontiguousarray(raw).view(t.dtype.np).reshape(t.shape), keep
 
 
