@@ -95,6 +95,15 @@ def random_bf16(shape, seed=0, block=256) -> np.ndarray:
 
 
 def _rss_mib() -> float:
+    """This process's peak RSS. (VmHWM, not ru_maxrss: on Linux ru_maxrss carries over
+    exec from the process that forked this one, e.g. a large bench worker.)"""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
