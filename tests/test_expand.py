@@ -3,6 +3,8 @@ iterations and expands the rest records exactly what running every iteration rec
 and declines or falls back wherever it cannot know that."""
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 
@@ -280,6 +282,71 @@ def test_a_list_growing_by_other_objects_declines(monkeypatch):
     assert _stats(fast).declined == 1 and _stats(fast).loops == 0
 
 
+def test_loops_that_are_not_a_for_statement_are_not_expanded(monkeypatch):
+    """A comprehension (its result list is out of sight) and zip (it advances its
+    iterators out of step with the body) run every iteration."""
+    @nki.jit
+    def kernel(x):
+        out = nl.ndarray(x.shape, nl.float32, buffer=nl.hbm)
+        n = x.shape[1] // 8
+        tiles = [_load(x, j) for j in nl.affine_range(n)]
+        for j, k in zip(nl.affine_range(n), nl.affine_range(n)):
+            nisa.dma_copy(dst=out[:, k * 8:(k + 1) * 8], src=tiles[j])
+        return out
+    x = np.zeros((128, 8 * 16), np.float32)
+    _, fast = _both(monkeypatch, lambda: _run(kernel, x))
+    assert _stats(fast).loops == 0 and len(fast.program) == 32
+
+
+def test_state_the_record_does_not_hold_declines(monkeypatch):
+    """Items replaced in a list, an object's counter, and a legacy nl.zeros block
+    tensor filled on first touch (state of the run beside the record)."""
+    class Cursor:
+        def __init__(self):
+            self.col = 0
+
+    @nki.jit
+    def replaced(x):
+        out = nl.ndarray(x.shape, nl.float32, buffer=nl.hbm)
+        tiles = [None] * (x.shape[1] // 8)
+        for j in nl.affine_range(x.shape[1] // 8):
+            tiles[j] = _load(x, j)
+        for j, t in enumerate(tiles):
+            nisa.dma_copy(dst=out[:, j * 8:(j + 1) * 8], src=t)
+        return out
+
+    @nki.jit
+    def counter(x):
+        out = nl.ndarray(x.shape, nl.float32, buffer=nl.hbm)
+        cur = Cursor()
+        for _ in nl.affine_range(x.shape[1] // 8 - 1):
+            cur.col += 8
+        _scale(x, out, None, cur.col)
+        return out
+
+    def lazily_filled(a):
+        out = lnl.ndarray((16, lnl.par_dim(128), 512), dtype=lnl.float32,
+                          buffer=lnl.shared_hbm)
+        acc = lnl.zeros((16, lnl.par_dim(128), 512), dtype=lnl.float32)
+        for i in lnl.affine_range(16):
+            acc[i] = lnl.add(acc[i], lnl.load(a[i]))  # block i's first touch fills it
+        for i in range(16):
+            lnl.store(out[i], value=acc[i])
+        return out
+    x = np.zeros((128, 8 * 16), np.float32)
+    a = np.zeros((16, 128, 512), np.float32)
+    for go in (lambda: _run(replaced, x), lambda: _run(counter, x),
+               lambda: run_legacy(lazily_filled, (a,), {}, chip="trn2", numerics=False)[1]):
+        _, fast = _both(monkeypatch, go)  # (the legacy kernel's store loop expands)
+        assert _stats(fast).declined == 1
+
+
+def _load(x, j):
+    t = nl.ndarray((128, 8), nl.float32, buffer=nl.sbuf)
+    nisa.dma_copy(dst=t, src=x[:, j * 8:(j + 1) * 8])
+    return t
+
+
 def test_numerics_on_runs_every_iteration(monkeypatch):
     monkeypatch.setenv(expand.ENV, "1")
     x = np.arange(128 * 8 * 10, dtype=np.float32).reshape(128, -1)
@@ -314,6 +381,24 @@ def test_an_error_in_the_last_iteration_points_at_its_line(monkeypatch):
     assert expanded == [20 - 6]  # iterations 5..18 expanded, then the last one failed
     assert messages[0] == messages[1]
     assert "x is 4 columns short" in messages[1][1]
+
+
+def test_is_for_statement_sees_for_loops_only():
+    seen = []
+
+    class Probe:
+        def __iter__(self):
+            seen.append(expand.is_for_statement(sys._getframe(1)))
+            return iter(())
+    body = "\n".join(f"        v{i} = {i}" for i in range(200))  # jumps past 255 bytes
+    ns = {"Probe": Probe}
+    exec(f"def long_loop():\n    for _ in Probe():\n{body}\n", ns)
+    for _ in Probe():
+        pass
+    ns["long_loop"]()
+    list(zip(Probe(), Probe()))
+    _ = [x for x in Probe()]
+    assert seen == [True, True, False, False, False]
 
 
 def test_loop_range_behaves_as_its_range():

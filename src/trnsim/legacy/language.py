@@ -3,6 +3,7 @@ loads and stores. Compute functions come from `legacy/compute.py`."""
 from __future__ import annotations
 
 import math
+import sys
 
 import numpy as np
 
@@ -83,6 +84,7 @@ class _LazyTiles(dict):
         self.fill = None  # the value of nl.zeros / nl.full
 
     def __missing__(self, idx):
+        runtime.active_run().untracked_changes += 1
         tile = self[idx] = self.make(idx)
         if self.fill is not None:
             from ..isa import memset
@@ -147,6 +149,8 @@ def _fill_blocks_lazily(t: LTensor, value) -> None:
 
     def fill(lo, hi):
         hit = sorted(pending.intersection(range(lo // nbytes, -(-hi // nbytes))))
+        if hit:
+            runtime.active_run().untracked_changes += 1
         pending.difference_update(hit)
         if not pending:
             st.lazy_fill = None
@@ -245,8 +249,10 @@ class _LoopRange:
     def __iter__(self):
         run = runtime.active_run() if runtime._active else None
         if run is None:
-            yield from self.range
-            return
+            return iter(self.range)
+        return self._iterations(run, expand.is_for_statement(sys._getframe(1)))
+
+    def _iterations(self, run, for_statement):
         loops = run.__dict__.setdefault("legacy_loops", [])
         frame = {"iteration": 0, "counts": {}}
         loops.append(frame)
@@ -257,7 +263,7 @@ class _LoopRange:
             if self.sequential:
                 run.program.fence(core)
         try:
-            yield from expand.iterate(self.range, before)
+            yield from expand.iterate(self.range, before, for_statement)
             if self.sequential:
                 run.program.fence(core)
         finally:

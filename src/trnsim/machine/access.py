@@ -375,7 +375,10 @@ def describe_access(t: NkiTensor, role: str, mode: str) -> Access:
     if st.lazy_fill is not None:  # fill the blocks this access is the first to touch
         st.lazy_fill(lo - st.address, hi - st.address)
     if mode == "w" and st.space == "psum":  # boxes written (legacy `psum += matmul`)
-        st.__dict__.setdefault("written_boxes", set()).add((p_lo, p_hi, lo, hi))
+        boxes = st.__dict__.setdefault("written_boxes", set())
+        if (p_lo, p_hi, lo, hi) not in boxes:
+            boxes.add((p_lo, p_hi, lo, hi))
+            _note_untracked_change()
     acc = _new_access(Access)
     acc.__dict__.update(
         role=role, mode=mode, space=st.space, core=st.core, tensor=t.name,
@@ -383,6 +386,12 @@ def describe_access(t: NkiTensor, role: str, mode: str) -> Access:
         p_lo=p_lo, p_hi=p_hi, lo=lo, hi=hi, elems_per_partition=elems_pp, bytes=size * isz,
         contiguous_bytes=min(inner, elems_pp) * isz, indirect=dyn, alloc=st.alloc)
     return acc
+
+
+def _note_untracked_change():
+    from . import runtime
+    if runtime._active:
+        runtime._active[-1].untracked_changes += 1
 
 
 # Access is a frozen dataclass: build one without its field-by-field frozen __init__ (the

@@ -40,9 +40,11 @@ from __future__ import annotations
 import contextlib
 import copy
 import ctypes
+import dis
 import gc
 import os
 import sys
+import types
 
 import numpy as np
 
@@ -93,13 +95,15 @@ def plain_ranges(run, fn):
                 del g["range"]
 
 
-def iterate(rng: range, before=None):
+def iterate(rng: range, before=None, for_statement: bool = False):
     """Yield the indices of `rng` (a range) for a loop body, expanding the record where
-    it can (see the module docstring). `before(n)` runs before the body of iteration n
-    when that iteration runs for real (legacy loop frames, sequential fences)."""
+    it can (see the module docstring): only for the iterable of a `for` statement
+    (`for_statement`, see `is_for_statement`). `before(n)` runs before the body of
+    iteration n when that iteration runs for real (legacy loop frames, sequential
+    fences)."""
     run = runtime.active_run() if runtime._active else None
     total = len(rng)
-    if run is None or total < MIN_ITERATIONS or not enabled(run):
+    if run is None or not for_statement or total < MIN_ITERATIONS or not enabled(run):
         for n, i in enumerate(rng):
             if before is not None:
                 before(n)
@@ -146,6 +150,34 @@ def iterate(rng: range, before=None):
         yield rng[k]
 
 
+_FOR_STATEMENTS: dict = {}  # (code, offset) -> is_for_statement's answer
+_BUILDS = ("LIST_APPEND", "SET_ADD", "MAP_ADD", "YIELD_VALUE")
+
+
+def is_for_statement(frame) -> bool:
+    """Whether `frame` is taking an iterator for a `for` statement (at its GET_ITER,
+    the FOR_ITER next) whose body builds no comprehension's result and yields nothing:
+    the loops whose iterations expansion can stand in for. Not an iterator taken by
+    zip/enumerate/list (they would advance it out of step with the body) nor a
+    comprehension's (its result list is on the stack, out of sight)."""
+    code, at = frame.f_code, frame.f_lasti
+    hit = _FOR_STATEMENTS.get((code, at))
+    if hit is None:
+        ins = list(dis.get_instructions(code))
+        pos = {x.offset: i for i, x in enumerate(ins)}.get(at)
+        hit = False
+        if pos is not None and ins[pos].opname == "GET_ITER":
+            nxt = pos + 1
+            while nxt < len(ins) and ins[nxt].opname in ("EXTENDED_ARG", "NOP", "CACHE"):
+                nxt += 1
+            loop = ins[nxt] if nxt < len(ins) else None
+            if loop is not None and loop.opname == "FOR_ITER":
+                body = [x for x in ins if loop.offset < x.offset < loop.argval]
+                hit = not any(x.opname in _BUILDS for x in body)
+        _FOR_STATEMENTS[(code, at)] = hit
+    return hit
+
+
 class ExpansionStats:
     """What expansion did in one run (`run.expansion`)."""
 
@@ -173,7 +205,7 @@ def _loop_frame():
 # -- the state at an iteration boundary ------------------------------------------------
 class _Mark:
     __slots__ = ("instructions", "allocations", "fences", "hbm", "shared", "pending",
-                 "locals", "lists", "tensors")
+                 "untracked", "locals", "lists", "tensors")
 
     def __init__(self, run, frame):
         p = run.program
@@ -183,6 +215,7 @@ class _Mark:
         self.hbm = run.hbm._next
         self.shared = len(run._shared)
         self.pending = getattr(run, "legacy_pending", None) is not None
+        self.untracked = run.untracked_changes
         self.locals, self.lists, self.tensors = _frame_values(frame)
 
     def restore(self, run, frame):
@@ -194,17 +227,17 @@ class _Mark:
         del p.fences[self.fences:]
         run.hbm._next = self.hbm
         _set_locals(frame, {k: v for k, v in self.locals.items() if type(v) is int})
-        for lst, n in self.lists.values():
+        for lst, n, _ in self.lists.values():
             del lst[n:]
         _set_locals(frame, self.tensors)
 
 
 def _frame_values(frame):
     """The frame's locals that expansion must see unchanged or affine: ints as numbers;
-    floats, strings and tuples by value, dicts and sets by length; lists ({name: (list,
-    length)}) may grow by the iteration's tensors; tensors ({name: tensor}) may be
-    carried from one iteration to the next. Other objects are rebound by the last
-    iteration."""
+    floats, strings and tuples by value, dicts and sets by their contents, objects by
+    their plain attributes; lists ({name: (list, length, ids of the items)}) may grow by
+    the iteration's tensors; tensors ({name: tensor}) may be carried from one iteration
+    to the next. Modules, functions and classes are left out."""
     out, lists, tensors = {}, {}, {}
     if frame is None:
         return out, lists, tensors
@@ -216,10 +249,18 @@ def _frame_values(frame):
         elif isinstance(v, (bool, int, float, str, bytes, tuple, type(None))):
             out[k] = ("=", _hashable(v))
         elif type(v) is list:
-            lists[k] = (v, len(v))
-        elif isinstance(v, (list, dict, set)):
-            out[k] = ("len", len(v))
+            lists[k] = (v, len(v), tuple(map(id, v)))
+        elif isinstance(v, dict):
+            out[k] = ("dict", tuple((id(a), id(b)) for a, b in v.items()))
+        elif isinstance(v, (list, set, frozenset)):
+            out[k] = ("items", len(v), frozenset(map(id, v)))
+        elif hasattr(v, "__dict__") and not isinstance(v, _OPAQUE):
+            out[k] = ("attrs", tuple((a, x) for a, x in vars(v).items() if type(x) in _PLAIN
+                                     or type(x) is int))
     return out, lists, tensors
+
+
+_OPAQUE = (types.ModuleType, types.FunctionType, types.MethodType, type)
 
 
 def _hashable(v):
@@ -351,7 +392,8 @@ class _Plan:
     def derive(cls, run, marks, core, periods):
         """(plan or None, whether more samples could give a plan) from the iterations
         between `marks` (the states before iterations 1, 2, ..., samples + 1)."""
-        if any(m.pending for m in marks) or len({m.shared for m in marks}) > 1:
+        if any(m.pending for m in marks) or len({m.shared for m in marks}) > 1 \
+                or marks[0].untracked != marks[-1].untracked:
             return None, False
         p = run.program
         for ins in p.instructions[marks[0].instructions:marks[-1].instructions]:
@@ -484,8 +526,8 @@ def _growing_lists(marks, names):
         shapes = set()
         for m0, m1 in zip(marks, marks[1:]):
             lo, hi = m0.lists[name][1], m1.lists[name][1]
-            if hi < lo:
-                return None
+            if hi < lo or m1.lists[name][2][:lo] != m0.lists[name][2]:
+                return None  # items removed or replaced
             shape = []
             for x in lst[lo:hi]:
                 t = _core(x)
@@ -615,7 +657,7 @@ class LoopRange:
         self.range = range(start) if stop is None else range(start, stop, step)
 
     def __iter__(self):
-        return iterate(self.range)
+        return iterate(self.range, for_statement=is_for_statement(sys._getframe(1)))
 
     def __len__(self):
         return len(self.range)

@@ -69,6 +69,10 @@ class Run:
         self.grid: tuple = ()  # the legacy SPMD launch grid
         self.instance: tuple = ()  # the legacy SPMD grid point being run
         self.scheduler = CoreScheduler(lnc)
+        # state that recording changes besides the record (lazily filled or created
+        # blocks, PSUM boxes first written): bumped by what changes it, so that loop
+        # expansion (machine/expand.py) declines loops whose iterations change it
+        self.untracked_changes = 0
 
     def compile(self) -> None:
         """Put the recorded program through the compiler model (trnsim.compiler): its
