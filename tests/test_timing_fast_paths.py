@@ -114,7 +114,7 @@ def test_query_bounding_boxes_drop_nothing(seed):
 def test_gc_paused_restores_the_collector_as_it_was():
     import gc
 
-    from trnsim.timing.gc_pause import gc_paused
+    from trnsim.machine.gc_pause import gc_paused
     assert gc.isenabled()
     with gc_paused():
         assert not gc.isenabled()

@@ -9,7 +9,7 @@ engines, as passes over the recorded Program (Program -> Program), chained here.
 """
 from __future__ import annotations
 
-from ..timing.gc_pause import gc_paused
+from ..machine.gc_pause import gc_paused
 from .allocation import allocate
 from .hoist import hoist_invariant_loads
 from .plan import MemoryPlan

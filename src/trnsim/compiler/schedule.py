@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 
 from ..timing.costs import cost_model
 from ..timing.deps import MemoryMaps
-from ..timing.gc_pause import gc_paused
+from ..machine.gc_pause import gc_paused
 
 HEURISTICS = ("asap", "critical_path", "trivial")
 DEFAULT_HEURISTIC = "asap"  # nki.compiler.SchedulingHeuristic's default (NKI 0.7 docs)

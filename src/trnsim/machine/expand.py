@@ -41,7 +41,6 @@ import contextlib
 import copy
 import ctypes
 import dis
-import gc
 import os
 import sys
 import types
@@ -49,6 +48,7 @@ import types
 import numpy as np
 
 from . import runtime, usercode
+from .gc_pause import gc_paused
 from .record import Allocation, Instruction
 
 SAMPLES = 4  # iterations sampled for an affine model (period 1)
@@ -448,13 +448,8 @@ class _Plan:
         tmpl_fence = p.fences[f_start:f_stop]
         builders = [_InstructionBuilder(ins) for ins in p.instructions[start:end]]
         values = self.row(np.arange(first, stop, dtype=np.int64))
-        collecting = gc.isenabled()
-        gc.disable()  # (only new, acyclic objects: a collection would find nothing)
-        try:
+        with gc_paused():  # (only new, acyclic objects: a collection would find nothing)
             self._append(p, values, builders, tmpl_alloc, tmpl_fence)
-        finally:
-            if collecting:
-                gc.enable()
 
     def _append(self, p, values, builders, tmpl_alloc, tmpl_fence):
         allocs = p.allocations

@@ -35,7 +35,7 @@ from collections import deque
 from ..chips import load_chip
 from .costs import cost_model
 from .deps import MemoryMaps
-from .gc_pause import gc_paused
+from ..machine.gc_pause import gc_paused
 from .timeline import Event, Timeline, Wait
 
 _ORDER = ("order", "")

@@ -1,4 +1,5 @@
-"""The cyclic garbage collector paused while a scheduler runs.
+"""The cyclic garbage collector paused while a scheduler runs (or loop expansion
+appends its iterations).
 
 The schedulers allocate hundreds of thousands of small objects (map segments, waits,
 events, moved operands) and keep most of them, so the collector's generation counts
