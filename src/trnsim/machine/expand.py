@@ -3,37 +3,46 @@
 Timing-only runs (numerics off) spend nearly all their time executing the kernel's
 Python once per instruction, yet a loop's iterations record the same instructions
 with operands that move by a fixed step: the NKI tracer itself traces an
-`affine_range` body once with a symbolic index. `iterate` runs the first
-`1 + SAMPLES` iterations for real, and when iterations 1..SAMPLES recorded the same
+`affine_range` body once with a symbolic index. For the iterable of a `for` statement
+(`nl.affine_range` / `sequential_range` / `static_range`, the legacy affine and
+sequential loops, and plain `range` in kernel code: `plain_ranges`), `iterate` runs
+iterations 0..SAMPLES for real. When iterations 1..SAMPLES recorded the same
 instruction sequence (opcode, engine, queue, kernel line, operand shapes and dtypes,
-other attributes) with every number in it (instruction and allocation ids, byte
-ranges, partitions, element offsets, fences) an affine function of the iteration, it
-appends the middle iterations from that function with NumPy and runs the last
-iteration for real. Iteration 0 is not sampled (first-iteration special cases, a
-matmul group's start); the last runs for real, so its own special cases, an access
-out of bounds there (affine ranges are extreme at their ends), and the Python
-variables it leaves for the code after the loop are exactly those of a full run.
+other attributes) and every number of an iteration -- instruction and allocation ids,
+byte ranges relative to their allocation, partitions, element offsets, fences, the HBM
+cursor, the loop frame's ints and its lists' lengths -- is affine in the iteration
+(period 1, or 2 or 4 after more samples: double buffers), it appends the middle
+iterations from that model with NumPy and runs the last iteration for real. Lists the
+body appends its tiles to grow by copies over the expanded iterations' allocations, and
+a tensor each iteration rebinds to one it made (`acc = nl.add(acc, t)`) is rebound to
+the last expanded one's. Iteration 0 is not sampled (first-iteration special cases, a
+matmul group's start); the last runs for real, so its own special cases, an access out
+of bounds there (affine ranges are extreme at their ends), and the Python variables it
+leaves for the code after the loop are exactly those of a full run.
 
-It falls back to running every iteration when:
-- numerics are on (values are computed per iteration), `TRNSIM_EXPAND=0`, or the loop
-  has fewer than `MIN_ITERATIONS`;
-- the sampled iterations differ in structure, any number is not affine, an iteration
-  records on another core (a cross-core handover), creates shared HBM tensors, or
-  leaves a deferred legacy result pending;
-- the loop's frame changes in a way expansion cannot reproduce: a container's length
-  or a string, a tuple, a float changing from one iteration to the next, or an int
-  changing non-affinely (int and float locals changing affinely -- `cur_addr += size`,
-  `off = i * 128` -- are set to their value before the last iteration);
+It runs every iteration when:
+- numerics are on (values are computed per iteration), `TRNSIM_EXPAND=0`, the loop has
+  fewer than `MIN_ITERATIONS`, or its iterator is not taken by a `for` statement (zip,
+  enumerate, list(), comprehensions: `is_for_statement`);
+- the sampled iterations differ in structure, a number is not affine, an iteration
+  records on another core (a cross-core handover), creates shared HBM tensors, leaves
+  a deferred legacy result pending, or changes state beside the record
+  (`Run.untracked_changes`: lazily filled or created legacy blocks, PSUM boxes first
+  written);
+- the loop's frame changes in a way expansion cannot reproduce: list items replaced or
+  a list growing by anything but the iteration's tensors, a dict's or set's contents, an
+  object's plain attributes, a string, tuple or float;
 - the last iteration's record does not match the prediction: the expanded iterations
   are then removed and iterations SAMPLES+1.. run for real (the last one twice; the
   expansion's own state is rolled back, the Python side effects of the first run of
   the last iteration are not).
 
-Known limit: a body whose Python branches on the index in a way neither iteration 0,
-the samples nor the last iteration show (`if i == 37:`) is expanded as if it did not
-branch. Legacy (`neuronxcc.nki`) affine and sequential loops cannot do this (their
-index is symbolic to the real tracer); for the current API, where these loops are
-ranges, set TRNSIM_EXPAND=0 for such a kernel.
+Known limit: a body whose Python branches on the index in a way neither the sampled
+iterations nor the last one show (`if i == 37:`) is expanded as if it did not branch.
+Legacy (`neuronxcc.nki`) affine and sequential loops cannot do this (their index is
+symbolic to the real tracer); for a current-API kernel that does, set TRNSIM_EXPAND=0
+(or TRNSIM_EXPAND=affine when only its plain `range` loops do). State reached only
+through globals or closures is not watched either.
 """
 from __future__ import annotations
 
