@@ -82,9 +82,11 @@ class _LazyTiles(dict):
         super().__init__()
         self.make = make
         self.fill = None  # the value of nl.zeros / nl.full
+        self.born = -1  # the allocation id of the first tile (made with the tensor)
 
     def __missing__(self, idx):
-        runtime.active_run().untracked_changes += 1
+        if self.born >= 0:  # (not the first tile, made with the tensor)
+            runtime.active_run().untracked_changes.append(self.born)
         tile = self[idx] = self.make(idx)
         if self.fill is not None:
             from ..isa import memset
@@ -109,7 +111,8 @@ def _logical_tiles(run, blocks, p, free, dtype, region, name):
         return LTensor(run.new_tensor((p,) + free, dtype, region, label))
 
     tiles = _LazyTiles(make)
-    tiles[(0,) * len(blocks)]  # noqa: B018 - the first block gives the tensor its dtype
+    first = tiles[(0,) * len(blocks)]  # the first block gives the tensor its dtype
+    tiles.born = first.core.storage.alloc
     return BlockTensor(blocks, p, free, tiles, name)
 
 
@@ -150,7 +153,7 @@ def _fill_blocks_lazily(t: LTensor, value) -> None:
     def fill(lo, hi):
         hit = sorted(pending.intersection(range(lo // nbytes, -(-hi // nbytes))))
         if hit:
-            runtime.active_run().untracked_changes += 1
+            runtime.active_run().untracked_changes.append(st.alloc)
         pending.difference_update(hit)
         if not pending:
             st.lazy_fill = None

@@ -378,7 +378,7 @@ def describe_access(t: NkiTensor, role: str, mode: str) -> Access:
         boxes = st.__dict__.setdefault("written_boxes", set())
         if (p_lo, p_hi, lo, hi) not in boxes:
             boxes.add((p_lo, p_hi, lo, hi))
-            _note_untracked_change()
+            _note_untracked_change(st.alloc)
     acc = _new_access(Access)
     acc.__dict__.update(
         role=role, mode=mode, space=st.space, core=st.core, tensor=t.name,
@@ -388,10 +388,10 @@ def describe_access(t: NkiTensor, role: str, mode: str) -> Access:
     return acc
 
 
-def _note_untracked_change():
+def _note_untracked_change(alloc: int):
     from . import runtime
     if runtime._active:
-        runtime._active[-1].untracked_changes += 1
+        runtime._active[-1].untracked_changes.append(alloc)
 
 
 # Access is a frozen dataclass: build one without its field-by-field frozen __init__ (the

@@ -26,9 +26,9 @@ It runs every iteration when:
   enumerate, list(), comprehensions: `is_for_statement`);
 - the sampled iterations differ in structure, a number is not affine, an iteration
   records on another core (a cross-core handover), creates shared HBM tensors, leaves
-  a deferred legacy result pending, or changes state beside the record
-  (`Run.untracked_changes`: lazily filled or created legacy blocks, PSUM boxes first
-  written);
+  a deferred legacy result pending, or changes state beside the record in a tensor
+  made before it (`Run.untracked_changes`: lazily filled or created legacy blocks,
+  PSUM boxes first written);
 - the loop's frame changes in a way expansion cannot reproduce: list items replaced or
   a list growing by anything but the iteration's tensors, a dict's or set's contents, an
   object's plain attributes, a string, tuple or float;
@@ -224,7 +224,7 @@ class _Mark:
         self.hbm = run.hbm._next
         self.shared = len(run._shared)
         self.pending = getattr(run, "legacy_pending", None) is not None
-        self.untracked = run.untracked_changes
+        self.untracked = len(run.untracked_changes)
         self.locals, self.lists, self.tensors = _frame_values(frame)
 
     def restore(self, run, frame):
@@ -401,8 +401,10 @@ class _Plan:
     def derive(cls, run, marks, core, periods):
         """(plan or None, whether more samples could give a plan) from the iterations
         between `marks` (the states before iterations 1, 2, ..., samples + 1)."""
+        older = marks[0].allocations  # tensors made before the sampled iterations
+        changed = run.untracked_changes[marks[0].untracked:marks[-1].untracked]
         if any(m.pending for m in marks) or len({m.shared for m in marks}) > 1 \
-                or marks[0].untracked != marks[-1].untracked:
+                or any(a < older for a in changed):
             return None, False
         p = run.program
         for ins in p.instructions[marks[0].instructions:marks[-1].instructions]:
@@ -455,7 +457,9 @@ class _Plan:
         allocs = p.allocations
         tmpl_alloc = [allocs[i] for i in range(a_start, a_stop)]
         tmpl_fence = p.fences[f_start:f_stop]
-        builders = [_InstructionBuilder(ins) for ins in p.instructions[start:end]]
+        cache = run.expansion.parts
+        builders = [_InstructionBuilder(ins, _instruction_parts(ins, allocs, cache)[1])
+                    for ins in p.instructions[start:end]]
         values = self.row(np.arange(first, stop, dtype=np.int64))
         with gc_paused():  # (only new, acyclic objects: a collection would find nothing)
             self._append(p, values, builders, tmpl_alloc, tmpl_fence)
@@ -605,10 +609,13 @@ class _InstructionBuilder:
     """Makes copies of one template instruction from a row of numbers (in the order
     `_snapshot` lists them)."""
 
-    def __init__(self, ins: Instruction):
+    def __init__(self, ins: Instruction, numbers: list):
         self.fields = {k: v for k, v in ins.__dict__.items()
                        if k not in ("reads", "writes", "index", "attrs")}
-        self.accesses = [(type(a), a.__dict__) for a in ins.reads + ins.writes]
+        # (template access, its numbers): an expanded operand with the same numbers is
+        # the same (immutable) Access, shared (a loop-invariant operand)
+        self.accesses = [(a, tuple(numbers[6 * i:6 * i + 6]))
+                         for i, a in enumerate(ins.reads + ins.writes)]
         self.nr = len(ins.reads)
         self.attrs = ins.attrs
         self.attr_slots = []  # (key, None for an int or the sequence type, length)
@@ -620,16 +627,20 @@ class _InstructionBuilder:
 
     def build(self, row: list, pos: int, allocs: dict):
         accs = []
-        for cls, tmpl in self.accesses:
-            off, p_lo, p_hi, lo, hi, aid = row[pos:pos + 6]
+        for tmpl, same in self.accesses:
+            nums = row[pos:pos + 6]
             pos += 6
+            if tuple(nums) == same:
+                accs.append(tmpl)
+                continue
+            off, p_lo, p_hi, lo, hi, aid = nums
             if aid >= 0:
                 base = allocs[aid].vaddr
                 lo += base
                 hi += base
-            a = _new(cls)
+            a = _new(type(tmpl))
             d = a.__dict__
-            d.update(tmpl)
+            d.update(tmpl.__dict__)
             d["offset"], d["p_lo"], d["p_hi"], d["lo"], d["hi"], d["alloc"] = \
                 off, p_lo, p_hi, lo, hi, aid
             accs.append(a)

@@ -70,9 +70,10 @@ class Run:
         self.instance: tuple = ()  # the legacy SPMD grid point being run
         self.scheduler = CoreScheduler(lnc)
         # state that recording changes besides the record (lazily filled or created
-        # blocks, PSUM boxes first written): bumped by what changes it, so that loop
-        # expansion (machine/expand.py) declines loops whose iterations change it
-        self.untracked_changes = 0
+        # blocks, PSUM boxes first written): the allocation id of each tensor so changed,
+        # so that loop expansion (machine/expand.py) declines a loop whose iterations
+        # change it in a tensor older than themselves
+        self.untracked_changes: list = []
 
     def compile(self) -> None:
         """Put the recorded program through the compiler model (trnsim.compiler): its
