@@ -148,6 +148,18 @@ def test_legacy_sequential_range_keeps_its_fences(monkeypatch):
     assert len(full.program.fences) >= 20
 
 
+def test_a_tile_each_iteration_makes_and_first_writes_does_not_decline(monkeypatch):
+    """The legacy tutorial's `res_psum = nl.zeros(..., buffer=nl.psum)` per (m, n): its
+    first writes change state beside the record, but only of the iteration's own tile."""
+    from trnsim.examples import load_example
+    tiled = load_example("legacy/matmul_tutorial").VARIANTS["tiled"].fn
+    lhsT = np.zeros((1024, 128), np.float32)
+    rhs = np.zeros((1024, 512 * 8), np.float32)
+    _, fast = _both(monkeypatch, lambda: run_legacy(tiled, (lhsT, rhs), {}, chip="trn1",
+                                                    numerics=False)[1])
+    assert _stats(fast).declined == 0 and _stats(fast).loops == 1 + 6
+
+
 def test_periodic_operands_expand_with_their_period(monkeypatch):
     """A double buffer (`bufs[j % 2]`) moves its operand with period 2."""
     @nki.jit
