@@ -353,6 +353,80 @@ def test_state_the_record_does_not_hold_declines(monkeypatch):
         assert _stats(fast).declined == 1
 
 
+COUNTER = 0
+
+
+def test_leaving_the_loop_or_state_outside_its_locals_is_not_expanded(monkeypatch):
+    """A loop with `break` (leaving it in an iteration expansion stood in for could not be
+    undone), and bodies that change a global, an object inside an object, or an
+    iterator: all run every iteration."""
+    class Row:
+        def __init__(self):
+            self.row = 0
+
+    class Ctx:
+        def __init__(self):
+            self.cur = Row()
+
+    @nki.jit
+    def breaks(x):
+        out = nl.ndarray(x.shape, nl.float32, buffer=nl.hbm)
+        for j in range(x.shape[1] // 8):
+            if j >= 10:
+                break
+            _scale(x, out, j)
+        return out
+
+    @nki.jit
+    def global_counter(x):
+        global COUNTER
+        out = nl.ndarray(x.shape, nl.float32, buffer=nl.hbm)
+        COUNTER = 0
+        for _ in range(x.shape[1] // 8 - 1):
+            COUNTER += 8
+        _scale(x, out, None, COUNTER)
+        return out
+
+    @nki.jit
+    def nested(x):
+        out = nl.ndarray(x.shape, nl.float32, buffer=nl.hbm)
+        ctx = Ctx()
+        for _ in range(x.shape[1] // 8 - 1):
+            ctx.cur.row += 8
+        _scale(x, out, None, ctx.cur.row)
+        return out
+
+    @nki.jit
+    def iterator(x):
+        out = nl.ndarray(x.shape, nl.float32, buffer=nl.hbm)
+        cols = iter(range(0, x.shape[1], 8))
+        for _ in range(x.shape[1] // 8 - 1):
+            next(cols)
+        _scale(x, out, None, next(cols))
+        return out
+    x = np.zeros((128, 8 * 16), np.float32)
+    for kernel in (breaks, global_counter, nested, iterator):
+        _, fast = _both(monkeypatch, lambda: _run(kernel, x))
+        assert _stats(fast).loops == 0
+
+
+def test_lazily_filled_tiles_in_a_list_are_not_copied(monkeypatch):
+    """Legacy nl.zeros tiles appended to a list: each keeps its own blocks to fill, which
+    a copy would share with the tile it was copied from."""
+    def kernel(a):
+        out = lnl.ndarray((16, lnl.par_dim(128), 512), dtype=lnl.float32,
+                          buffer=lnl.shared_hbm)
+        tiles = []
+        for i in lnl.affine_range(16):
+            tiles.append(lnl.zeros((2, lnl.par_dim(128), 512), dtype=lnl.float32))
+        for i in range(16):
+            lnl.store(out[i], value=lnl.add(tiles[i][0], lnl.load(a[i])))
+        return out
+    a = np.zeros((16, 128, 512), np.float32)
+    _, fast = _both(monkeypatch, lambda: run_legacy(kernel, (a,), {}, chip="trn2",
+                                                    numerics=False)[1])
+
+
 def _load(x, j):
     t = nl.ndarray((128, 8), nl.float32, buffer=nl.sbuf)
     nisa.dma_copy(dst=t, src=x[:, j * 8:(j + 1) * 8])
@@ -417,4 +491,6 @@ def test_loop_range_behaves_as_its_range():
     r = nl.affine_range(2, 11, 3)
     assert len(r) == 3 and r[1] == 5 and list(reversed(r)) == [8, 5, 2]
     assert 8 in r and 9 not in r and r == range(2, 11, 3)
+    assert r.index(5) == 1 and r.count(8) == 1 and {r: 1}[range(2, 11, 3)] == 1
+    assert isinstance(range(3), type(r)) and isinstance(r, type(r))  # range stands in
     assert list(r) == [2, 5, 8]  # outside a run: plain iteration

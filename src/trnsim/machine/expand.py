@@ -46,6 +46,7 @@ through globals or closures is not watched either.
 """
 from __future__ import annotations
 
+import collections.abc
 import contextlib
 import copy
 import ctypes
@@ -160,15 +161,15 @@ def iterate(rng: range, before=None, for_statement: bool = False):
 
 
 _FOR_STATEMENTS: dict = {}  # (code, offset) -> is_for_statement's answer
-_BUILDS = ("LIST_APPEND", "SET_ADD", "MAP_ADD", "YIELD_VALUE")
+_LEAVES = ("RETURN_VALUE", "RETURN_CONST", "YIELD_VALUE")
 
 
 def is_for_statement(frame) -> bool:
     """Whether `frame` is taking an iterator for a `for` statement (at its GET_ITER,
-    the FOR_ITER next) whose body builds no comprehension's result and yields nothing:
-    the loops whose iterations expansion can stand in for. Not an iterator taken by
-    zip/enumerate/list (they would advance it out of step with the body) nor a
-    comprehension's (its result list is on the stack, out of sight)."""
+    FOR_ITER next: not an iterator taken by zip/enumerate/list, which would advance it
+    out of step with the body, nor a comprehension's, whose result is out of sight) whose
+    body runs to its end every time: no `break`, `return` or `yield` in it, since
+    leaving the loop in an iteration expansion stood in for cannot be undone."""
     code, at = frame.f_code, frame.f_lasti
     hit = _FOR_STATEMENTS.get((code, at))
     if hit is None:
@@ -181,10 +182,22 @@ def is_for_statement(frame) -> bool:
                 nxt += 1
             loop = ins[nxt] if nxt < len(ins) else None
             if loop is not None and loop.opname == "FOR_ITER":
+                start = ins[pos + 1].offset  # the FOR_ITER, or its EXTENDED_ARG
                 body = [x for x in ins if loop.offset < x.offset < loop.argval]
-                hit = not any(x.opname in _BUILDS for x in body)
+                hit = not any(_leaves(x, start, loop.argval) for x in body)
         _FOR_STATEMENTS[(code, at)] = hit
     return hit
+
+
+def _leaves(x, start: int, end: int) -> bool:
+    """Whether instruction `x` of the body of a loop from offset `start` (its FOR_ITER)
+    to `end` (its exit) leaves the loop or the function."""
+    if x.opname in _LEAVES:
+        return True
+    target = x.argval if x.opcode in dis.hasjrel or x.opcode in dis.hasjabs else None
+    # a jump to the loop's exit or past it (break; only FOR_ITER itself ends the loop);
+    # back to the FOR_ITER or within the body is the loop's own
+    return isinstance(target, int) and not start <= target < end
 
 
 class ExpansionStats:
@@ -242,11 +255,11 @@ class _Mark:
 
 
 def _frame_values(frame):
-    """The frame's locals that expansion must see unchanged or affine: ints as numbers;
-    floats, strings and tuples by value, dicts and sets by their contents, objects by
-    their plain attributes; lists ({name: (list, length, ids of the items)}) may grow by
-    the iteration's tensors; tensors ({name: tensor}) may be carried from one iteration
-    to the next. Modules, functions and classes are left out."""
+    """The frame's state that expansion must see unchanged or affine: ints as numbers;
+    lists ({name: (list, length, ids of the items)}) may grow by the iteration's tensors;
+    tensors ({name: tensor}) may be carried from one iteration to the next; everything
+    else, and the globals its code names, by value (`_state`), so that a change
+    declines. Modules, functions and classes are left out."""
     out, lists, tensors = {}, {}, {}
     if frame is None:
         return out, lists, tensors
@@ -255,21 +268,69 @@ def _frame_values(frame):
             tensors[k] = v
         elif type(v) is int:
             out[k] = v
-        elif isinstance(v, (bool, int, float, str, bytes, tuple, type(None))):
-            out[k] = ("=", _hashable(v))
         elif type(v) is list:
             lists[k] = (v, len(v), tuple(map(id, v)))
-        elif isinstance(v, dict):
-            out[k] = ("dict", tuple((id(a), id(b)) for a, b in v.items()))
-        elif isinstance(v, (list, set, frozenset)):
-            out[k] = ("items", len(v), frozenset(map(id, v)))
-        elif hasattr(v, "__dict__") and not isinstance(v, _OPAQUE):
-            out[k] = ("attrs", tuple((a, x) for a, x in vars(v).items() if type(x) in _PLAIN
-                                     or type(x) is int))
+            out[k] = ("list items", tuple(_state(x, _DEPTH - 1) for x in v[:_ITEMS]
+                                          if _core(x) is None))
+        elif type(v) in _PLAIN or type(v) is bytes:
+            out[k] = ("=", v)
+        elif not isinstance(v, _OPAQUE):
+            out[k] = ("object", id(v), _state(v, _DEPTH))
+    glb = frame.f_globals
+    for name in frame.f_code.co_names:
+        v = glb.get(name)
+        if isinstance(v, _VALUES):  # (by value: a global changing declines)
+            out["global " + name] = ("global", _state(v, _DEPTH))
     return out, lists, tensors
 
 
-_OPAQUE = (types.ModuleType, types.FunctionType, types.MethodType, type)
+_VALUES = (int, float, str, bytes, list, tuple, dict, set, np.ndarray)  # globals watched
+
+
+_DEPTH = 3  # how far into containers and objects
+_ITEMS = 64  # items of a container looked into
+_IDS = 4096  # items of a list or tuple compared by identity
+
+
+def _state(v, depth: int):
+    """A value's state, deep enough to see what a loop body changes through it: numbers
+    and strings by value, containers by their items, objects by their attributes,
+    arrays by their bytes, generators by where they are; tensors by identity."""
+    t = type(v)
+    if t in _PLAIN or t is int or t is bytes:
+        return v
+    if _core(v) is not None or depth <= 0 or isinstance(v, (_OPAQUE, LoopRange, range)):
+        return ("id", id(v))
+    if t.__module__.startswith("trnsim."):  # trnsim's own objects: their plain attributes
+        depth = 1
+    if isinstance(v, (list, tuple)):
+        return (t.__name__, len(v), tuple(map(id, v[:_IDS])),
+                tuple(_state(x, depth - 1) for x in v[:_ITEMS]))
+    if isinstance(v, dict):
+        return ("dict", tuple((_state(a, 1), _state(b, depth - 1))
+                              for a, b in list(v.items())[:_ITEMS]), len(v))
+    if isinstance(v, (set, frozenset)):
+        return ("set", len(v), frozenset(map(id, v)))
+    if isinstance(v, np.ndarray):
+        return ("array", v.shape, str(v.dtype), hash(v.tobytes()) if v.nbytes <= 1 << 20
+                else id(v))
+    if isinstance(v, types.GeneratorType):
+        f = v.gi_frame
+        return ("generator", id(v), None if f is None else f.f_lasti,
+                None if f is None else _state(dict(f.f_locals), depth - 1))
+    attrs = getattr(v, "__dict__", None)
+    if isinstance(attrs, dict):
+        return (t.__name__, tuple((a, _state(x, depth - 1)) for a, x in attrs.items()))
+    if isinstance(v, collections.abc.Iterator):  # a builtin iterator: where it is
+        try:
+            return ("iterator", id(v), _state(v.__reduce__()[2:], depth - 1))
+        except (TypeError, AttributeError):
+            pass
+    return ("id", id(v))
+
+
+_OPAQUE = (types.ModuleType, types.FunctionType, types.BuiltinFunctionType, types.MethodType,
+           type)
 
 
 def _hashable(v):
@@ -361,20 +422,34 @@ def _snapshot(run, start: int, stop: int, a_start: int, a_stop: int, f_start: in
     return tuple(key), nums
 
 
-def _iteration(run, m0: "_Mark", m1: "_Mark", int_names: list, list_names: list):
+def _iteration(run, m0: "_Mark", m1: "_Mark", int_names: list, list_names: list,
+               rebound: set):
     """(structure, numbers) of the iteration between two marks, with the HBM cursor, the
-    frame's ints and its lists' lengths at its start; (None, None) when its frame
-    changed otherwise."""
+    frame's ints and its lists' lengths at its start (the state of its other locals but
+    those it rebinds to new objects); (None, None) when its frame changed otherwise."""
     key, nums = _snapshot(run, m0.instructions, m1.instructions, m0.allocations,
                           m1.allocations, m0.fences, m1.fences)
     loc = m0.locals
     if set(loc) != set(m1.locals):
         return None, None
-    others = tuple(sorted((k, v) for k, v in loc.items() if type(v) is not int))
+    others = tuple(sorted((k, v) for k, v in loc.items()
+                          if type(v) is not int and k not in rebound))
     if any(type(loc[k]) is not int for k in int_names):
         return None, None
     return ((key, others, tuple(list_names)), nums + [m0.hbm] + [loc[k] for k in int_names]
             + [m0.lists[k][1] for k in list_names])
+
+
+def _rebound(marks) -> set:
+    """The frame's locals bound to a new object at each mark (like its tensors, the last
+    iteration rebinds them)."""
+    out = set()
+    for k, v in marks[0].locals.items():
+        if type(v) is tuple and v and v[0] == "object":
+            ids = [m.locals.get(k, (None, None))[1] for m in marks]
+            if all(a != b for a, b in zip(ids, ids[1:])):  # (ids of dead objects recur)
+                out.add(k)
+    return out
 
 
 class _Plan:
@@ -411,6 +486,7 @@ class _Plan:
             if ins.core != core:
                 return None, False
         names = sorted(k for k, v in marks[0].locals.items() if type(v) is int)
+        rebound = _rebound(marks)
         first = marks[0].lists  # lists rebound by each iteration are like its tensors
         list_names = sorted(k for k in first if all(
             k in m.lists and m.lists[k][0] is first[k][0] for m in marks))
@@ -418,7 +494,7 @@ class _Plan:
         for m0, m1 in zip(marks, marks[1:]):
             if m1.instructions == m0.instructions:
                 return None, False  # an empty body: nothing to gain
-            k, n = _iteration(run, m0, m1, names, list_names)
+            k, n = _iteration(run, m0, m1, names, list_names, rebound)
             if k is None:
                 return None, False
             keys.append(k)
@@ -540,8 +616,8 @@ def _growing_lists(marks, names):
             for x in lst[lo:hi]:
                 t = _core(x)
                 aid = t.storage.alloc if t is not None else -1
-                if not m0.allocations <= aid < m1.allocations:
-                    return None
+                if not m0.allocations <= aid < m1.allocations or t.storage.lazy_fill:
+                    return None  # (a lazily filled block's pending fills are its own)
                 shape.append((type(x), aid - m0.allocations, t.shape, t.strides, t.offset,
                               str(t.dtype), t.dyn is None))
             shapes.add(tuple(shape))
@@ -567,7 +643,8 @@ def _carried_tensors(marks):
         for m0, m1, v in zip(marks, marks[1:], seen[1:]):
             t = _core(v)
             aid = t.storage.alloc if t is not None else -1
-            if not m0.allocations <= aid < m1.allocations or t.dyn is not None:
+            if not m0.allocations <= aid < m1.allocations or t.dyn is not None \
+                    or t.storage.lazy_fill:
                 break
             shapes.add((type(v), aid - m0.allocations, t.shape, t.strides, t.offset,
                         str(t.dtype)))
@@ -596,6 +673,8 @@ def _retarget(x, ids: dict, storages: dict):
     if st is None:
         st = storages[id(t.storage)] = copy.copy(t.storage)
         st.alloc = ids[t.storage.alloc]
+        if "written_boxes" in st.__dict__:  # its own PSUM boxes, not the template's
+            st.written_boxes = set(st.written_boxes)
     nt = copy.copy(t)
     nt.storage = st
     if t is x:
@@ -663,10 +742,16 @@ class _InstructionBuilder:
         return ins, pos
 
 
-class LoopRange:
+class _RangeType(type):
+    def __instancecheck__(cls, x):  # `isinstance(x, range)` where range is LoopRange
+        return isinstance(x, range) or type.__instancecheck__(cls, x)
+
+
+class LoopRange(metaclass=_RangeType):
     """A range whose iteration may expand (`iterate`): what the current API's
-    `nl.affine_range` / `sequential_range` / `static_range` return. It behaves as the
-    range it wraps (len, indexing, `in`, reversed, equality)."""
+    `nl.affine_range` / `sequential_range` / `static_range` return, and `range` in
+    kernel code while it runs timing-only. It behaves as the range it wraps (len,
+    indexing, `in`, reversed, equality, hash, index, count; real ranges are instances)."""
 
     def __init__(self, start, stop=None, step=1):
         self.range = range(start) if stop is None else range(start, stop, step)
@@ -687,9 +772,16 @@ class LoopRange:
         return reversed(self.range)
 
     def __eq__(self, other):
-        return self.range == (other.range if isinstance(other, LoopRange) else other)
+        return self.range == (other.range if type(other) is LoopRange else other)
 
-    __hash__ = None
+    def __hash__(self):
+        return hash(self.range)
+
+    def index(self, x):
+        return self.range.index(x)
+
+    def count(self, x):
+        return self.range.count(x)
 
     start = property(lambda self: self.range.start)
     stop = property(lambda self: self.range.stop)
