@@ -22,16 +22,19 @@ leaves for the code after the loop are exactly those of a full run.
 
 It runs every iteration when:
 - numerics are on (values are computed per iteration), `TRNSIM_EXPAND=0`, the loop has
-  fewer than `MIN_ITERATIONS`, or its iterator is not taken by a `for` statement (zip,
-  enumerate, list(), comprehensions: `is_for_statement`);
+  fewer than `MIN_ITERATIONS`, its iterator is not taken by a `for` statement (zip,
+  enumerate, list(), comprehensions), or its body can leave it (`break`, `return`,
+  `yield`): `is_for_statement`;
 - the sampled iterations differ in structure, a number is not affine, an iteration
   records on another core (a cross-core handover), creates shared HBM tensors, leaves
   a deferred legacy result pending, or changes state beside the record in a tensor
   made before it (`Run.untracked_changes`: lazily filled or created legacy blocks,
   PSUM boxes first written);
-- the loop's frame changes in a way expansion cannot reproduce: list items replaced or
-  a list growing by anything but the iteration's tensors, a dict's or set's contents, an
-  object's plain attributes, a string, tuple or float;
+- the loop's frame changes in a way expansion cannot reproduce (`_state`, a few levels
+  deep: items of containers, attributes of objects, bytes of arrays, positions of
+  iterators and generators, and the plain globals the loop's code names): list items
+  replaced or a list growing by anything but the iteration's (not lazily filled)
+  tensors, anything else but ints changing, except objects rebound each iteration;
 - the last iteration's record does not match the prediction: the expanded iterations
   are then removed and iterations SAMPLES+1.. run for real (the last one twice; the
   expansion's own state is rolled back, the Python side effects of the first run of
@@ -42,7 +45,8 @@ iterations nor the last one show (`if i == 37:`) is expanded as if it did not br
 Legacy (`neuronxcc.nki`) affine and sequential loops cannot do this (their index is
 symbolic to the real tracer); for a current-API kernel that does, set TRNSIM_EXPAND=0
 (or TRNSIM_EXPAND=affine when only its plain `range` loops do). State reached only
-through globals or closures is not watched either.
+through closures, deeper than `_DEPTH`, or past the first `_ITEMS` items of a container
+is not watched either.
 """
 from __future__ import annotations
 
