@@ -410,6 +410,87 @@ def test_leaving_the_loop_or_state_outside_its_locals_is_not_expanded(monkeypatc
         assert _stats(fast).loops == 0
 
 
+class Stop(Exception):
+    pass
+
+
+def test_a_loop_left_through_an_exception_runs_again_without_expansion(monkeypatch):
+    """The exception of the last iteration may belong to an earlier one: the kernel
+    runs again with every iteration, caught in the kernel or not."""
+    @nki.jit
+    def caught(x):
+        out = nl.ndarray(x.shape, nl.float32, buffer=nl.hbm)
+        try:
+            for j in range(x.shape[1] // 8):
+                if j >= 10:
+                    raise Stop()
+                _scale(x, out, j)
+        except Stop:
+            pass
+        return out
+
+    @nki.jit
+    def uncaught(x):
+        out = nl.ndarray(x.shape, nl.float32, buffer=nl.hbm)
+        for j in range(x.shape[1] // 8):
+            if j >= 10:
+                raise Stop(f"stopped in iteration {j}")
+            _scale(x, out, j)
+        return out
+    x = np.zeros((128, 8 * 16), np.float32)
+    _, fast = _both(monkeypatch, lambda: _run(caught, x))
+    assert len(fast.program) == 30 and not hasattr(fast, "expansion")  # the run again
+    messages = []
+    for flag in ("0", "1"):
+        monkeypatch.setenv(expand.ENV, flag)
+        with pytest.raises(Exception) as err:
+            _run(uncaught, x)
+        messages.append(str(err.value))
+    assert messages == ["stopped in iteration 10"] * 2
+
+
+def test_state_of_slots_classes_and_partials_is_watched(monkeypatch):
+    import functools
+
+    class Slotted:
+        __slots__ = ("col",)
+
+    class Config:
+        col = 0
+
+    @nki.jit
+    def slots(x):
+        out = nl.ndarray(x.shape, nl.float32, buffer=nl.hbm)
+        s = Slotted()
+        s.col = 0
+        for _ in range(x.shape[1] // 8 - 1):
+            s.col += 8
+        _scale(x, out, None, s.col)
+        return out
+
+    @nki.jit
+    def class_attribute(x):
+        out = nl.ndarray(x.shape, nl.float32, buffer=nl.hbm)
+        Config.col = 0
+        for _ in range(x.shape[1] // 8 - 1):
+            Config.col += 8
+        _scale(x, out, None, Config.col)
+        return out
+
+    @nki.jit
+    def partial(x):
+        out = nl.ndarray(x.shape, nl.float32, buffer=nl.hbm)
+        push = functools.partial(list.append, [])
+        for j in range(x.shape[1] // 8 - 1):
+            push(j)
+        _scale(x, out, None, 8 * len(push.args[0]))
+        return out
+    x = np.zeros((128, 8 * 16), np.float32)
+    for kernel in (slots, class_attribute, partial):
+        _, fast = _both(monkeypatch, lambda: _run(kernel, x))
+        assert _stats(fast).loops == 0
+
+
 def test_lazily_filled_tiles_in_a_list_are_not_copied(monkeypatch):
     """Legacy nl.zeros tiles appended to a list: each keeps its own blocks to fill, which
     a copy would share with the tile it was copied from."""

@@ -25,7 +25,7 @@ import os
 
 import numpy as np
 
-from ..machine import hooks, runtime
+from ..machine import expand, hooks, runtime
 from ..machine.errors import NkiValidationError, SourceLocation
 from ..machine.launch import HostArgs, param_names, placeholder
 from ..machine.runtime import Options, Run, activate
@@ -166,7 +166,13 @@ def run_legacy(fn, args=(), kwargs=None, grid=(), *, chip=None, numerics=True, s
     args = tuple(a.example() if isinstance(a, TensorType) else a for a in args)
     kwargs = {k: v.example() if isinstance(v, TensorType) else v
               for k, v in (kwargs or {}).items()}
-    run = Run(chip, 1, Options(numerics=numerics, strict=bool(strict)))
+    return expand.rerun_if_left_early(lambda expanding: _run(
+        fn, args, kwargs, grid, chip, Options(numerics, bool(strict), expanding),
+        force_auto_alloc))
+
+
+def _run(fn, args, kwargs, grid, chip, options, force_auto_alloc):
+    run = Run(chip, 1, options)
     run.legacy_force_auto_alloc = force_auto_alloc
     host = HostArgs(run)
     first_result = None

@@ -38,7 +38,9 @@ It runs every iteration when:
 - the last iteration's record does not match the prediction: the expanded iterations
   are then removed and iterations SAMPLES+1.. run for real (the last one twice; the
   expansion's own state is rolled back, the Python side effects of the first run of
-  the last iteration are not).
+  the last iteration are not);
+- the last iteration leaves the loop through an exception: the whole kernel runs again
+  without expansion (`rerun_if_left_early`), since a full run may have left it earlier.
 
 Known limit: a body whose Python branches on the index in a way neither the sampled
 iterations nor the last one show (`if i == 37:`) is expanded as if it did not branch.
@@ -55,6 +57,7 @@ import contextlib
 import copy
 import ctypes
 import dis
+import itertools
 import os
 import sys
 import types
@@ -64,6 +67,7 @@ import numpy as np
 from . import runtime, usercode
 from .gc_pause import gc_paused
 from .record import Allocation, Instruction
+from .tensor import NkiTensor
 
 SAMPLES = 4  # iterations sampled for an affine model (period 1)
 MIN_ITERATIONS = SAMPLES + 3  # iteration 0, the samples, one expanded, the last
@@ -85,7 +89,28 @@ register_loop_module(__file__)
 
 
 def enabled(run) -> bool:
-    return not run.options.numerics and os.environ.get(ENV, "1").strip() != "0"
+    return (run.options.expand and not run.options.numerics
+            and os.environ.get(ENV, "1").strip() != "0")
+
+
+_left_early = [0]  # expanded loops left through an exception in their last iteration
+
+
+def rerun_if_left_early(simulate):
+    """`simulate(expand: bool) -> result`, once with loop expansion and again without it
+    if a loop it expanded was left through an exception in its last iteration (raised
+    there or by a function it called, caught in the kernel or not): a full run may have
+    left it in an earlier iteration, so the iterations appended may never have run and
+    the error may belong to another iteration. The run without expansion gives the
+    kernel's own result or error."""
+    before = _left_early[0]
+    try:
+        result = simulate(True)
+    except Exception:
+        if _left_early[0] == before:
+            raise
+        result = None  # (run again outside this handler: the error is the kernel's own)
+    return simulate(False) if _left_early[0] != before else result
 
 
 @contextlib.contextmanager
@@ -150,7 +175,12 @@ def iterate(rng: range, before=None, for_statement: bool = False):
         before_last = _Mark(run, frame)
         if before is not None:
             before(last)
-        yield rng[last]
+        try:
+            yield rng[last]
+        except GeneratorExit:  # the body raised out of the loop: see rerun_if_left_early
+            stats.left_early += 1
+            _left_early[0] += 1
+            raise
         if plan.matches(run, before_last, last):
             stats.loops += 1
             stats.iterations += last - n
@@ -213,6 +243,7 @@ class ExpansionStats:
         self.instructions = 0  # instructions appended that way
         self.declined = 0  # loops whose samples could not be expanded
         self.fallbacks = 0  # loops whose last iteration did not match the prediction
+        self.left_early = 0  # expanded loops left through an exception (run again)
         self.parts: dict = {}  # instruction index -> (instruction, structure, numbers)
 
     def __repr__(self):
@@ -282,13 +313,14 @@ def _frame_values(frame):
             out[k] = ("object", id(v), _state(v, _DEPTH))
     glb = frame.f_globals
     for name in frame.f_code.co_names:
-        v = glb.get(name)
-        if isinstance(v, _VALUES):  # (by value: a global changing declines)
+        v = glb.get(name, _OPAQUE)
+        if isinstance(v, type) and not v.__module__.startswith(("trnsim.", "builtins")):
+            out["class " + name] = ("class", tuple(  # a class attribute changing declines
+                (a, _state(x, 1)) for a, x in vars(v).items() if not isinstance(x, _OPAQUE)
+                and not a.startswith("__")))
+        elif not isinstance(v, _OPAQUE) and _core(v) is None:  # a global changing declines
             out["global " + name] = ("global", _state(v, _DEPTH))
     return out, lists, tensors
-
-
-_VALUES = (int, float, str, bytes, list, tuple, dict, set, np.ndarray)  # globals watched
 
 
 _DEPTH = 3  # how far into containers and objects
@@ -315,22 +347,32 @@ def _state(v, depth: int):
                               for a, b in list(v.items())[:_ITEMS]), len(v))
     if isinstance(v, (set, frozenset)):
         return ("set", len(v), frozenset(map(id, v)))
-    if isinstance(v, np.ndarray):
-        return ("array", v.shape, str(v.dtype), hash(v.tobytes()) if v.nbytes <= 1 << 20
-                else id(v))
+    if isinstance(v, np.ndarray):  # (a large array by a sample of its bytes)
+        flat = v.reshape(-1).view(np.uint8) if v.flags.c_contiguous else None
+        data = v.tobytes() if v.nbytes <= 1 << 20 or flat is None else \
+            flat[::max(1, flat.size // (1 << 16))].tobytes()
+        return ("array", id(v), v.shape, str(v.dtype), hash(data))
     if isinstance(v, types.GeneratorType):
         f = v.gi_frame
         return ("generator", id(v), None if f is None else f.f_lasti,
                 None if f is None else _state(dict(f.f_locals), depth - 1))
     attrs = getattr(v, "__dict__", None)
-    if isinstance(attrs, dict):
-        return (t.__name__, tuple((a, _state(x, depth - 1)) for a, x in attrs.items()))
-    if isinstance(v, collections.abc.Iterator):  # a builtin iterator: where it is
-        try:
-            return ("iterator", id(v), _state(v.__reduce__()[2:], depth - 1))
-        except (TypeError, AttributeError):
-            pass
-    return ("id", id(v))
+    slots = [a for c in t.__mro__ for a in getattr(c, "__slots__", ()) if hasattr(v, a)]
+    own = list(attrs.items() if isinstance(attrs, dict) else ()) + \
+        [(a, getattr(v, a)) for a in slots]
+    if own:  # (objects of builtin types such as partial have an empty __dict__)
+        shared = [(a, x) for a, x in vars(t).items()  # class attributes a body may set
+                  if type(x) in _PLAIN or type(x) is int]
+        return (t.__name__, tuple((a, _state(x, depth - 1)) for a, x in own + shared))
+    if isinstance(v, (collections.abc.Sequence, collections.abc.Set, bytearray)) \
+            or t.__name__ == "deque":  # other containers: their items
+        items = list(itertools.islice(v, _ITEMS))
+        return (t.__name__, len(v), tuple(_state(x, depth - 1) for x in items))
+    try:  # builtin iterators, partials, ...: what would pickle them (where they are)
+        parts = v.__reduce__()[1:]
+    except Exception:  # noqa: BLE001 - no reduced form: by identity
+        return ("id", id(v))
+    return (t.__name__, id(v), tuple(_state(p, depth) for p in parts))
 
 
 _OPAQUE = (types.ModuleType, types.FunctionType, types.BuiltinFunctionType, types.MethodType,
@@ -662,10 +704,10 @@ def _core(x):
     """The NkiTensor of a tensor object of either front end (a legacy LTensor holds one
     as its `core` attribute), or None. (Only an instance attribute: a property such as
     a pending legacy result's would run it.)"""
-    from .tensor import NkiTensor
     if isinstance(x, NkiTensor):
         return x
-    core = getattr(x, "__dict__", {}).get("core")
+    d = getattr(x, "__dict__", None)
+    core = d.get("core") if type(d) is dict else None
     return core if isinstance(core, NkiTensor) else None
 
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..numerics.dtypes import dtype_of_array
 from .access import read_raw
+from .expand import rerun_if_left_early
 from .runtime import Options, Run, activate
 from .tensor import MemoryRegion, NkiTensor
 
@@ -151,7 +152,12 @@ def run_kernel(fn, args=(), kwargs=None, *, lnc: int = 1, chip=None, numerics=Tr
     `strict=None` means $TRNSIM_STRICT. Returns (host outputs, the Run with its program)."""
     if strict is None:
         strict = os.environ.get("TRNSIM_STRICT", "").strip().lower() in ("1", "true", "yes", "on")
-    run = Run(chip, lnc, Options(numerics=numerics, strict=bool(strict)))
+    return rerun_if_left_early(lambda expanding: _run(
+        fn, args, kwargs, lnc, chip, Options(numerics, bool(strict), expanding)))
+
+
+def _run(fn, args, kwargs, lnc, chip, options):
+    run = Run(chip, lnc, options)
     host = HostArgs(run)
     with activate(run, fn):
         names = param_names(fn, len(args))

@@ -22,6 +22,7 @@ from .tensor import MemoryRegion, NkiTensor, as_region
 class Options:
     numerics: bool = True
     strict: bool = False
+    expand: bool = True  # loop expansion where it applies (machine/expand.py)
 
 
 @dataclass
