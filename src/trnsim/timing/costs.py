@@ -30,6 +30,20 @@ from ..numerics.dtypes import as_dtype
 COMPUTE = ("vector", "scalar", "gpsimd")
 MEMO_LIMIT = 1 << 16  # signatures kept per memo (cleared when full)
 _FP32 = ("float32",)
+
+
+def _memoized(memo: dict, key, compute, ins):
+    """compute(ins), kept in `memo` under `key` (the fields it depends on); computed
+    afresh when the key holds an unhashable attribute value."""
+    try:
+        hit = memo.get(key)
+    except TypeError:
+        return compute(ins)
+    if hit is None:
+        if len(memo) >= MEMO_LIMIT:
+            memo.clear()
+        hit = memo[key] = compute(ins)
+    return hit
 _ITEMSIZE: dict = {}
 
 
@@ -190,15 +204,7 @@ class CostModel:
         key = (ins.engine, ins.opcode, tuple(map(_access_sig, ins.reads)),
                tuple(map(_access_sig, ins.writes)),
                tuple(map(a.get, _COMPUTE_ATTRS, _ABSENT)))
-        memo = self._compute_memo
-        try:
-            hit = memo.get(key)
-        except TypeError:  # an unhashable attribute value: not memoized
-            return self._compute(ins)
-        if hit is None:
-            if len(memo) >= MEMO_LIMIT:
-                memo.clear()
-            hit = memo[key] = self._compute(ins)
+        hit = _memoized(self._compute_memo, key, self._compute, ins)
         return hit[0], dict(hit[1])
 
     def _compute(self, ins) -> tuple[float, dict]:
@@ -371,15 +377,7 @@ class CostModel:
         tp, ts = a.get("tile_position"), a.get("tile_size")
         key = (tuple(map(a.get, _MATMUL_ATTRS, _ABSENT)), tuple(tp) if tp else tp,
                tuple(ts) if ts else ts)
-        memo = self._matmul_memo
-        try:
-            hit = memo.get(key)
-        except TypeError:
-            return self._matmul(ins)
-        if hit is None:
-            if len(memo) >= MEMO_LIMIT:
-                memo.clear()
-            hit = memo[key] = self._matmul(ins)
+        hit = _memoized(self._matmul_memo, key, self._matmul, ins)
         return hit[0], hit[1], dict(hit[2]), hit[3]
 
     def _matmul(self, ins) -> tuple[float, float, dict, tuple]:
@@ -472,16 +470,7 @@ class DmaCost:
                tuple([(x.role, x.space, x.bytes, x.contiguous_bytes, x.p_lo, x.p_hi)
                       for x in ins.reads]),
                w0.shape[0] if w0 is not None and w0.shape else None)
-        memo = self._memo
-        try:
-            hit = memo.get(key)
-        except TypeError:
-            return self._cost(ins)
-        if hit is None:
-            if len(memo) >= MEMO_LIMIT:
-                memo.clear()
-            hit = memo[key] = self._cost(ins)
-        return hit
+        return _memoized(self._memo, key, self._cost, ins)
 
     def _cost(self, ins) -> dict:
         a = ins.attrs
