@@ -29,9 +29,9 @@ What is served: with numerics off the profile never holds values, so a hit is ex
 numerics on the caller normally wants the outputs, which a hit cannot give: by default
 (`cache=None`) such calls run and are not cached. `cache=True` (or a ProfileCache) with
 numerics on means "outputs not needed": such runs are stored and served too. A hit's
-`outputs` are placeholders of the right types, shapes and dtypes, filled with zeros (a
-timing-only run leaves them unfilled; None for outputs other than NumPy arrays, torch
-tensors and tuples/lists of them), `run` is None, and `program` and `timeline` are
+`outputs` are placeholders of the right types, shapes and dtypes, filled with zeros, as a
+timing-only run's are (None for outputs other than NumPy arrays, torch tensors and
+tuples/lists of them), `run` is None, and `program` and `timeline` are
 shared with the cached entry (read them, do not change them). `Profile.cache` is "hit" or
 "miss" (None when the cache was not consulted) and `Profile.cache_key` the key.
 
