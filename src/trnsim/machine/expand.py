@@ -30,11 +30,12 @@ It runs every iteration when:
   a deferred legacy result pending, or changes state beside the record in a tensor
   made before it (`Run.untracked_changes`: lazily filled or created legacy blocks,
   PSUM boxes first written);
-- the loop's frame changes in a way expansion cannot reproduce (`_state`, a few levels
-  deep: items of containers, attributes of objects, bytes of arrays, positions of
-  iterators and generators, and the plain globals the loop's code names): list items
-  replaced or a list growing by anything but the iteration's (not lazily filled)
-  tensors, anything else but ints changing, except objects rebound each iteration;
+- the loop's frame changes in a way expansion cannot reproduce (machine/frame_state.py,
+  a few levels deep: items of containers, attributes of objects, bytes of arrays,
+  positions of iterators and generators, the module-level objects and classes the
+  loop's code names): list items replaced or a list growing by anything but the
+  iteration's (not lazily filled) tensors, anything else but ints changing, except
+  objects rebound each iteration;
 - the last iteration's record does not match the prediction: the expanded iterations
   are then removed and iterations SAMPLES+1.. run for real (the last one twice; the
   expansion's own state is rolled back, the Python side effects of the first run of
@@ -47,27 +48,23 @@ iterations nor the last one show (`if i == 37:`) is expanded as if it did not br
 Legacy (`neuronxcc.nki`) affine and sequential loops cannot do this (their index is
 symbolic to the real tracer); for a current-API kernel that does, set TRNSIM_EXPAND=0
 (or TRNSIM_EXPAND=affine when only its plain `range` loops do). State reached only
-through closures, deeper than `_DEPTH`, or past the first `_ITEMS` items of a container
-is not watched either.
+through closures, deeper than frame_state's `_DEPTH`, or past the first `_ITEMS` items
+of a container is not watched either.
 """
 from __future__ import annotations
 
-import collections.abc
 import contextlib
-import copy
-import ctypes
 import dis
-import itertools
 import os
 import sys
-import types
 
 import numpy as np
 
 from . import runtime, usercode
+from .frame_state import (PLAIN, carried_tensors, frame_values, growing_lists, hashable,
+                          rebound_locals, retarget, set_locals)
 from .gc_pause import gc_paused
 from .record import Allocation, Instruction
-from .tensor import NkiTensor
 
 SAMPLES = 4  # iterations sampled for an affine model (period 1)
 MIN_ITERATIONS = SAMPLES + 3  # iteration 0, the samples, one expanded, the last
@@ -273,7 +270,7 @@ class _Mark:
         self.shared = len(run._shared)
         self.pending = getattr(run, "legacy_pending", None) is not None
         self.untracked = len(run.untracked_changes)
-        self.locals, self.lists, self.tensors = _frame_values(frame)
+        self.locals, self.lists, self.tensors = frame_values(frame)
 
     def restore(self, run, frame):
         """Roll the record back to this mark (and the frame's numbers)."""
@@ -283,124 +280,10 @@ class _Mark:
             del p.allocations[k]
         del p.fences[self.fences:]
         run.hbm._next = self.hbm
-        _set_locals(frame, {k: v for k, v in self.locals.items() if type(v) is int})
+        set_locals(frame, {k: v for k, v in self.locals.items() if type(v) is int})
         for lst, n, _ in self.lists.values():
             del lst[n:]
-        _set_locals(frame, self.tensors)
-
-
-def _frame_values(frame):
-    """The frame's state that expansion must see unchanged or affine: ints as numbers;
-    lists ({name: (list, length, ids of the items)}) may grow by the iteration's tensors;
-    tensors ({name: tensor}) may be carried from one iteration to the next; everything
-    else, and the globals its code names, by value (`_state`), so that a change
-    declines. Modules, functions and classes are left out."""
-    out, lists, tensors = {}, {}, {}
-    if frame is None:
-        return out, lists, tensors
-    for k, v in frame.f_locals.items():
-        if _core(v) is not None:
-            tensors[k] = v
-        elif type(v) is int:
-            out[k] = v
-        elif type(v) is list:
-            lists[k] = (v, len(v), tuple(map(id, v)))
-            out[k] = ("list items", tuple(_state(x, _DEPTH - 1) for x in v[:_ITEMS]
-                                          if _core(x) is None))
-        elif type(v) in _PLAIN or type(v) is bytes:
-            out[k] = ("=", v)
-        elif not isinstance(v, _OPAQUE):
-            out[k] = ("object", id(v), _state(v, _DEPTH))
-    glb = frame.f_globals
-    for name in frame.f_code.co_names:
-        v = glb.get(name, _OPAQUE)
-        if isinstance(v, type) and not v.__module__.startswith(("trnsim.", "builtins")):
-            out["class " + name] = ("class", tuple(  # a class attribute changing declines
-                (a, _state(x, 1)) for a, x in vars(v).items() if not isinstance(x, _OPAQUE)
-                and not a.startswith("__")))
-        elif not isinstance(v, _OPAQUE) and _core(v) is None:  # a global changing declines
-            out["global " + name] = ("global", _state(v, _DEPTH))
-    return out, lists, tensors
-
-
-_DEPTH = 3  # how far into containers and objects
-_ITEMS = 64  # items of a container looked into
-_IDS = 4096  # items of a list or tuple compared by identity
-
-
-def _state(v, depth: int):
-    """A value's state, deep enough to see what a loop body changes through it: numbers
-    and strings by value, containers by their items, objects by their attributes,
-    arrays by their bytes, generators by where they are; tensors by identity."""
-    t = type(v)
-    if t in _PLAIN or t is int or t is bytes:
-        return v
-    if _core(v) is not None or depth <= 0 or isinstance(v, (_OPAQUE, LoopRange, range)):
-        return ("id", id(v))
-    if t.__module__.startswith("trnsim."):  # trnsim's own objects: their plain attributes
-        depth = 1
-    if isinstance(v, (list, tuple)):
-        return (t.__name__, len(v), tuple(map(id, v[:_IDS])),
-                tuple(_state(x, depth - 1) for x in v[:_ITEMS]))
-    if isinstance(v, dict):
-        return ("dict", tuple((_state(a, 1), _state(b, depth - 1))
-                              for a, b in list(v.items())[:_ITEMS]), len(v))
-    if isinstance(v, (set, frozenset)):
-        return ("set", len(v), frozenset(map(id, v)))
-    if isinstance(v, np.ndarray):  # (a large array by a sample of its bytes)
-        flat = v.reshape(-1).view(np.uint8) if v.flags.c_contiguous else None
-        data = v.tobytes() if v.nbytes <= 1 << 20 or flat is None else \
-            flat[::max(1, flat.size // (1 << 16))].tobytes()
-        return ("array", id(v), v.shape, str(v.dtype), hash(data))
-    if isinstance(v, types.GeneratorType):
-        f = v.gi_frame
-        return ("generator", id(v), None if f is None else f.f_lasti,
-                None if f is None else _state(dict(f.f_locals), depth - 1))
-    attrs = getattr(v, "__dict__", None)
-    slots = [a for c in t.__mro__ for a in getattr(c, "__slots__", ()) if hasattr(v, a)]
-    own = list(attrs.items() if isinstance(attrs, dict) else ()) + \
-        [(a, getattr(v, a)) for a in slots]
-    if own:  # (objects of builtin types such as partial have an empty __dict__)
-        shared = [(a, x) for a, x in vars(t).items()  # class attributes a body may set
-                  if type(x) in _PLAIN or type(x) is int]
-        return (t.__name__, tuple((a, _state(x, depth - 1)) for a, x in own + shared))
-    if isinstance(v, (collections.abc.Sequence, collections.abc.Set, bytearray)) \
-            or t.__name__ == "deque":  # other containers: their items
-        items = list(itertools.islice(v, _ITEMS))
-        return (t.__name__, len(v), tuple(_state(x, depth - 1) for x in items))
-    try:  # builtin iterators, partials, ...: what would pickle them (where they are)
-        parts = v.__reduce__()[1:]
-    except Exception:  # noqa: BLE001 - no reduced form: by identity
-        return ("id", id(v))
-    return (t.__name__, id(v), tuple(_state(p, depth) for p in parts))
-
-
-_OPAQUE = (types.ModuleType, types.FunctionType, types.BuiltinFunctionType, types.MethodType,
-           type)
-
-
-def _hashable(v):
-    try:
-        hash(v)
-        return v
-    except TypeError:
-        return id(v)
-
-
-def _set_locals(frame, values: dict) -> None:
-    if frame is None or not values:
-        return
-    if sys.version_info >= (3, 13):  # PEP 667: f_locals writes through
-        for k, v in values.items():
-            frame.f_locals[k] = v
-        return
-    loc = frame.f_locals
-    loc.update(values)
-    ctypes.pythonapi.PyFrame_LocalsToFast(ctypes.py_object(frame), ctypes.c_int(0))
-
-
-# -- one iteration as structure + numbers ------------------------------------------------
-_PLAIN = (str, bool, float, type(None))
+        set_locals(frame, self.tensors)
 
 
 def _attr_parts(attrs: dict, nums: list):
@@ -411,7 +294,7 @@ def _attr_parts(attrs: dict, nums: list):
         if t is int:
             key.append((k, "i"))
             nums.append(v)
-        elif t in _PLAIN:
+        elif t in PLAIN:
             key.append((k, "=", v))
         elif t in (list, tuple) and v and all(type(x) is int for x in v):
             key.append((k, t, len(v)))
@@ -419,7 +302,7 @@ def _attr_parts(attrs: dict, nums: list):
         elif t is np.ndarray:
             key.append((k, "nd", v.shape, str(v.dtype), v.tobytes()))
         else:
-            key.append((k, "=", _hashable(v)))
+            key.append((k, "=", hashable(v)))
     return tuple(key)
 
 
@@ -486,18 +369,6 @@ def _iteration(run, m0: "_Mark", m1: "_Mark", int_names: list, list_names: list,
             + [m0.lists[k][1] for k in list_names])
 
 
-def _rebound(marks) -> set:
-    """The frame's locals bound to a new object at each mark (like its tensors, the last
-    iteration rebinds them)."""
-    out = set()
-    for k, v in marks[0].locals.items():
-        if type(v) is tuple and v and v[0] == "object":
-            ids = [m.locals.get(k, (None, None))[1] for m in marks]
-            if all(a != b for a, b in zip(ids, ids[1:])):  # (ids of dead objects recur)
-                out.add(k)
-    return out
-
-
 class _Plan:
     """The model of a loop's iterations from its sampled ones: every number of an
     iteration (its record's, the HBM allocation cursor, the frame's ints and its lists'
@@ -532,7 +403,7 @@ class _Plan:
             if ins.core != core:
                 return None, False
         names = sorted(k for k, v in marks[0].locals.items() if type(v) is int)
-        rebound = _rebound(marks)
+        rebound = rebound_locals(marks)
         first = marks[0].lists  # lists rebound by each iteration are like its tensors
         list_names = sorted(k for k in first if all(
             k in m.lists and m.lists[k][0] is first[k][0] for m in marks))
@@ -553,14 +424,14 @@ class _Plan:
                 continue
             d = a[period:] - a[:-period]
             if (d == d[0]).all():
-                growing = _growing_lists(marks, list_names)
+                growing = growing_lists(marks, list_names)
                 if growing is None:
                     return None, False
                 m0, m1 = marks[-2], marks[-1]
                 return cls(a, period, d[0], keys[0],
                            (m0.instructions, m1.instructions, m0.allocations,
                             m1.allocations, m0.fences, m1.fences), names, growing,
-                           _carried_tensors(marks)), False
+                           carried_tensors(marks)), False
         return None, True
 
     def row(self, iterations: np.ndarray) -> np.ndarray:
@@ -607,7 +478,7 @@ class _Plan:
             if self.growing:
                 storages = {}
                 for lst, appended in self.growing:
-                    lst.extend(_retarget(x, ids, storages) for x in appended)
+                    lst.extend(retarget(x, ids, storages) for x in appended)
             for (core, _), idx in zip(tmpl_fence, row[pos:]):
                 fences.append((core, idx))
             pos = 0
@@ -627,9 +498,9 @@ class _Plan:
         values = dict(zip(self.local_names, row[k + 1:k + 1 + len(self.local_names)]))
         if self.last_ids is not None:  # tensors the iteration before the last one made
             storages = {}
-            values.update((name, _retarget(x, self.last_ids, storages))
+            values.update((name, retarget(x, self.last_ids, storages))
                           for name, x in self.carried)
-        _set_locals(frame, values)
+        set_locals(frame, values)
 
     def matches(self, run, mark: "_Mark", last: int) -> bool:
         """Whether iteration `last`, run for real after `mark`, recorded the prediction."""
@@ -644,90 +515,6 @@ class _Plan:
                               end.allocations, mark.fences, end.fences)
         expected = self.row(np.array([last]))[0].tolist()
         return key == self.key[0] and nums == expected[:self.record_numbers]
-
-
-def _growing_lists(marks, names):
-    """[(list, the tensors its last sampled iteration appended)] for the frame's lists
-    that grow; None when one grows by anything but tensors over the allocations of the
-    iteration that appended them (always at the same position among them)."""
-    out = []
-    for name in names:
-        lst = marks[0].lists[name][0]
-        shapes = set()
-        for m0, m1 in zip(marks, marks[1:]):
-            lo, hi = m0.lists[name][1], m1.lists[name][1]
-            if hi < lo or m1.lists[name][2][:lo] != m0.lists[name][2]:
-                return None  # items removed or replaced
-            shape = []
-            for x in lst[lo:hi]:
-                t = _core(x)
-                aid = t.storage.alloc if t is not None else -1
-                if not m0.allocations <= aid < m1.allocations or t.storage.lazy_fill:
-                    return None  # (a lazily filled block's pending fills are its own)
-                shape.append((type(x), aid - m0.allocations, t.shape, t.strides, t.offset,
-                              str(t.dtype), t.dyn is None))
-            shapes.add(tuple(shape))
-        if len(shapes) > 1 or not all(s[-1] for s in next(iter(shapes))):
-            return None
-        lo, hi = marks[-2].lists[name][1], marks[-1].lists[name][1]
-        if hi > lo:
-            out.append((lst, list(lst[lo:hi])))
-    return out
-
-
-def _carried_tensors(marks):
-    """[(local, its tensor at the last mark)] for the frame's tensors that each iteration
-    rebinds to a tensor it made (at the same position among its allocations): the next
-    iteration may read them (`acc = nl.add(acc, t)`), so before the last iteration
-    they are made over the allocations of the expanded iteration before it."""
-    out = []
-    for name, x in marks[-1].tensors.items():
-        seen = [m.tensors.get(name) for m in marks]
-        if all(v is x for v in seen):
-            continue  # the same tensor throughout
-        shapes = set()
-        for m0, m1, v in zip(marks, marks[1:], seen[1:]):
-            t = _core(v)
-            aid = t.storage.alloc if t is not None else -1
-            if not m0.allocations <= aid < m1.allocations or t.dyn is not None \
-                    or t.storage.lazy_fill:
-                break
-            shapes.add((type(v), aid - m0.allocations, t.shape, t.strides, t.offset,
-                        str(t.dtype)))
-        else:
-            if len(shapes) == 1:
-                out.append((name, x))
-    return out
-
-
-def _core(x):
-    """The NkiTensor of a tensor object of either front end (a legacy LTensor holds one
-    as its `core` attribute), or None. (Only an instance attribute: a property such as
-    a pending legacy result's would run it.)"""
-    if isinstance(x, NkiTensor):
-        return x
-    d = getattr(x, "__dict__", None)
-    core = d.get("core") if type(d) is dict else None
-    return core if isinstance(core, NkiTensor) else None
-
-
-def _retarget(x, ids: dict, storages: dict):
-    """A copy of tensor object `x` over the allocation `ids` maps its own to (copies of
-    one storage shared through `storages`)."""
-    t = _core(x)
-    st = storages.get(id(t.storage))
-    if st is None:
-        st = storages[id(t.storage)] = copy.copy(t.storage)
-        st.alloc = ids[t.storage.alloc]
-        if "written_boxes" in st.__dict__:  # its own PSUM boxes, not the template's
-            st.written_boxes = set(st.written_boxes)
-    nt = copy.copy(t)
-    nt.storage = st
-    if t is x:
-        return nt
-    y = copy.copy(x)
-    y.core = nt
-    return y
 
 
 class _InstructionBuilder:

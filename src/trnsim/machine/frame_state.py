@@ -1,0 +1,224 @@
+"""What a loop body changes besides the record, as loop expansion (machine/expand.py)
+watches it: the loop frame's locals and the globals its code names, deep enough to see
+a change through containers, objects, arrays and iterators; the lists that grow by the
+iteration's tensors; the tensors carried from one iteration to the next; and the copies
+of an iteration's tensors over another iteration's allocations."""
+from __future__ import annotations
+
+import collections.abc
+import copy
+import ctypes
+import itertools
+import sys
+import types
+
+import numpy as np
+
+from .tensor import NkiTensor
+
+PLAIN = (str, bool, float, type(None))  # compared by value
+_OPAQUE = (types.ModuleType, types.FunctionType, types.BuiltinFunctionType, types.MethodType,
+           type)
+_DEPTH = 3  # how far into containers and objects
+_ITEMS = 64  # items of a container looked into
+_IDS = 4096  # items of a list or tuple compared by identity
+
+
+def frame_values(frame):
+    """The frame's state that expansion must see unchanged or affine: ints as numbers;
+    lists ({name: (list, length, ids of the items)}) may grow by the iteration's tensors;
+    tensors ({name: tensor}) may be carried from one iteration to the next; everything
+    else, and the globals its code names, by value (`_state`), so that a change
+    declines. Modules, functions and classes are left out."""
+    out, lists, tensors = {}, {}, {}
+    if frame is None:
+        return out, lists, tensors
+    for k, v in frame.f_locals.items():
+        if tensor_core(v) is not None:
+            tensors[k] = v
+        elif type(v) is int:
+            out[k] = v
+        elif type(v) is list:
+            lists[k] = (v, len(v), tuple(map(id, v)))
+            out[k] = ("list items", tuple(_state(x, _DEPTH - 1) for x in v[:_ITEMS]
+                                          if tensor_core(x) is None))
+        elif type(v) in PLAIN or type(v) is bytes:
+            out[k] = ("=", v)
+        elif not isinstance(v, _OPAQUE):
+            out[k] = ("object", id(v), _state(v, _DEPTH))
+    glb = frame.f_globals
+    for name in frame.f_code.co_names:
+        v = glb.get(name, _OPAQUE)
+        if isinstance(v, type) and not v.__module__.startswith(("trnsim.", "builtins")):
+            out["class " + name] = ("class", tuple(  # a class attribute changing declines
+                (a, _state(x, 1)) for a, x in vars(v).items() if not isinstance(x, _OPAQUE)
+                and not a.startswith("__")))
+        elif not isinstance(v, _OPAQUE) and tensor_core(v) is None:  # a global changing declines
+            out["global " + name] = ("global", _state(v, _DEPTH))
+    return out, lists, tensors
+
+
+def _state(v, depth: int):
+    """A value's state, deep enough to see what a loop body changes through it: numbers
+    and strings by value, containers by their items, objects by their attributes,
+    arrays by their bytes, generators by where they are; tensors by identity."""
+    t = type(v)
+    if t in PLAIN or t is int or t is bytes:
+        return v
+    if tensor_core(v) is not None or depth <= 0 or isinstance(v, (_OPAQUE, range)):
+        return ("id", id(v))
+    if t.__module__.startswith("trnsim."):  # trnsim's own objects: their plain attributes
+        depth = 1
+    if isinstance(v, (list, tuple)):
+        return (t.__name__, len(v), tuple(map(id, v[:_IDS])),
+                tuple(_state(x, depth - 1) for x in v[:_ITEMS]))
+    if isinstance(v, dict):
+        return ("dict", tuple((_state(a, 1), _state(b, depth - 1))
+                              for a, b in list(v.items())[:_ITEMS]), len(v))
+    if isinstance(v, (set, frozenset)):
+        return ("set", len(v), frozenset(map(id, v)))
+    if isinstance(v, np.ndarray):  # (a large array by a sample of its bytes)
+        flat = v.reshape(-1).view(np.uint8) if v.flags.c_contiguous else None
+        data = v.tobytes() if v.nbytes <= 1 << 20 or flat is None else \
+            flat[::max(1, flat.size // (1 << 16))].tobytes()
+        return ("array", id(v), v.shape, str(v.dtype), hash(data))
+    if isinstance(v, types.GeneratorType):
+        f = v.gi_frame
+        return ("generator", id(v), None if f is None else f.f_lasti,
+                None if f is None else _state(dict(f.f_locals), depth - 1))
+    attrs = getattr(v, "__dict__", None)
+    slots = [a for c in t.__mro__ for a in getattr(c, "__slots__", ()) if hasattr(v, a)]
+    own = list(attrs.items() if isinstance(attrs, dict) else ()) + \
+        [(a, getattr(v, a)) for a in slots]
+    if own:  # (objects of builtin types such as partial have an empty __dict__)
+        shared = [(a, x) for a, x in vars(t).items()  # class attributes a body may set
+                  if type(x) in PLAIN or type(x) is int]
+        return (t.__name__, tuple((a, _state(x, depth - 1)) for a, x in own + shared))
+    if isinstance(v, (collections.abc.Sequence, collections.abc.Set, bytearray)) \
+            or t.__name__ == "deque":  # other containers: their items
+        items = list(itertools.islice(v, _ITEMS))
+        return (t.__name__, len(v), tuple(_state(x, depth - 1) for x in items))
+    try:  # builtin iterators, partials, ...: what would pickle them (where they are)
+        parts = v.__reduce__()[1:]
+    except Exception:  # noqa: BLE001 - no reduced form: by identity
+        return ("id", id(v))
+    return (t.__name__, id(v), tuple(_state(p, depth) for p in parts))
+
+
+def hashable(v):
+    try:
+        hash(v)
+        return v
+    except TypeError:
+        return id(v)
+
+
+def set_locals(frame, values: dict) -> None:
+    if frame is None or not values:
+        return
+    if sys.version_info >= (3, 13):  # PEP 667: f_locals writes through
+        for k, v in values.items():
+            frame.f_locals[k] = v
+        return
+    loc = frame.f_locals
+    loc.update(values)
+    ctypes.pythonapi.PyFrame_LocalsToFast(ctypes.py_object(frame), ctypes.c_int(0))
+
+
+# -- one iteration as structure + numbers ------------------------------------------------
+
+
+def rebound_locals(marks) -> set:
+    """The frame's locals bound to a new object at each mark (like its tensors, the last
+    iteration rebinds them)."""
+    out = set()
+    for k, v in marks[0].locals.items():
+        if type(v) is tuple and v and v[0] == "object":
+            ids = [m.locals.get(k, (None, None))[1] for m in marks]
+            if all(a != b for a, b in zip(ids, ids[1:])):  # (ids of dead objects recur)
+                out.add(k)
+    return out
+
+
+def growing_lists(marks, names):
+    """[(list, the tensors its last sampled iteration appended)] for the frame's lists
+    that grow; None when one grows by anything but tensors over the allocations of the
+    iteration that appended them (always at the same position among them)."""
+    out = []
+    for name in names:
+        lst = marks[0].lists[name][0]
+        shapes = set()
+        for m0, m1 in zip(marks, marks[1:]):
+            lo, hi = m0.lists[name][1], m1.lists[name][1]
+            if hi < lo or m1.lists[name][2][:lo] != m0.lists[name][2]:
+                return None  # items removed or replaced
+            shape = []
+            for x in lst[lo:hi]:
+                t = tensor_core(x)
+                aid = t.storage.alloc if t is not None else -1
+                if not m0.allocations <= aid < m1.allocations or t.storage.lazy_fill:
+                    return None  # (a lazily filled block's pending fills are its own)
+                shape.append((type(x), aid - m0.allocations, t.shape, t.strides, t.offset,
+                              str(t.dtype), t.dyn is None))
+            shapes.add(tuple(shape))
+        if len(shapes) > 1 or not all(s[-1] for s in next(iter(shapes))):
+            return None
+        lo, hi = marks[-2].lists[name][1], marks[-1].lists[name][1]
+        if hi > lo:
+            out.append((lst, list(lst[lo:hi])))
+    return out
+
+
+def carried_tensors(marks):
+    """[(local, its tensor at the last mark)] for the frame's tensors that each iteration
+    rebinds to a tensor it made (at the same position among its allocations): the next
+    iteration may read them (`acc = nl.add(acc, t)`), so before the last iteration
+    they are made over the allocations of the expanded iteration before it."""
+    out = []
+    for name, x in marks[-1].tensors.items():
+        seen = [m.tensors.get(name) for m in marks]
+        if all(v is x for v in seen):
+            continue  # the same tensor throughout
+        shapes = set()
+        for m0, m1, v in zip(marks, marks[1:], seen[1:]):
+            t = tensor_core(v)
+            aid = t.storage.alloc if t is not None else -1
+            if not m0.allocations <= aid < m1.allocations or t.dyn is not None \
+                    or t.storage.lazy_fill:
+                break
+            shapes.add((type(v), aid - m0.allocations, t.shape, t.strides, t.offset,
+                        str(t.dtype)))
+        else:
+            if len(shapes) == 1:
+                out.append((name, x))
+    return out
+
+
+def tensor_core(x):
+    """The NkiTensor of a tensor object of either front end (a legacy LTensor holds one
+    as its `core` attribute), or None. (Only an instance attribute: a property such as
+    a pending legacy result's would run it.)"""
+    if isinstance(x, NkiTensor):
+        return x
+    d = getattr(x, "__dict__", None)
+    core = d.get("core") if type(d) is dict else None
+    return core if isinstance(core, NkiTensor) else None
+
+
+def retarget(x, ids: dict, storages: dict):
+    """A copy of tensor object `x` over the allocation `ids` maps its own to (copies of
+    one storage shared through `storages`)."""
+    t = tensor_core(x)
+    st = storages.get(id(t.storage))
+    if st is None:
+        st = storages[id(t.storage)] = copy.copy(t.storage)
+        st.alloc = ids[t.storage.alloc]
+        if "written_boxes" in st.__dict__:  # its own PSUM boxes, not the template's
+            st.written_boxes = set(st.written_boxes)
+    nt = copy.copy(t)
+    nt.storage = st
+    if t is x:
+        return nt
+    y = copy.copy(x)
+    y.core = nt
+    return y
