@@ -153,8 +153,8 @@ def test_a_tile_each_iteration_makes_and_first_writes_does_not_decline(monkeypat
     first writes change state beside the record, but only of the iteration's own tile."""
     from trnsim.examples import load_example
     tiled = load_example("legacy/matmul_tutorial").VARIANTS["tiled"].fn
-    lhsT = np.zeros((1024, 128), np.float32)
-    rhs = np.zeros((1024, 512 * 8), np.float32)
+    lhsT = np.zeros((2048, 128), np.float32)
+    rhs = np.zeros((2048, 512 * 16), np.float32)
     _, fast = _both(monkeypatch, lambda: run_legacy(tiled, (lhsT, rhs), {}, chip="trn1",
                                                     numerics=False)[1])
     assert _stats(fast).declined == 0 and _stats(fast).loops == 1 + 6

@@ -67,7 +67,9 @@ from .gc_pause import gc_paused
 from .record import Allocation, Instruction
 
 SAMPLES = 4  # iterations sampled for an affine model (period 1)
-MIN_ITERATIONS = SAMPLES + 3  # iteration 0, the samples, one expanded, the last
+# iteration 0, the samples and the last run for real: expansion pays (the samples' state
+# is watched at every mark) once it can append at least half of the loop
+MIN_ITERATIONS = 2 * (SAMPLES + 2)
 # (samples, periods tried): iterations whose numbers are affine per period p (a
 # double-buffered `buf[i % 2]`, the allocator's rotation) need more samples
 _SAMPLING = ((SAMPLES, (1,)), (8, (2, 4)))

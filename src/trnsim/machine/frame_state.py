@@ -65,13 +65,13 @@ def _state(v, depth: int):
     t = type(v)
     if t in PLAIN or t is int or t is bytes:
         return v
-    if tensor_core(v) is not None or depth <= 0 or isinstance(v, (_OPAQUE, range)):
+    if depth <= 0 or isinstance(v, (_OPAQUE, range)) or tensor_core(v) is not None:
         return ("id", id(v))
     if t.__module__.startswith("trnsim."):  # trnsim's own objects: their plain attributes
         depth = 1
-    if isinstance(v, (list, tuple)):
+    if isinstance(v, (list, tuple)):  # (tensor items: by the identities alone)
         return (t.__name__, len(v), tuple(map(id, v[:_IDS])),
-                tuple(_state(x, depth - 1) for x in v[:_ITEMS]))
+                tuple(_state(x, depth - 1) for x in v[:_ITEMS] if type(x) not in _TENSORS))
     if isinstance(v, dict):
         return ("dict", tuple((_state(a, 1), _state(b, depth - 1))
                               for a, b in list(v.items())[:_ITEMS]), len(v))
@@ -202,7 +202,13 @@ def tensor_core(x):
         return x
     d = getattr(x, "__dict__", None)
     core = d.get("core") if type(d) is dict else None
-    return core if isinstance(core, NkiTensor) else None
+    if isinstance(core, NkiTensor):
+        _TENSORS.add(type(x))
+        return core
+    return None
+
+
+_TENSORS = {NkiTensor}  # the tensor types seen (skipped fast in containers' items)
 
 
 def retarget(x, ids: dict, storages: dict):
