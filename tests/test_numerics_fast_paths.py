@@ -19,6 +19,8 @@ from trnsim.machine.errors import NkiNumericsWarning, UninitializedReadError
 from trnsim.numerics.cast import bf16_to_fp32, cast, fp32_to_bf16, to_fp32
 from trnsim.numerics.dtypes import bfloat16, float32
 
+from kernel_helpers import load, store
+
 BF16 = ml_dtypes.bfloat16
 
 
@@ -211,17 +213,10 @@ def test_exact_mode_rounds_the_exact_sum_once():
 
 @nki.jit
 def tiled_single(a, b):
-    sa = nl.ndarray(a.shape, a.dtype, buffer=nl.sbuf)
-    sb = nl.ndarray(b.shape, b.dtype, buffer=nl.sbuf)
-    nisa.dma_copy(dst=sa, src=a)
-    nisa.dma_copy(dst=sb, src=b)
+    sa, sb = load(a), load(b)
     ps = nl.ndarray((a.shape[1], b.shape[1]), nl.float32, buffer=nl.psum)
     nisa.nc_matmul(dst=ps, stationary=sa, moving=sb)
-    o = nl.ndarray(ps.shape, nl.float32, buffer=nl.sbuf)
-    nisa.tensor_copy(dst=o, src=ps)
-    out = nl.ndarray(ps.shape, nl.float32, buffer=nl.shared_hbm)
-    nisa.dma_copy(dst=out, src=o)
-    return out
+    return store(ps)
 
 
 def test_unknown_mode_is_an_error(monkeypatch):
@@ -248,11 +243,7 @@ def accumulate_halves(a, b, c):
     nisa.tensor_copy(dst=both[:, 0:N], src=sb)
     nisa.tensor_copy(dst=both[:, N:2 * N], src=sb)
     nisa.nc_matmul(dst=ps, stationary=sa, moving=both, accumulate=True)
-    o = nl.ndarray(ps.shape, nl.float32, buffer=nl.sbuf)
-    nisa.tensor_copy(dst=o, src=ps)
-    out = nl.ndarray(ps.shape, nl.float32, buffer=nl.shared_hbm)
-    nisa.dma_copy(dst=out, src=o)
-    return out
+    return store(ps)
 
 
 @pytest.mark.parametrize("mode", ["exact", "fp32"])
@@ -335,20 +326,13 @@ def psum_partly_written(a, b):
     """A PSUM tile written in its left half by a copy, then accumulate=True over all."""
     K, M = a.shape
     _, N = b.shape
-    sa = nl.ndarray(a.shape, a.dtype, buffer=nl.sbuf)
-    sb = nl.ndarray(b.shape, b.dtype, buffer=nl.sbuf)
-    nisa.dma_copy(dst=sa, src=a)
-    nisa.dma_copy(dst=sb, src=b)
+    sa, sb = load(a), load(b)
     ps = nl.ndarray((M, N), nl.float32, buffer=nl.psum)
     z = nl.ndarray((M, N // 2), nl.float32, buffer=nl.sbuf)
     nisa.memset(dst=z, value=0.0)
     nisa.tensor_copy(dst=ps[:, 0:N // 2], src=z)
     nisa.nc_matmul(dst=ps, stationary=sa, moving=sb, accumulate=True)
-    o = nl.ndarray(ps.shape, nl.float32, buffer=nl.sbuf)
-    nisa.tensor_copy(dst=o, src=ps)
-    out = nl.ndarray(ps.shape, nl.float32, buffer=nl.shared_hbm)
-    nisa.dma_copy(dst=out, src=o)
-    return out
+    return store(ps)
 
 
 def test_psum_flags_kept_without_strict_for_the_accumulate_check():
