@@ -282,10 +282,21 @@ class _Mark:
             del p.allocations[k]
         del p.fences[self.fences:]
         run.hbm._next = self.hbm
-        set_locals(frame, {k: v for k, v in self.locals.items() if type(v) is int})
         for lst, n, _ in self.lists.values():
             del lst[n:]
-        set_locals(frame, self.tensors)
+        set_locals(frame, {**{k: v for k, v in self.locals.items() if type(v) is int},
+                           **self.tensors})
+
+
+def _int_slot(v):
+    """How an attribute value is a number of the model: (None, 1) for an int, (its type,
+    length) for a list or tuple of ints, None otherwise."""
+    t = type(v)
+    if t is int:
+        return None, 1
+    if t in (list, tuple) and v and all(type(x) is int for x in v):
+        return t, len(v)
+    return None
 
 
 def _attr_parts(attrs: dict, nums: list):
@@ -293,14 +304,12 @@ def _attr_parts(attrs: dict, nums: list):
     key = []
     for k, v in attrs.items():
         t = type(v)
-        if t is int:
-            key.append((k, "i"))
-            nums.append(v)
+        slot = _int_slot(v)
+        if slot is not None:
+            key.append((k, slot))
+            nums.extend(v if slot[0] else (v,))
         elif t in PLAIN:
             key.append((k, "=", v))
-        elif t in (list, tuple) and v and all(type(x) is int for x in v):
-            key.append((k, t, len(v)))
-            nums.extend(v)
         elif t is np.ndarray:
             key.append((k, "nd", v.shape, str(v.dtype), v.tobytes()))
         else:
@@ -507,15 +516,15 @@ class _Plan:
     def matches(self, run, mark: "_Mark", last: int) -> bool:
         """Whether iteration `last`, run for real after `mark`, recorded the prediction."""
         names = self.key[2]
-        expected = self.row(np.array([last]))[0][len(self.rows[0]) - len(names):]
-        if [mark.lists[k][1] if k in mark.lists else -1 for k in names] != expected.tolist():
+        expected = self.row(np.array([last]))[0].tolist()
+        lengths = [mark.lists[k][1] if k in mark.lists else -1 for k in names]
+        if lengths != expected[len(expected) - len(names):]:
             return False
         end = _Mark(run, None)
         if end.pending or end.shared != mark.shared:
             return False
         key, nums = _snapshot(run, mark.instructions, end.instructions, mark.allocations,
                               end.allocations, mark.fences, end.fences)
-        expected = self.row(np.array([last]))[0].tolist()
         return key == self.key[0] and nums == expected[:self.record_numbers]
 
 
@@ -532,12 +541,9 @@ class _InstructionBuilder:
                          for i, a in enumerate(ins.reads + ins.writes)]
         self.nr = len(ins.reads)
         self.attrs = ins.attrs
-        self.attr_slots = []  # (key, None for an int or the sequence type, length)
-        for k, v in ins.attrs.items():
-            if type(v) is int:
-                self.attr_slots.append((k, None, 1))
-            elif type(v) in (list, tuple) and v and all(type(x) is int for x in v):
-                self.attr_slots.append((k, type(v), len(v)))
+        # (key, None for an int or the sequence type, length)
+        self.attr_slots = [(k, *slot) for k, slot in
+                           ((k, _int_slot(v)) for k, v in ins.attrs.items()) if slot]
 
     def build(self, row: list, pos: int, allocs: dict):
         accs = []

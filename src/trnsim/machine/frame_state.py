@@ -125,9 +125,6 @@ def set_locals(frame, values: dict) -> None:
     ctypes.pythonapi.PyFrame_LocalsToFast(ctypes.py_object(frame), ctypes.c_int(0))
 
 
-# -- one iteration as structure + numbers ------------------------------------------------
-
-
 def rebound_locals(marks) -> set:
     """The frame's locals bound to a new object at each mark (like its tensors, the last
     iteration rebinds them)."""
@@ -138,6 +135,19 @@ def rebound_locals(marks) -> set:
             if all(a != b for a, b in zip(ids, ids[1:])):  # (ids of dead objects recur)
                 out.add(k)
     return out
+
+
+def _made_between(x, m0, m1):
+    """The signature of tensor object `x` as one made between marks m0 and m1 (its type,
+    position among their allocations, view), or None when it is not such a tensor or
+    cannot be copied over another iteration's allocations (an indirect view; a lazily
+    filled block, whose pending fills are its own)."""
+    t = tensor_core(x)
+    aid = t.storage.alloc if t is not None else -1
+    if not m0.allocations <= aid < m1.allocations or t.dyn is not None \
+            or t.storage.lazy_fill:
+        return None
+    return type(x), aid - m0.allocations, t.shape, t.strides, t.offset, str(t.dtype)
 
 
 def growing_lists(marks, names):
@@ -152,16 +162,11 @@ def growing_lists(marks, names):
             lo, hi = m0.lists[name][1], m1.lists[name][1]
             if hi < lo or m1.lists[name][2][:lo] != m0.lists[name][2]:
                 return None  # items removed or replaced
-            shape = []
-            for x in lst[lo:hi]:
-                t = tensor_core(x)
-                aid = t.storage.alloc if t is not None else -1
-                if not m0.allocations <= aid < m1.allocations or t.storage.lazy_fill:
-                    return None  # (a lazily filled block's pending fills are its own)
-                shape.append((type(x), aid - m0.allocations, t.shape, t.strides, t.offset,
-                              str(t.dtype), t.dyn is None))
-            shapes.add(tuple(shape))
-        if len(shapes) > 1 or not all(s[-1] for s in next(iter(shapes))):
+            shape = tuple(_made_between(x, m0, m1) for x in lst[lo:hi])
+            if None in shape:
+                return None
+            shapes.add(shape)
+        if len(shapes) > 1:
             return None
         lo, hi = marks[-2].lists[name][1], marks[-1].lists[name][1]
         if hi > lo:
@@ -179,18 +184,9 @@ def carried_tensors(marks):
         seen = [m.tensors.get(name) for m in marks]
         if all(v is x for v in seen):
             continue  # the same tensor throughout
-        shapes = set()
-        for m0, m1, v in zip(marks, marks[1:], seen[1:]):
-            t = tensor_core(v)
-            aid = t.storage.alloc if t is not None else -1
-            if not m0.allocations <= aid < m1.allocations or t.dyn is not None \
-                    or t.storage.lazy_fill:
-                break
-            shapes.add((type(v), aid - m0.allocations, t.shape, t.strides, t.offset,
-                        str(t.dtype)))
-        else:
-            if len(shapes) == 1:
-                out.append((name, x))
+        shapes = {_made_between(v, m0, m1) for m0, m1, v in zip(marks, marks[1:], seen[1:])}
+        if len(shapes) == 1 and None not in shapes:
+            out.append((name, x))
     return out
 
 
