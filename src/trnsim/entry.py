@@ -3,12 +3,12 @@ current API's or the legacy one's) and profile the run. The glue above both fron
 and the profile package, so that each of those imports only what lies below it."""
 from __future__ import annotations
 
-import os
 import types
 
 from .chips import load_chip
 from .legacy import jit as legacy_jit
 from .machine import launch
+from .machine.runtime import strict_from_env
 from .nki.jit import Simulated, _as_kernel, default_chip
 from .profile import cache as pcache
 from .profile.profile import Profile
@@ -91,7 +91,8 @@ def profile(kernel, *args, chip=None, numerics=True, lnc=None, order="compiler",
     if store is not None:
         try:
             key = pcache.kernel_key(fn, args, kwargs, chip=chip, lnc=lnc, numerics=numerics,
-                                    strict=_env_strict(), order=order, legacy=legacy_key)
+                                    strict=strict_from_env(), order=order,
+                                    legacy=legacy_key)
         except pcache.Uncacheable:
             store.note_uncacheable()
         else:
@@ -105,8 +106,3 @@ def profile(kernel, *args, chip=None, numerics=True, lnc=None, order="compiler",
         store.put(key, prof)
         prof.cache, prof.cache_key = "miss", key
     return prof
-
-
-def _env_strict() -> bool:
-    """$TRNSIM_STRICT as the run reads it (strict mode can fail a run, so it is keyed)."""
-    return os.environ.get("TRNSIM_STRICT", "").strip().lower() in ("1", "true", "yes", "on")

@@ -28,7 +28,7 @@ import numpy as np
 from ..machine import expand, hooks, runtime
 from ..machine.errors import NkiValidationError, SourceLocation
 from ..machine.launch import HostArgs, param_names, placeholder
-from ..machine.runtime import Options, Run, activate
+from ..machine.runtime import Options, Run, activate, strict_from_env
 from .ops import flush
 from .tensor import LTensor
 
@@ -161,8 +161,7 @@ def run_legacy(fn, args=(), kwargs=None, grid=(), *, chip=None, numerics=True, s
     use and spilling what does not fit, as neuronx-cc does."""
     from .typing import TensorType
     if strict is None:
-        strict = os.environ.get("TRNSIM_STRICT", "").strip().lower() in ("1", "true", "yes",
-                                                                          "on")
+        strict = strict_from_env()
     args = tuple(a.example() if isinstance(a, TensorType) else a for a in args)
     kwargs = {k: v.example() if isinstance(v, TensorType) else v
               for k, v in (kwargs or {}).items()}

@@ -11,14 +11,13 @@ an output no caller reads takes no memory."""
 from __future__ import annotations
 
 import inspect
-import os
 
 import numpy as np
 
 from ..numerics.dtypes import dtype_of_array
 from .access import read_raw
 from .expand import rerun_if_left_early
-from .runtime import Options, Run, activate
+from .runtime import Options, Run, activate, strict_from_env
 from .tensor import MemoryRegion, NkiTensor
 
 
@@ -151,7 +150,7 @@ def run_kernel(fn, args=(), kwargs=None, *, lnc: int = 1, chip=None, numerics=Tr
     """Run `fn(*args, **kwargs)` on a simulated chip with `lnc` logical cores.
     `strict=None` means $TRNSIM_STRICT. Returns (host outputs, the Run with its program)."""
     if strict is None:
-        strict = os.environ.get("TRNSIM_STRICT", "").strip().lower() in ("1", "true", "yes", "on")
+        strict = strict_from_env()
     return rerun_if_left_early(lambda expanding: _run(
         fn, args, kwargs, lnc, chip, Options(numerics, bool(strict), expanding)))
 

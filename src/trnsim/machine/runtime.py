@@ -5,6 +5,7 @@ deterministic and the record interleaves the cores in a reproducible order."""
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from dataclasses import dataclass, field
 
@@ -23,6 +24,14 @@ class Options:
     numerics: bool = True
     strict: bool = False
     expand: bool = True  # loop expansion where it applies (machine/expand.py)
+
+
+STRICT_ENV = "TRNSIM_STRICT"
+
+
+def strict_from_env() -> bool:
+    """Strict mode as $TRNSIM_STRICT sets it (for runs that do not say)."""
+    return os.environ.get(STRICT_ENV, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 @dataclass

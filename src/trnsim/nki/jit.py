@@ -22,7 +22,6 @@ import os
 from ..machine import hooks, runtime
 from ..machine.launch import run_kernel
 
-_STRICT_ENV = "TRNSIM_STRICT"
 _NC_VERSION_ENV = "NKI_NC_VERSION"
 
 
@@ -96,7 +95,7 @@ class Simulated:
             self.kernel.fn, args, kwargs, lnc=self.kernel.lnc,
             chip=self.chip if self.chip is not None else default_chip(),
             numerics=self.numerics,
-            strict=self.strict if self.strict is not None else _env_flag(_STRICT_ENV))
+            strict=self.strict)
         if os.environ.get("TRNSIM_PROFILE_DIR"):  # write this call's profile there
             hooks.autosave(self.last_run, self.kernel.fn, outputs)
         return outputs
@@ -129,7 +128,3 @@ def default_chip() -> str | None:
         if value:
             return value
     return None
-
-
-def _env_flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
