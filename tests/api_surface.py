@@ -1,6 +1,6 @@
-"""Checks of an API surface against a reference listing (nki-api-new.json,
-nki-api-legacy.json in ../shared/reference), shared by tests/test_api_surface.py and
-tests/test_legacy_api_surface.py.
+"""Checks of an API surface against a reference listing (tests/data/nki_api: the public
+stubs of each NKI release, parsed into JSON; their sources in tests/data/nki_api/SOURCES.md),
+shared by tests/test_api_surface.py and tests/test_legacy_api_surface.py.
 
 Default values are compared through their spelling in the stubs:
 - enum members as `<enum class>.<member>` (`reduce_cmd.idle`, `engine.unknown`);
@@ -20,25 +20,19 @@ from pathlib import Path
 
 import pytest
 
-REFERENCE = Path(__file__).parents[2] / "shared/reference"
+LISTINGS = Path(__file__).parent / "data" / "nki_api"
 
 
 class Surface:
-    """A reference listing (None if ../shared is missing) and the trnsim modules behind
-    its module names."""
+    """A reference listing and the trnsim modules behind its module names."""
 
     def __init__(self, filename: str, modules: dict):
-        self.path = REFERENCE / filename
+        self.path = LISTINGS / filename
         self.modules = modules
-        self.spec = json.loads(self.path.read_text()) if self.path.exists() else None
-        self.needs_spec = pytest.mark.skipif(
-            self.spec is None, reason=f"API reference {self.path} is missing (it lives in "
-                                      "../shared/reference)")
+        self.spec = json.loads(self.path.read_text())
 
     def cases(self, kind: str) -> list:
         """One pytest case per name of `kind` (functions, classes, constants)."""
-        if self.spec is None:
-            return [pytest.param(None, None, id=f"{kind}-no-spec")]
         out = []
         for mod in self.modules:
             section = self.spec.get(mod, {})

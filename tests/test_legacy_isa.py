@@ -6,10 +6,7 @@ Each kernel is legacy NKI code; references are NumPy code written here. Every ke
 also runs once with numerics off (`run` below) and must produce the same record.
 """
 import enum
-import inspect
-import json
 import os
-from pathlib import Path
 
 import ml_dtypes
 import numpy as np
@@ -24,7 +21,6 @@ BF16 = ml_dtypes.bfloat16
 FP32_MIN = np.float32(np.finfo(np.float32).min)
 HERE = os.path.basename(__file__)
 RNG = np.random.default_rng(7)
-SPEC_PATH = Path(__file__).parents[2] / "shared/reference/nki-api-legacy.json"
 
 
 def _sig(program):
@@ -76,37 +72,6 @@ def test_enums_are_intenums_with_the_legacy_values():
     assert nisa.dma_engine is not None
     assert nisa.fp32.min == FP32_MIN and nisa.fp32().min == FP32_MIN
     assert np.float32(nisa.fp32.min) == FP32_MIN
-
-
-def _spelled(d) -> set:
-    """How a default can be spelled in the API list: `reduce_cmd.idle`, `np.amax`,
-    `fp32.min`, `False`, `1.0`..."""
-    out = {repr(d), str(d)}
-    if isinstance(d, enum.Enum):
-        out.add(f"{type(d).__name__}.{d.name}")
-    elif isinstance(d, (int, float)) and not isinstance(d, bool):
-        out.add(repr(float(d)))
-        out.add(repr(int(d)) if float(d).is_integer() else "")
-    if getattr(d, "__name__", None):
-        out.add(f"np.{d.__name__}")
-    return out
-
-
-@pytest.mark.skipif(not SPEC_PATH.exists(), reason="nki-api-legacy.json is missing")
-def test_signatures_match_the_legacy_api_list():
-    spec = json.loads(SPEC_PATH.read_text())["nki.isa"]
-    for name, params in spec["functions"].items():
-        sig = inspect.signature(getattr(nisa, name))
-        got = [(p.name, p.kind.name.lower()) for p in sig.parameters.values()]
-        assert got == [(p["name"], p["kind"]) for p in params], name
-        for p, e in zip(sig.parameters.values(), params):
-            assert (p.default is not inspect.Parameter.empty) == ("default" in e), (name, p)
-            if "default" in e:
-                assert e["default"] in _spelled(p.default), (name, p.name, p.default)
-    for name in spec["constants"]:
-        assert hasattr(nisa, name)
-    for name, c in spec["classes"].items():
-        assert all(hasattr(getattr(nisa, name), m) for m in c["members"] + list(c["methods"]))
 
 
 @pytest.mark.parametrize("chip,gen", [("trn1", 2), ("trn2", 3)])
