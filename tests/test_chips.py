@@ -1,6 +1,6 @@
 """Chip data files and their loader (trnsim.chips).
 
-Expected figures are typed in here from /work/shared/reference/hardware.md and
+Expected figures are typed in here from the project's hardware notes (hardware.md) and
 nki-api.md §3, independently of the JSON files.
 """
 

@@ -191,6 +191,33 @@ def test_profile_usage_errors(capsys):
     assert cli.main([]) == 2
 
 
+@pytest.mark.parametrize("argv,says", [
+    (["profile", SOFTMAX, "--chip", "trn4", "--arg", "x=float32[128,512]"],
+     "unknown chip 'trn4'; valid names: trn1, inf2, gen2, trn2, gen3, trn3, gen4"),
+    (["compare", SOFTMAX, "--chip", "trn2", "--chip", "trn9", "--arg", "x=float32[128,512]"],
+     "unknown chip 'trn9'"),
+    (["profile", SOFTMAX, "--arg", "x=float32[128,512]", "--inputs", "missing.npz"],
+     "--inputs missing.npz: no such file"),
+    (["profile", SOFTMAX, "--arg", "x=float32[a,b]"], "the shape takes integers"),
+])
+def test_usage_errors_are_one_line(argv, says, capsys):
+    rc, out, err = _run(argv, capsys)
+    assert rc == 2 and out == ""
+    assert err.count("\n") == 1 and says in err, err
+
+
+def test_a_kernel_error_prints_its_line_without_a_traceback(tmp_path, capsys):
+    src = tmp_path / "bad.py"
+    src.write_text("import trnsim.nki as nki\nimport trnsim.nki.language as nl\n\n"
+                   "@nki.jit\ndef bad(a):\n"
+                   "    x = nl.ndarray((256, 512), a.dtype, buffer=nl.sbuf)\n"
+                   "    return x\n")
+    rc, _, err = _run(["profile", f"{src}::bad", "--arg", "a=float32[128,512]", "--no-write"],
+                      capsys)
+    assert rc == 1 and "Traceback" not in err
+    assert "partition dimension 256" in err and f"{src}:6" in err
+
+
 def test_compare_two_kernels_and_two_chips(serial, capsys):
     rc, out, _ = _run(["compare", ADD, SOFTMAX, "--arg", "a_input=float32[128,512]",
                        "--arg", "b_input=float32[128,512]", "--arg", "x=float32[128,512]",
@@ -306,3 +333,8 @@ def test_profile_real_timing_model(tmp_path, capsys):
     assert s["total_time"] == pytest.approx(prof.total_time)
     assert s["summary"]["model_flops"] == 2 * 256 * 128 * 512
     assert f"for {len(prof.program)} instructions" in out
+
+
+def test_default_output_folder_is_ignored_by_git():
+    ignored = (ROOT / ".gitignore").read_text().split()
+    assert f"{cli.DEFAULT_OUT}/" in ignored or f"/{cli.DEFAULT_OUT}/" in ignored

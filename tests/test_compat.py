@@ -1,6 +1,7 @@
 """trnsim.compat (`import nki` -> trnsim.nki) and the simulator entry points public
 suites call: nki.simulate, @nki.jit calls, nki.cpu_simulate (nki-library),
 nki.simulator.simulate_kernel (vLLM); chip and strict selection from the environment."""
+import subprocess
 import sys
 import types
 import warnings
@@ -50,6 +51,16 @@ def _inputs(shape=(64, 32), dtype=np.float32, seed=0):
 
 
 # -- module aliasing ----------------------------------------------------------
+def test_readme_spelling_works_in_a_fresh_interpreter():
+    """`import trnsim; trnsim.compat.install(); import nki` as the README writes it (the
+    submodule must not need its own import)."""
+    code = ("import trnsim; trnsim.compat.install(); import nki, nki.language as nl; "
+            "print(nki.__name__, nl.__name__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["trnsim.nki", "trnsim.nki.language"]
+
+
 def test_install_aliases_public_module_names(nki_env):
     mod = nki_env.install()
     import nki

@@ -10,7 +10,7 @@ scheme of the compiler reference: block idx -> base + lin(idx % tiles) * tile si
 blocks mapped to one physical tile share its bytes, invalid placements are rejected,
 and `force_auto_alloc` turns direct allocation off.
 
-Figures typed in from ../shared/reference/nki-api.md §3: trn2 has 212984 usable SBUF
+Figures typed in from nki-api.md (the project's NKI notes) §3: trn2 has 212984 usable SBUF
 bytes per partition; PSUM is 8 banks x 2 KiB per partition."""
 import numpy as np
 import pytest

@@ -2,7 +2,7 @@
 instruction, the operand and the limit, and points at the kernel's own file:line.
 
 Texts follow the legacy error reference (SDK-2.26 `nki.errors.rst`, quoted in
-../shared/reference/nki-api.md §3) where it has one:
+nki-api.md (the project's NKI notes) §3) where it has one:
 - "Size of partition dimension 256 exceeds architecture limitation of 128"
 - "number of partitions (dimension 0 size of a tile) mismatch in parameters (data1[128,
   512], data2[1, 512]) of 'tensor_tensor'"

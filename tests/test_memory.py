@@ -3,7 +3,7 @@ views, where the compiler model places tensors and reuses their space
 (trnsim.compiler.allocation), PSUM banks, capacity errors, fresh-memory fill and
 strict-mode uninitialized reads.
 
-Figures typed in from ../shared/reference/nki-api.md §3 (usable SBUF bytes per
+Figures typed in from nki-api.md (the project's NKI notes) §3 (usable SBUF bytes per
 partition 180224 / 212984 / 245752; PSUM 16 KiB per partition = 8 banks x 2 KiB)."""
 import re
 

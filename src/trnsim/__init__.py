@@ -2,6 +2,7 @@
 import inspect
 import types
 
+from . import compat  # noqa: F401  (trnsim.compat.install(): `import nki` runs on trnsim)
 from .chips import available_chips, load_chip  # noqa: F401
 from .machine.errors import NkiValidationError  # noqa: F401
 from .machine.launch import run_kernel  # noqa: F401

@@ -38,6 +38,8 @@ import sys
 import threading
 import time
 
+from .machine.errors import NkiValidationError
+
 DEFAULT_OUT = "trnsim-out"
 _SPEC_RE = re.compile(r"^\s*([A-Za-z_][\w]*)\s*\[\s*([\d\s,x]*)\s*\]\s*$")
 
@@ -148,6 +150,9 @@ def parse_arg(text: str, rng):
         if not shape:
             raise CliError(f"--arg {text!r}: give the shape, e.g. {m.group(1)}[128,512]")
         return name, random_array(dtype, shape, rng), f"{dtype}{list(shape)} random"
+    if re.match(r"^\s*[A-Za-z_]\w*\s*\[.*\]\s*$", value):
+        raise CliError(f"--arg {text!r}: the shape takes integers, e.g. "
+                       f"{value.partition('[')[0].strip()}[128,512]")
     try:
         v = ast.literal_eval(value)
     except (ValueError, SyntaxError):
@@ -161,6 +166,8 @@ def build_inputs(fn, arg_specs, npz_path, seed, only_known=False) -> tuple[dict,
     rng = np.random.default_rng(seed)
     kwargs, desc = {}, {}
     if npz_path:
+        if not os.path.isfile(npz_path):
+            raise CliError(f"--inputs {npz_path}: no such file")
         with np.load(npz_path) as data:
             for k in data.files:
                 a = data[k]
@@ -277,6 +284,7 @@ def run_profile(target, chip, arg_specs, npz, lnc, numerics, seed, progress=None
     import trnsim.profile as tprof
     if "@" in target.rpartition("::")[2]:
         target, _, chip = target.rpartition("@")
+    chip = _chip(chip)
     obj, fn, _ = load_kernel(target)
     kwargs, desc = build_inputs(fn, arg_specs, npz, seed, only_known)
     if progress:
@@ -288,6 +296,16 @@ def run_profile(target, chip, arg_specs, npz, lnc, numerics, seed, progress=None
     prof.summary  # noqa: B018 - computed here, under the progress display
     prof.insights  # noqa: B018
     return prof, desc
+
+
+def _chip(name):
+    """The chip named on the command line (None: the environment's, else trn2); an unknown
+    name is a usage error listing the valid ones."""
+    from .chips import load_chip
+    try:
+        return load_chip(name)
+    except (ValueError, OSError) as exc:
+        raise CliError(str(exc)) from None
 
 
 def _table(rows, header=None, align=None, indent="  ") -> str:
@@ -675,6 +693,9 @@ def main(argv=None) -> int:
     except CliError as exc:
         print(f"trnsim {args.command}: {exc}", file=sys.stderr)
         return 2
+    except NkiValidationError as exc:  # the kernel's own error, at its line: no traceback
+        print(f"trnsim {args.command}: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
