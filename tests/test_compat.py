@@ -61,6 +61,13 @@ def test_readme_spelling_works_in_a_fresh_interpreter():
     assert out.stdout.split() == ["trnsim.nki", "trnsim.nki.language"]
 
 
+@pytest.mark.parametrize("name", ["nki", "neuronxcc.nki"])
+def test_import_before_install_says_how(name):
+    code = f"import trnsim\ntry:\n    import {name}\nexcept ModuleNotFoundError as e:\n    print(e)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert "call trnsim.compat.install() before" in out.stdout, out.stdout + out.stderr
+
+
 def test_install_aliases_public_module_names(nki_env):
     mod = nki_env.install()
     import nki

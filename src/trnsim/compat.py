@@ -272,3 +272,20 @@ def uninstall() -> None:
             sys.modules[name] = module
     _saved = None
     importlib.invalidate_caches()
+
+
+class _InstallHint(importlib.abc.MetaPathFinder):
+    """Last on sys.meta_path: when nothing else provides `nki` or `neuronxcc` (no real
+    package, install() not called), the ModuleNotFoundError says how to get trnsim's."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname in (_PREFIX, LEGACY_PACKAGE) and not installed():
+            what = "legacy NKI kernels" if fullname == LEGACY_PACKAGE else "NKI code"
+            raise ModuleNotFoundError(
+                f"No module named {fullname!r}: call trnsim.compat.install() before "
+                f"`import {fullname}` to run {what} on trnsim", name=fullname)
+        return None
+
+
+if not any(isinstance(f, _InstallHint) for f in sys.meta_path):
+    sys.meta_path.append(_InstallHint())
