@@ -5,6 +5,13 @@ collectives are placeholders with the public signatures: each raises Unsupported
 `rank_id()` is the exception: a simulation is a single rank, rank 0, and it returns a
 VirtualRegister holding 0 (recorded as a `rank_id` instruction on the Sync engine), so
 kernels that use it as a `scalar_offset` run.
+
+NKI 0.7 splits the variable-length collectives into prepare + trigger
+(`all_to_all_v_prepare` / `all_to_all_v_trigger`, `all_gather_v_prepare` /
+`all_gather_v_trigger`): prepare takes all_to_all_v's / all_gather_v's arguments and
+returns the NkiInstruction that its one trigger takes. They raise UnsupportedError like
+the collectives they split, after checking what needs no second rank: a trigger's
+argument is a prepare's result.
 """
 from __future__ import annotations
 
@@ -67,6 +74,48 @@ def all_to_all_v(srcs: List[NkiTensor], dsts: List[NkiTensor], replica_group: Re
     _unsupported("all_to_all_v")
 
 
+def all_to_all_v_prepare(srcs: List, dsts: List, replica_group: ReplicaGroup,
+                         metadata_tensor, recv_counts_known: bool = False,
+                         has_rdispls: bool = False, priority: Optional[int] = None,
+                         name: Optional[str] = None):
+    """Begin a split all_to_all_v (NKI 0.7): the metadata setup, returning the
+    NkiInstruction for the paired all_to_all_v_trigger."""
+    _unsupported("all_to_all_v_prepare")
+
+
+def all_to_all_v_trigger(prepare_instr, name: Optional[str] = None):
+    """Complete a split all_to_all_v (NKI 0.7): `prepare_instr` is what the paired
+    all_to_all_v_prepare returned; it supplies every other operand."""
+    _check_prepare(prepare_instr, "all_to_all_v_trigger")
+    _unsupported("all_to_all_v_trigger")
+
+
+def all_gather_v_prepare(srcs: List, dsts: List, replica_group: ReplicaGroup,
+                         metadata_tensor, recv_counts_known: bool = False,
+                         has_rdispls: bool = False, priority: Optional[int] = None,
+                         name: Optional[str] = None):
+    """Begin a split all_gather_v (NKI 0.7): the metadata setup, returning the
+    NkiInstruction for the paired all_gather_v_trigger."""
+    _unsupported("all_gather_v_prepare")
+
+
+def all_gather_v_trigger(prepare_instr, name: Optional[str] = None):
+    """Complete a split all_gather_v (NKI 0.7): `prepare_instr` is what the paired
+    all_gather_v_prepare returned; it supplies every other operand."""
+    _check_prepare(prepare_instr, "all_gather_v_trigger")
+    _unsupported("all_gather_v_trigger")
+
+
+def _check_prepare(prepare_instr, api: str):
+    from ..isa.misc import NkiInstruction
+    from ..machine.errors import NkiValidationError
+    if not isinstance(prepare_instr, NkiInstruction):
+        raise NkiValidationError(
+            f"prepare_instr must be the NkiInstruction returned by "
+            f"the paired {api.replace('_trigger', '_prepare')}, got "
+            f"{type(prepare_instr).__name__}", op=api)
+
+
 def collective_permute(srcs: List[NkiTensor], dsts: List[NkiTensor],
                        source_target_pairs: List[Tuple[int, int]],
                        priority: Optional[int] = None, name: Optional[str] = None) -> None:
@@ -107,6 +156,7 @@ def rank_id(name: Optional[str] = None):
 
 
 __all__ = ["ReplicaGroup", "all_reduce", "all_gather", "all_gather_v", "reduce_scatter",
-           "all_to_all", "all_to_all_v", "collective_permute", "collective_permute_implicit",
+           "all_to_all", "all_to_all_v", "all_to_all_v_prepare", "all_to_all_v_trigger",
+           "all_gather_v_prepare", "all_gather_v_trigger", "collective_permute", "collective_permute_implicit",
            "collective_permute_implicit_reduce",
            "collective_permute_implicit_current_processing_rank_id", "rank_id"]

@@ -5,3 +5,4 @@ from .core import tile_size  # noqa: F401
 from .memory_ops import *  # noqa: F401,F403
 from ...language.math import *  # noqa: F401,F403
 from .control import *  # noqa: F401,F403
+from .grid import *  # noqa: F401,F403

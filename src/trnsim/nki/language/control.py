@@ -1,5 +1,9 @@
 """nki.language dynamic control flow: loops whose bounds or condition live in virtual
-registers and run as hardware loops on the device.
+registers (or, from NKI 0.7, NkiScalars) and run as hardware loops on the device.
+
+NKI 0.7 removed `nl.dynamic_range` (deprecated in 0.6; use `fori_loop`). trnsim keeps
+accepting it, as 0.6 kernels spell it, with a DeprecationWarning: the name conflicts with
+nothing in 0.7.
 
 The simulator executes eagerly: bounds are read (once, at loop entry) from the
 registers' current values and the body runs once per iteration. Each loop-condition
@@ -8,8 +12,11 @@ loop id, iteration, taken) so the timing model can charge the sequencer's branch
 """
 from __future__ import annotations
 
+import warnings
+
 from ...isa.registers import VirtualRegister, _record_branch, as_int, dynamic_loop
 from ...machine.errors import NkiValidationError
+from ..isa.scalar import NkiScalar
 
 # A data-dependent while loop that never reaches 0 would hang the simulator.
 MAX_WHILE_ITERATIONS = 1 << 20
@@ -40,36 +47,52 @@ def _reads(*xs):
     return [x.name for x in xs if isinstance(x, VirtualRegister)]
 
 
-def _counted(kind: str, lower, upper, step):
-    """Yield a fresh register per iteration of range(lower, upper, step), recording
-    each loop-condition check."""
+def _counted(kind: str, lower, upper, step, make=VirtualRegister):
+    """Yield a fresh register (`make(i)`) per iteration of range(lower, upper, step),
+    recording each loop-condition check."""
     step = _step(step, kind)
+    for role, x in (("lower", lower), ("upper", upper)):
+        if isinstance(x, NkiScalar) and x.dtype != "int32":
+            raise NkiValidationError(
+                f"{kind}: {role} is an {x.dtype} scalar; a loop bound must be 32-bit (the "
+                "loop's compare-and-branch has no 64-bit form)", op=kind)
     lo, hi = _bound(lower, "start" if kind == "dynamic_range" else "lower", kind), \
         _bound(upper, "stop" if kind == "dynamic_range" else "upper", kind)
     regs = _reads(lower, upper)
     with dynamic_loop() as loop:
         for n, i in enumerate(range(lo, hi, step)):
             _record_branch(kind, regs, True, loop=loop.id, iteration=n)
-            yield VirtualRegister(i)
+            yield make(i)
         _record_branch(kind, regs, False, loop=loop.id, iteration=len(range(lo, hi, step)))
 
 
 def dynamic_range(start, stop=None, step=1):
     """A dynamic (hardware) loop: `for i in nl.dynamic_range(reg)`. `start`/`stop` are
     ints or VirtualRegisters (one argument is the stop, start 0); `step` is a
-    compile-time positive int. The loop variable is a VirtualRegister."""
+    compile-time positive int. The loop variable is a VirtualRegister.
+
+    Removed in NKI 0.7 (use fori_loop); kept here, with a DeprecationWarning, so 0.6
+    kernels run unmodified."""
+    warnings.warn("nl.dynamic_range was removed in NKI 0.7: use nl.fori_loop(lower, upper, "
+                  "body_fun); trnsim still runs it as in NKI 0.6", DeprecationWarning,
+                  stacklevel=2)
     if stop is None:
         start, stop = 0, start
     return _counted("dynamic_range", start, stop, step)
 
 
 def fori_loop(lower, upper, body_fun, step=1):
-    """Call `body_fun(i)` for i in range(lower, upper, step), `i` a VirtualRegister
-    passed by value (writing it does not change the loop). Returns None."""
+    """Call `body_fun(i)` for i in range(lower, upper, step), `i` passed by value
+    (writing it does not change the loop). As in NKI 0.7, `i` is an int32 NkiScalar
+    unless a bound is a VirtualRegister, when it is a VirtualRegister (NKI 0.6).
+    Returns None."""
     if not callable(body_fun):
         raise NkiValidationError(f"fori_loop: body_fun must be callable, got "
                                  f"{type(body_fun).__name__}", op="fori_loop")
-    for i in _counted("fori_loop", lower, upper, step):
+    legacy = any(isinstance(x, VirtualRegister) and not isinstance(x, NkiScalar)
+                 for x in (lower, upper))
+    make = VirtualRegister if legacy else (lambda i: NkiScalar(i, "int32"))
+    for i in _counted("fori_loop", lower, upper, step, make):
         body_fun(i)
     return None
 

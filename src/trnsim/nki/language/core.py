@@ -52,6 +52,11 @@ def zeros_like(x, dtype=None, buffer=None, name=""):
 
 
 def empty_like(x, dtype=None, buffer=None, name=""):
+    """A new uninitialized tensor like `x`; for a tile or block grid selection (NKI 0.7),
+    a new grid of the same geometry (alloc_tiles / alloc_blocks)."""
+    from .grid import NkiGrid, grid_like
+    if isinstance(x, NkiGrid):
+        return grid_like(x, dtype, buffer, name)
     return ndarray(x.shape, dtype or x.dtype, buffer or x.buffer, name)
 
 
