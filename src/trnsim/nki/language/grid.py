@@ -325,15 +325,26 @@ def alloc_blocks(*, tile_shape: tuple, block_shape: tuple, element_shape: tuple,
 
 
 def grid_like(x: NkiGrid, dtype=None, buffer=None, name=""):
-    """New storage shaped like the grid selection `x` (nl.empty_like on a grid)."""
-    buffer = x.buffer if buffer is None else buffer
+    """New storage shaped like the grid selection `x`, as a grid of the same kind and
+    tile (block) shape (nl.empty_like on a grid). When one tensor can hold the selection
+    (in HBM, or on chip with the partition dimension first and at most pmax partitions)
+    that tensor backs the grid, so the whole selection stays one operand (`.data`);
+    otherwise the storage is alloc_tiles' / alloc_blocks' capacity layout."""
+    from .core import tile_size
+    region = as_region(x.buffer if buffer is None else buffer)
     dtype = x.dtype if dtype is None else dtype
-    live = x.element_shape
-    tile = x.tile_shape[-len(live):] if len(x.tile_shape) > len(live) else x.tile_shape
+    shape = x.element_shape
+    tile = x.tile_shape
+    plain = region.space == "hbm" or (len(shape) == len(tile) and shape[0] <= tile_size.pmax)
+    if plain:
+        t = ndarray(shape, dtype, region, name)
+        if isinstance(x, NkiBlockGrid):
+            return blocks(t, tile_shape=tile, block_shape=x.block_shape)
+        return tiles(t, tile_shape=tile)
     if isinstance(x, NkiBlockGrid):
-        return alloc_blocks(tile_shape=tile, block_shape=x.block_shape, element_shape=live,
-                            buffer=buffer, dtype=dtype, name=name)
-    return alloc_tiles(tile_shape=tile, element_shape=live, buffer=buffer, dtype=dtype,
+        return alloc_blocks(tile_shape=tile, block_shape=x.block_shape, element_shape=shape,
+                            buffer=region, dtype=dtype, name=name)
+    return alloc_tiles(tile_shape=tile, element_shape=shape, buffer=region, dtype=dtype,
                        name=name)
 
 
