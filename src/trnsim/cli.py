@@ -3,9 +3,12 @@
     trnsim profile FILE.py::KERNEL [--chip trn2] [--arg NAME=DTYPE[SHAPE] | NAME=VALUE ...]
                    [--inputs file.npz] [--lnc 2] [--numerics | --no-numerics]
                    [--out DIR] [--seed N] [--no-trace] [--no-report] [--json]
+                   [--explorer DIR [--explorer-format parquet|json]]
         Runs the kernel on the simulated chip (random inputs unless --inputs gives
         them), prints its summary and insights, and writes the Perfetto trace, the HTML
-        report and the summary JSON into --out (default ./trnsim-out/).
+        report and the summary JSON into --out (default ./trnsim-out/). --explorer
+        also writes the profile as Neuron Explorer's tables (<Table>.parquet, or
+        <Table>.json) into DIR (trnsim.profile.explorer).
 
     trnsim compare A B [same options]       two kernels side by side, with ratios
     trnsim compare FILE.py::K --chip trn2 --chip trn3   one kernel on two chips
@@ -397,6 +400,15 @@ def write_outputs(prof, out_dir, trace=True, report=True, extra=None) -> dict:
                         trace=trace, report=report, extra=extra)
 
 
+def write_explorer(prof, directory, fmt) -> str:
+    """The profile as Neuron Explorer's tables in `directory` (--explorer)."""
+    from .profile.explorer import MissingPyarrow
+    try:
+        return prof.to_explorer(directory, format=fmt)
+    except MissingPyarrow as exc:
+        raise CliError(f"--explorer: {exc}") from None
+
+
 def _header(prof, desc) -> str:
     from .profile import views
     chip = prof.chip
@@ -438,6 +450,9 @@ def cmd_profile(args) -> int:
             prog.set("writing")
             paths = write_outputs(prof, args.out, trace=not args.no_trace,
                                   report=not args.no_report, extra={"inputs": desc})
+        if args.explorer:
+            prog.set("writing")
+            paths["explorer"] = write_explorer(prof, args.explorer, args.explorer_format)
     cache_line = _cache_line(cache_before)
     if args.json:
         from .profile.autosave import summary_json
@@ -458,7 +473,8 @@ def cmd_profile(args) -> int:
         print()
         print("Wrote")
         rows = [(k, v) for k, v in (("trace", paths.get("trace")), ("report", paths.get("report")),
-                                    ("summary", paths.get("summary"))) if v]
+                                    ("summary", paths.get("summary")),
+                                    ("explorer", paths.get("explorer"))) if v]
         print(_table(rows, align=("l", "l")))
         if paths.get("trace"):
             print("  (open the trace in Perfetto UI or chrome://tracing; the report in a browser)")
@@ -666,6 +682,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-trace", action="store_true", help="skip the Perfetto trace")
     p.add_argument("--no-report", action="store_true", help="skip the HTML report")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--explorer", default=None, metavar="DIR",
+                   help="also write the profile as Neuron Explorer's tables into DIR "
+                        "(Instruction, DmaPacket, Summary, ...; written even with --no-write)")
+    p.add_argument("--explorer-format", choices=("parquet", "json"), default="parquet",
+                   help="<Table>.parquet (default; needs pyarrow: pip install "
+                        "'trnsim[explorer]') or <Table>.json")
     p.set_defaults(func=cmd_profile)
     c = sub.add_parser("compare", help="two profiles side by side (two kernels, or one "
                        "kernel on two chips)",

@@ -59,7 +59,8 @@ class Profile:
     `insights` (the most critical findings, at most 4; `all_insights` has every one),
     `benchmark_result` (nki.benchmark's shape), `memory` (the compiler model's
     MemoryPlan: where each on-chip block lived when, peak use, spills; `memory_table()`
-    per tensor), `to_perfetto(path)`, `report(path)`. `cache`: "hit" or "miss" when the
+    per tensor), `to_perfetto(path)`, `report(path)`, `to_explorer(dir)` (Neuron
+    Explorer's tables). `cache`: "hit" or "miss" when the
     profile cache (trnsim.profile.cache) was consulted, else None; `cache_key` its key."""
 
     def __init__(self, program, timeline, outputs=None, run=None, name=None):
@@ -123,6 +124,15 @@ class Profile:
         from .report import write_report
         write_report(self, os.fspath(path))
         return path
+
+    def to_explorer(self, path, format: str = "parquet"):
+        """Write the profile into directory `path` in Neuron Explorer's documented
+        output schema (Instruction, DmaPacket, SemaphoreUpdate, HbmUsage, SbufUsage,
+        PsumUsage, Summary, ... tables): <Table>.parquet (needs pyarrow: the
+        `explorer` extra) or, with format="json", <Table>.json. See
+        trnsim.profile.explorer."""
+        from .explorer import write_explorer
+        return write_explorer(self, path, format)
 
     def __repr__(self):
         s = self.summary
