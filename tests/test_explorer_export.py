@@ -22,7 +22,7 @@ import pytest
 import trnsim
 from trnsim import cli
 from trnsim.examples import load_example
-from trnsim.profile import explorer
+from trnsim.profile import explorer_schema as schema
 
 DOC_COLUMNS = {
     "Summary": ("total_time:float neuroncore_cycle_count:int64 model_flops:int64 "
@@ -225,26 +225,26 @@ def test_files_are_documented_tables_with_documented_fields_and_types(exported):
 
 
 def test_the_writers_schema_is_the_documented_one():
-    for table, fields in explorer.SCHEMA.items():
+    for table, fields in schema.SCHEMA.items():
         assert [(c, t) for c, t, _, _ in fields] == doc_fields(table), table
         for _, _, unit, meaning in fields:
             assert unit in ("", "nanoseconds", "seconds", "bytes", "bytes_per_second",
                             "percent", "cycles", "flops", "gigahertz") and meaning
-    for table, nulls in explorer.NOT_FILLED.items():
-        assert set(nulls) <= set(explorer.columns(table)), table
+    for table, nulls in schema.NOT_FILLED.items():
+        assert set(nulls) <= set(schema.columns(table)), table
     spot = {("Instruction", "duration_ns"): "nanoseconds", ("Summary", "total_time"): "seconds",
             ("DmaPacket", "throughput"): "bytes_per_second",
             ("SbufUsage", "avg_util_percent"): "percent",
             ("Metadata", "tensor_engine_clock_freq"): "gigahertz"}
     for (table, col), unit in spot.items():
-        assert dict((c, u) for c, _, u, _ in explorer.SCHEMA[table])[col] == unit
+        assert dict((c, u) for c, _, u, _ in schema.SCHEMA[table])[col] == unit
 
 
 def test_documented_fields_are_filled_unless_listed_as_null(exported):
     _, _, rows = exported
     for table, rs in rows.items():
-        nulls = set(explorer.NOT_FILLED.get(table, ()))
-        sometimes = explorer.CONDITIONAL.get(table, set())
+        nulls = set(schema.NOT_FILLED.get(table, ()))
+        sometimes = schema.CONDITIONAL.get(table, set())
         for col, _ in doc_fields(table):
             values = [r[col] for r in rs]
             if col in nulls:
@@ -253,7 +253,7 @@ def test_documented_fields_are_filled_unless_listed_as_null(exported):
                 assert all(v is not None for v in values), (table, col)
     warned = " ".join(r["message"] for r in rows["Warning"] if r["category"] == "Missing Data")
     for table in rows:
-        for col in explorer.NOT_FILLED.get(table, ()):
+        for col in schema.NOT_FILLED.get(table, ()):
             assert col in warned
 
 
