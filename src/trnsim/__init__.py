@@ -4,7 +4,7 @@ import types
 
 from . import compat  # noqa: F401  (trnsim.compat.install(): `import nki` runs on trnsim)
 from .chips import available_chips, load_chip  # noqa: F401
-from .machine.errors import NkiValidationError  # noqa: F401
+from .machine.errors import NkiValidationError, UninitializedReadWarning  # noqa: F401
 from .machine.launch import run_kernel  # noqa: F401
 from . import profile  # noqa: F401,E402  (callable: trnsim.profile(kernel, *args))
 from .entry import profile as _profile  # noqa: E402

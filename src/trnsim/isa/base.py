@@ -18,6 +18,7 @@ from ..machine.errors import (NkiValidationError, UnsupportedError, describe,
 from ..machine.record import Instruction
 from ..machine.runtime import active_run, current_core
 from ..machine.tensor import NkiTensor
+from ..machine.written import check_read, note_write
 from ..numerics.cast import cast, to_fp32
 from ..numerics.dtypes import float32
 from .engines import candidates
@@ -129,18 +130,24 @@ class Instr:
     def read(self, role: str, t: NkiTensor) -> np.ndarray | None:
         """Record a read of `t`; return its stored values (None without numerics)."""
         self._note_indirect(t)
-        self.reads.append(describe_access(t, role, "r"))
+        a = describe_access(t, role, "r")
+        self.reads.append(a)
         if not self.numerics:
             return None
+        if not t.storage.wfull and not self.run.uninit_warned:
+            check_read(self.run, t, a, self.opcode, self.location)
         return read_raw(t, self.strict, self.opcode)
 
     def read_skipping(self, role: str, t: NkiTensor):
         """Like `read` for oob_mode=skip: (values, keep) where `keep` marks the dim-0
         rows whose runtime index is in bounds (None: all), or (None, None)."""
         self._note_indirect(t)
-        self.reads.append(describe_access(t, role, "r"))
+        a = describe_access(t, role, "r")
+        self.reads.append(a)
         if not self.numerics:
             return None, None
+        if not t.storage.wfull and not self.run.uninit_warned:
+            check_read(self.run, t, a, self.opcode, self.location, skip_oob=True)
         return read_raw_masked(t, self.strict, self.opcode, skip_oob=True)
 
     def read_fp32(self, role: str, t: NkiTensor) -> np.ndarray | None:
@@ -157,9 +164,12 @@ class Instr:
         """Like `read`, returning `convert(stored values)`; `convert` must return a new
         array (it may be handed a view of the memory itself)."""
         self._note_indirect(t)
-        self.reads.append(describe_access(t, role, "r"))
+        a = describe_access(t, role, "r")
+        self.reads.append(a)
         if not self.numerics:
             return None
+        if not t.storage.wfull and not self.run.uninit_warned:
+            check_read(self.run, t, a, self.opcode, self.location)
         return read_converted(t, convert, self.strict, self.opcode)
 
     def write(self, role: str, t: NkiTensor, values, *, raw: bool = False,
@@ -170,12 +180,14 @@ class Instr:
         store only where True. `add` (a float32 `t`, no mask): t = t + values in fp32,
         in place (PSUM accumulation)."""
         self._note_indirect(t)
-        self.writes.append(describe_access(t, role, "w"))
+        a = describe_access(t, role, "w")
+        self.writes.append(a)
         if t.space == "psum":  # ends matmul accumulation there (matmul re-marks its dst)
-            a = self.writes[-1]
             self.run.cores[a.core].end_psum_groups(a.p_lo, a.p_hi, a.lo, a.hi)
         if not self.numerics:
             return
+        if not t.storage.wfull and not self.run.uninit_warned:
+            note_write(t.storage, t, a)
         if role == "dst" and self.run.dst_mask is not None:  # a legacy non-rectangular mask
             legacy = np.broadcast_to(self.run.dst_mask, t.shape)
             mask = legacy if mask is None else np.broadcast_to(mask, t.shape) & legacy

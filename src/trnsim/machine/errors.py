@@ -90,6 +90,14 @@ class NkiNumericsWarning(UserWarning):
     numerics hazard; strict mode raises instead."""
 
 
+class UninitializedReadWarning(UserWarning):
+    """An instruction read memory no instruction had written (it holds the fill
+    pattern, NaN / 4, not data). Given once per kernel run, naming the tensor, the line
+    that allocated it and the first line that read it (attributes `tensor`, `op`,
+    `allocated_at`, `read_at`: SourceLocations or None, `index`: the first such
+    element of the view read); strict mode raises UninitializedReadError instead."""
+
+
 def numerics_warning(message: str, op: str, strict: bool) -> None:
     loc = kernel_location(2)
     if strict:

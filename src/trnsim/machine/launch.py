@@ -19,6 +19,7 @@ from .access import read_raw
 from .expand import rerun_if_left_early
 from .runtime import Options, Run, activate, strict_from_env
 from .tensor import MemoryRegion, NkiTensor
+from .written import check_returned
 
 
 class HostArgs:
@@ -77,6 +78,7 @@ class HostArgs:
                                 "tensors (nl.ndarray(..., buffer=nl.shared_hbm))")
             if not self.run.options.numerics:
                 return placeholder(r.shape, r.dtype.np, self.torch_mode)
+            check_returned(self.run, r)
             out = self._take(r)
             return _numpy_to_torch(out) if self.torch_mode else out
         if isinstance(r, (list, tuple)):

@@ -65,6 +65,14 @@ class Storage:
     # lazy initialization: called with the byte range [lo, hi) (per partition, from the
     # tensor's start) of each access before it is recorded (legacy/language.py)
     lazy_fill: object = None
+    # what was written, coarsely (machine/written.py): all of it (or not tracked), else
+    # boxes (p_lo, p_hi, lo, hi) relative to the storage; kept only with numerics on
+    wfull: bool = False
+    wboxes: list | None = None
+
+    def __post_init__(self):
+        if self.born_initialized:
+            self.wfull = True
 
     @property
     def on_chip(self) -> bool:
@@ -115,6 +123,7 @@ class _Explicit:
     nbytes: int
     p_lo: int
     p_hi: int
+    storage: object = None  # a weak reference to its Storage
 
 
 class OnChipMemory:
@@ -232,7 +241,13 @@ class OnChipMemory:
                     r, c = slice(plo, phi), slice(lo, hi)
                     init = None if self._init is None else self._init[r, c].copy()
                     kept.append((r, c, self.data[r, c].copy(), init))
-            self._explicit[key] = _Explicit(start, nbytes, p_lo, p_hi)
+                    # aliased bytes: written through either tensor; neither is tracked
+                    # for the never-written warning (machine/written.py)
+                    other = b.storage() if b.storage is not None else None
+                    storage.wfull = True
+                    if other is not None:
+                        other.wfull = True
+            self._explicit[key] = _Explicit(start, nbytes, p_lo, p_hi, weakref.ref(storage))
         else:
             span = self._virtual[key] = (start, start + self._aligned(nbytes))
             bisect.insort(self._taken, span)

@@ -61,6 +61,9 @@ class Run:
         self.dst_mask = None  # bool array restricting instruction results (legacy masks)
         self.legacy_pending = None  # a legacy result not yet written (legacy/ops.py)
         self.issue_site = None  # kernel line of a deferred instruction being run now
+        # the once-per-run warning on a read of never-written memory was given (or is
+        # not wanted: strict mode raises instead, without numerics nothing is read)
+        self.uninit_warned = self.options.strict or not self.options.numerics
         self.program = Program(self.chip, lnc)
         self.hbm = HbmSpace()
         core = self.chip.core
