@@ -291,6 +291,7 @@ def _uninit_kernel():
     return kern
 
 
+@pytest.mark.filterwarnings("ignore::trnsim.UninitializedReadWarning")  # reads on purpose
 def test_strict_from_environment(nki_env, monkeypatch):
     x = np.ones((4, 4), np.float32)
     out = tnki.simulate(_uninit_kernel())(x)

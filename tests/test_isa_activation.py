@@ -402,6 +402,8 @@ def a2_kernel(**kw):
         r = nl.ndarray((x.shape[0], 1), nl.float32, buffer=nl.sbuf)
         if named.get("reduce_cmd", nisa.reduce_cmd.idle) != nisa.reduce_cmd.idle:
             named["reduce_res"] = r
+        else:
+            nisa.memset(dst=r, value=0.0)
         nisa.activate2(dst=y, data=load(x), **named)
         return store(y), store(r)
     return k

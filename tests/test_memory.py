@@ -179,6 +179,7 @@ def test_space_is_reused_after_the_last_use():
     assert [_placed(run, n) for n in "abcd"] == [[0], [64 * KiB], [128 * KiB], [64 * KiB]]
 
 
+@pytest.mark.filterwarnings("ignore::trnsim.UninitializedReadWarning")  # reads the fill on purpose
 def test_reused_space_is_refilled():
     def kern(x):
         n = 30000  # 120000 bytes per partition: two do not fit in trn2's 212984
@@ -341,6 +342,7 @@ def test_two_120kib_tiles_also_overflow_trn3_by_8_bytes():
     (nl.uint16, lambda v: (v == 4).all()),
 ])
 @pytest.mark.parametrize("buffer", ["sbuf", "psum", "shared_hbm"])
+@pytest.mark.filterwarnings("ignore::trnsim.UninitializedReadWarning")  # reads the fill on purpose
 def test_fresh_memory_fill(dtype, check, buffer):
     def kern(x):
         out = nl.ndarray((4, 8), dtype, buffer=nl.shared_hbm)
@@ -370,7 +372,8 @@ def _strict_kernel(x):
 
 def test_uninitialized_read_is_nan_by_default():
     x = np.ones((128, 4), np.float32)
-    out, _ = _run(_strict_kernel, x)
+    with pytest.warns(trnsim.UninitializedReadWarning, match="half_written"):
+        out, _ = _run(_strict_kernel, x)
     assert (out[:, 0:4] == 1).all()
     assert (out[:, 4:6] == 1).all() and np.isnan(out[:, 6:8]).all()
 

@@ -164,6 +164,7 @@ def test_initialized_flags_are_made_only_when_needed():
     assert fresh.init is None and not fresh.initialized.any()
 
 
+@pytest.mark.filterwarnings("ignore::trnsim.UninitializedReadWarning")  # reads on purpose
 def test_strict_mode_still_checks_hbm_flags():
     def reads_unwritten(x):
         scratch = nl.ndarray((128, 64), nl.float32, buffer=nl.private_hbm,
