@@ -5,4 +5,4 @@ from ...isa import (dge_mode, dma_engine, engine, gpsimd_engine, matmul_perf_mod
                     nc_version, oob_mode, reduce_cmd, scalar_engine, tensor_engine,
                     unknown_engine, vector_engine)
 from ...machine.errors import NkiValidationError  # noqa: F401
-from .scalar import NkiScalar, scalar_load, scalar_store  # noqa: F401
+from ...isa.scalar import NkiScalar, scalar_load, scalar_store  # noqa: F401

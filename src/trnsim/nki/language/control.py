@@ -16,7 +16,7 @@ import warnings
 
 from ...isa.registers import VirtualRegister, _record_branch, as_int, dynamic_loop
 from ...machine.errors import NkiValidationError
-from ..isa.scalar import NkiScalar
+from ...isa.scalar import NkiScalar
 
 # A data-dependent while loop that never reaches 0 would hang the simulator.
 MAX_WHILE_ITERATIONS = 1 << 20

@@ -122,7 +122,7 @@ class NkiGrid(NKIObject):
         g._drop = frozenset(drop)
         g._tile = tuple(tile_shape)
         g._block = None if block_shape is None else tuple(block_shape)
-        n, k = len(lo), len(lo) - len(tile_shape)
+        k = len(lo) - len(tile_shape)
         cell = g._cell()
         # grid coordinates: (element dim, step); untiled dims step 1, minus consumed ones
         g._coords = [(d, 1) for d in range(k) if d not in g._drop] + [

@@ -25,10 +25,10 @@ import operator
 
 import numpy as np
 
-from ...isa.base import Instr
-from ...isa.registers import VirtualRegister, _Unknown
-from ...machine.errors import NkiValidationError, describe
-from ...machine.tensor import NkiTensor
+from .base import Instr
+from .registers import VirtualRegister, _Unknown
+from ..machine.errors import NkiValidationError, describe
+from ..machine.tensor import NkiTensor
 
 _REG_ENGINE = "sync"
 _WIDTH = {"int32": 32, "int64": 64}
