@@ -17,9 +17,9 @@ from .. import compat as _compat
 if not _compat.installed():
     _compat.install()
 
-KERNEL_MODULES = ()  # filled in as kernel families land: ("matmul", "norms", ...)
-
 from importlib import import_module as _import  # noqa: E402
+from pkgutil import iter_modules as _modules  # noqa: E402
 
+KERNEL_MODULES = tuple(sorted(m.name for m in _modules(__path__) if not m.name.startswith("_")))
 for _name in KERNEL_MODULES:
     globals()[_name] = _import(f"{__name__}.{_name}")
