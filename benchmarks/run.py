@@ -1,5 +1,6 @@
 """`make bench`: the timing-model calibration (benchmarks/fidelity.py) at the published
-shapes; writes docs/fidelity.md.
+shapes, written to docs/fidelity.md; then the kernel library at LLM shapes
+(benchmarks/kernels.py), written to docs/kernels.md (not with --quick).
 
     python -m benchmarks.run [--quick] [--jobs N] [--out docs/fidelity.md]
 """
@@ -9,7 +10,7 @@ import argparse
 import pathlib
 import sys
 
-from . import fidelity
+from . import fidelity, kernels
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -25,6 +26,10 @@ def main(argv=None):
     text = fidelity.render(res)
     pathlib.Path(args.out).write_text(text)
     print(f"wrote {args.out} ({res['wall_s']:.0f} s)")
+    if not args.quick:
+        out = ROOT / "docs" / "kernels.md"
+        out.write_text(kernels.render(kernels.run(log=lambda s: print(s, flush=True))))
+        print(f"wrote {out}")
 
 
 if __name__ == "__main__":
