@@ -1,0 +1,338 @@
+"""Mixture-of-experts kernels (Qwen3-MoE style): a softmax top-k router, and the
+routed SwiGLU experts for context encoding (`moe_cte`) and token generation (`moe_tkg`).
+
+Shapes (all weights in HBM, bf16 in the benchmarks):
+
+    x        [T, H]        tokens
+    w_router [H, E]        router projection (logits = x @ w_router)
+    w_gate   [E, H, I]     per-expert gate projection
+    w_up     [E, H, I]     per-expert up projection
+    w_down   [E, I, H]     per-expert down projection
+
+    y[t] = sum_k  p[t, k] * down_e(silu(x[t] @ w_gate[e]) * (x[t] @ w_up[e])),  e = ids[t, k]
+
+with p the normalized top-k probabilities: softmax over all E experts, keep the top_k,
+renormalize to sum 1. Since the softmax denominator cancels in the renormalization,
+p[t, k] = exp(l[t, e_k] - l_max) / sum_j exp(l[t, e_j] - l_max) over the selected j, which
+is what the kernels compute (selection on the fp32 logits, which order the experts exactly
+as the probabilities do; ties take the lower expert id).
+
+Tiling rule: H and I are multiples of 128 (the contraction on SBUF partitions), E is
+8..512 (max8 needs 8 candidates, the logits of a token tile fit one PSUM bank), top_k
+<= 8 (one max8). Token tiles are 128 tokens (the matmul's stationary free size).
+Matmul inputs are bf16 (x, weights, and the SwiGLU activation rounded to bf16 before the
+down projection, as on hardware), accumulation in fp32 PSUM; the output is fp32.
+
+Dispatch (moe_cte): a static capacity per expert (GShard / Switch style), because a
+kernel cannot size its loops from routing it only learns at run time. The router's
+one-hot assignment matrix M[t, e] is prefix-summed over tokens on the Tensor Engine
+(a strictly-triangular ones matrix as stationary), which gives each (token, expert)
+pair its slot in the expert's list; the pair is written to slot e * C + pos by an
+indirect (vector_offset) DMA scatter, or dropped when pos >= C (earlier tokens win).
+Each expert then gathers its C slots of x rows (indirect DMA, empty slots skipped as
+out of bounds and left zero), runs gate/up/down as blockwise matmuls over only those
+rows, scales each row by its routing probability and scatter-adds it into y
+(read-modify-write dma_compute). With capacity=None (the default) C = T: nothing can
+be dropped and the result is exact for any routing, at the cost of C/T_e padding per
+expert; pass capacity = ceil(factor * T * top_k / E) for the usual capacity-factor
+trade-off. Every expert's weights are read once whatever the routing (at context
+encoding lengths nearly every expert is hit anyway).
+
+Dispatch (moe_tkg): for each token and each of its top_k slots the expert id is read
+into the DMA's scalar_offset, so only the selected experts' weights are read from HBM:
+the kernel is bound by those bytes.
+"""
+
+
+import nki
+import nki.isa as nisa
+import nki.language as nl
+
+P = 128          # partitions: contraction tile, token tile
+N_TILE = 512     # one fp32 PSUM bank: moving free size
+
+
+def _check(x, w_router, top_k):
+    T, H = x.shape
+    H_, E = w_router.shape
+    assert H == H_, f"x {x.shape} and w_router {w_router.shape} disagree on hidden"
+    assert H % P == 0, f"hidden {H} must be a multiple of {P}"
+    assert 8 <= E <= N_TILE, f"experts {E} must be in [8, {N_TILE}]"
+    assert 1 <= top_k <= 8, f"top_k {top_k} must be in [1, 8]"
+    return T, H, E
+
+
+def _load_router(w_router):
+    """w_router [H, E] -> SBUF [128, H/128, E] (row h = hk * 128 + p)."""
+    H, E = w_router.shape
+    HK = H // P
+    w_sb = nl.ndarray((P, HK, E), dtype=w_router.dtype, buffer=nl.sbuf)
+    nisa.dma_copy(dst=w_sb, src=w_router.ap([[E, P], [P * E, HK], [1, E]]))
+    return w_sb
+
+
+def _load_xT(x, t0, tp):
+    """x[t0:t0+tp, :] transposed into SBUF [128, H/128, tp] (hidden on partitions)."""
+    H = x.shape[1]
+    HK = H // P
+    xT = nl.ndarray((P, HK, tp), dtype=x.dtype, buffer=nl.sbuf)
+    for hk in nl.affine_range(HK):
+        nisa.dma_transpose(dst=xT[:, hk, :], src=x[t0:t0 + tp, hk * P:(hk + 1) * P])
+    return xT
+
+
+def _route(xT, w_r_sb, c0, tp, top_k):
+    """Router for tokens xT[:, :, c0:c0+tp] (on partitions 0..tp-1 of the results):
+    (ids uint32 [tp, 8] in descending logit order, probabilities fp32 [tp, top_k])."""
+    HK, E = w_r_sb.shape[1], w_r_sb.shape[2]
+    logits_ps = nl.ndarray((tp, E), dtype=nl.float32, buffer=nl.psum)
+    for hk in nl.sequential_range(HK):
+        nisa.nc_matmul(dst=logits_ps, stationary=xT[:, hk, c0:c0 + tp], moving=w_r_sb[:, hk, :])
+    logits = nl.ndarray((tp, E), dtype=nl.float32, buffer=nl.sbuf)
+    nisa.tensor_copy(dst=logits, src=logits_ps)
+    top8 = nl.ndarray((tp, 8), dtype=nl.float32, buffer=nl.sbuf)
+    nisa.max8(dst=top8, src=logits)
+    ids = nl.ndarray((tp, 8), dtype=nl.uint32, buffer=nl.sbuf)
+    nisa.nc_find_index8(dst=ids, data=logits, vals=top8)
+    neg_max = nl.ndarray((tp, 1), dtype=nl.float32, buffer=nl.sbuf)
+    nisa.tensor_scalar(dst=neg_max, data=top8[:, 0:1], op0=nl.multiply, operand0=-1.0)
+    ex = nl.ndarray((tp, top_k), dtype=nl.float32, buffer=nl.sbuf)
+    denom = nl.ndarray((tp, 1), dtype=nl.float32, buffer=nl.sbuf)
+    nisa.activation_reduce(dst=ex, op=nl.exp, data=top8[:, 0:top_k], reduce_op=nl.add,
+                           reduce_res=denom, bias=neg_max, scale=1.0)
+    rden = nl.ndarray((tp, 1), dtype=nl.float32, buffer=nl.sbuf)
+    nisa.reciprocal(dst=rden, data=denom)
+    probs = nl.ndarray((tp, top_k), dtype=nl.float32, buffer=nl.sbuf)
+    nisa.tensor_scalar(dst=probs, data=ex, op0=nl.multiply, operand0=rden)
+    return ids, probs
+
+
+@nki.jit
+def router_topk(x, w_router, top_k):
+    """ids [T, top_k] uint32 (descending probability) and their normalized softmax
+    probabilities [T, top_k] fp32 for logits = x @ w_router."""
+    T, H, E = _check(x, w_router, top_k)
+    ids_out = nl.ndarray((T, top_k), dtype=nl.uint32, buffer=nl.shared_hbm)
+    probs_out = nl.ndarray((T, top_k), dtype=nl.float32, buffer=nl.shared_hbm)
+    w_r_sb = _load_router(w_router)
+    for tt in nl.affine_range((T + P - 1) // P):
+        t0 = tt * P
+        tp = min(P, T - t0)
+        xT = _load_xT(x, t0, tp)
+        ids, probs = _route(xT, w_r_sb, 0, tp, top_k)
+        nisa.dma_copy(dst=ids_out[t0:t0 + tp, :], src=ids[:, 0:top_k])
+        nisa.dma_copy(dst=probs_out[t0:t0 + tp, :], src=probs)
+    return ids_out, probs_out
+
+
+def _check_experts(H, E, w_gate, w_up, w_down):
+    E_, H_, I = w_gate.shape
+    assert (E_, H_) == (E, H), f"w_gate {w_gate.shape} must be [E={E}, H={H}, I]"
+    assert tuple(w_up.shape) == (E, H, I), f"w_up {w_up.shape} must be {(E, H, I)}"
+    assert tuple(w_down.shape) == (E, I, H), f"w_down {w_down.shape} must be {(E, I, H)}"
+    assert I % P == 0, f"intermediate {I} must be a multiple of {P}"
+    return I
+
+
+@nki.jit
+def moe_tkg(x, w_router, w_gate, w_up, w_down, top_k):
+    """Token generation (a few tokens, typically 1): router, then for each token the
+    top_k experts' SwiGLU MLPs, weights read by expert id (scalar_offset DMAs), combined
+    with the normalized probabilities. y [T, H] fp32."""
+    T, H, E = _check(x, w_router, top_k)
+    I = _check_experts(H, E, w_gate, w_up, w_down)
+    HK, IK = H // P, I // P
+    y = nl.ndarray((T, H), dtype=nl.float32, buffer=nl.shared_hbm)
+    w_r_sb = _load_router(w_router)
+    xT = _load_xT(x, 0, T) if T <= P else None
+    assert xT is not None, f"moe_tkg takes at most {P} tokens (got {T}); use moe_cte"
+    for t in nl.sequential_range(T):
+        ids, probs = _route(xT, w_r_sb, t, 1, top_k)     # on partition 0
+        acc = nl.ndarray((1, H), dtype=nl.float32, buffer=nl.sbuf)
+        nisa.memset(dst=acc, value=0.0)
+        for k in nl.sequential_range(top_k):
+            eid = ids[0:1, k:k + 1]
+            wg = nl.ndarray((P, HK, I), dtype=w_gate.dtype, buffer=nl.sbuf)
+            wu = nl.ndarray((P, HK, I), dtype=w_up.dtype, buffer=nl.sbuf)
+            wd = nl.ndarray((P, IK, H), dtype=w_down.dtype, buffer=nl.sbuf)
+            for hk in nl.affine_range(HK):
+                nisa.dma_copy(dst=wg[:, hk, :], src=w_gate.ap(
+                    [[I, P], [1, I]], offset=hk * P * I, scalar_offset=eid, indirect_dim=0))
+                nisa.dma_copy(dst=wu[:, hk, :], src=w_up.ap(
+                    [[I, P], [1, I]], offset=hk * P * I, scalar_offset=eid, indirect_dim=0))
+            for ik in nl.affine_range(IK):
+                nisa.dma_copy(dst=wd[:, ik, :], src=w_down.ap(
+                    [[H, P], [1, H]], offset=ik * P * H, scalar_offset=eid, indirect_dim=0))
+            # gate / up, transposed: [I (partitions, in 128-blocks), 1]
+            act = nl.ndarray((P, IK), dtype=w_down.dtype, buffer=nl.sbuf)
+            for ic in nl.affine_range(IK):
+                g_ps = nl.ndarray((P, 1), dtype=nl.float32, buffer=nl.psum)
+                u_ps = nl.ndarray((P, 1), dtype=nl.float32, buffer=nl.psum)
+                for hk in nl.sequential_range(HK):
+                    nisa.nc_matmul(dst=g_ps, stationary=wg[:, hk, ic * P:(ic + 1) * P],
+                                   moving=xT[:, hk, t:t + 1])
+                for hk in nl.sequential_range(HK):
+                    nisa.nc_matmul(dst=u_ps, stationary=wu[:, hk, ic * P:(ic + 1) * P],
+                                   moving=xT[:, hk, t:t + 1])
+                sg = nl.ndarray((P, 1), dtype=nl.float32, buffer=nl.sbuf)
+                nisa.activation(dst=sg, op=nl.silu, data=g_ps)
+                nisa.tensor_tensor(dst=act[:, ic:ic + 1], data1=sg, data2=u_ps, op=nl.multiply)
+            # down: [1, H] on partition 0, weighted into the accumulator
+            for hc in nl.affine_range((H + N_TILE - 1) // N_TILE):
+                h0 = hc * N_TILE
+                hn = min(N_TILE, H - h0)
+                d_ps = nl.ndarray((1, hn), dtype=nl.float32, buffer=nl.psum)
+                for ik in nl.sequential_range(IK):
+                    nisa.nc_matmul(dst=d_ps, stationary=act[:, ik:ik + 1],
+                                   moving=wd[:, ik, h0:h0 + hn])
+                nisa.scalar_tensor_tensor(dst=acc[:, h0:h0 + hn], data=d_ps, op0=nl.multiply,
+                                          operand0=probs[0:1, k:k + 1], op1=nl.add,
+                                          operand1=acc[:, h0:h0 + hn])
+        nisa.dma_copy(dst=y[t:t + 1, :], src=acc)
+    return y
+
+
+@nki.jit
+def moe_cte(x, w_router, w_gate, w_up, w_down, top_k, capacity=None):
+    """Context encoding: router, capacity-based dispatch of each (token, expert) pair
+    to its expert's slot list, each expert's SwiGLU MLP over its gathered slots only,
+    weighted scatter-add back to token order. y [T, H] fp32. capacity=None: C = T
+    (exact for any routing); otherwise C = capacity slots per expert (multiple of 32
+    or <= 128), pairs past it dropped (earlier tokens first)."""
+    T, H, E = _check(x, w_router, top_k)
+    I = _check_experts(H, E, w_gate, w_up, w_down)
+    HK, IK = H // P, I // P
+    C = T if capacity is None else int(capacity)
+    B = min(C, P)                      # rows per expert block (stationary free size)
+    assert C % B == 0, f"capacity {C} must be <= {P} or a multiple of {P}"
+    assert E <= P, f"moe_cte keeps one slot-list row per expert on a partition: E <= {P}"
+    NB = C // B
+    TP = min(T, P)
+    assert T % TP == 0, f"tokens {T} must be <= {P} or a multiple of {P}"
+    NT = T // TP
+
+    y = nl.ndarray((T, H), dtype=nl.float32, buffer=nl.shared_hbm)
+    tok_list = nl.ndarray((E * C, 1), dtype=nl.int32, buffer=nl.private_hbm)
+    prob_list = nl.ndarray((E * C, 1), dtype=nl.float32, buffer=nl.private_hbm)
+
+    # -- initial state: y = 0, every slot empty (token index T + slot: out of bounds,
+    #    and distinct, so a block's scatter indices never repeat) ---------------------
+    zeros = nl.ndarray((TP, H), dtype=nl.float32, buffer=nl.sbuf)
+    nisa.memset(dst=zeros, value=0.0)
+    for tt in nl.affine_range(NT):
+        nisa.dma_copy(dst=y[tt * TP:(tt + 1) * TP, :], src=zeros)
+    empty = nl.ndarray((E, C), dtype=nl.int32, buffer=nl.sbuf)
+    nisa.iota(dst=empty, pattern=[[1, C]], offset=T, channel_multiplier=0)
+    nisa.dma_copy(dst=tok_list.ap([[C, E], [1, C]]), src=empty)
+    zprob = nl.ndarray((E, C), dtype=nl.float32, buffer=nl.sbuf)
+    nisa.memset(dst=zprob, value=0.0)
+    nisa.dma_copy(dst=prob_list.ap([[C, E], [1, C]]), src=zprob)
+
+    # -- routing and slot assignment, token tile by token tile -------------------------
+    w_r_sb = _load_router(w_router)
+    iota_e = nl.ndarray((TP, E), dtype=nl.float32, buffer=nl.sbuf)
+    nisa.iota(dst=iota_e, pattern=[[1, E]], offset=0, channel_multiplier=0)
+    # tri[t', t] = 1 where t' < t: exclusive prefix sum over the tile's tokens
+    diff = nl.ndarray((TP, TP), dtype=nl.float32, buffer=nl.sbuf)
+    nisa.iota(dst=diff, pattern=[[1, TP]], offset=0, channel_multiplier=-1)
+    tri = nl.ndarray((TP, TP), dtype=nl.bfloat16, buffer=nl.sbuf)
+    nisa.tensor_scalar(dst=tri, data=diff, op0=nl.greater, operand0=0.0)
+    ones = nl.ndarray((TP, TP), dtype=nl.bfloat16, buffer=nl.sbuf)
+    nisa.memset(dst=ones, value=1.0)
+    base = nl.ndarray((TP, E), dtype=nl.float32, buffer=nl.sbuf)   # pairs of earlier tiles
+    nisa.memset(dst=base, value=0.0)
+    for tt in nl.sequential_range(NT):
+        t0 = tt * TP
+        xT = _load_xT(x, t0, TP)
+        ids, probs = _route(xT, w_r_sb, 0, TP, top_k)
+        ids_f = nl.ndarray((TP, 8), dtype=nl.float32, buffer=nl.sbuf)
+        nisa.tensor_copy(dst=ids_f, src=ids)
+        onehot = nl.ndarray((TP, top_k, E), dtype=nl.float32, buffer=nl.sbuf)
+        assign = nl.ndarray((TP, E), dtype=nl.bfloat16, buffer=nl.sbuf)
+        for k in nl.sequential_range(top_k):
+            nisa.tensor_scalar(dst=onehot[:, k, :], data=iota_e, op0=nl.equal,
+                               operand0=ids_f[:, k:k + 1])
+        nisa.tensor_reduce(dst=assign, op=nl.add, data=onehot.ap(
+            [[top_k * E, TP], [1, E], [E, top_k]]), axis=2)
+        pos_ps = nl.ndarray((TP, E), dtype=nl.float32, buffer=nl.psum)
+        nisa.nc_matmul(dst=pos_ps, stationary=tri, moving=assign)
+        pos = nl.ndarray((TP, E), dtype=nl.float32, buffer=nl.sbuf)
+        nisa.tensor_tensor(dst=pos, data1=pos_ps, data2=base, op=nl.add)
+        cnt_ps = nl.ndarray((TP, E), dtype=nl.float32, buffer=nl.psum)
+        nisa.nc_matmul(dst=cnt_ps, stationary=ones, moving=assign)
+        nisa.tensor_tensor(dst=base, data1=base, data2=cnt_ps, op=nl.add)
+        # slot of pair (t, k): ids * C + pos[t, ids]; pos >= C -> out of bounds (dropped)
+        tok = nl.ndarray((TP, 1), dtype=nl.int32, buffer=nl.sbuf)
+        nisa.iota(dst=tok, pattern=[[0, 1]], offset=t0, channel_multiplier=1)
+        for k in nl.affine_range(top_k):
+            sel = nl.ndarray((TP, E), dtype=nl.float32, buffer=nl.sbuf)
+            pk = nl.ndarray((TP, 1), dtype=nl.float32, buffer=nl.sbuf)
+            nisa.tensor_tensor(dst=sel, data1=onehot[:, k, :], data2=pos, op=nl.multiply)
+            nisa.tensor_reduce(dst=pk, op=nl.add, data=sel, axis=1)
+            over = nl.ndarray((TP, 1), dtype=nl.float32, buffer=nl.sbuf)
+            nisa.tensor_scalar(dst=over, data=pk, op0=nl.greater_equal, operand0=float(C),
+                               op1=nl.multiply, operand1=float(E * C))
+            slot_f = nl.ndarray((TP, 1), dtype=nl.float32, buffer=nl.sbuf)
+            nisa.scalar_tensor_tensor(dst=slot_f, data=ids_f[:, k:k + 1], op0=nl.multiply,
+                                      operand0=float(C), op1=nl.add, operand1=pk)
+            nisa.tensor_tensor(dst=slot_f, data1=slot_f, data2=over, op=nl.add)
+            slot = nl.ndarray((TP, 1), dtype=nl.int32, buffer=nl.sbuf)
+            nisa.tensor_copy(dst=slot, src=slot_f)
+            nisa.dma_copy(dst=tok_list.ap([[1, TP], [1, 1]], vector_offset=slot,
+                                          indirect_dim=0), src=tok, oob_mode=nisa.oob_mode.skip)
+            nisa.dma_copy(dst=prob_list.ap([[1, TP], [1, 1]], vector_offset=slot,
+                                           indirect_dim=0), src=probs[:, k:k + 1],
+                          oob_mode=nisa.oob_mode.skip)
+
+    # -- experts: gather slots, SwiGLU, weighted scatter-add -------------------------
+    for e in nl.sequential_range(E):
+        wg = nl.ndarray((P, HK, I), dtype=w_gate.dtype, buffer=nl.sbuf)
+        wu = nl.ndarray((P, HK, I), dtype=w_up.dtype, buffer=nl.sbuf)
+        wd = nl.ndarray((P, IK, H), dtype=w_down.dtype, buffer=nl.sbuf)
+        for hk in nl.affine_range(HK):
+            nisa.dma_copy(dst=wg[:, hk, :], src=w_gate[e, hk * P:(hk + 1) * P, :])
+            nisa.dma_copy(dst=wu[:, hk, :], src=w_up[e, hk * P:(hk + 1) * P, :])
+        for ik in nl.affine_range(IK):
+            nisa.dma_copy(dst=wd[:, ik, :], src=w_down[e, ik * P:(ik + 1) * P, :])
+        for b in nl.sequential_range(NB):
+            s0 = e * C + b * B
+            idx = nl.ndarray((B, 1), dtype=nl.int32, buffer=nl.sbuf)
+            nisa.dma_copy(dst=idx, src=tok_list[s0:s0 + B, :])
+            pw = nl.ndarray((B, 1), dtype=nl.float32, buffer=nl.sbuf)
+            nisa.dma_copy(dst=pw, src=prob_list[s0:s0 + B, :])
+            xg = nl.ndarray((B, H), dtype=x.dtype, buffer=nl.sbuf)
+            nisa.memset(dst=xg, value=0.0)
+            nisa.dma_copy(dst=xg, src=x.ap([[H, B], [1, H]], vector_offset=idx, indirect_dim=0),
+                          oob_mode=nisa.oob_mode.skip)
+            xgT = nl.ndarray((P, HK, B), dtype=x.dtype, buffer=nl.sbuf)
+            for hk in nl.affine_range(HK):
+                tp_ps = nl.ndarray((P, B), dtype=x.dtype, buffer=nl.psum)
+                nisa.nc_transpose(dst=tp_ps, data=xg[:, hk * P:(hk + 1) * P])
+                nisa.tensor_copy(dst=xgT[:, hk, :], src=tp_ps)
+            act = nl.ndarray((P, IK, B), dtype=w_down.dtype, buffer=nl.sbuf)
+            for ic in nl.affine_range(IK):
+                g_ps = nl.ndarray((P, B), dtype=nl.float32, buffer=nl.psum)
+                u_ps = nl.ndarray((P, B), dtype=nl.float32, buffer=nl.psum)
+                for hk in nl.sequential_range(HK):
+                    nisa.nc_matmul(dst=g_ps, stationary=wg[:, hk, ic * P:(ic + 1) * P],
+                                   moving=xgT[:, hk, :])
+                for hk in nl.sequential_range(HK):
+                    nisa.nc_matmul(dst=u_ps, stationary=wu[:, hk, ic * P:(ic + 1) * P],
+                                   moving=xgT[:, hk, :])
+                sg = nl.ndarray((P, B), dtype=nl.float32, buffer=nl.sbuf)
+                nisa.activation(dst=sg, op=nl.silu, data=g_ps)
+                nisa.tensor_tensor(dst=act[:, ic, :], data1=sg, data2=u_ps, op=nl.multiply)
+            out = nl.ndarray((B, H), dtype=nl.float32, buffer=nl.sbuf)
+            for hc in nl.affine_range((H + N_TILE - 1) // N_TILE):
+                h0 = hc * N_TILE
+                hn = min(N_TILE, H - h0)
+                d_ps = nl.ndarray((B, hn), dtype=nl.float32, buffer=nl.psum)
+                for ik in nl.sequential_range(IK):
+                    nisa.nc_matmul(dst=d_ps, stationary=act[:, ik, :],
+                                   moving=wd[:, ik, h0:h0 + hn])
+                nisa.tensor_scalar(dst=out[:, h0:h0 + hn], data=d_ps, op0=nl.multiply,
+                                   operand0=pw)
+            y_rows = y.ap([[H, B], [1, H]], vector_offset=idx, indirect_dim=0)
+            nisa.dma_compute(dst=y_rows, srcs=[y_rows, out], reduce_op=nl.add,
+                             oob_mode=nisa.oob_mode.skip)
+    return y
