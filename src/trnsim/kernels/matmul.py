@@ -1,0 +1,302 @@
+"""Matrix multiplication kernels (public NKI): bf16/fp32, fp8 double-row, MXFP8.
+
+    result[M, N] = act(scale * (lhsT[K, M].T @ rhs[K, N]) + bias[N])
+
+Layout: the contraction K runs on SBUF partitions for both operands (lhsT is the
+"stationary" operand, rhs the "moving" one), so a linear layer y = x @ W takes
+lhsT = x.T [hidden, tokens] and rhs = W [hidden, out]; result rows (M) land on PSUM
+partitions, and `bias` (one value per output column, shape [N] or [1, N]) is broadcast
+over them.
+
+Tiling (chosen from the shapes):
+- an output tile is [128, 512] (128 PSUM partitions x one 2 KiB fp32 PSUM bank);
+- `matmul` / `matmul_fp8`: a block of TM = BM/128 stationary tiles (BM up to 512, as
+  many as fit a 64 KiB-per-partition budget) is loaded once for the whole K, in a few
+  large DMAs, and stays resident in SBUF while every 512-column strip of rhs streams past
+  it in [K-chunk, 512] DMAs of ~1-2 MiB; each moving tile then serves TM matmuls into TM
+  PSUM banks (so two output strips are in flight in the 8 banks), and each resident
+  stationary tile serves N/512 matmuls. Arithmetic intensity per streamed byte is BM
+  FLOPs (bf16), far above the DMA ridge point of a NeuronCore (~214 FLOP/B on trn2).
+- `matmul_mxfp8` (trn3): the other way round, because quantizing costs Vector Engine
+  time: a block of TN moving tiles (BN = 512*TN columns of rhs, whole K) is loaded and
+  MX-quantized once and stays resident; lhsT streams past it one 128-column tile at a
+  time, each quantized once per block and used for TN matmuls.
+- the epilogue reads each PSUM bank once: a copy (or activation with the fp8 dequant
+  scale) to SBUF in the output dtype, or, with a bias, one Vector Engine
+  `scalar_tensor_tensor` (psum * scale + bias) followed by the activation on the Scalar
+  Engine; the TM tiles of a block leave in one DMA.
+
+Remainders are not handled: each kernel asserts divisibility with a message naming the
+dimension (K by 128 / 256 / 512, M by 128 unless M <= 128, N by 512 unless N <= 512).
+"""
+
+import nki
+import nki.isa as nisa
+import nki.language as nl
+
+P = 128            # SBUF / PSUM partitions, PE rows and columns
+PSUM_N = 512       # fp32 elements per partition in one PSUM bank: the widest output tile
+STRIP_BYTES = 64 * 1024   # per-partition SBUF budget of the resident operand block
+CHUNK_BYTES = 16 * 1024   # per-partition bytes of one streamed DMA (2 MiB transfers)
+RESIDENT_RHS_BYTES = 96 * 1024  # per-partition budget for keeping all of rhs in SBUF
+
+
+def _dims(lhsT, rhs, k_unit):
+    K, M = lhsT.shape
+    K2, N = rhs.shape
+    assert K == K2, f"contraction sizes differ: lhsT is [{K}, {M}], rhs is [{K2}, {N}]"
+    assert K % k_unit == 0 or (k_unit == P and K < P), (
+        f"K={K} must be a multiple of {k_unit}" + (" (or below 128)" if k_unit == P else ""))
+    assert M % P == 0 or M <= P, f"M={M} must be a multiple of 128, or at most 128"
+    assert N % PSUM_N == 0 or N <= PSUM_N, f"N={N} must be a multiple of 512, or at most 512"
+    return K, M, N
+
+
+def _itemsize(dtype):
+    """Bytes per element of an NKI dtype (compile-time arithmetic only)."""
+    if hasattr(dtype, "itemsize"):
+        return int(dtype.itemsize)
+    name = str(dtype)
+    return 4 if "32" in name else (1 if "8" in name else 2)
+
+
+def _largest_divisor(n, limit):
+    """The largest power of two <= limit that divides n."""
+    d = 1
+    while d * 2 <= limit:
+        d *= 2
+    while n % d:
+        d //= 2
+    return d
+
+
+def _bias_tile(bias, n0, nt):
+    """bias[n0:n0+nt] broadcast over the 128 partitions, in SBUF (one DMA)."""
+    b2 = bias if len(bias.shape) == 2 else bias.reshape((1, bias.shape[0]))
+    t = nl.ndarray((P, nt), dtype=b2.dtype, buffer=nl.sbuf)
+    nisa.dma_copy(dst=t, src=b2[0:1, n0:n0 + nt].broadcast(0, P))
+    return t
+
+
+def _epilogue(dst, acc, rows, bias_sb, activation, scale):
+    """dst[0:rows] = act(acc * scale + bias): PSUM -> SBUF, fused into one or two
+    instructions."""
+    if bias_sb is None:
+        if activation is None and scale == 1.0:
+            nisa.tensor_copy(dst=dst, src=acc)
+        else:
+            nisa.activation(dst=dst, op=activation if activation is not None else nl.copy,
+                            data=acc, scale=float(scale))
+        return
+    if activation is None:
+        nisa.scalar_tensor_tensor(dst=dst, data=acc, op0=nl.multiply, operand0=float(scale),
+                                  op1=nl.add, operand1=bias_sb[0:rows])
+        return
+    tmp = nl.ndarray(acc.shape, dtype=nl.float32, buffer=nl.sbuf)
+    nisa.scalar_tensor_tensor(dst=tmp, data=acc, op0=nl.multiply, operand0=float(scale),
+                              op1=nl.add, operand1=bias_sb[0:rows])
+    nisa.activation(dst=dst, op=activation, data=tmp)
+
+
+def _blocked(lhsT, rhs, bias, activation, scale, out_dtype, double_row):
+    """The resident-stationary blocked kernel shared by `matmul` and `matmul_fp8`
+    (double_row: each matmul contracts [128, 2, .] x [128, 2, .] fp8 operands)."""
+    kr = 2 if double_row else 1             # contraction rows per partition per matmul
+    K, M, N = _dims(lhsT, rhs, P * kr)
+    kp = min(K, P)                          # contraction partitions
+    KT = K // (kp * kr)                     # matmuls per output tile
+    mt = min(M, P)                          # stationary tile width
+    NT = min(N, PSUM_N)                     # output tile width
+    isz = _itemsize(lhsT.dtype)
+    per_tile = KT * kr * mt * isz           # per-partition bytes of one stationary tile
+    assert per_tile <= STRIP_BYTES, (
+        f"K={K}: one resident [{K}, {mt}] stationary tile needs {per_tile} bytes per "
+        f"partition, over the {STRIP_BYTES}-byte budget (K-blocking is not implemented)")
+    TM = _largest_divisor(M // mt, min(4, STRIP_BYTES // per_tile))
+    BM = TM * mt
+    # streamed moving chunk: KC matmuls' worth of rhs per DMA
+    KC = _largest_divisor(KT, max(1, CHUNK_BYTES // (kr * NT * isz)))
+    SC = _largest_divisor(KT, max(1, CHUNK_BYTES // (kr * BM * isz)))  # strip DMA chunk
+    odt = out_dtype if out_dtype is not None else (nl.bfloat16 if double_row else lhsT.dtype)
+    result = nl.ndarray((M, N), dtype=odt, buffer=nl.shared_hbm)
+
+    # HBM views with the contraction split as k = kt*kp*kr + p*kr + j
+    lv = lhsT.reshape((KT, kp, kr, M)) if double_row else lhsT.reshape((KT, kp, M))
+    rv = rhs.reshape((KT, kp, kr, N)) if double_row else rhs.reshape((KT, kp, N))
+
+    # a small rhs (e.g. a projection weight with K <= ~2k) is loaded once and kept
+    # resident too, so that no byte of it is read from HBM twice
+    rhs_whole = None
+    if KT * kr * N * isz <= RESIDENT_RHS_BYTES and M > BM:
+        if double_row:
+            rhs_whole = nl.ndarray((kp, KT, kr, N), dtype=rhs.dtype, buffer=nl.sbuf)
+        else:
+            rhs_whole = nl.ndarray((kp, KT, N), dtype=rhs.dtype, buffer=nl.sbuf)
+        for s in nl.affine_range(KT):
+            if double_row:
+                nisa.dma_copy(dst=rhs_whole[:, s, :, :], src=rv[s, :, :, :])
+            else:
+                nisa.dma_copy(dst=rhs_whole[:, s, :], src=rv[s, :, :])
+
+    for mb in nl.affine_range(M // BM):
+        m0 = mb * BM
+        if double_row:
+            strip = nl.ndarray((kp, KT, kr, BM), dtype=lhsT.dtype, buffer=nl.sbuf)
+        else:
+            strip = nl.ndarray((kp, KT, BM), dtype=lhsT.dtype, buffer=nl.sbuf)
+        for s in nl.affine_range(KT // SC):
+            if double_row:
+                nisa.dma_copy(dst=strip[:, s * SC:(s + 1) * SC, :, :],
+                              src=lv[s * SC:(s + 1) * SC, :, :, m0:m0 + BM]
+                              .permute((1, 0, 2, 3)))
+            else:
+                nisa.dma_copy(dst=strip[:, s * SC:(s + 1) * SC, :],
+                              src=lv[s * SC:(s + 1) * SC, :, m0:m0 + BM].permute((1, 0, 2)))
+        for nb in nl.affine_range(N // NT):
+            n0 = nb * NT
+            bias_sb = _bias_tile(bias, n0, NT) if bias is not None else None
+            accs = [nl.ndarray((mt, NT), dtype=nl.float32, buffer=nl.psum)
+                    for _ in range(TM)]
+            for c in nl.sequential_range(KT // KC):
+                if rhs_whole is not None:
+                    mv = (rhs_whole[:, c * KC:(c + 1) * KC, :, n0:n0 + NT] if double_row
+                          else rhs_whole[:, c * KC:(c + 1) * KC, n0:n0 + NT])
+                elif double_row:
+                    mv = nl.ndarray((kp, KC, kr, NT), dtype=rhs.dtype, buffer=nl.sbuf)
+                    nisa.dma_copy(dst=mv, src=rv[c * KC:(c + 1) * KC, :, :, n0:n0 + NT]
+                                  .permute((1, 0, 2, 3)))
+                else:
+                    mv = nl.ndarray((kp, KC, NT), dtype=rhs.dtype, buffer=nl.sbuf)
+                    nisa.dma_copy(dst=mv, src=rv[c * KC:(c + 1) * KC, :, n0:n0 + NT]
+                                  .permute((1, 0, 2)))
+                for kk in range(KC):
+                    kt = c * KC + kk
+                    for i in range(TM):
+                        if double_row:
+                            nisa.nc_matmul(dst=accs[i],
+                                           stationary=strip[:, kt, :, i * mt:(i + 1) * mt],
+                                           moving=mv[:, kk, :, :],
+                                           perf_mode=nisa.matmul_perf_mode.double_row)
+                        else:
+                            nisa.nc_matmul(dst=accs[i],
+                                           stationary=strip[:, kt, i * mt:(i + 1) * mt],
+                                           moving=mv[:, kk, :])
+            out = nl.ndarray((mt, TM, NT), dtype=odt, buffer=nl.sbuf)
+            for i in range(TM):
+                _epilogue(out[:, i, :], accs[i], mt, bias_sb, activation, scale)
+            nisa.dma_copy(dst=result[m0:m0 + BM, n0:n0 + NT].reshape((TM, mt, NT))
+                          .permute((1, 0, 2)), src=out)
+    return result
+
+
+@nki.jit
+def matmul(lhsT, rhs, bias=None, activation=None, out_dtype=None):
+    """result[M, N] = activation(lhsT.T @ rhs + bias) for bf16, fp16 or fp32 lhsT [K, M]
+    and rhs [K, N] (same dtype), accumulated in fp32 PSUM; result in `out_dtype`
+    (default: the inputs' dtype; nl.float32 keeps the full accumulator). `bias`: [N] or
+    [1, N], any float dtype; `activation`: an nl activation function (nl.relu, nl.gelu,
+    nl.silu, ...). Asserts K % 128 == 0 (or K < 128), M % 128 == 0 (or M <= 128),
+    N % 512 == 0 (or N <= 512). Runs on trn1, trn2, trn3."""
+    assert lhsT.dtype == rhs.dtype, f"lhsT is {lhsT.dtype}, rhs is {rhs.dtype}"
+    return _blocked(lhsT, rhs, bias, activation, 1.0, out_dtype, double_row=False)
+
+
+@nki.jit
+def matmul_fp8(lhsT, rhs, scale=1.0, bias=None, activation=None, out_dtype=None):
+    """result[M, N] = activation(scale * (lhsT.T @ rhs) + bias) for fp8 lhsT [K, M] and
+    rhs [K, N] (float8_e4m3 / float8_e5m2; float8_e4m3fn on trn3), pre-quantized by the
+    caller with per-tensor scales whose product is `scale` (applied in the epilogue).
+    Each matmul runs in `perf_mode=double_row`: [128, 2, 128] x [128, 2, 512] operands,
+    a contraction of 256 in the time of a 128-row bf16 matmul, with
+    k = 256 * t + 2 * partition + j. Result in `out_dtype` (default bf16).
+    Asserts K % 256 == 0, M % 128 == 0 (or M <= 128), N % 512 == 0 (or N <= 512).
+    Needs NeuronCore-v3+ (trn2, trn3)."""
+    assert lhsT.dtype == rhs.dtype, f"lhsT is {lhsT.dtype}, rhs is {rhs.dtype}"
+    assert lhsT.shape[0] >= 2 * P, f"K={lhsT.shape[0]}: double_row needs K >= 256"
+    return _blocked(lhsT, rhs, bias, activation, scale, out_dtype, double_row=True)
+
+
+MX_K = 4 * P   # values contracted by one nc_matmul_mx (128 partitions x 4 per x4 element)
+MX_RESIDENT_BYTES = 96 * 1024  # per-partition budget of the resident quantized rhs block
+
+
+def _quantize(raw, q_dst, s_dst):
+    """MX-quantize a bf16 SBUF tile raw [128, 4, cols] (x4 component j of partition p is
+    contraction index 128 j + p of its 512-row tile) into q_dst [128, cols] x4 and s_dst
+    [128, cols] e8m0 (quadrant layout). The tile keeps HBM rows contiguous for its DMA;
+    quantize_mx reads it through the permuted view [128, cols, 4]."""
+    nisa.quantize_mx(dst=q_dst, src=raw.permute((0, 2, 1)), dst_scale=s_dst)
+
+
+@nki.jit
+def matmul_mxfp8(lhsT, rhs, bias=None, activation=None, out_dtype=None):
+    """result[M, N] ~= activation(lhsT.T @ rhs + bias) in MXFP8 on trn3: bf16 (or fp16)
+    lhsT [K, M] and rhs [K, N] are quantized on chip with `quantize_mx` (float8_e4m3fn,
+    one e8m0 scale per 32 values: within each 512-row tile, contraction indices
+    128 j + p for p in 8g..8g+7 and j = 0..3) and multiplied with `nc_matmul_mx`
+    (4x the bf16 contraction per instruction, same PE time).
+
+    Why bf16 inputs rather than pre-quantized ones: the kernel is a drop-in for the bf16
+    matmul, and the MX group layout (tied to SBUF quadrants) stays private to it. Tiling:
+    rhs is quantized once, in resident blocks of BN columns (as many 512-column tiles as
+    fit 96 KiB per partition: all of a projection weight with K <= ~2k); for each
+    128-row tile of the output, the whole [K, 128] lhsT column block is loaded in one DMA
+    and quantized once per rhs block, then serves every 512-column output tile of the
+    block, 4 PSUM banks (output tiles) at a time. Result in `out_dtype` (default the
+    inputs' dtype). Asserts K % 512 == 0, M % 128 == 0 (or M <= 128, even),
+    N % 512 == 0 (or N <= 512)."""
+    K, M, N = _dims(lhsT, rhs, MX_K)
+    assert K % MX_K == 0, f"K={K} must be a multiple of 512"
+    KT = K // MX_K
+    mt = min(M, P)
+    NT = min(N, PSUM_N)
+    per_tile = KT * NT * 5                  # x4 data (4 B) + scale (1 B) per column
+    assert per_tile <= MX_RESIDENT_BYTES, (
+        f"K={K}: one resident quantized [{K}, {NT}] rhs tile needs {per_tile} bytes per "
+        f"partition, over the {MX_RESIDENT_BYTES}-byte budget (K-blocking is not "
+        "implemented)")
+    TB = _largest_divisor(N // NT, MX_RESIDENT_BYTES // per_tile)   # tiles per rhs block
+    TN = _largest_divisor(TB, 4)                                     # PSUM banks per group
+    BN = TB * NT
+    odt = out_dtype if out_dtype is not None else lhsT.dtype
+    result = nl.ndarray((M, N), dtype=odt, buffer=nl.shared_hbm)
+    rv = rhs.reshape((KT, 4, P, N))         # k = 512 kt + 128 j + p
+    lv = lhsT.reshape((KT, 4, P, M))
+
+    for nb in nl.affine_range(N // BN):
+        n0 = nb * BN
+        rq = nl.ndarray((P, KT, BN), dtype=nl.float8_e4m3fn_x4, buffer=nl.sbuf)
+        rs = nl.ndarray((P, KT, BN), dtype=nl.float8_e8m0fnu, buffer=nl.sbuf)
+        for kt in nl.affine_range(KT):
+            for t in nl.affine_range(TB):
+                c0 = n0 + t * NT
+                raw = nl.ndarray((P, 4, NT), dtype=rhs.dtype, buffer=nl.sbuf)
+                nisa.dma_copy(dst=raw, src=rv[kt, :, :, c0:c0 + NT].permute((1, 0, 2)))
+                _quantize(raw, rq[:, kt, t * NT:(t + 1) * NT], rs[:, kt, t * NT:(t + 1) * NT])
+        for mb in nl.affine_range(M // mt):
+            m0 = mb * mt
+            xraw = nl.ndarray((P, KT, 4, mt), dtype=lhsT.dtype, buffer=nl.sbuf)
+            nisa.dma_copy(dst=xraw, src=lv[:, :, :, m0:m0 + mt].permute((2, 0, 1, 3)))
+            xq = nl.ndarray((P, KT, mt), dtype=nl.float8_e4m3fn_x4, buffer=nl.sbuf)
+            xs = nl.ndarray((P, KT, mt), dtype=nl.float8_e8m0fnu, buffer=nl.sbuf)
+            for kt in nl.affine_range(KT):
+                _quantize(xraw[:, kt, :, :], xq[:, kt, :], xs[:, kt, :])
+            for g in nl.affine_range(TB // TN):
+                accs = [nl.ndarray((mt, NT), dtype=nl.float32, buffer=nl.psum)
+                        for _ in range(TN)]
+                for kt in nl.sequential_range(KT):
+                    for j in range(TN):
+                        t = g * TN + j
+                        nisa.nc_matmul_mx(dst=accs[j], stationary=xq[:, kt, :],
+                                          moving=rq[:, kt, t * NT:(t + 1) * NT],
+                                          stationary_scale=xs[:, kt, :],
+                                          moving_scale=rs[:, kt, t * NT:(t + 1) * NT])
+                out = nl.ndarray((mt, TN * NT), dtype=odt, buffer=nl.sbuf)
+                c0 = n0 + g * TN * NT
+                for j in range(TN):
+                    bias_sb = (_bias_tile(bias, c0 + j * NT, NT) if bias is not None
+                               else None)
+                    _epilogue(out[:, j * NT:(j + 1) * NT], accs[j], mt, bias_sb,
+                              activation, 1.0)
+                nisa.dma_copy(dst=result[m0:m0 + mt, c0:c0 + TN * NT], src=out)
+    return result
