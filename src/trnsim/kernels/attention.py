@@ -1,0 +1,443 @@
+"""Attention kernels: naive (graph-compiler style) attention, flash attention forward,
+decode attention over a KV cache, and paged decode attention.
+
+Layout (all kernels; chosen so the Tensor Engine needs no transposes of Q or K):
+  q:  [batch, n_heads,    d, seq]   Q transposed: head dim on SBUF partitions, the
+                                    contraction of S = Q K^T
+  k:  [batch, n_kv_heads, d, seq]   K transposed likewise
+  v:  [batch, n_kv_heads, seq, d]   V as is: keys on partitions, the contraction of P V
+  out:[batch, n_heads,    seq, d]
+GQA: n_kv_heads divides n_heads; query head h reads KV head h // (n_heads // n_kv_heads).
+d (head dim) <= 128. dtype: that of q/k/v (bf16 in the tests and benchmarks; fp32 works).
+
+Flash attention forward tiling: 128 queries (the PE's stationary free size, on
+partitions) x 512 keys (one PSUM bank of fp32 scores) per step, online softmax with a
+running max and sum per query row, P transposed on the PE in 128x128 blocks, P V
+accumulated in PSUM per step and rescaled into an fp32 SBUF accumulator. K^T and V of a
+KV head stay resident in SBUF while all its query heads run (GQA reuse). Causal: key
+tiles right of the diagonal are skipped, and the diagonal tile is narrowed to the keys
+some query of the tile can see and masked with one of four precomputed additive masks.
+"""
+import math
+
+import numpy as np
+
+import nki
+import nki.isa as nisa
+import nki.language as nl
+
+Q_TILE = 128          # queries per tile: PE stationary free size / SBUF partitions
+K_CHUNK = 1024        # keys per online-softmax step: two PSUM banks of fp32 scores
+K_MM = 512            # keys per matmul: one PSUM bank of fp32
+P = 128               # partitions / PE contraction
+NEG = -30000.0        # additive mask value: exp(scale * NEG - m) == 0 for any sane scale
+
+
+def _check_qkv(q, k, v):
+    B, H, d, S = q.shape
+    Bk, KVH, dk, Sk = k.shape
+    assert (Bk, dk) == (B, d), f"k {k.shape} does not match q {q.shape}"
+    assert tuple(v.shape) == (B, KVH, Sk, d), f"v {v.shape} must be [B, KVH, S_kv, d]"
+    assert H % KVH == 0, f"n_kv_heads={KVH} must divide n_heads={H}"
+    assert d <= P, f"head dim {d} > {P}"
+    return B, H, KVH, d, S, Sk
+
+
+def _causal_mask():
+    """Additive mask of a diagonal 128x128 block: 0 where key j <= query p, else NEG."""
+    zeros = nl.ndarray((P, P), dtype=nl.float32, buffer=nl.sbuf)
+    nisa.memset(dst=zeros, value=0.0)
+    mask = nl.ndarray((P, P), dtype=nl.float32, buffer=nl.sbuf)
+    nisa.affine_select(dst=mask, pattern=[[-1, P]], channel_multiplier=1, on_true_tile=zeros,
+                       on_false_value=NEG, cmp_op=nl.greater_equal, offset=0)
+    return mask
+
+
+def _load_kv(k, v, b, kvh, Sk, d, k_too=True):
+    """K^T [d, Sk] and V as [128, Sk/128, d] (key block i on free index i), in SBUF."""
+    kT = None
+    if k_too:
+        kT = nl.ndarray((d, Sk), dtype=k.dtype, buffer=nl.sbuf)
+        nisa.dma_copy(dst=kT, src=k[b, kvh, :, :])
+    nblk = Sk // P
+    vs = nl.ndarray((P, nblk, d), dtype=v.dtype, buffer=nl.sbuf)
+    for i in nl.affine_range(nblk):
+        nisa.dma_copy(dst=vs[:, i, :], src=v[b, kvh, i * P:(i + 1) * P, :])
+    return kT, vs
+
+
+@nki.jit
+def flash_attention_fwd(q, k, v, causal=True, scale=None):
+    """softmax(scale * Q K^T [+ causal mask]) V with an online softmax; layout in the
+    module docstring. seq (queries) and seq_kv multiples of 128; causal needs
+    seq == seq_kv. Returns [batch, n_heads, seq, d] in q's dtype."""
+    B, H, KVH, d, S, Sk = _check_qkv(q, k, v)
+    assert S % Q_TILE == 0 and Sk % P == 0, "sequence lengths must be multiples of 128"
+    assert not causal or S == Sk, "causal attention needs as many keys as queries"
+    assert 2 * Sk * d * np.dtype(k.dtype).itemsize // P <= 128 * 1024, \
+        "K and V of one KV head must fit in half of SBUF (seq_kv * d <= 4M for bf16)"
+    G = H // KVH
+    scale = 1.0 / math.sqrt(d) if scale is None else float(scale)
+    assert scale > 0, "scale must be positive (the running max is kept scaled)"
+    KC = min(K_CHUNK, Sk)
+    out = nl.ndarray((B, H, S, d), dtype=q.dtype, buffer=nl.shared_hbm)
+    mask = _causal_mask() if causal else None
+    nq = S // Q_TILE
+    npairs, odd = nq // 2, nq % 2
+
+    for b in nl.affine_range(B):
+        for kvh in nl.affine_range(KVH):
+            kT, vs = _load_kv(k, v, b, kvh, Sk, d)
+            for g in nl.affine_range(G):
+                h = kvh * G + g
+                # two query tiles at a time, interleaved stage by stage, so that the
+                # in-order engines always have independent work from the other tile
+                for qp in nl.affine_range(npairs):
+                    _flash_tiles(q, out, kT, vs, b, h, 2 * qp * Q_TILE, 2, d, Sk, KC,
+                                 scale, causal, mask)
+                if odd:
+                    _flash_tiles(q, out, kT, vs, b, h, (nq - 1) * Q_TILE, 1, d, Sk, KC,
+                                 scale, causal, mask)
+    return out
+
+
+def _flash_tiles(q, out, kT, vs, b, h, q0, ntiles, d, Sk, KC, scale, causal, mask):
+    """Query tiles [q0, q0 + ntiles*128) (ntiles 1 or 2) of head h against all keys."""
+    two = ntiles == 2
+    q1 = q0 + Q_TILE
+    qa, nma, la, oa = _tile_init(q, b, h, q0, d)
+    if two:
+        qb, nmb, lb, ob = _tile_init(q, b, h, q1, d)
+    # key chunks: all of them, or (causal) up to the one holding the diagonal, which is
+    # the last of the loop, so that the loop's other iterations are alike
+    last_a = q0 + Q_TILE if causal else Sk
+    last_b = q1 + Q_TILE if causal else Sk
+    nka = (last_a + KC - 1) // KC
+    nk = (last_b + KC - 1) // KC if two else nka
+    for ki in nl.sequential_range(nk):
+        k0 = ki * KC
+        if ki < nka:
+            pa, nma, la, alpha_a, wa = _softmax_stage(qa, kT, k0, KC, last_a, q0, causal,
+                                                      mask, scale, nma, la, q.dtype)
+        if two:
+            pb, nmb, lb, alpha_b, wb = _softmax_stage(qb, kT, k0, KC, last_b, q1, causal,
+                                                      mask, scale, nmb, lb, q.dtype)
+        if ki < nka:
+            _pv_stage(pa, wa, vs, k0, d, alpha_a, oa, q.dtype)
+        if two:
+            _pv_stage(pb, wb, vs, k0, d, alpha_b, ob, q.dtype)
+    _tile_store(out, b, h, q0, d, la, oa, q.dtype)
+    if two:
+        _tile_store(out, b, h, q1, d, lb, ob, q.dtype)
+
+
+def _tile_init(q, b, h, q0, d):
+    qT = nl.ndarray((d, Q_TILE), dtype=q.dtype, buffer=nl.sbuf)
+    nisa.dma_copy(dst=qT, src=q[b, h, :, q0:q0 + Q_TILE])
+    nm = nl.ndarray((P, 1), dtype=nl.float32, buffer=nl.sbuf)   # -(running max), scaled
+    lsum = nl.ndarray((P, 1), dtype=nl.float32, buffer=nl.sbuf)  # running sum
+    o = nl.ndarray((P, d), dtype=nl.float32, buffer=nl.sbuf)     # unnormalized output
+    nisa.memset(dst=nm, value=1e30)
+    nisa.memset(dst=lsum, value=0.0)
+    nisa.memset(dst=o, value=0.0)
+    return qT, nm, lsum, o
+
+
+def _tile_store(out, b, h, q0, d, lsum, o, dtype):
+    inv = nl.ndarray((P, 1), dtype=nl.float32, buffer=nl.sbuf)
+    nisa.reciprocal(dst=inv, data=lsum)
+    res = nl.ndarray((P, d), dtype=dtype, buffer=nl.sbuf)
+    nisa.tensor_scalar(dst=res, data=o, op0=nl.multiply, operand0=inv)
+    nisa.dma_copy(dst=out[b, h, q0:q0 + Q_TILE, :], src=res)
+
+
+def _softmax_stage(qT, kT, k0, KC, last_key, q0, causal, mask, scale, nm_old, l_old, dtype):
+    """Scores of one query tile against keys [k0, k0 + w) and their online softmax:
+    returns exp(scale*s - m_new) [128, w] in `dtype`, the new -max and sum, the factor
+    alpha = exp(m_old - m_new) for the output accumulated so far, and w."""
+    w = min(KC, last_key - k0)
+    s = nl.ndarray((P, KC), dtype=nl.float32, buffer=nl.psum)
+    for c in range(0, w, K_MM):
+        nisa.nc_matmul(dst=s[:, c:c + min(K_MM, w - c)], stationary=qT,
+                       moving=kT[:, k0 + c:k0 + c + min(K_MM, w - c)])
+    if causal and k0 + w > q0:
+        # the diagonal 128x128 block is the chunk's last; keys before it are all visible
+        nisa.tensor_tensor(dst=s[:, w - P:w], data1=s[:, w - P:w], data2=mask, op=nl.add)
+    m_tile = nl.ndarray((P, 1), dtype=nl.float32, buffer=nl.sbuf)
+    nisa.tensor_reduce(dst=m_tile, op=nl.maximum, data=s[:, :w], axis=1)
+    nm_new = nl.ndarray((P, 1), dtype=nl.float32, buffer=nl.sbuf)
+    nisa.tensor_scalar(dst=nm_new, data=m_tile, op0=nl.multiply, operand0=-scale,
+                       op1=nl.minimum, operand1=nm_old)
+    alpha = nl.ndarray((P, 1), dtype=nl.float32, buffer=nl.sbuf)
+    nisa.activation(dst=alpha, op=nl.exp, data=nm_old, bias=nm_new, scale=-1.0)
+    p = nl.ndarray((P, KC), dtype=dtype, buffer=nl.sbuf)
+    rsum = nl.ndarray((P, 1), dtype=nl.float32, buffer=nl.sbuf)
+    nisa.activation(dst=p[:, :w], op=nl.exp, data=s[:, :w], bias=nm_new, scale=scale,
+                    reduce_op=nl.add, reduce_res=rsum, reduce_cmd=nisa.reduce_cmd.reset_reduce)
+    l_new = nl.ndarray((P, 1), dtype=nl.float32, buffer=nl.sbuf)
+    nisa.scalar_tensor_tensor(dst=l_new, data=l_old, op0=nl.multiply, operand0=alpha,
+                              op1=nl.add, operand1=rsum)
+    return p, nm_new, l_new, alpha, w
+
+
+def _pv_stage(p, w, vs, k0, d, alpha, o, dtype):
+    """o = o * alpha + p V: p transposed on the PE in 128x128 blocks (keys onto
+    partitions), the P V products accumulated in one PSUM tile."""
+    nb = w // P
+    KC = p.shape[1]
+    pT_ps = nl.ndarray((P, KC), dtype=dtype, buffer=nl.psum)
+    for i in range(nb):
+        nisa.nc_transpose(dst=pT_ps[:, i * P:(i + 1) * P], data=p[:, i * P:(i + 1) * P])
+    # PSUM -> SBUF, split between the Vector and Scalar Engines (both are busy with the
+    # softmax; neither alone keeps up with the Tensor Engine)
+    pT = nl.ndarray((P, KC), dtype=dtype, buffer=nl.sbuf)
+    h = (nb // 2) * P
+    if h:
+        nisa.tensor_copy(dst=pT[:, :h], src=pT_ps[:, :h], engine=nisa.vector_engine)
+    nisa.tensor_copy(dst=pT[:, h:w], src=pT_ps[:, h:w], engine=nisa.scalar_engine)
+    o_ps = nl.ndarray((P, d), dtype=nl.float32, buffer=nl.psum)
+    kb0 = k0 // P
+    for i in range(nb):
+        nisa.nc_matmul(dst=o_ps, stationary=pT[:, i * P:(i + 1) * P], moving=vs[:, kb0 + i, :])
+    # o * alpha on GpSimd (SBUF only), + P V on the Vector Engine (reads PSUM)
+    nisa.tensor_scalar(dst=o, data=o, op0=nl.multiply, operand0=alpha,
+                       engine=nisa.gpsimd_engine)
+    nisa.tensor_tensor(dst=o, data1=o, data2=o_ps, op=nl.add)
+
+
+# -- naive attention: what a graph compiler emits without a fused kernel ------------------
+
+@nki.jit
+def naive_attention(q, k, v, causal=True, scale=None):
+    """The unfused baseline, in three passes over HBM (layout as flash_attention_fwd):
+      1. scores = scale * Q K^T (+ causal mask, every tile computed) -> HBM, fp32;
+      2. probs = softmax(scores) row by row (HBM -> SBUF -> HBM, q's dtype);
+      3. out = probs V (probs transposed on the PE in 128x128 blocks).
+    Tiles: 128 queries x 512 keys for pass 1, whole rows of 128 queries for 2 and 3."""
+    B, H, KVH, d, S, Sk = _check_qkv(q, k, v)
+    assert S % Q_TILE == 0 and Sk % K_MM == 0, "seq multiple of 128, seq_kv of 512"
+    assert not causal or S == Sk
+    G = H // KVH
+    scale = 1.0 / math.sqrt(d) if scale is None else float(scale)
+    scores = nl.ndarray((B, H, S, Sk), dtype=nl.float32, buffer=nl.shared_hbm)
+    probs = nl.ndarray((B, H, S, Sk), dtype=q.dtype, buffer=nl.shared_hbm)
+    out = nl.ndarray((B, H, S, d), dtype=q.dtype, buffer=nl.shared_hbm)
+    nq, nk = S // Q_TILE, Sk // K_MM
+
+    # pass 1: scores
+    for b in nl.affine_range(B):
+        for h in nl.affine_range(H):
+            for qi in nl.affine_range(nq):
+                qT = nl.ndarray((d, Q_TILE), dtype=q.dtype, buffer=nl.sbuf)
+                nisa.dma_copy(dst=qT, src=q[b, h, :, qi * Q_TILE:(qi + 1) * Q_TILE])
+                for ki in nl.affine_range(nk):
+                    kT = nl.ndarray((d, K_MM), dtype=k.dtype, buffer=nl.sbuf)
+                    nisa.dma_copy(dst=kT, src=k[b, h // G, :, ki * K_MM:(ki + 1) * K_MM])
+                    s_ps = nl.ndarray((P, K_MM), dtype=nl.float32, buffer=nl.psum)
+                    nisa.nc_matmul(dst=s_ps, stationary=qT, moving=kT)
+                    s = nl.ndarray((P, K_MM), dtype=nl.float32, buffer=nl.sbuf)
+                    nisa.activation(dst=s, op=nl.copy, data=s_ps, scale=scale)
+                    if causal:
+                        m = nl.ndarray((P, K_MM), dtype=nl.float32, buffer=nl.sbuf)
+                        # keep where query qi*128 + p >= key ki*512 + j
+                        nisa.affine_select(dst=m, pattern=[[-1, K_MM]], channel_multiplier=1,
+                                           on_true_tile=s, on_false_value=NEG,
+                                           cmp_op=nl.greater_equal,
+                                           offset=qi * Q_TILE - ki * K_MM)
+                        s = m
+                    nisa.dma_copy(dst=scores[b, h, qi * Q_TILE:(qi + 1) * Q_TILE,
+                                             ki * K_MM:(ki + 1) * K_MM], src=s)
+    # pass 2: softmax
+    for b in nl.affine_range(B):
+        for h in nl.affine_range(H):
+            for qi in nl.affine_range(nq):
+                rows = scores[b, h, qi * Q_TILE:(qi + 1) * Q_TILE, :]
+                x = nl.ndarray((P, Sk), dtype=nl.float32, buffer=nl.sbuf)
+                nisa.dma_copy(dst=x, src=rows)
+                neg_max = nl.ndarray((P, 1), dtype=nl.float32, buffer=nl.sbuf)
+                nisa.tensor_reduce(dst=neg_max, op=nl.maximum, data=x, axis=1, negate=True)
+                e = nl.ndarray((P, Sk), dtype=nl.float32, buffer=nl.sbuf)
+                ssum = nl.ndarray((P, 1), dtype=nl.float32, buffer=nl.sbuf)
+                nisa.activation(dst=e, op=nl.exp, data=x, bias=neg_max, scale=1.0,
+                                reduce_op=nl.add, reduce_res=ssum,
+                                reduce_cmd=nisa.reduce_cmd.reset_reduce)
+                inv = nl.ndarray((P, 1), dtype=nl.float32, buffer=nl.sbuf)
+                nisa.reciprocal(dst=inv, data=ssum)
+                pr = nl.ndarray((P, Sk), dtype=q.dtype, buffer=nl.sbuf)
+                nisa.tensor_scalar(dst=pr, data=e, op0=nl.multiply, operand0=inv)
+                nisa.dma_copy(dst=probs[b, h, qi * Q_TILE:(qi + 1) * Q_TILE, :], src=pr)
+    # pass 3: probs V
+    for b in nl.affine_range(B):
+        for h in nl.affine_range(H):
+            _, vs = _load_kv(k, v, b, h // G, Sk, d, k_too=False)
+            for qi in nl.affine_range(nq):
+                pr = nl.ndarray((P, Sk), dtype=q.dtype, buffer=nl.sbuf)
+                nisa.dma_copy(dst=pr, src=probs[b, h, qi * Q_TILE:(qi + 1) * Q_TILE, :])
+                o_ps = nl.ndarray((P, d), dtype=nl.float32, buffer=nl.psum)
+                for kb in nl.affine_range(Sk // P):
+                    t_ps = nl.ndarray((P, P), dtype=q.dtype, buffer=nl.psum)
+                    nisa.nc_transpose(dst=t_ps, data=pr[:, kb * P:(kb + 1) * P])
+                    t = nl.ndarray((P, P), dtype=q.dtype, buffer=nl.sbuf)
+                    nisa.tensor_copy(dst=t, src=t_ps)
+                    nisa.nc_matmul(dst=o_ps, stationary=t, moving=vs[:, kb, :])
+                o = nl.ndarray((P, d), dtype=q.dtype, buffer=nl.sbuf)
+                nisa.tensor_copy(dst=o, src=o_ps)
+                nisa.dma_copy(dst=out[b, h, qi * Q_TILE:(qi + 1) * Q_TILE, :], src=o)
+    return out
+
+
+# -- decode (token generation) ---------------------------------------------------------
+
+def _decode_q(q, b, h0, G, d, dtype):
+    """q[b, h0:h0+G, :] ([G, d]) transposed on the PE to [d, G] (the stationary)."""
+    qg = nl.ndarray((G, d), dtype=dtype, buffer=nl.sbuf)
+    nisa.dma_copy(dst=qg, src=q[b, h0:h0 + G, :])
+    qT_ps = nl.ndarray((d, G), dtype=dtype, buffer=nl.psum)
+    nisa.nc_transpose(dst=qT_ps, data=qg)
+    qT = nl.ndarray((d, G), dtype=dtype, buffer=nl.sbuf)
+    nisa.tensor_copy(dst=qT, src=qT_ps)
+    return qT
+
+
+def _decode_softmax_pv(s, n, G, d, pv_blocks, dtype):
+    """softmax over s [G, n] (fp32, already scaled and masked) then sum_i p_i v_i, with
+    `pv_blocks` yielding (key offset, keys, V block [keys, d] in SBUF); returns the
+    normalized [G, d] fp32 output tile."""
+    neg_max = nl.ndarray((G, 1), dtype=nl.float32, buffer=nl.sbuf)
+    nisa.tensor_reduce(dst=neg_max, op=nl.maximum, data=s[:, :n], axis=1, negate=True)
+    p = nl.ndarray((G, n), dtype=dtype, buffer=nl.sbuf)
+    ssum = nl.ndarray((G, 1), dtype=nl.float32, buffer=nl.sbuf)
+    nisa.activation(dst=p, op=nl.exp, data=s[:, :n], bias=neg_max, scale=1.0,
+                    reduce_op=nl.add, reduce_res=ssum, reduce_cmd=nisa.reduce_cmd.reset_reduce)
+    inv = nl.ndarray((G, 1), dtype=nl.float32, buffer=nl.sbuf)
+    nisa.reciprocal(dst=inv, data=ssum)
+    o_ps = nl.ndarray((G, d), dtype=nl.float32, buffer=nl.psum)
+    for k0, w, vblk in pv_blocks:
+        pT_ps = nl.ndarray((P, G), dtype=dtype, buffer=nl.psum)
+        nisa.nc_transpose(dst=pT_ps[:w, :], data=p[:, k0:k0 + w])
+        pT = nl.ndarray((P, G), dtype=dtype, buffer=nl.sbuf)
+        nisa.tensor_copy(dst=pT[:w, :], src=pT_ps[:w, :])
+        nisa.nc_matmul(dst=o_ps, stationary=pT[:w, :], moving=vblk[:w, :])
+    o = nl.ndarray((G, d), dtype=nl.float32, buffer=nl.sbuf)
+    nisa.tensor_scalar(dst=o, data=o_ps, op0=nl.multiply, operand0=inv)
+    return o
+
+
+@nki.jit
+def decode_attention(q, k_cache, v_cache, seq_len, scale=None):
+    """One new token per sequence attending to the first `seq_len` cached keys.
+
+    q: [batch, n_heads, d]; k_cache: [batch, n_kv_heads, d, max_seq] (K transposed, as
+    in flash_attention_fwd); v_cache: [batch, n_kv_heads, max_seq, d]; seq_len: a
+    Python int (compile time), 1 <= seq_len <= max_seq. Returns [batch, n_heads, d].
+    The G = n_heads / n_kv_heads query heads of a KV head share its loads: they are the
+    G columns of one stationary Q^T, so K and V are read once per KV head. Scores of
+    all seq_len keys stay in SBUF ([G, seq_len] fp32), K streamed in 512-key tiles."""
+    B, H, d = q.shape
+    _, KVH, dk, Smax = k_cache.shape
+    assert dk == d and tuple(v_cache.shape) == (B, KVH, Smax, d) and H % KVH == 0
+    n = int(seq_len)
+    assert 1 <= n <= Smax
+    G = H // KVH
+    scale = 1.0 / math.sqrt(d) if scale is None else float(scale)
+    out = nl.ndarray((B, H, d), dtype=q.dtype, buffer=nl.shared_hbm)
+    for b in nl.affine_range(B):
+        for kvh in nl.affine_range(KVH):
+            qT = _decode_q(q, b, kvh * G, G, d, q.dtype)
+            s = nl.ndarray((G, n), dtype=nl.float32, buffer=nl.sbuf)
+            for k0 in range(0, n, K_MM):
+                w = min(K_MM, n - k0)
+                kT = nl.ndarray((d, K_MM), dtype=k_cache.dtype, buffer=nl.sbuf)
+                nisa.dma_copy(dst=kT[:, :w], src=k_cache[b, kvh, :, k0:k0 + w])
+                s_ps = nl.ndarray((G, K_MM), dtype=nl.float32, buffer=nl.psum)
+                nisa.nc_matmul(dst=s_ps[:, :w], stationary=qT, moving=kT[:, :w])
+                nisa.activation(dst=s[:, k0:k0 + w], op=nl.copy, data=s_ps[:, :w], scale=scale)
+
+            def v_blocks():
+                for k0 in range(0, n, P):
+                    w = min(P, n - k0)
+                    vb = nl.ndarray((P, d), dtype=v_cache.dtype, buffer=nl.sbuf)
+                    nisa.dma_copy(dst=vb[:w, :], src=v_cache[b, kvh, k0:k0 + w, :])
+                    yield k0, w, vb
+            o = _decode_softmax_pv(s, n, G, d, v_blocks(), q.dtype)
+            res = nl.ndarray((G, d), dtype=q.dtype, buffer=nl.sbuf)
+            nisa.tensor_copy(dst=res, src=o)
+            nisa.dma_copy(dst=out[b, kvh * G:(kvh + 1) * G, :], src=res)
+    return out
+
+
+@nki.jit
+def paged_decode_attention(q, k_pages, v_pages, block_table, seq_lens, scale=None):
+    """decode_attention over a paged KV cache.
+
+    q: [batch, n_heads, d]; k_pages: [n_pages, n_kv_heads, d, page_size] (each page's K
+    transposed); v_pages: [n_pages, n_kv_heads, page_size, d]; block_table: int32
+    [batch, max_pages] (page of each sequence's j-th block of keys); seq_lens: int32
+    [batch, 1] (keys per sequence, 1..max_pages*page_size). Both are device tensors read
+    at run time: page ids go through a register into dynamic DMA slices (nl.ds), and
+    keys at or past seq_len are masked with an iota compared against seq_len. Every
+    sequence runs max_pages pages (entries past its length must still name valid pages,
+    e.g. 0). page_size divides 128 or is a multiple of it, at most 512."""
+    B, H, d = q.shape
+    NPG, KVH, dk, PS = k_pages.shape
+    _, MP = block_table.shape
+    assert dk == d and tuple(v_pages.shape) == (NPG, KVH, PS, d) and H % KVH == 0
+    assert PS <= K_MM and (P % PS == 0 or PS % P == 0)
+    G = H // KVH
+    n = MP * PS
+    scale = 1.0 / math.sqrt(d) if scale is None else float(scale)
+    out = nl.ndarray((B, H, d), dtype=q.dtype, buffer=nl.shared_hbm)
+
+    # key positions 0..n-1 on every query-head partition (fp32, exact below 2^24)
+    pos = nl.ndarray((G, n), dtype=nl.float32, buffer=nl.sbuf)
+    nisa.iota(dst=pos, pattern=[[1, n]], offset=0, channel_multiplier=0)
+    for b in nl.affine_range(B):
+        bt = nl.ndarray((1, MP), dtype=nl.int32, buffer=nl.sbuf)
+        nisa.dma_copy(dst=bt, src=block_table[b:b + 1, :])
+        sl_i = nl.ndarray((G, 1), dtype=nl.int32, buffer=nl.sbuf)
+        for g in range(G):
+            nisa.dma_copy(dst=sl_i[g:g + 1, :], src=seq_lens[b:b + 1, :])
+        sl = nl.ndarray((G, 1), dtype=nl.float32, buffer=nl.sbuf)
+        nisa.tensor_copy(dst=sl, src=sl_i)
+        # mask = NEG where pos >= seq_len, else 0
+        mask = nl.ndarray((G, n), dtype=nl.float32, buffer=nl.sbuf)
+        nisa.tensor_scalar(dst=mask, data=pos, op0=nl.greater_equal, operand0=sl,
+                           op1=nl.multiply, operand1=NEG)
+        regs = []
+        for j in range(MP):
+            r = nisa.register_alloc()
+            nisa.register_load(r, bt[0:1, j:j + 1])
+            regs.append(r)
+        for kvh in nl.affine_range(KVH):
+            qT = _decode_q(q, b, kvh * G, G, d, q.dtype)
+            s = nl.ndarray((G, n), dtype=nl.float32, buffer=nl.sbuf)
+            for j in range(MP):
+                k0 = j * PS
+                kT = nl.ndarray((d, PS), dtype=k_pages.dtype, buffer=nl.sbuf)
+                nisa.dma_copy(dst=kT, src=k_pages[nl.ds(regs[j], 1), kvh, :, :].reshape((d, PS)))
+                s_ps = nl.ndarray((G, PS), dtype=nl.float32, buffer=nl.psum)
+                nisa.nc_matmul(dst=s_ps, stationary=qT, moving=kT)
+                # s = scale * scores + mask
+                nisa.scalar_tensor_tensor(dst=s[:, k0:k0 + PS], data=s_ps, op0=nl.multiply,
+                                          operand0=scale, op1=nl.add,
+                                          operand1=mask[:, k0:k0 + PS])
+
+            def v_blocks():
+                vb = None
+                for j in range(MP):
+                    for c in range(0, PS, P):       # pages larger than 128 keys
+                        w = min(P, PS - c)
+                        k0 = j * PS + c
+                        if k0 % P == 0:
+                            if vb is not None:
+                                yield base, P, vb
+                            vb = nl.ndarray((P, d), dtype=v_pages.dtype, buffer=nl.sbuf)
+                            base = k0
+                        src = v_pages[nl.ds(regs[j], 1), kvh, c:c + w, :].reshape((w, d))
+                        nisa.dma_copy(dst=vb[k0 - base:k0 - base + w, :], src=src)
+                yield base, n - base if n - base < P else P, vb
+            o = _decode_softmax_pv(s, n, G, d, v_blocks(), q.dtype)
+            res = nl.ndarray((G, d), dtype=q.dtype, buffer=nl.sbuf)
+            nisa.tensor_copy(dst=res, src=o)
+            nisa.dma_copy(dst=out[b, kvh * G:(kvh + 1) * G, :], src=res)
+    return out
