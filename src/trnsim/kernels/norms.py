@@ -16,8 +16,9 @@ Every kernel takes its tiling from the shapes it is given:
   Vector Engine; on NeuronCore-v4 (trn3) softmax alternates its exp between the Scalar
   Engine and the Vector Engine's `nisa.exponential`.
 
-All arithmetic is fp32 on chip (the DMA casts bf16 inputs to fp32 on the way in); each
-output is rounded once to its dtype.
+Inputs are DMA'd in their own dtype (a casting DMA moves twice the bytes into SBUF);
+the engines compute in fp32 whatever they read, intermediates are fp32, and each output
+is rounded once to its dtype.
 
 Kernels: transpose, softmax, rmsnorm, layernorm, rmsnorm_quant_fp8, rope, swiglu_mlp.
 """
@@ -30,16 +31,17 @@ import nki.language as nl
 P = 128
 RESIDENT_COLS = 8192       # widest row kept whole in SBUF (fp32: 32 KiB / partition)
 CHUNK_COLS = 4096          # chunk width when a row is streamed
-BLOCK_BYTES = 32768        # target bytes per partition of one grouped row DMA (fp32)
+BLOCK_BYTES = 8192         # target bytes per partition of one grouped row DMA
 FP8_E4M3_MAX = 240.0       # largest finite nl.float8_e4m3 (IEEE-style e4m3, bias 7)
 
 
-def _group(rows, cols):
+def _group(rows, cols, itemsize):
     """How many consecutive rows share one partition in a grouped DMA block: the
-    largest G with G * 128 <= rows and G * cols * 4 <= BLOCK_BYTES (1 when it does not
-    pay: short rows count or wide rows)."""
-    g = max(1, min(BLOCK_BYTES // (4 * cols), rows // P))
-    return g
+    largest G with G * 128 <= rows and G * cols * itemsize <= BLOCK_BYTES (1 for few
+    or wide rows). Blocks of ~8 KiB per partition saturate the DMA engines' per-
+    partition efficiency while leaving several blocks to pipeline load / compute /
+    store."""
+    return max(1, min(BLOCK_BYTES // (itemsize * cols), rows // P))
 
 
 def _row_blocks(x):
@@ -48,7 +50,7 @@ def _row_blocks(x):
     view is contiguous per partition). Full blocks of G*128 rows first, then the
     remainder one row per partition."""
     rows, cols = x.shape
-    g = _group(rows, cols)
+    g = _group(rows, cols, 2 if x.dtype in (nl.bfloat16, nl.float16) else 4)
     main = (rows // (g * P)) * g * P if g > 1 else 0
     if main:
         xv = x[0:main, :].reshape((main // g, g * cols))
@@ -150,14 +152,14 @@ def softmax(x):
             p = min(P, rows - r0)
             maxes = nl.ndarray((p, len(chunks)), dtype=nl.float32, buffer=nl.sbuf)
             for i, (c0, w) in enumerate(chunks):
-                xt = nl.ndarray((p, w), dtype=nl.float32, buffer=nl.sbuf)
+                xt = nl.ndarray((p, w), dtype=x.dtype, buffer=nl.sbuf)
                 nisa.dma_copy(dst=xt, src=x[r0:r0 + p, c0:c0 + w])
                 nisa.tensor_reduce(dst=maxes[:, i:i + 1], op=nl.maximum, data=xt, axis=1)
             neg_max = nl.ndarray((p, 1), dtype=nl.float32, buffer=nl.sbuf)
             nisa.tensor_reduce(dst=neg_max, op=nl.maximum, data=maxes, axis=1, negate=True)
             sums = nl.ndarray((p, len(chunks)), dtype=nl.float32, buffer=nl.sbuf)
             for i, (c0, w) in enumerate(chunks):
-                xt = nl.ndarray((p, w), dtype=nl.float32, buffer=nl.sbuf)
+                xt = nl.ndarray((p, w), dtype=x.dtype, buffer=nl.sbuf)
                 nisa.dma_copy(dst=xt, src=x[r0:r0 + p, c0:c0 + w])
                 e = nl.ndarray((p, w), dtype=nl.float32, buffer=nl.sbuf)
                 nisa.activation(dst=e, op=nl.exp, data=xt, bias=neg_max, reduce_op=nl.add,
@@ -167,7 +169,7 @@ def softmax(x):
             nisa.tensor_reduce(dst=inv, op=nl.add, data=sums, axis=1)
             nisa.reciprocal(dst=inv, data=inv)
             for c0, w in chunks:
-                xt = nl.ndarray((p, w), dtype=nl.float32, buffer=nl.sbuf)
+                xt = nl.ndarray((p, w), dtype=x.dtype, buffer=nl.sbuf)
                 nisa.dma_copy(dst=xt, src=x[r0:r0 + p, c0:c0 + w])
                 e = nl.ndarray((p, w), dtype=nl.float32, buffer=nl.sbuf)
                 nisa.activation(dst=e, op=nl.exp, data=xt, bias=neg_max)
@@ -178,13 +180,15 @@ def softmax(x):
 
     n = 0
     for src, r0, p, g in _row_blocks(x):
-        xt = nl.ndarray((p, g * cols), dtype=nl.float32, buffer=nl.sbuf)
+        xt = nl.ndarray((p, g * cols), dtype=x.dtype, buffer=nl.sbuf)
         nisa.dma_copy(dst=xt, src=src)
         y = nl.ndarray((p, g * cols), dtype=x.dtype, buffer=nl.sbuf)
         for j in range(g):
             xs = xt[:, j * cols:(j + 1) * cols]
             use_dve = v4 and n % 2 == 1
-            m = nl.ndarray((p, 1), dtype=nl.float32, buffer=nl.sbuf)
+            # the max of bf16 values is a bf16 value: reducing into x's dtype is exact
+            # (and the Vector Engine reduces 16-bit data at twice the rate)
+            m = nl.ndarray((p, 1), dtype=nl.float32 if use_dve else x.dtype, buffer=nl.sbuf)
             nisa.tensor_reduce(dst=m, op=nl.maximum, data=xs, axis=1, negate=not use_dve)
             e = nl.ndarray((p, cols), dtype=nl.float32, buffer=nl.sbuf)
             s = nl.ndarray((p, 1), dtype=nl.float32, buffer=nl.sbuf)
@@ -197,8 +201,10 @@ def softmax(x):
                                 reduce_res=s, reduce_cmd=nisa.reduce_cmd.reset_reduce)
             n += 1
             nisa.reciprocal(dst=s, data=s)
+            # the scaling on GpSimd: the Vector Engine has the max (and on trn3 half
+            # the exps), the Scalar Engine the other exps
             nisa.tensor_scalar(dst=y[:, j * cols:(j + 1) * cols], data=e, op0=nl.multiply,
-                               operand0=s)
+                               operand0=s, engine=nisa.gpsimd_engine)
         nisa.dma_copy(dst=_out_view(out, r0, p, g), src=y)
     return out
 
@@ -217,15 +223,19 @@ def _rms_rstd(p, sq_sums, cols, eps):
     return rstd
 
 
-def _rmsnorm_rows(x, gamma, eps, emit, ydtype):
+def _rmsnorm_rows(x, gamma, eps, emit, ydtype, on_vector):
     """Shared body of rmsnorm and rmsnorm_quant_fp8: for each row block, computes
-    y = x * rstd * gamma into a `ydtype` tile and hands (y, rows) to `emit`."""
+    y = x * rstd * gamma into a `ydtype` tile and hands (y, rows) to `emit`.
+    on_vector(n): whether the n-th row tile scales on the Vector Engine (one
+    scalar_tensor_tensor) rather than the Scalar Engine (x * rstd) + GpSimd (* gamma)."""
     rows, cols = x.shape
     chunks = _chunks(cols)
     g_sb = _bcast_rows(gamma, cols) if len(chunks) == 1 else None
     if len(chunks) == 1:
+        # rows alternate between two engine assignments (see on_vector)
+        n_rows = 0
         for src, r0, p, g in _row_blocks(x):
-            xt = nl.ndarray((p, g * cols), dtype=nl.float32, buffer=nl.sbuf)
+            xt = nl.ndarray((p, g * cols), dtype=x.dtype, buffer=nl.sbuf)
             nisa.dma_copy(dst=xt, src=src)
             yt = nl.ndarray((p, g * cols), dtype=ydtype, buffer=nl.sbuf)
             for j in range(g):
@@ -235,9 +245,17 @@ def _rmsnorm_rows(x, gamma, eps, emit, ydtype):
                 nisa.activation(dst=sq, op=nl.square, data=xs, reduce_op=nl.add,
                                 reduce_res=ss, reduce_cmd=nisa.reduce_cmd.reset_reduce)
                 rstd = _rms_rstd(p, ss, cols, eps)
-                nisa.scalar_tensor_tensor(dst=yt[:, j * cols:(j + 1) * cols], data=xs,
-                                          op0=nl.multiply, operand0=rstd,
-                                          op1=nl.multiply, operand1=g_sb[0:p, :])
+                ys = yt[:, j * cols:(j + 1) * cols]
+                if on_vector(n_rows):  # (x * rstd) * gamma on the Vector Engine
+                    nisa.scalar_tensor_tensor(dst=ys, data=xs, op0=nl.multiply,
+                                              operand0=rstd, op1=nl.multiply,
+                                              operand1=g_sb[0:p, :])
+                else:  # x * rstd on the Scalar Engine, * gamma on GpSimd
+                    xr = nl.ndarray((p, cols), dtype=nl.float32, buffer=nl.sbuf)
+                    nisa.activation(dst=xr, op=nl.copy, data=xs, scale=rstd)
+                    nisa.tensor_tensor(dst=ys, data1=xr, data2=g_sb[0:p, :], op=nl.multiply,
+                                       engine=nisa.gpsimd_engine)
+                n_rows += 1
             emit(yt, r0, p, g)
         return
     # wide rows: pass 1 sums squares chunk by chunk, pass 2 re-reads and scales
@@ -245,7 +263,7 @@ def _rmsnorm_rows(x, gamma, eps, emit, ydtype):
         p = min(P, rows - r0)
         ss = nl.ndarray((p, len(chunks)), dtype=nl.float32, buffer=nl.sbuf)
         for i, (c0, w) in enumerate(chunks):
-            xt = nl.ndarray((p, w), dtype=nl.float32, buffer=nl.sbuf)
+            xt = nl.ndarray((p, w), dtype=x.dtype, buffer=nl.sbuf)
             nisa.dma_copy(dst=xt, src=x[r0:r0 + p, c0:c0 + w])
             sq = nl.ndarray((p, w), dtype=nl.float32, buffer=nl.sbuf)
             nisa.activation(dst=sq, op=nl.square, data=xt, reduce_op=nl.add,
@@ -253,7 +271,7 @@ def _rmsnorm_rows(x, gamma, eps, emit, ydtype):
         rstd = _rms_rstd(p, ss, cols, eps)
         yt = nl.ndarray((p, cols), dtype=ydtype, buffer=nl.sbuf)
         for c0, w in chunks:
-            xt = nl.ndarray((p, w), dtype=nl.float32, buffer=nl.sbuf)
+            xt = nl.ndarray((p, w), dtype=x.dtype, buffer=nl.sbuf)
             nisa.dma_copy(dst=xt, src=x[r0:r0 + p, c0:c0 + w])
             gt = nl.ndarray((p, w), dtype=nl.float32, buffer=nl.sbuf)
             nisa.dma_copy(dst=gt, src=gamma[c0:c0 + w].reshape((1, w)).broadcast(0, p))
@@ -277,7 +295,12 @@ def rmsnorm(x, gamma, eps=1e-6):
     def emit(y, r0, p, g):
         nisa.dma_copy(dst=_out_view(out, r0, p, g), src=y)
 
-    _rmsnorm_rows(x, gamma, eps, emit, x.dtype)
+    # trn2: half the rows on the Vector Engine; trn3 (whose Vector Engine runs at
+    # 1.2 GHz, not 0.96): two thirds
+    if nisa.get_nc_version() >= nisa.nc_version.gen4:
+        _rmsnorm_rows(x, gamma, eps, emit, x.dtype, lambda n: n % 3 != 2)
+    else:
+        _rmsnorm_rows(x, gamma, eps, emit, x.dtype, lambda n: n % 2 == 0)
     return out
 
 
@@ -291,8 +314,7 @@ def rmsnorm_quant_fp8(x, gamma, eps=1e-6):
     finite nl.float8_e4m3 (IEEE-style e4m3, the Trainium fp8 format nki-library's
     quantizing kernels use); q = round_to_nearest_even(y * (1 / scale)), so |q| <= 240.
     The row amax is taken on the Vector Engine (`tensor_reduce` with abs_max) and the
-    y * (1/scale) multiply-and-cast on the Scalar Engine (activation copy with a
-    per-partition scale)."""
+    y * (1/scale) multiply-and-cast on GpSimd (`tensor_scalar`, per-partition operand)."""
     rows, cols = x.shape
     assert gamma.shape == (cols,), f"gamma {gamma.shape} must be ({cols},)"
     q = nl.ndarray((rows, cols), dtype=nl.float8_e4m3, buffer=nl.shared_hbm)
@@ -308,12 +330,14 @@ def rmsnorm_quant_fp8(x, gamma, eps=1e-6):
         nisa.reciprocal(dst=inv, data=sc)
         qt = nl.ndarray((p, g * cols), dtype=nl.float8_e4m3, buffer=nl.sbuf)
         for j in range(g):
-            nisa.activation(dst=qt[:, j * cols:(j + 1) * cols], op=nl.copy,
-                            data=yt[:, j * cols:(j + 1) * cols], scale=inv[:, j:j + 1])
+            nisa.tensor_scalar(dst=qt[:, j * cols:(j + 1) * cols],
+                               data=yt[:, j * cols:(j + 1) * cols], op0=nl.multiply,
+                               operand0=inv[:, j:j + 1], engine=nisa.gpsimd_engine)
         nisa.dma_copy(dst=_out_view(q, r0, p, g), src=qt)
         nisa.dma_copy(dst=scale[r0:r0 + p * g, :].reshape((p, g)), src=sc)
 
-    _rmsnorm_rows(x, gamma, eps, emit, nl.float32)
+    # the Vector Engine also takes every row's amax: one row in three scales there
+    _rmsnorm_rows(x, gamma, eps, emit, nl.float32, lambda n: n % 3 == 0)
     return q, scale
 
 
@@ -365,7 +389,7 @@ def layernorm(x, gamma, beta, eps=1e-5):
         g_sb = _bcast_rows(gamma, cols)
         b_sb = _bcast_rows(beta, cols)
         for src, r0, p, g in _row_blocks(x):
-            xt = nl.ndarray((p, g * cols), dtype=nl.float32, buffer=nl.sbuf)
+            xt = nl.ndarray((p, g * cols), dtype=x.dtype, buffer=nl.sbuf)
             nisa.dma_copy(dst=xt, src=src)
             y = nl.ndarray((p, g * cols), dtype=x.dtype, buffer=nl.sbuf)
             for j in range(g):
@@ -379,12 +403,12 @@ def layernorm(x, gamma, beta, eps=1e-5):
         p = min(P, rows - r0)
         pieces = []
         for c0, w in chunks:
-            xt = nl.ndarray((p, w), dtype=nl.float32, buffer=nl.sbuf)
+            xt = nl.ndarray((p, w), dtype=x.dtype, buffer=nl.sbuf)
             nisa.dma_copy(dst=xt, src=x[r0:r0 + p, c0:c0 + w])
             pieces.append((xt, w))
         rstd, nmr = stats_of(p, pieces)
         for c0, w in chunks:
-            xt = nl.ndarray((p, w), dtype=nl.float32, buffer=nl.sbuf)
+            xt = nl.ndarray((p, w), dtype=x.dtype, buffer=nl.sbuf)
             nisa.dma_copy(dst=xt, src=x[r0:r0 + p, c0:c0 + w])
             gt = nl.ndarray((p, w), dtype=nl.float32, buffer=nl.sbuf)
             bt = nl.ndarray((p, w), dtype=nl.float32, buffer=nl.sbuf)
@@ -425,7 +449,7 @@ def rope(x, cos, sin, head_dim=None):
     out = nl.ndarray((tokens, width), dtype=x.dtype, buffer=nl.shared_hbm)
     for t0 in range(0, tokens, P):
         p = min(P, tokens - t0)
-        xt = nl.ndarray((p, width), dtype=nl.float32, buffer=nl.sbuf)
+        xt = nl.ndarray((p, width), dtype=x.dtype, buffer=nl.sbuf)
         nisa.dma_copy(dst=xt, src=x[t0:t0 + p, :])
         ct = nl.ndarray((p, h2), dtype=nl.float32, buffer=nl.sbuf)
         st = nl.ndarray((p, h2), dtype=nl.float32, buffer=nl.sbuf)
