@@ -254,3 +254,44 @@ def test_swiglu_mlp_rejects_hidden_not_multiple_of_128():
     with pytest.raises(ValueError, match="multiples of 128"):
         run(K.swiglu_mlp, x, randn((100, 128), BF16), randn((100, 128), BF16),
             randn((128, 100), BF16))
+
+
+def test_swiglu_mlp_streams_weights_that_do_not_fit(monkeypatch):
+    monkeypatch.setattr(K, "MLP_WEIGHT_BYTES", 0)  # force the re-read-per-block path
+    H, I, T = 128, 256, 520
+    x = randn((T, H), BF16)
+    wg, wu = randn((H, I), BF16, scale=0.1), randn((H, I), BF16, scale=0.1)
+    wd = randn((I, H), BF16, scale=0.1)
+    out = run(K.swiglu_mlp, x, wg, wu, wd, chip="trn3")
+    want = ref_swiglu(x, wg, wu, wd)
+    np.testing.assert_allclose(f32(out), want, rtol=2 ** -6, atol=2 ** -8 * np.abs(want).max())
+
+
+@pytest.mark.parametrize("kernel", ["softmax", "rmsnorm", "layernorm", "quant"])
+def test_widest_resident_rows_fit_in_sbuf(kernel):
+    """RESIDENT_COLS fp32 columns, with a partial row tile: the resident path's tiles
+    must fit in SBUF together."""
+    cols = K.RESIDENT_COLS
+    x = randn((130, cols), np.float32)
+    g = randn(cols, np.float32, scale=0.2, shift=1.0)
+    b = randn(cols, np.float32, scale=0.1)
+    if kernel == "softmax":
+        close(run(K.softmax, x), ref_softmax(x), np.float32)
+    elif kernel == "rmsnorm":
+        close(run(K.rmsnorm, x, g, 1e-6), ref_rmsnorm(x, g, 1e-6), np.float32)
+    elif kernel == "layernorm":
+        close(run(K.layernorm, x, g, b, 1e-5), ref_layernorm(x, g, b, 1e-5), np.float32)
+    else:
+        q, scale = run(K.rmsnorm_quant_fp8, x, g, 1e-6)
+        y = ref_rmsnorm(x, g, 1e-6)
+        np.testing.assert_allclose(scale[:, 0], np.abs(y).max(-1) / 240.0, rtol=1e-5)
+
+
+def test_rmsnorm_quant_fp8_wide_rows_stream_in_chunks():
+    cols = K.RESIDENT_COLS + 100
+    x = randn((3, cols), BF16)
+    g = randn(cols, np.float32, scale=0.2, shift=1.0)
+    q, scale = run(K.rmsnorm_quant_fp8, x, g, 1e-6)
+    y = ref_rmsnorm(x, g, 1e-6)
+    np.testing.assert_allclose(scale[:, 0], np.abs(y).max(-1) / 240.0, rtol=1e-5)
+    assert np.all(np.abs(f32(q) * scale - y) <= 2 ** -3 * np.abs(y) + 2 ** -9 * scale)
