@@ -128,15 +128,21 @@ def _blocked(lhsT, rhs, bias, activation, scale, out_dtype, double_row):
     # resident too, so that no byte of it is read from HBM twice
     rhs_whole = None
     if KT * kr * N * isz <= RESIDENT_RHS_BYTES and M > BM:
+        # [kp, N/NT, KT, (kr,) NT]: each column tile is one contiguous block per
+        # partition, loaded by one DMA in the order the matmuls consume them (the first
+        # matmuls wait for one tile of rhs, not all of it)
         if double_row:
-            rhs_whole = nl.ndarray((kp, KT, kr, N), dtype=rhs.dtype, buffer=nl.sbuf)
+            rhs_whole = nl.ndarray((kp, N // NT, KT, kr, NT), dtype=rhs.dtype, buffer=nl.sbuf)
         else:
-            rhs_whole = nl.ndarray((kp, KT, N), dtype=rhs.dtype, buffer=nl.sbuf)
-        for s in nl.affine_range(KT):
+            rhs_whole = nl.ndarray((kp, N // NT, KT, NT), dtype=rhs.dtype, buffer=nl.sbuf)
+        for t in nl.affine_range(N // NT):
+            c0 = t * NT
             if double_row:
-                nisa.dma_copy(dst=rhs_whole[:, s, :, :], src=rv[s, :, :, :])
+                nisa.dma_copy(dst=rhs_whole[:, t, :, :, :],
+                              src=rv[:, :, :, c0:c0 + NT].permute((1, 0, 2, 3)))
             else:
-                nisa.dma_copy(dst=rhs_whole[:, s, :], src=rv[s, :, :])
+                nisa.dma_copy(dst=rhs_whole[:, t, :, :],
+                              src=rv[:, :, c0:c0 + NT].permute((1, 0, 2)))
 
     for mb in nl.affine_range(M // BM):
         m0 = mb * BM
@@ -159,8 +165,8 @@ def _blocked(lhsT, rhs, bias, activation, scale, out_dtype, double_row):
                     for _ in range(TM)]
             for c in nl.sequential_range(KT // KC):
                 if rhs_whole is not None:
-                    mv = (rhs_whole[:, c * KC:(c + 1) * KC, :, n0:n0 + NT] if double_row
-                          else rhs_whole[:, c * KC:(c + 1) * KC, n0:n0 + NT])
+                    mv = (rhs_whole[:, nb, c * KC:(c + 1) * KC, :, :] if double_row
+                          else rhs_whole[:, nb, c * KC:(c + 1) * KC, :])
                 elif double_row:
                     mv = nl.ndarray((kp, KC, kr, NT), dtype=rhs.dtype, buffer=nl.sbuf)
                     nisa.dma_copy(dst=mv, src=rv[c * KC:(c + 1) * KC, :, :, n0:n0 + NT]
@@ -265,14 +271,15 @@ def matmul_mxfp8(lhsT, rhs, bias=None, activation=None, out_dtype=None):
 
     for nb in nl.affine_range(N // BN):
         n0 = nb * BN
-        rq = nl.ndarray((P, KT, BN), dtype=nl.float8_e4m3fn_x4, buffer=nl.sbuf)
-        rs = nl.ndarray((P, KT, BN), dtype=nl.float8_e8m0fnu, buffer=nl.sbuf)
-        for kt in nl.affine_range(KT):
-            for t in nl.affine_range(TB):
-                c0 = n0 + t * NT
+        # [P, TB, KT, NT]: column tile by column tile, in the order the matmuls use them
+        rq = nl.ndarray((P, TB, KT, NT), dtype=nl.float8_e4m3fn_x4, buffer=nl.sbuf)
+        rs = nl.ndarray((P, TB, KT, NT), dtype=nl.float8_e8m0fnu, buffer=nl.sbuf)
+        for t in nl.affine_range(TB):
+            c0 = n0 + t * NT
+            for kt in nl.affine_range(KT):
                 raw = nl.ndarray((P, 4, NT), dtype=rhs.dtype, buffer=nl.sbuf)
                 nisa.dma_copy(dst=raw, src=rv[kt, :, :, c0:c0 + NT].permute((1, 0, 2)))
-                _quantize(raw, rq[:, kt, t * NT:(t + 1) * NT], rs[:, kt, t * NT:(t + 1) * NT])
+                _quantize(raw, rq[:, t, kt, :], rs[:, t, kt, :])
         for mb in nl.affine_range(M // mt):
             m0 = mb * mt
             xraw = nl.ndarray((P, KT, 4, mt), dtype=lhsT.dtype, buffer=nl.sbuf)
@@ -288,9 +295,9 @@ def matmul_mxfp8(lhsT, rhs, bias=None, activation=None, out_dtype=None):
                     for j in range(TN):
                         t = g * TN + j
                         nisa.nc_matmul_mx(dst=accs[j], stationary=xq[:, kt, :],
-                                          moving=rq[:, kt, t * NT:(t + 1) * NT],
+                                          moving=rq[:, t, kt, :],
                                           stationary_scale=xs[:, kt, :],
-                                          moving_scale=rs[:, kt, t * NT:(t + 1) * NT])
+                                          moving_scale=rs[:, t, kt, :])
                 out = nl.ndarray((mt, TN * NT), dtype=odt, buffer=nl.sbuf)
                 c0 = n0 + g * TN * NT
                 for j in range(TN):
