@@ -191,15 +191,58 @@ def test_rmsnorm_quant_fp8(chip, dtype, shape):
 
 # ---------------------------------------------------------------------------------- rope
 
-@pytest.mark.parametrize("chip", CHIPS)
-@pytest.mark.parametrize("dtype", [np.float32, BF16], ids=["fp32", "bf16"])
-def test_rope_half_tables(chip, dtype):
-    T, H, D = 200, 4, 64
-    x = randn((T, H * D), dtype)
+def ref_rope_torch_bf16(x, cos, sin, D):
+    """HF apply_rotary_pos_emb as PyTorch eager runs it on bf16 tensors: cos/sin cast
+    to bf16, q * cos + rotate_half(q) * sin with every product and sum rounded to bf16
+    (a bf16 op computes in fp32 and rounds once)."""
+    T = x.shape[0]
+    h2 = D // 2
+    r = lambda a: f32(np.asarray(a, np.float32).astype(BF16))  # noqa: E731
+    c, s = r(f32(cos)[:, None, :h2]), r(f32(sin)[:, None, :h2])
+    v = f32(x).reshape(T, -1, D)
+    v1, v2 = v[..., :h2], v[..., h2:]
+    o1 = r(r(v1 * c) + r(-(v2 * s)))
+    o2 = r(r(v2 * c) + r(v1 * s))
+    return np.concatenate([o1, o2], -1).reshape(x.shape).astype(BF16)
+
+
+def rope_tables(T, D):
     ang = np.arange(T)[:, None] * (10000.0 ** (-np.arange(D // 2) / (D // 2)))[None]
-    cos, sin = np.cos(ang).astype(np.float32), np.sin(ang).astype(np.float32)
+    return np.cos(ang).astype(np.float32), np.sin(ang).astype(np.float32)
+
+
+@pytest.mark.parametrize("chip", CHIPS)
+def test_rope_fp32(chip):
+    T, H, D = 200, 4, 64
+    x = randn((T, H * D), np.float32)
+    cos, sin = rope_tables(T, D)
     out = run(K.rope, x, cos, sin, chip=chip)
-    close(out, ref_rope(x, cos, sin, D).astype(dtype), dtype)
+    close(out, ref_rope(x, cos, sin, D), np.float32)
+
+
+@pytest.mark.parametrize("chip", CHIPS)
+def test_rope_bf16_rounds_like_torch_bit_for_bit(chip):
+    T, H, D = 200, 4, 64
+    x = randn((T, H * D), BF16, scale=3.0)
+    cos, sin = rope_tables(T, D)
+    out = run(K.rope, x, cos, sin, chip=chip)
+    want = ref_rope_torch_bf16(x, cos, sin, D)
+    assert np.array_equal(out.view(np.uint16), want.view(np.uint16))
+
+
+def test_rope_bf16_with_fp32_math_rounds_once():
+    T, H, D = 130, 2, 128
+    x = randn((T, H * D), BF16)
+    cos, sin = rope_tables(T, D)
+    out = run(K.rope, x, cos, sin, torch_rounding=False)
+    close(out, ref_rope(x, cos, sin, D).astype(BF16), BF16)
+
+
+def test_rope_torch_rounding_needs_a_16_bit_x():
+    x = randn((8, 64), np.float32)
+    cos, sin = rope_tables(8, 64)
+    with pytest.raises(ValueError, match="torch_rounding"):
+        run(K.rope, x, cos, sin, torch_rounding=True)
 
 
 def test_rope_hf_full_tables_one_head():
