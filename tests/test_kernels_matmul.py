@@ -81,10 +81,13 @@ def test_matmul_fp32_bias_relu(chip):
     assert (out[ref == 0] == 0).all()
 
 
-def test_matmul_bf16_bias_no_activation():
+@pytest.mark.parametrize("whole_bias", [True, False])
+def test_matmul_bf16_bias_no_activation(whole_bias, monkeypatch):
+    if not whole_bias:   # the bias loaded tile by tile instead of once
+        monkeypatch.setattr(mm, "BIAS_BYTES", 0)
     rng = np.random.default_rng(3)
-    a, b = rand(rng, (128, 128), BF16), rand(rng, (128, 512), BF16)
-    bias = rand(rng, (1, 512), BF16, 10.0)
+    a, b = rand(rng, (128, 128), BF16), rand(rng, (128, 1024), BF16)
+    bias = rand(rng, (1, 1024), BF16, 10.0)
     out = run(mm.matmul, a, b, bias=bias, chip="trn2")
     assert_bf16_close(out, exact(a, b) + bias.astype(np.float64))
 

@@ -39,6 +39,7 @@ PSUM_N = 512       # fp32 elements per partition in one PSUM bank: the widest ou
 STRIP_BYTES = 64 * 1024   # per-partition SBUF budget of the resident operand block
 CHUNK_BYTES = 16 * 1024   # per-partition bytes of one streamed DMA (2 MiB transfers)
 RESIDENT_RHS_BYTES = 96 * 1024  # per-partition budget for keeping all of rhs in SBUF
+BIAS_BYTES = 16 * 1024    # per-partition budget for keeping the broadcast bias row
 
 
 def _dims(lhsT, rhs, k_unit):
@@ -70,12 +71,23 @@ def _largest_divisor(n, limit):
     return d
 
 
-def _bias_tile(bias, n0, nt):
-    """bias[n0:n0+nt] broadcast over the 128 partitions, in SBUF (one DMA)."""
+def _bias_loader(bias, N):
+    """bias [N] or [1, N] broadcast over the 128 partitions in SBUF: a function of
+    (n0, nt) returning the [128, nt] tile of columns n0..n0+nt. The whole row is loaded
+    once (one DMA) when it fits BIAS_BYTES per partition, else tile by tile at each use."""
+    if bias is None:
+        return None
     b2 = bias if len(bias.shape) == 2 else bias.reshape((1, bias.shape[0]))
-    t = nl.ndarray((P, nt), dtype=b2.dtype, buffer=nl.sbuf)
-    nisa.dma_copy(dst=t, src=b2[0:1, n0:n0 + nt].broadcast(0, P))
-    return t
+    if N * _itemsize(b2.dtype) <= BIAS_BYTES:
+        whole = nl.ndarray((P, N), dtype=b2.dtype, buffer=nl.sbuf)
+        nisa.dma_copy(dst=whole, src=b2[0:1, 0:N].broadcast(0, P))
+        return lambda n0, nt: whole[:, n0:n0 + nt]
+
+    def tile(n0, nt):
+        t = nl.ndarray((P, nt), dtype=b2.dtype, buffer=nl.sbuf)
+        nisa.dma_copy(dst=t, src=b2[0:1, n0:n0 + nt].broadcast(0, P))
+        return t
+    return tile
 
 
 def _epilogue(dst, acc, rows, bias_sb, activation, scale):
@@ -144,6 +156,7 @@ def _blocked(lhsT, rhs, bias, activation, scale, out_dtype, double_row):
                 nisa.dma_copy(dst=rhs_whole[:, t, :, :],
                               src=rv[:, :, c0:c0 + NT].permute((1, 0, 2)))
 
+    bias_tile = _bias_loader(bias, N)
     for mb in nl.affine_range(M // BM):
         m0 = mb * BM
         if double_row:
@@ -160,7 +173,7 @@ def _blocked(lhsT, rhs, bias, activation, scale, out_dtype, double_row):
                               src=lv[s * SC:(s + 1) * SC, :, m0:m0 + BM].permute((1, 0, 2)))
         for nb in nl.affine_range(N // NT):
             n0 = nb * NT
-            bias_sb = _bias_tile(bias, n0, NT) if bias is not None else None
+            bias_sb = bias_tile(n0, NT) if bias_tile is not None else None
             accs = [nl.ndarray((mt, NT), dtype=nl.float32, buffer=nl.psum)
                     for _ in range(TM)]
             for c in nl.sequential_range(KT // KC):
@@ -269,6 +282,7 @@ def matmul_mxfp8(lhsT, rhs, bias=None, activation=None, out_dtype=None):
     rv = rhs.reshape((KT, 4, P, N))         # k = 512 kt + 128 j + p
     lv = lhsT.reshape((KT, 4, P, M))
 
+    bias_tile = _bias_loader(bias, N)
     for nb in nl.affine_range(N // BN):
         n0 = nb * BN
         # [P, TB, KT, NT]: column tile by column tile, in the order the matmuls use them
@@ -301,7 +315,7 @@ def matmul_mxfp8(lhsT, rhs, bias=None, activation=None, out_dtype=None):
                 out = nl.ndarray((mt, TN * NT), dtype=odt, buffer=nl.sbuf)
                 c0 = n0 + g * TN * NT
                 for j in range(TN):
-                    bias_sb = (_bias_tile(bias, c0 + j * NT, NT) if bias is not None
+                    bias_sb = (bias_tile(c0 + j * NT, NT) if bias_tile is not None
                                else None)
                     _epilogue(out[:, j * NT:(j + 1) * NT], accs[j], mt, bias_sb,
                               activation, 1.0)
