@@ -146,37 +146,41 @@ def moe_tkg(x, w_router, w_gate, w_up, w_down, top_k):
     w_r_sb = _load_router(w_router)
     xT = _load_xT(x, 0, T) if T <= P else None
     assert xT is not None, f"moe_tkg takes at most {P} tokens (got {T}); use moe_cte"
+    # two weight slots: expert j + 1's weights stream in while expert j computes
+    wg = nl.ndarray((P, 2, HK, I), dtype=w_gate.dtype, buffer=nl.sbuf)
+    wu = nl.ndarray((P, 2, HK, I), dtype=w_up.dtype, buffer=nl.sbuf)
+    wd = nl.ndarray((P, 2, IK, H), dtype=w_down.dtype, buffer=nl.sbuf)
     for t in nl.sequential_range(T):
         ids, probs = _route(xT, w_r_sb, t, 1, top_k)     # on partition 0
         acc = nl.ndarray((1, H), dtype=nl.float32, buffer=nl.sbuf)
         nisa.memset(dst=acc, value=0.0)
         for k in nl.sequential_range(top_k):
             eid = ids[0:1, k:k + 1]
-            wg = nl.ndarray((P, HK, I), dtype=w_gate.dtype, buffer=nl.sbuf)
-            wu = nl.ndarray((P, HK, I), dtype=w_up.dtype, buffer=nl.sbuf)
-            wd = nl.ndarray((P, IK, H), dtype=w_down.dtype, buffer=nl.sbuf)
+            s = (t * top_k + k) % 2
             for hk in nl.affine_range(HK):
-                nisa.dma_copy(dst=wg[:, hk, :], src=w_gate.ap(
+                nisa.dma_copy(dst=wg[:, s, hk, :], src=w_gate.ap(
                     [[I, P], [1, I]], offset=hk * P * I, scalar_offset=eid, indirect_dim=0))
-                nisa.dma_copy(dst=wu[:, hk, :], src=w_up.ap(
+                nisa.dma_copy(dst=wu[:, s, hk, :], src=w_up.ap(
                     [[I, P], [1, I]], offset=hk * P * I, scalar_offset=eid, indirect_dim=0))
             for ik in nl.affine_range(IK):
-                nisa.dma_copy(dst=wd[:, ik, :], src=w_down.ap(
+                nisa.dma_copy(dst=wd[:, s, ik, :], src=w_down.ap(
                     [[H, P], [1, H]], offset=ik * P * H, scalar_offset=eid, indirect_dim=0))
-            # gate / up, transposed: [I (partitions, in 128-blocks), 1]
+            # gate / up, transposed: g[i, 0] with I on partitions in 128-blocks (column
+            # ic); hk outermost so the matmuls follow the weight DMAs as they land
+            g_ps = nl.ndarray((P, IK), dtype=nl.float32, buffer=nl.psum)
+            u_ps = nl.ndarray((P, IK), dtype=nl.float32, buffer=nl.psum)
+            for hk in nl.sequential_range(HK):
+                for ic in nl.affine_range(IK):
+                    nisa.nc_matmul(dst=g_ps[:, ic:ic + 1],
+                                   stationary=wg[:, s, hk, ic * P:(ic + 1) * P],
+                                   moving=xT[:, hk, t:t + 1])
+                    nisa.nc_matmul(dst=u_ps[:, ic:ic + 1],
+                                   stationary=wu[:, s, hk, ic * P:(ic + 1) * P],
+                                   moving=xT[:, hk, t:t + 1])
+            sg = nl.ndarray((P, IK), dtype=nl.float32, buffer=nl.sbuf)
+            nisa.activation(dst=sg, op=nl.silu, data=g_ps)
             act = nl.ndarray((P, IK), dtype=w_down.dtype, buffer=nl.sbuf)
-            for ic in nl.affine_range(IK):
-                g_ps = nl.ndarray((P, 1), dtype=nl.float32, buffer=nl.psum)
-                u_ps = nl.ndarray((P, 1), dtype=nl.float32, buffer=nl.psum)
-                for hk in nl.sequential_range(HK):
-                    nisa.nc_matmul(dst=g_ps, stationary=wg[:, hk, ic * P:(ic + 1) * P],
-                                   moving=xT[:, hk, t:t + 1])
-                for hk in nl.sequential_range(HK):
-                    nisa.nc_matmul(dst=u_ps, stationary=wu[:, hk, ic * P:(ic + 1) * P],
-                                   moving=xT[:, hk, t:t + 1])
-                sg = nl.ndarray((P, 1), dtype=nl.float32, buffer=nl.sbuf)
-                nisa.activation(dst=sg, op=nl.silu, data=g_ps)
-                nisa.tensor_tensor(dst=act[:, ic:ic + 1], data1=sg, data2=u_ps, op=nl.multiply)
+            nisa.tensor_tensor(dst=act, data1=sg, data2=u_ps, op=nl.multiply)
             # down: [1, H] on partition 0, weighted into the accumulator
             for hc in nl.affine_range((H + N_TILE - 1) // N_TILE):
                 h0 = hc * N_TILE
@@ -184,7 +188,7 @@ def moe_tkg(x, w_router, w_gate, w_up, w_down, top_k):
                 d_ps = nl.ndarray((1, hn), dtype=nl.float32, buffer=nl.psum)
                 for ik in nl.sequential_range(IK):
                     nisa.nc_matmul(dst=d_ps, stationary=act[:, ik:ik + 1],
-                                   moving=wd[:, ik, h0:h0 + hn])
+                                   moving=wd[:, s, ik, h0:h0 + hn])
                 nisa.scalar_tensor_tensor(dst=acc[:, h0:h0 + hn], data=d_ps, op0=nl.multiply,
                                           operand0=probs[0:1, k:k + 1], op1=nl.add,
                                           operand1=acc[:, h0:h0 + hn])
@@ -285,10 +289,12 @@ def moe_cte(x, w_router, w_gate, w_up, w_down, top_k, capacity=None):
                           oob_mode=nisa.oob_mode.skip)
 
     # -- experts: gather slots, SwiGLU, weighted scatter-add -------------------------
+    # two weight slots: expert e + 1's weights stream in while expert e computes
+    wg2 = nl.ndarray((P, 2, HK, I), dtype=w_gate.dtype, buffer=nl.sbuf)
+    wu2 = nl.ndarray((P, 2, HK, I), dtype=w_up.dtype, buffer=nl.sbuf)
+    wd2 = nl.ndarray((P, 2, IK, H), dtype=w_down.dtype, buffer=nl.sbuf)
     for e in nl.sequential_range(E):
-        wg = nl.ndarray((P, HK, I), dtype=w_gate.dtype, buffer=nl.sbuf)
-        wu = nl.ndarray((P, HK, I), dtype=w_up.dtype, buffer=nl.sbuf)
-        wd = nl.ndarray((P, IK, H), dtype=w_down.dtype, buffer=nl.sbuf)
+        wg, wu, wd = wg2[:, e % 2], wu2[:, e % 2], wd2[:, e % 2]
         for hk in nl.affine_range(HK):
             nisa.dma_copy(dst=wg[:, hk, :], src=w_gate[e, hk * P:(hk + 1) * P, :])
             nisa.dma_copy(dst=wu[:, hk, :], src=w_up[e, hk * P:(hk + 1) * P, :])
