@@ -13,18 +13,23 @@ Tiling (chosen from the shapes):
 - `matmul` / `matmul_fp8`: a block of TM = BM/128 stationary tiles (BM up to 512, as
   many as fit a 64 KiB-per-partition budget) is loaded once for the whole K, in a few
   large DMAs, and stays resident in SBUF while every 512-column strip of rhs streams past
-  it in [K-chunk, 512] DMAs of ~1-2 MiB; each moving tile then serves TM matmuls into TM
+  it in [K-chunk, 512] DMAs of ~2 MiB; each moving tile then serves TM matmuls into TM
   PSUM banks (so two output strips are in flight in the 8 banks), and each resident
   stationary tile serves N/512 matmuls. Arithmetic intensity per streamed byte is BM
   FLOPs (bf16), far above the DMA ridge point of a NeuronCore (~214 FLOP/B on trn2).
+  When all of rhs fits 96 KiB per partition (a projection weight with K*N up to ~6M
+  bf16 values), it is loaded once instead, column tile by column tile (each tile one
+  contiguous block per partition, so the first matmuls wait for one tile only).
 - `matmul_mxfp8` (trn3): the other way round, because quantizing costs Vector Engine
-  time: a block of TN moving tiles (BN = 512*TN columns of rhs, whole K) is loaded and
-  MX-quantized once and stays resident; lhsT streams past it one 128-column tile at a
-  time, each quantized once per block and used for TN matmuls.
+  time: a block of TB 512-column rhs tiles (whole K, as many as fit 96 KiB per
+  partition) is loaded and MX-quantized once and stays resident; lhsT streams past it
+  one [K, 128] column block at a time (one DMA), quantized once per rhs block, serving
+  every output tile of the block, 4 PSUM banks at a time.
 - the epilogue reads each PSUM bank once: a copy (or activation with the fp8 dequant
   scale) to SBUF in the output dtype, or, with a bias, one Vector Engine
   `scalar_tensor_tensor` (psum * scale + bias) followed by the activation on the Scalar
-  Engine; the TM tiles of a block leave in one DMA.
+  Engine; the bias row is broadcast to the 128 partitions by one DMA (once, when it
+  fits 16 KiB per partition); the output tiles of a block leave in one DMA.
 
 Remainders are not handled: each kernel asserts divisibility with a message naming the
 dimension (K by 128 / 256 / 512, M by 128 unless M <= 128, N by 512 unless N <= 512).
