@@ -17,7 +17,10 @@ p[t, k] = exp(l[t, e_k] - l_max) / sum_j exp(l[t, e_j] - l_max) over the selecte
 is what the kernels compute (selection on the fp32 logits, which order the experts exactly
 as the probabilities do; ties take the lower expert id).
 
-Tiling rule: H and I are multiples of 128 (the contraction on SBUF partitions), E is
+Tiling rule: H and I are multiples of 128 (the contraction on SBUF partitions), laid
+out partition-major (row p * H/128 + hk of a weight on partition p, so each partition's
+share of an expert's weights is one contiguous HBM run; x is transposed to match on the
+Tensor Engine), E is
 8..512 (max8 needs 8 candidates, the logits of a token tile fit one PSUM bank), top_k
 <= 8 (one max8). Token tiles are 128 tokens (the matmul's stationary free size).
 Matmul inputs are bf16 (x, weights, and the SwiGLU activation rounded to bf16 before the
@@ -50,6 +53,7 @@ import nki.language as nl
 
 P = 128          # partitions: contraction tile, token tile
 N_TILE = 512     # one fp32 PSUM bank: moving free size
+WEIGHT_CHUNKS = 4  # DMAs per expert weight matrix
 
 
 def _check(x, w_router, top_k):
@@ -63,22 +67,50 @@ def _check(x, w_router, top_k):
 
 
 def _load_router(w_router):
-    """w_router [H, E] -> SBUF [128, H/128, E] (row h = hk * 128 + p)."""
+    """w_router [H, E] -> SBUF [128, H/128, E], partition-major: [p, hk] = row p * HK + hk
+    (each partition reads one contiguous run)."""
     H, E = w_router.shape
     HK = H // P
     w_sb = nl.ndarray((P, HK, E), dtype=w_router.dtype, buffer=nl.sbuf)
-    nisa.dma_copy(dst=w_sb, src=w_router.ap([[E, P], [P * E, HK], [1, E]]))
+    nisa.dma_copy(dst=w_sb, src=w_router.ap([[HK * E, P], [E, HK], [1, E]]))
     return w_sb
 
 
-def _load_xT(x, t0, tp):
-    """x[t0:t0+tp, :] transposed into SBUF [128, H/128, tp] (hidden on partitions)."""
-    H = x.shape[1]
+def _transpose_rows(rows, xT):
+    """xT[p, hk, :n] = rows[:n, p * HK + hk] (hidden partition-major) for SBUF rows
+    [n, H], by HK Tensor Engine transposes of the stride-HK column sets."""
+    n, H = rows.shape
     HK = H // P
-    xT = nl.ndarray((P, HK, tp), dtype=x.dtype, buffer=nl.sbuf)
     for hk in nl.affine_range(HK):
-        nisa.dma_transpose(dst=xT[:, hk, :], src=x[t0:t0 + tp, hk * P:(hk + 1) * P])
+        tp_ps = nl.ndarray((P, n), dtype=rows.dtype, buffer=nl.psum)
+        nisa.nc_transpose(dst=tp_ps, data=rows[:, hk:H:HK])
+        nisa.tensor_copy(dst=xT[:, hk, :], src=tp_ps)
+
+
+def _load_xT(x, t0, tp):
+    """x[t0:t0+tp, :] transposed into SBUF [128, H/128, tp], hidden partition-major."""
+    H = x.shape[1]
+    rows = nl.ndarray((tp, H), dtype=x.dtype, buffer=nl.sbuf)
+    nisa.dma_copy(dst=rows, src=x[t0:t0 + tp, :])
+    xT = nl.ndarray((P, H // P, tp), dtype=x.dtype, buffer=nl.sbuf)
+    _transpose_rows(rows, xT)
     return xT
+
+
+def _load_expert(w_gate, w_up, w_down, wg, wu, wd, base=0, scalar_offset=None):
+    """One expert's weights into SBUF, partition-major like xT: wg / wu [p, hk, :] =
+    row p * HK + hk of w_gate / w_up, wd [p, ik, :] = row p * IK + ik of w_down, so every
+    partition reads contiguous runs; the expert is `base` (elements) or, at run time,
+    scalar_offset * H * I. Split in WEIGHT_CHUNKS DMAs per matrix so compute can start
+    on the first rows while the rest land."""
+    E, H, I = w_gate.shape
+    HK, IK = H // P, I // P
+    for dst, src, K, F in ((wg, w_gate, HK, I), (wu, w_up, HK, I), (wd, w_down, IK, H)):
+        n = max(1, K // WEIGHT_CHUNKS)
+        for c in nl.affine_range(K // n):
+            view = src.ap([[K * F, P], [F, n], [1, F]], offset=base + c * n * F,
+                          scalar_offset=scalar_offset, indirect_dim=0)
+            nisa.dma_copy(dst=dst[:, c * n:(c + 1) * n, :], src=view)
 
 
 def _route(xT, w_r_sb, c0, tp, top_k):
@@ -157,14 +189,8 @@ def moe_tkg(x, w_router, w_gate, w_up, w_down, top_k):
         for k in nl.sequential_range(top_k):
             eid = ids[0:1, k:k + 1]
             s = (t * top_k + k) % 2
-            for hk in nl.affine_range(HK):
-                nisa.dma_copy(dst=wg[:, s, hk, :], src=w_gate.ap(
-                    [[I, P], [1, I]], offset=hk * P * I, scalar_offset=eid, indirect_dim=0))
-                nisa.dma_copy(dst=wu[:, s, hk, :], src=w_up.ap(
-                    [[I, P], [1, I]], offset=hk * P * I, scalar_offset=eid, indirect_dim=0))
-            for ik in nl.affine_range(IK):
-                nisa.dma_copy(dst=wd[:, s, ik, :], src=w_down.ap(
-                    [[H, P], [1, H]], offset=ik * P * H, scalar_offset=eid, indirect_dim=0))
+            _load_expert(w_gate, w_up, w_down, wg[:, s], wu[:, s], wd[:, s],
+                         scalar_offset=eid)
             # gate / up, transposed: g[i, 0] with I on partitions in 128-blocks (column
             # ic); hk outermost so the matmuls follow the weight DMAs as they land
             g_ps = nl.ndarray((P, IK), dtype=nl.float32, buffer=nl.psum)
@@ -172,10 +198,10 @@ def moe_tkg(x, w_router, w_gate, w_up, w_down, top_k):
             for hk in nl.sequential_range(HK):
                 for ic in nl.affine_range(IK):
                     nisa.nc_matmul(dst=g_ps[:, ic:ic + 1],
-                                   stationary=wg[:, s, hk, ic * P:(ic + 1) * P],
+                                   stationary=wg[:, s, hk, ic:I:IK],
                                    moving=xT[:, hk, t:t + 1])
                     nisa.nc_matmul(dst=u_ps[:, ic:ic + 1],
-                                   stationary=wu[:, s, hk, ic * P:(ic + 1) * P],
+                                   stationary=wu[:, s, hk, ic:I:IK],
                                    moving=xT[:, hk, t:t + 1])
             sg = nl.ndarray((P, IK), dtype=nl.float32, buffer=nl.sbuf)
             nisa.activation(dst=sg, op=nl.silu, data=g_ps)
@@ -295,11 +321,7 @@ def moe_cte(x, w_router, w_gate, w_up, w_down, top_k, capacity=None):
     wd2 = nl.ndarray((P, 2, IK, H), dtype=w_down.dtype, buffer=nl.sbuf)
     for e in nl.sequential_range(E):
         wg, wu, wd = wg2[:, e % 2], wu2[:, e % 2], wd2[:, e % 2]
-        for hk in nl.affine_range(HK):
-            nisa.dma_copy(dst=wg[:, hk, :], src=w_gate[e, hk * P:(hk + 1) * P, :])
-            nisa.dma_copy(dst=wu[:, hk, :], src=w_up[e, hk * P:(hk + 1) * P, :])
-        for ik in nl.affine_range(IK):
-            nisa.dma_copy(dst=wd[:, ik, :], src=w_down[e, ik * P:(ik + 1) * P, :])
+        _load_expert(w_gate, w_up, w_down, wg, wu, wd, base=e * H * I)
         for b in nl.sequential_range(NB):
             s0 = e * C + b * B
             idx = nl.ndarray((B, 1), dtype=nl.int32, buffer=nl.sbuf)
@@ -311,19 +333,16 @@ def moe_cte(x, w_router, w_gate, w_up, w_down, top_k, capacity=None):
             nisa.dma_copy(dst=xg, src=x.ap([[H, B], [1, H]], vector_offset=idx, indirect_dim=0),
                           oob_mode=nisa.oob_mode.skip)
             xgT = nl.ndarray((P, HK, B), dtype=x.dtype, buffer=nl.sbuf)
-            for hk in nl.affine_range(HK):
-                tp_ps = nl.ndarray((P, B), dtype=x.dtype, buffer=nl.psum)
-                nisa.nc_transpose(dst=tp_ps, data=xg[:, hk * P:(hk + 1) * P])
-                nisa.tensor_copy(dst=xgT[:, hk, :], src=tp_ps)
+            _transpose_rows(xg, xgT)
             act = nl.ndarray((P, IK, B), dtype=w_down.dtype, buffer=nl.sbuf)
             for ic in nl.affine_range(IK):
                 g_ps = nl.ndarray((P, B), dtype=nl.float32, buffer=nl.psum)
                 u_ps = nl.ndarray((P, B), dtype=nl.float32, buffer=nl.psum)
                 for hk in nl.sequential_range(HK):
-                    nisa.nc_matmul(dst=g_ps, stationary=wg[:, hk, ic * P:(ic + 1) * P],
+                    nisa.nc_matmul(dst=g_ps, stationary=wg[:, hk, ic:I:IK],
                                    moving=xgT[:, hk, :])
                 for hk in nl.sequential_range(HK):
-                    nisa.nc_matmul(dst=u_ps, stationary=wu[:, hk, ic * P:(ic + 1) * P],
+                    nisa.nc_matmul(dst=u_ps, stationary=wu[:, hk, ic:I:IK],
                                    moving=xgT[:, hk, :])
                 sg = nl.ndarray((P, B), dtype=nl.float32, buffer=nl.sbuf)
                 nisa.activation(dst=sg, op=nl.silu, data=g_ps)
