@@ -26,8 +26,11 @@ Tensor Engine), E is
 Matmul inputs are bf16 (x, weights, and the SwiGLU activation rounded to bf16 before the
 down projection, as on hardware), accumulation in fp32 PSUM; the output is fp32.
 
-Dispatch (moe_cte): a static capacity per expert (GShard / Switch style), because a
-kernel cannot size its loops from routing it only learns at run time. The router's
+Dispatch (moe_cte): a static capacity per expert (GShard / Switch style). Routing is
+only known at run time; a register-bounded loop (fori_loop over ceil(count_e / 128)
+blocks) could follow it, but a static capacity keeps every instruction's shape known at
+trace time, so the kernel's timing does not depend on the data (and a timing-only
+profile, which has no register values, can run it). The router's
 one-hot assignment matrix M[t, e] is prefix-summed over tokens on the Tensor Engine
 (a strictly-triangular ones matrix as stationary), which gives each (token, expert)
 pair its slot in the expert's list; the pair is written to slot e * C + pos by an
