@@ -101,6 +101,13 @@ def test_transpose_is_exact(chip, dtype, shape):
     assert np.array_equal(out.view(np.uint8), np.ascontiguousarray(x.T).view(np.uint8))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, BF16], ids=["fp32", "bf16"])
+def test_transpose_several_row_blocks(dtype):
+    x = randn((2100, 130), dtype)  # DMA path: 2048 + 52 rows; PE path: 4 x 512 + 52
+    out = run(K.transpose, x, chip="trn2")
+    assert np.array_equal(out.view(np.uint8), np.ascontiguousarray(x.T).view(np.uint8))
+
+
 # -------------------------------------------------------------------------------- softmax
 
 @pytest.mark.parametrize("chip", CHIPS)

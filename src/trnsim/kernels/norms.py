@@ -97,12 +97,13 @@ def transpose(x):
     """
     R, C = x.shape
     out = nl.ndarray((C, R), dtype=x.dtype, buffer=nl.shared_hbm)
-    RB = 512  # rows per output block (the free size of one PSUM bank in fp32)
+    RB = 512  # rows per output block (PE path: the free size of one PSUM bank in fp32)
     if x.dtype in (nl.bfloat16, nl.float16, nl.int16, nl.uint16):
+        DB = 2048  # rows per DMA-transposed block: 4 KiB per partition, efficient DMA
         for c0 in range(0, C, P):
             cb = min(P, C - c0)
-            for r0 in range(0, R, RB):
-                rb = min(RB, R - r0)
+            for r0 in range(0, R, DB):
+                rb = min(DB, R - r0)
                 t = nl.ndarray((cb, rb), dtype=x.dtype, buffer=nl.sbuf)
                 nisa.dma_transpose(dst=t, src=x[r0:r0 + rb, c0:c0 + cb])
                 nisa.dma_copy(dst=out[c0:c0 + cb, r0:r0 + rb], src=t)
