@@ -22,7 +22,6 @@ import pytest
 import trnsim
 import trnsim.kernels  # noqa: F401  (installs compat: `import nki` -> trnsim)
 from trnsim.kernels import norms as K
-from trnsim.machine.errors import NkiValidationError  # noqa: F401
 
 BF16 = ml_dtypes.bfloat16
 RNG = np.random.default_rng(2024)

@@ -22,7 +22,6 @@ is rounded once to its dtype.
 
 Kernels: transpose, softmax, rmsnorm, layernorm, rmsnorm_quant_fp8, rope, swiglu_mlp.
 """
-import math
 
 import nki
 import nki.isa as nisa
@@ -288,8 +287,10 @@ def rmsnorm(x, gamma, eps=1e-6):
     gamma [hidden]; fp32 inside, rounded once to x's dtype.
 
     Sum of squares on the Scalar Engine (activation square with accumulate), rstd on
-    Vector (+eps) and Scalar (rsqrt), then x * rstd * gamma in one Vector Engine
-    `scalar_tensor_tensor`. Rows are DMA'd in grouped blocks (see the module doc)."""
+    Vector (+eps) and Scalar (rsqrt), then x * rstd * gamma: on some row tiles in one
+    Vector Engine `scalar_tensor_tensor` (2 passes in fp32), on the others as x * rstd
+    on the Scalar Engine and * gamma on GpSimd -- half the tiles each on trn2, 2/3 on
+    the Vector Engine on trn3. Rows are DMA'd in grouped blocks (see the module doc)."""
     rows, cols = x.shape
     assert gamma.shape == (cols,), f"gamma {gamma.shape} must be ({cols},)"
     out = nl.ndarray((rows, cols), dtype=x.dtype, buffer=nl.shared_hbm)
