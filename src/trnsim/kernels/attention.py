@@ -406,18 +406,13 @@ def paged_decode_attention(q, k_pages, v_pages, block_table, seq_lens, scale=Non
         mask = nl.ndarray((G, n), dtype=nl.float32, buffer=nl.sbuf)
         nisa.tensor_scalar(dst=mask, data=pos, op0=nl.greater_equal, operand0=sl,
                            op1=nl.multiply, operand1=NEG)
-        regs = []
-        for j in range(MP):
-            r = nisa.register_alloc()
-            nisa.register_load(r, bt[0:1, j:j + 1])
-            regs.append(r)
         for kvh in nl.affine_range(KVH):
             qT = _decode_q(q, b, kvh * G, G, d, q.dtype)
             s = nl.ndarray((G, n), dtype=nl.float32, buffer=nl.sbuf)
             for j in range(MP):
                 k0 = j * PS
                 kT = nl.ndarray((d, PS), dtype=k_pages.dtype, buffer=nl.sbuf)
-                nisa.dma_copy(dst=kT, src=k_pages[nl.ds(regs[j], 1), kvh, :, :].reshape((d, PS)))
+                nisa.dma_copy(dst=kT, src=k_pages[:, kvh, :, :].select(0, bt[0:1, j:j + 1]))
                 s_ps = nl.ndarray((G, PS), dtype=nl.float32, buffer=nl.psum)
                 nisa.nc_matmul(dst=s_ps, stationary=qT, moving=kT)
                 # s = scale * scores + mask
@@ -436,7 +431,7 @@ def paged_decode_attention(q, k_pages, v_pages, block_table, seq_lens, scale=Non
                                 yield base, P, vb
                             vb = nl.ndarray((P, d), dtype=v_pages.dtype, buffer=nl.sbuf)
                             base = k0
-                        src = v_pages[nl.ds(regs[j], 1), kvh, c:c + w, :].reshape((w, d))
+                        src = v_pages[:, kvh, c:c + w, :].select(0, bt[0:1, j:j + 1])
                         nisa.dma_copy(dst=vb[k0 - base:k0 - base + w, :], src=src)
                 yield base, n - base if n - base < P else P, vb
             o = _decode_softmax_pv(s, n, G, d, v_blocks(), q.dtype)
