@@ -29,7 +29,7 @@ CHIPS = ("trn1", "trn2", "trn3")
 
 
 def run(kernel, *args, chip="trn2", **kwargs):
-    out, _ = trnsim.run_kernel(kernel, args, kwargs, chip=chip, strict=False)
+    out, _ = trnsim.run_kernel(kernel, args, kwargs, chip=chip, strict=True)
     return out
 
 
