@@ -12,13 +12,15 @@ Every kernel takes its tiling from the shapes it is given:
   to normalize, re-reading the chunks from HBM); `nisa.bn_stats` always sees at most
   nl.tile_size.bn_stats_fmax (512) elements;
 * work is split between engines: squares/exp with accumulate on the Scalar Engine
-  (`nisa.activation(reduce_op=add)`), statistics, max and the final scaling on the
-  Vector Engine; on NeuronCore-v4 (trn3) softmax alternates its exp between the Scalar
-  Engine and the Vector Engine's `nisa.exponential`.
+  (`nisa.activation(reduce_op=add)`), statistics and max on the Vector Engine, the
+  elementwise scaling shared by the Vector Engine and GpSimd (and the Scalar Engine for
+  per-row scales); on NeuronCore-v4 (trn3) softmax alternates its exp between the
+  Scalar Engine and the Vector Engine's `nisa.exponential`.
 
 Inputs are DMA'd in their own dtype (a casting DMA moves twice the bytes into SBUF);
 the engines compute in fp32 whatever they read, intermediates are fp32, and each output
-is rounded once to its dtype.
+is rounded once to its dtype -- except where a kernel's doc says otherwise (rope's
+torch_rounding, swiglu_mlp's intermediate activation).
 
 Kernels: transpose, softmax, rmsnorm, layernorm, rmsnorm_quant_fp8, rope, swiglu_mlp.
 """
