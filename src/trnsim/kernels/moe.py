@@ -35,10 +35,12 @@ one-hot assignment matrix M[t, e] is prefix-summed over tokens on the Tensor Eng
 (a strictly-triangular ones matrix as stationary), which gives each (token, expert)
 pair its slot in the expert's list; the pair is written to slot e * C + pos by an
 indirect (vector_offset) DMA scatter, or dropped when pos >= C (earlier tokens win).
-Each expert then gathers its C slots of x rows (indirect DMA, empty slots skipped as
-out of bounds and left zero), runs gate/up/down as blockwise matmuls over only those
-rows, scales each row by its routing probability and scatter-adds it into y
-(read-modify-write dma_compute). With capacity=None (the default) C = T: nothing can
+A slot record is (token, pair index t * top_k + k, probability), one DMA per k. Each
+expert then gathers its C slots of x rows (indirect DMA, empty slots skipped as out of
+bounds and left zero), runs gate/up/down as blockwise matmuls over only those rows,
+scales each row by its routing probability and scatters it (plain indirect dma_copy,
+every pair written once, no read-modify-write) to row t * top_k + k of a pair buffer;
+a last pass sums each token's top_k rows into y. With capacity=None (the default) C = T: nothing can
 be dropped and the result is exact for any routing, at the cost of C/T_e padding per
 expert; pass capacity = ceil(factor * T * top_k / E) for the usual capacity-factor
 trade-off. Every expert's weights are read once whatever the routing (at context
@@ -245,21 +247,24 @@ def moe_cte(x, w_router, w_gate, w_up, w_down, top_k, capacity=None):
     NT = T // TP
 
     y = nl.ndarray((T, H), dtype=nl.float32, buffer=nl.shared_hbm)
-    tok_list = nl.ndarray((E * C, 1), dtype=nl.int32, buffer=nl.private_hbm)
-    prob_list = nl.ndarray((E * C, 1), dtype=nl.float32, buffer=nl.private_hbm)
+    # slot record of expert e's slot c, row e * C + c: [token, pair t * top_k + k, bits of
+    # the pair's probability]; expert outputs land in ypairs[pair], summed per token last
+    slots = nl.ndarray((E * C, 3), dtype=nl.int32, buffer=nl.private_hbm)
+    ypairs = nl.ndarray((T * top_k, H), dtype=nl.float32, buffer=nl.private_hbm)
 
-    # -- initial state: y = 0, every slot empty (token index T + slot: out of bounds,
-    #    and distinct, so a block's scatter indices never repeat) ---------------------
-    zeros = nl.ndarray((TP, H), dtype=nl.float32, buffer=nl.sbuf)
-    nisa.memset(dst=zeros, value=0.0)
-    for tt in nl.affine_range(NT):
-        nisa.dma_copy(dst=y[tt * TP:(tt + 1) * TP, :], src=zeros)
-    empty = nl.ndarray((E, C), dtype=nl.int32, buffer=nl.sbuf)
-    nisa.iota(dst=empty, pattern=[[1, C]], offset=T, channel_multiplier=0)
-    nisa.dma_copy(dst=tok_list.ap([[C, E], [1, C]]), src=empty)
-    zprob = nl.ndarray((E, C), dtype=nl.float32, buffer=nl.sbuf)
-    nisa.memset(dst=zprob, value=0.0)
-    nisa.dma_copy(dst=prob_list.ap([[C, E], [1, C]]), src=zprob)
+    # -- initial state: every slot empty (token T + c, pair T * top_k + c: out of bounds,
+    #    and distinct, so a block's gather / scatter indices never repeat) ------------
+    empty = nl.ndarray((E, C, 3), dtype=nl.int32, buffer=nl.sbuf)
+    nisa.iota(dst=empty[:, :, 0], pattern=[[1, C]], offset=T, channel_multiplier=0)
+    nisa.iota(dst=empty[:, :, 1], pattern=[[1, C]], offset=T * top_k, channel_multiplier=0)
+    nisa.memset(dst=empty[:, :, 2], value=0)
+    nisa.dma_copy(dst=slots.ap([[3 * C, E], [1, 3 * C]]), src=empty)
+    if C < T:   # pairs past an expert's capacity are never written: they must read 0
+        zeros = nl.ndarray((TP, top_k * H), dtype=nl.float32, buffer=nl.sbuf)
+        nisa.memset(dst=zeros, value=0.0)
+        for tt in nl.affine_range(NT):
+            nisa.dma_copy(dst=ypairs.ap([[top_k * H, TP], [1, top_k * H]],
+                                        offset=tt * TP * top_k * H), src=zeros)
 
     # -- routing and slot assignment, token tile by token tile -------------------------
     w_r_sb = _load_router(w_router)
@@ -295,9 +300,12 @@ def moe_cte(x, w_router, w_gate, w_up, w_down, top_k, capacity=None):
         nisa.nc_matmul(dst=cnt_ps, stationary=ones, moving=assign)
         nisa.tensor_tensor(dst=base, data1=base, data2=cnt_ps, op=nl.add)
         # slot of pair (t, k): ids * C + pos[t, ids]; pos >= C -> out of bounds (dropped)
-        tok = nl.ndarray((TP, 1), dtype=nl.int32, buffer=nl.sbuf)
-        nisa.iota(dst=tok, pattern=[[0, 1]], offset=t0, channel_multiplier=1)
         for k in nl.affine_range(top_k):
+            rec = nl.ndarray((TP, 3), dtype=nl.int32, buffer=nl.sbuf)
+            nisa.iota(dst=rec[:, 0:1], pattern=[[0, 1]], offset=t0, channel_multiplier=1)
+            nisa.iota(dst=rec[:, 1:2], pattern=[[0, 1]], offset=t0 * top_k + k,
+                      channel_multiplier=top_k)
+            nisa.tensor_copy(dst=rec[:, 2:3], src=probs[:, k:k + 1].view(nl.int32))
             sel = nl.ndarray((TP, E), dtype=nl.float32, buffer=nl.sbuf)
             pk = nl.ndarray((TP, 1), dtype=nl.float32, buffer=nl.sbuf)
             nisa.tensor_tensor(dst=sel, data1=onehot[:, k, :], data2=pos, op=nl.multiply)
@@ -311,11 +319,8 @@ def moe_cte(x, w_router, w_gate, w_up, w_down, top_k, capacity=None):
             nisa.tensor_tensor(dst=slot_f, data1=slot_f, data2=over, op=nl.add)
             slot = nl.ndarray((TP, 1), dtype=nl.int32, buffer=nl.sbuf)
             nisa.tensor_copy(dst=slot, src=slot_f)
-            nisa.dma_copy(dst=tok_list.ap([[1, TP], [1, 1]], vector_offset=slot,
-                                          indirect_dim=0), src=tok, oob_mode=nisa.oob_mode.skip)
-            nisa.dma_copy(dst=prob_list.ap([[1, TP], [1, 1]], vector_offset=slot,
-                                           indirect_dim=0), src=probs[:, k:k + 1],
-                          oob_mode=nisa.oob_mode.skip)
+            nisa.dma_copy(dst=slots.ap([[3, TP], [1, 3]], vector_offset=slot, indirect_dim=0),
+                          src=rec, oob_mode=nisa.oob_mode.skip)
 
     # -- experts: gather slots, SwiGLU, weighted scatter-add -------------------------
     # two weight slots: expert e + 1's weights stream in while expert e computes
@@ -327,10 +332,9 @@ def moe_cte(x, w_router, w_gate, w_up, w_down, top_k, capacity=None):
         _load_expert(w_gate, w_up, w_down, wg, wu, wd, base=e * H * I)
         for b in nl.sequential_range(NB):
             s0 = e * C + b * B
-            idx = nl.ndarray((B, 1), dtype=nl.int32, buffer=nl.sbuf)
-            nisa.dma_copy(dst=idx, src=tok_list[s0:s0 + B, :])
-            pw = nl.ndarray((B, 1), dtype=nl.float32, buffer=nl.sbuf)
-            nisa.dma_copy(dst=pw, src=prob_list[s0:s0 + B, :])
+            blk = nl.ndarray((B, 3), dtype=nl.int32, buffer=nl.sbuf)
+            nisa.dma_copy(dst=blk, src=slots[s0:s0 + B, :])
+            idx, pair, pw = blk[:, 0:1], blk[:, 1:2], blk[:, 2:3].view(nl.float32)
             xg = nl.ndarray((B, H), dtype=x.dtype, buffer=nl.sbuf)
             nisa.memset(dst=xg, value=0.0)
             nisa.dma_copy(dst=xg, src=x.ap([[H, B], [1, H]], vector_offset=idx, indirect_dim=0),
@@ -360,7 +364,19 @@ def moe_cte(x, w_router, w_gate, w_up, w_down, top_k, capacity=None):
                                    moving=wd[:, ik, h0:h0 + hn])
                 nisa.tensor_scalar(dst=out[:, h0:h0 + hn], data=d_ps, op0=nl.multiply,
                                    operand0=pw)
-            y_rows = y.ap([[H, B], [1, H]], vector_offset=idx, indirect_dim=0)
-            nisa.dma_compute(dst=y_rows, srcs=[y_rows, out], reduce_op=nl.add,
-                             oob_mode=nisa.oob_mode.skip)
+            nisa.dma_copy(dst=ypairs.ap([[H, B], [1, H]], vector_offset=pair, indirect_dim=0),
+                          src=out, oob_mode=nisa.oob_mode.skip)
+
+    # -- combine: y[t] = sum_k ypairs[t * top_k + k] ------------------------------------
+    for tt in nl.affine_range(NT):
+        for hc in nl.affine_range((H + N_TILE - 1) // N_TILE):
+            h0 = hc * N_TILE
+            hn = min(N_TILE, H - h0)
+            yp = nl.ndarray((TP, top_k, hn), dtype=nl.float32, buffer=nl.sbuf)
+            nisa.dma_copy(dst=yp, src=ypairs.ap([[top_k * H, TP], [H, top_k], [1, hn]],
+                                                offset=tt * TP * top_k * H + h0))
+            ys = nl.ndarray((TP, hn), dtype=nl.float32, buffer=nl.sbuf)
+            nisa.tensor_reduce(dst=ys, op=nl.add, data=yp.ap(
+                [[top_k * hn, TP], [1, hn], [hn, top_k]]), axis=2)
+            nisa.dma_copy(dst=y[tt * TP:(tt + 1) * TP, h0:h0 + hn], src=ys)
     return y
