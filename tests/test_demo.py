@@ -1,5 +1,5 @@
-"""`make demo` must keep working: every example matches its reference on every chip,
-and each profile's trace and report are written."""
+"""`make demo` must keep working: every example and library flagship matches its
+reference on every chip, and each profile's trace and report are written."""
 import json
 
 from trnsim import demo
@@ -10,7 +10,12 @@ def test_demo_profiles_examples_and_writes_outputs(tmp_path, monkeypatch, capsys
     assert demo.main() == 0
     out = capsys.readouterr().out
     assert "MISMATCH" not in out
-    assert "mx_matmul     trn3" in out
+    assert "mx_matmul       trn3" in out
+    for name, chips in (("matmul_fp8", ("trn2", "trn3")), ("matmul_mxfp8", ("trn3",)),
+                        ("flash_attention", ("trn2", "trn3")), ("moe_tkg", ("trn2", "trn3"))):
+        for chip in chips:
+            assert f"{name:15} {chip}" in out
+            assert (tmp_path / f"out/demo/{name}-{chip}.report.html").exists()
     out_dir = tmp_path / "out/demo"
     for chip in ("trn2", "trn3"):
         trace = json.loads((out_dir / f"tiled_matmul-{chip}.trace.json").read_text())

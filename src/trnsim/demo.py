@@ -1,4 +1,6 @@
-"""`make demo`: profile the example NKI kernels on simulated Trn2 and Trn3.
+"""`make demo`: profile the example NKI kernels and the kernel library's flagships (fp8
+and MX matmul, flash attention, MoE token generation; src/trnsim/kernels) on simulated
+Trn2 and Trn3.
 
 Each kernel runs with its numerics checked against a NumPy reference; its instruction
 record is scheduled by the timing model; the demo prints predicted latency and the key
@@ -41,6 +43,77 @@ def _cases(rng):
             rng.standard_normal((1024, 512)).astype(bf16)), ("trn3",))
 
 
+def _attention(q, k, v):
+    """Causal softmax(Q K^T / sqrt(d)) V in float64 for the library's layout (q, k:
+    [B, H, d, S] transposed, v: [B, KVH, S, d]; GQA by head // group)."""
+    q, k, v = (np.asarray(a, np.float64) for a in (q, k, v))
+    B, H, d, S = q.shape
+    group = H // k.shape[1]
+    out = np.empty((B, H, S, d))
+    mask = np.triu(np.full((S, S), -np.inf), 1)
+    for b in range(B):
+        for h in range(H):
+            s = q[b, h].T @ k[b, h // group] / np.sqrt(d) + mask
+            p = np.exp(s - s.max(axis=1, keepdims=True))
+            out[b, h] = (p / p.sum(axis=1, keepdims=True)) @ v[b, h // group]
+    return out
+
+
+def _moe(x, w_router, w_gate, w_up, w_down, top_k):
+    """Softmax router, top-k renormalized, SwiGLU experts, weighted sum (float64)."""
+    x, w_router, w_gate, w_up, w_down = (np.asarray(a, np.float64)
+                                         for a in (x, w_router, w_gate, w_up, w_down))
+    logits = x @ w_router
+    p = np.exp(logits - logits.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    y = np.zeros_like(x)
+    for t in range(x.shape[0]):
+        top = np.argsort(-p[t])[:top_k]
+        for e, w in zip(top, p[t, top] / p[t, top].sum()):
+            g, u = x[t] @ w_gate[e], x[t] @ w_up[e]
+            y[t] += w * ((g / (1 + np.exp(-g)) * u) @ w_down[e])
+    return y
+
+
+def _library_cases(rng):
+    """(label, kernel, inputs, reference, chips, tolerance on max|err| / max|ref|): the
+    kernel library's flagships at demo sizes."""
+    from . import kernels  # installs trnsim.compat: the library imports `nki`
+    bf16, fp8 = ml_dtypes.bfloat16, ml_dtypes.float8_e4m3
+    a8 = rng.standard_normal((512, 256)).astype(fp8)
+    b8 = rng.standard_normal((512, 1024)).astype(fp8)
+    yield ("matmul_fp8", kernels.matmul.matmul_fp8, (a8, b8),
+           a8.astype(np.float64).T @ b8.astype(np.float64), CHIPS, 1e-2)
+    a, b = (rng.standard_normal(s).astype(bf16) for s in ((1024, 256), (1024, 512)))
+    yield ("matmul_mxfp8", kernels.matmul.matmul_mxfp8, (a, b),
+           a.astype(np.float64).T @ b.astype(np.float64), ("trn3",), 0.1)
+    q = rng.standard_normal((1, 2, 128, 512)).astype(bf16)
+    k = rng.standard_normal((1, 1, 128, 512)).astype(bf16)
+    v = rng.standard_normal((1, 1, 512, 128)).astype(bf16)
+    yield "flash_attention", kernels.attention.flash_attention_fwd, (q, k, v), \
+        _attention(q, k, v), CHIPS, 2e-2
+    H, E, I = 256, 16, 128
+    moe = (rng.standard_normal((1, H)).astype(bf16),
+           rng.standard_normal((H, E)).astype(bf16),
+           (rng.standard_normal((E, H, I)) / 16).astype(bf16),
+           (rng.standard_normal((E, H, I)) / 16).astype(bf16),
+           (rng.standard_normal((E, I, H)) / 16).astype(bf16), 4)
+    yield "moe_tkg", kernels.moe.moe_tkg, moe, _moe(*moe), CHIPS, 2e-2
+
+
+def _all_cases(rng):
+    """(label, kernel function, inputs, reference, chips, lnc, tolerance): the examples
+    (checked with allclose at 2e-2), then the library's flagships (max|err| against
+    `tolerance` x max|ref|)."""
+    for name, attr, args, chips in _cases(rng):
+        mod = load_example(name)
+        kernel = getattr(mod, attr.removesuffix("[2]"))
+        yield (name, kernel.fn, args, mod.reference(*args), chips,
+               2 if attr.endswith("[2]") else 1, None)
+    for name, kernel, args, ref, chips, tol in _library_cases(rng):
+        yield name, kernel.fn, args, ref, chips, 1, tol
+
+
 def _fmt_us(seconds: float) -> str:
     return f"{seconds * 1e6:9.2f}"
 
@@ -48,30 +121,31 @@ def _fmt_us(seconds: float) -> str:
 def main(argv=None) -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
-    print("trnsim demo: example NKI kernels profiled on simulated Trn2 and Trn3\n")
-    head = (f"{'kernel':13} {'chip':5} {'time us':>9} {'MFU %':>6} {'PE %':>5} {'DVE %':>5} "
+    print("trnsim demo: example NKI kernels and the kernel library's flagships profiled "
+          "on simulated Trn2 and Trn3\n")
+    head = (f"{'kernel':15} {'chip':5} {'time us':>9} {'MFU %':>6} {'PE %':>5} {'DVE %':>5} "
             f"{'ACT %':>5} {'POOL %':>6} {'DMA %':>5} {'MBU %':>5} {'HBM MiB':>8} "
             f"{'max|err|':>9}  top insight")
     print(head)
     print("-" * (len(head) + 30))
     failures, times = 0, {}
-    for name, attr, args, chips in _cases(rng):
-        mod = load_example(name)
-        lnc = 2 if attr.endswith("[2]") else 1
-        kernel = getattr(mod, attr.removesuffix("[2]"))
-        ref = np.asarray(mod.reference(*args), dtype=np.float64)
+    for name, fn, args, ref, chips, lnc, tol in _all_cases(rng):
+        ref = np.asarray(ref, dtype=np.float64)
         for chip in chips:
-            out, run = run_kernel(kernel.fn, args, lnc=lnc, chip=chip)
+            out, run = run_kernel(fn, args, lnc=lnc, chip=chip)
             got = np.asarray(out, dtype=np.float64)
             err = float(np.abs(got - ref).max())
-            ok = np.allclose(got, ref, rtol=2e-2, atol=2e-2)
+            if tol is None:
+                ok = np.allclose(got, ref, rtol=2e-2, atol=2e-2)
+            else:
+                ok = err <= tol * float(np.abs(ref).max())
             failures += not ok
             prof = Profile.from_run(run, out, f"{name}-{chip}")
             s = prof.summary
             times[(name, chip)] = prof.total_time
             top = prof.insights[0].title if prof.insights else ""
             hbm = (s["hbm_read_bytes"] + s["hbm_write_bytes"]) / 2**20
-            print(f"{name:13} {chip:5} {_fmt_us(prof.total_time)} "
+            print(f"{name:15} {chip:5} {_fmt_us(prof.total_time)} "
                   f"{s['mfu_estimated_percent']:6.1f} "
                   f"{s['tensor_engine_active_time_percent']:5.1f} "
                   f"{s['vector_engine_active_time_percent']:5.1f} "
@@ -84,7 +158,7 @@ def main(argv=None) -> int:
     print("\nTrn3 vs Trn2 predicted speed-up:")
     for (name, chip), t in times.items():
         if chip == "trn3" and (name, "trn2") in times:
-            print(f"  {name:13} {times[(name, 'trn2')] / t:5.2f}x")
+            print(f"  {name:15} {times[(name, 'trn2')] / t:5.2f}x")
     print(f"\nTraces (open in ui.perfetto.dev) and HTML reports written to {OUT}/")
     print("PE/DVE/ACT/POOL = Tensor/Vector/Scalar/GpSimd engine active time (work the "
           "kernel left to the compiler is balanced over the last three); MBU = HBM "
