@@ -231,7 +231,7 @@ def moe_tkg(x, w_router, w_gate, w_up, w_down, top_k):
 def moe_cte(x, w_router, w_gate, w_up, w_down, top_k, capacity=None):
     """Context encoding: router, capacity-based dispatch of each (token, expert) pair
     to its expert's slot list, each expert's SwiGLU MLP over its gathered slots only,
-    weighted scatter-add back to token order. y [T, H] fp32. capacity=None: C = T
+    weighted combine back to token order. y [T, H] fp32. capacity=None: C = T
     (exact for any routing); otherwise C = capacity slots per expert (multiple of 32
     or <= 128), pairs past it dropped (earlier tokens first)."""
     T, H, E = _check(x, w_router, top_k)
@@ -322,7 +322,7 @@ def moe_cte(x, w_router, w_gate, w_up, w_down, top_k, capacity=None):
             nisa.dma_copy(dst=slots.ap([[3, TP], [1, 3]], vector_offset=slot, indirect_dim=0),
                           src=rec, oob_mode=nisa.oob_mode.skip)
 
-    # -- experts: gather slots, SwiGLU, weighted scatter-add -------------------------
+    # -- experts: gather slots, SwiGLU, weighted scatter to the pair buffer ----------
     # two weight slots: expert e + 1's weights stream in while expert e computes
     wg2 = nl.ndarray((P, 2, HK, I), dtype=w_gate.dtype, buffer=nl.sbuf)
     wu2 = nl.ndarray((P, 2, HK, I), dtype=w_up.dtype, buffer=nl.sbuf)
