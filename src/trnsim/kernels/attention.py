@@ -29,6 +29,8 @@ import nki.language as nl
 Q_TILE = 128          # queries per tile: PE stationary free size / SBUF partitions
 K_CHUNK = 1024        # keys per online-softmax step: two PSUM banks of fp32 scores
 K_MM = 512            # keys per matmul: one PSUM bank of fp32
+DECODE_CHUNK = 2048   # keys of the KV cache per K DMA in decode
+V_DMA_BLOCKS = 16     # 128-key blocks of V per DMA (512 KiB of bf16 at d=128)
 P = 128               # partitions / PE contraction
 NEG = -30000.0        # additive mask value: exp(scale * NEG - m) == 0 for any sane scale
 
@@ -61,9 +63,17 @@ def _load_kv(k, v, b, kvh, Sk, d, k_too=True):
         nisa.dma_copy(dst=kT, src=k[b, kvh, :, :])
     nblk = Sk // P
     vs = nl.ndarray((P, nblk, d), dtype=v.dtype, buffer=nl.sbuf)
-    for i in nl.affine_range(nblk):
-        nisa.dma_copy(dst=vs[:, i, :], src=v[b, kvh, i * P:(i + 1) * P, :])
+    for c in nl.affine_range((nblk + V_DMA_BLOCKS - 1) // V_DMA_BLOCKS):
+        nb = min(V_DMA_BLOCKS, nblk - c * V_DMA_BLOCKS)
+        nisa.dma_copy(dst=vs[:, c * V_DMA_BLOCKS:c * V_DMA_BLOCKS + nb, :],
+                      src=_v_blocks_view(v[b, kvh], c * V_DMA_BLOCKS * P, nb, d))
     return kT, vs
+
+
+def _v_blocks_view(v2d, k0, nb, d):
+    """Rows k0 .. k0 + nb*128 of a [S, d] HBM tensor as [128, nb, d]: element
+    [p, i, :] is row k0 + i*128 + p (one DMA for nb key blocks)."""
+    return v2d.ap([[d, P], [P * d, nb], [1, d]], offset=k0 * d)
 
 
 @nki.jit
@@ -315,15 +325,35 @@ def _decode_softmax_pv(s, n, G, d, pv_blocks, dtype):
     inv = nl.ndarray((G, 1), dtype=nl.float32, buffer=nl.sbuf)
     nisa.reciprocal(dst=inv, data=ssum)
     o_ps = nl.ndarray((G, d), dtype=nl.float32, buffer=nl.psum)
-    for k0, w, vblk in pv_blocks:
-        pT_ps = nl.ndarray((P, G), dtype=dtype, buffer=nl.psum)
-        nisa.nc_transpose(dst=pT_ps[:w, :], data=p[:, k0:k0 + w])
-        pT = nl.ndarray((P, G), dtype=dtype, buffer=nl.sbuf)
-        nisa.tensor_copy(dst=pT[:w, :], src=pT_ps[:w, :])
-        nisa.nc_matmul(dst=o_ps, stationary=pT[:w, :], moving=vblk[:w, :])
+    group = []
+    for blk in pv_blocks:
+        group.append(blk)
+        if len(group) == V_DMA_BLOCKS:
+            _decode_pv_group(group, p, o_ps, G, dtype)
+            group = []
+    if group:
+        _decode_pv_group(group, p, o_ps, G, dtype)
     o = nl.ndarray((G, d), dtype=nl.float32, buffer=nl.sbuf)
     nisa.tensor_scalar(dst=o, data=o_ps, op0=nl.multiply, operand0=inv)
     return o
+
+
+def _decode_pv_group(group, p, o_ps, G, dtype):
+    """o_ps += p[:, keys] V for up to 16 key blocks: their P^T blocks transposed into
+    one PSUM tile and copied to SBUF at once."""
+    n = len(group)
+    pT_ps = nl.ndarray((P, V_DMA_BLOCKS * G), dtype=dtype, buffer=nl.psum)
+    for i, (k0, w, _) in enumerate(group):
+        nisa.nc_transpose(dst=pT_ps[:w, i * G:(i + 1) * G], data=p[:, k0:k0 + w])
+    pT = nl.ndarray((P, V_DMA_BLOCKS * G), dtype=dtype, buffer=nl.sbuf)
+    wmax = max(w for _, w, _ in group)
+    if wmax == P and all(w == P for _, w, _ in group):
+        nisa.tensor_copy(dst=pT[:, :n * G], src=pT_ps[:, :n * G])
+    else:
+        for i, (_, w, _) in enumerate(group):
+            nisa.tensor_copy(dst=pT[:w, i * G:(i + 1) * G], src=pT_ps[:w, i * G:(i + 1) * G])
+    for i, (_, w, vblk) in enumerate(group):
+        nisa.nc_matmul(dst=o_ps, stationary=pT[:w, i * G:(i + 1) * G], moving=vblk[:w, :])
 
 
 @nki.jit
@@ -332,39 +362,98 @@ def decode_attention(q, k_cache, v_cache, seq_len, scale=None):
 
     q: [batch, n_heads, d]; k_cache: [batch, n_kv_heads, d, max_seq] (K transposed, as
     in flash_attention_fwd); v_cache: [batch, n_kv_heads, max_seq, d]; seq_len: a
-    Python int (compile time), 1 <= seq_len <= max_seq. Returns [batch, n_heads, d].
-    The G = n_heads / n_kv_heads query heads of a KV head share its loads: they are the
-    G columns of one stationary Q^T, so K and V are read once per KV head. Scores of
-    all seq_len keys stay in SBUF ([G, seq_len] fp32), K streamed in 512-key tiles."""
+    Python int (compile time), 1 <= seq_len <= max_seq; n_heads <= 128. Returns
+    [batch, n_heads, d].
+
+    Per sequence, all H query heads sit on H partitions: Q^T [d, H] is the stationary of
+    every score matmul (the M free size costs no Tensor Engine time), so each KV head's
+    K tile yields the scores of all heads, of which its G = H / n_kv_heads rows are
+    kept; the softmax then runs once over [H, seq_len] (fp32, in SBUF) rather than once
+    per KV head, and each P^T block (one PE transpose) serves all KV heads. K and V are
+    each read once, in 2048-key DMAs split over two queues."""
     B, H, d = q.shape
     _, KVH, dk, Smax = k_cache.shape
     assert dk == d and tuple(v_cache.shape) == (B, KVH, Smax, d) and H % KVH == 0
+    assert H <= P and d <= P
     n = int(seq_len)
     assert 1 <= n <= Smax
     G = H // KVH
     scale = 1.0 / math.sqrt(d) if scale is None else float(scale)
     out = nl.ndarray((B, H, d), dtype=q.dtype, buffer=nl.shared_hbm)
     for b in nl.affine_range(B):
+        qT = _decode_q(q, b, 0, H, d, q.dtype)
+        s = nl.ndarray((H, n), dtype=nl.float32, buffer=nl.sbuf)
         for kvh in nl.affine_range(KVH):
-            qT = _decode_q(q, b, kvh * G, G, d, q.dtype)
-            s = nl.ndarray((G, n), dtype=nl.float32, buffer=nl.sbuf)
-            for k0 in range(0, n, K_MM):
-                w = min(K_MM, n - k0)
-                kT = nl.ndarray((d, K_MM), dtype=k_cache.dtype, buffer=nl.sbuf)
-                nisa.dma_copy(dst=kT[:, :w], src=k_cache[b, kvh, :, k0:k0 + w])
-                s_ps = nl.ndarray((G, K_MM), dtype=nl.float32, buffer=nl.psum)
-                nisa.nc_matmul(dst=s_ps[:, :w], stationary=qT, moving=kT[:, :w])
-                nisa.activation(dst=s[:, k0:k0 + w], op=nl.copy, data=s_ps[:, :w], scale=scale)
-
-            def v_blocks():
-                for k0 in range(0, n, P):
-                    w = min(P, n - k0)
-                    vb = nl.ndarray((P, d), dtype=v_cache.dtype, buffer=nl.sbuf)
-                    nisa.dma_copy(dst=vb[:w, :], src=v_cache[b, kvh, k0:k0 + w, :])
-                    yield k0, w, vb
-            o = _decode_softmax_pv(s, n, G, d, v_blocks(), q.dtype)
+            r0 = kvh * G
+            for c0 in range(0, n, DECODE_CHUNK):
+                cw = min(DECODE_CHUNK, n - c0)
+                kT = nl.ndarray((d, DECODE_CHUNK), dtype=k_cache.dtype, buffer=nl.sbuf)
+                # two halves on two DMA queues (one queue per DMA statement)
+                hw = cw // 2
+                if hw:
+                    nisa.dma_copy(dst=kT[:, :hw], src=k_cache[b, kvh, :, c0:c0 + hw])
+                nisa.dma_copy(dst=kT[:, hw:cw], src=k_cache[b, kvh, :, c0 + hw:c0 + cw])
+                for k0 in range(0, cw, K_MM):
+                    w = min(K_MM, cw - k0)
+                    s_ps = nl.ndarray((H, K_MM), dtype=nl.float32, buffer=nl.psum)
+                    nisa.nc_matmul(dst=s_ps[:, :w], stationary=qT, moving=kT[:, k0:k0 + w])
+                    # this KV head's G rows, scaled, PSUM -> SBUF (same partitions)
+                    nisa.activation(dst=s[r0:r0 + G, c0 + k0:c0 + k0 + w], op=nl.copy,
+                                    data=s_ps[r0:r0 + G, :w], scale=scale)
+        neg_max = nl.ndarray((H, 1), dtype=nl.float32, buffer=nl.sbuf)
+        nisa.tensor_reduce(dst=neg_max, op=nl.maximum, data=s, axis=1, negate=True)
+        p = nl.ndarray((H, n), dtype=q.dtype, buffer=nl.sbuf)
+        ssum = nl.ndarray((H, 1), dtype=nl.float32, buffer=nl.sbuf)
+        nisa.activation(dst=p, op=nl.exp, data=s, bias=neg_max, scale=1.0,
+                        reduce_op=nl.add, reduce_res=ssum,
+                        reduce_cmd=nisa.reduce_cmd.reset_reduce)
+        inv = nl.ndarray((H, 1), dtype=nl.float32, buffer=nl.sbuf)
+        nisa.reciprocal(dst=inv, data=ssum)
+        # P^T of 128-key blocks, V_DMA_BLOCKS blocks per PSUM tile and per copy
+        nblk = (n + P - 1) // P
+        pT = nl.ndarray((P, nblk, H), dtype=q.dtype, buffer=nl.sbuf)
+        for g0 in range(0, nblk, V_DMA_BLOCKS):
+            g1 = min(nblk, g0 + V_DMA_BLOCKS)
+            pT_ps = nl.ndarray((P, V_DMA_BLOCKS, H), dtype=q.dtype, buffer=nl.psum)
+            for i in range(g0, g1):
+                w = min(P, n - i * P)
+                nisa.nc_transpose(dst=pT_ps[:w, i - g0, :], data=p[:, i * P:i * P + w])
+            if n % P == 0 or g1 < nblk:
+                nisa.tensor_copy(dst=pT[:, g0:g1, :], src=pT_ps[:, :g1 - g0, :])
+            else:
+                if g1 - 1 > g0:
+                    nisa.tensor_copy(dst=pT[:, g0:g1 - 1, :], src=pT_ps[:, :g1 - 1 - g0, :])
+                w = n % P
+                nisa.tensor_copy(dst=pT[:w, g1 - 1, :], src=pT_ps[:w, g1 - 1 - g0, :])
+        o_ps = nl.ndarray((G, KVH, d), dtype=nl.float32, buffer=nl.psum)
+        for kvh in nl.affine_range(KVH):
+            r0 = kvh * G
+            nfull = n // P
+            for c in range(0, nfull, V_DMA_BLOCKS):     # whole 128-key blocks
+                nb = min(V_DMA_BLOCKS, nfull - c)
+                vb = nl.ndarray((P, V_DMA_BLOCKS, d), dtype=v_cache.dtype, buffer=nl.sbuf)
+                hb = nb // 2
+                if hb:
+                    nisa.dma_copy(dst=vb[:, :hb, :],
+                                  src=_v_blocks_view(v_cache[b, kvh], c * P, hb, d))
+                nisa.dma_copy(dst=vb[:, hb:nb, :],
+                              src=_v_blocks_view(v_cache[b, kvh], (c + hb) * P, nb - hb, d))
+                for i in range(nb):
+                    nisa.nc_matmul(dst=o_ps[:, kvh, :], stationary=pT[:, c + i, r0:r0 + G],
+                                   moving=vb[:, i, :])
+            if n % P:
+                w = n % P
+                vt = nl.ndarray((P, d), dtype=v_cache.dtype, buffer=nl.sbuf)
+                nisa.dma_copy(dst=vt[:w, :], src=v_cache[b, kvh, n - w:n, :])
+                nisa.nc_matmul(dst=o_ps[:, kvh, :], stationary=pT[:w, nfull, r0:r0 + G],
+                               moving=vt[:w, :])
+        # normalize: head r0 + g of KV head kvh is o_ps[g, kvh, :]
+        for kvh in nl.affine_range(KVH):
+            # 1/sum of these heads moved to partitions 0..G-1, where their outputs are
+            inv_g = nl.ndarray((G, 1), dtype=nl.float32, buffer=nl.sbuf)
+            nisa.dma_copy(dst=inv_g, src=inv[kvh * G:(kvh + 1) * G, :])
             res = nl.ndarray((G, d), dtype=q.dtype, buffer=nl.sbuf)
-            nisa.tensor_copy(dst=res, src=o)
+            nisa.tensor_scalar(dst=res, data=o_ps[:, kvh, :], op0=nl.multiply, operand0=inv_g)
             nisa.dma_copy(dst=out[b, kvh * G:(kvh + 1) * G, :], src=res)
     return out
 
