@@ -20,9 +20,8 @@ as the probabilities do; ties take the lower expert id).
 Tiling rule: H and I are multiples of 128 (the contraction on SBUF partitions), laid
 out partition-major (row p * H/128 + hk of a weight on partition p, so each partition's
 share of an expert's weights is one contiguous HBM run; x is transposed to match on the
-Tensor Engine), E is
-8..512 (max8 needs 8 candidates, the logits of a token tile fit one PSUM bank), top_k
-<= 8 (one max8). Token tiles are 128 tokens (the matmul's stationary free size).
+Tensor Engine), E is 8..512 (max8 needs 8 candidates, the logits of a token tile fit
+one PSUM bank; moe_cte: E <= 128), top_k <= 8 (one max8). Token tiles are 128 tokens (the matmul's stationary free size).
 Matmul inputs are bf16 (x, weights, and the SwiGLU activation rounded to bf16 before the
 down projection, as on hardware), accumulation in fp32 PSUM; the output is fp32.
 
@@ -40,9 +39,9 @@ expert then gathers its C slots of x rows (indirect DMA, empty slots skipped as 
 bounds and left zero), runs gate/up/down as blockwise matmuls over only those rows,
 scales each row by its routing probability and scatters it (plain indirect dma_copy,
 every pair written once, no read-modify-write) to row t * top_k + k of a pair buffer;
-a last pass sums each token's top_k rows into y. With capacity=None (the default) C = T: nothing can
-be dropped and the result is exact for any routing, at the cost of C/T_e padding per
-expert; pass capacity = ceil(factor * T * top_k / E) for the usual capacity-factor
+a last pass sums each token's top_k rows into y. With capacity=None (the default)
+C = T: nothing can be dropped and the result is exact for any routing, at the cost of
+C/T_e padding per expert; pass capacity = ceil(factor * T * top_k / E) for the usual capacity-factor
 trade-off. Every expert's weights are read once whatever the routing (at context
 encoding lengths nearly every expert is hit anyway).
 
