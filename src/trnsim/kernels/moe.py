@@ -21,7 +21,8 @@ Tiling rule: H and I are multiples of 128 (the contraction on SBUF partitions), 
 out partition-major (row p * H/128 + hk of a weight on partition p, so each partition's
 share of an expert's weights is one contiguous HBM run; x is transposed to match on the
 Tensor Engine), E is 8..512 (max8 needs 8 candidates, the logits of a token tile fit
-one PSUM bank; moe_cte: E <= 128), top_k <= 8 (one max8). Token tiles are 128 tokens (the matmul's stationary free size).
+one PSUM bank; moe_cte: E <= 128), top_k <= 8 (one max8). Token tiles are 128 tokens
+(the matmul's stationary free size).
 Matmul inputs are bf16 (x, weights, and the SwiGLU activation rounded to bf16 before the
 down projection, as on hardware), accumulation in fp32 PSUM; the output is fp32.
 
