@@ -11,12 +11,27 @@ GQA: n_kv_heads divides n_heads; query head h reads KV head h // (n_heads // n_k
 d (head dim) <= 128. dtype: that of q/k/v (bf16 in the tests and benchmarks; fp32 works).
 
 Flash attention forward tiling: 128 queries (the PE's stationary free size, on
-partitions) x 512 keys (one PSUM bank of fp32 scores) per step, online softmax with a
-running max and sum per query row, P transposed on the PE in 128x128 blocks, P V
-accumulated in PSUM per step and rescaled into an fp32 SBUF accumulator. K^T and V of a
-KV head stay resident in SBUF while all its query heads run (GQA reuse). Causal: key
-tiles right of the diagonal are skipped, and the diagonal tile is narrowed to the keys
-some query of the tile can see and masked with one of four precomputed additive masks.
+partitions) x 1024 keys (two PSUM banks of fp32 scores, two 512-key matmuls) per
+online-softmax step, with a running max and sum per query row; P transposed on the PE
+in 128x128 blocks (copied PSUM -> SBUF half by the Vector, half by the Scalar Engine),
+P V accumulated in PSUM per step and rescaled into an fp32 SBUF accumulator. Two query
+tiles are processed together, stage by stage, so the in-order engines always hold
+independent work (PSUM -- 2 x (2 + 1 + 1) banks -- allows no third). K^T and V of a KV
+head stay resident in SBUF while all its query heads run (GQA reuse; seq_kv * d <= 4M
+elements at bf16). Causal: key steps right of the diagonal are skipped; the step holding
+the diagonal is narrowed to the keys some query of the tile sees (it is the loop's last,
+so the other iterations are alike) and its last 128x128 block gets a precomputed
+additive triangular mask. Shapes: seq and seq_kv multiples of 128, any length up to
+the SBUF limit (512..32K at d=128).
+
+Performance (trnsim, causal 8K, d=128): Tensor Engine active 64% on trn2, 70% on trn3.
+Per 1024 keys the Tensor Engine needs ~1.45 us (QK^T, 8 transposes, P V); the Vector
+Engine ~1.5 us (row max over fp32 PSUM at one element per cycle, half the P^T copy, the
+accumulator add) and the Scalar Engine ~1.5 us (exp, the other half of the copy): the
+three are balanced, and with only two query tiles in flight their dependency chains
+(max -> exp -> transpose -> copy -> P V) leave the PE waiting a third of the time.
+
+Decode: see decode_attention (all query heads of a sequence on partitions).
 """
 import math
 
