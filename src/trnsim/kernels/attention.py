@@ -473,73 +473,113 @@ def decode_attention(q, k_cache, v_cache, seq_len, scale=None):
     return out
 
 
+def _dma_spread(i, dst, src):
+    """dma_copy on one of four DMA queues by i % 4 (a queue per DMA statement): the
+    page-sized transfers of paged attention are many and small, one queue serializes
+    them."""
+    r = i % 4
+    if r == 0:
+        nisa.dma_copy(dst=dst, src=src)
+    elif r == 1:
+        nisa.dma_copy(dst=dst, src=src)
+    elif r == 2:
+        nisa.dma_copy(dst=dst, src=src)
+    else:
+        nisa.dma_copy(dst=dst, src=src)
+
+
 @nki.jit
 def paged_decode_attention(q, k_pages, v_pages, block_table, seq_lens, scale=None):
     """decode_attention over a paged KV cache.
 
-    q: [batch, n_heads, d]; k_pages: [n_pages, n_kv_heads, d, page_size] (each page's K
-    transposed); v_pages: [n_pages, n_kv_heads, page_size, d]; block_table: int32
-    [batch, max_pages] (page of each sequence's j-th block of keys); seq_lens: int32
-    [batch, 1] (keys per sequence, 1..max_pages*page_size). Both are device tensors read
-    at run time: page ids go through a register into dynamic DMA slices (nl.ds), and
-    keys at or past seq_len are masked with an iota compared against seq_len. Every
-    sequence runs max_pages pages (entries past its length must still name valid pages,
-    e.g. 0). page_size divides 128 or is a multiple of it, at most 512."""
+    q: [batch, n_heads, d] (n_heads <= 128); k_pages: [n_pages, n_kv_heads, d,
+    page_size] (each page's K transposed); v_pages: [n_pages, n_kv_heads, page_size, d];
+    block_table: int32 [batch, max_pages] (page of each sequence's j-th block of keys);
+    seq_lens: int32 [batch, 1] (keys per sequence, 1..max_pages*page_size). Both are
+    device tensors read at run time: each page is a runtime indirect select of the page
+    dim (`tensor.select(0, block_table tile)`) consumed by the DMA, and keys at or past
+    seq_len get an additive mask from an iota compared against seq_len. Every sequence
+    runs max_pages pages (entries past its length must still name valid pages, e.g. 0).
+    page_size divides 128 or is a multiple of it, at most 512. As in decode_attention,
+    all query heads of a sequence sit on partitions and share one softmax."""
     B, H, d = q.shape
     NPG, KVH, dk, PS = k_pages.shape
     _, MP = block_table.shape
     assert dk == d and tuple(v_pages.shape) == (NPG, KVH, PS, d) and H % KVH == 0
-    assert PS <= K_MM and (P % PS == 0 or PS % P == 0)
+    assert PS <= K_MM and (P % PS == 0 or PS % P == 0) and H <= P
+    assert (MP * PS) % P == 0 or MP * PS < P, "max_pages * page_size: a multiple of 128"
     G = H // KVH
     n = MP * PS
     scale = 1.0 / math.sqrt(d) if scale is None else float(scale)
     out = nl.ndarray((B, H, d), dtype=q.dtype, buffer=nl.shared_hbm)
 
-    # key positions 0..n-1 on every query-head partition (fp32, exact below 2^24)
-    pos = nl.ndarray((G, n), dtype=nl.float32, buffer=nl.sbuf)
+    # key positions 0..n-1 on every head's partition (fp32, exact below 2^24)
+    pos = nl.ndarray((H, n), dtype=nl.float32, buffer=nl.sbuf)
     nisa.iota(dst=pos, pattern=[[1, n]], offset=0, channel_multiplier=0)
     for b in nl.affine_range(B):
         bt = nl.ndarray((1, MP), dtype=nl.int32, buffer=nl.sbuf)
         nisa.dma_copy(dst=bt, src=block_table[b:b + 1, :])
-        sl_i = nl.ndarray((G, 1), dtype=nl.int32, buffer=nl.sbuf)
-        for g in range(G):
-            nisa.dma_copy(dst=sl_i[g:g + 1, :], src=seq_lens[b:b + 1, :])
-        sl = nl.ndarray((G, 1), dtype=nl.float32, buffer=nl.sbuf)
+        sl_i = nl.ndarray((H, 1), dtype=nl.int32, buffer=nl.sbuf)
+        nisa.dma_copy(dst=sl_i, src=seq_lens.ap([[0, H], [1, 1]], offset=b))  # broadcast
+        sl = nl.ndarray((H, 1), dtype=nl.float32, buffer=nl.sbuf)
         nisa.tensor_copy(dst=sl, src=sl_i)
         # mask = NEG where pos >= seq_len, else 0
-        mask = nl.ndarray((G, n), dtype=nl.float32, buffer=nl.sbuf)
+        mask = nl.ndarray((H, n), dtype=nl.float32, buffer=nl.sbuf)
         nisa.tensor_scalar(dst=mask, data=pos, op0=nl.greater_equal, operand0=sl,
                            op1=nl.multiply, operand1=NEG)
+        qT = _decode_q(q, b, 0, H, d, q.dtype)
+        s = nl.ndarray((H, n), dtype=nl.float32, buffer=nl.sbuf)
         for kvh in nl.affine_range(KVH):
-            qT = _decode_q(q, b, kvh * G, G, d, q.dtype)
-            s = nl.ndarray((G, n), dtype=nl.float32, buffer=nl.sbuf)
+            r0 = kvh * G
             for j in range(MP):
                 k0 = j * PS
                 kT = nl.ndarray((d, PS), dtype=k_pages.dtype, buffer=nl.sbuf)
-                nisa.dma_copy(dst=kT, src=k_pages[:, kvh, :, :].select(0, bt[0:1, j:j + 1]))
-                s_ps = nl.ndarray((G, PS), dtype=nl.float32, buffer=nl.psum)
+                _dma_spread(j, kT, k_pages[:, kvh, :, :].select(0, bt[0:1, j:j + 1]))
+                s_ps = nl.ndarray((H, PS), dtype=nl.float32, buffer=nl.psum)
                 nisa.nc_matmul(dst=s_ps, stationary=qT, moving=kT)
-                # s = scale * scores + mask
-                nisa.scalar_tensor_tensor(dst=s[:, k0:k0 + PS], data=s_ps, op0=nl.multiply,
-                                          operand0=scale, op1=nl.add,
-                                          operand1=mask[:, k0:k0 + PS])
-
-            def v_blocks():
-                vb = None
-                for j in range(MP):
-                    for c in range(0, PS, P):       # pages larger than 128 keys
-                        w = min(P, PS - c)
-                        k0 = j * PS + c
-                        if k0 % P == 0:
-                            if vb is not None:
-                                yield base, P, vb
-                            vb = nl.ndarray((P, d), dtype=v_pages.dtype, buffer=nl.sbuf)
-                            base = k0
-                        src = v_pages[:, kvh, c:c + w, :].select(0, bt[0:1, j:j + 1])
-                        nisa.dma_copy(dst=vb[k0 - base:k0 - base + w, :], src=src)
-                yield base, n - base if n - base < P else P, vb
-            o = _decode_softmax_pv(s, n, G, d, v_blocks(), q.dtype)
+                # this KV head's G rows: s = scale * scores + mask (same partitions)
+                nisa.scalar_tensor_tensor(dst=s[r0:r0 + G, k0:k0 + PS], data=s_ps[r0:r0 + G, :],
+                                          op0=nl.multiply, operand0=scale, op1=nl.add,
+                                          operand1=mask[r0:r0 + G, k0:k0 + PS])
+        neg_max = nl.ndarray((H, 1), dtype=nl.float32, buffer=nl.sbuf)
+        nisa.tensor_reduce(dst=neg_max, op=nl.maximum, data=s, axis=1, negate=True)
+        p = nl.ndarray((H, n), dtype=q.dtype, buffer=nl.sbuf)
+        ssum = nl.ndarray((H, 1), dtype=nl.float32, buffer=nl.sbuf)
+        nisa.activation(dst=p, op=nl.exp, data=s, bias=neg_max, scale=1.0,
+                        reduce_op=nl.add, reduce_res=ssum,
+                        reduce_cmd=nisa.reduce_cmd.reset_reduce)
+        inv = nl.ndarray((H, 1), dtype=nl.float32, buffer=nl.sbuf)
+        nisa.reciprocal(dst=inv, data=ssum)
+        # P^T of 128-key blocks (n is a multiple of 128 or smaller than it)
+        nblk = (n + P - 1) // P
+        bw = min(P, n)
+        pT = nl.ndarray((P, nblk, H), dtype=q.dtype, buffer=nl.sbuf)
+        for g0 in range(0, nblk, V_DMA_BLOCKS):
+            g1 = min(nblk, g0 + V_DMA_BLOCKS)
+            pT_ps = nl.ndarray((P, V_DMA_BLOCKS, H), dtype=q.dtype, buffer=nl.psum)
+            for i in range(g0, g1):
+                nisa.nc_transpose(dst=pT_ps[:bw, i - g0, :], data=p[:, i * P:i * P + bw])
+            nisa.tensor_copy(dst=pT[:bw, g0:g1, :], src=pT_ps[:bw, :g1 - g0, :])
+        o_ps = nl.ndarray((G, KVH, d), dtype=nl.float32, buffer=nl.psum)
+        per = max(1, P // PS)           # pages per 128-key block
+        for kvh in nl.affine_range(KVH):
+            r0 = kvh * G
+            for i in range(nblk):
+                vb = nl.ndarray((P, d), dtype=v_pages.dtype, buffer=nl.sbuf)
+                if PS >= P:
+                    j, c = (i * P) // PS, (i * P) % PS
+                    _dma_spread(i, vb, v_pages[:, kvh, c:c + P, :].select(0, bt[0:1, j:j + 1]))
+                else:
+                    for jj in range(min(per, MP - i * per)):
+                        j = i * per + jj
+                        _dma_spread(j, vb[jj * PS:(jj + 1) * PS, :],
+                                    v_pages[:, kvh, :, :].select(0, bt[0:1, j:j + 1]))
+                nisa.nc_matmul(dst=o_ps[:, kvh, :], stationary=pT[:bw, i, r0:r0 + G],
+                               moving=vb[:bw, :])
+        for kvh in nl.affine_range(KVH):
+            inv_g = nl.ndarray((G, 1), dtype=nl.float32, buffer=nl.sbuf)
+            nisa.dma_copy(dst=inv_g, src=inv[kvh * G:(kvh + 1) * G, :])
             res = nl.ndarray((G, d), dtype=q.dtype, buffer=nl.sbuf)
-            nisa.tensor_copy(dst=res, src=o)
+            nisa.tensor_scalar(dst=res, data=o_ps[:, kvh, :], op0=nl.multiply, operand0=inv_g)
             nisa.dma_copy(dst=out[b, kvh * G:(kvh + 1) * G, :], src=res)
     return out
