@@ -371,6 +371,20 @@ def _decode_pv_group(group, p, o_ps, G, dtype):
         nisa.nc_matmul(dst=o_ps, stationary=pT[:w, i * G:(i + 1) * G], moving=vblk[:w, :])
 
 
+def _exp_rows(s, H, n, dtype):
+    """p = exp(s - rowmax) [H, n] in `dtype` and 1 / its row sums [H, 1] fp32: a
+    softmax over the free dim, left unnormalized (the caller scales P V by `inv`)."""
+    neg_max = nl.ndarray((H, 1), dtype=nl.float32, buffer=nl.sbuf)
+    nisa.tensor_reduce(dst=neg_max, op=nl.maximum, data=s, axis=1, negate=True)
+    p = nl.ndarray((H, n), dtype=dtype, buffer=nl.sbuf)
+    ssum = nl.ndarray((H, 1), dtype=nl.float32, buffer=nl.sbuf)
+    nisa.activation(dst=p, op=nl.exp, data=s, bias=neg_max, scale=1.0,
+                    reduce_op=nl.add, reduce_res=ssum, reduce_cmd=nisa.reduce_cmd.reset_reduce)
+    inv = nl.ndarray((H, 1), dtype=nl.float32, buffer=nl.sbuf)
+    nisa.reciprocal(dst=inv, data=ssum)
+    return p, inv
+
+
 @nki.jit
 def decode_attention(q, k_cache, v_cache, seq_len, scale=None):
     """One new token per sequence attending to the first `seq_len` cached keys.
@@ -415,15 +429,7 @@ def decode_attention(q, k_cache, v_cache, seq_len, scale=None):
                     # this KV head's G rows, scaled, PSUM -> SBUF (same partitions)
                     nisa.activation(dst=s[r0:r0 + G, c0 + k0:c0 + k0 + w], op=nl.copy,
                                     data=s_ps[r0:r0 + G, :w], scale=scale)
-        neg_max = nl.ndarray((H, 1), dtype=nl.float32, buffer=nl.sbuf)
-        nisa.tensor_reduce(dst=neg_max, op=nl.maximum, data=s, axis=1, negate=True)
-        p = nl.ndarray((H, n), dtype=q.dtype, buffer=nl.sbuf)
-        ssum = nl.ndarray((H, 1), dtype=nl.float32, buffer=nl.sbuf)
-        nisa.activation(dst=p, op=nl.exp, data=s, bias=neg_max, scale=1.0,
-                        reduce_op=nl.add, reduce_res=ssum,
-                        reduce_cmd=nisa.reduce_cmd.reset_reduce)
-        inv = nl.ndarray((H, 1), dtype=nl.float32, buffer=nl.sbuf)
-        nisa.reciprocal(dst=inv, data=ssum)
+        p, inv = _exp_rows(s, H, n, q.dtype)
         # P^T of 128-key blocks, V_DMA_BLOCKS blocks per PSUM tile and per copy
         nblk = (n + P - 1) // P
         pT = nl.ndarray((P, nblk, H), dtype=q.dtype, buffer=nl.sbuf)
@@ -541,15 +547,7 @@ def paged_decode_attention(q, k_pages, v_pages, block_table, seq_lens, scale=Non
                 nisa.scalar_tensor_tensor(dst=s[r0:r0 + G, k0:k0 + PS], data=s_ps[r0:r0 + G, :],
                                           op0=nl.multiply, operand0=scale, op1=nl.add,
                                           operand1=mask[r0:r0 + G, k0:k0 + PS])
-        neg_max = nl.ndarray((H, 1), dtype=nl.float32, buffer=nl.sbuf)
-        nisa.tensor_reduce(dst=neg_max, op=nl.maximum, data=s, axis=1, negate=True)
-        p = nl.ndarray((H, n), dtype=q.dtype, buffer=nl.sbuf)
-        ssum = nl.ndarray((H, 1), dtype=nl.float32, buffer=nl.sbuf)
-        nisa.activation(dst=p, op=nl.exp, data=s, bias=neg_max, scale=1.0,
-                        reduce_op=nl.add, reduce_res=ssum,
-                        reduce_cmd=nisa.reduce_cmd.reset_reduce)
-        inv = nl.ndarray((H, 1), dtype=nl.float32, buffer=nl.sbuf)
-        nisa.reciprocal(dst=inv, data=ssum)
+        p, inv = _exp_rows(s, H, n, q.dtype)
         # P^T of 128-key blocks (n is a multiple of 128 or smaller than it)
         nblk = (n + P - 1) // P
         bw = min(P, n)
