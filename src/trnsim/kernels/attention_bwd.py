@@ -1,0 +1,202 @@
+"""Flash attention backward (FlashAttention-2 style): the gradients of
+out = softmax(scale * Q K^T [+ causal mask]) V with respect to Q, K and V.
+
+Layout: that of attention.flash_attention_fwd, and each gradient in its input's layout:
+  q, dq:   [batch, n_heads,    d, seq]     (Q transposed)
+  k, dk:   [batch, n_kv_heads, d, seq_kv]  (K transposed)
+  v, dv:   [batch, n_kv_heads, seq_kv, d]
+  o, dout: [batch, n_heads,    seq, d]     (the forward's output and its gradient)
+  lse:     [batch, n_heads,    seq] fp32   natural-log logsumexp of each query's scaled,
+                                           masked scores: log sum_j exp(scale * q.k_j)
+Softmax statistics: flash_attention_fwd returns only `out`, so the caller passes the
+row statistics `lse` (as FlashAttention's forward saves them for its backward; a NumPy
+or framework forward yields them). P is recomputed from Q, K and lse, never stored.
+
+Algorithm, per (batch, KV head), per query head g of its group, per 128-key tile j
+(keys on partitions), over the query tiles i that see it (causal: i >= j):
+  S   = Q_i K_j^T                    [128 q, 128 k] PSUM  (stationary Q^T_i, moving K^T_j)
+  P   = exp(scale * S - lse_i)       bf16, the diagonal tile masked first (additive NEG)
+  dP  = dO_i V_j^T                   PSUM                 (stationary dO^T_i, moving V^T_j)
+  dS  = P * (dP - D_i)               bf16, D = rowsum(dO * O) computed once per head
+  dV_j  += P^T dO_i                  PSUM [k, d]          (stationary P, moving dO_i)
+  dK^T_j += Q_i^T dS                 PSUM [d, k]          (stationary Q_i [q, d], moving dS)
+  dQ^T_i += K_j^T dS^T               PSUM [d, q], added into an fp32 SBUF accumulator
+                                     (dS transposed on the PE)
+dV and dK^T of a KV head accumulate in fp32 SBUF over the query heads of its group
+(GQA: dk/dv are summed over them); scale is applied to dQ and dK once, at the end.
+All matmul operands are bf16 (q's dtype), all accumulation fp32.
+
+Per head, SBUF holds Q^T, Q (transposed on the PE), dO, dO^T (transposed on the PE),
+the fp32 dQ^T accumulator and, per KV head, the fp32 dK^T and dV accumulators:
+about 20 * seq * d bytes over 128 partitions (160 KiB per partition at seq 8K, d 128).
+
+Shapes: d <= 128; seq and seq_kv multiples of 128; causal needs seq == seq_kv;
+seq * d <= 1M (8K at d=128, 16K at d=64).
+"""
+import math
+
+import nki
+import nki.isa as nisa
+import nki.language as nl
+
+P = 128               # partitions / PE contraction / tile size (queries and keys)
+NEG = -30000.0        # additive mask value: exp(scale * NEG - lse) == 0
+DMA_BLOCKS = 16       # 128-row blocks per DMA of a [S, d] tensor
+
+
+def _causal_mask():
+    """Additive mask of a diagonal 128x128 block: 0 where key j <= query p, else NEG."""
+    zeros = nl.ndarray((P, P), dtype=nl.float32, buffer=nl.sbuf)
+    nisa.memset(dst=zeros, value=0.0)
+    mask = nl.ndarray((P, P), dtype=nl.float32, buffer=nl.sbuf)
+    nisa.affine_select(dst=mask, pattern=[[-1, P]], channel_multiplier=1, on_true_tile=zeros,
+                       on_false_value=NEG, cmp_op=nl.greater_equal, offset=0)
+    return mask
+
+
+def _rows_view(t2d, r0, nb, d):
+    """Rows r0 .. r0 + nb*128 of a [S, d] HBM tensor as [128, nb, d]: element [p, i, :]
+    is row r0 + i*128 + p."""
+    return t2d.ap([[d, P], [P * d, nb], [1, d]], offset=r0 * d)
+
+
+def _load_rows(t2d, n, d, dtype):
+    """A [S, d] HBM tensor (S = n * 128) into SBUF as [128, n, d]."""
+    dst = nl.ndarray((P, n, d), dtype=dtype, buffer=nl.sbuf)
+    for c in range(0, n, DMA_BLOCKS):
+        nb = min(DMA_BLOCKS, n - c)
+        nisa.dma_copy(dst=dst[:, c:c + nb, :], src=_rows_view(t2d, c * P, nb, d))
+    return dst
+
+
+def _store_rows(t2d, src, n, d):
+    for c in range(0, n, DMA_BLOCKS):
+        nb = min(DMA_BLOCKS, n - c)
+        nisa.dma_copy(dst=_rows_view(t2d, c * P, nb, d), src=src[:, c:c + nb, :])
+
+
+def _transpose_to(dst, src, rows, cols, dtype):
+    """dst [cols, rows] (SBUF) = src [rows, cols]^T (SBUF), through PSUM on the PE."""
+    t_ps = nl.ndarray((cols, rows), dtype=dtype, buffer=nl.psum)
+    nisa.nc_transpose(dst=t_ps, data=src)
+    nisa.tensor_copy(dst=dst, src=t_ps)
+
+
+@nki.jit
+def flash_attention_bwd(q, k, v, o, dout, lse, causal=True, scale=None):
+    """Gradients (dq, dk, dv) of flash attention; layout and algorithm in the module
+    docstring. Returns dq [B, H, d, S], dk [B, KVH, d, S_kv], dv [B, KVH, S_kv, d] in
+    q's dtype."""
+    B, H, d, S = q.shape
+    Bk, KVH, dk_, Sk = k.shape
+    assert (Bk, dk_) == (B, d), f"k {k.shape} does not match q {q.shape}"
+    assert tuple(v.shape) == (B, KVH, Sk, d), f"v {v.shape} must be [B, KVH, S_kv, d]"
+    assert tuple(o.shape) == (B, H, S, d) and tuple(dout.shape) == (B, H, S, d)
+    assert tuple(lse.shape) == (B, H, S), f"lse {lse.shape} must be [B, H, S]"
+    assert H % KVH == 0, f"n_kv_heads={KVH} must divide n_heads={H}"
+    assert d <= P, f"head dim {d} > {P}"
+    assert S % P == 0 and Sk % P == 0, "sequence lengths must be multiples of 128"
+    assert not causal or S == Sk, "causal attention needs as many keys as queries"
+    assert max(S, Sk) * d <= 1 << 20, "seq * d <= 1M (SBUF)"
+    G = H // KVH
+    scale = 1.0 / math.sqrt(d) if scale is None else float(scale)
+    dt = q.dtype
+    nq, nk = S // P, Sk // P
+
+    dq = nl.ndarray((B, H, d, S), dtype=dt, buffer=nl.shared_hbm)
+    dk = nl.ndarray((B, KVH, d, Sk), dtype=dt, buffer=nl.shared_hbm)
+    dv = nl.ndarray((B, KVH, Sk, d), dtype=dt, buffer=nl.shared_hbm)
+    mask = _causal_mask() if causal else None
+
+    for b in nl.affine_range(B):
+        for kvh in nl.affine_range(KVH):
+            dkT_acc = nl.ndarray((d, Sk), dtype=nl.float32, buffer=nl.sbuf)
+            dv_acc = nl.ndarray((P, nk, d), dtype=nl.float32, buffer=nl.sbuf)
+            nisa.memset(dst=dkT_acc, value=0.0)
+            nisa.memset(dst=dv_acc, value=0.0)
+            for g in nl.sequential_range(G):
+                h = kvh * G + g
+                _head_bwd(q, k, v, o, dout, lse, dq, dkT_acc, dv_acc, b, h, kvh, d, nq, nk,
+                          causal, mask, scale, dt)
+            # dK = scale * sum over the group, dV = the sum
+            dk_out = nl.ndarray((d, Sk), dtype=dt, buffer=nl.sbuf)
+            nisa.tensor_scalar(dst=dk_out, data=dkT_acc, op0=nl.multiply, operand0=scale)
+            nisa.dma_copy(dst=dk[b, kvh, :, :], src=dk_out)
+            dv_out = nl.ndarray((P, nk, d), dtype=dt, buffer=nl.sbuf)
+            nisa.tensor_copy(dst=dv_out, src=dv_acc)
+            _store_rows(dv[b, kvh], dv_out, nk, d)
+    return dq, dk, dv
+
+
+def _head_bwd(q, k, v, o, dout, lse, dq, dkT_acc, dv_acc, b, h, kvh, d, nq, nk, causal,
+              mask, scale, dt):
+    """One query head: writes dq[b, h], adds its dK^T and dV into the accumulators."""
+    S = nq * P
+    # per-query-tile operands, resident for the head
+    qT = nl.ndarray((d, S), dtype=dt, buffer=nl.sbuf)
+    nisa.dma_copy(dst=qT, src=q[b, h, :, :])
+    do_rows = _load_rows(dout[b, h], nq, d, dt)          # dO  [128 q, i, d]
+    o_rows = _load_rows(o[b, h], nq, d, dt)              # O   [128 q, i, d]
+    # -lse and D = rowsum(dO * O), query i*128 + p at [p, i]
+    nlse = nl.ndarray((P, nq), dtype=nl.float32, buffer=nl.sbuf)
+    nisa.dma_copy(dst=nlse, src=lse[b, h].ap([[1, P], [P, nq]]))
+    nisa.tensor_scalar(dst=nlse, data=nlse, op0=nl.multiply, operand0=-1.0)
+    prod = nl.ndarray((P, nq, d), dtype=nl.float32, buffer=nl.sbuf)
+    nisa.tensor_tensor(dst=prod, data1=do_rows, data2=o_rows, op=nl.multiply)
+    Dsum = nl.ndarray((P, nq), dtype=nl.float32, buffer=nl.sbuf)
+    nisa.tensor_reduce(dst=Dsum, op=nl.add, data=prod, axis=2)
+    q_rows = nl.ndarray((P, nq, d), dtype=dt, buffer=nl.sbuf)   # Q   [128 q, i, d]
+    doT = nl.ndarray((d, S), dtype=dt, buffer=nl.sbuf)          # dO^T [d, S]
+    for i in nl.affine_range(nq):
+        _transpose_to(q_rows[:, i, :], qT[:, i * P:(i + 1) * P], d, P, dt)
+        _transpose_to(doT[:, i * P:(i + 1) * P], do_rows[:, i, :], P, d, dt)
+    dqT_acc = nl.ndarray((d, S), dtype=nl.float32, buffer=nl.sbuf)
+    nisa.memset(dst=dqT_acc, value=0.0)
+
+    for j in nl.sequential_range(nk):
+        k0 = j * P
+        kT = nl.ndarray((d, P), dtype=dt, buffer=nl.sbuf)
+        nisa.dma_copy(dst=kT, src=k[b, kvh, :, k0:k0 + P])
+        vj = nl.ndarray((P, d), dtype=dt, buffer=nl.sbuf)
+        nisa.dma_copy(dst=vj, src=v[b, kvh, k0:k0 + P, :])
+        k_rows = nl.ndarray((P, d), dtype=dt, buffer=nl.sbuf)      # K_j [128 k, d]
+        _transpose_to(k_rows, kT, d, P, dt)
+        vT = nl.ndarray((d, P), dtype=dt, buffer=nl.sbuf)          # V_j^T [d, 128 k]
+        _transpose_to(vT, vj, P, d, dt)
+        dv_ps = nl.ndarray((P, d), dtype=nl.float32, buffer=nl.psum)
+        dkT_ps = nl.ndarray((d, P), dtype=nl.float32, buffer=nl.psum)
+        i0 = j if causal else 0
+        for i in range(i0, nq):
+            _pair(qT, q_rows, doT, do_rows, nlse, Dsum, kT, k_rows, vT, dv_ps, dkT_ps,
+                  dqT_acc, i, d, causal and i == j, mask, scale, dt)
+        nisa.tensor_tensor(dst=dv_acc[:, j, :], data1=dv_acc[:, j, :], data2=dv_ps, op=nl.add)
+        nisa.tensor_tensor(dst=dkT_acc[:, k0:k0 + P], data1=dkT_acc[:, k0:k0 + P],
+                           data2=dkT_ps, op=nl.add)
+
+    dq_out = nl.ndarray((d, S), dtype=dt, buffer=nl.sbuf)
+    nisa.tensor_scalar(dst=dq_out, data=dqT_acc, op0=nl.multiply, operand0=scale)
+    nisa.dma_copy(dst=dq[b, h, :, :], src=dq_out)
+
+
+def _pair(qT, q_rows, doT, do_rows, nlse, Dsum, kT, k_rows, vT, dv_ps, dkT_ps, dqT_acc, i, d,
+          diag, mask, scale, dt):
+    """Query tile i against the current key tile (see the module docstring)."""
+    qs = slice(i * P, (i + 1) * P)
+    s_ps = nl.ndarray((P, P), dtype=nl.float32, buffer=nl.psum)
+    nisa.nc_matmul(dst=s_ps, stationary=qT[:, qs], moving=kT)
+    if diag:
+        nisa.tensor_tensor(dst=s_ps, data1=s_ps, data2=mask, op=nl.add)
+    p = nl.ndarray((P, P), dtype=dt, buffer=nl.sbuf)
+    nisa.activation(dst=p, op=nl.exp, data=s_ps, bias=nlse[:, i:i + 1], scale=scale)
+    dp_ps = nl.ndarray((P, P), dtype=nl.float32, buffer=nl.psum)
+    nisa.nc_matmul(dst=dp_ps, stationary=doT[:, qs], moving=vT)
+    ds = nl.ndarray((P, P), dtype=dt, buffer=nl.sbuf)
+    nisa.scalar_tensor_tensor(dst=ds, data=dp_ps, op0=nl.subtract, operand0=Dsum[:, i:i + 1],
+                              op1=nl.multiply, operand1=p)
+    nisa.nc_matmul(dst=dv_ps, stationary=p, moving=do_rows[:, i, :])
+    nisa.nc_matmul(dst=dkT_ps, stationary=q_rows[:, i, :], moving=ds)
+    dsT = nl.ndarray((P, P), dtype=dt, buffer=nl.sbuf)
+    _transpose_to(dsT, ds, P, P, dt)
+    dq_ps = nl.ndarray((d, P), dtype=nl.float32, buffer=nl.psum)
+    nisa.nc_matmul(dst=dq_ps, stationary=k_rows, moving=dsT)
+    nisa.tensor_tensor(dst=dqT_acc[:, qs], data1=dqT_acc[:, qs], data2=dq_ps, op=nl.add)
