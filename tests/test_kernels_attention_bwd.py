@@ -95,13 +95,14 @@ def test_flash_attention_bwd(chip, causal, d, S, H, KVH):
 
 
 def test_flash_attention_bwd_batch_gqa4_scale():
-    """B=2, GQA 4:2, 384 queries (three tiles), explicit scale, causal."""
-    run_bwd("trn2", 2, 4, 2, 64, 384, True, seed=1, scale=0.2)
+    """B=2, GQA 4:2, 640 tokens (a 512-key block and a narrower last one; causal
+    diagonals inside both), explicit scale."""
+    run_bwd("trn2", 2, 4, 2, 64, 640, True, seed=1, scale=0.2)
 
 
 def test_flash_attention_bwd_cross_attention():
-    """Non-causal with fewer queries than keys (256 x 512)."""
-    run_bwd("trn3", 1, 2, 1, 128, 256, False, seed=2, Sk=512)
+    """Non-causal with fewer queries than keys (256 x 640: two key blocks)."""
+    run_bwd("trn3", 1, 2, 1, 128, 256, False, seed=2, Sk=640)
 
 
 def test_tolerance_catches_a_wrong_mask():

@@ -12,22 +12,26 @@ Softmax statistics: flash_attention_fwd returns only `out`, so the caller passes
 row statistics `lse` (as FlashAttention's forward saves them for its backward; a NumPy
 or framework forward yields them). P is recomputed from Q, K and lse, never stored.
 
-Algorithm, per (batch, KV head), per query head g of its group, per 128-key tile j
-(keys on partitions), over the query tiles i that see it (causal: i >= j):
-  S   = Q_i K_j^T                    [128 q, 128 k] PSUM  (stationary Q^T_i, moving K^T_j)
-  P   = exp(scale * S - lse_i)       bf16, the diagonal tile masked first (additive NEG)
+Algorithm, per (batch, KV head), per query head g of its group, per block j of 512 keys
+(one PSUM bank of fp32 scores), over the 128-query tiles i that see it (causal: those
+from the block's first key tile on; a tile whose diagonal falls inside the block uses
+only the keys up to it, the last 128 of them masked):
+  S   = Q_i K_j^T                    [128 q, 512 k] PSUM  (stationary Q^T_i, moving K^T_j)
+  P   = exp(scale * S - lse_i)       bf16 (Scalar Engine, bias -lse_i)
   dP  = dO_i V_j^T                   PSUM                 (stationary dO^T_i, moving V^T_j)
-  dS  = P * (dP - D_i)               bf16, D = rowsum(dO * O) computed once per head
-  dV_j  += P^T dO_i                  PSUM [k, d]          (stationary P, moving dO_i)
-  dK^T_j += Q_i^T dS                 PSUM [d, k]          (stationary Q_i [q, d], moving dS)
-  dQ^T_i += K_j^T dS^T               PSUM [d, q], added into an fp32 SBUF accumulator
-                                     (dS transposed on the PE)
-dV and dK^T of a KV head accumulate in fp32 SBUF over the query heads of its group
-(GQA: dk/dv are summed over them); scale is applied to dQ and dK once, at the end.
-All matmul operands are bf16 (q's dtype), all accumulation fp32.
+  dS  = P * (dP - D_i)               bf16 (Vector Engine), D = rowsum(dO * O) per head
+  dV^T_j += dO_i^T P                 PSUM [d, 512]        (stationary dO_i, moving P)
+  dK^T_j += Q_i^T dS                 PSUM [d, 512]        (stationary Q_i [q, d], moving dS)
+  dQ^T_i += K_j^T dS^T               PSUM [d, 128 q], four 128-key matmuls (dS transposed
+                                     on the PE, copied by the Scalar Engine), added into an
+                                     fp32 SBUF accumulator by the Vector Engine
+dV^T and dK^T of a KV head accumulate in fp32 SBUF over the query heads of its group
+(GQA: dk/dv are summed over them); scale is applied to dQ and dK once at the end, and
+dV^T is transposed back to [S, d] on the PE. All matmul operands are bf16 (q's dtype),
+all accumulation fp32. Q [q, d], dO^T, K [k, d] and V^T come from PE transposes.
 
 Per head, SBUF holds Q^T, Q (transposed on the PE), dO, dO^T (transposed on the PE),
-the fp32 dQ^T accumulator and, per KV head, the fp32 dK^T and dV accumulators:
+the fp32 dQ^T accumulator and, per KV head, the fp32 dK^T and dV^T accumulators:
 about 20 * seq * d bytes over 128 partitions (160 KiB per partition at seq 8K, d 128).
 
 Shapes: d <= 128; seq and seq_kv multiples of 128; causal needs seq == seq_kv;
@@ -42,6 +46,7 @@ import nki.language as nl
 P = 128               # partitions / PE contraction / tile size (queries and keys)
 NEG = -30000.0        # additive mask value: exp(scale * NEG - lse) == 0
 DMA_BLOCKS = 16       # 128-row blocks per DMA of a [S, d] tensor
+KB = 512              # keys per block: one PSUM bank of fp32 scores, one matmul
 
 
 def _causal_mask():
@@ -82,6 +87,14 @@ def _transpose_to(dst, src, rows, cols, dtype):
     nisa.tensor_copy(dst=dst, src=t_ps)
 
 
+def _copy_on_scalar(dst, src):
+    """PSUM -> SBUF copy on the Scalar Engine (the Vector Engine is the busier one)."""
+    if nisa.get_nc_version() >= nisa.nc_version.gen3:
+        nisa.tensor_copy(dst=dst, src=src, engine=nisa.scalar_engine)
+    else:  # NeuronCore-v2's Scalar Engine copies through activation
+        nisa.activation(dst=dst, op=nl.copy, data=src)
+
+
 @nki.jit
 def flash_attention_bwd(q, k, v, o, dout, lse, causal=True, scale=None):
     """Gradients (dq, dk, dv) of flash attention; layout and algorithm in the module
@@ -111,26 +124,29 @@ def flash_attention_bwd(q, k, v, o, dout, lse, causal=True, scale=None):
     for b in nl.affine_range(B):
         for kvh in nl.affine_range(KVH):
             dkT_acc = nl.ndarray((d, Sk), dtype=nl.float32, buffer=nl.sbuf)
-            dv_acc = nl.ndarray((P, nk, d), dtype=nl.float32, buffer=nl.sbuf)
+            dvT_acc = nl.ndarray((d, Sk), dtype=nl.float32, buffer=nl.sbuf)
             nisa.memset(dst=dkT_acc, value=0.0)
-            nisa.memset(dst=dv_acc, value=0.0)
+            nisa.memset(dst=dvT_acc, value=0.0)
             for g in nl.sequential_range(G):
                 h = kvh * G + g
-                _head_bwd(q, k, v, o, dout, lse, dq, dkT_acc, dv_acc, b, h, kvh, d, nq, nk,
+                _head_bwd(q, k, v, o, dout, lse, dq, dkT_acc, dvT_acc, b, h, kvh, d, nq, Sk,
                           causal, mask, scale, dt)
-            # dK = scale * sum over the group, dV = the sum
+            # dK = scale * (sum over the group), dV = the sum, transposed back to [S, d]
             dk_out = nl.ndarray((d, Sk), dtype=dt, buffer=nl.sbuf)
             nisa.tensor_scalar(dst=dk_out, data=dkT_acc, op0=nl.multiply, operand0=scale)
             nisa.dma_copy(dst=dk[b, kvh, :, :], src=dk_out)
+            dvT = nl.ndarray((d, Sk), dtype=dt, buffer=nl.sbuf)
+            nisa.tensor_copy(dst=dvT, src=dvT_acc)
             dv_out = nl.ndarray((P, nk, d), dtype=dt, buffer=nl.sbuf)
-            nisa.tensor_copy(dst=dv_out, src=dv_acc)
+            for t in nl.affine_range(nk):
+                _transpose_to(dv_out[:, t, :], dvT[:, t * P:(t + 1) * P], d, P, dt)
             _store_rows(dv[b, kvh], dv_out, nk, d)
     return dq, dk, dv
 
 
-def _head_bwd(q, k, v, o, dout, lse, dq, dkT_acc, dv_acc, b, h, kvh, d, nq, nk, causal,
+def _head_bwd(q, k, v, o, dout, lse, dq, dkT_acc, dvT_acc, b, h, kvh, d, nq, Sk, causal,
               mask, scale, dt):
-    """One query head: writes dq[b, h], adds its dK^T and dV into the accumulators."""
+    """One query head: writes dq[b, h], adds its dK^T and dV^T into the accumulators."""
     S = nq * P
     # per-query-tile operands, resident for the head
     qT = nl.ndarray((d, S), dtype=dt, buffer=nl.sbuf)
@@ -153,50 +169,64 @@ def _head_bwd(q, k, v, o, dout, lse, dq, dkT_acc, dv_acc, b, h, kvh, d, nq, nk, 
     dqT_acc = nl.ndarray((d, S), dtype=nl.float32, buffer=nl.sbuf)
     nisa.memset(dst=dqT_acc, value=0.0)
 
-    for j in nl.sequential_range(nk):
-        k0 = j * P
-        kT = nl.ndarray((d, P), dtype=dt, buffer=nl.sbuf)
-        nisa.dma_copy(dst=kT, src=k[b, kvh, :, k0:k0 + P])
-        vj = nl.ndarray((P, d), dtype=dt, buffer=nl.sbuf)
-        nisa.dma_copy(dst=vj, src=v[b, kvh, k0:k0 + P, :])
-        k_rows = nl.ndarray((P, d), dtype=dt, buffer=nl.sbuf)      # K_j [128 k, d]
-        _transpose_to(k_rows, kT, d, P, dt)
-        vT = nl.ndarray((d, P), dtype=dt, buffer=nl.sbuf)          # V_j^T [d, 128 k]
-        _transpose_to(vT, vj, P, d, dt)
-        dv_ps = nl.ndarray((P, d), dtype=nl.float32, buffer=nl.psum)
-        dkT_ps = nl.ndarray((d, P), dtype=nl.float32, buffer=nl.psum)
-        i0 = j if causal else 0
+    for J in nl.sequential_range((Sk + KB - 1) // KB):
+        k0 = J * KB
+        kw = min(KB, Sk - k0)
+        nt = kw // P
+        kT = nl.ndarray((d, KB), dtype=dt, buffer=nl.sbuf)               # K^T block
+        nisa.dma_copy(dst=kT[:, :kw], src=k[b, kvh, :, k0:k0 + kw])
+        vb = nl.ndarray((P, KB // P, d), dtype=dt, buffer=nl.sbuf)       # V, 128-key tiles
+        nisa.dma_copy(dst=vb[:, :nt, :], src=_rows_view(v[b, kvh], k0, nt, d))
+        k_rows = nl.ndarray((P, KB // P, d), dtype=dt, buffer=nl.sbuf)   # K, 128-key tiles
+        vT = nl.ndarray((d, KB), dtype=dt, buffer=nl.sbuf)               # V^T block
+        for t in range(nt):
+            _transpose_to(k_rows[:, t, :], kT[:, t * P:(t + 1) * P], d, P, dt)
+            _transpose_to(vT[:, t * P:(t + 1) * P], vb[:, t, :], P, d, dt)
+        dvT_ps = nl.ndarray((d, KB), dtype=nl.float32, buffer=nl.psum)
+        dkT_ps = nl.ndarray((d, KB), dtype=nl.float32, buffer=nl.psum)
+        i0 = k0 // P if causal else 0
         for i in range(i0, nq):
-            _pair(qT, q_rows, doT, do_rows, nlse, Dsum, kT, k_rows, vT, dv_ps, dkT_ps,
-                  dqT_acc, i, d, causal and i == j, mask, scale, dt)
-        nisa.tensor_tensor(dst=dv_acc[:, j, :], data1=dv_acc[:, j, :], data2=dv_ps, op=nl.add)
-        nisa.tensor_tensor(dst=dkT_acc[:, k0:k0 + P], data1=dkT_acc[:, k0:k0 + P],
-                           data2=dkT_ps, op=nl.add)
+            # causal: keys up to the query tile's diagonal, which ends the block's span
+            w = min(kw, (i + 1) * P - k0) if causal else kw
+            diag = causal and (i + 1) * P - k0 <= kw
+            _pair(qT, q_rows, doT, do_rows, nlse, Dsum, kT, k_rows, vT, dvT_ps, dkT_ps,
+                  dqT_acc, i, w, d, diag, mask, scale, dt)
+        nisa.tensor_tensor(dst=dvT_acc[:, k0:k0 + kw], data1=dvT_acc[:, k0:k0 + kw],
+                           data2=dvT_ps[:, :kw], op=nl.add)
+        nisa.tensor_tensor(dst=dkT_acc[:, k0:k0 + kw], data1=dkT_acc[:, k0:k0 + kw],
+                           data2=dkT_ps[:, :kw], op=nl.add)
 
     dq_out = nl.ndarray((d, S), dtype=dt, buffer=nl.sbuf)
     nisa.tensor_scalar(dst=dq_out, data=dqT_acc, op0=nl.multiply, operand0=scale)
     nisa.dma_copy(dst=dq[b, h, :, :], src=dq_out)
 
 
-def _pair(qT, q_rows, doT, do_rows, nlse, Dsum, kT, k_rows, vT, dv_ps, dkT_ps, dqT_acc, i, d,
-          diag, mask, scale, dt):
-    """Query tile i against the current key tile (see the module docstring)."""
+def _pair(qT, q_rows, doT, do_rows, nlse, Dsum, kT, k_rows, vT, dvT_ps, dkT_ps, dqT_acc, i,
+          w, d, diag, mask, scale, dt):
+    """Query tile i against the first w keys of the current key block (see the module
+    docstring); `diag`: the block's last 128 of them hold the causal diagonal."""
     qs = slice(i * P, (i + 1) * P)
-    s_ps = nl.ndarray((P, P), dtype=nl.float32, buffer=nl.psum)
-    nisa.nc_matmul(dst=s_ps, stationary=qT[:, qs], moving=kT)
+    nt = w // P
+    s_ps = nl.ndarray((P, KB), dtype=nl.float32, buffer=nl.psum)
+    nisa.nc_matmul(dst=s_ps[:, :w], stationary=qT[:, qs], moving=kT[:, :w])
     if diag:
-        nisa.tensor_tensor(dst=s_ps, data1=s_ps, data2=mask, op=nl.add)
-    p = nl.ndarray((P, P), dtype=dt, buffer=nl.sbuf)
-    nisa.activation(dst=p, op=nl.exp, data=s_ps, bias=nlse[:, i:i + 1], scale=scale)
-    dp_ps = nl.ndarray((P, P), dtype=nl.float32, buffer=nl.psum)
-    nisa.nc_matmul(dst=dp_ps, stationary=doT[:, qs], moving=vT)
-    ds = nl.ndarray((P, P), dtype=dt, buffer=nl.sbuf)
-    nisa.scalar_tensor_tensor(dst=ds, data=dp_ps, op0=nl.subtract, operand0=Dsum[:, i:i + 1],
-                              op1=nl.multiply, operand1=p)
-    nisa.nc_matmul(dst=dv_ps, stationary=p, moving=do_rows[:, i, :])
-    nisa.nc_matmul(dst=dkT_ps, stationary=q_rows[:, i, :], moving=ds)
-    dsT = nl.ndarray((P, P), dtype=dt, buffer=nl.sbuf)
-    _transpose_to(dsT, ds, P, P, dt)
+        nisa.tensor_tensor(dst=s_ps[:, w - P:w], data1=s_ps[:, w - P:w], data2=mask, op=nl.add)
+    p = nl.ndarray((P, KB), dtype=dt, buffer=nl.sbuf)
+    nisa.activation(dst=p[:, :w], op=nl.exp, data=s_ps[:, :w], bias=nlse[:, i:i + 1],
+                    scale=scale)
+    dp_ps = nl.ndarray((P, KB), dtype=nl.float32, buffer=nl.psum)
+    nisa.nc_matmul(dst=dp_ps[:, :w], stationary=doT[:, qs], moving=vT[:, :w])
+    ds = nl.ndarray((P, KB), dtype=dt, buffer=nl.sbuf)
+    nisa.scalar_tensor_tensor(dst=ds[:, :w], data=dp_ps[:, :w], op0=nl.subtract,
+                              operand0=Dsum[:, i:i + 1], op1=nl.multiply, operand1=p[:, :w])
+    nisa.nc_matmul(dst=dvT_ps[:, :w], stationary=do_rows[:, i, :], moving=p[:, :w])
+    nisa.nc_matmul(dst=dkT_ps[:, :w], stationary=q_rows[:, i, :], moving=ds[:, :w])
+    dsT_ps = nl.ndarray((P, KB // P, P), dtype=dt, buffer=nl.psum)
+    for t in range(nt):
+        nisa.nc_transpose(dst=dsT_ps[:, t, :], data=ds[:, t * P:(t + 1) * P])
+    dsT = nl.ndarray((P, KB // P, P), dtype=dt, buffer=nl.sbuf)
+    _copy_on_scalar(dsT[:, :nt, :], dsT_ps[:, :nt, :])
     dq_ps = nl.ndarray((d, P), dtype=nl.float32, buffer=nl.psum)
-    nisa.nc_matmul(dst=dq_ps, stationary=k_rows, moving=dsT)
+    for t in range(nt):
+        nisa.nc_matmul(dst=dq_ps, stationary=k_rows[:, t, :], moving=dsT[:, t, :])
     nisa.tensor_tensor(dst=dqT_acc[:, qs], data1=dqT_acc[:, qs], data2=dq_ps, op=nl.add)
