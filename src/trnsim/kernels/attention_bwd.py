@@ -19,11 +19,13 @@ only the keys up to it, the last 128 of them masked):
   S   = Q_i K_j^T                    [128 q, 512 k] PSUM  (stationary Q^T_i, moving K^T_j)
   P   = exp(scale * S - lse_i)       bf16 (Scalar Engine, bias -lse_i)
   dP  = dO_i V_j^T                   PSUM                 (stationary dO^T_i, moving V^T_j)
-  dS  = P * (dP - D_i)               bf16 (Vector Engine), D = rowsum(dO * O) per head
+  dS  = P * (dP - D_i)               bf16, D = rowsum(dO * O) per head; dP - D out of
+                                     PSUM half by the Vector, half by the Scalar
+                                     Engine, the product on GpSimd
   dV^T_j += dO_i^T P                 PSUM [d, 512]        (stationary dO_i, moving P)
   dK^T_j += Q_i^T dS                 PSUM [d, 512]        (stationary Q_i [q, d], moving dS)
   dQ^T_i += K_j^T dS^T               PSUM [d, 128 q], four 128-key matmuls (dS transposed
-                                     on the PE, copied by the Scalar Engine), added into an
+                                     on the PE, copied by the Vector Engine), added into an
                                      fp32 SBUF accumulator by the Vector Engine
 dV^T and dK^T of a KV head accumulate in fp32 SBUF over the query heads of its group
 (GQA: dk/dv are summed over them); scale is applied to dQ and dK once at the end, and
@@ -33,6 +35,13 @@ all accumulation fp32. Q [q, d], dO^T, K [k, d] and V^T come from PE transposes.
 Per head, SBUF holds Q^T, Q (transposed on the PE), dO, dO^T (transposed on the PE),
 the fp32 dQ^T accumulator and, per KV head, the fp32 dK^T and dV^T accumulators:
 about 20 * seq * d bytes over 128 partitions (160 KiB per partition at seq 8K, d 128).
+
+Performance (trnsim, causal, B=1 H=1 S=8192 d=128, bf16): see docs/kernels.md rows
+"flash attention backward": 1226 us on trn2 (MFU 45%), 1111 us on trn3 (MFU 50%);
+at S=4096 it went 514 -> 348 us on trn2 when dS moved off
+the Vector Engine (then 65% busy) onto the Scalar Engine and GpSimd. The Tensor Engine
+is active ~60% (trn2) / ~65% (trn3): one query tile is in flight at a time, and its
+chain S -> exp -> dS -> transpose -> copy -> dQ leaves the PE waiting.
 
 Shapes: d <= 128; seq and seq_kv multiples of 128; causal needs seq == seq_kv;
 seq * d <= 1M (8K at d=128, 16K at d=64).
@@ -85,14 +94,6 @@ def _transpose_to(dst, src, rows, cols, dtype):
     t_ps = nl.ndarray((cols, rows), dtype=dtype, buffer=nl.psum)
     nisa.nc_transpose(dst=t_ps, data=src)
     nisa.tensor_copy(dst=dst, src=t_ps)
-
-
-def _copy_on_scalar(dst, src):
-    """PSUM -> SBUF copy on the Scalar Engine (the Vector Engine is the busier one)."""
-    if nisa.get_nc_version() >= nisa.nc_version.gen3:
-        nisa.tensor_copy(dst=dst, src=src, engine=nisa.scalar_engine)
-    else:  # NeuronCore-v2's Scalar Engine copies through activation
-        nisa.activation(dst=dst, op=nl.copy, data=src)
 
 
 @nki.jit
@@ -153,14 +154,14 @@ def _head_bwd(q, k, v, o, dout, lse, dq, dkT_acc, dvT_acc, b, h, kvh, d, nq, Sk,
     nisa.dma_copy(dst=qT, src=q[b, h, :, :])
     do_rows = _load_rows(dout[b, h], nq, d, dt)          # dO  [128 q, i, d]
     o_rows = _load_rows(o[b, h], nq, d, dt)              # O   [128 q, i, d]
-    # -lse and D = rowsum(dO * O), query i*128 + p at [p, i]
+    # -lse and -D = -rowsum(dO * O), query i*128 + p at [p, i]
     nlse = nl.ndarray((P, nq), dtype=nl.float32, buffer=nl.sbuf)
     nisa.dma_copy(dst=nlse, src=lse[b, h].ap([[1, P], [P, nq]]))
     nisa.tensor_scalar(dst=nlse, data=nlse, op0=nl.multiply, operand0=-1.0)
     prod = nl.ndarray((P, nq, d), dtype=nl.float32, buffer=nl.sbuf)
     nisa.tensor_tensor(dst=prod, data1=do_rows, data2=o_rows, op=nl.multiply)
-    Dsum = nl.ndarray((P, nq), dtype=nl.float32, buffer=nl.sbuf)
-    nisa.tensor_reduce(dst=Dsum, op=nl.add, data=prod, axis=2)
+    nD = nl.ndarray((P, nq), dtype=nl.float32, buffer=nl.sbuf)
+    nisa.tensor_reduce(dst=nD, op=nl.add, data=prod, axis=2, negate=True)
     q_rows = nl.ndarray((P, nq, d), dtype=dt, buffer=nl.sbuf)   # Q   [128 q, i, d]
     doT = nl.ndarray((d, S), dtype=dt, buffer=nl.sbuf)          # dO^T [d, S]
     for i in nl.affine_range(nq):
@@ -189,7 +190,7 @@ def _head_bwd(q, k, v, o, dout, lse, dq, dkT_acc, dvT_acc, b, h, kvh, d, nq, Sk,
             # causal: keys up to the query tile's diagonal, which ends the block's span
             w = min(kw, (i + 1) * P - k0) if causal else kw
             diag = causal and (i + 1) * P - k0 <= kw
-            _pair(qT, q_rows, doT, do_rows, nlse, Dsum, kT, k_rows, vT, dvT_ps, dkT_ps,
+            _pair(qT, q_rows, doT, do_rows, nlse, nD, kT, k_rows, vT, dvT_ps, dkT_ps,
                   dqT_acc, i, w, d, diag, mask, scale, dt)
         nisa.tensor_tensor(dst=dvT_acc[:, k0:k0 + kw], data1=dvT_acc[:, k0:k0 + kw],
                            data2=dvT_ps[:, :kw], op=nl.add)
@@ -201,7 +202,7 @@ def _head_bwd(q, k, v, o, dout, lse, dq, dkT_acc, dvT_acc, b, h, kvh, d, nq, Sk,
     nisa.dma_copy(dst=dq[b, h, :, :], src=dq_out)
 
 
-def _pair(qT, q_rows, doT, do_rows, nlse, Dsum, kT, k_rows, vT, dvT_ps, dkT_ps, dqT_acc, i,
+def _pair(qT, q_rows, doT, do_rows, nlse, nD, kT, k_rows, vT, dvT_ps, dkT_ps, dqT_acc, i,
           w, d, diag, mask, scale, dt):
     """Query tile i against the first w keys of the current key block (see the module
     docstring); `diag`: the block's last 128 of them hold the causal diagonal."""
@@ -216,16 +217,25 @@ def _pair(qT, q_rows, doT, do_rows, nlse, Dsum, kT, k_rows, vT, dvT_ps, dkT_ps, 
                     scale=scale)
     dp_ps = nl.ndarray((P, KB), dtype=nl.float32, buffer=nl.psum)
     nisa.nc_matmul(dst=dp_ps[:, :w], stationary=doT[:, qs], moving=vT[:, :w])
+    # dS = (dP - D) * P: dP - D read out of PSUM by the Vector (first half of the keys)
+    # and the Scalar Engine (the rest, as the bias of an activation); the product on
+    # GpSimd (SBUF only), so that no engine carries all of the elementwise work
+    dpd = nl.ndarray((P, KB), dtype=nl.float32, buffer=nl.sbuf)
+    hw = (nt // 2) * P
+    if hw:
+        nisa.tensor_scalar(dst=dpd[:, :hw], data=dp_ps[:, :hw], op0=nl.add,
+                           operand0=nD[:, i:i + 1], engine=nisa.vector_engine)
+    nisa.activation(dst=dpd[:, hw:w], op=nl.copy, data=dp_ps[:, hw:w], bias=nD[:, i:i + 1])
     ds = nl.ndarray((P, KB), dtype=dt, buffer=nl.sbuf)
-    nisa.scalar_tensor_tensor(dst=ds[:, :w], data=dp_ps[:, :w], op0=nl.subtract,
-                              operand0=Dsum[:, i:i + 1], op1=nl.multiply, operand1=p[:, :w])
+    nisa.tensor_tensor(dst=ds[:, :w], data1=dpd[:, :w], data2=p[:, :w], op=nl.multiply,
+                       engine=nisa.gpsimd_engine)
     nisa.nc_matmul(dst=dvT_ps[:, :w], stationary=do_rows[:, i, :], moving=p[:, :w])
     nisa.nc_matmul(dst=dkT_ps[:, :w], stationary=q_rows[:, i, :], moving=ds[:, :w])
     dsT_ps = nl.ndarray((P, KB // P, P), dtype=dt, buffer=nl.psum)
     for t in range(nt):
         nisa.nc_transpose(dst=dsT_ps[:, t, :], data=ds[:, t * P:(t + 1) * P])
     dsT = nl.ndarray((P, KB // P, P), dtype=dt, buffer=nl.sbuf)
-    _copy_on_scalar(dsT[:, :nt, :], dsT_ps[:, :nt, :])
+    nisa.tensor_copy(dst=dsT[:, :nt, :], src=dsT_ps[:, :nt, :], engine=nisa.vector_engine)
     dq_ps = nl.ndarray((d, P), dtype=nl.float32, buffer=nl.psum)
     for t in range(nt):
         nisa.nc_matmul(dst=dq_ps, stationary=k_rows[:, t, :], moving=dsT[:, t, :])
