@@ -36,12 +36,13 @@ Per head, SBUF holds Q^T, Q (transposed on the PE), dO, dO^T (transposed on the 
 the fp32 dQ^T accumulator and, per KV head, the fp32 dK^T and dV^T accumulators:
 about 20 * seq * d bytes over 128 partitions (160 KiB per partition at seq 8K, d 128).
 
-Performance (trnsim, causal, B=1 H=1 S=8192 d=128, bf16): see docs/kernels.md rows
-"flash attention backward": 1226 us on trn2 (MFU 45%), 1111 us on trn3 (MFU 50%);
-at S=4096 it went 514 -> 348 us on trn2 when dS moved off
-the Vector Engine (then 65% busy) onto the Scalar Engine and GpSimd. The Tensor Engine
-is active ~60% (trn2) / ~65% (trn3): one query tile is in flight at a time, and its
-chain S -> exp -> dS -> transpose -> copy -> dQ leaves the PE waiting.
+Performance (trnsim, causal, B=1 H=1 S=8192 d=128, bf16; docs/kernels.md rows "flash
+attention backward"): 953 us on trn2 (MFU 58%, Tensor Engine active 74%), 904 us on
+trn3 (MFU 61%, PE 77%). Two choices carry it: dS is computed off the Vector Engine
+(which alone was 65% busy and held the PE at ~50%), and query tiles are software-
+pipelined (tile i's scores and dS are issued before tile i-1's gradient matmuls), so
+the in-order engines always hold independent work: at S=4096 on trn2, 514 -> 348 ->
+271 us.
 
 Shapes: d <= 128; seq and seq_kv multiples of 128; causal needs seq == seq_kv;
 seq * d <= 1M (8K at d=128, 16K at d=64).
@@ -186,12 +187,18 @@ def _head_bwd(q, k, v, o, dout, lse, dq, dkT_acc, dvT_acc, b, h, kvh, d, nq, Sk,
         dvT_ps = nl.ndarray((d, KB), dtype=nl.float32, buffer=nl.psum)
         dkT_ps = nl.ndarray((d, KB), dtype=nl.float32, buffer=nl.psum)
         i0 = k0 // P if causal else 0
+        # software-pipelined: the scores and dS of tile i are issued before the
+        # dV / dK / dQ matmuls of tile i - 1, so every engine has independent work
+        prev = None
         for i in range(i0, nq):
             # causal: keys up to the query tile's diagonal, which ends the block's span
             w = min(kw, (i + 1) * P - k0) if causal else kw
             diag = causal and (i + 1) * P - k0 <= kw
-            _pair(qT, q_rows, doT, do_rows, nlse, nD, kT, k_rows, vT, dvT_ps, dkT_ps,
-                  dqT_acc, i, w, d, diag, mask, scale, dt)
+            cur = _pair_scores(qT, doT, nlse, nD, kT, vT, i, w, diag, mask, scale, dt)
+            if prev is not None:
+                _pair_grads(q_rows, do_rows, k_rows, dvT_ps, dkT_ps, dqT_acc, d, dt, *prev)
+            prev = cur
+        _pair_grads(q_rows, do_rows, k_rows, dvT_ps, dkT_ps, dqT_acc, d, dt, *prev)
         nisa.tensor_tensor(dst=dvT_acc[:, k0:k0 + kw], data1=dvT_acc[:, k0:k0 + kw],
                            data2=dvT_ps[:, :kw], op=nl.add)
         nisa.tensor_tensor(dst=dkT_acc[:, k0:k0 + kw], data1=dkT_acc[:, k0:k0 + kw],
@@ -202,10 +209,9 @@ def _head_bwd(q, k, v, o, dout, lse, dq, dkT_acc, dvT_acc, b, h, kvh, d, nq, Sk,
     nisa.dma_copy(dst=dq[b, h, :, :], src=dq_out)
 
 
-def _pair(qT, q_rows, doT, do_rows, nlse, nD, kT, k_rows, vT, dvT_ps, dkT_ps, dqT_acc, i,
-          w, d, diag, mask, scale, dt):
+def _pair_scores(qT, doT, nlse, nD, kT, vT, i, w, diag, mask, scale, dt):
     """Query tile i against the first w keys of the current key block (see the module
-    docstring); `diag`: the block's last 128 of them hold the causal diagonal."""
+    docstring), first half: P and dS; `diag`: the last 128 keys hold the diagonal."""
     qs = slice(i * P, (i + 1) * P)
     nt = w // P
     s_ps = nl.ndarray((P, KB), dtype=nl.float32, buffer=nl.psum)
@@ -229,6 +235,13 @@ def _pair(qT, q_rows, doT, do_rows, nlse, nD, kT, k_rows, vT, dvT_ps, dkT_ps, dq
     ds = nl.ndarray((P, KB), dtype=dt, buffer=nl.sbuf)
     nisa.tensor_tensor(dst=ds[:, :w], data1=dpd[:, :w], data2=p[:, :w], op=nl.multiply,
                        engine=nisa.gpsimd_engine)
+    return i, w, p, ds
+
+
+def _pair_grads(q_rows, do_rows, k_rows, dvT_ps, dkT_ps, dqT_acc, d, dt, i, w, p, ds):
+    """Second half: dV^T, dK^T and dQ^T of query tile i against the w keys."""
+    qs = slice(i * P, (i + 1) * P)
+    nt = w // P
     nisa.nc_matmul(dst=dvT_ps[:, :w], stationary=do_rows[:, i, :], moving=p[:, :w])
     nisa.nc_matmul(dst=dkT_ps[:, :w], stationary=q_rows[:, i, :], moving=ds[:, :w])
     dsT_ps = nl.ndarray((P, KB // P, P), dtype=dt, buffer=nl.psum)
