@@ -103,3 +103,13 @@ def test_no_intermediate_hbm_tensors():
     prof = trnsim.profile(AB.attention_block, x=x, w_qkv=w_qkv, w_o=w_o, n_heads=H,
                           n_kv_heads=KVH, causal=True, numerics=False, chip="trn2")
     assert prof.summary["hbm_write_bytes"] == S * hidden * 2
+
+
+@pytest.mark.parametrize("chip", CHIPS)
+def test_attention_block_multi_step(chip):
+    """S=1408: two 1024-key online-softmax steps (the running max and sum rescaled
+    between them), a narrower last step, an odd query tile; GQA 4:2, d=64."""
+    x, w_qkv, w_o = inputs(1408, 256, 4, 2, 64, seed=3)
+    y = nki.Simulated(AB.attention_block, chip=chip)(x, w_qkv, w_o, 4, 2, causal=True)
+    ref, a, vmax = reference(x, w_qkv, w_o, 4, 2, True)
+    check(y, ref, a, vmax, w_o)
