@@ -70,7 +70,7 @@ def check(out, ref, name):
         f"{name}: max error {err.max():.4g} vs max|ref| {np.abs(ref).max():.4g}"
 
 
-def run_bwd(chip, B, H, KVH, d, S, causal, seed=0, scale=None, Sk=None):
+def run_bwd(chip, B, H, KVH, d, S, causal, seed=0, scale=None, Sk=None, pass_lse=True):
     rng = np.random.default_rng(seed)
     Sk = S if Sk is None else Sk
     q = rng.standard_normal((B, H, d, S)).astype(BF16)
@@ -79,7 +79,8 @@ def run_bwd(chip, B, H, KVH, d, S, causal, seed=0, scale=None, Sk=None):
     dout = rng.standard_normal((B, H, S, d)).astype(BF16)
     O, lse, rdq, rdk, rdv = ref_attention_grads(q, k, v, dout, causal, scale)
     dq, dk, dv = nki.Simulated(AB.flash_attention_bwd, chip=chip)(
-        q, k, v, O.astype(BF16), dout, lse.astype(np.float32), causal=causal, scale=scale)
+        q, k, v, O.astype(BF16), dout, lse.astype(np.float32) if pass_lse else None,
+        causal=causal, scale=scale)
     for name, out, ref in (("dq", dq, rdq), ("dk", dk, rdk), ("dv", dv, rdv)):
         assert np.asarray(out).dtype == BF16, name
         check(out, ref, name)
@@ -103,6 +104,30 @@ def test_flash_attention_bwd_batch_gqa4_scale():
 def test_flash_attention_bwd_cross_attention():
     """Non-causal with fewer queries than keys (256 x 640: two key blocks)."""
     run_bwd("trn3", 1, 2, 1, 128, 256, False, seed=2, Sk=640)
+
+
+@pytest.mark.parametrize("chip", ["trn2", "trn3"])
+@pytest.mark.parametrize("causal", [True, False], ids=["causal", "full"])
+def test_flash_attention_bwd_recomputes_lse(chip, causal):
+    """lse=None: the kernel recomputes the row statistics (640 keys: two key blocks);
+    GQA 2:1, explicit scale."""
+    run_bwd(chip, 1, 2, 1, 64, 640, causal, seed=4, scale=0.15, pass_lse=False)
+
+
+def test_flash_attention_bwd_after_library_forward():
+    """End to end with the library's forward: o from attention.flash_attention_fwd (bf16),
+    lse recomputed in the backward; same tolerance against the float64 reference."""
+    from trnsim.kernels import attention as A
+    rng = np.random.default_rng(5)
+    q = rng.standard_normal((1, 2, 128, 512)).astype(BF16)
+    k = rng.standard_normal((1, 1, 128, 512)).astype(BF16)
+    v = rng.standard_normal((1, 1, 512, 128)).astype(BF16)
+    dout = rng.standard_normal((1, 2, 512, 128)).astype(BF16)
+    o = nki.Simulated(A.flash_attention_fwd, chip="trn2")(q, k, v, causal=True)
+    dq, dk, dv = nki.Simulated(AB.flash_attention_bwd, chip="trn2")(q, k, v, o, dout)
+    _, _, rdq, rdk, rdv = ref_attention_grads(q, k, v, dout, True)
+    for name, out, ref in (("dq", dq, rdq), ("dk", dk, rdk), ("dv", dv, rdv)):
+        check(out, ref, name)
 
 
 def test_tolerance_catches_a_wrong_mask():
