@@ -36,8 +36,10 @@ Design (every product on the Tensor Engine, dst[M, N] = stationary[K, M]^T @ mov
 Stays in SBUF for the whole kernel: x^T, K^T and V of every KV head, w_q and w_o (and
 w_k / w_v until step 2 ends). At Qwen3-0.6B (hidden 1024, H 16, KVH 8, d 128, S 2048)
 that is 32 KiB per partition each for x^T, K^T, V, w_q, w_o (160 of trn2's 192 KiB):
-SBUF bounds S * (hidden + 2*KVH*d) and hidden * H * d. Per query-tile pair: Q^T of one
-head, the softmax state, and attn^T of all heads (H * 256 * 2 bytes per partition).
+SBUF bounds S * (hidden + 2*KVH*d) and hidden * H * d. Per query-tile pair: Q^T of the
+current and next head, the softmax state, the normalized outputs of all heads and, while
+the next pair runs, their attn^T and y tiles (about 4 * H * d + 2 * hidden bytes per
+partition at bf16).
 HBM traffic: x, w_qkv, w_o in, y out. Larger shapes still run in trnsim (its allocator
 spills to HBM, slower) but would not compile for hardware.
 
