@@ -37,8 +37,10 @@ dV^T is transposed back to [S, d] on the PE. All matmul operands are bf16 (q's d
 all accumulation fp32. Q [q, d], dO^T, K [k, d] and V^T come from PE transposes.
 
 Per head, SBUF holds Q^T, Q (transposed on the PE), dO, dO^T (transposed on the PE),
-the fp32 dQ^T accumulator and, per KV head, the fp32 dK^T and dV^T accumulators:
-about 20 * seq * d bytes over 128 partitions (160 KiB per partition at seq 8K, d 128).
+the fp32 dQ^T accumulator and, per KV head, the fp32 dK^T and dV^T accumulators; the
+[d, seq] ones take seq elements on each of d partitions whatever d is, so about 20 bytes
+per token on a partition (160 KiB of the 192 at seq 8K, d 128): seq and seq_kv <= 8K
+(longer sequences would spill; a split over key ranges with dK/dV per range is the fix).
 
 Performance (trnsim, causal, B=1 H=1 S=8192 d=128, bf16; docs/kernels.md rows "flash
 attention backward"): 953 us on trn2 (MFU 58%, Tensor Engine active 74%), 904 us on
@@ -49,7 +51,7 @@ the in-order engines always hold independent work: at S=4096 on trn2, 514 -> 348
 271 us.
 
 Shapes: d <= 128; seq and seq_kv multiples of 128; causal needs seq == seq_kv;
-seq * d <= 1M (8K at d=128, 16K at d=64).
+seq, seq_kv <= 8192 (SBUF, above).
 """
 import math
 
@@ -116,7 +118,7 @@ def flash_attention_bwd(q, k, v, o, dout, lse=None, causal=True, scale=None):
     assert d <= P, f"head dim {d} > {P}"
     assert S % P == 0 and Sk % P == 0, "sequence lengths must be multiples of 128"
     assert not causal or S == Sk, "causal attention needs as many keys as queries"
-    assert max(S, Sk) * d <= 1 << 20, "seq * d <= 1M (SBUF)"
+    assert max(S, Sk) <= 8192, "seq, seq_kv <= 8192 (SBUF holds ~20 bytes per token)"
     G = H // KVH
     scale = 1.0 / math.sqrt(d) if scale is None else float(scale)
     dt = q.dtype
