@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 
 from ..timing.timeline import busy_time
 from .summary import (SMALL_DMA_BYTES, HbmTraffic, core_count, matmul_flops, merged,
-                      overlap, spill_dmas, throttle_spans)
+                      overlap, spill_dmas, throttle_spans, ThrottleIndex)
 
 LOW_MODEL_FLOPS_PERCENT = 50.0
 TRANSPOSE_FLOPS_PERCENT = 10.0
@@ -349,11 +349,11 @@ def throttling(c: _Context):
     if value < THROTTLE_PERCENT:
         return None
     spans = throttle_spans(c.timeline)
+    index = ThrottleIndex(spans)
     items = []
     for ins in c.tensor:
         e = c.events[ins.index]
-        lost = sum(overlap([(e.start, e.end)], [(s, t)]) * (1 - f) for s, t, f in spans)
-        items.append((ins, lost))
+        items.append((ins, index.lost(e.start, e.end)))
     low = min(f for _, _, f in spans)
     return Insight(
         "throttling", "Active FLOPS throttling",
