@@ -385,6 +385,17 @@ def _exp_rows(s, H, n, dtype):
     return p, inv
 
 
+def _store_heads(o_ps, inv, out, b, KVH, G, d):
+    """Normalize and store sequence b's heads: head kvh * G + g is o_ps[g, kvh, :], its
+    1 / row sum inv[kvh * G + g] (moved to partitions 0..G-1, where its output is)."""
+    for kvh in nl.affine_range(KVH):
+        inv_g = nl.ndarray((G, 1), dtype=nl.float32, buffer=nl.sbuf)
+        nisa.dma_copy(dst=inv_g, src=inv[kvh * G:(kvh + 1) * G, :])
+        res = nl.ndarray((G, d), dtype=out.dtype, buffer=nl.sbuf)
+        nisa.tensor_scalar(dst=res, data=o_ps[:, kvh, :], op0=nl.multiply, operand0=inv_g)
+        nisa.dma_copy(dst=out[b, kvh * G:(kvh + 1) * G, :], src=res)
+
+
 @nki.jit
 def decode_attention(q, k_cache, v_cache, seq_len, scale=None):
     """One new token per sequence attending to the first `seq_len` cached keys.
@@ -468,14 +479,7 @@ def decode_attention(q, k_cache, v_cache, seq_len, scale=None):
                 nisa.dma_copy(dst=vt[:w, :], src=v_cache[b, kvh, n - w:n, :])
                 nisa.nc_matmul(dst=o_ps[:, kvh, :], stationary=pT[:w, nfull, r0:r0 + G],
                                moving=vt[:w, :])
-        # normalize: head r0 + g of KV head kvh is o_ps[g, kvh, :]
-        for kvh in nl.affine_range(KVH):
-            # 1/sum of these heads moved to partitions 0..G-1, where their outputs are
-            inv_g = nl.ndarray((G, 1), dtype=nl.float32, buffer=nl.sbuf)
-            nisa.dma_copy(dst=inv_g, src=inv[kvh * G:(kvh + 1) * G, :])
-            res = nl.ndarray((G, d), dtype=q.dtype, buffer=nl.sbuf)
-            nisa.tensor_scalar(dst=res, data=o_ps[:, kvh, :], op0=nl.multiply, operand0=inv_g)
-            nisa.dma_copy(dst=out[b, kvh * G:(kvh + 1) * G, :], src=res)
+        _store_heads(o_ps, inv, out, b, KVH, G, d)
     return out
 
 
@@ -574,10 +578,5 @@ def paged_decode_attention(q, k_pages, v_pages, block_table, seq_lens, scale=Non
                                     v_pages[:, kvh, :, :].select(0, bt[0:1, j:j + 1]))
                 nisa.nc_matmul(dst=o_ps[:, kvh, :], stationary=pT[:bw, i, r0:r0 + G],
                                moving=vb[:bw, :])
-        for kvh in nl.affine_range(KVH):
-            inv_g = nl.ndarray((G, 1), dtype=nl.float32, buffer=nl.sbuf)
-            nisa.dma_copy(dst=inv_g, src=inv[kvh * G:(kvh + 1) * G, :])
-            res = nl.ndarray((G, d), dtype=q.dtype, buffer=nl.sbuf)
-            nisa.tensor_scalar(dst=res, data=o_ps[:, kvh, :], op0=nl.multiply, operand0=inv_g)
-            nisa.dma_copy(dst=out[b, kvh * G:(kvh + 1) * G, :], src=res)
+        _store_heads(o_ps, inv, out, b, KVH, G, d)
     return out

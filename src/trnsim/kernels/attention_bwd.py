@@ -59,20 +59,11 @@ import nki
 import nki.isa as nisa
 import nki.language as nl
 
+from .attention import _causal_mask  # additive mask of a diagonal block (NEG above it)
+
 P = 128               # partitions / PE contraction / tile size (queries and keys)
-NEG = -30000.0        # additive mask value: exp(scale * NEG - lse) == 0
 DMA_BLOCKS = 16       # 128-row blocks per DMA of a [S, d] tensor
 KB = 512              # keys per block: one PSUM bank of fp32 scores, one matmul
-
-
-def _causal_mask():
-    """Additive mask of a diagonal 128x128 block: 0 where key j <= query p, else NEG."""
-    zeros = nl.ndarray((P, P), dtype=nl.float32, buffer=nl.sbuf)
-    nisa.memset(dst=zeros, value=0.0)
-    mask = nl.ndarray((P, P), dtype=nl.float32, buffer=nl.sbuf)
-    nisa.affine_select(dst=mask, pattern=[[-1, P]], channel_multiplier=1, on_true_tile=zeros,
-                       on_false_value=NEG, cmp_op=nl.greater_equal, offset=0)
-    return mask
 
 
 def _rows_view(t2d, r0, nb, d):
