@@ -1,6 +1,8 @@
 """Performance-insight rules on hand-built programs and timelines: each rule fires past
 its threshold (and not below it), names the kernel lines responsible, and the profile
 lists the most critical first."""
+import dataclasses
+
 import pytest
 
 from trnsim.chips import load_chip
@@ -250,3 +252,13 @@ def test_profile_shows_at_most_four_most_critical_first(tmp_path):
         assert prof.all_insights[-1].source_lines[0][1].startswith("line_")
     finally:
         FILE = old
+
+
+def test_indirect_reads_are_not_reloads():
+    """A gather or runtime-offset read's access spans every row it might read, so three
+    of them share a key whatever rows they read: not evidence of a reload."""
+    b = Build()
+    for n in range(4):
+        src = dataclasses.replace(acc("hbm", "r", 32768, 0, "w"), indirect=True)
+        b.dma(n * 1000, n * 1000 + 1000, src, acc("sbuf", "w", 32768), line=33)
+    assert "tensor_reload" not in b.rules()

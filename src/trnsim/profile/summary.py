@@ -190,7 +190,9 @@ class HbmTraffic:
     """How the kernel's HBM reads relate to each other and to its HBM writes (DMAs).
 
     - `reads[key]`: the instructions reading one exact byte range (same addresses,
-      pattern and dtype), in program order; more than one is a reload.
+      pattern and dtype), in program order; more than one is a reload. Indirect reads
+      (gathers, runtime offsets) are left out: their access covers every row they might
+      read, so two of them share a key whatever rows they actually read.
     - `round_trip_reads`: reads of bytes this kernel wrote to HBM earlier (program
       order): data saved from on-chip memory and loaded back (a spill reload).
       Kernel inputs are never written before they are read, so they never count.
@@ -207,7 +209,8 @@ class HbmTraffic:
             for a in ins.reads:
                 if a.space != "hbm":
                     continue
-                self.reads[read_key(a)].append((ins, a))
+                if not a.indirect:  # runtime-indexed: its key says nothing of the rows
+                    self.reads[read_key(a)].append((ins, a))
                 if written.hits(a.lo, a.hi):
                     self.round_trip_reads.append((ins, a))
             for a in ins.writes:
