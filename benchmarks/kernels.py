@@ -40,6 +40,7 @@ def measure(case, chip) -> dict:
             "mfu": s.get("mfu_estimated_percent"), "mbu": s.get("mbu_estimated_percent"),
             "pe": s.get("tensor_engine_active_time_percent"),
             "roofline": s.get("roofline_max_achievable_percent"),
+            "bound_s": s.get("roofline_time"),
             "bound": "memory" if s.get("roofline_memory_bound") else "compute",
             "instructions": len(prof.program), "insight": top,
             "cpu_s": time.process_time() - c0}
@@ -59,15 +60,20 @@ def render(rows) -> str:
          "HBM bytes over the chip's bandwidth; PE: Tensor Engine active share of the kernel's time; "
          "roofline: the share of the BF16 peak the kernel's arithmetic intensity allows "
          "(min(100, intensity / ridge point)) — a memory-bound kernel at its roofline has "
-         "MBU near 100%, a compute-bound one MFU near its dtype's top. Profile: CPU seconds trnsim took.", "",
+         "MBU near 100%, a compute-bound one MFU near its dtype's top. Roofline bound: the "
+         "shortest time the roofline allows for the kernel's FLOPs and its HBM traffic at the "
+         "bandwidth one core's DMA engines reach (`roofline_time`, docs/metrics.md); x bound: "
+         "latency over it. Profile: CPU seconds trnsim took.", "",
          "| Kernel | Shape | Dtype | Chip | Latency (us) | MFU % | MBU % | PE % | Bound "
-         "| Roofline MFU % | Instructions | Profile (s) | Top insight | Target |",
-         "|---|---|---|---|---:|---:|---:|---:|---|---:|---:|---:|---|---|"]
+         "| Roofline MFU % | Roofline bound (us) | x bound | Instructions | Profile (s) "
+         "| Top insight | Target |",
+         "|---|---|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---|---|"]
     for r in rows:
         c = r["case"]
         L.append(f"| {c.name} | {c.shape} | {c.dtype} | {r['chip']} | {r['time_s'] * 1e6:.1f} "
                  f"| {_pct(r['mfu'])} | {_pct(r['mbu'])} | {_pct(r['pe'])} | {r['bound']} "
-                 f"| {_pct(r['roofline'])} | {r['instructions']:,} | {r['cpu_s']:.1f} "
+                 f"| {_pct(r['roofline'])} | {r['bound_s'] * 1e6:.1f} "
+                 f"| {r['time_s'] / r['bound_s']:.2f} | {r['instructions']:,} | {r['cpu_s']:.1f} "
                  f"| {r['insight']} | {c.target} |")
     return "\n".join(L) + "\n"
 

@@ -127,6 +127,9 @@ def test_roofline_uses_the_bandwidth_the_core_reaches(hoisted):
     assert s["roofline_memory_bound"] is True
     assert s["roofline_max_achievable_percent"] == pytest.approx(
         100 * AI / (peak / DMA_BW["trn2"]))
+    # memory-bound: the roofline time is the HBM bytes at the core's DMA bandwidth
+    assert s["roofline_time"] == pytest.approx(HBM_BYTES / DMA_BW["trn2"])
+    assert s["total_time"] > s["roofline_time"]
     assert s["dma_active_time"] > s["tensor_engine_active_time"]
     # the report's roofline draws the same roof and puts the kernel on its memory side
     from trnsim.profile.report import _roofline_svg

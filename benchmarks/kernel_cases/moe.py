@@ -9,10 +9,12 @@ gather / scatter DMAs but still computed), and moe_tkg reads 8 experts' weights 
 token wherever they are.
 
 Bounds (one NeuronCore; bytes / bandwidth, FLOPs / bf16 peak):
-- token generation: the 8 experts' weights, 8 * 3 * 2048 * 768 * 2 B = 75.5 MB, over
-  one HBM stack (trn2 725 GB/s: 104 us; trn3 1225 GB/s: 62 us); a core's 16 DMA engines
-  reach only 368 GB/s (trn2: 205 us) and 528 GB/s (trn3: 143 us), trnsim's
-  `roofline_bandwidth`.
+- token generation: the 8 experts' weights, 8 * 3 * 2048 * 768 * 2 B = 75.5 MB. The
+  issue's bound is one NeuronCore's roofline: a core's 16 DMA engines reach 368 GB/s
+  (trn2: 205 us) and 528 GB/s (trn3: 143 us), trnsim's `roofline_bandwidth` and the
+  table's "Roofline bound" column. A whole HBM stack (trn2 725 GB/s: 104 us; trn3
+  1225 GB/s: 62 us) is shared by two cores (hardware.md, "Per-NC HBM share") and one
+  core's DMA engines cannot drive it alone, so it bounds two cores (LNC=2), not one.
 - context encoding, 512 tokens: 512 * 8 = 4096 (token, expert) pairs hit (nearly) all
   128 experts, so every expert's weights are read: 1.21 GB (trn2: 1666 us at the stack,
   3283 us at the DMA engines' ceiling; trn3: 986 / 2288 us); the useful FLOPs, 38.7 G,
@@ -49,8 +51,9 @@ CASES = [
                f"T={T_CTE} H={H} E={E}", "bf16"),
     KernelCase("moe token generation (router + 8 experts)", moe.moe_tkg, _inputs(T_TKG),
                _shape(T_TKG), "bf16",
-               target="within 2x of the 8 experts' weight bytes / HBM bandwidth "
-                      "(trn2 104 us, trn3 62 us; DMA-engine ceiling 205 / 143 us)"),
+               target="within 2x of one core's roofline bound (8 experts' weight "
+                      "bytes at the core's DMA bandwidth: trn2 205 us, trn3 143 us; a "
+                      "whole HBM stack: 104 / 62 us)"),
     KernelCase("moe context encoding (capacity 128 / expert)", moe.moe_cte,
                _inputs(T_CTE, capacity=128), _shape(T_CTE, " C=128"), "bf16",
                target="all experts' weight bytes / bandwidth (trn2 1666 us at the HBM "

@@ -360,6 +360,8 @@ def _roofline(s, chip, ncores, hbm_bytes):
     s["roofline_memory_bound"] = bool(hbm_bytes) and ai < s["roofline_ridge_point"]
     s["roofline_max_achievable_percent"] = (min(100.0, _pct(ai, s["roofline_ridge_point"]))
                                             if hbm_bytes else 0.0)
+    # the shortest time the roofline allows for this kernel's FLOPs and HBM traffic
+    s["roofline_time"] = max(s["adjusted_model_flops"] / (peak * ncores), hbm_bytes / bw)
 
 
 def _flops(s, program, chip, ncores):
