@@ -1,0 +1,106 @@
+"""`trnsim.torch.device`: run an unmodified PyTorch model on the CPU while every aten
+operation is charged to a simulated NeuronCore.
+
+    with trnsim.torch.device("trn2") as dev:
+        y = model(x)
+    print(dev.profile.total_time)          # seconds on one trn2 NeuronCore
+    print(dev.profile.table())             # model -> module -> op -> kernel
+
+`numerics=False` runs the model on fake tensors (shapes and dtypes only, nothing
+computed or allocated: a 16K-token prompt costs no activation memory); outputs are
+then fake tensors. `profile=DIR` writes the Perfetto trace and the HTML report there
+on exit. What each operation costs: trnsim/torch/charges.py.
+"""
+from __future__ import annotations
+
+import torch
+from torch.nn.modules import module as _module
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from .charges import Charger
+from .model_profile import ModelProfile, Node
+
+
+class _ChargeMode(TorchDispatchMode):
+    def __init__(self, charger: Charger, tree: "_Tree"):
+        super().__init__()
+        self.charger, self.tree = charger, tree
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        charge = self.charger(func, args, kwargs, out)
+        if charge is not None:
+            self.tree.top.children.append(Node(charge.op, "op", charge=charge))
+        return out
+
+
+class _Tree:
+    """The module call stack, kept by global forward hooks: each forward call of a
+    module is a node under the call that made it."""
+
+    def __init__(self, name: str):
+        self.root = Node(name, "model")
+        self.stack = [self.root]
+        self.names: dict[int, str] = {}
+
+    @property
+    def top(self) -> Node:
+        return self.stack[-1]
+
+    def enter(self, mod, args):
+        if len(self.stack) == 1 and id(mod) not in self.names:
+            self.names.update({id(m): n for n, m in mod.named_modules()})
+            self.names[id(mod)] = ""
+        qual = self.names.get(id(mod))
+        cls = type(mod).__name__
+        label = f"{qual} ({cls})" if qual else cls
+        node = Node(label, "module")
+        self.top.children.append(node)
+        self.stack.append(node)
+
+    def leave(self, mod, args, out):
+        if len(self.stack) > 1:
+            self.stack.pop()
+
+
+class device:
+    """Context manager: the model's operations inside are charged to one NeuronCore of
+    `chip`; `.profile` (a ModelProfile) is ready on exit."""
+
+    def __init__(self, chip: str = "trn2", *, numerics: bool = True, profile=None,
+                 name: str = "model"):
+        self.charger = Charger(chip)
+        self.chip = self.charger.chip
+        self.numerics = numerics
+        self.directory = profile
+        self.name = name
+        self.profile: ModelProfile | None = None
+        self.written: dict = {}
+
+    def __enter__(self):
+        self._tree = _Tree(self.name)
+        self._hooks = [
+            _module.register_module_forward_pre_hook(self._tree.enter),
+            _module.register_module_forward_hook(self._tree.leave, always_call=True)]
+        self._modes = []
+        if not self.numerics:
+            from torch._subclasses.fake_tensor import FakeTensorMode
+            self._modes.append(FakeTensorMode(allow_non_fake_inputs=True))
+        self._modes.append(_ChargeMode(self.charger, self._tree))
+        for m in self._modes:
+            m.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        for m in reversed(self._modes):
+            m.__exit__(*exc)
+        for h in self._hooks:
+            h.remove()
+        self.profile = ModelProfile(self._tree.root, self.chip)
+        if self.directory is not None and exc[0] is None:
+            self.written = self.profile.save(self.directory)
+        return False
+
+
+__all__ = ["device"]
