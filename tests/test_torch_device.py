@@ -159,7 +159,21 @@ def test_attention_is_charged_to_flash_attention_with_gqa(tiny_transformer):
     assert len(att) == 2
     ref = kernel_time(attention.flash_attention_fwd, q=z(1, 4, 64, 256), k=z(1, 2, 64, 256),
                       v=z(1, 2, 256, 64), causal=True)
-    assert att[0].time == pytest.approx(ref)
+    assert att[0].charge.repeat == 1 and att[0].time == pytest.approx(ref)
+
+
+def test_long_attention_is_one_kv_head_group_repeated():
+    q = torch.zeros(1, 4, 2048, 64, dtype=torch.bfloat16)
+    kv = torch.zeros(1, 2, 2048, 64, dtype=torch.bfloat16)
+    with device("trn2", numerics=False) as dev:
+        F.scaled_dot_product_attention(q, kv, kv, is_causal=True, enable_gqa=True)
+    (att,) = dev.profile.ops
+    group = kernel_time(attention.flash_attention_fwd, q=z(1, 2, 64, 2048),
+                        k=z(1, 1, 64, 2048), v=z(1, 1, 2048, 64), causal=True)
+    assert att.charge.repeat == 2 and att.time == pytest.approx(2 * group)
+    whole = kernel_time(attention.flash_attention_fwd, q=z(1, 4, 64, 2048),
+                        k=z(1, 2, 64, 2048), v=z(1, 2, 2048, 64), causal=True)
+    assert att.time == pytest.approx(whole, rel=0.05)
 
 
 def test_operations_without_a_kernel_fall_back_to_labelled_estimates():
@@ -194,3 +208,13 @@ def test_trace_and_report(tiny_transformer, tmp_path):
     assert inner and max(e["ts"] + e["dur"] for e in inner) <= slices[0]["dur"] + 1e-6
     html = open(out["report"]).read()
     assert "1.kv (Linear)" in html and "<details" in html and "estimate" in html
+
+
+def test_an_embedding_lookup_reads_the_selected_rows_only():
+    table = nn.Embedding(50000, 256).to(torch.bfloat16)
+    ids = torch.tensor([[1, 5, 7, 9]])
+    with device("trn2") as dev:
+        table(ids)
+    (emb,) = dev.profile.ops
+    rows = 4 * 256 * 2
+    assert emb.hbm_bytes == 2 * rows + 4 * 8  # rows read and written, int64 ids read
