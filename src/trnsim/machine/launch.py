@@ -1,7 +1,10 @@
 """Launch a kernel function on a fresh Run: host arrays in, host arrays out.
 
 NumPy inputs are aliased in HBM, so a kernel writing an input updates the caller's
-array in place (as on the device); torch tensors are converted and written back.
+array in place (as on the device); torch tensors are converted, and those the kernel
+changed are written back. Fake or meta torch tensors (torch.compile's tracing, a
+custom op's fake kernel) run timing only and give fake (or meta) outputs of the kernel's
+shapes and dtypes. JAX arrays (tracers under `jax.jit` too) go through trnsim/jax.py.
 
 Without numerics (timing only) no values exist: inputs are neither copied nor
 aliased (only their shapes and dtypes are taken) and nothing is written back, and the
@@ -28,6 +31,7 @@ class HostArgs:
     def __init__(self, run: Run):
         self.run = run
         self.torch_mode = False
+        self.fake_device = None  # the device of fake/meta torch inputs: outputs go there
         self._writebacks: list[tuple] = []  # (host object, ndarray copy)
         self._handed: set[int] = set()  # ids of the storages whose buffer an output is
 
@@ -39,8 +43,12 @@ class HostArgs:
             if isinstance(x, torch.Tensor):
                 self.torch_mode = True
                 if not self.run.options.numerics:  # its shape and dtype only: no copy
-                    dtype = dtype_of_array(_torch_to_numpy(x.new_empty(0)))
-                    return self._tensor(None, tuple(x.shape), dtype, name)
+                    if _is_fake(x):
+                        self.fake_device = x.device
+                    dtype = dtype_of_array(np.empty(0, torch_to_numpy_dtype(x.dtype)))
+                    # a symbolic size (dynamic shapes) is specialized: kernels are
+                    # traced at concrete shapes, as the compiler builds them
+                    return self._tensor(None, tuple(int(d) for d in x.shape), dtype, name)
                 arr = _torch_to_numpy(x)
                 t = self._array(arr, name)
                 self._writebacks.append((x, arr))
@@ -77,6 +85,10 @@ class HostArgs:
                 raise TypeError(f"kernel returned on-chip tensor {r.name!r}; return HBM "
                                 "tensors (nl.ndarray(..., buffer=nl.shared_hbm))")
             if not self.run.options.numerics:
+                if self.fake_device is not None:
+                    import torch
+                    return torch.empty(r.shape, dtype=numpy_to_torch_dtype(r.dtype.np),
+                                       device=self.fake_device)
                 return placeholder(r.shape, r.dtype.np, self.torch_mode)
             check_returned(self.run, r)
             out = self._take(r)
@@ -105,38 +117,95 @@ class HostArgs:
                 host[...] = arr.reshape(host.shape)
             else:
                 import torch
+                new = _numpy_to_torch(arr).reshape(host.shape)
+                old = host.detach().cpu().contiguous()
+                if torch.equal(new.view(torch.uint8), old.view(torch.uint8)):
+                    continue  # untouched: no write (no version bump for autograd)
                 with torch.no_grad():
-                    host.copy_(_numpy_to_torch(arr).reshape(host.shape))
+                    host.copy_(new)
 
 
 def placeholder(shape, np_dtype, torch_mode=False):
     """A zero output of a timing-only run: np.zeros takes its pages from the OS lazily,
     so it costs no memory until written."""
     a = np.zeros(shape, np_dtype)
-    if not torch_mode:
-        return a
+    return _numpy_to_torch(a, copy=False) if torch_mode else a
+
+
+def _dtype_pairs():
     import ml_dtypes
     import torch
-    if a.dtype == ml_dtypes.bfloat16:
-        return torch.from_numpy(a.view(np.int16)).view(torch.bfloat16)
-    return torch.from_numpy(a)
+    pairs = [(torch.float32, np.float32), (torch.float16, np.float16),
+             (torch.float64, np.float64), (torch.bfloat16, ml_dtypes.bfloat16),
+             (torch.int8, np.int8), (torch.int16, np.int16), (torch.int32, np.int32),
+             (torch.int64, np.int64), (torch.uint8, np.uint8), (torch.bool, np.bool_)]
+    for t, n in (("float8_e4m3fn", "float8_e4m3fn"), ("float8_e5m2", "float8_e5m2"),
+                 ("uint16", None), ("uint32", None)):
+        if hasattr(torch, t):
+            pairs.append((getattr(torch, t), getattr(ml_dtypes, n) if n else np.dtype(t)))
+    return [(t, np.dtype(n)) for t, n in pairs]
+
+
+def torch_to_numpy_dtype(dtype) -> np.dtype:
+    """The NumPy dtype of torch dtype `dtype` (bf16 and fp8 as ml_dtypes'), without
+    making a tensor (a fake tensor has no values to convert)."""
+    for t, n in _dtype_pairs():
+        if t == dtype:
+            return n
+    raise TypeError(f"torch dtype {dtype} has no NumPy counterpart trnsim knows")
+
+
+def numpy_to_torch_dtype(dtype):
+    for t, n in _dtype_pairs():
+        if n == np.dtype(dtype):
+            return t
+    raise TypeError(f"NumPy dtype {dtype} has no torch counterpart trnsim knows")
 
 
 def _torch_to_numpy(x) -> np.ndarray:
-    import ml_dtypes
     import torch
     x = x.detach().cpu().contiguous()
-    if x.dtype == torch.bfloat16:
-        return x.view(torch.int16).numpy().view(ml_dtypes.bfloat16).copy()
+    npd = torch_to_numpy_dtype(x.dtype)
+    if npd.type.__module__.startswith("ml_dtypes"):  # bf16, fp8: through raw bits
+        bits = torch.int16 if x.element_size() == 2 else torch.int8
+        return x.view(bits).numpy().view(npd).copy()
     return x.numpy().copy()
 
 
-def _numpy_to_torch(a: np.ndarray):
-    import ml_dtypes
+def _numpy_to_torch(a: np.ndarray, copy=True):
     import torch
-    if a.dtype == ml_dtypes.bfloat16:
-        return torch.from_numpy(a.view(np.int16).copy()).view(torch.bfloat16)
+    t = numpy_to_torch_dtype(a.dtype)
+    if a.dtype.type.__module__.startswith("ml_dtypes"):  # bf16, fp8: through raw bits
+        bits = a.view(np.int16 if a.dtype.itemsize == 2 else np.int8)
+        return torch.from_numpy(bits.copy() if copy else bits).view(t)
     return torch.from_numpy(np.ascontiguousarray(a))
+
+
+def _is_fake(x) -> bool:
+    from torch._subclasses.fake_tensor import is_fake
+    return x.is_meta or is_fake(x)
+
+
+def _find(tree, test) -> bool:
+    if isinstance(tree, (list, tuple)):
+        return any(_find(v, test) for v in tree)
+    if isinstance(tree, dict):
+        return any(_find(v, test) for v in tree.values())
+    return test(tree)
+
+
+def _fake_torch(x) -> bool:
+    if not type(x).__module__.startswith("torch"):
+        return False
+    import torch
+    return isinstance(x, torch.Tensor) and _is_fake(x)
+
+
+def _jax_array(x) -> bool:
+    if not type(x).__module__.startswith("jax"):
+        return False
+    import jax
+    return isinstance(x, jax.Array)
 
 
 def param_names(fn, n: int) -> list[str]:
@@ -153,6 +222,13 @@ def run_kernel(fn, args=(), kwargs=None, *, lnc: int = 1, chip=None, numerics=Tr
     `strict=None` means $TRNSIM_STRICT. Returns (host outputs, the Run with its program)."""
     if strict is None:
         strict = strict_from_env()
+    inputs = (args, kwargs or {})
+    if _find(inputs, _jax_array):
+        from ..jax import run_jax
+        return run_jax(run_kernel, fn, args, kwargs, lnc=lnc, chip=chip,
+                       numerics=numerics, strict=strict)
+    if numerics and _find(inputs, _fake_torch):
+        numerics = False  # fake tensors have no values: shapes and dtypes only
     return rerun_if_left_early(lambda expanding: _run(
         fn, args, kwargs, lnc, chip, Options(numerics, bool(strict), expanding)))
 

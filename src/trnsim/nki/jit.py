@@ -8,7 +8,8 @@ NumPy inputs give NumPy outputs; torch tensors give torch tensors. A `@nki.jit`
 function called from inside another kernel is inlined, as the compiler does.
 
 Run settings, read at call time:
-- target chip: the `chip=` of `Simulated`, else $NKI_NC_VERSION (set per test by
+- target chip: the `chip=` of `Simulated`, else the innermost `chip_context(chip)`
+  (the framework bridges', e.g. `trnsim.torch.on_chip`), else $NKI_NC_VERSION (set per test by
   nki-library's simulation harness: gen2|gen3|gen4), else
   $NEURON_PLATFORM_TARGET_OVERRIDE (trn1|inf2|gen2|trn2|gen3|trn3|gen4), else trn2;
 - strict mode (uninitialized reads and numerics hazards raise): `strict=` of
@@ -16,6 +17,8 @@ Run settings, read at call time:
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import os
 
@@ -23,6 +26,7 @@ from ..machine import hooks, runtime
 from ..machine.launch import run_kernel
 
 _NC_VERSION_ENV = "NKI_NC_VERSION"
+_CHIP = contextvars.ContextVar("trnsim_chip", default=None)
 
 
 class Kernel:
@@ -121,8 +125,22 @@ def simulate_kernel(func, args=(), kwargs=None, lnc=1):
     return Simulated(_as_kernel(func)[int(lnc or 1)])(*(args or ()), **(kwargs or {}))
 
 
-def default_chip() -> str | None:
-    """The target chip the environment selects (None: the loader's default)."""
+@contextlib.contextmanager
+def chip_context(chip):
+    """Kernel calls inside run on `chip` (a name, a path to a chip JSON file, or None:
+    the environment's) unless they name their own."""
+    token = _CHIP.set(chip)
+    try:
+        yield
+    finally:
+        _CHIP.reset(token)
+
+
+def default_chip():
+    """The target chip the context or the environment selects (None: the loader's
+    default)."""
+    if _CHIP.get() is not None:
+        return _CHIP.get()
     for var in (_NC_VERSION_ENV, "NEURON_PLATFORM_TARGET_OVERRIDE"):
         value = os.environ.get(var, "").strip()
         if value:
