@@ -53,8 +53,9 @@ class HostArgs:
                 t = self._array(arr, name)
                 self._writebacks.append((x, arr))
                 return t
-        if isinstance(x, np.ndarray) or (hasattr(x, "__array__") and hasattr(x, "dtype")
-                                         and hasattr(x, "shape")):
+        if isinstance(x, np.ndarray) or (  # array-likes; not a dtype class (np.float32)
+                not isinstance(x, type) and hasattr(x, "__array__")
+                and hasattr(x, "dtype") and hasattr(x, "shape")):
             return self._array(x, name)
         if isinstance(x, (list, tuple)):
             return type(x)(self.to_device(v, f"{name}_{i}") for i, v in enumerate(x))
