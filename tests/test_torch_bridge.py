@@ -227,3 +227,43 @@ def test_chip_selection():
     with on_chip("trn1"):
         assert version_op(x).item() == 2
     assert wrap_nki(version_kernel, chip="trn3")(x).item() == 4
+
+
+def test_wrap_nki_legacy_kernel_with_an_spmd_grid():
+    import neuronxcc.nki as lnki
+    import neuronxcc.nki.language as lnl
+
+    @lnki.jit
+    def add_rows(a, b):  # one 128-row block per program
+        out = lnl.ndarray(a.shape, dtype=a.dtype, buffer=lnl.shared_hbm)
+        i = lnl.program_id(0)
+        rows = i * 128 + lnl.arange(128)[:, None]
+        cols = lnl.arange(a.shape[1])[None, :]
+        lnl.store(out[rows, cols], value=lnl.load(a[rows, cols]) + lnl.load(b[rows, cols]))
+        return out
+
+    @nki_op("trnsim_test::legacy_add", mutates_args=())
+    def legacy_add(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return wrap_nki(add_rows)[[a.shape[0] // 128]](a, b)
+
+    a, b = randn(256, 64), randn(256, 64)
+    assert torch.equal(legacy_add(a, b), a + b)
+    torch.library.opcheck(legacy_add, (a, b))
+
+
+def test_wrap_nki_inside_compile_outside_an_op_runs_eagerly():
+    def f(a, b):
+        return wrap_nki(mul_kernel)(a + 1, b) * 2
+
+    a, b = randn(128, 32), randn(128, 32)
+    assert torch.equal(torch.compile(f, backend="eager")(a, b), (a + 1) * b * 2)
+
+
+def test_import_without_torch_names_the_extra():
+    import subprocess
+    import sys
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "try:\n    import trnsim.torch\nexcept ImportError as e:\n    print(e)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60).stdout
+    assert "trnsim[torch]" in out
