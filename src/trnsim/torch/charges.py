@@ -34,6 +34,7 @@ what this charges; a fused kernel is charged as itself through routes 2-3).
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -175,11 +176,16 @@ def _route_rms_norm(args, kw):
 
 
 def _route_sdpa(args, kw):
-    from ..kernels import attention
     q, k, v = args[:3]
     causal = bool(args[4] if len(args) > 4 else kw.get("is_causal", False))
     if kw.get("attn_mask") is not None or (len(args) > 5 and args[5] is not None):
         return "attention with an explicit mask: the flash kernel takes causal or none"
+    return attention_call(q, k, v, causal, kw.get("scale"))
+
+
+def attention_call(q, k, v, causal, scale=None):
+    """flash_attention_fwd for torch-layout q [B, H, S, d], k and v [B, KVH, S_kv, d]."""
+    from ..kernels import attention
     dt = _np_dtype(q)
     if dt is None or q.dim() != 4:
         return f"attention on {q.dtype} [{tuple(q.shape)}]"
@@ -192,8 +198,8 @@ def _route_sdpa(args, kw):
         B, H, KVH, rep = 1, H // KVH, 1, B * KVH
     call = dict(q=_zeros((B, H, d, S), dt), k=_zeros((B, KVH, d, Sk), dt),
                 v=_zeros((B, KVH, Sk, d), dt), causal=causal)
-    if kw.get("scale") is not None:
-        call["scale"] = float(kw["scale"])
+    if scale is not None:
+        call["scale"] = float(scale)
     return attention.flash_attention_fwd, call, rep
 
 
@@ -211,13 +217,19 @@ ROUTES = {
     aten._scaled_dot_product_efficient_attention: _route_sdpa,
 }
 
-# NKI custom ops (torch op name "ns::name") -> their @nki.jit kernel
-NKI_OPS: dict[str, object] = {}
+# custom ops (torch op name "ns::name") -> route, as ROUTES' values
+CUSTOM_ROUTES: dict = {}
+
+
+def register_route(name: str, route) -> None:
+    """Charge torch op `name` ("ns::name") through `route(args, kwargs)`, which returns
+    (kernel, kernel kwargs of stand-ins, repeat) or a reason string for an estimate."""
+    CUSTOM_ROUTES[name] = route
 
 
 def register_nki_op(name: str, kernel) -> None:
     """Charge torch op `name` ("ns::name") to `kernel`, called with the op's arguments."""
-    NKI_OPS[name] = kernel
+    register_route(name, lambda args, kw: _route_nki_op(kernel, args, kw))
 
 
 def _route_nki_op(kernel, args, kw):
@@ -237,8 +249,9 @@ def _torch_np(dtype):
 class Charger:
     """Charges operations on one chip; identical kernel calls are profiled once."""
 
-    def __init__(self, chip):
+    def __init__(self, chip, progress=None):
         from ..chips import load_chip
+        self.progress = progress
         self.chip = load_chip(chip) if isinstance(chip, str) else chip
         self.bandwidth = roofline_bandwidth(self.chip)
         self._kernels: dict = {}  # call key -> (Profile or None, reason)
@@ -250,14 +263,9 @@ class Charger:
         name = str(func)
         shapes = tuple(tuple(t.shape) for t in _tensors(args))
         note = ""
-        route = ROUTES.get(packet)
-        nki = NKI_OPS.get(f"{func.namespace}::{packet.__name__.split('.')[-1]}")
-        if nki is not None:
-            call = _route_nki_op(nki, args, kwargs)
-        elif route is not None:
-            call = route(args, kwargs)
-        else:
-            call = None
+        route = ROUTES.get(packet) or CUSTOM_ROUTES.get(
+            f"{func.namespace}::{packet.__name__.split('.')[-1]}")
+        call = route(args, kwargs) if route is not None else None
         if isinstance(call, str):
             note, call = call, None
         if call is not None:
@@ -279,22 +287,28 @@ class Charger:
                tuple(sorted((k, _key(v)) for k, v in kw.items())))
         hit = self._kernels.get(key)
         if hit is None:
+            t = time.perf_counter()
             try:
                 hit = (profile(kernel, *args, **kw, chip=self.chip, numerics=False), "")
             except (AssertionError, NkiValidationError) as e:
                 hit = (None, f"{_qualname(kernel)} rejected the shape: {e}")
             self._kernels[key] = hit
+            if self.progress is not None:
+                shapes = [v.shape for v in (*args, *kw.values()) if isinstance(v, np.ndarray)]
+                p = hit[0]
+                how = ("profile cache hit" if getattr(p, "cache", None) == "hit" else
+                       f"simulated in {time.perf_counter() - t:.1f} s")
+                self.progress(f"{_qualname(kernel)} {shapes}: " + (
+                    f"{p.total_time * 1e6:.1f} us ({how})" if p else hit[1]))
         return hit
 
     def _estimate(self, func, name, args, out, shapes, note) -> Charge:
         ins = list(_tensors(args))
         outs = list(_tensors(out))
-        written = sum(_bytes(t) for t in outs)
+        nbytes = sum(_bytes(t) for t in ins) + sum(_bytes(t) for t in outs)
         if func.overloadpacket in _GATHER:  # the source table is not read whole
-            index = sum(_bytes(t) for t in ins if not t.is_floating_point())
-            nbytes = 2 * written + index
-        else:
-            nbytes = sum(_bytes(t) for t in ins) + written
+            ins = [t for t in ins if not t.is_floating_point()] + outs  # indices, rows
+            nbytes = sum(_bytes(t) for t in ins) + sum(_bytes(t) for t in outs)
         flops = _matrix_flops(func, ins, outs)
         if flops:
             compute = flops / self.chip.core.tensor.peak_bf16_flops

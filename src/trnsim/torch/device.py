@@ -8,12 +8,21 @@ operation is charged to a simulated NeuronCore.
 
 `numerics=False` runs the model on fake tensors (shapes and dtypes only, nothing
 computed or allocated: a 16K-token prompt costs no activation memory); outputs are
-then fake tensors. `profile=DIR` writes the Perfetto trace and the HTML report there
-on exit. What each operation costs: trnsim/torch/charges.py.
+then fake tensors. A model built under the device's `fake_mode` has fake parameters
+too (no weights are initialized or stored):
+
+    dev = trnsim.torch.device("trn2", numerics=False)
+    with dev.fake_mode:
+        model = build_model()
+    with dev:
+        model(ids)
+ `profile=DIR` writes the Perfetto trace and the HTML report there
+on exit. `progress=print` (or any callable taking a string) reports each kernel as it
+is simulated (an identical call is simulated once). What each operation costs:
+trnsim/torch/charges.py.
 """
 from __future__ import annotations
 
-import torch
 from torch.nn.modules import module as _module
 from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -69,10 +78,14 @@ class device:
     `chip`; `.profile` (a ModelProfile) is ready on exit."""
 
     def __init__(self, chip: str = "trn2", *, numerics: bool = True, profile=None,
-                 name: str = "model"):
-        self.charger = Charger(chip)
+                 name: str = "model", progress=None):
+        self.charger = Charger(chip, progress)
         self.chip = self.charger.chip
         self.numerics = numerics
+        self.fake_mode = None
+        if not numerics:
+            from torch._subclasses.fake_tensor import FakeTensorMode
+            self.fake_mode = FakeTensorMode(allow_non_fake_inputs=True)
         self.directory = profile
         self.name = name
         self.profile: ModelProfile | None = None
@@ -83,11 +96,7 @@ class device:
         self._hooks = [
             _module.register_module_forward_pre_hook(self._tree.enter),
             _module.register_module_forward_hook(self._tree.leave, always_call=True)]
-        self._modes = []
-        if not self.numerics:
-            from torch._subclasses.fake_tensor import FakeTensorMode
-            self._modes.append(FakeTensorMode(allow_non_fake_inputs=True))
-        self._modes.append(_ChargeMode(self.charger, self._tree))
+        self._modes = [m for m in (self.fake_mode, _ChargeMode(self.charger, self._tree)) if m]
         for m in self._modes:
             m.__enter__()
         return self
