@@ -4,7 +4,7 @@ NumPy inputs are aliased in HBM, so a kernel writing an input updates the caller
 array in place (as on the device); torch tensors are converted, and those the kernel
 changed are written back. Fake or meta torch tensors (torch.compile's tracing, a
 custom op's fake kernel) run timing only and give fake (or meta) outputs of the kernel's
-shapes and dtypes. JAX arrays (tracers under `jax.jit` too) go through trnsim/jax.py.
+shapes and dtypes. JAX arrays (tracers under `jax.jit` too) go through jax_bridge.py.
 
 Without numerics (timing only) no values exist: inputs are neither copied nor
 aliased (only their shapes and dtypes are taken) and nothing is written back, and the
@@ -225,7 +225,7 @@ def run_kernel(fn, args=(), kwargs=None, *, lnc: int = 1, chip=None, numerics=Tr
         strict = strict_from_env()
     inputs = (args, kwargs or {})
     if _find(inputs, _jax_array):
-        from ..jax import run_jax
+        from .jax_bridge import run_jax
         return run_jax(run_kernel, fn, args, kwargs, lnc=lnc, chip=chip,
                        numerics=numerics, strict=strict)
     if numerics and _find(inputs, _fake_torch):

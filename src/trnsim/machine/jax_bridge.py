@@ -3,7 +3,7 @@
     y = rmsnorm(x, gamma)                      # x, gamma: jax arrays
     y = jax.jit(lambda x, g: rmsnorm(x, g))(x, gamma)
 
-machine/launch.py routes a call with any jax array (a tracer under `jax.jit` too) here.
+launch.py routes a call with any jax array (a tracer under `jax.jit` too) here.
 The output shapes and dtypes come from a timing-only trace of the kernel on zero-stride
 stand-ins of the arrays (no values); the numerics run goes through `jax.pure_callback`,
 so it works eagerly, under `jax.jit` and under `jax.vmap` (one kernel call per batch
