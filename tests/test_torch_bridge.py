@@ -114,6 +114,18 @@ def test_two_kernels_and_lnc2_in_one_op():
     torch.testing.assert_close(softmax_matmul_op(x, w), want, rtol=1e-5, atol=1e-5)
 
 
+@nki_op("trnsim_test::two_products", mutates_args=())
+def two_products(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return mul_kernel(a, b), mul_kernel(a, a)
+
+
+def test_an_op_with_two_outputs():
+    a, b = randn(128, 32), randn(128, 32)
+    p, q = two_products(a, b)
+    assert torch.equal(p, a * b) and torch.equal(q, a * a)
+    torch.library.opcheck(two_products, (a, b))
+
+
 def test_wrap_nki_indexes_by_lnc_and_calls_with_torch_tensors():
     a, b = randn(128, 64), randn(128, 64)
     for w in (wrap_nki(mul_kernel), wrap_nki(mul_kernel)[1], wrap_nki(mul_kernel)[(1,)]):

@@ -22,8 +22,9 @@ kernels' SPMD grids), direct `@nki.jit` calls with torch tensors, in-place updat
 declared in `mutates_args`. Not mirrored: torch-neuronx's `wrap_nki` is a higher-order
 operator that torch.compile captures outside an `nki_op`; here a `wrap_nki` call inside
 `torch.compile` outside an `nki_op` is a graph break (it runs eagerly), so register an
-`nki_op` to keep the kernel in the graph. There is no `neuron` device: tensors stay
-where they are (CPU), and a symbolic size (dynamic shapes) is specialized to its value.
+`nki_op` to keep the kernel in the graph. There is no `neuron` device: kernels return
+CPU tensors, whatever device their inputs are on. A symbolic size (dynamic shapes) is
+specialized to its value: the fake implementation traces the kernel at that shape.
 
 Chip: kernels run on $NEURON_PLATFORM_TARGET_OVERRIDE's chip, else trn2; `chip=` of
 `nki_op` or `wrap_nki`, or the `on_chip(chip)` context, select another.
