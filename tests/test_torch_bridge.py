@@ -263,12 +263,21 @@ def test_wrap_nki_legacy_kernel_with_an_spmd_grid():
     torch.library.opcheck(legacy_add, (a, b))
 
 
-def test_wrap_nki_inside_compile_outside_an_op_runs_eagerly():
+@pytest.mark.parametrize("call", [lambda a, b: wrap_nki(mul_kernel)(a, b),
+                                  lambda a, b: mul_kernel(a, b)])
+def test_a_kernel_call_inside_compile_outside_an_op_is_one_graph_break(call):
+    graphs = []
+
+    def backend(gm, example_inputs):
+        graphs.append(gm)
+        return gm.forward
+
     def f(a, b):
-        return wrap_nki(mul_kernel)(a + 1, b) * 2
+        return call(a + 1, b) * 2
 
     a, b = randn(128, 32), randn(128, 32)
-    assert torch.equal(torch.compile(f, backend="eager")(a, b), (a + 1) * b * 2)
+    assert torch.equal(torch.compile(f, backend=backend)(a, b), (a + 1) * b * 2)
+    assert len(graphs) == 2  # before and after the call: the simulator is not traced
 
 
 def test_import_without_torch_names_the_extra():

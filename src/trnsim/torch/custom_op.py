@@ -20,9 +20,11 @@ Mirrored from torch-neuronx: `nki_op(name, mutates_args=...)` around a function 
 calls kernels, `wrap_nki(kernel)[lnc](...)` (and `[grid]` for legacy `neuronxcc.nki`
 kernels' SPMD grids), direct `@nki.jit` calls with torch tensors, in-place updates
 declared in `mutates_args`. Not mirrored: torch-neuronx's `wrap_nki` is a higher-order
-operator that torch.compile captures outside an `nki_op`; here a `wrap_nki` call inside
-`torch.compile` outside an `nki_op` is a graph break (it runs eagerly), so register an
-`nki_op` to keep the kernel in the graph. There is no `neuron` device: kernels return
+operator that torch.compile captures outside an `nki_op`; here a kernel call inside
+`torch.compile` outside an `nki_op` (`wrap_nki`, or calling the `@nki.jit` kernel) is a
+graph break and runs eagerly, so register an `nki_op` to keep the kernel in the graph.
+(Importing this module marks kernel launches `torch.compiler.disable`: without it
+Dynamo would trace into the simulator's Python.) There is no `neuron` device: kernels return
 CPU tensors, whatever device their inputs are on. A symbolic size (dynamic shapes) is
 specialized to its value: the fake implementation traces the kernel at that shape.
 
@@ -95,6 +97,16 @@ class wrap_nki:
 
     def __repr__(self):
         return f"wrap_nki({self.kernel!r})"
+
+
+def _launches_run_eagerly():
+    from ..legacy.jit import LegacyKernel
+    for cls in (Kernel, Simulated, LegacyKernel):
+        if not getattr(cls.__call__, "_torchdynamo_disable", False):
+            cls.__call__ = torch.compiler.disable(cls.__call__)
+
+
+_launches_run_eagerly()
 
 
 def _is_legacy(kernel) -> bool:
