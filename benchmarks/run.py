@@ -1,6 +1,7 @@
 """`make bench`: the timing-model calibration (benchmarks/fidelity.py) at the published
-shapes, written to docs/fidelity.md; then the kernel library at LLM shapes
-(benchmarks/kernels.py), written to docs/kernels.md (not with --quick).
+shapes, written to docs/fidelity.md; then (not with --quick) the kernel library at LLM
+shapes (benchmarks/kernels.py), written to docs/kernels.md, and whole-model prediction
+on the Qwen3 attention swap (benchmarks/models.py), written to docs/models.md.
 
     python -m benchmarks.run [--quick] [--jobs N] [--out docs/fidelity.md]
 """
@@ -10,7 +11,7 @@ import argparse
 import pathlib
 import sys
 
-from . import fidelity, kernels
+from . import fidelity, kernels, models
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -29,6 +30,9 @@ def main(argv=None):
     if not args.quick:
         out = ROOT / "docs" / "kernels.md"
         out.write_text(kernels.render(kernels.run(log=lambda s: print(s, flush=True))))
+        print(f"wrote {out}")
+        out = ROOT / "docs" / "models.md"
+        out.write_text(models.render(models.run(16384, log=lambda s: print(s, flush=True))))
         print(f"wrote {out}")
 
 

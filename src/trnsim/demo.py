@@ -1,6 +1,7 @@
 """`make demo`: profile the example NKI kernels and the kernel library's flagships (fp8
 and MX matmul, flash attention, MoE token generation; src/trnsim/kernels) on simulated
-Trn2 and Trn3.
+Trn2 and Trn3, then a whole Hugging Face model: the Qwen3-0.6B attention swap at a
+short prompt (trnsim.torch.attention_swap).
 
 Each kernel runs with its numerics checked against a NumPy reference; its instruction
 record is scheduled by the timing model; the demo prints predicted latency and the key
@@ -159,11 +160,33 @@ def main(argv=None) -> int:
     for (name, chip), t in times.items():
         if chip == "trn3" and (name, "trn2") in times:
             print(f"  {name:15} {times[(name, 'trn2')] / t:5.2f}x")
+    failures += _attention_swap()
     print(f"\nTraces (open in ui.perfetto.dev) and HTML reports written to {OUT}/")
     print("PE/DVE/ACT/POOL = Tensor/Vector/Scalar/GpSimd engine active time (work the "
           "kernel left to the compiler is balanced over the last three); MBU = HBM "
           "bandwidth utilization of one stack.")
     return 1 if failures else 0
+
+
+def _attention_swap(tokens=512, layers=4) -> int:
+    """The talk's Qwen3-0.6B attention swap at a short prompt (examples/
+    qwen3_attention_swap.py; --tokens 16384 reproduces the talk's setting)."""
+    try:
+        from .torch import attention_swap as swap
+        import transformers  # noqa: F401
+    except ImportError as e:
+        print(f"\n(whole-model prediction skipped: {e}; `make demo` installs torch and "
+              "transformers)")
+        return 0
+    print(f"\nWhole model on one NeuronCore: Hugging Face Qwen3-0.6B (random weights), "
+          f"{layers} layers, {tokens} tokens, eager vs NKI flash attention")
+    res = {chip: swap.predict(chip, tokens, 1, layers) for chip in CHIPS}
+    acc = swap.accuracy(256, layers)
+    print(swap.table(res, acc))
+    written = res["trn2"]["nki"].profile.save(OUT / "qwen3-nki-trn2")
+    print(f"model -> module -> op -> kernel trace and report: {written['trace']}, "
+          f"{written['report']}")
+    return int(not acc["cosine"] > 0.999)
 
 
 if __name__ == "__main__":
