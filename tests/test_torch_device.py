@@ -219,3 +219,36 @@ def test_an_embedding_lookup_reads_the_selected_rows_only():
     rows = 4 * 256 * 2
     assert emb.hbm_bytes == 2 * rows + 4 * 8  # rows read and written, int64 ids read
     assert emb.time == pytest.approx(emb.hbm_bytes / DMA_BW_TRN2)  # not the whole table
+
+
+@pytest.fixture(scope="module")
+def rms_and_matmul_op():
+    from trnsim.torch import nki_op
+
+    @nki_op("trnsim_device_test::rms_matmul", mutates_args=())
+    def rms_matmul(x: torch.Tensor, gamma: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        y = norms.rmsnorm(x, gamma)
+        return matmul.matmul(y.transpose(0, 1).contiguous(), w)
+    return rms_matmul
+
+
+@pytest.mark.parametrize("numerics", [True, False])
+@pytest.mark.parametrize("chip", ["trn2", "trn3"])
+def test_an_nki_custom_op_is_charged_as_the_kernels_it_runs(rms_and_matmul_op, chip,
+                                                           numerics):
+    x = torch.randn(256, 512, dtype=torch.bfloat16)
+    gamma = torch.ones(512, dtype=torch.bfloat16)
+    w = torch.randn(512, 512, dtype=torch.bfloat16)
+    with device(chip, numerics=numerics) as dev:
+        rms_and_matmul_op(x, gamma, w)
+    (op,) = dev.profile.ops
+    assert op.charge.op == "trnsim_device_test.rms_matmul.default"
+    assert [k.name for k in op.children] == ["trnsim.kernels.norms.rmsnorm",
+                                             "trnsim.kernels.matmul.matmul"]
+    rms = trnsim.profile(norms.rmsnorm, z(256, 512), z(512), chip=chip,
+                         numerics=False).total_time
+    mm = trnsim.profile(matmul.matmul, z(512, 256), z(512, 512), chip=chip,
+                        numerics=False).total_time
+    # each kernel on the device's chip, back to back
+    assert [k.time for k in op.children] == pytest.approx([rms, mm])
+    assert op.time == pytest.approx(rms + mm) and not op.charge.estimate

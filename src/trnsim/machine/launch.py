@@ -13,6 +13,7 @@ profile-cache hit's (profile/cache.py). Their zeros are mapped lazily by the OS,
 an output no caller reads takes no memory."""
 from __future__ import annotations
 
+import contextlib
 import inspect
 
 import numpy as np
@@ -230,8 +231,25 @@ def run_kernel(fn, args=(), kwargs=None, *, lnc: int = 1, chip=None, numerics=Tr
                        numerics=numerics, strict=strict)
     if numerics and _find(inputs, _fake_torch):
         numerics = False  # fake tensors have no values: shapes and dtypes only
-    return rerun_if_left_early(lambda expanding: _run(
+    outputs, run = rerun_if_left_early(lambda expanding: _run(
         fn, args, kwargs, lnc, chip, Options(numerics, bool(strict), expanding)))
+    for tell in _observers:
+        tell(fn, run)
+    return outputs, run
+
+
+_observers: list = []  # callables told (kernel function, finished Run) of each launch
+
+
+@contextlib.contextmanager
+def observe(callback):
+    """Inside, `callback(fn, run)` is called after each kernel launch finishes (the
+    whole-model charger collects the kernels a custom operator runs)."""
+    _observers.append(callback)
+    try:
+        yield
+    finally:
+        _observers.remove(callback)
 
 
 def _run(fn, args, kwargs, lnc, chip, options):

@@ -19,8 +19,9 @@ paid. An operation is charged, in this order:
    dominate and the whole call is profiled. Layout: the kernels take the contraction on partitions (`lhsT`
    [K, M]; q and k as [B, H, d, S]); the transposes a compiler would fold into the
    loads are not charged;
-3. **a registered NKI custom op** (`trnsim.torch.nki_op`): its own kernel, profiled
-   the same way;
+3. **a custom operator that runs NKI kernels** (`trnsim.torch.nki_op`, or any custom
+   op whose implementation launches kernels on trnsim): the kernels it launched, each
+   scheduled from its own run, back to back (identical calls are scheduled once);
 4. **a roofline estimate** otherwise, labelled as such: its HBM bytes (inputs read,
    outputs written; a gather such as `embedding` reads only the rows it selects) at
    the bandwidth one core's DMA engines reach, or its elements at
@@ -70,6 +71,7 @@ class Charge:
     note: str = ""           # why an estimate, where a kernel was tried
     profile: object = None   # the kernel's Profile of one call: its instructions
     shapes: tuple = field(default=())
+    parts: tuple = ()        # several kernels: (kernel, time, flops, hbm bytes, Profile)
 
 
 # -- tensors --------------------------------------------------------------------------
@@ -227,24 +229,6 @@ def register_route(name: str, route) -> None:
     CUSTOM_ROUTES[name] = route
 
 
-def register_nki_op(name: str, kernel) -> None:
-    """Charge torch op `name` ("ns::name") to `kernel`, called with the op's arguments."""
-    register_route(name, lambda args, kw: _route_nki_op(kernel, args, kw))
-
-
-def _route_nki_op(kernel, args, kw):
-    def stand_in(x):
-        if isinstance(x, torch.Tensor):
-            return _zeros(x.shape, _np_dtype(x) or _torch_np(x.dtype))
-        return x
-    return kernel, {"args": tuple(stand_in(a) for a in args),
-                    **{k: stand_in(v) for k, v in kw.items()}}, 1
-
-
-def _torch_np(dtype):
-    return torch.empty(0, dtype=dtype).numpy().dtype
-
-
 # -- the charge -------------------------------------------------------------------------
 class Charger:
     """Charges operations on one chip; identical kernel calls are profiled once."""
@@ -255,8 +239,11 @@ class Charger:
         self.chip = load_chip(chip) if isinstance(chip, str) else chip
         self.bandwidth = roofline_bandwidth(self.chip)
         self._kernels: dict = {}  # call key -> (Profile or None, reason)
+        self._ops: dict = {}  # custom op call key -> its launched kernels' parts
 
-    def __call__(self, func, args, kwargs, out) -> Charge | None:
+    def __call__(self, func, args, kwargs, out, launched=()) -> Charge | None:
+        """The charge of `func(*args, **kwargs) == out`; `launched`: the (kernel, Run)
+        pairs its execution launched."""
         packet = func.overloadpacket
         if func.is_view or packet in _FREE or func.namespace == "prim":
             return None  # (prim: tensor metadata queries, e.g. a fake tensor's device)
@@ -268,6 +255,8 @@ class Charger:
         call = route(args, kwargs) if route is not None else None
         if isinstance(call, str):
             note, call = call, None
+        if call is None and launched and func.namespace != "aten":
+            return self._launched(name, launched, shapes)
         if call is not None:
             prof, why = self._profile(*call[:2])
             if prof is not None:
@@ -279,6 +268,22 @@ class Charger:
                               False, rep, "", prof, shapes)
             note = why
         return self._estimate(func, name, args, out, shapes, note)
+
+    def _launched(self, name, launched, shapes) -> Charge:
+        from ..profile.profile import Profile
+        key = (name, shapes, tuple(_qualname(fn) for fn, _ in launched))
+        parts = self._ops.get(key)
+        if parts is None:
+            parts = []
+            for fn, run in launched:
+                p = Profile.from_run(run)
+                s = p.summary
+                parts.append((_qualname(fn), p.total_time, s["model_flops"],
+                              s["hbm_read_bytes"] + s["hbm_write_bytes"], p))
+            self._ops[key] = parts = tuple(parts)
+        return Charge(name, " + ".join(p[0] for p in parts), sum(p[1] for p in parts),
+                      sum(p[2] for p in parts), sum(p[3] for p in parts), False, 1, "",
+                      parts[0][4], shapes, parts)
 
     def _profile(self, kernel, kw):
         from ..entry import profile

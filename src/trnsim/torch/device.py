@@ -26,6 +26,8 @@ from __future__ import annotations
 from torch.nn.modules import module as _module
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from ..machine.launch import observe
+from ..nki.jit import chip_context
 from .charges import Charger
 from .model_profile import ModelProfile, Node
 
@@ -37,8 +39,10 @@ class _ChargeMode(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        out = func(*args, **kwargs)
-        charge = self.charger(func, args, kwargs, out)
+        launched = []
+        with observe(lambda fn, run: launched.append((fn, run))):
+            out = func(*args, **kwargs)
+        charge = self.charger(func, args, kwargs, out, launched)
         if charge is not None:
             self.tree.top.children.append(Node(charge.op, "op", charge=charge))
         return out
@@ -96,7 +100,9 @@ class device:
         self._hooks = [
             _module.register_module_forward_pre_hook(self._tree.enter),
             _module.register_module_forward_hook(self._tree.leave, always_call=True)]
-        self._modes = [m for m in (self.fake_mode, _ChargeMode(self.charger, self._tree)) if m]
+        # kernels the model's custom ops launch run on this chip
+        self._modes = [m for m in (chip_context(self.chip.path), self.fake_mode,
+                                   _ChargeMode(self.charger, self._tree)) if m]
         for m in self._modes:
             m.__enter__()
         return self

@@ -13,7 +13,7 @@ import html
 import json
 import pathlib
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 
 @dataclass
@@ -41,6 +41,15 @@ def finish(node: Node, start: float = 0.0) -> float:
         c = node.charge
         node.time, node.flops, node.hbm_bytes = c.time, c.flops, c.hbm_bytes
         node.estimated_time = c.time if c.estimate else 0.0
+        if c.parts:  # a custom op's kernels, back to back
+            node.children, t = [], start
+            for kernel, time, flops, nbytes, prof in c.parts:
+                part = replace(c, kernel=kernel, time=time, flops=flops, hbm_bytes=nbytes,
+                               profile=prof, parts=())
+                node.children.append(Node(kernel, "kernel", start=t, time=time, flops=flops,
+                                          hbm_bytes=nbytes, charge=part))
+                t += time
+            return t
         label = c.kernel + (f" x{c.repeat}" if c.repeat > 1 else "")
         node.children = [Node(label, "kernel", start=start, time=c.time, flops=c.flops,
                               hbm_bytes=c.hbm_bytes, estimated_time=node.estimated_time,
