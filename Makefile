@@ -1,26 +1,24 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-TEST_STAMP := $(VENV)/.installed-test
-# The CPU build of PyTorch these machines carry; the torch bridge tests use it.
+# The CPU build of PyTorch these machines carry: the torch bridge, whole-model
+# prediction and the demo's Hugging Face model use it.
 TORCH ?= torch==2.13.0
 
 .PHONY: demo test clean bench
 
+# torch first, pinned: an unpinned torch (the hf extra's) would pull a CUDA build
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q '$(TORCH)'
 	$(PY) -m pip install -q -e '.[test]'
 	touch $(STAMP)
-
-$(TEST_STAMP): $(STAMP)
-	$(PY) -m pip install -q '$(TORCH)'
-	touch $(TEST_STAMP)
 
 demo: $(STAMP)
 	$(PY) -m trnsim.demo
 
-test: $(TEST_STAMP)
+test: $(STAMP)
 	$(PY) -m pytest
 
 bench: $(STAMP)
