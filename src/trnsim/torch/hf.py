@@ -9,8 +9,9 @@ flash-attn package to import.)
 
 The attention runs as one torch custom op, `trnsim::flash_attention`: on the CPU it runs
 the NKI kernel on trnsim (numerics on), on fake tensors it only gives the output's shape,
-and under `trnsim.torch.device` it is charged to the kernel's profile. Its mask function
-is flash attention's (transformers' `flash_attention_mask`): no mask tensor is built for
+and under `trnsim.torch.device` it is charged to the kernel's profile. Its backward is the
+library's flash attention backward (`trnsim::flash_attention_backward`, sequences up to
+8K), so the model trains through it too. Its mask function is flash attention's (transformers' `flash_attention_mask`): no mask tensor is built for
 plain causal attention. Limits: causal attention without padding (a padding mask raises
 NotImplementedError) and no dropout; sequence lengths multiples of 128; the layout
 changes between the model's [B, H, S, d] and the kernel's q^T / k^T are not charged (a
@@ -18,7 +19,6 @@ production kernel loads them with transposing DMAs).
 """
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from .charges import attention_call, register_route
@@ -32,18 +32,51 @@ def flash_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, is_causal
     """softmax(scale * q k^T [+ causal mask]) v for q [B, H, S, d], k and v
     [B, KVH, S_kv, d] (GQA: KVH divides H); returns [B, H, S, d] in q's dtype."""
     from ..kernels.attention import flash_attention_fwd
+    return flash_attention_fwd(_host(q, True), _host(k, True), _host(v), causal=is_causal,
+                               scale=scale)
 
-    def host(t, transpose):
-        t = t.detach()
-        return (t.transpose(-1, -2) if transpose else t).contiguous()
-    out = flash_attention_fwd(host(q, True), host(k, True), host(v, False),
-                              causal=is_causal, scale=scale)
-    return out if isinstance(out, torch.Tensor) else torch.from_numpy(np.asarray(out))
+
+def _host(t, transpose=False):
+    """`t` as the kernels take it: contiguous, [.., d, S] for q and k."""
+    t = t.detach()
+    return (t.transpose(-1, -2) if transpose else t).contiguous()
 
 
 @flash_attention.register_fake
 def _(q, k, v, is_causal, scale):
     return q.new_empty(q.shape)
+
+
+@torch.library.custom_op(OP + "_backward", mutates_args=())
+def flash_attention_backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                             out: torch.Tensor, dout: torch.Tensor, is_causal: bool,
+                             scale: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(dq, dk, dv) of flash_attention through the library's backward kernel
+    (trnsim.kernels.attention_bwd.flash_attention_bwd), in the forward's layouts."""
+    from ..kernels.attention_bwd import flash_attention_bwd
+    dq, dk, dv = flash_attention_bwd(_host(q, True), _host(k, True), _host(v), _host(out),
+                                     _host(dout), causal=is_causal, scale=scale)
+    return dq.transpose(-1, -2).contiguous(), dk.transpose(-1, -2).contiguous(), dv
+
+
+@flash_attention_backward.register_fake
+def _(q, k, v, out, dout, is_causal, scale):
+    return q.new_empty(q.shape), k.new_empty(k.shape), v.new_empty(v.shape)
+
+
+def _setup(ctx, inputs, output):
+    q, k, v, ctx.is_causal, ctx.scale = inputs
+    ctx.save_for_backward(q, k, v, output)
+
+
+def _backward(ctx, dout):
+    q, k, v, out = ctx.saved_tensors
+    dq, dk, dv = flash_attention_backward(q, k, v, out, dout.contiguous(), ctx.is_causal,
+                                          ctx.scale)
+    return dq, dk, dv, None, None
+
+
+flash_attention.register_autograd(_backward, setup_context=_setup)
 
 
 register_route(OP, lambda args, kw: attention_call(args[0], args[1], args[2],
