@@ -36,10 +36,10 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+import ml_dtypes
 import numpy as np
-
 import torch
 
 from ..machine.errors import NkiValidationError
@@ -70,7 +70,7 @@ class Charge:
     repeat: int = 1          # back-to-back identical kernel calls (bmm batch entries)
     note: str = ""           # why an estimate, where a kernel was tried
     profile: object = None   # the kernel's Profile of one call: its instructions
-    shapes: tuple = field(default=())
+    shapes: tuple = ()
     parts: tuple = ()        # several kernels: (kernel, time, flops, hbm bytes, Profile)
 
 
@@ -95,15 +95,13 @@ def _bytes(t: torch.Tensor) -> int:
     return n * t.element_size()
 
 
-_NP = {torch.bfloat16: "bfloat16", torch.float16: np.float16, torch.float32: np.float32}
+# the dtypes the library kernels take
+_NP = {torch.bfloat16: ml_dtypes.bfloat16, torch.float16: np.float16,
+       torch.float32: np.float32}
 
 
 def _np_dtype(t: torch.Tensor):
-    d = _NP.get(t.dtype)
-    if d == "bfloat16":
-        import ml_dtypes
-        return ml_dtypes.bfloat16
-    return d
+    return _NP.get(t.dtype)
 
 
 def _zeros(shape, dtype):
@@ -185,6 +183,9 @@ def _route_sdpa(args, kw):
     return attention_call(q, k, v, causal, kw.get("scale"))
 
 
+SPLIT_ATTENTION_AT = 2048 * 2048  # scores per head from which attention is split
+
+
 def attention_call(q, k, v, causal, scale=None):
     """flash_attention_fwd for torch-layout q [B, H, S, d], k and v [B, KVH, S_kv, d]."""
     from ..kernels import attention
@@ -204,8 +205,6 @@ def attention_call(q, k, v, causal, scale=None):
         call["scale"] = float(scale)
     return attention.flash_attention_fwd, call, rep
 
-
-SPLIT_ATTENTION_AT = 2048 * 2048  # scores per head from which attention is split
 
 ROUTES = {
     aten.mm: lambda a, kw: _mm(a[0], a[1]),
