@@ -252,3 +252,27 @@ def test_an_nki_custom_op_is_charged_as_the_kernels_it_runs(rms_and_matmul_op, c
     # each kernel on the device's chip, back to back
     assert [k.time for k in op.children] == pytest.approx([rms, mm])
     assert op.time == pytest.approx(rms + mm) and not op.charge.estimate
+
+
+def test_every_dispatched_operation_that_moves_data_is_in_the_profile():
+    """An independent recorder under the device's mode sees every aten op it runs;
+    all but views and allocations appear in the profile, in order."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Recorder(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.ops = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.ops.append(func)
+            return func(*args, **(kwargs or {}))
+
+    torch.manual_seed(2)
+    model = nn.Sequential(Block(), Block()).to(torch.bfloat16)
+    x = torch.randn(1, 128, 256, dtype=torch.bfloat16)
+    with Recorder() as rec, device("trn2") as dev:
+        model(x)
+    moving = [str(f) for f in rec.ops if not f.is_view and f.overloadpacket not in (
+        torch.ops.aten._unsafe_view, torch.ops.aten.empty, torch.ops.aten.detach)]
+    assert moving and [n.charge.op for n in dev.profile.ops] == moving
