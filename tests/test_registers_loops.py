@@ -96,10 +96,13 @@ def test_register_errors():
         nisa.register_store(nl.ndarray((1, 1), nl.int32, buffer=nl.sbuf), r)
     with pytest.raises(NkiValidationError, match="before any value was written"):
         run(uninit)
-    with pytest.raises(NkiValidationError, match="32-bit"):
-        run(lambda: nisa.register_alloc(1 << 32))
-    with pytest.raises(NkiValidationError, match="frozen"):
+    # a register check's error names the instruction and the kernel line issuing it
+    with pytest.raises(NkiValidationError, match=r"^register_move: .*32-bit") as e:
+        run(lambda: nisa.register_alloc(1 << 32))  # (its initial value is a move)
+    assert e.value.op == "register_move" and e.value.location.file == __file__
+    with pytest.raises(NkiValidationError, match=r"^register_move: .*frozen") as e:
         run(lambda: nisa.register_move(nisa.VirtualRegister(3, frozen=True), 4))
+    assert e.value.location.file == __file__
     with pytest.raises(NkiValidationError, match="exactly one element"):
         run(lambda: nisa.register_load(nisa.register_alloc(),
                                        nl.ndarray((1, 2), nl.int32, buffer=nl.sbuf)))

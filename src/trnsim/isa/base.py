@@ -61,6 +61,11 @@ class Instr:
         return self
 
     def __exit__(self, exc_type, exc, tb):
+        if isinstance(exc, NkiValidationError) and exc.op is None:
+            # raised by a helper (a register or tensor check): name this instruction
+            # and its kernel line
+            raise type(exc)(exc.bare_message, op=self.opcode,
+                            location=self.location) from None
         if exc_type is None:
             if not self.pinned:
                 engines = candidates(self)

@@ -184,10 +184,7 @@ def register_alloc(x=None):
     if x is None:
         return VirtualRegister()
     with Instr("register_move", None, default=_REG_ENGINE) as ins:
-        try:
-            v = _check32(x, "register_alloc(x)")
-        except NkiValidationError as e:
-            ins.fail(e.bare_message)
+        v = _check32(x, "register_alloc(x)")
         reg = VirtualRegister(v)
         ins.attrs.update(reg_writes=[reg.name], imm=v)
     return reg
@@ -203,16 +200,10 @@ def register_move(dst, src):
                 ins.fail(f"source register {src.name} has no value yet")
             ins.attrs.update(reg_reads=[src.name])
         else:
-            try:
-                value = _check32(src, "register_move(src)")
-            except NkiValidationError as e:
-                ins.fail(e.bare_message)
+            value = _check32(src, "register_move(src)")
             ins.attrs["imm"] = value
         ins.attrs["reg_writes"] = [dst.name]
-        try:
-            dst._set(value, "register_move")
-        except NkiValidationError as e:
-            ins.fail(e.bare_message)
+        dst._set(value, "register_move")
 
 
 def register_load(dst, src):
@@ -223,10 +214,7 @@ def register_load(dst, src):
             ins.fail(f"src must be a one-element tensor, got {type(src).__name__}")
         value = _src_value(ins, src)
         ins.attrs["reg_writes"] = [dst.name]
-        try:
-            dst._set(value, "register_load")
-        except NkiValidationError as e:
-            ins.fail(e.bare_message)
+        dst._set(value, "register_load")
 
 
 def register_store(dst, src):
@@ -245,10 +233,7 @@ def register_store(dst, src):
         if not ins.numerics:
             ins.write("dst", dst, None)
             return
-        try:
-            v = src.value
-        except NkiValidationError as e:
-            ins.fail(e.bare_message)
+        v = src.value
         width = dst.dtype.itemsize * 8
         bits = np.array([v & ((1 << width) - 1)], dtype=np.uint64).astype(
             np.dtype(f"u{dst.dtype.itemsize}"))

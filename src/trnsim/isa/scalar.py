@@ -214,10 +214,7 @@ def scalar_store(dst, value):
         if not ins.numerics:
             ins.write("dst", dst, None)
             return
-        try:
-            v = value.value
-        except NkiValidationError as e:
-            ins.fail(e.bare_message)
+        v = value.value
         ins.write("dst", dst, np.array([v], dtype=dst.dtype.np).reshape(dst.shape), raw=True)
 
 
