@@ -92,13 +92,53 @@ def test_matmul_bf16_bias_no_activation(whole_bias, monkeypatch):
     assert_bf16_close(out, exact(a, b) + bias.astype(np.float64))
 
 
-def test_matmul_asserts_divisibility():
+def test_matmul_asserts_contraction_divisibility():
     a, b = np.zeros((200, 128), BF16), np.zeros((200, 512), BF16)
     with pytest.raises(AssertionError, match="K=200 must be a multiple of 128"):
         run(mm.matmul, a, b, chip="trn2", numerics=False)
-    a, b = np.zeros((128, 128), BF16), np.zeros((128, 700), BF16)
-    with pytest.raises(AssertionError, match="N=700 must be a multiple of 512"):
-        run(mm.matmul, a, b, chip="trn2", numerics=False)
+
+
+# M and N remainders: the output is split into up to four regions (full tiles, the last
+# partial row tile, the last partial column tile, the corner), each exact
+@pytest.mark.parametrize("chip", ["trn1", "trn2", "trn3"])
+@pytest.mark.parametrize("K,M,N", [(256, 7, 100), (128, 200, 700), (384, 1000, 1536),
+                                   (64, 1, 1), (256, 130, 513)])
+def test_matmul_remainders(chip, K, M, N):
+    rng = np.random.default_rng(K * M + N)
+    a, b = rand(rng, (K, M), BF16), rand(rng, (K, N), BF16)
+    out = run(mm.matmul, a, b, out_dtype=nl.float32, chip=chip)
+    assert out.shape == (M, N)
+    np.testing.assert_allclose(out, exact(a, b).astype(np.float32), **FP32_OUT)
+
+
+@pytest.mark.parametrize("whole_bias", [True, False])
+def test_matmul_remainders_with_bias_and_activation(whole_bias, monkeypatch):
+    if not whole_bias:
+        monkeypatch.setattr(mm, "BIAS_BYTES", 0)
+    rng = np.random.default_rng(11)
+    a, b = rand(rng, (256, 300), np.float32), rand(rng, (256, 600), np.float32)
+    bias = rand(rng, (600,), np.float32, 4.0)
+    out = run(mm.matmul, a, b, bias=bias, activation=nl.relu, chip="trn2")
+    ref = np.maximum(exact(a, b) + bias, 0.0).astype(np.float32)
+    np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("chip", ["trn2", "trn3"])
+def test_matmul_fp8_remainders(chip):
+    dt = ml_dtypes.float8_e4m3
+    rng = np.random.default_rng(12)
+    a, b = rand(rng, (512, 200), dt, 2.0), rand(rng, (512, 700), dt, 2.0)
+    out = run(mm.matmul_fp8, a, b, scale=0.5, out_dtype=nl.float32, chip=chip)
+    np.testing.assert_allclose(out, (0.5 * exact(a, b)).astype(np.float32), **FP32_OUT)
+
+
+def test_divisible_shapes_are_one_region():
+    """A divisible shape is one region: its tiling is the one before remainders were
+    handled (docs/kernels.md's matmul rows kept their latencies to the 0.1 us)."""
+    regions = mm._regions(4096, 8192)
+    assert regions == [(0, 4096, 0, 8192)]
+    assert mm._regions(200, 700) == [(0, 128, 0, 512), (0, 128, 512, 188),
+                                      (128, 72, 0, 512), (128, 72, 512, 188)]
 
 
 # -- fp8 double row ----------------------------------------------------------------------
@@ -180,6 +220,12 @@ def test_matmul_mxfp8_bias_relu_bf16_out():
     out = run(mm.matmul_mxfp8, a, b, bias=bias, activation=nl.relu, chip="trn3")
     ref = np.maximum(mx_dequant(a).T @ mx_dequant(b) + bias, 0)
     assert_bf16_close(out, ref)
+
+
+def test_matmul_mxfp8_asserts_remainders():
+    a, b = np.zeros((512, 200), BF16), np.zeros((512, 512), BF16)
+    with pytest.raises(AssertionError, match="M=200 must be a multiple of 128"):
+        run(mm.matmul_mxfp8, a, b, chip="trn3", numerics=False)
 
 
 def test_matmul_mxfp8_needs_trn3():

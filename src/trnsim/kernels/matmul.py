@@ -31,8 +31,13 @@ Tiling (chosen from the shapes):
   Engine; the bias row is broadcast to the 128 partitions by one DMA (once, when it
   fits 16 KiB per partition); the output tiles of a block leave in one DMA.
 
-Remainders are not handled: each kernel asserts divisibility with a message naming the
-dimension (K by 128 / 256 / 512, M by 128 unless M <= 128, N by 512 unless N <= 512).
+Remainders: `matmul` and `matmul_fp8` take any M and N. The output is split into at most
+four regions, each tiled as above: the full 128-row x 512-column tiles, the last partial
+row tile (M % 128 rows), the last partial column tile (N % 512 columns) and their corner;
+a divisible shape is one region, tiled exactly as without the split. K must be a
+multiple of the contraction unit (128, or below 128; 256 for double_row), and
+`matmul_mxfp8` still asserts M % 128 == 0 (or M <= 128) and N % 512 == 0 (or N <= 512):
+each assertion names the dimension.
 """
 
 import nki
@@ -53,9 +58,28 @@ def _dims(lhsT, rhs, k_unit):
     assert K == K2, f"contraction sizes differ: lhsT is [{K}, {M}], rhs is [{K2}, {N}]"
     assert K % k_unit == 0 or (k_unit == P and K < P), (
         f"K={K} must be a multiple of {k_unit}" + (" (or below 128)" if k_unit == P else ""))
-    assert M % P == 0 or M <= P, f"M={M} must be a multiple of 128, or at most 128"
-    assert N % PSUM_N == 0 or N <= PSUM_N, f"N={N} must be a multiple of 512, or at most 512"
     return K, M, N
+
+
+def _regions(M, N):
+    """The output split into at most four rectangles (m0, rows, n0, cols) that the
+    tiling handles: rows a multiple of 128 or at most 128, cols a multiple of 512 or at
+    most 512. A divisible shape is one region."""
+    Mm = M if M <= P else M - M % P
+    Nm = N if N <= PSUM_N else N - N % PSUM_N
+    return [(m0, ms, n0, ns) for m0, ms in ((0, Mm), (Mm, M - Mm)) if ms
+            for n0, ns in ((0, Nm), (Nm, N - Nm)) if ns]
+
+
+def _once(make):
+    """make() on the first call, the same result afterwards."""
+    memo = []
+
+    def get():
+        if not memo:
+            memo.append(make())
+        return memo[0]
+    return get
 
 
 def _itemsize(dtype):
@@ -117,9 +141,23 @@ def _epilogue(dst, acc, rows, bias_sb, activation, scale):
 
 def _blocked(lhsT, rhs, bias, activation, scale, out_dtype, double_row):
     """The resident-stationary blocked kernel shared by `matmul` and `matmul_fp8`
-    (double_row: each matmul contracts [128, 2, .] x [128, 2, .] fp8 operands)."""
+    (double_row: each matmul contracts [128, 2, .] x [128, 2, .] fp8 operands), region
+    by region of the output (one region unless M or N leaves a remainder)."""
     kr = 2 if double_row else 1             # contraction rows per partition per matmul
     K, M, N = _dims(lhsT, rhs, P * kr)
+    odt = out_dtype if out_dtype is not None else (nl.bfloat16 if double_row else lhsT.dtype)
+    result = nl.ndarray((M, N), dtype=odt, buffer=nl.shared_hbm)
+    bias_tile = _once(lambda: _bias_loader(bias, N))
+    for m_off, rows, n_off, cols in _regions(M, N):
+        _blocked_region(lhsT, rhs, result, m_off, rows, n_off, cols, K, kr, bias_tile,
+                        activation, scale, odt, double_row)
+    return result
+
+
+def _blocked_region(lhsT, rhs, result, m_off, M, n_off, N, K, kr, bias_tile, activation,
+                    scale, odt, double_row):
+    """Output rows m_off..m_off+M, columns n_off..n_off+N (M a multiple of 128 or at
+    most 128, N of 512 or at most 512)."""
     kp = min(K, P)                          # contraction partitions
     KT = K // (kp * kr)                     # matmuls per output tile
     mt = min(M, P)                          # stationary tile width
@@ -134,12 +172,11 @@ def _blocked(lhsT, rhs, bias, activation, scale, out_dtype, double_row):
     # streamed moving chunk: KC matmuls' worth of rhs per DMA
     KC = _largest_divisor(KT, max(1, CHUNK_BYTES // (kr * NT * isz)))
     SC = _largest_divisor(KT, max(1, CHUNK_BYTES // (kr * BM * isz)))  # strip DMA chunk
-    odt = out_dtype if out_dtype is not None else (nl.bfloat16 if double_row else lhsT.dtype)
-    result = nl.ndarray((M, N), dtype=odt, buffer=nl.shared_hbm)
 
     # HBM views with the contraction split as k = kt*kp*kr + p*kr + j
-    lv = lhsT.reshape((KT, kp, kr, M)) if double_row else lhsT.reshape((KT, kp, M))
-    rv = rhs.reshape((KT, kp, kr, N)) if double_row else rhs.reshape((KT, kp, N))
+    Mf, Nf = lhsT.shape[1], rhs.shape[1]    # the whole operands' widths
+    lv = lhsT.reshape((KT, kp, kr, Mf)) if double_row else lhsT.reshape((KT, kp, Mf))
+    rv = rhs.reshape((KT, kp, kr, Nf)) if double_row else rhs.reshape((KT, kp, Nf))
 
     # a small rhs (e.g. a projection weight with K <= ~2k) is loaded once and kept
     # resident too, so that no byte of it is read from HBM twice
@@ -153,7 +190,7 @@ def _blocked(lhsT, rhs, bias, activation, scale, out_dtype, double_row):
         else:
             rhs_whole = nl.ndarray((kp, N // NT, KT, NT), dtype=rhs.dtype, buffer=nl.sbuf)
         for t in nl.affine_range(N // NT):
-            c0 = t * NT
+            c0 = n_off + t * NT
             if double_row:
                 nisa.dma_copy(dst=rhs_whole[:, t, :, :, :],
                               src=rv[:, :, :, c0:c0 + NT].permute((1, 0, 2, 3)))
@@ -161,9 +198,9 @@ def _blocked(lhsT, rhs, bias, activation, scale, out_dtype, double_row):
                 nisa.dma_copy(dst=rhs_whole[:, t, :, :],
                               src=rv[:, :, c0:c0 + NT].permute((1, 0, 2)))
 
-    bias_tile = _bias_loader(bias, N)
+    bias_tile = bias_tile()
     for mb in nl.affine_range(M // BM):
-        m0 = mb * BM
+        m0 = m_off + mb * BM
         if double_row:
             strip = nl.ndarray((kp, KT, kr, BM), dtype=lhsT.dtype, buffer=nl.sbuf)
         else:
@@ -177,7 +214,7 @@ def _blocked(lhsT, rhs, bias, activation, scale, out_dtype, double_row):
                 nisa.dma_copy(dst=strip[:, s * SC:(s + 1) * SC, :],
                               src=lv[s * SC:(s + 1) * SC, :, m0:m0 + BM].permute((1, 0, 2)))
         for nb in nl.affine_range(N // NT):
-            n0 = nb * NT
+            n0 = n_off + nb * NT
             bias_sb = bias_tile(n0, NT) if bias_tile is not None else None
             accs = [nl.ndarray((mt, NT), dtype=nl.float32, buffer=nl.psum)
                     for _ in range(TM)]
@@ -210,7 +247,6 @@ def _blocked(lhsT, rhs, bias, activation, scale, out_dtype, double_row):
                 _epilogue(out[:, i, :], accs[i], mt, bias_sb, activation, scale)
             nisa.dma_copy(dst=result[m0:m0 + BM, n0:n0 + NT].reshape((TM, mt, NT))
                           .permute((1, 0, 2)), src=out)
-    return result
 
 
 @nki.jit
@@ -219,8 +255,8 @@ def matmul(lhsT, rhs, bias=None, activation=None, out_dtype=None):
     and rhs [K, N] (same dtype), accumulated in fp32 PSUM; result in `out_dtype`
     (default: the inputs' dtype; nl.float32 keeps the full accumulator). `bias`: [N] or
     [1, N], any float dtype; `activation`: an nl activation function (nl.relu, nl.gelu,
-    nl.silu, ...). Asserts K % 128 == 0 (or K < 128), M % 128 == 0 (or M <= 128),
-    N % 512 == 0 (or N <= 512). Runs on trn1, trn2, trn3."""
+    nl.silu, ...). Any M and N; asserts K % 128 == 0 (or K < 128). Runs on trn1, trn2,
+    trn3."""
     assert lhsT.dtype == rhs.dtype, f"lhsT is {lhsT.dtype}, rhs is {rhs.dtype}"
     return _blocked(lhsT, rhs, bias, activation, 1.0, out_dtype, double_row=False)
 
@@ -233,8 +269,7 @@ def matmul_fp8(lhsT, rhs, scale=1.0, bias=None, activation=None, out_dtype=None)
     Each matmul runs in `perf_mode=double_row`: [128, 2, 128] x [128, 2, 512] operands,
     a contraction of 256 in the time of a 128-row bf16 matmul, with
     k = 256 * t + 2 * partition + j. Result in `out_dtype` (default bf16).
-    Asserts K % 256 == 0, M % 128 == 0 (or M <= 128), N % 512 == 0 (or N <= 512).
-    Needs NeuronCore-v3+ (trn2, trn3)."""
+    Any M and N; asserts K % 256 == 0. Needs NeuronCore-v3+ (trn2, trn3)."""
     assert lhsT.dtype == rhs.dtype, f"lhsT is {lhsT.dtype}, rhs is {rhs.dtype}"
     assert lhsT.shape[0] >= 2 * P, f"K={lhsT.shape[0]}: double_row needs K >= 256"
     return _blocked(lhsT, rhs, bias, activation, scale, out_dtype, double_row=True)
@@ -271,6 +306,8 @@ def matmul_mxfp8(lhsT, rhs, bias=None, activation=None, out_dtype=None):
     N % 512 == 0 (or N <= 512)."""
     K, M, N = _dims(lhsT, rhs, MX_K)
     assert K % MX_K == 0, f"K={K} must be a multiple of 512"
+    assert M % P == 0 or M <= P, f"M={M} must be a multiple of 128, or at most 128"
+    assert N % PSUM_N == 0 or N <= PSUM_N, f"N={N} must be a multiple of 512, or at most 512"
     KT = K // MX_K
     mt = min(M, P)
     NT = min(N, PSUM_N)
