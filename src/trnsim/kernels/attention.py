@@ -24,12 +24,22 @@ so the other iterations are alike) and its last 128x128 block gets a precomputed
 additive triangular mask. Shapes: seq and seq_kv multiples of 128, any length up to
 the SBUF limit (512..32K at d=128).
 
-Performance (trnsim, causal 8K, d=128): Tensor Engine active 64% on trn2, 70% on trn3.
-Per 1024 keys the Tensor Engine needs ~1.45 us (QK^T, 8 transposes, P V); the Vector
-Engine ~1.5 us (row max over fp32 PSUM at one element per cycle, half the P^T copy, the
-accumulator add) and the Scalar Engine ~1.5 us (exp, the other half of the copy): the
-three are balanced, and with only two query tiles in flight their dependency chains
-(max -> exp -> transpose -> copy -> P V) leave the PE waiting a third of the time.
+NeuronCore-v4 (trn3): the exps run on the Vector Engine (`nisa.exponential`, 4x the
+Scalar Engine's rate, subtract-max and row sum fused). It takes no scale, so each query
+tile is multiplied by the softmax scale once when loaded (Q rounded to bf16 after the
+scaling: ~2^-9 relative on the scores, within the tests' bf16 tolerance) and the running
+max is kept scaled and positive. The Scalar Engine then copies all of P^T out of PSUM
+and takes the row max of one of the two query tiles (`activation_reduce`), the Vector
+Engine the other's.
+
+Performance (trnsim, causal 8K, d=128): Tensor Engine active 64% on trn2 (565 us), 77% on
+trn3 (439 us; 70% and 506 us with trn2's instruction mix). trn2: per 1024 keys the
+Tensor Engine needs ~1.45 us (QK^T, 8 transposes, P V); the Vector Engine ~1.5 us (row
+max over fp32 PSUM at one element per cycle, half the P^T copy, the accumulator add) and
+the Scalar Engine ~1.5 us (exp, the other half of the copy): the three are balanced, and
+with only two query tiles in flight their dependency chains (max -> exp -> transpose ->
+copy -> P V) leave the PE waiting a third of the time. trn3: the Vector and Scalar
+Engines are ~55-60% busy; what is left is that chain.
 
 Decode: see decode_attention (all query heads of a sequence on partitions).
 """
@@ -130,9 +140,12 @@ def _flash_tiles(q, out, kT, vs, b, h, q0, ntiles, d, Sk, KC, scale, causal, mas
     """Query tiles [q0, q0 + ntiles*128) (ntiles 1 or 2) of head h against all keys."""
     two = ntiles == 2
     q1 = q0 + Q_TILE
-    qa, nma, la, oa = _tile_init(q, b, h, q0, d)
+    # NeuronCore-v4: exps on the Vector Engine (nisa.exponential, 4x the Scalar Engine's
+    # rate, subtract-max and row sum fused); it takes no scale, so Q is pre-scaled
+    v4 = nisa.get_nc_version() >= nisa.nc_version.gen4
+    qa, nma, la, oa = _tile_init(q, b, h, q0, d, scale if v4 else None)
     if two:
-        qb, nmb, lb, ob = _tile_init(q, b, h, q1, d)
+        qb, nmb, lb, ob = _tile_init(q, b, h, q1, d, scale if v4 else None)
     # key chunks: all of them, or (causal) up to the one holding the diagonal, which is
     # the last of the loop, so that the loop's other iterations are alike
     last_a = q0 + Q_TILE if causal else Sk
@@ -143,26 +156,33 @@ def _flash_tiles(q, out, kT, vs, b, h, q0, ntiles, d, Sk, KC, scale, causal, mas
         k0 = ki * KC
         if ki < nka:
             pa, nma, la, alpha_a, wa = _softmax_stage(qa, kT, k0, KC, last_a, q0, causal,
-                                                      mask, scale, nma, la, q.dtype)
+                                                      mask, scale, nma, la, q.dtype, v4)
         if two:
             pb, nmb, lb, alpha_b, wb = _softmax_stage(qb, kT, k0, KC, last_b, q1, causal,
-                                                      mask, scale, nmb, lb, q.dtype)
+                                                      mask, scale, nmb, lb, q.dtype, v4,
+                                                      max_on_scalar=v4)
         if ki < nka:
-            _pv_stage(pa, wa, vs, k0, d, alpha_a, oa, q.dtype)
+            _pv_stage(pa, wa, vs, k0, d, alpha_a, oa, q.dtype, v4)
         if two:
-            _pv_stage(pb, wb, vs, k0, d, alpha_b, ob, q.dtype)
+            _pv_stage(pb, wb, vs, k0, d, alpha_b, ob, q.dtype, v4)
     _tile_store(out, b, h, q0, d, la, oa, q.dtype)
     if two:
         _tile_store(out, b, h, q1, d, lb, ob, q.dtype)
 
 
-def _tile_init(q, b, h, q0, d):
+def _tile_init(q, b, h, q0, d, prescale=None):
+    """Q^T of the tile (times `prescale` if given) and the online-softmax state: the
+    running max, scaled (negated unless Q is pre-scaled), the running sum and the
+    unnormalized output."""
     qT = nl.ndarray((d, Q_TILE), dtype=q.dtype, buffer=nl.sbuf)
     nisa.dma_copy(dst=qT, src=q[b, h, :, q0:q0 + Q_TILE])
-    nm = nl.ndarray((P, 1), dtype=nl.float32, buffer=nl.sbuf)   # -(running max), scaled
-    lsum = nl.ndarray((P, 1), dtype=nl.float32, buffer=nl.sbuf)  # running sum
-    o = nl.ndarray((P, d), dtype=nl.float32, buffer=nl.sbuf)     # unnormalized output
-    nisa.memset(dst=nm, value=1e30)
+    if prescale is not None:
+        nisa.tensor_scalar(dst=qT, data=qT, op0=nl.multiply, operand0=float(prescale),
+                           engine=nisa.gpsimd_engine)
+    nm = nl.ndarray((P, 1), dtype=nl.float32, buffer=nl.sbuf)
+    lsum = nl.ndarray((P, 1), dtype=nl.float32, buffer=nl.sbuf)
+    o = nl.ndarray((P, d), dtype=nl.float32, buffer=nl.sbuf)
+    nisa.memset(dst=nm, value=-1e30 if prescale is not None else 1e30)
     nisa.memset(dst=lsum, value=0.0)
     nisa.memset(dst=o, value=0.0)
     return qT, nm, lsum, o
@@ -176,10 +196,13 @@ def _tile_store(out, b, h, q0, d, lsum, o, dtype):
     nisa.dma_copy(dst=out[b, h, q0:q0 + Q_TILE, :], src=res)
 
 
-def _softmax_stage(qT, kT, k0, KC, last_key, q0, causal, mask, scale, nm_old, l_old, dtype):
+def _softmax_stage(qT, kT, k0, KC, last_key, q0, causal, mask, scale, nm_old, l_old, dtype,
+                   v4=False, max_on_scalar=False):
     """Scores of one query tile against keys [k0, k0 + w) and their online softmax:
     returns exp(scale*s - m_new) [128, w] in `dtype`, the new -max and sum, the factor
-    alpha = exp(m_old - m_new) for the output accumulated so far, and w."""
+    alpha = exp(m_old - m_new) for the output accumulated so far, and w. v4: Q is
+    pre-scaled, the state holds +max, and the exps run on the Vector Engine;
+    max_on_scalar: the row max is taken by the Scalar Engine (activation_reduce)."""
     w = min(KC, last_key - k0)
     s = nl.ndarray((P, KC), dtype=nl.float32, buffer=nl.psum)
     for c in range(0, w, K_MM):
@@ -189,13 +212,19 @@ def _softmax_stage(qT, kT, k0, KC, last_key, q0, causal, mask, scale, nm_old, l_
         # the diagonal 128x128 block is the chunk's last; keys before it are all visible
         nisa.tensor_tensor(dst=s[:, w - P:w], data1=s[:, w - P:w], data2=mask, op=nl.add)
     m_tile = nl.ndarray((P, 1), dtype=nl.float32, buffer=nl.sbuf)
-    nisa.tensor_reduce(dst=m_tile, op=nl.maximum, data=s[:, :w], axis=1)
+    p = nl.ndarray((P, KC), dtype=dtype, buffer=nl.sbuf)
+    if max_on_scalar:  # (the copy it writes into p is overwritten by the exps)
+        nisa.activation_reduce(dst=p[:, :w], op=nl.copy, data=s[:, :w],
+                               reduce_op=nl.maximum, reduce_res=m_tile)
+    else:
+        nisa.tensor_reduce(dst=m_tile, op=nl.maximum, data=s[:, :w], axis=1)
+    if v4:
+        return _softmax_v4(s, p, w, m_tile, nm_old, l_old)
     nm_new = nl.ndarray((P, 1), dtype=nl.float32, buffer=nl.sbuf)
     nisa.tensor_scalar(dst=nm_new, data=m_tile, op0=nl.multiply, operand0=-scale,
                        op1=nl.minimum, operand1=nm_old)
     alpha = nl.ndarray((P, 1), dtype=nl.float32, buffer=nl.sbuf)
     nisa.activation(dst=alpha, op=nl.exp, data=nm_old, bias=nm_new, scale=-1.0)
-    p = nl.ndarray((P, KC), dtype=dtype, buffer=nl.sbuf)
     rsum = nl.ndarray((P, 1), dtype=nl.float32, buffer=nl.sbuf)
     nisa.activation(dst=p[:, :w], op=nl.exp, data=s[:, :w], bias=nm_new, scale=scale,
                     reduce_op=nl.add, reduce_res=rsum, reduce_cmd=nisa.reduce_cmd.reset_reduce)
@@ -205,7 +234,21 @@ def _softmax_stage(qT, kT, k0, KC, last_key, q0, causal, mask, scale, nm_old, l_
     return p, nm_new, l_new, alpha, w
 
 
-def _pv_stage(p, w, vs, k0, d, alpha, o, dtype):
+def _softmax_v4(s, p, w, m_tile, m_old, l_old):
+    m_new = nl.ndarray((P, 1), dtype=nl.float32, buffer=nl.sbuf)
+    nisa.tensor_tensor(dst=m_new, data1=m_tile, data2=m_old, op=nl.maximum)
+    alpha = nl.ndarray((P, 1), dtype=nl.float32, buffer=nl.sbuf)
+    nisa.exponential(dst=alpha, src=m_old, max_value=m_new)
+    rsum = nl.ndarray((P, 1), dtype=nl.float32, buffer=nl.sbuf)
+    nisa.exponential(dst=p[:, :w], src=s[:, :w], max_value=m_new, reduce_res=rsum,
+                     reduce_cmd=nisa.reduce_cmd.reset_reduce)
+    l_new = nl.ndarray((P, 1), dtype=nl.float32, buffer=nl.sbuf)
+    nisa.scalar_tensor_tensor(dst=l_new, data=l_old, op0=nl.multiply, operand0=alpha,
+                              op1=nl.add, operand1=rsum)
+    return p, m_new, l_new, alpha, w
+
+
+def _pv_stage(p, w, vs, k0, d, alpha, o, dtype, v4=False):
     """o = o * alpha + p V: p transposed on the PE in 128x128 blocks (keys onto
     partitions), the P V products accumulated in one PSUM tile."""
     nb = w // P
@@ -216,7 +259,7 @@ def _pv_stage(p, w, vs, k0, d, alpha, o, dtype):
     # PSUM -> SBUF, split between the Vector and Scalar Engines (both are busy with the
     # softmax; neither alone keeps up with the Tensor Engine)
     pT = nl.ndarray((P, KC), dtype=dtype, buffer=nl.sbuf)
-    h = (nb // 2) * P
+    h = 0 if v4 else (nb // 2) * P  # v4: the Vector Engine has the exps, ACT the copies
     if h:
         nisa.tensor_copy(dst=pT[:, :h], src=pT_ps[:, :h], engine=nisa.vector_engine)
     if nisa.get_nc_version() >= nisa.nc_version.gen3:
