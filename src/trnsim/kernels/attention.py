@@ -8,7 +8,8 @@ Layout (all kernels; chosen so the Tensor Engine needs no transposes of Q or K):
   v:  [batch, n_kv_heads, seq, d]   V as is: keys on partitions, the contraction of P V
   out:[batch, n_heads,    seq, d]
 GQA: n_kv_heads divides n_heads; query head h reads KV head h // (n_heads // n_kv_heads).
-d (head dim) <= 128. dtype: that of q/k/v (bf16 in the tests and benchmarks; fp32 works).
+d (head dim) <= 128. dtype: that of q/k/v (bf16 in the tests and benchmarks; fp32 works;
+fp8 for flash attention forward).
 
 Flash attention forward tiling: 128 queries (the PE's stationary free size, on
 partitions) x 1024 keys (two PSUM banks of fp32 scores, two 512-key matmuls) per
@@ -25,21 +26,20 @@ additive triangular mask. Shapes: seq and seq_kv multiples of 128, any length up
 the SBUF limit (512..32K at d=128).
 
 NeuronCore-v4 (trn3): the exps run on the Vector Engine (`nisa.exponential`, 4x the
-Scalar Engine's rate, subtract-max and row sum fused). It takes no scale, so each query
-tile is multiplied by the softmax scale once when loaded (Q rounded to bf16 after the
-scaling: ~2^-9 relative on the scores, within the tests' bf16 tolerance) and the running
-max is kept scaled and positive. The Scalar Engine then copies all of P^T out of PSUM
-and takes the row max of one of the two query tiles (`activation_reduce`), the Vector
-Engine the other's.
+Scalar Engine's rate, subtract-max and row sum fused). It takes no scale, so the Scalar
+Engine first moves the scores out of PSUM scaled, in fp32, taking their row max in the
+same pass (`activation_reduce`); the Vector Engine, rid of the max, also takes half of
+the P^T copies. Tensor Engine active 91% at causal 8K, against 70% with trn2's mix.
 
-Performance (trnsim, causal 8K, d=128): Tensor Engine active 64% on trn2 (565 us), 77% on
-trn3 (439 us; 70% and 506 us with trn2's instruction mix). trn2: per 1024 keys the
-Tensor Engine needs ~1.45 us (QK^T, 8 transposes, P V); the Vector Engine ~1.5 us (row
-max over fp32 PSUM at one element per cycle, half the P^T copy, the accumulator add) and
-the Scalar Engine ~1.5 us (exp, the other half of the copy): the three are balanced, and
-with only two query tiles in flight their dependency chains (max -> exp -> transpose ->
-copy -> P V) leave the PE waiting a third of the time. trn3: the Vector and Scalar
-Engines are ~55-60% busy; what is left is that chain.
+fp8: see flash_attention_fwd.
+
+Performance (trnsim, causal 8K, d=128): Tensor Engine active 64% on trn2 (565 us), 91% on
+trn3 (368 us). trn2: per 1024 keys the Tensor Engine needs ~1.45 us (QK^T, 8
+transposes, P V); the Vector Engine ~1.5 us (row max over fp32 PSUM at one element per
+cycle, half the P^T copy, the accumulator add) and the Scalar Engine ~1.5 us (exp, the
+other half of the copy): the three are balanced, and with only two query tiles in flight
+their dependency chains (max -> exp -> transpose -> copy -> P V) leave the PE waiting a
+third of the time.
 
 Decode: see decode_attention (all query heads of a sequence on partitions).
 """
@@ -95,6 +95,16 @@ def _load_kv(k, v, b, kvh, Sk, d, k_too=True):
     return kT, vs
 
 
+def _widened(vs):
+    """fp8 V as bf16 (GpSimd, once per KV head): before NeuronCore-v4 the Vector and
+    Scalar Engines bound flash attention, and rounding P^T to fp8 for a double_row P V
+    would cost them a slower cast (8-bit destination) to save Tensor Engine time that is
+    not the bottleneck, so P V stays bf16 there."""
+    wide = nl.ndarray(vs.shape, dtype=nl.bfloat16, buffer=nl.sbuf)
+    nisa.tensor_copy(dst=wide, src=vs, engine=nisa.gpsimd_engine)
+    return wide
+
+
 def _v_blocks_view(v2d, k0, nb, d):
     """Rows k0 .. k0 + nb*128 of a [S, d] HBM tensor as [128, nb, d]: element
     [p, i, :] is row k0 + i*128 + p (one DMA for nb key blocks)."""
@@ -102,20 +112,35 @@ def _v_blocks_view(v2d, k0, nb, d):
 
 
 @nki.jit
-def flash_attention_fwd(q, k, v, causal=True, scale=None):
+def flash_attention_fwd(q, k, v, causal=True, scale=None, q_scale=1.0, k_scale=1.0,
+                        v_scale=1.0):
     """softmax(scale * Q K^T [+ causal mask]) V with an online softmax; layout in the
     module docstring. seq (queries) and seq_kv multiples of 128; causal needs
-    seq == seq_kv. Returns [batch, n_heads, seq, d] in q's dtype."""
+    seq == seq_kv. Returns [batch, n_heads, seq, d] in q's dtype (bf16 for fp8 inputs).
+
+    fp8 (q, k, v all float8_e4m3 / e5m2, or e4m3fn on trn3): the values are
+    q_scale * q, k_scale * k, v_scale * v (per-tensor dequantization scales); K and V
+    take half the HBM bytes and SBUF. Q K^T multiplies the fp8 values (at the bf16 rate:
+    its contraction, d <= 128, is too short for double_row). On trn3, P is rounded to
+    fp8 (e4m3: 3 mantissa bits) on its way out of PSUM so that P V runs in double_row
+    (256 keys per matmul, twice the bf16 rate); before NeuronCore-v4, P V stays bf16
+    (see _widened)."""
     B, H, KVH, d, S, Sk = _check_qkv(q, k, v)
+    fp8 = "float8" in str(q.dtype)
+    assert fp8 == ("float8" in str(k.dtype)) == ("float8" in str(v.dtype)), \
+        f"q, k, v must all be fp8 or none: {q.dtype}, {k.dtype}, {v.dtype}"
     assert S % Q_TILE == 0 and Sk % P == 0, "sequence lengths must be multiples of 128"
     assert not causal or S == Sk, "causal attention needs as many keys as queries"
-    assert 2 * Sk * d * np.dtype(k.dtype).itemsize // P <= 128 * 1024, \
+    widen = fp8 and nisa.get_nc_version() < nisa.nc_version.gen4  # + a bf16 copy of V
+    kv_bytes = Sk * d * (2 * np.dtype(k.dtype).itemsize + (2 if widen else 0)) // P
+    assert kv_bytes <= 128 * 1024, \
         "K and V of one KV head must fit in half of SBUF (seq_kv * d <= 4M for bf16)"
     G = H // KVH
-    scale = 1.0 / math.sqrt(d) if scale is None else float(scale)
+    scale = (1.0 / math.sqrt(d) if scale is None else float(scale)) * q_scale * k_scale
     assert scale > 0, "scale must be positive (the running max is kept scaled)"
     KC = min(K_CHUNK, Sk)
-    out = nl.ndarray((B, H, S, d), dtype=q.dtype, buffer=nl.shared_hbm)
+    out = nl.ndarray((B, H, S, d), dtype=nl.bfloat16 if fp8 else q.dtype,
+                     buffer=nl.shared_hbm)
     mask = _causal_mask() if causal else None
     nq = S // Q_TILE
     npairs, odd = nq // 2, nq % 2
@@ -123,29 +148,34 @@ def flash_attention_fwd(q, k, v, causal=True, scale=None):
     for b in nl.affine_range(B):
         for kvh in nl.affine_range(KVH):
             kT, vs = _load_kv(k, v, b, kvh, Sk, d)
+            if widen:
+                vs = _widened(vs)
             for g in nl.affine_range(G):
                 h = kvh * G + g
                 # two query tiles at a time, interleaved stage by stage, so that the
                 # in-order engines always have independent work from the other tile
                 for qp in nl.affine_range(npairs):
                     _flash_tiles(q, out, kT, vs, b, h, 2 * qp * Q_TILE, 2, d, Sk, KC,
-                                 scale, causal, mask)
+                                 scale, causal, mask, v_scale)
                 if odd:
                     _flash_tiles(q, out, kT, vs, b, h, (nq - 1) * Q_TILE, 1, d, Sk, KC,
-                                 scale, causal, mask)
+                                 scale, causal, mask, v_scale)
     return out
 
 
-def _flash_tiles(q, out, kT, vs, b, h, q0, ntiles, d, Sk, KC, scale, causal, mask):
+def _flash_tiles(q, out, kT, vs, b, h, q0, ntiles, d, Sk, KC, scale, causal, mask,
+                 v_scale=1.0):
     """Query tiles [q0, q0 + ntiles*128) (ntiles 1 or 2) of head h against all keys."""
     two = ntiles == 2
     q1 = q0 + Q_TILE
+    fp8 = "float8" in str(q.dtype)
+    pdt = nl.bfloat16 if fp8 else q.dtype  # P's dtype out of the exps and transposes
     # NeuronCore-v4: exps on the Vector Engine (nisa.exponential, 4x the Scalar Engine's
-    # rate, subtract-max and row sum fused); it takes no scale, so Q is pre-scaled
+    # rate, subtract-max and row sum fused)
     v4 = nisa.get_nc_version() >= nisa.nc_version.gen4
-    qa, nma, la, oa = _tile_init(q, b, h, q0, d, scale if v4 else None)
+    qa, nma, la, oa = _tile_init(q, b, h, q0, d, v4)
     if two:
-        qb, nmb, lb, ob = _tile_init(q, b, h, q1, d, scale if v4 else None)
+        qb, nmb, lb, ob = _tile_init(q, b, h, q1, d, v4)
     # key chunks: all of them, or (causal) up to the one holding the diagonal, which is
     # the last of the loop, so that the loop's other iterations are alike
     last_a = q0 + Q_TILE if causal else Sk
@@ -156,53 +186,52 @@ def _flash_tiles(q, out, kT, vs, b, h, q0, ntiles, d, Sk, KC, scale, causal, mas
         k0 = ki * KC
         if ki < nka:
             pa, nma, la, alpha_a, wa = _softmax_stage(qa, kT, k0, KC, last_a, q0, causal,
-                                                      mask, scale, nma, la, q.dtype, v4)
+                                                      mask, scale, nma, la, pdt, v4)
         if two:
             pb, nmb, lb, alpha_b, wb = _softmax_stage(qb, kT, k0, KC, last_b, q1, causal,
-                                                      mask, scale, nmb, lb, q.dtype, v4,
-                                                      max_on_scalar=v4)
+                                                      mask, scale, nmb, lb, pdt, v4)
         if ki < nka:
-            _pv_stage(pa, wa, vs, k0, d, alpha_a, oa, q.dtype, v4)
+            _pv_stage(pa, wa, vs, k0, d, alpha_a, oa, pdt, v4)
         if two:
-            _pv_stage(pb, wb, vs, k0, d, alpha_b, ob, q.dtype, v4)
-    _tile_store(out, b, h, q0, d, la, oa, q.dtype)
+            _pv_stage(pb, wb, vs, k0, d, alpha_b, ob, pdt, v4)
+    _tile_store(out, b, h, q0, d, la, oa, out.dtype, v_scale)
     if two:
-        _tile_store(out, b, h, q1, d, lb, ob, q.dtype)
+        _tile_store(out, b, h, q1, d, lb, ob, out.dtype, v_scale)
 
 
-def _tile_init(q, b, h, q0, d, prescale=None):
-    """Q^T of the tile (times `prescale` if given) and the online-softmax state: the
-    running max, scaled (negated unless Q is pre-scaled), the running sum and the
-    unnormalized output."""
+def _tile_init(q, b, h, q0, d, v4=False):
+    """Q^T of the tile and the online-softmax state: the running max of the scaled
+    scores (negated, except for v4), the running sum and the unnormalized output."""
     qT = nl.ndarray((d, Q_TILE), dtype=q.dtype, buffer=nl.sbuf)
     nisa.dma_copy(dst=qT, src=q[b, h, :, q0:q0 + Q_TILE])
-    if prescale is not None:
-        nisa.tensor_scalar(dst=qT, data=qT, op0=nl.multiply, operand0=float(prescale),
-                           engine=nisa.gpsimd_engine)
     nm = nl.ndarray((P, 1), dtype=nl.float32, buffer=nl.sbuf)
     lsum = nl.ndarray((P, 1), dtype=nl.float32, buffer=nl.sbuf)
     o = nl.ndarray((P, d), dtype=nl.float32, buffer=nl.sbuf)
-    nisa.memset(dst=nm, value=-1e30 if prescale is not None else 1e30)
+    nisa.memset(dst=nm, value=-1e30 if v4 else 1e30)
     nisa.memset(dst=lsum, value=0.0)
     nisa.memset(dst=o, value=0.0)
     return qT, nm, lsum, o
 
 
-def _tile_store(out, b, h, q0, d, lsum, o, dtype):
+def _tile_store(out, b, h, q0, d, lsum, o, dtype, v_scale=1.0):
     inv = nl.ndarray((P, 1), dtype=nl.float32, buffer=nl.sbuf)
     nisa.reciprocal(dst=inv, data=lsum)
     res = nl.ndarray((P, d), dtype=dtype, buffer=nl.sbuf)
-    nisa.tensor_scalar(dst=res, data=o, op0=nl.multiply, operand0=inv)
+    if v_scale == 1.0:
+        nisa.tensor_scalar(dst=res, data=o, op0=nl.multiply, operand0=inv)
+    else:
+        nisa.tensor_scalar(dst=res, data=o, op0=nl.multiply, operand0=inv,
+                           op1=nl.multiply, operand1=float(v_scale))
     nisa.dma_copy(dst=out[b, h, q0:q0 + Q_TILE, :], src=res)
 
 
 def _softmax_stage(qT, kT, k0, KC, last_key, q0, causal, mask, scale, nm_old, l_old, dtype,
-                   v4=False, max_on_scalar=False):
+                   v4=False):
     """Scores of one query tile against keys [k0, k0 + w) and their online softmax:
     returns exp(scale*s - m_new) [128, w] in `dtype`, the new -max and sum, the factor
-    alpha = exp(m_old - m_new) for the output accumulated so far, and w. v4: Q is
-    pre-scaled, the state holds +max, and the exps run on the Vector Engine;
-    max_on_scalar: the row max is taken by the Scalar Engine (activation_reduce)."""
+    alpha = exp(m_old - m_new) for the output accumulated so far, and w. v4: the state
+    holds +max; the Scalar Engine scales the scores out of PSUM (fp32) taking their row
+    max in the same pass, and the exps run on the Vector Engine."""
     w = min(KC, last_key - k0)
     s = nl.ndarray((P, KC), dtype=nl.float32, buffer=nl.psum)
     for c in range(0, w, K_MM):
@@ -213,13 +242,12 @@ def _softmax_stage(qT, kT, k0, KC, last_key, q0, causal, mask, scale, nm_old, l_
         nisa.tensor_tensor(dst=s[:, w - P:w], data1=s[:, w - P:w], data2=mask, op=nl.add)
     m_tile = nl.ndarray((P, 1), dtype=nl.float32, buffer=nl.sbuf)
     p = nl.ndarray((P, KC), dtype=dtype, buffer=nl.sbuf)
-    if max_on_scalar:  # (the copy it writes into p is overwritten by the exps)
-        nisa.activation_reduce(dst=p[:, :w], op=nl.copy, data=s[:, :w],
-                               reduce_op=nl.maximum, reduce_res=m_tile)
-    else:
-        nisa.tensor_reduce(dst=m_tile, op=nl.maximum, data=s[:, :w], axis=1)
     if v4:
-        return _softmax_v4(s, p, w, m_tile, nm_old, l_old)
+        ss = nl.ndarray((P, KC), dtype=nl.float32, buffer=nl.sbuf)
+        nisa.activation_reduce(dst=ss[:, :w], op=nl.copy, data=s[:, :w], scale=scale,
+                               reduce_op=nl.maximum, reduce_res=m_tile)
+        return _softmax_v4(ss, p, w, m_tile, nm_old, l_old)
+    nisa.tensor_reduce(dst=m_tile, op=nl.maximum, data=s[:, :w], axis=1)
     nm_new = nl.ndarray((P, 1), dtype=nl.float32, buffer=nl.sbuf)
     nisa.tensor_scalar(dst=nm_new, data=m_tile, op0=nl.multiply, operand0=-scale,
                        op1=nl.minimum, operand1=nm_old)
@@ -258,8 +286,8 @@ def _pv_stage(p, w, vs, k0, d, alpha, o, dtype, v4=False):
         nisa.nc_transpose(dst=pT_ps[:, i * P:(i + 1) * P], data=p[:, i * P:(i + 1) * P])
     # PSUM -> SBUF, split between the Vector and Scalar Engines (both are busy with the
     # softmax; neither alone keeps up with the Tensor Engine)
-    pT = nl.ndarray((P, KC), dtype=dtype, buffer=nl.sbuf)
-    h = 0 if v4 else (nb // 2) * P  # v4: the Vector Engine has the exps, ACT the copies
+    pT = nl.ndarray((P, KC), dtype=vs.dtype, buffer=nl.sbuf)  # (fp8 V: rounded to fp8)
+    h = (nb // 2) * P
     if h:
         nisa.tensor_copy(dst=pT[:, :h], src=pT_ps[:, :h], engine=nisa.vector_engine)
     if nisa.get_nc_version() >= nisa.nc_version.gen3:
@@ -268,7 +296,12 @@ def _pv_stage(p, w, vs, k0, d, alpha, o, dtype, v4=False):
         nisa.activation(dst=pT[:, h:w], op=nl.copy, data=pT_ps[:, h:w])
     o_ps = nl.ndarray((P, d), dtype=nl.float32, buffer=nl.psum)
     kb0 = k0 // P
-    for i in range(nb):
+    pairs = nb // 2 if "float8" in str(vs.dtype) else 0
+    for i in range(pairs):  # fp8: two key blocks per matmul, [128, 2, .] double_row
+        nisa.nc_matmul(dst=o_ps, stationary=pT[:, 2 * i * P:(2 * i + 2) * P].reshape((P, 2, P)),
+                       moving=vs[:, kb0 + 2 * i:kb0 + 2 * i + 2, :],
+                       perf_mode=nisa.matmul_perf_mode.double_row)
+    for i in range(2 * pairs, nb):
         nisa.nc_matmul(dst=o_ps, stationary=pT[:, i * P:(i + 1) * P], moving=vs[:, kb0 + i, :])
     # o * alpha on GpSimd (SBUF only), + P V on the Vector Engine (reads PSUM)
     nisa.tensor_scalar(dst=o, data=o, op0=nl.multiply, operand0=alpha,
