@@ -113,3 +113,29 @@ def test_attention_block_multi_step(chip):
     y = nki.Simulated(AB.attention_block, chip=chip)(x, w_qkv, w_o, 4, 2, causal=True)
     ref, a, vmax = reference(x, w_qkv, w_o, 4, 2, True)
     check(y, ref, a, vmax, w_o)
+
+
+@pytest.mark.parametrize("chip", CHIPS)
+def test_attention_block_batch(chip):
+    """x [3, S, hidden]: each sequence attends to itself only, with the shared weights."""
+    xs, w_qkv, w_o = zip(*(inputs(256, 256, 2, 1, 64, seed=10 + b) for b in range(3)))
+    x = np.stack(xs)
+    y = nki.Simulated(AB.attention_block, chip=chip)(x, w_qkv[0], w_o[0], 2, 1, causal=True)
+    assert y.shape == x.shape
+    for b in range(3):
+        ref, a, vmax = reference(x[b], w_qkv[0], w_o[0], 2, 1, True)
+        check(y[b], ref, a, vmax, w_o[0])
+
+
+def test_batch_loads_the_weights_once():
+    import trnsim
+    S, hidden, H, KVH, d = 256, 256, 2, 1, 64
+    _, w_qkv, w_o = (np.zeros(a.shape, BF16) for a in inputs(S, hidden, H, KVH, d))
+    reads = {}
+    for B in (1, 4):
+        prof = trnsim.profile(AB.attention_block, x=np.zeros((B, S, hidden), BF16),
+                              w_qkv=w_qkv, w_o=w_o, n_heads=H, n_kv_heads=KVH,
+                              numerics=False, chip="trn2", cache=False)
+        reads[B] = prof.summary["hbm_read_bytes"]
+    # the extra reads of a batch of 4 are the three more sequences' x, nothing else
+    assert reads[4] - reads[1] == 3 * S * hidden * 2

@@ -39,8 +39,8 @@ BF16 = ml_dtypes.bfloat16
 S, HIDDEN, H, KVH, D = 2048, 1024, 16, 8, 128
 
 
-def _inputs():
-    return {"x": np.zeros((S, HIDDEN), BF16),
+def _inputs(B=None):
+    return lambda: {"x": np.zeros((S, HIDDEN) if B is None else (B, S, HIDDEN), BF16),
             "w_qkv": np.zeros((HIDDEN, (H + 2 * KVH) * D), BF16),
             "w_o": np.zeros((H * D, HIDDEN), BF16),
             "n_heads": H, "n_kv_heads": KVH, "causal": True}
@@ -48,7 +48,10 @@ def _inputs():
 
 CASES = [
     KernelCase("attention block (QKV + flash + out proj), Qwen3-0.6B layer",
-               AB.attention_block, _inputs,
+               AB.attention_block, _inputs(),
                f"S={S} hidden={HIDDEN} H={H} KVH={KVH} d={D}", "bf16",
+               chips=("trn2", "trn3")),
+    KernelCase("attention block, a batch of 4 sequences", AB.attention_block, _inputs(4),
+               f"B=4 S={S} hidden={HIDDEN} H={H} KVH={KVH} d={D}", "bf16",
                chips=("trn2", "trn3")),
 ]

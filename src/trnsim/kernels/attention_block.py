@@ -4,7 +4,7 @@ one kernel, with Q, K, V and the attention output never leaving the chip.
     y = concat_h( softmax(scale * Q_h K_{h//G}^T [+ causal mask]) V_{h//G} ) @ w_o
     [Q | K | V] = x @ w_qkv
 
-Shapes (one sequence): x [S, hidden], w_qkv [hidden, (H + 2*KVH) * d] with the columns
+Shapes: x [S, hidden] (or [B, S, hidden]: a batch, sequence after sequence), w_qkv [hidden, (H + 2*KVH) * d] with the columns
 ordered Q heads 0..H-1, then K heads, then V heads (d columns each); w_o [H*d, hidden];
 y [S, hidden] in x's dtype. GQA: query head h reads KV head h // (H // KVH). S and hidden
 multiples of 128, d <= 128, KVH * d <= 512 is not required (V is produced 512 columns at
@@ -45,10 +45,12 @@ spills to HBM, slower) but would not compile for hardware.
 
 Performance (trnsim, Qwen3-0.6B layer above, causal): trn2 966 us (MFU 58%, PE 76%),
 trn3 892 us (63%, 81%), against 1094 / 956 us for the three unfused library kernels
-(QKV matmul + flash_attention_fwd + output matmul); see
-benchmarks/kernel_cases/attention_block.py.
+(QKV matmul + flash_attention_fwd + output matmul); a batch of 4 such sequences 3786 /
+3503 us (0.98x four single calls: the weights are loaded once); see
+benchmarks/kernel_cases/attention_block.py. On trn3 the block still uses trn2's softmax
+(flash_attention_fwd's trn3 path, exps on the Vector Engine, is not wired in here).
 
-Limits: one sequence (no batch); scale fixed at 1/sqrt(d); S <= the SBUF bound above;
+Limits: scale fixed at 1/sqrt(d); S <= the SBUF bound above;
 K/V projected up front (~110 us of Tensor Engine work at the shape above before the
 first score); `_softmax_stage` / `_pv_stage` are private helpers of attention.py, so a
 change to their signatures must be mirrored here.
@@ -75,8 +77,11 @@ def _copy(dst, src, i):
 @nki.jit
 def attention_block(x, w_qkv, w_o, n_heads, n_kv_heads, causal=True):
     """Fused QKV projection, flash attention (GQA, online softmax) and output
-    projection of one sequence; see the module docstring. Returns y [S, hidden]."""
-    S, hidden = x.shape
+    projection of one sequence x [S, hidden] or a batch x [B, S, hidden] (the weights
+    loaded once, the sequences one after another); see the module docstring. Returns y
+    of x's shape."""
+    batched = len(x.shape) == 3
+    B, S, hidden = x.shape if batched else (1, *x.shape)
     H, KVH = int(n_heads), int(n_kv_heads)
     assert H % KVH == 0, f"n_kv_heads={KVH} must divide n_heads={H}"
     ncols = w_qkv.shape[1]
@@ -92,7 +97,8 @@ def attention_block(x, w_qkv, w_o, n_heads, n_kv_heads, causal=True):
     KC = min(K_CHUNK, S)
     nc = hidden // P          # hidden chunks (contraction of the projections)
     nblk = S // P             # 128-token blocks
-    y = nl.ndarray((S, hidden), dtype=dt, buffer=nl.shared_hbm)
+    y = nl.ndarray((B, S, hidden), dtype=dt, buffer=nl.shared_hbm)
+    x3 = x if batched else x.reshape((1, S, hidden))
 
     # weights into SBUF, hidden rows c*128 + p at [p, c, :]
     wq = nl.ndarray((P, nc, H * d), dtype=dt, buffer=nl.sbuf)
@@ -105,6 +111,14 @@ def attention_block(x, w_qkv, w_o, n_heads, n_kv_heads, causal=True):
     wo = nl.ndarray((d, H, hidden), dtype=dt, buffer=nl.sbuf)
     nisa.dma_copy(dst=wo, src=w_o.ap([[hidden, d], [d * hidden, H], [1, hidden]], offset=0))
 
+    for b in nl.affine_range(B):
+        _sequence(x3[b], y[b], wq, wkv, wo, H, KVH, G, d, S, KC, nc, nblk, hidden, scale,
+                  causal, dt)
+    return y if batched else y.reshape((S, hidden))
+
+
+def _sequence(x, y, wq, wkv, wo, H, KVH, G, d, S, KC, nc, nblk, hidden, scale, causal, dt):
+    """Steps 1-4 of the module docstring for one sequence x [S, hidden] -> y."""
     # 1. x^T [128, nc, S]
     xT = nl.ndarray((P, nc, S), dtype=dt, buffer=nl.sbuf)
     CB = 8  # hidden chunks per PSUM tile of transposes (8 x 128 bf16 = one bank)
@@ -134,7 +148,6 @@ def attention_block(x, w_qkv, w_o, n_heads, n_kv_heads, causal=True):
               mask, dt, pending)
     for step in pending:  # the last pair's output work
         step()
-    return y
 
 
 def _pair(qp, nq, xT, wq, wo, kTs, vss, y, H, G, d, S, KC, nc, hidden, scale, causal,
