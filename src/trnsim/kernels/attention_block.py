@@ -44,11 +44,11 @@ HBM traffic: x, w_qkv, w_o in, y out. Larger shapes still run in trnsim (its all
 spills to HBM, slower) but would not compile for hardware.
 
 Performance (trnsim, Qwen3-0.6B layer above, causal): trn2 966 us (MFU 58%, PE 76%),
-trn3 892 us (63%, 81%), against 1094 / 956 us for the three unfused library kernels
-(QKV matmul + flash_attention_fwd + output matmul); a batch of 4 such sequences 3786 /
-3503 us (0.98x four single calls: the weights are loaded once); see
-benchmarks/kernel_cases/attention_block.py. On trn3 the block still uses trn2's softmax
-(flash_attention_fwd's trn3 path, exps on the Vector Engine, is not wired in here).
+trn3 845 us (66%, 84%; with flash_attention_fwd's trn3 softmax, exps on the Vector
+Engine), against 1094 us on trn2 for the three unfused library kernels (QKV matmul +
+flash_attention_fwd + output matmul); a batch of 4 such sequences 3786 / 3295 us (the
+weights are loaded once); see
+benchmarks/kernel_cases/attention_block.py.
 
 Limits: scale fixed at 1/sqrt(d); S <= the SBUF bound above;
 K/V projected up front (~110 us of Tensor Engine work at the shape above before the
@@ -161,15 +161,16 @@ def _pair(qp, nq, xT, wq, wo, kTs, vss, y, H, G, d, S, KC, nc, hidden, scale, ca
     qnext = _q_proj(xT, wq, h=0, q0=q0, ntiles=ntiles, d=d, nc=nc, dt=dt)
     res = []  # normalized outputs [128, d] per (head, tile), transposed after all heads
     per_head = (len(pending) + H - 1) // H
+    v4 = nisa.get_nc_version() >= nisa.nc_version.gen4  # flash_attention_fwd's trn3 softmax
     for h in range(H):
         kT, vs = kTs[h // G], vss[h // G]
         qts = qnext
         state = []
         for t in range(ntiles):
-            nm = nl.ndarray((P, 1), dtype=nl.float32, buffer=nl.sbuf)   # -(running max)
+            nm = nl.ndarray((P, 1), dtype=nl.float32, buffer=nl.sbuf)   # (-)running max
             lsum = nl.ndarray((P, 1), dtype=nl.float32, buffer=nl.sbuf)  # running sum
             o = nl.ndarray((P, d), dtype=nl.float32, buffer=nl.sbuf)     # unnormalized
-            nisa.memset(dst=nm, value=1e30)
+            nisa.memset(dst=nm, value=-1e30 if v4 else 1e30)
             nisa.memset(dst=lsum, value=0.0)
             nisa.memset(dst=o, value=0.0)
             state.append([nm, lsum, o])
@@ -184,7 +185,7 @@ def _pair(qp, nq, xT, wq, wo, kTs, vss, y, H, G, d, S, KC, nc, hidden, scale, ca
                     nm, lsum, o = state[t]
                     p, nm, lsum, alpha, w = _softmax_stage(
                         qts[t], kT, k0, KC, lasts[t], q0 + t * Q_TILE, causal, mask, scale,
-                        nm, lsum, dt)
+                        nm, lsum, dt, v4)
                     state[t] = [nm, lsum, o]
                     staged.append((t, p, w, alpha))
             if ki == 0 and h + 1 < H:
@@ -196,7 +197,7 @@ def _pair(qp, nq, xT, wq, wo, kTs, vss, y, H, G, d, S, KC, nc, hidden, scale, ca
                 for _ in range(min(len(pending), per_head)):
                     pending.pop(0)()
             for t, p, w, alpha in staged:
-                _pv_stage(p, w, vs, k0, d, alpha, state[t][2], dt)
+                _pv_stage(p, w, vs, k0, d, alpha, state[t][2], dt, v4)
         for t in range(ntiles):
             nm, lsum, o = state[t]
             inv = nl.ndarray((P, 1), dtype=nl.float32, buffer=nl.sbuf)
