@@ -41,6 +41,7 @@ from dataclasses import dataclass
 import ml_dtypes
 import numpy as np
 import torch
+from torch.utils._pytree import tree_leaves
 
 from ..machine.errors import NkiValidationError
 from ..profile.summary import roofline_bandwidth
@@ -75,15 +76,8 @@ class Charge:
 
 
 # -- tensors --------------------------------------------------------------------------
-def _tensors(x):
-    if isinstance(x, torch.Tensor):
-        yield x
-    elif isinstance(x, (list, tuple)):
-        for v in x:
-            yield from _tensors(v)
-    elif isinstance(x, dict):
-        for v in x.values():
-            yield from _tensors(v)
+def _tensors(x) -> list:
+    return [t for t in tree_leaves(x) if isinstance(t, torch.Tensor)]
 
 
 def _bytes(t: torch.Tensor) -> int:
@@ -307,8 +301,7 @@ class Charger:
         return hit
 
     def _estimate(self, func, name, args, out, shapes, note) -> Charge:
-        ins = list(_tensors(args))
-        outs = list(_tensors(out))
+        ins, outs = _tensors(args), _tensors(out)
         nbytes = sum(_bytes(t) for t in ins) + sum(_bytes(t) for t in outs)
         if func.overloadpacket in _GATHER:  # the source table is not read whole
             ins = [t for t in ins if not t.is_floating_point()] + outs  # indices, rows
