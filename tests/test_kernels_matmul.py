@@ -92,17 +92,13 @@ def test_matmul_bf16_bias_no_activation(whole_bias, monkeypatch):
     assert_bf16_close(out, exact(a, b) + bias.astype(np.float64))
 
 
-def test_matmul_asserts_contraction_divisibility():
-    a, b = np.zeros((200, 128), BF16), np.zeros((200, 512), BF16)
-    with pytest.raises(AssertionError, match="K=200 must be a multiple of 128"):
-        run(mm.matmul, a, b, chip="trn2", numerics=False)
-
-
 # M and N remainders: the output is split into up to four regions (full tiles, the last
-# partial row tile, the last partial column tile, the corner), each exact
+# partial row tile, the last partial column tile, the corner), each exact; a K remainder
+# is a last contraction tile of fewer partitions
 @pytest.mark.parametrize("chip", ["trn1", "trn2", "trn3"])
 @pytest.mark.parametrize("K,M,N", [(256, 7, 100), (128, 200, 700), (384, 1000, 1536),
-                                   (64, 1, 1), (256, 130, 513)])
+                                   (64, 1, 1), (256, 130, 513), (300, 1, 700),
+                                   (1000, 7, 100), (200, 130, 513)])
 def test_matmul_remainders(chip, K, M, N):
     rng = np.random.default_rng(K * M + N)
     a, b = rand(rng, (K, M), BF16), rand(rng, (K, N), BF16)
@@ -116,20 +112,35 @@ def test_matmul_remainders_with_bias_and_activation(whole_bias, monkeypatch):
     if not whole_bias:
         monkeypatch.setattr(mm, "BIAS_BYTES", 0)
     rng = np.random.default_rng(11)
-    a, b = rand(rng, (256, 300), np.float32), rand(rng, (256, 600), np.float32)
+    a, b = rand(rng, (300, 300), np.float32), rand(rng, (300, 600), np.float32)
     bias = rand(rng, (600,), np.float32, 4.0)
     out = run(mm.matmul, a, b, bias=bias, activation=nl.relu, chip="trn2")
     ref = np.maximum(exact(a, b) + bias, 0.0).astype(np.float32)
     np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-4)
 
 
+# double_row K remainders: a [ceil(r/2), 2, .] last tile, an odd r's pad row memset to 0
 @pytest.mark.parametrize("chip", ["trn2", "trn3"])
-def test_matmul_fp8_remainders(chip):
+@pytest.mark.parametrize("K,M,N", [(512, 200, 700), (300, 7, 100), (255, 130, 1),
+                                   (64, 1, 513), (1001, 1000, 100)])
+def test_matmul_fp8_remainders(chip, K, M, N):
     dt = ml_dtypes.float8_e4m3
-    rng = np.random.default_rng(12)
-    a, b = rand(rng, (512, 200), dt, 2.0), rand(rng, (512, 700), dt, 2.0)
+    rng = np.random.default_rng(12 + K)
+    a, b = rand(rng, (K, M), dt, 2.0), rand(rng, (K, N), dt, 2.0)
     out = run(mm.matmul_fp8, a, b, scale=0.5, out_dtype=nl.float32, chip=chip)
+    assert out.shape == (M, N)
     np.testing.assert_allclose(out, (0.5 * exact(a, b)).astype(np.float32), **FP32_OUT)
+
+
+def test_matmul_fp8_remainders_bias_silu():
+    rng = np.random.default_rng(13)
+    dt = ml_dtypes.float8_e4m3fn
+    a, b = rand(rng, (301, 7), dt), rand(rng, (301, 700), dt)
+    bias = rand(rng, (700,), np.float32)
+    out = run(mm.matmul_fp8, a, b, scale=0.25, bias=bias, activation=nl.silu, chip="trn3")
+    x = 0.25 * exact(a, b) + bias
+    np.testing.assert_allclose(out.astype(np.float32), x / (1.0 + np.exp(-x)),
+                               rtol=2 ** -6, atol=1e-2)
 
 
 def test_divisible_shapes_are_one_region():
@@ -222,10 +233,31 @@ def test_matmul_mxfp8_bias_relu_bf16_out():
     assert_bf16_close(out, ref)
 
 
-def test_matmul_mxfp8_asserts_remainders():
-    a, b = np.zeros((512, 200), BF16), np.zeros((512, 512), BF16)
-    with pytest.raises(AssertionError, match="M=200 must be a multiple of 128"):
-        run(mm.matmul_mxfp8, a, b, chip="trn3", numerics=False)
+def mx_dequant_padded(x):
+    """mx_dequant of x with zero rows appended up to a multiple of 512 (what the kernel
+    quantizes for a partial last contraction tile)."""
+    x = np.asarray(x, np.float64)
+    return mx_dequant(np.pad(x, ((0, -x.shape[0] % 512), (0, 0))))
+
+
+@pytest.mark.parametrize("K,M,N", [(300, 7, 100), (1000, 200, 700), (64, 1, 1),
+                                   (512, 130, 513), (700, 1000, 512)])
+def test_matmul_mxfp8_remainders(K, M, N):
+    rng = np.random.default_rng(K + M + N)
+    a, b = rand(rng, (K, M), BF16), rand(rng, (K, N), BF16)
+    out = run(mm.matmul_mxfp8, a, b, out_dtype=nl.float32, chip="trn3")
+    assert out.shape == (M, N)
+    ref = mx_dequant_padded(a).T @ mx_dequant_padded(b)
+    np.testing.assert_allclose(out, ref.astype(np.float32), **FP32_OUT)
+
+
+def test_matmul_mxfp8_remainders_bias_relu():
+    rng = np.random.default_rng(7)
+    a, b = rand(rng, (700, 7), BF16), rand(rng, (700, 600), BF16)
+    bias = rand(rng, (600,), np.float32, 8.0)
+    out = run(mm.matmul_mxfp8, a, b, bias=bias, activation=nl.relu, chip="trn3")
+    assert_bf16_close(out, np.maximum(mx_dequant_padded(a).T @ mx_dequant_padded(b)
+                                      + bias, 0))
 
 
 def test_matmul_mxfp8_needs_trn3():

@@ -31,13 +31,17 @@ Tiling (chosen from the shapes):
   Engine; the bias row is broadcast to the 128 partitions by one DMA (once, when it
   fits 16 KiB per partition); the output tiles of a block leave in one DMA.
 
-Remainders: `matmul` and `matmul_fp8` take any M and N. The output is split into at most
-four regions, each tiled as above: the full 128-row x 512-column tiles, the last partial
-row tile (M % 128 rows), the last partial column tile (N % 512 columns) and their corner;
-a divisible shape is one region, tiled exactly as without the split. K must be a
-multiple of the contraction unit (128, or below 128; 256 for double_row), and
-`matmul_mxfp8` still asserts M % 128 == 0 (or M <= 128) and N % 512 == 0 (or N <= 512):
-each assertion names the dimension.
+Remainders: every kernel takes any M, N and K, the way nki-library kernels do: a
+partial last tile. `matmul` / `matmul_fp8` split the output into at most four regions,
+each tiled as above: the full 128-row x 512-column tiles, the last partial row tile
+(M % 128 rows), the last partial column tile (N % 512 columns) and their corner;
+`matmul_mxfp8` splits off the partial column tile only and ends each rhs block with a
+partial row tile. A K remainder is one last, partial contraction tile: fewer partitions
+for `matmul`; for double_row a [ceil(r/2), 2, .] tile whose odd last row's partner is
+memset to zero; for MX a full [128, 4, .] tile, zero-padded before quantization (zeros
+add nothing to the sum and do not raise a group's scale). An odd MX row tile gets one
+zero stationary column (nc_matmul_mx needs an even M). A divisible shape emits exactly
+the instructions it did before remainders were handled.
 """
 
 import nki
@@ -52,23 +56,25 @@ RESIDENT_RHS_BYTES = 96 * 1024  # per-partition budget for keeping all of rhs in
 BIAS_BYTES = 16 * 1024    # per-partition budget for keeping the broadcast bias row
 
 
-def _dims(lhsT, rhs, k_unit):
+def _dims(lhsT, rhs):
     K, M = lhsT.shape
     K2, N = rhs.shape
     assert K == K2, f"contraction sizes differ: lhsT is [{K}, {M}], rhs is [{K2}, {N}]"
-    assert K % k_unit == 0 or (k_unit == P and K < P), (
-        f"K={K} must be a multiple of {k_unit}" + (" (or below 128)" if k_unit == P else ""))
     return K, M, N
+
+
+def _splits(n, unit):
+    """[0, n) as at most two ranges (start, size) of whole tiles: sizes a multiple of
+    `unit` or at most `unit` (the last partial tile)."""
+    full = n if n <= unit else n - n % unit
+    return [(o, s) for o, s in ((0, full), (full, n - full)) if s]
 
 
 def _regions(M, N):
     """The output split into at most four rectangles (m0, rows, n0, cols) that the
     tiling handles: rows a multiple of 128 or at most 128, cols a multiple of 512 or at
     most 512. A divisible shape is one region."""
-    Mm = M if M <= P else M - M % P
-    Nm = N if N <= PSUM_N else N - N % PSUM_N
-    return [(m0, ms, n0, ns) for m0, ms in ((0, Mm), (Mm, M - Mm)) if ms
-            for n0, ns in ((0, Nm), (Nm, N - Nm)) if ns]
+    return [(m0, ms, n0, ns) for m0, ms in _splits(M, P) for n0, ns in _splits(N, PSUM_N)]
 
 
 def _once(make):
@@ -119,6 +125,22 @@ def _bias_loader(bias, N):
     return tile
 
 
+def _load_k_rest(dst, src, k0, rows, c0, cols, double_row):
+    """dst [ceil(rows / kr), (kr,) cols] <- src[k0:k0 + rows, c0:c0 + cols], the partial
+    last contraction tile. double_row: row k0 + 2 p + j lands at [p, j]; with an odd
+    row count the last partition's second row is zero (it adds nothing to the sum)."""
+    if not double_row:
+        nisa.dma_copy(dst=dst, src=src[k0:k0 + rows, c0:c0 + cols])
+        return
+    h = rows // 2
+    if h:
+        nisa.dma_copy(dst=dst[0:h], src=src[k0:k0 + 2 * h, c0:c0 + cols].reshape((h, 2, cols)))
+    if rows % 2:
+        nisa.dma_copy(dst=dst[h:h + 1, 0:1, :],
+                      src=src[k0 + rows - 1:k0 + rows, c0:c0 + cols].reshape((1, 1, cols)))
+        nisa.memset(dst=dst[h:h + 1, 1:2, :], value=0.0)
+
+
 def _epilogue(dst, acc, rows, bias_sb, activation, scale):
     """dst[0:rows] = act(acc * scale + bias): PSUM -> SBUF, fused into one or two
     instructions."""
@@ -144,7 +166,7 @@ def _blocked(lhsT, rhs, bias, activation, scale, out_dtype, double_row):
     (double_row: each matmul contracts [128, 2, .] x [128, 2, .] fp8 operands), region
     by region of the output (one region unless M or N leaves a remainder)."""
     kr = 2 if double_row else 1             # contraction rows per partition per matmul
-    K, M, N = _dims(lhsT, rhs, P * kr)
+    K, M, N = _dims(lhsT, rhs)
     odt = out_dtype if out_dtype is not None else (nl.bfloat16 if double_row else lhsT.dtype)
     result = nl.ndarray((M, N), dtype=odt, buffer=nl.shared_hbm)
     bias_tile = _once(lambda: _bias_loader(bias, N))
@@ -159,11 +181,14 @@ def _blocked_region(lhsT, rhs, result, m_off, M, n_off, N, K, kr, bias_tile, act
     """Output rows m_off..m_off+M, columns n_off..n_off+N (M a multiple of 128 or at
     most 128, N of 512 or at most 512)."""
     kp = min(K, P)                          # contraction partitions
-    KT = K // (kp * kr)                     # matmuls per output tile
+    KT = K // (kp * kr)                     # full contraction tiles per output tile
+    KR = K - KT * kp * kr                   # rows of a partial last contraction tile
+    rp = -(-KR // kr)                       # its partitions
+    KF = KT + (KR > 0)                      # matmuls per output tile
     mt = min(M, P)                          # stationary tile width
     NT = min(N, PSUM_N)                     # output tile width
     isz = _itemsize(lhsT.dtype)
-    per_tile = KT * kr * mt * isz           # per-partition bytes of one stationary tile
+    per_tile = KF * kr * mt * isz           # per-partition bytes of one stationary tile
     assert per_tile <= STRIP_BYTES, (
         f"K={K}: one resident [{K}, {mt}] stationary tile needs {per_tile} bytes per "
         f"partition, over the {STRIP_BYTES}-byte budget (K-blocking is not implemented)")
@@ -173,23 +198,28 @@ def _blocked_region(lhsT, rhs, result, m_off, M, n_off, N, K, kr, bias_tile, act
     KC = _largest_divisor(KT, max(1, CHUNK_BYTES // (kr * NT * isz)))
     SC = _largest_divisor(KT, max(1, CHUNK_BYTES // (kr * BM * isz)))  # strip DMA chunk
 
-    # HBM views with the contraction split as k = kt*kp*kr + p*kr + j
+    # HBM views of the full contraction tiles, split as k = kt*kp*kr + p*kr + j
     Mf, Nf = lhsT.shape[1], rhs.shape[1]    # the whole operands' widths
-    lv = lhsT.reshape((KT, kp, kr, Mf)) if double_row else lhsT.reshape((KT, kp, Mf))
-    rv = rhs.reshape((KT, kp, kr, Nf)) if double_row else rhs.reshape((KT, kp, Nf))
+    kfull = KT * kp * kr
+    if KT:
+        lv = lhsT[0:kfull].reshape((KT, kp, kr, Mf) if double_row else (KT, kp, Mf))
+        rv = rhs[0:kfull].reshape((KT, kp, kr, Nf) if double_row else (KT, kp, Nf))
+
+    def k_rest_tile(cols):
+        return nl.ndarray((rp, kr, cols) if double_row else (rp, cols), dtype=rhs.dtype,
+                          buffer=nl.sbuf)
 
     # a small rhs (e.g. a projection weight with K <= ~2k) is loaded once and kept
     # resident too, so that no byte of it is read from HBM twice
-    rhs_whole = None
-    if KT * kr * N * isz <= RESIDENT_RHS_BYTES and M > BM:
+    rhs_whole = rhs_rest = None
+    if KF * kr * N * isz <= RESIDENT_RHS_BYTES and M > BM:
         # [kp, N/NT, KT, (kr,) NT]: each column tile is one contiguous block per
         # partition, loaded by one DMA in the order the matmuls consume them (the first
         # matmuls wait for one tile of rhs, not all of it)
-        if double_row:
-            rhs_whole = nl.ndarray((kp, N // NT, KT, kr, NT), dtype=rhs.dtype, buffer=nl.sbuf)
-        else:
-            rhs_whole = nl.ndarray((kp, N // NT, KT, NT), dtype=rhs.dtype, buffer=nl.sbuf)
-        for t in nl.affine_range(N // NT):
+        if KT:
+            rhs_whole = nl.ndarray((kp, N // NT, KT) + (kr,) * double_row + (NT,),
+                                   dtype=rhs.dtype, buffer=nl.sbuf)
+        for t in nl.affine_range(N // NT if KT else 0):
             c0 = n_off + t * NT
             if double_row:
                 nisa.dma_copy(dst=rhs_whole[:, t, :, :, :],
@@ -197,15 +227,24 @@ def _blocked_region(lhsT, rhs, result, m_off, M, n_off, N, K, kr, bias_tile, act
             else:
                 nisa.dma_copy(dst=rhs_whole[:, t, :, :],
                               src=rv[:, :, c0:c0 + NT].permute((1, 0, 2)))
+        if KR:
+            rhs_rest = k_rest_tile(N)
+            _load_k_rest(rhs_rest, rhs, kfull, KR, n_off, N, double_row)
+
+    def mm(acc, stat, mov):
+        if double_row:
+            nisa.nc_matmul(dst=acc, stationary=stat, moving=mov,
+                           perf_mode=nisa.matmul_perf_mode.double_row)
+        else:
+            nisa.nc_matmul(dst=acc, stationary=stat, moving=mov)
 
     bias_tile = bias_tile()
     for mb in nl.affine_range(M // BM):
         m0 = m_off + mb * BM
-        if double_row:
-            strip = nl.ndarray((kp, KT, kr, BM), dtype=lhsT.dtype, buffer=nl.sbuf)
-        else:
-            strip = nl.ndarray((kp, KT, BM), dtype=lhsT.dtype, buffer=nl.sbuf)
-        for s in nl.affine_range(KT // SC):
+        if KT:
+            strip = nl.ndarray((kp, KT) + (kr,) * double_row + (BM,), dtype=lhsT.dtype,
+                               buffer=nl.sbuf)
+        for s in nl.affine_range(KT // SC if KT else 0):
             if double_row:
                 nisa.dma_copy(dst=strip[:, s * SC:(s + 1) * SC, :, :],
                               src=lv[s * SC:(s + 1) * SC, :, :, m0:m0 + BM]
@@ -213,15 +252,17 @@ def _blocked_region(lhsT, rhs, result, m_off, M, n_off, N, K, kr, bias_tile, act
             else:
                 nisa.dma_copy(dst=strip[:, s * SC:(s + 1) * SC, :],
                               src=lv[s * SC:(s + 1) * SC, :, m0:m0 + BM].permute((1, 0, 2)))
+        if KR:
+            strip_rest = k_rest_tile(BM)
+            _load_k_rest(strip_rest, lhsT, kfull, KR, m0, BM, double_row)
         for nb in nl.affine_range(N // NT):
             n0 = n_off + nb * NT
             bias_sb = bias_tile(n0, NT) if bias_tile is not None else None
             accs = [nl.ndarray((mt, NT), dtype=nl.float32, buffer=nl.psum)
                     for _ in range(TM)]
-            for c in nl.sequential_range(KT // KC):
+            for c in nl.sequential_range(KT // KC if KT else 0):
                 if rhs_whole is not None:
-                    mv = (rhs_whole[:, nb, c * KC:(c + 1) * KC, :, :] if double_row
-                          else rhs_whole[:, nb, c * KC:(c + 1) * KC, :])
+                    mv = rhs_whole[:, nb, c * KC:(c + 1) * KC]
                 elif double_row:
                     mv = nl.ndarray((kp, KC, kr, NT), dtype=rhs.dtype, buffer=nl.sbuf)
                     nisa.dma_copy(dst=mv, src=rv[c * KC:(c + 1) * KC, :, :, n0:n0 + NT]
@@ -233,15 +274,15 @@ def _blocked_region(lhsT, rhs, result, m_off, M, n_off, N, K, kr, bias_tile, act
                 for kk in range(KC):
                     kt = c * KC + kk
                     for i in range(TM):
-                        if double_row:
-                            nisa.nc_matmul(dst=accs[i],
-                                           stationary=strip[:, kt, :, i * mt:(i + 1) * mt],
-                                           moving=mv[:, kk, :, :],
-                                           perf_mode=nisa.matmul_perf_mode.double_row)
-                        else:
-                            nisa.nc_matmul(dst=accs[i],
-                                           stationary=strip[:, kt, i * mt:(i + 1) * mt],
-                                           moving=mv[:, kk, :])
+                        mm(accs[i], strip[:, kt, ..., i * mt:(i + 1) * mt], mv[:, kk])
+            if KR:   # the partial last contraction tile
+                if rhs_rest is not None:
+                    mv = rhs_rest[:, ..., nb * NT:(nb + 1) * NT]
+                else:
+                    mv = k_rest_tile(NT)
+                    _load_k_rest(mv, rhs, kfull, KR, n0, NT, double_row)
+                for i in range(TM):
+                    mm(accs[i], strip_rest[:, ..., i * mt:(i + 1) * mt], mv)
             out = nl.ndarray((mt, TM, NT), dtype=odt, buffer=nl.sbuf)
             for i in range(TM):
                 _epilogue(out[:, i, :], accs[i], mt, bias_sb, activation, scale)
@@ -255,8 +296,7 @@ def matmul(lhsT, rhs, bias=None, activation=None, out_dtype=None):
     and rhs [K, N] (same dtype), accumulated in fp32 PSUM; result in `out_dtype`
     (default: the inputs' dtype; nl.float32 keeps the full accumulator). `bias`: [N] or
     [1, N], any float dtype; `activation`: an nl activation function (nl.relu, nl.gelu,
-    nl.silu, ...). Any M and N; asserts K % 128 == 0 (or K < 128). Runs on trn1, trn2,
-    trn3."""
+    nl.silu, ...). Any M, N and K. Runs on trn1, trn2, trn3."""
     assert lhsT.dtype == rhs.dtype, f"lhsT is {lhsT.dtype}, rhs is {rhs.dtype}"
     return _blocked(lhsT, rhs, bias, activation, 1.0, out_dtype, double_row=False)
 
@@ -269,9 +309,9 @@ def matmul_fp8(lhsT, rhs, scale=1.0, bias=None, activation=None, out_dtype=None)
     Each matmul runs in `perf_mode=double_row`: [128, 2, 128] x [128, 2, 512] operands,
     a contraction of 256 in the time of a 128-row bf16 matmul, with
     k = 256 * t + 2 * partition + j. Result in `out_dtype` (default bf16).
-    Any M and N; asserts K % 256 == 0. Needs NeuronCore-v3+ (trn2, trn3)."""
+    Any M, N and K (a partial last contraction tile of an odd K is zero-padded by one
+    row). Needs NeuronCore-v3+ (trn2, trn3)."""
     assert lhsT.dtype == rhs.dtype, f"lhsT is {lhsT.dtype}, rhs is {rhs.dtype}"
-    assert lhsT.shape[0] >= 2 * P, f"K={lhsT.shape[0]}: double_row needs K >= 256"
     return _blocked(lhsT, rhs, bias, activation, scale, out_dtype, double_row=True)
 
 
@@ -302,16 +342,39 @@ def matmul_mxfp8(lhsT, rhs, bias=None, activation=None, out_dtype=None):
     128-row tile of the output, the whole [K, 128] lhsT column block is loaded in one DMA
     and quantized once per rhs block, then serves every 512-column output tile of the
     block, 4 PSUM banks (output tiles) at a time. Result in `out_dtype` (default the
-    inputs' dtype). Asserts K % 512 == 0, M % 128 == 0 (or M <= 128, even),
-    N % 512 == 0 (or N <= 512)."""
-    K, M, N = _dims(lhsT, rhs, MX_K)
-    assert K % MX_K == 0, f"K={K} must be a multiple of 512"
-    assert M % P == 0 or M <= P, f"M={M} must be a multiple of 128, or at most 128"
-    assert N % PSUM_N == 0 or N <= PSUM_N, f"N={N} must be a multiple of 512, or at most 512"
-    KT = K // MX_K
-    mt = min(M, P)
+    inputs' dtype). Any M, N and K: a partial last contraction tile is zero-padded to
+    512 rows before quantization, an odd last row tile by one zero column (the
+    instruction needs an even M); a partial last column tile is a region of its own."""
+    K, M, N = _dims(lhsT, rhs)
+    odt = out_dtype if out_dtype is not None else lhsT.dtype
+    result = nl.ndarray((M, N), dtype=odt, buffer=nl.shared_hbm)
+    bias_tile = _bias_loader(bias, N)
+    for n_off, cols in _splits(N, PSUM_N):
+        _mx_columns(lhsT, rhs, result, n_off, cols, K, M, bias_tile, activation, odt)
+    return result
+
+
+def _load_mx_rows(raw, src, k0, rows, c0, cols):
+    """raw [128, 4, cols] <- src[k0 + 128 j + p, c0:c0 + cols] at [p, j]; rows past
+    `rows` (a partial last contraction tile) are zero and quantize to zero."""
+    jf, pr = divmod(rows, P)
+    if jf:
+        nisa.dma_copy(dst=raw[:, 0:jf, :], src=src[k0:k0 + jf * P, c0:c0 + cols]
+                      .reshape((jf, P, cols)).permute((1, 0, 2)))
+    if pr:
+        nisa.dma_copy(dst=raw[0:pr, jf, :], src=src[k0 + jf * P:k0 + rows, c0:c0 + cols])
+        nisa.memset(dst=raw[pr:P, jf, :], value=0.0)
+    if -(-rows // P) < 4:
+        nisa.memset(dst=raw[:, -(-rows // P):4, :], value=0.0)
+
+
+def _mx_columns(lhsT, rhs, result, n_off, N, K, M, bias_tile, activation, odt):
+    """matmul_mxfp8's output columns n_off..n_off+N (N a multiple of 512 or at most 512)."""
+    KT = K // MX_K                          # full contraction tiles
+    KR = K - KT * MX_K                      # rows of a partial last one
+    KF = KT + (KR > 0)
     NT = min(N, PSUM_N)
-    per_tile = KT * NT * 5                  # x4 data (4 B) + scale (1 B) per column
+    per_tile = KF * NT * 5                  # x4 data (4 B) + scale (1 B) per column
     assert per_tile <= MX_RESIDENT_BYTES, (
         f"K={K}: one resident quantized [{K}, {NT}] rhs tile needs {per_tile} bytes per "
         f"partition, over the {MX_RESIDENT_BYTES}-byte budget (K-blocking is not "
@@ -319,35 +382,39 @@ def matmul_mxfp8(lhsT, rhs, bias=None, activation=None, out_dtype=None):
     TB = _largest_divisor(N // NT, MX_RESIDENT_BYTES // per_tile)   # tiles per rhs block
     TN = _largest_divisor(TB, 4)                                     # PSUM banks per group
     BN = TB * NT
-    odt = out_dtype if out_dtype is not None else lhsT.dtype
-    result = nl.ndarray((M, N), dtype=odt, buffer=nl.shared_hbm)
-    rv = rhs.reshape((KT, 4, P, N))         # k = 512 kt + 128 j + p
-    lv = lhsT.reshape((KT, 4, P, M))
+    if KT:
+        lv = lhsT[0:KT * MX_K].reshape((KT, 4, P, M))   # k = 512 kt + 128 j + p
 
-    bias_tile = _bias_loader(bias, N)
     for nb in nl.affine_range(N // BN):
-        n0 = nb * BN
-        # [P, TB, KT, NT]: column tile by column tile, in the order the matmuls use them
-        rq = nl.ndarray((P, TB, KT, NT), dtype=nl.float8_e4m3fn_x4, buffer=nl.sbuf)
-        rs = nl.ndarray((P, TB, KT, NT), dtype=nl.float8_e8m0fnu, buffer=nl.sbuf)
+        n0 = n_off + nb * BN
+        # [P, TB, KF, NT]: column tile by column tile, in the order the matmuls use them
+        rq = nl.ndarray((P, TB, KF, NT), dtype=nl.float8_e4m3fn_x4, buffer=nl.sbuf)
+        rs = nl.ndarray((P, TB, KF, NT), dtype=nl.float8_e8m0fnu, buffer=nl.sbuf)
         for t in nl.affine_range(TB):
             c0 = n0 + t * NT
-            for kt in nl.affine_range(KT):
+            for kt in nl.affine_range(KF):
                 raw = nl.ndarray((P, 4, NT), dtype=rhs.dtype, buffer=nl.sbuf)
-                nisa.dma_copy(dst=raw, src=rv[kt, :, :, c0:c0 + NT].permute((1, 0, 2)))
+                _load_mx_rows(raw, rhs, kt * MX_K, min(MX_K, K - kt * MX_K), c0, NT)
                 _quantize(raw, rq[:, t, kt, :], rs[:, t, kt, :])
-        for mb in nl.affine_range(M // mt):
-            m0 = mb * mt
-            xraw = nl.ndarray((P, KT, 4, mt), dtype=lhsT.dtype, buffer=nl.sbuf)
-            nisa.dma_copy(dst=xraw, src=lv[:, :, :, m0:m0 + mt].permute((2, 0, 1, 3)))
-            xq = nl.ndarray((P, KT, mt), dtype=nl.float8_e4m3fn_x4, buffer=nl.sbuf)
-            xs = nl.ndarray((P, KT, mt), dtype=nl.float8_e8m0fnu, buffer=nl.sbuf)
-            for kt in nl.affine_range(KT):
+
+        def row_tile(m0, mt):
+            mtp = mt + mt % 2               # nc_matmul_mx needs an even stationary width
+            xraw = nl.ndarray((P, KF, 4, mtp), dtype=lhsT.dtype, buffer=nl.sbuf)
+            if KT:
+                nisa.dma_copy(dst=xraw[:, 0:KT, :, 0:mt],
+                              src=lv[:, :, :, m0:m0 + mt].permute((2, 0, 1, 3)))
+            if KR:
+                _load_mx_rows(xraw[:, KT, :, 0:mt], lhsT, KT * MX_K, KR, m0, mt)
+            if mtp > mt:
+                nisa.memset(dst=xraw[:, :, :, mt:mtp], value=0.0)
+            xq = nl.ndarray((P, KF, mtp), dtype=nl.float8_e4m3fn_x4, buffer=nl.sbuf)
+            xs = nl.ndarray((P, KF, mtp), dtype=nl.float8_e8m0fnu, buffer=nl.sbuf)
+            for kt in nl.affine_range(KF):
                 _quantize(xraw[:, kt, :, :], xq[:, kt, :], xs[:, kt, :])
             for g in nl.affine_range(TB // TN):
-                accs = [nl.ndarray((mt, NT), dtype=nl.float32, buffer=nl.psum)
+                accs = [nl.ndarray((mtp, NT), dtype=nl.float32, buffer=nl.psum)
                         for _ in range(TN)]
-                for kt in nl.sequential_range(KT):
+                for kt in nl.sequential_range(KF):
                     for j in range(TN):
                         t = g * TN + j
                         nisa.nc_matmul_mx(dst=accs[j], stationary=xq[:, kt, :],
@@ -359,7 +426,11 @@ def matmul_mxfp8(lhsT, rhs, bias=None, activation=None, out_dtype=None):
                 for j in range(TN):
                     bias_sb = (bias_tile(c0 + j * NT, NT) if bias_tile is not None
                                else None)
-                    _epilogue(out[:, j * NT:(j + 1) * NT], accs[j], mt, bias_sb,
+                    _epilogue(out[:, j * NT:(j + 1) * NT], accs[j][0:mt], mt, bias_sb,
                               activation, 1.0)
                 nisa.dma_copy(dst=result[m0:m0 + mt, c0:c0 + TN * NT], src=out)
-    return result
+
+        for m_off, rows in _splits(M, P):
+            mt = min(rows, P)
+            for mb in nl.affine_range(rows // mt):
+                row_tile(m_off + mb * mt, mt)
