@@ -29,12 +29,14 @@ NeuronCore-v4 (trn3): the exps run on the Vector Engine (`nisa.exponential`, 4x 
 Scalar Engine's rate, subtract-max and row sum fused). It takes no scale, so the Scalar
 Engine first moves the scores out of PSUM scaled, in fp32, taking their row max in the
 same pass (`activation_reduce`); the Vector Engine, rid of the max, also takes half of
-the P^T copies. Tensor Engine active 91% at causal 8K, against 70% with trn2's mix.
+the P^T copies (the odd block of a narrowed diagonal step too). Tensor Engine active 91.6%
+at causal 8K, 98% non-causal, against 70% with trn2's mix.
 
 fp8: see flash_attention_fwd.
 
-Performance (trnsim, causal 8K, d=128): Tensor Engine active 64% on trn2 (565 us), 91% on
-trn3 (368 us). trn2: per 1024 keys the Tensor Engine needs ~1.45 us (QK^T, 8
+Performance (trnsim, causal 8K, d=128): Tensor Engine active 64% on trn2 (565 us), 91.6% on
+trn3 (366 us); non-causal 66% (1022 us) and 98% (671 us); fp8 579 us on trn2, 327 us on
+trn3. trn2: per 1024 keys the Tensor Engine needs ~1.45 us (QK^T, 8
 transposes, P V); the Vector Engine ~1.5 us (row max over fp32 PSUM at one element per
 cycle, half the P^T copy, the accumulator add) and the Scalar Engine ~1.5 us (exp, the
 other half of the copy): the three are balanced, and with only two query tiles in flight
@@ -287,10 +289,14 @@ def _pv_stage(p, w, vs, k0, d, alpha, o, dtype, v4=False):
     # PSUM -> SBUF, split between the Vector and Scalar Engines (both are busy with the
     # softmax; neither alone keeps up with the Tensor Engine)
     pT = nl.ndarray((P, KC), dtype=vs.dtype, buffer=nl.sbuf)  # (fp8 V: rounded to fp8)
-    h = (nb // 2) * P
+    # an odd block goes to the Vector Engine on v4 (its exps are the faster), to the
+    # Scalar Engine before (the Vector Engine's row max over PSUM is the slower)
+    h = ((nb + 1) // 2 if v4 else nb // 2) * P
     if h:
         nisa.tensor_copy(dst=pT[:, :h], src=pT_ps[:, :h], engine=nisa.vector_engine)
-    if nisa.get_nc_version() >= nisa.nc_version.gen3:
+    if h == w:
+        pass  # one block, on the Vector Engine
+    elif nisa.get_nc_version() >= nisa.nc_version.gen3:
         nisa.tensor_copy(dst=pT[:, h:w], src=pT_ps[:, h:w], engine=nisa.scalar_engine)
     else:  # NeuronCore-v2's Scalar Engine copies through activation
         nisa.activation(dst=pT[:, h:w], op=nl.copy, data=pT_ps[:, h:w])
