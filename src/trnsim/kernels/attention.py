@@ -122,8 +122,9 @@ def flash_attention_fwd(q, k, v, causal=True, scale=None, q_scale=1.0, k_scale=1
 
     fp8 (q, k, v all float8_e4m3 / e5m2, or e4m3fn on trn3): the values are
     q_scale * q, k_scale * k, v_scale * v (per-tensor dequantization scales); K and V
-    take half the HBM bytes and SBUF. Q K^T multiplies the fp8 values (at the bf16 rate:
-    its contraction, d <= 128, is too short for double_row). On trn3, P is rounded to
+    take half the HBM bytes and SBUF. Q K^T multiplies the fp8 values at the bf16 rate:
+    double_row contracts 256 rows ([128, 2, .]) in the cycles of 128, and d <= 128 as
+    [d/2, 2, .] would take as many cycles as the plain matmul. On trn3, P is rounded to
     fp8 (e4m3: 3 mantissa bits) on its way out of PSUM so that P V runs in double_row
     (256 keys per matmul, twice the bf16 rate); before NeuronCore-v4, P V stays bf16
     (see _widened)."""
