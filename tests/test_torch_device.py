@@ -276,3 +276,17 @@ def test_every_dispatched_operation_that_moves_data_is_in_the_profile():
     moving = [str(f) for f in rec.ops if not f.is_view and f.overloadpacket not in (
         torch.ops.aten._unsafe_view, torch.ops.aten.empty, torch.ops.aten.detach)]
     assert moving and [n.charge.op for n in dev.profile.ops] == moving
+
+
+def test_a_long_large_matmul_is_one_row_block_repeated(monkeypatch):
+    from trnsim.torch import charges
+    monkeypatch.setattr(charges, "SPLIT_MATMUL_FLOPS", 2 * 2048 * 256 * 1024)
+    a = torch.zeros(8192, 256, dtype=torch.bfloat16)
+    b = torch.zeros(256, 1024, dtype=torch.bfloat16)
+    with device("trn2", numerics=False) as dev:
+        a @ b
+        a[:, :128] @ b[:128]  # a block of fewer FLOPs than the threshold: whole
+    mm, small = dev.profile.ops
+    block = kernel_time(matmul.matmul, lhsT=z(256, 2048), rhs=z(256, 1024))
+    assert mm.charge.repeat == 4 and mm.time == pytest.approx(4 * block)
+    assert small.charge.repeat == 1

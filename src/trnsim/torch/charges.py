@@ -9,7 +9,8 @@ paid. An operation is charged, in this order:
 2. **a library kernel** (`trnsim.kernels`) where one implements the operation: the
    kernel is profiled timing-only at the operation's shapes and dtypes (zero-stride
    NumPy stand-ins: no data is allocated) and the operation costs the kernel's
-   predicted time. Routes: `mm`, `addmm` (bias fused), `bmm` (one matmul per batch
+   predicted time. Routes: `mm`, `addmm` (bias fused; a large one over 2048 rows: one
+   2048-row block profiled and repeated, SPLIT_MATMUL_ROWS), `bmm` (one matmul per batch
    entry, back to back), `_softmax` over the last dimension, `native_layer_norm`,
    `_fused_rms_norm`, and scaled-dot-product attention (causal or not, GQA, no mask) to
    flash attention. From 2K x 2K scores per head on, attention is profiled for one
@@ -105,18 +106,30 @@ def _zeros(shape, dtype):
 
 
 # -- library routes: (kernel, kwargs of stand-ins, repeat) or a reason string ----------
+# rows (tokens) per profiled block of a long, large matmul, repeated: the blocks are
+# independent, and what this drops (the overlap between consecutive blocks) is ~1% once
+# a block is large (K=1024, N=16384, 16384 rows on trn2: 8 x 886.3 us against 7003 us,
+# +1.2%; a small one's fixed costs would repeat: K=256, N=1024, 8192 rows, +21%), for
+# an eighth of the simulation (Qwen3's LM head at 16K tokens: ~10 s instead of ~100 s)
+SPLIT_MATMUL_ROWS = 2048
+SPLIT_MATMUL_FLOPS = 2 ** 36  # a block's FLOPs from which a matmul is split (~0.9 ms)
+
 def _mm(a, b, bias=None):
     from ..kernels import matmul as K
     dt = _np_dtype(a)
     if dt is None or a.dtype != b.dtype:
         return f"no matmul kernel for {a.dtype} x {b.dtype}"
     (M, Kd), N = a.shape, b.shape[-1]
+    rep = 1
+    if (M > SPLIT_MATMUL_ROWS and M % SPLIT_MATMUL_ROWS == 0
+            and 2 * SPLIT_MATMUL_ROWS * Kd * N >= SPLIT_MATMUL_FLOPS):
+        rep, M = M // SPLIT_MATMUL_ROWS, SPLIT_MATMUL_ROWS
     kw = dict(lhsT=_zeros((Kd, M), dt), rhs=_zeros((Kd, N), dt))
     if bias is not None:
         if bias.dim() > 1 and bias.shape[0] != 1 and bias.stride(0) != 0:
             return "addmm with a full bias matrix: no fused-bias kernel"
         kw["bias"] = _zeros((N,), _np_dtype(bias) or dt)
-    return K.matmul, kw, 1
+    return K.matmul, kw, rep
 
 
 def _route_addmm(args, kw):
@@ -127,7 +140,7 @@ def _route_addmm(args, kw):
 def _route_bmm(args, kw):
     a, b = args[:2]
     r = _mm(a[0], b[0])
-    return r if isinstance(r, str) else (r[0], r[1], int(a.shape[0]))
+    return r if isinstance(r, str) else (r[0], r[1], r[2] * int(a.shape[0]))
 
 
 def _rows(x, dim):
