@@ -295,11 +295,9 @@ def _pv_stage(p, w, vs, k0, d, alpha, o, dtype, v4=False):
     h = ((nb + 1) // 2 if v4 else nb // 2) * P
     if h:
         nisa.tensor_copy(dst=pT[:, :h], src=pT_ps[:, :h], engine=nisa.vector_engine)
-    if h == w:
-        pass  # one block, on the Vector Engine
-    elif nisa.get_nc_version() >= nisa.nc_version.gen3:
+    if h < w and nisa.get_nc_version() >= nisa.nc_version.gen3:
         nisa.tensor_copy(dst=pT[:, h:w], src=pT_ps[:, h:w], engine=nisa.scalar_engine)
-    else:  # NeuronCore-v2's Scalar Engine copies through activation
+    elif h < w:  # NeuronCore-v2's Scalar Engine copies through activation
         nisa.activation(dst=pT[:, h:w], op=nl.copy, data=pT_ps[:, h:w])
     o_ps = nl.ndarray((P, d), dtype=nl.float32, buffer=nl.psum)
     kb0 = k0 // P
