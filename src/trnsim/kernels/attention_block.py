@@ -44,9 +44,9 @@ HBM traffic: x, w_qkv, w_o in, y out. Larger shapes still run in trnsim (its all
 spills to HBM, slower) but would not compile for hardware.
 
 Performance (trnsim, Qwen3-0.6B layer above, causal): trn2 966 us (MFU 58%, PE 76%),
-trn3 845 us (66%, 84%; with flash_attention_fwd's trn3 softmax, exps on the Vector
+trn3 844 us (66%, 85%; with flash_attention_fwd's trn3 softmax, exps on the Vector
 Engine), against 1094 us on trn2 for the three unfused library kernels (QKV matmul +
-flash_attention_fwd + output matmul); a batch of 4 such sequences 3786 / 3295 us (the
+flash_attention_fwd + output matmul); a batch of 4 such sequences 3786 / 3292 us (the
 weights are loaded once); see
 benchmarks/kernel_cases/attention_block.py.
 
