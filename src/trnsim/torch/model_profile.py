@@ -167,8 +167,8 @@ class ModelProfile:
         return str(path)
 
     def write_html(self, path) -> str:
-        """A collapsible tree (HTML <details>) with time shares, MFU and the share of
-        each node's time that is estimated."""
+        """A collapsible tree (HTML <details>, the model's top three levels open) with
+        time shares, MFU and the share of each node's time that is estimated."""
         total = self.total_time or 1.0
         peak = self.chip.core.tensor.peak_bf16_flops
 
@@ -183,11 +183,11 @@ class ModelProfile:
                     f"{n.time * 1e6:.1f} us ({100 * n.time / total:.1f}%), MFU {mfu:.1f}%"
                     f"{est}{note}")
 
-        def node(n):
+        def node(n, depth=0):
             if not n.children:
                 return f"<div class='leaf'>{row(n)}</div>"
-            inner = "".join(node(c) for c in n.children)
-            open_ = " open" if n.kind == "model" else ""
+            inner = "".join(node(c, depth + 1) for c in n.children)
+            open_ = " open" if depth < 3 and n.kind in ("model", "module") else ""
             return f"<details{open_}><summary>{row(n)}</summary>{inner}</details>"
 
         by_op = "".join(
