@@ -14,6 +14,7 @@ an output no caller reads takes no memory."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 
 import numpy as np
@@ -134,6 +135,7 @@ def placeholder(shape, np_dtype, torch_mode=False):
     return _numpy_to_torch(a, copy=False) if torch_mode else a
 
 
+@functools.lru_cache(maxsize=1)
 def _dtype_pairs():
     import ml_dtypes
     import torch

@@ -39,12 +39,12 @@ import math
 import time
 from dataclasses import dataclass
 
-import ml_dtypes
 import numpy as np
 import torch
 from torch.utils._pytree import tree_leaves
 
 from ..machine.errors import NkiValidationError
+from ..machine.launch import torch_to_numpy_dtype
 from ..profile.summary import roofline_bandwidth
 
 aten = torch.ops.aten
@@ -90,13 +90,12 @@ def _bytes(t: torch.Tensor) -> int:
     return n * t.element_size()
 
 
-# the dtypes the library kernels take
-_NP = {torch.bfloat16: ml_dtypes.bfloat16, torch.float16: np.float16,
-       torch.float32: np.float32}
+_KERNEL_DTYPES = (torch.bfloat16, torch.float16, torch.float32)  # the library kernels'
 
 
 def _np_dtype(t: torch.Tensor):
-    return _NP.get(t.dtype)
+    """The NumPy dtype of a tensor the library kernels take, else None."""
+    return torch_to_numpy_dtype(t.dtype) if t.dtype in _KERNEL_DTYPES else None
 
 
 def _zeros(shape, dtype):
