@@ -97,6 +97,10 @@ def _load_kv(k, v, b, kvh, Sk, d, k_too=True):
     return kT, vs
 
 
+def _is_fp8(dtype) -> bool:
+    return "float8" in str(dtype)
+
+
 def _widened(vs):
     """fp8 V as bf16 (GpSimd, once per KV head): before NeuronCore-v4 the Vector and
     Scalar Engines bound flash attention, and rounding P^T to fp8 for a double_row P V
@@ -129,8 +133,8 @@ def flash_attention_fwd(q, k, v, causal=True, scale=None, q_scale=1.0, k_scale=1
     (256 keys per matmul, twice the bf16 rate); before NeuronCore-v4, P V stays bf16
     (see _widened)."""
     B, H, KVH, d, S, Sk = _check_qkv(q, k, v)
-    fp8 = "float8" in str(q.dtype)
-    assert fp8 == ("float8" in str(k.dtype)) == ("float8" in str(v.dtype)), \
+    fp8 = _is_fp8(q.dtype)
+    assert fp8 == _is_fp8(k.dtype) == _is_fp8(v.dtype), \
         f"q, k, v must all be fp8 or none: {q.dtype}, {k.dtype}, {v.dtype}"
     assert S % Q_TILE == 0 and Sk % P == 0, "sequence lengths must be multiples of 128"
     assert not causal or S == Sk, "causal attention needs as many keys as queries"
@@ -171,8 +175,7 @@ def _flash_tiles(q, out, kT, vs, b, h, q0, ntiles, d, Sk, KC, scale, causal, mas
     """Query tiles [q0, q0 + ntiles*128) (ntiles 1 or 2) of head h against all keys."""
     two = ntiles == 2
     q1 = q0 + Q_TILE
-    fp8 = "float8" in str(q.dtype)
-    pdt = nl.bfloat16 if fp8 else q.dtype  # P's dtype out of the exps and transposes
+    pdt = nl.bfloat16 if _is_fp8(q.dtype) else q.dtype  # P out of the exps and transposes
     # NeuronCore-v4: exps on the Vector Engine (nisa.exponential, 4x the Scalar Engine's
     # rate, subtract-max and row sum fused)
     v4 = nisa.get_nc_version() >= nisa.nc_version.gen4
@@ -301,7 +304,7 @@ def _pv_stage(p, w, vs, k0, d, alpha, o, dtype, v4=False):
         nisa.activation(dst=pT[:, h:w], op=nl.copy, data=pT_ps[:, h:w])
     o_ps = nl.ndarray((P, d), dtype=nl.float32, buffer=nl.psum)
     kb0 = k0 // P
-    pairs = nb // 2 if "float8" in str(vs.dtype) else 0
+    pairs = nb // 2 if _is_fp8(vs.dtype) else 0
     for i in range(pairs):  # fp8: two key blocks per matmul, [128, 2, .] double_row
         nisa.nc_matmul(dst=o_ps, stationary=pT[:, 2 * i * P:(2 * i + 2) * P].reshape((P, 2, P)),
                        moving=vs[:, kb0 + 2 * i:kb0 + 2 * i + 2, :],
