@@ -71,7 +71,7 @@ class Charge:
     estimate: bool
     repeat: int = 1          # back-to-back identical kernel calls (bmm batch entries)
     note: str = ""           # why an estimate, where a kernel was tried
-    profile: object = None   # the kernel's Profile of one call: its instructions
+    profile: object = None   # the kernel's Profile of one call (None with `parts`)
     shapes: tuple = ()
     parts: tuple = ()        # several kernels: (kernel, time, flops, hbm bytes, Profile)
 
@@ -288,23 +288,21 @@ class Charger:
             self._ops[key] = parts = tuple(parts)
         return Charge(name, " + ".join(p[0] for p in parts), sum(p[1] for p in parts),
                       sum(p[2] for p in parts), sum(p[3] for p in parts), False, 1, "",
-                      parts[0][4], shapes, parts)
+                      None, shapes, parts)
 
     def _profile(self, kernel, kw):
         from ..entry import profile
-        args = kw.pop("args", ())
-        key = (_qualname(kernel), tuple(_key(a) for a in args),
-               tuple(sorted((k, _key(v)) for k, v in kw.items())))
+        key = (_qualname(kernel), tuple(sorted((k, _key(v)) for k, v in kw.items())))
         hit = self._kernels.get(key)
         if hit is None:
             t = time.perf_counter()
             try:
-                hit = (profile(kernel, *args, **kw, chip=self.chip, numerics=False), "")
+                hit = (profile(kernel, **kw, chip=self.chip, numerics=False), "")
             except (AssertionError, NkiValidationError) as e:
                 hit = (None, f"{_qualname(kernel)} rejected the shape: {e}")
             self._kernels[key] = hit
             if self.progress is not None:
-                shapes = [v.shape for v in (*args, *kw.values()) if isinstance(v, np.ndarray)]
+                shapes = [v.shape for v in kw.values() if isinstance(v, np.ndarray)]
                 p = hit[0]
                 how = ("profile cache hit" if getattr(p, "cache", None) == "hit" else
                        f"simulated in {time.perf_counter() - t:.1f} s")
@@ -314,10 +312,9 @@ class Charger:
 
     def _estimate(self, func, name, args, out, shapes, note) -> Charge:
         ins, outs = _tensors(args), _tensors(out)
-        nbytes = sum(_bytes(t) for t in ins) + sum(_bytes(t) for t in outs)
         if func.overloadpacket in _GATHER:  # the source table is not read whole
             ins = [t for t in ins if not t.is_floating_point()] + outs  # indices, rows
-            nbytes = sum(_bytes(t) for t in ins) + sum(_bytes(t) for t in outs)
+        nbytes = sum(_bytes(t) for t in ins) + sum(_bytes(t) for t in outs)
         flops = _matrix_flops(func, ins, outs)
         if flops:
             compute = flops / self.chip.core.tensor.peak_bf16_flops
