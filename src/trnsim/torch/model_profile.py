@@ -41,20 +41,18 @@ def finish(node: Node, start: float = 0.0) -> float:
         c = node.charge
         node.time, node.flops, node.hbm_bytes = c.time, c.flops, c.hbm_bytes
         node.estimated_time = c.time if c.estimate else 0.0
-        if c.parts:  # a custom op's kernels, back to back
-            node.children, t = [], start
-            for kernel, time, flops, nbytes, prof in c.parts:
-                part = replace(c, kernel=kernel, time=time, flops=flops, hbm_bytes=nbytes,
-                               profile=prof, parts=())
-                node.children.append(Node(kernel, "kernel", start=t, time=time, flops=flops,
-                                          hbm_bytes=nbytes, charge=part))
-                t += time
-            return t
-        label = c.kernel + (f" x{c.repeat}" if c.repeat > 1 else "")
-        node.children = [Node(label, "kernel", start=start, time=c.time, flops=c.flops,
-                              hbm_bytes=c.hbm_bytes, estimated_time=node.estimated_time,
-                              charge=c)]
-        return start + c.time
+        # its kernels back to back: a custom op's several, else the one it was charged
+        parts = c.parts or ((c.kernel, c.time, c.flops, c.hbm_bytes, c.profile),)
+        node.children, t = [], start
+        for kernel, time, flops, nbytes, prof in parts:
+            part = replace(c, kernel=kernel, time=time, flops=flops, hbm_bytes=nbytes,
+                           profile=prof, parts=())
+            label = kernel + (f" x{c.repeat}" if c.repeat > 1 else "")
+            node.children.append(Node(label, "kernel", start=t, time=time, flops=flops,
+                                      hbm_bytes=nbytes, charge=part,
+                                      estimated_time=time if c.estimate else 0.0))
+            t += time
+        return t
     t = start
     for c in node.children:
         t = finish(c, t)
@@ -106,8 +104,8 @@ class ModelProfile:
         return self._group(lambda n: n.charge.kernel)
 
     def table(self, depth: int = 3, min_share: float = 0.01) -> str:
-        """The tree down to `depth` levels, nodes under `min_share` of the total
-        folded into their parent."""
+        """The tree down to `depth` levels, leaving out nodes under `min_share` of the
+        total."""
         total = self.total_time or 1.0
         peak = self.chip.core.tensor.peak_bf16_flops
         lines = [f"{'':<56} {'time (us)':>12} {'share':>7} {'MFU':>6} {'est.':>6}"]
