@@ -26,6 +26,8 @@ from .charges import attention_call, register_route
 OP = "trnsim::flash_attention"
 
 
+# plain torch.library ops rather than trnsim.torch.nki_op: nki_op's fake implementation
+# traces the kernel at every fake call (seconds at 16K tokens); these give the shapes only
 @torch.library.custom_op(OP, mutates_args=())
 def flash_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, is_causal: bool,
                     scale: float) -> torch.Tensor:
