@@ -55,17 +55,20 @@ def test_cost_memos_return_what_an_uncached_model_computes(programs):
     assert seen > 200
 
 
-def test_cost_memo_hands_out_terms_the_caller_may_change(programs):
-    program, chip = programs[0]
-    model = cost_model(chip)
-    ins = next(i for i in program.instructions if i.engine in COMPUTE)
-    _, terms = model.compute(ins)
-    terms["throttle"] = 0.5
-    assert "throttle" not in model.compute(ins)[1]
-    mm = next(i for p, _ in programs for i in p.instructions if i.opcode == "nc_matmul")
-    chip = next(c for p, c in programs if mm in p.instructions)
-    cost_model(chip).matmul(mm)[2]["load_stationary_ns"] = 1.0
-    assert "load_stationary_ns" not in cost_model(chip).matmul(mm)[2]
+def test_scheduler_changes_no_shared_cost_terms(programs):
+    """The memos hand out one terms dict per signature; the scheduler copies it before
+    adding an event's own terms (load_stationary_ns, throttle), so rescheduling gives
+    the same terms and the memo's stay as computed."""
+    from trnsim.timing import schedule
+    for program, chip in programs:
+        first = [dict(e.cost) for e in schedule(program, chip).events]
+        assert [e.cost for e in schedule(program, chip).events] == first
+        model, plain = cost_model(chip), CostModel(chip)
+        for ins in program.instructions:
+            if ins.engine in COMPUTE:
+                assert model.compute(ins) == plain._compute(ins)
+            elif ins.engine == "tensor" and ins.opcode.startswith("nc_"):
+                assert model.matmul(ins) == plain._matmul(ins)
 
 
 def test_cost_model_is_shared_per_chip_object():
@@ -133,17 +136,6 @@ def test_gc_paused_restores_the_collector_as_it_was():
         assert not gc.isenabled()
     finally:
         gc.enable()
-
-
-def test_events_and_waits_built_directly_equal_the_constructors():
-    from trnsim.timing.scheduler import _event, _wait
-    from trnsim.timing.timeline import Event, Wait
-    ev = _event(3, 0, "dma:qSyncIO0", 1.0, 2.5, 0.5, (_wait(1, "RAW", "sbuf"),),
-                {"bytes": 64}, (0, 1), 2.5)
-    want = Event(3, 0, "dma:qSyncIO0", 1.0, 2.5, 0.5, (Wait(1, "RAW", "sbuf"),),
-                 {"bytes": 64}, (0, 1), done=2.5)
-    assert ev == want and list(vars(ev)) == list(vars(want))
-    assert hash(_wait(1, "RAW", "sbuf")) == hash(Wait(1, "RAW", "sbuf"))
 
 
 def test_oracle_compare_flags_a_changed_event(tmp_path):

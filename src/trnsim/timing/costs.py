@@ -148,7 +148,8 @@ class CostModel:
     `compute`, `matmul` and `dma.cost` are pure functions of the instruction's fields;
     they are memoized on a signature of the fields they read (the operands' shapes,
     dtypes, strides and spaces, not their addresses), so a loop body's instructions are
-    costed once. Each call still returns its own terms dict (callers add to it)."""
+    costed once. The terms dicts they return are shared by every instruction of the same
+    signature (and end up in the timeline's events): copy one before changing it."""
 
     def __init__(self, chip):
         self.chip = chip
@@ -204,8 +205,7 @@ class CostModel:
         key = (ins.engine, ins.opcode, tuple(map(_access_sig, ins.reads)),
                tuple(map(_access_sig, ins.writes)),
                tuple(map(a.get, _COMPUTE_ATTRS, _ABSENT)))
-        hit = _memoized(self._compute_memo, key, self._compute, ins)
-        return hit[0], dict(hit[1])
+        return _memoized(self._compute_memo, key, self._compute, ins)
 
     def _compute(self, ins) -> tuple[float, dict]:
         engine = ins.engine
@@ -377,8 +377,7 @@ class CostModel:
         tp, ts = a.get("tile_position"), a.get("tile_size")
         key = (tuple(map(a.get, _MATMUL_ATTRS, _ABSENT)), tuple(tp) if tp else tp,
                tuple(ts) if ts else ts)
-        hit = _memoized(self._matmul_memo, key, self._matmul, ins)
-        return hit[0], hit[1], dict(hit[2]), hit[3]
+        return _memoized(self._matmul_memo, key, self._matmul, ins)
 
     def _matmul(self, ins) -> tuple[float, float, dict, tuple]:
         a = ins.attrs

@@ -129,13 +129,24 @@ class _DmaState:
         return done
 
 
-class _Queue:
-    __slots__ = ("name", "next", "last")
+class _Track:
+    """One engine of a core, or one DMA queue: what runs its instructions in order.
 
-    def __init__(self, name):
-        self.name = name
-        self.next = 0.0
-        self.last = None  # index of the previous transfer in this queue
+    `free`: an engine's end of its last instruction, a queue's time it issues its next
+    transfer; `last`: the last instruction visited on it (program order). `id` is the
+    track key the dependency maps record readers under."""
+    __slots__ = ("id", "core", "name", "engine", "sem", "lat", "free", "last", "terms")
+
+    def __init__(self, id, core, name, engine, sem, lat):
+        self.id = id
+        self.core = core
+        self.name = name  # the event's track: the engine, or "dma:<queue>"
+        self.engine = engine
+        self.sem = sem  # added to a producer on another track
+        self.lat = lat  # results visible this long after an instruction ends
+        self.free = 0.0
+        self.last = None
+        self.terms: dict = {}  # DMA: id(cost info) -> (info, event cost terms)
 
 
 ORDERS = ("compiler", "program")
@@ -168,28 +179,26 @@ class _Scheduler:
             self.pos = self.order
         self.chip = chip
         self.cost = cost_model(chip)
-        self.start = [0.0] * n
         self.end = [0.0] * n
         self.done = [0.0] * n
-        self.tkey = [None] * n  # (core, track) of each instruction
+        self.track = [None] * n  # the _Track of each instruction
         self.events: list = [None] * n
         self.resolved = bytearray(n)
         self.maps = MemoryMaps()
-        self.engine_free: dict = {}  # (core, engine) -> end of its last instruction
-        self.engine_last: dict = {}  # (core, engine) -> index of its last instruction
+        self.engines: dict = {}  # (core, engine) -> _Track
+        self.queues: dict = {}  # (core, queue, source line) -> _Track
+        self.queue_count: dict = {}
         te = chip.core.tensor
         self.ncells = (te.rows // self.cost.te_cell) * (te.cols // self.cost.te_cell)
         self.allcells = tuple(range(self.ncells))
         self.tensor: dict = {}
         self.dma: dict = {}
-        self.queues: dict = {}
-        self.qof: dict = {}  # DMA instruction -> its queue
-        self.queue_count: dict = {}
         self.stacks: dict = {}
-        self.throttle_cfg = te.warmup_throttle
-        self._sem = {}
-        self._lat = {}
-        self._waits: dict = {}  # (producer, kind, space) -> Wait (immutable: shared)
+        cfg = te.warmup_throttle
+        self.throttle_cfg = cfg and (
+            float(cfg.get("start_fraction", 0.5)), float(cfg.get("ramp_ns", 3000.0)),
+            float(cfg.get("window_ns", cfg.get("ramp_ns", 3000.0))),
+            float(cfg.get("reengage_utilization", 0.5)))
         # deferral (cross-core synchronisation recorded out of order)
         self.waiting: dict = {}
         self.count: dict = {}
@@ -294,8 +303,9 @@ class _Scheduler:
     # -- main loop -----------------------------------------------------------------
     def run(self) -> Timeline:
         instrs = self.instrs
+        visit = self._visit
         for i in self.order:
-            self._visit(i)
+            visit(i)
         # anything still deferred (a partner that never came): schedule it as it stands
         leftover = [i for i in range(len(instrs)) if not self.resolved[i]]
         arrived = {m: v for g in self.arrived.values() for m, v in g.items()}
@@ -306,33 +316,31 @@ class _Scheduler:
                 r, w = arrived[i]
                 self._run(i, r, w, ready_at=r)
             else:
-                self._process(i)
-        events = self.events
-        total = max((e.end for e in events), default=0.0)
+                self._process(i, self.deferred_deps.pop(i))
         throttle = []
         for st in self.tensor.values():
             throttle.extend(st.throttle)
         throttle.sort()
-        return Timeline(self.chip, events, total, throttle,
+        return Timeline(self.chip, self.events, max(self.end, default=0.0), throttle,
                         "program" if isinstance(self.order, range) else "compiler")
 
     def _visit(self, i):
-        ins = self.instrs[i]
-        deps = self._collect(ins)
-        self.deferred_deps[i] = deps
-        resolved = self.resolved
-        unresolved = {p for p, _, _ in deps if not resolved[p]}
-        if unresolved:
-            self.count[i] = len(unresolved)
-            waiting = self.waiting
-            for p in unresolved:
-                w = waiting.get(p)
-                if w is None:
-                    waiting[p] = [i]
-                else:
-                    w.append(i)
-            return
-        released = self._process(i)
+        deps = self._collect(self.instrs[i])
+        if self.groups:  # an instruction can be deferred only behind a group
+            resolved = self.resolved
+            unresolved = [p for p in deps if not resolved[p]]
+            if unresolved:
+                self.deferred_deps[i] = deps
+                self.count[i] = len(unresolved)
+                waiting = self.waiting
+                for p in unresolved:
+                    w = waiting.get(p)
+                    if w is None:
+                        waiting[p] = [i]
+                    else:
+                        w.append(i)
+                return
+        released = self._process(i, deps)
         if released:
             self._ready_to_run(released)
 
@@ -344,7 +352,7 @@ class _Scheduler:
         heapq.heapify(heap)
         while heap:
             _, j = heapq.heappop(heap)
-            released = self._process(j)
+            released = self._process(j, self.deferred_deps.pop(j))
             for k in released:
                 heapq.heappush(heap, (pos[k], k))
 
@@ -363,43 +371,46 @@ class _Scheduler:
         return out
 
     # -- dependencies ----------------------------------------------------------------
-    def _track_of(self, ins) -> str:
+    def _track_of(self, ins) -> _Track:
+        """The engine track or DMA queue that runs `ins` (made on first use)."""
         if ins.engine == "dma":
-            return "dma:" + self._queue(ins).name
-        return ins.engine
+            loc = ins.location
+            key = (ins.core, ins.queue or "qSyncIO",
+                   (loc.file, loc.line) if loc is not None else None)
+            trk = self.queues.get(key)
+            if trk is None:
+                base = key[1]
+                k = self.queue_count.get((ins.core, base), 0)
+                self.queue_count[(ins.core, base)] = k + 1
+                trk = self.queues[key] = self._new_track(ins.core, f"dma:{base}{k}", "dma")
+            return trk
+        return self._engine(ins.core, ins.engine)
 
-    def _queue(self, ins) -> _Queue:
-        q = self.qof.get(ins.index)
-        if q is not None:
-            return q
-        loc = ins.location
-        key = (ins.core, ins.queue or "qSyncIO",
-               (loc.file, loc.line) if loc is not None else None)
-        q = self.queues.get(key)
-        if q is None:
-            base = key[1]
-            k = self.queue_count.get((ins.core, base), 0)
-            self.queue_count[(ins.core, base)] = k + 1
-            q = self.queues[key] = _Queue(f"{base}{k}")
-        self.qof[ins.index] = q
-        return q
+    def _engine(self, core, engine) -> _Track:
+        trk = self.engines.get((core, engine))
+        if trk is None:
+            trk = self.engines[(core, engine)] = self._new_track(core, engine, engine)
+        return trk
 
-    def _collect(self, ins) -> list:
-        """[(producer, kind, space)] for instruction `ins` (the strongest kind per
-        producer: RAW, then WAW / order, then WAR, then queue order), and its (core,
-        track) key."""
+    def _new_track(self, core, name, engine) -> _Track:
+        return _Track(len(self.engines) + len(self.queues), core, name, engine,
+                      self.cost.semaphore_ns(name), self.cost.latency_ns(name))
+
+    def _collect(self, ins) -> dict:
+        """{producer: (kind, space)} for instruction `ins` (the strongest kind per
+        producer: RAW, then WAW / order, then WAR, then queue order); records its track."""
         i = ins.index
-        track = self._track_of(ins)
-        tkey = (ins.core, track)
-        self.tkey[i] = tkey
+        trk = self._track_of(ins)
+        self.track[i] = trk
         if i in self.folded:  # no access of its own: the matmul that replaces it writes
-            return []
+            return {}
         found: dict = {}
         get = found.get
         maps = self.maps
+        tid = trk.id
         cross = self.epoch is not None
         for a in ins.reads:
-            raw = maps.read(a, i, tkey)
+            raw = maps.read(a, i, tid)
             if raw:
                 space = a.space
                 if cross and space == "hbm":
@@ -410,7 +421,7 @@ class _Scheduler:
                     if old is None or old[0] != "RAW":
                         found[p] = note
         for a in ins.writes:
-            waw, war = maps.write(a, i, tkey)
+            waw, war = maps.write(a, i, tid)
             if not (waw or war):
                 continue
             space = a.space
@@ -435,32 +446,25 @@ class _Scheduler:
                     if old is None or old[0] == "WAR":
                         found[p] = _ORDER
         # program order on the engine / queue
-        if ins.engine == "dma":
-            q = self._queue(ins)
-            last = q.last
-            q.last = i
-        else:
-            last = self.engine_last.get(tkey)
-            self.engine_last[tkey] = i
+        last = trk.last
+        trk.last = i
         if last is not None and last not in found:
             found[last] = _QUEUE
         # the other members of a synchronisation group are waited for separately
-        return [(p, k, s) for p, (k, s) in found.items()]
+        return found
 
-    def _ready(self, i, deps, track, core):
+    def _ready(self, deps, trk):
         """(time the dependencies allow a start, the Waits)."""
         ready = 0.0
         waits = None
-        sem = self._sem.get(track)
-        if sem is None:
-            sem = self._sem[track] = self.cost.semaphore_ns(track)
-        is_dma = track.startswith("dma:")
-        mykey = (core, track)
-        tkey, end, done = self.tkey, self.end, self.done
-        for p, kind, space in deps:
+        sem = trk.sem
+        is_dma = trk.engine == "dma"
+        track, end, done = self.track, self.end, self.done
+        for p, note in deps.items():
+            kind = note[0]
             if kind == "queue":
                 continue  # engine / queue order: handled by the engine's state
-            if tkey[p] == mykey:
+            if track[p] is trk:
                 if not is_dma and kind != "RAW":
                     continue
                 t = end[p] if kind == "WAR" else done[p]
@@ -469,29 +473,19 @@ class _Scheduler:
             if t > ready:
                 ready = t
             if waits is None:
-                waits = [(t, p, kind, space)]
+                waits = [(t, Wait(p, kind, note[1]))]
             else:
-                waits.append((t, p, kind, space))
+                waits.append((t, Wait(p, kind, note[1])))
         if waits is None:
             return ready, ()
-        if len(waits) > 1:
-            waits.sort(key=_neg_time)
-        cache = self._waits
-        out = []
-        for _, p, kind, space in waits:
-            key = (p, kind, space)
-            w = cache.get(key)
-            if w is None:
-                w = cache[key] = _wait(p, kind, space)
-            out.append(w)
-        return ready, tuple(out)
+        if len(waits) == 1:
+            return ready, (waits[0][1],)
+        waits.sort(key=_neg_time)
+        return ready, tuple([w for _, w in waits])
 
     # -- one instruction ------------------------------------------------------------------
-    def _process(self, i) -> list:
-        ins = self.instrs[i]
-        deps = self.deferred_deps.pop(i)
-        track = self.tkey[i][1]
-        ready, waits = self._ready(i, deps, track, ins.core)
+    def _process(self, i, deps) -> list:
+        ready, waits = self._ready(deps, self.track[i])
         g = self.group_of.get(i)
         if g is not None:
             arrived = self.arrived.setdefault(g, {})
@@ -513,58 +507,48 @@ class _Scheduler:
     def _arrival(self, i, ready) -> float:
         """When member i of a synchronisation group reaches its engine (or queue)."""
         ins = self.instrs[i]
-        if ins.engine == "dma":
-            return max(ready, self._queue(ins).next)
         if ins.engine == "tensor":
             st = self.tensor.get(ins.core)
             return max(ready, st.last_start if st else 0.0,
                        max(st.cells) if st else 0.0)
-        return max(ready, self.engine_free.get((ins.core, ins.engine), 0.0))
+        return max(ready, self.track[i].free)
 
     def _run(self, i, ready, waits, ready_at):
         ins = self.instrs[i]
+        trk = self.track[i]
         engine = ins.engine
         if engine == "dma":
-            ev = self._dma(ins, ready, waits)
+            start, end, done, terms, engines = self._dma(ins, trk, ready)
         elif engine == "tensor":
-            ev = self._tensor(ins, ready, waits)
+            start, end, done, terms, engines = self._tensor(ins, trk, ready)
         else:
-            ev = self._compute(ins, ready, waits)
-        ev.ready = ready_at
-        ev.moved = self.moved.get(i, 0)
-        self.events[i] = ev
-        self.start[i] = ev.start
-        self.end[i] = ev.end
-        self.done[i] = ev.done
+            start, end, done, terms, engines = self._compute(ins, trk, ready)
+        self.events[i] = Event(i, ins.core, trk.name, start, end, ready_at, waits, terms,
+                               engines, done, self.moved.get(i, 0))
+        self.end[i] = end
+        self.done[i] = done
         self.resolved[i] = 1
 
-    # -- engines --------------------------------------------------------------------------
-    def _compute(self, ins, ready, waits) -> Event:
-        engine = ins.engine
-        key = (ins.core, engine)
+    # -- engines: each returns (start, end, done, cost terms, DMA engines) -------------
+    def _compute(self, ins, trk, ready):
         fold = self.folded.get(ins.index)
         if fold is not None:  # folded into the matmul that overwrites it: no engine time
-            t = max(ready, self.engine_free.get(key, 0.0))
-            return _event(ins.index, ins.core, engine, t, t, ready, waits,
-                          {"cycles": 0, "folded_into": fold}, (), t)
-        if engine in self.cost.eng:
+            t = max(ready, trk.free)
+            return t, t, t, {"cycles": 0, "folded_into": fold}, ()
+        if ins.engine in self.cost.eng:
             dur, terms = self.cost.compute(ins)
         else:
             dur, terms = self.cost.sync(ins)
         if ins.opcode == "core_barrier":
             # the cores' semaphores cross through a DMA write (choice: the DMA fixed cost)
             dur += self.cost.dma.fixed
-            terms["barrier_ns"] = self.cost.dma.fixed
-        start = max(ready, self.engine_free.get(key, 0.0))
+            terms = {**terms, "barrier_ns": self.cost.dma.fixed}
+        start = ready if ready > trk.free else trk.free
         end = start + dur
-        self.engine_free[key] = end
-        lat = self._lat.get(engine)
-        if lat is None:
-            lat = self._lat[engine] = self.cost.latency_ns(engine)
-        return _event(ins.index, ins.core, engine, start, end, ready, waits, terms, (),
-                      end + lat)
+        trk.free = end
+        return start, end, end + trk.lat, terms, ()
 
-    def _tensor(self, ins, ready, waits) -> Event:
+    def _tensor(self, ins, trk, ready):
         st = self.tensor.get(ins.core)
         if st is None:
             st = self.tensor[ins.core] = _TensorState(self.ncells)
@@ -585,32 +569,24 @@ class _Scheduler:
         idle = st.last_end is None or start > st.last_end + 1e-9
         occ = mm + (ls if idle else 0.0)
         if idle and ls:
-            terms["load_stationary_ns"] = ls
+            terms = {**terms, "load_stationary_ns": ls}
         frac = self._throttle(st, start, occ)
         dur = occ / frac
         if frac < 1.0:
-            terms["throttle"] = frac
+            terms = {**terms, "throttle": frac}
         end = start + dur
         for c in cells:
             allcells[c] = end
         st.last_start = start
         st.last_end = end if st.last_end is None else max(st.last_end, end)
         st.busy.append((start, end))
-        lat = self._lat.get("tensor")
-        if lat is None:
-            lat = self._lat["tensor"] = self.cost.latency_ns("tensor")
-        return _event(ins.index, ins.core, "tensor", start, end, ready, waits, terms, (),
-                      end + lat)
+        return start, end, end + trk.lat, terms, ()
 
     def _throttle(self, st: _TensorState, t: float, occ: float) -> float:
         """Fraction of peak the Tensor Engine runs at for an instruction starting at t."""
-        cfg = self.throttle_cfg
-        if not cfg:
+        if not self.throttle_cfg:
             return 1.0
-        f0 = float(cfg.get("start_fraction", 0.5))
-        ramp = float(cfg.get("ramp_ns", 3000.0))
-        window = float(cfg.get("window_ns", ramp))
-        floor = float(cfg.get("reengage_utilization", 0.5))
+        f0, ramp, window, floor = self.throttle_cfg
         if st.ramp is None:
             self._start_ramp(st, t, f0, ramp)
         elif t - st.ramp >= ramp:
@@ -646,26 +622,26 @@ class _Scheduler:
             frac = f0 + (1.0 - f0) * (k + 0.5) / steps
             st.throttle.append((t + k * step, t + (k + 1) * step, frac))
 
-    def _dma(self, ins, ready, waits) -> Event:
+    def _dma(self, ins, trk, ready):
         c = self.cost.dma
         info = c.cost(ins)
-        q = self._queue(ins)
         core = ins.core
         d = self.dma.get(core)
         if d is None:
             d = self.dma[core] = _DmaState(c.engines, c.dge_instances)
-        issue = max(ready, q.next)
+        issue = ready if ready > trk.free else trk.free
         t = issue
-        if info["dge_ns"]:
+        dge_ns = info["dge_ns"]
+        if dge_ns:
             if info["dge_mode"] == "swdge":  # descriptors written by GpSimd software
-                key = (core, "gpsimd")
-                s = max(t, self.engine_free.get(key, 0.0))
-                self.engine_free[key] = s + info["dge_ns"]
+                gpsimd = self._engine(core, "gpsimd")
+                s = max(t, gpsimd.free)
+                gpsimd.free = s + dge_ns
             else:  # a hardware DGE unit
                 u = min(range(len(d.dge)), key=d.dge.__getitem__)
                 s = max(t, d.dge[u])
-                d.dge[u] = s + info["dge_ns"]
-            t = s + info["dge_ns"]
+                d.dge[u] = s + dge_ns
+            t = s + dge_ns
         data_ready = t + c.fixed
         dn = info["data_ns"]
         done = data_ready
@@ -680,17 +656,26 @@ class _Scheduler:
             sf = lane.book(data_ready, hbm / c.stack_bw)
             if sf > done:
                 done = sf
-        q.next = issue + max(c.interval, dn)
-        terms = {"bytes": info["bytes"], "data_ns": dn, "fixed_ns": c.fixed,
+        trk.free = issue + max(c.interval, dn)
+        return issue, done, done, self._dma_terms(trk, info), info["engines"]
+
+    def _dma_terms(self, trk, info) -> dict:
+        """The event cost terms of a transfer of cost `info` on queue `trk` (one dict
+        for every such transfer)."""
+        hit = trk.terms.get(id(info))
+        if hit is not None and hit[0] is info:
+            return hit[1]
+        c = self.cost.dma
+        terms = {"bytes": info["bytes"], "data_ns": info["data_ns"], "fixed_ns": c.fixed,
                  "efficiency": info["eff"], "contiguous_bytes": info["contiguous_bytes"],
-                 "hbm_bytes": hbm, "queue": q.name}
+                 "hbm_bytes": info["hbm_bytes"], "queue": trk.name[4:]}
         if info["dge_ns"]:
             terms["dge_ns"] = info["dge_ns"]
             terms["dge_mode"] = info["dge_mode"]
         if info["kind"] != "copy":
             terms["kind"] = info["kind"]
-        return _event(ins.index, core, "dma:" + q.name, issue, done, ready, waits, terms,
-                      tuple(info["engines"]), done)
+        trk.terms[id(info)] = (info, terms)
+        return terms
 
 
 def _neg_time(w):
@@ -736,21 +721,3 @@ def _folded_memsets(instrs) -> dict:
 
 def _over(k, a) -> bool:
     return k[0] == a.core and k[1] < a.p_hi and a.p_lo < k[2] and k[3] < a.hi and a.lo < k[4]
-
-
-def _event(index, core, track, start, end, ready, waits, cost, dma_engines, done) -> Event:
-    """Event(...), built without the dataclass's __init__ (one per instruction); equal to
-    the constructor's."""
-    ev = object.__new__(Event)
-    ev.__dict__ = {"index": index, "core": core, "track": track, "start": start,
-                   "end": end, "ready": ready, "waits": waits, "cost": cost,
-                   "dma_engines": dma_engines, "done": done, "moved": 0}
-    return ev
-
-
-def _wait(producer, kind, space) -> Wait:
-    """Wait(producer, kind, space), built without the frozen dataclass's field-by-field
-    __init__ (hundreds of thousands per timeline); equal to the constructor's."""
-    w = object.__new__(Wait)
-    w.__dict__.update(producer=producer, kind=kind, space=space)
-    return w

@@ -7,22 +7,26 @@ reads only the Program and the Timeline.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 ENGINE_TRACKS = ("tensor", "vector", "scalar", "gpsimd", "sync")
 
 
-@dataclass(frozen=True)
-class Wait:
-    """Instruction `producer` had to finish before this one could start."""
+class Wait(NamedTuple):
+    """Instruction `producer` had to finish before this one could start. (A named tuple:
+    a timeline holds one or more per instruction.)"""
     producer: int  # instruction index in the program
     kind: str  # 'RAW' | 'WAR' | 'WAW' | 'order' (explicit depends_on / barrier / sendrecv)
     space: str = ""  # memory space of the conflicting access ('sbuf', 'psum', 'hbm')
 
 
-@dataclass
+@dataclass(slots=True)
 class Event:
     """One instruction's execution: on `track` (an engine name, or 'dma:<queue>' for a
-    DMA transfer), from `start` to `end` in nanoseconds since the kernel started."""
+    DMA transfer), from `start` to `end` in nanoseconds since the kernel started.
+
+    Slotted (one per instruction: 120 bytes, not 520 with a dict). `cost` may be shared
+    by the events of identical instructions: read it, do not change it."""
     index: int  # instruction index in the program
     core: int
     track: str
