@@ -24,7 +24,7 @@ def _record(run):
     only name space; the compiled accesses carry the physical ones)."""
     p = run.program
     instrs = [(i.index, i.core, i.engine, i.opcode, i.queue, i.location,
-               sorted(i.attrs.items(), key=str), [sorted(a.__dict__.items()) for a in
+               sorted(i.attrs.items(), key=str), [sorted(a._asdict().items()) for a in
                                                   i.reads + i.writes])
               for i in p.instructions]
     allocs = [sorted((k, v) for k, v in a.__dict__.items() if k != "vaddr" or a.explicit)

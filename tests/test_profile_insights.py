@@ -1,7 +1,6 @@
 """Performance-insight rules on hand-built programs and timelines: each rule fires past
 its threshold (and not below it), names the kernel lines responsible, and the profile
 lists the most critical first."""
-import dataclasses
 
 import pytest
 
@@ -259,6 +258,6 @@ def test_indirect_reads_are_not_reloads():
     of them share a key whatever rows they read: not evidence of a reload."""
     b = Build()
     for n in range(4):
-        src = dataclasses.replace(acc("hbm", "r", 32768, 0, "w"), indirect=True)
+        src = acc("hbm", "r", 32768, 0, "w")._replace(indirect=True)
         b.dma(n * 1000, n * 1000 + 1000, src, acc("sbuf", "w", 32768), line=33)
     assert "tensor_reload" not in b.rules()

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import bisect
 
-from ..machine.access import Access
+from ..machine.access import Access, copy_with
 from ..machine.errors import CapacityError
 from ..machine.memory import next_fit
 from ..machine.record import Allocation, Instruction, Program
@@ -96,15 +96,8 @@ def _blocks_of(alloc: Allocation, a: Access) -> range:
 
 
 def _moved(a: Access, lo: int, hi: int, **changes) -> Access:
-    """Access `a` at [lo, hi) (and `changes`), without the frozen dataclass's __init__."""
-    b = object.__new__(Access)
-    d = a.__dict__.copy()
-    d["lo"] = lo
-    d["hi"] = hi
-    if changes:
-        d.update(changes)
-    object.__setattr__(b, "__dict__", d)
-    return b
+    """Access `a` at [lo, hi) (and `changes`)."""
+    return copy_with(a, lo=lo, hi=hi, **changes)
 
 
 def _block_access(blk: _Block, role: str, mode: str, space: str, lo: int,

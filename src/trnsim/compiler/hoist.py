@@ -22,8 +22,8 @@ reloads its tiles on hardware: 51.80 ms against the hoisted step's 42.96 ms, har
 from __future__ import annotations
 
 from bisect import bisect_right
-from dataclasses import replace
 
+from ..machine.access import copy_with
 from ..machine.record import Program
 from .hbm_writes import HbmWrites
 
@@ -131,7 +131,7 @@ def _fresh_copy(index, dst, p_dst, allocs, writes_of) -> bool:
 
 
 def _moved(a, shift):
-    return replace(a, lo=a.lo + shift, hi=a.hi + shift)
+    return copy_with(a, lo=a.lo + shift, hi=a.hi + shift)
 
 
 def _same_bytes(a, b) -> bool:
@@ -154,7 +154,8 @@ def _redirect(a, alias, allocs):
     to = alias.get(a.alloc)
     if to is None:
         return a
-    return replace(_moved(a, allocs[to].vaddr - allocs[a.alloc].vaddr), alloc=to)
+    shift = allocs[to].vaddr - allocs[a.alloc].vaddr
+    return copy_with(a, lo=a.lo + shift, hi=a.hi + shift, alloc=to)
 
 
 def _next_kept(positions, renumber, at, end) -> int:

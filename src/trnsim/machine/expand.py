@@ -64,6 +64,7 @@ from . import runtime, usercode
 from .frame_state import (PLAIN, carried_tensors, frame_values, growing_lists, hashable,
                           rebound_locals, retarget, set_locals)
 from .gc_pause import gc_paused
+from .access import Access
 from .record import Allocation, Instruction
 
 SAMPLES = 4  # iterations sampled for an affine model (period 1)
@@ -76,6 +77,10 @@ _SAMPLING = ((SAMPLES, (1,)), (8, (2, 4)))
 ENV = "TRNSIM_EXPAND"
 
 _new = object.__new__
+_new_tuple = tuple.__new__  # an Access (named tuple) from its fields in order
+# the fields an expanded operand changes (_InstructionBuilder.build slices around them)
+assert Access._fields[8:13] == ("offset", "p_lo", "p_hi", "lo", "hi") \
+    and Access._fields[17] == "alloc"
 _LOOP_FILES: set = set()  # front-end modules whose frames sit between a loop and its body
 
 
@@ -533,8 +538,7 @@ class _InstructionBuilder:
     `_snapshot` lists them)."""
 
     def __init__(self, ins: Instruction, numbers: list):
-        self.fields = {k: v for k, v in ins.__dict__.items()
-                       if k not in ("reads", "writes", "index", "attrs")}
+        self.template = ins
         # (template access, its numbers): an expanded operand with the same numbers is
         # the same (immutable) Access, shared (a loop-invariant operand)
         self.accesses = [(a, tuple(numbers[6 * i:6 * i + 6]))
@@ -558,19 +562,9 @@ class _InstructionBuilder:
                 base = allocs[aid].vaddr
                 lo += base
                 hi += base
-            a = _new(type(tmpl))
-            d = a.__dict__
-            d.update(tmpl.__dict__)
-            d["offset"], d["p_lo"], d["p_hi"], d["lo"], d["hi"], d["alloc"] = \
-                off, p_lo, p_hi, lo, hi, aid
-            accs.append(a)
-        ins = _new(Instruction)
-        d = ins.__dict__
-        d.update(self.fields)
-        nr = self.nr
-        d["reads"] = tuple(accs[:nr])
-        d["writes"] = tuple(accs[nr:])
-        d["index"] = row[pos]
+            accs.append(_new_tuple(Access, tmpl[:8] + (off, p_lo, p_hi, lo, hi)
+                                   + tmpl[13:17] + (aid,)))
+        index = row[pos]
         pos += 1
         attrs = dict(self.attrs)
         for k, seq, n in self.attr_slots:
@@ -579,8 +573,9 @@ class _InstructionBuilder:
             else:
                 attrs[k] = seq(row[pos:pos + n])
             pos += n
-        d["attrs"] = attrs
-        return ins, pos
+        t, nr = self.template, self.nr
+        return Instruction(index, t.core, t.engine, t.opcode, tuple(accs[:nr]),
+                           tuple(accs[nr:]), t.location, attrs, t.queue), pos
 
 
 class _RangeType(type):

@@ -2,7 +2,7 @@
 model to derive dependencies (overlapping accesses) and costs without the kernel."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 from .access import Access
 from .errors import SourceLocation
@@ -10,7 +10,7 @@ from .errors import SourceLocation
 ENGINES = ("tensor", "vector", "scalar", "gpsimd", "sync")
 
 
-@dataclass
+@dataclass(slots=True)
 class Instruction:
     index: int
     core: int
@@ -35,8 +35,8 @@ class Instruction:
         return {"index": self.index, "core": self.core, "engine": self.engine,
                 "queue": self.queue, "opcode": self.opcode,
                 "location": str(self.location) if self.location else None,
-                "reads": [asdict(a) for a in self.reads],
-                "writes": [asdict(a) for a in self.writes],
+                "reads": [a._asdict() for a in self.reads],
+                "writes": [a._asdict() for a in self.writes],
                 "attrs": {k: _jsonable(v) for k, v in self.attrs.items()}}
 
     def __str__(self) -> str:
