@@ -205,8 +205,9 @@ class _Allocator:
                 self.after_access(blk, i, ins, writes)
         renumbered.append(len(self.out))
         for ins in self.out:  # explicit order edges name instructions by index
-            if ins.attrs.get("depends_on"):
-                ins.attrs["depends_on"] = [renumbered[d] for d in ins.attrs["depends_on"]]
+            dep = ins.attrs.get("depends_on")
+            if dep:
+                ins.attrs = {**ins.attrs, "depends_on": [renumbered[d] for d in dep]}
         prog = Program(self.program.chip, self.program.lnc, self.out,
                        self.program.allocations, self.plan,
                        [(c, renumbered[at]) for c, at in self.program.fences])

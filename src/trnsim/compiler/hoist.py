@@ -82,7 +82,8 @@ def hoist_invariant_loads(program: Program) -> Program:
         kept_for[ins.index] = p_index
         last[key] = prev
         first = instrs[p_index]
-        first.attrs["hoisted_repeats"] = first.attrs.get("hoisted_repeats", 0) + 1
+        repeats = first.attrs.get("hoisted_repeats", 0) + 1
+        first.attrs = {**first.attrs, "hoisted_repeats": repeats}
     if not dropped:
         return program
     out = []
@@ -99,8 +100,8 @@ def hoist_invariant_loads(program: Program) -> Program:
     for ins in out:  # an edge from a dropped repeat now comes from the load that stays
         dep = ins.attrs.get("depends_on")
         if dep:
-            ins.attrs["depends_on"] = list(dict.fromkeys(
-                renumber[kept_for.get(d, d)] for d in dep))
+            ins.attrs = {**ins.attrs, "depends_on": list(dict.fromkeys(
+                renumber[kept_for.get(d, d)] for d in dep))}
     positions = sorted(renumber)
     fences = [(c, _next_kept(positions, renumber, at, len(out))) for c, at in program.fences]
     return Program(program.chip, program.lnc, out, allocs, program.memory, fences)

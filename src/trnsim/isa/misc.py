@@ -63,9 +63,10 @@ class NkiInstruction(NKIObject):
                     "nesting (an edge cannot go into or out of a fori_loop/while_loop/"
                     "dynamic_range body; the producer may only be in an enclosing scope)",
                     op="depends_on")
-            deps = self.handle.attrs.setdefault("depends_on", [])
+            attrs = self.handle.attrs  # shared by expanded copies: replaced, not changed
+            deps = attrs.get("depends_on", [])
             if p.index not in deps:
-                deps.append(p.index)
+                self.handle.attrs = {**attrs, "depends_on": deps + [p.index]}
         return self
 
     def __repr__(self) -> str:

@@ -548,6 +548,9 @@ class _InstructionBuilder:
         # (key, None for an int or the sequence type, length)
         self.attr_slots = [(k, *slot) for k, slot in
                            ((k, _int_slot(v)) for k, v in ins.attrs.items()) if slot]
+        self.attr_numbers = sum(n for _, _, n in self.attr_slots)
+        # the template's own attribute numbers: a copy with the same shares its attrs
+        self.same_attrs = list(numbers[6 * len(self.accesses) + 1:][:self.attr_numbers])
 
     def build(self, row: list, pos: int, allocs: dict):
         accs = []
@@ -566,13 +569,15 @@ class _InstructionBuilder:
                                    + tmpl[13:17] + (aid,)))
         index = row[pos]
         pos += 1
-        attrs = dict(self.attrs)
-        for k, seq, n in self.attr_slots:
-            if seq is None:
-                attrs[k] = row[pos]
-            else:
-                attrs[k] = seq(row[pos:pos + n])
-            pos += n
+        end = pos + self.attr_numbers
+        if row[pos:end] == self.same_attrs:
+            attrs = self.attrs
+        else:
+            attrs = dict(self.attrs)
+            for k, seq, n in self.attr_slots:
+                attrs[k] = row[pos] if seq is None else seq(row[pos:pos + n])
+                pos += n
+        pos = end
         t, nr = self.template, self.nr
         return Instruction(index, t.core, t.engine, t.opcode, tuple(accs[:nr]),
                            tuple(accs[nr:]), t.location, attrs, t.queue), pos

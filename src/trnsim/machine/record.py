@@ -12,6 +12,9 @@ ENGINES = ("tensor", "vector", "scalar", "gpsimd", "sync")
 
 @dataclass(slots=True)
 class Instruction:
+    """One executed instruction. `attrs` may be shared by the copies loop expansion
+    makes (machine/expand.py): replace an instruction's attrs, never change them in
+    place."""
     index: int
     core: int
     engine: str  # one of ENGINES, or 'dma' (see `queue`)
