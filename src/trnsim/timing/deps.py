@@ -44,19 +44,30 @@ class Rec:
                    self.writers, dict(self.readers))
 
 
+_INDEXED = 8  # a segment with this many Recs gets an index by exact partition range
+
+
 class SpaceMap:
-    """Non-overlapping byte segments [los[i], his[i]), each a list of Recs.
+    """Non-overlapping byte segments [los[i], his[i]), each a list of Recs with disjoint
+    partition ranges.
 
     `wbox` bounds every write recorded so far and `abox` every access, as (p_lo, p_hi,
     lo, hi): no Rec with writers lies outside wbox and none at all outside abox, so a
     query outside them (an HBM access looking up another row pitch's map) returns at
-    once instead of walking every segment."""
-    __slots__ = ("los", "his", "recs", "wbox", "abox")
+    once instead of walking every segment.
+
+    `exact[i]` indexes the Recs of a long segment i by (p_lo, p_hi) (None until an
+    access needs it, and after the segment is replaced): an access of exactly one Rec's
+    partitions overlaps that Rec only (they are disjoint), so a tile of a matrix stored
+    row-tile by row-tile (a segment of a row-pitch map with a Rec per row tile) finds
+    its Rec without a walk of the others."""
+    __slots__ = ("los", "his", "recs", "exact", "wbox", "abox")
 
     def __init__(self):
         self.los: list[int] = []
         self.his: list[int] = []
         self.recs: list[list[Rec]] = []
+        self.exact: list[dict | None] = []
         self.wbox = None
         self.abox = None
 
@@ -93,6 +104,18 @@ class SpaceMap:
                     i += 1
                     n += 1
             seg = recs[i]
+            ix = None
+            if len(seg) >= _INDEXED and p_lo < p_hi:
+                ix = self._index(i)
+                r = ix.get((p_lo, p_hi))
+                if r is not None:  # the only Rec overlapping the access
+                    for w in r.writers:
+                        if w != idx:
+                            out.append(w)
+                    r.readers[tkey] = idx
+                    cur = his[i]
+                    i += 1
+                    continue
             covered = 0
             for r in seg:
                 r_lo, r_hi = r.p_lo, r.p_hi
@@ -103,7 +126,11 @@ class SpaceMap:
                     r.readers[tkey] = idx
                     covered += (r_hi if r_hi < p_hi else p_hi) - (r_lo if r_lo > p_lo else p_lo)
             if covered < p_hi - p_lo:
+                n0 = len(seg)
                 _fill_partitions(seg, p_lo, p_hi, idx, tkey)
+                if ix is not None:
+                    for r in seg[n0:]:
+                        ix[(r.p_lo, r.p_hi)] = r
             cur = his[i]
             i += 1
         if cur < hi:
@@ -129,6 +156,14 @@ class SpaceMap:
         self.los.insert(i, lo)
         self.his.insert(i, hi)
         self.recs.insert(i, seg)
+        self.exact.insert(i, None)
+
+    def _index(self, i) -> dict:
+        """Segment i's Recs by (p_lo, p_hi)."""
+        ix = self.exact[i]
+        if ix is None:
+            ix = self.exact[i] = {(r.p_lo, r.p_hi): r for r in self.recs[i]}
+        return ix
 
     def query(self, p_lo, p_hi, lo, hi, idx, writers: list, readers: list | None) -> None:
         """Append the writers (and, given a list, the readers) of every part of the
@@ -164,7 +199,8 @@ class SpaceMap:
             i += 1
         n = len(los)
         mine = (idx,)
-        # fast path: exactly one segment [lo, hi) holding one matching partition range
+        # fast paths: exactly one segment [lo, hi) holding a Rec of exactly [p_lo, p_hi)
+        # (which the general path below replaces by a Rec of this write, at the end)
         if dense and i < n and los[i] == lo and his[i] == hi:
             seg = recs[i]
             if len(seg) == 1 and seg[0].p_lo == p_lo and seg[0].p_hi == p_hi:
@@ -177,6 +213,20 @@ class SpaceMap:
                         war.append(v)
                 seg[0] = Rec(p_lo, p_hi, mine, {})
                 return
+            if len(seg) >= _INDEXED and p_lo < p_hi:
+                ix = self._index(i)
+                r = ix.get((p_lo, p_hi))
+                if r is not None:
+                    for w in r.writers:
+                        if w != idx:
+                            waw.append(w)
+                    for v in r.readers.values():
+                        if v != idx:
+                            war.append(v)
+                    seg.remove(r)
+                    r = ix[(p_lo, p_hi)] = Rec(p_lo, p_hi, mine, {})
+                    seg.append(r)
+                    return
         # split the segments straddling lo and hi
         if i < n and los[i] < lo:
             self._split(i, lo)
@@ -225,6 +275,7 @@ class SpaceMap:
             else:
                 _fill_written(new, p_lo, p_hi, mine)
             recs[k] = new
+            self.exact[k] = None
             cur = his[k]
             k += 1
         if cur < hi:
@@ -232,7 +283,7 @@ class SpaceMap:
             k += 1
             j += 1
         if clean and j - i > 1:  # one segment for the whole write
-            del los[i + 1:j], his[i:j - 1], recs[i + 1:j]
+            del los[i + 1:j], his[i:j - 1], recs[i + 1:j], self.exact[i + 1:j]
 
     def _split(self, i, at):
         """Split segment i at byte `at` (inside it)."""
@@ -241,6 +292,7 @@ class SpaceMap:
         self.his.insert(i + 1, self.his[i])
         self.his[i] = at
         self.recs.insert(i + 1, [r.copy() for r in seg])
+        self.exact.insert(i + 1, None)
 
 
 def _grow(box, p_lo, p_hi, lo, hi):
