@@ -205,7 +205,10 @@ class CostModel:
         key = (ins.engine, ins.opcode, tuple(map(_access_sig, ins.reads)),
                tuple(map(_access_sig, ins.writes)),
                tuple(map(a.get, _COMPUTE_ATTRS, _ABSENT)))
-        return _memoized(self._compute_memo, key, self._compute, ins)
+        try:
+            return self._compute_memo[key]
+        except (KeyError, TypeError):
+            return _memoized(self._compute_memo, key, self._compute, ins)
 
     def _compute(self, ins) -> tuple[float, dict]:
         engine = ins.engine
@@ -377,7 +380,10 @@ class CostModel:
         tp, ts = a.get("tile_position"), a.get("tile_size")
         key = (tuple(map(a.get, _MATMUL_ATTRS, _ABSENT)), tuple(tp) if tp else tp,
                tuple(ts) if ts else ts)
-        return _memoized(self._matmul_memo, key, self._matmul, ins)
+        try:
+            return self._matmul_memo[key]
+        except (KeyError, TypeError):
+            return _memoized(self._matmul_memo, key, self._matmul, ins)
 
     def _matmul(self, ins) -> tuple[float, float, dict, tuple]:
         a = ins.attrs
@@ -462,14 +468,25 @@ class DmaCost:
         """The per-engine data times of one transfer and its HBM bytes (memoized on the
         operands' sizes, runs and partitions; the dict is shared: do not change it)."""
         a = ins.attrs
-        w0 = ins.writes[0] if ins.writes else None
-        key = (ins.opcode, a.get("bytes"), a.get("dst_rmw_op"), a.get("dge_mode"),
-               tuple([(x.space, x.bytes, x.contiguous_bytes, x.p_lo, x.p_hi)
-                      for x in ins.writes]),
-               tuple([(x.role, x.space, x.bytes, x.contiguous_bytes, x.p_lo, x.p_hi)
-                      for x in ins.reads]),
-               w0.shape[0] if w0 is not None and w0.shape else None)
-        return _memoized(self._memo, key, self._cost, ins)
+        writes, reads = ins.writes, ins.reads
+        w0 = writes[0] if writes else None
+        if len(writes) == 1 and len(reads) == 1:  # the usual transfer: one flat tuple
+            r = reads[0]
+            key = (ins.opcode, a.get("bytes"), a.get("dst_rmw_op"), a.get("dge_mode"),
+                   w0.space, w0.bytes, w0.contiguous_bytes, w0.p_lo, w0.p_hi,
+                   r.role, r.space, r.bytes, r.contiguous_bytes, r.p_lo, r.p_hi,
+                   w0.shape[0] if w0.shape else None)
+        else:
+            key = (ins.opcode, a.get("bytes"), a.get("dst_rmw_op"), a.get("dge_mode"),
+                   tuple([(x.space, x.bytes, x.contiguous_bytes, x.p_lo, x.p_hi)
+                          for x in writes]),
+                   tuple([(x.role, x.space, x.bytes, x.contiguous_bytes, x.p_lo, x.p_hi)
+                          for x in reads]),
+                   w0.shape[0] if w0 is not None and w0.shape else None)
+        try:
+            return self._memo[key]
+        except (KeyError, TypeError):
+            return _memoized(self._memo, key, self._cost, ins)
 
     def _cost(self, ins) -> dict:
         a = ins.attrs

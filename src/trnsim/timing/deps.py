@@ -211,7 +211,9 @@ class SpaceMap:
                 for v in r.readers.values():
                     if v != idx:
                         war.append(v)
-                seg[0] = Rec(p_lo, p_hi, mine, {})
+                r.writers = mine  # (a Rec belongs to one segment: rewritten in place)
+                if r.readers:
+                    r.readers = {}
                 return
             if len(seg) >= _INDEXED and p_lo < p_hi:
                 ix = self._index(i)
@@ -224,8 +226,10 @@ class SpaceMap:
                         if v != idx:
                             war.append(v)
                     seg.remove(r)
-                    r = ix[(p_lo, p_hi)] = Rec(p_lo, p_hi, mine, {})
                     seg.append(r)
+                    r.writers = mine
+                    if r.readers:
+                        r.readers = {}
                     return
         # split the segments straddling lo and hi
         if i < n and los[i] < lo:
@@ -411,16 +415,20 @@ class HbmMap:
             return pitch, ((r0, r0 + rows, c, c + run),)
         return pitch, ((r0, r0 + rows, c, pitch), (r0 + 1, r0 + rows + 1, 0, c + run - pitch))
 
-    def _others(self, a, pitch):
-        """(map, covering box) of every map but the access's own."""
+    def _query_others(self, a, pitch, idx, writers: list, readers: list | None) -> None:
+        """Query every map but the access's own (row pitch `pitch`, None: the flat map)
+        with a box covering the access."""
+        lo, hi = a.lo, a.hi
         if pitch is not None:
-            yield self.flat, (a.p_lo, a.p_hi, a.lo, a.hi)
+            self.flat.query(a.p_lo, a.p_hi, lo, hi, idx, writers, readers)
         for r, m in self.pitched.items():
             if r == pitch:
                 continue
-            r0, r1 = a.lo // r, (a.hi - 1) // r
-            yield m, ((r0, r0 + 1, a.lo % r, (a.hi - 1) % r + 1) if r0 == r1
-                      else (r0, r1 + 1, 0, r))
+            r0, r1 = lo // r, (hi - 1) // r
+            if r0 == r1:
+                m.query(r0, r0 + 1, lo % r, (hi - 1) % r + 1, idx, writers, readers)
+            else:
+                m.query(r0, r1 + 1, 0, r, idx, writers, readers)
 
     def _own(self, pitch) -> SpaceMap:
         m = self.pitched.get(pitch)
@@ -440,8 +448,7 @@ class HbmMap:
             m = self._own(pitch)
             for r0, r1, c0, c1 in boxes:
                 m.read(r0, r1, c0, c1, idx, tkey, out)
-        for m, box in self._others(a, pitch):
-            m.query(*box, idx, out, None)
+        self._query_others(a, pitch, idx, out, None)
 
     def write(self, a, isz: int, idx, tkey, waw: list, war: list, form=False) -> None:
         """Record a write; append the writers (WAW) and readers (WAR) it may wait for."""
@@ -455,8 +462,7 @@ class HbmMap:
             m = self._own(pitch)
             for r0, r1, c0, c1 in boxes:
                 m.write(r0, r1, c0, c1, idx, tkey, waw, war, True)
-        for m, box in self._others(a, pitch):
-            m.query(*box, idx, waw, war)
+        self._query_others(a, pitch, idx, waw, war)
 
 
 class MemoryMaps:
@@ -471,17 +477,18 @@ class MemoryMaps:
         self.hbm_reads: dict = {}  # instruction -> its HBM reads, (access, rows form)
         self.hbm_writes: dict = {}  # instruction -> its HBM writes, (access, rows form)
 
-    def _onchip(self, a) -> SpaceMap:
-        m = self.onchip.get((a.space, a.core))
-        if m is None:
-            m = self.onchip[(a.space, a.core)] = SpaceMap()
+    def _new_onchip(self, a) -> SpaceMap:
+        m = self.onchip[(a.space, a.core)] = SpaceMap()
         return m
 
     def read(self, a, idx, tkey) -> list:
         """Record access `a` (a read of instruction idx); its producers (RAW)."""
         out: list = []
         if a.space != "hbm":
-            self._onchip(a).read(a.p_lo, a.p_hi, a.lo, a.hi, idx, tkey, out)
+            m = self.onchip.get((a.space, a.core))
+            if m is None:
+                m = self._new_onchip(a)
+            m.read(a.p_lo, a.p_hi, a.lo, a.hi, idx, tkey, out)
             return out
         f = rows_form(a, itemsize(a.dtype))
         self.hbm.read(a, 0, idx, tkey, out, f)
@@ -493,8 +500,12 @@ class MemoryMaps:
         waw: list = []
         war: list = []
         if a.space != "hbm":
-            dense = a.bytes >= (a.p_hi - a.p_lo) * (a.hi - a.lo)
-            self._onchip(a).write(a.p_lo, a.p_hi, a.lo, a.hi, idx, tkey, waw, war, dense)
+            p_lo, p_hi, lo, hi = a.p_lo, a.p_hi, a.lo, a.hi
+            m = self.onchip.get((a.space, a.core))
+            if m is None:
+                m = self._new_onchip(a)
+            m.write(p_lo, p_hi, lo, hi, idx, tkey, waw, war,
+                    a.bytes >= (p_hi - p_lo) * (hi - lo))
             return waw, war
         f = rows_form(a, itemsize(a.dtype))
         self.hbm.write(a, 0, idx, tkey, waw, war, f)
@@ -508,6 +519,10 @@ class MemoryMaps:
         if not candidates:
             return candidates
         lo, hi = a.lo, a.hi
-        return [p for p in dict.fromkeys(candidates)
-                if any(lo < b.hi and b.lo < hi and _forms_overlap(f, fb)
-                       for b, fb in accesses.get(p, ()))]
+        out = []
+        for p in candidates if len(candidates) == 1 else dict.fromkeys(candidates):
+            for b, fb in accesses.get(p, ()):
+                if lo < b.hi and b.lo < hi and _forms_overlap(f, fb):
+                    out.append(p)
+                    break
+        return out

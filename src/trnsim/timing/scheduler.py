@@ -38,6 +38,7 @@ from .deps import MemoryMaps
 from ..machine.gc_pause import gc_paused
 from .timeline import Event, Timeline, Wait
 
+_new_wait = tuple.__new__  # Wait(p, kind, space) without the named tuple's Python __new__
 _ORDER = ("order", "")
 _QUEUE = ("queue", "")
 _MATMULS = ("nc_matmul", "nc_matmul_mx", "nc_transpose")
@@ -472,14 +473,18 @@ class _Scheduler:
                 t = (end[p] if kind == "WAR" else done[p]) + sem
             if t > ready:
                 ready = t
+            w = _new_wait(Wait, (p, kind, note[1]))
             if waits is None:
-                waits = [(t, Wait(p, kind, note[1]))]
+                waits = [(t, w)]
             else:
-                waits.append((t, Wait(p, kind, note[1])))
+                waits.append((t, w))
         if waits is None:
             return ready, ()
-        if len(waits) == 1:
-            return ready, (waits[0][1],)
+        if len(waits) <= 2:  # the usual cases, sorted as the stable sort below sorts them
+            if len(waits) == 1:
+                return ready, (waits[0][1],)
+            (t0, w0), (t1, w1) = waits
+            return ready, ((w1, w0) if t1 > t0 else (w0, w1))
         waits.sort(key=_neg_time)
         return ready, tuple([w for _, w in waits])
 
@@ -575,10 +580,14 @@ class _Scheduler:
         if frac < 1.0:
             terms = {**terms, "throttle": frac}
         end = start + dur
-        for c in cells:
-            allcells[c] = end
+        if cells is self.allcells:
+            st.cells = [end] * self.ncells
+        else:
+            for c in cells:
+                allcells[c] = end
         st.last_start = start
-        st.last_end = end if st.last_end is None else max(st.last_end, end)
+        if st.last_end is None or end > st.last_end:
+            st.last_end = end
         st.busy.append((start, end))
         return start, end, end + trk.lat, terms, ()
 
