@@ -106,7 +106,7 @@ class SpaceMap:
             seg = recs[i]
             ix = None
             if len(seg) >= _INDEXED and p_lo < p_hi:
-                ix = self._index(i)
+                ix = self.exact[i] or self._index(i)
                 r = ix.get((p_lo, p_hi))
                 if r is not None:  # the only Rec overlapping the access
                     for w in r.writers:
@@ -159,10 +159,8 @@ class SpaceMap:
         self.exact.insert(i, None)
 
     def _index(self, i) -> dict:
-        """Segment i's Recs by (p_lo, p_hi)."""
-        ix = self.exact[i]
-        if ix is None:
-            ix = self.exact[i] = {(r.p_lo, r.p_hi): r for r in self.recs[i]}
+        """Segment i's Recs by (p_lo, p_hi) (built afresh)."""
+        ix = self.exact[i] = {(r.p_lo, r.p_hi): r for r in self.recs[i]}
         return ix
 
     def query(self, p_lo, p_hi, lo, hi, idx, writers: list, readers: list | None) -> None:
@@ -216,7 +214,7 @@ class SpaceMap:
                     r.readers = {}
                 return
             if len(seg) >= _INDEXED and p_lo < p_hi:
-                ix = self._index(i)
+                ix = self.exact[i] or self._index(i)
                 r = ix.get((p_lo, p_hi))
                 if r is not None:
                     for w in r.writers:
@@ -417,7 +415,8 @@ class HbmMap:
 
     def _query_others(self, a, pitch, idx, writers: list, readers: list | None) -> None:
         """Query every map but the access's own (row pitch `pitch`, None: the flat map)
-        with a box covering the access."""
+        with a box covering the access. (Callers skip the call where there is no other
+        map with an access in it.)"""
         lo, hi = a.lo, a.hi
         if pitch is not None:
             self.flat.query(a.p_lo, a.p_hi, lo, hi, idx, writers, readers)
@@ -430,12 +429,6 @@ class HbmMap:
             else:
                 m.query(r0, r1 + 1, 0, r, idx, writers, readers)
 
-    def _own(self, pitch) -> SpaceMap:
-        m = self.pitched.get(pitch)
-        if m is None:
-            m = self.pitched[pitch] = SpaceMap()
-        return m
-
     def read(self, a, isz: int, idx, tkey, out: list, form=False) -> None:
         """Record a read; append the writers it may depend on (RAW) to `out`.
         `form`: the access's rows_form, when the caller has it."""
@@ -445,10 +438,13 @@ class HbmMap:
             pitch = None
         else:
             pitch, boxes = home
-            m = self._own(pitch)
+            m = self.pitched.get(pitch)
+            if m is None:
+                m = self.pitched[pitch] = SpaceMap()
             for r0, r1, c0, c1 in boxes:
                 m.read(r0, r1, c0, c1, idx, tkey, out)
-        self._query_others(a, pitch, idx, out, None)
+        if len(self.pitched) > (pitch is not None) or (pitch is not None and self.flat.abox):
+            self._query_others(a, pitch, idx, out, None)
 
     def write(self, a, isz: int, idx, tkey, waw: list, war: list, form=False) -> None:
         """Record a write; append the writers (WAW) and readers (WAR) it may wait for."""
@@ -459,10 +455,13 @@ class HbmMap:
             pitch = None
         else:
             pitch, boxes = home
-            m = self._own(pitch)
+            m = self.pitched.get(pitch)
+            if m is None:
+                m = self.pitched[pitch] = SpaceMap()
             for r0, r1, c0, c1 in boxes:
                 m.write(r0, r1, c0, c1, idx, tkey, waw, war, True)
-        self._query_others(a, pitch, idx, waw, war)
+        if len(self.pitched) > (pitch is not None) or (pitch is not None and self.flat.abox):
+            self._query_others(a, pitch, idx, waw, war)
 
 
 class MemoryMaps:

@@ -327,20 +327,23 @@ class _Scheduler:
 
     def _visit(self, i):
         deps = self._collect(self.instrs[i])
-        if self.groups:  # an instruction can be deferred only behind a group
-            resolved = self.resolved
-            unresolved = [p for p in deps if not resolved[p]]
-            if unresolved:
-                self.deferred_deps[i] = deps
-                self.count[i] = len(unresolved)
-                waiting = self.waiting
-                for p in unresolved:
-                    w = waiting.get(p)
-                    if w is None:
-                        waiting[p] = [i]
-                    else:
-                        w.append(i)
-                return
+        if not self.groups:  # nothing is ever deferred: every producer has run
+            ready, waits = self._ready(deps, self.track[i])
+            self._run(i, ready, waits, ready)
+            return
+        resolved = self.resolved
+        unresolved = [p for p in deps if not resolved[p]]
+        if unresolved:
+            self.deferred_deps[i] = deps
+            self.count[i] = len(unresolved)
+            waiting = self.waiting
+            for p in unresolved:
+                w = waiting.get(p)
+                if w is None:
+                    waiting[p] = [i]
+                else:
+                    w.append(i)
+            return
         released = self._process(i, deps)
         if released:
             self._ready_to_run(released)
@@ -374,18 +377,19 @@ class _Scheduler:
     # -- dependencies ----------------------------------------------------------------
     def _track_of(self, ins) -> _Track:
         """The engine track or DMA queue that runs `ins` (made on first use)."""
-        if ins.engine == "dma":
-            loc = ins.location
-            key = (ins.core, ins.queue or "qSyncIO",
-                   (loc.file, loc.line) if loc is not None else None)
-            trk = self.queues.get(key)
-            if trk is None:
-                base = key[1]
-                k = self.queue_count.get((ins.core, base), 0)
-                self.queue_count[(ins.core, base)] = k + 1
-                trk = self.queues[key] = self._new_track(ins.core, f"dma:{base}{k}", "dma")
-            return trk
-        return self._engine(ins.core, ins.engine)
+        if ins.engine != "dma":
+            trk = self.engines.get((ins.core, ins.engine))
+            return trk if trk is not None else self._engine(ins.core, ins.engine)
+        loc = ins.location
+        key = (ins.core, ins.queue or "qSyncIO",
+               (loc.file, loc.line) if loc is not None else None)
+        trk = self.queues.get(key)
+        if trk is None:
+            base = key[1]
+            k = self.queue_count.get((ins.core, base), 0)
+            self.queue_count[(ins.core, base)] = k + 1
+            trk = self.queues[key] = self._new_track(ins.core, f"dma:{base}{k}", "dma")
+        return trk
 
     def _engine(self, core, engine) -> _Track:
         trk = self.engines.get((core, engine))
