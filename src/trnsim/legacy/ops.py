@@ -13,6 +13,7 @@ built; what remains (e.g. `i_f <= i_p`) restricts the destination write.
 """
 from __future__ import annotations
 
+import functools
 import inspect
 
 from ..machine import runtime
@@ -180,8 +181,13 @@ def result_op(core_fn, shape, dtype, buffer, mask, name="", **operands):
     def execute(dst, accumulate):
         run_masked(core_fn, dst, mask, accumulate=accumulate, **operands)
 
-    accumulates = "accumulate" in inspect.signature(core_fn).parameters
-    return Pending(execute, shape, dtype, buffer, name, accumulates)
+    return Pending(execute, shape, dtype, buffer, name, _accumulates(core_fn))
+
+
+@functools.lru_cache(maxsize=None)
+def _accumulates(core_fn) -> bool:
+    """Whether an instruction function takes `accumulate` (a `+=` can fold into it)."""
+    return "accumulate" in inspect.signature(core_fn).parameters
 
 
 def run_masked(core_fn, dst, mask, accumulate=False, **operands):

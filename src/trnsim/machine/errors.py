@@ -31,13 +31,22 @@ def _is_machinery(path: str) -> bool:
     return path.startswith(_PKG_DIR + os.sep) and not path.startswith(_USER_DIRS)
 
 
+_SKIPPED: dict = {}  # code file name -> whether kernel_location passes over its frames
+
+
 def kernel_location(skip: int = 1) -> SourceLocation | None:
     """The innermost stack frame that belongs to the kernel (not to trnsim)."""
     f = sys._getframe(skip)
+    skipped = _SKIPPED
     while f is not None:
-        path = os.path.abspath(f.f_code.co_filename)
-        if not _is_machinery(path) and not path.startswith("<frozen"):
-            return SourceLocation(f.f_code.co_filename, f.f_lineno, f.f_code.co_name)
+        code = f.f_code
+        name = code.co_filename
+        s = skipped.get(name)
+        if s is None:
+            path = os.path.abspath(name)
+            s = skipped[name] = _is_machinery(path) or path.startswith("<frozen")
+        if not s:
+            return SourceLocation(name, f.f_lineno, code.co_name)
         f = f.f_back
     return None
 

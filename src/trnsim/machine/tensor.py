@@ -57,12 +57,12 @@ class MemoryRegion(Enum):
     private_hbm = "private_hbm"
     shared_hbm = "shared_hbm"
 
+    def __init__(self, value):
+        # the memory it lives in: an attribute, not a property (read for every access)
+        self.space = value if value in ("sbuf", "psum") else "hbm"
+
     def __str__(self) -> str:
         return self.value
-
-    @property
-    def space(self) -> str:
-        return self.value if self.value in ("sbuf", "psum") else "hbm"
 
 
 def as_region(buffer) -> MemoryRegion:
