@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from operator import attrgetter
 
 from ..numerics.dtypes import as_dtype
 
@@ -130,9 +131,8 @@ def cost_model(chip) -> "CostModel":
     return model
 
 
-def _access_sig(a) -> tuple:
-    """The fields of an operand the compute cost reads (not where it lies)."""
-    return (a.space, a.role, a.dtype, a.elems_per_partition, a.pattern, a.indirect)
+# The fields of an operand the compute cost reads (not where it lies).
+_access_sig = attrgetter("space", "role", "dtype", "elems_per_partition", "pattern", "indirect")
 
 
 _COMPUTE_ATTRS = ("op", "op0", "op1", "value", "num_elem_per_idx", "num_valid_indices",

@@ -56,8 +56,8 @@ class SpaceMap:
     query outside them (an HBM access looking up another row pitch's map) returns at
     once instead of walking every segment.
 
-    `exact[i]` indexes the Recs of a long segment i by (p_lo, p_hi) (None until an
-    access needs it, and after the segment is replaced): an access of exactly one Rec's
+    `exact[id(seg)]` is (seg, its Recs by (p_lo, p_hi)) for a long segment an access
+    has looked up (dropped when the segment is replaced): an access of exactly one Rec's
     partitions overlaps that Rec only (they are disjoint), so a tile of a matrix stored
     row-tile by row-tile (a segment of a row-pitch map with a Rec per row tile) finds
     its Rec without a walk of the others."""
@@ -67,7 +67,7 @@ class SpaceMap:
         self.los: list[int] = []
         self.his: list[int] = []
         self.recs: list[list[Rec]] = []
-        self.exact: list[dict | None] = []
+        self.exact: dict = {}
         self.wbox = None
         self.abox = None
 
@@ -106,7 +106,8 @@ class SpaceMap:
             seg = recs[i]
             ix = None
             if len(seg) >= _INDEXED and p_lo < p_hi:
-                ix = self.exact[i] or self._index(i)
+                hit = self.exact.get(id(seg))
+                ix = hit[1] if hit is not None else self._index(seg)
                 r = ix.get((p_lo, p_hi))
                 if r is not None:  # the only Rec overlapping the access
                     for w in r.writers:
@@ -156,11 +157,11 @@ class SpaceMap:
         self.los.insert(i, lo)
         self.his.insert(i, hi)
         self.recs.insert(i, seg)
-        self.exact.insert(i, None)
 
-    def _index(self, i) -> dict:
-        """Segment i's Recs by (p_lo, p_hi) (built afresh)."""
-        ix = self.exact[i] = {(r.p_lo, r.p_hi): r for r in self.recs[i]}
+    def _index(self, seg) -> dict:
+        """The Recs of segment `seg` by (p_lo, p_hi) (built afresh, kept in `exact`)."""
+        ix = {(r.p_lo, r.p_hi): r for r in seg}
+        self.exact[id(seg)] = (seg, ix)
         return ix
 
     def query(self, p_lo, p_hi, lo, hi, idx, writers: list, readers: list | None) -> None:
@@ -214,7 +215,8 @@ class SpaceMap:
                     r.readers = {}
                 return
             if len(seg) >= _INDEXED and p_lo < p_hi:
-                ix = self.exact[i] or self._index(i)
+                hit = self.exact.get(id(seg))
+                ix = hit[1] if hit is not None else self._index(seg)
                 r = ix.get((p_lo, p_hi))
                 if r is not None:
                     for w in r.writers:
@@ -276,8 +278,9 @@ class SpaceMap:
                 new.append(Rec(p_lo, p_hi, mine, {}))
             else:
                 _fill_written(new, p_lo, p_hi, mine)
+            if len(seg) >= _INDEXED:
+                self.exact.pop(id(seg), None)
             recs[k] = new
-            self.exact[k] = None
             cur = his[k]
             k += 1
         if cur < hi:
@@ -285,7 +288,7 @@ class SpaceMap:
             k += 1
             j += 1
         if clean and j - i > 1:  # one segment for the whole write
-            del los[i + 1:j], his[i:j - 1], recs[i + 1:j], self.exact[i + 1:j]
+            del los[i + 1:j], his[i:j - 1], recs[i + 1:j]  # (this write's new lists)
 
     def _split(self, i, at):
         """Split segment i at byte `at` (inside it)."""
@@ -294,7 +297,6 @@ class SpaceMap:
         self.his.insert(i + 1, self.his[i])
         self.his[i] = at
         self.recs.insert(i + 1, [r.copy() for r in seg])
-        self.exact.insert(i + 1, None)
 
 
 def _grow(box, p_lo, p_hi, lo, hi):
