@@ -134,6 +134,31 @@ def test_plain_range_loops_expand_unless_asked_not_to(monkeypatch):
     assert _stats(_run(plain_range_matmul, lhsT, rhs)).loops == 0
 
 
+def _blocked(scales_per_tile):
+    """8 blocks (a short loop) of 6 column tiles (too short to expand), each tile
+    scaled `scales_per_tile` times: 18 x scales_per_tile instructions per block."""
+    @nki.jit
+    def kernel(x):
+        out = nl.ndarray(x.shape, nl.float32, buffer=nl.hbm)
+        for b in nl.affine_range(8):
+            for j in nl.affine_range(6):
+                for _ in nl.static_range(scales_per_tile):
+                    _scale(x, out, b * 6 + j)
+        return out
+    return kernel
+
+
+def test_a_short_loop_expands_only_when_its_body_is_heavy(monkeypatch):
+    x = np.ones((128, 8 * 6 * 8), np.float32)
+    _, fast = _both(monkeypatch, lambda: _run(_blocked(4), x))  # 72 instructions a block
+    st = _stats(fast)
+    # iterations 0-4 and 7 run: 5 and 6 are appended, 2 x 72 instructions
+    assert (st.loops, st.iterations, st.instructions) == (1, 2, 2 * 72)
+    assert expand.HEAVY_BODY <= 72
+    _, fast = _both(monkeypatch, lambda: _run(_blocked(1), x))  # 18 a block: light
+    assert _stats(fast).loops == 0
+
+
 def test_legacy_sequential_range_keeps_its_fences(monkeypatch):
     def kernel(x):
         out = lnl.ndarray(x.shape, dtype=x.dtype, buffer=lnl.shared_hbm)

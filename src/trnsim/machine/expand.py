@@ -22,9 +22,10 @@ leaves for the code after the loop are exactly those of a full run.
 
 It runs every iteration when:
 - numerics are on (values are computed per iteration), `TRNSIM_EXPAND=0`, the loop has
-  fewer than `MIN_ITERATIONS`, its iterator is not taken by a `for` statement (zip,
-  enumerate, list(), comprehensions), or its body can leave it (`break`, `return`,
-  `yield`): `is_for_statement`;
+  fewer than `MIN_ITERATIONS` and its first iteration recorded fewer than `HEAVY_BODY`
+  instructions (or it has fewer than SAMPLES + 3: nothing left to append), its iterator
+  is not taken by a `for` statement (zip, enumerate, list(), comprehensions), or its
+  body can leave it (`break`, `return`, `yield`): `is_for_statement`;
 - the sampled iterations differ in structure, a number is not affine, an iteration
   records on another core (a cross-core handover), creates shared HBM tensors, leaves
   a deferred legacy result pending, or changes state beside the record in a tensor
@@ -71,6 +72,10 @@ SAMPLES = 4  # iterations sampled for an affine model (period 1)
 # iteration 0, the samples and the last run for real: expansion pays (the samples' state
 # is watched at every mark) once it can append at least half of the loop
 MIN_ITERATIONS = 2 * (SAMPLES + 2)
+# ... or, for a shorter loop (at least SAMPLES + 3 iterations: one to append), once its
+# first iteration recorded this many instructions: an outer loop of a blocked kernel
+# (8 K blocks around loops of tiles) appends whole inner loops per iteration it saves
+HEAVY_BODY = 64
 # (samples, periods tried): iterations whose numbers are affine per period p (a
 # double-buffered `buf[i % 2]`, the allocator's rotation) need more samples
 _SAMPLING = ((SAMPLES, (1,)), (8, (2, 4)))
@@ -146,16 +151,22 @@ def iterate(rng: range, before=None, for_statement: bool = False):
     fences)."""
     run = runtime.active_run() if runtime._active else None
     total = len(rng)
-    if run is None or not for_statement or total < MIN_ITERATIONS or not enabled(run):
-        for n, i in enumerate(rng):
-            if before is not None:
-                before(n)
-            yield i
+    if run is None or not for_statement or total < SAMPLES + 3 or not enabled(run):
+        yield from _plain(rng, before, 0)
         return
-    stats = run.__dict__.setdefault("expansion", ExpansionStats())
     frame = _loop_frame()
+    marks = [None]  # marks[n]: the state before iteration n (none needed before the first)
+    if total < MIN_ITERATIONS:  # a short loop: expanded only if its body is heavy
+        first = len(run.program.instructions)
+        if before is not None:
+            before(0)
+        yield rng[0]
+        if len(run.program.instructions) - first < HEAVY_BODY:
+            yield from _plain(rng, before, 1)
+            return
+        marks.append(_Mark(run, frame))
+    stats = run.__dict__.setdefault("expansion", ExpansionStats())
     core = runtime.current_core().id
-    marks = [_Mark(run, frame)]  # marks[n]: the state before iteration n
     plan = None
     for samples, periods in _SAMPLING:
         if total < samples + 3:
@@ -192,7 +203,12 @@ def iterate(rng: range, before=None, for_statement: bool = False):
             return
         stats.fallbacks += 1
         marks[-1].restore(run, frame)
-    for k in range(n, total):
+    yield from _plain(rng, before, n)
+
+
+def _plain(rng: range, before, start: int):
+    """Iterations start.. of `rng`, each run for real."""
+    for k in range(start, len(rng)):
         if before is not None:
             before(k)
         yield rng[k]
