@@ -149,6 +149,25 @@ def test_exact_range_index_gives_what_the_walk_gives(seed, monkeypatch):
     assert indexed == replay()
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_lane_books_the_first_gap_that_fits(seed):
+    """_Lane.book (with its shortcut for a booking after all others) against a plain
+    first-fit search over the intervals booked so far."""
+    from trnsim.timing.scheduler import _Lane
+    rng = random.Random(seed)
+    lane, booked = _Lane(), []
+    t = 0.0
+    for _ in range(600):
+        t = max(0.0, t + rng.choice((0.0, 1.0, 50.0, -30.0, 400.0)) * rng.random())
+        if booked and rng.random() < 0.2:
+            t = max(e for _, e in booked)  # exactly at the end of the latest booking
+        d = rng.choice((1.0, 8.0, 64.0, 300.0 * rng.random() + 0.5))
+        starts = sorted([t] + [e for _, e in booked if e > t])
+        s = next(s for s in starts if all(not (a < s + d and s < e) for a, e in booked))
+        assert lane.book(t, d) == s + d
+        booked.append((s, s + d))
+
+
 def test_gc_paused_restores_the_collector_as_it_was():
     import gc
 

@@ -71,6 +71,16 @@ class _Lane:
     def book(self, t: float, d: float) -> float:
         """Book the earliest [s, s + d) with s >= t that fits; returns s + d."""
         starts, ends = self.starts, self.ends
+        if not ends or t >= ends[-1]:  # after every booking (what the general path does)
+            e = t + d
+            if ends and ends[-1] == t:
+                ends[-1] = e
+            else:
+                starts.append(t)
+                ends.append(e)
+            if len(ends) > 512:
+                self._forget()
+            return e
         n = len(ends)
         i = bisect_right(ends, t)
         s = t
@@ -92,10 +102,15 @@ class _Lane:
             starts.insert(i, s)
             ends.insert(i, e)
         if len(ends) > 512:
-            cut = bisect_right(ends, ends[-1] - self.HORIZON)
-            if cut:
-                del starts[:cut], ends[:cut]
+            self._forget()
         return e
+
+    def _forget(self):
+        """Drop the intervals more than HORIZON behind the latest booking."""
+        ends = self.ends
+        cut = bisect_right(ends, ends[-1] - self.HORIZON)
+        if cut:
+            del self.starts[:cut], ends[:cut]
 
 
 class _DmaState:
