@@ -107,7 +107,6 @@ class _ListScheduler:
         self.npred = [0] * n
         self._est: dict = {}
         self._lat: dict = {}  # engine -> result latency (ns)
-        self._sem: dict = {}  # engine or "dma" -> semaphore wait (ns)
         self._dependencies()
         self._fences(getattr(program, "fences", ()) or ())
         self.prio = self._critical_path() if heuristic == "critical_path" else None
@@ -206,49 +205,43 @@ class _ListScheduler:
     def run(self) -> IssueOrder:
         instrs = self.instrs
         n = len(instrs)
-        streams: dict = {}  # resource -> its instructions in program order
+        streams: dict = {}  # resource -> its _Stream
+        self.numbered: list = []  # the streams by number (heap entries carry the number)
         pos = [0] * n  # position of each instruction in its stream
         for ins in instrs:
-            s = streams.setdefault(self.res[ins.index], [])
+            st = self._stream(self.res[ins.index], streams)
             if ins.index in self.floating:
                 for e in ins.attrs["engines"]:
-                    streams.setdefault((ins.core, e), [])
+                    self._stream((ins.core, e), streams)
                 continue
-            pos[ins.index] = len(s)
-            s.append(ins.index)
+            pos[ins.index] = len(st.ids)
+            st.ids.append(ins.index)
         self.streams = streams
         self.pos = pos
-        self.head = {r: 0 for r in streams}  # first position not yet issued
-        self.free = {r: 0.0 for r in streams}  # when the stream can issue again
         self.issued = bytearray(n)
         self.ready = [0.0] * n  # earliest start its dependencies allow
         self.done = [0.0] * n
-        self.waiting: dict = {r: [] for r in streams}  # eligible: heap of (ready, index)
-        self.now: dict = {r: [] for r in streams}  # eligible and ready by free[r]: by pick
-        # beyond the window: position -> (arrival, index); every position in later[r] is
-        # >= head[r] + limit, so a slide of the head releases exactly the positions it
-        # brings into the window, in the order they arrived
-        self.later: dict = {r: {} for r in streams}
         self.arrivals = 0
         self.held: dict = {}  # core -> indices waiting for their fence segment
         self.dma_free: dict = {}  # core -> when its DMA engines' share frees
-        self.qnext: dict = {}  # DMA queue -> when it may issue the next transfer
-        self.top: list = []  # (possible start, index, resource): lazily validated
-        self.queued = {r: 0.0 for r in streams}  # estimated work eligible on each stream
+        self.top: list = []  # (possible start, index, stream number): lazily validated
         for i in range(n):
             if self.npred[i] == 0:
                 self._available(i)
         order: list = []
         end = 0.0
-        while self.top:
-            start, i, r = heapq.heappop(self.top)
-            if self.issued[i] or self._best(r) != (start, i):
+        top, issued, numbered = self.top, self.issued, self.numbered
+        while top:
+            start, i, k = heapq.heappop(top)
+            st = numbered[k]
+            if issued[i] or self._best(st) != (start, i):
                 continue
-            heapq.heappop(self.now[r] if self.now[r] else self.waiting[r])
+            heapq.heappop(st.now if st.now else st.waiting)
             order.append(i)
-            fin = self._issue(i, r, start)
-            end = max(end, fin)
-            self._after_issue(i, r)
+            fin = self._issue(i, st, start)
+            if fin > end:
+                end = fin
+            self._after_issue(i, st)
         if len(order) != n:  # a fence or window cycle would be a bug: keep every instruction
             seen = set(order)
             order += [i for i in range(n) if i not in seen]
@@ -264,17 +257,26 @@ class _ListScheduler:
                 moved[i] = pos[i] - k
         return IssueOrder(order, self.heuristic, self.window, end, moved)
 
+    def _stream(self, r, streams) -> "_Stream":
+        st = streams.get(r)
+        if st is None:
+            dma = r[1] == "dma"
+            st = streams[r] = _Stream(len(self.numbered), dma, 1 if dma else self.window,
+                                      self.cost.semaphore_ns(r[1]))
+            self.numbered.append(st)
+        return st
+
     def _pick_key(self, i):
         """Order among instructions that can all start now: the heuristic's."""
         if self.prio is not None:
             return (-self.prio[i], i)
         return (i,)
 
-    def _best(self, r):
-        """(start, index) of the instruction stream r issues next, or None. Every
+    def _best(self, st):
+        """(start, index) of the instruction stream `st` issues next, or None. Every
         eligible instruction ready by the time the stream is free can start then, and the
         heuristic picks among those; otherwise the first to become ready goes."""
-        waiting, now, free = self.waiting[r], self.now[r], self.free[r]
+        waiting, now, free = st.waiting, st.now, st.free
         while waiting and waiting[0][0] <= free:
             _, j = heapq.heappop(waiting)
             heapq.heappush(now, self._pick_key(j))
@@ -284,10 +286,10 @@ class _ListScheduler:
             return waiting[0]
         return None
 
-    def _push_best(self, r):
-        b = self._best(r)
+    def _push_best(self, st):
+        b = self._best(st)
         if b is not None:
-            heapq.heappush(self.top, (b[0], b[1], r))
+            heapq.heappush(self.top, (b[0], b[1], st.number))
 
     def _available(self, i):
         """All of i's producers are issued: eligible if its fence segment and its
@@ -297,21 +299,20 @@ class _ListScheduler:
             self.held.setdefault(ins.core, []).append(i)
             return
         if i in self.floating:
-            r = self._assign(i)
+            st = self.streams[self._assign(i)]
         else:
-            r = self.res[i]
-            limit = 1 if r[1] == "dma" else self.window
+            st = self.streams[self.res[i]]
             p = self.pos[i]
-            if p >= self.head[r] + limit:
-                self.later[r][p] = (self.arrivals, i)
+            if p >= st.head + st.limit:
+                st.later[p] = (self.arrivals, i)
                 self.arrivals += 1
                 return
-        self._eligible(i, r)
+        self._eligible(i, st)
 
-    def _eligible(self, i, r):
-        heapq.heappush(self.waiting[r], (self.ready[i], i))
-        self.queued[r] += self._estimate(i)
-        self._push_best(r)
+    def _eligible(self, i, st):
+        heapq.heappush(st.waiting, (self.ready[i], i))
+        st.queued += self._estimate(i)
+        self._push_best(st)
 
     def _assign(self, i):
         """The candidate engine where instruction i would finish first."""
@@ -322,8 +323,9 @@ class _ListScheduler:
             if self.shared_port and {e, default} == {"vector", "gpsimd"}:
                 continue
             r = (ins.core, e)
+            st = self.streams[r]
             ins.engine = e
-            fin = max(self.free[r], self.ready[i]) + self.queued[r] + self._estimate(i)
+            fin = max(st.free, self.ready[i]) + st.queued + self._estimate(i)
             if best is None or fin < best[0]:
                 best = (fin, e, r)
         ins.engine = default
@@ -333,62 +335,59 @@ class _ListScheduler:
             self.res[i] = r
         return r
 
-    def _issue(self, i, r, start) -> float:
+    def _issue(self, i, st, start) -> float:
         ins = self.instrs[i]
-        self.queued[r] -= self._estimate(i)
-        if r[1] == "dma":
+        st.queued -= self._estimate(i)
+        if st.dma:
             info = self.cost.dma.cost(ins)
             c = self.cost.dma
-            t = max(start, self.qnext.get(r, 0.0)) + info["dge_ns"]
+            t = max(start, st.qnext) + info["dge_ns"]
             share = info["data_ns"] * len(info["engines"]) / max(1, c.engines)
             d0 = max(t + c.fixed, self.dma_free.get(ins.core, 0.0))
             self.dma_free[ins.core] = d0 + share
             fin = max(d0 + share, t + c.fixed + info["data_ns"])
-            self.qnext[r] = start + max(c.interval, info["data_ns"])
-            self.free[r] = self.qnext[r]
+            st.qnext = st.free = start + max(c.interval, info["data_ns"])
             self.done[i] = fin
             return fin
         fin = start + self._estimate(i)
-        self.free[r] = fin
+        st.free = fin
         lat = self._lat.get(ins.engine)
         if lat is None:
             lat = self._lat[ins.engine] = self.cost.latency_ns(ins.engine)
         self.done[i] = fin + lat
         return fin
 
-    def _after_issue(self, i, r):
+    def _after_issue(self, i, st):
         ins = self.instrs[i]
-        self.issued[i] = 1
+        issued = self.issued
+        issued[i] = 1
         # the stream's window slides past every issued instruction at its head
-        stream = self.streams[r]
-        h0 = h = self.head[r]
-        while h < len(stream) and self.issued[stream[h]]:
+        ids = st.ids
+        h0 = h = st.head
+        while h < len(ids) and issued[ids[h]]:
             h += 1
-        self.head[r] = h
-        later = self.later[r]
+        st.head = h
+        later = st.later
         if later and h > h0:
-            limit = 1 if r[1] == "dma" else self.window
+            limit = st.limit
             if h - h0 < len(later):
                 come = [later.pop(p) for p in range(h0 + limit, h + limit) if p in later]
                 come.sort()
             else:
                 come = [later.pop(p) for p in [p for p in later if p < h + limit]]
             for _, j in come:
-                self._eligible(j, r)
+                self._eligible(j, st)
         # successors
-        res, ready, npred, sem = self.res, self.ready, self.npred, self._sem
+        res, streams, ready, npred = self.res, self.streams, self.ready, self.npred
         done = self.done[i]
         for s, kind in self.succ[i]:
-            rs = res[s]
+            other = streams[res[s]]
             if kind == "WAR":
-                t = done if rs != r else 0.0
-            elif rs == r:
+                t = done if other is not st else 0.0
+            elif other is st:
                 t = done if kind == "RAW" else 0.0  # same stream: issue order suffices
             else:
-                t = sem.get(rs[1])
-                if t is None:
-                    t = sem[rs[1]] = self.cost.semaphore_ns(rs[1])
-                t = done + t
+                t = done + other.sem
             if t > ready[s]:
                 ready[s] = t
             npred[s] -= 1
@@ -402,4 +401,29 @@ class _ListScheduler:
             held = self.held.pop(ins.core, [])
             for j in held:
                 self._available(j)
-        self._push_best(r)
+        self._push_best(st)
+
+
+class _Stream:
+    """One in-order stream (an engine or a DMA queue of a core) during list scheduling:
+    its instructions in program order (`ids`), the first not yet issued (`head`), when
+    it can issue again (`free`), its eligible instructions (`waiting`: a heap of (ready,
+    index); `now`: ready by `free`, by pick), those beyond its window (`later`: position
+    -> (arrival, index); every position there is >= head + limit, so a slide of the head
+    releases exactly the positions it brings into the window, in the order they
+    arrived), the estimated work eligible on it (`queued`), the semaphore wait of a
+    producer on another stream (`sem`) and, for a DMA queue, when it may issue the next
+    transfer (`qnext`)."""
+    __slots__ = ("number", "dma", "limit", "sem", "ids", "head", "free", "waiting", "now",
+                 "later", "queued", "qnext")
+
+    def __init__(self, number: int, dma: bool, limit: int, sem: float):
+        self.number, self.dma, self.limit, self.sem = number, dma, limit, sem
+        self.ids: list = []
+        self.head = 0
+        self.free = 0.0
+        self.waiting: list = []
+        self.now: list = []
+        self.later: dict = {}
+        self.queued = 0.0
+        self.qnext = 0.0
