@@ -93,6 +93,15 @@ class SpaceMap:
             i = 0
         elif his[i] <= lo:
             i += 1
+        elif los[i] == lo and his[i] == hi and p_lo < p_hi:
+            seg = recs[i]  # fast path: one segment [lo, hi) of one Rec of [p_lo, p_hi)
+            if len(seg) == 1 and seg[0].p_lo == p_lo and seg[0].p_hi == p_hi:
+                r = seg[0]
+                for w in r.writers:
+                    if w != idx:
+                        out.append(w)
+                r.readers[tkey] = idx
+                return
         cur = lo
         n = len(los)
         while i < n and los[i] < hi:

@@ -78,7 +78,7 @@ class _Lane:
             else:
                 starts.append(t)
                 ends.append(e)
-            if len(ends) > 512:
+            if len(ends) > 512 and ends[0] <= e - self.HORIZON:
                 self._forget()
             return e
         n = len(ends)
@@ -101,12 +101,13 @@ class _Lane:
         else:
             starts.insert(i, s)
             ends.insert(i, e)
-        if len(ends) > 512:
+        if len(ends) > 512 and ends[0] <= ends[-1] - self.HORIZON:
             self._forget()
         return e
 
     def _forget(self):
-        """Drop the intervals more than HORIZON behind the latest booking."""
+        """Drop the intervals more than HORIZON behind the latest booking (callers
+        check that there is one)."""
         ends = self.ends
         cut = bisect_right(ends, ends[-1] - self.HORIZON)
         if cut:
