@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import bisect
 
-from ..machine.access import Access, copy_with
+from ..machine.access import Access, copy_with, with_bytes
 from ..machine.errors import CapacityError
 from ..machine.memory import next_fit
 from ..machine.record import Allocation, Instruction, Program
@@ -93,11 +93,6 @@ def _blocks_of(alloc: Allocation, a: Access) -> range:
     lo, hi = a.lo - alloc.vaddr, a.hi - alloc.vaddr
     bb = alloc.block_bytes
     return range(lo // bb, -(-hi // bb))
-
-
-def _moved(a: Access, lo: int, hi: int, **changes) -> Access:
-    """Access `a` at [lo, hi) (and `changes`)."""
-    return copy_with(a, lo=lo, hi=hi, **changes)
 
 
 def _block_access(blk: _Block, role: str, mode: str, space: str, lo: int,
@@ -373,7 +368,7 @@ class _Allocator:
                           (_on_chip(blk, "dst", "w"),), ins.location)
             return
         for _, source, wrote in blk.loads:  # clean: read it again from where it came
-            self.emit_dma(blk, "reload", (_moved(source, source.lo, source.hi, role="src"),),
+            self.emit_dma(blk, "reload", (copy_with(source, role="src"),),
                           (self.physical(wrote),), ins.location)
 
     def emit_dma(self, blk: _Block, kind: str, reads, writes, location) -> None:
@@ -404,12 +399,12 @@ class _Allocator:
         b0, off = divmod(a.lo - alloc.vaddr, bb)
         first = self.blocks[(aid, b0)].placement
         if off + a.hi - a.lo <= bb:  # within one block
-            return _moved(a, first.start + off, first.start + off + (a.hi - a.lo))
+            return with_bytes(a, first.start + off, first.start + off + (a.hi - a.lo))
         places = [self.blocks[(alloc.id, b)].placement for b in _blocks_of(alloc, a)]
         contiguous = all(q.start == first.start + k * bb for k, q in enumerate(places))
         if contiguous:
-            return _moved(a, first.start + off, first.start + off + (a.hi - a.lo))
-        return _moved(a, min(q.start for q in places),  # scattered blocks: their box
+            return with_bytes(a, first.start + off, first.start + off + (a.hi - a.lo))
+        return with_bytes(a, min(q.start for q in places),  # scattered blocks: their box
                       max(q.start + q.size for q in places))
 
     def overflow(self, arena: Arena, i: int, mine: list, ins: Instruction):

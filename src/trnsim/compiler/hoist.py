@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 
-from ..machine.access import copy_with
+from ..machine.access import copy_with, with_bytes
 from ..machine.record import Program
 from .hbm_writes import HbmWrites
 
@@ -132,7 +132,7 @@ def _fresh_copy(index, dst, p_dst, allocs, writes_of) -> bool:
 
 
 def _moved(a, shift):
-    return copy_with(a, lo=a.lo + shift, hi=a.hi + shift)
+    return with_bytes(a, a.lo + shift, a.hi + shift)
 
 
 def _same_bytes(a, b) -> bool:

@@ -399,6 +399,14 @@ _new_access = tuple.__new__
 _FIELD = {name: i for i, name in enumerate(Access._fields)}
 
 
+def with_bytes(a: Access, lo: int, hi: int) -> Access:
+    """`a` over bytes [lo, hi) of its memory instead (a physical placement, a shift)."""
+    return _new_access(Access, a[:11] + (lo, hi) + a[13:])
+
+
+assert Access._fields[11:13] == ("lo", "hi")  # the slices of with_bytes
+
+
 def copy_with(a: Access, **changes) -> Access:
     """`a` with the fields `changes` names changed (Access._replace, without its keyword
     round trip: the record's copies go through here)."""
