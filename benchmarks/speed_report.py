@@ -79,6 +79,7 @@ def speed_section(res: dict, trn1: dict) -> list[str]:
                  f"{ratio:.2f}x | {THEN['rss_timing'] if timing else '-'} | "
                  f"{_met(ratio <= goal)} |")
     L.append("")
+    L += _why_missed(stages, mem)
     if stages:
         L += ["### Stage by stage (`benchmarks/speed.py`)", "",
               "Recording with loop expansion (`trnsim/machine/expand.py`) and without "
@@ -100,3 +101,30 @@ def speed_section(res: dict, trn1: dict) -> list[str]:
              "process(es).")
     L.append("")
     return L
+
+
+def _why_missed(stages, mem) -> list[str]:
+    """What the rate and timing-only memory targets are missed by, per instruction."""
+    loop = next((r for r in stages if "tutorial" in r["kernel"]), None)
+    if loop is None:
+        return []
+    n = loop["instructions"]
+    us = {k: 1e6 * loop[k + "_s"] / n for k in ("record", "compile", "schedule")}
+    text = (f"Why the rate targets are missed: every stage still handles each instruction "
+            f"as Python objects. Per instruction of the {loop['kernel']}, recording costs "
+            f"{us['record']:.0f} us (loops expanded), the compiler model "
+            f"{us['compile']:.0f} us and the scheduler {us['schedule']:.0f} us: "
+            f"{sum(us.values()):.0f} us in all, where 1,000,000 instructions/s allows 1 us. "
+            "Reaching it needs the record kept as columns (NumPy arrays per field, expanded "
+            "loops appended as arrays) and the compiler model and scheduler run over them "
+            "in compiled code (the issue's items 3 and 4), which is not built yet.")
+    timing = [r for r in mem if r["mode"] == "timing only"]
+    if timing:
+        per = [((r["peak_rss_mib"] - r["baseline_rss_mib"]) * memory.MIB - r["input_bytes"])
+               / r["instructions"] for r in timing]
+        span = f"{min(per):,.0f}" + (f"-{max(per):,.0f}" if len(per) > 1 else "")
+        text += (f" The timing-only memory targets miss for the same reason: beyond the "
+                 f"inputs, a run holds {span} bytes per instruction (the record, the "
+                 "compiler model's placements, and what Python's allocator cannot give "
+                 "back between them).")
+    return [text, ""]
