@@ -5,7 +5,8 @@ CPU second, on kernels of the fidelity and spill benchmarks (numerics off).
     python -m benchmarks.scheduler_speed [--reps N]
 
 Each figure is the best of `reps` runs (CPU time: the machine is shared). BEFORE holds
-the figures of the code this benchmark was written against, for comparison.
+the figures of the code before the latest speed-ups, measured in the same session as
+the figures after them, for comparison.
 """
 from __future__ import annotations
 
@@ -18,17 +19,17 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import ml_dtypes  # noqa: E402
 import numpy as np  # noqa: E402
 
-# The code before this benchmark's speed-ups (commit 425cc2f), measured in the same
-# session as the figures after them (2026-12-03, 2 cores shared with other jobs, load
-# 6-8, so absolute rates are low): best of 3 x 5 runs, instructions per CPU second
-# (compile, schedule).
-BEFORE_DATE = "2026-12-03, commit 425cc2f"
-BEFORE = {"tiled matmul (trn2, fp32)": (17861, 29243),
-          "tiled matmul, 8x larger (trn2, fp32)": (11403, 18295),
-          "blocked M/N/K matmul (trn2, fp32)": (28966, 44082),
-          "legacy tiled matmul (trn1, bf16)": (19753, 32021),
-          "strided column stores (trn2)": (16737, 37231),
-          "generated blocks with spills (trn2)": (17264, 33288)}
+# The code before the last round of scheduler speed-ups (commit b131f30; the round
+# before it started from 425cc2f), measured in the same session as the figures after
+# them (2026-12-04, 2 cores shared with other jobs, load 2-3, so absolute rates are
+# low): best of 3 runs, instructions per CPU second (compile, schedule).
+BEFORE_DATE = "2026-12-04, commit b131f30"
+BEFORE = {"tiled matmul (trn2, fp32)": (25971, 42829),
+          "tiled matmul, 8x larger (trn2, fp32)": (17480, 31147),
+          "blocked M/N/K matmul (trn2, fp32)": (30421, 54157),
+          "legacy tiled matmul (trn1, bf16)": (23255, 43425),
+          "strided column stores (trn2)": (27956, 51625),
+          "generated blocks with spills (trn2)": (32930, 56633)}
 
 
 def _cases():

@@ -25,6 +25,15 @@ Model (hardware.md §1-2; every constant from the chip file, see costs.py):
   partition and shares the HBM stack bandwidth with the other queues and cores on that
   stack (see costs.DmaCost).
 - Cores: all cores of the program (LNC=2) are scheduled together.
+
+Implementation: one pass over the instructions in issue order. Each instruction's
+dependencies come from the memory maps (deps.py) and its track's order (`_Track`: one
+per engine of a core and per DMA queue, holding the track's last instruction, when it is
+free, its semaphore and result latency); its start from the engine state (`_Track.free`,
+`_TensorState`, `_DmaState` and the HBM stacks' `_Lane`s); one Event per instruction,
+whose cost terms are shared by every instruction of the same cost signature. Only
+members of a cross-core synchronisation group, and what depends on them, wait
+(`_visit` defers them until their partners arrive).
 """
 from __future__ import annotations
 
