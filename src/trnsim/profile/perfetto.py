@@ -90,6 +90,10 @@ def trace_events(profile) -> tuple[list[dict], dict]:
     # --- one complete event per instruction
     slices: list[dict] = []
     loc_info: dict = {}  # location -> (file:line, source text)
+    # the JSON of objects instructions and events share (expanded loops' attrs, cost
+    # terms per cost signature), made once per object: id -> (object, its JSON form)
+    shared: dict = {}
+    operand_texts: dict = {}  # operand -> its text
     for ins, e in zip(instructions, events):
         ts, te = _us(e.start), _us(e.end)
         key = views.location_key(ins.location)
@@ -97,8 +101,14 @@ def trace_events(profile) -> tuple[list[dict], dict]:
         if where is None:
             where = loc_info[key] = (views.short_location(ins.location),
                                      views.source_text(ins.location))
+        operands = []
+        for a in ins.accesses:
+            text = operand_texts.get(a)
+            if text is None:
+                text = operand_texts[a] = views.operand_text(a)
+            operands.append(text)
         args = {"index": ins.index,
-                "operands": [views.operand_text(a) for a in ins.accesses],
+                "operands": operands,
                 "bytes": int(ins.bytes_moved),
                 "nki_source_location": where[0]}
         if where[1]:
@@ -108,7 +118,7 @@ def trace_events(profile) -> tuple[list[dict], dict]:
         if e.dma_engines:
             args["dma_engines"] = list(e.dma_engines)
         if e.cost:
-            args["cost"] = views.jsonable(e.cost)
+            args["cost"] = _shared_json(shared, e.cost, views.jsonable)
         if e.ready and e.ready < e.start:
             args["queued_ns"] = round(e.start - e.ready, 3)
         if e.moved:  # the compiler's scheduler issued it this many places early (late: <0)
@@ -120,9 +130,10 @@ def trace_events(profile) -> tuple[list[dict], dict]:
             args["waits"] = [f"#{w.producer} {instructions[w.producer].opcode} "
                              f"({w.kind}{' ' + w.space if w.space else ''})"
                              for w in e.waits if 0 <= w.producer < len(instructions)]
-        attrs = {k: v for k, v in (ins.attrs or {}).items() if v is not None}
-        if attrs:
-            args["attrs"] = views.jsonable(attrs)
+        if ins.attrs:
+            attrs = _shared_json(shared, ins.attrs, _attrs_json)
+            if attrs:
+                args["attrs"] = attrs
         slices.append({"ph": "X", "name": ins.opcode, "cat": views.track_group(e.track),
                        "pid": _pid(e.core), "tid": tid_of[e.index], "ts": ts,
                        "dur": round(te - ts, 3), "args": args})
@@ -135,7 +146,7 @@ def trace_events(profile) -> tuple[list[dict], dict]:
             if not 0 <= w.producer < len(events):
                 continue
             p = events[w.producer]
-            if (p.core, tid_of[p.index]) == (e.core, tid_of[e.index]):
+            if p.core == e.core and tid_of[p.index] == tid_of[e.index]:
                 continue  # same track: program order, no semaphore
             flow_id += 1
             name = f"{w.kind} {w.space}".strip()
@@ -153,6 +164,18 @@ def trace_events(profile) -> tuple[list[dict], dict]:
             "kernel": views.kernel_name(profile), "instructions": len(instructions),
             "total_time_ns": total, "cores": sorted(cores)}
     return out + body, meta
+
+
+def _shared_json(memo: dict, obj, to_json):
+    """to_json(obj), computed once per object (the trace only reads what it returns)."""
+    hit = memo.get(id(obj))
+    if hit is None or hit[0] is not obj:
+        hit = memo[id(obj)] = (obj, to_json(obj))
+    return hit[1]
+
+
+def _attrs_json(attrs: dict):
+    return views.jsonable({k: v for k, v in attrs.items() if v is not None})
 
 
 def _mid(e) -> float:
