@@ -343,3 +343,77 @@ def test_psum_flags_kept_without_strict_for_the_accumulate_check():
     with pytest.warns(NkiNumericsWarning, match="never written"):
         out, _ = trnsim.run_kernel(psum_partly_written, (a, b), chip="trn2")
     assert (out[:, 0:3] == 8).all() and np.isnan(out[:, 3:6]).all()
+
+
+# -- fresh tiles: the fill written only when read ------------------------------------------
+@nki.jit
+def fresh_tiles(x):
+    """Tiles written whole (C-order, permuted, and through a dtype view), one written with
+    a view of as many bytes as the tile that repeats one column, and one never written."""
+    P, F = x.shape
+    whole = load(x)
+    permuted = nl.ndarray((P, F), x.dtype, buffer=nl.sbuf)
+    nisa.tensor_copy(dst=permuted.ap([[F, P], [1, F // 2], [F // 2, 2]]),
+                     src=whole.ap([[F, P], [2, F // 2], [1, 2]]))
+    as_ints = nl.ndarray((P, F), x.dtype, buffer=nl.sbuf)
+    nisa.dma_copy(dst=as_ints.view(nl.int32), src=whole.view(nl.int32))
+    repeated = nl.ndarray((P, F), x.dtype, buffer=nl.sbuf)
+    nisa.tensor_copy(dst=repeated.ap([[F, P], [0, F]]), src=whole)
+    never = nl.ndarray((P, F), x.dtype, buffer=nl.sbuf)
+    return tuple(store(t) for t in (whole, permuted, as_ints, repeated, never))
+
+
+def test_fresh_tiles_hold_the_fill_until_written():
+    x = np.random.default_rng(7).standard_normal((8, 6)).astype(np.float32)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        (whole, permuted, as_ints, repeated, never), _ = trnsim.run_kernel(
+            fresh_tiles, (x,), chip="trn2")
+    np.testing.assert_array_equal(whole, x)
+    i, j = np.meshgrid(np.arange(3), np.arange(2), indexing="ij")
+    want = np.empty_like(x)
+    want[:, (i + 3 * j).ravel()] = x[:, (2 * i + j).ravel()]
+    np.testing.assert_array_equal(permuted, want)
+    np.testing.assert_array_equal(as_ints, x)
+    assert (repeated[:, 0] == x[:, -1]).all() and np.isnan(repeated[:, 1:]).all()
+    assert np.isnan(never).all()
+    assert [w.category for w in seen] == [trnsim.UninitializedReadWarning]
+
+
+@nki.jit
+def overlapping_dma(x):
+    """DMA copies whose source and destination overlap in one SBUF tile and one HBM
+    tensor (the copy reads the memory in place)."""
+    P, F = x.shape
+    t = load(x)
+    nisa.dma_copy(dst=t[:, 1:F], src=t[:, 0:F - 1])
+    h = nl.ndarray((P, F), x.dtype, buffer=nl.shared_hbm)
+    nisa.dma_copy(dst=h, src=t)
+    nisa.dma_copy(dst=h[0:P - 1, :], src=h[1:P, :])
+    return h
+
+
+def test_overlapping_dma_copies_the_old_values():
+    x = np.random.default_rng(8).standard_normal((8, 6)).astype(np.float32)
+    want = x.copy()
+    want[:, 1:] = x[:, :-1].copy()
+    want[:-1] = want[1:].copy()
+    out, _ = trnsim.run_kernel(overlapping_dma, (x,), chip="trn2")
+    np.testing.assert_array_equal(out, want)
+
+
+@nki.jit
+def accumulate_then_read(a, b):
+    """Two accumulating matmuls into one PSUM tile, read back."""
+    sa, sb = load(a), load(b)
+    ps = nl.ndarray((a.shape[1], b.shape[1]), nl.float32, buffer=nl.psum)
+    nisa.nc_matmul(dst=ps, stationary=sa, moving=sb)
+    nisa.nc_matmul(dst=ps, stationary=sa, moving=sb)
+    return store(ps)
+
+
+def test_psum_accumulation_keeps_every_byte_initialized_for_strict_reads():
+    a = np.ones((8, 4), np.float32)
+    b = np.ones((8, 6), np.float32)
+    out, _ = trnsim.run_kernel(accumulate_then_read, (a, b), chip="trn2", strict=True)
+    assert (out == 16).all()

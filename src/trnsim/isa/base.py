@@ -212,6 +212,9 @@ class Instr:
                 v = np.broadcast_to(v, t.shape)
             except ValueError:
                 self.fail(f"result of shape {v.shape} does not fit {role} {describe(t)}")
+        st = t.storage
+        if st.unfilled is not None and mask is None and st.whole(t):
+            st.unfilled = None  # all of it is overwritten: its fill need not be written
         # The initialized-flags are read by strict-mode reads and, in any mode, by the
         # check of accumulate=True onto never-written PSUM (isa/matmul.py): a run that is
         # not strict keeps them for PSUM only.

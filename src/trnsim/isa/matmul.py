@@ -48,8 +48,8 @@ import weakref
 
 import numpy as np
 
-from ..machine.access import (_decompose, _flag_view, describe_access, element_offsets,
-                              read_converted)
+from ..machine.access import (_byte_index, _decompose, _flag_view, describe_access,
+                              element_offsets, read_converted)
 from ..machine.errors import UnsupportedError, describe
 from ..machine.tensor import NkiTensor
 from ..numerics.cast import cast, round_tf32, to_fp32
@@ -284,18 +284,8 @@ class _Marks:
             flags, ones = _flag_view(self.t)
             if flags is not None:
                 return bool((flags == ones).all())
-        return bool(self.init_flags().all())
-
-    def init_flags(self) -> np.ndarray:
-        """The storage's written-flags of the same bytes."""
         init = self.t.storage.memory.init
-        if self.idx is not None:
-            return init[self.idx]
-        e, _ = element_offsets(self.t)
-        st, isz = self.t.storage, self.t.dtype.itemsize
-        p, r = np.divmod(e, self.t.row_elems)
-        return init[(st.partition + p)[..., None], st.address + r[..., None] * isz +
-                    np.arange(isz)]
+        return bool(init[_byte_index(self.t, element_offsets(self.t)[0])].all())
 
 
 def psum_store(ins: Instr, dst: NkiTensor, compute, accumulate) -> None:

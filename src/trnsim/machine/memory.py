@@ -39,7 +39,10 @@ class Storage:
 
     On-chip: partitions [partition, partition + partitions) x bytes [address,
     address + row_bytes) of `memory`. HBM: bytes [0, row_bytes) of its own buffer,
-    placed at `address` in the core group's virtual HBM address space.
+    placed at `address` in the core group's virtual HBM address space. On chip its
+    bytes are columns [column, column + row_bytes) of the arena's `data` rows: `address`
+    for a tensor placed explicitly, elsewhere for a virtually placed one (its values do
+    not depend on where they are kept; see OnChipMemory).
 
     A run without numerics never reads or writes values: its HBM tensors have no buffer
     (`buf` None) and its arenas no bytes (`data` None); only addresses and sizes exist.
@@ -62,6 +65,7 @@ class Storage:
     base_dtype: DType | None = None
     site: SourceLocation | None = None
     alloc: int = -1  # on-chip: the id of its record.Allocation
+    column: int = 0  # on-chip: where its bytes start in each row of the arena's data
     # lazy initialization: called with the byte range [lo, hi) (per partition, from the
     # tensor's start) of each access before it is recorded (legacy/language.py)
     lazy_fill: object = None
@@ -69,6 +73,10 @@ class Storage:
     # boxes (p_lo, p_hi, lo, hi) relative to the storage; kept only with numerics on
     wfull: bool = False
     wboxes: list | None = None
+    # on chip, placed virtually: the fill pattern row its bytes hold but the arena does
+    # not yet (written on the first use of `data`, or dropped by an instruction that
+    # writes every byte first: isa/base.py)
+    unfilled: np.ndarray | None = None
 
     def __post_init__(self):
         if self.born_initialized:
@@ -80,7 +88,26 @@ class Storage:
 
     @property
     def data(self) -> np.ndarray:
-        return self.memory.data if self.on_chip else self.buf
+        if not self.on_chip:
+            return self.buf
+        if self.unfilled is not None:
+            self.memory.data[self.partition:self.partition + self.partitions,
+                             self.column:self.column + self.row_bytes] = self.unfilled
+            self.unfilled = None
+        return self.memory.data
+
+    def whole(self, t) -> bool:
+        """Whether the static view `t` of this storage is every byte of it, each once
+        (offset 0, C-contiguous, as many bytes as the storage)."""
+        if t.dyn is not None or t.offset or \
+                t.size * t.dtype.itemsize != self.partitions * self.row_bytes:
+            return False
+        step = 1
+        for s, n in zip(reversed(t.strides), reversed(t.shape)):
+            if n != 1 and s != step:
+                return False
+            step *= n
+        return True
 
     @property
     def initialized(self) -> np.ndarray | None:
@@ -94,7 +121,7 @@ class Storage:
     @property
     def arena_row_bytes(self) -> int:
         """Bytes between consecutive partitions in `data` (on-chip only)."""
-        return self.memory.width
+        return self.memory.row_bytes
 
 
 def next_fit(taken: list, size: int, cursor: int, base: int, limit: int,
@@ -144,6 +171,13 @@ class OnChipMemory:
     bounds the simulator's own memory. Only a single block larger than the physical
     memory fails here, since no placement could ever hold it.
 
+    The values are kept in `data` (and the written-flags in `init`), (partitions x
+    row_bytes) arrays: an explicitly placed tensor at its address, so that overlapping
+    tensors share bytes; a virtually placed one wherever its bytes fit first past the
+    physical ones, reusing the columns of dead tensors at once (their virtual addresses
+    are reused only as the next-fit cursor comes round again), so a loop's tiles stay in
+    the host's caches and the arrays only grow to what is live at once.
+
     Fresh space holds the fill pattern (NaN / 4) and counts as unwritten for strict
     mode (the flags are made on first use). A run without numerics never reads or
     writes memory values: with `values=False` the arena keeps no bytes and no flags
@@ -158,14 +192,19 @@ class OnChipMemory:
         self.align = align
         self.chip_name = chip_name
         self.virtual_base = self._aligned(capacity)
-        self.width = self.virtual_base
+        self.width = self.virtual_base  # of the virtual address space
         self.values = values
-        self.data = np.zeros((partitions, self.width), dtype=np.uint8) if values else None
+        self.row_bytes = 2 * self.virtual_base  # of `data` and `init`
+        self.data = np.zeros((partitions, self.row_bytes), dtype=np.uint8) if values else None
         self._init = None  # made on first use (`init`)
         self._explicit: dict[int, _Explicit] = {}
         self._virtual: dict[int, tuple[int, int]] = {}  # id -> [start, end)
         self._taken: list[tuple[int, int]] = []  # the same spans, sorted
         self._cursor = self.virtual_base
+        # the data columns of the live virtual tensors: id -> [start, end), and sorted
+        self._columns: dict[int, tuple[int, int]] = {}
+        self._columns_taken: list[tuple[int, int]] = []
+        self._used = 0  # data columns below which any tensor was ever kept
         self._dead: list[int] = []  # filled by finalizers; reaped before each use
         self._ids = itertools.count()
 
@@ -195,6 +234,9 @@ class OnChipMemory:
             span = self._virtual.pop(i, None)
             if span is not None:
                 self._taken.remove(span)
+            span = self._columns.pop(i, None)
+            if span is not None:
+                self._columns_taken.remove(span)
 
     def allocate(self, storage: Storage, dtype: DType, desc: str, block_bytes: int,
                  address=None) -> None:
@@ -229,8 +271,13 @@ class OnChipMemory:
                     op="ndarray", location=storage.site)
         storage.address = start
         key = next(self._ids)
+        column = start
+        if address is None and self.values:
+            column = self._column_fit(key, nbytes)
+        storage.column = column
+        self._used = max(self._used, column + nbytes)
         rows = slice(storage.partition, storage.partition + storage.partitions)
-        cols = slice(start, start + nbytes)
+        cols = slice(column, column + nbytes)
         p_lo, p_hi = storage.partition, storage.partition + storage.partitions
         kept = []
         if address is not None:  # keep the bytes of live explicit tensors it overlaps
@@ -253,7 +300,10 @@ class OnChipMemory:
             bisect.insort(self._taken, span)
             self._cursor = span[1]
         if self.values:
-            self.data[rows, cols] = _fill_row(dtype, nbytes)
+            if address is None:  # (no other tensor shares these bytes: fill on first use)
+                storage.unfilled = _fill_row(dtype, nbytes)
+            else:
+                self.data[rows, cols] = _fill_row(dtype, nbytes)
             if self._init is not None:
                 self._init[rows, cols] = False
             for r, c, data, init in kept:
@@ -273,16 +323,32 @@ class OnChipMemory:
         return start
 
     def _grow(self, width: int) -> None:
-        width = max(width, 2 * self.width)
-        if self.values:
-            data = np.zeros((self.partitions, width), dtype=np.uint8)
-            data[:, :self.width] = self.data
-            self.data = data
-            if self._init is not None:
-                init = np.zeros((self.partitions, width), dtype=bool)
-                init[:, :self.width] = self._init
-                self._init = init
-        self.width = width
+        self.width = max(width, 2 * self.width)
+
+    def _column_fit(self, key: int, nbytes: int) -> int:
+        """Data columns for the bytes of virtual tensor `key`: the first free ones past
+        the physical columns (the arrays grow when none are)."""
+        size = self._aligned(nbytes)
+        base = self.virtual_base
+        start = next_fit(self._columns_taken, size, base, base, self.row_bytes, self.align)
+        if start is None:
+            start = max(self._columns_taken[-1][1] if self._columns_taken else 0, base)
+            self._grow_rows(start + size)
+        span = self._columns[key] = (start, start + size)
+        bisect.insort(self._columns_taken, span)
+        return start
+
+    def _grow_rows(self, row_bytes: int) -> None:
+        row_bytes = max(row_bytes, 2 * self.row_bytes)
+        used = self._used  # (past it both arrays are still zeros: nothing to copy)
+        data = np.zeros((self.partitions, row_bytes), dtype=np.uint8)
+        data[:, :used] = self.data[:, :used]
+        self.data = data
+        if self._init is not None:
+            init = np.zeros((self.partitions, row_bytes), dtype=bool)
+            init[:, :used] = self._init[:, :used]
+            self._init = init
+        self.row_bytes = row_bytes
 
 
 class HbmSpace:
