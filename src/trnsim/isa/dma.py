@@ -119,9 +119,11 @@ def _record(ins: Instr, dst, srcs, dge: str, oob, name, *, engine=Engine.unknown
 
 
 def _read_src(ins: Instr, role, t: NkiTensor, skip: bool):
+    """(values, keep rows): without `skip`, a read-only view of the memory where it can
+    be one (the write copies it: one pass instead of a copy and then the write)."""
     if skip:
         return ins.read_skipping(role, t)
-    return ins.read(role, t), None
+    return ins.read_view(role, t), None
 
 
 def dma_copy(dst, src, priority=None, oob_mode=OobMode.error, dge_mode=DgeMode.unknown,

@@ -55,7 +55,7 @@ from ..machine.tensor import NkiTensor
 from ..numerics.cast import cast, round_tf32, to_fp32
 from ..numerics.dtypes import (bfloat16, float8_e4m3, float8_e4m3fn, float8_e5m2, float16,
                                float32, tfloat32)
-from .base import Instr, _fp32_copy, engine_name, free_size
+from .base import Instr, _fp32_copy, _readonly, engine_name, free_size
 from .enums import engine as Engine, matmul_perf_mode
 
 _FP8 = (float8_e4m3, float8_e5m2, float8_e4m3fn)
@@ -481,13 +481,20 @@ def _identity(n: int) -> np.ndarray:
 
 
 def _fp32_operand(ins: Instr, role: str, t: NkiTensor, shape) -> np.ndarray | None:
-    """A matmul operand's values as they enter the PE: fp32 (tf32 rounded), `shape`."""
-    v = ins.read_fp32(role, t)
+    """A matmul operand's values as they enter the PE: fp32 (tf32 rounded), `shape`; may
+    be a read-only view of the memory (an fp32 operand is not copied: the GEMM reads it
+    where it lies)."""
+    v = ins.read_as(role, t, _readonly_fp32)
     if v is None:
         return None
     if t.dtype is tfloat32:
         v = round_tf32(v)
     return v.reshape(shape)
+
+
+def _readonly_fp32(raw: np.ndarray) -> np.ndarray:
+    v = to_fp32(raw)
+    return _readonly(v) if v is raw else v
 
 
 def _check_onezero(ins: Instr, role: str, flag: bool, values):
