@@ -178,12 +178,14 @@ class Instr:
         return read_converted(t, convert, self.strict, self.opcode)
 
     def write(self, role: str, t: NkiTensor, values, *, raw: bool = False,
-              skip_oob: bool = False, mask=None, add: bool = False) -> None:
+              skip_oob: bool = False, mask=None, add: bool = False,
+              flagged: bool = False) -> None:
         """Record a write of `t` and store `values` (cast to t's dtype with RNE unless
         `raw`, meaning already in its storage type). `values` may be a callable,
         evaluated only when numerics are on. `mask` (bool, broadcastable to t.shape):
         store only where True. `add` (a float32 `t`, no mask): t = t + values in fp32,
-        in place (PSUM accumulation)."""
+        in place (PSUM accumulation). `flagged`: every byte of `t` is known to be
+        written before (its initialized-flags are all set already)."""
         self._note_indirect(t)
         a = describe_access(t, role, "w")
         self.writes.append(a)
@@ -198,7 +200,7 @@ class Instr:
             mask = legacy if mask is None else np.broadcast_to(mask, t.shape) & legacy
         if callable(values):
             values = values()
-        flags = self.strict or t.space == "psum"
+        flags = (self.strict or t.space == "psum") and not flagged
         if add:
             if mask is not None or skip_oob or t.dtype.np != np.float32:
                 raise ValueError("write(add=True) takes a float32 tensor and no mask")

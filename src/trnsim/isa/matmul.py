@@ -171,6 +171,7 @@ class PsumGroups:
         self.memory = memory  # the core's PSUM arena, whose width grows (memory.py)
         self._arr: np.ndarray | None = None
         self.pending: dict = {}  # (p_lo, p_hi, lo, hi) -> mark; boxes never overlap
+        self.masked = False  # a matmul wrote under a legacy mask (not all its bytes)
 
     def _dense(self) -> np.ndarray:
         """The marks array, as wide as the PSUM arena is now."""
@@ -314,12 +315,18 @@ def psum_store(ins: Instr, dst: NkiTensor, compute, accumulate) -> None:
         acc = np.asarray(bool(accumulate))
         if acc and ins.numerics and not np.all(prev):
             _warn_uninitialized(ins, dst, marks or _Marks(ins, pg.array(), dst), prev)
-    ins.attrs["accumulate"] = (bool(acc.all()) if acc.all() or not acc.any() else "partial")
+    every = bool(acc.all())
+    some = every or bool(acc.any())
+    ins.attrs["accumulate"] = every if every or not some else "partial"
 
-    if acc.all() and dst.dtype is float32 and ins.run.dst_mask is None:
+    if ins.run.dst_mask is not None:
+        pg.masked = True
+    if every and dst.dtype is float32 and ins.run.dst_mask is None:
         def added():  # fp32 dst: its fp32 values are its stored values, raw or not
             return np.asarray(compute()[0], dtype=np.float32).reshape(dst.shape)
-        write, kw = added, {"add": True}
+        # (dst all marked by this group: its matmul writes set every byte's flag, unless
+        # one was masked)
+        write, kw = added, {"add": True, "flagged": mark == gid and not pg.masked}
     else:
         write, kw = None, {}
 
@@ -327,13 +334,13 @@ def psum_store(ins: Instr, dst: NkiTensor, compute, accumulate) -> None:
         # (ins.write copies the result into the memory at once, so it may be a scratch
         # buffer of compute() or a view of it)
         new, raw = compute()
-        if not acc.any():
+        if not some:
             return new if raw else cast(new, dst.dtype, copy=False)
         new32 = to_fp32(new) if raw else np.asarray(new, dtype=np.float32)
         old32 = read_converted(dst, _fp32_copy).reshape(new32.shape)
         np.add(old32, new32, out=old32)
         total = cast(old32, dst.dtype, copy=False)
-        if acc.all():
+        if every:
             return total
         return np.where(acc, total, new if raw else cast(new, dst.dtype))
 
