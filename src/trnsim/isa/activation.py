@@ -42,8 +42,9 @@ def check_data_dst(ins: Instr, data, dst, data_role="data"):
     ins.same_partitions((data_role, data), ("dst", dst))
     ins.same_elements(data_role, data, "dst", dst)
     for role, t in ((data_role, data), ("dst", dst)):
-        ins.require(not t.dtype.is_x4, f"{role} {describe(t)}: packed MX types are only "
-                    "read by nc_matmul_mx / written by quantize_mx")
+        if t.dtype.is_x4:
+            ins.fail(f"{role} {describe(t)}: packed MX types are only "
+                     "read by nc_matmul_mx / written by quantize_mx")
         if t.dyn is not None:
             ins.require_generation(4, f"tensor indirection on {role}")
     if dst.dyn is not None and ins.engine == "scalar":
@@ -59,14 +60,16 @@ def per_partition(ins: Instr, role: str, value, partitions: int, *, fp32_only=Fa
         return None, "none"
     if hasattr(value, "shape") and hasattr(value, "dtype") and hasattr(value, "storage"):
         t = ins.operand(role, value)
-        ins.require(t.dyn is None, f"{role} {describe(t)} cannot use tensor indirection")
-        ins.require(t.ndim >= 2 and t.shape[0] == partitions and free_size(t) == 1,
-                    f"{role} {describe(t)} must be a [{partitions}, 1] tensor (one value "
-                    "per partition of data) or a constant")
+        if t.dyn is not None:
+            ins.fail(f"{role} {describe(t)} cannot use tensor indirection")
+        if not (t.ndim >= 2 and t.shape[0] == partitions and free_size(t) == 1):
+            ins.fail(f"{role} {describe(t)} must be a [{partitions}, 1] tensor (one value "
+                     "per partition of data) or a constant")
         if fp32_only:
-            ins.require(str(t.dtype) == "float32",
-                        f"{role} {describe(t)} must have dtype float32")
-        ins.require(not t.dtype.is_x4, f"{role} {describe(t)}: packed types not allowed")
+            if str(t.dtype) != "float32":
+                ins.fail(f"{role} {describe(t)} must have dtype float32")
+        if t.dtype.is_x4:
+            ins.fail(f"{role} {describe(t)}: packed types not allowed")
         v = ins.read_fp32(role, t)
         return (None if v is None else v.reshape(partitions, 1)), "tensor"
     ins.require(allow_const, f"{role} must be a [{partitions}, 1] tensor here, got the "
@@ -93,14 +96,15 @@ def check_reduce_res(ins: Instr, reduce_res, partitions: int, float_only=False):
     if reduce_res is None:
         return
     ins.operand("reduce_res", reduce_res)
-    ins.require(reduce_res.dyn is None,
-                f"reduce_res {describe(reduce_res)} cannot use tensor indirection")
-    ins.require(reduce_res.shape[0] == partitions and free_size(reduce_res) == 1,
-                f"reduce_res {describe(reduce_res)} must have shape ({partitions}, 1)")
-    ins.require(not reduce_res.dtype.is_x4, f"reduce_res {describe(reduce_res)}: packed type")
+    if reduce_res.dyn is not None:
+        ins.fail(f"reduce_res {describe(reduce_res)} cannot use tensor indirection")
+    if not (reduce_res.shape[0] == partitions and free_size(reduce_res) == 1):
+        ins.fail(f"reduce_res {describe(reduce_res)} must have shape ({partitions}, 1)")
+    if reduce_res.dtype.is_x4:
+        ins.fail(f"reduce_res {describe(reduce_res)}: packed type")
     if float_only:
-        ins.require(reduce_res.dtype.is_float and str(reduce_res.dtype) != "float8_e8m0fnu",
-                    f"reduce_res {describe(reduce_res)} must be a float type")
+        if not (reduce_res.dtype.is_float and str(reduce_res.dtype) != "float8_e8m0fnu"):
+            ins.fail(f"reduce_res {describe(reduce_res)} must be a float type")
 
 
 # -- activation -----------------------------------------------------------------
@@ -138,8 +142,8 @@ def _activation(opcode, dst, op, data, bias, scale, reduce_op, reduce_res, cmd,
             ins.fail("activation(op=reciprocal) does not support a bias on NeuronCore-v2",
                      UnsupportedError)
         if hasattr(bias, "storage"):
-            ins.require(str(bias.dtype) != "tfloat32",
-                        f"bias {describe(bias)} cannot be tfloat32")
+            if str(bias.dtype) == "tfloat32":
+                ins.fail(f"bias {describe(bias)} cannot be tfloat32")
         s, scale_kind = per_partition(ins, "scale", scale, P, fp32_only=True)
         b, bias_kind = per_partition(ins, "bias", bias, P)
         x = ins.read_as("data", data, _fp32_view)
@@ -265,12 +269,15 @@ def exponential(dst, src, max_value=0.0, reduce_res=None, reduce_cmd=ReduceCmd.i
         cmd = reduce_cmd_of(ins, reduce_cmd)
         ins.require_generation(4, "exponential")
         check_data_dst(ins, src, dst, data_role="src")
-        ins.require(src.ndim <= 4 and dst.ndim <= 4, f"src {describe(src)} and dst "
-                    f"{describe(dst)} can have at most 4 dimensions")
-        ins.require(str(src.dtype) in _EXP_SRC, f"src {describe(src)}: dtype not supported; "
-                    f"use one of {', '.join(_EXP_SRC)}")
-        ins.require(str(dst.dtype) in _EXP_DST, f"dst {describe(dst)}: dtype not supported; "
-                    f"use one of {', '.join(_EXP_DST)}")
+        if not (src.ndim <= 4 and dst.ndim <= 4):
+            ins.fail(f"src {describe(src)} and dst "
+                     f"{describe(dst)} can have at most 4 dimensions")
+        if str(src.dtype) not in _EXP_SRC:
+            ins.fail(f"src {describe(src)}: dtype not supported; "
+                     f"use one of {', '.join(_EXP_SRC)}")
+        if str(dst.dtype) not in _EXP_DST:
+            ins.fail(f"dst {describe(dst)}: dtype not supported; "
+                     f"use one of {', '.join(_EXP_DST)}")
         ins.require(cmd in ("idle", "reset_reduce", "reduce", "load_reduce"),
                     f"reduce_cmd={cmd} is not supported by exponential; use idle, "
                     "reset_reduce, reduce or load_reduce")

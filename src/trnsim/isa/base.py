@@ -9,6 +9,8 @@ operands with errors that name the op, operand, limit and kernel line, read oper
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..machine.access import (Access, add_raw, describe_access, read_converted, read_raw,
@@ -243,7 +245,7 @@ def _fp32_copy(raw: np.ndarray) -> np.ndarray:
 
 def free_size(t: NkiTensor) -> int:
     """Elements per partition of an on-chip view."""
-    return int(np.prod(t.shape[1:])) if t.ndim > 1 else 1
+    return math.prod(t.shape[1:])
 
 
 def flat(values: np.ndarray) -> np.ndarray:

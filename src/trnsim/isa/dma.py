@@ -60,9 +60,9 @@ def _check_priority(ins: Instr, priority):
 def _check_dma_operand(ins: Instr, role: str, t, buffers):
     ins.operand(role, t, buffers)
     if t.dyn is not None:
-        ins.require(t.dyn.kind in ("scalar", "vector"),
-                    f"{role} {describe(t)}: tensor-indirection (.indirect) views are for "
-                    "compute engines, not DMA")
+        if t.dyn.kind not in ("scalar", "vector"):
+            ins.fail(f"{role} {describe(t)}: tensor-indirection (.indirect) views are for "
+                     "compute engines, not DMA")
 
 
 def _row_mask(keep, t: NkiTensor, target_shape):
@@ -182,11 +182,14 @@ def dma_transpose(dst, src, axes=None, priority=None, dge_mode=DgeMode.unknown,
         if isinstance(src, NkiTensor) and src.space == "psum":
             ins.fail(f"src {describe(src)}: DMA cannot read PSUM")
         _check_dma_operand(ins, "src", src, ("hbm", "sbuf"))
-        ins.require(dst.dyn is None, f"dst {describe(dst)} cannot be indirect in dma_transpose")
-        ins.require(src.ndim == dst.ndim, f"src {describe(src)} and dst {describe(dst)} must "
-                    f"have the same rank ({src.ndim} vs {dst.ndim})")
-        ins.require(src.ndim in _TRANSPOSE_AXES, f"src {describe(src)}: dma_transpose takes "
-                    "2-D, 3-D or 4-D tensors")
+        if dst.dyn is not None:
+            ins.fail(f"dst {describe(dst)} cannot be indirect in dma_transpose")
+        if src.ndim != dst.ndim:
+            ins.fail(f"src {describe(src)} and dst {describe(dst)} must "
+                     f"have the same rank ({src.ndim} vs {dst.ndim})")
+        if src.ndim not in _TRANSPOSE_AXES:
+            ins.fail(f"src {describe(src)}: dma_transpose takes "
+                     "2-D, 3-D or 4-D tensors")
         want = _TRANSPOSE_AXES[src.ndim]
         if axes is None:
             axes = want
@@ -196,20 +199,24 @@ def dma_transpose(dst, src, axes=None, priority=None, dge_mode=DgeMode.unknown,
             ins.fail(f"axes={axes!r} must be a tuple of dimension indices")
         ins.require(axes == want, f"axes={axes} is not supported for a {src.ndim}-D src; "
                     f"supported: (1, 0), (2, 1, 0), (3, 1, 2, 0) (here {want})")
-        ins.require(src.dtype == dst.dtype, f"src {describe(src)} and dst {describe(dst)} "
-                    "must have the same dtype")
-        ins.require(not src.dtype.is_x4, f"src {describe(src)}: dma_transpose cannot move "
-                    "packed MX data")
+        if src.dtype != dst.dtype:
+            ins.fail(f"src {describe(src)} and dst {describe(dst)} "
+                     "must have the same dtype")
+        if src.dtype.is_x4:
+            ins.fail(f"src {describe(src)}: dma_transpose cannot move "
+                     "packed MX data")
         expect = tuple(src.shape[a] for a in axes)
-        ins.require(dst.shape == expect, f"dst {describe(dst)} must have the transposed "
-                    f"shape {list(expect)} of src {describe(src)}")
+        if dst.shape != expect:
+            ins.fail(f"dst {describe(dst)} must have the transposed "
+                     f"shape {list(expect)} of src {describe(src)}")
         _check_priority(ins, priority)
         kind = _indirect_kind(src)
         mode = _resolve_dge(ins, dge, Engine.unknown, (src,), transpose=True)
         if mode == "hwdge" or kind == "vector":  # the direct (default) mode takes any dtype
-            ins.require(src.dtype.itemsize == 2, f"src {describe(src)}: a "
-                        f"{'hardware-DGE' if mode == 'hwdge' else 'indirect'} dma_transpose "
-                        "needs a 2-byte dtype (bfloat16, float16, int16, uint16)")
+            if src.dtype.itemsize != 2:
+                ins.fail(f"src {describe(src)}: a "
+                         f"{'hardware-DGE' if mode == 'hwdge' else 'indirect'} dma_transpose "
+                         "needs a 2-byte dtype (bfloat16, float16, int16, uint16)")
         if mode == "hwdge":
             _check_hwdge_transpose(ins, src)
         if kind == "vector":
@@ -283,8 +290,9 @@ def dma_compute(dst, srcs, reduce_op, scales=None, unique_indices=True,
             _check_dma_operand(ins, role, t, ("hbm", "sbuf"))
             ins.same_elements(role, t, "dst", dst, per_partition=False)
         for role, t in zip(["dst"] + roles, [dst, *srcs]):
-            ins.require(not t.dtype.is_x4, f"{role} {describe(t)}: packed MX types cannot be "
-                        "computed on by the DMA engines")
+            if t.dtype.is_x4:
+                ins.fail(f"{role} {describe(t)}: packed MX types cannot be "
+                         "computed on by the DMA engines")
         try:
             op = alu(reduce_op)
         except (KeyError, TypeError, ValueError):

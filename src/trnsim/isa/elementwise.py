@@ -104,8 +104,9 @@ def _check_io(ins: Instr, *named, same_elements=True, buffers=("sbuf", "psum")):
     partition counts and (unless told otherwise) equal elements per partition."""
     for role, t in named:
         ins.operand(role, t, buffers)
-        ins.require(not t.dtype.is_x4, f"{role} {describe(t)}: packed MX types are only "
-                    "read by nc_matmul_mx / written by quantize_mx (and copied as-is)")
+        if t.dtype.is_x4:
+            ins.fail(f"{role} {describe(t)}: packed MX types are only "
+                     "read by nc_matmul_mx / written by quantize_mx (and copied as-is)")
         if t.dyn is not None:
             ins.require_generation(4, f"tensor indirection on {role}")
     ins.same_partitions(*named)
@@ -116,8 +117,8 @@ def _check_io(ins: Instr, *named, same_elements=True, buffers=("sbuf", "psum")):
 
 
 def _not_both_psum(ins: Instr, a_role, a, b_role, b):
-    ins.require(not (a.space == "psum" and b.space == "psum"),
-                f"{a_role} {describe(a)} and {b_role} {describe(b)} cannot both be in PSUM")
+    if a.space == "psum" and b.space == "psum":
+        ins.fail(f"{a_role} {describe(a)} and {b_role} {describe(b)} cannot both be in PSUM")
 
 
 def _int_dtypes(ins: Instr, why: str, *named):
@@ -134,11 +135,13 @@ def _per_partition(ins: Instr, role: str, value, partitions: int):
         return "none", None
     if isinstance(value, NkiTensor):
         t = ins.operand(role, value)
-        ins.require(t.dyn is None, f"{role} {describe(t)} cannot use tensor indirection")
-        ins.require(not t.dtype.is_x4, f"{role} {describe(t)}: packed MX type")
-        ins.require(t.ndim >= 2 and t.shape[0] == partitions and free_size(t) == 1,
-                    f"{role} {describe(t)} must be a [{partitions}, 1] tile (one value per "
-                    f"partition of the data) or a constant")
+        if t.dyn is not None:
+            ins.fail(f"{role} {describe(t)} cannot use tensor indirection")
+        if t.dtype.is_x4:
+            ins.fail(f"{role} {describe(t)}: packed MX type")
+        if not (t.ndim >= 2 and t.shape[0] == partitions and free_size(t) == 1):
+            ins.fail(f"{role} {describe(t)} must be a [{partitions}, 1] tile (one value per "
+                     f"partition of the data) or a constant")
         raw = ins.read(role, t)
         return "tensor", None if raw is None else raw.reshape(partitions, 1)
     if _is_number(value):
@@ -558,8 +561,9 @@ def _affine(partitions: int, steps, nums, offset: int, cm: int) -> np.ndarray:
 
 def _pattern_size(ins: Instr, nums, role, t):
     n = int(np.prod(nums))
-    ins.require(n == free_size(t), f"pattern covers {n} elements per partition but {role} "
-                f"{describe(t)} has {free_size(t)}")
+    if n != free_size(t):
+        ins.fail(f"pattern covers {n} elements per partition but {role} "
+                 f"{describe(t)} has {free_size(t)}")
 
 
 def iota(dst, pattern, offset=0, channel_multiplier=0, name=None):

@@ -546,13 +546,13 @@ def nc_matmul(dst, stationary, moving, is_stationary_onezero=False, is_moving_on
             ins.require(cs == te.cols, f"perf_mode=double_row cannot be combined with column "
                         f"tiling (tile_size column_size={cs})")
             for role, t in (("stationary", stationary), ("moving", moving)):
-                ins.require(t.ndim >= 3 and t.shape[1] == 2,
-                            f"perf_mode=double_row: {role} {describe(t)} must be [K, 2, ...] "
-                            "(contraction split over partitions and a first free dim of 2)")
-                ins.require(t.dtype in _FP8,
-                            f"perf_mode=double_row: {role} {describe(t)} must be fp8 "
-                            "(float8_e4m3 or float8_e5m2"
-                            + (", float8_e4m3fn)" if te.supports_e4m3fn else ")"))
+                if not (t.ndim >= 3 and t.shape[1] == 2):
+                    ins.fail(f"perf_mode=double_row: {role} {describe(t)} must be [K, 2, ...] "
+                             "(contraction split over partitions and a first free dim of 2)")
+                if t.dtype not in _FP8:
+                    ins.fail(f"perf_mode=double_row: {role} {describe(t)} must be fp8 "
+                             "(float8_e4m3 or float8_e5m2"
+                             + (", float8_e4m3fn)" if te.supports_e4m3fn else ")"))
             m = int(np.prod(stationary.shape[2:]))
             n = int(np.prod(moving.shape[2:]))
             kc = 2 * k
@@ -668,14 +668,15 @@ def _pe_transpose(ins: Instr, dst, data):
     ins.operand("dst", dst, ("psum",))
     te = ins.chip.core.tensor
     p, f = _transpose_shapes(ins, dst, data, min(te.rows, te.stationary_fmax), "Tensor")
-    ins.require(not data.dtype.is_x4, f"data {describe(data)}: packed MX (x4) data cannot "
-                "be transposed")
+    if data.dtype.is_x4:
+        ins.fail(f"data {describe(data)}: packed MX (x4) data cannot "
+                 "be transposed")
     bit_exact = ins.generation >= 3
     if not bit_exact:
-        ins.require(data.dtype in _MATMUL_INPUTS,
-                    f"data {describe(data)}: on {ins.chip.name} the Tensor Engine transposes "
-                    f"by a matmul, so data must be a matmul input type; use "
-                    f"engine=nisa.vector_engine for {data.dtype}")
+        if data.dtype not in _MATMUL_INPUTS:
+            ins.fail(f"data {describe(data)}: on {ins.chip.name} the Tensor Engine transposes "
+                     f"by a matmul, so data must be a matmul input type; use "
+                     f"engine=nisa.vector_engine for {data.dtype}")
     check_dst(ins, dst, f, p)
     ins.attrs.update(perf_mode="none", K=p, contraction=p, M=f, N=p,
                      stationary_dtype=str(data.dtype), moving_dtype=str(data.dtype),

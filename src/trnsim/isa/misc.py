@@ -115,13 +115,15 @@ def _all_ones(dtype) -> int:
 
 def _elements(ins: Instr, role: str, t: NkiTensor, lo: int, hi: int):
     n = free_size(t)
-    ins.require(lo <= n <= hi, f"{role} {describe(t)} has {n} elements per partition; "
-                f"{ins.opcode} reads between {lo} and {hi}")
+    if not (lo <= n <= hi):
+        ins.fail(f"{role} {describe(t)} has {n} elements per partition; "
+                 f"{ins.opcode} reads between {lo} and {hi}")
 
 
 def _rank(ins: Instr, role: str, t: NkiTensor, most: int):
-    ins.require(t.ndim <= most, f"{role} {describe(t)} has rank {t.ndim}; {ins.opcode} "
-                f"accepts at most rank {most}")
+    if t.ndim > most:
+        ins.fail(f"{role} {describe(t)} has rank {t.ndim}; {ins.opcode} "
+                 f"accepts at most rank {most}")
 
 
 def _int32(ins: Instr, role: str, v) -> int:

@@ -122,11 +122,13 @@ def tensor_reduce(dst, op, data, axis, negate=False, keepdims=False, name=None):
     with Instr("tensor_reduce", None, default="vector") as ins:
         ins.operand("dst", dst)
         ins.operand("data", data)
-        ins.require(data.ndim >= 2, f"data {describe(data)} must have a free axis")
+        if data.ndim < 2:
+            ins.fail(f"data {describe(data)} must have a free axis")
         axes = _axes(ins, axis, data.ndim)
         ins.same_partitions(("data", data), ("dst", dst))
         for role, t in (("data", data), ("dst", dst)):
-            ins.require(not t.dtype.is_x4, f"{role} {describe(t)}: packed types not allowed")
+            if t.dtype.is_x4:
+                ins.fail(f"{role} {describe(t)}: packed types not allowed")
             if t.dyn is not None:
                 ins.require_generation(4, f"tensor indirection on {role}")
         try:
@@ -138,9 +140,9 @@ def tensor_reduce(dst, op, data, axis, negate=False, keepdims=False, name=None):
                     f"of {', '.join(legal)}")
         kept = data.shape[:axes[0]]
         out_elems = int(np.prod(kept[1:])) if len(kept) > 1 else 1
-        ins.require(free_size(dst) == out_elems,
-                    f"dst {describe(dst)} has {free_size(dst)} elements per partition; "
-                    f"reducing axes {axes} of data {describe(data)} leaves {out_elems}")
+        if free_size(dst) != out_elems:
+            ins.fail(f"dst {describe(dst)} has {free_size(dst)} elements per partition; "
+                     f"reducing axes {axes} of data {describe(data)} leaves {out_elems}")
         bitvec = aop.name in _BITVEC_REDUCE
         if bitvec:
             ins.require(data.dtype.is_int and dst.dtype.is_int,
@@ -224,12 +226,14 @@ def bn_stats(dst, data, name=None):
     with Instr("bn_stats", None, default="vector") as ins:
         check_data_dst_free(ins, data, dst)
         n = free_size(data)
-        ins.require(n <= BN_STATS_FMAX, f"data {describe(data)} has {n} elements per "
-                    f"partition; bn_stats accepts at most {BN_STATS_FMAX} "
-                    "(nl.tile_size.bn_stats_fmax): split it and aggregate with bn_aggr")
-        ins.require(free_size(dst) == 6, f"dst {describe(dst)} must hold 6 elements per "
-                    f"partition (count, mean, var*count for even then odd elements), has "
-                    f"{free_size(dst)}")
+        if n > BN_STATS_FMAX:
+            ins.fail(f"data {describe(data)} has {n} elements per "
+                     f"partition; bn_stats accepts at most {BN_STATS_FMAX} "
+                     "(nl.tile_size.bn_stats_fmax): split it and aggregate with bn_aggr")
+        if free_size(dst) != 6:
+            ins.fail(f"dst {describe(dst)} must hold 6 elements per "
+                     f"partition (count, mean, var*count for even then odd elements), has "
+                     f"{free_size(dst)}")
         ins.attrs.update(elements=n)
         x = ins.read_fp32("data", data)
         if x is None:
@@ -255,8 +259,10 @@ def check_data_dst_free(ins: Instr, data, dst):
     ins.operand("data", data)
     ins.same_partitions(("data", data), ("dst", dst))
     for role, t in (("data", data), ("dst", dst)):
-        ins.require(not t.dtype.is_x4, f"{role} {describe(t)}: packed types not allowed")
-        ins.require(t.dyn is None, f"{role} {describe(t)} cannot use tensor indirection")
+        if t.dtype.is_x4:
+            ins.fail(f"{role} {describe(t)}: packed types not allowed")
+        if t.dyn is not None:
+            ins.fail(f"{role} {describe(t)} cannot use tensor indirection")
 
 
 def bn_aggr(dst, data, name=None):
@@ -265,11 +271,13 @@ def bn_aggr(dst, data, name=None):
     with Instr("bn_aggr", None, default="vector") as ins:
         check_data_dst_free(ins, data, dst)
         n = free_size(data)
-        ins.require(n % 3 == 0, f"data {describe(data)} has {n} elements per partition; "
-                    "bn_aggr needs a multiple of 3 (count, mean, var*count triples from "
-                    "bn_stats)")
-        ins.require(free_size(dst) == 2, f"dst {describe(dst)} must hold 2 elements per "
-                    f"partition (mean, variance), has {free_size(dst)}")
+        if n % 3 != 0:
+            ins.fail(f"data {describe(data)} has {n} elements per partition; "
+                     "bn_aggr needs a multiple of 3 (count, mean, var*count triples from "
+                     "bn_stats)")
+        if free_size(dst) != 2:
+            ins.fail(f"dst {describe(dst)} must hold 2 elements per "
+                     f"partition (mean, variance), has {free_size(dst)}")
         ins.attrs.update(elements=n, groups=n // 3)
         x = ins.read_fp32("data", data)
         if x is None:
