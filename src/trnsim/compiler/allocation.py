@@ -405,7 +405,7 @@ class _Allocator:
         if contiguous:
             return with_bytes(a, first.start + off, first.start + off + (a.hi - a.lo))
         return with_bytes(a, min(q.start for q in places),  # scattered blocks: their box
-                      max(q.start + q.size for q in places))
+                          max(q.start + q.size for q in places))
 
     def overflow(self, arena: Arena, i: int, mine: list, ins: Instruction):
         own = [b for b in mine if self.arena(b) is arena]
