@@ -347,11 +347,12 @@ def rows_form(a, itemsize: int):
     span = a.hi - a.lo
     if a.bytes >= span:
         return (0, a.lo, 1, span)
-    dims = [(s, n) for s, n in a.pattern if n > 1]
-    if not dims:
+    for s0, n0 in a.pattern:  # the outermost dimension of more than one element
+        if n0 > 1:
+            break
+    else:
         return (0, a.lo, 1, span)
-    s0, n0 = dims[0]
-    inner = a.bytes // n0 if n0 else a.bytes
+    inner = a.bytes // n0
     if s0 <= 0 or a.contiguous_bytes != inner:
         return None
     return (s0 * itemsize, a.lo, n0, inner)
