@@ -417,3 +417,17 @@ def test_psum_accumulation_keeps_every_byte_initialized_for_strict_reads():
     b = np.ones((8, 6), np.float32)
     out, _ = trnsim.run_kernel(accumulate_then_read, (a, b), chip="trn2", strict=True)
     assert (out == 16).all()
+
+
+# -- activation functions that are one float64 ufunc ---------------------------------------
+@pytest.mark.parametrize("name", ["exp", "tanh", "log", "arctan", "sqrt", "sign", "abs"])
+def test_ufunc_activations_round_the_float64_result_once(name):
+    from trnsim.isa.activation_funcs import ACTIVATIONS
+    x = (np.arange(0, 1 << 32, 65537, dtype=np.uint64).astype(np.uint32)
+         .view(np.float32).reshape(64, -1))
+    f = getattr(np, "absolute" if name == "abs" else name)
+    with np.errstate(all="ignore"):
+        want = f(x.astype(np.float64)).astype(np.float32)
+    got = ACTIVATIONS[name](x[:, ::2])  # a strided input too
+    np.testing.assert_array_equal(_bits(got), _bits(want[:, ::2]))
+    assert got.dtype == np.float32 and got.shape == (64, x.shape[1] // 2 + x.shape[1] % 2)

@@ -101,8 +101,9 @@ def _rsqrt(x, p):
 @dataclass(frozen=True)
 class ActFunc:
     """One activation function: `fn(x, param)` on float64 arrays (`param` is the
-    PReLU slope / relu_param, broadcastable to x), and its valid input range
-    [lo, hi] (`symmetric`: the range is +-[lo, hi], i.e. on |x|)."""
+    PReLU slope / relu_param, broadcastable to x), or a NumPy ufunc applied in float64,
+    and its valid input range [lo, hi] (`symmetric`: the range is +-[lo, hi], i.e. on
+    |x|)."""
     name: str
     fn: Callable
     lo: float = -math.inf
@@ -132,16 +133,17 @@ class ActFunc:
                          f"scale/bias) are outside its valid input range "
                          f"{self.range_text} (e.g. {first!r}); the Scalar Engine "
                          "produces invalid results there")
-        x64 = x32.astype(np.float64)
-        p = np.asarray(param, dtype=np.float64)
         with np.errstate(all="ignore"):
-            y = self.fn(x64, p)
+            if isinstance(self.fn, np.ufunc):  # float64 in buffered chunks, no temporaries
+                out = np.empty(x32.shape, np.float32)
+                return self.fn(x32, out=out, dtype=np.float64, casting="same_kind")
+            y = self.fn(x32.astype(np.float64), np.asarray(param, dtype=np.float64))
             return np.asarray(y, dtype=np.float64).astype(np.float32)
 
 
 def _u(f):
-    """A unary float64 function, ignoring the parameter."""
-    return lambda x, p: f(x)
+    """A unary float64 function, ignoring the parameter (a ufunc as it is)."""
+    return f if isinstance(f, np.ufunc) else lambda x, p: f(x)
 
 
 _TABLE = [
