@@ -58,6 +58,7 @@ class Instr:
         self.attrs = attrs
         self.reads: list[Access] = []
         self.writes: list[Access] = []
+        self._last_access = None  # (view, role, mode, Access): see `access`
 
     def __enter__(self) -> "Instr":
         return self
@@ -134,6 +135,16 @@ class Instr:
                       f"{what} ({na} vs {nb})")
 
     # -- data -------------------------------------------------------------
+    def access(self, role: str, t: NkiTensor, mode: str) -> Access:
+        """describe_access(t, role, mode), reused when the same view is described again
+        next (a matmul's dst: its bank check, its accumulation group, its write)."""
+        last = self._last_access
+        if last is not None and last[0] is t and last[1] == role and last[2] == mode:
+            return last[3]
+        a = describe_access(t, role, mode)
+        self._last_access = (t, role, mode, a)
+        return a
+
     def read(self, role: str, t: NkiTensor) -> np.ndarray | None:
         """Record a read of `t`; return its stored values (None without numerics)."""
         self._note_indirect(t)
@@ -189,7 +200,7 @@ class Instr:
         in place (PSUM accumulation). `flagged`: every byte of `t` is known to be
         written before (its initialized-flags are all set already)."""
         self._note_indirect(t)
-        a = describe_access(t, role, "w")
+        a = self.access(role, t, "w")
         self.writes.append(a)
         if t.space == "psum":  # ends matmul accumulation there (matmul re-marks its dst)
             self.run.cores[a.core].end_psum_groups(a.p_lo, a.p_hi, a.lo, a.hi)

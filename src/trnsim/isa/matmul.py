@@ -132,7 +132,7 @@ def check_dst(ins: Instr, dst: NkiTensor, m: int, n: int):
     core = ins.chip.core
     te = core.tensor
     if dst.dyn is None and te.moving_fmax_fp32 * 4 <= core.psum_bank_bytes:
-        acc = describe_access(dst, "dst", "w")
+        acc = ins.access("dst", dst, "w")
         bank = core.psum_bank_bytes
         if acc.lo // bank != (acc.hi - 1) // bank:
             ins.fail(f"dst {describe(dst)} spans PSUM bytes [{acc.lo}, {acc.hi}) of each "
@@ -297,7 +297,7 @@ def psum_store(ins: Instr, dst: NkiTensor, compute, accumulate) -> None:
     core = ins.run.cores[dst.storage.core]
     pg = _groups(core)
     gid = _group_id(dst.storage)
-    a = describe_access(dst, "dst", "w")
+    a = ins.access("dst", dst, "w")
     key = (a.p_lo, a.p_hi, a.lo, a.hi)
     fast = dst.dyn is None and dst.size * dst.dtype.itemsize == (a.p_hi - a.p_lo) * (a.hi - a.lo)
     mark = pg.uniform(key) if fast else None
