@@ -215,14 +215,6 @@ class PsumGroups:
         self.pending[box] = mark
 
 
-@functools.lru_cache(maxsize=64)
-def _uniform_bools(shape, value: bool) -> np.ndarray:
-    """A read-only bool array of one value (shared)."""
-    a = np.full(shape, value)
-    a.flags.writeable = False
-    return a
-
-
 def _groups(core) -> PsumGroups:
     if core.psum_group is None:
         core.psum_group = PsumGroups(core.psum)
@@ -303,7 +295,7 @@ def psum_store(ins: Instr, dst: NkiTensor, compute, accumulate) -> None:
     mark = pg.uniform(key) if fast else None
     if mark is not None:  # dst is exactly a box of one mark: every element is in or out
         marks = None
-        prev = _uniform_bools(dst.shape, mark == gid)
+        prev = np.asarray(mark == gid)  # (one bool for every element)
     else:
         fast = False
         groups = pg.array()
