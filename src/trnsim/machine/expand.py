@@ -5,7 +5,7 @@ Python once per instruction, yet a loop's iterations record the same instruction
 with operands that move by a fixed step: the NKI tracer itself traces an
 `affine_range` body once with a symbolic index. For the iterable of a `for` statement
 (`nl.affine_range` / `sequential_range` / `static_range`, the legacy affine and
-sequential loops, and plain `range` in kernel code: `plain_ranges`), `iterate` runs
+sequential loops, and plain `range` in kernel code: `while_kernel_runs`), `iterate` runs
 iterations 0..SAMPLES for real. When iterations 1..SAMPLES recorded the same
 instruction sequence (opcode, engine, queue, kernel line, operand shapes and dtypes,
 other attributes) and every number of an iteration -- instruction and allocation ids,
@@ -123,11 +123,12 @@ def rerun_if_left_early(simulate):
 
 
 @contextlib.contextmanager
-def plain_ranges(run, fn):
+def while_kernel_runs(run, fn):
     """While kernel `fn` runs timing-only, its plain `range` loops and those of the user
     functions it calls (machine/usercode.py) may expand too: their modules' globals
     name LoopRange as `range` (unless a module defines its own). `TRNSIM_EXPAND=affine`
-    keeps expansion to the nl.*_range loops."""
+    keeps expansion to the nl.*_range loops. When it returns, the instructions' parts
+    expansion looked at are dropped (`ExpansionStats.parts`: a tenth of a record)."""
     patched = []
     if fn is not None and enabled(run) and os.environ.get(ENV, "").strip() != "affine":
         for f in usercode.user_functions(fn):
@@ -138,6 +139,9 @@ def plain_ranges(run, fn):
     try:
         yield
     finally:
+        stats = run.__dict__.get("expansion")
+        if stats is not None:
+            stats.parts.clear()
         for g in patched:
             if g.get("range") is LoopRange:
                 del g["range"]
@@ -264,7 +268,8 @@ class ExpansionStats:
         self.declined = 0  # loops whose samples could not be expanded
         self.fallbacks = 0  # loops whose last iteration did not match the prediction
         self.left_early = 0  # expanded loops left through an exception (run again)
-        self.parts: dict = {}  # instruction index -> (instruction, structure, numbers)
+        # instruction index -> (instruction, structure, numbers), while the kernel runs
+        self.parts: dict = {}
 
     def __repr__(self):
         return (f"<expansion: {self.loops} loops, {self.iterations} iterations, "

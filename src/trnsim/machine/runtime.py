@@ -332,21 +332,21 @@ class activate:
     def __init__(self, run: Run, fn=None):
         self.run = run
         self.fn = fn
-        self._ranges = None
+        self._expansion = None
         self._gc = None
 
     def __enter__(self):
-        from .expand import plain_ranges
+        from .expand import while_kernel_runs
         self._gc = gc_paused()
         self._gc.__enter__()
         _active.append(self.run)
-        self._ranges = plain_ranges(self.run, self.fn)
-        self._ranges.__enter__()
+        self._expansion = while_kernel_runs(self.run, self.fn)
+        self._expansion.__enter__()
         return self.run
 
     def __exit__(self, *exc):
         try:
-            self._ranges.__exit__(*exc)
+            self._expansion.__exit__(*exc)
             _active.pop()
             _local.core_id = None
         finally:
