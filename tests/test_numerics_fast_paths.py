@@ -431,3 +431,31 @@ def test_ufunc_activations_round_the_float64_result_once(name):
     got = ACTIVATIONS[name](x[:, ::2])  # a strided input too
     np.testing.assert_array_equal(_bits(got), _bits(want[:, ::2]))
     assert got.dtype == np.float32 and got.shape == (64, x.shape[1] // 2 + x.shape[1] % 2)
+
+
+@nki.jit
+def many_live_tiles(x):
+    """More live SBUF tiles than the physical SBUF holds (the arena's arrays grow while
+    they are alive), each written with its own value, then all read back."""
+    tiles = []
+    for i in range(120):
+        t = nl.ndarray(x.shape, x.dtype, buffer=nl.sbuf)
+        nisa.tensor_scalar(dst=t, data=load(x), op0=nl.add, operand0=float(i))
+        tiles.append(t)
+    half = nl.ndarray(x.shape, x.dtype, buffer=nl.sbuf)  # written in part after the growth
+    nisa.tensor_copy(dst=half[:, 0:x.shape[1] // 2], src=tiles[0][:, 0:x.shape[1] // 2])
+    return tuple(store(t) for t in tiles[::17]) + (store(half),)
+
+
+def test_arena_growth_keeps_live_values():
+    x = np.random.default_rng(9).standard_normal((128, 512)).astype(np.float32)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        outs, run = trnsim.run_kernel(many_live_tiles, (x,), chip="trn2")
+    for i, got in zip(range(0, 120, 17), outs[:-1]):
+        np.testing.assert_array_equal(got, x + np.float32(i))
+    np.testing.assert_array_equal(outs[-1][:, :256], x[:, :256])
+    assert np.isnan(outs[-1][:, 256:]).all()
+    assert [w.category for w in seen] == [trnsim.UninitializedReadWarning]
+    sbuf = run.cores[0].sbuf
+    assert sbuf.row_bytes > 2 * sbuf.virtual_base  # the arrays did grow
