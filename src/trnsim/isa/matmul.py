@@ -460,6 +460,10 @@ def _matmul(s32: np.ndarray, m32: np.ndarray, mode: str) -> np.ndarray:
     out = _scratch("out32", (m, n), np.float32)
     with np.errstate(invalid="ignore", over="ignore"):
         if mode == "fp32":
+            if m > 1 and n > 1:
+                s32, m32 = _gemm_operand(s32), _gemm_operand(m32)
+            else:
+                s32, m32 = np.ascontiguousarray(s32), np.ascontiguousarray(m32)
             np.matmul(s32.T, m32, out=out)
             return out
         s64 = _scratch("s64", (k, m), np.float64)
@@ -472,6 +476,17 @@ def _matmul(s32: np.ndarray, m32: np.ndarray, mode: str) -> np.ndarray:
     return out
 
 
+def _gemm_operand(a: np.ndarray) -> np.ndarray:
+    """A [K, M or N] fp32 operand (M, N > 1) that sgemm reads as it lies: rows of unit
+    stride. Other views are copied: NumPy would multiply them with its own loop, in
+    another order. (sgemm's sums do not depend on the row pitch; NumPy's vector cases
+    go to gemv, whose strided kernels do, hence the copy above.)"""
+    isz = a.itemsize
+    if a.strides[1] == isz and a.strides[0] % isz == 0 and a.strides[0] >= a.shape[1] * isz:
+        return a
+    return np.ascontiguousarray(a)
+
+
 @functools.lru_cache(maxsize=8)
 def _identity(n: int) -> np.ndarray:
     eye = np.eye(n, dtype=np.float32)
@@ -481,8 +496,8 @@ def _identity(n: int) -> np.ndarray:
 
 def _fp32_operand(ins: Instr, role: str, t: NkiTensor, shape) -> np.ndarray | None:
     """A matmul operand's values as they enter the PE: fp32 (tf32 rounded), `shape`; may
-    be a read-only view of the memory (an fp32 operand is not copied: the GEMM reads it
-    where it lies)."""
+    be a read-only view of the memory (an fp32 operand is not copied where the GEMM can
+    read it as it lies: `_gemm_operand`)."""
     v = ins.read_as(role, t, _readonly_fp32)
     if v is None:
         return None
