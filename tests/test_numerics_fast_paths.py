@@ -483,3 +483,21 @@ def test_fp32_mode_from_tiles_in_place_is_the_gemm_of_contiguous_copies(monkeypa
     out, _ = trnsim.run_kernel(matmul_of_views, (a, b), chip="trn2")
     want = np.matmul(np.ascontiguousarray(a).T, np.ascontiguousarray(b))
     np.testing.assert_array_equal(_bits(out), _bits(want))
+
+
+@nki.jit
+def gram(a):
+    """stationary and moving the same SBUF tile (a.T @ a)."""
+    sa = load(a)
+    ps = nl.ndarray((a.shape[1], a.shape[1]), nl.float32, buffer=nl.psum)
+    nisa.nc_matmul(dst=ps, stationary=sa, moving=sa)
+    return store(ps)
+
+
+def test_fp32_mode_gram_matrix_is_the_gemm_of_contiguous_copies(monkeypatch):
+    monkeypatch.setenv("TRNSIM_MATMUL_ACCUMULATION", "fp32")
+    rng = np.random.default_rng(11)
+    a = (rng.standard_normal((128, 96)) * 10.0 ** rng.integers(-3, 3, (128, 96))).astype(
+        np.float32)
+    out, _ = trnsim.run_kernel(gram, (a,), chip="trn2")
+    np.testing.assert_array_equal(_bits(out), _bits(np.matmul(np.array(a).T, np.array(a))))

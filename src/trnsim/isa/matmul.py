@@ -462,6 +462,8 @@ def _matmul(s32: np.ndarray, m32: np.ndarray, mode: str) -> np.ndarray:
         if mode == "fp32":
             if m > 1 and n > 1:
                 s32, m32 = _gemm_operand(s32), _gemm_operand(m32)
+                if np.may_share_memory(s32, m32):  # (NumPy would call syrk, not sgemm)
+                    m32 = np.array(m32)
             else:
                 s32, m32 = np.ascontiguousarray(s32), np.ascontiguousarray(m32)
             np.matmul(s32.T, m32, out=out)
