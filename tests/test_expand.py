@@ -268,6 +268,27 @@ def test_a_different_last_iteration_falls_back(monkeypatch):
     assert _stats(fast).fallbacks == 1 and _stats(fast).loops == 0
 
 
+@nki.jit
+def rotating_banks(x):
+    """Each iteration makes 8 PSUM tiles and uses tile i % 8: over iterations 1-4 the
+    tile used looks affine (its id advances by 10 while each iteration makes 9)."""
+    out = nl.ndarray((128, 128), nl.float32, buffer=nl.hbm)
+    t = nl.ndarray((128, 128), nl.float32, buffer=nl.sbuf)
+    nisa.dma_copy(dst=t, src=x)
+    for i in nl.affine_range(16):
+        banks = [nl.ndarray((128, 128), nl.float32, buffer=nl.psum) for _ in range(8)]
+        nisa.nc_transpose(data=t, dst=banks[i % 8])
+        o = nl.ndarray((128, 128), nl.float32, buffer=nl.sbuf)
+        nisa.tensor_copy(dst=o, src=banks[i % 8])
+        nisa.dma_copy(dst=out, src=o)
+    return out
+
+
+def test_operands_must_be_tensors_of_a_fixed_iteration_or_from_before_the_loop(monkeypatch):
+    _, fast = _both(monkeypatch, lambda: _run(rotating_banks, np.ones((128, 128), np.float32)))
+    assert _stats(fast).loops == 0 and _stats(fast).declined == 1
+
+
 def test_non_affine_operands_decline(monkeypatch):
     @nki.jit
     def kernel(x):

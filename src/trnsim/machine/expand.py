@@ -388,6 +388,19 @@ def _snapshot(run, start: int, stop: int, a_start: int, a_stop: int, f_start: in
     return tuple(key), nums
 
 
+def _operand_allocations(run, start: int, stop: int) -> list:
+    """Where the allocation ids of the operands of instructions start..stop lie in
+    their numbers (as `_snapshot` lists them: six numbers per operand, the id last, then
+    the instruction's index and its attributes' numbers)."""
+    p = run.program
+    cols, pos = [], 0
+    for ins in p.instructions[start:stop]:
+        n = len(ins.reads) + len(ins.writes)
+        cols += range(pos + 5, pos + 6 * n, 6)
+        pos += len(_instruction_parts(ins, p.allocations, run.expansion.parts)[1])
+    return cols
+
+
 def _iteration(run, m0: "_Mark", m1: "_Mark", int_names: list, list_names: list,
                rebound: set):
     """(structure, numbers) of the iteration between two marks, with the HBM cursor, the
@@ -456,11 +469,19 @@ class _Plan:
         if any(k != keys[0] for k in keys[1:]) or len({len(r) for r in rows}) > 1:
             return None, False
         a = np.array(rows, dtype=np.int64)
+        made = marks[1].allocations - marks[0].allocations  # tensors each iteration makes
+        operands = _operand_allocations(run, marks[-2].instructions, marks[-1].instructions)
         for period in periods:
             if len(a) - period < 2:
                 continue
             d = a[period:] - a[:-period]
             if (d == d[0]).all():
+                # an operand's tensor is made before the loop (the same one every time) or
+                # by an iteration a fixed number back (its id advances by what they make):
+                # ids that merely look affine over the samples (a list of 8 tiles made
+                # each iteration, tile i % 8 used) would name other tensors later
+                if not np.isin(d[0][operands], (0, period * made)).all():
+                    return None, False
                 growing = growing_lists(marks, list_names)
                 if growing is None:
                     return None, False
