@@ -9,7 +9,7 @@ from . import memory, numerics_speed, scheduler_speed, speed
 SPEED_JOBS = {  # the suites fidelity.SPEED_SUITES names
     "speed": speed.job_speed,
     "scheduler_speed": lambda: scheduler_speed.job_scheduler_speed(reps=1),
-    "numerics_speed": lambda: numerics_speed.job_numerics_speed(reps=1,
+    "numerics_speed": lambda: numerics_speed.job_numerics_speed(reps=3,
                                                                 modes=("exact", "fp32")),
     "memory": memory.job_memory,
 }
