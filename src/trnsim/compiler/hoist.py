@@ -44,14 +44,20 @@ def hoist_invariant_loads(program: Program) -> Program:
     hbm_writes = HbmWrites(instrs)
     dropped: set = set()
 
+    clear: dict = {}  # alloc id -> (since, k): its writes after `since` up to k are dropped
+
     def written_between(aid, since, until) -> bool:
-        """A write to the tensor between the two loads (other than a dropped repeat)."""
+        """A write to the tensor between the two loads (other than a dropped repeat).
+        The repeats of a load are all checked against the load that stays: each check
+        resumes where the last one for that load stopped."""
         w = writes_of.get(aid, ())
-        k = bisect_right(w, since)
+        c = clear.get(aid)
+        k = c[1] if c is not None and c[0] == since else bisect_right(w, since)
         while k < len(w) and w[k] < until:
             if w[k] not in dropped:
                 return True
             k += 1
+        clear[aid] = (since, k)
         return False
 
     last: dict = {}  # (core, source line) -> (index, src, dst) of its previous execution
