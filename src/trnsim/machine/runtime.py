@@ -5,6 +5,7 @@ deterministic and the record interleaves the cores in a reproducible order."""
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import threading
 from dataclasses import dataclass, field
@@ -120,7 +121,7 @@ class Run:
                     return self._shared[k]
             buf = None
             if self.options.numerics:
-                nbytes = int(np.prod(shape)) * dtype.itemsize
+                nbytes = math.prod(shape) * dtype.itemsize
                 pattern = fill_pattern(dtype)  # np.tile: np.resize takes seconds per 64 MiB
                 buf = np.tile(pattern, -(-nbytes // pattern.size))[:nbytes]
             t = self.hbm_tensor(buf, shape, dtype, region, name, site)
@@ -137,7 +138,7 @@ class Run:
                 f"Size of partition dimension {shape[0]} exceeds architecture limitation of "
                 f"{pmax} (tensor {name!r} {dtype}{list(shape)} in {region})", op="ndarray")
         memory = core.sbuf if region is MemoryRegion.sbuf else core.psum
-        row_bytes = int(np.prod(shape[1:])) * dtype.itemsize
+        row_bytes = math.prod(shape[1:]) * dtype.itemsize
         p0 = 0
         if address is not None:
             if isinstance(address, (tuple, list)):
@@ -165,7 +166,7 @@ class Run:
                    site=None, initialized=False) -> NkiTensor:
         """An HBM tensor over `buf` (a flat uint8 array it aliases). Without numerics
         the tensor keeps no buffer (`buf` is dropped, and may be None)."""
-        nbytes = int(np.prod(shape)) * dtype.itemsize
+        nbytes = math.prod(shape) * dtype.itemsize
         if buf is not None and buf.nbytes != nbytes:
             raise ValueError(f"HBM tensor {name!r}: buffer of {buf.nbytes} bytes for "
                              f"{dtype}{list(shape)} ({nbytes} bytes)")
