@@ -185,6 +185,8 @@ def iterate(rng: range, before=None, for_statement: bool = False):
         if not more:
             break
     n = len(marks) - 1  # the first iteration not run yet
+    if plan is not None and not plan.indexes_made_before(n, total - 1):
+        plan = None
     if plan is None:
         stats.declined += 1
     else:
@@ -438,6 +440,8 @@ class _Plan:
         self.list_count = len(key[2])
         self.carried = carried  # [(local, tensor of the template iteration)]
         self.last_ids = None  # template allocation id -> that of the last expanded one
+        self.indexing = np.zeros(0, dtype=np.int64)  # see indexes_made_before
+        self.made_before = 0  # allocations made before the sampled iterations
 
     @classmethod
     def derive(cls, run, marks, core, periods):
@@ -476,21 +480,38 @@ class _Plan:
                 continue
             d = a[period:] - a[:-period]
             if (d == d[0]).all():
-                # an operand's tensor is made before the loop (the same one every time) or
-                # by an iteration a fixed number back (its id advances by what they make):
-                # ids that merely look affine over the samples (a list of 8 tiles made
-                # each iteration, tile i % 8 used) would name other tensors later
-                if not np.isin(d[0][operands], (0, period * made)).all():
-                    return None, False
                 growing = growing_lists(marks, list_names)
                 if growing is None:
                     return None, False
                 m0, m1 = marks[-2], marks[-1]
-                return cls(a, period, d[0], keys[0],
+                plan = cls(a, period, d[0], keys[0],
                            (m0.instructions, m1.instructions, m0.allocations,
                             m1.allocations, m0.fences, m1.fences), names, growing,
-                           carried_tensors(marks)), False
+                           carried_tensors(marks))
+                # an operand's tensor is the same one every time, one an iteration a
+                # fixed number back made (its id advances by what each makes), or else
+                # one of the tensors made before the samples that the loop indexes
+                # (tiles[k]): `indexes_made_before` checks those ids name such tensors
+                ops = np.asarray(operands, dtype=np.int64)
+                plan.indexing = ops[~np.isin(d[0][ops], (0, period * made))]
+                plan.made_before = marks[0].allocations
+                return plan, False
         return None, True
+
+    def indexes_made_before(self, first: int, last: int) -> bool:
+        """Whether, in every iteration first..last, the operands that index tensors made
+        before the samples name one of them. (Ids that merely look affine over the
+        samples -- a list of 8 tiles made each iteration, tile i % 8 used -- name other
+        tensors, or none, later; an indexing the samples cannot tell from i % 8 is left
+        to the last iteration's check.) Each phase of the period is affine, so the
+        first and last period of iterations bound it."""
+        if not len(self.indexing):
+            return True
+        p = self.period
+        ends = np.unique(np.r_[np.arange(first, min(first + p, last + 1)),
+                               np.arange(max(first, last + 1 - p), last + 1)])
+        ids = self.row(ends)[:, self.indexing]
+        return bool(((ids >= 0) & (ids < self.made_before)).all())
 
     def row(self, iterations: np.ndarray) -> np.ndarray:
         """The numbers of each iteration in `iterations` (loop positions)."""
