@@ -289,6 +289,33 @@ def test_operands_must_be_tensors_of_a_fixed_iteration_or_from_before_the_loop(m
     assert _stats(fast).loops == 0 and _stats(fast).declined == 1
 
 
+@nki.jit
+def indexed_tiles(x):
+    """16 tiles loaded before the loop; the loop scales tile k twice and stores it (it
+    makes two tiles an iteration while the tile it reads advances by one)."""
+    out = nl.ndarray(x.shape, nl.float32, buffer=nl.hbm)
+    tiles = []
+    for k in range(16):
+        t = nl.ndarray((128, 8), nl.float32, buffer=nl.sbuf)
+        nisa.dma_copy(dst=t, src=x[:, k * 8:(k + 1) * 8])
+        tiles.append(t)
+    for k in nl.affine_range(16):
+        o = nl.ndarray((128, 8), nl.float32, buffer=nl.sbuf)
+        nisa.tensor_scalar(dst=o, data=tiles[k], op0=nl.multiply, operand0=2.0)
+        o2 = nl.ndarray((128, 8), nl.float32, buffer=nl.sbuf)
+        nisa.tensor_scalar(dst=o2, data=o, op0=nl.multiply, operand0=2.0)
+        nisa.dma_copy(dst=out[:, k * 8:(k + 1) * 8], src=o2)
+    return out
+
+
+def test_a_loop_indexing_tiles_made_before_it_expands(monkeypatch):
+    _, fast = _both(monkeypatch, lambda: _run(indexed_tiles, np.ones((128, 128), np.float32)))
+    st = _stats(fast)
+    # both loops append iterations 5-14: the loads (1 instruction each), then the scaled
+    # stores (3 each)
+    assert (st.loops, st.iterations, st.instructions) == (2, 20, 10 * 1 + 10 * 3)
+
+
 def test_non_affine_operands_decline(monkeypatch):
     @nki.jit
     def kernel(x):
