@@ -461,15 +461,6 @@ def test_arena_growth_keeps_live_values():
     assert sbuf.row_bytes > 2 * sbuf.virtual_base  # the arrays did grow
 
 
-@nki.jit
-def matmul_of_views(a, b):
-    """One fp32 matmul of SBUF tiles read in place (row pitch of the arena)."""
-    sa, sb = load(a), load(b)
-    ps = nl.ndarray((a.shape[1], b.shape[1]), nl.float32, buffer=nl.psum)
-    nisa.nc_matmul(dst=ps, stationary=sa, moving=sb)
-    return store(ps)
-
-
 @pytest.mark.parametrize("k, m, n", [(128, 64, 100), (128, 1, 512), (128, 128, 1),
                                      (64, 1, 1), (1, 32, 32)])
 def test_fp32_mode_from_tiles_in_place_is_the_gemm_of_contiguous_copies(monkeypatch, k, m,
@@ -480,7 +471,7 @@ def test_fp32_mode_from_tiles_in_place_is_the_gemm_of_contiguous_copies(monkeypa
     rng = np.random.default_rng(10)
     a = (rng.standard_normal((k, m)) * 10.0 ** rng.integers(-3, 3, (k, m))).astype(np.float32)
     b = (rng.standard_normal((k, n)) * 10.0 ** rng.integers(-3, 3, (k, n))).astype(np.float32)
-    out, _ = trnsim.run_kernel(matmul_of_views, (a, b), chip="trn2")
+    out, _ = trnsim.run_kernel(tiled_single, (a, b), chip="trn2")
     want = np.matmul(np.ascontiguousarray(a).T, np.ascontiguousarray(b))
     np.testing.assert_array_equal(_bits(out), _bits(want))
 

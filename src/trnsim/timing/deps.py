@@ -25,6 +25,22 @@ from bisect import bisect_right
 from .costs import itemsize
 
 
+def _rewrite(r, mine: tuple, waw: list, war: list) -> None:
+    """A dense write of exactly Rec r's box: append its writers (WAW) and readers (WAR)
+    other than the writer, which becomes the Rec's only writer, with no readers. (A Rec
+    belongs to one segment: rewritten in place.)"""
+    idx = mine[0]
+    for w in r.writers:
+        if w != idx:
+            waw.append(w)
+    for v in r.readers.values():
+        if v != idx:
+            war.append(v)
+    r.writers = mine
+    if r.readers:
+        r.readers = {}
+
+
 class Rec:
     """One partition range of a byte segment: its last writers and the readers since.
 
@@ -212,33 +228,16 @@ class SpaceMap:
         if dense and i < n and los[i] == lo and his[i] == hi:
             seg = recs[i]
             if len(seg) == 1 and seg[0].p_lo == p_lo and seg[0].p_hi == p_hi:
-                r = seg[0]
-                for w in r.writers:
-                    if w != idx:
-                        waw.append(w)
-                for v in r.readers.values():
-                    if v != idx:
-                        war.append(v)
-                r.writers = mine  # (a Rec belongs to one segment: rewritten in place)
-                if r.readers:
-                    r.readers = {}
+                _rewrite(seg[0], mine, waw, war)
                 return
             if len(seg) >= _INDEXED and p_lo < p_hi:
                 hit = self.exact.get(id(seg))
                 ix = hit[1] if hit is not None else self._index(seg)
                 r = ix.get((p_lo, p_hi))
                 if r is not None:
-                    for w in r.writers:
-                        if w != idx:
-                            waw.append(w)
-                    for v in r.readers.values():
-                        if v != idx:
-                            war.append(v)
-                    seg.remove(r)
+                    seg.remove(r)  # last, where the general path would put it
                     seg.append(r)
-                    r.writers = mine
-                    if r.readers:
-                        r.readers = {}
+                    _rewrite(r, mine, waw, war)
                     return
         # split the segments straddling lo and hi
         if i < n and los[i] < lo:
