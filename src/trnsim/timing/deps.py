@@ -25,17 +25,21 @@ from bisect import bisect_right
 from .costs import itemsize
 
 
-def _rewrite(r, mine: tuple, waw: list, war: list) -> None:
-    """A dense write of exactly Rec r's box: append its writers (WAW) and readers (WAR)
-    other than the writer, which becomes the Rec's only writer, with no readers. (A Rec
-    belongs to one segment: rewritten in place.)"""
-    idx = mine[0]
+def _producers(r, idx, waw: list, war: list) -> None:
+    """Append Rec r's writers (WAW) and readers (WAR) other than instruction idx."""
     for w in r.writers:
         if w != idx:
             waw.append(w)
     for v in r.readers.values():
         if v != idx:
             war.append(v)
+
+
+def _rewrite(r, mine: tuple, waw: list, war: list) -> None:
+    """A dense write of exactly Rec r's box: its producers (`_producers`), then the
+    writer is the Rec's only writer, with no readers. (A Rec belongs to one segment:
+    rewritten in place.)"""
+    _producers(r, mine[0], waw, war)
     r.writers = mine
     if r.readers:
         r.readers = {}
@@ -263,12 +267,7 @@ class SpaceMap:
             new = []
             for r in seg:
                 if r.p_lo < p_hi and p_lo < r.p_hi:
-                    for w in r.writers:
-                        if w != idx:
-                            waw.append(w)
-                    for v in r.readers.values():
-                        if v != idx:
-                            war.append(v)
+                    _producers(r, idx, waw, war)
                     if r.p_lo < p_lo:
                         new.append(r.copy(p_hi=p_lo))
                     if r.p_hi > p_hi:
