@@ -253,6 +253,22 @@ def test_a_branch_seen_in_the_samples_declines(monkeypatch):
     assert _stats(fast).loops == 0 and _stats(fast).declined == 1
 
 
+def test_a_loop_that_declined_twice_is_not_tried_again(monkeypatch):
+    @nki.jit
+    def kernel(x):
+        out = nl.ndarray(x.shape, nl.float32, buffer=nl.hbm)
+        for b in nl.affine_range(5):
+            for j in nl.affine_range(16):
+                _scale(x, out, b * 16 + j)
+                if j == 3:
+                    _scale(x, out, b * 16 + j)
+        return out
+    x = np.zeros((128, 8 * 16 * 5), np.float32)
+    _, fast = _both(monkeypatch, lambda: _run(kernel, x))
+    assert expand.GIVE_UP == 2
+    assert _stats(fast).loops == 0 and _stats(fast).declined == 2  # of 5 inner loops
+
+
 def test_a_different_last_iteration_falls_back(monkeypatch):
     @nki.jit
     def kernel(x):
