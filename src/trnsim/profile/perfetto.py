@@ -93,7 +93,6 @@ def trace_events(profile) -> tuple[list[dict], dict]:
     # the JSON of objects instructions and events share (expanded loops' attrs, cost
     # terms per cost signature), made once per object: id -> (object, its JSON form)
     shared: dict = {}
-    operand_texts: dict = {}  # operand -> its text
     for ins, e in zip(instructions, events):
         ts, te = _us(e.start), _us(e.end)
         key = views.location_key(ins.location)
@@ -101,14 +100,8 @@ def trace_events(profile) -> tuple[list[dict], dict]:
         if where is None:
             where = loc_info[key] = (views.short_location(ins.location),
                                      views.source_text(ins.location))
-        operands = []
-        for a in ins.accesses:
-            text = operand_texts.get(a)
-            if text is None:
-                text = operand_texts[a] = views.operand_text(a)
-            operands.append(text)
         args = {"index": ins.index,
-                "operands": operands,
+                "operands": [views.operand_text(a) for a in ins.accesses],
                 "bytes": int(ins.bytes_moved),
                 "nki_source_location": where[0]}
         if where[1]:
