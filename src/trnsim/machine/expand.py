@@ -66,7 +66,7 @@ from . import runtime, usercode
 from .frame_state import (PLAIN, carried_tensors, frame_values, growing_lists, hashable,
                           rebound_locals, retarget, set_locals)
 from .gc_pause import gc_paused
-from .access import Access
+from .access import with_place
 from .record import Allocation, Instruction
 
 SAMPLES = 4  # iterations sampled for an affine model (period 1)
@@ -87,10 +87,6 @@ _SAMPLING = ((SAMPLES, (1,)), (8, (2, 4)))
 ENV = "TRNSIM_EXPAND"
 
 _new = object.__new__
-_new_tuple = tuple.__new__  # an Access (named tuple) from its fields in order
-# the fields an expanded operand changes (_InstructionBuilder.build slices around them)
-assert Access._fields[8:13] == ("offset", "p_lo", "p_hi", "lo", "hi") \
-    and Access._fields[17] == "alloc"
 _LOOP_FILES: set = set()  # front-end modules whose frames sit between a loop and its body
 
 
@@ -487,8 +483,6 @@ class _Plan:
         if any(k != keys[0] for k in keys[1:]) or len({len(r) for r in rows}) > 1:
             return None, False
         a = np.array(rows, dtype=np.int64)
-        made = marks[1].allocations - marks[0].allocations  # tensors each iteration makes
-        operands = _operand_allocations(run, marks[-2].instructions, marks[-1].instructions)
         for period in periods:
             if len(a) - period < 2:
                 continue
@@ -506,7 +500,9 @@ class _Plan:
                 # fixed number back made (its id advances by what each makes), or else
                 # one of the tensors made before the samples that the loop indexes
                 # (tiles[k]): `indexes_made_before` checks those ids name such tensors
-                ops = np.asarray(operands, dtype=np.int64)
+                made = marks[1].allocations - marks[0].allocations  # each iteration's
+                ops = np.asarray(_operand_allocations(run, m0.instructions, m1.instructions),
+                                 dtype=np.int64)
                 plan.indexing = ops[~np.isin(d[0][ops], (0, period * made))]
                 plan.made_before = marks[0].allocations
                 return plan, False
@@ -642,8 +638,7 @@ class _InstructionBuilder:
                 base = allocs[aid].vaddr
                 lo += base
                 hi += base
-            accs.append(_new_tuple(Access, tmpl[:8] + (off, p_lo, p_hi, lo, hi)
-                                   + tmpl[13:17] + (aid,)))
+            accs.append(with_place(tmpl, off, p_lo, p_hi, lo, hi, aid))
         index = row[pos]
         pos += 1
         end = pos + self.attr_numbers
