@@ -264,17 +264,7 @@ def test_numerics_off_lnc2_record():
 
 
 # -- nki.collectives -----------------------------------------------------------------------
-def test_collectives_placeholders_and_rank_id():
-    group = ncc.ReplicaGroup([[0, 1]])
-    assert group.replica_groups == [[0, 1]]
-    with pytest.raises(UnsupportedError, match="nki.collectives.all_reduce is not simulated"):
-        ncc.all_reduce([], [], group, op=nl.add)
-    for fn, args in ((ncc.all_gather, ([], [], group, 0)),
-                     (ncc.collective_permute, ([], [], [(0, 1)])),
-                     (ncc.collective_permute_implicit_current_processing_rank_id, (0, group))):
-        with pytest.raises(UnsupportedError, match="multi-chip collectives"):
-            fn(*args)
-
+def test_rank_id_of_a_single_rank_run_is_zero():
     def k(a):
         r = ncc.rank_id()
         out = nl.ndarray((1, 3), a.dtype, buffer=nl.shared_hbm)

@@ -32,7 +32,7 @@ def _returning_handle(fn):
     def call(*args, **kwargs):
         if takes_redundant_dtype and "dtype" in kwargs:
             _check_redundant_dtype(fn, params, args, kwargs)
-        run = _runtime._active[-1] if _runtime._active else None
+        run = _runtime.current_run()
         before = len(run.program) if run is not None else 0
         result = fn(*args, **kwargs)
         if result is None and run is not None and len(run.program) > before:
@@ -59,11 +59,12 @@ def _check_redundant_dtype(fn, params, args, kwargs):
     except TypeError as e:
         raise NkiValidationError(f"dtype={requested!r}: {e}", op=fn.__name__) from None
     if isinstance(dst, NkiTensor) and want != dst.dtype:
+        run = _runtime.current_run()
         numerics_warning(
             f"dtype={want} differs from dst {describe(dst)} and is ignored: an ISA "
             f"instruction writes dst.dtype; `dtype=` is not a parameter of nki.isa."
             f"{fn.__name__} (allocate dst with the dtype you want)", fn.__name__,
-            strict=_runtime._active[-1].options.strict if _runtime._active else False)
+            strict=run is not None and run.options.strict)
 
 
 def _wrap_instructions():

@@ -85,7 +85,8 @@ def last_instruction() -> NkiInstruction:
 
 
 def _target_chip():
-    return runtime._active[-1].chip if runtime._active else load_chip()
+    run = runtime.current_run()
+    return run.chip if run is not None else load_chip()
 
 
 def get_nc_version():

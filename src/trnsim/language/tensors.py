@@ -39,7 +39,8 @@ class _TileSize:
 
     @property
     def _chip(self):
-        return runtime._active[-1].chip if runtime._active else load_chip()
+        run = runtime.current_run()
+        return run.chip if run is not None else load_chip()
 
     pmax = property(lambda self: self._chip.core.partitions)
     psum_bank_fmax_bytes = property(lambda self: self._chip.core.psum_bank_bytes)

@@ -516,7 +516,7 @@ def force_auto_alloc(func=None):
 
         @functools.wraps(f)
         def inner(*args, **kwargs):
-            if not runtime._active:
+            if runtime.current_run() is None:
                 return LegacyKernel(f, force_auto_alloc=True)(*args, **kwargs)
             run = runtime.active_run()
             saved = getattr(run, "legacy_force_auto_alloc", False)

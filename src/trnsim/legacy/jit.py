@@ -119,7 +119,7 @@ class LegacyKernel:
         return f"<legacy nki.{self.entry} kernel {self.fn.__name__}{grid}>"
 
     def __call__(self, *args, **kwargs):
-        if runtime._active:  # a kernel calling another kernel: inline it
+        if runtime.current_run() is not None:  # a kernel calling another kernel: inline it
             if self.grid:
                 raise NkiValidationError(
                     f"Calling a NKI kernel with a SPMD grid ({self.fn.__name__}"

@@ -250,7 +250,7 @@ class _LoopRange:
         return self.range[i]
 
     def __iter__(self):
-        run = runtime.active_run() if runtime._active else None
+        run = runtime.current_run()
         if run is None:
             return iter(self.range)
         return self._iterations(run, expand.is_for_statement(sys._getframe(1)))
@@ -299,7 +299,8 @@ def static_cast(input_data, dtype):
 
 
 def _chip():
-    return runtime.active_run().chip if runtime._active else load_chip()
+    run = runtime.current_run()
+    return run.chip if run is not None else load_chip()
 
 
 class _TileSizes(type):

@@ -390,8 +390,9 @@ def describe_access(t: NkiTensor, role: str, mode: str) -> Access:
 
 def _note_untracked_change(alloc: int):
     from . import runtime
-    if runtime._active:
-        runtime._active[-1].untracked_changes.append(alloc)
+    run = runtime.current_run()
+    if run is not None:
+        run.untracked_changes.append(alloc)
 
 
 # Access(...) without the keyword-parsing __new__ of a named tuple: the fields in order

@@ -54,7 +54,8 @@ def kernel_location(skip: int = 1) -> SourceLocation | None:
 def _issue_site():
     """The kernel line of a deferred instruction running now (legacy results), if any."""
     from . import runtime
-    return runtime._active[-1].issue_site if runtime._active else None
+    run = runtime.current_run()
+    return run.issue_site if run is not None else None
 
 
 def _where(loc: SourceLocation | None) -> str:

@@ -154,7 +154,7 @@ def iterate(rng: range, before=None, for_statement: bool = False):
     (`for_statement`, see `is_for_statement`). `before(n)` runs before the body of
     iteration n when that iteration runs for real (legacy loop frames, sequential
     fences)."""
-    run = runtime.active_run() if runtime._active else None
+    run = runtime.current_run()
     total = len(rng)
     if run is None or not for_statement or total < SAMPLES + 3 or not enabled(run):
         yield from _plain(rng, before, 0)

@@ -194,8 +194,11 @@ class CoreScheduler:
     others are unwound at their next wait and the first error is re-raised; when no
     core can run, the run ends with a CoreDeadlockError naming what each core waits on."""
 
-    def __init__(self, n: int):
+    def __init__(self, n: int, label=None, between: str = "logical cores"):
         self.n = n
+        # how the deadlock report names worker i (a logical core, or a rank) and them all
+        self.label = label or (lambda i: f"core {i}")
+        self.between = between
         self.cond = threading.Condition()
         self.running = 0
         self.done = [False] * n
@@ -203,14 +206,17 @@ class CoreScheduler:
         self.aborted = False
         self.deadlock: CoreDeadlockError | None = None
 
-    def run(self, body):
+    def run(self, body, setup=None):
+        """`body(i)` for every worker i, one thread each; `setup(i)`, if given, sets the
+        worker's thread state (default: it runs logical core i)."""
+        setup = setup or _run_core
         if self.n == 1:
-            _local.core_id = 0
+            setup(0)
             return [body(0)]
         results, errors = [None] * self.n, []
 
         def worker(i):
-            _local.core_id = i
+            setup(i)
             with self.cond:
                 self.cond.wait_for(lambda: self.running == i or self.aborted)
                 start = not self.aborted
@@ -268,19 +274,21 @@ class CoreScheduler:
         lines = []
         for i in range(self.n):
             if i in self.blocked:
-                lines.append(f"core {i} waits in {self.blocked[i][1] or 'a cross-core wait'}")
+                lines.append(f"{self.label(i)} waits in "
+                             f"{self.blocked[i][1] or 'a cross-core wait'}")
             elif self.done[i]:
-                lines.append(f"core {i} has finished the kernel")
+                lines.append(f"{self.label(i)} has finished the kernel")
         return CoreDeadlockError(
-            "deadlock between logical cores: " + "; ".join(lines) + ". Every core must "
+            f"deadlock between {self.between}: " + "; ".join(lines) + ". Every core must "
             "issue the same sequence of core_barrier (same cores) and sendrecv (matching "
-            "ranks and pipe_id) calls.", op=None,
+            "ranks and pipe_id) calls, and every rank the same sequence of collectives "
+            "(same replica groups).", op=None,
             location=next((self.blocked[i][2] for i in sorted(self.blocked)), None))
 
     def block_until(self, ready, what: str = "") -> None:
         """Yield this core until `ready()` holds (another core makes it so). `what`
         describes the wait for the deadlock message."""
-        i = _local.core_id or 0
+        i = _local.worker
         if self.n == 1:
             if not ready():
                 raise CoreDeadlockError(f"{what or 'this instruction'} waits on another "
@@ -299,14 +307,31 @@ class CoreScheduler:
 
 class _Local(threading.local):
     core_id: int | None = None
-    core = None
+    worker: int = 0  # this thread's index in its CoreScheduler
+    run: Run | None = None  # a rank's Run in a multi-rank run (else the active one)
+
+
+def _run_core(i: int) -> None:
+    _local.core_id = _local.worker = i
 
 
 _local = _Local()
 _active: list[Run] = []
 
 
+def current_run() -> Run | None:
+    """The run this thread records into (a rank's, in a multi-rank run), or None
+    outside a kernel."""
+    run = _local.run
+    if run is not None:
+        return run
+    return _active[-1] if _active else None
+
+
 def active_run() -> Run:
+    run = _local.run
+    if run is not None:
+        return run
     if not _active:
         raise NkiValidationError("NKI instructions run only inside a kernel: call it through "
                                  "nki.simulate(kernel)(...) or trnsim.profile(kernel, ...)")
@@ -359,10 +384,10 @@ def program_order():
     """`no_reorder`: the instructions recorded inside keep their program order (the
     compiler model's scheduler may move none of them past another, nor anything from
     outside into the block)."""
-    if not _active:
+    run = current_run()
+    if run is None:
         yield
         return
-    run = _active[-1]
     core = current_core().id
     start = len(run.program)
     try:

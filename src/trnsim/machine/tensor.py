@@ -197,7 +197,8 @@ class NkiTensor(NKIObject, metaclass=_ViewMeta):
         `assert nl.equal(c, expected)` checks values (always True without numerics)."""
         from . import runtime
         from .access import read_raw
-        if runtime._active and not runtime._active[-1].options.numerics:
+        run = runtime.current_run()
+        if run is not None and not run.options.numerics:
             return True
         return bool(np.all(read_raw(self) != 0))
 

@@ -1,25 +1,20 @@
-"""`nki.collectives`: multi-rank collective communication.
+"""`nki.collectives`: collective communication across ranks.
 
-trnsim simulates one chip's logical core (LNC=1 or 2), not a group of ranks, so the
-collectives are placeholders with the public signatures: each raises UnsupportedError.
-`rank_id()` is the exception: a simulation is a single rank, rank 0, and it returns a
-VirtualRegister holding 0 (recorded as a `rank_id` instruction on the Sync engine), so
-kernels that use it as a `scalar_offset` run.
+Run a kernel that uses them on several ranks with `nki.multi_rank_simulate(kernel,
+world_size=N, per_rank_inputs=...)` (or `trnsim.profile_ranks` for its timing). The
+checks, numerics and record of each collective are in trnsim/isa/collectives.py.
 
 NKI 0.7 splits the variable-length collectives into prepare + trigger
 (`all_to_all_v_prepare` / `all_to_all_v_trigger`, `all_gather_v_prepare` /
 `all_gather_v_trigger`): prepare takes all_to_all_v's / all_gather_v's arguments and
-returns the NkiInstruction that its one trigger takes. They raise UnsupportedError like
-the collectives they split, after checking what needs no second rank: a trigger's
-argument is a prepare's result.
+returns the NkiInstruction that its one trigger takes.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import List, Optional, Tuple
 
-from ..isa.base import Instr
-from ..isa.registers import VirtualRegister
+from ..isa import collectives as _isa
 from ..machine.errors import UnsupportedError
 from ..machine.tensor import NKIObject, NkiTensor
 
@@ -38,14 +33,14 @@ def _unsupported(api: str):
 
 
 def all_reduce(srcs: List[NkiTensor], dsts: List[NkiTensor], replica_group: ReplicaGroup, op,
-               priority: Optional[int] = None, name: Optional[str] = None) -> None:
-    _unsupported("all_reduce")
+               priority: Optional[int] = None, name: Optional[str] = None):
+    return _isa.all_reduce(srcs, dsts, replica_group, op, priority=priority, name=name)
 
 
 def all_gather(srcs: List[NkiTensor], dsts: List[NkiTensor], replica_group: ReplicaGroup,
                collective_dim: int, priority: Optional[int] = None,
-               name: Optional[str] = None) -> None:
-    _unsupported("all_gather")
+               name: Optional[str] = None):
+    return _isa.all_gather(srcs, dsts, replica_group, collective_dim, priority=priority, name=name)
 
 
 def all_gather_v(srcs: List[NkiTensor], dsts: List[NkiTensor], replica_group: ReplicaGroup,
@@ -57,14 +52,14 @@ def all_gather_v(srcs: List[NkiTensor], dsts: List[NkiTensor], replica_group: Re
 
 def reduce_scatter(srcs: List[NkiTensor], dsts: List[NkiTensor], replica_group: ReplicaGroup,
                    collective_dim: int, op, priority: Optional[int] = None,
-                   name: Optional[str] = None) -> None:
-    _unsupported("reduce_scatter")
+                   name: Optional[str] = None):
+    return _isa.reduce_scatter(srcs, dsts, replica_group, collective_dim, op, priority=priority, name=name)
 
 
 def all_to_all(srcs: List[NkiTensor], dsts: List[NkiTensor], replica_group: ReplicaGroup,
                collective_dim: int, priority: Optional[int] = None,
-               name: Optional[str] = None) -> None:
-    _unsupported("all_to_all")
+               name: Optional[str] = None):
+    return _isa.all_to_all(srcs, dsts, replica_group, collective_dim, priority=priority, name=name)
 
 
 def all_to_all_v(srcs: List[NkiTensor], dsts: List[NkiTensor], replica_group: ReplicaGroup,
@@ -118,8 +113,8 @@ def _check_prepare(prepare_instr, api: str):
 
 def collective_permute(srcs: List[NkiTensor], dsts: List[NkiTensor],
                        source_target_pairs: List[Tuple[int, int]],
-                       priority: Optional[int] = None, name: Optional[str] = None) -> None:
-    _unsupported("collective_permute")
+                       priority: Optional[int] = None, name: Optional[str] = None):
+    return _isa.collective_permute(srcs, dsts, source_target_pairs, priority=priority, name=name)
 
 
 def collective_permute_implicit(srcs_by_channel: List[List[NkiTensor]],
@@ -148,11 +143,8 @@ def collective_permute_implicit_current_processing_rank_id(iteration_id: int,
 
 
 def rank_id(name: Optional[str] = None):
-    """The current rank: a simulation is the single rank 0 (a VirtualRegister)."""
-    with Instr("rank_id", None, default="sync", name=name) as ins:
-        reg = VirtualRegister(0)
-        ins.attrs["reg_writes"] = [reg.name]
-    return reg
+    """The current rank (rank 0 outside a multi-rank run), as a VirtualRegister."""
+    return _isa.rank_id(name=name)
 
 
 __all__ = ["ReplicaGroup", "all_reduce", "all_gather", "all_gather_v", "reduce_scatter",

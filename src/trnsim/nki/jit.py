@@ -125,6 +125,24 @@ def simulate_kernel(func, args=(), kwargs=None, lnc=1):
     return Simulated(_as_kernel(func)[int(lnc or 1)])(*(args or ()), **(kwargs or {}))
 
 
+def multi_rank_simulate(kernel, *, world_size: int, per_rank_inputs, chip=None,
+                        numerics: bool = True, strict=None) -> list:
+    """Run `kernel` on `world_size` ranks in one process (NKI 0.7's
+    `nki.multi_rank_simulate`): rank r runs `kernel(*args, **kwargs)` with its pair of
+    `per_rank_inputs` (a sequence in rank order, or a mapping rank -> (args, kwargs)).
+    Returns each rank's outputs, in rank order. Tensor arguments may differ between
+    ranks in value, not in shape or dtype. `chip`, `numerics`, `strict`: as
+    nki.simulate's (trnsim extensions)."""
+    from ..machine.ranks import run_ranks
+    k = _as_kernel(kernel)
+    if chip is None and isinstance(kernel, Simulated):
+        chip = kernel.chip
+    outputs, _ = run_ranks(k.fn, per_rank_inputs, world_size=world_size, lnc=k.lnc,
+                           chip=chip if chip is not None else default_chip(),
+                           numerics=numerics, strict=strict)
+    return outputs
+
+
 @contextlib.contextmanager
 def chip_context(chip):
     """Kernel calls inside run on `chip` (a name, a path to a chip JSON file, or None:
