@@ -17,8 +17,9 @@ ALLOWED = {
     "nki": {"chips", "numerics", "machine", "isa", "language"},
     "legacy": {"chips", "numerics", "machine", "isa", "language"},
     "compiler": {"chips", "numerics", "machine", "timing"},  # timing's cost model
-    "timing": {"chips", "numerics", "machine"},
-    "profile": {"chips", "numerics", "machine", "isa", "timing", "__init__"},
+    "fabric": {"chips"},
+    "timing": {"chips", "numerics", "machine", "fabric"},
+    "profile": {"chips", "numerics", "machine", "isa", "timing", "fabric", "__init__"},
 }
 
 

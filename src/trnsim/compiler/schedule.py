@@ -9,7 +9,8 @@ is that list scheduler:
 
 - Constraints are exact: every RAW / WAR / WAW through overlapping bytes of SBUF, PSUM
   and HBM (on the physical addresses the allocation pass gave), `depends_on` edges, each
-  DMA queue's FIFO order, and fences the compiler may not reorder across: a cross-core
+  DMA queue's FIFO order, each core's collectives in program order (every rank must
+  issue them in one order), and fences the compiler may not reorder across: a cross-core
   synchronisation (core_barrier, sendrecv), every instruction in an `nl.no_reorder()`
   block, and the iterations of a legacy `sequential_range` (`Program.fences`).
 - Each engine issues from a window of its next `window` instructions in program order;
@@ -116,6 +117,7 @@ class _ListScheduler:
         maps = MemoryMaps()
         read, write = maps.read, maps.write
         succ, npred, resources = self.succ, self.npred, self.res
+        last_cc: dict = {}  # core -> its latest collective
         for ins in self.instrs:
             i = ins.index
             res = resources[i]
@@ -134,6 +136,11 @@ class _ListScheduler:
                 for p in war:
                     if p not in found:
                         found[p] = "WAR"
+            if ins.engine == "cc":  # every rank issues its collectives in program order
+                p = last_cc.get(ins.core)
+                if p is not None and p not in found:
+                    found[p] = "order"
+                last_cc[ins.core] = i
             order = ins.attrs.get("depends_on")
             if order:
                 for p in order:

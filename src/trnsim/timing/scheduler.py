@@ -178,24 +178,26 @@ class _Track:
 ORDERS = ("compiler", "program")
 
 
-def schedule(program, chip=None, order: str = "compiler") -> Timeline:
+def schedule(program, chip=None, order: str = "compiler", fabric=None) -> Timeline:
     """The Timeline of `program` on `chip` (default: the program's chip).
 
     order: "compiler" runs each engine's instructions in the order the compiler model's
     scheduler issued them (`program.issue`, trnsim.compiler.schedule; program order where
     the program was not compiled), "program" in the kernel's program order (in-order
-    mode)."""
+    mode). fabric: {instruction index: FabricTime} for the collectives of one rank of a
+    multi-rank run (timing/ranks.py): when the group's transfer starts and ends."""
     if order not in ORDERS:
         raise ValueError(f"order={order!r}: use one of {', '.join(ORDERS)}")
     chip = load_chip(chip if chip is not None else program.chip)
     issue = getattr(program, "issue", None) if order == "compiler" else None
     with gc_paused():
-        return _Scheduler(program, chip, issue).run()
+        return _Scheduler(program, chip, issue, fabric or {}).run()
 
 
 class _Scheduler:
-    def __init__(self, program, chip, issue=None):
+    def __init__(self, program, chip, issue=None, fabric=None):
         self.program = program
+        self.fabric = fabric or {}
         self.instrs = program.instructions
         n = len(self.instrs)
         if issue is not None and len(issue.order) == n:
@@ -555,6 +557,8 @@ class _Scheduler:
             start, end, done, terms, engines = self._dma(ins, trk, ready)
         elif engine == "tensor":
             start, end, done, terms, engines = self._tensor(ins, trk, ready)
+        elif engine == "cc":
+            start, end, done, terms, engines = self._collective(ins, trk, ready)
         else:
             start, end, done, terms, engines = self._compute(ins, trk, ready)
         self.events[i] = Event(i, ins.core, trk.name, start, end, ready_at, waits, terms,
@@ -579,6 +583,37 @@ class _Scheduler:
             terms = {**terms, "barrier_ns": self.cost.dma.fixed}
         start = ready if ready > trk.free else trk.free
         end = start + dur
+        trk.free = end
+        return start, end, end + trk.lat, terms, ()
+
+    def _collective(self, ins, trk, ready):
+        """A collective on the rank's CC track (its collectives run one after another):
+        it reaches the track at `start`, triggering the CC core costs a Sync-engine
+        instruction, and it ends when the fabric model says its group's transfer does
+        (none given: a rank on its own). The rank's share of the traffic also occupies its
+        DMA engines and, for HBM operands, its HBM stack, from the transfer's start: the
+        kernel's own DMAs contend with it."""
+        issue, terms = self.cost.sync(ins)
+        start = ready if ready > trk.free else trk.free
+        end = start + issue
+        fab = self.fabric.get(ins.index)
+        if fab is not None:
+            terms = {**terms, **fab.terms}
+            c = self.cost.dma
+            d = self.dma.get(ins.core)
+            if d is None:
+                d = self.dma[ins.core] = _DmaState(c.engines, c.dge_instances)
+            moved = fab.terms.get("rank_bytes", 0)
+            if moved:
+                end = max(end, d.book(range(c.engines), fab.start, moved / (c.bw * c.engines)))
+            hbm = fab.terms.get("rank_hbm_bytes", 0)
+            if hbm:
+                stack = ins.core // c.cores_per_stack
+                lane = self.stacks.get(stack)
+                if lane is None:
+                    lane = self.stacks[stack] = _Lane()
+                end = max(end, lane.book(fab.start, hbm / c.stack_bw))
+            end = max(end, fab.end)
         trk.free = end
         return start, end, end + trk.lat, terms, ()
 
