@@ -8,6 +8,7 @@ from .machine.errors import NkiValidationError, UninitializedReadWarning  # noqa
 from .machine.launch import run_kernel  # noqa: F401
 from . import profile  # noqa: F401,E402  (callable: trnsim.profile(kernel, *args))
 from .entry import profile as _profile  # noqa: E402
+from .entry import profile_ranks  # noqa: F401,E402
 from .profile.cache import profile_cache  # noqa: F401,E402
 
 __version__ = "0.1.0"

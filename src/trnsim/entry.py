@@ -106,3 +106,37 @@ def profile(kernel, *args, chip=None, numerics=True, lnc=None, order="compiler",
         store.put(key, prof)
         prof.cache, prof.cache_key = "miss", key
     return prof
+
+
+DEFAULT_TOPOLOGY = {"trn1": "trn1-16", "trn2": "trn2-ultraserver", "trn3": "trn3-ultraserver-64"}
+
+
+def profile_ranks(kernel, *, world_size: int, per_rank_inputs, topology=None, chip=None,
+                  numerics=True, order="compiler") -> "RanksProfile":
+    """Run `kernel` SPMD on `world_size` ranks (as `nki.multi_rank_simulate`: rank r with
+    its (args, kwargs) of `per_rank_inputs`) and profile the run: each rank on its own
+    NeuronCore, its collectives on `topology`'s fabric (a built-in name such as
+    "trn2-ultraserver" or "trn3-ultraserver-144", a path to a topology JSON file, or a
+    Topology; default: the chip's largest built-in system, or the 144-chip Trn3
+    UltraServer for more than 64 Trn3 ranks). `chip` defaults to the topology's.
+    Returns a RanksProfile."""
+    from .fabric.topology import Topology, load_topology
+    from .machine.ranks import run_ranks
+    from .profile.ranks import RanksProfile
+    from .timing.ranks import schedule_ranks
+    if topology is None:
+        name = load_chip(chip if chip is not None else default_chip()).name
+        topology = DEFAULT_TOPOLOGY[name]
+        if name == "trn3" and world_size > 64:
+            topology = "trn3-ultraserver-144"
+    topo = topology if isinstance(topology, Topology) else load_topology(topology)
+    chip = load_chip(chip if chip is not None else topo.chip)
+    placement = topo.placement(world_size)
+    k = _as_kernel(kernel)
+    outputs, runs = run_ranks(k.fn, per_rank_inputs, world_size=world_size, lnc=k.lnc,
+                              chip=chip, numerics=numerics)
+    timeline = schedule_ranks([r.program for r in runs], placement, chip, order)
+    name = getattr(k.fn, "__name__", None)
+    ranks = [Profile(run.program, tl, out, run, name)
+             for run, tl, out in zip(runs, timeline.timelines, outputs)]
+    return RanksProfile(ranks, timeline, placement, name)
