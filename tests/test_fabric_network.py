@@ -1,0 +1,115 @@
+"""Link sharing and event timing (trnsim.fabric.network) on hand-computable fabrics."""
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from trnsim.fabric.algorithms import Flow, Plan, Step, plan_collective
+from trnsim.fabric.network import Transfer, max_min_rates, simulate
+from trnsim.fabric.topology import load_topology
+
+EXAMPLE = Path(__file__).parent / "data" / "fabric_2x2_torus.json"
+
+
+def ring_topology(tmp_path, n, bandwidth=1.0, latency=0.0, step=0.0, launch=0.0, reduce=1.0):
+    """A hypothetical 1D ring of n chips, written as a user's topology file."""
+    data = {"name": f"ring{n}", "chip": "trn2", "kind": "torus", "dims": [n],
+            "link_bandwidth": bandwidth, "link_latency_ns": latency,
+            "intra_chip_bandwidth": 100.0, "intra_chip_latency_ns": 0,
+            "reduce_bandwidth": reduce, "step_overhead_ns": step, "launch_overhead_ns": launch}
+    path = tmp_path / f"ring{n}.json"
+    path.write_text(json.dumps(data))
+    return load_topology(path)
+
+
+def one_step(place, *flows, reduce_bytes=0.0):
+    return Plan("collective_permute", "direct", (), [Step([Flow(*f) for f in flows], reduce_bytes)],
+                0.0, 0.0, place)
+
+
+def ends(place, *plans, starts=None):
+    starts = starts or [0.0] * len(plans)
+    return [r.end_ns for r in simulate(place, [Transfer(s, p) for s, p in zip(starts, plans)])]
+
+
+def test_two_flows_on_one_link_take_twice_as_long(tmp_path):
+    place = ring_topology(tmp_path, 4).placement(4)
+    alone = ends(place, one_step(place, (0, 1, 1000)))
+    assert alone == [1000.0]
+    assert ends(place, one_step(place, (0, 1, 1000)), one_step(place, (0, 1, 1000))) == [2000.0, 2000.0]
+    # disjoint links (0->1 and 2->3, or the two directions of one pair) do not slow each other
+    assert ends(place, one_step(place, (0, 1, 1000)), one_step(place, (2, 3, 1000))) == [1000.0, 1000.0]
+    assert ends(place, one_step(place, (0, 1, 1000), (1, 0, 1000))) == [1000.0]
+
+
+def test_rates_are_recomputed_when_a_flow_finishes(tmp_path):
+    place = ring_topology(tmp_path, 4).placement(4)
+    # both at 1/2 until the short one is done at 1000 ns; then the long one alone at 1
+    short, long = one_step(place, (0, 1, 500)), one_step(place, (0, 1, 1000))
+    assert ends(place, short, long) == [1000.0, 1500.0]
+    # a later start: alone for 400 ns (400 B), shared 1200 ns, alone again 0 ns
+    assert ends(place, one_step(place, (0, 1, 1000)), one_step(place, (0, 1, 600)),
+                starts=[0.0, 400.0]) == [1600.0, 1600.0]
+
+
+def test_slow_link_sets_the_rate():
+    place = load_topology(str(EXAMPLE)).placement(4)   # x links 1 B/ns, y links 4 B/ns
+    assert ends(place, one_step(place, (0, 2, 1000))) == [250.0]       # y only
+    assert ends(place, one_step(place, (0, 3, 1000))) == [1000.0]      # x then y
+
+
+def test_max_min_three_flows_by_hand():
+    # link 0 (capacity 1): flows A, B; link 1 (capacity 2): flows B, C.
+    # Fill: all rise to 1/2, link 0 is full (A, B frozen); C rises alone to 2 - 1/2.
+    rates = max_min_rates(3, np.array([0, 1, 1, 2]), np.array([0, 0, 1, 1]), np.array([1.0, 2.0]))
+    assert rates.tolist() == [0.5, 0.5, 1.5]
+
+
+def test_latency_overheads_and_reduction(tmp_path):
+    topo = ring_topology(tmp_path, 4, bandwidth=2.0, latency=10.0, step=100.0, launch=1000.0, reduce=4.0)
+    place = topo.placement(4)
+    # launch, step overhead, 2 hops of latency (0 -> 2), bytes / bandwidth, reduction
+    (result,) = simulate(place, [Transfer(50.0, one_step(place, (0, 2, 800), reduce_bytes=400))])
+    assert result.steps == [(1050.0, 1050.0 + 100 + 400 + 20 + 100)]
+    assert result.end_ns == 1670.0
+
+
+def test_ring_all_reduce_matches_closed_form(tmp_path):
+    n, size, bw, lat, step, launch, red = 4, 4096.0, 2.0, 10.0, 100.0, 1000.0, 4.0
+    place = ring_topology(tmp_path, n, bw, lat, step, launch, red).placement(n)
+    plan = plan_collective(place, "all_reduce", range(n), size, algorithm="ring")
+    assert len(plan.steps) == 2 * (n - 1)
+    assert all(f.nbytes == size / n for s in plan.steps for f in s.flows)
+    (result,) = simulate(place, [Transfer(0.0, plan)])
+    chunk = size / n
+    expected = launch + 2 * (n - 1) * (step + chunk / bw + lat) + (n - 1) * chunk / red
+    assert result.end_ns == pytest.approx(expected, rel=1e-12)
+    assert result.busbw == pytest.approx(2 * (n - 1) / n * size / expected)
+
+
+def test_overlapping_collectives_slow_each_other(tmp_path):
+    place = ring_topology(tmp_path, 4).placement(4)
+    plan = plan_collective(place, "all_gather", range(4), 1000.0, algorithm="ring")
+    alone = ends(place, plan)[0]
+    together = ends(place, plan, plan)
+    assert alone == 3000.0 and together == [6000.0, 6000.0]
+    later = ends(place, plan, plan, starts=[0.0, 10_000.0])
+    assert later == [3000.0, 13_000.0]
+
+
+def test_all_to_all_on_144_ranks_is_fast():
+    place = load_topology("trn3-ultraserver-144").placement(144)
+    plan = plan_collective(place, "all_to_all", range(144), 144 * 2 ** 20)
+    assert sum(len(s.flows) for s in plan.steps) == 144 * 143 == 20_592
+    t0 = time.perf_counter()
+    (result,) = simulate(place, [Transfer(0.0, plan)])
+    elapsed = time.perf_counter() - t0
+    topo = place.topology
+    # every up-link carries 143 MiB at 1280 B/ns; one step; 2 links of latency
+    expected = (topo.launch_overhead_ns + topo.step_overhead_ns + 143 * 2 ** 20 / 1280
+                + 2 * topo.links[0].latency_ns)
+    assert result.end_ns == pytest.approx(expected)
+    assert elapsed < 3.0        # about 0.1 s on one core; generous for shared machines
