@@ -16,16 +16,48 @@ Numerics (documented choices; the public docs state no dtype or accumulation rul
   bf16 all-reduce of more than two ranks may differ from it in the last place.
 - Data movement is exact (bytes are copied); src and dst dtypes must be equal.
 
+Variable-length collectives (all_to_all_v, all_gather_v) take flat element buffers
+(a tensor's elements in row-major order) and a uint32 `metadata_tensor` of shape
+(rows, group size) on HBM or (1, rows, group size) on SBUF, rows = 3, or 4 with
+has_rdispls: send_counts, send_displs, recv_counts (written back unless
+recv_counts_known), recv_displs. all_gather_v reads only column 0 of rows 0 and 1.
+Without has_rdispls the chunk from the sender at place s of the rank list lands at
+s * (dst elements / group size). The hardware's limits on all_gather_v (LNC=2, rank
+lists of exactly 4 ranks, no has_rdispls) and the NeuronSwitch rules of all_to_all_v
+depend on the machine and are not enforced: any group size works here.
+A prepare (all_to_all_v_prepare / all_gather_v_prepare) checks its operands, reads the
+metadata (its values are fixed then) and records a small instruction; its trigger does
+the collective. Per rank, each prepare takes exactly one trigger, and no other prepare
+may come in between. A prepare never followed by its trigger is not reported.
+
+The implicit ring (collective_permute_implicit[_reduce]) is one step per call: the rank
+at place p of its rank list sends each channel's source to place p+1 and receives from
+place p-1 (mod the list's length); the docs say "successor" and "predecessor" without
+naming the order, so the rank list's order is our reading. All channels ride the same
+ring here. collective_permute_implicit_current_processing_rank_id(k) is then the rank
+at place p-k (mod the length): whose data a buffer forwarded k times holds. It returns
+a rank id, as rank_id does (the docs say "rank ID" and publish no formula).
+
 Record: one instruction per collective on the rank's collective-communication track
 (engine "cc": the CC cores that drive the DMA rings), reading every source and writing
 every destination, with attrs the timing model reads: `collective` (the kind),
 `group` (the rank's replica sub-group, in order), `group_seq` (which collective of
 that group this is: the same on every member), `nbytes` (what the fabric model's plan
-takes, see trnsim.fabric.algorithms) and, for all_to_all_v, `send_bytes` (per peer).
+takes, see trnsim.fabric.algorithms: the bytes this rank contributes), and
+- all_to_all_v / all_gather_v: `send_bytes` (a tuple: the bytes this rank sends to each
+  member of its group, in group order, itself included); in a timing-only run
+  (numerics=False) the metadata values are unknown, so equal slots are assumed (dst
+  elements / group size to each member) and `counts_assumed` is True;
+- collective_permute and the implicit ring: `pairs` (the (source, target) rank pairs
+  of the step); the ring also `channels` (how many).
+A prepare is recorded on "cc" too, with `prepare` (the kind) and `group` but no
+`group_seq`: it moves nothing across the fabric.
 """
 from __future__ import annotations
 
 import math
+import weakref
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -124,7 +156,10 @@ def pair_up(ins: Instr, srcs, dsts) -> None:
 
 
 def reduce_op(ins: Instr, op) -> str:
-    name = op_name(op) if op is not None else None
+    try:
+        name = op_name(op) if op is not None else None
+    except TypeError:
+        name = None
     ins.require(name in REDUCE_OPS, f"op={op!r}: collectives reduce with nl.add, "
                 "nl.minimum or nl.maximum")
     return name
@@ -154,14 +189,14 @@ def reduce_values(name: str, parts: list, dtype) -> np.ndarray:
     return cast(acc, dtype, copy=False)
 
 
-def read_all(ins: Instr, ts) -> list | None:
-    vals = [ins.read(f"srcs[{k}]", t) for k, t in enumerate(ts)]
+def read_all(ins: Instr, ts, role: str = "srcs") -> list | None:
+    vals = [ins.read(f"{role}[{k}]", t) for k, t in enumerate(ts)]
     return None if any(v is None for v in vals) else [v.reshape(t.shape) for v, t in
                                                       zip(vals, ts)]
 
 
-def write(ins: Instr, k: int, t: NkiTensor, values) -> None:
-    ins.write(f"dsts[{k}]", t, values, raw=True)
+def write(ins: Instr, k: int, t: NkiTensor, values, role: str = "dsts") -> None:
+    ins.write(f"{role}[{k}]", t, values, raw=True)
 
 
 def elements(t: NkiTensor) -> int:
@@ -307,6 +342,340 @@ def collective_permute(srcs, dsts, source_target_pairs, priority=None, name=None
             write(ins, 0, d, None if got[source[0]] is None else
                   (lambda: got[source[0]][0]))
     return _handle()
+
+
+# -- variable-length collectives: all_to_all_v, all_gather_v ---------------------------
+METADATA_ROWS = ("send_counts", "send_displs", "recv_counts", "recv_displs")
+_RECV_COUNTS = 2
+
+
+@dataclass
+class VArgs:
+    """The checked operands of a variable-length collective (what a prepare hands its
+    trigger)."""
+    kind: str  # "all_to_all_v" or "all_gather_v"
+    src: NkiTensor
+    dst: NkiTensor
+    meta: NkiTensor
+    group: tuple
+    signature: tuple
+    recv_counts_known: bool
+    has_rdispls: bool
+
+    def send_column(self, receiver: int) -> int:
+        """The metadata column of what a sender sends to the member at place
+        `receiver`: all_gather_v sends one chunk to everyone (column 0)."""
+        return receiver if self.kind == "all_to_all_v" else 0
+
+
+def _v_operands(ins: Instr, kind: str, srcs, dsts, replica_group, metadata_tensor,
+                recv_counts_known, has_rdispls, priority) -> VArgs:
+    srcs, dsts = _begin(ins, srcs, dsts, _HBM, priority, one=True)
+    known = _flag(ins, "recv_counts_known", recv_counts_known)
+    rdispls = _flag(ins, "has_rdispls", has_rdispls)
+    group = my_group(ins, replica_group)
+    meta = _metadata(ins, metadata_tensor, len(group), 4 if rdispls else 3)
+    dst, n = dsts[0], len(group)
+    ins.require(rdispls or elements(dst) % n == 0,
+                f"dsts[0] {describe(dst)} has {elements(dst)} elements, which do not split "
+                f"into {n} equal slots (one per rank of the rank list); pass has_rdispls="
+                "True with recv_displs to place the chunks yourself")
+    return VArgs(kind, srcs[0], dst, meta, group,
+                 _signature(replica_group, known, rdispls, str(srcs[0].dtype)), known,
+                 rdispls)
+
+
+def _flag(ins: Instr, role: str, value) -> bool:
+    ins.require(isinstance(value, (bool, np.bool_)), f"{role}={value!r} must be True or "
+                "False")
+    return bool(value)
+
+
+def _metadata(ins: Instr, meta, n: int, rows: int) -> NkiTensor:
+    ins.operand("metadata_tensor", meta, _HBM_OR_SBUF)
+    ins.require(str(meta.dtype) == "uint32", f"metadata_tensor {describe(meta)} must be "
+                "uint32")
+    want = (rows, n) if meta.space == "hbm" else (1, rows, n)
+    ins.require(tuple(meta.shape) == want, f"metadata_tensor {describe(meta)} must have "
+                f"shape {list(want)} on {meta.space.upper()}: rows "
+                f"{', '.join(METADATA_ROWS[:rows])}, one column per rank of the {n}-rank "
+                "rank list")
+    return meta
+
+
+def _read_metadata(ins: Instr, a: VArgs) -> np.ndarray | None:
+    """The metadata as a (rows, n) int64 array (None without numerics), after checking
+    that each chunk this rank sends lies inside its source."""
+    raw = ins.read("metadata_tensor", a.meta)
+    if raw is None:
+        return None
+    meta = raw.reshape(a.meta.shape[-2:]).astype(np.int64)
+    have = elements(a.src)
+    for j in sorted({a.send_column(p) for p in range(len(a.group))}):
+        count, displ = meta[0, j], meta[1, j]
+        ins.require(displ + count <= have, f"metadata_tensor: send_displs[{j}]={displ} + "
+                    f"send_counts[{j}]={count} runs past srcs[0] {describe(a.src)} "
+                    f"({have} elements)")
+    return meta
+
+
+def _run_v(ins: Instr, a: VArgs, meta: np.ndarray | None) -> None:
+    """Exchange, record the timing attrs and write what arrives (and recv_counts)."""
+    src = ins.read("srcs[0]", a.src)
+    posted = None if src is None else (src.reshape(-1), meta)
+    got = exchange(ins, a.kind, a.group, posted, a.signature)
+    _v_attrs(ins, a, meta)
+    placed = None if posted is None else _place(ins, a, got, meta)
+    values, mask, counts = placed if placed is not None else (None, None, None)
+    ins.write("dsts[0]", a.dst, values, raw=True, mask=mask)
+    if not a.recv_counts_known:
+        row = _meta_row(a.meta, _RECV_COUNTS)
+        ins.write("metadata_tensor", row, None if counts is None else
+                  np.asarray(counts, np.uint32).reshape(row.shape), raw=True)
+
+
+def _v_attrs(ins: Instr, a: VArgs, meta) -> None:
+    n = len(a.group)
+    if meta is None:  # timing-only: the counts are unknown, assume equal slots
+        counts = [elements(a.dst) // n] * n
+        ins.attrs["counts_assumed"] = True
+    else:
+        counts = [int(meta[0, a.send_column(p)]) for p in range(n)]
+    send = tuple(c * a.src.dtype.itemsize for c in counts)
+    ins.attrs.update(send_bytes=send, nbytes=sum(send) if a.kind == "all_to_all_v"
+                     else send[0])
+
+
+def _place(ins: Instr, a: VArgs, got: dict, meta: np.ndarray):
+    """(dst values, mask of the elements received, recv_counts): the chunk of the sender
+    at place s lands at recv_displs[s], or at slot s without has_rdispls."""
+    me, n, total = _position(a.group), len(a.group), elements(a.dst)
+    slot = total // n
+    values = np.zeros(total, dtype=got[a.group[0]][0].dtype)
+    mask = np.zeros(total, dtype=bool)
+    counts = []
+    for s, rank in enumerate(a.group):
+        src, theirs = got[rank]
+        col = a.send_column(me)
+        count, displ = int(theirs[0, col]), int(theirs[1, col])
+        at = int(meta[3, s]) if a.has_rdispls else s * slot
+        end = total if a.has_rdispls else at + slot
+        ins.require(at + count <= end, _overflow(a, rank, col, count, at, s, slot))
+        values[at:at + count] = src[displ:displ + count]
+        mask[at:at + count] = True
+        counts.append(count)
+    return values.reshape(a.dst.shape), mask.reshape(a.dst.shape), counts
+
+
+def _overflow(a: VArgs, rank: int, col: int, count: int, at: int, s: int,
+              slot: int) -> str:
+    sent = f"rank {rank} sends {count} elements (its send_counts[{col}])"
+    if a.has_rdispls:
+        return (f"{sent}, which at recv_displs[{s}]={at} run past dsts[0] "
+                f"{describe(a.dst)} ({elements(a.dst)} elements)")
+    return (f"{sent}, more than the slot of {slot} elements each sender has in dsts[0] "
+            f"{describe(a.dst)} ({elements(a.dst)} elements / {len(a.group)} ranks)")
+
+
+def _meta_row(meta: NkiTensor, row: int) -> NkiTensor:
+    return meta[row:row + 1, :] if meta.ndim == 2 else meta[:, row:row + 1, :]
+
+
+def all_to_all_v(srcs, dsts, replica_group, metadata_tensor, recv_counts_known=False,
+                 has_rdispls=False, priority=None, name=None):
+    """Send src[send_displs[j] : + send_counts[j]] to the member at place j of the rank
+    list; the chunk from place s lands at recv_displs[s] (has_rdispls) or at slot s."""
+    return _variable("all_to_all_v", srcs, dsts, replica_group, metadata_tensor,
+                     recv_counts_known, has_rdispls, priority, name)
+
+
+def all_gather_v(srcs, dsts, replica_group, metadata_tensor, recv_counts_known=False,
+                 has_rdispls=False, priority=None, name=None):
+    """Send src[send_displs[0] : + send_counts[0]] to every member; the chunk from place
+    s lands at recv_displs[s] (has_rdispls) or at slot s."""
+    return _variable("all_gather_v", srcs, dsts, replica_group, metadata_tensor,
+                     recv_counts_known, has_rdispls, priority, name)
+
+
+def _variable(kind, srcs, dsts, replica_group, metadata_tensor, recv_counts_known,
+              has_rdispls, priority, name):
+    with Instr(kind, None, default=ENGINE, name=name) as ins:
+        a = _v_operands(ins, kind, srcs, dsts, replica_group, metadata_tensor,
+                        recv_counts_known, has_rdispls, priority)
+        _run_v(ins, a, _read_metadata(ins, a))
+    return _handle()
+
+
+# -- prepare / trigger ------------------------------------------------------------------
+@dataclass
+class Prepared:
+    """What a prepare hands its trigger: the checked operands and the metadata values
+    read at the prepare."""
+    args: VArgs
+    meta: np.ndarray | None
+    location: object
+
+
+# per rank (its Run): the prepare handle still waiting for its trigger
+_waiting: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def prepare(kind, srcs, dsts, replica_group, metadata_tensor, recv_counts_known=False,
+            has_rdispls=False, priority=None, name=None):
+    """all_to_all_v_prepare / all_gather_v_prepare: check the operands, read the
+    metadata; returns the NkiInstruction the one trigger takes."""
+    with Instr(f"{kind}_prepare", None, default=ENGINE, name=name) as ins:
+        a = _v_operands(ins, kind, srcs, dsts, replica_group, metadata_tensor,
+                        recv_counts_known, has_rdispls, priority)
+        _no_waiting_prepare(ins)
+        meta = _read_metadata(ins, a)
+        ins.attrs.update(prepare=kind, group=a.group)
+    handle = _handle()
+    handle.prepared = Prepared(a, meta, ins.location)
+    _waiting[ins.run] = handle
+    return handle
+
+
+def trigger(kind, prepare_instr, name=None):
+    """all_to_all_v_trigger / all_gather_v_trigger: run the collective its prepare set
+    up."""
+    with Instr(f"{kind}_trigger", None, default=ENGINE, name=name) as ins:
+        p = _take_prepared(ins, kind, prepare_instr)
+        _run_v(ins, p.args, p.meta)
+    return _handle()
+
+
+def _take_prepared(ins: Instr, kind: str, handle) -> Prepared:
+    p = getattr(handle, "prepared", None)
+    ins.require(isinstance(p, Prepared), f"prepare_instr {handle!r} is not what a "
+                f"{kind}_prepare returned")
+    ins.require(p.args.kind == kind, f"prepare_instr is the {p.args.kind}_prepare at "
+                f"{p.location}; {kind}_trigger takes a {kind}_prepare's")
+    ins.require(_waiting.get(ins.run) is handle, f"the {kind}_prepare at {p.location} "
+                "has been triggered already: each prepare takes exactly one trigger")
+    del _waiting[ins.run]
+    return p
+
+
+def _no_waiting_prepare(ins: Instr) -> None:
+    waiting = _waiting.get(ins.run)
+    if waiting is not None:
+        p = waiting.prepared
+        ins.fail(f"the {p.args.kind}_prepare at {p.location} is still waiting for its "
+                 f"trigger: each prepare must be followed by exactly one trigger (its "
+                 f"{p.args.kind}_trigger) before any other prepare")
+
+
+# -- the implicit ring: collective_permute_implicit[_reduce] ---------------------------
+MAX_CHANNELS = 4
+
+
+def collective_permute_implicit(srcs_by_channel, dsts_by_channel, replica_group,
+                                channel_ids=(0,), priority=None, name=None):
+    """One ring step: each channel's source goes to the next rank of the rank list, its
+    destination receives the previous rank's."""
+    kind = "collective_permute_implicit"
+    with Instr(kind, None, default=ENGINE, name=name) as ins:
+        srcs = _channels(ins, "srcs_by_channel", srcs_by_channel, channel_ids)
+        dsts = _channels(ins, "dsts_by_channel", dsts_by_channel, channel_ids)
+        _same_channels(ins, ("srcs_by_channel", srcs), ("dsts_by_channel", dsts))
+        check_priority(ins, priority)
+        group = my_group(ins, replica_group)
+        _ring_step(ins, kind, group, read_all(ins, srcs, "srcs_by_channel"), srcs, dsts,
+                   _signature(replica_group, shapes(srcs)))
+    return _handle()
+
+
+def collective_permute_implicit_reduce(srcs0_by_channel, srcs1_by_channel,
+                                       dsts_by_channel, replica_group, op,
+                                       channel_ids=(0,), priority=None, name=None):
+    """One ring step of op(srcs0, srcs1), reduced the documented way on the sender."""
+    kind = "collective_permute_implicit_reduce"
+    with Instr(kind, None, default=ENGINE, name=name) as ins:
+        srcs0 = _channels(ins, "srcs0_by_channel", srcs0_by_channel, channel_ids)
+        srcs1 = _channels(ins, "srcs1_by_channel", srcs1_by_channel, channel_ids)
+        dsts = _channels(ins, "dsts_by_channel", dsts_by_channel, channel_ids)
+        _same_channels(ins, ("srcs0_by_channel", srcs0), ("srcs1_by_channel", srcs1),
+                       ("dsts_by_channel", dsts))
+        opn = reduce_op(ins, op)
+        check_priority(ins, priority)
+        group = my_group(ins, replica_group)
+        a, b = read_all(ins, srcs0, "srcs0_by_channel"), read_all(ins, srcs1,
+                                                                  "srcs1_by_channel")
+        sent = None if a is None or b is None else [
+            reduce_values(opn, [x, y], d.dtype) for x, y, d in zip(a, b, dsts)]
+        _ring_step(ins, kind, group, sent, srcs0, dsts,
+                   _signature(replica_group, opn, shapes(srcs0)))
+        ins.attrs["op"] = opn
+    return _handle()
+
+
+def _channels(ins: Instr, role: str, by_channel, channel_ids) -> list[NkiTensor]:
+    """One tensor per channel (HBM or SBUF), as many channels as channel_ids names."""
+    try:
+        lists = list(by_channel)
+    except TypeError:
+        ins.fail(f"{role} must be a list of one-tensor lists, one per channel")
+    ids = _channel_ids(ins, channel_ids)
+    ins.require(len(lists) == len(ids), f"{role} holds {len(lists)} channels but "
+                f"channel_ids={ids} names {len(ids)}")
+    return [tensors(ins, f"{role}[{c}]", ts, _HBM_OR_SBUF, one=True)[0]
+            for c, ts in enumerate(lists)]
+
+
+def _channel_ids(ins: Instr, channel_ids) -> list[int]:
+    try:
+        ids = list(channel_ids)
+    except TypeError:
+        ids = None
+    ok = ids is not None and all(isinstance(c, (int, np.integer)) for c in ids)
+    ins.require(ok and ids == list(range(len(ids))) and ids,
+                f"channel_ids={channel_ids!r} must be consecutive integers from 0")
+    ins.require(len(ids) <= MAX_CHANNELS, f"channel_ids={ids} names {len(ids)} channels; "
+                f"a ring has at most {MAX_CHANNELS}")
+    return [int(c) for c in ids]
+
+
+def _same_channels(ins: Instr, *named) -> None:
+    """Each channel's tensors (one per role) have one shape and one dtype."""
+    (role0, first), rest = named[0], named[1:]
+    for role, ts in rest:
+        for c, (s, t) in enumerate(zip(first, ts)):
+            ins.require(s.shape == t.shape and s.dtype == t.dtype,
+                        f"{role}[{c}] {describe(t)} must have the shape and dtype of "
+                        f"{role0}[{c}] {describe(s)}")
+
+
+def _ring_step(ins: Instr, kind: str, group: tuple, sent, srcs, dsts, signature) -> None:
+    got = exchange(ins, kind, group, sent, signature)
+    n = len(group)
+    ins.attrs.update(nbytes=nbytes(srcs), channels=len(dsts),
+                     pairs=tuple((group[i], group[(i + 1) % n]) for i in range(n)))
+    pred = group[(_position(group) - 1) % n]
+    for c, d in enumerate(dsts):
+        write(ins, c, d, None if got[pred] is None else (lambda c=c: got[pred][c]),
+              role="dsts_by_channel")
+
+
+def current_processing_rank_id(iteration_id, replica_group, channel_id=0, name=None):
+    """The rank whose data a ring buffer holds after `iteration_id` implicit steps: the
+    rank iteration_id places before this one in its rank list (our reading, see the
+    module docstring), as a register."""
+    from .registers import VirtualRegister, as_int
+    with Instr("collective_permute_implicit_current_processing_rank_id", None,
+               default="sync", name=name) as ins:
+        step = as_int(iteration_id, "iteration_id")
+        ins.require(step >= 0, f"iteration_id={step} must be >= 0 (a ring step)")
+        ins.require(isinstance(channel_id, (int, np.integer)) and not isinstance(
+            channel_id, bool) and 0 <= channel_id < MAX_CHANNELS,
+            f"channel_id={channel_id!r} must be 0..{MAX_CHANNELS - 1}")
+        group = my_group(ins, replica_group)
+        reg = VirtualRegister(group[(_position(group) - step) % len(group)])
+        ins.attrs.update(reg_writes=[reg.name], iteration_id=step,
+                         channel_id=int(channel_id))
+        if isinstance(iteration_id, VirtualRegister):
+            ins.attrs["reg_reads"] = [iteration_id.name]
+    return reg
 
 
 def rank_id(name=None):

@@ -86,6 +86,52 @@ def _inputs_of(per_rank_inputs, world_size: int) -> list:
     return out
 
 
+def _check_inputs_agree(inputs: list, names: list) -> None:
+    """Every rank runs one compiled kernel: tensor arguments may differ between ranks in
+    value only (same shape and dtype), other arguments not at all."""
+    args0, kwargs0 = inputs[0]
+    for r, (args, kwargs) in enumerate(inputs[1:], 1):
+        if len(args) != len(args0) or set(kwargs) != set(kwargs0):
+            raise ValueError(f"per_rank_inputs: rank {r} passes {len(args)} arguments and "
+                             f"keywords {sorted(kwargs)}, rank 0 {len(args0)} and "
+                             f"{sorted(kwargs0)}; every rank takes the same arguments")
+        for name, a, b in [*zip(names, args0, args), *((k, kwargs0[k], kwargs[k])
+                                                       for k in kwargs0)]:
+            _same_argument(f"argument {name!r}", a, b, r)
+
+
+def _same_argument(what: str, a, b, rank: int) -> None:
+    if _is_tensor(a) or _is_tensor(b):
+        da, db = _tensor_type(a), _tensor_type(b)
+        if da != db:
+            raise ValueError(f"per_rank_inputs: rank {rank}'s {what} is {db}, rank 0's "
+                             f"{da}: tensor arguments may differ between ranks in value "
+                             "only, not in shape or dtype")
+    elif isinstance(a, (list, tuple)) and type(a) is type(b) and len(a) == len(b):
+        for i, (x, y) in enumerate(zip(a, b)):
+            _same_argument(f"{what}[{i}]", x, y, rank)
+    elif not _equal(a, b):
+        raise ValueError(f"per_rank_inputs: rank {rank}'s {what} is {b!r}, rank 0's "
+                         f"{a!r}: arguments other than tensors must be equal on every rank")
+
+
+def _is_tensor(x) -> bool:
+    return not isinstance(x, type) and hasattr(x, "shape") and hasattr(x, "dtype")
+
+
+def _tensor_type(x) -> str:
+    if not _is_tensor(x):
+        return f"not a tensor ({type(x).__name__})"
+    return f"a tensor of shape {tuple(x.shape)} and dtype {x.dtype}"
+
+
+def _equal(a, b) -> bool:
+    try:
+        return bool(a == b)
+    except Exception:  # an object whose == is not a plain truth value
+        return a is b
+
+
 def run_ranks(fn, per_rank_inputs, *, world_size: int, lnc: int = 1, chip=None,
               numerics: bool = True, strict=None):
     """Run `fn` on `world_size` ranks, rank r with its (args, kwargs) from
@@ -95,6 +141,7 @@ def run_ranks(fn, per_rank_inputs, *, world_size: int, lnc: int = 1, chip=None,
     if not isinstance(world_size, int) or world_size < 1:
         raise ValueError(f"world_size={world_size!r} must be a positive int")
     inputs = _inputs_of(per_rank_inputs, world_size)
+    _check_inputs_agree(inputs, param_names(fn, len(inputs[0][0])))
     if strict is None:
         strict = strict_from_env()
     # loop expansion would append a collective's instructions without the rendezvous
