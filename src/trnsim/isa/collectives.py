@@ -96,17 +96,18 @@ def my_group(ins: Instr, replica_group) -> tuple[int, ...]:
                  "nki.multi_rank_simulate(kernel, world_size=N, per_rank_inputs=...) or "
                  "trnsim.profile_ranks", UnsupportedError)
     lists = group_lists(replica_group)
-    ins.require(lists and all(lists), f"replica_group {lists} must hold non-empty rank lists")
+    shown = [list(g) for g in lists]
+    ins.require(lists and all(lists), f"replica_group {shown} must hold non-empty rank lists")
     seen = set()
     for g in lists:
         for r in g:
-            ins.require(0 <= r < world.size, f"replica_group {lists} names rank {r}, but the "
+            ins.require(0 <= r < world.size, f"replica_group {shown} names rank {r}, but the "
                         f"run has world_size={world.size}")
-            ins.require(r not in seen, f"replica_group {lists} names rank {r} twice: its "
+            ins.require(r not in seen, f"replica_group {shown} names rank {r} twice: its "
                         "rank lists must not overlap")
             seen.add(r)
     mine = [g for g in lists if run.rank in g]
-    ins.require(mine, f"rank {run.rank} is in no rank list of replica_group {lists}")
+    ins.require(mine, f"rank {run.rank} is in no rank list of replica_group {shown}")
     return mine[0]
 
 
