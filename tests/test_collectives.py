@@ -365,7 +365,7 @@ def test_prepare_trigger_equals_the_plain_op(kind):
         np.testing.assert_array_equal(metas[r][2], recv[r])
     prep, trig = collective_records(runs[1])
     assert (prep.opcode, trig.opcode) == (kind + "_prepare", kind + "_trigger")
-    assert [a.role for a in prep.reads] == ["metadata_tensor"] and not prep.writes
+    assert [a.role for a in prep.reads] == ["metadata_tensor"] * 2 and not prep.writes
     assert "group_seq" not in prep.attrs and prep.attrs["prepare"] == kind
     assert trig.attrs["collective"] == kind and trig.attrs["group_seq"] == 0
     assert [a.role for a in trig.writes] == ["dsts[0]", "metadata_tensor"]
@@ -759,3 +759,18 @@ def test_send_bytes_follow_the_metadata():
         assert a2av["send_bytes"] == tuple(int(c) * 4 for c in metas[r][0])
         assert agv["send_bytes"] == (int(metas[r][0, 0]) * 4,) * 2
         assert "counts_assumed" not in a2av
+
+
+def test_recv_counts_row_may_start_uninitialized():
+    """Row 2 is an output: a strict run does not flag it as read before written."""
+    def k(x, counts):
+        meta = nl.ndarray((3, 2), dtype=nl.uint32, buffer=nl.shared_hbm)
+        nisa.dma_copy(dst=meta[0:2, :], src=counts)
+        dst = nl.ndarray((2 * SLOT,), dtype=x.dtype, buffer=nl.shared_hbm)
+        ncc.all_gather_v([x], [dst], ncc.ReplicaGroup([[0, 1]]), meta)
+        return meta
+    xs = data(2, (SRC_ELEMS,), np.float32, seed=17)
+    counts = np.array([[SLOT, SLOT], [0, 0]], np.uint32)
+    outs = nki.multi_rank_simulate(k, world_size=2, per_rank_inputs=[((x, counts), {})
+                                                                      for x in xs], strict=True)
+    assert outs[0][2].tolist() == [SLOT, SLOT]

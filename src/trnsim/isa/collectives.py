@@ -405,12 +405,17 @@ def _metadata(ins: Instr, meta, n: int, rows: int) -> NkiTensor:
 
 
 def _read_metadata(ins: Instr, a: VArgs) -> np.ndarray | None:
-    """The metadata as a (rows, n) int64 array (None without numerics), after checking
-    that each chunk this rank sends lies inside its source."""
-    raw = ins.read("metadata_tensor", a.meta)
-    if raw is None:
+    """The metadata as a (4, n) int64 array (None without numerics), after checking
+    that each chunk this rank sends lies inside its source. recv_counts (row 2) is an
+    output, never read: it may be uninitialized."""
+    n = len(a.group)
+    rows = {r: ins.read("metadata_tensor", _meta_row(a.meta, r))
+            for r in ((0, 1, 3) if a.has_rdispls else (0, 1))}
+    if not ins.numerics:
         return None
-    meta = raw.reshape(a.meta.shape[-2:]).astype(np.int64)
+    meta = np.zeros((len(METADATA_ROWS), n), np.int64)
+    for r, raw in rows.items():
+        meta[r] = raw.reshape(n)
     have = elements(a.src)
     for j in sorted({a.send_column(p) for p in range(len(a.group))}):
         count, displ = meta[0, j], meta[1, j]
@@ -454,14 +459,14 @@ def _place(ins: Instr, a: VArgs, got: dict, meta: np.ndarray):
     slot = total // n
     values = np.zeros(total, dtype=got[a.group[0]][0].dtype)
     mask = np.zeros(total, dtype=bool)
-    counts = []
+    counts, col = [], a.send_column(me)
     for s, rank in enumerate(a.group):
         src, theirs = got[rank]
-        col = a.send_column(me)
         count, displ = int(theirs[0, col]), int(theirs[1, col])
         at = int(meta[3, s]) if a.has_rdispls else s * slot
         end = total if a.has_rdispls else at + slot
-        ins.require(at + count <= end, _overflow(a, rank, col, count, at, s, slot))
+        if at + count > end:
+            ins.fail(_overflow(a, rank, col, count, at, s, slot))
         values[at:at + count] = src[displ:displ + count]
         mask[at:at + count] = True
         counts.append(count)
