@@ -60,21 +60,36 @@ class TransferResult:
 
 
 def max_min_rates(num_flows, entry_flow, entry_link, capacity):
-    """Max-min fair rates of flows; entry_flow/entry_link list each (flow, link) use."""
+    """Max-min fair rates of flows; entry_flow/entry_link list each (flow, link) use.
+
+    Progressive filling: every unfrozen flow's rate is the common ``level``;
+    raise it until a link fills, freeze that link's flows at the level, drop
+    their entries, repeat.  Flows without entries get rate 0.
+    """
+    capacity = np.asarray(capacity, dtype=float)
+    tolerance = 1e-9 * capacity
     rate = np.zeros(num_flows)
-    unfrozen = np.ones(num_flows, dtype=bool)
-    residual = np.asarray(capacity, dtype=float).copy()
-    while True:
-        live = unfrozen[entry_flow]
-        if not live.any():
-            return rate
-        count = np.bincount(entry_link[live], minlength=len(residual))
+    frozen = np.zeros(num_flows, dtype=bool)
+    residual = capacity.copy()
+    share = np.empty_like(capacity)
+    level = 0.0
+    flow, link = np.asarray(entry_flow), np.asarray(entry_link)
+    while len(flow):
+        count = np.bincount(link, minlength=len(residual))
         used = count > 0
-        increment = max(np.min(residual[used] / count[used]), 0.0)
-        rate[unfrozen] += increment
-        residual -= increment * count
-        full = used & (residual <= 1e-9 * capacity)
-        unfrozen[entry_flow[live & full[entry_link]]] = False
+        share.fill(np.inf)
+        np.divide(residual, count, out=share, where=used)
+        increment = share.min()
+        if increment > 0:
+            level += increment
+            residual -= increment * count
+        full = used & (residual <= tolerance)
+        newly = flow[full[link]]
+        rate[newly] = level
+        frozen[newly] = True
+        keep = ~frozen[flow]
+        flow, link = flow[keep], link[keep]
+    return rate
 
 
 class _Flows:
@@ -82,29 +97,32 @@ class _Flows:
 
     def __init__(self, place, transfers):
         links = place.links
-        latency_of = np.array([link.latency_ns for link in links])
+        latency_of = [float(link.latency_ns) for link in links]
         routes = {}
         nbytes, latency, step_of, e_flow, e_link = [], [], [], [], []
         self.step_ranges, self.step_reduce, self.step_transfer = [], [], []
         self.first_step = []          # per transfer: its first step's index
+        self.step_entries = []        # per step: its range in entry_flow / entry_link
         for t, tr in enumerate(transfers):
-            if tr.plan.placement is not None and tr.plan.placement is not place:
+            if tr.plan.placement is not None and tr.plan.placement != place:
                 raise ValueError(f"transfer {t} ({tr.tag!r}) was planned on another placement")
             self.first_step.append(len(self.step_ranges))
             for step in tr.plan.steps:
                 s = len(self.step_ranges)
-                lo = len(nbytes)
+                lo, entries_lo = len(nbytes), len(e_flow)
                 for f in step.flows:
                     key = (f.src, f.dst)
-                    route = routes.get(key)
-                    if route is None:
-                        route = routes[key] = place.route(f.src, f.dst)
+                    if key not in routes:
+                        route = place.route(f.src, f.dst)
+                        routes[key] = route, sum(latency_of[i] for i in route)
+                    route, route_latency = routes[key]
                     e_flow.extend([len(nbytes)] * len(route))
                     e_link.extend(route)
                     nbytes.append(f.nbytes)
-                    latency.append(float(latency_of[list(route)].sum()) if route else 0.0)
+                    latency.append(route_latency)
                     step_of.append(s)
                 self.step_ranges.append((lo, len(nbytes)))
+                self.step_entries.append((entries_lo, len(e_flow)))
                 self.step_reduce.append(step.reduce_bytes)
                 self.step_transfer.append(t)
         self.nbytes = np.array(nbytes, dtype=float)
@@ -158,31 +176,28 @@ def simulate(place, transfers) -> list:
                 end_step(int(s), now)
 
     now = 0.0
-    rate = np.zeros(num_flows)
-    while events or active.any():
-        if active.any():
+    live_flow = np.zeros(0, dtype=np.int64)     # the (flow, link) entries of moving flows
+    live_link = np.zeros(0, dtype=np.int64)
+    while events or len(live_flow):
+        if len(live_flow):
             idx = np.flatnonzero(active)
-            local = np.full(num_flows, -1, dtype=np.int64)
-            local[idx] = np.arange(len(idx))
-            live = active[flows.entry_flow]
-            rate[:] = 0.0
-            rate[idx] = max_min_rates(len(idx), local[flows.entry_flow[live]],
-                                      flows.entry_link[live], flows.capacity)
-            to_finish = remaining[idx] / rate[idx]
+            rate = max_min_rates(num_flows, live_flow, live_link, flows.capacity)[idx]
+            to_finish = remaining[idx] / rate
             next_finish = now + to_finish.min()
         else:
             next_finish = np.inf
         next_event = events[0][0] if events else np.inf
         when = min(next_finish, next_event)
-        if active.any():
+        if len(live_flow):
             dt = when - now
-            remaining[idx] -= rate[idx] * dt
+            remaining[idx] -= rate * dt
             done = idx[to_finish <= dt * (1 + 1e-12) + 1e-9]
-            now = when
             if len(done):
                 remaining[done] = 0.0
                 active[done] = False
-                finish(done, now)
+                keep = active[live_flow]
+                live_flow, live_link = live_flow[keep], live_link[keep]
+                finish(done, when)
         now = when
         while events and events[0][0] <= now:
             _, _, s = heapq.heappop(events)
@@ -192,12 +207,15 @@ def simulate(place, transfers) -> list:
                 end_step(s, now)
                 continue
             ids = np.arange(lo, hi)
-            instant = ids[(flows.nbytes[ids] <= 0) | ~flows.routed[ids]]
-            moving = np.setdiff1d(ids, instant, assume_unique=True)
-            remaining[moving] = flows.nbytes[moving]
-            active[moving] = True
-            if len(instant):
-                finish(instant, now)
+            moving = (flows.nbytes[ids] > 0) & flows.routed[ids]
+            remaining[ids[moving]] = flows.nbytes[ids[moving]]
+            active[ids[moving]] = True
+            a, b = flows.step_entries[s]
+            take = active[flows.entry_flow[a:b]]
+            live_flow = np.concatenate([live_flow, flows.entry_flow[a:b][take]])
+            live_link = np.concatenate([live_link, flows.entry_link[a:b][take]])
+            if not moving.all():
+                finish(ids[~moving], now)
     for r in results:
         r.steps = [tuple(step) for step in r.steps]
     return results

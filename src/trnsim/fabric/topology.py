@@ -8,6 +8,14 @@ user's file with the same schema (a hypothetical system is a data file, not
 code).
 
 Links are *directed*; bandwidths are bytes per ns (== GB/s) in one direction.
+A chip's published NeuronLink figure (hardware.md §1) is read as the sum over
+its links and both directions, so the built-in files split it evenly: e.g.
+Trn2's 1024 GB/s over 4 torus neighbours is 128 GB/s per directed link (the
+sources in each file say so).
+
+``Topology.placement(n)`` puts ranks on chips: one per chip (rank r on chip r)
+while n <= num_chips, otherwise n / num_chips consecutive ranks per chip (n
+must divide evenly and not exceed the chip's NeuronCores).
 
 * torus: ``dims`` (e.g. [4, 4] or [4, 4, 4]); chip id = x + X*(y + Y*z).  Each
   chip has a "+" and a "-" link in every dimension longer than 1, with that
@@ -130,7 +138,7 @@ def _torus_link(topo: Topology, chip: int, dim: int, plus: bool) -> int:
     return (chip * len(active) + active.index(dim)) * 2 + (0 if plus else 1)
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True)
 class Placement:
     """Ranks on chips: rank r on chip r // ranks_per_chip (consecutive ranks share a chip)."""
     topology: Topology
