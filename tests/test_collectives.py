@@ -17,6 +17,7 @@ import trnsim.nki.collectives as ncc
 import trnsim.nki.isa as nisa
 import trnsim.nki.language as nl
 from trnsim import nki
+from trnsim.examples import load_example
 from trnsim.machine.errors import NkiValidationError, UnsupportedError
 from trnsim.machine.ranks import run_ranks
 from trnsim.machine.runtime import CoreDeadlockError
@@ -774,3 +775,36 @@ def test_recv_counts_row_may_start_uninitialized():
     outs = nki.multi_rank_simulate(k, world_size=2, per_rank_inputs=[((x, counts), {})
                                                                       for x in xs], strict=True)
     assert outs[0][2].tolist() == [SLOT, SLOT]
+
+
+# -- examples/collectives.py ----------------------------------------------------------------
+def test_example_ring_all_gather_matmul():
+    ex = load_example("collectives")
+    per_rank, _ = ex.matmul_inputs(ranks=3, rows=32, N=64)
+    x = np.concatenate([args[0].T for args, _ in per_rank])       # the shards, in rank order
+    w = per_rank[0][0][1]
+    ys = nki.multi_rank_simulate(ex.ring_all_gather_matmul_kernel, world_size=3,
+                                 per_rank_inputs=per_rank)
+    for y in ys:
+        np.testing.assert_allclose(y.reshape(-1, 64), x.astype(np.float64) @ w, rtol=1e-4,
+                                   atol=1e-4)
+
+
+def test_example_token_dispatch():
+    ex = load_example("collectives")
+    per_rank, _ = ex.dispatch_inputs(ranks=4, hidden=8, capacity=12)
+    sends = [(args[0].reshape(-1, 8), args[1][0] // 8) for args, _ in per_rank]
+    got = nki.multi_rank_simulate(ex.token_dispatch_kernel, world_size=4,
+                                  per_rank_inputs=per_rank)
+    for me in range(4):
+        want = np.zeros((4, 12, 8), np.float32)
+        for s, (tokens, counts) in enumerate(sends):
+            start = int(counts[:me].sum())
+            want[s, :counts[me]] = tokens[start:start + counts[me]]
+        np.testing.assert_array_equal(got[me].reshape(4, 12, 8), want)
+        assert list(per_rank[me][0][1][2]) == [int(c[me]) * 8 for _, c in sends]
+
+
+def test_example_main(capsys):
+    load_example("collectives").main()
+    assert "token dispatch on 4 ranks" in capsys.readouterr().out
