@@ -238,17 +238,23 @@ def test_coalesced_lists_on_hbm():
     assert rec[0].attrs["nbytes"] == 2 * 3 * 4 + 5 * 4 and len(rec[0].writes) == 2
 
 
-def test_collective_permute_ring():
-    pairs = [(0, 1), (1, 2), (2, 3), (3, 0)]
-
+@pytest.mark.parametrize("world,pairs", [
+    (2, [(0, 1), (1, 0)]),
+    (3, [(0, 1), (1, 0)]),                       # rank 2 takes no part: keeps its dst
+    (4, [(0, 1), (1, 2), (2, 3), (3, 0)]),
+    (8, [(0, 1), (1, 0), (2, 3), (3, 2), (4, 4), (5, 7), (7, 6), (6, 5)]),
+])
+def test_collective_permute(world, pairs):
     def k(x):
         dst = out_tensor(x.shape, x.dtype, "hbm")
+        nisa.dma_copy(dst=dst, src=x)
         ncc.collective_permute([staged(x, "hbm")], [dst], pairs)
         return dst
-    xs = data(4, (2, 2), np.float32, 8)
+    xs = data(world, (2, 2), np.int32, 8)
     outs, _ = ranks(k, [(x,) for x in xs])
-    for a, b in pairs:
-        np.testing.assert_array_equal(outs[b], xs[a])
+    source = {b: a for a, b in pairs}
+    for r in range(world):
+        np.testing.assert_array_equal(outs[r], xs[source.get(r, r)])
 
 
 # -- all_to_all_v / all_gather_v -------------------------------------------------------
@@ -613,8 +619,9 @@ def _all_reduce_of(shape_of_rank, dtype_of_rank=lambda r: nl.float32):
 def test_ranks_disagreeing_on_shapes_or_dtypes(kernel):
     with pytest.raises(NkiValidationError,
                        match=r"rank 1 issues all_reduce\(.*\) while rank 0 issued "
-                             r"all_reduce\(.*\) at .*test_collectives.py:\d+"):
+                             r"all_reduce\(.*\) at .*test_collectives.py:\d+") as e:
         ranks(kernel, [(np.zeros(1, np.float32),)] * 2, numerics=False)
+    assert str(e.value).count("test_collectives.py:") == 2      # both ranks' lines
 
 
 def test_a_rank_that_never_joins_is_a_deadlock_naming_each_rank():
