@@ -6,20 +6,14 @@ nccom-test's algorithm and bus bandwidth (GB/s: bytes / duration, bus bytes as
 nccom-test counts them, trnsim.fabric.algorithms)."""
 from __future__ import annotations
 
-from .summary import length, merged
+from .summary import cc_metrics
 
 
 def rank_metrics(timeline) -> dict:
-    """One rank's collective metrics, from the events on its CC track."""
-    spans = [(e.start, e.end) for e in timeline.events if e.track == "cc"]
+    """One rank's collective metrics (summary.cc_metrics) and the time it waited for
+    the slowest member of its groups."""
     waits = sum(e.cost.get("wait_ns", 0.0) for e in timeline.events if e.track == "cc")
-    total = timeline.total_time
-    active = length(merged(spans))
-    return {"cc_op_count": len(spans),
-            "cc_op_time": sum(e - s for s, e in spans) * 1e-9,
-            "cc_op_active_time": active * 1e-9,
-            "cc_op_active_time_percent": 100.0 * active / total if total > 0 else 0.0,
-            "cc_wait_time": waits * 1e-9}
+    return {**cc_metrics(timeline), "cc_wait_time": waits * 1e-9}
 
 
 def ranks_summary(rp) -> dict:
@@ -27,7 +21,10 @@ def ranks_summary(rp) -> dict:
     for r, p in enumerate(rp.ranks):
         per_rank.append({"rank": r, "chip": rp.placement.chip_of(r),
                          "total_time": p.total_time, **rank_metrics(p.timeline)})
-    slowest = max(per_rank, key=lambda x: x["total_time"], default=None)
+    # the rank finishing last; among ranks finishing together (a collective ends them
+    # all), the one that waited least: the one the others waited for
+    slowest = max(per_rank, key=lambda x: (round(x["total_time"] * 1e9, 3),
+                                           -x["cc_wait_time"]), default=None)
     by_kind: dict = {}
     for c in rp.collectives:
         k = by_kind.setdefault(c.kind, {"count": 0, "time": 0.0, "bytes": 0,

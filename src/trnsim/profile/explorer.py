@@ -69,7 +69,8 @@ null, with the reason; the Warning table of the export repeats it):
   (trnsim.profile.summary) plus those derivable from the same data (total_exec_time,
   dma_packet_time, dma_active_cycles, static / software / hardware DGE splits,
   mfu_inst_* = trnsim's mfu_* (an NKI kernel has no HLO: its model FLOPs are its
-  non-transpose matmul FLOPs), activate_*, total_row_count). trnsim's own metrics
+  non-transpose matmul FLOPs), activate_*, total_row_count, cc_op_* from the
+  collectives on a rank's CC track, zero without). trnsim's own metrics
   (roofline_*, adjusted_model_flops, useful_read_percent, ...) have no Explorer column
   and are not exported; they stay in the summary JSON.
 - Metadata: chip figures from the chip data; is_simulation true; timestamps start at 0.

@@ -882,10 +882,10 @@ NOT_FILLED: dict[str, dict[str, str]] = {
         "weight_queue_bytes": _NO_QUEUE_CLASS,
         "mfu_hlo_estimated_percent": _NO_IR,
         "mfu_hlo_max_achievable_estimated_percent": _NO_IR,
-        **{k: "collective communication is not mapped to Explorer's CC tables"
-           for k in ("cc_op_time", "cc_op_active_time", "cc_op_active_time_percent",
-                     "cc_op_count", "cc_cores_instruction_time",
-                     "cc_cores_instruction_active_time",
+        # cc_op_* are computed (summary.cc_metrics)
+        **{k: "trnsim models a collective as one operation on the rank's CC track, not "
+              "as the instructions the CC cores run for it"
+           for k in ("cc_cores_instruction_time", "cc_cores_instruction_active_time",
                      "cc_cores_instruction_active_time_percent",
                      "cc_cores_instruction_count")},
     },

@@ -27,10 +27,17 @@ Rules (thresholds from the profiler docs unless marked as trnsim's choice):
 - engine_imbalance: work the kernel pinned to one of Vector/Scalar/GpSimd that another,
   idler one could run (isa/engines.py), where an even split would save >= 10% of the
   run (trnsim's choice); unpinned work is balanced by the compiler model.
+
+A multi-rank run (trnsim.profile.ranks.RanksProfile) has a rule of its own
+(ranks_insights):
+- collective_outliers: Neuron Explorer's "collective outliers" ("an operation far from
+  its group median"): a collective whose transfer took more than 2x the median of its
+  kind's (trnsim's choice of "far").
 """
 from __future__ import annotations
 
 import os
+import statistics
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -46,6 +53,7 @@ SPILL_PERCENT = 25.0
 STARVATION_PERCENT = 10.0
 INEFFICIENT_DMA_PERCENT = 10.0
 IMBALANCE_PERCENT = 10.0  # share of the run a balanced split of pinned work could save
+OUTLIER_FACTOR = 2.0  # a collective over this x its kind's median duration is an outlier
 SHOWN = 4  # the profiler shows 2-4 insights
 MAX_LINES = 5
 
@@ -485,4 +493,54 @@ def find_insights(program, timeline, summary, hbm: HbmTraffic | None = None) -> 
     program's HbmTraffic, when the caller has it already)."""
     c = _Context(program, timeline, summary, hbm)
     found = [i for i in (rule(c) for rule in RULES) if i is not None]
+    return sorted(found, key=lambda i: -i.criticality)
+
+
+# -- multi-rank runs -----------------------------------------------------------------
+def kind_medians(collectives) -> dict[str, float]:
+    """The median transfer duration (ns) of each kind of collective."""
+    durations: dict[str, list] = defaultdict(list)
+    for c in collectives:
+        durations[c.kind].append(c.duration)
+    return {k: statistics.median(v) for k, v in durations.items()}
+
+
+def collective_outliers(collectives, factor: float = OUTLIER_FACTOR) -> list:
+    """The collectives whose transfer took more than `factor` x their kind's median."""
+    medians = kind_medians(collectives)
+    return [c for c in collectives if 0 < factor * medians[c.kind] < c.duration]
+
+
+def _collective_location(rp, c) -> str:
+    rank, index = min(c.members.items())
+    return _loc(rp.ranks[rank].program.instructions[index])
+
+
+def collective_outlier_insight(rp):
+    outliers = collective_outliers(rp.collectives)
+    if not outliers:
+        return None
+    medians = kind_medians(rp.collectives)
+    worst = max(outliers, key=lambda c: c.duration / medians[c.kind])
+    excess = sum(c.duration - medians[c.kind] for c in outliers)
+    total = rp.total_time * 1e9
+    locations = list(dict.fromkeys(_collective_location(rp, c) for c in outliers))
+    return Insight(
+        "collective_outliers", "Collective outliers", min(1.0, excess / total) if total else 0.0,
+        f"{len(outliers)} of {len(rp.collectives)} collectives took more than "
+        f"{OUTLIER_FACTOR:g}x the median of their kind; the worst, {worst.kind} of "
+        f"{_bytes(worst.nbytes)} on {len(worst.group)} ranks, took {_time(worst.duration)} "
+        f"against a median of {_time(medians[worst.kind])}.",
+        "Compare it with its peers: a larger message than the others (split it, or overlap "
+        "it with compute), other transfers sharing its links at the time (move it away "
+        "from concurrent collectives), or a slower algorithm for its size and group.",
+        locations[:MAX_LINES], worst.duration / medians[worst.kind], OUTLIER_FACTOR)
+
+
+RANKS_RULES = (collective_outlier_insight,)
+
+
+def ranks_insights(rp) -> list[Insight]:
+    """The multi-rank rules that fire for RanksProfile `rp`, most critical first."""
+    found = [i for i in (rule(rp) for rule in RANKS_RULES) if i is not None]
     return sorted(found, key=lambda i: -i.criticality)

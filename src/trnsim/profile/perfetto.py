@@ -18,6 +18,14 @@ Layout:
   SBUF and PSUM bytes per partition in use (the compiler model's placements), and the
   Tensor Engine throttle (% of peak) where the timeline has one.
 
+A multi-rank run (write_ranks_perfetto) has one process per rank's NeuronCore ("Rank 3
+\u00b7 chip 0 \u00b7 NeuronCore (trn2)"), laid out as above with its "Collectives" track
+after the engines (each collective from when the rank reached it to when its transfer
+ended), and a "Fabric" process with a track per replica group: each collective as a
+slice from its transfer's start to its end (args: kind, algorithm, bytes, algorithm and
+bus bandwidth in GB/s, each member's arrival and wait for the slowest member) and an
+arrow from each member's collective slice to it.
+
 Timestamps ("ts", "dur") are in microseconds as the format requires, with nanosecond
 precision (3 decimals).
 """
@@ -25,22 +33,35 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
+from typing import Callable
 
 from . import views
 
-_ENGINE_TID_BASE = 1  # engines: tid 1..5; DMA queue lanes from 100
+_ENGINE_TID_BASE = 1  # engines: tid 1..5, collectives 6; DMA queue lanes from 100
 _DMA_TID_BASE = 100
+_FIXED_TRACKS = views.ENGINE_ORDER + (views.CC_TRACK,)  # tracks with a tid of their own
 
 
 def _us(ns: float) -> float:
     return round(float(ns) / 1000.0, 3)
 
 
-def _pid(core: int) -> int:
-    return int(core) + 1  # pid 0 is special in some viewers
+@dataclass(frozen=True)
+class Scope:
+    """Where one profile's events go in a trace: a single profile's cores are pids 1.. ,
+    a multi-rank trace gives each rank's cores the pids after the previous rank's (and
+    flow ids after its flows, as flow ids are global to a trace)."""
+    pid_base: int = 0
+    flow_base: int = 0
+    process_name: Callable[[int, str], str] = \
+        lambda core, chip: f"NeuronCore {core} ({chip})"
+
+    def pid(self, core: int) -> int:
+        return self.pid_base + int(core) + 1  # pid 0 is special in some viewers
 
 
-def trace_events(profile) -> tuple[list[dict], dict]:
+def trace_events(profile, scope: Scope = Scope()) -> tuple[list[dict], dict]:
     """The trace's events and its metadata ("otherData")."""
     program, timeline = profile.program, profile.timeline
     chip = getattr(profile, "chip", None) or getattr(timeline, "chip", None)
@@ -60,18 +81,18 @@ def trace_events(profile) -> tuple[list[dict], dict]:
     names: dict[tuple[int, int], tuple[str, int]] = {}  # (pid, tid) -> (name, sort)
     cores = views.cores_and_tracks(timeline)
     for core, tracks in cores.items():
-        pid = _pid(core)
+        pid = scope.pid(core)
         out.append({"ph": "M", "name": "process_name", "pid": pid, "tid": 0,
-                    "args": {"name": f"NeuronCore {core} ({chip_name})"}})
+                    "args": {"name": scope.process_name(core, chip_name)}})
         out.append({"ph": "M", "name": "process_sort_index", "pid": pid, "tid": 0,
-                    "args": {"sort_index": core}})
+                    "args": {"sort_index": scope.pid_base + core}})
         next_dma_tid = _DMA_TID_BASE
         for sort, track in enumerate(tracks):
             evs = by_key.get((core, track), [])
             lanes = views.assign_lanes(evs) if evs else []
             n_lanes = max(lanes, default=0) + 1
-            if track in views.ENGINE_ORDER:
-                base = _ENGINE_TID_BASE + views.ENGINE_ORDER.index(track)
+            if track in _FIXED_TRACKS:
+                base = _ENGINE_TID_BASE + _FIXED_TRACKS.index(track)
                 tids = [base] + [200 + 10 * base + k for k in range(1, n_lanes)]
             else:
                 tids = list(range(next_dma_tid, next_dma_tid + n_lanes))
@@ -128,12 +149,12 @@ def trace_events(profile) -> tuple[list[dict], dict]:
             if attrs:
                 args["attrs"] = attrs
         slices.append({"ph": "X", "name": ins.opcode, "cat": views.track_group(e.track),
-                       "pid": _pid(e.core), "tid": tid_of[e.index], "ts": ts,
+                       "pid": scope.pid(e.core), "tid": tid_of[e.index], "ts": ts,
                        "dur": round(te - ts, 3), "args": args})
 
     # --- flow arrows for waits across tracks (semaphores)
     flows: list[dict] = []
-    flow_id = 0
+    flow_id = scope.flow_base
     for e in events:
         for w in e.waits:
             if not 0 <= w.producer < len(events):
@@ -144,13 +165,13 @@ def trace_events(profile) -> tuple[list[dict], dict]:
             flow_id += 1
             name = f"{w.kind} {w.space}".strip()
             flows.append({"ph": "s", "id": flow_id, "name": name, "cat": "semaphore",
-                          "pid": _pid(p.core), "tid": tid_of[p.index],
+                          "pid": scope.pid(p.core), "tid": tid_of[p.index],
                           "ts": _mid(p)})
             flows.append({"ph": "f", "bp": "e", "id": flow_id, "name": name,
-                          "cat": "semaphore", "pid": _pid(e.core), "tid": tid_of[e.index],
+                          "cat": "semaphore", "pid": scope.pid(e.core), "tid": tid_of[e.index],
                           "ts": _mid(e)})
 
-    counters = _counters(profile, cores)
+    counters = _counters(profile, cores, scope.pid)
     body = sorted(slices + flows + counters, key=lambda ev: ev["ts"])
     total = float(getattr(timeline, "total_time", 0.0) or 0.0)
     meta = {"trnsim_version": _version(), "chip": chip_name,
@@ -176,11 +197,11 @@ def _mid(e) -> float:
     return _us(e.start + (e.end - e.start) / 2)
 
 
-def _counters(profile, cores) -> list[dict]:
+def _counters(profile, cores, pid_of) -> list[dict]:
     program, timeline = profile.program, profile.timeline
     out: list[dict] = []
     for core in cores:
-        pid = _pid(core)
+        pid = pid_of(core)
         times, rr, ww = views.hbm_rate_steps(program, timeline, core)
         if len(times):
             out.append({"ph": "C", "name": "HBM bandwidth (GB/s)", "pid": pid, "ts": 0.0,
@@ -214,7 +235,7 @@ def _counters(profile, cores) -> list[dict]:
     throttle = list(getattr(timeline, "throttle", None) or [])
     if throttle:
         for core in cores:
-            pid = _pid(core)
+            pid = pid_of(core)
             for s, t, frac in sorted(throttle):
                 out.append({"ph": "C", "name": "TensorE throttle (% of peak)", "pid": pid,
                             "ts": _us(s), "args": {"allowed": round(100.0 * frac, 2)}})
@@ -234,10 +255,27 @@ def _version() -> str:
 def write_perfetto(profile, path) -> str:
     """Write `profile` as Chrome Trace Event JSON to `path` (a file, or a directory in
     which `<kernel>.trace.json` is written). Returns the path written."""
+    events, meta = trace_events(profile)
+    return _write_trace(_trace_path(path, profile), events, meta)
+
+
+def write_ranks_perfetto(ranks_profile, path) -> str:
+    """Write a multi-rank run (trnsim.profile.ranks.RanksProfile) as Chrome Trace Event
+    JSON to `path` (a file, or a directory in which `<kernel>.ranks.trace.json` is
+    written): a process per rank's NeuronCore and the Fabric process (module
+    docstring). Returns the path written."""
+    events, meta = ranks_trace_events(ranks_profile)
+    return _write_trace(_trace_path(path, ranks_profile, ".ranks"), events, meta)
+
+
+def _trace_path(path, profile, kind: str = "") -> str:
     path = os.fspath(path)
     if os.path.isdir(path):
-        path = os.path.join(path, f"{views.kernel_name(profile)}.trace.json")
-    events, meta = trace_events(profile)
+        path = os.path.join(path, f"{views.kernel_name(profile)}{kind}.trace.json")
+    return path
+
+
+def _write_trace(path: str, events: list[dict], meta: dict) -> str:
     parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)
     with open(path, "w") as f:
@@ -250,3 +288,103 @@ def write_perfetto(profile, path) -> str:
             f.write(json.dumps(events[k:k + 20000], separators=(",", ":"))[1:-1])
         f.write("\n]}\n")
     return path
+
+
+# ---------------------------------------------------------------- multi-rank traces
+
+def ranks_trace_events(rp) -> tuple[list[dict], dict]:
+    """The events of every rank's profile (each rank's cores under pids of their own)
+    and of the Fabric process, and the trace's metadata."""
+    head, body, cc_slices = [], [], {}
+    pid_base = flow_base = 0
+    for rank, prof in enumerate(rp.ranks):
+        cores = views.cores_and_tracks(prof.timeline)
+        scope = Scope(pid_base, flow_base, _rank_process_name(rp, rank, len(cores)))
+        events, _ = trace_events(prof, scope)
+        for ev in events:
+            (head if ev["ph"] == "M" else body).append(ev)
+            if ev["ph"] == "X" and ev["cat"] == views.CC_TRACK:
+                cc_slices[(rank, ev["args"]["index"])] = ev
+            elif ev["ph"] in ("s", "f"):
+                flow_base = max(flow_base, ev["id"])
+        pid_base = scope.pid(max(cores))
+    fabric_head, fabric_body = _fabric_events(rp, pid_base + 1, cc_slices, flow_base)
+    body = sorted(body + fabric_body, key=lambda ev: ev["ts"])
+    return head + fabric_head + body, _ranks_meta(rp)
+
+
+def _rank_process_name(rp, rank: int, ncores: int):
+    chip = rp.placement.chip_of(rank)
+    if ncores == 1:
+        return lambda core, chip_name: f"Rank {rank} \u00b7 chip {chip} \u00b7 " \
+                                       f"NeuronCore ({chip_name})"
+    return lambda core, chip_name: f"Rank {rank} \u00b7 chip {chip} \u00b7 " \
+                                   f"NeuronCore {core} ({chip_name})"
+
+
+def _ranks_meta(rp) -> dict:
+    return {"trnsim_version": _version(),
+            "chip": views.chip_name(rp.ranks[0].chip) if rp.ranks else None,
+            "kernel": views.kernel_name(rp), "world_size": rp.world_size,
+            "topology": rp.topology.name, "collectives": len(rp.collectives),
+            "instructions": sum(len(p.program.instructions) for p in rp.ranks),
+            "total_time_ns": rp.total_time * 1e9, "scheduling_rounds": rp.rounds}
+
+
+def _fabric_events(rp, pid: int, cc_slices: dict, flow_base: int):
+    """The Fabric process: a track per replica group (more where a group's collectives
+    overlap), a slice per collective from its transfer's start to its end, and an
+    arrow from each member's collective slice (its arrival) to the transfer."""
+    head = [{"ph": "M", "name": "process_name", "pid": pid, "tid": 0,
+             "args": {"name": f"Fabric ({rp.topology.name})"}},
+            {"ph": "M", "name": "process_sort_index", "pid": pid, "tid": 0,
+             "args": {"sort_index": pid}}]
+    by_group: dict = {}
+    for c in rp.collectives:
+        by_group.setdefault(c.group, []).append(c)
+    body, tid = [], 0
+    flow_id = flow_base
+    for group, colls in by_group.items():
+        lanes = views.assign_lanes(colls)
+        label = views.group_label(group)
+        for lane in range(max(lanes) + 1):
+            name = label if lane == 0 else f"{label} #{lane + 1}"
+            head += [{"ph": "M", "name": "thread_name", "pid": pid, "tid": tid + lane + 1,
+                      "args": {"name": name}},
+                     {"ph": "M", "name": "thread_sort_index", "pid": pid,
+                      "tid": tid + lane + 1, "args": {"sort_index": tid + lane}}]
+        for c, lane in zip(colls, lanes):
+            transfer = _fabric_slice(c, pid, tid + lane + 1)
+            body.append(transfer)
+            for rank, index in sorted(c.members.items()):
+                flow_id += 1
+                body += _arrival_flow(cc_slices.get((rank, index)), transfer, flow_id)
+        tid += max(lanes) + 1
+    return head, body
+
+
+def _fabric_slice(c, pid: int, tid: int) -> dict:
+    ts, te = _us(c.start), _us(c.end)
+    members = {f"rank {r}": {"arrival_us": _us(a), "wait_ns": round(c.start - a, 3)}
+               for r, a in sorted(c.arrivals.items())}
+    return {"ph": "X", "name": c.kind, "cat": "collective", "pid": pid, "tid": tid,
+            "ts": ts, "dur": round(te - ts, 3),
+            "args": {"kind": c.kind, "algorithm": c.algorithm, "group": list(c.group),
+                     "seq": c.seq, "bytes": int(c.nbytes), "bus_bytes": c.bus_bytes,
+                     "algbw_GBps": round(c.algo_bandwidth, 3),
+                     "busbw_GBps": round(c.bus_bandwidth, 3),
+                     "duration_ns": round(c.duration, 3), "members": members}}
+
+
+def _arrival_flow(rank_slice, fabric_slice, flow_id: int) -> list[dict]:
+    """An arrow from when a member reached the collective to the transfer's start (a
+    nanosecond inside each slice, so each binds to its enclosing slice)."""
+    if rank_slice is None:
+        return []
+    inside = 0.001
+    common = {"id": flow_id, "name": "arrival", "cat": "collective"}
+    return [{"ph": "s", **common, "pid": rank_slice["pid"], "tid": rank_slice["tid"],
+             "ts": round(rank_slice["ts"] + min(inside, rank_slice["dur"] / 2), 3)},
+            {"ph": "f", "bp": "e", **common, "pid": fabric_slice["pid"],
+             "tid": fabric_slice["tid"],
+             "ts": round(fabric_slice["ts"] + min(inside, fabric_slice["dur"] / 2), 3)}]

@@ -14,6 +14,13 @@ data; no network) with
   bandwidth; x = arithmetic intensity);
 - time attributed to each kernel source line (summed instruction durations per engine);
 - time by opcode, and the full summary table (Neuron Explorer metric names).
+
+A multi-rank run (write_ranks_report) gets a page of its own: the run's headline
+figures, the collective outliers insight, a scatter of each collective's transfer
+duration against its start (a colour per kind, a dashed line at twice each kind's
+median, outliers ringed), the per-rank table (time in collectives, wait for the slowest
+member, the slowest rank highlighted), the collectives by kind and each collective
+(algorithm, bytes, start, duration, algorithm and bus bandwidth).
 """
 from __future__ import annotations
 
@@ -25,14 +32,15 @@ import os
 
 from ..timing.timeline import busy_time
 from . import views
-from .report_assets import CSS, JS
+from .report_assets import CSS, JS, RANKS_CSS
 
 MAX_EVENTS = 150_000  # events embedded as they are; above this they are pre-merged
 HBM_BINS = 160
 GROUP_LABEL = {"tensor": "Tensor", "vector": "Vector", "scalar": "Scalar",
-               "gpsimd": "GpSimd", "sync": "Sync", "dma": "DMA"}
+               "gpsimd": "GpSimd", "sync": "Sync", "cc": "Collectives", "dma": "DMA"}
 GROUP_COLOR = {"tensor": "#3d73c9", "vector": "#3f9d5a", "scalar": "#e08a2c",
-               "gpsimd": "#9b6bb5", "sync": "#8a6d55", "dma": "#2aa3a3"}
+               "gpsimd": "#9b6bb5", "sync": "#8a6d55", "cc": "#c2417a", "dma": "#2aa3a3"}
+GROUPS = tuple(GROUP_LABEL)  # the order tables and legends list them in
 _READ, _WRITE, _IDLE = "#3d73c9", "#e08a2c", "#e9edf2"
 
 
@@ -461,15 +469,27 @@ def _cards(profile, roof) -> str:
     _, traffic = _flops_and_traffic(profile)
     cards.append(("HBM traffic", views.fmt_bytes(traffic)))
     cards.append(("instructions", f"{len(profile.program.instructions):,}"))
+    if s.get("cc_op_count"):
+        cards.append(("in collectives", f"{s['cc_op_active_time_percent']:.1f} %"))
+    return _cards_html(cards)
+
+
+def _cards_html(cards) -> str:
+    """A row of headline figures from (label, value) pairs."""
     return '<div class="cards">' + "".join(
         f'<div class="card"><div class="v">{_e(v)}</div><div class="l">{_e(k)}</div></div>'
         for k, v in cards) + "</div>"
 
 
 def _insights_html(profile) -> str:
-    rows = views.sorted_insights(getattr(profile, "insights", None))
+    return _insight_list(getattr(profile, "insights", None),
+                         "No performance insight fired for this kernel.")
+
+
+def _insight_list(insights, none_text: str) -> str:
+    rows = views.sorted_insights(insights)
     if not rows:
-        return '<p class="none">No performance insight fired for this kernel.</p>'
+        return f'<p class="none">{_e(none_text)}</p>'
     out = []
     for r in rows:
         crit = r["criticality"].lower() or "info"
@@ -517,8 +537,7 @@ def _lines_html(profile) -> str:
     rows = views.time_by_line(profile.program, profile.timeline)
     if not rows:
         return '<p class="none">No instructions.</p>'
-    groups = [g for g in ("tensor", "vector", "scalar", "gpsimd", "sync", "dma")
-              if any(r["time"].get(g) for r in rows)]
+    groups = [g for g in GROUPS if any(r["time"].get(g) for r in rows)]
     grand = sum(r["total"] for r in rows) or 1.0
     head = ("<tr><th class='l'>line</th><th class='l'>source</th>" +
             "".join(f"<th>{GROUP_LABEL[g]}</th>" for g in groups) +
@@ -577,10 +596,12 @@ def _summary_html(profile) -> str:
         f'{_e(views.fmt_metric(k, v))}</span></div>' for k, v in s.items()) + "</div>"
 
 
-def _legend() -> str:
+def _legend(profile) -> str:
+    """The engines and DMA always, the collectives where the run has any."""
+    used = {views.track_group(e.track) for e in profile.timeline.events}
     return '<div class="legend">' + "".join(
         f'<span><i style="background:{GROUP_COLOR[g]}"></i>{GROUP_LABEL[g]}</span>'
-        for g in ("tensor", "vector", "scalar", "gpsimd", "sync", "dma")) + "</div>"
+        for g in GROUPS if g != "cc" or g in used) + "</div>"
 
 
 def _json_script(data) -> str:
@@ -597,11 +618,6 @@ def render_report(profile) -> str:
     data = timeline_data(profile)
     roof_svg, roof = _roofline_svg(profile)
     lnc = int(getattr(profile.program, "lnc", 1) or 1)
-    try:
-        from .. import __version__ as version
-    except Exception:  # pragma: no cover
-        version = "?"
-    when = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
     sub = (f"{_e(chip_name)} \u00b7 {_e(getattr(chip, 'core_name', '') or '')} \u00b7 "
            f"LNC={lnc} \u00b7 {len(profile.program.instructions):,} instructions \u00b7 "
            f"simulated {_e(views.fmt_time_ns(total))}")
@@ -609,23 +625,14 @@ def render_report(profile) -> str:
                     f"{roof['bw'] / 1e9:.0f} GB/s (the HBM bandwidth the DMA engines "
                     f"reach): the ridge is at "
                     f"{roof['ridge']:.0f} FLOP/B" if roof.get("bw") else "")
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>trnsim profile: {_e(name)} on {_e(chip_name)}</title>
-<style>{CSS}</style></head>
-<body>
-<header><h1>trnsim profile \u00b7 <span class="k">{_e(name)}</span></h1>
-<div class="sub">{sub}</div></header>
-<main>
-{_cards(profile, roof)}
+    body = f"""{_cards(profile, roof)}
 <section id="insights"><h2>Performance insights</h2>{_insights_html(profile)}</section>
 <section id="timeline"><h2>Engine timeline<span class="hint">wheel: zoom \u00b7 drag: pan \u00b7
 double-click: reset \u00b7 hover: instruction and kernel line</span></h2>
 <div class="tl-tools"><button id="tl-in">zoom in</button><button id="tl-out">zoom out</button>
 <button id="tl-reset">reset</button><span id="tl-range"></span></div>
 <div id="tl-wrap"><svg id="tl-svg" xmlns="http://www.w3.org/2000/svg"></svg></div>
-{_legend()}</section>
+{_legend(profile)}</section>
 <div class="grid2">
 <section id="utilization"><h2>Engine utilization<span class="hint">active time as a share of
 the kernel's {_e(views.fmt_time_ns(total))}</span></h2>{_util_html(profile)}</section>
@@ -644,12 +651,36 @@ placed each block</span></h2>{_memory_svg(profile, "sbuf")}</section>
 <section id="spills"><h2>Spills</h2>{_spills_html(profile)}</section>
 <section id="source-lines"><h2>Time by kernel source line</h2>{_lines_html(profile)}</section>
 <section id="summary"><h2>Summary<span class="hint">Neuron Explorer metric names</span></h2>
-{_summary_html(profile)}</section>
+{_summary_html(profile)}</section>"""
+    scripts = f"""<div id="tip"></div>
+<script type="application/json" id="trnsim-data">{_json_script(data)}</script>
+<script>{JS}</script>"""
+    return _page(f"trnsim profile: {name} on {chip_name}", "trnsim profile", name, sub,
+                 body, scripts)
+
+
+def _page(title: str, heading: str, name: str, sub: str, body: str,
+          scripts: str = "", css: str = "") -> str:
+    """A report page: the header (heading \u00b7 name, and `sub`, already HTML), `body`
+    (HTML sections), the footer, then `scripts`."""
+    try:
+        from .. import __version__ as version
+    except Exception:  # pragma: no cover
+        version = "?"
+    when = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{_e(title)}</title>
+<style>{CSS}{css}</style></head>
+<body>
+<header><h1>{_e(heading)} \u00b7 <span class="k">{_e(name)}</span></h1>
+<div class="sub">{sub}</div></header>
+<main>
+{body}
 </main>
 <footer>trnsim {_e(version)} \u00b7 simulated, not measured \u00b7 generated {_e(when)}</footer>
-<div id="tip"></div>
-<script type="application/json" id="trnsim-data">{_json_script(data)}</script>
-<script>{JS}</script>
+{scripts}
 </body></html>
 """
 
@@ -665,3 +696,191 @@ def write_report(profile, path) -> str:
     with open(path, "w", encoding="utf-8") as f:
         f.write(text)
     return path
+
+
+# ---------------------------------------------------------------- multi-rank report
+
+KIND_COLORS = ("#3d73c9", "#e08a2c", "#3f9d5a", "#9b6bb5", "#2aa3a3", "#8a6d55", "#c2417a",
+               "#5f6b7a")
+MAX_COLLECTIVE_ROWS = 50  # collectives listed before the rest fold away
+
+
+def render_ranks_report(rp) -> str:
+    """The multi-rank report (trnsim.profile.ranks.RanksProfile) as one HTML string."""
+    from .insights import collective_outliers, ranks_insights
+    s = rp.summary
+    outliers = {id(c) for c in collective_outliers(rp.collectives)}
+    topo = rp.topology
+    sub = (f"{_e(s['chip'])} \u00b7 {rp.world_size} ranks on {_e(topo.name)} "
+           f"({_e(topo.kind)}, {topo.num_chips} chips) \u00b7 simulated "
+           f"{_e(views.fmt_time_ns(rp.total_time * 1e9))} \u00b7 "
+           f"{s['scheduling_rounds']} scheduling rounds")
+    body = f"""{_ranks_cards(rp)}
+<section id="insights"><h2>Insights</h2>{_insight_list(
+        ranks_insights(rp), "No collective stands out from its kind's median.")}</section>
+<section id="scatter"><h2>Collective durations<span class="hint">each collective's transfer,
+from when its group's last member reached it; ringed: over 2x its kind's median</span></h2>
+{_scatter_svg(rp, outliers)}</section>
+<section id="ranks"><h2>Ranks<span class="hint">time in collectives includes the wait for
+the slowest member of each group</span></h2>{_ranks_table(rp)}</section>
+<section id="kinds"><h2>Collectives by kind</h2>{_kinds_table(s["by_kind"])}</section>
+<section id="collectives"><h2>Collectives<span class="hint">in start order</span></h2>
+{_collectives_table(rp, outliers)}</section>"""
+    return _page(f"trnsim collectives: {rp.name} on {rp.world_size} ranks",
+                 "trnsim collectives", rp.name, sub, body, css=RANKS_CSS)
+
+
+def write_ranks_report(rp, path) -> str:
+    """Write the multi-rank report to `path` (a file, or a directory in which
+    `<kernel>.ranks.report.html` is written). Returns the path written."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        path = os.path.join(path, f"{views.kernel_name(rp)}.ranks.report.html")
+    text = render_ranks_report(rp)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+    return path
+
+
+def _gbps(x: float) -> str:
+    return f"{x:.1f} GB/s"
+
+
+def _ranks_cards(rp) -> str:
+    s = rp.summary
+    return _cards_html([
+        ("total time", views.fmt_time_ns(rp.total_time * 1e9)),
+        ("ranks", f"{rp.world_size}"),
+        ("collectives", f"{s['cc_op_count']:,}"),
+        ("time in collectives (mean)", f"{s['cc_op_active_time_percent_mean']:.1f} %"),
+        ("algorithm bandwidth", _gbps(s["cc_algbw_GBps"])),
+        ("bus bandwidth", _gbps(s["cc_busbw_GBps"])),
+        ("slowest rank", str(s["slowest_rank"]))])
+
+
+def _table(head: list[str], rows: list[tuple[str, list]]) -> str:
+    """A table from column titles (a leading '<' aligns left) and (row class, cells)."""
+    th = "".join(f"<th class='l'>{_e(h[1:])}</th>" if h.startswith("<") else f"<th>{_e(h)}</th>"
+                 for h in head)
+    left = [h.startswith("<") for h in head]
+    body = "".join(
+        f"<tr class='{cls}'>" + "".join(f"<td class='l'>{c}</td>" if lft else f"<td>{c}</td>"
+                                        for c, lft in zip(cells, left)) + "</tr>"
+        for cls, cells in rows)
+    return f"<table><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _ranks_table(rp) -> str:
+    s = rp.summary
+    rows = []
+    for r in s["per_rank"]:
+        cls = "slowest" if r["rank"] == s["slowest_rank"] else ""
+        rows.append((cls, [r["rank"], r["chip"],
+                           _e(views.fmt_time_ns(r["total_time"] * 1e9)),
+                           _e(views.fmt_time_ns(r["cc_op_time"] * 1e9)),
+                           _e(views.fmt_time_ns(r["cc_wait_time"] * 1e9)),
+                           f"{r['cc_op_active_time_percent']:.1f} %", r["cc_op_count"]]))
+    return _table(["<rank", "<chip", "total time", "collectives time", "wait for slowest",
+                   "% in collectives", "collectives"], rows)
+
+
+def _kinds_table(by_kind: dict) -> str:
+    if not by_kind:
+        return '<p class="none">No collectives.</p>'
+    rows = [("", [_e(k), v["count"], _e(views.fmt_time_ns(v["time"] * 1e9)),
+                  _e(views.fmt_bytes(v["bytes"])), _e(", ".join(v["algorithms"])),
+                  _gbps(v["algbw_GBps"]), _gbps(v["busbw_GBps"])])
+            for k, v in sorted(by_kind.items())]
+    return _table(["<kind", "count", "time", "bytes", "<algorithms", "algbw", "busbw"], rows)
+
+
+def _collectives_table(rp, outliers: set) -> str:
+    if not rp.collectives:
+        return '<p class="none">No collectives.</p>'
+    head = ["<#", "<kind", "<ranks", "group size", "<algorithm", "bytes", "start",
+            "duration", "max wait", "algbw", "busbw"]
+    rows = [_collective_row(n, c, id(c) in outliers) for n, c in enumerate(rp.collectives)]
+    first, rest = rows[:MAX_COLLECTIVE_ROWS], rows[MAX_COLLECTIVE_ROWS:]
+    out = _table(head, first)
+    if rest:
+        out += (f"<details><summary>{len(rest)} more collectives</summary>"
+                f"{_table(head, rest)}</details>")
+    return out
+
+
+def _collective_row(n: int, c, outlier: bool) -> tuple[str, list]:
+    wait = max((c.start - a for a in c.arrivals.values()), default=0.0)
+    badge = " <span class='badge outlier'>outlier</span>" if outlier else ""
+    return ("outlier" if outlier else "", [
+        n, _e(c.kind) + badge, _e(views.group_label(c.group)), len(c.group), _e(c.algorithm),
+        _e(views.fmt_bytes(c.nbytes)), _e(views.fmt_time_ns(c.start)),
+        _e(views.fmt_time_ns(c.duration)), _e(views.fmt_time_ns(wait)),
+        _gbps(c.algo_bandwidth), _gbps(c.bus_bandwidth)])
+
+
+def _scatter_svg(rp, outliers: set, width=760, height=280) -> str:
+    """Each collective's duration (y) against its start (x), a colour per kind, a dashed
+    line at 2x each kind's median, outliers ringed."""
+    from .insights import OUTLIER_FACTOR, kind_medians
+    colls = rp.collectives
+    if not colls:
+        return '<p class="none">No collectives.</p>'
+    medians = kind_medians(colls)
+    color = {k: KIND_COLORS[i % len(KIND_COLORS)] for i, k in enumerate(sorted(medians))}
+    L, R, T, B = 64, 14, 24, 34
+    pw, ph = width - L - R, height - T - B
+    x_max = max(rp.total_time * 1e9, max(c.start for c in colls)) or 1.0
+    y_max = 1.1 * max(max(c.duration for c in colls),
+                      OUTLIER_FACTOR * max(medians.values())) or 1.0
+
+    def X(t):
+        return L + pw * t / x_max
+
+    def Y(d):
+        return T + ph * (1 - d / y_max)
+    p = [f'<svg class="chart scatter" viewBox="0 0 {width} {height}" width="100%" role="img" '
+         f'aria-label="collective durations over time">']
+    p += _scatter_axes(L, T, pw, ph, height, x_max, y_max)
+    for kind, m in sorted(medians.items()):
+        y = Y(OUTLIER_FACTOR * m)
+        p.append(f'<line class="threshold" x1="{L}" x2="{L + pw}" y1="{y:.1f}" y2="{y:.1f}" '
+                 f'stroke="{color[kind]}" stroke-dasharray="5 4" opacity=".7">'
+                 f'<title>{_e(kind)}: {OUTLIER_FACTOR:g}x median '
+                 f'{_e(views.fmt_time_ns(m))}</title></line>')
+    for c in colls:
+        p.append(_scatter_point(c, X(c.start), Y(c.duration), color[c.kind],
+                                id(c) in outliers, medians[c.kind]))
+    p.append(f'<text class="ttl" x="{L}" y="14">collective duration against its start '
+             f'time</text></svg>')
+    legend = '<div class="legend">' + "".join(
+        f'<span><i style="background:{color[k]}"></i>{_e(k)} (median '
+        f'{_e(views.fmt_time_ns(m))})</span>' for k, m in sorted(medians.items())) + \
+        f'<span>{len(outliers)} outlier{"" if len(outliers) == 1 else "s"}</span></div>'
+    return "".join(p) + legend
+
+
+def _scatter_axes(L, T, pw, ph, height, x_max, y_max) -> list[str]:
+    out = []
+    for k in range(5):
+        y = T + ph * (1 - k / 4)
+        out.append(f'<line x1="{L}" x2="{L + pw}" y1="{y:.1f}" y2="{y:.1f}" stroke="#eceff3"/>'
+                   f'<text x="{L - 6}" y="{y + 4:.1f}" text-anchor="end">'
+                   f'{_e(views.fmt_time_ns(y_max * k / 4))}</text>')
+        x = L + pw * k / 4
+        anchor = "start" if k == 0 else "end" if k == 4 else "middle"
+        out.append(f'<text x="{x:.1f}" y="{height - 12}" text-anchor="{anchor}">'
+                   f'{_e(views.fmt_time_ns(x_max * k / 4))}</text>')
+    out.append(f'<text x="{L + pw / 2:.1f}" y="{height - 1}" text-anchor="middle">start of '
+               f'the transfer</text>')
+    return out
+
+
+def _scatter_point(c, x: float, y: float, color: str, outlier: bool, median: float) -> str:
+    tip = (f"{c.kind} #{c.seq} on {len(c.group)} ranks, {views.fmt_bytes(c.nbytes)}, "
+           f"{c.algorithm}: {views.fmt_time_ns(c.duration)} from "
+           f"{views.fmt_time_ns(c.start)} ({c.duration / median:.2f}x the median)"
+           if median else c.kind)
+    cls = ' class="outlier"' if outlier else ""
+    return (f'<circle{cls} cx="{x:.1f}" cy="{y:.1f}" r="{6 if outlier else 4.5}" '
+            f'fill="{color}" fill-opacity=".85"><title>{_e(tip)}</title></circle>')

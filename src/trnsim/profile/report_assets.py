@@ -72,7 +72,7 @@ footer{color:var(--mute);font-size:12px;text-align:center;padding:6px 0 24px}
 JS = r"""
 (function(){
 const D = JSON.parse(document.getElementById('trnsim-data').textContent);
-const COLORS = {tensor:[214,55],vector:[139,43],scalar:[31,75],gpsimd:[282,36],sync:[26,25],dma:[180,60]};
+const COLORS = {tensor:[214,55],vector:[139,43],scalar:[31,75],gpsimd:[282,36],sync:[26,25],cc:[330,50],dma:[180,60]};
 const nOps = D.opcodes.length;
 function color(group, op){
   const c = COLORS[group] || [210,10];
@@ -256,4 +256,12 @@ document.querySelectorAll('[data-tip]').forEach(n => {
 });
 document.body.setAttribute('data-rendered', '1');
 })();
+"""
+
+# the multi-rank report's additions (report.render_ranks_report)
+RANKS_CSS = r"""
+tr.slowest td{background:#fff4e0;font-weight:600}
+tr.outlier td{background:#fdeceb}
+.badge.outlier{background:var(--crit)}
+.scatter circle.outlier{stroke:var(--crit);stroke-width:2.5}
 """

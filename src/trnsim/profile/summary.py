@@ -25,6 +25,10 @@ Every metric, its definition and its source: docs/metrics.md. In short:
   `roofline_ridge_point` = peak / that bandwidth.
 - Active time: at least one instruction running (waits excluded), per core, averaged
   over the cores; `total_active_time` is the union over every engine, queue and core.
+- Collectives (`cc_op_*`): the events on the "cc" track (a multi-rank run's collectives,
+  trnsim.timing.ranks), each from when the rank reached it to when the fabric transfer
+  ended (the wait for the group's slowest member included); the active time is their
+  union over the rank's cores. Zero for a kernel without collectives.
 """
 from __future__ import annotations
 
@@ -332,6 +336,7 @@ def summarize(program, timeline, hbm: HbmTraffic | None = None) -> dict:
         s["neuroncore_cycle_count"] = int(round(t_ns * 1e-9 * chip.profiler_base_clock_hz))
     _flops(s, program, chip, ncores)
     _engines(s, program, timeline, chip, busy, ncores)
+    s.update(cc_metrics(timeline))
     _dma(s, program, timeline, busy, ncores)
     _traffic(s, program, hbm or HbmTraffic(program))
     stack_bw = chip.hbm_stack_bandwidth
@@ -403,6 +408,17 @@ def _engines(s, program, timeline, chip, busy: Busy, ncores):
     s["active_throttled_flops_percent"] = _pct(active_throttled_ns(timeline, busy, ncores),
                                                t_ns)
     s["average_utilization_limit_percent"] = average_limit_percent(timeline)
+
+
+def cc_metrics(timeline) -> dict:
+    """Neuron Explorer's collective metrics, from the events on the "cc" track."""
+    spans = [(e.start, e.end) for e in timeline.events if e.track == "cc"]
+    total = float(timeline.total_time)
+    active = length(merged(spans))
+    return {"cc_op_time": sum(e - s for s, e in spans) * 1e-9,
+            "cc_op_active_time": active * 1e-9,
+            "cc_op_active_time_percent": _pct(active, total),
+            "cc_op_count": len(spans)}
 
 
 def _dma(s, program, timeline, busy: Busy, ncores):

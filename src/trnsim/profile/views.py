@@ -17,15 +17,20 @@ import numpy as np
 ENGINE_ORDER = ("tensor", "vector", "scalar", "gpsimd", "sync")
 ENGINE_LABELS = {"tensor": "Tensor", "vector": "Vector", "scalar": "Scalar",
                  "gpsimd": "GpSimd", "sync": "Sync"}
+CC_TRACK = "cc"  # a rank's collectives (trnsim.timing.ranks), drawn after the engines
+CC_LABEL = "Collectives"
 DMA_PREFIX = "dma:"
 
 
 # ---------------------------------------------------------------- tracks
 
 def track_sort_key(track: str):
-    """Engines first (Tensor, Vector, Scalar, GpSimd, Sync), then DMA queues by name."""
+    """Engines first (Tensor, Vector, Scalar, GpSimd, Sync), then the collectives, then
+    DMA queues by name."""
     if track in ENGINE_ORDER:
         return (0, ENGINE_ORDER.index(track), "")
+    if track == CC_TRACK:
+        return (0, len(ENGINE_ORDER), "")
     if track.startswith(DMA_PREFIX):
         return (1, 0, track[len(DMA_PREFIX):])
     return (2, 0, track)
@@ -34,14 +39,27 @@ def track_sort_key(track: str):
 def track_label(track: str) -> str:
     if track in ENGINE_LABELS:
         return ENGINE_LABELS[track]
+    if track == CC_TRACK:
+        return CC_LABEL
     if track.startswith(DMA_PREFIX):
         return "DMA " + track[len(DMA_PREFIX):]
     return track
 
 
 def track_group(track: str) -> str:
-    """'tensor' | 'vector' | ... | 'dma' | the track itself."""
+    """'tensor' | 'vector' | ... | 'cc' | 'dma' | the track itself."""
     return "dma" if track.startswith(DMA_PREFIX) else track
+
+
+def group_label(group) -> str:
+    """"ranks 0-3,8-11": a replica group's ranks, runs of consecutive ranks shortened."""
+    runs: list[list[int]] = []
+    for r in sorted(group):
+        if runs and r == runs[-1][1] + 1:
+            runs[-1][1] = r
+        else:
+            runs.append([r, r])
+    return "ranks " + ",".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
 
 
 def assign_lanes(events) -> list[int]:
