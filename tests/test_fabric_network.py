@@ -113,3 +113,16 @@ def test_all_to_all_on_144_ranks_is_fast():
                 + 2 * topo.links[0].latency_ns)
     assert result.end_ns == pytest.approx(expected)
     assert elapsed < 3.0        # about 0.1 s on one core; generous for shared machines
+
+
+def test_empty_zero_byte_and_foreign_plans(tmp_path):
+    topo = ring_topology(tmp_path, 4, latency=10.0, step=100.0, launch=1000.0)
+    place = topo.placement(4)
+    nothing = plan_collective(place, "all_reduce", (2,), 4096.0)           # one rank: no steps
+    (result,) = simulate(place, [Transfer(5.0, nothing)])
+    assert result.steps == [] and result.end_ns == 1005.0
+    # a 0-byte flow still pays its route's latency; a flow to oneself costs nothing
+    assert ends(place, one_step(place, (0, 2, 0), (1, 1, 64))) == [1000 + 100 + 20]
+    other = ring_topology(tmp_path, 4).placement(4)
+    with pytest.raises(ValueError, match="another placement"):
+        simulate(place, [Transfer(0.0, plan_collective(other, "all_gather", range(4), 64.0))])
