@@ -815,3 +815,14 @@ def test_example_token_dispatch():
 def test_example_main(capsys):
     load_example("collectives").main()
     assert "token dispatch on 4 ranks" in capsys.readouterr().out
+
+
+def test_trigger_keeps_its_prepares_priority_on_trn3():
+    def k(x, meta, dst):
+        p = ncc.all_to_all_v_prepare([x], [dst], ncc.ReplicaGroup([[0, 1]]), meta, priority=2)
+        ncc.all_to_all_v_trigger(p)
+        return dst
+    xs, metas, dsts = v_inputs("all_to_all_v", 2, [[0, 1]], seed=32)
+    _, runs = run_ranks(k, [(a, {}) for a in zip(xs, metas, dsts)], world_size=2,
+                        chip="trn3")
+    assert [i.attrs.get("priority") for i in collective_records(runs[0])] == [2, 2]

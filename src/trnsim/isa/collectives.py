@@ -362,6 +362,7 @@ class VArgs:
     signature: tuple
     recv_counts_known: bool
     has_rdispls: bool
+    priority: int | None
 
     def send_column(self, receiver: int) -> int:
         """The metadata column of what a sender sends to the member at place
@@ -383,7 +384,7 @@ def _v_operands(ins: Instr, kind: str, srcs, dsts, replica_group, metadata_tenso
                 "True with recv_displs to place the chunks yourself")
     return VArgs(kind, srcs[0], dst, meta, group,
                  _signature(replica_group, known, rdispls, str(srcs[0].dtype)), known,
-                 rdispls)
+                 rdispls, ins.attrs.get("priority"))
 
 
 def _flag(ins: Instr, role: str, value) -> bool:
@@ -547,6 +548,8 @@ def trigger(kind, prepare_instr, name=None):
     up."""
     with Instr(f"{kind}_trigger", None, default=ENGINE, name=name) as ins:
         p = _take_prepared(ins, kind, prepare_instr)
+        if p.args.priority is not None:
+            ins.attrs["priority"] = p.args.priority
         _run_v(ins, p.args, p.meta)
     return _handle()
 
