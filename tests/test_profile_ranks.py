@@ -236,3 +236,26 @@ def test_rank_report_draws_the_collectives_track(late):
     assert labels.index("Collectives") == labels.index("Sync") + 1
     text = render_report(prof)
     assert ">Collectives</span>" in text and "in collectives" in text
+
+
+def test_each_replica_group_has_a_fabric_track(tmp_path):
+    rg = nccl.ReplicaGroup([[0, 2], [1, 3]])
+    args = (np.ones((128, 64), np.float32), np.ones((128, 128), np.float32), rg)
+    rp = trnsim.profile_ranks(sizes_kernel, world_size=4, topology="trn2-16",
+                              numerics=False, per_rank_inputs=[(args, {})] * 4)
+    v = validate_trace(_trace(rp, tmp_path))
+    fabric = max(v["procs"])
+    assert v["threads"][fabric] == {1: "ranks 0,2", 2: "ranks 1,3"}
+    per_track = {}
+    for s in v["slices"]:
+        if s["pid"] == fabric:
+            per_track.setdefault(s["tid"], []).append(s["args"]["group"])
+    assert per_track == {1: [[0, 2]] * 4, 2: [[1, 3]] * 4}
+
+
+def test_long_tables_fold_away(late, monkeypatch):
+    from trnsim.profile import report
+    monkeypatch.setattr(report, "MAX_ROWS", 2)
+    text = render_ranks_report(late)
+    assert "<summary>1 more ranks</summary>" in text
+    assert text.count("<tr class='slowest'>") == 1

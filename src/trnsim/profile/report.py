@@ -702,7 +702,7 @@ def write_report(profile, path) -> str:
 
 KIND_COLORS = ("#3d73c9", "#e08a2c", "#3f9d5a", "#9b6bb5", "#2aa3a3", "#8a6d55", "#c2417a",
                "#5f6b7a")
-MAX_COLLECTIVE_ROWS = 50  # collectives listed before the rest fold away
+MAX_ROWS = 50  # ranks or collectives listed before the rest fold away
 
 
 def render_ranks_report(rp) -> str:
@@ -781,8 +781,8 @@ def _ranks_table(rp) -> str:
                            _e(views.fmt_time_ns(r["cc_op_time"] * 1e9)),
                            _e(views.fmt_time_ns(r["cc_wait_time"] * 1e9)),
                            f"{r['cc_op_active_time_percent']:.1f} %", r["cc_op_count"]]))
-    return _table(["<rank", "<chip", "total time", "collectives time", "wait for slowest",
-                   "% in collectives", "collectives"], rows)
+    return _folded_table(["<rank", "<chip", "total time", "collectives time",
+                          "wait for slowest", "% in collectives", "collectives"], rows, "ranks")
 
 
 def _kinds_table(by_kind: dict) -> str:
@@ -801,10 +801,15 @@ def _collectives_table(rp, outliers: set) -> str:
     head = ["<#", "<kind", "<ranks", "group size", "<algorithm", "bytes", "start",
             "duration", "max wait", "algbw", "busbw"]
     rows = [_collective_row(n, c, id(c) in outliers) for n, c in enumerate(rp.collectives)]
-    first, rest = rows[:MAX_COLLECTIVE_ROWS], rows[MAX_COLLECTIVE_ROWS:]
-    out = _table(head, first)
+    return _folded_table(head, rows, "collectives")
+
+
+def _folded_table(head: list[str], rows: list, what: str) -> str:
+    """_table of the first MAX_ROWS rows, the rest folded away."""
+    out = _table(head, rows[:MAX_ROWS])
+    rest = rows[MAX_ROWS:]
     if rest:
-        out += (f"<details><summary>{len(rest)} more collectives</summary>"
+        out += (f"<details><summary>{len(rest)} more {what}</summary>"
                 f"{_table(head, rest)}</details>")
     return out
 
