@@ -22,9 +22,12 @@ Variable-length collectives (all_to_all_v, all_gather_v) take flat element buffe
 has_rdispls: send_counts, send_displs, recv_counts (written back unless
 recv_counts_known), recv_displs. all_gather_v reads only column 0 of rows 0 and 1.
 Without has_rdispls the chunk from the sender at place s of the rank list lands at
-s * (dst elements / group size). The hardware's limits on all_gather_v (LNC=2, rank
-lists of exactly 4 ranks, no has_rdispls) and the NeuronSwitch rules of all_to_all_v
-depend on the machine and are not enforced: any group size works here.
+s * (dst elements / group size); a chunk larger than its slot, or one that runs past
+the dst (with recv_displs), is an error; chunks that overlap through recv_displs land
+in rank-list order (the later sender's elements win). recv_counts is never read (it may
+be uninitialized). The hardware's limits on all_gather_v (LNC=2, rank lists of exactly
+4 ranks, no has_rdispls) and the NeuronSwitch rules of all_to_all_v depend on the
+machine and are not enforced: any group size works here.
 A prepare (all_to_all_v_prepare / all_gather_v_prepare) checks its operands, reads the
 metadata (its values are fixed then) and records a small instruction; its trigger does
 the collective. Per rank, each prepare takes exactly one trigger, and no other prepare
@@ -34,9 +37,11 @@ The implicit ring (collective_permute_implicit[_reduce]) is one step per call: t
 at place p of its rank list sends each channel's source to place p+1 and receives from
 place p-1 (mod the list's length); the docs say "successor" and "predecessor" without
 naming the order, so the rank list's order is our reading. All channels ride the same
-ring here. collective_permute_implicit_current_processing_rank_id(k) is then the rank
-at place p-k (mod the length): whose data a buffer forwarded k times holds. It returns
-a rank id, as rank_id does (the docs say "rank ID" and publish no formula).
+ring here; at most 4 channels (the docs' lower limit of 2 for groups that do not span
+a node is not enforced). collective_permute_implicit_current_processing_rank_id(k) is
+then the rank at place p-k (mod the length): whose data a buffer forwarded k times
+holds. It returns a rank id, as rank_id does (the docs say "rank ID" and publish no
+formula), in a register, recorded on the sync engine as rank_id is.
 
 Record: one instruction per collective on the rank's collective-communication track
 (engine "cc": the CC cores that drive the DMA rings), reading every source and writing
@@ -45,7 +50,8 @@ every destination, with attrs the timing model reads: `collective` (the kind),
 that group this is: the same on every member), `nbytes` (what the fabric model's plan
 takes, see trnsim.fabric.algorithms: the bytes this rank contributes), and
 - all_to_all_v / all_gather_v: `send_bytes` (a tuple: the bytes this rank sends to each
-  member of its group, in group order, itself included); in a timing-only run
+  member of its group, in group order, itself included; `nbytes` is their sum for
+  all_to_all_v, the one chunk's bytes for all_gather_v); in a timing-only run
   (numerics=False) the metadata values are unknown, so equal slots are assumed (dst
   elements / group size to each member) and `counts_assumed` is True;
 - collective_permute and the implicit ring: `pairs` (the (source, target) rank pairs
