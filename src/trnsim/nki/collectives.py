@@ -207,8 +207,9 @@ def rank_id(name: Optional[str] = None):
     return _isa.rank_id(name=name)
 
 
-__all__ = ["ReplicaGroup", "rg_partition_op", "all_reduce", "all_gather", "all_gather_v", "reduce_scatter",
-           "all_to_all", "all_to_all_v", "all_to_all_v_prepare", "all_to_all_v_trigger",
-           "all_gather_v_prepare", "all_gather_v_trigger", "collective_permute", "collective_permute_implicit",
+__all__ = ["ReplicaGroup", "rg_partition_op", "all_reduce", "all_gather", "all_gather_v",
+           "reduce_scatter", "all_to_all", "all_to_all_v", "all_to_all_v_prepare",
+           "all_to_all_v_trigger", "all_gather_v_prepare", "all_gather_v_trigger",
+           "collective_permute", "collective_permute_implicit",
            "collective_permute_implicit_reduce",
            "collective_permute_implicit_current_processing_rank_id", "rank_id"]
