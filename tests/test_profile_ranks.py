@@ -259,3 +259,16 @@ def test_long_tables_fold_away(late, monkeypatch):
     text = render_ranks_report(late)
     assert "<summary>1 more ranks</summary>" in text
     assert text.count("<tr class='slowest'>") == 1
+
+
+def test_overlapping_collectives_of_a_group_get_a_track_each():
+    from trnsim.profile.perfetto import _fabric_events
+    from trnsim.timing.ranks import Collective
+    colls = [Collective("all_gather", (0, 1), seq, {0: seq, 1: seq}, 1024, "ring", 1024.0,
+                        {0: 0.0, 1: 0.0}, start, end)
+             for seq, (start, end) in enumerate(((0.0, 500.0), (100.0, 300.0)))]
+    rp = SimpleNamespace(collectives=colls, topology=SimpleNamespace(name="t"))
+    head, body = _fabric_events(rp, 9, {}, 0)
+    tracks = {e["tid"]: e["args"]["name"] for e in head if e["name"] == "thread_name"}
+    assert tracks == {1: "ranks 0-1", 2: "ranks 0-1 #2"}
+    assert [(s["tid"], s["args"]["seq"]) for s in body] == [(1, 0), (2, 1)]

@@ -103,10 +103,7 @@ def trace_events(profile, scope: Scope = Scope()) -> tuple[list[dict], dict]:
             for e, lane in zip(evs, lanes):
                 tid_of[e.index] = tids[lane]
     for (pid, tid), (name, sort) in names.items():
-        out.append({"ph": "M", "name": "thread_name", "pid": pid, "tid": tid,
-                    "args": {"name": name}})
-        out.append({"ph": "M", "name": "thread_sort_index", "pid": pid, "tid": tid,
-                    "args": {"sort_index": sort}})
+        out += _thread_meta(pid, tid, name, sort)
 
     # --- one complete event per instruction
     slices: list[dict] = []
@@ -178,6 +175,13 @@ def trace_events(profile, scope: Scope = Scope()) -> tuple[list[dict], dict]:
             "kernel": views.kernel_name(profile), "instructions": len(instructions),
             "total_time_ns": total, "cores": sorted(cores)}
     return out + body, meta
+
+
+def _thread_meta(pid: int, tid: int, name: str, sort: int) -> list[dict]:
+    return [{"ph": "M", "name": "thread_name", "pid": pid, "tid": tid,
+             "args": {"name": name}},
+            {"ph": "M", "name": "thread_sort_index", "pid": pid, "tid": tid,
+             "args": {"sort_index": sort}}]
 
 
 def _shared_json(memo: dict, obj, to_json):
@@ -315,11 +319,11 @@ def ranks_trace_events(rp) -> tuple[list[dict], dict]:
 
 def _rank_process_name(rp, rank: int, ncores: int):
     chip = rp.placement.chip_of(rank)
-    if ncores == 1:
-        return lambda core, chip_name: f"Rank {rank} \u00b7 chip {chip} \u00b7 " \
-                                       f"NeuronCore ({chip_name})"
-    return lambda core, chip_name: f"Rank {rank} \u00b7 chip {chip} \u00b7 " \
-                                   f"NeuronCore {core} ({chip_name})"
+
+    def name(core: int, chip_name: str) -> str:
+        which = f" {core}" if ncores > 1 else ""  # a rank of LNC=2 has two cores
+        return f"Rank {rank} \u00b7 chip {chip} \u00b7 NeuronCore{which} ({chip_name})"
+    return name
 
 
 def _ranks_meta(rp) -> dict:
@@ -342,24 +346,20 @@ def _fabric_events(rp, pid: int, cc_slices: dict, flow_base: int):
     by_group: dict = {}
     for c in rp.collectives:
         by_group.setdefault(c.group, []).append(c)
-    body, tid = [], 0
-    flow_id = flow_base
+    body, flow_id, first_tid = [], flow_base, 1
     for group, colls in by_group.items():
         lanes = views.assign_lanes(colls)
         label = views.group_label(group)
         for lane in range(max(lanes) + 1):
-            name = label if lane == 0 else f"{label} #{lane + 1}"
-            head += [{"ph": "M", "name": "thread_name", "pid": pid, "tid": tid + lane + 1,
-                      "args": {"name": name}},
-                     {"ph": "M", "name": "thread_sort_index", "pid": pid,
-                      "tid": tid + lane + 1, "args": {"sort_index": tid + lane}}]
+            head += _thread_meta(pid, first_tid + lane, label if lane == 0 else
+                                 f"{label} #{lane + 1}", first_tid + lane)
         for c, lane in zip(colls, lanes):
-            transfer = _fabric_slice(c, pid, tid + lane + 1)
+            transfer = _fabric_slice(c, pid, first_tid + lane)
             body.append(transfer)
             for rank, index in sorted(c.members.items()):
                 flow_id += 1
                 body += _arrival_flow(cc_slices.get((rank, index)), transfer, flow_id)
-        tid += max(lanes) + 1
+        first_tid += max(lanes) + 1
     return head, body
 
 
