@@ -48,6 +48,12 @@ class World:
         arrival's fails here, naming both ranks' lines."""
         key = (group, seq)
         slot = self.slots.setdefault(key, {})
+        if arrival.rank in slot:
+            raise NkiValidationError(
+                f"rank {arrival.rank} issues collective #{seq} of replica group "
+                f"{list(group)} a second time (first at {slot[arrival.rank].location}): "
+                "with LNC=2 both cores of a rank run the kernel; collectives in an LNC=2 "
+                "kernel are not simulated yet")
         first = next(iter(slot.values()), None)
         if first is not None and first.signature != arrival.signature:
             raise NkiValidationError(
