@@ -108,11 +108,22 @@ def test_all_to_all_on_144_ranks_is_fast():
     (result,) = simulate(place, [Transfer(0.0, plan)])
     elapsed = time.perf_counter() - t0
     topo = place.topology
-    # every up-link carries 143 MiB at 1280 B/ns; one step; 2 links of latency
-    expected = (topo.launch_overhead_ns + topo.step_overhead_ns + 143 * 2 ** 20 / 1280
+    # each rank's DMA engines (528 B/ns, below the 1280 B/ns up-link) send 143 MiB;
+    # one step; 2 links of latency
+    expected = (topo.launch_overhead_ns + topo.step_overhead_ns + 143 * 2 ** 20 / 528
                 + 2 * topo.links[0].latency_ns)
     assert result.end_ns == pytest.approx(expected)
     assert elapsed < 3.0        # about 0.1 s on one core; generous for shared machines
+
+
+def test_one_rank_is_dma_bound_four_ranks_fill_the_switch_link():
+    topo = load_topology("trn3-ultraserver-64")
+    launch = topo.launch_overhead_ns + topo.step_overhead_ns + 2 * topo.links[0].latency_ns
+    one = topo.placement(64)
+    assert ends(one, one_step(one, (0, 1, 528_000))) == [pytest.approx(launch + 1000)]
+    four = topo.placement(256)       # ranks 0-3 on chip 0, 4-7 on chip 1
+    pairs = [(r, r + 4, 320_000) for r in range(4)]          # 1280 / 4 = 320 B/ns each
+    assert ends(four, one_step(four, *pairs)) == [pytest.approx(launch + 1000)]
 
 
 def test_empty_zero_byte_and_foreign_plans(tmp_path):

@@ -53,14 +53,15 @@ def test_torus_routes_dimension_order_wraparound_and_ties():
 
 
 def test_switch_routes_are_two_links_and_local_routes_one():
-    topo = load_topology("trn3-ultraserver-64")
-    place = topo.placement(64)
-    assert names(topo, place.route(3, 7)) == ["chip3->switch", "switch->chip7"]
+    # every rank route starts with the sender's DMA engines (Placement.links)
+    place = load_topology("trn3-ultraserver-64").placement(64)
+    assert names(place, place.route(3, 7)) == ["rank3 DMA", "chip3->switch", "switch->chip7"]
     assert place.route(4, 4) == ()
+    assert place.links[place.route(3, 7)[0]].bandwidth == 528       # one NeuronCore-v4
     place = load_topology("trn2-16").placement(32)    # 2 ranks per chip: 0, 1 on chip 0
     assert place.chip_of(1) == 0 and place.chip_of(2) == 1
-    assert names(place.topology, place.route(0, 1)) == ["chip0 local"]
-    assert names(place.topology, place.route(1, 2)) == ["chip0->chip1 (x+)"]
+    assert names(place, place.route(0, 1)) == ["rank0 DMA", "chip0 local"]
+    assert names(place, place.route(1, 2)) == ["rank1 DMA", "chip0->chip1 (x+)"]
 
 
 def test_placement_rules():

@@ -28,6 +28,11 @@ must divide evenly and not exceed the chip's NeuronCores).
   switch; a route is (up-link of src chip, down-link of dst chip).
 * every chip also has one "local" link (``intra_chip_bandwidth``) shared by all
   transfers between ranks placed on that chip.
+* a rank is one NeuronCore, whose 16 DMA engines move everything it sends:
+  ``Placement.links`` appends one "rank r DMA" link per rank (the chip file's
+  ``core.dma.aggregate_bandwidth``, 272 / 368 / 528 GB/s on Trn1/2/3) and every
+  route starts with the sender's.  So one rank per Trn3 chip cannot fill the
+  chip's 1280 GB/s to the switch; four can.
 """
 
 from __future__ import annotations
@@ -90,8 +95,11 @@ class Topology:
         return _chip_route(self, src, dst)
 
     def max_ranks_per_chip(self) -> int:
-        from trnsim.chips import load_chip
-        return load_chip(self.chip).cores_per_chip
+        return _chip(self.chip).cores_per_chip
+
+    def rank_dma_bandwidth(self) -> float:
+        """Bytes/ns one rank's (one NeuronCore's) DMA engines move."""
+        return _chip(self.chip).core.dma.aggregate_bandwidth / 1e9
 
     def placement(self, num_ranks: int) -> "Placement":
         num_ranks = int(num_ranks)
@@ -111,6 +119,11 @@ class Topology:
                 f"but a {self.chip} chip has {limit} NeuronCores (at most "
                 f"{limit * self.num_chips} ranks)")
         return Placement(self, num_ranks, per_chip)
+
+
+def _chip(name):
+    from trnsim.chips import load_chip
+    return load_chip(name)
 
 
 @functools.lru_cache(maxsize=None)
@@ -151,16 +164,21 @@ class Placement:
         return rank // self.ranks_per_chip
 
     def route(self, src_rank: int, dst_rank: int) -> tuple:
+        """Link ids (into ``self.links``): the sender's DMA, then local or chip-to-chip links."""
         if src_rank == dst_rank:
             return ()
         a, b = self.chip_of(src_rank), self.chip_of(dst_rank)
+        dma = (len(self.topology.links) + src_rank,)
         if a == b:
-            return (self.topology.local_link(a),)
-        return self.topology.chip_route(a, b)
+            return dma + (self.topology.local_link(a),)
+        return dma + self.topology.chip_route(a, b)
 
-    @property
+    @functools.cached_property
     def links(self) -> tuple:
-        return self.topology.links
+        """The topology's links, then one DMA link per rank."""
+        bandwidth = self.topology.rank_dma_bandwidth()
+        return self.topology.links + tuple(Link(f"rank{r} DMA", bandwidth, 0.0)
+                                           for r in range(self.num_ranks))
 
 
 def available_topologies() -> list[str]:
