@@ -32,6 +32,7 @@ import os
 
 from ..timing.timeline import busy_time
 from . import views
+from .insights import OUTLIER_FACTOR, collective_outliers, kind_medians, ranks_insights
 from .report_assets import CSS, JS, RANKS_CSS
 
 MAX_EVENTS = 150_000  # events embedded as they are; above this they are pre-merged
@@ -707,7 +708,6 @@ MAX_ROWS = 50  # ranks or collectives listed before the rest fold away
 
 def render_ranks_report(rp) -> str:
     """The multi-rank report (trnsim.profile.ranks.RanksProfile) as one HTML string."""
-    from .insights import collective_outliers, ranks_insights
     s = rp.summary
     outliers = {id(c) for c in collective_outliers(rp.collectives)}
     topo = rp.topology
@@ -827,7 +827,6 @@ def _collective_row(n: int, c, outlier: bool) -> tuple[str, list]:
 def _scatter_svg(rp, outliers: set, width=760, height=280) -> str:
     """Each collective's duration (y) against its start (x), a colour per kind, a dashed
     line at 2x each kind's median, outliers ringed."""
-    from .insights import OUTLIER_FACTOR, kind_medians
     colls = rp.collectives
     if not colls:
         return '<p class="none">No collectives.</p>'
