@@ -1,7 +1,9 @@
 """`make demo`: profile the example NKI kernels and the kernel library's flagships (fp8
 and MX matmul, flash attention, MoE token generation; src/trnsim/kernels) on simulated
-Trn2 and Trn3, then a whole Hugging Face model: the Qwen3-0.6B attention swap at a
-short prompt (trnsim.torch.attention_swap).
+Trn2 and Trn3, a collective kernel on 16 ranks of each chip's fabric (the Trn2
+UltraServer's torus and the Trn3 UltraServer's NeuronSwitch), then a whole Hugging
+Face model: the Qwen3-0.6B attention swap at a short prompt
+(trnsim.torch.attention_swap).
 
 Each kernel runs with its numerics checked against a NumPy reference; its instruction
 record is scheduled by the timing model; the demo prints predicted latency and the key
@@ -160,12 +162,45 @@ def main(argv=None) -> int:
     for (name, chip), t in times.items():
         if chip == "trn3" and (name, "trn2") in times:
             print(f"  {name:15} {times[(name, 'trn2')] / t:5.2f}x")
+    failures += _collectives()
     failures += _attention_swap()
     print(f"\nTraces (open in ui.perfetto.dev) and HTML reports written to {OUT}/")
     print("PE/DVE/ACT/POOL = Tensor/Vector/Scalar/GpSimd engine active time (work the "
           "kernel left to the compiler is balanced over the last three); MBU = HBM "
           "bandwidth utilization of one stack.")
     return 1 if failures else 0
+
+
+TOPOLOGIES = {"trn2": "trn2-ultraserver", "trn3": "trn3-ultraserver-64"}
+
+
+def _collectives(ranks=16) -> int:
+    """examples/tp_linear_all_reduce.py on `ranks` ranks (one per chip) of each chip's
+    UltraServer: the same SPMD kernel, its all-reduces on the torus and on the switch."""
+    from .entry import profile_ranks
+    mod = load_example("tp_linear_all_reduce")
+    per_rank = mod.inputs(ranks, K=128 * ranks)
+    ref = mod.reference(per_rank)
+    print(f"\nCollectives: tp_linear_all_reduce (row-parallel linear, each 128-row tile "
+          f"all-reduced SBUF to SBUF while the next is computed) on {ranks} ranks")
+    print(f"{'fabric':22} {'time us':>9} {'in CC %':>8} {'all-reduce us':>14} "
+          f"{'algorithm':>10} {'busbw GB/s':>11} {'max|err|':>9}")
+    failures = 0
+    for chip, topology in TOPOLOGIES.items():
+        prof = profile_ranks(mod.tp_linear_all_reduce_kernel, world_size=ranks,
+                             per_rank_inputs=per_rank, topology=topology)
+        err = max(float(np.abs(np.asarray(o, np.float64) - ref).max()) for o in prof.outputs)
+        ok = err <= 1e-3 * float(np.abs(ref).max())
+        failures += not ok
+        first = prof.collectives[0]
+        s = prof.summary
+        print(f"{topology:22} {_fmt_us(prof.total_time)} "
+              f"{s['cc_op_active_time_percent_mean']:8.1f} {first.duration / 1e3:14.2f} "
+              f"{first.algorithm:>10} {first.bus_bandwidth:11.1f} {err:9.2e}"
+              + ("" if ok else "  MISMATCH"))
+        prof.to_perfetto(OUT / f"tp_linear_all_reduce-{chip}.trace.json")
+        prof.report(OUT / f"tp_linear_all_reduce-{chip}.report.html")
+    return failures
 
 
 def _attention_swap(tokens=512, layers=4) -> int:
