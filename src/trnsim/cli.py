@@ -339,6 +339,8 @@ _GROUPS = (
                         "dma_transfer_average_bytes", "mbu_estimated_percent",
                         "hbm_read_bytes", "hbm_write_bytes", "sbuf_read_bytes",
                         "sbuf_write_bytes", "psum_read_bytes", "psum_write_bytes")),
+    ("Collectives", ("cc_op_count", "cc_op_time", "cc_op_active_time",
+                     "cc_op_active_time_percent")),
 )
 _ENGINES = ("tensor", "vector", "scalar", "gpsimd", "sync")
 
