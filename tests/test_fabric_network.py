@@ -137,3 +137,17 @@ def test_empty_zero_byte_and_foreign_plans(tmp_path):
     other = ring_topology(tmp_path, 4).placement(4)
     with pytest.raises(ValueError, match="another placement"):
         simulate(place, [Transfer(0.0, plan_collective(other, "all_gather", range(4), 64.0))])
+
+
+def test_warm_started_rates_equal_a_fresh_solution():
+    rng = np.random.default_rng(7)
+    links, flows = 12, 60
+    capacity = rng.integers(1, 5, links).astype(float)
+    entries = [(f, l) for f in range(flows) for l in rng.choice(links, rng.integers(1, 4), replace=False)]
+    flow, link = (np.array(x) for x in zip(*entries))
+    before = max_min_rates(flows, flow, link, capacity)
+    for gone in ([5], [0, 17, 33], list(range(0, 60, 7))):
+        keep = ~np.isin(flow, gone)
+        fresh = max_min_rates(flows, flow[keep], link[keep], capacity)
+        warm = max_min_rates(flows, flow[keep], link[keep], capacity, before[gone].min(), before)
+        assert np.allclose(warm, fresh, rtol=1e-9, atol=0)

@@ -59,21 +59,37 @@ class TransferResult:
         return self.plan.bus_bytes / self.duration_ns if self.duration_ns else 0.0
 
 
-def max_min_rates(num_flows, entry_flow, entry_link, capacity):
+def max_min_rates(num_flows, entry_flow, entry_link, capacity, keep_below=0.0, previous=None):
     """Max-min fair rates of flows; entry_flow/entry_link list each (flow, link) use.
 
     Progressive filling: every unfrozen flow's rate is the common ``level``;
     raise it until a link fills, freeze that link's flows at the level, drop
     their entries, repeat.  Flows without entries get rate 0.
+
+    Warm start: when the flow set is an earlier one minus flows whose rates
+    were >= ``keep_below`` in ``previous`` (that earlier solution), filling
+    runs exactly as before up to that level (no link of a removed flow filled
+    below its rate, and every other link sees the same flows), so flows with
+    ``previous`` rates below it keep them and filling resumes at that level.
     """
     capacity = np.asarray(capacity, dtype=float)
     tolerance = 1e-9 * capacity
     rate = np.zeros(num_flows)
     frozen = np.zeros(num_flows, dtype=bool)
-    residual = capacity.copy()
-    share = np.empty_like(capacity)
-    level = 0.0
     flow, link = np.asarray(entry_flow), np.asarray(entry_link)
+    residual = capacity.copy()
+    level = 0.0
+    if keep_below == np.inf:
+        return previous.copy()
+    if keep_below > 0:
+        kept = previous[flow] < keep_below * (1 - 1e-9)
+        residual -= np.bincount(link[kept], weights=previous[flow[kept]], minlength=len(residual))
+        rate[flow[kept]] = previous[flow[kept]]
+        frozen[flow[kept]] = True
+        flow, link = flow[~kept], link[~kept]
+        level = keep_below * (1 - 1e-9)
+        residual -= level * np.bincount(link, minlength=len(residual))
+    share = np.empty_like(capacity)
     while len(flow):
         count = np.bincount(link, minlength=len(residual))
         used = count > 0
@@ -178,10 +194,13 @@ def simulate(place, transfers) -> list:
     now = 0.0
     live_flow = np.zeros(0, dtype=np.int64)     # the (flow, link) entries of moving flows
     live_link = np.zeros(0, dtype=np.int64)
+    rates, keep_below = np.zeros(num_flows), 0.0   # keep_below: warm start, see max_min_rates
     while events or len(live_flow):
         if len(live_flow):
             idx = np.flatnonzero(active)
-            rate = max_min_rates(num_flows, live_flow, live_link, flows.capacity)[idx]
+            rates = max_min_rates(num_flows, live_flow, live_link, flows.capacity, keep_below, rates)
+            keep_below = np.inf
+            rate = rates[idx]
             to_finish = remaining[idx] / rate
             next_finish = now + to_finish.min()
         else:
@@ -195,6 +214,7 @@ def simulate(place, transfers) -> list:
             if len(done):
                 remaining[done] = 0.0
                 active[done] = False
+                keep_below = min(keep_below, rates[done].min())
                 keep = active[live_flow]
                 live_flow, live_link = live_flow[keep], live_link[keep]
                 finish(done, when)
@@ -214,6 +234,7 @@ def simulate(place, transfers) -> list:
             take = active[flows.entry_flow[a:b]]
             live_flow = np.concatenate([live_flow, flows.entry_flow[a:b][take]])
             live_link = np.concatenate([live_link, flows.entry_link[a:b][take]])
+            keep_below = 0.0
             if not moving.all():
                 finish(ids[~moving], now)
     for r in results:
