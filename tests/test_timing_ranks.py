@@ -19,8 +19,8 @@ def _profile(kernel, world, per_rank, topology="trn2-16", **kw):
                                 topology=topology, numerics=False, **kw)
 
 
-def _inputs(world, group, extra=()):
-    x = np.zeros((P, F), np.float32)
+def _inputs(world, group, extra=(), x=None):
+    x = np.zeros((P, F), np.float32) if x is None else x
     return [((x, nccl.ReplicaGroup(group)) + tuple(extra), {}) for _ in range(world)]
 
 
@@ -142,3 +142,35 @@ def test_two_transfers_sharing_a_link_take_twice_as_long():
     t_alone = alone.collectives[0].duration
     t_shared = shared.collectives[0].duration
     assert t_shared == pytest.approx(2 * t_alone, rel=0.05)
+
+
+def _decode_all_reduce(x, group, through_hbm):
+    """A decode step's all-reduce of an on-chip tile: SBUF to SBUF, or the way a kernel
+    without SBUF collectives does it (SBUF -> HBM, all-reduce in HBM, HBM -> SBUF)."""
+    t = nl.ndarray(x.shape, dtype=nl.float32, buffer=nl.sbuf)
+    nisa.dma_copy(dst=t, src=x)
+    total = nl.ndarray(x.shape, dtype=nl.float32, buffer=nl.sbuf)
+    if through_hbm:
+        a = nl.ndarray(x.shape, dtype=nl.float32, buffer=nl.private_hbm)
+        b = nl.ndarray(x.shape, dtype=nl.float32, buffer=nl.shared_hbm)
+        nisa.dma_copy(dst=a, src=t)
+        nccl.all_reduce(srcs=[a], dsts=[b], replica_group=group, op=nl.add)
+        nisa.dma_copy(dst=total, src=b)
+    else:
+        nccl.all_reduce(srcs=[t], dsts=[total], replica_group=group, op=nl.add)
+    y = nl.ndarray(x.shape, dtype=nl.float32, buffer=nl.shared_hbm)
+    nisa.dma_copy(dst=y, src=total)
+    return y
+
+
+@pytest.mark.parametrize("topology", ["trn2-ultraserver", "trn3-ultraserver-64"])
+def test_sram_to_sram_all_reduce_beats_the_hbm_round_trip(topology):
+    x = np.zeros((P, 16), np.float32)  # 8 KiB: a decode-sized activation
+    group = [list(range(8))]
+    sbuf = _profile(_decode_all_reduce, 8, _inputs(8, group, (False,), x), topology)
+    hbm = _profile(_decode_all_reduce, 8, _inputs(8, group, (True,), x), topology)
+    assert sbuf.total_time < hbm.total_time
+    # the same transfer on the fabric; the HBM path pays two more DMAs around it
+    assert sbuf.collectives[0].duration == pytest.approx(hbm.collectives[0].duration,
+                                                         rel=0.05)
+
