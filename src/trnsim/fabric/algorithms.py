@@ -2,14 +2,14 @@
 
 A plan says what moves, not when: ``network.simulate`` times it.  Within a
 group of n ranks (in the order given: that order is the ring order and the
-chunk order, coll_spec.md §1 ReplicaGroup), index i is ``group[i]``.
+chunk order: nki.collectives ReplicaGroup and neuron-runtime/about/collectives.rst), index i is ``group[i]``.
 
 * ring: rank i sends to i+1 (mod n).  all_reduce = reduce-scatter then
   all-gather, 2(n-1) steps of S/n; all_gather n-1 steps of the contribution;
   reduce_scatter n-1 steps of S/n; all_to_all n-1 steps, step k sending S/n
   from i to i+k (pairwise exchange).
 * kangaring: the ring run both ways at once (each rank reads its chunk once
-  and writes it to both neighbours, the "1R2W" of coll_spec.md §2): every
+  and writes it to both neighbours, the "1R2W" of neuron-runtime/explore/intranode-collective-comm.rst): every
   chunk travels ceil((n-1)/2) hops one way and floor((n-1)/2) the other, so
   all_gather / reduce_scatter take ceil((n-1)/2) steps (the published "O(N/2)")
   and all_reduce twice that.  In reduce_scatter the partial sums of a chunk
@@ -23,7 +23,7 @@ chunk order, coll_spec.md §1 ReplicaGroup), index i is ``group[i]``.
   dimension (the last of equals) joins "instances" (Trn2 UltraServer: z);
   inner groups are the group's ranks on one instance, outer groups the ranks at
   the same position of each inner group.  As the runtime's inter-node
-  decomposition (coll_spec.md §2, internode-collective-comm.rst): all_gather =
+  decomposition (neuron-runtime/explore/internode-collective-comm.rst): all_gather =
   outer all_gather then inner all_gather; reduce_scatter = inner then outer
   reduce_scatter; all_reduce = inner reduce_scatter, outer all_reduce, inner
   all_gather.  Each part uses the algorithm this module would choose for it.
@@ -37,25 +37,25 @@ two buffers of that many bytes).
 Algorithm choice when ``algorithm`` is None (``choose_algorithm``):
 * all_to_all, all_to_all_v, collective_permute: direct.
 * torus: the runtime's published "sweet ranges" for the intra-node 2D torus
-  (coll_spec.md §2 Algorithms, intranode-collective-comm.rst): Mesh below
-  1 MB, RDH for 1-56 MB, KangaRing above 56 MB; RDH needs a power of two
-  and KangaRing groups that hold every rank of each chip they touch
-  (coll_spec.md §2), ring otherwise.  The size compared is the collective's message size as
-  nccom-test counts it (all_gather: the total output; all_reduce: the
-  buffer; reduce_scatter: each rank's input); MB read as MiB (choice).
+  (neuron-runtime/explore/intranode-collective-comm.rst): Mesh below 1 MB,
+  RDH for 1-56 MB, KangaRing above 56 MB; RDH needs a power of two and
+  KangaRing groups that hold every rank of each chip they touch (same page),
+  ring otherwise.  The size is the message size as nccom-test counts it
+  (all_gather: the total output; all_reduce: the buffer; reduce_scatter:
+  each rank's input); MB read as MiB (choice).
 * torus, group over several instances (see hierarchical), 1 MiB and up:
   hierarchical (choice: the published decomposition is for EFA nodes; the
   UltraServer's instances are joined by slower NeuronLink instead).
-* switch: direct at every size.  Not published (coll_spec.md §2: thresholds
-  NP); a choice: on a single-hop switch the mesh does not over-subscribe
-  links, and its all-reduce sends the same bytes per rank as a ring.
+* switch: direct at every size.  A choice (the SDK docs give no NeuronSwitch
+  thresholds): on a single-hop switch the mesh over-subscribes no link, and
+  its all-reduce sends the same bytes per rank as a ring.
 
-``Plan.bus_bytes`` follows nccom-test's bus-bandwidth factors (coll_spec.md §3,
-nccom-test.rst): all_reduce 2(n-1)/n * S; all_gather (n-1)/n * S with S the
-total output (n * contribution); reduce_scatter (n-1)/n * S with S each
-rank's input; all_to_all (n-1)/n * S with S each rank's input; all_to_all_v
-(n-1)/n * S with S the mean bytes a rank sends; collective_permute 1 * S.
-``Plan.size_bytes`` is that S (algorithm bandwidth = size_bytes / time).
+``Plan.bus_bytes`` follows nccom-test's bus-bandwidth factors
+(tools/neuron-sys-tools/nccom-test.rst), S being ``Plan.size_bytes`` (algorithm
+bandwidth = S / time): all_reduce 2(n-1)/n * S; all_gather (n-1)/n * S, S the
+total output (n * contribution); reduce_scatter and all_to_all (n-1)/n * S,
+S each rank's input; all_to_all_v (n-1)/n * S, S the mean bytes a rank sends;
+collective_permute 1 * S.
 """
 
 from __future__ import annotations
