@@ -1,7 +1,9 @@
 """`make bench`: the timing-model calibration (benchmarks/fidelity.py) at the published
 shapes, written to docs/fidelity.md; then (not with --quick) the kernel library at LLM
-shapes (benchmarks/kernels.py), written to docs/kernels.md, and whole-model prediction
-on the Qwen3 attention swap (benchmarks/models.py), written to docs/models.md.
+shapes (benchmarks/kernels.py), written to docs/kernels.md, whole-model prediction
+on the Qwen3 attention swap (benchmarks/models.py), written to docs/models.md, and the
+collectives (benchmarks/collectives.py: all-reduce / all-gather on each fabric, nccom-test;
+benchmarks/moe.py: MoE all-to-all), written into docs/collectives.md.
 
     python -m benchmarks.run [--quick] [--jobs N] [--out docs/fidelity.md]
 """
@@ -35,6 +37,8 @@ def main(argv=None):
         # a fresh process: its wall time is reported, and this one holds the kernel
         # profiles above (GBs, which slow the collector down)
         subprocess.run([sys.executable, "-m", "benchmarks.models"], cwd=ROOT, check=True)
+        for module in ("benchmarks.collectives", "benchmarks.moe"):  # fresh processes too
+            subprocess.run([sys.executable, "-m", module], cwd=ROOT, check=True)
 
 
 if __name__ == "__main__":
