@@ -140,8 +140,8 @@ def _schedule_all(programs, signatures, fabric, chip, order) -> list:
         sig = signatures[rank]
         key = None
         if sig is not None:
-            key = (sig, tuple(sorted((i, f.start, f.end, f.terms.get("rank_bytes", 0),
-                                      f.terms.get("rank_hbm_bytes", 0))
+            key = (sig, tuple(sorted((i, f.start, f.end, f.terms["sent_bytes"],
+                                      f.terms["rank_hbm_bytes"])
                                      for i, f in fabric[rank].items())))
             if key in done:
                 out.append(done[key])
@@ -167,15 +167,19 @@ def _on_fabric(programs, placement, collectives, timelines) -> list[dict]:
     fabric: list[dict] = [{} for _ in programs]
     for c, plan, res in zip(collectives, plans, results):
         c.end = res.end_ns
-        moved = _bytes_per_rank(plan)
+        sent, received = _bytes_per_rank(plan)
         for r, i in c.members.items():
             ins = programs[r].instructions[i]
             in_hbm = any(a.space == "hbm" for a in ins.reads + ins.writes)
+            out, into = sent.get(r, 0), received.get(r, 0)
             terms = {"collective": c.kind, "algorithm": plan.algorithm,
                      "group_size": len(c.group), "bytes": c.nbytes,
                      "bus_bytes": c.bus_bytes, "wait_ns": c.start - c.arrivals[r],
-                     "transfer_ns": c.end - c.start, "rank_bytes": moved.get(r, 0),
-                     "rank_hbm_bytes": moved.get(r, 0) if in_hbm else 0}
+                     "transfer_ns": c.end - c.start, "sent_bytes": out,
+                     "received_bytes": into,
+                     # its DMA engines write what it sends to the peers' memory; its
+                     # HBM is read for what it sends and written with what it receives
+                     "rank_hbm_bytes": out + into if in_hbm else 0}
             fabric[r][i] = FabricTime(c.start, c.end, terms)
     return fabric
 
@@ -202,14 +206,15 @@ def _plan(programs, placement, c: Collective):
                            dtype_bytes=int(a.get("dtype_bytes", 4)))
 
 
-def _bytes_per_rank(plan) -> dict:
-    """Bytes each rank sends plus receives over the whole plan."""
-    out: dict = {}
+def _bytes_per_rank(plan) -> tuple[dict, dict]:
+    """The bytes each rank sends, and receives, over the whole plan."""
+    sent: dict = {}
+    received: dict = {}
     for step in plan.steps:
         for f in step.flows:
-            out[f.src] = out.get(f.src, 0) + f.nbytes
-            out[f.dst] = out.get(f.dst, 0) + f.nbytes
-    return out
+            sent[f.src] = sent.get(f.src, 0) + f.nbytes
+            received[f.dst] = received.get(f.dst, 0) + f.nbytes
+    return sent, received
 
 
 def _same(a: list[dict], b: list[dict], tol: float = 1e-6) -> bool:

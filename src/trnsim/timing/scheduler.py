@@ -590,9 +590,9 @@ class _Scheduler:
         """A collective on the rank's CC track (its collectives run one after another):
         it reaches the track at `start`, triggering the CC core costs a Sync-engine
         instruction, and it ends when the fabric model says its group's transfer does
-        (none given: a rank on its own). The rank's share of the traffic also occupies its
-        DMA engines and, for HBM operands, its HBM stack, from the transfer's start: the
-        kernel's own DMAs contend with it."""
+        (none given: a rank on its own). What the rank sends also occupies its DMA
+        engines, and for HBM operands what it sends and receives its HBM stack, from the
+        transfer's start: the kernel's own DMAs contend with it."""
         issue, terms = self.cost.sync(ins)
         start = ready if ready > trk.free else trk.free
         end = start + issue
@@ -603,9 +603,9 @@ class _Scheduler:
             d = self.dma.get(ins.core)
             if d is None:
                 d = self.dma[ins.core] = _DmaState(c.engines, c.dge_instances)
-            moved = fab.terms.get("rank_bytes", 0)
-            if moved:
-                end = max(end, d.book(range(c.engines), fab.start, moved / (c.bw * c.engines)))
+            sent = fab.terms.get("sent_bytes", 0)
+            if sent:
+                end = max(end, d.book(range(c.engines), fab.start, sent / (c.bw * c.engines)))
             hbm = fab.terms.get("rank_hbm_bytes", 0)
             if hbm:
                 stack = ins.core // c.cores_per_stack
