@@ -132,7 +132,8 @@ def render(res) -> str:
          "the mean. Rank latency: each rank's dispatch kernel plus combine kernel time in "
          "the profiles (staging DMAs included), slowest rank vs the median rank; in the "
          "profile a collective ends on every member when its whole transfer ends, and a "
-         "rank that moves more bytes than its DMA engines carry in that time ends later. "
+         "rank that sends more bytes than its DMA engines carry in that time, or whose HBM "
+         "stack is busier, ends later. "
          "Receive done: when each rank has received its last byte, from the same fabric "
          "model with the send matrix split into one transfer per receiving rank, all at "
          "once (its tail is the profile's all_to_all_v latency).", "",
