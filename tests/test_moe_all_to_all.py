@@ -90,3 +90,25 @@ def test_zipf_routing_is_slower_than_uniform_in_the_profile(ex):
         times[skew] = (coll.duration, plan.recv_bytes().max() / plan.recv_bytes().mean())
     assert times["zipf"][1] > times["uniform"][1]
     assert times["zipf"][0] > 1.1 * times["uniform"][0], times
+
+
+def test_per_rank_receive_times_end_with_the_profiles_all_to_all(ex):
+    from benchmarks.moe import receive_times
+    plan, xs, _, _ = _case(ex, 8, 16, "zipf", False, hidden=512)
+    d, _ = ex.run(plan, xs, topology="trn3-ultraserver-64", exchange_only=True)
+    t = receive_times("trn3-ultraserver-64", plan.counts * plan.hidden * 2)
+    assert t.max() == pytest.approx(d.collectives[0].duration, rel=1e-6)
+    assert np.median(t) <= t.max()
+
+
+def test_bench_sections_keep_the_hand_written_text(tmp_path):
+    from benchmarks.collectives import replace_section
+    doc = tmp_path / "doc.md"
+    doc.write_text("# Title\n\nhand-written\n")
+    replace_section(doc, "a", "table 1")
+    replace_section(doc, "b", "table 2")
+    replace_section(doc, "a", "table 1, again")
+    text = doc.read_text()
+    assert text.startswith("# Title\n\nhand-written\n")
+    assert "table 1, again" in text and "table 1\n" not in text and "table 2" in text
+    assert text.index("generated: a") < text.index("generated: b")
