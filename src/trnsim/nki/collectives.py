@@ -3,7 +3,7 @@
 Run a kernel that uses them on several ranks with `nki.multi_rank_simulate(kernel,
 world_size=N, per_rank_inputs=...)` (or `trnsim.profile_ranks` for its timing). The
 checks, numerics and record of each collective, and the choices where the public docs
-are silent, are in trnsim/isa/collectives.py.
+are silent, are in trnsim/isa/collectives/.
 
 NKI 0.7 splits the variable-length collectives into prepare + trigger
 (`all_to_all_v_prepare` / `all_to_all_v_trigger`, `all_gather_v_prepare` /
