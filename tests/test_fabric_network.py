@@ -151,3 +151,9 @@ def test_warm_started_rates_equal_a_fresh_solution():
         fresh = max_min_rates(flows, flow[keep], link[keep], capacity)
         warm = max_min_rates(flows, flow[keep], link[keep], capacity, before[gone].min(), before)
         assert np.allclose(warm, fresh, rtol=1e-9, atol=0)
+
+
+def test_a_flow_shorter_than_the_clock_resolution_still_finishes(tmp_path):
+    # at 1e17 ns one ulp is 16 ns: "now + 1 ns" rounds back to now (this once looped forever)
+    place = ring_topology(tmp_path, 4, bandwidth=1.0).placement(4)
+    assert ends(place, one_step(place, (0, 1, 1.0)), starts=[1e17]) == [1e17]

@@ -202,7 +202,8 @@ def simulate(place, transfers) -> list:
             keep_below = np.inf
             rate = rates[idx]
             to_finish = remaining[idx] / rate
-            next_finish = now + to_finish.min()
+            soonest = to_finish.min()
+            next_finish = now + soonest
         else:
             next_finish = np.inf
         next_event = events[0][0] if events else np.inf
@@ -210,7 +211,9 @@ def simulate(place, transfers) -> list:
         if len(live_flow):
             dt = when - now
             remaining[idx] -= rate * dt
-            done = idx[to_finish <= dt * (1 + 1e-12) + 1e-9]
+            # by to_finish, not dt alone: now + soonest may round to now when now is large
+            horizon = soonest * (1 + 1e-9) if next_finish <= next_event else dt
+            done = idx[to_finish <= max(horizon, dt * (1 + 1e-12)) + 1e-9]
             if len(done):
                 remaining[done] = 0.0
                 active[done] = False
