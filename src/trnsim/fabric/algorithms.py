@@ -117,13 +117,10 @@ def _whole_chips(place, group) -> bool:
     return len(group) == len(chips) * place.ranks_per_chip
 
 
-def plan_collective(place, kind, group, nbytes=0, algorithm=None, dtype_bytes=4,
-                    send_matrix=None, pairs=None) -> Plan:
+def plan_collective(place, kind, group, nbytes=0, algorithm=None, send_matrix=None,
+                    pairs=None) -> Plan:
     """The plan of one collective on one replica group (see the module docstring).
-
-    dtype_bytes is accepted for the caller's convenience; chunks are split in
-    bytes (fractional bytes allowed: timing only).
-    """
+    Chunks are split in bytes (fractional bytes allowed: timing only)."""
     if kind not in KINDS:
         raise ValueError(f"unknown collective {kind!r}; one of {', '.join(KINDS)}")
     group = tuple(int(r) for r in group)

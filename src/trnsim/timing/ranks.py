@@ -186,8 +186,6 @@ def _on_fabric(programs, placement, collectives, timelines) -> list[dict]:
 
 def _plan(programs, placement, c: Collective):
     """The fabric plan of collective `c`, from its members' records."""
-    first = programs[next(iter(c.members))].instructions[c.members[next(iter(c.members))]]
-    a = first.attrs
     kind = c.kind
     if kind in _PERMUTES:
         pairs = set()
@@ -202,8 +200,7 @@ def _plan(programs, placement, c: Collective):
             send = programs[r].instructions[i].attrs.get("send_bytes") if i is not None else None
             rows.append(list(send) if send is not None else [0] * len(c.group))
         return plan_collective(placement, "all_to_all_v", c.group, c.nbytes, send_matrix=rows)
-    return plan_collective(placement, kind, c.group, c.nbytes,
-                           dtype_bytes=int(a.get("dtype_bytes", 4)))
+    return plan_collective(placement, kind, c.group, c.nbytes)
 
 
 def _bytes_per_rank(plan) -> tuple[dict, dict]:
