@@ -13,8 +13,8 @@ transfer in flight (fabric/network.py, max-min fair share).
 The two depend on each other: when a rank reaches a collective depends on when its
 earlier collectives ended. So the ranks are scheduled in rounds: round 1 with no
 fabric times, each later round with the transfer times the previous round's arrivals
-give, until no time changes (a fixed point: usually two or three rounds, one more per
-collective whose start depends on an earlier one's end). Ranks whose programs and
+give, until the arrivals stop changing (a fixed point: usually two or three rounds, one
+more per collective whose start depends on an earlier one's end). Ranks whose programs and
 fabric times are identical (uniform SPMD) are scheduled once per round.
 """
 from __future__ import annotations
@@ -88,17 +88,19 @@ def schedule_ranks(programs, placement, chip=None, order: str = "compiler",
     `placement`'s fabric (trnsim.fabric.topology)."""
     chip = load_chip(chip if chip is not None else programs[0].chip)
     collectives = _collectives(programs)
+    plans = [_plan(programs, placement, c) for c in collectives]
     fabric: list[dict] = [{} for _ in programs]
     signatures = [_signature(p) for p in programs]
-    timelines, rounds, converged = [], 0, False
+    timelines, rounds, converged, starts = [], 0, False, None
     while rounds < max_rounds:
         rounds += 1
         timelines = _schedule_all(programs, signatures, fabric, chip, order)
-        new = _on_fabric(programs, placement, collectives, timelines)
-        if _same(new, fabric):
+        arrived = _arrivals(collectives, timelines)
+        if arrived == starts:  # the fabric times the ranks were scheduled with hold
             converged = True
             break
-        fabric = new
+        starts = arrived
+        fabric = _on_fabric(programs, placement, collectives, plans)
     collectives.sort(key=lambda c: (c.start, c.group, c.seq))
     return RanksTimeline(timelines, collectives, rounds, converged)
 
@@ -153,20 +155,23 @@ def _schedule_all(programs, signatures, fabric, chip, order) -> list:
     return out
 
 
-def _on_fabric(programs, placement, collectives, timelines) -> list[dict]:
-    """Each collective's transfer on the fabric, given when the ranks reach it."""
-    transfers, plans = [], []
+def _arrivals(collectives, timelines) -> list[float]:
+    """When each member reaches each collective, and so when its transfer starts."""
     for c in collectives:
         c.arrivals = {r: timelines[r].events[i].start for r, i in c.members.items()}
         c.start = max(c.arrivals.values())
-        plan = _plan(programs, placement, c)
-        c.algorithm, c.bus_bytes = plan.algorithm, float(plan.bus_bytes)
-        transfers.append(Transfer(c.start, plan, tag=(c.group, c.seq)))
-        plans.append(plan)
+    return [c.start for c in collectives]
+
+
+def _on_fabric(programs, placement, collectives, plans) -> list[dict]:
+    """Each collective's transfer on the fabric from its start: its FabricTime on each
+    member."""
+    transfers = [Transfer(c.start, plan, tag=(c.group, c.seq))
+                 for c, plan in zip(collectives, plans)]
     results = simulate(placement, transfers) if transfers else []
     fabric: list[dict] = [{} for _ in programs]
     for c, plan, res in zip(collectives, plans, results):
-        c.end = res.end_ns
+        c.algorithm, c.bus_bytes, c.end = plan.algorithm, float(plan.bus_bytes), res.end_ns
         sent, received = _bytes_per_rank(plan)
         for r, i in c.members.items():
             ins = programs[r].instructions[i]
@@ -213,13 +218,3 @@ def _bytes_per_rank(plan) -> tuple[dict, dict]:
             received[f.dst] = received.get(f.dst, 0) + f.nbytes
     return sent, received
 
-
-def _same(a: list[dict], b: list[dict], tol: float = 1e-6) -> bool:
-    for x, y in zip(a, b):
-        if x.keys() != y.keys():
-            return False
-        for i, f in x.items():
-            g = y[i]
-            if abs(f.start - g.start) > tol or abs(f.end - g.end) > tol:
-                return False
-    return True
