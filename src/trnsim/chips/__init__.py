@@ -141,17 +141,24 @@ def load_chip(chip=None) -> Chip:
         return chip
     if chip is None or (isinstance(chip, str) and not chip.strip()):
         chip = os.environ.get(_ENV, "").strip() or _DEFAULT
-    if not isinstance(chip, os.PathLike):
-        key = str(chip).strip().lower()
-        if key in _ALIASES:
-            return _load_builtin(_ALIASES[key])
+    return load_named_or_file(chip, _ALIASES, _load_builtin, _parse, "chip")
+
+
+def load_named_or_file(spec, names: dict, load_builtin, parse, what: str):
+    """A data file: built in (`names`: each accepted name -> its built-in key, loaded by
+    `load_builtin`) or a user's JSON file at path `spec`, read by `parse(text, where)`.
+    Chips and fabric topologies are both loaded this way."""
+    if not isinstance(spec, os.PathLike):
+        key = str(spec).strip().lower()
+        if key in names:
+            return load_builtin(names[key])
         if not (key.endswith(".json") or os.sep in key or "/" in key):
-            raise ValueError(f"unknown chip {chip!r}; valid names: {', '.join(_ALIASES)} "
-                             f"(or a path to a chip JSON file)")
-    path = Path(chip).expanduser()
+            raise ValueError(f"unknown {what} {spec!r}; valid names: {', '.join(names)} "
+                             f"(or a path to a {what} JSON file)")
+    path = Path(spec).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(f"chip file not found: {path}")
-    return _parse(path.read_text(encoding="utf-8"), str(path))
+        raise FileNotFoundError(f"{what} file not found: {path}")
+    return parse(path.read_text(encoding="utf-8"), str(path))
 
 
 @functools.lru_cache(maxsize=None)
@@ -162,13 +169,19 @@ def _load_builtin(name: str) -> Chip:
 
 # ---------------------------------------------------------------- parsing
 
-def _parse(text: str, where: str) -> Chip:
+def json_object(text: str, where: str) -> dict:
+    """The JSON object a data file (chip, topology) holds; errors name the file."""
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
         raise ValueError(f"{where}: invalid JSON: {e}") from None
     if not isinstance(data, dict):
         raise ValueError(f"{where}: top level must be a JSON object")
+    return data
+
+
+def _parse(text: str, where: str) -> Chip:
+    data = json_object(text, where)
     sources: dict = {}
     top = {}
     for key in ("name", "nc_version", "core_name"):

@@ -39,10 +39,9 @@ from __future__ import annotations
 
 import functools
 import importlib.resources
-import json
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
+
+from ..chips import json_object, load_chip, load_named_or_file
 
 __all__ = ["Link", "Topology", "Placement", "load_topology", "available_topologies"]
 
@@ -95,11 +94,11 @@ class Topology:
         return _chip_route(self, src, dst)
 
     def max_ranks_per_chip(self) -> int:
-        return _chip(self.chip).cores_per_chip
+        return load_chip(self.chip).cores_per_chip
 
     def rank_dma_bandwidth(self) -> float:
         """Bytes/ns one rank's (one NeuronCore's) DMA engines move."""
-        return _chip(self.chip).core.dma.aggregate_bandwidth / 1e9
+        return load_chip(self.chip).core.dma.aggregate_bandwidth / 1e9
 
     def placement(self, num_ranks: int) -> "Placement":
         num_ranks = int(num_ranks)
@@ -119,11 +118,6 @@ class Topology:
                 f"but a {self.chip} chip has {limit} NeuronCores (at most "
                 f"{limit * self.num_chips} ranks)")
         return Placement(self, num_ranks, per_chip)
-
-
-def _chip(name):
-    from trnsim.chips import load_chip
-    return load_chip(name)
 
 
 @functools.lru_cache(maxsize=None)
@@ -189,17 +183,8 @@ def load_topology(topology) -> Topology:
     """A Topology from a Topology, a built-in name or a path to a JSON file."""
     if isinstance(topology, Topology):
         return topology
-    if not isinstance(topology, os.PathLike):
-        key = str(topology).strip().lower()
-        if key in _BUILTIN:
-            return _load_builtin(key)
-        if not (key.endswith(".json") or "/" in key or os.sep in key):
-            raise ValueError(f"unknown topology {topology!r}; built-in: {', '.join(_BUILTIN)} "
-                             f"(or a path to a topology JSON file)")
-    path = Path(topology).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"topology file not found: {path}")
-    return _parse(path.read_text(encoding="utf-8"), str(path))
+    return load_named_or_file(topology, {n: n for n in _BUILTIN}, _load_builtin, _parse,
+                              "topology")
 
 
 @functools.lru_cache(maxsize=None)
@@ -209,12 +194,7 @@ def _load_builtin(name: str) -> Topology:
 
 
 def _parse(text: str, where: str) -> Topology:
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{where}: invalid JSON: {e}") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{where}: top level must be a JSON object")
+    data = json_object(text, where)
     sources, v = {}, {}
     for key, node in data.items():
         if isinstance(node, dict):

@@ -689,10 +689,15 @@ def _page(title: str, heading: str, name: str, sub: str, body: str,
 def write_report(profile, path) -> str:
     """Write the report for `profile` to `path` (a file, or a directory in which
     `<kernel>.report.html` is written). Returns the path written."""
+    return _write_html(render_report(profile), path,
+                       f"{views.kernel_name(profile)}.report.html")
+
+
+def _write_html(text: str, path, name_in_dir: str) -> str:
+    """Write `text` to `path`, or to `name_in_dir` inside `path` if it is a directory."""
     path = os.fspath(path)
     if os.path.isdir(path):
-        path = os.path.join(path, f"{views.kernel_name(profile)}.report.html")
-    text = render_report(profile)
+        path = os.path.join(path, name_in_dir)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w", encoding="utf-8") as f:
         f.write(text)
@@ -733,14 +738,8 @@ the slowest member of each group</span></h2>{_ranks_table(rp)}</section>
 def write_ranks_report(rp, path) -> str:
     """Write the multi-rank report to `path` (a file, or a directory in which
     `<kernel>.ranks.report.html` is written). Returns the path written."""
-    path = os.fspath(path)
-    if os.path.isdir(path):
-        path = os.path.join(path, f"{views.kernel_name(rp)}.ranks.report.html")
-    text = render_ranks_report(rp)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(text)
-    return path
+    return _write_html(render_ranks_report(rp), path,
+                       f"{views.kernel_name(rp)}.ranks.report.html")
 
 
 def _gbps(x: float) -> str:
