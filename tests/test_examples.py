@@ -147,3 +147,13 @@ def test_example_references_agree_with_mine(ex):
                                rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(ex["tensor_add"].reference(x, w[None, :].repeat(9, 0)),
                                   x + w)
+
+
+def test_load_example_registers_the_module_while_it_runs(tmp_path, monkeypatch):
+    """A dataclass under postponed annotations looks its module up in sys.modules."""
+    import trnsim.examples as examples
+    (tmp_path / "with_dataclass.py").write_text(
+        "from __future__ import annotations\nfrom dataclasses import dataclass\n\n\n"
+        "@dataclass\nclass Point:\n    x: int\n")
+    monkeypatch.setattr(examples, "EXAMPLES", tmp_path)
+    assert examples.load_example("with_dataclass").Point(3).x == 3
