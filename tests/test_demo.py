@@ -24,3 +24,12 @@ def test_demo_profiles_examples_and_writes_outputs(tmp_path, monkeypatch, capsys
         assert sum(e.get("name") == "nc_matmul" and e.get("ph") == "X" for e in events) == 128
         html = (out_dir / f"tiled_matmul-{chip}.report.html").read_text()
         assert "<html" in html.lower() and "nc_matmul" in html
+    # the collective kernel on both fabrics: a process per rank and the Fabric's
+    for chip, topology in demo.TOPOLOGIES.items():
+        assert f"{topology:22}" in out
+        trace = json.loads((out_dir / f"tp_linear_all_reduce-{chip}.trace.json").read_text())
+        events = trace["traceEvents"] if isinstance(trace, dict) else trace
+        names = {e["args"]["name"] for e in events if e.get("name") == "process_name"}
+        assert sum(n.startswith("Rank ") for n in names) == 16
+        assert any(n.startswith("Fabric") for n in names)
+        assert (out_dir / f"tp_linear_all_reduce-{chip}.report.html").exists()
