@@ -29,8 +29,13 @@ takes, see trnsim.fabric.algorithms: the bytes this rank contributes), and
 A prepare is recorded on "cc" too, with `prepare` (the kind) and `group` but no
 `group_seq`: it moves nothing across the fabric.
 """
-from .fixed import (all_gather, all_reduce, all_to_all, collective_permute,  # noqa: F401
+from .fixed import (all_gather, all_reduce, all_to_all, collective_permute,
                     rank_id, reduce_scatter)
-from .ring import (collective_permute_implicit,  # noqa: F401
+from .ring import (collective_permute_implicit,
                    collective_permute_implicit_reduce, current_processing_rank_id)
-from .variable import all_gather_v, all_to_all_v, prepare, trigger  # noqa: F401
+from .variable import all_gather_v, all_to_all_v, prepare, trigger
+
+__all__ = ["all_reduce", "all_gather", "reduce_scatter", "all_to_all", "collective_permute",
+           "rank_id", "all_to_all_v", "all_gather_v", "prepare", "trigger",
+           "collective_permute_implicit", "collective_permute_implicit_reduce",
+           "current_processing_rank_id"]
