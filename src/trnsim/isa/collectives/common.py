@@ -40,15 +40,22 @@ def group_lists(replica_group) -> list[tuple[int, ...]]:
                                  "rank lists, e.g. ReplicaGroup([[0, 1, 2, 3]])") from None
 
 
-def my_group(ins: Instr, replica_group) -> tuple[int, ...]:
-    """This rank's rank-list, after checking the replica group partitions the ranks it
-    names into disjoint lists of ranks that exist."""
-    run = active_run()
-    world = getattr(run, "world", None)
+def world_of(ins: Instr):
+    """The World of the multi-rank run this rank belongs to (a collective fails
+    outside one)."""
+    world = getattr(active_run(), "world", None)
     if world is None:
         ins.fail("a collective needs several ranks: run the kernel with "
                  "nki.multi_rank_simulate(kernel, world_size=N, per_rank_inputs=...) or "
                  "trnsim.profile_ranks", UnsupportedError)
+    return world
+
+
+def my_group(ins: Instr, replica_group) -> tuple[int, ...]:
+    """This rank's rank-list, after checking the replica group partitions the ranks it
+    names into disjoint lists of ranks that exist."""
+    run = active_run()
+    world = world_of(ins)
     lists = group_lists(replica_group)
     shown = [list(g) for g in lists]
     ins.require(lists and all(lists), f"replica_group {shown} must hold non-empty rank lists")

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...machine.errors import UnsupportedError
 from ...machine.runtime import active_run
 from ..base import Instr, describe
 from .common import (ENGINE, HBM_ONLY, HBM_OR_SBUF, begin, exchange, group_signature,
                      last_handle, my_group, nbytes, position, read_all, reduce_op,
-                     reduce_values, shapes, write)
+                     reduce_values, shapes, world_of, write)
 
 
 def all_reduce(srcs, dsts, replica_group, op, priority=None, name=None):
@@ -142,11 +141,7 @@ def _pairs(ins: Instr, source_target_pairs) -> list[tuple[int, int]]:
     except (TypeError, ValueError):
         ins.fail(f"source_target_pairs={source_target_pairs!r} must be (source, target) "
                  "rank pairs")
-    world = getattr(active_run(), "world", None)
-    if world is None:
-        ins.fail("a collective needs several ranks: run the kernel with "
-                 "nki.multi_rank_simulate(kernel, world_size=N, per_rank_inputs=...)",
-                 UnsupportedError)
+    world = world_of(ins)
     for a, b in pairs:
         ins.require(0 <= a < world.size and 0 <= b < world.size,
                     f"source_target_pairs names rank {a if not 0 <= a < world.size else b}; "
