@@ -89,6 +89,7 @@ def schedule_ranks(programs, placement, chip=None, order: str = "compiler",
     chip = load_chip(chip if chip is not None else programs[0].chip)
     collectives = _collectives(programs)
     plans = [_plan(programs, placement, c) for c in collectives]
+    traffic = [_traffic(programs, c, plan) for c, plan in zip(collectives, plans)]
     fabric: list[dict] = [{} for _ in programs]
     signatures = [_signature(p) for p in programs]
     timelines, rounds, converged, starts = [], 0, False, None
@@ -100,7 +101,7 @@ def schedule_ranks(programs, placement, chip=None, order: str = "compiler",
             converged = True
             break
         starts = arrived
-        fabric = _on_fabric(programs, placement, collectives, plans)
+        fabric = _on_fabric(len(programs), placement, collectives, plans, traffic)
     collectives.sort(key=lambda c: (c.start, c.group, c.seq))
     return RanksTimeline(timelines, collectives, rounds, converged)
 
@@ -163,30 +164,37 @@ def _arrivals(collectives, timelines) -> list[float]:
     return [c.start for c in collectives]
 
 
-def _on_fabric(programs, placement, collectives, plans) -> list[dict]:
+def _on_fabric(nranks, placement, collectives, plans, traffic) -> list[dict]:
     """Each collective's transfer on the fabric from its start: its FabricTime on each
     member."""
     transfers = [Transfer(c.start, plan, tag=(c.group, c.seq))
                  for c, plan in zip(collectives, plans)]
     results = simulate(placement, transfers) if transfers else []
-    fabric: list[dict] = [{} for _ in programs]
-    for c, plan, res in zip(collectives, plans, results):
+    fabric: list[dict] = [{} for _ in range(nranks)]
+    for c, plan, res, moved in zip(collectives, plans, results, traffic):
         c.algorithm, c.bus_bytes, c.end = plan.algorithm, float(plan.bus_bytes), res.end_ns
-        sent, received = _bytes_per_rank(plan)
         for r, i in c.members.items():
-            ins = programs[r].instructions[i]
-            in_hbm = any(a.space == "hbm" for a in ins.reads + ins.writes)
-            out, into = sent.get(r, 0), received.get(r, 0)
             terms = {"collective": c.kind, "algorithm": plan.algorithm,
                      "group_size": len(c.group), "bytes": c.nbytes,
                      "bus_bytes": c.bus_bytes, "wait_ns": c.start - c.arrivals[r],
-                     "transfer_ns": c.end - c.start, "sent_bytes": out,
-                     "received_bytes": into,
-                     # its DMA engines write what it sends to the peers' memory; its
-                     # HBM is read for what it sends and written with what it receives
-                     "rank_hbm_bytes": out + into if in_hbm else 0}
+                     "transfer_ns": c.end - c.start, **moved[r]}
             fabric[r][i] = FabricTime(c.start, c.end, terms)
     return fabric
+
+
+def _traffic(programs, c: Collective, plan) -> dict:
+    """Each member's bytes in the plan: sent, received, and through its HBM stack."""
+    sent, received = _bytes_per_rank(plan)
+    out = {}
+    for r, i in c.members.items():
+        ins = programs[r].instructions[i]
+        in_hbm = any(a.space == "hbm" for a in ins.reads + ins.writes)
+        s, into = sent.get(r, 0), received.get(r, 0)
+        # its DMA engines write what it sends to the peers' memory; its HBM is read for
+        # what it sends and written with what it receives
+        out[r] = {"sent_bytes": s, "received_bytes": into,
+                  "rank_hbm_bytes": s + into if in_hbm else 0}
+    return out
 
 
 def _plan(programs, placement, c: Collective):
