@@ -147,7 +147,8 @@ def run_ranks(fn, per_rank_inputs, *, world_size: int, lnc: int = 1, chip=None,
     if not isinstance(world_size, int) or world_size < 1:
         raise ValueError(f"world_size={world_size!r} must be a positive int")
     inputs = _inputs_of(per_rank_inputs, world_size)
-    _check_inputs_agree(inputs, param_names(fn, len(inputs[0][0])))
+    names = param_names(fn, len(inputs[0][0]))  # every rank's arguments agree
+    _check_inputs_agree(inputs, names)
     if strict is None:
         strict = strict_from_env()
     # loop expansion would append a collective's instructions without the rendezvous
@@ -170,7 +171,6 @@ def run_ranks(fn, per_rank_inputs, *, world_size: int, lnc: int = 1, chip=None,
         r = i // lnc
         if device_args[r] is None:  # the rank's first core brings its inputs in
             args, kwargs = inputs[r]
-            names = param_names(fn, len(args))
             device_args[r] = ([hosts[r].to_device(a, n) for a, n in zip(args, names)],
                               {k: hosts[r].to_device(v, k) for k, v in kwargs.items()})
         a, kw = device_args[r]
