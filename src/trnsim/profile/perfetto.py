@@ -32,7 +32,6 @@ precision (3 decimals).
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from typing import Callable
 
@@ -260,7 +259,8 @@ def write_perfetto(profile, path) -> str:
     """Write `profile` as Chrome Trace Event JSON to `path` (a file, or a directory in
     which `<kernel>.trace.json` is written). Returns the path written."""
     events, meta = trace_events(profile)
-    return _write_trace(_trace_path(path, profile), events, meta)
+    return _write_trace(
+        views.output_path(path, f"{views.kernel_name(profile)}.trace.json"), events, meta)
 
 
 def write_ranks_perfetto(ranks_profile, path) -> str:
@@ -269,19 +269,12 @@ def write_ranks_perfetto(ranks_profile, path) -> str:
     written): a process per rank's NeuronCore and the Fabric process (module
     docstring). Returns the path written."""
     events, meta = ranks_trace_events(ranks_profile)
-    return _write_trace(_trace_path(path, ranks_profile, ".ranks"), events, meta)
-
-
-def _trace_path(path, profile, kind: str = "") -> str:
-    path = os.fspath(path)
-    if os.path.isdir(path):
-        path = os.path.join(path, f"{views.kernel_name(profile)}{kind}.trace.json")
-    return path
+    return _write_trace(
+        views.output_path(path, f"{views.kernel_name(ranks_profile)}.ranks.trace.json"),
+        events, meta)
 
 
 def _write_trace(path: str, events: list[dict], meta: dict) -> str:
-    parent = os.path.dirname(os.path.abspath(path))
-    os.makedirs(parent, exist_ok=True)
     with open(path, "w") as f:
         f.write('{"displayTimeUnit": "ns", "otherData": ')
         json.dump(meta, f)

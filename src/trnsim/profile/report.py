@@ -695,10 +695,7 @@ def write_report(profile, path) -> str:
 
 def _write_html(text: str, path, name_in_dir: str) -> str:
     """Write `text` to `path`, or to `name_in_dir` inside `path` if it is a directory."""
-    path = os.fspath(path)
-    if os.path.isdir(path):
-        path = os.path.join(path, name_in_dir)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    path = views.output_path(path, name_in_dir)
     with open(path, "w", encoding="utf-8") as f:
         f.write(text)
     return path

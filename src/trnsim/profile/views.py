@@ -261,6 +261,16 @@ def jsonable(v):
 
 # ---------------------------------------------------------------- naming and formatting
 
+def output_path(path, name_in_dir: str) -> str:
+    """Where an output goes: `path`, or `name_in_dir` inside `path` if it is a
+    directory; its parent directory is made."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        path = os.path.join(path, name_in_dir)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    return path
+
+
 def kernel_name(profile) -> str:
     for attr in ("kernel_name", "name"):
         v = getattr(profile, attr, None)
