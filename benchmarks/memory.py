@@ -94,7 +94,7 @@ def random_bf16(shape, seed=0, block=256) -> np.ndarray:
     return a
 
 
-def _rss_mib() -> float:
+def peak_rss_mib() -> float:
     """This process's peak RSS. (VmHWM, not ru_maxrss: on Linux ru_maxrss carries over
     exec from the process that forked this one, e.g. a large bench worker.)"""
     try:
@@ -113,7 +113,7 @@ def _case(name: str) -> dict:
     import trnsim
     from trnsim.legacy import jit as legacy_jit
     from . import fidelity
-    base = _rss_mib()
+    base = peak_rss_mib()
     if name == "strided":
         x = np.ones((128, STRIDED_COLS), np.float32)
         args = (x,)
@@ -137,7 +137,7 @@ def _case(name: str) -> dict:
                "mode": "numerics"}
     else:
         raise ValueError(f"unknown case {name!r}")
-    peak = _rss_mib()
+    peak = peak_rss_mib()
     in_bytes = sum(a.nbytes for a in args)
     arenas = sum(m.nbytes for c in run.cores for m in (c.sbuf, c.psum))
     row.update(instructions=len(run.program), input_bytes=in_bytes,

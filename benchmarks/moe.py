@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
-import resource
 import sys
 import time
 
@@ -28,6 +27,7 @@ import numpy as np
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from .collectives import DOC, replace_section, stamp  # noqa: E402
+from .memory import peak_rss_mib  # noqa: E402
 
 # ranks -> (tokens per rank, topologies): a global batch of ~2k tokens; 144 ranks only
 # on the Trn3 Gen2 UltraServer
@@ -81,7 +81,7 @@ def measure(ranks, tokens, topology, skew, replicate) -> dict:
             "skew_ratio": rb.max() / rb.mean(), "max_recv": int(rb.max()),
             "dispatch": d, "combine": c, "tails": tails,
             "cpu_s": time.process_time() - c0,
-            "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            "rss_mb": peak_rss_mib()}
 
 
 def run(only=None, log=print) -> dict:
