@@ -107,17 +107,54 @@ def fold(op, values, start=None) -> np.ndarray:
     name = _op_name(op)
     v = _rows(values)
     if start is not None:
-        s = np.broadcast_to(np.asarray(start, np.float32).reshape(-1), (v.shape[0],))
-        v = np.concatenate([s.reshape(-1, 1), v], axis=1)
+        start = np.broadcast_to(np.asarray(start, np.float32).reshape(-1), (v.shape[0],))
     with np.errstate(all="ignore"):
+        if name in ("add", "subtract", "multiply"):
+            return _sequential(_UFUNC[name], v, start)
+        if start is not None:
+            v = np.concatenate([start.reshape(-1, 1), v], axis=1)
         if name in ("maximum", "minimum"):  # order-free
             return _UFUNC[name].reduce(v, axis=1).astype(np.float32)
         if name in ("abs_max", "abs_min"):
             f = np.maximum if name == "abs_max" else np.minimum
             return f.reduce(np.abs(v), axis=1).astype(np.float32)
-        if name in _UFUNC:
-            return _UFUNC[name].accumulate(v, axis=1, dtype=np.float32)[:, -1]
     raise ValueError(f"{name} is not an accumulating operator")
+
+
+def _sequential(ufunc, v: np.ndarray, start) -> np.ndarray:
+    """reg = ufunc(reg, v[:, i]) for i in order, per row, in fp32, from reg = `start`
+    ((P,), or None: from v[:, 0]); `_chain`'s bits. NumPy reduces along an axis that
+    is not the fast one in memory sequentially (pairwise summation runs only along the
+    fast axis), so the rows are reduced as the columns of a transposed copy, every lane
+    in one vector step per element: about 4x faster than `_chain` on a [128, 2048]
+    tile. Only which NaN comes out of NaN operands can differ (NumPy's vector loop does
+    not pick the scalar chain's NaN in every lane): rows that end in NaN are chained
+    again."""
+    p, f = v.shape
+    if p < 2:  # (a single lane's column would be the fast axis)
+        return _chain(ufunc, v, start)
+    first = 0 if start is None else 1
+    # The transposing copy reads one element of every row per step: rows a multiple of
+    # 4 KiB apart share a few L1 sets and evict each other, so they are first copied to
+    # rows whose pitch is an odd number of 64-byte lines.
+    padded = np.empty((p, 16 * (-(-f // 16) | 1)), np.float32)[:, :f]
+    np.copyto(padded, v)
+    columns = np.empty((first + f, p), np.float32)
+    if first:
+        columns[0] = start
+    np.copyto(columns[first:], padded.T)
+    out = ufunc.reduce(columns, axis=0)
+    nan = np.isnan(out)
+    if nan.any():
+        out[nan] = _chain(ufunc, v[nan], None if start is None else start[nan])
+    return out
+
+
+def _chain(ufunc, v: np.ndarray, start) -> np.ndarray:
+    """`_sequential` as one scalar chain per row (ufunc.accumulate)."""
+    if start is not None:
+        v = np.concatenate([start.reshape(-1, 1), v], axis=1)
+    return ufunc.accumulate(v, axis=1, dtype=np.float32)[:, -1]
 
 
 def scan(op, values, start, value_first=True) -> np.ndarray:
