@@ -500,7 +500,7 @@ def test_fp32_mode_gram_matrix_is_the_gemm_of_contiguous_copies(monkeypatch):
 def test_fold_is_the_sequential_fp32_chain_bit_for_bit(op, p, f):
     """The accumulator registers fold each lane in element order, one fp32 operation per
     element; checked against that loop written out per lane, NaN rows (with payloads
-    and signs) included."""
+    and signs) and a lane of -0.0s included."""
     from trnsim.isa.accumulate import fold
     rng = np.random.default_rng(p * 1000 + f)
     v = (rng.standard_normal((p, f)) * 4).astype(np.float32)
@@ -510,6 +510,7 @@ def test_fold_is_the_sequential_fp32_chain_bit_for_bit(op, p, f):
     v[pick < 0.05] = rng.choice(specials, int((pick < 0.05).sum()))
     v[pick > 0.99] = rng.choice(payload_nans, int((pick > 0.99).sum()))
     start = rng.standard_normal(p).astype(np.float32)
+    v[p // 2], start[p // 2] = -0.0, -0.0  # a lane of -0.0s: their sum is -0.0
     ufunc = {"add": np.add, "subtract": np.subtract, "multiply": np.multiply}[op]
     want = np.empty(p, np.float32)
     with np.errstate(all="ignore"):
@@ -520,3 +521,30 @@ def test_fold_is_the_sequential_fp32_chain_bit_for_bit(op, p, f):
                 reg = ufunc(reg, np.float32(x))
             want[i] = reg[0]
     assert np.array_equal(_bits(got), _bits(want))
+
+
+@pytest.mark.parametrize("op", ["add", "subtract", "multiply"])
+@pytest.mark.parametrize("shape", [(1, 9), (128, 1), (127, 300), (64, 3, 40)])
+def test_tensor_reduce_fold_is_the_sequential_fp32_chain_bit_for_bit(op, shape):
+    """tensor_reduce folds the trailing axis of each lane in element order from its
+    first element, one fp32 operation per element (subtract: x0 + -x1 + -x2 ...)."""
+    from trnsim.isa.reduce import fold_fp32
+    rng = np.random.default_rng(sum(shape))
+    v = (rng.standard_normal(shape) * 4).astype(np.float32)
+    pick = rng.random(shape)
+    specials = np.array([np.inf, -np.inf, -0.0, np.nan, -np.nan], np.float32)
+    v[pick < 0.05] = rng.choice(specials, int((pick < 0.05).sum()))
+    v[(0,) * (len(shape) - 1)] = -0.0  # a lane of -0.0s
+    ufunc = np.multiply if op == "multiply" else np.add
+    rows = v.reshape(-1, shape[-1])
+    if op == "subtract":
+        rows = np.concatenate([rows[:, :1], -rows[:, 1:]], axis=1)
+    want = np.empty(len(rows), np.float32)
+    with np.errstate(all="ignore"):
+        got = fold_fp32(op, v)
+        for i, row in enumerate(rows):
+            reg = row[:1].copy()
+            for x in row[1:]:
+                reg = ufunc(reg, np.float32(x))
+            want[i] = reg[0]
+    assert np.array_equal(_bits(got), _bits(want.reshape(shape[:-1])))

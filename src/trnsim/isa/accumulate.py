@@ -41,7 +41,9 @@ and then returns None; pass values=None in that case):
     vector_accumulate(ins, cmd, op, lo, P, values, init=None) / vector_read(reduce_res, lo, P)
         The same for engine="vector".
     cmd_name(cmd) -> str, identity(op) -> float, fold(op, values, start) -> (P,) fp32,
-    scan(op, values, start, value_first=True) -> (P, F) fp32, lane0(t) -> int.
+    sequential_fold(ufunc, values, start) -> (P,) fp32 (fold's in-order core, for a
+    NumPy ufunc), scan(op, values, start, value_first=True) -> (P, F) fp32,
+    lane0(t) -> int.
 """
 from __future__ import annotations
 
@@ -110,7 +112,7 @@ def fold(op, values, start=None) -> np.ndarray:
         start = np.broadcast_to(np.asarray(start, np.float32).reshape(-1), (v.shape[0],))
     with np.errstate(all="ignore"):
         if name in ("add", "subtract", "multiply"):
-            return _sequential(_UFUNC[name], v, start)
+            return sequential_fold(_UFUNC[name], v, start)
         if start is not None:
             v = np.concatenate([start.reshape(-1, 1), v], axis=1)
         if name in ("maximum", "minimum"):  # order-free
@@ -121,15 +123,16 @@ def fold(op, values, start=None) -> np.ndarray:
     raise ValueError(f"{name} is not an accumulating operator")
 
 
-def _sequential(ufunc, v: np.ndarray, start) -> np.ndarray:
-    """reg = ufunc(reg, v[:, i]) for i in order, per row, in fp32, from reg = `start`
-    ((P,), or None: from v[:, 0]); `_chain`'s bits. NumPy reduces along an axis that
-    is not the fast one in memory sequentially (pairwise summation runs only along the
-    fast axis), so the rows are reduced as the columns of a transposed copy, every lane
-    in one vector step per element: about 4x faster than `_chain` on a [128, 2048]
-    tile. Only which NaN comes out of NaN operands can differ (NumPy's vector loop does
-    not pick the scalar chain's NaN in every lane): rows that end in NaN are chained
-    again."""
+def sequential_fold(ufunc, v: np.ndarray, start=None) -> np.ndarray:
+    """reg = ufunc(reg, v[:, i]) for i in order, per row of fp32 `v` (P, F), in fp32,
+    from reg = `start` ((P,), or None: from v[:, 0]); `_chain`'s bits. NumPy reduces
+    along an axis that is not the fast one in memory sequentially (pairwise summation
+    runs only along the fast axis), so the rows are reduced as the columns of a
+    transposed copy, every lane in one vector step per element: about 4x faster than
+    `_chain` on a [128, 2048] tile. Rows that end in NaN or zero are chained again: which
+    NaN comes out of NaN operands can differ (NumPy's vector loop does not pick the
+    scalar chain's NaN in every lane), and NumPy starts an add from +0.0, so a sum of
+    -0.0s would end in +0.0."""
     p, f = v.shape
     if p < 2:  # (a single lane's column would be the fast axis)
         return _chain(ufunc, v, start)
@@ -144,14 +147,14 @@ def _sequential(ufunc, v: np.ndarray, start) -> np.ndarray:
         columns[0] = start
     np.copyto(columns[first:], padded.T)
     out = ufunc.reduce(columns, axis=0)
-    nan = np.isnan(out)
-    if nan.any():
-        out[nan] = _chain(ufunc, v[nan], None if start is None else start[nan])
+    redo = np.isnan(out) | (out == 0)
+    if redo.any():
+        out[redo] = _chain(ufunc, v[redo], None if start is None else start[redo])
     return out
 
 
 def _chain(ufunc, v: np.ndarray, start) -> np.ndarray:
-    """`_sequential` as one scalar chain per row (ufunc.accumulate)."""
+    """`sequential_fold` as one scalar chain per row (ufunc.accumulate)."""
     if start is not None:
         v = np.concatenate([start.reshape(-1, 1), v], axis=1)
     return ufunc.accumulate(v, axis=1, dtype=np.float32)[:, -1]

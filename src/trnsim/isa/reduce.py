@@ -12,6 +12,7 @@ import numpy as np
 
 from ..machine.errors import describe
 from ..numerics.cast import to_fp32
+from .accumulate import sequential_fold
 from .base import Instr, free_size
 from .ops import alu, op_name
 
@@ -26,12 +27,11 @@ def fold_fp32(name: str, v: np.ndarray) -> np.ndarray:
     v = np.asarray(v, dtype=np.float32)
     with np.errstate(all="ignore"):
         if name == "add":
-            return np.cumsum(v, axis=-1, dtype=np.float32)[..., -1]
+            return _in_order(np.add, v)
         if name == "subtract":
-            w = np.concatenate([v[..., :1], -v[..., 1:]], axis=-1)
-            return np.cumsum(w, axis=-1, dtype=np.float32)[..., -1]
+            return _in_order(np.add, np.concatenate([v[..., :1], -v[..., 1:]], axis=-1))
         if name == "multiply":
-            return np.cumprod(v, axis=-1, dtype=np.float32)[..., -1]
+            return _in_order(np.multiply, v)
         if name == "maximum":
             return np.max(v, axis=-1)
         if name == "minimum":
@@ -48,6 +48,11 @@ def fold_fp32(name: str, v: np.ndarray) -> np.ndarray:
         if name == "logical_xor":
             return (nz.sum(axis=-1) % 2).astype(np.float32)
     raise ValueError(name)
+
+
+def _in_order(ufunc, v: np.ndarray) -> np.ndarray:
+    """`ufunc` folded along the last axis of fp32 `v` in element order."""
+    return sequential_fold(ufunc, v.reshape(-1, v.shape[-1])).reshape(v.shape[:-1])
 
 
 def fold_int(name: str, v: np.ndarray) -> np.ndarray:
