@@ -106,7 +106,10 @@ class _ListScheduler:
                          if len(ins.attrs.get("engines", ()) or ()) > 1}
         self.succ: list = [[] for _ in range(n)]  # (successor, kind)
         self.npred = [0] * n
-        self._est: dict = {}
+        # est[i]: the cost estimate of instruction i on its engine (the one assigned,
+        # once a floating one is); _est_on: a floating one's on each candidate engine
+        self.est = [self._cost_of(ins) for ins in self.instrs]
+        self._est_on: dict = {}
         self._lat: dict = {}  # engine -> result latency (ns)
         self._dependencies()
         self._fences(getattr(program, "fences", ()) or ())
@@ -131,29 +134,28 @@ class _ListScheduler:
             for a in ins.writes:
                 waw, war = write(a, i, tkey)
                 for p in waw:
-                    if p not in found:
-                        found[p] = "WAW"
+                    found.setdefault(p, "WAW")
                 for p in war:
-                    if p not in found:
-                        found[p] = "WAR"
+                    found.setdefault(p, "WAR")
             if ins.engine == "cc":  # every rank issues its collectives in program order
                 p = last_cc.get(ins.core)
-                if p is not None and p not in found:
-                    found[p] = "order"
+                if p is not None:
+                    found.setdefault(p, "order")
                 last_cc[ins.core] = i
             order = ins.attrs.get("depends_on")
             if order:
                 for p in order:
-                    if 0 <= p < i and p not in found:
-                        found[p] = "order"
+                    if 0 <= p < i:
+                        found.setdefault(p, "order")
+            found.pop(i, None)
+            npred[i] = len(found)
             for p, kind in found.items():
-                if p != i:
-                    succ[p].append((i, kind))
-                    npred[i] += 1
+                succ[p].append((i, kind))
 
     def _fences(self, fences):
         """seg[i]: the fence segment of instruction i on its core; an instruction is only
-        issued once every instruction of earlier segments of its core is."""
+        issued once every instruction of earlier segments of its core is. `fenced`: some
+        core has more than one segment (else there is nothing to hold back)."""
         instrs = self.instrs
         cuts: dict = {}  # core -> indices of the instructions that start a new segment
         for core, at in fences:
@@ -161,8 +163,12 @@ class _ListScheduler:
         for ins in instrs:  # a cross-core synchronisation is a segment of its own
             if ins.opcode in _SYNC_OPS:
                 cuts.setdefault(ins.core, set()).update((ins.index, ins.index + 1))
+        self.fenced = bool(cuts)
         self.seg = [0] * len(instrs)
         self.left: dict = {}  # (core, segment) -> instructions not yet issued
+        self.cur_seg: dict = {}
+        if not self.fenced:
+            return
         counter: dict = {}
         for ins in instrs:
             c = ins.core
@@ -174,16 +180,8 @@ class _ListScheduler:
             self.left[(c, k)] = self.left.get((c, k), 0) + 1
         self.cur_seg = {c: 0 for c in counter}
 
-    def _estimate(self, i) -> float:
-        """The compiler's cost estimate of instruction i on its engine (ns)."""
-        ins = self.instrs[i]
-        key = (i, ins.engine)
-        est = self._est.get(key)
-        if est is None:
-            est = self._est[key] = self._cost_of(ins)
-        return est
-
     def _cost_of(self, ins) -> float:
+        """The compiler's cost estimate of an instruction on its engine (ns)."""
         cost = self.cost
         if ins.engine == "tensor":
             if ins.opcode in ("nc_matmul", "nc_matmul_mx", "nc_transpose"):
@@ -200,12 +198,13 @@ class _ListScheduler:
         """Longest estimated path from each instruction to the end of the kernel."""
         n = len(self.instrs)
         prio = [0.0] * n
+        est = self.est
         for i in range(n - 1, -1, -1):
             tail = 0.0
             for s, _ in self.succ[i]:
                 if prio[s] > tail:
                     tail = prio[s]
-            prio[i] = tail + self._estimate(i)
+            prio[i] = tail + est[i]
         return prio
 
     # -- the list scheduler ---------------------------------------------------------------
@@ -224,6 +223,8 @@ class _ListScheduler:
             pos[ins.index] = len(st.ids)
             st.ids.append(ins.index)
         self.streams = streams
+        # the stream of each instruction (a floating one's default engine's until assigned)
+        self.stream_of = [streams[r] for r in self.res]
         self.pos = pos
         self.issued = bytearray(n)
         self.ready = [0.0] * n  # earliest start its dependencies allow
@@ -237,13 +238,14 @@ class _ListScheduler:
                 self._available(i)
         order: list = []
         end = 0.0
-        top, issued, numbered = self.top, self.issued, self.numbered
+        top, numbered = self.top, self.numbered
+        heappop = heapq.heappop
         while top:
-            start, i, k = heapq.heappop(top)
+            start, i, k = heappop(top)
             st = numbered[k]
-            if issued[i] or self._best(st) != (start, i):
-                continue
-            heapq.heappop(st.now if st.now else st.waiting)
+            if st.best != (start, i):
+                continue  # stale: the stream's best changed since
+            heappop(st.now if st.now else st.waiting)
             order.append(i)
             fin = self._issue(i, st, start)
             if fin > end:
@@ -273,56 +275,52 @@ class _ListScheduler:
             self.numbered.append(st)
         return st
 
-    def _pick_key(self, i):
-        """Order among instructions that can all start now: the heuristic's."""
-        if self.prio is not None:
-            return (-self.prio[i], i)
-        return (i,)
-
-    def _best(self, st):
-        """(start, index) of the instruction stream `st` issues next, or None. Every
-        eligible instruction ready by the time the stream is free can start then, and the
-        heuristic picks among those; otherwise the first to become ready goes."""
-        waiting, now, free = st.waiting, st.now, st.free
-        while waiting and waiting[0][0] <= free:
-            _, j = heapq.heappop(waiting)
-            heapq.heappush(now, self._pick_key(j))
-        if now:
-            return (free, now[0][-1])
-        if waiting:
-            return waiting[0]
-        return None
-
     def _push_best(self, st):
-        b = self._best(st)
-        if b is not None:
+        """Work out (start, index) of the instruction stream `st` issues next (`best`)
+        and offer it to the top heap if it changed. Every eligible instruction ready by
+        the time the stream is free can start then, and the heuristic picks among those;
+        otherwise the first to become ready goes. (`best` changes only here: an entry
+        in the top heap is current while it equals its stream's `best`.)"""
+        waiting, now, free = st.waiting, st.now, st.free
+        if waiting and waiting[0][0] <= free:
+            prio = self.prio
+            while waiting and waiting[0][0] <= free:
+                _, j = heapq.heappop(waiting)
+                heapq.heappush(now, (-prio[j], j) if prio is not None else (j,))
+        if now:
+            b = (free, now[0][-1])
+        elif waiting:
+            b = waiting[0]
+        else:
+            st.best = None
+            return
+        if b != st.best:
+            st.best = b
             heapq.heappush(self.top, (b[0], b[1], st.number))
 
     def _available(self, i):
         """All of i's producers are issued: eligible if its fence segment and its
         stream's window allow, else held."""
-        ins = self.instrs[i]
-        if self.seg[i] != self.cur_seg.get(ins.core, 0):
-            self.held.setdefault(ins.core, []).append(i)
-            return
+        if self.fenced:
+            core = self.instrs[i].core
+            if self.seg[i] != self.cur_seg.get(core, 0):
+                self.held.setdefault(core, []).append(i)
+                return
         if i in self.floating:
-            st = self.streams[self._assign(i)]
+            st = self._assign(i)
         else:
-            st = self.streams[self.res[i]]
+            st = self.stream_of[i]
             p = self.pos[i]
             if p >= st.head + st.limit:
                 st.later[p] = (self.arrivals, i)
                 self.arrivals += 1
                 return
-        self._eligible(i, st)
-
-    def _eligible(self, i, st):
         heapq.heappush(st.waiting, (self.ready[i], i))
-        st.queued += self._estimate(i)
+        st.queued += self.est[i]
         self._push_best(st)
 
     def _assign(self, i):
-        """The candidate engine where instruction i would finish first."""
+        """The stream of the candidate engine where instruction i would finish first."""
         ins = self.instrs[i]
         default = ins.engine
         best = None
@@ -331,20 +329,26 @@ class _ListScheduler:
                 continue
             r = (ins.core, e)
             st = self.streams[r]
-            ins.engine = e
-            fin = max(st.free, self.ready[i]) + st.queued + self._estimate(i)
+            est = self._est_on.get((i, e))
+            if est is None:
+                ins.engine = e
+                est = self._est_on[(i, e)] = self._cost_of(ins)
+            fin = max(st.free, self.ready[i]) + st.queued + est
             if best is None or fin < best[0]:
-                best = (fin, e, r)
+                best = (fin, e, r, est)
         ins.engine = default
-        _, e, r = best
+        _, e, r, est = best
         if e != default:
             ins.engine = e
             self.res[i] = r
-        return r
+        st = self.stream_of[i] = self.streams[r]
+        self.est[i] = est
+        return st
 
     def _issue(self, i, st, start) -> float:
         ins = self.instrs[i]
-        st.queued -= self._estimate(i)
+        est = self.est[i]
+        st.queued -= est
         if st.dma:
             info = self.cost.dma.cost(ins)
             c = self.cost.dma
@@ -356,7 +360,7 @@ class _ListScheduler:
             st.qnext = st.free = start + max(c.interval, info["data_ns"])
             self.done[i] = fin
             return fin
-        fin = start + self._estimate(i)
+        fin = start + est
         st.free = fin
         lat = self._lat.get(ins.engine)
         if lat is None:
@@ -365,7 +369,6 @@ class _ListScheduler:
         return fin
 
     def _after_issue(self, i, st):
-        ins = self.instrs[i]
         issued = self.issued
         issued[i] = 1
         # the stream's window slides past every issued instruction at its head
@@ -382,13 +385,16 @@ class _ListScheduler:
                 come.sort()
             else:
                 come = [later.pop(p) for p in [p for p in later if p < h + limit]]
+            ready, est, waiting = self.ready, self.est, st.waiting
             for _, j in come:
-                self._eligible(j, st)
+                heapq.heappush(waiting, (ready[j], j))
+                st.queued += est[j]
+                self._push_best(st)
         # successors
-        res, streams, ready, npred = self.res, self.streams, self.ready, self.npred
+        stream_of, ready, npred = self.stream_of, self.ready, self.npred
         done = self.done[i]
         for s, kind in self.succ[i]:
-            other = streams[res[s]]
+            other = stream_of[s]
             if kind == "WAR":
                 t = done if other is not st else 0.0
             elif other is st:
@@ -400,15 +406,19 @@ class _ListScheduler:
             npred[s] -= 1
             if npred[s] == 0:
                 self._available(s)
-        # fence segment done: release what it held
-        key = (ins.core, self.seg[i])
-        self.left[key] -= 1
-        if self.left[key] == 0 and self.cur_seg.get(ins.core) == self.seg[i]:
-            self.cur_seg[ins.core] += 1
-            held = self.held.pop(ins.core, [])
-            for j in held:
-                self._available(j)
+        if self.fenced:
+            self._segment_done(self.instrs[i].core, self.seg[i])
         self._push_best(st)
+
+    def _segment_done(self, core, seg):
+        """One more instruction of the fence segment issued: when it was the last,
+        release what the next segment held."""
+        key = (core, seg)
+        self.left[key] -= 1
+        if self.left[key] == 0 and self.cur_seg.get(core) == seg:
+            self.cur_seg[core] += 1
+            for j in self.held.pop(core, []):
+                self._available(j)
 
 
 class _Stream:
@@ -422,7 +432,7 @@ class _Stream:
     producer on another stream (`sem`) and, for a DMA queue, when it may issue the next
     transfer (`qnext`)."""
     __slots__ = ("number", "dma", "limit", "sem", "ids", "head", "free", "waiting", "now",
-                 "later", "queued", "qnext")
+                 "later", "queued", "qnext", "best")
 
     def __init__(self, number: int, dma: bool, limit: int, sem: float):
         self.number, self.dma, self.limit, self.sem = number, dma, limit, sem
@@ -434,3 +444,4 @@ class _Stream:
         self.later: dict = {}
         self.queued = 0.0
         self.qnext = 0.0
+        self.best = None
