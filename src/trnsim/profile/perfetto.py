@@ -32,10 +32,12 @@ precision (3 decimals).
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Callable
 
 from . import views
+from ..machine.gc_pause import gc_paused
 
 _ENGINE_TID_BASE = 1  # engines: tid 1..5, collectives 6; DMA queue lanes from 100
 _DMA_TID_BASE = 100
@@ -62,6 +64,11 @@ class Scope:
 
 def trace_events(profile, scope: Scope = Scope()) -> tuple[list[dict], dict]:
     """The trace's events and its metadata ("otherData")."""
+    with gc_paused():  # one dict per event, no cyclic garbage (see Profile.summary)
+        return _trace_events(profile, scope)
+
+
+def _trace_events(profile, scope: Scope) -> tuple[list[dict], dict]:
     program, timeline = profile.program, profile.timeline
     chip = getattr(profile, "chip", None) or getattr(timeline, "chip", None)
     chip_name = views.chip_name(chip)
@@ -106,6 +113,7 @@ def trace_events(profile, scope: Scope = Scope()) -> tuple[list[dict], dict]:
 
     # --- one complete event per instruction
     slices: list[dict] = []
+    operand_text = _operand_texts()
     loc_info: dict = {}  # location -> (file:line, source text)
     # the JSON of objects instructions and events share (expanded loops' attrs, cost
     # terms per cost signature), made once per object: id -> (object, its JSON form)
@@ -117,9 +125,10 @@ def trace_events(profile, scope: Scope = Scope()) -> tuple[list[dict], dict]:
         if where is None:
             where = loc_info[key] = (views.short_location(ins.location),
                                      views.source_text(ins.location))
+        writes = ins.writes
         args = {"index": ins.index,
-                "operands": [views.operand_text(a) for a in ins.accesses],
-                "bytes": int(ins.bytes_moved),
+                "operands": [operand_text(a) for a in ins.reads + writes],
+                "bytes": int(writes[0].bytes if len(writes) == 1 else ins.bytes_moved),
                 "nki_source_location": where[0]}
         if where[1]:
             args["source"] = where[1]
@@ -192,7 +201,28 @@ def _shared_json(memo: dict, obj, to_json):
 
 
 def _attrs_json(attrs: dict):
-    return views.jsonable({k: v for k, v in attrs.items() if v is not None})
+    out = {k: v for k, v in attrs.items() if v is not None}
+    for k, v in out.items():  # usually every value is plain JSON already
+        t = type(v)
+        if type(k) is not str or not (t is str or t is int or t is bool
+                                      or (t is float and math.isfinite(v))):
+            return views.jsonable(out)
+    return out
+
+
+def _operand_texts():
+    """views.operand_text, memoized on what the text shows (the operands of a loop's
+    iterations differ in their addresses only)."""
+    memo: dict = {}
+
+    def text(a) -> str:
+        key = (a.role, a.tensor, a.dtype, a.space, a.p_lo, a.p_hi, a.shape, a.bytes,
+               getattr(a, "indirect", False))
+        t = memo.get(key)
+        if t is None:
+            t = memo[key] = views.operand_text(a)
+        return t
+    return text
 
 
 def _mid(e) -> float:

@@ -96,8 +96,13 @@ def cores_and_tracks(timeline) -> dict[int, list[str]]:
 
 def hbm_bytes(ins) -> tuple[int, int]:
     """(bytes read from HBM, bytes written to HBM) by one instruction."""
-    r = sum(a.bytes for a in ins.reads if a.space == "hbm")
-    w = sum(a.bytes for a in ins.writes if a.space == "hbm")
+    r = w = 0
+    for a in ins.reads:
+        if a.space == "hbm":
+            r += a.bytes
+    for a in ins.writes:
+        if a.space == "hbm":
+            w += a.bytes
     return r, w
 
 
