@@ -100,6 +100,7 @@ import json
 import os
 from collections import defaultdict
 
+from ..machine.gc_pause import gc_paused
 from .explorer_schema import (ENUMS, NOT_FILLED, REQUIRED, SCHEMA, SCHEMA_VERSION,
                               TABLE_DESCRIPTIONS, columns)
 
@@ -556,22 +557,32 @@ def build_tables(prof) -> dict[str, list[dict]]:
 def _complete(table: str, row: dict) -> dict:
     """The row with every documented field, in the documented order, values coerced to
     the documented types (None stays None)."""
+    get = row.get
     out = {}
-    for name, typ, _, _ in SCHEMA[table]:
-        v = row.get(name)
-        if v is not None:
-            if typ in ("int64", "int32"):
-                v = int(round(float(v)))
-            elif typ in ("float", "double"):
-                v = float(v)
-                if v != v or v in (float("inf"), float("-inf")):
-                    v = None
-            elif typ == "bool":
-                v = bool(v)
-            else:
-                v = str(v)
-        out[name] = v
+    for name, coerce in _COERCIONS[table]:
+        v = get(name)
+        out[name] = None if v is None else coerce(v)
     return out
+
+
+def _as_int(v):
+    return v if type(v) is int else int(round(float(v)))
+
+
+def _as_float(v):
+    v = float(v)
+    return None if v != v or v in (_INF, -_INF) else v
+
+
+def _as_str(v):
+    return v if type(v) is str else str(v)
+
+
+_INF = float("inf")
+_COERCE = {"int64": _as_int, "int32": _as_int, "float": _as_float, "double": _as_float,
+           "bool": bool}
+_COERCIONS = {table: [(name, _COERCE.get(typ, _as_str)) for name, typ, _, _ in fields]
+              for table, fields in SCHEMA.items()}
 
 
 # -- writing ------------------------------------------------------------------------------
@@ -588,7 +599,8 @@ def write_explorer(prof, path, format: str = "parquet") -> str:
             raise MissingPyarrow("Parquet export needs pyarrow: pip install 'trnsim[explorer]' "
                                  "(or export with format='json')") from None
     path = os.fspath(path)
-    tables = build_tables(prof)
+    with gc_paused():  # a dict per row, no cyclic garbage (see Profile.summary)
+        tables = build_tables(prof)
     os.makedirs(path, exist_ok=True)
     for table in SCHEMA:  # tables of an earlier export that this one does not write
         for ext in (".parquet", ".json"):
@@ -597,9 +609,9 @@ def write_explorer(prof, path, format: str = "parquet") -> str:
                 os.remove(old)
     for table, rows in tables.items():
         target = os.path.join(path, f"{table}.{format}")
-        if format == "json":
+        if format == "json":  # one row per line
             with open(target, "w") as f:
-                json.dump(rows, f, indent=0)
+                f.write("[\n" + ",\n".join(map(json.dumps, rows)) + "\n]\n")
             continue
         schema = pa.schema([(name, getattr(pa, _ARROW[typ])())
                             for name, typ, _, _ in SCHEMA[table]])

@@ -30,6 +30,7 @@ import json
 import math
 import os
 
+from ..machine.gc_pause import gc_paused
 from ..timing.timeline import busy_time
 from . import views
 from .insights import OUTLIER_FACTOR, collective_outliers, kind_medians, ranks_insights
@@ -689,8 +690,9 @@ def _page(title: str, heading: str, name: str, sub: str, body: str,
 def write_report(profile, path) -> str:
     """Write the report for `profile` to `path` (a file, or a directory in which
     `<kernel>.report.html` is written). Returns the path written."""
-    return _write_html(render_report(profile), path,
-                       f"{views.kernel_name(profile)}.report.html")
+    with gc_paused():  # many small objects, no cyclic garbage (see Profile.summary)
+        text = render_report(profile)
+    return _write_html(text, path, f"{views.kernel_name(profile)}.report.html")
 
 
 def _write_html(text: str, path, name_in_dir: str) -> str:
