@@ -3,6 +3,7 @@ iterations and expands the rest records exactly what running every iteration rec
 and declines or falls back wherever it cannot know that."""
 from __future__ import annotations
 
+import dataclasses
 import sys
 
 import numpy as np
@@ -27,7 +28,8 @@ def _record(run):
                sorted(i.attrs.items(), key=str), [sorted(a._asdict().items()) for a in
                                                   i.reads + i.writes])
               for i in p.instructions]
-    allocs = [sorted((k, v) for k, v in a.__dict__.items() if k != "vaddr" or a.explicit)
+    allocs = [sorted((f.name, getattr(a, f.name)) for f in dataclasses.fields(a)
+                     if f.name != "vaddr" or a.explicit)
               for a in p.allocations.values()]
     return instrs, allocs, list(p.fences)
 

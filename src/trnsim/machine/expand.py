@@ -86,7 +86,11 @@ GIVE_UP = 2
 _SAMPLING = ((SAMPLES, (1,)), (8, (2, 4)))
 ENV = "TRNSIM_EXPAND"
 
-_new = object.__new__
+# iterations whose numbers are made Python ints at once (their ints, a few dozen each,
+# and the copies are built block by block: see _Plan.expand)
+_ROWS = 1024
+_VADDR = Allocation.__slots__.index("vaddr")
+assert Allocation.__slots__[0] == "id" and Allocation.__slots__[-1] == "declared_at"
 _LOOP_FILES: set = set()  # front-end modules whose frames sit between a loop and its body
 
 
@@ -542,25 +546,28 @@ class _Plan:
         cache = run.expansion.parts
         builders = [_InstructionBuilder(ins, _instruction_parts(ins, allocs, cache)[1])
                     for ins in p.instructions[start:end]]
-        values = self.row(np.arange(first, stop, dtype=np.int64))
         with gc_paused():  # (only new, acyclic objects: a collection would find nothing)
-            self._append(p, values, builders, tmpl_alloc, tmpl_fence)
+            # a block of iterations at a time: the Python ints of a row that the record
+            # does not keep are freed, and their memory reused, before the next block
+            for lo in range(first, stop, _ROWS):
+                values = self.row(np.arange(lo, min(lo + _ROWS, stop), dtype=np.int64))
+                self._append(p, values, builders, tmpl_alloc, tmpl_fence)
 
     def _append(self, p, values, builders, tmpl_alloc, tmpl_fence):
         allocs = p.allocations
         first_alloc = self.record_numbers - len(tmpl_alloc) * 3 - len(tmpl_fence)
         out = p.instructions
         fences = p.fences
+        tmpl_fields = [(al, al.field_values()) for al in tmpl_alloc]
         for row in values.tolist():
             pos = first_alloc  # allocations first: accesses take their vaddr
             ids = {}
-            for al in tmpl_alloc:
-                na = _new(Allocation)
-                na.__dict__.update(al.__dict__)
-                na.id, na.declared_at = row[pos], row[pos + 1]
+            for al, fields in tmpl_fields:
+                fields[0], fields[-1] = row[pos], row[pos + 1]  # id, declared_at
                 if al.explicit:
-                    na.vaddr = row[pos + 2]
+                    fields[_VADDR] = row[pos + 2]
                 pos += 3
+                na = Allocation(*fields)
                 allocs[na.id] = na
                 ids[al.id] = na.id
             self.last_ids = ids
@@ -635,9 +642,10 @@ class _InstructionBuilder:
                 continue
             off, p_lo, p_hi, lo, hi, aid = nums
             if aid >= 0:
-                base = allocs[aid].vaddr
-                lo += base
-                hi += base
+                al = allocs[aid]
+                lo += al.vaddr
+                hi += al.vaddr
+                aid = al.id  # (one int object per allocation, not one per operand)
             accs.append(with_place(tmpl, off, p_lo, p_hi, lo, hi, aid))
         index = row[pos]
         pos += 1

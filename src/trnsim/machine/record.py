@@ -58,7 +58,7 @@ def _jsonable(v):
     return str(getattr(v, "value", v))
 
 
-@dataclass
+@dataclass(slots=True)
 class Allocation:
     """An on-chip tensor the kernel declared (`nl.ndarray` and friends), as the
     compiler's allocator sees it.
@@ -85,6 +85,10 @@ class Allocation:
     partitions: int
     explicit: bool
     declared_at: int  # index of the first instruction recorded after the declaration
+
+    def field_values(self) -> list:
+        """Its fields in order: `Allocation(*values)` is a copy (loop expansion's)."""
+        return [getattr(self, name) for name in self.__slots__]
 
     @property
     def blocks(self) -> int:
