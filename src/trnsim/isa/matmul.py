@@ -271,14 +271,14 @@ class _Marks:
         else:
             self.groups[self.idx] = gid
 
-    def written(self) -> bool:
-        """Whether every byte of the view was ever written (its initialized-flags)."""
-        if self.view is not None:  # a regular view: the flags as one word per element
-            flags, ones = _flag_view(self.t)
-            if flags is not None:
-                return bool((flags == ones).all())
-        init = self.t.storage.memory.init
-        return bool(init[_byte_index(self.t, element_offsets(self.t)[0])].all())
+
+def _written(t: NkiTensor) -> bool:
+    """Whether every byte of PSUM view `t` was ever written (its initialized-flags)."""
+    flags, ones = _flag_view(t)
+    if flags is not None:  # a regular view: the flags as one word per element
+        return bool((flags == ones).all())
+    init = t.storage.memory.init
+    return bool(init[_byte_index(t, element_offsets(t)[0])].all())
 
 
 def psum_store(ins: Instr, dst: NkiTensor, compute, accumulate) -> None:
@@ -306,7 +306,7 @@ def psum_store(ins: Instr, dst: NkiTensor, compute, accumulate) -> None:
     else:
         acc = np.asarray(bool(accumulate))
         if acc and ins.numerics and not np.all(prev):
-            _warn_uninitialized(ins, dst, marks or _Marks(ins, pg.array(), dst), prev)
+            _warn_uninitialized(ins, dst, prev)
     every = bool(acc.all())
     some = every or bool(acc.any())
     ins.attrs["accumulate"] = every if every or not some else "partial"
@@ -354,12 +354,12 @@ def psum_store(ins: Instr, dst: NkiTensor, compute, accumulate) -> None:
     marks.set(gid)
 
 
-def _warn_uninitialized(ins: Instr, dst: NkiTensor, marks: _Marks, prev):
+def _warn_uninitialized(ins: Instr, dst: NkiTensor, prev):
     """accumulate=True adds to what PSUM holds; only never-written PSUM is undefined
     (as the docs say). Without numerics the written-flags are not kept: no check."""
     if np.all(prev) or not ins.numerics:
         return
-    if not marks.written():
+    if not _written(dst):
         ins.warn(f"accumulate=True onto dst {describe(dst)}, which was never written: "
                  "undefined behavior (start the group with accumulate=False)")
 
