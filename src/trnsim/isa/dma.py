@@ -13,6 +13,7 @@ import numpy as np
 
 from ..machine.errors import UnsupportedError, describe
 from ..machine.tensor import NkiTensor
+from ..numerics.cast import to_fp32
 from .base import Instr
 from .enums import coerce, dge_mode as DgeMode, engine as Engine, oob_mode as OobMode
 from .ops import alu
@@ -165,7 +166,7 @@ def dma_copy(dst, src, priority=None, oob_mode=OobMode.error, dge_mode=DgeMode.u
             ins.write("dst", dst, raw.reshape(dst.shape), raw=True, skip_oob=skip,
                       mask=_row_mask(keep, src, dst.shape))
         else:
-            ins.write("dst", dst, raw.astype(np.float32).reshape(dst.shape), skip_oob=skip,
+            ins.write("dst", dst, to_fp32(raw).reshape(dst.shape), skip_oob=skip,
                       mask=_row_mask(keep, src, dst.shape))
     return _handle()
 
