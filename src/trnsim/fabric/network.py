@@ -59,53 +59,196 @@ class TransferResult:
         return self.plan.bus_bytes / self.duration_ns if self.duration_ns else 0.0
 
 
-def max_min_rates(num_flows, entry_flow, entry_link, capacity, keep_below=0.0, previous=None):
+def max_min_rates(num_flows, entry_flow, entry_link, capacity):
     """Max-min fair rates of flows; entry_flow/entry_link list each (flow, link) use.
-
-    Progressive filling: every unfrozen flow's rate is the common ``level``;
-    raise it until a link fills, freeze that link's flows at the level, drop
-    their entries, repeat.  Flows without entries get rate 0.
-
-    Warm start: when the flow set is an earlier one minus flows whose rates
-    were >= ``keep_below`` in ``previous`` (that earlier solution), filling
-    runs exactly as before up to that level (no link of a removed flow filled
-    below its rate, and every other link sees the same flows), so flows with
-    ``previous`` rates below it keep them and filling resumes at that level.
-    """
-    capacity = np.asarray(capacity, dtype=float)
-    tolerance = 1e-9 * capacity
+    Flows without entries get rate 0."""
+    capacity = np.append(np.asarray(capacity, dtype=float), np.inf)
+    routes = _padded(num_flows, np.asarray(entry_flow), np.asarray(entry_link), len(capacity) - 1)
+    routed = (routes < len(capacity) - 1).any(axis=1)
     rate = np.zeros(num_flows)
-    frozen = np.zeros(num_flows, dtype=bool)
-    flow, link = np.asarray(entry_flow), np.asarray(entry_link)
-    residual = capacity.copy()
-    level = 0.0
-    if keep_below == np.inf:
-        return previous.copy()
-    if keep_below > 0:
-        kept = previous[flow] < keep_below * (1 - 1e-9)
-        residual -= np.bincount(link[kept], weights=previous[flow[kept]], minlength=len(residual))
-        rate[flow[kept]] = previous[flow[kept]]
-        frozen[flow[kept]] = True
-        flow, link = flow[~kept], link[~kept]
-        level = keep_below * (1 - 1e-9)
-        residual -= level * np.bincount(link, minlength=len(residual))
-    share = np.empty_like(capacity)
-    while len(flow):
-        count = np.bincount(link, minlength=len(residual))
-        used = count > 0
-        share.fill(np.inf)
-        np.divide(residual, count, out=share, where=used)
-        increment = share.min()
-        if increment > 0:
-            level += increment
-            residual -= increment * count
-        full = used & (residual <= tolerance)
-        newly = flow[full[link]]
-        rate[newly] = level
-        frozen[newly] = True
-        keep = ~frozen[flow]
-        flow, link = flow[keep], link[keep]
+    rate[routed] = _fill(routes[routed], capacity)[0]
     return rate
+
+
+_SAME = 1e-12   # a rate this close above another (relative) is float noise, not faster
+
+
+def _padded(num_flows, entry_flow, entry_link, pad):
+    """One row of link ids per flow (its entries in order), padded with ``pad``."""
+    length = np.bincount(entry_flow, minlength=num_flows)
+    routes = np.full((num_flows, max(length.max(initial=0), 1)), pad, dtype=np.int64)
+    order = np.argsort(entry_flow, kind="stable")
+    flow = entry_flow[order]
+    routes[flow, np.arange(len(flow)) - (np.cumsum(length) - length)[flow]] = entry_link[order]
+    return routes
+
+
+def _fill(routes, residual):
+    """Max-min fair rates of flows on links with ``residual`` capacity (used up in
+    place); ``routes`` has one row of link ids per flow, padded with a link of
+    infinite capacity.  Returns each flow's rate and bottleneck (the link it
+    froze on).
+
+    Progressive filling (raise every unfrozen flow's rate equally until a link
+    fills, freeze that link's flows, repeat), many links at a time: a link's fill
+    level (its residual over its unfrozen flows) only rises as flows elsewhere
+    freeze, so a link whose level is the lowest among all links sharing a flow
+    with it fills at exactly that level, whatever else freezes first.  Each round
+    freezes every such link's flows at its level.
+    """
+    rate = np.zeros(len(routes))
+    bottleneck = np.zeros(len(routes), dtype=np.int64)
+    count = np.bincount(routes.ravel(), minlength=len(residual)).astype(float)
+    level = np.empty_like(residual)
+    rows = np.arange(len(routes))
+    while True:
+        level.fill(np.inf)
+        np.divide(np.maximum(residual, 0.0), count, out=level, where=count > 0)
+        at = level[routes]
+        lowest = at.min(axis=1)
+        # a link some flow on it sees a lower level on does not fill at its own
+        held = np.zeros(len(level), dtype=bool)
+        held[routes[at > lowest[:, None]]] = True
+        fills = ~held[routes]
+        done = fills.any(axis=1)
+        if done.all():
+            rate[rows] = lowest
+            bottleneck[rows] = routes[np.arange(len(routes)), fills.argmax(axis=1)]
+            break
+        frozen = routes[done]
+        rate[rows[done]] = lowest[done]
+        bottleneck[rows[done]] = frozen[np.arange(len(frozen)), fills[done].argmax(axis=1)]
+        residual -= np.bincount(frozen.ravel(), np.repeat(lowest[done], routes.shape[1]),
+                                len(residual))
+        count -= np.bincount(frozen.ravel(), minlength=len(residual))
+        rows, routes = rows[~done], routes[~done]
+    return rate, bottleneck
+
+
+class _Sharing:
+    """The max-min fair rates of the moving flows, kept up to date as flows start and stop.
+
+    An allocation is max-min fair if and only if it is feasible and every flow
+    has a bottleneck: a full link on which no flow is faster (Bertsekas &
+    Gallager, Data Networks, 6.5.2); so it is unique.  Each flow keeps the link
+    it froze on.  After a change, ``update`` re-fills, on the capacity the other
+    flows leave, the flows whose bottleneck may no longer hold: new flows and the
+    flows sharing a link with them, flows frozen on a link that lost a flow, and,
+    repeatedly, flows frozen on a link that a re-filled flow crosses.  Every other
+    flow's bottleneck keeps its flows and their rates, so it still holds.  A
+    re-filled flow's holds unless a flow that was not re-filled is faster on it;
+    then that link's flows join and filling runs again (at worst over every flow:
+    the plain solution).
+
+    Link ids index ``capacity``, whose last link (infinite capacity) pads routes.
+    """
+
+    def __init__(self, routes, capacity):
+        self.routes = routes
+        self.capacity = np.append(capacity, np.inf)
+        self.pad = len(capacity)
+        num_flows, num_links = len(routes), len(self.capacity)
+        owner = np.repeat(np.arange(num_flows), routes.shape[1])
+        flat = routes.ravel()
+        by_link = np.argsort(flat, kind="stable")
+        self.link_flow = owner[by_link]                       # flows on link l: link_ptr[l]..
+        self.link_ptr = np.searchsorted(flat[by_link], np.arange(num_links + 1))
+        self.moving = np.zeros(num_flows, dtype=bool)
+        self.moving_count = 0
+        self.rate = np.zeros(num_flows)
+        self.bottleneck = np.full(num_flows, self.pad)         # pad: not moving or not solved
+        self.crossing = np.zeros(num_links, dtype=np.int64)   # moving flows on a link
+        self.load = np.zeros(num_links)                       # their rates' sum
+        self.bottlenecked = np.zeros(num_links, dtype=np.int64)   # flows frozen on it
+        self.new = []                                         # flows started since update
+        self.chosen = np.zeros(num_flows, dtype=bool)          # scratch for _closure
+        self.touched = np.zeros(num_links, dtype=bool)        # links that lost flows
+
+    def _moving_on(self, links):
+        """Moving flows on any of ``links`` (with repeats), and the link of each."""
+        starts, lengths = self.link_ptr[links], self.link_ptr[links + 1] - self.link_ptr[links]
+        offsets = np.repeat(starts - np.cumsum(lengths) + lengths, lengths)
+        flow = self.link_flow[offsets + np.arange(len(offsets))]
+        link = np.repeat(links, lengths)
+        on = self.moving[flow]
+        return flow[on], link[on]
+
+    def start(self, ids):
+        self.moving[ids] = True
+        self.moving_count += len(ids)
+        self.crossing += np.bincount(self.routes[ids].ravel(), minlength=len(self.load))
+        self.new.append(self._moving_on(np.unique(self.routes[ids]))[0])
+
+    def stop(self, ids):
+        links = self.routes[ids]
+        self.load -= np.bincount(links.ravel(), np.repeat(self.rate[ids], links.shape[1]),
+                                 len(self.load))
+        self.crossing -= np.bincount(links.ravel(), minlength=len(self.load))
+        self.bottlenecked -= np.bincount(self.bottleneck[ids], minlength=len(self.load))
+        self.touched[links] = True
+        self.moving[ids] = False
+        self.moving_count -= len(ids)
+        self.rate[ids] = 0.0
+        self.bottleneck[ids] = self.pad
+
+    def update(self):
+        """Re-solve around the flows started and stopped since the last call; the flows
+        whose rates were re-solved."""
+        ids = self.new[0] if len(self.new) == 1 else np.concatenate(self.new or [[]]).astype(int)
+        ids = self._closure(ids, self.touched)
+        self.new, self.touched = [], np.zeros(len(self.load), dtype=bool)
+        while len(ids):
+            links = self.routes[ids]
+            self.load -= np.bincount(links.ravel(), np.repeat(self.rate[ids], links.shape[1]),
+                                     len(self.load))
+            rate, bottleneck = _fill(links, self.capacity - self.load)
+            self.load += np.bincount(links.ravel(), np.repeat(rate, links.shape[1]), len(self.load))
+            self.bottlenecked += (np.bincount(bottleneck, minlength=len(self.load))
+                                  - np.bincount(self.bottleneck[ids], minlength=len(self.load)))
+            self.rate[ids], self.bottleneck[ids] = rate, bottleneck
+            failed = self._failed(links, rate, bottleneck)
+            if not len(failed):
+                return ids
+            ids = self._closure(np.concatenate([ids, self._moving_on(failed)[0]]), self.touched)
+        return ids
+
+    def _closure(self, ids, crossed):
+        """``ids`` (with repeats) and every moving flow frozen on a link in ``crossed`` or
+        crossed by one of them, repeatedly, without repeats: a flow whose rate changes
+        moves the level of each bottleneck it crosses."""
+        chosen = self.chosen                 # all False between calls
+        chosen[ids] = True
+        ids = np.flatnonzero(chosen) if len(ids) else ids
+        found, crossed = [ids], crossed.copy()
+        chosen_on = np.zeros(len(crossed), dtype=np.int64)   # chosen flows frozen on a link
+        while True:
+            crossed[self.routes[ids]] = True
+            crossed[self.pad] = False
+            chosen_on += np.bincount(self.bottleneck[ids], minlength=len(crossed))
+            missing = np.flatnonzero(crossed & (self.bottlenecked > chosen_on))
+            if not len(missing):
+                break
+            flow, link = self._moving_on(missing)
+            ids = flow[(self.bottleneck[flow] == link) & ~chosen[flow]]
+            chosen[ids] = True
+            found.append(ids)
+        ids = np.concatenate(found) if len(found) > 1 else found[0]
+        chosen[ids] = False
+        return ids
+
+    def _failed(self, links, rate, bottleneck):
+        """Links the re-filled flows (their ``links``, ``rate`` and ``bottleneck``) froze
+        on that carry a faster flow, one not re-filled."""
+        num_links = len(self.load)
+        level = np.zeros(num_links)
+        level[bottleneck] = rate
+        shared = np.zeros(num_links, dtype=bool)
+        shared[bottleneck] = True
+        shared &= self.crossing > np.bincount(links.ravel(), minlength=num_links)
+        if not shared.any():
+            return np.zeros(0, dtype=np.int64)
+        flow, link = self._moving_on(np.flatnonzero(shared))
+        return np.unique(link[self.rate[flow] > level[link] * (1 + _SAME)])
 
 
 class _Flows:
@@ -118,14 +261,13 @@ class _Flows:
         nbytes, latency, step_of, e_flow, e_link = [], [], [], [], []
         self.step_ranges, self.step_reduce, self.step_transfer = [], [], []
         self.first_step = []          # per transfer: its first step's index
-        self.step_entries = []        # per step: its range in entry_flow / entry_link
         for t, tr in enumerate(transfers):
             if tr.plan.placement is not None and tr.plan.placement != place:
                 raise ValueError(f"transfer {t} ({tr.tag!r}) was planned on another placement")
             self.first_step.append(len(self.step_ranges))
             for step in tr.plan.steps:
                 s = len(self.step_ranges)
-                lo, entries_lo = len(nbytes), len(e_flow)
+                lo = len(nbytes)
                 for f in step.flows:
                     key = (f.src, f.dst)
                     if key not in routes:
@@ -138,16 +280,15 @@ class _Flows:
                     latency.append(route_latency)
                     step_of.append(s)
                 self.step_ranges.append((lo, len(nbytes)))
-                self.step_entries.append((entries_lo, len(e_flow)))
                 self.step_reduce.append(step.reduce_bytes)
                 self.step_transfer.append(t)
         self.nbytes = np.array(nbytes, dtype=float)
         self.latency = np.array(latency, dtype=float)
         self.step_of = np.array(step_of, dtype=np.int64)
-        self.entry_flow = np.array(e_flow, dtype=np.int64)
-        self.entry_link = np.array(e_link, dtype=np.int64)
-        self.routed = np.bincount(self.entry_flow, minlength=len(nbytes)) > 0
         self.capacity = np.array([link.bandwidth for link in links], dtype=float)
+        entry_flow = np.array(e_flow, dtype=np.int64)
+        self.routes = _padded(len(nbytes), entry_flow, np.array(e_link, dtype=np.int64), len(links))
+        self.routed = np.bincount(entry_flow, minlength=len(nbytes)) > 0
 
 
 def simulate(place, transfers) -> list:
@@ -157,7 +298,6 @@ def simulate(place, transfers) -> list:
     flows = _Flows(place, transfers)
     num_flows, num_steps = len(flows.nbytes), len(flows.step_ranges)
     remaining = np.zeros(num_flows)
-    active = np.zeros(num_flows, dtype=bool)
     pending = np.zeros(num_steps, dtype=np.int64)
     arrival = np.full(num_steps, -np.inf)
     results = [TransferResult(tr.start_ns, tr.start_ns + topo.launch_overhead_ns, [], tr.tag, tr.plan)
@@ -187,39 +327,32 @@ def simulate(place, transfers) -> list:
         steps = flows.step_of[done]
         np.maximum.at(arrival, steps, now + flows.latency[done])
         np.subtract.at(pending, steps, 1)
-        for s in np.unique(steps):
-            if pending[s] == 0:
-                end_step(int(s), now)
+        for s in np.unique(steps[pending[steps] == 0]):
+            end_step(int(s), now)
 
+    sharing = _Sharing(flows.routes, flows.capacity)
+    finish_at = np.full(num_flows, np.inf)
+    since = np.zeros(num_flows)          # remaining[f] is what was left at since[f]
+    rate = np.zeros(num_flows)           # the rate flow f has moved at since since[f]
     now = 0.0
-    live_flow = np.zeros(0, dtype=np.int64)     # the (flow, link) entries of moving flows
-    live_link = np.zeros(0, dtype=np.int64)
-    rates, keep_below = np.zeros(num_flows), 0.0   # keep_below: warm start, see max_min_rates
-    while events or len(live_flow):
-        if len(live_flow):
-            idx = np.flatnonzero(active)
-            rates = max_min_rates(num_flows, live_flow, live_link, flows.capacity, keep_below, rates)
-            keep_below = np.inf
-            rate = rates[idx]
-            to_finish = remaining[idx] / rate
-            soonest = to_finish.min()
-            next_finish = now + soonest
-        else:
-            next_finish = np.inf
+    while events or sharing.moving_count:
+        changed = sharing.update()
+        remaining[changed] -= rate[changed] * (now - since[changed])
+        since[changed] = now
+        rate[changed] = sharing.rate[changed]
+        finish_at[changed] = now + remaining[changed] / rate[changed]
+        next_finish = finish_at.min()
         next_event = events[0][0] if events else np.inf
         when = min(next_finish, next_event)
-        if len(live_flow):
+        if next_finish < np.inf:
             dt = when - now
-            remaining[idx] -= rate * dt
-            # by to_finish, not dt alone: now + soonest may round to now when now is large
+            soonest = next_finish - now
+            # by the time to finish, not dt alone: now + soonest may round to now when now is large
             horizon = soonest * (1 + 1e-9) if next_finish <= next_event else dt
-            done = idx[to_finish <= max(horizon, dt * (1 + 1e-12)) + 1e-9]
+            done = np.flatnonzero(finish_at - now <= max(horizon, dt * (1 + 1e-12)) + 1e-9)
             if len(done):
-                remaining[done] = 0.0
-                active[done] = False
-                keep_below = min(keep_below, rates[done].min())
-                keep = active[live_flow]
-                live_flow, live_link = live_flow[keep], live_link[keep]
+                finish_at[done] = np.inf
+                sharing.stop(done)
                 finish(done, when)
         now = when
         while events and events[0][0] <= now:
@@ -232,12 +365,9 @@ def simulate(place, transfers) -> list:
             ids = np.arange(lo, hi)
             moving = (flows.nbytes[ids] > 0) & flows.routed[ids]
             remaining[ids[moving]] = flows.nbytes[ids[moving]]
-            active[ids[moving]] = True
-            a, b = flows.step_entries[s]
-            take = active[flows.entry_flow[a:b]]
-            live_flow = np.concatenate([live_flow, flows.entry_flow[a:b][take]])
-            live_link = np.concatenate([live_link, flows.entry_link[a:b][take]])
-            keep_below = 0.0
+            since[ids[moving]] = now
+            rate[ids[moving]] = 0.0
+            sharing.start(ids[moving])
             if not moving.all():
                 finish(ids[~moving], now)
     for r in results:
