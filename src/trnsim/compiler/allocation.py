@@ -59,11 +59,11 @@ SCRATCH_ALIGN = 512  # HBM spill slots, as HbmSpace aligns tensors
 
 class _Block:
     """The allocator's state of one block."""
-    __slots__ = ("alloc", "index", "uses", "next", "placement", "dirty", "loads",
+    __slots__ = ("alloc", "index", "arena", "uses", "next", "placement", "dirty", "loads",
                  "copy_valid", "scratch", "written", "save_memo")
 
-    def __init__(self, alloc: Allocation, index: int):
-        self.alloc, self.index = alloc, index
+    def __init__(self, alloc: Allocation, index: int, arena: Arena):
+        self.alloc, self.index, self.arena = alloc, index, arena
         self.uses: list[int] = []  # instruction indices (input program) that access it
         self.next = 0  # position in `uses` of the next access
         self.placement: Placement | None = None
@@ -73,10 +73,6 @@ class _Block:
         self.copy_valid = False  # the spill copy in `scratch` equals the bytes
         self.scratch: tuple[int, int] | None = None  # HBM [lo, hi) of its spill slot
         self.save_memo: tuple | None = None  # (next, needs a save) until it is written
-
-    @property
-    def key(self):
-        return (self.alloc.id, self.index)
 
     @property
     def nbytes(self) -> int:
@@ -124,6 +120,7 @@ def _spill_copy(blk: _Block, role: str, mode: str) -> Access:
 class _Allocator:
     def __init__(self, program: Program):
         self.program = program
+        self.allocs = program.allocations
         chip = program.chip
         core = chip.core
         self.arenas: dict[tuple, Arena] = {}
@@ -135,19 +132,18 @@ class _Allocator:
         self.plan = MemoryPlan(program.allocations,
                                {k: a.capacity for k, a in self.arenas.items()})
         self.out: list[Instruction] = []
-        self.blocks: dict[tuple, _Block] = {}
-        self.touched: list[list[_Block]] = []  # per instruction: its automatic blocks
+        self.blocks: dict[int, dict[int, _Block]] = {}  # alloc id -> block index -> block
+        self.touched: list[list | None] = []  # per instruction: its automatic blocks
         self.explicit: dict[int, list] = {}  # alloc id -> [first, last] instruction
         self.hbm_writes = HbmWrites(program.instructions)
         self.scratch_next = 0
 
     # -- the uses of every block ----------------------------------------------------
     def scan(self) -> None:
-        allocs = self.program.allocations
-        blocks, touched = self.blocks, self.touched
+        allocs, blocks, touched = self.allocs, self.blocks, self.touched
         hbm_end = 0
         for i, ins in enumerate(self.program.instructions):
-            mine: dict[tuple, _Block] = {}
+            mine: dict[_Block, None] = {}
             for accesses in (ins.reads, ins.writes):
                 for a in accesses:
                     if a.space == "hbm":
@@ -162,16 +158,18 @@ class _Allocator:
                         span = self.explicit.setdefault(aid, [alloc.declared_at, i])
                         span[1] = i
                         continue
+                    row = blocks.get(aid)
+                    if row is None:
+                        row = blocks[aid] = {}
                     for b in _blocks_of(alloc, a):
-                        key = (aid, b)
-                        if key in mine:
-                            continue
-                        blk = blocks.get(key)
+                        blk = row.get(b)
                         if blk is None:
-                            blk = blocks[key] = _Block(alloc, b)
-                        mine[key] = blk
-                        blk.uses.append(i)
-            touched.append(list(mine.values()))
+                            blk = row[b] = _Block(alloc, b,
+                                                  self.arenas[(alloc.space, alloc.core)])
+                        if blk not in mine:
+                            mine[blk] = None
+                            blk.uses.append(i)
+            touched.append(list(mine) if mine else None)
         self.scratch_next = -(-hbm_end // SCRATCH_ALIGN) * SCRATCH_ALIGN + SCRATCH_ALIGN
 
     # -- the walk -------------------------------------------------------------------
@@ -183,27 +181,35 @@ class _Allocator:
                 Placement(aid, 0, a.vaddr, a.row_bytes, first, last))
             self.arenas[(a.space, a.core)].explicit.append(
                 (first, last, a.vaddr, a.vaddr + a.row_bytes))
+        out, physical = self.out, self.physical
         renumbered = []
         for i, ins in enumerate(self.program.instructions):
             mine = self.touched[i]
+            if mine is None:
+                ins.index = len(out)
+                renumbered.append(ins.index)
+                out.append(ins)
+                continue
             for blk in mine:
                 if blk.placement is None:
                     self.bring_in(blk, i, ins, mine)
-            ins.index = len(self.out)
-            renumbered.append(ins.index)
-            writes = ins.writes
-            if mine:
-                ins.reads = tuple(self.physical(a) for a in ins.reads)
-                ins.writes = tuple(self.physical(a) for a in writes)
-            self.out.append(ins)
-            for blk in mine:
-                self.after_access(blk, i, ins, writes)
-        renumbered.append(len(self.out))
-        for ins in self.out:  # explicit order edges name instructions by index
+            index = ins.index = len(out)
+            renumbered.append(index)
+            out.append(ins)
+            ins.reads = tuple([physical(a) for a in ins.reads])
+            virtual = ins.writes
+            ins.writes = tuple([physical(a) for a in virtual])
+            self.note_writes(i, ins, virtual)
+            for blk in mine:  # free each block after its last use
+                blk.next += 1
+                if blk.next == len(blk.uses):
+                    self.release(blk, index)
+        renumbered.append(len(out))
+        for ins in out:  # explicit order edges name instructions by index
             dep = ins.attrs.get("depends_on")
             if dep:
                 ins.attrs = {**ins.attrs, "depends_on": [renumbered[d] for d in dep]}
-        prog = Program(self.program.chip, self.program.lnc, self.out,
+        prog = Program(self.program.chip, self.program.lnc, out,
                        self.program.allocations, self.plan,
                        [(c, renumbered[at]) for c, at in self.program.fences])
         for key, arena in self.arenas.items():
@@ -211,11 +217,8 @@ class _Allocator:
             self.plan.peak[key] = arena.peak
         return prog
 
-    def arena(self, blk: _Block) -> Arena:
-        return self.arenas[(blk.alloc.space, blk.alloc.core)]
-
     def bring_in(self, blk: _Block, i: int, ins: Instruction, mine: list) -> None:
-        arena = self.arena(blk)
+        arena = blk.arena
         size = blk.alloc.block_bytes
         start = self.fit(arena, size, i, blk.uses[-1])
         if start is None:
@@ -228,10 +231,10 @@ class _Allocator:
     def compact(self, arena: Arena, i: int, ins: Instruction, mine: list) -> None:
         """Empty the arena and place the instruction's blocks in it side by side (those
         that were resident move: saved if needed and loaded back)."""
-        for b in list(arena.resident.values()):
+        for b in list(arena.resident):
             self.evict(b)
         for blk in mine:
-            if self.arena(blk) is not arena:
+            if blk.arena is not arena:
                 continue
             reserved = self.reserved(arena, i, blk.uses[-1])
             start = next_fit(merged(arena.taken + reserved), blk.alloc.block_bytes, 0, 0,
@@ -246,7 +249,7 @@ class _Allocator:
         size = arena.footprint(start, blk.alloc.block_bytes)
         blk.placement = Placement(blk.alloc.id, blk.index, start, size, index)
         self.plan.placements.append(blk.placement)
-        arena.resident[blk.key] = blk
+        arena.resident[blk] = None
         arena.occupy(start, start + size)
         arena.cursor = start + size
         arena.used += size
@@ -255,8 +258,8 @@ class _Allocator:
             self.reload(blk, ins)
 
     def release(self, blk: _Block, last: int) -> None:
-        arena = self.arena(blk)
-        del arena.resident[blk.key]
+        arena = blk.arena
+        del arena.resident[blk]
         p = blk.placement
         arena.vacate(p.start, p.start + p.size, last)
         p.last = last
@@ -264,26 +267,27 @@ class _Allocator:
         blk.placement = None
         arena.note(len(self.out))
 
-    def after_access(self, blk: _Block, i: int, ins: Instruction, writes) -> None:
-        """Note what `ins` (input index i; `writes`: its virtual write accesses) did to
-        the block, and free the block after its last use."""
-        alloc = blk.alloc
-        for a in writes:
-            if a.alloc != alloc.id:
+    def note_writes(self, i: int, ins: Instruction, virtual: tuple) -> None:
+        """Note what `ins` (input index i; `virtual`: its write accesses before placement)
+        wrote into its blocks."""
+        source = False  # not looked for yet
+        for a in virtual:
+            row = self.blocks.get(a.alloc)
+            if row is None or a.space == "hbm":
                 continue
-            touched = _blocks_of(alloc, a)
-            if blk.index in touched:
+            if source is False:
                 source = _hbm_source(ins)
-                if source is not None and not blk.dirty and len(touched) == 1:
+            covered = _blocks_of(self.allocs[a.alloc], a)
+            single = len(covered) == 1
+            for b in covered:
+                blk = row[b]
+                if source is not None and not blk.dirty and single:
                     blk.loads.append((i, source, a))
                 else:
                     blk.dirty, blk.loads = True, []
                 blk.written = True
                 blk.copy_valid = False
                 blk.save_memo = None
-        blk.next += 1
-        if blk.next == len(blk.uses):
-            self.release(blk, len(self.out) - 1)
 
     # -- placement ------------------------------------------------------------------
     @staticmethod
@@ -299,12 +303,12 @@ class _Allocator:
                   ins: Instruction) -> int | None:
         """Make room for `size` bytes by evicting the best window of blocks; returns its
         start, or None when the blocks of `mine` already placed leave no window."""
-        pinned = {b.key for b in mine}
+        pinned = set(mine)
         fixed = merged([(b.placement.start, b.placement.start + b.placement.size)
-                         for b in arena.resident.values() if b.key in pinned]
+                         for b in arena.resident if b in pinned]
                         + self.reserved(arena, now, until))
         fixed_lo = [lo for lo, _ in fixed]
-        movable = sorted((b for b in arena.resident.values() if b.key not in pinned),
+        movable = sorted((b for b in arena.resident if b not in pinned),
                          key=lambda b: b.placement.start)
         starts = [b.placement.start for b in movable]
         ends = [b.placement.start + b.placement.size for b in movable]
@@ -389,18 +393,16 @@ class _Allocator:
 
     # -- addresses ------------------------------------------------------------------
     def physical(self, a: Access) -> Access:
-        aid = a.alloc
-        if aid < 0 or a.space == "hbm":
+        row = self.blocks.get(a.alloc)  # None: HBM, or an explicitly placed tensor
+        if row is None or a.space == "hbm":
             return a
-        alloc = self.program.allocations[aid]
-        if alloc.explicit:
-            return a
+        alloc = self.allocs[a.alloc]
         bb = alloc.block_bytes
         b0, off = divmod(a.lo - alloc.vaddr, bb)
-        first = self.blocks[(aid, b0)].placement
+        first = row[b0].placement
         if off + a.hi - a.lo <= bb:  # within one block
             return with_bytes(a, first.start + off, first.start + off + (a.hi - a.lo))
-        places = [self.blocks[(alloc.id, b)].placement for b in _blocks_of(alloc, a)]
+        places = [row[b].placement for b in _blocks_of(alloc, a)]
         contiguous = all(q.start == first.start + k * bb for k, q in enumerate(places))
         if contiguous:
             return with_bytes(a, first.start + off, first.start + off + (a.hi - a.lo))
@@ -408,7 +410,7 @@ class _Allocator:
                           max(q.start + q.size for q in places))
 
     def overflow(self, arena: Arena, i: int, mine: list, ins: Instruction):
-        own = [b for b in mine if self.arena(b) is arena]
+        own = [b for b in mine if b.arena is arena]
         need = sum(arena.footprint(0, b.alloc.block_bytes) for b in own)
         allocs = self.program.allocations
         held = [allocs[aid] for aid, (first, last) in self.explicit.items()

@@ -20,7 +20,7 @@ class Arena:
     def __init__(self, space: str, core: int, capacity: int, align: int, chip_name: str):
         self.space, self.core, self.capacity, self.align = space, core, capacity, align
         self.chip_name = chip_name
-        self.resident: dict = {}  # block key -> block (allocation._Block)
+        self.resident: dict = {}  # its blocks (allocation._Block), in placement order
         self.taken: list[tuple[int, int]] = []  # resident [start, end), sorted
         self.busy: list[tuple[int, int]] = []  # resident or cooling spans, sorted
         self.cooling: dict[tuple[int, int], int] = {}
@@ -90,7 +90,8 @@ class Arena:
             if self.cooling.get(span) != when:
                 continue  # stale: used up since
             tried.append((when, span))
-            for s in (span[0], (span[1] - size) // self.align * self.align):
+            last = (span[1] - size) // self.align * self.align
+            for s in (span[0], last) if last != span[0] else (last,):
                 age = self._window_age(s, size, taken)
                 if age is not None and (best is None or age < best[0]):
                     best = (age, s)

@@ -7,24 +7,34 @@ from bisect import bisect_right
 
 
 class HbmWrites:
-    """(position, lo, hi) of every HBM write of `instructions`, by position."""
+    """(position, lo, hi) of every HBM write of `instructions`, by position: listed at
+    the first question (most programs never ask one), so the instructions' HBM writes
+    must stay as they are until then."""
 
     def __init__(self, instructions):
-        self.writes = [(i, a.lo, a.hi) for i, ins in enumerate(instructions)
-                       for a in ins.writes if a.space == "hbm"]
-        self.at = [w[0] for w in self.writes]
+        self.instructions = instructions
+        self.writes: list | None = None
+        self.at: list = []
         # (lo, hi, since) -> how far past `since` no write touches [lo, hi): the repeats
         # of one load are all asked about from the same `since`
         self._clear: dict = {}
 
+    def _list(self) -> list:
+        self.writes = [(i, a.lo, a.hi) for i, ins in enumerate(self.instructions)
+                       for a in ins.writes if a.space == "hbm"]
+        self.at = [w[0] for w in self.writes]
+        return self.writes
+
     def written(self, lo: int, hi: int, since: int, until: int) -> bool:
         """Whether an instruction strictly between positions `since` and `until` writes
         any of HBM bytes [lo, hi)."""
+        writes = self.writes
+        if writes is None:
+            writes = self._list()
         key = (lo, hi, since)
         k = self._clear.get(key)
         if k is None:
             k = bisect_right(self.at, since)
-        writes = self.writes
         while k < len(writes) and writes[k][0] < until:
             if writes[k][1] < hi and lo < writes[k][2]:
                 return True
