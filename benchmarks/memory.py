@@ -14,8 +14,10 @@ temporaries larger than a row block, runs the kernel and reports its peak RSS. R
   with an online max and sum of exponentials. Its bound is about twice the kernel's HBM
   tensors plus the on-chip arenas.
 
-`ratio` = (peak - baseline) / input bytes; `tensors` are all the kernel's HBM tensors
-(inputs, outputs, scratch); `arenas` the SBUF/PSUM arrays the run held at its end
+`ratio` = (peak - baseline) / input bytes, where the peak is that of the run (recording
+and the compiler model: `trnsim.run_kernel`); `profile ratio` the same with the run then
+scheduled into a Profile (`trnsim.profile`'s peak). `tensors` are all the kernel's HBM
+tensors (inputs, outputs, scratch); `arenas` the SBUF/PSUM arrays the run held at its end
 (values and flags; none without numerics).
 """
 from __future__ import annotations
@@ -112,19 +114,21 @@ def _case(name: str) -> dict:
     import ml_dtypes
     import trnsim
     from trnsim.legacy import jit as legacy_jit
+    from trnsim.profile.profile import Profile
     from . import fidelity
     base = peak_rss_mib()
     if name == "strided":
         x = np.ones((128, STRIDED_COLS), np.float32)
         args = (x,)
-        _, run = trnsim.run_kernel(fidelity.strided_stores, args, chip="trn2", numerics=False)
+        out, run = trnsim.run_kernel(fidelity.strided_stores, args, chip="trn2",
+                                     numerics=False)
         row = {"kernel": f"strided_stores x=fp32[128, {STRIDED_COLS}] (trn2)",
                "mode": "timing only"}
     elif name == "matmul":
         K, M, N = MATMUL_SHAPE
         args = (np.ones((K, M), ml_dtypes.bfloat16), np.ones((K, N), ml_dtypes.bfloat16))
         fn = fidelity._legacy_tutorial().VARIANTS["tiled"].fn
-        _, run = legacy_jit.run_legacy(fn, args, {}, chip="trn1", numerics=False)
+        out, run = legacy_jit.run_legacy(fn, args, {}, chip="trn1", numerics=False)
         row = {"kernel": f"legacy tiled matmul K={K} M={M} N={N} bf16 (trn1)",
                "mode": "timing only"}
     elif name == "lse":
@@ -138,12 +142,16 @@ def _case(name: str) -> dict:
     else:
         raise ValueError(f"unknown case {name!r}")
     peak = peak_rss_mib()
+    Profile.from_run(run, out)
+    profile_peak = peak_rss_mib()
     in_bytes = sum(a.nbytes for a in args)
     arenas = sum(m.nbytes for c in run.cores for m in (c.sbuf, c.psum))
     row.update(instructions=len(run.program), input_bytes=in_bytes,
                tensor_bytes=run.hbm.placed_bytes, arena_bytes=arenas,
                peak_rss_mib=peak, baseline_rss_mib=base,
-               ratio=(peak - base) * MIB / in_bytes)
+               ratio=(peak - base) * MIB / in_bytes,
+               profile_peak_rss_mib=profile_peak,
+               profile_ratio=(profile_peak - base) * MIB / in_bytes)
     return row
 
 
@@ -169,13 +177,15 @@ def job_memory() -> list[dict]:
 
 def table(rows: list[dict]) -> str:
     head = ("| kernel | mode | instructions | inputs (MiB) | kernel tensors (MiB) | "
-            "arenas (MiB) | baseline RSS (MiB) | peak RSS (MiB) | (peak - baseline) / inputs |")
-    lines = [head, "|" + "---|" * 9]
+            "arenas (MiB) | baseline RSS (MiB) | peak RSS (MiB) | (peak - baseline) / inputs | "
+            "profile peak RSS (MiB) | profile ratio |")
+    lines = [head, "|" + "---|" * 11]
     for r in rows:
         lines.append(f"| {r['kernel']} | {r['mode']} | {r['instructions']:,} | "
                      f"{r['input_bytes'] / MIB:,.0f} | {r['tensor_bytes'] / MIB:,.0f} | "
                      f"{r['arena_bytes'] / MIB:,.0f} | {r['baseline_rss_mib']:,.0f} | "
-                     f"{r['peak_rss_mib']:,.0f} | {r['ratio']:.2f} |")
+                     f"{r['peak_rss_mib']:,.0f} | {r['ratio']:.2f} | "
+                     f"{r['profile_peak_rss_mib']:,.0f} | {r['profile_ratio']:.2f} |")
     return "\n".join(lines)
 
 
