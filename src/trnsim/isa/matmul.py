@@ -194,11 +194,17 @@ class PsumGroups:
         return self._arr
 
     def uniform(self, box) -> int | None:
-        """The mark of every byte of `box` when known to be one value, else None."""
+        """The mark of every byte of `box` when it is one value, else None (also when a
+        pending fill overlaps it without being it)."""
         g = self.pending.get(box)
-        if g is None and self._arr is None and not self._overlapping(box):
+        if g is not None or self._overlapping(box):
+            return g
+        if self._arr is None:
             return 0
-        return g
+        a, b, c, d = box
+        marks = self._dense()[a:b, c:d]
+        first = marks[0, 0]
+        return int(first) if (marks == first).all() else None
 
     def _overlapping(self, box) -> list:
         a, b, c, d = box
