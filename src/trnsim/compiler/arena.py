@@ -90,9 +90,12 @@ class Arena:
             if self.cooling.get(span) != when:
                 continue  # stale: used up since
             tried.append((when, span))
+            # a window that is exactly one cooling span holds nothing else (busy spans
+            # are disjoint; reserved bytes aside): its age is that span's release
+            exact = not reserved and span[1] - span[0] == size and span[0] % self.align == 0
             last = (span[1] - size) // self.align * self.align
             for s in (span[0], last) if last != span[0] else (last,):
-                age = self._window_age(s, size, taken)
+                age = when if exact else self._window_age(s, size, taken)
                 if age is not None and (best is None or age < best[0]):
                     best = (age, s)
             if best is not None and best[0] == when:

@@ -34,13 +34,22 @@ def hoist_invariant_loads(program: Program) -> Program:
     """The program with each repeated loop-invariant load removed (see the module)."""
     instrs = program.instructions
     allocs = program.allocations
-    writes_of: dict = {}  # alloc id -> indices of the instructions writing it
-    for ins in instrs:
-        for a in ins.writes:
-            if a.space != "hbm" and a.alloc >= 0:
-                w = writes_of.setdefault(a.alloc, [])
-                if not w or w[-1] != ins.index:
-                    w.append(ins.index)
+    writes_of: dict | None = None  # alloc id -> indices of the instructions writing it
+
+    def writes_to(aid) -> list:
+        """The instructions writing on-chip tensor `aid` (all listed at the first
+        question: most programs repeat no load, and never ask)."""
+        nonlocal writes_of
+        if writes_of is None:
+            writes_of = {}
+            for ins in instrs:
+                for a in ins.writes:
+                    if a.space != "hbm" and a.alloc >= 0:
+                        w = writes_of.setdefault(a.alloc, [])
+                        if not w or w[-1] != ins.index:
+                            w.append(ins.index)
+        return writes_of.get(aid, [])
+
     hbm_writes = HbmWrites(instrs)
     dropped: set = set()
 
@@ -50,7 +59,7 @@ def hoist_invariant_loads(program: Program) -> Program:
         """A write to the tensor between the two loads (other than a dropped repeat).
         The repeats of a load are all checked against the load that stays: each check
         resumes where the last one for that load stopped."""
-        w = writes_of.get(aid, ())
+        w = writes_to(aid)
         c = clear.get(aid)
         k = c[1] if c is not None and c[0] == since else bisect_right(w, since)
         while k < len(w) and w[k] < until:
@@ -80,7 +89,7 @@ def hoist_invariant_loads(program: Program) -> Program:
         if dst.alloc == p_dst.alloc:  # reloaded into the tensor it is still in
             if not _same_place(dst, p_dst) or written_between(dst.alloc, p_index, ins.index):
                 continue
-        elif _fresh_copy(ins.index, dst, p_dst, allocs, writes_of):
+        elif _fresh_copy(ins.index, dst, p_dst, allocs, writes_to):
             alias[dst.alloc] = p_dst.alloc
         else:
             continue
@@ -128,11 +137,11 @@ def _plain_load(ins, allocs):
     return src, dst
 
 
-def _fresh_copy(index, dst, p_dst, allocs, writes_of) -> bool:
+def _fresh_copy(index, dst, p_dst, allocs, writes_to) -> bool:
     """dst is a tensor only this load writes, laid out as the previous copy, which only
     its own load wrote: the same value in the same place of an equal tensor."""
     new, old = allocs[dst.alloc], allocs[p_dst.alloc]
-    return (writes_of.get(dst.alloc) == [index] and len(writes_of.get(p_dst.alloc, ())) == 1
+    return (writes_to(dst.alloc) == [index] and len(writes_to(p_dst.alloc)) == 1
             and _same_layout(old, new) and dst.lo - new.vaddr == p_dst.lo - old.vaddr
             and _same_place(_moved(dst, -new.vaddr), _moved(p_dst, -old.vaddr)))
 

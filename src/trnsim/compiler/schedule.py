@@ -214,8 +214,11 @@ class _ListScheduler:
         streams: dict = {}  # resource -> its _Stream
         self.numbered: list = []  # the streams by number (heap entries carry the number)
         pos = [0] * n  # position of each instruction in its stream
-        for ins in instrs:
-            st = self._stream(self.res[ins.index], streams)
+        # the stream of each instruction (a floating one's default engine's until assigned)
+        self.stream_of = stream_of = []
+        for ins, r in zip(instrs, self.res):
+            st = self._stream(r, streams)
+            stream_of.append(st)
             if ins.index in self.floating:
                 for e in ins.attrs["engines"]:
                     self._stream((ins.core, e), streams)
@@ -223,8 +226,6 @@ class _ListScheduler:
             pos[ins.index] = len(st.ids)
             st.ids.append(ins.index)
         self.streams = streams
-        # the stream of each instruction (a floating one's default engine's until assigned)
-        self.stream_of = [streams[r] for r in self.res]
         self.pos = pos
         self.issued = bytearray(n)
         self.ready = [0.0] * n  # earliest start its dependencies allow
@@ -255,15 +256,14 @@ class _ListScheduler:
             seen = set(order)
             order += [i for i in range(n) if i not in seen]
         moved = {}
-        issued_on: dict = {}  # stream -> how many of its instructions were issued so far
+        issued_on = [0] * len(numbered)  # per stream: its instructions issued so far
         for i in order:
             if i in self.floating:
                 continue
-            r = self.res[i]
-            k = issued_on.get(r, 0)
-            issued_on[r] = k + 1
-            if pos[i] != k:
-                moved[i] = pos[i] - k
+            k = stream_of[i].number
+            if pos[i] != issued_on[k]:
+                moved[i] = pos[i] - issued_on[k]
+            issued_on[k] += 1
         return IssueOrder(order, self.heuristic, self.window, end, moved)
 
     def _stream(self, r, streams) -> "_Stream":
