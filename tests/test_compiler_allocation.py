@@ -459,3 +459,25 @@ def test_explicit_order_edges_follow_the_renumbering_of_spills_and_hoisting():
     maxes = [i for i in prog.instructions if i.opcode == "max8"]
     for a, b in zip(maxes[::2], maxes[1::2]):
         assert b.attrs["depends_on"] == [a.index]
+
+
+def test_arena_reuses_the_space_released_longest_ago_keeping_out_of_reserved_bytes():
+    from trnsim.compiler.arena import Arena
+    arena = Arena("sbuf", 0, 4096, 64, "test")
+
+    def place(size, reserved=()):
+        start = arena.find(size, list(reserved))
+        if start is not None:
+            arena.occupy(start, start + size)
+            arena.cursor = start + size
+        return start
+
+    assert [place(1024) for _ in range(4)] == [0, 1024, 2048, 3072]  # never used first
+    for start, when in ((2048, 5), (0, 7), (1024, 9), (3072, 10)):
+        arena.vacate(start, start + 1024, when)
+    assert place(1024) == 2048  # the span released first, whole
+    assert place(1024, reserved=[(0, 64)]) == 1024  # the next one holds reserved bytes
+    assert place(512) == 0  # the oldest left, from its start
+    assert place(512) == 512  # its rest
+    assert place(1024) == 3072
+    assert place(64) is None  # full
