@@ -64,7 +64,51 @@ class Rec:
                    self.writers, dict(self.readers))
 
 
-_INDEXED = 8  # a segment with this many Recs gets an index by exact partition range
+_INDEXED = 8  # a segment with this many Recs gets an index (_RecIndex)
+
+
+class _RecIndex:
+    """The Recs of one segment by exact partition range (`exact`), and in partition
+    order (`recs`, their `los` and `his`: the ranges are disjoint, so one order sorts
+    both ends), to find the Recs an access overlaps by bisection."""
+    __slots__ = ("exact", "los", "his", "recs")
+
+    def __init__(self, seg):
+        self.exact = {(r.p_lo, r.p_hi): r for r in seg}
+        self.recs = sorted(seg, key=_p_lo)
+        self.los = [r.p_lo for r in self.recs]
+        self.his = [r.p_hi for r in self.recs]
+
+    def add(self, r) -> None:
+        self.exact[(r.p_lo, r.p_hi)] = r
+        k = bisect_right(self.los, r.p_lo)
+        self.los.insert(k, r.p_lo)
+        self.his.insert(k, r.p_hi)
+        self.recs.insert(k, r)
+
+    def append(self, seg: list, r) -> None:
+        """Append Rec r (overlapping none of the segment's) to the segment `seg`."""
+        seg.append(r)
+        self.add(r)
+
+    def _first(self, p_lo) -> int:
+        """Position of the first Rec (in partition order) ending after p_lo."""
+        return bisect_right(self.his, p_lo)
+
+    def at_most(self, n: int, p_lo, p_hi) -> bool:
+        """Whether at most n Recs overlap partitions [p_lo, p_hi)."""
+        k = self._first(p_lo) + n
+        return not (k < len(self.los) and self.los[k] < p_hi)
+
+    def overlapping(self, p_lo, p_hi) -> list:
+        """The Recs overlapping partitions [p_lo, p_hi), in partition order."""
+        los, k = self.los, self._first(p_lo)
+        end = bisect_right(los, p_hi - 1, k)
+        return self.recs[k:end]
+
+
+def _p_lo(r) -> int:
+    return r.p_lo
 
 
 class SpaceMap:
@@ -76,11 +120,11 @@ class SpaceMap:
     query outside them (an HBM access looking up another row pitch's map) returns at
     once instead of walking every segment.
 
-    `exact[id(seg)]` is (seg, its Recs by (p_lo, p_hi)) for a long segment an access
-    has looked up (dropped when the segment is replaced): an access of exactly one Rec's
-    partitions overlaps that Rec only (they are disjoint), so a tile of a matrix stored
-    row-tile by row-tile (a segment of a row-pitch map with a Rec per row tile) finds
-    its Rec without a walk of the others."""
+    `exact[id(seg)]` is (seg, its _RecIndex) for a long segment an access has looked up
+    (dropped when the segment is replaced): a tile of a matrix stored row-tile by
+    row-tile (a segment of a row-pitch map with a Rec per row tile) finds its Rec, or
+    that it has none yet, without a walk of the others -- a walk per new tile made
+    writing a [heads x rows] matrix quadratic in its row tiles."""
     __slots__ = ("los", "his", "recs", "exact", "wbox", "abox")
 
     def __init__(self):
@@ -137,12 +181,17 @@ class SpaceMap:
             if len(seg) >= _INDEXED and p_lo < p_hi:
                 hit = self.exact.get(id(seg))
                 ix = hit[1] if hit is not None else self._index(seg)
-                r = ix.get((p_lo, p_hi))
+                r = ix.exact.get((p_lo, p_hi))
                 if r is not None:  # the only Rec overlapping the access
                     for w in r.writers:
                         if w != idx:
                             out.append(w)
                     r.readers[tkey] = idx
+                    cur = his[i]
+                    i += 1
+                    continue
+                if ix.at_most(0, p_lo, p_hi):  # partitions nobody touched yet
+                    ix.append(seg, Rec(p_lo, p_hi, (), {tkey: idx}))
                     cur = his[i]
                     i += 1
                     continue
@@ -160,7 +209,7 @@ class SpaceMap:
                 _fill_partitions(seg, p_lo, p_hi, idx, tkey)
                 if ix is not None:
                     for r in seg[n0:]:
-                        ix[(r.p_lo, r.p_hi)] = r
+                        ix.add(r)
             cur = his[i]
             i += 1
         if cur < hi:
@@ -187,9 +236,9 @@ class SpaceMap:
         self.his.insert(i, hi)
         self.recs.insert(i, seg)
 
-    def _index(self, seg) -> dict:
-        """The Recs of segment `seg` by (p_lo, p_hi) (built afresh, kept in `exact`)."""
-        ix = {(r.p_lo, r.p_hi): r for r in seg}
+    def _index(self, seg) -> "_RecIndex":
+        """The index of segment `seg`'s Recs (built afresh, kept in `exact`)."""
+        ix = _RecIndex(seg)
         self.exact[id(seg)] = (seg, ix)
         return ix
 
@@ -203,12 +252,18 @@ class SpaceMap:
         i = self._first(lo)
         n = len(los)
         while i < n and los[i] < hi:
-            for r in recs[i]:
+            seg = recs[i]
+            i += 1
+            if len(seg) >= _INDEXED and p_lo < p_hi:
+                hit = self.exact.get(id(seg))
+                ix = hit[1] if hit is not None else self._index(seg)
+                if ix.at_most(1, p_lo, p_hi):  # (one at most: no order to keep)
+                    seg = ix.overlapping(p_lo, p_hi)
+            for r in seg:
                 if r.p_lo < p_hi and p_lo < r.p_hi:
                     writers.extend(w for w in r.writers if w != idx)
                     if readers is not None:
                         readers.extend(v for v in r.readers.values() if v != idx)
-            i += 1
 
     # -- writes -----------------------------------------------------------------
     def write(self, p_lo, p_hi, lo, hi, idx, tkey, waw: list, war: list,
@@ -237,11 +292,14 @@ class SpaceMap:
             if len(seg) >= _INDEXED and p_lo < p_hi:
                 hit = self.exact.get(id(seg))
                 ix = hit[1] if hit is not None else self._index(seg)
-                r = ix.get((p_lo, p_hi))
+                r = ix.exact.get((p_lo, p_hi))
                 if r is not None:
                     seg.remove(r)  # last, where the general path would put it
                     seg.append(r)
                     _rewrite(r, mine, waw, war)
+                    return
+                if ix.at_most(0, p_lo, p_hi):  # a new tile: last, as the general path
+                    ix.append(seg, Rec(p_lo, p_hi, mine, {}))
                     return
         # split the segments straddling lo and hi
         if i < n and los[i] < lo:
