@@ -178,7 +178,8 @@ def reference_finish_times(place, starts, flows):
     routes = [place.route(src, dst) for src, dst, _ in flows]
     capacity = [link.bandwidth for link in place.links]
     left = [float(nbytes) for _, _, nbytes in flows]
-    done = [None if nbytes > 0 and routes[i] else starts[i] for i, (_, _, nbytes) in enumerate(flows)]
+    done = [None if nbytes > 0 and route else start
+            for start, route, (_, _, nbytes) in zip(starts, routes, flows)]
     now = 0.0
     while any(d is None for d in done):
         moving = [i for i, d in enumerate(done) if d is None and starts[i] <= now]
@@ -223,8 +224,8 @@ def test_every_flow_finishes_when_a_from_scratch_solution_says(topology, ranks):
         n = int(rng.integers(5, 40))
         group = rng.choice(ranks, int(rng.integers(2, 9)), replace=False)   # contended links
         src, dst = rng.choice(group, n), rng.choice(group, n)
-        nbytes = [rng.choice([0.0, 4096.0, 4096.0, float(rng.zipf(1.5) * 1000), rng.uniform(1, 1e6)])
-                  for _ in range(n)]
+        sizes = lambda: [0.0, 4096.0, 4096.0, float(rng.zipf(1.5) * 1000), rng.uniform(1, 1e6)]
+        nbytes = [rng.choice(sizes()) for _ in range(n)]
         starts = [float(rng.choice([0.0, 0.0, rng.uniform(0, 2000)])) for _ in range(n)]
         transfers = [Transfer(t, one_step(place, (int(a), int(b), s)))
                      for t, a, b, s in zip(starts, src, dst, nbytes)]

@@ -64,9 +64,9 @@ def max_min_rates(num_flows, entry_flow, entry_link, capacity):
     Flows without entries get rate 0."""
     capacity = np.append(np.asarray(capacity, dtype=float), np.inf)
     routes = _padded(num_flows, np.asarray(entry_flow), np.asarray(entry_link), len(capacity) - 1)
-    routed = (routes < len(capacity) - 1).any(axis=1)
+    routed = (routes < len(capacity) - 1).any(axis=0)
     rate = np.zeros(num_flows)
-    rate[routed] = _fill(routes[routed], capacity)[0]
+    rate[routed] = _fill(routes.compress(routed, axis=1), capacity)[0]
     return rate
 
 
@@ -74,18 +74,20 @@ _SAME = 1e-12   # a rate this close above another (relative) is float noise, not
 
 
 def _padded(num_flows, entry_flow, entry_link, pad):
-    """One row of link ids per flow (its entries in order), padded with ``pad``."""
+    """Each flow's links (its entries in order) as a column, padded with ``pad``: row k
+    holds every flow's k-th link (so reductions over a flow's links run along rows; take
+    and compress keep it C-ordered, where ``routes[:, ids]`` would not)."""
     length = np.bincount(entry_flow, minlength=num_flows)
-    routes = np.full((num_flows, max(length.max(initial=0), 1)), pad, dtype=np.int64)
+    routes = np.full((max(length.max(initial=0), 1), num_flows), pad, dtype=np.int64)
     order = np.argsort(entry_flow, kind="stable")
     flow = entry_flow[order]
-    routes[flow, np.arange(len(flow)) - (np.cumsum(length) - length)[flow]] = entry_link[order]
+    routes[np.arange(len(flow)) - (np.cumsum(length) - length)[flow], flow] = entry_link[order]
     return routes
 
 
 def _fill(routes, residual):
     """Max-min fair rates of flows on links with ``residual`` capacity (used up in
-    place); ``routes`` has one row of link ids per flow, padded with a link of
+    place); ``routes`` holds each flow's links as a column, padded with a link of
     infinite capacity.  Returns each flow's rate and bottleneck (the link it
     froze on).
 
@@ -96,33 +98,32 @@ def _fill(routes, residual):
     with it fills at exactly that level, whatever else freezes first.  Each round
     freezes every such link's flows at its level.
     """
-    rate = np.zeros(len(routes))
-    bottleneck = np.zeros(len(routes), dtype=np.int64)
+    rate = np.zeros(routes.shape[1])
+    bottleneck = np.zeros(routes.shape[1], dtype=np.int64)
     count = np.bincount(routes.ravel(), minlength=len(residual)).astype(float)
-    level = np.empty_like(residual)
-    rows = np.arange(len(routes))
-    while True:
-        level.fill(np.inf)
-        np.divide(np.maximum(residual, 0.0), count, out=level, where=count > 0)
-        at = level[routes]
-        lowest = at.min(axis=1)
-        # a link some flow on it sees a lower level on does not fill at its own
-        held = np.zeros(len(level), dtype=bool)
-        held[routes[at > lowest[:, None]]] = True
-        fills = ~held[routes]
-        done = fills.any(axis=1)
-        if done.all():
-            rate[rows] = lowest
-            bottleneck[rows] = routes[np.arange(len(routes)), fills.argmax(axis=1)]
-            break
-        frozen = routes[done]
-        rate[rows[done]] = lowest[done]
-        bottleneck[rows[done]] = frozen[np.arange(len(frozen)), fills[done].argmax(axis=1)]
-        residual -= np.bincount(frozen.ravel(), np.repeat(lowest[done], routes.shape[1]),
-                                len(residual))
-        count -= np.bincount(frozen.ravel(), minlength=len(residual))
-        rows, routes = rows[~done], routes[~done]
-    return rate, bottleneck
+    flows = np.arange(routes.shape[1])
+    with np.errstate(divide="ignore", invalid="ignore"):   # links no flow is left on
+        while True:
+            level = np.maximum(residual, 0.0) / count
+            at = level[routes]
+            lowest = at.min(axis=0)
+            # a link some flow on it sees a lower level on does not fill at its own
+            held = np.zeros(len(level), dtype=bool)
+            held[routes[at > lowest]] = True
+            fills = ~held[routes]
+            done = fills.any(axis=0)
+            if done.all():
+                rate[flows] = lowest
+                bottleneck[flows] = routes[fills.argmax(axis=0), np.arange(len(flows))]
+                return rate, bottleneck
+            frozen = routes.compress(done, axis=1)
+            rate[flows[done]] = lowest[done]
+            bottleneck[flows[done]] = frozen[fills.compress(done, axis=1).argmax(axis=0),
+                                             np.arange(len(frozen[0]))]
+            residual -= np.bincount(frozen.ravel(), np.tile(lowest[done], len(frozen)),
+                                    len(residual))
+            count -= np.bincount(frozen.ravel(), minlength=len(residual))
+            flows, routes = flows[~done], routes.compress(~done, axis=1)
 
 
 class _Sharing:
@@ -147,8 +148,8 @@ class _Sharing:
         self.routes = routes
         self.capacity = np.append(capacity, np.inf)
         self.pad = len(capacity)
-        num_flows, num_links = len(routes), len(self.capacity)
-        owner = np.repeat(np.arange(num_flows), routes.shape[1])
+        num_flows, num_links = routes.shape[1], len(self.capacity)
+        owner = np.tile(np.arange(num_flows), len(routes))
         flat = routes.ravel()
         by_link = np.argsort(flat, kind="stable")
         self.link_flow = owner[by_link]                       # flows on link l: link_ptr[l]..
@@ -173,16 +174,19 @@ class _Sharing:
         on = self.moving[flow]
         return flow[on], link[on]
 
+    def _links(self, ids):
+        return self.routes.take(ids, axis=1)
+
     def start(self, ids):
         self.moving[ids] = True
         self.moving_count += len(ids)
-        self.crossing += np.bincount(self.routes[ids].ravel(), minlength=len(self.load))
-        self.new.append(self._moving_on(np.unique(self.routes[ids]))[0])
+        links = self._links(ids)
+        self.crossing += np.bincount(links.ravel(), minlength=len(self.load))
+        self.new.append(self._moving_on(np.unique(links))[0])
 
     def stop(self, ids):
-        links = self.routes[ids]
-        self.load -= np.bincount(links.ravel(), np.repeat(self.rate[ids], links.shape[1]),
-                                 len(self.load))
+        links = self._links(ids)
+        self.load -= np.bincount(links.ravel(), np.tile(self.rate[ids], len(links)), len(self.load))
         self.crossing -= np.bincount(links.ravel(), minlength=len(self.load))
         self.bottlenecked -= np.bincount(self.bottleneck[ids], minlength=len(self.load))
         self.touched[links] = True
@@ -198,31 +202,32 @@ class _Sharing:
         ids = self._closure(ids, self.touched)
         self.new, self.touched = [], np.zeros(len(self.load), dtype=bool)
         while len(ids):
-            links = self.routes[ids]
-            self.load -= np.bincount(links.ravel(), np.repeat(self.rate[ids], links.shape[1]),
+            links = self._links(ids)
+            self.load -= np.bincount(links.ravel(), np.tile(self.rate[ids], len(links)),
                                      len(self.load))
             rate, bottleneck = _fill(links, self.capacity - self.load)
-            self.load += np.bincount(links.ravel(), np.repeat(rate, links.shape[1]), len(self.load))
+            self.load += np.bincount(links.ravel(), np.tile(rate, len(links)), len(self.load))
             self.bottlenecked += (np.bincount(bottleneck, minlength=len(self.load))
                                   - np.bincount(self.bottleneck[ids], minlength=len(self.load)))
             self.rate[ids], self.bottleneck[ids] = rate, bottleneck
             failed = self._failed(links, rate, bottleneck)
             if not len(failed):
                 return ids
-            ids = self._closure(np.concatenate([ids, self._moving_on(failed)[0]]), self.touched)
+            ids = np.concatenate([ids, self._moving_on(failed)[0]])
+            ids = self._closure(ids, self.touched.copy())
         return ids
 
     def _closure(self, ids, crossed):
         """``ids`` (with repeats) and every moving flow frozen on a link in ``crossed`` or
         crossed by one of them, repeatedly, without repeats: a flow whose rate changes
-        moves the level of each bottleneck it crosses."""
+        moves the level of each bottleneck it crosses.  Marks ``crossed`` as it goes."""
         chosen = self.chosen                 # all False between calls
         chosen[ids] = True
         ids = np.flatnonzero(chosen) if len(ids) else ids
-        found, crossed = [ids], crossed.copy()
+        found = [ids]
         chosen_on = np.zeros(len(crossed), dtype=np.int64)   # chosen flows frozen on a link
         while True:
-            crossed[self.routes[ids]] = True
+            crossed[self._links(ids)] = True
             crossed[self.pad] = False
             chosen_on += np.bincount(self.bottleneck[ids], minlength=len(crossed))
             missing = np.flatnonzero(crossed & (self.bottlenecked > chosen_on))
@@ -297,7 +302,6 @@ def simulate(place, transfers) -> list:
     topo = place.topology
     flows = _Flows(place, transfers)
     num_flows, num_steps = len(flows.nbytes), len(flows.step_ranges)
-    remaining = np.zeros(num_flows)
     pending = np.zeros(num_steps, dtype=np.int64)
     arrival = np.full(num_steps, -np.inf)
     results = [TransferResult(tr.start_ns, tr.start_ns + topo.launch_overhead_ns, [], tr.tag, tr.plan)
@@ -332,15 +336,15 @@ def simulate(place, transfers) -> list:
 
     sharing = _Sharing(flows.routes, flows.capacity)
     finish_at = np.full(num_flows, np.inf)
-    since = np.zeros(num_flows)          # remaining[f] is what was left at since[f]
-    rate = np.zeros(num_flows)           # the rate flow f has moved at since since[f]
+    # the rate each flow moves at; a flow about to start is taken to move at 1 B/ns
+    # and finish after its bytes, so that bytes left = time left * rate for all
+    rate = np.zeros(num_flows)
     now = 0.0
     while events or sharing.moving_count:
         changed = sharing.update()
-        remaining[changed] -= rate[changed] * (now - since[changed])
-        since[changed] = now
-        rate[changed] = sharing.rate[changed]
-        finish_at[changed] = now + remaining[changed] / rate[changed]
+        new_rate = sharing.rate[changed]
+        finish_at[changed] = now + (finish_at[changed] - now) * (rate[changed] / new_rate)
+        rate[changed] = new_rate
         next_finish = finish_at.min()
         next_event = events[0][0] if events else np.inf
         when = min(next_finish, next_event)
@@ -349,7 +353,7 @@ def simulate(place, transfers) -> list:
             soonest = next_finish - now
             # by the time to finish, not dt alone: now + soonest may round to now when now is large
             horizon = soonest * (1 + 1e-9) if next_finish <= next_event else dt
-            done = np.flatnonzero(finish_at - now <= max(horizon, dt * (1 + 1e-12)) + 1e-9)
+            done = np.flatnonzero(finish_at <= now + (max(horizon, dt * (1 + 1e-12)) + 1e-9))
             if len(done):
                 finish_at[done] = np.inf
                 sharing.stop(done)
@@ -364,9 +368,8 @@ def simulate(place, transfers) -> list:
                 continue
             ids = np.arange(lo, hi)
             moving = (flows.nbytes[ids] > 0) & flows.routed[ids]
-            remaining[ids[moving]] = flows.nbytes[ids[moving]]
-            since[ids[moving]] = now
-            rate[ids[moving]] = 0.0
+            finish_at[ids[moving]] = now + flows.nbytes[ids[moving]]
+            rate[ids[moving]] = 1.0
             sharing.start(ids[moving])
             if not moving.all():
                 finish(ids[~moving], now)
