@@ -456,3 +456,30 @@ def test_stores_to_disjoint_strided_hbm_tiles_do_not_wait_for_each_other():
     load, *stores = by_opcode(p, t, "dma_copy")
     for s in stores:
         assert [w.producer for w in s.waits] == [load.index]  # RAW on the tile only
+
+
+# -- the Tensor Engine throttle's utilization window ----------------------------------
+def test_busy_window_decides_as_summing_its_intervals():
+    """_BusyWindow.below (a running sum, the walk only near the threshold) against the
+    sum of each interval's part inside [lo, t], over random engines' histories: start
+    order, some intervals still running at t, thresholds on both sides and exactly at
+    the covered length."""
+    from trnsim.timing.scheduler import _BusyWindow
+
+    rng = np.random.default_rng(7)
+    for _ in range(200):
+        w = _BusyWindow()
+        spans, s = [], 0.0
+        for _ in range(int(rng.integers(1, 80))):
+            s += float(rng.choice([0.0, rng.uniform(0, 90)]))
+            e = s + float(rng.uniform(1, 120))
+            spans.append((s, e))
+            w.add(s, e)
+        t = s + float(rng.choice([0.0, rng.uniform(0, 200)]))
+        lo = t - float(rng.uniform(100, 3000))
+        last_end = max(e for _, e in spans)
+        covered = sum(max(0.0, min(e, t) - max(a, lo)) for a, e in spans)
+        for threshold in (covered, covered * 0.5, covered * 1.5, covered + 1e-9,
+                          covered - 1e-9, 0.0):
+            assert w.below(lo, t, threshold, last_end) == (covered < threshold) or \
+                abs(covered - threshold) < 1e-6  # (a tie within rounding: either)
