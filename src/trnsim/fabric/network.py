@@ -85,6 +85,11 @@ def _padded(num_flows, entry_flow, entry_link, pad):
     return routes
 
 
+def _per_link(routes, values, num_links):
+    """Each link's sum of ``values`` (one per flow) over the flows (``routes``'s columns) on it."""
+    return np.bincount(routes.ravel(), np.concatenate([values] * len(routes)), num_links)
+
+
 def _fill(routes, residual):
     """Max-min fair rates of flows on links with ``residual`` capacity (used up in
     place); ``routes`` holds each flow's links as a column, padded with a link of
@@ -120,8 +125,7 @@ def _fill(routes, residual):
             rate[flows[done]] = lowest[done]
             bottleneck[flows[done]] = frozen[fills.compress(done, axis=1).argmax(axis=0),
                                              np.arange(len(frozen[0]))]
-            residual -= np.bincount(frozen.ravel(), np.tile(lowest[done], len(frozen)),
-                                    len(residual))
+            residual -= _per_link(frozen, lowest[done], len(residual))
             count -= np.bincount(frozen.ravel(), minlength=len(residual))
             flows, routes = flows[~done], routes.compress(~done, axis=1)
 
@@ -186,7 +190,7 @@ class _Sharing:
 
     def stop(self, ids):
         links = self._links(ids)
-        self.load -= np.bincount(links.ravel(), np.tile(self.rate[ids], len(links)), len(self.load))
+        self.load -= _per_link(links, self.rate[ids], len(self.load))
         self.crossing -= np.bincount(links.ravel(), minlength=len(self.load))
         self.bottlenecked -= np.bincount(self.bottleneck[ids], minlength=len(self.load))
         self.touched[links] = True
@@ -203,10 +207,9 @@ class _Sharing:
         self.new, self.touched = [], np.zeros(len(self.load), dtype=bool)
         while len(ids):
             links = self._links(ids)
-            self.load -= np.bincount(links.ravel(), np.tile(self.rate[ids], len(links)),
-                                     len(self.load))
+            self.load -= _per_link(links, self.rate[ids], len(self.load))
             rate, bottleneck = _fill(links, self.capacity - self.load)
-            self.load += np.bincount(links.ravel(), np.tile(rate, len(links)), len(self.load))
+            self.load += _per_link(links, rate, len(self.load))
             self.bottlenecked += (np.bincount(bottleneck, minlength=len(self.load))
                                   - np.bincount(self.bottleneck[ids], minlength=len(self.load)))
             self.rate[ids], self.bottleneck[ids] = rate, bottleneck
@@ -331,8 +334,8 @@ def simulate(place, transfers) -> list:
         steps = flows.step_of[done]
         np.maximum.at(arrival, steps, now + flows.latency[done])
         np.subtract.at(pending, steps, 1)
-        for s in np.unique(steps[pending[steps] == 0]):
-            end_step(int(s), now)
+        for s in sorted(set(steps[pending[steps] == 0].tolist())):
+            end_step(s, now)
 
     sharing = _Sharing(flows.routes, flows.capacity)
     finish_at = np.full(num_flows, np.inf)
