@@ -161,6 +161,33 @@ def test_a_short_loop_expands_only_when_its_body_is_heavy(monkeypatch):
     assert _stats(fast).loops == 0
 
 
+def _reentered(stride_of_block):
+    """2 blocks (too few to expand) of a 16-iteration loop over column tiles: the inner
+    loop is entered twice, its tiles `stride_of_block(b)` tiles apart."""
+    @nki.jit
+    def kernel(x):
+        out = nl.ndarray(x.shape, nl.float32, buffer=nl.hbm)
+        for b in nl.affine_range(2):
+            for j in nl.affine_range(16):
+                _scale(x, out, j, col=(b * 16 + j * stride_of_block(b)) * 8)
+        return out
+    return kernel
+
+
+def test_a_loop_entered_again_is_checked_against_its_model_on_fewer_samples(monkeypatch):
+    x = np.ones((128, 8 * 48), np.float32)
+    _, fast = _both(monkeypatch, lambda: _run(_reentered(lambda b: 1), x))
+    st = _stats(fast)
+    # first entry: iterations 0-4 and 15 run, 10 appended; the second repeats its
+    # model's structure and step over iterations 1-2, so 0-2 and 15 run, 12 appended
+    assert expand.RESAMPLES == 2
+    assert (st.loops, st.iterations, st.fallbacks) == (2, 10 + 12, 0)
+    # a second entry with another step is modelled afresh from its own samples
+    _, fast = _both(monkeypatch, lambda: _run(_reentered(lambda b: 1 + b), x))
+    st = _stats(fast)
+    assert (st.loops, st.iterations, st.fallbacks) == (2, 10 + 10, 0)
+
+
 def test_legacy_sequential_range_keeps_its_fences(monkeypatch):
     def kernel(x):
         out = lnl.ndarray(x.shape, dtype=x.dtype, buffer=lnl.shared_hbm)

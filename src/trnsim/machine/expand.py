@@ -12,7 +12,9 @@ other attributes) and every number of an iteration -- instruction and allocation
 byte ranges relative to their allocation, partitions, element offsets, fences, the HBM
 cursor, the loop frame's ints and its lists' lengths -- is affine in the iteration
 (period 1, or 2 or 4 after more samples: double buffers), it appends the middle
-iterations from that model with NumPy and runs the last iteration for real. Lists the
+iterations from that model with NumPy and runs the last iteration for real. A loop
+entered again after it expanded (the inner loop of a blocked kernel) samples only
+iterations 1..RESAMPLES when they repeat its last model's structure and step. Lists the
 body appends its tiles to grow by copies over the expanded iterations' allocations, and
 a tensor each iteration rebinds to one it made (`acc = nl.add(acc, t)`) is rebound to
 the last expanded one's. Iteration 0 is not sampled (first-iteration special cases, a
@@ -46,7 +48,8 @@ It runs every iteration when:
   without expansion (`rerun_if_left_early`), since a full run may have left it earlier.
 
 Known limit: a body whose Python branches on the index in a way neither the sampled
-iterations nor the last one show (`if i == 37:`) is expanded as if it did not branch.
+iterations nor the last one show (`if i == 37:`, or, in a loop entered again, a branch
+only this entry's iterations 3..SAMPLES take) is expanded as if it did not branch.
 Legacy (`neuronxcc.nki`) affine and sequential loops cannot do this (their index is
 symbolic to the real tracer); for a current-API kernel that does, set TRNSIM_EXPAND=0
 (or TRNSIM_EXPAND=affine when only its plain `range` loops do). State reached only
@@ -70,6 +73,7 @@ from .access import with_place
 from .record import Allocation, Instruction
 
 SAMPLES = 4  # iterations sampled for an affine model (period 1)
+RESAMPLES = 2  # ... for a loop entered again, checked against its last model
 # iteration 0, the samples and the last run for real: expansion pays (the samples' state
 # is watched at every mark) once it can append at least half of the loop
 MIN_ITERATIONS = 2 * (SAMPLES + 2)
@@ -182,7 +186,9 @@ def iterate(rng: range, before=None, for_statement: bool = False):
     stats = run.__dict__.setdefault("expansion", ExpansionStats())
     core = runtime.current_core().id
     plan = None
-    for samples, periods in _SAMPLING:
+    known = stats.known.get(site)
+    sampling = ((RESAMPLES, (1,)), *_SAMPLING) if known is not None else _SAMPLING
+    for samples, periods in sampling:
         if total < samples + 3:
             break
         while len(marks) <= samples + 1:
@@ -191,7 +197,8 @@ def iterate(rng: range, before=None, for_statement: bool = False):
                 before(n)
             yield rng[n]
             marks.append(_Mark(run, frame))
-        plan, more = _Plan.derive(run, marks[1:], core, periods)
+        plan, more = _Plan.derive(run, marks[1:], core, periods, known)
+        known = None  # (checked once; more samples are modelled afresh)
         if not more:
             break
     n = len(marks) - 1  # the first iteration not run yet
@@ -214,12 +221,15 @@ def iterate(rng: range, before=None, for_statement: bool = False):
             _left_early[0] += 1
             raise
         if plan.matches(run, before_last, last):
+            if plan.period == 1:
+                stats.known[site] = (plan.key, plan.drift)
             stats.loops += 1
             stats.iterations += last - n
             stats.instructions += (last - n) * plan.per_iteration
             return
         stats.fallbacks += 1
         stats.failed_sites[site] = stats.failed_sites.get(site, 0) + 1
+        stats.known.pop(site, None)
         marks[-1].restore(run, frame)
     yield from _plain(rng, before, n)
 
@@ -284,6 +294,10 @@ class ExpansionStats:
         self.left_early = 0  # expanded loops left through an exception (run again)
         # loop (code, offset of its for statement) -> times it declined or fell back
         self.failed_sites: dict = {}
+        # loop -> (structure, drift) of its last expansion (period 1): a loop entered
+        # again (the inner loop of a blocked kernel) is checked against it on fewer
+        # samples (RESAMPLES)
+        self.known: dict = {}
         # instruction index -> (instruction, structure, numbers), while the kernel runs
         self.parts: dict = {}
 
@@ -458,9 +472,11 @@ class _Plan:
         self.made_before = 0  # allocations made before the sampled iterations
 
     @classmethod
-    def derive(cls, run, marks, core, periods):
+    def derive(cls, run, marks, core, periods, known=None):
         """(plan or None, whether more samples could give a plan) from the iterations
-        between `marks` (the states before iterations 1, 2, ..., samples + 1)."""
+        between `marks` (the states before iterations 1, 2, ..., samples + 1). `known`:
+        (key, drift) of this loop's last expansion (period 1), which the samples must
+        repeat."""
         older = marks[0].allocations  # tensors made before the sampled iterations
         changed = run.untracked_changes[marks[0].untracked:marks[-1].untracked]
         if any(m.pending for m in marks) or len({m.shared for m in marks}) > 1 \
@@ -487,30 +503,41 @@ class _Plan:
         if any(k != keys[0] for k in keys[1:]) or len({len(r) for r in rows}) > 1:
             return None, False
         a = np.array(rows, dtype=np.int64)
+        if known is not None:  # the model this loop had when it last expanded
+            key, drift = known
+            d = a[1:] - a[:-1]
+            if keys[0] != key or a.shape[1] != len(drift) or not (d == drift).all():
+                return None, True
+            return cls._made(run, marks, a, 1, drift, key, names, list_names), False
         for period in periods:
             if len(a) - period < 2:
                 continue
             d = a[period:] - a[:-period]
             if (d == d[0]).all():
-                growing = growing_lists(marks, list_names)
-                if growing is None:
-                    return None, False
-                m0, m1 = marks[-2], marks[-1]
-                plan = cls(a, period, d[0], keys[0],
-                           (m0.instructions, m1.instructions, m0.allocations,
-                            m1.allocations, m0.fences, m1.fences), names, growing,
-                           carried_tensors(marks))
-                # an operand's tensor is the same one every time, one an iteration a
-                # fixed number back made (its id advances by what each makes), or else
-                # one of the tensors made before the samples that the loop indexes
-                # (tiles[k]): `indexes_made_before` checks those ids name such tensors
-                made = marks[1].allocations - marks[0].allocations  # each iteration's
-                ops = np.asarray(_operand_allocations(run, m0.instructions, m1.instructions),
-                                 dtype=np.int64)
-                plan.indexing = ops[~np.isin(d[0][ops], (0, period * made))]
-                plan.made_before = marks[0].allocations
-                return plan, False
+                return cls._made(run, marks, a, period, d[0], keys[0], names,
+                                 list_names), False
         return None, True
+
+    @classmethod
+    def _made(cls, run, marks, rows, period, drift, key, names, list_names):
+        """The plan of a loop whose sampled iterations (`rows`) are affine, or None."""
+        growing = growing_lists(marks, list_names)
+        if growing is None:
+            return None
+        m0, m1 = marks[-2], marks[-1]
+        plan = cls(rows, period, drift, key,
+                   (m0.instructions, m1.instructions, m0.allocations, m1.allocations,
+                    m0.fences, m1.fences), names, growing, carried_tensors(marks))
+        # an operand's tensor is the same one every time, one an iteration a fixed
+        # number back made (its id advances by what each makes), or else one of the
+        # tensors made before the samples that the loop indexes (tiles[k]):
+        # `indexes_made_before` checks those ids name such tensors
+        made = marks[1].allocations - marks[0].allocations  # each iteration's
+        ops = np.asarray(_operand_allocations(run, m0.instructions, m1.instructions),
+                         dtype=np.int64)
+        plan.indexing = ops[~np.isin(drift[ops], (0, period * made))]
+        plan.made_before = marks[0].allocations
+        return plan
 
     def indexes_made_before(self, first: int, last: int) -> bool:
         """Whether, in every iteration first..last, the operands that index tensors made
