@@ -7,7 +7,7 @@ from types import SimpleNamespace as NS
 
 import pytest
 
-from trnsim.timing.deps import HbmMap, SpaceMap, hbm_overlap
+from trnsim.timing.deps import HbmMap, MemoryMaps, SpaceMap, hbm_overlap
 
 
 class Reference:
@@ -217,3 +217,20 @@ def test_column_block_stores_cost_linear_dependency_work():
                 total += len(out) + len(war)
         return total
     assert candidates(64) == 64 and candidates(256) == 256
+
+
+
+def test_a_write_waits_for_a_read_of_its_bytes_whose_track_read_on():
+    """Two reads of neighbouring HBM ranges from one queue (one track), then a write to
+    the first range: it waits for the first read. Merging the second read into the
+    first's read-only part kept the queue's later reader only, which the exact-overlap
+    filter then dropped: no WAR at all."""
+    def run(lo, hi, idx, track, write=False):
+        n = hi - lo
+        a = NS(space="hbm", core=0, dtype="float32", lo=lo, hi=hi, p_lo=0, p_hi=1,
+               bytes=n, pattern=((1, n // 4),), contiguous_bytes=n)
+        return maps.write(a, idx, track) if write else maps.read(a, idx, track)
+    maps = MemoryMaps()
+    run(0, 400, 0, "queue")
+    run(400, 800, 1, "queue")
+    assert run(0, 200, 2, "other", write=True) == ([], [0])

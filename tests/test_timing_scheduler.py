@@ -458,6 +458,26 @@ def test_stores_to_disjoint_strided_hbm_tiles_do_not_wait_for_each_other():
         assert [w.producer for w in s.waits] == [load.index]  # RAW on the tile only
 
 
+
+@nki.jit
+def store_over_loaded_tile(x):
+    """Load four column tiles of x from one queue, then store the last one over the
+    first (in place): the store must wait until the first load has read its bytes."""
+    tiles = []
+    for j in range(4):
+        t = nl.ndarray((128, 256), nl.float32, buffer=nl.sbuf)
+        nisa.dma_copy(dst=t, src=x[:, j * 256:(j + 1) * 256])
+        tiles.append(t)
+    nisa.dma_copy(dst=x[:, 0:256], src=tiles[3])
+    return x
+
+
+def test_an_in_place_store_waits_for_the_load_of_its_bytes():
+    p, t = timeline(store_over_loaded_tile, (np.zeros((128, 1024), np.float32),))
+    first, *_, store = by_opcode(p, t, "dma_copy")
+    assert (first.index, "WAR", "hbm") in store.waits
+    assert store.start >= first.end
+
 # -- the Tensor Engine throttle's utilization window ----------------------------------
 def test_busy_window_decides_as_summing_its_intervals():
     """_BusyWindow.below (a running sum, the walk only near the threshold) against the

@@ -16,7 +16,10 @@ a loop depends only on what touched that tile; reads never split: a read is reco
 every overlapping part, and reads of memory nobody wrote extend the neighbouring
 read-only part, so large inputs read tile by tile stay a handful of entries. (A later
 write to part of such a range then waits for all of its readers: a conservative
-dependency, never a missing one.)
+dependency, never a missing one. Not in HBM, whose producers are then filtered by the
+accesses' exact overlap: there a read extends the part only if it leaves the readers of
+its own track as they were, or the filter would drop the later reader and lose the
+earlier one that did overlap.)
 """
 from __future__ import annotations
 
@@ -125,15 +128,18 @@ class SpaceMap:
     row-tile (a segment of a row-pitch map with a Rec per row tile) finds its Rec, or
     that it has none yet, without a walk of the others -- a walk per new tile made
     writing a [heads x rows] matrix quadratic in its row tiles."""
-    __slots__ = ("los", "his", "recs", "exact", "wbox", "abox")
+    __slots__ = ("los", "his", "recs", "exact", "wbox", "abox", "filtered")
 
-    def __init__(self):
+    def __init__(self, filtered: bool = False):
         self.los: list[int] = []
         self.his: list[int] = []
         self.recs: list[list[Rec]] = []
         self.exact: dict = {}
         self.wbox = None
         self.abox = None
+        # producers are filtered by exact overlap afterwards (HBM): a reader may not
+        # stand for an earlier one of its track, whose bytes the filter cannot see
+        self.filtered = filtered
 
     def __len__(self):
         return len(self.los)
@@ -226,6 +232,8 @@ class SpaceMap:
             return False
         r = seg[0]
         if r.writers or r.p_lo != p_lo or r.p_hi != p_hi:
+            return False
+        if self.filtered and r.readers.get(tkey, idx) != idx:
             return False
         self.his[j] = hi
         r.readers[tkey] = idx
@@ -466,7 +474,7 @@ class HbmMap:
     __slots__ = ("flat", "pitched")
 
     def __init__(self):
-        self.flat = SpaceMap()
+        self.flat = SpaceMap(filtered=True)
         self.pitched: dict[int, SpaceMap] = {}
 
     @staticmethod
@@ -508,7 +516,7 @@ class HbmMap:
             pitch, boxes = home
             m = self.pitched.get(pitch)
             if m is None:
-                m = self.pitched[pitch] = SpaceMap()
+                m = self.pitched[pitch] = SpaceMap(filtered=True)
             for r0, r1, c0, c1 in boxes:
                 m.read(r0, r1, c0, c1, idx, tkey, out)
         if len(self.pitched) > (pitch is not None) or (pitch is not None and self.flat.abox):
@@ -525,7 +533,7 @@ class HbmMap:
             pitch, boxes = home
             m = self.pitched.get(pitch)
             if m is None:
-                m = self.pitched[pitch] = SpaceMap()
+                m = self.pitched[pitch] = SpaceMap(filtered=True)
             for r0, r1, c0, c1 in boxes:
                 m.write(r0, r1, c0, c1, idx, tkey, waw, war, True)
         if len(self.pitched) > (pitch is not None) or (pitch is not None and self.flat.abox):
