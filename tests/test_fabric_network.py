@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from trnsim.fabric.algorithms import Flow, Plan, Step, plan_collective
+from trnsim.fabric import network
 from trnsim.fabric.network import Transfer, max_min_rates, simulate
 from trnsim.fabric.topology import load_topology
 
@@ -212,11 +213,15 @@ def reference_finish_times(place, starts, flows):
     return done
 
 
+@pytest.mark.parametrize("refill_all_below", [0, network._REFILL_ALL_BELOW])
 @pytest.mark.parametrize("topology,ranks", [("trn2-16", 16), ("trn3-ultraserver-64", 128),
                                             ("trn2-ultraserver", 64), ("trn1-16", 8)])
-def test_every_flow_finishes_when_a_from_scratch_solution_says(topology, ranks):
+def test_every_flow_finishes_when_a_from_scratch_solution_says(topology, ranks, refill_all_below,
+                                                                monkeypatch):
     # one transfer per flow: each result's end is its flow's finish plus fixed terms;
-    # skewed sizes, ties, zero bytes and staggered starts exercise every kind of event
+    # skewed sizes, ties, zero bytes and staggered starts exercise every kind of event;
+    # 0: re-fill only the flows that can move, however few flows there are
+    monkeypatch.setattr(network, "_REFILL_ALL_BELOW", refill_all_below)
     place = load_topology(topology).placement(ranks)
     topo = place.topology
     rng = np.random.default_rng(ranks)

@@ -71,6 +71,9 @@ def max_min_rates(num_flows, entry_flow, entry_link, capacity):
 
 
 _SAME = 1e-12   # a rate this close above another (relative) is float noise, not faster
+# fewer moving flows than this are re-filled all together after a change: finding
+# those that can move would cost more than filling them all
+_REFILL_ALL_BELOW = 1024
 
 
 def _padded(num_flows, entry_flow, entry_link, pad):
@@ -136,14 +139,14 @@ class _Sharing:
     An allocation is max-min fair if and only if it is feasible and every flow
     has a bottleneck: a full link on which no flow is faster (Bertsekas &
     Gallager, Data Networks, 6.5.2); so it is unique.  Each flow keeps the link
-    it froze on.  After a change, ``update`` re-fills, on the capacity the other
-    flows leave, the flows whose bottleneck may no longer hold: new flows and the
-    flows sharing a link with them, flows frozen on a link that lost a flow, and,
-    repeatedly, flows frozen on a link that a re-filled flow crosses.  Every other
-    flow's bottleneck keeps its flows and their rates, so it still holds.  A
-    re-filled flow's holds unless a flow that was not re-filled is faster on it;
-    then that link's flows join and filling runs again (at worst over every flow:
-    the plain solution).
+    it froze on.  When flows start (seldom), or while few flows move, ``update``
+    re-fills every flow.  Otherwise, when flows stop, it re-fills, on the capacity
+    the other flows leave, the flows whose bottleneck may no longer hold: flows
+    frozen on a link that lost a flow and, repeatedly, flows frozen on a link that
+    a re-filled flow crosses.  Every other flow's bottleneck keeps its flows and
+    their rates, so it still holds.  A re-filled flow's holds unless a flow that
+    was not re-filled is faster on it; then that link's flows join and filling
+    runs again (at worst over every flow: the plain solution).
 
     Link ids index ``capacity``, whose last link (infinite capacity) pads routes.
     """
@@ -153,12 +156,9 @@ class _Sharing:
         self.capacity = np.append(capacity, np.inf)
         self.pad = len(capacity)
         num_flows, num_links = routes.shape[1], len(self.capacity)
-        owner = np.tile(np.arange(num_flows), len(routes))
-        flat = routes.ravel()
-        by_link = np.argsort(flat, kind="stable")
-        self.link_flow = owner[by_link]                       # flows on link l: link_ptr[l]..
-        self.link_ptr = np.searchsorted(flat[by_link], np.arange(num_links + 1))
         self.moving = np.zeros(num_flows, dtype=bool)
+        self.live = np.zeros(0, dtype=np.int64)   # moving flows (and some since stopped)
+        self.link_index = None                    # see _moving_on
         self.moving_count = 0
         self.rate = np.zeros(num_flows)
         self.bottleneck = np.full(num_flows, self.pad)         # pad: not moving or not solved
@@ -171,9 +171,15 @@ class _Sharing:
 
     def _moving_on(self, links):
         """Moving flows on any of ``links`` (with repeats), and the link of each."""
-        starts, lengths = self.link_ptr[links], self.link_ptr[links + 1] - self.link_ptr[links]
+        if self.link_index is None:          # live flows by link: on l, flow[ptr[l]:ptr[l + 1]]
+            on = self._links(self.live).ravel()
+            by_link = np.argsort(on, kind="stable")
+            self.link_index = (np.concatenate([self.live] * len(self.routes))[by_link],
+                               np.searchsorted(on[by_link], np.arange(len(self.capacity) + 1)))
+        link_flow, ptr = self.link_index
+        starts, lengths = ptr[links], ptr[links + 1] - ptr[links]
         offsets = np.repeat(starts - np.cumsum(lengths) + lengths, lengths)
-        flow = self.link_flow[offsets + np.arange(len(offsets))]
+        flow = link_flow[offsets + np.arange(len(offsets))]
         link = np.repeat(links, lengths)
         on = self.moving[flow]
         return flow[on], link[on]
@@ -184,9 +190,8 @@ class _Sharing:
     def start(self, ids):
         self.moving[ids] = True
         self.moving_count += len(ids)
-        links = self._links(ids)
-        self.crossing += np.bincount(links.ravel(), minlength=len(self.load))
-        self.new.append(self._moving_on(np.unique(links))[0])
+        self.crossing += np.bincount(self._links(ids).ravel(), minlength=len(self.load))
+        self.new.append(ids)
 
     def stop(self, ids):
         links = self._links(ids)
@@ -202,8 +207,13 @@ class _Sharing:
     def update(self):
         """Re-solve around the flows started and stopped since the last call; the flows
         whose rates were re-solved."""
-        ids = self.new[0] if len(self.new) == 1 else np.concatenate(self.new or [[]]).astype(int)
-        ids = self._closure(ids, self.touched)
+        if self.new:
+            self.live = np.concatenate([self.live[self.moving[self.live]]] + self.new)
+            self.link_index = None
+        if self.new or self.moving_count < _REFILL_ALL_BELOW:
+            ids = self.live[self.moving[self.live]]
+        else:
+            ids = self._closure(np.zeros(0, dtype=np.int64), self.touched)
         self.new, self.touched = [], np.zeros(len(self.load), dtype=bool)
         while len(ids):
             links = self._links(ids)
@@ -213,6 +223,8 @@ class _Sharing:
             self.bottlenecked += (np.bincount(bottleneck, minlength=len(self.load))
                                   - np.bincount(self.bottleneck[ids], minlength=len(self.load)))
             self.rate[ids], self.bottleneck[ids] = rate, bottleneck
+            if len(ids) == self.moving_count:
+                return ids
             failed = self._failed(links, rate, bottleneck)
             if not len(failed):
                 return ids
@@ -225,22 +237,22 @@ class _Sharing:
         crossed by one of them, repeatedly, without repeats: a flow whose rate changes
         moves the level of each bottleneck it crosses.  Marks ``crossed`` as it goes."""
         chosen = self.chosen                 # all False between calls
-        chosen[ids] = True
-        ids = np.flatnonzero(chosen) if len(ids) else ids
-        found = [ids]
+        ids = np.unique(ids) if len(ids) else ids
+        found = []
         chosen_on = np.zeros(len(crossed), dtype=np.int64)   # chosen flows frozen on a link
         while True:
-            crossed[self._links(ids)] = True
+            if len(ids):
+                chosen[ids] = True
+                found.append(ids)
+                crossed[self._links(ids)] = True
+                chosen_on += np.bincount(self.bottleneck[ids], minlength=len(crossed))
             crossed[self.pad] = False
-            chosen_on += np.bincount(self.bottleneck[ids], minlength=len(crossed))
             missing = np.flatnonzero(crossed & (self.bottlenecked > chosen_on))
             if not len(missing):
                 break
             flow, link = self._moving_on(missing)
             ids = flow[(self.bottleneck[flow] == link) & ~chosen[flow]]
-            chosen[ids] = True
-            found.append(ids)
-        ids = np.concatenate(found) if len(found) > 1 else found[0]
+        ids = np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
         chosen[ids] = False
         return ids
 
@@ -348,7 +360,8 @@ def simulate(place, transfers) -> list:
         new_rate = sharing.rate[changed]
         finish_at[changed] = now + (finish_at[changed] - now) * (rate[changed] / new_rate)
         rate[changed] = new_rate
-        next_finish = finish_at.min()
+        live_finish = finish_at[sharing.live]
+        next_finish = live_finish.min(initial=np.inf)
         next_event = events[0][0] if events else np.inf
         when = min(next_finish, next_event)
         if next_finish < np.inf:
@@ -356,7 +369,7 @@ def simulate(place, transfers) -> list:
             soonest = next_finish - now
             # by the time to finish, not dt alone: now + soonest may round to now when now is large
             horizon = soonest * (1 + 1e-9) if next_finish <= next_event else dt
-            done = np.flatnonzero(finish_at <= now + (max(horizon, dt * (1 + 1e-12)) + 1e-9))
+            done = sharing.live[live_finish <= now + (max(horizon, dt * (1 + 1e-12)) + 1e-9)]
             if len(done):
                 finish_at[done] = np.inf
                 sharing.stop(done)
