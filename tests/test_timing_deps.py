@@ -234,3 +234,35 @@ def test_a_write_waits_for_a_read_of_its_bytes_whose_track_read_on():
     run(0, 400, 0, "queue")
     run(400, 800, 1, "queue")
     assert run(0, 200, 2, "other", write=True) == ([], [0])
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_hbm_writes_wait_for_the_latest_overlapping_reader_of_each_track(seed):
+    """With readers sharing tracks (one per DMA queue), the exactly filtered HBM
+    producers must hold, per track, the latest reader of any byte the write overwrites
+    since that byte's last write, or a later reader of that track (which stands for
+    the earlier ones). A read recorded on a part of the map it read only some of
+    (a merged read-only part, a wider segment, a Rec of more rows) used to replace the
+    track's earlier reader there, which the exact filter then dropped with it."""
+    rng = random.Random(seed)
+    maps, ref, track_of = MemoryMaps(), Reference(), {}
+    for idx in range(150):
+        a = _random_hbm_access(rng)
+        a.space, a.dtype, a.core = "hbm", "float32", 0
+        track = ("core0", rng.choice("qrs"))
+        write = rng.random() < 0.3
+        pending = set()
+        for b in (_bytes_of(a) if len(a.pattern) > 1 else range(a.lo, a.hi)):
+            if write:
+                pending |= ref.readers.get((0, b), set())
+            ref.access(0, 1, b, b + 1, idx, write)
+        if not write:
+            maps.read(a, idx, track)
+            track_of[idx] = track
+            continue
+        _, war = maps.write(a, idx, track)
+        latest = {}
+        for r in pending - {idx}:
+            latest[track_of[r]] = max(latest.get(track_of[r], -1), r)
+        for t, r in latest.items():
+            assert any(w >= r and track_of[w] == t for w in war), (seed, idx, t, r, war)

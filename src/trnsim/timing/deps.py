@@ -138,7 +138,8 @@ class SpaceMap:
         self.wbox = None
         self.abox = None
         # producers are filtered by exact overlap afterwards (HBM): a reader may not
-        # stand for an earlier one of its track, whose bytes the filter cannot see
+        # stand for an earlier one of its track, whose bytes the filter cannot see, so
+        # a read that would replace one splits the parts it reads only some of
         self.filtered = filtered
 
     def __len__(self):
@@ -172,6 +173,8 @@ class SpaceMap:
                         out.append(w)
                 r.readers[tkey] = idx
                 return
+        if self.filtered:  # a read recorded on a whole part must have read all of it
+            i = self._split_around(i, lo, hi)[0]
         cur = lo
         n = len(los)
         while i < n and los[i] < hi:
@@ -201,6 +204,10 @@ class SpaceMap:
                     cur = his[i]
                     i += 1
                     continue
+            if self.filtered and p_lo < p_hi:
+                self._narrow(seg, ix, p_lo, p_hi, idx, tkey)
+                if ix is not None and id(seg) not in self.exact:
+                    ix = None
             covered = 0
             for r in seg:
                 r_lo, r_hi = r.p_lo, r.p_hi
@@ -309,17 +316,8 @@ class SpaceMap:
                 if ix.at_most(0, p_lo, p_hi):  # a new tile: last, as the general path
                     ix.append(seg, Rec(p_lo, p_hi, mine, {}))
                     return
-        # split the segments straddling lo and hi
-        if i < n and los[i] < lo:
-            self._split(i, lo)
-            i += 1
-            n += 1
-        j = i
-        while j < n and los[j] < hi:
-            j += 1
-        if j > i and his[j - 1] > hi:
-            self._split(j - 1, hi)
-            n += 1
+        i, j = self._split_around(i, lo, hi)
+        n = len(los)
         # now segments i..j-1 lie inside [lo, hi); fill the gaps and update
         cur = lo
         k = i
@@ -362,6 +360,38 @@ class SpaceMap:
             j += 1
         if clean and j - i > 1:  # one segment for the whole write
             del los[i + 1:j], his[i:j - 1], recs[i + 1:j]  # (this write's new lists)
+
+    def _split_around(self, i, lo, hi) -> tuple[int, int]:
+        """Split the segments straddling lo and hi (i: the first ending after lo);
+        returns the positions [i, j) of the segments inside [lo, hi)."""
+        los, his = self.los, self.his
+        n = len(los)
+        if i < n and los[i] < lo:
+            self._split(i, lo)
+            i += 1
+            n += 1
+        j = i
+        while j < n and los[j] < hi:
+            j += 1
+        if j > i and his[j - 1] > hi:
+            self._split(j - 1, hi)
+        return i, j
+
+    def _narrow(self, seg, ix, p_lo, p_hi, idx, tkey) -> None:
+        """Split the Recs of `seg` that straddle partitions [p_lo, p_hi) where a read of
+        them would replace another reader of its track (filtered maps: see
+        `filtered`). Only the first and last Recs the read overlaps can straddle."""
+        over = ix.overlapping(p_lo, p_hi) if ix is not None else sorted(
+            (r for r in seg if r.p_lo < p_hi and p_lo < r.p_hi), key=_p_lo)
+        for r in {id(x): x for x in over[:1] + over[-1:]}.values():
+            if (r.p_lo < p_lo or r.p_hi > p_hi) and r.readers.get(tkey, idx) != idx:
+                parts = [r.copy(p_hi=p_lo)] if r.p_lo < p_lo else []
+                parts.append(r.copy(p_lo=max(r.p_lo, p_lo), p_hi=min(r.p_hi, p_hi)))
+                if r.p_hi > p_hi:
+                    parts.append(r.copy(p_lo=p_hi))
+                k = seg.index(r)
+                seg[k:k + 1] = parts
+                self.exact.pop(id(seg), None)
 
     def _split(self, i, at):
         """Split segment i at byte `at` (inside it)."""
