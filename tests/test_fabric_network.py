@@ -166,7 +166,8 @@ def test_max_min_rates_are_max_min_fair_on_random_networks():
     rng = np.random.default_rng(7)
     for _ in range(50):
         capacity, flow, link = random_network(rng, rng.integers(2, 15), rng.integers(1, 80))
-        rates = max_min_rates(flow.max() + 1, flow, link, capacity)
+        shuffled = rng.permutation(len(flow))                # entries in any order
+        rates = max_min_rates(flow.max() + 1, flow[shuffled], link[shuffled], capacity)
         assert is_max_min_fair(rates, flow, link, capacity)
         # no one is fair to itself by starving: every rate positive
         assert rates.min() > 0

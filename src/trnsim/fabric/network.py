@@ -63,7 +63,9 @@ def max_min_rates(num_flows, entry_flow, entry_link, capacity):
     """Max-min fair rates of flows; entry_flow/entry_link list each (flow, link) use.
     Flows without entries get rate 0."""
     capacity = np.append(np.asarray(capacity, dtype=float), np.inf)
-    routes = _padded(num_flows, np.asarray(entry_flow), np.asarray(entry_link), len(capacity) - 1)
+    order = np.argsort(entry_flow, kind="stable")
+    routes = _padded(num_flows, np.asarray(entry_flow)[order], np.asarray(entry_link)[order],
+                     len(capacity) - 1)
     routed = (routes < len(capacity) - 1).any(axis=0)
     rate = np.zeros(num_flows)
     rate[routed] = _fill(routes.compress(routed, axis=1), capacity)[0]
@@ -77,14 +79,13 @@ _REFILL_ALL_BELOW = 1024
 
 
 def _padded(num_flows, entry_flow, entry_link, pad):
-    """Each flow's links (its entries in order) as a column, padded with ``pad``: row k
+    """Each flow's links (its entries, grouped by flow) as a column, padded with ``pad``: row k
     holds every flow's k-th link (so reductions over a flow's links run along rows; take
     and compress keep it C-ordered, where ``routes[:, ids]`` would not)."""
     length = np.bincount(entry_flow, minlength=num_flows)
     routes = np.full((max(length.max(initial=0), 1), num_flows), pad, dtype=np.int64)
-    order = np.argsort(entry_flow, kind="stable")
-    flow = entry_flow[order]
-    routes[np.arange(len(flow)) - (np.cumsum(length) - length)[flow], flow] = entry_link[order]
+    first = np.cumsum(length) - length                     # each flow's first entry
+    routes[np.arange(len(entry_flow)) - first[entry_flow], entry_flow] = entry_link
     return routes
 
 
