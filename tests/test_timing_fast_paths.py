@@ -192,6 +192,36 @@ def test_gc_paused_restores_the_collector_as_it_was():
         gc.enable()
 
 
+
+def test_what_a_pause_allocated_trips_no_young_collection_after_it():
+    """The objects built while paused (kept alive, as a record is) join the oldest
+    generation when it ends: the next few allocations start no collection (one that
+    would walk them all). What the caller froze stays frozen."""
+    import gc
+
+    from trnsim.machine.gc_pause import gc_paused
+    runs = []
+
+    def count(phase, info):
+        if phase == "start":
+            runs.append(info["generation"])
+    gc.collect()
+    gc.callbacks.append(count)
+    try:
+        with gc_paused():
+            kept = [[i] for i in range(100_000)]
+        after = [[i] for i in range(100)]  # (the young threshold is 700)
+        assert runs == []
+        gc.freeze()
+        frozen = gc.get_freeze_count()
+        with gc_paused():
+            more = [[i] for i in range(1000)]
+        assert gc.get_freeze_count() == frozen
+    finally:
+        gc.callbacks.remove(count)
+        gc.unfreeze()
+    assert len(kept) + len(after) + len(more) == 101_100
+
 def test_oracle_compare_flags_a_changed_event(tmp_path):
     import gzip
     import pickle
