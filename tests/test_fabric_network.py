@@ -1,7 +1,6 @@
 """Link sharing and event timing (trnsim.fabric.network) on hand-computable fabrics."""
 
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -101,20 +100,17 @@ def test_overlapping_collectives_slow_each_other(tmp_path):
     assert later == [3000.0, 13_000.0]
 
 
-def test_all_to_all_on_144_ranks_is_fast():
+def test_all_to_all_on_144_ranks_is_bound_by_each_ranks_dma_engines():
     place = load_topology("trn3-ultraserver-144").placement(144)
     plan = plan_collective(place, "all_to_all", range(144), 144 * 2 ** 20)
     assert sum(len(s.flows) for s in plan.steps) == 144 * 143 == 20_592
-    t0 = time.perf_counter()
     (result,) = simulate(place, [Transfer(0.0, plan)])
-    elapsed = time.perf_counter() - t0
     topo = place.topology
     # each rank's DMA engines (528 B/ns, below the 1280 B/ns up-link) send 143 MiB;
     # one step; 2 links of latency
     expected = (topo.launch_overhead_ns + topo.step_overhead_ns + 143 * 2 ** 20 / 528
                 + 2 * topo.links[0].latency_ns)
     assert result.end_ns == pytest.approx(expected)
-    assert elapsed < 3.0        # about 0.1 s on one core; generous for shared machines
 
 
 def test_one_rank_is_dma_bound_four_ranks_fill_the_switch_link():
