@@ -16,10 +16,12 @@ a loop depends only on what touched that tile; reads never split: a read is reco
 every overlapping part, and reads of memory nobody wrote extend the neighbouring
 read-only part, so large inputs read tile by tile stay a handful of entries. (A later
 write to part of such a range then waits for all of its readers: a conservative
-dependency, never a missing one. Not in HBM, whose producers are then filtered by the
-accesses' exact overlap: there a read extends the part only if it leaves the readers of
-its own track as they were, or the filter would drop the later reader and lose the
-earlier one that did overlap.)
+dependency, never a missing one.) Not so in HBM, whose producers are then filtered by
+the accesses' exact overlap: a later reader recorded on bytes it did not read would be
+dropped there, and with it the earlier reader of its track it stood for. So in HBM a
+read splits the segments it straddles at its bounds, as writes do, splits the Recs
+whose partitions it covers only some of where it would replace another reader of its
+own track there, and extends a read-only part only where it replaces none.
 """
 from __future__ import annotations
 
@@ -138,8 +140,7 @@ class SpaceMap:
         self.wbox = None
         self.abox = None
         # producers are filtered by exact overlap afterwards (HBM): a reader may not
-        # stand for an earlier one of its track, whose bytes the filter cannot see, so
-        # a read that would replace one splits the parts it reads only some of
+        # stand for an earlier one of its track on bytes it did not read (module doc)
         self.filtered = filtered
 
     def __len__(self):
