@@ -31,7 +31,8 @@ class Instruction:
 
     @property
     def bytes_moved(self) -> int:
-        return sum(a.bytes for a in self.writes)
+        w = self.writes
+        return w[0].bytes if len(w) == 1 else sum(a.bytes for a in w)
 
     def to_dict(self) -> dict:
         """A JSON-ready form (for dumps and traces)."""

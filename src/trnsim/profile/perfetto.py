@@ -32,7 +32,6 @@ precision (3 decimals).
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -113,7 +112,6 @@ def _trace_events(profile, scope: Scope) -> tuple[list[dict], dict]:
 
     # --- one complete event per instruction
     slices: list[dict] = []
-    operand_text = _operand_texts()
     loc_info: dict = {}  # location -> (file:line, source text)
     # the JSON of objects instructions and events share (expanded loops' attrs, cost
     # terms per cost signature), made once per object: id -> (object, its JSON form)
@@ -125,10 +123,9 @@ def _trace_events(profile, scope: Scope) -> tuple[list[dict], dict]:
         if where is None:
             where = loc_info[key] = (views.short_location(ins.location),
                                      views.source_text(ins.location))
-        writes = ins.writes
         args = {"index": ins.index,
-                "operands": [operand_text(a) for a in ins.reads + writes],
-                "bytes": int(writes[0].bytes if len(writes) == 1 else ins.bytes_moved),
+                "operands": [views.operand_text(a) for a in ins.accesses],
+                "bytes": int(ins.bytes_moved),
                 "nki_source_location": where[0]}
         if where[1]:
             args["source"] = where[1]
@@ -201,28 +198,7 @@ def _shared_json(memo: dict, obj, to_json):
 
 
 def _attrs_json(attrs: dict):
-    out = {k: v for k, v in attrs.items() if v is not None}
-    for k, v in out.items():  # usually every value is plain JSON already
-        t = type(v)
-        if type(k) is not str or not (t is str or t is int or t is bool
-                                      or (t is float and math.isfinite(v))):
-            return views.jsonable(out)
-    return out
-
-
-def _operand_texts():
-    """views.operand_text, memoized on what the text shows (the operands of a loop's
-    iterations differ in their addresses only)."""
-    memo: dict = {}
-
-    def text(a) -> str:
-        key = (a.role, a.tensor, a.dtype, a.space, a.p_lo, a.p_hi, a.shape, a.bytes,
-               getattr(a, "indirect", False))
-        t = memo.get(key)
-        if t is None:
-            t = memo[key] = views.operand_text(a)
-        return t
-    return text
+    return views.jsonable({k: v for k, v in attrs.items() if v is not None})
 
 
 def _mid(e) -> float:

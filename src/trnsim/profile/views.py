@@ -8,6 +8,7 @@ hand-built objects with those attributes.
 """
 from __future__ import annotations
 
+import functools
 import linecache
 import math
 import os
@@ -237,15 +238,19 @@ def time_by_line(program, timeline) -> list[dict]:
 def operand_text(a) -> str:
     """`role: dtype@space[shape] bytes` (+ partitions for on-chip operands), like the
     profiler's `fp32@addr[strides][shape]` operand strings."""
-    shape = ",".join(str(int(s)) for s in a.shape)
-    where = a.space
-    if a.space != "hbm":
-        where += f" p{a.p_lo}:{a.p_hi}"
-    text = f"{a.role}: {a.tensor + ' ' if a.tensor else ''}{a.dtype}@{where}[{shape}] " \
-           f"{a.bytes} B"
-    if getattr(a, "indirect", False):
-        text += " (indirect)"
-    return text
+    return _operand_text(a.role, a.tensor, a.dtype, a.space, a.p_lo, a.p_hi,
+                         tuple(a.shape), a.bytes, getattr(a, "indirect", False))
+
+
+@functools.lru_cache(maxsize=4096)  # (a loop's operands differ in their addresses only)
+def _operand_text(role, tensor, dtype, space, p_lo, p_hi, shape, nbytes, indirect) -> str:
+    where = space if space == "hbm" else f"{space} p{p_lo}:{p_hi}"
+    dims = ",".join(str(int(s)) for s in shape)
+    text = f"{role}: {tensor + ' ' if tensor else ''}{dtype}@{where}[{dims}] {nbytes} B"
+    return text + " (indirect)" if indirect else text
+
+
+_PLAIN_JSON = (str, int, bool, type(None))  # jsonable's identity (exact types)
 
 
 def jsonable(v):
@@ -258,9 +263,10 @@ def jsonable(v):
     if isinstance(v, (np.floating,)):
         return jsonable(float(v))
     if isinstance(v, (list, tuple)):
-        return [jsonable(x) for x in v]
+        return [x if type(x) in _PLAIN_JSON else jsonable(x) for x in v]
     if isinstance(v, dict):
-        return {str(k): jsonable(x) for k, x in v.items()}
+        return {k if type(k) is str else str(k): x if type(x) in _PLAIN_JSON else jsonable(x)
+                for k, x in v.items()}
     return str(getattr(v, "value", v))
 
 
