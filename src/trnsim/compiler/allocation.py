@@ -132,8 +132,11 @@ class _Allocator:
         self.plan = MemoryPlan(program.allocations,
                                {k: a.capacity for k, a in self.arenas.items()})
         self.out: list[Instruction] = []
-        self.blocks: dict[int, dict[int, _Block]] = {}  # alloc id -> block index -> block
-        self.touched: list[list | None] = []  # per instruction: its automatic blocks
+        # alloc id -> its blocks by index (None: not used yet, or used for the last time)
+        self.blocks: dict[int, list] = {}
+        self.touched: list[tuple | None] = []  # per instruction: its automatic blocks
+        # physical byte offsets, one int object per value (the record keeps them)
+        self.ints: dict[int, int] = {}
         self.explicit: dict[int, list] = {}  # alloc id -> [first, last] instruction
         self.hbm_writes = HbmWrites(program.instructions)
         self.scratch_next = 0
@@ -160,16 +163,16 @@ class _Allocator:
                         continue
                     row = blocks.get(aid)
                     if row is None:
-                        row = blocks[aid] = {}
+                        row = blocks[aid] = [None] * alloc.blocks
                     for b in _blocks_of(alloc, a):
-                        blk = row.get(b)
+                        blk = row[b]
                         if blk is None:
                             blk = row[b] = _Block(alloc, b,
                                                   self.arenas[(alloc.space, alloc.core)])
                         if blk not in mine:
                             mine[blk] = None
                             blk.uses.append(i)
-            touched.append(list(mine) if mine else None)
+            touched.append(tuple(mine) if mine else None)
         self.scratch_next = -(-hbm_end // SCRATCH_ALIGN) * SCRATCH_ALIGN + SCRATCH_ALIGN
 
     # -- the walk -------------------------------------------------------------------
@@ -181,10 +184,10 @@ class _Allocator:
                 Placement(aid, 0, a.vaddr, a.row_bytes, first, last))
             self.arenas[(a.space, a.core)].explicit.append(
                 (first, last, a.vaddr, a.vaddr + a.row_bytes))
-        out, physical = self.out, self.physical
+        out, physical, touched = self.out, self.physical, self.touched
         renumbered = []
         for i, ins in enumerate(self.program.instructions):
-            mine = self.touched[i]
+            mine = touched[i]
             if mine is None:
                 ins.index = len(out)
                 renumbered.append(ins.index)
@@ -200,10 +203,12 @@ class _Allocator:
             virtual = ins.writes
             ins.writes = tuple([physical(a) for a in virtual])
             self.note_writes(i, ins, virtual)
+            touched[i] = None
             for blk in mine:  # free each block after its last use
                 blk.next += 1
                 if blk.next == len(blk.uses):
                     self.release(blk, index)
+                    self.forget(blk)
         renumbered.append(len(out))
         for ins in out:  # explicit order edges name instructions by index
             dep = ins.attrs.get("depends_on")
@@ -266,6 +271,13 @@ class _Allocator:
         arena.used -= p.size
         blk.placement = None
         arena.note(len(self.out))
+
+    def forget(self, blk: _Block) -> None:
+        """Drop a block past its last use (its uses and loads go with it)."""
+        row = self.blocks[blk.alloc.id]
+        row[blk.index] = None
+        if not any(row):
+            del self.blocks[blk.alloc.id]
 
     def note_writes(self, i: int, ins: Instruction, virtual: tuple) -> None:
         """Note what `ins` (input index i; `virtual`: its write accesses before placement)
@@ -400,14 +412,16 @@ class _Allocator:
         bb = alloc.block_bytes
         b0, off = divmod(a.lo - alloc.vaddr, bb)
         first = row[b0].placement
-        if off + a.hi - a.lo <= bb:  # within one block
-            return with_bytes(a, first.start + off, first.start + off + (a.hi - a.lo))
-        places = [row[b].placement for b in _blocks_of(alloc, a)]
-        contiguous = all(q.start == first.start + k * bb for k, q in enumerate(places))
-        if contiguous:
-            return with_bytes(a, first.start + off, first.start + off + (a.hi - a.lo))
-        return with_bytes(a, min(q.start for q in places),  # scattered blocks: their box
-                          max(q.start + q.size for q in places))
+        ints = self.ints
+        if off + a.hi - a.lo > bb:  # more than one block
+            places = [row[b].placement for b in _blocks_of(alloc, a)]
+            if not all(q.start == first.start + k * bb for k, q in enumerate(places)):
+                lo = min(q.start for q in places)  # scattered blocks: their box
+                hi = max(q.start + q.size for q in places)
+                return with_bytes(a, ints.setdefault(lo, lo), ints.setdefault(hi, hi))
+        lo = first.start + off
+        hi = lo + (a.hi - a.lo)
+        return with_bytes(a, ints.setdefault(lo, lo), ints.setdefault(hi, hi))
 
     def overflow(self, arena: Arena, i: int, mine: list, ins: Instruction):
         own = [b for b in mine if b.arena is arena]

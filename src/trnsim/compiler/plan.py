@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from ..machine.record import Allocation
 
 
-@dataclass
+@dataclass(slots=True)
 class Placement:
     """One stay of a block at one physical address: instructions [first, last] of the
     compiled program (last is None while it is still there)."""
@@ -19,7 +19,7 @@ class Placement:
     last: int | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class Spill:
     kind: str  # 'save' | 'reload'
     alloc: int
