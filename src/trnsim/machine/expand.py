@@ -151,6 +151,7 @@ def while_kernel_runs(run, fn):
         stats = run.__dict__.get("expansion")
         if stats is not None:
             stats.parts.clear()
+            stats.alloc_parts.clear()
         for g in patched:
             if g.get("range") is LoopRange:
                 del g["range"]
@@ -184,6 +185,18 @@ def iterate(rng: range, before=None, for_statement: bool = False):
             return
         marks.append(_Mark(run, frame))
     stats = run.__dict__.setdefault("expansion", ExpansionStats())
+    stats.watching += 1
+    try:
+        n = yield from _expanding(run, rng, before, frame, site, marks, stats)
+    finally:
+        stats.watching -= 1
+    yield from _plain(rng, before, n)
+
+
+def _expanding(run, rng: range, before, frame, site, marks: list, stats):
+    """`iterate`'s samples, expansion and last iteration; returns the first iteration
+    left to run for real (len(rng) when none is)."""
+    total = len(rng)
     core = runtime.current_core().id
     plan = None
     known = stats.known.get(site)
@@ -226,12 +239,12 @@ def iterate(rng: range, before=None, for_statement: bool = False):
             stats.loops += 1
             stats.iterations += last - n
             stats.instructions += (last - n) * plan.per_iteration
-            return
+            return total
         stats.fallbacks += 1
         stats.failed_sites[site] = stats.failed_sites.get(site, 0) + 1
         stats.known.pop(site, None)
         marks[-1].restore(run, frame)
-    yield from _plain(rng, before, n)
+    return n
 
 
 def _plain(rng: range, before, start: int):
@@ -300,6 +313,10 @@ class ExpansionStats:
         self.known: dict = {}
         # instruction index -> (instruction, structure, numbers), while the kernel runs
         self.parts: dict = {}
+        self.alloc_parts: dict = {}  # allocation id -> (allocation, structure)
+        # loops between their first sampled iteration and their end: while one is, the
+        # copies a loop inside it appends get their parts (its snapshots read them)
+        self.watching = 0
 
     def __repr__(self):
         return (f"<expansion: {self.loops} loops, {self.iterations} iterations, "
@@ -344,28 +361,23 @@ class _Mark:
                            **self.tensors})
 
 
-def _int_slot(v):
-    """How an attribute value is a number of the model: (None, 1) for an int, (its type,
-    length) for a list or tuple of ints, None otherwise."""
-    t = type(v)
-    if t is int:
-        return None, 1
-    if t in (list, tuple) and v and all(type(x) is int for x in v):
-        return t, len(v)
-    return None
+_INT = (None, 1)
 
 
 def _attr_parts(attrs: dict, nums: list):
-    """Structure key of an attrs dict; its int values (and int sequences) go to nums."""
+    """Structure key of an attrs dict; its int values (and nonempty lists or tuples of
+    ints) go to nums, keyed (name, (None, 1)) or (name, (their type, length))."""
     key = []
     for k, v in attrs.items():
         t = type(v)
-        slot = _int_slot(v)
-        if slot is not None:
-            key.append((k, slot))
-            nums.extend(v if slot[0] else (v,))
+        if t is int:
+            key.append((k, _INT))
+            nums.append(v)
         elif t in PLAIN:
             key.append((k, "=", v))
+        elif (t is list or t is tuple) and v and all(type(x) is int for x in v):
+            key.append((k, (t, len(v))))
+            nums.extend(v)
         elif t is np.ndarray:
             key.append((k, "nd", v.shape, str(v.dtype), v.tobytes()))
         else:
@@ -375,7 +387,8 @@ def _attr_parts(attrs: dict, nums: list):
 
 def _instruction_parts(ins, allocs, cache: dict):
     """(structure, numbers) of one instruction, cached by index (nested loops look at
-    the same instructions once per level)."""
+    the same instructions once per level; an expanded copy's are its template's
+    structure and its row's numbers: `_Plan._append`)."""
     got = cache.get(ins.index)
     if got is not None and got[0] is ins:
         return got[1], got[2]
@@ -394,6 +407,17 @@ def _instruction_parts(ins, allocs, cache: dict):
     return key, nums
 
 
+def _allocation_key(al, cache: dict):
+    """Structure key of an allocation, cached by id (a copy's is its template's)."""
+    got = cache.get(al.id)
+    if got is not None and got[0] is al:
+        return got[1]
+    key = ("alloc", al.space, al.core, al.name, al.shape_desc, al.dtype, al.site,
+           al.row_bytes, al.block_bytes, al.partition, al.partitions, al.explicit)
+    cache[al.id] = (al, key)
+    return key
+
+
 def _snapshot(run, start: int, stop: int, a_start: int, a_stop: int, f_start: int,
               f_stop: int):
     """(structure, numbers) of the record between two marks (an Access's byte range
@@ -407,10 +431,10 @@ def _snapshot(run, start: int, stop: int, a_start: int, a_stop: int, f_start: in
         k, n = _instruction_parts(ins, allocs, cache)
         key.append(k)
         nums += n
+    alloc_cache = run.expansion.alloc_parts
     for aid in range(a_start, a_stop):
         al = allocs[aid]
-        key.append(("alloc", al.space, al.core, al.name, al.shape_desc, al.dtype, al.site,
-                    al.row_bytes, al.block_bytes, al.partition, al.partitions, al.explicit))
+        key.append(_allocation_key(al, alloc_cache))
         nums += (al.id, al.declared_at, al.vaddr if al.explicit else 0)
     for core, idx in p.fences[f_start:f_stop]:
         key.append(("fence", core))
@@ -469,6 +493,7 @@ class _Plan:
         self.carried = carried  # [(local, tensor of the template iteration)]
         self.last_ids = None  # template allocation id -> that of the last expanded one
         self.indexing = np.zeros(0, dtype=np.int64)  # see indexes_made_before
+        self.operand_ids = np.zeros(0, dtype=np.int64)  # operands' allocation columns
         self.made_before = 0  # allocations made before the sampled iterations
 
     @classmethod
@@ -536,6 +561,7 @@ class _Plan:
         ops = np.asarray(_operand_allocations(run, m0.instructions, m1.instructions),
                          dtype=np.int64)
         plan.indexing = ops[~np.isin(drift[ops], (0, period * made))]
+        plan.operand_ids = ops
         plan.made_before = marks[0].allocations
         return plan
 
@@ -548,11 +574,15 @@ class _Plan:
         first and last period of iterations bound it."""
         if not len(self.indexing):
             return True
-        p = self.period
-        ends = np.unique(np.r_[np.arange(first, min(first + p, last + 1)),
-                               np.arange(max(first, last + 1 - p), last + 1)])
-        ids = self.row(ends)[:, self.indexing]
+        ids = self._ends(first, last)[:, self.indexing]
         return bool(((ids >= 0) & (ids < self.made_before)).all())
+
+    def _ends(self, first: int, last: int) -> np.ndarray:
+        """The numbers of the first and last period of iterations first..last, which
+        bound those of all of them (each phase of the period is affine)."""
+        p = self.period
+        return self.row(np.unique(np.r_[np.arange(first, min(first + p, last + 1)),
+                                        np.arange(max(first, last + 1 - p), last + 1)]))
 
     def row(self, iterations: np.ndarray) -> np.ndarray:
         """The numbers of each iteration in `iterations` (loop positions)."""
@@ -568,28 +598,42 @@ class _Plan:
         p = run.program
         start, end, a_start, a_stop, f_start, f_stop = self.template
         allocs = p.allocations
-        tmpl_alloc = [allocs[i] for i in range(a_start, a_stop)]
-        tmpl_fence = p.fences[f_start:f_stop]
-        cache = run.expansion.parts
-        builders = [_InstructionBuilder(ins, _instruction_parts(ins, allocs, cache)[1])
-                    for ins in p.instructions[start:end]]
+        stats = run.expansion
+        tmpl_alloc = [(allocs[i], _allocation_key(allocs[i], stats.alloc_parts))
+                      for i in range(a_start, a_stop)]
+        # a number is the template's in every iteration where it has no drift and every
+        # phase of the period sampled the same
+        fixed = ((self.drift == 0) & (self.rows == self.rows[-1]).all(axis=0)).tolist()
+        builders, pos = [], 0
+        for ins in p.instructions[start:end]:
+            key, nums = _instruction_parts(ins, allocs, stats.parts)
+            builders.append(_InstructionBuilder(ins, key, nums, fixed[pos:pos + len(nums)]))
+            pos += len(nums)
+        # the copies' parts are kept for the snapshots of a loop around this one (an
+        # operand's structure says whether it has an allocation: its id keeps its sign)
+        ids = self.operand_ids
+        keep = stats.watching > 1 and bool(
+            ((self._ends(first, stop - 1)[:, ids] >= 0) == (self.rows[-1, ids] >= 0)).all())
         with gc_paused():  # (only new, acyclic objects: a collection would find nothing)
             # a block of iterations at a time: the Python ints of a row that the record
             # does not keep are freed, and their memory reused, before the next block
             for lo in range(first, stop, _ROWS):
                 values = self.row(np.arange(lo, min(lo + _ROWS, stop), dtype=np.int64))
-                self._append(p, values, builders, tmpl_alloc, tmpl_fence)
+                self._append(p, values, builders, tmpl_alloc, p.fences[f_start:f_stop],
+                             stats if keep else None)
 
-    def _append(self, p, values, builders, tmpl_alloc, tmpl_fence):
+    def _append(self, p, values, builders, tmpl_alloc, tmpl_fence, stats):
         allocs = p.allocations
         first_alloc = self.record_numbers - len(tmpl_alloc) * 3 - len(tmpl_fence)
         out = p.instructions
         fences = p.fences
-        tmpl_fields = [(al, al.field_values()) for al in tmpl_alloc]
+        parts = stats.parts if stats is not None else None
+        alloc_parts = stats.alloc_parts if stats is not None else None
+        tmpl_fields = [(al, key, al.field_values()) for al, key in tmpl_alloc]
         for row in values.tolist():
             pos = first_alloc  # allocations first: accesses take their vaddr
             ids = {}
-            for al, fields in tmpl_fields:
+            for al, key, fields in tmpl_fields:
                 fields[0], fields[-1] = row[pos], row[pos + 1]  # id, declared_at
                 if al.explicit:
                     fields[_VADDR] = row[pos + 2]
@@ -597,6 +641,8 @@ class _Plan:
                 na = Allocation(*fields)
                 allocs[na.id] = na
                 ids[al.id] = na.id
+                if alloc_parts is not None:
+                    alloc_parts[na.id] = (na, key)
             self.last_ids = ids
             if self.growing:
                 storages = {}
@@ -606,8 +652,11 @@ class _Plan:
                 fences.append((core, idx))
             pos = 0
             for b in builders:
-                ins, pos = b.build(row, pos, allocs)
+                ins = b.build(row, pos, allocs)
                 out.append(ins)
+                if parts is not None:
+                    parts[ins.index] = (ins, b.key, row[pos:pos + b.size])
+                pos += b.size
 
     @property
     def record_numbers(self) -> int:
@@ -644,28 +693,37 @@ class _InstructionBuilder:
     """Makes copies of one template instruction from a row of numbers (in the order
     `_snapshot` lists them)."""
 
-    def __init__(self, ins: Instruction, numbers: list):
+    def __init__(self, ins: Instruction, key: tuple, numbers: list, fixed: list):
+        """`key`, `numbers`: the template's parts; `fixed[j]`: whether its number j is
+        the same in every copy."""
         self.template = ins
-        # (template access, its numbers): an expanded operand with the same numbers is
-        # the same (immutable) Access, shared (a loop-invariant operand)
-        self.accesses = [(a, tuple(numbers[6 * i:6 * i + 6]))
-                         for i, a in enumerate(ins.reads + ins.writes)]
+        self.key = key
+        self.size = len(numbers)
         self.nr = len(ins.reads)
+        # (position, first number, template access, its numbers) of the operands that
+        # may move; a copy whose operand has the template's numbers shares its (immutable)
+        # Access, and its tuple of reads or writes when none moves
+        self.moving = [(i, 6 * i, a, tuple(numbers[6 * i:6 * i + 6]))
+                       for i, a in enumerate(ins.reads + ins.writes)
+                       if not all(fixed[6 * i:6 * i + 6])]
+        self.index_at = 6 * (self.nr + len(ins.writes))
         self.attrs = ins.attrs
-        # (key, None for an int or the sequence type, length)
-        self.attr_slots = [(k, *slot) for k, slot in
-                           ((k, _int_slot(v)) for k, v in ins.attrs.items()) if slot]
-        self.attr_numbers = sum(n for _, _, n in self.attr_slots)
+        # (key, None for an int or the sequence type, length), as _attr_parts keyed them
+        self.attr_slots = [(k, *entry[0]) for k, *entry in key[-1] if len(entry) == 1]
+        at = self.index_at + 1
+        n = sum(n for _, _, n in self.attr_slots)
+        self.attr_span = (at, at + n)
+        self.attrs_move = not all(fixed[at:at + n])
         # the template's own attribute numbers: a copy with the same shares its attrs
-        self.same_attrs = list(numbers[6 * len(self.accesses) + 1:][:self.attr_numbers])
+        self.same_attrs = numbers[at:at + n]
 
-    def build(self, row: list, pos: int, allocs: dict):
-        accs = []
-        for tmpl, same in self.accesses:
-            nums = row[pos:pos + 6]
-            pos += 6
+    def build(self, row: list, pos: int, allocs: dict) -> Instruction:
+        t, nr = self.template, self.nr
+        reads, writes = t.reads, t.writes
+        accs = None
+        for i, at, tmpl, same in self.moving:
+            nums = row[pos + at:pos + at + 6]
             if tuple(nums) == same:
-                accs.append(tmpl)
                 continue
             off, p_lo, p_hi, lo, hi, aid = nums
             if aid >= 0:
@@ -673,21 +731,24 @@ class _InstructionBuilder:
                 lo += al.vaddr
                 hi += al.vaddr
                 aid = al.id  # (one int object per allocation, not one per operand)
-            accs.append(with_place(tmpl, off, p_lo, p_hi, lo, hi, aid))
-        index = row[pos]
-        pos += 1
-        end = pos + self.attr_numbers
-        if row[pos:end] == self.same_attrs:
-            attrs = self.attrs
-        else:
-            attrs = dict(self.attrs)
-            for k, seq, n in self.attr_slots:
-                attrs[k] = row[pos] if seq is None else seq(row[pos:pos + n])
-                pos += n
-        pos = end
-        t, nr = self.template, self.nr
-        return Instruction(index, t.core, t.engine, t.opcode, tuple(accs[:nr]),
-                           tuple(accs[nr:]), t.location, attrs, t.queue), pos
+            if accs is None:
+                accs = list(reads + writes)
+                first = i
+            accs[i] = with_place(tmpl, off, p_lo, p_hi, lo, hi, aid)
+            last = i
+        if accs is not None:
+            reads = tuple(accs[:nr]) if first < nr else reads
+            writes = tuple(accs[nr:]) if last >= nr else writes
+        attrs = self.attrs
+        if self.attrs_move:
+            at, end = pos + self.attr_span[0], pos + self.attr_span[1]
+            if row[at:end] != self.same_attrs:
+                attrs = dict(attrs)
+                for k, seq, n in self.attr_slots:
+                    attrs[k] = row[at] if seq is None else seq(row[at:at + n])
+                    at += n
+        return Instruction(row[pos + self.index_at], t.core, t.engine, t.opcode, reads,
+                           writes, t.location, attrs, t.queue)
 
 
 class _RangeType(type):

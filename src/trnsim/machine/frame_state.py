@@ -19,6 +19,7 @@ from .tensor import NkiTensor
 PLAIN = (str, bool, float, type(None))  # compared by value
 _OPAQUE = (types.ModuleType, types.FunctionType, types.BuiltinFunctionType, types.MethodType,
            type)
+_MISSING = object()
 _DEPTH = 3  # how far into containers and objects
 _ITEMS = 64  # items of a container looked into
 _IDS = 4096  # items of a list or tuple compared by identity
@@ -48,7 +49,9 @@ def frame_values(frame):
             out[k] = ("object", id(v), _state(v, _DEPTH))
     glb = frame.f_globals
     for name in frame.f_code.co_names:
-        v = glb.get(name, _OPAQUE)
+        v = glb.get(name, _MISSING)
+        if v is _MISSING:  # an attribute's name, a builtin
+            continue
         if isinstance(v, type) and not v.__module__.startswith(("trnsim.", "builtins")):
             out["class " + name] = ("class", tuple(  # a class attribute changing declines
                 (a, _state(x, 1)) for a, x in vars(v).items() if not isinstance(x, _OPAQUE)
