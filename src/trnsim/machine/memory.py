@@ -143,6 +143,17 @@ def next_fit(taken: list, size: int, cursor: int, base: int, limit: int,
     return start if start is not None else first_from(base)
 
 
+_PAGE, _CACHE_LINE = 4096, 64
+
+
+def _row_pitch(nbytes: int) -> int:
+    """The bytes between partitions in an arena holding `nbytes` per partition: whole
+    pages plus one cache line. (With a pitch that is a multiple of 64 KiB the rows of a
+    tile all fall in the same cache sets: a [128, 512] fp32 GEMM on arena views ran
+    ~12% slower on the conflict misses.)"""
+    return -(-nbytes // _PAGE) * _PAGE + _CACHE_LINE
+
+
 @dataclass
 class _Explicit:
     """A live explicitly placed tensor (for aliasing and capacity messages)."""
@@ -194,7 +205,7 @@ class OnChipMemory:
         self.virtual_base = self._aligned(capacity)
         self.width = self.virtual_base  # of the virtual address space
         self.values = values
-        self.row_bytes = 2 * self.virtual_base  # of `data` and `init`
+        self.row_bytes = _row_pitch(2 * self.virtual_base)  # of `data` and `init`
         self.data = np.zeros((partitions, self.row_bytes), dtype=np.uint8) if values else None
         self._init = None  # made on first use (`init`)
         self._explicit: dict[int, _Explicit] = {}
@@ -339,7 +350,7 @@ class OnChipMemory:
         return start
 
     def _grow_rows(self, row_bytes: int) -> None:
-        row_bytes = max(row_bytes, 2 * self.row_bytes)
+        row_bytes = _row_pitch(max(row_bytes, 2 * self.row_bytes))
         used = self._used  # (past it both arrays are still zeros: nothing to copy)
         data = np.zeros((self.partitions, row_bytes), dtype=np.uint8)
         data[:, :used] = self.data[:, :used]
