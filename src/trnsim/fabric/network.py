@@ -21,6 +21,7 @@ Model (all numbers come from the topology file, see ``topology.py``):
 
 from __future__ import annotations
 
+import copy
 import heapq
 from dataclasses import dataclass, field
 
@@ -273,43 +274,46 @@ class _Sharing:
 
 
 class _Flows:
-    """Every flow of every step of every transfer, as arrays."""
+    """Every flow of every step of every transfer, as arrays: step s holds flows
+    ``step_ranges[s]``; ``moving``: flows that take bandwidth (bytes on a route)."""
 
     def __init__(self, place, transfers):
-        links = place.links
-        latency_of = [float(link.latency_ns) for link in links]
-        routes = {}
-        nbytes, latency, step_of, e_flow, e_link = [], [], [], [], []
-        self.step_ranges, self.step_reduce, self.step_transfer = [], [], []
+        src, dst, nbytes, bounds = [], [], [], [0]
+        self.step_reduce, self.step_transfer = [], []
         self.first_step = []          # per transfer: its first step's index
         for t, tr in enumerate(transfers):
             if tr.plan.placement is not None and tr.plan.placement != place:
                 raise ValueError(f"transfer {t} ({tr.tag!r}) was planned on another placement")
-            self.first_step.append(len(self.step_ranges))
+            self.first_step.append(len(self.step_reduce))
             for step in tr.plan.steps:
-                s = len(self.step_ranges)
-                lo = len(nbytes)
-                for f in step.flows:
-                    key = (f.src, f.dst)
-                    if key not in routes:
-                        route = place.route(f.src, f.dst)
-                        routes[key] = route, sum(latency_of[i] for i in route)
-                    route, route_latency = routes[key]
-                    e_flow.extend([len(nbytes)] * len(route))
-                    e_link.extend(route)
-                    nbytes.append(f.nbytes)
-                    latency.append(route_latency)
-                    step_of.append(s)
-                self.step_ranges.append((lo, len(nbytes)))
+                src += [f.src for f in step.flows]
+                dst += [f.dst for f in step.flows]
+                nbytes += [f.nbytes for f in step.flows]
+                bounds.append(len(nbytes))
                 self.step_reduce.append(step.reduce_bytes)
                 self.step_transfer.append(t)
+        self.step_ranges = list(zip(bounds[:-1], bounds[1:]))
+        self.src, self.dst = np.array(src, dtype=np.int64), np.array(dst, dtype=np.int64)
         self.nbytes = np.array(nbytes, dtype=float)
-        self.latency = np.array(latency, dtype=float)
-        self.step_of = np.array(step_of, dtype=np.int64)
-        self.capacity = np.array([link.bandwidth for link in links], dtype=float)
-        entry_flow = np.array(e_flow, dtype=np.int64)
-        self.routes = _padded(len(nbytes), entry_flow, np.array(e_link, dtype=np.int64), len(links))
-        self.routed = np.bincount(entry_flow, minlength=len(nbytes)) > 0
+        self.routes, self.latency = place.routes(self.src, self.dst)
+        self.moving = (self.nbytes > 0) & (self.routes[0] < place.num_links)
+        self.step_of = np.repeat(np.arange(len(self.step_ranges)), np.diff(bounds))
+
+    def step(self, s) -> "_Flows":
+        """Step s alone: the one step of one transfer, without its reduction."""
+        lo, hi = self.step_ranges[s]
+        one = copy.copy(self)
+        for name in ("src", "dst", "nbytes", "latency", "moving"):
+            setattr(one, name, getattr(self, name)[lo:hi])
+        one.routes = self.routes[:, lo:hi]
+        one.step_ranges, one.step_reduce, one.step_transfer = [(0, hi - lo)], [0.0], [0]
+        one.first_step, one.step_of = [0], np.zeros(hi - lo, dtype=np.int64)
+        return one
+
+    def key(self, s) -> tuple:
+        """What step s's timing depends on: its flows."""
+        lo, hi = self.step_ranges[s]
+        return self.src[lo:hi].tobytes(), self.dst[lo:hi].tobytes(), self.nbytes[lo:hi].tobytes()
 
 
 def simulate(place, transfers) -> list:
@@ -317,31 +321,123 @@ def simulate(place, transfers) -> list:
     transfers = list(transfers)
     topo = place.topology
     flows = _Flows(place, transfers)
+    capacity = place.bandwidths()
+    starts = [tr.start_ns for tr in transfers]
+    timing = _alone(flows, capacity, topo, starts)
+    if timing is None:
+        timing = _together(flows, capacity, starts, topo.launch_overhead_ns,
+                           topo.step_overhead_ns, topo.reduce_bandwidth)
+    return [TransferResult(tr.start_ns, end, steps, tr.tag, tr.plan)
+            for tr, (end, steps) in zip(transfers, timing)]
+
+
+def _alone(flows, capacity, topo, starts):
+    """Each transfer's (end, steps) as if it were alone on the fabric, or None if two
+    transfers' flows would cross one link at the same time (then they share it).
+
+    Alone, a step's flows start together and nothing else moves until they are done,
+    so its time is a function of its flows: steps with the same flows (a ring's) are
+    solved once.  Steps are taken in the order they start, each link keeping when the
+    last step to use it stops moving: a step that starts before one of its links is
+    free shares it with another transfer."""
+    pad = len(capacity)
+    busy = np.full(pad + 1, -np.inf) if len(starts) > 1 else None   # each link in use until
+    solved = {}
+    timing = [[start + topo.launch_overhead_ns, []] for start in starts]
+    ready = [(start + topo.launch_overhead_ns, t, flows.first_step[t])
+             for t, start in enumerate(starts) if flows.first_step[t] < len(flows.step_ranges)
+             and flows.step_transfer[flows.first_step[t]] == t]
+    heapq.heapify(ready)
+    while ready:
+        begin, t, s = heapq.heappop(ready)
+        flows_start = begin + topo.step_overhead_ns
+        if busy is not None:
+            lo, hi = flows.step_ranges[s]
+            links = flows.routes[:, lo:hi].compress(flows.moving[lo:hi], axis=1)
+            if (busy[links] > flows_start).any():
+                return None
+        key = flows.key(s)
+        if key not in solved:
+            solved[key] = _alone_step(flows, s, capacity)
+        span, moved = solved[key]
+        if busy is not None:
+            busy[links] = np.maximum(busy[links], flows_start + moved)
+            busy[pad] = -np.inf
+        end = flows_start + span + flows.step_reduce[s] / topo.reduce_bandwidth
+        timing[t][0] = end = float(end)
+        timing[t][1].append((float(begin), end))
+        if s + 1 < len(flows.step_ranges) and flows.step_transfer[s + 1] == t:
+            heapq.heappush(ready, (end, t, s + 1))
+    return timing
+
+
+def _alone_step(flows, s, capacity):
+    """(time from its flows' start to its end without reduction, time its flows move) of
+    step s alone.  Flows that share no link move at their route's slowest link."""
+    lo, hi = flows.step_ranges[s]
+    moving = flows.moving[lo:hi]
+    links = flows.routes[:, lo:hi].compress(moving, axis=1)
+    used = np.sort(links[links < len(capacity)])
+    if (used[1:] == used[:-1]).any():
+        ((span, _),) = _together(flows.step(s), capacity, [0.0], 0.0, 0.0, 1.0)
+        return span, span
+    finished = np.zeros(hi - lo)
+    finished[moving] = _finished_at(flows.nbytes[lo:hi][moving]
+                                    / np.append(capacity, np.inf)[links].min(axis=0))
+    return float((finished + flows.latency[lo:hi]).max(initial=0.0)), float(finished.max(initial=0.0))
+
+
+def _finished_at(due):
+    """When the event loop finishes flows due at ``due`` (from 0) when no other event comes
+    between: with the first due, every flow due within a hair of it (see ``_due_by``)."""
+    order = np.argsort(due, kind="stable")
+    due_sorted = due[order]
+    at = np.empty_like(due)
+    now, i = 0.0, 0
+    while i < len(due):
+        j = np.searchsorted(due_sorted, _due_by(now, due_sorted[i] - now, True), side="right")
+        at[order[i:j]] = now = due_sorted[i]
+        i = j
+    return at
+
+
+def _due_by(now, soonest, finish_first, dt=None):
+    """The event loop, at ``now`` with the next flow due ``soonest`` later and the next event
+    (a finish if ``finish_first``) ``dt`` later, finishes the flows due by this time:
+    flows due within a relative hair of the soonest (or of the event) go with it."""
+    dt = soonest if dt is None else dt
+    # by the time to finish, not dt alone: now + soonest may round to now when now is large
+    horizon = soonest * (1 + 1e-9) if finish_first else dt
+    return now + (max(horizon, dt * (1 + 1e-12)) + 1e-9)
+
+
+def _together(flows, capacity, starts, launch_ns, step_ns, reduce_bandwidth):
+    """Each transfer's (end, steps), all sharing the links (see the module docstring)."""
     num_flows, num_steps = len(flows.nbytes), len(flows.step_ranges)
     pending = np.zeros(num_steps, dtype=np.int64)
     arrival = np.full(num_steps, -np.inf)
-    results = [TransferResult(tr.start_ns, tr.start_ns + topo.launch_overhead_ns, [], tr.tag, tr.plan)
-               for tr in transfers]
+    timing = [[start + launch_ns, []] for start in starts]
     events = []   # (time, order, step): step's flows begin at time
     order = 0
 
     def begin_step(t, s, when):
         nonlocal order
-        results[t].steps.append([float(when), None])
-        heapq.heappush(events, (when + topo.step_overhead_ns, order, s))
+        timing[t][1].append([float(when), None])
+        heapq.heappush(events, (when + step_ns, order, s))
         order += 1
 
     def end_step(s, when):
         t = flows.step_transfer[s]
-        when = max(when, arrival[s]) + flows.step_reduce[s] / topo.reduce_bandwidth
-        results[t].steps[-1][1] = when = float(when)
-        results[t].end_ns = when
+        when = max(when, arrival[s]) + flows.step_reduce[s] / reduce_bandwidth
+        timing[t][1][-1][1] = when = float(when)
+        timing[t][0] = when
         if s + 1 < num_steps and flows.step_transfer[s + 1] == t:
             begin_step(t, s + 1, when)
 
-    for t, tr in enumerate(transfers):
-        if tr.plan.steps:
-            begin_step(t, flows.first_step[t], tr.start_ns + topo.launch_overhead_ns)
+    for t, start in enumerate(starts):
+        s = flows.first_step[t]
+        if s < num_steps and flows.step_transfer[s] == t:
+            begin_step(t, s, start + launch_ns)
 
     def finish(done, now):
         steps = flows.step_of[done]
@@ -350,7 +446,7 @@ def simulate(place, transfers) -> list:
         for s in sorted(set(steps[pending[steps] == 0].tolist())):
             end_step(s, now)
 
-    sharing = _Sharing(flows.routes, flows.capacity)
+    sharing = _Sharing(flows.routes, capacity)
     finish_at = np.full(num_flows, np.inf)
     # the rate each flow moves at; a flow about to start is taken to move at 1 B/ns
     # and finish after its bytes, so that bytes left = time left * rate for all
@@ -366,11 +462,8 @@ def simulate(place, transfers) -> list:
         next_event = events[0][0] if events else np.inf
         when = min(next_finish, next_event)
         if next_finish < np.inf:
-            dt = when - now
-            soonest = next_finish - now
-            # by the time to finish, not dt alone: now + soonest may round to now when now is large
-            horizon = soonest * (1 + 1e-9) if next_finish <= next_event else dt
-            done = sharing.live[live_finish <= now + (max(horizon, dt * (1 + 1e-12)) + 1e-9)]
+            done = sharing.live[live_finish <= _due_by(now, next_finish - now,
+                                                        next_finish <= next_event, when - now)]
             if len(done):
                 finish_at[done] = np.inf
                 sharing.stop(done)
@@ -384,12 +477,10 @@ def simulate(place, transfers) -> list:
                 end_step(s, now)
                 continue
             ids = np.arange(lo, hi)
-            moving = (flows.nbytes[ids] > 0) & flows.routed[ids]
+            moving = flows.moving[lo:hi]
             finish_at[ids[moving]] = now + flows.nbytes[ids[moving]]
             rate[ids[moving]] = 1.0
             sharing.start(ids[moving])
             if not moving.all():
                 finish(ids[~moving], now)
-    for r in results:
-        r.steps = [tuple(step) for step in r.steps]
-    return results
+    return [(end, [tuple(step) for step in steps]) for end, steps in timing]

@@ -41,6 +41,8 @@ import functools
 import importlib.resources
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from ..chips import json_object, load_chip, load_named_or_file
 
 __all__ = ["Link", "Topology", "Placement", "load_topology", "available_topologies"]
@@ -98,7 +100,19 @@ class Topology:
 
     def rank_dma_bandwidth(self) -> float:
         """Bytes/ns one rank's (one NeuronCore's) DMA engines move."""
+        return self._dma_bandwidth
+
+    @functools.cached_property
+    def _dma_bandwidth(self) -> float:
         return load_chip(self.chip).core.dma.aggregate_bandwidth / 1e9
+
+    @functools.cached_property
+    def _bandwidths(self) -> np.ndarray:
+        return np.array([link.bandwidth for link in self.links], dtype=float)
+
+    @functools.cached_property
+    def _chip_routes(self) -> "_ChipRoutes":
+        return _ChipRoutes(self)
 
     def placement(self, num_ranks: int) -> "Placement":
         num_ranks = int(num_ranks)
@@ -167,12 +181,73 @@ class Placement:
             return dma + (self.topology.local_link(a),)
         return dma + self.topology.chip_route(a, b)
 
+    def routes(self, src, dst) -> tuple:
+        """The routes of many flows at once (``src``, ``dst``: rank arrays) as ``(links,
+        latency)``: ``links[k]`` holds each route's k-th link id (as ``route``), padded with
+        ``num_links`` (an empty route is all padding); ``latency`` each route's sum."""
+        topo, pad = self.topology, self.num_links
+        src, dst = np.asarray(src, dtype=np.int64), np.asarray(dst, dtype=np.int64)
+        outside = (src != dst) & ((np.minimum(src, dst) < 0)
+                                  | (np.maximum(src, dst) >= self.num_ranks))
+        if outside.any():                     # route() would raise: say which rank
+            self.route(int(src[outside][0]), int(dst[outside][0]))
+        hops, latency = topo._chip_routes.lookup(src // self.ranks_per_chip * topo.num_chips
+                                                 + dst // self.ranks_per_chip)
+        links = np.concatenate([(len(topo.links) + src)[None], hops])
+        links[:, src == dst] = pad
+        links[links < 0] = pad
+        longest = max(1, int((links < pad).sum(axis=0).max(initial=0)))
+        return links[:longest], np.where(src == dst, 0.0, latency)     # DMA links add no latency
+
+    @property
+    def num_links(self) -> int:
+        return len(self.topology.links) + self.num_ranks
+
+    def bandwidths(self) -> np.ndarray:
+        """Each link's bandwidth, as ``links``."""
+        topo = self.topology
+        return np.concatenate([topo._bandwidths, np.full(self.num_ranks, topo._dma_bandwidth)])
+
     @functools.cached_property
     def links(self) -> tuple:
         """The topology's links, then one DMA link per rank."""
         bandwidth = self.topology.rank_dma_bandwidth()
         return self.topology.links + tuple(Link(f"rank{r} DMA", bandwidth, 0.0)
                                            for r in range(self.num_ranks))
+
+
+class _ChipRoutes:
+    """A topology's chip-to-chip routes as arrays, each worked out when first asked for:
+    pair ``a * num_chips + b`` (the local link when a == b) is column ``column[pair]``
+    (-1: not yet) of ``hops`` (row k: the k-th link, -1 past the route's end) and of
+    ``latency`` (the sum of its links' latencies)."""
+
+    def __init__(self, topo: Topology):
+        self.topo = topo
+        self.column = np.full(topo.num_chips ** 2, -1, dtype=np.int64)
+        self.hops = np.zeros((0, 0), dtype=np.int64)
+        self.latency = np.zeros(0)
+
+    def lookup(self, pairs: np.ndarray) -> tuple:
+        column = self.column[pairs]
+        if (column < 0).any():
+            self._add(np.unique(pairs[column < 0]))
+            column = self.column[pairs]
+        return self.hops.take(column, axis=1), self.latency[column]
+
+    def _add(self, pairs: np.ndarray) -> None:
+        topo = self.topo
+        routes = [topo.chip_route(a, b) if a != b else (topo.local_link(a),)
+                  for a, b in zip(*(x.tolist() for x in divmod(pairs, topo.num_chips)))]
+        hops = np.full((max(len(self.hops), *map(len, routes)), len(self.latency) + len(routes)),
+                       -1, dtype=np.int64)
+        hops[:len(self.hops), :len(self.latency)] = self.hops
+        for i, route in enumerate(routes, len(self.latency)):
+            hops[:len(route), i] = route
+        self.column[pairs] = np.arange(len(self.latency), hops.shape[1])
+        self.latency = np.append(self.latency, [sum(topo.links[i].latency_ns for i in route)
+                                                for route in routes])
+        self.hops = hops
 
 
 def available_topologies() -> list[str]:
