@@ -32,6 +32,7 @@ in (trnsim.timing.schedule follows it unless asked for program order)."""
 from __future__ import annotations
 
 import heapq
+from array import array
 from dataclasses import dataclass, field
 
 from ..timing.costs import cost_model
@@ -47,6 +48,7 @@ DEFAULT_HEURISTIC = "asap"  # nki.compiler.SchedulingHeuristic's default (NKI 0.
 # that an engine does not run far ahead of program order.
 DEFAULT_WINDOW = 64
 _SYNC_OPS = ("core_barrier", "sendrecv")
+_RAW, _WAW, _WAR, _ORDER = range(4)  # the kinds of dependency edges
 
 
 @dataclass
@@ -100,16 +102,20 @@ class _ListScheduler:
         # (hardware.md §1, ARCH), so moving work between them gains nothing
         self.shared_port = chip.generation <= 2
         n = len(self.instrs)
-        self.res = [resource_of(ins) for ins in self.instrs]
+        self._canon: dict = {}  # one tuple per resource, shared by its instructions
+        self.res = [self._resource(r) for r in map(resource_of, self.instrs)]
         # engine-agnostic instructions float: no place in a stream until assigned
         self.floating = {ins.index for ins in self.instrs
                          if len(ins.attrs.get("engines", ()) or ()) > 1}
-        self.succ: list = [[] for _ in range(n)]  # (successor, kind)
+        # the successors of instruction i: succ[soff[i]:soff[i + 1]], their edges' kinds
+        # in skind (flat: a list of lists of pairs took ~190 bytes per edge)
+        self.succ: list = []
+        self.skind = b""
+        self.soff = array("l")
         self.npred = [0] * n
         # est[i]: the cost estimate of instruction i on its engine (the one assigned,
-        # once a floating one is); _est_on: a floating one's on each candidate engine
+        # once a floating one is)
         self.est = [self._cost_of(ins) for ins in self.instrs]
-        self._est_on: dict = {}
         self._lat: dict = {}  # engine -> result latency (ns)
         self._dependencies()
         self._fences(getattr(program, "fences", ()) or ())
@@ -119,7 +125,8 @@ class _ListScheduler:
     def _dependencies(self):
         maps = MemoryMaps()
         read, write = maps.read, maps.write
-        succ, npred, resources = self.succ, self.npred, self.res
+        npred, resources = self.npred, self.res
+        prods, cons, kinds = array("l"), [], bytearray()  # the edges, by consumer
         last_cc: dict = {}  # core -> its latest collective
         for ins in self.instrs:
             i = ins.index
@@ -130,27 +137,47 @@ class _ListScheduler:
             found: dict = {}
             for a in ins.reads:
                 for p in read(a, i, tkey):
-                    found[p] = "RAW"
+                    found[p] = _RAW
             for a in ins.writes:
                 waw, war = write(a, i, tkey)
                 for p in waw:
-                    found.setdefault(p, "WAW")
+                    found.setdefault(p, _WAW)
                 for p in war:
-                    found.setdefault(p, "WAR")
+                    found.setdefault(p, _WAR)
             if ins.engine == "cc":  # every rank issues its collectives in program order
                 p = last_cc.get(ins.core)
                 if p is not None:
-                    found.setdefault(p, "order")
+                    found.setdefault(p, _ORDER)
                 last_cc[ins.core] = i
             order = ins.attrs.get("depends_on")
             if order:
                 for p in order:
                     if 0 <= p < i:
-                        found.setdefault(p, "order")
+                        found.setdefault(p, _ORDER)
             found.pop(i, None)
             npred[i] = len(found)
-            for p, kind in found.items():
-                succ[p].append((i, kind))
+            prods.extend(found)
+            cons.extend([i] * len(found))
+            kinds.extend(found.values())
+        self._successors(prods, cons, kinds)
+
+    def _successors(self, prods, cons, kinds):
+        """The edges (producer, consumer, kind), listed by consumer, grouped by producer:
+        each producer's successors stay in program order (a stable counting sort)."""
+        n = len(self.instrs)
+        count = [0] * (n + 1)
+        for p in prods:
+            count[p + 1] += 1
+        for k in range(n):
+            count[k + 1] += count[k]
+        self.soff = array("l", count)
+        succ, skind = [0] * len(prods), bytearray(len(prods))
+        for p, c, kind in zip(prods, cons, kinds):
+            k = count[p]
+            count[p] = k + 1
+            succ[k] = c
+            skind[k] = kind
+        self.succ, self.skind = succ, bytes(skind)
 
     def _fences(self, fences):
         """seg[i]: the fence segment of instruction i on its core; an instruction is only
@@ -180,6 +207,9 @@ class _ListScheduler:
             self.left[(c, k)] = self.left.get((c, k), 0) + 1
         self.cur_seg = {c: 0 for c in counter}
 
+    def _resource(self, r) -> tuple:
+        return self._canon.setdefault(r, r)
+
     def _cost_of(self, ins) -> float:
         """The compiler's cost estimate of an instruction on its engine (ns)."""
         cost = self.cost
@@ -198,12 +228,12 @@ class _ListScheduler:
         """Longest estimated path from each instruction to the end of the kernel."""
         n = len(self.instrs)
         prio = [0.0] * n
-        est = self.est
+        est, succ, soff = self.est, self.succ, self.soff
         for i in range(n - 1, -1, -1):
             tail = 0.0
-            for s, _ in self.succ[i]:
-                if prio[s] > tail:
-                    tail = prio[s]
+            for k in range(soff[i], soff[i + 1]):
+                if prio[succ[k]] > tail:
+                    tail = prio[succ[k]]
             prio[i] = tail + est[i]
         return prio
 
@@ -329,10 +359,8 @@ class _ListScheduler:
                 continue
             r = (ins.core, e)
             st = self.streams[r]
-            est = self._est_on.get((i, e))
-            if est is None:
-                ins.engine = e
-                est = self._est_on[(i, e)] = self._cost_of(ins)
+            ins.engine = e  # (assigned once: each instruction becomes eligible once)
+            est = self._cost_of(ins)
             fin = max(st.free, self.ready[i]) + st.queued + est
             if best is None or fin < best[0]:
                 best = (fin, e, r, est)
@@ -340,7 +368,7 @@ class _ListScheduler:
         _, e, r, est = best
         if e != default:
             ins.engine = e
-            self.res[i] = r
+            self.res[i] = self._resource(r)
         st = self.stream_of[i] = self.streams[r]
         self.est[i] = est
         return st
@@ -392,13 +420,16 @@ class _ListScheduler:
                 self._push_best(st)
         # successors
         stream_of, ready, npred = self.stream_of, self.ready, self.npred
+        succ, skind = self.succ, self.skind
         done = self.done[i]
-        for s, kind in self.succ[i]:
+        for k in range(self.soff[i], self.soff[i + 1]):
+            s = succ[k]
+            kind = skind[k]
             other = stream_of[s]
-            if kind == "WAR":
+            if kind == _WAR:
                 t = done if other is not st else 0.0
             elif other is st:
-                t = done if kind == "RAW" else 0.0  # same stream: issue order suffices
+                t = done if kind == _RAW else 0.0  # same stream: issue order suffices
             else:
                 t = done + other.sem
             if t > ready[s]:
