@@ -113,11 +113,11 @@ class _ListScheduler:
         self.skind = b""
         self.soff = array("l")
         self.npred = [0] * n
+        self._dependencies()
         # est[i]: the cost estimate of instruction i on its engine (the one assigned,
-        # once a floating one is)
+        # once a floating one is); made once the memory maps are gone (a lower peak)
         self.est = [self._cost_of(ins) for ins in self.instrs]
         self._lat: dict = {}  # engine -> result latency (ns)
-        self._dependencies()
         self._fences(getattr(program, "fences", ()) or ())
         self.prio = self._critical_path() if heuristic == "critical_path" else None
 
@@ -126,7 +126,7 @@ class _ListScheduler:
         maps = MemoryMaps()
         read, write = maps.read, maps.write
         npred, resources = self.npred, self.res
-        prods, cons, kinds = array("l"), [], bytearray()  # the edges, by consumer
+        prods, kinds = array("i"), bytearray()  # the edges, by consumer (npred each)
         last_cc: dict = {}  # core -> its latest collective
         for ins in self.instrs:
             i = ins.index
@@ -157,26 +157,30 @@ class _ListScheduler:
             found.pop(i, None)
             npred[i] = len(found)
             prods.extend(found)
-            cons.extend([i] * len(found))
             kinds.extend(found.values())
-        self._successors(prods, cons, kinds)
+        self._successors(prods, kinds)
 
-    def _successors(self, prods, cons, kinds):
-        """The edges (producer, consumer, kind), listed by consumer, grouped by producer:
-        each producer's successors stay in program order (a stable counting sort)."""
+    def _successors(self, prods, kinds):
+        """The edges (producer, kind), listed by consumer (npred[i] of them for consumer
+        i), grouped by producer: each producer's successors stay in program order (a
+        stable counting sort)."""
         n = len(self.instrs)
-        count = [0] * (n + 1)
+        count = array("l", [0]) * (n + 1)
         for p in prods:
             count[p + 1] += 1
         for k in range(n):
             count[k + 1] += count[k]
         self.soff = array("l", count)
         succ, skind = [0] * len(prods), bytearray(len(prods))
-        for p, c, kind in zip(prods, cons, kinds):
-            k = count[p]
-            count[p] = k + 1
-            succ[k] = c
-            skind[k] = kind
+        e = 0
+        for ins, m in zip(self.instrs, self.npred):
+            c = ins.index  # (the record's int: each successor entry shares it)
+            for p, kind in zip(prods[e:e + m], kinds[e:e + m]):
+                k = count[p]
+                count[p] = k + 1
+                succ[k] = c
+                skind[k] = kind
+            e += m
         self.succ, self.skind = succ, bytes(skind)
 
     def _fences(self, fences):
