@@ -16,14 +16,22 @@ CASES = [("trn2-16", 16), ("trn2-ultraserver", 64), ("trn2-ultraserver", 128),
          ("trn3-ultraserver-64", 128), ("trn1-16", 32), ("trn3-ultraserver-144", 144)]
 
 
+def begin(place, transfers):
+    """The flows, timing and first steps simulate starts from."""
+    flows = network._Flows(place, transfers)
+    timing = [[tr.start_ns + place.topology.launch_overhead_ns, []] for tr in transfers]
+    ready = [(timing[t][0], t, flows.first_step[t]) for t, tr in enumerate(transfers)
+             if tr.plan.steps]
+    return flows, timing, ready
+
+
 def general(place, transfers):
     """simulate with every transfer on the event loop together."""
+    flows, timing, ready = begin(place, transfers)
     topo = place.topology
-    flows = network._Flows(place, transfers)
-    timing = network._together(flows, place.bandwidths(), [tr.start_ns for tr in transfers],
-                               topo.launch_overhead_ns, topo.step_overhead_ns,
-                               topo.reduce_bandwidth)
-    return [(end, steps) for end, steps in timing]
+    network._together(flows, place.bandwidths(), timing, ready, topo.step_overhead_ns,
+                      topo.reduce_bandwidth)
+    return [(end, [tuple(step) for step in steps]) for end, steps in timing]
 
 
 def assert_same(place, transfers, rel=1e-12):
@@ -34,10 +42,14 @@ def assert_same(place, transfers, rel=1e-12):
         assert np.allclose(steps, steps_want, rtol=rel, atol=0) and len(steps) == len(steps_want)
 
 
+def left_over(place, transfers) -> list:
+    """The steps the shortcut leaves to the event loop."""
+    flows, timing, ready = begin(place, transfers)
+    return network._alone(flows, place.bandwidths(), place.topology, timing, ready, {})[0]
+
+
 def shortcut_taken(place, transfers) -> bool:
-    flows = network._Flows(place, transfers)
-    return network._alone(flows, place.bandwidths(), place.topology,
-                          [tr.start_ns for tr in transfers]) is not None
+    return not left_over(place, transfers)
 
 
 def random_plan(rng, place):
@@ -79,6 +91,21 @@ def test_several_transfers_take_the_shortcut_only_when_they_never_share_a_link(t
     assert taken[True] and taken[False]
 
 
+@pytest.mark.parametrize("topology,ranks", CASES[:4])
+def test_a_chain_of_transfers_some_overlapping_is_the_general_path(topology, ranks):
+    # each starts near when the one before would end alone: some run alone, some share
+    place = load_topology(topology).placement(ranks)
+    rng = np.random.default_rng(ranks + 2)
+    for _ in range(4):
+        transfers, start = [], 0.0
+        for _ in range(8):
+            plan = random_plan(rng, place)
+            transfers.append(Transfer(start, plan))
+            start += (simulate(place, [Transfer(0.0, plan)])[0].end_ns
+                      * float(rng.choice([0.3, 0.9, 1.0, 1.1])))
+        assert_same(place, transfers)
+
+
 def test_the_shortcut_is_refused_when_transfers_overlap_on_a_link():
     place = load_topology("trn2-16").placement(16)
     one = plan_collective(place, "all_gather", range(4), 1 << 20, algorithm="ring")
@@ -96,6 +123,46 @@ def test_the_shortcut_is_refused_when_transfers_overlap_on_a_link():
     assert not shortcut_taken(place, overlap)
     assert simulate(place, overlap)[0].end_ns > alone.end_ns
     assert_same(place, overlap)
+
+
+def test_the_event_loop_takes_over_from_the_last_time_nothing_moved():
+    place = load_topology("trn2-16").placement(16)
+    ring = plan_collective(place, "all_reduce", range(8), 1 << 20, algorithm="ring")
+    steps = len(ring.steps)
+    alone = simulate(place, [Transfer(0.0, ring)])[0]
+    # three in a row on the same ranks, then a fourth starting half-way through the third:
+    # the first two and the third's steps up to the last that began with nothing moving
+    # are kept; the event loop runs the rest
+    starts = [0.0, alone.end_ns, 2 * alone.end_ns, 2.5 * alone.end_ns]
+    transfers = [Transfer(t, ring) for t in starts]
+    (_, third, resumed), (_, fourth, first) = sorted(left_over(place, transfers), key=lambda r: r[1])
+    assert (third, fourth, first) == (2, 3, 3 * steps) and 2 * steps < resumed < 3 * steps
+    assert_same(place, transfers)
+    # the fourth's flows starting while the third's first step moves: from the third's start
+    inside = alone.steps[0][0] + 1.0 - place.topology.launch_overhead_ns
+    transfers[3] = Transfer(2 * alone.end_ns + inside, ring)
+    assert sorted((t, s) for _, t, s in left_over(place, transfers)) == [(2, 2 * steps),
+                                                                         (3, 3 * steps)]
+    assert_same(place, transfers)
+
+
+def test_the_event_loop_hands_back_once_one_transfer_is_left():
+    place = load_topology("trn2-16").placement(16)
+    ring = plan_collective(place, "all_reduce", range(8), 1 << 20, algorithm="ring")
+    steps = len(ring.steps)
+    end = simulate(place, [Transfer(0.0, ring)])[0].end_ns
+    transfers = [Transfer(0.0, ring), Transfer(0.5 * end, ring), Transfer(10 * end, ring)]
+    flows, timing, ready = begin(place, transfers)
+    topo = place.topology
+    ready, shared_at = network._alone(flows, place.bandwidths(), topo, timing, ready, {})
+    assert sorted(t for _, t, _ in ready) == [0, 1, 2]
+    ready = network._together(flows, place.bandwidths(), timing, ready, topo.step_overhead_ns,
+                              topo.reduce_bandwidth, shared_at)
+    # the first is done; the second is left with some of its steps, the third with all
+    (_, second, resume), (_, third, first) = sorted(ready, key=lambda step: step[1])
+    assert (second, third, first) == (1, 2, 2 * steps) and steps < resume < 2 * steps
+    assert len(timing[0][1]) == steps and len(timing[1][1]) == resume - steps
+    assert_same(place, transfers)
 
 
 def test_flows_due_within_a_hair_finish_together_as_on_the_event_loop():

@@ -17,6 +17,12 @@ Model (all numbers come from the topology file, see ``topology.py``):
   ``reduce_bytes`` at ``reduce_bandwidth`` (the CC cores; ranks reduce in
   parallel, without contention between ranks of one chip).
 * All transfers given to one ``simulate`` call contend for the same links.
+
+Computing it: while no two transfers' flows cross one link at the same time, each
+transfer runs alone, step by step (``_alone``); from the last moment no flow moved
+before two would share a link, an event loop over every moving flow takes over
+(``_together``), and hands back once no flow moves and one transfer is left.  Both
+give the same times.
 """
 
 from __future__ import annotations
@@ -322,31 +328,37 @@ def simulate(place, transfers) -> list:
     topo = place.topology
     flows = _Flows(place, transfers)
     capacity = place.bandwidths()
-    starts = [tr.start_ns for tr in transfers]
-    timing = _alone(flows, capacity, topo, starts)
-    if timing is None:
-        timing = _together(flows, capacity, starts, topo.launch_overhead_ns,
-                           topo.step_overhead_ns, topo.reduce_bandwidth)
-    return [TransferResult(tr.start_ns, end, steps, tr.tag, tr.plan)
+    timing = [[tr.start_ns + topo.launch_overhead_ns, []] for tr in transfers]
+    ready = [(end, t, flows.first_step[t]) for t, (end, _) in enumerate(timing)
+             if flows.first_step[t] < len(flows.step_ranges)
+             and flows.step_transfer[flows.first_step[t]] == t]
+    solved = {}
+    while ready:
+        ready, shared_at = _alone(flows, capacity, topo, timing, ready, solved)
+        if ready:
+            ready = _together(flows, capacity, timing, ready, topo.step_overhead_ns,
+                              topo.reduce_bandwidth, shared_at)
+    return [TransferResult(tr.start_ns, end, [tuple(step) for step in steps], tr.tag, tr.plan)
             for tr, (end, steps) in zip(transfers, timing)]
 
 
-def _alone(flows, capacity, topo, starts):
-    """Each transfer's (end, steps) as if it were alone on the fabric, or None if two
-    transfers' flows would cross one link at the same time (then they share it).
+def _alone(flows, capacity, topo, timing, ready, solved):
+    """Run the steps ``ready`` to begin ((begin, transfer, step) each) and those after
+    them, each transfer as if alone on the fabric, as long as no two transfers' flows
+    cross one link at the same time (then they share it); adds each step run to its
+    transfer's ``timing`` ([end, steps]).  Returns the steps left for the event loop
+    (none if all ran): from the last time no flow moved before two would have shared;
+    and when they would have.
 
     Alone, a step's flows start together and nothing else moves until they are done,
     so its time is a function of its flows: steps with the same flows (a ring's) are
-    solved once.  Steps are taken in the order they start, each link keeping when the
-    last step to use it stops moving: a step that starts before one of its links is
-    free shares it with another transfer."""
+    solved once (``solved``: by ``_Flows.key``).  Steps run in the order they start, each link keeping when the last
+    step to use it stops moving: a step that starts before one of its links is free
+    shares it with another transfer."""
     pad = len(capacity)
-    busy = np.full(pad + 1, -np.inf) if len(starts) > 1 else None   # each link in use until
-    solved = {}
-    timing = [[start + topo.launch_overhead_ns, []] for start in starts]
-    ready = [(start + topo.launch_overhead_ns, t, flows.first_step[t])
-             for t, start in enumerate(starts) if flows.first_step[t] < len(flows.step_ranges)
-             and flows.step_transfer[flows.first_step[t]] == t]
+    busy = np.full(pad + 1, -np.inf) if len(ready) > 1 else None   # each link in use until
+    ran = []                        # (begin, t, s) of each step run
+    moved_until, quiet = -np.inf, 0   # when the flows of ran stop; ran[quiet] began with none
     heapq.heapify(ready)
     while ready:
         begin, t, s = heapq.heappop(ready)
@@ -355,7 +367,7 @@ def _alone(flows, capacity, topo, starts):
             lo, hi = flows.step_ranges[s]
             links = flows.routes[:, lo:hi].compress(flows.moving[lo:hi], axis=1)
             if (busy[links] > flows_start).any():
-                return None
+                return _undo(timing, ready + [(begin, t, s)], ran[quiet:]), flows_start
         key = flows.key(s)
         if key not in solved:
             solved[key] = _alone_step(flows, s, capacity)
@@ -363,62 +375,39 @@ def _alone(flows, capacity, topo, starts):
         if busy is not None:
             busy[links] = np.maximum(busy[links], flows_start + moved)
             busy[pad] = -np.inf
+            quiet = len(ran) if moved_until <= flows_start else quiet
+            moved_until = max(moved_until, flows_start + moved)
         end = flows_start + span + flows.step_reduce[s] / topo.reduce_bandwidth
         timing[t][0] = end = float(end)
         timing[t][1].append((float(begin), end))
+        ran.append((begin, t, s))
         if s + 1 < len(flows.step_ranges) and flows.step_transfer[s + 1] == t:
             heapq.heappush(ready, (end, t, s + 1))
-    return timing
+    return [], None
 
 
-def _alone_step(flows, s, capacity):
-    """(time from its flows' start to its end without reduction, time its flows move) of
-    step s alone.  Flows that share no link move at their route's slowest link."""
-    lo, hi = flows.step_ranges[s]
-    moving = flows.moving[lo:hi]
-    links = flows.routes[:, lo:hi].compress(moving, axis=1)
-    used = np.sort(links[links < len(capacity)])
-    if (used[1:] == used[:-1]).any():
-        ((span, _),) = _together(flows.step(s), capacity, [0.0], 0.0, 0.0, 1.0)
-        return span, span
-    finished = np.zeros(hi - lo)
-    finished[moving] = _finished_at(flows.nbytes[lo:hi][moving]
-                                    / np.append(capacity, np.inf)[links].min(axis=0))
-    return float((finished + flows.latency[lo:hi]).max(initial=0.0)), float(finished.max(initial=0.0))
+def _undo(timing, ready, undone):
+    """Take the steps ``undone`` back from ``timing``; the steps to begin again: of those
+    and the steps ``ready``, each transfer's earliest."""
+    for _, t, _ in undone:
+        timing[t][1].pop()
+    earliest = {}
+    for step in sorted(undone + ready, reverse=True):
+        earliest[step[1]] = step
+    return list(earliest.values())
 
 
-def _finished_at(due):
-    """When the event loop finishes flows due at ``due`` (from 0) when no other event comes
-    between: with the first due, every flow due within a hair of it (see ``_due_by``)."""
-    order = np.argsort(due, kind="stable")
-    due_sorted = due[order]
-    at = np.empty_like(due)
-    now, i = 0.0, 0
-    while i < len(due):
-        j = np.searchsorted(due_sorted, _due_by(now, due_sorted[i] - now, True), side="right")
-        at[order[i:j]] = now = due_sorted[i]
-        i = j
-    return at
-
-
-def _due_by(now, soonest, finish_first, dt=None):
-    """The event loop, at ``now`` with the next flow due ``soonest`` later and the next event
-    (a finish if ``finish_first``) ``dt`` later, finishes the flows due by this time:
-    flows due within a relative hair of the soonest (or of the event) go with it."""
-    dt = soonest if dt is None else dt
-    # by the time to finish, not dt alone: now + soonest may round to now when now is large
-    horizon = soonest * (1 + 1e-9) if finish_first else dt
-    return now + (max(horizon, dt * (1 + 1e-12)) + 1e-9)
-
-
-def _together(flows, capacity, starts, launch_ns, step_ns, reduce_bandwidth):
-    """Each transfer's (end, steps), all sharing the links (see the module docstring)."""
+def _together(flows, capacity, timing, ready, step_ns, reduce_bandwidth, after=np.inf):
+    """Run the steps ``ready`` to begin ((begin, transfer, step) each) and those after
+    them, all sharing the links (see the module docstring); adds each step run to its
+    transfer's ``timing`` ([end, steps]).  Once past time ``after``, hands the steps
+    left back (returns them) when no flow moves and at most one transfer is under way."""
     num_flows, num_steps = len(flows.nbytes), len(flows.step_ranges)
     pending = np.zeros(num_steps, dtype=np.int64)
     arrival = np.full(num_steps, -np.inf)
-    timing = [[start + launch_ns, []] for start in starts]
     events = []   # (time, order, step): step's flows begin at time
     order = 0
+    under_way = set()   # transfers with a step begun here and steps left
 
     def begin_step(t, s, when):
         nonlocal order
@@ -433,11 +422,11 @@ def _together(flows, capacity, starts, launch_ns, step_ns, reduce_bandwidth):
         timing[t][0] = when
         if s + 1 < num_steps and flows.step_transfer[s + 1] == t:
             begin_step(t, s + 1, when)
+        else:
+            under_way.discard(t)
 
-    for t, start in enumerate(starts):
-        s = flows.first_step[t]
-        if s < num_steps and flows.step_transfer[s] == t:
-            begin_step(t, s, start + launch_ns)
+    for when, t, s in sorted(ready, key=lambda step: step[1]):
+        begin_step(t, s, when)
 
     def finish(done, now):
         steps = flows.step_of[done]
@@ -473,6 +462,7 @@ def _together(flows, capacity, starts, launch_ns, step_ns, reduce_bandwidth):
             _, _, s = heapq.heappop(events)
             lo, hi = flows.step_ranges[s]
             pending[s] = hi - lo
+            under_way.add(flows.step_transfer[s])
             if hi == lo:
                 end_step(s, now)
                 continue
@@ -483,4 +473,53 @@ def _together(flows, capacity, starts, launch_ns, step_ns, reduce_bandwidth):
             sharing.start(ids[moving])
             if not moving.all():
                 finish(ids[~moving], now)
-    return [(end, [tuple(step) for step in steps]) for end, steps in timing]
+        if now > after and not sharing.moving_count and len(under_way) <= 1:
+            return [_take_back(timing, flows.step_transfer[s], s) for _, _, s in events]
+    return []
+
+
+def _take_back(timing, t, s):
+    """Step s of transfer t, the last ``timing`` has begun, as ready to begin."""
+    begin, _ = timing[t][1].pop()
+    return begin, t, s
+
+
+def _alone_step(flows, s, capacity):
+    """(time from its flows' start to its end without reduction, time its flows move) of
+    step s alone.  Flows that share no link move at their route's slowest link."""
+    lo, hi = flows.step_ranges[s]
+    moving = flows.moving[lo:hi]
+    links = flows.routes[:, lo:hi].compress(moving, axis=1)
+    used = np.sort(links[links < len(capacity)])
+    if (used[1:] == used[:-1]).any():
+        timing = [[0.0, []]]
+        _together(flows.step(s), capacity, timing, [(0.0, 0, 0)], 0.0, 1.0)
+        return timing[0][0], timing[0][0]
+    finished = np.zeros(hi - lo)
+    finished[moving] = _finished_at(flows.nbytes[lo:hi][moving]
+                                    / np.append(capacity, np.inf)[links].min(axis=0))
+    return float((finished + flows.latency[lo:hi]).max(initial=0.0)), float(finished.max(initial=0.0))
+
+
+def _finished_at(due):
+    """When the event loop finishes flows due at ``due`` (from 0) when no other event comes
+    between: with the first due, every flow due within a hair of it (see ``_due_by``)."""
+    order = np.argsort(due, kind="stable")
+    due_sorted = due[order]
+    at = np.empty_like(due)
+    now, i = 0.0, 0
+    while i < len(due):
+        j = np.searchsorted(due_sorted, _due_by(now, due_sorted[i] - now, True), side="right")
+        at[order[i:j]] = now = due_sorted[i]
+        i = j
+    return at
+
+
+def _due_by(now, soonest, finish_first, dt=None):
+    """The event loop, at ``now`` with the next flow due ``soonest`` later and the next event
+    (a finish if ``finish_first``) ``dt`` later, finishes the flows due by this time:
+    flows due within a relative hair of the soonest (or of the event) go with it."""
+    dt = soonest if dt is None else dt
+    # by the time to finish, not dt alone: now + soonest may round to now when now is large
+    horizon = soonest * (1 + 1e-9) if finish_first else dt
+    return now + (max(horizon, dt * (1 + 1e-12)) + 1e-9)
