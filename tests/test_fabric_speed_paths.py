@@ -16,6 +16,11 @@ CASES = [("trn2-16", 16), ("trn2-ultraserver", 64), ("trn2-ultraserver", 128),
          ("trn3-ultraserver-64", 128), ("trn1-16", 32), ("trn3-ultraserver-144", 144)]
 
 
+def capacity(place):
+    """Each link's bandwidth, then the padding's (as simulate passes them)."""
+    return np.append(place.bandwidths(), np.inf)
+
+
 def begin(place, transfers):
     """The flows, timing and first steps simulate starts from."""
     flows = network._Flows(place, transfers)
@@ -29,7 +34,7 @@ def general(place, transfers):
     """simulate with every transfer on the event loop together."""
     flows, timing, ready = begin(place, transfers)
     topo = place.topology
-    network._together(flows, place.bandwidths(), timing, ready, topo.step_overhead_ns,
+    network._together(flows, capacity(place), timing, ready, topo.step_overhead_ns,
                       topo.reduce_bandwidth)
     return [(end, [tuple(step) for step in steps]) for end, steps in timing]
 
@@ -45,7 +50,7 @@ def assert_same(place, transfers, rel=1e-12):
 def left_over(place, transfers) -> list:
     """The steps the shortcut leaves to the event loop."""
     flows, timing, ready = begin(place, transfers)
-    return network._alone(flows, place.bandwidths(), place.topology, timing, ready, {})[0]
+    return network._alone(flows, capacity(place), place.topology, timing, ready, {})[0]
 
 
 def shortcut_taken(place, transfers) -> bool:
@@ -154,9 +159,9 @@ def test_the_event_loop_hands_back_once_one_transfer_is_left():
     transfers = [Transfer(0.0, ring), Transfer(0.5 * end, ring), Transfer(10 * end, ring)]
     flows, timing, ready = begin(place, transfers)
     topo = place.topology
-    ready, shared_at = network._alone(flows, place.bandwidths(), topo, timing, ready, {})
+    ready, shared_at = network._alone(flows, capacity(place), topo, timing, ready, {})
     assert sorted(t for _, t, _ in ready) == [0, 1, 2]
-    ready = network._together(flows, place.bandwidths(), timing, ready, topo.step_overhead_ns,
+    ready = network._together(flows, capacity(place), timing, ready, topo.step_overhead_ns,
                               topo.reduce_bandwidth, shared_at)
     # the first is done; the second is left with some of its steps, the third with all
     (_, second, resume), (_, third, first) = sorted(ready, key=lambda step: step[1])

@@ -161,8 +161,8 @@ class _Sharing:
 
     def __init__(self, routes, capacity):
         self.routes = routes
-        self.capacity = np.append(capacity, np.inf)
-        self.pad = len(capacity)
+        self.capacity = capacity
+        self.pad = len(capacity) - 1
         num_flows, num_links = routes.shape[1], len(self.capacity)
         self.moving = np.zeros(num_flows, dtype=bool)
         self.live = np.zeros(0, dtype=np.int64)   # moving flows (and some since stopped)
@@ -327,7 +327,7 @@ def simulate(place, transfers) -> list:
     transfers = list(transfers)
     topo = place.topology
     flows = _Flows(place, transfers)
-    capacity = place.bandwidths()
+    capacity = np.append(place.bandwidths(), np.inf)    # and the padding's
     timing = [[tr.start_ns + topo.launch_overhead_ns, []] for tr in transfers]
     ready = [(end, t, flows.first_step[t]) for t, (end, _) in enumerate(timing)
              if flows.first_step[t] < len(flows.step_ranges)
@@ -355,8 +355,8 @@ def _alone(flows, capacity, topo, timing, ready, solved):
     solved once (``solved``: by ``_Flows.key``).  Steps run in the order they start, each link keeping when the last
     step to use it stops moving: a step that starts before one of its links is free
     shares it with another transfer."""
-    pad = len(capacity)
-    busy = np.full(pad + 1, -np.inf) if len(ready) > 1 else None   # each link in use until
+    pad = len(capacity) - 1
+    busy = np.full(len(capacity), -np.inf) if len(ready) > 1 else None   # link in use until
     ran = []                        # (begin, t, s) of each step run
     moved_until, quiet = -np.inf, 0   # when the flows of ran stop; ran[quiet] began with none
     heapq.heapify(ready)
@@ -490,20 +490,23 @@ def _alone_step(flows, s, capacity):
     lo, hi = flows.step_ranges[s]
     moving = flows.moving[lo:hi]
     links = flows.routes[:, lo:hi].compress(moving, axis=1)
-    used = np.sort(links[links < len(capacity)])
+    used = np.sort(links[links < len(capacity) - 1])
     if (used[1:] == used[:-1]).any():
         timing = [[0.0, []]]
         _together(flows.step(s), capacity, timing, [(0.0, 0, 0)], 0.0, 1.0)
         return timing[0][0], timing[0][0]
     finished = np.zeros(hi - lo)
     finished[moving] = _finished_at(flows.nbytes[lo:hi][moving]
-                                    / np.append(capacity, np.inf)[links].min(axis=0))
+                                    / capacity[links].min(axis=0))
     return float((finished + flows.latency[lo:hi]).max(initial=0.0)), float(finished.max(initial=0.0))
 
 
 def _finished_at(due):
     """When the event loop finishes flows due at ``due`` (from 0) when no other event comes
     between: with the first due, every flow due within a hair of it (see ``_due_by``)."""
+    first = due.min(initial=np.inf)
+    if due.max(initial=0.0) <= _due_by(0.0, first, True):
+        return np.full_like(due, first)
     order = np.argsort(due, kind="stable")
     due_sorted = due[order]
     at = np.empty_like(due)

@@ -187,17 +187,16 @@ class Placement:
         ``num_links`` (an empty route is all padding); ``latency`` each route's sum."""
         topo, pad = self.topology, self.num_links
         src, dst = np.asarray(src, dtype=np.int64), np.asarray(dst, dtype=np.int64)
-        outside = (src != dst) & ((np.minimum(src, dst) < 0)
-                                  | (np.maximum(src, dst) >= self.num_ranks))
-        if outside.any():                     # route() would raise: say which rank
-            self.route(int(src[outside][0]), int(dst[outside][0]))
-        hops, latency = topo._chip_routes.lookup(src // self.ranks_per_chip * topo.num_chips
-                                                 + dst // self.ranks_per_chip)
-        links = np.concatenate([(len(topo.links) + src)[None], hops])
-        links[:, src == dst] = pad
-        links[links < 0] = pad
-        longest = max(1, int((links < pad).sum(axis=0).max(initial=0)))
-        return links[:longest], np.where(src == dst, 0.0, latency)     # DMA links add no latency
+        same = src == dst
+        if len(src) and min(src.min(), dst.min()) < 0 or max(src.max(initial=0),
+                                                             dst.max(initial=0)) >= self.num_ranks:
+            for a, b in zip(src[~same].tolist(), dst[~same].tolist()):
+                self.route(a, b)              # raises for the rank out of range
+        pairs = src // self.ranks_per_chip * topo.num_chips + dst // self.ranks_per_chip
+        pairs[same] = -1                      # no route
+        hops, latency = topo._chip_routes.lookup(pairs)
+        dma = np.where(same, pad, len(topo.links) + src)
+        return np.minimum(np.concatenate([dma[None], hops]), pad), latency
 
     @property
     def num_links(self) -> int:
@@ -218,36 +217,44 @@ class Placement:
 
 class _ChipRoutes:
     """A topology's chip-to-chip routes as arrays, each worked out when first asked for:
-    pair ``a * num_chips + b`` (the local link when a == b) is column ``column[pair]``
-    (-1: not yet) of ``hops`` (row k: the k-th link, -1 past the route's end) and of
-    ``latency`` (the sum of its links' latencies)."""
+    pair ``a * num_chips + b`` (the local link when a == b; -1: no route) is column
+    ``column[pair]`` (-1: not yet) of ``hops`` (row k: the k-th link, past the route's end
+    a link id above any) and of ``latency`` (the sum of its links' latencies)."""
 
     def __init__(self, topo: Topology):
         self.topo = topo
-        self.column = np.full(topo.num_chips ** 2, -1, dtype=np.int64)
-        self.hops = np.zeros((0, 0), dtype=np.int64)
-        self.latency = np.zeros(0)
+        self.column = np.full(topo.num_chips ** 2 + 1, -1, dtype=np.int64)
+        self.column[-1] = 0
+        self.hops = np.full((0, 1), _PAST_END, dtype=np.int64)
+        self.latency = np.zeros(1)
+        self.length = np.zeros(1, dtype=np.int64)
 
     def lookup(self, pairs: np.ndarray) -> tuple:
+        """(hops, latency) of ``pairs``, hops cut to the longest of their routes."""
         column = self.column[pairs]
         if (column < 0).any():
             self._add(np.unique(pairs[column < 0]))
             column = self.column[pairs]
-        return self.hops.take(column, axis=1), self.latency[column]
+        longest = int(self.length[column].max(initial=0))
+        return self.hops[:longest].take(column, axis=1), self.latency[column]
 
     def _add(self, pairs: np.ndarray) -> None:
         topo = self.topo
         routes = [topo.chip_route(a, b) if a != b else (topo.local_link(a),)
                   for a, b in zip(*(x.tolist() for x in divmod(pairs, topo.num_chips)))]
         hops = np.full((max(len(self.hops), *map(len, routes)), len(self.latency) + len(routes)),
-                       -1, dtype=np.int64)
+                       _PAST_END, dtype=np.int64)
         hops[:len(self.hops), :len(self.latency)] = self.hops
         for i, route in enumerate(routes, len(self.latency)):
             hops[:len(route), i] = route
         self.column[pairs] = np.arange(len(self.latency), hops.shape[1])
         self.latency = np.append(self.latency, [sum(topo.links[i].latency_ns for i in route)
                                                 for route in routes])
+        self.length = np.append(self.length, [len(route) for route in routes])
         self.hops = hops
+
+
+_PAST_END = np.iinfo(np.int64).max
 
 
 def available_topologies() -> list[str]:
