@@ -137,6 +137,8 @@ class _Allocator:
         self.touched: list[tuple | None] = []  # per instruction: its automatic blocks
         # physical byte offsets, one int object per value (the record keeps them)
         self.ints: dict[int, int] = {}
+        self.at = 0  # len(self.out) as the one int object its instruction, placements
+        # and usage steps share (`position`)
         self.explicit: dict[int, list] = {}  # alloc id -> [first, last] instruction
         self.hbm_writes = HbmWrites(program.instructions)
         self.scratch_next = 0
@@ -196,7 +198,7 @@ class _Allocator:
             for blk in mine:
                 if blk.placement is None:
                     self.bring_in(blk, i, ins, mine)
-            index = ins.index = len(out)
+            index = ins.index = self.position()
             renumbered.append(index)
             out.append(ins)
             ins.reads = tuple([physical(a) for a in ins.reads])
@@ -250,8 +252,11 @@ class _Allocator:
 
     def place(self, arena: Arena, blk: _Block, start: int, ins: Instruction) -> None:
         """Put the block at `start` for `ins`; if it was spilled, load it back first."""
-        index = len(self.out)
+        index = self.position()
+        ints = self.ints
+        start = ints.setdefault(start, start)
         size = arena.footprint(start, blk.alloc.block_bytes)
+        size = ints.setdefault(size, size)
         blk.placement = Placement(blk.alloc.id, blk.index, start, size, index)
         self.plan.placements.append(blk.placement)
         arena.resident[blk] = None
@@ -270,7 +275,13 @@ class _Allocator:
         p.last = last
         arena.used -= p.size
         blk.placement = None
-        arena.note(len(self.out))
+        arena.note(self.position())
+
+    def position(self) -> int:
+        """len(self.out), the same int object while it stays the same."""
+        if self.at != len(self.out):
+            self.at = len(self.out)
+        return self.at
 
     def forget(self, blk: _Block) -> None:
         """Drop a block past its last use (its uses and loads go with it)."""
