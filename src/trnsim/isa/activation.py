@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..machine.access import row_loops
 from ..machine.errors import UnsupportedError, describe
 from ..numerics.cast import to_fp32
 from . import accumulate as acc
@@ -156,7 +157,7 @@ def _activation(opcode, dst, op, data, bias, scale, reduce_op, reduce_res, cmd,
             ins.write("dst", dst, None)
         else:
             v = flat(x)
-            with np.errstate(all="ignore"):
+            with np.errstate(all="ignore"), row_loops(v, s, b):
                 if scale_kind == "tensor" or (s is not None and s != 1.0):
                     v = (v * s).astype(np.float32, copy=False)
                 if b is not None:

@@ -20,6 +20,8 @@ from typing import Callable
 
 import numpy as np
 
+from ..machine.access import row_loops
+
 _SQRT2 = math.sqrt(2.0)
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
@@ -133,7 +135,7 @@ class ActFunc:
                          f"scale/bias) are outside its valid input range "
                          f"{self.range_text} (e.g. {first!r}); the Scalar Engine "
                          "produces invalid results there")
-        with np.errstate(all="ignore"):
+        with np.errstate(all="ignore"), row_loops(x32):
             if isinstance(self.fn, np.ufunc):  # float64 in buffered chunks, no temporaries
                 out = np.empty(x32.shape, np.float32)
                 return self.fn(x32, out=out, dtype=np.float64, casting="same_kind")

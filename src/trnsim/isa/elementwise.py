@@ -30,6 +30,7 @@ import math
 
 import numpy as np
 
+from ..machine.access import row_loops
 from ..machine.errors import UnsupportedError, describe
 from ..machine.tensor import NkiTensor
 from ..numerics.cast import to_fp32
@@ -183,7 +184,7 @@ def _int_operand(ins: Instr, role: str, kind, value):
 
 
 def _apply(a, lhs, rhs):
-    with np.errstate(all="ignore"):
+    with np.errstate(all="ignore"), row_loops(lhs, rhs):
         return np.asarray(a(lhs, rhs), dtype=np.float32)
 
 

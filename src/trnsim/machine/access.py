@@ -7,6 +7,7 @@ addresses.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import NamedTuple
 
@@ -323,10 +324,73 @@ def add_raw(t: NkiTensor, values: np.ndarray, op="", flags=True) -> None:
     if view is None:
         write_raw(t, read_raw(t) + values, op=op, flags=flags)
         return
-    np.add(view, values, out=view)
+    with row_loops(view, values):
+        np.add(view, values, out=view)
     if flags:
         fl, ones = _flag_view(t)
         fl[...] = ones
+
+
+_UFUNC_BUFFER = 8192  # NumPy's default ufunc buffer, in elements
+_MIN_ROW = 256  # (shorter rows: the ufunc call costs more than the buffering)
+_UNCHANGED = contextlib.nullcontext()
+
+
+class _BufferSize:
+    __slots__ = ("size", "saved")
+
+    def __init__(self, size: int):
+        self.size = size
+
+    def __enter__(self):
+        self.saved = np.setbufsize(self.size)
+
+    def __exit__(self, *exc):
+        np.setbufsize(self.saved)
+
+
+def row_loops(*arrays):
+    """A context in which NumPy's elementwise ufuncs over `arrays` run row by row.
+
+    A ufunc over a 2-D view whose rows are not adjacent in memory (a tile in an arena)
+    fills its buffers with several rows and copies them in and out: 2-4x the time of the
+    same ufunc over contiguous arrays. With the buffer no longer than a row it calls
+    the inner loop on each row in place. Elementwise results do not depend on the
+    buffering; a float add reduction does (its pairwise blocks), so use it around
+    elementwise ufuncs only. Nor does a NaN's payload, except where both operands are
+    NaN and one is broadcast (a [P, 1] column, a constant): NumPy's loop for a
+    broadcast operand can pick the other NaN, so with a NaN there the buffers stay."""
+    row = _UFUNC_BUFFER
+    for a in arrays:
+        if isinstance(a, np.ndarray) and a.size >= _MIN_ROW and not a.flags.c_contiguous:
+            row = min(row, _contiguous_run(a))
+    if not _MIN_ROW <= row < _UFUNC_BUFFER or _broadcast_nan(arrays):
+        return _UNCHANGED
+    return _BufferSize(row // 16 * 16)  # (NumPy takes multiples of 16)
+
+
+def _broadcast_nan(operands) -> bool:
+    """Whether an operand smaller than the largest (broadcast) holds a NaN."""
+    largest = max(np.size(a) for a in operands)
+    for a in operands:
+        if a is not None and np.size(a) < largest:
+            a = np.asarray(a)
+            if a.dtype.kind == "f" and np.isnan(a).any():
+                return True
+    return False
+
+
+def _contiguous_run(a: np.ndarray) -> int:
+    """Elements in the innermost run of `a` that is contiguous in memory."""
+    run, step = 1, a.itemsize
+    for s, n in zip(reversed(a.strides), reversed(a.shape)):
+        if n == 1:
+            continue
+        if s != step:
+            break
+        run *= n
+        step *= n
+    return run
 
 
 def describe_access(t: NkiTensor, role: str, mode: str) -> Access:

@@ -1,0 +1,135 @@
+"""Elementwise arithmetic on arena tiles runs row by row (machine/access.row_loops) and
+the arenas' row pitch is skewed off the cache sets (machine/memory.py): neither may
+change a value. References are NumPy on contiguous copies, or loops written here."""
+import numpy as np
+import pytest
+
+import trnsim
+from trnsim import nki
+import trnsim.nki.isa as nisa
+import trnsim.nki.language as nl
+from trnsim.machine.access import row_loops
+
+from kernel_helpers import bits, load, store
+
+SPECIALS = np.array([np.nan, -np.nan, -0.0, 0.0, np.inf, -np.inf, 1e-40, -1e-42, 1e-45,
+                     3.4e38, -3.4e38, 88.7, -103.0, 1.0], np.float32)
+
+
+def _awkward(shape, seed):
+    """Random values with NaN (a payload one too), +-0.0, +-inf, subnormals and values
+    near fp32 overflow scattered through them."""
+    rng = np.random.default_rng(seed)
+    x = (3 * rng.standard_normal(shape)).astype(np.float32)
+    flat = x.reshape(-1)
+    idx = rng.choice(flat.size, size=min(flat.size, 5 * SPECIALS.size), replace=False)
+    flat[idx] = np.resize(SPECIALS, idx.size)
+    flat[idx[0]] = np.array([0x7FC01234], np.uint32).view(np.float32)[0]
+    return x
+
+
+def _in_arena(x, pitch_elems, column=3):
+    """`x` copied into rows `pitch_elems` apart: a tile of a bigger array, as an arena's."""
+    arena = np.full((x.shape[0], pitch_elems), np.float32(7), np.float32)
+    view = arena[:, column:column + x.shape[1]]
+    view[...] = x
+    return view
+
+
+def test_row_loops_sets_the_buffer_for_strided_rows_only_and_restores_it():
+    before = np.getbufsize()
+    tile = _in_arena(np.ones((128, 777), np.float32), 8208)
+    with row_loops(tile, np.float32(2)):
+        assert np.getbufsize() == 768  # a multiple of 16 no longer than a row
+    assert np.getbufsize() == before
+    for arrays in ((np.ones((128, 777), np.float32),),  # contiguous
+                   (_in_arena(np.ones((128, 100), np.float32), 8208),),  # short rows
+                   (np.ones((128, 1000), np.float32)[:, ::2],),  # no contiguous run
+                   (None, 1.5)):
+        with row_loops(*arrays):
+            assert np.getbufsize() == before
+
+
+@pytest.mark.parametrize("cols", [256, 300, 777, 2047, 4100])
+def test_elementwise_results_in_row_loops_are_those_of_contiguous_arrays(cols):
+    """Bit for bit, NaN payloads and signs included: a NaN column or constant against
+    NaNs in the tile is the case where NumPy's loops could pick another NaN."""
+    x, y = _awkward((128, cols), cols), _awkward((128, cols), cols + 1)
+    column = _awkward((128, 1), cols + 2)
+    xv, yv = _in_arena(x, 2 * cols + 40), _in_arena(y, 4160)
+    exp64 = lambda a: np.exp(a, out=np.empty(a.shape, np.float32), dtype=np.float64,
+                             casting="same_kind")
+    cases = {  # name: (function, its operands as strided tiles, as contiguous arrays)
+        "add": (np.add, (xv, yv), (x, y)),
+        "divide": (np.divide, (yv, xv), (y, x)),
+        "maximum": (np.maximum, (xv, y), (x, y)),
+        "multiply by a column": (np.multiply, (xv, column), (x, column)),
+        "column minus": (np.subtract, (column, xv), (column, x)),
+        "NaN constant": (np.multiply, (np.float32(-np.nan), xv), (np.float32(-np.nan), x)),
+        "exp in float64": (exp64, (xv,), (x,)),
+        "where": (lambda a, b: np.where(np.abs(a) > np.abs(b), a, b), (xv, yv), (x, y)),
+    }
+    with np.errstate(all="ignore"):
+        for name, (f, tiles, arrays) in cases.items():
+            with row_loops(*tiles):
+                got = f(*tiles)
+            np.testing.assert_array_equal(bits(got), bits(f(*arrays)), err_msg=name)
+        acc = _in_arena(x, 2 * cols + 40)
+        with row_loops(acc, y):
+            np.add(acc, y, out=acc)
+        np.testing.assert_array_equal(bits(acc), bits(x + y), err_msg="in place")
+
+
+@nki.jit
+def strided_arithmetic(x, y, s):
+    """Arithmetic on column slices of SBUF tiles (strided views of the arena)."""
+    xt, yt, st = load(x), load(y), load(s)
+    w = x.shape[1] - 5
+    tt = nl.ndarray((x.shape[0], w), nl.float32, buffer=nl.sbuf)
+    nisa.tensor_tensor(dst=tt, data1=xt[:, 2:2 + w], data2=yt[:, 5:5 + w], op=nl.subtract)
+    ts = nl.ndarray((x.shape[0], w), nl.bfloat16, buffer=nl.sbuf)
+    nisa.tensor_scalar(dst=ts, data=xt[:, 1:1 + w], op0=nl.multiply, operand0=st,
+                       op1=nl.add, operand1=0.375)
+    ex = nl.ndarray((x.shape[0], w), nl.float32, buffer=nl.sbuf)
+    nisa.activation(dst=ex, op=nl.exp, data=yt[:, 0:w], bias=st, scale=0.5)
+    return store(tt), store(ts), store(ex)
+
+
+@pytest.mark.parametrize("cols", [261, 300, 1029])
+def test_instructions_on_strided_tiles_match_a_per_element_reference(cols):
+    x, y = _awkward((128, cols), 2 * cols), _awkward((128, cols), 2 * cols + 1)
+    s = _awkward((128, 1), 7)
+    (tt, ts, ex), _ = trnsim.run_kernel(strided_arithmetic, (x, y, s), chip="trn2")
+    w = cols - 5
+    want_tt = np.empty((128, w), np.float32)
+    want_ts = np.empty((128, w), np.float32)
+    want_ex = np.empty((128, w), np.float32)
+    with np.errstate(all="ignore"):
+        for p in range(128):  # one element at a time, as NumPy scalars
+            for j in range(w):
+                want_tt[p, j] = x[p, 2 + j] - y[p, 5 + j]
+                want_ts[p, j] = x[p, 1 + j] * s[p, 0] + np.float32(0.375)
+                v = y[p, j] * np.float32(0.5) + s[p, 0]
+                want_ex[p, j] = np.float32(np.exp(np.float64(v)))
+    _same_values(tt, want_tt)
+    _same_values(ts, want_ts.astype(ts.dtype))
+    _same_values(ex, want_ex)
+
+
+def _same_values(got, want):
+    """Bit for bit, except that a NaN need only be a NaN: which operand's NaN a scalar
+    NumPy operation returns is not the vector loops' choice (the first test pins those
+    bits against the vector loops)."""
+    nan = np.isnan(want.astype(np.float32))
+    np.testing.assert_array_equal(np.isnan(got.astype(np.float32)), nan)
+    np.testing.assert_array_equal(bits(got)[~nan], bits(want)[~nan])
+
+
+def test_arena_pitch_is_off_the_64k_cache_period_before_and_after_growth():
+    from trnsim.machine.memory import OnChipMemory
+    mem = OnChipMemory("sbuf", 0, 128, 196608, 64, "trn2")
+    for _ in range(2):
+        assert mem.row_bytes % 65536 and mem.row_bytes % 64 == 0
+        assert mem.row_bytes >= 2 * mem.virtual_base
+        assert mem.data.shape == (128, mem.row_bytes)
+        mem._grow_rows(mem.row_bytes + 1)
