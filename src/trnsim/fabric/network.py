@@ -490,8 +490,7 @@ def _alone_step(flows, s, capacity):
     lo, hi = flows.step_ranges[s]
     moving = flows.moving[lo:hi]
     links = flows.routes[:, lo:hi].compress(moving, axis=1)
-    used = np.sort(links[links < len(capacity) - 1])
-    if (used[1:] == used[:-1]).any():
+    if np.bincount(links.ravel(), minlength=len(capacity))[:-1].max(initial=0) > 1:
         timing = [[0.0, []]]
         _together(flows.step(s), capacity, timing, [(0.0, 0, 0)], 0.0, 1.0)
         return timing[0][0], timing[0][0]
