@@ -468,7 +468,7 @@ def _matmul(s32: np.ndarray, m32: np.ndarray, mode: str) -> np.ndarray:
         if mode == "fp32":
             if m > 1 and n > 1:
                 s32, m32 = _gemm_operand(s32), _gemm_operand(m32)
-                if _data_address(s32) == _data_address(m32):  # NumPy would call syrk
+                if _same_array(s32, m32):  # (NumPy would call syrk, not sgemm)
                     m32 = np.array(m32)
             else:
                 s32, m32 = np.ascontiguousarray(s32), np.ascontiguousarray(m32)
@@ -484,11 +484,12 @@ def _matmul(s32: np.ndarray, m32: np.ndarray, mode: str) -> np.ndarray:
     return out
 
 
-def _data_address(a: np.ndarray) -> int:
-    """Where `a`'s first element lies. (NumPy's matmul takes syrk instead of sgemm only
-    for operands that start at the same address; tiles of one arena overlap in their
-    bounds, so np.may_share_memory says True for nearly every pair.)"""
-    return a.__array_interface__["data"][0]
+def _same_array(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether `a` and `b` are the same elements: the case where NumPy's matmul takes
+    syrk for a.T @ b instead of sgemm. (Tiles of one arena overlap in their bounds, so
+    np.may_share_memory says True for nearly every pair.)"""
+    return (a.shape == b.shape and a.strides == b.strides
+            and a.__array_interface__["data"][0] == b.__array_interface__["data"][0])
 
 
 def _gemm_operand(a: np.ndarray) -> np.ndarray:
