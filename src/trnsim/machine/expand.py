@@ -58,8 +58,10 @@ of a container is not watched either.
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import dis
+import itertools
 import os
 import sys
 
@@ -70,7 +72,10 @@ from .frame_state import (PLAIN, carried_tensors, frame_values, growing_lists, h
                           rebound_locals, retarget, set_locals)
 from .gc_pause import gc_paused
 from .access import with_place
+from .errors import SourceLocation
 from .record import Allocation, Instruction
+
+repeat = itertools.repeat
 
 SAMPLES = 4  # iterations sampled for an affine model (period 1)
 RESAMPLES = 2  # ... for a loop entered again, checked against its last model
@@ -401,7 +406,7 @@ def _instruction_parts(ins, allocs, cache: dict):
                     a.indirect, a.alloc >= 0))
         nums += (a.offset, a.p_lo, a.p_hi, a.lo - base, a.hi - base, a.alloc)
     nums.append(ins.index)
-    key = (ins.core, ins.engine, ins.opcode, ins.queue, ins.location, len(ins.reads),
+    key = (ins.core, ins.engine, ins.opcode, ins.queue, _site(ins.location), len(ins.reads),
            tuple(acc), _attr_parts(ins.attrs, nums))
     cache[ins.index] = (ins, key, nums)
     return key, nums
@@ -412,10 +417,21 @@ def _allocation_key(al, cache: dict):
     got = cache.get(al.id)
     if got is not None and got[0] is al:
         return got[1]
-    key = ("alloc", al.space, al.core, al.name, al.shape_desc, al.dtype, al.site,
+    key = ("alloc", al.space, al.core, al.name, al.shape_desc, al.dtype, _site(al.site),
            al.row_bytes, al.block_bytes, al.partition, al.partitions, al.explicit)
     cache[al.id] = (al, key)
     return key
+
+
+_SITES: dict = {}  # (file, line, function) -> the first SourceLocation seen there
+
+
+def _site(loc):
+    """One SourceLocation object per place in keys, so that keys compare them by
+    identity (a dataclass's __eq__ runs Python code)."""
+    if type(loc) is not SourceLocation:
+        return loc
+    return _SITES.setdefault((loc.file, loc.line, loc.function), loc)
 
 
 def _snapshot(run, start: int, stop: int, a_start: int, a_stop: int, f_start: int,
@@ -560,7 +576,8 @@ class _Plan:
         made = marks[1].allocations - marks[0].allocations  # each iteration's
         ops = np.asarray(_operand_allocations(run, m0.instructions, m1.instructions),
                          dtype=np.int64)
-        plan.indexing = ops[~np.isin(drift[ops], (0, period * made))]
+        step = drift[ops]  # (np.isin may build a table spanning the values)
+        plan.indexing = ops[(step != 0) & (step != period * made)]
         plan.operand_ids = ops
         plan.made_before = marks[0].allocations
         return plan
@@ -581,8 +598,9 @@ class _Plan:
         """The numbers of the first and last period of iterations first..last, which
         bound those of all of them (each phase of the period is affine)."""
         p = self.period
-        return self.row(np.unique(np.r_[np.arange(first, min(first + p, last + 1)),
-                                        np.arange(max(first, last + 1 - p), last + 1)]))
+        ends = set(range(first, min(first + p, last + 1)))
+        ends.update(range(max(first, last + 1 - p), last + 1))
+        return self.row(np.array(sorted(ends), dtype=np.int64))
 
     def row(self, iterations: np.ndarray) -> np.ndarray:
         """The numbers of each iteration in `iterations` (loop positions)."""
@@ -595,20 +613,8 @@ class _Plan:
         """Append iterations first .. stop - 1."""
         if stop <= first:
             return
-        p = run.program
-        start, end, a_start, a_stop, f_start, f_stop = self.template
-        allocs = p.allocations
         stats = run.expansion
-        tmpl_alloc = [(allocs[i], _allocation_key(allocs[i], stats.alloc_parts))
-                      for i in range(a_start, a_stop)]
-        # a number is the template's in every iteration where it has no drift and every
-        # phase of the period sampled the same
-        fixed = ((self.drift == 0) & (self.rows == self.rows[-1]).all(axis=0)).tolist()
-        builders, pos = [], 0
-        for ins in p.instructions[start:end]:
-            key, nums = _instruction_parts(ins, allocs, stats.parts)
-            builders.append(_InstructionBuilder(ins, key, nums, fixed[pos:pos + len(nums)]))
-            pos += len(nums)
+        copier = _Copier(run, self)
         # the copies' parts are kept for the snapshots of a loop around this one (an
         # operand's structure says whether it has an allocation: its id keeps its sign)
         ids = self.operand_ids
@@ -619,44 +625,22 @@ class _Plan:
             # does not keep are freed, and their memory reused, before the next block
             for lo in range(first, stop, _ROWS):
                 values = self.row(np.arange(lo, min(lo + _ROWS, stop), dtype=np.int64))
-                self._append(p, values, builders, tmpl_alloc, p.fences[f_start:f_stop],
-                             stats if keep else None)
+                made = copier.append(run.program, values, stats if keep else None)
+                self._grow(copier.template_ids, made)
 
-    def _append(self, p, values, builders, tmpl_alloc, tmpl_fence, stats):
-        allocs = p.allocations
-        first_alloc = self.record_numbers - len(tmpl_alloc) * 3 - len(tmpl_fence)
-        out = p.instructions
-        fences = p.fences
-        parts = stats.parts if stats is not None else None
-        alloc_parts = stats.alloc_parts if stats is not None else None
-        tmpl_fields = [(al, key, al.field_values()) for al, key in tmpl_alloc]
-        for row in values.tolist():
-            pos = first_alloc  # allocations first: accesses take their vaddr
-            ids = {}
-            for al, key, fields in tmpl_fields:
-                fields[0], fields[-1] = row[pos], row[pos + 1]  # id, declared_at
-                if al.explicit:
-                    fields[_VADDR] = row[pos + 2]
-                pos += 3
-                na = Allocation(*fields)
-                allocs[na.id] = na
-                ids[al.id] = na.id
-                if alloc_parts is not None:
-                    alloc_parts[na.id] = (na, key)
-            self.last_ids = ids
-            if self.growing:
+    def _grow(self, template_ids: list, made: list) -> None:
+        """Note the last iteration's allocations; extend the growing lists by each
+        iteration's copies of what the template appended (`made`: the copies' ids)."""
+        k = len(template_ids)
+        if not k:
+            return
+        self.last_ids = dict(zip(template_ids, made[-k:]))
+        if self.growing:
+            for at in range(0, len(made), k):
+                now = dict(zip(template_ids, made[at:at + k]))
                 storages = {}
                 for lst, appended in self.growing:
-                    lst.extend(retarget(x, ids, storages) for x in appended)
-            for (core, _), idx in zip(tmpl_fence, row[pos:]):
-                fences.append((core, idx))
-            pos = 0
-            for b in builders:
-                ins = b.build(row, pos, allocs)
-                out.append(ins)
-                if parts is not None:
-                    parts[ins.index] = (ins, b.key, row[pos:pos + b.size])
-                pos += b.size
+                    lst.extend(retarget(x, now, storages) for x in appended)
 
     @property
     def record_numbers(self) -> int:
@@ -689,66 +673,168 @@ class _Plan:
         return key == self.key[0] and nums == expected[:self.record_numbers]
 
 
-class _InstructionBuilder:
-    """Makes copies of one template instruction from a row of numbers (in the order
-    `_snapshot` lists them)."""
+class _Copier:
+    """Makes the copies of a plan's template iteration -- its allocations, fences and
+    instructions -- from blocks of rows of numbers (in the order `_snapshot` lists
+    them), as flat lists in record order (the template's items for one iteration, then
+    for the next): a copy's field is its template's unless the row gives it. An operand
+    a copy has at the template's place is the template's (immutable) Access, and so is
+    its tuple of reads or writes when no operand there can move."""
 
-    def __init__(self, ins: Instruction, key: tuple, numbers: list, fixed: list):
-        """`key`, `numbers`: the template's parts; `fixed[j]`: whether its number j is
-        the same in every copy."""
-        self.template = ins
-        self.key = key
-        self.size = len(numbers)
-        self.nr = len(ins.reads)
-        # (position, first number, template access, its numbers) of the operands that
-        # may move; a copy whose operand has the template's numbers shares its (immutable)
-        # Access, and its tuple of reads or writes when none moves
-        self.moving = [(i, 6 * i, a, tuple(numbers[6 * i:6 * i + 6]))
-                       for i, a in enumerate(ins.reads + ins.writes)
-                       if not all(fixed[6 * i:6 * i + 6])]
-        self.index_at = 6 * (self.nr + len(ins.writes))
-        self.attrs = ins.attrs
-        # (key, None for an int or the sequence type, length), as _attr_parts keyed them
-        self.attr_slots = [(k, *entry[0]) for k, *entry in key[-1] if len(entry) == 1]
-        at = self.index_at + 1
-        n = sum(n for _, _, n in self.attr_slots)
-        self.attr_span = (at, at + n)
-        self.attrs_move = not all(fixed[at:at + n])
-        # the template's own attribute numbers: a copy with the same shares its attrs
-        self.same_attrs = numbers[at:at + n]
+    def __init__(self, run, plan: "_Plan"):
+        p, stats = run.program, run.expansion
+        start, end, a_start, a_stop, f_start, f_stop = plan.template
+        allocs = p.allocations
+        tmpl = self.templates = p.instructions[start:end]
+        parts = [_instruction_parts(ins, allocs, stats.parts) for ins in tmpl]
+        self.keys = [key for key, _ in parts]
+        size = np.array([len(nums) for _, nums in parts], dtype=np.int64)
+        at = np.cumsum(size) - size  # where each instruction's numbers start
+        self.spans = list(map(slice, at.tolist(), (at + size).tolist()))
+        n_read = np.array([len(t.reads) for t in tmpl], dtype=np.int64)
+        n_ops = n_read + [len(t.writes) for t in tmpl]
+        self.index_cols = at + 6 * n_ops
+        # every template operand, instruction by instruction: its instruction, its first
+        # number; those that may move: a number moves unless it has no drift and every
+        # phase of the period sampled the same
+        self.accesses = list(itertools.chain.from_iterable(t.reads + t.writes for t in tmpl))
+        owner = np.repeat(np.arange(len(tmpl)), n_ops)
+        base = np.cumsum(n_ops) - n_ops
+        nth = np.arange(len(owner)) - base[owner]
+        moves = ~((plan.drift == 0) & (plan.rows == plan.rows[-1]).all(axis=0))
+        cols = (at[owner] + 6 * nth)[:, None] + np.arange(6)
+        moving = np.flatnonzero(moves[cols].any(axis=1))
+        self.moving = cols[moving]  # their numbers' columns
+        self.moving_at = moving
+        self.moving_tmpl = [self.accesses[i] for i in moving.tolist()]
+        self.moving_same = plan.rows[-1][self.moving]  # the template's numbers
+        # (instruction, its reads or writes) where one may move
+        read = nth[moving] < n_read[owner[moving]]
+        b = _distinct(owner[moving][read])
+        self.read_spans = (b, base[b], base[b] + n_read[b])
+        b = _distinct(owner[moving][~read])
+        self.write_spans = (b, base[b] + n_read[b], base[b] + n_ops[b])
+        # (instruction, its attributes' numbers, the template's, their key) where they move
+        moved = np.concatenate(([0], np.cumsum(moves)))
+        lo, hi = (self.index_cols + 1).tolist(), (at + size).tolist()
+        self.moving_attrs = [(b, slice(lo[b], hi[b]), plan.rows[-1][lo[b]:hi[b]].tolist(),
+                              self.keys[b][-1])
+                             for b in np.flatnonzero(moved[hi] > moved[lo]).tolist()]
+        self.statics = [list(f) for f in zip(*[
+            (t.core, t.engine, t.opcode, t.reads, t.writes, t.location, t.attrs, t.queue)
+            for t in tmpl])] if tmpl else [[]] * 8
+        # allocations: (id, declared_at, vaddr) numbers each, after the instructions'
+        tmpl_alloc = [allocs[i] for i in range(a_start, a_stop)]
+        self.template_ids = [al.id for al in tmpl_alloc]
+        self.alloc_keys = [_allocation_key(al, stats.alloc_parts) for al in tmpl_alloc]
+        self.alloc_fields = [list(f) for f in zip(*(al.field_values() for al in tmpl_alloc))]
+        first = plan.record_numbers - 3 * len(tmpl_alloc) - (f_stop - f_start)
+        self.alloc_cols = first + 3 * np.arange(len(tmpl_alloc), dtype=np.int64)
+        self.explicit = np.array([al.explicit for al in tmpl_alloc], dtype=bool)
+        self.vaddrs = np.array([al.vaddr for al in tmpl_alloc], dtype=np.int64)
+        self.fence_cores = [core for core, _ in p.fences[f_start:f_stop]]
+        self.fence_cols = first + 3 * len(tmpl_alloc) + np.arange(len(self.fence_cores))
 
-    def build(self, row: list, pos: int, allocs: dict) -> Instruction:
-        t, nr = self.template, self.nr
-        reads, writes = t.reads, t.writes
-        accs = None
-        for i, at, tmpl, same in self.moving:
-            nums = row[pos + at:pos + at + 6]
-            if tuple(nums) == same:
-                continue
-            off, p_lo, p_hi, lo, hi, aid = nums
-            if aid >= 0:
-                al = allocs[aid]
-                lo += al.vaddr
-                hi += al.vaddr
-                aid = al.id  # (one int object per allocation, not one per operand)
-            if accs is None:
-                accs = list(reads + writes)
-                first = i
-            accs[i] = with_place(tmpl, off, p_lo, p_hi, lo, hi, aid)
-            last = i
-        if accs is not None:
-            reads = tuple(accs[:nr]) if first < nr else reads
-            writes = tuple(accs[nr:]) if last >= nr else writes
-        attrs = self.attrs
-        if self.attrs_move:
-            at, end = pos + self.attr_span[0], pos + self.attr_span[1]
-            if row[at:end] != self.same_attrs:
-                attrs = dict(attrs)
-                for k, seq, n in self.attr_slots:
-                    attrs[k] = row[at] if seq is None else seq(row[at:at + n])
-                    at += n
-        return Instruction(row[pos + self.index_at], t.core, t.engine, t.opcode, reads,
-                           writes, t.location, attrs, t.queue)
+    def append(self, p, values: np.ndarray, stats) -> list:
+        """Append the copies for the rows of `values` (keeping their parts in `stats`
+        when given); returns the ids of the allocations made."""
+        n = len(values)
+        ids = self._allocations(p, values, stats)
+        if len(self.fence_cores):
+            p.fences.extend(zip(self.fence_cores * n,
+                                values[:, self.fence_cols].ravel().tolist()))
+        core, engine, opcode, reads, writes, location, attrs, queue = self.statics
+        reads, writes, attrs = self._operands(values, p.allocations, reads, writes, attrs)
+        index = values[:, self.index_cols].ravel().tolist()
+        made = list(map(Instruction, index, core * n, engine * n, opcode * n, reads, writes,
+                        location * n, attrs, queue * n))
+        p.instructions.extend(made)
+        if stats is not None:
+            stats.parts.update(zip(index, zip(made, self.keys * n, itertools.chain.from_iterable(
+                map(row.__getitem__, self.spans) for row in values.tolist()))))
+        return ids
+
+    def _allocations(self, p, values: np.ndarray, stats) -> list:
+        if not self.template_ids:
+            return []
+        n = len(values)
+        cols = values[:, self.alloc_cols]
+        ids = cols.ravel().tolist()
+        args = [f * n for f in self.alloc_fields]
+        args[0] = ids
+        args[-1] = values[:, self.alloc_cols + 1].ravel().tolist()
+        if self.explicit.any():
+            args[_VADDR] = np.where(self.explicit, values[:, self.alloc_cols + 2],
+                                    self.vaddrs).ravel().tolist()
+        made = list(map(Allocation, *args))
+        p.allocations.update(zip(ids, made))
+        if stats is not None:
+            stats.alloc_parts.update(zip(ids, zip(made, self.alloc_keys * n)))
+        return ids
+
+    def _operands(self, values: np.ndarray, allocs: dict, reads: list, writes: list,
+                  attrs: list):
+        """The copies' reads, writes and attrs (flat lists)."""
+        n, width = len(values), len(self.templates)
+        reads, writes, attrs = reads * n, writes * n, attrs * n
+        rows = np.arange(n)[:, None]
+        if len(self.moving):
+            ops = self.accesses * n
+            # the operands whose numbers are not the template's, at their places
+            nums = values[:, self.moving]
+            moved = np.flatnonzero((nums != self.moving_same).any(axis=2))
+            placed = _places(nums.reshape(-1, 6)[moved], allocs)
+            tmpl = map(self.moving_tmpl.__getitem__, (moved % len(self.moving)).tolist())
+            first = rows * len(self.accesses)
+            _put(ops, (first + self.moving_at).ravel()[moved], map(with_place, tmpl, *placed))
+            for out, (b, lo, hi) in ((reads, self.read_spans), (writes, self.write_spans)):
+                spans = map(slice, (first + lo).ravel().tolist(), (first + hi).ravel().tolist())
+                _put(out, rows * width + b, map(tuple, map(ops.__getitem__, spans)))
+        for b, span, same, key in self.moving_attrs:
+            template = attrs[b]
+            for r, nums in enumerate(values[:, span].tolist()):
+                if nums != same:
+                    attrs[r * width + b] = _attrs_with(template, key, nums)
+        return reads, writes, attrs
+
+
+def _distinct(x: np.ndarray) -> np.ndarray:
+    """The distinct values of a sorted array (np.unique hashes them first)."""
+    return x[np.concatenate(([True], x[1:] != x[:-1]))] if len(x) else x
+
+
+def _put(out: list, where: np.ndarray, items) -> None:
+    """out[i] = item for each position of `where` (flattened) and item of `items`."""
+    collections.deque(map(out.__setitem__, where.ravel().tolist(), items), maxlen=0)
+
+
+def _attrs_with(attrs: dict, key: tuple, numbers: list) -> dict:
+    """A copy of `attrs` with its numbers (keyed as `_attr_parts` keys them) replaced."""
+    out = dict(attrs)
+    at = 0
+    for k, *entry in key:
+        if len(entry) == 1:  # (name, (None or sequence type, length))
+            seq, n = entry[0]
+            out[k] = numbers[at] if seq is None else seq(numbers[at:at + n])
+            at += n
+    return out
+
+
+def _places(nums: np.ndarray, allocs: dict) -> list:
+    """Columns (offset, p_lo, p_hi, lo, hi, allocation) of operands from their numbers
+    (rows of offset, partitions, byte range relative to the allocation, its id): the
+    byte range made absolute, and one int object per allocation for its id."""
+    aid = nums[:, 5]
+    owned = np.flatnonzero(aid >= 0)
+    out = nums.T.tolist()
+    if len(owned):
+        ids, at = np.unique(aid[owned], return_inverse=True)
+        made = [allocs[i] for i in ids.tolist()]
+        base = np.array([al.vaddr for al in made], dtype=np.int64)[at]
+        for col in (3, 4):
+            _put(out[col], owned, (nums[owned, col] + base).tolist())
+        _put(out[5], owned, map([al.id for al in made].__getitem__, at.tolist()))
+    return out
 
 
 class _RangeType(type):

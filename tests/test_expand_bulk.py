@@ -1,0 +1,32 @@
+"""Loop expansion's bulk copies (machine/expand.py, _Copier): copies whose integer
+attributes move with the iteration get attrs of their own, the others share the
+template's; the record stays that of a full run."""
+from __future__ import annotations
+
+import numpy as np
+
+from trnsim import nki
+import trnsim.nki.isa as nisa
+import trnsim.nki.language as nl
+from test_expand import _both, _run, _stats
+
+
+@nki.jit
+def prioritized(x):
+    """Each iteration's load has a DMA priority that cycles with the iteration."""
+    out = nl.ndarray(x.shape, nl.float32, buffer=nl.hbm)
+    for j in nl.affine_range(x.shape[1] // 8):
+        t = nl.ndarray((128, 8), nl.float32, buffer=nl.sbuf)
+        nisa.dma_copy(dst=t, src=x[:, j * 8:(j + 1) * 8], priority=j % 4)
+        nisa.dma_copy(dst=out[:, j * 8:(j + 1) * 8], src=t, priority=1)
+    return out
+
+
+def test_copies_with_moving_attributes_match_the_full_run(monkeypatch):
+    x = np.ones((128, 8 * 40), np.float32)
+    full, fast = _both(monkeypatch, lambda: _run(prioritized, x, chip="trn3"))
+    assert _stats(fast).loops == 1 and _stats(fast).fallbacks == 0
+    loads = fast.program.instructions[0::2]
+    assert [i.attrs["priority"] for i in loads] == [j % 4 for j in range(40)]
+    stores = fast.program.instructions[1::2]
+    assert len({id(i.attrs) for i in stores}) < len(stores)  # shared where they are equal
