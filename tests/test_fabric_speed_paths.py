@@ -1,8 +1,9 @@
-"""The fabric model's shortcuts against its general path (trnsim.fabric.network): a call
-whose transfers never cross one link at the same time is timed transfer by transfer and
-step by step (``_alone``), and a step whose flows share no link without the event loop;
-routes come from arrays (``Placement.routes``).  Each must give what the event loop over
-every flow of every transfer gives (``_together``)."""
+"""The fabric model's shortcuts against its general path (trnsim.fabric.network): while
+no two transfers cross one link at the same time, a call is timed transfer by transfer
+and step by step (``_alone``), a step whose flows share no link without the event loop;
+the event loop takes over from the last moment nothing moved and hands back once one
+transfer is left; routes come from arrays (``Placement.routes``).  Each must give what
+the event loop over every flow of every transfer gives (``_together``)."""
 
 import numpy as np
 import pytest
@@ -140,7 +141,8 @@ def test_the_event_loop_takes_over_from_the_last_time_nothing_moved():
     # are kept; the event loop runs the rest
     starts = [0.0, alone.end_ns, 2 * alone.end_ns, 2.5 * alone.end_ns]
     transfers = [Transfer(t, ring) for t in starts]
-    (_, third, resumed), (_, fourth, first) = sorted(left_over(place, transfers), key=lambda r: r[1])
+    (_, third, resumed), (_, fourth, first) = sorted(left_over(place, transfers),
+                                                     key=lambda step: step[1])
     assert (third, fourth, first) == (2, 3, 3 * steps) and 2 * steps < resumed < 3 * steps
     assert_same(place, transfers)
     # the fourth's flows starting while the third's first step moves: from the third's start

@@ -352,9 +352,9 @@ def _alone(flows, capacity, topo, timing, ready, solved):
 
     Alone, a step's flows start together and nothing else moves until they are done,
     so its time is a function of its flows: steps with the same flows (a ring's) are
-    solved once (``solved``: by ``_Flows.key``).  Steps run in the order they start, each link keeping when the last
-    step to use it stops moving: a step that starts before one of its links is free
-    shares it with another transfer."""
+    solved once (``solved``: by ``_Flows.key``).  Steps run in the order they start,
+    each link keeping when the last step to use it stops moving: a step that starts
+    before one of its links is free shares it with another transfer."""
     pad = len(capacity) - 1
     busy = np.full(len(capacity), -np.inf) if len(ready) > 1 else None   # link in use until
     ran = []                        # (begin, t, s) of each step run
@@ -495,9 +495,9 @@ def _alone_step(flows, s, capacity):
         _together(flows.step(s), capacity, timing, [(0.0, 0, 0)], 0.0, 1.0)
         return timing[0][0], timing[0][0]
     finished = np.zeros(hi - lo)
-    finished[moving] = _finished_at(flows.nbytes[lo:hi][moving]
-                                    / capacity[links].min(axis=0))
-    return float((finished + flows.latency[lo:hi]).max(initial=0.0)), float(finished.max(initial=0.0))
+    finished[moving] = _finished_at(flows.nbytes[lo:hi][moving] / capacity[links].min(axis=0))
+    span = (finished + flows.latency[lo:hi]).max(initial=0.0)
+    return float(span), float(finished.max(initial=0.0))
 
 
 def _finished_at(due):
