@@ -6,6 +6,7 @@ import bisect
 import heapq
 
 from ..machine.memory import next_fit
+from .plan import Steps
 
 
 class Arena:
@@ -30,7 +31,7 @@ class Arena:
         self.no_fresh = None  # a size no never-used gap holds (they only shrink)
         self.used = 0
         self.peak = 0
-        self.usage: list[tuple[int, int]] = [(0, 0)]
+        self.usage = Steps([(0, 0)])
 
     def footprint(self, start: int, nbytes: int) -> int:
         end = -(-(start + nbytes) // self.align) * self.align
@@ -38,10 +39,7 @@ class Arena:
 
     def note(self, index: int) -> None:
         self.peak = max(self.peak, self.used)
-        if self.usage[-1][0] == index:
-            self.usage[-1] = (index, self.used)
-        else:
-            self.usage.append((index, self.used))
+        self.usage.note(index, self.used)
 
     # -- free space -------------------------------------------------------------------
     def occupy(self, lo: int, hi: int) -> None:

@@ -2,6 +2,8 @@
 each on-chip block lived and when, the spills, and the memory in use over time."""
 from __future__ import annotations
 
+from array import array
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ..machine.record import Allocation
@@ -28,6 +30,40 @@ class Spill:
     index: int  # the DMA's index in the compiled program
 
 
+class Steps(Sequence):
+    """A step series: (instruction index, value) pairs, kept in two arrays (a list of
+    tuples took ~90 bytes a step; the allocator notes one at every placement and
+    release)."""
+    __slots__ = ("at", "value")
+
+    def __init__(self, steps=()):
+        self.at, self.value = array("q"), array("q")
+        for at, value in steps:
+            self.note(at, value)
+
+    def note(self, at: int, value: int) -> None:
+        """`value` from instruction `at` on (replacing a step noted at `at` already)."""
+        if self.at and self.at[-1] == at:
+            self.value[-1] = value
+        else:
+            self.at.append(at)
+            self.value.append(value)
+
+    def __len__(self) -> int:
+        return len(self.at)
+
+    def __getitem__(self, k):
+        if isinstance(k, slice):
+            return list(zip(self.at[k], self.value[k]))
+        return self.at[k], self.value[k]
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Sequence) and list(self) == list(other)
+
+    def __repr__(self) -> str:
+        return f"Steps({list(self)!r})"
+
+
 @dataclass
 class MemoryPlan:
     """What the allocator decided: every block's placements over time (explicitly placed
@@ -38,7 +74,7 @@ class MemoryPlan:
     capacity: dict[tuple, int]
     placements: list[Placement] = field(default_factory=list)
     spills: list[Spill] = field(default_factory=list)
-    usage: dict[tuple, list] = field(default_factory=dict)
+    usage: dict[tuple, Steps] = field(default_factory=dict)
     peak: dict[tuple, int] = field(default_factory=dict)
 
     def spill_bytes(self, kind: str) -> int:

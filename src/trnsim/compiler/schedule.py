@@ -132,8 +132,9 @@ class _ListScheduler:
             i = ins.index
             res = resources[i]
             # readers on an in-order stream need only the latest kept (DMA queues are FIFO);
-            # compute engines reorder, so each of their reads is kept
-            tkey = (res, i) if ins.engine != "dma" else res
+            # compute engines reorder, so each of their reads is kept (its own key: the
+            # index, which no stream's key equals)
+            tkey = i if ins.engine != "dma" else res
             found: dict = {}
             for a in ins.reads:
                 for p in read(a, i, tkey):

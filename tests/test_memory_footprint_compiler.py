@@ -1,0 +1,92 @@
+"""What the compiler model keeps while it works and after: the allocator drops each
+block's state at its last use, the memory plan's usage series is compact and reads as
+(index, bytes) steps, and the list scheduler's flat successor lists keep each
+producer's successors in program order. (Peak memory figures: benchmarks/memory.py.)"""
+import numpy as np
+
+import trnsim
+import trnsim.nki.isa as nisa
+import trnsim.nki.language as nl
+from trnsim.compiler import allocation, schedule
+from trnsim.compiler.plan import Steps
+
+
+def _tiles(x):
+    """Column tiles loaded, scaled and stored (two tensors per iteration)."""
+    out = nl.ndarray(x.shape, nl.float32, buffer=nl.hbm)
+    for j in nl.affine_range(x.shape[1] // 8):
+        t = nl.ndarray((128, 8), nl.float32, buffer=nl.sbuf)
+        nisa.dma_copy(dst=t, src=x[:, j * 8:(j + 1) * 8])
+        u = nl.ndarray((128, 8), nl.float32, buffer=nl.sbuf)
+        nisa.tensor_scalar(dst=u, data=t, op0=nl.multiply, operand0=2.0)
+        nisa.dma_copy(dst=out[:, j * 8:(j + 1) * 8], src=u)
+    return out
+
+
+def _capture(monkeypatch, cls):
+    seen = []
+    run = cls.run
+
+    def wrapped(self):
+        seen.append(self)
+        return run(self)
+    monkeypatch.setattr(cls, "run", wrapped)
+    return seen
+
+
+def test_allocator_forgets_every_block_after_its_last_use(monkeypatch):
+    seen = _capture(monkeypatch, allocation._Allocator)
+    _, run = trnsim.run_kernel(_tiles, (np.zeros((128, 256), np.float32),), chip="trn2",
+                               numerics=False)
+    (alloc,) = seen
+    assert alloc.blocks == {}
+    assert all(t is None for t in alloc.touched)
+    assert len(run.program.memory.placements) == 2 * 32
+
+
+def test_physical_offsets_are_shared_int_objects():
+    _, run = trnsim.run_kernel(_tiles, (np.zeros((128, 4096), np.float32),), chip="trn2",
+                               numerics=False)
+    sbuf = [a for ins in run.program for a in ins.accesses if a.space == "sbuf"]
+    by_value = {}
+    for a in sbuf:
+        for v in (a.lo, a.hi):
+            assert by_value.setdefault(v, v) is v
+
+
+def test_usage_steps_read_as_a_list_of_index_bytes_pairs():
+    s = Steps([(0, 0)])
+    s.note(3, 64)
+    s.note(3, 128)  # the same instruction again: its step is replaced
+    s.note(5, 0)
+    assert list(s) == [(0, 0), (3, 128), (5, 0)]
+    assert s == [(0, 0), (3, 128), (5, 0)]
+    assert s[-1] == (5, 0) and s[1:] == [(3, 128), (5, 0)] and len(s) == 3
+
+
+def test_plan_usage_follows_placements():
+    _, run = trnsim.run_kernel(_tiles, (np.zeros((128, 256), np.float32),), chip="trn2",
+                               numerics=False)
+    plan = run.program.memory
+    usage = plan.usage[("sbuf", 0)]
+    assert usage[0][0] == 0 and usage[-1][1] == 0
+    assert max(v for _, v in usage) == plan.peak[("sbuf", 0)]
+    indices = [i for i, _ in usage]
+    assert indices == sorted(set(indices))
+
+
+def test_successors_keep_program_order_per_producer(monkeypatch):
+    seen = _capture(monkeypatch, schedule._ListScheduler)
+    trnsim.run_kernel(_tiles, (np.zeros((128, 256), np.float32),), chip="trn2",
+                      numerics=False)
+    (ls,) = seen
+    n = len(ls.instrs)
+    assert len(ls.soff) == n + 1 and ls.soff[n] == len(ls.succ) == len(ls.skind)
+    preds = [0] * n
+    for p in range(n):
+        succ = ls.succ[ls.soff[p]:ls.soff[p + 1]]
+        assert succ == sorted(set(succ)) and all(s > p for s in succ)
+        for s in succ:
+            preds[s] += 1
+    # every edge was counted once at its consumer (npred drops to 0 as the run issues)
+    assert sum(preds) == len(ls.succ) and all(k in range(4) for k in ls.skind)
