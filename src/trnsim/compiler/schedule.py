@@ -61,9 +61,10 @@ class IssueOrder:
     estimate_ns: float = 0.0  # the scheduler's own estimate of the kernel's time
     moved: dict = field(default_factory=dict)  # index -> places it moved up its engine
 
-    def position(self) -> list:
-        """position[i]: where instruction i comes in `order`."""
-        pos = [0] * len(self.order)
+    def position(self) -> array:
+        """position[i]: where instruction i comes in `order` (an array: no int object
+        per instruction kept)."""
+        pos = array("l", [0]) * len(self.order)
         for k, i in enumerate(self.order):
             pos[i] = k
         return pos
