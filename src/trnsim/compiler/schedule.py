@@ -106,8 +106,9 @@ class _ListScheduler:
         self._canon: dict = {}  # one tuple per resource, shared by its instructions
         self.res = [self._resource(r) for r in map(resource_of, self.instrs)]
         # engine-agnostic instructions float: no place in a stream until assigned
-        self.floating = {ins.index for ins in self.instrs
-                         if len(ins.attrs.get("engines", ()) or ()) > 1}
+        # (a flag per instruction: a set of a third of them took 2 MiB per 100k)
+        self.floating = bytearray(len(ins.attrs.get("engines", ()) or ()) > 1
+                                  for ins in self.instrs)
         # the successors of instruction i: succ[soff[i]:soff[i + 1]], their edges' kinds
         # in skind (flat: a list of lists of pairs took ~190 bytes per edge)
         self.succ: list = []
@@ -255,7 +256,7 @@ class _ListScheduler:
         for ins, r in zip(instrs, self.res):
             st = self._stream(r, streams)
             stream_of.append(st)
-            if ins.index in self.floating:
+            if self.floating[ins.index]:
                 for e in ins.attrs["engines"]:
                     self._stream((ins.core, e), streams)
                 continue
@@ -292,9 +293,10 @@ class _ListScheduler:
             seen = set(order)
             order += [i for i in range(n) if i not in seen]
         moved = {}
+        floating = self.floating
         issued_on = [0] * len(numbered)  # per stream: its instructions issued so far
         for i in order:
-            if i in self.floating:
+            if floating[i]:
                 continue
             k = stream_of[i].number
             if pos[i] != issued_on[k]:
@@ -342,7 +344,7 @@ class _ListScheduler:
             if self.seg[i] != self.cur_seg.get(core, 0):
                 self.held.setdefault(core, []).append(i)
                 return
-        if i in self.floating:
+        if self.floating[i]:
             st = self._assign(i)
         else:
             st = self.stream_of[i]
