@@ -214,7 +214,7 @@ def _expanding(run, rng: range, before, frame, site, marks: list, stats):
             if before is not None:
                 before(n)
             yield rng[n]
-            marks.append(_Mark(run, frame))
+            marks.append(_Mark(run, frame, marks[-1]))
         plan, more = _Plan.derive(run, marks[1:], core, periods, known)
         known = None  # (checked once; more samples are modelled afresh)
         if not more:
@@ -341,7 +341,8 @@ class _Mark:
     __slots__ = ("instructions", "allocations", "fences", "hbm", "shared", "pending",
                  "untracked", "locals", "lists", "tensors")
 
-    def __init__(self, run, frame):
+    def __init__(self, run, frame, before: "_Mark | None" = None):
+        """The state now; `before`: the mark before it (see frame_values)."""
         p = run.program
         self.instructions = len(p.instructions)
         self.allocations = len(p.allocations)
@@ -350,7 +351,8 @@ class _Mark:
         self.shared = len(run._shared)
         self.pending = getattr(run, "legacy_pending", None) is not None
         self.untracked = len(run.untracked_changes)
-        self.locals, self.lists, self.tensors = frame_values(frame)
+        self.locals, self.lists, self.tensors = frame_values(
+            frame, before.locals if before is not None else None)
 
     def restore(self, run, frame):
         """Roll the record back to this mark (and the frame's numbers)."""

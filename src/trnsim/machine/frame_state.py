@@ -25,20 +25,23 @@ _ITEMS = 64  # items of a container looked into
 _IDS = 4096  # items of a list or tuple compared by identity
 
 
-def frame_values(frame):
+def frame_values(frame, before: dict | None = None):
     """The frame's state that expansion must see unchanged or affine: ints as numbers;
     lists ({name: (list, length, ids of the items)}) may grow by the iteration's tensors;
     tensors ({name: tensor}) may be carried from one iteration to the next; everything
     else, and the globals its code names, by value (`_state`), so that a change
-    declines. Modules, functions and classes are left out."""
+    declines. Modules, functions and classes are left out. An object bound to another
+    object than at the state `before` (the previous one's values) is stated by its
+    identity alone: one rebound at every state is left out (`rebound_locals`), and one
+    rebound at some declines by its identity already."""
     out, lists, tensors = {}, {}, {}
     if frame is None:
         return out, lists, tensors
     for k, v in frame.f_locals.items():
-        if tensor_core(v) is not None:
-            tensors[k] = v
-        elif type(v) is int:
+        if type(v) is int:
             out[k] = v
+        elif tensor_core(v) is not None:
+            tensors[k] = v
         elif type(v) is list:
             lists[k] = (v, len(v), tuple(map(id, v)))
             out[k] = ("list items", tuple(_state(x, _DEPTH - 1) for x in v[:_ITEMS]
@@ -46,7 +49,9 @@ def frame_values(frame):
         elif type(v) in PLAIN or type(v) is bytes:
             out[k] = ("=", v)
         elif not isinstance(v, _OPAQUE):
-            out[k] = ("object", id(v), _state(v, _DEPTH))
+            old = before.get(k) if before is not None else None
+            moved = type(old) is tuple and old[0] == "object" and old[1] != id(v)
+            out[k] = ("object", id(v), None if moved else _state(v, _DEPTH))
     glb = frame.f_globals
     for name in frame.f_code.co_names:
         v = glb.get(name, _MISSING)
