@@ -247,11 +247,12 @@ class _ChipRoutes:
         hops[:len(self.hops), :len(self.latency)] = self.hops
         for i, route in enumerate(routes, len(self.latency)):
             hops[:len(route), i] = route
-        self.column[pairs] = np.arange(len(self.latency), hops.shape[1])
+        first = len(self.latency)
         self.latency = np.append(self.latency, [sum(topo.links[i].latency_ns for i in route)
                                                 for route in routes])
         self.length = np.append(self.length, [len(route) for route in routes])
         self.hops = hops
+        self.column[pairs] = np.arange(first, hops.shape[1])  # last: never points past the arrays
 
 
 _PAST_END = np.iinfo(np.int64).max
