@@ -438,17 +438,34 @@ def _site(loc):
 
 def _snapshot(run, start: int, stop: int, a_start: int, a_stop: int, f_start: int,
               f_stop: int):
-    """(structure, numbers) of the record between two marks (an Access's byte range
-    relative to its automatic allocation)."""
+    """(structure, numbers: an int64 array) of the record between two marks (an Access's
+    byte range relative to its automatic allocation)."""
     p = run.program
     allocs = p.allocations
     cache = run.expansion.parts
     key = []
-    nums = []
+    # the numbers, in order: lists, and (block, row, start, stop) where they are those
+    # of copies made together (`_Copier.append`), gathered from the block at the end
+    pieces, plain, rows = [], [], None
     for ins in p.instructions[start:stop]:
         k, n = _instruction_parts(ins, allocs, cache)
         key.append(k)
-        nums += n
+        if type(n) is list:
+            if rows is not None:
+                pieces.append(tuple(rows))
+                rows = None
+            plain += n
+        elif rows is not None and rows[0] is n[0] and rows[1] == n[1] and rows[3] == n[2]:
+            rows[3] = n[3]
+        else:
+            if rows is not None:
+                pieces.append(tuple(rows))
+            elif plain:
+                pieces.append(plain)
+                plain = []
+            rows = list(n)
+    pieces.append(tuple(rows) if rows is not None else plain)
+    nums = []
     alloc_cache = run.expansion.alloc_parts
     for aid in range(a_start, a_stop):
         al = allocs[aid]
@@ -457,7 +474,15 @@ def _snapshot(run, start: int, stop: int, a_start: int, a_stop: int, f_start: in
     for core, idx in p.fences[f_start:f_stop]:
         key.append(("fence", core))
         nums.append(idx)
-    return tuple(key), nums
+    pieces.append(nums)
+    return tuple(key), np.concatenate([
+        x[0][x[1], x[2]:x[3]] if type(x) is tuple else np.array(x, np.int64) for x in pieces])
+
+
+def _size(nums) -> int:
+    """How many numbers an instruction's parts have (a copy's: (block, row, start, stop)
+    in the block of rows it was made from)."""
+    return len(nums) if type(nums) is list else nums[3] - nums[2]
 
 
 def _operand_allocations(run, start: int, stop: int) -> list:
@@ -469,7 +494,7 @@ def _operand_allocations(run, start: int, stop: int) -> list:
     for ins in p.instructions[start:stop]:
         n = len(ins.reads) + len(ins.writes)
         cols += range(pos + 5, pos + 6 * n, 6)
-        pos += len(_instruction_parts(ins, p.allocations, run.expansion.parts)[1])
+        pos += _size(_instruction_parts(ins, p.allocations, run.expansion.parts)[1])
     return cols
 
 
@@ -487,8 +512,9 @@ def _iteration(run, m0: "_Mark", m1: "_Mark", int_names: list, list_names: list,
                           if type(v) is not int and k not in rebound))
     if any(type(loc[k]) is not int for k in int_names):
         return None, None
-    return ((key, others, tuple(list_names)), nums + [m0.hbm] + [loc[k] for k in int_names]
-            + [m0.lists[k][1] for k in list_names])
+    return ((key, others, tuple(list_names)), np.concatenate((nums, np.array(
+        [m0.hbm] + [loc[k] for k in int_names] + [m0.lists[k][1] for k in list_names],
+        np.int64))))
 
 
 class _Plan:
@@ -663,16 +689,16 @@ class _Plan:
     def matches(self, run, mark: "_Mark", last: int) -> bool:
         """Whether iteration `last`, run for real after `mark`, recorded the prediction."""
         names = self.key[2]
-        expected = self.row(np.array([last]))[0].tolist()
+        expected = self.row(np.array([last]))[0]
         lengths = [mark.lists[k][1] if k in mark.lists else -1 for k in names]
-        if lengths != expected[len(expected) - len(names):]:
+        if lengths != expected[len(expected) - len(names):].tolist():
             return False
         end = _Mark(run, None)
         if end.pending or end.shared != mark.shared:
             return False
         key, nums = _snapshot(run, mark.instructions, end.instructions, mark.allocations,
                               end.allocations, mark.fences, end.fences)
-        return key == self.key[0] and nums == expected[:self.record_numbers]
+        return key == self.key[0] and np.array_equal(nums, expected[:self.record_numbers])
 
 
 class _Copier:
@@ -690,9 +716,9 @@ class _Copier:
         tmpl = self.templates = p.instructions[start:end]
         parts = [_instruction_parts(ins, allocs, stats.parts) for ins in tmpl]
         self.keys = [key for key, _ in parts]
-        size = np.array([len(nums) for _, nums in parts], dtype=np.int64)
+        size = np.array([_size(nums) for _, nums in parts], dtype=np.int64)
         at = np.cumsum(size) - size  # where each instruction's numbers start
-        self.spans = list(map(slice, at.tolist(), (at + size).tolist()))
+        self.starts, self.stops = at.tolist(), (at + size).tolist()
         n_read = np.array([len(t.reads) for t in tmpl], dtype=np.int64)
         n_ops = n_read + [len(t.writes) for t in tmpl]
         self.index_cols = at + 6 * n_ops
@@ -751,9 +777,10 @@ class _Copier:
         made = list(map(Instruction, index, core * n, engine * n, opcode * n, reads, writes,
                         location * n, attrs, queue * n))
         p.instructions.extend(made)
-        if stats is not None:
-            stats.parts.update(zip(index, zip(made, self.keys * n, itertools.chain.from_iterable(
-                map(row.__getitem__, self.spans) for row in values.tolist()))))
+        if stats is not None:  # (numbers: where they lie in `values`)
+            rows = np.repeat(np.arange(n), len(self.templates)).tolist()
+            stats.parts.update(zip(index, zip(made, self.keys * n, zip(
+                repeat(values), rows, self.starts * n, self.stops * n))))
         return ids
 
     def _allocations(self, p, values: np.ndarray, stats) -> list:
