@@ -133,3 +133,35 @@ def test_arena_pitch_is_off_the_64k_cache_period_before_and_after_growth():
         assert mem.row_bytes >= 2 * mem.virtual_base
         assert mem.data.shape == (128, mem.row_bytes)
         mem._grow_rows(mem.row_bytes + 1)
+
+
+@nki.jit
+def accumulate_two(a, b):
+    """Two matmuls into one PSUM tile of 300-element rows (the second adds in place)."""
+    at, bt = load(a), load(b)
+    ps = nl.ndarray((64, 300), nl.float32, buffer=nl.psum)
+    nisa.nc_matmul(dst=ps, stationary=at[:, 0:64], moving=bt[:, 0:300])
+    nisa.nc_matmul(dst=ps, stationary=at[:, 64:128], moving=bt[:, 300:600])
+    return store(ps)
+
+
+@pytest.mark.parametrize("mode", ["exact", "fp32"])
+def test_psum_accumulation_on_long_rows_is_the_fp32_sum(monkeypatch, mode):
+    """Integer-valued operands (every sum exact, so the GEMM's order does not matter),
+    with inf and a column of -0.0 products: the second matmul's fp32 result added to
+    the first in fp32, element by element."""
+    monkeypatch.setenv("TRNSIM_MATMUL_ACCUMULATION", mode)
+    rng = np.random.default_rng(12)
+    a = rng.integers(-8, 9, (128, 128)).astype(np.float32)
+    b = rng.integers(-8, 9, (128, 600)).astype(np.float32)
+    a[5, 70] = np.inf
+    b[:, 7] = -0.0
+    a[:, :64] *= np.float32(2.0 ** -20)
+    out, _ = trnsim.run_kernel(accumulate_two, (a, b), chip="trn2")
+    with np.errstate(all="ignore"):
+        first = (a[:, 0:64].astype(np.float64).T @ b[:, 0:300]).astype(np.float32)
+        second = (a[:, 64:128].astype(np.float64).T @ b[:, 300:600]).astype(np.float32)
+    want = np.empty_like(first)
+    for i, j in np.ndindex(*want.shape):
+        want[i, j] = first[i, j] + second[i, j]
+    _same_values(out, want)
