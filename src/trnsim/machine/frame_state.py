@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import collections.abc
 import copy
+import copyreg
 import ctypes
 import itertools
 import sys
@@ -221,14 +222,36 @@ def retarget(x, ids: dict, storages: dict):
     t = tensor_core(x)
     st = storages.get(id(t.storage))
     if st is None:
-        st = storages[id(t.storage)] = copy.copy(t.storage)
+        st = storages[id(t.storage)] = _copy(t.storage)
         st.alloc = ids[t.storage.alloc]
         if "written_boxes" in st.__dict__:  # its own PSUM boxes, not the template's
             st.written_boxes = set(st.written_boxes)
-    nt = copy.copy(t)
+    nt = _copy(t)
     nt.storage = st
     if t is x:
         return nt
-    y = copy.copy(x)
+    y = _copy(x)
     y.core = nt
+    return y
+
+
+_PLAIN_COPY: dict = {}  # type -> whether copy.copy would copy its __dict__ alone
+
+
+def _copy(x):
+    """copy.copy(x), without its reduce protocol for objects whose state is their
+    __dict__ (what it would do for them: a new object of the type, the dict copied)."""
+    t = type(x)
+    plain = _PLAIN_COPY.get(t)
+    if plain is None:
+        plain = _PLAIN_COPY[t] = (
+            t.__reduce_ex__ is object.__reduce_ex__ and t.__reduce__ is object.__reduce__
+            and t.__getstate__ is object.__getstate__ and t.__new__ is object.__new__
+            and not hasattr(t, "__copy__") and not hasattr(t, "__setstate__")
+            and t not in copyreg.dispatch_table
+            and not any("__slots__" in vars(c) for c in t.__mro__[:-1]))
+    if not plain:
+        return copy.copy(x)
+    y = object.__new__(t)
+    y.__dict__.update(x.__dict__)
     return y
