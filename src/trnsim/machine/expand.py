@@ -157,6 +157,7 @@ def while_kernel_runs(run, fn):
         if stats is not None:
             stats.parts.clear()
             stats.alloc_parts.clear()
+            stats.copied_rows.clear()
         for g in patched:
             if g.get("range") is LoopRange:
                 del g["range"]
@@ -319,6 +320,9 @@ class ExpansionStats:
         # instruction index -> (instruction, structure, numbers), while the kernel runs
         self.parts: dict = {}
         self.alloc_parts: dict = {}  # allocation id -> (allocation, structure)
+        # position of the first of a row of copies (one iteration's, made together) ->
+        # (position and object of its last, their structures, block, row, start, stop)
+        self.copied_rows: dict = {}
         # loops between their first sampled iteration and their end: while one is, the
         # copies a loop inside it appends get their parts (its snapshots read them)
         self.watching = 0
@@ -447,9 +451,18 @@ def _snapshot(run, start: int, stop: int, a_start: int, a_stop: int, f_start: in
     # the numbers, in order: lists, and (block, row, start, stop) where they are those
     # of copies made together (`_Copier.append`), gathered from the block at the end
     pieces, plain, rows = [], [], None
-    for ins in p.instructions[start:stop]:
-        k, n = _instruction_parts(ins, allocs, cache)
-        key.append(k)
+    instructions, copied = p.instructions, run.expansion.copied_rows
+    at = start
+    while at < stop:
+        hit = copied.get(at)
+        if hit is not None and hit[0] < stop and instructions[hit[0]] is hit[1]:
+            key += hit[2]  # a whole row of copies, still in the record
+            n = hit[3:]
+            at = hit[0] + 1
+        else:
+            k, n = _instruction_parts(instructions[at], allocs, cache)
+            key.append(k)
+            at += 1
         if type(n) is list:
             if rows is not None:
                 pieces.append(tuple(rows))
@@ -777,10 +790,15 @@ class _Copier:
         made = list(map(Instruction, index, core * n, engine * n, opcode * n, reads, writes,
                         location * n, attrs, queue * n))
         p.instructions.extend(made)
-        if stats is not None:  # (numbers: where they lie in `values`)
-            rows = np.repeat(np.arange(n), len(self.templates)).tolist()
+        if stats is not None and made:  # (numbers: where they lie in `values`)
+            width = len(self.templates)
+            rows = np.repeat(np.arange(n), width).tolist()
             stats.parts.update(zip(index, zip(made, self.keys * n, zip(
                 repeat(values), rows, self.starts * n, self.stops * n))))
+            at = range(len(p.instructions) - len(made), len(p.instructions), width)
+            stats.copied_rows.update(zip(at, zip(
+                [a + width - 1 for a in at], made[width - 1::width], repeat(self.keys),
+                repeat(values), range(n), repeat(self.starts[0]), repeat(self.stops[-1]))))
         return ids
 
     def _allocations(self, p, values: np.ndarray, stats) -> list:
