@@ -165,3 +165,50 @@ def test_psum_accumulation_on_long_rows_is_the_fp32_sum(monkeypatch, mode):
     for i, j in np.ndindex(*want.shape):
         want[i, j] = first[i, j] + second[i, j]
     _same_values(out, want)
+
+
+# -- activation results computed straight into dst (Instr.write_into) ------------------
+@nki.jit
+def activations_into(x, b):
+    """exp with bias into: an SBUF tile, a 3-D tile, a column slice of a wider tile,
+    PSUM, and the data tile itself; each one summed into the accumulator registers."""
+    P, F = x.shape
+    xt, bt = load(x), load(b)
+    whole = nl.ndarray((P, F), nl.float32, buffer=nl.sbuf)
+    cube = nl.ndarray((P, 4, F // 4), nl.float32, buffer=nl.sbuf)
+    wide = nl.ndarray((P, F + 40), nl.float32, buffer=nl.sbuf)
+    nisa.memset(dst=wide, value=7.0)
+    ps = nl.ndarray((P, 512), nl.float32, buffer=nl.psum)
+    sums = []
+    for dst, data in ((whole, xt), (cube, xt.reshape((P, 4, F // 4))),
+                      (wide[:, 17:17 + F], xt), (ps, xt[:, 0:512]), (xt, xt)):
+        r = nl.ndarray((P, 1), nl.float32, buffer=nl.sbuf)
+        nisa.activation(dst=dst, op=nl.exp, data=data, bias=bt, scale=0.5,
+                        reduce_op=nl.add, reduce_res=r,
+                        reduce_cmd=nisa.reduce_cmd.reset_reduce)
+        sums.append(store(r))
+    return (store(whole), store(cube), store(wide), store(ps), store(xt)) + tuple(sums)
+
+
+@pytest.mark.parametrize("strict", [False, True])
+def test_activation_into_dst_matches_the_per_element_function_and_sum(strict):
+    """Values bit for bit against exp(float64) per element, register sums against the
+    sequential fp32 chain; strict mode reads every dst back (its flags were set)."""
+    rng = np.random.default_rng(13)
+    x = (2 * rng.standard_normal((128, 600))).astype(np.float32)
+    x[3, 5], x[9, 100], x[20, 7] = np.float32(1e-42), np.float32(-0.0), np.float32(200.0)
+    b = rng.standard_normal((128, 1)).astype(np.float32)
+    outs, _ = trnsim.run_kernel(activations_into, (x, b), chip="trn2", strict=strict)
+    whole, cube, wide, ps, inplace, *sums = outs
+    with np.errstate(all="ignore"):
+        v = x * np.float32(0.5) + b
+        want = np.exp(v.astype(np.float64)).astype(np.float32)
+    for got, w in ((whole, want), (cube.reshape(128, -1), want), (wide[:, 17:617], want),
+                   (ps, want[:, 0:512]), (inplace, want)):
+        _same_values(got, w)
+    assert (wide[:, :17] == 7).all() and (wide[:, 617:] == 7).all()  # untouched
+    for got, w in zip(sums, (want, want, want, want[:, 0:512], want)):
+        chain = np.zeros(128, np.float32)
+        for j in range(w.shape[1]):
+            chain = chain + w[:, j]
+        _same_values(got.reshape(-1), chain)

@@ -137,20 +137,27 @@ def sequential_fold(ufunc, v: np.ndarray, start=None) -> np.ndarray:
     if p < 2:  # (a single lane's column would be the fast axis)
         return _chain(ufunc, v, start)
     first = 0 if start is None else 1
-    # The transposing copy reads one element of every row per step: rows a multiple of
-    # 4 KiB apart share a few L1 sets and evict each other, so they are first copied to
-    # rows whose pitch is an odd number of 64-byte lines.
-    padded = np.empty((p, 16 * (-(-f // 16) | 1)), np.float32)[:, :f]
-    np.copyto(padded, v)
     columns = np.empty((first + f, p), np.float32)
     if first:
         columns[0] = start
-    np.copyto(columns[first:], padded.T)
+    np.copyto(columns[first:], _skewed_rows(v).T)
     out = ufunc.reduce(columns, axis=0)
     redo = np.isnan(out) | (out == 0)
     if redo.any():
         out[redo] = _chain(ufunc, v[redo], None if start is None else start[redo])
     return out
+
+
+def _skewed_rows(v: np.ndarray) -> np.ndarray:
+    """`v`, or a copy of it whose rows are not a multiple of 4 KiB apart. (The
+    transposing copy reads one element of every row per step: rows a multiple of 4 KiB
+    apart share a few L1 sets and evict each other. Rows of an on-chip tile are not.)"""
+    if v.strides[1] == v.itemsize and v.strides[0] % 4096:
+        return v
+    p, f = v.shape
+    padded = np.empty((p, 16 * (-(-f // 16) | 1)), np.float32)[:, :f]
+    np.copyto(padded, v)
+    return padded
 
 
 def _chain(ufunc, v: np.ndarray, start) -> np.ndarray:

@@ -162,8 +162,7 @@ def _activation(opcode, dst, op, data, bias, scale, reduce_op, reduce_res, cmd,
                     v = (v * s).astype(np.float32, copy=False)
                 if b is not None:
                     v = (v + b).astype(np.float32, copy=False)
-            y = act(v, 0.0, ins)
-            ins.write("dst", dst, y.reshape(dst.shape))
+            y = ins.write_into("dst", dst, lambda out: act(v, 0.0, ins, out=out))
             if cmd != "idle":  # idle leaves the Scalar Engine registers unchanged
                 acc.accumulate(ins, "scalar", cmd, rop, y, lo, P)
     if reduce_res is not None:
@@ -246,8 +245,8 @@ def activate2(dst, op, data, imm0, imm1, op0, op1, relu_param=0.0, reverse0=Fals
                     v = np.asarray(a0(i0, v) if reverse0 else a0(v, i0), np.float32)
                 if a1.name != "bypass":
                     v = np.asarray(a1(i1, v) if reverse1 else a1(v, i1), np.float32)
-            y = act(v, 0.0 if rp is None else rp, ins)
-            ins.write("dst", dst, y.reshape(dst.shape))
+            param = 0.0 if rp is None else rp
+            y = ins.write_into("dst", dst, lambda out: act(v, param, ins, out=out))
             if cmd != "idle":
                 acc.accumulate(ins, "scalar", cmd, rop, y, lo, P)
     if reduce_res is not None:

@@ -123,9 +123,10 @@ class ActFunc:
         with np.errstate(invalid="ignore"):
             return (v < self.lo) | (v > self.hi)
 
-    def __call__(self, x, param=0.0, ins=None) -> np.ndarray:
-        """Apply to fp32 input `x`; returns fp32. Out-of-range inputs are reported
-        through `ins.warn` when an instruction is given."""
+    def __call__(self, x, param=0.0, ins=None, out=None) -> np.ndarray:
+        """Apply to fp32 input `x`; returns fp32 (in `out` when given: an fp32 array of
+        x's shape). Out-of-range inputs are reported through `ins.warn` when an
+        instruction is given."""
         x32 = np.asarray(x, dtype=np.float32)
         if ins is not None and self.limited:
             bad = self.out_of_range(x32)
@@ -135,12 +136,14 @@ class ActFunc:
                          f"scale/bias) are outside its valid input range "
                          f"{self.range_text} (e.g. {first!r}); the Scalar Engine "
                          "produces invalid results there")
-        with np.errstate(all="ignore"), row_loops(x32):
+        if out is None:
+            out = np.empty(x32.shape, np.float32)
+        with np.errstate(all="ignore"), row_loops(x32, out):
             if isinstance(self.fn, np.ufunc):  # float64 in buffered chunks, no temporaries
-                out = np.empty(x32.shape, np.float32)
                 return self.fn(x32, out=out, dtype=np.float64, casting="same_kind")
             y = self.fn(x32.astype(np.float64), np.asarray(param, dtype=np.float64))
-            return np.asarray(y, dtype=np.float64).astype(np.float32)
+            np.copyto(out, np.asarray(y, dtype=np.float64), casting="same_kind")
+            return out
 
 
 def _u(f):

@@ -13,8 +13,9 @@ import math
 
 import numpy as np
 
-from ..machine.access import (Access, add_raw, describe_access, read_converted, read_raw,
-                              read_raw_masked, write_raw)
+from ..machine.access import (Access, add_raw, describe_access, mark_written,
+                              read_converted, read_raw, read_raw_masked, writable_rows,
+                              write_raw)
 from ..machine.errors import (NkiValidationError, UnsupportedError, describe,
                               kernel_location, numerics_warning)
 from ..machine.record import Instruction
@@ -199,21 +200,15 @@ class Instr:
         store only where True. `add` (a float32 `t`, no mask): t = t + values in fp32,
         in place (PSUM accumulation). `flagged`: every byte of `t` is known to be
         written before (its initialized-flags are all set already)."""
-        self._note_indirect(t)
-        a = self.access(role, t, "w")
-        self.writes.append(a)
-        if t.space == "psum":  # ends matmul accumulation there (matmul re-marks its dst)
-            self.run.cores[a.core].end_psum_groups(a.p_lo, a.p_hi, a.lo, a.hi)
+        self._record_write(role, t)
         if not self.numerics:
             return
-        if not t.storage.wfull and not self.run.uninit_warned:
-            note_write(t.storage, t, a)
         if role == "dst" and self.run.dst_mask is not None:  # a legacy non-rectangular mask
             legacy = np.broadcast_to(self.run.dst_mask, t.shape)
             mask = legacy if mask is None else np.broadcast_to(mask, t.shape) & legacy
         if callable(values):
             values = values()
-        flags = (self.strict or t.space == "psum") and not flagged
+        flags = self._keeps_flags(t) and not flagged
         if add:
             if mask is not None or skip_oob or t.dtype.np != np.float32:
                 raise ValueError("write(add=True) takes a float32 tensor and no mask")
@@ -227,13 +222,53 @@ class Instr:
                 v = np.broadcast_to(v, t.shape)
             except ValueError:
                 self.fail(f"result of shape {v.shape} does not fit {role} {describe(t)}")
-        st = t.storage
-        if st.unfilled is not None and mask is None and st.whole(t):
-            st.unfilled = None  # all of it is overwritten: its fill need not be written
-        # The initialized-flags are read by strict-mode reads and, in any mode, by the
-        # check of accumulate=True onto never-written PSUM (isa/matmul.py): a run that is
-        # not strict keeps them for PSUM only.
+        if mask is None:
+            _drop_fill(t)
         write_raw(t, v, skip_oob=skip_oob, mask=mask, op=self.opcode, flags=flags)
+
+    def write_into(self, role: str, t: NkiTensor, fill) -> np.ndarray | None:
+        """Like `write` for fp32 results that `fill(out)` computes into `out`, a (P, F)
+        fp32 array it returns: t's own memory where t is fp32 and one strided view (no
+        temporary, no copy), else a new array then stored with `write`. Returns the
+        values (t's memory: read them before the next write), or None without numerics."""
+        out = self._fp32_memory(role, t)
+        if out is None:
+            if not self.numerics:
+                self.write(role, t, None)
+                return None
+            values = fill(np.empty((t.shape[0], free_size(t)), np.float32))
+            self.write(role, t, values.reshape(t.shape))
+            return values
+        self._record_write(role, t)
+        fill(out)
+        if self._keeps_flags(t):
+            mark_written(t)
+        return out
+
+    def _keeps_flags(self, t: NkiTensor) -> bool:
+        """Whether writes of `t` set its initialized-flags. They are read by strict-mode
+        reads and, in any mode, by the check of accumulate=True onto never-written PSUM
+        (isa/matmul.py): a run that is not strict keeps them for PSUM only."""
+        return self.strict or t.space == "psum"
+
+    def _fp32_memory(self, role: str, t: NkiTensor) -> np.ndarray | None:
+        """t's memory as a writable (P, F) fp32 array, where `write_into` can compute
+        into it (numerics on, an fp32 view that is one strided array, no legacy mask)."""
+        if not self.numerics or t.dtype is not float32 or t.dyn is not None or (
+                role == "dst" and self.run.dst_mask is not None):
+            return None
+        _drop_fill(t)
+        return writable_rows(t)
+
+    def _record_write(self, role: str, t: NkiTensor) -> None:
+        """Record a write of `t`; with numerics on, note what it writes."""
+        self._note_indirect(t)
+        a = self.access(role, t, "w")
+        self.writes.append(a)
+        if t.space == "psum":  # ends matmul accumulation there (matmul re-marks its dst)
+            self.run.cores[a.core].end_psum_groups(a.p_lo, a.p_hi, a.lo, a.hi)
+        if self.numerics and not t.storage.wfull and not self.run.uninit_warned:
+            note_write(t.storage, t, a)
 
     def _note_indirect(self, t: NkiTensor):
         if t.dyn is not None and isinstance(t.dyn.index, NkiTensor):  # not a register
@@ -241,6 +276,14 @@ class Instr:
 
     def warn(self, message: str):
         numerics_warning(message, self.opcode, self.strict)
+
+
+def _drop_fill(t: NkiTensor) -> None:
+    """A write of every byte of t's storage need not have its fill pattern written
+    first (memory.py)."""
+    st = t.storage
+    if st.unfilled is not None and st.whole(t):
+        st.unfilled = None
 
 
 def _readonly(raw: np.ndarray) -> np.ndarray:

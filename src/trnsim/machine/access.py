@@ -317,6 +317,23 @@ def write_raw(t: NkiTensor, values: np.ndarray, skip_oob=False, mask=None, op=""
             st.initialized[cols] = True
 
 
+def writable_rows(t: NkiTensor) -> np.ndarray | None:
+    """t's memory as a writable (P, F) NumPy array of its storage type, a partition's
+    elements in order along F; None where that is not one strided view of the memory
+    (then write through `write_raw`). Whoever writes through it sets the
+    initialized-flags where they are kept (`mark_written`)."""
+    view = _strided(t, t.storage.data)
+    if view is None or (view.ndim > 2 and _contiguous_run(view) < math.prod(view.shape[1:])):
+        return None  # (the (P, F) reshape would be a copy)
+    return view.reshape(view.shape[0], -1)
+
+
+def mark_written(t: NkiTensor) -> None:
+    """Set the initialized-flags of every byte of the regular view `t`."""
+    fl, ones = _flag_view(t)
+    fl[...] = ones
+
+
 def add_raw(t: NkiTensor, values: np.ndarray, op="", flags=True) -> None:
     """t = t + values for a float32 `t` (values fp32, broadcastable to t.shape), in fp32
     with RNE: in place for a regular view, else a read and a write."""
