@@ -30,3 +30,27 @@ def test_copies_with_moving_attributes_match_the_full_run(monkeypatch):
     assert [i.attrs["priority"] for i in loads] == [j % 4 for j in range(40)]
     stores = fast.program.instructions[1::2]
     assert len({id(i.attrs) for i in stores}) < len(stores)  # shared where they are equal
+
+
+@nki.jit
+def uneven_middle(x):
+    """Three loops; the middle one's last iteration adds a copy its samples never made,
+    so it falls back (the record is cut back and its iterations run again) while the
+    outer loop samples and expands over it."""
+    out = nl.ndarray(x.shape, nl.float32, buffer=nl.hbm)
+    for a in nl.affine_range(8):
+        for b in nl.affine_range(12):
+            t = nl.ndarray((128, 8), nl.float32, buffer=nl.sbuf)
+            for c in nl.affine_range(16):
+                col = ((a * 12 + b) * 16 + c) % (x.shape[1] // 8) * 8
+                nisa.dma_copy(dst=t, src=x[:, col:col + 8])
+            if b == 11:
+                nisa.dma_copy(dst=out[:, a * 8:a * 8 + 8], src=t)
+    return out
+
+
+def test_outer_snapshots_over_a_fallen_back_loop_match_the_full_run(monkeypatch):
+    x = np.ones((128, 8 * 64), np.float32)
+    full, fast = _both(monkeypatch, lambda: _run(uneven_middle, x))
+    st = _stats(fast)
+    assert st.fallbacks >= 1 and st.loops >= 1
