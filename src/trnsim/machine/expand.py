@@ -488,8 +488,8 @@ def _snapshot(run, start: int, stop: int, a_start: int, a_stop: int, f_start: in
         key.append(("fence", core))
         nums.append(idx)
     pieces.append(nums)
-    return tuple(key), np.concatenate([
-        x[0][x[1], x[2]:x[3]] if type(x) is tuple else np.array(x, np.int64) for x in pieces])
+    return tuple(key), np.concatenate([x[0][x[1], x[2]:x[3]] if type(x) is tuple
+                                       else np.array(x, np.int64) for x in pieces])
 
 
 def _size(nums) -> int:
@@ -725,9 +725,8 @@ class _Copier:
     def __init__(self, run, plan: "_Plan"):
         p, stats = run.program, run.expansion
         start, end, a_start, a_stop, f_start, f_stop = plan.template
-        allocs = p.allocations
         tmpl = self.templates = p.instructions[start:end]
-        parts = [_instruction_parts(ins, allocs, stats.parts) for ins in tmpl]
+        parts = [_instruction_parts(ins, p.allocations, stats.parts) for ins in tmpl]
         self.keys = [key for key, _ in parts]
         size = np.array([_size(nums) for _, nums in parts], dtype=np.int64)
         at = np.cumsum(size) - size  # where each instruction's numbers start
@@ -735,26 +734,10 @@ class _Copier:
         n_read = np.array([len(t.reads) for t in tmpl], dtype=np.int64)
         n_ops = n_read + [len(t.writes) for t in tmpl]
         self.index_cols = at + 6 * n_ops
-        # every template operand, instruction by instruction: its instruction, its first
-        # number; those that may move: a number moves unless it has no drift and every
-        # phase of the period sampled the same
-        self.accesses = list(itertools.chain.from_iterable(t.reads + t.writes for t in tmpl))
-        owner = np.repeat(np.arange(len(tmpl)), n_ops)
-        base = np.cumsum(n_ops) - n_ops
-        nth = np.arange(len(owner)) - base[owner]
+        # a number moves unless it has no drift and every phase of the period sampled
+        # the same
         moves = ~((plan.drift == 0) & (plan.rows == plan.rows[-1]).all(axis=0))
-        cols = (at[owner] + 6 * nth)[:, None] + np.arange(6)
-        moving = np.flatnonzero(moves[cols].any(axis=1))
-        self.moving = cols[moving]  # their numbers' columns
-        self.moving_at = moving
-        self.moving_tmpl = [self.accesses[i] for i in moving.tolist()]
-        self.moving_same = plan.rows[-1][self.moving]  # the template's numbers
-        # (instruction, its reads or writes) where one may move
-        read = nth[moving] < n_read[owner[moving]]
-        b = _distinct(owner[moving][read])
-        self.read_spans = (b, base[b], base[b] + n_read[b])
-        b = _distinct(owner[moving][~read])
-        self.write_spans = (b, base[b] + n_read[b], base[b] + n_ops[b])
+        self._operands_moving(plan, moves, at, n_read, n_ops)
         # (instruction, its attributes' numbers, the template's, their key) where they move
         moved = np.concatenate(([0], np.cumsum(moves)))
         lo, hi = (self.index_cols + 1).tolist(), (at + size).tolist()
@@ -764,17 +747,45 @@ class _Copier:
         self.statics = [list(f) for f in zip(*[
             (t.core, t.engine, t.opcode, t.reads, t.writes, t.location, t.attrs, t.queue)
             for t in tmpl])] if tmpl else [[]] * 8
-        # allocations: (id, declared_at, vaddr) numbers each, after the instructions'
-        tmpl_alloc = [allocs[i] for i in range(a_start, a_stop)]
-        self.template_ids = [al.id for al in tmpl_alloc]
-        self.alloc_keys = [_allocation_key(al, stats.alloc_parts) for al in tmpl_alloc]
-        self.alloc_fields = [list(f) for f in zip(*(al.field_values() for al in tmpl_alloc))]
-        first = plan.record_numbers - 3 * len(tmpl_alloc) - (f_stop - f_start)
-        self.alloc_cols = first + 3 * np.arange(len(tmpl_alloc), dtype=np.int64)
-        self.explicit = np.array([al.explicit for al in tmpl_alloc], dtype=bool)
-        self.vaddrs = np.array([al.vaddr for al in tmpl_alloc], dtype=np.int64)
-        self.fence_cores = [core for core, _ in p.fences[f_start:f_stop]]
-        self.fence_cols = first + 3 * len(tmpl_alloc) + np.arange(len(self.fence_cores))
+        self._allocations_and_fences(p, stats, plan, range(a_start, a_stop),
+                                     p.fences[f_start:f_stop])
+
+    def _operands_moving(self, plan, moves, at, n_read, n_ops) -> None:
+        """Every template operand, instruction by instruction (`accesses`), and those
+        that may move: their numbers' columns, positions, templates and template
+        numbers; the instructions whose reads or writes they are in, and where."""
+        tmpl = self.templates
+        self.accesses = list(itertools.chain.from_iterable(
+            t.reads + t.writes for t in tmpl))
+        owner = np.repeat(np.arange(len(tmpl)), n_ops)
+        base = np.cumsum(n_ops) - n_ops
+        nth = np.arange(len(owner)) - base[owner]
+        cols = (at[owner] + 6 * nth)[:, None] + np.arange(6)
+        moving = np.flatnonzero(moves[cols].any(axis=1))
+        self.moving = cols[moving]
+        self.moving_at = moving
+        self.moving_tmpl = [self.accesses[i] for i in moving.tolist()]
+        self.moving_same = plan.rows[-1][self.moving]
+        read = nth[moving] < n_read[owner[moving]]
+        b = _distinct(owner[moving][read])
+        self.read_spans = (b, base[b], base[b] + n_read[b])
+        b = _distinct(owner[moving][~read])
+        self.write_spans = (b, base[b] + n_read[b], base[b] + n_ops[b])
+
+    def _allocations_and_fences(self, p, stats, plan, ids: range, fences: list) -> None:
+        """The template's allocations and fences, and where their numbers lie: (id,
+        declared_at, vaddr) for each allocation, then each fence's, after the
+        instructions'."""
+        tmpl = [p.allocations[i] for i in ids]
+        self.template_ids = [al.id for al in tmpl]
+        self.alloc_keys = [_allocation_key(al, stats.alloc_parts) for al in tmpl]
+        self.alloc_fields = [list(f) for f in zip(*(al.field_values() for al in tmpl))]
+        first = plan.record_numbers - 3 * len(tmpl) - len(fences)
+        self.alloc_cols = first + 3 * np.arange(len(tmpl), dtype=np.int64)
+        self.explicit = np.array([al.explicit for al in tmpl], dtype=bool)
+        self.vaddrs = np.array([al.vaddr for al in tmpl], dtype=np.int64)
+        self.fence_cores = [core for core, _ in fences]
+        self.fence_cols = first + 3 * len(tmpl) + np.arange(len(fences))
 
     def append(self, p, values: np.ndarray, stats) -> list:
         """Append the copies for the rows of `values` (keeping their parts in `stats`
@@ -833,9 +844,11 @@ class _Copier:
             placed = _places(nums.reshape(-1, 6)[moved], allocs)
             tmpl = map(self.moving_tmpl.__getitem__, (moved % len(self.moving)).tolist())
             first = rows * len(self.accesses)
-            _put(ops, (first + self.moving_at).ravel()[moved], map(with_place, tmpl, *placed))
+            _put(ops, (first + self.moving_at).ravel()[moved],
+                 map(with_place, tmpl, *placed))
             for out, (b, lo, hi) in ((reads, self.read_spans), (writes, self.write_spans)):
-                spans = map(slice, (first + lo).ravel().tolist(), (first + hi).ravel().tolist())
+                spans = map(slice, (first + lo).ravel().tolist(),
+                            (first + hi).ravel().tolist())
                 _put(out, rows * width + b, map(tuple, map(ops.__getitem__, spans)))
         for b, span, same, key in self.moving_attrs:
             template = attrs[b]
