@@ -888,13 +888,25 @@ def _places(nums: np.ndarray, allocs: dict) -> list:
     owned = np.flatnonzero(aid >= 0)
     out = nums.T.tolist()
     if len(owned):
-        ids, at = np.unique(aid[owned], return_inverse=True)
-        made = [allocs[i] for i in ids.tolist()]
+        ids, at = _lookup(aid[owned])
+        made = [allocs[i] for i in ids]
         base = np.array([al.vaddr for al in made], dtype=np.int64)[at]
         for col in (3, 4):
             _put(out[col], owned, (nums[owned, col] + base).tolist())
         _put(out[5], owned, map([al.id for al in made].__getitem__, at.tolist()))
     return out
+
+
+def _lookup(x: np.ndarray):
+    """(values, where each item of `x` is among them): the range x spans when it is
+    dense (allocation ids are: every id below the record's count is an allocation), its
+    distinct values otherwise (np.unique sorts)."""
+    lo = int(x.min())
+    span = int(x.max()) - lo + 1
+    if span <= 4 * len(x) + 64:
+        return range(lo, lo + span), x - lo
+    ids, at = np.unique(x, return_inverse=True)
+    return ids.tolist(), at
 
 
 class _RangeType(type):
