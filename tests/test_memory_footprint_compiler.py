@@ -84,7 +84,7 @@ def test_successors_keep_program_order_per_producer(monkeypatch):
     assert len(ls.soff) == n + 1 and ls.soff[n] == len(ls.succ) == len(ls.skind)
     preds = [0] * n
     for p in range(n):
-        succ = ls.succ[ls.soff[p]:ls.soff[p + 1]]
+        succ = list(ls.succ[ls.soff[p]:ls.soff[p + 1]])
         assert succ == sorted(set(succ)) and all(s > p for s in succ)
         for s in succ:
             preds[s] += 1

@@ -35,6 +35,8 @@ import heapq
 from array import array
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from ..timing.costs import cost_model
 from ..timing.deps import MemoryMaps
 from ..machine.gc_pause import gc_paused
@@ -113,9 +115,9 @@ class _ListScheduler:
         # in skind (flat: a list of lists of pairs took ~190 bytes per edge)
         self.succ: list = []
         self.skind = b""
-        self.soff = array("l")
+        self.soff = array("q")
         self.npred = [0] * n
-        self._dependencies()
+        self._successors(*self._dependencies())  # (the memory maps are gone by then)
         # est[i]: the cost estimate of instruction i on its engine (the one assigned,
         # once a floating one is); made once the memory maps are gone (a lower peak)
         self.est = [self._cost_of(ins) for ins in self.instrs]
@@ -161,30 +163,22 @@ class _ListScheduler:
             npred[i] = len(found)
             prods.extend(found)
             kinds.extend(found.values())
-        self._successors(prods, kinds)
+        return prods, kinds
 
     def _successors(self, prods, kinds):
         """The edges (producer, kind), listed by consumer (npred[i] of them for consumer
         i), grouped by producer: each producer's successors stay in program order (a
-        stable counting sort)."""
+        stable sort)."""
         n = len(self.instrs)
-        count = array("l", [0]) * (n + 1)
-        for p in prods:
-            count[p + 1] += 1
-        for k in range(n):
-            count[k + 1] += count[k]
-        self.soff = array("l", count)
-        succ, skind = [0] * len(prods), bytearray(len(prods))
-        e = 0
-        for ins, m in zip(self.instrs, self.npred):
-            c = ins.index  # (the record's int: each successor entry shares it)
-            for p, kind in zip(prods[e:e + m], kinds[e:e + m]):
-                k = count[p]
-                count[p] = k + 1
-                succ[k] = c
-                skind[k] = kind
-            e += m
-        self.succ, self.skind = succ, bytes(skind)
+        p = np.frombuffer(prods, np.int32)
+        by = np.argsort(p, kind="stable")
+        soff = np.zeros(n + 1, np.int64)
+        np.cumsum(np.bincount(p, minlength=n), out=soff[1:])
+        consumers = np.repeat(np.arange(n, dtype=np.int32), self.npred)[by].tolist()
+        # the record's index ints (a list of shared objects: iterating makes none)
+        self.succ = list(map([ins.index for ins in self.instrs].__getitem__, consumers))
+        self.skind = np.frombuffer(kinds, np.uint8)[by].tobytes()
+        self.soff = array("q", soff.tobytes())
 
     def _fences(self, fences):
         """seg[i]: the fence segment of instruction i on its core; an instruction is only
@@ -428,16 +422,17 @@ class _ListScheduler:
                 self._push_best(st)
         # successors
         stream_of, ready, npred = self.stream_of, self.ready, self.npred
-        succ, skind = self.succ, self.skind
         done = self.done[i]
-        for k in range(self.soff[i], self.soff[i + 1]):
+        succ, skind, soff = self.succ, self.skind, self.soff
+        war, raw = _WAR, _RAW
+        for k in range(soff[i], soff[i + 1]):
             s = succ[k]
             kind = skind[k]
             other = stream_of[s]
-            if kind == _WAR:
+            if kind == war:
                 t = done if other is not st else 0.0
             elif other is st:
-                t = done if kind == _RAW else 0.0  # same stream: issue order suffices
+                t = done if kind == raw else 0.0  # same stream: issue order suffices
             else:
                 t = done + other.sem
             if t > ready[s]:
