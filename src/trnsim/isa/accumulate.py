@@ -149,10 +149,10 @@ def sequential_fold(ufunc, v: np.ndarray, start=None) -> np.ndarray:
 
 
 def _skewed_rows(v: np.ndarray) -> np.ndarray:
-    """`v`, or a copy of it whose rows are not a multiple of 4 KiB apart. (The
-    transposing copy reads one element of every row per step: rows a multiple of 4 KiB
-    apart share a few L1 sets and evict each other. Rows of an on-chip tile are not.)"""
-    if v.strides[1] == v.itemsize and v.strides[0] % 4096:
+    """`v`, or a copy of it, with rows an odd number of 64-byte lines apart (as an
+    on-chip tile's are: memory.py). (The transposing copy reads one element of every row
+    per step: rows a multiple of 4 KiB apart share a few L1 sets and evict each other.)"""
+    if v.strides[1] == v.itemsize and v.strides[0] % 128 == 64:
         return v
     p, f = v.shape
     padded = np.empty((p, 16 * (-(-f // 16) | 1)), np.float32)[:, :f]
