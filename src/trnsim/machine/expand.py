@@ -477,8 +477,10 @@ def _snapshot(run, start: int, stop: int, a_start: int, a_stop: int, f_start: in
                 pieces.append(plain)
                 plain = []
             rows = list(n)
-    pieces.append(tuple(rows) if rows is not None else plain)
-    nums = []
+    nums = plain  # (the allocations' and fences' numbers follow the others')
+    if rows is not None:
+        pieces.append(tuple(rows))
+        nums = []
     alloc_cache = run.expansion.alloc_parts
     for aid in range(a_start, a_stop):
         al = allocs[aid]
@@ -488,6 +490,8 @@ def _snapshot(run, start: int, stop: int, a_start: int, a_stop: int, f_start: in
         key.append(("fence", core))
         nums.append(idx)
     pieces.append(nums)
+    if len(pieces) == 1:
+        return tuple(key), np.array(nums, np.int64)
     return tuple(key), np.concatenate([x[0][x[1], x[2]:x[3]] if type(x) is tuple
                                        else np.array(x, np.int64) for x in pieces])
 
