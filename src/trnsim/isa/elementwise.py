@@ -195,6 +195,23 @@ def _binary(a, x, s, reverse: bool):
     return _apply(a, s, x) if reverse else _apply(a, x, s)
 
 
+# Results computed straight into dst rows at least this long: NumPy's loop for a short
+# strided row (a [P, 1] tile) picks another NaN than the contiguous loop where both
+# operands are NaN; from 16 elements on they agree (tests/test_numerics_speed_*).
+_INTO_MIN = 256
+
+
+def _binary_into(a, x, s, reverse: bool, out):
+    """`_binary` of fp32 operands, for an operator with a ufunc, computed into `out`:
+    fp32 rows of the result's shape."""
+    if out.strides[-1] != out.itemsize:  # (a strided loop: see _INTO_MIN)
+        np.copyto(out, _binary(a, x, s, reverse))
+        return out
+    lhs, rhs = (s, x) if reverse else (x, s)
+    with np.errstate(all="ignore"), row_loops(lhs, rhs, out):
+        return a.ufunc(lhs, rhs, out=out)
+
+
 # -- integer arithmetic ------------------------------------------------------------
 
 def _int_arith(name: str, a, b):
@@ -393,10 +410,15 @@ def tensor_scalar(dst, data, op0, operand0, reverse0=False, op1=None, operand1=N
                 t = _int_arith(a1.name, *((s1, t) if reverse1 else (t, s1)))
             ins.write("dst", dst, t.reshape(dst.shape))
         else:
-            t = _binary(a0, to_fp32(x), _fp32(k0, v0), reverse0)
+            t = to_fp32(x)
+            a, s, rev = a0, _fp32(k0, v0), reverse0
             if a1 is not None:
-                t = _binary(a1, t, _fp32(k1, v1), reverse1)
-            ins.write("dst", dst, t.reshape(dst.shape))
+                t = _binary(a, t, s, rev)
+                a, s, rev = a1, _fp32(k1, v1), reverse1
+            if a.ufunc is None or x.shape[1] < _INTO_MIN:
+                ins.write("dst", dst, _binary(a, t, s, rev).reshape(dst.shape))
+            else:
+                ins.write_into("dst", dst, lambda out: _binary_into(a, t, s, rev, out))
 
 
 # -- scalar_tensor_tensor -----------------------------------------------------------

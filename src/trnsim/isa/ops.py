@@ -19,6 +19,7 @@ class AluOp:
     kind: str  # 'arith' | 'bitvec' | 'compare' | 'logical'
     identity: float | None = None  # reduction identity, where the op reduces
     unary: bool = False  # one operand (abs, square, relu, rsqrt, reciprocal, invert)
+    ufunc: np.ufunc | None = None  # fn as one NumPy ufunc of fp32 operands (takes out=)
 
     def __call__(self, a, b):
         return self.fn(a, b)
@@ -86,12 +87,14 @@ def _mod(a, b):
 
 
 _OPS = [
-    AluOp("add", lambda a, b: _f(a) + _f(b), "arith", 0.0),
-    AluOp("subtract", lambda a, b: _f(a) - _f(b), "arith"),
-    AluOp("multiply", lambda a, b: _f(a) * _f(b), "arith", 1.0),
-    AluOp("divide", _div, "arith"),
-    AluOp("maximum", lambda a, b: np.maximum(_f(a), _f(b)), "arith", -np.inf),
-    AluOp("minimum", lambda a, b: np.minimum(_f(a), _f(b)), "arith", np.inf),
+    AluOp("add", lambda a, b: _f(a) + _f(b), "arith", 0.0, ufunc=np.add),
+    AluOp("subtract", lambda a, b: _f(a) - _f(b), "arith", ufunc=np.subtract),
+    AluOp("multiply", lambda a, b: _f(a) * _f(b), "arith", 1.0, ufunc=np.multiply),
+    AluOp("divide", _div, "arith", ufunc=np.divide),
+    AluOp("maximum", lambda a, b: np.maximum(_f(a), _f(b)), "arith", -np.inf,
+          ufunc=np.maximum),
+    AluOp("minimum", lambda a, b: np.minimum(_f(a), _f(b)), "arith", np.inf,
+          ufunc=np.minimum),
     AluOp("abs_max", _abs_max, "arith", 0.0),
     AluOp("abs_min", _abs_min, "arith", np.inf),
     AluOp("power", _pow, "arith"),
