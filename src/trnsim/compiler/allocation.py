@@ -132,7 +132,7 @@ class _Allocator:
         self.plan = MemoryPlan(program.allocations,
                                {k: a.capacity for k, a in self.arenas.items()})
         self.out: list[Instruction] = []
-        # alloc id -> its blocks by index (None: not used yet, or used for the last time)
+        # alloc id -> its blocks by index (None: not used yet, or past its last use)
         self.blocks: dict[int, list] = {}
         self.touched: list[tuple | None] = []  # per instruction: its automatic blocks
         # physical byte offsets, one int object per value (the record keeps them)
@@ -285,10 +285,7 @@ class _Allocator:
 
     def forget(self, blk: _Block) -> None:
         """Drop a block past its last use (its uses and loads go with it)."""
-        row = self.blocks[blk.alloc.id]
-        row[blk.index] = None
-        if not any(row):
-            del self.blocks[blk.alloc.id]
+        self.blocks[blk.alloc.id][blk.index] = None
 
     def note_writes(self, i: int, ins: Instruction, virtual: tuple) -> None:
         """Note what `ins` (input index i; `virtual`: its write accesses before placement)
@@ -430,9 +427,9 @@ class _Allocator:
                 lo = min(q.start for q in places)  # scattered blocks: their box
                 hi = max(q.start + q.size for q in places)
                 return with_bytes(a, ints.setdefault(lo, lo), ints.setdefault(hi, hi))
-        lo = first.start + off
+        lo = ints.setdefault(first.start + off, first.start + off) if off else first.start
         hi = lo + (a.hi - a.lo)
-        return with_bytes(a, ints.setdefault(lo, lo), ints.setdefault(hi, hi))
+        return with_bytes(a, lo, ints.setdefault(hi, hi))
 
     def overflow(self, arena: Arena, i: int, mine: list, ins: Instruction):
         own = [b for b in mine if b.arena is arena]

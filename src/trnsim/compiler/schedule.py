@@ -111,11 +111,7 @@ class _ListScheduler:
         # (a flag per instruction: a set of a third of them took 2 MiB per 100k)
         self.floating = bytearray(len(ins.attrs.get("engines", ()) or ()) > 1
                                   for ins in self.instrs)
-        # the successors of instruction i: succ[soff[i]:soff[i + 1]], their edges' kinds
-        # in skind (flat: a list of lists of pairs took ~190 bytes per edge)
-        self.succ: list = []
-        self.skind = b""
-        self.soff = array("q")
+        self.succ: list = []  # per instruction: its (successor, kind) pairs
         self.npred = [0] * n
         self._successors(*self._dependencies())  # (the memory maps are gone by then)
         # est[i]: the cost estimate of instruction i on its engine (the one assigned,
@@ -166,19 +162,22 @@ class _ListScheduler:
         return prods, kinds
 
     def _successors(self, prods, kinds):
-        """The edges (producer, kind), listed by consumer (npred[i] of them for consumer
-        i), grouped by producer: each producer's successors stay in program order (a
-        stable sort)."""
+        """succ: the edges (producer, kind), listed by consumer (npred[i] of them for
+        consumer i), grouped by producer, each producer's successors in program order (a
+        stable sort). Made once the dependency maps are gone: while they are there, the
+        edges take 5 bytes each (the pairs, ~100 bytes, are fastest to walk)."""
         n = len(self.instrs)
         p = np.frombuffer(prods, np.int32)
         by = np.argsort(p, kind="stable")
-        soff = np.zeros(n + 1, np.int64)
-        np.cumsum(np.bincount(p, minlength=n), out=soff[1:])
+        ends = np.cumsum(np.bincount(p, minlength=n)).tolist()
         consumers = np.repeat(np.arange(n, dtype=np.int32), self.npred)[by].tolist()
-        # the record's index ints (a list of shared objects: iterating makes none)
-        self.succ = list(map([ins.index for ins in self.instrs].__getitem__, consumers))
-        self.skind = np.frombuffer(kinds, np.uint8)[by].tobytes()
-        self.soff = array("q", soff.tobytes())
+        index = [ins.index for ins in self.instrs]  # (the record's ints: shared)
+        pairs = list(zip(map(index.__getitem__, consumers),
+                         np.frombuffer(kinds, np.uint8)[by].tolist()))
+        lo = 0
+        for hi in ends:
+            self.succ.append(pairs[lo:hi] if hi != lo else ())
+            lo = hi
 
     def _fences(self, fences):
         """seg[i]: the fence segment of instruction i on its core; an instruction is only
@@ -229,12 +228,12 @@ class _ListScheduler:
         """Longest estimated path from each instruction to the end of the kernel."""
         n = len(self.instrs)
         prio = [0.0] * n
-        est, succ, soff = self.est, self.succ, self.soff
+        est = self.est
         for i in range(n - 1, -1, -1):
             tail = 0.0
-            for k in range(soff[i], soff[i + 1]):
-                if prio[succ[k]] > tail:
-                    tail = prio[succ[k]]
+            for s, _ in self.succ[i]:
+                if prio[s] > tail:
+                    tail = prio[s]
             prio[i] = tail + est[i]
         return prio
 
@@ -423,11 +422,8 @@ class _ListScheduler:
         # successors
         stream_of, ready, npred = self.stream_of, self.ready, self.npred
         done = self.done[i]
-        succ, skind, soff = self.succ, self.skind, self.soff
         war, raw = _WAR, _RAW
-        for k in range(soff[i], soff[i + 1]):
-            s = succ[k]
-            kind = skind[k]
+        for s, kind in self.succ[i]:
             other = stream_of[s]
             if kind == war:
                 t = done if other is not st else 0.0
