@@ -653,8 +653,8 @@ def test_an_error_in_the_last_iteration_points_at_its_line(monkeypatch):
         return out
     x = np.zeros((128, 8 * 20 - 4), np.float32)
     expanded = []
-    real_expand = expand._Plan.expand
-    monkeypatch.setattr(expand._Plan, "expand",
+    real_expand = expand.Plan.expand
+    monkeypatch.setattr(expand.Plan, "expand",
                         lambda self, run, first, stop: expanded.append(stop - first)
                         or real_expand(self, run, first, stop))
     messages = []

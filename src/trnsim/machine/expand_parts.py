@@ -1,0 +1,187 @@
+"""The record between two iteration boundaries as loop expansion (machine/expand.py)
+compares iterations: the marks (the record's counts and the loop frame's state at a
+boundary), and a span of the record as its structure key (what must repeat: opcodes,
+engines, queues, kernel lines, operand shapes and dtypes, other attributes) and its
+numbers (what may move by a fixed step: instruction and allocation ids, byte ranges,
+partitions, element offsets, fences, the HBM cursor)."""
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import SourceLocation
+from .frame_state import PLAIN, frame_values, hashable, set_locals
+
+
+# -- the state at an iteration boundary ------------------------------------------------
+class Mark:
+    __slots__ = ("instructions", "allocations", "fences", "hbm", "shared", "pending",
+                 "untracked", "locals", "lists", "tensors")
+
+    def __init__(self, run, frame, before: "Mark | None" = None):
+        """The state now; `before`: the mark before it (see frame_values)."""
+        p = run.program
+        self.instructions = len(p.instructions)
+        self.allocations = len(p.allocations)
+        self.fences = len(p.fences)
+        self.hbm = run.hbm._next
+        self.shared = len(run._shared)
+        self.pending = getattr(run, "legacy_pending", None) is not None
+        self.untracked = len(run.untracked_changes)
+        self.locals, self.lists, self.tensors = frame_values(
+            frame, before.locals if before is not None else None)
+
+    def restore(self, run, frame):
+        """Roll the record back to this mark (and the frame's numbers)."""
+        p = run.program
+        del p.instructions[self.instructions:]
+        for k in [k for k in p.allocations if k >= self.allocations]:
+            del p.allocations[k]
+        del p.fences[self.fences:]
+        run.hbm._next = self.hbm
+        for lst, n, _ in self.lists.values():
+            del lst[n:]
+        set_locals(frame, {**{k: v for k, v in self.locals.items() if type(v) is int},
+                           **self.tensors})
+
+
+_INT = (None, 1)
+
+
+def _attr_parts(attrs: dict, nums: list):
+    """Structure key of an attrs dict; its int values (and nonempty lists or tuples of
+    ints) go to nums, keyed (name, (None, 1)) or (name, (their type, length))."""
+    key = []
+    for k, v in attrs.items():
+        t = type(v)
+        if t is int:
+            key.append((k, _INT))
+            nums.append(v)
+        elif t in PLAIN:
+            key.append((k, "=", v))
+        elif (t is list or t is tuple) and v and all(type(x) is int for x in v):
+            key.append((k, (t, len(v))))
+            nums.extend(v)
+        elif t is np.ndarray:
+            key.append((k, "nd", v.shape, str(v.dtype), v.tobytes()))
+        else:
+            key.append((k, "=", hashable(v)))
+    return tuple(key)
+
+
+def instruction_parts(ins, allocs, cache: dict):
+    """(structure, numbers) of one instruction, cached by index (nested loops look at
+    the same instructions once per level; an expanded copy's are its template's
+    structure and its row's numbers: `Plan._append`)."""
+    got = cache.get(ins.index)
+    if got is not None and got[0] is ins:
+        return got[1], got[2]
+    acc = []
+    nums = []
+    for a in ins.reads + ins.writes:
+        base = allocs[a.alloc].vaddr if a.alloc >= 0 else 0
+        acc.append((a.role, a.mode, a.space, a.core, a.tensor, a.dtype, a.shape,
+                    a.pattern, a.elems_per_partition, a.bytes, a.contiguous_bytes,
+                    a.indirect, a.alloc >= 0))
+        nums += (a.offset, a.p_lo, a.p_hi, a.lo - base, a.hi - base, a.alloc)
+    nums.append(ins.index)
+    key = (ins.core, ins.engine, ins.opcode, ins.queue, _site(ins.location), len(ins.reads),
+           tuple(acc), _attr_parts(ins.attrs, nums))
+    cache[ins.index] = (ins, key, nums)
+    return key, nums
+
+
+def allocation_key(al, cache: dict):
+    """Structure key of an allocation, cached by id (a copy's is its template's)."""
+    got = cache.get(al.id)
+    if got is not None and got[0] is al:
+        return got[1]
+    key = ("alloc", al.space, al.core, al.name, al.shape_desc, al.dtype, _site(al.site),
+           al.row_bytes, al.block_bytes, al.partition, al.partitions, al.explicit)
+    cache[al.id] = (al, key)
+    return key
+
+
+_SITES: dict = {}  # (file, line, function) -> the first SourceLocation seen there
+
+
+def _site(loc):
+    """One SourceLocation object per place in keys, so that keys compare them by
+    identity (a dataclass's __eq__ runs Python code)."""
+    if type(loc) is not SourceLocation:
+        return loc
+    return _SITES.setdefault((loc.file, loc.line, loc.function), loc)
+
+
+def snapshot(run, start: int, stop: int, a_start: int, a_stop: int, f_start: int,
+              f_stop: int):
+    """(structure, numbers: an int64 array) of the record between two marks (an Access's
+    byte range relative to its automatic allocation)."""
+    p = run.program
+    allocs = p.allocations
+    cache = run.expansion.parts
+    key = []
+    # the numbers, in order: lists, and (block, row, start, stop) where they are those
+    # of copies made together (`Copier.append`), gathered from the block at the end
+    pieces, plain, rows = [], [], None
+    instructions, copied = p.instructions, run.expansion.copied_rows
+    at = start
+    while at < stop:
+        hit = copied.get(at)
+        if hit is not None and hit[0] < stop and instructions[hit[0]] is hit[1]:
+            key += hit[2]  # a whole row of copies, still in the record
+            n = hit[3:]
+            at = hit[0] + 1
+        else:
+            k, n = instruction_parts(instructions[at], allocs, cache)
+            key.append(k)
+            at += 1
+        if type(n) is list:
+            if rows is not None:
+                pieces.append(tuple(rows))
+                rows = None
+            plain += n
+        elif rows is not None and rows[0] is n[0] and rows[1] == n[1] and rows[3] == n[2]:
+            rows[3] = n[3]
+        else:
+            if rows is not None:
+                pieces.append(tuple(rows))
+            elif plain:
+                pieces.append(plain)
+                plain = []
+            rows = list(n)
+    nums = plain  # (the allocations' and fences' numbers follow the others')
+    if rows is not None:
+        pieces.append(tuple(rows))
+        nums = []
+    alloc_cache = run.expansion.alloc_parts
+    for aid in range(a_start, a_stop):
+        al = allocs[aid]
+        key.append(allocation_key(al, alloc_cache))
+        nums += (al.id, al.declared_at, al.vaddr if al.explicit else 0)
+    for core, idx in p.fences[f_start:f_stop]:
+        key.append(("fence", core))
+        nums.append(idx)
+    pieces.append(nums)
+    if len(pieces) == 1:
+        return tuple(key), np.array(nums, np.int64)
+    return tuple(key), np.concatenate([x[0][x[1], x[2]:x[3]] if type(x) is tuple
+                                       else np.array(x, np.int64) for x in pieces])
+
+
+def numbers_size(nums) -> int:
+    """How many numbers an instruction's parts have (a copy's: (block, row, start, stop)
+    in the block of rows it was made from)."""
+    return len(nums) if type(nums) is list else nums[3] - nums[2]
+
+
+def operand_allocations(run, start: int, stop: int) -> list:
+    """Where the allocation ids of the operands of instructions start..stop lie in
+    their numbers (as `snapshot` lists them: six numbers per operand, the id last, then
+    the instruction's index and its attributes' numbers)."""
+    p = run.program
+    cols, pos = [], 0
+    for ins in p.instructions[start:stop]:
+        n = len(ins.reads) + len(ins.writes)
+        cols += range(pos + 5, pos + 6 * n, 6)
+        pos += numbers_size(instruction_parts(ins, p.allocations, run.expansion.parts)[1])
+    return cols

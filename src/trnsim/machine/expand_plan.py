@@ -1,0 +1,219 @@
+"""A loop's plan (machine/expand.py): the affine (or periodic) model of its iterations
+from the sampled ones, checked against its last iteration, from which the other
+iterations are appended to the record (machine/expand_copy.py makes the copies)."""
+from __future__ import annotations
+
+import numpy as np
+
+from .expand_copy import Copier
+from .expand_parts import Mark, operand_allocations, snapshot
+from .frame_state import carried_tensors, growing_lists, rebound_locals, retarget, set_locals
+from .gc_pause import gc_paused
+
+
+# iterations whose numbers are made Python ints at once (their ints, a few dozen each,
+# and the copies are built block by block: see Plan.expand)
+_ROWS = 1024
+
+
+def _iteration(run, m0: "Mark", m1: "Mark", int_names: list, list_names: list,
+               rebound: set):
+    """(structure, numbers) of the iteration between two marks, with the HBM cursor, the
+    frame's ints and its lists' lengths at its start (the state of its other locals but
+    those it rebinds to new objects); (None, None) when its frame changed otherwise."""
+    key, nums = snapshot(run, m0.instructions, m1.instructions, m0.allocations,
+                          m1.allocations, m0.fences, m1.fences)
+    loc = m0.locals
+    if set(loc) != set(m1.locals):
+        return None, None
+    others = tuple(sorted((k, v) for k, v in loc.items()
+                          if type(v) is not int and k not in rebound))
+    if any(type(loc[k]) is not int for k in int_names):
+        return None, None
+    return ((key, others, tuple(list_names)), np.concatenate((nums, np.array(
+        [m0.hbm] + [loc[k] for k in int_names] + [m0.lists[k][1] for k in list_names],
+        np.int64))))
+
+
+class Plan:
+    """The model of a loop's iterations from its sampled ones: every number of an
+    iteration (its record's, the HBM allocation cursor, the frame's ints and its lists'
+    lengths at its start) is that of the sampled iteration `period` iterations back plus
+    `drift`. A list that grows gets, for each expanded iteration, copies of the tensors
+    the iteration's template appended, over that iteration's allocations."""
+
+    def __init__(self, rows, period, drift, key, template, local_names, growing, carried):
+        self.rows = rows  # (samples, numbers) of the sampled iterations 1..samples
+        self.period = period
+        self.drift = drift
+        self.key = key
+        self.template = template  # (start, stop, a_start, a_stop, f_start, f_stop)
+        self.per_iteration = template[1] - template[0]
+        self.local_names = local_names
+        self.growing = growing  # [(list, [tensor the template iteration appended])]
+        self.list_count = len(key[2])
+        self.carried = carried  # [(local, tensor of the template iteration)]
+        self.last_ids = None  # template allocation id -> that of the last expanded one
+        self.indexing = np.zeros(0, dtype=np.int64)  # see indexes_made_before
+        self.operand_ids = np.zeros(0, dtype=np.int64)  # operands' allocation columns
+        self.made_before = 0  # allocations made before the sampled iterations
+
+    @classmethod
+    def derive(cls, run, marks, core, periods, known=None):
+        """(plan or None, whether more samples could give a plan) from the iterations
+        between `marks` (the states before iterations 1, 2, ..., samples + 1). `known`:
+        (key, drift) of this loop's last expansion (period 1), which the samples must
+        repeat."""
+        older = marks[0].allocations  # tensors made before the sampled iterations
+        changed = run.untracked_changes[marks[0].untracked:marks[-1].untracked]
+        if any(m.pending for m in marks) or len({m.shared for m in marks}) > 1 \
+                or any(a < older for a in changed):
+            return None, False
+        p = run.program
+        for ins in p.instructions[marks[0].instructions:marks[-1].instructions]:
+            if ins.core != core:
+                return None, False
+        names = sorted(k for k, v in marks[0].locals.items() if type(v) is int)
+        rebound = rebound_locals(marks)
+        first = marks[0].lists  # lists rebound by each iteration are like its tensors
+        list_names = sorted(k for k in first if all(
+            k in m.lists and m.lists[k][0] is first[k][0] for m in marks))
+        keys, rows = [], []
+        for m0, m1 in zip(marks, marks[1:]):
+            if m1.instructions == m0.instructions:
+                return None, False  # an empty body: nothing to gain
+            k, n = _iteration(run, m0, m1, names, list_names, rebound)
+            if k is None:
+                return None, False
+            keys.append(k)
+            rows.append(n)
+        if any(k != keys[0] for k in keys[1:]) or len({len(r) for r in rows}) > 1:
+            return None, False
+        a = np.array(rows, dtype=np.int64)
+        if known is not None:  # the model this loop had when it last expanded
+            key, drift = known
+            d = a[1:] - a[:-1]
+            if keys[0] != key or a.shape[1] != len(drift) or not (d == drift).all():
+                return None, True
+            return cls._made(run, marks, a, 1, drift, key, names, list_names), False
+        for period in periods:
+            if len(a) - period < 2:
+                continue
+            d = a[period:] - a[:-period]
+            if (d == d[0]).all():
+                return cls._made(run, marks, a, period, d[0], keys[0], names,
+                                 list_names), False
+        return None, True
+
+    @classmethod
+    def _made(cls, run, marks, rows, period, drift, key, names, list_names):
+        """The plan of a loop whose sampled iterations (`rows`) are affine, or None."""
+        growing = growing_lists(marks, list_names)
+        if growing is None:
+            return None
+        m0, m1 = marks[-2], marks[-1]
+        plan = cls(rows, period, drift, key,
+                   (m0.instructions, m1.instructions, m0.allocations, m1.allocations,
+                    m0.fences, m1.fences), names, growing, carried_tensors(marks))
+        # an operand's tensor is the same one every time, one an iteration a fixed
+        # number back made (its id advances by what each makes), or else one of the
+        # tensors made before the samples that the loop indexes (tiles[k]):
+        # `indexes_made_before` checks those ids name such tensors
+        made = marks[1].allocations - marks[0].allocations  # each iteration's
+        ops = np.asarray(operand_allocations(run, m0.instructions, m1.instructions),
+                         dtype=np.int64)
+        step = drift[ops]  # (np.isin may build a table spanning the values)
+        plan.indexing = ops[(step != 0) & (step != period * made)]
+        plan.operand_ids = ops
+        plan.made_before = marks[0].allocations
+        return plan
+
+    def indexes_made_before(self, first: int, last: int) -> bool:
+        """Whether, in every iteration first..last, the operands that index tensors made
+        before the samples name one of them. (Ids that merely look affine over the
+        samples -- a list of 8 tiles made each iteration, tile i % 8 used -- name other
+        tensors, or none, later; an indexing the samples cannot tell from i % 8 is left
+        to the last iteration's check.) Each phase of the period is affine, so the
+        first and last period of iterations bound it."""
+        if not len(self.indexing):
+            return True
+        ids = self._ends(first, last)[:, self.indexing]
+        return bool(((ids >= 0) & (ids < self.made_before)).all())
+
+    def _ends(self, first: int, last: int) -> np.ndarray:
+        """The numbers of the first and last period of iterations first..last, which
+        bound those of all of them (each phase of the period is affine)."""
+        p = self.period
+        ends = set(range(first, min(first + p, last + 1)))
+        ends.update(range(max(first, last + 1 - p), last + 1))
+        return self.row(np.array(sorted(ends), dtype=np.int64))
+
+    def row(self, iterations: np.ndarray) -> np.ndarray:
+        """The numbers of each iteration in `iterations` (loop positions)."""
+        samples, p = len(self.rows), self.period
+        s = samples - (samples - iterations) % p  # a sampled iteration in phase
+        return self.rows[s - 1] + self.drift * ((iterations - s) // p)[:, None]
+
+    # -- expansion ---------------------------------------------------------------------
+    def expand(self, run, first: int, stop: int) -> None:
+        """Append iterations first .. stop - 1."""
+        if stop <= first:
+            return
+        stats = run.expansion
+        copier = Copier(run, self)
+        # the copies' parts are kept for the snapshots of a loop around this one (an
+        # operand's structure says whether it has an allocation: its id keeps its sign)
+        ids = self.operand_ids
+        keep = stats.watching > 1 and bool(
+            ((self._ends(first, stop - 1)[:, ids] >= 0) == (self.rows[-1, ids] >= 0)).all())
+        with gc_paused():  # (only new, acyclic objects: a collection would find nothing)
+            # a block of iterations at a time: the Python ints of a row that the record
+            # does not keep are freed, and their memory reused, before the next block
+            for lo in range(first, stop, _ROWS):
+                values = self.row(np.arange(lo, min(lo + _ROWS, stop), dtype=np.int64))
+                made = copier.append(run.program, values, stats if keep else None)
+                self._grow(copier.template_ids, made)
+
+    def _grow(self, template_ids: list, made: list) -> None:
+        """Note the last iteration's allocations; extend the growing lists by each
+        iteration's copies of what the template appended (`made`: the copies' ids)."""
+        k = len(template_ids)
+        if not k:
+            return
+        self.last_ids = dict(zip(template_ids, made[-k:]))
+        if self.growing:
+            for at in range(0, len(made), k):
+                now = dict(zip(template_ids, made[at:at + k]))
+                storages = {}
+                for lst, appended in self.growing:
+                    lst.extend(retarget(x, now, storages) for x in appended)
+
+    @property
+    def record_numbers(self) -> int:
+        return self.rows.shape[1] - 1 - len(self.local_names) - self.list_count
+
+    def prepare_last(self, run, frame, last: int) -> None:
+        """The HBM cursor and the frame's ints as iteration `last` starts with them."""
+        row = self.row(np.array([last]))[0].tolist()
+        k = self.record_numbers
+        run.hbm._next = row[k]
+        values = dict(zip(self.local_names, row[k + 1:k + 1 + len(self.local_names)]))
+        if self.last_ids is not None:  # tensors the iteration before the last one made
+            storages = {}
+            values.update((name, retarget(x, self.last_ids, storages))
+                          for name, x in self.carried)
+        set_locals(frame, values)
+
+    def matches(self, run, mark: "Mark", last: int) -> bool:
+        """Whether iteration `last`, run for real after `mark`, recorded the prediction."""
+        names = self.key[2]
+        expected = self.row(np.array([last]))[0]
+        lengths = [mark.lists[k][1] if k in mark.lists else -1 for k in names]
+        if lengths != expected[len(expected) - len(names):].tolist():
+            return False
+        end = Mark(run, None)
+        if end.pending or end.shared != mark.shared:
+            return False
+        key, nums = snapshot(run, mark.instructions, end.instructions, mark.allocations,
+                              end.allocations, mark.fences, end.fences)
+        return key == self.key[0] and np.array_equal(nums, expected[:self.record_numbers])
