@@ -117,7 +117,11 @@ def _why_missed(stages, mem) -> list[str]:
             f"{sum(us.values()):.0f} us in all, where 1,000,000 instructions/s allows 1 us. "
             "Reaching it needs the record kept as columns (NumPy arrays per field, expanded "
             "loops appended as arrays) and the compiler model and scheduler run over them "
-            "in compiled code (the issue's items 3 and 4), which is not built yet.")
+            "in compiled code (the issue's items 3 and 4), which is not built yet: a "
+            "compiled timing scheduler over arrays made from today's record gave identical "
+            "timelines but only 1.3-1.4x, the Python around it (reading the record, "
+            "pricing, building Events) costing 5.5-7 us per instruction (docs/internals.md, "
+            "\"Speed\").")
     timing = [r for r in mem if r["mode"] == "timing only"]
     if timing:
         per = [((r["peak_rss_mib"] - r["baseline_rss_mib"]) * memory.MIB - r["input_bytes"])
