@@ -5,22 +5,10 @@ successors in program order. (Peak memory figures: benchmarks/memory.py.)"""
 import numpy as np
 
 import trnsim
-import trnsim.nki.isa as nisa
-import trnsim.nki.language as nl
 from trnsim.compiler import allocation, schedule
 from trnsim.compiler.plan import Steps
 
-
-def _tiles(x):
-    """Column tiles loaded, scaled and stored (two tensors per iteration)."""
-    out = nl.ndarray(x.shape, nl.float32, buffer=nl.hbm)
-    for j in nl.affine_range(x.shape[1] // 8):
-        t = nl.ndarray((128, 8), nl.float32, buffer=nl.sbuf)
-        nisa.dma_copy(dst=t, src=x[:, j * 8:(j + 1) * 8])
-        u = nl.ndarray((128, 8), nl.float32, buffer=nl.sbuf)
-        nisa.tensor_scalar(dst=u, data=t, op0=nl.multiply, operand0=2.0)
-        nisa.dma_copy(dst=out[:, j * 8:(j + 1) * 8], src=u)
-    return out
+from benchmarks.fidelity import strided_stores  # column tiles: two tensors per iteration
 
 
 def _capture(monkeypatch, cls):
@@ -36,7 +24,7 @@ def _capture(monkeypatch, cls):
 
 def test_allocator_forgets_every_block_after_its_last_use(monkeypatch):
     seen = _capture(monkeypatch, allocation._Allocator)
-    _, run = trnsim.run_kernel(_tiles, (np.zeros((128, 256), np.float32),), chip="trn2",
+    _, run = trnsim.run_kernel(strided_stores, (np.zeros((128, 256), np.float32),), chip="trn2",
                                numerics=False)
     (alloc,) = seen
     assert all(b is None for row in alloc.blocks.values() for b in row)
@@ -45,7 +33,7 @@ def test_allocator_forgets_every_block_after_its_last_use(monkeypatch):
 
 
 def test_physical_offsets_are_shared_int_objects():
-    _, run = trnsim.run_kernel(_tiles, (np.zeros((128, 4096), np.float32),), chip="trn2",
+    _, run = trnsim.run_kernel(strided_stores, (np.zeros((128, 4096), np.float32),), chip="trn2",
                                numerics=False)
     sbuf = [a for ins in run.program for a in ins.accesses if a.space == "sbuf"]
     by_value = {}
@@ -65,7 +53,7 @@ def test_usage_steps_read_as_a_list_of_index_bytes_pairs():
 
 
 def test_plan_usage_follows_placements():
-    _, run = trnsim.run_kernel(_tiles, (np.zeros((128, 256), np.float32),), chip="trn2",
+    _, run = trnsim.run_kernel(strided_stores, (np.zeros((128, 256), np.float32),), chip="trn2",
                                numerics=False)
     plan = run.program.memory
     usage = plan.usage[("sbuf", 0)]
@@ -77,7 +65,7 @@ def test_plan_usage_follows_placements():
 
 def test_successors_keep_program_order_per_producer(monkeypatch):
     seen = _capture(monkeypatch, schedule._ListScheduler)
-    trnsim.run_kernel(_tiles, (np.zeros((128, 256), np.float32),), chip="trn2",
+    trnsim.run_kernel(strided_stores, (np.zeros((128, 256), np.float32),), chip="trn2",
                       numerics=False)
     (ls,) = seen
     n = len(ls.instrs)
