@@ -140,13 +140,18 @@ CASES = (
 
 
 def _best(f, reps: int):
+    """(best CPU time of `reps` calls of f, the last call's result). Each call starts
+    with the previous one's result freed: a run holding another run's arenas and tensors
+    page-faults fresh memory, which made the same run 1x-3x slower from one process to
+    the next."""
     best, result = None, None
     for _ in range(reps):
+        result = None
         c0 = time.process_time()
-        r = f()
+        result = f()
         dt = time.process_time() - c0
         if best is None or dt < best:
-            best, result = dt, r
+            best = dt
     return best, result
 
 
