@@ -122,12 +122,14 @@ def _why_missed(stages, mem) -> list[str]:
             "timelines but only 1.3-1.4x, the Python around it (reading the record, "
             "pricing, building Events) costing 5.5-7 us per instruction (docs/internals.md, "
             "\"Speed\").")
-    timing = [r for r in mem if r["mode"] == "timing only"]
-    if timing:
+    missed = [r for r in mem if r["mode"] == "timing only"
+              and (r["peak_rss_mib"] - r["baseline_rss_mib"]) * memory.MIB > 1.5 * r["input_bytes"]]
+    if missed:
         per = [((r["peak_rss_mib"] - r["baseline_rss_mib"]) * memory.MIB - r["input_bytes"])
-               / r["instructions"] for r in timing]
+               / r["instructions"] for r in missed]
         span = f"{min(per):,.0f}" + (f"-{max(per):,.0f}" if len(per) > 1 else "")
-        text += (f" The timing-only memory targets miss for the same reason: beyond the "
+        which = "targets miss" if len(missed) > 1 else "target missed misses"
+        text += (f" The timing-only memory {which} for the same reason: beyond the "
                  f"inputs, a run holds {span} bytes per instruction (the record, the "
                  "compiler model's placements, and what Python's allocator cannot give "
                  "back between them).")
