@@ -128,9 +128,8 @@ def _why_missed(stages, mem) -> list[str]:
         per = [((r["peak_rss_mib"] - r["baseline_rss_mib"]) * memory.MIB - r["input_bytes"])
                / r["instructions"] for r in missed]
         span = f"{min(per):,.0f}" + (f"-{max(per):,.0f}" if len(per) > 1 else "")
-        which = "targets miss" if len(missed) > 1 else "target missed misses"
-        text += (f" The timing-only memory {which} for the same reason: beyond the "
-                 f"inputs, a run holds {span} bytes per instruction (the record, the "
-                 "compiler model's placements, and what Python's allocator cannot give "
-                 "back between them).")
+        text += (" Where a timing-only run misses its memory target, it is for the same "
+                 f"reason: beyond the inputs, it holds {span} bytes per instruction (the "
+                 "record, the compiler model's placements, and what Python's allocator "
+                 "cannot give back between them).")
     return [text, ""]
