@@ -208,6 +208,10 @@ def _expanding(run, rng: range, before, frame, site, marks: list, stats):
     n = len(marks) - 1  # the first iteration not run yet
     if plan is not None and not plan.indexes_made_before(n, total - 1):
         plan = None
+    last_model = stats.known.get(site)
+    if plan is not None and plan.layout is None and last_model is not None \
+            and last_model[0] == plan.key:  # another step: the layout may still fit
+        plan.layout = last_model[2]
     if plan is None:
         stats.declined += 1
         stats.failed_sites[site] = stats.failed_sites.get(site, 0) + 1
@@ -226,7 +230,7 @@ def _expanding(run, rng: range, before, frame, site, marks: list, stats):
             raise
         if plan.matches(run, before_last, last):
             if plan.period == 1:
-                stats.known[site] = (plan.key, plan.drift)
+                stats.known[site] = (plan.key, plan.drift, plan.layout)
             stats.loops += 1
             stats.iterations += last - n
             stats.instructions += (last - n) * plan.per_iteration
@@ -298,9 +302,9 @@ class ExpansionStats:
         self.left_early = 0  # expanded loops left through an exception (run again)
         # loop (code, offset of its for statement) -> times it declined or fell back
         self.failed_sites: dict = {}
-        # loop -> (structure, drift) of its last expansion (period 1): a loop entered
-        # again (the inner loop of a blocked kernel) is checked against it on fewer
-        # samples (RESAMPLES)
+        # loop -> (structure, drift, Copier layout) of its last expansion (period 1): a
+        # loop entered again (the inner loop of a blocked kernel) is checked against it
+        # on fewer samples (RESAMPLES) and reuses its layout
         self.known: dict = {}
         # instruction index -> (instruction, structure, numbers), while the kernel runs
         self.parts: dict = {}

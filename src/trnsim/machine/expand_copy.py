@@ -19,18 +19,14 @@ _VADDR = Allocation.__slots__.index("vaddr")
 assert Allocation.__slots__[0] == "id" and Allocation.__slots__[-1] == "declared_at"
 
 
-class Copier:
-    """Makes the copies of a plan's template iteration -- its allocations, fences and
-    instructions -- from blocks of rows of numbers (in the order `snapshot` lists
-    them), as flat lists in record order (the template's items for one iteration, then
-    for the next): a copy's field is its template's unless the row gives it. An operand
-    a copy has at the template's place is the template's (immutable) Access, and so is
-    its tuple of reads or writes when no operand there can move."""
+class Layout:
+    """Where a template iteration's numbers lie and which of them move: what a Copier
+    derives from its plan's structure, drift and moving columns alone, kept with the
+    loop's model (`ExpansionStats.known`) so that a loop entered again with the same
+    model reuses it (`fits`)."""
 
-    def __init__(self, run, plan):  # plan: an expand_plan.Plan
+    def __init__(self, run, plan, moves: np.ndarray, tmpl: list):
         p, stats = run.program, run.expansion
-        start, end, a_start, a_stop, f_start, f_stop = plan.template
-        tmpl = self.templates = p.instructions[start:end]
         parts = [instruction_parts(ins, p.allocations, stats.parts) for ins in tmpl]
         self.keys = [key for key, _ in parts]
         size = np.array([numbers_size(nums) for _, nums in parts], dtype=np.int64)
@@ -39,58 +35,88 @@ class Copier:
         n_read = np.array([len(t.reads) for t in tmpl], dtype=np.int64)
         n_ops = n_read + [len(t.writes) for t in tmpl]
         self.index_cols = at + 6 * n_ops
-        # a number moves unless it has no drift and every phase of the period sampled
-        # the same
-        moves = ~((plan.drift == 0) & (plan.rows == plan.rows[-1]).all(axis=0))
-        self._operands_moving(plan, moves, at, n_read, n_ops)
-        # (instruction, its attributes' numbers, the template's, their key) where they move
+        self.moves = moves
+        self.width = len(tmpl)
+        self.record_numbers = plan.record_numbers
+        self._operands_moving(moves, at, n_read, n_ops)
+        # (instruction, its attributes' numbers, their key) where they move
         moved = np.concatenate(([0], np.cumsum(moves)))
         lo, hi = (self.index_cols + 1).tolist(), (at + size).tolist()
-        self.moving_attrs = [(b, slice(lo[b], hi[b]), plan.rows[-1][lo[b]:hi[b]].tolist(),
-                              self.keys[b][-1])
+        self.moving_attrs = [(b, slice(lo[b], hi[b]), self.keys[b][-1])
                              for b in np.flatnonzero(moved[hi] > moved[lo]).tolist()]
-        self.statics = [list(f) for f in zip(*[
-            (t.core, t.engine, t.opcode, t.reads, t.writes, t.location, t.attrs, t.queue)
-            for t in tmpl])] if tmpl else [[]] * 8
-        self._allocations_and_fences(p, stats, plan, range(a_start, a_stop),
-                                     p.fences[f_start:f_stop])
+        start, end, a_start, a_stop, f_start, f_stop = plan.template
+        allocs = [p.allocations[i] for i in range(a_start, a_stop)]
+        self.alloc_keys = [allocation_key(al, stats.alloc_parts) for al in allocs]
+        self.explicit = np.array([al.explicit for al in allocs], dtype=bool)
+        n_fences = f_stop - f_start
+        first = plan.record_numbers - 3 * len(allocs) - n_fences
+        self.alloc_cols = first + 3 * np.arange(len(allocs), dtype=np.int64)
+        self.fence_cols = first + 3 * len(allocs) + np.arange(n_fences)
 
-    def _operands_moving(self, plan, moves, at, n_read, n_ops) -> None:
-        """Every template operand, instruction by instruction (`accesses`), and those
-        that may move: their numbers' columns, positions, templates and template
-        numbers; the instructions whose reads or writes they are in, and where."""
-        tmpl = self.templates
-        self.accesses = list(itertools.chain.from_iterable(
-            t.reads + t.writes for t in tmpl))
-        owner = np.repeat(np.arange(len(tmpl)), n_ops)
+    def _operands_moving(self, moves, at, n_read, n_ops) -> None:
+        """The template operands that may move: their numbers' columns and positions
+        among all operands; the instructions whose reads or writes they are in, and
+        where."""
+        owner = np.repeat(np.arange(self.width), n_ops)
         base = np.cumsum(n_ops) - n_ops
         nth = np.arange(len(owner)) - base[owner]
         cols = (at[owner] + 6 * nth)[:, None] + np.arange(6)
         moving = np.flatnonzero(moves[cols].any(axis=1))
         self.moving = cols[moving]
         self.moving_at = moving
-        self.moving_tmpl = [self.accesses[i] for i in moving.tolist()]
-        self.moving_same = plan.rows[-1][self.moving]
         read = nth[moving] < n_read[owner[moving]]
         b = _distinct(owner[moving][read])
         self.read_spans = (b, base[b], base[b] + n_read[b])
         b = _distinct(owner[moving][~read])
         self.write_spans = (b, base[b] + n_read[b], base[b] + n_ops[b])
 
-    def _allocations_and_fences(self, p, stats, plan, ids: range, fences: list) -> None:
-        """The template's allocations and fences, and where their numbers lie: (id,
-        declared_at, vaddr) for each allocation, then each fence's, after the
-        instructions'."""
-        tmpl = [p.allocations[i] for i in ids]
-        self.template_ids = [al.id for al in tmpl]
-        self.alloc_keys = [allocation_key(al, stats.alloc_parts) for al in tmpl]
-        self.alloc_fields = [list(f) for f in zip(*(al.field_values() for al in tmpl))]
-        first = plan.record_numbers - 3 * len(tmpl) - len(fences)
-        self.alloc_cols = first + 3 * np.arange(len(tmpl), dtype=np.int64)
-        self.explicit = np.array([al.explicit for al in tmpl], dtype=bool)
-        self.vaddrs = np.array([al.vaddr for al in tmpl], dtype=np.int64)
-        self.fence_cores = [core for core, _ in fences]
-        self.fence_cols = first + 3 * len(tmpl) + np.arange(len(fences))
+    def fits(self, plan, moves: np.ndarray, width: int) -> bool:
+        """Whether this layout is that of `plan` (whose structure and drift are those
+        of the plan it was made for: Plan.derive checked them)."""
+        return (width == self.width and plan.record_numbers == self.record_numbers
+                and np.array_equal(moves, self.moves))
+
+
+class Copier:
+    """Makes the copies of a plan's template iteration -- its allocations, fences and
+    instructions -- from blocks of rows of numbers (in the order `snapshot` lists
+    them), as flat lists in record order (the template's items for one iteration, then
+    for the next): a copy's field is its template's unless the row gives it. An operand
+    a copy has at the template's place is the template's (immutable) Access, and so is
+    its tuple of reads or writes when no operand there can move. `layout`: a Layout
+    made for an earlier entry of the same loop, used when it fits this plan."""
+
+    def __init__(self, run, plan, layout: "Layout | None" = None):  # plan: a Plan
+        p = run.program
+        start, end, a_start, a_stop, f_start, f_stop = plan.template
+        tmpl = self.templates = p.instructions[start:end]
+        # a number moves unless it has no drift and every phase of the period sampled
+        # the same
+        moves = ~((plan.drift == 0) & (plan.rows == plan.rows[-1]).all(axis=0))
+        if layout is None or not layout.fits(plan, moves, len(tmpl)):
+            layout = Layout(run, plan, moves, tmpl)
+        self.layout = lay = layout
+        self.keys, self.starts, self.stops = lay.keys, lay.starts, lay.stops
+        self.index_cols, self.moving, self.moving_at = lay.index_cols, lay.moving, lay.moving_at
+        self.read_spans, self.write_spans = lay.read_spans, lay.write_spans
+        self.accesses = list(itertools.chain.from_iterable(
+            t.reads + t.writes for t in tmpl))
+        self.moving_tmpl = [self.accesses[i] for i in lay.moving_at.tolist()]
+        last = plan.rows[-1]
+        self.moving_same = last[lay.moving]
+        self.moving_attrs = [(b, span, last[span].tolist(), key)
+                             for b, span, key in lay.moving_attrs]
+        self.statics = [list(f) for f in zip(*[
+            (t.core, t.engine, t.opcode, t.reads, t.writes, t.location, t.attrs, t.queue)
+            for t in tmpl])] if tmpl else [[]] * 8
+        allocs = [p.allocations[i] for i in range(a_start, a_stop)]
+        self.template_ids = [al.id for al in allocs]
+        self.alloc_keys, self.alloc_cols = lay.alloc_keys, lay.alloc_cols
+        self.alloc_fields = [list(f) for f in zip(*(al.field_values() for al in allocs))]
+        self.explicit = lay.explicit
+        self.vaddrs = np.array([al.vaddr for al in allocs], dtype=np.int64)
+        self.fence_cores = [core for core, _ in p.fences[f_start:f_stop]]
+        self.fence_cols = lay.fence_cols
 
     def append(self, p, values: np.ndarray, stats) -> list:
         """Append the copies for the rows of `values` (keeping their parts in `stats`

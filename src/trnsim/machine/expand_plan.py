@@ -57,13 +57,14 @@ class Plan:
         self.indexing = np.zeros(0, dtype=np.int64)  # see indexes_made_before
         self.operand_ids = np.zeros(0, dtype=np.int64)  # operands' allocation columns
         self.made_before = 0  # allocations made before the sampled iterations
+        self.layout = None  # the Copier's Layout (see expand_copy.Layout)
 
     @classmethod
     def derive(cls, run, marks, core, periods, known=None):
         """(plan or None, whether more samples could give a plan) from the iterations
         between `marks` (the states before iterations 1, 2, ..., samples + 1). `known`:
-        (key, drift) of this loop's last expansion (period 1), which the samples must
-        repeat."""
+        (key, drift, layout) of this loop's last expansion (period 1), which the samples
+        must repeat; the plan then starts from its layout."""
         older = marks[0].allocations  # tensors made before the sampled iterations
         changed = run.untracked_changes[marks[0].untracked:marks[-1].untracked]
         if any(m.pending for m in marks) or len({m.shared for m in marks}) > 1 \
@@ -91,11 +92,14 @@ class Plan:
             return None, False
         a = np.array(rows, dtype=np.int64)
         if known is not None:  # the model this loop had when it last expanded
-            key, drift = known
+            key, drift, layout = known
             d = a[1:] - a[:-1]
             if keys[0] != key or a.shape[1] != len(drift) or not (d == drift).all():
                 return None, True
-            return cls._made(run, marks, a, 1, drift, key, names, list_names), False
+            plan = cls._made(run, marks, a, 1, drift, key, names, list_names)
+            if plan is not None:
+                plan.layout = layout
+            return plan, False
         for period in periods:
             if len(a) - period < 2:
                 continue
@@ -160,7 +164,8 @@ class Plan:
         if stop <= first:
             return
         stats = run.expansion
-        copier = Copier(run, self)
+        copier = Copier(run, self, self.layout)
+        self.layout = copier.layout
         # the copies' parts are kept for the snapshots of a loop around this one (an
         # operand's structure says whether it has an allocation: its id keeps its sign)
         ids = self.operand_ids

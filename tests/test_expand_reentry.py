@@ -1,0 +1,106 @@
+"""A loop entered again after it expanded (machine/expand.py) reuses what it derived
+from its last model (expand_copy.Layout) only while its samples repeat that model: an
+entry whose structure or step changes is modelled afresh, and every record is that of
+a full run."""
+from __future__ import annotations
+
+import types
+
+import numpy as np
+
+from trnsim import nki
+import trnsim.nki.isa as nisa
+import trnsim.nki.language as nl
+from trnsim.machine import expand_copy
+from test_expand import _both, _run, _scale, _stats
+
+
+def _blocks(blocks, body):
+    """`blocks` entries (too few to expand) of a 16-iteration loop `body(x, out, b, j)`."""
+    @nki.jit
+    def kernel(x):
+        out = nl.ndarray(x.shape, nl.float32, buffer=nl.hbm)
+        for b in nl.affine_range(blocks):
+            for j in nl.affine_range(16):
+                body(x, out, b, j)
+        return out
+    return kernel
+
+
+def _layouts_made(monkeypatch):
+    """A list that counts the Layouts made from now on."""
+    made = []
+    real = expand_copy.Layout.__init__
+
+    def counted(self, *args):
+        made.append(self)
+        real(self, *args)
+    monkeypatch.setattr(expand_copy.Layout, "__init__", counted)
+    return made
+
+
+def test_a_loop_entered_again_with_its_model_reuses_its_layout(monkeypatch):
+    x = np.ones((128, 8 * 16 * 4), np.float32)
+    made = _layouts_made(monkeypatch)
+    _, fast = _both(monkeypatch, lambda: _run(
+        _blocks(4, lambda x, out, b, j: _scale(x, out, j, col=(b * 16 + j) * 8)), x))
+    st = _stats(fast)
+    # the full run makes none; the expanded one a layout for its first entry only
+    assert (st.loops, st.fallbacks, len(made)) == (4, 0, 1)
+    (key, drift, layout), = st.known.values()
+    assert layout is made[0]
+
+
+def test_a_structure_that_changes_between_entries_is_modelled_afresh(monkeypatch):
+    def body(x, out, b, j):
+        _scale(x, out, j, col=(b * 16 + j) * 8)
+        if b == 1:  # entry 1 does one more instruction per iteration
+            t = nl.ndarray((128, 8), nl.float32, buffer=nl.sbuf)
+            nisa.dma_copy(dst=t, src=x[:, j * 8:j * 8 + 8])
+    x = np.ones((128, 8 * 16 * 4), np.float32)
+    made = _layouts_made(monkeypatch)
+    _, fast = _both(monkeypatch, lambda: _run(_blocks(4, body), x))
+    st = _stats(fast)
+    # entries 0, 1 and 2 differ from the model before them; entry 3 repeats entry 2's
+    assert (st.loops, st.fallbacks, len(made)) == (4, 0, 3)
+
+
+def test_a_step_that_changes_between_entries_is_modelled_afresh(monkeypatch):
+    steps = (1, 2, 2, 1)
+    x = np.ones((128, 8 * 16 * 8), np.float32)
+    made = _layouts_made(monkeypatch)
+    _, fast = _both(monkeypatch, lambda: _run(_blocks(4, lambda x, out, b, j: _scale(
+        x, out, j, col=(b * 16 + j * steps[b]) * 8)), x))
+    st = _stats(fast)
+    assert (st.loops, st.fallbacks) == (4, 0)
+    # each entry sampled afresh expands 10 iterations, one that repeats its model 12;
+    # a new step moves the same numbers (the same layout fits again)
+    assert st.iterations == 10 + 10 + 12 + 10
+    assert len(made) == 1
+
+
+def test_an_entry_whose_last_iteration_differs_falls_back_and_forgets_its_model(
+        monkeypatch):
+    def body(x, out, b, j):
+        _scale(x, out, j, col=(b * 16 + j) * 8)
+        if b == 1 and j == 15:
+            _scale(x, out, 0)
+    x = np.ones((128, 8 * 16 * 4), np.float32)
+    _, fast = _both(monkeypatch, lambda: _run(_blocks(4, body), x))
+    st = _stats(fast)
+    # entry 1 falls back; entry 2 is sampled afresh, entry 3 repeats its model
+    assert (st.loops, st.fallbacks) == (3, 1)
+    assert st.iterations == 10 + 10 + 12
+
+
+def test_a_layout_fits_only_the_numbers_it_was_made_for(monkeypatch):
+    x = np.ones((128, 8 * 16 * 2), np.float32)
+    _, fast = _both(monkeypatch, lambda: _run(
+        _blocks(2, lambda x, out, b, j: _scale(x, out, j, col=(b * 16 + j) * 8)), x))
+    (_, _, layout), = _stats(fast).known.values()
+    plan = types.SimpleNamespace(record_numbers=layout.record_numbers)
+    assert layout.fits(plan, layout.moves, layout.width)
+    assert not layout.fits(plan, ~layout.moves, layout.width)
+    assert not layout.fits(plan, layout.moves, layout.width + 1)
+    plan.record_numbers += 1
+    assert not layout.fits(plan, layout.moves, layout.width)
