@@ -38,6 +38,7 @@ class Layout:
         self.moves = moves
         self.width = len(tmpl)
         self.record_numbers = plan.record_numbers
+        self.operand_ids = plan.operand_ids  # (the structure's: see Plan._made)
         self._operands_moving(moves, at, n_read, n_ops)
         # (instruction, its attributes' numbers, their key) where they move
         moved = np.concatenate(([0], np.cumsum(moves)))

@@ -96,10 +96,8 @@ class Plan:
             d = a[1:] - a[:-1]
             if keys[0] != key or a.shape[1] != len(drift) or not (d == drift).all():
                 return None, True
-            plan = cls._made(run, marks, a, 1, drift, key, names, list_names)
-            if plan is not None:
-                plan.layout = layout
-            return plan, False
+            return cls._made(run, marks, a, 1, drift, key, names, list_names,
+                             layout), False
         for period in periods:
             if len(a) - period < 2:
                 continue
@@ -110,8 +108,9 @@ class Plan:
         return None, True
 
     @classmethod
-    def _made(cls, run, marks, rows, period, drift, key, names, list_names):
-        """The plan of a loop whose sampled iterations (`rows`) are affine, or None."""
+    def _made(cls, run, marks, rows, period, drift, key, names, list_names, layout=None):
+        """The plan of a loop whose sampled iterations (`rows`) are affine, or None;
+        `layout`: that of the last expansion of a loop of the same structure."""
         growing = growing_lists(marks, list_names)
         if growing is None:
             return None
@@ -124,12 +123,13 @@ class Plan:
         # tensors made before the samples that the loop indexes (tiles[k]):
         # `indexes_made_before` checks those ids name such tensors
         made = marks[1].allocations - marks[0].allocations  # each iteration's
-        ops = np.asarray(operand_allocations(run, m0.instructions, m1.instructions),
-                         dtype=np.int64)
+        ops = layout.operand_ids if layout is not None else np.asarray(
+            operand_allocations(run, m0.instructions, m1.instructions), dtype=np.int64)
         step = drift[ops]  # (np.isin may build a table spanning the values)
         plan.indexing = ops[(step != 0) & (step != period * made)]
         plan.operand_ids = ops
         plan.made_before = marks[0].allocations
+        plan.layout = layout
         return plan
 
     def indexes_made_before(self, first: int, last: int) -> bool:
@@ -155,8 +155,16 @@ class Plan:
     def row(self, iterations: np.ndarray) -> np.ndarray:
         """The numbers of each iteration in `iterations` (loop positions)."""
         samples, p = len(self.rows), self.period
+        if p == 1:
+            return self.rows[-1] + self.drift * (iterations - samples)[:, None]
         s = samples - (samples - iterations) % p  # a sampled iteration in phase
         return self.rows[s - 1] + self.drift * ((iterations - s) // p)[:, None]
+
+    def row_at(self, iteration: int) -> np.ndarray:
+        """The numbers of one iteration (`row`)."""
+        if self.period == 1:
+            return self.rows[-1] + self.drift * (iteration - len(self.rows))
+        return self.row(np.array([iteration]))[0]
 
     # -- expansion ---------------------------------------------------------------------
     def expand(self, run, first: int, stop: int) -> None:
@@ -199,7 +207,7 @@ class Plan:
 
     def prepare_last(self, run, frame, last: int) -> None:
         """The HBM cursor and the frame's ints as iteration `last` starts with them."""
-        row = self.row(np.array([last]))[0].tolist()
+        row = self.row_at(last).tolist()
         k = self.record_numbers
         run.hbm._next = row[k]
         values = dict(zip(self.local_names, row[k + 1:k + 1 + len(self.local_names)]))
@@ -212,7 +220,7 @@ class Plan:
     def matches(self, run, mark: "Mark", last: int) -> bool:
         """Whether iteration `last`, run for real after `mark`, recorded the prediction."""
         names = self.key[2]
-        expected = self.row(np.array([last]))[0]
+        expected = self.row_at(last)
         lengths = [mark.lists[k][1] if k in mark.lists else -1 for k in names]
         if lengths != expected[len(expected) - len(names):].tolist():
             return False
