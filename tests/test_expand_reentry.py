@@ -98,9 +98,14 @@ def test_a_layout_fits_only_the_numbers_it_was_made_for(monkeypatch):
     _, fast = _both(monkeypatch, lambda: _run(
         _blocks(2, lambda x, out, b, j: _scale(x, out, j, col=(b * 16 + j) * 8)), x))
     (_, _, layout), = _stats(fast).known.values()
-    plan = types.SimpleNamespace(record_numbers=layout.record_numbers)
-    assert layout.fits(plan, layout.moves, layout.width)
-    assert not layout.fits(plan, ~layout.moves, layout.width)
-    assert not layout.fits(plan, layout.moves, layout.width + 1)
-    plan.record_numbers += 1
-    assert not layout.fits(plan, layout.moves, layout.width)
+    rows = np.zeros((2, len(layout.moves)), np.int64)
+    plan = types.SimpleNamespace(record_numbers=layout.record_numbers, rows=rows,
+                                 drift=layout.drift)
+    assert layout.fits(plan, layout.width)
+    assert not layout.fits(plan, layout.width + 1)
+    plan.drift = layout.drift.copy()  # another array of the same drift: by its moves
+    assert layout.fits(plan, layout.width)
+    plan.drift = layout.drift + ~layout.moves  # every number moves
+    assert not layout.fits(plan, layout.width)
+    plan.drift, plan.record_numbers = layout.drift, layout.record_numbers + 1
+    assert not layout.fits(plan, layout.width)

@@ -36,6 +36,7 @@ class Layout:
         n_ops = n_read + [len(t.writes) for t in tmpl]
         self.index_cols = at + 6 * n_ops
         self.moves = moves
+        self.drift = plan.drift
         self.width = len(tmpl)
         self.record_numbers = plan.record_numbers
         self.operand_ids = plan.operand_ids  # (the structure's: see Plan._made)
@@ -71,11 +72,14 @@ class Layout:
         b = _distinct(owner[moving][~read])
         self.write_spans = (b, base[b] + n_read[b], base[b] + n_ops[b])
 
-    def fits(self, plan, moves: np.ndarray, width: int) -> bool:
-        """Whether this layout is that of `plan` (whose structure and drift are those
-        of the plan it was made for: Plan.derive checked them)."""
-        return (width == self.width and plan.record_numbers == self.record_numbers
-                and np.array_equal(moves, self.moves))
+    def fits(self, plan, width: int) -> bool:
+        """Whether this layout is that of `plan` (whose structure is that of the plan
+        it was made for: Plan.derive checked it)."""
+        if width != self.width or plan.record_numbers != self.record_numbers:
+            return False
+        # a period-1 model with the drift it was made for (Plan.derive hands it on)
+        # moves the same numbers
+        return plan.drift is self.drift or np.array_equal(_moves(plan), self.moves)
 
 
 class Copier:
@@ -91,11 +95,8 @@ class Copier:
         p = run.program
         start, end, a_start, a_stop, f_start, f_stop = plan.template
         tmpl = self.templates = p.instructions[start:end]
-        # a number moves unless it has no drift and every phase of the period sampled
-        # the same
-        moves = ~((plan.drift == 0) & (plan.rows == plan.rows[-1]).all(axis=0))
-        if layout is None or not layout.fits(plan, moves, len(tmpl)):
-            layout = Layout(run, plan, moves, tmpl)
+        if layout is None or not layout.fits(plan, len(tmpl)):
+            layout = Layout(run, plan, _moves(plan), tmpl)
         self.layout = lay = layout
         self.keys, self.starts, self.stops = lay.keys, lay.starts, lay.stops
         self.index_cols, self.moving, self.moving_at = lay.index_cols, lay.moving, lay.moving_at
@@ -188,6 +189,12 @@ class Copier:
                 if nums != same:
                     attrs[r * width + b] = _attrs_with(template, key, nums)
         return reads, writes, attrs
+
+
+def _moves(plan) -> np.ndarray:
+    """Which of a plan's numbers move: all but those with no drift that every phase of
+    the period sampled the same."""
+    return ~((plan.drift == 0) & (plan.rows == plan.rows[-1]).all(axis=0))
 
 
 def _distinct(x: np.ndarray) -> np.ndarray:
