@@ -113,9 +113,9 @@ def _site(loc):
 
 
 def snapshot(run, start: int, stop: int, a_start: int, a_stop: int, f_start: int,
-              f_stop: int):
+              f_stop: int, extra: list = ()):
     """(structure, numbers: an int64 array) of the record between two marks (an Access's
-    byte range relative to its automatic allocation)."""
+    byte range relative to its automatic allocation), the numbers `extra` last."""
     p = run.program
     allocs = p.allocations
     cache = run.expansion.parts
@@ -161,6 +161,7 @@ def snapshot(run, start: int, stop: int, a_start: int, a_stop: int, f_start: int
     for core, idx in p.fences[f_start:f_stop]:
         key.append(("fence", core))
         nums.append(idx)
+    nums += extra
     pieces.append(nums)
     if len(pieces) == 1:
         return tuple(key), np.array(nums, np.int64)

@@ -21,18 +21,15 @@ def _iteration(run, m0: "Mark", m1: "Mark", int_names: list, list_names: list,
     """(structure, numbers) of the iteration between two marks, with the HBM cursor, the
     frame's ints and its lists' lengths at its start (the state of its other locals but
     those it rebinds to new objects); (None, None) when its frame changed otherwise."""
-    key, nums = snapshot(run, m0.instructions, m1.instructions, m0.allocations,
-                          m1.allocations, m0.fences, m1.fences)
     loc = m0.locals
-    if set(loc) != set(m1.locals):
+    if set(loc) != set(m1.locals) or any(type(loc[k]) is not int for k in int_names):
         return None, None
+    ints = [m0.hbm] + [loc[k] for k in int_names] + [m0.lists[k][1] for k in list_names]
+    key, nums = snapshot(run, m0.instructions, m1.instructions, m0.allocations,
+                          m1.allocations, m0.fences, m1.fences, ints)
     others = tuple(sorted((k, v) for k, v in loc.items()
                           if type(v) is not int and k not in rebound))
-    if any(type(loc[k]) is not int for k in int_names):
-        return None, None
-    return ((key, others, tuple(list_names)), np.concatenate((nums, np.array(
-        [m0.hbm] + [loc[k] for k in int_names] + [m0.lists[k][1] for k in list_names],
-        np.int64))))
+    return (key, others, tuple(list_names)), nums
 
 
 class Plan:
