@@ -109,3 +109,20 @@ def test_a_layout_fits_only_the_numbers_it_was_made_for(monkeypatch):
     assert not layout.fits(plan, layout.width)
     plan.drift, plan.record_numbers = layout.drift, layout.record_numbers + 1
     assert not layout.fits(plan, layout.width)
+
+
+def test_entries_of_other_lengths_reuse_the_layout_for_their_own_counts(monkeypatch):
+    @nki.jit
+    def kernel(x):
+        out = nl.ndarray(x.shape, nl.float32, buffer=nl.hbm)
+        for b in nl.affine_range(4):
+            for j in nl.affine_range((16, 20, 20, 12)[b]):
+                _scale(x, out, j, col=(b * 20 + j) * 8)
+        return out
+    x = np.ones((128, 8 * 20 * 4), np.float32)
+    made = _layouts_made(monkeypatch)
+    _, fast = _both(monkeypatch, lambda: _run(kernel, x))
+    st = _stats(fast)
+    # (the first entry runs iterations 0-4, the others 0-2, and each its last one)
+    assert (st.loops, st.fallbacks, len(made)) == (4, 0, 1)
+    assert st.iterations == 10 + 16 + 16 + 8

@@ -40,6 +40,8 @@ class Layout:
         self.width = len(tmpl)
         self.record_numbers = plan.record_numbers
         self.operand_ids = plan.operand_ids  # (the structure's: see Plan._made)
+        self.n_accesses = int(n_ops.sum())
+        self._positions = None  # (rows, positions(rows))
         self._operands_moving(moves, at, n_read, n_ops)
         # (instruction, its attributes' numbers, their key) where they move
         moved = np.concatenate(([0], np.cumsum(moves)))
@@ -71,6 +73,21 @@ class Layout:
         self.read_spans = (b, base[b], base[b] + n_read[b])
         b = _distinct(owner[moving][~read])
         self.write_spans = (b, base[b] + n_read[b], base[b] + n_ops[b])
+
+    def positions(self, n: int):
+        """For a block of n copies of the template (kept for the last n asked): where
+        each moving operand lies among the copies' operands; for their reads and for
+        their writes, the copies whose tuple is rebuilt (flat positions) and the spans
+        of operands it is made of (starts, stops); each copy's row."""
+        if self._positions is None or self._positions[0] != n:
+            rows = np.arange(n)[:, None]
+            first = rows * self.n_accesses
+            spans = [((rows * self.width + b).ravel().tolist(),
+                      (first + lo).ravel().tolist(), (first + hi).ravel().tolist())
+                     for b, lo, hi in (self.read_spans, self.write_spans)]
+            self._positions = (n, ((first + self.moving_at).ravel(), spans,
+                                   np.repeat(rows.ravel(), self.width).tolist()))
+        return self._positions[1]
 
     def fits(self, plan, width: int) -> bool:
         """Whether this layout is that of `plan` (whose structure is that of the plan
@@ -136,7 +153,7 @@ class Copier:
         p.instructions.extend(made)
         if stats is not None and made:  # (numbers: where they lie in `values`)
             width = len(self.templates)
-            rows = np.repeat(np.arange(n), width).tolist()
+            rows = self.layout.positions(n)[2]
             stats.parts.update(zip(index, zip(made, self.keys * n, zip(
                 repeat(values), rows, self.starts * n, self.stops * n))))
             at = range(len(p.instructions) - len(made), len(p.instructions), width)
@@ -168,7 +185,6 @@ class Copier:
         """The copies' reads, writes and attrs (flat lists)."""
         n, width = len(values), len(self.templates)
         reads, writes, attrs = reads * n, writes * n, attrs * n
-        rows = np.arange(n)[:, None]
         if len(self.moving):
             ops = self.accesses * n
             # the operands whose numbers are not the template's, at their places
@@ -176,13 +192,11 @@ class Copier:
             moved = np.flatnonzero((nums != self.moving_same).any(axis=2))
             placed = _places(nums.reshape(-1, 6)[moved], allocs)
             tmpl = map(self.moving_tmpl.__getitem__, (moved % len(self.moving)).tolist())
-            first = rows * len(self.accesses)
-            _put(ops, (first + self.moving_at).ravel()[moved],
-                 map(with_place, tmpl, *placed))
-            for out, (b, lo, hi) in ((reads, self.read_spans), (writes, self.write_spans)):
-                spans = map(slice, (first + lo).ravel().tolist(),
-                            (first + hi).ravel().tolist())
-                _put(out, rows * width + b, map(tuple, map(ops.__getitem__, spans)))
+            at, spans, _ = self.layout.positions(n)
+            _put(ops, at[moved], map(with_place, tmpl, *placed))
+            for out, (where, starts, stops) in zip((reads, writes), spans):
+                collections.deque(map(out.__setitem__, where, map(tuple, map(
+                    ops.__getitem__, map(slice, starts, stops)))), maxlen=0)
         for b, span, same, key in self.moving_attrs:
             template = attrs[b]
             for r, nums in enumerate(values[:, span].tolist()):
