@@ -116,8 +116,7 @@ class Copier:
             layout = Layout(run, plan, _moves(plan), tmpl)
         self.layout = lay = layout
         self.keys, self.starts, self.stops = lay.keys, lay.starts, lay.stops
-        self.index_cols, self.moving, self.moving_at = lay.index_cols, lay.moving, lay.moving_at
-        self.read_spans, self.write_spans = lay.read_spans, lay.write_spans
+        self.index_cols, self.moving = lay.index_cols, lay.moving
         self.accesses = list(itertools.chain.from_iterable(
             t.reads + t.writes for t in tmpl))
         self.moving_tmpl = [self.accesses[i] for i in lay.moving_at.tolist()]
