@@ -14,7 +14,8 @@ cursor, the loop frame's ints and its lists' lengths -- is affine in the iterati
 (period 1, or 2 or 4 after more samples: double buffers), it appends the middle
 iterations from that model with NumPy and runs the last iteration for real. A loop
 entered again after it expanded (the inner loop of a blocked kernel) samples only
-iterations 1..RESAMPLES when they repeat its last model's structure and step. Lists the
+iterations 1..RESAMPLES when they repeat its last model's structure and step, and copies
+them with the layout it derived then (expand_copy.Layout) while it fits. Lists the
 body appends its tiles to grow by copies over the expanded iterations' allocations, and
 a tensor each iteration rebinds to one it made (`acc = nl.add(acc, t)`) is rebound to
 the last expanded one's. Iteration 0 is not sampled (first-iteration special cases, a
