@@ -536,8 +536,9 @@ def schema_rows() -> list[dict]:
 
 
 def build_tables(prof) -> dict[str, list[dict]]:
-    """Every table trnsim writes, as rows (dicts with every documented field; null where
-    trnsim has no value). Tables without rows are left out, as Explorer does."""
+    """Every table trnsim writes, as rows: dicts of the documented fields trnsim has a
+    value for (the writers complete them: every other field is null, `_columns` and
+    `_json_lines`). Tables without rows are left out, as Explorer does."""
     packets, blocks = dma_rows(prof)
     sems, flows = dependency_rows(prof)
     hbm, dma = usage_rows(prof)
@@ -551,18 +552,51 @@ def build_tables(prof) -> dict[str, list[dict]]:
     tables["Warning"] = warning_rows(prof, [*tables, "SchemaFields"])
     tables["SchemaFields"] = schema_rows()
     tables["Summary"][0]["total_row_count"] = sum(len(v) for v in tables.values())
-    return {t: [_complete(t, r) for r in rows] for t, rows in tables.items()}
+    return tables
 
 
-def _complete(table: str, row: dict) -> dict:
-    """The row with every documented field, in the documented order, values coerced to
-    the documented types (None stays None)."""
-    get = row.get
-    out = {}
-    for name, coerce in _COERCIONS[table]:
-        v = get(name)
-        out[name] = None if v is None else coerce(v)
-    return out
+def _columns(table: str, rows: list[dict]) -> dict[str, list]:
+    """Every documented field of the table as a column, values coerced to the
+    documented types (None, or no value: null)."""
+    return {name: [None if (v := r.get(name)) is None else coerce(v) for r in rows]
+            for name, coerce in _COERCIONS[table]}
+
+
+def _json_lines(table: str, rows: list[dict]):
+    """Each row as the JSON object json.dumps makes of it completed: every documented
+    field in the documented order, coerced, null where it has no value. Only the fields
+    a row has are encoded (most of a table's are null in every row)."""
+    coercions = _COERCIONS[table]
+    at = {name: k for k, (name, _) in enumerate(coercions)}
+    keys = [json.dumps(name) + ": " for name, _ in coercions]
+    nulls = [key + "null" for key in keys]
+    for row in rows:
+        parts = nulls.copy()
+        for name, v in row.items():
+            k = at.get(name)
+            if k is not None and v is not None:
+                parts[k] = keys[k] + _json_value(coercions[k][1](v))
+        yield "{" + ", ".join(parts) + "}"
+
+
+_JSON_BOOL = {True: "true", False: "false"}
+
+
+def _json_value(v) -> str:
+    """json.dumps of a coerced value (see _COERCE)."""
+    t = type(v)
+    if t is str:
+        return _json_str(v)
+    if t is int:
+        return int.__repr__(v)
+    if t is float:
+        return float.__repr__(v)
+    if t is bool:
+        return _JSON_BOOL[v]
+    return json.dumps(v)
+
+
+_json_str = json.encoder.encode_basestring_ascii  # (what json.dumps writes for a str)
 
 
 def _as_int(v):
@@ -591,30 +625,35 @@ def write_explorer(prof, path, format: str = "parquet") -> str:
     "parquet", needs pyarrow) or <Table>.json (format "json"). Returns the directory."""
     if format not in ("parquet", "json"):
         raise ValueError(f"format={format!r}: 'parquet' or 'json'")
-    if format == "parquet":
-        try:
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-        except ImportError:
-            raise MissingPyarrow("Parquet export needs pyarrow: pip install 'trnsim[explorer]' "
-                                 "(or export with format='json')") from None
+    arrow = _pyarrow() if format == "parquet" else None
     path = os.fspath(path)
     with gc_paused():  # a dict per row, no cyclic garbage (see Profile.summary)
         tables = build_tables(prof)
-    os.makedirs(path, exist_ok=True)
-    for table in SCHEMA:  # tables of an earlier export that this one does not write
-        for ext in (".parquet", ".json"):
-            old = os.path.join(path, table + ext)
-            if os.path.exists(old):
-                os.remove(old)
-    for table, rows in tables.items():
-        target = os.path.join(path, f"{table}.{format}")
-        if format == "json":  # one row per line
-            with open(target, "w") as f:
-                f.write("[\n" + ",\n".join(map(json.dumps, rows)) + "\n]\n")
-            continue
-        schema = pa.schema([(name, getattr(pa, _ARROW[typ])())
-                            for name, typ, _, _ in SCHEMA[table]])
-        data = {name: [r[name] for r in rows] for name in schema.names}
-        pq.write_table(pa.table(data, schema=schema), target)
+        os.makedirs(path, exist_ok=True)
+        for table in SCHEMA:  # tables of an earlier export that this one does not write
+            for ext in (".parquet", ".json"):
+                old = os.path.join(path, table + ext)
+                if os.path.exists(old):
+                    os.remove(old)
+        for table, rows in tables.items():
+            target = os.path.join(path, f"{table}.{format}")
+            if arrow is None:  # one row per line
+                with open(target, "w") as f:
+                    f.write("[\n" + ",\n".join(_json_lines(table, rows)) + "\n]\n")
+                continue
+            pa, pq = arrow
+            schema = pa.schema([(name, getattr(pa, _ARROW[typ])())
+                                for name, typ, _, _ in SCHEMA[table]])
+            pq.write_table(pa.table(_columns(table, rows), schema=schema), target)
     return path
+
+
+def _pyarrow():
+    """(pyarrow, pyarrow.parquet), or MissingPyarrow."""
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise MissingPyarrow("Parquet export needs pyarrow: pip install 'trnsim[explorer]' "
+                             "(or export with format='json')") from None
+    return pa, pq
