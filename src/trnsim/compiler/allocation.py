@@ -166,7 +166,8 @@ class _Allocator:
                     row = blocks.get(aid)
                     if row is None:
                         row = blocks[aid] = [None] * alloc.blocks
-                    for b in _blocks_of(alloc, a):
+                    bb, v = alloc.block_bytes, alloc.vaddr  # (_blocks_of, inline)
+                    for b in range((a.lo - v) // bb, -(-(a.hi - v) // bb)):
                         blk = row[b]
                         if blk is None:
                             blk = row[b] = _Block(alloc, b,
@@ -201,9 +202,9 @@ class _Allocator:
             index = ins.index = self.position()
             renumbered.append(index)
             out.append(ins)
-            ins.reads = tuple([physical(a) for a in ins.reads])
+            ins.reads = tuple(map(physical, ins.reads))
             virtual = ins.writes
-            ins.writes = tuple([physical(a) for a in virtual])
+            ins.writes = tuple(map(physical, virtual))
             self.note_writes(i, ins, virtual)
             touched[i] = None
             for blk in mine:  # free each block after its last use
@@ -296,10 +297,12 @@ class _Allocator:
             if row is None or a.space == "hbm":
                 continue
             if source is False:
-                source = _hbm_source(ins)
-            covered = _blocks_of(self.allocs[a.alloc], a)
-            single = len(covered) == 1
-            for b in covered:
+                source = _hbm_source(ins) if ins.engine == "dma" else None
+            alloc = self.allocs[a.alloc]
+            bb, v = alloc.block_bytes, alloc.vaddr  # (_blocks_of, inline)
+            b0, b1 = (a.lo - v) // bb, -(-(a.hi - v) // bb)
+            single = b1 - b0 == 1
+            for b in range(b0, b1):
                 blk = row[b]
                 if source is not None and not blk.dirty and single:
                     blk.loads.append((i, source, a))

@@ -38,8 +38,10 @@ class Arena:
         return min(end, self.capacity) - start
 
     def note(self, index: int) -> None:
-        self.peak = max(self.peak, self.used)
-        self.usage.note(index, self.used)
+        used = self.used
+        if used > self.peak:
+            self.peak = used
+        self.usage.note(index, used)
 
     # -- free space -------------------------------------------------------------------
     def occupy(self, lo: int, hi: int) -> None:
