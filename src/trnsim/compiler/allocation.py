@@ -421,17 +421,23 @@ class _Allocator:
             return a
         alloc = self.allocs[a.alloc]
         bb = alloc.block_bytes
-        b0, off = divmod(a.lo - alloc.vaddr, bb)
-        first = row[b0].placement
+        lo, hi = a.lo, a.hi
+        n = hi - lo
+        b0, off = divmod(lo - alloc.vaddr, bb)
+        start = row[b0].placement.start
         ints = self.ints
-        if off + a.hi - a.lo > bb:  # more than one block
+        if off + n > bb:  # more than one block
             places = [row[b].placement for b in _blocks_of(alloc, a)]
-            if not all(q.start == first.start + k * bb for k, q in enumerate(places)):
+            if not all(q.start == start + k * bb for k, q in enumerate(places)):
                 lo = min(q.start for q in places)  # scattered blocks: their box
                 hi = max(q.start + q.size for q in places)
                 return with_bytes(a, ints.setdefault(lo, lo), ints.setdefault(hi, hi))
-        lo = ints.setdefault(first.start + off, first.start + off) if off else first.start
-        hi = lo + (a.hi - a.lo)
+        if off:
+            lo = start + off
+            lo = ints.setdefault(lo, lo)
+        else:
+            lo = start
+        hi = lo + n
         return with_bytes(a, lo, ints.setdefault(hi, hi))
 
     def overflow(self, arena: Arena, i: int, mine: list, ins: Instruction):
