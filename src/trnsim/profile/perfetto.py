@@ -64,7 +64,8 @@ class Scope:
 def trace_events(profile, scope: Scope = Scope()) -> tuple[list[dict], dict]:
     """The trace's events and its metadata ("otherData")."""
     head, body, meta = _trace_parts(profile, scope)
-    return head + [json.loads(text) for _, text in body], meta
+    with gc_paused():  # a dict per event, no cyclic garbage
+        return head + [json.loads(text) for _, text in body], meta
 
 
 def _trace_parts(profile, scope: Scope) -> tuple[list[dict], list[tuple], dict]:
