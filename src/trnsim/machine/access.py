@@ -344,8 +344,7 @@ def add_raw(t: NkiTensor, values: np.ndarray, op="", flags=True) -> None:
     with row_loops(view, values):
         np.add(view, values, out=view)
     if flags:
-        fl, ones = _flag_view(t)
-        fl[...] = ones
+        mark_written(t)
 
 
 _UFUNC_BUFFER = 8192  # NumPy's default ufunc buffer, in elements
