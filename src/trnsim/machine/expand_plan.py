@@ -152,15 +152,11 @@ class Plan:
     def row(self, iterations: np.ndarray) -> np.ndarray:
         """The numbers of each iteration in `iterations` (loop positions)."""
         samples, p = len(self.rows), self.period
-        if p == 1:
-            return self.rows[-1] + self.drift * (iterations - samples)[:, None]
         s = samples - (samples - iterations) % p  # a sampled iteration in phase
         return self.rows[s - 1] + self.drift * ((iterations - s) // p)[:, None]
 
     def row_at(self, iteration: int) -> np.ndarray:
         """The numbers of one iteration (`row`)."""
-        if self.period == 1:
-            return self.rows[-1] + self.drift * (iteration - len(self.rows))
         return self.row(np.array([iteration]))[0]
 
     # -- expansion ---------------------------------------------------------------------
