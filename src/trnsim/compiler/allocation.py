@@ -166,8 +166,7 @@ class _Allocator:
                     row = blocks.get(aid)
                     if row is None:
                         row = blocks[aid] = [None] * alloc.blocks
-                    bb, v = alloc.block_bytes, alloc.vaddr  # (_blocks_of, inline)
-                    for b in range((a.lo - v) // bb, -(-(a.hi - v) // bb)):
+                    for b in _blocks_of(alloc, a):
                         blk = row[b]
                         if blk is None:
                             blk = row[b] = _Block(alloc, b,
@@ -298,11 +297,9 @@ class _Allocator:
                 continue
             if source is False:
                 source = _hbm_source(ins) if ins.engine == "dma" else None
-            alloc = self.allocs[a.alloc]
-            bb, v = alloc.block_bytes, alloc.vaddr  # (_blocks_of, inline)
-            b0, b1 = (a.lo - v) // bb, -(-(a.hi - v) // bb)
-            single = b1 - b0 == 1
-            for b in range(b0, b1):
+            covered = _blocks_of(self.allocs[a.alloc], a)
+            single = len(covered) == 1
+            for b in covered:
                 blk = row[b]
                 if source is not None and not blk.dirty and single:
                     blk.loads.append((i, source, a))
@@ -421,9 +418,8 @@ class _Allocator:
             return a
         alloc = self.allocs[a.alloc]
         bb = alloc.block_bytes
-        lo, hi = a.lo, a.hi
-        n = hi - lo
-        b0, off = divmod(lo - alloc.vaddr, bb)
+        n = a.hi - a.lo
+        b0, off = divmod(a.lo - alloc.vaddr, bb)
         start = row[b0].placement.start
         ints = self.ints
         if off + n > bb:  # more than one block
@@ -432,13 +428,8 @@ class _Allocator:
                 lo = min(q.start for q in places)  # scattered blocks: their box
                 hi = max(q.start + q.size for q in places)
                 return with_bytes(a, ints.setdefault(lo, lo), ints.setdefault(hi, hi))
-        if off:
-            lo = start + off
-            lo = ints.setdefault(lo, lo)
-        else:
-            lo = start
-        hi = lo + n
-        return with_bytes(a, lo, ints.setdefault(hi, hi))
+        lo, hi = start + off, start + off + n
+        return with_bytes(a, ints.setdefault(lo, lo), ints.setdefault(hi, hi))
 
     def overflow(self, arena: Arena, i: int, mine: list, ins: Instruction):
         own = [b for b in mine if b.arena is arena]
