@@ -101,6 +101,7 @@ import os
 from collections import defaultdict
 
 from ..machine.gc_pause import gc_paused
+from . import views
 from .explorer_schema import (ENUMS, NOT_FILLED, REQUIRED, SCHEMA, SCHEMA_VERSION,
                               TABLE_DESCRIPTIONS, columns)
 
@@ -127,11 +128,6 @@ def _pct(x, whole) -> float:
     return 100.0 * x / whole if whole > 0 else 0.0
 
 
-def _track_label(track: str) -> str:
-    from . import views
-    return views.track_label(track)
-
-
 def _loc(loc):
     if loc is None:
         return None
@@ -156,7 +152,6 @@ def _mem_bytes(ins) -> dict:
 
 def instruction_rows(prof) -> list[dict]:
     from .summary import matmul_flops
-    from . import views
     program, events, chip = prof.program, prof.timeline.events, prof.chip
     on_track = defaultdict(list)
     for ins, e in zip(program.instructions, events):
@@ -267,11 +262,11 @@ def dependency_rows(prof) -> tuple[list[dict], list[dict]]:
                 signals[(p.core, p.track, e.core, e.track)].add(p.index)
     sems = []
     for (pc_, pt, wc, wt), producers in signals.items():
-        name = f"{_track_label(pt)} -> {_track_label(wt)}"
+        name = f"{views.track_label(pt)} -> {views.track_label(wt)}"
         if pc_ != wc:
-            name = f"core {pc_} {_track_label(pt)} -> core {wc} {_track_label(wt)}"
+            name = f"core {pc_} {views.track_label(pt)} -> core {wc} {views.track_label(wt)}"
         times = sorted(max(events[i].done, events[i].end) for i in producers)
-        source = "AXI" if pt.startswith("dma:") else _track_label(pt)
+        source = "AXI" if pt.startswith("dma:") else views.track_label(pt)
         for n, t in enumerate(times, 1):
             sems.append({"timestamp": _ns(t), "id": name, "value": n, "update_source": source,
                          "update_operation_type": "sem_inc", "update_trigger_timing": "complete",
@@ -470,7 +465,6 @@ def summary_row(prof) -> dict:
 
 
 def metadata_row(prof) -> dict:
-    from . import views
     chip, core = prof.chip, prof.chip.core
     lnc = max(1, int(getattr(prof.program, "lnc", 1) or 1))
     total = _ns(prof.timeline.total_time)
@@ -498,7 +492,6 @@ def metadata_row(prof) -> dict:
 
 
 def warning_rows(prof, written) -> list[dict]:
-    from . import views
     from .perfetto import _version
     chip = prof.chip
     lnc = max(1, int(getattr(prof.program, "lnc", 1) or 1))
@@ -586,7 +579,7 @@ def _json_value(v) -> str:
     """json.dumps of a coerced value (see _COERCE)."""
     t = type(v)
     if t is str:
-        return _json_str(v)
+        return views.json_str(v)
     if t is int:
         return int.__repr__(v)
     if t is float:
@@ -595,8 +588,6 @@ def _json_value(v) -> str:
         return _JSON_BOOL[v]
     return json.dumps(v)
 
-
-_json_str = json.encoder.encode_basestring_ascii  # (what json.dumps writes for a str)
 
 
 def _as_int(v):

@@ -139,7 +139,7 @@ def _ts(item) -> float:
 
 
 _dumps = json.JSONEncoder(separators=(",", ":")).encode  # json.dumps(x, separators=...)
-_js = json.encoder.encode_basestring_ascii  # a str as JSON (what the encoder writes)
+_js = views.json_str
 
 
 class _Texts:

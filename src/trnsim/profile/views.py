@@ -9,6 +9,7 @@ hand-built objects with those attributes.
 from __future__ import annotations
 
 import functools
+import json
 import linecache
 import math
 import os
@@ -251,6 +252,8 @@ def _operand_text(role, tensor, dtype, space, p_lo, p_hi, shape, nbytes, indirec
 
 
 _PLAIN_JSON = (str, int, bool, type(None))  # jsonable's identity (exact types)
+# a str as JSON, as json.dumps writes it (ensure_ascii): for writers that build JSON text
+json_str = json.encoder.encode_basestring_ascii
 
 
 def jsonable(v):
