@@ -38,6 +38,7 @@ members of a cross-core synchronisation group, and what depends on them, wait
 from __future__ import annotations
 
 import heapq
+import os
 from bisect import bisect_right
 from collections import deque
 
@@ -231,6 +232,11 @@ def schedule(program, chip=None, order: str = "compiler", fabric=None) -> Timeli
     chip = load_chip(chip if chip is not None else program.chip)
     issue = getattr(program, "issue", None) if order == "compiler" else None
     with gc_paused():
+        if not fabric and os.environ.get("TRNSIM_COMPILED") == "1":
+            from .compiled import schedule_compiled  # experiment: None where not modelled
+            timeline = schedule_compiled(program, chip, issue)
+            if timeline is not None:
+                return timeline
         return _Scheduler(program, chip, issue, fabric or {}).run()
 
 
