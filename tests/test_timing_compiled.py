@@ -1,0 +1,170 @@
+"""The compiled timing core (timing/columns.py + timing/compiled.py) against the Python
+scheduler: the same timeline, event by event, on varied small kernels; the lane and
+busy-window primitives against theirs on random histories."""
+import ml_dtypes
+import numpy as np
+import pytest
+
+pytest.importorskip("numba")
+
+import trnsim  # noqa: E402
+from trnsim import nki  # noqa: E402
+import trnsim.nki.isa as nisa  # noqa: E402
+import trnsim.nki.language as nl  # noqa: E402
+from trnsim.chips import load_chip  # noqa: E402
+from trnsim.examples import load_example  # noqa: E402
+from trnsim.legacy.jit import run_legacy  # noqa: E402
+from trnsim.timing import compiled  # noqa: E402
+from trnsim.timing.scheduler import _BusyWindow, _Lane, _Scheduler  # noqa: E402
+
+REL = 1e-9
+
+
+def _same(program, chip_name):
+    chip = load_chip(chip_name)
+    for issue in (getattr(program, "issue", None), None):
+        ref = _Scheduler(program, chip, issue, {}).run()
+        got = compiled.schedule_compiled(program, chip, issue)
+        assert got is not None
+        assert got.order == ref.order
+        assert got.total_time == pytest.approx(ref.total_time, rel=REL)
+        assert len(got.throttle) == len(ref.throttle)
+        assert [x for r in got.throttle for x in r] == pytest.approx(
+            [x for r in ref.throttle for x in r], rel=REL)
+        assert len(got.events) == len(ref.events)
+        for a, b in zip(ref.events, got.events):
+            assert (a.index, a.core, a.track, a.waits, a.cost, tuple(a.dma_engines),
+                    a.moved) == (b.index, b.core, b.track, b.waits, b.cost,
+                                 tuple(b.dma_engines), b.moved), a.index
+            assert (b.start, b.end, b.done, b.ready) == pytest.approx(
+                (a.start, a.end, a.done, a.ready), rel=REL), a.index
+
+
+@pytest.mark.parametrize("chip", ["trn1", "trn2", "trn3"])
+@pytest.mark.parametrize("variant", ["tiled", "hoisted", "block_free", "block_mnk"])
+def test_matmul_tutorial(variant, chip):
+    kernel = load_example("legacy/matmul_tutorial").VARIANTS[variant]
+    K, M, N = 1024, 256, 1024
+    kw = {"TILES_IN_BLOCK_M": M // 128} if variant.startswith("block_mnk") else {}
+    bf = ml_dtypes.bfloat16
+    _, run = run_legacy(kernel.fn, (np.zeros((K, M), bf), np.zeros((K, N), bf)), kw,
+                        chip=chip, numerics=False)
+    _same(run.program, chip)
+
+
+@nki.jit
+def mixed(x, w, seed=0, dge=True):
+    """Random partitions (DMA engine subsets), queues, DGE modes, PE tiles, folded PSUM
+    memsets, explicit order and reused buffers (WAR / WAW)."""
+    rng = np.random.default_rng(seed)
+    out = nl.ndarray(x.shape, dtype=x.dtype, buffer=nl.shared_hbm)
+    wt = nl.ndarray(w.shape, dtype=w.dtype, buffer=nl.sbuf)
+    nisa.dma_copy(dst=wt, src=w)
+    prev = None
+    for j in range(x.shape[1] // 64):
+        p = int(rng.choice([4, 16, 40, 128]))
+        t = nl.ndarray((128, 64), dtype=x.dtype, buffer=nl.sbuf)
+        modes = [nisa.dge_mode.none, nisa.dge_mode.hwdge, nisa.dge_mode.swdge]
+        mode = modes[j % 3] if dge else modes[0]  # DGE modes from NeuronCore-v3 on
+        nisa.dma_copy(dst=t[0:p, :], src=x[0:p, j * 64:(j + 1) * 64], dge_mode=mode)
+        acc = nl.ndarray((64, 64), dtype=nl.float32, buffer=nl.psum)
+        nisa.memset(dst=acc, value=0.0)
+        q = 64 * int(rng.integers(0, 2))
+        kw = dict(tile_position=(q, q), tile_size=(64, 64)) if rng.random() < 0.5 else {}
+        nisa.nc_matmul(dst=acc, stationary=wt[q:q + 64, :], moving=t[q:q + 64, :], **kw)
+        u = nl.ndarray((128, 64), dtype=x.dtype, buffer=nl.sbuf)
+        ins = nisa.activation(dst=u[0:64, :], op=nl.exp, data=acc)
+        if prev is not None and ins is not None and rng.random() < 0.3:
+            ins.depends_on(prev)
+        prev = ins
+        nisa.tensor_scalar(dst=t, data=t, op0=nl.multiply, operand0=2.0,
+                           engine=nisa.gpsimd_engine if j % 2 else nisa.vector_engine)
+        nisa.dma_copy(dst=out[:, j * 64:(j + 1) * 64], src=t)
+    return out
+
+
+@pytest.mark.parametrize("chip", ["trn1", "trn2", "trn3"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_mixed_kernel(seed, chip):
+    x = np.zeros((128, 64 * 24), ml_dtypes.bfloat16)
+    w = np.zeros((128, 64), ml_dtypes.bfloat16)
+    _, run = trnsim.run_kernel(mixed, (x, w), {"seed": seed, "dge": chip != "trn1"}, chip=chip, numerics=False)
+    _same(run.program, chip)
+
+
+@nki.jit
+def strided_stores(x):
+    out = nl.ndarray(x.shape, nl.float32, buffer=nl.hbm)
+    for j in nl.affine_range(x.shape[1] // 8):
+        t = nl.ndarray((128, 8), nl.float32, buffer=nl.sbuf)
+        nisa.dma_copy(dst=t, src=x[:, j * 8:(j + 1) * 8])
+        u = nl.ndarray((128, 8), nl.float32, buffer=nl.sbuf)
+        nisa.tensor_scalar(dst=u, data=t, op0=nl.multiply, operand0=2.0)
+        nisa.dma_copy(dst=out[:, j * 8:(j + 1) * 8], src=u)
+    return out
+
+
+def test_strided_stores():
+    _, run = trnsim.run_kernel(strided_stores, (np.zeros((128, 8 * 256), np.float32),),
+                               chip="trn2", numerics=False)
+    _same(run.program, "trn2")
+
+
+@nki.jit
+def barrier_kernel(a):
+    out = nl.ndarray(a.shape, dtype=a.dtype, buffer=nl.shared_hbm)
+    t = nl.ndarray((64, a.shape[1]), dtype=a.dtype, buffer=nl.sbuf)
+    nisa.dma_copy(dst=t, src=a[0:64, :])
+    nisa.core_barrier(data=out, cores=(0, 1))
+    return out
+
+
+def test_synchronisation_groups_fall_back():
+    _, run = trnsim.run_kernel(barrier_kernel, (np.zeros((128, 64), np.float32),),
+                               chip="trn2", numerics=False, lnc=2)
+    chip = load_chip("trn2")
+    if not _Scheduler(run.program, chip).groups:
+        pytest.skip("no synchronisation group recorded")
+    assert compiled.schedule_compiled(run.program, chip, None) is None
+
+
+def test_lane_books_as_the_python_lane():
+    """_book against _Lane.book: gaps filled, neighbours merged, HORIZON forgetting."""
+    from numba.typed import List
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        lane = _Lane()
+        S, E = List([np.empty(4)]), List([np.empty(4)])
+        cnt = np.zeros(1, np.int64)
+        t = 0.0
+        for _ in range(1500):
+            t += float(rng.choice([0.0, rng.uniform(0, 4000)]))
+            at = t - float(rng.choice([0.0, rng.uniform(0, 8000)]))
+            d = float(rng.choice([rng.uniform(0, 3000), 0.0]))
+            assert compiled._book(S, E, cnt, 0, at, d) == lane.book(at, d)
+            n = cnt[0]
+            assert S[0][:n].tolist() == lane.starts and E[0][:n].tolist() == lane.ends
+
+
+def test_busy_window_decides_as_the_python_window():
+    rng = np.random.default_rng(7)
+    for _ in range(100):
+        w = _BusyWindow()
+        n = int(rng.integers(1, 80))
+        bs, be = np.empty((1, n)), np.empty((1, n))
+        s = 0.0
+        for j in range(n):
+            s += float(rng.choice([0.0, rng.uniform(0, 90)]))
+            e = s + float(rng.uniform(1, 120))
+            w.add(s, e)
+            bs[0, j], be[0, j] = s, e
+        head, tail = np.zeros(1, np.int64), np.array([n])
+        total = np.array([sum((be[0] - bs[0]).tolist())])
+        total[0] = w.total
+        t = s + float(rng.choice([0.0, rng.uniform(0, 200)]))
+        lo = t - float(rng.uniform(100, 3000))
+        last_end = float(be.max())
+        for threshold in (0.0, 500.0, 1500.0, 3000.0):
+            assert compiled._below(bs, be, head, tail, total, 0, lo, t, threshold,
+                                   last_end) == w.below(lo, t, threshold, last_end)
+            assert total[0] == w.total
