@@ -132,18 +132,21 @@ def test_lane_books_as_the_python_lane():
     """_book against _Lane.book: gaps filled, neighbours merged, HORIZON forgetting."""
     from numba.typed import List
     rng = np.random.default_rng(3)
+    forgot = 0
     for _ in range(20):
         lane = _Lane()
         S, E = List([np.empty(4)]), List([np.empty(4)])
-        cnt = np.zeros(1, np.int64)
+        lim = np.zeros((1, 2), np.int64)
         t = 0.0
         for _ in range(1500):
             t += float(rng.choice([0.0, rng.uniform(0, 4000)]))
             at = t - float(rng.choice([0.0, rng.uniform(0, 8000)]))
             d = float(rng.choice([rng.uniform(0, 3000), 0.0]))
-            assert compiled._book(S, E, cnt, 0, at, d) == lane.book(at, d)
-            n = cnt[0]
-            assert S[0][:n].tolist() == lane.starts and E[0][:n].tolist() == lane.ends
+            assert compiled._book(S, E, lim, 0, at, d) == lane.book(at, d)
+            h, n = lim[0]
+            assert S[0][h:n].tolist() == lane.starts and E[0][h:n].tolist() == lane.ends
+            forgot = max(forgot, h)
+    assert forgot  # HORIZON forgetting was exercised
 
 
 def test_busy_window_decides_as_the_python_window():

@@ -98,103 +98,105 @@ def _events(sched, col, out):
 if njit is not None:
     jit = njit(cache=True, nogil=True)
 
-    # -- _Lane: lanes k of typed lists of start / end arrays, cnt[k] intervals ---------
+    # -- _Lane k: its intervals are S[k][h:t], E[k][h:t] with (h, t) = lim[k]; forgetting
+    # moves h (amortised: the arrays are compacted when they fill), not the intervals
     @jit
-    def _grow(S, E, k):
-        n = S[k].size
-        s = np.empty(2 * n)
-        e = np.empty(2 * n)
-        s[:n] = S[k]
-        e[:n] = E[k]
-        S[k] = s
-        E[k] = e
+    def _make_room(S, E, lim, k):
+        """Room for one more interval at the tail of lane k."""
+        h, t = lim[k, 0], lim[k, 1]
+        st, en = S[k], E[k]
+        if 2 * h >= st.size:  # compact in place
+            for j in range(t - h):
+                st[j] = st[h + j]
+                en[j] = en[h + j]
+        else:
+            s2 = np.empty(2 * st.size)
+            e2 = np.empty(2 * st.size)
+            s2[:t - h] = st[h:t]
+            e2[:t - h] = en[h:t]
+            S[k], E[k] = s2, e2
+        lim[k, 0], lim[k, 1] = 0, t - h
 
     @jit
-    def _forget(S, E, cnt, k):
-        n = cnt[k]
+    def _insert(S, E, lim, k, i, s, e):
+        """Insert [s, e) at absolute position i of lane k."""
+        if lim[k, 1] == S[k].size:
+            h = lim[k, 0]
+            _make_room(S, E, lim, k)
+            i -= h
         st, en = S[k], E[k]
-        cut = np.searchsorted(en[:n], en[n - 1] - HORIZON, side="right")
-        if cut:
-            st[:n - cut] = st[cut:n].copy()
-            en[:n - cut] = en[cut:n].copy()
-            cnt[k] = n - cut
-
-    @jit
-    def _insert(S, E, cnt, k, i, s, e):
-        n = cnt[k]
-        if n == S[k].size:
-            _grow(S, E, k)
-        st, en = S[k], E[k]
-        st[i + 1:n + 1] = st[i:n].copy()
-        en[i + 1:n + 1] = en[i:n].copy()
+        for j in range(lim[k, 1], i, -1):
+            st[j] = st[j - 1]
+            en[j] = en[j - 1]
         st[i] = s
         en[i] = e
-        cnt[k] = n + 1
+        lim[k, 1] += 1
 
     @jit
-    def _delete(S, E, cnt, k, i):
-        n = cnt[k]
+    def _delete(S, E, lim, k, i):
         st, en = S[k], E[k]
-        st[i:n - 1] = st[i + 1:n].copy()
-        en[i:n - 1] = en[i + 1:n].copy()
-        cnt[k] = n - 1
+        for j in range(i, lim[k, 1] - 1):
+            st[j] = st[j + 1]
+            en[j] = en[j + 1]
+        lim[k, 1] -= 1
 
     @jit
-    def _book(S, E, cnt, k, t, d):
+    def _forget(E, lim, k):
+        """Drop the intervals more than HORIZON behind the latest booking."""
+        h, t = lim[k, 0], lim[k, 1]
+        en = E[k]
+        if t - h > LANE_KEEP and en[h] <= en[t - 1] - HORIZON:
+            lim[k, 0] = h + np.searchsorted(en[h:t], en[t - 1] - HORIZON, side="right")
+
+    @jit
+    def _book(S, E, lim, k, t, d):
         """_Lane.book on lane k."""
-        n = cnt[k]
+        h, n = lim[k, 0], lim[k, 1]
         st, en = S[k], E[k]
-        if n == 0 or t >= en[n - 1]:
+        if n == h or t >= en[n - 1]:  # after every booking
             e = t + d
-            if n and en[n - 1] == t:
+            if n > h and en[n - 1] == t:
                 en[n - 1] = e
             else:
-                _insert(S, E, cnt, k, n, t, e)
-            if cnt[k] > LANE_KEEP and E[k][0] <= e - HORIZON:
-                _forget(S, E, cnt, k)
+                _insert(S, E, lim, k, n, t, e)
+            _forget(E, lim, k)
             return e
-        i = np.searchsorted(en[:n], t, side="right")
+        i = h + np.searchsorted(en[h:n], t, side="right")
         s = t
         while i < n and st[i] < s + d:
             if en[i] > s:
                 s = en[i]
             i += 1
         e = s + d
-        if i > 0 and en[i - 1] >= s:
+        if i > h and en[i - 1] >= s:
             if i < n and st[i] <= e:
                 en[i - 1] = en[i]
-                _delete(S, E, cnt, k, i)
+                _delete(S, E, lim, k, i)
             else:
                 en[i - 1] = e
         elif i < n and st[i] <= e:
             st[i] = s
         else:
-            _insert(S, E, cnt, k, i, s, e)
-        n = cnt[k]
-        if n > LANE_KEEP and E[k][0] <= E[k][n - 1] - HORIZON:
-            _forget(S, E, cnt, k)
+            _insert(S, E, lim, k, i, s, e)
+        _forget(E, lim, k)
         return e
 
     @jit
-    def _dma_book(S, E, cnt, shared, dc, neng, mask, t, d):
+    def _dma_book(S, E, lim, shared, dc, neng, mask, t, d):
         """_DmaState.book: lane dc*(neng+1) is the shared lane, the engines' follow."""
         base = dc * (neng + 1)
         if shared[dc]:
-            full = (1 << neng) - 1
-            if mask == full:
-                return _book(S, E, cnt, base, t, d)
-            n = cnt[base]
-            for x in range(1, neng + 1):
-                while S[base + x].size < n:
-                    _grow(S, E, base + x)
-                S[base + x][:n] = S[base][:n]
-                E[base + x][:n] = E[base][:n]
-                cnt[base + x] = n
+            if mask == (1 << neng) - 1:
+                return _book(S, E, lim, base, t, d)
+            for x in range(1, neng + 1):  # each engine gets a copy of the shared lane
+                S[base + x] = S[base].copy()
+                E[base + x] = E[base].copy()
+                lim[base + x, 0], lim[base + x, 1] = lim[base, 0], lim[base, 1]
             shared[dc] = 0
         done = t
         for x in range(neng):
             if (mask >> x) & 1:
-                y = _book(S, E, cnt, base + 1 + x, t, d)
+                y = _book(S, E, lim, base + 1 + x, t, d)
                 if y > done:
                     done = y
         return done
@@ -325,7 +327,7 @@ if njit is not None:
         for _ in range(nlanes):
             S.append(np.empty(16))
             E.append(np.empty(16))
-        cnt = np.zeros(nlanes, np.int64)
+        lim = np.zeros((nlanes, 2), np.int64)
         shared = np.ones(max(ndc, 1), np.uint8)
         dge = np.zeros((max(ndc, 1), ndge))
         for k in range(n):
@@ -356,10 +358,10 @@ if njit is not None:
                 dn = data_ns[i]
                 fin = data_ready
                 if dn > 0:
-                    fin = _dma_book(S, E, cnt, shared, dcore[i], neng, dmask[i],
+                    fin = _dma_book(S, E, lim, shared, dcore[i], neng, dmask[i],
                                     data_ready, dn)
                 if hashbm[i]:
-                    sf = _book(S, E, cnt, ndc * (neng + 1) + stack[i], data_ready,
+                    sf = _book(S, E, lim, ndc * (neng + 1) + stack[i], data_ready,
                                hbm_ns[i])
                     if sf > fin:
                         fin = sf
