@@ -19,12 +19,19 @@ _KIND = {k: n for n, k in enumerate(KINDS)}
 # what an instruction does on its track
 COMPUTE, FOLDED, TENSOR, DMA = range(4)
 _MATMULS = ("nc_matmul", "nc_matmul_mx", "nc_transpose")
-MAX_BITS = 62  # PE cells and DMA engines are bitmasks in an int64
+MAX_BITS = 52  # PE cells and DMA engines are bitmasks (exact in the float64 table)
+
+
+# a row: what the timing core needs of every instruction of one cost signature on one
+# track (the cost model memoizes per signature, so a loop body's rows are made once)
+ROW = ("kind", "tcore", "dcore", "stack", "cells", "dmask", "swtrk", "hbm", "dur", "mm",
+       "ls", "dge_ns", "data_ns", "hbm_ns")
+_FLOATS = 8  # ROW[8:] are floats
 
 
 class Columns:
-    """What the timing core needs, per instruction (indexed by instruction index unless
-    said), per dependency (CSR over issue positions) and per track."""
+    """Per instruction (indexed by instruction index): its track and its row; per row
+    (ROW, `terms`, `dma_engines`); the dependencies as CSR over issue positions."""
 
     def __init__(self, n):
         self.n = n
@@ -34,15 +41,13 @@ class Columns:
         self.dkind: list = []
         self.dspace: list = []
         self.spaces: dict = {"": 0}  # space name -> code
-        z = [0] * n
-        self.kind, self.track, self.tcore, self.dcore = list(z), list(z), list(z), list(z)
-        self.stack, self.cells, self.dmask, self.swtrk = list(z), list(z), list(z), list(z)
-        self.hashbm = list(z)
-        f = [0.0] * n
-        self.dur, self.mm, self.ls, self.dge_ns = list(f), list(f), list(f), list(f)
-        self.data_ns, self.hbm_ns = list(f), list(f)
-        self.terms: list = [None] * n  # cost terms (Python objects)
-        self.dma_engines: list = [()] * n
+        self.track = [0] * n
+        self.row = [0] * n
+        self.rows: dict = {}  # (id of the cost model's result, track id) -> row
+        self.table: list = []  # the rows (tuples in ROW order)
+        self.terms: list = []  # per row: the events' cost terms (Python objects)
+        self.dma_engines: list = []  # per row
+        self.keep: list = []  # the cost results keyed by id (kept: ids stay theirs)
         self.tensor_cores: dict = {}  # core -> dense index (Tensor Engine state)
         self.dma_cores: dict = {}  # core -> dense index (DMA engines, DGE units)
         self.stacks: dict = {}  # HBM stack -> dense index
@@ -71,7 +76,9 @@ def build_columns(sched) -> Columns:
     col.order = np.asarray(sched.order, dtype=np.int64)
     instrs = sched.instrs
     collect = sched._collect
-    track = sched.track
+    track, rows, cost = sched.track, col.rows, sched.cost
+    dma_cost, matmul, compute, eng = cost.dma.cost, cost.matmul, cost.compute, cost.eng
+    folded = sched.folded
     dprod, dkind, dspace, dptr = col.dprod, col.dkind, col.dspace, col.dptr
     spaces = col.spaces
     for i in sched.order:
@@ -86,36 +93,56 @@ def build_columns(sched) -> Columns:
         col.track[i] = trk.id
         engine = ins.engine
         if engine == "dma":
-            _dma(sched, col, ins, trk)
+            res = dma_cost(ins)
         elif engine == "tensor":
-            _tensor(sched, col, ins)
+            res = matmul(ins) if ins.opcode in _MATMULS else ins.opcode
+        elif i in folded or ins.opcode == "core_barrier":
+            res = None  # terms of its own
         else:
-            _compute(sched, col, ins)
+            res = compute(ins) if engine in eng else "sync"
+        r = rows.get((id(res), trk.id)) if res is not None else None
+        if r is None:
+            r = _new_row(sched, col, ins, trk, res)
+        col.row[i] = r
     return col
 
 
-def _compute(sched, col, ins):
-    i = ins.index
-    fold = sched.folded.get(i)
-    if fold is not None:
-        col.kind[i] = FOLDED
-        col.terms[i] = {"cycles": 0, "folded_into": fold}
-        return
+def _new_row(sched, col, ins, trk, res) -> int:
+    """Make the row of `ins` on `trk` (res: its cost model result, the row's key; None:
+    a row of its own)."""
+    engine = ins.engine
+    if engine == "dma":
+        row, terms, engines = _dma(sched, col, ins, trk, res)
+    elif engine == "tensor":
+        row, terms, engines = _tensor(sched, col, ins, res)
+    else:
+        row, terms, engines = _compute(sched, ins)
+    r = len(col.table)
+    col.table.append(tuple([row.get(name, 0) for name in ROW]))
+    col.terms.append(terms)
+    col.dma_engines.append(engines)
+    if res is not None:
+        col.keep.append(res)
+        col.rows[(id(res), trk.id)] = r
+    return r
+
+
+def _compute(sched, ins):
+    fold = sched.folded.get(ins.index)
+    if fold is not None:  # no engine time, no access of its own
+        return {"kind": FOLDED}, {"cycles": 0, "folded_into": fold}, ()
     cost = sched.cost
     dur, terms = cost.compute(ins) if ins.engine in cost.eng else cost.sync(ins)
     if ins.opcode == "core_barrier":
         dur += cost.dma.fixed
         terms = {**terms, "barrier_ns": cost.dma.fixed}
-    col.kind[i] = COMPUTE
-    col.dur[i] = dur
-    col.terms[i] = terms
+    return {"kind": COMPUTE, "dur": dur}, terms, ()
 
 
-def _tensor(sched, col, ins):
-    i = ins.index
+def _tensor(sched, col, ins, res):
     cost = sched.cost
     if ins.opcode in _MATMULS:
-        mm, ls, terms, cells = cost.matmul(ins)
+        mm, ls, terms, cells = res
     else:  # e.g. a core_barrier issued on the Tensor Engine
         mm, ls, terms, cells = cost.te_min_ii * cost.te_ns, 0.0, {}, ()
         if ins.opcode == "core_barrier":
@@ -123,35 +150,27 @@ def _tensor(sched, col, ins):
     mask = 0
     for c in cells:
         mask |= 1 << c
-    col.kind[i] = TENSOR
-    col.tcore[i] = _dense(col.tensor_cores, ins.core)
-    col.mm[i], col.ls[i], col.terms[i] = mm, ls, terms
-    col.cells[i] = mask or (1 << sched.ncells) - 1
+    row = {"kind": TENSOR, "tcore": _dense(col.tensor_cores, ins.core), "mm": mm, "ls": ls,
+           "cells": mask or (1 << sched.ncells) - 1}
+    return row, terms, ()
 
 
-def _dma(sched, col, ins, trk):
-    i = ins.index
+def _dma(sched, col, ins, trk, info):
     c = sched.cost.dma
-    info = c.cost(ins)
-    col.kind[i] = DMA
-    col.dcore[i] = _dense(col.dma_cores, ins.core)
     dge = info["dge_ns"]
-    col.dge_ns[i] = dge
-    col.swtrk[i] = -1
+    swtrk = -1
     if dge and info["dge_mode"] == "swdge":  # the Python scheduler makes the track here
-        col.swtrk[i] = sched._engine(ins.core, "gpsimd").id
+        swtrk = sched._engine(ins.core, "gpsimd").id
     mask = 0
     for e in info["engines"]:
         mask |= 1 << e
-    col.dmask[i] = mask
-    col.dma_engines[i] = info["engines"]
-    col.data_ns[i] = info["data_ns"]
+    row = {"kind": DMA, "dcore": _dense(col.dma_cores, ins.core), "dge_ns": dge,
+           "swtrk": swtrk, "dmask": mask, "data_ns": info["data_ns"]}
     hbm = info["hbm_bytes"]
     if hbm:
-        col.hashbm[i] = 1
-        col.hbm_ns[i] = hbm / c.stack_bw
-        col.stack[i] = _dense(col.stacks, ins.core // c.cores_per_stack)
-    col.terms[i] = sched._dma_terms(trk, info)
+        row.update(hbm=1, hbm_ns=hbm / c.stack_bw,
+                   stack=_dense(col.stacks, ins.core // c.cores_per_stack))
+    return row, sched._dma_terms(trk, info), info["engines"]
 
 
 def tracks(sched):
@@ -164,10 +183,12 @@ def tracks(sched):
 
 
 def arrays(col):
-    """The per-instruction and dependency columns as NumPy arrays (timing core order)."""
-    i64, f64 = np.int64, np.float64
-    a = lambda x, t=i64: np.array(x, dtype=t)  # noqa: E731
-    return (col.order, a(col.dptr), a(col.dprod), a(col.dkind), a(col.kind), a(col.track),
-            a(col.tcore), a(col.dcore), a(col.stack), a(col.cells), a(col.dmask),
-            a(col.swtrk), a(col.hashbm), a(col.dur, f64), a(col.mm, f64), a(col.ls, f64),
-            a(col.dge_ns, f64), a(col.data_ns, f64), a(col.hbm_ns, f64))
+    """The columns as NumPy arrays, in the timing core's argument order: issue order,
+    the dependencies' CSR, track and row per instruction, then the rows' ROW columns."""
+    i64 = np.int64
+    table = np.array(col.table, dtype=np.float64).reshape(len(col.table), len(ROW))
+    ints = [np.ascontiguousarray(table[:, k]).astype(i64) for k in range(_FLOATS)]
+    floats = [np.ascontiguousarray(table[:, k]) for k in range(_FLOATS, len(ROW))]
+    return (col.order, np.array(col.dptr, i64), np.array(col.dprod, i64),
+            np.array(col.dkind, i64), np.array(col.track, i64), np.array(col.row, i64),
+            *ints, *floats)

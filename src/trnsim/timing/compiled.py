@@ -21,7 +21,7 @@ try:
 except ImportError:  # pragma: no cover - the Python scheduler runs instead
     njit = None
 
-from .columns import DMA, FOLDED, KINDS, TENSOR, arrays, build_columns, supported, tracks
+from .columns import DMA, FOLDED, KINDS, ROW, TENSOR, arrays, build_columns, supported, tracks
 from .timeline import Event, Timeline, Wait
 
 _new_wait = tuple.__new__
@@ -76,7 +76,9 @@ def _events(sched, col, out):
     names = tracks(sched)[0]
     instrs = sched.instrs
     moved = sched.moved
-    terms, engines, kind, trk, ls = col.terms, col.dma_engines, col.kind, col.track, col.ls
+    terms, engines, trk, row = col.terms, col.dma_engines, col.track, col.row
+    kind = [r[0] for r in col.table]
+    ls = [r[ROW.index("ls")] for r in col.table]
     dptr, dprod, dkind, dspace = col.dptr, col.dprod, col.dkind, col.dspace
     spaces = list(col.spaces)
     events = [None] * col.n
@@ -84,14 +86,15 @@ def _events(sched, col, out):
         j0 = dptr[k]
         waits = tuple([_new_wait(Wait, (dprod[j], KINDS[dkind[j]], spaces[dspace[j]]))
                        for j in wsel[j0:j0 + wcnt[k]]]) if wcnt[k] else ()
-        t = terms[i]
-        if kind[i] == TENSOR:
+        r = row[i]
+        t = terms[r]
+        if kind[r] == TENSOR:
             if lsflag[i]:
-                t = {**t, "load_stationary_ns": ls[i]}
+                t = {**t, "load_stationary_ns": ls[r]}
             if frac[i] < 1.0:
                 t = {**t, "throttle": frac[i]}
         events[i] = Event(i, instrs[i].core, names[trk[i]], start[i], end[i], ready[i],
-                          waits, t, engines[i], done[i], moved.get(i, 0))
+                          waits, t, engines[r], done[i], moved.get(i, 0))
     return events, max(end, default=0.0)
 
 
@@ -277,10 +280,11 @@ if njit is not None:
         return ready, nw
 
     @jit
-    def _core(order, dptr, dprod, dkind, kind, track, tcore, dcore, stack, cells, dmask,
-              swtrk, hashbm, dur, mm, ls, dge_ns, data_ns, hbm_ns, sem, lat, tdma,
+    def _core(order, dptr, dprod, dkind, track, row, kind, tcore, dcore, stack, cells,
+              dmask, swtrk, hashbm, dur, mm, ls, dge_ns, data_ns, hbm_ns, sem, lat, tdma,
               consts, ints):
-        n = kind.size
+        """The timeline of the columns (instruction i's row: row[i]; ROW order)."""
+        n = track.size
         fixed, interval, f0, ramp, window, floor = consts[0], consts[1], consts[2], \
             consts[3], consts[4], consts[5]
         ncells, neng, ndge, ntc, ndc, nst, throttled = ints[0], ints[1], ints[2], \
@@ -303,7 +307,7 @@ if njit is not None:
         # Tensor Engine state per core
         ntensor = 1
         for i in range(n):
-            if kind[i] == TENSOR:
+            if kind[row[i]] == TENSOR:
                 ntensor += 1
         tcells = np.zeros((max(ntc, 1), ncells))
         last_start = np.zeros(max(ntc, 1))
@@ -333,20 +337,21 @@ if njit is not None:
         for k in range(n):
             i = order[k]
             tr = track[i]
+            ro = row[i]
             r, nw = _ready(k, tr, tdma[tr] != 0, sem[tr], dptr, dprod, dkind, track,
                            visited, end, done, wsel, wt)
             wcnt[k] = nw
-            ki = kind[i]
+            ki = kind[ro]
             if ki == DMA:
                 issue = r if r > free[tr] else free[tr]
                 t = issue
-                g = dge_ns[i]
+                g = dge_ns[ro]
                 if g:
-                    if swtrk[i] >= 0:
-                        s = max(t, free[swtrk[i]])
-                        free[swtrk[i]] = s + g
+                    if swtrk[ro] >= 0:
+                        s = max(t, free[swtrk[ro]])
+                        free[swtrk[ro]] = s + g
                     else:
-                        dc = dcore[i]
+                        dc = dcore[ro]
                         u = 0
                         for x in range(1, ndge):
                             if dge[dc, x] < dge[dc, u]:
@@ -355,29 +360,29 @@ if njit is not None:
                         dge[dc, u] = s + g
                     t = s + g
                 data_ready = t + fixed
-                dn = data_ns[i]
+                dn = data_ns[ro]
                 fin = data_ready
                 if dn > 0:
-                    fin = _dma_book(S, E, lim, shared, dcore[i], neng, dmask[i],
+                    fin = _dma_book(S, E, lim, shared, dcore[ro], neng, dmask[ro],
                                     data_ready, dn)
-                if hashbm[i]:
-                    sf = _book(S, E, lim, ndc * (neng + 1) + stack[i], data_ready,
-                               hbm_ns[i])
+                if hashbm[ro]:
+                    sf = _book(S, E, lim, ndc * (neng + 1) + stack[ro], data_ready,
+                               hbm_ns[ro])
                     if sf > fin:
                         fin = sf
                 free[tr] = issue + max(interval, dn)
                 start[i], end[i], done[i] = issue, fin, fin
             elif ki == TENSOR:
-                c = tcore[i]
-                m = cells[i]
+                c = tcore[ro]
+                m = cells[ro]
                 busy = -np.inf
                 for x in range(ncells):
                     if (m >> x) & 1 and tcells[c, x] > busy:
                         busy = tcells[c, x]
                 s = max(r, last_start[c], busy)
                 idle = (not has_end[c]) or s > last_end[c] + 1e-9
-                occ = mm[i] + (ls[i] if idle else 0.0)
-                if idle and ls[i]:
+                occ = mm[ro] + (ls[ro] if idle else 0.0)
+                if idle and ls[ro]:
                     lsflag[i] = 1
                 f = 1.0
                 if throttled:
@@ -413,7 +418,7 @@ if njit is not None:
                 start[i], end[i], done[i] = s, s, s
             else:
                 s = r if r > free[tr] else free[tr]
-                e = s + dur[i]
+                e = s + dur[ro]
                 free[tr] = e
                 start[i], end[i], done[i] = s, e, e + lat[tr]
             ready_at[i] = r
