@@ -154,20 +154,39 @@ def test_busy_window_decides_as_the_python_window():
     for _ in range(100):
         w = _BusyWindow()
         n = int(rng.integers(1, 80))
-        bs, be = np.empty((1, n)), np.empty((1, n))
+        spans = np.empty((1, n, 2))
         s = 0.0
         for j in range(n):
             s += float(rng.choice([0.0, rng.uniform(0, 90)]))
             e = s + float(rng.uniform(1, 120))
             w.add(s, e)
-            bs[0, j], be[0, j] = s, e
-        head, tail = np.zeros(1, np.int64), np.array([n])
-        total = np.array([sum((be[0] - bs[0]).tolist())])
-        total[0] = w.total
+            spans[0, j] = s, e
+        wn = np.array([[0, n]])
+        st = np.zeros((1, compiled.ST_FIELDS))
+        st[0, compiled.ST_TOTAL] = w.total
         t = s + float(rng.choice([0.0, rng.uniform(0, 200)]))
         lo = t - float(rng.uniform(100, 3000))
-        last_end = float(be.max())
+        last_end = float(spans[0, :, 1].max())
         for threshold in (0.0, 500.0, 1500.0, 3000.0):
-            assert compiled._below(bs, be, head, tail, total, 0, lo, t, threshold,
-                                   last_end) == w.below(lo, t, threshold, last_end)
-            assert total[0] == w.total
+            assert compiled._below(spans, wn, st, 0, lo, t, threshold, last_end) == \
+                w.below(lo, t, threshold, last_end)
+            assert st[0, compiled.ST_TOTAL] == w.total
+
+
+@pytest.mark.parametrize("count", [1, 2, 5, 16, 17, 200])
+def test_waits_sorted_latest_first_stably(count):
+    """_ready orders the waits as _Scheduler._ready's stable sort (ties in record
+    order), few (insertion) and many (merge sort)."""
+    rng = np.random.default_rng(count)
+    done = rng.choice([10.0, 20.0, 30.0], size=count)  # many ties
+    end = done.copy()
+    dprod = np.arange(count, dtype=np.int64)
+    dkind = np.zeros(count, np.int64)  # RAW
+    dptr = np.array([0, count], np.int64)
+    track = np.zeros(count + 1, np.int64)
+    visited = np.ones(count + 1, np.uint8)
+    wsel = np.zeros(count, np.int64)
+    ready, nw = compiled._ready(0, 1, False, 0.0, dptr, dprod, dkind, track, visited, end,
+                                done, wsel, np.empty(count))
+    assert ready == done.max() and nw == count
+    assert wsel.tolist() == sorted(range(count), key=lambda j: -done[j])

@@ -29,6 +29,7 @@ RAW, WAW, WAR, ORDER, QUEUE = range(5)
 HORIZON = 2e6  # _Lane.HORIZON
 NOISE = 1e-3  # _BusyWindow.NOISE
 LANE_KEEP = 512  # _Lane forgets only beyond this many intervals
+ST_LAST_START, ST_LAST_END, ST_HAS_END, ST_RAMP, ST_HAS_RAMP, ST_TOTAL, ST_FIELDS = range(7)
 
 
 def available() -> bool:
@@ -51,21 +52,24 @@ def schedule_compiled(program, chip, issue):
 
 def run_core(sched, col):
     """Stage 2: the timing core on `col`; its output arrays."""
-    names, sem, lat, tdma = tracks(sched)
-    cost = sched.cost
-    c = cost.dma
+    return _core(*core_args(sched, col))
+
+
+def core_args(sched, col) -> tuple:
+    """The arguments of `_core`: the columns as arrays, the tracks, the constants."""
+    _, sem, lat, tdma = tracks(sched)
+    c = sched.cost.dma
     cfg = sched.throttle_cfg or (0.0, 0.0, 0.0, 0.0)
-    consts = np.array([c.fixed, c.interval, *cfg], dtype=np.float64)
+    consts = np.array([c.fixed, c.interval, *cfg, 1.0 if sched.throttle_cfg else 0.0])
     ints = np.array([sched.ncells, c.engines, max(1, c.dge_instances),
-                     len(col.tensor_cores), len(col.dma_cores), len(col.stacks),
-                     1 if sched.throttle_cfg else 0], dtype=np.int64)
-    return _core(*arrays(col), sem, lat, tdma, consts, ints)
+                     len(col.tensor_cores), len(col.dma_cores), len(col.stacks)],
+                    dtype=np.int64)
+    return (*arrays(col), sem, lat, tdma, consts, ints)
 
 
 def build_timeline(sched, col, out) -> Timeline:
     events, total = _events(sched, col, out)
-    ts, te, tf = out[-3:]
-    throttle = sorted(zip(ts.tolist(), te.tolist(), tf.tolist()))
+    throttle = sorted(map(tuple, out[-1].tolist()))
     return Timeline(sched.chip, events, total, throttle,
                     "program" if isinstance(sched.order, range) else "compiler")
 
@@ -204,19 +208,21 @@ if njit is not None:
                     done = y
         return done
 
-    # -- Tensor Engine: _BusyWindow and the throttle --------------------------------
+    # -- Tensor Engine (per core c): st[c] its scalars (ST_*), cellt[c] when each PE
+    # cell is free, its _BusyWindow spans[c, head:tail] (head, tail = wn[c]) and its
+    # recorded throttle ramps thr[c, :thn[c]] (start, end, fraction)
     @jit
-    def _below(bs, be, head, tail, total, c, lo, t, threshold, last_end):
-        """_BusyWindow.below for core c's window bs/be[c, head[c]:tail[c]]."""
-        h = head[c]
-        while h < tail[c] and be[c, h] <= lo:
-            total[c] -= be[c, h] - bs[c, h]
+    def _below(spans, wn, st, c, lo, t, threshold, last_end):
+        """_BusyWindow.below."""
+        h = wn[c, 0]
+        while h < wn[c, 1] and spans[c, h, 1] <= lo:
+            st[c, ST_TOTAL] -= spans[c, h, 1] - spans[c, h, 0]
             h += 1
-        head[c] = h
+        wn[c, 0] = h
         if last_end <= t:
-            used = total[c]
-            for j in range(h, tail[c]):
-                s, e = bs[c, j], be[c, j]
+            used = st[c, ST_TOTAL]
+            for j in range(h, wn[c, 1]):
+                s, e = spans[c, j, 0], spans[c, j, 1]
                 if s >= lo:
                     break
                 used -= (e - s) - (e - lo if e > lo else 0.0)
@@ -225,33 +231,109 @@ if njit is not None:
             if used > threshold + NOISE:
                 return False
         used = 0.0
-        for j in range(h, tail[c]):
-            s, e = bs[c, j], be[c, j]
+        for j in range(h, wn[c, 1]):
+            s, e = spans[c, j, 0], spans[c, j, 1]
             used += min(e, t) - max(s, lo) if e > lo else 0.0
         return used < threshold
 
     @jit
-    def _start_ramp(tr_s, tr_e, tr_f, tr_n, ramp_at, c, t, f0, ramp):
-        n = tr_n[c]
-        if n and tr_e[c, n - 1] > t:  # cut a ramp still recorded ahead
-            while n and tr_s[c, n - 1] >= t:
+    def _start_ramp(thr, thn, st, c, t, f0, ramp):
+        """_Scheduler._start_ramp."""
+        n = thn[c]
+        if n and thr[c, n - 1, 1] > t:  # cut a ramp still recorded ahead
+            while n and thr[c, n - 1, 0] >= t:
                 n -= 1
             if n:
-                tr_e[c, n - 1] = t
-        ramp_at[c] = t
+                thr[c, n - 1, 1] = t
+        st[c, ST_RAMP] = t
+        st[c, ST_HAS_RAMP] = 1.0
         step = ramp / 6
         for k in range(6):
-            tr_s[c, n] = t + k * step
-            tr_e[c, n] = t + (k + 1) * step
-            tr_f[c, n] = f0 + (1.0 - f0) * (k + 0.5) / 6
+            thr[c, n, 0] = t + k * step
+            thr[c, n, 1] = t + (k + 1) * step
+            thr[c, n, 2] = f0 + (1.0 - f0) * (k + 0.5) / 6
             n += 1
-        tr_n[c] = n
+        thn[c] = n
 
+    @jit
+    def _throttle(spans, wn, thr, thn, st, c, t, occ, cfg):
+        """_Scheduler._throttle: the fraction of peak for an instruction at t."""
+        f0, ramp, window, floor = cfg[0], cfg[1], cfg[2], cfg[3]
+        if not st[c, ST_HAS_RAMP]:
+            _start_ramp(thr, thn, st, c, t, f0, ramp)
+        elif t - st[c, ST_RAMP] >= ramp and _below(spans, wn, st, c, t - window, t,
+                                                   floor * window, st[c, ST_LAST_END]):
+            _start_ramp(thr, thn, st, c, t, f0, ramp)
+        x = t - st[c, ST_RAMP]
+        if x >= ramp:
+            return 1.0
+        f = f0 + (1.0 - f0) * x / ramp
+        d = occ / f
+        xm = min(ramp, x + d / 2)
+        return f0 + (1.0 - f0) * xm / ramp
+
+    @jit
+    def _tensor(st, cellt, spans, wn, thr, thn, c, mask, ready, mm, ls, cfg):
+        """_Scheduler._tensor: (start, end, fraction of peak, LoadStationary shown)."""
+        busy = -np.inf
+        for x in range(cellt.shape[1]):
+            if (mask >> x) & 1 and cellt[c, x] > busy:
+                busy = cellt[c, x]
+        s = max(ready, st[c, ST_LAST_START], busy)
+        idle = (not st[c, ST_HAS_END]) or s > st[c, ST_LAST_END] + 1e-9
+        occ = mm + (ls if idle else 0.0)
+        f = _throttle(spans, wn, thr, thn, st, c, s, occ, cfg) if cfg[4] else 1.0
+        e = s + occ / f
+        for x in range(cellt.shape[1]):
+            if (mask >> x) & 1:
+                cellt[c, x] = e
+        st[c, ST_LAST_START] = s
+        if not st[c, ST_HAS_END] or e > st[c, ST_LAST_END]:
+            st[c, ST_LAST_END] = e
+            st[c, ST_HAS_END] = 1.0
+        spans[c, wn[c, 1], 0] = s
+        spans[c, wn[c, 1], 1] = e
+        wn[c, 1] += 1
+        st[c, ST_TOTAL] += e - s
+        return s, e, f, idle and ls != 0.0
+
+    # -- DMA ------------------------------------------------------------------------
+    @jit
+    def _dma(S, E, lim, shared, dge, free, tr, swtrk, dc, stack_lane, mask, ready,
+             dge_ns, dn, hbm_ns, neng, fixed, interval):
+        """_Scheduler._dma: (issue, done); stack_lane < 0: no HBM traffic."""
+        issue = ready if ready > free[tr] else free[tr]
+        t = issue
+        if dge_ns:
+            if swtrk >= 0:  # descriptors written by GpSimd software
+                s = max(t, free[swtrk])
+                free[swtrk] = s + dge_ns
+            else:  # the first free hardware DGE unit
+                u = 0
+                for x in range(1, dge.shape[1]):
+                    if dge[dc, x] < dge[dc, u]:
+                        u = x
+                s = max(t, dge[dc, u])
+                dge[dc, u] = s + dge_ns
+            t = s + dge_ns
+        data_ready = t + fixed
+        fin = data_ready
+        if dn > 0:
+            fin = _dma_book(S, E, lim, shared, dc, neng, mask, data_ready, dn)
+        if stack_lane >= 0:
+            sf = _book(S, E, lim, stack_lane, data_ready, hbm_ns)
+            if sf > fin:
+                fin = sf
+        free[tr] = issue + max(interval, dn)
+        return issue, fin
+
+    # -- dependencies ---------------------------------------------------------------
     @jit
     def _ready(k, tr, is_dma, sem, dptr, dprod, dkind, track, visited, end, done,
                wsel, wt):
         """_Scheduler._ready: the ready time; the waits' dependency positions go to
-        wsel[dptr[k]:], latest first (stable); returns (ready, count)."""
+        wsel[dptr[k]:], latest first (a stable sort, as Python's); returns (ready,
+        count)."""
         ready = 0.0
         j0 = dptr[k]
         nw = 0
@@ -268,65 +350,65 @@ if njit is not None:
                 t = (end[p] if kd == WAR else done[p]) + sem
             if t > ready:
                 ready = t
-            # stable insertion, latest first
-            x = nw
+            wt[nw] = t
+            wsel[j0 + nw] = j
+            nw += 1
+        if nw > 16:
+            perm = np.argsort(-wt[:nw], kind="mergesort")
+            wsel[j0:j0 + nw] = wsel[j0:j0 + nw][perm]
+        else:
+            _insertion_sort(wt, wsel, j0, nw)
+        return ready, nw
+
+    @jit
+    def _insertion_sort(wt, wsel, j0, nw):
+        """Sort wsel[j0:j0 + nw] by wt[:nw], latest first, stably (few: no allocation)."""
+        for a in range(1, nw):
+            t, j = wt[a], wsel[j0 + a]
+            x = a
             while x > 0 and wt[x - 1] < t:
                 wt[x] = wt[x - 1]
                 wsel[j0 + x] = wsel[j0 + x - 1]
                 x -= 1
             wt[x] = t
             wsel[j0 + x] = j
-            nw += 1
-        return ready, nw
 
+    # -- the pass over the instructions ------------------------------------------------
     @jit
     def _core(order, dptr, dprod, dkind, track, row, kind, tcore, dcore, stack, cells,
               dmask, swtrk, hashbm, dur, mm, ls, dge_ns, data_ns, hbm_ns, sem, lat, tdma,
               consts, ints):
         """The timeline of the columns (instruction i's row: row[i]; ROW order)."""
         n = track.size
-        fixed, interval, f0, ramp, window, floor = consts[0], consts[1], consts[2], \
-            consts[3], consts[4], consts[5]
-        ncells, neng, ndge, ntc, ndc, nst, throttled = ints[0], ints[1], ints[2], \
-            ints[3], ints[4], ints[5], ints[6]
-        allcells = (1 << ncells) - 1
-        start = np.zeros(n)
-        end = np.zeros(n)
-        done = np.zeros(n)
-        ready_at = np.zeros(n)
-        frac_out = np.ones(n)
+        fixed, interval, cfg = consts[0], consts[1], consts[2:]
+        ncells, neng, ndge, ntc, ndc, nst = ints[0], ints[1], ints[2], ints[3], \
+            ints[4], ints[5]
+        start, end, done, ready_at = np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n)
+        frac = np.ones(n)
         lsflag = np.zeros(n, np.int64)
         visited = np.zeros(n, np.uint8)
         wsel = np.zeros(dprod.size, np.int64)
         wcnt = np.zeros(n, np.int64)
-        maxdeg = 1
+        deg = 1
         for k in range(n):
-            maxdeg = max(maxdeg, dptr[k + 1] - dptr[k])
-        wt = np.empty(maxdeg)
+            deg = max(deg, dptr[k + 1] - dptr[k])
+        wt = np.empty(deg)
         free = np.zeros(sem.size)
-        # Tensor Engine state per core
-        ntensor = 1
+        # Tensor Engine state per core (sized for every tensor instruction on each)
+        nt = 1
         for i in range(n):
             if kind[row[i]] == TENSOR:
-                ntensor += 1
-        tcells = np.zeros((max(ntc, 1), ncells))
-        last_start = np.zeros(max(ntc, 1))
-        last_end = np.zeros(max(ntc, 1))
-        has_end = np.zeros(max(ntc, 1), np.uint8)
-        ramp_at = np.zeros(max(ntc, 1))
-        has_ramp = np.zeros(max(ntc, 1), np.uint8)
-        bs = np.empty((max(ntc, 1), ntensor))
-        be = np.empty((max(ntc, 1), ntensor))
-        head = np.zeros(max(ntc, 1), np.int64)
-        tail = np.zeros(max(ntc, 1), np.int64)
-        total = np.zeros(max(ntc, 1))
-        tr_s = np.empty((max(ntc, 1), 6 * ntensor + 6))
-        tr_e = np.empty((max(ntc, 1), 6 * ntensor + 6))
-        tr_f = np.empty((max(ntc, 1), 6 * ntensor + 6))
-        tr_n = np.zeros(max(ntc, 1), np.int64)
-        # DMA: per core neng + 1 lanes and the DGE units; then one lane per HBM stack
-        S = List()
-        E = List()
+                nt += 1
+        ntc1 = max(ntc, 1)
+        st = np.zeros((ntc1, ST_FIELDS))
+        cellt = np.zeros((ntc1, ncells))
+        spans = np.empty((ntc1, nt, 2))
+        wn = np.zeros((ntc1, 2), np.int64)
+        thr = np.empty((ntc1, 6 * nt + 6, 3))
+        thn = np.zeros(ntc1, np.int64)
+        # DMA: per core neng + 1 lanes (shared, engines) and the DGE units; a lane per
+        # HBM stack after them
+        S, E = List(), List()
         nlanes = ndc * (neng + 1) + nst
         for _ in range(nlanes):
             S.append(np.empty(16))
@@ -343,95 +425,36 @@ if njit is not None:
             wcnt[k] = nw
             ki = kind[ro]
             if ki == DMA:
-                issue = r if r > free[tr] else free[tr]
-                t = issue
-                g = dge_ns[ro]
-                if g:
-                    if swtrk[ro] >= 0:
-                        s = max(t, free[swtrk[ro]])
-                        free[swtrk[ro]] = s + g
-                    else:
-                        dc = dcore[ro]
-                        u = 0
-                        for x in range(1, ndge):
-                            if dge[dc, x] < dge[dc, u]:
-                                u = x
-                        s = max(t, dge[dc, u])
-                        dge[dc, u] = s + g
-                    t = s + g
-                data_ready = t + fixed
-                dn = data_ns[ro]
-                fin = data_ready
-                if dn > 0:
-                    fin = _dma_book(S, E, lim, shared, dcore[ro], neng, dmask[ro],
-                                    data_ready, dn)
-                if hashbm[ro]:
-                    sf = _book(S, E, lim, ndc * (neng + 1) + stack[ro], data_ready,
-                               hbm_ns[ro])
-                    if sf > fin:
-                        fin = sf
-                free[tr] = issue + max(interval, dn)
-                start[i], end[i], done[i] = issue, fin, fin
+                lane = ndc * (neng + 1) + stack[ro] if hashbm[ro] else -1
+                s, e = _dma(S, E, lim, shared, dge, free, tr, swtrk[ro], dcore[ro], lane,
+                            dmask[ro], r, dge_ns[ro], data_ns[ro], hbm_ns[ro], neng, fixed,
+                            interval)
+                d = e
             elif ki == TENSOR:
-                c = tcore[ro]
-                m = cells[ro]
-                busy = -np.inf
-                for x in range(ncells):
-                    if (m >> x) & 1 and tcells[c, x] > busy:
-                        busy = tcells[c, x]
-                s = max(r, last_start[c], busy)
-                idle = (not has_end[c]) or s > last_end[c] + 1e-9
-                occ = mm[ro] + (ls[ro] if idle else 0.0)
-                if idle and ls[ro]:
-                    lsflag[i] = 1
-                f = 1.0
-                if throttled:
-                    if not has_ramp[c]:
-                        has_ramp[c] = 1
-                        _start_ramp(tr_s, tr_e, tr_f, tr_n, ramp_at, c, s, f0, ramp)
-                    elif s - ramp_at[c] >= ramp and _below(
-                            bs, be, head, tail, total, c, s - window, s, floor * window,
-                            last_end[c]):
-                        _start_ramp(tr_s, tr_e, tr_f, tr_n, ramp_at, c, s, f0, ramp)
-                    x0 = s - ramp_at[c]
-                    if x0 < ramp:
-                        f1 = f0 + (1.0 - f0) * x0 / ramp
-                        d = occ / f1
-                        xm = min(ramp, x0 + d / 2)
-                        f = f0 + (1.0 - f0) * xm / ramp
-                frac_out[i] = f
-                e = s + occ / f
-                for x in range(ncells):
-                    if (m >> x) & 1:
-                        tcells[c, x] = e
-                last_start[c] = s
-                if not has_end[c] or e > last_end[c]:
-                    last_end[c] = e
-                    has_end[c] = 1
-                bs[c, tail[c]] = s
-                be[c, tail[c]] = e
-                tail[c] += 1
-                total[c] += e - s
-                start[i], end[i], done[i] = s, e, e + lat[tr]
-            elif ki == FOLDED:
+                s, e, f, shown = _tensor(st, cellt, spans, wn, thr, thn, tcore[ro],
+                                         cells[ro], r, mm[ro], ls[ro], cfg)
+                frac[i] = f
+                lsflag[i] = shown
+                d = e + lat[tr]
+            elif ki == FOLDED:  # no engine time
                 s = max(r, free[tr])
-                start[i], end[i], done[i] = s, s, s
+                e = d = s
             else:
                 s = r if r > free[tr] else free[tr]
                 e = s + dur[ro]
                 free[tr] = e
-                start[i], end[i], done[i] = s, e, e + lat[tr]
-            ready_at[i] = r
+                d = e + lat[tr]
+            start[i], end[i], done[i], ready_at[i] = s, e, d, r
             visited[i] = 1
-        nt = 0
-        for c in range(ntc):
-            nt += tr_n[c]
-        ts = np.empty(nt)
-        te = np.empty(nt)
-        tf = np.empty(nt)
+        return (start, end, done, ready_at, frac, lsflag, wsel, wcnt,
+                _ramps(thr, thn, ntc))
+
+    @jit
+    def _ramps(thr, thn, ntc):
+        """The cores' recorded ramps, one after another."""
+        out = np.empty((thn[:ntc].sum(), 3))
         x = 0
         for c in range(ntc):
-            for j in range(tr_n[c]):
-                ts[x], te[x], tf[x] = tr_s[c, j], tr_e[c, j], tr_f[c, j]
-                x += 1
-        return start, end, done, ready_at, frac_out, lsflag, wsel, wcnt, ts, te, tf
+            out[x:x + thn[c]] = thr[c, :thn[c]]
+            x += thn[c]
+        return out
