@@ -129,22 +129,23 @@ def test_synchronisation_groups_fall_back():
 
 
 def test_lane_books_as_the_python_lane():
-    """_book against _Lane.book: gaps filled, neighbours merged, HORIZON forgetting."""
-    from numba.typed import List
+    """_book against _Lane.book: gaps filled, neighbours merged, HORIZON forgetting,
+    the lane compacted and grown."""
     rng = np.random.default_rng(3)
     forgot = 0
     for _ in range(20):
         lane = _Lane()
-        S, E = List([np.empty(4)]), List([np.empty(4)])
+        L = np.empty((1, 4, 2))
         lim = np.zeros((1, 2), np.int64)
         t = 0.0
         for _ in range(3000):
             t += float(rng.choice([0.0, rng.uniform(0, 4000)]))
             at = t - float(rng.choice([0.0, rng.uniform(0, 8000)]))
             d = float(rng.choice([rng.uniform(0, 1000), 0.0]))
-            assert compiled._book(S, E, lim, 0, at, d) == lane.book(at, d)
+            e, L = compiled._book(L, lim, 0, at, d)
+            assert e == lane.book(at, d)
             h, n = lim[0]
-            assert S[0][h:n].tolist() == lane.starts and E[0][h:n].tolist() == lane.ends
+            assert L[0, h:n, 0].tolist() == lane.starts and L[0, h:n, 1].tolist() == lane.ends
             forgot = max(forgot, h)
     assert forgot  # HORIZON forgetting was exercised
 

@@ -17,7 +17,6 @@ import numpy as np
 
 try:
     from numba import njit
-    from numba.typed import List
 except ImportError:  # pragma: no cover - the Python scheduler runs instead
     njit = None
 
@@ -105,108 +104,101 @@ def _events(sched, col, out):
 if njit is not None:
     jit = njit(cache=True, nogil=True)
 
-    # -- _Lane k: its intervals are S[k][h:t], E[k][h:t] with (h, t) = lim[k]; forgetting
-    # moves h (amortised: the arrays are compacted when they fill), not the intervals
+    # -- _Lane k: its intervals are L[k, h:t] (start, end) with (h, t) = lim[k];
+    # forgetting moves h (the lane is compacted when it fills). Functions that may
+    # grow L (every lane to twice the capacity) return it.
     @jit
-    def _make_room(S, E, lim, k):
-        """Room for one more interval at the tail of lane k."""
+    def _make_room(L, lim, k):
+        """Room for one more interval at the tail of lane k; returns L."""
         h, t = lim[k, 0], lim[k, 1]
-        st, en = S[k], E[k]
-        if 2 * h >= st.size:  # compact in place
+        if 2 * h >= L.shape[1]:  # compact in place
             for j in range(t - h):
-                st[j] = st[h + j]
-                en[j] = en[h + j]
-        else:
-            s2 = np.empty(2 * st.size)
-            e2 = np.empty(2 * st.size)
-            s2[:t - h] = st[h:t]
-            e2[:t - h] = en[h:t]
-            S[k], E[k] = s2, e2
-        lim[k, 0], lim[k, 1] = 0, t - h
+                L[k, j] = L[k, h + j]
+            lim[k, 0], lim[k, 1] = 0, t - h
+            return L
+        grown = np.empty((L.shape[0], 2 * L.shape[1], 2))
+        grown[:, :L.shape[1]] = L
+        return grown
 
     @jit
-    def _insert(S, E, lim, k, i, s, e):
-        """Insert [s, e) at absolute position i of lane k."""
-        if lim[k, 1] == S[k].size:
+    def _insert(L, lim, k, i, s, e):
+        """Insert [s, e) at position i of lane k; returns L."""
+        if lim[k, 1] == L.shape[1]:
             h = lim[k, 0]
-            _make_room(S, E, lim, k)
-            i -= h
-        st, en = S[k], E[k]
+            L = _make_room(L, lim, k)
+            i -= h - lim[k, 0]
         for j in range(lim[k, 1], i, -1):
-            st[j] = st[j - 1]
-            en[j] = en[j - 1]
-        st[i] = s
-        en[i] = e
+            L[k, j] = L[k, j - 1]
+        L[k, i, 0] = s
+        L[k, i, 1] = e
         lim[k, 1] += 1
+        return L
 
     @jit
-    def _delete(S, E, lim, k, i):
-        st, en = S[k], E[k]
+    def _delete(L, lim, k, i):
         for j in range(i, lim[k, 1] - 1):
-            st[j] = st[j + 1]
-            en[j] = en[j + 1]
+            L[k, j] = L[k, j + 1]
         lim[k, 1] -= 1
 
     @jit
-    def _forget(E, lim, k):
+    def _forget(L, lim, k):
         """Drop the intervals more than HORIZON behind the latest booking."""
         h, t = lim[k, 0], lim[k, 1]
-        en = E[k]
-        if t - h > LANE_KEEP and en[h] <= en[t - 1] - HORIZON:
-            lim[k, 0] = h + np.searchsorted(en[h:t], en[t - 1] - HORIZON, side="right")
+        last = L[k, t - 1, 1]
+        if t - h > LANE_KEEP and L[k, h, 1] <= last - HORIZON:
+            lim[k, 0] = h + np.searchsorted(L[k, h:t, 1], last - HORIZON, side="right")
 
     @jit
-    def _book(S, E, lim, k, t, d):
-        """_Lane.book on lane k."""
+    def _book(L, lim, k, t, d):
+        """_Lane.book on lane k: (end, L)."""
         h, n = lim[k, 0], lim[k, 1]
-        st, en = S[k], E[k]
-        if n == h or t >= en[n - 1]:  # after every booking
+        if n == h or t >= L[k, n - 1, 1]:  # after every booking
             e = t + d
-            if n > h and en[n - 1] == t:
-                en[n - 1] = e
+            if n > h and L[k, n - 1, 1] == t:
+                L[k, n - 1, 1] = e
             else:
-                _insert(S, E, lim, k, n, t, e)
-            _forget(E, lim, k)
-            return e
-        i = h + np.searchsorted(en[h:n], t, side="right")
+                L = _insert(L, lim, k, n, t, e)
+            _forget(L, lim, k)
+            return e, L
+        i = h + np.searchsorted(L[k, h:n, 1], t, side="right")
         s = t
-        while i < n and st[i] < s + d:
-            if en[i] > s:
-                s = en[i]
+        while i < n and L[k, i, 0] < s + d:
+            if L[k, i, 1] > s:
+                s = L[k, i, 1]
             i += 1
         e = s + d
-        if i > h and en[i - 1] >= s:
-            if i < n and st[i] <= e:
-                en[i - 1] = en[i]
-                _delete(S, E, lim, k, i)
+        if i > h and L[k, i - 1, 1] >= s:
+            if i < n and L[k, i, 0] <= e:
+                L[k, i - 1, 1] = L[k, i, 1]
+                _delete(L, lim, k, i)
             else:
-                en[i - 1] = e
-        elif i < n and st[i] <= e:
-            st[i] = s
+                L[k, i - 1, 1] = e
+        elif i < n and L[k, i, 0] <= e:
+            L[k, i, 0] = s
         else:
-            _insert(S, E, lim, k, i, s, e)
-        _forget(E, lim, k)
-        return e
+            L = _insert(L, lim, k, i, s, e)
+        _forget(L, lim, k)
+        return e, L
 
     @jit
-    def _dma_book(S, E, lim, shared, dc, neng, mask, t, d):
-        """_DmaState.book: lane dc*(neng+1) is the shared lane, the engines' follow."""
+    def _dma_book(L, lim, shared, dc, neng, mask, t, d):
+        """_DmaState.book: lane dc*(neng+1) is the shared lane, the engines' follow;
+        (latest end, L)."""
         base = dc * (neng + 1)
         if shared[dc]:
             if mask == (1 << neng) - 1:
-                return _book(S, E, lim, base, t, d)
+                return _book(L, lim, base, t, d)
             for x in range(1, neng + 1):  # each engine gets a copy of the shared lane
-                S[base + x] = S[base].copy()
-                E[base + x] = E[base].copy()
-                lim[base + x, 0], lim[base + x, 1] = lim[base, 0], lim[base, 1]
+                L[base + x] = L[base]
+                lim[base + x] = lim[base]
             shared[dc] = 0
         done = t
         for x in range(neng):
             if (mask >> x) & 1:
-                y = _book(S, E, lim, base + 1 + x, t, d)
+                y, L = _book(L, lim, base + 1 + x, t, d)
                 if y > done:
                     done = y
-        return done
+        return done, L
 
     # -- Tensor Engine (per core c): st[c] its scalars (ST_*), cellt[c] when each PE
     # cell is free, its _BusyWindow spans[c, head:tail] (head, tail = wn[c]) and its
@@ -299,9 +291,9 @@ if njit is not None:
 
     # -- DMA ------------------------------------------------------------------------
     @jit
-    def _dma(S, E, lim, shared, dge, free, tr, swtrk, dc, stack_lane, mask, ready,
+    def _dma(L, lim, shared, dge, free, tr, swtrk, dc, stack_lane, mask, ready,
              dge_ns, dn, hbm_ns, neng, fixed, interval):
-        """_Scheduler._dma: (issue, done); stack_lane < 0: no HBM traffic."""
+        """_Scheduler._dma: (issue, done, L); stack_lane < 0: no HBM traffic."""
         issue = ready if ready > free[tr] else free[tr]
         t = issue
         if dge_ns:
@@ -319,13 +311,13 @@ if njit is not None:
         data_ready = t + fixed
         fin = data_ready
         if dn > 0:
-            fin = _dma_book(S, E, lim, shared, dc, neng, mask, data_ready, dn)
+            fin, L = _dma_book(L, lim, shared, dc, neng, mask, data_ready, dn)
         if stack_lane >= 0:
-            sf = _book(S, E, lim, stack_lane, data_ready, hbm_ns)
+            sf, L = _book(L, lim, stack_lane, data_ready, hbm_ns)
             if sf > fin:
                 fin = sf
         free[tr] = issue + max(interval, dn)
-        return issue, fin
+        return issue, fin, L
 
     # -- dependencies ---------------------------------------------------------------
     @jit
@@ -353,25 +345,42 @@ if njit is not None:
             wt[nw] = t
             wsel[j0 + nw] = j
             nw += 1
-        if nw > 16:
-            perm = np.argsort(-wt[:nw], kind="mergesort")
-            wsel[j0:j0 + nw] = wsel[j0:j0 + nw][perm]
-        else:
-            _insertion_sort(wt, wsel, j0, nw)
+        _sort_waits(wt, wsel, j0, nw)
         return ready, nw
 
     @jit
-    def _insertion_sort(wt, wsel, j0, nw):
-        """Sort wsel[j0:j0 + nw] by wt[:nw], latest first, stably (few: no allocation)."""
-        for a in range(1, nw):
-            t, j = wt[a], wsel[j0 + a]
-            x = a
-            while x > 0 and wt[x - 1] < t:
-                wt[x] = wt[x - 1]
-                wsel[j0 + x] = wsel[j0 + x - 1]
-                x -= 1
-            wt[x] = t
-            wsel[j0 + x] = j
+    def _sort_waits(wt, wsel, j0, nw):
+        """Sort wsel[j0:j0 + nw] by wt[:nw], latest first, stably: insertion sort on
+        runs of 16, then bottom-up merges (no quadratic case)."""
+        for a0 in range(0, nw, 16):
+            for a in range(a0 + 1, min(a0 + 16, nw)):
+                t, j = wt[a], wsel[j0 + a]
+                x = a
+                while x > a0 and wt[x - 1] < t:
+                    wt[x] = wt[x - 1]
+                    wsel[j0 + x] = wsel[j0 + x - 1]
+                    x -= 1
+                wt[x] = t
+                wsel[j0 + x] = j
+        width = 16
+        if nw <= width:
+            return
+        bt = np.empty(nw)
+        bj = np.empty(nw, np.int64)
+        while width < nw:
+            for lo in range(0, nw, 2 * width):
+                mid, hi = min(lo + width, nw), min(lo + 2 * width, nw)
+                a, b = lo, mid
+                for x in range(lo, hi):  # the left run wins ties: stable
+                    if b >= hi or (a < mid and wt[a] >= wt[b]):
+                        bt[x], bj[x] = wt[a], wsel[j0 + a]
+                        a += 1
+                    else:
+                        bt[x], bj[x] = wt[b], wsel[j0 + b]
+                        b += 1
+            wt[:nw] = bt
+            wsel[j0:j0 + nw] = bj
+            width *= 2
 
     # -- the pass over the instructions ------------------------------------------------
     @jit
@@ -408,11 +417,8 @@ if njit is not None:
         thn = np.zeros(ntc1, np.int64)
         # DMA: per core neng + 1 lanes (shared, engines) and the DGE units; a lane per
         # HBM stack after them
-        S, E = List(), List()
         nlanes = ndc * (neng + 1) + nst
-        for _ in range(nlanes):
-            S.append(np.empty(16))
-            E.append(np.empty(16))
+        L = np.empty((nlanes, 64, 2))
         lim = np.zeros((nlanes, 2), np.int64)
         shared = np.ones(max(ndc, 1), np.uint8)
         dge = np.zeros((max(ndc, 1), ndge))
@@ -426,9 +432,9 @@ if njit is not None:
             ki = kind[ro]
             if ki == DMA:
                 lane = ndc * (neng + 1) + stack[ro] if hashbm[ro] else -1
-                s, e = _dma(S, E, lim, shared, dge, free, tr, swtrk[ro], dcore[ro], lane,
-                            dmask[ro], r, dge_ns[ro], data_ns[ro], hbm_ns[ro], neng, fixed,
-                            interval)
+                s, e, L = _dma(L, lim, shared, dge, free, tr, swtrk[ro], dcore[ro], lane,
+                               dmask[ro], r, dge_ns[ro], data_ns[ro], hbm_ns[ro], neng,
+                               fixed, interval)
                 d = e
             elif ki == TENSOR:
                 s, e, f, shown = _tensor(st, cellt, spans, wn, thr, thn, tcore[ro],
