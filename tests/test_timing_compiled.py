@@ -1,4 +1,5 @@
-"""The compiled timing core (timing/columns.py + timing/compiled.py) against the Python
+"""The compiled timing core (timing/columns.py + timing/compiled.py), with and without
+the compiled on-chip dependency maps (timing/compiled_deps.py), against the Python
 scheduler: the same timeline, event by event, on varied small kernels; the lane and
 busy-window primitives against theirs on random histories."""
 import ml_dtypes
@@ -22,9 +23,10 @@ REL = 1e-9
 
 def _same(program, chip_name):
     chip = load_chip(chip_name)
-    for issue in (getattr(program, "issue", None), None):
+    for issue, maps in ((getattr(program, "issue", None), False), (None, False),
+                        (getattr(program, "issue", None), True)):
         ref = _Scheduler(program, chip, issue, {}).run()
-        got = compiled.schedule_compiled(program, chip, issue)
+        got = compiled.schedule_compiled(program, chip, issue, compiled_deps=maps)
         assert got is not None
         assert got.order == ref.order
         assert got.total_time == pytest.approx(ref.total_time, rel=REL)
@@ -191,3 +193,33 @@ def test_waits_sorted_latest_first_stably(count):
                                 done, wsel, np.empty(count))
     assert ready == done.max() and nw == count
     assert wsel.tolist() == sorted(range(count), key=lambda j: -done[j])
+
+
+@nki.jit
+def random_tiles(x, seed=0):
+    """Copies between random boxes of two SBUF tiles and a PSUM tile: partial
+    partitions and bytes, strided (holey) writes, reads of bytes nobody wrote."""
+    rng = np.random.default_rng(seed)
+    a = nl.ndarray((128, 512), dtype=x.dtype, buffer=nl.sbuf)
+    b = nl.ndarray((128, 512), dtype=x.dtype, buffer=nl.sbuf)
+    nisa.dma_copy(dst=a[0:64, 0:256], src=x[0:64, 0:256])
+    engines = [nisa.vector_engine, nisa.scalar_engine, nisa.gpsimd_engine]
+    for _ in range(60):
+        p0 = int(rng.integers(0, 4)) * 32
+        p1 = p0 + int(rng.integers(1, 5 - p0 // 32)) * 32
+        w = int(rng.choice([16, 32, 64, 128]))
+        c0, c1 = (int(v) * 16 for v in rng.integers(0, (512 - w) // 16, size=2))
+        src, dst = (a, b) if rng.random() < 0.5 else (b, a)
+        step = 2 if rng.random() < 0.25 else 1
+        nisa.tensor_copy(dst=dst[p0:p1, c1:c1 + w:step], src=src[p0:p1, c0:c0 + w:step],
+                         engine=engines[int(rng.integers(0, 3))])
+    out = nl.ndarray(x.shape, dtype=x.dtype, buffer=nl.shared_hbm)
+    nisa.dma_copy(dst=out, src=b)
+    return out
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_onchip_boxes(seed):
+    _, run = trnsim.run_kernel(random_tiles, (np.zeros((128, 512), np.float32),),
+                               {"seed": seed}, chip="trn2", numerics=False)
+    _same(run.program, "trn2")

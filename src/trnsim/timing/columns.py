@@ -70,25 +70,40 @@ def supported(sched) -> bool:
     return all(ins.engine != "cc" for ins in sched.instrs)
 
 
-def build_columns(sched) -> Columns:
-    """The columns of `sched`'s program (consumes `sched`'s dependency maps)."""
+def build_columns(sched, compiled_deps: bool = False) -> Columns:
+    """The columns of `sched`'s program (consumes `sched`'s dependency maps).
+    compiled_deps: collect the dependencies with compiled_deps.py (stage 3)."""
     col = Columns(len(sched.instrs))
     col.order = np.asarray(sched.order, dtype=np.int64)
+    if compiled_deps:
+        from .compiled_deps import collect
+        col.dptr, col.dprod, col.dkind, col.dspace = collect(sched, col.spaces)
+        _price(sched, col)
+        return col
     instrs = sched.instrs
     collect = sched._collect
-    track, rows, cost = sched.track, col.rows, sched.cost
-    dma_cost, matmul, compute, eng = cost.dma.cost, cost.matmul, cost.compute, cost.eng
-    folded = sched.folded
     dprod, dkind, dspace, dptr = col.dprod, col.dkind, col.dspace, col.dptr
     spaces = col.spaces
     for i in sched.order:
-        ins = instrs[i]
-        for p, (kind, space) in collect(ins).items():
+        for p, (kind, space) in collect(instrs[i]).items():
             dprod.append(p)
             dkind.append(_KIND[kind])
             code = spaces.get(space)
             dspace.append(code if code is not None else _dense(spaces, space))
         dptr.append(len(dprod))
+    _price(sched, col)
+    return col
+
+
+def _price(sched, col):
+    """Each instruction's track and row (in issue order: the row of the first
+    instruction of a signature makes what it makes in the Python scheduler's order)."""
+    instrs = sched.instrs
+    track, rows, cost = sched.track, col.rows, sched.cost
+    dma_cost, matmul, compute, eng = cost.dma.cost, cost.matmul, cost.compute, cost.eng
+    folded = sched.folded
+    for i in sched.order:
+        ins = instrs[i]
         trk = track[i]
         col.track[i] = trk.id
         engine = ins.engine
@@ -104,7 +119,6 @@ def build_columns(sched) -> Columns:
         if r is None:
             r = _new_row(sched, col, ins, trk, res)
         col.row[i] = r
-    return col
 
 
 def _new_row(sched, col, ins, trk, res) -> int:

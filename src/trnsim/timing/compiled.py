@@ -35,16 +35,17 @@ def available() -> bool:
     return njit is not None
 
 
-def schedule_compiled(program, chip, issue):
+def schedule_compiled(program, chip, issue, compiled_deps: bool = False):
     """The Timeline of `program` (see scheduler.schedule), or None where the compiled
-    core does not model the program."""
+    core does not model the program. compiled_deps: the on-chip dependency maps
+    compiled too (compiled_deps.py)."""
     if njit is None:
         return None
     from .scheduler import _Scheduler
     sched = _Scheduler(program, chip, issue, {})
     if not supported(sched):
         return None
-    col = build_columns(sched)
+    col = build_columns(sched, compiled_deps)
     out = run_core(sched, col)
     return build_timeline(sched, col, out)
 

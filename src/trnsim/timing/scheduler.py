@@ -232,9 +232,10 @@ def schedule(program, chip=None, order: str = "compiler", fabric=None) -> Timeli
     chip = load_chip(chip if chip is not None else program.chip)
     issue = getattr(program, "issue", None) if order == "compiler" else None
     with gc_paused():
-        if not fabric and os.environ.get("TRNSIM_COMPILED") == "1":
-            from .compiled import schedule_compiled  # experiment: None where not modelled
-            timeline = schedule_compiled(program, chip, issue)
+        mode = os.environ.get("TRNSIM_COMPILED")  # experiment: 1 core, 2 core + maps
+        if not fabric and mode in ("1", "2"):
+            from .compiled import schedule_compiled  # None where not modelled
+            timeline = schedule_compiled(program, chip, issue, mode == "2")
             if timeline is not None:
                 return timeline
         return _Scheduler(program, chip, issue, fabric or {}).run()
