@@ -38,13 +38,62 @@ def collect(sched, spaces: dict):
     build_columns makes them (space codes added to `spaces`); records sched.track."""
     n = len(sched.instrs)
     order, folded, tkey, optr, ops, lprod = _ops(sched, spaces)
-    caps = np.array([4 * len(ops) + 64, 8 * len(ops) + 64, 4 * len(ops) + 64])
+    caps = np.array([4 * len(ops) + 64, 8 * len(ops) + 64, 4 * len(ops) + 64], np.int64)
     ntracks = len(sched.engines) + len(sched.queues)
     while True:
         try:
             return _collect(n, order, folded, tkey, optr, ops, lprod, ntracks, caps)
         except IndexError:  # a capacity was too small: again with more
             caps *= 4
+
+
+def _ops(sched, spaces):
+    """The accesses in issue order as ops (kind, map, p_lo, p_hi, lo, hi, dense or list
+    start, space code; list ops: their producers lprod[start:ops[o, 6]])."""
+    instrs = sched.instrs
+    n = len(instrs)
+    maps, folded, track, track_of = sched.maps, sched.folded, sched.track, sched._track_of
+    skip = np.zeros(n, np.uint8)
+    tkey = np.zeros(n, np.int64)
+    optr = [0]
+    ops: list = []  # flat, 8 per op
+    lprod: list = []
+    onchip: dict = {}  # (space, core) -> (map id, space code)
+    hbm = _code(spaces, "hbm")
+    put = ops.extend
+    for i in sched.order:
+        ins = instrs[i]
+        trk = track_of(ins)
+        track[i] = trk
+        t = tkey[i] = trk.id
+        if i in folded:
+            skip[i] = 1
+            optr.append(len(ops) >> 3)
+            continue
+        for a in ins.reads:
+            sp = a.space
+            if sp == "hbm":
+                _list_op(ops, lprod, OP_RAW, maps.read(a, i, t), hbm)
+                continue
+            m = onchip.get((sp, a.core)) or _new_map(onchip, spaces, sp, a.core)
+            put((OP_READ, m[0], a.p_lo, a.p_hi, a.lo, a.hi, 0, m[1]))
+        for a in ins.writes:
+            sp = a.space
+            if sp == "hbm":
+                waw, war = maps.write(a, i, t)
+                _list_op(ops, lprod, OP_WAW, waw, hbm)
+                _list_op(ops, lprod, OP_WAR, war, hbm)
+                continue
+            m = onchip.get((sp, a.core)) or _new_map(onchip, spaces, sp, a.core)
+            p_lo, p_hi, lo, hi = a.p_lo, a.p_hi, a.lo, a.hi
+            put((OP_WRITE, m[0], p_lo, p_hi, lo, hi, a.bytes >= (p_hi - p_lo) * (hi - lo),
+                 m[1]))
+        deps_on = ins.attrs.get("depends_on")
+        if deps_on:
+            _list_op(ops, lprod, OP_ORDER, [p for p in deps_on if 0 <= p < n and p != i], 0)
+        optr.append(len(ops) >> 3)
+    return (np.asarray(sched.order, np.int64), skip, tkey, np.array(optr, np.int64),
+            np.array(ops, np.int64).reshape(-1, 8), np.array(lprod, np.int64))
 
 
 def _code(spaces, space):
@@ -54,57 +103,14 @@ def _code(spaces, space):
     return c
 
 
-def _ops(sched, spaces):
-    """The accesses in issue order as ops (kind, map, p_lo, p_hi, lo, hi, dense or list
-    start, space code; list ops: their producers lprod[start:ops[o, 6]])."""
-    instrs = sched.instrs
-    n = len(instrs)
-    maps = sched.maps
-    folded = np.zeros(n, np.uint8)
-    tkey = np.zeros(n, np.int64)
-    optr = [0]
-    ops: list = []
-    lprod: list = []
-    mapid: dict = {}
-    hbm = _code(spaces, "hbm")
-    for i in sched.order:
-        ins = instrs[i]
-        trk = sched._track_of(ins)
-        sched.track[i] = trk
-        tkey[i] = trk.id
-        if i in sched.folded:
-            folded[i] = 1
-            optr.append(len(ops))
-            continue
-        for a in ins.reads:
-            if a.space == "hbm":
-                _list_op(ops, lprod, OP_RAW, maps.read(a, i, trk.id), hbm)
-            else:
-                m = mapid.setdefault((a.space, a.core), len(mapid))
-                ops.append((OP_READ, m, a.p_lo, a.p_hi, a.lo, a.hi, 0,
-                            _code(spaces, a.space)))
-        for a in ins.writes:
-            if a.space == "hbm":
-                waw, war = maps.write(a, i, trk.id)
-                _list_op(ops, lprod, OP_WAW, waw, hbm)
-                _list_op(ops, lprod, OP_WAR, war, hbm)
-            else:
-                m = mapid.setdefault((a.space, a.core), len(mapid))
-                dense = a.bytes >= (a.p_hi - a.p_lo) * (a.hi - a.lo)
-                ops.append((OP_WRITE, m, a.p_lo, a.p_hi, a.lo, a.hi, int(dense),
-                            _code(spaces, a.space)))
-        deps_on = ins.attrs.get("depends_on")
-        if deps_on:
-            _list_op(ops, lprod, OP_ORDER, [p for p in deps_on if 0 <= p < n and p != i], 0)
-        optr.append(len(ops))
-    ops_a = np.array(ops, np.int64).reshape(len(ops), 8)
-    return (np.asarray(sched.order, np.int64), folded, tkey, np.array(optr, np.int64),
-            ops_a, np.array(lprod, np.int64))
+def _new_map(onchip, spaces, space, core):
+    m = onchip[(space, core)] = (len(onchip), _code(spaces, space))
+    return m
 
 
 def _list_op(ops, lprod, kind, prods, space):
     if prods:
-        ops.append((kind, 0, 0, 0, 0, len(lprod), len(lprod) + len(prods), space))
+        ops.extend((kind, 0, 0, 0, 0, len(lprod), len(lprod) + len(prods), space))
         lprod.extend(prods)
 
 
