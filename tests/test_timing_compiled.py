@@ -90,7 +90,8 @@ def mixed(x, w, seed=0, dge=True):
 def test_mixed_kernel(seed, chip):
     x = np.zeros((128, 64 * 24), ml_dtypes.bfloat16)
     w = np.zeros((128, 64), ml_dtypes.bfloat16)
-    _, run = trnsim.run_kernel(mixed, (x, w), {"seed": seed, "dge": chip != "trn1"}, chip=chip, numerics=False)
+    _, run = trnsim.run_kernel(mixed, (x, w), {"seed": seed, "dge": chip != "trn1"},
+                               chip=chip, numerics=False)
     _same(run.program, chip)
 
 
@@ -223,3 +224,19 @@ def test_random_onchip_boxes(seed):
     _, run = trnsim.run_kernel(random_tiles, (np.zeros((128, 512), np.float32),),
                                {"seed": seed}, chip="trn2", numerics=False)
     _same(run.program, "trn2")
+
+
+def test_compiled_maps_retry_with_more_capacity():
+    """Capacities too small for the program: the compiled maps run again with more."""
+    from trnsim.timing import columns, compiled_deps
+    _, run = trnsim.run_kernel(random_tiles, (np.zeros((128, 512), np.float32),),
+                               {"seed": 0}, chip="trn2", numerics=False)
+    chip = load_chip("trn2")
+    ref = columns.build_columns(_Scheduler(run.program, chip, None, {}))
+    sched = _Scheduler(run.program, chip, None, {})
+    spaces = {"": 0}
+    dptr, dprod, dkind, dspace = compiled_deps.collect(sched, spaces, caps=(2, 2, 2))
+    names = list(spaces)
+    assert dptr.tolist() == ref.dptr and dprod.tolist() == ref.dprod
+    assert dkind.tolist() == ref.dkind
+    assert [names[x] for x in dspace] == [list(ref.spaces)[x] for x in ref.dspace]

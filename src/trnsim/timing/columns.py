@@ -4,10 +4,13 @@ for the timing core (compiled.py).
 One pass over the instructions in issue order runs the Python scheduler's own
 dependency collection (`_Scheduler._collect`: the MemoryMaps, track ids, folded
 memsets, depends_on, track order), so the dependencies are those of the Python
-scheduler by construction, and prices every instruction with the cost model. The
-dependencies come out as CSR arrays in the order `_collect` found them (that order
-decides the order of equal-time Waits); cost terms stay Python objects, one per
-instruction (shared as the cost model shares them).
+scheduler by construction (or compiled_deps.collect, stage 3: the same, with the
+on-chip maps compiled). The dependencies come out as CSR arrays in the order
+`_collect` found them (that order decides the order of equal-time Waits). A second
+pass prices every instruction with the cost model: one row per (cost model result,
+track), so a loop body's rows are made once and an instruction records only its track
+and its row; cost terms stay Python objects, one per row (shared as the cost model
+shares them).
 """
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ import numpy as np
 
 # dependency kinds, in the codes the timing core reads
 KINDS = ("RAW", "WAW", "WAR", "order", "queue")
+RAW, WAW, WAR, ORDER, QUEUE = range(5)
 _KIND = {k: n for n, k in enumerate(KINDS)}
 # what an instruction does on its track
 COMPUTE, FOLDED, TENSOR, DMA = range(4)
@@ -26,7 +30,7 @@ MAX_BITS = 52  # PE cells and DMA engines are bitmasks (exact in the float64 tab
 # track (the cost model memoizes per signature, so a loop body's rows are made once)
 ROW = ("kind", "tcore", "dcore", "stack", "cells", "dmask", "swtrk", "hbm", "dur", "mm",
        "ls", "dge_ns", "data_ns", "hbm_ns")
-_FLOATS = 8  # ROW[8:] are floats
+_INTS = 8  # ROW[:8] are integers, the rest floats
 
 
 class Columns:
@@ -54,6 +58,7 @@ class Columns:
 
 
 def _dense(d: dict, key) -> int:
+    """key's number in d (numbered in order of first use)."""
     v = d.get(key)
     if v is None:
         v = d[key] = len(d)
@@ -201,8 +206,8 @@ def arrays(col):
     the dependencies' CSR, track and row per instruction, then the rows' ROW columns."""
     i64 = np.int64
     table = np.array(col.table, dtype=np.float64).reshape(len(col.table), len(ROW))
-    ints = [np.ascontiguousarray(table[:, k]).astype(i64) for k in range(_FLOATS)]
-    floats = [np.ascontiguousarray(table[:, k]) for k in range(_FLOATS, len(ROW))]
+    ints = [np.ascontiguousarray(table[:, k]).astype(i64) for k in range(_INTS)]
+    floats = [np.ascontiguousarray(table[:, k]) for k in range(_INTS, len(ROW))]
     return (col.order, np.array(col.dptr, i64), np.array(col.dprod, i64),
             np.array(col.dkind, i64), np.array(col.track, i64), np.array(col.row, i64),
             *ints, *floats)

@@ -20,11 +20,11 @@ try:
 except ImportError:  # pragma: no cover - the Python scheduler runs instead
     njit = None
 
-from .columns import DMA, FOLDED, KINDS, ROW, TENSOR, arrays, build_columns, supported, tracks
+from .columns import (DMA, FOLDED, KINDS, QUEUE, RAW, ROW, TENSOR, WAR, arrays, build_columns,
+                      supported, tracks)
 from .timeline import Event, Timeline, Wait
 
 _new_wait = tuple.__new__
-RAW, WAW, WAR, ORDER, QUEUE = range(5)
 HORIZON = 2e6  # _Lane.HORIZON
 NOISE = 1e-3  # _BusyWindow.NOISE
 LANE_KEEP = 512  # _Lane forgets only beyond this many intervals

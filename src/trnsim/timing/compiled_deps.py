@@ -21,28 +21,31 @@ from __future__ import annotations
 
 import numpy as np
 
+from .columns import ORDER, QUEUE, RAW, WAR, WAW, _dense
+
 try:
     from numba import njit
 except ImportError:  # pragma: no cover
     njit = None
 
 OP_READ, OP_WRITE, OP_RAW, OP_WAW, OP_WAR, OP_ORDER = range(6)
-RAW, WAW, WAR, ORDER, QUEUE = range(5)
-_NOTE = (RAW, RAW, RAW, WAW, WAR, ORDER)  # the dependency kind of each op's producers
 MAP_SHIFT = 40
 PLO, PHI, NEXT, W, RDN = range(5)
 
 
-def collect(sched, spaces: dict):
+def collect(sched, spaces: dict, caps=None):
     """(dptr, dprod, dkind, dspace) for `sched`'s instructions in issue order, as
-    build_columns makes them (space codes added to `spaces`); records sched.track."""
+    build_columns makes them (space codes added to `spaces`); records sched.track.
+    caps: the first capacities tried (segments, Recs, writer cells)."""
     n = len(sched.instrs)
-    order, folded, tkey, optr, ops, lprod = _ops(sched, spaces)
-    caps = np.array([4 * len(ops) + 64, 8 * len(ops) + 64, 4 * len(ops) + 64], np.int64)
+    order, skip, tkey, optr, ops, lprod = _ops(sched, spaces)
+    if caps is None:  # (np.empty: untouched capacity costs address space only)
+        caps = (4 * len(ops) + 64, 8 * len(ops) + 64, 4 * len(ops) + 64)
+    caps = np.array(caps, np.int64)
     ntracks = len(sched.engines) + len(sched.queues)
     while True:
         try:
-            return _collect(n, order, folded, tkey, optr, ops, lprod, ntracks, caps)
+            return _collect(n, order, skip, tkey, optr, ops, lprod, ntracks, caps)
         except IndexError:  # a capacity was too small: again with more
             caps *= 4
 
@@ -59,7 +62,7 @@ def _ops(sched, spaces):
     ops: list = []  # flat, 8 per op
     lprod: list = []
     onchip: dict = {}  # (space, core) -> (map id, space code)
-    hbm = _code(spaces, "hbm")
+    hbm = _dense(spaces, "hbm")
     put = ops.extend
     for i in sched.order:
         ins = instrs[i]
@@ -96,15 +99,8 @@ def _ops(sched, spaces):
             np.array(ops, np.int64).reshape(-1, 8), np.array(lprod, np.int64))
 
 
-def _code(spaces, space):
-    c = spaces.get(space)
-    if c is None:
-        c = spaces[space] = len(spaces)
-    return c
-
-
 def _new_map(onchip, spaces, space, core):
-    m = onchip[(space, core)] = (len(onchip), _code(spaces, space))
+    m = onchip[(space, core)] = (len(onchip), _dense(spaces, space))
     return m
 
 
@@ -118,7 +114,7 @@ if njit is not None:
     jit = njit(cache=True, nogil=True)
 
     @jit
-    def _collect(n, order, folded, tkey, optr, ops, lprod, ntracks, caps):
+    def _collect(n, order, skip, tkey, optr, ops, lprod, ntracks, caps):
         st = (np.array([0, 0, 0, ntracks], np.int64), np.empty(caps[0], np.int64),
               np.empty(caps[0], np.int64), np.empty(caps[0], np.int64),
               np.empty((caps[1], 5), np.int64), np.empty((caps[1] * ntracks, 2), np.int64),
@@ -133,7 +129,7 @@ if njit is not None:
         for k in range(n):
             i = order[k]
             m0 = m
-            if not folded[i]:
+            if not skip[i]:  # (a folded memset: no access, no track order)
                 tk = tkey[i]
                 for o in range(optr[k], optr[k + 1]):
                     kind, space = ops[o, 0], ops[o, 7]
