@@ -45,7 +45,10 @@ def schedule_compiled(program, chip, issue, compiled_deps: bool = False):
     sched = _Scheduler(program, chip, issue, {})
     if not supported(sched):
         return None
-    col = build_columns(sched, compiled_deps)
+    try:
+        col = build_columns(sched, compiled_deps)
+    except OverflowError:  # addresses beyond the compiled maps' byte axis
+        return None
     out = run_core(sched, col)
     return build_timeline(sched, col, out)
 

@@ -1,58 +1,70 @@
-"""Stage 3 of the compiled scheduler (experiment): the on-chip dependency maps
-(deps.SpaceMap, unfiltered: the SBUF / PSUM of every core) compiled with numba, so that
-collecting an instruction's dependencies calls no Python per on-chip access. HBM
-accesses still go through the Python MemoryMaps (deps.HbmMap); their producers are
-passed in as lists, in access order.
+"""Stage 3 of the compiled scheduler (experiment): the dependency maps (deps.py)
+compiled with numba, so that collecting an instruction's dependencies calls no Python
+per access: the on-chip SpaceMaps (the SBUF / PSUM of every core), the HbmMap (a
+filtered flat map and a map per row pitch, queried across) and MemoryMaps' exact-overlap
+filter of HBM producers (`_hit`). `collect(..., hbm=False)` keeps the HBM maps in
+Python (their producers passed in as lists, in access order).
 
 `collect(sched)` gives what the `_Scheduler._collect` loop of columns.build_columns
 gives: the same dependencies in the same order (the order `_collect`'s dict found them
-in), and it records every instruction's track. The maps of every (space, core) share
-one byte axis (map m's bytes at m << 40), so one sorted segment array serves them all.
+in), and it records every instruction's track. All maps share one byte axis (map m's
+bytes at m << 48: the on-chip maps, then the flat HBM map, then one per row pitch in
+the order they appear), so one sorted segment array serves them all.
 
-State (`st`): cnt (segments, Recs, writer cells, tracks); segments g: [glo[g], ghi[g])
-in byte order, Recs from ghd[g] linked by R[r, NEXT]; Rec r: partitions
-[R[r, PLO], R[r, PHI]), its writers a persistent list from R[r, W] (cells WC: value,
-previous; a copied Rec shares them, as Python's copies share the writers tuple), its
-readers RD[r * T: r * T + R[r, RDN]] (track, instruction) in insertion order, a slot per
-track. Only the general paths of SpaceMap.read / write are ported: its fast paths and
-_RecIndex are shortcuts to the same producers and the same Rec order.
+State (`st`): cnt (segments, Recs, writer cells, tracks, row pitches, on-chip maps);
+segments g: [glo[g], ghi[g]) in byte order, Recs from ghd[g] linked by R[r, NEXT]; Rec
+r: partitions (rows, in a pitched map) [R[r, PLO], R[r, PHI]), its writers a persistent
+list from R[r, W] (cells WC: value, previous; a copied Rec shares them, as Python's
+copies share the writers tuple), its readers RD[r * T: r * T + R[r, RDN]] (track,
+instruction) in insertion order, a slot per track; the row pitches. Only the general
+paths of SpaceMap.read / write / query are ported: its fast paths, _RecIndex and the
+access boxes are shortcuts to the same producers and the same Rec order.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from .columns import ORDER, QUEUE, RAW, WAR, WAW, _dense
+from .costs import itemsize
+from .deps import rows_form
 
 try:
     from numba import njit
 except ImportError:  # pragma: no cover
     njit = None
 
-OP_READ, OP_WRITE, OP_RAW, OP_WAW, OP_WAR, OP_ORDER = range(6)
-MAP_SHIFT = 40
+OP_READ, OP_WRITE, OP_RAW, OP_WAW, OP_WAR, OP_ORDER, OP_HREAD, OP_HWRITE = range(8)
+MAP_SHIFT = 48
 PLO, PHI, NEXT, W, RDN = range(5)
 
 
-def collect(sched, spaces: dict, caps=None):
+def collect(sched, spaces: dict, caps=None, hbm: bool = True):
     """(dptr, dprod, dkind, dspace) for `sched`'s instructions in issue order, as
     build_columns makes them (space codes added to `spaces`); records sched.track.
-    caps: the first capacities tried (segments, Recs, writer cells)."""
+    caps: the first capacities tried (segments, Recs, writer cells); hbm: the HBM maps
+    compiled too (else the Python MemoryMaps')."""
     n = len(sched.instrs)
-    order, skip, tkey, optr, ops, lprod = _ops(sched, spaces)
+    order, skip, tkey, optr, ops, lprod, hops, hr, hw, nmaps = _ops(sched, spaces, hbm)
+    top = max(ops[:, 5].max(initial=0), hops[:, 3].max(initial=0))
+    if top >= 1 << MAP_SHIFT:  # the maps' shared byte axis cannot hold these addresses
+        raise OverflowError(f"byte address {top} beyond 2**{MAP_SHIFT}")
     if caps is None:  # (np.empty: untouched capacity costs address space only)
         caps = (4 * len(ops) + 64, 8 * len(ops) + 64, 4 * len(ops) + 64)
     caps = np.array(caps, np.int64)
     ntracks = len(sched.engines) + len(sched.queues)
     while True:
         try:
-            return _collect(n, order, skip, tkey, optr, ops, lprod, ntracks, caps)
+            return _collect(n, order, skip, tkey, optr, ops, lprod, hops, hr, hw, nmaps,
+                            ntracks, caps)
         except IndexError:  # a capacity was too small: again with more
             caps *= 4
 
 
-def _ops(sched, spaces):
+def _ops(sched, spaces, hbm_compiled):
     """The accesses in issue order as ops (kind, map, p_lo, p_hi, lo, hi, dense or list
-    start, space code; list ops: their producers lprod[start:ops[o, 6]])."""
+    start, space code; list ops: their producers lprod[start:ops[o, 6]]; HBM ops: the
+    access hops[ops[o, 1]], (p_lo, p_hi, lo, hi, dense, has a rows form, the form), each
+    instruction's reads hops[hr[i, 0]:hr[i, 1]] and writes hops[hw[i, 0]:hw[i, 1]])."""
     instrs = sched.instrs
     n = len(instrs)
     maps, folded, track, track_of = sched.maps, sched.folded, sched.track, sched._track_of
@@ -61,6 +73,9 @@ def _ops(sched, spaces):
     optr = [0]
     ops: list = []  # flat, 8 per op
     lprod: list = []
+    hops: list = []  # flat, 10 per access
+    hr = np.zeros((n, 2), np.int64)
+    hw = np.zeros((n, 2), np.int64)
     onchip: dict = {}  # (space, core) -> (map id, space code)
     hbm = _dense(spaces, "hbm")
     put = ops.extend
@@ -73,30 +88,47 @@ def _ops(sched, spaces):
             skip[i] = 1
             optr.append(len(ops) >> 3)
             continue
+        hr[i, 0] = len(hops) // 10
         for a in ins.reads:
             sp = a.space
-            if sp == "hbm":
+            if sp != "hbm":
+                m = onchip.get((sp, a.core)) or _new_map(onchip, spaces, sp, a.core)
+                put((OP_READ, m[0], a.p_lo, a.p_hi, a.lo, a.hi, 0, m[1]))
+            elif hbm_compiled:
+                put((OP_HREAD, _hbm_access(hops, a), 0, 0, 0, 0, 0, hbm))
+            else:
                 _list_op(ops, lprod, OP_RAW, maps.read(a, i, t), hbm)
-                continue
-            m = onchip.get((sp, a.core)) or _new_map(onchip, spaces, sp, a.core)
-            put((OP_READ, m[0], a.p_lo, a.p_hi, a.lo, a.hi, 0, m[1]))
+        hr[i, 1] = hw[i, 0] = len(hops) // 10
         for a in ins.writes:
             sp = a.space
-            if sp == "hbm":
+            if sp != "hbm":
+                m = onchip.get((sp, a.core)) or _new_map(onchip, spaces, sp, a.core)
+                p_lo, p_hi, lo, hi = a.p_lo, a.p_hi, a.lo, a.hi
+                put((OP_WRITE, m[0], p_lo, p_hi, lo, hi, a.bytes >= (p_hi - p_lo) * (hi - lo),
+                     m[1]))
+            elif hbm_compiled:
+                put((OP_HWRITE, _hbm_access(hops, a), 0, 0, 0, 0, 0, hbm))
+            else:
                 waw, war = maps.write(a, i, t)
                 _list_op(ops, lprod, OP_WAW, waw, hbm)
                 _list_op(ops, lprod, OP_WAR, war, hbm)
-                continue
-            m = onchip.get((sp, a.core)) or _new_map(onchip, spaces, sp, a.core)
-            p_lo, p_hi, lo, hi = a.p_lo, a.p_hi, a.lo, a.hi
-            put((OP_WRITE, m[0], p_lo, p_hi, lo, hi, a.bytes >= (p_hi - p_lo) * (hi - lo),
-                 m[1]))
+        hw[i, 1] = len(hops) // 10
         deps_on = ins.attrs.get("depends_on")
         if deps_on:
             _list_op(ops, lprod, OP_ORDER, [p for p in deps_on if 0 <= p < n and p != i], 0)
         optr.append(len(ops) >> 3)
     return (np.asarray(sched.order, np.int64), skip, tkey, np.array(optr, np.int64),
-            np.array(ops, np.int64).reshape(-1, 8), np.array(lprod, np.int64))
+            np.array(ops, np.int64).reshape(-1, 8), np.array(lprod, np.int64),
+            np.array(hops, np.int64).reshape(-1, 10), hr, hw, len(onchip))
+
+
+def _hbm_access(hops, a) -> int:
+    """Add HBM access a to hops; its index."""
+    f = rows_form(a, itemsize(a.dtype))
+    p_lo, p_hi, lo, hi = a.p_lo, a.p_hi, a.lo, a.hi
+    hops.extend((p_lo, p_hi, lo, hi, a.bytes >= (p_hi - p_lo) * (hi - lo), f is not None,
+                 *(f or (0, 0, 0, 0))))
+    return len(hops) // 10 - 1
 
 
 def _new_map(onchip, spaces, space, core):
@@ -114,11 +146,13 @@ if njit is not None:
     jit = njit(cache=True, nogil=True)
 
     @jit
-    def _collect(n, order, skip, tkey, optr, ops, lprod, ntracks, caps):
-        st = (np.array([0, 0, 0, ntracks], np.int64), np.empty(caps[0], np.int64),
+    def _collect(n, order, skip, tkey, optr, ops, lprod, hops, hr, hw, nmaps, ntracks,
+                 caps):
+        st = (np.array([0, 0, 0, ntracks, 0, nmaps], np.int64), np.empty(caps[0], np.int64),
               np.empty(caps[0], np.int64), np.empty(caps[0], np.int64),
               np.empty((caps[1], 5), np.int64), np.empty((caps[1] * ntracks, 2), np.int64),
-              np.empty((caps[2], 2), np.int64))
+              np.empty((caps[2], 2), np.int64), np.empty(64, np.int64))
+        seen = np.zeros(n + 1, np.int64)  # _hit's stamps
         dptr = np.zeros(n + 1, np.int64)
         out = np.empty((max(16, 4 * n), 3), np.int64)  # producer, kind, space
         slot = np.full(n, -1, np.int64)
@@ -134,10 +168,27 @@ if njit is not None:
                 for o in range(optr[k], optr[k + 1]):
                     kind, space = ops[o, 0], ops[o, 7]
                     if kind == OP_READ:
-                        nw, bw = _read(st, ops[o], i, tk, bw)
+                        base = ops[o, 1] << MAP_SHIFT
+                        nw, bw = _read(st, ops[o, 2], ops[o, 3], base + ops[o, 4],
+                                       base + ops[o, 5], i, tk, False, bw, 0)
                         m, out = _merge(bw[:nw], RAW, space, slot, out, m)
                     elif kind == OP_WRITE:
-                        nw, nr, bw, br = _write(st, ops[o], i, tk, bw, br)
+                        base = ops[o, 1] << MAP_SHIFT
+                        nw, nr, bw, br = _write(st, ops[o, 2], ops[o, 3], base + ops[o, 4],
+                                                base + ops[o, 5], i, tk, ops[o, 6] != 0,
+                                                bw, 0, br, 0)
+                        m, out = _merge(bw[:nw], WAW, space, slot, out, m)
+                        m, out = _merge(br[:nr], WAR, space, slot, out, m)
+                    elif kind == OP_HREAD:
+                        h = hops[ops[o, 1]]
+                        nw, bw = _hbm_read(st, h, i, tk, bw)
+                        nw, bw = _hit(h, bw, nw, hw, hops, seen, i)
+                        m, out = _merge(bw[:nw], RAW, space, slot, out, m)
+                    elif kind == OP_HWRITE:
+                        h = hops[ops[o, 1]]
+                        nw, nr, bw, br = _hbm_write(st, h, i, tk, bw, br)
+                        nw, bw = _hit(h, bw, nw, hw, hops, seen, i)
+                        nr, br = _hit(h, br, nr, hr, hops, seen, i)
                         m, out = _merge(bw[:nw], WAW, space, slot, out, m)
                         m, out = _merge(br[:nr], WAR, space, slot, out, m)
                     else:
@@ -379,7 +430,7 @@ if njit is not None:
 
     # -- reads ------------------------------------------------------------------------
     @jit
-    def _extend_readonly(st, i, lo, hi, p_lo, p_hi, idx, tk):
+    def _extend_readonly(st, i, lo, hi, p_lo, p_hi, idx, tk, filtered):
         """Grow the read-only segment just before position i (ending at lo) to hi."""
         R, ghi = st[4], st[2]
         j = i - 1
@@ -390,6 +441,10 @@ if njit is not None:
             return False
         if R[r, W] >= 0 or R[r, PLO] != p_lo or R[r, PHI] != p_hi:
             return False
+        if filtered:
+            v = _reader(st, r, tk)
+            if v != -1 and v != idx:
+                return False
         ghi[j] = hi
         _set_reader(st, r, tk, idx)
         return True
@@ -401,19 +456,20 @@ if njit is not None:
         _insert_seg(st, i, lo, hi, r)
 
     @jit
-    def _read(st, op, idx, tk, buf):
-        """SpaceMap.read: (count of the writers in buf, buf)."""
-        base = op[1] << MAP_SHIFT
-        p_lo, p_hi, lo, hi = op[2], op[3], base + op[4], base + op[5]
+    def _read(st, p_lo, p_hi, lo, hi, idx, tk, filtered, buf, nb):
+        """SpaceMap.read: the writers appended to buf[:nb]; (nb, buf)."""
         R, glo, ghi = st[4], st[1], st[2]
-        nb = 0
         i = _first(st, lo)
+        if filtered:  # a read recorded on a whole part must have read all of it
+            i = _split_around(st, i, lo, hi)[0]
         cur = lo
         while i < st[0][0] and glo[i] < hi:
             if glo[i] > cur:  # a gap nobody touched yet: a read-only segment
-                if not _extend_readonly(st, i, cur, glo[i], p_lo, p_hi, idx, tk):
+                if not _extend_readonly(st, i, cur, glo[i], p_lo, p_hi, idx, tk, filtered):
                     _readonly_seg(st, i, cur, glo[i], p_lo, p_hi, idx, tk)
                     i += 1
+            if filtered and p_lo < p_hi:
+                _narrow(st, i, p_lo, p_hi, idx, tk)
             covered = 0
             r = st[3][i]
             while r >= 0:
@@ -433,19 +489,16 @@ if njit is not None:
             cur = ghi[i]
             i += 1
         if cur < hi:
-            if not _extend_readonly(st, i, cur, hi, p_lo, p_hi, idx, tk):
+            if not _extend_readonly(st, i, cur, hi, p_lo, p_hi, idx, tk, filtered):
                 _readonly_seg(st, i, cur, hi, p_lo, p_hi, idx, tk)
         return nb, buf
 
     # -- writes -----------------------------------------------------------------------
     @jit
-    def _write(st, op, idx, tk, bw, br):
-        """SpaceMap.write: (count of writers in bw, of readers in br, bw, br)."""
-        base = op[1] << MAP_SHIFT
-        p_lo, p_hi, lo, hi, dense = op[2], op[3], base + op[4], base + op[5], op[6] != 0
+    def _write(st, p_lo, p_hi, lo, hi, idx, tk, dense, bw, nw, br, nr):
+        """SpaceMap.write: the writers (WAW) appended to bw[:nw], the readers (WAR) to
+        br[:nr]; (nw, nr, bw, br)."""
         R, glo, ghi, ghd = st[4], st[1], st[2], st[3]
-        nw = 0
-        nr = 0
         mine = _cell(st, idx, -1)
         i, j = _split_around(st, _first(st, lo), lo, hi)
         cur = lo
@@ -508,3 +561,201 @@ if njit is not None:
         for x in range(i + 1, n - d):
             glo[x], ghi[x], ghd[x] = glo[x + d], ghi[x + d], ghd[x + d]
         cnt[0] = n - d
+
+    # -- filtered maps (HBM) ------------------------------------------------------------
+    @jit
+    def _reader(st, r, tk):
+        """r.readers.get(tk, -1)."""
+        R, RD, T = st[4], st[5], st[0][3]
+        for x in range(r * T, r * T + R[r, RDN]):
+            if RD[x, 0] == tk:
+                return RD[x, 1]
+        return -1
+
+    @jit
+    def _narrow(st, g, p_lo, p_hi, idx, tk):
+        """SpaceMap._narrow on segment g: split the first and the last Rec the read
+        overlaps (in partition order) where they straddle it and another reader of its
+        track would be replaced."""
+        R = st[4]
+        first = last = -1
+        r = st[3][g]
+        while r >= 0:
+            if R[r, PLO] < p_hi and p_lo < R[r, PHI]:
+                if first < 0 or R[r, PLO] < R[first, PLO]:
+                    first = r
+                if last < 0 or R[r, PLO] > R[last, PLO]:
+                    last = r
+            r = R[r, NEXT]
+        _narrow_rec(st, g, first, p_lo, p_hi, idx, tk)
+        if last != first:
+            _narrow_rec(st, g, last, p_lo, p_hi, idx, tk)
+
+    @jit
+    def _narrow_rec(st, g, r, p_lo, p_hi, idx, tk):
+        R = st[4]
+        if r < 0 or not (R[r, PLO] < p_lo or R[r, PHI] > p_hi):
+            return
+        v = _reader(st, r, tk)
+        if v == -1 or v == idx:
+            return
+        head = tail = -1
+        if R[r, PLO] < p_lo:
+            head, tail = _link(st, head, tail, _copy(st, r, R[r, PLO], p_lo))
+        head, tail = _link(st, head, tail, _copy(st, r, max(R[r, PLO], p_lo),
+                                                 min(R[r, PHI], p_hi)))
+        if R[r, PHI] > p_hi:
+            head, tail = _link(st, head, tail, _copy(st, r, p_hi, R[r, PHI]))
+        R[tail, NEXT] = R[r, NEXT]  # the parts take r's place
+        if st[3][g] == r:
+            st[3][g] = head
+            return
+        x = st[3][g]
+        while R[x, NEXT] != r:
+            x = R[x, NEXT]
+        R[x, NEXT] = head
+
+    @jit
+    def _query(st, p_lo, p_hi, lo, hi, idx, bw, nw, br, nr, readers):
+        """SpaceMap.query: the writers (and readers) of the box, recording nothing."""
+        R, glo = st[4], st[1]
+        i = _first(st, lo)
+        while i < st[0][0] and glo[i] < hi:
+            r = st[3][i]
+            i += 1
+            while r >= 0:
+                if R[r, PLO] < p_hi and p_lo < R[r, PHI]:
+                    bw, nw = _writers_out(st, r, idx, bw, nw)
+                    if readers:
+                        br, nr = _readers_out(st, r, idx, br, nr)
+                r = R[r, NEXT]
+        return nw, nr, bw, br
+
+    @jit
+    def _map_base(st, j):
+        """Byte base of the HBM map j (-1: the flat map, else the j-th row pitch)."""
+        return (st[0][5] + 1 + j) << MAP_SHIFT
+
+    @jit
+    def _home(st, h):
+        """HbmMap._home: (index of its row pitch's map, -1: the flat map; boxes)."""
+        boxes = np.zeros((2, 4), np.int64)
+        pitch, first, rows, run = h[6], h[7], h[8], h[9]
+        if not h[5] or pitch == 0 or rows <= 1 or run > pitch:
+            return -1, boxes[:0]
+        cnt, pitches = st[0], st[7]
+        j = 0
+        while j < cnt[4] and pitches[j] != pitch:
+            j += 1
+        if j == cnt[4]:
+            if j == pitches.size:
+                raise IndexError("row pitches")
+            pitches[j] = pitch
+            cnt[4] = j + 1
+        r0, c = first // pitch, first % pitch
+        if c + run <= pitch:
+            boxes[0] = r0, r0 + rows, c, c + run
+            return j, boxes[:1]
+        boxes[0] = r0, r0 + rows, c, pitch
+        boxes[1] = r0 + 1, r0 + rows + 1, 0, c + run - pitch
+        return j, boxes
+
+    @jit
+    def _query_others(st, h, own, idx, bw, nw, br, nr, readers):
+        """HbmMap._query_others: every map but the access's own (own: its pitch's
+        index, -1 the flat map), in the order the maps were made."""
+        lo, hi = h[2], h[3]
+        if own >= 0:
+            b = _map_base(st, -1)
+            nw, nr, bw, br = _query(st, h[0], h[1], b + lo, b + hi, idx, bw, nw, br, nr,
+                                    readers)
+        for j in range(st[0][4]):
+            if j == own:
+                continue
+            r = st[7][j]
+            b = _map_base(st, j)
+            r0, r1 = lo // r, (hi - 1) // r
+            if r0 == r1:
+                nw, nr, bw, br = _query(st, r0, r0 + 1, b + lo % r, b + (hi - 1) % r + 1,
+                                        idx, bw, nw, br, nr, readers)
+            else:
+                nw, nr, bw, br = _query(st, r0, r1 + 1, b, b + r, idx, bw, nw, br, nr,
+                                        readers)
+        return nw, nr, bw, br
+
+    @jit
+    def _hbm_read(st, h, idx, tk, bw):
+        """HbmMap.read of HBM access h: (count of the candidates in bw, bw)."""
+        own, boxes = _home(st, h)
+        b = _map_base(st, own)
+        nw = 0
+        if own < 0:
+            nw, bw = _read(st, h[0], h[1], b + h[2], b + h[3], idx, tk, True, bw, nw)
+        for x in range(boxes.shape[0]):
+            nw, bw = _read(st, boxes[x, 0], boxes[x, 1], b + boxes[x, 2], b + boxes[x, 3],
+                           idx, tk, True, bw, nw)
+        nw, _, bw, _ = _query_others(st, h, own, idx, bw, nw, bw, 0, False)
+        return nw, bw
+
+    @jit
+    def _hbm_write(st, h, idx, tk, bw, br):
+        """HbmMap.write of HBM access h: (writers in bw, readers in br, bw, br)."""
+        own, boxes = _home(st, h)
+        b = _map_base(st, own)
+        nw = nr = 0
+        if own < 0:
+            nw, nr, bw, br = _write(st, h[0], h[1], b + h[2], b + h[3], idx, tk, h[4] != 0,
+                                    bw, nw, br, nr)
+        for x in range(boxes.shape[0]):
+            nw, nr, bw, br = _write(st, boxes[x, 0], boxes[x, 1], b + boxes[x, 2],
+                                    b + boxes[x, 3], idx, tk, True, bw, nw, br, nr)
+        return _query_others(st, h, own, idx, bw, nw, br, nr, True)
+
+    # -- exact overlap of HBM accesses (deps.hbm_overlap) ---------------------------------
+    @jit
+    def _hit(h, buf, nb, accesses, hops, seen, idx):
+        """MemoryMaps._hit: the candidates buf[:nb] (once each, first first) with an
+        access in accesses[p, 0]:accesses[p, 1] sharing a byte with h; (count, buf)."""
+        out = 0
+        stamp = seen[-1] = seen[-1] + 1  # (seen: a stamp per instruction, the last one)
+        for x in range(nb):
+            p = buf[x]
+            if nb > 1:
+                if seen[p] == stamp:
+                    continue
+                seen[p] = stamp
+            for a in range(accesses[p, 0], accesses[p, 1]):
+                b = hops[a]
+                if h[2] < b[3] and b[2] < h[3] and _forms_overlap(h, b):
+                    buf[out] = p
+                    out += 1
+                    break
+        return out, buf
+
+    @jit
+    def _forms_overlap(a, b):
+        """deps._forms_overlap of two accesses' rows forms (a[5]: it has one; a[6:10]:
+        pitch, first byte, rows, bytes per row)."""
+        if not a[5] or not b[5]:
+            return True
+        if a[6] == 0:
+            return _rows_vs_run(b, a[7], a[7] + a[9])
+        if b[6] == 0:
+            return _rows_vs_run(a, b[7], b[7] + b[9])
+        R = a[6]
+        if b[6] != R or a[9] > R or b[9] > R:
+            return True
+        ra, ca = a[7] // R, a[7] % R
+        rb, cb = b[7] // R, b[7] % R
+        if ca + a[9] > R or cb + b[9] > R:
+            return True
+        return ra < rb + b[8] and rb < ra + a[8] and ca < cb + b[9] and cb < ca + a[9]
+
+    @jit
+    def _rows_vs_run(f, lo, hi):
+        R, s, n, L = f[6], f[7], f[8], f[9]
+        if R == 0:
+            return s < hi and lo < s + L
+        i_min = max(0, (lo - s - L) // R + 1)
+        i_max = min(n - 1, -(-(hi - s) // R) - 1)
+        return i_min <= i_max
