@@ -35,6 +35,7 @@ except ImportError:  # pragma: no cover
 
 OP_READ, OP_WRITE, OP_RAW, OP_WAW, OP_WAR, OP_ORDER, OP_HREAD, OP_HWRITE = range(8)
 MAP_SHIFT = 48
+MAX_PITCHES = 64  # row pitches of the HBM maps (more: the Python scheduler)
 PLO, PHI, NEXT, W, RDN = range(5)
 
 
@@ -148,10 +149,13 @@ if njit is not None:
     @jit
     def _collect(n, order, skip, tkey, optr, ops, lprod, hops, hr, hw, nmaps, ntracks,
                  caps):
+        boxes = np.empty((nmaps + 1 + MAX_PITCHES, 2, 4), np.int64)
+        boxes[:, :, 0::2] = np.iinfo(np.int64).max  # empty: no access, no write yet
+        boxes[:, :, 1::2] = np.iinfo(np.int64).min
         st = (np.array([0, 0, 0, ntracks, 0, nmaps], np.int64), np.empty(caps[0], np.int64),
               np.empty(caps[0], np.int64), np.empty(caps[0], np.int64),
               np.empty((caps[1], 5), np.int64), np.empty((caps[1] * ntracks, 2), np.int64),
-              np.empty((caps[2], 2), np.int64), np.empty(64, np.int64))
+              np.empty((caps[2], 2), np.int64), np.empty(MAX_PITCHES, np.int64), boxes)
         seen = np.zeros(n + 1, np.int64)  # _hit's stamps
         dptr = np.zeros(n + 1, np.int64)
         out = np.empty((max(16, 4 * n), 3), np.int64)  # producer, kind, space
@@ -459,6 +463,7 @@ if njit is not None:
     def _read(st, p_lo, p_hi, lo, hi, idx, tk, filtered, buf, nb):
         """SpaceMap.read: the writers appended to buf[:nb]; (nb, buf)."""
         R, glo, ghi = st[4], st[1], st[2]
+        _grow(st[8][lo >> MAP_SHIFT, 0], p_lo, p_hi, lo, hi)
         i = _first(st, lo)
         if filtered:  # a read recorded on a whole part must have read all of it
             i = _split_around(st, i, lo, hi)[0]
@@ -499,6 +504,8 @@ if njit is not None:
         """SpaceMap.write: the writers (WAW) appended to bw[:nw], the readers (WAR) to
         br[:nr]; (nw, nr, bw, br)."""
         R, glo, ghi, ghd = st[4], st[1], st[2], st[3]
+        _grow(st[8][lo >> MAP_SHIFT, 0], p_lo, p_hi, lo, hi)
+        _grow(st[8][lo >> MAP_SHIFT, 1], p_lo, p_hi, lo, hi)
         mine = _cell(st, idx, -1)
         i, j = _split_around(st, _first(st, lo), lo, hi)
         cur = lo
@@ -619,6 +626,9 @@ if njit is not None:
     def _query(st, p_lo, p_hi, lo, hi, idx, bw, nw, br, nr, readers):
         """SpaceMap.query: the writers (and readers) of the box, recording nothing."""
         R, glo = st[4], st[1]
+        b = st[8][lo >> MAP_SHIFT, 0 if readers else 1]  # nothing outside: return at once
+        if not (b[0] < p_hi and p_lo < b[1] and b[2] < hi and lo < b[3]):
+            return nw, nr, bw, br
         i = _first(st, lo)
         while i < st[0][0] and glo[i] < hi:
             r = st[3][i]
@@ -649,7 +659,7 @@ if njit is not None:
             j += 1
         if j == cnt[4]:
             if j == pitches.size:
-                raise IndexError("row pitches")
+                raise OverflowError("too many row pitches")
             pitches[j] = pitch
             cnt[4] = j + 1
         r0, c = first // pitch, first % pitch
@@ -759,3 +769,11 @@ if njit is not None:
         i_min = max(0, (lo - s - L) // R + 1)
         i_max = min(n - 1, -(-(hi - s) // R) - 1)
         return i_min <= i_max
+
+    @jit
+    def _grow(box, p_lo, p_hi, lo, hi):
+        """deps._grow in place (box: p_lo, p_hi, lo, hi)."""
+        box[0] = min(box[0], p_lo)
+        box[1] = max(box[1], p_hi)
+        box[2] = min(box[2], lo)
+        box[3] = max(box[3], hi)
