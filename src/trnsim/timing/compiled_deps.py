@@ -155,7 +155,8 @@ if njit is not None:
         st = (np.array([0, 0, 0, ntracks, 0, nmaps], np.int64), np.empty(caps[0], np.int64),
               np.empty(caps[0], np.int64), np.empty(caps[0], np.int64),
               np.empty((caps[1], 5), np.int64), np.empty((caps[1] * ntracks, 2), np.int64),
-              np.empty((caps[2], 2), np.int64), np.empty(MAX_PITCHES, np.int64), boxes)
+              np.empty((caps[2], 2), np.int64), np.empty(MAX_PITCHES, np.int64), boxes,
+              np.zeros((2, 4), np.int64))
         seen = np.zeros(n + 1, np.int64)  # _hit's stamps
         dptr = np.zeros(n + 1, np.int64)
         out = np.empty((max(16, 4 * n), 3), np.int64)  # producer, kind, space
@@ -263,7 +264,11 @@ if njit is not None:
             if WC[c, 0] != idx:
                 buf, nb = _push(buf, nb, WC[c, 0])
             c = WC[c, 1]
-        buf[n0:nb] = buf[n0:nb][::-1].copy()
+        a, b = n0, nb - 1
+        while a < b:  # newest first: reverse
+            buf[a], buf[b] = buf[b], buf[a]
+            a += 1
+            b -= 1
         return buf, nb
 
     @jit
@@ -649,7 +654,7 @@ if njit is not None:
     @jit
     def _home(st, h):
         """HbmMap._home: (index of its row pitch's map, -1: the flat map; boxes)."""
-        boxes = np.zeros((2, 4), np.int64)
+        boxes = st[9]  # (scratch)
         pitch, first, rows, run = h[6], h[7], h[8], h[9]
         if not h[5] or pitch == 0 or rows <= 1 or run > pitch:
             return -1, boxes[:0]
