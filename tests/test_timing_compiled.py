@@ -235,7 +235,7 @@ def test_compiled_maps_retry_with_more_capacity():
     ref = columns.build_columns(_Scheduler(run.program, chip, None, {}))
     sched = _Scheduler(run.program, chip, None, {})
     spaces = {"": 0}
-    dptr, dprod, dkind, dspace = compiled_deps.collect(sched, spaces, caps=(2, 2, 2))
+    dptr, dprod, dkind, dspace = compiled_deps.collect(sched, spaces, caps=(2, 2, 2, 2))
     names = list(spaces)
     assert dptr.tolist() == ref.dptr and dprod.tolist() == ref.dprod
     assert dkind.tolist() == ref.dkind

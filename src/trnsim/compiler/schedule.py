@@ -32,6 +32,7 @@ in (trnsim.timing.schedule follows it unless asked for program order)."""
 from __future__ import annotations
 
 import heapq
+import os
 from array import array
 from dataclasses import dataclass, field
 
@@ -97,6 +98,7 @@ def order_instructions(program, heuristic: str = DEFAULT_HEURISTIC,
 
 class _ListScheduler:
     def __init__(self, program, chip, heuristic, window):
+        self.program = program
         self.instrs = program.instructions
         self.heuristic = heuristic
         self.window = window
@@ -123,6 +125,50 @@ class _ListScheduler:
 
     # -- the graph ---------------------------------------------------------------------
     def _dependencies(self):
+        """The edges by consumer: (producers, kinds) as int32 and uint8 arrays, npred[i]
+        of them for consumer i (set here), each producer once with the first kind found
+        (RAW, then per write WAW and WAR, then order). Compiled (timing/compiled_deps.py)
+        where TRNSIM_COMPILED is 1 or 2 and numba is there; the same edges, in another
+        order within a consumer (`_successors` sorts them by producer, stably)."""
+        if os.environ.get("TRNSIM_COMPILED") in ("1", "2"):
+            edges = self._compiled_dependencies()
+            if edges is not None:
+                return edges
+        return self._python_dependencies()
+
+    def _compiled_dependencies(self):
+        """_dependencies by the compiled maps, or None where they do not hold the
+        program (no numba, addresses beyond their byte axis, too many HBM row
+        pitches)."""
+        from ..timing import compiled_deps
+        if compiled_deps.njit is None:
+            return None
+        instrs, res = self.instrs, self.res
+        n = len(instrs)
+        # reader keys as _python_dependencies': a compute instruction's own index, a
+        # DMA queue's number past every index
+        queues: dict = {}
+        tkey = [i if ins.engine != "dma" else n + queues.setdefault(id(res[i]), len(queues))
+                for i, ins in enumerate(instrs)]
+        extra: dict = {}
+        last_cc: dict = {}
+        for ins in instrs:
+            if ins.engine == "cc":
+                p = last_cc.get(ins.core)
+                if p is not None:
+                    extra[ins.index] = [p]
+                last_cc[ins.core] = ins.index
+        for i, order in compiled_deps.access_columns(self.program).depends_on:
+            extra.setdefault(i, []).extend(p for p in order if 0 <= p < i)
+        try:
+            dptr, prods, kinds = compiled_deps.list_edges(self.program, tkey,
+                                                          sorted(extra.items()))
+        except OverflowError:
+            return None
+        self.npred = np.diff(dptr).tolist()
+        return prods.astype(np.int32), kinds.astype(np.uint8)
+
+    def _python_dependencies(self):
         maps = MemoryMaps()
         read, write = maps.read, maps.write
         npred, resources = self.npred, self.res
@@ -159,7 +205,7 @@ class _ListScheduler:
             npred[i] = len(found)
             prods.extend(found)
             kinds.extend(found.values())
-        return prods, kinds
+        return np.frombuffer(prods, np.int32), np.frombuffer(kinds, np.uint8)
 
     def _successors(self, prods, kinds):
         """succ: the edges (producer, kind), listed by consumer (npred[i] of them for
@@ -167,13 +213,13 @@ class _ListScheduler:
         stable sort). Made once the dependency maps are gone: while they are there, the
         edges take 5 bytes each (the pairs, ~100 bytes, are fastest to walk)."""
         n = len(self.instrs)
-        p = np.frombuffer(prods, np.int32)
+        p = prods
         by = np.argsort(p, kind="stable")
         ends = np.cumsum(np.bincount(p, minlength=n)).tolist()
         consumers = np.repeat(np.arange(n, dtype=np.int32), self.npred)[by].tolist()
         index = [ins.index for ins in self.instrs]  # (the record's ints: shared)
         pairs = list(zip(map(index.__getitem__, consumers),
-                         np.frombuffer(kinds, np.uint8)[by].tolist()))
+                         kinds[by].tolist()))
         lo = 0
         for hi in ends:
             self.succ.append(pairs[lo:hi] if hi != lo else ())

@@ -1,162 +1,133 @@
-"""Stage 3 of the compiled scheduler (experiment): the dependency maps (deps.py)
-compiled with numba, so that collecting an instruction's dependencies calls no Python
-per access: the on-chip SpaceMaps (the SBUF / PSUM of every core), the HbmMap (a
-filtered flat map and a map per row pitch, queried across) and MemoryMaps' exact-overlap
-filter of HBM producers (`_hit`). `collect(..., hbm=False)` keeps the HBM maps in
-Python (their producers passed in as lists, in access order).
+"""Stage 3 of the compiled scheduler: the dependency maps (deps.py) compiled with
+numba, so that collecting an instruction's dependencies calls no Python per access: the
+on-chip SpaceMaps (the SBUF / PSUM of every core), the HbmMap (a filtered flat map and a
+map per row pitch, queried across) and MemoryMaps' exact-overlap filter of HBM producers
+(`_hit`). They read the program's access columns (access_columns.py), which both of
+their users share:
 
-`collect(sched)` gives what the `_Scheduler._collect` loop of columns.build_columns
-gives: the same dependencies in the same order (the order `_collect`'s dict found them
-in), and it records every instruction's track. All maps share one byte axis (map m's
-bytes at m << 48: the on-chip maps, then the flat HBM map, then one per row pitch in
-the order they appear), so one sorted segment array serves them all.
+- `collect(sched)`, the timing scheduler: what the `_Scheduler._collect` loop of
+  columns.build_columns gives, the same dependencies in the same order (the order
+  `_collect`'s dict found them in), walking in issue order with track ids as reader
+  keys; it records every instruction's track.
+- `list_edges(program, tkey, extra)`, the compiler model's list scheduler
+  (compiler/schedule.py `_ListScheduler._dependencies`): each instruction's producers
+  and the first kind found for each, in program order with its reader keys (an
+  instruction's own index for compute engines: no two share one).
 
-State (`st`): cnt (segments, Recs, writer cells, tracks, row pitches, on-chip maps);
-segments g: [glo[g], ghi[g]) in byte order, Recs from ghd[g] linked by R[r, NEXT]; Rec
-r: partitions (rows, in a pitched map) [R[r, PLO], R[r, PHI]), its writers a persistent
-list from R[r, W] (cells WC: value, previous; a copied Rec shares them, as Python's
-copies share the writers tuple), its readers RD[r * T: r * T + R[r, RDN]] (track,
-instruction) in insertion order, a slot per track; the row pitches. Only the general
-paths of SpaceMap.read / write / query are ported: its fast paths, _RecIndex and the
-access boxes are shortcuts to the same producers and the same Rec order.
+All maps share one byte axis (map m's bytes at m << 48: the on-chip maps, then the flat
+HBM map, then one per row pitch in the order they appear), so one sorted segment array
+serves them all.
+
+State (`st`): cnt (segments, Recs, writer cells, keys below which a reader key is its
+instruction's own, row pitches, on-chip maps, reader cells); segments g: [glo[g],
+ghi[g]) in byte order, Recs from ghd[g] linked by R[r, NEXT]; Rec r: partitions (rows,
+in a pitched map) [R[r, PLO], R[r, PHI]), its writers a persistent list from R[r, W]
+(cells WC: value, previous; a copied Rec shares them, as Python's copies share the
+writers tuple), its readers RD[R[r, RDS]: + R[r, RDN]] (key, instruction) in insertion
+order, a block of R[r, RDC] reader cells (moved to a block twice as large when full);
+the row pitches. Only the general paths of SpaceMap.read / write / query are ported:
+its fast paths, _RecIndex and the access boxes are shortcuts to the same producers and
+the same Rec order.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from .access_columns import LO, MAP, SPACE, access_columns
 from .columns import ORDER, QUEUE, RAW, WAR, WAW, _dense
-from .costs import itemsize
-from .deps import rows_form
 
 try:
     from numba import njit
 except ImportError:  # pragma: no cover
     njit = None
 
-OP_READ, OP_WRITE, OP_RAW, OP_WAW, OP_WAR, OP_ORDER, OP_HREAD, OP_HWRITE = range(8)
 MAP_SHIFT = 48
 MAX_PITCHES = 64  # row pitches of the HBM maps (more: the Python scheduler)
-PLO, PHI, NEXT, W, RDN = range(5)
+PLO, PHI, NEXT, W, RDN, RDS, RDC = range(7)
+UNIQUE, READERS = 3, 6  # (cnt's fields: see the module doc)
 
 
-def collect(sched, spaces: dict, caps=None, hbm: bool = True):
+def collect(sched, spaces: dict, caps=None):
     """(dptr, dprod, dkind, dspace) for `sched`'s instructions in issue order, as
     build_columns makes them (space codes added to `spaces`); records sched.track.
-    caps: the first capacities tried (segments, Recs, writer cells); hbm: the HBM maps
-    compiled too (else the Python MemoryMaps')."""
+    caps: the first capacities tried (segments, Recs, writer cells, reader cells).
+    OverflowError: addresses the compiled maps do not hold (the Python scheduler)."""
+    cols = access_columns(sched.program)
     n = len(sched.instrs)
-    order, skip, tkey, optr, ops, lprod, hops, hr, hw, nmaps = _ops(sched, spaces, hbm)
-    top = max(ops[:, 5].max(initial=0), hops[:, 3].max(initial=0))
-    if top >= 1 << MAP_SHIFT:  # the maps' shared byte axis cannot hold these addresses
-        raise OverflowError(f"byte address {top} beyond 2**{MAP_SHIFT}")
-    if caps is None:  # (np.empty: untouched capacity costs address space only)
-        caps = (4 * len(ops) + 64, 8 * len(ops) + 64, 4 * len(ops) + 64)
-    caps = np.array(caps, np.int64)
+    instrs, track, track_of = sched.instrs, sched.track, sched._track_of
+    tkey = np.zeros(n, np.int64)
+    for i in sched.order:
+        trk = track[i] = track_of(instrs[i])
+        tkey[i] = trk.id
+    skip = np.zeros(n, np.uint8)
+    skip[list(sched.folded)] = 1
+    extra = [(i, [p for p in d if 0 <= p < n and p != i])
+             for i, d in cols.depends_on if not skip[i]]
+    remap = np.array([_dense(spaces, s) for s in cols.spaces] or [0], np.int64)
     ntracks = len(sched.engines) + len(sched.queues)
+    return _run(cols, np.asarray(sched.order, np.int64), skip, tkey, 0, extra, remap,
+                ntracks, False, caps)
+
+
+def list_edges(program, tkey, extra, caps=None):
+    """(dptr, prods, kinds): instruction i's producers prods[dptr[i]:dptr[i + 1]], each
+    once with the first kind found (RAW, then per write WAW and WAR, then the `extra`
+    ones: (instruction, its ORDER producers, each earlier than it)), as the list
+    scheduler's MemoryMaps pass finds them in program order. tkey: each instruction's
+    reader key, below len(program) its own index. OverflowError: addresses the
+    compiled maps do not hold (the Python pass)."""
+    cols = access_columns(program)
+    n = cols.n
+    return _run(cols, np.arange(n, dtype=np.int64), np.zeros(n, np.uint8),
+                np.asarray(tkey, np.int64), n, extra, np.zeros(1, np.int64), 0, True,
+                caps)[:3]
+
+
+def _run(cols, order, skip, tkey, unique, extra, remap, ntracks, first, caps):
+    acc = cols.acc
+    if len(acc) and (acc[:, LO].min() < 0 or acc[:, LO + 1].max() >= 1 << MAP_SHIFT):
+        raise OverflowError(f"byte addresses beyond [0, 2**{MAP_SHIFT})")
+    n = len(order)
+    eptr = np.zeros(n + 1, np.int64)
+    eprod = []
+    for i, prods in extra:
+        eptr[i + 1] = len(prods)
+        eprod.extend(prods)
+    np.cumsum(eptr, out=eptr)
+    eprod = np.array(eprod, np.int64)
+    m = len(acc)
+    if caps is None:  # (np.empty: untouched capacity costs address space only)
+        caps = (4 * m + 64, 8 * m + 64, 4 * m + 64, 8 * m + 64)
+    caps = np.array(caps, np.int64)
+    nmaps = len(cols.maps)
     while True:
         try:
-            return _collect(n, order, skip, tkey, optr, ops, lprod, hops, hr, hw, nmaps,
-                            ntracks, caps)
+            return _collect(order, skip, tkey, unique, acc, cols.ptr, cols.wptr, remap,
+                            eptr, eprod, nmaps, ntracks, first, caps)
         except IndexError:  # a capacity was too small: again with more
             caps *= 4
-
-
-def _ops(sched, spaces, hbm_compiled):
-    """The accesses in issue order as ops (kind, map, p_lo, p_hi, lo, hi, dense or list
-    start, space code; list ops: their producers lprod[start:ops[o, 6]]; HBM ops: the
-    access hops[ops[o, 1]], (p_lo, p_hi, lo, hi, dense, has a rows form, the form), each
-    instruction's reads hops[hr[i, 0]:hr[i, 1]] and writes hops[hw[i, 0]:hw[i, 1]])."""
-    instrs = sched.instrs
-    n = len(instrs)
-    maps, folded, track, track_of = sched.maps, sched.folded, sched.track, sched._track_of
-    skip = np.zeros(n, np.uint8)
-    tkey = np.zeros(n, np.int64)
-    optr = [0]
-    ops: list = []  # flat, 8 per op
-    lprod: list = []
-    hops: list = []  # flat, 10 per access
-    hr = np.zeros((n, 2), np.int64)
-    hw = np.zeros((n, 2), np.int64)
-    onchip: dict = {}  # (space, core) -> (map id, space code)
-    hbm = _dense(spaces, "hbm")
-    put = ops.extend
-    for i in sched.order:
-        ins = instrs[i]
-        trk = track_of(ins)
-        track[i] = trk
-        t = tkey[i] = trk.id
-        if i in folded:
-            skip[i] = 1
-            optr.append(len(ops) >> 3)
-            continue
-        hr[i, 0] = len(hops) // 10
-        for a in ins.reads:
-            sp = a.space
-            if sp != "hbm":
-                m = onchip.get((sp, a.core)) or _new_map(onchip, spaces, sp, a.core)
-                put((OP_READ, m[0], a.p_lo, a.p_hi, a.lo, a.hi, 0, m[1]))
-            elif hbm_compiled:
-                put((OP_HREAD, _hbm_access(hops, a), 0, 0, 0, 0, 0, hbm))
-            else:
-                _list_op(ops, lprod, OP_RAW, maps.read(a, i, t), hbm)
-        hr[i, 1] = hw[i, 0] = len(hops) // 10
-        for a in ins.writes:
-            sp = a.space
-            if sp != "hbm":
-                m = onchip.get((sp, a.core)) or _new_map(onchip, spaces, sp, a.core)
-                p_lo, p_hi, lo, hi = a.p_lo, a.p_hi, a.lo, a.hi
-                put((OP_WRITE, m[0], p_lo, p_hi, lo, hi, a.bytes >= (p_hi - p_lo) * (hi - lo),
-                     m[1]))
-            elif hbm_compiled:
-                put((OP_HWRITE, _hbm_access(hops, a), 0, 0, 0, 0, 0, hbm))
-            else:
-                waw, war = maps.write(a, i, t)
-                _list_op(ops, lprod, OP_WAW, waw, hbm)
-                _list_op(ops, lprod, OP_WAR, war, hbm)
-        hw[i, 1] = len(hops) // 10
-        deps_on = ins.attrs.get("depends_on")
-        if deps_on:
-            _list_op(ops, lprod, OP_ORDER, [p for p in deps_on if 0 <= p < n and p != i], 0)
-        optr.append(len(ops) >> 3)
-    return (np.asarray(sched.order, np.int64), skip, tkey, np.array(optr, np.int64),
-            np.array(ops, np.int64).reshape(-1, 8), np.array(lprod, np.int64),
-            np.array(hops, np.int64).reshape(-1, 10), hr, hw, len(onchip))
-
-
-def _hbm_access(hops, a) -> int:
-    """Add HBM access a to hops; its index."""
-    f = rows_form(a, itemsize(a.dtype))
-    p_lo, p_hi, lo, hi = a.p_lo, a.p_hi, a.lo, a.hi
-    hops.extend((p_lo, p_hi, lo, hi, a.bytes >= (p_hi - p_lo) * (hi - lo), f is not None,
-                 *(f or (0, 0, 0, 0))))
-    return len(hops) // 10 - 1
-
-
-def _new_map(onchip, spaces, space, core):
-    m = onchip[(space, core)] = (len(onchip), _dense(spaces, space))
-    return m
-
-
-def _list_op(ops, lprod, kind, prods, space):
-    if prods:
-        ops.extend((kind, 0, 0, 0, 0, len(lprod), len(lprod) + len(prods), space))
-        lprod.extend(prods)
 
 
 if njit is not None:
     jit = njit(cache=True, nogil=True)
 
     @jit
-    def _collect(n, order, skip, tkey, optr, ops, lprod, hops, hr, hw, nmaps, ntracks,
-                 caps):
+    def _collect(order, skip, tkey, unique, acc, ptr, wptr, remap, eptr, eprod, nmaps,
+                 ntracks, first, caps):
+        """The dependencies of the instructions in the walk `order`, by position: (dptr,
+        producers, kinds, space codes). first: each producer's first kind (the list
+        scheduler), else `_merge`'s rules and track order (the timing scheduler)."""
+        n = order.size
         boxes = np.empty((nmaps + 1 + MAX_PITCHES, 2, 4), np.int64)
         boxes[:, :, 0::2] = np.iinfo(np.int64).max  # empty: no access, no write yet
         boxes[:, :, 1::2] = np.iinfo(np.int64).min
-        st = (np.array([0, 0, 0, ntracks, 0, nmaps], np.int64), np.empty(caps[0], np.int64),
+        st = (np.array([0, 0, 0, unique, 0, nmaps, 0], np.int64),
               np.empty(caps[0], np.int64), np.empty(caps[0], np.int64),
-              np.empty((caps[1], 5), np.int64), np.empty((caps[1] * ntracks, 2), np.int64),
-              np.empty((caps[2], 2), np.int64), np.empty(MAX_PITCHES, np.int64), boxes,
-              np.zeros((2, 4), np.int64))
+              np.empty(caps[0], np.int64), np.empty((caps[1], 7), np.int64),
+              np.empty((caps[3], 2), np.int64), np.empty((caps[2], 2), np.int64),
+              np.empty(MAX_PITCHES, np.int64), boxes, np.zeros((2, 4), np.int64))
+        reads_lo, reads_hi = ptr[:-1], wptr  # each instruction's reads and writes
+        writes_lo, writes_hi = wptr, ptr[1:]
         seen = np.zeros(n + 1, np.int64)  # _hit's stamps
         dptr = np.zeros(n + 1, np.int64)
         out = np.empty((max(16, 4 * n), 3), np.int64)  # producer, kind, space
@@ -170,53 +141,40 @@ if njit is not None:
             m0 = m
             if not skip[i]:  # (a folded memset: no access, no track order)
                 tk = tkey[i]
-                for o in range(optr[k], optr[k + 1]):
-                    kind, space = ops[o, 0], ops[o, 7]
-                    if kind == OP_READ:
-                        base = ops[o, 1] << MAP_SHIFT
-                        nw, bw = _read(st, ops[o, 2], ops[o, 3], base + ops[o, 4],
-                                       base + ops[o, 5], i, tk, False, bw, 0)
-                        m, out = _merge(bw[:nw], RAW, space, slot, out, m)
-                    elif kind == OP_WRITE:
-                        base = ops[o, 1] << MAP_SHIFT
-                        nw, nr, bw, br = _write(st, ops[o, 2], ops[o, 3], base + ops[o, 4],
-                                                base + ops[o, 5], i, tk, ops[o, 6] != 0,
-                                                bw, 0, br, 0)
-                        m, out = _merge(bw[:nw], WAW, space, slot, out, m)
-                        m, out = _merge(br[:nr], WAR, space, slot, out, m)
-                    elif kind == OP_HREAD:
-                        h = hops[ops[o, 1]]
-                        nw, bw = _hbm_read(st, h, i, tk, bw)
-                        nw, bw = _hit(h, bw, nw, hw, hops, seen, i)
-                        m, out = _merge(bw[:nw], RAW, space, slot, out, m)
-                    elif kind == OP_HWRITE:
-                        h = hops[ops[o, 1]]
-                        nw, nr, bw, br = _hbm_write(st, h, i, tk, bw, br)
-                        nw, bw = _hit(h, bw, nw, hw, hops, seen, i)
-                        nr, br = _hit(h, br, nr, hr, hops, seen, i)
-                        m, out = _merge(bw[:nw], WAW, space, slot, out, m)
-                        m, out = _merge(br[:nr], WAR, space, slot, out, m)
+                for a in range(ptr[i], ptr[i + 1]):
+                    h = acc[a]
+                    space = remap[h[SPACE]]
+                    if a < wptr[i]:
+                        if h[MAP] >= 0:
+                            base = h[MAP] << MAP_SHIFT
+                            nw, bw = _read(st, h[0], h[1], base + h[2], base + h[3], i, tk,
+                                           False, bw, 0)
+                        else:
+                            nw, bw = _hbm_read(st, h, i, tk, bw)
+                            nw, bw = _hit(h, bw, nw, writes_lo, writes_hi, acc, seen, i)
+                        m, out = _merge(bw[:nw], RAW, space, slot, out, m, first)
                     else:
-                        m, out = _merge(lprod[ops[o, 5]:ops[o, 6]], _note(kind), space,
-                                        slot, out, m)
-                p = last[tk]
-                last[tk] = i
-                if p >= 0 and slot[p] < 0:
-                    m, out = _add(p, QUEUE, 0, slot, out, m)
+                        if h[MAP] >= 0:
+                            base = h[MAP] << MAP_SHIFT
+                            nw, nr, bw, br = _write(st, h[0], h[1], base + h[2],
+                                                    base + h[3], i, tk, h[4] != 0,
+                                                    bw, 0, br, 0)
+                        else:
+                            nw, nr, bw, br = _hbm_write(st, h, i, tk, bw, br)
+                            nw, bw = _hit(h, bw, nw, writes_lo, writes_hi, acc, seen, i)
+                            nr, br = _hit(h, br, nr, reads_lo, reads_hi, acc, seen, i)
+                        m, out = _merge(bw[:nw], WAW, space, slot, out, m, first)
+                        m, out = _merge(br[:nr], WAR, space, slot, out, m, first)
+                m, out = _merge(eprod[eptr[i]:eptr[i + 1]], ORDER, 0, slot, out, m, first)
+                if ntracks:
+                    p = last[tk]
+                    last[tk] = i
+                    if p >= 0 and slot[p] < 0:
+                        m, out = _add(p, QUEUE, 0, slot, out, m)
             for x in range(m0, m):
                 slot[out[x, 0]] = -1
             dptr[k + 1] = m
         return dptr, out[:m, 0].copy(), out[:m, 1].copy(), out[:m, 2].copy()
-
-    @jit
-    def _note(kind):
-        if kind == OP_WAW:
-            return WAW
-        if kind == OP_WAR:
-            return WAR
-        if kind == OP_ORDER:
-            return ORDER
-        return RAW
 
     @jit
     def _add(p, kind, space, slot, out, m):
@@ -229,14 +187,17 @@ if njit is not None:
         return m + 1, out
 
     @jit
-    def _merge(prods, kind, space, slot, out, m):
-        """_collect's rules: a RAW replaces any other kind, a WAW / order a WAR, a WAR
-        is only added (a replaced note keeps its place). slot[p]: p's row (-1: none
-        yet, this instruction)."""
+    def _merge(prods, kind, space, slot, out, m, first):
+        """Add the producers `prods` of kind `kind`. first: a producer keeps the kind
+        it was first found with; else _collect's rules: a RAW replaces any other kind,
+        a WAW / order a WAR, a WAR is only added (a replaced note keeps its place).
+        slot[p]: p's row (-1: none yet, this instruction)."""
         for p in prods:
             s = slot[p]
             if s < 0:
                 m, out = _add(p, kind, space, slot, out, m)
+            elif first:
+                continue
             elif kind == RAW:
                 if out[s, 1] != RAW:
                     out[s, 1], out[s, 2] = RAW, space
@@ -273,8 +234,8 @@ if njit is not None:
 
     @jit
     def _readers_out(st, r, idx, buf, nb):
-        R, RD, T = st[4], st[5], st[0][3]
-        for x in range(r * T, r * T + R[r, RDN]):
+        R, RD = st[4], st[5]
+        for x in range(R[r, RDS], R[r, RDS] + R[r, RDN]):
             if RD[x, 1] != idx:
                 buf, nb = _push(buf, nb, RD[x, 1])
         return buf, nb
@@ -296,31 +257,56 @@ if njit is not None:
         r = cnt[1]
         if r == R.shape[0]:
             raise IndexError("Recs")
-        R[r, PLO], R[r, PHI], R[r, NEXT], R[r, W], R[r, RDN] = p_lo, p_hi, -1, w, 0
+        R[r, PLO], R[r, PHI], R[r, NEXT], R[r, W] = p_lo, p_hi, -1, w
+        R[r, RDN], R[r, RDS], R[r, RDC] = 0, 0, 0
         cnt[1] = r + 1
         return r
 
     @jit
+    def _reader_cells(st, size):
+        """A block of `size` reader cells; its first."""
+        cnt = st[0]
+        x = cnt[READERS]
+        if x + size > st[5].shape[0]:
+            raise IndexError("reader cells")
+        cnt[READERS] = x + size
+        return x
+
+    @jit
     def _copy(st, r, p_lo, p_hi):
         """Rec.copy: same writers, a copy of the readers."""
-        R, RD, T = st[4], st[5], st[0][3]
+        R, RD = st[4], st[5]
         c = _rec(st, p_lo, p_hi, R[r, W])
         nrd = R[r, RDN]
-        RD[c * T:c * T + nrd] = RD[r * T:r * T + nrd]
-        R[c, RDN] = nrd
+        if nrd:
+            x, y = _reader_cells(st, nrd), R[r, RDS]
+            RD[x:x + nrd] = RD[y:y + nrd]
+            R[c, RDS], R[c, RDN], R[c, RDC] = x, nrd, nrd
         return c
 
     @jit
     def _set_reader(st, r, tk, idx):
-        """r.readers[tk] = idx (an existing track keeps its place)."""
-        R, RD, T = st[4], st[5], st[0][3]
-        for x in range(r * T, r * T + R[r, RDN]):
-            if RD[x, 0] == tk:
-                RD[x, 1] = idx
+        """r.readers[tk] = idx (an existing key keeps its place). A key of the
+        instruction's own (below cnt[UNIQUE]) is only ever set while that instruction
+        is recorded, so where it is there it is the last."""
+        R, RD = st[4], st[5]
+        s, nrd = R[r, RDS], R[r, RDN]
+        if tk < st[0][UNIQUE]:
+            if nrd and RD[s + nrd - 1, 0] == tk:
                 return
-        x = r * T + R[r, RDN]
-        RD[x, 0], RD[x, 1] = tk, idx
-        R[r, RDN] += 1
+        else:
+            for x in range(s, s + nrd):
+                if RD[x, 0] == tk:
+                    RD[x, 1] = idx
+                    return
+        if nrd == R[r, RDC]:  # full: a block twice as large
+            cap = max(4, 2 * nrd)
+            x = _reader_cells(st, cap)
+            RD[x:x + nrd] = RD[s:s + nrd]
+            s = R[r, RDS] = x
+            R[r, RDC] = cap
+        RD[s + nrd, 0], RD[s + nrd, 1] = tk, idx
+        R[r, RDN] = nrd + 1
 
     @jit
     def _has_writer(st, r, idx):
@@ -577,9 +563,12 @@ if njit is not None:
     # -- filtered maps (HBM) ------------------------------------------------------------
     @jit
     def _reader(st, r, tk):
-        """r.readers.get(tk, -1)."""
-        R, RD, T = st[4], st[5], st[0][3]
-        for x in range(r * T, r * T + R[r, RDN]):
+        """r.readers.get(tk, -1), or -1 for an instruction's own key (whose reader,
+        where there is one, is that instruction: what callers treat as none)."""
+        R, RD = st[4], st[5]
+        if tk < st[0][UNIQUE]:
+            return -1
+        for x in range(R[r, RDS], R[r, RDS] + R[r, RDN]):
             if RD[x, 0] == tk:
                 return RD[x, 1]
         return -1
@@ -728,9 +717,9 @@ if njit is not None:
 
     # -- exact overlap of HBM accesses (deps.hbm_overlap) ---------------------------------
     @jit
-    def _hit(h, buf, nb, accesses, hops, seen, idx):
+    def _hit(h, buf, nb, starts, ends, acc, seen, idx):
         """MemoryMaps._hit: the candidates buf[:nb] (once each, first first) with an
-        access in accesses[p, 0]:accesses[p, 1] sharing a byte with h; (count, buf)."""
+        HBM access in acc[starts[p]:ends[p]] sharing a byte with h; (count, buf)."""
         out = 0
         stamp = seen[-1] = seen[-1] + 1  # (seen: a stamp per instruction, the last one)
         for x in range(nb):
@@ -739,9 +728,9 @@ if njit is not None:
                 if seen[p] == stamp:
                     continue
                 seen[p] = stamp
-            for a in range(accesses[p, 0], accesses[p, 1]):
-                b = hops[a]
-                if h[2] < b[3] and b[2] < h[3] and _forms_overlap(h, b):
+            for a in range(starts[p], ends[p]):
+                b = acc[a]
+                if b[MAP] < 0 and h[2] < b[3] and b[2] < h[3] and _forms_overlap(h, b):
                     buf[out] = p
                     out += 1
                     break
