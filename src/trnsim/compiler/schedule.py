@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import compiled_schedule
 from ..timing.costs import cost_model
 from ..timing.deps import MemoryMaps
 from ..machine.gc_pause import gc_paused
@@ -115,13 +116,22 @@ class _ListScheduler:
                                   for ins in self.instrs)
         self.succ: list = []  # per instruction: its (successor, kind) pairs
         self.npred = [0] * n
-        self._successors(*self._dependencies())  # (the memory maps are gone by then)
+        edges = self._dependencies()  # (the memory maps are gone by then)
+        # the compiled list scheduler takes the edges as arrays (`_csr`); the pairs are
+        # only made should it not model the program (`_edges` kept till then)
+        self._edges = self._csr = None
+        if compiled_schedule.wanted():
+            self._edges = edges
+            self._csr = compiled_schedule.successor_csr(*edges, self.npred, n)
+        else:
+            self._successors(*edges)
         # est[i]: the cost estimate of instruction i on its engine (the one assigned,
         # once a floating one is); made once the memory maps are gone (a lower peak)
         self.est = [self._cost_of(ins) for ins in self.instrs]
         self._lat: dict = {}  # engine -> result latency (ns)
         self._fences(getattr(program, "fences", ()) or ())
-        self.prio = self._critical_path() if heuristic == "critical_path" else None
+        self.prio = self._critical_path() \
+            if heuristic == "critical_path" and self._edges is None else None
 
     # -- the graph ---------------------------------------------------------------------
     def _dependencies(self):
@@ -285,6 +295,14 @@ class _ListScheduler:
 
     # -- the list scheduler ---------------------------------------------------------------
     def run(self) -> IssueOrder:
+        if self._edges is not None:
+            issue = compiled_schedule.issue_order(self)
+            if issue is not None:
+                return issue
+            self._successors(*self._edges)  # the Python loop below, as without numba
+            self._edges = self._csr = None
+            if self.heuristic == "critical_path":
+                self.prio = self._critical_path()
         instrs = self.instrs
         n = len(instrs)
         streams: dict = {}  # resource -> its _Stream

@@ -1,0 +1,543 @@
+"""The compiler model's list scheduler (schedule.py `_ListScheduler.run`) compiled with
+numba, over arrays.
+
+    io = issue_order(ls)   # an IssueOrder, or None: run the Python list scheduler
+
+`_core` replays `run` operation for operation: the streams' `waiting` / `now` heaps and
+the lazily validated top heap with heapq's own sift algorithm and tuple order (float
+first, then the ints), windows with `later` released in arrival order, fence
+segments, engine assignment with the candidates' estimates worked out here in Python
+(in `_assign`'s candidate order, `shared_port` applied), the DMA queues' estimate and
+every float sum in the same order. `issue_order` then applies the assignments to the
+record (`ins.engine`, `ls.res`, `ls.est`) as `_assign` does.
+
+Falls back (returns None) where numba is missing, or for a program with a non-finite
+estimate, DMA time or stream constant (a NaN would order heap tuples by identity in
+Python), or a floating instruction that could go to a DMA stream or has no candidate.
+"""
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+
+try:
+    from numba import njit
+except ImportError:  # pragma: no cover - the Python list scheduler runs instead
+    njit = None
+
+_RAW, _WAR = 0, 2  # schedule.py's edge kinds (_RAW, _WAW, _WAR, _ORDER)
+# per-instruction int columns
+X_STREAM, X_POS, X_NPRED, X_ISSUED, X_FLOAT, X_CORE, X_SEG, X_ARRIVAL, X_NEXT, \
+    X_CAND0, X_CAND1, X_ASSIGNED, X_COLS = range(13)
+# per-instruction float columns
+F_READY, F_DONE, F_EST, F_PRIO, F_DGE, F_DATA, F_NENG, F_COLS = range(8)
+# per-stream float and int columns
+S_FREE, S_QUEUED, S_QNEXT, S_BEST, S_SEM, S_LAT, S_FCOLS = range(7)
+T_HEAD, T_NIDS, T_IDBASE, T_LIMIT, T_DMA, T_BEST, T_HAS_BEST, T_WSIZE, T_NSIZE, \
+    T_LATER, T_HBASE, T_COLS = range(12)
+
+
+def wanted() -> bool:
+    """Whether the compiled list scheduler is switched on (env TRNSIM_COMPILED 1 or 2)
+    and numba is importable."""
+    return njit is not None and os.environ.get("TRNSIM_COMPILED") in ("1", "2")
+
+
+def successor_csr(prods, kinds, npred, n: int):
+    """(start, successor, kind): for producer p its successors succ[start[p]:start[p+1]]
+    and their edge kinds, in the order `_ListScheduler._successors` lists them."""
+    p = np.frombuffer(prods, np.int32) if not isinstance(prods, np.ndarray) else prods
+    by = np.argsort(p, kind="stable")
+    start = np.zeros(n + 1, np.int64)
+    np.cumsum(np.bincount(p, minlength=n), out=start[1:])
+    consumers = np.repeat(np.arange(n, dtype=np.int64), np.asarray(npred, np.int64))[by]
+    k = np.frombuffer(kinds, np.uint8) if not isinstance(kinds, np.ndarray) else kinds
+    return start, consumers, k[by].astype(np.int64)
+
+
+def issue_order(ls):
+    """The IssueOrder `ls.run()` would return (applying its engine assignments to the
+    record), or None where `_core` does not model the program."""
+    if njit is None:
+        return None
+    from .schedule import IssueOrder
+    args = _arrays(ls)
+    if args is None:
+        return None
+    ix, fx, streams = args[0], args[1], args[-1]
+    order, _issued, end, moved_i, moved_d, nmoved = _core(*args[:-1])
+    est = ls.est
+    for i in np.flatnonzero(ix[:, X_ASSIGNED]).tolist():
+        ins = ls.instrs[i]
+        r = streams[ix[i, X_STREAM]]
+        if r[1] != ins.engine:
+            ins.engine = r[1]
+            ls.res[i] = ls._resource(r)
+        est[i] = float(fx[i, F_EST])
+    moved = dict(zip(moved_i[:nmoved].tolist(), moved_d[:nmoved].tolist()))
+    return IssueOrder(order.tolist(), ls.heuristic, ls.window, float(end), moved)
+
+
+def _arrays(ls):
+    """The arguments of `_core` (and the streams' resources, last), or None."""
+    instrs = ls.instrs
+    n = len(instrs)
+    cost = ls.cost
+    floating = ls.floating
+    # streams: the distinct resources in order of first use, then the floating
+    # instructions' other candidate engines (run() numbers them interleaved: a stream's
+    # number only breaks ties between top-heap entries of one instruction, which share
+    # their stream)
+    rid = np.fromiter(map(id, ls.res), np.uint64, n)
+    _, first, stream = np.unique(rid, return_index=True, return_inverse=True)
+    rank = np.empty(len(first), np.int64)
+    rank[np.argsort(first, kind="stable")] = np.arange(len(first))
+    stream = rank[stream.reshape(-1)]
+    numbered = [ls.res[i] for i in np.sort(first).tolist()]
+    by_key = {r: k for k, r in enumerate(numbered)}
+    cand_i, cand_s, cand_e = [], [], []
+    for i in np.flatnonzero(np.frombuffer(floating, np.uint8)).tolist() if n else ():
+        ins = instrs[i]
+        default = ins.engine
+        if default == "dma":
+            return None
+        for e in ins.attrs["engines"]:
+            if ls.shared_port and {e, default} == {"vector", "gpsimd"}:
+                continue
+            if e == "dma":
+                return None
+            re = (ins.core, e)
+            ke = by_key.get(re)
+            if ke is None:
+                ke = by_key[re] = len(numbered)
+                numbered.append(re)
+            ins.engine = e
+            try:
+                c = ls._cost_of(ins)
+            finally:
+                ins.engine = default
+            cand_i.append(i)
+            cand_s.append(ke)
+            cand_e.append(c)
+        if not cand_i or cand_i[-1] != i:
+            return None
+    nst = len(numbered)
+    ix = np.zeros((n, X_COLS), np.int64)
+    fx = np.zeros((n, F_COLS))
+    ix[:, X_STREAM] = stream
+    flt = np.frombuffer(floating, np.uint8).astype(bool) if n else np.zeros(0, bool)
+    ix[:, X_FLOAT] = flt
+    ix[:, X_NPRED] = ls.npred
+    ix[:, X_ARRIVAL] = -1
+    ix[:, X_NEXT] = -1
+    # candidates: instruction i's are rows X_CAND0..X_CAND1 of (cand_stream, cand_est)
+    ci = np.asarray(cand_i, np.int64)
+    cand_stream = np.asarray(cand_s, np.int64)
+    cand_est = np.asarray(cand_e, np.float64)
+    if len(ci):
+        first = np.searchsorted(ci, np.arange(n), "left")
+        last = np.searchsorted(ci, np.arange(n), "right")
+        ix[:, X_CAND0] = first
+        ix[:, X_CAND1] = last
+    # each stream's instructions in program order (floating ones have no place)
+    fixed = np.flatnonzero(~flt)
+    by = fixed[np.argsort(stream[fixed], kind="stable")]
+    nids = np.bincount(stream[fixed], minlength=nst).astype(np.int64)
+    idbase = np.zeros(nst, np.int64)
+    np.cumsum(nids[:-1], out=idbase[1:])
+    ix[by, X_POS] = np.arange(len(by)) - idbase[stream[by]]
+    ids = by.astype(np.int64)
+    fx[:, F_EST] = ls.est
+    # DMA transfers: the cost model's figures, once per distinct cost (dicts are shared)
+    dma = np.array([r[1] == "dma" for r in numbered], bool)
+    at = np.flatnonzero(dma[stream])
+    infos = list(map(cost.dma.cost, [instrs[i] for i in at.tolist()]))
+    _, one, which = np.unique(np.fromiter(map(id, infos), np.uint64, len(infos)),
+                              return_index=True, return_inverse=True)
+    table = np.array([(infos[j]["dge_ns"], infos[j]["data_ns"], len(infos[j]["engines"]))
+                      for j in one.tolist()], np.float64).reshape(-1, 3)
+    fx[at, F_DGE:F_NENG + 1] = table[which.reshape(-1)]
+    # cores (each stream's resource starts with its core), fence segments
+    cores: dict = {}
+    stream_core = np.array([cores.setdefault(r[0], len(cores)) for r in numbered], np.int64)
+    ix[:, X_CORE] = stream_core[stream]
+    nc = max(1, len(cores))
+    seg_base = np.zeros(nc, np.int64)
+    left = np.zeros(1, np.int64)
+    cur_seg = np.zeros(nc, np.int64)
+    if ls.fenced:
+        ix[:, X_SEG] = ls.seg
+        nseg = np.zeros(nc, np.int64)
+        for (c, k) in ls.left:
+            nseg[cores[c]] = max(nseg[cores[c]], k + 1)
+        np.cumsum(nseg[:-1], out=seg_base[1:])
+        left = np.zeros(max(1, int(nseg.sum())), np.int64)
+        for (c, k), v in ls.left.items():
+            left[seg_base[cores[c]] + k] = v
+        for c, k in ls.cur_seg.items():
+            cur_seg[cores[c]] = k
+    sf = np.zeros((nst, S_FCOLS))
+    si = np.zeros((nst, T_COLS), np.int64)
+    lat: dict = {}
+    for k, r in enumerate(numbered):
+        sf[k, S_SEM] = cost.semaphore_ns(r[1])
+        if not dma[k]:
+            e = r[1]
+            if e not in lat:
+                lat[e] = cost.latency_ns(e)
+            sf[k, S_LAT] = lat[e]
+    si[:, T_NIDS] = nids
+    si[:, T_IDBASE] = idbase
+    si[:, T_DMA] = dma
+    si[:, T_LIMIT] = np.where(dma, 1, ls.window)
+    # heap room: a stream's own instructions and the floating ones that may go there
+    cap = nids + np.bincount(cand_stream, minlength=nst).astype(np.int64)
+    si[1:, T_HBASE] = np.cumsum(cap)[:-1]
+    c = cost.dma
+    consts = np.array([c.fixed, c.interval, float(max(1, c.engines))])
+    if not (np.isfinite(fx).all() and np.isfinite(cand_est).all()
+            and np.isfinite(sf).all() and np.isfinite(consts).all()):
+        return None
+    start, succ, kind = ls._csr
+    heap = max(1, int(cap.sum()))
+    return (ix, fx, sf, si, ids, start, succ, kind, cand_stream, cand_est, seg_base, left,
+            cur_seg, consts, np.zeros(heap), np.zeros(heap, np.int64),
+            np.zeros(heap), np.zeros(heap, np.int64), bool(ls.fenced),
+            ls.heuristic == "critical_path", numbered)
+
+
+if njit is not None:
+    jit = njit(cache=True, nogil=True)
+
+    # -- heaps of (key, index) pairs at key[base:base+size], idx[...]: heapq's sift
+    @jit
+    def _sift_down2(key, idx, base, startpos, pos):
+        nk = key[base + pos]
+        ni = idx[base + pos]
+        while pos > startpos:
+            pp = (pos - 1) >> 1
+            pk = key[base + pp]
+            pi = idx[base + pp]
+            if nk < pk or (nk == pk and ni < pi):
+                key[base + pos] = pk
+                idx[base + pos] = pi
+                pos = pp
+                continue
+            break
+        key[base + pos] = nk
+        idx[base + pos] = ni
+
+    @jit
+    def _push2(key, idx, base, size, k, j):
+        """heappush; returns the new size."""
+        key[base + size] = k
+        idx[base + size] = j
+        _sift_down2(key, idx, base, 0, size)
+        return size + 1
+
+    @jit
+    def _pop2(key, idx, base, size):
+        """heappop (the caller read the top); returns the new size."""
+        size -= 1
+        if size > 0:
+            key[base] = key[base + size]
+            idx[base] = idx[base + size]
+            pos = 0
+            nk = key[base]
+            ni = idx[base]
+            child = 1
+            while child < size:
+                right = child + 1
+                if right < size:
+                    ck, ci = key[base + child], idx[base + child]
+                    rk, ri = key[base + right], idx[base + right]
+                    if not (ck < rk or (ck == rk and ci < ri)):
+                        child = right
+                key[base + pos] = key[base + child]
+                idx[base + pos] = idx[base + child]
+                pos = child
+                child = 2 * pos + 1
+            key[base + pos] = nk
+            idx[base + pos] = ni
+            _sift_down2(key, idx, base, 0, pos)
+        return size
+
+    # -- the top heap of (start, index, stream) triples
+    @jit
+    def _less3(ak, ai, as_, bk, bi, bs):
+        if ak != bk:
+            return ak < bk
+        if ai != bi:
+            return ai < bi
+        return as_ < bs
+
+    @jit
+    def _sift_down3(tk, ti, ts, startpos, pos):
+        nk, ni, ns = tk[pos], ti[pos], ts[pos]
+        while pos > startpos:
+            pp = (pos - 1) >> 1
+            if _less3(nk, ni, ns, tk[pp], ti[pp], ts[pp]):
+                tk[pos], ti[pos], ts[pos] = tk[pp], ti[pp], ts[pp]
+                pos = pp
+                continue
+            break
+        tk[pos], ti[pos], ts[pos] = nk, ni, ns
+
+    @jit
+    def _pop3(tk, ti, ts, size):
+        """heappop (the caller read the top); returns the new size."""
+        size -= 1
+        if size > 0:
+            tk[0], ti[0], ts[0] = tk[size], ti[size], ts[size]
+            pos = 0
+            nk, ni, ns = tk[0], ti[0], ts[0]
+            child = 1
+            while child < size:
+                right = child + 1
+                if right < size and not _less3(tk[child], ti[child], ts[child],
+                                               tk[right], ti[right], ts[right]):
+                    child = right
+                tk[pos], ti[pos], ts[pos] = tk[child], ti[child], ts[child]
+                pos = child
+                child = 2 * pos + 1
+            tk[pos], ti[pos], ts[pos] = nk, ni, ns
+            _sift_down3(tk, ti, ts, 0, pos)
+        return size
+
+    @jit
+    def _push_best(k, fx, sf, si, wkey, widx, nkey, nidx, use_prio, tk, ti, ts, tsize):
+        """_ListScheduler._push_best for stream k; returns the top heap's new size."""
+        base = si[k, T_HBASE]
+        free = sf[k, S_FREE]
+        ws = si[k, T_WSIZE]
+        ns = si[k, T_NSIZE]
+        while ws > 0 and wkey[base] <= free:
+            j = widx[base]
+            ws = _pop2(wkey, widx, base, ws)
+            ns = _push2(nkey, nidx, base, ns, -fx[j, F_PRIO] if use_prio else 0.0, j)
+        si[k, T_WSIZE] = ws
+        si[k, T_NSIZE] = ns
+        if ns > 0:
+            bf, bi = free, nidx[base]
+        elif ws > 0:
+            bf, bi = wkey[base], widx[base]
+        else:
+            si[k, T_HAS_BEST] = 0
+            return tsize
+        if si[k, T_HAS_BEST] == 0 or bf != sf[k, S_BEST] or bi != si[k, T_BEST]:
+            si[k, T_HAS_BEST] = 1
+            sf[k, S_BEST] = bf
+            si[k, T_BEST] = bi
+            tk[tsize], ti[tsize], ts[tsize] = bf, bi, k
+            _sift_down3(tk, ti, ts, 0, tsize)
+            tsize += 1
+        return tsize
+
+    @jit
+    def _available(i, ix, fx, sf, si, cand_stream, cand_est, cur_seg, held, fenced,
+                   wkey, widx, nkey, nidx, use_prio, tk, ti, ts, tsize, arrivals):
+        """_ListScheduler._available (with `_assign`); returns (top heap size,
+        arrivals)."""
+        if fenced:
+            c = ix[i, X_CORE]
+            if ix[i, X_SEG] != cur_seg[c]:
+                if held[c, 0] < 0:
+                    held[c, 0] = i
+                else:
+                    ix[held[c, 1], X_NEXT] = i
+                held[c, 1] = i
+                ix[i, X_NEXT] = -1
+                return tsize, arrivals
+        if ix[i, X_FLOAT]:
+            ready = fx[i, F_READY]
+            k = -1
+            best = 0.0
+            est = 0.0
+            for c in range(ix[i, X_CAND0], ix[i, X_CAND1]):
+                kk = cand_stream[c]
+                free = sf[kk, S_FREE]
+                m = ready if ready > free else free  # max(free, ready)
+                fin = m + sf[kk, S_QUEUED] + cand_est[c]
+                if k < 0 or fin < best:
+                    k, best, est = kk, fin, cand_est[c]
+            ix[i, X_STREAM] = k
+            ix[i, X_ASSIGNED] = 1
+            fx[i, F_EST] = est
+        else:
+            k = ix[i, X_STREAM]
+            if ix[i, X_POS] >= si[k, T_HEAD] + si[k, T_LIMIT]:
+                ix[i, X_ARRIVAL] = arrivals
+                si[k, T_LATER] += 1
+                return tsize, arrivals + 1
+        base = si[k, T_HBASE]
+        si[k, T_WSIZE] = _push2(wkey, widx, base, si[k, T_WSIZE], fx[i, F_READY], i)
+        sf[k, S_QUEUED] += fx[i, F_EST]
+        return _push_best(k, fx, sf, si, wkey, widx, nkey, nidx, use_prio, tk, ti, ts,
+                          tsize), arrivals
+
+    @jit
+    def _core(ix, fx, sf, si, ids, start, succ, kind, cand_stream, cand_est, seg_base,
+              left, cur_seg, consts, wkey, widx, nkey, nidx, fenced, use_prio):
+        """_ListScheduler.run on arrays; returns (order, how many were issued before the
+        unissued ones appended, the estimate, moved indices, their moves, how many). Updates ix[:, X_STREAM],
+        ix[:, X_ASSIGNED] and fx[:, F_EST] of the floating instructions assigned."""
+        n = ix.shape[0]
+        if use_prio:  # _critical_path
+            for i in range(n - 1, -1, -1):
+                tail = 0.0
+                for e in range(start[i], start[i + 1]):
+                    p = fx[succ[e], F_PRIO]
+                    if p > tail:
+                        tail = p
+                fx[i, F_PRIO] = tail + fx[i, F_EST]
+        fixed, interval, engines = consts[0], consts[1], consts[2]
+        ncore = cur_seg.shape[0]
+        held = np.full((ncore, 2), -1, np.int64)  # per core: first, last held (X_NEXT)
+        dma_free = np.zeros(ncore)
+        cap = 3 * n + 1  # a push per _available, window release and issue at most
+        tk = np.empty(cap)
+        ti = np.empty(cap, np.int64)
+        ts = np.empty(cap, np.int64)
+        tsize = 0
+        arrivals = 0
+        come = np.empty(n, np.int64)  # scratch: instructions a window slide releases
+        for i in range(n):
+            if ix[i, X_NPRED] == 0:
+                tsize, arrivals = _available(i, ix, fx, sf, si, cand_stream, cand_est,
+                                             cur_seg, held, fenced, wkey, widx, nkey, nidx,
+                                             use_prio, tk, ti, ts, tsize, arrivals)
+        order = np.empty(n, np.int64)
+        count = 0
+        end = 0.0
+        while tsize > 0:
+            st, i, k = tk[0], ti[0], ts[0]
+            tsize = _pop3(tk, ti, ts, tsize)
+            if si[k, T_HAS_BEST] == 0 or sf[k, S_BEST] != st or si[k, T_BEST] != i:
+                continue  # stale
+            base = si[k, T_HBASE]
+            if si[k, T_NSIZE] > 0:
+                si[k, T_NSIZE] = _pop2(nkey, nidx, base, si[k, T_NSIZE])
+            else:
+                si[k, T_WSIZE] = _pop2(wkey, widx, base, si[k, T_WSIZE])
+            order[count] = i
+            count += 1
+            # _issue
+            est = fx[i, F_EST]
+            sf[k, S_QUEUED] -= est
+            if si[k, T_DMA]:
+                q = sf[k, S_QNEXT]
+                t = (q if q > st else st) + fx[i, F_DGE]
+                data = fx[i, F_DATA]
+                share = data * fx[i, F_NENG] / engines
+                c = ix[i, X_CORE]
+                d0 = t + fixed
+                if dma_free[c] > d0:
+                    d0 = dma_free[c]
+                dma_free[c] = d0 + share
+                fin = d0 + share
+                alt = t + fixed + data
+                if alt > fin:
+                    fin = alt
+                sf[k, S_QNEXT] = st + (data if data > interval else interval)
+                sf[k, S_FREE] = sf[k, S_QNEXT]
+                fx[i, F_DONE] = fin
+            else:
+                fin = st + est
+                sf[k, S_FREE] = fin
+                fx[i, F_DONE] = fin + sf[k, S_LAT]
+            if fin > end:
+                end = fin
+            # _after_issue: the window slides past the issued head
+            ix[i, X_ISSUED] = 1
+            idbase = si[k, T_IDBASE]
+            nids = si[k, T_NIDS]
+            h0 = h = si[k, T_HEAD]
+            while h < nids and ix[ids[idbase + h], X_ISSUED]:
+                h += 1
+            si[k, T_HEAD] = h
+            if si[k, T_LATER] > 0 and h > h0:
+                limit = si[k, T_LIMIT]
+                m = 0
+                for p in range(h0 + limit, min(h + limit, nids)):
+                    j = ids[idbase + p]
+                    if ix[j, X_ARRIVAL] >= 0:  # in `later`: by arrival (insertion sort)
+                        a = ix[j, X_ARRIVAL]
+                        q2 = m
+                        while q2 > 0 and ix[come[q2 - 1], X_ARRIVAL] > a:
+                            come[q2] = come[q2 - 1]
+                            q2 -= 1
+                        come[q2] = j
+                        m += 1
+                for q2 in range(m):
+                    j = come[q2]
+                    ix[j, X_ARRIVAL] = -1
+                si[k, T_LATER] -= m
+                for q2 in range(m):
+                    j = come[q2]
+                    si[k, T_WSIZE] = _push2(wkey, widx, base, si[k, T_WSIZE],
+                                            fx[j, F_READY], j)
+                    sf[k, S_QUEUED] += fx[j, F_EST]
+                    tsize = _push_best(k, fx, sf, si, wkey, widx, nkey, nidx, use_prio,
+                                       tk, ti, ts, tsize)
+            # successors
+            done = fx[i, F_DONE]
+            for e in range(start[i], start[i + 1]):
+                s = succ[e]
+                o = ix[s, X_STREAM]
+                kd = kind[e]
+                if kd == _WAR:
+                    t2 = done if o != k else 0.0
+                elif o == k:
+                    t2 = done if kd == _RAW else 0.0
+                else:
+                    t2 = done + sf[o, S_SEM]
+                if t2 > fx[s, F_READY]:
+                    fx[s, F_READY] = t2
+                ix[s, X_NPRED] -= 1
+                if ix[s, X_NPRED] == 0:
+                    tsize, arrivals = _available(s, ix, fx, sf, si, cand_stream, cand_est,
+                                                 cur_seg, held, fenced, wkey, widx, nkey,
+                                                 nidx, use_prio, tk, ti, ts, tsize,
+                                                 arrivals)
+            if fenced:  # _segment_done
+                c = ix[i, X_CORE]
+                sg = ix[i, X_SEG]
+                left[seg_base[c] + sg] -= 1
+                if left[seg_base[c] + sg] == 0 and cur_seg[c] == sg:
+                    cur_seg[c] += 1
+                    j = held[c, 0]
+                    held[c, 0] = -1
+                    held[c, 1] = -1
+                    while j >= 0:
+                        nxt = ix[j, X_NEXT]
+                        tsize, arrivals = _available(j, ix, fx, sf, si, cand_stream,
+                                                     cand_est, cur_seg, held, fenced, wkey,
+                                                     widx, nkey, nidx, use_prio, tk, ti,
+                                                     ts, tsize, arrivals)
+                        j = nxt
+            tsize = _push_best(k, fx, sf, si, wkey, widx, nkey, nidx, use_prio, tk, ti, ts,
+                               tsize)
+        issued = count
+        if count != n:  # a fence or window cycle would be a bug: keep every instruction
+            for i in range(n):
+                if not ix[i, X_ISSUED]:
+                    order[count] = i
+                    count += 1
+        # moved: places each fixed instruction moved up its stream
+        issued_on = np.zeros(sf.shape[0], np.int64)
+        moved_i = np.empty(n, np.int64)
+        moved_d = np.empty(n, np.int64)
+        nmoved = 0
+        for q in range(n):
+            i = order[q]
+            if ix[i, X_FLOAT]:
+                continue
+            k = ix[i, X_STREAM]
+            if ix[i, X_POS] != issued_on[k]:
+                moved_i[nmoved] = i
+                moved_d[nmoved] = ix[i, X_POS] - issued_on[k]
+                nmoved += 1
+            issued_on[k] += 1
+        return order, issued, end, moved_i, moved_d, nmoved
