@@ -8,8 +8,8 @@ cross-core synchronisation groups, collectives or fabric times (those need the
 deferral of `_Scheduler._visit`: `schedule_compiled` returns None for them): engine
 tracks, PE cells and LoadStationary hiding, the warm-up throttle (the `_BusyWindow`
 decisions and the recorded ramps), DMA queues and DGE units, the DMA engines' and HBM
-stacks' `_Lane` gap booking with HORIZON forgetting. The Events and the Timeline are
-then built in Python (`_events`).
+stacks' `_Lane` gap booking with HORIZON forgetting. The Timeline keeps the core's
+arrays as EventColumns (timeline.py): its Events are made only when read.
 """
 from __future__ import annotations
 
@@ -22,9 +22,8 @@ except ImportError:  # pragma: no cover - the Python scheduler runs instead
 
 from .columns import (DMA, FOLDED, KINDS, QUEUE, RAW, ROW, TENSOR, WAR, arrays, build_columns,
                       supported, tracks)
-from .timeline import Event, Timeline, Wait
+from .timeline import EventColumns, Timeline
 
-_new_wait = tuple.__new__
 HORIZON = 2e6  # _Lane.HORIZON
 NOISE = 1e-3  # _BusyWindow.NOISE
 LANE_KEEP = 512  # _Lane forgets only beyond this many intervals
@@ -71,38 +70,31 @@ def core_args(sched, col) -> tuple:
 
 
 def build_timeline(sched, col, out) -> Timeline:
-    events, total = _events(sched, col, out)
+    """The Timeline of the core's output `out`, its events kept as columns (made into
+    Events only when read)."""
+    start, end, done, ready, frac, lsflag, wsel, wcnt = out[:8]
+    n = col.n
+    order = col.order
+    wfirst = np.empty(n, np.int64)
+    wfirst[order] = np.asarray(col.dptr, np.int64)[:-1]
+    wcount = np.empty(n, np.int64)
+    wcount[order] = wcnt
+    moved = np.zeros(n, np.int64)
+    if sched.moved:
+        moved[list(sched.moved)] = list(sched.moved.values())
+    lsi = ROW.index("ls")
+    cols = EventColumns(
+        n=n, core=np.fromiter((ins.core for ins in sched.instrs), np.int64, n),
+        track=np.asarray(col.track, np.int64), names=tracks(sched)[0], start=start,
+        end=end, ready=ready, done=done, moved=moved, row=np.asarray(col.row, np.int64),
+        terms=col.terms, engines=col.dma_engines, wfirst=wfirst, wcount=wcount, wsel=wsel,
+        dprod=col.dprod, dkind=col.dkind, dspace=col.dspace, kinds=KINDS,
+        spaces=list(col.spaces), ls_shown=lsflag.astype(bool),
+        ls_ns=[r[lsi] for r in col.table], throttle=frac)
+    total = float(end.max()) if n else 0.0
     throttle = sorted(map(tuple, out[-1].tolist()))
-    return Timeline(sched.chip, events, total, throttle,
-                    "program" if isinstance(sched.order, range) else "compiler")
-
-
-def _events(sched, col, out):
-    """The Events (Python objects) from the core's arrays."""
-    start, end, done, ready, frac, lsflag, wsel, wcnt = (x.tolist() for x in out[:8])
-    names = tracks(sched)[0]
-    instrs = sched.instrs
-    moved = sched.moved
-    terms, engines, trk, row = col.terms, col.dma_engines, col.track, col.row
-    kind = [r[0] for r in col.table]
-    ls = [r[ROW.index("ls")] for r in col.table]
-    dptr, dprod, dkind, dspace = col.dptr, col.dprod, col.dkind, col.dspace
-    spaces = list(col.spaces)
-    events = [None] * col.n
-    for k, i in enumerate(col.order.tolist()):
-        j0 = dptr[k]
-        waits = tuple([_new_wait(Wait, (dprod[j], KINDS[dkind[j]], spaces[dspace[j]]))
-                       for j in wsel[j0:j0 + wcnt[k]]]) if wcnt[k] else ()
-        r = row[i]
-        t = terms[r]
-        if kind[r] == TENSOR:
-            if lsflag[i]:
-                t = {**t, "load_stationary_ns": ls[r]}
-            if frac[i] < 1.0:
-                t = {**t, "throttle": frac[i]}
-        events[i] = Event(i, instrs[i].core, names[trk[i]], start[i], end[i], ready[i],
-                          waits, t, engines[r], done[i], moved.get(i, 0))
-    return events, max(end, default=0.0)
+    return Timeline.of_columns(sched.chip, cols, total, throttle,
+                               "program" if isinstance(sched.order, range) else "compiler")
 
 
 if njit is not None:

@@ -3,11 +3,18 @@
 The scheduler (`timing/scheduler.py`) turns a Program (the instruction record) into a
 Timeline using only the record and the chip data; the profile (`trnsim/profile/`)
 reads only the Program and the Timeline.
+
+A Timeline holds either a list of Events or EventColumns (arrays per instruction, as
+the compiled scheduler, compiled.py, makes them); from columns its `events` are made on
+first read, and the profile's aggregates (busy time, per-track sums: `spans()`) read the
+arrays without making them.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import NamedTuple
+
+import numpy as np
 
 ENGINE_TRACKS = ("tensor", "vector", "scalar", "gpsimd", "sync")
 
@@ -44,14 +51,152 @@ class Event:
         return self.end - self.start
 
 
-@dataclass
+_new_wait = tuple.__new__
+
+
+class EventColumns:
+    """A timeline's events as arrays indexed by instruction index (events[i].index == i).
+
+    Per instruction: `core`, `track` (a code into `names`), `start`, `end`, `ready`,
+    `done` (float64), `moved`, `row` (its cost row: the events of one row share
+    `terms[row]` and `engines[row]`); its waits are `dprod/dkind/dspace[wsel[x]]` for x
+    in wfirst[i]:wfirst[i] + wcount[i] (kind and space as codes into `kinds`,
+    `spaces`). A Tensor Engine instruction's terms gain "load_stationary_ns":
+    ls_ns[row[i]] where ls_shown[i], then "throttle": throttle[i] where it is below 1 (as
+    scheduler._Scheduler._tensor adds them; ls_ns per row, Python numbers)."""
+
+    __slots__ = ("n", "core", "track", "names", "start", "end", "ready", "done", "moved",
+                 "row", "terms", "engines", "wfirst", "wcount", "wsel", "dprod", "dkind",
+                 "dspace", "kinds", "spaces", "ls_shown", "ls_ns", "throttle")
+
+    def __init__(self, **fields):
+        for name in self.__slots__:
+            setattr(self, name, fields[name])
+
+    def __getstate__(self):
+        return {name: getattr(self, name) for name in self.__slots__}
+
+    def __setstate__(self, state):
+        for name, v in state.items():
+            setattr(self, name, v)
+
+    def events(self) -> list[Event]:
+        """The Events, field by field those the Python scheduler makes."""
+        core, track, row, moved, wfirst, wcount = (
+            x.tolist() for x in (self.core, self.track, self.row, self.moved, self.wfirst,
+                                 self.wcount))
+        start, end, ready, done = (x.tolist() for x in (self.start, self.end, self.ready,
+                                                         self.done))
+        wsel = self.wsel.tolist()
+        dprod, dkind, dspace = (x.tolist() if isinstance(x, np.ndarray) else x
+                                for x in (self.dprod, self.dkind, self.dspace))
+        names, kinds, spaces = self.names, self.kinds, self.spaces
+        terms, engines = self.terms, self.engines
+        events = [None] * self.n
+        for i in range(self.n):
+            c = wcount[i]
+            if c:
+                j0 = wfirst[i]
+                waits = tuple([_new_wait(Wait, (dprod[j], kinds[dkind[j]], spaces[dspace[j]]))
+                               for j in wsel[j0:j0 + c]])
+            else:
+                waits = ()
+            r = row[i]
+            events[i] = Event(i, core[i], names[track[i]], start[i], end[i], ready[i], waits,
+                              terms[r], engines[r], done[i], moved[i])
+        ls_ns, shown, frac = self.ls_ns, self.ls_shown, self.throttle
+        for i in np.flatnonzero(shown | (frac < 1.0)).tolist():
+            e = events[i]
+            if shown[i]:
+                e.cost = {**e.cost, "load_stationary_ns": ls_ns[row[i]]}
+            if frac[i] < 1.0:
+                e.cost = {**e.cost, "throttle": frac[i].item()}
+        return events
+
+
+class Spans:
+    """The events' (core, track, start, end) as arrays (`track`: codes into `names`), in
+    the events' order: what the profile's aggregates read."""
+
+    __slots__ = ("core", "track", "names", "start", "end")
+
+    def __init__(self, core, track, names, start, end):
+        self.core, self.track, self.names, self.start, self.end = \
+            core, track, names, start, end
+
+    @classmethod
+    def of_events(cls, events) -> "Spans":
+        codes: dict = {}
+        track = [codes.setdefault(e.track, len(codes)) for e in events]
+        return cls(np.fromiter((e.core for e in events), np.int64, len(events)),
+                   np.array(track, np.int64), list(codes),
+                   np.fromiter((e.start for e in events), np.float64, len(events)),
+                   np.fromiter((e.end for e in events), np.float64, len(events)))
+
+    def tracks(self, match) -> np.ndarray:
+        """The track codes whose names satisfy `match` (a predicate on the name)."""
+        return np.array([c for c, name in enumerate(self.names) if match(name)], np.int64)
+
+
 class Timeline:
-    chip: object
-    events: list[Event]  # aligned with program.instructions (events[i].index == i)
-    total_time: float  # ns, end of the last event
-    throttle: list[tuple[float, float, float]] = field(default_factory=list)
-    # (start ns, end ns, fraction of TensorE peak allowed) while throttled
-    order: str = "program"  # engines ran in 'compiler' (issue) order or 'program' order
+    """When each instruction ran: `events` aligned with program.instructions
+    (events[i].index == i), `total_time` (ns, end of the last event), `throttle`
+    ((start ns, end ns, fraction of TensorE peak allowed) while throttled), `order`
+    (engines ran in 'compiler' (issue) order or 'program' order). `columns`: the
+    EventColumns the events are made from on first read, or None."""
+
+    columns = None  # (a class attribute: timelines pickled before columns existed)
+
+    def __init__(self, chip, events: list[Event], total_time: float,
+                 throttle: list | None = None, order: str = "program"):
+        self.chip = chip
+        self.events = events
+        self.total_time = total_time
+        self.throttle = [] if throttle is None else throttle
+        self.order = order
+
+    @classmethod
+    def of_columns(cls, chip, columns: EventColumns, total_time: float,
+                   throttle: list, order: str) -> "Timeline":
+        """A Timeline whose events are made from `columns` when first read."""
+        tl = cls.__new__(cls)
+        tl.chip, tl.columns, tl.total_time, tl.throttle, tl.order = \
+            chip, columns, total_time, throttle, order
+        return tl
+
+    def __getattr__(self, name):  # only for attributes not set: `events` not made yet
+        cols = self.__dict__.get("columns")
+        if name != "events" or cols is None:
+            raise AttributeError(name)
+        events = self.__dict__["events"] = cols.events()
+        return events
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        if state.get("columns") is not None:
+            state.pop("events", None)  # made again from the columns
+        return state
+
+    def __eq__(self, other):
+        if not isinstance(other, Timeline):
+            return NotImplemented
+        return ((self.chip, self.total_time, self.throttle, self.order, self.events)
+                == (other.chip, other.total_time, other.throttle, other.order, other.events))
+
+    __hash__ = None
+
+    def __repr__(self):
+        return (f"Timeline(chip={self.chip!r}, events={self.events!r}, "
+                f"total_time={self.total_time!r}, throttle={self.throttle!r}, "
+                f"order={self.order!r})")
+
+    def spans(self) -> Spans:
+        """The events' core, track, start and end as arrays (from the columns, or read
+        off the events)."""
+        cols = self.columns
+        if cols is not None and "events" not in self.__dict__:
+            return Spans(cols.core, cols.track, cols.names, cols.start, cols.end)
+        return Spans.of_events(self.events)
 
     def by_track(self) -> dict[str, list[Event]]:
         tracks: dict[str, list[Event]] = {}
@@ -61,8 +206,14 @@ class Timeline:
 
     def busy_time(self, track_prefix: str, core: int | None = None) -> float:
         """Time (ns) during which at least one event on matching tracks was running."""
-        return busy_time([e for e in self.events if e.track.startswith(track_prefix)
-                          and (core is None or e.core == core)])
+        sp = self.spans()
+        keep = np.isin(sp.track, sp.tracks(lambda name: name.startswith(track_prefix)))
+        if core is not None:
+            keep &= sp.core == core
+        start, end = sp.start[keep], sp.end[keep]
+        if (end < start).any():  # busy_time counts a reversed span that opens a run
+            return busy_time([e for e, k in zip(self.events, keep.tolist()) if k])
+        return span_length(*merged_spans(start, end))
 
 
 def busy_time(events) -> float:
@@ -76,3 +227,33 @@ def busy_time(events) -> float:
         else:
             cur_e = max(cur_e, t)
     return busy + (cur_e - cur_s if cur_e is not None else 0.0)
+
+
+def merged_spans(start: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(starts, ends): the disjoint, sorted union of the [start, end) spans, empty ones
+    left out; the spans profile/summary.py `merged` returns, as arrays."""
+    keep = end > start
+    s, e = start[keep], end[keep]
+    o = np.lexsort((e, s))
+    s, e = s[o], e[o]
+    if not s.size:
+        return s, e
+    reach = np.maximum.accumulate(e)  # max is exact: the same ends as merging one by one
+    first = np.empty(s.size, bool)
+    first[0] = True
+    first[1:] = s[1:] > reach[:-1]
+    last = np.empty(s.size, bool)
+    last[-1] = True
+    last[:-1] = first[1:]
+    return s[first], reach[last]
+
+
+def span_length(start: np.ndarray, end: np.ndarray) -> float:
+    """sum(end - start), added one after another as Python's sum adds them."""
+    return float(running_sum(end - start))
+
+
+def running_sum(x: np.ndarray) -> float:
+    """x[0] + x[1] + ... in that order (cumsum adds sequentially; np.sum pairwise would
+    round differently)."""
+    return float(np.cumsum(x)[-1]) if x.size else 0.0

@@ -1,0 +1,204 @@
+"""Timelines kept as columns (timing/timeline.py EventColumns, made by
+timing/compiled.py build_timeline): the Events made when first read are those the
+Python scheduler makes, field by field; the profile's aggregates read off the arrays
+(profile/summary.py Busy, cc_metrics, dma_queue_count, Timeline.busy_time) equal the
+ones that walk the events."""
+import pickle
+from collections import defaultdict
+
+import ml_dtypes
+import numpy as np
+import pytest
+
+import trnsim
+from trnsim.chips import load_chip
+from trnsim.examples import load_example
+from trnsim.legacy.jit import run_legacy
+from trnsim.profile import summary
+from trnsim.timing.timeline import Event, Timeline, Wait, busy_time
+
+numba = pytest.importorskip("numba")
+
+from trnsim.timing import compiled  # noqa: E402
+from trnsim.timing.scheduler import _Scheduler  # noqa: E402
+
+from test_timing_compiled import barrier_kernel, mixed, strided_stores  # noqa: E402
+
+
+def _tutorial(chip):
+    kernel = load_example("legacy/matmul_tutorial").VARIANTS["tiled"]
+    bf = ml_dtypes.bfloat16
+    return run_legacy(kernel.fn, (np.zeros((1024, 256), bf), np.zeros((1024, 1024), bf)),
+                      {}, chip=chip, numerics=False)[1]
+
+
+def _mixed(chip, seed):
+    x, w = np.zeros((128, 64 * 24), ml_dtypes.bfloat16), np.zeros((128, 64), ml_dtypes.bfloat16)
+    return trnsim.run_kernel(mixed, (x, w), {"seed": seed, "dge": chip != "trn1"}, chip=chip,
+                             numerics=False)[1]
+
+
+def _strided(chip):
+    return trnsim.run_kernel(strided_stores, (np.zeros((128, 8 * 64), np.float32),),
+                             chip=chip, numerics=False)[1]
+
+
+RUNS = {"tutorial trn1": lambda: _tutorial("trn1"), "tutorial trn2": lambda: _tutorial("trn2"),
+        "mixed trn2": lambda: _mixed("trn2", 1), "mixed trn3": lambda: _mixed("trn3", 2),
+        "strided trn2": lambda: _strided("trn2")}
+_made: dict = {}
+
+
+def _pair(name, maps=True):
+    """(the Python scheduler's timeline, the compiled one) of RUNS[name]."""
+    if (name, maps) not in _made:
+        run = RUNS[name]()
+        chip = load_chip(run.chip)
+        ref = _Scheduler(run.program, chip, run.program.issue, {}).run()
+        got = compiled.schedule_compiled(run.program, chip, run.program.issue, maps)
+        assert got is not None and got.columns is not None
+        _made[(name, maps)] = ref, got
+    return _made[(name, maps)]
+
+
+def _fields(e: Event) -> tuple:
+    return (e.index, e.core, e.track, e.start, e.end, e.ready, e.waits,
+            list(e.cost.items()), e.dma_engines, e.done, e.moved)
+
+
+def _sharing(events) -> list:
+    """Which events share one cost dict: for each, the first event with that dict."""
+    first: dict = {}
+    return [first.setdefault(id(e.cost), e.index) for e in events]
+
+
+@pytest.mark.parametrize("maps", [False, True])
+@pytest.mark.parametrize("name", list(RUNS))
+def test_lazy_events_are_the_python_schedulers(name, maps):
+    ref, got = _pair(name, maps)
+    assert "events" not in got.__dict__  # nothing made until read
+    assert (got.total_time, got.throttle, got.order) == (ref.total_time, ref.throttle,
+                                                        ref.order)
+    events = got.events
+    assert got.events is events  # made once
+    assert [_fields(e) for e in events] == [_fields(e) for e in ref.events]
+    for e in events:
+        assert all(type(w) is Wait for w in e.waits)
+        assert type(e.dma_engines) is type(ref.events[e.index].dma_engines)
+    assert _sharing(events) == _sharing(ref.events)
+    assert got == ref
+
+
+def test_cost_additions_and_waits_are_covered():
+    """The corpus has what the columns rebuild specially: Tensor Engine terms with
+    load_stationary_ns and throttle, several waits per event, DMA engines, moves."""
+    events = [e for name in RUNS for e in _pair(name)[1].events]
+    assert any("load_stationary_ns" in e.cost for e in events)
+    assert any("throttle" in e.cost for e in events)
+    assert any(len(e.waits) > 1 for e in events)
+    assert any(e.dma_engines for e in events)
+    assert any(e.moved for e in events)
+
+
+def test_pickled_without_events():
+    ref, got = _pair("mixed trn2")
+    got.events  # noqa: B018 - made, then left out of the pickle
+    blob = pickle.dumps(got)
+    again = pickle.loads(blob)
+    assert "events" not in again.__dict__
+    assert [_fields(e) for e in again.events] == [_fields(e) for e in ref.events]
+    old = Timeline(ref.chip, ref.events, ref.total_time, ref.throttle, ref.order)
+    state = dict(old.__dict__)  # as pickled before timelines had columns
+    revived = Timeline.__new__(Timeline)
+    revived.__dict__.update(state)
+    assert revived.columns is None and revived == old
+
+
+# -- the aggregates: as they were computed walking the events --------------------------
+def _busy_by_events(timeline):
+    groups: dict = defaultdict(list)
+    instruction_time: dict = defaultdict(float)
+    for e in timeline.events:
+        g = "dma" if e.track.startswith("dma") else e.track
+        groups[(e.core, g)].append((e.start, e.end))
+        instruction_time[g] += e.end - e.start
+    spans = {k: summary.merged(v) for k, v in groups.items()}
+    total = summary.length(summary.merged(x for v in spans.values() for x in v))
+    return list(spans.items()), list(instruction_time.items()), total
+
+
+def _cc_by_events(timeline):
+    spans = [(e.start, e.end) for e in timeline.events if e.track == "cc"]
+    active = summary.length(summary.merged(spans))
+    return {"cc_op_time": sum(e - s for s, e in spans) * 1e-9,
+            "cc_op_active_time": active * 1e-9,
+            "cc_op_active_time_percent": summary._pct(active, float(timeline.total_time)),
+            "cc_op_count": len(spans)}
+
+
+def _queues_by_events(timeline):
+    return len({(e.core, e.track) for e in timeline.events if e.track.startswith("dma")})
+
+
+def _aggregates(timeline):
+    busy = summary.Busy(timeline)
+    s = {"total_time": 1.0}
+    prog = type("P", (), {"instructions": []})()
+    summary._dma(s, prog, timeline, busy, 1)
+    return ((list(busy.spans.items()), list(busy.instruction_time.items()), busy.total),
+            summary.cc_metrics(timeline), s["dma_queue_count"],
+            [timeline.busy_time(p, c) for p in ("dma", "tensor", "vector", "cc", "")
+             for c in (None, 0, 1)])
+
+
+def _by_events(timeline):
+    return (_busy_by_events(timeline), _cc_by_events(timeline), _queues_by_events(timeline),
+            [busy_time([e for e in timeline.events if e.track.startswith(p)
+                        and (c is None or e.core == c)])
+             for p in ("dma", "tensor", "vector", "cc", "") for c in (None, 0, 1)])
+
+
+@pytest.mark.parametrize("name", list(RUNS))
+def test_aggregates_from_columns_equal_walking_the_events(name):
+    ref, got = _pair(name)
+    fresh = compiled.schedule_compiled(*_program_of(name))
+    expected = _by_events(ref)
+    assert _aggregates(fresh) == expected
+    assert "events" not in fresh.__dict__  # the aggregates read the columns only
+    assert _aggregates(ref) == expected  # and from the Events
+
+
+def _program_of(name):
+    run = RUNS[name]()
+    return run.program, load_chip(run.chip), run.program.issue, True
+
+
+def test_aggregates_on_awkward_spans():
+    """Overlapping, touching, nested, empty and reversed spans on two cores, DMA queues
+    merged into one group, collectives; the sums' order matters (1e16 + 1 - 1e16)."""
+    rng = np.random.default_rng(5)
+    tracks = ["tensor", "vector", "dma:q0", "dma:q1", "cc", "scalar"]
+    events = []
+    for i in range(400):
+        s = float(rng.choice([0.0, 1e16, rng.uniform(0, 100), round(rng.uniform(0, 100))]))
+        d = float(rng.choice([0.0, 1.0, -0.5, 1e-7, rng.uniform(0, 20), 3.0]))
+        events.append(Event(i, int(rng.integers(0, 2)), str(rng.choice(tracks)), s, s + d))
+    tl = Timeline(None, events, max(e.end for e in events), [])
+    assert _aggregates(tl) == _by_events(tl)
+    empty = Timeline(None, [], 0.0, [])
+    assert _aggregates(empty) == _by_events(empty)
+
+
+def test_fallback_keeps_events(monkeypatch):
+    """A program the compiled core does not model (a synchronisation group across the
+    cores): the Python scheduler's timeline, of Events, and the aggregates read them."""
+    from trnsim.timing import schedule
+    _, run = trnsim.run_kernel(barrier_kernel, (np.zeros((128, 64), np.float32),),
+                               chip="trn2", numerics=False, lnc=2)
+    chip = load_chip("trn2")
+    if not _Scheduler(run.program, chip).groups:
+        pytest.skip("no synchronisation group recorded")
+    monkeypatch.setenv("TRNSIM_COMPILED", "2")
+    tl = schedule(run.program, chip)
+    assert tl.columns is None and "events" in tl.__dict__
+    assert _aggregates(tl) == _by_events(tl)
