@@ -264,3 +264,91 @@ def test_order_edges_and_fences_are_kept(recorded):
     got = _check(program)
     assert got.instructions[5].attrs["depends_on"] == [1, 3]
     assert got.fences[-1] == (0, 4)
+
+
+# -- random programs on a small memory: every placement rule, and evictions ------------
+def _random_program(seed: int) -> Program:
+    """A program over a tiny SBUF and PSUM (1 KiB, 64-byte alignment; 4 banks of 128
+    bytes): tensors of random sizes (some of several blocks, some at explicit
+    addresses) come and go, each instruction reading one or two live ones and writing
+    one, so that free space fragments and cools at different times; some programs need
+    evictions."""
+    from types import SimpleNamespace
+
+    from trnsim.machine.access import Access
+    from trnsim.machine.record import Allocation, Instruction
+
+    rng = np.random.default_rng(seed)
+    core = SimpleNamespace(sbuf_usable_bytes_per_partition=1000 + 24 * (seed % 2) + 1024 * (seed % 3),
+                           sbuf_align_bytes=64, psum_bytes_per_partition=512,
+                           psum_bank_bytes=128)
+    chip = SimpleNamespace(core=core, name="tiny")
+    allocs, live, instrs = {}, [], []
+    vaddr = {"sbuf": 1 << 20, "psum": 1 << 20}
+
+    def new_alloc(i):
+        space = "psum" if rng.random() < 0.25 else "sbuf"
+        explicit = space == "sbuf" and rng.random() < 0.03
+        blocks = int(rng.integers(1, 4)) if rng.random() < 0.3 else 1
+        block = int(rng.integers(1, 5 if space == "psum" else 8)) * 32 - \
+            (8 if rng.random() < 0.2 else 0)
+        row = block * blocks - (int(rng.integers(0, block // 2)) if blocks > 1 else 0)
+        if explicit:
+            base = int(rng.integers(0, 12)) * 64 + (16 if rng.random() < 0.3 else 0)
+        else:
+            base = vaddr[space]
+            vaddr[space] += -(-row // 64) * 64 + 64
+        aid = len(allocs)
+        allocs[aid] = Allocation(aid, space, 0, f"t{aid}", f"float32[{row}]", "float32",
+                                 None, base, row, block, 0, 2, explicit, i)
+        live.append(aid)
+
+    def access(aid, mode):
+        a = allocs[aid]
+        n = a.blocks
+        b = int(rng.integers(0, n))
+        k = int(rng.integers(1, n - b + 1)) if rng.random() < 0.3 else 1
+        lo = a.vaddr + b * a.block_bytes + (8 if rng.random() < 0.3 else 0)
+        hi = min(a.vaddr + (b + k) * a.block_bytes, a.vaddr + a.row_bytes)
+        hi = max(hi - (8 if rng.random() < 0.3 else 0), lo + 4)
+        return Access("dst" if mode == "w" else "src", mode, a.space, 0, a.name, "float32",
+                      (2, (hi - lo) // 4), (((hi - lo) // 4, 2), (1, (hi - lo) // 4)), 0, 0,
+                      2, lo, hi, (hi - lo) // 4, 2 * (hi - lo), hi - lo, False,
+                      -1 if a.explicit and rng.random() < 0.5 else aid)
+
+    hbm = Access("src", "r", "hbm", 0, "x", "float32", (2, 8), ((8, 2), (1, 8)), 0, 0, 1,
+                 0, 64, 8, 64, 64, False, -1)
+    for i in range(160):
+        while len(live) < 2 or (len(live) < 5 and rng.random() < 0.4):
+            new_alloc(i)
+        picked = rng.choice(live, size=min(len(live), int(rng.integers(1, 4))),
+                            replace=False).tolist()
+        reads = tuple(access(aid, "r") for aid in picked[1:]) + (hbm,)
+        writes = (access(picked[0], "w"),)
+        instrs.append(Instruction(i, 0, "vector", "tensor_copy", reads, writes, None, {}))
+        for aid in picked:
+            if rng.random() < 0.35:
+                live.remove(aid)
+    return Program(chip, 1, instrs, allocs, None, [])
+
+
+def test_random_programs_place_as_the_python_allocator_or_fall_back():
+    from trnsim.machine.errors import CapacityError
+    compiled = fallbacks = 0
+    for seed in range(80):
+        program = _random_program(seed)
+        got = compiled_allocation.allocate_compiled(_copy(program))
+        try:
+            want = allocation._Allocator(_copy(program)).run()
+        except CapacityError:
+            assert got is None
+            fallbacks += 1
+            continue
+        if got is None:
+            fallbacks += 1
+            assert want.memory.spills or len(want.memory.placements) > len(
+                {(p.alloc, p.block) for p in want.memory.placements})
+        else:
+            compiled += 1
+            _same(want, got)
+    assert compiled >= 20 and fallbacks >= 5, (compiled, fallbacks)
