@@ -39,6 +39,7 @@ Policy (neuronx-cc's own heuristics are not published; these are trnsim's, named
 from __future__ import annotations
 
 import bisect
+import os
 
 from ..machine.access import Access, copy_with, with_bytes
 from ..machine.errors import CapacityError
@@ -467,4 +468,9 @@ def _hbm_source(ins: Instruction) -> Access | None:
 
 def allocate(program: Program) -> Program:
     """The program with physical on-chip addresses, spill DMAs and its MemoryPlan."""
+    if os.environ.get("TRNSIM_COMPILED") in ("1", "2"):  # the compiled experiment
+        from .compiled_allocation import allocate_compiled  # None: not modelled there
+        compiled = allocate_compiled(program)
+        if compiled is not None:
+            return compiled
     return _Allocator(program).run()

@@ -1,0 +1,633 @@
+"""The allocation pass (compiler/allocation.py) over columns, its walk compiled with
+numba, for programs in which every block fits where the policy places it.
+
+    program = allocate_compiled(program)   # None: use the Python allocator
+
+The virtual accesses become arrays (bulk conversion), each block's first and last use
+come from NumPy, and `_walk` places and frees the blocks exactly as `_Allocator.run`
+does with its Arenas (compiler/arena.py: next-fit with the cursor, else the free space
+released longest ago, PSUM footprints, explicit tensors' reservations, usage steps).
+The moment a block would need an eviction (and so spills, reloads or compaction) the
+walk stops and `allocate_compiled` returns None before anything was changed: the whole
+program then goes through the Python allocator. Without spills no instruction is
+inserted, so the output keeps every index; the physical accesses are computed in bulk.
+"""
+from __future__ import annotations
+
+from array import array
+
+import numpy as np
+
+try:
+    from numba import njit
+except ImportError:  # pragma: no cover - the Python allocator runs instead
+    njit = None
+
+from ..machine.access import Access
+from ..machine.record import Program
+from .arena import Arena
+from .plan import MemoryPlan, Placement, Steps
+
+_new_access = tuple.__new__
+FALLBACK = -1
+
+
+def available() -> bool:
+    return njit is not None
+
+
+def _jit(f):
+    return njit(cache=True, nogil=True)(f) if njit is not None else f
+
+
+# -- the compiled walk (arena.py's Arena on flat arrays, one region per arena) ---------
+
+@_jit
+def _bisect_lo(lo, off, n, key):
+    """First k in [0, n) with lo[off + k] >= key (bisect_left by (key,))."""
+    a, b = 0, n
+    while a < b:
+        m = (a + b) >> 1
+        if lo[off + m] < key:
+            a = m + 1
+        else:
+            b = m
+    return a
+
+
+@_jit
+def _bisect_right(lo, hi, off, n, klo, khi):
+    """First k in [0, n) with (lo, hi)[off + k] > (klo, khi) (bisect.insort's place)."""
+    a, b = 0, n
+    while a < b:
+        m = (a + b) >> 1
+        x = lo[off + m]
+        if klo < x or (klo == x and khi < hi[off + m]):
+            b = m
+        else:
+            a = m + 1
+    return a
+
+
+@_jit
+def _insert(lo, hi, when, off, n, k, vlo, vhi, vwhen):
+    for j in range(n, k, -1):
+        lo[off + j] = lo[off + j - 1]
+        hi[off + j] = hi[off + j - 1]
+        when[off + j] = when[off + j - 1]
+    lo[off + k], hi[off + k], when[off + k] = vlo, vhi, vwhen
+
+
+@_jit
+def _splice(lo, hi, when, off, n, k0, k1, nlo, nhi, nwhen, nnew):
+    """Replace items [k0, k1) of the n at off by the nnew of nlo/nhi/nwhen; returns the
+    new count."""
+    shift = nnew - (k1 - k0)
+    if shift > 0:
+        for j in range(n - 1, k1 - 1, -1):
+            lo[off + j + shift] = lo[off + j]
+            hi[off + j + shift] = hi[off + j]
+            when[off + j + shift] = when[off + j]
+    elif shift < 0:
+        for j in range(k1, n):
+            lo[off + j + shift] = lo[off + j]
+            hi[off + j + shift] = hi[off + j]
+            when[off + j + shift] = when[off + j]
+    for x in range(nnew):
+        lo[off + k0 + x], hi[off + k0 + x], when[off + k0 + x] = nlo[x], nhi[x], nwhen[x]
+    return n + shift
+
+
+@_jit
+def _delete(lo, hi, when, off, n, k):
+    for j in range(k, n - 1):
+        lo[off + j] = lo[off + j + 1]
+        hi[off + j] = hi[off + j + 1]
+        when[off + j] = when[off + j + 1]
+
+
+@_jit
+def _less(hw, hlo, hhi, i, j):
+    if hw[i] != hw[j]:
+        return hw[i] < hw[j]
+    if hlo[i] != hlo[j]:
+        return hlo[i] < hlo[j]
+    return hhi[i] < hhi[j]
+
+
+@_jit
+def _swap(hw, hlo, hhi, i, j):
+    hw[i], hw[j] = hw[j], hw[i]
+    hlo[i], hlo[j] = hlo[j], hlo[i]
+    hhi[i], hhi[j] = hhi[j], hhi[i]
+
+
+@_jit
+def _heap_push(hw, hlo, hhi, off, n, w, lo, hi):
+    """Push (w, lo, hi) onto the heap of n items at off; returns the new count."""
+    k = off + n
+    hw[k], hlo[k], hhi[k] = w, lo, hi
+    while k > off:
+        parent = off + (k - off - 1) // 2
+        if _less(hw, hlo, hhi, k, parent):
+            _swap(hw, hlo, hhi, k, parent)
+            k = parent
+        else:
+            break
+    return n + 1
+
+
+@_jit
+def _heap_pop(hw, hlo, hhi, off, n):
+    """Move the least item of the heap of n items at off to off + n - 1 (the caller
+    reads it there); the first n - 1 stay a heap."""
+    last = off + n - 1
+    _swap(hw, hlo, hhi, off, last)
+    k, end = off, last
+    while True:
+        c = off + 2 * (k - off) + 1
+        if c >= end:
+            break
+        if c + 1 < end and _less(hw, hlo, hhi, c + 1, c):
+            c += 1
+        if _less(hw, hlo, hhi, c, k):
+            _swap(hw, hlo, hhi, c, k)
+            k = c
+        else:
+            break
+
+
+@_jit
+def _next_fit(tlo, thi, off, n, size, cursor, limit, align):
+    """machine/memory.py next_fit over the sorted spans at off (base 0); -1: none."""
+    p0 = -(-cursor // align) * align
+    if p0 < 0:
+        p0 = 0
+    for attempt in range(2):
+        p = p0 if attempt == 0 else 0
+        i = _bisect_lo(tlo, off, n, p)
+        if i > 0 and thi[off + i - 1] > p:
+            i -= 1
+        while p + size <= limit:
+            if i == n or tlo[off + i] - p >= size:
+                return p
+            q = -(-thi[off + i] // align) * align
+            if q > p:
+                p = q
+            i += 1
+    return -1
+
+
+@_jit
+def _merged(alo, ahi, aoff, an, rlo, rhi, rn, olo, ohi):
+    """allocation.merged(spans + reserved) into olo/ohi (sorted, disjoint; touching
+    spans joined); returns its length. The reserved spans rlo/rhi are sorted by lo."""
+    n, i, j = 0, 0, 0
+    while i < an or j < rn:
+        if j == rn or (i < an and alo[aoff + i] <= rlo[j]):
+            lo, hi = alo[aoff + i], ahi[aoff + i]
+            i += 1
+        else:
+            lo, hi = rlo[j], rhi[j]
+            j += 1
+        if n and lo <= ohi[n - 1]:
+            if hi > ohi[n - 1]:
+                ohi[n - 1] = hi
+        else:
+            olo[n], ohi[n] = lo, hi
+            n += 1
+    return n
+
+
+@_jit
+def _cooling_get(blo, bhi, bwhen, off, n, lo, hi):
+    """Arena.cooling.get((lo, hi)): when it was released, or -1 (not cooling)."""
+    k = _bisect_lo(blo, off, n, lo)
+    if k < n and blo[off + k] == lo and bhi[off + k] == hi:
+        return bwhen[off + k]
+    return -1
+
+
+@_jit
+def _window_age(s, size, capacity, tlo, thi, toff, tn, blo, bhi, bwhen, boff, bn):
+    """Arena._window_age; -2 for None."""
+    e = s + size
+    if s < 0 or e > capacity:
+        return -2
+    k = _bisect_lo(tlo, toff, tn, e) - 1
+    if k >= 0 and thi[toff + k] > s:
+        return -2
+    k = _bisect_lo(blo, boff, bn, s)
+    if k > 0 and bhi[boff + k - 1] > s:
+        k -= 1
+    age = -1
+    while k < bn and blo[boff + k] < e:
+        if bwhen[boff + k] > age:
+            age = bwhen[boff + k]
+        k += 1
+    return age
+
+
+@_jit
+def _walk(ev_block, ev_at, ev_place, blk_arena, blk_bytes, blk_last, capacity, align,
+          ex_arena, ex_first, ex_last, ex_lo, ex_hi, span_off, heap_off,
+          start_out, size_out, order_out, note_arena, note_at, note_used, peak):
+    """Place and free the blocks in event order (ev_place 1: placed for instruction
+    ev_at; 0: freed after it) as _Allocator.run does; fills start/size_out per block,
+    order_out (blocks in placement order), the usage notes and peak per arena. Returns
+    the number of notes, or FALLBACK where a block does not fit (an eviction) or the
+    Python allocator would raise."""
+    na = capacity.shape[0]
+    nspan = span_off[na]
+    blo = np.empty(nspan, np.int64)
+    bhi = np.empty(nspan, np.int64)
+    bwhen = np.empty(nspan, np.int64)  # release time of a cooling span, -1: resident
+    tlo = np.empty(nspan, np.int64)
+    thi = np.empty(nspan, np.int64)
+    twhen = np.empty(nspan, np.int64)
+    nheap = heap_off[na]
+    hw = np.empty(nheap, np.int64)
+    hlo = np.empty(nheap, np.int64)
+    hhi = np.empty(nheap, np.int64)
+    nb = np.zeros(na, np.int64)
+    nt = np.zeros(na, np.int64)
+    nh = np.zeros(na, np.int64)
+    cursor = np.zeros(na, np.int64)
+    no_fresh = np.full(na, -1, np.int64)
+    used = np.zeros(na, np.int64)
+    nex = ex_arena.shape[0]
+    mcap = 1 + nex
+    for a in range(na):
+        mcap = max(mcap, span_off[a + 1] - span_off[a] + nex + 1)
+    mblo = np.empty(mcap, np.int64)
+    mbhi = np.empty(mcap, np.int64)
+    mtlo = np.empty(mcap, np.int64)
+    mthi = np.empty(mcap, np.int64)
+    rlo = np.empty(nex + 1, np.int64)
+    rhi = np.empty(nex + 1, np.int64)
+    new_lo = np.empty(3, np.int64)
+    new_hi = np.empty(3, np.int64)
+    new_when = np.empty(3, np.int64)
+    tried_w = np.empty(4, np.int64)
+    tried_lo = np.empty(4, np.int64)
+    tried_hi = np.empty(4, np.int64)
+    nnotes = 0
+    nplaced = 0
+    for e in range(ev_block.shape[0]):
+        b = ev_block[e]
+        a = blk_arena[b]
+        i = ev_at[e]
+        so, ho = span_off[a], heap_off[a]
+        cap_spans = span_off[a + 1] - so
+        if ev_place[e] == 0:  # release: Arena.vacate, then note at the next position
+            lo, hi = start_out[b], start_out[b] + size_out[b]
+            n = nt[a]
+            k = _bisect_lo(tlo, so, n, lo)
+            if k == n or tlo[so + k] != lo or thi[so + k] != hi:
+                return FALLBACK
+            _delete(tlo, thi, twhen, so, n, k)
+            nt[a] = n - 1
+            k = _bisect_lo(blo, so, nb[a], lo)
+            if k == nb[a] or blo[so + k] != lo or bhi[so + k] != hi:
+                return FALLBACK
+            bwhen[so + k] = i
+            if nh[a] == heap_off[a + 1] - ho:
+                return FALLBACK
+            nh[a] = _heap_push(hw, hlo, hhi, ho, nh[a], i, lo, hi)
+            used[a] -= size_out[b]
+            at = i + 1
+        else:  # placement: Arena.find (no reserved list when no explicit tensor is live)
+            size = blk_bytes[b]
+            cap, al = capacity[a], align[a]
+            if size <= 0:
+                return FALLBACK
+            nres = 0
+            for x in range(nex):
+                if ex_arena[x] == a and ex_first[x] <= blk_last[b] and ex_last[x] >= i:
+                    lo, hi = ex_lo[x], ex_hi[x]
+                    k = nres  # insertion sort by (lo, hi): few
+                    while k > 0 and (rlo[k - 1] > lo or (rlo[k - 1] == lo and rhi[k - 1] > hi)):
+                        rlo[k], rhi[k] = rlo[k - 1], rhi[k - 1]
+                        k -= 1
+                    rlo[k], rhi[k] = lo, hi
+                    nres += 1
+            if nres:
+                fb = _merged(blo, bhi, so, nb[a], rlo, rhi, nres, mblo, mbhi)
+                ft = _merged(tlo, thi, so, nt[a], rlo, rhi, nres, mtlo, mthi)
+                fblo, fbhi, fbo = mblo, mbhi, 0
+                ftlo, fthi, fto = mtlo, mthi, 0
+            else:
+                fb, ft = nb[a], nt[a]
+                fblo, fbhi, fbo = blo, bhi, so
+                ftlo, fthi, fto = tlo, thi, so
+            start = -1
+            if nres or no_fresh[a] < 0 or size < no_fresh[a]:
+                start = _next_fit(fblo, fbhi, fbo, fb, size, cursor[a], cap, al)
+                if start < 0 and nres == 0:
+                    no_fresh[a] = size
+            if start < 0:
+                best_age, best_s, ntried = -2, -1, 0
+                while nh[a] > 0 and ntried < 4:
+                    _heap_pop(hw, hlo, hhi, ho, nh[a])
+                    nh[a] -= 1
+                    top = ho + nh[a]
+                    w, slo, shi = hw[top], hlo[top], hhi[top]
+                    if _cooling_get(blo, bhi, bwhen, so, nb[a], slo, shi) != w:
+                        continue  # stale: used up since
+                    tried_w[ntried], tried_lo[ntried], tried_hi[ntried] = w, slo, shi
+                    ntried += 1
+                    exact = nres == 0 and shi - slo == size and slo % al == 0
+                    last = (shi - size) // al * al
+                    for t in range(2):
+                        if t == 0 and last == slo:
+                            continue
+                        s = slo if t == 0 else last
+                        if exact:
+                            age = w
+                        else:
+                            age = _window_age(s, size, cap, ftlo, fthi, fto, ft,
+                                              blo, bhi, bwhen, so, nb[a])
+                        if age != -2 and (best_age == -2 or age < best_age):
+                            best_age, best_s = age, s
+                    if best_age != -2 and best_age == w:
+                        break
+                for t in range(ntried):
+                    nh[a] = _heap_push(hw, hlo, hhi, ho, nh[a], tried_w[t], tried_lo[t],
+                                       tried_hi[t])
+                if best_age != -2:
+                    start = best_s
+                else:
+                    start = _next_fit(ftlo, fthi, fto, ft, size, cursor[a], cap, al)
+            if start < 0:
+                return FALLBACK  # an eviction: the Python allocator
+            end = -(-(start + size) // al) * al
+            if end > cap:
+                end = cap
+            lo, hi = start, end
+            # Arena.occupy: the cooling spans there are used up (the parts of the first
+            # and last outside [lo, hi) stay cooling); busy's spans are disjoint, so the
+            # overlapped ones are a run [k0, k1) that the parts and the new span replace
+            n = nb[a]
+            k0 = _bisect_lo(blo, so, n, lo)
+            if k0 > 0 and bhi[so + k0 - 1] > lo:
+                k0 -= 1
+            k1 = k0
+            while k1 < n and blo[so + k1] < hi:
+                if bwhen[so + k1] < 0:
+                    return FALLBACK  # a resident span (Python: KeyError)
+                k1 += 1
+            nnew = 0
+            if k1 > k0 and blo[so + k0] < lo:
+                new_lo[nnew], new_hi[nnew], new_when[nnew] = blo[so + k0], lo, bwhen[so + k0]
+                nnew += 1
+            new_lo[nnew], new_hi[nnew], new_when[nnew] = lo, hi, -1
+            nnew += 1
+            if k1 > k0 and bhi[so + k1 - 1] > hi:
+                new_lo[nnew], new_hi[nnew], new_when[nnew] = hi, bhi[so + k1 - 1], \
+                    bwhen[so + k1 - 1]
+                nnew += 1
+            if n - (k1 - k0) + nnew > cap_spans or nh[a] + 2 > heap_off[a + 1] - ho:
+                return FALLBACK
+            for x in range(nnew):
+                if new_when[x] >= 0:
+                    nh[a] = _heap_push(hw, hlo, hhi, ho, nh[a], new_when[x], new_lo[x],
+                                       new_hi[x])
+            nb[a] = _splice(blo, bhi, bwhen, so, n, k0, k1, new_lo, new_hi, new_when, nnew)
+            if nt[a] == cap_spans:
+                return FALLBACK
+            kk = _bisect_right(tlo, thi, so, nt[a], lo, hi)
+            _insert(tlo, thi, twhen, so, nt[a], kk, lo, hi, -1)
+            nt[a] += 1
+            cursor[a] = hi
+            used[a] += hi - lo
+            start_out[b], size_out[b] = lo, hi - lo
+            order_out[nplaced] = b
+            nplaced += 1
+            at = i
+        if used[a] > peak[a]:
+            peak[a] = used[a]
+        note_arena[nnotes], note_at[nnotes], note_used[nnotes] = a, at, used[a]
+        nnotes += 1
+    return nnotes
+
+
+# -- columns in, program out ---------------------------------------------------------
+
+class _Columns:
+    """The program's accesses flat (each instruction's reads, then its writes)."""
+
+    def __init__(self, program: Program):
+        ins = program.instructions
+        self.reads = [i.reads for i in ins]
+        self.writes = [i.writes for i in ins]
+        nr = np.fromiter(map(len, self.reads), np.int64, len(ins))
+        nw = np.fromiter(map(len, self.writes), np.int64, len(ins))
+        self.counts = nr + nw
+        flat: list = []
+        for r, w in zip(self.reads, self.writes):
+            flat += r
+            flat += w
+        self.flat = flat
+        self.ins_of = np.repeat(np.arange(len(ins), dtype=np.int64), self.counts)
+        n = len(flat)
+        self.alloc = np.fromiter((a[17] for a in flat), np.int64, n)
+        self.lo = np.fromiter((a[11] for a in flat), np.int64, n)
+        self.hi = np.fromiter((a[12] for a in flat), np.int64, n)
+        self.hbm = np.fromiter((a[2] == "hbm" for a in flat), np.bool_, n)
+
+
+def allocate_compiled(program: Program) -> Program | None:
+    """allocation.allocate(program) computed over columns, or None (program untouched)
+    where a block would need an eviction, or the walk meets what it does not model."""
+    if njit is None:
+        return None
+    chip, lnc = program.chip, program.lnc
+    core = chip.core
+    keys, caps, aligns = [], [], []
+    for c in range(lnc):
+        keys += [("sbuf", c), ("psum", c)]
+        caps += [core.sbuf_usable_bytes_per_partition, core.psum_bytes_per_partition]
+        aligns += [core.sbuf_align_bytes, core.psum_bank_bytes]
+    arena_of = {k: n for n, k in enumerate(keys)}
+    allocs = program.allocations
+    if not allocs:
+        aids = np.zeros(0, np.int64)
+    else:
+        aids = np.fromiter(allocs.keys(), np.int64, len(allocs))
+    if len(aids) and (aids.min() < 0 or aids.max() > 4 * len(aids) + 1024):
+        return None
+    width = int(aids.max()) + 1 if len(aids) else 0
+    vals = list(allocs.values())
+    arena = np.full(width, -1, np.int64)
+    explicit = np.zeros(width, np.bool_)
+    vaddr = np.zeros(width, np.int64)
+    bbytes = np.ones(width, np.int64)
+    nblocks = np.zeros(width, np.int64)
+    rowb = np.zeros(width, np.int64)
+    declared = np.zeros(width, np.int64)
+    if len(aids):
+        arena[aids] = [arena_of.get((a.space, a.core), -1) for a in vals]
+        explicit[aids] = [a.explicit for a in vals]
+        vaddr[aids] = [a.vaddr for a in vals]
+        bbytes[aids] = [a.block_bytes for a in vals]
+        rowb[aids] = [a.row_bytes for a in vals]
+        declared[aids] = [a.declared_at for a in vals]
+        if (bbytes[aids] <= 0).any():
+            return None
+        nblocks[aids] = -(-rowb[aids] // bbytes[aids])
+    cols = _Columns(program)
+    aid = cols.alloc
+    onchip = ~cols.hbm & (aid >= 0)
+    if (aid[onchip] >= width).any():
+        return None  # an alloc id the program does not declare (Python: KeyError)
+    safe = np.where(onchip, aid, 0)
+    if width == 0:
+        onchip[:] = False
+    is_ex = onchip & explicit[safe] if width else onchip
+    auto = onchip & ~is_ex
+    if (arena[safe[auto]] < 0).any():
+        return None
+
+    # explicit tensors: [declared_at, last access], in order of first access
+    ex_pos = np.flatnonzero(is_ex)
+    ex_ids, first_pos = np.unique(aid[ex_pos], return_index=True)
+    ex_ids = ex_ids[np.argsort(first_pos, kind="stable")]
+    last_ins = np.zeros(width, np.int64)
+    np.maximum.at(last_ins, aid[ex_pos], cols.ins_of[ex_pos])
+    if len(ex_ids) and (arena[ex_ids] < 0).any():
+        return None
+
+    # blocks: a global number per (alloc, block)
+    pos = np.flatnonzero(auto)
+    a_id = aid[pos]
+    rel_lo = cols.lo[pos] - vaddr[a_id]
+    rel_hi = cols.hi[pos] - vaddr[a_id]
+    bb = bbytes[a_id]
+    b0 = rel_lo // bb
+    b1 = -(-rel_hi // bb)
+    nb_acc = b1 - b0
+    if len(pos) and (nb_acc.min() <= 0 or b0.min() < 0 or (b1 > nblocks[a_id]).any()):
+        return None  # empty or out-of-range blocks: the Python allocator's own behaviour
+    base = np.zeros(width + 1, np.int64)
+    np.cumsum(nblocks, out=base[1:])
+    rep = np.repeat(np.arange(len(pos)), nb_acc)
+    step = np.arange(len(rep)) - np.repeat(np.cumsum(nb_acc) - nb_acc, nb_acc)
+    gblock = base[a_id[rep]] + b0[rep] + step
+    g_ins = cols.ins_of[pos[rep]]
+    # each instruction's blocks in order of first mention (`mine`)
+    nbl = int(base[-1])
+    key = g_ins * max(nbl, 1) + gblock
+    _, first = np.unique(key, return_index=True)
+    first.sort()
+    m_block, m_ins = gblock[first], g_ins[first]
+    blk_first = np.full(nbl, -1, np.int64)
+    blk_last = np.full(nbl, -1, np.int64)
+    blk_first[m_block[::-1]] = m_ins[::-1]
+    blk_last[m_block] = m_ins
+    is_first = m_ins == blk_first[m_block]
+    is_last = m_ins == blk_last[m_block]
+    ev_block = np.concatenate((m_block[is_first], m_block[is_last]))
+    ev_at = np.concatenate((m_ins[is_first], m_ins[is_last]))
+    ev_place = np.concatenate((np.ones(int(is_first.sum()), np.int64),
+                               np.zeros(int(is_last.sum()), np.int64)))
+    # per instruction its placements, then its releases, each in the order of `mine`
+    order = np.argsort(ev_at * 2 + (1 - ev_place), kind="stable")
+    ev_block, ev_at, ev_place = ev_block[order], ev_at[order], ev_place[order]
+
+    blk_alloc = np.repeat(np.arange(width, dtype=np.int64), nblocks)
+    blk_index = np.arange(nbl, dtype=np.int64) - base[blk_alloc]
+    blk_arena = arena[blk_alloc]
+    blk_bytes = bbytes[blk_alloc]
+    capacity = np.array(caps, np.int64)
+    align = np.array(aligns, np.int64)
+    na = len(keys)
+    per_arena = np.bincount(blk_arena[blk_first >= 0], minlength=na)
+    span_off = np.zeros(na + 1, np.int64)
+    np.cumsum(capacity // align + 2, out=span_off[1:])
+    heap_off = np.zeros(na + 1, np.int64)
+    np.cumsum(3 * per_arena + 8, out=heap_off[1:])
+    ex_arena = arena[ex_ids]
+    ex_first = declared[ex_ids]
+    ex_last = last_ins[ex_ids]
+    ex_lo = vaddr[ex_ids]
+    ex_hi = ex_lo + rowb[ex_ids]
+    start = np.zeros(nbl, np.int64)
+    size = np.zeros(nbl, np.int64)
+    placed = np.zeros(nbl, np.int64)
+    nev = len(ev_block)
+    note_arena = np.zeros(nev, np.int64)
+    note_at = np.zeros(nev, np.int64)
+    note_used = np.zeros(nev, np.int64)
+    peak = np.zeros(na, np.int64)
+    nnotes = _walk(ev_block, ev_at, ev_place, blk_arena, blk_bytes, blk_last, capacity,
+                   align, ex_arena, ex_first, ex_last, ex_lo, ex_hi, span_off, heap_off,
+                   start, size, placed, note_arena, note_at, note_used, peak)
+    if nnotes == FALLBACK:
+        return None
+
+    # the plan
+    plan = MemoryPlan(allocs, {k: int(c) for k, c in zip(keys, caps)})
+    for x in ex_ids.tolist():
+        a = allocs[x]
+        plan.placements.append(Placement(x, 0, a.vaddr, a.row_bytes, int(declared[x]),
+                                         int(last_ins[x])))
+    order_b = placed[:int(is_first.sum())]
+    plan.placements += map(Placement, blk_alloc[order_b].tolist(),
+                           blk_index[order_b].tolist(), start[order_b].tolist(),
+                           size[order_b].tolist(), blk_first[order_b].tolist(),
+                           blk_last[order_b].tolist())
+    note_arena, note_at, note_used = (note_arena[:nnotes], note_at[:nnotes],
+                                      note_used[:nnotes])
+    for n, k in enumerate(keys):
+        sel = note_arena == n
+        at = np.concatenate(([0], note_at[sel]))
+        used = np.concatenate(([0], note_used[sel]))
+        last = np.ones(len(at), np.bool_)  # a note at the same index replaces the step
+        last[:-1] = at[1:] != at[:-1]
+        steps = Steps()
+        steps.at = array("q", at[last].astype(np.int64).tobytes())
+        steps.value = array("q", used[last].astype(np.int64).tobytes())
+        plan.usage[k] = steps
+        plan.peak[k] = int(peak[n])
+
+    # the physical accesses
+    bstart = start[base[a_id] + b0]
+    off = rel_lo - b0 * bb
+    plo = bstart + off
+    phi = plo + (rel_hi - rel_lo)
+    for j in np.flatnonzero(nb_acc > 1).tolist():
+        g = base[a_id[j]] + np.arange(b0[j], b1[j])
+        st = start[g]
+        if not (st == st[0] + np.arange(len(g)) * bb[j]).all():
+            plo[j], phi[j] = st.min(), (st + size[g]).max()  # scattered blocks: their box
+    flat = cols.flat
+    memo: dict = {}  # (id, lo, hi): the originals stay alive in cols.reads/writes
+    for p, lo, hi in zip(pos.tolist(), plo.tolist(), phi.tolist()):
+        a = flat[p]
+        k = (id(a), lo, hi)
+        new = memo.get(k)
+        if new is None:
+            new = memo[k] = _new_access(Access, a[:11] + (lo, hi) + a[13:])
+        flat[p] = new
+    touched = np.zeros(len(program.instructions), np.bool_)
+    touched[cols.ins_of[pos]] = True
+    ends = np.cumsum(cols.counts).tolist()
+    counts = cols.counts.tolist()
+    reads = cols.reads
+    instrs = program.instructions
+    for i in np.flatnonzero(touched).tolist():
+        ins = instrs[i]
+        e = ends[i]
+        s = e - counts[i]
+        nr = len(reads[i])
+        ins.reads = tuple(flat[s:s + nr])
+        ins.writes = tuple(flat[s + nr:e])
+    n = len(instrs)
+    renumbered = range(n + 1)
+    for i, ins in enumerate(instrs):
+        ins.index = i
+        dep = ins.attrs.get("depends_on")
+        if dep:
+            ins.attrs = {**ins.attrs, "depends_on": [renumbered[d] for d in dep]}
+    return Program(chip, lnc, list(instrs), allocs, plan,
+                   [(c, renumbered[at]) for c, at in program.fences])
