@@ -220,6 +220,27 @@ def test_addresses_beyond_the_byte_axis_fall_back(monkeypatch):
     assert [list(x) for x in s.succ] == [list(x) for x in ref.succ] and any(ref.succ)
 
 
+def test_too_many_row_pitches_fall_back(monkeypatch):
+    """Strided HBM stores of more row pitches than the compiled maps hold (each a map
+    of its own): the Python pass gives the edges."""
+    def rows(mode, lo, pitch):  # two rows of 16 bytes, `pitch` floats apart
+        return Access("x", mode, "hbm", 0, "t", "float32", (2, 4), ((pitch, 2), (1, 4)), 0,
+                      0, 1, lo, lo + pitch * 4 + 16, 8, 32, 16)
+    pitches = range(8, 8 + compiled_deps.MAX_PITCHES + 1)
+    instrs = [Instruction(i, 0, "dma", "dma_copy", (), (rows("w", 64 * i, p),), None, {},
+                          "qSyncIO") for i, p in enumerate(pitches)]
+    program = Program(load_chip("trn2"), 1, instrs)
+    assert rows_form(instrs[0].writes[0], 4) == (32, 0, 2, 16)
+    with pytest.raises(OverflowError):
+        compiled_deps.list_edges(program, [len(instrs)] * len(instrs), [])
+    monkeypatch.setenv("TRNSIM_COMPILED", "2")
+    s = schedule._ListScheduler(program, load_chip("trn2"), "asap", 64)
+    assert s._compiled_dependencies() is None
+    monkeypatch.delenv("TRNSIM_COMPILED")
+    ref = schedule._ListScheduler(program, load_chip("trn2"), "asap", 64)
+    assert [list(x) for x in s.succ] == [list(x) for x in ref.succ] and any(ref.succ)
+
+
 def test_retry_with_more_capacity():
     """Capacities too small for the program: the compiled maps run again with more."""
     _, run = trnsim.run_kernel(random_tiles, (np.zeros((128, 512), np.float32),),

@@ -19,8 +19,8 @@ dropped where the program's instruction list is another object or another length
 """
 from __future__ import annotations
 
-from itertools import chain, count
-from operator import attrgetter, itemgetter
+from itertools import chain, compress, count
+from operator import attrgetter, itemgetter, methodcaller
 
 import numpy as np
 
@@ -30,6 +30,7 @@ ACC = ("p_lo", "p_hi", "lo", "hi", "dense", "has_form", "pitch", "first", "rows"
        "map", "space")
 P_LO, P_HI, LO, HI, DENSE, HAS_FORM, PITCH, FIRST, ROWS, RUN, MAP, SPACE = range(len(ACC))
 _READS, _WRITES, _ATTRS = attrgetter("reads"), attrgetter("writes"), attrgetter("attrs")
+_DEPENDS_ON = methodcaller("get", "depends_on")
 
 
 class AccessColumns:
@@ -69,8 +70,8 @@ def build(instrs) -> AccessColumns:
     m = len(flat)
     acc = cols.acc = np.zeros((m, len(ACC)), np.int64)
     cols.spaces, cols.maps = [], []
-    cols.depends_on = [(i, d) for i, d in enumerate(a.get("depends_on")
-                                                   for a in map(_ATTRS, instrs)) if d]
+    orders = list(map(_DEPENDS_ON, map(_ATTRS, instrs)))
+    cols.depends_on = list(compress(enumerate(orders), orders))
     if not m:
         return cols
     # (one pass of C over the tuples: the fastest way to read them found)
@@ -89,8 +90,10 @@ def build(instrs) -> AccessColumns:
         core = ints[:, 0]
         width = int(core.max()) + 1
         keys = space[onchip] * width + core[onchip]
-        uniq, acc[onchip, MAP] = np.unique(keys, return_inverse=True)
-        cols.maps = [(names[k // width], k % width) for k in uniq.tolist()]
+        used = np.zeros(len(names) * width, bool)  # (np.unique without its sort)
+        used[keys] = True
+        acc[onchip, MAP] = (np.cumsum(used) - 1)[keys]
+        cols.maps = [(names[k // width], k % width) for k in np.flatnonzero(used).tolist()]
     acc[hbm, MAP] = -1
     if hbm.any():
         at = np.flatnonzero(hbm)

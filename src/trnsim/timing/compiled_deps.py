@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .access_columns import LO, MAP, SPACE, access_columns
+from .access_columns import HI, LO, MAP, SPACE, access_columns
 from .columns import ORDER, QUEUE, RAW, WAR, WAW, _dense
 
 try:
@@ -72,10 +72,10 @@ def collect(sched, spaces: dict, caps=None):
 def list_edges(program, tkey, extra, caps=None):
     """(dptr, prods, kinds): instruction i's producers prods[dptr[i]:dptr[i + 1]], each
     once with the first kind found (RAW, then per write WAW and WAR, then the `extra`
-    ones: (instruction, its ORDER producers, each earlier than it)), as the list
-    scheduler's MemoryMaps pass finds them in program order. tkey: each instruction's
-    reader key, below len(program) its own index. OverflowError: addresses the
-    compiled maps do not hold (the Python pass)."""
+    ones: (instruction, its ORDER producers, each earlier than it), by instruction),
+    as the list scheduler's MemoryMaps pass finds them in program order. tkey: each
+    instruction's reader key, below len(program) its own index. OverflowError:
+    addresses the compiled maps do not hold (the Python pass)."""
     cols = access_columns(program)
     n = cols.n
     return _run(cols, np.arange(n, dtype=np.int64), np.zeros(n, np.uint8),
@@ -84,8 +84,10 @@ def list_edges(program, tkey, extra, caps=None):
 
 
 def _run(cols, order, skip, tkey, unique, extra, remap, ntracks, first, caps):
+    """_collect over the columns `cols` (extra: (instruction, its ORDER producers) in
+    instruction order), with more capacity while it runs out."""
     acc = cols.acc
-    if len(acc) and (acc[:, LO].min() < 0 or acc[:, LO + 1].max() >= 1 << MAP_SHIFT):
+    if len(acc) and (acc[:, LO].min() < 0 or acc[:, HI].max() >= 1 << MAP_SHIFT):
         raise OverflowError(f"byte addresses beyond [0, 2**{MAP_SHIFT})")
     n = len(order)
     eptr = np.zeros(n + 1, np.int64)
