@@ -4,6 +4,7 @@ one (trnsim/compiler/schedule.py `_ListScheduler.run`): the same issue order, es
 under both heuristics and several windows, DMA queues, engine-agnostic work on trn1 /
 trn2 / trn3, fences (no_reorder, sequential_range, core_barrier) and LNC=2; and the
 fallback to the Python loop."""
+from array import array
 from contextlib import nullcontext
 
 import ml_dtypes
@@ -22,6 +23,8 @@ from trnsim.compiler.schedule import _ListScheduler  # noqa: E402
 from trnsim.examples import load_example  # noqa: E402
 from trnsim.legacy import language as lnl  # noqa: E402
 from trnsim.legacy.jit import run_legacy  # noqa: E402
+from trnsim.machine.record import Instruction, Program  # noqa: E402
+from trnsim.timing.costs import cost_model  # noqa: E402
 
 
 def _python(program, chip, heuristic, window, monkeypatch):
@@ -166,6 +169,63 @@ def test_sequential_range_fences(loop, monkeypatch):
                         numerics=False)
     seen = _same(run.program, "trn2", monkeypatch, windows=(1, 64))
     assert seen["fenced"] == (loop == "sequential_range")
+
+
+def _random_graph(rng, n, chip_name, monkeypatch):
+    """A program of n instructions on two cores whose dependency edges (every kind),
+    estimates (few values: many ties) and DMA figures are drawn at random; some left to
+    the compiler's engine choice, some fences and barriers."""
+    compute = ("vector", "scalar", "gpsimd")
+    instrs, est, dma = [], {}, {}
+    shared = [{"dge_ns": float(g), "data_ns": float(d), "engines": tuple(range(e))}
+              for g in (0, 30) for d in (0, 64, 200.5) for e in (1, 4, 16)]
+    for i in range(n):
+        core = int(rng.integers(0, 2))
+        engine = str(rng.choice(["vector", "scalar", "gpsimd", "tensor", "sync", "dma"]))
+        opcode = "core_barrier" if rng.random() < 0.01 else "tensor_copy"
+        attrs, queue = {}, None
+        if engine in compute and rng.random() < 0.4:
+            others = [e for e in compute if e != engine]
+            attrs["engines"] = (engine, *others[:int(rng.integers(1, 3))])
+        if engine == "dma":
+            queue = str(rng.choice(["qSyncIO", "qAct", "qPool"]))
+            dma[i] = shared[int(rng.integers(0, len(shared)))]
+        for e in (engine, *attrs.get("engines", ())):
+            est[(i, e)] = float(rng.choice([0.0, 0.1, 50.0, 64.3, 100.5, 1000 / 3]))
+        instrs.append(Instruction(i, core, engine, opcode, (), (), None, attrs, queue))
+    fences = [(int(rng.integers(0, 2)), int(rng.integers(1, n))) for _ in range(3)]
+    program = Program(chip_name, lnc=2, instructions=instrs, fences=fences)
+
+    edges = [sorted(set(rng.integers(max(0, i - 40), i, int(rng.integers(0, 4)))
+                        .tolist())) if i else [] for i in range(n)]
+    edge_kinds = [rng.integers(0, 4, len(found)).tolist() for found in edges]
+
+    def dependencies(self):
+        prods, kinds = array("i"), bytearray()
+        for i, (found, k) in enumerate(zip(edges, edge_kinds)):
+            self.npred[i] = len(found)
+            prods.extend(found)
+            kinds.extend(k)
+        return prods, kinds
+    monkeypatch.setattr(_ListScheduler, "_dependencies", dependencies)
+    monkeypatch.setattr(_ListScheduler, "_cost_of", lambda self, ins: est[(ins.index,
+                                                                             ins.engine)])
+    monkeypatch.setattr(cost_model(load_chip(chip_name)).dma, "cost",
+                        lambda ins: dma[ins.index])
+    return program
+
+
+@pytest.mark.parametrize("chip", ["trn1", "trn2"])
+@pytest.mark.parametrize("seed", range(4))
+def test_random_graphs(seed, chip, monkeypatch):
+    """Every edge kind on the same and another stream, ties everywhere, windows that
+    hold most instructions in `later`, DMA queues sharing the core's engines."""
+    rng = np.random.default_rng(seed)
+    for window in (1, 2, 5):
+        program = _random_graph(rng, 400, chip, monkeypatch)
+        seen = _same(program, chip, monkeypatch, windows=(window,))
+        assert seen["fenced"] and seen["floating"] > 0
+        assert seen["moved"] > 0 or window == 1
 
 
 def test_non_finite_estimate_falls_back_to_the_python_loop(monkeypatch):
