@@ -400,8 +400,8 @@ if njit is not None:
         tk = np.empty(cap)
         ti = np.empty(cap, np.int64)
         ts = np.empty(cap, np.int64)
-        tsize = 0
-        arrivals = 0
+        tsize = np.int64(0)  # (not a literal 0: one specialisation of each callee)
+        arrivals = np.int64(0)
         come = np.empty(n, np.int64)  # scratch: instructions a window slide releases
         for i in range(n):
             if ix[i, X_NPRED] == 0:
