@@ -98,31 +98,30 @@ def _arrays(ls):
     numbered = [ls.res[i] for i in np.sort(first).tolist()]
     by_key = {r: k for k, r in enumerate(numbered)}
     cand_i, cand_s, cand_e = [], [], []
+    plans: dict = {}  # (core, default engine, candidates) -> [(engine, stream)]
+    est, cost_of = ls.est, ls._cost_of
     for i in np.flatnonzero(np.frombuffer(floating, np.uint8)).tolist() if n else ():
         ins = instrs[i]
         default = ins.engine
-        if default == "dma":
-            return None
-        for e in ins.attrs["engines"]:
-            if ls.shared_port and {e, default} == {"vector", "gpsimd"}:
-                continue
-            if e == "dma":
+        engines = ins.attrs["engines"]
+        key = (ins.core, default, engines if type(engines) is tuple else tuple(engines))
+        plan = plans.get(key)
+        if plan is None:
+            plan = plans[key] = _plan(ls, key, by_key, numbered)
+            if not plan:
                 return None
-            re = (ins.core, e)
-            ke = by_key.get(re)
-            if ke is None:
-                ke = by_key[re] = len(numbered)
-                numbered.append(re)
-            ins.engine = e
-            try:
-                c = ls._cost_of(ins)
-            finally:
-                ins.engine = default
+        for e, k in plan:
+            if e == default:
+                c = est[i]  # (made by _cost_of with this engine in __init__)
+            else:
+                ins.engine = e
+                try:
+                    c = cost_of(ins)
+                finally:
+                    ins.engine = default
             cand_i.append(i)
-            cand_s.append(ke)
+            cand_s.append(k)
             cand_e.append(c)
-        if not cand_i or cand_i[-1] != i:
-            return None
     nst = len(numbered)
     ix = np.zeros((n, X_COLS), np.int64)
     fx = np.zeros((n, F_COLS))
@@ -206,6 +205,27 @@ def _arrays(ls):
             cur_seg, consts, np.zeros(heap), np.zeros(heap, np.int64),
             np.zeros(heap), np.zeros(heap, np.int64), bool(ls.fenced),
             ls.heuristic == "critical_path", numbered)
+
+
+def _plan(ls, key, by_key, numbered) -> list:
+    """[(engine, stream)]: the candidates `_assign` weighs for a floating instruction of
+    `key` (core, default engine, candidate engines), in its order; empty where the
+    compiled core does not model them (a DMA engine, or no candidate). Numbers the
+    candidates' streams."""
+    core, default, engines = key
+    plan = []
+    for e in engines:
+        r = (core, e)
+        k = by_key.get(r)
+        if k is None:
+            k = by_key[r] = len(numbered)
+            numbered.append(r)
+        if ls.shared_port and {e, default} == {"vector", "gpsimd"}:
+            continue
+        if e == "dma" or default == "dma":
+            return []
+        plan.append((e, k))
+    return plan
 
 
 if njit is not None:
