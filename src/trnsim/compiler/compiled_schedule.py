@@ -17,7 +17,6 @@ Python), or a floating instruction that could go to a DMA stream or has no candi
 """
 from __future__ import annotations
 
-import math
 import os
 
 import numpy as np
@@ -97,6 +96,8 @@ def _arrays(ls):
     stream = rank[stream.reshape(-1)]
     numbered = [ls.res[i] for i in np.sort(first).tolist()]
     by_key = {r: k for k, r in enumerate(numbered)}
+    if len(by_key) != len(numbered):  # ls.res not canonical: a stream numbered twice
+        return None
     cand_i, cand_s, cand_e = [], [], []
     plans: dict = {}  # (core, default engine, candidates) -> [(engine, stream)]
     est, cost_of = ls.est, ls._cost_of

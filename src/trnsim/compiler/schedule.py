@@ -28,7 +28,11 @@ is that list scheduler:
   transfers share its engines' bandwidth).
 
 The result is `Program.issue` (IssueOrder): the order the timing model runs the engines
-in (trnsim.timing.schedule follows it unless asked for program order)."""
+in (trnsim.timing.schedule follows it unless asked for program order).
+
+With numba and env TRNSIM_COMPILED=1 or 2, `_ListScheduler.run` is the compiled list
+scheduler (trnsim/compiler/compiled_schedule.py: the same result, bit for bit; this
+loop where it does not model a program)."""
 from __future__ import annotations
 
 import heapq
