@@ -255,7 +255,8 @@ def test_non_finite_estimate_falls_back_to_the_python_loop(monkeypatch):
 
 
 def test_order_instructions_uses_the_compiled_core(monkeypatch):
-    """With TRNSIM_COMPILED set, order_instructions goes through issue_order."""
+    """With TRNSIM_COMPILED 1 or 2, order_instructions goes through issue_order; else
+    not."""
     x = np.zeros((128, 64 * 4), np.float32)
     _, run = trnsim.run_kernel(agnostic, (x,), chip="trn3", numerics=False)
     calls = []
@@ -266,7 +267,11 @@ def test_order_instructions_uses_the_compiled_core(monkeypatch):
         calls.append(out is not None)
         return out
     monkeypatch.setattr(compiled_schedule, "issue_order", spy)
-    monkeypatch.setenv("TRNSIM_COMPILED", "1")
     from trnsim.compiler import order_instructions
-    order_instructions(run.program, chip=load_chip("trn3"))
-    assert calls == [True]
+    engines = [ins.engine for ins in run.program.instructions]
+    for mode in ("0", "1", "2"):
+        monkeypatch.setenv("TRNSIM_COMPILED", mode)
+        order_instructions(run.program, chip=load_chip("trn3"))
+        for ins, e in zip(run.program.instructions, engines):
+            ins.engine = e
+    assert calls == [True, True]

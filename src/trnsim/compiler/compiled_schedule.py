@@ -17,8 +17,6 @@ Python), or a floating instruction that could go to a DMA stream or has no candi
 """
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
 try:
@@ -38,10 +36,8 @@ T_HEAD, T_NIDS, T_IDBASE, T_LIMIT, T_DMA, T_BEST, T_HAS_BEST, T_WSIZE, T_NSIZE, 
     T_LATER, T_HBASE, T_COLS = range(12)
 
 
-def wanted() -> bool:
-    """Whether the compiled list scheduler is switched on (env TRNSIM_COMPILED 1 or 2)
-    and numba is importable."""
-    return njit is not None and os.environ.get("TRNSIM_COMPILED") in ("1", "2")
+def available() -> bool:
+    return njit is not None
 
 
 def successor_csr(prods, kinds, npred, n: int):

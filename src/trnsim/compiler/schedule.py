@@ -36,12 +36,12 @@ loop where it does not model a program)."""
 from __future__ import annotations
 
 import heapq
+import os
 from array import array
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import compiled_schedule
 from ..timing.costs import cost_model
 from ..timing.deps import MemoryMaps
 from ..machine.gc_pause import gc_paused
@@ -100,6 +100,15 @@ def order_instructions(program, heuristic: str = DEFAULT_HEURISTIC,
         return _ListScheduler(program, chip or program.chip, heuristic, max(1, window)).run()
 
 
+def _compiled_scheduler():
+    """trnsim.compiler.compiled_schedule where env TRNSIM_COMPILED is 1 or 2 and numba is
+    importable (only then imported: numba takes a while), else None."""
+    if os.environ.get("TRNSIM_COMPILED") not in ("1", "2"):
+        return None
+    from . import compiled_schedule
+    return compiled_schedule if compiled_schedule.available() else None
+
+
 class _ListScheduler:
     def __init__(self, program, chip, heuristic, window):
         self.instrs = program.instructions
@@ -122,9 +131,10 @@ class _ListScheduler:
         # the compiled list scheduler takes the edges as arrays (`_csr`); the pairs are
         # only made should it not model the program (`_edges` kept till then)
         self._edges = self._csr = None
-        if compiled_schedule.wanted():
+        self._compiled = _compiled_scheduler()
+        if self._compiled is not None:
             self._edges = edges
-            self._csr = compiled_schedule.successor_csr(*edges, self.npred, n)
+            self._csr = self._compiled.successor_csr(*edges, self.npred, n)
         else:
             self._successors(*edges)
         # est[i]: the cost estimate of instruction i on its engine (the one assigned,
@@ -254,7 +264,7 @@ class _ListScheduler:
     # -- the list scheduler ---------------------------------------------------------------
     def run(self) -> IssueOrder:
         if self._edges is not None:
-            issue = compiled_schedule.issue_order(self)
+            issue = self._compiled.issue_order(self)
             if issue is not None:
                 return issue
             self._successors(*self._edges)  # the Python loop below, as without numba
