@@ -228,6 +228,20 @@ def test_random_graphs(seed, chip, monkeypatch):
         assert seen["moved"] > 0 or window == 1
 
 
+def test_successor_arrays_list_the_python_successors(monkeypatch):
+    x = np.zeros((128, 64 * 6), np.float32)
+    _, run = trnsim.run_kernel(agnostic, (x,), {"seed": 1}, chip="trn3", numerics=False)
+    chip = load_chip("trn3")
+    ref, _ = _python(run.program, chip, "asap", 64, monkeypatch)
+    monkeypatch.setenv("TRNSIM_COMPILED", "2")
+    start, succ, kind = _ListScheduler(run.program, chip, "asap", 64)._csr
+    assert len(start) == len(ref.succ) + 1
+    assert len(succ) == sum(map(len, ref.succ)) > 0
+    for p, pairs in enumerate(ref.succ):
+        lo, hi = start[p], start[p + 1]
+        assert list(zip(succ[lo:hi].tolist(), kind[lo:hi].tolist())) == list(pairs)
+
+
 def test_non_finite_estimate_falls_back_to_the_python_loop(monkeypatch):
     x = np.zeros((128, 64 * 6), np.float32)
     _, run = trnsim.run_kernel(agnostic, (x,), chip="trn2", numerics=False)

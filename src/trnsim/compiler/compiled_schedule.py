@@ -43,13 +43,12 @@ def available() -> bool:
 def successor_csr(prods, kinds, npred, n: int):
     """(start, successor, kind): for producer p its successors succ[start[p]:start[p+1]]
     and their edge kinds, in the order `_ListScheduler._successors` lists them."""
-    p = np.frombuffer(prods, np.int32) if not isinstance(prods, np.ndarray) else prods
+    p = np.asarray(prods)  # (array("i"), bytearray or arrays: their buffers' types)
     by = np.argsort(p, kind="stable")
     start = np.zeros(n + 1, np.int64)
     np.cumsum(np.bincount(p, minlength=n), out=start[1:])
     consumers = np.repeat(np.arange(n, dtype=np.int64), np.asarray(npred, np.int64))[by]
-    k = np.frombuffer(kinds, np.uint8) if not isinstance(kinds, np.ndarray) else kinds
-    return start, consumers, k[by].astype(np.int64)
+    return start, consumers, np.asarray(kinds)[by].astype(np.int64)
 
 
 def issue_order(ls):
