@@ -171,10 +171,11 @@ def test_sequential_range_fences(loop, monkeypatch):
     assert seen["fenced"] == (loop == "sequential_range")
 
 
-def _random_graph(rng, n, chip_name, monkeypatch):
+def _random_graph(rng, n, chip_name, monkeypatch, cycle=False):
     """A program of n instructions on two cores whose dependency edges (every kind),
     estimates (few values: many ties) and DMA figures are drawn at random; some left to
-    the compiler's engine choice, some fences and barriers."""
+    the compiler's engine choice, some fences and barriers. cycle: two instructions
+    that wait on each other (never issued, nor what waits on them)."""
     compute = ("vector", "scalar", "gpsimd")
     instrs, est, dma = [], {}, {}
     shared = [{"dge_ns": float(g), "data_ns": float(d), "engines": tuple(range(e))}
@@ -198,6 +199,10 @@ def _random_graph(rng, n, chip_name, monkeypatch):
 
     edges = [sorted(set(rng.integers(max(0, i - 40), i, int(rng.integers(0, 4)))
                         .tolist())) if i else [] for i in range(n)]
+    if cycle:
+        i = n // 2
+        edges[i] = sorted({*edges[i], i + 7})
+        edges[i + 7] = sorted({*edges[i + 7], i})
     edge_kinds = [rng.integers(0, 4, len(found)).tolist() for found in edges]
 
     def dependencies(self):
@@ -226,6 +231,16 @@ def test_random_graphs(seed, chip, monkeypatch):
         seen = _same(program, chip, monkeypatch, windows=(window,))
         assert seen["fenced"] and seen["floating"] > 0
         assert seen["moved"] > 0 or window == 1
+
+
+@pytest.mark.parametrize("heuristic", ["asap", "critical_path"])
+def test_instructions_never_issued_come_last(heuristic, monkeypatch):
+    """run() keeps every instruction: those a cycle holds back follow in program order
+    (and count in `moved`)."""
+    program = _random_graph(np.random.default_rng(7), 300, "trn2", monkeypatch, cycle=True)
+    ref_ls, ref = _python(program, load_chip("trn2"), heuristic, 4, monkeypatch)
+    assert not ref_ls.issued[150] and not ref_ls.issued[157]
+    _same(program, "trn2", monkeypatch, (heuristic,), (4,))
 
 
 def test_successor_arrays_list_the_python_successors(monkeypatch):
