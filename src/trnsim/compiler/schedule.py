@@ -139,7 +139,7 @@ class _ListScheduler:
             self._successors(*edges)
         # est[i]: the cost estimate of instruction i on its engine (the one assigned,
         # once a floating one is); made once the memory maps are gone (a lower peak)
-        self.est = [self._cost_of(ins) for ins in self.instrs]
+        self.est = self._estimates()
         self._lat: dict = {}  # engine -> result latency (ns)
         self._fences(getattr(program, "fences", ()) or ())
         self.prio = self._critical_path() \
@@ -247,6 +247,23 @@ class _ListScheduler:
         if ins.engine == "sync":
             return cost.sync(ins)[0]
         return 0.0
+
+    def _estimates(self) -> list:
+        """_cost_of of each instruction; a Tensor Engine instruction's once per attrs
+        dict and opcode (its cost depends on nothing else, and loop copies share attrs)."""
+        cost_of = self._cost_of
+        memo: dict = {}
+        est = []
+        for ins in self.instrs:
+            if ins.engine == "tensor":
+                key = (id(ins.attrs), ins.opcode)  # (the attrs outlive the memo)
+                c = memo.get(key)
+                if c is None:
+                    c = memo[key] = cost_of(ins)
+                est.append(c)
+            else:
+                est.append(cost_of(ins))
+        return est
 
     def _critical_path(self) -> list:
         """Longest estimated path from each instruction to the end of the kernel."""
