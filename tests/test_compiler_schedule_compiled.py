@@ -183,7 +183,8 @@ def _random_graph(rng, n, chip_name, monkeypatch, cycle=False):
     for i in range(n):
         core = int(rng.integers(0, 2))
         engine = str(rng.choice(["vector", "scalar", "gpsimd", "tensor", "sync", "dma"]))
-        opcode = "core_barrier" if rng.random() < 0.01 else "tensor_copy"
+        opcode = "core_barrier" if rng.random() < 0.01 else \
+            "nc_matmul" if engine == "tensor" else "tensor_copy"
         attrs, queue = {}, None
         if engine in compute and rng.random() < 0.4:
             others = [e for e in compute if e != engine]
@@ -213,10 +214,15 @@ def _random_graph(rng, n, chip_name, monkeypatch, cycle=False):
             kinds.extend(k)
         return prods, kinds
     monkeypatch.setattr(_ListScheduler, "_dependencies", dependencies)
-    monkeypatch.setattr(_ListScheduler, "_cost_of", lambda self, ins: est[(ins.index,
-                                                                             ins.engine)])
-    monkeypatch.setattr(cost_model(load_chip(chip_name)).dma, "cost",
-                        lambda ins: dma[ins.index])
+    # the cost model's answers: one object per instruction and engine (as its memo
+    # keeps one per signature)
+    answers = {key: (ns, {}) for key, ns in est.items()}
+    cost = cost_model(load_chip(chip_name))
+    monkeypatch.setattr(cost, "compute", lambda ins: answers[(ins.index, ins.engine)])
+    monkeypatch.setattr(cost, "sync", lambda ins: answers[(ins.index, ins.engine)])
+    monkeypatch.setattr(cost, "matmul", lambda ins: (est[(ins.index, ins.engine)], 0.0,
+                                                     {}, ()))
+    monkeypatch.setattr(cost.dma, "cost", lambda ins: dma[ins.index])
     return program
 
 

@@ -95,7 +95,10 @@ def _arrays(ls):
         return None
     cand_i, cand_s, cand_e = [], [], []
     plans: dict = {}  # (core, default engine, candidates) -> [(engine, stream)]
-    est, cost_of = ls.est, ls._cost_of
+    # (id of the cost model's result on the default engine, engine) -> estimate: equal
+    # results, equal signatures (ls.signed keeps the results alive: no id reused)
+    costed: dict = {}
+    est, cost_of, signed, eng = ls.est, ls._cost_of, ls.signed, cost.eng
     for i in np.flatnonzero(np.frombuffer(floating, np.uint8)).tolist() if n else ():
         ins = instrs[i]
         default = ins.engine
@@ -110,11 +113,17 @@ def _arrays(ls):
             if e == default:
                 c = est[i]  # (made by _cost_of with this engine in __init__)
             else:
-                ins.engine = e
-                try:
-                    c = cost_of(ins)
-                finally:
-                    ins.engine = default
+                sig = signed.get(i)
+                ck = (id(sig), e) if sig is not None and e in eng else None
+                c = costed.get(ck)
+                if c is None:
+                    ins.engine = e
+                    try:
+                        c = cost_of(ins)
+                    finally:
+                        ins.engine = default
+                    if ck is not None:
+                        costed[ck] = c
             cand_i.append(i)
             cand_s.append(k)
             cand_e.append(c)

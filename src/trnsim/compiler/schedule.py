@@ -250,9 +250,14 @@ class _ListScheduler:
 
     def _estimates(self) -> list:
         """_cost_of of each instruction; a Tensor Engine instruction's once per attrs
-        dict and opcode (its cost depends on nothing else, and loop copies share attrs)."""
-        cost_of = self._cost_of
+        dict and opcode (its cost depends on nothing else, and loop copies share attrs).
+        Keeps, per floating instruction on a compute engine, the cost model's result
+        (`signed`: equal objects for equal cost signatures, which the compiled list
+        scheduler uses to cost the other candidates once per signature)."""
+        cost_of, floating = self._cost_of, self.floating
+        compute, eng = self.cost.compute, self.cost.eng
         memo: dict = {}
+        self.signed: dict = {}
         est = []
         for ins in self.instrs:
             if ins.engine == "tensor":
@@ -261,6 +266,9 @@ class _ListScheduler:
                 if c is None:
                     c = memo[key] = cost_of(ins)
                 est.append(c)
+            elif floating[ins.index] and ins.engine in eng:
+                res = self.signed[ins.index] = compute(ins)
+                est.append(res[0])  # (as _cost_of)
             else:
                 est.append(cost_of(ins))
         return est
