@@ -251,10 +251,11 @@ class _ListScheduler:
     def _estimates(self) -> list:
         """_cost_of of each instruction; a Tensor Engine instruction's once per attrs
         dict and opcode (its cost depends on nothing else, and loop copies share attrs).
-        Keeps, per floating instruction on a compute engine, the cost model's result
-        (`signed`: equal objects for equal cost signatures, which the compiled list
-        scheduler uses to cost the other candidates once per signature)."""
-        cost_of, floating = self._cost_of, self.floating
+        For the compiled list scheduler, keeps per floating instruction on a compute
+        engine the cost model's result (`signed`: equal objects for equal cost
+        signatures; it costs the other candidates once per signature)."""
+        cost_of = self._cost_of
+        floating = self.floating if self._compiled is not None else bytes(len(self.instrs))
         compute, eng = self.cost.compute, self.cost.eng
         memo: dict = {}
         self.signed: dict = {}
