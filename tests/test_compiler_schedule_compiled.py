@@ -4,6 +4,7 @@ one (trnsim/compiler/schedule.py `_ListScheduler.run`): the same issue order, es
 under both heuristics and several windows, DMA queues, engine-agnostic work on trn1 /
 trn2 / trn3, fences (no_reorder, sequential_range, core_barrier) and LNC=2; and the
 fallback to the Python loop."""
+from array import array
 from contextlib import nullcontext
 
 import ml_dtypes
@@ -22,6 +23,8 @@ from trnsim.compiler.schedule import _ListScheduler  # noqa: E402
 from trnsim.examples import load_example  # noqa: E402
 from trnsim.legacy import language as lnl  # noqa: E402
 from trnsim.legacy.jit import run_legacy  # noqa: E402
+from trnsim.machine.record import Instruction, Program  # noqa: E402
+from trnsim.timing.costs import cost_model  # noqa: E402
 
 
 def _python(program, chip, heuristic, window, monkeypatch):
@@ -168,6 +171,98 @@ def test_sequential_range_fences(loop, monkeypatch):
     assert seen["fenced"] == (loop == "sequential_range")
 
 
+def _random_graph(rng, n, chip_name, monkeypatch, cycle=False):
+    """A program of n instructions on two cores whose dependency edges (every kind),
+    estimates (few values: many ties) and DMA figures are drawn at random; some left to
+    the compiler's engine choice, some fences and barriers. cycle: two instructions
+    that wait on each other (never issued, nor what waits on them)."""
+    compute = ("vector", "scalar", "gpsimd")
+    instrs, est, dma = [], {}, {}
+    shared = [{"dge_ns": float(g), "data_ns": float(d), "engines": tuple(range(e))}
+              for g in (0, 30) for d in (0, 64, 200.5) for e in (1, 4, 16)]
+    for i in range(n):
+        core = int(rng.integers(0, 2))
+        engine = str(rng.choice(["vector", "scalar", "gpsimd", "tensor", "sync", "dma"]))
+        opcode = "core_barrier" if rng.random() < 0.01 else \
+            "nc_matmul" if engine == "tensor" else "tensor_copy"
+        attrs, queue = {}, None
+        if engine in compute and rng.random() < 0.4:
+            others = [e for e in compute if e != engine]
+            attrs["engines"] = (engine, *others[:int(rng.integers(1, 3))])
+        if engine == "dma":
+            queue = str(rng.choice(["qSyncIO", "qAct", "qPool"]))
+            dma[i] = shared[int(rng.integers(0, len(shared)))]
+        for e in (engine, *attrs.get("engines", ())):
+            est[(i, e)] = float(rng.choice([0.0, 0.1, 50.0, 64.3, 100.5, 1000 / 3]))
+        instrs.append(Instruction(i, core, engine, opcode, (), (), None, attrs, queue))
+    fences = [(int(rng.integers(0, 2)), int(rng.integers(1, n))) for _ in range(3)]
+    program = Program(chip_name, lnc=2, instructions=instrs, fences=fences)
+
+    edges = [sorted(set(rng.integers(max(0, i - 40), i, int(rng.integers(0, 4)))
+                        .tolist())) if i else [] for i in range(n)]
+    if cycle:
+        i = n // 2
+        edges[i] = sorted({*edges[i], i + 7})
+        edges[i + 7] = sorted({*edges[i + 7], i})
+    edge_kinds = [rng.integers(0, 4, len(found)).tolist() for found in edges]
+
+    def dependencies(self):
+        prods, kinds = array("i"), bytearray()
+        for i, (found, k) in enumerate(zip(edges, edge_kinds)):
+            self.npred[i] = len(found)
+            prods.extend(found)
+            kinds.extend(k)
+        return prods, kinds
+    monkeypatch.setattr(_ListScheduler, "_dependencies", dependencies)
+    # the cost model's answers: one object per instruction and engine (as its memo
+    # keeps one per signature)
+    answers = {key: (ns, {}) for key, ns in est.items()}
+    cost = cost_model(load_chip(chip_name))
+    monkeypatch.setattr(cost, "compute", lambda ins: answers[(ins.index, ins.engine)])
+    monkeypatch.setattr(cost, "sync", lambda ins: answers[(ins.index, ins.engine)])
+    monkeypatch.setattr(cost, "matmul", lambda ins: (est[(ins.index, ins.engine)], 0.0,
+                                                     {}, ()))
+    monkeypatch.setattr(cost.dma, "cost", lambda ins: dma[ins.index])
+    return program
+
+
+@pytest.mark.parametrize("chip", ["trn1", "trn2"])
+@pytest.mark.parametrize("seed", range(4))
+def test_random_graphs(seed, chip, monkeypatch):
+    """Every edge kind on the same and another stream, ties everywhere, windows that
+    hold most instructions in `later`, DMA queues sharing the core's engines."""
+    rng = np.random.default_rng(seed)
+    for window in (1, 2, 5):
+        program = _random_graph(rng, 400, chip, monkeypatch)
+        seen = _same(program, chip, monkeypatch, windows=(window,))
+        assert seen["fenced"] and seen["floating"] > 0
+        assert seen["moved"] > 0 or window == 1
+
+
+@pytest.mark.parametrize("heuristic", ["asap", "critical_path"])
+def test_instructions_never_issued_come_last(heuristic, monkeypatch):
+    """run() keeps every instruction: those a cycle holds back follow in program order
+    (and count in `moved`)."""
+    program = _random_graph(np.random.default_rng(7), 300, "trn2", monkeypatch, cycle=True)
+    ref_ls, ref = _python(program, load_chip("trn2"), heuristic, 4, monkeypatch)
+    assert not ref_ls.issued[150] and not ref_ls.issued[157]
+    _same(program, "trn2", monkeypatch, (heuristic,), (4,))
+
+
+def test_successor_arrays_list_the_python_successors(monkeypatch):
+    x = np.zeros((128, 64 * 6), np.float32)
+    _, run = trnsim.run_kernel(agnostic, (x,), {"seed": 1}, chip="trn3", numerics=False)
+    chip = load_chip("trn3")
+    ref, _ = _python(run.program, chip, "asap", 64, monkeypatch)
+    monkeypatch.setenv("TRNSIM_COMPILED", "2")
+    start, succ, kind = _ListScheduler(run.program, chip, "asap", 64)._csr
+    assert len(start) == len(ref.succ) + 1
+    assert len(succ) == sum(map(len, ref.succ)) > 0
+    for p, pairs in enumerate(ref.succ):
+        lo, hi = start[p], start[p + 1]
+        assert list(zip(succ[lo:hi].tolist(), kind[lo:hi].tolist())) == list(pairs)
+
+
 def test_non_finite_estimate_falls_back_to_the_python_loop(monkeypatch):
     x = np.zeros((128, 64 * 6), np.float32)
     _, run = trnsim.run_kernel(agnostic, (x,), chip="trn2", numerics=False)
@@ -195,7 +290,8 @@ def test_non_finite_estimate_falls_back_to_the_python_loop(monkeypatch):
 
 
 def test_order_instructions_uses_the_compiled_core(monkeypatch):
-    """With TRNSIM_COMPILED set, order_instructions goes through issue_order."""
+    """With TRNSIM_COMPILED 1 or 2, order_instructions goes through issue_order; else
+    not."""
     x = np.zeros((128, 64 * 4), np.float32)
     _, run = trnsim.run_kernel(agnostic, (x,), chip="trn3", numerics=False)
     calls = []
@@ -206,7 +302,11 @@ def test_order_instructions_uses_the_compiled_core(monkeypatch):
         calls.append(out is not None)
         return out
     monkeypatch.setattr(compiled_schedule, "issue_order", spy)
-    monkeypatch.setenv("TRNSIM_COMPILED", "1")
     from trnsim.compiler import order_instructions
-    order_instructions(run.program, chip=load_chip("trn3"))
-    assert calls == [True]
+    engines = [ins.engine for ins in run.program.instructions]
+    for mode in ("0", "1", "2"):
+        monkeypatch.setenv("TRNSIM_COMPILED", mode)
+        order_instructions(run.program, chip=load_chip("trn3"))
+        for ins, e in zip(run.program.instructions, engines):
+            ins.engine = e
+    assert calls == [True, True]

@@ -17,9 +17,6 @@ Python), or a floating instruction that could go to a DMA stream or has no candi
 """
 from __future__ import annotations
 
-import math
-import os
-
 import numpy as np
 
 try:
@@ -39,22 +36,19 @@ T_HEAD, T_NIDS, T_IDBASE, T_LIMIT, T_DMA, T_BEST, T_HAS_BEST, T_WSIZE, T_NSIZE, 
     T_LATER, T_HBASE, T_COLS = range(12)
 
 
-def wanted() -> bool:
-    """Whether the compiled list scheduler is switched on (env TRNSIM_COMPILED 1 or 2)
-    and numba is importable."""
-    return njit is not None and os.environ.get("TRNSIM_COMPILED") in ("1", "2")
+def available() -> bool:
+    return njit is not None
 
 
 def successor_csr(prods, kinds, npred, n: int):
     """(start, successor, kind): for producer p its successors succ[start[p]:start[p+1]]
     and their edge kinds, in the order `_ListScheduler._successors` lists them."""
-    p = np.frombuffer(prods, np.int32) if not isinstance(prods, np.ndarray) else prods
+    p = np.asarray(prods)  # (array("i"), bytearray or arrays: their buffers' types)
     by = np.argsort(p, kind="stable")
     start = np.zeros(n + 1, np.int64)
     np.cumsum(np.bincount(p, minlength=n), out=start[1:])
     consumers = np.repeat(np.arange(n, dtype=np.int64), np.asarray(npred, np.int64))[by]
-    k = np.frombuffer(kinds, np.uint8) if not isinstance(kinds, np.ndarray) else kinds
-    return start, consumers, k[by].astype(np.int64)
+    return start, consumers, np.asarray(kinds)[by].astype(np.int64)
 
 
 def issue_order(ls):
@@ -97,32 +91,42 @@ def _arrays(ls):
     stream = rank[stream.reshape(-1)]
     numbered = [ls.res[i] for i in np.sort(first).tolist()]
     by_key = {r: k for k, r in enumerate(numbered)}
+    if len(by_key) != len(numbered):  # ls.res not canonical: a stream numbered twice
+        return None
     cand_i, cand_s, cand_e = [], [], []
+    plans: dict = {}  # (core, default engine, candidates) -> [(engine, stream)]
+    # (id of the cost model's result on the default engine, engine) -> estimate: equal
+    # results, equal signatures (ls.signed keeps the results alive: no id reused)
+    costed: dict = {}
+    est, cost_of, signed, eng = ls.est, ls._cost_of, ls.signed, cost.eng
     for i in np.flatnonzero(np.frombuffer(floating, np.uint8)).tolist() if n else ():
         ins = instrs[i]
         default = ins.engine
-        if default == "dma":
-            return None
-        for e in ins.attrs["engines"]:
-            if ls.shared_port and {e, default} == {"vector", "gpsimd"}:
-                continue
-            if e == "dma":
+        engines = ins.attrs["engines"]
+        key = (ins.core, default, engines if type(engines) is tuple else tuple(engines))
+        plan = plans.get(key)
+        if plan is None:
+            plan = plans[key] = _plan(ls, key, by_key, numbered)
+            if not plan:
                 return None
-            re = (ins.core, e)
-            ke = by_key.get(re)
-            if ke is None:
-                ke = by_key[re] = len(numbered)
-                numbered.append(re)
-            ins.engine = e
-            try:
-                c = ls._cost_of(ins)
-            finally:
-                ins.engine = default
+        for e, k in plan:
+            if e == default:
+                c = est[i]  # (made by _cost_of with this engine in __init__)
+            else:
+                sig = signed.get(i)
+                ck = (id(sig), e) if sig is not None and e in eng else None
+                c = costed.get(ck)
+                if c is None:
+                    ins.engine = e
+                    try:
+                        c = cost_of(ins)
+                    finally:
+                        ins.engine = default
+                    if ck is not None:
+                        costed[ck] = c
             cand_i.append(i)
-            cand_s.append(ke)
+            cand_s.append(k)
             cand_e.append(c)
-        if not cand_i or cand_i[-1] != i:
-            return None
     nst = len(numbered)
     ix = np.zeros((n, X_COLS), np.int64)
     fx = np.zeros((n, F_COLS))
@@ -206,6 +210,27 @@ def _arrays(ls):
             cur_seg, consts, np.zeros(heap), np.zeros(heap, np.int64),
             np.zeros(heap), np.zeros(heap, np.int64), bool(ls.fenced),
             ls.heuristic == "critical_path", numbered)
+
+
+def _plan(ls, key, by_key, numbered) -> list:
+    """[(engine, stream)]: the candidates `_assign` weighs for a floating instruction of
+    `key` (core, default engine, candidate engines), in its order; empty where the
+    compiled core does not model them (a DMA engine, or no candidate). Numbers the
+    candidates' streams."""
+    core, default, engines = key
+    plan = []
+    for e in engines:
+        r = (core, e)
+        k = by_key.get(r)
+        if k is None:
+            k = by_key[r] = len(numbered)
+            numbered.append(r)
+        if ls.shared_port and {e, default} == {"vector", "gpsimd"}:
+            continue
+        if e == "dma" or default == "dma":
+            return []
+        plan.append((e, k))
+    return plan
 
 
 if njit is not None:
@@ -400,8 +425,8 @@ if njit is not None:
         tk = np.empty(cap)
         ti = np.empty(cap, np.int64)
         ts = np.empty(cap, np.int64)
-        tsize = 0
-        arrivals = 0
+        tsize = np.int64(0)  # (not a literal 0: one specialisation of each callee)
+        arrivals = np.int64(0)
         come = np.empty(n, np.int64)  # scratch: instructions a window slide releases
         for i in range(n):
             if ix[i, X_NPRED] == 0:

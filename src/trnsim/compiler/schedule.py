@@ -28,7 +28,11 @@ is that list scheduler:
   transfers share its engines' bandwidth).
 
 The result is `Program.issue` (IssueOrder): the order the timing model runs the engines
-in (trnsim.timing.schedule follows it unless asked for program order)."""
+in (trnsim.timing.schedule follows it unless asked for program order).
+
+With numba and env TRNSIM_COMPILED=1 or 2, `_ListScheduler.run` is the compiled list
+scheduler (trnsim/compiler/compiled_schedule.py: the same result, bit for bit; this
+loop where it does not model a program)."""
 from __future__ import annotations
 
 import heapq
@@ -38,7 +42,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import compiled_schedule
 from ..timing.costs import cost_model
 from ..timing.deps import MemoryMaps
 from ..machine.gc_pause import gc_paused
@@ -97,6 +100,15 @@ def order_instructions(program, heuristic: str = DEFAULT_HEURISTIC,
         return _ListScheduler(program, chip or program.chip, heuristic, max(1, window)).run()
 
 
+def _compiled_scheduler():
+    """trnsim.compiler.compiled_schedule where env TRNSIM_COMPILED is 1 or 2 and numba is
+    importable (only then imported: numba takes a while), else None."""
+    if os.environ.get("TRNSIM_COMPILED") not in ("1", "2"):
+        return None
+    from . import compiled_schedule
+    return compiled_schedule if compiled_schedule.available() else None
+
+
 class _ListScheduler:
     def __init__(self, program, chip, heuristic, window):
         self.program = program
@@ -120,14 +132,15 @@ class _ListScheduler:
         # the compiled list scheduler takes the edges as arrays (`_csr`); the pairs are
         # only made should it not model the program (`_edges` kept till then)
         self._edges = self._csr = None
-        if compiled_schedule.wanted():
+        self._compiled = _compiled_scheduler()
+        if self._compiled is not None:
             self._edges = edges
-            self._csr = compiled_schedule.successor_csr(*edges, self.npred, n)
+            self._csr = self._compiled.successor_csr(*edges, self.npred, n)
         else:
             self._successors(*edges)
         # est[i]: the cost estimate of instruction i on its engine (the one assigned,
         # once a floating one is); made once the memory maps are gone (a lower peak)
-        self.est = [self._cost_of(ins) for ins in self.instrs]
+        self.est = self._estimates()
         self._lat: dict = {}  # engine -> result latency (ns)
         self._fences(getattr(program, "fences", ()) or ())
         self.prio = self._critical_path() \
@@ -280,6 +293,32 @@ class _ListScheduler:
             return cost.sync(ins)[0]
         return 0.0
 
+    def _estimates(self) -> list:
+        """_cost_of of each instruction; a Tensor Engine instruction's once per attrs
+        dict and opcode (its cost depends on nothing else, and loop copies share attrs).
+        For the compiled list scheduler, keeps per floating instruction on a compute
+        engine the cost model's result (`signed`: equal objects for equal cost
+        signatures; it costs the other candidates once per signature)."""
+        cost_of = self._cost_of
+        floating = self.floating if self._compiled is not None else bytes(len(self.instrs))
+        compute, eng = self.cost.compute, self.cost.eng
+        memo: dict = {}
+        self.signed: dict = {}
+        est = []
+        for ins in self.instrs:
+            if ins.engine == "tensor":
+                key = (id(ins.attrs), ins.opcode)  # (the attrs outlive the memo)
+                c = memo.get(key)
+                if c is None:
+                    c = memo[key] = cost_of(ins)
+                est.append(c)
+            elif floating[ins.index] and ins.engine in eng:
+                res = self.signed[ins.index] = compute(ins)
+                est.append(res[0])  # (as _cost_of)
+            else:
+                est.append(cost_of(ins))
+        return est
+
     def _critical_path(self) -> list:
         """Longest estimated path from each instruction to the end of the kernel."""
         n = len(self.instrs)
@@ -296,7 +335,7 @@ class _ListScheduler:
     # -- the list scheduler ---------------------------------------------------------------
     def run(self) -> IssueOrder:
         if self._edges is not None:
-            issue = compiled_schedule.issue_order(self)
+            issue = self._compiled.issue_order(self)
             if issue is not None:
                 return issue
             self._successors(*self._edges)  # the Python loop below, as without numba
