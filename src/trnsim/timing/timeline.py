@@ -12,6 +12,7 @@ arrays without making them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import islice, repeat
 from typing import NamedTuple
 
 import numpy as np
@@ -54,6 +55,13 @@ class Event:
 _new_wait = tuple.__new__
 
 
+def _pick(names, codes: np.ndarray) -> list:
+    """[names[c] for c in codes]."""
+    table = np.empty(len(names), object)
+    table[:] = list(names)
+    return table[codes].tolist()
+
+
 class EventColumns:
     """A timeline's events as arrays indexed by instruction index (events[i].index == i).
 
@@ -82,28 +90,24 @@ class EventColumns:
 
     def events(self) -> list[Event]:
         """The Events, field by field those the Python scheduler makes."""
-        core, track, row, moved, wfirst, wcount = (
-            x.tolist() for x in (self.core, self.track, self.row, self.moved, self.wfirst,
-                                 self.wcount))
-        start, end, ready, done = (x.tolist() for x in (self.start, self.end, self.ready,
-                                                         self.done))
-        wsel = self.wsel.tolist()
-        dprod, dkind, dspace = (x.tolist() if isinstance(x, np.ndarray) else x
-                                for x in (self.dprod, self.dkind, self.dspace))
-        names, kinds, spaces = self.names, self.kinds, self.spaces
+        n = self.n
+        count = self.wcount
+        # the waits' slots, instruction after instruction
+        ends = np.cumsum(count)
+        slots = np.arange(int(ends[-1]) if n else 0) + np.repeat(self.wfirst - ends + count, count)
+        sel = self.wsel[slots]
+        waits = map(_new_wait, repeat(Wait), zip(
+            np.asarray(self.dprod, np.int64)[sel].tolist(),
+            _pick(self.kinds, np.asarray(self.dkind, np.int64)[sel]),
+            _pick(self.spaces, np.asarray(self.dspace, np.int64)[sel])))
+        row = self.row.tolist()
         terms, engines = self.terms, self.engines
-        events = [None] * self.n
-        for i in range(self.n):
-            c = wcount[i]
-            if c:
-                j0 = wfirst[i]
-                waits = tuple([_new_wait(Wait, (dprod[j], kinds[dkind[j]], spaces[dspace[j]]))
-                               for j in wsel[j0:j0 + c]])
-            else:
-                waits = ()
-            r = row[i]
-            events[i] = Event(i, core[i], names[track[i]], start[i], end[i], ready[i], waits,
-                              terms[r], engines[r], done[i], moved[i])
+        events = list(map(
+            Event, range(n), self.core.tolist(), _pick(self.names, self.track),
+            self.start.tolist(), self.end.tolist(), self.ready.tolist(),
+            [tuple(islice(waits, c)) if c else () for c in count.tolist()],
+            [terms[r] for r in row], [engines[r] for r in row], self.done.tolist(),
+            self.moved.tolist()))
         ls_ns, shown, frac = self.ls_ns, self.ls_shown, self.throttle
         for i in np.flatnonzero(shown | (frac < 1.0)).tolist():
             e = events[i]
