@@ -41,7 +41,7 @@ import statistics
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from ..timing.timeline import busy_time
+from ..timing.timeline import union_length
 from .summary import (SMALL_DMA_BYTES, HbmTraffic, core_count, matmul_flops, merged,
                       overlap, spill_dmas, throttle_spans, ThrottleIndex)
 
@@ -452,18 +452,20 @@ def engine_imbalance(c: _Context):
     from ..isa.engines import TABLE
     gen = c.chip.generation
     best = None
+    sp = c.timeline.spans()
     for core in range(c.ncores):
-        evs = [e for e in c.timeline.events if e.core == core]
-        busy = {x: busy_time([e for e in evs if e.track == x])
-                for x in ("vector", "scalar", "gpsimd")}
+        on = {x: (sp.track == sp.code(x)) & (sp.core == core)
+              for x in ("vector", "scalar", "gpsimd")}
+        busy = {x: union_length(sp.start[m], sp.end[m]) for x, m in on.items()}
         for x in busy:
             movable = defaultdict(list)  # other engine -> [(instruction, ns)]
-            for e in evs:
-                ins = c.ins[e.index]
-                if e.track != x or ins.attrs.get("engines") or ins.opcode not in TABLE:
+            m = on[x]
+            for i, d in zip(sp.index[m].tolist(), (sp.end[m] - sp.start[m]).tolist()):
+                ins = c.ins[i]
+                if ins.attrs.get("engines") or ins.opcode not in TABLE:
                     continue
                 for y in TABLE[ins.opcode](ins, gen) - {x}:
-                    movable[y].append((ins, e.end - e.start))
+                    movable[y].append((ins, d))
             for y, items in movable.items():
                 shed = min(sum(d for _, d in items), (busy[x] - busy[y]) / 2)
                 value = 100.0 * shed / c.t if c.t > 0 else 0.0

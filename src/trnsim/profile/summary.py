@@ -37,7 +37,7 @@ from collections import Counter, defaultdict
 
 import numpy as np
 
-from ..timing.timeline import merged_spans, running_sum, span_length
+from ..timing.timeline import groups_of, merged_spans, running_sum, span_length
 
 ENGINES = ("tensor", "vector", "scalar", "gpsimd", "sync")
 SMALL_DMA_BYTES = 4096  # profiler advice: DMA transfers of at least 4 KiB
@@ -94,18 +94,6 @@ def length(spans) -> float:
     return sum(e - s for s, e in spans)
 
 
-def _members(key: np.ndarray) -> list[np.ndarray]:
-    """The positions of each distinct value of `key`, in order; the values in order of
-    first occurrence."""
-    if not key.size:
-        return []
-    order = np.argsort(key, kind="stable")
-    cuts = np.flatnonzero(np.diff(key[order])) + 1
-    parts = np.split(order, cuts)
-    parts.sort(key=lambda m: m[0])
-    return parts
-
-
 def _pairs(spans) -> list[tuple[float, float]]:
     return list(zip(spans[0].tolist(), spans[1].tolist()))
 
@@ -122,7 +110,7 @@ class Busy:
             if names else np.zeros(0, np.int64)
         dur = sp.end - sp.start
         self.spans, self.instruction_time = {}, defaultdict(float)  # group -> summed durations
-        for members in _members(sp.core * len(groups) + group):
+        for members in groups_of(sp.core * len(groups) + group):
             core, g = int(sp.core[members[0]]), groups[group[members[0]]]
             self.spans[(core, g)] = _pairs(merged_spans(sp.start[members], sp.end[members]))
             if g not in self.instruction_time:

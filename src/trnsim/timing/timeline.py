@@ -119,23 +119,38 @@ class EventColumns:
 
 
 class Spans:
-    """The events' (core, track, start, end) as arrays (`track`: codes into `names`), in
-    the events' order: what the profile's aggregates read."""
+    """The events' (index, core, track, start, end) as arrays (`track`: codes into
+    `names`), in the events' order: what the profile's aggregates read."""
 
-    __slots__ = ("core", "track", "names", "start", "end")
+    __slots__ = ("index", "core", "track", "names", "start", "end")
 
-    def __init__(self, core, track, names, start, end):
-        self.core, self.track, self.names, self.start, self.end = \
-            core, track, names, start, end
+    def __init__(self, index, core, track, names, start, end):
+        self.index, self.core, self.track, self.names, self.start, self.end = \
+            index, core, track, names, start, end
 
     @classmethod
     def of_events(cls, events) -> "Spans":
         codes: dict = {}
         track = [codes.setdefault(e.track, len(codes)) for e in events]
-        return cls(np.fromiter((e.core for e in events), np.int64, len(events)),
+        n = len(events)
+        return cls(np.fromiter((e.index for e in events), np.int64, n),
+                   np.fromiter((e.core for e in events), np.int64, n),
                    np.array(track, np.int64), list(codes),
-                   np.fromiter((e.start for e in events), np.float64, len(events)),
-                   np.fromiter((e.end for e in events), np.float64, len(events)))
+                   np.fromiter((e.start for e in events), np.float64, n),
+                   np.fromiter((e.end for e in events), np.float64, n))
+
+    def code(self, track: str) -> int:
+        """The code of `track`, or -1 (no event on it)."""
+        return self.names.index(track) if track in self.names else -1
+
+    def by_core_and_track(self) -> dict[tuple[int, str], np.ndarray]:
+        """{(core, track): the positions of its events, in order}, in order of first
+        event."""
+        out = {}
+        for members in groups_of(self.core * max(1, len(self.names)) + self.track):
+            first = members[0]
+            out[(int(self.core[first]), self.names[self.track[first]])] = members
+        return out
 
     def tracks(self, match) -> np.ndarray:
         """The track codes whose names satisfy `match` (a predicate on the name)."""
@@ -199,7 +214,8 @@ class Timeline:
         off the events)."""
         cols = self.columns
         if cols is not None and "events" not in self.__dict__:
-            return Spans(cols.core, cols.track, cols.names, cols.start, cols.end)
+            return Spans(np.arange(cols.n), cols.core, cols.track, cols.names, cols.start,
+                         cols.end)
         return Spans.of_events(self.events)
 
     def by_track(self) -> dict[str, list[Event]]:
@@ -214,16 +230,24 @@ class Timeline:
         keep = np.isin(sp.track, sp.tracks(lambda name: name.startswith(track_prefix)))
         if core is not None:
             keep &= sp.core == core
-        start, end = sp.start[keep], sp.end[keep]
-        if (end < start).any():  # busy_time counts a reversed span that opens a run
-            return busy_time([e for e, k in zip(self.events, keep.tolist()) if k])
-        return span_length(*merged_spans(start, end))
+        return union_length(sp.start[keep], sp.end[keep])
 
 
 def busy_time(events) -> float:
     """The length of the union of the events' [start, end) intervals, in ns."""
+    return _union_walk(sorted((e.start, e.end) for e in events))
+
+
+def union_length(start: np.ndarray, end: np.ndarray) -> float:
+    """busy_time of the spans [start, end) given as arrays: the same number."""
+    if (end < start).any():  # busy_time counts a reversed span that opens a run
+        return _union_walk(sorted(zip(start.tolist(), end.tolist())))
+    return span_length(*merged_spans(start, end))
+
+
+def _union_walk(pairs) -> float:
     busy, cur_s, cur_e = 0.0, None, None
-    for s, t in sorted((e.start, e.end) for e in events):
+    for s, t in pairs:
         if cur_e is None or s > cur_e:
             if cur_e is not None:
                 busy += cur_e - cur_s
@@ -250,6 +274,17 @@ def merged_spans(start: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.nda
     last[-1] = True
     last[:-1] = first[1:]
     return s[first], reach[last]
+
+
+def groups_of(key: np.ndarray) -> list[np.ndarray]:
+    """The positions of each distinct value of `key`, in order; the values in order of
+    first occurrence."""
+    if not key.size:
+        return []
+    order = np.argsort(key, kind="stable")
+    parts = np.split(order, np.flatnonzero(np.diff(key[order])) + 1)
+    parts.sort(key=lambda m: m[0])
+    return parts
 
 
 def span_length(start: np.ndarray, end: np.ndarray) -> float:
