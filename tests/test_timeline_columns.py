@@ -323,3 +323,19 @@ def test_engine_imbalance_on_unpinned_work():
                                   f"run and {names[y]} {100 * busy[y] / c.t:.0f}%; "
                                   f"{len(items)} instructions")
     assert got.locations == insights._ranked(items)
+
+
+@pytest.mark.parametrize("name", list(RUNS))
+def test_summary_and_insights_read_the_columns(name):
+    """A profile's summary and insights from a timeline kept as columns: no Events made,
+    and what the Python scheduler's timeline (Events) gives."""
+    from trnsim.profile.profile import Profile
+    program, chip, issue, _ = _program_of(name)
+    fresh = compiled.schedule_compiled(program, chip, issue, True)
+    got = Profile(program, fresh)
+    ref = Profile(program, _Scheduler(program, chip, issue, {}).run())
+    assert got.summary == ref.summary
+    assert got.all_insights == ref.all_insights
+    assert "events" not in fresh.__dict__
+    assert [tuple(x.tolist()) for x in fresh.first_waits()] == \
+        [tuple(x.tolist()) for x in ref.timeline.first_waits()]

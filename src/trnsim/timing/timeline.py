@@ -218,6 +218,21 @@ class Timeline:
                          cols.end)
         return Spans.of_events(self.events)
 
+    def first_waits(self) -> tuple[np.ndarray, np.ndarray]:
+        """(ready, the producer of the first (latest-satisfied) wait or -1) per event, in
+        the order of spans()."""
+        cols = self.columns
+        if cols is not None and "events" not in self.__dict__:
+            if not cols.wsel.size:
+                return cols.ready, np.full(cols.n, -1, np.int64)
+            first = cols.wsel[np.minimum(cols.wfirst, cols.wsel.size - 1)]
+            producer = np.asarray(cols.dprod, np.int64)[first]
+            return cols.ready, np.where(cols.wcount > 0, producer, -1)
+        events = self.events
+        return (np.fromiter((e.ready for e in events), np.float64, len(events)),
+                np.fromiter((e.waits[0].producer if e.waits else -1 for e in events),
+                            np.int64, len(events)))
+
     def by_track(self) -> dict[str, list[Event]]:
         tracks: dict[str, list[Event]] = {}
         for e in self.events:
