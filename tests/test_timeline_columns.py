@@ -16,7 +16,7 @@ from trnsim.chips import load_chip
 from trnsim.examples import load_example
 from trnsim.legacy.jit import run_legacy
 from trnsim.profile import insights, report, summary, views
-from trnsim.timing.timeline import Event, Timeline, Wait, busy_time
+from trnsim.timing.timeline import Event, Timeline, Wait, busy_time, first_waits
 
 numba = pytest.importorskip("numba")
 
@@ -337,5 +337,5 @@ def test_summary_and_insights_read_the_columns(name):
     assert got.summary == ref.summary
     assert got.all_insights == ref.all_insights
     assert "events" not in fresh.__dict__
-    assert [tuple(x.tolist()) for x in fresh.first_waits()] == \
-        [tuple(x.tolist()) for x in ref.timeline.first_waits()]
+    assert [tuple(x.tolist()) for x in first_waits(fresh)] == \
+        [tuple(x.tolist()) for x in first_waits(ref.timeline)]

@@ -33,7 +33,7 @@ import os
 import numpy as np
 
 from ..machine.gc_pause import gc_paused
-from ..timing.timeline import union_length
+from ..timing.timeline import spans_of, union_length
 from . import views
 from .insights import OUTLIER_FACTOR, collective_outliers, kind_medians, ranks_insights
 from .report_assets import CSS, JS, RANKS_CSS
@@ -179,7 +179,7 @@ def utilization(profile) -> list[dict]:
     """Per core, per track (engines, DMA queues, and all DMA): active % of total time."""
     tl = profile.timeline
     total = _total_ns(profile) or 1.0
-    sp = tl.spans()
+    sp = spans_of(tl)
     groups = sp.by_core_and_track()
     none = np.zeros(0, np.int64)
     out = []

@@ -37,7 +37,8 @@ from collections import Counter, defaultdict
 
 import numpy as np
 
-from ..timing.timeline import groups_of, merged_spans, running_sum, span_length
+from ..timing.timeline import (groups_of, merged_spans, running_sum, span_length,
+                               spans_of)
 
 ENGINES = ("tensor", "vector", "scalar", "gpsimd", "sync")
 SMALL_DMA_BYTES = 4096  # profiler advice: DMA transfers of at least 4 KiB
@@ -103,7 +104,7 @@ class Busy:
     group is an engine's track, or 'dma' for all of a core's DMA queues."""
 
     def __init__(self, timeline):
-        sp = timeline.spans()  # arrays: the same sums, added in the events' order
+        sp = spans_of(timeline)  # arrays: the same sums, added in the events' order
         names = ["dma" if t.startswith("dma") else t for t in sp.names]
         groups = list(dict.fromkeys(names))
         group = np.array([groups.index(g) for g in names], np.int64)[sp.track] \
@@ -428,7 +429,7 @@ def _engines(s, program, timeline, chip, busy: Busy, ncores):
 
 def cc_metrics(timeline) -> dict:
     """Neuron Explorer's collective metrics, from the events on the "cc" track."""
-    sp = timeline.spans()
+    sp = spans_of(timeline)
     on = np.isin(sp.track, sp.tracks(lambda t: t == "cc"))
     start, end = sp.start[on], sp.end[on]
     total = float(timeline.total_time)
@@ -450,7 +451,7 @@ def _dma(s, program, timeline, busy: Busy, ncores):
     s["dma_transfer_average_bytes"] = nbytes / len(dmas) if dmas else 0.0
     s["dma_transfer_time"] = busy.instruction_time.get("dma", 0.0) * 1e-9
     # the queues the timeline draws (a track per queue per core)
-    sp = timeline.spans()
+    sp = spans_of(timeline)
     on = np.isin(sp.track, sp.tracks(lambda t: t.startswith("dma")))
     s["dma_queue_count"] = int(np.unique(sp.core[on] * len(sp.names) + sp.track[on]).size)
 

@@ -130,11 +130,14 @@ class Spans:
 
     @classmethod
     def of_events(cls, events) -> "Spans":
+        """The Spans of `events` (objects with track, start and end; without an index
+        or a core: their position, core 0)."""
         codes: dict = {}
         track = [codes.setdefault(e.track, len(codes)) for e in events]
         n = len(events)
-        return cls(np.fromiter((e.index for e in events), np.int64, n),
-                   np.fromiter((e.core for e in events), np.int64, n),
+        return cls(np.fromiter((getattr(e, "index", x) for x, e in enumerate(events)),
+                               np.int64, n),
+                   np.fromiter((getattr(e, "core", 0) for e in events), np.int64, n),
                    np.array(track, np.int64), list(codes),
                    np.fromiter((e.start for e in events), np.float64, n),
                    np.fromiter((e.end for e in events), np.float64, n))
@@ -218,21 +221,6 @@ class Timeline:
                          cols.end)
         return Spans.of_events(self.events)
 
-    def first_waits(self) -> tuple[np.ndarray, np.ndarray]:
-        """(ready, the producer of the first (latest-satisfied) wait or -1) per event, in
-        the order of spans()."""
-        cols = self.columns
-        if cols is not None and "events" not in self.__dict__:
-            if not cols.wsel.size:
-                return cols.ready, np.full(cols.n, -1, np.int64)
-            first = cols.wsel[np.minimum(cols.wfirst, cols.wsel.size - 1)]
-            producer = np.asarray(cols.dprod, np.int64)[first]
-            return cols.ready, np.where(cols.wcount > 0, producer, -1)
-        events = self.events
-        return (np.fromiter((e.ready for e in events), np.float64, len(events)),
-                np.fromiter((e.waits[0].producer if e.waits else -1 for e in events),
-                            np.int64, len(events)))
-
     def by_track(self) -> dict[str, list[Event]]:
         tracks: dict[str, list[Event]] = {}
         for e in self.events:
@@ -246,6 +234,28 @@ class Timeline:
         if core is not None:
             keep &= sp.core == core
         return union_length(sp.start[keep], sp.end[keep])
+
+
+def spans_of(timeline) -> Spans:
+    """timeline.spans(), or the Spans of the events of any object that has `events`."""
+    spans = getattr(timeline, "spans", None)
+    return spans() if spans is not None else Spans.of_events(timeline.events)
+
+
+def first_waits(timeline) -> tuple[np.ndarray, np.ndarray]:
+    """(ready, the producer of the first (latest-satisfied) wait or -1) per event of
+    `timeline`, in the order of spans_of(timeline)."""
+    cols = getattr(timeline, "columns", None)
+    if cols is not None and "events" not in timeline.__dict__:
+        if not cols.wsel.size:
+            return cols.ready, np.full(cols.n, -1, np.int64)
+        first = cols.wsel[np.minimum(cols.wfirst, cols.wsel.size - 1)]
+        producer = np.asarray(cols.dprod, np.int64)[first]
+        return cols.ready, np.where(cols.wcount > 0, producer, -1)
+    events = timeline.events
+    return (np.fromiter((e.ready for e in events), np.float64, len(events)),
+            np.fromiter((e.waits[0].producer if e.waits else -1 for e in events),
+                        np.int64, len(events)))
 
 
 def busy_time(events) -> float:
