@@ -34,7 +34,8 @@ def _tutorial(chip):
 
 
 def _mixed(chip, seed):
-    x, w = np.zeros((128, 64 * 24), ml_dtypes.bfloat16), np.zeros((128, 64), ml_dtypes.bfloat16)
+    bf = ml_dtypes.bfloat16
+    x, w = np.zeros((128, 64 * 24), bf), np.zeros((128, 64), bf)
     return trnsim.run_kernel(mixed, (x, w), {"seed": seed, "dge": chip != "trn1"}, chip=chip,
                              numerics=False)[1]
 

@@ -116,10 +116,9 @@ class Busy:
             self.spans[(core, g)] = _pairs(merged_spans(sp.start[members], sp.end[members]))
             if g not in self.instruction_time:
                 self.instruction_time[g] = running_sum(dur[group == group[members[0]]])
-        every = [np.array(v, np.float64).reshape(-1, 2) for v in self.spans.values()]
-        every = np.concatenate(every) if every else np.zeros((0, 2))
-        self.total = span_length(*merged_spans(every[:, 0], every[:, 1])) if every.size \
-            else 0
+        every = np.array([x for v in self.spans.values() for x in v], np.float64)
+        every = every.reshape(-1, 2)
+        self.total = span_length(*merged_spans(every[:, 0], every[:, 1]))
 
     def of(self, group: str, core: int) -> list:
         return self.spans.get((core, group), [])
@@ -433,8 +432,8 @@ def cc_metrics(timeline) -> dict:
     on = np.isin(sp.track, sp.tracks(lambda t: t == "cc"))
     start, end = sp.start[on], sp.end[on]
     total = float(timeline.total_time)
-    active = span_length(*merged_spans(start, end)) if start.size else 0
-    return {"cc_op_time": (span_length(start, end) if start.size else 0) * 1e-9,
+    active = span_length(*merged_spans(start, end))
+    return {"cc_op_time": span_length(start, end) * 1e-9,
             "cc_op_active_time": active * 1e-9,
             "cc_op_active_time_percent": _pct(active, total),
             "cc_op_count": int(start.size)}

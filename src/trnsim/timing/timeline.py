@@ -94,7 +94,8 @@ class EventColumns:
         count = self.wcount
         # the waits' slots, instruction after instruction
         ends = np.cumsum(count)
-        slots = np.arange(int(ends[-1]) if n else 0) + np.repeat(self.wfirst - ends + count, count)
+        slots = np.arange(int(ends[-1]) if n else 0) + \
+            np.repeat(self.wfirst - ends + count, count)
         sel = self.wsel[slots]
         waits = map(_new_wait, repeat(Wait), zip(
             np.asarray(self.dprod, np.int64)[sel].tolist(),
