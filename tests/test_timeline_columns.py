@@ -16,7 +16,7 @@ from trnsim.chips import load_chip
 from trnsim.examples import load_example
 from trnsim.legacy.jit import run_legacy
 from trnsim.profile import insights, report, summary, views
-from trnsim.timing.timeline import Event, Timeline, Wait, busy_time, first_waits
+from trnsim.timing.timeline import Event, Spans, Timeline, Wait, busy_time
 
 numba = pytest.importorskip("numba")
 
@@ -338,5 +338,7 @@ def test_summary_and_insights_read_the_columns(name):
     assert got.summary == ref.summary
     assert got.all_insights == ref.all_insights
     assert "events" not in fresh.__dict__
-    assert [tuple(x.tolist()) for x in first_waits(fresh)] == \
-        [tuple(x.tolist()) for x in first_waits(ref.timeline)]
+    a, b = fresh.spans(), Spans.of_events(ref.timeline.events)
+    assert [a.names[t] for t in a.track] == [b.names[t] for t in b.track]
+    for f in ("index", "core", "start", "end", "ready", "producer"):
+        assert getattr(a, f).tolist() == getattr(b, f).tolist(), f

@@ -41,7 +41,7 @@ import statistics
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from ..timing.timeline import first_waits, spans_of, union_length
+from ..timing.timeline import spans_of, union_length
 from .summary import (SMALL_DMA_BYTES, HbmTraffic, core_count, matmul_flops, merged,
                       overlap, spill_dmas, throttle_spans, ThrottleIndex)
 
@@ -139,11 +139,11 @@ class _Context:
         # the events' times by instruction index (arrays: a timeline kept as columns
         # makes no Events for them)
         self.spans = sp = spans_of(timeline)
-        ready, producer = first_waits(timeline)
         self.index = sp.index.tolist()
         self.at = dict(zip(self.index, range(len(self.index))))  # index -> position
-        self.start, self.end, self.ready = sp.start.tolist(), sp.end.tolist(), ready.tolist()
-        self.producer = producer.tolist()  # of the first (latest-satisfied) wait, or -1
+        self.start, self.end, self.ready = sp.start.tolist(), sp.end.tolist(), \
+            sp.ready.tolist()
+        self.producer = sp.producer.tolist()  # of the first (latest-satisfied) wait, or -1
         self.ins = {i.index: i for i in program.instructions}
         self.tensor = [i for i in program.instructions
                        if i.engine == "tensor" and i.index in self.at]

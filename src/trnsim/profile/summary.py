@@ -95,10 +95,6 @@ def length(spans) -> float:
     return sum(e - s for s, e in spans)
 
 
-def _pairs(spans) -> list[tuple[float, float]]:
-    return list(zip(spans[0].tolist(), spans[1].tolist()))
-
-
 class Busy:
     """When each engine was active: merged (start, end) spans per (core, group), where a
     group is an engine's track, or 'dma' for all of a core's DMA queues."""
@@ -111,14 +107,16 @@ class Busy:
             if names else np.zeros(0, np.int64)
         dur = sp.end - sp.start
         self.spans, self.instruction_time = {}, defaultdict(float)  # group -> summed durations
+        every = []
         for members in groups_of(sp.core * len(groups) + group):
             core, g = int(sp.core[members[0]]), groups[group[members[0]]]
-            self.spans[(core, g)] = _pairs(merged_spans(sp.start[members], sp.end[members]))
+            every.append(merged_spans(sp.start[members], sp.end[members]))
+            self.spans[(core, g)] = list(zip(every[-1][0].tolist(), every[-1][1].tolist()))
             if g not in self.instruction_time:
                 self.instruction_time[g] = running_sum(dur[group == group[members[0]]])
-        every = np.array([x for v in self.spans.values() for x in v], np.float64)
-        every = every.reshape(-1, 2)
-        self.total = span_length(*merged_spans(every[:, 0], every[:, 1]))
+        starts = np.concatenate([s for s, _ in every]) if every else np.zeros(0)
+        ends = np.concatenate([e for _, e in every]) if every else np.zeros(0)
+        self.total = span_length(*merged_spans(starts, ends))
 
     def of(self, group: str, core: int) -> list:
         return self.spans.get((core, group), [])

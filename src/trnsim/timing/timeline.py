@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from itertools import islice, repeat
+from operator import attrgetter
 from typing import NamedTuple
 
 import numpy as np
@@ -120,28 +121,49 @@ class EventColumns:
 
 
 class Spans:
-    """The events' (index, core, track, start, end) as arrays (`track`: codes into
-    `names`), in the events' order: what the profile's aggregates read."""
+    """The events' index, core, track (codes into `names`), start, end, ready and the
+    producer of their first (latest-satisfied) wait (-1: none) as arrays, in the
+    events' order: what the profile's aggregates read."""
 
-    __slots__ = ("index", "core", "track", "names", "start", "end")
+    __slots__ = ("index", "core", "track", "names", "start", "end", "ready", "producer")
 
-    def __init__(self, index, core, track, names, start, end):
-        self.index, self.core, self.track, self.names, self.start, self.end = \
-            index, core, track, names, start, end
+    def __init__(self, index, core, track, names, start, end, ready, producer):
+        self.index, self.core, self.track, self.names = index, core, track, names
+        self.start, self.end, self.ready, self.producer = start, end, ready, producer
+
+    @classmethod
+    def of_columns(cls, cols: EventColumns) -> "Spans":
+        producer = np.full(cols.n, -1, np.int64)
+        if cols.wsel.size:
+            first = cols.wsel[np.minimum(cols.wfirst, cols.wsel.size - 1)]
+            has = cols.wcount > 0
+            producer[has] = np.asarray(cols.dprod, np.int64)[first[has]]
+        return cls(np.arange(cols.n), cols.core, cols.track, cols.names, cols.start,
+                   cols.end, cols.ready, producer)
 
     @classmethod
     def of_events(cls, events) -> "Spans":
-        """The Spans of `events` (objects with track, start and end; without an index
-        or a core: their position, core 0)."""
+        """The Spans of `events` (objects with track, start and end; without an index,
+        a core, ready or waits: their position, core 0, 0.0, none)."""
+        n = len(events)
+
+        def column(name, dtype, default):
+            try:
+                return np.fromiter(map(attrgetter(name), events), dtype, n)
+            except AttributeError:  # duck-typed events
+                return np.array([getattr(e, name, x if default is None else default)
+                                 for x, e in enumerate(events)], dtype)
         codes: dict = {}
         track = [codes.setdefault(e.track, len(codes)) for e in events]
-        n = len(events)
-        return cls(np.fromiter((getattr(e, "index", x) for x, e in enumerate(events)),
-                               np.int64, n),
-                   np.fromiter((getattr(e, "core", 0) for e in events), np.int64, n),
-                   np.array(track, np.int64), list(codes),
-                   np.fromiter((e.start for e in events), np.float64, n),
-                   np.fromiter((e.end for e in events), np.float64, n))
+        try:
+            producer = np.fromiter((w[0][0] if w else -1
+                                    for w in map(attrgetter("waits"), events)), np.int64, n)
+        except AttributeError:
+            producer = np.full(n, -1, np.int64)
+        return cls(column("index", np.int64, None), column("core", np.int64, 0),
+                   np.array(track, np.int64), list(codes), column("start", np.float64, 0.0),
+                   column("end", np.float64, 0.0), column("ready", np.float64, 0.0),
+                   producer)
 
     def code(self, track: str) -> int:
         """The code of `track`, or -1 (no event on it)."""
@@ -196,6 +218,7 @@ class Timeline:
 
     def __getstate__(self):
         state = dict(self.__dict__)
+        state.pop("_spans", None)
         if state.get("columns") is not None:
             state.pop("events", None)  # made again from the columns
         return state
@@ -214,13 +237,19 @@ class Timeline:
                 f"order={self.order!r})")
 
     def spans(self) -> Spans:
-        """The events' core, track, start and end as arrays (from the columns, or read
-        off the events)."""
-        cols = self.columns
-        if cols is not None and "events" not in self.__dict__:
-            return Spans(np.arange(cols.n), cols.core, cols.track, cols.names, cols.start,
-                         cols.end)
-        return Spans.of_events(self.events)
+        """The events' times as arrays: from the columns until the events are read, then
+        from the events (made once per events list and length: events are read, not
+        changed)."""
+        source = self.__dict__.get("events")
+        if source is None:
+            source = self.columns
+        memo = self.__dict__.get("_spans")
+        size = len(source) if isinstance(source, list) else source.n
+        if memo is None or memo[0] is not source or memo[1] != size:
+            spans = Spans.of_events(source) if isinstance(source, list) else \
+                Spans.of_columns(source)
+            memo = self.__dict__["_spans"] = (source, size, spans)
+        return memo[2]
 
     def by_track(self) -> dict[str, list[Event]]:
         tracks: dict[str, list[Event]] = {}
@@ -241,22 +270,6 @@ def spans_of(timeline) -> Spans:
     """timeline.spans(), or the Spans of the events of any object that has `events`."""
     spans = getattr(timeline, "spans", None)
     return spans() if spans is not None else Spans.of_events(timeline.events)
-
-
-def first_waits(timeline) -> tuple[np.ndarray, np.ndarray]:
-    """(ready, the producer of the first (latest-satisfied) wait or -1) per event of
-    `timeline`, in the order of spans_of(timeline)."""
-    cols = getattr(timeline, "columns", None)
-    if cols is not None and "events" not in timeline.__dict__:
-        if not cols.wsel.size:
-            return cols.ready, np.full(cols.n, -1, np.int64)
-        first = cols.wsel[np.minimum(cols.wfirst, cols.wsel.size - 1)]
-        producer = np.asarray(cols.dprod, np.int64)[first]
-        return cols.ready, np.where(cols.wcount > 0, producer, -1)
-    events = timeline.events
-    return (np.fromiter((e.ready for e in events), np.float64, len(events)),
-            np.fromiter((e.waits[0].producer if e.waits else -1 for e in events),
-                        np.int64, len(events)))
 
 
 def busy_time(events) -> float:
