@@ -342,3 +342,20 @@ def test_summary_and_insights_read_the_columns(name):
     assert [a.names[t] for t in a.track] == [b.names[t] for t in b.track]
     for f in ("index", "core", "start", "end", "ready", "producer"):
         assert getattr(a, f).tolist() == getattr(b, f).tolist(), f
+
+
+def test_spans_follow_the_events_once_read():
+    """Timeline.spans: from the columns until the events are read, then from the events
+    list (again when it is replaced or changes length)."""
+    ref, _ = _pair("mixed trn2")
+    program, chip, issue, _ = _program_of("mixed trn2")
+    tl = compiled.schedule_compiled(program, chip, issue, True)
+    before = tl.spans()
+    assert tl.spans() is before and before.index.tolist() == list(range(len(program)))
+    events = tl.events
+    after = tl.spans()
+    assert after is not before and after.end.tolist() == before.end.tolist()
+    events.pop()
+    assert tl.spans().end.tolist() == before.end.tolist()[:-1]
+    tl.events = ref.events[:3]
+    assert tl.spans().index.tolist() == [0, 1, 2]
