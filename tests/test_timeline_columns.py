@@ -359,3 +359,36 @@ def test_spans_follow_the_events_once_read():
     assert tl.spans().end.tolist() == before.end.tolist()[:-1]
     tl.events = ref.events[:3]
     assert tl.spans().index.tolist() == [0, 1, 2]
+
+
+def _in_flight_by_events(timeline, core):
+    deltas: dict = {}
+    for e in timeline.events:
+        if e.core == core and e.track.startswith(views.DMA_PREFIX) and e.end > e.start:
+            deltas[e.start] = deltas.get(e.start, 0) + 1
+            deltas[e.end] = deltas.get(e.end, 0) - 1
+    n, times, level = 0, [], []
+    for t in sorted(deltas):
+        n += deltas[t]
+        times.append(t)
+        level.append(n)
+    return times, level
+
+
+def test_dma_in_flight_counter():
+    """profile/perfetto.py dma_in_flight: the counter walking the events gave, on a
+    compiled timeline and on shared, empty and reversed spans."""
+    from trnsim.profile.perfetto import dma_in_flight
+    _, got = _pair("mixed trn3")
+    fresh = compiled.schedule_compiled(*_program_of("mixed trn3"))
+    for core in (0, 1):
+        assert dma_in_flight(fresh.spans(), core) == _in_flight_by_events(got, core)
+    rng = np.random.default_rng(11)
+    events = [Event(i, int(rng.integers(0, 2)), str(rng.choice(["dma:a", "dma:b", "vector"])),
+                    s, s + float(rng.choice([0.0, -1.0, 2.0, 5.0])))
+              for i, s in enumerate(rng.integers(0, 30, 300).astype(float).tolist())]
+    tl = Timeline(None, events, 40.0, [])
+    for core in (0, 1):
+        times, level = dma_in_flight(tl.spans(), core)
+        assert (times, level) == _in_flight_by_events(tl, core) and times
+        assert all(type(n) is int for n in level)
