@@ -1,8 +1,9 @@
 """Timelines kept as columns (timing/timeline.py EventColumns, made by
 timing/compiled.py build_timeline): the Events made when first read are those the
 Python scheduler makes, field by field; the profile's aggregates read off the arrays
-(profile/summary.py Busy, cc_metrics, dma_queue_count, Timeline.busy_time) equal the
-ones that walk the events."""
+(profile/summary.py Busy, cc_metrics, dma_queue_count, Timeline.busy_time,
+profile/views.py cores_and_tracks, profile/report.py utilization, profile/insights.py
+engine_imbalance) equal the ones that walk the events."""
 import pickle
 from collections import defaultdict
 
@@ -14,8 +15,8 @@ import trnsim
 from trnsim.chips import load_chip
 from trnsim.examples import load_example
 from trnsim.legacy.jit import run_legacy
-from trnsim.profile import summary
-from trnsim.timing.timeline import Event, Timeline, Wait, busy_time
+from trnsim.profile import insights, report, summary, views
+from trnsim.timing.timeline import Event, Spans, Timeline, Wait, busy_time
 
 numba = pytest.importorskip("numba")
 
@@ -33,7 +34,8 @@ def _tutorial(chip):
 
 
 def _mixed(chip, seed):
-    x, w = np.zeros((128, 64 * 24), ml_dtypes.bfloat16), np.zeros((128, 64), ml_dtypes.bfloat16)
+    bf = ml_dtypes.bfloat16
+    x, w = np.zeros((128, 64 * 24), bf), np.zeros((128, 64), bf)
     return trnsim.run_kernel(mixed, (x, w), {"seed": seed, "dge": chip != "trn1"}, chip=chip,
                              numerics=False)[1]
 
@@ -202,3 +204,191 @@ def test_fallback_keeps_events(monkeypatch):
     tl = schedule(run.program, chip)
     assert tl.columns is None and "events" in tl.__dict__
     assert _aggregates(tl) == _by_events(tl)
+
+
+# -- the report's and the insights' per-track aggregates ---------------------------------
+def _cores_and_tracks_by_events(timeline):
+    out: dict = {}
+    for e in timeline.events:
+        out.setdefault(e.core, set()).add(e.track)
+    if not out:
+        out[0] = set()
+    return {c: sorted(set(views.ENGINE_ORDER) | t, key=views.track_sort_key)
+            for c, t in sorted(out.items())}
+
+
+def _utilization_by_events(prof):
+    tl = prof.timeline
+    total = report._total_ns(prof) or 1.0
+    groups: dict = {}
+    for e in tl.events:
+        groups.setdefault((e.core, e.track), []).append(e)
+    out = []
+    for core, tracks in _cores_and_tracks_by_events(tl).items():
+        for track in tracks:
+            busy = busy_time(groups.get((core, track), []))
+            out.append({"core": core, "label": views.track_label(track),
+                        "group": views.track_group(track), "pct": 100.0 * busy / total,
+                        "busy": busy})
+        dma = [e for t in tracks if t.startswith(views.DMA_PREFIX)
+               for e in groups.get((core, t), [])]
+        if dma:
+            busy = busy_time(dma)
+            out.append({"core": core, "label": "DMA (any queue)", "group": "dma",
+                        "pct": 100.0 * busy / total, "busy": busy})
+    return out
+
+
+def _report_aggregates(prof):
+    return views.cores_and_tracks(prof.timeline), report.utilization(prof)
+
+
+@pytest.mark.parametrize("name", ["tutorial trn2", "mixed trn3", "strided trn2"])
+def test_report_and_insight_aggregates(name):
+    from trnsim.profile.profile import Profile
+    program, chip, issue, _ = _program_of(name)
+    fresh = compiled.schedule_compiled(program, chip, issue, True)
+    ref = _Scheduler(program, chip, issue, {}).run()
+    got = _report_aggregates(Profile(program, fresh))
+    assert "events" not in fresh.__dict__
+    prof = Profile(program, ref)
+    assert got == _report_aggregates(prof)
+    assert got == (_cores_and_tracks_by_events(ref), _utilization_by_events(prof))
+    ctx = [insights._Context(program, tl, Profile(program, tl).summary) for tl in (fresh, ref)]
+    assert insights.engine_imbalance(ctx[0]) == insights.engine_imbalance(ctx[1])
+
+
+def test_report_aggregates_on_awkward_spans():
+    from trnsim.profile.profile import Profile
+    _, run = trnsim.run_kernel(strided_stores, (np.zeros((128, 8 * 4), np.float32),),
+                               chip="trn2", numerics=False)
+    rng = np.random.default_rng(7)
+    tracks = ["tensor", "vector", "dma:q0", "dma:q1", "gpsimd"]
+    events = []
+    for i in range(len(run.program)):
+        s = float(rng.choice([0.0, 1e16, rng.uniform(0, 100)]))
+        d = float(rng.choice([0.0, 1.0, -0.5, rng.uniform(0, 20)]))
+        events.append(Event(i, int(rng.integers(0, 2)), str(rng.choice(tracks)), s, s + d))
+    prof = Profile(run.program, Timeline(load_chip("trn2"), events, 50.0, []))
+    assert _report_aggregates(prof) == (_cores_and_tracks_by_events(prof.timeline),
+                                        _utilization_by_events(prof))
+
+
+def _imbalance_by_events(c):
+    """profile/insights.py engine_imbalance as it was, walking the events."""
+    from trnsim.isa.engines import TABLE
+    best = None
+    for core in range(c.ncores):
+        evs = [e for e in c.timeline.events if e.core == core]
+        busy = {x: busy_time([e for e in evs if e.track == x])
+                for x in ("vector", "scalar", "gpsimd")}
+        for x in busy:
+            movable = defaultdict(list)
+            for e in evs:
+                ins = c.ins[e.index]
+                if e.track != x or ins.attrs.get("engines") or ins.opcode not in TABLE:
+                    continue
+                for y in TABLE[ins.opcode](ins, c.chip.generation) - {x}:
+                    movable[y].append((ins, e.end - e.start))
+            for y, items in movable.items():
+                shed = min(sum(d for _, d in items), (busy[x] - busy[y]) / 2)
+                value = 100.0 * shed / c.t if c.t > 0 else 0.0
+                if value >= insights.IMBALANCE_PERCENT and (best is None or value > best[0]):
+                    best = (value, x, y, busy, items)
+    return best
+
+
+def test_engine_imbalance_on_unpinned_work():
+    """Compute instructions unpinned (no `engines` attribute) and crowded onto VectorE on
+    two cores: the insight fires, with the busy times and durations walking the events
+    gives."""
+    from trnsim.profile.profile import Profile
+    _, run = trnsim.run_kernel(strided_stores, (np.zeros((128, 8 * 16), np.float32),),
+                               chip="trn2", numerics=False)
+    rng = np.random.default_rng(3)
+    events, t = [], 0.0
+    for i, ins in enumerate(run.program.instructions):
+        ins.attrs.pop("engines", None)
+        compute = ins.engine in ("vector", "scalar", "gpsimd")
+        d = float(rng.uniform(1, 20))
+        track = ("scalar" if i % 7 == 0 else "vector") if compute else "dma:q0"
+        events.append(Event(i, i % 2, track, t, t + d))
+        t += d * 0.3
+    prof = Profile(run.program, Timeline(load_chip("trn2"), events, t + 20.0, []))
+    c = insights._Context(run.program, prof.timeline, prof.summary)
+    got = insights.engine_imbalance(c)
+    value, x, y, busy, items = _imbalance_by_events(c)
+    assert got is not None and (got.value, got.criticality) == (value, value / 100)
+    names = {"vector": "VectorE", "scalar": "ScalarE", "gpsimd": "GpSimd"}
+    assert got.message.startswith(f"{names[x]} was busy {100 * busy[x] / c.t:.0f}% of the "
+                                  f"run and {names[y]} {100 * busy[y] / c.t:.0f}%; "
+                                  f"{len(items)} instructions")
+    assert got.locations == insights._ranked(items)
+
+
+@pytest.mark.parametrize("name", list(RUNS))
+def test_summary_and_insights_read_the_columns(name):
+    """A profile's summary and insights from a timeline kept as columns: no Events made,
+    and what the Python scheduler's timeline (Events) gives."""
+    from trnsim.profile.profile import Profile
+    program, chip, issue, _ = _program_of(name)
+    fresh = compiled.schedule_compiled(program, chip, issue, True)
+    got = Profile(program, fresh)
+    ref = Profile(program, _Scheduler(program, chip, issue, {}).run())
+    assert got.summary == ref.summary
+    assert got.all_insights == ref.all_insights
+    assert "events" not in fresh.__dict__
+    a, b = fresh.spans(), Spans.of_events(ref.timeline.events)
+    assert [a.names[t] for t in a.track] == [b.names[t] for t in b.track]
+    for f in ("index", "core", "start", "end", "ready", "producer"):
+        assert getattr(a, f).tolist() == getattr(b, f).tolist(), f
+
+
+def test_spans_follow_the_events_once_read():
+    """Timeline.spans: from the columns until the events are read, then from the events
+    list (again when it is replaced or changes length)."""
+    ref, _ = _pair("mixed trn2")
+    program, chip, issue, _ = _program_of("mixed trn2")
+    tl = compiled.schedule_compiled(program, chip, issue, True)
+    before = tl.spans()
+    assert tl.spans() is before and before.index.tolist() == list(range(len(program)))
+    events = tl.events
+    after = tl.spans()
+    assert after is not before and after.end.tolist() == before.end.tolist()
+    events.pop()
+    assert tl.spans().end.tolist() == before.end.tolist()[:-1]
+    tl.events = ref.events[:3]
+    assert tl.spans().index.tolist() == [0, 1, 2]
+
+
+def _in_flight_by_events(timeline, core):
+    deltas: dict = {}
+    for e in timeline.events:
+        if e.core == core and e.track.startswith(views.DMA_PREFIX) and e.end > e.start:
+            deltas[e.start] = deltas.get(e.start, 0) + 1
+            deltas[e.end] = deltas.get(e.end, 0) - 1
+    n, times, level = 0, [], []
+    for t in sorted(deltas):
+        n += deltas[t]
+        times.append(t)
+        level.append(n)
+    return times, level
+
+
+def test_dma_in_flight_counter():
+    """profile/perfetto.py dma_in_flight: the counter walking the events gave, on a
+    compiled timeline and on shared, empty and reversed spans."""
+    from trnsim.profile.perfetto import dma_in_flight
+    _, got = _pair("mixed trn3")
+    fresh = compiled.schedule_compiled(*_program_of("mixed trn3"))
+    for core in (0, 1):
+        assert dma_in_flight(fresh.spans(), core) == _in_flight_by_events(got, core)
+    rng = np.random.default_rng(11)
+    events = [Event(i, int(rng.integers(0, 2)), str(rng.choice(["dma:a", "dma:b", "vector"])),
+                    s, s + float(rng.choice([0.0, -1.0, 2.0, 5.0])))
+              for i, s in enumerate(rng.integers(0, 30, 300).astype(float).tolist())]
+    tl = Timeline(None, events, 40.0, [])
+    for core in (0, 1):
+        times, level = dma_in_flight(tl.spans(), core)
+        assert (times, level) == _in_flight_by_events(tl, core) and times
+        assert all(type(n) is int for n in level)

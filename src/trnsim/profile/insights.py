@@ -41,7 +41,7 @@ import statistics
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from ..timing.timeline import busy_time
+from ..timing.timeline import spans_of, union_length
 from .summary import (SMALL_DMA_BYTES, HbmTraffic, core_count, matmul_flops, merged,
                       overlap, spill_dmas, throttle_spans, ThrottleIndex)
 
@@ -136,10 +136,17 @@ class _Context:
         self.chip = timeline.chip if timeline.chip is not None else program.chip
         self.ncores = core_count(program)
         self.t = float(timeline.total_time)
-        self.events = {e.index: e for e in timeline.events}
+        # the events' times by instruction index (arrays: a timeline kept as columns
+        # makes no Events for them)
+        self.spans = sp = spans_of(timeline)
+        self.index = sp.index.tolist()
+        self.at = dict(zip(self.index, range(len(self.index))))  # index -> position
+        self.start, self.end, self.ready = sp.start.tolist(), sp.end.tolist(), \
+            sp.ready.tolist()
+        self.producer = sp.producer.tolist()  # of the first (latest-satisfied) wait, or -1
         self.ins = {i.index: i for i in program.instructions}
         self.tensor = [i for i in program.instructions
-                       if i.engine == "tensor" and i.index in self.events]
+                       if i.engine == "tensor" and i.index in self.at]
         self._hbm = hbm
 
     @property
@@ -147,6 +154,15 @@ class _Context:
         if self._hbm is None:
             self._hbm = HbmTraffic(self.program)
         return self._hbm
+
+    def span(self, index: int) -> tuple[float, float]:
+        """(start, end) of instruction `index`'s event."""
+        p = self.at[index]
+        return self.start[p], self.end[p]
+
+    def duration(self, index: int) -> float:
+        p = self.at[index]
+        return self.end[p] - self.start[p]
 
     def frac(self, key: str) -> float:
         return self.s.get(key, 0.0) / 100.0
@@ -164,7 +180,7 @@ def low_model_flops(c: _Context):
     for ins in c.tensor:
         f = matmul_flops(ins, c.chip)
         useful = 0.0 if f is None or f[2] else f[1] / peak_per_ns
-        waste.append((ins, max(0.0, c.events[ins.index].duration - useful)))
+        waste.append((ins, max(0.0, c.duration(ins.index) - useful)))
     waste.sort(key=lambda iw: -iw[1])
     worst = waste[0][0]
     return Insight(
@@ -239,8 +255,7 @@ def small_dma(c: _Context):
     avg = c.s["dma_transfer_average_bytes"]
     if len(small) < 2 or not (avg < SMALL_DMA_BYTES or 2 * len(small) >= len(dmas)):
         return None
-    spans = merged((c.events[i.index].start, c.events[i.index].end) for i in small
-                   if i.index in c.events)
+    spans = merged(c.span(i.index) for i in small if i.index in c.at)
     busy = sum(e - s for s, e in spans)
     per_part = sorted(min((a.contiguous_bytes for a in i.accesses), default=0)
                       for i in small)
@@ -271,39 +286,38 @@ def _overhead_bound_bytes(chip) -> int:
 
 
 def _tensor_stalls(c: _Context):
-    """(waiting event, producer event, idle ns) for each time the Tensor Engine sat idle
-    between two of its instructions, charged to the wait satisfied last (the timeline
-    lists waits latest-satisfied first; the wait before the first instruction, filling
-    the pipeline, is not counted)."""
+    """(waiting instruction index, producer instruction index, idle ns) for each time the
+    Tensor Engine sat idle between two of its instructions, charged to the wait
+    satisfied last (the timeline lists waits latest-satisfied first; the wait before the
+    first instruction, filling the pipeline, is not counted)."""
+    start, end, ready, producer = c.start, c.end, c.ready, c.producer
     for core in range(c.ncores):
-        evs = sorted((c.events[i.index] for i in c.tensor if i.core == core),
-                     key=lambda e: e.start)
-        for prev, e in zip(evs, evs[1:]):
-            idle = min(e.start, e.ready) - prev.end
-            if idle <= 0 or not e.waits:
+        evs = sorted((c.at[i.index] for i in c.tensor if i.core == core),
+                     key=start.__getitem__)
+        for prev, p in zip(evs, evs[1:]):
+            idle = min(start[p], ready[p]) - end[prev]
+            if idle <= 0 or producer[p] < 0:
                 continue
-            last = c.events.get(e.waits[0].producer)
-            if last is not None:
-                yield e, last, idle
+            if producer[p] in c.at:
+                yield c.index[p], producer[p], idle
 
 
 def _stall_by_producer(c: _Context) -> dict:
     """{producer instruction index: ns the Tensor Engine sat idle waiting for it}."""
     out: dict = defaultdict(float)
     for _, last, idle in _tensor_stalls(c):
-        out[last.index] += idle
+        out[last] += idle
     return out
 
 
 def inefficient_dma(c: _Context):
     limit = _overhead_bound_bytes(c.chip)
     frag = [(i, dma_run_bytes(i)) for i in c.program.instructions
-            if i.engine == "dma" and i.bytes_moved >= SMALL_DMA_BYTES and i.index in c.events]
+            if i.engine == "dma" and i.bytes_moved >= SMALL_DMA_BYTES and i.index in c.at]
     frag = [(i, r) for i, r in frag if 0 < r < limit]
     if not frag or c.t <= 0:
         return None
-    busy = sum(e - s for s, e in merged((c.events[i.index].start, c.events[i.index].end)
-                                        for i, _ in frag))
+    busy = sum(e - s for s, e in merged(c.span(i.index) for i, _ in frag))
     value = 100.0 * busy / c.t
     if value < INEFFICIENT_DMA_PERCENT:
         return None
@@ -327,7 +341,7 @@ def inefficient_dma(c: _Context):
         f"they keep the DMA queues busy {_time(busy)} ({value:.0f}% of the run)"
         + (f" and the Tensor Engine waits {_time(stalled)} for them" if stalled > 0 else "")
         + f"; worst at {_short(_loc(worst))} ({worst.opcode})",
-        fix, _ranked((i, c.events[i.index].duration) for i, _ in frag), value,
+        fix, _ranked((i, c.duration(i.index)) for i, _ in frag), value,
         INEFFICIENT_DMA_PERCENT)
 
 
@@ -360,8 +374,7 @@ def throttling(c: _Context):
     index = ThrottleIndex(spans)
     items = []
     for ins in c.tensor:
-        e = c.events[ins.index]
-        items.append((ins, index.lost(e.start, e.end)))
+        items.append((ins, index.lost(*c.span(ins.index))))
     low = min(f for _, _, f in spans)
     return Insight(
         "throttling", "Active FLOPS throttling",
@@ -406,12 +419,13 @@ def engine_starvation(c: _Context):
     items = []  # (producer instruction, ns)
     waiting = []  # (waiting instruction, ns)
     for e, last, idle in _tensor_stalls(c):
-        eng = "dma" if last.track.startswith("dma") else last.track
+        track = c.spans.names[c.spans.track[c.at[last]]]
+        eng = "dma" if track.startswith("dma") else track
         if eng == "tensor":
             continue
         stall[eng] += idle
-        items.append((c.ins[last.index], idle))
-        waiting.append((c.ins[e.index], idle))
+        items.append((c.ins[last], idle))
+        waiting.append((c.ins[e], idle))
     total = sum(stall.values()) / c.ncores
     value = 100.0 * total / c.t if c.t > 0 else 0.0
     if value < STARVATION_PERCENT:
@@ -452,18 +466,20 @@ def engine_imbalance(c: _Context):
     from ..isa.engines import TABLE
     gen = c.chip.generation
     best = None
+    sp = c.spans
     for core in range(c.ncores):
-        evs = [e for e in c.timeline.events if e.core == core]
-        busy = {x: busy_time([e for e in evs if e.track == x])
-                for x in ("vector", "scalar", "gpsimd")}
+        on = {x: (sp.track == sp.code(x)) & (sp.core == core)
+              for x in ("vector", "scalar", "gpsimd")}
+        busy = {x: union_length(sp.start[m], sp.end[m]) for x, m in on.items()}
         for x in busy:
             movable = defaultdict(list)  # other engine -> [(instruction, ns)]
-            for e in evs:
-                ins = c.ins[e.index]
-                if e.track != x or ins.attrs.get("engines") or ins.opcode not in TABLE:
+            m = on[x]
+            for i, d in zip(sp.index[m].tolist(), (sp.end[m] - sp.start[m]).tolist()):
+                ins = c.ins[i]
+                if ins.attrs.get("engines") or ins.opcode not in TABLE:
                     continue
                 for y in TABLE[ins.opcode](ins, gen) - {x}:
-                    movable[y].append((ins, e.end - e.start))
+                    movable[y].append((ins, d))
             for y, items in movable.items():
                 shed = min(sum(d for _, d in items), (busy[x] - busy[y]) / 2)
                 value = 100.0 * shed / c.t if c.t > 0 else 0.0

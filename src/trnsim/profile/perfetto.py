@@ -35,8 +35,11 @@ import json
 from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
+
 from . import views
 from ..machine.gc_pause import gc_paused
+from ..timing.timeline import spans_of
 
 _ENGINE_TID_BASE = 1  # engines: tid 1..5, collectives 6; DMA queue lanes from 100
 _DMA_TID_BASE = 100
@@ -278,9 +281,21 @@ def _counter(name: str, pid: int, ts: float, args: str) -> tuple:
     return ts, f'{{"ph":"C","name":{name},"pid":{pid},"ts":{ts!r},"args":{{{args}}}}}'
 
 
+def dma_in_flight(sp, core: int) -> tuple[list[float], list[int]]:
+    """(times, transfers in flight from each time on) of `core`'s DMA transfers (Spans
+    `sp`; empty ones left out): every time a transfer starts or ends, in order."""
+    on = (sp.core == core) & (sp.end > sp.start) & \
+        np.isin(sp.track, sp.tracks(lambda t: t.startswith(views.DMA_PREFIX)))
+    edges = np.concatenate([sp.start[on], sp.end[on]])
+    times, at = np.unique(edges, return_inverse=True)
+    step = np.bincount(at.ravel(), np.repeat([1, -1], on.sum()), times.size)
+    return times.tolist(), np.cumsum(step).astype(np.int64).tolist()
+
+
 def _counters(profile, cores, pid_of) -> list[tuple]:
     """The counter tracks' events as (ts, JSON text)."""
     program, timeline = profile.program, profile.timeline
+    sp = spans_of(timeline)
     out: list[tuple] = []
     for core in cores:
         pid = pid_of(core)
@@ -291,19 +306,12 @@ def _counters(profile, cores, pid_of) -> list[tuple]:
             for t, r, w in zip(times, rr, ww):  # bytes/ns == GB/s
                 out.append(_counter(name, pid, _us(t), f'"read":{round(float(r), 4)!r},'
                                                        f'"write":{round(float(w), 4)!r}'))
-        # DMA transfers in flight
-        deltas: dict[float, int] = {}
-        for e in timeline.events:
-            if e.core == core and e.track.startswith(views.DMA_PREFIX) and e.end > e.start:
-                deltas[e.start] = deltas.get(e.start, 0) + 1
-                deltas[e.end] = deltas.get(e.end, 0) - 1
-        if deltas:
-            n = 0
+        times, level = dma_in_flight(sp, core)
+        if times:
             name = _js("DMA transfers in flight")
             out.append(_counter(name, pid, 0.0, '"transfers":0'))
-            for t in sorted(deltas):
-                n += deltas[t]
-                out.append(_counter(name, pid, _us(t), f'"transfers":{n}'))
+            out += [_counter(name, pid, _us(t), f'"transfers":{n}')
+                    for t, n in zip(times, level)]
         for space in ("sbuf", "psum"):
             name = _js(f"{space.upper()} in use (bytes per partition)")
             times, level = views.memory_steps(program, timeline, space, core)

@@ -30,8 +30,10 @@ import json
 import math
 import os
 
+import numpy as np
+
 from ..machine.gc_pause import gc_paused
-from ..timing.timeline import busy_time
+from ..timing.timeline import spans_of, union_length
 from . import views
 from .insights import OUTLIER_FACTOR, collective_outliers, kind_medians, ranks_insights
 from .report_assets import CSS, JS, RANKS_CSS
@@ -177,20 +179,22 @@ def utilization(profile) -> list[dict]:
     """Per core, per track (engines, DMA queues, and all DMA): active % of total time."""
     tl = profile.timeline
     total = _total_ns(profile) or 1.0
-    groups: dict = {}
-    for e in tl.events:
-        groups.setdefault((e.core, e.track), []).append(e)
+    sp = spans_of(tl)
+    groups = sp.by_core_and_track()
+    none = np.zeros(0, np.int64)
     out = []
     for core, tracks in views.cores_and_tracks(tl).items():
         for track in tracks:
-            busy = busy_time(groups.get((core, track), []))
+            members = groups.get((core, track), none)
+            busy = union_length(sp.start[members], sp.end[members])
             out.append({"core": core, "label": views.track_label(track),
                         "group": views.track_group(track), "pct": 100.0 * busy / total,
                         "busy": busy})
-        dma = [e for t in tracks if t.startswith(views.DMA_PREFIX)
-               for e in groups.get((core, t), [])]
+        dma = [groups[(core, t)] for t in tracks
+               if t.startswith(views.DMA_PREFIX) and (core, t) in groups]
         if dma:
-            busy = busy_time(dma)
+            members = np.concatenate(dma)
+            busy = union_length(sp.start[members], sp.end[members])
             out.append({"core": core, "label": "DMA (any queue)", "group": "dma",
                         "pct": 100.0 * busy / total, "busy": busy})
     return out

@@ -37,7 +37,8 @@ from collections import Counter, defaultdict
 
 import numpy as np
 
-from ..timing.timeline import merged_spans, running_sum, span_length
+from ..timing.timeline import (groups_of, merged_spans, running_sum, span_length,
+                               spans_of)
 
 ENGINES = ("tensor", "vector", "scalar", "gpsimd", "sync")
 SMALL_DMA_BYTES = 4096  # profiler advice: DMA transfers of at least 4 KiB
@@ -94,43 +95,28 @@ def length(spans) -> float:
     return sum(e - s for s, e in spans)
 
 
-def _members(key: np.ndarray) -> list[np.ndarray]:
-    """The positions of each distinct value of `key`, in order; the values in order of
-    first occurrence."""
-    if not key.size:
-        return []
-    order = np.argsort(key, kind="stable")
-    cuts = np.flatnonzero(np.diff(key[order])) + 1
-    parts = np.split(order, cuts)
-    parts.sort(key=lambda m: m[0])
-    return parts
-
-
-def _pairs(spans) -> list[tuple[float, float]]:
-    return list(zip(spans[0].tolist(), spans[1].tolist()))
-
-
 class Busy:
     """When each engine was active: merged (start, end) spans per (core, group), where a
     group is an engine's track, or 'dma' for all of a core's DMA queues."""
 
     def __init__(self, timeline):
-        sp = timeline.spans()  # arrays: the same sums, added in the events' order
+        sp = spans_of(timeline)  # arrays: the same sums, added in the events' order
         names = ["dma" if t.startswith("dma") else t for t in sp.names]
         groups = list(dict.fromkeys(names))
         group = np.array([groups.index(g) for g in names], np.int64)[sp.track] \
             if names else np.zeros(0, np.int64)
         dur = sp.end - sp.start
         self.spans, self.instruction_time = {}, defaultdict(float)  # group -> summed durations
-        for members in _members(sp.core * len(groups) + group):
+        every = []
+        for members in groups_of(sp.core * len(groups) + group):
             core, g = int(sp.core[members[0]]), groups[group[members[0]]]
-            self.spans[(core, g)] = _pairs(merged_spans(sp.start[members], sp.end[members]))
+            every.append(merged_spans(sp.start[members], sp.end[members]))
+            self.spans[(core, g)] = list(zip(every[-1][0].tolist(), every[-1][1].tolist()))
             if g not in self.instruction_time:
                 self.instruction_time[g] = running_sum(dur[group == group[members[0]]])
-        every = [np.array(v, np.float64).reshape(-1, 2) for v in self.spans.values()]
-        every = np.concatenate(every) if every else np.zeros((0, 2))
-        self.total = span_length(*merged_spans(every[:, 0], every[:, 1])) if every.size \
-            else 0
+        starts = np.concatenate([s for s, _ in every]) if every else np.zeros(0)
+        ends = np.concatenate([e for _, e in every]) if every else np.zeros(0)
+        self.total = span_length(*merged_spans(starts, ends))
 
     def of(self, group: str, core: int) -> list:
         return self.spans.get((core, group), [])
@@ -440,12 +426,12 @@ def _engines(s, program, timeline, chip, busy: Busy, ncores):
 
 def cc_metrics(timeline) -> dict:
     """Neuron Explorer's collective metrics, from the events on the "cc" track."""
-    sp = timeline.spans()
+    sp = spans_of(timeline)
     on = np.isin(sp.track, sp.tracks(lambda t: t == "cc"))
     start, end = sp.start[on], sp.end[on]
     total = float(timeline.total_time)
-    active = span_length(*merged_spans(start, end)) if start.size else 0
-    return {"cc_op_time": (span_length(start, end) if start.size else 0) * 1e-9,
+    active = span_length(*merged_spans(start, end))
+    return {"cc_op_time": span_length(start, end) * 1e-9,
             "cc_op_active_time": active * 1e-9,
             "cc_op_active_time_percent": _pct(active, total),
             "cc_op_count": int(start.size)}
@@ -462,7 +448,7 @@ def _dma(s, program, timeline, busy: Busy, ncores):
     s["dma_transfer_average_bytes"] = nbytes / len(dmas) if dmas else 0.0
     s["dma_transfer_time"] = busy.instruction_time.get("dma", 0.0) * 1e-9
     # the queues the timeline draws (a track per queue per core)
-    sp = timeline.spans()
+    sp = spans_of(timeline)
     on = np.isin(sp.track, sp.tracks(lambda t: t.startswith("dma")))
     s["dma_queue_count"] = int(np.unique(sp.core[on] * len(sp.names) + sp.track[on]).size)
 

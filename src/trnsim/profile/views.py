@@ -16,6 +16,8 @@ import os
 
 import numpy as np
 
+from ..timing.timeline import spans_of
+
 ENGINE_ORDER = ("tensor", "vector", "scalar", "gpsimd", "sync")
 ENGINE_LABELS = {"tensor": "Tensor", "vector": "Vector", "scalar": "Scalar",
                  "gpsimd": "GpSimd", "sync": "Sync"}
@@ -87,8 +89,8 @@ def assign_lanes(events) -> list[int]:
 def cores_and_tracks(timeline) -> dict[int, list[str]]:
     """core -> its tracks in display order: every engine always, plus DMA queues used."""
     out: dict[int, set] = {}
-    for e in timeline.events:
-        out.setdefault(e.core, set()).add(e.track)
+    for core, track in spans_of(timeline).by_core_and_track():
+        out.setdefault(core, set()).add(track)
     if not out:
         out[0] = set()
     return {c: sorted(set(ENGINE_ORDER) | t, key=track_sort_key) for c, t in sorted(out.items())}

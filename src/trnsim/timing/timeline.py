@@ -12,6 +12,8 @@ arrays without making them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import islice, repeat
+from operator import attrgetter
 from typing import NamedTuple
 
 import numpy as np
@@ -54,6 +56,13 @@ class Event:
 _new_wait = tuple.__new__
 
 
+def _pick(names, codes: np.ndarray) -> list:
+    """[names[c] for c in codes]."""
+    table = np.empty(len(names), object)
+    table[:] = list(names)
+    return table[codes].tolist()
+
+
 class EventColumns:
     """A timeline's events as arrays indexed by instruction index (events[i].index == i).
 
@@ -82,28 +91,25 @@ class EventColumns:
 
     def events(self) -> list[Event]:
         """The Events, field by field those the Python scheduler makes."""
-        core, track, row, moved, wfirst, wcount = (
-            x.tolist() for x in (self.core, self.track, self.row, self.moved, self.wfirst,
-                                 self.wcount))
-        start, end, ready, done = (x.tolist() for x in (self.start, self.end, self.ready,
-                                                         self.done))
-        wsel = self.wsel.tolist()
-        dprod, dkind, dspace = (x.tolist() if isinstance(x, np.ndarray) else x
-                                for x in (self.dprod, self.dkind, self.dspace))
-        names, kinds, spaces = self.names, self.kinds, self.spaces
+        n = self.n
+        count = self.wcount
+        # the waits' slots, instruction after instruction
+        ends = np.cumsum(count)
+        slots = np.arange(int(ends[-1]) if n else 0) + \
+            np.repeat(self.wfirst - ends + count, count)
+        sel = self.wsel[slots]
+        waits = map(_new_wait, repeat(Wait), zip(
+            np.asarray(self.dprod, np.int64)[sel].tolist(),
+            _pick(self.kinds, np.asarray(self.dkind, np.int64)[sel]),
+            _pick(self.spaces, np.asarray(self.dspace, np.int64)[sel])))
+        row = self.row.tolist()
         terms, engines = self.terms, self.engines
-        events = [None] * self.n
-        for i in range(self.n):
-            c = wcount[i]
-            if c:
-                j0 = wfirst[i]
-                waits = tuple([_new_wait(Wait, (dprod[j], kinds[dkind[j]], spaces[dspace[j]]))
-                               for j in wsel[j0:j0 + c]])
-            else:
-                waits = ()
-            r = row[i]
-            events[i] = Event(i, core[i], names[track[i]], start[i], end[i], ready[i], waits,
-                              terms[r], engines[r], done[i], moved[i])
+        events = list(map(
+            Event, range(n), self.core.tolist(), _pick(self.names, self.track),
+            self.start.tolist(), self.end.tolist(), self.ready.tolist(),
+            [tuple(islice(waits, c)) if c else () for c in count.tolist()],
+            [terms[r] for r in row], [engines[r] for r in row], self.done.tolist(),
+            self.moved.tolist()))
         ls_ns, shown, frac = self.ls_ns, self.ls_shown, self.throttle
         for i in np.flatnonzero(shown | (frac < 1.0)).tolist():
             e = events[i]
@@ -115,23 +121,62 @@ class EventColumns:
 
 
 class Spans:
-    """The events' (core, track, start, end) as arrays (`track`: codes into `names`), in
-    the events' order: what the profile's aggregates read."""
+    """The events' index, core, track (codes into `names`), start, end, ready and the
+    producer of their first (latest-satisfied) wait (-1: none) as arrays, in the
+    events' order: what the profile's aggregates read."""
 
-    __slots__ = ("core", "track", "names", "start", "end")
+    __slots__ = ("index", "core", "track", "names", "start", "end", "ready", "producer")
 
-    def __init__(self, core, track, names, start, end):
-        self.core, self.track, self.names, self.start, self.end = \
-            core, track, names, start, end
+    def __init__(self, index, core, track, names, start, end, ready, producer):
+        self.index, self.core, self.track, self.names = index, core, track, names
+        self.start, self.end, self.ready, self.producer = start, end, ready, producer
+
+    @classmethod
+    def of_columns(cls, cols: EventColumns) -> "Spans":
+        producer = np.full(cols.n, -1, np.int64)
+        if cols.wsel.size:
+            first = cols.wsel[np.minimum(cols.wfirst, cols.wsel.size - 1)]
+            has = cols.wcount > 0
+            producer[has] = np.asarray(cols.dprod, np.int64)[first[has]]
+        return cls(np.arange(cols.n), cols.core, cols.track, cols.names, cols.start,
+                   cols.end, cols.ready, producer)
 
     @classmethod
     def of_events(cls, events) -> "Spans":
+        """The Spans of `events` (objects with track, start and end; without an index,
+        a core, ready or waits: their position, core 0, 0.0, none)."""
+        n = len(events)
+
+        def column(name, dtype, default):
+            try:
+                return np.fromiter(map(attrgetter(name), events), dtype, n)
+            except AttributeError:  # duck-typed events
+                return np.array([getattr(e, name, x if default is None else default)
+                                 for x, e in enumerate(events)], dtype)
         codes: dict = {}
         track = [codes.setdefault(e.track, len(codes)) for e in events]
-        return cls(np.fromiter((e.core for e in events), np.int64, len(events)),
-                   np.array(track, np.int64), list(codes),
-                   np.fromiter((e.start for e in events), np.float64, len(events)),
-                   np.fromiter((e.end for e in events), np.float64, len(events)))
+        try:
+            producer = np.fromiter((w[0][0] if w else -1
+                                    for w in map(attrgetter("waits"), events)), np.int64, n)
+        except AttributeError:
+            producer = np.full(n, -1, np.int64)
+        return cls(column("index", np.int64, None), column("core", np.int64, 0),
+                   np.array(track, np.int64), list(codes), column("start", np.float64, 0.0),
+                   column("end", np.float64, 0.0), column("ready", np.float64, 0.0),
+                   producer)
+
+    def code(self, track: str) -> int:
+        """The code of `track`, or -1 (no event on it)."""
+        return self.names.index(track) if track in self.names else -1
+
+    def by_core_and_track(self) -> dict[tuple[int, str], np.ndarray]:
+        """{(core, track): the positions of its events, in order}, in order of first
+        event."""
+        out = {}
+        for members in groups_of(self.core * max(1, len(self.names)) + self.track):
+            first = members[0]
+            out[(int(self.core[first]), self.names[self.track[first]])] = members
+        return out
 
     def tracks(self, match) -> np.ndarray:
         """The track codes whose names satisfy `match` (a predicate on the name)."""
@@ -173,6 +218,7 @@ class Timeline:
 
     def __getstate__(self):
         state = dict(self.__dict__)
+        state.pop("_spans", None)
         if state.get("columns") is not None:
             state.pop("events", None)  # made again from the columns
         return state
@@ -191,12 +237,19 @@ class Timeline:
                 f"order={self.order!r})")
 
     def spans(self) -> Spans:
-        """The events' core, track, start and end as arrays (from the columns, or read
-        off the events)."""
-        cols = self.columns
-        if cols is not None and "events" not in self.__dict__:
-            return Spans(cols.core, cols.track, cols.names, cols.start, cols.end)
-        return Spans.of_events(self.events)
+        """The events' times as arrays: from the columns until the events are read, then
+        from the events (made once per events list and length: events are read, not
+        changed)."""
+        source = self.__dict__.get("events")
+        if source is None:
+            source = self.columns
+        memo = self.__dict__.get("_spans")
+        size = len(source) if isinstance(source, list) else source.n
+        if memo is None or memo[0] is not source or memo[1] != size:
+            spans = Spans.of_events(source) if isinstance(source, list) else \
+                Spans.of_columns(source)
+            memo = self.__dict__["_spans"] = (source, size, spans)
+        return memo[2]
 
     def by_track(self) -> dict[str, list[Event]]:
         tracks: dict[str, list[Event]] = {}
@@ -210,16 +263,30 @@ class Timeline:
         keep = np.isin(sp.track, sp.tracks(lambda name: name.startswith(track_prefix)))
         if core is not None:
             keep &= sp.core == core
-        start, end = sp.start[keep], sp.end[keep]
-        if (end < start).any():  # busy_time counts a reversed span that opens a run
-            return busy_time([e for e, k in zip(self.events, keep.tolist()) if k])
-        return span_length(*merged_spans(start, end))
+        return union_length(sp.start[keep], sp.end[keep])
+
+
+def spans_of(timeline) -> Spans:
+    """timeline.spans(), or the Spans of the events of any object that has `events`."""
+    spans = getattr(timeline, "spans", None)
+    return spans() if spans is not None else Spans.of_events(timeline.events)
 
 
 def busy_time(events) -> float:
     """The length of the union of the events' [start, end) intervals, in ns."""
+    return _union_walk(sorted((e.start, e.end) for e in events))
+
+
+def union_length(start: np.ndarray, end: np.ndarray) -> float:
+    """busy_time of the spans [start, end) given as arrays: the same number."""
+    if (end < start).any():  # busy_time counts a reversed span that opens a run
+        return _union_walk(sorted(zip(start.tolist(), end.tolist())))
+    return span_length(*merged_spans(start, end))
+
+
+def _union_walk(pairs) -> float:
     busy, cur_s, cur_e = 0.0, None, None
-    for s, t in sorted((e.start, e.end) for e in events):
+    for s, t in pairs:
         if cur_e is None or s > cur_e:
             if cur_e is not None:
                 busy += cur_e - cur_s
@@ -246,6 +313,17 @@ def merged_spans(start: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.nda
     last[-1] = True
     last[:-1] = first[1:]
     return s[first], reach[last]
+
+
+def groups_of(key: np.ndarray) -> list[np.ndarray]:
+    """The positions of each distinct value of `key`, in order; the values in order of
+    first occurrence."""
+    if not key.size:
+        return []
+    order = np.argsort(key, kind="stable")
+    parts = np.split(order, np.flatnonzero(np.diff(key[order])) + 1)
+    parts.sort(key=lambda m: m[0])
+    return parts
 
 
 def span_length(start: np.ndarray, end: np.ndarray) -> float:
