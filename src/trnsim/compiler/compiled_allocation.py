@@ -15,6 +15,7 @@ inserted, so the output keeps every index; the physical accesses are computed in
 from __future__ import annotations
 
 from array import array
+from operator import attrgetter, itemgetter
 
 import numpy as np
 
@@ -29,6 +30,8 @@ from .arena import Arena
 from .plan import MemoryPlan, Placement, Steps
 
 _new_access = tuple.__new__
+_SPACE, _LO, _HI, _ALLOC = (itemgetter(Access._fields.index(f))
+                            for f in ("space", "lo", "hi", "alloc"))
 FALLBACK = -1
 
 
@@ -430,10 +433,10 @@ class _Columns:
         self.flat = flat
         self.ins_of = np.repeat(np.arange(len(ins), dtype=np.int64), self.counts)
         n = len(flat)
-        self.alloc = np.fromiter((a[17] for a in flat), np.int64, n)
-        self.lo = np.fromiter((a[11] for a in flat), np.int64, n)
-        self.hi = np.fromiter((a[12] for a in flat), np.int64, n)
-        self.hbm = np.fromiter((a[2] == "hbm" for a in flat), np.bool_, n)
+        self.alloc = np.fromiter(map(_ALLOC, flat), np.int64, n)
+        self.lo = np.fromiter(map(_LO, flat), np.int64, n)
+        self.hi = np.fromiter(map(_HI, flat), np.int64, n)
+        self.hbm = np.fromiter(map("hbm".__eq__, map(_SPACE, flat)), np.bool_, n)
 
 
 def allocate_compiled(program: Program) -> Program | None:
@@ -457,7 +460,8 @@ def allocate_compiled(program: Program) -> Program | None:
     if len(aids) and (aids.min() < 0 or aids.max() > 4 * len(aids) + 1024):
         return None
     width = int(aids.max()) + 1 if len(aids) else 0
-    vals = list(allocs.values())
+    fields = list(zip(*map(attrgetter("space", "core", "explicit", "vaddr", "block_bytes",
+                                      "row_bytes", "declared_at"), allocs.values())))
     arena = np.full(width, -1, np.int64)
     explicit = np.zeros(width, np.bool_)
     vaddr = np.zeros(width, np.int64)
@@ -466,12 +470,8 @@ def allocate_compiled(program: Program) -> Program | None:
     rowb = np.zeros(width, np.int64)
     declared = np.zeros(width, np.int64)
     if len(aids):
-        arena[aids] = [arena_of.get((a.space, a.core), -1) for a in vals]
-        explicit[aids] = [a.explicit for a in vals]
-        vaddr[aids] = [a.vaddr for a in vals]
-        bbytes[aids] = [a.block_bytes for a in vals]
-        rowb[aids] = [a.row_bytes for a in vals]
-        declared[aids] = [a.declared_at for a in vals]
+        arena[aids] = [arena_of.get(k, -1) for k in zip(fields[0], fields[1])]
+        explicit[aids], vaddr[aids], bbytes[aids], rowb[aids], declared[aids] = fields[2:]
         if (bbytes[aids] <= 0).any():
             return None
         nblocks[aids] = -(-rowb[aids] // bbytes[aids])
@@ -623,9 +623,10 @@ def allocate_compiled(program: Program) -> Program | None:
         ins.reads = tuple(flat[s:s + nr])
         ins.writes = tuple(flat[s + nr:e])
     n = len(instrs)
-    renumbered = range(n + 1)
+    renumbered = range(n + 1)  # no instruction inserted: indices stay
     for i, ins in enumerate(instrs):
         ins.index = i
+    for ins in instrs:  # as _Allocator.run: a new list in new attrs
         dep = ins.attrs.get("depends_on")
         if dep:
             ins.attrs = {**ins.attrs, "depends_on": [renumbered[d] for d in dep]}
