@@ -233,7 +233,7 @@ def _window_age(s, size, capacity, tlo, thi, toff, tn, blo, bhi, bwhen, boff, bn
 
 @_jit
 def _walk(ev_block, ev_at, ev_place, blk_arena, blk_bytes, blk_last, capacity, align,
-          ex_arena, ex_first, ex_last, ex_lo, ex_hi, span_off, heap_off,
+          ex_arena, ex_first, ex_last, ex_lo, ex_hi, span_off, heap_off, candidates,
           start_out, size_out, order_out, note_arena, note_at, note_used, peak):
     """Place and free the blocks in event order (ev_place 1: placed for instruction
     ev_at; 0: freed after it) as _Allocator.run does; fills start/size_out per block,
@@ -271,9 +271,9 @@ def _walk(ev_block, ev_at, ev_place, blk_arena, blk_bytes, blk_last, capacity, a
     new_lo = np.empty(3, np.int64)
     new_hi = np.empty(3, np.int64)
     new_when = np.empty(3, np.int64)
-    tried_w = np.empty(4, np.int64)
-    tried_lo = np.empty(4, np.int64)
-    tried_hi = np.empty(4, np.int64)
+    tried_w = np.empty(candidates, np.int64)
+    tried_lo = np.empty(candidates, np.int64)
+    tried_hi = np.empty(candidates, np.int64)
     nnotes = 0
     nplaced = 0
     for e in range(ev_block.shape[0]):
@@ -330,7 +330,7 @@ def _walk(ev_block, ev_at, ev_place, blk_arena, blk_bytes, blk_last, capacity, a
                     no_fresh[a] = size
             if start < 0:
                 best_age, best_s, ntried = -2, -1, 0
-                while nh[a] > 0 and ntried < 4:
+                while nh[a] > 0 and ntried < candidates:
                     _heap_pop(hw, hlo, hhi, ho, nh[a])
                     nh[a] -= 1
                     top = ho + nh[a]
@@ -522,8 +522,10 @@ def allocate_compiled(program: Program) -> Program | None:
     m_block, m_ins = gblock[first], g_ins[first]
     blk_first = np.full(nbl, -1, np.int64)
     blk_last = np.full(nbl, -1, np.int64)
-    blk_first[m_block[::-1]] = m_ins[::-1]
-    blk_last[m_block] = m_ins
+    once, k = np.unique(m_block, return_index=True)  # m_ins does not decrease
+    blk_first[once] = m_ins[k]
+    once, k = np.unique(m_block[::-1], return_index=True)
+    blk_last[once] = m_ins[::-1][k]
     is_first = m_ins == blk_first[m_block]
     is_last = m_ins == blk_last[m_block]
     ev_block = np.concatenate((m_block[is_first], m_block[is_last]))
@@ -561,7 +563,7 @@ def allocate_compiled(program: Program) -> Program | None:
     peak = np.zeros(na, np.int64)
     nnotes = _walk(ev_block, ev_at, ev_place, blk_arena, blk_bytes, blk_last, capacity,
                    align, ex_arena, ex_first, ex_last, ex_lo, ex_hi, span_off, heap_off,
-                   start, size, placed, note_arena, note_at, note_used, peak)
+                   Arena.CANDIDATES, start, size, placed, note_arena, note_at, note_used, peak)
     if nnotes == FALLBACK:
         return None
 
