@@ -545,7 +545,8 @@ def allocate_compiled(program: Program) -> Program | None:
     na = len(keys)
     per_arena = np.bincount(blk_arena[blk_first >= 0], minlength=na)
     span_off = np.zeros(na + 1, np.int64)
-    np.cumsum(capacity // align + 2, out=span_off[1:])
+    # busy spans are disjoint and aligned, and an occupy adds at most two
+    np.cumsum(np.minimum(capacity // align + 2, 2 * per_arena + 2), out=span_off[1:])
     heap_off = np.zeros(na + 1, np.int64)
     np.cumsum(3 * per_arena + 8, out=heap_off[1:])
     ex_arena = arena[ex_ids]
