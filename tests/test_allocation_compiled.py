@@ -352,3 +352,10 @@ def test_random_programs_place_as_the_python_allocator_or_fall_back():
             compiled += 1
             _same(want, got)
     assert compiled >= 20 and fallbacks >= 5, (compiled, fallbacks)
+
+
+def test_an_instruction_listed_twice_falls_back():
+    program = next(p for p in map(_random_program, range(20))
+                   if compiled_allocation.allocate_compiled(_copy(p)) is not None)
+    program.instructions.append(program.instructions[-1])
+    assert compiled_allocation.allocate_compiled(program) is None

@@ -475,6 +475,8 @@ def allocate_compiled(program: Program) -> Program | None:
         if (bbytes[aids] <= 0).any():
             return None
         nblocks[aids] = -(-rowb[aids] // bbytes[aids])
+    if len(set(map(id, program.instructions))) != len(program.instructions):
+        return None  # an instruction listed twice: the Python pass maps it twice
     cols = _Columns(program)
     aid = cols.alloc
     onchip = ~cols.hbm & (aid >= 0)
