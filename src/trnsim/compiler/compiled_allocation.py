@@ -643,13 +643,14 @@ def _rewrite(program, cols: _Columns, u: _Uses, start, size, plan) -> Program:
     ends = np.cumsum(cols.counts).tolist()
     counts = cols.counts.tolist()
     reads = cols.reads
+    flat = tuple(flat)  # its slices are the tuples
     for i in np.flatnonzero(touched).tolist():
         ins = instrs[i]
         e = ends[i]
         s = e - counts[i]
         nr = len(reads[i])
-        ins.reads = tuple(flat[s:s + nr])
-        ins.writes = tuple(flat[s + nr:e])
+        ins.reads = flat[s:s + nr]
+        ins.writes = flat[s + nr:e]
     renumbered = range(len(instrs) + 1)
     for i, ins in enumerate(instrs):
         ins.index = i
