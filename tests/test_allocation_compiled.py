@@ -229,7 +229,8 @@ def test_a_kernel_that_spills_falls_back_to_the_python_allocator(legacy, recorde
     @nki.jit
     def k(x):
         out = lnl.ndarray(x.shape, dtype=x.dtype, buffer=lnl.shared_hbm)
-        ys = lnl.ndarray((8, lnl.par_dim(128), block // 4), dtype=np.float32, buffer=lnl.sbuf)
+        ys = lnl.ndarray((8, lnl.par_dim(128), block // 4), dtype=np.float32,
+                         buffer=lnl.sbuf)
         for i in lnl.affine_range(8):
             t = lnl.load(x[i])
             ys[i] = lisa.activation(op=lnl.exp, data=t)
@@ -268,7 +269,7 @@ def test_order_edges_and_fences_are_kept(recorded):
 
 # -- random programs on a small memory: every placement rule, and evictions ------------
 def _random_program(seed: int) -> Program:
-    """A program over a tiny SBUF and PSUM (1 KiB, 64-byte alignment; 4 banks of 128
+    """A program over a tiny SBUF and PSUM (1 to 3 KiB, 64-byte alignment; 4 banks of 128
     bytes): tensors of random sizes (some of several blocks, some at explicit
     addresses) come and go, each instruction reading one or two live ones and writing
     one, so that free space fragments and cools at different times; some programs need
@@ -279,7 +280,8 @@ def _random_program(seed: int) -> Program:
     from trnsim.machine.record import Allocation, Instruction
 
     rng = np.random.default_rng(seed)
-    core = SimpleNamespace(sbuf_usable_bytes_per_partition=1000 + 24 * (seed % 2) + 1024 * (seed % 3),
+    sbuf = 1000 + 24 * (seed % 2) + 1024 * (seed % 3)
+    core = SimpleNamespace(sbuf_usable_bytes_per_partition=sbuf,
                            sbuf_align_bytes=64, psum_bytes_per_partition=512,
                            psum_bank_bytes=128)
     chip = SimpleNamespace(core=core, name="tiny")
@@ -352,3 +354,21 @@ def test_random_programs_place_as_the_python_allocator_or_fall_back():
             compiled += 1
             _same(want, got)
     assert compiled >= 20 and fallbacks >= 5, (compiled, fallbacks)
+
+
+def test_an_instruction_listed_twice_falls_back():
+    program = next(p for p in map(_random_program, range(20))
+                   if compiled_allocation.allocate_compiled(_copy(p)) is not None)
+    program.instructions.append(program.instructions[-1])
+    assert compiled_allocation.allocate_compiled(program) is None
+
+
+def test_programs_without_block_accesses():
+    program = _random_program(2)
+    hbm_only = Program(program.chip, 1, [copy.copy(i) for i in program.instructions], {},
+                       None, [])
+    for ins in hbm_only.instructions:
+        ins.reads = ins.writes = ins.reads[-1:]
+    for p in (hbm_only, Program(program.chip, 1, [], {}, None, [])):
+        _same(allocation._Allocator(_copy(p)).run(),
+              compiled_allocation.allocate_compiled(_copy(p)))

@@ -35,6 +35,10 @@ Policy (neuronx-cc's own heuristics are not published; these are trnsim's, named
   placed sit, they are moved (evicted and loaded back side by side). An instruction
   whose own blocks cannot be resident together at all raises a CapacityError naming the
   op, its tensors and the kernel line.
+
+With numba and TRNSIM_COMPILED=1|2 (the compiled experiment), programs in which no
+block needs an eviction are allocated by trnsim/compiler/compiled_allocation.py, with
+the same result; the rest here.
 """
 from __future__ import annotations
 

@@ -15,6 +15,7 @@ inserted, so the output keeps every index; the physical accesses are computed in
 from __future__ import annotations
 
 from array import array
+from operator import attrgetter, itemgetter
 
 import numpy as np
 
@@ -29,6 +30,8 @@ from .arena import Arena
 from .plan import MemoryPlan, Placement, Steps
 
 _new_access = tuple.__new__
+_SPACE, _LO, _HI, _ALLOC = (itemgetter(Access._fields.index(f))
+                            for f in ("space", "lo", "hi", "alloc"))
 FALLBACK = -1
 
 
@@ -230,7 +233,7 @@ def _window_age(s, size, capacity, tlo, thi, toff, tn, blo, bhi, bwhen, boff, bn
 
 @_jit
 def _walk(ev_block, ev_at, ev_place, blk_arena, blk_bytes, blk_last, capacity, align,
-          ex_arena, ex_first, ex_last, ex_lo, ex_hi, span_off, heap_off,
+          ex_arena, ex_first, ex_last, ex_lo, ex_hi, span_off, heap_off, candidates,
           start_out, size_out, order_out, note_arena, note_at, note_used, peak):
     """Place and free the blocks in event order (ev_place 1: placed for instruction
     ev_at; 0: freed after it) as _Allocator.run does; fills start/size_out per block,
@@ -268,9 +271,9 @@ def _walk(ev_block, ev_at, ev_place, blk_arena, blk_bytes, blk_last, capacity, a
     new_lo = np.empty(3, np.int64)
     new_hi = np.empty(3, np.int64)
     new_when = np.empty(3, np.int64)
-    tried_w = np.empty(4, np.int64)
-    tried_lo = np.empty(4, np.int64)
-    tried_hi = np.empty(4, np.int64)
+    tried_w = np.empty(candidates, np.int64)
+    tried_lo = np.empty(candidates, np.int64)
+    tried_hi = np.empty(candidates, np.int64)
     nnotes = 0
     nplaced = 0
     for e in range(ev_block.shape[0]):
@@ -327,7 +330,7 @@ def _walk(ev_block, ev_at, ev_place, blk_arena, blk_bytes, blk_last, capacity, a
                     no_fresh[a] = size
             if start < 0:
                 best_age, best_s, ntried = -2, -1, 0
-                while nh[a] > 0 and ntried < 4:
+                while nh[a] > 0 and ntried < candidates:
                     _heap_pop(hw, hlo, hhi, ho, nh[a])
                     nh[a] -= 1
                     top = ho + nh[a]
@@ -430,10 +433,105 @@ class _Columns:
         self.flat = flat
         self.ins_of = np.repeat(np.arange(len(ins), dtype=np.int64), self.counts)
         n = len(flat)
-        self.alloc = np.fromiter((a[17] for a in flat), np.int64, n)
-        self.lo = np.fromiter((a[11] for a in flat), np.int64, n)
-        self.hi = np.fromiter((a[12] for a in flat), np.int64, n)
-        self.hbm = np.fromiter((a[2] == "hbm" for a in flat), np.bool_, n)
+        self.alloc = np.fromiter(map(_ALLOC, flat), np.int64, n)
+        self.lo = np.fromiter(map(_LO, flat), np.int64, n)
+        self.hi = np.fromiter(map(_HI, flat), np.int64, n)
+        self.hbm = np.fromiter(map("hbm".__eq__, map(_SPACE, flat)), np.bool_, n)
+
+
+class _Allocs:
+    """The allocations' fields as arrays indexed by id (`arena`: the arena's number in
+    `keys`, -1 for none)."""
+
+    def __init__(self, allocs: dict, keys: list):
+        aids = np.fromiter(allocs.keys(), np.int64, len(allocs))
+        self.valid = not len(aids) or (aids.min() >= 0 and aids.max() <= 4 * len(aids) + 1024)
+        self.width = int(aids.max()) + 1 if len(aids) and self.valid else 0
+        width = max(self.width, 1)  # (an id-0 row to index when there is none)
+        self.arena = np.full(width, -1, np.int64)
+        self.explicit = np.zeros(width, np.bool_)
+        self.vaddr = np.zeros(width, np.int64)
+        self.block_bytes = np.ones(width, np.int64)
+        self.row_bytes = np.zeros(width, np.int64)
+        self.declared = np.zeros(width, np.int64)
+        self.blocks = np.zeros(width, np.int64)
+        if not self.width:
+            return
+        fields = list(zip(*map(attrgetter("space", "core", "explicit", "vaddr", "block_bytes",
+                                          "row_bytes", "declared_at"), allocs.values())))
+        arena_of = {k: n for n, k in enumerate(keys)}
+        self.arena[aids] = [arena_of.get(k, -1) for k in zip(fields[0], fields[1])]
+        (self.explicit[aids], self.vaddr[aids], self.block_bytes[aids], self.row_bytes[aids],
+         self.declared[aids]) = fields[2:]
+        if (self.block_bytes[aids] <= 0).any():
+            self.valid = False
+            return
+        self.blocks[aids] = -(-self.row_bytes[aids] // self.block_bytes[aids])
+
+
+class _Uses:
+    """Which blocks each access covers and the walk's events: per instruction the
+    blocks first used there, then those last used there, each in the order the
+    instruction names them (`mine` of _Allocator.scan). `valid` False: an access the
+    Python pass would not handle as a block access (an unknown id, an empty range)."""
+
+    def __init__(self, cols: _Columns, al: _Allocs):
+        self.valid = False
+        aid = cols.alloc
+        onchip = ~cols.hbm & (aid >= 0)
+        if (aid[onchip] >= al.width).any():
+            return  # an alloc id the program does not declare (Python: KeyError)
+        safe = np.where(onchip, aid, 0)
+        is_ex = onchip & al.explicit[safe]
+        auto = onchip & ~is_ex
+        if (al.arena[safe[auto]] < 0).any():
+            return
+        # explicit tensors: [declared_at, last access], in order of first access
+        ex_pos = np.flatnonzero(is_ex)
+        ex_ids, first_pos = np.unique(aid[ex_pos], return_index=True)
+        self.ex_ids = ex_ids[np.argsort(first_pos, kind="stable")]
+        self.ex_last = np.zeros(len(al.blocks), np.int64)
+        np.maximum.at(self.ex_last, aid[ex_pos], cols.ins_of[ex_pos])
+        if (al.arena[self.ex_ids] < 0).any():
+            return
+        # blocks: a global number per (alloc, block)
+        pos = self.pos = np.flatnonzero(auto)
+        a_id = self.a_id = aid[pos]
+        self.rel_lo = cols.lo[pos] - al.vaddr[a_id]
+        self.rel_hi = cols.hi[pos] - al.vaddr[a_id]
+        bb = self.bb = al.block_bytes[a_id]
+        b0 = self.b0 = self.rel_lo // bb
+        b1 = self.b1 = -(-self.rel_hi // bb)
+        nb = self.nb = b1 - b0
+        if len(pos) and (nb.min() <= 0 or b0.min() < 0 or (b1 > al.blocks[a_id]).any()):
+            return  # empty or out-of-range blocks: the Python allocator's own behaviour
+        base = self.base = np.zeros(len(al.blocks) + 1, np.int64)
+        np.cumsum(al.blocks, out=base[1:])
+        rep = np.repeat(np.arange(len(pos)), nb)
+        step = np.arange(len(rep)) - np.repeat(np.cumsum(nb) - nb, nb)
+        gblock = base[a_id[rep]] + b0[rep] + step
+        g_ins = cols.ins_of[pos[rep]]
+        nbl = self.nblocks = int(base[-1])
+        _, first = np.unique(g_ins * max(nbl, 1) + gblock, return_index=True)
+        first.sort()
+        m_block, m_ins = gblock[first], g_ins[first]
+        self.first = np.full(nbl, -1, np.int64)
+        self.last = np.full(nbl, -1, np.int64)
+        once, k = np.unique(m_block, return_index=True)  # m_ins does not decrease
+        self.first[once] = m_ins[k]
+        once, k = np.unique(m_block[::-1], return_index=True)
+        self.last[once] = m_ins[::-1][k]
+        is_first = m_ins == self.first[m_block]
+        is_last = m_ins == self.last[m_block]
+        self.placements = int(is_first.sum())
+        block = np.concatenate((m_block[is_first], m_block[is_last]))
+        at = np.concatenate((m_ins[is_first], m_ins[is_last]))
+        place = np.concatenate((np.ones(self.placements, np.int64),
+                                np.zeros(int(is_last.sum()), np.int64)))
+        order = np.argsort(at * 2 + (1 - place), kind="stable")
+        self.ev_block, self.ev_at, self.ev_place = block[order], at[order], place[order]
+        self.blk_alloc = np.repeat(np.arange(len(al.blocks), dtype=np.int64), al.blocks)
+        self.valid = True
 
 
 def allocate_compiled(program: Program) -> Program | None:
@@ -441,147 +539,73 @@ def allocate_compiled(program: Program) -> Program | None:
     where a block would need an eviction, or the walk meets what it does not model."""
     if njit is None:
         return None
-    chip, lnc = program.chip, program.lnc
-    core = chip.core
+    core = program.chip.core
     keys, caps, aligns = [], [], []
-    for c in range(lnc):
+    for c in range(program.lnc):
         keys += [("sbuf", c), ("psum", c)]
         caps += [core.sbuf_usable_bytes_per_partition, core.psum_bytes_per_partition]
         aligns += [core.sbuf_align_bytes, core.psum_bank_bytes]
-    arena_of = {k: n for n, k in enumerate(keys)}
-    allocs = program.allocations
-    if not allocs:
-        aids = np.zeros(0, np.int64)
-    else:
-        aids = np.fromiter(allocs.keys(), np.int64, len(allocs))
-    if len(aids) and (aids.min() < 0 or aids.max() > 4 * len(aids) + 1024):
+    al = _Allocs(program.allocations, keys)
+    if not al.valid:
         return None
-    width = int(aids.max()) + 1 if len(aids) else 0
-    vals = list(allocs.values())
-    arena = np.full(width, -1, np.int64)
-    explicit = np.zeros(width, np.bool_)
-    vaddr = np.zeros(width, np.int64)
-    bbytes = np.ones(width, np.int64)
-    nblocks = np.zeros(width, np.int64)
-    rowb = np.zeros(width, np.int64)
-    declared = np.zeros(width, np.int64)
-    if len(aids):
-        arena[aids] = [arena_of.get((a.space, a.core), -1) for a in vals]
-        explicit[aids] = [a.explicit for a in vals]
-        vaddr[aids] = [a.vaddr for a in vals]
-        bbytes[aids] = [a.block_bytes for a in vals]
-        rowb[aids] = [a.row_bytes for a in vals]
-        declared[aids] = [a.declared_at for a in vals]
-        if (bbytes[aids] <= 0).any():
-            return None
-        nblocks[aids] = -(-rowb[aids] // bbytes[aids])
+    if len(set(map(id, program.instructions))) != len(program.instructions):
+        return None  # an instruction listed twice: the Python pass maps it twice
     cols = _Columns(program)
-    aid = cols.alloc
-    onchip = ~cols.hbm & (aid >= 0)
-    if (aid[onchip] >= width).any():
-        return None  # an alloc id the program does not declare (Python: KeyError)
-    safe = np.where(onchip, aid, 0)
-    if width == 0:
-        onchip[:] = False
-    is_ex = onchip & explicit[safe] if width else onchip
-    auto = onchip & ~is_ex
-    if (arena[safe[auto]] < 0).any():
+    u = _Uses(cols, al)
+    if not u.valid:
         return None
-
-    # explicit tensors: [declared_at, last access], in order of first access
-    ex_pos = np.flatnonzero(is_ex)
-    ex_ids, first_pos = np.unique(aid[ex_pos], return_index=True)
-    ex_ids = ex_ids[np.argsort(first_pos, kind="stable")]
-    last_ins = np.zeros(width, np.int64)
-    np.maximum.at(last_ins, aid[ex_pos], cols.ins_of[ex_pos])
-    if len(ex_ids) and (arena[ex_ids] < 0).any():
+    placed = _place(u, al, np.array(caps, np.int64), np.array(aligns, np.int64))
+    if placed is None:
         return None
+    start, size, order, notes, peak = placed
+    plan = _plan(program, u, al, keys, caps, start, size, order, notes, peak)
+    return _rewrite(program, cols, u, start, size, plan)
 
-    # blocks: a global number per (alloc, block)
-    pos = np.flatnonzero(auto)
-    a_id = aid[pos]
-    rel_lo = cols.lo[pos] - vaddr[a_id]
-    rel_hi = cols.hi[pos] - vaddr[a_id]
-    bb = bbytes[a_id]
-    b0 = rel_lo // bb
-    b1 = -(-rel_hi // bb)
-    nb_acc = b1 - b0
-    if len(pos) and (nb_acc.min() <= 0 or b0.min() < 0 or (b1 > nblocks[a_id]).any()):
-        return None  # empty or out-of-range blocks: the Python allocator's own behaviour
-    base = np.zeros(width + 1, np.int64)
-    np.cumsum(nblocks, out=base[1:])
-    rep = np.repeat(np.arange(len(pos)), nb_acc)
-    step = np.arange(len(rep)) - np.repeat(np.cumsum(nb_acc) - nb_acc, nb_acc)
-    gblock = base[a_id[rep]] + b0[rep] + step
-    g_ins = cols.ins_of[pos[rep]]
-    # each instruction's blocks in order of first mention (`mine`)
-    nbl = int(base[-1])
-    key = g_ins * max(nbl, 1) + gblock
-    _, first = np.unique(key, return_index=True)
-    first.sort()
-    m_block, m_ins = gblock[first], g_ins[first]
-    blk_first = np.full(nbl, -1, np.int64)
-    blk_last = np.full(nbl, -1, np.int64)
-    blk_first[m_block[::-1]] = m_ins[::-1]
-    blk_last[m_block] = m_ins
-    is_first = m_ins == blk_first[m_block]
-    is_last = m_ins == blk_last[m_block]
-    ev_block = np.concatenate((m_block[is_first], m_block[is_last]))
-    ev_at = np.concatenate((m_ins[is_first], m_ins[is_last]))
-    ev_place = np.concatenate((np.ones(int(is_first.sum()), np.int64),
-                               np.zeros(int(is_last.sum()), np.int64)))
-    # per instruction its placements, then its releases, each in the order of `mine`
-    order = np.argsort(ev_at * 2 + (1 - ev_place), kind="stable")
-    ev_block, ev_at, ev_place = ev_block[order], ev_at[order], ev_place[order]
 
-    blk_alloc = np.repeat(np.arange(width, dtype=np.int64), nblocks)
-    blk_index = np.arange(nbl, dtype=np.int64) - base[blk_alloc]
-    blk_arena = arena[blk_alloc]
-    blk_bytes = bbytes[blk_alloc]
-    capacity = np.array(caps, np.int64)
-    align = np.array(aligns, np.int64)
-    na = len(keys)
-    per_arena = np.bincount(blk_arena[blk_first >= 0], minlength=na)
+def _place(u: _Uses, al: _Allocs, capacity, align):
+    """(start, size per block, blocks in placement order, (arena, at, used) notes, peak
+    per arena) from the walk, or None where it stops."""
+    na = len(capacity)
+    blk_arena = al.arena[u.blk_alloc]
+    per_arena = np.bincount(blk_arena[u.first >= 0], minlength=na)
     span_off = np.zeros(na + 1, np.int64)
-    np.cumsum(capacity // align + 2, out=span_off[1:])
+    # busy spans are disjoint and aligned, and an occupy adds at most two
+    np.cumsum(np.minimum(capacity // align + 2, 2 * per_arena + 2), out=span_off[1:])
     heap_off = np.zeros(na + 1, np.int64)
     np.cumsum(3 * per_arena + 8, out=heap_off[1:])
-    ex_arena = arena[ex_ids]
-    ex_first = declared[ex_ids]
-    ex_last = last_ins[ex_ids]
-    ex_lo = vaddr[ex_ids]
-    ex_hi = ex_lo + rowb[ex_ids]
-    start = np.zeros(nbl, np.int64)
-    size = np.zeros(nbl, np.int64)
-    placed = np.zeros(nbl, np.int64)
-    nev = len(ev_block)
-    note_arena = np.zeros(nev, np.int64)
-    note_at = np.zeros(nev, np.int64)
-    note_used = np.zeros(nev, np.int64)
+    x = u.ex_ids
+    start = np.zeros(u.nblocks, np.int64)
+    size = np.zeros(u.nblocks, np.int64)
+    order = np.zeros(u.nblocks, np.int64)
+    nev = len(u.ev_block)
+    notes = np.zeros((3, nev), np.int64)
     peak = np.zeros(na, np.int64)
-    nnotes = _walk(ev_block, ev_at, ev_place, blk_arena, blk_bytes, blk_last, capacity,
-                   align, ex_arena, ex_first, ex_last, ex_lo, ex_hi, span_off, heap_off,
-                   start, size, placed, note_arena, note_at, note_used, peak)
-    if nnotes == FALLBACK:
+    n = _walk(u.ev_block, u.ev_at, u.ev_place, blk_arena, al.block_bytes[u.blk_alloc],
+              u.last, capacity, align, al.arena[x], al.declared[x], u.ex_last[x],
+              al.vaddr[x], al.vaddr[x] + al.row_bytes[x], span_off, heap_off,
+              Arena.CANDIDATES, start, size, order, notes[0], notes[1], notes[2], peak)
+    if n == FALLBACK:
         return None
+    return start, size, order[:u.placements], notes[:, :n], peak
 
-    # the plan
+
+def _plan(program, u: _Uses, al: _Allocs, keys, caps, start, size, order, notes,
+          peak) -> MemoryPlan:
+    """The MemoryPlan _Allocator.run would make."""
+    allocs = program.allocations
     plan = MemoryPlan(allocs, {k: int(c) for k, c in zip(keys, caps)})
-    for x in ex_ids.tolist():
+    for x in u.ex_ids.tolist():
         a = allocs[x]
-        plan.placements.append(Placement(x, 0, a.vaddr, a.row_bytes, int(declared[x]),
-                                         int(last_ins[x])))
-    order_b = placed[:int(is_first.sum())]
-    plan.placements += map(Placement, blk_alloc[order_b].tolist(),
-                           blk_index[order_b].tolist(), start[order_b].tolist(),
-                           size[order_b].tolist(), blk_first[order_b].tolist(),
-                           blk_last[order_b].tolist())
-    note_arena, note_at, note_used = (note_arena[:nnotes], note_at[:nnotes],
-                                      note_used[:nnotes])
+        plan.placements.append(Placement(x, 0, a.vaddr, a.row_bytes, int(al.declared[x]),
+                                         int(u.ex_last[x])))
+    plan.placements += map(Placement, u.blk_alloc[order].tolist(),
+                           (order - u.base[u.blk_alloc[order]]).tolist(),
+                           start[order].tolist(), size[order].tolist(),
+                           u.first[order].tolist(), u.last[order].tolist())
     for n, k in enumerate(keys):
-        sel = note_arena == n
-        at = np.concatenate(([0], note_at[sel]))
-        used = np.concatenate(([0], note_used[sel]))
+        sel = notes[0] == n
+        at = np.concatenate(([0], notes[1][sel]))
+        used = np.concatenate(([0], notes[2][sel]))
         last = np.ones(len(at), np.bool_)  # a note at the same index replaces the step
         last[:-1] = at[1:] != at[:-1]
         steps = Steps()
@@ -589,45 +613,50 @@ def allocate_compiled(program: Program) -> Program | None:
         steps.value = array("q", used[last].astype(np.int64).tobytes())
         plan.usage[k] = steps
         plan.peak[k] = int(peak[n])
+    return plan
 
-    # the physical accesses
-    bstart = start[base[a_id] + b0]
-    off = rel_lo - b0 * bb
-    plo = bstart + off
-    phi = plo + (rel_hi - rel_lo)
-    for j in np.flatnonzero(nb_acc > 1).tolist():
-        g = base[a_id[j]] + np.arange(b0[j], b1[j])
+
+def _rewrite(program, cols: _Columns, u: _Uses, start, size, plan) -> Program:
+    """The program with each block access at its physical bytes (_Allocator.physical),
+    indices set and order edges copied as _Allocator.run does (no instruction was
+    inserted, so every index stays)."""
+    first_block = u.base[u.a_id] + u.b0
+    plo = start[first_block] + u.rel_lo - u.b0 * u.bb
+    phi = plo + (u.rel_hi - u.rel_lo)
+    for j in np.flatnonzero(u.nb > 1).tolist():
+        g = first_block[j] + np.arange(u.nb[j])
         st = start[g]
-        if not (st == st[0] + np.arange(len(g)) * bb[j]).all():
+        if not (st == st[0] + np.arange(len(g)) * u.bb[j]).all():
             plo[j], phi[j] = st.min(), (st + size[g]).max()  # scattered blocks: their box
     flat = cols.flat
     memo: dict = {}  # (id, lo, hi): the originals stay alive in cols.reads/writes
-    for p, lo, hi in zip(pos.tolist(), plo.tolist(), phi.tolist()):
+    for p, lo, hi in zip(u.pos.tolist(), plo.tolist(), phi.tolist()):
         a = flat[p]
         k = (id(a), lo, hi)
         new = memo.get(k)
         if new is None:
             new = memo[k] = _new_access(Access, a[:11] + (lo, hi) + a[13:])
         flat[p] = new
-    touched = np.zeros(len(program.instructions), np.bool_)
-    touched[cols.ins_of[pos]] = True
+    instrs = program.instructions
+    touched = np.zeros(len(instrs), np.bool_)
+    touched[cols.ins_of[u.pos]] = True
     ends = np.cumsum(cols.counts).tolist()
     counts = cols.counts.tolist()
     reads = cols.reads
-    instrs = program.instructions
+    flat = tuple(flat)  # its slices are the tuples
     for i in np.flatnonzero(touched).tolist():
         ins = instrs[i]
         e = ends[i]
         s = e - counts[i]
         nr = len(reads[i])
-        ins.reads = tuple(flat[s:s + nr])
-        ins.writes = tuple(flat[s + nr:e])
-    n = len(instrs)
-    renumbered = range(n + 1)
+        ins.reads = flat[s:s + nr]
+        ins.writes = flat[s + nr:e]
+    renumbered = range(len(instrs) + 1)
     for i, ins in enumerate(instrs):
         ins.index = i
+    for ins in instrs:  # as _Allocator.run: a new list in new attrs
         dep = ins.attrs.get("depends_on")
         if dep:
             ins.attrs = {**ins.attrs, "depends_on": [renumbered[d] for d in dep]}
-    return Program(chip, lnc, list(instrs), allocs, plan,
+    return Program(program.chip, program.lnc, list(instrs), program.allocations, plan,
                    [(c, renumbered[at]) for c, at in program.fences])
