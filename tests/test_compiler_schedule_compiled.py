@@ -23,18 +23,19 @@ from trnsim.compiler.schedule import _ListScheduler  # noqa: E402
 from trnsim.examples import load_example  # noqa: E402
 from trnsim.legacy import language as lnl  # noqa: E402
 from trnsim.legacy.jit import run_legacy  # noqa: E402
+from trnsim.machine import compiled  # noqa: E402
 from trnsim.machine.record import Instruction, Program  # noqa: E402
 from trnsim.timing.costs import cost_model  # noqa: E402
 
 
 def _python(program, chip, heuristic, window, monkeypatch):
-    monkeypatch.delenv("TRNSIM_COMPILED", raising=False)
+    monkeypatch.setenv("TRNSIM_COMPILED", "0")
     ls = _ListScheduler(program, chip, heuristic, window)
     return ls, ls.run()
 
 
 def _compiled(program, chip, heuristic, window, monkeypatch):
-    monkeypatch.setenv("TRNSIM_COMPILED", "2")
+    monkeypatch.setenv("TRNSIM_COMPILED", "1")
     ls = _ListScheduler(program, chip, heuristic, window)
     return ls, compiled_schedule.issue_order(ls)
 
@@ -212,7 +213,7 @@ def _random_graph(rng, n, chip_name, monkeypatch, cycle=False):
             self.npred[i] = len(found)
             prods.extend(found)
             kinds.extend(k)
-        return prods, kinds
+        return np.frombuffer(prods, np.int32), np.frombuffer(kinds, np.uint8)
     monkeypatch.setattr(_ListScheduler, "_dependencies", dependencies)
     # the cost model's answers: one object per instruction and engine (as its memo
     # keeps one per signature)
@@ -254,7 +255,7 @@ def test_successor_arrays_list_the_python_successors(monkeypatch):
     _, run = trnsim.run_kernel(agnostic, (x,), {"seed": 1}, chip="trn3", numerics=False)
     chip = load_chip("trn3")
     ref, _ = _python(run.program, chip, "asap", 64, monkeypatch)
-    monkeypatch.setenv("TRNSIM_COMPILED", "2")
+    monkeypatch.setenv("TRNSIM_COMPILED", "1")
     start, succ, kind = _ListScheduler(run.program, chip, "asap", 64)._csr
     assert len(start) == len(ref.succ) + 1
     assert len(succ) == sum(map(len, ref.succ)) > 0
@@ -270,14 +271,14 @@ def test_non_finite_estimate_falls_back_to_the_python_loop(monkeypatch):
     engines = [ins.engine for ins in program.instructions]
     j = next(ins.index for ins in program.instructions if ins.engine == "vector"
              and not ins.attrs.get("engines"))
-    monkeypatch.delenv("TRNSIM_COMPILED", raising=False)
+    monkeypatch.setenv("TRNSIM_COMPILED", "0")
     ref_ls = _ListScheduler(program, chip, "asap", 64)
     ref_ls.est[j] = float("inf")
     ref = ref_ls.run()
     ref_engines = [ins.engine for ins in program.instructions]
     for ins, e in zip(program.instructions, engines):
         ins.engine = e
-    monkeypatch.setenv("TRNSIM_COMPILED", "2")
+    monkeypatch.setenv("TRNSIM_COMPILED", "1")
     ls = _ListScheduler(program, chip, "asap", 64)
     ls.est[j] = float("inf")
     assert compiled_schedule.issue_order(ls) is None
@@ -290,8 +291,8 @@ def test_non_finite_estimate_falls_back_to_the_python_loop(monkeypatch):
 
 
 def test_order_instructions_uses_the_compiled_core(monkeypatch):
-    """With TRNSIM_COMPILED 1 or 2, order_instructions goes through issue_order; else
-    not."""
+    """With TRNSIM_COMPILED=1 order_instructions goes through issue_order; with 0 not,
+    nor by default for a program below compiled.MIN_INSTRUCTIONS."""
     x = np.zeros((128, 64 * 4), np.float32)
     _, run = trnsim.run_kernel(agnostic, (x,), chip="trn3", numerics=False)
     calls = []
@@ -304,9 +305,10 @@ def test_order_instructions_uses_the_compiled_core(monkeypatch):
     monkeypatch.setattr(compiled_schedule, "issue_order", spy)
     from trnsim.compiler import order_instructions
     engines = [ins.engine for ins in run.program.instructions]
-    for mode in ("0", "1", "2"):
+    assert len(run.program.instructions) < compiled.MIN_INSTRUCTIONS
+    for mode in ("0", "1", "auto"):
         monkeypatch.setenv("TRNSIM_COMPILED", mode)
         order_instructions(run.program, chip=load_chip("trn3"))
         for ins, e in zip(run.program.instructions, engines):
             ins.engine = e
-    assert calls == [True, True]
+    assert calls == [True]

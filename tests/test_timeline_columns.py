@@ -51,16 +51,16 @@ RUNS = {"tutorial trn1": lambda: _tutorial("trn1"), "tutorial trn2": lambda: _tu
 _made: dict = {}
 
 
-def _pair(name, maps=True):
+def _pair(name):
     """(the Python scheduler's timeline, the compiled one) of RUNS[name]."""
-    if (name, maps) not in _made:
+    if name not in _made:
         run = RUNS[name]()
         chip = load_chip(run.chip)
         ref = _Scheduler(run.program, chip, run.program.issue, {}).run()
-        got = compiled.schedule_compiled(run.program, chip, run.program.issue, maps)
+        got = compiled.schedule_compiled(run.program, chip, run.program.issue)
         assert got is not None and got.columns is not None
-        _made[(name, maps)] = ref, got
-    return _made[(name, maps)]
+        _made[name] = ref, got
+    return _made[name]
 
 
 def _fields(e: Event) -> tuple:
@@ -74,10 +74,9 @@ def _sharing(events) -> list:
     return [first.setdefault(id(e.cost), e.index) for e in events]
 
 
-@pytest.mark.parametrize("maps", [False, True])
 @pytest.mark.parametrize("name", list(RUNS))
-def test_lazy_events_are_the_python_schedulers(name, maps):
-    ref, got = _pair(name, maps)
+def test_lazy_events_are_the_python_schedulers(name):
+    ref, got = _pair(name)
     assert "events" not in got.__dict__  # nothing made until read
     assert (got.total_time, got.throttle, got.order) == (ref.total_time, ref.throttle,
                                                         ref.order)
@@ -172,7 +171,7 @@ def test_aggregates_from_columns_equal_walking_the_events(name):
 
 def _program_of(name):
     run = RUNS[name]()
-    return run.program, load_chip(run.chip), run.program.issue, True
+    return run.program, load_chip(run.chip), run.program.issue
 
 
 def test_aggregates_on_awkward_spans():
@@ -200,7 +199,7 @@ def test_fallback_keeps_events(monkeypatch):
     chip = load_chip("trn2")
     if not _Scheduler(run.program, chip).groups:
         pytest.skip("no synchronisation group recorded")
-    monkeypatch.setenv("TRNSIM_COMPILED", "2")
+    monkeypatch.setenv("TRNSIM_COMPILED", "1")
     tl = schedule(run.program, chip)
     assert tl.columns is None and "events" in tl.__dict__
     assert _aggregates(tl) == _by_events(tl)
@@ -246,8 +245,8 @@ def _report_aggregates(prof):
 @pytest.mark.parametrize("name", ["tutorial trn2", "mixed trn3", "strided trn2"])
 def test_report_and_insight_aggregates(name):
     from trnsim.profile.profile import Profile
-    program, chip, issue, _ = _program_of(name)
-    fresh = compiled.schedule_compiled(program, chip, issue, True)
+    program, chip, issue = _program_of(name)
+    fresh = compiled.schedule_compiled(program, chip, issue)
     ref = _Scheduler(program, chip, issue, {}).run()
     got = _report_aggregates(Profile(program, fresh))
     assert "events" not in fresh.__dict__
@@ -331,8 +330,8 @@ def test_summary_and_insights_read_the_columns(name):
     """A profile's summary and insights from a timeline kept as columns: no Events made,
     and what the Python scheduler's timeline (Events) gives."""
     from trnsim.profile.profile import Profile
-    program, chip, issue, _ = _program_of(name)
-    fresh = compiled.schedule_compiled(program, chip, issue, True)
+    program, chip, issue = _program_of(name)
+    fresh = compiled.schedule_compiled(program, chip, issue)
     got = Profile(program, fresh)
     ref = Profile(program, _Scheduler(program, chip, issue, {}).run())
     assert got.summary == ref.summary
@@ -348,8 +347,8 @@ def test_spans_follow_the_events_once_read():
     """Timeline.spans: from the columns until the events are read, then from the events
     list (again when it is replaced or changes length)."""
     ref, _ = _pair("mixed trn2")
-    program, chip, issue, _ = _program_of("mixed trn2")
-    tl = compiled.schedule_compiled(program, chip, issue, True)
+    program, chip, issue = _program_of("mixed trn2")
+    tl = compiled.schedule_compiled(program, chip, issue)
     before = tl.spans()
     assert tl.spans() is before and before.index.tolist() == list(range(len(program)))
     events = tl.events

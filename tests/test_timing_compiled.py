@@ -23,10 +23,9 @@ REL = 1e-9
 
 def _same(program, chip_name):
     chip = load_chip(chip_name)
-    for issue, maps in ((getattr(program, "issue", None), False), (None, False),
-                        (getattr(program, "issue", None), True)):
+    for issue in (getattr(program, "issue", None), None):
         ref = _Scheduler(program, chip, issue, {}).run()
-        got = compiled.schedule_compiled(program, chip, issue, compiled_deps=maps)
+        got = compiled.schedule_compiled(program, chip, issue)
         assert got is not None
         assert got.order == ref.order
         assert got.total_time == pytest.approx(ref.total_time, rel=REL)
@@ -226,17 +225,32 @@ def test_random_onchip_boxes(seed):
     _same(run.program, "trn2")
 
 
-def test_compiled_maps_retry_with_more_capacity():
-    """Capacities too small for the program: the compiled maps run again with more."""
-    from trnsim.timing import columns, compiled_deps
+def _python_dependencies(sched):
+    """(dptr, producers, kind codes, space names) of the Python scheduler's own
+    `_collect`, in issue order: what compiled_deps.collect must give."""
+    from trnsim.timing import columns
+    dptr, prods, kinds, spaces = [0], [], [], []
+    for i in sched.order:
+        for p, (kind, space) in sched._collect(sched.instrs[i]).items():
+            prods.append(p)
+            kinds.append(columns.KINDS.index(kind))
+            spaces.append(space)
+        dptr.append(len(prods))
+    return dptr, prods, kinds, spaces
+
+
+@pytest.mark.parametrize("caps", [None, (2, 2, 2, 2)])
+def test_compiled_maps_as_the_python_collect(caps):
+    """The compiled maps find the Python scheduler's dependencies in its order; with
+    capacities too small for the program they run again with more."""
+    from trnsim.timing import compiled_deps
     _, run = trnsim.run_kernel(random_tiles, (np.zeros((128, 512), np.float32),),
                                {"seed": 0}, chip="trn2", numerics=False)
     chip = load_chip("trn2")
-    ref = columns.build_columns(_Scheduler(run.program, chip, None, {}))
+    ref = _python_dependencies(_Scheduler(run.program, chip, None, {}))
     sched = _Scheduler(run.program, chip, None, {})
     spaces = {"": 0}
-    dptr, dprod, dkind, dspace = compiled_deps.collect(sched, spaces, caps=(2, 2, 2, 2))
+    dptr, dprod, dkind, dspace = compiled_deps.collect(sched, spaces, caps=caps)
     names = list(spaces)
-    assert dptr.tolist() == ref.dptr and dprod.tolist() == ref.dprod
-    assert dkind.tolist() == ref.dkind
-    assert [names[x] for x in dspace] == [list(ref.spaces)[x] for x in ref.dspace]
+    assert (dptr.tolist(), dprod.tolist(), dkind.tolist()) == ref[:3]
+    assert [names[x] for x in dspace] == ref[3]

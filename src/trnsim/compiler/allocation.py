@@ -36,15 +36,15 @@ Policy (neuronx-cc's own heuristics are not published; these are trnsim's, named
   whose own blocks cannot be resident together at all raises a CapacityError naming the
   op, its tensors and the kernel line.
 
-With numba and TRNSIM_COMPILED=1|2 (the compiled experiment), programs in which no
-block needs an eviction are allocated by trnsim/compiler/compiled_allocation.py, with
-the same result; the rest here.
+Where the compiled paths run (trnsim/machine/compiled.py), programs in which no block
+needs an eviction are allocated by trnsim/compiler/compiled_allocation.py, with the
+same result; the rest here.
 """
 from __future__ import annotations
 
 import bisect
-import os
 
+from ..machine import compiled
 from ..machine.access import Access, copy_with, with_bytes
 from ..machine.errors import CapacityError
 from ..machine.memory import next_fit
@@ -472,9 +472,9 @@ def _hbm_source(ins: Instruction) -> Access | None:
 
 def allocate(program: Program) -> Program:
     """The program with physical on-chip addresses, spill DMAs and its MemoryPlan."""
-    if os.environ.get("TRNSIM_COMPILED") in ("1", "2"):  # the compiled experiment
+    if compiled.wanted(len(program.instructions)):
         from .compiled_allocation import allocate_compiled  # None: not modelled there
-        compiled = allocate_compiled(program)
-        if compiled is not None:
-            return compiled
+        allocated = allocate_compiled(program)
+        if allocated is not None:
+            return allocated
     return _Allocator(program).run()

@@ -19,10 +19,7 @@ from operator import attrgetter, itemgetter
 
 import numpy as np
 
-try:
-    from numba import njit
-except ImportError:  # pragma: no cover - the Python allocator runs instead
-    njit = None
+from ..machine.compiled import jit
 
 from ..machine.access import Access
 from ..machine.record import Program
@@ -35,17 +32,11 @@ _SPACE, _LO, _HI, _ALLOC = (itemgetter(Access._fields.index(f))
 FALLBACK = -1
 
 
-def available() -> bool:
-    return njit is not None
-
-
-def _jit(f):
-    return njit(cache=True, nogil=True)(f) if njit is not None else f
 
 
 # -- the compiled walk (arena.py's Arena on flat arrays, one region per arena) ---------
 
-@_jit
+@jit
 def _bisect_lo(lo, off, n, key):
     """First k in [0, n) with lo[off + k] >= key (bisect_left by (key,))."""
     a, b = 0, n
@@ -58,7 +49,7 @@ def _bisect_lo(lo, off, n, key):
     return a
 
 
-@_jit
+@jit
 def _bisect_right(lo, hi, off, n, klo, khi):
     """First k in [0, n) with (lo, hi)[off + k] > (klo, khi) (bisect.insort's place)."""
     a, b = 0, n
@@ -72,7 +63,7 @@ def _bisect_right(lo, hi, off, n, klo, khi):
     return a
 
 
-@_jit
+@jit
 def _insert(lo, hi, when, off, n, k, vlo, vhi, vwhen):
     for j in range(n, k, -1):
         lo[off + j] = lo[off + j - 1]
@@ -81,7 +72,7 @@ def _insert(lo, hi, when, off, n, k, vlo, vhi, vwhen):
     lo[off + k], hi[off + k], when[off + k] = vlo, vhi, vwhen
 
 
-@_jit
+@jit
 def _splice(lo, hi, when, off, n, k0, k1, nlo, nhi, nwhen, nnew):
     """Replace items [k0, k1) of the n at off by the nnew of nlo/nhi/nwhen; returns the
     new count."""
@@ -101,7 +92,7 @@ def _splice(lo, hi, when, off, n, k0, k1, nlo, nhi, nwhen, nnew):
     return n + shift
 
 
-@_jit
+@jit
 def _delete(lo, hi, when, off, n, k):
     for j in range(k, n - 1):
         lo[off + j] = lo[off + j + 1]
@@ -109,7 +100,7 @@ def _delete(lo, hi, when, off, n, k):
         when[off + j] = when[off + j + 1]
 
 
-@_jit
+@jit
 def _less(hw, hlo, hhi, i, j):
     if hw[i] != hw[j]:
         return hw[i] < hw[j]
@@ -118,14 +109,14 @@ def _less(hw, hlo, hhi, i, j):
     return hhi[i] < hhi[j]
 
 
-@_jit
+@jit
 def _swap(hw, hlo, hhi, i, j):
     hw[i], hw[j] = hw[j], hw[i]
     hlo[i], hlo[j] = hlo[j], hlo[i]
     hhi[i], hhi[j] = hhi[j], hhi[i]
 
 
-@_jit
+@jit
 def _heap_push(hw, hlo, hhi, off, n, w, lo, hi):
     """Push (w, lo, hi) onto the heap of n items at off; returns the new count."""
     k = off + n
@@ -140,7 +131,7 @@ def _heap_push(hw, hlo, hhi, off, n, w, lo, hi):
     return n + 1
 
 
-@_jit
+@jit
 def _heap_pop(hw, hlo, hhi, off, n):
     """Move the least item of the heap of n items at off to off + n - 1 (the caller
     reads it there); the first n - 1 stay a heap."""
@@ -160,7 +151,7 @@ def _heap_pop(hw, hlo, hhi, off, n):
             break
 
 
-@_jit
+@jit
 def _next_fit(tlo, thi, off, n, size, cursor, limit, align):
     """machine/memory.py next_fit over the sorted spans at off (base 0); -1: none."""
     p0 = -(-cursor // align) * align
@@ -181,7 +172,7 @@ def _next_fit(tlo, thi, off, n, size, cursor, limit, align):
     return -1
 
 
-@_jit
+@jit
 def _merged(alo, ahi, aoff, an, rlo, rhi, rn, olo, ohi):
     """allocation.merged(spans + reserved) into olo/ohi (sorted, disjoint; touching
     spans joined); returns its length. The reserved spans rlo/rhi are sorted by lo."""
@@ -202,7 +193,7 @@ def _merged(alo, ahi, aoff, an, rlo, rhi, rn, olo, ohi):
     return n
 
 
-@_jit
+@jit
 def _cooling_get(blo, bhi, bwhen, off, n, lo, hi):
     """Arena.cooling.get((lo, hi)): when it was released, or -1 (not cooling)."""
     k = _bisect_lo(blo, off, n, lo)
@@ -211,7 +202,7 @@ def _cooling_get(blo, bhi, bwhen, off, n, lo, hi):
     return -1
 
 
-@_jit
+@jit
 def _window_age(s, size, capacity, tlo, thi, toff, tn, blo, bhi, bwhen, boff, bn):
     """Arena._window_age; -2 for None."""
     e = s + size
@@ -231,7 +222,7 @@ def _window_age(s, size, capacity, tlo, thi, toff, tn, blo, bhi, bwhen, boff, bn
     return age
 
 
-@_jit
+@jit
 def _walk(ev_block, ev_at, ev_place, blk_arena, blk_bytes, blk_last, capacity, align,
           ex_arena, ex_first, ex_last, ex_lo, ex_hi, span_off, heap_off, candidates,
           start_out, size_out, order_out, note_arena, note_at, note_used, peak):
@@ -537,8 +528,6 @@ class _Uses:
 def allocate_compiled(program: Program) -> Program | None:
     """allocation.allocate(program) computed over columns, or None (program untouched)
     where a block would need an eviction, or the walk meets what it does not model."""
-    if njit is None:
-        return None
     core = program.chip.core
     keys, caps, aligns = [], [], []
     for c in range(program.lnc):

@@ -19,10 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-try:
-    from numba import njit
-except ImportError:  # pragma: no cover - the Python list scheduler runs instead
-    njit = None
+from ..machine.compiled import jit
 
 _RAW, _WAR = 0, 2  # schedule.py's edge kinds (_RAW, _WAW, _WAR, _ORDER)
 # per-instruction int columns
@@ -35,9 +32,6 @@ S_FREE, S_QUEUED, S_QNEXT, S_BEST, S_SEM, S_LAT, S_FCOLS = range(7)
 T_HEAD, T_NIDS, T_IDBASE, T_LIMIT, T_DMA, T_BEST, T_HAS_BEST, T_WSIZE, T_NSIZE, \
     T_LATER, T_HBASE, T_COLS = range(12)
 
-
-def available() -> bool:
-    return njit is not None
 
 
 def successor_csr(prods, kinds, npred, n: int):
@@ -54,8 +48,6 @@ def successor_csr(prods, kinds, npred, n: int):
 def issue_order(ls):
     """The IssueOrder `ls.run()` would return (applying its engine assignments to the
     record), or None where `_core` does not model the program."""
-    if njit is None:
-        return None
     from .schedule import IssueOrder
     args = _arrays(ls)
     if args is None:
@@ -233,336 +225,333 @@ def _plan(ls, key, by_key, numbered) -> list:
     return plan
 
 
-if njit is not None:
-    jit = njit(cache=True, nogil=True)
+# -- heaps of (key, index) pairs at key[base:base+size], idx[...]: heapq's sift
+@jit
+def _sift_down2(key, idx, base, startpos, pos):
+    nk = key[base + pos]
+    ni = idx[base + pos]
+    while pos > startpos:
+        pp = (pos - 1) >> 1
+        pk = key[base + pp]
+        pi = idx[base + pp]
+        if nk < pk or (nk == pk and ni < pi):
+            key[base + pos] = pk
+            idx[base + pos] = pi
+            pos = pp
+            continue
+        break
+    key[base + pos] = nk
+    idx[base + pos] = ni
 
-    # -- heaps of (key, index) pairs at key[base:base+size], idx[...]: heapq's sift
-    @jit
-    def _sift_down2(key, idx, base, startpos, pos):
-        nk = key[base + pos]
-        ni = idx[base + pos]
-        while pos > startpos:
-            pp = (pos - 1) >> 1
-            pk = key[base + pp]
-            pi = idx[base + pp]
-            if nk < pk or (nk == pk and ni < pi):
-                key[base + pos] = pk
-                idx[base + pos] = pi
-                pos = pp
-                continue
-            break
+@jit
+def _push2(key, idx, base, size, k, j):
+    """heappush; returns the new size."""
+    key[base + size] = k
+    idx[base + size] = j
+    _sift_down2(key, idx, base, 0, size)
+    return size + 1
+
+@jit
+def _pop2(key, idx, base, size):
+    """heappop (the caller read the top); returns the new size."""
+    size -= 1
+    if size > 0:
+        key[base] = key[base + size]
+        idx[base] = idx[base + size]
+        pos = 0
+        nk = key[base]
+        ni = idx[base]
+        child = 1
+        while child < size:
+            right = child + 1
+            if right < size:
+                ck, ci = key[base + child], idx[base + child]
+                rk, ri = key[base + right], idx[base + right]
+                if not (ck < rk or (ck == rk and ci < ri)):
+                    child = right
+            key[base + pos] = key[base + child]
+            idx[base + pos] = idx[base + child]
+            pos = child
+            child = 2 * pos + 1
         key[base + pos] = nk
         idx[base + pos] = ni
+        _sift_down2(key, idx, base, 0, pos)
+    return size
 
-    @jit
-    def _push2(key, idx, base, size, k, j):
-        """heappush; returns the new size."""
-        key[base + size] = k
-        idx[base + size] = j
-        _sift_down2(key, idx, base, 0, size)
-        return size + 1
+# -- the top heap of (start, index, stream) triples
+@jit
+def _less3(ak, ai, as_, bk, bi, bs):
+    if ak != bk:
+        return ak < bk
+    if ai != bi:
+        return ai < bi
+    return as_ < bs
 
-    @jit
-    def _pop2(key, idx, base, size):
-        """heappop (the caller read the top); returns the new size."""
-        size -= 1
-        if size > 0:
-            key[base] = key[base + size]
-            idx[base] = idx[base + size]
-            pos = 0
-            nk = key[base]
-            ni = idx[base]
-            child = 1
-            while child < size:
-                right = child + 1
-                if right < size:
-                    ck, ci = key[base + child], idx[base + child]
-                    rk, ri = key[base + right], idx[base + right]
-                    if not (ck < rk or (ck == rk and ci < ri)):
-                        child = right
-                key[base + pos] = key[base + child]
-                idx[base + pos] = idx[base + child]
-                pos = child
-                child = 2 * pos + 1
-            key[base + pos] = nk
-            idx[base + pos] = ni
-            _sift_down2(key, idx, base, 0, pos)
-        return size
+@jit
+def _sift_down3(tk, ti, ts, startpos, pos):
+    nk, ni, ns = tk[pos], ti[pos], ts[pos]
+    while pos > startpos:
+        pp = (pos - 1) >> 1
+        if _less3(nk, ni, ns, tk[pp], ti[pp], ts[pp]):
+            tk[pos], ti[pos], ts[pos] = tk[pp], ti[pp], ts[pp]
+            pos = pp
+            continue
+        break
+    tk[pos], ti[pos], ts[pos] = nk, ni, ns
 
-    # -- the top heap of (start, index, stream) triples
-    @jit
-    def _less3(ak, ai, as_, bk, bi, bs):
-        if ak != bk:
-            return ak < bk
-        if ai != bi:
-            return ai < bi
-        return as_ < bs
-
-    @jit
-    def _sift_down3(tk, ti, ts, startpos, pos):
-        nk, ni, ns = tk[pos], ti[pos], ts[pos]
-        while pos > startpos:
-            pp = (pos - 1) >> 1
-            if _less3(nk, ni, ns, tk[pp], ti[pp], ts[pp]):
-                tk[pos], ti[pos], ts[pos] = tk[pp], ti[pp], ts[pp]
-                pos = pp
-                continue
-            break
+@jit
+def _pop3(tk, ti, ts, size):
+    """heappop (the caller read the top); returns the new size."""
+    size -= 1
+    if size > 0:
+        tk[0], ti[0], ts[0] = tk[size], ti[size], ts[size]
+        pos = 0
+        nk, ni, ns = tk[0], ti[0], ts[0]
+        child = 1
+        while child < size:
+            right = child + 1
+            if right < size and not _less3(tk[child], ti[child], ts[child],
+                                           tk[right], ti[right], ts[right]):
+                child = right
+            tk[pos], ti[pos], ts[pos] = tk[child], ti[child], ts[child]
+            pos = child
+            child = 2 * pos + 1
         tk[pos], ti[pos], ts[pos] = nk, ni, ns
+        _sift_down3(tk, ti, ts, 0, pos)
+    return size
 
-    @jit
-    def _pop3(tk, ti, ts, size):
-        """heappop (the caller read the top); returns the new size."""
-        size -= 1
-        if size > 0:
-            tk[0], ti[0], ts[0] = tk[size], ti[size], ts[size]
-            pos = 0
-            nk, ni, ns = tk[0], ti[0], ts[0]
-            child = 1
-            while child < size:
-                right = child + 1
-                if right < size and not _less3(tk[child], ti[child], ts[child],
-                                               tk[right], ti[right], ts[right]):
-                    child = right
-                tk[pos], ti[pos], ts[pos] = tk[child], ti[child], ts[child]
-                pos = child
-                child = 2 * pos + 1
-            tk[pos], ti[pos], ts[pos] = nk, ni, ns
-            _sift_down3(tk, ti, ts, 0, pos)
-        return size
-
-    @jit
-    def _push_best(k, fx, sf, si, wkey, widx, nkey, nidx, use_prio, tk, ti, ts, tsize):
-        """_ListScheduler._push_best for stream k; returns the top heap's new size."""
-        base = si[k, T_HBASE]
-        free = sf[k, S_FREE]
-        ws = si[k, T_WSIZE]
-        ns = si[k, T_NSIZE]
-        while ws > 0 and wkey[base] <= free:
-            j = widx[base]
-            ws = _pop2(wkey, widx, base, ws)
-            ns = _push2(nkey, nidx, base, ns, -fx[j, F_PRIO] if use_prio else 0.0, j)
-        si[k, T_WSIZE] = ws
-        si[k, T_NSIZE] = ns
-        if ns > 0:
-            bf, bi = free, nidx[base]
-        elif ws > 0:
-            bf, bi = wkey[base], widx[base]
-        else:
-            si[k, T_HAS_BEST] = 0
-            return tsize
-        if si[k, T_HAS_BEST] == 0 or bf != sf[k, S_BEST] or bi != si[k, T_BEST]:
-            si[k, T_HAS_BEST] = 1
-            sf[k, S_BEST] = bf
-            si[k, T_BEST] = bi
-            tk[tsize], ti[tsize], ts[tsize] = bf, bi, k
-            _sift_down3(tk, ti, ts, 0, tsize)
-            tsize += 1
+@jit
+def _push_best(k, fx, sf, si, wkey, widx, nkey, nidx, use_prio, tk, ti, ts, tsize):
+    """_ListScheduler._push_best for stream k; returns the top heap's new size."""
+    base = si[k, T_HBASE]
+    free = sf[k, S_FREE]
+    ws = si[k, T_WSIZE]
+    ns = si[k, T_NSIZE]
+    while ws > 0 and wkey[base] <= free:
+        j = widx[base]
+        ws = _pop2(wkey, widx, base, ws)
+        ns = _push2(nkey, nidx, base, ns, -fx[j, F_PRIO] if use_prio else 0.0, j)
+    si[k, T_WSIZE] = ws
+    si[k, T_NSIZE] = ns
+    if ns > 0:
+        bf, bi = free, nidx[base]
+    elif ws > 0:
+        bf, bi = wkey[base], widx[base]
+    else:
+        si[k, T_HAS_BEST] = 0
         return tsize
+    if si[k, T_HAS_BEST] == 0 or bf != sf[k, S_BEST] or bi != si[k, T_BEST]:
+        si[k, T_HAS_BEST] = 1
+        sf[k, S_BEST] = bf
+        si[k, T_BEST] = bi
+        tk[tsize], ti[tsize], ts[tsize] = bf, bi, k
+        _sift_down3(tk, ti, ts, 0, tsize)
+        tsize += 1
+    return tsize
 
-    @jit
-    def _available(i, ix, fx, sf, si, cand_stream, cand_est, cur_seg, held, fenced,
-                   wkey, widx, nkey, nidx, use_prio, tk, ti, ts, tsize, arrivals):
-        """_ListScheduler._available (with `_assign`); returns (top heap size,
-        arrivals)."""
-        if fenced:
-            c = ix[i, X_CORE]
-            if ix[i, X_SEG] != cur_seg[c]:
-                if held[c, 0] < 0:
-                    held[c, 0] = i
-                else:
-                    ix[held[c, 1], X_NEXT] = i
-                held[c, 1] = i
-                ix[i, X_NEXT] = -1
-                return tsize, arrivals
-        if ix[i, X_FLOAT]:
-            ready = fx[i, F_READY]
-            k = -1
-            best = 0.0
-            est = 0.0
-            for c in range(ix[i, X_CAND0], ix[i, X_CAND1]):
-                kk = cand_stream[c]
-                free = sf[kk, S_FREE]
-                m = ready if ready > free else free  # max(free, ready)
-                fin = m + sf[kk, S_QUEUED] + cand_est[c]
-                if k < 0 or fin < best:
-                    k, best, est = kk, fin, cand_est[c]
-            ix[i, X_STREAM] = k
-            ix[i, X_ASSIGNED] = 1
-            fx[i, F_EST] = est
-        else:
-            k = ix[i, X_STREAM]
-            if ix[i, X_POS] >= si[k, T_HEAD] + si[k, T_LIMIT]:
-                ix[i, X_ARRIVAL] = arrivals
-                si[k, T_LATER] += 1
-                return tsize, arrivals + 1
-        base = si[k, T_HBASE]
-        si[k, T_WSIZE] = _push2(wkey, widx, base, si[k, T_WSIZE], fx[i, F_READY], i)
-        sf[k, S_QUEUED] += fx[i, F_EST]
-        return _push_best(k, fx, sf, si, wkey, widx, nkey, nidx, use_prio, tk, ti, ts,
-                          tsize), arrivals
+@jit
+def _available(i, ix, fx, sf, si, cand_stream, cand_est, cur_seg, held, fenced,
+               wkey, widx, nkey, nidx, use_prio, tk, ti, ts, tsize, arrivals):
+    """_ListScheduler._available (with `_assign`); returns (top heap size,
+    arrivals)."""
+    if fenced:
+        c = ix[i, X_CORE]
+        if ix[i, X_SEG] != cur_seg[c]:
+            if held[c, 0] < 0:
+                held[c, 0] = i
+            else:
+                ix[held[c, 1], X_NEXT] = i
+            held[c, 1] = i
+            ix[i, X_NEXT] = -1
+            return tsize, arrivals
+    if ix[i, X_FLOAT]:
+        ready = fx[i, F_READY]
+        k = -1
+        best = 0.0
+        est = 0.0
+        for c in range(ix[i, X_CAND0], ix[i, X_CAND1]):
+            kk = cand_stream[c]
+            free = sf[kk, S_FREE]
+            m = ready if ready > free else free  # max(free, ready)
+            fin = m + sf[kk, S_QUEUED] + cand_est[c]
+            if k < 0 or fin < best:
+                k, best, est = kk, fin, cand_est[c]
+        ix[i, X_STREAM] = k
+        ix[i, X_ASSIGNED] = 1
+        fx[i, F_EST] = est
+    else:
+        k = ix[i, X_STREAM]
+        if ix[i, X_POS] >= si[k, T_HEAD] + si[k, T_LIMIT]:
+            ix[i, X_ARRIVAL] = arrivals
+            si[k, T_LATER] += 1
+            return tsize, arrivals + 1
+    base = si[k, T_HBASE]
+    si[k, T_WSIZE] = _push2(wkey, widx, base, si[k, T_WSIZE], fx[i, F_READY], i)
+    sf[k, S_QUEUED] += fx[i, F_EST]
+    return _push_best(k, fx, sf, si, wkey, widx, nkey, nidx, use_prio, tk, ti, ts,
+                      tsize), arrivals
 
-    @jit
-    def _core(ix, fx, sf, si, ids, start, succ, kind, cand_stream, cand_est, seg_base,
-              left, cur_seg, consts, wkey, widx, nkey, nidx, fenced, use_prio):
-        """_ListScheduler.run on arrays; returns (order, how many were issued before the
-        unissued ones appended, the estimate, moved indices, their moves, how many). Updates ix[:, X_STREAM],
-        ix[:, X_ASSIGNED] and fx[:, F_EST] of the floating instructions assigned."""
-        n = ix.shape[0]
-        if use_prio:  # _critical_path
-            for i in range(n - 1, -1, -1):
-                tail = 0.0
-                for e in range(start[i], start[i + 1]):
-                    p = fx[succ[e], F_PRIO]
-                    if p > tail:
-                        tail = p
-                fx[i, F_PRIO] = tail + fx[i, F_EST]
-        fixed, interval, engines = consts[0], consts[1], consts[2]
-        ncore = cur_seg.shape[0]
-        held = np.full((ncore, 2), -1, np.int64)  # per core: first, last held (X_NEXT)
-        dma_free = np.zeros(ncore)
-        cap = 3 * n + 1  # a push per _available, window release and issue at most
-        tk = np.empty(cap)
-        ti = np.empty(cap, np.int64)
-        ts = np.empty(cap, np.int64)
-        tsize = np.int64(0)  # (not a literal 0: one specialisation of each callee)
-        arrivals = np.int64(0)
-        come = np.empty(n, np.int64)  # scratch: instructions a window slide releases
-        for i in range(n):
-            if ix[i, X_NPRED] == 0:
-                tsize, arrivals = _available(i, ix, fx, sf, si, cand_stream, cand_est,
-                                             cur_seg, held, fenced, wkey, widx, nkey, nidx,
-                                             use_prio, tk, ti, ts, tsize, arrivals)
-        order = np.empty(n, np.int64)
-        count = 0
-        end = 0.0
-        while tsize > 0:
-            st, i, k = tk[0], ti[0], ts[0]
-            tsize = _pop3(tk, ti, ts, tsize)
-            if si[k, T_HAS_BEST] == 0 or sf[k, S_BEST] != st or si[k, T_BEST] != i:
-                continue  # stale
-            base = si[k, T_HBASE]
-            if si[k, T_NSIZE] > 0:
-                si[k, T_NSIZE] = _pop2(nkey, nidx, base, si[k, T_NSIZE])
-            else:
-                si[k, T_WSIZE] = _pop2(wkey, widx, base, si[k, T_WSIZE])
-            order[count] = i
-            count += 1
-            # _issue
-            est = fx[i, F_EST]
-            sf[k, S_QUEUED] -= est
-            if si[k, T_DMA]:
-                q = sf[k, S_QNEXT]
-                t = (q if q > st else st) + fx[i, F_DGE]
-                data = fx[i, F_DATA]
-                share = data * fx[i, F_NENG] / engines
-                c = ix[i, X_CORE]
-                d0 = t + fixed
-                if dma_free[c] > d0:
-                    d0 = dma_free[c]
-                dma_free[c] = d0 + share
-                fin = d0 + share
-                alt = t + fixed + data
-                if alt > fin:
-                    fin = alt
-                sf[k, S_QNEXT] = st + (data if data > interval else interval)
-                sf[k, S_FREE] = sf[k, S_QNEXT]
-                fx[i, F_DONE] = fin
-            else:
-                fin = st + est
-                sf[k, S_FREE] = fin
-                fx[i, F_DONE] = fin + sf[k, S_LAT]
-            if fin > end:
-                end = fin
-            # _after_issue: the window slides past the issued head
-            ix[i, X_ISSUED] = 1
-            idbase = si[k, T_IDBASE]
-            nids = si[k, T_NIDS]
-            h0 = h = si[k, T_HEAD]
-            while h < nids and ix[ids[idbase + h], X_ISSUED]:
-                h += 1
-            si[k, T_HEAD] = h
-            if si[k, T_LATER] > 0 and h > h0:
-                limit = si[k, T_LIMIT]
-                m = 0
-                for p in range(h0 + limit, min(h + limit, nids)):
-                    j = ids[idbase + p]
-                    if ix[j, X_ARRIVAL] >= 0:  # in `later`: by arrival (insertion sort)
-                        a = ix[j, X_ARRIVAL]
-                        q2 = m
-                        while q2 > 0 and ix[come[q2 - 1], X_ARRIVAL] > a:
-                            come[q2] = come[q2 - 1]
-                            q2 -= 1
-                        come[q2] = j
-                        m += 1
-                for q2 in range(m):
-                    j = come[q2]
-                    ix[j, X_ARRIVAL] = -1
-                si[k, T_LATER] -= m
-                for q2 in range(m):
-                    j = come[q2]
-                    si[k, T_WSIZE] = _push2(wkey, widx, base, si[k, T_WSIZE],
-                                            fx[j, F_READY], j)
-                    sf[k, S_QUEUED] += fx[j, F_EST]
-                    tsize = _push_best(k, fx, sf, si, wkey, widx, nkey, nidx, use_prio,
-                                       tk, ti, ts, tsize)
-            # successors
-            done = fx[i, F_DONE]
+@jit
+def _core(ix, fx, sf, si, ids, start, succ, kind, cand_stream, cand_est, seg_base,
+          left, cur_seg, consts, wkey, widx, nkey, nidx, fenced, use_prio):
+    """_ListScheduler.run on arrays; returns (order, how many were issued before the
+    unissued ones appended, the estimate, moved indices, their moves, how many). Updates ix[:, X_STREAM],
+    ix[:, X_ASSIGNED] and fx[:, F_EST] of the floating instructions assigned."""
+    n = ix.shape[0]
+    if use_prio:  # _critical_path
+        for i in range(n - 1, -1, -1):
+            tail = 0.0
             for e in range(start[i], start[i + 1]):
-                s = succ[e]
-                o = ix[s, X_STREAM]
-                kd = kind[e]
-                if kd == _WAR:
-                    t2 = done if o != k else 0.0
-                elif o == k:
-                    t2 = done if kd == _RAW else 0.0
-                else:
-                    t2 = done + sf[o, S_SEM]
-                if t2 > fx[s, F_READY]:
-                    fx[s, F_READY] = t2
-                ix[s, X_NPRED] -= 1
-                if ix[s, X_NPRED] == 0:
-                    tsize, arrivals = _available(s, ix, fx, sf, si, cand_stream, cand_est,
-                                                 cur_seg, held, fenced, wkey, widx, nkey,
-                                                 nidx, use_prio, tk, ti, ts, tsize,
-                                                 arrivals)
-            if fenced:  # _segment_done
-                c = ix[i, X_CORE]
-                sg = ix[i, X_SEG]
-                left[seg_base[c] + sg] -= 1
-                if left[seg_base[c] + sg] == 0 and cur_seg[c] == sg:
-                    cur_seg[c] += 1
-                    j = held[c, 0]
-                    held[c, 0] = -1
-                    held[c, 1] = -1
-                    while j >= 0:
-                        nxt = ix[j, X_NEXT]
-                        tsize, arrivals = _available(j, ix, fx, sf, si, cand_stream,
-                                                     cand_est, cur_seg, held, fenced, wkey,
-                                                     widx, nkey, nidx, use_prio, tk, ti,
-                                                     ts, tsize, arrivals)
-                        j = nxt
-            tsize = _push_best(k, fx, sf, si, wkey, widx, nkey, nidx, use_prio, tk, ti, ts,
-                               tsize)
-        issued = count
-        if count != n:  # a fence or window cycle would be a bug: keep every instruction
-            for i in range(n):
-                if not ix[i, X_ISSUED]:
-                    order[count] = i
-                    count += 1
-        # moved: places each fixed instruction moved up its stream
-        issued_on = np.zeros(sf.shape[0], np.int64)
-        moved_i = np.empty(n, np.int64)
-        moved_d = np.empty(n, np.int64)
-        nmoved = 0
-        for q in range(n):
-            i = order[q]
-            if ix[i, X_FLOAT]:
-                continue
-            k = ix[i, X_STREAM]
-            if ix[i, X_POS] != issued_on[k]:
-                moved_i[nmoved] = i
-                moved_d[nmoved] = ix[i, X_POS] - issued_on[k]
-                nmoved += 1
-            issued_on[k] += 1
-        return order, issued, end, moved_i, moved_d, nmoved
+                p = fx[succ[e], F_PRIO]
+                if p > tail:
+                    tail = p
+            fx[i, F_PRIO] = tail + fx[i, F_EST]
+    fixed, interval, engines = consts[0], consts[1], consts[2]
+    ncore = cur_seg.shape[0]
+    held = np.full((ncore, 2), -1, np.int64)  # per core: first, last held (X_NEXT)
+    dma_free = np.zeros(ncore)
+    cap = 3 * n + 1  # a push per _available, window release and issue at most
+    tk = np.empty(cap)
+    ti = np.empty(cap, np.int64)
+    ts = np.empty(cap, np.int64)
+    tsize = np.int64(0)  # (not a literal 0: one specialisation of each callee)
+    arrivals = np.int64(0)
+    come = np.empty(n, np.int64)  # scratch: instructions a window slide releases
+    for i in range(n):
+        if ix[i, X_NPRED] == 0:
+            tsize, arrivals = _available(i, ix, fx, sf, si, cand_stream, cand_est,
+                                         cur_seg, held, fenced, wkey, widx, nkey, nidx,
+                                         use_prio, tk, ti, ts, tsize, arrivals)
+    order = np.empty(n, np.int64)
+    count = 0
+    end = 0.0
+    while tsize > 0:
+        st, i, k = tk[0], ti[0], ts[0]
+        tsize = _pop3(tk, ti, ts, tsize)
+        if si[k, T_HAS_BEST] == 0 or sf[k, S_BEST] != st or si[k, T_BEST] != i:
+            continue  # stale
+        base = si[k, T_HBASE]
+        if si[k, T_NSIZE] > 0:
+            si[k, T_NSIZE] = _pop2(nkey, nidx, base, si[k, T_NSIZE])
+        else:
+            si[k, T_WSIZE] = _pop2(wkey, widx, base, si[k, T_WSIZE])
+        order[count] = i
+        count += 1
+        # _issue
+        est = fx[i, F_EST]
+        sf[k, S_QUEUED] -= est
+        if si[k, T_DMA]:
+            q = sf[k, S_QNEXT]
+            t = (q if q > st else st) + fx[i, F_DGE]
+            data = fx[i, F_DATA]
+            share = data * fx[i, F_NENG] / engines
+            c = ix[i, X_CORE]
+            d0 = t + fixed
+            if dma_free[c] > d0:
+                d0 = dma_free[c]
+            dma_free[c] = d0 + share
+            fin = d0 + share
+            alt = t + fixed + data
+            if alt > fin:
+                fin = alt
+            sf[k, S_QNEXT] = st + (data if data > interval else interval)
+            sf[k, S_FREE] = sf[k, S_QNEXT]
+            fx[i, F_DONE] = fin
+        else:
+            fin = st + est
+            sf[k, S_FREE] = fin
+            fx[i, F_DONE] = fin + sf[k, S_LAT]
+        if fin > end:
+            end = fin
+        # _after_issue: the window slides past the issued head
+        ix[i, X_ISSUED] = 1
+        idbase = si[k, T_IDBASE]
+        nids = si[k, T_NIDS]
+        h0 = h = si[k, T_HEAD]
+        while h < nids and ix[ids[idbase + h], X_ISSUED]:
+            h += 1
+        si[k, T_HEAD] = h
+        if si[k, T_LATER] > 0 and h > h0:
+            limit = si[k, T_LIMIT]
+            m = 0
+            for p in range(h0 + limit, min(h + limit, nids)):
+                j = ids[idbase + p]
+                if ix[j, X_ARRIVAL] >= 0:  # in `later`: by arrival (insertion sort)
+                    a = ix[j, X_ARRIVAL]
+                    q2 = m
+                    while q2 > 0 and ix[come[q2 - 1], X_ARRIVAL] > a:
+                        come[q2] = come[q2 - 1]
+                        q2 -= 1
+                    come[q2] = j
+                    m += 1
+            for q2 in range(m):
+                j = come[q2]
+                ix[j, X_ARRIVAL] = -1
+            si[k, T_LATER] -= m
+            for q2 in range(m):
+                j = come[q2]
+                si[k, T_WSIZE] = _push2(wkey, widx, base, si[k, T_WSIZE],
+                                        fx[j, F_READY], j)
+                sf[k, S_QUEUED] += fx[j, F_EST]
+                tsize = _push_best(k, fx, sf, si, wkey, widx, nkey, nidx, use_prio,
+                                   tk, ti, ts, tsize)
+        # successors
+        done = fx[i, F_DONE]
+        for e in range(start[i], start[i + 1]):
+            s = succ[e]
+            o = ix[s, X_STREAM]
+            kd = kind[e]
+            if kd == _WAR:
+                t2 = done if o != k else 0.0
+            elif o == k:
+                t2 = done if kd == _RAW else 0.0
+            else:
+                t2 = done + sf[o, S_SEM]
+            if t2 > fx[s, F_READY]:
+                fx[s, F_READY] = t2
+            ix[s, X_NPRED] -= 1
+            if ix[s, X_NPRED] == 0:
+                tsize, arrivals = _available(s, ix, fx, sf, si, cand_stream, cand_est,
+                                             cur_seg, held, fenced, wkey, widx, nkey,
+                                             nidx, use_prio, tk, ti, ts, tsize,
+                                             arrivals)
+        if fenced:  # _segment_done
+            c = ix[i, X_CORE]
+            sg = ix[i, X_SEG]
+            left[seg_base[c] + sg] -= 1
+            if left[seg_base[c] + sg] == 0 and cur_seg[c] == sg:
+                cur_seg[c] += 1
+                j = held[c, 0]
+                held[c, 0] = -1
+                held[c, 1] = -1
+                while j >= 0:
+                    nxt = ix[j, X_NEXT]
+                    tsize, arrivals = _available(j, ix, fx, sf, si, cand_stream,
+                                                 cand_est, cur_seg, held, fenced, wkey,
+                                                 widx, nkey, nidx, use_prio, tk, ti,
+                                                 ts, tsize, arrivals)
+                    j = nxt
+        tsize = _push_best(k, fx, sf, si, wkey, widx, nkey, nidx, use_prio, tk, ti, ts,
+                           tsize)
+    issued = count
+    if count != n:  # a fence or window cycle would be a bug: keep every instruction
+        for i in range(n):
+            if not ix[i, X_ISSUED]:
+                order[count] = i
+                count += 1
+    # moved: places each fixed instruction moved up its stream
+    issued_on = np.zeros(sf.shape[0], np.int64)
+    moved_i = np.empty(n, np.int64)
+    moved_d = np.empty(n, np.int64)
+    nmoved = 0
+    for q in range(n):
+        i = order[q]
+        if ix[i, X_FLOAT]:
+            continue
+        k = ix[i, X_STREAM]
+        if ix[i, X_POS] != issued_on[k]:
+            moved_i[nmoved] = i
+            moved_d[nmoved] = ix[i, X_POS] - issued_on[k]
+            nmoved += 1
+        issued_on[k] += 1
+    return order, issued, end, moved_i, moved_d, nmoved

@@ -30,13 +30,13 @@ is that list scheduler:
 The result is `Program.issue` (IssueOrder): the order the timing model runs the engines
 in (trnsim.timing.schedule follows it unless asked for program order).
 
-With numba and env TRNSIM_COMPILED=1 or 2, `_ListScheduler.run` is the compiled list
-scheduler (trnsim/compiler/compiled_schedule.py: the same result, bit for bit; this
-loop where it does not model a program)."""
+Where the compiled paths run (trnsim/machine/compiled.py), the dependency pass is
+timing/compiled_deps.py's and `_ListScheduler.run` is the compiled list scheduler
+(trnsim/compiler/compiled_schedule.py): the same result, bit for bit; this loop where
+it does not model a program."""
 from __future__ import annotations
 
 import heapq
-import os
 from array import array
 from dataclasses import dataclass, field
 
@@ -44,6 +44,7 @@ import numpy as np
 
 from ..timing.costs import cost_model
 from ..timing.deps import MemoryMaps
+from ..machine import compiled
 from ..machine.gc_pause import gc_paused
 
 HEURISTICS = ("asap", "critical_path", "trivial")
@@ -100,19 +101,11 @@ def order_instructions(program, heuristic: str = DEFAULT_HEURISTIC,
         return _ListScheduler(program, chip or program.chip, heuristic, max(1, window)).run()
 
 
-def _compiled_scheduler():
-    """trnsim.compiler.compiled_schedule where env TRNSIM_COMPILED is 1 or 2 and numba is
-    importable (only then imported: numba takes a while), else None."""
-    if os.environ.get("TRNSIM_COMPILED") not in ("1", "2"):
-        return None
-    from . import compiled_schedule
-    return compiled_schedule if compiled_schedule.available() else None
-
-
 class _ListScheduler:
     def __init__(self, program, chip, heuristic, window):
         self.program = program
         self.instrs = program.instructions
+        self.compiled = compiled.wanted(len(self.instrs))
         self.heuristic = heuristic
         self.window = window
         self.cost = cost_model(chip)
@@ -132,7 +125,10 @@ class _ListScheduler:
         # the compiled list scheduler takes the edges as arrays (`_csr`); the pairs are
         # only made should it not model the program (`_edges` kept till then)
         self._edges = self._csr = None
-        self._compiled = _compiled_scheduler()
+        self._compiled = None
+        if self.compiled:  # (imported only then: numba takes a while to load)
+            from . import compiled_schedule
+            self._compiled = compiled_schedule
         if self._compiled is not None:
             self._edges = edges
             self._csr = self._compiled.successor_csr(*edges, self.npred, n)
@@ -153,7 +149,7 @@ class _ListScheduler:
         (RAW, then per write WAW and WAR, then order). Compiled (timing/compiled_deps.py)
         where TRNSIM_COMPILED is 1 or 2 and numba is there; the same edges, in another
         order within a consumer (`_successors` sorts them by producer, stably)."""
-        if os.environ.get("TRNSIM_COMPILED") in ("1", "2"):
+        if self.compiled:
             edges = self._compiled_dependencies()
             if edges is not None:
                 return edges
@@ -164,8 +160,6 @@ class _ListScheduler:
         program (no numba, addresses beyond their byte axis, too many HBM row
         pitches)."""
         from ..timing import compiled_deps
-        if compiled_deps.njit is None:
-            return None
         instrs, res = self.instrs, self.res
         n = len(instrs)
         # reader keys as _python_dependencies': a compute instruction's own index, a

@@ -1,12 +1,10 @@
 """Stage 1 of the compiled scheduler: the instruction record as columns (NumPy arrays)
 for the timing core (compiled.py).
 
-One pass over the instructions in issue order runs the Python scheduler's own
+The dependencies come from compiled_deps.collect: what the Python scheduler's own
 dependency collection (`_Scheduler._collect`: the MemoryMaps, track ids, folded
-memsets, depends_on, track order), so the dependencies are those of the Python
-scheduler by construction (or compiled_deps.collect, stage 3: the same, with the
-on-chip maps compiled). The dependencies come out as CSR arrays in the order
-`_collect` found them (that order decides the order of equal-time Waits). A second
+memsets, depends_on, track order) finds, as CSR arrays in the order `_collect` finds
+them (that order decides the order of equal-time Waits). A second
 pass prices every instruction with the cost model: one row per (cost model result,
 track), so a loop body's rows are made once and an instruction records only its track
 and its row; cost terms stay Python objects, one per row (shared as the cost model
@@ -75,27 +73,14 @@ def supported(sched) -> bool:
     return all(ins.engine != "cc" for ins in sched.instrs)
 
 
-def build_columns(sched, compiled_deps: bool = False) -> Columns:
-    """The columns of `sched`'s program (consumes `sched`'s dependency maps).
-    compiled_deps: collect the dependencies with compiled_deps.py (stage 3)."""
+def build_columns(sched) -> Columns:
+    """The columns of `sched`'s program: its dependencies by compiled_deps.collect (the
+    same as `_Scheduler._collect` finds, in the same order), then its prices. Raises
+    OverflowError where an address is beyond the compiled maps' byte axis."""
+    from .compiled_deps import collect
     col = Columns(len(sched.instrs))
     col.order = np.asarray(sched.order, dtype=np.int64)
-    if compiled_deps:
-        from .compiled_deps import collect
-        col.dptr, col.dprod, col.dkind, col.dspace = collect(sched, col.spaces)
-        _price(sched, col)
-        return col
-    instrs = sched.instrs
-    collect = sched._collect
-    dprod, dkind, dspace, dptr = col.dprod, col.dkind, col.dspace, col.dptr
-    spaces = col.spaces
-    for i in sched.order:
-        for p, (kind, space) in collect(instrs[i]).items():
-            dprod.append(p)
-            dkind.append(_KIND[kind])
-            code = spaces.get(space)
-            dspace.append(code if code is not None else _dense(spaces, space))
-        dptr.append(len(dprod))
+    col.dptr, col.dprod, col.dkind, col.dspace = collect(sched, col.spaces)
     _price(sched, col)
     return col
 

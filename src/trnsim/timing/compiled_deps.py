@@ -36,10 +36,7 @@ import numpy as np
 from .access_columns import HI, LO, MAP, SPACE, access_columns
 from .columns import ORDER, QUEUE, RAW, WAR, WAW, _dense
 
-try:
-    from numba import njit
-except ImportError:  # pragma: no cover
-    njit = None
+from ..machine.compiled import jit
 
 MAP_SHIFT = 48
 MAX_PITCHES = 64  # row pitches of the HBM maps (more: the Python scheduler)
@@ -110,666 +107,663 @@ def _run(cols, order, skip, tkey, unique, extra, remap, ntracks, first, caps):
             caps *= 4
 
 
-if njit is not None:
-    jit = njit(cache=True, nogil=True)
-
-    @jit
-    def _collect(order, skip, tkey, unique, acc, ptr, wptr, remap, eptr, eprod, nmaps,
-                 ntracks, first, caps):
-        """The dependencies of the instructions in the walk `order`, by position: (dptr,
-        producers, kinds, space codes). first: each producer's first kind (the list
-        scheduler), else `_merge`'s rules and track order (the timing scheduler)."""
-        n = order.size
-        boxes = np.empty((nmaps + 1 + MAX_PITCHES, 2, 4), np.int64)
-        boxes[:, :, 0::2] = np.iinfo(np.int64).max  # empty: no access, no write yet
-        boxes[:, :, 1::2] = np.iinfo(np.int64).min
-        st = (np.array([0, 0, 0, unique, 0, nmaps, 0], np.int64),
-              np.empty(caps[0], np.int64), np.empty(caps[0], np.int64),
-              np.empty(caps[0], np.int64), np.empty((caps[1], 7), np.int64),
-              np.empty((caps[3], 2), np.int64), np.empty((caps[2], 2), np.int64),
-              np.empty(MAX_PITCHES, np.int64), boxes, np.zeros((2, 4), np.int64))
-        reads_lo, reads_hi = ptr[:-1], wptr  # each instruction's reads and writes
-        writes_lo, writes_hi = wptr, ptr[1:]
-        seen = np.zeros(n + 1, np.int64)  # _hit's stamps
-        dptr = np.zeros(n + 1, np.int64)
-        out = np.empty((max(16, 4 * n), 3), np.int64)  # producer, kind, space
-        slot = np.full(n, -1, np.int64)
-        last = np.full(ntracks, -1, np.int64)
-        bw = np.empty(64, np.int64)
-        br = np.empty(64, np.int64)
-        m = 0
-        for k in range(n):
-            i = order[k]
-            m0 = m
-            if not skip[i]:  # (a folded memset: no access, no track order)
-                tk = tkey[i]
-                for a in range(ptr[i], ptr[i + 1]):
-                    h = acc[a]
-                    space = remap[h[SPACE]]
-                    if a < wptr[i]:
-                        if h[MAP] >= 0:
-                            base = h[MAP] << MAP_SHIFT
-                            nw, bw = _read(st, h[0], h[1], base + h[2], base + h[3], i, tk,
-                                           False, bw, 0)
-                        else:
-                            nw, bw = _hbm_read(st, h, i, tk, bw)
-                            nw, bw = _hit(h, bw, nw, writes_lo, writes_hi, acc, seen, i)
-                        m, out = _merge(bw[:nw], RAW, space, slot, out, m, first)
+@jit
+def _collect(order, skip, tkey, unique, acc, ptr, wptr, remap, eptr, eprod, nmaps,
+             ntracks, first, caps):
+    """The dependencies of the instructions in the walk `order`, by position: (dptr,
+    producers, kinds, space codes). first: each producer's first kind (the list
+    scheduler), else `_merge`'s rules and track order (the timing scheduler)."""
+    n = order.size
+    boxes = np.empty((nmaps + 1 + MAX_PITCHES, 2, 4), np.int64)
+    boxes[:, :, 0::2] = np.iinfo(np.int64).max  # empty: no access, no write yet
+    boxes[:, :, 1::2] = np.iinfo(np.int64).min
+    st = (np.array([0, 0, 0, unique, 0, nmaps, 0], np.int64),
+          np.empty(caps[0], np.int64), np.empty(caps[0], np.int64),
+          np.empty(caps[0], np.int64), np.empty((caps[1], 7), np.int64),
+          np.empty((caps[3], 2), np.int64), np.empty((caps[2], 2), np.int64),
+          np.empty(MAX_PITCHES, np.int64), boxes, np.zeros((2, 4), np.int64))
+    reads_lo, reads_hi = ptr[:-1], wptr  # each instruction's reads and writes
+    writes_lo, writes_hi = wptr, ptr[1:]
+    seen = np.zeros(n + 1, np.int64)  # _hit's stamps
+    dptr = np.zeros(n + 1, np.int64)
+    out = np.empty((max(16, 4 * n), 3), np.int64)  # producer, kind, space
+    slot = np.full(n, -1, np.int64)
+    last = np.full(ntracks, -1, np.int64)
+    bw = np.empty(64, np.int64)
+    br = np.empty(64, np.int64)
+    m = 0
+    for k in range(n):
+        i = order[k]
+        m0 = m
+        if not skip[i]:  # (a folded memset: no access, no track order)
+            tk = tkey[i]
+            for a in range(ptr[i], ptr[i + 1]):
+                h = acc[a]
+                space = remap[h[SPACE]]
+                if a < wptr[i]:
+                    if h[MAP] >= 0:
+                        base = h[MAP] << MAP_SHIFT
+                        nw, bw = _read(st, h[0], h[1], base + h[2], base + h[3], i, tk,
+                                       False, bw, 0)
                     else:
-                        if h[MAP] >= 0:
-                            base = h[MAP] << MAP_SHIFT
-                            nw, nr, bw, br = _write(st, h[0], h[1], base + h[2],
-                                                    base + h[3], i, tk, h[4] != 0,
-                                                    bw, 0, br, 0)
-                        else:
-                            nw, nr, bw, br = _hbm_write(st, h, i, tk, bw, br)
-                            nw, bw = _hit(h, bw, nw, writes_lo, writes_hi, acc, seen, i)
-                            nr, br = _hit(h, br, nr, reads_lo, reads_hi, acc, seen, i)
-                        m, out = _merge(bw[:nw], WAW, space, slot, out, m, first)
-                        m, out = _merge(br[:nr], WAR, space, slot, out, m, first)
-                m, out = _merge(eprod[eptr[i]:eptr[i + 1]], ORDER, 0, slot, out, m, first)
-                if ntracks:
-                    p = last[tk]
-                    last[tk] = i
-                    if p >= 0 and slot[p] < 0:
-                        m, out = _add(p, QUEUE, 0, slot, out, m)
-            for x in range(m0, m):
-                slot[out[x, 0]] = -1
-            dptr[k + 1] = m
-        return dptr, out[:m, 0].copy(), out[:m, 1].copy(), out[:m, 2].copy()
+                        nw, bw = _hbm_read(st, h, i, tk, bw)
+                        nw, bw = _hit(h, bw, nw, writes_lo, writes_hi, acc, seen, i)
+                    m, out = _merge(bw[:nw], RAW, space, slot, out, m, first)
+                else:
+                    if h[MAP] >= 0:
+                        base = h[MAP] << MAP_SHIFT
+                        nw, nr, bw, br = _write(st, h[0], h[1], base + h[2],
+                                                base + h[3], i, tk, h[4] != 0,
+                                                bw, 0, br, 0)
+                    else:
+                        nw, nr, bw, br = _hbm_write(st, h, i, tk, bw, br)
+                        nw, bw = _hit(h, bw, nw, writes_lo, writes_hi, acc, seen, i)
+                        nr, br = _hit(h, br, nr, reads_lo, reads_hi, acc, seen, i)
+                    m, out = _merge(bw[:nw], WAW, space, slot, out, m, first)
+                    m, out = _merge(br[:nr], WAR, space, slot, out, m, first)
+            m, out = _merge(eprod[eptr[i]:eptr[i + 1]], ORDER, 0, slot, out, m, first)
+            if ntracks:
+                p = last[tk]
+                last[tk] = i
+                if p >= 0 and slot[p] < 0:
+                    m, out = _add(p, QUEUE, 0, slot, out, m)
+        for x in range(m0, m):
+            slot[out[x, 0]] = -1
+        dptr[k + 1] = m
+    return dptr, out[:m, 0].copy(), out[:m, 1].copy(), out[:m, 2].copy()
 
-    @jit
-    def _add(p, kind, space, slot, out, m):
-        if m == out.shape[0]:
-            grown = np.empty((2 * m, 3), np.int64)
-            grown[:m] = out
-            out = grown
-        slot[p] = m
-        out[m, 0], out[m, 1], out[m, 2] = p, kind, space
-        return m + 1, out
+@jit
+def _add(p, kind, space, slot, out, m):
+    if m == out.shape[0]:
+        grown = np.empty((2 * m, 3), np.int64)
+        grown[:m] = out
+        out = grown
+    slot[p] = m
+    out[m, 0], out[m, 1], out[m, 2] = p, kind, space
+    return m + 1, out
 
-    @jit
-    def _merge(prods, kind, space, slot, out, m, first):
-        """Add the producers `prods` of kind `kind`. first: a producer keeps the kind
-        it was first found with; else _collect's rules: a RAW replaces any other kind,
-        a WAW / order a WAR, a WAR is only added (a replaced note keeps its place).
-        slot[p]: p's row (-1: none yet, this instruction)."""
-        for p in prods:
-            s = slot[p]
-            if s < 0:
-                m, out = _add(p, kind, space, slot, out, m)
-            elif first:
-                continue
-            elif kind == RAW:
-                if out[s, 1] != RAW:
-                    out[s, 1], out[s, 2] = RAW, space
-            elif kind != WAR and out[s, 1] == WAR:
-                out[s, 1], out[s, 2] = kind, space
-        return m, out
+@jit
+def _merge(prods, kind, space, slot, out, m, first):
+    """Add the producers `prods` of kind `kind`. first: a producer keeps the kind
+    it was first found with; else _collect's rules: a RAW replaces any other kind,
+    a WAW / order a WAR, a WAR is only added (a replaced note keeps its place).
+    slot[p]: p's row (-1: none yet, this instruction)."""
+    for p in prods:
+        s = slot[p]
+        if s < 0:
+            m, out = _add(p, kind, space, slot, out, m)
+        elif first:
+            continue
+        elif kind == RAW:
+            if out[s, 1] != RAW:
+                out[s, 1], out[s, 2] = RAW, space
+        elif kind != WAR and out[s, 1] == WAR:
+            out[s, 1], out[s, 2] = kind, space
+    return m, out
 
-    # -- producers into growable buffers ----------------------------------------------
-    @jit
-    def _push(buf, nb, v):
-        if nb == buf.size:
-            grown = np.empty(2 * nb, np.int64)
-            grown[:nb] = buf
-            buf = grown
-        buf[nb] = v
-        return buf, nb + 1
+# -- producers into growable buffers ----------------------------------------------
+@jit
+def _push(buf, nb, v):
+    if nb == buf.size:
+        grown = np.empty(2 * nb, np.int64)
+        grown[:nb] = buf
+        buf = grown
+    buf[nb] = v
+    return buf, nb + 1
 
-    @jit
-    def _writers_out(st, r, idx, buf, nb):
-        """Append Rec r's writers other than idx, oldest first."""
-        WC = st[6]
-        c = st[4][r, W]
-        n0 = nb
-        while c >= 0:
-            if WC[c, 0] != idx:
-                buf, nb = _push(buf, nb, WC[c, 0])
-            c = WC[c, 1]
-        a, b = n0, nb - 1
-        while a < b:  # newest first: reverse
-            buf[a], buf[b] = buf[b], buf[a]
-            a += 1
-            b -= 1
-        return buf, nb
+@jit
+def _writers_out(st, r, idx, buf, nb):
+    """Append Rec r's writers other than idx, oldest first."""
+    WC = st[6]
+    c = st[4][r, W]
+    n0 = nb
+    while c >= 0:
+        if WC[c, 0] != idx:
+            buf, nb = _push(buf, nb, WC[c, 0])
+        c = WC[c, 1]
+    a, b = n0, nb - 1
+    while a < b:  # newest first: reverse
+        buf[a], buf[b] = buf[b], buf[a]
+        a += 1
+        b -= 1
+    return buf, nb
 
-    @jit
-    def _readers_out(st, r, idx, buf, nb):
-        R, RD = st[4], st[5]
-        for x in range(R[r, RDS], R[r, RDS] + R[r, RDN]):
-            if RD[x, 1] != idx:
-                buf, nb = _push(buf, nb, RD[x, 1])
-        return buf, nb
+@jit
+def _readers_out(st, r, idx, buf, nb):
+    R, RD = st[4], st[5]
+    for x in range(R[r, RDS], R[r, RDS] + R[r, RDN]):
+        if RD[x, 1] != idx:
+            buf, nb = _push(buf, nb, RD[x, 1])
+    return buf, nb
 
-    # -- Recs and writer cells --------------------------------------------------------
-    @jit
-    def _cell(st, value, prev):
-        cnt, WC = st[0], st[6]
-        c = cnt[2]
-        if c == WC.shape[0]:
-            raise IndexError("writer cells")
-        WC[c, 0], WC[c, 1] = value, prev
-        cnt[2] = c + 1
-        return c
+# -- Recs and writer cells --------------------------------------------------------
+@jit
+def _cell(st, value, prev):
+    cnt, WC = st[0], st[6]
+    c = cnt[2]
+    if c == WC.shape[0]:
+        raise IndexError("writer cells")
+    WC[c, 0], WC[c, 1] = value, prev
+    cnt[2] = c + 1
+    return c
 
-    @jit
-    def _rec(st, p_lo, p_hi, w):
-        cnt, R = st[0], st[4]
-        r = cnt[1]
-        if r == R.shape[0]:
-            raise IndexError("Recs")
-        R[r, PLO], R[r, PHI], R[r, NEXT], R[r, W] = p_lo, p_hi, -1, w
-        R[r, RDN], R[r, RDS], R[r, RDC] = 0, 0, 0
-        cnt[1] = r + 1
-        return r
+@jit
+def _rec(st, p_lo, p_hi, w):
+    cnt, R = st[0], st[4]
+    r = cnt[1]
+    if r == R.shape[0]:
+        raise IndexError("Recs")
+    R[r, PLO], R[r, PHI], R[r, NEXT], R[r, W] = p_lo, p_hi, -1, w
+    R[r, RDN], R[r, RDS], R[r, RDC] = 0, 0, 0
+    cnt[1] = r + 1
+    return r
 
-    @jit
-    def _reader_cells(st, size):
-        """A block of `size` reader cells; its first."""
-        cnt = st[0]
-        x = cnt[READERS]
-        if x + size > st[5].shape[0]:
-            raise IndexError("reader cells")
-        cnt[READERS] = x + size
-        return x
+@jit
+def _reader_cells(st, size):
+    """A block of `size` reader cells; its first."""
+    cnt = st[0]
+    x = cnt[READERS]
+    if x + size > st[5].shape[0]:
+        raise IndexError("reader cells")
+    cnt[READERS] = x + size
+    return x
 
-    @jit
-    def _copy(st, r, p_lo, p_hi):
-        """Rec.copy: same writers, a copy of the readers."""
-        R, RD = st[4], st[5]
-        c = _rec(st, p_lo, p_hi, R[r, W])
-        nrd = R[r, RDN]
-        if nrd:
-            x, y = _reader_cells(st, nrd), R[r, RDS]
-            RD[x:x + nrd] = RD[y:y + nrd]
-            R[c, RDS], R[c, RDN], R[c, RDC] = x, nrd, nrd
-        return c
+@jit
+def _copy(st, r, p_lo, p_hi):
+    """Rec.copy: same writers, a copy of the readers."""
+    R, RD = st[4], st[5]
+    c = _rec(st, p_lo, p_hi, R[r, W])
+    nrd = R[r, RDN]
+    if nrd:
+        x, y = _reader_cells(st, nrd), R[r, RDS]
+        RD[x:x + nrd] = RD[y:y + nrd]
+        R[c, RDS], R[c, RDN], R[c, RDC] = x, nrd, nrd
+    return c
 
-    @jit
-    def _set_reader(st, r, tk, idx):
-        """r.readers[tk] = idx (an existing key keeps its place). A key of the
-        instruction's own (below cnt[UNIQUE]) is only ever set while that instruction
-        is recorded, so where it is there it is the last."""
-        R, RD = st[4], st[5]
-        s, nrd = R[r, RDS], R[r, RDN]
-        if tk < st[0][UNIQUE]:
-            if nrd and RD[s + nrd - 1, 0] == tk:
+@jit
+def _set_reader(st, r, tk, idx):
+    """r.readers[tk] = idx (an existing key keeps its place). A key of the
+    instruction's own (below cnt[UNIQUE]) is only ever set while that instruction
+    is recorded, so where it is there it is the last."""
+    R, RD = st[4], st[5]
+    s, nrd = R[r, RDS], R[r, RDN]
+    if tk < st[0][UNIQUE]:
+        if nrd and RD[s + nrd - 1, 0] == tk:
+            return
+    else:
+        for x in range(s, s + nrd):
+            if RD[x, 0] == tk:
+                RD[x, 1] = idx
                 return
+    if nrd == R[r, RDC]:  # full: a block twice as large
+        cap = max(4, 2 * nrd)
+        x = _reader_cells(st, cap)
+        RD[x:x + nrd] = RD[s:s + nrd]
+        s = R[r, RDS] = x
+        R[r, RDC] = cap
+    RD[s + nrd, 0], RD[s + nrd, 1] = tk, idx
+    R[r, RDN] = nrd + 1
+
+@jit
+def _has_writer(st, r, idx):
+    WC = st[6]
+    c = st[4][r, W]
+    while c >= 0:
+        if WC[c, 0] == idx:
+            return True
+        c = WC[c, 1]
+    return False
+
+# -- segments -------------------------------------------------------------------
+@jit
+def _first(st, lo):
+    """The first segment ending after lo."""
+    n, glo, ghi = st[0][0], st[1], st[2]
+    i = np.searchsorted(glo[:n], lo, side="right") - 1
+    if i < 0:
+        return 0
+    return i if ghi[i] > lo else i + 1
+
+@jit
+def _insert_seg(st, i, lo, hi, head):
+    cnt, glo, ghi, ghd = st[0], st[1], st[2], st[3]
+    n = cnt[0]
+    if n == glo.size:
+        raise IndexError("segments")
+    for j in range(n, i, -1):
+        glo[j], ghi[j], ghd[j] = glo[j - 1], ghi[j - 1], ghd[j - 1]
+    glo[i], ghi[i], ghd[i] = lo, hi, head
+    cnt[0] = n + 1
+
+@jit
+def _split(st, i, at):
+    """Split segment i at byte `at`: the part after it gets copies of the Recs."""
+    R = st[4]
+    head = -1
+    tail = -1
+    r = st[3][i]
+    while r >= 0:
+        c = _copy(st, r, R[r, PLO], R[r, PHI])
+        if tail < 0:
+            head = c
         else:
-            for x in range(s, s + nrd):
-                if RD[x, 0] == tk:
-                    RD[x, 1] = idx
-                    return
-        if nrd == R[r, RDC]:  # full: a block twice as large
-            cap = max(4, 2 * nrd)
-            x = _reader_cells(st, cap)
-            RD[x:x + nrd] = RD[s:s + nrd]
-            s = R[r, RDS] = x
-            R[r, RDC] = cap
-        RD[s + nrd, 0], RD[s + nrd, 1] = tk, idx
-        R[r, RDN] = nrd + 1
+            R[tail, NEXT] = c
+        tail = c
+        r = R[r, NEXT]
+    _insert_seg(st, i + 1, at, st[2][i], head)
+    st[2][i] = at
 
-    @jit
-    def _has_writer(st, r, idx):
-        WC = st[6]
-        c = st[4][r, W]
-        while c >= 0:
-            if WC[c, 0] == idx:
-                return True
-            c = WC[c, 1]
+@jit
+def _split_around(st, i, lo, hi):
+    glo, ghi = st[1], st[2]
+    n = st[0][0]
+    if i < n and glo[i] < lo:
+        _split(st, i, lo)
+        i += 1
+        n += 1
+    j = i
+    while j < n and glo[j] < hi:
+        j += 1
+    if j > i and ghi[j - 1] > hi:
+        _split(st, j - 1, hi)
+    return i, j
+
+@jit
+def _link(st, head, tail, r):
+    """Append Rec r to the list head..tail; returns (head, tail)."""
+    st[4][r, NEXT] = -1
+    if head < 0:
+        return r, r
+    st[4][tail, NEXT] = r
+    return head, r
+
+@jit
+def _tail(st, head):
+    x = head
+    while x >= 0 and st[4][x, NEXT] >= 0:
+        x = st[4][x, NEXT]
+    return x
+
+@jit
+def _uncovered(st, head, p_lo, p_hi):
+    """The partition ranges of [p_lo, p_hi) no Rec of the list covers (rows)."""
+    R = st[4]
+    spans = np.empty((8, 2), np.int64)
+    ns = 0
+    r = head
+    while r >= 0:
+        if R[r, PLO] < p_hi and p_lo < R[r, PHI]:
+            if ns == spans.shape[0]:
+                grown = np.empty((2 * ns, 2), np.int64)
+                grown[:ns] = spans
+                spans = grown
+            a, b = R[r, PLO], R[r, PHI]
+            x = ns  # insertion, sorted by (a, b)
+            while x > 0 and (spans[x - 1, 0] > a or (spans[x - 1, 0] == a
+                                                     and spans[x - 1, 1] > b)):
+                spans[x] = spans[x - 1]
+                x -= 1
+            spans[x, 0], spans[x, 1] = a, b
+            ns += 1
+        r = R[r, NEXT]
+    gaps = np.empty((ns + 1, 2), np.int64)
+    ng = 0
+    cur = p_lo
+    for x in range(ns):
+        if spans[x, 0] > cur:
+            gaps[ng, 0], gaps[ng, 1] = cur, spans[x, 0]
+            ng += 1
+        cur = max(cur, spans[x, 1])
+    if cur < p_hi:
+        gaps[ng, 0], gaps[ng, 1] = cur, p_hi
+        ng += 1
+    return gaps[:ng]
+
+# -- reads ------------------------------------------------------------------------
+@jit
+def _extend_readonly(st, i, lo, hi, p_lo, p_hi, idx, tk, filtered):
+    """Grow the read-only segment just before position i (ending at lo) to hi."""
+    R, ghi = st[4], st[2]
+    j = i - 1
+    if j < 0 or ghi[j] != lo:
         return False
+    r = st[3][j]
+    if r < 0 or R[r, NEXT] >= 0:
+        return False
+    if R[r, W] >= 0 or R[r, PLO] != p_lo or R[r, PHI] != p_hi:
+        return False
+    if filtered:
+        v = _reader(st, r, tk)
+        if v != -1 and v != idx:
+            return False
+    ghi[j] = hi
+    _set_reader(st, r, tk, idx)
+    return True
 
-    # -- segments -------------------------------------------------------------------
-    @jit
-    def _first(st, lo):
-        """The first segment ending after lo."""
-        n, glo, ghi = st[0][0], st[1], st[2]
-        i = np.searchsorted(glo[:n], lo, side="right") - 1
-        if i < 0:
-            return 0
-        return i if ghi[i] > lo else i + 1
+@jit
+def _readonly_seg(st, i, lo, hi, p_lo, p_hi, idx, tk):
+    r = _rec(st, p_lo, p_hi, -1)
+    _set_reader(st, r, tk, idx)
+    _insert_seg(st, i, lo, hi, r)
 
-    @jit
-    def _insert_seg(st, i, lo, hi, head):
-        cnt, glo, ghi, ghd = st[0], st[1], st[2], st[3]
-        n = cnt[0]
-        if n == glo.size:
-            raise IndexError("segments")
-        for j in range(n, i, -1):
-            glo[j], ghi[j], ghd[j] = glo[j - 1], ghi[j - 1], ghd[j - 1]
-        glo[i], ghi[i], ghd[i] = lo, hi, head
-        cnt[0] = n + 1
-
-    @jit
-    def _split(st, i, at):
-        """Split segment i at byte `at`: the part after it gets copies of the Recs."""
-        R = st[4]
-        head = -1
-        tail = -1
+@jit
+def _read(st, p_lo, p_hi, lo, hi, idx, tk, filtered, buf, nb):
+    """SpaceMap.read: the writers appended to buf[:nb]; (nb, buf)."""
+    R, glo, ghi = st[4], st[1], st[2]
+    _grow(st[8][lo >> MAP_SHIFT, 0], p_lo, p_hi, lo, hi)
+    i = _first(st, lo)
+    if filtered:  # a read recorded on a whole part must have read all of it
+        i = _split_around(st, i, lo, hi)[0]
+    cur = lo
+    while i < st[0][0] and glo[i] < hi:
+        if glo[i] > cur:  # a gap nobody touched yet: a read-only segment
+            if not _extend_readonly(st, i, cur, glo[i], p_lo, p_hi, idx, tk, filtered):
+                _readonly_seg(st, i, cur, glo[i], p_lo, p_hi, idx, tk)
+                i += 1
+        if filtered and p_lo < p_hi:
+            _narrow(st, i, p_lo, p_hi, idx, tk)
+        covered = 0
         r = st[3][i]
         while r >= 0:
-            c = _copy(st, r, R[r, PLO], R[r, PHI])
-            if tail < 0:
-                head = c
-            else:
-                R[tail, NEXT] = c
-            tail = c
-            r = R[r, NEXT]
-        _insert_seg(st, i + 1, at, st[2][i], head)
-        st[2][i] = at
-
-    @jit
-    def _split_around(st, i, lo, hi):
-        glo, ghi = st[1], st[2]
-        n = st[0][0]
-        if i < n and glo[i] < lo:
-            _split(st, i, lo)
-            i += 1
-            n += 1
-        j = i
-        while j < n and glo[j] < hi:
-            j += 1
-        if j > i and ghi[j - 1] > hi:
-            _split(st, j - 1, hi)
-        return i, j
-
-    @jit
-    def _link(st, head, tail, r):
-        """Append Rec r to the list head..tail; returns (head, tail)."""
-        st[4][r, NEXT] = -1
-        if head < 0:
-            return r, r
-        st[4][tail, NEXT] = r
-        return head, r
-
-    @jit
-    def _tail(st, head):
-        x = head
-        while x >= 0 and st[4][x, NEXT] >= 0:
-            x = st[4][x, NEXT]
-        return x
-
-    @jit
-    def _uncovered(st, head, p_lo, p_hi):
-        """The partition ranges of [p_lo, p_hi) no Rec of the list covers (rows)."""
-        R = st[4]
-        spans = np.empty((8, 2), np.int64)
-        ns = 0
-        r = head
-        while r >= 0:
             if R[r, PLO] < p_hi and p_lo < R[r, PHI]:
-                if ns == spans.shape[0]:
-                    grown = np.empty((2 * ns, 2), np.int64)
-                    grown[:ns] = spans
-                    spans = grown
-                a, b = R[r, PLO], R[r, PHI]
-                x = ns  # insertion, sorted by (a, b)
-                while x > 0 and (spans[x - 1, 0] > a or (spans[x - 1, 0] == a
-                                                         and spans[x - 1, 1] > b)):
-                    spans[x] = spans[x - 1]
-                    x -= 1
-                spans[x, 0], spans[x, 1] = a, b
-                ns += 1
+                buf, nb = _writers_out(st, r, idx, buf, nb)
+                _set_reader(st, r, tk, idx)
+                covered += min(R[r, PHI], p_hi) - max(R[r, PLO], p_lo)
             r = R[r, NEXT]
-        gaps = np.empty((ns + 1, 2), np.int64)
-        ng = 0
-        cur = p_lo
-        for x in range(ns):
-            if spans[x, 0] > cur:
-                gaps[ng, 0], gaps[ng, 1] = cur, spans[x, 0]
-                ng += 1
-            cur = max(cur, spans[x, 1])
-        if cur < p_hi:
-            gaps[ng, 0], gaps[ng, 1] = cur, p_hi
-            ng += 1
-        return gaps[:ng]
+        if covered < p_hi - p_lo:
+            head = st[3][i]
+            tail = _tail(st, head)
+            for g in _uncovered(st, head, p_lo, p_hi):
+                c = _rec(st, g[0], g[1], -1)
+                _set_reader(st, c, tk, idx)
+                head, tail = _link(st, head, tail, c)
+            st[3][i] = head
+        cur = ghi[i]
+        i += 1
+    if cur < hi:
+        if not _extend_readonly(st, i, cur, hi, p_lo, p_hi, idx, tk, filtered):
+            _readonly_seg(st, i, cur, hi, p_lo, p_hi, idx, tk)
+    return nb, buf
 
-    # -- reads ------------------------------------------------------------------------
-    @jit
-    def _extend_readonly(st, i, lo, hi, p_lo, p_hi, idx, tk, filtered):
-        """Grow the read-only segment just before position i (ending at lo) to hi."""
-        R, ghi = st[4], st[2]
-        j = i - 1
-        if j < 0 or ghi[j] != lo:
-            return False
-        r = st[3][j]
-        if r < 0 or R[r, NEXT] >= 0:
-            return False
-        if R[r, W] >= 0 or R[r, PLO] != p_lo or R[r, PHI] != p_hi:
-            return False
-        if filtered:
-            v = _reader(st, r, tk)
-            if v != -1 and v != idx:
-                return False
-        ghi[j] = hi
-        _set_reader(st, r, tk, idx)
-        return True
-
-    @jit
-    def _readonly_seg(st, i, lo, hi, p_lo, p_hi, idx, tk):
-        r = _rec(st, p_lo, p_hi, -1)
-        _set_reader(st, r, tk, idx)
-        _insert_seg(st, i, lo, hi, r)
-
-    @jit
-    def _read(st, p_lo, p_hi, lo, hi, idx, tk, filtered, buf, nb):
-        """SpaceMap.read: the writers appended to buf[:nb]; (nb, buf)."""
-        R, glo, ghi = st[4], st[1], st[2]
-        _grow(st[8][lo >> MAP_SHIFT, 0], p_lo, p_hi, lo, hi)
-        i = _first(st, lo)
-        if filtered:  # a read recorded on a whole part must have read all of it
-            i = _split_around(st, i, lo, hi)[0]
-        cur = lo
-        while i < st[0][0] and glo[i] < hi:
-            if glo[i] > cur:  # a gap nobody touched yet: a read-only segment
-                if not _extend_readonly(st, i, cur, glo[i], p_lo, p_hi, idx, tk, filtered):
-                    _readonly_seg(st, i, cur, glo[i], p_lo, p_hi, idx, tk)
-                    i += 1
-            if filtered and p_lo < p_hi:
-                _narrow(st, i, p_lo, p_hi, idx, tk)
-            covered = 0
-            r = st[3][i]
-            while r >= 0:
-                if R[r, PLO] < p_hi and p_lo < R[r, PHI]:
-                    buf, nb = _writers_out(st, r, idx, buf, nb)
-                    _set_reader(st, r, tk, idx)
-                    covered += min(R[r, PHI], p_hi) - max(R[r, PLO], p_lo)
-                r = R[r, NEXT]
-            if covered < p_hi - p_lo:
-                head = st[3][i]
-                tail = _tail(st, head)
-                for g in _uncovered(st, head, p_lo, p_hi):
-                    c = _rec(st, g[0], g[1], -1)
-                    _set_reader(st, c, tk, idx)
-                    head, tail = _link(st, head, tail, c)
-                st[3][i] = head
-            cur = ghi[i]
-            i += 1
-        if cur < hi:
-            if not _extend_readonly(st, i, cur, hi, p_lo, p_hi, idx, tk, filtered):
-                _readonly_seg(st, i, cur, hi, p_lo, p_hi, idx, tk)
-        return nb, buf
-
-    # -- writes -----------------------------------------------------------------------
-    @jit
-    def _write(st, p_lo, p_hi, lo, hi, idx, tk, dense, bw, nw, br, nr):
-        """SpaceMap.write: the writers (WAW) appended to bw[:nw], the readers (WAR) to
-        br[:nr]; (nw, nr, bw, br)."""
-        R, glo, ghi, ghd = st[4], st[1], st[2], st[3]
-        _grow(st[8][lo >> MAP_SHIFT, 0], p_lo, p_hi, lo, hi)
-        _grow(st[8][lo >> MAP_SHIFT, 1], p_lo, p_hi, lo, hi)
-        mine = _cell(st, idx, -1)
-        i, j = _split_around(st, _first(st, lo), lo, hi)
-        cur = lo
-        k = i
-        clean = dense
-        while k < j:
-            if glo[k] > cur:
-                _insert_seg(st, k, cur, glo[k], _rec(st, p_lo, p_hi, mine))
-                k += 1
-                j += 1
-            head = tail = -1
-            kept = 0
-            r = ghd[k]
-            while r >= 0:
-                nxt = R[r, NEXT]
-                if R[r, PLO] < p_hi and p_lo < R[r, PHI]:
-                    bw, nw = _writers_out(st, r, idx, bw, nw)
-                    br, nr = _readers_out(st, r, idx, br, nr)
-                    if R[r, PLO] < p_lo:
-                        head, tail = _link(st, head, tail, _copy(st, r, R[r, PLO], p_lo))
-                        kept += 1
-                    if R[r, PHI] > p_hi:
-                        head, tail = _link(st, head, tail, _copy(st, r, p_hi, R[r, PHI]))
-                        kept += 1
-                    if not dense:  # the part inside keeps its writers and readers
-                        c = _copy(st, r, max(R[r, PLO], p_lo), min(R[r, PHI], p_hi))
-                        if not _has_writer(st, c, idx):
-                            R[c, W] = _cell(st, idx, R[c, W])
-                        head, tail = _link(st, head, tail, c)
-                        kept += 1
-                else:
-                    head, tail = _link(st, head, tail, r)
-                    kept += 1
-                r = nxt
-            if dense:
-                if kept:
-                    clean = False
-                head, tail = _link(st, head, tail, _rec(st, p_lo, p_hi, mine))
-            else:
-                for g in _uncovered(st, head, p_lo, p_hi):
-                    head, tail = _link(st, head, tail, _rec(st, g[0], g[1], mine))
-            ghd[k] = head
-            cur = ghi[k]
-            k += 1
-        if cur < hi:
-            _insert_seg(st, k, cur, hi, _rec(st, p_lo, p_hi, mine))
+# -- writes -----------------------------------------------------------------------
+@jit
+def _write(st, p_lo, p_hi, lo, hi, idx, tk, dense, bw, nw, br, nr):
+    """SpaceMap.write: the writers (WAW) appended to bw[:nw], the readers (WAR) to
+    br[:nr]; (nw, nr, bw, br)."""
+    R, glo, ghi, ghd = st[4], st[1], st[2], st[3]
+    _grow(st[8][lo >> MAP_SHIFT, 0], p_lo, p_hi, lo, hi)
+    _grow(st[8][lo >> MAP_SHIFT, 1], p_lo, p_hi, lo, hi)
+    mine = _cell(st, idx, -1)
+    i, j = _split_around(st, _first(st, lo), lo, hi)
+    cur = lo
+    k = i
+    clean = dense
+    while k < j:
+        if glo[k] > cur:
+            _insert_seg(st, k, cur, glo[k], _rec(st, p_lo, p_hi, mine))
             k += 1
             j += 1
-        if clean and j - i > 1:  # one segment for the whole write
-            _merge_segs(st, i, j)
-        return nw, nr, bw, br
-
-    @jit
-    def _merge_segs(st, i, j):
-        """Segments i..j-1 become one: [glo[i], ghi[j - 1]) with segment i's Recs."""
-        cnt, glo, ghi, ghd = st[0], st[1], st[2], st[3]
-        ghi[i] = ghi[j - 1]
-        d = j - i - 1
-        n = cnt[0]
-        for x in range(i + 1, n - d):
-            glo[x], ghi[x], ghd[x] = glo[x + d], ghi[x + d], ghd[x + d]
-        cnt[0] = n - d
-
-    # -- filtered maps (HBM) ------------------------------------------------------------
-    @jit
-    def _reader(st, r, tk):
-        """r.readers.get(tk, -1), or -1 for an instruction's own key (whose reader,
-        where there is one, is that instruction: what callers treat as none)."""
-        R, RD = st[4], st[5]
-        if tk < st[0][UNIQUE]:
-            return -1
-        for x in range(R[r, RDS], R[r, RDS] + R[r, RDN]):
-            if RD[x, 0] == tk:
-                return RD[x, 1]
-        return -1
-
-    @jit
-    def _narrow(st, g, p_lo, p_hi, idx, tk):
-        """SpaceMap._narrow on segment g: split the first and the last Rec the read
-        overlaps (in partition order) where they straddle it and another reader of its
-        track would be replaced."""
-        R = st[4]
-        first = last = -1
-        r = st[3][g]
-        while r >= 0:
-            if R[r, PLO] < p_hi and p_lo < R[r, PHI]:
-                if first < 0 or R[r, PLO] < R[first, PLO]:
-                    first = r
-                if last < 0 or R[r, PLO] > R[last, PLO]:
-                    last = r
-            r = R[r, NEXT]
-        _narrow_rec(st, g, first, p_lo, p_hi, idx, tk)
-        if last != first:
-            _narrow_rec(st, g, last, p_lo, p_hi, idx, tk)
-
-    @jit
-    def _narrow_rec(st, g, r, p_lo, p_hi, idx, tk):
-        R = st[4]
-        if r < 0 or not (R[r, PLO] < p_lo or R[r, PHI] > p_hi):
-            return
-        v = _reader(st, r, tk)
-        if v == -1 or v == idx:
-            return
         head = tail = -1
-        if R[r, PLO] < p_lo:
-            head, tail = _link(st, head, tail, _copy(st, r, R[r, PLO], p_lo))
-        head, tail = _link(st, head, tail, _copy(st, r, max(R[r, PLO], p_lo),
-                                                 min(R[r, PHI], p_hi)))
-        if R[r, PHI] > p_hi:
-            head, tail = _link(st, head, tail, _copy(st, r, p_hi, R[r, PHI]))
-        R[tail, NEXT] = R[r, NEXT]  # the parts take r's place
-        if st[3][g] == r:
-            st[3][g] = head
-            return
-        x = st[3][g]
-        while R[x, NEXT] != r:
-            x = R[x, NEXT]
-        R[x, NEXT] = head
-
-    @jit
-    def _query(st, p_lo, p_hi, lo, hi, idx, bw, nw, br, nr, readers):
-        """SpaceMap.query: the writers (and readers) of the box, recording nothing."""
-        R, glo = st[4], st[1]
-        b = st[8][lo >> MAP_SHIFT, 0 if readers else 1]  # nothing outside: return at once
-        if not (b[0] < p_hi and p_lo < b[1] and b[2] < hi and lo < b[3]):
-            return nw, nr, bw, br
-        i = _first(st, lo)
-        while i < st[0][0] and glo[i] < hi:
-            r = st[3][i]
-            i += 1
-            while r >= 0:
-                if R[r, PLO] < p_hi and p_lo < R[r, PHI]:
-                    bw, nw = _writers_out(st, r, idx, bw, nw)
-                    if readers:
-                        br, nr = _readers_out(st, r, idx, br, nr)
-                r = R[r, NEXT]
-        return nw, nr, bw, br
-
-    @jit
-    def _map_base(st, j):
-        """Byte base of the HBM map j (-1: the flat map, else the j-th row pitch)."""
-        return (st[0][5] + 1 + j) << MAP_SHIFT
-
-    @jit
-    def _home(st, h):
-        """HbmMap._home: (index of its row pitch's map, -1: the flat map; boxes)."""
-        boxes = st[9]  # (scratch)
-        pitch, first, rows, run = h[6], h[7], h[8], h[9]
-        if not h[5] or pitch == 0 or rows <= 1 or run > pitch:
-            return -1, boxes[:0]
-        cnt, pitches = st[0], st[7]
-        j = 0
-        while j < cnt[4] and pitches[j] != pitch:
-            j += 1
-        if j == cnt[4]:
-            if j == pitches.size:
-                raise OverflowError("too many row pitches")
-            pitches[j] = pitch
-            cnt[4] = j + 1
-        r0, c = first // pitch, first % pitch
-        if c + run <= pitch:
-            boxes[0] = r0, r0 + rows, c, c + run
-            return j, boxes[:1]
-        boxes[0] = r0, r0 + rows, c, pitch
-        boxes[1] = r0 + 1, r0 + rows + 1, 0, c + run - pitch
-        return j, boxes
-
-    @jit
-    def _query_others(st, h, own, idx, bw, nw, br, nr, readers):
-        """HbmMap._query_others: every map but the access's own (own: its pitch's
-        index, -1 the flat map), in the order the maps were made."""
-        lo, hi = h[2], h[3]
-        if own >= 0:
-            b = _map_base(st, -1)
-            nw, nr, bw, br = _query(st, h[0], h[1], b + lo, b + hi, idx, bw, nw, br, nr,
-                                    readers)
-        for j in range(st[0][4]):
-            if j == own:
-                continue
-            r = st[7][j]
-            b = _map_base(st, j)
-            r0, r1 = lo // r, (hi - 1) // r
-            if r0 == r1:
-                nw, nr, bw, br = _query(st, r0, r0 + 1, b + lo % r, b + (hi - 1) % r + 1,
-                                        idx, bw, nw, br, nr, readers)
+        kept = 0
+        r = ghd[k]
+        while r >= 0:
+            nxt = R[r, NEXT]
+            if R[r, PLO] < p_hi and p_lo < R[r, PHI]:
+                bw, nw = _writers_out(st, r, idx, bw, nw)
+                br, nr = _readers_out(st, r, idx, br, nr)
+                if R[r, PLO] < p_lo:
+                    head, tail = _link(st, head, tail, _copy(st, r, R[r, PLO], p_lo))
+                    kept += 1
+                if R[r, PHI] > p_hi:
+                    head, tail = _link(st, head, tail, _copy(st, r, p_hi, R[r, PHI]))
+                    kept += 1
+                if not dense:  # the part inside keeps its writers and readers
+                    c = _copy(st, r, max(R[r, PLO], p_lo), min(R[r, PHI], p_hi))
+                    if not _has_writer(st, c, idx):
+                        R[c, W] = _cell(st, idx, R[c, W])
+                    head, tail = _link(st, head, tail, c)
+                    kept += 1
             else:
-                nw, nr, bw, br = _query(st, r0, r1 + 1, b, b + r, idx, bw, nw, br, nr,
-                                        readers)
+                head, tail = _link(st, head, tail, r)
+                kept += 1
+            r = nxt
+        if dense:
+            if kept:
+                clean = False
+            head, tail = _link(st, head, tail, _rec(st, p_lo, p_hi, mine))
+        else:
+            for g in _uncovered(st, head, p_lo, p_hi):
+                head, tail = _link(st, head, tail, _rec(st, g[0], g[1], mine))
+        ghd[k] = head
+        cur = ghi[k]
+        k += 1
+    if cur < hi:
+        _insert_seg(st, k, cur, hi, _rec(st, p_lo, p_hi, mine))
+        k += 1
+        j += 1
+    if clean and j - i > 1:  # one segment for the whole write
+        _merge_segs(st, i, j)
+    return nw, nr, bw, br
+
+@jit
+def _merge_segs(st, i, j):
+    """Segments i..j-1 become one: [glo[i], ghi[j - 1]) with segment i's Recs."""
+    cnt, glo, ghi, ghd = st[0], st[1], st[2], st[3]
+    ghi[i] = ghi[j - 1]
+    d = j - i - 1
+    n = cnt[0]
+    for x in range(i + 1, n - d):
+        glo[x], ghi[x], ghd[x] = glo[x + d], ghi[x + d], ghd[x + d]
+    cnt[0] = n - d
+
+# -- filtered maps (HBM) ------------------------------------------------------------
+@jit
+def _reader(st, r, tk):
+    """r.readers.get(tk, -1), or -1 for an instruction's own key (whose reader,
+    where there is one, is that instruction: what callers treat as none)."""
+    R, RD = st[4], st[5]
+    if tk < st[0][UNIQUE]:
+        return -1
+    for x in range(R[r, RDS], R[r, RDS] + R[r, RDN]):
+        if RD[x, 0] == tk:
+            return RD[x, 1]
+    return -1
+
+@jit
+def _narrow(st, g, p_lo, p_hi, idx, tk):
+    """SpaceMap._narrow on segment g: split the first and the last Rec the read
+    overlaps (in partition order) where they straddle it and another reader of its
+    track would be replaced."""
+    R = st[4]
+    first = last = -1
+    r = st[3][g]
+    while r >= 0:
+        if R[r, PLO] < p_hi and p_lo < R[r, PHI]:
+            if first < 0 or R[r, PLO] < R[first, PLO]:
+                first = r
+            if last < 0 or R[r, PLO] > R[last, PLO]:
+                last = r
+        r = R[r, NEXT]
+    _narrow_rec(st, g, first, p_lo, p_hi, idx, tk)
+    if last != first:
+        _narrow_rec(st, g, last, p_lo, p_hi, idx, tk)
+
+@jit
+def _narrow_rec(st, g, r, p_lo, p_hi, idx, tk):
+    R = st[4]
+    if r < 0 or not (R[r, PLO] < p_lo or R[r, PHI] > p_hi):
+        return
+    v = _reader(st, r, tk)
+    if v == -1 or v == idx:
+        return
+    head = tail = -1
+    if R[r, PLO] < p_lo:
+        head, tail = _link(st, head, tail, _copy(st, r, R[r, PLO], p_lo))
+    head, tail = _link(st, head, tail, _copy(st, r, max(R[r, PLO], p_lo),
+                                             min(R[r, PHI], p_hi)))
+    if R[r, PHI] > p_hi:
+        head, tail = _link(st, head, tail, _copy(st, r, p_hi, R[r, PHI]))
+    R[tail, NEXT] = R[r, NEXT]  # the parts take r's place
+    if st[3][g] == r:
+        st[3][g] = head
+        return
+    x = st[3][g]
+    while R[x, NEXT] != r:
+        x = R[x, NEXT]
+    R[x, NEXT] = head
+
+@jit
+def _query(st, p_lo, p_hi, lo, hi, idx, bw, nw, br, nr, readers):
+    """SpaceMap.query: the writers (and readers) of the box, recording nothing."""
+    R, glo = st[4], st[1]
+    b = st[8][lo >> MAP_SHIFT, 0 if readers else 1]  # nothing outside: return at once
+    if not (b[0] < p_hi and p_lo < b[1] and b[2] < hi and lo < b[3]):
         return nw, nr, bw, br
+    i = _first(st, lo)
+    while i < st[0][0] and glo[i] < hi:
+        r = st[3][i]
+        i += 1
+        while r >= 0:
+            if R[r, PLO] < p_hi and p_lo < R[r, PHI]:
+                bw, nw = _writers_out(st, r, idx, bw, nw)
+                if readers:
+                    br, nr = _readers_out(st, r, idx, br, nr)
+            r = R[r, NEXT]
+    return nw, nr, bw, br
 
-    @jit
-    def _hbm_read(st, h, idx, tk, bw):
-        """HbmMap.read of HBM access h: (count of the candidates in bw, bw)."""
-        own, boxes = _home(st, h)
-        b = _map_base(st, own)
-        nw = 0
-        if own < 0:
-            nw, bw = _read(st, h[0], h[1], b + h[2], b + h[3], idx, tk, True, bw, nw)
-        for x in range(boxes.shape[0]):
-            nw, bw = _read(st, boxes[x, 0], boxes[x, 1], b + boxes[x, 2], b + boxes[x, 3],
-                           idx, tk, True, bw, nw)
-        nw, _, bw, _ = _query_others(st, h, own, idx, bw, nw, bw, 0, False)
-        return nw, bw
+@jit
+def _map_base(st, j):
+    """Byte base of the HBM map j (-1: the flat map, else the j-th row pitch)."""
+    return (st[0][5] + 1 + j) << MAP_SHIFT
 
-    @jit
-    def _hbm_write(st, h, idx, tk, bw, br):
-        """HbmMap.write of HBM access h: (writers in bw, readers in br, bw, br)."""
-        own, boxes = _home(st, h)
-        b = _map_base(st, own)
-        nw = nr = 0
-        if own < 0:
-            nw, nr, bw, br = _write(st, h[0], h[1], b + h[2], b + h[3], idx, tk, h[4] != 0,
-                                    bw, nw, br, nr)
-        for x in range(boxes.shape[0]):
-            nw, nr, bw, br = _write(st, boxes[x, 0], boxes[x, 1], b + boxes[x, 2],
-                                    b + boxes[x, 3], idx, tk, True, bw, nw, br, nr)
-        return _query_others(st, h, own, idx, bw, nw, br, nr, True)
+@jit
+def _home(st, h):
+    """HbmMap._home: (index of its row pitch's map, -1: the flat map; boxes)."""
+    boxes = st[9]  # (scratch)
+    pitch, first, rows, run = h[6], h[7], h[8], h[9]
+    if not h[5] or pitch == 0 or rows <= 1 or run > pitch:
+        return -1, boxes[:0]
+    cnt, pitches = st[0], st[7]
+    j = 0
+    while j < cnt[4] and pitches[j] != pitch:
+        j += 1
+    if j == cnt[4]:
+        if j == pitches.size:
+            raise OverflowError("too many row pitches")
+        pitches[j] = pitch
+        cnt[4] = j + 1
+    r0, c = first // pitch, first % pitch
+    if c + run <= pitch:
+        boxes[0] = r0, r0 + rows, c, c + run
+        return j, boxes[:1]
+    boxes[0] = r0, r0 + rows, c, pitch
+    boxes[1] = r0 + 1, r0 + rows + 1, 0, c + run - pitch
+    return j, boxes
 
-    # -- exact overlap of HBM accesses (deps.hbm_overlap) ---------------------------------
-    @jit
-    def _hit(h, buf, nb, starts, ends, acc, seen, idx):
-        """MemoryMaps._hit: the candidates buf[:nb] (once each, first first) with an
-        HBM access in acc[starts[p]:ends[p]] sharing a byte with h; (count, buf)."""
-        out = 0
-        stamp = seen[-1] = seen[-1] + 1  # (seen: a stamp per instruction, the last one)
-        for x in range(nb):
-            p = buf[x]
-            if nb > 1:
-                if seen[p] == stamp:
-                    continue
-                seen[p] = stamp
-            for a in range(starts[p], ends[p]):
-                b = acc[a]
-                if b[MAP] < 0 and h[2] < b[3] and b[2] < h[3] and _forms_overlap(h, b):
-                    buf[out] = p
-                    out += 1
-                    break
-        return out, buf
+@jit
+def _query_others(st, h, own, idx, bw, nw, br, nr, readers):
+    """HbmMap._query_others: every map but the access's own (own: its pitch's
+    index, -1 the flat map), in the order the maps were made."""
+    lo, hi = h[2], h[3]
+    if own >= 0:
+        b = _map_base(st, -1)
+        nw, nr, bw, br = _query(st, h[0], h[1], b + lo, b + hi, idx, bw, nw, br, nr,
+                                readers)
+    for j in range(st[0][4]):
+        if j == own:
+            continue
+        r = st[7][j]
+        b = _map_base(st, j)
+        r0, r1 = lo // r, (hi - 1) // r
+        if r0 == r1:
+            nw, nr, bw, br = _query(st, r0, r0 + 1, b + lo % r, b + (hi - 1) % r + 1,
+                                    idx, bw, nw, br, nr, readers)
+        else:
+            nw, nr, bw, br = _query(st, r0, r1 + 1, b, b + r, idx, bw, nw, br, nr,
+                                    readers)
+    return nw, nr, bw, br
 
-    @jit
-    def _forms_overlap(a, b):
-        """deps._forms_overlap of two accesses' rows forms (a[5]: it has one; a[6:10]:
-        pitch, first byte, rows, bytes per row)."""
-        if not a[5] or not b[5]:
-            return True
-        if a[6] == 0:
-            return _rows_vs_run(b, a[7], a[7] + a[9])
-        if b[6] == 0:
-            return _rows_vs_run(a, b[7], b[7] + b[9])
-        R = a[6]
-        if b[6] != R or a[9] > R or b[9] > R:
-            return True
-        ra, ca = a[7] // R, a[7] % R
-        rb, cb = b[7] // R, b[7] % R
-        if ca + a[9] > R or cb + b[9] > R:
-            return True
-        return ra < rb + b[8] and rb < ra + a[8] and ca < cb + b[9] and cb < ca + a[9]
+@jit
+def _hbm_read(st, h, idx, tk, bw):
+    """HbmMap.read of HBM access h: (count of the candidates in bw, bw)."""
+    own, boxes = _home(st, h)
+    b = _map_base(st, own)
+    nw = 0
+    if own < 0:
+        nw, bw = _read(st, h[0], h[1], b + h[2], b + h[3], idx, tk, True, bw, nw)
+    for x in range(boxes.shape[0]):
+        nw, bw = _read(st, boxes[x, 0], boxes[x, 1], b + boxes[x, 2], b + boxes[x, 3],
+                       idx, tk, True, bw, nw)
+    nw, _, bw, _ = _query_others(st, h, own, idx, bw, nw, bw, 0, False)
+    return nw, bw
 
-    @jit
-    def _rows_vs_run(f, lo, hi):
-        R, s, n, L = f[6], f[7], f[8], f[9]
-        if R == 0:
-            return s < hi and lo < s + L
-        i_min = max(0, (lo - s - L) // R + 1)
-        i_max = min(n - 1, -(-(hi - s) // R) - 1)
-        return i_min <= i_max
+@jit
+def _hbm_write(st, h, idx, tk, bw, br):
+    """HbmMap.write of HBM access h: (writers in bw, readers in br, bw, br)."""
+    own, boxes = _home(st, h)
+    b = _map_base(st, own)
+    nw = nr = 0
+    if own < 0:
+        nw, nr, bw, br = _write(st, h[0], h[1], b + h[2], b + h[3], idx, tk, h[4] != 0,
+                                bw, nw, br, nr)
+    for x in range(boxes.shape[0]):
+        nw, nr, bw, br = _write(st, boxes[x, 0], boxes[x, 1], b + boxes[x, 2],
+                                b + boxes[x, 3], idx, tk, True, bw, nw, br, nr)
+    return _query_others(st, h, own, idx, bw, nw, br, nr, True)
 
-    @jit
-    def _grow(box, p_lo, p_hi, lo, hi):
-        """deps._grow in place (box: p_lo, p_hi, lo, hi)."""
-        box[0] = min(box[0], p_lo)
-        box[1] = max(box[1], p_hi)
-        box[2] = min(box[2], lo)
-        box[3] = max(box[3], hi)
+# -- exact overlap of HBM accesses (deps.hbm_overlap) ---------------------------------
+@jit
+def _hit(h, buf, nb, starts, ends, acc, seen, idx):
+    """MemoryMaps._hit: the candidates buf[:nb] (once each, first first) with an
+    HBM access in acc[starts[p]:ends[p]] sharing a byte with h; (count, buf)."""
+    out = 0
+    stamp = seen[-1] = seen[-1] + 1  # (seen: a stamp per instruction, the last one)
+    for x in range(nb):
+        p = buf[x]
+        if nb > 1:
+            if seen[p] == stamp:
+                continue
+            seen[p] = stamp
+        for a in range(starts[p], ends[p]):
+            b = acc[a]
+            if b[MAP] < 0 and h[2] < b[3] and b[2] < h[3] and _forms_overlap(h, b):
+                buf[out] = p
+                out += 1
+                break
+    return out, buf
+
+@jit
+def _forms_overlap(a, b):
+    """deps._forms_overlap of two accesses' rows forms (a[5]: it has one; a[6:10]:
+    pitch, first byte, rows, bytes per row)."""
+    if not a[5] or not b[5]:
+        return True
+    if a[6] == 0:
+        return _rows_vs_run(b, a[7], a[7] + a[9])
+    if b[6] == 0:
+        return _rows_vs_run(a, b[7], b[7] + b[9])
+    R = a[6]
+    if b[6] != R or a[9] > R or b[9] > R:
+        return True
+    ra, ca = a[7] // R, a[7] % R
+    rb, cb = b[7] // R, b[7] % R
+    if ca + a[9] > R or cb + b[9] > R:
+        return True
+    return ra < rb + b[8] and rb < ra + a[8] and ca < cb + b[9] and cb < ca + a[9]
+
+@jit
+def _rows_vs_run(f, lo, hi):
+    R, s, n, L = f[6], f[7], f[8], f[9]
+    if R == 0:
+        return s < hi and lo < s + L
+    i_min = max(0, (lo - s - L) // R + 1)
+    i_max = min(n - 1, -(-(hi - s) // R) - 1)
+    return i_min <= i_max
+
+@jit
+def _grow(box, p_lo, p_hi, lo, hi):
+    """deps._grow in place (box: p_lo, p_hi, lo, hi)."""
+    box[0] = min(box[0], p_lo)
+    box[1] = max(box[1], p_hi)
+    box[2] = min(box[2], lo)
+    box[3] = max(box[3], hi)

@@ -38,13 +38,13 @@ members of a cross-core synchronisation group, and what depends on them, wait
 from __future__ import annotations
 
 import heapq
-import os
 from bisect import bisect_right
 from collections import deque
 
 from ..chips import load_chip
 from .costs import cost_model
 from .deps import MemoryMaps
+from ..machine import compiled
 from ..machine.gc_pause import gc_paused
 from .timeline import Event, Timeline, Wait
 
@@ -232,10 +232,9 @@ def schedule(program, chip=None, order: str = "compiler", fabric=None) -> Timeli
     chip = load_chip(chip if chip is not None else program.chip)
     issue = getattr(program, "issue", None) if order == "compiler" else None
     with gc_paused():
-        mode = os.environ.get("TRNSIM_COMPILED")  # experiment: 1 core, 2 core + maps
-        if not fabric and mode in ("1", "2"):
+        if not fabric and compiled.wanted(len(program.instructions)):
             from .compiled import schedule_compiled  # None where not modelled
-            timeline = schedule_compiled(program, chip, issue, mode == "2")
+            timeline = schedule_compiled(program, chip, issue)
             if timeline is not None:
                 return timeline
         return _Scheduler(program, chip, issue, fabric or {}).run()

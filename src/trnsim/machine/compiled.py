@@ -1,0 +1,53 @@
+"""Whether the compiled paths run, and the decorator that compiles them.
+
+The compiler model's allocation and list scheduling (compiler/compiled_allocation.py,
+compiler/compiled_schedule.py) and the timing scheduler with its dependency maps
+(timing/compiled.py, timing/compiled_deps.py over timing/access_columns.py) each have a
+numba core over arrays that gives exactly what the Python pass it stands in for gives:
+benchmarks/scheduler_oracle.py compares every timeline, issue order and compiled record
+of the test corpus both ways, and tests/test_*_compiled.py kernel by kernel.
+
+They need numba (`pip install 'trnsim[fast]'`) and run, by env TRNSIM_COMPILED:
+- unset or "auto": for programs of at least MIN_INSTRUCTIONS instructions;
+- "1": for every program (the tests and the oracle);
+- "0": never.
+A program a core does not model (spills, collectives, synchronisation groups: each
+module says which) goes through the Python pass whatever the setting.
+"""
+from __future__ import annotations
+
+import functools
+import os
+
+ENV = "TRNSIM_COMPILED"
+# Below this, the Python passes cost at most a few tens of ms and a process that only
+# profiles small kernels never pays for loading numba and the compiled code (~1 s).
+MIN_INSTRUCTIONS = 2000
+
+
+def wanted(instructions: int) -> bool:
+    """Whether a program of this many instructions takes the compiled paths."""
+    mode = os.environ.get(ENV, "auto").strip().lower()
+    if mode == "0":
+        return False
+    if mode != "1" and instructions < MIN_INSTRUCTIONS:
+        return False
+    return numba_available()
+
+
+@functools.cache
+def numba_available() -> bool:
+    try:
+        import numba  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def jit(f):
+    """f compiled by numba (cached on disk, no GIL), or f itself without numba (its
+    module is then never called: `wanted` is False)."""
+    if not numba_available():
+        return f
+    from numba import njit
+    return njit(cache=True, nogil=True)(f)
