@@ -7,12 +7,14 @@ TORCH ?= torch==2.13.0
 
 .PHONY: demo test clean bench
 
-# torch first, pinned: an unpinned torch (the hf extra's) would pull a CUDA build
+# torch first, pinned: an unpinned torch (the hf extra's) would pull a CUDA build;
+# then the compiled paths' numba code, compiled once (about a minute of CPU)
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q '$(TORCH)'
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,fast]'
+	$(PY) -m trnsim.precompile
 	touch $(STAMP)
 
 demo: $(STAMP)
