@@ -9,13 +9,14 @@ when an instruction runs, after the instruction's mask has narrowed its ranges.
 from __future__ import annotations
 
 import math
+from functools import cached_property
 
 import numpy as np
 
 from ..machine.errors import NkiValidationError
 from ..machine.tensor import NkiTensor
-from .indexing import (Index, Predicate, grid_axes, key_to_indices, partition_kept,
-                       resolve)
+from .indexing import (Index, Predicate, grid_axes, is_plain, key_to_indices,
+                       partition_kept, resolve)
 
 
 class par_dim:
@@ -91,6 +92,10 @@ class LTensor(Operators):
     def __getitem__(self, key) -> "Access":
         if isinstance(key, Predicate):  # operand masking: `t[i_f < 64]`
             return self.full()[key]
+        if type(key) is tuple and is_plain(key):  # no runtime, indirect or advanced index
+            access = Access(self, key_to_indices(key, self.shape))
+            access.advanced = False
+            return access
         key, dynamic = _dynamic_key(key, self.shape)
         key, indirect, indirect_dim = _indirect_key(key)
         access = Access(self, key_to_indices(key, self.shape), indirect, indirect_dim)
@@ -162,8 +167,9 @@ class Access(Operators):
     def axes(self):
         return grid_axes(self.indices)
 
-    @property
+    @cached_property
     def shape(self) -> tuple:
+        """The access's shape (once: its tensor and indices do not change)."""
         return resolve_shape(self)
 
     dtype = property(lambda self: self.tensor.dtype)

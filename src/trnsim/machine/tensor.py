@@ -159,6 +159,17 @@ class NkiTensor(NKIObject, metaclass=_ViewMeta):
         self.offset = 0
         self.dyn: Indirect | None = None
 
+    @staticmethod
+    def view_of(shape: tuple, dtype: DType, storage, buffer: MemoryRegion, name: str,
+                strides: tuple, offset: int, dyn: "Indirect | None" = None) -> "NkiTensor":
+        """The view with these parts, already normal (tuples of ints, a DType, a
+        MemoryRegion): what the constructor makes of them, without its conversions."""
+        t = object.__new__(NkiTensor)
+        t.shape, t.dtype, t.storage, t.buffer = shape, dtype, storage, buffer
+        t.name = name or (storage.name if storage is not None else "")
+        t.strides, t.offset, t.dyn = strides, offset, dyn
+        return t
+
     # -- basic properties -------------------------------------------------
     @property
     def ndim(self) -> int:
@@ -203,9 +214,11 @@ class NkiTensor(NKIObject, metaclass=_ViewMeta):
         return bool(np.all(read_raw(self) != 0))
 
     def _derive(self, shape, strides, offset=None, dtype=None, indirect="same"):
-        return NkiTensor(shape, dtype or self.dtype, self.storage, self.buffer, self.name,
-                         strides=strides, offset=self.offset if offset is None else offset,
-                         indirect=self.dyn if indirect == "same" else indirect)
+        return NkiTensor.view_of(
+            tuple(map(int, shape)), self.dtype if dtype is None else as_dtype(dtype),
+            self.storage, self.buffer, self.name, tuple(map(int, strides)),
+            self.offset if offset is None else int(offset),
+            self.dyn if indirect == "same" else indirect)
 
     def _fail(self, msg: str, cls=NkiValidationError):
         raise cls(f"{msg} (tensor {describe(self)})")
