@@ -54,6 +54,13 @@ class Index:
         self.const = const
 
     @staticmethod
+    def owning(terms: dict, const: int) -> "Index":
+        """An Index that takes `terms` (a dict nothing else holds) without copying it."""
+        idx = object.__new__(Index)
+        idx.terms, idx.const = terms, const
+        return idx
+
+    @staticmethod
     def of(x) -> "Index":
         if isinstance(x, Index):
             return x
@@ -291,11 +298,9 @@ def key_to_indices(key, shape) -> list[Index]:
     out, pos = [], 0
     for d, k in enumerate(key):
         if type(k) is int:
-            out.append(Index({}, k))
+            out.append(Index.owning({}, k))
             continue
-        if isinstance(k, DynamicSlice):
-            start, size, step = Index.of(k.start).const, int(k.size), int(k.step)
-        elif isinstance(k, slice):
+        if isinstance(k, slice):
             step = 1 if k.step is None else int(k.step)
             if step < 1:
                 raise NkiValidationError(f"slice step {step}: only positive steps")
@@ -304,10 +309,12 @@ def key_to_indices(key, shape) -> list[Index]:
             start += shape[d] if start < 0 else 0
             stop += shape[d] if stop < 0 else 0
             size = len(range(start, stop, step))
+        elif isinstance(k, DynamicSlice):
+            start, size, step = Index.of(k.start).const, int(k.size), int(k.step)
         else:
             out.append(Index.of(k))
             continue
-        out.append(Index({Axis(size, pos, total): step}, start))
+        out.append(Index.owning({Axis(size, pos, total): step}, start))
         pos += 1
     return out
 

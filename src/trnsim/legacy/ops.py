@@ -62,12 +62,16 @@ class Grid:
         if isinstance(x, Pending):
             x = x.tile
         if isinstance(x, Access):
+            if not self.narrowed:  # no mask: every axis whole, what views take by default
+                return x.view({})
             ranges = {a: self.span(a.position, a.size, a)
                       for idx in x.indices for a in idx.terms}
             return x.view(ranges)
         if isinstance(x, LTensor):
             x = x.view_all()
         if isinstance(x, NkiTensor):
+            if not self.narrowed:
+                return x
             key = tuple(slice(*self.span(d, n)) for d, n in enumerate(x.shape))
             return x[key] if any(k != slice(0, n) for k, n in zip(key, x.shape)) else x
         return x

@@ -9,7 +9,6 @@ when an instruction runs, after the instruction's mask has narrowed its ranges.
 from __future__ import annotations
 
 import math
-from functools import cached_property
 
 import numpy as np
 
@@ -167,10 +166,14 @@ class Access(Operators):
     def axes(self):
         return grid_axes(self.indices)
 
-    @cached_property
+    _shape = None
+
+    @property
     def shape(self) -> tuple:
-        """The access's shape (once: its tensor and indices do not change)."""
-        return resolve_shape(self)
+        """The access's shape (computed once: its tensor and indices do not change)."""
+        if self._shape is None:
+            self._shape = resolve_shape(self)
+        return self._shape
 
     dtype = property(lambda self: self.tensor.dtype)
     buffer = property(lambda self: self.tensor.buffer)
@@ -345,11 +348,17 @@ def _dynamic_view(access: Access, ranges: dict) -> NkiTensor:
 
 
 def resolve_shape(access: Access) -> tuple:
-    axes = access.axes
-    ndim = max([a.ndim for a in axes] + [0])
+    """The shape of `access`: the size of the first axis at each grid position (as
+    `grid_axes`), kept at least 2-D on chip."""
+    sizes, ndim = {}, 0
+    for idx in access.indices:
+        for a in idx.terms:
+            if a.position not in sizes:
+                sizes[a.position] = a.size
+                ndim = max(ndim, a.ndim)
     shape = [1] * ndim
-    for a in axes:
-        shape[a.position] = a.size
+    for p, n in sizes.items():
+        shape[p] = n
     if access.tensor.core.on_chip and ndim == 1 and partition_kept(access.indices,
                                                                     access.tensor.par_axis):
         shape = shape + [1]
