@@ -160,7 +160,7 @@ class Run:
         self.program.allocations[st.alloc] = Allocation(
             st.alloc, region.space, core.id, name, desc, str(dtype), site, st.address,
             row_bytes, block_bytes, p0, shape[0], address is not None, len(self.program))
-        return NkiTensor(shape, dtype, st, region, name)
+        return NkiTensor.over(st, shape, dtype, region, name)
 
     def hbm_tensor(self, buf: np.ndarray | None, shape, dtype: DType, region, name,
                    site=None, initialized=False) -> NkiTensor:

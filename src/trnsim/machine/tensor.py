@@ -170,6 +170,13 @@ class NkiTensor(NKIObject, metaclass=_ViewMeta):
         t.strides, t.offset, t.dyn = strides, offset, dyn
         return t
 
+    @staticmethod
+    def over(storage, shape: tuple, dtype: DType, buffer: MemoryRegion,
+             name: str) -> "NkiTensor":
+        """The row-major tensor of `shape` over all of `storage`, from normal parts (as
+        `view_of`): what `NkiTensor(shape, dtype, storage, buffer, name)` makes."""
+        return NkiTensor.view_of(shape, dtype, storage, buffer, name, _row_major(shape), 0)
+
     # -- basic properties -------------------------------------------------
     @property
     def ndim(self) -> int:
