@@ -346,24 +346,25 @@ def resolve(tensor, indices, ranges: dict, par_axis: int = 0):
     (Axis -> (lo, hi)). Bounds are checked on the restricted ranges only. An on-chip
     view keeps 2 dims: a single remaining axis is the partition dim (`t[:, k]` is [P, 1])
     when it indexes the partition dim `par_axis`, else a free dim (`t[k, :]` is [1, F])."""
-    axes = {}
+    axes, ndim = {}, 0
     for idx in indices:
         for a in idx.terms:
             if a.position not in axes:
                 axes[a.position] = a
-    ndim = max([a.ndim for a in axes.values()] + [0])
+                ndim = max(ndim, a.ndim)
     shape = [1] * ndim
+    empty = False
     for p, a in axes.items():
-        lo, hi = ranges.get(a, (0, a.size))
+        lo, hi = ranges.get(a, (0, a.size)) if ranges else (0, a.size)
         shape[p] = hi - lo
+        empty = empty or hi <= lo
     strides = [0] * ndim
     offset = tensor.offset
-    empty = any(n <= 0 for n in shape)
     for d, idx in enumerate(indices):
         s = tensor.strides[d]
         lo = hi = start = idx.const  # the index's range, and its value at the first element
         for a, c in idx.terms.items():
-            r0, r1 = ranges.get(a, (0, a.size))
+            r0, r1 = ranges.get(a, (0, a.size)) if ranges else (0, a.size)
             v0, v1 = c * (a.start + r0), c * (a.start + r1 - 1)
             if v0 <= v1:
                 lo, hi = lo + v0, hi + v1

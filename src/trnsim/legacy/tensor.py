@@ -14,7 +14,7 @@ import numpy as np
 
 from ..machine.errors import NkiValidationError
 from ..machine.tensor import NkiTensor
-from .indexing import (Index, Predicate, grid_axes, is_plain, key_to_indices,
+from .indexing import (Axis, Index, Predicate, grid_axes, is_plain, key_to_indices,
                        partition_kept, resolve)
 
 
@@ -119,7 +119,14 @@ class LTensor(Operators):
         return self
 
     def full(self) -> "Access":
-        return self[(slice(None),) * self.ndim]
+        """`self[:, ..., :]`: every element, one fresh axis per dim."""
+        ndim = self.ndim
+        if type(self).__getitem__ is not LTensor.__getitem__:
+            return self[(slice(None),) * ndim]
+        access = Access(self, [Index.owning({Axis(n, d, ndim): 1}, 0)
+                               for d, n in enumerate(self.shape)])
+        access.advanced = False
+        return access
 
     def view_all(self) -> NkiTensor:
         """The whole tensor as a core view (blocks not allowed on chip)."""
