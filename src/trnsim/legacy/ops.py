@@ -40,7 +40,10 @@ class Grid:
         if mask is not None:
             rest = mask.restrict(self.narrowed)
             self.residual = Predicate(rest) if rest else None
-        self.pos = {p: self.span(p, n) for p, n in enumerate(self.shape)}
+        if self.narrowed:
+            self.pos = {p: self.span(p, n) for p, n in enumerate(self.shape)}
+        else:
+            self.pos = {p: (0, n) for p, n in enumerate(self.shape)}
 
     def span(self, position, size, axis=None) -> tuple[int, int]:
         """The range the mask leaves of an axis of `size` elements at grid `position`
