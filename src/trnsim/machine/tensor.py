@@ -90,6 +90,8 @@ class DynamicSlice:
 
 def _int(v) -> int:
     """An index that may be a virtual register or a 1-element value."""
+    if type(v) is int:
+        return v
     if isinstance(v, (bool, np.bool_)):
         raise NkiValidationError(f"index {v!r} is a bool, not an integer")
     if isinstance(v, (int, np.integer)):
@@ -126,6 +128,17 @@ class Indirect:
     def __repr__(self):
         name = describe(self.index) if self.index_is_tensor else repr(self.index)
         return f"Indirect({self.kind}, index={name}, scale={self.scale}, bound={self.bound})"
+
+
+_PLAIN = frozenset((int, slice))
+
+
+def _plain(key: tuple) -> bool:
+    """Whether every index of `key` is an int or a slice."""
+    for k in key:
+        if type(k) not in _PLAIN:
+            return False
+    return True
 
 
 def _is_full(k) -> bool:
@@ -257,6 +270,8 @@ class NkiTensor(NKIObject, metaclass=_ViewMeta):
     def __getitem__(self, key) -> "NkiTensor":
         if not isinstance(key, tuple):
             key = (key,)
+        if self.dyn is None and len(key) <= len(self.shape) and _plain(key):
+            return self._index_static(key + (slice(None),) * (len(self.shape) - len(key)))[0]
         n_ell = sum(1 for k in key if k is Ellipsis)
         if n_ell > 1:
             self._fail("an index can hold only one Ellipsis (...)")
@@ -278,19 +293,19 @@ class NkiTensor(NKIObject, metaclass=_ViewMeta):
             return self._index_static(key)[0]
         d = dyn[0]
         index = key[d]
-        view, where = self._index_static(key[:d] + (slice(None),) + key[d + 1:])
-        nd = where[d]
+        view, kept = self._index_static(key[:d] + (slice(None),) + key[d + 1:])
+        nd = kept.index(d) if d in kept else None
         if not view.on_chip and nd == 0 and index.size > 1:
             return view.vector_select(0, index)
         return view.select(nd, index)
 
     def _index_static(self, key):
-        """Apply a full-length key of ints, slices and nl.ds; returns the view and,
-        for each dim of self, its position in the view (None if dropped)."""
+        """Apply a full-length key of ints, slices and nl.ds; returns the view and the
+        dims of self it keeps, in order."""
         shape, strides, offset, ints = [], [], self.offset, []
         for d, k in enumerate(key):
             n, s = self.shape[d], self.strides[d]
-            if d == 0 and self._vector_indirect and not _is_full(k):
+            if d == 0 and self.dyn is not None and self._vector_indirect and not _is_full(k):
                 self._fail("dimension 0 of a vector-indirect view is selected at runtime "
                            "and cannot be indexed or sliced")
             if isinstance(k, DynamicSlice):
@@ -305,7 +320,8 @@ class NkiTensor(NKIObject, metaclass=_ViewMeta):
                 offset += start * s
             elif isinstance(k, slice):
                 step = 1 if k.step is None else _int(k.step)
-                self._check_step(d, step)
+                if step != 1:
+                    self._check_step(d, step)
                 start = 0 if k.start is None else _int(k.start)
                 stop = n if k.stop is None else _int(k.stop)
                 start += n if start < 0 else 0
@@ -325,6 +341,8 @@ class NkiTensor(NKIObject, metaclass=_ViewMeta):
                 offset += i * s
                 shape.append(1), strides.append(s)
                 ints.append(d)
+        if not ints:
+            return self._derive(shape, strides, offset), range(len(shape))
         if self.on_chip:
             drop = [d for d in ints if d != 0]
             while len(shape) - len(drop) < 2 and drop:
@@ -334,9 +352,7 @@ class NkiTensor(NKIObject, metaclass=_ViewMeta):
             if len(drop) == len(shape):
                 drop.pop()
         keep = [d for d in range(len(shape)) if d not in drop]
-        where = {d: i for i, d in enumerate(keep)}
-        view = self._derive([shape[d] for d in keep], [strides[d] for d in keep], offset)
-        return view, [where.get(d) for d in range(len(shape))]
+        return self._derive([shape[d] for d in keep], [strides[d] for d in keep], offset), keep
 
     def _check_step(self, dim: int, step: int):
         if step < 1:
