@@ -16,6 +16,7 @@ from ..machine.tensor import NkiTensor
 from ..numerics.cast import to_fp32
 from .base import Instr
 from .enums import coerce, dge_mode as DgeMode, engine as Engine, oob_mode as OobMode
+from .misc import last_instruction
 from .ops import alu
 
 _MAX_COMPUTE_SRCS = 16
@@ -338,7 +339,6 @@ def dma_compute(dst, srcs, reduce_op, scales=None, unique_indices=True,
 
 def _handle():
     """The NkiInstruction handle of the instruction just recorded (for depends_on)."""
-    from .misc import last_instruction
     return last_instruction()
 
 

@@ -17,6 +17,7 @@ import functools
 import inspect
 
 from ..machine import runtime
+from ..machine.access import describe_access
 from ..machine.errors import NkiValidationError, kernel_location
 from ..machine.tensor import NkiTensor
 from .indexing import Predicate
@@ -239,7 +240,6 @@ def psum_written(view: NkiTensor) -> bool:
     accumulation group (the compiler emits the group's first matmul with the overwrite
     flag: SDK kernels accumulate into a fresh `nl.ndarray(..., buffer=psum)` this way);
     onto written PSUM it accumulates."""
-    from ..machine.access import describe_access
     boxes = getattr(view.storage, "written_boxes", None)
     if not boxes:
         return False
