@@ -126,6 +126,7 @@ class LTensor(Operators):
         access = Access(self, [Index.owning({Axis(n, d, ndim): 1}, 0)
                                for d, n in enumerate(self.shape)])
         access.advanced = False
+        access.whole = True
         return access
 
     def view_all(self) -> NkiTensor:
@@ -187,6 +188,7 @@ class Access(Operators):
     name = property(lambda self: self.tensor.name)
 
     operand_mask = None  # `access[predicate]` (operand masking, the legacy mask docs)
+    whole = False  # made by LTensor.full: one axis per dim over all of it
 
     def __getitem__(self, key):
         if isinstance(key, Predicate):
@@ -266,6 +268,11 @@ class Access(Operators):
         (`t[...].view(nl.int32)`, the nt.tensor method), the tile reinterpreted."""
         if ranges is not None and not isinstance(ranges, dict):
             return self._as_tile().view(ranges)
+        if self.whole and not ranges and self.operand_mask is None:
+            core = self.tensor.core
+            if core.ndim > 1 or not core.on_chip:  # what `resolve` makes of it: the same
+                return NkiTensor.view_of(core.shape, core.dtype, core.storage, core.buffer,
+                                         core.name, core.strides, core.offset, core.dyn)
         ranges = self.narrow(ranges or {})
         if getattr(self, "dynamic", None) is not None:
             return _dynamic_view(self, ranges)
