@@ -121,12 +121,16 @@ class LTensor(Operators):
     def full(self) -> "Access":
         """`self[:, ..., :]`: every element, one fresh axis per dim."""
         ndim = self.ndim
-        if type(self).__getitem__ is not LTensor.__getitem__:
+        shape = self.shape
+        if type(self).__getitem__ is not LTensor.__getitem__ or len(shape) != ndim:
             return self[(slice(None),) * ndim]
         access = Access(self, [Index.owning({Axis(n, d, ndim): 1}, 0)
-                               for d, n in enumerate(self.shape)])
+                               for d, n in enumerate(shape)])
         access.advanced = False
-        access.whole = True
+        core = self.core
+        if ndim > 1 or not core.on_chip:  # (resolve_shape changes only 1-D tiles)
+            access._shape = tuple(map(int, shape))
+        access.whole = shape == core.shape
         return access
 
     def view_all(self) -> NkiTensor:
