@@ -235,7 +235,7 @@ class NkiTensor(NKIObject, metaclass=_ViewMeta):
 
     def _derive(self, shape, strides, offset=None, dtype=None, indirect="same"):
         return NkiTensor.view_of(
-            tuple(map(int, shape)), self.dtype if dtype is None else as_dtype(dtype),
+            tuple(map(int, shape)), as_dtype(dtype or self.dtype),
             self.storage, self.buffer, self.name, tuple(map(int, strides)),
             self.offset if offset is None else int(offset),
             self.dyn if indirect == "same" else indirect)
