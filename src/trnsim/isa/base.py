@@ -103,15 +103,16 @@ class Instr:
         """Check an operand is a tensor in one of `buffers` with a legal partition count."""
         if not isinstance(t, NkiTensor):
             self.fail(f"operand {role!r} must be an NKI tensor, got {type(t).__name__}")
-        if t.space not in buffers:
+        space = t.buffer.space
+        if space not in buffers:
             self.fail(f"Expected operand {role!r} of {self.opcode!r} to be in address space "
                       f"{' or '.join(repr(b) for b in buffers)}, but got a tile in "
-                      f"{t.space!r} instead ({describe(t)})")
-        if self.engine == "gpsimd" and t.space == "psum":
+                      f"{space!r} instead ({describe(t)})")
+        if self.engine == "gpsimd" and space == "psum":
             self.fail(f"operand {role!r} {describe(t)}: the GpSimd engine cannot access PSUM")
-        if t.size == 0:
+        if math.prod(t.shape) == 0:
             self.fail(f"operand {role!r} {describe(t)} is empty")
-        if t.on_chip:
+        if space != "hbm":
             pmax = self.chip.core.partitions
             if t.shape[0] > pmax:
                 self.fail(f"{role} partition dimension {t.shape[0]} exceeds maximum {pmax} "

@@ -9,6 +9,8 @@ out of bounds are not transferred: their destination keeps its old contents.
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from ..machine.errors import UnsupportedError, describe
@@ -16,13 +18,16 @@ from ..machine.tensor import NkiTensor
 from ..numerics.cast import to_fp32
 from .base import Instr
 from .enums import coerce, dge_mode as DgeMode, engine as Engine, oob_mode as OobMode
+from .misc import last_instruction
 from .ops import alu
 
 _MAX_COMPUTE_SRCS = 16
+_DGE_MODES = {m.value: m for m in DgeMode}  # by value, without the Enum call
 # the permutations dma_transpose supports, by rank
 _TRANSPOSE_AXES = {2: (1, 0), 3: (2, 1, 0), 4: (3, 1, 2, 0)}
 
 
+@functools.lru_cache(maxsize=None)
 def _queue_name(engine, dge) -> str:
     """The DMA queue a transfer is issued on, named as the profiler names them."""
     e = getattr(engine, "value", str(engine))
@@ -116,7 +121,7 @@ def _record(ins: Instr, dst, srcs, dge: str, oob, name, *, engine=Engine.unknown
         bytes=dst.size * dst.dtype.itemsize,
         src_bytes=sum(t.size * t.dtype.itemsize for t in srcs),
         elements=dst.size, oob_mode=oob.value, name=name)
-    ins.queue = _queue_name(engine, DgeMode(dge))
+    ins.queue = _queue_name(engine, _DGE_MODES[dge])
 
 
 def _read_src(ins: Instr, role, t: NkiTensor, skip: bool):
@@ -338,7 +343,6 @@ def dma_compute(dst, srcs, reduce_op, scales=None, unique_indices=True,
 
 def _handle():
     """The NkiInstruction handle of the instruction just recorded (for depends_on)."""
-    from .misc import last_instruction
     return last_instruction()
 
 

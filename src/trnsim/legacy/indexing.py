@@ -19,7 +19,7 @@ import operator
 import numpy as np
 
 from ..machine.errors import NkiValidationError, OutOfBoundsError
-from ..machine.tensor import DynamicSlice
+from ..machine.tensor import DynamicSlice, NkiTensor
 
 _ids = itertools.count()
 
@@ -52,6 +52,13 @@ class Index:
     def __init__(self, terms: dict | None = None, const: int = 0):
         self.terms = dict(terms or {})  # Axis -> coefficient
         self.const = const
+
+    @staticmethod
+    def owning(terms: dict, const: int) -> "Index":
+        """An Index that takes `terms` (a dict nothing else holds) without copying it."""
+        idx = object.__new__(Index)
+        idx.terms, idx.const = terms, const
+        return idx
 
     @staticmethod
     def of(x) -> "Index":
@@ -266,29 +273,34 @@ def key_to_indices(key, shape) -> list[Index]:
     expressions (advanced: every dim indexed by an int or an expression)."""
     key = key if isinstance(key, tuple) else (key,)
     ndim = len(shape)
-    if any(k is Ellipsis for k in key):
+    plain = is_plain(key)
+    if not plain and any(k is Ellipsis for k in key):
         i = key.index(Ellipsis)
         key = key[:i] + (slice(None),) * (ndim - len(key) + 1) + key[i + 1:]
     if len(key) > ndim:
         raise NkiValidationError(f"too many indices ({len(key)}) for a {ndim}-D tensor")
-    for k in key:
-        if isinstance(k, Arange):
-            k._one_d()
-    advanced = any(isinstance(k, Index) and k.terms for k in key)
-    if advanced:
-        if len(key) < ndim or any(isinstance(k, (slice, DynamicSlice)) for k in key):
-            raise NkiValidationError(
-                "mixing basic indexing (slices, nl.ds, omitted dims) with advanced indexing "
-                "(nl.arange / nl.mgrid) in one access is not supported; index every "
-                "dimension with an integer or an arange expression")
-        return [Index.of(k) for k in key]
+    if not plain:
+        for k in key:
+            if isinstance(k, Arange):
+                k._one_d()
+        if any(isinstance(k, Index) and k.terms for k in key):  # advanced
+            if len(key) < ndim or any(isinstance(k, (slice, DynamicSlice)) for k in key):
+                raise NkiValidationError(
+                    "mixing basic indexing (slices, nl.ds, omitted dims) with advanced "
+                    "indexing (nl.arange / nl.mgrid) in one access is not supported; index "
+                    "every dimension with an integer or an arange expression")
+            return [Index.of(k) for k in key]
     key = key + (slice(None),) * (ndim - len(key))
-    total = sum(isinstance(k, (slice, DynamicSlice)) for k in key)
+    total = 0
+    for k in key:
+        if isinstance(k, (slice, DynamicSlice)):
+            total += 1
     out, pos = [], 0
     for d, k in enumerate(key):
-        if isinstance(k, DynamicSlice):
-            start, size, step = Index.of(k.start).const, int(k.size), int(k.step)
-        elif isinstance(k, slice):
+        if type(k) is int:
+            out.append(Index.owning({}, k))
+            continue
+        if isinstance(k, slice):
             step = 1 if k.step is None else int(k.step)
             if step < 1:
                 raise NkiValidationError(f"slice step {step}: only positive steps")
@@ -297,12 +309,26 @@ def key_to_indices(key, shape) -> list[Index]:
             start += shape[d] if start < 0 else 0
             stop += shape[d] if stop < 0 else 0
             size = len(range(start, stop, step))
+        elif isinstance(k, DynamicSlice):
+            start, size, step = Index.of(k.start).const, int(k.size), int(k.step)
         else:
             out.append(Index.of(k))
             continue
-        out.append(Index({Axis(size, pos, total): step}, start))
+        out.append(Index.owning({Axis(size, pos, total): step}, start))
         pos += 1
     return out
+
+
+_PLAIN = frozenset((int, slice))
+
+
+def is_plain(key: tuple) -> bool:
+    """Whether every index of `key` is an int or a slice (no Ellipsis, bool, arange,
+    index expression, nl.ds or tile)."""
+    for k in key:
+        if type(k) not in _PLAIN:
+            return False
+    return True
 
 
 def grid_axes(indices) -> list[Axis]:
@@ -320,36 +346,45 @@ def resolve(tensor, indices, ranges: dict, par_axis: int = 0):
     (Axis -> (lo, hi)). Bounds are checked on the restricted ranges only. An on-chip
     view keeps 2 dims: a single remaining axis is the partition dim (`t[:, k]` is [P, 1])
     when it indexes the partition dim `par_axis`, else a free dim (`t[k, :]` is [1, F])."""
-    from ..machine.tensor import NkiTensor
-    axes = {}
+    axes, ndim = {}, 0
     for idx in indices:
         for a in idx.terms:
-            axes.setdefault(a.position, a)
-    ndim = max([a.ndim for a in axes.values()] + [0])
-    span = {p: ranges.get(a, (0, a.size)) for p, a in axes.items()}
-    shape = [span[p][1] - span[p][0] if p in span else 1 for p in range(ndim)]
+            if a.position not in axes:
+                axes[a.position] = a
+                ndim = max(ndim, a.ndim)
+    shape = [1] * ndim
+    empty = False
+    for p, a in axes.items():
+        lo, hi = ranges.get(a, (0, a.size)) if ranges else (0, a.size)
+        shape[p] = hi - lo
+        empty = empty or hi <= lo
     strides = [0] * ndim
     offset = tensor.offset
-    empty = any(n <= 0 for n in shape)
     for d, idx in enumerate(indices):
-        lo, hi = idx.bounds(ranges)
+        s = tensor.strides[d]
+        lo = hi = start = idx.const  # the index's range, and its value at the first element
+        for a, c in idx.terms.items():
+            r0, r1 = ranges.get(a, (0, a.size)) if ranges else (0, a.size)
+            v0, v1 = c * (a.start + r0), c * (a.start + r1 - 1)
+            if v0 <= v1:
+                lo, hi = lo + v0, hi + v1
+            else:
+                lo, hi = lo + v1, hi + v0
+            start += v0
+            strides[a.position] += s * c
         if not empty and (lo < 0 or hi >= tensor.shape[d]):
             raise OutOfBoundsError(
                 f"Out-of-bound access for tensor {tensor.name or '<unnamed>'} on dimension "
                 f"{d}: index range [{lo}, {hi}] exceed dimension size of {tensor.shape[d]}")
-        s = tensor.strides[d]
-        offset += s * idx.const
-        for a, c in idx.terms.items():
-            offset += s * c * (a.start + ranges.get(a, (0, a.size))[0])
-            strides[a.position] += s * c
+        offset += s * start
     if tensor.on_chip and ndim == 1 and partition_kept(indices, par_axis):
         shape, strides = shape + [1], strides + [1]
     elif tensor.on_chip and ndim < 2:
         shape, strides = [1] * (2 - ndim) + shape, [tensor.row_elems] * (2 - ndim) + strides
     elif ndim == 0:
         shape, strides = [1], [1]
-    return NkiTensor(tuple(shape), tensor.dtype, tensor.storage, tensor.buffer, tensor.name,
-                     strides=tuple(strides), offset=offset, indirect=tensor.dyn)
+    return NkiTensor.view_of(tuple(shape), tensor.dtype, tensor.storage, tensor.buffer,
+                             tensor.name, tuple(strides), offset, tensor.dyn)
 
 
 def partition_kept(indices, par_axis: int = 0) -> bool:

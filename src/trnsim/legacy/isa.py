@@ -32,7 +32,7 @@ from ..machine.tensor import NkiTensor
 from ..numerics.dtypes import as_dtype, uint32
 from .indexing import Index, Predicate
 from .language import as_access, psum, sbuf
-from .ops import Grid, Pending, flush, result_op, run_masked
+from .ops import Grid, Pending, flush, psum_written, result_op, run_masked
 from .tensor import Access, LTensor, as_predicate
 
 
@@ -355,7 +355,6 @@ def _matmul(dst, accumulate=False, **kwargs):
     """nc_matmul into dst; a result assigned (`=` or `+=`) to a tile outside PSUM goes
     through a PSUM tile and a tensor_copy (or a tensor_tensor add)."""
     if dst.space == "psum":
-        from .ops import psum_written
         acc = {"accumulate": psum_written(dst)} if accumulate else {}
         core.nc_matmul(dst=dst, **acc, **kwargs)
         return

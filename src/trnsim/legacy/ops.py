@@ -17,6 +17,7 @@ import functools
 import inspect
 
 from ..machine import runtime
+from ..machine.access import describe_access
 from ..machine.errors import NkiValidationError, kernel_location
 from ..machine.tensor import NkiTensor
 from .indexing import Predicate
@@ -40,7 +41,10 @@ class Grid:
         if mask is not None:
             rest = mask.restrict(self.narrowed)
             self.residual = Predicate(rest) if rest else None
-        self.pos = {p: self.span(p, n) for p, n in enumerate(self.shape)}
+        if self.narrowed:
+            self.pos = {p: self.span(p, n) for p, n in enumerate(self.shape)}
+        else:
+            self.pos = {p: (0, n) for p, n in enumerate(self.shape)}
 
     def span(self, position, size, axis=None) -> tuple[int, int]:
         """The range the mask leaves of an axis of `size` elements at grid `position`
@@ -62,12 +66,16 @@ class Grid:
         if isinstance(x, Pending):
             x = x.tile
         if isinstance(x, Access):
+            if not self.narrowed:  # no mask: every axis whole, what views take by default
+                return x.view({})
             ranges = {a: self.span(a.position, a.size, a)
                       for idx in x.indices for a in idx.terms}
             return x.view(ranges)
         if isinstance(x, LTensor):
             x = x.view_all()
         if isinstance(x, NkiTensor):
+            if not self.narrowed:
+                return x
             key = tuple(slice(*self.span(d, n)) for d, n in enumerate(x.shape))
             return x[key] if any(k != slice(0, n) for k, n in zip(key, x.shape)) else x
         return x
@@ -232,7 +240,6 @@ def psum_written(view: NkiTensor) -> bool:
     accumulation group (the compiler emits the group's first matmul with the overwrite
     flag: SDK kernels accumulate into a fresh `nl.ndarray(..., buffer=psum)` this way);
     onto written PSUM it accumulates."""
-    from ..machine.access import describe_access
     boxes = getattr(view.storage, "written_boxes", None)
     if not boxes:
         return False

@@ -14,8 +14,8 @@ import numpy as np
 
 from ..machine.errors import NkiValidationError
 from ..machine.tensor import NkiTensor
-from .indexing import (Index, Predicate, grid_axes, key_to_indices, partition_kept,
-                       resolve)
+from .indexing import (Axis, Index, Predicate, grid_axes, is_plain, key_to_indices,
+                       partition_kept, resolve)
 
 
 class par_dim:
@@ -91,6 +91,10 @@ class LTensor(Operators):
     def __getitem__(self, key) -> "Access":
         if isinstance(key, Predicate):  # operand masking: `t[i_f < 64]`
             return self.full()[key]
+        if type(key) is tuple and is_plain(key):  # no runtime, indirect or advanced index
+            access = Access(self, key_to_indices(key, self.shape))
+            access.advanced = False
+            return access
         key, dynamic = _dynamic_key(key, self.shape)
         key, indirect, indirect_dim = _indirect_key(key)
         access = Access(self, key_to_indices(key, self.shape), indirect, indirect_dim)
@@ -115,7 +119,19 @@ class LTensor(Operators):
         return self
 
     def full(self) -> "Access":
-        return self[(slice(None),) * self.ndim]
+        """`self[:, ..., :]`: every element, one fresh axis per dim."""
+        ndim = self.ndim
+        shape = self.shape
+        if type(self).__getitem__ is not LTensor.__getitem__ or len(shape) != ndim:
+            return self[(slice(None),) * ndim]
+        access = Access(self, [Index.owning({Axis(n, d, ndim): 1}, 0)
+                               for d, n in enumerate(shape)])
+        access.advanced = False
+        core = self.core
+        if ndim > 1 or not core.on_chip:  # (resolve_shape changes only 1-D tiles)
+            access._shape = tuple(map(int, shape))
+        access.whole = shape == core.shape
+        return access
 
     def view_all(self) -> NkiTensor:
         """The whole tensor as a core view (blocks not allowed on chip)."""
@@ -162,15 +178,21 @@ class Access(Operators):
     def axes(self):
         return grid_axes(self.indices)
 
+    _shape = None
+
     @property
     def shape(self) -> tuple:
-        return resolve_shape(self)
+        """The access's shape (computed once: its tensor and indices do not change)."""
+        if self._shape is None:
+            self._shape = resolve_shape(self)
+        return self._shape
 
     dtype = property(lambda self: self.tensor.dtype)
     buffer = property(lambda self: self.tensor.buffer)
     name = property(lambda self: self.tensor.name)
 
     operand_mask = None  # `access[predicate]` (operand masking, the legacy mask docs)
+    whole = False  # made by LTensor.full: one axis per dim over all of it
 
     def __getitem__(self, key):
         if isinstance(key, Predicate):
@@ -250,6 +272,11 @@ class Access(Operators):
         (`t[...].view(nl.int32)`, the nt.tensor method), the tile reinterpreted."""
         if ranges is not None and not isinstance(ranges, dict):
             return self._as_tile().view(ranges)
+        if self.whole and not ranges and self.operand_mask is None:
+            core = self.tensor.core
+            if core.ndim > 1 or not core.on_chip:  # what `resolve` makes of it: the same
+                return NkiTensor.view_of(core.shape, core.dtype, core.storage, core.buffer,
+                                         core.name, core.strides, core.offset, core.dyn)
         ranges = self.narrow(ranges or {})
         if getattr(self, "dynamic", None) is not None:
             return _dynamic_view(self, ranges)
@@ -339,11 +366,17 @@ def _dynamic_view(access: Access, ranges: dict) -> NkiTensor:
 
 
 def resolve_shape(access: Access) -> tuple:
-    axes = access.axes
-    ndim = max([a.ndim for a in axes] + [0])
+    """The shape of `access`: the size of the first axis at each grid position (as
+    `grid_axes`), kept at least 2-D on chip."""
+    sizes, ndim = {}, 0
+    for idx in access.indices:
+        for a in idx.terms:
+            if a.position not in sizes:
+                sizes[a.position] = a.size
+                ndim = max(ndim, a.ndim)
     shape = [1] * ndim
-    for a in axes:
-        shape[a.position] = a.size
+    for p, n in sizes.items():
+        shape[p] = n
     if access.tensor.core.on_chip and ndim == 1 and partition_kept(access.indices,
                                                                     access.tensor.par_axis):
         shape = shape + [1]

@@ -410,6 +410,31 @@ def _contiguous_run(a: np.ndarray) -> int:
 
 
 def describe_access(t: NkiTensor, role: str, mode: str) -> Access:
+    """The record's description of an access of `t` in `role` and `mode` ('r'/'w'),
+    after the first-touch effects on its storage (a lazy fill, the PSUM boxes written).
+    Kept on the view for its current placement: loops read the same tiles again."""
+    st = t.storage
+    place = (role, mode, t.shape, t.strides, t.offset, t.dtype, t.name, t.dyn is None,
+             st.space, st.core, st.address, st.partition, st.partitions, st.row_bytes,
+             st.alloc)
+    hit = t.__dict__.get("_described")
+    if hit is not None and hit[0] == place:
+        a = hit[1]
+    else:
+        a = _describe(t, role, mode)
+        t.__dict__["_described"] = (place, a)
+    if st.lazy_fill is not None:  # fill the blocks this access is the first to touch
+        st.lazy_fill(a.lo - st.address, a.hi - st.address)
+    if mode == "w" and st.space == "psum":  # boxes written (legacy `psum += matmul`)
+        boxes = st.__dict__.setdefault("written_boxes", set())
+        box = (a.p_lo, a.p_hi, a.lo, a.hi)
+        if box not in boxes:
+            boxes.add(box)
+            _note_untracked_change(st.alloc)
+    return a
+
+
+def _describe(t: NkiTensor, role: str, mode: str) -> Access:
     st, isz = t.storage, t.dtype.itemsize
     shape, strides, offset = t.shape, t.strides, t.offset
     on_chip = st.on_chip
@@ -455,13 +480,6 @@ def describe_access(t: NkiTensor, role: str, mode: str) -> Access:
             lo, hi = st.address + offset * isz, st.address + (offset + span + 1) * isz
         else:
             lo, hi = st.address, st.address + st.row_bytes
-    if st.lazy_fill is not None:  # fill the blocks this access is the first to touch
-        st.lazy_fill(lo - st.address, hi - st.address)
-    if mode == "w" and st.space == "psum":  # boxes written (legacy `psum += matmul`)
-        boxes = st.__dict__.setdefault("written_boxes", set())
-        if (p_lo, p_hi, lo, hi) not in boxes:
-            boxes.add((p_lo, p_hi, lo, hi))
-            _note_untracked_change(st.alloc)
     return _new_access(Access, (
         role, mode, st.space, st.core, t.name, str(t.dtype), shape,
         tuple(zip(strides, shape)), offset, p_lo, p_hi, lo, hi, elems_pp, size * isz,

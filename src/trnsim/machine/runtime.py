@@ -105,8 +105,8 @@ class Run:
         `declared_shape` the shape the kernel declared, where it differs (block dims)."""
         dtype = as_dtype(dtype)
         region = as_region(buffer)
-        shape = tuple(int(s) for s in (shape if isinstance(shape, (tuple, list)) else (shape,)))
-        if any(s <= 0 for s in shape):
+        shape = tuple(map(int, shape if isinstance(shape, (tuple, list)) else (shape,)))
+        if min(shape, default=1) <= 0:
             raise NkiValidationError(f"tensor {name!r} shape {shape}: sizes must be positive",
                                      op="ndarray")
         core = current_core()
@@ -160,7 +160,7 @@ class Run:
         self.program.allocations[st.alloc] = Allocation(
             st.alloc, region.space, core.id, name, desc, str(dtype), site, st.address,
             row_bytes, block_bytes, p0, shape[0], address is not None, len(self.program))
-        return NkiTensor(shape, dtype, st, region, name)
+        return NkiTensor.over(st, shape, dtype, region, name)
 
     def hbm_tensor(self, buf: np.ndarray | None, shape, dtype: DType, region, name,
                    site=None, initialized=False) -> NkiTensor:

@@ -90,6 +90,8 @@ class DynamicSlice:
 
 def _int(v) -> int:
     """An index that may be a virtual register or a 1-element value."""
+    if type(v) is int:
+        return v
     if isinstance(v, (bool, np.bool_)):
         raise NkiValidationError(f"index {v!r} is a bool, not an integer")
     if isinstance(v, (int, np.integer)):
@@ -128,6 +130,17 @@ class Indirect:
         return f"Indirect({self.kind}, index={name}, scale={self.scale}, bound={self.bound})"
 
 
+_PLAIN = frozenset((int, slice))
+
+
+def _plain(key: tuple) -> bool:
+    """Whether every index of `key` is an int or a slice."""
+    for k in key:
+        if type(k) not in _PLAIN:
+            return False
+    return True
+
+
 def _is_full(k) -> bool:
     return isinstance(k, slice) and k.start is None and k.stop is None and k.step in (None, 1)
 
@@ -158,6 +171,24 @@ class NkiTensor(NKIObject, metaclass=_ViewMeta):
         self.strides = _row_major(self.shape)
         self.offset = 0
         self.dyn: Indirect | None = None
+
+    @staticmethod
+    def view_of(shape: tuple, dtype: DType, storage, buffer: MemoryRegion, name: str,
+                strides: tuple, offset: int, dyn: "Indirect | None" = None) -> "NkiTensor":
+        """The view with these parts, already normal (tuples of ints, a DType, a
+        MemoryRegion): what the constructor makes of them, without its conversions."""
+        t = object.__new__(NkiTensor)
+        t.shape, t.dtype, t.storage, t.buffer = shape, dtype, storage, buffer
+        t.name = name or (storage.name if storage is not None else "")
+        t.strides, t.offset, t.dyn = strides, offset, dyn
+        return t
+
+    @staticmethod
+    def over(storage, shape: tuple, dtype: DType, buffer: MemoryRegion,
+             name: str) -> "NkiTensor":
+        """The row-major tensor of `shape` over all of `storage`, from normal parts (as
+        `view_of`): what `NkiTensor(shape, dtype, storage, buffer, name)` makes."""
+        return NkiTensor.view_of(shape, dtype, storage, buffer, name, _row_major(shape), 0)
 
     # -- basic properties -------------------------------------------------
     @property
@@ -203,9 +234,11 @@ class NkiTensor(NKIObject, metaclass=_ViewMeta):
         return bool(np.all(read_raw(self) != 0))
 
     def _derive(self, shape, strides, offset=None, dtype=None, indirect="same"):
-        return NkiTensor(shape, dtype or self.dtype, self.storage, self.buffer, self.name,
-                         strides=strides, offset=self.offset if offset is None else offset,
-                         indirect=self.dyn if indirect == "same" else indirect)
+        return NkiTensor.view_of(
+            tuple(map(int, shape)), as_dtype(dtype or self.dtype),
+            self.storage, self.buffer, self.name, tuple(map(int, strides)),
+            self.offset if offset is None else int(offset),
+            self.dyn if indirect == "same" else indirect)
 
     def _fail(self, msg: str, cls=NkiValidationError):
         raise cls(f"{msg} (tensor {describe(self)})")
@@ -237,6 +270,8 @@ class NkiTensor(NKIObject, metaclass=_ViewMeta):
     def __getitem__(self, key) -> "NkiTensor":
         if not isinstance(key, tuple):
             key = (key,)
+        if self.dyn is None and len(key) <= len(self.shape) and _plain(key):
+            return self._index_static(key + (slice(None),) * (len(self.shape) - len(key)))[0]
         n_ell = sum(1 for k in key if k is Ellipsis)
         if n_ell > 1:
             self._fail("an index can hold only one Ellipsis (...)")
@@ -258,19 +293,19 @@ class NkiTensor(NKIObject, metaclass=_ViewMeta):
             return self._index_static(key)[0]
         d = dyn[0]
         index = key[d]
-        view, where = self._index_static(key[:d] + (slice(None),) + key[d + 1:])
-        nd = where[d]
+        view, kept = self._index_static(key[:d] + (slice(None),) + key[d + 1:])
+        nd = kept.index(d) if d in kept else None
         if not view.on_chip and nd == 0 and index.size > 1:
             return view.vector_select(0, index)
         return view.select(nd, index)
 
     def _index_static(self, key):
-        """Apply a full-length key of ints, slices and nl.ds; returns the view and,
-        for each dim of self, its position in the view (None if dropped)."""
+        """Apply a full-length key of ints, slices and nl.ds; returns the view and the
+        dims of self it keeps, in order."""
         shape, strides, offset, ints = [], [], self.offset, []
         for d, k in enumerate(key):
             n, s = self.shape[d], self.strides[d]
-            if d == 0 and self._vector_indirect and not _is_full(k):
+            if d == 0 and self.dyn is not None and self._vector_indirect and not _is_full(k):
                 self._fail("dimension 0 of a vector-indirect view is selected at runtime "
                            "and cannot be indexed or sliced")
             if isinstance(k, DynamicSlice):
@@ -285,7 +320,8 @@ class NkiTensor(NKIObject, metaclass=_ViewMeta):
                 offset += start * s
             elif isinstance(k, slice):
                 step = 1 if k.step is None else _int(k.step)
-                self._check_step(d, step)
+                if step != 1:
+                    self._check_step(d, step)
                 start = 0 if k.start is None else _int(k.start)
                 stop = n if k.stop is None else _int(k.stop)
                 start += n if start < 0 else 0
@@ -305,6 +341,8 @@ class NkiTensor(NKIObject, metaclass=_ViewMeta):
                 offset += i * s
                 shape.append(1), strides.append(s)
                 ints.append(d)
+        if not ints:
+            return self._derive(shape, strides, offset), range(len(shape))
         if self.on_chip:
             drop = [d for d in ints if d != 0]
             while len(shape) - len(drop) < 2 and drop:
@@ -314,9 +352,7 @@ class NkiTensor(NKIObject, metaclass=_ViewMeta):
             if len(drop) == len(shape):
                 drop.pop()
         keep = [d for d in range(len(shape)) if d not in drop]
-        where = {d: i for i, d in enumerate(keep)}
-        view = self._derive([shape[d] for d in keep], [strides[d] for d in keep], offset)
-        return view, [where.get(d) for d in range(len(shape))]
+        return self._derive([shape[d] for d in keep], [strides[d] for d in keep], offset), keep
 
     def _check_step(self, dim: int, step: int):
         if step < 1:

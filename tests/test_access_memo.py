@@ -1,0 +1,42 @@
+"""describe_access keeps its last description on the view (machine/access.py): it must
+describe the view as it is now, whatever changed since the description it kept."""
+import numpy as np
+
+import trnsim
+import trnsim.nki.language as nl
+from trnsim.machine.access import _describe, describe_access
+from trnsim.machine.tensor import Indirect
+
+
+def _in_kernel(fn):
+    box = {}
+
+    def kernel(x):
+        box["r"] = fn(x)
+    trnsim.run_kernel(kernel, (np.zeros((128, 64), np.float32),), numerics=False)
+    return box["r"]
+
+
+def test_a_view_described_again_is_described_as_it_is_now():
+    def body(x):
+        t = nl.ndarray((128, 64), nl.float32, buffer=nl.sbuf)
+        v = t[:, 8:16]
+        first = describe_access(v, "data", "r")
+        assert describe_access(v, "data", "r") is first  # nothing changed: kept
+        seen = [first]
+        v.storage.address += 512  # its storage placed elsewhere
+        seen.append(describe_access(v, "data", "r"))
+        v.offset += 1  # the view itself changed
+        seen.append(describe_access(v, "data", "r"))
+        v.dyn = Indirect(0, 1, "scalar", 1, 8)  # made indirect
+        seen.append(describe_access(v, "data", "r"))
+        seen.append(describe_access(v, "dst", "w"))  # another role and mode
+        return seen, v
+
+    seen, v = _in_kernel(body)
+    first, moved, shifted, indirect, other_role = seen
+    assert (moved.lo, moved.hi) == (first.lo + 512, first.hi + 512)
+    assert (shifted.offset, shifted.lo) == (moved.offset + 1, moved.lo + 4)
+    assert indirect.indirect and not shifted.indirect
+    assert indirect == _describe(v, "data", "r")  # what a description from scratch says
+    assert other_role == _describe(v, "dst", "w")
