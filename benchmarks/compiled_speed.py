@@ -166,6 +166,31 @@ def _compiler_stages(raw, reps, laps) -> tuple:
     return allocated, edges, issue, whole
 
 
+@contextlib.contextmanager
+def _fallbacks(fell: set):
+    """Notes in `fell` each compiled pass that declined the program (the Python pass
+    then ran in its place)."""
+    from trnsim.compiler import compiled_allocation as ca
+    from trnsim.compiler import compiled_schedule as csch
+    from trnsim.compiler import schedule as cs
+    real = (ca.allocate_compiled, csch.issue_order, cs._ListScheduler._compiled_dependencies)
+
+    def watch(f, what):
+        def g(*a):
+            out = f(*a)
+            if out is None:
+                fell.add(what)
+            return out
+        return g
+    ca.allocate_compiled = watch(real[0], "allocation")
+    csch.issue_order = watch(real[1], "issue loop")
+    cs._ListScheduler._compiled_dependencies = watch(real[2], "list dependency pass")
+    try:
+        yield
+    finally:
+        ca.allocate_compiled, csch.issue_order, cs._ListScheduler._compiled_dependencies = real
+
+
 def _timing_stages(program, chip, reps, laps, compiled: bool):
     """The timing scheduler's stages one way; its Timeline."""
     from trnsim.machine.gc_pause import gc_paused
@@ -220,14 +245,21 @@ def measure(go, reps: int = 3) -> dict:
 
     from .scheduler_oracle import _issue_rec, _program_digest, _timeline_rec
 
+    from trnsim.timing.columns import supported
+    from trnsim.timing.scheduler import _Scheduler
+
     raw, chip = recorded(go)
     chip = load_chip(chip)
-    out, got = {}, {}
+    out, got, fell = {}, {}, set()
     for name, flag in (("python", "0"), ("compiled", "1")):
         laps = _Laps()
-        with compiled_mode(flag):
+        with compiled_mode(flag), (_fallbacks(fell) if flag == "1" else
+                                   contextlib.nullcontext()):
             allocated, edges, issue, whole = _compiler_stages(raw, reps, laps)
-            tl = _timing_stages(allocated, chip, reps, laps, flag == "1")
+            if flag == "1" and not supported(_Scheduler(allocated, chip, issue, {})):
+                fell.add("timing scheduler")
+            tl = _timing_stages(allocated, chip, reps, laps, flag == "1"
+                                and "timing scheduler" not in fell)
         out[name] = laps.best
         got[name] = (allocated, edges, issue, whole, tl)
     (pa, pe, pi, pw, pt), (ca, ce, ci, cw, ct) = got["python"], got["compiled"]
@@ -236,7 +268,8 @@ def measure(go, reps: int = 3) -> dict:
             "issue order": _issue_rec(pi) == _issue_rec(ci),
             "compiled record": _program_digest(pw) == _program_digest(cw),
             "timeline": _timeline_rec(pt) == _timeline_rec(ct)}
-    return {"instructions": len(allocated.instructions), **out, "same": same}
+    return {"instructions": len(allocated.instructions), **out, "same": same,
+            "python_in_compiled": sorted(fell)}
 
 
 def _same_allocation(a, b) -> bool:
@@ -287,7 +320,10 @@ def _small_profiles():
 def load_compiled() -> float:
     """Loads numba's compiled code for the compiled paths (compiles it where its cache
     is cold) by profiling small kernels with TRNSIM_COMPILED=1, so that figures taken
-    after it are not the first profile's; the CPU seconds that took."""
+    after it are not the first profile's; the CPU seconds that took (0: no numba)."""
+    from trnsim.machine import compiled
+    if not compiled.numba_available():
+        return 0.0
     c = time.process_time()
     with compiled_mode("1"):
         _small_profiles()
@@ -347,6 +383,9 @@ def render(rows: list[dict]) -> str:
         verdict = ("identical both ways: " + ", ".join(same)) if all(same.values()) else \
             "DIFFERENT: " + ", ".join(k for k, ok in same.items() if not ok)
         head = f"{'stage (us per instruction)':46} {'Python':>8} {'compiled':>9} {'x':>6}"
+        if r.get("python_in_compiled"):
+            verdict += ("; the Python pass ran in the compiled column for: "
+                        + ", ".join(r["python_in_compiled"]))
         lines = [f"{r['kernel']}: {n:,} instructions; {verdict}", head, "-" * len(head)]
         for key, label in STAGES:
             a, b = py.get(key), co.get(key)
