@@ -37,8 +37,9 @@ def _met(ok) -> str:
     return "yes" if ok else "**no**"
 
 
-def _configuration(stages) -> str:
-    """What the rate rows measured: the default configuration, and what it ran."""
+def _configuration(sizes) -> str:
+    """What the rate rows measured (programs of `sizes` instructions): the default
+    configuration, and what it ran."""
     from trnsim.machine import compiled
     if not compiled.numba_available():
         return ("Rates are of the default configuration, which here is the Python passes "
@@ -48,8 +49,11 @@ def _configuration(stages) -> str:
     return ("Rates are of the default configuration: the compiled paths "
             "(`trnsim/machine/compiled.py`: allocation, list scheduler, dependency maps and "
             f"timing core in numba {numba.__version__}) for programs of "
-            f"{compiled.MIN_INSTRUCTIONS:,} instructions or more, which every rate row's "
-            "are, the Python passes below that; numba's compiled code loaded before "
+            f"{compiled.MIN_INSTRUCTIONS:,} instructions or more"
+            + (", which every rate row's programs have" if min(sizes, default=0)
+               >= compiled.MIN_INSTRUCTIONS else
+               ", the Python passes below (some rate rows' programs)")
+            + "; numba's compiled code loaded before "
             "anything is timed (what compiling and loading it cost: the last row). The "
             "Python passes alone (`TRNSIM_COMPILED=0`): the stage tables below.")
 
@@ -85,7 +89,7 @@ def speed_section(res: dict, trn1: dict) -> list[str]:
     num = _rows(res, "numerics_speed")
     mem = _rows(res, "memory")
     prev = previous_figures()
-    rows = []
+    rows, sizes = [], []
 
     def row(target, goal, now, then, met):
         rows.append(f"| {target} | {goal} | {now} | {prev.get(_target_key(target), '-')} | "
@@ -95,6 +99,7 @@ def speed_section(res: dict, trn1: dict) -> list[str]:
         n = sum(r["instructions"] for r in cal)
         cpu = sum(r["sim_cpu"] + r["sched_cpu"] for r in cal)
         sch = sum(r["sched_cpu"] for r in cal)
+        sizes += [r["instructions"] for r in cal]
         row(f"Timing-only profile, matmul tutorial steps (trn1, {n:,} instructions)",
             ">= 1,000,000/s", f"{n / cpu:,.0f}/s", THEN["loop"], _met(n / cpu >= 1e6))
         row("Full Trn1 tutorial calibration profiled", "< 5 CPU-s", f"{cpu:,.1f} CPU-s",
@@ -104,6 +109,7 @@ def speed_section(res: dict, trn1: dict) -> list[str]:
     strided = next((r for r in stages if "strided" in r["kernel"]), None)
     if strided:
         n = strided["instructions"]
+        sizes.append(n)
         whole = n / (strided["record_s"] + strided["compile_s"] + strided["schedule_s"])
         row(f"Timing-only profile, generated strided-store kernel ({n:,} instructions)",
             ">= 200,000/s", f"{whole:,.0f}/s", THEN["strided"], _met(whole >= 2e5))
@@ -132,7 +138,7 @@ def speed_section(res: dict, trn1: dict) -> list[str]:
          "CPU time (process time; the machine is shared, so ratios from one run are what "
          "to read). Timing only = numerics off: the record, the compiler model and the "
          "timeline. Peak RSS ratios count what the run added to the interpreter and its "
-         "imports (the baseline column below). " + _configuration(stages) + " Before: the "
+         "imports (the baseline column below). " + _configuration(sizes) + " Before: the "
          "previous `make bench`'s figures.", "",
          "| Target | Goal | Now | Before | The issue measured | Met |",
          "|---|---:|---:|---:|---:|:---:|", *rows, ""]
