@@ -200,6 +200,6 @@ def _why_missed(stages, mem) -> list[str]:
         span = f"{min(per):,.0f}" + (f"-{max(per):,.0f}" if len(per) > 1 else "")
         text += (" Where a timing-only run misses its memory target, it is for the same "
                  f"reason: beyond the inputs, it holds {span} bytes per instruction (the "
-                 "record, the compiler model's placements, and what Python's allocator "
-                 "cannot give back between them).")
+                 "record, the compiler model's placements, the compiled paths' columns, and "
+                 "what Python's allocator cannot give back between them).")
     return [text, ""]
