@@ -22,6 +22,8 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 
+from .speed import CASES, environment  # noqa: E402
+
 # (stage, label); a stage only one way is "-" the other way
 STAGES = (
     ("hoist", "compiler model: hoist (no compiled form)"),
@@ -45,19 +47,10 @@ NOTE = ("Python dependency maps: `_Scheduler._collect` alone (the run does it to
         "to the best of the whole).")
 
 
-@contextlib.contextmanager
 def compiled_mode(flag: str):
     """TRNSIM_COMPILED set to `flag` ("0" or "1") while the block runs."""
     from trnsim.machine import compiled
-    old = os.environ.get(compiled.ENV)
-    os.environ[compiled.ENV] = flag
-    try:
-        yield
-    finally:
-        if old is None:
-            del os.environ[compiled.ENV]
-        else:
-            os.environ[compiled.ENV] = old
+    return environment(compiled.ENV, flag)
 
 
 class _Laps:
@@ -369,7 +362,6 @@ def render_compile_cost(c: dict) -> str:
 
 
 def job_compiled_speed(keys=("step1", "ko2", "strided"), reps: int = 3) -> list[dict]:
-    from .speed import CASES
     cases = CASES()
     return [{"kernel": cases[k][0], **measure(cases[k][1], reps)} for k in keys]
 

@@ -72,7 +72,7 @@ def _timed(go):
 
 
 @contextlib.contextmanager
-def _env(name: str, value):
+def environment(name: str, value):
     """Environment variable `name` set to `value` (None: unset) while the block runs."""
     old = os.environ.pop(name, None)
     if value is not None:
@@ -94,12 +94,12 @@ def measure(label, go, reps: int = 1) -> dict:
     from trnsim.machine import compiled, expand
     from trnsim.timing import schedule
     row = {"kernel": label}
-    with _env(expand.ENV, "0"):
+    with environment(expand.ENV, "0"):
         row["record_full_s"] = min(_timed(go)[1] for _ in range(reps))
     record = []
     for prefix, flag in (("py_", "0"), ("", None)):
         comp = sched = float("inf")
-        with _env(compiled.ENV, flag):
+        with environment(compiled.ENV, flag):
             for _ in range(reps):
                 run, rec, c = _timed(go)
                 record.append(rec)
