@@ -333,13 +333,17 @@ def _first_profiles() -> dict:
 def job_compile_cost() -> dict:
     """The compiled paths' cost on a fresh install and then: the first profiles of a
     process with an empty numba cache (cold: compiled), of a second process with that
-    cache (warm: loaded), and those profiles again once loaded (CPU seconds)."""
+    cache (warm: loaded), and those profiles again once loaded (CPU seconds); {} without
+    numba."""
     import json
     import subprocess
     import sys
     import tempfile
     from pathlib import Path
 
+    from trnsim.machine import compiled
+    if not compiled.numba_available():
+        return {}
     root = Path(__file__).resolve().parent.parent
     out = {}
     with tempfile.TemporaryDirectory() as cache:
@@ -362,6 +366,9 @@ def render_compile_cost(c: dict) -> str:
 
 
 def job_compiled_speed(keys=("step1", "ko2", "strided"), reps: int = 3) -> list[dict]:
+    from trnsim.machine import compiled
+    if not compiled.numba_available():
+        return []  # (nothing to compare: the compiled column would be the Python passes)
     cases = CASES()
     return [{"kernel": cases[k][0], **measure(cases[k][1], reps)} for k in keys]
 
