@@ -27,6 +27,7 @@ import argparse
 import concurrent.futures as cf
 import os
 import pathlib
+import subprocess
 import sys
 import time
 
@@ -455,7 +456,8 @@ def strided_stores(x):
 
 
 # -- driver ------------------------------------------------------------------------------
-SPEED_SUITES = ("speed", "scheduler_speed", "numerics_speed", "memory")  # speed_report.py
+SPEED_SUITES = ("speed", "compiled_speed", "compile_cost", "scheduler_speed", "numerics_speed",
+                "memory")  # speed_report.py
 
 
 def _jobs(shape, quick):
@@ -491,18 +493,38 @@ def run_all(quick=False, jobs=None, log=print) -> dict:
     order = {"trn1": 0, "trn2": 1, "ratios": 2, "spills": 4, **{k: 3 for k in SPEED_SUITES}}
     size = {"tiled": 0, "hoisted": 1, "block_free": 2, "block_mnk": 3}
     todo.sort(key=lambda j: (size.get(j[1], 9), order[j[0]]))
+    _fill_numba_cache()
     if workers == 1:
+        _load_compiled()
         for j in todo:
             results.append(_run_job(j, shape))
             log(_progress(results[-1], time.perf_counter() - t0))
     else:
-        with cf.ProcessPoolExecutor(max_workers=workers) as ex:
+        with cf.ProcessPoolExecutor(max_workers=workers, initializer=_load_compiled) as ex:
             futs = {ex.submit(_run_job, j, shape): j for j in todo}
             for f in cf.as_completed(futs):
                 results.append(f.result())
                 log(_progress(results[-1], time.perf_counter() - t0))
     return {"shape": shape, "quick": quick, "results": results,
             "wall_s": time.perf_counter() - t0, "workers": workers}
+
+
+def _fill_numba_cache():
+    """numba's cache of the compiled paths filled (compiled on a fresh install) by one
+    process, before the workers load it."""
+    from trnsim.machine import compiled
+    if compiled.numba_available():
+        subprocess.run([sys.executable, "-m", "benchmarks.compiled_speed", "--first-profiles"],
+                       cwd=pathlib.Path(__file__).resolve().parent.parent, check=True,
+                       capture_output=True)
+
+
+def _load_compiled():
+    """Each worker loads the compiled paths' code before it times anything: the rates
+    of sections 1 and 4 are those of the default configuration, not of a process's first
+    profile (what that costs: the compile_cost suite)."""
+    from .compiled_speed import load_compiled
+    load_compiled()
 
 
 def _progress(r, elapsed):

@@ -1,7 +1,9 @@
 """Peak memory of the simulator (`python -m benchmarks.memory`).
 
 Each case runs in a fresh subprocess (ru_maxrss is a high-water mark): the child imports
-trnsim and the kernels, notes its RSS (the baseline), builds the inputs without
+trnsim and the kernels, loads the compiled paths' code where numba is installed (the
+default configuration: trnsim/machine/compiled.py; the two timing-only cases take them),
+notes its RSS (the baseline), builds the inputs without
 temporaries larger than a row block, runs the kernel and reports its peak RSS. Rows:
 
 - `strided_stores` (benchmarks/fidelity.py) over x = 128 x 262,144 fp32 (128 MiB), timing
@@ -116,6 +118,8 @@ def _case(name: str) -> dict:
     from trnsim.legacy import jit as legacy_jit
     from trnsim.profile.profile import Profile
     from . import fidelity
+    from .compiled_speed import load_compiled
+    load_compiled()  # numba and the compiled paths' code: in the baseline, as imports are
     base = peak_rss_mib()
     if name == "strided":
         x = np.ones((128, STRIDED_COLS), np.float32)

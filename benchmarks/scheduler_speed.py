@@ -1,12 +1,15 @@
 """How fast the schedulers run: the compiler model (`compile_program`: hoist, allocate,
 list-schedule) and the timing scheduler (`trnsim.timing.schedule`), in instructions per
-CPU second, on kernels of the fidelity and spill benchmarks (numerics off).
+CPU second, on kernels of the fidelity and spill benchmarks (numerics off), in the
+default configuration: `path` says whether a kernel took the compiled paths
+(trnsim/machine/compiled.py: programs of 2,000 instructions or more where numba is
+installed) or the Python passes (benchmarks/compiled_speed.py compares the two).
 
     python -m benchmarks.scheduler_speed [--reps N]
 
 Each figure is the best of `reps` runs (CPU time: the machine is shared). BEFORE holds
-the figures of the code before the latest speed-ups, measured in the same session as
-the figures after them, for comparison.
+the figures of the code before the latest speed-ups of the Python passes, measured in
+the same session as the figures after them, for comparison.
 """
 from __future__ import annotations
 
@@ -65,6 +68,7 @@ def _cases():
 
 def _measure(record, reps: int) -> dict:
     import trnsim.compiler as comp
+    from trnsim.machine import compiled
     from trnsim.timing import schedule
 
     orig = comp.compile_program
@@ -90,7 +94,8 @@ def _measure(record, reps: int) -> dict:
             best_s = min(best_s, time.process_time() - c0)
     finally:
         comp.compile_program = orig
-    return {"instructions": n, "compile_cpu_s": best_c, "schedule_cpu_s": best_s,
+    return {"instructions": n, "path": "compiled" if compiled.wanted(n) else "Python",
+            "compile_cpu_s": best_c, "schedule_cpu_s": best_s,
             "compile_per_s": n / best_c if best_c else float("inf"),
             "schedule_per_s": n / best_s if best_s else float("inf")}
 
@@ -98,6 +103,8 @@ def _measure(record, reps: int) -> dict:
 def job_scheduler_speed(reps: int = 5) -> list[dict]:
     """One row per kernel: instructions, compile and schedule CPU seconds, instructions
     per second of each, and the BEFORE figures where recorded."""
+    from .compiled_speed import load_compiled
+    load_compiled()  # (not the first compiled row's figures: numba's load)
     rows = []
     for label, record in _cases():
         row = {"kernel": label, **_measure(record, reps)}
@@ -109,13 +116,14 @@ def job_scheduler_speed(reps: int = 5) -> list[dict]:
 
 
 def render(rows) -> str:
-    head = (f"{'kernel':36} {'instr':>6} {'compile s':>9} {'compile/s':>10} "
+    head = (f"{'kernel':36} {'instr':>6} {'path':>8} {'compile s':>9} {'compile/s':>10} "
             f"{'schedule s':>10} {'schedule/s':>10}")
     if any("before_compile_per_s" in r for r in rows):
         head += f"   before ({BEFORE_DATE}): compile/s schedule/s"
     lines = [head, "-" * len(head)]
     for r in rows:
-        line = (f"{r['kernel']:36} {r['instructions']:6d} {r['compile_cpu_s']:9.3f} "
+        line = (f"{r['kernel']:36} {r['instructions']:6d} {r.get('path', '-'):>8} "
+                f"{r['compile_cpu_s']:9.3f} "
                 f"{r['compile_per_s']:10.0f} {r['schedule_cpu_s']:10.3f} "
                 f"{r['schedule_per_s']:10.0f}")
         if "before_compile_per_s" in r:

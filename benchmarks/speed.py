@@ -1,15 +1,20 @@
 """How fast a timing-only profile is, stage by stage: recording the instructions (with
 loop expansion, trnsim/machine/expand.py, and without: TRNSIM_EXPAND=0), the compiler
-model (hoist, allocate, list-schedule) and the timing scheduler, in instructions per CPU
-second, on loop-dominated kernels and on a generated kernel with strided stores.
+model (hoist, allocate, list-schedule) and the timing scheduler, with the Python passes
+(TRNSIM_COMPILED=0) and as by default (the compiled paths of trnsim/machine/compiled.py
+where numba is installed), in instructions per CPU second, on loop-dominated kernels and
+on a generated kernel with strided stores. benchmarks/compiled_speed.py splits the
+compiler model and the scheduler further.
 
     python -m benchmarks.speed [--reps N]
 
-Each figure is the best of `reps` runs (CPU time: the machine is shared).
+Each figure is the best of `reps` runs (CPU time: the machine is shared), numba's
+compiled code loaded beforehand.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import time
 
@@ -19,7 +24,8 @@ import ml_dtypes  # noqa: E402
 import numpy as np  # noqa: E402
 
 
-def _cases():
+def CASES() -> dict:
+    """{key: (label, go)}: go() records the kernel (numerics off) and returns its Run."""
     import trnsim
     from trnsim.examples import load_example
     from trnsim.legacy.jit import run_legacy
@@ -29,18 +35,20 @@ def _cases():
     f32 = np.float32
     bf16 = ml_dtypes.bfloat16
     tiled = load_example("legacy/matmul_tutorial").VARIANTS["tiled"].fn
-    return [
-        ("matmul tutorial step 1, tiled (trn1, bf16, K=8192 M=1024 N=4096)",
-         lambda: run_legacy(tiled, (np.zeros((8192, 1024), bf16), np.zeros((8192, 4096), bf16)),
-                            {}, chip="trn1", numerics=False)[1]),
-        ("kernel-optimization step 2, hoisted loads (trn2, fp32, K=4096 M=1024 N=4096)",
-         lambda: trnsim.run_kernel(fb.ko_hoisted, (np.zeros((4096, 1024), f32),
-                                                   np.zeros((4096, 4096), f32)),
-                                   chip="trn2", numerics=False)[1]),
-        ("generated strided column stores (trn2, fp32, 128 x 65,536)",
-         lambda: trnsim.run_kernel(fb.strided_stores, (np.zeros((128, 8 * 8192), f32),),
-                                   chip="trn2", numerics=False)[1]),
-    ]
+    return {
+        "step1": ("matmul tutorial step 1, tiled (trn1, bf16, K=8192 M=1024 N=4096)",
+                  lambda: run_legacy(tiled, (np.zeros((8192, 1024), bf16),
+                                             np.zeros((8192, 4096), bf16)),
+                                     {}, chip="trn1", numerics=False)[1]),
+        "ko2": ("kernel-optimization step 2, hoisted loads (trn2, fp32, K=4096 M=1024 N=4096)",
+                lambda: trnsim.run_kernel(fb.ko_hoisted, (np.zeros((4096, 1024), f32),
+                                                          np.zeros((4096, 4096), f32)),
+                                          chip="trn2", numerics=False)[1]),
+        "strided": ("generated strided column stores (trn2, fp32, 128 x 65,536)",
+                    lambda: trnsim.run_kernel(fb.strided_stores,
+                                              (np.zeros((128, 8 * 8192), f32),),
+                                              chip="trn2", numerics=False)[1]),
+    }
 
 
 def _timed(go):
@@ -63,44 +71,63 @@ def _timed(go):
     return run, total - spent[0], spent[0]
 
 
+@contextlib.contextmanager
+def environment(name: str, value):
+    """Environment variable `name` set to `value` (None: unset) while the block runs."""
+    old = os.environ.pop(name, None)
+    if value is not None:
+        os.environ[name] = value
+    try:
+        yield
+    finally:
+        os.environ.pop(name, None)
+        if old is not None:
+            os.environ[name] = old
+
+
 def measure(label, go, reps: int = 1) -> dict:
-    from trnsim.machine import expand
+    """CPU seconds of recording with loop expansion off (record_full_s) and on
+    (record_s), and of the compiler model and the scheduler with the Python passes
+    (py_compile_s, py_schedule_s: TRNSIM_COMPILED=0) and as by default (compile_s,
+    schedule_s: the compiled paths where numba is installed; `compiled` says whether
+    they ran). Each the best of `reps` runs."""
+    from trnsim.machine import compiled, expand
     from trnsim.timing import schedule
     row = {"kernel": label}
-    for flag in ("0", "1"):
-        old = os.environ.get(expand.ENV)
-        os.environ[expand.ENV] = flag
-        try:
-            best = None
+    with environment(expand.ENV, "0"):
+        row["record_full_s"] = min(_timed(go)[1] for _ in range(reps))
+    record = []
+    for prefix, flag in (("py_", "0"), ("", None)):
+        comp = sched = float("inf")
+        with environment(compiled.ENV, flag):
             for _ in range(reps):
-                run, rec, comp = _timed(go)
-                if best is None or rec < best[1]:
-                    best = (run, rec, comp)
-        finally:
-            if old is None:
-                del os.environ[expand.ENV]
-            else:
-                os.environ[expand.ENV] = old
-        run, rec, comp = best
-        n = len(run.program)
-        if flag == "0":
-            row["record_full_s"] = rec
-            continue
-        c = time.process_time()
-        schedule(run.program, run.chip)
-        sched = time.process_time() - c
-        st = getattr(run, "expansion", None)
-        row.update(instructions=n, expanded=st.instructions if st else 0, record_s=rec,
-                   compile_s=comp, schedule_s=sched)
+                run, rec, c = _timed(go)
+                record.append(rec)
+                comp = min(comp, c)
+                c = time.process_time()
+                schedule(run.program, run.chip)
+                sched = min(sched, time.process_time() - c)
+            n = len(run.program)
+            row[prefix + "compile_s"], row[prefix + "schedule_s"] = comp, sched
+            if flag is None:
+                row["compiled"] = compiled.wanted(n)
+    st = getattr(run, "expansion", None)
+    row.update(instructions=n, expanded=st.instructions if st else 0, record_s=min(record))
     return row
 
 
 def job_speed(reps: int = 1) -> list[dict]:
-    return [measure(label, go, reps) for label, go in _cases()]
+    from .compiled_speed import load_compiled
+    load_compiled()  # (not the first kernel's figures: numba's load, or its compile)
+    return [measure(label, go, reps) for label, go in CASES().values()]
 
 
 def rate(n, s) -> str:
     return f"{n / s:,.0f}/s" if s > 0 else "-"
+
+
+def _both(n, py_s, s) -> str:
+    return f"{rate(n, py_s)} -> {rate(n, s)} ({py_s / s:.1f}x)" if s > 0 else "-"
 
 
 def render(rows: list[dict]) -> str:
@@ -110,10 +137,12 @@ def render(rows: list[dict]) -> str:
     for r in rows:
         n = r["instructions"]
         whole = r["record_s"] + r["compile_s"] + r["schedule_s"]
+        py_whole = r["record_s"] + r["py_compile_s"] + r["py_schedule_s"]
         lines.append(f"| {r['kernel']} | {n:,} | {100 * r['expanded'] / n:.0f}% | "
                      f"{rate(n, r['record_full_s'])} | {rate(n, r['record_s'])} | "
-                     f"{rate(n, r['compile_s'])} | {rate(n, r['schedule_s'])} | "
-                     f"{rate(n, whole)} |")
+                     f"{_both(n, r['py_compile_s'], r['compile_s'])} | "
+                     f"{_both(n, r['py_schedule_s'], r['schedule_s'])} | "
+                     f"{_both(n, py_whole, whole)} |")
     return "\n".join(lines)
 
 

@@ -1,13 +1,21 @@
 """Section 4 of docs/fidelity.md: the simulator's speed and memory against the targets of
-the speed issue, from the jobs of benchmarks/speed.py, scheduler_speed.py,
-numerics_speed.py and memory.py (each also runnable alone) and the full-shape Trn1
-calibration runs of section 1."""
+the speed issue, from the jobs of benchmarks/speed.py, compiled_speed.py,
+scheduler_speed.py, numerics_speed.py and memory.py (each also runnable alone) and the
+full-shape Trn1 calibration runs of section 1. The target table also shows the figures
+of the docs/fidelity.md it replaces."""
 from __future__ import annotations
 
-from . import memory, numerics_speed, scheduler_speed, speed
+import pathlib
+import re
+
+from . import compiled_speed, memory, numerics_speed, scheduler_speed, speed
+
+PREVIOUS = pathlib.Path(__file__).resolve().parent.parent / "docs" / "fidelity.md"
 
 SPEED_JOBS = {  # the suites fidelity.SPEED_SUITES names
     "speed": speed.job_speed,
+    "compiled_speed": lambda: compiled_speed.job_compiled_speed(reps=2),
+    "compile_cost": compiled_speed.job_compile_cost,
     "scheduler_speed": lambda: scheduler_speed.job_scheduler_speed(reps=1),
     "numerics_speed": lambda: numerics_speed.job_numerics_speed(reps=3,
                                                                 modes=("exact", "fp32")),
@@ -29,43 +37,88 @@ def _met(ok) -> str:
     return "yes" if ok else "**no**"
 
 
+def _configuration(sizes) -> str:
+    """What the rate rows measured (programs of `sizes` instructions): the default
+    configuration, and what it ran."""
+    from trnsim.machine import compiled
+    if not compiled.numba_available():
+        return ("Rates are of the default configuration, which here is the Python passes "
+                "(numba is not installed: `pip install 'trnsim[fast]'` for the compiled "
+                "paths).")
+    import numba
+    return ("Rates are of the default configuration: the compiled paths "
+            "(`trnsim/machine/compiled.py`: allocation, list scheduler, dependency maps and "
+            f"timing core in numba {numba.__version__}) for programs of "
+            f"{compiled.MIN_INSTRUCTIONS:,} instructions or more"
+            + (", which every rate row's programs have" if min(sizes, default=0)
+               >= compiled.MIN_INSTRUCTIONS else
+               ", the Python passes below (some rate rows' programs)")
+            + "; numba's compiled code loaded before "
+            "anything is timed (what compiling and loading it cost: the last row). The "
+            "Python passes alone (`TRNSIM_COMPILED=0`): the stage tables below.")
+
+
+def previous_figures(path=PREVIOUS) -> dict:
+    """{target: its Now} from the target table of section 4 of `path` (the last
+    `make bench`'s), targets keyed without their parentheses (instruction counts)."""
+    try:
+        text = pathlib.Path(path).read_text()
+    except OSError:
+        return {}
+    sec = text.split("## 4.", 1)[-1]
+    if "| Target |" not in sec:
+        return {}
+    out = {}
+    for line in sec.split("| Target |", 1)[1].splitlines()[2:]:
+        if not line.startswith("|"):
+            break
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        out[_target_key(cells[0])] = cells[2]
+    return out
+
+
+def _target_key(target: str) -> str:
+    return re.sub(r"\s*\([^()]*\)", "", target).strip()
+
+
 def speed_section(res: dict, trn1: dict) -> list[str]:
     stages = _rows(res, "speed")
+    comp = _rows(res, "compiled_speed")
+    cost = _rows(res, "compile_cost")
     sched = _rows(res, "scheduler_speed")
     num = _rows(res, "numerics_speed")
     mem = _rows(res, "memory")
-    L = ["## 4. Simulator speed and memory", "",
-         "CPU time (process time; the machine is shared, so ratios from one run are what "
-         "to read). Timing only = numerics off: the record, the compiler model and the "
-         "timeline. Peak RSS ratios count what the run added to the interpreter and its "
-         "imports (the baseline column below).", "",
-         "| Target | Goal | Now | The issue measured | Met |", "|---|---:|---:|---:|:---:|"]
+    prev = previous_figures()
+    rows, sizes = [], []
+
+    def row(target, goal, now, then, met):
+        rows.append(f"| {target} | {goal} | {now} | {prev.get(_target_key(target), '-')} | "
+                    f"{then} | {met} |")
     cal = [trn1[v] for v in ("tiled", "hoisted", "block_free", "block_mnk") if v in trn1]
     if cal:
         n = sum(r["instructions"] for r in cal)
         cpu = sum(r["sim_cpu"] + r["sched_cpu"] for r in cal)
         sch = sum(r["sched_cpu"] for r in cal)
-        L.append(f"| Timing-only profile, matmul tutorial steps (trn1, {n:,} instructions) | "
-                 f">= 1,000,000/s | {n / cpu:,.0f}/s | {THEN['loop']} | "
-                 f"{_met(n / cpu >= 1e6)} |")
-        L.append(f"| Full Trn1 tutorial calibration profiled | < 5 CPU-s | {cpu:,.1f} CPU-s | "
-                 f"{THEN['calibration']} | {_met(cpu < 5)} |")
-        L.append(f"| Scheduler alone (same runs) | >= 1,000,000/s | {n / sch:,.0f}/s | "
-                 f"{THEN['scheduler']} | {_met(n / sch >= 1e6)} |")
+        sizes += [r["instructions"] for r in cal]
+        row(f"Timing-only profile, matmul tutorial steps (trn1, {n:,} instructions)",
+            ">= 1,000,000/s", f"{n / cpu:,.0f}/s", THEN["loop"], _met(n / cpu >= 1e6))
+        row("Full Trn1 tutorial calibration profiled", "< 5 CPU-s", f"{cpu:,.1f} CPU-s",
+            THEN["calibration"], _met(cpu < 5))
+        row("Scheduler alone (same runs)", ">= 1,000,000/s", f"{n / sch:,.0f}/s",
+            THEN["scheduler"], _met(n / sch >= 1e6))
     strided = next((r for r in stages if "strided" in r["kernel"]), None)
     if strided:
         n = strided["instructions"]
+        sizes.append(n)
         whole = n / (strided["record_s"] + strided["compile_s"] + strided["schedule_s"])
-        L.append(f"| Timing-only profile, generated strided-store kernel ({n:,} "
-                 f"instructions) | >= 200,000/s | {whole:,.0f}/s | {THEN['strided']} | "
-                 f"{_met(whole >= 2e5)} |")
+        row(f"Timing-only profile, generated strided-store kernel ({n:,} instructions)",
+            ">= 200,000/s", f"{whole:,.0f}/s", THEN["strided"], _met(whole >= 2e5))
     for r in num:
         if r["case"] in ("ko_fp32", "softmax"):
             mode = f", matmul {r['matmul_mode']}" if r["case"] != "softmax" else ""
             then = THEN["numerics"] if r["case"] != "softmax" else "-"
-            L.append(f"| Numerics on vs the same arithmetic in NumPy: {r['kernel']}{mode} | "
-                     f"<= 2x | {r['ratio']:.1f}x | {then} | "
-                     f"{_met(r['ratio'] <= 2)} |")
+            row(f"Numerics on vs the same arithmetic in NumPy: {r['kernel']}{mode}", "<= 2x",
+                f"{r['ratio']:.1f}x", then, _met(r["ratio"] <= 2))
     for r in mem:
         timing = r["mode"] == "timing only"
         used = (r["peak_rss_mib"] - r["baseline_rss_mib"]) * memory.MIB
@@ -75,17 +128,34 @@ def speed_section(res: dict, trn1: dict) -> list[str]:
         else:
             ratio, goal = used / (r["tensor_bytes"] + r["arena_bytes"]), 2.0
             what = "of the kernel's tensors + arenas"
-        L.append(f"| Peak RSS, {r['kernel']}, {r['mode']} | <= {goal}x {what} | "
-                 f"{ratio:.2f}x | {THEN['rss_timing'] if timing else '-'} | "
-                 f"{_met(ratio <= goal)} |")
-    L.append("")
+        row(f"Peak RSS, {r['kernel']}, {r['mode']}", f"<= {goal}x {what}", f"{ratio:.2f}x",
+            THEN["rss_timing"] if timing else "-", _met(ratio <= goal))
+    if cost:
+        row("First profile of a process, compiled paths: numba compiling them (fresh "
+            "install) / loading them (cached)", "-",
+            f"{cost['cold_s']:.1f} / {cost['warm_s']:.1f} CPU-s", "-", "-")
+    L = ["## 4. Simulator speed and memory", "",
+         "CPU time (process time; the machine is shared, so ratios from one run are what "
+         "to read). Timing only = numerics off: the record, the compiler model and the "
+         "timeline. Peak RSS ratios count what the run added to the interpreter and its "
+         "imports (the baseline column below). " + _configuration(sizes) + " Before: the "
+         "previous `make bench`'s figures.", "",
+         "| Target | Goal | Now | Before | The issue measured | Met |",
+         "|---|---:|---:|---:|---:|:---:|", *rows, ""]
+    if cost:
+        L += [compiled_speed.render_compile_cost(cost), ""]
     L += _why_missed(stages, mem)
     if stages:
         L += ["### Stage by stage (`benchmarks/speed.py`)", "",
               "Recording with loop expansion (`trnsim/machine/expand.py`) and without "
               "(`TRNSIM_EXPAND=0`); Expanded: the share of the record appended by "
-              "expansion instead of running the kernel's Python.", "",
+              "expansion instead of running the kernel's Python. The compiler model, the "
+              "scheduler and the whole profile: with the Python passes "
+              "(`TRNSIM_COMPILED=0`) -> by default (the compiled paths).", "",
               speed.render(stages), ""]
+    if comp:
+        L += ["### The compiled paths, stage by stage (`benchmarks/compiled_speed.py`)", "",
+              "```", compiled_speed.render(comp), "```", ""]
     if sched:
         L += ["### The compiler model and the scheduler (`benchmarks/scheduler_speed.py`)",
               "", "```", scheduler_speed.render(sched), "```", ""]
@@ -109,19 +179,19 @@ def _why_missed(stages, mem) -> list[str]:
     if loop is None:
         return []
     n = loop["instructions"]
-    us = {k: 1e6 * loop[k + "_s"] / n for k in ("record", "compile", "schedule")}
-    text = (f"Why the rate targets are missed: every stage still handles each instruction "
-            f"as Python objects. Per instruction of the {loop['kernel']}, recording costs "
-            f"{us['record']:.0f} us (loops expanded), the compiler model "
-            f"{us['compile']:.0f} us and the scheduler {us['schedule']:.0f} us: "
-            f"{sum(us.values()):.0f} us in all, where 1,000,000 instructions/s allows 1 us. "
-            "Reaching it needs the record kept as columns (NumPy arrays per field, expanded "
-            "loops appended as arrays) and the compiler model and scheduler run over them "
-            "in compiled code (the issue's items 3 and 4), which is not built yet: a "
-            "compiled timing scheduler over arrays made from today's record gave identical "
-            "timelines but only 1.3-1.4x, the Python around it (reading the record, "
-            "pricing, building Events) costing 5.5-7 us per instruction (docs/internals.md, "
-            "\"Speed\").")
+    us = {k: 1e6 * loop[k + "_s"] / n for k in ("record", "compile", "schedule",
+                                                  "py_compile", "py_schedule")}
+    total = us["record"] + us["compile"] + us["schedule"]
+    text = (f"Why the rate targets are missed: per instruction of the {loop['kernel']}, "
+            f"recording costs {us['record']:.1f} us (loops expanded), the compiler model "
+            f"{us['compile']:.1f} us and the scheduler {us['schedule']:.1f} us by default "
+            f"({us['py_compile']:.1f} and {us['py_schedule']:.1f} us with the Python "
+            f"passes): {total:.1f} us in all, where 1,000,000 instructions/s allows 1 us. "
+            "The compiled cores take a fraction of that; the rest is Python around them: "
+            "recording each instruction as objects, reading them into columns (the access "
+            "columns, the timing scheduler's pricing) and the passes the compiled paths "
+            "leave in Python (hoist, the list scheduler's graph and estimates): "
+            "`benchmarks/compiled_speed.py` below, stage by stage.")
     missed = [r for r in mem if r["mode"] == "timing only"
               and (r["peak_rss_mib"] - r["baseline_rss_mib"]) * memory.MIB > 1.5 * r["input_bytes"]]
     if missed:
@@ -130,6 +200,6 @@ def _why_missed(stages, mem) -> list[str]:
         span = f"{min(per):,.0f}" + (f"-{max(per):,.0f}" if len(per) > 1 else "")
         text += (" Where a timing-only run misses its memory target, it is for the same "
                  f"reason: beyond the inputs, it holds {span} bytes per instruction (the "
-                 "record, the compiler model's placements, and what Python's allocator "
-                 "cannot give back between them).")
+                 "record, the compiler model's placements, the compiled paths' columns, and "
+                 "what Python's allocator cannot give back between them).")
     return [text, ""]
