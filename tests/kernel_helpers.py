@@ -1,5 +1,6 @@
-"""Small kernel-side helpers the ISA tests share: bring an HBM input on chip, return a
-tile to HBM, look at the record, and make a chip file variant."""
+"""Small kernel-side helpers the tests share: bring an HBM input on chip, return a tile
+to HBM, look at the record, make a chip file variant, record a matmul tutorial
+variant."""
 import importlib.resources
 import json
 
@@ -52,3 +53,17 @@ def chip_with_usable_sbuf(tmp_path, base, usable):
     path = tmp_path / f"{base}_sbuf{usable}.json"
     path.write_text(json.dumps(data))
     return str(path)
+
+
+def tutorial_run(variant: str, chip: str, K: int = 1024, M: int = 256, N: int = 1024):
+    """The timing-only Run of a variant of the legacy matmul tutorial
+    (examples/legacy/matmul_tutorial.py) at K x M x N in bf16."""
+    import ml_dtypes
+
+    from trnsim.examples import load_example
+    from trnsim.legacy.jit import run_legacy
+    kernel = load_example("legacy/matmul_tutorial").VARIANTS[variant]
+    kw = {"TILES_IN_BLOCK_M": M // 128} if variant.startswith("block_mnk") else {}
+    bf = ml_dtypes.bfloat16
+    return run_legacy(kernel.fn, (np.zeros((K, M), bf), np.zeros((K, N), bf)), kw,
+                      chip=chip, numerics=False)[1]

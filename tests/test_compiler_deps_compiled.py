@@ -13,20 +13,20 @@ import pytest
 pytest.importorskip("numba")
 
 import trnsim  # noqa: E402
+from kernel_helpers import tutorial_run  # noqa: E402
 import trnsim.nki.isa as nisa  # noqa: E402
 import trnsim.nki.language as nl  # noqa: E402
 from trnsim import nki  # noqa: E402
 from trnsim.chips import load_chip  # noqa: E402
 from trnsim.compiler import schedule  # noqa: E402
-from trnsim.examples import load_example  # noqa: E402
-from trnsim.legacy.jit import run_legacy  # noqa: E402
 from trnsim.machine.access import Access  # noqa: E402
 from trnsim.machine.record import Instruction, Program  # noqa: E402
 from trnsim.timing import access_columns, compiled_deps  # noqa: E402
 from trnsim.timing.costs import itemsize  # noqa: E402
 from trnsim.timing.deps import rows_form  # noqa: E402
 
-from test_timing_compiled import mixed, random_tiles, strided_stores  # noqa: E402
+from benchmarks.fidelity import strided_stores  # noqa: E402
+from test_timing_compiled import mixed, random_tiles  # noqa: E402
 
 
 def _succ(s) -> list:
@@ -90,12 +90,7 @@ def _columns_match(program):
 @pytest.mark.parametrize("chip", ["trn1", "trn2"])
 @pytest.mark.parametrize("variant", ["tiled", "hoisted", "block_free", "block_mnk"])
 def test_matmul_tutorial(variant, chip, monkeypatch):
-    kernel = load_example("legacy/matmul_tutorial").VARIANTS[variant]
-    K, M, N = 1024, 256, 1024
-    kw = {"TILES_IN_BLOCK_M": M // 128} if variant.startswith("block_mnk") else {}
-    bf = ml_dtypes.bfloat16
-    _, run = run_legacy(kernel.fn, (np.zeros((K, M), bf), np.zeros((K, N), bf)), kw,
-                        chip=chip, numerics=False)
+    run = tutorial_run(variant, chip)
     _columns_match(run.program)
     _same_edges(run.program, chip, monkeypatch)
 

@@ -7,20 +7,19 @@ fallback to the Python loop."""
 from array import array
 from contextlib import nullcontext
 
-import ml_dtypes
 import numpy as np
 import pytest
 
 pytest.importorskip("numba")
 
 import trnsim  # noqa: E402
+from kernel_helpers import tutorial_run  # noqa: E402
 import trnsim.nki.isa as nisa  # noqa: E402
 import trnsim.nki.language as nl  # noqa: E402
 from trnsim import nki  # noqa: E402
 from trnsim.chips import load_chip  # noqa: E402
 from trnsim.compiler import compiled_schedule  # noqa: E402
 from trnsim.compiler.schedule import _ListScheduler  # noqa: E402
-from trnsim.examples import load_example  # noqa: E402
 from trnsim.legacy import language as lnl  # noqa: E402
 from trnsim.legacy.jit import run_legacy  # noqa: E402
 from trnsim.machine import compiled  # noqa: E402
@@ -73,12 +72,7 @@ def _same(program, chip_name, monkeypatch, heuristics=("asap", "critical_path"),
 @pytest.mark.parametrize("chip", ["trn1", "trn3"])
 @pytest.mark.parametrize("variant", ["tiled", "hoisted", "block_free", "block_mnk"])
 def test_matmul_tutorial_heuristics_and_windows(variant, chip, monkeypatch):
-    kernel = load_example("legacy/matmul_tutorial").VARIANTS[variant]
-    K, M, N = 1024, 256, 1024
-    kw = {"TILES_IN_BLOCK_M": M // 128} if variant.startswith("block_mnk") else {}
-    bf = ml_dtypes.bfloat16
-    _, run = run_legacy(kernel.fn, (np.zeros((K, M), bf), np.zeros((K, N), bf)), kw,
-                        chip=chip, numerics=False)
+    run = tutorial_run(variant, chip)
     seen = _same(run.program, chip, monkeypatch, windows=(1, 3, 64))
     # (trn3's tiled loops keep their order; block_mnk's loops are sequential_range)
     assert seen["moved"] > 0 or (chip, variant) in (("trn3", "tiled"), ("trn3", "hoisted"))

@@ -23,7 +23,8 @@ numba = pytest.importorskip("numba")
 from trnsim.timing import compiled  # noqa: E402
 from trnsim.timing.scheduler import _Scheduler  # noqa: E402
 
-from test_timing_compiled import barrier_kernel, mixed, strided_stores  # noqa: E402
+from benchmarks.fidelity import strided_stores  # noqa: E402
+from test_timing_compiled import barrier_kernel, mixed  # noqa: E402
 
 
 def _tutorial(chip):

@@ -1,6 +1,5 @@
-"""The compiled timing core (timing/columns.py + timing/compiled.py), with and without
-the compiled on-chip dependency maps (timing/compiled_deps.py), against the Python
-scheduler: the same timeline, event by event, on varied small kernels; the lane and
+"""The compiled timing scheduler (timing/columns.py + timing/compiled.py, with the
+compiled dependency maps of timing/compiled_deps.py) against the Python scheduler: the same timeline, event by event, on varied small kernels; the lane and
 busy-window primitives against theirs on random histories."""
 import ml_dtypes
 import numpy as np
@@ -9,12 +8,12 @@ import pytest
 pytest.importorskip("numba")
 
 import trnsim  # noqa: E402
+from kernel_helpers import tutorial_run  # noqa: E402
+from benchmarks.fidelity import strided_stores  # noqa: E402
 from trnsim import nki  # noqa: E402
 import trnsim.nki.isa as nisa  # noqa: E402
 import trnsim.nki.language as nl  # noqa: E402
 from trnsim.chips import load_chip  # noqa: E402
-from trnsim.examples import load_example  # noqa: E402
-from trnsim.legacy.jit import run_legacy  # noqa: E402
 from trnsim.timing import compiled  # noqa: E402
 from trnsim.timing.scheduler import _BusyWindow, _Lane, _Scheduler  # noqa: E402
 
@@ -44,12 +43,7 @@ def _same(program, chip_name):
 @pytest.mark.parametrize("chip", ["trn1", "trn2", "trn3"])
 @pytest.mark.parametrize("variant", ["tiled", "hoisted", "block_free", "block_mnk"])
 def test_matmul_tutorial(variant, chip):
-    kernel = load_example("legacy/matmul_tutorial").VARIANTS[variant]
-    K, M, N = 1024, 256, 1024
-    kw = {"TILES_IN_BLOCK_M": M // 128} if variant.startswith("block_mnk") else {}
-    bf = ml_dtypes.bfloat16
-    _, run = run_legacy(kernel.fn, (np.zeros((K, M), bf), np.zeros((K, N), bf)), kw,
-                        chip=chip, numerics=False)
+    run = tutorial_run(variant, chip)
     _same(run.program, chip)
 
 
@@ -94,16 +88,6 @@ def test_mixed_kernel(seed, chip):
     _same(run.program, chip)
 
 
-@nki.jit
-def strided_stores(x):
-    out = nl.ndarray(x.shape, nl.float32, buffer=nl.hbm)
-    for j in nl.affine_range(x.shape[1] // 8):
-        t = nl.ndarray((128, 8), nl.float32, buffer=nl.sbuf)
-        nisa.dma_copy(dst=t, src=x[:, j * 8:(j + 1) * 8])
-        u = nl.ndarray((128, 8), nl.float32, buffer=nl.sbuf)
-        nisa.tensor_scalar(dst=u, data=t, op0=nl.multiply, operand0=2.0)
-        nisa.dma_copy(dst=out[:, j * 8:(j + 1) * 8], src=u)
-    return out
 
 
 def test_strided_stores():
