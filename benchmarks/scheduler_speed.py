@@ -2,7 +2,7 @@
 list-schedule) and the timing scheduler (`trnsim.timing.schedule`), in instructions per
 CPU second, on kernels of the fidelity and spill benchmarks (numerics off), in the
 default configuration: `path` says whether a kernel took the compiled paths
-(trnsim/machine/compiled.py: programs of 2,000 instructions or more where numba is
+(trnsim/machine/compiled.py: programs of 64 instructions or more where numba is
 installed) or the Python passes (benchmarks/compiled_speed.py compares the two).
 
     python -m benchmarks.scheduler_speed [--reps N]

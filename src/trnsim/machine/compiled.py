@@ -20,9 +20,10 @@ import functools
 import os
 
 ENV = "TRNSIM_COMPILED"
-# Below this, the Python passes cost at most a few tens of ms and a process that only
-# profiles small kernels never pays for loading numba and the compiled code (~1 s).
-MIN_INSTRUCTIONS = 2000
+# Below this the Python passes are as fast (a compiled pass costs ~1 ms a program
+# however small). The first compiled program of a process also pays ~0.4 s of CPU for
+# loading numba and the cached machine code.
+MIN_INSTRUCTIONS = 64
 
 
 def wanted(instructions: int) -> bool:
