@@ -1,14 +1,21 @@
 """What the compiler model keeps while it works and after: the allocator drops each
 block's state at its last use, the memory plan's usage series is compact and reads as
 (index, bytes) steps, and the list scheduler's successor lists keep each producer's
-successors in program order. (Peak memory figures: benchmarks/memory.py.)"""
+successors in program order. These are the Python passes' (TRNSIM_COMPILED=0: the
+compiled paths hold their state in arrays). (Peak memory figures: benchmarks/memory.py.)"""
 import numpy as np
+import pytest
 
 import trnsim
 from trnsim.compiler import allocation, schedule
 from trnsim.compiler.plan import Steps
 
 from benchmarks.fidelity import strided_stores  # column tiles: two tensors per iteration
+
+
+@pytest.fixture(autouse=True)
+def python_passes(monkeypatch):
+    monkeypatch.setenv("TRNSIM_COMPILED", "0")
 
 
 def _capture(monkeypatch, cls):
