@@ -8,11 +8,12 @@ import itertools
 
 import numpy as np
 
-from .access import with_place
+from .access import Access
 from .expand_parts import allocation_key, instruction_parts, numbers_size
 from .record import Allocation, Instruction
 
 repeat = itertools.repeat
+_new_access = tuple.__new__  # (an Access from its 18 fields, as machine/access.py makes them)
 
 
 _VADDR = Allocation.__slots__.index("vaddr")
@@ -41,7 +42,7 @@ class Layout:
         self.record_numbers = plan.record_numbers
         self.operand_ids = plan.operand_ids  # (the structure's: see Plan._made)
         self.n_accesses = int(n_ops.sum())
-        self._positions = None  # (rows, positions(rows))
+        self._rows = None  # (see rows)
         self._operands_moving(moves, at, n_read, n_ops)
         # (instruction, its attributes' numbers, their key) where they move
         moved = np.concatenate(([0], np.cumsum(moves)))
@@ -59,8 +60,9 @@ class Layout:
 
     def _operands_moving(self, moves, at, n_read, n_ops) -> None:
         """The template operands that may move: their numbers' columns and positions
-        among all operands; the instructions whose reads or writes they are in, and
-        where."""
+        among all operands; for each reads or writes tuple holding one, the instruction,
+        the side (0 reads, 1 writes) and each operand's index among the moving ones (None
+        for one that stays the template's)."""
         owner = np.repeat(np.arange(self.width), n_ops)
         base = np.cumsum(n_ops) - n_ops
         nth = np.arange(len(owner)) - base[owner]
@@ -68,26 +70,20 @@ class Layout:
         moving = np.flatnonzero(moves[cols].any(axis=1))
         self.moving = cols[moving]
         self.moving_at = moving
-        read = nth[moving] < n_read[owner[moving]]
-        b = _distinct(owner[moving][read])
-        self.read_spans = (b, base[b], base[b] + n_read[b])
-        b = _distinct(owner[moving][~read])
-        self.write_spans = (b, base[b] + n_read[b], base[b] + n_ops[b])
+        which = dict(zip(moving.tolist(), itertools.count()))
+        self.rebuilt = []
+        for b in _distinct(owner[moving]).tolist():
+            lo, mid, hi = int(base[b]), int(base[b] + n_read[b]), int(base[b] + n_ops[b])
+            for side, span in enumerate((range(lo, mid), range(mid, hi))):
+                slots = [which.get(k) for k in span]
+                if any(j is not None for j in slots):
+                    self.rebuilt.append((b, side, slots))
 
-    def positions(self, n: int):
-        """For a block of n copies of the template (kept for the last n asked): where
-        each moving operand lies among the copies' operands; for their reads and for
-        their writes, the copies whose tuple is rebuilt (flat positions) and the spans
-        of operands it is made of (starts, stops); each copy's row."""
-        if self._positions is None or self._positions[0] != n:
-            rows = np.arange(n)[:, None]
-            first = rows * self.n_accesses
-            spans = [((rows * self.width + b).ravel().tolist(),
-                      (first + lo).ravel().tolist(), (first + hi).ravel().tolist())
-                     for b, lo, hi in (self.read_spans, self.write_spans)]
-            self._positions = (n, ((first + self.moving_at).ravel(), spans,
-                                   np.repeat(rows.ravel(), self.width).tolist()))
-        return self._positions[1]
+    def rows(self, n: int) -> list:
+        """Each copy's row in a block of n copies of the template (kept for the last n)."""
+        if self._rows is None or len(self._rows) != n * self.width:
+            self._rows = np.repeat(np.arange(n), self.width).tolist()
+        return self._rows
 
     def fits(self, plan, width: int) -> bool:
         """Whether this layout is that of `plan` (whose structure is that of the plan
@@ -104,8 +100,8 @@ class Copier:
     instructions -- from blocks of rows of numbers (in the order `snapshot` lists
     them), as flat lists in record order (the template's items for one iteration, then
     for the next): a copy's field is its template's unless the row gives it. An operand
-    a copy has at the template's place is the template's (immutable) Access, and so is
-    its tuple of reads or writes when no operand there can move. `layout`: a Layout
+    whose numbers cannot move (`_moves`) is the template's (immutable) Access, and so is
+    a tuple of reads or writes where none can; the others are made for every copy. `layout`: a Layout
     made for an earlier entry of the same loop, used when it fits this plan."""
 
     def __init__(self, run, plan, layout: "Layout | None" = None):  # plan: a Plan
@@ -117,11 +113,14 @@ class Copier:
         self.layout = lay = layout
         self.keys, self.starts, self.stops = lay.keys, lay.starts, lay.stops
         self.index_cols, self.moving = lay.index_cols, lay.moving
-        self.accesses = list(itertools.chain.from_iterable(
-            t.reads + t.writes for t in tmpl))
-        self.moving_tmpl = [self.accesses[i] for i in lay.moving_at.tolist()]
+        accesses = list(itertools.chain.from_iterable(t.reads + t.writes for t in tmpl))
+        # the fields a moving operand's copies keep (Access's but the place: `_places`)
+        self.kept = [list(f) for f in zip(*(
+            a[:8] + a[13:17] for a in map(accesses.__getitem__, lay.moving_at.tolist())))]
+        self.rebuilt = [(b, side, [(tmpl[b].reads, tmpl[b].writes)[side][k] if j is None
+                                   else j for k, j in enumerate(slots)])
+                        for b, side, slots in lay.rebuilt]
         last = plan.rows[-1]
-        self.moving_same = last[lay.moving]
         self.moving_attrs = [(b, span, last[span].tolist(), key)
                              for b, span, key in lay.moving_attrs]
         self.statics = [list(f) for f in zip(*[
@@ -152,7 +151,7 @@ class Copier:
         p.instructions.extend(made)
         if stats is not None and made:  # (numbers: where they lie in `values`)
             width = len(self.templates)
-            rows = self.layout.positions(n)[2]
+            rows = self.layout.rows(n)
             stats.parts.update(zip(index, zip(made, self.keys * n, zip(
                 repeat(values), rows, self.starts * n, self.stops * n))))
             at = range(len(p.instructions) - len(made), len(p.instructions), width)
@@ -184,18 +183,17 @@ class Copier:
         """The copies' reads, writes and attrs (flat lists)."""
         n, width = len(values), len(self.templates)
         reads, writes, attrs = reads * n, writes * n, attrs * n
-        if len(self.moving):
-            ops = self.accesses * n
-            # the operands whose numbers are not the template's, at their places
-            nums = values[:, self.moving]
-            moved = np.flatnonzero((nums != self.moving_same).any(axis=2))
-            placed = _places(nums.reshape(-1, 6)[moved], allocs)
-            tmpl = map(self.moving_tmpl.__getitem__, (moved % len(self.moving)).tolist())
-            at, spans, _ = self.layout.positions(n)
-            _put(ops, at[moved], map(with_place, tmpl, *placed))
-            for out, (where, starts, stops) in zip((reads, writes), spans):
-                collections.deque(map(out.__setitem__, where, map(tuple, map(
-                    ops.__getitem__, map(slice, starts, stops)))), maxlen=0)
+        m = len(self.moving)
+        if m:  # the moving operands' copies, copy by copy (row-major: copy r's j-th at r*m+j)
+            offset, p_lo, p_hi, lo, hi, alloc = _places(
+                values[:, self.moving].reshape(-1, 6), allocs)
+            kept = [f * n for f in self.kept]
+            made = list(map(_new_access, repeat(Access), zip(
+                *kept[:8], offset, p_lo, p_hi, lo, hi, *kept[8:], alloc)))
+            sides = (reads, writes)
+            for b, side, slots in self.rebuilt:  # (a slot's operand: moving j, or the template's)
+                sides[side][b::width] = list(zip(*[
+                    made[j::m] if type(j) is int else repeat(j, n) for j in slots]))
         for b, span, same, key in self.moving_attrs:
             template = attrs[b]
             for r, nums in enumerate(values[:, span].tolist()):
@@ -234,18 +232,23 @@ def _attrs_with(attrs: dict, key: tuple, numbers: list) -> dict:
 
 def _places(nums: np.ndarray, allocs: dict) -> list:
     """Columns (offset, p_lo, p_hi, lo, hi, allocation) of operands from their numbers
-    (rows of offset, partitions, byte range relative to the allocation, its id): the
-    byte range made absolute, and one int object per allocation for its id."""
+    (rows of offset, partitions, byte range relative to the allocation, its id; changed
+    here): the byte range made absolute, and one int object per allocation for its id."""
     aid = nums[:, 5]
-    owned = np.flatnonzero(aid >= 0)
+    owned = aid >= 0
+    if not owned.any():
+        return nums.T.tolist()
+    every = bool(owned.all())
+    ids, at = _lookup(aid if every else aid[owned])
+    made = [allocs[i] for i in ids]
+    base = np.array([al.vaddr for al in made], dtype=np.int64)[at]
+    nums[owned, 3:5] += base[:, None]
     out = nums.T.tolist()
-    if len(owned):
-        ids, at = _lookup(aid[owned])
-        made = [allocs[i] for i in ids]
-        base = np.array([al.vaddr for al in made], dtype=np.int64)[at]
-        for col in (3, 4):
-            _put(out[col], owned, (nums[owned, col] + base).tolist())
-        _put(out[5], owned, map([al.id for al in made].__getitem__, at.tolist()))
+    shared = map([al.id for al in made].__getitem__, at.tolist())
+    if every:
+        out[5] = list(shared)
+    else:
+        _put(out[5], np.flatnonzero(owned), shared)
     return out
 
 
