@@ -32,6 +32,29 @@ def _iteration(run, m0: "Mark", m1: "Mark", int_names: list, list_names: list,
     return (key, others, tuple(list_names)), nums
 
 
+def same_model(key, last) -> bool:
+    """Whether an iteration's structure key (`_iteration`) repeats `last`, that of the
+    loop's last entry: the same record structure and lists, and the frame's other
+    locals in the same state but for the identities of objects (what the loop around
+    it rebinds between entries: the result of its previous iteration)."""
+    return key == last or (key[0] == last[0] and key[2] == last[2]
+                           and _alike(key[1], last[1]))
+
+
+_IDENTIFIED = ("id", "object", "array", "generator")  # frame_state's states: tag, id, ...
+
+
+def _alike(a, b) -> bool:
+    """Whether two frame_state states are equal but for the objects' identities."""
+    if a == b:
+        return True
+    if type(a) is not tuple or type(b) is not tuple or len(a) != len(b):
+        return False
+    if len(a) >= 2 and a[0] in _IDENTIFIED and a[0] == b[0] and type(a[1]) is int:
+        a, b = a[2:], b[2:]
+    return all(map(_alike, a, b))
+
+
 class Plan:
     """The model of a loop's iterations from its sampled ones: every number of an
     iteration (its record's, the HBM allocation cursor, the frame's ints and its lists'
@@ -91,9 +114,10 @@ class Plan:
         if known is not None:  # the model this loop had when it last expanded
             key, drift, layout = known
             d = a[1:] - a[:-1]
-            if keys[0] != key or a.shape[1] != len(drift) or not (d == drift).all():
+            if not same_model(keys[0], key) or a.shape[1] != len(drift) \
+                    or not (d == drift).all():
                 return None, True
-            return cls._made(run, marks, a, 1, drift, key, names, list_names,
+            return cls._made(run, marks, a, 1, drift, keys[0], names, list_names,
                              layout), False
         for period in periods:
             if len(a) - period < 2:
