@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import collections
 import itertools
+import operator
 
 import numpy as np
 
@@ -17,6 +18,13 @@ _new_access = tuple.__new__  # (an Access from its 18 fields, as machine/access.
 
 
 _VADDR = Allocation.__slots__.index("vaddr")
+_ALLOC_FIELDS = operator.attrgetter(*Allocation.__slots__)  # (`Allocation(*fields)`: a copy)
+_STATICS = operator.attrgetter("core", "engine", "opcode", "reads", "writes", "location",
+                               "attrs", "queue")
+_SIDES = operator.attrgetter("reads", "writes")
+# blocks of at least this many copies make each reads or writes tuple's column at once;
+# smaller ones (a wide template copied a few times) every tuple of a group at once
+_BY_COLUMN = 32
 assert Allocation.__slots__[0] == "id" and Allocation.__slots__[-1] == "declared_at"
 
 
@@ -42,7 +50,7 @@ class Layout:
         self.record_numbers = plan.record_numbers
         self.operand_ids = plan.operand_ids  # (the structure's: see Plan._made)
         self.n_accesses = int(n_ops.sum())
-        self._rows = None  # (see rows)
+        self._rows = self._positions = None  # (see rows, positions)
         self._operands_moving(moves, at, n_read, n_ops)
         # (instruction, its attributes' numbers, their key) where they move
         moved = np.concatenate(([0], np.cumsum(moves)))
@@ -59,25 +67,45 @@ class Layout:
         self.fence_cols = first + 3 * len(allocs) + np.arange(n_fences)
 
     def _operands_moving(self, moves, at, n_read, n_ops) -> None:
-        """The template operands that may move: their numbers' columns and positions
-        among all operands; for each reads or writes tuple holding one, the instruction,
-        the side (0 reads, 1 writes) and each operand's index among the moving ones (None
-        for one that stays the template's)."""
+        """The template operands that may move (their numbers' columns, positions among
+        all operands, and which of the six numbers move for any of them); the reads or
+        writes tuples holding one, grouped by side (0 reads, 1 writes) and size: their
+        instructions and each operand's source in a copy (its index among the moving
+        operands, or ~its index among all the template's operands)."""
         owner = np.repeat(np.arange(self.width), n_ops)
         base = np.cumsum(n_ops) - n_ops
         nth = np.arange(len(owner)) - base[owner]
         cols = (at[owner] + 6 * nth)[:, None] + np.arange(6)
-        moving = np.flatnonzero(moves[cols].any(axis=1))
+        moves_op = moves[cols].any(axis=1)
+        moving = np.flatnonzero(moves_op)
         self.moving = cols[moving]
         self.moving_at = moving
-        which = dict(zip(moving.tolist(), itertools.count()))
-        self.rebuilt = []
-        for b in _distinct(owner[moving]).tolist():
-            lo, mid, hi = int(base[b]), int(base[b] + n_read[b]), int(base[b] + n_ops[b])
-            for side, span in enumerate((range(lo, mid), range(mid, hi))):
-                slots = [which.get(k) for k in span]
-                if any(j is not None for j in slots):
-                    self.rebuilt.append((b, side, slots))
+        self.fields_moving = moves[self.moving].any(axis=0).tolist()
+        source = np.where(moves_op, np.cumsum(moves_op) - 1, ~np.arange(len(owner)))
+        write = nth >= n_read[owner]
+        self.tuples = []
+        for side, first, size in ((0, base, n_read), (1, base + n_read, n_ops - n_read)):
+            held = np.zeros(self.width, dtype=bool)
+            held[owner[moving[write[moving] == side]]] = True
+            for k in np.unique(size[held]).tolist():
+                b = np.flatnonzero(held & (size == k))
+                self.tuples.append((side, b, source[first[b][:, None] + np.arange(k)]))
+
+    def positions(self, n: int) -> list:
+        """For a block of n copies of the template (kept for the last n asked), each
+        group of `tuples`: its side, the copies' flat positions, and for each of its
+        operands their sources in a pool of the copies' moving operands (copy r's j-th
+        at r * m + j) followed by the template's operands."""
+        if self._positions is None or self._positions[0] != n:
+            m = len(self.moving_at)
+            rows = np.arange(n)[:, None]
+            out = []
+            for side, b, src in self.tuples:
+                where = (rows * self.width + b).ravel().tolist()
+                out.append((side, where, [np.where(j >= 0, rows * m + j, n * m + ~j).ravel()
+                                          .tolist() for j in src.T]))
+            self._positions = (n, out)
+        return self._positions[1]
 
     def rows(self, n: int) -> list:
         """Each copy's row in a block of n copies of the template (kept for the last n)."""
@@ -113,23 +141,19 @@ class Copier:
         self.layout = lay = layout
         self.keys, self.starts, self.stops = lay.keys, lay.starts, lay.stops
         self.index_cols, self.moving = lay.index_cols, lay.moving
-        accesses = list(itertools.chain.from_iterable(t.reads + t.writes for t in tmpl))
-        # the fields a moving operand's copies keep (Access's but the place: `_places`)
-        self.kept = [list(f) for f in zip(*(
-            a[:8] + a[13:17] for a in map(accesses.__getitem__, lay.moving_at.tolist())))]
-        self.rebuilt = [(b, side, [(tmpl[b].reads, tmpl[b].writes)[side][k] if j is None
-                                   else j for k, j in enumerate(slots)])
-                        for b, side, slots in lay.rebuilt]
+        self.accesses = list(itertools.chain.from_iterable(itertools.chain.from_iterable(
+            map(_SIDES, tmpl))))
+        # a moving operand's fields as its copies start from (Access's, by field)
+        self.kept = [list(f) for f in zip(*map(self.accesses.__getitem__,
+                                               lay.moving_at.tolist()))] or [[]] * 18
         last = plan.rows[-1]
         self.moving_attrs = [(b, span, last[span].tolist(), key)
                              for b, span, key in lay.moving_attrs]
-        self.statics = [list(f) for f in zip(*[
-            (t.core, t.engine, t.opcode, t.reads, t.writes, t.location, t.attrs, t.queue)
-            for t in tmpl])] if tmpl else [[]] * 8
+        self.statics = [list(f) for f in zip(*map(_STATICS, tmpl))] if tmpl else [[]] * 8
         allocs = [p.allocations[i] for i in range(a_start, a_stop)]
         self.template_ids = [al.id for al in allocs]
         self.alloc_keys, self.alloc_cols = lay.alloc_keys, lay.alloc_cols
-        self.alloc_fields = [list(f) for f in zip(*(al.field_values() for al in allocs))]
+        self.alloc_fields = [list(f) for f in zip(*map(_ALLOC_FIELDS, allocs))]
         self.explicit = lay.explicit
         self.vaddrs = np.array([al.vaddr for al in allocs], dtype=np.int64)
         self.fence_cores = [core for core, _ in p.fences[f_start:f_stop]]
@@ -184,16 +208,26 @@ class Copier:
         n, width = len(values), len(self.templates)
         reads, writes, attrs = reads * n, writes * n, attrs * n
         m = len(self.moving)
-        if m:  # the moving operands' copies, copy by copy (row-major: copy r's j-th at r*m+j)
-            offset, p_lo, p_hi, lo, hi, alloc = _places(
-                values[:, self.moving].reshape(-1, 6), allocs)
+        if m:  # the moving operands' copies (copy r's j-th at r * m + j)
+            nums = values[:, self.moving].reshape(-1, 6)
+            lo, hi, alloc = _places(nums, allocs)
+            place = [nums[:, f].tolist() if self.layout.fields_moving[f]
+                     else self.kept[8 + f] * n for f in range(3)]
             kept = [f * n for f in self.kept]
             made = list(map(_new_access, repeat(Access), zip(
-                *kept[:8], offset, p_lo, p_hi, lo, hi, *kept[8:], alloc)))
+                *kept[:8], *place, lo, hi, *kept[13:17], alloc)))
             sides = (reads, writes)
-            for b, side, slots in self.rebuilt:  # (a slot's operand: moving j, or the template's)
-                sides[side][b::width] = list(zip(*[
-                    made[j::m] if type(j) is int else repeat(j, n) for j in slots]))
+            if n >= _BY_COLUMN:  # each tuple's column at once: copy r's at r * width + b
+                accesses = self.accesses
+                for side, bs, sources in self.layout.tuples:
+                    out = sides[side]
+                    for b, src in zip(bs.tolist(), sources.tolist()):
+                        out[b::width] = list(zip(*[made[j::m] if j >= 0 else
+                                                   repeat(accesses[~j], n) for j in src]))
+            else:  # every tuple of a group at once, from the pool by position
+                pool = made + self.accesses
+                for side, where, sources in self.layout.positions(n):
+                    _put(sides[side], where, zip(*[map(pool.__getitem__, j) for j in sources]))
         for b, span, same, key in self.moving_attrs:
             template = attrs[b]
             for r, nums in enumerate(values[:, span].tolist()):
@@ -213,9 +247,9 @@ def _distinct(x: np.ndarray) -> np.ndarray:
     return x[np.concatenate(([True], x[1:] != x[:-1]))] if len(x) else x
 
 
-def _put(out: list, where: np.ndarray, items) -> None:
-    """out[i] = item for each position of `where` (flattened) and item of `items`."""
-    collections.deque(map(out.__setitem__, where.ravel().tolist(), items), maxlen=0)
+def _put(out: list, where: list, items) -> None:
+    """out[i] = item for each position of `where` and item of `items`."""
+    collections.deque(map(out.__setitem__, where, items), maxlen=0)
 
 
 def _attrs_with(attrs: dict, key: tuple, numbers: list) -> dict:
@@ -230,26 +264,26 @@ def _attrs_with(attrs: dict, key: tuple, numbers: list) -> dict:
     return out
 
 
-def _places(nums: np.ndarray, allocs: dict) -> list:
-    """Columns (offset, p_lo, p_hi, lo, hi, allocation) of operands from their numbers
-    (rows of offset, partitions, byte range relative to the allocation, its id; changed
-    here): the byte range made absolute, and one int object per allocation for its id."""
+def _places(nums: np.ndarray, allocs: dict):
+    """(lo, hi, allocation) columns of operands from their numbers (rows of offset,
+    partitions, byte range relative to the allocation, its id): the byte range made
+    absolute, and one int object per allocation for its id."""
     aid = nums[:, 5]
     owned = aid >= 0
     if not owned.any():
-        return nums.T.tolist()
+        return nums[:, 3].tolist(), nums[:, 4].tolist(), aid.tolist()
     every = bool(owned.all())
     ids, at = _lookup(aid if every else aid[owned])
     made = [allocs[i] for i in ids]
-    base = np.array([al.vaddr for al in made], dtype=np.int64)[at]
-    nums[owned, 3:5] += base[:, None]
-    out = nums.T.tolist()
+    base = np.zeros(len(nums), dtype=np.int64)
+    base[owned] = np.array([al.vaddr for al in made], dtype=np.int64)[at]
     shared = map([al.id for al in made].__getitem__, at.tolist())
     if every:
-        out[5] = list(shared)
+        alloc = list(shared)
     else:
-        _put(out[5], np.flatnonzero(owned), shared)
-    return out
+        alloc = aid.tolist()
+        _put(alloc, np.flatnonzero(owned).tolist(), shared)
+    return (nums[:, 3] + base).tolist(), (nums[:, 4] + base).tolist(), alloc
 
 
 def _lookup(x: np.ndarray):
