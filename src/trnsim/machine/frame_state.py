@@ -45,7 +45,8 @@ def frame_values(frame, before: dict | None = None):
             tensors[k] = v
         elif type(v) is list:
             lists[k] = (v, len(v), tuple(map(id, v)))
-            out[k] = ("list items", tuple(_state(x, _DEPTH - 1) for x in v[:_ITEMS]
+            items = [x for x in v[:_ITEMS] if type(x) is not NkiTensor]  # (fast: tiles)
+            out[k] = ("list items", tuple(_state(x, _DEPTH - 1) for x in items
                                           if tensor_core(x) is None))
         elif type(v) in PLAIN or type(v) is bytes:
             out[k] = ("=", v)
