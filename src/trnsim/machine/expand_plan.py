@@ -7,7 +7,8 @@ import numpy as np
 
 from .expand_copy import Copier
 from .expand_parts import Mark, operand_allocations, snapshot
-from .frame_state import carried_tensors, growing_lists, rebound_locals, retarget, set_locals
+from .frame_state import (carried_tensors, growing_lists, rebound_locals, retarget,
+                          retarget_block, set_locals)
 from .gc_pause import gc_paused
 
 
@@ -176,11 +177,15 @@ class Plan:
     def row(self, iterations: np.ndarray) -> np.ndarray:
         """The numbers of each iteration in `iterations` (loop positions)."""
         samples, p = len(self.rows), self.period
+        if p == 1:
+            return self.rows[-1] + self.drift * (iterations - samples)[:, None]
         s = samples - (samples - iterations) % p  # a sampled iteration in phase
         return self.rows[s - 1] + self.drift * ((iterations - s) // p)[:, None]
 
     def row_at(self, iteration: int) -> np.ndarray:
         """The numbers of one iteration (`row`)."""
+        if self.period == 1:
+            return self.rows[-1] + self.drift * (iteration - len(self.rows))
         return self.row(np.array([iteration]))[0]
 
     # -- expansion ---------------------------------------------------------------------
@@ -211,12 +216,21 @@ class Plan:
         if not k:
             return
         self.last_ids = dict(zip(template_ids, made[-k:]))
-        if self.growing:
-            for at in range(0, len(made), k):
+        if len({id(lst) for lst, _ in self.growing}) < len(self.growing):
+            for at in range(0, len(made), k):  # (a list bound to two names: in turn)
                 now = dict(zip(template_ids, made[at:at + k]))
                 storages = {}
                 for lst, appended in self.growing:
                     lst.extend(retarget(x, now, storages) for x in appended)
+            return
+        columns = {a: made[i::k] for i, a in enumerate(template_ids)}
+        storages = {}
+        for lst, appended in self.growing:
+            copies = [retarget_block(x, columns, storages) for x in appended]
+            grown = [None] * (len(copies) * len(made) // k)
+            for j, items in enumerate(copies):  # (iteration by iteration)
+                grown[j::len(copies)] = items
+            lst.extend(grown)
 
     @property
     def record_numbers(self) -> int:
