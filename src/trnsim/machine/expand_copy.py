@@ -61,9 +61,11 @@ class Layout:
         allocs = [p.allocations[i] for i in range(a_start, a_stop)]
         self.alloc_keys = [allocation_key(al, stats.alloc_parts) for al in allocs]
         self.explicit = np.array([al.explicit for al in allocs], dtype=bool)
+        self.any_explicit = bool(self.explicit.any())
         n_fences = f_stop - f_start
         first = plan.record_numbers - 3 * len(allocs) - n_fences
         self.alloc_cols = first + 3 * np.arange(len(allocs), dtype=np.int64)
+        self.declared_cols = self.alloc_cols + 1
         self.fence_cols = first + 3 * len(allocs) + np.arange(n_fences)
 
     def _operands_moving(self, moves, at, n_read, n_ops) -> None:
@@ -79,7 +81,7 @@ class Layout:
         moves_op = moves[cols].any(axis=1)
         moving = np.flatnonzero(moves_op)
         self.moving = cols[moving]
-        self.moving_at = moving
+        self.moving_at = moving.tolist()
         self.fields_moving = moves[self.moving].any(axis=0).tolist()
         source = np.where(moves_op, np.cumsum(moves_op) - 1, ~np.arange(len(owner)))
         write = nth >= n_read[owner]
@@ -97,7 +99,7 @@ class Layout:
         operands their sources in a pool of the copies' moving operands (copy r's j-th
         at r * m + j) followed by the template's operands."""
         if self._positions is None or self._positions[0] != n:
-            m = len(self.moving_at)
+            m = len(self.moving)
             rows = np.arange(n)[:, None]
             out = []
             for side, b, src in self.tuples:
@@ -145,7 +147,7 @@ class Copier:
             map(_SIDES, tmpl))))
         # a moving operand's fields as its copies start from (Access's, by field)
         self.kept = [list(f) for f in zip(*map(self.accesses.__getitem__,
-                                               lay.moving_at.tolist()))] or [[]] * 18
+                                               lay.moving_at))] or [[]] * 18
         last = plan.rows[-1]
         self.moving_attrs = [(b, span, last[span].tolist(), key)
                              for b, span, key in lay.moving_attrs]
@@ -155,7 +157,7 @@ class Copier:
         self.alloc_keys, self.alloc_cols = lay.alloc_keys, lay.alloc_cols
         self.alloc_fields = [list(f) for f in zip(*map(_ALLOC_FIELDS, allocs))]
         self.explicit = lay.explicit
-        self.vaddrs = np.array([al.vaddr for al in allocs], dtype=np.int64)
+        self.vaddrs = [al.vaddr for al in allocs]
         self.fence_cores = [core for core, _ in p.fences[f_start:f_stop]]
         self.fence_cols = lay.fence_cols
 
@@ -188,12 +190,11 @@ class Copier:
         if not self.template_ids:
             return []
         n = len(values)
-        cols = values[:, self.alloc_cols]
-        ids = cols.ravel().tolist()
+        ids = values[:, self.alloc_cols].ravel().tolist()
         args = [f * n for f in self.alloc_fields]
         args[0] = ids
-        args[-1] = values[:, self.alloc_cols + 1].ravel().tolist()
-        if self.explicit.any():
+        args[-1] = values[:, self.layout.declared_cols].ravel().tolist()
+        if self.layout.any_explicit:
             args[_VADDR] = np.where(self.explicit, values[:, self.alloc_cols + 2],
                                     self.vaddrs).ravel().tolist()
         made = list(map(Allocation, *args))
@@ -269,16 +270,24 @@ def _places(nums: np.ndarray, allocs: dict):
     partitions, byte range relative to the allocation, its id): the byte range made
     absolute, and one int object per allocation for its id."""
     aid = nums[:, 5]
-    owned = aid >= 0
-    if not owned.any():
-        return nums[:, 3].tolist(), nums[:, 4].tolist(), aid.tolist()
-    every = bool(owned.all())
-    ids, at = _lookup(aid if every else aid[owned])
+    first = int(aid.min())
+    if first < 0:  # (some or all without an allocation: HBM)
+        owned = aid >= 0
+        if not owned.any():
+            return nums[:, 3].tolist(), nums[:, 4].tolist(), aid.tolist()
+        ids, at = _lookup(aid[owned], int(aid[owned].min()))
+    else:
+        owned = None
+        ids, at = _lookup(aid, first)
     made = [allocs[i] for i in ids]
-    base = np.zeros(len(nums), dtype=np.int64)
-    base[owned] = np.array([al.vaddr for al in made], dtype=np.int64)[at]
+    vaddr = np.array([al.vaddr for al in made], dtype=np.int64)[at]
+    if owned is None:
+        base = vaddr
+    else:
+        base = np.zeros(len(nums), dtype=np.int64)
+        base[owned] = vaddr
     shared = map([al.id for al in made].__getitem__, at.tolist())
-    if every:
+    if owned is None:
         alloc = list(shared)
     else:
         alloc = aid.tolist()
@@ -286,11 +295,10 @@ def _places(nums: np.ndarray, allocs: dict):
     return (nums[:, 3] + base).tolist(), (nums[:, 4] + base).tolist(), alloc
 
 
-def _lookup(x: np.ndarray):
-    """(values, where each item of `x` is among them): the range x spans when it is
-    dense (allocation ids are: every id below the record's count is an allocation), its
-    distinct values otherwise (np.unique sorts)."""
-    lo = int(x.min())
+def _lookup(x: np.ndarray, lo: int):
+    """(values, where each item of `x` is among them), `lo`: x's least: the range x
+    spans when it is dense (allocation ids are: every id below the record's count is an
+    allocation), its distinct values otherwise (np.unique sorts)."""
     span = int(x.max()) - lo + 1
     if span <= 4 * len(x) + 64:
         return range(lo, lo + span), x - lo

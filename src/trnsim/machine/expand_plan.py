@@ -170,6 +170,8 @@ class Plan:
         """The numbers of the first and last period of iterations first..last, which
         bound those of all of them (each phase of the period is affine)."""
         p = self.period
+        if p == 1:
+            return self.row(np.array((first, last), dtype=np.int64))
         ends = set(range(first, min(first + p, last + 1)))
         ends.update(range(max(first, last + 1 - p), last + 1))
         return self.row(np.array(sorted(ends), dtype=np.int64))
