@@ -4,6 +4,7 @@ template's; the record stays that of a full run."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from trnsim import nki
 import trnsim.nki.isa as nisa
@@ -54,3 +55,32 @@ def test_outer_snapshots_over_a_fallen_back_loop_match_the_full_run(monkeypatch)
     full, fast = _both(monkeypatch, lambda: _run(uneven_middle, x))
     st = _stats(fast)
     assert st.fallbacks >= 1 and st.loops >= 1
+
+
+@nki.jit
+def fixed_operand(x, w):
+    """Each iteration adds a tile made before the loop to its own tile: one read moves
+    with the iteration, the other stays the template's."""
+    out = nl.ndarray(x.shape, nl.float32, buffer=nl.hbm)
+    fixed = nl.ndarray((128, 8), nl.float32, buffer=nl.sbuf)
+    nisa.dma_copy(dst=fixed, src=w)
+    for j in nl.affine_range(x.shape[1] // 8):
+        t = nl.ndarray((128, 8), nl.float32, buffer=nl.sbuf)
+        nisa.dma_copy(dst=t, src=x[:, j * 8:(j + 1) * 8])
+        nisa.tensor_tensor(dst=t, data1=t, data2=fixed, op=nl.add)
+        nisa.dma_copy(dst=out[:, j * 8:(j + 1) * 8], src=t)
+    return out
+
+
+@pytest.mark.parametrize("iterations", [20, 80])  # (blocks of fewer copies than
+def test_copies_of_moving_and_fixed_reads_match_the_full_run(monkeypatch, iterations):
+    # expand_copy._BY_COLUMN rebuild their reads tuple by tuple, larger ones by column)
+    x = np.ones((128, 8 * iterations), np.float32)
+    w = np.ones((128, 8), np.float32)
+    full, fast = _both(monkeypatch, lambda: _run(fixed_operand, x, w))
+    st = _stats(fast)
+    assert (st.loops, st.fallbacks, st.iterations) == (1, 0, iterations - 6)
+    adds = [i for i in fast.program.instructions if i.opcode == "tensor_tensor"]
+    assert len(adds) == iterations
+    assert len({i.reads[0] for i in adds}) == iterations  # each iteration's own tile
+    assert len({i.reads[1] for i in adds}) == 1  # the fixed one

@@ -126,3 +126,47 @@ def test_entries_of_other_lengths_reuse_the_layout_for_their_own_counts(monkeypa
     # (the first entry runs iterations 0-4, the others 0-2, and each its last one)
     assert (st.loops, st.fallbacks, len(made)) == (4, 0, 1)
     assert st.iterations == 10 + 16 + 16 + 8
+
+
+class _Note:
+    """An object a blocked kernel makes once per block (as the legacy front end's
+    deferred results are): another object at each entry of the inner loop."""
+
+    def __init__(self, scale):
+        self.scale = scale
+
+
+def _noted(blocks, scale_of):
+    """A blocked kernel whose inner loop's frame holds a `_Note(scale_of(b))` made by
+    the block before it."""
+    @nki.jit
+    def kernel(x):
+        out = nl.ndarray(x.shape, nl.float32, buffer=nl.hbm)
+        note = None
+        for b in nl.affine_range(blocks):
+            for j in nl.affine_range(16):
+                _scale(x, out, j, col=(b * 16 + j) * 8)
+            note = _Note(scale_of(b))
+        return note and out
+    return kernel
+
+
+def test_an_object_rebound_between_entries_in_the_same_state_keeps_the_model(
+        monkeypatch):
+    x = np.ones((128, 8 * 16 * 4), np.float32)
+    made = _layouts_made(monkeypatch)
+    _, fast = _both(monkeypatch, lambda: _run(_noted(4, lambda b: 1.0), x))
+    st = _stats(fast)
+    # entry 1 (the first with a note) is modelled afresh; entries 2 and 3 repeat its
+    # model (and layout) though their notes are other objects
+    assert (st.loops, st.fallbacks, len(made)) == (4, 0, 2)
+    assert st.iterations == 10 + 10 + 12 + 12
+
+
+def test_an_object_rebound_between_entries_in_another_state_is_modelled_afresh(
+        monkeypatch):
+    x = np.ones((128, 8 * 16 * 4), np.float32)
+    _, fast = _both(monkeypatch, lambda: _run(_noted(4, lambda b: float(b)), x))
+    st = _stats(fast)
+    assert (st.loops, st.fallbacks) == (4, 0)
+    assert st.iterations == 4 * 10

@@ -14,8 +14,9 @@ cursor, the loop frame's ints and its lists' lengths -- is affine in the iterati
 (period 1, or 2 or 4 after more samples: double buffers), it appends the middle
 iterations from that model with NumPy and runs the last iteration for real. A loop
 entered again after it expanded (the inner loop of a blocked kernel) samples only
-iterations 1..RESAMPLES when they repeat its last model's structure and step, and copies
-them with the layout it derived then (expand_copy.Layout) while it fits. Lists the
+iterations 1..RESAMPLES when they repeat its last model's structure and step (objects
+of its frame by their state, not identity: `expand_plan.same_model`), and copies them
+with the layout it derived then (expand_copy.Layout) while it fits. Lists the
 body appends its tiles to grow by copies over the expanded iterations' allocations, and
 a tensor each iteration rebinds to one it made (`acc = nl.add(acc, t)`) is rebound to
 the last expanded one's. Iteration 0 is not sampled (first-iteration special cases, a
@@ -66,7 +67,7 @@ import sys
 
 from . import runtime, usercode
 from .expand_parts import Mark
-from .expand_plan import Plan
+from .expand_plan import Plan, same_model
 
 SAMPLES = 4  # iterations sampled for an affine model (period 1)
 RESAMPLES = 2  # ... for a loop entered again, checked against its last model
@@ -211,7 +212,7 @@ def _expanding(run, rng: range, before, frame, site, marks: list, stats):
         plan = None
     last_model = stats.known.get(site)
     if plan is not None and plan.layout is None and last_model is not None \
-            and last_model[0] == plan.key:  # another step: the layout may still fit
+            and same_model(plan.key, last_model[0]):  # another step: the layout may fit
         plan.layout = last_model[2]
     if plan is None:
         stats.declined += 1

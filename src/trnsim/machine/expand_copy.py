@@ -5,17 +5,26 @@ from __future__ import annotations
 
 import collections
 import itertools
+import operator
 
 import numpy as np
 
-from .access import with_place
+from .access import Access
 from .expand_parts import allocation_key, instruction_parts, numbers_size
 from .record import Allocation, Instruction
 
 repeat = itertools.repeat
+_new_access = tuple.__new__  # (an Access from its 18 fields, as machine/access.py makes them)
 
 
 _VADDR = Allocation.__slots__.index("vaddr")
+_ALLOC_FIELDS = operator.attrgetter(*Allocation.__slots__)  # (`Allocation(*fields)`: a copy)
+_STATICS = operator.attrgetter("core", "engine", "opcode", "reads", "writes", "location",
+                               "attrs", "queue")
+_SIDES = operator.attrgetter("reads", "writes")
+# blocks of at least this many copies make each reads or writes tuple's column at once;
+# smaller ones (a wide template copied a few times) every tuple of a group at once
+_BY_COLUMN = 32
 assert Allocation.__slots__[0] == "id" and Allocation.__slots__[-1] == "declared_at"
 
 
@@ -41,7 +50,7 @@ class Layout:
         self.record_numbers = plan.record_numbers
         self.operand_ids = plan.operand_ids  # (the structure's: see Plan._made)
         self.n_accesses = int(n_ops.sum())
-        self._positions = None  # (rows, positions(rows))
+        self._rows = self._positions = None  # (see rows, positions)
         self._operands_moving(moves, at, n_read, n_ops)
         # (instruction, its attributes' numbers, their key) where they move
         moved = np.concatenate(([0], np.cumsum(moves)))
@@ -52,42 +61,59 @@ class Layout:
         allocs = [p.allocations[i] for i in range(a_start, a_stop)]
         self.alloc_keys = [allocation_key(al, stats.alloc_parts) for al in allocs]
         self.explicit = np.array([al.explicit for al in allocs], dtype=bool)
+        self.any_explicit = bool(self.explicit.any())
         n_fences = f_stop - f_start
         first = plan.record_numbers - 3 * len(allocs) - n_fences
         self.alloc_cols = first + 3 * np.arange(len(allocs), dtype=np.int64)
+        self.declared_cols = self.alloc_cols + 1
         self.fence_cols = first + 3 * len(allocs) + np.arange(n_fences)
 
     def _operands_moving(self, moves, at, n_read, n_ops) -> None:
-        """The template operands that may move: their numbers' columns and positions
-        among all operands; the instructions whose reads or writes they are in, and
-        where."""
+        """The template operands that may move (their numbers' columns, positions among
+        all operands, and which of the six numbers move for any of them); the reads or
+        writes tuples holding one, grouped by side (0 reads, 1 writes) and size: their
+        instructions and each operand's source in a copy (its index among the moving
+        operands, or ~its index among all the template's operands)."""
         owner = np.repeat(np.arange(self.width), n_ops)
         base = np.cumsum(n_ops) - n_ops
         nth = np.arange(len(owner)) - base[owner]
         cols = (at[owner] + 6 * nth)[:, None] + np.arange(6)
-        moving = np.flatnonzero(moves[cols].any(axis=1))
+        moves_op = moves[cols].any(axis=1)
+        moving = np.flatnonzero(moves_op)
         self.moving = cols[moving]
-        self.moving_at = moving
-        read = nth[moving] < n_read[owner[moving]]
-        b = _distinct(owner[moving][read])
-        self.read_spans = (b, base[b], base[b] + n_read[b])
-        b = _distinct(owner[moving][~read])
-        self.write_spans = (b, base[b] + n_read[b], base[b] + n_ops[b])
+        self.moving_at = moving.tolist()
+        self.fields_moving = moves[self.moving].any(axis=0).tolist()
+        source = np.where(moves_op, np.cumsum(moves_op) - 1, ~np.arange(len(owner)))
+        write = nth >= n_read[owner]
+        self.tuples = []
+        for side, first, size in ((0, base, n_read), (1, base + n_read, n_ops - n_read)):
+            held = np.zeros(self.width, dtype=bool)
+            held[owner[moving[write[moving] == side]]] = True
+            for k in np.unique(size[held]).tolist():
+                b = np.flatnonzero(held & (size == k))
+                self.tuples.append((side, b, source[first[b][:, None] + np.arange(k)]))
 
-    def positions(self, n: int):
-        """For a block of n copies of the template (kept for the last n asked): where
-        each moving operand lies among the copies' operands; for their reads and for
-        their writes, the copies whose tuple is rebuilt (flat positions) and the spans
-        of operands it is made of (starts, stops); each copy's row."""
+    def positions(self, n: int) -> list:
+        """For a block of n copies of the template (kept for the last n asked), each
+        group of `tuples`: its side, the copies' flat positions, and for each of its
+        operands their sources in a pool of the copies' moving operands (copy r's j-th
+        at r * m + j) followed by the template's operands."""
         if self._positions is None or self._positions[0] != n:
+            m = len(self.moving)
             rows = np.arange(n)[:, None]
-            first = rows * self.n_accesses
-            spans = [((rows * self.width + b).ravel().tolist(),
-                      (first + lo).ravel().tolist(), (first + hi).ravel().tolist())
-                     for b, lo, hi in (self.read_spans, self.write_spans)]
-            self._positions = (n, ((first + self.moving_at).ravel(), spans,
-                                   np.repeat(rows.ravel(), self.width).tolist()))
+            out = []
+            for side, b, src in self.tuples:
+                where = (rows * self.width + b).ravel().tolist()
+                out.append((side, where, [np.where(j >= 0, rows * m + j, n * m + ~j).ravel()
+                                          .tolist() for j in src.T]))
+            self._positions = (n, out)
         return self._positions[1]
+
+    def rows(self, n: int) -> list:
+        """Each copy's row in a block of n copies of the template (kept for the last n)."""
+        if self._rows is None or len(self._rows) != n * self.width:
+            self._rows = np.repeat(np.arange(n), self.width).tolist()
+        return self._rows
 
     def fits(self, plan, width: int) -> bool:
         """Whether this layout is that of `plan` (whose structure is that of the plan
@@ -104,9 +130,10 @@ class Copier:
     instructions -- from blocks of rows of numbers (in the order `snapshot` lists
     them), as flat lists in record order (the template's items for one iteration, then
     for the next): a copy's field is its template's unless the row gives it. An operand
-    a copy has at the template's place is the template's (immutable) Access, and so is
-    its tuple of reads or writes when no operand there can move. `layout`: a Layout
-    made for an earlier entry of the same loop, used when it fits this plan."""
+    whose numbers cannot move (`_moves`) is the template's (immutable) Access, and so is
+    a tuple of reads or writes where none can; the others are made for every copy.
+    `layout`: a Layout made for an earlier entry of the same loop, used when it fits
+    this plan."""
 
     def __init__(self, run, plan, layout: "Layout | None" = None):  # plan: a Plan
         p = run.program
@@ -117,22 +144,21 @@ class Copier:
         self.layout = lay = layout
         self.keys, self.starts, self.stops = lay.keys, lay.starts, lay.stops
         self.index_cols, self.moving = lay.index_cols, lay.moving
-        self.accesses = list(itertools.chain.from_iterable(
-            t.reads + t.writes for t in tmpl))
-        self.moving_tmpl = [self.accesses[i] for i in lay.moving_at.tolist()]
+        self.accesses = list(itertools.chain.from_iterable(itertools.chain.from_iterable(
+            map(_SIDES, tmpl))))
+        # a moving operand's fields as its copies start from (Access's, by field)
+        self.kept = [list(f) for f in zip(*map(self.accesses.__getitem__,
+                                               lay.moving_at))] or [[]] * 18
         last = plan.rows[-1]
-        self.moving_same = last[lay.moving]
         self.moving_attrs = [(b, span, last[span].tolist(), key)
                              for b, span, key in lay.moving_attrs]
-        self.statics = [list(f) for f in zip(*[
-            (t.core, t.engine, t.opcode, t.reads, t.writes, t.location, t.attrs, t.queue)
-            for t in tmpl])] if tmpl else [[]] * 8
+        self.statics = [list(f) for f in zip(*map(_STATICS, tmpl))] if tmpl else [[]] * 8
         allocs = [p.allocations[i] for i in range(a_start, a_stop)]
         self.template_ids = [al.id for al in allocs]
         self.alloc_keys, self.alloc_cols = lay.alloc_keys, lay.alloc_cols
-        self.alloc_fields = [list(f) for f in zip(*(al.field_values() for al in allocs))]
+        self.alloc_fields = [list(f) for f in zip(*map(_ALLOC_FIELDS, allocs))]
         self.explicit = lay.explicit
-        self.vaddrs = np.array([al.vaddr for al in allocs], dtype=np.int64)
+        self.vaddrs = [al.vaddr for al in allocs]
         self.fence_cores = [core for core, _ in p.fences[f_start:f_stop]]
         self.fence_cols = lay.fence_cols
 
@@ -152,7 +178,7 @@ class Copier:
         p.instructions.extend(made)
         if stats is not None and made:  # (numbers: where they lie in `values`)
             width = len(self.templates)
-            rows = self.layout.positions(n)[2]
+            rows = self.layout.rows(n)
             stats.parts.update(zip(index, zip(made, self.keys * n, zip(
                 repeat(values), rows, self.starts * n, self.stops * n))))
             at = range(len(p.instructions) - len(made), len(p.instructions), width)
@@ -165,12 +191,11 @@ class Copier:
         if not self.template_ids:
             return []
         n = len(values)
-        cols = values[:, self.alloc_cols]
-        ids = cols.ravel().tolist()
+        ids = values[:, self.alloc_cols].ravel().tolist()
         args = [f * n for f in self.alloc_fields]
         args[0] = ids
-        args[-1] = values[:, self.alloc_cols + 1].ravel().tolist()
-        if self.explicit.any():
+        args[-1] = values[:, self.layout.declared_cols].ravel().tolist()
+        if self.layout.any_explicit:
             args[_VADDR] = np.where(self.explicit, values[:, self.alloc_cols + 2],
                                     self.vaddrs).ravel().tolist()
         made = list(map(Allocation, *args))
@@ -184,18 +209,27 @@ class Copier:
         """The copies' reads, writes and attrs (flat lists)."""
         n, width = len(values), len(self.templates)
         reads, writes, attrs = reads * n, writes * n, attrs * n
-        if len(self.moving):
-            ops = self.accesses * n
-            # the operands whose numbers are not the template's, at their places
-            nums = values[:, self.moving]
-            moved = np.flatnonzero((nums != self.moving_same).any(axis=2))
-            placed = _places(nums.reshape(-1, 6)[moved], allocs)
-            tmpl = map(self.moving_tmpl.__getitem__, (moved % len(self.moving)).tolist())
-            at, spans, _ = self.layout.positions(n)
-            _put(ops, at[moved], map(with_place, tmpl, *placed))
-            for out, (where, starts, stops) in zip((reads, writes), spans):
-                collections.deque(map(out.__setitem__, where, map(tuple, map(
-                    ops.__getitem__, map(slice, starts, stops)))), maxlen=0)
+        m = len(self.moving)
+        if m:  # the moving operands' copies (copy r's j-th at r * m + j)
+            nums = values[:, self.moving].reshape(-1, 6)
+            lo, hi, alloc = _places(nums, allocs)
+            place = [nums[:, f].tolist() if self.layout.fields_moving[f]
+                     else self.kept[8 + f] * n for f in range(3)]
+            kept = [f * n for f in self.kept]
+            made = list(map(_new_access, repeat(Access), zip(
+                *kept[:8], *place, lo, hi, *kept[13:17], alloc)))
+            sides = (reads, writes)
+            if n >= _BY_COLUMN:  # each tuple's column at once: copy r's at r * width + b
+                accesses = self.accesses
+                for side, bs, sources in self.layout.tuples:
+                    out = sides[side]
+                    for b, src in zip(bs.tolist(), sources.tolist()):
+                        out[b::width] = list(zip(*[made[j::m] if j >= 0 else
+                                                   repeat(accesses[~j], n) for j in src]))
+            else:  # every tuple of a group at once, from the pool by position
+                pool = made + self.accesses
+                for side, where, sources in self.layout.positions(n):
+                    _put(sides[side], where, zip(*[map(pool.__getitem__, j) for j in sources]))
         for b, span, same, key in self.moving_attrs:
             template = attrs[b]
             for r, nums in enumerate(values[:, span].tolist()):
@@ -215,9 +249,9 @@ def _distinct(x: np.ndarray) -> np.ndarray:
     return x[np.concatenate(([True], x[1:] != x[:-1]))] if len(x) else x
 
 
-def _put(out: list, where: np.ndarray, items) -> None:
-    """out[i] = item for each position of `where` (flattened) and item of `items`."""
-    collections.deque(map(out.__setitem__, where.ravel().tolist(), items), maxlen=0)
+def _put(out: list, where: list, items) -> None:
+    """out[i] = item for each position of `where` and item of `items`."""
+    collections.deque(map(out.__setitem__, where, items), maxlen=0)
 
 
 def _attrs_with(attrs: dict, key: tuple, numbers: list) -> dict:
@@ -232,28 +266,40 @@ def _attrs_with(attrs: dict, key: tuple, numbers: list) -> dict:
     return out
 
 
-def _places(nums: np.ndarray, allocs: dict) -> list:
-    """Columns (offset, p_lo, p_hi, lo, hi, allocation) of operands from their numbers
-    (rows of offset, partitions, byte range relative to the allocation, its id): the
-    byte range made absolute, and one int object per allocation for its id."""
+def _places(nums: np.ndarray, allocs: dict):
+    """(lo, hi, allocation) columns of operands from their numbers (rows of offset,
+    partitions, byte range relative to the allocation, its id): the byte range made
+    absolute, and one int object per allocation for its id."""
     aid = nums[:, 5]
-    owned = np.flatnonzero(aid >= 0)
-    out = nums.T.tolist()
-    if len(owned):
-        ids, at = _lookup(aid[owned])
-        made = [allocs[i] for i in ids]
-        base = np.array([al.vaddr for al in made], dtype=np.int64)[at]
-        for col in (3, 4):
-            _put(out[col], owned, (nums[owned, col] + base).tolist())
-        _put(out[5], owned, map([al.id for al in made].__getitem__, at.tolist()))
-    return out
+    first = int(aid.min())
+    if first < 0:  # (some or all without an allocation: HBM)
+        owned = aid >= 0
+        if not owned.any():
+            return nums[:, 3].tolist(), nums[:, 4].tolist(), aid.tolist()
+        ids, at = _lookup(aid[owned], int(aid[owned].min()))
+    else:
+        owned = None
+        ids, at = _lookup(aid, first)
+    made = [allocs[i] for i in ids]
+    vaddr = np.array([al.vaddr for al in made], dtype=np.int64)[at]
+    if owned is None:
+        base = vaddr
+    else:
+        base = np.zeros(len(nums), dtype=np.int64)
+        base[owned] = vaddr
+    shared = map([al.id for al in made].__getitem__, at.tolist())
+    if owned is None:
+        alloc = list(shared)
+    else:
+        alloc = aid.tolist()
+        _put(alloc, np.flatnonzero(owned).tolist(), shared)
+    return (nums[:, 3] + base).tolist(), (nums[:, 4] + base).tolist(), alloc
 
 
-def _lookup(x: np.ndarray):
-    """(values, where each item of `x` is among them): the range x spans when it is
-    dense (allocation ids are: every id below the record's count is an allocation), its
-    distinct values otherwise (np.unique sorts)."""
-    lo = int(x.min())
+def _lookup(x: np.ndarray, lo: int):
+    """(values, where each item of `x` is among them), `lo`: x's least: the range x
+    spans when it is dense (allocation ids are: every id below the record's count is an
+    allocation), its distinct values otherwise (np.unique sorts)."""
     span = int(x.max()) - lo + 1
     if span <= 4 * len(x) + 64:
         return range(lo, lo + span), x - lo

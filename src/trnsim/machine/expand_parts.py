@@ -15,7 +15,7 @@ from .frame_state import PLAIN, frame_values, hashable, set_locals
 # -- the state at an iteration boundary ------------------------------------------------
 class Mark:
     __slots__ = ("instructions", "allocations", "fences", "hbm", "shared", "pending",
-                 "untracked", "locals", "lists", "tensors")
+                 "untracked", "locals", "lists", "tensors", "held")
 
     def __init__(self, run, frame, before: "Mark | None" = None):
         """The state now; `before`: the mark before it (see frame_values)."""
@@ -27,7 +27,7 @@ class Mark:
         self.shared = len(run._shared)
         self.pending = getattr(run, "legacy_pending", None) is not None
         self.untracked = len(run.untracked_changes)
-        self.locals, self.lists, self.tensors = frame_values(
+        self.locals, self.lists, self.tensors, self.held = frame_values(
             frame, before.locals if before is not None else None)
 
     def restore(self, run, frame):

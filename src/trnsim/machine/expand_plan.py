@@ -7,7 +7,8 @@ import numpy as np
 
 from .expand_copy import Copier
 from .expand_parts import Mark, operand_allocations, snapshot
-from .frame_state import carried_tensors, growing_lists, rebound_locals, retarget, set_locals
+from .frame_state import (carried_tensors, growing_lists, rebound_locals, retarget,
+                          retarget_block, set_locals)
 from .gc_pause import gc_paused
 
 
@@ -30,6 +31,29 @@ def _iteration(run, m0: "Mark", m1: "Mark", int_names: list, list_names: list,
     others = tuple(sorted((k, v) for k, v in loc.items()
                           if type(v) is not int and k not in rebound))
     return (key, others, tuple(list_names)), nums
+
+
+def same_model(key, last) -> bool:
+    """Whether an iteration's structure key (`_iteration`) repeats `last`, that of the
+    loop's last entry: the same record structure and lists, and the frame's other
+    locals in the same state but for the identities of objects (what the loop around
+    it rebinds between entries: the result of its previous iteration)."""
+    return key == last or (key[0] == last[0] and key[2] == last[2]
+                           and _alike(key[1], last[1]))
+
+
+_IDENTIFIED = ("id", "object", "array", "generator")  # frame_state's states: tag, id, ...
+
+
+def _alike(a, b) -> bool:
+    """Whether two frame_state states are equal but for the objects' identities."""
+    if a == b:
+        return True
+    if type(a) is not tuple or type(b) is not tuple or len(a) != len(b):
+        return False
+    if len(a) >= 2 and a[0] in _IDENTIFIED and a[0] == b[0] and type(a[1]) is int:
+        a, b = a[2:], b[2:]
+    return all(map(_alike, a, b))
 
 
 class Plan:
@@ -91,9 +115,10 @@ class Plan:
         if known is not None:  # the model this loop had when it last expanded
             key, drift, layout = known
             d = a[1:] - a[:-1]
-            if keys[0] != key or a.shape[1] != len(drift) or not (d == drift).all():
+            if not same_model(keys[0], key) or a.shape[1] != len(drift) \
+                    or not (d == drift).all():
                 return None, True
-            return cls._made(run, marks, a, 1, drift, key, names, list_names,
+            return cls._made(run, marks, a, 1, drift, keys[0], names, list_names,
                              layout), False
         for period in periods:
             if len(a) - period < 2:
@@ -145,6 +170,8 @@ class Plan:
         """The numbers of the first and last period of iterations first..last, which
         bound those of all of them (each phase of the period is affine)."""
         p = self.period
+        if p == 1:
+            return self.row(np.array((first, last), dtype=np.int64))
         ends = set(range(first, min(first + p, last + 1)))
         ends.update(range(max(first, last + 1 - p), last + 1))
         return self.row(np.array(sorted(ends), dtype=np.int64))
@@ -152,11 +179,15 @@ class Plan:
     def row(self, iterations: np.ndarray) -> np.ndarray:
         """The numbers of each iteration in `iterations` (loop positions)."""
         samples, p = len(self.rows), self.period
+        if p == 1:
+            return self.rows[-1] + self.drift * (iterations - samples)[:, None]
         s = samples - (samples - iterations) % p  # a sampled iteration in phase
         return self.rows[s - 1] + self.drift * ((iterations - s) // p)[:, None]
 
     def row_at(self, iteration: int) -> np.ndarray:
         """The numbers of one iteration (`row`)."""
+        if self.period == 1:
+            return self.rows[-1] + self.drift * (iteration - len(self.rows))
         return self.row(np.array([iteration]))[0]
 
     # -- expansion ---------------------------------------------------------------------
@@ -187,12 +218,21 @@ class Plan:
         if not k:
             return
         self.last_ids = dict(zip(template_ids, made[-k:]))
-        if self.growing:
-            for at in range(0, len(made), k):
+        if len({id(lst) for lst, _ in self.growing}) < len(self.growing):
+            for at in range(0, len(made), k):  # (a list bound to two names: in turn)
                 now = dict(zip(template_ids, made[at:at + k]))
                 storages = {}
                 for lst, appended in self.growing:
                     lst.extend(retarget(x, now, storages) for x in appended)
+            return
+        columns = {a: made[i::k] for i, a in enumerate(template_ids)}
+        storages = {}
+        for lst, appended in self.growing:
+            copies = [retarget_block(x, columns, storages) for x in appended]
+            grown = [None] * (len(copies) * len(made) // k)
+            for j, items in enumerate(copies):  # (iteration by iteration)
+                grown[j::len(copies)] = items
+            lst.extend(grown)
 
     @property
     def record_numbers(self) -> int:

@@ -10,6 +10,7 @@ import copy
 import copyreg
 import ctypes
 import itertools
+import operator
 import sys
 import types
 
@@ -34,10 +35,11 @@ def frame_values(frame, before: dict | None = None):
     declines. Modules, functions and classes are left out. An object bound to another
     object than at the state `before` (the previous one's values) is stated by its
     identity alone: one rebound at every state is left out (`rebound_locals`), and one
-    rebound at some declines by its identity already."""
-    out, lists, tensors = {}, {}, {}
+    rebound at some declines by its identity already. Also returns those objects: a
+    state that holds them keeps their identities from being those of later objects."""
+    out, lists, tensors, held = {}, {}, {}, []
     if frame is None:
-        return out, lists, tensors
+        return out, lists, tensors, held
     for k, v in frame.f_locals.items():
         if type(v) is int:
             out[k] = v
@@ -45,7 +47,8 @@ def frame_values(frame, before: dict | None = None):
             tensors[k] = v
         elif type(v) is list:
             lists[k] = (v, len(v), tuple(map(id, v)))
-            out[k] = ("list items", tuple(_state(x, _DEPTH - 1) for x in v[:_ITEMS]
+            items = [x for x in v[:_ITEMS] if type(x) is not NkiTensor]  # (fast: tiles)
+            out[k] = ("list items", tuple(_state(x, _DEPTH - 1) for x in items
                                           if tensor_core(x) is None))
         elif type(v) in PLAIN or type(v) is bytes:
             out[k] = ("=", v)
@@ -53,6 +56,7 @@ def frame_values(frame, before: dict | None = None):
             old = before.get(k) if before is not None else None
             moved = type(old) is tuple and old[0] == "object" and old[1] != id(v)
             out[k] = ("object", id(v), None if moved else _state(v, _DEPTH))
+            held.append(v)
     glb = frame.f_globals
     for name in frame.f_code.co_names:
         v = glb.get(name, _MISSING)
@@ -64,7 +68,7 @@ def frame_values(frame, before: dict | None = None):
                 and not a.startswith("__")))
         elif not isinstance(v, _OPAQUE) and tensor_core(v) is None:  # a global changing declines
             out["global " + name] = ("global", _state(v, _DEPTH))
-    return out, lists, tensors
+    return out, lists, tensors, held
 
 
 def _state(v, depth: int):
@@ -137,11 +141,11 @@ def set_locals(frame, values: dict) -> None:
 def rebound_locals(marks) -> set:
     """The frame's locals bound to a new object at each mark (like its tensors, the last
     iteration rebinds them)."""
-    out = set()
+    out = set()  # (marks hold the objects: an id is not that of a dead one)
     for k, v in marks[0].locals.items():
         if type(v) is tuple and v and v[0] == "object":
             ids = [m.locals.get(k, (None, None))[1] for m in marks]
-            if all(a != b for a, b in zip(ids, ids[1:])):  # (ids of dead objects recur)
+            if all(a != b for a, b in zip(ids, ids[1:])):
                 out.add(k)
     return out
 
@@ -235,6 +239,35 @@ def retarget(x, ids: dict, storages: dict):
     return y
 
 
+def retarget_block(x, columns: dict, storages: dict) -> list:
+    """`retarget` for a block of iterations at once: copies of tensor object `x`, the
+    r-th over allocation `columns[a][r]` where `x`'s own is `a` (the copies of one
+    storage shared through `storages`: its id -> its copies)."""
+    t = tensor_core(x)
+    sts = storages.get(id(t.storage))
+    if sts is None:
+        sts = storages[id(t.storage)] = _copies(t.storage, "alloc", columns[t.storage.alloc])
+        if "written_boxes" in t.storage.__dict__:
+            for st in sts:
+                st.written_boxes = set(st.written_boxes)
+    copies = _copies(t, "storage", sts)
+    return copies if t is x else _copies(x, "core", copies)
+
+
+def _copies(x, name: str, values: list) -> list:
+    """A copy of `x` (`_copy`) for each of `values`, its attribute `name` set to it."""
+    t = type(x)
+    if _plain_copy(t):
+        out = list(map(object.__new__, itertools.repeat(t, len(values))))
+        collections.deque(map(dict.update, map(_DICT, out), itertools.repeat(x.__dict__)),
+                          maxlen=0)
+    else:
+        out = [copy.copy(x) for _ in values]
+    collections.deque(map(setattr, out, itertools.repeat(name), values), maxlen=0)
+    return out
+
+
+_DICT = operator.attrgetter("__dict__")
 _PLAIN_COPY: dict = {}  # type -> whether copy.copy would copy its __dict__ alone
 
 
@@ -242,6 +275,15 @@ def _copy(x):
     """copy.copy(x), without its reduce protocol for objects whose state is their
     __dict__ (what it would do for them: a new object of the type, the dict copied)."""
     t = type(x)
+    if not _plain_copy(t):
+        return copy.copy(x)
+    y = object.__new__(t)
+    y.__dict__.update(x.__dict__)
+    return y
+
+
+def _plain_copy(t: type) -> bool:
+    """Whether copy.copy would copy an object of type `t` by its __dict__ alone."""
     plain = _PLAIN_COPY.get(t)
     if plain is None:
         plain = _PLAIN_COPY[t] = (
@@ -250,8 +292,4 @@ def _copy(x):
             and not hasattr(t, "__copy__") and not hasattr(t, "__setstate__")
             and t not in copyreg.dispatch_table
             and not any("__slots__" in vars(c) for c in t.__mro__[:-1]))
-    if not plain:
-        return copy.copy(x)
-    y = object.__new__(t)
-    y.__dict__.update(x.__dict__)
-    return y
+    return plain
