@@ -30,6 +30,7 @@ _new_access = tuple.__new__
 _SPACE, _LO, _HI, _ALLOC = (itemgetter(Access._fields.index(f))
                             for f in ("space", "lo", "hi", "alloc"))
 FALLBACK = -1
+_CHUNK = 1 << 13  # accesses rewritten per chunk of the columns
 
 
 
@@ -547,8 +548,12 @@ def allocate_compiled(program: Program) -> Program | None:
     if placed is None:
         return None
     start, size, order, notes, peak = placed
-    plan = _plan(program, u, al, keys, caps, start, size, order, notes, peak)
-    return _rewrite(program, cols, u, start, size, plan)
+    # as _Allocator: one int object per physical byte value (`ints`, the accesses' and
+    # the placements'), and per instruction index (the record's and the placements')
+    ints: dict = {}
+    index = list(range(len(program.instructions)))
+    plan = _plan(program, u, al, keys, caps, start, size, order, notes, peak, ints, index)
+    return _rewrite(program, cols, u, start, size, plan, ints, index)
 
 
 def _place(u: _Uses, al: _Allocs, capacity, align):
@@ -579,7 +584,7 @@ def _place(u: _Uses, al: _Allocs, capacity, align):
 
 
 def _plan(program, u: _Uses, al: _Allocs, keys, caps, start, size, order, notes,
-          peak) -> MemoryPlan:
+          peak, ints, index) -> MemoryPlan:
     """The MemoryPlan _Allocator.run would make."""
     allocs = program.allocations
     plan = MemoryPlan(allocs, {k: int(c) for k, c in zip(keys, caps)})
@@ -587,10 +592,18 @@ def _plan(program, u: _Uses, al: _Allocs, keys, caps, start, size, order, notes,
         a = allocs[x]
         plan.placements.append(Placement(x, 0, a.vaddr, a.row_bytes, int(al.declared[x]),
                                          int(u.ex_last[x])))
-    plan.placements += map(Placement, u.blk_alloc[order].tolist(),
+    ids = [None] * len(u.base)  # the allocations' own id objects
+    for x in allocs:
+        if 0 <= x < len(ids):
+            ids[x] = x
+    starts, sizes = start[order].tolist(), size[order].tolist()
+    plan.placements += map(Placement, map(ids.__getitem__, u.blk_alloc[order].tolist()),
                            (order - u.base[u.blk_alloc[order]]).tolist(),
-                           start[order].tolist(), size[order].tolist(),
-                           u.first[order].tolist(), u.last[order].tolist())
+                           map(ints.setdefault, starts, starts),
+                           map(ints.setdefault, sizes, sizes),
+                           map(index.__getitem__, u.first[order].tolist()),
+                           map(index.__getitem__, u.last[order].tolist()))
+    del starts, sizes
     for n, k in enumerate(keys):
         sel = notes[0] == n
         at = np.concatenate(([0], notes[1][sel]))
@@ -605,7 +618,8 @@ def _plan(program, u: _Uses, al: _Allocs, keys, caps, start, size, order, notes,
     return plan
 
 
-def _rewrite(program, cols: _Columns, u: _Uses, start, size, plan) -> Program:
+def _rewrite(program, cols: _Columns, u: _Uses, start, size, plan, ints,
+             index) -> Program:
     """The program with each block access at its physical bytes (_Allocator.physical),
     indices set and order edges copied as _Allocator.run does (no instruction was
     inserted, so every index stays)."""
@@ -617,31 +631,37 @@ def _rewrite(program, cols: _Columns, u: _Uses, start, size, plan) -> Program:
         st = start[g]
         if not (st == st[0] + np.arange(len(g)) * u.bb[j]).all():
             plo[j], phi[j] = st.min(), (st + size[g]).max()  # scattered blocks: their box
-    flat = cols.flat
-    memo: dict = {}  # (id, lo, hi): the originals stay alive in cols.reads/writes
-    for p, lo, hi in zip(u.pos.tolist(), plo.tolist(), phi.tolist()):
-        a = flat[p]
-        k = (id(a), lo, hi)
-        new = memo.get(k)
-        if new is None:
-            new = memo[k] = _new_access(Access, a[:11] + (lo, hi) + a[13:])
-        flat[p] = new
     instrs = program.instructions
-    touched = np.zeros(len(instrs), np.bool_)
-    touched[cols.ins_of[u.pos]] = True
-    ends = np.cumsum(cols.counts).tolist()
-    counts = cols.counts.tolist()
-    reads = cols.reads
-    flat = tuple(flat)  # its slices are the tuples
-    for i in np.flatnonzero(touched).tolist():
-        ins = instrs[i]
-        e = ends[i]
-        s = e - counts[i]
-        nr = len(reads[i])
-        ins.reads = flat[s:s + nr]
-        ins.writes = flat[s + nr:e]
+    # each instruction's accesses rewritten in place, in program order (as the Python
+    # allocator does): the virtual ones die as it goes, the physical bytes are one int
+    # object per value; chunks of the columns at a time (no Python list of them all)
+    pos, ins_of = u.pos, cols.ins_of[u.pos]
+    local = pos - (np.cumsum(cols.counts) - cols.counts)[ins_of]
+    cols.flat = cols.reads = cols.writes = None  # (their references kept the originals)
+    cur, items, nr = -1, None, 0
+    for c in range(0, len(pos), _CHUNK):
+        memo: dict = {}  # id -> (original, new): a shared access stays shared (in a chunk)
+        for i, k, lo, hi in zip(ins_of[c:c + _CHUNK].tolist(),
+                                local[c:c + _CHUNK].tolist(),
+                                plo[c:c + _CHUNK].tolist(), phi[c:c + _CHUNK].tolist()):
+            if i != cur:
+                if items is not None:
+                    ins = instrs[cur]
+                    ins.reads, ins.writes = tuple(items[:nr]), tuple(items[nr:])
+                ins = instrs[i]
+                nr = len(ins.reads)
+                cur, items = i, [*ins.reads, *ins.writes]
+            a = items[k]
+            m = memo.get(id(a))
+            if m is None or m[1] != lo or m[2] != hi:
+                lo, hi = ints.setdefault(lo, lo), ints.setdefault(hi, hi)
+                m = memo[id(a)] = (a, lo, hi, _new_access(Access, a[:11] + (lo, hi) + a[13:]))
+            items[k] = m[3]
+    if items is not None:
+        ins = instrs[cur]
+        ins.reads, ins.writes = tuple(items[:nr]), tuple(items[nr:])
     renumbered = range(len(instrs) + 1)
-    for i, ins in enumerate(instrs):
+    for ins, i in zip(instrs, index):
         ins.index = i
     for ins in instrs:  # as _Allocator.run: a new list in new attrs
         dep = ins.attrs.get("depends_on")
