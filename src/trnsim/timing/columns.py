@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .costs import dma_costs
+
 # dependency kinds, in the codes the timing core reads
 KINDS = ("RAW", "WAW", "WAR", "order", "queue")
 RAW, WAW, WAR, ORDER, QUEUE = range(5)
@@ -91,6 +93,7 @@ def _price(sched, col):
     instrs = sched.instrs
     track, rows, cost = sched.track, col.rows, sched.cost
     dma_cost, matmul, compute, eng = cost.dma.cost, cost.matmul, cost.compute, cost.eng
+    priced = dma_costs(sched.program, cost)  # (as the list scheduler made them)
     folded = sched.folded
     for i in sched.order:
         ins = instrs[i]
@@ -98,7 +101,7 @@ def _price(sched, col):
         col.track[i] = trk.id
         engine = ins.engine
         if engine == "dma":
-            res = dma_cost(ins)
+            res = priced[i] or dma_cost(ins)
         elif engine == "tensor":
             res = matmul(ins) if ins.opcode in _MATMULS else ins.opcode
         elif i in folded or ins.opcode == "core_barrier":

@@ -131,6 +131,36 @@ def cost_model(chip) -> "CostModel":
     return model
 
 
+class _DmaCosts:
+    """One program's transfers priced by one cost model (see `dma_costs`); pickled as
+    an empty entry, which no model matches."""
+    __slots__ = ("model", "instrs", "n", "costs")
+
+    def __init__(self, model=None, instrs=None, costs=()):
+        self.model, self.instrs, self.n, self.costs = model, instrs, len(costs), costs
+
+    def __reduce__(self):
+        return _DmaCosts, ()
+
+
+def dma_costs(program, model) -> list:
+    """Per instruction of `program`: `model.dma.cost` of it where its engine is "dma",
+    else None. Made once per program and model and kept on the program (the compiler's
+    list scheduler and the timing scheduler both price every transfer); like
+    timing/access_columns.py, it describes the instructions as they stand when first
+    asked for, and is made again where the instruction list is another object or
+    length."""
+    instrs = program.instructions
+    hit = getattr(program, "_dma_costs", None)
+    if hit is not None and hit.model is model and hit.instrs is instrs \
+            and hit.n == len(instrs):
+        return hit.costs
+    cost = model.dma.cost
+    costs = [cost(ins) if ins.engine == "dma" else None for ins in instrs]
+    program._dma_costs = _DmaCosts(model, instrs, costs)
+    return costs
+
+
 # The fields of an operand the compute cost reads (not where it lies).
 _access_sig = attrgetter("space", "role", "dtype", "elems_per_partition", "pattern", "indirect")
 
