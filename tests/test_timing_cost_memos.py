@@ -73,3 +73,23 @@ def test_dma_costs_not_pickled():
     assert copy._dma_costs.model is None and copy._dma_costs.costs == ()
     fresh = dma_costs(copy, model)
     assert fresh == costs
+
+
+def _zeros(x):
+    out = nl.ndarray((128, 512), dtype=nl.bfloat16, buffer=nl.shared_hbm)
+    z = nl.zeros((128, 512), dtype=nl.bfloat16, buffer=nl.sbuf)
+    nl.store(out, z)
+    return out
+
+
+def test_compute_cost_follows_new_attrs():
+    _, run = lj.run_legacy(_zeros, (np.zeros((1,), np.float32),), {}, chip="trn2",
+                           numerics=False)
+    (ins,) = [i for i in run.program if i.opcode == "memset"]
+    model = CostModel(load_chip("trn2"))
+    zero_ns, terms = model.compute(ins)
+    assert model.compute(ins)[0] == zero_ns
+    ins.attrs = {**ins.attrs, "value": 1.0}  # not a zero fill: twice the passes
+    ns, _ = model.compute(ins)
+    assert ns == 2 * zero_ns
+    assert (ns, terms["N"]) == (model._compute(ins)[0], 512)

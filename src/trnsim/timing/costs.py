@@ -205,6 +205,7 @@ class CostModel:
         self.sync_semaphore_cycles = float(sync.get("dependent_issue_overhead_cycles", 0))
         self.dma = DmaCost(chip)
         self._compute_memo: dict = {}
+        self._compute_attrs: dict = {}  # id(attrs) -> (attrs, the attrs' part of the key)
         self._matmul_memo: dict = {}
         self._matmul_by_attrs: dict = {}  # id(attrs) -> (attrs, matmul result)
 
@@ -233,9 +234,16 @@ class CostModel:
     def compute(self, ins) -> tuple[float, dict]:
         """(ns, cost terms) for an instruction on Vector / Scalar / GpSimd."""
         a = ins.attrs
-        key = (ins.engine, ins.opcode, tuple(map(_access_sig, ins.reads)),
-               tuple(map(_access_sig, ins.writes)),
-               tuple(map(a.get, _COMPUTE_ATTRS, _ABSENT)))
+        hit = self._compute_attrs.get(id(a))  # (loop copies share their attrs)
+        if hit is None or hit[0] is not a:
+            hit = (a, tuple(map(a.get, _COMPUTE_ATTRS, _ABSENT)))
+            if len(self._compute_attrs) >= MEMO_LIMIT:
+                self._compute_attrs.clear()
+            self._compute_attrs[id(a)] = hit  # (the dict kept: its id stays its own)
+        reads, writes = ins.reads, ins.writes  # (one each, mostly: then without map)
+        rs = (_access_sig(reads[0]),) if len(reads) == 1 else tuple(map(_access_sig, reads))
+        ws = (_access_sig(writes[0]),) if len(writes) == 1 else tuple(map(_access_sig, writes))
+        key = (ins.engine, ins.opcode, rs, ws, hit[1])
         try:
             return self._compute_memo[key]
         except (KeyError, TypeError):
