@@ -1,16 +1,17 @@
 """The cost model's identity memos: a matmul's cost by its attrs dict, and a program's
-transfers priced once for both the list scheduler and the timing scheduler
-(timing/costs.py `dma_costs`)."""
+transfers and compute instructions priced once for both the list scheduler and the
+timing scheduler (timing/costs.py `priced`, `dma_costs`)."""
 import pickle
 
 import numpy as np
+import pytest
 
 from trnsim.chips import load_chip
 from trnsim.legacy import isa as nisa
 from trnsim.legacy import jit as lj
 from trnsim.legacy import language as nl
 from trnsim.machine.record import Program
-from trnsim.timing.costs import CostModel, cost_model, dma_costs
+from trnsim.timing.costs import CostModel, cost_model, dma_costs, priced
 
 
 def _tiled(x, y):
@@ -70,7 +71,7 @@ def test_dma_costs_not_pickled():
     costs = dma_costs(program, model)
     copy = pickle.loads(pickle.dumps(program))
     assert isinstance(copy, Program)
-    assert copy._dma_costs.model is None and copy._dma_costs.costs == ()
+    assert copy._priced.model is None and copy._priced.dma is None
     fresh = dma_costs(copy, model)
     assert fresh == costs
 
@@ -93,3 +94,23 @@ def test_compute_cost_follows_new_attrs():
     ns, _ = model.compute(ins)
     assert ns == 2 * zero_ns
     assert (ns, terms["N"]) == (model._compute(ins)[0], 512)
+
+
+def test_list_scheduler_compute_results_kept_for_the_timing(monkeypatch):
+    pytest.importorskip("numba")
+    from trnsim.compiler import compile_program
+    from trnsim.timing import schedule
+    monkeypatch.setenv("TRNSIM_COMPILED", "1")
+    _, run = lj.run_legacy(_zeros, (np.zeros((1,), np.float32),), {}, chip="trn2",
+                           numerics=False)
+    program = compile_program(run.program) if run.program.issue is None else run.program
+    model = cost_model(load_chip("trn2"))
+    entry = priced(program, model)
+    kept = [(ins, entry.compute[k]) for k, ins in enumerate(program)
+            if ins.engine in model.eng]
+    assert kept and all(hit is not None for _, hit in kept)
+    for ins, (engine, res) in kept:
+        if engine == ins.engine:
+            assert res is model.compute(ins)
+    timeline = schedule(program)
+    assert [e.index for e in timeline.events] == list(range(len(program)))

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..timing.costs import cost_model
+from ..timing.costs import cost_model, priced
 from ..timing.deps import MemoryMaps
 from ..machine import compiled
 from ..machine.gc_pause import gc_paused
@@ -297,18 +297,25 @@ class _ListScheduler:
         cost_of = self._cost_of
         floating = self.floating if self._compiled is not None else bytes(len(self.instrs))
         compute, eng = self.cost.compute, self.cost.eng
+        # the compiled timing scheduler takes these results (the engine still the same)
+        computed = priced(self.program, self.cost).compute \
+            if self._compiled is not None else None
         memo: dict = {}
         self.signed: dict = {}
         est = []
-        for ins in self.instrs:
+        for k, ins in enumerate(self.instrs):
             if ins.engine == "tensor":
                 key = (id(ins.attrs), ins.opcode)  # (the attrs outlive the memo)
                 c = memo.get(key)
                 if c is None:
                     c = memo[key] = cost_of(ins)
                 est.append(c)
-            elif floating[ins.index] and ins.engine in eng:
-                res = self.signed[ins.index] = compute(ins)
+            elif ins.engine in eng and (computed is not None or floating[ins.index]):
+                res = compute(ins)
+                if floating[ins.index]:
+                    self.signed[ins.index] = res
+                if computed is not None:
+                    computed[k] = (ins.engine, res)
                 est.append(res[0])  # (as _cost_of)
             else:
                 est.append(cost_of(ins))

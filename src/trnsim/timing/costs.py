@@ -131,34 +131,46 @@ def cost_model(chip) -> "CostModel":
     return model
 
 
-class _DmaCosts:
-    """One program's transfers priced by one cost model (see `dma_costs`); pickled as
-    an empty entry, which no model matches."""
-    __slots__ = ("model", "instrs", "n", "costs")
+class _Priced:
+    """One program's costs by one cost model (see `priced`); pickled as an empty entry,
+    which no model matches."""
+    __slots__ = ("model", "instrs", "n", "dma", "compute")
 
-    def __init__(self, model=None, instrs=None, costs=()):
-        self.model, self.instrs, self.n, self.costs = model, instrs, len(costs), costs
+    def __init__(self, model=None, instrs=None):
+        self.model, self.instrs = model, instrs
+        self.n = len(instrs) if instrs is not None else -1
+        self.dma: list | None = None
+        self.compute: list = [None] * max(self.n, 0)
 
     def __reduce__(self):
-        return _DmaCosts, ()
+        return _Priced, ()
+
+
+def priced(program, model) -> _Priced:
+    """The costs of `program`'s instructions by `model` kept on the program (the
+    compiler's list scheduler and the timing scheduler both price every instruction):
+    `dma` (see `dma_costs`) and `compute`, per instruction (engine, `model.compute`
+    result) where a pass put one (the timing scheduler takes it where the engine is
+    still that one). Like timing/access_columns.py, it describes the instructions as
+    they stand when first asked for, and is made afresh where the instruction list is
+    another object or length."""
+    instrs = program.instructions
+    hit = getattr(program, "_priced", None)
+    if hit is not None and hit.model is model and hit.instrs is instrs \
+            and hit.n == len(instrs):
+        return hit
+    hit = program._priced = _Priced(model, instrs)
+    return hit
 
 
 def dma_costs(program, model) -> list:
     """Per instruction of `program`: `model.dma.cost` of it where its engine is "dma",
-    else None. Made once per program and model and kept on the program (the compiler's
-    list scheduler and the timing scheduler both price every transfer); like
-    timing/access_columns.py, it describes the instructions as they stand when first
-    asked for, and is made again where the instruction list is another object or
-    length."""
-    instrs = program.instructions
-    hit = getattr(program, "_dma_costs", None)
-    if hit is not None and hit.model is model and hit.instrs is instrs \
-            and hit.n == len(instrs):
-        return hit.costs
-    cost = model.dma.cost
-    costs = [cost(ins) if ins.engine == "dma" else None for ins in instrs]
-    program._dma_costs = _DmaCosts(model, instrs, costs)
-    return costs
+    else None (made once per program and model: see `priced`)."""
+    entry = priced(program, model)
+    if entry.dma is None:
+        cost = model.dma.cost
+        entry.dma = [cost(ins) if ins.engine == "dma" else None for ins in entry.instrs]
+    return entry.dma
 
 
 # The fields of an operand the compute cost reads (not where it lies).
