@@ -57,6 +57,7 @@ DEFAULT_HEURISTIC = "asap"  # nki.compiler.SchedulingHeuristic's default (NKI 0.
 DEFAULT_WINDOW = 64
 _SYNC_OPS = ("core_barrier", "sendrecv")
 _RAW, _WAW, _WAR, _ORDER = range(4)  # the kinds of dependency edges
+_LONG = np.dtype(f"i{array('l').itemsize}")  # array("l")'s items
 
 
 @dataclass
@@ -72,10 +73,10 @@ class IssueOrder:
     def position(self) -> array:
         """position[i]: where instruction i comes in `order` (an array: no int object
         per instruction kept)."""
-        pos = array("l", [0]) * len(self.order)
-        for k, i in enumerate(self.order):
-            pos[i] = k
-        return pos
+        n = len(self.order)
+        pos = np.zeros(n, _LONG)
+        pos[np.asarray(self.order, np.int64)] = np.arange(n, dtype=_LONG)
+        return array("l", pos.tobytes())
 
 
 def resource_of(ins) -> tuple:
