@@ -414,7 +414,7 @@ class _Columns:
         ins = program.instructions
         self.reads = [i.reads for i in ins]
         self.writes = [i.writes for i in ins]
-        nr = self.nreads = np.fromiter(map(len, self.reads), np.int64, len(ins))
+        nr = np.fromiter(map(len, self.reads), np.int64, len(ins))
         nw = np.fromiter(map(len, self.writes), np.int64, len(ins))
         self.counts = nr + nw
         flat: list = []
@@ -629,16 +629,17 @@ def _rewrite(program, cols: _Columns, u: _Uses, start, size, plan) -> Program:
     instrs = program.instructions
     touched = np.zeros(len(instrs), np.bool_)
     touched[cols.ins_of[u.pos]] = True
-    at = np.flatnonzero(touched)
-    ends = np.cumsum(cols.counts)[at]
-    starts = ends - cols.counts[at]
-    mids = (starts + cols.nreads[at]).tolist()
-    starts, ends = starts.tolist(), ends.tolist()
-    get = tuple(flat).__getitem__  # its slices are the tuples
-    for ins, r, w in zip(map(instrs.__getitem__, at.tolist()),
-                         map(get, map(slice, starts, mids)), map(get, map(slice, mids, ends))):
-        ins.reads = r
-        ins.writes = w
+    ends = np.cumsum(cols.counts).tolist()
+    counts = cols.counts.tolist()
+    reads = cols.reads
+    flat = tuple(flat)  # its slices are the tuples
+    for i in np.flatnonzero(touched).tolist():
+        ins = instrs[i]
+        e = ends[i]
+        s = e - counts[i]
+        nr = len(reads[i])
+        ins.reads = flat[s:s + nr]
+        ins.writes = flat[s + nr:e]
     renumbered = range(len(instrs) + 1)
     for i, ins in enumerate(instrs):
         ins.index = i
