@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..machine.compiled import jit
+from ..timing.costs import dma_costs
 
 _RAW, _WAR = 0, 2  # schedule.py's edge kinds (_RAW, _WAW, _WAR, _ORDER)
 # per-instruction int columns
@@ -149,7 +150,8 @@ def _arrays(ls):
     # DMA transfers: the cost model's figures, once per distinct cost (dicts are shared)
     dma = np.array([r[1] == "dma" for r in numbered], bool)
     at = np.flatnonzero(dma[stream])
-    infos = list(map(cost.dma.cost, [instrs[i] for i in at.tolist()]))
+    priced = dma_costs(ls.program, cost)
+    infos = [priced[i] or cost.dma.cost(instrs[i]) for i in at.tolist()]
     _, one, which = np.unique(np.fromiter(map(id, infos), np.uint64, len(infos)),
                               return_index=True, return_inverse=True)
     table = np.array([(infos[j]["dge_ns"], infos[j]["data_ns"], len(infos[j]["engines"]))

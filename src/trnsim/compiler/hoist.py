@@ -22,8 +22,9 @@ reloads its tiles on hardware: 51.80 ms against the hoisted step's 42.96 ms, har
 from __future__ import annotations
 
 from bisect import bisect_right
+from operator import itemgetter
 
-from ..machine.access import copy_with, with_bytes
+from ..machine.access import Access, copy_with, with_bytes
 from ..machine.record import Program
 from .hbm_writes import HbmWrites
 
@@ -73,6 +74,8 @@ def hoist_invariant_loads(program: Program) -> Program:
     alias: dict = {}  # dropped tensor's alloc id -> the alloc id of the copy it reads
     kept_for: dict = {}  # dropped load's index -> the index of the load that stays
     for ins in instrs:
+        if ins.engine != "dma" or ins.opcode not in _PLAIN:
+            continue  # (as _plain_load, without the call)
         load = _plain_load(ins, allocs)
         if load is None:
             continue
@@ -127,10 +130,14 @@ def _plain_load(ins, allocs):
     if ins.engine != "dma" or ins.opcode not in _PLAIN or ins.attrs.get("cast") \
             or ins.attrs.get("spill") or ins.location is None:
         return None
-    srcs = [a for a in ins.reads if a.role != "indirect_offset"]
-    if len(srcs) != 1 or len(ins.writes) != 1:
+    reads, writes = ins.reads, ins.writes
+    if len(writes) != 1:
         return None
-    src, dst = srcs[0], ins.writes[0]
+    if len(reads) != 1 or reads[0].role == "indirect_offset":
+        reads = [a for a in reads if a.role != "indirect_offset"]
+        if len(reads) != 1:
+            return None
+    src, dst = reads[0], writes[0]
     if src.space != "hbm" or dst.space != "sbuf" or src.indirect or dst.indirect \
             or dst.alloc < 0 or allocs[dst.alloc].explicit:
         return None
@@ -150,14 +157,20 @@ def _moved(a, shift):
     return with_bytes(a, a.lo + shift, a.hi + shift)
 
 
+# the fields two accesses must share to read the same bytes / lie in the same place
+# (one C call each: Access is a tuple)
+_BYTES = itemgetter(*map(Access._fields.index, ("lo", "hi", "offset", "pattern", "dtype",
+                                                "shape")))
+_PLACE = itemgetter(*map(Access._fields.index, ("lo", "hi", "p_lo", "p_hi", "pattern",
+                                                "dtype")))
+
+
 def _same_bytes(a, b) -> bool:
-    return (a.lo, a.hi, a.offset, a.pattern, a.dtype, a.shape) == \
-        (b.lo, b.hi, b.offset, b.pattern, b.dtype, b.shape)
+    return _BYTES(a) == _BYTES(b)
 
 
 def _same_place(a, b) -> bool:
-    return (a.lo, a.hi, a.p_lo, a.p_hi, a.pattern, a.dtype) == \
-        (b.lo, b.hi, b.p_lo, b.p_hi, b.pattern, b.dtype)
+    return _PLACE(a) == _PLACE(b)
 
 
 def _same_layout(a, b) -> bool:

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..timing.costs import cost_model
+from ..timing.costs import cost_model, priced
 from ..timing.deps import MemoryMaps
 from ..machine import compiled
 from ..machine.gc_pause import gc_paused
@@ -57,6 +57,7 @@ DEFAULT_HEURISTIC = "asap"  # nki.compiler.SchedulingHeuristic's default (NKI 0.
 DEFAULT_WINDOW = 64
 _SYNC_OPS = ("core_barrier", "sendrecv")
 _RAW, _WAW, _WAR, _ORDER = range(4)  # the kinds of dependency edges
+_LONG = np.dtype(f"i{array('l').itemsize}")  # array("l")'s items
 
 
 @dataclass
@@ -72,10 +73,10 @@ class IssueOrder:
     def position(self) -> array:
         """position[i]: where instruction i comes in `order` (an array: no int object
         per instruction kept)."""
-        pos = array("l", [0]) * len(self.order)
-        for k, i in enumerate(self.order):
-            pos[i] = k
-        return pos
+        n = len(self.order)
+        pos = np.zeros(n, _LONG)
+        pos[np.asarray(self.order, np.int64)] = np.arange(n, dtype=_LONG)
+        return array("l", pos.tobytes())
 
 
 def resource_of(ins) -> tuple:
@@ -296,18 +297,25 @@ class _ListScheduler:
         cost_of = self._cost_of
         floating = self.floating if self._compiled is not None else bytes(len(self.instrs))
         compute, eng = self.cost.compute, self.cost.eng
+        # the compiled timing scheduler takes these results (the engine still the same)
+        computed = priced(self.program, self.cost).compute \
+            if self._compiled is not None else None
         memo: dict = {}
         self.signed: dict = {}
         est = []
-        for ins in self.instrs:
+        for k, ins in enumerate(self.instrs):
             if ins.engine == "tensor":
                 key = (id(ins.attrs), ins.opcode)  # (the attrs outlive the memo)
                 c = memo.get(key)
                 if c is None:
                     c = memo[key] = cost_of(ins)
                 est.append(c)
-            elif floating[ins.index] and ins.engine in eng:
-                res = self.signed[ins.index] = compute(ins)
+            elif ins.engine in eng and (computed is not None or floating[ins.index]):
+                res = compute(ins)
+                if floating[ins.index]:
+                    self.signed[ins.index] = res
+                if computed is not None:
+                    computed[k] = (ins.engine, res)
                 est.append(res[0])  # (as _cost_of)
             else:
                 est.append(cost_of(ins))

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .costs import dma_costs, priced
+
 # dependency kinds, in the codes the timing core reads
 KINDS = ("RAW", "WAW", "WAR", "order", "queue")
 RAW, WAW, WAR, ORDER, QUEUE = range(5)
@@ -91,6 +93,9 @@ def _price(sched, col):
     instrs = sched.instrs
     track, rows, cost = sched.track, col.rows, sched.cost
     dma_cost, matmul, compute, eng = cost.dma.cost, cost.matmul, cost.compute, cost.eng
+    # the results the compiler's list scheduler made (where it ran)
+    dma_made = dma_costs(sched.program, cost)
+    computed = priced(sched.program, cost).compute
     folded = sched.folded
     for i in sched.order:
         ins = instrs[i]
@@ -98,13 +103,16 @@ def _price(sched, col):
         col.track[i] = trk.id
         engine = ins.engine
         if engine == "dma":
-            res = dma_cost(ins)
+            res = dma_made[i] or dma_cost(ins)
         elif engine == "tensor":
             res = matmul(ins) if ins.opcode in _MATMULS else ins.opcode
         elif i in folded or ins.opcode == "core_barrier":
             res = None  # terms of its own
+        elif engine in eng:
+            hit = computed[i]
+            res = hit[1] if hit is not None and hit[0] == engine else compute(ins)
         else:
-            res = compute(ins) if engine in eng else "sync"
+            res = "sync"
         r = rows.get((id(res), trk.id)) if res is not None else None
         if r is None:
             r = _new_row(sched, col, ins, trk, res)

@@ -131,6 +131,48 @@ def cost_model(chip) -> "CostModel":
     return model
 
 
+class _Priced:
+    """One program's costs by one cost model (see `priced`); pickled as an empty entry,
+    which no model matches."""
+    __slots__ = ("model", "instrs", "n", "dma", "compute")
+
+    def __init__(self, model=None, instrs=None):
+        self.model, self.instrs = model, instrs
+        self.n = len(instrs) if instrs is not None else -1
+        self.dma: list | None = None
+        self.compute: list = [None] * max(self.n, 0)
+
+    def __reduce__(self):
+        return _Priced, ()
+
+
+def priced(program, model) -> _Priced:
+    """The costs of `program`'s instructions by `model` kept on the program (the
+    compiler's list scheduler and the timing scheduler both price every instruction):
+    `dma` (see `dma_costs`) and `compute`, per instruction (engine, `model.compute`
+    result) where a pass put one (the timing scheduler takes it where the engine is
+    still that one). Like timing/access_columns.py, it describes the instructions as
+    they stand when first asked for, and is made afresh where the instruction list is
+    another object or length."""
+    instrs = program.instructions
+    hit = getattr(program, "_priced", None)
+    if hit is not None and hit.model is model and hit.instrs is instrs \
+            and hit.n == len(instrs):
+        return hit
+    hit = program._priced = _Priced(model, instrs)
+    return hit
+
+
+def dma_costs(program, model) -> list:
+    """Per instruction of `program`: `model.dma.cost` of it where its engine is "dma",
+    else None (made once per program and model: see `priced`)."""
+    entry = priced(program, model)
+    if entry.dma is None:
+        cost = model.dma.cost
+        entry.dma = [cost(ins) if ins.engine == "dma" else None for ins in entry.instrs]
+    return entry.dma
+
+
 # The fields of an operand the compute cost reads (not where it lies).
 _access_sig = attrgetter("space", "role", "dtype", "elems_per_partition", "pattern", "indirect")
 
@@ -175,7 +217,9 @@ class CostModel:
         self.sync_semaphore_cycles = float(sync.get("dependent_issue_overhead_cycles", 0))
         self.dma = DmaCost(chip)
         self._compute_memo: dict = {}
+        self._compute_attrs: dict = {}  # id(attrs) -> (attrs, the attrs' part of the key)
         self._matmul_memo: dict = {}
+        self._matmul_by_attrs: dict = {}  # id(attrs) -> (attrs, matmul result)
 
     # -- semaphores and latencies -----------------------------------------
     def semaphore_ns(self, track: str) -> float:
@@ -202,9 +246,16 @@ class CostModel:
     def compute(self, ins) -> tuple[float, dict]:
         """(ns, cost terms) for an instruction on Vector / Scalar / GpSimd."""
         a = ins.attrs
-        key = (ins.engine, ins.opcode, tuple(map(_access_sig, ins.reads)),
-               tuple(map(_access_sig, ins.writes)),
-               tuple(map(a.get, _COMPUTE_ATTRS, _ABSENT)))
+        hit = self._compute_attrs.get(id(a))  # (loop copies share their attrs)
+        if hit is None or hit[0] is not a:
+            hit = (a, tuple(map(a.get, _COMPUTE_ATTRS, _ABSENT)))
+            if len(self._compute_attrs) >= MEMO_LIMIT:
+                self._compute_attrs.clear()
+            self._compute_attrs[id(a)] = hit  # (the dict kept: its id stays its own)
+        reads, writes = ins.reads, ins.writes  # (one each, mostly: then without map)
+        rs = (_access_sig(reads[0]),) if len(reads) == 1 else tuple(map(_access_sig, reads))
+        ws = (_access_sig(writes[0]),) if len(writes) == 1 else tuple(map(_access_sig, writes))
+        key = (ins.engine, ins.opcode, rs, ws, hit[1])
         try:
             return self._compute_memo[key]
         except (KeyError, TypeError):
@@ -377,13 +428,22 @@ class CostModel:
     def matmul(self, ins) -> tuple[float, float, dict, tuple]:
         """(MultiplyMoving ns, exposed LoadStationary ns, terms, PE cells used)."""
         a = ins.attrs
+        # it reads the attrs only, which loop copies share: first by the dict's identity
+        hit = self._matmul_by_attrs.get(id(a))
+        if hit is not None and hit[0] is a:
+            return hit[1]
         tp, ts = a.get("tile_position"), a.get("tile_size")
         key = (tuple(map(a.get, _MATMUL_ATTRS, _ABSENT)), tuple(tp) if tp else tp,
                tuple(ts) if ts else ts)
         try:
-            return self._matmul_memo[key]
+            res = self._matmul_memo[key]
         except (KeyError, TypeError):
-            return _memoized(self._matmul_memo, key, self._matmul, ins)
+            res = _memoized(self._matmul_memo, key, self._matmul, ins)
+        by_attrs = self._matmul_by_attrs
+        if len(by_attrs) >= MEMO_LIMIT:
+            by_attrs.clear()
+        by_attrs[id(a)] = (a, res)  # (the dict kept: its id stays its own)
+        return res
 
     def _matmul(self, ins) -> tuple[float, float, dict, tuple]:
         a = ins.attrs
