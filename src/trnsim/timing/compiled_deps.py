@@ -15,13 +15,14 @@ their users share:
   instruction's own index for compute engines: no two share one).
 
 All maps share one byte axis (map m's bytes at m << 48: the on-chip maps, then the flat
-HBM map, then one per row pitch in the order they appear), so one sorted segment array
-serves them all.
+HBM map, then one per row pitch in the order they appear).
 
 State (`st`): cnt (segments, Recs, writer cells, keys below which a reader key is its
 instruction's own, row pitches, on-chip maps, reader cells, the readers' count a
-write or query leaves, as its writers' count is returned); segments g: [glo[g],
-ghi[g]) in byte order, Recs from ghd[g] linked by R[r, NEXT]; Rec r: partitions (rows,
+write or query leaves, as its writers' count is returned; from SEGS: each map's
+segment count); segments g of map mp: [glo[mp, g], ghi[mp, g]) in byte order, Recs
+from ghd[mp, g] linked by R[r, NEXT] (a row per map: a segment added or merged away
+shifts only its map's later ones); Rec r: partitions (rows,
 in a pitched map) [R[r, PLO], R[r, PHI]), its writers a persistent list from R[r, W]
 (cells WC: value, previous; a copied Rec shares them, as Python's copies share the
 writers tuple), its readers RD[R[r, RDS]: + R[r, RDN]] (key, instruction) in insertion
@@ -35,7 +36,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .access_columns import HI, LO, MAP, SPACE, access_columns
+from .access_columns import (HAS_FORM, HI, LO, MAP, PITCH, ROWS, RUN, SPACE,
+                             access_columns)
 from .columns import ORDER, QUEUE, RAW, WAR, WAW, _dense
 
 from ..machine.compiled import jit
@@ -43,7 +45,7 @@ from ..machine.compiled import jit
 MAP_SHIFT = 48
 MAX_PITCHES = 64  # row pitches of the HBM maps (more: the Python scheduler)
 PLO, PHI, NEXT, W, RDN, RDS, RDC = range(7)
-UNIQUE, READERS, NREAD = 3, 6, 7  # (cnt's fields: see the module doc)
+UNIQUE, READERS, NREAD, SEGS = 3, 6, 7, 8  # (cnt's fields: see the module doc)
 
 
 def collect(sched, spaces: dict, caps=None):
@@ -103,10 +105,13 @@ def _run(cols, order, skip, tkey, unique, extra, remap, ntracks, first, caps):
         caps = (4 * m + 64, 8 * m + 64, 4 * m + 64, 8 * m + 64, 4 * m + 64)
     caps = np.array(caps, np.int64)
     nmaps = len(cols.maps)
+    pitched = ((acc[:, MAP] < 0) & (acc[:, HAS_FORM] != 0) & (acc[:, PITCH] != 0)
+               & (acc[:, ROWS] > 1) & (acc[:, RUN] <= acc[:, PITCH]))  # (as _home)
+    npitch = min(len(np.unique(acc[pitched, PITCH])), MAX_PITCHES)
     while True:
         try:
             return _collect(order, skip, tkey, unique, acc, cols.ptr, cols.wptr, remap,
-                            eptr, eprod, nmaps, ntracks, first, caps)
+                            eptr, eprod, nmaps, npitch, ntracks, first, caps)
         except IndexError:  # a capacity was too small: again with more
             caps *= 4
 
@@ -120,7 +125,7 @@ helper = jit(_nrt=False, error_model="numpy")
 
 @jit
 def _collect(order, skip, tkey, unique, acc, ptr, wptr, remap, eptr, eprod, nmaps,
-             ntracks, first, caps):
+             npitch, ntracks, first, caps):
     """The dependencies of the instructions in the walk `order`, by position: (dptr,
     producers, kinds, space codes). first: each producer's first kind (the list
     scheduler), else `_merge`'s rules and track order (the timing scheduler)."""
@@ -128,9 +133,11 @@ def _collect(order, skip, tkey, unique, acc, ptr, wptr, remap, eptr, eprod, nmap
     boxes = np.empty((nmaps + 1 + MAX_PITCHES, 2, 4), np.int64)
     boxes[:, :, 0::2] = np.iinfo(np.int64).max  # empty: no access, no write yet
     boxes[:, :, 1::2] = np.iinfo(np.int64).min
-    st = (np.array([0, 0, 0, unique, 0, nmaps, 0, 0], np.int64),
-          np.empty(caps[0], np.int64), np.empty(caps[0], np.int64),
-          np.empty(caps[0], np.int64), np.empty((caps[1], 7), np.int64),
+    segs = (nmaps + 1 + npitch, caps[0])  # a row per map
+    cnt = np.zeros(SEGS + segs[0], np.int64)
+    cnt[UNIQUE], cnt[5] = unique, nmaps
+    st = (cnt, np.empty(segs, np.int64), np.empty(segs, np.int64),
+          np.empty(segs, np.int64), np.empty((caps[1], 7), np.int64),
           np.empty((caps[3], 2), np.int64), np.empty((caps[2], 2), np.int64),
           np.empty(MAX_PITCHES, np.int64), boxes, np.zeros((2, 4), np.int64),
           np.empty((caps[1], 2), np.int64), np.empty((caps[1] + 1, 2), np.int64))
@@ -353,8 +360,9 @@ def _has_writer(st, r, idx):
 @helper
 def _first(st, lo):
     """The first segment ending after lo."""
-    glo, ghi = st[1], st[2]
-    a, b = 0, st[0][0]  # the last segment starting at or before lo: a - 1
+    mp = lo >> MAP_SHIFT
+    glo, ghi = st[1][mp], st[2][mp]
+    a, b = 0, st[0][SEGS + mp]  # the last segment starting at or before lo: a - 1
     while a < b:
         c = (a + b) >> 1
         if glo[c] <= lo:
@@ -368,22 +376,24 @@ def _first(st, lo):
 
 @helper
 def _insert_seg(st, i, lo, hi, head):
-    cnt, glo, ghi, ghd = st[0], st[1], st[2], st[3]
-    n = cnt[0]
+    mp = lo >> MAP_SHIFT
+    cnt, glo, ghi, ghd = st[0], st[1][mp], st[2][mp], st[3][mp]
+    n = cnt[SEGS + mp]
     if n == glo.size:
         raise IndexError("segments")
     for j in range(n, i, -1):
         glo[j], ghi[j], ghd[j] = glo[j - 1], ghi[j - 1], ghd[j - 1]
     glo[i], ghi[i], ghd[i] = lo, hi, head
-    cnt[0] = n + 1
+    cnt[SEGS + mp] = n + 1
 
 @helper
 def _split(st, i, at):
     """Split segment i at byte `at`: the part after it gets copies of the Recs."""
-    R = st[4]
+    mp = at >> MAP_SHIFT
+    R, ghi = st[4], st[2][mp]
     head = -1
     tail = -1
-    r = st[3][i]
+    r = st[3][mp, i]
     while r >= 0:
         c = _copy(st, r, R[r, PLO], R[r, PHI])
         if tail < 0:
@@ -392,13 +402,14 @@ def _split(st, i, at):
             R[tail, NEXT] = c
         tail = c
         r = R[r, NEXT]
-    _insert_seg(st, i + 1, at, st[2][i], head)
-    st[2][i] = at
+    _insert_seg(st, i + 1, at, ghi[i], head)
+    ghi[i] = at
 
 @helper
 def _split_around(st, i, lo, hi):
-    glo, ghi = st[1], st[2]
-    n = st[0][0]
+    mp = lo >> MAP_SHIFT
+    glo, ghi = st[1][mp], st[2][mp]
+    n = st[0][SEGS + mp]
     if i < n and glo[i] < lo:
         _split(st, i, lo)
         i += 1
@@ -460,11 +471,12 @@ def _uncovered(st, head, p_lo, p_hi):
 @helper
 def _extend_readonly(st, i, lo, hi, p_lo, p_hi, idx, tk, filtered):
     """Grow the read-only segment just before position i (ending at lo) to hi."""
-    R, ghi = st[4], st[2]
+    mp = lo >> MAP_SHIFT
+    R, ghi = st[4], st[2][mp]
     j = i - 1
     if j < 0 or ghi[j] != lo:
         return False
-    r = st[3][j]
+    r = st[3][mp, j]
     if r < 0 or R[r, NEXT] >= 0:
         return False
     if R[r, W] >= 0 or R[r, PLO] != p_lo or R[r, PHI] != p_hi:
@@ -486,21 +498,22 @@ def _readonly_seg(st, i, lo, hi, p_lo, p_hi, idx, tk):
 @helper
 def _read(st, p_lo, p_hi, lo, hi, idx, tk, filtered, buf, nb):
     """SpaceMap.read: the writers appended to buf[:nb]; the new count."""
-    R, glo, ghi, gaps = st[4], st[1], st[2], st[11]
+    mp = lo >> MAP_SHIFT
+    R, glo, ghi, ghd, gaps = st[4], st[1][mp], st[2][mp], st[3][mp], st[11]
     _grow(st[8], lo >> MAP_SHIFT, 0, p_lo, p_hi, lo, hi)
     i = _first(st, lo)
     if filtered:  # a read recorded on a whole part must have read all of it
         i = _split_around(st, i, lo, hi)[0]
     cur = lo
-    while i < st[0][0] and glo[i] < hi:
+    while i < st[0][SEGS + mp] and glo[i] < hi:
         if glo[i] > cur:  # a gap nobody touched yet: a read-only segment
             if not _extend_readonly(st, i, cur, glo[i], p_lo, p_hi, idx, tk, filtered):
                 _readonly_seg(st, i, cur, glo[i], p_lo, p_hi, idx, tk)
                 i += 1
         if filtered and p_lo < p_hi:
-            _narrow(st, i, p_lo, p_hi, idx, tk)
+            _narrow(st, mp, i, p_lo, p_hi, idx, tk)
         covered = 0
-        r = st[3][i]
+        r = ghd[i]
         while r >= 0:
             if R[r, PLO] < p_hi and p_lo < R[r, PHI]:
                 nb = _writers_out(st, r, idx, buf, nb)
@@ -508,13 +521,13 @@ def _read(st, p_lo, p_hi, lo, hi, idx, tk, filtered, buf, nb):
                 covered += min(R[r, PHI], p_hi) - max(R[r, PLO], p_lo)
             r = R[r, NEXT]
         if covered < p_hi - p_lo:
-            head = st[3][i]
+            head = ghd[i]
             tail = _tail(st, head)
             for g in range(_uncovered(st, head, p_lo, p_hi)):
                 c = _rec(st, gaps[g, 0], gaps[g, 1], -1)
                 _set_reader(st, c, tk, idx)
                 head, tail = _link(st, head, tail, c)
-            st[3][i] = head
+            ghd[i] = head
         cur = ghi[i]
         i += 1
     if cur < hi:
@@ -527,7 +540,8 @@ def _read(st, p_lo, p_hi, lo, hi, idx, tk, filtered, buf, nb):
 def _write(st, p_lo, p_hi, lo, hi, idx, tk, dense, bw, nw, br, nr):
     """SpaceMap.write: the writers (WAW) appended to bw[:nw], the readers (WAR) to
     br[:nr]; the writers' count (the readers' in cnt[7])."""
-    R, glo, ghi, ghd, gaps = st[4], st[1], st[2], st[3], st[11]
+    mp = lo >> MAP_SHIFT
+    R, glo, ghi, ghd, gaps = st[4], st[1][mp], st[2][mp], st[3][mp], st[11]
     _grow(st[8], lo >> MAP_SHIFT, 0, p_lo, p_hi, lo, hi)
     _grow(st[8], lo >> MAP_SHIFT, 1, p_lo, p_hi, lo, hi)
     mine = _cell(st, idx, -1)
@@ -580,20 +594,21 @@ def _write(st, p_lo, p_hi, lo, hi, idx, tk, dense, bw, nw, br, nr):
         k += 1
         j += 1
     if clean and j - i > 1:  # one segment for the whole write
-        _merge_segs(st, i, j)
+        _merge_segs(st, mp, i, j)
     st[0][NREAD] = nr
     return nw
 
 @helper
-def _merge_segs(st, i, j):
-    """Segments i..j-1 become one: [glo[i], ghi[j - 1]) with segment i's Recs."""
-    cnt, glo, ghi, ghd = st[0], st[1], st[2], st[3]
+def _merge_segs(st, mp, i, j):
+    """Segments i..j-1 of map mp become one: [glo[i], ghi[j - 1]) with segment i's
+    Recs."""
+    cnt, glo, ghi, ghd = st[0], st[1][mp], st[2][mp], st[3][mp]
     ghi[i] = ghi[j - 1]
     d = j - i - 1
-    n = cnt[0]
+    n = cnt[SEGS + mp]
     for x in range(i + 1, n - d):
         glo[x], ghi[x], ghd[x] = glo[x + d], ghi[x + d], ghd[x + d]
-    cnt[0] = n - d
+    cnt[SEGS + mp] = n - d
 
 # -- filtered maps (HBM) ------------------------------------------------------------
 @helper
@@ -609,13 +624,13 @@ def _reader(st, r, tk):
     return -1
 
 @helper
-def _narrow(st, g, p_lo, p_hi, idx, tk):
+def _narrow(st, mp, g, p_lo, p_hi, idx, tk):
     """SpaceMap._narrow on segment g: split the first and the last Rec the read
     overlaps (in partition order) where they straddle it and another reader of its
     track would be replaced."""
     R = st[4]
     first = last = -1
-    r = st[3][g]
+    r = st[3][mp, g]
     while r >= 0:
         if R[r, PLO] < p_hi and p_lo < R[r, PHI]:
             if first < 0 or R[r, PLO] < R[first, PLO]:
@@ -623,12 +638,12 @@ def _narrow(st, g, p_lo, p_hi, idx, tk):
             if last < 0 or R[r, PLO] > R[last, PLO]:
                 last = r
         r = R[r, NEXT]
-    _narrow_rec(st, g, first, p_lo, p_hi, idx, tk)
+    _narrow_rec(st, mp, g, first, p_lo, p_hi, idx, tk)
     if last != first:
-        _narrow_rec(st, g, last, p_lo, p_hi, idx, tk)
+        _narrow_rec(st, mp, g, last, p_lo, p_hi, idx, tk)
 
 @helper
-def _narrow_rec(st, g, r, p_lo, p_hi, idx, tk):
+def _narrow_rec(st, mp, g, r, p_lo, p_hi, idx, tk):
     R = st[4]
     if r < 0 or not (R[r, PLO] < p_lo or R[r, PHI] > p_hi):
         return
@@ -643,10 +658,10 @@ def _narrow_rec(st, g, r, p_lo, p_hi, idx, tk):
     if R[r, PHI] > p_hi:
         head, tail = _link(st, head, tail, _copy(st, r, p_hi, R[r, PHI]))
     R[tail, NEXT] = R[r, NEXT]  # the parts take r's place
-    if st[3][g] == r:
-        st[3][g] = head
+    if st[3][mp, g] == r:
+        st[3][mp, g] = head
         return
-    x = st[3][g]
+    x = st[3][mp, g]
     while R[x, NEXT] != r:
         x = R[x, NEXT]
     R[x, NEXT] = head
@@ -655,15 +670,16 @@ def _narrow_rec(st, g, r, p_lo, p_hi, idx, tk):
 def _query(st, p_lo, p_hi, lo, hi, idx, bw, nw, br, nr, readers):
     """SpaceMap.query: the writers (and readers) of the box, recording nothing; the
     writers' count (the readers' in cnt[7])."""
-    R, glo, b = st[4], st[1], st[8]
-    x, y = lo >> MAP_SHIFT, 0 if readers else 1  # nothing outside: return at once
+    mp = lo >> MAP_SHIFT
+    R, glo, ghd, b = st[4], st[1][mp], st[3][mp], st[8]
+    x, y = mp, 0 if readers else 1  # nothing outside: return at once
     st[0][NREAD] = nr
     if not (b[x, y, 0] < p_hi and p_lo < b[x, y, 1] and b[x, y, 2] < hi
             and lo < b[x, y, 3]):
         return nw
     i = _first(st, lo)
-    while i < st[0][0] and glo[i] < hi:
-        r = st[3][i]
+    while i < st[0][SEGS + mp] and glo[i] < hi:
+        r = ghd[i]
         i += 1
         while r >= 0:
             if R[r, PLO] < p_hi and p_lo < R[r, PHI]:
