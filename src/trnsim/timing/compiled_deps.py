@@ -119,8 +119,11 @@ def _run(cols, order, skip, tkey, unique, extra, remap, ntracks, first, caps):
 # The helpers below _collect take its arrays and keep none: compiled without numba's
 # reference counting (each array argument and view otherwise costs an atomic increment
 # and decrement, half the run time), they allocate no array and return none; what does
-# not fit raises IndexError (_run: again with more capacity).
+# not fit raises IndexError (_run: again with more capacity). The larger ones called
+# once per access are inlined by numba: a call passes every array of `st` field by
+# field (over a hundred arguments), what LLVM does not inline costs ~40% of the time.
 helper = jit(_nrt=False, error_model="numpy")
+helper_inline = jit(_nrt=False, error_model="numpy", inline="always")
 
 
 @jit
@@ -304,7 +307,7 @@ def _reader_cells(st, size):
     cnt[READERS] = x + size
     return x
 
-@helper
+@helper_inline
 def _move_readers(RD, x, y, nrd):
     """RD[x:x + nrd] = RD[y:y + nrd] (blocks apart)."""
     for d in range(nrd):
@@ -386,7 +389,7 @@ def _insert_seg(st, i, lo, hi, head):
     glo[i], ghi[i], ghd[i] = lo, hi, head
     cnt[SEGS + mp] = n + 1
 
-@helper
+@helper_inline
 def _split(st, i, at):
     """Split segment i at byte `at`: the part after it gets copies of the Recs."""
     mp = at >> MAP_SHIFT
@@ -405,7 +408,7 @@ def _split(st, i, at):
     _insert_seg(st, i + 1, at, ghi[i], head)
     ghi[i] = at
 
-@helper
+@helper_inline
 def _split_around(st, i, lo, hi):
     mp = lo >> MAP_SHIFT
     glo, ghi = st[1][mp], st[2][mp]
@@ -489,13 +492,13 @@ def _extend_readonly(st, i, lo, hi, p_lo, p_hi, idx, tk, filtered):
     _set_reader(st, r, tk, idx)
     return True
 
-@helper
+@helper_inline
 def _readonly_seg(st, i, lo, hi, p_lo, p_hi, idx, tk):
     r = _rec(st, p_lo, p_hi, -1)
     _set_reader(st, r, tk, idx)
     _insert_seg(st, i, lo, hi, r)
 
-@helper
+@helper_inline
 def _read(st, p_lo, p_hi, lo, hi, idx, tk, filtered, buf, nb):
     """SpaceMap.read: the writers appended to buf[:nb]; the new count."""
     mp = lo >> MAP_SHIFT
@@ -536,7 +539,7 @@ def _read(st, p_lo, p_hi, lo, hi, idx, tk, filtered, buf, nb):
     return nb
 
 # -- writes -----------------------------------------------------------------------
-@helper
+@helper_inline
 def _write(st, p_lo, p_hi, lo, hi, idx, tk, dense, bw, nw, br, nr):
     """SpaceMap.write: the writers (WAW) appended to bw[:nw], the readers (WAR) to
     br[:nr]; the writers' count (the readers' in cnt[7])."""
@@ -623,7 +626,7 @@ def _reader(st, r, tk):
             return RD[x, 1]
     return -1
 
-@helper
+@helper_inline
 def _narrow(st, mp, g, p_lo, p_hi, idx, tk):
     """SpaceMap._narrow on segment g: split the first and the last Rec the read
     overlaps (in partition order) where they straddle it and another reader of its
@@ -721,7 +724,7 @@ def _home(st, h):
     boxes[1, 2], boxes[1, 3] = 0, c + run - pitch
     return j, 2
 
-@helper
+@helper_inline
 def _query_others(st, h, own, idx, bw, nw, br, nr, readers):
     """HbmMap._query_others: every map but the access's own (own: its pitch's
     index, -1 the flat map), in the order the maps were made; the writers' count
