@@ -118,10 +118,10 @@ def _run(cols, order, skip, tkey, unique, extra, remap, ntracks, first, caps):
 
 # The helpers below _collect take its arrays and keep none: compiled without numba's
 # reference counting (each array argument and view otherwise costs an atomic increment
-# and decrement, half the run time), they allocate no array and return none; what does
-# not fit raises IndexError (_run: again with more capacity). The larger ones called
-# once per access are inlined by numba: a call passes every array of `st` field by
-# field (over a hundred arguments), what LLVM does not inline costs ~40% of the time.
+# and decrement), they allocate no array and return none; what does not fit raises
+# IndexError (_run: again with more capacity). The larger ones called once per access
+# are inlined by numba: a call passes every array of `st` field by field (over a
+# hundred arguments; inlined, step 1's maps take 40% less time).
 helper = jit(_nrt=False, error_model="numpy")
 helper_inline = jit(_nrt=False, error_model="numpy", inline="always")
 
