@@ -252,7 +252,7 @@ def test_retry_with_more_capacity():
     n = len(run.program)
     tkey = list(range(n))
     ref = compiled_deps.list_edges(run.program, tkey, [])
-    got = compiled_deps.list_edges(run.program, tkey, [], caps=(2, 2, 2, 2))
+    got = compiled_deps.list_edges(run.program, tkey, [], caps=(2, 2, 2, 2, 2))
     for a, b in zip(ref, got):
         assert a.tolist() == b.tolist()
 

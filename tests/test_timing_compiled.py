@@ -223,7 +223,7 @@ def _python_dependencies(sched):
     return dptr, prods, kinds, spaces
 
 
-@pytest.mark.parametrize("caps", [None, (2, 2, 2, 2)])
+@pytest.mark.parametrize("caps", [None, (2, 2, 2, 2, 2)])
 def test_compiled_maps_as_the_python_collect(caps):
     """The compiled maps find the Python scheduler's dependencies in its order; with
     capacities too small for the program they run again with more."""

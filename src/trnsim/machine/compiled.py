@@ -45,10 +45,14 @@ def numba_available() -> bool:
     return True
 
 
-def jit(f):
-    """f compiled by numba (cached on disk, no GIL), or f itself without numba (its
-    module is then never called: `wanted` is False)."""
+def jit(f=None, **options):
+    """f compiled by numba (cached on disk, no GIL, and numba's `options`), or f itself
+    without numba (its module is then never called: `wanted` is False). As @jit or
+    @jit(**options); one set of options per function (numba's disk cache does not key
+    on them)."""
+    if f is None:
+        return functools.partial(jit, **options)
     if not numba_available():
         return f
     from numba import njit
-    return njit(cache=True, nogil=True)(f)
+    return njit(cache=True, nogil=True, **options)(f)

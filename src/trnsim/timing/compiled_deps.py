@@ -15,17 +15,20 @@ their users share:
   instruction's own index for compute engines: no two share one).
 
 All maps share one byte axis (map m's bytes at m << 48: the on-chip maps, then the flat
-HBM map, then one per row pitch in the order they appear), so one sorted segment array
-serves them all.
+HBM map, then one per row pitch in the order they appear).
 
 State (`st`): cnt (segments, Recs, writer cells, keys below which a reader key is its
-instruction's own, row pitches, on-chip maps, reader cells); segments g: [glo[g],
-ghi[g]) in byte order, Recs from ghd[g] linked by R[r, NEXT]; Rec r: partitions (rows,
+instruction's own, row pitches, on-chip maps, reader cells, the readers' count a
+write or query leaves, as its writers' count is returned; from SEGS: each map's
+segment count); segments g of map mp: [glo[mp, g], ghi[mp, g]) in byte order, Recs
+from ghd[mp, g] linked by R[r, NEXT] (a row per map: a segment added or merged away
+shifts only its map's later ones); Rec r: partitions (rows,
 in a pitched map) [R[r, PLO], R[r, PHI]), its writers a persistent list from R[r, W]
 (cells WC: value, previous; a copied Rec shares them, as Python's copies share the
 writers tuple), its readers RD[R[r, RDS]: + R[r, RDN]] (key, instruction) in insertion
 order, a block of R[r, RDC] reader cells (moved to a block twice as large when full);
-the row pitches. Only the general paths of SpaceMap.read / write / query are ported:
+the row pitches; the maps' boxes (deps._grow: accesses, writes); scratch: _home's
+boxes, _uncovered's spans and gaps. Only the general paths of SpaceMap.read / write / query are ported:
 its fast paths, _RecIndex and the access boxes are shortcuts to the same producers and
 the same Rec order.
 """
@@ -33,7 +36,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .access_columns import HI, LO, MAP, SPACE, access_columns
+from .access_columns import (HAS_FORM, HI, LO, MAP, PITCH, ROWS, RUN, SPACE,
+                             access_columns)
 from .columns import ORDER, QUEUE, RAW, WAR, WAW, _dense
 
 from ..machine.compiled import jit
@@ -41,13 +45,14 @@ from ..machine.compiled import jit
 MAP_SHIFT = 48
 MAX_PITCHES = 64  # row pitches of the HBM maps (more: the Python scheduler)
 PLO, PHI, NEXT, W, RDN, RDS, RDC = range(7)
-UNIQUE, READERS = 3, 6  # (cnt's fields: see the module doc)
+UNIQUE, READERS, NREAD, SEGS = 3, 6, 7, 8  # (cnt's fields: see the module doc)
 
 
 def collect(sched, spaces: dict, caps=None):
     """(dptr, dprod, dkind, dspace) for `sched`'s instructions in issue order, as
     build_columns makes them (space codes added to `spaces`); records sched.track.
-    caps: the first capacities tried (segments, Recs, writer cells, reader cells).
+    caps: the first capacities tried (segments, Recs, writer cells, reader cells,
+    producers of one access).
     OverflowError: addresses the compiled maps do not hold (the Python scheduler)."""
     cols = access_columns(sched.program)
     n = len(sched.instrs)
@@ -76,7 +81,8 @@ def list_edges(program, tkey, extra, caps=None):
     cols = access_columns(program)
     n = cols.n
     return _run(cols, np.arange(n, dtype=np.int64), np.zeros(n, np.uint8),
-                np.asarray(tkey, np.int64), n, extra, np.zeros(1, np.int64), 0, True,
+                np.asarray(tkey, np.int64), n, extra,
+                np.zeros(max(1, len(cols.spaces)), np.int64), 0, True,
                 caps)[:3]
 
 
@@ -96,20 +102,33 @@ def _run(cols, order, skip, tkey, unique, extra, remap, ntracks, first, caps):
     eprod = np.array(eprod, np.int64)
     m = len(acc)
     if caps is None:  # (np.empty: untouched capacity costs address space only)
-        caps = (4 * m + 64, 8 * m + 64, 4 * m + 64, 8 * m + 64)
+        caps = (4 * m + 64, 8 * m + 64, 4 * m + 64, 8 * m + 64, 4 * m + 64)
     caps = np.array(caps, np.int64)
     nmaps = len(cols.maps)
+    pitched = ((acc[:, MAP] < 0) & (acc[:, HAS_FORM] != 0) & (acc[:, PITCH] != 0)
+               & (acc[:, ROWS] > 1) & (acc[:, RUN] <= acc[:, PITCH]))  # (as _home)
+    npitch = min(len(np.unique(acc[pitched, PITCH])), MAX_PITCHES)
     while True:
         try:
             return _collect(order, skip, tkey, unique, acc, cols.ptr, cols.wptr, remap,
-                            eptr, eprod, nmaps, ntracks, first, caps)
+                            eptr, eprod, nmaps, npitch, ntracks, first, caps)
         except IndexError:  # a capacity was too small: again with more
             caps *= 4
 
 
+# The helpers below _collect take its arrays and keep none: compiled without numba's
+# reference counting (each array argument and view otherwise costs an atomic increment
+# and decrement), they allocate no array and return none; what does not fit raises
+# IndexError (_run: again with more capacity). The larger ones called once per access
+# are inlined by numba: a call passes every array of `st` field by field (over a
+# hundred arguments; inlined, step 1's maps take 40% less time).
+helper = jit(_nrt=False, error_model="numpy")
+helper_inline = jit(_nrt=False, error_model="numpy", inline="always")
+
+
 @jit
 def _collect(order, skip, tkey, unique, acc, ptr, wptr, remap, eptr, eprod, nmaps,
-             ntracks, first, caps):
+             npitch, ntracks, first, caps):
     """The dependencies of the instructions in the walk `order`, by position: (dptr,
     producers, kinds, space codes). first: each producer's first kind (the list
     scheduler), else `_merge`'s rules and track order (the timing scheduler)."""
@@ -117,20 +136,21 @@ def _collect(order, skip, tkey, unique, acc, ptr, wptr, remap, eptr, eprod, nmap
     boxes = np.empty((nmaps + 1 + MAX_PITCHES, 2, 4), np.int64)
     boxes[:, :, 0::2] = np.iinfo(np.int64).max  # empty: no access, no write yet
     boxes[:, :, 1::2] = np.iinfo(np.int64).min
-    st = (np.array([0, 0, 0, unique, 0, nmaps, 0], np.int64),
-          np.empty(caps[0], np.int64), np.empty(caps[0], np.int64),
-          np.empty(caps[0], np.int64), np.empty((caps[1], 7), np.int64),
+    segs = (nmaps + 1 + npitch, caps[0])  # a row per map
+    cnt = np.zeros(SEGS + segs[0], np.int64)
+    cnt[UNIQUE], cnt[5] = unique, nmaps
+    st = (cnt, np.empty(segs, np.int64), np.empty(segs, np.int64),
+          np.empty(segs, np.int64), np.empty((caps[1], 7), np.int64),
           np.empty((caps[3], 2), np.int64), np.empty((caps[2], 2), np.int64),
-          np.empty(MAX_PITCHES, np.int64), boxes, np.zeros((2, 4), np.int64))
-    reads_lo, reads_hi = ptr[:-1], wptr  # each instruction's reads and writes
-    writes_lo, writes_hi = wptr, ptr[1:]
+          np.empty(MAX_PITCHES, np.int64), boxes, np.zeros((2, 4), np.int64),
+          np.empty((caps[1], 2), np.int64), np.empty((caps[1] + 1, 2), np.int64))
     seen = np.zeros(n + 1, np.int64)  # _hit's stamps
     dptr = np.zeros(n + 1, np.int64)
     out = np.empty((max(16, 4 * n), 3), np.int64)  # producer, kind, space
     slot = np.full(n, -1, np.int64)
     last = np.full(ntracks, -1, np.int64)
-    bw = np.empty(64, np.int64)
-    br = np.empty(64, np.int64)
+    bw = np.empty(caps[4], np.int64)
+    br = np.empty(caps[4], np.int64)
     m = 0
     for k in range(n):
         i = order[k]
@@ -138,60 +158,81 @@ def _collect(order, skip, tkey, unique, acc, ptr, wptr, remap, eptr, eprod, nmap
         if not skip[i]:  # (a folded memset: no access, no track order)
             tk = tkey[i]
             for a in range(ptr[i], ptr[i + 1]):
-                h = acc[a]
-                space = remap[h[SPACE]]
+                space = remap[acc[a, SPACE]]
+                nr = 0
                 if a < wptr[i]:
-                    if h[MAP] >= 0:
-                        base = h[MAP] << MAP_SHIFT
-                        nw, bw = _read(st, h[0], h[1], base + h[2], base + h[3], i, tk,
-                                       False, bw, 0)
-                    else:
-                        nw, bw = _hbm_read(st, h, i, tk, bw)
-                        nw, bw = _hit(h, bw, nw, writes_lo, writes_hi, acc, seen, i)
-                    m, out = _merge(bw[:nw], RAW, space, slot, out, m, first)
+                    nw = _access(st, acc, a, False, i, tk, bw, br, ptr, wptr, seen)
                 else:
-                    if h[MAP] >= 0:
-                        base = h[MAP] << MAP_SHIFT
-                        nw, nr, bw, br = _write(st, h[0], h[1], base + h[2],
-                                                base + h[3], i, tk, h[4] != 0,
-                                                bw, 0, br, 0)
-                    else:
-                        nw, nr, bw, br = _hbm_write(st, h, i, tk, bw, br)
-                        nw, bw = _hit(h, bw, nw, writes_lo, writes_hi, acc, seen, i)
-                        nr, br = _hit(h, br, nr, reads_lo, reads_hi, acc, seen, i)
-                    m, out = _merge(bw[:nw], WAW, space, slot, out, m, first)
-                    m, out = _merge(br[:nr], WAR, space, slot, out, m, first)
-            m, out = _merge(eprod[eptr[i]:eptr[i + 1]], ORDER, 0, slot, out, m, first)
+                    nw = _access(st, acc, a, True, i, tk, bw, br, ptr, wptr, seen)
+                    nr = st[0][NREAD]
+                if m + nw + nr + 1 > out.shape[0]:
+                    out = _grown(out, m + nw + nr + 1)
+                m = _merge(bw, 0, nw, RAW if a < wptr[i] else WAW, space, slot, out, m,
+                           first)
+                m = _merge(br, 0, nr, WAR, space, slot, out, m, first)
+            if m + eptr[i + 1] - eptr[i] + 1 > out.shape[0]:
+                out = _grown(out, m + eptr[i + 1] - eptr[i] + 1)
+            m = _merge(eprod, eptr[i], eptr[i + 1], ORDER, 0, slot, out, m, first)
             if ntracks:
                 p = last[tk]
                 last[tk] = i
                 if p >= 0 and slot[p] < 0:
-                    m, out = _add(p, QUEUE, 0, slot, out, m)
+                    m = _add(p, QUEUE, 0, slot, out, m)
         for x in range(m0, m):
             slot[out[x, 0]] = -1
         dptr[k + 1] = m
     return dptr, out[:m, 0].copy(), out[:m, 1].copy(), out[:m, 2].copy()
 
-@jit
-def _add(p, kind, space, slot, out, m):
-    if m == out.shape[0]:
-        grown = np.empty((2 * m, 3), np.int64)
-        grown[:m] = out
-        out = grown
-    slot[p] = m
-    out[m, 0], out[m, 1], out[m, 2] = p, kind, space
-    return m + 1, out
 
 @jit
-def _merge(prods, kind, space, slot, out, m, first):
-    """Add the producers `prods` of kind `kind`. first: a producer keeps the kind
-    it was first found with; else _collect's rules: a RAW replaces any other kind,
-    a WAW / order a WAR, a WAR is only added (a replaced note keeps its place).
-    slot[p]: p's row (-1: none yet, this instruction)."""
-    for p in prods:
+def _grown(out, rows):
+    """out with room for at least `rows` rows."""
+    grown = np.empty((max(rows, 2 * out.shape[0]), 3), np.int64)
+    grown[:out.shape[0]] = out
+    return grown
+
+
+@helper
+def _access(st, acc, a, write, idx, tk, bw, br, ptr, wptr, seen):
+    """Access a of instruction idx in the maps: the count of its producers in bw (the
+    writers: RAW, or WAW for a write); a write's readers (WAR) in br, their count in
+    cnt[7]."""
+    h = acc[a]
+    if not write:
+        if h[MAP] >= 0:
+            base = h[MAP] << MAP_SHIFT
+            return _read(st, h[0], h[1], base + h[2], base + h[3], idx, tk, False, bw, 0)
+        nw = _hbm_read(st, h, idx, tk, bw)
+        return _hit(h, bw, nw, wptr, ptr[1:], acc, seen, idx)
+    if h[MAP] >= 0:
+        base = h[MAP] << MAP_SHIFT
+        return _write(st, h[0], h[1], base + h[2], base + h[3], idx, tk, h[4] != 0, bw,
+                      0, br, 0)
+    nw = _hbm_write(st, h, idx, tk, bw, br)
+    nw = _hit(h, bw, nw, wptr, ptr[1:], acc, seen, idx)
+    st[0][NREAD] = _hit(h, br, st[0][NREAD], ptr[:-1], wptr, acc, seen, idx)
+    return nw
+
+
+@helper
+def _add(p, kind, space, slot, out, m):
+    slot[p] = m
+    out[m, 0], out[m, 1], out[m, 2] = p, kind, space
+    return m + 1
+
+
+@helper
+def _merge(prods, lo, hi, kind, space, slot, out, m, first):
+    """Add the producers prods[lo:hi] of kind `kind` (out has room for them); the new
+    count. first: a producer keeps the kind it was first found with; else _collect's
+    rules: a RAW replaces any other kind, a WAW / order a WAR, a WAR is only added (a
+    replaced note keeps its place). slot[p]: p's row (-1: none yet, this
+    instruction)."""
+    for x in range(lo, hi):
+        p = prods[x]
         s = slot[p]
         if s < 0:
-            m, out = _add(p, kind, space, slot, out, m)
+            m = _add(p, kind, space, slot, out, m)
         elif first:
             continue
         elif kind == RAW:
@@ -199,45 +240,43 @@ def _merge(prods, kind, space, slot, out, m, first):
                 out[s, 1], out[s, 2] = RAW, space
         elif kind != WAR and out[s, 1] == WAR:
             out[s, 1], out[s, 2] = kind, space
-    return m, out
+    return m
 
-# -- producers into growable buffers ----------------------------------------------
-@jit
+# -- producers into buffers ---------------------------------------------------------
+@helper
 def _push(buf, nb, v):
     if nb == buf.size:
-        grown = np.empty(2 * nb, np.int64)
-        grown[:nb] = buf
-        buf = grown
+        raise IndexError("producers")
     buf[nb] = v
-    return buf, nb + 1
+    return nb + 1
 
-@jit
+@helper
 def _writers_out(st, r, idx, buf, nb):
-    """Append Rec r's writers other than idx, oldest first."""
+    """Append Rec r's writers other than idx, oldest first; the new count."""
     WC = st[6]
     c = st[4][r, W]
     n0 = nb
     while c >= 0:
         if WC[c, 0] != idx:
-            buf, nb = _push(buf, nb, WC[c, 0])
+            nb = _push(buf, nb, WC[c, 0])
         c = WC[c, 1]
     a, b = n0, nb - 1
     while a < b:  # newest first: reverse
         buf[a], buf[b] = buf[b], buf[a]
         a += 1
         b -= 1
-    return buf, nb
+    return nb
 
-@jit
+@helper
 def _readers_out(st, r, idx, buf, nb):
     R, RD = st[4], st[5]
     for x in range(R[r, RDS], R[r, RDS] + R[r, RDN]):
         if RD[x, 1] != idx:
-            buf, nb = _push(buf, nb, RD[x, 1])
-    return buf, nb
+            nb = _push(buf, nb, RD[x, 1])
+    return nb
 
 # -- Recs and writer cells --------------------------------------------------------
-@jit
+@helper
 def _cell(st, value, prev):
     cnt, WC = st[0], st[6]
     c = cnt[2]
@@ -247,7 +286,7 @@ def _cell(st, value, prev):
     cnt[2] = c + 1
     return c
 
-@jit
+@helper
 def _rec(st, p_lo, p_hi, w):
     cnt, R = st[0], st[4]
     r = cnt[1]
@@ -258,7 +297,7 @@ def _rec(st, p_lo, p_hi, w):
     cnt[1] = r + 1
     return r
 
-@jit
+@helper
 def _reader_cells(st, size):
     """A block of `size` reader cells; its first."""
     cnt = st[0]
@@ -268,19 +307,25 @@ def _reader_cells(st, size):
     cnt[READERS] = x + size
     return x
 
-@jit
+@helper_inline
+def _move_readers(RD, x, y, nrd):
+    """RD[x:x + nrd] = RD[y:y + nrd] (blocks apart)."""
+    for d in range(nrd):
+        RD[x + d, 0], RD[x + d, 1] = RD[y + d, 0], RD[y + d, 1]
+
+@helper
 def _copy(st, r, p_lo, p_hi):
     """Rec.copy: same writers, a copy of the readers."""
     R, RD = st[4], st[5]
     c = _rec(st, p_lo, p_hi, R[r, W])
     nrd = R[r, RDN]
     if nrd:
-        x, y = _reader_cells(st, nrd), R[r, RDS]
-        RD[x:x + nrd] = RD[y:y + nrd]
+        x = _reader_cells(st, nrd)
+        _move_readers(RD, x, R[r, RDS], nrd)
         R[c, RDS], R[c, RDN], R[c, RDC] = x, nrd, nrd
     return c
 
-@jit
+@helper
 def _set_reader(st, r, tk, idx):
     """r.readers[tk] = idx (an existing key keeps its place). A key of the
     instruction's own (below cnt[UNIQUE]) is only ever set while that instruction
@@ -298,13 +343,13 @@ def _set_reader(st, r, tk, idx):
     if nrd == R[r, RDC]:  # full: a block twice as large
         cap = max(4, 2 * nrd)
         x = _reader_cells(st, cap)
-        RD[x:x + nrd] = RD[s:s + nrd]
+        _move_readers(RD, x, s, nrd)
         s = R[r, RDS] = x
         R[r, RDC] = cap
     RD[s + nrd, 0], RD[s + nrd, 1] = tk, idx
     R[r, RDN] = nrd + 1
 
-@jit
+@helper
 def _has_writer(st, r, idx):
     WC = st[6]
     c = st[4][r, W]
@@ -315,33 +360,43 @@ def _has_writer(st, r, idx):
     return False
 
 # -- segments -------------------------------------------------------------------
-@jit
+@helper
 def _first(st, lo):
     """The first segment ending after lo."""
-    n, glo, ghi = st[0][0], st[1], st[2]
-    i = np.searchsorted(glo[:n], lo, side="right") - 1
+    mp = lo >> MAP_SHIFT
+    glo, ghi = st[1][mp], st[2][mp]
+    a, b = 0, st[0][SEGS + mp]  # the last segment starting at or before lo: a - 1
+    while a < b:
+        c = (a + b) >> 1
+        if glo[c] <= lo:
+            a = c + 1
+        else:
+            b = c
+    i = a - 1
     if i < 0:
         return 0
     return i if ghi[i] > lo else i + 1
 
-@jit
+@helper
 def _insert_seg(st, i, lo, hi, head):
-    cnt, glo, ghi, ghd = st[0], st[1], st[2], st[3]
-    n = cnt[0]
+    mp = lo >> MAP_SHIFT
+    cnt, glo, ghi, ghd = st[0], st[1][mp], st[2][mp], st[3][mp]
+    n = cnt[SEGS + mp]
     if n == glo.size:
         raise IndexError("segments")
     for j in range(n, i, -1):
         glo[j], ghi[j], ghd[j] = glo[j - 1], ghi[j - 1], ghd[j - 1]
     glo[i], ghi[i], ghd[i] = lo, hi, head
-    cnt[0] = n + 1
+    cnt[SEGS + mp] = n + 1
 
-@jit
+@helper_inline
 def _split(st, i, at):
     """Split segment i at byte `at`: the part after it gets copies of the Recs."""
-    R = st[4]
+    mp = at >> MAP_SHIFT
+    R, ghi = st[4], st[2][mp]
     head = -1
     tail = -1
-    r = st[3][i]
+    r = st[3][mp, i]
     while r >= 0:
         c = _copy(st, r, R[r, PLO], R[r, PHI])
         if tail < 0:
@@ -350,13 +405,14 @@ def _split(st, i, at):
             R[tail, NEXT] = c
         tail = c
         r = R[r, NEXT]
-    _insert_seg(st, i + 1, at, st[2][i], head)
-    st[2][i] = at
+    _insert_seg(st, i + 1, at, ghi[i], head)
+    ghi[i] = at
 
-@jit
+@helper_inline
 def _split_around(st, i, lo, hi):
-    glo, ghi = st[1], st[2]
-    n = st[0][0]
+    mp = lo >> MAP_SHIFT
+    glo, ghi = st[1][mp], st[2][mp]
+    n = st[0][SEGS + mp]
     if i < n and glo[i] < lo:
         _split(st, i, lo)
         i += 1
@@ -368,7 +424,7 @@ def _split_around(st, i, lo, hi):
         _split(st, j - 1, hi)
     return i, j
 
-@jit
+@helper
 def _link(st, head, tail, r):
     """Append Rec r to the list head..tail; returns (head, tail)."""
     st[4][r, NEXT] = -1
@@ -377,36 +433,31 @@ def _link(st, head, tail, r):
     st[4][tail, NEXT] = r
     return head, r
 
-@jit
+@helper
 def _tail(st, head):
     x = head
     while x >= 0 and st[4][x, NEXT] >= 0:
         x = st[4][x, NEXT]
     return x
 
-@jit
+@helper
 def _uncovered(st, head, p_lo, p_hi):
-    """The partition ranges of [p_lo, p_hi) no Rec of the list covers (rows)."""
-    R = st[4]
-    spans = np.empty((8, 2), np.int64)
+    """The partition ranges of [p_lo, p_hi) no Rec of the list covers (rows), in
+    st[11]; their count."""
+    R, spans, gaps = st[4], st[10], st[11]
     ns = 0
     r = head
     while r >= 0:
         if R[r, PLO] < p_hi and p_lo < R[r, PHI]:
-            if ns == spans.shape[0]:
-                grown = np.empty((2 * ns, 2), np.int64)
-                grown[:ns] = spans
-                spans = grown
             a, b = R[r, PLO], R[r, PHI]
             x = ns  # insertion, sorted by (a, b)
             while x > 0 and (spans[x - 1, 0] > a or (spans[x - 1, 0] == a
                                                      and spans[x - 1, 1] > b)):
-                spans[x] = spans[x - 1]
+                spans[x, 0], spans[x, 1] = spans[x - 1, 0], spans[x - 1, 1]
                 x -= 1
             spans[x, 0], spans[x, 1] = a, b
             ns += 1
         r = R[r, NEXT]
-    gaps = np.empty((ns + 1, 2), np.int64)
     ng = 0
     cur = p_lo
     for x in range(ns):
@@ -417,17 +468,18 @@ def _uncovered(st, head, p_lo, p_hi):
     if cur < p_hi:
         gaps[ng, 0], gaps[ng, 1] = cur, p_hi
         ng += 1
-    return gaps[:ng]
+    return ng
 
 # -- reads ------------------------------------------------------------------------
-@jit
+@helper
 def _extend_readonly(st, i, lo, hi, p_lo, p_hi, idx, tk, filtered):
     """Grow the read-only segment just before position i (ending at lo) to hi."""
-    R, ghi = st[4], st[2]
+    mp = lo >> MAP_SHIFT
+    R, ghi = st[4], st[2][mp]
     j = i - 1
     if j < 0 or ghi[j] != lo:
         return False
-    r = st[3][j]
+    r = st[3][mp, j]
     if r < 0 or R[r, NEXT] >= 0:
         return False
     if R[r, W] >= 0 or R[r, PLO] != p_lo or R[r, PHI] != p_hi:
@@ -440,59 +492,61 @@ def _extend_readonly(st, i, lo, hi, p_lo, p_hi, idx, tk, filtered):
     _set_reader(st, r, tk, idx)
     return True
 
-@jit
+@helper_inline
 def _readonly_seg(st, i, lo, hi, p_lo, p_hi, idx, tk):
     r = _rec(st, p_lo, p_hi, -1)
     _set_reader(st, r, tk, idx)
     _insert_seg(st, i, lo, hi, r)
 
-@jit
+@helper_inline
 def _read(st, p_lo, p_hi, lo, hi, idx, tk, filtered, buf, nb):
-    """SpaceMap.read: the writers appended to buf[:nb]; (nb, buf)."""
-    R, glo, ghi = st[4], st[1], st[2]
-    _grow(st[8][lo >> MAP_SHIFT, 0], p_lo, p_hi, lo, hi)
+    """SpaceMap.read: the writers appended to buf[:nb]; the new count."""
+    mp = lo >> MAP_SHIFT
+    R, glo, ghi, ghd, gaps = st[4], st[1][mp], st[2][mp], st[3][mp], st[11]
+    _grow(st[8], lo >> MAP_SHIFT, 0, p_lo, p_hi, lo, hi)
     i = _first(st, lo)
     if filtered:  # a read recorded on a whole part must have read all of it
         i = _split_around(st, i, lo, hi)[0]
     cur = lo
-    while i < st[0][0] and glo[i] < hi:
+    while i < st[0][SEGS + mp] and glo[i] < hi:
         if glo[i] > cur:  # a gap nobody touched yet: a read-only segment
             if not _extend_readonly(st, i, cur, glo[i], p_lo, p_hi, idx, tk, filtered):
                 _readonly_seg(st, i, cur, glo[i], p_lo, p_hi, idx, tk)
                 i += 1
         if filtered and p_lo < p_hi:
-            _narrow(st, i, p_lo, p_hi, idx, tk)
+            _narrow(st, mp, i, p_lo, p_hi, idx, tk)
         covered = 0
-        r = st[3][i]
+        r = ghd[i]
         while r >= 0:
             if R[r, PLO] < p_hi and p_lo < R[r, PHI]:
-                buf, nb = _writers_out(st, r, idx, buf, nb)
+                nb = _writers_out(st, r, idx, buf, nb)
                 _set_reader(st, r, tk, idx)
                 covered += min(R[r, PHI], p_hi) - max(R[r, PLO], p_lo)
             r = R[r, NEXT]
         if covered < p_hi - p_lo:
-            head = st[3][i]
+            head = ghd[i]
             tail = _tail(st, head)
-            for g in _uncovered(st, head, p_lo, p_hi):
-                c = _rec(st, g[0], g[1], -1)
+            for g in range(_uncovered(st, head, p_lo, p_hi)):
+                c = _rec(st, gaps[g, 0], gaps[g, 1], -1)
                 _set_reader(st, c, tk, idx)
                 head, tail = _link(st, head, tail, c)
-            st[3][i] = head
+            ghd[i] = head
         cur = ghi[i]
         i += 1
     if cur < hi:
         if not _extend_readonly(st, i, cur, hi, p_lo, p_hi, idx, tk, filtered):
             _readonly_seg(st, i, cur, hi, p_lo, p_hi, idx, tk)
-    return nb, buf
+    return nb
 
 # -- writes -----------------------------------------------------------------------
-@jit
+@helper_inline
 def _write(st, p_lo, p_hi, lo, hi, idx, tk, dense, bw, nw, br, nr):
     """SpaceMap.write: the writers (WAW) appended to bw[:nw], the readers (WAR) to
-    br[:nr]; (nw, nr, bw, br)."""
-    R, glo, ghi, ghd = st[4], st[1], st[2], st[3]
-    _grow(st[8][lo >> MAP_SHIFT, 0], p_lo, p_hi, lo, hi)
-    _grow(st[8][lo >> MAP_SHIFT, 1], p_lo, p_hi, lo, hi)
+    br[:nr]; the writers' count (the readers' in cnt[7])."""
+    mp = lo >> MAP_SHIFT
+    R, glo, ghi, ghd, gaps = st[4], st[1][mp], st[2][mp], st[3][mp], st[11]
+    _grow(st[8], lo >> MAP_SHIFT, 0, p_lo, p_hi, lo, hi)
+    _grow(st[8], lo >> MAP_SHIFT, 1, p_lo, p_hi, lo, hi)
     mine = _cell(st, idx, -1)
     i, j = _split_around(st, _first(st, lo), lo, hi)
     cur = lo
@@ -509,8 +563,8 @@ def _write(st, p_lo, p_hi, lo, hi, idx, tk, dense, bw, nw, br, nr):
         while r >= 0:
             nxt = R[r, NEXT]
             if R[r, PLO] < p_hi and p_lo < R[r, PHI]:
-                bw, nw = _writers_out(st, r, idx, bw, nw)
-                br, nr = _readers_out(st, r, idx, br, nr)
+                nw = _writers_out(st, r, idx, bw, nw)
+                nr = _readers_out(st, r, idx, br, nr)
                 if R[r, PLO] < p_lo:
                     head, tail = _link(st, head, tail, _copy(st, r, R[r, PLO], p_lo))
                     kept += 1
@@ -532,8 +586,9 @@ def _write(st, p_lo, p_hi, lo, hi, idx, tk, dense, bw, nw, br, nr):
                 clean = False
             head, tail = _link(st, head, tail, _rec(st, p_lo, p_hi, mine))
         else:
-            for g in _uncovered(st, head, p_lo, p_hi):
-                head, tail = _link(st, head, tail, _rec(st, g[0], g[1], mine))
+            for g in range(_uncovered(st, head, p_lo, p_hi)):
+                head, tail = _link(st, head, tail, _rec(st, gaps[g, 0], gaps[g, 1],
+                                                        mine))
         ghd[k] = head
         cur = ghi[k]
         k += 1
@@ -542,22 +597,24 @@ def _write(st, p_lo, p_hi, lo, hi, idx, tk, dense, bw, nw, br, nr):
         k += 1
         j += 1
     if clean and j - i > 1:  # one segment for the whole write
-        _merge_segs(st, i, j)
-    return nw, nr, bw, br
+        _merge_segs(st, mp, i, j)
+    st[0][NREAD] = nr
+    return nw
 
-@jit
-def _merge_segs(st, i, j):
-    """Segments i..j-1 become one: [glo[i], ghi[j - 1]) with segment i's Recs."""
-    cnt, glo, ghi, ghd = st[0], st[1], st[2], st[3]
+@helper
+def _merge_segs(st, mp, i, j):
+    """Segments i..j-1 of map mp become one: [glo[i], ghi[j - 1]) with segment i's
+    Recs."""
+    cnt, glo, ghi, ghd = st[0], st[1][mp], st[2][mp], st[3][mp]
     ghi[i] = ghi[j - 1]
     d = j - i - 1
-    n = cnt[0]
+    n = cnt[SEGS + mp]
     for x in range(i + 1, n - d):
         glo[x], ghi[x], ghd[x] = glo[x + d], ghi[x + d], ghd[x + d]
-    cnt[0] = n - d
+    cnt[SEGS + mp] = n - d
 
 # -- filtered maps (HBM) ------------------------------------------------------------
-@jit
+@helper
 def _reader(st, r, tk):
     """r.readers.get(tk, -1), or -1 for an instruction's own key (whose reader,
     where there is one, is that instruction: what callers treat as none)."""
@@ -569,14 +626,14 @@ def _reader(st, r, tk):
             return RD[x, 1]
     return -1
 
-@jit
-def _narrow(st, g, p_lo, p_hi, idx, tk):
+@helper_inline
+def _narrow(st, mp, g, p_lo, p_hi, idx, tk):
     """SpaceMap._narrow on segment g: split the first and the last Rec the read
     overlaps (in partition order) where they straddle it and another reader of its
     track would be replaced."""
     R = st[4]
     first = last = -1
-    r = st[3][g]
+    r = st[3][mp, g]
     while r >= 0:
         if R[r, PLO] < p_hi and p_lo < R[r, PHI]:
             if first < 0 or R[r, PLO] < R[first, PLO]:
@@ -584,12 +641,12 @@ def _narrow(st, g, p_lo, p_hi, idx, tk):
             if last < 0 or R[r, PLO] > R[last, PLO]:
                 last = r
         r = R[r, NEXT]
-    _narrow_rec(st, g, first, p_lo, p_hi, idx, tk)
+    _narrow_rec(st, mp, g, first, p_lo, p_hi, idx, tk)
     if last != first:
-        _narrow_rec(st, g, last, p_lo, p_hi, idx, tk)
+        _narrow_rec(st, mp, g, last, p_lo, p_hi, idx, tk)
 
-@jit
-def _narrow_rec(st, g, r, p_lo, p_hi, idx, tk):
+@helper
+def _narrow_rec(st, mp, g, r, p_lo, p_hi, idx, tk):
     R = st[4]
     if r < 0 or not (R[r, PLO] < p_lo or R[r, PHI] > p_hi):
         return
@@ -604,45 +661,51 @@ def _narrow_rec(st, g, r, p_lo, p_hi, idx, tk):
     if R[r, PHI] > p_hi:
         head, tail = _link(st, head, tail, _copy(st, r, p_hi, R[r, PHI]))
     R[tail, NEXT] = R[r, NEXT]  # the parts take r's place
-    if st[3][g] == r:
-        st[3][g] = head
+    if st[3][mp, g] == r:
+        st[3][mp, g] = head
         return
-    x = st[3][g]
+    x = st[3][mp, g]
     while R[x, NEXT] != r:
         x = R[x, NEXT]
     R[x, NEXT] = head
 
-@jit
+@helper
 def _query(st, p_lo, p_hi, lo, hi, idx, bw, nw, br, nr, readers):
-    """SpaceMap.query: the writers (and readers) of the box, recording nothing."""
-    R, glo = st[4], st[1]
-    b = st[8][lo >> MAP_SHIFT, 0 if readers else 1]  # nothing outside: return at once
-    if not (b[0] < p_hi and p_lo < b[1] and b[2] < hi and lo < b[3]):
-        return nw, nr, bw, br
+    """SpaceMap.query: the writers (and readers) of the box, recording nothing; the
+    writers' count (the readers' in cnt[7])."""
+    mp = lo >> MAP_SHIFT
+    R, glo, ghd, b = st[4], st[1][mp], st[3][mp], st[8]
+    x, y = mp, 0 if readers else 1  # nothing outside: return at once
+    st[0][NREAD] = nr
+    if not (b[x, y, 0] < p_hi and p_lo < b[x, y, 1] and b[x, y, 2] < hi
+            and lo < b[x, y, 3]):
+        return nw
     i = _first(st, lo)
-    while i < st[0][0] and glo[i] < hi:
-        r = st[3][i]
+    while i < st[0][SEGS + mp] and glo[i] < hi:
+        r = ghd[i]
         i += 1
         while r >= 0:
             if R[r, PLO] < p_hi and p_lo < R[r, PHI]:
-                bw, nw = _writers_out(st, r, idx, bw, nw)
+                nw = _writers_out(st, r, idx, bw, nw)
                 if readers:
-                    br, nr = _readers_out(st, r, idx, br, nr)
+                    nr = _readers_out(st, r, idx, br, nr)
             r = R[r, NEXT]
-    return nw, nr, bw, br
+    st[0][NREAD] = nr
+    return nw
 
-@jit
+@helper
 def _map_base(st, j):
     """Byte base of the HBM map j (-1: the flat map, else the j-th row pitch)."""
     return (st[0][5] + 1 + j) << MAP_SHIFT
 
-@jit
+@helper
 def _home(st, h):
-    """HbmMap._home: (index of its row pitch's map, -1: the flat map; boxes)."""
+    """HbmMap._home: (index of its row pitch's map, -1: the flat map; how many of the
+    boxes st[9] it has)."""
     boxes = st[9]  # (scratch)
     pitch, first, rows, run = h[6], h[7], h[8], h[9]
     if not h[5] or pitch == 0 or rows <= 1 or run > pitch:
-        return -1, boxes[:0]
+        return -1, 0
     cnt, pitches = st[0], st[7]
     j = 0
     while j < cnt[4] and pitches[j] != pitch:
@@ -654,21 +717,24 @@ def _home(st, h):
         cnt[4] = j + 1
     r0, c = first // pitch, first % pitch
     if c + run <= pitch:
-        boxes[0] = r0, r0 + rows, c, c + run
-        return j, boxes[:1]
-    boxes[0] = r0, r0 + rows, c, pitch
-    boxes[1] = r0 + 1, r0 + rows + 1, 0, c + run - pitch
-    return j, boxes
+        boxes[0, 0], boxes[0, 1], boxes[0, 2], boxes[0, 3] = r0, r0 + rows, c, c + run
+        return j, 1
+    boxes[0, 0], boxes[0, 1], boxes[0, 2], boxes[0, 3] = r0, r0 + rows, c, pitch
+    boxes[1, 0], boxes[1, 1] = r0 + 1, r0 + rows + 1
+    boxes[1, 2], boxes[1, 3] = 0, c + run - pitch
+    return j, 2
 
-@jit
+@helper_inline
 def _query_others(st, h, own, idx, bw, nw, br, nr, readers):
     """HbmMap._query_others: every map but the access's own (own: its pitch's
-    index, -1 the flat map), in the order the maps were made."""
+    index, -1 the flat map), in the order the maps were made; the writers' count
+    (the readers' in cnt[7])."""
     lo, hi = h[2], h[3]
+    st[0][NREAD] = nr
     if own >= 0:
         b = _map_base(st, -1)
-        nw, nr, bw, br = _query(st, h[0], h[1], b + lo, b + hi, idx, bw, nw, br, nr,
-                                readers)
+        nw = _query(st, h[0], h[1], b + lo, b + hi, idx, bw, nw, br, st[0][NREAD],
+                    readers)
     for j in range(st[0][4]):
         if j == own:
             continue
@@ -676,46 +742,49 @@ def _query_others(st, h, own, idx, bw, nw, br, nr, readers):
         b = _map_base(st, j)
         r0, r1 = lo // r, (hi - 1) // r
         if r0 == r1:
-            nw, nr, bw, br = _query(st, r0, r0 + 1, b + lo % r, b + (hi - 1) % r + 1,
-                                    idx, bw, nw, br, nr, readers)
+            nw = _query(st, r0, r0 + 1, b + lo % r, b + (hi - 1) % r + 1, idx, bw, nw,
+                        br, st[0][NREAD], readers)
         else:
-            nw, nr, bw, br = _query(st, r0, r1 + 1, b, b + r, idx, bw, nw, br, nr,
-                                    readers)
-    return nw, nr, bw, br
+            nw = _query(st, r0, r1 + 1, b, b + r, idx, bw, nw, br, st[0][NREAD], readers)
+    return nw
 
-@jit
+@helper
 def _hbm_read(st, h, idx, tk, bw):
-    """HbmMap.read of HBM access h: (count of the candidates in bw, bw)."""
-    own, boxes = _home(st, h)
+    """HbmMap.read of HBM access h: the count of the candidates in bw."""
+    own, nbox = _home(st, h)
     b = _map_base(st, own)
+    boxes = st[9]
     nw = 0
     if own < 0:
-        nw, bw = _read(st, h[0], h[1], b + h[2], b + h[3], idx, tk, True, bw, nw)
-    for x in range(boxes.shape[0]):
-        nw, bw = _read(st, boxes[x, 0], boxes[x, 1], b + boxes[x, 2], b + boxes[x, 3],
-                       idx, tk, True, bw, nw)
-    nw, _, bw, _ = _query_others(st, h, own, idx, bw, nw, bw, 0, False)
-    return nw, bw
+        nw = _read(st, h[0], h[1], b + h[2], b + h[3], idx, tk, True, bw, nw)
+    for x in range(nbox):
+        nw = _read(st, boxes[x, 0], boxes[x, 1], b + boxes[x, 2], b + boxes[x, 3], idx,
+                   tk, True, bw, nw)
+    return _query_others(st, h, own, idx, bw, nw, bw, 0, False)
 
-@jit
+@helper
 def _hbm_write(st, h, idx, tk, bw, br):
-    """HbmMap.write of HBM access h: (writers in bw, readers in br, bw, br)."""
-    own, boxes = _home(st, h)
+    """HbmMap.write of HBM access h: the count of the writers in bw (of the readers
+    in br: cnt[7])."""
+    own, nbox = _home(st, h)
     b = _map_base(st, own)
-    nw = nr = 0
+    boxes = st[9]
+    nw = 0
+    st[0][NREAD] = 0
     if own < 0:
-        nw, nr, bw, br = _write(st, h[0], h[1], b + h[2], b + h[3], idx, tk, h[4] != 0,
-                                bw, nw, br, nr)
-    for x in range(boxes.shape[0]):
-        nw, nr, bw, br = _write(st, boxes[x, 0], boxes[x, 1], b + boxes[x, 2],
-                                b + boxes[x, 3], idx, tk, True, bw, nw, br, nr)
-    return _query_others(st, h, own, idx, bw, nw, br, nr, True)
+        nw = _write(st, h[0], h[1], b + h[2], b + h[3], idx, tk, h[4] != 0, bw, nw, br,
+                    0)
+    for x in range(nbox):
+        nw = _write(st, boxes[x, 0], boxes[x, 1], b + boxes[x, 2], b + boxes[x, 3], idx,
+                    tk, True, bw, nw, br, st[0][NREAD])
+    return _query_others(st, h, own, idx, bw, nw, br, st[0][NREAD], True)
 
 # -- exact overlap of HBM accesses (deps.hbm_overlap) ---------------------------------
-@jit
+@helper
 def _hit(h, buf, nb, starts, ends, acc, seen, idx):
     """MemoryMaps._hit: the candidates buf[:nb] (once each, first first) with an
-    HBM access in acc[starts[p]:ends[p]] sharing a byte with h; (count, buf)."""
+    HBM access in acc[starts[p]:ends[p]] sharing a byte with h, kept in buf; their
+    count."""
     out = 0
     stamp = seen[-1] = seen[-1] + 1  # (seen: a stamp per instruction, the last one)
     for x in range(nb):
@@ -730,9 +799,9 @@ def _hit(h, buf, nb, starts, ends, acc, seen, idx):
                 buf[out] = p
                 out += 1
                 break
-    return out, buf
+    return out
 
-@jit
+@helper
 def _forms_overlap(a, b):
     """deps._forms_overlap of two accesses' rows forms (a[5]: it has one; a[6:10]:
     pitch, first byte, rows, bytes per row)."""
@@ -751,7 +820,7 @@ def _forms_overlap(a, b):
         return True
     return ra < rb + b[8] and rb < ra + a[8] and ca < cb + b[9] and cb < ca + a[9]
 
-@jit
+@helper
 def _rows_vs_run(f, lo, hi):
     R, s, n, L = f[6], f[7], f[8], f[9]
     if R == 0:
@@ -760,10 +829,10 @@ def _rows_vs_run(f, lo, hi):
     i_max = min(n - 1, -(-(hi - s) // R) - 1)
     return i_min <= i_max
 
-@jit
-def _grow(box, p_lo, p_hi, lo, hi):
-    """deps._grow in place (box: p_lo, p_hi, lo, hi)."""
-    box[0] = min(box[0], p_lo)
-    box[1] = max(box[1], p_hi)
-    box[2] = min(box[2], lo)
-    box[3] = max(box[3], hi)
+@helper
+def _grow(boxes, x, y, p_lo, p_hi, lo, hi):
+    """deps._grow in place of boxes[x, y] (p_lo, p_hi, lo, hi)."""
+    boxes[x, y, 0] = min(boxes[x, y, 0], p_lo)
+    boxes[x, y, 1] = max(boxes[x, y, 1], p_hi)
+    boxes[x, y, 2] = min(boxes[x, y, 2], lo)
+    boxes[x, y, 3] = max(boxes[x, y, 3], hi)
