@@ -34,6 +34,10 @@ free, its semaphore and result latency); its start from the engine state (`_Trac
 whose cost terms are shared by every instruction of the same cost signature. Only
 members of a cross-core synchronisation group, and what depends on them, wait
 (`_visit` defers them until their partners arrive).
+
+Where the compiled paths run (trnsim/machine/compiled.py), `schedule` gives the program
+to timing/compiled.py first: the same Timeline from a numba core, kept as columns; this
+scheduler for what that core does not model (synchronisation groups, collectives).
 """
 from __future__ import annotations
 
