@@ -212,7 +212,9 @@ def dump(path, tests: bool):
     _direct()
     if tests:
         import pytest
-        rc = pytest.main(["-q", "-x", "-p", "benchmarks.scheduler_oracle",
+        # --noconftest: tests/conftest.py would run the timing and compiler tests on
+        # both paths whatever TRNSIM_COMPILED says (and rename them)
+        rc = pytest.main(["-q", "-x", "-p", "benchmarks.scheduler_oracle", "--noconftest",
                           "-p", "no:cacheprovider", "--hypothesis-seed=0", *TEST_FILES])
         if rc != 0:
             raise SystemExit(f"the tests failed (exit {rc}): no dump written")
