@@ -1,4 +1,4 @@
-"""trnsim/machine/compiled.py: which programs take the compiled paths."""
+"""trnsim/machine/compiled.py: which programs take the compiled paths, and its `jit`."""
 import pytest
 
 from trnsim.machine import compiled
@@ -33,3 +33,21 @@ def test_jit_without_numba_leaves_the_function(monkeypatch):
     def f(x):
         return x + 1
     assert compiled.jit(f) is f
+
+
+def test_jit_passes_numba_options():
+    pytest.importorskip("numba")
+
+    def halve(a, b):
+        return a // b
+
+    def halve_numpy(a, b):  # (another function: numba's disk cache keys no options)
+        return a // b
+
+    plain, numpy_errors = compiled.jit(halve), compiled.jit(error_model="numpy")(halve_numpy)
+    assert numpy_errors.targetoptions["error_model"] == "numpy"
+    assert "error_model" not in plain.targetoptions
+    assert numpy_errors(7, 2) == plain(7, 2) == 3
+    assert numpy_errors(7, 0) == 0  # numpy's model: no ZeroDivisionError
+    with pytest.raises(ZeroDivisionError):
+        plain(7, 0)

@@ -245,14 +245,20 @@ def test_too_many_row_pitches_fall_back(monkeypatch):
     assert _succ(s) == _succ(ref) and any(ref.succ)
 
 
-def test_retry_with_more_capacity():
-    """Capacities too small for the program: the compiled maps run again with more."""
+@pytest.mark.parametrize("small", ["every capacity", "the producer buffer"])
+def test_retry_with_more_capacity(small):
+    """Capacities too small for the program (or only the buffer of one access's
+    producers): the compiled maps run again with more."""
     _, run = trnsim.run_kernel(random_tiles, (np.zeros((128, 512), np.float32),),
                                {"seed": 1}, chip="trn2", numerics=False)
     n = len(run.program)
     tkey = list(range(n))
     ref = compiled_deps.list_edges(run.program, tkey, [])
-    got = compiled_deps.list_edges(run.program, tkey, [], caps=(2, 2, 2, 2, 2))
+    big = 64 * n + 64
+    caps = (2, 2, 2, 2, 2) if small == "every capacity" else (big, big, big, big, 1)
+    if small == "the producer buffer":
+        assert len(ref[1]) > n  # (accesses with producers: the buffer of 1 overflows)
+    got = compiled_deps.list_edges(run.program, tkey, [], caps=caps)
     for a, b in zip(ref, got):
         assert a.tolist() == b.tolist()
 
