@@ -301,7 +301,7 @@ class _Allocator:
             if row is None or a.space == "hbm":
                 continue
             if source is False:
-                source = _hbm_source(ins) if ins.engine == "dma" else None
+                source = _hbm_source(ins)
             covered = _blocks_of(self.allocs[a.alloc], a)
             single = len(covered) == 1
             for b in covered:

@@ -19,14 +19,12 @@ from operator import attrgetter, itemgetter
 
 import numpy as np
 
+from ..machine.access import Access, with_bytes
 from ..machine.compiled import jit
-
-from ..machine.access import Access
 from ..machine.record import Program
 from .arena import Arena
 from .plan import MemoryPlan, Placement, Steps
 
-_new_access = tuple.__new__
 _SPACE, _LO, _HI, _ALLOC = (itemgetter(Access._fields.index(f))
                             for f in ("space", "lo", "hi", "alloc"))
 FALLBACK = -1
@@ -655,7 +653,7 @@ def _rewrite(program, cols: _Columns, u: _Uses, start, size, plan, ints,
             m = memo.get(id(a))
             if m is None or m[1] != lo or m[2] != hi:
                 lo, hi = ints.setdefault(lo, lo), ints.setdefault(hi, hi)
-                m = memo[id(a)] = (a, lo, hi, _new_access(Access, a[:11] + (lo, hi) + a[13:]))
+                m = memo[id(a)] = (a, lo, hi, with_bytes(a, lo, hi))
             items[k] = m[3]
     if items is not None:
         ins = instrs[cur]

@@ -11,7 +11,7 @@ segments, engine assignment with the candidates' estimates worked out here in Py
 every float sum in the same order. `issue_order` then applies the assignments to the
 record (`ins.engine`, `ls.res`, `ls.est`) as `_assign` does.
 
-Falls back (returns None) where numba is missing, or for a program with a non-finite
+Falls back (returns None) for a program with a non-finite
 estimate, DMA time or stream constant (a NaN would order heap tuples by identity in
 Python), or a floating instruction that could go to a DMA stream or has no candidate.
 """
@@ -35,17 +35,6 @@ T_HEAD, T_NIDS, T_IDBASE, T_LIMIT, T_DMA, T_BEST, T_HAS_BEST, T_WSIZE, T_NSIZE, 
 
 
 
-def successor_csr(prods, kinds, npred, n: int):
-    """(start, successor, kind): for producer p its successors succ[start[p]:start[p+1]]
-    and their edge kinds, in the order `_ListScheduler._successors` lists them."""
-    p = np.asarray(prods)  # (array("i"), bytearray or arrays: their buffers' types)
-    by = np.argsort(p, kind="stable")
-    start = np.zeros(n + 1, np.int64)
-    np.cumsum(np.bincount(p, minlength=n), out=start[1:])
-    consumers = np.repeat(np.arange(n, dtype=np.int64), np.asarray(npred, np.int64))[by]
-    return start, consumers, np.asarray(kinds)[by].astype(np.int64)
-
-
 def issue_order(ls):
     """The IssueOrder `ls.run()` would return (applying its engine assignments to the
     record), or None where `_core` does not model the program."""
@@ -54,7 +43,7 @@ def issue_order(ls):
     if args is None:
         return None
     ix, fx, streams = args[0], args[1], args[-1]
-    order, _issued, end, moved_i, moved_d, nmoved = _core(*args[:-1])
+    order, end, moved_i, moved_d, nmoved = _core(*args[:-1])
     est = ls.est
     for i in np.flatnonzero(ix[:, X_ASSIGNED]).tolist():
         ins = ls.instrs[i]
@@ -72,7 +61,7 @@ def _arrays(ls):
     instrs = ls.instrs
     n = len(instrs)
     cost = ls.cost
-    floating = ls.floating
+    flt = np.frombuffer(ls.floating, np.uint8).astype(bool)
     # streams: the distinct resources in order of first use, then the floating
     # instructions' other candidate engines (run() numbers them interleaved: a stream's
     # number only breaks ties between top-heap entries of one instruction, which share
@@ -92,7 +81,7 @@ def _arrays(ls):
     # results, equal signatures (ls.signed keeps the results alive: no id reused)
     costed: dict = {}
     est, cost_of, signed, eng = ls.est, ls._cost_of, ls.signed, cost.eng
-    for i in np.flatnonzero(np.frombuffer(floating, np.uint8)).tolist() if n else ():
+    for i in np.flatnonzero(flt).tolist():
         ins = instrs[i]
         default = ins.engine
         engines = ins.attrs["engines"]
@@ -124,7 +113,6 @@ def _arrays(ls):
     ix = np.zeros((n, X_COLS), np.int64)
     fx = np.zeros((n, F_COLS))
     ix[:, X_STREAM] = stream
-    flt = np.frombuffer(floating, np.uint8).astype(bool) if n else np.zeros(0, bool)
     ix[:, X_FLOAT] = flt
     ix[:, X_NPRED] = ls.npred
     ix[:, X_ARRIVAL] = -1
@@ -396,9 +384,9 @@ def _available(i, ix, fx, sf, si, cand_stream, cand_est, cur_seg, held, fenced,
 @jit
 def _core(ix, fx, sf, si, ids, start, succ, kind, cand_stream, cand_est, seg_base,
           left, cur_seg, consts, wkey, widx, nkey, nidx, fenced, use_prio):
-    """_ListScheduler.run on arrays; returns (order, how many were issued before the
-    unissued ones appended, the estimate, moved indices, their moves, how many). Updates ix[:, X_STREAM],
-    ix[:, X_ASSIGNED] and fx[:, F_EST] of the floating instructions assigned."""
+    """_ListScheduler.run on arrays; returns (order, the estimate, moved indices, their
+    moves, how many). Updates ix[:, X_STREAM], ix[:, X_ASSIGNED] and fx[:, F_EST] of the
+    floating instructions assigned."""
     n = ix.shape[0]
     if use_prio:  # _critical_path
         for i in range(n - 1, -1, -1):
@@ -535,7 +523,6 @@ def _core(ix, fx, sf, si, ids, start, succ, kind, cand_stream, cand_est, seg_bas
                     j = nxt
         tsize = _push_best(k, fx, sf, si, wkey, widx, nkey, nidx, use_prio, tk, ti, ts,
                            tsize)
-    issued = count
     if count != n:  # a fence or window cycle would be a bug: keep every instruction
         for i in range(n):
             if not ix[i, X_ISSUED]:
@@ -556,4 +543,4 @@ def _core(ix, fx, sf, si, ids, start, succ, kind, cand_stream, cand_est, seg_bas
             moved_d[nmoved] = ix[i, X_POS] - issued_on[k]
             nmoved += 1
         issued_on[k] += 1
-    return order, issued, end, moved_i, moved_d, nmoved
+    return order, end, moved_i, moved_d, nmoved

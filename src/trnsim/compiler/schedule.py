@@ -102,6 +102,18 @@ def order_instructions(program, heuristic: str = DEFAULT_HEURISTIC,
         return _ListScheduler(program, chip or program.chip, heuristic, max(1, window)).run()
 
 
+def successor_csr(prods, kinds, npred, n: int):
+    """(start, successor, kind): for producer p its successors succ[start[p]:start[p+1]]
+    and their edge kinds, from the edges listed by consumer (npred[i] of them for
+    consumer i): grouped by producer by a stable sort, so each producer's successors
+    come in program order."""
+    by = np.argsort(prods, kind="stable")
+    start = np.zeros(n + 1, np.int64)
+    np.cumsum(np.bincount(prods, minlength=n), out=start[1:])
+    consumers = np.repeat(np.arange(n, dtype=np.int64), np.asarray(npred, np.int64))[by]
+    return start, consumers, kinds[by].astype(np.int64)
+
+
 class _ListScheduler:
     def __init__(self, program, chip, heuristic, window):
         self.program = program
@@ -122,34 +134,31 @@ class _ListScheduler:
                                   for ins in self.instrs)
         self.succ: list = []  # per instruction: its (successor, kind) pairs
         self.npred = [0] * n
-        edges = self._dependencies()  # (the memory maps are gone by then)
-        # the compiled list scheduler takes the edges as arrays (`_csr`); the pairs are
-        # only made should it not model the program (`_edges` kept till then)
-        self._edges = self._csr = None
+        # the edges by producer (the memory maps are gone by then); the compiled list
+        # scheduler takes them as these arrays, the Python loop as `succ`'s pairs, made
+        # only should the compiled one not model the program
+        self._csr = successor_csr(*self._dependencies(), self.npred, n)
         self._compiled = None
         if self.compiled:  # (imported only then: numba takes a while to load)
             from . import compiled_schedule
             self._compiled = compiled_schedule
-        if self._compiled is not None:
-            self._edges = edges
-            self._csr = self._compiled.successor_csr(*edges, self.npred, n)
         else:
-            self._successors(*edges)
+            self._successors()
         # est[i]: the cost estimate of instruction i on its engine (the one assigned,
         # once a floating one is); made once the memory maps are gone (a lower peak)
         self.est = self._estimates()
         self._lat: dict = {}  # engine -> result latency (ns)
         self._fences(getattr(program, "fences", ()) or ())
         self.prio = self._critical_path() \
-            if heuristic == "critical_path" and self._edges is None else None
+            if heuristic == "critical_path" and not self.compiled else None
 
     # -- the graph ---------------------------------------------------------------------
     def _dependencies(self):
         """The edges by consumer: (producers, kinds) as int32 and uint8 arrays, npred[i]
         of them for consumer i (set here), each producer once with the first kind found
         (RAW, then per write WAW and WAR, then order). Compiled (timing/compiled_deps.py)
-        where TRNSIM_COMPILED is 1 or 2 and numba is there; the same edges, in another
-        order within a consumer (`_successors` sorts them by producer, stably)."""
+        where the compiled paths run: the same edges, in another order within a consumer
+        (`successor_csr` sorts them by producer, stably)."""
         if self.compiled:
             edges = self._compiled_dependencies()
             if edges is not None:
@@ -158,8 +167,7 @@ class _ListScheduler:
 
     def _compiled_dependencies(self):
         """_dependencies by the compiled maps, or None where they do not hold the
-        program (no numba, addresses beyond their byte axis, too many HBM row
-        pitches)."""
+        program (addresses beyond their byte axis, too many HBM row pitches)."""
         from ..timing import compiled_deps
         instrs, res = self.instrs, self.res
         n = len(instrs)
@@ -225,23 +233,16 @@ class _ListScheduler:
             kinds.extend(found.values())
         return np.frombuffer(prods, np.int32), np.frombuffer(kinds, np.uint8)
 
-    def _successors(self, prods, kinds):
-        """succ: the edges (producer, kind), listed by consumer (npred[i] of them for
-        consumer i), grouped by producer, each producer's successors in program order (a
-        stable sort). Made once the dependency maps are gone: while they are there, the
-        edges take 5 bytes each (the pairs, ~100 bytes, are fastest to walk)."""
-        n = len(self.instrs)
-        p = prods
-        by = np.argsort(p, kind="stable")
-        ends = np.cumsum(np.bincount(p, minlength=n)).tolist()
-        consumers = np.repeat(np.arange(n, dtype=np.int32), self.npred)[by].tolist()
+    def _successors(self):
+        """succ: the edges (successor, kind) by producer, each producer's successors in
+        program order, from the CSR arrays (dropped then: the pairs, ~100 bytes an edge,
+        are what the Python loop walks fastest)."""
+        start, consumers, kinds = self._csr
         index = [ins.index for ins in self.instrs]  # (the record's ints: shared)
-        pairs = list(zip(map(index.__getitem__, consumers),
-                         kinds[by].tolist()))
-        lo = 0
-        for hi in ends:
+        pairs = list(zip(map(index.__getitem__, consumers.tolist()), kinds.tolist()))
+        for lo, hi in zip(start.tolist(), start[1:].tolist()):
             self.succ.append(pairs[lo:hi] if hi != lo else ())
-            lo = hi
+        self._csr = None
 
     def _fences(self, fences):
         """seg[i]: the fence segment of instruction i on its core; an instruction is only
@@ -289,28 +290,19 @@ class _ListScheduler:
         return 0.0
 
     def _estimates(self) -> list:
-        """_cost_of of each instruction; a Tensor Engine instruction's once per attrs
-        dict and opcode (its cost depends on nothing else, and loop copies share attrs).
-        For the compiled list scheduler, keeps per floating instruction on a compute
-        engine the cost model's result (`signed`: equal objects for equal cost
-        signatures; it costs the other candidates once per signature)."""
+        """_cost_of of each instruction. For the compiled list scheduler, keeps per
+        floating instruction on a compute engine the cost model's result (`signed`:
+        equal objects for equal cost signatures; it costs the other candidates once per
+        signature)."""
         cost_of = self._cost_of
-        floating = self.floating if self._compiled is not None else bytes(len(self.instrs))
+        floating = self.floating if self.compiled else bytes(len(self.instrs))
         compute, eng = self.cost.compute, self.cost.eng
         # the compiled timing scheduler takes these results (the engine still the same)
-        computed = priced(self.program, self.cost).compute \
-            if self._compiled is not None else None
-        memo: dict = {}
+        computed = priced(self.program, self.cost).compute if self.compiled else None
         self.signed: dict = {}
         est = []
         for k, ins in enumerate(self.instrs):
-            if ins.engine == "tensor":
-                key = (id(ins.attrs), ins.opcode)  # (the attrs outlive the memo)
-                c = memo.get(key)
-                if c is None:
-                    c = memo[key] = cost_of(ins)
-                est.append(c)
-            elif ins.engine in eng and (computed is not None or floating[ins.index]):
+            if ins.engine in eng and (computed is not None or floating[ins.index]):
                 res = compute(ins)
                 if floating[ins.index]:
                     self.signed[ins.index] = res
@@ -336,12 +328,11 @@ class _ListScheduler:
 
     # -- the list scheduler ---------------------------------------------------------------
     def run(self) -> IssueOrder:
-        if self._edges is not None:
+        if self._compiled is not None:
             issue = self._compiled.issue_order(self)
             if issue is not None:
                 return issue
-            self._successors(*self._edges)  # the Python loop below, as without numba
-            self._edges = self._csr = None
+            self._successors()  # the Python loop below
             if self.heuristic == "critical_path":
                 self.prio = self._critical_path()
         instrs = self.instrs
