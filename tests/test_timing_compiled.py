@@ -238,3 +238,8 @@ def test_compiled_maps_as_the_python_collect(caps):
     names = list(spaces)
     assert (dptr.tolist(), dprod.tolist(), dkind.tolist()) == ref[:3]
     assert [names[x] for x in dspace] == ref[3]
+
+
+def test_constants_are_the_python_schedulers():
+    assert (compiled.HORIZON, compiled.LANE_KEEP, compiled.NOISE) == (
+        _Lane.HORIZON, _Lane.KEEP, _BusyWindow.NOISE)

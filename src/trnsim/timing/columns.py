@@ -1,5 +1,5 @@
-"""Stage 1 of the compiled scheduler: the instruction record as columns (NumPy arrays)
-for the timing core (compiled.py).
+"""The compiled timing scheduler's input: the instruction record as columns (NumPy
+arrays) for the timing core (compiled.py).
 
 The dependencies come from compiled_deps.collect: what the Python scheduler's own
 dependency collection (`_Scheduler._collect`: the MemoryMaps, track ids, folded
@@ -66,9 +66,10 @@ def _dense(d: dict, key) -> int:
 
 
 def supported(sched) -> bool:
-    """Whether the timing core models everything `sched` (a fresh _Scheduler) would do:
-    no synchronisation groups (deferral), no collectives, bitmasks wide enough."""
-    if sched.groups or sched.fabric or sched.ncells > MAX_BITS:
+    """Whether the timing core models everything `sched` (a fresh _Scheduler without
+    fabric times) would do: no synchronisation groups (deferral), no collectives,
+    bitmasks wide enough."""
+    if sched.groups or sched.ncells > MAX_BITS:
         return False
     if sched.cost.dma.engines > MAX_BITS:
         return False

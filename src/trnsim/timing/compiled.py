@@ -2,7 +2,7 @@
 
     timeline = schedule_compiled(program, chip, issue)   # None: use the Python scheduler
 
-Stage 2 of the compiled scheduler: `_core` replays `_Scheduler` (scheduler.py) on
+`_core` replays `_Scheduler` (scheduler.py) on
 arrays, operation for operation in the same float order, for programs without
 cross-core synchronisation groups, collectives or fabric times (those need the
 deferral of `_Scheduler._visit`: `schedule_compiled` returns None for them): engine
@@ -21,9 +21,11 @@ from .columns import (DMA, FOLDED, KINDS, QUEUE, RAW, ROW, TENSOR, WAR, arrays, 
                       supported, tracks)
 from .timeline import EventColumns, Timeline
 
+# scheduler.py's constants, written again: numba's disk cache would not see a change
+# made there (tests/test_timing_compiled.py checks they are equal)
 HORIZON = 2e6  # _Lane.HORIZON
 NOISE = 1e-3  # _BusyWindow.NOISE
-LANE_KEEP = 512  # _Lane forgets only beyond this many intervals
+LANE_KEEP = 512  # _Lane.KEEP
 ST_LAST_START, ST_LAST_END, ST_HAS_END, ST_RAMP, ST_HAS_RAMP, ST_TOTAL, ST_FIELDS = range(7)
 
 
@@ -39,30 +41,26 @@ def schedule_compiled(program, chip, issue):
         col = build_columns(sched)
     except OverflowError:  # addresses beyond the compiled maps' byte axis
         return None
-    out = run_core(sched, col)
-    return build_timeline(sched, col, out)
+    names, sem, lat, tdma = tracks(sched)
+    out = run_core(sched, col, sem, lat, tdma)
+    return build_timeline(sched, col, out, names)
 
 
-def run_core(sched, col):
-    """Stage 2: the timing core on `col`; its output arrays."""
-    return _core(*core_args(sched, col))
-
-
-def core_args(sched, col) -> tuple:
-    """The arguments of `_core`: the columns as arrays, the tracks, the constants."""
-    _, sem, lat, tdma = tracks(sched)
+def run_core(sched, col, sem, lat, tdma):
+    """The timing core on `col` and the tracks' semaphore and latency ns and DMA flags
+    (columns.tracks); its output arrays."""
     c = sched.cost.dma
     cfg = sched.throttle_cfg or (0.0, 0.0, 0.0, 0.0)
     consts = np.array([c.fixed, c.interval, *cfg, 1.0 if sched.throttle_cfg else 0.0])
     ints = np.array([sched.ncells, c.engines, max(1, c.dge_instances),
                      len(col.tensor_cores), len(col.dma_cores), len(col.stacks)],
                     dtype=np.int64)
-    return (*arrays(col), sem, lat, tdma, consts, ints)
+    return _core(*arrays(col), sem, lat, tdma, consts, ints)
 
 
-def build_timeline(sched, col, out) -> Timeline:
-    """The Timeline of the core's output `out`, its events kept as columns (made into
-    Events only when read)."""
+def build_timeline(sched, col, out, names) -> Timeline:
+    """The Timeline of the core's output `out` (track names: `names`), its events kept
+    as columns (made into Events only when read)."""
     start, end, done, ready, frac, lsflag, wsel, wcnt = out[:8]
     n = col.n
     order = col.order
@@ -76,7 +74,7 @@ def build_timeline(sched, col, out) -> Timeline:
     lsi = ROW.index("ls")
     cols = EventColumns(
         n=n, core=np.fromiter((ins.core for ins in sched.instrs), np.int64, n),
-        track=np.asarray(col.track, np.int64), names=tracks(sched)[0], start=start,
+        track=np.asarray(col.track, np.int64), names=names, start=start,
         end=end, ready=ready, done=done, moved=moved, row=np.asarray(col.row, np.int64),
         terms=col.terms, engines=col.dma_engines, wfirst=wfirst, wcount=wcount, wsel=wsel,
         dprod=col.dprod, dkind=col.dkind, dspace=col.dspace, kinds=KINDS,

@@ -1,13 +1,13 @@
-"""Stage 3 of the compiled scheduler: the dependency maps (deps.py) compiled with
+"""The dependency maps (deps.py) compiled with
 numba, so that collecting an instruction's dependencies calls no Python per access: the
 on-chip SpaceMaps (the SBUF / PSUM of every core), the HbmMap (a filtered flat map and a
 map per row pitch, queried across) and MemoryMaps' exact-overlap filter of HBM producers
 (`_hit`). They read the program's access columns (access_columns.py), which both of
 their users share:
 
-- `collect(sched)`, the timing scheduler: what the `_Scheduler._collect` loop of
-  columns.build_columns gives, the same dependencies in the same order (the order
-  `_collect`'s dict found them in), walking in issue order with track ids as reader
+- `collect(sched)`, the timing scheduler (columns.build_columns): what
+  `_Scheduler._collect` gives, the same dependencies in the same order (the order
+  `_collect`'s dict finds them in), walking in issue order with track ids as reader
   keys; it records every instruction's track.
 - `list_edges(program, tkey, extra)`, the compiler model's list scheduler
   (compiler/schedule.py `_ListScheduler._dependencies`): each instruction's producers
@@ -121,7 +121,8 @@ def _run(cols, order, skip, tkey, unique, extra, remap, ntracks, first, caps):
 # and decrement), they allocate no array and return none; what does not fit raises
 # IndexError (_run: again with more capacity). The larger ones called once per access
 # are inlined by numba: a call passes every array of `st` field by field (over a
-# hundred arguments; inlined, step 1's maps take 40% less time).
+# hundred arguments; inlined, the maps took 40% less time on the matmul tutorial's
+# step 1 in benchmarks/compiled_speed.py).
 helper = jit(_nrt=False, error_model="numpy")
 helper_inline = jit(_nrt=False, error_model="numpy", inline="always")
 

@@ -117,6 +117,7 @@ class _Lane:
     them."""
     __slots__ = ("starts", "ends")
     HORIZON = 2e6  # ns: intervals this far behind the latest booking are forgotten
+    KEEP = 512  # ... once the lane holds more than this many
 
     def __init__(self):
         self.starts: list = []
@@ -132,7 +133,7 @@ class _Lane:
             else:
                 starts.append(t)
                 ends.append(e)
-            if len(ends) > 512 and ends[0] <= e - self.HORIZON:
+            if len(ends) > self.KEEP and ends[0] <= e - self.HORIZON:
                 self._forget()
             return e
         n = len(ends)
@@ -155,7 +156,7 @@ class _Lane:
         else:
             starts.insert(i, s)
             ends.insert(i, e)
-        if len(ends) > 512 and ends[0] <= ends[-1] - self.HORIZON:
+        if len(ends) > self.KEEP and ends[0] <= ends[-1] - self.HORIZON:
             self._forget()
         return e
 
