@@ -19,7 +19,7 @@ import operator
 import numpy as np
 
 from ..machine.errors import NkiValidationError, OutOfBoundsError
-from ..machine.tensor import DynamicSlice, NkiTensor
+from ..machine.tensor import DynamicSlice, NkiTensor, is_plain
 
 _ids = itertools.count()
 
@@ -317,18 +317,6 @@ def key_to_indices(key, shape) -> list[Index]:
         out.append(Index.owning({Axis(size, pos, total): step}, start))
         pos += 1
     return out
-
-
-_PLAIN = frozenset((int, slice))
-
-
-def is_plain(key: tuple) -> bool:
-    """Whether every index of `key` is an int or a slice (no Ellipsis, bool, arange,
-    index expression, nl.ds or tile)."""
-    for k in key:
-        if type(k) not in _PLAIN:
-            return False
-    return True
 
 
 def grid_axes(indices) -> list[Axis]:

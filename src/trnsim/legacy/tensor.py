@@ -13,8 +13,8 @@ import math
 import numpy as np
 
 from ..machine.errors import NkiValidationError
-from ..machine.tensor import NkiTensor
-from .indexing import (Axis, Index, Predicate, grid_axes, is_plain, key_to_indices,
+from ..machine.tensor import NkiTensor, is_plain
+from .indexing import (Axis, Index, Predicate, grid_axes, key_to_indices,
                        partition_kept, resolve)
 
 

@@ -503,15 +503,8 @@ def with_bytes(a: Access, lo: int, hi: int) -> Access:
     return _new_access(Access, a[:11] + (lo, hi) + a[13:])
 
 
-def with_place(a: Access, offset: int, p_lo: int, p_hi: int, lo: int, hi: int,
-               alloc: int) -> Access:
-    """`a` at another place: what loop expansion's copies of an operand change."""
-    return _new_access(Access, a[:8] + (offset, p_lo, p_hi, lo, hi) + a[13:17] + (alloc,))
-
-
-# the slices of with_bytes and with_place
-assert Access._fields[8:13] == ("offset", "p_lo", "p_hi", "lo", "hi") \
-    and Access._fields[17:] == ("alloc",)
+# the slices of with_bytes
+assert Access._fields[11:13] == ("lo", "hi")
 
 
 def copy_with(a: Access, **changes) -> Access:

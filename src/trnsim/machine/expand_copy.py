@@ -49,7 +49,6 @@ class Layout:
         self.width = len(tmpl)
         self.record_numbers = plan.record_numbers
         self.operand_ids = plan.operand_ids  # (the structure's: see Plan._made)
-        self.n_accesses = int(n_ops.sum())
         self._rows = self._positions = None  # (see rows, positions)
         self._operands_moving(moves, at, n_read, n_ops)
         # (instruction, its attributes' numbers, their key) where they move
@@ -242,11 +241,6 @@ def _moves(plan) -> np.ndarray:
     """Which of a plan's numbers move: all but those with no drift that every phase of
     the period sampled the same."""
     return ~((plan.drift == 0) & (plan.rows == plan.rows[-1]).all(axis=0))
-
-
-def _distinct(x: np.ndarray) -> np.ndarray:
-    """The distinct values of a sorted array (np.unique hashes them first)."""
-    return x[np.concatenate(([True], x[1:] != x[:-1]))] if len(x) else x
 
 
 def _put(out: list, where: list, items) -> None:

@@ -71,7 +71,7 @@ def _attr_parts(attrs: dict, nums: list):
 def instruction_parts(ins, allocs, cache: dict):
     """(structure, numbers) of one instruction, cached by index (nested loops look at
     the same instructions once per level; an expanded copy's are its template's
-    structure and its row's numbers: `Plan._append`)."""
+    structure and its row's numbers: expand_copy.Copier.append)."""
     got = cache.get(ins.index)
     if got is not None and got[0] is ins:
         return got[1], got[2]

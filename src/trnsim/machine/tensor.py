@@ -133,8 +133,9 @@ class Indirect:
 _PLAIN = frozenset((int, slice))
 
 
-def _plain(key: tuple) -> bool:
-    """Whether every index of `key` is an int or a slice."""
+def is_plain(key: tuple) -> bool:
+    """Whether every index of `key` is an int or a slice (no Ellipsis, bool, arange,
+    index expression, nl.ds or tile)."""
     for k in key:
         if type(k) not in _PLAIN:
             return False
@@ -270,7 +271,7 @@ class NkiTensor(NKIObject, metaclass=_ViewMeta):
     def __getitem__(self, key) -> "NkiTensor":
         if not isinstance(key, tuple):
             key = (key,)
-        if self.dyn is None and len(key) <= len(self.shape) and _plain(key):
+        if self.dyn is None and len(key) <= len(self.shape) and is_plain(key):
             return self._index_static(key + (slice(None),) * (len(self.shape) - len(key)))[0]
         n_ell = sum(1 for k in key if k is Ellipsis)
         if n_ell > 1:
