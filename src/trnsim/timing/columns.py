@@ -144,22 +144,15 @@ def _compute(sched, ins):
     fold = sched.folded.get(ins.index)
     if fold is not None:  # no engine time, no access of its own
         return {"kind": FOLDED}, {"cycles": 0, "folded_into": fold}, ()
-    cost = sched.cost
-    dur, terms = cost.compute(ins) if ins.engine in cost.eng else cost.sync(ins)
-    if ins.opcode == "core_barrier":
-        dur += cost.dma.fixed
-        terms = {**terms, "barrier_ns": cost.dma.fixed}
+    dur, terms = sched._compute_cost(ins)
     return {"kind": COMPUTE, "dur": dur}, terms, ()
 
 
 def _tensor(sched, col, ins, res):
-    cost = sched.cost
     if ins.opcode in _MATMULS:
         mm, ls, terms, cells = res
-    else:  # e.g. a core_barrier issued on the Tensor Engine
-        mm, ls, terms, cells = cost.te_min_ii * cost.te_ns, 0.0, {}, ()
-        if ins.opcode == "core_barrier":
-            mm += cost.dma.fixed
+    else:
+        (mm, ls, terms), cells = sched._other_tensor_cost(ins), ()
     mask = 0
     for c in cells:
         mask |= 1 << c

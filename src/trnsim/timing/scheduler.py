@@ -624,6 +624,15 @@ class _Scheduler:
         if fold is not None:  # folded into the matmul that overwrites it: no engine time
             t = max(ready, trk.free)
             return t, t, t, {"cycles": 0, "folded_into": fold}, ()
+        dur, terms = self._compute_cost(ins)
+        start = ready if ready > trk.free else trk.free
+        end = start + dur
+        trk.free = end
+        return start, end, end + trk.lat, terms, ()
+
+    def _compute_cost(self, ins):
+        """(duration ns, cost terms) of a compute-engine or Sync-engine instruction
+        (not folded)."""
         if ins.engine in self.cost.eng:
             dur, terms = self.cost.compute(ins)
         else:
@@ -632,10 +641,15 @@ class _Scheduler:
             # the cores' semaphores cross through a DMA write (choice: the DMA fixed cost)
             dur += self.cost.dma.fixed
             terms = {**terms, "barrier_ns": self.cost.dma.fixed}
-        start = ready if ready > trk.free else trk.free
-        end = start + dur
-        trk.free = end
-        return start, end, end + trk.lat, terms, ()
+        return dur, terms
+
+    def _other_tensor_cost(self, ins):
+        """(matmul ns, LoadStationary ns, cost terms) of a Tensor Engine instruction
+        that is not a matmul (e.g. a core_barrier issued there)."""
+        mm = self.cost.te_min_ii * self.cost.te_ns
+        if ins.opcode == "core_barrier":
+            mm += self.cost.dma.fixed
+        return mm, 0.0, {}
 
     def _collective(self, ins, trk, ready):
         """A collective on the rank's CC track (its collectives run one after another):
@@ -674,11 +688,9 @@ class _Scheduler:
             st = self.tensor[ins.core] = _TensorState(self.ncells)
         if ins.opcode in _MATMULS:
             mm, ls, terms, cells = self.cost.matmul(ins)
-        else:  # e.g. a core_barrier issued on the Tensor Engine
-            mm, ls, terms = self.cost.te_min_ii * self.cost.te_ns, 0.0, {}
+        else:
+            mm, ls, terms = self._other_tensor_cost(ins)
             cells = self.allcells
-            if ins.opcode == "core_barrier":
-                mm += self.cost.dma.fixed
         allcells = st.cells
         if not cells or cells == self.allcells:  # the whole array (the usual case)
             cells = self.allcells
