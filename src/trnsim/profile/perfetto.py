@@ -285,7 +285,7 @@ def dma_in_flight(sp, core: int) -> tuple[list[float], list[int]]:
     """(times, transfers in flight from each time on) of `core`'s DMA transfers (Spans
     `sp`; empty ones left out): every time a transfer starts or ends, in order."""
     on = (sp.core == core) & (sp.end > sp.start) & \
-        np.isin(sp.track, sp.tracks(lambda t: t.startswith(views.DMA_PREFIX)))
+        sp.on_tracks(lambda t: t.startswith(views.DMA_PREFIX))
     edges = np.concatenate([sp.start[on], sp.end[on]])
     times, at = np.unique(edges, return_inverse=True)
     step = np.bincount(at.ravel(), np.repeat([1, -1], on.sum()), times.size)

@@ -427,7 +427,7 @@ def _engines(s, program, timeline, chip, busy: Busy, ncores):
 def cc_metrics(timeline) -> dict:
     """Neuron Explorer's collective metrics, from the events on the "cc" track."""
     sp = spans_of(timeline)
-    on = np.isin(sp.track, sp.tracks(lambda t: t == "cc"))
+    on = sp.on_tracks(lambda t: t == "cc")
     start, end = sp.start[on], sp.end[on]
     total = float(timeline.total_time)
     active = span_length(*merged_spans(start, end))
@@ -449,7 +449,7 @@ def _dma(s, program, timeline, busy: Busy, ncores):
     s["dma_transfer_time"] = busy.instruction_time.get("dma", 0.0) * 1e-9
     # the queues the timeline draws (a track per queue per core)
     sp = spans_of(timeline)
-    on = np.isin(sp.track, sp.tracks(lambda t: t.startswith("dma")))
+    on = sp.on_tracks(lambda t: t.startswith("dma"))
     s["dma_queue_count"] = int(np.unique(sp.core[on] * len(sp.names) + sp.track[on]).size)
 
 

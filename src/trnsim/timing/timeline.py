@@ -125,11 +125,13 @@ class Spans:
     producer of their first (latest-satisfied) wait (-1: none) as arrays, in the
     events' order: what the profile's aggregates read."""
 
-    __slots__ = ("index", "core", "track", "names", "start", "end", "ready", "producer")
+    __slots__ = ("index", "core", "track", "names", "start", "end", "ready", "producer",
+                 "_groups")
 
     def __init__(self, index, core, track, names, start, end, ready, producer):
         self.index, self.core, self.track, self.names = index, core, track, names
         self.start, self.end, self.ready, self.producer = start, end, ready, producer
+        self._groups = None
 
     @classmethod
     def of_columns(cls, cols: EventColumns) -> "Spans":
@@ -171,16 +173,19 @@ class Spans:
 
     def by_core_and_track(self) -> dict[tuple[int, str], np.ndarray]:
         """{(core, track): the positions of its events, in order}, in order of first
-        event."""
-        out = {}
-        for members in groups_of(self.core * max(1, len(self.names)) + self.track):
-            first = members[0]
-            out[(int(self.core[first]), self.names[self.track[first]])] = members
-        return out
+        event (made once: the report and the track list both read it)."""
+        if self._groups is None:
+            self._groups = {}
+            for members in groups_of(self.core * max(1, len(self.names)) + self.track):
+                first = members[0]
+                self._groups[(int(self.core[first]), self.names[self.track[first]])] = members
+        return self._groups
 
-    def tracks(self, match) -> np.ndarray:
-        """The track codes whose names satisfy `match` (a predicate on the name)."""
-        return np.array([c for c, name in enumerate(self.names) if match(name)], np.int64)
+    def on_tracks(self, match) -> np.ndarray:
+        """Which events are on a track whose name satisfies `match` (a predicate on the
+        name), as a mask."""
+        codes = [c for c, name in enumerate(self.names) if match(name)]
+        return np.isin(self.track, np.array(codes, np.int64))
 
 
 class Timeline:
@@ -260,7 +265,7 @@ class Timeline:
     def busy_time(self, track_prefix: str, core: int | None = None) -> float:
         """Time (ns) during which at least one event on matching tracks was running."""
         sp = self.spans()
-        keep = np.isin(sp.track, sp.tracks(lambda name: name.startswith(track_prefix)))
+        keep = sp.on_tracks(lambda name: name.startswith(track_prefix))
         if core is not None:
             keep &= sp.core == core
         return union_length(sp.start[keep], sp.end[keep])
