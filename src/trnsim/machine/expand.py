@@ -145,6 +145,7 @@ def while_kernel_runs(run, fn):
             stats.parts.clear()
             stats.alloc_parts.clear()
             stats.copied_rows.clear()
+            stats.copied_alloc_rows.clear()
         for g in patched:
             if g.get("range") is LoopRange:
                 del g["range"]
@@ -314,6 +315,9 @@ class ExpansionStats:
         # position of the first of a row of copies (one iteration's, made together) ->
         # (position and object of its last, their structures, block, row, start, stop)
         self.copied_rows: dict = {}
+        # id of the first allocation of a row of copies -> (id and object of its last,
+        # their structures, block, row, start, stop)
+        self.copied_alloc_rows: dict = {}
         # loops between their first sampled iteration and their end: while one is, the
         # copies a loop inside it appends get their parts (its snapshots read them)
         self.watching = 0

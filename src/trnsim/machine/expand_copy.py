@@ -201,6 +201,13 @@ class Copier:
         p.allocations.update(zip(ids, made))
         if stats is not None:
             stats.alloc_parts.update(zip(ids, zip(made, self.alloc_keys * n)))
+            k, cols = len(self.template_ids), self.alloc_cols
+            if (values[:, cols[-1]] - values[:, cols[0]] == k - 1).all():  # (consecutive)
+                # a row's allocations at once, for `snapshot`: their numbers are the
+                # row's (id, declared_at, vaddr where explicit: 0 elsewhere, no drift)
+                stats.copied_alloc_rows.update(zip(ids[::k], zip(
+                    ids[k - 1::k], made[k - 1::k], repeat(self.alloc_keys), repeat(values),
+                    range(n), repeat(int(cols[0])), repeat(int(cols[-1]) + 3))))
         return ids
 
     def _operands(self, values: np.ndarray, allocs: dict, reads: list, writes: list,

@@ -118,55 +118,87 @@ def snapshot(run, start: int, stop: int, a_start: int, a_stop: int, f_start: int
     byte range relative to its automatic allocation), the numbers `extra` last."""
     p = run.program
     allocs = p.allocations
-    cache = run.expansion.parts
+    stats = run.expansion
+    cache = stats.parts
     key = []
-    # the numbers, in order: lists, and (block, row, start, stop) where they are those
-    # of copies made together (`Copier.append`), gathered from the block at the end
-    pieces, plain, rows = [], [], None
-    instructions, copied = p.instructions, run.expansion.copied_rows
+    nums = _Numbers()
+    instructions, copied = p.instructions, stats.copied_rows
     at = start
     while at < stop:
         hit = copied.get(at)
         if hit is not None and hit[0] < stop and instructions[hit[0]] is hit[1]:
             key += hit[2]  # a whole row of copies, still in the record
-            n = hit[3:]
+            nums.add(hit[3:])
             at = hit[0] + 1
         else:
             k, n = instruction_parts(instructions[at], allocs, cache)
             key.append(k)
+            nums.add(n)
             at += 1
+    alloc_cache, copied = stats.alloc_parts, stats.copied_alloc_rows
+    plain = []
+    aid = a_start
+    while aid < a_stop:
+        hit = copied.get(aid)
+        if hit is not None and hit[0] < a_stop and allocs.get(hit[0]) is hit[1]:
+            key += hit[2]  # the allocations of a row of copies
+            if plain:
+                nums.add(plain)
+                plain = []
+            nums.add(hit[3:])
+            aid = hit[0] + 1
+            continue
+        al = allocs[aid]
+        got = alloc_cache.get(aid)
+        key.append(got[1] if got is not None and got[0] is al
+                   else allocation_key(al, alloc_cache))
+        plain += (aid, al.declared_at, al.vaddr if al.explicit else 0)
+        aid += 1
+    for core, idx in p.fences[f_start:f_stop]:
+        key.append(("fence", core))
+        plain.append(idx)
+    plain += extra
+    nums.add(plain)
+    return tuple(key), nums.array()
+
+
+class _Numbers:
+    """A snapshot's numbers as they are gathered: lists of ints, and (block, row, start,
+    stop) for those of copies made together (`Copier.append`), sliced from the block at
+    the end; a row's consecutive slices are taken as one."""
+    __slots__ = ("pieces", "plain", "rows")
+
+    def __init__(self):
+        self.pieces, self.plain, self.rows = [], [], None
+
+    def add(self, n) -> None:
+        """Append a list of ints, or a (block, row, start, stop) slice."""
+        rows = self.rows
         if type(n) is list:
             if rows is not None:
-                pieces.append(tuple(rows))
-                rows = None
-            plain += n
+                self.pieces.append(tuple(rows))
+                self.rows = None
+            self.plain += n
         elif rows is not None and rows[0] is n[0] and rows[1] == n[1] and rows[3] == n[2]:
             rows[3] = n[3]
         else:
             if rows is not None:
-                pieces.append(tuple(rows))
-            elif plain:
-                pieces.append(plain)
-                plain = []
-            rows = list(n)
-    nums = plain  # (the allocations' and fences' numbers follow the others')
-    if rows is not None:
-        pieces.append(tuple(rows))
-        nums = []
-    alloc_cache = run.expansion.alloc_parts
-    for aid in range(a_start, a_stop):
-        al = allocs[aid]
-        key.append(allocation_key(al, alloc_cache))
-        nums += (al.id, al.declared_at, al.vaddr if al.explicit else 0)
-    for core, idx in p.fences[f_start:f_stop]:
-        key.append(("fence", core))
-        nums.append(idx)
-    nums += extra
-    pieces.append(nums)
-    if len(pieces) == 1:
-        return tuple(key), np.array(nums, np.int64)
-    return tuple(key), np.concatenate([x[0][x[1], x[2]:x[3]] if type(x) is tuple
-                                       else np.array(x, np.int64) for x in pieces])
+                self.pieces.append(tuple(rows))
+            elif self.plain:
+                self.pieces.append(self.plain)
+                self.plain = []
+            self.rows = list(n)
+
+    def array(self) -> np.ndarray:
+        pieces = self.pieces
+        if self.rows is not None:
+            pieces.append(tuple(self.rows))
+        elif self.plain or not pieces:
+            pieces.append(self.plain)
+        if len(pieces) == 1 and type(pieces[0]) is list:
+            return np.array(pieces[0], np.int64)
+        return np.concatenate([x[0][x[1], x[2]:x[3]] if type(x) is tuple
+                               else np.array(x, np.int64) for x in pieces])
 
 
 def numbers_size(nums) -> int:
