@@ -1,6 +1,6 @@
 """Loop expansion's snapshots (machine/expand_parts.snapshot) take the instructions and
-allocations of a row of copies (an iteration an inner loop appended) at once, from the
-block of numbers they were made from: every snapshot of a nested kernel's run must be
+allocations of a block of copies (the iterations an inner loop appended) at once, from
+the numbers they were made from: every snapshot of a nested kernel's run must be
 the one made item by item from the record alone."""
 from __future__ import annotations
 
@@ -15,26 +15,26 @@ def _item_by_item(run, *args):
     """The snapshot with no row shortcuts and no cached parts: every instruction's and
     allocation's structure and numbers read from the record."""
     st = run.expansion
-    kept = st.parts, st.alloc_parts, st.copied_rows, st.copied_alloc_rows
-    st.parts, st.alloc_parts, st.copied_rows, st.copied_alloc_rows = {}, {}, {}, {}
+    kept = st.parts, st.alloc_parts, st.copied_blocks, st.copied_alloc_blocks
+    st.parts, st.alloc_parts, st.copied_blocks, st.copied_alloc_blocks = {}, {}, {}, {}
     try:
         return REAL(run, *args)
     finally:
-        st.parts, st.alloc_parts, st.copied_rows, st.copied_alloc_rows = kept
+        st.parts, st.alloc_parts, st.copied_blocks, st.copied_alloc_blocks = kept
 
 
 REAL = expand_parts.snapshot
 
 
 def _checked(monkeypatch):
-    """Snapshots checked against `_item_by_item`; returns a list of how many spans
-    took a row of copies at once (instructions, allocations)."""
+    """Snapshots checked against `_item_by_item`; returns a list of how many blocks of
+    copies each span holds (instructions, allocations)."""
     seen = []
 
     def snapshot(run, *args):
         st = run.expansion
-        rows = sum(1 for k, v in st.copied_rows.items() if args[0] <= k and v[0] < args[1])
-        allocs = sum(1 for k, v in st.copied_alloc_rows.items()
+        rows = sum(1 for k, v in st.copied_blocks.items() if args[0] <= k and v[0] < args[1])
+        allocs = sum(1 for k, v in st.copied_alloc_blocks.items()
                      if args[2] <= k and v[0] < args[3])
         key, nums = REAL(run, *args)
         ref_key, ref_nums = _item_by_item(run, *args)
@@ -53,7 +53,7 @@ def test_snapshots_of_nested_loops_equal_those_made_item_by_item(monkeypatch):
     rhs = np.ones((4096, 4096), np.float32)
     _, fast = _both(monkeypatch, lambda: _run(tiled_matmul, lhsT, rhs))
     assert _stats(fast).loops >= 2
-    # the outer loop's samples hold rows of the inner loop's copies, with allocations
+    # the outer loop's samples hold blocks of the inner loop's copies, with allocations
     assert any(rows and allocs for rows, allocs in seen)
 
 

@@ -144,8 +144,8 @@ def while_kernel_runs(run, fn):
         if stats is not None:
             stats.parts.clear()
             stats.alloc_parts.clear()
-            stats.copied_rows.clear()
-            stats.copied_alloc_rows.clear()
+            stats.copied_blocks.clear()
+            stats.copied_alloc_blocks.clear()
         for g in patched:
             if g.get("range") is LoopRange:
                 del g["range"]
@@ -312,12 +312,11 @@ class ExpansionStats:
         # instruction index -> (instruction, structure, numbers), while the kernel runs
         self.parts: dict = {}
         self.alloc_parts: dict = {}  # allocation id -> (allocation, structure)
-        # position of the first of a row of copies (one iteration's, made together) ->
-        # (position and object of its last, their structures, block, row, start, stop)
-        self.copied_rows: dict = {}
-        # id of the first allocation of a row of copies -> (id and object of its last,
-        # their structures, block, row, start, stop)
-        self.copied_alloc_rows: dict = {}
+        # position of the first of a block of copies (made together) -> (position and
+        # object of its last, the template's structures, rows, block, start, stop)
+        self.copied_blocks: dict = {}
+        # id of the first allocation of a block of copies -> the same for allocations
+        self.copied_alloc_blocks: dict = {}
         # loops between their first sampled iteration and their end: while one is, the
         # copies a loop inside it appends get their parts (its snapshots read them)
         self.watching = 0

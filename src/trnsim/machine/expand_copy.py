@@ -180,10 +180,9 @@ class Copier:
             rows = self.layout.rows(n)
             stats.parts.update(zip(index, zip(made, self.keys * n, zip(
                 repeat(values), rows, self.starts * n, self.stops * n))))
-            at = range(len(p.instructions) - len(made), len(p.instructions), width)
-            stats.copied_rows.update(zip(at, zip(
-                [a + width - 1 for a in at], made[width - 1::width], repeat(self.keys),
-                repeat(values), range(n), repeat(self.starts[0]), repeat(self.stops[-1]))))
+            stats.copied_blocks[len(p.instructions) - len(made)] = (
+                len(p.instructions) - 1, made[-1], self.keys, n, values, self.starts[0],
+                self.stops[-1])
         return ids
 
     def _allocations(self, p, values: np.ndarray, stats) -> list:
@@ -201,13 +200,13 @@ class Copier:
         p.allocations.update(zip(ids, made))
         if stats is not None:
             stats.alloc_parts.update(zip(ids, zip(made, self.alloc_keys * n)))
-            k, cols = len(self.template_ids), self.alloc_cols
-            if (values[:, cols[-1]] - values[:, cols[0]] == k - 1).all():  # (consecutive)
-                # a row's allocations at once, for `snapshot`: their numbers are the
-                # row's (id, declared_at, vaddr where explicit: 0 elsewhere, no drift)
-                stats.copied_alloc_rows.update(zip(ids[::k], zip(
-                    ids[k - 1::k], made[k - 1::k], repeat(self.alloc_keys), repeat(values),
-                    range(n), repeat(int(cols[0])), repeat(int(cols[-1]) + 3))))
+            cols = self.alloc_cols
+            if ids == list(range(ids[0], ids[0] + len(ids))):
+                # the block's allocations at once, for `snapshot`: their numbers are the
+                # rows' (id, declared_at, vaddr where explicit: 0 elsewhere, no drift)
+                stats.copied_alloc_blocks[ids[0]] = (
+                    ids[-1], made[-1], self.alloc_keys, n, values, int(cols[0]),
+                    int(cols[-1]) + 3)
         return ids
 
     def _operands(self, values: np.ndarray, allocs: dict, reads: list, writes: list,

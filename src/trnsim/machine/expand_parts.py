@@ -122,30 +122,30 @@ def snapshot(run, start: int, stop: int, a_start: int, a_stop: int, f_start: int
     cache = stats.parts
     key = []
     nums = _Numbers()
-    instructions, copied = p.instructions, stats.copied_rows
+    instructions, blocks = p.instructions, stats.copied_blocks
     at = start
     while at < stop:
-        hit = copied.get(at)
+        hit = blocks.get(at)
         if hit is not None and hit[0] < stop and instructions[hit[0]] is hit[1]:
-            key += hit[2]  # a whole row of copies, still in the record
-            nums.add(hit[3:])
+            key += hit[2] * hit[3]  # a block of copies, still in the record
+            nums.add_block(*hit[3:])
             at = hit[0] + 1
         else:
             k, n = instruction_parts(instructions[at], allocs, cache)
             key.append(k)
             nums.add(n)
             at += 1
-    alloc_cache, copied = stats.alloc_parts, stats.copied_alloc_rows
+    alloc_cache, blocks = stats.alloc_parts, stats.copied_alloc_blocks
     plain = []
     aid = a_start
     while aid < a_stop:
-        hit = copied.get(aid)
+        hit = blocks.get(aid)
         if hit is not None and hit[0] < a_stop and allocs.get(hit[0]) is hit[1]:
-            key += hit[2]  # the allocations of a row of copies
+            key += hit[2] * hit[3]  # the allocations of a block of copies
             if plain:
                 nums.add(plain)
                 plain = []
-            nums.add(hit[3:])
+            nums.add_block(*hit[3:])
             aid = hit[0] + 1
             continue
         al = allocs[aid]
@@ -163,31 +163,42 @@ def snapshot(run, start: int, stop: int, a_start: int, a_stop: int, f_start: int
 
 
 class _Numbers:
-    """A snapshot's numbers as they are gathered: lists of ints, and (block, row, start,
-    stop) for those of copies made together (`Copier.append`), sliced from the block at
-    the end; a row's consecutive slices are taken as one."""
+    """A snapshot's numbers as they are gathered: lists of ints, and slices [r0:r1,
+    start:stop] of the blocks of numbers copies were made from (`Copier.append`), taken
+    from the blocks at the end; consecutive slices of a block are taken as one."""
     __slots__ = ("pieces", "plain", "rows")
 
     def __init__(self):
         self.pieces, self.plain, self.rows = [], [], None
 
     def add(self, n) -> None:
-        """Append a list of ints, or a (block, row, start, stop) slice."""
-        rows = self.rows
+        """Append a list of ints, or a copy's (block, row, start, stop)."""
         if type(n) is list:
-            if rows is not None:
-                self.pieces.append(tuple(rows))
+            if self.rows is not None:
+                self.pieces.append(tuple(self.rows))
                 self.rows = None
             self.plain += n
-        elif rows is not None and rows[0] is n[0] and rows[1] == n[1] and rows[3] == n[2]:
-            rows[3] = n[3]
         else:
-            if rows is not None:
-                self.pieces.append(tuple(rows))
-            elif self.plain:
-                self.pieces.append(self.plain)
-                self.plain = []
-            self.rows = list(n)
+            block, row, start, stop = n
+            self.add_block(1, block, start, stop, row)
+
+    def add_block(self, rows: int, block: np.ndarray, start: int, stop: int,
+                  first: int = 0) -> None:
+        """Append block[first:first + rows, start:stop], row by row."""
+        cur = self.rows
+        if cur is not None and cur[0] is block:
+            if cur[2] == first and cur[3] == start and cur[4] == stop:  # the next rows
+                cur[2] = first + rows
+                return
+            if rows == 1 and cur[2] == first + 1 and cur[1] == first and cur[4] == start:
+                cur[4] = stop  # the next numbers of the same row
+                return
+        if cur is not None:
+            self.pieces.append(tuple(cur))
+        elif self.plain:
+            self.pieces.append(self.plain)
+            self.plain = []
+        self.rows = [block, first, first + rows, start, stop]
 
     def array(self) -> np.ndarray:
         pieces = self.pieces
@@ -197,7 +208,7 @@ class _Numbers:
             pieces.append(self.plain)
         if len(pieces) == 1 and type(pieces[0]) is list:
             return np.array(pieces[0], np.int64)
-        return np.concatenate([x[0][x[1], x[2]:x[3]] if type(x) is tuple
+        return np.concatenate([x[0][x[1]:x[2], x[3]:x[4]].ravel() if type(x) is tuple
                                else np.array(x, np.int64) for x in pieces])
 
 
