@@ -222,7 +222,7 @@ def _expanding(run, rng: range, before, frame, site, marks: list, stats):
         last = total - 1
         plan.expand(run, n, last)
         plan.prepare_last(run, frame, last)
-        before_last = Mark(run, frame)
+        before_last = Mark(run, frame, lists_only=True)
         if before is not None:
             before(last)
         try:

@@ -270,6 +270,8 @@ def _places(nums: np.ndarray, allocs: dict):
     """(lo, hi, allocation) columns of operands from their numbers (rows of offset,
     partitions, byte range relative to the allocation, its id): the byte range made
     absolute, and one int object per allocation for its id."""
+    if len(nums) < _SMALL_PLACES:
+        return _places_small(nums, allocs)
     aid = nums[:, 5]
     first = int(aid.min())
     if first < 0:  # (some or all without an allocation: HBM)
@@ -294,6 +296,26 @@ def _places(nums: np.ndarray, allocs: dict):
         alloc = aid.tolist()
         _put(alloc, np.flatnonzero(owned).tolist(), shared)
     return (nums[:, 3] + base).tolist(), (nums[:, 4] + base).tolist(), alloc
+
+
+# fewer operands than this are placed one by one (NumPy's calls cost more than the loop)
+_SMALL_PLACES = 256
+
+
+def _places_small(nums: np.ndarray, allocs: dict):
+    """`_places`, operand by operand."""
+    lo, hi, alloc = [], [], []
+    for _, _, _, a, b, aid in nums.tolist():
+        if aid >= 0:
+            al = allocs[aid]
+            base = al.vaddr
+            a += base
+            b += base
+            aid = al.id
+        lo.append(a)
+        hi.append(b)
+        alloc.append(aid)
+    return lo, hi, alloc
 
 
 def _lookup(x: np.ndarray, lo: int):

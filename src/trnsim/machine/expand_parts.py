@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import SourceLocation
-from .frame_state import PLAIN, frame_values, hashable, set_locals
+from .frame_state import PLAIN, frame_lists, frame_values, hashable, set_locals
 
 
 # -- the state at an iteration boundary ------------------------------------------------
@@ -17,8 +17,9 @@ class Mark:
     __slots__ = ("instructions", "allocations", "fences", "hbm", "shared", "pending",
                  "untracked", "locals", "lists", "tensors", "held")
 
-    def __init__(self, run, frame, before: "Mark | None" = None):
-        """The state now; `before`: the mark before it (see frame_values)."""
+    def __init__(self, run, frame, before: "Mark | None" = None, lists_only=False):
+        """The state now; `before`: the mark before it (see frame_values). `lists_only`:
+        of the frame's state only its lists (what `Plan.matches` reads)."""
         p = run.program
         self.instructions = len(p.instructions)
         self.allocations = len(p.allocations)
@@ -27,8 +28,11 @@ class Mark:
         self.shared = len(run._shared)
         self.pending = getattr(run, "legacy_pending", None) is not None
         self.untracked = len(run.untracked_changes)
-        self.locals, self.lists, self.tensors, self.held = frame_values(
-            frame, before.locals if before is not None else None)
+        if lists_only:
+            self.locals, self.lists, self.tensors, self.held = {}, frame_lists(frame), {}, []
+        else:
+            self.locals, self.lists, self.tensors, self.held = frame_values(
+                frame, before.locals if before is not None else None)
 
     def restore(self, run, frame):
         """Roll the record back to this mark (and the frame's numbers)."""

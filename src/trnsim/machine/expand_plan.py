@@ -92,9 +92,10 @@ class Plan:
                 or any(a < older for a in changed):
             return None, False
         p = run.program
-        for ins in p.instructions[marks[0].instructions:marks[-1].instructions]:
-            if ins.core != core:
-                return None, False
+        if run.lnc > 1:  # (a run of one logical core records every instruction on it)
+            for ins in p.instructions[marks[0].instructions:marks[-1].instructions]:
+                if ins.core != core:
+                    return None, False
         names = sorted(k for k, v in marks[0].locals.items() if type(v) is int)
         rebound = rebound_locals(marks)
         first = marks[0].lists  # lists rebound by each iteration are like its tensors
