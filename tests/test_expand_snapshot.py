@@ -1,7 +1,9 @@
 """Loop expansion's snapshots (machine/expand_parts.snapshot) take the instructions and
 allocations of a block of copies (the iterations an inner loop appended) at once, from
 the numbers they were made from: every snapshot of a nested kernel's run must be
-the one made item by item from the record alone."""
+the one made item by item from the record alone. (The Layout of a loop around an
+inner one is derived from such a snapshot, so the records of the runs, compared with
+full runs, check that too.)"""
 from __future__ import annotations
 
 import numpy as np
@@ -36,12 +38,13 @@ def _checked(monkeypatch):
         rows = sum(1 for k, v in st.copied_blocks.items() if args[0] <= k and v[0] < args[1])
         allocs = sum(1 for k, v in st.copied_alloc_blocks.items()
                      if args[2] <= k and v[0] < args[3])
-        key, nums = REAL(run, *args)
-        ref_key, ref_nums = _item_by_item(run, *args)
+        key, nums, sizes = REAL(run, *args)
+        ref_key, ref_nums, ref_sizes = _item_by_item(run, *args)
         assert key == ref_key
         assert nums.dtype == ref_nums.dtype and np.array_equal(nums, ref_nums)
+        assert sizes == ref_sizes
         seen.append((rows, allocs))
-        return key, nums
+        return key, nums, sizes
     monkeypatch.setattr(expand_parts, "snapshot", snapshot)
     monkeypatch.setattr(expand_plan, "snapshot", snapshot)
     return seen

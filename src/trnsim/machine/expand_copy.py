@@ -10,7 +10,7 @@ import operator
 import numpy as np
 
 from .access import Access
-from .expand_parts import allocation_key, instruction_parts, numbers_size
+from .expand_parts import operand_columns
 from .record import Allocation, Instruction
 
 repeat = itertools.repeat
@@ -35,10 +35,11 @@ class Layout:
     model reuses it (`fits`)."""
 
     def __init__(self, run, plan, moves: np.ndarray, tmpl: list):
-        p, stats = run.program, run.expansion
-        parts = [instruction_parts(ins, p.allocations, stats.parts) for ins in tmpl]
-        self.keys = [key for key, _ in parts]
-        size = np.array([numbers_size(nums) for _, nums in parts], dtype=np.int64)
+        p = run.program
+        structure = plan.key[0]  # the instructions', the allocations', the fences'
+        self.keys = list(structure[:len(tmpl)])
+        self.sizes = plan.sizes
+        size = np.array(self.sizes, dtype=np.int64)
         at = np.cumsum(size) - size  # where each instruction's numbers start
         self.starts, self.stops = at.tolist(), (at + size).tolist()
         n_read = np.array([len(t.reads) for t in tmpl], dtype=np.int64)
@@ -49,8 +50,8 @@ class Layout:
         self.width = len(tmpl)
         self.record_numbers = plan.record_numbers
         self.operand_ids = plan.operand_ids  # (the structure's: see Plan._made)
-        self._rows = self._positions = None  # (see rows, positions)
-        self._operands_moving(moves, at, n_read, n_ops)
+        self._positions = None  # (see positions)
+        self._operands_moving(moves, n_read, n_ops)
         # (instruction, its attributes' numbers, their key) where they move
         moved = np.concatenate(([0], np.cumsum(moves)))
         lo, hi = (self.index_cols + 1).tolist(), (at + size).tolist()
@@ -58,7 +59,7 @@ class Layout:
                              for b in np.flatnonzero(moved[hi] > moved[lo]).tolist()]
         start, end, a_start, a_stop, f_start, f_stop = plan.template
         allocs = [p.allocations[i] for i in range(a_start, a_stop)]
-        self.alloc_keys = [allocation_key(al, stats.alloc_parts) for al in allocs]
+        self.alloc_keys = list(structure[len(tmpl):len(tmpl) + len(allocs)])
         self.explicit = np.array([al.explicit for al in allocs], dtype=bool)
         self.any_explicit = bool(self.explicit.any())
         n_fences = f_stop - f_start
@@ -67,7 +68,7 @@ class Layout:
         self.declared_cols = self.alloc_cols + 1
         self.fence_cols = first + 3 * len(allocs) + np.arange(n_fences)
 
-    def _operands_moving(self, moves, at, n_read, n_ops) -> None:
+    def _operands_moving(self, moves, n_read, n_ops) -> None:
         """The template operands that may move (their numbers' columns, positions among
         all operands, and which of the six numbers move for any of them); the reads or
         writes tuples holding one, grouped by side (0 reads, 1 writes) and size: their
@@ -76,7 +77,7 @@ class Layout:
         owner = np.repeat(np.arange(self.width), n_ops)
         base = np.cumsum(n_ops) - n_ops
         nth = np.arange(len(owner)) - base[owner]
-        cols = (at[owner] + 6 * nth)[:, None] + np.arange(6)
+        cols = operand_columns(self.sizes, n_ops)
         moves_op = moves[cols].any(axis=1)
         moving = np.flatnonzero(moves_op)
         self.moving = cols[moving]
@@ -107,12 +108,6 @@ class Layout:
                                           .tolist() for j in src.T]))
             self._positions = (n, out)
         return self._positions[1]
-
-    def rows(self, n: int) -> list:
-        """Each copy's row in a block of n copies of the template (kept for the last n)."""
-        if self._rows is None or len(self._rows) != n * self.width:
-            self._rows = np.repeat(np.arange(n), self.width).tolist()
-        return self._rows
 
     def fits(self, plan, width: int) -> bool:
         """Whether this layout is that of `plan` (whose structure is that of the plan
@@ -162,8 +157,9 @@ class Copier:
         self.fence_cols = lay.fence_cols
 
     def append(self, p, values: np.ndarray, stats) -> list:
-        """Append the copies for the rows of `values` (keeping their parts in `stats`
-        when given); returns the ids of the allocations made."""
+        """Append the copies for the rows of `values` (noting them in `stats`, when
+        given, as blocks a snapshot takes at once); returns the ids of the allocations
+        made."""
         n = len(values)
         ids = self._allocations(p, values, stats)
         if len(self.fence_cores):
@@ -176,13 +172,9 @@ class Copier:
                         location * n, attrs, queue * n))
         p.instructions.extend(made)
         if stats is not None and made:  # (numbers: where they lie in `values`)
-            width = len(self.templates)
-            rows = self.layout.rows(n)
-            stats.parts.update(zip(index, zip(made, self.keys * n, zip(
-                repeat(values), rows, self.starts * n, self.stops * n))))
             stats.copied_blocks[len(p.instructions) - len(made)] = (
-                len(p.instructions) - 1, made[-1], self.keys, n, values, self.starts[0],
-                self.stops[-1])
+                len(p.instructions) - 1, made[-1], self.keys, self.layout.sizes, n, values,
+                self.starts[0], self.stops[-1])
         return ids
 
     def _allocations(self, p, values: np.ndarray, stats) -> list:
@@ -199,7 +191,6 @@ class Copier:
         made = list(map(Allocation, *args))
         p.allocations.update(zip(ids, made))
         if stats is not None:
-            stats.alloc_parts.update(zip(ids, zip(made, self.alloc_keys * n)))
             cols = self.alloc_cols
             if ids == list(range(ids[0], ids[0] + len(ids))):
                 # the block's allocations at once, for `snapshot`: their numbers are the
