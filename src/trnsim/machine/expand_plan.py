@@ -170,32 +170,33 @@ class Plan:
         first and last period of iterations bound it."""
         if not len(self.indexing):
             return True
-        ids = self._ends(first, last)[:, self.indexing]
+        ids = self._ends(first, last, self.indexing)
         return bool(((ids >= 0) & (ids < self.made_before)).all())
 
-    def _ends(self, first: int, last: int) -> np.ndarray:
-        """The numbers of the first and last period of iterations first..last, which
-        bound those of all of them (each phase of the period is affine)."""
+    def _ends(self, first: int, last: int, cols) -> np.ndarray:
+        """The numbers `cols` of the first and last period of iterations first..last,
+        which bound those of all of them (each phase of the period is affine)."""
         p = self.period
         if p == 1:
-            return self.row(np.array((first, last), dtype=np.int64))
+            return self.row(np.array((first, last), dtype=np.int64), cols)
         ends = set(range(first, min(first + p, last + 1)))
         ends.update(range(max(first, last + 1 - p), last + 1))
-        return self.row(np.array(sorted(ends), dtype=np.int64))
+        return self.row(np.array(sorted(ends), dtype=np.int64), cols)
 
-    def row(self, iterations: np.ndarray) -> np.ndarray:
-        """The numbers of each iteration in `iterations` (loop positions)."""
+    def row(self, iterations: np.ndarray, cols=slice(None)) -> np.ndarray:
+        """The numbers (those `cols` selects) of each iteration in `iterations` (loop
+        positions)."""
         samples, p = len(self.rows), self.period
         if p == 1:
-            return self.rows[-1] + self.drift * (iterations - samples)[:, None]
+            return self.rows[-1, cols] + self.drift[cols] * (iterations - samples)[:, None]
         s = samples - (samples - iterations) % p  # a sampled iteration in phase
-        return self.rows[s - 1] + self.drift * ((iterations - s) // p)[:, None]
+        return self.rows[s - 1][:, cols] + self.drift[cols] * ((iterations - s) // p)[:, None]
 
-    def row_at(self, iteration: int) -> np.ndarray:
-        """The numbers of one iteration (`row`)."""
+    def row_at(self, iteration: int, cols=slice(None)) -> np.ndarray:
+        """The numbers (those `cols` selects) of one iteration (`row`)."""
         if self.period == 1:
-            return self.rows[-1] + self.drift * (iteration - len(self.rows))
-        return self.row(np.array([iteration]))[0]
+            return self.rows[-1, cols] + self.drift[cols] * (iteration - len(self.rows))
+        return self.row(np.array([iteration]), cols)[0]
 
     # -- expansion ---------------------------------------------------------------------
     def expand(self, run, first: int, stop: int) -> None:
@@ -210,7 +211,7 @@ class Plan:
         # its id must keep its sign)
         ids = self.operand_ids
         keep = stats.watching > 1 and bool(
-            ((self._ends(first, stop - 1)[:, ids] >= 0) == (self.rows[-1, ids] >= 0)).all())
+            ((self._ends(first, stop - 1, ids) >= 0) == (self.rows[-1, ids] >= 0)).all())
         with gc_paused():  # (only new, acyclic objects: a collection would find nothing)
             # a block of iterations at a time: the Python ints of a row that the record
             # does not keep are freed, and their memory reused, before the next block
@@ -248,10 +249,9 @@ class Plan:
 
     def prepare_last(self, run, frame, last: int) -> None:
         """The HBM cursor and the frame's ints as iteration `last` starts with them."""
-        row = self.row_at(last).tolist()
-        k = self.record_numbers
-        run.hbm._next = row[k]
-        values = dict(zip(self.local_names, row[k + 1:k + 1 + len(self.local_names)]))
+        row = self.row_at(last, slice(self.record_numbers, None)).tolist()
+        run.hbm._next = row[0]
+        values = dict(zip(self.local_names, row[1:1 + len(self.local_names)]))
         if self.last_ids is not None:  # tensors the iteration before the last one made
             storages = {}
             values.update((name, retarget(x, self.last_ids, storages))
