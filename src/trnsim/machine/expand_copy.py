@@ -211,9 +211,10 @@ class Copier:
             lo, hi, alloc = _places(nums, allocs)
             place = [nums[:, f].tolist() if self.layout.fields_moving[f]
                      else self.kept[8 + f] * n for f in range(3)]
-            kept = [f * n for f in self.kept]
+            kept = self.kept
             made = list(map(_new_access, repeat(Access), zip(
-                *kept[:8], *place, lo, hi, *kept[13:17], alloc)))
+                *[f * n for f in kept[:8]], *place, lo, hi, *[f * n for f in kept[13:17]],
+                alloc)))
             sides = (reads, writes)
             if n >= _BY_COLUMN:  # each tuple's column at once: copy r's at r * width + b
                 accesses = self.accesses
