@@ -14,7 +14,7 @@ from test_expand_reentry import _blocks
 
 
 def _item_by_item(run, *args):
-    """The snapshot with no row shortcuts and no cached parts: every instruction's and
+    """The snapshot with no blocks of copies and no cached parts: every instruction's and
     allocation's structure and numbers read from the record."""
     st = run.expansion
     kept = st.parts, st.alloc_parts, st.copied_blocks, st.copied_alloc_blocks
