@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 
+from .. import isa as core_isa
 from ..chips import load_chip
 from ..machine import expand, runtime
 from ..machine.errors import NkiValidationError
@@ -89,8 +90,7 @@ class _LazyTiles(dict):
             runtime.active_run().untracked_changes.append(self.born)
         tile = self[idx] = self.make(idx)
         if self.fill is not None:
-            from ..isa import memset
-            memset(dst=tile.core, value=self.fill)
+            core_isa.memset(dst=tile.core, value=self.fill)
         return tile
 
 
@@ -121,19 +121,18 @@ def _filled(shape, dtype, buffer, name, value):
     tensor are initialized lazily, each when the kernel first touches it (the compiler's
     lazy initialization): a block takes space only while it is in use."""
     from .compiler import BlockTensor
-    from ..isa import memset
     t = ndarray(shape, dtype, buffer=buffer, name=name)
     if t.core.on_chip and t.par_axis == 0:
-        memset(dst=t.core, value=value)
+        core_isa.memset(dst=t.core, value=value)
     elif isinstance(t, BlockTensor) and isinstance(t.tiles, _LazyTiles):
         t.tiles.fill = value
         for tile in t.tiles.values():
-            memset(dst=tile.core, value=value)
+            core_isa.memset(dst=tile.core, value=value)
     elif t.core.on_chip and not isinstance(t, BlockTensor):
         _fill_blocks_lazily(t, value)
     elif t.core.on_chip:
         for block in np.ndindex(*t.shape[:t.par_axis]):
-            memset(dst=t[block].view(), value=value)
+            core_isa.memset(dst=t[block].view(), value=value)
     else:
         from ..language.tensors import fill_hbm
         fill_hbm(t.core, value)
@@ -143,7 +142,6 @@ def _filled(shape, dtype, buffer, name, value):
 def _fill_blocks_lazily(t: LTensor, value) -> None:
     """Memset each block of SBUF block tensor `t` just before the first instruction that
     accesses it (machine/access.py calls `storage.lazy_fill`)."""
-    from ..isa import memset
     st = t.core.storage
     flat = NkiTensor(st.base_shape, st.base_dtype, st, t.core.buffer, t.core.name)
     block = flat.shape[1] // math.prod(t.shape[:t.par_axis])  # elements per block
@@ -158,7 +156,7 @@ def _fill_blocks_lazily(t: LTensor, value) -> None:
         if not pending:
             st.lazy_fill = None
         for b in hit:
-            memset(dst=flat[:, b * block:(b + 1) * block], value=value)
+            core_isa.memset(dst=flat[:, b * block:(b + 1) * block], value=value)
 
     st.lazy_fill = fill
 
@@ -198,32 +196,29 @@ def _expect_hbm(x: Access, operand: str, op: str) -> None:
 def load(src, *, mask=None, dtype=None, **kwargs):
     """HBM -> a new SBUF tile. A one-dimensional access (`A[c0:c1, j]`) loads as a
     [n, 1] tile: its one dimension is the partition dimension (a tile is at least 2-D)."""
-    from ..isa import dma_copy
     src = as_access(src)
     _expect_hbm(src, "src", "load")
     shape = tuple(src.shape)
     if len(shape) == 1:
         shape = shape + (1,)
-    return result_op(dma_copy, shape, dtype or src.dtype, sbuf, mask, src=src)
+    return result_op(core_isa.dma_copy, shape, dtype or src.dtype, sbuf, mask, src=src)
 
 
 def store(dst, value, *, mask=None, **kwargs):
     """SBUF (or PSUM, through an SBUF copy) -> HBM."""
-    from ..isa import dma_copy
     dst = as_access(dst)
     _expect_hbm(dst, "dst", "store")
     if isinstance(value, Pending):
         value.core  # noqa: B018 - materialize before the store
     if getattr(value, "buffer", None) == psum:
         value = copy(value)
-    run_masked(dma_copy, dst, mask, src=value)
+    run_masked(core_isa.dma_copy, dst, mask, src=value)
 
 
 def copy(src, *, mask=None, dtype=None, **kwargs):
     """A new SBUF tile holding src (cast to dtype)."""
-    from ..isa import tensor_copy
     src = as_access(src) if isinstance(src, (LTensor, Access)) else src
-    return result_op(tensor_copy, src.shape, dtype or src.dtype, sbuf, mask, src=src)
+    return result_op(core_isa.tensor_copy, src.shape, dtype or src.dtype, sbuf, mask, src=src)
 
 
 # -- loops ------------------------------------------------------------------

@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import inspect
 
+from .. import isa as core_isa
 from ..machine import runtime
 from ..machine.access import describe_access
 from ..machine.errors import NkiValidationError, kernel_location
@@ -220,18 +221,17 @@ def assign(target: Access, value):
     """`tile[...] = value`: run a pending value straight into the target, else copy."""
     if isinstance(value, Pending) and value.run_into(target, accumulate=False):
         return
-    from ..isa import dma_copy, memset, tensor_copy
     flush()
     dst = target.view()
     if not isinstance(value, (LTensor, Access, NkiTensor)):
-        memset(dst=dst, value=value)
+        core_isa.memset(dst=dst, value=value)
         return
     src = value.view() if isinstance(value, Access) else (
         value.view_all() if isinstance(value, LTensor) else value)
     if dst.on_chip and src.on_chip:
-        tensor_copy(dst=dst, src=src)
+        core_isa.tensor_copy(dst=dst, src=src)
     else:
-        dma_copy(dst=dst, src=src)
+        core_isa.dma_copy(dst=dst, src=src)
 
 
 def psum_written(view: NkiTensor) -> bool:
@@ -252,15 +252,13 @@ def accumulate_into(target: Access, value):
     """`psum[...] += x`: a pending matmul accumulates in place; anything else is added."""
     if isinstance(value, Pending) and value.run_into(target, accumulate=True):
         return
-    from ..isa import tensor_tensor
     flush()
     dst = target.view()
     src = value.view() if isinstance(value, Access) else (
         value.view_all() if isinstance(value, LTensor) else value)
     if not isinstance(src, NkiTensor):
-        from ..isa import tensor_scalar
-        tensor_scalar(dst=dst, data=dst, op0="add", operand0=src)
+        core_isa.tensor_scalar(dst=dst, data=dst, op0="add", operand0=src)
         return
     if dst.space == "psum" and src.space == "psum":
         raise NkiValidationError("`+=` between two PSUM tiles: copy one to SBUF first")
-    tensor_tensor(dst=dst, data1=dst, data2=src, op="add")
+    core_isa.tensor_tensor(dst=dst, data1=dst, data2=src, op="add")

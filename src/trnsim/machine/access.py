@@ -412,14 +412,16 @@ def _contiguous_run(a: np.ndarray) -> int:
 def describe_access(t: NkiTensor, role: str, mode: str) -> Access:
     """The record's description of an access of `t` in `role` and `mode` ('r'/'w'),
     after the first-touch effects on its storage (a lazy fill, the PSUM boxes written).
-    Kept on the view for its current placement: loops read the same tiles again."""
+    Kept on the view for its current placement: loops read the same tiles again, and
+    an instruction may read and write one view (a PSUM accumulation)."""
     st = t.storage
-    place = (role, mode, t.shape, t.strides, t.offset, t.dtype, t.name, t.dyn is None,
-             st.space, st.core, st.address, st.partition, st.partitions, st.row_bytes,
-             st.alloc)
+    place = (t.shape, t.strides, t.offset, t.dtype, t.name, t.dyn is None, st.space,
+             st.core, st.address, st.partition, st.partitions, st.row_bytes, st.alloc)
     hit = t.__dict__.get("_described")
     if hit is not None and hit[0] == place:
         a = hit[1]
+        if a[0] != role or a[1] != mode:  # (the rest does not depend on them)
+            a = _new_access(Access, (role, mode) + a[2:])
     else:
         a = _describe(t, role, mode)
         t.__dict__["_described"] = (place, a)
@@ -435,9 +437,10 @@ def describe_access(t: NkiTensor, role: str, mode: str) -> Access:
 
 
 def _describe(t: NkiTensor, role: str, mode: str) -> Access:
-    st, isz = t.storage, t.dtype.itemsize
+    st, dtype = t.storage, t.dtype
+    isz = dtype.np.itemsize
     shape, strides, offset = t.shape, t.strides, t.offset
-    on_chip = st.on_chip
+    on_chip = st.space != "hbm"
     size = math.prod(shape)
     elems_pp = math.prod(shape[1:]) if (on_chip or len(shape) > 1) else size
     inner = 1
@@ -451,7 +454,7 @@ def _describe(t: NkiTensor, role: str, mode: str) -> Access:
     if on_chip:
         box = True
         if not dyn:  # as _decompose: partition / within-row parts of offset and strides
-            row = t.row_elems
+            row = st.row_bytes // isz
             a0, b0 = divmod(offset, row)
             neg = pos = bsum = 0
             for s, n in zip(strides, shape):
@@ -480,10 +483,16 @@ def _describe(t: NkiTensor, role: str, mode: str) -> Access:
             lo, hi = st.address + offset * isz, st.address + (offset + span + 1) * isz
         else:
             lo, hi = st.address, st.address + st.row_bytes
+    name = _DTYPE_NAMES.get(dtype)
+    if name is None:
+        name = _DTYPE_NAMES[dtype] = str(dtype)
     return _new_access(Access, (
-        role, mode, st.space, st.core, t.name, str(t.dtype), shape,
+        role, mode, st.space, st.core, t.name, name, shape,
         tuple(zip(strides, shape)), offset, p_lo, p_hi, lo, hi, elems_pp, size * isz,
         min(inner, elems_pp) * isz, dyn, st.alloc))
+
+
+_DTYPE_NAMES: dict = {}  # dtype -> its name, one str per dtype for every Access
 
 
 def _note_untracked_change(alloc: int):

@@ -129,7 +129,7 @@ def while_kernel_runs(run, fn):
     functions it calls (machine/usercode.py) may expand too: their modules' globals
     name LoopRange as `range` (unless a module defines its own). `TRNSIM_EXPAND=affine`
     keeps expansion to the nl.*_range loops. When it returns, the instructions' parts
-    expansion looked at are dropped (`ExpansionStats.parts`: a tenth of a record)."""
+    expansion looked at and the blocks of copies it noted are dropped."""
     patched = []
     if fn is not None and enabled(run) and os.environ.get(ENV, "").strip() != "affine":
         for f in usercode.user_functions(fn):
@@ -144,7 +144,8 @@ def while_kernel_runs(run, fn):
         if stats is not None:
             stats.parts.clear()
             stats.alloc_parts.clear()
-            stats.copied_rows.clear()
+            stats.copied_blocks.clear()
+            stats.copied_alloc_blocks.clear()
         for g in patched:
             if g.get("range") is LoopRange:
                 del g["range"]
@@ -221,7 +222,7 @@ def _expanding(run, rng: range, before, frame, site, marks: list, stats):
         last = total - 1
         plan.expand(run, n, last)
         plan.prepare_last(run, frame, last)
-        before_last = Mark(run, frame)
+        before_last = Mark(run, frame, lists_only=True)
         if before is not None:
             before(last)
         try:
@@ -308,14 +309,19 @@ class ExpansionStats:
         # loop entered again (the inner loop of a blocked kernel) is checked against it
         # on fewer samples (RESAMPLES) and reuses its layout
         self.known: dict = {}
-        # instruction index -> (instruction, structure, numbers), while the kernel runs
+        # instruction index -> (instruction, structure, numbers) of the instructions
+        # snapshots looked at one by one (not the copies), while the kernel runs
         self.parts: dict = {}
         self.alloc_parts: dict = {}  # allocation id -> (allocation, structure)
-        # position of the first of a row of copies (one iteration's, made together) ->
-        # (position and object of its last, their structures, block, row, start, stop)
-        self.copied_rows: dict = {}
+        # position of the first of a block of copies (made together) -> (position and
+        # object of its last, the template's structures and numbers' sizes, rows,
+        # block, start, stop)
+        self.copied_blocks: dict = {}
+        # id of the first allocation of a block of copies -> (id and object of its
+        # last, the template's structures, rows, block, start, stop)
+        self.copied_alloc_blocks: dict = {}
         # loops between their first sampled iteration and their end: while one is, the
-        # copies a loop inside it appends get their parts (its snapshots read them)
+        # copies a loop inside it appends are noted as blocks (its snapshots read them)
         self.watching = 0
 
     def __repr__(self):

@@ -10,7 +10,7 @@ import operator
 import numpy as np
 
 from .access import Access
-from .expand_parts import allocation_key, instruction_parts, numbers_size
+from .expand_parts import operand_columns
 from .record import Allocation, Instruction
 
 repeat = itertools.repeat
@@ -35,10 +35,11 @@ class Layout:
     model reuses it (`fits`)."""
 
     def __init__(self, run, plan, moves: np.ndarray, tmpl: list):
-        p, stats = run.program, run.expansion
-        parts = [instruction_parts(ins, p.allocations, stats.parts) for ins in tmpl]
-        self.keys = [key for key, _ in parts]
-        size = np.array([numbers_size(nums) for _, nums in parts], dtype=np.int64)
+        p = run.program
+        structure = plan.key[0]  # the instructions', the allocations', the fences'
+        self.keys = list(structure[:len(tmpl)])
+        self.sizes = plan.sizes
+        size = np.array(self.sizes, dtype=np.int64)
         at = np.cumsum(size) - size  # where each instruction's numbers start
         self.starts, self.stops = at.tolist(), (at + size).tolist()
         n_read = np.array([len(t.reads) for t in tmpl], dtype=np.int64)
@@ -49,8 +50,8 @@ class Layout:
         self.width = len(tmpl)
         self.record_numbers = plan.record_numbers
         self.operand_ids = plan.operand_ids  # (the structure's: see Plan._made)
-        self._rows = self._positions = None  # (see rows, positions)
-        self._operands_moving(moves, at, n_read, n_ops)
+        self._positions = None  # (see positions)
+        self._operands_moving(moves, n_read, n_ops)
         # (instruction, its attributes' numbers, their key) where they move
         moved = np.concatenate(([0], np.cumsum(moves)))
         lo, hi = (self.index_cols + 1).tolist(), (at + size).tolist()
@@ -58,7 +59,7 @@ class Layout:
                              for b in np.flatnonzero(moved[hi] > moved[lo]).tolist()]
         start, end, a_start, a_stop, f_start, f_stop = plan.template
         allocs = [p.allocations[i] for i in range(a_start, a_stop)]
-        self.alloc_keys = [allocation_key(al, stats.alloc_parts) for al in allocs]
+        self.alloc_keys = list(structure[len(tmpl):len(tmpl) + len(allocs)])
         self.explicit = np.array([al.explicit for al in allocs], dtype=bool)
         self.any_explicit = bool(self.explicit.any())
         n_fences = f_stop - f_start
@@ -67,7 +68,7 @@ class Layout:
         self.declared_cols = self.alloc_cols + 1
         self.fence_cols = first + 3 * len(allocs) + np.arange(n_fences)
 
-    def _operands_moving(self, moves, at, n_read, n_ops) -> None:
+    def _operands_moving(self, moves, n_read, n_ops) -> None:
         """The template operands that may move (their numbers' columns, positions among
         all operands, and which of the six numbers move for any of them); the reads or
         writes tuples holding one, grouped by side (0 reads, 1 writes) and size: their
@@ -76,7 +77,7 @@ class Layout:
         owner = np.repeat(np.arange(self.width), n_ops)
         base = np.cumsum(n_ops) - n_ops
         nth = np.arange(len(owner)) - base[owner]
-        cols = (at[owner] + 6 * nth)[:, None] + np.arange(6)
+        cols = operand_columns(self.sizes, n_ops)
         moves_op = moves[cols].any(axis=1)
         moving = np.flatnonzero(moves_op)
         self.moving = cols[moving]
@@ -107,12 +108,6 @@ class Layout:
                                           .tolist() for j in src.T]))
             self._positions = (n, out)
         return self._positions[1]
-
-    def rows(self, n: int) -> list:
-        """Each copy's row in a block of n copies of the template (kept for the last n)."""
-        if self._rows is None or len(self._rows) != n * self.width:
-            self._rows = np.repeat(np.arange(n), self.width).tolist()
-        return self._rows
 
     def fits(self, plan, width: int) -> bool:
         """Whether this layout is that of `plan` (whose structure is that of the plan
@@ -162,8 +157,9 @@ class Copier:
         self.fence_cols = lay.fence_cols
 
     def append(self, p, values: np.ndarray, stats) -> list:
-        """Append the copies for the rows of `values` (keeping their parts in `stats`
-        when given); returns the ids of the allocations made."""
+        """Append the copies for the rows of `values` (noting them in `stats`, when
+        given, as blocks a snapshot takes at once); returns the ids of the allocations
+        made."""
         n = len(values)
         ids = self._allocations(p, values, stats)
         if len(self.fence_cores):
@@ -176,14 +172,9 @@ class Copier:
                         location * n, attrs, queue * n))
         p.instructions.extend(made)
         if stats is not None and made:  # (numbers: where they lie in `values`)
-            width = len(self.templates)
-            rows = self.layout.rows(n)
-            stats.parts.update(zip(index, zip(made, self.keys * n, zip(
-                repeat(values), rows, self.starts * n, self.stops * n))))
-            at = range(len(p.instructions) - len(made), len(p.instructions), width)
-            stats.copied_rows.update(zip(at, zip(
-                [a + width - 1 for a in at], made[width - 1::width], repeat(self.keys),
-                repeat(values), range(n), repeat(self.starts[0]), repeat(self.stops[-1]))))
+            stats.copied_blocks[len(p.instructions) - len(made)] = (
+                len(p.instructions) - 1, made[-1], self.keys, self.layout.sizes, n, values,
+                self.starts[0], self.stops[-1])
         return ids
 
     def _allocations(self, p, values: np.ndarray, stats) -> list:
@@ -200,7 +191,13 @@ class Copier:
         made = list(map(Allocation, *args))
         p.allocations.update(zip(ids, made))
         if stats is not None:
-            stats.alloc_parts.update(zip(ids, zip(made, self.alloc_keys * n)))
+            cols = self.alloc_cols
+            if ids == list(range(ids[0], ids[0] + len(ids))):
+                # the block's allocations at once, for `snapshot`: their numbers are the
+                # rows' (id, declared_at, vaddr where explicit: 0 elsewhere, no drift)
+                stats.copied_alloc_blocks[ids[0]] = (
+                    ids[-1], made[-1], self.alloc_keys, n, values, int(cols[0]),
+                    int(cols[-1]) + 3)
         return ids
 
     def _operands(self, values: np.ndarray, allocs: dict, reads: list, writes: list,
@@ -214,9 +211,10 @@ class Copier:
             lo, hi, alloc = _places(nums, allocs)
             place = [nums[:, f].tolist() if self.layout.fields_moving[f]
                      else self.kept[8 + f] * n for f in range(3)]
-            kept = [f * n for f in self.kept]
+            kept = self.kept
             made = list(map(_new_access, repeat(Access), zip(
-                *kept[:8], *place, lo, hi, *kept[13:17], alloc)))
+                *[f * n for f in kept[:8]], *place, lo, hi, *[f * n for f in kept[13:17]],
+                alloc)))
             sides = (reads, writes)
             if n >= _BY_COLUMN:  # each tuple's column at once: copy r's at r * width + b
                 accesses = self.accesses
@@ -264,6 +262,8 @@ def _places(nums: np.ndarray, allocs: dict):
     """(lo, hi, allocation) columns of operands from their numbers (rows of offset,
     partitions, byte range relative to the allocation, its id): the byte range made
     absolute, and one int object per allocation for its id."""
+    if len(nums) < _SMALL_PLACES:
+        return _places_small(nums, allocs)
     aid = nums[:, 5]
     first = int(aid.min())
     if first < 0:  # (some or all without an allocation: HBM)
@@ -288,6 +288,26 @@ def _places(nums: np.ndarray, allocs: dict):
         alloc = aid.tolist()
         _put(alloc, np.flatnonzero(owned).tolist(), shared)
     return (nums[:, 3] + base).tolist(), (nums[:, 4] + base).tolist(), alloc
+
+
+# fewer operands than this are placed one by one (NumPy's calls cost more than the loop)
+_SMALL_PLACES = 256
+
+
+def _places_small(nums: np.ndarray, allocs: dict):
+    """`_places`, operand by operand."""
+    lo, hi, alloc = [], [], []
+    for _, _, _, a, b, aid in nums.tolist():
+        if aid >= 0:
+            al = allocs[aid]
+            base = al.vaddr
+            a += base
+            b += base
+            aid = al.id
+        lo.append(a)
+        hi.append(b)
+        alloc.append(aid)
+    return lo, hi, alloc
 
 
 def _lookup(x: np.ndarray, lo: int):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import SourceLocation
-from .frame_state import PLAIN, frame_values, hashable, set_locals
+from .frame_state import PLAIN, frame_lists, frame_values, hashable, set_locals
 
 
 # -- the state at an iteration boundary ------------------------------------------------
@@ -17,8 +17,9 @@ class Mark:
     __slots__ = ("instructions", "allocations", "fences", "hbm", "shared", "pending",
                  "untracked", "locals", "lists", "tensors", "held")
 
-    def __init__(self, run, frame, before: "Mark | None" = None):
-        """The state now; `before`: the mark before it (see frame_values)."""
+    def __init__(self, run, frame, before: "Mark | None" = None, lists_only=False):
+        """The state now; `before`: the mark before it (see frame_values). `lists_only`:
+        of the frame's state only its lists (what `Plan.matches` reads)."""
         p = run.program
         self.instructions = len(p.instructions)
         self.allocations = len(p.allocations)
@@ -27,8 +28,11 @@ class Mark:
         self.shared = len(run._shared)
         self.pending = getattr(run, "legacy_pending", None) is not None
         self.untracked = len(run.untracked_changes)
-        self.locals, self.lists, self.tensors, self.held = frame_values(
-            frame, before.locals if before is not None else None)
+        if lists_only:
+            self.locals, self.lists, self.tensors, self.held = {}, frame_lists(frame), {}, []
+        else:
+            self.locals, self.lists, self.tensors, self.held = frame_values(
+                frame, before.locals if before is not None else None)
 
     def restore(self, run, frame):
         """Roll the record back to this mark (and the frame's numbers)."""
@@ -70,8 +74,7 @@ def _attr_parts(attrs: dict, nums: list):
 
 def instruction_parts(ins, allocs, cache: dict):
     """(structure, numbers) of one instruction, cached by index (nested loops look at
-    the same instructions once per level; an expanded copy's are its template's
-    structure and its row's numbers: expand_copy.Copier.append)."""
+    the same instructions once per level; a snapshot takes expanded copies by blocks)."""
     got = cache.get(ins.index)
     if got is not None and got[0] is ins:
         return got[1], got[2]
@@ -91,7 +94,7 @@ def instruction_parts(ins, allocs, cache: dict):
 
 
 def allocation_key(al, cache: dict):
-    """Structure key of an allocation, cached by id (a copy's is its template's)."""
+    """Structure key of an allocation, cached by id."""
     got = cache.get(al.id)
     if got is not None and got[0] is al:
         return got[1]
@@ -114,75 +117,89 @@ def _site(loc):
 
 def snapshot(run, start: int, stop: int, a_start: int, a_stop: int, f_start: int,
               f_stop: int, extra: list = ()):
-    """(structure, numbers: an int64 array) of the record between two marks (an Access's
-    byte range relative to its automatic allocation), the numbers `extra` last."""
+    """(structure, numbers: an int64 array, how many numbers each instruction has) of
+    the record between two marks (an Access's byte range relative to its automatic
+    allocation), the numbers `extra` last. The structure lists the instructions', then
+    the allocations', then the fences'."""
     p = run.program
     allocs = p.allocations
-    cache = run.expansion.parts
-    key = []
-    # the numbers, in order: lists, and (block, row, start, stop) where they are those
-    # of copies made together (`Copier.append`), gathered from the block at the end
-    pieces, plain, rows = [], [], None
-    instructions, copied = p.instructions, run.expansion.copied_rows
+    stats = run.expansion
+    cache = stats.parts
+    key, sizes = [], []
+    nums = _Numbers()
+    instructions, blocks = p.instructions, stats.copied_blocks
     at = start
     while at < stop:
-        hit = copied.get(at)
+        hit = blocks.get(at)
         if hit is not None and hit[0] < stop and instructions[hit[0]] is hit[1]:
-            key += hit[2]  # a whole row of copies, still in the record
-            n = hit[3:]
+            key += hit[2] * hit[4]  # a block of copies, still in the record
+            sizes += hit[3] * hit[4]
+            nums.add_block(*hit[4:])
             at = hit[0] + 1
         else:
             k, n = instruction_parts(instructions[at], allocs, cache)
             key.append(k)
+            sizes.append(len(n))
+            nums.add(n)
             at += 1
-        if type(n) is list:
-            if rows is not None:
-                pieces.append(tuple(rows))
-                rows = None
-            plain += n
-        elif rows is not None and rows[0] is n[0] and rows[1] == n[1] and rows[3] == n[2]:
-            rows[3] = n[3]
-        else:
-            if rows is not None:
-                pieces.append(tuple(rows))
-            elif plain:
-                pieces.append(plain)
-                plain = []
-            rows = list(n)
-    nums = plain  # (the allocations' and fences' numbers follow the others')
-    if rows is not None:
-        pieces.append(tuple(rows))
-        nums = []
-    alloc_cache = run.expansion.alloc_parts
-    for aid in range(a_start, a_stop):
+    alloc_cache, blocks = stats.alloc_parts, stats.copied_alloc_blocks
+    aid = a_start
+    while aid < a_stop:
+        hit = blocks.get(aid)
+        if hit is not None and hit[0] < a_stop and allocs.get(hit[0]) is hit[1]:
+            key += hit[2] * hit[3]  # the allocations of a block of copies
+            nums.add_block(*hit[3:])
+            aid = hit[0] + 1
+            continue
         al = allocs[aid]
-        key.append(allocation_key(al, alloc_cache))
-        nums += (al.id, al.declared_at, al.vaddr if al.explicit else 0)
+        got = alloc_cache.get(aid)
+        key.append(got[1] if got is not None and got[0] is al
+                   else allocation_key(al, alloc_cache))
+        nums.add((aid, al.declared_at, al.vaddr if al.explicit else 0))
+        aid += 1
     for core, idx in p.fences[f_start:f_stop]:
         key.append(("fence", core))
-        nums.append(idx)
-    nums += extra
-    pieces.append(nums)
-    if len(pieces) == 1:
-        return tuple(key), np.array(nums, np.int64)
-    return tuple(key), np.concatenate([x[0][x[1], x[2]:x[3]] if type(x) is tuple
-                                       else np.array(x, np.int64) for x in pieces])
+        nums.add((idx,))
+    nums.add(extra)
+    return tuple(key), nums.array(), sizes
 
 
-def numbers_size(nums) -> int:
-    """How many numbers an instruction's parts have (a copy's: (block, row, start, stop)
-    in the block of rows it was made from)."""
-    return len(nums) if type(nums) is list else nums[3] - nums[2]
+class _Numbers:
+    """A snapshot's numbers as they are gathered: runs of ints, and the numbers
+    [:rows, start:stop] of the blocks copies were made from (`Copier.append`), taken
+    from the blocks at the end."""
+    __slots__ = ("pieces", "plain")
+
+    def __init__(self):
+        self.pieces, self.plain = [], []
+
+    def add(self, n) -> None:
+        self.plain += n
+
+    def add_block(self, rows: int, block: np.ndarray, start: int, stop: int) -> None:
+        if self.plain:
+            self.pieces.append(self.plain)
+            self.plain = []
+        self.pieces.append((block, rows, start, stop))
+
+    def array(self) -> np.ndarray:
+        pieces = self.pieces
+        if self.plain or not pieces:
+            pieces.append(self.plain)
+        if len(pieces) == 1 and type(pieces[0]) is list:
+            return np.array(pieces[0], np.int64)
+        return np.concatenate([x[0][:x[1], x[2]:x[3]].ravel() if type(x) is tuple
+                               else np.array(x, np.int64) for x in pieces])
 
 
-def operand_allocations(run, start: int, stop: int) -> list:
-    """Where the allocation ids of the operands of instructions start..stop lie in
-    their numbers (as `snapshot` lists them: six numbers per operand, the id last, then
-    the instruction's index and its attributes' numbers)."""
-    p = run.program
-    cols, pos = [], 0
-    for ins in p.instructions[start:stop]:
-        n = len(ins.reads) + len(ins.writes)
-        cols += range(pos + 5, pos + 6 * n, 6)
-        pos += numbers_size(instruction_parts(ins, p.allocations, run.expansion.parts)[1])
-    return cols
+def operand_columns(sizes, n_ops) -> np.ndarray:
+    """Where the six numbers of each operand of a span of instructions lie in their
+    numbers (as `snapshot` lists them: six per operand, reads then writes, then the
+    instruction's index and its attributes' numbers): one row per operand in record
+    order. `sizes`: how many numbers each instruction has, `n_ops`: its operands."""
+    sizes = np.asarray(sizes, dtype=np.int64)
+    n_ops = np.asarray(n_ops, dtype=np.int64)
+    at = np.cumsum(sizes) - sizes
+    owner = np.repeat(np.arange(len(sizes)), n_ops)
+    nth = np.arange(len(owner)) - (np.cumsum(n_ops) - n_ops)[owner]
+    return (at[owner] + 6 * nth)[:, None] + np.arange(6)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from .expand_copy import Copier
-from .expand_parts import Mark, operand_allocations, snapshot
+from .expand_parts import Mark, operand_columns, snapshot
 from .frame_state import (carried_tensors, growing_lists, rebound_locals, retarget,
                           retarget_block, set_locals)
 from .gc_pause import gc_paused
@@ -19,18 +19,19 @@ _ROWS = 1024
 
 def _iteration(run, m0: "Mark", m1: "Mark", int_names: list, list_names: list,
                rebound: set):
-    """(structure, numbers) of the iteration between two marks, with the HBM cursor, the
-    frame's ints and its lists' lengths at its start (the state of its other locals but
-    those it rebinds to new objects); (None, None) when its frame changed otherwise."""
+    """(structure, numbers, how many numbers each instruction has) of the iteration
+    between two marks, with the HBM cursor, the frame's ints and its lists' lengths at
+    its start (the state of its other locals but those it rebinds to new objects);
+    (None, None, None) when its frame changed otherwise."""
     loc = m0.locals
     if set(loc) != set(m1.locals) or any(type(loc[k]) is not int for k in int_names):
-        return None, None
+        return None, None, None
     ints = [m0.hbm] + [loc[k] for k in int_names] + [m0.lists[k][1] for k in list_names]
-    key, nums = snapshot(run, m0.instructions, m1.instructions, m0.allocations,
-                          m1.allocations, m0.fences, m1.fences, ints)
+    key, nums, sizes = snapshot(run, m0.instructions, m1.instructions, m0.allocations,
+                                m1.allocations, m0.fences, m1.fences, ints)
     others = tuple(sorted((k, v) for k, v in loc.items()
                           if type(v) is not int and k not in rebound))
-    return (key, others, tuple(list_names)), nums
+    return (key, others, tuple(list_names)), nums, sizes
 
 
 def same_model(key, last) -> bool:
@@ -79,6 +80,7 @@ class Plan:
         self.operand_ids = np.zeros(0, dtype=np.int64)  # operands' allocation columns
         self.made_before = 0  # allocations made before the sampled iterations
         self.layout = None  # the Copier's Layout (see expand_copy.Layout)
+        self.sizes = []  # how many numbers each instruction of the template has
 
     @classmethod
     def derive(cls, run, marks, core, periods, known=None):
@@ -92,9 +94,10 @@ class Plan:
                 or any(a < older for a in changed):
             return None, False
         p = run.program
-        for ins in p.instructions[marks[0].instructions:marks[-1].instructions]:
-            if ins.core != core:
-                return None, False
+        if run.lnc > 1:  # (a run of one logical core records every instruction on it)
+            for ins in p.instructions[marks[0].instructions:marks[-1].instructions]:
+                if ins.core != core:
+                    return None, False
         names = sorted(k for k, v in marks[0].locals.items() if type(v) is int)
         rebound = rebound_locals(marks)
         first = marks[0].lists  # lists rebound by each iteration are like its tensors
@@ -104,7 +107,7 @@ class Plan:
         for m0, m1 in zip(marks, marks[1:]):
             if m1.instructions == m0.instructions:
                 return None, False  # an empty body: nothing to gain
-            k, n = _iteration(run, m0, m1, names, list_names, rebound)
+            k, n, sizes = _iteration(run, m0, m1, names, list_names, rebound)
             if k is None:
                 return None, False
             keys.append(k)
@@ -118,21 +121,23 @@ class Plan:
             if not same_model(keys[0], key) or a.shape[1] != len(drift) \
                     or not (d == drift).all():
                 return None, True
-            return cls._made(run, marks, a, 1, drift, keys[0], names, list_names,
+            return cls._made(run, marks, a, 1, drift, keys[0], sizes, names, list_names,
                              layout), False
         for period in periods:
             if len(a) - period < 2:
                 continue
             d = a[period:] - a[:-period]
             if (d == d[0]).all():
-                return cls._made(run, marks, a, period, d[0], keys[0], names,
+                return cls._made(run, marks, a, period, d[0], keys[0], sizes, names,
                                  list_names), False
         return None, True
 
     @classmethod
-    def _made(cls, run, marks, rows, period, drift, key, names, list_names, layout=None):
-        """The plan of a loop whose sampled iterations (`rows`) are affine, or None;
-        `layout`: that of the last expansion of a loop of the same structure."""
+    def _made(cls, run, marks, rows, period, drift, key, sizes, names, list_names,
+              layout=None):
+        """The plan of a loop whose sampled iterations (`rows`) are affine, or None
+        (`sizes`: how many numbers each instruction of the last one has); `layout`: that
+        of the last expansion of a loop of the same structure."""
         growing = growing_lists(marks, list_names)
         if growing is None:
             return None
@@ -145,8 +150,10 @@ class Plan:
         # tensors made before the samples that the loop indexes (tiles[k]):
         # `indexes_made_before` checks those ids name such tensors
         made = marks[1].allocations - marks[0].allocations  # each iteration's
-        ops = layout.operand_ids if layout is not None else np.asarray(
-            operand_allocations(run, m0.instructions, m1.instructions), dtype=np.int64)
+        plan.sizes = sizes
+        ops = layout.operand_ids if layout is not None else operand_columns(sizes, [
+            len(t.reads) + len(t.writes)
+            for t in run.program.instructions[m0.instructions:m1.instructions]])[:, 5]
         step = drift[ops]  # (np.isin may build a table spanning the values)
         plan.indexing = ops[(step != 0) & (step != period * made)]
         plan.operand_ids = ops
@@ -163,32 +170,33 @@ class Plan:
         first and last period of iterations bound it."""
         if not len(self.indexing):
             return True
-        ids = self._ends(first, last)[:, self.indexing]
+        ids = self._ends(first, last, self.indexing)
         return bool(((ids >= 0) & (ids < self.made_before)).all())
 
-    def _ends(self, first: int, last: int) -> np.ndarray:
-        """The numbers of the first and last period of iterations first..last, which
-        bound those of all of them (each phase of the period is affine)."""
+    def _ends(self, first: int, last: int, cols) -> np.ndarray:
+        """The numbers `cols` of the first and last period of iterations first..last,
+        which bound those of all of them (each phase of the period is affine)."""
         p = self.period
         if p == 1:
-            return self.row(np.array((first, last), dtype=np.int64))
+            return self.row(np.array((first, last), dtype=np.int64), cols)
         ends = set(range(first, min(first + p, last + 1)))
         ends.update(range(max(first, last + 1 - p), last + 1))
-        return self.row(np.array(sorted(ends), dtype=np.int64))
+        return self.row(np.array(sorted(ends), dtype=np.int64), cols)
 
-    def row(self, iterations: np.ndarray) -> np.ndarray:
-        """The numbers of each iteration in `iterations` (loop positions)."""
+    def row(self, iterations: np.ndarray, cols=slice(None)) -> np.ndarray:
+        """The numbers (those `cols` selects) of each iteration in `iterations` (loop
+        positions)."""
         samples, p = len(self.rows), self.period
         if p == 1:
-            return self.rows[-1] + self.drift * (iterations - samples)[:, None]
+            return self.rows[-1, cols] + self.drift[cols] * (iterations - samples)[:, None]
         s = samples - (samples - iterations) % p  # a sampled iteration in phase
-        return self.rows[s - 1] + self.drift * ((iterations - s) // p)[:, None]
+        return self.rows[s - 1][:, cols] + self.drift[cols] * ((iterations - s) // p)[:, None]
 
-    def row_at(self, iteration: int) -> np.ndarray:
-        """The numbers of one iteration (`row`)."""
+    def row_at(self, iteration: int, cols=slice(None)) -> np.ndarray:
+        """The numbers (those `cols` selects) of one iteration (`row`)."""
         if self.period == 1:
-            return self.rows[-1] + self.drift * (iteration - len(self.rows))
-        return self.row(np.array([iteration]))[0]
+            return self.rows[-1, cols] + self.drift[cols] * (iteration - len(self.rows))
+        return self.row(np.array([iteration]), cols)[0]
 
     # -- expansion ---------------------------------------------------------------------
     def expand(self, run, first: int, stop: int) -> None:
@@ -198,11 +206,12 @@ class Plan:
         stats = run.expansion
         copier = Copier(run, self, self.layout)
         self.layout = copier.layout
-        # the copies' parts are kept for the snapshots of a loop around this one (an
-        # operand's structure says whether it has an allocation: its id keeps its sign)
+        # the copies are noted as blocks for the snapshots of a loop around this one,
+        # with the template's structure (an operand's says whether it has an allocation:
+        # its id must keep its sign)
         ids = self.operand_ids
         keep = stats.watching > 1 and bool(
-            ((self._ends(first, stop - 1)[:, ids] >= 0) == (self.rows[-1, ids] >= 0)).all())
+            ((self._ends(first, stop - 1, ids) >= 0) == (self.rows[-1, ids] >= 0)).all())
         with gc_paused():  # (only new, acyclic objects: a collection would find nothing)
             # a block of iterations at a time: the Python ints of a row that the record
             # does not keep are freed, and their memory reused, before the next block
@@ -240,10 +249,9 @@ class Plan:
 
     def prepare_last(self, run, frame, last: int) -> None:
         """The HBM cursor and the frame's ints as iteration `last` starts with them."""
-        row = self.row_at(last).tolist()
-        k = self.record_numbers
-        run.hbm._next = row[k]
-        values = dict(zip(self.local_names, row[k + 1:k + 1 + len(self.local_names)]))
+        row = self.row_at(last, slice(self.record_numbers, None)).tolist()
+        run.hbm._next = row[0]
+        values = dict(zip(self.local_names, row[1:1 + len(self.local_names)]))
         if self.last_ids is not None:  # tensors the iteration before the last one made
             storages = {}
             values.update((name, retarget(x, self.last_ids, storages))
@@ -260,6 +268,6 @@ class Plan:
         end = Mark(run, None)
         if end.pending or end.shared != mark.shared:
             return False
-        key, nums = snapshot(run, mark.instructions, end.instructions, mark.allocations,
-                              end.allocations, mark.fences, end.fences)
+        key, nums, _ = snapshot(run, mark.instructions, end.instructions, mark.allocations,
+                                end.allocations, mark.fences, end.fences)
         return key == self.key[0] and np.array_equal(nums, expected[:self.record_numbers])

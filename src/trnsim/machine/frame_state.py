@@ -46,8 +46,10 @@ def frame_values(frame, before: dict | None = None):
         elif tensor_core(v) is not None:
             tensors[k] = v
         elif type(v) is list:
-            lists[k] = (v, len(v), tuple(map(id, v)))
-            items = [x for x in v[:_ITEMS] if type(x) is not NkiTensor]  # (fast: tiles)
+            lists[k] = _list_state(v)
+            head = v[:_ITEMS]
+            items = () if _ONLY_TILES.issuperset(map(type, head)) else \
+                [x for x in head if type(x) is not NkiTensor]  # (fast: tiles)
             out[k] = ("list items", tuple(_state(x, _DEPTH - 1) for x in items
                                           if tensor_core(x) is None))
         elif type(v) in PLAIN or type(v) is bytes:
@@ -66,9 +68,24 @@ def frame_values(frame, before: dict | None = None):
             out["class " + name] = ("class", tuple(  # a class attribute changing declines
                 (a, _state(x, 1)) for a, x in vars(v).items() if not isinstance(x, _OPAQUE)
                 and not a.startswith("__")))
+        elif type(v) is int:  # (what _state gives an int)
+            out["global " + name] = ("global", v)
         elif not isinstance(v, _OPAQUE) and tensor_core(v) is None:  # a global changing declines
             out["global " + name] = ("global", _state(v, _DEPTH))
     return out, lists, tensors, held
+
+
+_ONLY_TILES = frozenset((NkiTensor,))
+
+
+def frame_lists(frame) -> dict:
+    """The frame's lists as `frame_values` states them ({name: (list, length, ids of the
+    items)}), alone."""
+    return {k: _list_state(v) for k, v in frame.f_locals.items() if type(v) is list}
+
+
+def _list_state(v: list) -> tuple:
+    return v, len(v), tuple(map(id, v))
 
 
 def _state(v, depth: int):
