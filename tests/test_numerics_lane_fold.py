@@ -1,6 +1,10 @@
 """The compiled lane fold (numerics/lane_fold.py) against the NumPy route it stands in
 for (isa/accumulate.py's sequential_fold with TRNSIM_COMPILED=0), bit for bit, and the
 softmax example (its fused row sum) both ways."""
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -71,12 +75,20 @@ def test_compiled_fold_matches_a_scalar_chain_on_finite_rows():
         assert _bits(reg) == _bits(g)
 
 
-def test_maximum_is_not_compiled(monkeypatch):
+def test_which_folds_are_compiled(monkeypatch):
+    import numba  # noqa: F401 - loaded, as by a compiled pass
     monkeypatch.setenv(compiled.ENV, "auto")
+    assert lane_fold.wanted(np.add) and lane_fold.wanted(np.multiply)
     assert not lane_fold.wanted(np.maximum)
-    assert lane_fold.wanted(np.add)
     monkeypatch.setenv(compiled.ENV, "0")
     assert not lane_fold.wanted(np.add)
+
+
+def test_importing_trnsim_does_not_load_numba():
+    code = "import sys, trnsim, trnsim.isa.accumulate; print('numba' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, env={**os.environ, compiled.ENV: "auto"})
+    assert out.stdout.strip() == "False"
 
 
 def test_softmax_gives_the_same_bits_both_ways(monkeypatch):

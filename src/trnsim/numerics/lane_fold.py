@@ -2,16 +2,18 @@
 every row of a (P, F) fp32 tile at once, in fp32.
 
 isa/accumulate.py's `sequential_fold` gets these bits from NumPy by reducing a
-transposed copy of the tile; where numba is installed (and TRNSIM_COMPILED is not 0)
-this core reads the tile as it lies instead, about 1.6x as fast on a [128, 2048] tile.
-Each step is one IEEE fp32 add, subtract or multiply (no fast-math: nothing is
-reassociated or contracted), so a row's result is that of the scalar chain; as on the
-NumPy route, the caller chains again the rows that end in NaN (which NaN comes out of
-two NaN operands is the compiler's choice) or zero (its sign, where the chain starts).
+transposed copy of the tile; where numba is loaded (`wanted`) this core reads the tile
+as it lies instead, about 1.6x as fast on a [128, 2048] tile. Each step is one IEEE
+fp32 add, subtract or multiply (no fast-math: nothing is reassociated or contracted),
+so a row's result is that of the scalar chain; as on the NumPy route, the caller chains
+again the rows that end in NaN (which NaN comes out of two NaN operands is the
+compiler's choice) or zero (its sign, where the chain starts).
 """
 from __future__ import annotations
 
+import functools
 import os
+import sys
 
 import numpy as np
 
@@ -23,10 +25,16 @@ _NO_START = np.empty(0, np.float32)
 
 
 def wanted(ufunc) -> bool:
-    """Whether `fold_rows` folds with `ufunc` here (numba installed, TRNSIM_COMPILED not
-    0, and an operator it compiles)."""
-    return (ufunc in _OPS and compiled.numba_available()
-            and os.environ.get(compiled.ENV, "auto").strip() != "0")
+    """Whether `fold_rows` folds with `ufunc` here: an operator it compiles, numba
+    installed, and TRNSIM_COMPILED=1, or unset with numba loaded already (by a compiled
+    pass of this process: loading it costs ~0.3 s of CPU, more than the folds of a run
+    save). Never with TRNSIM_COMPILED=0."""
+    if ufunc not in _OPS:
+        return False
+    mode = os.environ.get(compiled.ENV, "auto").strip()
+    if mode == "0" or (mode != "1" and "numba" not in sys.modules):
+        return False
+    return compiled.numba_available()
 
 
 def fold_rows(ufunc, v: np.ndarray, start=None) -> np.ndarray:
@@ -36,11 +44,15 @@ def fold_rows(ufunc, v: np.ndarray, start=None) -> np.ndarray:
     route: pass them skewed, isa/accumulate.py's `_skewed_rows`.)"""
     out = np.empty(v.shape[0], np.float32)
     s = _NO_START if start is None else np.ascontiguousarray(start, dtype=np.float32)
-    _fold(v, s, _OPS[ufunc], out)
+    _compiled_fold()(v, s, _OPS[ufunc], out)
     return out
 
 
-@compiled.jit
+@functools.cache
+def _compiled_fold():
+    return compiled.jit(_fold)  # (at first use: importing trnsim does not load numba)
+
+
 def _fold(v, start, op, out):
     P, F = v.shape
     first = 0
