@@ -1,4 +1,4 @@
-"""The compiled lane fold (numerics/lane_fold.py) against the NumPy route it stands in
+"""The compiled lane fold (isa/lane_fold.py) against the NumPy route it stands in
 for (isa/accumulate.py's sequential_fold with TRNSIM_COMPILED=0), bit for bit, and the
 softmax example (its fused row sum) both ways."""
 import os
@@ -12,7 +12,7 @@ import trnsim
 from trnsim.examples import load_example
 from trnsim.isa.accumulate import sequential_fold
 from trnsim.machine import compiled
-from trnsim.numerics import lane_fold
+from trnsim.isa import lane_fold
 
 pytestmark = pytest.mark.skipif(not compiled.numba_available(), reason="needs numba")
 
