@@ -138,7 +138,7 @@ def sequential_fold(ufunc, v: np.ndarray, start=None) -> np.ndarray:
     p, f = v.shape
     if p < 2:  # (a single lane's column would be the fast axis)
         return _chain(ufunc, v, start)
-    if lane_fold.wanted(ufunc):
+    if f and lane_fold.wanted(ufunc):
         out = lane_fold.fold_rows(ufunc, _skewed_rows(v), start)
     else:
         first = 0 if start is None else 1

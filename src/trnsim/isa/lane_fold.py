@@ -42,6 +42,7 @@ def fold_rows(ufunc, v: np.ndarray, start=None) -> np.ndarray:
     `wanted`), from `start` ((P,)) or, without one, from the row's first element.
     (Rows a multiple of 4 KiB apart evict each other from L1 here as in the NumPy
     route: pass them skewed, isa/accumulate.py's `_skewed_rows`.)"""
+    v = np.asarray(v, dtype=np.float32)  # (as the NumPy route's copy into fp32 columns)
     out = np.empty(v.shape[0], np.float32)
     s = _NO_START if start is None else np.ascontiguousarray(start, dtype=np.float32)
     _compiled_fold()(v, s, _OPS[ufunc], out)
