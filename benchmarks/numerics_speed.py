@@ -18,6 +18,10 @@ Columns:
   description, record, compiler model) in microseconds.
 - `numerics_fixed_us`: (on - off - numpy) / instructions: what numerics add per
   instruction beyond the arithmetic itself.
+- `unrolled_us`: (off with TRNSIM_EXPAND=0 - off) / instructions: the part of
+  `numerics_fixed_us` that is recording every loop iteration for real, as a numerics
+  run does (a run without numerics records a few iterations and expands the rest,
+  machine/expand.py).
 
 The matmul mode (`TRNSIM_MATMUL_ACCUMULATION`, see src/trnsim/isa/matmul.py) is as in
 the environment; `--mode` runs the matmul kernels under each mode given.
@@ -139,6 +143,19 @@ CASES = (
 )
 
 
+def _unexpanded(f):
+    """f() with loop expansion off (TRNSIM_EXPAND=0): every iteration recorded."""
+    saved = os.environ.get("TRNSIM_EXPAND")
+    os.environ["TRNSIM_EXPAND"] = "0"
+    try:
+        return f()
+    finally:
+        if saved is None:
+            del os.environ["TRNSIM_EXPAND"]
+        else:
+            os.environ["TRNSIM_EXPAND"] = saved
+
+
 def _best(f, reps: int):
     """(best CPU time of `reps` calls of f, the last call's result). Each call starts
     with the previous one's result freed: a run holding another run's arenas and tensors
@@ -166,6 +183,7 @@ def measure(kind: str, label: str, reps: int = 3, quick: bool = False) -> dict:
     args = _inputs(kind, shape)
     on, (out, run) = _best(lambda: _trnsim(kind, args, True), reps)
     off, _ = _best(lambda: _trnsim(kind, args, False), reps)
+    unrolled, _ = _best(lambda: _unexpanded(lambda: _trnsim(kind, args, False)), reps)
     ref_t, ref = _best(lambda: _numpy(kind, args), reps)
     n = len(run.program)
     got = np.asarray(out, dtype=np.float32)
@@ -176,6 +194,7 @@ def measure(kind: str, label: str, reps: int = 3, quick: bool = False) -> dict:
         "case": kind, "instructions": n, "on": on, "off": off, "numpy": ref_t,
         "ratio": on / ref_t, "numerics_ratio": (on - off) / ref_t,
         "fixed_us": 1e6 * off / n, "numerics_fixed_us": 1e6 * (on - off - ref_t) / n,
+        "unrolled_us": 1e6 * (unrolled - off) / n,
         "max_rel_diff": float(np.max(np.abs(got - want))) / scale,
         "matmul_mode": os.environ.get("TRNSIM_MATMUL_ACCUMULATION", "") or "default",
     }
@@ -207,13 +226,15 @@ def job_numerics_speed(reps: int = 3, quick: bool = False, modes=(None,)) -> lis
 def render(rows: list[dict]) -> str:
     head = (f"{'kernel':72} {'mode':>7} {'instr':>6} {'on s':>7} {'off s':>7} "
             f"{'numpy s':>8} {'ratio':>6} {'num.ratio':>9} {'fixed us':>9} "
-            f"{'num.fixed us':>12} {'max rel diff':>12}")
+            f"{'num.fixed us':>12} {'unrolled us':>11} {'max rel diff':>12}")
     lines = [head, "-" * len(head)]
     for r in rows:
+        unrolled = r.get("unrolled_us", float("nan"))  # (rows of runs before the column)
         lines.append(
             f"{r['kernel']:72} {r['matmul_mode']:>7} {r['instructions']:6d} {r['on']:7.3f} "
             f"{r['off']:7.3f} {r['numpy']:8.3f} {r['ratio']:6.2f} {r['numerics_ratio']:9.2f} "
-            f"{r['fixed_us']:9.0f} {r['numerics_fixed_us']:12.0f} {r['max_rel_diff']:12.2e}")
+            f"{r['fixed_us']:9.0f} {r['numerics_fixed_us']:12.0f} {unrolled:11.0f} "
+            f"{r['max_rel_diff']:12.2e}")
     return "\n".join(lines)
 
 
