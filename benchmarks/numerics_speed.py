@@ -41,8 +41,10 @@ import trnsim.nki.isa as nisa
 import trnsim.nki.language as nl
 from trnsim.examples import load_example
 from trnsim.legacy import jit as legacy_jit
+from trnsim.machine import expand
 
 from .fidelity import TILE_K, TILE_M, TILE_N, ko_tiled
+from .speed import environment
 
 MATMUL_SHAPE = (2048, 512, 2048)  # K, M, N
 SOFTMAX_SHAPE = (4096, 2048)
@@ -143,19 +145,6 @@ CASES = (
 )
 
 
-def _unexpanded(f):
-    """f() with loop expansion off (TRNSIM_EXPAND=0): every iteration recorded."""
-    saved = os.environ.get("TRNSIM_EXPAND")
-    os.environ["TRNSIM_EXPAND"] = "0"
-    try:
-        return f()
-    finally:
-        if saved is None:
-            del os.environ["TRNSIM_EXPAND"]
-        else:
-            os.environ["TRNSIM_EXPAND"] = saved
-
-
 def _best(f, reps: int):
     """(best CPU time of `reps` calls of f, the last call's result). Each call starts
     with the previous one's result freed: a run holding another run's arenas and tensors
@@ -183,7 +172,8 @@ def measure(kind: str, label: str, reps: int = 3, quick: bool = False) -> dict:
     args = _inputs(kind, shape)
     on, (out, run) = _best(lambda: _trnsim(kind, args, True), reps)
     off, _ = _best(lambda: _trnsim(kind, args, False), reps)
-    unrolled, _ = _best(lambda: _unexpanded(lambda: _trnsim(kind, args, False)), reps)
+    with environment(expand.ENV, "0"):  # every iteration recorded, as numerics runs do
+        unrolled, _ = _best(lambda: _trnsim(kind, args, False), reps)
     ref_t, ref = _best(lambda: _numpy(kind, args), reps)
     n = len(run.program)
     got = np.asarray(out, dtype=np.float32)
