@@ -11,24 +11,30 @@ The moment a block would need an eviction (and so spills, reloads or compaction)
 walk stops and `allocate_compiled` returns None before anything was changed: the whole
 program then goes through the Python allocator. Without spills no instruction is
 inserted, so the output keeps every index; the physical accesses are computed in bulk.
+The virtual accesses are read once, as the access columns of timing/access_columns.py,
+and the allocated program is handed on with its own (`_access_columns`: the virtual
+columns at the physical bytes), which the list and timing schedulers read.
 """
 from __future__ import annotations
 
 from array import array
-from operator import attrgetter, itemgetter
+from collections import deque
+from itertools import count, repeat
+from operator import attrgetter, eq
 
 import numpy as np
 
-from ..machine.access import Access, with_bytes
+from ..machine.access import Access
 from ..machine.compiled import jit
 from ..machine.record import Program
+from ..timing import access_columns
 from .arena import Arena
 from .plan import MemoryPlan, Placement, Steps
 
-_SPACE, _LO, _HI, _ALLOC = (itemgetter(Access._fields.index(f))
-                            for f in ("space", "lo", "hi", "alloc"))
 FALLBACK = -1
-_CHUNK = 1 << 13  # accesses rewritten per chunk of the columns
+_INDEX = attrgetter("index")
+_CHUNK = 1 << 11  # accesses moved per chunk (the virtual and physical ones of a chunk
+# are alive together)
 
 
 
@@ -407,26 +413,18 @@ def _walk(ev_block, ev_at, ev_place, blk_arena, blk_bytes, blk_last, capacity, a
 # -- columns in, program out ---------------------------------------------------------
 
 class _Columns:
-    """The program's accesses flat (each instruction's reads, then its writes)."""
+    """The program's access columns (timing/access_columns.py: each instruction's reads,
+    then its writes), the accesses themselves (`flat`, in the same order) and what the
+    pass reads besides: each access's alloc id, bytes, whether it is in HBM and its
+    instruction."""
 
     def __init__(self, program: Program):
-        ins = program.instructions
-        self.reads = [i.reads for i in ins]
-        self.writes = [i.writes for i in ins]
-        nr = np.fromiter(map(len, self.reads), np.int64, len(ins))
-        nw = np.fromiter(map(len, self.writes), np.int64, len(ins))
-        self.counts = nr + nw
-        flat: list = []
-        for r, w in zip(self.reads, self.writes):
-            flat += r
-            flat += w
-        self.flat = flat
-        self.ins_of = np.repeat(np.arange(len(ins), dtype=np.int64), self.counts)
-        n = len(flat)
-        self.alloc = np.fromiter(map(_ALLOC, flat), np.int64, n)
-        self.lo = np.fromiter(map(_LO, flat), np.int64, n)
-        self.hi = np.fromiter(map(_HI, flat), np.int64, n)
-        self.hbm = np.fromiter(map("hbm".__eq__, map(_SPACE, flat)), np.bool_, n)
+        self.access, self.flat, self.alloc, self.bytes = \
+            access_columns.build_with_allocs(program.instructions)
+        acc, ptr = self.access.acc, self.access.ptr
+        self.lo, self.hi = acc[:, access_columns.LO], acc[:, access_columns.HI]
+        self.hbm = acc[:, access_columns.SPACE] == self.access.hbm_code()
+        self.ins_of = np.repeat(np.arange(len(ptr) - 1, dtype=np.int64), np.diff(ptr))
 
 
 class _Allocs:
@@ -447,12 +445,17 @@ class _Allocs:
         self.blocks = np.zeros(width, np.int64)
         if not self.width:
             return
-        fields = list(zip(*map(attrgetter("space", "core", "explicit", "vaddr", "block_bytes",
-                                          "row_bytes", "declared_at"), allocs.values())))
+        allocations = list(allocs.values())
         arena_of = {k: n for n, k in enumerate(keys)}
-        self.arena[aids] = [arena_of.get(k, -1) for k in zip(fields[0], fields[1])]
-        (self.explicit[aids], self.vaddr[aids], self.block_bytes[aids], self.row_bytes[aids],
-         self.declared[aids]) = fields[2:]
+        places = zip(map(attrgetter("space"), allocations),
+                     map(attrgetter("core"), allocations))
+        self.arena[aids] = np.fromiter(map(arena_of.get, places, repeat(-1)), np.int64,
+                                       len(aids))
+        for name, column in (("explicit", self.explicit), ("vaddr", self.vaddr),
+                             ("block_bytes", self.block_bytes),
+                             ("row_bytes", self.row_bytes), ("declared_at", self.declared)):
+            column[aids] = np.fromiter(map(attrgetter(name), allocations), column.dtype,
+                                       len(aids))
         if (self.block_bytes[aids] <= 0).any():
             self.valid = False
             return
@@ -547,9 +550,12 @@ def allocate_compiled(program: Program) -> Program | None:
         return None
     start, size, order, notes, peak = placed
     # as _Allocator: one int object per physical byte value (`ints`, the accesses' and
-    # the placements'), and per instruction index (the record's and the placements')
+    # the placements'), and per instruction index (the record's and the placements':
+    # those the record has where they are the positions already)
     ints: dict = {}
-    index = list(range(len(program.instructions)))
+    index = list(map(_INDEX, program.instructions))
+    if not all(map(eq, index, count())):
+        index = list(range(len(index)))
     plan = _plan(program, u, al, keys, caps, start, size, order, notes, peak, ints, index)
     return _rewrite(program, cols, u, start, size, plan, ints, index)
 
@@ -620,7 +626,8 @@ def _rewrite(program, cols: _Columns, u: _Uses, start, size, plan, ints,
              index) -> Program:
     """The program with each block access at its physical bytes (_Allocator.physical),
     indices set and order edges copied as _Allocator.run does (no instruction was
-    inserted, so every index stays)."""
+    inserted, so every index stays), and its access columns (made from the virtual
+    ones: timing/access_columns.py `moved`)."""
     first_block = u.base[u.a_id] + u.b0
     plo = start[first_block] + u.rel_lo - u.b0 * u.bb
     phi = plo + (u.rel_hi - u.rel_lo)
@@ -630,40 +637,79 @@ def _rewrite(program, cols: _Columns, u: _Uses, start, size, plan, ints,
         if not (st == st[0] + np.arange(len(g)) * u.bb[j]).all():
             plo[j], phi[j] = st.min(), (st + size[g]).max()  # scattered blocks: their box
     instrs = program.instructions
-    # each instruction's accesses rewritten in place, in program order (as the Python
-    # allocator does): the virtual ones die as it goes, the physical bytes are one int
-    # object per value; chunks of the columns at a time (no Python list of them all)
-    pos, ins_of = u.pos, cols.ins_of[u.pos]
-    local = pos - (np.cumsum(cols.counts) - cols.counts)[ins_of]
-    cols.flat = cols.reads = cols.writes = None  # (their references kept the originals)
-    cur, items, nr = -1, None, 0
-    for c in range(0, len(pos), _CHUNK):
-        memo: dict = {}  # id -> (original, new): a shared access stays shared (in a chunk)
-        for i, k, lo, hi in zip(ins_of[c:c + _CHUNK].tolist(),
-                                local[c:c + _CHUNK].tolist(),
-                                plo[c:c + _CHUNK].tolist(), phi[c:c + _CHUNK].tolist()):
-            if i != cur:
-                if items is not None:
-                    ins = instrs[cur]
-                    ins.reads, ins.writes = tuple(items[:nr]), tuple(items[nr:])
-                ins = instrs[i]
-                nr = len(ins.reads)
-                cur, items = i, [*ins.reads, *ins.writes]
-            a = items[k]
-            m = memo.get(id(a))
-            if m is None or m[1] != lo or m[2] != hi:
-                lo, hi = ints.setdefault(lo, lo), ints.setdefault(hi, hi)
-                m = memo[id(a)] = (a, lo, hi, with_bytes(a, lo, hi))
-            items[k] = m[3]
-    if items is not None:
-        ins = instrs[cur]
-        ins.reads, ins.writes = tuple(items[:nr]), tuple(items[nr:])
+    flat, cols.flat = cols.flat, None
+    _move(instrs, flat, cols.access, u.pos, cols.ins_of[u.pos], plo, phi, ints)
+    del flat
+    deque(map(setattr, instrs, repeat("index"), index), 0)
     renumbered = range(len(instrs) + 1)
-    for ins, i in zip(instrs, index):
-        ins.index = i
     for ins in instrs:  # as _Allocator.run: a new list in new attrs
         dep = ins.attrs.get("depends_on")
         if dep:
             ins.attrs = {**ins.attrs, "depends_on": [renumbered[d] for d in dep]}
-    return Program(program.chip, program.lnc, list(instrs), program.allocations, plan,
-                   [(c, renumbered[at]) for c, at in program.fences])
+    out = list(instrs)
+    allocated = Program(program.chip, program.lnc, out, program.allocations, plan,
+                        [(c, renumbered[at]) for c, at in program.fences])
+    allocated._access_columns = access_columns.moved(cols.access, out, u.pos, plo, phi,
+                                                     cols.bytes[u.pos])
+    return allocated
+
+
+def _move(instrs, flat, access, rows, ins_of, lo, hi, ints) -> None:
+    """Each instruction with an access at `rows` (of `flat`, the accesses in the order
+    of the columns `access`; ins_of: their instructions) gets new reads and writes
+    tuples with those accesses at bytes [lo, hi): instructions in program order, a
+    chunk at a time, so that the virtual accesses die as it goes (`flat` is emptied
+    there). One new Access per (virtual Access object, lo, hi), and one int object per
+    byte value (`ints`)."""
+    k = len(rows)
+    if not k:
+        return
+    # the distinct (object, lo, hi), each made where it is first met
+    ids = np.fromiter(map(id, map(flat.__getitem__, rows.tolist())), np.int64, k)
+    order = np.lexsort((hi, lo, ids))
+    starts = np.ones(k, np.bool_)
+    starts[1:] = ((ids[order[1:]] != ids[order[:-1]]) | (lo[order[1:]] != lo[order[:-1]])
+                  | (hi[order[1:]] != hi[order[:-1]]))
+    group = np.empty(k, np.int64)
+    group[order] = np.cumsum(starts) - 1
+    starts = np.flatnonzero(starts)
+    first = np.zeros(k, np.bool_)
+    first[np.minimum.reduceat(order, starts)] = True
+    made = [None] * len(starts)  # group -> its physical Access
+    del ids, order, starts
+    # chunks of whole instructions of about _CHUNK moved accesses
+    at = np.flatnonzero(np.concatenate(([True], ins_of[1:] != ins_of[:-1])))
+    touched = ins_of[at]
+    cut = np.unique(np.searchsorted(at, np.arange(0, k, _CHUNK), "right") - 1)
+    ptr, wptr = access.ptr, access.wptr
+    for t0, t1 in zip(cut.tolist(), [*cut[1:].tolist(), len(at)]):
+        r0, r1 = at[t0], (at[t1] if t1 < len(at) else k)
+        new = np.flatnonzero(first[r0:r1]) + r0
+        los, his = lo[new].tolist(), hi[new].tolist()
+        news = _with_bytes(list(map(flat.__getitem__, rows[new].tolist())),
+                           list(map(ints.setdefault, los, los)),
+                           list(map(ints.setdefault, his, his)))
+        deque(map(made.__setitem__, group[new].tolist(), news), 0)
+        deque(map(flat.__setitem__, rows[r0:r1].tolist(),
+                  map(made.__getitem__, group[r0:r1].tolist())), 0)
+        ins = touched[t0:t1]
+        mine = list(map(instrs.__getitem__, ins.tolist()))
+        p0, pw, p1 = ptr[ins].tolist(), wptr[ins].tolist(), ptr[ins + 1].tolist()
+        deque(map(setattr, mine, repeat("reads"),
+                  map(tuple, map(flat.__getitem__, map(slice, p0, pw)))), 0)
+        deque(map(setattr, mine, repeat("writes"),
+                  map(tuple, map(flat.__getitem__, map(slice, pw, p1)))), 0)
+        flat[p0[0]:p1[-1]] = repeat(None, p1[-1] - p0[0])
+
+
+_LO, _HI = Access._fields.index("lo"), Access._fields.index("hi")
+
+
+def _with_bytes(accesses: list, los: list, his: list):
+    """map(access.with_bytes, accesses, los, his), over the fields as columns (the
+    accesses transposed, their lo and hi replaced, transposed back) in C calls."""
+    if not accesses:
+        return iter(())
+    fields = list(zip(*accesses))
+    fields[_LO], fields[_HI] = los, his
+    return map(tuple.__new__, repeat(Access), zip(*fields))
