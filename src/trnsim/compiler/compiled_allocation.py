@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from array import array
 from collections import deque
-from itertools import count, repeat
-from operator import attrgetter, eq
+from itertools import compress, count, repeat
+from operator import attrgetter, eq, is_not
 
 import numpy as np
 
@@ -640,17 +640,19 @@ def _rewrite(program, cols: _Columns, u: _Uses, start, size, plan, ints,
     flat, cols.flat = cols.flat, None
     _move(instrs, flat, cols.access, u.pos, cols.ins_of[u.pos], plo, phi, ints)
     del flat
-    deque(map(setattr, instrs, repeat("index"), index), 0)
+    if any(map(is_not, index, map(_INDEX, instrs))):
+        deque(map(setattr, instrs, repeat("index"), index), 0)
     renumbered = range(len(instrs) + 1)
-    for ins in instrs:  # as _Allocator.run: a new list in new attrs
-        dep = ins.attrs.get("depends_on")
-        if dep:
-            ins.attrs = {**ins.attrs, "depends_on": [renumbered[d] for d in dep]}
+    orders = access_columns.depends_on(instrs)
+    for i, dep in orders:  # as _Allocator.run: a new list in new attrs
+        ins = instrs[i]
+        ins.attrs = {**ins.attrs, "depends_on": [renumbered[d] for d in dep]}
     out = list(instrs)
     allocated = Program(program.chip, program.lnc, out, program.allocations, plan,
                         [(c, renumbered[at]) for c, at in program.fences])
-    allocated._access_columns = access_columns.moved(cols.access, out, u.pos, plo, phi,
-                                                     cols.bytes[u.pos])
+    allocated._access_columns = access_columns.moved(
+        cols.access, out, u.pos, plo, phi, cols.bytes[u.pos],
+        [(i, instrs[i].attrs["depends_on"]) for i, _ in orders])
     return allocated
 
 
@@ -664,7 +666,8 @@ def _move(instrs, flat, access, rows, ins_of, lo, hi, ints) -> None:
     k = len(rows)
     if not k:
         return
-    # the distinct (object, lo, hi), each made where it is first met
+    # the distinct (object, lo, hi), each made where it is first met (`first`); those
+    # met again (`again`) are kept in `made` by group meanwhile
     ids = np.fromiter(map(id, map(flat.__getitem__, rows.tolist())), np.int64, k)
     order = np.lexsort((hi, lo, ids))
     starts = np.ones(k, np.bool_)
@@ -675,7 +678,10 @@ def _move(instrs, flat, access, rows, ins_of, lo, hi, ints) -> None:
     starts = np.flatnonzero(starts)
     first = np.zeros(k, np.bool_)
     first[np.minimum.reduceat(order, starts)] = True
-    made = [None] * len(starts)  # group -> its physical Access
+    again = ~first
+    shared = np.zeros(len(starts), np.bool_)
+    shared[group[again]] = True
+    made = [None] * len(starts) if again.any() else None
     del ids, order, starts
     # chunks of whole instructions of about _CHUNK moved accesses
     at = np.flatnonzero(np.concatenate(([True], ins_of[1:] != ins_of[:-1])))
@@ -685,13 +691,20 @@ def _move(instrs, flat, access, rows, ins_of, lo, hi, ints) -> None:
     for t0, t1 in zip(cut.tolist(), [*cut[1:].tolist(), len(at)]):
         r0, r1 = at[t0], (at[t1] if t1 < len(at) else k)
         new = np.flatnonzero(first[r0:r1]) + r0
+        places = rows[new].tolist()
         los, his = lo[new].tolist(), hi[new].tolist()
-        news = _with_bytes(list(map(flat.__getitem__, rows[new].tolist())),
-                           list(map(ints.setdefault, los, los)),
-                           list(map(ints.setdefault, his, his)))
-        deque(map(made.__setitem__, group[new].tolist(), news), 0)
-        deque(map(flat.__setitem__, rows[r0:r1].tolist(),
-                  map(made.__getitem__, group[r0:r1].tolist())), 0)
+        news = list(_with_bytes(list(map(flat.__getitem__, places)),
+                                list(map(ints.setdefault, los, los)),
+                                list(map(ints.setdefault, his, his))))
+        deque(map(flat.__setitem__, places, news), 0)
+        if made is not None:
+            keep = shared[group[new]]
+            deque(map(made.__setitem__, group[new[keep]].tolist(),
+                      compress(news, keep.tolist())), 0)
+            met = np.flatnonzero(again[r0:r1]) + r0
+            deque(map(flat.__setitem__, rows[met].tolist(),
+                      map(made.__getitem__, group[met].tolist())), 0)
+        del news
         ins = touched[t0:t1]
         mine = list(map(instrs.__getitem__, ins.tolist()))
         p0, pw, p1 = ptr[ins].tolist(), wptr[ins].tolist(), ptr[ins + 1].tolist()

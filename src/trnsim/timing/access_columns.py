@@ -57,7 +57,7 @@ def access_columns(program) -> AccessColumns:
 def build(instrs) -> AccessColumns:
     """The access columns of the instructions `instrs` (indexed by position)."""
     cols = _build(instrs, ())[0]
-    cols.depends_on = _depends_on(instrs)
+    cols.depends_on = depends_on(instrs)
     return cols
 
 
@@ -70,20 +70,21 @@ def build_with_allocs(instrs) -> tuple:
     return cols, flat, more[:, 2].copy(), more[:, 1].copy()
 
 
-def moved(cols: AccessColumns, instrs, rows, lo, hi, nbytes) -> AccessColumns:
+def moved(cols: AccessColumns, instrs, rows, lo, hi, nbytes, orders) -> AccessColumns:
     """`cols`, changed in place into what build(instrs) gives, where `instrs` are the
     instructions `cols` describe after a pass that moved their on-chip accesses at
     `rows` to bytes [lo, hi) (`nbytes`: those accesses' `bytes`), may have renumbered
-    their order edges and changed nothing else."""
+    their order edges (`orders`: depends_on(instrs)) and changed nothing else."""
     acc = cols.acc
     acc[rows, LO], acc[rows, HI] = lo, hi
     acc[rows, DENSE] = nbytes >= (acc[rows, P_HI] - acc[rows, P_LO]) * (hi - lo)
     cols.instrs = instrs
-    cols.depends_on = _depends_on(instrs)
+    cols.depends_on = orders
     return cols
 
 
-def _depends_on(instrs) -> list:
+def depends_on(instrs) -> list:
+    """(instruction, its attrs' depends_on) for the instructions that have one."""
     orders = list(map(_DEPENDS_ON, map(_ATTRS, instrs)))
     return list(compress(enumerate(orders), orders))
 
