@@ -415,16 +415,18 @@ def _walk(ev_block, ev_at, ev_place, blk_arena, blk_bytes, blk_last, capacity, a
 class _Columns:
     """The program's access columns (timing/access_columns.py: each instruction's reads,
     then its writes), the accesses themselves (`flat`, in the same order) and what the
-    pass reads besides: each access's alloc id, bytes, whether it is in HBM and its
-    instruction."""
+    pass reads besides: each access's alloc id, bytes, whether it is in HBM."""
 
     def __init__(self, program: Program):
         self.access, self.flat, self.alloc, self.bytes = \
             access_columns.build_with_allocs(program.instructions)
-        acc, ptr = self.access.acc, self.access.ptr
+        acc = self.access.acc
         self.lo, self.hi = acc[:, access_columns.LO], acc[:, access_columns.HI]
         self.hbm = acc[:, access_columns.SPACE] == self.access.hbm_code()
-        self.ins_of = np.repeat(np.arange(len(ptr) - 1, dtype=np.int64), np.diff(ptr))
+
+    def instruction_of(self, rows):
+        """The instruction of each access at `rows`."""
+        return np.searchsorted(self.access.ptr, rows, "right") - 1
 
 
 class _Allocs:
@@ -484,7 +486,7 @@ class _Uses:
         ex_ids, first_pos = np.unique(aid[ex_pos], return_index=True)
         self.ex_ids = ex_ids[np.argsort(first_pos, kind="stable")]
         self.ex_last = np.zeros(len(al.blocks), np.int64)
-        np.maximum.at(self.ex_last, aid[ex_pos], cols.ins_of[ex_pos])
+        np.maximum.at(self.ex_last, aid[ex_pos], cols.instruction_of(ex_pos))
         if (al.arena[self.ex_ids] < 0).any():
             return
         # blocks: a global number per (alloc, block)
@@ -494,7 +496,7 @@ class _Uses:
         self.rel_hi = cols.hi[pos] - al.vaddr[a_id]
         bb = self.bb = al.block_bytes[a_id]
         b0 = self.b0 = self.rel_lo // bb
-        b1 = self.b1 = -(-self.rel_hi // bb)
+        b1 = -(-self.rel_hi // bb)
         nb = self.nb = b1 - b0
         if len(pos) and (nb.min() <= 0 or b0.min() < 0 or (b1 > al.blocks[a_id]).any()):
             return  # empty or out-of-range blocks: the Python allocator's own behaviour
@@ -503,7 +505,8 @@ class _Uses:
         rep = np.repeat(np.arange(len(pos)), nb)
         step = np.arange(len(rep)) - np.repeat(np.cumsum(nb) - nb, nb)
         gblock = base[a_id[rep]] + b0[rep] + step
-        g_ins = cols.ins_of[pos[rep]]
+        self.ins = cols.instruction_of(pos)
+        g_ins = self.ins[rep]
         nbl = self.nblocks = int(base[-1])
         _, first = np.unique(g_ins * max(nbl, 1) + gblock, return_index=True)
         first.sort()
@@ -582,6 +585,7 @@ def _place(u: _Uses, al: _Allocs, capacity, align):
               u.last, capacity, align, al.arena[x], al.declared[x], u.ex_last[x],
               al.vaddr[x], al.vaddr[x] + al.row_bytes[x], span_off, heap_off,
               Arena.CANDIDATES, start, size, order, notes[0], notes[1], notes[2], peak)
+    u.ev_block = u.ev_at = u.ev_place = None  # (the walk's alone: freed for what follows)
     if n == FALLBACK:
         return None
     return start, size, order[:u.placements], notes[:, :n], peak
@@ -638,7 +642,7 @@ def _rewrite(program, cols: _Columns, u: _Uses, start, size, plan, ints,
             plo[j], phi[j] = st.min(), (st + size[g]).max()  # scattered blocks: their box
     instrs = program.instructions
     flat, cols.flat = cols.flat, None
-    _move(instrs, flat, cols.access, u.pos, cols.ins_of[u.pos], plo, phi, ints)
+    _move(instrs, flat, cols.access, u.pos, u.ins, plo, phi, ints)
     del flat
     if any(map(is_not, index, map(_INDEX, instrs))):
         deque(map(setattr, instrs, repeat("index"), index), 0)

@@ -66,8 +66,8 @@ def build_with_allocs(instrs) -> tuple:
     virtual accesses and hands on the columns of the physical ones (`moved`):
     (build(instrs) but its `depends_on`, which `moved` sets, the accesses in row order
     (a list), each access's `alloc` and `bytes` (arrays by row))."""
-    cols, flat, more = _build(instrs, (_ALLOC,))
-    return cols, flat, more[:, 2].copy(), more[:, 1].copy()
+    cols, flat, (_, nbytes, alloc) = _build(instrs, (_ALLOC,))
+    return cols, flat, alloc, nbytes
 
 
 def moved(cols: AccessColumns, instrs, rows, lo, hi, nbytes, orders) -> AccessColumns:
@@ -90,8 +90,8 @@ def depends_on(instrs) -> list:
 
 
 def _build(instrs, fields) -> tuple:
-    """(the columns but depends_on, the accesses in row order, an (accesses, 2 +
-    len(fields)) array of each access's core, bytes and int `fields`)."""
+    """(the columns but depends_on, the accesses in row order, an array by row of
+    each access's core, bytes and each of the int `fields`)."""
     n = len(instrs)
     reads = list(map(_READS, instrs))
     writes = list(map(_WRITES, instrs))
@@ -106,10 +106,10 @@ def _build(instrs, fields) -> tuple:
     del reads, writes
     m = len(flat)
     acc = cols.acc = np.zeros((m, len(ACC)), np.int64)
-    more = np.empty((m, 2 + len(fields)), np.int64)  # core, bytes, fields
+    more = [np.empty(m, np.int64) for _ in range(2 + len(fields))]  # core, bytes, fields
     code: dict = {}  # space name -> number, in order of first use
-    # a chunk of accesses at a time (its ints: a small array), each field in one pass
-    # of C over the tuples (the fastest way to read them found)
+    # a chunk of accesses at a time (its ints: a small array), in one pass of C over
+    # the tuples (the fastest way to read them found)
     ints = itemgetter(*_BOX, *_CORE_BYTES, *fields)
     k = 6 + len(fields)
     for c in range(0, m, _CHUNK):
@@ -118,20 +118,21 @@ def _build(instrs, fields) -> tuple:
         got = np.fromiter(chain.from_iterable(map(ints, part)), np.int64, k * len(part))
         got = got.reshape(len(part), k)
         acc[c:e, P_LO:HI + 1] = got[:, :4]
-        more[c:e] = got[:, 4:]
+        for j, column in enumerate(more):
+            column[c:e] = got[:, 4 + j]
         spaces = list(map(_SPACE_OF, part))
         for name in dict.fromkeys(spaces):
             code.setdefault(name, len(code))
         acc[c:e, SPACE] = np.fromiter(map(code.__getitem__, spaces), np.int64, len(part))
     names = cols.spaces = list(code)
     cols.maps = []
-    nbytes = more[:, 1]
+    nbytes = more[1]
     acc[:, DENSE] = nbytes >= (acc[:, P_HI] - acc[:, P_LO]) * (acc[:, HI] - acc[:, LO])
     space = acc[:, SPACE]
     hbm = space == code.get("hbm", -1)
     onchip = ~hbm
     if onchip.any():
-        core = more[onchip, 0]
+        core = more[0][onchip]
         width = int(core.max()) + 1
         keys = space[onchip] * width + core
         used = np.zeros(len(names) * width, bool)  # (np.unique without its sort)
