@@ -673,7 +673,14 @@ def _move(instrs, flat, access, rows, ins_of, lo, hi, ints) -> None:
     # the distinct (object, lo, hi), each made where it is first met (`first`); those
     # met again (`again`) are kept in `made` by group meanwhile
     ids = np.fromiter(map(id, map(flat.__getitem__, rows.tolist())), np.int64, k)
-    order = np.lexsort((hi, lo, ids))
+    order = np.argsort(ids, kind="stable")
+    same = ids[order[1:]] == ids[order[:-1]]
+    if same.any():  # the rows of an object met more than once, by (lo, hi) among them
+        run = np.zeros(k, np.bool_)
+        run[1:] |= same
+        run[:-1] |= same
+        sub = order[run]
+        order[run] = sub[np.lexsort((hi[sub], lo[sub], ids[sub]))]
     starts = np.ones(k, np.bool_)
     starts[1:] = ((ids[order[1:]] != ids[order[:-1]]) | (lo[order[1:]] != lo[order[:-1]])
                   | (hi[order[1:]] != hi[order[:-1]]))
@@ -686,7 +693,7 @@ def _move(instrs, flat, access, rows, ins_of, lo, hi, ints) -> None:
     shared = np.zeros(len(starts), np.bool_)
     shared[group[again]] = True
     made = [None] * len(starts) if again.any() else None
-    del ids, order, starts
+    del ids, order, starts, same
     # chunks of whole instructions of about _CHUNK moved accesses
     at = np.flatnonzero(np.concatenate(([True], ins_of[1:] != ins_of[:-1])))
     touched = ins_of[at]
