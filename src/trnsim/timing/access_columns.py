@@ -15,7 +15,10 @@ wptr[i]. The first ten columns are the layout compiled_deps reads an HBM access 
 
 The columns describe the instructions as they stand when first asked for: the compiler
 passes that change accesses (hoist, allocation) make a new Program, and the cache is
-dropped where the program's instruction list is another object or another length.
+dropped where the program's instruction list is another object or another length. The
+compiled allocation (compiler/compiled_allocation.py) reads the virtual accesses once
+(`build_with_allocs`) and hands the program it makes over with its columns already
+made (`moved`), so they are not read again.
 """
 from __future__ import annotations
 
