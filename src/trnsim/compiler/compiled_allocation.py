@@ -670,30 +670,13 @@ def _move(instrs, flat, access, rows, ins_of, lo, hi, ints) -> None:
     k = len(rows)
     if not k:
         return
-    # the distinct (object, lo, hi), each made where it is first met (`first`); those
-    # met again (`again`) are kept in `made` by group meanwhile
+    # each distinct (object, lo, hi) made where it is first met; those met again are
+    # kept in `made` meanwhile
     ids = np.fromiter(map(id, map(flat.__getitem__, rows.tolist())), np.int64, k)
-    order = np.argsort(ids, kind="stable")
-    same = ids[order[1:]] == ids[order[:-1]]
-    if same.any():  # the rows of an object met more than once, by (lo, hi) among them
-        run = np.zeros(k, np.bool_)
-        run[1:] |= same
-        run[:-1] |= same
-        sub = order[run]
-        order[run] = sub[np.lexsort((hi[sub], lo[sub], ids[sub]))]
-    starts = np.ones(k, np.bool_)
-    starts[1:] = ((ids[order[1:]] != ids[order[:-1]]) | (lo[order[1:]] != lo[order[:-1]])
-                  | (hi[order[1:]] != hi[order[:-1]]))
-    group = np.empty(k, np.int64)
-    group[order] = np.cumsum(starts) - 1
-    starts = np.flatnonzero(starts)
-    first = np.zeros(k, np.bool_)
-    first[np.minimum.reduceat(order, starts)] = True
+    group, first, shared = _distinct(ids, lo, hi)
+    del ids
     again = ~first
-    shared = np.zeros(len(starts), np.bool_)
-    shared[group[again]] = True
-    made = [None] * len(starts) if again.any() else None
-    del ids, order, starts, same
+    made = [None] * len(shared) if again.any() else None
     # chunks of whole instructions of about _CHUNK moved accesses
     at = np.flatnonzero(np.concatenate(([True], ins_of[1:] != ins_of[:-1])))
     touched = ins_of[at]
@@ -724,6 +707,30 @@ def _move(instrs, flat, access, rows, ins_of, lo, hi, ints) -> None:
         deque(map(setattr, mine, repeat("writes"),
                   map(tuple, map(flat.__getitem__, map(slice, pw, p1)))), 0)
         flat[p0[0]:p1[-1]] = repeat(None, p1[-1] - p0[0])
+
+
+def _distinct(ids, lo, hi) -> tuple:
+    """The distinct (object id, lo, hi) of the rows: (per row its group's number,
+    whether the row is the group's first; per group whether it has more rows)."""
+    k = len(ids)
+    order = np.argsort(ids, kind="stable")
+    same = ids[order[1:]] == ids[order[:-1]]
+    if same.any():  # the rows of an object met more than once, by (lo, hi) among them
+        run = np.zeros(k, np.bool_)
+        run[1:] |= same
+        run[:-1] |= same
+        sub = order[run]
+        order[run] = sub[np.lexsort((hi[sub], lo[sub], ids[sub]))]
+    starts = np.ones(k, np.bool_)
+    starts[1:] = ((ids[order[1:]] != ids[order[:-1]]) | (lo[order[1:]] != lo[order[:-1]])
+                  | (hi[order[1:]] != hi[order[:-1]]))
+    group = np.empty(k, np.int64)
+    group[order] = np.cumsum(starts) - 1
+    starts = np.flatnonzero(starts)
+    first = np.zeros(k, np.bool_)
+    first[np.minimum.reduceat(order, starts)] = True
+    shared = np.diff(starts, append=k) > 1
+    return group, first, shared
 
 
 _LO, _HI = Access._fields.index("lo"), Access._fields.index("hi")
