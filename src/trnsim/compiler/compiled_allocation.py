@@ -682,6 +682,11 @@ def _move(instrs, flat, access, rows, ins_of, lo, hi, ints) -> None:
     touched = ins_of[at]
     cut = np.unique(np.searchsorted(at, np.arange(0, k, _CHUNK), "right") - 1)
     ptr, wptr = access.ptr, access.wptr
+    read = rows < wptr[ins_of]  # (an instruction keeps its reads or writes tuple where
+    # none of them moves)
+    reads_move = np.logical_or.reduceat(read, at)
+    writes_move = np.logical_or.reduceat(~read, at)
+    del read
     for t0, t1 in zip(cut.tolist(), [*cut[1:].tolist(), len(at)]):
         r0, r1 = at[t0], (at[t1] if t1 < len(at) else k)
         new = np.flatnonzero(first[r0:r1]) + r0
@@ -702,10 +707,12 @@ def _move(instrs, flat, access, rows, ins_of, lo, hi, ints) -> None:
         ins = touched[t0:t1]
         mine = list(map(instrs.__getitem__, ins.tolist()))
         p0, pw, p1 = ptr[ins].tolist(), wptr[ins].tolist(), ptr[ins + 1].tolist()
-        deque(map(setattr, mine, repeat("reads"),
-                  map(tuple, map(flat.__getitem__, map(slice, p0, pw)))), 0)
-        deque(map(setattr, mine, repeat("writes"),
-                  map(tuple, map(flat.__getitem__, map(slice, pw, p1)))), 0)
+        for name, moves, lo_row, hi_row in (("reads", reads_move, p0, pw),
+                                            ("writes", writes_move, pw, p1)):
+            sel = moves[t0:t1].tolist()
+            deque(map(setattr, compress(mine, sel), repeat(name),
+                      map(tuple, map(flat.__getitem__, map(slice, compress(lo_row, sel),
+                                                           compress(hi_row, sel))))), 0)
         flat[p0[0]:p1[-1]] = repeat(None, p1[-1] - p0[0])
 
 
