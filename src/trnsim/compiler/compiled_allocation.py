@@ -11,24 +11,30 @@ The moment a block would need an eviction (and so spills, reloads or compaction)
 walk stops and `allocate_compiled` returns None before anything was changed: the whole
 program then goes through the Python allocator. Without spills no instruction is
 inserted, so the output keeps every index; the physical accesses are computed in bulk.
+The virtual accesses are read once, as the access columns of timing/access_columns.py,
+and the allocated program is handed on with its own (`_access_columns`: the virtual
+columns at the physical bytes), which the list and timing schedulers read.
 """
 from __future__ import annotations
 
 from array import array
-from operator import attrgetter, itemgetter
+from collections import deque
+from itertools import compress, count, repeat
+from operator import attrgetter, eq, is_not
 
 import numpy as np
 
-from ..machine.access import Access, with_bytes
+from ..machine.access import Access
 from ..machine.compiled import jit
 from ..machine.record import Program
+from ..timing import access_columns
 from .arena import Arena
 from .plan import MemoryPlan, Placement, Steps
 
-_SPACE, _LO, _HI, _ALLOC = (itemgetter(Access._fields.index(f))
-                            for f in ("space", "lo", "hi", "alloc"))
 FALLBACK = -1
-_CHUNK = 1 << 13  # accesses rewritten per chunk of the columns
+_INDEX = attrgetter("index")
+_CHUNK = 1 << 11  # accesses moved per chunk (the virtual and physical ones of a chunk
+# are alive together)
 
 
 
@@ -407,26 +413,20 @@ def _walk(ev_block, ev_at, ev_place, blk_arena, blk_bytes, blk_last, capacity, a
 # -- columns in, program out ---------------------------------------------------------
 
 class _Columns:
-    """The program's accesses flat (each instruction's reads, then its writes)."""
+    """The program's access columns (timing/access_columns.py: each instruction's reads,
+    then its writes), the accesses themselves (`flat`, in the same order) and what the
+    pass reads besides: each access's alloc id, bytes, whether it is in HBM."""
 
     def __init__(self, program: Program):
-        ins = program.instructions
-        self.reads = [i.reads for i in ins]
-        self.writes = [i.writes for i in ins]
-        nr = np.fromiter(map(len, self.reads), np.int64, len(ins))
-        nw = np.fromiter(map(len, self.writes), np.int64, len(ins))
-        self.counts = nr + nw
-        flat: list = []
-        for r, w in zip(self.reads, self.writes):
-            flat += r
-            flat += w
-        self.flat = flat
-        self.ins_of = np.repeat(np.arange(len(ins), dtype=np.int64), self.counts)
-        n = len(flat)
-        self.alloc = np.fromiter(map(_ALLOC, flat), np.int64, n)
-        self.lo = np.fromiter(map(_LO, flat), np.int64, n)
-        self.hi = np.fromiter(map(_HI, flat), np.int64, n)
-        self.hbm = np.fromiter(map("hbm".__eq__, map(_SPACE, flat)), np.bool_, n)
+        self.access, self.flat, self.alloc, self.bytes = \
+            access_columns.build_with_allocs(program.instructions)
+        acc = self.access.acc
+        self.lo, self.hi = acc[:, access_columns.LO], acc[:, access_columns.HI]
+        self.hbm = acc[:, access_columns.SPACE] == self.access.hbm_code()
+
+    def instruction_of(self, rows):
+        """The instruction of each access at `rows`."""
+        return np.searchsorted(self.access.ptr, rows, "right") - 1
 
 
 class _Allocs:
@@ -447,12 +447,17 @@ class _Allocs:
         self.blocks = np.zeros(width, np.int64)
         if not self.width:
             return
-        fields = list(zip(*map(attrgetter("space", "core", "explicit", "vaddr", "block_bytes",
-                                          "row_bytes", "declared_at"), allocs.values())))
+        allocations = list(allocs.values())
         arena_of = {k: n for n, k in enumerate(keys)}
-        self.arena[aids] = [arena_of.get(k, -1) for k in zip(fields[0], fields[1])]
-        (self.explicit[aids], self.vaddr[aids], self.block_bytes[aids], self.row_bytes[aids],
-         self.declared[aids]) = fields[2:]
+        places = zip(map(attrgetter("space"), allocations),
+                     map(attrgetter("core"), allocations))
+        self.arena[aids] = np.fromiter(map(arena_of.get, places, repeat(-1)), np.int64,
+                                       len(aids))
+        for name, column in (("explicit", self.explicit), ("vaddr", self.vaddr),
+                             ("block_bytes", self.block_bytes),
+                             ("row_bytes", self.row_bytes), ("declared_at", self.declared)):
+            column[aids] = np.fromiter(map(attrgetter(name), allocations), column.dtype,
+                                       len(aids))
         if (self.block_bytes[aids] <= 0).any():
             self.valid = False
             return
@@ -481,7 +486,7 @@ class _Uses:
         ex_ids, first_pos = np.unique(aid[ex_pos], return_index=True)
         self.ex_ids = ex_ids[np.argsort(first_pos, kind="stable")]
         self.ex_last = np.zeros(len(al.blocks), np.int64)
-        np.maximum.at(self.ex_last, aid[ex_pos], cols.ins_of[ex_pos])
+        np.maximum.at(self.ex_last, aid[ex_pos], cols.instruction_of(ex_pos))
         if (al.arena[self.ex_ids] < 0).any():
             return
         # blocks: a global number per (alloc, block)
@@ -491,7 +496,7 @@ class _Uses:
         self.rel_hi = cols.hi[pos] - al.vaddr[a_id]
         bb = self.bb = al.block_bytes[a_id]
         b0 = self.b0 = self.rel_lo // bb
-        b1 = self.b1 = -(-self.rel_hi // bb)
+        b1 = -(-self.rel_hi // bb)
         nb = self.nb = b1 - b0
         if len(pos) and (nb.min() <= 0 or b0.min() < 0 or (b1 > al.blocks[a_id]).any()):
             return  # empty or out-of-range blocks: the Python allocator's own behaviour
@@ -500,7 +505,8 @@ class _Uses:
         rep = np.repeat(np.arange(len(pos)), nb)
         step = np.arange(len(rep)) - np.repeat(np.cumsum(nb) - nb, nb)
         gblock = base[a_id[rep]] + b0[rep] + step
-        g_ins = cols.ins_of[pos[rep]]
+        self.ins = cols.instruction_of(pos)
+        g_ins = self.ins[rep]
         nbl = self.nblocks = int(base[-1])
         _, first = np.unique(g_ins * max(nbl, 1) + gblock, return_index=True)
         first.sort()
@@ -547,9 +553,12 @@ def allocate_compiled(program: Program) -> Program | None:
         return None
     start, size, order, notes, peak = placed
     # as _Allocator: one int object per physical byte value (`ints`, the accesses' and
-    # the placements'), and per instruction index (the record's and the placements')
+    # the placements'), and per instruction index (the record's and the placements':
+    # those the record has where they are the positions already)
     ints: dict = {}
-    index = list(range(len(program.instructions)))
+    index = list(map(_INDEX, program.instructions))
+    if not all(map(eq, index, count())):
+        index = list(range(len(index)))
     plan = _plan(program, u, al, keys, caps, start, size, order, notes, peak, ints, index)
     return _rewrite(program, cols, u, start, size, plan, ints, index)
 
@@ -576,6 +585,7 @@ def _place(u: _Uses, al: _Allocs, capacity, align):
               u.last, capacity, align, al.arena[x], al.declared[x], u.ex_last[x],
               al.vaddr[x], al.vaddr[x] + al.row_bytes[x], span_off, heap_off,
               Arena.CANDIDATES, start, size, order, notes[0], notes[1], notes[2], peak)
+    u.ev_block = u.ev_at = u.ev_place = None  # (the walk's alone: freed for what follows)
     if n == FALLBACK:
         return None
     return start, size, order[:u.placements], notes[:, :n], peak
@@ -620,7 +630,8 @@ def _rewrite(program, cols: _Columns, u: _Uses, start, size, plan, ints,
              index) -> Program:
     """The program with each block access at its physical bytes (_Allocator.physical),
     indices set and order edges copied as _Allocator.run does (no instruction was
-    inserted, so every index stays)."""
+    inserted, so every index stays), and its access columns (made from the virtual
+    ones: timing/access_columns.py `moved`)."""
     first_block = u.base[u.a_id] + u.b0
     plo = start[first_block] + u.rel_lo - u.b0 * u.bb
     phi = plo + (u.rel_hi - u.rel_lo)
@@ -630,40 +641,113 @@ def _rewrite(program, cols: _Columns, u: _Uses, start, size, plan, ints,
         if not (st == st[0] + np.arange(len(g)) * u.bb[j]).all():
             plo[j], phi[j] = st.min(), (st + size[g]).max()  # scattered blocks: their box
     instrs = program.instructions
-    # each instruction's accesses rewritten in place, in program order (as the Python
-    # allocator does): the virtual ones die as it goes, the physical bytes are one int
-    # object per value; chunks of the columns at a time (no Python list of them all)
-    pos, ins_of = u.pos, cols.ins_of[u.pos]
-    local = pos - (np.cumsum(cols.counts) - cols.counts)[ins_of]
-    cols.flat = cols.reads = cols.writes = None  # (their references kept the originals)
-    cur, items, nr = -1, None, 0
-    for c in range(0, len(pos), _CHUNK):
-        memo: dict = {}  # id -> (original, new): a shared access stays shared (in a chunk)
-        for i, k, lo, hi in zip(ins_of[c:c + _CHUNK].tolist(),
-                                local[c:c + _CHUNK].tolist(),
-                                plo[c:c + _CHUNK].tolist(), phi[c:c + _CHUNK].tolist()):
-            if i != cur:
-                if items is not None:
-                    ins = instrs[cur]
-                    ins.reads, ins.writes = tuple(items[:nr]), tuple(items[nr:])
-                ins = instrs[i]
-                nr = len(ins.reads)
-                cur, items = i, [*ins.reads, *ins.writes]
-            a = items[k]
-            m = memo.get(id(a))
-            if m is None or m[1] != lo or m[2] != hi:
-                lo, hi = ints.setdefault(lo, lo), ints.setdefault(hi, hi)
-                m = memo[id(a)] = (a, lo, hi, with_bytes(a, lo, hi))
-            items[k] = m[3]
-    if items is not None:
-        ins = instrs[cur]
-        ins.reads, ins.writes = tuple(items[:nr]), tuple(items[nr:])
+    flat, cols.flat = cols.flat, None
+    _move(instrs, flat, cols.access, u.pos, u.ins, plo, phi, ints)
+    del flat
+    if any(map(is_not, index, map(_INDEX, instrs))):
+        deque(map(setattr, instrs, repeat("index"), index), 0)
     renumbered = range(len(instrs) + 1)
-    for ins, i in zip(instrs, index):
-        ins.index = i
-    for ins in instrs:  # as _Allocator.run: a new list in new attrs
-        dep = ins.attrs.get("depends_on")
-        if dep:
-            ins.attrs = {**ins.attrs, "depends_on": [renumbered[d] for d in dep]}
-    return Program(program.chip, program.lnc, list(instrs), program.allocations, plan,
-                   [(c, renumbered[at]) for c, at in program.fences])
+    orders = access_columns.depends_on(instrs)
+    for i, dep in orders:  # as _Allocator.run: a new list in new attrs
+        ins = instrs[i]
+        ins.attrs = {**ins.attrs, "depends_on": [renumbered[d] for d in dep]}
+    out = list(instrs)
+    allocated = Program(program.chip, program.lnc, out, program.allocations, plan,
+                        [(c, renumbered[at]) for c, at in program.fences])
+    allocated._access_columns = access_columns.moved(
+        cols.access, out, u.pos, plo, phi, cols.bytes[u.pos],
+        [(i, instrs[i].attrs["depends_on"]) for i, _ in orders])
+    return allocated
+
+
+def _move(instrs, flat, access, rows, ins_of, lo, hi, ints) -> None:
+    """Each instruction with an access at `rows` (of `flat`, the accesses in the order
+    of the columns `access`; ins_of: their instructions) gets new reads and writes
+    tuples with those accesses at bytes [lo, hi): instructions in program order, a
+    chunk at a time, so that the virtual accesses die as it goes (`flat` is emptied
+    there). One new Access per (virtual Access object, lo, hi), and one int object per
+    byte value (`ints`)."""
+    k = len(rows)
+    if not k:
+        return
+    # each distinct (object, lo, hi) made where it is first met; those met again are
+    # kept in `made` meanwhile
+    ids = np.fromiter(map(id, map(flat.__getitem__, rows.tolist())), np.int64, k)
+    group, first, shared = _distinct(ids, lo, hi)
+    del ids
+    again = ~first
+    made = [None] * len(shared) if again.any() else None
+    # chunks of whole instructions of about _CHUNK moved accesses
+    at = np.flatnonzero(np.concatenate(([True], ins_of[1:] != ins_of[:-1])))
+    touched = ins_of[at]
+    cut = np.unique(np.searchsorted(at, np.arange(0, k, _CHUNK), "right") - 1)
+    ptr, wptr = access.ptr, access.wptr
+    read = rows < wptr[ins_of]  # (an instruction keeps its reads or writes tuple where
+    # none of them moves)
+    reads_move = np.logical_or.reduceat(read, at)
+    writes_move = np.logical_or.reduceat(~read, at)
+    del read
+    for t0, t1 in zip(cut.tolist(), [*cut[1:].tolist(), len(at)]):
+        r0, r1 = at[t0], (at[t1] if t1 < len(at) else k)
+        new = np.flatnonzero(first[r0:r1]) + r0
+        places = rows[new].tolist()
+        los, his = lo[new].tolist(), hi[new].tolist()
+        news = list(_with_bytes(list(map(flat.__getitem__, places)),
+                                list(map(ints.setdefault, los, los)),
+                                list(map(ints.setdefault, his, his))))
+        deque(map(flat.__setitem__, places, news), 0)
+        if made is not None:
+            keep = shared[group[new]]
+            deque(map(made.__setitem__, group[new[keep]].tolist(),
+                      compress(news, keep.tolist())), 0)
+            met = np.flatnonzero(again[r0:r1]) + r0
+            deque(map(flat.__setitem__, rows[met].tolist(),
+                      map(made.__getitem__, group[met].tolist())), 0)
+        del news
+        ins = touched[t0:t1]
+        mine = list(map(instrs.__getitem__, ins.tolist()))
+        p0, pw, p1 = ptr[ins].tolist(), wptr[ins].tolist(), ptr[ins + 1].tolist()
+        for name, moves, lo_row, hi_row in (("reads", reads_move, p0, pw),
+                                            ("writes", writes_move, pw, p1)):
+            sel = moves[t0:t1].tolist()
+            deque(map(setattr, compress(mine, sel), repeat(name),
+                      map(tuple, map(flat.__getitem__, map(slice, compress(lo_row, sel),
+                                                           compress(hi_row, sel))))), 0)
+        flat[p0[0]:p1[-1]] = repeat(None, p1[-1] - p0[0])
+
+
+def _distinct(ids, lo, hi) -> tuple:
+    """The distinct (object id, lo, hi) of the rows: (per row its group's number,
+    whether the row is the group's first; per group whether it has more rows)."""
+    k = len(ids)
+    order = np.argsort(ids, kind="stable")
+    same = ids[order[1:]] == ids[order[:-1]]
+    if same.any():  # the rows of an object met more than once, by (lo, hi) among them
+        run = np.zeros(k, np.bool_)
+        run[1:] |= same
+        run[:-1] |= same
+        sub = order[run]
+        order[run] = sub[np.lexsort((hi[sub], lo[sub], ids[sub]))]
+    starts = np.ones(k, np.bool_)
+    starts[1:] = ((ids[order[1:]] != ids[order[:-1]]) | (lo[order[1:]] != lo[order[:-1]])
+                  | (hi[order[1:]] != hi[order[:-1]]))
+    group = np.empty(k, np.int64)
+    group[order] = np.cumsum(starts) - 1
+    starts = np.flatnonzero(starts)
+    first = np.zeros(k, np.bool_)
+    first[np.minimum.reduceat(order, starts)] = True
+    shared = np.diff(starts, append=k) > 1
+    return group, first, shared
+
+
+_LO, _HI = Access._fields.index("lo"), Access._fields.index("hi")
+
+
+def _with_bytes(accesses: list, los: list, his: list):
+    """map(access.with_bytes, accesses, los, his), over the fields as columns (the
+    accesses transposed, their lo and hi replaced, transposed back) in C calls."""
+    if not accesses:
+        return iter(())
+    fields = list(zip(*accesses))
+    fields[_LO], fields[_HI] = los, his
+    return map(tuple.__new__, repeat(Access), zip(*fields))

@@ -15,7 +15,10 @@ wptr[i]. The first ten columns are the layout compiled_deps reads an HBM access 
 
 The columns describe the instructions as they stand when first asked for: the compiler
 passes that change accesses (hoist, allocation) make a new Program, and the cache is
-dropped where the program's instruction list is another object or another length.
+dropped where the program's instruction list is another object or another length. The
+compiled allocation (compiler/compiled_allocation.py) reads the virtual accesses once
+(`build_with_allocs`) and hands the program it makes over with its columns already
+made (`moved`), so they are not read again.
 """
 from __future__ import annotations
 
@@ -56,6 +59,42 @@ def access_columns(program) -> AccessColumns:
 
 def build(instrs) -> AccessColumns:
     """The access columns of the instructions `instrs` (indexed by position)."""
+    cols = _build(instrs, ())[0]
+    cols.depends_on = depends_on(instrs)
+    return cols
+
+
+def build_with_allocs(instrs) -> tuple:
+    """For the allocation pass (compiler/compiled_allocation.py), which reads the
+    virtual accesses and hands on the columns of the physical ones (`moved`):
+    (build(instrs) but its `depends_on`, which `moved` sets, the accesses in row order
+    (a list), each access's `alloc` and `bytes` (arrays by row))."""
+    cols, flat, (_, nbytes, alloc) = _build(instrs, (_ALLOC,))
+    return cols, flat, alloc, nbytes
+
+
+def moved(cols: AccessColumns, instrs, rows, lo, hi, nbytes, orders) -> AccessColumns:
+    """`cols`, changed in place into what build(instrs) gives, where `instrs` are the
+    instructions `cols` describe after a pass that moved their on-chip accesses at
+    `rows` to bytes [lo, hi) (`nbytes`: those accesses' `bytes`), may have renumbered
+    their order edges (`orders`: depends_on(instrs)) and changed nothing else."""
+    acc = cols.acc
+    acc[rows, LO], acc[rows, HI] = lo, hi
+    acc[rows, DENSE] = nbytes >= (acc[rows, P_HI] - acc[rows, P_LO]) * (hi - lo)
+    cols.instrs = instrs
+    cols.depends_on = orders
+    return cols
+
+
+def depends_on(instrs) -> list:
+    """(instruction, its attrs' depends_on) for the instructions that have one."""
+    orders = list(map(_DEPENDS_ON, map(_ATTRS, instrs)))
+    return list(compress(enumerate(orders), orders))
+
+
+def _build(instrs, fields) -> tuple:
+    """(the columns but depends_on, the accesses in row order, an array by row of
+    each access's core, bytes and each of the int `fields`)."""
     n = len(instrs)
     reads = list(map(_READS, instrs))
     writes = list(map(_WRITES, instrs))
@@ -67,29 +106,38 @@ def build(instrs) -> AccessColumns:
     np.cumsum(nr + nw, out=cols.ptr[1:])
     cols.wptr = cols.ptr[:-1] + nr
     flat = list(chain.from_iterable(chain.from_iterable(zip(reads, writes))))
+    del reads, writes
     m = len(flat)
     acc = cols.acc = np.zeros((m, len(ACC)), np.int64)
-    cols.spaces, cols.maps = [], []
-    orders = list(map(_DEPENDS_ON, map(_ATTRS, instrs)))
-    cols.depends_on = list(compress(enumerate(orders), orders))
-    if not m:
-        return cols
-    # (one pass of C over the tuples: the fastest way to read them found)
-    ints = np.fromiter(chain.from_iterable(map(_INTS, flat)), np.int64, 6 * m)
-    ints = ints.reshape(m, 6)  # core, p_lo, p_hi, lo, hi, bytes
-    acc[:, P_LO:HI + 1] = ints[:, 1:5]
-    nbytes = ints[:, 5]
+    more = [np.empty(m, np.int64) for _ in range(2 + len(fields))]  # core, bytes, fields
+    code: dict = {}  # space name -> number, in order of first use
+    # a chunk of accesses at a time (its ints: a small array), in one pass of C over
+    # the tuples (the fastest way to read them found)
+    ints = itemgetter(*_BOX, *_CORE_BYTES, *fields)
+    k = 6 + len(fields)
+    for c in range(0, m, _CHUNK):
+        part = flat[c:c + _CHUNK]
+        e = c + len(part)
+        got = np.fromiter(chain.from_iterable(map(ints, part)), np.int64, k * len(part))
+        got = got.reshape(len(part), k)
+        acc[c:e, P_LO:HI + 1] = got[:, :4]
+        for j, column in enumerate(more):
+            column[c:e] = got[:, 4 + j]
+        spaces = list(map(_SPACE_OF, part))
+        for name in dict.fromkeys(spaces):
+            code.setdefault(name, len(code))
+        acc[c:e, SPACE] = np.fromiter(map(code.__getitem__, spaces), np.int64, len(part))
+    names = cols.spaces = list(code)
+    cols.maps = []
+    nbytes = more[1]
     acc[:, DENSE] = nbytes >= (acc[:, P_HI] - acc[:, P_LO]) * (acc[:, HI] - acc[:, LO])
-    spaces = list(map(_SPACE_OF, flat))
-    names = cols.spaces = list(dict.fromkeys(spaces))
-    code = {s: k for k, s in enumerate(names)}
-    space = acc[:, SPACE] = np.fromiter(map(code.__getitem__, spaces), np.int64, m)
+    space = acc[:, SPACE]
     hbm = space == code.get("hbm", -1)
     onchip = ~hbm
     if onchip.any():
-        core = ints[:, 0]
+        core = more[0][onchip]
         width = int(core.max()) + 1
-        keys = space[onchip] * width + core[onchip]
+        keys = space[onchip] * width + core
         used = np.zeros(len(names) * width, bool)  # (np.unique without its sort)
         used[keys] = True
         acc[onchip, MAP] = (np.cumsum(used) - 1)[keys]
@@ -98,15 +146,17 @@ def build(instrs) -> AccessColumns:
     if hbm.any():
         at = np.flatnonzero(hbm)
         _rows_forms(acc, at, [flat[x] for x in at.tolist()], nbytes[at])
-    return cols
+    return cols, flat, more
 
 
-# Access fields (machine/access.py): 3 core, 9-12 p_lo p_hi lo hi, 14 bytes; 2 space;
-# what rows_form reads besides lo, hi: 7 pattern, 14 bytes, 15 contiguous_bytes, 5 dtype
-_INTS = itemgetter(3, 9, 10, 11, 12, 14)
+# Access fields (machine/access.py): 9-12 p_lo p_hi lo hi, 3 core, 14 bytes, 17 alloc;
+# 2 space; what rows_form reads besides lo, hi: 7 pattern, 14 bytes, 15
+# contiguous_bytes, 5 dtype
+_BOX, _CORE_BYTES, _ALLOC = (9, 10, 11, 12), (3, 14), 17
 _SPACE_OF = itemgetter(2)
 _SHAPE_KEY = itemgetter(7, 14, 15, 5)
 _ONE_RUN, _NO_FORM, _ROWS = range(3)
+_CHUNK = 1 << 14  # accesses read at a time
 
 
 def _rows_forms(acc, at, accesses, nbytes) -> None:
