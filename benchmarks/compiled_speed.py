@@ -27,9 +27,9 @@ from .speed import CASES, environment  # noqa: E402
 # (stage, label); a stage only one way is "-" the other way
 STAGES = (
     ("hoist", "compiler model: hoist (no compiled form)"),
-    ("allocation", "  allocation"),
+    ("allocation", "  allocation (compiled: + the access columns)"),
     ("list_deps", "  list scheduler: dependency pass"),
-    ("access_columns", "    of it, the access columns (made once)"),
+    ("access_columns", "    of it, access columns not handed over"),
     ("list_setup", "  list scheduler: successors, estimates"),
     ("issue_loop", "  list scheduler: issue loop"),
     ("compile_program", "  whole (compile_program)"),
@@ -85,11 +85,6 @@ def _copy(p):
                    None, list(p.fences))
 
 
-def _uncached(program):
-    program.__dict__.pop("_access_columns", None)
-    return program
-
-
 def recorded(go):
     """The program go() records, before the compiler model, and its chip."""
     from trnsim.machine.runtime import Run
@@ -140,7 +135,7 @@ def _compiler_stages(raw, reps, laps) -> tuple:
             laps.lap("allocation")
             cs._ListScheduler._dependencies, ac.build = timed_deps, timed_build
             try:
-                ls = cs._ListScheduler(_uncached(allocated), allocated.chip,
+                ls = cs._ListScheduler(allocated, allocated.chip,
                                        cs.DEFAULT_HEURISTIC, cs.DEFAULT_WINDOW)
             finally:
                 cs._ListScheduler._dependencies, ac.build = real_deps, real_build
