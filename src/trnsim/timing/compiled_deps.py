@@ -722,10 +722,12 @@ def _write(st, p_lo, p_hi, lo, hi, idx, tk, dense, bw, nw, br, nr):
                 j += 1
             head = tail = -1
             kept = 0
+            left = False  # whether a Rec leaves the list (replaced by its parts)
             r = ghd[mp, k]
             while r >= 0:
                 nxt = R[r, NEXT]
                 if R[r, PLO] < p_hi and p_lo < R[r, PHI]:
+                    left = True
                     nw = _writers_out(R, WC, r, idx, bw, nw)
                     nr = _readers_out(R, RD, r, idx, br, nr)
                     if R[r, PLO] < p_lo:
@@ -756,7 +758,8 @@ def _write(st, p_lo, p_hi, lo, hi, idx, tk, dense, bw, nw, br, nr):
                     head, tail = _link(R, head, tail,
                                        _rec(cnt, R, gaps[g, 0], gaps[g, 1], mine))
             ghd[mp, k] = head
-            gver[mp, k] = _version(cnt)
+            if left:
+                gver[mp, k] = _version(cnt)
             cur = ghi[mp, k]
             k += 1
         if cur < hi:
@@ -902,17 +905,21 @@ def _narrow_rec(cnt, ghd, gver, R, RD, mp, g, r, p_lo, p_hi, idx, tk):
         x = R[x, NEXT]
     R[x, NEXT] = head
 
-@helper
+@helper_inline
 def _query(st, p_lo, p_hi, lo, hi, idx, bw, nw, br, nr, readers):
     """SpaceMap.query: the writers (and readers) of the box, recording nothing; the
     writers' count (the readers' in cnt[NREAD])."""
-    cnt, glo, ghd, R, b = st[0], st[1], st[3], st[4], st[8]
-    mp = lo >> MAP_SHIFT
-    x, y = mp, 0 if readers else 1  # nothing outside: return at once
-    cnt[NREAD] = nr
+    b, x, y = st[8], lo >> MAP_SHIFT, 0 if readers else 1
+    st[0][NREAD] = nr
     if not (b[x, y, 0] < p_hi and p_lo < b[x, y, 1] and b[x, y, 2] < hi
             and lo < b[x, y, 3]):
-        return nw
+        return nw  # nothing outside the map's box
+    return _query_walk(st, p_lo, p_hi, lo, hi, idx, bw, nw, br, nr, readers)
+
+@helper
+def _query_walk(st, p_lo, p_hi, lo, hi, idx, bw, nw, br, nr, readers):
+    cnt, glo, ghd, R = st[0], st[1], st[3], st[4]
+    mp = lo >> MAP_SHIFT
     i = _first(cnt, glo, st[2], lo)
     while i < cnt[SEGS + mp] and glo[mp, i] < hi:
         r = ghd[mp, i]
