@@ -129,8 +129,9 @@ def _run(cols, order, skip, tkey, unique, extra, remap, ntracks, first, caps):
 # return none; what does not fit raises IndexError (_run: again with more capacity).
 # A call passes every array field by field (st's fourteen arrays: over a hundred
 # arguments), so the larger helpers called once per access are inlined (on the matmul
-# tutorial's step 1 in benchmarks/compiled_speed.py, the maps then took 40% less time)
-# and the others take only the arrays they use (10% less again).
+# tutorial's step 1 in benchmarks/compiled_speed.py, the maps then took 40% less time;
+# _hbm_access inlined too, 15% less again for some 7 s more of numba's first compile)
+# and the others take only the arrays they use (10% less).
 helper = jit(_nrt=False, error_model="numpy")
 helper_inline = jit(_nrt=False, error_model="numpy", inline="always")
 
@@ -273,7 +274,7 @@ def _out_rows(i, n, ptr, eptr, bw):
     return min(n + 1, 2 * bw.size * (ptr[i + 1] - ptr[i]) + eptr[i + 1] - eptr[i] + 1)
 
 
-@helper
+@helper_inline
 def _hbm_access(st, acc, a, write, idx, tk, bw, br, ptr, wptr, seen):
     """HbmMap.read / write of HBM access a of instruction idx, then MemoryMaps._hit:
     the count of its producers in bw (the writers: RAW, or WAW for a write); a write's
