@@ -309,7 +309,7 @@ def _add(p, kind, space, slot, out, m):
     return m + 1
 
 
-@helper
+@helper_inline
 def _merge(prods, lo, hi, kind, space, slot, out, m, first):
     """Add the producers prods[lo:hi] of kind `kind` (out has room for them); the new
     count. first: a producer keeps the kind it was first found with; else _collect's
