@@ -112,13 +112,10 @@ def _run(cols, order, skip, tkey, unique, extra, remap, ntracks, first, caps):
         caps = (64, m // 2 + 64, m // 4 + 64, m // 2 + 64, 256)
     caps = np.maximum(np.array(caps, np.int64), 1)
     nmaps = len(cols.maps)
-    pitched = ((acc[:, MAP] < 0) & (acc[:, HAS_FORM] != 0) & (acc[:, PITCH] != 0)
-               & (acc[:, ROWS] > 1) & (acc[:, RUN] <= acc[:, PITCH]))  # (as _home)
-    npitch = min(len(np.unique(acc[pitched, PITCH])), MAX_PITCHES)
     while True:
         try:
             return _collect(order, skip, tkey, unique, acc, cols.ptr, cols.wptr, remap,
-                            eptr, eprod, nmaps, npitch, ntracks, first, caps)
+                            eptr, eprod, nmaps, ntracks, first, caps)
         except IndexError:  # one access needed more than was free: again with more
             caps *= 4
 
@@ -138,7 +135,7 @@ helper_inline = jit(_nrt=False, error_model="numpy", inline="always")
 
 @jit
 def _collect(order, skip, tkey, unique, acc, ptr, wptr, remap, eptr, eprod, nmaps,
-             npitch, ntracks, first, caps):
+             ntracks, first, caps):
     """The dependencies of the instructions in the walk `order`, by position: (dptr,
     producers, kinds, space codes). first: each producer's first kind (the list
     scheduler), else `_merge`'s rules and track order (the timing scheduler)."""
@@ -146,7 +143,7 @@ def _collect(order, skip, tkey, unique, acc, ptr, wptr, remap, eptr, eprod, nmap
     boxes = np.empty((nmaps + 1 + MAX_PITCHES, 2, 4), np.int64)
     boxes[:, :, 0::2] = np.iinfo(np.int64).max  # empty: no access, no write yet
     boxes[:, :, 1::2] = np.iinfo(np.int64).min
-    segs = (nmaps + 1 + npitch, caps[0])  # a row per map
+    segs = (nmaps + 1 + _pitches(acc), caps[0])  # a row per map
     cnt = np.zeros(SEGS + segs[0], np.int64)
     cnt[UNIQUE], cnt[5] = unique, nmaps
     st = (cnt, np.empty(segs, np.int64), np.empty(segs, np.int64),
@@ -195,6 +192,27 @@ def _more(a, used, rows):
     grown = np.empty((rows,) + a.shape[1:], np.int64)
     grown[:used] = a[:used]
     return grown
+
+
+@jit
+def _pitches(acc):
+    """How many row pitches the HBM accesses in acc have maps for (_home), at most
+    MAX_PITCHES."""
+    seen = np.empty(MAX_PITCHES, np.int64)
+    n = 0
+    for a in range(acc.shape[0]):
+        pitch = acc[a, PITCH]
+        if (acc[a, MAP] < 0 and acc[a, HAS_FORM] != 0 and pitch != 0 and acc[a, ROWS] > 1
+                and acc[a, RUN] <= pitch):
+            j = 0
+            while j < n and seen[j] != pitch:
+                j += 1
+            if j == n:
+                seen[n] = pitch
+                n += 1
+                if n == MAX_PITCHES:
+                    break
+    return n
 
 
 @jit
