@@ -622,10 +622,13 @@ def _read(st, p_lo, p_hi, lo, hi, idx, tk, filtered, buf, nb):
     mp = lo >> MAP_SHIFT
     _grow(st[8], mp, 0, p_lo, p_hi, lo, hi)
     i = _first(cnt, glo, ghi, lo)
-    r = ghd[mp, i] if (p_lo < p_hi and i < cnt[SEGS + mp] and glo[mp, i] == lo
-                       and ghi[mp, i] == hi) else -1
-    if r >= 0 and R[r, NEXT] < 0 and R[r, PLO] == p_lo and R[r, PHI] == p_hi:
-        # one segment of one Rec, both exactly the access's (what follows does the same)
+    r = ghd[mp, i] if (p_lo < p_hi and i < cnt[SEGS + mp] and glo[mp, i] <= lo
+                       and hi <= ghi[mp, i]) else -1
+    if (r >= 0 and R[r, NEXT] < 0 and R[r, PLO] <= p_lo and p_hi <= R[r, PHI]
+            and (not filtered or (glo[mp, i] == lo and ghi[mp, i] == hi
+                                  and R[r, PLO] == p_lo and R[r, PHI] == p_hi))):
+        # one segment of one Rec holding the box (in a filtered map: both exactly the
+        # box, which it would split otherwise): what follows does the same
         nb = _writers_out(R, WC, r, idx, buf, nb)
         _set_reader(cnt, R, RD, r, tk, idx)
     else:
