@@ -64,10 +64,11 @@ def collect(sched, spaces: dict, caps=None):
     cols = access_columns(sched.program)
     n = len(sched.instrs)
     instrs, track, track_of = sched.instrs, sched.track, sched._track_of
-    tkey = np.zeros(n, np.int64)
+    ids = [0] * n  # (a list: filled faster than a NumPy array item by item)
     for i in sched.order:
         trk = track[i] = track_of(instrs[i])
-        tkey[i] = trk.id
+        ids[i] = trk.id
+    tkey = np.array(ids, np.int64)
     skip = np.zeros(n, np.uint8)
     skip[list(sched.folded)] = 1
     extra = [(i, [p for p in d if 0 <= p < n and p != i])
