@@ -128,8 +128,8 @@ def _run(cols, order, skip, tkey, unique, extra, remap, ntracks, first, caps):
 # A call passes every array field by field (st's fourteen arrays: over a hundred
 # arguments), so the larger helpers called once per access are inlined (on the matmul
 # tutorial's step 1 in benchmarks/compiled_speed.py, the maps then took 40% less time;
-# _hbm_access inlined too, 15% less again for some 7 s more of numba's first compile)
-# and the others take only the arrays they use (10% less).
+# _hbm_access inlined too, 15% less again for some 7 s more of numba's first compile),
+# as is _merge (30% less), and the others take only the arrays they use (10% less).
 helper = jit(_nrt=False, error_model="numpy")
 helper_inline = jit(_nrt=False, error_model="numpy", inline="always")
 
