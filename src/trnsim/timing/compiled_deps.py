@@ -17,35 +17,42 @@ their users share:
 All maps share one byte axis (map m's bytes at m << 48: the on-chip maps, then the flat
 HBM map, then one per row pitch in the order they appear).
 
-State (`st`): cnt (segments, Recs, writer cells, keys below which a reader key is its
-instruction's own, row pitches, on-chip maps, reader cells, the readers' count a
-write or query leaves, as its writers' count is returned; from SEGS: each map's
-segment count); segments g of map mp: [glo[mp, g], ghi[mp, g]) in byte order, Recs
-from ghd[mp, g] linked by R[r, NEXT] (a row per map: a segment added or merged away
-shifts only its map's later ones); Rec r: partitions (rows,
-in a pitched map) [R[r, PLO], R[r, PHI]), its writers a persistent list from R[r, W]
-(cells WC: value, previous; a copied Rec shares them, as Python's copies share the
-writers tuple), its readers RD[R[r, RDS]: + R[r, RDN]] (key, instruction) in insertion
-order, a block of R[r, RDC] reader cells (moved to a block twice as large when full);
-the row pitches; the maps' boxes (deps._grow: accesses, writes); scratch: _home's
-boxes, _uncovered's spans and gaps. Only the general paths of SpaceMap.read / write / query are ported:
-its fast paths, _RecIndex and the access boxes are shortcuts to the same producers and
-the same Rec order.
+State (`st`): cnt (the most segments of one map, Recs, writer cells, keys below which
+a reader key is its instruction's own, row pitches, on-chip maps, reader cells, the
+readers' count a write or query leaves, as its writers' count is returned, the most
+producers of one access, the last segment version; from SEGS: each map's segment
+count); segments g of map mp: [glo[mp, g], ghi[mp, g]) in byte order, Recs from
+ghd[mp, g] linked by R[r, NEXT], version gver[mp, g] (new whenever a Rec leaves the
+list) (a row per map: a segment added or merged away shifts only its map's later
+ones); Rec r: partitions (rows, in a pitched map) [R[r, PLO], R[r, PHI]), its writers a
+persistent list from R[r, W] (cells WC: value, previous; a copied Rec shares them, as
+Python's copies share the writers tuple), its readers RD[R[r, RDS]: + R[r, RDN]] (key,
+instruction) in insertion order, a block of R[r, RDC] reader cells (moved to a block
+twice as large when full); the row pitches; the maps' boxes (deps._grow: accesses,
+writes); scratch: _home's boxes, the spans and gaps of _uncovered; a cache of the Rec
+of a long segment that a read found alone in its partitions, by (segment version,
+partitions) (_cached). Ported are the general paths of SpaceMap.read / write / query
+and, of their fast paths, those that save the most here (a segment of one Rec that is
+the access's box; a dense write that keeps no Rec it meets: _clean_write; the cache,
+for _RecIndex's exact lookup): each a shortcut to the same producers and the same Rec
+order.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from .access_columns import (HAS_FORM, HI, LO, MAP, PITCH, ROWS, RUN, SPACE,
-                             access_columns)
+from .access_columns import (DENSE, FIRST, HAS_FORM, HI, LO, MAP, P_HI, P_LO, PITCH,
+                             ROWS, RUN, SPACE, access_columns)
 from .columns import ORDER, QUEUE, RAW, WAR, WAW, _dense
 
 from ..machine.compiled import jit
 
 MAP_SHIFT = 48
 MAX_PITCHES = 64  # row pitches of the HBM maps (more: the Python scheduler)
+CACHED = 8  # a read that walked this many Recs of a segment caches the one it found
 PLO, PHI, NEXT, W, RDN, RDS, RDC = range(7)
-UNIQUE, READERS, NREAD, SEGS = 3, 6, 7, 8  # (cnt's fields: see the module doc)
+TOP, UNIQUE, READERS, NREAD, PEAK, VER, SEGS = 0, 3, 6, 7, 8, 9, 10  # (cnt's fields:
+# the module doc)
 
 
 def collect(sched, spaces: dict, caps=None):
@@ -57,10 +64,11 @@ def collect(sched, spaces: dict, caps=None):
     cols = access_columns(sched.program)
     n = len(sched.instrs)
     instrs, track, track_of = sched.instrs, sched.track, sched._track_of
-    tkey = np.zeros(n, np.int64)
+    ids = [0] * n  # (a list: filled faster than a NumPy array item by item)
     for i in sched.order:
         trk = track[i] = track_of(instrs[i])
-        tkey[i] = trk.id
+        ids[i] = trk.id
+    tkey = np.array(ids, np.int64)
     skip = np.zeros(n, np.uint8)
     skip[list(sched.folded)] = 1
     extra = [(i, [p for p in d if 0 <= p < n and p != i])
@@ -88,7 +96,7 @@ def list_edges(program, tkey, extra, caps=None):
 
 def _run(cols, order, skip, tkey, unique, extra, remap, ntracks, first, caps):
     """_collect over the columns `cols` (extra: (instruction, its ORDER producers) in
-    instruction order), with more capacity while it runs out."""
+    instruction order), again with more capacity where one access outgrew it."""
     acc = cols.acc
     if len(acc) and (acc[:, LO].min() < 0 or acc[:, HI].max() >= 1 << MAP_SHIFT):
         raise OverflowError(f"byte addresses beyond [0, 2**{MAP_SHIFT})")
@@ -101,35 +109,34 @@ def _run(cols, order, skip, tkey, unique, extra, remap, ntracks, first, caps):
     np.cumsum(eptr, out=eptr)
     eprod = np.array(eprod, np.int64)
     m = len(acc)
-    if caps is None:  # (np.empty: untouched capacity costs address space only)
-        caps = (4 * m + 64, 8 * m + 64, 4 * m + 64, 8 * m + 64, 4 * m + 64)
-    caps = np.array(caps, np.int64)
+    if caps is None:  # (the maps grow as they fill: see _walk)
+        caps = (64, m // 2 + 64, m // 4 + 64, m // 2 + 64, 256)
+    caps = np.maximum(np.array(caps, np.int64), 1)
     nmaps = len(cols.maps)
-    pitched = ((acc[:, MAP] < 0) & (acc[:, HAS_FORM] != 0) & (acc[:, PITCH] != 0)
-               & (acc[:, ROWS] > 1) & (acc[:, RUN] <= acc[:, PITCH]))  # (as _home)
-    npitch = min(len(np.unique(acc[pitched, PITCH])), MAX_PITCHES)
     while True:
         try:
             return _collect(order, skip, tkey, unique, acc, cols.ptr, cols.wptr, remap,
-                            eptr, eprod, nmaps, npitch, ntracks, first, caps)
-        except IndexError:  # a capacity was too small: again with more
+                            eptr, eprod, nmaps, ntracks, first, caps)
+        except IndexError:  # one access needed more than was free: again with more
             caps *= 4
 
 
-# The helpers below _collect take its arrays and keep none: compiled without numba's
-# reference counting (each array argument and view otherwise costs an atomic increment
-# and decrement), they allocate no array and return none; what does not fit raises
-# IndexError (_run: again with more capacity). The larger ones called once per access
-# are inlined by numba: a call passes every array of `st` field by field (over a
-# hundred arguments; inlined, the maps took 40% less time on the matmul tutorial's
-# step 1 in benchmarks/compiled_speed.py).
+# _collect holds the arrays and grows them; _walk and the helpers below it take them
+# and keep none: compiled without numba's reference counting (each array argument and
+# view otherwise costs an atomic increment and decrement), they allocate no array and
+# return none; what does not fit raises IndexError (_run: again with more capacity).
+# A call passes every array field by field (st's fourteen arrays: over a hundred
+# arguments), so the larger helpers called once per access are inlined (on the matmul
+# tutorial's step 1 in benchmarks/compiled_speed.py, the maps then took 40% less time;
+# _hbm_access inlined too, 15% less again for some 7 s more of numba's first compile),
+# as is _merge (30% less), and the others take only the arrays they use (10% less).
 helper = jit(_nrt=False, error_model="numpy")
 helper_inline = jit(_nrt=False, error_model="numpy", inline="always")
 
 
 @jit
 def _collect(order, skip, tkey, unique, acc, ptr, wptr, remap, eptr, eprod, nmaps,
-             npitch, ntracks, first, caps):
+             ntracks, first, caps):
     """The dependencies of the instructions in the walk `order`, by position: (dptr,
     producers, kinds, space codes). first: each producer's first kind (the list
     scheduler), else `_merge`'s rules and track order (the timing scheduler)."""
@@ -137,42 +144,134 @@ def _collect(order, skip, tkey, unique, acc, ptr, wptr, remap, eptr, eprod, nmap
     boxes = np.empty((nmaps + 1 + MAX_PITCHES, 2, 4), np.int64)
     boxes[:, :, 0::2] = np.iinfo(np.int64).max  # empty: no access, no write yet
     boxes[:, :, 1::2] = np.iinfo(np.int64).min
-    segs = (nmaps + 1 + npitch, caps[0])  # a row per map
+    segs = (nmaps + 1 + _pitches(acc), caps[0])  # a row per map
     cnt = np.zeros(SEGS + segs[0], np.int64)
     cnt[UNIQUE], cnt[5] = unique, nmaps
     st = (cnt, np.empty(segs, np.int64), np.empty(segs, np.int64),
           np.empty(segs, np.int64), np.empty((caps[1], 7), np.int64),
           np.empty((caps[3], 2), np.int64), np.empty((caps[2], 2), np.int64),
           np.empty(MAX_PITCHES, np.int64), boxes, np.zeros((2, 4), np.int64),
-          np.empty((caps[1], 2), np.int64), np.empty((caps[1] + 1, 2), np.int64))
+          np.empty((caps[1], 2), np.int64), np.empty((caps[1] + 1, 2), np.int64),
+          np.empty(segs, np.int64), np.full((_cache_size(acc.shape[0]), 2), -1, np.int64))
     seen = np.zeros(n + 1, np.int64)  # _hit's stamps
     dptr = np.zeros(n + 1, np.int64)
-    out = np.empty((max(16, 4 * n), 3), np.int64)  # producer, kind, space
+    out = np.empty((2 * n + 16, 3), np.int64)  # producer, kind, space
     slot = np.full(n, -1, np.int64)
     last = np.full(ntracks, -1, np.int64)
     bw = np.empty(caps[4], np.int64)
     br = np.empty(caps[4], np.int64)
-    m = 0
-    for k in range(n):
+    k = m = 0
+    while True:
+        k, m = _walk(st, k, m, order, skip, tkey, acc, ptr, wptr, remap, eptr, eprod,
+                     ntracks, first, seen, dptr, out, slot, last, bw, br)
+        if k == n:
+            break
+        cnt, R, RD, WC = st[0], st[4], st[5], st[6]
+        need = _out_rows(order[k], n, ptr, eptr, bw)
+        if out.shape[0] - m < need:
+            out = _more(out, m, 2 * out.shape[0] + need)
+        if 2 * cnt[PEAK] > bw.size:
+            bw, br = np.empty(2 * bw.size, np.int64), np.empty(2 * bw.size, np.int64)
+        if 2 * cnt[1] > R.shape[0]:
+            rows = 2 * R.shape[0]
+            st = (cnt, st[1], st[2], st[3], _more(R, cnt[1], rows), RD, WC, st[7],
+                  st[8], st[9], np.empty((rows, 2), np.int64),
+                  np.empty((rows + 1, 2), np.int64)) + st[12:]
+        if 2 * cnt[READERS] > RD.shape[0]:
+            st = st[:5] + (_more(RD, cnt[READERS], 2 * RD.shape[0]),) + st[6:]
+        if 2 * cnt[2] > WC.shape[0]:
+            st = st[:6] + (_more(WC, cnt[2], 2 * WC.shape[0]),) + st[7:]
+        if 2 * cnt[TOP] > st[1].shape[1]:
+            st = ((cnt, _more_segs(st[1]), _more_segs(st[2]), _more_segs(st[3]))
+                  + st[4:12] + (_more_segs(st[12]), st[13]))
+    return dptr, out[:m, 0].copy(), out[:m, 1].copy(), out[:m, 2].copy()
+
+
+@jit
+def _more(a, used, rows):
+    """A copy of a's first `used` rows with room for `rows` rows."""
+    grown = np.empty((rows,) + a.shape[1:], np.int64)
+    grown[:used] = a[:used]
+    return grown
+
+
+@jit
+def _pitches(acc):
+    """How many row pitches the HBM accesses in acc have maps for (_home), at most
+    MAX_PITCHES."""
+    seen = np.empty(MAX_PITCHES, np.int64)
+    n = 0
+    for a in range(acc.shape[0]):
+        pitch = acc[a, PITCH]
+        if (acc[a, MAP] < 0 and acc[a, HAS_FORM] != 0 and pitch != 0 and acc[a, ROWS] > 1
+                and acc[a, RUN] <= pitch):
+            j = 0
+            while j < n and seen[j] != pitch:
+                j += 1
+            if j == n:
+                seen[n] = pitch
+                n += 1
+                if n == MAX_PITCHES:
+                    break
+    return n
+
+
+@jit
+def _cache_size(m):
+    """Slots of the cache of Recs by exact box (_cached): a power of two, from 256
+    to 16,384 (about a quarter of the accesses)."""
+    size = 256
+    while size < min(m // 4, 1 << 14):
+        size *= 2
+    return size
+
+
+@jit
+def _more_segs(g):
+    """The segment rows g (a row per map) with twice the room."""
+    grown = np.empty((g.shape[0], 2 * g.shape[1]), np.int64)
+    grown[:, :g.shape[1]] = g
+    return grown
+
+
+@helper
+def _walk(st, k, m, order, skip, tkey, acc, ptr, wptr, remap, eptr, eprod, ntracks,
+          first, seen, dptr, out, slot, last, bw, br):
+    """_collect's walk from position k (m: the producers found so far), until its end
+    or an instruction before which a capacity is half used; (k, m) then."""
+    cnt = st[0]
+    n = order.size
+    while k < n:
         i = order[k]
+        if (out.shape[0] - m < _out_rows(i, n, ptr, eptr, bw) or 2 * cnt[PEAK] > bw.size
+                or 2 * cnt[1] > st[4].shape[0] or 2 * cnt[READERS] > st[5].shape[0]
+                or 2 * cnt[2] > st[6].shape[0] or 2 * cnt[TOP] > st[1].shape[1]):
+            return k, m
         m0 = m
         if not skip[i]:  # (a folded memset: no access, no track order)
             tk = tkey[i]
             for a in range(ptr[i], ptr[i + 1]):
                 space = remap[acc[a, SPACE]]
+                write = a >= wptr[i]
                 nr = 0
-                if a < wptr[i]:
-                    nw = _access(st, acc, a, False, i, tk, bw, br, ptr, wptr, seen)
+                mp = acc[a, MAP]
+                if mp < 0:
+                    nw = _hbm_access(st, acc, a, write, i, tk, bw, br, ptr, wptr, seen)
+                    if write:
+                        nr = cnt[NREAD]
                 else:
-                    nw = _access(st, acc, a, True, i, tk, bw, br, ptr, wptr, seen)
-                    nr = st[0][NREAD]
-                if m + nw + nr + 1 > out.shape[0]:
-                    out = _grown(out, m + nw + nr + 1)
-                m = _merge(bw, 0, nw, RAW if a < wptr[i] else WAW, space, slot, out, m,
-                           first)
+                    base = mp << MAP_SHIFT
+                    lo, hi = base + acc[a, LO], base + acc[a, HI]
+                    if write:
+                        nw = _write(st, acc[a, P_LO], acc[a, P_HI], lo, hi, i, tk,
+                                    acc[a, DENSE] != 0, bw, 0, br, 0)
+                        nr = cnt[NREAD]
+                    else:
+                        nw = _read(st, acc[a, P_LO], acc[a, P_HI], lo, hi, i, tk, False,
+                                   bw, 0)
+                cnt[PEAK] = max(cnt[PEAK], nw, nr)
+                m = _merge(bw, 0, nw, WAW if write else RAW, space, slot, out, m, first)
                 m = _merge(br, 0, nr, WAR, space, slot, out, m, first)
-            if m + eptr[i + 1] - eptr[i] + 1 > out.shape[0]:
-                out = _grown(out, m + eptr[i + 1] - eptr[i] + 1)
             m = _merge(eprod, eptr[i], eptr[i + 1], ORDER, 0, slot, out, m, first)
             if ntracks:
                 p = last[tk]
@@ -181,48 +280,55 @@ def _collect(order, skip, tkey, unique, acc, ptr, wptr, remap, eptr, eprod, nmap
                     m = _add(p, QUEUE, 0, slot, out, m)
         for x in range(m0, m):
             slot[out[x, 0]] = -1
-        dptr[k + 1] = m
-    return dptr, out[:m, 0].copy(), out[:m, 1].copy(), out[:m, 2].copy()
+        k += 1
+        dptr[k] = m
+    return k, m
 
 
-@jit
-def _grown(out, rows):
-    """out with room for at least `rows` rows."""
-    grown = np.empty((max(rows, 2 * out.shape[0]), 3), np.int64)
-    grown[:out.shape[0]] = out
-    return grown
+@helper_inline
+def _out_rows(i, n, ptr, eptr, bw):
+    """The most rows instruction i can add to _collect's `out`: each producer once, at
+    most what its accesses' buffers hold (bw and br: as large), its order producers and
+    its track's last."""
+    return min(n + 1, 2 * bw.size * (ptr[i + 1] - ptr[i]) + eptr[i + 1] - eptr[i] + 1)
 
 
-@helper
-def _access(st, acc, a, write, idx, tk, bw, br, ptr, wptr, seen):
-    """Access a of instruction idx in the maps: the count of its producers in bw (the
-    writers: RAW, or WAW for a write); a write's readers (WAR) in br, their count in
-    cnt[7]."""
+@helper_inline
+def _hbm_access(st, acc, a, write, idx, tk, bw, br, ptr, wptr, seen):
+    """HbmMap.read / write of HBM access a of instruction idx, then MemoryMaps._hit:
+    the count of its producers in bw (the writers: RAW, or WAW for a write); a write's
+    readers (WAR) in br, their count in cnt[NREAD]."""
+    cnt, home = st[0], st[9]
     h = acc[a]
-    if not write:
-        if h[MAP] >= 0:
-            base = h[MAP] << MAP_SHIFT
-            return _read(st, h[0], h[1], base + h[2], base + h[3], idx, tk, False, bw, 0)
-        nw = _hbm_read(st, h, idx, tk, bw)
-        return _hit(h, bw, nw, wptr, ptr[1:], acc, seen, idx)
-    if h[MAP] >= 0:
-        base = h[MAP] << MAP_SHIFT
-        return _write(st, h[0], h[1], base + h[2], base + h[3], idx, tk, h[4] != 0, bw,
-                      0, br, 0)
-    nw = _hbm_write(st, h, idx, tk, bw, br)
+    own, nbox = _home(cnt, st[7], home, h)
+    if own < 0:  # the flat map: the access's own box
+        home[0, 0], home[0, 1], home[0, 2], home[0, 3] = h[P_LO], h[P_HI], h[LO], h[HI]
+        nbox = 1
+    b = _map_base(cnt, own)
+    nw = nr = 0
+    for x in range(nbox):
+        lo, hi = b + home[x, 2], b + home[x, 3]
+        if write:
+            nw = _write(st, home[x, 0], home[x, 1], lo, hi, idx, tk,
+                        own >= 0 or h[DENSE] != 0, bw, nw, br, nr)
+            nr = cnt[NREAD]
+        else:
+            nw = _read(st, home[x, 0], home[x, 1], lo, hi, idx, tk, True, bw, nw)
+    nw = _query_others(st, h, own, idx, bw, nw, br, nr, write)
     nw = _hit(h, bw, nw, wptr, ptr[1:], acc, seen, idx)
-    st[0][NREAD] = _hit(h, br, st[0][NREAD], ptr[:-1], wptr, acc, seen, idx)
+    if write:
+        cnt[NREAD] = _hit(h, br, cnt[NREAD], ptr[:-1], wptr, acc, seen, idx)
     return nw
 
 
-@helper
+@helper_inline
 def _add(p, kind, space, slot, out, m):
     slot[p] = m
     out[m, 0], out[m, 1], out[m, 2] = p, kind, space
     return m + 1
 
 
-@helper
+@helper_inline
 def _merge(prods, lo, hi, kind, space, slot, out, m, first):
     """Add the producers prods[lo:hi] of kind `kind` (out has room for them); the new
     count. first: a producer keeps the kind it was first found with; else _collect's
@@ -244,7 +350,7 @@ def _merge(prods, lo, hi, kind, space, slot, out, m, first):
     return m
 
 # -- producers into buffers ---------------------------------------------------------
-@helper
+@helper_inline
 def _push(buf, nb, v):
     if nb == buf.size:
         raise IndexError("producers")
@@ -252,10 +358,9 @@ def _push(buf, nb, v):
     return nb + 1
 
 @helper
-def _writers_out(st, r, idx, buf, nb):
+def _writers_out(R, WC, r, idx, buf, nb):
     """Append Rec r's writers other than idx, oldest first; the new count."""
-    WC = st[6]
-    c = st[4][r, W]
+    c = R[r, W]
     n0 = nb
     while c >= 0:
         if WC[c, 0] != idx:
@@ -269,8 +374,7 @@ def _writers_out(st, r, idx, buf, nb):
     return nb
 
 @helper
-def _readers_out(st, r, idx, buf, nb):
-    R, RD = st[4], st[5]
+def _readers_out(R, RD, r, idx, buf, nb):
     for x in range(R[r, RDS], R[r, RDS] + R[r, RDN]):
         if RD[x, 1] != idx:
             nb = _push(buf, nb, RD[x, 1])
@@ -278,8 +382,7 @@ def _readers_out(st, r, idx, buf, nb):
 
 # -- Recs and writer cells --------------------------------------------------------
 @helper
-def _cell(st, value, prev):
-    cnt, WC = st[0], st[6]
+def _cell(cnt, WC, value, prev):
     c = cnt[2]
     if c == WC.shape[0]:
         raise IndexError("writer cells")
@@ -288,8 +391,7 @@ def _cell(st, value, prev):
     return c
 
 @helper
-def _rec(st, p_lo, p_hi, w):
-    cnt, R = st[0], st[4]
+def _rec(cnt, R, p_lo, p_hi, w):
     r = cnt[1]
     if r == R.shape[0]:
         raise IndexError("Recs")
@@ -298,12 +400,11 @@ def _rec(st, p_lo, p_hi, w):
     cnt[1] = r + 1
     return r
 
-@helper
-def _reader_cells(st, size):
+@helper_inline
+def _reader_cells(cnt, RD, size):
     """A block of `size` reader cells; its first."""
-    cnt = st[0]
     x = cnt[READERS]
-    if x + size > st[5].shape[0]:
+    if x + size > RD.shape[0]:
         raise IndexError("reader cells")
     cnt[READERS] = x + size
     return x
@@ -315,25 +416,23 @@ def _move_readers(RD, x, y, nrd):
         RD[x + d, 0], RD[x + d, 1] = RD[y + d, 0], RD[y + d, 1]
 
 @helper
-def _copy(st, r, p_lo, p_hi):
+def _copy(cnt, R, RD, r, p_lo, p_hi):
     """Rec.copy: same writers, a copy of the readers."""
-    R, RD = st[4], st[5]
-    c = _rec(st, p_lo, p_hi, R[r, W])
+    c = _rec(cnt, R, p_lo, p_hi, R[r, W])
     nrd = R[r, RDN]
     if nrd:
-        x = _reader_cells(st, nrd)
+        x = _reader_cells(cnt, RD, nrd)
         _move_readers(RD, x, R[r, RDS], nrd)
         R[c, RDS], R[c, RDN], R[c, RDC] = x, nrd, nrd
     return c
 
 @helper
-def _set_reader(st, r, tk, idx):
+def _set_reader(cnt, R, RD, r, tk, idx):
     """r.readers[tk] = idx (an existing key keeps its place). A key of the
     instruction's own (below cnt[UNIQUE]) is only ever set while that instruction
     is recorded, so where it is there it is the last."""
-    R, RD = st[4], st[5]
     s, nrd = R[r, RDS], R[r, RDN]
-    if tk < st[0][UNIQUE]:
+    if tk < cnt[UNIQUE]:
         if nrd and RD[s + nrd - 1, 0] == tk:
             return
     else:
@@ -343,7 +442,7 @@ def _set_reader(st, r, tk, idx):
                 return
     if nrd == R[r, RDC]:  # full: a block twice as large
         cap = max(4, 2 * nrd)
-        x = _reader_cells(st, cap)
+        x = _reader_cells(cnt, RD, cap)
         _move_readers(RD, x, s, nrd)
         s = R[r, RDS] = x
         R[r, RDC] = cap
@@ -351,9 +450,8 @@ def _set_reader(st, r, tk, idx):
     R[r, RDN] = nrd + 1
 
 @helper
-def _has_writer(st, r, idx):
-    WC = st[6]
-    c = st[4][r, W]
+def _has_writer(R, WC, r, idx):
+    c = R[r, W]
     while c >= 0:
         if WC[c, 0] == idx:
             return True
@@ -361,104 +459,106 @@ def _has_writer(st, r, idx):
     return False
 
 # -- segments -------------------------------------------------------------------
+@helper_inline
+def _version(cnt):
+    """A new segment version: a segment gets one when made and whenever a Rec leaves
+    its list (so a Rec cached with a version is in that segment's list: _cached)."""
+    cnt[VER] += 1
+    return cnt[VER]
+
 @helper
-def _first(st, lo):
+def _first(cnt, glo, ghi, lo):
     """The first segment ending after lo."""
     mp = lo >> MAP_SHIFT
-    glo, ghi = st[1][mp], st[2][mp]
-    a, b = 0, st[0][SEGS + mp]  # the last segment starting at or before lo: a - 1
+    a, b = 0, cnt[SEGS + mp]  # the last segment starting at or before lo: a - 1
     while a < b:
         c = (a + b) >> 1
-        if glo[c] <= lo:
+        if glo[mp, c] <= lo:
             a = c + 1
         else:
             b = c
     i = a - 1
     if i < 0:
         return 0
-    return i if ghi[i] > lo else i + 1
+    return i if ghi[mp, i] > lo else i + 1
 
 @helper
-def _insert_seg(st, i, lo, hi, head):
+def _insert_seg(cnt, glo, ghi, ghd, gver, i, lo, hi, head):
     mp = lo >> MAP_SHIFT
-    cnt, glo, ghi, ghd = st[0], st[1][mp], st[2][mp], st[3][mp]
     n = cnt[SEGS + mp]
-    if n == glo.size:
+    if n == glo.shape[1]:
         raise IndexError("segments")
     for j in range(n, i, -1):
-        glo[j], ghi[j], ghd[j] = glo[j - 1], ghi[j - 1], ghd[j - 1]
-    glo[i], ghi[i], ghd[i] = lo, hi, head
+        glo[mp, j], ghi[mp, j], ghd[mp, j] = glo[mp, j - 1], ghi[mp, j - 1], ghd[mp, j - 1]
+        gver[mp, j] = gver[mp, j - 1]
+    glo[mp, i], ghi[mp, i], ghd[mp, i] = lo, hi, head
+    gver[mp, i] = _version(cnt)
     cnt[SEGS + mp] = n + 1
+    cnt[TOP] = max(cnt[TOP], n + 1)
 
-@helper_inline
-def _split(st, i, at):
-    """Split segment i at byte `at`: the part after it gets copies of the Recs."""
-    mp = at >> MAP_SHIFT
-    R, ghi = st[4], st[2][mp]
-    head = -1
-    tail = -1
-    r = st[3][mp, i]
+@helper
+def _copies(cnt, R, RD, r):
+    """Copies of the Recs of the list from r, in its order; the first (-1: none)."""
+    head = tail = -1
     while r >= 0:
-        c = _copy(st, r, R[r, PLO], R[r, PHI])
+        c = _copy(cnt, R, RD, r, R[r, PLO], R[r, PHI])
         if tail < 0:
             head = c
         else:
             R[tail, NEXT] = c
         tail = c
         r = R[r, NEXT]
-    _insert_seg(st, i + 1, at, ghi[i], head)
-    ghi[i] = at
+    return head
+
+@helper_inline
+def _split(st, i, at):
+    """Split segment i at byte `at`: the part after it gets copies of the Recs."""
+    cnt, ghi, ghd = st[0], st[2], st[3]
+    mp = at >> MAP_SHIFT
+    _insert_seg(cnt, st[1], ghi, ghd, st[12], i + 1, at, ghi[mp, i],
+                _copies(cnt, st[4], st[5], ghd[mp, i]))
+    ghi[mp, i] = at
 
 @helper_inline
 def _split_around(st, i, lo, hi):
     mp = lo >> MAP_SHIFT
-    glo, ghi = st[1][mp], st[2][mp]
+    glo, ghi = st[1], st[2]
     n = st[0][SEGS + mp]
-    if i < n and glo[i] < lo:
+    if i < n and glo[mp, i] < lo:
         _split(st, i, lo)
         i += 1
         n += 1
     j = i
-    while j < n and glo[j] < hi:
+    while j < n and glo[mp, j] < hi:
         j += 1
-    if j > i and ghi[j - 1] > hi:
+    if j > i and ghi[mp, j - 1] > hi:
         _split(st, j - 1, hi)
     return i, j
 
-@helper
-def _link(st, head, tail, r):
+@helper_inline
+def _link(R, head, tail, r):
     """Append Rec r to the list head..tail; returns (head, tail)."""
-    st[4][r, NEXT] = -1
+    R[r, NEXT] = -1
     if head < 0:
         return r, r
-    st[4][tail, NEXT] = r
+    R[tail, NEXT] = r
     return head, r
 
 @helper
-def _tail(st, head):
-    x = head
-    while x >= 0 and st[4][x, NEXT] >= 0:
-        x = st[4][x, NEXT]
-    return x
+def _add_span(spans, ns, a, b):
+    """Insert the partition range [a, b) into spans[:ns], sorted by (a, b); ns + 1."""
+    x = ns
+    while x > 0 and (spans[x - 1, 0] > a or (spans[x - 1, 0] == a
+                                             and spans[x - 1, 1] > b)):
+        spans[x, 0], spans[x, 1] = spans[x - 1, 0], spans[x - 1, 1]
+        x -= 1
+    spans[x, 0], spans[x, 1] = a, b
+    return ns + 1
 
 @helper
-def _uncovered(st, head, p_lo, p_hi):
-    """The partition ranges of [p_lo, p_hi) no Rec of the list covers (rows), in
-    st[11]; their count."""
-    R, spans, gaps = st[4], st[10], st[11]
-    ns = 0
-    r = head
-    while r >= 0:
-        if R[r, PLO] < p_hi and p_lo < R[r, PHI]:
-            a, b = R[r, PLO], R[r, PHI]
-            x = ns  # insertion, sorted by (a, b)
-            while x > 0 and (spans[x - 1, 0] > a or (spans[x - 1, 0] == a
-                                                     and spans[x - 1, 1] > b)):
-                spans[x, 0], spans[x, 1] = spans[x - 1, 0], spans[x - 1, 1]
-                x -= 1
-            spans[x, 0], spans[x, 1] = a, b
-            ns += 1
-        r = R[r, NEXT]
+def _gaps(spans, ns, gaps, p_lo, p_hi):
+    """The partition ranges of [p_lo, p_hi) the sorted spans[:ns] leave out, in gaps;
+    their count."""
     ng = 0
     cur = p_lo
     for x in range(ns):
@@ -471,156 +571,314 @@ def _uncovered(st, head, p_lo, p_hi):
         ng += 1
     return ng
 
+@helper
+def _uncovered(R, spans, gaps, head, p_lo, p_hi):
+    """The partition ranges of [p_lo, p_hi) no Rec of the list covers, in gaps; their
+    count."""
+    ns = 0
+    r = head
+    while r >= 0:
+        if R[r, PLO] < p_hi and p_lo < R[r, PHI]:
+            ns = _add_span(spans, ns, R[r, PLO], R[r, PHI])
+        r = R[r, NEXT]
+    return _gaps(spans, ns, gaps, p_lo, p_hi)
+
 # -- reads ------------------------------------------------------------------------
 @helper
-def _extend_readonly(st, i, lo, hi, p_lo, p_hi, idx, tk, filtered):
+def _extend_readonly(cnt, ghi, ghd, R, RD, i, lo, hi, p_lo, p_hi, idx, tk, filtered):
     """Grow the read-only segment just before position i (ending at lo) to hi."""
     mp = lo >> MAP_SHIFT
-    R, ghi = st[4], st[2][mp]
     j = i - 1
-    if j < 0 or ghi[j] != lo:
+    if j < 0 or ghi[mp, j] != lo:
         return False
-    r = st[3][mp, j]
+    r = ghd[mp, j]
     if r < 0 or R[r, NEXT] >= 0:
         return False
     if R[r, W] >= 0 or R[r, PLO] != p_lo or R[r, PHI] != p_hi:
         return False
     if filtered:
-        v = _reader(st, r, tk)
+        v = _reader(cnt, R, RD, r, tk)
         if v != -1 and v != idx:
             return False
-    ghi[j] = hi
-    _set_reader(st, r, tk, idx)
+    ghi[mp, j] = hi
+    _set_reader(cnt, R, RD, r, tk, idx)
     return True
 
-@helper_inline
-def _readonly_seg(st, i, lo, hi, p_lo, p_hi, idx, tk):
-    r = _rec(st, p_lo, p_hi, -1)
-    _set_reader(st, r, tk, idx)
-    _insert_seg(st, i, lo, hi, r)
+@helper
+def _readonly_seg(cnt, glo, ghi, ghd, gver, R, RD, i, lo, hi, p_lo, p_hi, idx, tk, filtered):
+    """A read-only segment [lo, hi) at position i, or the one before it grown to hi; 1
+    where a segment was inserted, else 0."""
+    if _extend_readonly(cnt, ghi, ghd, R, RD, i, lo, hi, p_lo, p_hi, idx, tk, filtered):
+        return 0
+    r = _rec(cnt, R, p_lo, p_hi, -1)
+    _set_reader(cnt, R, RD, r, tk, idx)
+    _insert_seg(cnt, glo, ghi, ghd, gver, i, lo, hi, r)
+    return 1
 
 @helper_inline
 def _read(st, p_lo, p_hi, lo, hi, idx, tk, filtered, buf, nb):
     """SpaceMap.read: the writers appended to buf[:nb]; the new count."""
+    cnt, glo, ghi, ghd, R, RD, WC = st[0], st[1], st[2], st[3], st[4], st[5], st[6]
+    spans, gaps, gver, cache = st[10], st[11], st[12], st[13]
     mp = lo >> MAP_SHIFT
-    R, glo, ghi, ghd, gaps = st[4], st[1][mp], st[2][mp], st[3][mp], st[11]
-    _grow(st[8], lo >> MAP_SHIFT, 0, p_lo, p_hi, lo, hi)
-    i = _first(st, lo)
-    if filtered:  # a read recorded on a whole part must have read all of it
-        i = _split_around(st, i, lo, hi)[0]
-    cur = lo
-    while i < st[0][SEGS + mp] and glo[i] < hi:
-        if glo[i] > cur:  # a gap nobody touched yet: a read-only segment
-            if not _extend_readonly(st, i, cur, glo[i], p_lo, p_hi, idx, tk, filtered):
-                _readonly_seg(st, i, cur, glo[i], p_lo, p_hi, idx, tk)
-                i += 1
-        if filtered and p_lo < p_hi:
-            _narrow(st, mp, i, p_lo, p_hi, idx, tk)
-        covered = 0
-        r = ghd[i]
-        while r >= 0:
-            if R[r, PLO] < p_hi and p_lo < R[r, PHI]:
-                nb = _writers_out(st, r, idx, buf, nb)
-                _set_reader(st, r, tk, idx)
-                covered += min(R[r, PHI], p_hi) - max(R[r, PLO], p_lo)
-            r = R[r, NEXT]
-        if covered < p_hi - p_lo:
-            head = ghd[i]
-            tail = _tail(st, head)
-            for g in range(_uncovered(st, head, p_lo, p_hi)):
-                c = _rec(st, gaps[g, 0], gaps[g, 1], -1)
-                _set_reader(st, c, tk, idx)
-                head, tail = _link(st, head, tail, c)
-            ghd[i] = head
-        cur = ghi[i]
-        i += 1
-    if cur < hi:
-        if not _extend_readonly(st, i, cur, hi, p_lo, p_hi, idx, tk, filtered):
-            _readonly_seg(st, i, cur, hi, p_lo, p_hi, idx, tk)
+    _grow(st[8], mp, 0, p_lo, p_hi, lo, hi)
+    i = _first(cnt, glo, ghi, lo)
+    r = ghd[mp, i] if (p_lo < p_hi and i < cnt[SEGS + mp] and glo[mp, i] <= lo
+                       and hi <= ghi[mp, i]) else -1
+    if (r >= 0 and R[r, NEXT] < 0 and R[r, PLO] <= p_lo and p_hi <= R[r, PHI]
+            and (not filtered or (glo[mp, i] == lo and ghi[mp, i] == hi
+                                  and R[r, PLO] == p_lo and R[r, PHI] == p_hi))):
+        # one segment of one Rec holding the box (in a filtered map: both exactly the
+        # box, which it would split otherwise): what follows does the same
+        nb = _writers_out(R, WC, r, idx, buf, nb)
+        _set_reader(cnt, R, RD, r, tk, idx)
+    else:
+        if filtered:  # a read recorded on a whole part must have read all of it
+            i = _split_around(st, i, lo, hi)[0]
+        cur = lo
+        while i < cnt[SEGS + mp] and glo[mp, i] < hi:
+            if glo[mp, i] > cur:  # a gap nobody touched yet: a read-only segment
+                i += _readonly_seg(cnt, glo, ghi, ghd, gver, R, RD, i, cur, glo[mp, i], p_lo,
+                                   p_hi, idx, tk, filtered)
+            r = _cached(cache, gver, R, mp, i, p_lo, p_hi) if p_lo < p_hi else -1
+            if r >= 0:  # the only Rec of the segment the read overlaps
+                nb = _writers_out(R, WC, r, idx, buf, nb)
+                _set_reader(cnt, R, RD, r, tk, idx)
+            else:
+                if filtered and p_lo < p_hi:
+                    _narrow(st, mp, i, p_lo, p_hi, idx, tk)
+                nb = _read_seg(cnt, ghd, gver, R, RD, WC, spans, gaps, cache, mp, i, p_lo,
+                               p_hi, idx, tk, buf, nb)
+            cur = ghi[mp, i]
+            i += 1
+        if cur < hi:
+            _readonly_seg(cnt, glo, ghi, ghd, gver, R, RD, i, cur, hi, p_lo, p_hi, idx, tk,
+                          filtered)
     return nb
+
+@helper
+def _read_seg(cnt, ghd, gver, R, RD, WC, spans, gaps, cache, mp, i, p_lo, p_hi, idx,
+              tk, buf, nb):
+    """_read on segment i: the writers of the Recs it overlaps appended to buf[:nb],
+    read-only Recs for the partitions none covers; the new count. A long segment's
+    only Rec overlapping the read, of exactly its partitions, is cached."""
+    covered = ns = walked = 0
+    tail = only = -1
+    r = ghd[mp, i]
+    while r >= 0:
+        a, b = R[r, PLO], R[r, PHI]
+        if a < p_hi and p_lo < b:
+            nb = _writers_out(R, WC, r, idx, buf, nb)
+            _set_reader(cnt, R, RD, r, tk, idx)
+            covered += min(b, p_hi) - max(a, p_lo)
+            ns = _add_span(spans, ns, a, b)
+            only = r
+        tail = r
+        walked += 1
+        r = R[r, NEXT]
+    if covered < p_hi - p_lo:  # read-only Recs for the partitions left
+        head = ghd[mp, i]
+        for g in range(_gaps(spans, ns, gaps, p_lo, p_hi)):
+            only = _rec(cnt, R, gaps[g, 0], gaps[g, 1], -1)
+            _set_reader(cnt, R, RD, only, tk, idx)
+            head, tail = _link(R, head, tail, only)
+            ns += 1
+        ghd[mp, i] = head
+    if walked >= CACHED and ns == 1 and R[only, PLO] == p_lo and R[only, PHI] == p_hi:
+        s = _cache_slot(cache, gver[mp, i], p_lo, p_hi)
+        cache[s, 0], cache[s, 1] = gver[mp, i], only
+    return nb
+
+
+@helper_inline
+def _cache_slot(cache, version, p_lo, p_hi):
+    h = version * 1000003 ^ p_lo * 8191 ^ p_hi
+    return (h ^ (h >> 17)) & (cache.shape[0] - 1)
+
+
+@helper_inline
+def _cached(cache, gver, R, mp, i, p_lo, p_hi):
+    """The Rec cached for partitions [p_lo, p_hi) of segment i (the only one of its
+    Recs they overlap: the Recs of a segment are disjoint), or -1."""
+    v = gver[mp, i]
+    s = _cache_slot(cache, v, p_lo, p_hi)
+    r = cache[s, 1]
+    if cache[s, 0] == v and R[r, PLO] == p_lo and R[r, PHI] == p_hi:
+        return r
+    return -1
 
 # -- writes -----------------------------------------------------------------------
 @helper_inline
 def _write(st, p_lo, p_hi, lo, hi, idx, tk, dense, bw, nw, br, nr):
     """SpaceMap.write: the writers (WAW) appended to bw[:nw], the readers (WAR) to
-    br[:nr]; the writers' count (the readers' in cnt[7])."""
+    br[:nr]; the writers' count (the readers' in cnt[NREAD])."""
+    cnt, glo, ghi, ghd, R, RD, WC = st[0], st[1], st[2], st[3], st[4], st[5], st[6]
+    spans, gaps, gver = st[10], st[11], st[12]
     mp = lo >> MAP_SHIFT
-    R, glo, ghi, ghd, gaps = st[4], st[1][mp], st[2][mp], st[3][mp], st[11]
-    _grow(st[8], lo >> MAP_SHIFT, 0, p_lo, p_hi, lo, hi)
-    _grow(st[8], lo >> MAP_SHIFT, 1, p_lo, p_hi, lo, hi)
-    mine = _cell(st, idx, -1)
-    i, j = _split_around(st, _first(st, lo), lo, hi)
-    cur = lo
-    k = i
-    clean = dense
-    while k < j:
-        if glo[k] > cur:
-            _insert_seg(st, k, cur, glo[k], _rec(st, p_lo, p_hi, mine))
+    _grow(st[8], mp, 0, p_lo, p_hi, lo, hi)
+    _grow(st[8], mp, 1, p_lo, p_hi, lo, hi)
+    i = _first(cnt, glo, ghi, lo)
+    r = ghd[mp, i] if (dense and i < cnt[SEGS + mp] and glo[mp, i] == lo
+                       and ghi[mp, i] == hi) else -1
+    if r >= 0 and R[r, NEXT] < 0 and R[r, PLO] == p_lo and R[r, PHI] == p_hi:
+        # one segment of one Rec, both exactly the access's: the Rec rewritten in
+        # place (what follows puts a Rec of the write alone in its place)
+        nw = _writers_out(R, WC, r, idx, bw, nw)
+        nr = _readers_out(R, RD, r, idx, br, nr)
+        R[r, W] = _cell(cnt, WC, idx, -1)
+        R[r, RDN] = 0
+    elif dense and _inside(R, ghd, glo, i, cnt[SEGS + mp], p_lo, p_hi, lo, hi):
+        nw = _clean_write(cnt, glo, ghi, ghd, gver, R, RD, WC, i, p_lo, p_hi, lo, hi, idx,
+                          bw, nw, br, nr)
+        nr = cnt[NREAD]
+    else:
+        mine = _cell(cnt, WC, idx, -1)
+        i, j = _split_around(st, i, lo, hi)
+        cur = lo
+        k = i
+        clean = dense
+        while k < j:
+            if glo[mp, k] > cur:
+                _insert_seg(cnt, glo, ghi, ghd, gver, k, cur, glo[mp, k],
+                            _rec(cnt, R, p_lo, p_hi, mine))
+                k += 1
+                j += 1
+            head = tail = -1
+            kept = 0
+            left = False  # whether a Rec leaves the list (replaced by its parts)
+            r = ghd[mp, k]
+            while r >= 0:
+                nxt = R[r, NEXT]
+                if R[r, PLO] < p_hi and p_lo < R[r, PHI]:
+                    left = True
+                    nw = _writers_out(R, WC, r, idx, bw, nw)
+                    nr = _readers_out(R, RD, r, idx, br, nr)
+                    if R[r, PLO] < p_lo:
+                        head, tail = _link(R, head, tail,
+                                           _copy(cnt, R, RD, r, R[r, PLO], p_lo))
+                        kept += 1
+                    if R[r, PHI] > p_hi:
+                        head, tail = _link(R, head, tail,
+                                           _copy(cnt, R, RD, r, p_hi, R[r, PHI]))
+                        kept += 1
+                    if not dense:  # the part inside keeps its writers and readers
+                        c = _copy(cnt, R, RD, r, max(R[r, PLO], p_lo),
+                                  min(R[r, PHI], p_hi))
+                        if not _has_writer(R, WC, c, idx):
+                            R[c, W] = _cell(cnt, WC, idx, R[c, W])
+                        head, tail = _link(R, head, tail, c)
+                        kept += 1
+                else:
+                    head, tail = _link(R, head, tail, r)
+                    kept += 1
+                r = nxt
+            if dense:
+                if kept:
+                    clean = False
+                head, tail = _link(R, head, tail, _rec(cnt, R, p_lo, p_hi, mine))
+            else:
+                for g in range(_uncovered(R, spans, gaps, head, p_lo, p_hi)):
+                    head, tail = _link(R, head, tail,
+                                       _rec(cnt, R, gaps[g, 0], gaps[g, 1], mine))
+            ghd[mp, k] = head
+            if left:
+                gver[mp, k] = _version(cnt)
+            cur = ghi[mp, k]
+            k += 1
+        if cur < hi:
+            _insert_seg(cnt, glo, ghi, ghd, gver, k, cur, hi,
+                        _rec(cnt, R, p_lo, p_hi, mine))
             k += 1
             j += 1
-        head = tail = -1
-        kept = 0
-        r = ghd[k]
-        while r >= 0:
-            nxt = R[r, NEXT]
-            if R[r, PLO] < p_hi and p_lo < R[r, PHI]:
-                nw = _writers_out(st, r, idx, bw, nw)
-                nr = _readers_out(st, r, idx, br, nr)
-                if R[r, PLO] < p_lo:
-                    head, tail = _link(st, head, tail, _copy(st, r, R[r, PLO], p_lo))
-                    kept += 1
-                if R[r, PHI] > p_hi:
-                    head, tail = _link(st, head, tail, _copy(st, r, p_hi, R[r, PHI]))
-                    kept += 1
-                if not dense:  # the part inside keeps its writers and readers
-                    c = _copy(st, r, max(R[r, PLO], p_lo), min(R[r, PHI], p_hi))
-                    if not _has_writer(st, c, idx):
-                        R[c, W] = _cell(st, idx, R[c, W])
-                    head, tail = _link(st, head, tail, c)
-                    kept += 1
-            else:
-                head, tail = _link(st, head, tail, r)
-                kept += 1
-            r = nxt
-        if dense:
-            if kept:
-                clean = False
-            head, tail = _link(st, head, tail, _rec(st, p_lo, p_hi, mine))
-        else:
-            for g in range(_uncovered(st, head, p_lo, p_hi)):
-                head, tail = _link(st, head, tail, _rec(st, gaps[g, 0], gaps[g, 1],
-                                                        mine))
-        ghd[k] = head
-        cur = ghi[k]
-        k += 1
-    if cur < hi:
-        _insert_seg(st, k, cur, hi, _rec(st, p_lo, p_hi, mine))
-        k += 1
-        j += 1
-    if clean and j - i > 1:  # one segment for the whole write
-        _merge_segs(st, mp, i, j)
-    st[0][NREAD] = nr
+        if clean and j - i > 1:  # one segment for the whole write
+            _merge_segs(cnt, glo, ghi, ghd, gver, mp, i, j)
+    cnt[NREAD] = nr
     return nw
 
 @helper
-def _merge_segs(st, mp, i, j):
+def _inside(R, ghd, glo, i, n, p_lo, p_hi, lo, hi):
+    """Whether every Rec of the segments from i that start before hi overlaps
+    partitions [p_lo, p_hi) and lies inside them (a dense write of the box then keeps
+    none of them: _clean_write)."""
+    mp = lo >> MAP_SHIFT
+    while i < n and glo[mp, i] < hi:
+        r = ghd[mp, i]
+        while r >= 0:
+            a, b = R[r, PLO], R[r, PHI]
+            if not (a < p_hi and p_lo < b and p_lo <= a and b <= p_hi):
+                return False
+            r = R[r, NEXT]
+        i += 1
+    return True
+
+@helper
+def _clean_write(cnt, glo, ghi, ghd, gver, R, RD, WC, i, p_lo, p_hi, lo, hi, idx, bw, nw, br,
+                 nr):
+    """_write where it keeps no Rec of the segments it meets (_inside; i: the first
+    ending after lo): there the general path splits them at lo and hi, gives each part
+    inside a Rec of the write and merges those into one segment [lo, hi); here the
+    same segments in one move of the later ones. The writers' count (the readers' in
+    cnt[NREAD])."""
+    mp = lo >> MAP_SHIFT
+    n = cnt[SEGS + mp]
+    j = i
+    while j < n and glo[mp, j] < hi:
+        r = ghd[mp, j]
+        while r >= 0:
+            nw = _writers_out(R, WC, r, idx, bw, nw)
+            nr = _readers_out(R, RD, r, idx, br, nr)
+            r = R[r, NEXT]
+        j += 1
+    cnt[NREAD] = nr
+    left = j > i and glo[mp, i] < lo  # segment i keeps its part before lo
+    right = j > i and ghi[mp, j - 1] > hi  # segment j - 1's part after hi: its Recs
+    r_hi = ghi[mp, j - 1] if right else hi
+    r_head = ghd[mp, j - 1] if right else -1
+    if right and left and j - 1 == i:  # (the part before lo keeps them: copies)
+        r_head = _copies(cnt, R, RD, r_head)
+    new = _rec(cnt, R, p_lo, p_hi, _cell(cnt, WC, idx, -1))
+    d = left + 1 + right - (j - i)
+    if n + d > glo.shape[1]:
+        raise IndexError("segments")
+    if d > 0:
+        for x in range(n - 1, j - 1, -1):
+            glo[mp, x + d], ghi[mp, x + d], ghd[mp, x + d] = glo[mp, x], ghi[mp, x], ghd[mp, x]
+            gver[mp, x + d] = gver[mp, x]
+    elif d < 0:
+        for x in range(j, n):
+            glo[mp, x + d], ghi[mp, x + d], ghd[mp, x + d] = glo[mp, x], ghi[mp, x], ghd[mp, x]
+            gver[mp, x + d] = gver[mp, x]
+    x = i
+    if left:  # (its Recs stay: so does its version)
+        ghi[mp, x] = lo
+        x += 1
+    glo[mp, x], ghi[mp, x], ghd[mp, x] = lo, hi, new
+    gver[mp, x] = _version(cnt)
+    if right:
+        glo[mp, x + 1], ghi[mp, x + 1], ghd[mp, x + 1] = hi, r_hi, r_head
+        gver[mp, x + 1] = _version(cnt)
+    cnt[SEGS + mp] = n + d
+    cnt[TOP] = max(cnt[TOP], n + d)
+    return nw
+
+@helper
+def _merge_segs(cnt, glo, ghi, ghd, gver, mp, i, j):
     """Segments i..j-1 of map mp become one: [glo[i], ghi[j - 1]) with segment i's
     Recs."""
-    cnt, glo, ghi, ghd = st[0], st[1][mp], st[2][mp], st[3][mp]
-    ghi[i] = ghi[j - 1]
+    ghi[mp, i] = ghi[mp, j - 1]
     d = j - i - 1
     n = cnt[SEGS + mp]
     for x in range(i + 1, n - d):
-        glo[x], ghi[x], ghd[x] = glo[x + d], ghi[x + d], ghd[x + d]
+        glo[mp, x], ghi[mp, x], ghd[mp, x] = glo[mp, x + d], ghi[mp, x + d], ghd[mp, x + d]
+        gver[mp, x] = gver[mp, x + d]
     cnt[SEGS + mp] = n - d
 
 # -- filtered maps (HBM) ------------------------------------------------------------
 @helper
-def _reader(st, r, tk):
+def _reader(cnt, R, RD, r, tk):
     """r.readers.get(tk, -1), or -1 for an instruction's own key (whose reader,
     where there is one, is that instruction: what callers treat as none)."""
-    R, RD = st[4], st[5]
-    if tk < st[0][UNIQUE]:
+    if tk < cnt[UNIQUE]:
         return -1
     for x in range(R[r, RDS], R[r, RDS] + R[r, RDN]):
         if RD[x, 0] == tk:
@@ -632,9 +890,9 @@ def _narrow(st, mp, g, p_lo, p_hi, idx, tk):
     """SpaceMap._narrow on segment g: split the first and the last Rec the read
     overlaps (in partition order) where they straddle it and another reader of its
     track would be replaced."""
-    R = st[4]
+    cnt, ghd, R, RD = st[0], st[3], st[4], st[5]
     first = last = -1
-    r = st[3][mp, g]
+    r = ghd[mp, g]
     while r >= 0:
         if R[r, PLO] < p_hi and p_lo < R[r, PHI]:
             if first < 0 or R[r, PLO] < R[first, PLO]:
@@ -642,72 +900,74 @@ def _narrow(st, mp, g, p_lo, p_hi, idx, tk):
             if last < 0 or R[r, PLO] > R[last, PLO]:
                 last = r
         r = R[r, NEXT]
-    _narrow_rec(st, mp, g, first, p_lo, p_hi, idx, tk)
+    _narrow_rec(cnt, ghd, st[12], R, RD, mp, g, first, p_lo, p_hi, idx, tk)
     if last != first:
-        _narrow_rec(st, mp, g, last, p_lo, p_hi, idx, tk)
+        _narrow_rec(cnt, ghd, st[12], R, RD, mp, g, last, p_lo, p_hi, idx, tk)
 
 @helper
-def _narrow_rec(st, mp, g, r, p_lo, p_hi, idx, tk):
-    R = st[4]
+def _narrow_rec(cnt, ghd, gver, R, RD, mp, g, r, p_lo, p_hi, idx, tk):
     if r < 0 or not (R[r, PLO] < p_lo or R[r, PHI] > p_hi):
         return
-    v = _reader(st, r, tk)
+    v = _reader(cnt, R, RD, r, tk)
     if v == -1 or v == idx:
         return
+    gver[mp, g] = _version(cnt)
     head = tail = -1
     if R[r, PLO] < p_lo:
-        head, tail = _link(st, head, tail, _copy(st, r, R[r, PLO], p_lo))
-    head, tail = _link(st, head, tail, _copy(st, r, max(R[r, PLO], p_lo),
-                                             min(R[r, PHI], p_hi)))
+        head, tail = _link(R, head, tail, _copy(cnt, R, RD, r, R[r, PLO], p_lo))
+    head, tail = _link(R, head, tail, _copy(cnt, R, RD, r, max(R[r, PLO], p_lo),
+                                            min(R[r, PHI], p_hi)))
     if R[r, PHI] > p_hi:
-        head, tail = _link(st, head, tail, _copy(st, r, p_hi, R[r, PHI]))
+        head, tail = _link(R, head, tail, _copy(cnt, R, RD, r, p_hi, R[r, PHI]))
     R[tail, NEXT] = R[r, NEXT]  # the parts take r's place
-    if st[3][mp, g] == r:
-        st[3][mp, g] = head
+    if ghd[mp, g] == r:
+        ghd[mp, g] = head
         return
-    x = st[3][mp, g]
+    x = ghd[mp, g]
     while R[x, NEXT] != r:
         x = R[x, NEXT]
     R[x, NEXT] = head
 
-@helper
+@helper_inline
 def _query(st, p_lo, p_hi, lo, hi, idx, bw, nw, br, nr, readers):
     """SpaceMap.query: the writers (and readers) of the box, recording nothing; the
-    writers' count (the readers' in cnt[7])."""
-    mp = lo >> MAP_SHIFT
-    R, glo, ghd, b = st[4], st[1][mp], st[3][mp], st[8]
-    x, y = mp, 0 if readers else 1  # nothing outside: return at once
+    writers' count (the readers' in cnt[NREAD])."""
+    b, x, y = st[8], lo >> MAP_SHIFT, 0 if readers else 1
     st[0][NREAD] = nr
     if not (b[x, y, 0] < p_hi and p_lo < b[x, y, 1] and b[x, y, 2] < hi
             and lo < b[x, y, 3]):
-        return nw
-    i = _first(st, lo)
-    while i < st[0][SEGS + mp] and glo[i] < hi:
-        r = ghd[i]
+        return nw  # nothing outside the map's box
+    return _query_walk(st, p_lo, p_hi, lo, hi, idx, bw, nw, br, nr, readers)
+
+@helper
+def _query_walk(st, p_lo, p_hi, lo, hi, idx, bw, nw, br, nr, readers):
+    cnt, glo, ghd, R = st[0], st[1], st[3], st[4]
+    mp = lo >> MAP_SHIFT
+    i = _first(cnt, glo, st[2], lo)
+    while i < cnt[SEGS + mp] and glo[mp, i] < hi:
+        r = ghd[mp, i]
         i += 1
         while r >= 0:
             if R[r, PLO] < p_hi and p_lo < R[r, PHI]:
-                nw = _writers_out(st, r, idx, bw, nw)
+                nw = _writers_out(R, st[6], r, idx, bw, nw)
                 if readers:
-                    nr = _readers_out(st, r, idx, br, nr)
+                    nr = _readers_out(R, st[5], r, idx, br, nr)
             r = R[r, NEXT]
-    st[0][NREAD] = nr
+    cnt[NREAD] = nr
     return nw
 
-@helper
-def _map_base(st, j):
+@helper_inline
+def _map_base(cnt, j):
     """Byte base of the HBM map j (-1: the flat map, else the j-th row pitch)."""
-    return (st[0][5] + 1 + j) << MAP_SHIFT
+    return (cnt[5] + 1 + j) << MAP_SHIFT
 
 @helper
-def _home(st, h):
+def _home(cnt, pitches, boxes, h):
     """HbmMap._home: (index of its row pitch's map, -1: the flat map; how many of the
-    boxes st[9] it has)."""
-    boxes = st[9]  # (scratch)
-    pitch, first, rows, run = h[6], h[7], h[8], h[9]
-    if not h[5] or pitch == 0 or rows <= 1 or run > pitch:
+    boxes it has, in `boxes`)."""
+    pitch, first, rows, run = h[PITCH], h[FIRST], h[ROWS], h[RUN]
+    if not h[HAS_FORM] or pitch == 0 or rows <= 1 or run > pitch:
         return -1, 0
-    cnt, pitches = st[0], st[7]
     j = 0
     while j < cnt[4] and pitches[j] != pitch:
         j += 1
@@ -729,56 +989,26 @@ def _home(st, h):
 def _query_others(st, h, own, idx, bw, nw, br, nr, readers):
     """HbmMap._query_others: every map but the access's own (own: its pitch's
     index, -1 the flat map), in the order the maps were made; the writers' count
-    (the readers' in cnt[7])."""
-    lo, hi = h[2], h[3]
-    st[0][NREAD] = nr
+    (the readers' in cnt[NREAD])."""
+    cnt = st[0]
+    lo, hi = h[LO], h[HI]
+    cnt[NREAD] = nr
     if own >= 0:
-        b = _map_base(st, -1)
-        nw = _query(st, h[0], h[1], b + lo, b + hi, idx, bw, nw, br, st[0][NREAD],
+        b = _map_base(cnt, -1)
+        nw = _query(st, h[P_LO], h[P_HI], b + lo, b + hi, idx, bw, nw, br, cnt[NREAD],
                     readers)
-    for j in range(st[0][4]):
+    for j in range(cnt[4]):
         if j == own:
             continue
         r = st[7][j]
-        b = _map_base(st, j)
+        b = _map_base(cnt, j)
         r0, r1 = lo // r, (hi - 1) // r
         if r0 == r1:
             nw = _query(st, r0, r0 + 1, b + lo % r, b + (hi - 1) % r + 1, idx, bw, nw,
-                        br, st[0][NREAD], readers)
+                        br, cnt[NREAD], readers)
         else:
-            nw = _query(st, r0, r1 + 1, b, b + r, idx, bw, nw, br, st[0][NREAD], readers)
+            nw = _query(st, r0, r1 + 1, b, b + r, idx, bw, nw, br, cnt[NREAD], readers)
     return nw
-
-@helper
-def _hbm_read(st, h, idx, tk, bw):
-    """HbmMap.read of HBM access h: the count of the candidates in bw."""
-    own, nbox = _home(st, h)
-    b = _map_base(st, own)
-    boxes = st[9]
-    nw = 0
-    if own < 0:
-        nw = _read(st, h[0], h[1], b + h[2], b + h[3], idx, tk, True, bw, nw)
-    for x in range(nbox):
-        nw = _read(st, boxes[x, 0], boxes[x, 1], b + boxes[x, 2], b + boxes[x, 3], idx,
-                   tk, True, bw, nw)
-    return _query_others(st, h, own, idx, bw, nw, bw, 0, False)
-
-@helper
-def _hbm_write(st, h, idx, tk, bw, br):
-    """HbmMap.write of HBM access h: the count of the writers in bw (of the readers
-    in br: cnt[7])."""
-    own, nbox = _home(st, h)
-    b = _map_base(st, own)
-    boxes = st[9]
-    nw = 0
-    st[0][NREAD] = 0
-    if own < 0:
-        nw = _write(st, h[0], h[1], b + h[2], b + h[3], idx, tk, h[4] != 0, bw, nw, br,
-                    0)
-    for x in range(nbox):
-        nw = _write(st, boxes[x, 0], boxes[x, 1], b + boxes[x, 2], b + boxes[x, 3], idx,
-                    tk, True, bw, nw, br, st[0][NREAD])
-    return _query_others(st, h, own, idx, bw, nw, br, st[0][NREAD], True)
 
 # -- exact overlap of HBM accesses (deps.hbm_overlap) ---------------------------------
 @helper
@@ -830,7 +1060,7 @@ def _rows_vs_run(f, lo, hi):
     i_max = min(n - 1, -(-(hi - s) // R) - 1)
     return i_min <= i_max
 
-@helper
+@helper_inline
 def _grow(boxes, x, y, p_lo, p_hi, lo, hi):
     """deps._grow in place of boxes[x, y] (p_lo, p_hi, lo, hi)."""
     boxes[x, y, 0] = min(boxes[x, y, 0], p_lo)
