@@ -302,12 +302,15 @@ class _ListScheduler:
         self.signed: dict = {}
         est = []
         for k, ins in enumerate(self.instrs):
-            if ins.engine in eng and (computed is not None or floating[ins.index]):
+            engine = ins.engine
+            if engine == "dma":
+                est.append(0.0)  # (as _cost_of: a DMA's cost is the issue loop's)
+            elif engine in eng and (computed is not None or floating[ins.index]):
                 res = compute(ins)
                 if floating[ins.index]:
                     self.signed[ins.index] = res
                 if computed is not None:
-                    computed[k] = (ins.engine, res)
+                    computed[k] = (engine, res)
                 est.append(res[0])  # (as _cost_of)
             else:
                 est.append(cost_of(ins))
