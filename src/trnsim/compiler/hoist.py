@@ -22,6 +22,7 @@ reloads its tiles on hardware: 51.80 ms against the hoisted step's 42.96 ms, har
 from __future__ import annotations
 
 from bisect import bisect_right
+from collections import Counter
 from operator import itemgetter
 
 from ..machine.access import Access, copy_with, with_bytes
@@ -74,16 +75,30 @@ def hoist_invariant_loads(program: Program) -> Program:
     alias: dict = {}  # dropped tensor's alloc id -> the alloc id of the copy it reads
     kept_for: dict = {}  # dropped load's index -> the index of the load that stays
     for ins in instrs:
-        if ins.engine != "dma" or ins.opcode not in _PLAIN:
-            continue  # (as _plain_load, without the call)
-        load = _plain_load(ins, allocs)
-        if load is None:
+        # a plain load into an automatic tensor: an HBM -> SBUF dma_copy, no cast, no
+        # indirection, one source and one destination
+        if ins.opcode not in _PLAIN or ins.engine != "dma":
             continue
-        src, dst = load
-        key = (ins.core, ins.location.file, ins.location.line)
+        reads, writes = ins.reads, ins.writes
+        if len(writes) != 1:
+            continue
+        if len(reads) != 1 or reads[0].role == "indirect_offset":
+            reads = [a for a in reads if a.role != "indirect_offset"]
+            if len(reads) != 1:
+                continue
+        src, dst = reads[0], writes[0]
+        loc = ins.location
+        if src.space != "hbm" or dst.space != "sbuf" or src.indirect or dst.indirect \
+                or dst.alloc < 0 or loc is None:
+            continue
+        attrs = ins.attrs
+        if attrs.get("cast") or attrs.get("spill") or allocs[dst.alloc].explicit:
+            continue
+        key = (ins.core, loc.file, loc.line)
         prev = last.get(key)
         last[key] = (ins.index, src, dst)
-        if prev is None:
+        # (the first and last byte first: most loads of a line read other bytes)
+        if prev is None or src.lo != prev[1].lo or src.hi != prev[1].hi:
             continue
         p_index, p_src, p_dst = prev
         if not _same_bytes(src, p_src) or hbm_writes.written(src.lo, src.hi, p_index,
@@ -99,62 +114,44 @@ def hoist_invariant_loads(program: Program) -> Program:
         dropped.add(ins.index)
         kept_for[ins.index] = p_index
         last[key] = prev
-        first = instrs[p_index]
-        repeats = first.attrs.get("hoisted_repeats", 0) + 1
-        first.attrs = {**first.attrs, "hoisted_repeats": repeats}
     if not dropped:
         return program
+    for p_index, repeats in Counter(kept_for.values()).items():
+        first = instrs[p_index]
+        first.attrs = {**first.attrs,
+                       "hoisted_repeats": first.attrs.get("hoisted_repeats", 0) + repeats}
     out = []
+    ordered = []  # the kept instructions with explicit order edges
+    renumber = {}
     for ins in instrs:
-        if ins.index in dropped:
+        i = ins.index
+        if i in dropped:
             continue
         if alias:
-            ins.reads = tuple(_redirect(a, alias, allocs) for a in ins.reads)
+            for a in ins.reads:  # (only the reads of a dropped copy change)
+                if a.alloc in alias:
+                    ins.reads = tuple([_redirect(r, alias, allocs) for r in ins.reads])
+                    break
+        if ins.attrs.get("depends_on"):
+            ordered.append(ins)
+        renumber[i] = ins.index = len(out)
         out.append(ins)
-    renumber = {}
-    for k, ins in enumerate(out):
-        renumber[ins.index] = k
-        ins.index = k
-    for ins in out:  # an edge from a dropped repeat now comes from the load that stays
-        dep = ins.attrs.get("depends_on")
-        if dep:
-            ins.attrs = {**ins.attrs, "depends_on": list(dict.fromkeys(
-                renumber[kept_for.get(d, d)] for d in dep))}
+    for ins in ordered:  # an edge from a dropped repeat now comes from the load that stays
+        ins.attrs = {**ins.attrs, "depends_on": list(dict.fromkeys(
+            renumber[kept_for.get(d, d)] for d in ins.attrs["depends_on"]))}
     positions = sorted(renumber)
     fences = [(c, _next_kept(positions, renumber, at, len(out))) for c, at in program.fences]
     return Program(program.chip, program.lnc, out, allocs, program.memory, fences)
-
-
-def _plain_load(ins, allocs):
-    """(HBM source, on-chip destination) of a plain load into an automatic tensor."""
-    if ins.engine != "dma" or ins.opcode not in _PLAIN or ins.attrs.get("cast") \
-            or ins.attrs.get("spill") or ins.location is None:
-        return None
-    reads, writes = ins.reads, ins.writes
-    if len(writes) != 1:
-        return None
-    if len(reads) != 1 or reads[0].role == "indirect_offset":
-        reads = [a for a in reads if a.role != "indirect_offset"]
-        if len(reads) != 1:
-            return None
-    src, dst = reads[0], writes[0]
-    if src.space != "hbm" or dst.space != "sbuf" or src.indirect or dst.indirect \
-            or dst.alloc < 0 or allocs[dst.alloc].explicit:
-        return None
-    return src, dst
 
 
 def _fresh_copy(index, dst, p_dst, allocs, writes_to) -> bool:
     """dst is a tensor only this load writes, laid out as the previous copy, which only
     its own load wrote: the same value in the same place of an equal tensor."""
     new, old = allocs[dst.alloc], allocs[p_dst.alloc]
+    shift = new.vaddr - old.vaddr  # (the previous copy's bytes, moved into dst's tensor)
     return (writes_to(dst.alloc) == [index] and len(writes_to(p_dst.alloc)) == 1
-            and _same_layout(old, new) and dst.lo - new.vaddr == p_dst.lo - old.vaddr
-            and _same_place(_moved(dst, -new.vaddr), _moved(p_dst, -old.vaddr)))
-
-
-def _moved(a, shift):
-    return with_bytes(a, a.lo + shift, a.hi + shift)
+            and _same_layout(old, new)
+            and _same_place(dst, with_bytes(p_dst, p_dst.lo + shift, p_dst.hi + shift)))
 
 
 # the fields two accesses must share to read the same bytes / lie in the same place

@@ -127,7 +127,7 @@ class _ListScheduler:
         self.shared_port = chip.generation <= 2
         n = len(self.instrs)
         self._canon: dict = {}  # one tuple per resource, shared by its instructions
-        self.res = [self._resource(r) for r in map(resource_of, self.instrs)]
+        self.res = self._resources()
         # engine-agnostic instructions float: no place in a stream until assigned
         # (a flag per instruction: a set of a third of them took 2 MiB per 100k)
         self.floating = bytearray(len(ins.attrs.get("engines", ()) or ()) > 1
@@ -275,6 +275,26 @@ class _ListScheduler:
     def _resource(self, r) -> tuple:
         return self._canon.setdefault(r, r)
 
+    def _resources(self) -> list:
+        """resource_of each instruction, one tuple per resource; a DMA's looked up by
+        its core, queue and location object (shared by a loop's copies; alive, so its
+        id stays its own while the pass runs), made once per such site."""
+        canon = self._canon.setdefault
+        sites: dict = {}
+        out = []
+        for ins in self.instrs:
+            if ins.engine != "dma":
+                r = resource_of(ins)
+                out.append(canon(r, r))
+                continue
+            site = (ins.core, ins.queue, id(ins.location))
+            r = sites.get(site)
+            if r is None:
+                r = resource_of(ins)
+                r = sites[site] = canon(r, r)
+            out.append(r)
+        return out
+
     def _cost_of(self, ins) -> float:
         """The compiler's cost estimate of an instruction on its engine (ns)."""
         cost = self.cost
@@ -302,12 +322,15 @@ class _ListScheduler:
         self.signed: dict = {}
         est = []
         for k, ins in enumerate(self.instrs):
-            if ins.engine in eng and (computed is not None or floating[ins.index]):
+            engine = ins.engine
+            if engine == "dma":
+                est.append(0.0)  # (as _cost_of: a DMA's cost is the issue loop's)
+            elif engine in eng and (computed is not None or floating[ins.index]):
                 res = compute(ins)
                 if floating[ins.index]:
                     self.signed[ins.index] = res
                 if computed is not None:
-                    computed[k] = (ins.engine, res)
+                    computed[k] = (engine, res)
                 est.append(res[0])  # (as _cost_of)
             else:
                 est.append(cost_of(ins))

@@ -98,6 +98,11 @@ def _price(sched, col):
     dma_made = dma_costs(sched.program, cost)
     computed = priced(sched.program, cost).compute
     folded = sched.folded
+    # (id of the list scheduler's result on the engine it priced, engine now) -> the
+    # result there: an engine-agnostic instruction it moved costs what every other of
+    # the same signature moved there costs (the results in `computed` stay alive: no id
+    # is reused)
+    moved: dict = {}
     for i in sched.order:
         ins = instrs[i]
         trk = track[i]
@@ -111,7 +116,15 @@ def _price(sched, col):
             res = None  # terms of its own
         elif engine in eng:
             hit = computed[i]
-            res = hit[1] if hit is not None and hit[0] == engine else compute(ins)
+            if hit is None:
+                res = compute(ins)
+            elif hit[0] == engine:
+                res = hit[1]
+            else:
+                key = (id(hit[1]), engine)
+                res = moved.get(key)
+                if res is None:
+                    res = moved[key] = compute(ins)
         else:
             res = "sync"
         r = rows.get((id(res), trk.id)) if res is not None else None

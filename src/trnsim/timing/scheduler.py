@@ -267,6 +267,7 @@ class _Scheduler:
         self.engines: dict = {}  # (core, engine) -> _Track
         self.queues: dict = {}  # (core, queue, source line) -> _Track
         self.queue_count: dict = {}
+        self.sites: dict = {}  # (core, queue, id of a location) -> its queue's _Track
         te = chip.core.tensor
         self.ncells = (te.rows // self.cost.te_cell) * (te.cols // self.cost.te_cell)
         self.allcells = tuple(range(self.ncells))
@@ -458,6 +459,16 @@ class _Scheduler:
         if ins.engine != "dma":
             trk = self.engines.get((ins.core, ins.engine))
             return trk if trk is not None else self._engine(ins.core, ins.engine)
+        # a queue looked up by its core, name and location object (shared by a loop's
+        # copies; the program keeps it alive, so its id stays its own)
+        site = (ins.core, ins.queue, id(ins.location))
+        trk = self.sites.get(site)
+        if trk is None:
+            trk = self.sites[site] = self._queue(ins)
+        return trk
+
+    def _queue(self, ins) -> _Track:
+        """The DMA queue of `ins`: one per core, queue name and source line."""
         loc = ins.location
         key = (ins.core, ins.queue or "qSyncIO",
                (loc.file, loc.line) if loc is not None else None)
