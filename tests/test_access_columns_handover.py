@@ -2,42 +2,24 @@
 program it makes over with its access columns (timing/access_columns.py `moved`, kept
 as `_access_columns`), so the list and timing schedulers do not read the accesses
 again: they must equal access_columns.build over the allocated instructions, field by
-field, on the kernels of test_allocation_compiled.py and on random programs; where
-the pass falls back to the Python allocator (spills) the columns are built on first
-use. Also what the pass keeps of the record's memory: a virtual Access met several
-times at the same physical bytes becomes one physical Access, and one int object per
-byte value."""
+field (test_allocation_compiled.py's `_check` checks this on its kernels; here
+`allocate`'s hand-over on random programs); where the pass falls back to the Python
+allocator (spills) the columns are built on first use. Also what the pass keeps of the
+record's memory: a virtual Access met several times at the same physical bytes becomes
+one physical Access, and one int object per byte value."""
 import copy
 
-import ml_dtypes
-import numpy as np
 import pytest
 
-import trnsim
-import trnsim.nki.isa as nisa
-import trnsim.nki.language as nl
 from trnsim.compiler import allocation
-from trnsim.machine.access import with_bytes
 from trnsim.machine.errors import CapacityError
 from trnsim.machine.record import Instruction, Program
 from trnsim.timing import access_columns
 
 pytest.importorskip("numba")
-from test_allocation_compiled import (_copy, _current_api_matmul,  # noqa: E402,F401
-                                      _random_program, legacy, recorded)
+from test_allocation_compiled import _copy, _random_program, same_columns  # noqa: E402
 
 from trnsim.compiler import compiled_allocation  # noqa: E402
-
-
-def _same_columns(got, want) -> None:
-    assert got.instrs is want.instrs and got.n == want.n
-    for name in ("acc", "ptr", "wptr"):
-        a, b = getattr(got, name), getattr(want, name)
-        assert a.dtype == b.dtype and a.shape == b.shape, name
-        assert np.array_equal(a, b), name
-    assert got.spaces == want.spaces
-    assert got.maps == want.maps
-    assert got.depends_on == want.depends_on
 
 
 def _handed_over(program: Program, monkeypatch) -> Program:
@@ -47,96 +29,9 @@ def _handed_over(program: Program, monkeypatch) -> Program:
     got = allocation.allocate(_copy(program))
     cols = got.__dict__.get("_access_columns")
     assert cols is not None, "not handed over"
-    _same_columns(cols, access_columns.build(got.instructions))
+    same_columns(cols, access_columns.build(got.instructions))
     assert access_columns.access_columns(got) is cols
     return got
-
-
-def test_tiled_matmul_with_psum_accumulation(recorded, monkeypatch):
-    f32 = np.float32
-    programs = recorded(lambda: trnsim.run_kernel(
-        _current_api_matmul, (np.zeros((512, 256), f32), np.zeros((512, 2048), f32)),
-        chip="trn2", numerics=False))
-    _handed_over(programs[0], monkeypatch)
-
-
-def test_legacy_tutorial_matmul(recorded, monkeypatch):
-    from trnsim.examples import load_example
-    from trnsim.legacy.jit import run_legacy
-    tiled = load_example("legacy/matmul_tutorial").VARIANTS["tiled"].fn
-    bf = ml_dtypes.bfloat16
-    programs = recorded(lambda: run_legacy(
-        tiled, (np.zeros((1024, 256), bf), np.zeros((1024, 1024), bf)), {},
-        chip="trn1", numerics=False))
-    _handed_over(programs[0], monkeypatch)
-
-
-@pytest.mark.parametrize("scatter", [False, True])
-def test_an_access_over_several_blocks(legacy, recorded, monkeypatch, scatter):
-    """The last store reads every block of a block tensor: side by side one range,
-    scattered their box (wider than the access's bytes: not dense)."""
-    nki, lnl, lisa, _ = legacy
-
-    @nki.jit(platform_target="trn2")
-    def k(x):
-        out = lnl.ndarray(x.shape, dtype=x.dtype, buffer=lnl.shared_hbm)
-        ys = lnl.ndarray((4, lnl.par_dim(128), 64), dtype=np.float32, buffer=lnl.sbuf)
-        for i in lnl.affine_range(4):
-            if scatter:
-                t = lnl.load(x[i])
-                ys[i] = lisa.activation(op=lnl.exp, data=t)
-            else:
-                ys[i] = lnl.load(x[i])
-        for i in lnl.affine_range(4):
-            lnl.store(out[i], value=ys[i])
-        return out
-
-    program = recorded(lambda: k(np.ones((4, 128, 64), np.float32)))[0]
-    store = program.instructions[-1]
-    a = store.reads[0]
-    ys = program.allocations[a.alloc]
-    wide = with_bytes(a, ys.vaddr, ys.vaddr + ys.row_bytes)
-    store.reads = (wide._replace(bytes=128 * ys.row_bytes),) + store.reads[1:]
-    got = _handed_over(program, monkeypatch)
-    cols = got._access_columns
-    row = cols.ptr[len(got.instructions) - 1]
-    assert cols.acc[row, access_columns.DENSE] == (not scatter)
-
-
-def test_explicit_address_tensors_and_order_edges(recorded, monkeypatch):
-    def kern(x):
-        out = nl.ndarray(x.shape, dtype=x.dtype, buffer=nl.shared_hbm)
-        fixed = nl.ndarray((128, 64), nl.float32, address=512, name="fixed")
-        nisa.dma_copy(dst=fixed, src=x[:, 0:64])
-        for i in range(6):
-            t = nl.ndarray((128, 64), nl.float32, name=f"t{i}")
-            nisa.dma_copy(dst=t, src=x[:, i * 64:(i + 1) * 64])
-            nisa.tensor_tensor(dst=t, data1=t, data2=fixed, op=nl.add)
-            nisa.dma_copy(dst=out[:, i * 64:(i + 1) * 64], src=t)
-        return out
-
-    program = recorded(lambda: trnsim.run_kernel(
-        kern, (np.zeros((128, 384), np.float32),), chip="trn2", numerics=False))[0]
-    program.instructions[5].attrs = {**program.instructions[5].attrs, "depends_on": (1, 3)}
-    got = _handed_over(program, monkeypatch)
-    assert got._access_columns.depends_on == [(5, [1, 3])]
-
-
-def test_lnc2(recorded, monkeypatch):
-    def k(x):
-        out = nl.ndarray(x.shape, dtype=x.dtype, buffer=nl.shared_hbm)
-        c = nl.program_id(0)
-        for i in range(3):
-            t = nl.ndarray((128, 256), nl.float32)
-            nisa.dma_copy(dst=t, src=x[c * 128:(c + 1) * 128, :])
-            nisa.activation(dst=t, op=nl.exp, data=t)
-            nisa.dma_copy(dst=out[c * 128:(c + 1) * 128, :], src=t)
-        return out
-
-    program = recorded(lambda: trnsim.run_kernel(
-        k, (np.zeros((256, 256), np.float32),), lnc=2, chip="trn2", numerics=False))[0]
-    got = _handed_over(program, monkeypatch)
-    assert {core for _, core in got._access_columns.maps} == {0, 1}
 
 
 def test_random_programs_and_fallbacks(monkeypatch):
@@ -153,7 +48,7 @@ def test_random_programs_and_fallbacks(monkeypatch):
                 continue
             assert "_access_columns" not in got.__dict__
             cols = access_columns.access_columns(got)
-            _same_columns(cols, access_columns.build(got.instructions))
+            same_columns(cols, access_columns.build(got.instructions))
             fell += 1
         else:
             _handed_over(program, monkeypatch)

@@ -17,6 +17,7 @@ import trnsim.nki.language as nl
 from trnsim.compiler import allocation
 from trnsim.machine.access import with_bytes
 from trnsim.machine.record import Program
+from trnsim.timing import access_columns
 
 pytest.importorskip("numba")
 from trnsim.compiler import compiled_allocation  # noqa: E402
@@ -78,12 +79,27 @@ def _same(a: Program, b: Program) -> None:
 
 
 def _check(program: Program) -> Program:
-    """The compiled allocation of `program`, after checking it equals the Python one."""
+    """The compiled allocation of `program`, after checking it equals the Python one
+    and hands over the access columns build() would make of it."""
     want = allocation._Allocator(_copy(program)).run()
     got = compiled_allocation.allocate_compiled(_copy(program))
     assert got is not None, "fell back"
     _same(want, got)
+    cols = got.__dict__.get("_access_columns")
+    assert cols is not None, "columns not handed over"
+    same_columns(cols, access_columns.build(got.instructions))
     return got
+
+
+def same_columns(got, want) -> None:
+    assert got.instrs is want.instrs and got.n == want.n
+    for name in ("acc", "ptr", "wptr"):
+        a, b = getattr(got, name), getattr(want, name)
+        assert a.dtype == b.dtype and a.shape == b.shape, name
+        assert np.array_equal(a, b), name
+    assert got.spaces == want.spaces
+    assert got.maps == want.maps
+    assert got.depends_on == want.depends_on
 
 
 def _current_api_matmul(lhsT, rhs):
@@ -154,13 +170,17 @@ def test_an_access_over_several_blocks(legacy, recorded, scatter):
     a = store.reads[0]
     ys = program.allocations[a.alloc]
     assert ys.blocks == 4
-    store.reads = (with_bytes(a, ys.vaddr, ys.vaddr + ys.row_bytes),) + store.reads[1:]
+    whole = with_bytes(a, ys.vaddr, ys.vaddr + ys.row_bytes)._replace(bytes=128 * ys.row_bytes)
+    store.reads = (whole,) + store.reads[1:]
     got = _check(program)
     places = [p for p in got.memory.placements if p.alloc == ys.id]
     starts = [p.start for p in places]
     assert (starts == list(range(starts[0], starts[0] + 4 * 256, 256))) != scatter
     read = got.instructions[-1].reads[0]
     assert (read.lo, read.hi) == (min(starts), max(p.start + p.size for p in places))
+    # the handed-over columns: the scattered blocks' box is wider than the read's bytes
+    row = got._access_columns.ptr[len(got.instructions) - 1]
+    assert got._access_columns.acc[row, access_columns.DENSE] == (not scatter)
 
 
 def test_explicit_address_tensors_reserve_their_bytes(recorded):
@@ -219,6 +239,7 @@ def test_lnc2(recorded):
     got = _check(programs[0])
     assert {("sbuf", 1), ("psum", 1)} <= set(got.memory.usage)
     assert got.memory.peak[("sbuf", 1)] == 1024
+    assert {core for _, core in got._access_columns.maps} == {0, 1}
 
 
 def test_a_kernel_that_spills_falls_back_to_the_python_allocator(legacy, recorded,
