@@ -1,5 +1,7 @@
 """describe_access keeps its last description on the view (machine/access.py): it must
-describe the view as it is now, whatever changed since the description it kept."""
+describe the view as it is now, whatever changed since the description it kept, and in
+whatever role and mode it is asked for (one description serves them all: an
+instruction reads and writes the same PSUM view)."""
 import numpy as np
 
 import trnsim
@@ -40,3 +42,23 @@ def test_a_view_described_again_is_described_as_it_is_now():
     assert indirect.indirect and not shifted.indirect
     assert indirect == _describe(v, "data", "r")  # what a description from scratch says
     assert other_role == _describe(v, "dst", "w")
+
+
+def test_a_view_described_in_other_roles_is_described_as_from_scratch():
+    asked = [("dst", "r"), ("dst", "w"), ("data", "r"), ("dst", "w"), ("src", "r")]
+
+    def body(x):
+        out = []
+        for buffer in (nl.sbuf, nl.psum):
+            t = nl.ndarray((128, 64), nl.float32, buffer=buffer)
+            v = t[:, 8:24]
+            out += [(v, role, mode, describe_access(v, role, mode)) for role, mode in asked]
+        hbm = x[:, 4:12]
+        out += [(hbm, role, mode, describe_access(hbm, role, mode)) for role, mode in asked]
+        return out
+
+    for v, role, mode, a in _in_kernel(body):
+        assert a == _describe(v, role, mode)
+        assert (a.role, a.mode) == (role, mode)
+        # the dtype as a plain str (one object per dtype)
+        assert type(a.dtype) is str and a.dtype == str(v.dtype)
