@@ -107,15 +107,13 @@ class LTensor(Operators):
         return access
 
     def __setitem__(self, key, value):
-        from .ops import assign
         if isinstance(value, Access) and value.__dict__.pop("_accumulated", False) \
                 and value.tensor is self:
             return  # the store Python makes after `t[key] += x`: already done in place
-        assign(self[key], value)
+        ops.assign(self[key], value)
 
     def __iadd__(self, other):
-        from .ops import accumulate_into
-        accumulate_into(self.full(), other)
+        ops.accumulate_into(self.full(), other)
         return self
 
     def full(self) -> "Access":
@@ -210,8 +208,7 @@ class Access(Operators):
         """`ranges` (Axis -> (lo, hi)) further narrowed by this access's operand mask."""
         if self.operand_mask is None:
             return ranges
-        from .ops import Grid
-        grid = Grid((), self.operand_mask)
+        grid = ops.Grid((), self.operand_mask)
         if grid.residual is not None:
             raise NkiValidationError("an operand mask must bound each index on its own (e.g. "
                                      "t[i_f < 64]), not relate several indices")
@@ -237,8 +234,7 @@ class Access(Operators):
         return min(pos) if pos else 0
 
     def __iadd__(self, other):
-        from .ops import accumulate_into
-        accumulate_into(self, other)
+        ops.accumulate_into(self, other)
         self._accumulated = True  # Python then stores the result back: t[key] = self
         return self
 
@@ -436,3 +432,7 @@ def numel(shape) -> int:
 
 
 __all__ = ["LTensor", "Access", "par_dim"]
+
+# (ops.py imports this module: imported last, not inside the methods that use it, where
+# the import machinery would run on every call)
+from . import ops  # noqa: E402
