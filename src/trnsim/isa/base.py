@@ -19,7 +19,7 @@ from ..machine.access import (Access, add_raw, describe_access, mark_written,
 from ..machine.errors import (NkiValidationError, UnsupportedError, describe,
                               kernel_location, numerics_warning)
 from ..machine.record import Instruction
-from ..machine.runtime import active_run, current_core
+from ..machine.runtime import active_run, program_id
 from ..machine.tensor import NkiTensor
 from ..machine.written import check_read, note_write
 from ..numerics.cast import cast, to_fp32
@@ -41,13 +41,14 @@ def engine_name(e) -> str:
 class Instr:
     def __init__(self, opcode: str, engine=None, default: str = "vector",
                  allowed: tuple[str, ...] | None = None, **attrs):
-        self.run = active_run()
-        self.core = current_core()
-        self.chip = self.run.chip
+        self.run = run = active_run()
+        self.core = run.cores[program_id()]  # (current_core(), the run at hand)
+        self.chip = run.chip
         self.opcode = opcode
-        self.location = self.run.issue_site or kernel_location(2)
-        self.numerics = self.run.options.numerics
-        self.strict = self.run.options.strict
+        self.location = run.issue_site or kernel_location(2)
+        options = run.options
+        self.numerics = options.numerics
+        self.strict = options.strict
         name = engine_name(engine)
         self.pinned = name != "unknown"  # else the compiler picks: see isa/engines.py
         if name == "unknown":
