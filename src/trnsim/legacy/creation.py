@@ -22,10 +22,16 @@ def ndarray(shape, dtype, *, buffer=None, name="", **kwargs):
     inside each partition."""
     flush()
     buffer = sbuf if buffer is None else buffer
-    if hasattr(buffer, "legacy_ndarray"):  # nki.compiler allocators (legacy/compiler.py)
+    # nki.compiler allocators (legacy/compiler.py); (a failed hasattr raises and catches
+    # an AttributeError: not asked of the plain buffers)
+    if type(buffer) is not MemoryRegion and hasattr(buffer, "legacy_ndarray"):
         return buffer.legacy_ndarray(shape, dtype, name)
     shape = tuple(shape) if isinstance(shape, (tuple, list)) else (shape,)
-    par = next((i for i, s in enumerate(shape) if isinstance(s, par_dim)), None)
+    par = None
+    for i, s in enumerate(shape):
+        if isinstance(s, par_dim):
+            par = i
+            break
     dims = tuple(int(s) for s in shape)
     run = runtime.active_run()
     region = buffer if isinstance(buffer, MemoryRegion) else MemoryRegion(str(buffer))
