@@ -150,7 +150,8 @@ class Instr:
 
     def read(self, role: str, t: NkiTensor) -> np.ndarray | None:
         """Record a read of `t`; return its stored values (None without numerics)."""
-        self._note_indirect(t)
+        if t.dyn is not None:
+            self._note_indirect(t)
         a = describe_access(t, role, "r")
         self.reads.append(a)
         if not self.numerics:
@@ -162,7 +163,8 @@ class Instr:
     def read_skipping(self, role: str, t: NkiTensor):
         """Like `read` for oob_mode=skip: (values, keep) where `keep` marks the dim-0
         rows whose runtime index is in bounds (None: all), or (None, None)."""
-        self._note_indirect(t)
+        if t.dyn is not None:
+            self._note_indirect(t)
         a = describe_access(t, role, "r")
         self.reads.append(a)
         if not self.numerics:
@@ -184,7 +186,8 @@ class Instr:
     def read_as(self, role: str, t: NkiTensor, convert) -> np.ndarray | None:
         """Like `read`, returning `convert(stored values)`; `convert` must return a new
         array (it may be handed a view of the memory itself)."""
-        self._note_indirect(t)
+        if t.dyn is not None:
+            self._note_indirect(t)
         a = describe_access(t, role, "r")
         self.reads.append(a)
         if not self.numerics:
@@ -264,7 +267,8 @@ class Instr:
 
     def _record_write(self, role: str, t: NkiTensor) -> None:
         """Record a write of `t`; with numerics on, note what it writes."""
-        self._note_indirect(t)
+        if t.dyn is not None:
+            self._note_indirect(t)
         a = self.access(role, t, "w")
         self.writes.append(a)
         if t.space == "psum":  # ends matmul accumulation there (matmul re-marks its dst)
@@ -273,6 +277,8 @@ class Instr:
             note_write(t.storage, t, a)
 
     def _note_indirect(self, t: NkiTensor):
+        """Record the read of an indirect view's index tensor (called where t.dyn is set:
+        the check is made inline, a method call per operand costing more)."""
         if t.dyn is not None and isinstance(t.dyn.index, NkiTensor):  # not a register
             self.reads.append(describe_access(t.dyn.index, "indirect_offset", "r"))
 

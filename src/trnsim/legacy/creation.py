@@ -20,7 +20,8 @@ sbuf = MemoryRegion.sbuf
 def ndarray(shape, dtype, *, buffer=None, name="", **kwargs):
     """A tensor; on chip, dims before `nl.par_dim(n)` are block dimensions laid out
     inside each partition."""
-    flush()
+    run = runtime.active_run()
+    flush(run)
     buffer = sbuf if buffer is None else buffer
     # nki.compiler allocators (legacy/compiler.py); (a failed hasattr raises and catches
     # an AttributeError: not asked of the plain buffers)
@@ -32,8 +33,7 @@ def ndarray(shape, dtype, *, buffer=None, name="", **kwargs):
         if isinstance(s, par_dim):
             par = i
             break
-    dims = tuple(int(s) for s in shape)
-    run = runtime.active_run()
+    dims = tuple(map(int, shape))
     region = buffer if isinstance(buffer, MemoryRegion) else MemoryRegion(str(buffer))
     if region.space == "hbm" or not par:
         return LTensor(run.new_tensor(dims, dtype, region, name))
