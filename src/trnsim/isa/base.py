@@ -76,8 +76,9 @@ class Instr:
                 engines = candidates(self)
                 if engines is not None:
                     self.attrs["engines"] = engines
-            self.run.program.append(Instruction(
-                len(self.run.program), self.core.id, self.engine, self.opcode,
+            record = self.run.program.instructions  # (Program.append and len: Python)
+            record.append(Instruction(
+                len(record), self.core.id, self.engine, self.opcode,
                 tuple(self.reads), tuple(self.writes), self.location, self.attrs, self.queue))
         return False
 

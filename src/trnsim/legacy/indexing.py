@@ -31,6 +31,15 @@ class Axis:
         self.id = next(_ids)
         self.size, self.position, self.ndim, self.start = int(size), position, ndim, int(start)
 
+    @staticmethod
+    def plain(size: int, position: int, ndim: int) -> "Axis":
+        """`Axis(size, position, ndim)` of an int `size`, made without the conversions
+        (a whole tile's axes are made for every operand that uses the tile)."""
+        a = object.__new__(Axis)
+        a.id = next(_ids)
+        a.size, a.position, a.ndim, a.start = size, position, ndim, 0
+        return a
+
     def __repr__(self):
         return f"Axis#{self.id}({self.start}..{self.start + self.size}@{self.position}/{self.ndim})"
 

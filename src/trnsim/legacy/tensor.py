@@ -118,14 +118,21 @@ class LTensor(Operators):
 
     def full(self) -> "Access":
         """`self[:, ..., :]`: every element, one fresh axis per dim."""
-        ndim = self.ndim
-        shape = self.shape
-        if type(self).__getitem__ is not LTensor.__getitem__ or len(shape) != ndim:
-            return self[(slice(None),) * ndim]
-        access = Access(self, [Index.owning({Axis(n, d, ndim): 1}, 0)
-                               for d, n in enumerate(shape)])
+        if type(self) is LTensor:  # (its shape is its core's: normal ints)
+            core = self.core
+            shape = core.shape
+            ndim = len(shape)
+            indices = [Index.owning({Axis.plain(n, d, ndim): 1}, 0)
+                       for d, n in enumerate(shape)]
+        else:
+            ndim = self.ndim
+            shape = self.shape
+            if type(self).__getitem__ is not LTensor.__getitem__ or len(shape) != ndim:
+                return self[(slice(None),) * ndim]
+            indices = [Index.owning({Axis(n, d, ndim): 1}, 0) for d, n in enumerate(shape)]
+            core = self.core
+        access = Access(self, indices)
         access.advanced = False
-        core = self.core
         if ndim > 1 or not core.on_chip:  # (resolve_shape changes only 1-D tiles)
             access._shape = tuple(map(int, shape))
         access.whole = shape == core.shape
@@ -273,7 +280,9 @@ class Access(Operators):
             if core.ndim > 1 or not core.on_chip:  # what `resolve` makes of it: the same
                 return NkiTensor.view_of(core.shape, core.dtype, core.storage, core.buffer,
                                          core.name, core.strides, core.offset, core.dyn)
-        ranges = self.narrow(ranges or {})
+        ranges = ranges or {}
+        if self.operand_mask is not None:
+            ranges = self.narrow(ranges)
         if getattr(self, "dynamic", None) is not None:
             return _dynamic_view(self, ranges)
         if self.indirect is not None:
