@@ -323,7 +323,7 @@ def key_to_indices(key, shape) -> list[Index]:
         else:
             out.append(Index.of(k))
             continue
-        out.append(Index.owning({Axis(size, pos, total): step}, start))
+        out.append(Index.owning({Axis.plain(size, pos, total): step}, start))  # (int size)
         pos += 1
     return out
 
@@ -348,7 +348,8 @@ def resolve(tensor, indices, ranges: dict, par_axis: int = 0):
         for a in idx.terms:
             if a.position not in axes:
                 axes[a.position] = a
-                ndim = max(ndim, a.ndim)
+                if a.ndim > ndim:
+                    ndim = a.ndim
     shape = [1] * ndim
     empty = False
     for p, a in axes.items():
@@ -357,8 +358,9 @@ def resolve(tensor, indices, ranges: dict, par_axis: int = 0):
         empty = empty or hi <= lo
     strides = [0] * ndim
     offset = tensor.offset
+    tensor_strides = tensor.strides
     for d, idx in enumerate(indices):
-        s = tensor.strides[d]
+        s = tensor_strides[d]
         lo = hi = start = idx.const  # the index's range, and its value at the first element
         for a, c in idx.terms.items():
             r0, r1 = ranges.get(a, (0, a.size)) if ranges else (0, a.size)
