@@ -34,6 +34,8 @@ def engine_name(e) -> str:
     """The engine as a name; accepts the enum, its name or its stub integer code."""
     if e is None:
         return "unknown"
+    if type(e) is Engine:  # (the usual case; `.value` is the enum's Python property)
+        return e._value_
     member = coerce(Engine, e)
     return member.value if member is not None else str(e)
 
