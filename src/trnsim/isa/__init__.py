@@ -33,9 +33,11 @@ def _returning_handle(fn):
         if takes_redundant_dtype and "dtype" in kwargs:
             _check_redundant_dtype(fn, params, args, kwargs)
         run = _runtime.current_run()
-        before = len(run.program) if run is not None else 0
+        if run is None:
+            return fn(*args, **kwargs)
+        before = len(run.program.instructions)
         result = fn(*args, **kwargs)
-        if result is None and run is not None and len(run.program) > before:
+        if result is None and len(run.program.instructions) > before:
             return last_instruction()
         return result
     return call

@@ -19,7 +19,7 @@ from ..machine.access import (Access, add_raw, describe_access, mark_written,
 from ..machine.errors import (NkiValidationError, UnsupportedError, describe,
                               kernel_location, numerics_warning)
 from ..machine.record import Instruction
-from ..machine.runtime import active_run, current_core
+from ..machine.runtime import active_run, program_id
 from ..machine.tensor import NkiTensor
 from ..machine.written import check_read, note_write
 from ..numerics.cast import cast, to_fp32
@@ -34,6 +34,8 @@ def engine_name(e) -> str:
     """The engine as a name; accepts the enum, its name or its stub integer code."""
     if e is None:
         return "unknown"
+    if type(e) is Engine:  # (the usual case; `.value` is the enum's Python property)
+        return e._value_
     member = coerce(Engine, e)
     return member.value if member is not None else str(e)
 
@@ -41,13 +43,14 @@ def engine_name(e) -> str:
 class Instr:
     def __init__(self, opcode: str, engine=None, default: str = "vector",
                  allowed: tuple[str, ...] | None = None, **attrs):
-        self.run = active_run()
-        self.core = current_core()
-        self.chip = self.run.chip
+        self.run = run = active_run()
+        self.core = run.cores[program_id()]  # (current_core(), the run at hand)
+        self.chip = run.chip
         self.opcode = opcode
-        self.location = self.run.issue_site or kernel_location(2)
-        self.numerics = self.run.options.numerics
-        self.strict = self.run.options.strict
+        self.location = run.issue_site or kernel_location(2)
+        options = run.options
+        self.numerics = options.numerics
+        self.strict = options.strict
         name = engine_name(engine)
         self.pinned = name != "unknown"  # else the compiler picks: see isa/engines.py
         if name == "unknown":
@@ -75,8 +78,9 @@ class Instr:
                 engines = candidates(self)
                 if engines is not None:
                     self.attrs["engines"] = engines
-            self.run.program.append(Instruction(
-                len(self.run.program), self.core.id, self.engine, self.opcode,
+            record = self.run.program.instructions  # (Program.append and len: Python)
+            record.append(Instruction(
+                len(record), self.core.id, self.engine, self.opcode,
                 tuple(self.reads), tuple(self.writes), self.location, self.attrs, self.queue))
         return False
 
@@ -149,7 +153,8 @@ class Instr:
 
     def read(self, role: str, t: NkiTensor) -> np.ndarray | None:
         """Record a read of `t`; return its stored values (None without numerics)."""
-        self._note_indirect(t)
+        if t.dyn is not None:
+            self._note_indirect(t)
         a = describe_access(t, role, "r")
         self.reads.append(a)
         if not self.numerics:
@@ -161,7 +166,8 @@ class Instr:
     def read_skipping(self, role: str, t: NkiTensor):
         """Like `read` for oob_mode=skip: (values, keep) where `keep` marks the dim-0
         rows whose runtime index is in bounds (None: all), or (None, None)."""
-        self._note_indirect(t)
+        if t.dyn is not None:
+            self._note_indirect(t)
         a = describe_access(t, role, "r")
         self.reads.append(a)
         if not self.numerics:
@@ -183,7 +189,8 @@ class Instr:
     def read_as(self, role: str, t: NkiTensor, convert) -> np.ndarray | None:
         """Like `read`, returning `convert(stored values)`; `convert` must return a new
         array (it may be handed a view of the memory itself)."""
-        self._note_indirect(t)
+        if t.dyn is not None:
+            self._note_indirect(t)
         a = describe_access(t, role, "r")
         self.reads.append(a)
         if not self.numerics:
@@ -263,7 +270,8 @@ class Instr:
 
     def _record_write(self, role: str, t: NkiTensor) -> None:
         """Record a write of `t`; with numerics on, note what it writes."""
-        self._note_indirect(t)
+        if t.dyn is not None:
+            self._note_indirect(t)
         a = self.access(role, t, "w")
         self.writes.append(a)
         if t.space == "psum":  # ends matmul accumulation there (matmul re-marks its dst)
@@ -272,6 +280,8 @@ class Instr:
             note_write(t.storage, t, a)
 
     def _note_indirect(self, t: NkiTensor):
+        """Record the read of an indirect view's index tensor (called where t.dyn is set:
+        the check is made inline, a method call per operand costing more)."""
         if t.dyn is not None and isinstance(t.dyn.index, NkiTensor):  # not a register
             self.reads.append(describe_access(t.dyn.index, "indirect_offset", "r"))
 

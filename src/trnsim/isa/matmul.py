@@ -371,9 +371,18 @@ def _warn_uninitialized(ins: Instr, dst: NkiTensor, prev):
 
 
 # -- nc_matmul ------------------------------------------------------------------
+# The dtype classes above as sets, for the checks of every matmul: a set finds a DType
+# by its str hash, where a tuple compares it with each member through DType.__eq__
+# (Python code).
+_MATMUL_INPUT_SET = frozenset(_MATMUL_INPUTS)
+_FP32_SET = frozenset(_FP32_CLASS)
+
+
 def _check_input_dtype(ins: Instr, role: str, t: NkiTensor):
-    te = ins.chip.core.tensor
     d = t.dtype
+    if d in _MATMUL_INPUT_SET:
+        return
+    te = ins.chip.core.tensor
     if d is float8_e4m3fn:
         if not te.supports_e4m3fn:
             ins.fail(f"{role} {describe(t)}: float8_e4m3fn (OCP fp8) matmul inputs need "
@@ -382,7 +391,7 @@ def _check_input_dtype(ins: Instr, role: str, t: NkiTensor):
         return
     if d.is_x4:
         ins.fail(f"{role} {describe(t)}: packed MX data goes through nc_matmul_mx")
-    if d not in _MATMUL_INPUTS:
+    if d not in _MATMUL_INPUT_SET:
         ok = ", ".join(str(x) for x in _MATMUL_INPUTS + ((float8_e4m3fn,) if te.supports_e4m3fn
                                                          else ()))
         ins.fail(f"{role} {describe(t)}: dtype {d} is not a Tensor Engine input type "
@@ -391,7 +400,7 @@ def _check_input_dtype(ins: Instr, role: str, t: NkiTensor):
 
 def _check_dtype_mix(ins: Instr, stationary: NkiTensor, moving: NkiTensor):
     s, m = stationary.dtype, moving.dtype
-    if (s in _FP32_CLASS) != (m in _FP32_CLASS):
+    if (s in _FP32_SET) != (m in _FP32_SET):
         ins.fail(f"stationary {describe(stationary)} and moving {describe(moving)}: a "
                  "float32/tfloat32 input needs the other input to be float32/tfloat32 too")
     if {s, m} == {float8_e4m3, float8_e4m3fn}:

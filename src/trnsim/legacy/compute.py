@@ -1025,10 +1025,11 @@ class _LoopReduce(Pending):
         self._acc = None
 
     def materialize(self):
-        self._claim()
+        run = runtime.active_run()
+        self._claim(run)
         if not self.done:
             from .ops import _issued_at
-            with _issued_at(self.site):
+            with _issued_at(self.site, run):
                 self._acc = self._per_site()
             self._core = self._acc.core
 

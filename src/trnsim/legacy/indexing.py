@@ -31,6 +31,15 @@ class Axis:
         self.id = next(_ids)
         self.size, self.position, self.ndim, self.start = int(size), position, ndim, int(start)
 
+    @staticmethod
+    def plain(size: int, position: int, ndim: int) -> "Axis":
+        """`Axis(size, position, ndim)` of an int `size`, made without the conversions
+        (a whole tile's axes are made for every operand that uses the tile)."""
+        a = object.__new__(Axis)
+        a.id = next(_ids)
+        a.size, a.position, a.ndim, a.start = size, position, ndim, 0
+        return a
+
     def __repr__(self):
         return f"Axis#{self.id}({self.start}..{self.start + self.size}@{self.position}/{self.ndim})"
 
@@ -314,7 +323,7 @@ def key_to_indices(key, shape) -> list[Index]:
         else:
             out.append(Index.of(k))
             continue
-        out.append(Index.owning({Axis(size, pos, total): step}, start))
+        out.append(Index.owning({Axis.plain(size, pos, total): step}, start))  # (int size)
         pos += 1
     return out
 
@@ -339,7 +348,8 @@ def resolve(tensor, indices, ranges: dict, par_axis: int = 0):
         for a in idx.terms:
             if a.position not in axes:
                 axes[a.position] = a
-                ndim = max(ndim, a.ndim)
+                if a.ndim > ndim:
+                    ndim = a.ndim
     shape = [1] * ndim
     empty = False
     for p, a in axes.items():
@@ -348,8 +358,9 @@ def resolve(tensor, indices, ranges: dict, par_axis: int = 0):
         empty = empty or hi <= lo
     strides = [0] * ndim
     offset = tensor.offset
+    tensor_strides = tensor.strides
     for d, idx in enumerate(indices):
-        s = tensor.strides[d]
+        s = tensor_strides[d]
         lo = hi = start = idx.const  # the index's range, and its value at the first element
         for a, c in idx.terms.items():
             r0, r1 = ranges.get(a, (0, a.size)) if ranges else (0, a.size)

@@ -186,26 +186,26 @@ def _promote(a, b):
     return promote(as_dtype(a), as_dtype(b))
 
 
-def _axis_at(x: Access, position: int):
-    for idx in x.indices:
-        for a in idx.terms:
-            if a.position == position:
-                return a
-    return None
-
-
 def _spans(grid: Grid, x) -> list[tuple[int, int]]:
     """The mask-narrowed range of each grid position of operand `x`."""
     if isinstance(x, Access):
         shape = x.shape
+        first = {}  # grid position -> its first axis (indices in order, terms in order)
+        for idx in x.indices:
+            for a in idx.terms:
+                if a.position not in first:
+                    first[a.position] = a
         out = []
         for p, n in enumerate(shape):
-            a = _axis_at(x, p)
+            a = first.get(p)
             if a is None:
                 out.append((0, n))
                 continue
             lo, hi = grid.span(p, a.size, a)
-            out.append(x.narrow({a: (lo, hi)}).get(a, (lo, hi)))  # and its operand mask
+            if x.operand_mask is None:
+                out.append((lo, hi))
+            else:  # and its operand mask
+                out.append(x.narrow({a: (lo, hi)}).get(a, (lo, hi)))
         return out
     return [grid.span(d, n) for d, n in enumerate(x.shape)]
 

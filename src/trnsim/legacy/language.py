@@ -15,10 +15,11 @@ from ..machine.tensor import DynamicSlice, MemoryRegion, NkiTensor
 from ..numerics.dtypes import as_dtype
 from ..numerics.dtypes import (bfloat16, bool_, float8_e4m3, float8_e5m2, float16,  # noqa: F401
                                float32, int8, int16, int32, tfloat32, uint8, uint16, uint32)
+from .creation import _LazyTiles, ndarray  # noqa: F401 - nl.ndarray
 from .indexing import arange, mgrid  # noqa: F401
 from .jit import nc, num_programs, program_id, program_ndim, spmd_dim  # noqa: F401
-from .ops import Pending, flush, result_op, run_masked
-from .tensor import Access, LTensor, par_dim
+from .ops import Pending, flush, result_op, run_masked  # noqa: F401 - nl's flush
+from .tensor import Access, LTensor, par_dim  # noqa: F401 - nl.par_dim
 
 sbuf = MemoryRegion.sbuf
 psum = MemoryRegion.psum
@@ -47,75 +48,6 @@ def as_access(x) -> Access:
 
 
 # -- creation -------------------------------------------------------------
-def ndarray(shape, dtype, *, buffer=None, name="", **kwargs):
-    """A tensor; on chip, dims before `nl.par_dim(n)` are block dimensions laid out
-    inside each partition."""
-    flush()
-    buffer = sbuf if buffer is None else buffer
-    if hasattr(buffer, "legacy_ndarray"):  # nki.compiler allocators (legacy/compiler.py)
-        return buffer.legacy_ndarray(shape, dtype, name)
-    shape = tuple(shape) if isinstance(shape, (tuple, list)) else (shape,)
-    par = next((i for i, s in enumerate(shape) if isinstance(s, par_dim)), None)
-    dims = tuple(int(s) for s in shape)
-    run = runtime.active_run()
-    region = buffer if isinstance(buffer, MemoryRegion) else MemoryRegion(str(buffer))
-    if region.space == "hbm" or not par:
-        return LTensor(run.new_tensor(dims, dtype, region, name))
-    blocks, p, free = dims[:par], dims[par], dims[par + 1:]
-    if region.space == "psum":
-        return _logical_tiles(run, blocks, p, free, dtype, region, name)
-    inner = math.prod(free)
-    core = run.new_tensor((p, math.prod(blocks) * inner), dtype, region, name,
-                          block_bytes=inner * as_dtype(dtype).itemsize, declared_shape=dims)
-    block_strides = [inner * math.prod(blocks[i + 1:]) for i in range(len(blocks))]
-    free_strides = [math.prod(free[i + 1:]) for i in range(len(free))]
-    view = NkiTensor(dims, core.dtype, core.storage, core.buffer, core.name,
-                     strides=tuple(block_strides) + (core.row_elems,) + tuple(free_strides),
-                     offset=0)
-    return LTensor(view, par_axis=par)
-
-
-class _LazyTiles(dict):
-    """Logical tile index -> tile, each allocated (and, once the tensor is filled,
-    initialized) when first used."""
-
-    def __init__(self, make):
-        super().__init__()
-        self.make = make
-        self.fill = None  # the value of nl.zeros / nl.full
-        self.born = -1  # the allocation id of the first tile (made with the tensor)
-
-    def __missing__(self, idx):
-        if self.born >= 0:  # (not the first tile, made with the tensor)
-            runtime.active_run().untracked_changes.append(self.born)
-        tile = self[idx] = self.make(idx)
-        if self.fill is not None:
-            core_isa.memset(dst=tile.core, value=self.fill)
-        return tile
-
-
-def _logical_tiles(run, blocks, p, free, dtype, region, name):
-    """An automatically allocated PSUM tensor with block dimensions: each block is a
-    *logical* tile ("the block dimension describes how many (P, F) logical tiles this
-    tensor has, but does not reflect the number of physical tiles being allocated", the
-    nki.compiler docs) with its own buffer, allocated when the kernel first uses it (and,
-    with compiler liveness, freed after its last use: legacy/jit.py). Eight 2 KiB banks
-    could not hold the tensors SDK kernels declare (`nl.ndarray((n_q, n_kv,
-    nl.par_dim(128), 512), buffer=nl.psum)`) all at once. Blocks are indexed with
-    integers, as with direct allocation."""
-    from .compiler import BlockTensor
-    free = tuple(free)
-
-    def make(idx):
-        label = f"{name or 'psum'}{list(idx)}"
-        return LTensor(run.new_tensor((p,) + free, dtype, region, label))
-
-    tiles = _LazyTiles(make)
-    first = tiles[(0,) * len(blocks)]  # the first block gives the tensor its dtype
-    tiles.born = first.core.storage.alloc
-    return BlockTensor(blocks, p, free, tiles, name)
-
-
 def _filled(shape, dtype, buffer, name, value):
     """A new tensor holding `value`. The blocks of an automatically allocated block
     tensor are initialized lazily, each when the kernel first touches it (the compiler's
@@ -289,7 +221,6 @@ def static_cast(input_data, dtype):
     time (NumPy astype semantics)."""
     if isinstance(input_data, (LTensor, Access)):
         return copy(input_data, dtype=dtype)
-    from ..numerics.dtypes import as_dtype
     return np.asarray(input_data).astype(as_dtype(dtype).np)[()]
 
 

@@ -37,7 +37,8 @@ class Grid:
         self.shape = tuple(shape)
         self.residual: Predicate | None = None
         self.narrowed: dict = {}  # mask Axis -> (lo, hi) after its single-axis clauses
-        mask = as_predicate(mask)
+        if mask is not None:
+            mask = as_predicate(mask)
         self.never = mask is not None and mask.always_false
         if mask is not None:
             rest = mask.restrict(self.narrowed)
@@ -60,6 +61,8 @@ class Grid:
 
     @property
     def empty(self) -> bool:
+        if not self.narrowed:  # (every axis whole: (0, n))
+            return self.never or min(self.shape, default=1) <= 0
         return self.never or any(hi <= lo for lo, hi in self.pos.values())
 
     def view(self, x):
@@ -130,27 +133,31 @@ class Pending(LTensor):
     def done(self) -> bool:
         return self._core is not None or self._target is not None
 
-    def _claim(self):
-        run = runtime.active_run()
+    def _claim(self, run):
         if run.legacy_pending is self:
             run.legacy_pending = None
 
     def materialize(self):
         """Run into a fresh tile of the result's shape."""
-        self._claim()
+        run = runtime.active_run()
+        self._claim(run)
         if not self.done:
-            from .language import ndarray
-            with _issued_at(self.site):
+            # the instructions (and the tile) are the kernel line's that asked for them
+            saved, run.issue_site = run.issue_site, self.site
+            try:
                 tile = ndarray(self._shape, self._dtype, buffer=self._buffer, name=self._name)
                 self._core = tile.core
                 self._execute(tile.full(), False)
+            finally:
+                run.issue_site = saved
 
     def run_into(self, target: Access, accumulate: bool):
         """Run with `target` as destination (accumulating when asked)."""
         if self.done or (accumulate and not self.accumulates):
             return False
-        self._claim()
-        with _issued_at(self.site):
+        run = runtime.active_run()
+        self._claim(run)
+        with _issued_at(self.site, run):
             self._execute(target, accumulate)
         self._target = target
         return True
@@ -159,11 +166,13 @@ class Pending(LTensor):
 class _issued_at:
     """Attribute the instructions run inside to the kernel line that asked for them."""
 
-    def __init__(self, site):
+    def __init__(self, site, run=None):
         self.site = site
+        self.run = run
 
     def __enter__(self):
-        self.run = runtime.active_run()
+        if self.run is None:
+            self.run = runtime.active_run()
         self.saved, self.run.issue_site = self.run.issue_site, self.site
 
     def __exit__(self, *exc):
@@ -201,15 +210,14 @@ def _accumulates(core_fn) -> bool:
 
 def run_masked(core_fn, dst, mask, accumulate=False, **operands):
     """Run `core_fn(dst=view, **views)` over the grid of `dst`, narrowed by `mask`."""
-    flush()
-    shape = dst.shape if not isinstance(dst, NkiTensor) else dst.shape
-    grid = Grid(shape, mask)
+    run = runtime.active_run()
+    flush(run)
+    grid = Grid(dst.shape, mask)
     if grid.empty:
         return
     kwargs = {k: grid.view(v) for k, v in operands.items()}
     if accumulate:
         kwargs["accumulate"] = True
-    run = runtime.active_run()
     run.dst_mask = grid.dst_mask()
     try:
         core_fn(dst=grid.view(dst), **kwargs)
@@ -262,3 +270,8 @@ def accumulate_into(target: Access, value):
     if dst.space == "psum" and src.space == "psum":
         raise NkiValidationError("`+=` between two PSUM tiles: copy one to SBUF first")
     core_isa.tensor_tensor(dst=dst, data1=dst, data2=src, op="add")
+
+
+# (creation.py imports this module: imported last, not inside `materialize`, where the
+# import machinery would run on every call)
+from .creation import ndarray  # noqa: E402

@@ -107,27 +107,32 @@ class LTensor(Operators):
         return access
 
     def __setitem__(self, key, value):
-        from .ops import assign
         if isinstance(value, Access) and value.__dict__.pop("_accumulated", False) \
                 and value.tensor is self:
             return  # the store Python makes after `t[key] += x`: already done in place
-        assign(self[key], value)
+        ops.assign(self[key], value)
 
     def __iadd__(self, other):
-        from .ops import accumulate_into
-        accumulate_into(self.full(), other)
+        ops.accumulate_into(self.full(), other)
         return self
 
     def full(self) -> "Access":
         """`self[:, ..., :]`: every element, one fresh axis per dim."""
-        ndim = self.ndim
-        shape = self.shape
-        if type(self).__getitem__ is not LTensor.__getitem__ or len(shape) != ndim:
-            return self[(slice(None),) * ndim]
-        access = Access(self, [Index.owning({Axis(n, d, ndim): 1}, 0)
-                               for d, n in enumerate(shape)])
+        if type(self) is LTensor:  # (its shape is its core's: normal ints)
+            core = self.core
+            shape = core.shape
+            ndim = len(shape)
+            indices = [Index.owning({Axis.plain(n, d, ndim): 1}, 0)
+                       for d, n in enumerate(shape)]
+        else:
+            ndim = self.ndim
+            shape = self.shape
+            if type(self).__getitem__ is not LTensor.__getitem__ or len(shape) != ndim:
+                return self[(slice(None),) * ndim]
+            indices = [Index.owning({Axis(n, d, ndim): 1}, 0) for d, n in enumerate(shape)]
+            core = self.core
+        access = Access(self, indices)
         access.advanced = False
-        core = self.core
         if ndim > 1 or not core.on_chip:  # (resolve_shape changes only 1-D tiles)
             access._shape = tuple(map(int, shape))
         access.whole = shape == core.shape
@@ -210,8 +215,7 @@ class Access(Operators):
         """`ranges` (Axis -> (lo, hi)) further narrowed by this access's operand mask."""
         if self.operand_mask is None:
             return ranges
-        from .ops import Grid
-        grid = Grid((), self.operand_mask)
+        grid = ops.Grid((), self.operand_mask)
         if grid.residual is not None:
             raise NkiValidationError("an operand mask must bound each index on its own (e.g. "
                                      "t[i_f < 64]), not relate several indices")
@@ -237,8 +241,7 @@ class Access(Operators):
         return min(pos) if pos else 0
 
     def __iadd__(self, other):
-        from .ops import accumulate_into
-        accumulate_into(self, other)
+        ops.accumulate_into(self, other)
         self._accumulated = True  # Python then stores the result back: t[key] = self
         return self
 
@@ -277,7 +280,9 @@ class Access(Operators):
             if core.ndim > 1 or not core.on_chip:  # what `resolve` makes of it: the same
                 return NkiTensor.view_of(core.shape, core.dtype, core.storage, core.buffer,
                                          core.name, core.strides, core.offset, core.dyn)
-        ranges = self.narrow(ranges or {})
+        ranges = ranges or {}
+        if self.operand_mask is not None:
+            ranges = self.narrow(ranges)
         if getattr(self, "dynamic", None) is not None:
             return _dynamic_view(self, ranges)
         if self.indirect is not None:
@@ -436,3 +441,7 @@ def numel(shape) -> int:
 
 
 __all__ = ["LTensor", "Access", "par_dim"]
+
+# (ops.py imports this module: imported last, not inside the methods that use it, where
+# the import machinery would run on every call)
+from . import ops  # noqa: E402

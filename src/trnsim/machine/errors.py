@@ -32,6 +32,9 @@ def _is_machinery(path: str) -> bool:
 
 
 _SKIPPED: dict = {}  # code file name -> whether kernel_location passes over its frames
+# (file, line, function) -> its SourceLocation: one object per kernel line, made once
+# (a frozen dataclass costs more to build than the whole frame walk)
+_LOCATIONS: dict = {}
 
 
 def kernel_location(skip: int = 1) -> SourceLocation | None:
@@ -46,7 +49,11 @@ def kernel_location(skip: int = 1) -> SourceLocation | None:
             path = os.path.abspath(name)
             s = skipped[name] = _is_machinery(path) or path.startswith("<frozen")
         if not s:
-            return SourceLocation(name, f.f_lineno, code.co_name)
+            key = (name, f.f_lineno, code.co_name)
+            loc = _LOCATIONS.get(key)
+            if loc is None:
+                loc = _LOCATIONS[key] = SourceLocation(*key)
+            return loc
         f = f.f_back
     return None
 

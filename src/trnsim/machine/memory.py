@@ -254,67 +254,74 @@ class OnChipMemory:
         """Place `storage` (explicitly at `address`, else virtually); `desc`: its dtype
         and declared shape, `block_bytes`: the bytes per partition of one block (its unit
         of physical allocation)."""
-        self._reap()
+        if self._dead:
+            self._reap()
         nbytes = storage.row_bytes
-        name = storage.name or "<unnamed>"
+        align = self.align
         if address is None:
-            if self._aligned(block_bytes) > self.capacity:
+            if -(-block_bytes // align) * align > self.capacity:
                 what = "block" if block_bytes < nbytes else "tensor"
                 raise CapacityError(
                     f"{self.space.upper()} overflow on {self.chip_name}: {what} of "
-                    f"{name!r} {desc} needs {block_bytes} bytes per partition, more than "
-                    f"the {self.capacity} bytes of {self.space.upper()} per partition; no "
-                    f"placement or spill can hold it (split it into smaller tiles)",
-                    op="ndarray", location=storage.site)
+                    f"{storage.name or '<unnamed>'!r} {desc} needs {block_bytes} bytes per "
+                    f"partition, more than the {self.capacity} bytes of "
+                    f"{self.space.upper()} per partition; no placement or spill can hold it "
+                    f"(split it into smaller tiles)", op="ndarray", location=storage.site)
             start = self._virtual_fit(nbytes)
-        else:
-            start = int(address)
-            if start % self.align and self.space == "psum":
-                raise CapacityError(
-                    f"PSUM tensor {name!r} {desc} at address {start} is not bank-aligned "
-                    f"(PSUM addresses are multiples of the {self.align}-byte bank per "
-                    "partition)", op="ndarray", location=storage.site)
-            if start < 0 or start + nbytes > self.capacity:
-                raise CapacityError(
-                    f"tensor {name!r} {desc} at address {start} with {nbytes} bytes per "
-                    f"partition ends at byte {start + nbytes}, past the {self.capacity} "
-                    f"bytes of {self.space.upper()} per partition on {self.chip_name}",
-                    op="ndarray", location=storage.site)
+            storage.address = start
+            key = next(self._ids)
+            column = self._column_fit(key, nbytes) if self.values else start
+            storage.column = column
+            if column + nbytes > self._used:
+                self._used = column + nbytes
+            span = self._virtual[key] = (start, start + -(-nbytes // align) * align)
+            bisect.insort(self._taken, span)
+            self._cursor = span[1]
+            if self.values:  # (no other tensor shares these bytes: fill on first use)
+                storage.unfilled = _fill_row(dtype, nbytes)
+                if self._init is not None:
+                    self._init[storage.partition:storage.partition + storage.partitions,
+                               column:column + nbytes] = False
+            weakref.finalize(storage, self._dead.append, key)
+            return
+        name = storage.name or "<unnamed>"
+        start = int(address)
+        if start % align and self.space == "psum":
+            raise CapacityError(
+                f"PSUM tensor {name!r} {desc} at address {start} is not bank-aligned "
+                f"(PSUM addresses are multiples of the {align}-byte bank per "
+                "partition)", op="ndarray", location=storage.site)
+        if start < 0 or start + nbytes > self.capacity:
+            raise CapacityError(
+                f"tensor {name!r} {desc} at address {start} with {nbytes} bytes per "
+                f"partition ends at byte {start + nbytes}, past the {self.capacity} "
+                f"bytes of {self.space.upper()} per partition on {self.chip_name}",
+                op="ndarray", location=storage.site)
         storage.address = start
         key = next(self._ids)
-        column = start
-        if address is None and self.values:
-            column = self._column_fit(key, nbytes)
-        storage.column = column
+        storage.column = column = start
         self._used = max(self._used, column + nbytes)
         rows = slice(storage.partition, storage.partition + storage.partitions)
         cols = slice(column, column + nbytes)
         p_lo, p_hi = storage.partition, storage.partition + storage.partitions
         kept = []
-        if address is not None:  # keep the bytes of live explicit tensors it overlaps
-            for b in self._explicit.values() if self.values else ():
-                lo, hi = max(start, b.start), min(start + nbytes, b.start + b.nbytes)
-                plo, phi = max(p_lo, b.p_lo), min(p_hi, b.p_hi)
-                if lo < hi and plo < phi:
-                    r, c = slice(plo, phi), slice(lo, hi)
-                    init = None if self._init is None else self._init[r, c].copy()
-                    kept.append((r, c, self.data[r, c].copy(), init))
-                    # aliased bytes: written through either tensor; neither is tracked
-                    # for the never-written warning (machine/written.py)
-                    other = b.storage() if b.storage is not None else None
-                    storage.wfull = True
-                    if other is not None:
-                        other.wfull = True
-            self._explicit[key] = _Explicit(start, nbytes, p_lo, p_hi, weakref.ref(storage))
-        else:
-            span = self._virtual[key] = (start, start + self._aligned(nbytes))
-            bisect.insort(self._taken, span)
-            self._cursor = span[1]
+        # keep the bytes of live explicit tensors it overlaps
+        for b in self._explicit.values() if self.values else ():
+            lo, hi = max(start, b.start), min(start + nbytes, b.start + b.nbytes)
+            plo, phi = max(p_lo, b.p_lo), min(p_hi, b.p_hi)
+            if lo < hi and plo < phi:
+                r, c = slice(plo, phi), slice(lo, hi)
+                init = None if self._init is None else self._init[r, c].copy()
+                kept.append((r, c, self.data[r, c].copy(), init))
+                # aliased bytes: written through either tensor; neither is tracked
+                # for the never-written warning (machine/written.py)
+                other = b.storage() if b.storage is not None else None
+                storage.wfull = True
+                if other is not None:
+                    other.wfull = True
+        self._explicit[key] = _Explicit(start, nbytes, p_lo, p_hi, weakref.ref(storage))
         if self.values:
-            if address is None:  # (no other tensor shares these bytes: fill on first use)
-                storage.unfilled = _fill_row(dtype, nbytes)
-            else:
-                self.data[rows, cols] = _fill_row(dtype, nbytes)
+            self.data[rows, cols] = _fill_row(dtype, nbytes)
             if self._init is not None:
                 self._init[rows, cols] = False
             for r, c, data, init in kept:

@@ -60,9 +60,10 @@ class MemoryRegion(Enum):
     def __init__(self, value):
         # the memory it lives in: an attribute, not a property (read for every access)
         self.space = value if value in ("sbuf", "psum") else "hbm"
+        self._text = value  # str(region) (the enum's `value` is a property: Python code)
 
     def __str__(self) -> str:
-        return self.value
+        return self._text
 
 
 def as_region(buffer) -> MemoryRegion:
@@ -320,18 +321,21 @@ class NkiTensor(NKIObject, metaclass=_ViewMeta):
                 shape.append(size), strides.append(s * step)
                 offset += start * s
             elif isinstance(k, slice):
-                step = 1 if k.step is None else _int(k.step)
+                start, stop, step = k.start, k.stop, k.step
+                step = 1 if step is None else _int(step)
                 if step != 1:
                     self._check_step(d, step)
-                start = 0 if k.start is None else _int(k.start)
-                stop = n if k.stop is None else _int(k.stop)
+                # (_int inline for plain ints, the usual bounds)
+                start = 0 if start is None else start if type(start) is int else _int(start)
+                stop = n if stop is None else stop if type(stop) is int else _int(stop)
                 start += n if start < 0 else 0
                 stop += n if stop < 0 else 0
                 if start < 0 or start >= n or stop > n:
                     self._oob(d, start, max(start, stop - 1))
                 if stop <= start:
                     self._fail(f"empty slice {start}:{stop} on dimension {d}")
-                shape.append(len(range(start, stop, step))), strides.append(s * step)
+                shape.append(stop - start if step == 1 else len(range(start, stop, step)))
+                strides.append(s * step)
                 offset += start * s
             elif k is None:
                 self._fail("None / np.newaxis indices are not supported; use expand_dim")

@@ -56,6 +56,8 @@ class DType(str):
     def __eq__(self, other) -> bool:
         """Equal to its name, and to the NumPy type legacy kernels compare against
         (`t.dtype == np.float32`)."""
+        if other is self:  # (dtypes are module singletons: the usual case, answered first)
+            return True
         if isinstance(other, str):
             return str.__eq__(self, other)
         try:
@@ -64,6 +66,10 @@ class DType(str):
             return NotImplemented
 
     def __ne__(self, other) -> bool:
+        if other is self:
+            return False
+        if isinstance(other, str):
+            return str.__ne__(self, other)
         eq = self.__eq__(other)
         return eq if eq is NotImplemented else not eq
 
