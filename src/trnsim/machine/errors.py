@@ -58,6 +58,13 @@ def kernel_location(skip: int = 1) -> SourceLocation | None:
     return None
 
 
+def interned(loc: SourceLocation) -> SourceLocation:
+    """The one SourceLocation kept for `loc`'s place (kernel_location's), so that keys
+    holding locations can compare them by identity (a dataclass's __eq__ runs Python
+    code)."""
+    return _LOCATIONS.setdefault((loc.file, loc.line, loc.function), loc)
+
+
 def _issue_site():
     """The kernel line of a deferred instruction running now (legacy results), if any."""
     from . import runtime

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import SourceLocation
+from .errors import SourceLocation, interned
 from .frame_state import PLAIN, frame_lists, frame_values, hashable, set_locals
 
 
@@ -104,15 +104,10 @@ def allocation_key(al, cache: dict):
     return key
 
 
-_SITES: dict = {}  # (file, line, function) -> the first SourceLocation seen there
-
-
 def _site(loc):
-    """One SourceLocation object per place in keys, so that keys compare them by
-    identity (a dataclass's __eq__ runs Python code)."""
-    if type(loc) is not SourceLocation:
-        return loc
-    return _SITES.setdefault((loc.file, loc.line, loc.function), loc)
+    """One SourceLocation object per place (errors.interned), or `loc` if it is not
+    one."""
+    return interned(loc) if type(loc) is SourceLocation else loc
 
 
 def snapshot(run, start: int, stop: int, a_start: int, a_stop: int, f_start: int,
