@@ -7,7 +7,6 @@ field (test_allocation_compiled.py's `_check` checks this on its kernels; here
 allocator (spills) the columns are built on first use. Also what the pass keeps of the
 record's memory: a virtual Access met several times at the same physical bytes becomes
 one physical Access, and one int object per byte value."""
-import copy
 
 import pytest
 
@@ -54,16 +53,6 @@ def test_random_programs_and_fallbacks(monkeypatch):
             _handed_over(program, monkeypatch)
             handed += 1
     assert handed >= 20 and fell >= 3, (handed, fell)
-
-
-def test_programs_without_block_accesses(monkeypatch):
-    program = _random_program(2)
-    hbm_only = Program(program.chip, 1, [copy.copy(i) for i in program.instructions], {},
-                       None, [])
-    for ins in hbm_only.instructions:
-        ins.reads = ins.writes = ins.reads[-1:]
-    for p in (hbm_only, Program(program.chip, 1, [], {}, None, [])):
-        _handed_over(p, monkeypatch)
 
 
 def _fits_and_writes_a_block_first(p: Program) -> bool:
