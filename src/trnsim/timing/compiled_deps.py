@@ -109,7 +109,7 @@ def _run(cols, order, skip, tkey, unique, extra, remap, ntracks, first, caps):
     np.cumsum(eptr, out=eptr)
     eprod = np.array(eprod, np.int64)
     m = len(acc)
-    if caps is None:  # (the maps grow as they fill: see _walk)
+    if caps is None:  # (the maps grow as they fill: see _collect)
         caps = (64, m // 2 + 64, m // 4 + 64, m // 2 + 64, 256)
     caps = np.maximum(np.array(caps, np.int64), 1)
     nmaps = len(cols.maps)
@@ -126,10 +126,10 @@ def _run(cols, order, skip, tkey, unique, extra, remap, ntracks, first, caps):
 # view otherwise costs an atomic increment and decrement), they allocate no array and
 # return none; what does not fit raises IndexError (_run: again with more capacity).
 # A call passes every array field by field (st's fourteen arrays: over a hundred
-# arguments), so the larger helpers called once per access are inlined (on the matmul
-# tutorial's step 1 in benchmarks/compiled_speed.py, the maps then took 40% less time;
-# _hbm_access inlined too, 15% less again for some 7 s more of numba's first compile),
-# as is _merge (30% less), and the others take only the arrays they use (10% less).
+# arguments), so the larger helpers called once per access (_hbm_access, _merge) are
+# inlined and the others take only the arrays they use: each cut the maps' time by a
+# tenth to a half (benchmarks/compiled_speed.py), inlining at some seconds of numba's
+# first compile each.
 helper = jit(_nrt=False, error_model="numpy")
 helper_inline = jit(_nrt=False, error_model="numpy", inline="always")
 
@@ -166,24 +166,34 @@ def _collect(order, skip, tkey, unique, acc, ptr, wptr, remap, eptr, eprod, nmap
                      ntracks, first, seen, dptr, out, slot, last, bw, br)
         if k == n:
             break
+        # (each test _walk stops on, with what grows: one must have stopped it)
         cnt, R, RD, WC = st[0], st[4], st[5], st[6]
+        grew = False
         need = _out_rows(order[k], n, ptr, eptr, bw)
         if out.shape[0] - m < need:
             out = _more(out, m, 2 * out.shape[0] + need)
+            grew = True
         if 2 * cnt[PEAK] > bw.size:
             bw, br = np.empty(2 * bw.size, np.int64), np.empty(2 * bw.size, np.int64)
+            grew = True
         if 2 * cnt[1] > R.shape[0]:
             rows = 2 * R.shape[0]
             st = (cnt, st[1], st[2], st[3], _more(R, cnt[1], rows), RD, WC, st[7],
                   st[8], st[9], np.empty((rows, 2), np.int64),
                   np.empty((rows + 1, 2), np.int64)) + st[12:]
+            grew = True
         if 2 * cnt[READERS] > RD.shape[0]:
             st = st[:5] + (_more(RD, cnt[READERS], 2 * RD.shape[0]),) + st[6:]
+            grew = True
         if 2 * cnt[2] > WC.shape[0]:
             st = st[:6] + (_more(WC, cnt[2], 2 * WC.shape[0]),) + st[7:]
+            grew = True
         if 2 * cnt[TOP] > st[1].shape[1]:
             st = ((cnt, _more_segs(st[1]), _more_segs(st[2]), _more_segs(st[3]))
                   + st[4:12] + (_more_segs(st[12]), st[13]))
+            grew = True
+        if not grew:  # (a stop test _walk has and this growth lacks: never loop)
+            raise RuntimeError("compiled_deps: _walk stopped with nothing to grow")
     return dptr, out[:m, 0].copy(), out[:m, 1].copy(), out[:m, 2].copy()
 
 
@@ -238,7 +248,8 @@ def _more_segs(g):
 def _walk(st, k, m, order, skip, tkey, acc, ptr, wptr, remap, eptr, eprod, ntracks,
           first, seen, dptr, out, slot, last, bw, br):
     """_collect's walk from position k (m: the producers found so far), until its end
-    or an instruction before which a capacity is half used; (k, m) then."""
+    or an instruction before which a capacity is half used (the tests _collect's growth
+    repeats, one per capacity); (k, m) then."""
     cnt = st[0]
     n = order.size
     while k < n:
@@ -795,6 +806,7 @@ def _write(st, p_lo, p_hi, lo, hi, idx, tk, dense, bw, nw, br, nr):
     cnt[NREAD] = nr
     return nw
 
+
 @helper
 def _inside(R, ghd, glo, i, n, p_lo, p_hi, lo, hi):
     """Whether every Rec of the segments from i that start before hi overlaps
@@ -863,8 +875,8 @@ def _clean_write(cnt, glo, ghi, ghd, gver, R, RD, WC, i, p_lo, p_hi, lo, hi, idx
 
 @helper
 def _merge_segs(cnt, glo, ghi, ghd, gver, mp, i, j):
-    """Segments i..j-1 of map mp become one: [glo[i], ghi[j - 1]) with segment i's
-    Recs."""
+    """Segments i..j-1 of map mp become one: [glo[mp, i], ghi[mp, j - 1]) with segment
+    i's Recs."""
     ghi[mp, i] = ghi[mp, j - 1]
     d = j - i - 1
     n = cnt[SEGS + mp]
