@@ -24,7 +24,7 @@ from operator import attrgetter, eq, is_not
 
 import numpy as np
 
-from ..machine.access import Access
+from ..machine.access import with_bytes_all
 from ..machine.compiled import jit
 from ..machine.record import Program
 from ..timing import access_columns
@@ -647,16 +647,17 @@ def _rewrite(program, cols: _Columns, u: _Uses, start, size, plan, ints,
     if any(map(is_not, index, map(_INDEX, instrs))):
         deque(map(setattr, instrs, repeat("index"), index), 0)
     renumbered = range(len(instrs) + 1)
-    orders = access_columns.depends_on(instrs)
-    for i, dep in orders:  # as _Allocator.run: a new list in new attrs
+    orders = []  # as _Allocator.run: a new list in new attrs
+    for i, dep in access_columns.depends_on(instrs):
         ins = instrs[i]
-        ins.attrs = {**ins.attrs, "depends_on": [renumbered[d] for d in dep]}
+        new = [renumbered[d] for d in dep]
+        ins.attrs = {**ins.attrs, "depends_on": new}
+        orders.append((i, new))
     out = list(instrs)
     allocated = Program(program.chip, program.lnc, out, program.allocations, plan,
                         [(c, renumbered[at]) for c, at in program.fences])
     allocated._access_columns = access_columns.moved(
-        cols.access, out, u.pos, plo, phi, cols.bytes[u.pos],
-        [(i, instrs[i].attrs["depends_on"]) for i, _ in orders])
+        cols.access, out, u.pos, plo, phi, cols.bytes[u.pos], orders)
     return allocated
 
 
@@ -692,7 +693,7 @@ def _move(instrs, flat, access, rows, ins_of, lo, hi, ints) -> None:
         new = np.flatnonzero(first[r0:r1]) + r0
         places = rows[new].tolist()
         los, his = lo[new].tolist(), hi[new].tolist()
-        news = list(_with_bytes(list(map(flat.__getitem__, places)),
+        news = list(with_bytes_all(list(map(flat.__getitem__, places)),
                                 list(map(ints.setdefault, los, los)),
                                 list(map(ints.setdefault, his, his))))
         deque(map(flat.__setitem__, places, news), 0)
@@ -740,14 +741,3 @@ def _distinct(ids, lo, hi) -> tuple:
     return group, first, shared
 
 
-_LO, _HI = Access._fields.index("lo"), Access._fields.index("hi")
-
-
-def _with_bytes(accesses: list, los: list, his: list):
-    """map(access.with_bytes, accesses, los, his), over the fields as columns (the
-    accesses transposed, their lo and hi replaced, transposed back) in C calls."""
-    if not accesses:
-        return iter(())
-    fields = list(zip(*accesses))
-    fields[_LO], fields[_HI] = los, his
-    return map(tuple.__new__, repeat(Access), zip(*fields))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from itertools import repeat
 from typing import NamedTuple
 
 import numpy as np
@@ -514,6 +515,16 @@ def with_bytes(a: Access, lo: int, hi: int) -> Access:
 
 # the slices of with_bytes
 assert Access._fields[11:13] == ("lo", "hi")
+
+
+def with_bytes_all(accesses: list, los: list, his: list):
+    """map(with_bytes, accesses, los, his), over the fields as columns (the accesses
+    transposed, their lo and hi replaced, transposed back) in C calls."""
+    if not accesses:
+        return iter(())
+    fields = list(zip(*accesses))
+    fields[11], fields[12] = los, his
+    return map(_new_access, repeat(Access), zip(*fields))
 
 
 def copy_with(a: Access, **changes) -> Access:

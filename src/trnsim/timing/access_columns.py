@@ -27,6 +27,7 @@ from operator import attrgetter, itemgetter, methodcaller
 
 import numpy as np
 
+from ..machine.access import Access
 from .costs import itemsize
 
 ACC = ("p_lo", "p_hi", "lo", "hi", "dense", "has_form", "pitch", "first", "rows", "run",
@@ -80,10 +81,16 @@ def moved(cols: AccessColumns, instrs, rows, lo, hi, nbytes, orders) -> AccessCo
     their order edges (`orders`: depends_on(instrs)) and changed nothing else."""
     acc = cols.acc
     acc[rows, LO], acc[rows, HI] = lo, hi
-    acc[rows, DENSE] = nbytes >= (acc[rows, P_HI] - acc[rows, P_LO]) * (hi - lo)
+    acc[rows, DENSE] = _dense(acc[rows], nbytes)
     cols.instrs = instrs
     cols.depends_on = orders
     return cols
+
+
+def _dense(acc, nbytes):
+    """Whether each access (rows of acc, `nbytes` its bytes) writes every byte of its
+    box."""
+    return nbytes >= (acc[:, P_HI] - acc[:, P_LO]) * (acc[:, HI] - acc[:, LO])
 
 
 def depends_on(instrs) -> list:
@@ -109,7 +116,7 @@ def _build(instrs, fields) -> tuple:
     del reads, writes
     m = len(flat)
     acc = cols.acc = np.zeros((m, len(ACC)), np.int64)
-    more = [np.empty(m, np.int64) for _ in range(2 + len(fields))]  # core, bytes, fields
+    extra = [np.empty(m, np.int64) for _ in range(2 + len(fields))]  # core, bytes, fields
     code: dict = {}  # space name -> number, in order of first use
     # a chunk of accesses at a time (its ints: a small array), in one pass of C over
     # the tuples (the fastest way to read them found)
@@ -121,7 +128,7 @@ def _build(instrs, fields) -> tuple:
         got = np.fromiter(chain.from_iterable(map(ints, part)), np.int64, k * len(part))
         got = got.reshape(len(part), k)
         acc[c:e, P_LO:HI + 1] = got[:, :4]
-        for j, column in enumerate(more):
+        for j, column in enumerate(extra):
             column[c:e] = got[:, 4 + j]
         spaces = list(map(_SPACE_OF, part))
         for name in dict.fromkeys(spaces):
@@ -129,13 +136,13 @@ def _build(instrs, fields) -> tuple:
         acc[c:e, SPACE] = np.fromiter(map(code.__getitem__, spaces), np.int64, len(part))
     names = cols.spaces = list(code)
     cols.maps = []
-    nbytes = more[1]
-    acc[:, DENSE] = nbytes >= (acc[:, P_HI] - acc[:, P_LO]) * (acc[:, HI] - acc[:, LO])
+    nbytes = extra[1]
+    acc[:, DENSE] = _dense(acc, nbytes)
     space = acc[:, SPACE]
     hbm = space == code.get("hbm", -1)
     onchip = ~hbm
     if onchip.any():
-        core = more[0][onchip]
+        core = extra[0][onchip]
         width = int(core.max()) + 1
         keys = space[onchip] * width + core
         used = np.zeros(len(names) * width, bool)  # (np.unique without its sort)
@@ -146,15 +153,18 @@ def _build(instrs, fields) -> tuple:
     if hbm.any():
         at = np.flatnonzero(hbm)
         _rows_forms(acc, at, [flat[x] for x in at.tolist()], nbytes[at])
-    return cols, flat, more
+    return cols, flat, extra
 
 
-# Access fields (machine/access.py): 9-12 p_lo p_hi lo hi, 3 core, 14 bytes, 17 alloc;
-# 2 space; what rows_form reads besides lo, hi: 7 pattern, 14 bytes, 15
-# contiguous_bytes, 5 dtype
-_BOX, _CORE_BYTES, _ALLOC = (9, 10, 11, 12), (3, 14), 17
-_SPACE_OF = itemgetter(2)
-_SHAPE_KEY = itemgetter(7, 14, 15, 5)
+# positions of the Access fields read (machine/access.py): the box; core and bytes;
+# alloc; space; what rows_form reads besides lo and hi
+_FIELD = {name: k for k, name in enumerate(Access._fields)}
+_BOX = tuple(_FIELD[f] for f in ("p_lo", "p_hi", "lo", "hi"))
+_CORE_BYTES = (_FIELD["core"], _FIELD["bytes"])
+_ALLOC = _FIELD["alloc"]
+_SPACE_OF = itemgetter(_FIELD["space"])
+_SHAPE_KEY = itemgetter(*(_FIELD[f] for f in ("pattern", "bytes", "contiguous_bytes",
+                                               "dtype")))
 _ONE_RUN, _NO_FORM, _ROWS = range(3)
 _CHUNK = 1 << 14  # accesses read at a time
 

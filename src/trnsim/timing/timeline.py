@@ -126,12 +126,12 @@ class Spans:
     events' order: what the profile's aggregates read."""
 
     __slots__ = ("index", "core", "track", "names", "start", "end", "ready", "producer",
-                 "_groups")
+                 "_by_core_and_track")
 
     def __init__(self, index, core, track, names, start, end, ready, producer):
         self.index, self.core, self.track, self.names = index, core, track, names
         self.start, self.end, self.ready, self.producer = start, end, ready, producer
-        self._groups = None
+        self._by_core_and_track = None
 
     @classmethod
     def of_columns(cls, cols: EventColumns) -> "Spans":
@@ -174,12 +174,12 @@ class Spans:
     def by_core_and_track(self) -> dict[tuple[int, str], np.ndarray]:
         """{(core, track): the positions of its events, in order}, in order of first
         event (made once: the report and the track list both read it)."""
-        if self._groups is None:
-            self._groups = {}
+        if self._by_core_and_track is None:
+            out = self._by_core_and_track = {}
             for members in groups_of(self.core * max(1, len(self.names)) + self.track):
                 first = members[0]
-                self._groups[(int(self.core[first]), self.names[self.track[first]])] = members
-        return self._groups
+                out[(int(self.core[first]), self.names[self.track[first]])] = members
+        return self._by_core_and_track
 
     def on_tracks(self, match) -> np.ndarray:
         """Which events are on a track whose name satisfies `match` (a predicate on the
