@@ -131,7 +131,7 @@ def sequential_fold(ufunc, v: np.ndarray, start=None) -> np.ndarray:
     runs only along the fast axis), so the rows are reduced as the columns of a
     transposed copy, every lane in one vector step per element: about 4x faster than
     `_chain` on a [128, 2048] tile; where numba is loaded, isa/lane_fold.py reads the
-    tile as it lies instead (1.6x faster again). Rows that end in NaN or zero are
+    tile as it lies instead (faster again). Rows that end in NaN or zero are
     chained again: which NaN comes out of NaN operands can differ (NumPy's vector
     loop does not pick the scalar chain's NaN in every lane), and NumPy starts an add
     from +0.0, so a sum of -0.0s would end in +0.0."""

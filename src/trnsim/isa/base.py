@@ -44,7 +44,7 @@ class Instr:
     def __init__(self, opcode: str, engine=None, default: str = "vector",
                  allowed: tuple[str, ...] | None = None, **attrs):
         self.run = run = active_run()
-        self.core = run.cores[program_id()]  # (current_core(), the run at hand)
+        self.core = run.cores[program_id()]  # (current_core() without a second active_run())
         self.chip = run.chip
         self.opcode = opcode
         self.location = run.issue_site or kernel_location(2)
@@ -78,7 +78,8 @@ class Instr:
                 engines = candidates(self)
                 if engines is not None:
                     self.attrs["engines"] = engines
-            record = self.run.program.instructions  # (Program.append and len: Python)
+            # the record's list itself: Program.append and len are a Python call each
+            record = self.run.program.instructions
             record.append(Instruction(
                 len(record), self.core.id, self.engine, self.opcode,
                 tuple(self.reads), tuple(self.writes), self.location, self.attrs, self.queue))
@@ -282,7 +283,7 @@ class Instr:
     def _note_indirect(self, t: NkiTensor):
         """Record the read of an indirect view's index tensor (called where t.dyn is set:
         the check is made inline, a method call per operand costing more)."""
-        if t.dyn is not None and isinstance(t.dyn.index, NkiTensor):  # not a register
+        if isinstance(t.dyn.index, NkiTensor):  # not a register
             self.reads.append(describe_access(t.dyn.index, "indirect_offset", "r"))
 
     def warn(self, message: str):

@@ -12,15 +12,14 @@ compiler's choice) or zero (its sign, where the chain starts).
 from __future__ import annotations
 
 import functools
-import os
 import sys
 
 import numpy as np
 
 from ..machine import compiled
 
-ADD, SUBTRACT, MULTIPLY = 0, 1, 2
-_OPS = {np.add: ADD, np.subtract: SUBTRACT, np.multiply: MULTIPLY}
+_ADD, _SUBTRACT, _MULTIPLY = 0, 1, 2
+_OPS = {np.add: _ADD, np.subtract: _SUBTRACT, np.multiply: _MULTIPLY}
 _NO_START = np.empty(0, np.float32)
 
 
@@ -31,7 +30,7 @@ def wanted(ufunc) -> bool:
     save). Never with TRNSIM_COMPILED=0."""
     if ufunc not in _OPS:
         return False
-    mode = os.environ.get(compiled.ENV, "auto").strip()
+    mode = compiled.mode()
     if mode == "0" or (mode != "1" and "numba" not in sys.modules):
         return False
     return compiled.numba_available()
@@ -65,11 +64,11 @@ def _fold(v, start, op, out):
         for p in range(P):
             out[p] = start[p]
     # one step per element for every lane: the lanes' independent chains overlap
-    if op == ADD:
+    if op == _ADD:
         for i in range(first, F):
             for p in range(P):
                 out[p] = out[p] + v[p, i]
-    elif op == SUBTRACT:
+    elif op == _SUBTRACT:
         for i in range(first, F):
             for p in range(P):
                 out[p] = out[p] - v[p, i]

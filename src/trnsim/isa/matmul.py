@@ -62,6 +62,10 @@ _FP8 = (float8_e4m3, float8_e5m2, float8_e4m3fn)
 _FP32_CLASS = (float32, tfloat32)
 _MATMUL_INPUTS = (float8_e4m3, float8_e5m2, bfloat16, float16, tfloat32, float32)
 MATMUL_INPUTS = _MATMUL_INPUTS  # (before NeuronCore-v4's float8_e4m3fn) for lowerings
+# the classes as sets, for the checks of every matmul: a set finds a DType by its str
+# hash, where a tuple compares it with each member through DType.__eq__ (Python code)
+_MATMUL_INPUT_SET = frozenset(_MATMUL_INPUTS)
+_FP32_SET = frozenset(_FP32_CLASS)
 
 
 # -- shared Tensor Engine helpers (also used by isa/mx.py) ------------------
@@ -371,11 +375,6 @@ def _warn_uninitialized(ins: Instr, dst: NkiTensor, prev):
 
 
 # -- nc_matmul ------------------------------------------------------------------
-# The dtype classes above as sets, for the checks of every matmul: a set finds a DType
-# by its str hash, where a tuple compares it with each member through DType.__eq__
-# (Python code).
-_MATMUL_INPUT_SET = frozenset(_MATMUL_INPUTS)
-_FP32_SET = frozenset(_FP32_CLASS)
 
 
 def _check_input_dtype(ins: Instr, role: str, t: NkiTensor):
@@ -391,11 +390,10 @@ def _check_input_dtype(ins: Instr, role: str, t: NkiTensor):
         return
     if d.is_x4:
         ins.fail(f"{role} {describe(t)}: packed MX data goes through nc_matmul_mx")
-    if d not in _MATMUL_INPUT_SET:
-        ok = ", ".join(str(x) for x in _MATMUL_INPUTS + ((float8_e4m3fn,) if te.supports_e4m3fn
-                                                         else ()))
-        ins.fail(f"{role} {describe(t)}: dtype {d} is not a Tensor Engine input type "
-                 f"(use one of {ok})")
+    ok = ", ".join(str(x) for x in _MATMUL_INPUTS + ((float8_e4m3fn,) if te.supports_e4m3fn
+                                                     else ()))
+    ins.fail(f"{role} {describe(t)}: dtype {d} is not a Tensor Engine input type "
+             f"(use one of {ok})")
 
 
 def _check_dtype_mix(ins: Instr, stationary: NkiTensor, moving: NkiTensor):
@@ -705,7 +703,7 @@ def _pe_transpose(ins: Instr, dst, data):
                  "be transposed")
     bit_exact = ins.generation >= 3
     if not bit_exact:
-        if data.dtype not in _MATMUL_INPUTS:
+        if data.dtype not in _MATMUL_INPUT_SET:
             ins.fail(f"data {describe(data)}: on {ins.chip.name} the Tensor Engine transposes "
                      f"by a matmul, so data must be a matmul input type; use "
                      f"engine=nisa.vector_engine for {data.dtype}")

@@ -76,7 +76,7 @@ class _Auto:
         self.region = region
 
     def legacy_ndarray(self, shape, dtype, name=""):
-        from .language import ndarray
+        from .creation import ndarray
         return ndarray(shape, dtype, buffer=self.region, name=name)
 
     def __str__(self):
@@ -218,7 +218,7 @@ class _Direct:
         run = runtime.active_run()
         if getattr(run, "legacy_force_auto_alloc", False):
             return _Auto(self.region).legacy_ndarray(shape, dtype, name)
-        from .language import flush
+        from .ops import flush
         from ..numerics.dtypes import as_dtype
         flush()
         blocks, pdim, free = _split_shape(shape)

@@ -908,7 +908,7 @@ def _seed_tile(seed):
     value = int(seed)
     if not -2 ** 31 <= value < 2 ** 32:
         _fail("random_seed", f"seed {value} does not fit 32 bits")
-    from .language import ndarray
+    from .creation import ndarray
     t = ndarray((1, 1), uint32, buffer=sbuf, name="nl.random_seed")
     core.memset(dst=t.core, value=value & 0xFFFFFFFF)
     return t
@@ -1003,7 +1003,7 @@ def loop_reduce(x, op, loop_indices, *, dtype=None, mask=None, **kwargs):
         entry = state.get(key)
         if (entry is None or not where_ > entry[0] or entry[1].shape != shape
                 or entry[1].dtype != out_dtype):
-            from .language import ndarray
+            from .creation import ndarray
             acc = ndarray(shape, out_dtype, buffer=sbuf, name="nl.loop_reduce")
             run_masked(core.tensor_copy, acc.full(), mask, src=x)
         else:

@@ -18,7 +18,7 @@ from ..numerics.dtypes import (bfloat16, bool_, float8_e4m3, float8_e5m2, float1
 from .creation import _LazyTiles, ndarray  # noqa: F401 - nl.ndarray
 from .indexing import arange, mgrid  # noqa: F401
 from .jit import nc, num_programs, program_id, program_ndim, spmd_dim  # noqa: F401
-from .ops import Pending, flush, result_op, run_masked  # noqa: F401 - nl's flush
+from .ops import Pending, result_op, run_masked
 from .tensor import Access, LTensor, par_dim  # noqa: F401 - nl.par_dim
 
 sbuf = MemoryRegion.sbuf

@@ -143,13 +143,10 @@ class Pending(LTensor):
         self._claim(run)
         if not self.done:
             # the instructions (and the tile) are the kernel line's that asked for them
-            saved, run.issue_site = run.issue_site, self.site
-            try:
+            with _issued_at(self.site, run):
                 tile = ndarray(self._shape, self._dtype, buffer=self._buffer, name=self._name)
                 self._core = tile.core
                 self._execute(tile.full(), False)
-            finally:
-                run.issue_site = saved
 
     def run_into(self, target: Access, accumulate: bool):
         """Run with `target` as destination (accumulating when asked)."""
@@ -166,13 +163,11 @@ class Pending(LTensor):
 class _issued_at:
     """Attribute the instructions run inside to the kernel line that asked for them."""
 
-    def __init__(self, site, run=None):
+    def __init__(self, site, run):
         self.site = site
         self.run = run
 
     def __enter__(self):
-        if self.run is None:
-            self.run = runtime.active_run()
         self.saved, self.run.issue_site = self.run.issue_site, self.site
 
     def __exit__(self, *exc):

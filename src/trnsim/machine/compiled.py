@@ -12,7 +12,9 @@ They need numba (`pip install 'trnsim[fast]'`) and run, by env TRNSIM_COMPILED:
 - "1": for every program (the tests and the oracle);
 - "0": never.
 A program a core does not model (spills, collectives, synchronisation groups: each
-module says which) goes through the Python pass whatever the setting.
+module says which) goes through the Python pass whatever the setting. One numerics core
+has its own "auto" rule: the in-order fold of isa/lane_fold.py runs where numba is
+loaded already (by a compiled pass: loading it costs more than the folds save).
 """
 from __future__ import annotations
 
@@ -26,12 +28,17 @@ ENV = "TRNSIM_COMPILED"
 MIN_INSTRUCTIONS = 64
 
 
+def mode() -> str:
+    """TRNSIM_COMPILED: "0", "1" or anything else (auto)."""
+    return os.environ.get(ENV, "auto").strip().lower()
+
+
 def wanted(instructions: int) -> bool:
     """Whether a program of this many instructions takes the compiled paths."""
-    mode = os.environ.get(ENV, "auto").strip().lower()
-    if mode == "0":
+    mode_ = mode()
+    if mode_ == "0":
         return False
-    if mode != "1" and instructions < MIN_INSTRUCTIONS:
+    if mode_ != "1" and instructions < MIN_INSTRUCTIONS:
         return False
     return numba_available()
 

@@ -47,9 +47,9 @@ def frame_values(frame, before: dict | None = None):
             tensors[k] = v
         elif type(v) is list:
             lists[k] = _list_state(v)
-            head = v[:_ITEMS]
+            head = v[:_ITEMS]  # tiles have no item state: a list of tiles only, none
             items = () if _ONLY_TILES.issuperset(map(type, head)) else \
-                [x for x in head if type(x) is not NkiTensor]  # (fast: tiles)
+                [x for x in head if type(x) is not NkiTensor]
             out[k] = ("list items", tuple(_state(x, _DEPTH - 1) for x in items
                                           if tensor_core(x) is None))
         elif type(v) in PLAIN or type(v) is bytes:
@@ -68,7 +68,7 @@ def frame_values(frame, before: dict | None = None):
             out["class " + name] = ("class", tuple(  # a class attribute changing declines
                 (a, _state(x, 1)) for a, x in vars(v).items() if not isinstance(x, _OPAQUE)
                 and not a.startswith("__")))
-        elif type(v) is int:  # (what _state gives an int)
+        elif type(v) is int:  # an int's state is itself (no _state call)
             out["global " + name] = ("global", v)
         elif not isinstance(v, _OPAQUE) and tensor_core(v) is None:  # a global changing declines
             out["global " + name] = ("global", _state(v, _DEPTH))
