@@ -46,6 +46,7 @@ from ..timing.costs import cost_model, priced
 from ..timing.deps import MemoryMaps
 from ..machine import compiled
 from ..machine.gc_pause import gc_paused
+from ..machine.record import dma_site
 
 HEURISTICS = ("asap", "critical_path", "trivial")
 DEFAULT_HEURISTIC = "asap"  # nki.compiler.SchedulingHeuristic's default (NKI 0.7 docs)
@@ -276,9 +277,8 @@ class _ListScheduler:
         return self._canon.setdefault(r, r)
 
     def _resources(self) -> list:
-        """resource_of each instruction, one tuple per resource; a DMA's looked up by
-        its core, queue and location object (shared by a loop's copies; alive, so its
-        id stays its own while the pass runs), made once per such site."""
+        """resource_of each instruction, one tuple per resource; a DMA's made once per
+        record.dma_site."""
         canon = self._canon.setdefault
         sites: dict = {}
         out = []
@@ -287,7 +287,7 @@ class _ListScheduler:
                 r = resource_of(ins)
                 out.append(canon(r, r))
                 continue
-            site = (ins.core, ins.queue, id(ins.location))
+            site = dma_site(ins)
             r = sites.get(site)
             if r is None:
                 r = resource_of(ins)

@@ -49,6 +49,14 @@ class Instruction:
         return f"[{self.index}] core{self.core} {self.engine}.{self.opcode}({ops}) {self.location}"
 
 
+def dma_site(ins: Instruction) -> tuple:
+    """A key of a DMA's queue quicker to make than its (core, queue name, source line):
+    its core, queue and location object. A loop's copies share the object, and the
+    program keeps it alive, so its id stays its own while a pass reads the program;
+    equal keys mean the same queue (the converse need not hold: use it as a memo)."""
+    return (ins.core, ins.queue, id(ins.location))
+
+
 def _jsonable(v):
     if isinstance(v, (str, int, float, bool)) or v is None:
         return v

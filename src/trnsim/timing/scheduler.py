@@ -50,6 +50,7 @@ from .costs import cost_model
 from .deps import MemoryMaps
 from ..machine import compiled
 from ..machine.gc_pause import gc_paused
+from ..machine.record import dma_site
 from .timeline import Event, Timeline, Wait
 
 _new_wait = tuple.__new__  # Wait(p, kind, space) without the named tuple's Python __new__
@@ -267,7 +268,7 @@ class _Scheduler:
         self.engines: dict = {}  # (core, engine) -> _Track
         self.queues: dict = {}  # (core, queue, source line) -> _Track
         self.queue_count: dict = {}
-        self.sites: dict = {}  # (core, queue, id of a location) -> its queue's _Track
+        self.sites: dict = {}  # record.dma_site -> its queue's _Track
         te = chip.core.tensor
         self.ncells = (te.rows // self.cost.te_cell) * (te.cols // self.cost.te_cell)
         self.allcells = tuple(range(self.ncells))
@@ -459,9 +460,7 @@ class _Scheduler:
         if ins.engine != "dma":
             trk = self.engines.get((ins.core, ins.engine))
             return trk if trk is not None else self._engine(ins.core, ins.engine)
-        # a queue looked up by its core, name and location object (shared by a loop's
-        # copies; the program keeps it alive, so its id stays its own)
-        site = (ins.core, ins.queue, id(ins.location))
+        site = dma_site(ins)
         trk = self.sites.get(site)
         if trk is None:
             trk = self.sites[site] = self._queue(ins)
