@@ -439,7 +439,7 @@ def describe_access(t: NkiTensor, role: str, mode: str) -> Access:
 
 def _describe(t: NkiTensor, role: str, mode: str) -> Access:
     st, dtype = t.storage, t.dtype
-    isz = dtype.np.itemsize
+    isz = dtype.itemsize
     shape, strides, offset = t.shape, t.strides, t.offset
     on_chip = st.space != "hbm"
     size = math.prod(shape)
@@ -484,16 +484,10 @@ def _describe(t: NkiTensor, role: str, mode: str) -> Access:
             lo, hi = st.address + offset * isz, st.address + (offset + span + 1) * isz
         else:
             lo, hi = st.address, st.address + st.row_bytes
-    name = _DTYPE_NAMES.get(dtype)
-    if name is None:
-        name = _DTYPE_NAMES[dtype] = str(dtype)
     return _new_access(Access, (
-        role, mode, st.space, st.core, t.name, name, shape,
+        role, mode, st.space, st.core, t.name, dtype.name, shape,
         tuple(zip(strides, shape)), offset, p_lo, p_hi, lo, hi, elems_pp, size * isz,
         min(inner, elems_pp) * isz, dyn, st.alloc))
-
-
-_DTYPE_NAMES: dict = {}  # dtype -> its name, one str per dtype for every Access
 
 
 def _note_untracked_change(alloc: int):

@@ -55,8 +55,8 @@ class CoreState:
             self.psum_group.fill((p_lo, p_hi, lo, hi), 0)
 
 
-# (dtype, declared shape) -> the allocation's description ("float32[128, 512]") and dtype
-# name: a few kinds of tile are declared thousands of times
+# (dtype, declared shape) -> the allocation's description ("float32[128, 512]"): a few
+# kinds of tile are declared thousands of times
 _DESCRIPTIONS: dict = {}
 
 
@@ -143,7 +143,7 @@ class Run:
                 f"Size of partition dimension {shape[0]} exceeds architecture limitation of "
                 f"{pmax} (tensor {name!r} {dtype}{list(shape)} in {region})", op="ndarray")
         memory = core.sbuf if region is MemoryRegion.sbuf else core.psum
-        row_bytes = math.prod(shape[1:]) * dtype.np.itemsize
+        row_bytes = math.prod(shape[1:]) * dtype.itemsize
         p0 = 0
         if address is not None:
             if isinstance(address, (tuple, list)):
@@ -160,15 +160,14 @@ class Run:
         st = Storage(region.space, name, core.id, 0, row_bytes, p0, shape[0], memory,
                      buffer_name=str(region), site=site, base_shape=shape, base_dtype=dtype)
         key = (dtype, declared_shape or shape)
-        texts = _DESCRIPTIONS.get(key)
-        if texts is None:
-            texts = _DESCRIPTIONS[key] = (f"{dtype}[{', '.join(map(str, key[1]))}]", str(dtype))
-        desc, dtype_name = texts
+        desc = _DESCRIPTIONS.get(key)
+        if desc is None:
+            desc = _DESCRIPTIONS[key] = f"{dtype}[{', '.join(map(str, key[1]))}]"
         memory.allocate(st, dtype, desc, block_bytes, address)
         allocations = self.program.allocations
         st.alloc = alloc = len(allocations)
         allocations[alloc] = Allocation(
-            alloc, region.space, core.id, name, desc, dtype_name, site, st.address,
+            alloc, region.space, core.id, name, desc, dtype.name, site, st.address,
             row_bytes, block_bytes, p0, shape[0], address is not None,
             len(self.program.instructions))
         return NkiTensor.over(st, shape, dtype, region, name)

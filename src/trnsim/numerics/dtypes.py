@@ -14,21 +14,17 @@ class DType(str):
     np: np.dtype
     kind: str  # 'float' | 'int' | 'uint' | 'bool' | 'x4'
     element: "np.dtype | None"
+    name: str  # a plain str (one object per dtype: the record's accesses share it)
+    itemsize: int
 
     def __new__(cls, name: str, storage, kind: str, element=None):
         obj = super().__new__(cls, name)
         obj.np = np.dtype(storage)
         obj.kind = kind
         obj.element = None if element is None else np.dtype(element)
+        obj.name = str.__str__(obj)
+        obj.itemsize = obj.np.itemsize
         return obj
-
-    @property
-    def name(self) -> str:
-        return str(self)
-
-    @property
-    def itemsize(self) -> int:
-        return self.np.itemsize
 
     @property
     def bits(self) -> int:
