@@ -256,34 +256,46 @@ class OnChipMemory:
         of physical allocation)."""
         if self._dead:
             self._reap()
+        if address is None:
+            key = self._place_virtual(storage, dtype, desc, block_bytes)
+        else:
+            key = self._place_explicit(storage, dtype, desc, address)
+        weakref.finalize(storage, self._dead.append, key)
+
+    def _place_virtual(self, storage: Storage, dtype: DType, desc: str,
+                       block_bytes: int) -> int:
+        """Place `storage` at a free virtual range; its key."""
+        nbytes = storage.row_bytes
+        if self._aligned(block_bytes) > self.capacity:
+            what = "block" if block_bytes < nbytes else "tensor"
+            raise CapacityError(
+                f"{self.space.upper()} overflow on {self.chip_name}: {what} of "
+                f"{storage.name or '<unnamed>'!r} {desc} needs {block_bytes} bytes per "
+                f"partition, more than the {self.capacity} bytes of "
+                f"{self.space.upper()} per partition; no placement or spill can hold it "
+                f"(split it into smaller tiles)", op="ndarray", location=storage.site)
+        start = self._virtual_fit(nbytes)
+        storage.address = start
+        key = next(self._ids)
+        column = self._column_fit(key, nbytes) if self.values else start
+        storage.column = column
+        if column + nbytes > self._used:
+            self._used = column + nbytes
+        span = self._virtual[key] = (start, start + self._aligned(nbytes))
+        bisect.insort(self._taken, span)
+        self._cursor = span[1]
+        if self.values:  # (no other tensor shares these bytes: fill on first use)
+            storage.unfilled = _fill_row(dtype, nbytes)
+            if self._init is not None:
+                self._init[storage.partition:storage.partition + storage.partitions,
+                           column:column + nbytes] = False
+        return key
+
+    def _place_explicit(self, storage: Storage, dtype: DType, desc: str, address) -> int:
+        """Place `storage` at byte `address` of each of its partitions (the bytes of
+        live explicit tensors it overlaps kept); its key."""
         nbytes = storage.row_bytes
         align = self.align
-        if address is None:
-            if -(-block_bytes // align) * align > self.capacity:
-                what = "block" if block_bytes < nbytes else "tensor"
-                raise CapacityError(
-                    f"{self.space.upper()} overflow on {self.chip_name}: {what} of "
-                    f"{storage.name or '<unnamed>'!r} {desc} needs {block_bytes} bytes per "
-                    f"partition, more than the {self.capacity} bytes of "
-                    f"{self.space.upper()} per partition; no placement or spill can hold it "
-                    f"(split it into smaller tiles)", op="ndarray", location=storage.site)
-            start = self._virtual_fit(nbytes)
-            storage.address = start
-            key = next(self._ids)
-            column = self._column_fit(key, nbytes) if self.values else start
-            storage.column = column
-            if column + nbytes > self._used:
-                self._used = column + nbytes
-            span = self._virtual[key] = (start, start + -(-nbytes // align) * align)
-            bisect.insort(self._taken, span)
-            self._cursor = span[1]
-            if self.values:  # (no other tensor shares these bytes: fill on first use)
-                storage.unfilled = _fill_row(dtype, nbytes)
-                if self._init is not None:
-                    self._init[storage.partition:storage.partition + storage.partitions,
-                               column:column + nbytes] = False
-            weakref.finalize(storage, self._dead.append, key)
-            return
         name = storage.name or "<unnamed>"
         start = int(address)
         if start % align and self.space == "psum":
@@ -328,7 +340,7 @@ class OnChipMemory:
                 self.data[r, c] = data
                 if init is not None:
                     self._init[r, c] = init
-        weakref.finalize(storage, self._dead.append, key)
+        return key
 
     def _virtual_fit(self, nbytes: int) -> int:
         """A free virtual range for `nbytes` (next-fit; the arena grows when none is)."""
