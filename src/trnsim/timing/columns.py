@@ -102,7 +102,7 @@ def _price(sched, col):
     # result there: an engine-agnostic instruction it moved costs what every other of
     # the same signature moved there costs (the results in `computed` stay alive: no id
     # is reused)
-    moved: dict = {}
+    repriced: dict = {}
     for i in sched.order:
         ins = instrs[i]
         trk = track[i]
@@ -122,9 +122,9 @@ def _price(sched, col):
                 res = hit[1]
             else:
                 key = (id(hit[1]), engine)
-                res = moved.get(key)
+                res = repriced.get(key)
                 if res is None:
-                    res = moved[key] = compute(ins)
+                    res = repriced[key] = compute(ins)
         else:
             res = "sync"
         r = rows.get((id(res), trk.id)) if res is not None else None
