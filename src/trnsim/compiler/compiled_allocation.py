@@ -28,6 +28,7 @@ from ..machine.access import with_bytes_all
 from ..machine.compiled import jit
 from ..machine.record import Program
 from ..timing import access_columns
+from . import compiled_heap as heap
 from .arena import Arena
 from .plan import MemoryPlan, Placement, Steps
 
@@ -103,57 +104,6 @@ def _delete(lo, hi, when, off, n, k):
         lo[off + j] = lo[off + j + 1]
         hi[off + j] = hi[off + j + 1]
         when[off + j] = when[off + j + 1]
-
-
-@jit
-def _less(hw, hlo, hhi, i, j):
-    if hw[i] != hw[j]:
-        return hw[i] < hw[j]
-    if hlo[i] != hlo[j]:
-        return hlo[i] < hlo[j]
-    return hhi[i] < hhi[j]
-
-
-@jit
-def _swap(hw, hlo, hhi, i, j):
-    hw[i], hw[j] = hw[j], hw[i]
-    hlo[i], hlo[j] = hlo[j], hlo[i]
-    hhi[i], hhi[j] = hhi[j], hhi[i]
-
-
-@jit
-def _heap_push(hw, hlo, hhi, off, n, w, lo, hi):
-    """Push (w, lo, hi) onto the heap of n items at off; returns the new count."""
-    k = off + n
-    hw[k], hlo[k], hhi[k] = w, lo, hi
-    while k > off:
-        parent = off + (k - off - 1) // 2
-        if _less(hw, hlo, hhi, k, parent):
-            _swap(hw, hlo, hhi, k, parent)
-            k = parent
-        else:
-            break
-    return n + 1
-
-
-@jit
-def _heap_pop(hw, hlo, hhi, off, n):
-    """Move the least item of the heap of n items at off to off + n - 1 (the caller
-    reads it there); the first n - 1 stay a heap."""
-    last = off + n - 1
-    _swap(hw, hlo, hhi, off, last)
-    k, end = off, last
-    while True:
-        c = off + 2 * (k - off) + 1
-        if c >= end:
-            break
-        if c + 1 < end and _less(hw, hlo, hhi, c + 1, c):
-            c += 1
-        if _less(hw, hlo, hhi, c, k):
-            _swap(hw, hlo, hhi, c, k)
-            k = c
-        else:
-            break
 
 
 @jit
@@ -292,7 +242,7 @@ def _walk(ev_block, ev_at, ev_place, blk_arena, blk_bytes, blk_last, capacity, a
             bwhen[so + k] = i
             if nh[a] == heap_off[a + 1] - ho:
                 return FALLBACK
-            nh[a] = _heap_push(hw, hlo, hhi, ho, nh[a], i, lo, hi)
+            nh[a] = heap.push(hw, hlo, hhi, ho, nh[a], i, lo, hi)
             used[a] -= size_out[b]
             at = i + 1
         else:  # placement: Arena.find (no reserved list when no explicit tensor is live)
@@ -327,10 +277,8 @@ def _walk(ev_block, ev_at, ev_place, blk_arena, blk_bytes, blk_last, capacity, a
             if start < 0:
                 best_age, best_s, ntried = -2, -1, 0
                 while nh[a] > 0 and ntried < candidates:
-                    _heap_pop(hw, hlo, hhi, ho, nh[a])
-                    nh[a] -= 1
-                    top = ho + nh[a]
-                    w, slo, shi = hw[top], hlo[top], hhi[top]
+                    w, slo, shi = hw[ho], hlo[ho], hhi[ho]
+                    nh[a] = heap.pop(hw, hlo, hhi, ho, nh[a])
                     if _cooling_get(blo, bhi, bwhen, so, nb[a], slo, shi) != w:
                         continue  # stale: used up since
                     tried_w[ntried], tried_lo[ntried], tried_hi[ntried] = w, slo, shi
@@ -351,7 +299,7 @@ def _walk(ev_block, ev_at, ev_place, blk_arena, blk_bytes, blk_last, capacity, a
                     if best_age != -2 and best_age == w:
                         break
                 for t in range(ntried):
-                    nh[a] = _heap_push(hw, hlo, hhi, ho, nh[a], tried_w[t], tried_lo[t],
+                    nh[a] = heap.push(hw, hlo, hhi, ho, nh[a], tried_w[t], tried_lo[t],
                                        tried_hi[t])
                 if best_age != -2:
                     start = best_s
@@ -389,7 +337,7 @@ def _walk(ev_block, ev_at, ev_place, blk_arena, blk_bytes, blk_last, capacity, a
                 return FALLBACK
             for x in range(nnew):
                 if new_when[x] >= 0:
-                    nh[a] = _heap_push(hw, hlo, hhi, ho, nh[a], new_when[x], new_lo[x],
+                    nh[a] = heap.push(hw, hlo, hhi, ho, nh[a], new_when[x], new_lo[x],
                                        new_hi[x])
             nb[a] = _splice(blo, bhi, bwhen, so, n, k0, k1, new_lo, new_hi, new_when, nnew)
             if nt[a] == cap_spans:

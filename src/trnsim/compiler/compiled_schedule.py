@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..machine.compiled import jit
+from . import compiled_heap as heap
 from ..timing.costs import dma_costs
 
 _RAW, _WAR = 0, 2  # schedule.py's edge kinds (_RAW, _WAW, _WAR, _ORDER)
@@ -187,10 +188,10 @@ def _arrays(ls):
             and np.isfinite(sf).all() and np.isfinite(consts).all()):
         return None
     start, succ, kind = ls._csr
-    heap = max(1, int(cap.sum()))
+    room = max(1, int(cap.sum()))
     return (ix, fx, sf, si, ids, start, succ, kind, cand_stream, cand_est, seg_base, left,
-            cur_seg, consts, np.zeros(heap), np.zeros(heap, np.int64),
-            np.zeros(heap), np.zeros(heap, np.int64), bool(ls.fenced),
+            cur_seg, consts, np.zeros(room), np.zeros(room, np.int64),
+            np.zeros(room), np.zeros(room, np.int64), bool(ls.fenced),
             ls.heuristic == "critical_path", numbered)
 
 
@@ -268,48 +269,7 @@ def _pop2(key, idx, base, size):
         _sift_down2(key, idx, base, 0, pos)
     return size
 
-# -- the top heap of (start, index, stream) triples
-@jit
-def _less3(ak, ai, as_, bk, bi, bs):
-    if ak != bk:
-        return ak < bk
-    if ai != bi:
-        return ai < bi
-    return as_ < bs
-
-@jit
-def _sift_down3(tk, ti, ts, startpos, pos):
-    nk, ni, ns = tk[pos], ti[pos], ts[pos]
-    while pos > startpos:
-        pp = (pos - 1) >> 1
-        if _less3(nk, ni, ns, tk[pp], ti[pp], ts[pp]):
-            tk[pos], ti[pos], ts[pos] = tk[pp], ti[pp], ts[pp]
-            pos = pp
-            continue
-        break
-    tk[pos], ti[pos], ts[pos] = nk, ni, ns
-
-@jit
-def _pop3(tk, ti, ts, size):
-    """heappop (the caller read the top); returns the new size."""
-    size -= 1
-    if size > 0:
-        tk[0], ti[0], ts[0] = tk[size], ti[size], ts[size]
-        pos = 0
-        nk, ni, ns = tk[0], ti[0], ts[0]
-        child = 1
-        while child < size:
-            right = child + 1
-            if right < size and not _less3(tk[child], ti[child], ts[child],
-                                           tk[right], ti[right], ts[right]):
-                child = right
-            tk[pos], ti[pos], ts[pos] = tk[child], ti[child], ts[child]
-            pos = child
-            child = 2 * pos + 1
-        tk[pos], ti[pos], ts[pos] = nk, ni, ns
-        _sift_down3(tk, ti, ts, 0, pos)
-    return size
-
+# -- the top heap of (start, index, stream) triples (compiler/compiled_heap.py)
 @jit
 def _push_best(k, fx, sf, si, wkey, widx, nkey, nidx, use_prio, tk, ti, ts, tsize):
     """_ListScheduler._push_best for stream k; returns the top heap's new size."""
@@ -334,9 +294,7 @@ def _push_best(k, fx, sf, si, wkey, widx, nkey, nidx, use_prio, tk, ti, ts, tsiz
         si[k, T_HAS_BEST] = 1
         sf[k, S_BEST] = bf
         si[k, T_BEST] = bi
-        tk[tsize], ti[tsize], ts[tsize] = bf, bi, k
-        _sift_down3(tk, ti, ts, 0, tsize)
-        tsize += 1
+        tsize = heap.push(tk, ti, ts, 0, tsize, bf, bi, k)
     return tsize
 
 @jit
@@ -417,7 +375,7 @@ def _core(ix, fx, sf, si, ids, start, succ, kind, cand_stream, cand_est, seg_bas
     end = 0.0
     while tsize > 0:
         st, i, k = tk[0], ti[0], ts[0]
-        tsize = _pop3(tk, ti, ts, tsize)
+        tsize = heap.pop(tk, ti, ts, 0, tsize)
         if si[k, T_HAS_BEST] == 0 or sf[k, S_BEST] != st or si[k, T_BEST] != i:
             continue  # stale
         base = si[k, T_HBASE]
