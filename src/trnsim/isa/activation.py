@@ -157,12 +157,17 @@ def _activation(opcode, dst, op, data, bias, scale, reduce_op, reduce_res, cmd,
             ins.write("dst", dst, None)
         else:
             v = flat(x)
-            with np.errstate(all="ignore"), row_loops(v, s, b):
-                if scale_kind == "tensor" or (s is not None and s != 1.0):
-                    v = (v * s).astype(np.float32, copy=False)
-                if b is not None:
-                    v = (v + b).astype(np.float32, copy=False)
-            y = ins.write_into("dst", dst, lambda out: act(v, 0.0, ins, out=out))
+            scaled = scale_kind == "tensor" or (s is not None and s != 1.0)
+
+            def fill(out):  # data * scale + bias in fp32, then op, all in `out`
+                t = v
+                with np.errstate(all="ignore"), row_loops(v, s, b):
+                    if scaled:
+                        t = np.multiply(t, s, out=out)
+                    if b is not None:
+                        t = np.add(t, b, out=out)
+                return act(t, 0.0, ins, out=out)
+            y = ins.write_into("dst", dst, fill)
             if cmd != "idle":  # idle leaves the Scalar Engine registers unchanged
                 acc.accumulate(ins, "scalar", cmd, rop, y, lo, P)
     if reduce_res is not None:
