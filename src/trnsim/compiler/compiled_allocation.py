@@ -508,7 +508,14 @@ def allocate_compiled(program: Program) -> Program | None:
     if not all(map(eq, index, count())):
         index = list(range(len(index)))
     plan = _plan(program, u, al, keys, caps, start, size, order, notes, peak, ints, index)
-    return _rewrite(program, cols, u, start, size, plan, ints, index)
+    lo, hi = _physical(u, start, size)
+    rows, ins_of, nbytes = u.pos, u.ins, cols.bytes[u.pos]
+    access, flat = cols.access, cols.flat
+    # what the walk and the plan read dies here, before the physical accesses are made
+    # (the pass's peak of memory)
+    del cols, u, al, placed, start, size, order, notes, peak
+    return _rewrite(program, access, flat, rows, ins_of, lo, hi, nbytes, plan, ints,
+                    index)
 
 
 def _place(u: _Uses, al: _Allocs, capacity, align):
@@ -574,12 +581,8 @@ def _plan(program, u: _Uses, al: _Allocs, keys, caps, start, size, order, notes,
     return plan
 
 
-def _rewrite(program, cols: _Columns, u: _Uses, start, size, plan, ints,
-             index) -> Program:
-    """The program with each block access at its physical bytes (_Allocator.physical),
-    indices set and order edges copied as _Allocator.run does (no instruction was
-    inserted, so every index stays), and its access columns (made from the virtual
-    ones: timing/access_columns.py `moved`)."""
+def _physical(u: _Uses, start, size) -> tuple:
+    """Each block access's physical bytes [lo, hi) (_Allocator.physical)."""
     first_block = u.base[u.a_id] + u.b0
     plo = start[first_block] + u.rel_lo - u.b0 * u.bb
     phi = plo + (u.rel_hi - u.rel_lo)
@@ -588,9 +591,18 @@ def _rewrite(program, cols: _Columns, u: _Uses, start, size, plan, ints,
         st = start[g]
         if not (st == st[0] + np.arange(len(g)) * u.bb[j]).all():
             plo[j], phi[j] = st.min(), (st + size[g]).max()  # scattered blocks: their box
+    return plo, phi
+
+
+def _rewrite(program, access, flat, rows, ins_of, lo, hi, nbytes, plan, ints,
+             index) -> Program:
+    """The program with each block access (`rows` of the columns `access` and of `flat`,
+    the accesses in their order; ins_of: their instructions; nbytes: their bytes) at its
+    physical bytes [lo, hi), indices set and order edges copied as _Allocator.run does
+    (no instruction was inserted, so every index stays), and its access columns (made
+    from the virtual ones: timing/access_columns.py `moved`)."""
     instrs = program.instructions
-    flat, cols.flat = cols.flat, None
-    _move(instrs, flat, cols.access, u.pos, u.ins, plo, phi, ints)
+    _move(instrs, flat, access, rows, ins_of, lo, hi, ints)
     del flat
     if any(map(is_not, index, map(_INDEX, instrs))):
         deque(map(setattr, instrs, repeat("index"), index), 0)
@@ -604,8 +616,8 @@ def _rewrite(program, cols: _Columns, u: _Uses, start, size, plan, ints,
     out = list(instrs)
     allocated = Program(program.chip, program.lnc, out, program.allocations, plan,
                         [(c, renumbered[at]) for c, at in program.fences])
-    allocated._access_columns = access_columns.moved(
-        cols.access, out, u.pos, plo, phi, cols.bytes[u.pos], orders)
+    allocated._access_columns = access_columns.moved(access, out, rows, lo, hi, nbytes,
+                                                     orders)
     return allocated
 
 
