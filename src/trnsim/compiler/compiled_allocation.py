@@ -625,19 +625,22 @@ def _move(instrs, flat, access, rows, ins_of, lo, hi, ints) -> None:
     """Each instruction with an access at `rows` (of `flat`, the accesses in the order
     of the columns `access`; ins_of: their instructions) gets new reads and writes
     tuples with those accesses at bytes [lo, hi): instructions in program order, a
-    chunk at a time, so that the virtual accesses die as it goes (`flat` is emptied
-    there). One new Access per (virtual Access object, lo, hi), and one int object per
-    byte value (`ints`)."""
+    chunk at a time, so that the virtual accesses die as it goes (`flat` is emptied).
+    One new Access per (virtual Access object, lo, hi), and one int object per byte
+    value (`ints`)."""
     k = len(rows)
     if not k:
         return
+    # the accesses as an object array (fancy indexing in C), in place of the list
+    objs = np.fromiter(flat, object, len(flat))
+    flat.clear()
     # each distinct (object, lo, hi) made where it is first met; those met again are
     # kept in `made` meanwhile
-    ids = np.fromiter(map(id, map(flat.__getitem__, rows.tolist())), np.int64, k)
+    ids = np.fromiter(map(id, objs[rows].tolist()), np.int64, k)
     group, first, shared = _distinct(ids, lo, hi)
     del ids
     again = ~first
-    made = [None] * len(shared) if again.any() else None
+    made = np.empty(len(shared), object) if again.any() else None
     # chunks of whole instructions of about _CHUNK moved accesses
     at = np.flatnonzero(np.concatenate(([True], ins_of[1:] != ins_of[:-1])))
     touched = ins_of[at]
@@ -651,30 +654,35 @@ def _move(instrs, flat, access, rows, ins_of, lo, hi, ints) -> None:
     for t0, t1 in zip(cut.tolist(), [*cut[1:].tolist(), len(at)]):
         r0, r1 = at[t0], (at[t1] if t1 < len(at) else k)
         new = np.flatnonzero(first[r0:r1]) + r0
-        places = rows[new].tolist()
+        places = rows[new]
         los, his = lo[new].tolist(), hi[new].tolist()
-        news = list(with_bytes_all(list(map(flat.__getitem__, places)),
-                                list(map(ints.setdefault, los, los)),
-                                list(map(ints.setdefault, his, his))))
-        deque(map(flat.__setitem__, places, news), 0)
+        news = np.fromiter(with_bytes_all(objs[places].tolist(),
+                                          list(map(ints.setdefault, los, los)),
+                                          list(map(ints.setdefault, his, his))),
+                           object, len(new))
+        objs[places] = news
         if made is not None:
             keep = shared[group[new]]
-            deque(map(made.__setitem__, group[new[keep]].tolist(),
-                      compress(news, keep.tolist())), 0)
+            made[group[new[keep]]] = news[keep]
             met = np.flatnonzero(again[r0:r1]) + r0
-            deque(map(flat.__setitem__, rows[met].tolist(),
-                      map(made.__getitem__, group[met].tolist())), 0)
+            objs[rows[met]] = made[group[met]]
         del news
+        # the chunk's instructions' accesses as one tuple, which each new reads or
+        # writes tuple is a slice of
         ins = touched[t0:t1]
+        base, end = int(ptr[ins[0]]), int(ptr[ins[-1] + 1])
+        span = tuple(objs[base:end].tolist())
         mine = list(map(instrs.__getitem__, ins.tolist()))
-        p0, pw, p1 = ptr[ins].tolist(), wptr[ins].tolist(), ptr[ins + 1].tolist()
+        p0, pw, p1 = (ptr[ins] - base).tolist(), (wptr[ins] - base).tolist(), \
+            (ptr[ins + 1] - base).tolist()
         for name, moves, lo_row, hi_row in (("reads", reads_move, p0, pw),
                                             ("writes", writes_move, pw, p1)):
             sel = moves[t0:t1].tolist()
             deque(map(setattr, compress(mine, sel), repeat(name),
-                      map(tuple, map(flat.__getitem__, map(slice, compress(lo_row, sel),
-                                                           compress(hi_row, sel))))), 0)
-        flat[p0[0]:p1[-1]] = repeat(None, p1[-1] - p0[0])
+                      map(span.__getitem__, map(slice, compress(lo_row, sel),
+                                                compress(hi_row, sel)))), 0)
+        del span
+        objs[base:end] = None
 
 
 def _distinct(ids, lo, hi) -> tuple:
