@@ -416,7 +416,11 @@ class _Uses:
     """Which blocks each access covers and the walk's events: per instruction the
     blocks first used there, then those last used there, each in the order the
     instruction names them (`mine` of _Allocator.scan). `valid` False: an access the
-    Python pass would not handle as a block access (an unknown id, an empty range)."""
+    Python pass would not handle as a block access (an unknown id, an empty range).
+    Per block access (rows `pos`) what its physical bytes follow from (_physical): its
+    first block, its offset from that block's start and its width, and for those over
+    several blocks (`multi`) their count and block bytes. The temporaries die as soon
+    as read (this precedes the pass's peak of memory)."""
 
     def __init__(self, cols: _Columns, al: _Allocs):
         self.valid = False
@@ -427,10 +431,13 @@ class _Uses:
         safe = np.where(onchip, aid, 0)
         is_ex = onchip & al.explicit[safe]
         auto = onchip & ~is_ex
+        del onchip
         if (al.arena[safe[auto]] < 0).any():
             return
+        del safe
         # explicit tensors: [declared_at, last access], in order of first access
         ex_pos = np.flatnonzero(is_ex)
+        del is_ex
         ex_ids, first_pos = np.unique(aid[ex_pos], return_index=True)
         self.ex_ids = ex_ids[np.argsort(first_pos, kind="stable")]
         self.ex_last = np.zeros(len(al.blocks), np.int64)
@@ -439,37 +446,55 @@ class _Uses:
             return
         # blocks: a global number per (alloc, block)
         pos = self.pos = np.flatnonzero(auto)
-        a_id = self.a_id = aid[pos]
-        self.rel_lo = cols.lo[pos] - al.vaddr[a_id]
-        self.rel_hi = cols.hi[pos] - al.vaddr[a_id]
-        bb = self.bb = al.block_bytes[a_id]
-        b0 = self.b0 = self.rel_lo // bb
-        b1 = -(-self.rel_hi // bb)
-        nb = self.nb = b1 - b0
+        del auto
+        a_id = aid[pos]
+        rel_lo = cols.lo[pos] - al.vaddr[a_id]
+        width = cols.hi[pos] - cols.lo[pos]
+        bb = al.block_bytes[a_id]
+        b0 = rel_lo // bb
+        b1 = -(-(rel_lo + width) // bb)
+        nb = b1 - b0
         if len(pos) and (nb.min() <= 0 or b0.min() < 0 or (b1 > al.blocks[a_id]).any()):
             return  # empty or out-of-range blocks: the Python allocator's own behaviour
+        del b1
         base = self.base = np.zeros(len(al.blocks) + 1, np.int64)
         np.cumsum(al.blocks, out=base[1:])
-        rep = np.repeat(np.arange(len(pos)), nb)
-        step = np.arange(len(rep)) - np.repeat(np.cumsum(nb) - nb, nb)
-        gblock = base[a_id[rep]] + b0[rep] + step
+        fb = self.first_block = base[a_id] + b0
+        del a_id
+        self.offset = rel_lo - b0 * bb
+        self.width = width
+        del rel_lo, b0, width
+        multi = self.multi = np.flatnonzero(nb > 1)
+        self.multi_nb, self.multi_bb = nb[multi], bb[multi]
+        del bb
         self.ins = cols.instruction_of(pos)
-        g_ins = self.ins[rep]
         nbl = self.nblocks = int(base[-1])
+        if len(multi):
+            rep = np.repeat(np.arange(len(pos)), nb)
+            gblock = fb[rep] + (np.arange(len(rep)) - np.repeat(np.cumsum(nb) - nb, nb))
+            g_ins = self.ins[rep]
+            del rep
+        else:  # (one block per access, as a rule: the accesses' own arrays)
+            gblock, g_ins = fb, self.ins
+        del nb
         _, first = np.unique(g_ins * max(nbl, 1) + gblock, return_index=True)
+        del _
         first.sort()
         m_block, m_ins = gblock[first], g_ins[first]
+        del first, gblock, g_ins
         self.first = np.full(nbl, -1, np.int64)
         self.last = np.full(nbl, -1, np.int64)
         once, k = np.unique(m_block, return_index=True)  # m_ins does not decrease
         self.first[once] = m_ins[k]
         once, k = np.unique(m_block[::-1], return_index=True)
         self.last[once] = m_ins[::-1][k]
+        del once, k
         is_first = m_ins == self.first[m_block]
         is_last = m_ins == self.last[m_block]
         self.placements = int(is_first.sum())
         block = np.concatenate((m_block[is_first], m_block[is_last]))
         at = np.concatenate((m_ins[is_first], m_ins[is_last]))
+        del m_block, m_ins
         place = np.concatenate((np.ones(self.placements, np.int64),
                                 np.zeros(int(is_last.sum()), np.int64)))
         order = np.argsort(at * 2 + (1 - place), kind="stable")
@@ -496,6 +521,9 @@ def allocate_compiled(program: Program) -> Program | None:
     u = _Uses(cols, al)
     if not u.valid:
         return None
+    nbytes = cols.bytes[u.pos]  # (what follows reads of the virtual columns' own fields)
+    access, flat = cols.access, cols.flat
+    del cols
     placed = _place(u, al, np.array(caps, np.int64), np.array(aligns, np.int64))
     if placed is None:
         return None
@@ -509,11 +537,9 @@ def allocate_compiled(program: Program) -> Program | None:
         index = list(range(len(index)))
     plan = _plan(program, u, al, keys, caps, start, size, order, notes, peak, ints, index)
     lo, hi = _physical(u, start, size)
-    rows, ins_of, nbytes = u.pos, u.ins, cols.bytes[u.pos]
-    access, flat = cols.access, cols.flat
+    rows, ins_of = u.pos, u.ins
     # what the walk and the plan read dies here, before the physical accesses are made
-    # (the pass's peak of memory)
-    del cols, u, al, placed, start, size, order, notes, peak
+    del u, al, placed, start, size, order, notes, peak
     return _rewrite(program, access, flat, rows, ins_of, lo, hi, nbytes, plan, ints,
                     index)
 
@@ -583,13 +609,12 @@ def _plan(program, u: _Uses, al: _Allocs, keys, caps, start, size, order, notes,
 
 def _physical(u: _Uses, start, size) -> tuple:
     """Each block access's physical bytes [lo, hi) (_Allocator.physical)."""
-    first_block = u.base[u.a_id] + u.b0
-    plo = start[first_block] + u.rel_lo - u.b0 * u.bb
-    phi = plo + (u.rel_hi - u.rel_lo)
-    for j in np.flatnonzero(u.nb > 1).tolist():
-        g = first_block[j] + np.arange(u.nb[j])
+    plo = start[u.first_block] + u.offset
+    phi = plo + u.width
+    for j, nb, bb in zip(u.multi.tolist(), u.multi_nb.tolist(), u.multi_bb.tolist()):
+        g = u.first_block[j] + np.arange(nb)
         st = start[g]
-        if not (st == st[0] + np.arange(len(g)) * u.bb[j]).all():
+        if not (st == st[0] + np.arange(len(g)) * bb).all():
             plo[j], phi[j] = st.min(), (st + size[g]).max()  # scattered blocks: their box
     return plo, phi
 
