@@ -515,8 +515,15 @@ def allocate_compiled(program: Program) -> Program | None:
     al = _Allocs(program.allocations, keys)
     if not al.valid:
         return None
-    if len(set(map(id, program.instructions))) != len(program.instructions):
-        return None  # an instruction listed twice: the Python pass maps it twice
+    instrs = program.instructions
+    # per instruction index one int object (the record's and the placements': those the
+    # record has where they are the positions already, in which case no instruction is
+    # listed twice: it would have two indices)
+    index = list(map(_INDEX, instrs))
+    if not all(map(eq, index, count())):
+        index = list(range(len(index)))
+        if len(set(map(id, instrs))) != len(instrs):
+            return None  # an instruction listed twice: the Python pass maps it twice
     cols = _Columns(program)
     u = _Uses(cols, al)
     if not u.valid:
@@ -529,12 +536,8 @@ def allocate_compiled(program: Program) -> Program | None:
         return None
     start, size, order, notes, peak = placed
     # as _Allocator: one int object per physical byte value (`ints`, the accesses' and
-    # the placements'), and per instruction index (the record's and the placements':
-    # those the record has where they are the positions already)
+    # the placements')
     ints: dict = {}
-    index = list(map(_INDEX, program.instructions))
-    if not all(map(eq, index, count())):
-        index = list(range(len(index)))
     plan = _plan(program, u, al, keys, caps, start, size, order, notes, peak, ints, index)
     lo, hi = _physical(u, start, size)
     rows, ins_of = u.pos, u.ins
