@@ -185,7 +185,8 @@ def _walk(ev_block, ev_at, ev_place, blk_arena, blk_bytes, blk_last, capacity, a
     ev_at; 0: freed after it) as _Allocator.run does; fills start/size_out per block,
     order_out (blocks in placement order), the usage notes and peak per arena. Returns
     the number of notes, or FALLBACK where a block does not fit (an eviction) or the
-    Python allocator would raise."""
+    Python allocator would raise. Note e is written once event e is read (one per
+    event), so the note arrays may be the event arrays."""
     na = capacity.shape[0]
     nspan = span_off[na]
     blo = np.empty(nspan, np.int64)
@@ -562,17 +563,17 @@ def _place(u: _Uses, al: _Allocs, capacity, align):
     start = np.zeros(u.nblocks, np.int64)
     size = np.zeros(u.nblocks, np.int64)
     order = np.zeros(u.nblocks, np.int64)
-    nev = len(u.ev_block)
-    notes = np.zeros((3, nev), np.int64)
     peak = np.zeros(na, np.int64)
+    # the walk notes event e's usage when done with it, so the notes overwrite the events
+    notes = (u.ev_block, u.ev_at, u.ev_place)
     n = _walk(u.ev_block, u.ev_at, u.ev_place, blk_arena, al.block_bytes[u.blk_alloc],
               u.last, capacity, align, al.arena[x], al.declared[x], u.ex_last[x],
               al.vaddr[x], al.vaddr[x] + al.row_bytes[x], span_off, heap_off,
-              Arena.CANDIDATES, start, size, order, notes[0], notes[1], notes[2], peak)
-    u.ev_block = u.ev_at = u.ev_place = None  # (the walk's alone: freed for what follows)
+              Arena.CANDIDATES, start, size, order, *notes, peak)
+    u.ev_block = u.ev_at = u.ev_place = None
     if n == FALLBACK:
         return None
-    return start, size, order[:u.placements], notes[:, :n], peak
+    return start, size, order[:u.placements], tuple(a[:n] for a in notes), peak
 
 
 def _plan(program, u: _Uses, al: _Allocs, keys, caps, start, size, order, notes,
@@ -588,14 +589,16 @@ def _plan(program, u: _Uses, al: _Allocs, keys, caps, start, size, order, notes,
     for x in allocs:
         if 0 <= x < len(ids):
             ids[x] = x
-    starts, sizes = start[order].tolist(), size[order].tolist()
-    plan.placements += map(Placement, map(ids.__getitem__, u.blk_alloc[order].tolist()),
-                           (order - u.base[u.blk_alloc[order]]).tolist(),
-                           map(ints.setdefault, starts, starts),
-                           map(ints.setdefault, sizes, sizes),
-                           map(index.__getitem__, u.first[order].tolist()),
-                           map(index.__getitem__, u.last[order].tolist()))
-    del starts, sizes
+    for c in range(0, len(order), _CHUNK):  # (a chunk's fields as lists at a time)
+        blocks = order[c:c + _CHUNK]
+        of = u.blk_alloc[blocks]
+        starts, sizes = start[blocks].tolist(), size[blocks].tolist()
+        plan.placements += map(Placement, map(ids.__getitem__, of.tolist()),
+                               (blocks - u.base[of]).tolist(),
+                               map(ints.setdefault, starts, starts),
+                               map(ints.setdefault, sizes, sizes),
+                               map(index.__getitem__, u.first[blocks].tolist()),
+                               map(index.__getitem__, u.last[blocks].tolist()))
     for n, k in enumerate(keys):
         sel = notes[0] == n
         at = np.concatenate(([0], notes[1][sel]))
