@@ -185,7 +185,8 @@ def _walk(ev_block, ev_at, ev_place, blk_arena, blk_bytes, blk_last, capacity, a
     ev_at; 0: freed after it) as _Allocator.run does; fills start/size_out per block,
     order_out (blocks in placement order), the usage notes and peak per arena. Returns
     the number of notes, or FALLBACK where a block does not fit (an eviction) or the
-    Python allocator would raise."""
+    Python allocator would raise. Note e is written once event e is read (one per
+    event), so the note arrays may be the event arrays."""
     na = capacity.shape[0]
     nspan = span_off[na]
     blo = np.empty(nspan, np.int64)
@@ -416,7 +417,11 @@ class _Uses:
     """Which blocks each access covers and the walk's events: per instruction the
     blocks first used there, then those last used there, each in the order the
     instruction names them (`mine` of _Allocator.scan). `valid` False: an access the
-    Python pass would not handle as a block access (an unknown id, an empty range)."""
+    Python pass would not handle as a block access (an unknown id, an empty range).
+    Per block access (rows `pos`) what its physical bytes follow from (_physical): its
+    first block, its offset from that block's start and its width, and for those over
+    several blocks (`multi`) their count and block bytes. The temporaries die as soon
+    as read (this precedes the pass's peak of memory)."""
 
     def __init__(self, cols: _Columns, al: _Allocs):
         self.valid = False
@@ -427,10 +432,13 @@ class _Uses:
         safe = np.where(onchip, aid, 0)
         is_ex = onchip & al.explicit[safe]
         auto = onchip & ~is_ex
+        del onchip
         if (al.arena[safe[auto]] < 0).any():
             return
+        del safe
         # explicit tensors: [declared_at, last access], in order of first access
         ex_pos = np.flatnonzero(is_ex)
+        del is_ex
         ex_ids, first_pos = np.unique(aid[ex_pos], return_index=True)
         self.ex_ids = ex_ids[np.argsort(first_pos, kind="stable")]
         self.ex_last = np.zeros(len(al.blocks), np.int64)
@@ -439,37 +447,55 @@ class _Uses:
             return
         # blocks: a global number per (alloc, block)
         pos = self.pos = np.flatnonzero(auto)
-        a_id = self.a_id = aid[pos]
-        self.rel_lo = cols.lo[pos] - al.vaddr[a_id]
-        self.rel_hi = cols.hi[pos] - al.vaddr[a_id]
-        bb = self.bb = al.block_bytes[a_id]
-        b0 = self.b0 = self.rel_lo // bb
-        b1 = -(-self.rel_hi // bb)
-        nb = self.nb = b1 - b0
+        del auto
+        a_id = aid[pos]
+        rel_lo = cols.lo[pos] - al.vaddr[a_id]
+        width = cols.hi[pos] - cols.lo[pos]
+        bb = al.block_bytes[a_id]
+        b0 = rel_lo // bb
+        b1 = -(-(rel_lo + width) // bb)
+        nb = b1 - b0
         if len(pos) and (nb.min() <= 0 or b0.min() < 0 or (b1 > al.blocks[a_id]).any()):
             return  # empty or out-of-range blocks: the Python allocator's own behaviour
+        del b1
         base = self.base = np.zeros(len(al.blocks) + 1, np.int64)
         np.cumsum(al.blocks, out=base[1:])
-        rep = np.repeat(np.arange(len(pos)), nb)
-        step = np.arange(len(rep)) - np.repeat(np.cumsum(nb) - nb, nb)
-        gblock = base[a_id[rep]] + b0[rep] + step
+        fb = self.first_block = base[a_id] + b0
+        del a_id
+        self.offset = rel_lo - b0 * bb
+        self.width = width
+        del rel_lo, b0, width
+        multi = self.multi = np.flatnonzero(nb > 1)
+        self.multi_nb, self.multi_bb = nb[multi], bb[multi]
+        del bb
         self.ins = cols.instruction_of(pos)
-        g_ins = self.ins[rep]
         nbl = self.nblocks = int(base[-1])
+        if len(multi):
+            rep = np.repeat(np.arange(len(pos)), nb)
+            gblock = fb[rep] + (np.arange(len(rep)) - np.repeat(np.cumsum(nb) - nb, nb))
+            g_ins = self.ins[rep]
+            del rep
+        else:  # (one block per access, as a rule: the accesses' own arrays)
+            gblock, g_ins = fb, self.ins
+        del nb
         _, first = np.unique(g_ins * max(nbl, 1) + gblock, return_index=True)
+        del _
         first.sort()
         m_block, m_ins = gblock[first], g_ins[first]
+        del first, gblock, g_ins
         self.first = np.full(nbl, -1, np.int64)
         self.last = np.full(nbl, -1, np.int64)
         once, k = np.unique(m_block, return_index=True)  # m_ins does not decrease
         self.first[once] = m_ins[k]
         once, k = np.unique(m_block[::-1], return_index=True)
         self.last[once] = m_ins[::-1][k]
+        del once, k
         is_first = m_ins == self.first[m_block]
         is_last = m_ins == self.last[m_block]
         self.placements = int(is_first.sum())
         block = np.concatenate((m_block[is_first], m_block[is_last]))
         at = np.concatenate((m_ins[is_first], m_ins[is_last]))
+        del m_block, m_ins
         place = np.concatenate((np.ones(self.placements, np.int64),
                                 np.zeros(int(is_last.sum()), np.int64)))
         order = np.argsort(at * 2 + (1 - place), kind="stable")
@@ -490,25 +516,36 @@ def allocate_compiled(program: Program) -> Program | None:
     al = _Allocs(program.allocations, keys)
     if not al.valid:
         return None
-    if len(set(map(id, program.instructions))) != len(program.instructions):
-        return None  # an instruction listed twice: the Python pass maps it twice
+    instrs = program.instructions
+    # per instruction index one int object (the record's and the placements': those the
+    # record has where they are the positions already, in which case no instruction is
+    # listed twice: it would have two indices)
+    index = list(map(_INDEX, instrs))
+    if not all(map(eq, index, count())):
+        index = list(range(len(index)))
+        if len(set(map(id, instrs))) != len(instrs):
+            return None  # an instruction listed twice: the Python pass maps it twice
     cols = _Columns(program)
     u = _Uses(cols, al)
     if not u.valid:
         return None
+    nbytes = cols.bytes[u.pos]  # (what follows reads of the virtual columns' own fields)
+    access, flat = cols.access, cols.flat
+    del cols
     placed = _place(u, al, np.array(caps, np.int64), np.array(aligns, np.int64))
     if placed is None:
         return None
     start, size, order, notes, peak = placed
     # as _Allocator: one int object per physical byte value (`ints`, the accesses' and
-    # the placements'), and per instruction index (the record's and the placements':
-    # those the record has where they are the positions already)
+    # the placements')
     ints: dict = {}
-    index = list(map(_INDEX, program.instructions))
-    if not all(map(eq, index, count())):
-        index = list(range(len(index)))
     plan = _plan(program, u, al, keys, caps, start, size, order, notes, peak, ints, index)
-    return _rewrite(program, cols, u, start, size, plan, ints, index)
+    lo, hi = _physical(u, start, size)
+    rows, ins_of = u.pos, u.ins
+    # what the walk and the plan read dies here, before the physical accesses are made
+    del u, al, placed, start, size, order, notes, peak
+    return _rewrite(program, access, flat, rows, ins_of, lo, hi, nbytes, plan, ints,
+                    index)
 
 
 def _place(u: _Uses, al: _Allocs, capacity, align):
@@ -526,17 +563,17 @@ def _place(u: _Uses, al: _Allocs, capacity, align):
     start = np.zeros(u.nblocks, np.int64)
     size = np.zeros(u.nblocks, np.int64)
     order = np.zeros(u.nblocks, np.int64)
-    nev = len(u.ev_block)
-    notes = np.zeros((3, nev), np.int64)
     peak = np.zeros(na, np.int64)
+    # the walk notes event e's usage when done with it, so the notes overwrite the events
+    notes = (u.ev_block, u.ev_at, u.ev_place)
     n = _walk(u.ev_block, u.ev_at, u.ev_place, blk_arena, al.block_bytes[u.blk_alloc],
               u.last, capacity, align, al.arena[x], al.declared[x], u.ex_last[x],
               al.vaddr[x], al.vaddr[x] + al.row_bytes[x], span_off, heap_off,
-              Arena.CANDIDATES, start, size, order, notes[0], notes[1], notes[2], peak)
-    u.ev_block = u.ev_at = u.ev_place = None  # (the walk's alone: freed for what follows)
+              Arena.CANDIDATES, start, size, order, *notes, peak)
+    u.ev_block = u.ev_at = u.ev_place = None
     if n == FALLBACK:
         return None
-    return start, size, order[:u.placements], notes[:, :n], peak
+    return start, size, order[:u.placements], tuple(a[:n] for a in notes), peak
 
 
 def _plan(program, u: _Uses, al: _Allocs, keys, caps, start, size, order, notes,
@@ -552,14 +589,16 @@ def _plan(program, u: _Uses, al: _Allocs, keys, caps, start, size, order, notes,
     for x in allocs:
         if 0 <= x < len(ids):
             ids[x] = x
-    starts, sizes = start[order].tolist(), size[order].tolist()
-    plan.placements += map(Placement, map(ids.__getitem__, u.blk_alloc[order].tolist()),
-                           (order - u.base[u.blk_alloc[order]]).tolist(),
-                           map(ints.setdefault, starts, starts),
-                           map(ints.setdefault, sizes, sizes),
-                           map(index.__getitem__, u.first[order].tolist()),
-                           map(index.__getitem__, u.last[order].tolist()))
-    del starts, sizes
+    for c in range(0, len(order), _CHUNK):  # (a chunk's fields as lists at a time)
+        blocks = order[c:c + _CHUNK]
+        of = u.blk_alloc[blocks]
+        starts, sizes = start[blocks].tolist(), size[blocks].tolist()
+        plan.placements += map(Placement, map(ids.__getitem__, of.tolist()),
+                               (blocks - u.base[of]).tolist(),
+                               map(ints.setdefault, starts, starts),
+                               map(ints.setdefault, sizes, sizes),
+                               map(index.__getitem__, u.first[blocks].tolist()),
+                               map(index.__getitem__, u.last[blocks].tolist()))
     for n, k in enumerate(keys):
         sel = notes[0] == n
         at = np.concatenate(([0], notes[1][sel]))
@@ -574,23 +613,27 @@ def _plan(program, u: _Uses, al: _Allocs, keys, caps, start, size, order, notes,
     return plan
 
 
-def _rewrite(program, cols: _Columns, u: _Uses, start, size, plan, ints,
-             index) -> Program:
-    """The program with each block access at its physical bytes (_Allocator.physical),
-    indices set and order edges copied as _Allocator.run does (no instruction was
-    inserted, so every index stays), and its access columns (made from the virtual
-    ones: timing/access_columns.py `moved`)."""
-    first_block = u.base[u.a_id] + u.b0
-    plo = start[first_block] + u.rel_lo - u.b0 * u.bb
-    phi = plo + (u.rel_hi - u.rel_lo)
-    for j in np.flatnonzero(u.nb > 1).tolist():
-        g = first_block[j] + np.arange(u.nb[j])
+def _physical(u: _Uses, start, size) -> tuple:
+    """Each block access's physical bytes [lo, hi) (_Allocator.physical)."""
+    plo = start[u.first_block] + u.offset
+    phi = plo + u.width
+    for j, nb, bb in zip(u.multi.tolist(), u.multi_nb.tolist(), u.multi_bb.tolist()):
+        g = u.first_block[j] + np.arange(nb)
         st = start[g]
-        if not (st == st[0] + np.arange(len(g)) * u.bb[j]).all():
+        if not (st == st[0] + np.arange(len(g)) * bb).all():
             plo[j], phi[j] = st.min(), (st + size[g]).max()  # scattered blocks: their box
+    return plo, phi
+
+
+def _rewrite(program, access, flat, rows, ins_of, lo, hi, nbytes, plan, ints,
+             index) -> Program:
+    """The program with each block access (`rows` of the columns `access` and of `flat`,
+    the accesses in their order; ins_of: their instructions; nbytes: their bytes) at its
+    physical bytes [lo, hi), indices set and order edges copied as _Allocator.run does
+    (no instruction was inserted, so every index stays), and its access columns (made
+    from the virtual ones: timing/access_columns.py `moved`)."""
     instrs = program.instructions
-    flat, cols.flat = cols.flat, None
-    _move(instrs, flat, cols.access, u.pos, u.ins, plo, phi, ints)
+    _move(instrs, flat, access, rows, ins_of, lo, hi, ints)
     del flat
     if any(map(is_not, index, map(_INDEX, instrs))):
         deque(map(setattr, instrs, repeat("index"), index), 0)
@@ -604,8 +647,8 @@ def _rewrite(program, cols: _Columns, u: _Uses, start, size, plan, ints,
     out = list(instrs)
     allocated = Program(program.chip, program.lnc, out, program.allocations, plan,
                         [(c, renumbered[at]) for c, at in program.fences])
-    allocated._access_columns = access_columns.moved(
-        cols.access, out, u.pos, plo, phi, cols.bytes[u.pos], orders)
+    allocated._access_columns = access_columns.moved(access, out, rows, lo, hi, nbytes,
+                                                     orders)
     return allocated
 
 
@@ -613,19 +656,22 @@ def _move(instrs, flat, access, rows, ins_of, lo, hi, ints) -> None:
     """Each instruction with an access at `rows` (of `flat`, the accesses in the order
     of the columns `access`; ins_of: their instructions) gets new reads and writes
     tuples with those accesses at bytes [lo, hi): instructions in program order, a
-    chunk at a time, so that the virtual accesses die as it goes (`flat` is emptied
-    there). One new Access per (virtual Access object, lo, hi), and one int object per
-    byte value (`ints`)."""
+    chunk at a time, so that the virtual accesses die as it goes (`flat` is emptied).
+    One new Access per (virtual Access object, lo, hi), and one int object per byte
+    value (`ints`)."""
     k = len(rows)
     if not k:
         return
+    # the accesses as an object array (fancy indexing in C), in place of the list
+    objs = np.fromiter(flat, object, len(flat))
+    flat.clear()
     # each distinct (object, lo, hi) made where it is first met; those met again are
     # kept in `made` meanwhile
-    ids = np.fromiter(map(id, map(flat.__getitem__, rows.tolist())), np.int64, k)
+    ids = np.fromiter(map(id, objs[rows].tolist()), np.int64, k)
     group, first, shared = _distinct(ids, lo, hi)
     del ids
     again = ~first
-    made = [None] * len(shared) if again.any() else None
+    made = np.empty(len(shared), object) if again.any() else None
     # chunks of whole instructions of about _CHUNK moved accesses
     at = np.flatnonzero(np.concatenate(([True], ins_of[1:] != ins_of[:-1])))
     touched = ins_of[at]
@@ -639,30 +685,35 @@ def _move(instrs, flat, access, rows, ins_of, lo, hi, ints) -> None:
     for t0, t1 in zip(cut.tolist(), [*cut[1:].tolist(), len(at)]):
         r0, r1 = at[t0], (at[t1] if t1 < len(at) else k)
         new = np.flatnonzero(first[r0:r1]) + r0
-        places = rows[new].tolist()
+        places = rows[new]
         los, his = lo[new].tolist(), hi[new].tolist()
-        news = list(with_bytes_all(list(map(flat.__getitem__, places)),
-                                list(map(ints.setdefault, los, los)),
-                                list(map(ints.setdefault, his, his))))
-        deque(map(flat.__setitem__, places, news), 0)
+        news = np.fromiter(with_bytes_all(objs[places].tolist(),
+                                          list(map(ints.setdefault, los, los)),
+                                          list(map(ints.setdefault, his, his))),
+                           object, len(new))
+        objs[places] = news
         if made is not None:
             keep = shared[group[new]]
-            deque(map(made.__setitem__, group[new[keep]].tolist(),
-                      compress(news, keep.tolist())), 0)
+            made[group[new[keep]]] = news[keep]
             met = np.flatnonzero(again[r0:r1]) + r0
-            deque(map(flat.__setitem__, rows[met].tolist(),
-                      map(made.__getitem__, group[met].tolist())), 0)
+            objs[rows[met]] = made[group[met]]
         del news
+        # the chunk's instructions' accesses as one tuple, which each new reads or
+        # writes tuple is a slice of
         ins = touched[t0:t1]
+        base, end = int(ptr[ins[0]]), int(ptr[ins[-1] + 1])
+        span = tuple(objs[base:end].tolist())
         mine = list(map(instrs.__getitem__, ins.tolist()))
-        p0, pw, p1 = ptr[ins].tolist(), wptr[ins].tolist(), ptr[ins + 1].tolist()
+        p0, pw, p1 = (ptr[ins] - base).tolist(), (wptr[ins] - base).tolist(), \
+            (ptr[ins + 1] - base).tolist()
         for name, moves, lo_row, hi_row in (("reads", reads_move, p0, pw),
                                             ("writes", writes_move, pw, p1)):
             sel = moves[t0:t1].tolist()
             deque(map(setattr, compress(mine, sel), repeat(name),
-                      map(tuple, map(flat.__getitem__, map(slice, compress(lo_row, sel),
-                                                           compress(hi_row, sel))))), 0)
-        flat[p0[0]:p1[-1]] = repeat(None, p1[-1] - p0[0])
+                      map(span.__getitem__, map(slice, compress(lo_row, sel),
+                                                compress(hi_row, sel)))), 0)
+        del span
+        objs[base:end] = None
 
 
 def _distinct(ids, lo, hi) -> tuple:

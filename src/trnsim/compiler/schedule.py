@@ -173,10 +173,13 @@ class _ListScheduler:
         instrs, res = self.instrs, self.res
         n = len(instrs)
         # reader keys as _python_dependencies': a compute instruction's own index, a
-        # DMA queue's number past every index
+        # DMA queue's number past every index (an array, not a list of ints: the maps
+        # below are the compiler model's peak of memory)
         queues: dict = {}
-        tkey = [i if ins.engine != "dma" else n + queues.setdefault(id(res[i]), len(queues))
-                for i, ins in enumerate(instrs)]
+        tkey = np.arange(n, dtype=np.int64)
+        dma = [i for i, ins in enumerate(instrs) if ins.engine == "dma"]
+        tkey[dma] = [n + queues.setdefault(id(res[i]), len(queues)) for i in dma]
+        del dma
         extra: dict = {}
         last_cc: dict = {}
         for ins in instrs:

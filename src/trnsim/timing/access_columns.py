@@ -130,10 +130,15 @@ def _build(instrs, fields) -> tuple:
         acc[c:e, P_LO:HI + 1] = got[:, :4]
         for j, column in enumerate(extra):
             column[c:e] = got[:, 4 + j]
-        spaces = list(map(_SPACE_OF, part))
-        for name in dict.fromkeys(spaces):
-            code.setdefault(name, len(code))
-        acc[c:e, SPACE] = np.fromiter(map(code.__getitem__, spaces), np.int64, len(part))
+        try:
+            spaces = np.fromiter(map(code.__getitem__, map(_SPACE_OF, part)), np.int64,
+                                 len(part))
+        except KeyError:  # names not met before (few: all known after the first chunk)
+            for name in dict.fromkeys(map(_SPACE_OF, part)):
+                code.setdefault(name, len(code))
+            spaces = np.fromiter(map(code.__getitem__, map(_SPACE_OF, part)), np.int64,
+                                 len(part))
+        acc[c:e, SPACE] = spaces
     names = cols.spaces = list(code)
     cols.maps = []
     nbytes = extra[1]
