@@ -14,9 +14,11 @@ cursor, the loop frame's ints and its lists' lengths -- is affine in the iterati
 (period 1, or 2 or 4 after more samples: double buffers), it appends the middle
 iterations from that model with NumPy and runs the last iteration for real. A loop
 entered again after it expanded (the inner loop of a blocked kernel) samples only
-iterations 1..RESAMPLES when they repeat its last model's structure and step (objects
-of its frame by their state, not identity: `expand_plan.same_model`), and copies them
-with the layout it derived then (expand_copy.Layout) while it fits. Lists the
+iteration 1 when iterations 0 and 1 repeat its last model's structure and step (but
+for the loop index, whose value before iteration 0 is an earlier loop's), or else
+iterations 1..RESAMPLES when they repeat it (objects of its frame by their state, not
+identity: `expand_plan.same_model`), and copies them with the layout it derived then
+(expand_copy.Layout) while it fits. Lists the
 body appends its tiles to grow by copies over the expanded iterations' allocations, and
 a tensor each iteration rebinds to one it made (`acc = nl.add(acc, t)`) is rebound to
 the last expanded one's. Iteration 0 is not sampled (first-iteration special cases, a
@@ -51,7 +53,7 @@ It runs every iteration when:
 
 Known limit: a body whose Python branches on the index in a way neither the sampled
 iterations nor the last one show (`if i == 37:`, or, in a loop entered again, a branch
-only this entry's iterations 3..SAMPLES take) is expanded as if it did not branch.
+only this entry's iterations 2..SAMPLES take) is expanded as if it did not branch.
 Legacy (`neuronxcc.nki`) affine and sequential loops cannot do this (their index is
 symbolic to the real tracer); for a current-API kernel that does, set TRNSIM_EXPAND=0
 (or TRNSIM_EXPAND=affine when only its plain `range` loops do). State reached only
@@ -169,6 +171,9 @@ def iterate(rng: range, before=None, for_statement: bool = False):
         yield from _plain(rng, before, 0)
         return
     marks = [None]  # marks[n]: the state before iteration n (none needed before the first)
+    # a loop entered again with a model: the state before iteration 0 too, whose step to
+    # iteration 1 may confirm the model's (Plan.derive)
+    start = Mark(run, frame) if stats is not None and site in stats.known else None
     if total < MIN_ITERATIONS:  # a short loop: expanded only if its body is heavy
         first = len(run.program.instructions)
         if before is not None:
@@ -181,20 +186,24 @@ def iterate(rng: range, before=None, for_statement: bool = False):
     stats = run.__dict__.setdefault("expansion", ExpansionStats())
     stats.watching += 1
     try:
-        n = yield from _expanding(run, rng, before, frame, site, marks, stats)
+        n = yield from _expanding(run, rng, before, frame, site, marks, stats, start)
     finally:
         stats.watching -= 1
     yield from _plain(rng, before, n)
 
 
-def _expanding(run, rng: range, before, frame, site, marks: list, stats):
+def _expanding(run, rng: range, before, frame, site, marks: list, stats, start):
     """`iterate`'s samples, expansion and last iteration; returns the first iteration
-    left to run for real (len(rng) when none is)."""
+    left to run for real (len(rng) when none is). `start`: the state before iteration
+    0 of a loop entered again with a model (else None)."""
     total = len(rng)
     core = runtime.current_core().id
     plan = None
     known = stats.known.get(site)
-    sampling = ((RESAMPLES, (1,)), *_SAMPLING) if known is not None else _SAMPLING
+    sampling = _SAMPLING
+    if known is not None:  # one sample when iteration 0 shows the model's step
+        sampling = ((1, (1,)), (RESAMPLES, (1,)), *_SAMPLING) if start is not None \
+            else ((RESAMPLES, (1,)), *_SAMPLING)
     for samples, periods in sampling:
         if total < samples + 3:
             break
@@ -204,8 +213,10 @@ def _expanding(run, rng: range, before, frame, site, marks: list, stats):
                 before(n)
             yield rng[n]
             marks.append(Mark(run, frame, marks[-1]))
-        plan, more = Plan.derive(run, marks[1:], core, periods, known)
-        known = None  # (checked once; more samples are modelled afresh)
+        plan, more = Plan.derive(run, marks[1:], core, periods, known,
+                                 (start, _loop_target(frame)) if samples == 1 else None)
+        if samples >= RESAMPLES:
+            known = None  # (checked on RESAMPLES; more samples are modelled afresh)
         if not more:
             break
     n = len(marks) - 1  # the first iteration not run yet
@@ -280,6 +291,29 @@ def is_for_statement(frame) -> bool:
                 hit = not any(_leaves(x, start, loop.argval) for x in body)
         _FOR_STATEMENTS[(code, at)] = hit
     return hit
+
+
+_TARGETS: dict = {}  # (code, offset) -> _loop_target's answer
+
+
+def _loop_target(frame):
+    """The local a `for` statement whose FOR_ITER `frame` is at binds (the loop index,
+    whose value before iteration 0 is that of an earlier loop), or None when it binds
+    something else (names unpacked, an attribute)."""
+    code, at = frame.f_code, frame.f_lasti
+    key = (code, at)
+    if key not in _TARGETS:
+        ins = list(dis.get_instructions(code))
+        pos = {x.offset: i for i, x in enumerate(ins)}.get(at)
+        target = None
+        if pos is not None and ins[pos].opname == "FOR_ITER":
+            nxt = pos + 1
+            while nxt < len(ins) and ins[nxt].opname in ("EXTENDED_ARG", "NOP", "CACHE"):
+                nxt += 1
+            if nxt < len(ins) and ins[nxt].opname == "STORE_FAST":
+                target = ins[nxt].argval
+        _TARGETS[key] = target
+    return _TARGETS[key]
 
 
 def _leaves(x, start: int, end: int) -> bool:

@@ -43,6 +43,7 @@ def same_model(key, last) -> bool:
                            and _alike(key[1], last[1]))
 
 
+_SAMPLED = object()  # (Plan._derived: every mark's iteration is a sample)
 _IDENTIFIED = ("id", "object", "array", "generator")  # frame_state's states: tag, id, ...
 
 
@@ -83,11 +84,27 @@ class Plan:
         self.sizes = []  # how many numbers each instruction of the template has
 
     @classmethod
-    def derive(cls, run, marks, core, periods, known=None):
+    def derive(cls, run, marks, core, periods, known=None, start=None):
         """(plan or None, whether more samples could give a plan) from the iterations
         between `marks` (the states before iterations 1, 2, ..., samples + 1). `known`:
         (key, drift, layout) of this loop's last expansion (period 1), which the samples
-        must repeat; the plan then starts from its layout."""
+        must repeat; the plan then starts from its layout. `start`: (the state before
+        iteration 0, the loop index's name) when one sample is to repeat `known`:
+        iteration 0 must then repeat it too, its step to iteration 1 the model's (all
+        but the loop index's, whose value before iteration 0 is an earlier loop's)."""
+        if start is None:
+            return cls._derived(run, marks, core, periods, known)
+        state, index = start
+        if state is None or known is None or len(marks) != 2:
+            return None, True
+        plan, _ = cls._derived(run, [state, *marks], core, periods, known, index)
+        return plan, plan is None
+
+    @classmethod
+    def _derived(cls, run, marks, core, periods, known, index=_SAMPLED):
+        """`derive` from `marks`; with `index` (the loop index's name, or None), the
+        first of them is the state before iteration 0, which must repeat `known` but is
+        not a sample."""
         older = marks[0].allocations  # tensors made before the sampled iterations
         changed = run.untracked_changes[marks[0].untracked:marks[-1].untracked]
         if any(m.pending for m in marks) or len({m.shared for m in marks}) > 1 \
@@ -117,9 +134,15 @@ class Plan:
         a = np.array(rows, dtype=np.int64)
         if known is not None:  # the model this loop had when it last expanded
             key, drift, layout = known
+            if not same_model(keys[0], key) or a.shape[1] != len(drift):
+                return None, True
             d = a[1:] - a[:-1]
-            if not same_model(keys[0], key) or a.shape[1] != len(drift) \
-                    or not (d == drift).all():
+            if index is not _SAMPLED:
+                a = a[1:]  # (iteration 0 is not a sample)
+                if index in names:  # its value before iteration 0: an earlier loop's
+                    at = len(drift) - len(list_names) - len(names) + names.index(index)
+                    d[:, at] = drift[at]
+            if not (d == drift).all():
                 return None, True
             return cls._made(run, marks, a, 1, drift, keys[0], sizes, names, list_names,
                              layout), False
