@@ -13,18 +13,21 @@ byte ranges relative to their allocation, partitions, element offsets, fences, t
 cursor, the loop frame's ints and its lists' lengths -- is affine in the iteration
 (period 1, or 2 or 4 after more samples: double buffers), it appends the middle
 iterations from that model with NumPy and runs the last iteration for real. A loop
-entered again after it expanded (the inner loop of a blocked kernel) samples only
-iteration 1 when iterations 0 and 1 repeat its last model's structure and step (but
-for the loop index, whose value before iteration 0 is an earlier loop's), or else
-iterations 1..RESAMPLES when they repeat it (objects of its frame by their state, not
-identity: `expand_plan.same_model`), and copies them with the layout it derived then
-(expand_copy.Layout) while it fits. Lists the
+entered again after it expanded (the inner loop of a blocked kernel) samples none
+when its iteration 0 repeats its last model's structure (objects of its frame by their
+state, not identity: `expand_plan.same_model`) and changes no object of the frame: it
+appends iterations 1.. from iteration 0 by the model's step, and its last iteration
+checks that step (the record's numbers, the frame's ints) and that the frame's objects
+keep their state; if not, the entry is sampled afresh. Else it samples iterations
+1..RESAMPLES, which must repeat the model's structure and step. Either way it copies
+with the layout it derived then (expand_copy.Layout) while it fits. Lists the
 body appends its tiles to grow by copies over the expanded iterations' allocations, and
 a tensor each iteration rebinds to one it made (`acc = nl.add(acc, t)`) is rebound to
 the last expanded one's. Iteration 0 is not sampled (first-iteration special cases, a
-matmul group's start); the last runs for real, so its own special cases, an access out
-of bounds there (affine ranges are extreme at their ends), and the Python variables it
-leaves for the code after the loop are exactly those of a full run.
+matmul group's start) but by a loop entered again whose model it repeats; the last
+runs for real, so its own special cases, an access out of bounds there (affine ranges
+are extreme at their ends), and the Python variables it leaves for the code after the
+loop are exactly those of a full run.
 
 It runs every iteration when:
 - numerics are on (values are computed per iteration), `TRNSIM_EXPAND=0`, the loop has
@@ -53,7 +56,10 @@ It runs every iteration when:
 
 Known limit: a body whose Python branches on the index in a way neither the sampled
 iterations nor the last one show (`if i == 37:`, or, in a loop entered again, a branch
-only this entry's iterations 2..SAMPLES take) is expanded as if it did not branch.
+only this entry's iterations 1..SAMPLES take) is expanded as if it did not branch. (If
+such a branch, in an entry expanded with no sample, changes an object of the frame in
+the last iteration too, the last iteration catches it, but its own change stays, as
+in any fallback.)
 Legacy (`neuronxcc.nki`) affine and sequential loops cannot do this (their index is
 symbolic to the real tracer); for a current-API kernel that does, set TRNSIM_EXPAND=0
 (or TRNSIM_EXPAND=affine when only its plain `range` loops do). State reached only
@@ -198,42 +204,43 @@ def _expanding(run, rng: range, before, frame, site, marks: list, stats, start):
     0 of a loop entered again with a model (else None)."""
     total = len(rng)
     core = runtime.current_core().id
-    plan = None
     known = stats.known.get(site)
     sampling = _SAMPLING
-    if known is not None:  # one sample when iteration 0 shows the model's step
-        sampling = ((1, (1,)), (RESAMPLES, (1,)), *_SAMPLING) if start is not None \
+    if known is not None:  # no sample when iteration 0 repeats the model
+        sampling = ((0, (1,)), (RESAMPLES, (1,)), *_SAMPLING) if start is not None \
             else ((RESAMPLES, (1,)), *_SAMPLING)
-    for samples, periods in sampling:
-        if total < samples + 3:
-            break
-        while len(marks) <= samples + 1:
-            n = len(marks) - 1
-            if before is not None:
-                before(n)
-            yield rng[n]
-            marks.append(Mark(run, frame, marks[-1]))
-        plan, more = Plan.derive(run, marks[1:], core, periods, known,
-                                 (start, _loop_target(frame)) if samples == 1 else None)
-        if samples >= RESAMPLES:
-            known = None  # (checked on RESAMPLES; more samples are modelled afresh)
-        if not more:
-            break
-    n = len(marks) - 1  # the first iteration not run yet
-    if plan is not None and not plan.indexes_made_before(n, total - 1):
+    while True:
         plan = None
-    last_model = stats.known.get(site)
-    if plan is not None and plan.layout is None and last_model is not None \
-            and same_model(plan.key, last_model[0]):  # another step: the layout may fit
-        plan.layout = last_model[2]
-    if plan is None:
-        stats.declined += 1
-        stats.failed_sites[site] = stats.failed_sites.get(site, 0) + 1
-    else:
+        for samples, periods in sampling:
+            if total < samples + 3:
+                break
+            while len(marks) <= samples + 1:
+                n = len(marks) - 1
+                if before is not None:
+                    before(n)
+                yield rng[n]
+                marks.append(Mark(run, frame, marks[-1]))
+            plan, more = Plan.derive(run, marks[1:], core, periods, known,
+                                     (start, _loop_target(frame)) if samples == 0 else None)
+            if samples >= RESAMPLES:
+                known = None  # (checked on RESAMPLES; more samples are modelled afresh)
+            if not more:
+                break
+        n = len(marks) - 1  # the first iteration not run yet
+        if plan is not None and not plan.indexes_made_before(n, total - 1):
+            plan = None
+        last_model = stats.known.get(site)
+        if plan is not None and plan.layout is None and last_model is not None \
+                and same_model(plan.key, last_model[0]):  # another step: the layout may fit
+            plan.layout = last_model[2]
+        if plan is None:
+            stats.declined += 1
+            stats.failed_sites[site] = stats.failed_sites.get(site, 0) + 1
+            return n
         last = total - 1
         plan.expand(run, n, last)
         plan.prepare_last(run, frame, last)
-        before_last = Mark(run, frame, lists_only=True)
+        before_last = Mark(run, frame, lists_only=not plan.checks_frame)
         if before is not None:
             before(last)
         try:
@@ -242,18 +249,23 @@ def _expanding(run, rng: range, before, frame, site, marks: list, stats, start):
             stats.left_early += 1
             _left_early[0] += 1
             raise
-        if plan.matches(run, before_last, last):
+        if plan.matches(run, before_last, last, frame):
             if plan.period == 1:
                 stats.known[site] = (plan.key, plan.drift, plan.layout)
             stats.loops += 1
             stats.iterations += last - n
             stats.instructions += (last - n) * plan.per_iteration
             return total
-        stats.fallbacks += 1
-        stats.failed_sites[site] = stats.failed_sites.get(site, 0) + 1
-        stats.known.pop(site, None)
         marks[-1].restore(run, frame)
-    return n
+        if not plan.checks_frame:
+            stats.fallbacks += 1
+            stats.failed_sites[site] = stats.failed_sites.get(site, 0) + 1
+            stats.known.pop(site, None)
+            return n
+        # the model of iteration 0 alone missed (another step than the last entry's):
+        # this entry is sampled afresh from iteration 1 on
+        stats.remodelled += 1
+        known, sampling = None, _SAMPLING
 
 
 def _plain(rng: range, before, start: int):
@@ -298,8 +310,8 @@ _TARGETS: dict = {}  # (code, offset) -> _loop_target's answer
 
 def _loop_target(frame):
     """The local a `for` statement whose FOR_ITER `frame` is at binds (the loop index,
-    whose value before iteration 0 is that of an earlier loop), or None when it binds
-    something else (names unpacked, an attribute)."""
+    whose value before iteration 0 is that of an earlier entry: `Plan.derive`), or None
+    when it binds something else (names unpacked, an attribute)."""
     code, at = frame.f_code, frame.f_lasti
     key = (code, at)
     if key not in _TARGETS:
@@ -310,8 +322,8 @@ def _loop_target(frame):
             nxt = pos + 1
             while nxt < len(ins) and ins[nxt].opname in ("EXTENDED_ARG", "NOP", "CACHE"):
                 nxt += 1
-            if nxt < len(ins) and ins[nxt].opname == "STORE_FAST":
-                target = ins[nxt].argval
+            if nxt < len(ins) and ins[nxt].opname in ("STORE_FAST", "STORE_DEREF"):
+                target = ins[nxt].argval  # (a local, or one a closure in the body reads)
         _TARGETS[key] = target
     return _TARGETS[key]
 
@@ -337,6 +349,9 @@ class ExpansionStats:
         self.declined = 0  # loops whose samples could not be expanded
         self.fallbacks = 0  # loops whose last iteration did not match the prediction
         self.left_early = 0  # expanded loops left through an exception (run again)
+        # entries of a loop modelled from iteration 0 alone whose last iteration missed
+        # the model: sampled afresh (their iterations 1.. and the last one run again)
+        self.remodelled = 0
         # loop (code, offset of its for statement) -> times it declined or fell back
         self.failed_sites: dict = {}
         # loop -> (structure, drift, Copier layout) of its last expansion (period 1): a

@@ -43,7 +43,6 @@ def same_model(key, last) -> bool:
                            and _alike(key[1], last[1]))
 
 
-_SAMPLED = object()  # (Plan._derived: every mark's iteration is a sample)
 _IDENTIFIED = ("id", "object", "array", "generator")  # frame_state's states: tag, id, ...
 
 
@@ -67,6 +66,12 @@ class Plan:
 
     def __init__(self, rows, period, drift, key, template, local_names, growing, carried):
         self.rows = rows  # (samples, numbers) of the sampled iterations 1..samples
+        self.last_sampled = len(rows)  # the iteration of the last row (0: see derive)
+        # a model of iteration 0 alone (derive) checks the frame's state the last
+        # iteration leaves (`matches`): no sampled iteration showed how a body changes it
+        self.index = None  # (then the loop index's name, whose value before 0 is stale)
+        self.checks_frame = False
+        self.rebound = set()  # (and the locals iteration 0 rebound, as each one does)
         self.period = period
         self.drift = drift
         self.key = key
@@ -89,22 +94,28 @@ class Plan:
         between `marks` (the states before iterations 1, 2, ..., samples + 1). `known`:
         (key, drift, layout) of this loop's last expansion (period 1), which the samples
         must repeat; the plan then starts from its layout. `start`: (the state before
-        iteration 0, the loop index's name) when one sample is to repeat `known`:
-        iteration 0 must then repeat it too, its step to iteration 1 the model's (all
-        but the loop index's, whose value before iteration 0 is an earlier loop's)."""
+        iteration 0, the loop index's name) when iteration 0 alone (`marks`: the state
+        before iteration 1) is to repeat `known`: the model is then `known`'s from
+        iteration 0 on, and the last iteration checks the frame's state as the samples
+        would have (`matches`)."""
         if start is None:
             return cls._derived(run, marks, core, periods, known)
         state, index = start
-        if state is None or known is None or len(marks) != 2:
+        if state is None or known is None or len(marks) != 1:
             return None, True
-        plan, _ = cls._derived(run, [state, *marks], core, periods, known, index)
+        marks = [state, *marks]
+        plan, _ = cls._derived(run, marks, core, periods, known)
+        if plan is not None:
+            plan.last_sampled, plan.index, plan.checks_frame = 0, index, True
+            plan.rebound = rebound_locals(marks)
+            # an object iteration 0 changed: so may every iteration (and the last one's
+            # change would not be undone if it then missed the model)
+            if not plan._unchanged(state, marks[1]):
+                plan = None
         return plan, plan is None
 
     @classmethod
-    def _derived(cls, run, marks, core, periods, known, index=_SAMPLED):
-        """`derive` from `marks`; with `index` (the loop index's name, or None), the
-        first of them is the state before iteration 0, which must repeat `known` but is
-        not a sample."""
+    def _derived(cls, run, marks, core, periods, known):
         older = marks[0].allocations  # tensors made before the sampled iterations
         changed = run.untracked_changes[marks[0].untracked:marks[-1].untracked]
         if any(m.pending for m in marks) or len({m.shared for m in marks}) > 1 \
@@ -134,15 +145,9 @@ class Plan:
         a = np.array(rows, dtype=np.int64)
         if known is not None:  # the model this loop had when it last expanded
             key, drift, layout = known
-            if not same_model(keys[0], key) or a.shape[1] != len(drift):
-                return None, True
             d = a[1:] - a[:-1]
-            if index is not _SAMPLED:
-                a = a[1:]  # (iteration 0 is not a sample)
-                if index in names:  # its value before iteration 0: an earlier loop's
-                    at = len(drift) - len(list_names) - len(names) + names.index(index)
-                    d[:, at] = drift[at]
-            if not (d == drift).all():
+            if not same_model(keys[0], key) or a.shape[1] != len(drift) \
+                    or not (d == drift).all():
                 return None, True
             return cls._made(run, marks, a, 1, drift, keys[0], sizes, names, list_names,
                              layout), False
@@ -211,14 +216,15 @@ class Plan:
         positions)."""
         samples, p = len(self.rows), self.period
         if p == 1:
-            return self.rows[-1, cols] + self.drift[cols] * (iterations - samples)[:, None]
+            return self.rows[-1, cols] + self.drift[cols] * \
+                (iterations - self.last_sampled)[:, None]
         s = samples - (samples - iterations) % p  # a sampled iteration in phase
         return self.rows[s - 1][:, cols] + self.drift[cols] * ((iterations - s) // p)[:, None]
 
     def row_at(self, iteration: int, cols=slice(None)) -> np.ndarray:
         """The numbers (those `cols` selects) of one iteration (`row`)."""
         if self.period == 1:
-            return self.rows[-1, cols] + self.drift[cols] * (iteration - len(self.rows))
+            return self.rows[-1, cols] + self.drift[cols] * (iteration - self.last_sampled)
         return self.row(np.array([iteration]), cols)[0]
 
     # -- expansion ---------------------------------------------------------------------
@@ -266,6 +272,26 @@ class Plan:
                 grown[j::len(copies)] = items
             lst.extend(grown)
 
+    def _frame_left(self, mark: "Mark", end: "Mark", last: int) -> bool:
+        """Whether the last iteration (between `mark` and `end`, full marks) left the
+        frame's ints where the model puts them after it (but the loop index, which the
+        model does not know) and its other locals in the state it found them in."""
+        ints = self.row_at(last + 1, slice(self.record_numbers + 1,
+                                          self.record_numbers + 1 + len(self.local_names)))
+        now = end.locals
+        if any(type(now.get(k)) is not int or (now[k] != v and k != self.index)
+               for k, v in zip(self.local_names, ints.tolist())):
+            return False
+        return self._unchanged(mark, end)
+
+    def _unchanged(self, m0: "Mark", m1: "Mark") -> bool:
+        """Whether the frame's locals but its ints and those each iteration rebinds are
+        in the same state at two full marks."""
+        was, now = m0.locals, m1.locals
+        return set(was) == set(now) and all(
+            was[k] == now[k] for k, v in was.items()
+            if type(v) is not int and k not in self.rebound)
+
     @property
     def record_numbers(self) -> int:
         return self.rows.shape[1] - 1 - len(self.local_names) - self.list_count
@@ -281,15 +307,19 @@ class Plan:
                           for name, x in self.carried)
         set_locals(frame, values)
 
-    def matches(self, run, mark: "Mark", last: int) -> bool:
-        """Whether iteration `last`, run for real after `mark`, recorded the prediction."""
+    def matches(self, run, mark: "Mark", last: int, frame=None) -> bool:
+        """Whether iteration `last`, run for real after `mark`, recorded the prediction
+        (and, where the plan `checks_frame`, left the frame's ints as predicted and its
+        other state as it found it)."""
         names = self.key[2]
         expected = self.row_at(last)
         lengths = [mark.lists[k][1] if k in mark.lists else -1 for k in names]
         if lengths != expected[len(expected) - len(names):].tolist():
             return False
-        end = Mark(run, None)
+        end = Mark(run, frame if self.checks_frame else None)
         if end.pending or end.shared != mark.shared:
+            return False
+        if self.checks_frame and not self._frame_left(mark, end, last):
             return False
         key, nums, _ = snapshot(run, mark.instructions, end.instructions, mark.allocations,
                                 end.allocations, mark.fences, end.fences)
