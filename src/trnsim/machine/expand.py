@@ -376,7 +376,7 @@ class ExpansionStats:
     def __repr__(self):
         return (f"<expansion: {self.loops} loops, {self.iterations} iterations, "
                 f"{self.instructions} instructions expanded; {self.declined} declined, "
-                f"{self.fallbacks} fallbacks>")
+                f"{self.fallbacks} fallbacks, {self.remodelled} remodelled>")
 
 
 def _loop_frame():
