@@ -250,3 +250,26 @@ def test_an_index_a_closure_reads_is_the_loop_index_all_the_same(monkeypatch):
     _, fast = _both(monkeypatch, lambda: _run(kernel, x))
     st = _stats(fast)
     assert (st.loops, st.remodelled, st.iterations) == (3, 0, 10 + 14 + 14)
+
+
+def test_an_object_the_last_iteration_changes_samples_the_entry_afresh(monkeypatch):
+    """An entry modelled from its iteration 0 alone does not know how its body changes
+    the frame's objects: one its last iteration changes (here only that iteration, and
+    the same way again when it runs once more) makes the entry sampled afresh (where it
+    declines: the change, not undone, shows between its first samples)."""
+    @nki.jit
+    def kernel(x):
+        out = nl.ndarray(x.shape, nl.float32, buffer=nl.hbm)
+        note = {}
+        for b in nl.affine_range(3):
+            for j in nl.affine_range(16):
+                _scale(x, out, j, col=(b * 16 + j) * 8)
+                if b == 1 and j == 15:
+                    note["last"] = True
+            _scale(x, out, None, col=len(note) * 8)
+        return out
+    x = np.ones((128, 8 * 16 * 3), np.float32)
+    _, fast = _both(monkeypatch, lambda: _run(kernel, x))
+    st = _stats(fast)
+    assert (st.loops, st.declined, st.fallbacks, st.remodelled) == (2, 1, 0, 1)
+    assert st.iterations == 10 + 10

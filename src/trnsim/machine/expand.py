@@ -240,7 +240,7 @@ def _expanding(run, rng: range, before, frame, site, marks: list, stats, start):
         last = total - 1
         plan.expand(run, n, last)
         plan.prepare_last(run, frame, last)
-        before_last = Mark(run, frame, lists_only=not plan.checks_frame)
+        before_last = Mark(run, frame, lists_only=True)
         if before is not None:
             before(last)
         try:

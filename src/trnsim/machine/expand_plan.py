@@ -69,9 +69,10 @@ class Plan:
         self.last_sampled = len(rows)  # the iteration of the last row (0: see derive)
         # a model of iteration 0 alone (derive) checks the frame's state the last
         # iteration leaves (`matches`): no sampled iteration showed how a body changes it
-        self.index = None  # (then the loop index's name, whose value before 0 is stale)
         self.checks_frame = False
-        self.rebound = set()  # (and the locals iteration 0 rebound, as each one does)
+        self.index = None  # (then the loop index's name, whose value before 0 is stale,
+        self.after_first = None  # the state after iteration 0, which the expanded
+        self.rebound = set()  # iterations left as it was, the locals iteration 0 rebound)
         self.period = period
         self.drift = drift
         self.key = key
@@ -107,7 +108,7 @@ class Plan:
         plan, _ = cls._derived(run, marks, core, periods, known)
         if plan is not None:
             plan.last_sampled, plan.index, plan.checks_frame = 0, index, True
-            plan.rebound = rebound_locals(marks)
+            plan.after_first, plan.rebound = marks[1], rebound_locals(marks)
             # an object iteration 0 changed: so may every iteration (and the last one's
             # change would not be undone if it then missed the model)
             if not plan._unchanged(state, marks[1]):
@@ -272,17 +273,19 @@ class Plan:
                 grown[j::len(copies)] = items
             lst.extend(grown)
 
-    def _frame_left(self, mark: "Mark", end: "Mark", last: int) -> bool:
-        """Whether the last iteration (between `mark` and `end`, full marks) left the
-        frame's ints where the model puts them after it (but the loop index, which the
-        model does not know) and its other locals in the state it found them in."""
+    def _frame_left(self, end: "Mark", last: int) -> bool:
+        """Whether the last iteration (until `end`, a full mark) left the frame's ints
+        where the model puts them after it (but the loop index, which the model does not
+        know) and its other locals in the state it found them in: that after iteration
+        0 (the expanded iterations ran no Python; the lists grew by tiles, which their
+        state leaves out)."""
         ints = self.row_at(last + 1, slice(self.record_numbers + 1,
                                           self.record_numbers + 1 + len(self.local_names)))
         now = end.locals
         if any(type(now.get(k)) is not int or (now[k] != v and k != self.index)
                for k, v in zip(self.local_names, ints.tolist())):
             return False
-        return self._unchanged(mark, end)
+        return self._unchanged(self.after_first, end)
 
     def _unchanged(self, m0: "Mark", m1: "Mark") -> bool:
         """Whether the frame's locals but its ints and those each iteration rebinds are
@@ -319,7 +322,7 @@ class Plan:
         end = Mark(run, frame if self.checks_frame else None)
         if end.pending or end.shared != mark.shared:
             return False
-        if self.checks_frame and not self._frame_left(mark, end, last):
+        if self.checks_frame and not self._frame_left(end, last):
             return False
         key, nums, _ = snapshot(run, mark.instructions, end.instructions, mark.allocations,
                                 end.allocations, mark.fences, end.fences)
