@@ -178,10 +178,10 @@ def test_a_loop_entered_again_is_checked_against_its_model_on_fewer_samples(monk
     x = np.ones((128, 8 * 48), np.float32)
     _, fast = _both(monkeypatch, lambda: _run(_reentered(lambda b: 1), x))
     st = _stats(fast)
-    # first entry: iterations 0-4 and 15 run, 10 appended; the second repeats its
-    # model's structure and step over iterations 1-2, so 0-2 and 15 run, 12 appended
-    assert expand.RESAMPLES == 2
-    assert (st.loops, st.iterations, st.fallbacks) == (2, 10 + 12, 0)
+    # first entry: iterations 0-4 and 15 run, 10 appended; the second's iteration 0
+    # repeats its model's structure, so 0 and 15 run, 14 appended, and its last
+    # iteration confirms the model's step
+    assert (st.loops, st.iterations, st.fallbacks, st.remodelled) == (2, 10 + 14, 0, 0)
     # a second entry with another step is modelled afresh from its own samples
     _, fast = _both(monkeypatch, lambda: _run(_reentered(lambda b: 1 + b), x))
     st = _stats(fast)

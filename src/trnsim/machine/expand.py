@@ -13,16 +13,21 @@ byte ranges relative to their allocation, partitions, element offsets, fences, t
 cursor, the loop frame's ints and its lists' lengths -- is affine in the iteration
 (period 1, or 2 or 4 after more samples: double buffers), it appends the middle
 iterations from that model with NumPy and runs the last iteration for real. A loop
-entered again after it expanded (the inner loop of a blocked kernel) samples only
-iterations 1..RESAMPLES when they repeat its last model's structure and step (objects
-of its frame by their state, not identity: `expand_plan.same_model`), and copies them
+entered again after it expanded (the inner loop of a blocked kernel) samples none
+when its iteration 0 repeats its last model's structure (objects of its frame by their
+state, not identity: `expand_plan.same_model`) and changes no object of the frame: it
+appends iterations 1.. from iteration 0 by the model's step, and its last iteration
+checks that step (the record's numbers, the frame's ints) and that the frame's objects
+keep their state; if not, the entry is sampled afresh. Else it samples iterations
+1..RESAMPLES, which must repeat the model's structure and step. Either way it copies
 with the layout it derived then (expand_copy.Layout) while it fits. Lists the
 body appends its tiles to grow by copies over the expanded iterations' allocations, and
 a tensor each iteration rebinds to one it made (`acc = nl.add(acc, t)`) is rebound to
 the last expanded one's. Iteration 0 is not sampled (first-iteration special cases, a
-matmul group's start); the last runs for real, so its own special cases, an access out
-of bounds there (affine ranges are extreme at their ends), and the Python variables it
-leaves for the code after the loop are exactly those of a full run.
+matmul group's start) but by a loop entered again whose model it repeats; the last
+runs for real, so its own special cases, an access out of bounds there (affine ranges
+are extreme at their ends), and the Python variables it leaves for the code after the
+loop are exactly those of a full run.
 
 It runs every iteration when:
 - numerics are on (values are computed per iteration), `TRNSIM_EXPAND=0`, the loop has
@@ -51,7 +56,10 @@ It runs every iteration when:
 
 Known limit: a body whose Python branches on the index in a way neither the sampled
 iterations nor the last one show (`if i == 37:`, or, in a loop entered again, a branch
-only this entry's iterations 3..SAMPLES take) is expanded as if it did not branch.
+only this entry's iterations 1..SAMPLES take) is expanded as if it did not branch. (If
+such a branch, in an entry expanded with no sample, changes an object of the frame in
+the last iteration too, the last iteration catches it, but its own change stays, as
+in any fallback.)
 Legacy (`neuronxcc.nki`) affine and sequential loops cannot do this (their index is
 symbolic to the real tracer); for a current-API kernel that does, set TRNSIM_EXPAND=0
 (or TRNSIM_EXPAND=affine when only its plain `range` loops do). State reached only
@@ -169,6 +177,9 @@ def iterate(rng: range, before=None, for_statement: bool = False):
         yield from _plain(rng, before, 0)
         return
     marks = [None]  # marks[n]: the state before iteration n (none needed before the first)
+    # a loop entered again with a model: the state before iteration 0 too, whose step to
+    # iteration 1 may confirm the model's (Plan.derive)
+    start = Mark(run, frame) if stats is not None and site in stats.known else None
     if total < MIN_ITERATIONS:  # a short loop: expanded only if its body is heavy
         first = len(run.program.instructions)
         if before is not None:
@@ -181,44 +192,51 @@ def iterate(rng: range, before=None, for_statement: bool = False):
     stats = run.__dict__.setdefault("expansion", ExpansionStats())
     stats.watching += 1
     try:
-        n = yield from _expanding(run, rng, before, frame, site, marks, stats)
+        n = yield from _expanding(run, rng, before, frame, site, marks, stats, start)
     finally:
         stats.watching -= 1
     yield from _plain(rng, before, n)
 
 
-def _expanding(run, rng: range, before, frame, site, marks: list, stats):
+def _expanding(run, rng: range, before, frame, site, marks: list, stats, start):
     """`iterate`'s samples, expansion and last iteration; returns the first iteration
-    left to run for real (len(rng) when none is)."""
+    left to run for real (len(rng) when none is). `start`: the state before iteration
+    0 of a loop entered again with a model (else None)."""
     total = len(rng)
     core = runtime.current_core().id
-    plan = None
     known = stats.known.get(site)
-    sampling = ((RESAMPLES, (1,)), *_SAMPLING) if known is not None else _SAMPLING
-    for samples, periods in sampling:
-        if total < samples + 3:
-            break
-        while len(marks) <= samples + 1:
-            n = len(marks) - 1
-            if before is not None:
-                before(n)
-            yield rng[n]
-            marks.append(Mark(run, frame, marks[-1]))
-        plan, more = Plan.derive(run, marks[1:], core, periods, known)
-        known = None  # (checked once; more samples are modelled afresh)
-        if not more:
-            break
-    n = len(marks) - 1  # the first iteration not run yet
-    if plan is not None and not plan.indexes_made_before(n, total - 1):
+    sampling = _SAMPLING
+    if known is not None:  # no sample when iteration 0 repeats the model
+        sampling = ((0, (1,)), (RESAMPLES, (1,)), *_SAMPLING) if start is not None \
+            else ((RESAMPLES, (1,)), *_SAMPLING)
+    while True:
         plan = None
-    last_model = stats.known.get(site)
-    if plan is not None and plan.layout is None and last_model is not None \
-            and same_model(plan.key, last_model[0]):  # another step: the layout may fit
-        plan.layout = last_model[2]
-    if plan is None:
-        stats.declined += 1
-        stats.failed_sites[site] = stats.failed_sites.get(site, 0) + 1
-    else:
+        for samples, periods in sampling:
+            if total < samples + 3:
+                break
+            while len(marks) <= samples + 1:
+                n = len(marks) - 1
+                if before is not None:
+                    before(n)
+                yield rng[n]
+                marks.append(Mark(run, frame, marks[-1]))
+            plan, more = Plan.derive(run, marks[1:], core, periods, known,
+                                     (start, _loop_target(frame)) if samples == 0 else None)
+            if samples >= RESAMPLES:
+                known = None  # (checked on RESAMPLES; more samples are modelled afresh)
+            if not more:
+                break
+        n = len(marks) - 1  # the first iteration not run yet
+        if plan is not None and not plan.indexes_made_before(n, total - 1):
+            plan = None
+        last_model = stats.known.get(site)
+        if plan is not None and plan.layout is None and last_model is not None \
+                and same_model(plan.key, last_model[0]):  # another step: the layout may fit
+            plan.layout = last_model[2]
+        if plan is None:
+            stats.declined += 1
+            stats.failed_sites[site] = stats.failed_sites.get(site, 0) + 1
+            return n
         last = total - 1
         plan.expand(run, n, last)
         plan.prepare_last(run, frame, last)
@@ -231,18 +249,23 @@ def _expanding(run, rng: range, before, frame, site, marks: list, stats):
             stats.left_early += 1
             _left_early[0] += 1
             raise
-        if plan.matches(run, before_last, last):
+        if plan.matches(run, before_last, last, frame):
             if plan.period == 1:
                 stats.known[site] = (plan.key, plan.drift, plan.layout)
             stats.loops += 1
             stats.iterations += last - n
             stats.instructions += (last - n) * plan.per_iteration
             return total
-        stats.fallbacks += 1
-        stats.failed_sites[site] = stats.failed_sites.get(site, 0) + 1
-        stats.known.pop(site, None)
         marks[-1].restore(run, frame)
-    return n
+        if not plan.checks_frame:
+            stats.fallbacks += 1
+            stats.failed_sites[site] = stats.failed_sites.get(site, 0) + 1
+            stats.known.pop(site, None)
+            return n
+        # the model of iteration 0 alone missed (another step than the last entry's):
+        # this entry is sampled afresh from iteration 1 on
+        stats.remodelled += 1
+        known, sampling = None, _SAMPLING
 
 
 def _plain(rng: range, before, start: int):
@@ -282,6 +305,29 @@ def is_for_statement(frame) -> bool:
     return hit
 
 
+_TARGETS: dict = {}  # (code, offset) -> _loop_target's answer
+
+
+def _loop_target(frame):
+    """The local a `for` statement whose FOR_ITER `frame` is at binds (the loop index,
+    whose value before iteration 0 is that of an earlier entry: `Plan.derive`), or None
+    when it binds something else (names unpacked, an attribute)."""
+    code, at = frame.f_code, frame.f_lasti
+    key = (code, at)
+    if key not in _TARGETS:
+        ins = list(dis.get_instructions(code))
+        pos = {x.offset: i for i, x in enumerate(ins)}.get(at)
+        target = None
+        if pos is not None and ins[pos].opname == "FOR_ITER":
+            nxt = pos + 1
+            while nxt < len(ins) and ins[nxt].opname in ("EXTENDED_ARG", "NOP", "CACHE"):
+                nxt += 1
+            if nxt < len(ins) and ins[nxt].opname in ("STORE_FAST", "STORE_DEREF"):
+                target = ins[nxt].argval  # (a local, or one a closure in the body reads)
+        _TARGETS[key] = target
+    return _TARGETS[key]
+
+
 def _leaves(x, start: int, end: int) -> bool:
     """Whether instruction `x` of the body of a loop from offset `start` (its FOR_ITER)
     to `end` (its exit) leaves the loop or the function."""
@@ -303,6 +349,9 @@ class ExpansionStats:
         self.declined = 0  # loops whose samples could not be expanded
         self.fallbacks = 0  # loops whose last iteration did not match the prediction
         self.left_early = 0  # expanded loops left through an exception (run again)
+        # entries of a loop modelled from iteration 0 alone whose last iteration missed
+        # the model: sampled afresh (their iterations 1.. and the last one run again)
+        self.remodelled = 0
         # loop (code, offset of its for statement) -> times it declined or fell back
         self.failed_sites: dict = {}
         # loop -> (structure, drift, Copier layout) of its last expansion (period 1): a
@@ -327,7 +376,7 @@ class ExpansionStats:
     def __repr__(self):
         return (f"<expansion: {self.loops} loops, {self.iterations} iterations, "
                 f"{self.instructions} instructions expanded; {self.declined} declined, "
-                f"{self.fallbacks} fallbacks>")
+                f"{self.fallbacks} fallbacks, {self.remodelled} remodelled>")
 
 
 def _loop_frame():

@@ -66,6 +66,13 @@ class Plan:
 
     def __init__(self, rows, period, drift, key, template, local_names, growing, carried):
         self.rows = rows  # (samples, numbers) of the sampled iterations 1..samples
+        self.last_sampled = len(rows)  # the iteration of the last row (0: see derive)
+        # a model of iteration 0 alone (derive) checks the frame's state the last
+        # iteration leaves (`matches`): no sampled iteration showed how a body changes it
+        self.checks_frame = False
+        self.index = None  # (then the loop index's name, whose value before 0 is stale,
+        self.after_first = None  # the state after iteration 0, which the expanded
+        self.rebound = set()  # iterations left as it was, the locals iteration 0 rebound)
         self.period = period
         self.drift = drift
         self.key = key
@@ -83,11 +90,33 @@ class Plan:
         self.sizes = []  # how many numbers each instruction of the template has
 
     @classmethod
-    def derive(cls, run, marks, core, periods, known=None):
+    def derive(cls, run, marks, core, periods, known=None, start=None):
         """(plan or None, whether more samples could give a plan) from the iterations
         between `marks` (the states before iterations 1, 2, ..., samples + 1). `known`:
         (key, drift, layout) of this loop's last expansion (period 1), which the samples
-        must repeat; the plan then starts from its layout."""
+        must repeat; the plan then starts from its layout. `start`: (the state before
+        iteration 0, the loop index's name) when iteration 0 alone (`marks`: the state
+        before iteration 1) is to repeat `known`: the model is then `known`'s from
+        iteration 0 on, and the last iteration checks the frame's state as the samples
+        would have (`matches`)."""
+        if start is None:
+            return cls._derived(run, marks, core, periods, known)
+        state, index = start
+        if state is None or known is None or len(marks) != 1:
+            return None, True
+        marks = [state, *marks]
+        plan, _ = cls._derived(run, marks, core, periods, known)
+        if plan is not None:
+            plan.last_sampled, plan.index, plan.checks_frame = 0, index, True
+            plan.after_first, plan.rebound = marks[1], rebound_locals(marks)
+            # an object iteration 0 changed: so may every iteration (and the last one's
+            # change would not be undone if it then missed the model)
+            if not plan._unchanged(state, marks[1]):
+                plan = None
+        return plan, plan is None
+
+    @classmethod
+    def _derived(cls, run, marks, core, periods, known):
         older = marks[0].allocations  # tensors made before the sampled iterations
         changed = run.untracked_changes[marks[0].untracked:marks[-1].untracked]
         if any(m.pending for m in marks) or len({m.shared for m in marks}) > 1 \
@@ -188,14 +217,15 @@ class Plan:
         positions)."""
         samples, p = len(self.rows), self.period
         if p == 1:
-            return self.rows[-1, cols] + self.drift[cols] * (iterations - samples)[:, None]
+            return self.rows[-1, cols] + self.drift[cols] * \
+                (iterations - self.last_sampled)[:, None]
         s = samples - (samples - iterations) % p  # a sampled iteration in phase
         return self.rows[s - 1][:, cols] + self.drift[cols] * ((iterations - s) // p)[:, None]
 
     def row_at(self, iteration: int, cols=slice(None)) -> np.ndarray:
         """The numbers (those `cols` selects) of one iteration (`row`)."""
         if self.period == 1:
-            return self.rows[-1, cols] + self.drift[cols] * (iteration - len(self.rows))
+            return self.rows[-1, cols] + self.drift[cols] * (iteration - self.last_sampled)
         return self.row(np.array([iteration]), cols)[0]
 
     # -- expansion ---------------------------------------------------------------------
@@ -243,6 +273,28 @@ class Plan:
                 grown[j::len(copies)] = items
             lst.extend(grown)
 
+    def _frame_left(self, end: "Mark", last: int) -> bool:
+        """Whether the last iteration (until `end`, a full mark) left the frame's ints
+        where the model puts them after it (but the loop index, which the model does not
+        know) and its other locals in the state it found them in: that after iteration
+        0 (the expanded iterations ran no Python; the lists grew by tiles, which their
+        state leaves out)."""
+        ints = self.row_at(last + 1, slice(self.record_numbers + 1,
+                                          self.record_numbers + 1 + len(self.local_names)))
+        now = end.locals
+        if any(type(now.get(k)) is not int or (now[k] != v and k != self.index)
+               for k, v in zip(self.local_names, ints.tolist())):
+            return False
+        return self._unchanged(self.after_first, end)
+
+    def _unchanged(self, m0: "Mark", m1: "Mark") -> bool:
+        """Whether the frame's locals but its ints and those each iteration rebinds are
+        in the same state at two full marks."""
+        was, now = m0.locals, m1.locals
+        return set(was) == set(now) and all(
+            was[k] == now[k] for k, v in was.items()
+            if type(v) is not int and k not in self.rebound)
+
     @property
     def record_numbers(self) -> int:
         return self.rows.shape[1] - 1 - len(self.local_names) - self.list_count
@@ -258,15 +310,19 @@ class Plan:
                           for name, x in self.carried)
         set_locals(frame, values)
 
-    def matches(self, run, mark: "Mark", last: int) -> bool:
-        """Whether iteration `last`, run for real after `mark`, recorded the prediction."""
+    def matches(self, run, mark: "Mark", last: int, frame=None) -> bool:
+        """Whether iteration `last`, run for real after `mark`, recorded the prediction
+        (and, where the plan `checks_frame`, left the frame's ints as predicted and its
+        other state as it found it)."""
         names = self.key[2]
         expected = self.row_at(last)
         lengths = [mark.lists[k][1] if k in mark.lists else -1 for k in names]
         if lengths != expected[len(expected) - len(names):].tolist():
             return False
-        end = Mark(run, None)
+        end = Mark(run, frame if self.checks_frame else None)
         if end.pending or end.shared != mark.shared:
+            return False
+        if self.checks_frame and not self._frame_left(end, last):
             return False
         key, nums, _ = snapshot(run, mark.instructions, end.instructions, mark.allocations,
                                 end.allocations, mark.fences, end.fences)

@@ -117,12 +117,17 @@ def _state(v, depth: int):
         return ("generator", id(v), None if f is None else f.f_lasti,
                 None if f is None else _state(dict(f.f_locals), depth - 1))
     attrs = getattr(v, "__dict__", None)
-    slots = [a for c in t.__mro__ for a in getattr(c, "__slots__", ()) if hasattr(v, a)]
+    slots = _SLOTS.get(t)
+    if slots is None:
+        slots = _SLOTS[t] = tuple(a for c in t.__mro__ for a in getattr(c, "__slots__", ()))
     own = list(attrs.items() if isinstance(attrs, dict) else ()) + \
-        [(a, getattr(v, a)) for a in slots]
+        [(a, getattr(v, a)) for a in slots if hasattr(v, a)]
     if own:  # (objects of builtin types such as partial have an empty __dict__)
         shared = [(a, x) for a, x in vars(t).items()  # class attributes a body may set
                   if type(x) in PLAIN or type(x) is int]
+        if depth == 1:  # (the attributes' _state at depth 0, inline: a common case)
+            return (t.__name__, tuple((a, x if type(x) in _BY_VALUE else ("id", id(x)))
+                                      for a, x in own + shared))
         return (t.__name__, tuple((a, _state(x, depth - 1)) for a, x in own + shared))
     if isinstance(v, (collections.abc.Sequence, collections.abc.Set, bytearray)) \
             or t.__name__ == "deque":  # other containers: their items
@@ -133,6 +138,10 @@ def _state(v, depth: int):
     except Exception:  # noqa: BLE001 - no reduced form: by identity
         return ("id", id(v))
     return (t.__name__, id(v), tuple(_state(p, depth) for p in parts))
+
+
+_SLOTS: dict = {}  # type -> the slot names of its classes
+_BY_VALUE = frozenset((*PLAIN, int, bytes))  # what _state returns as it is
 
 
 def hashable(v):
