@@ -73,7 +73,7 @@ def build_timeline(sched, col, out, names) -> Timeline:
         moved[list(sched.moved)] = list(sched.moved.values())
     lsi = ROW.index("ls")
     cols = EventColumns(
-        n=n, core=np.fromiter((ins.core for ins in sched.instrs), np.int64, n),
+        n=n, core=sched.core_of,
         track=np.asarray(col.track, np.int64), names=names, start=start,
         end=end, ready=ready, done=done, moved=moved, row=np.asarray(col.row, np.int64),
         terms=col.terms, engines=col.dma_engines, wfirst=wfirst, wcount=wcount, wsel=wsel,

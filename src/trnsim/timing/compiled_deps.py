@@ -57,18 +57,14 @@ TOP, UNIQUE, READERS, NREAD, PEAK, VER, SEGS = 0, 3, 6, 7, 8, 9, 10  # (cnt's fi
 
 def collect(sched, spaces: dict, caps=None):
     """(dptr, dprod, dkind, dspace) for `sched`'s instructions in issue order, as
-    build_columns makes them (space codes added to `spaces`); records sched.track.
+    build_columns makes them (space codes added to `spaces`); makes the tracks
+    (sched.track_ids).
     caps: the first capacities tried (segments, Recs, writer cells, reader cells,
     producers of one access).
     OverflowError: addresses the compiled maps do not hold (the Python scheduler)."""
     cols = access_columns(sched.program)
     n = len(sched.instrs)
-    instrs, track, track_of = sched.instrs, sched.track, sched._track_of
-    ids = [0] * n  # (a list: filled faster than a NumPy array item by item)
-    for i in sched.order:
-        trk = track[i] = track_of(instrs[i])
-        ids[i] = trk.id
-    tkey = np.array(ids, np.int64)
+    tkey = sched.track_ids
     skip = np.zeros(n, np.uint8)
     skip[list(sched.folded)] = 1
     extra = [(i, [p for p in d if 0 <= p < n and p != i])

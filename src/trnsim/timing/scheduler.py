@@ -44,6 +44,9 @@ from __future__ import annotations
 import heapq
 from bisect import bisect_right
 from collections import deque
+from functools import cached_property
+
+import numpy as np
 
 from ..chips import load_chip
 from .costs import cost_model
@@ -287,8 +290,33 @@ class _Scheduler:
         self.groups: dict = {}
         self.arrived: dict = {}
         self.deferred_deps: dict = {}
+        self.opcodes = [ins.opcode for ins in self.instrs]
         self._find_groups()
-        self.folded = _folded_memsets(self.instrs)
+        self.folded = _folded_memsets(self.instrs, self.opcodes)
+
+    # -- per instruction, for the compiled scheduler (timing/compiled.py) --------------
+    @cached_property
+    def engine_of(self) -> list:
+        """Each instruction's engine name."""
+        return [ins.engine for ins in self.instrs]
+
+    @cached_property
+    def core_of(self) -> np.ndarray:
+        """Each instruction's core."""
+        return np.array([ins.core for ins in self.instrs], np.int64)
+
+    @cached_property
+    def track_ids(self) -> np.ndarray:
+        """Each instruction's track id, its tracks made as a walk in issue order makes
+        them (`_track_of`: ids in the order of their first instruction)."""
+        instrs, n = self.instrs, len(self.instrs)
+        stream = _streams(instrs)
+        order = np.asarray(self.order, np.int64)
+        _, first = np.unique(stream[order], return_index=True)
+        tid = np.empty(first.size, np.int64)
+        for i in order[np.sort(first)].tolist():
+            tid[stream[i]] = self._track_of(instrs[i]).id
+        return tid[stream]
 
     # -- synchronisation groups ------------------------------------------------
     def _find_groups(self):
@@ -303,7 +331,8 @@ class _Scheduler:
         barriers: dict = {}
         sends: dict = {}
         recvs: dict = {}
-        for ins in self.instrs:
+        sync = "core_barrier" in self.opcodes or "sendrecv" in self.opcodes
+        for ins in self.instrs if sync else ():
             a = ins.attrs
             if ins.opcode == "core_barrier" and "barrier_seq" in a:
                 parent[ins.index] = ins.index
@@ -816,23 +845,59 @@ class _Scheduler:
         return terms
 
 
+def _streams(instrs) -> np.ndarray:
+    """A number per instruction, the same for two instructions only where they run on
+    one track: its (core, engine) or, for a DMA, its (core, queue, location object)
+    (record.dma_site), numbered in order of first appearance. (Loop copies share
+    their location object: that of the last instruction seen at each location is
+    tried first.)"""
+    number: dict = {}
+    at: dict = {}  # id(location) -> (core, engine, queue, number) last seen there
+    out = [0] * len(instrs)
+    x = 0
+    for ins in instrs:
+        loc = id(ins.location)
+        hit = at.get(loc)
+        if hit is not None and hit[0] == ins.core and hit[1] == ins.engine \
+                and hit[2] == ins.queue:
+            out[x] = hit[3]
+        else:
+            core, engine, queue = ins.core, ins.engine, ins.queue
+            key = (core, engine) if engine != "dma" else (core, queue, loc)
+            c = number.get(key)
+            if c is None:
+                c = number[key] = len(number)
+            at[loc] = (core, engine, queue, c)
+            out[x] = c
+        x += 1
+    return np.array(out, np.int64)
+
+
 def _neg_time(w):
     return -w[0]
 
 
-def _folded_memsets(instrs) -> dict:
+def _folded_memsets(instrs, opcodes) -> dict:
     """{memset index: matmul index} for the zero-initialisations of PSUM that the
     compiler folds into the first matmul of an accumulation group: a memset of 0 whose
     bytes are next written, all of them and before any read, by a matmul (overwriting, or
     adding to the zeros: the same values) -- the legacy `res = nl.zeros(...,
     buffer=nl.psum)` followed by `res += nc_matmul(...)`. The matmul's
     start-accumulation flag does the zeroing, so the memset costs nothing and orders
-    nothing."""
+    nothing. (opcodes: the instructions' opcodes.)"""
     pending: dict = {}  # (core, p_lo, p_hi, lo, hi) -> memset index
     folded: dict = {}
-    for ins in instrs:
-        if not pending and ins.opcode != "memset":
-            continue
+    n, i = len(instrs), -1
+    while True:
+        i += 1
+        if not pending:  # (nothing to do until the next memset)
+            try:
+                i = opcodes.index("memset", i)
+            except ValueError:
+                break
+        if i >= n:
+            break
+        ins = instrs[i]
         for a in ins.reads:
             if a.space == "psum":
                 for k in [k for k in pending if _over(k, a)]:
