@@ -31,6 +31,7 @@ MAX_BITS = 52  # PE cells and DMA engines are bitmasks (exact in the float64 tab
 ROW = ("kind", "tcore", "dcore", "stack", "cells", "dmask", "swtrk", "hbm", "dur", "mm",
        "ls", "dge_ns", "data_ns", "hbm_ns")
 _INTS = 8  # ROW[:8] are integers, the rest floats
+_ZEROS = (0,) * len(ROW)  # (what a row's dict leaves out)
 
 
 class Columns:
@@ -179,7 +180,7 @@ def _new_row(sched, col, ins, trk, res) -> int:
     else:
         row, terms, engines = _compute(sched, ins)
     r = len(col.table)
-    col.table.append(tuple([row.get(name, 0) for name in ROW]))
+    col.table.append(tuple(map(row.get, ROW, _ZEROS)))
     col.terms.append(terms)
     col.dma_engines.append(engines)
     return r

@@ -290,9 +290,8 @@ class _Scheduler:
         self.groups: dict = {}
         self.arrived: dict = {}
         self.deferred_deps: dict = {}
-        self.opcodes = [ins.opcode for ins in self.instrs]
         self._find_groups()
-        self.folded = _folded_memsets(self.instrs, self.opcodes)
+        self.folded = _folded_memsets(self.instrs)
 
     # -- per instruction, for the compiled scheduler (timing/compiled.py) --------------
     @cached_property
@@ -331,8 +330,7 @@ class _Scheduler:
         barriers: dict = {}
         sends: dict = {}
         recvs: dict = {}
-        sync = "core_barrier" in self.opcodes or "sendrecv" in self.opcodes
-        for ins in self.instrs if sync else ():
+        for ins in self.instrs:
             a = ins.attrs
             if ins.opcode == "core_barrier" and "barrier_seq" in a:
                 parent[ins.index] = ins.index
@@ -877,27 +875,19 @@ def _neg_time(w):
     return -w[0]
 
 
-def _folded_memsets(instrs, opcodes) -> dict:
+def _folded_memsets(instrs) -> dict:
     """{memset index: matmul index} for the zero-initialisations of PSUM that the
     compiler folds into the first matmul of an accumulation group: a memset of 0 whose
     bytes are next written, all of them and before any read, by a matmul (overwriting, or
     adding to the zeros: the same values) -- the legacy `res = nl.zeros(...,
     buffer=nl.psum)` followed by `res += nc_matmul(...)`. The matmul's
     start-accumulation flag does the zeroing, so the memset costs nothing and orders
-    nothing. (opcodes: the instructions' opcodes.)"""
+    nothing."""
     pending: dict = {}  # (core, p_lo, p_hi, lo, hi) -> memset index
     folded: dict = {}
-    n, i = len(instrs), -1
-    while True:
-        i += 1
-        if not pending:  # (nothing to do until the next memset)
-            try:
-                i = opcodes.index("memset", i)
-            except ValueError:
-                break
-        if i >= n:
-            break
-        ins = instrs[i]
+    for ins in instrs:
+        if not pending and ins.opcode != "memset":
+            continue
         for a in ins.reads:
             if a.space == "psum":
                 for k in [k for k in pending if _over(k, a)]:
