@@ -12,6 +12,8 @@ shares them).
 """
 from __future__ import annotations
 
+from itertools import chain
+
 import numpy as np
 
 from .costs import dma_costs, priced
@@ -32,6 +34,7 @@ ROW = ("kind", "tcore", "dcore", "stack", "cells", "dmask", "swtrk", "hbm", "dur
        "ls", "dge_ns", "data_ns", "hbm_ns")
 _INTS = 8  # ROW[:8] are integers, the rest floats
 _ZEROS = (0,) * len(ROW)  # (what a row's dict leaves out)
+_FOLDED_ROW = tuple(FOLDED if name == "kind" else 0 for name in ROW)
 
 
 class Columns:
@@ -106,9 +109,15 @@ def _price(sched, col):
     order = np.asarray(sched.order, np.int64)
     _, first, at = np.unique(key[order], return_index=True, return_inverse=True)
     made = np.sort(first)  # each row's first instruction's issue position, row order
-    trks = _by_id(sched)
+    trks, folded = _by_id(sched), sched.folded
     for i in order[made].tolist():
-        _new_row(sched, col, instrs[i], trks[tids[i]], res[i])
+        fold = folded.get(i) if res[i] is None else None
+        if fold is not None:  # no engine time, no access of its own
+            col.table.append(_FOLDED_ROW)
+            col.terms.append({"cycles": 0, "folded_into": fold})
+            col.dma_engines.append(())
+        else:
+            _new_row(sched, col, instrs[i], trks[tids[i]], res[i])
     rank = np.empty(first.size, np.int64)
     rank[np.argsort(first)] = np.arange(first.size)
     col.track = tids
@@ -169,9 +178,9 @@ def _by_id(sched) -> list:
     return trks
 
 
-def _new_row(sched, col, ins, trk, res) -> int:
+def _new_row(sched, col, ins, trk, res):
     """Make the row of `ins` on `trk` (res: its cost model result, the row's key; None:
-    a row of its own)."""
+    a row of its own), but a folded memset's (_price)."""
     engine = ins.engine
     if engine == "dma":
         row, terms, engines = _dma(sched, col, ins, trk, res)
@@ -179,17 +188,12 @@ def _new_row(sched, col, ins, trk, res) -> int:
         row, terms, engines = _tensor(sched, col, ins, res)
     else:
         row, terms, engines = _compute(sched, ins)
-    r = len(col.table)
     col.table.append(tuple(map(row.get, ROW, _ZEROS)))
     col.terms.append(terms)
     col.dma_engines.append(engines)
-    return r
 
 
 def _compute(sched, ins):
-    fold = sched.folded.get(ins.index)
-    if fold is not None:  # no engine time, no access of its own
-        return {"kind": FOLDED}, {"cycles": 0, "folded_into": fold}, ()
     dur, terms = sched._compute_cost(ins)
     return {"kind": COMPUTE, "dur": dur}, terms, ()
 
@@ -237,7 +241,8 @@ def arrays(col):
     """The columns as NumPy arrays, in the timing core's argument order: issue order,
     the dependencies' CSR, track and row per instruction, then the rows' ROW columns."""
     i64 = np.int64
-    table = np.array(col.table, dtype=np.float64).reshape(len(col.table), len(ROW))
+    table = np.fromiter(chain.from_iterable(col.table), np.float64,
+                        len(col.table) * len(ROW)).reshape(len(col.table), len(ROW))
     ints = [np.ascontiguousarray(table[:, k]).astype(i64) for k in range(_INTS)]
     floats = [np.ascontiguousarray(table[:, k]) for k in range(_INTS, len(ROW))]
     return (col.order, np.asarray(col.dptr, i64), np.asarray(col.dprod, i64),
