@@ -84,7 +84,7 @@ def build_columns(sched) -> Columns:
     OverflowError where an address is beyond the compiled maps' byte axis."""
     from .compiled_deps import collect
     col = Columns(len(sched.instrs))
-    col.order = np.asarray(sched.order, dtype=np.int64)
+    col.order = sched.order_array
     col.dptr, col.dprod, col.dkind, col.dspace = collect(sched, col.spaces)
     _price(sched, col)
     return col
@@ -106,7 +106,7 @@ def _price(sched, col):
     key = rid * span + tids
     if own:
         key[own] = -1 - np.arange(len(own))
-    order = np.asarray(sched.order, np.int64)
+    order = sched.order_array
     _, first, at = np.unique(key[order], return_index=True, return_inverse=True)
     made = np.sort(first)  # each row's first instruction's issue position, row order
     trks, folded = _by_id(sched), sched.folded

@@ -75,7 +75,7 @@ def collect(sched, spaces: dict, caps=None):
              for i, d in cols.depends_on if not skip[i]]
     remap = np.array([_dense(spaces, s) for s in cols.spaces] or [0], np.int64)
     ntracks = len(sched.engines) + len(sched.queues)
-    return _run(cols, np.asarray(sched.order, np.int64), skip, tkey, 0, extra, remap,
+    return _run(cols, sched.order_array, skip, tkey, 0, extra, remap,
                 ntracks, False, caps)
 
 

@@ -305,12 +305,17 @@ class _Scheduler:
         return np.array([ins.core for ins in self.instrs], np.int64)
 
     @cached_property
+    def order_array(self) -> np.ndarray:
+        """The issue order (instruction indices) as an array."""
+        return np.asarray(self.order, np.int64)
+
+    @cached_property
     def track_ids(self) -> np.ndarray:
         """Each instruction's track id, its tracks made as a walk in issue order makes
         them (`_track_of`: ids in the order of their first instruction)."""
         instrs, n = self.instrs, len(self.instrs)
         stream = _streams(instrs)
-        order = np.asarray(self.order, np.int64)
+        order = self.order_array
         _, first = np.unique(stream[order], return_index=True)
         tid = np.empty(first.size, np.int64)
         for i in order[np.sort(first)].tolist():
