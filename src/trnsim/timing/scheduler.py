@@ -256,10 +256,9 @@ class _Scheduler:
         self.instrs = program.instructions
         n = len(self.instrs)
         if issue is not None and len(issue.order) == n:
-            self.order, self.moved, self.pos = issue.order, issue.moved, issue.position()
+            self.order, self.moved, self.issue = issue.order, issue.moved, issue
         else:
-            self.order, self.moved = range(n), {}
-            self.pos = self.order
+            self.order, self.moved, self.issue = range(n), {}, None
         self.chip = chip
         self.cost = cost_model(chip)
         self.end = [0.0] * n
@@ -303,6 +302,12 @@ class _Scheduler:
     def core_of(self) -> np.ndarray:
         """Each instruction's core."""
         return np.array([ins.core for ins in self.instrs], np.int64)
+
+    @cached_property
+    def pos(self):
+        """pos[i]: where instruction i comes in the issue order (made when the Python
+        walk first asks: the compiled scheduler does not)."""
+        return self.issue.position() if self.issue is not None else self.order
 
     @cached_property
     def order_array(self) -> np.ndarray:
