@@ -12,6 +12,8 @@ shares them).
 """
 from __future__ import annotations
 
+from itertools import chain
+
 import numpy as np
 
 from .costs import dma_costs, priced
@@ -31,6 +33,8 @@ MAX_BITS = 52  # PE cells and DMA engines are bitmasks (exact in the float64 tab
 ROW = ("kind", "tcore", "dcore", "stack", "cells", "dmask", "swtrk", "hbm", "dur", "mm",
        "ls", "dge_ns", "data_ns", "hbm_ns")
 _INTS = 8  # ROW[:8] are integers, the rest floats
+_ZEROS = (0,) * len(ROW)  # (what a row's dict leaves out)
+_FOLDED_ROW = tuple(FOLDED if name == "kind" else 0 for name in ROW)
 
 
 class Columns:
@@ -45,13 +49,11 @@ class Columns:
         self.dkind: list = []
         self.dspace: list = []
         self.spaces: dict = {"": 0}  # space name -> code
-        self.track = [0] * n
-        self.row = [0] * n
-        self.rows: dict = {}  # (id of the cost model's result, track id) -> row
+        self.track = None  # per instruction (arrays)
+        self.row = None
         self.table: list = []  # the rows (tuples in ROW order)
         self.terms: list = []  # per row: the events' cost terms (Python objects)
         self.dma_engines: list = []  # per row
-        self.keep: list = []  # the cost results keyed by id (kept: ids stay theirs)
         self.tensor_cores: dict = {}  # core -> dense index (Tensor Engine state)
         self.dma_cores: dict = {}  # core -> dense index (DMA engines, DGE units)
         self.stacks: dict = {}  # HBM stack -> dense index
@@ -73,7 +75,7 @@ def supported(sched) -> bool:
         return False
     if sched.cost.dma.engines > MAX_BITS:
         return False
-    return all(ins.engine != "cc" for ins in sched.instrs)
+    return "cc" not in sched.engine_of
 
 
 def build_columns(sched) -> Columns:
@@ -82,60 +84,103 @@ def build_columns(sched) -> Columns:
     OverflowError where an address is beyond the compiled maps' byte axis."""
     from .compiled_deps import collect
     col = Columns(len(sched.instrs))
-    col.order = np.asarray(sched.order, dtype=np.int64)
+    col.order = sched.order_array
     col.dptr, col.dprod, col.dkind, col.dspace = collect(sched, col.spaces)
     _price(sched, col)
     return col
 
 
 def _price(sched, col):
-    """Each instruction's track and row (in issue order: the row of the first
-    instruction of a signature makes what it makes in the Python scheduler's order)."""
-    instrs = sched.instrs
-    track, rows, cost = sched.track, col.rows, sched.cost
-    dma_cost, matmul, compute, eng = cost.dma.cost, cost.matmul, cost.compute, cost.eng
+    """Each instruction's track and row: a row per (cost model result, track), made
+    and numbered in the issue order of its first instruction (as the Python
+    scheduler's walk meets them); an instruction without a result has a row of its
+    own."""
+    instrs, n = sched.instrs, len(sched.instrs)
+    tids = sched.track_ids
+    res, own = _results(sched)
+    # the rows' keys: a number per (result, track), one of its own where no result
+    rid = np.fromiter(map(id, res), np.int64, n)
+    span = int(tids.max()) + 1 if n else 1
+    if n and int(rid.max()) >= (1 << 62) // span:  # (too large to pair in an int64)
+        rid = np.unique(rid, return_inverse=True)[1].reshape(n)
+    key = rid * span + tids
+    if own:
+        key[own] = -1 - np.arange(len(own))
+    order = sched.order_array
+    _, first, at = np.unique(key[order], return_index=True, return_inverse=True)
+    made = np.sort(first)  # each row's first instruction's issue position, row order
+    trks, folded = _by_id(sched), sched.folded
+    for i in order[made].tolist():
+        fold = folded.get(i) if res[i] is None else None
+        if fold is not None:  # no engine time, no access of its own
+            col.table.append(_FOLDED_ROW)
+            col.terms.append({"cycles": 0, "folded_into": fold})
+            col.dma_engines.append(())
+        else:
+            _new_row(sched, col, instrs[i], trks[tids[i]], res[i])
+    rank = np.empty(first.size, np.int64)
+    rank[np.argsort(first)] = np.arange(first.size)
+    col.track = tids
+    col.row = np.empty(n, np.int64)
+    col.row[order] = rank[at.reshape(n)]
+
+
+def _results(sched) -> tuple:
+    """(each instruction's cost model result, the instructions that have none: a
+    folded memset, a core barrier)."""
+    instrs, cost = sched.instrs, sched.cost
+    matmul, compute, eng = cost.matmul, cost.compute, cost.eng
     # the results the compiler's list scheduler made (where it ran)
-    dma_made = dma_costs(sched.program, cost)
+    res = list(dma_costs(sched.program, cost))  # (every DMA's, a dict; None elsewhere)
     computed = priced(sched.program, cost).compute
     folded = sched.folded
+    own = []
     # (id of the list scheduler's result on the engine it priced, engine now) -> the
     # result there: an engine-agnostic instruction it moved costs what every other of
     # the same signature moved there costs (the results in `computed` stay alive: no id
     # is reused)
     repriced: dict = {}
-    for i in sched.order:
+    by_attrs: dict = {}  # id(attrs) -> matmul result (the instructions keep the attrs)
+    for i in [i for i, e in enumerate(sched.engine_of) if e != "dma"]:
         ins = instrs[i]
-        trk = track[i]
-        col.track[i] = trk.id
         engine = ins.engine
-        if engine == "dma":
-            res = dma_made[i] or dma_cost(ins)
-        elif engine == "tensor":
-            res = matmul(ins) if ins.opcode in _MATMULS else ins.opcode
+        if engine == "tensor":
+            if ins.opcode in _MATMULS:  # (a result per attrs dict: see cost.matmul)
+                r = by_attrs.get(id(ins.attrs))
+                if r is None:
+                    r = by_attrs[id(ins.attrs)] = matmul(ins)
+                res[i] = r
+            else:
+                res[i] = ins.opcode
         elif i in folded or ins.opcode == "core_barrier":
-            res = None  # terms of its own
+            own.append(i)
         elif engine in eng:
             hit = computed[i]
             if hit is None:
-                res = compute(ins)
+                res[i] = compute(ins)
             elif hit[0] == engine:
-                res = hit[1]
+                res[i] = hit[1]
             else:
                 key = (id(hit[1]), engine)
-                res = repriced.get(key)
-                if res is None:
-                    res = repriced[key] = compute(ins)
+                r = repriced.get(key)
+                if r is None:
+                    r = repriced[key] = compute(ins)
+                res[i] = r
         else:
-            res = "sync"
-        r = rows.get((id(res), trk.id)) if res is not None else None
-        if r is None:
-            r = _new_row(sched, col, ins, trk, res)
-        col.row[i] = r
+            res[i] = "sync"
+    return res, own
 
 
-def _new_row(sched, col, ins, trk, res) -> int:
+def _by_id(sched) -> list:
+    """The tracks made so far, by id."""
+    trks = sorted([*sched.engines.values(), *sched.queues.values()], key=lambda t: t.id)
+    assert [t.id for t in trks] == list(range(len(trks)))
+    return trks
+
+
+def _new_row(sched, col, ins, trk, res):
     """Make the row of `ins` on `trk` (res: its cost model result, the row's key; None:
-    a row of its own)."""
+    a row of its own), but a folded memset's (_price)."""
     engine = ins.engine
     if engine == "dma":
         row, terms, engines = _dma(sched, col, ins, trk, res)
@@ -143,20 +188,12 @@ def _new_row(sched, col, ins, trk, res) -> int:
         row, terms, engines = _tensor(sched, col, ins, res)
     else:
         row, terms, engines = _compute(sched, ins)
-    r = len(col.table)
-    col.table.append(tuple([row.get(name, 0) for name in ROW]))
+    col.table.append(tuple(map(row.get, ROW, _ZEROS)))
     col.terms.append(terms)
     col.dma_engines.append(engines)
-    if res is not None:
-        col.keep.append(res)
-        col.rows[(id(res), trk.id)] = r
-    return r
 
 
 def _compute(sched, ins):
-    fold = sched.folded.get(ins.index)
-    if fold is not None:  # no engine time, no access of its own
-        return {"kind": FOLDED}, {"cycles": 0, "folded_into": fold}, ()
     dur, terms = sched._compute_cost(ins)
     return {"kind": COMPUTE, "dur": dur}, terms, ()
 
@@ -194,8 +231,7 @@ def _dma(sched, col, ins, trk, info):
 
 def tracks(sched):
     """(names, semaphore ns, latency ns, is-DMA) per track id."""
-    trks = sorted([*sched.engines.values(), *sched.queues.values()], key=lambda t: t.id)
-    assert [t.id for t in trks] == list(range(len(trks)))
+    trks = _by_id(sched)
     return ([t.name for t in trks], np.array([t.sem for t in trks], dtype=np.float64),
             np.array([t.lat for t in trks], dtype=np.float64),
             np.array([t.engine == "dma" for t in trks], dtype=np.int64))
@@ -205,9 +241,10 @@ def arrays(col):
     """The columns as NumPy arrays, in the timing core's argument order: issue order,
     the dependencies' CSR, track and row per instruction, then the rows' ROW columns."""
     i64 = np.int64
-    table = np.array(col.table, dtype=np.float64).reshape(len(col.table), len(ROW))
+    table = np.fromiter(chain.from_iterable(col.table), np.float64,
+                        len(col.table) * len(ROW)).reshape(len(col.table), len(ROW))
     ints = [np.ascontiguousarray(table[:, k]).astype(i64) for k in range(_INTS)]
     floats = [np.ascontiguousarray(table[:, k]) for k in range(_INTS, len(ROW))]
-    return (col.order, np.array(col.dptr, i64), np.array(col.dprod, i64),
-            np.array(col.dkind, i64), np.array(col.track, i64), np.array(col.row, i64),
+    return (col.order, np.asarray(col.dptr, i64), np.asarray(col.dprod, i64),
+            np.asarray(col.dkind, i64), np.asarray(col.track, i64), np.asarray(col.row, i64),
             *ints, *floats)

@@ -26,6 +26,11 @@ from .timeline import EventColumns, Timeline
 HORIZON = 2e6  # _Lane.HORIZON
 NOISE = 1e-3  # _BusyWindow.NOISE
 LANE_KEEP = 512  # _Lane.KEEP
+# _core's helpers are inlined into it: a call of a compiled function costs numba's
+# reference counting on each array argument (an atomic increment and decrement),
+# which the inlined calls' pairs prune; that halved the core's time
+# (benchmarks/compiled_speed.py) for a second or two of numba's first compile.
+inline = jit(inline="always")
 ST_LAST_START, ST_LAST_END, ST_HAS_END, ST_RAMP, ST_HAS_RAMP, ST_TOTAL, ST_FIELDS = range(7)
 
 
@@ -73,7 +78,7 @@ def build_timeline(sched, col, out, names) -> Timeline:
         moved[list(sched.moved)] = list(sched.moved.values())
     lsi = ROW.index("ls")
     cols = EventColumns(
-        n=n, core=np.fromiter((ins.core for ins in sched.instrs), np.int64, n),
+        n=n, core=sched.core_of,
         track=np.asarray(col.track, np.int64), names=names, start=start,
         end=end, ready=ready, done=done, moved=moved, row=np.asarray(col.row, np.int64),
         terms=col.terms, engines=col.dma_engines, wfirst=wfirst, wcount=wcount, wsel=wsel,
@@ -89,7 +94,7 @@ def build_timeline(sched, col, out, names) -> Timeline:
 # -- _Lane k: its intervals are L[k, h:t] (start, end) with (h, t) = lim[k];
 # forgetting moves h (the lane is compacted when it fills). Functions that may
 # grow L (every lane to twice the capacity) return it.
-@jit
+@inline
 def _make_room(L, lim, k):
     """Room for one more interval at the tail of lane k; returns L."""
     h, t = lim[k, 0], lim[k, 1]
@@ -102,7 +107,7 @@ def _make_room(L, lim, k):
     grown[:, :L.shape[1]] = L
     return grown
 
-@jit
+@inline
 def _insert(L, lim, k, i, s, e):
     """Insert [s, e) at position i of lane k; returns L."""
     if lim[k, 1] == L.shape[1]:
@@ -116,13 +121,13 @@ def _insert(L, lim, k, i, s, e):
     lim[k, 1] += 1
     return L
 
-@jit
+@inline
 def _delete(L, lim, k, i):
     for j in range(i, lim[k, 1] - 1):
         L[k, j] = L[k, j + 1]
     lim[k, 1] -= 1
 
-@jit
+@inline
 def _forget(L, lim, k):
     """Drop the intervals more than HORIZON behind the latest booking."""
     h, t = lim[k, 0], lim[k, 1]
@@ -130,7 +135,7 @@ def _forget(L, lim, k):
     if t - h > LANE_KEEP and L[k, h, 1] <= last - HORIZON:
         lim[k, 0] = h + np.searchsorted(L[k, h:t, 1], last - HORIZON, side="right")
 
-@jit
+@inline
 def _book(L, lim, k, t, d):
     """_Lane.book on lane k: (end, L)."""
     h, n = lim[k, 0], lim[k, 1]
@@ -162,7 +167,7 @@ def _book(L, lim, k, t, d):
     _forget(L, lim, k)
     return e, L
 
-@jit
+@inline
 def _dma_book(L, lim, shared, dc, neng, mask, t, d):
     """_DmaState.book: lane dc*(neng+1) is the shared lane, the engines' follow;
     (latest end, L)."""
@@ -185,7 +190,7 @@ def _dma_book(L, lim, shared, dc, neng, mask, t, d):
 # -- Tensor Engine (per core c): st[c] its scalars (ST_*), cellt[c] when each PE
 # cell is free, its _BusyWindow spans[c, head:tail] (head, tail = wn[c]) and its
 # recorded throttle ramps thr[c, :thn[c]] (start, end, fraction)
-@jit
+@inline
 def _below(spans, wn, st, c, lo, t, threshold, last_end):
     """_BusyWindow.below."""
     h = wn[c, 0]
@@ -210,7 +215,7 @@ def _below(spans, wn, st, c, lo, t, threshold, last_end):
         used += min(e, t) - max(s, lo) if e > lo else 0.0
     return used < threshold
 
-@jit
+@inline
 def _start_ramp(thr, thn, st, c, t, f0, ramp):
     """_Scheduler._start_ramp."""
     n = thn[c]
@@ -229,7 +234,7 @@ def _start_ramp(thr, thn, st, c, t, f0, ramp):
         n += 1
     thn[c] = n
 
-@jit
+@inline
 def _throttle(spans, wn, thr, thn, st, c, t, occ, cfg):
     """_Scheduler._throttle: the fraction of peak for an instruction at t."""
     f0, ramp, window, floor = cfg[0], cfg[1], cfg[2], cfg[3]
@@ -246,7 +251,7 @@ def _throttle(spans, wn, thr, thn, st, c, t, occ, cfg):
     xm = min(ramp, x + d / 2)
     return f0 + (1.0 - f0) * xm / ramp
 
-@jit
+@inline
 def _tensor(st, cellt, spans, wn, thr, thn, c, mask, ready, mm, ls, cfg):
     """_Scheduler._tensor: (start, end, fraction of peak, LoadStationary shown)."""
     busy = -np.inf
@@ -272,7 +277,7 @@ def _tensor(st, cellt, spans, wn, thr, thn, c, mask, ready, mm, ls, cfg):
     return s, e, f, idle and ls != 0.0
 
 # -- DMA ------------------------------------------------------------------------
-@jit
+@inline
 def _dma(L, lim, shared, dge, free, tr, swtrk, dc, stack_lane, mask, ready,
          dge_ns, dn, hbm_ns, neng, fixed, interval):
     """_Scheduler._dma: (issue, done, L); stack_lane < 0: no HBM traffic."""
@@ -302,7 +307,7 @@ def _dma(L, lim, shared, dge, free, tr, swtrk, dc, stack_lane, mask, ready,
     return issue, fin, L
 
 # -- dependencies ---------------------------------------------------------------
-@jit
+@inline
 def _ready(k, tr, is_dma, sem, dptr, dprod, dkind, track, visited, end, done,
            wsel, wt):
     """_Scheduler._ready: the ready time; the waits' dependency positions go to
@@ -330,7 +335,7 @@ def _ready(k, tr, is_dma, sem, dptr, dprod, dkind, track, visited, end, done,
     _sort_waits(wt, wsel, j0, nw)
     return ready, nw
 
-@jit
+@inline
 def _sort_waits(wt, wsel, j0, nw):
     """Sort wsel[j0:j0 + nw] by wt[:nw], latest first, stably: insertion sort on
     runs of 16, then bottom-up merges (no quadratic case)."""

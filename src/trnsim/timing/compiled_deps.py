@@ -17,11 +17,11 @@ their users share:
 All maps share one byte axis (map m's bytes at m << 48: the on-chip maps, then the flat
 HBM map, then one per row pitch in the order they appear).
 
-State (`st`): cnt (the most segments of one map, Recs, writer cells, keys below which
-a reader key is its instruction's own, row pitches, on-chip maps, reader cells, the
-readers' count a write or query leaves, as its writers' count is returned, the most
-producers of one access, the last segment version; from SEGS: each map's segment
-count); segments g of map mp: [glo[mp, g], ghi[mp, g]) in byte order, Recs from
+State (`st`): cnt (counts, named by MOST_SEGS ... SEGS: the most segments of one map,
+Recs, writer cells, keys below which a reader key is its instruction's own, row
+pitches, on-chip maps, reader cells, the readers' count a write or query leaves, as
+its writers' count is returned, the most producers of one access, the last segment
+version; from SEGS: each map's segment count); segments g of map mp: [glo[mp, g], ghi[mp, g]) in byte order, Recs from
 ghd[mp, g] linked by R[r, NEXT], version gver[mp, g] (new whenever a Rec leaves the
 list) (a row per map: a segment added or merged away shifts only its map's later
 ones); Rec r: partitions (rows, in a pitched map) [R[r, PLO], R[r, PHI]), its writers a
@@ -49,33 +49,33 @@ from ..machine.compiled import jit
 
 MAP_SHIFT = 48
 MAX_PITCHES = 64  # row pitches of the HBM maps (more: the Python scheduler)
-CACHED = 8  # a read that walked this many Recs of a segment caches the one it found
+CACHE_AFTER = 8  # a read that walked this many Recs of a segment caches the one it found
 PLO, PHI, NEXT, W, RDN, RDS, RDC = range(7)
-TOP, UNIQUE, READERS, NREAD, PEAK, VER, SEGS = 0, 3, 6, 7, 8, 9, 10  # (cnt's fields:
-# the module doc)
+# cnt's fields (the module doc): the most segments of one map, the Recs, writer cells,
+# the key below which a reader key is its instruction's own, row pitches, on-chip
+# maps, reader cells, the readers' count a write or query leaves, the most producers
+# of one access, the last segment version; from SEGS each map's segment count
+(MOST_SEGS, RECS, WRITER_CELLS, UNIQUE, PITCHES, ONCHIP_MAPS, READERS, NREAD,
+ MOST_PRODUCERS, VER, SEGS) = range(11)
 
 
 def collect(sched, spaces: dict, caps=None):
     """(dptr, dprod, dkind, dspace) for `sched`'s instructions in issue order, as
-    build_columns makes them (space codes added to `spaces`); records sched.track.
+    build_columns makes them (space codes added to `spaces`); makes the tracks
+    (sched.track_ids).
     caps: the first capacities tried (segments, Recs, writer cells, reader cells,
     producers of one access).
     OverflowError: addresses the compiled maps do not hold (the Python scheduler)."""
     cols = access_columns(sched.program)
     n = len(sched.instrs)
-    instrs, track, track_of = sched.instrs, sched.track, sched._track_of
-    ids = [0] * n  # (a list: filled faster than a NumPy array item by item)
-    for i in sched.order:
-        trk = track[i] = track_of(instrs[i])
-        ids[i] = trk.id
-    tkey = np.array(ids, np.int64)
+    tkey = sched.track_ids
     skip = np.zeros(n, np.uint8)
     skip[list(sched.folded)] = 1
     extra = [(i, [p for p in d if 0 <= p < n and p != i])
              for i, d in cols.depends_on if not skip[i]]
     remap = np.array([_dense(spaces, s) for s in cols.spaces] or [0], np.int64)
     ntracks = len(sched.engines) + len(sched.queues)
-    return _run(cols, np.asarray(sched.order, np.int64), skip, tkey, 0, extra, remap,
+    return _run(cols, sched.order_array, skip, tkey, 0, extra, remap,
                 ntracks, False, caps)
 
 
@@ -146,7 +146,7 @@ def _collect(order, skip, tkey, unique, acc, ptr, wptr, remap, eptr, eprod, nmap
     boxes[:, :, 1::2] = np.iinfo(np.int64).min
     segs = (nmaps + 1 + _pitches(acc), caps[0])  # a row per map
     cnt = np.zeros(SEGS + segs[0], np.int64)
-    cnt[UNIQUE], cnt[5] = unique, nmaps
+    cnt[UNIQUE], cnt[ONCHIP_MAPS] = unique, nmaps
     st = (cnt, np.empty(segs, np.int64), np.empty(segs, np.int64),
           np.empty(segs, np.int64), np.empty((caps[1], 7), np.int64),
           np.empty((caps[3], 2), np.int64), np.empty((caps[2], 2), np.int64),
@@ -173,22 +173,22 @@ def _collect(order, skip, tkey, unique, acc, ptr, wptr, remap, eptr, eprod, nmap
         if out.shape[0] - m < need:
             out = _more(out, m, 2 * out.shape[0] + need)
             grew = True
-        if 2 * cnt[PEAK] > bw.size:
+        if 2 * cnt[MOST_PRODUCERS] > bw.size:
             bw, br = np.empty(2 * bw.size, np.int64), np.empty(2 * bw.size, np.int64)
             grew = True
-        if 2 * cnt[1] > R.shape[0]:
+        if 2 * cnt[RECS] > R.shape[0]:
             rows = 2 * R.shape[0]
-            st = (cnt, st[1], st[2], st[3], _more(R, cnt[1], rows), RD, WC, st[7],
+            st = (cnt, st[1], st[2], st[3], _more(R, cnt[RECS], rows), RD, WC, st[7],
                   st[8], st[9], np.empty((rows, 2), np.int64),
                   np.empty((rows + 1, 2), np.int64)) + st[12:]
             grew = True
         if 2 * cnt[READERS] > RD.shape[0]:
             st = st[:5] + (_more(RD, cnt[READERS], 2 * RD.shape[0]),) + st[6:]
             grew = True
-        if 2 * cnt[2] > WC.shape[0]:
-            st = st[:6] + (_more(WC, cnt[2], 2 * WC.shape[0]),) + st[7:]
+        if 2 * cnt[WRITER_CELLS] > WC.shape[0]:
+            st = st[:6] + (_more(WC, cnt[WRITER_CELLS], 2 * WC.shape[0]),) + st[7:]
             grew = True
-        if 2 * cnt[TOP] > st[1].shape[1]:
+        if 2 * cnt[MOST_SEGS] > st[1].shape[1]:
             st = ((cnt, _more_segs(st[1]), _more_segs(st[2]), _more_segs(st[3]))
                   + st[4:12] + (_more_segs(st[12]), st[13]))
             grew = True
@@ -213,8 +213,7 @@ def _pitches(acc):
     n = 0
     for a in range(acc.shape[0]):
         pitch = acc[a, PITCH]
-        if (acc[a, MAP] < 0 and acc[a, HAS_FORM] != 0 and pitch != 0 and acc[a, ROWS] > 1
-                and acc[a, RUN] <= pitch):
+        if acc[a, MAP] < 0 and _pitched(acc[a]):
             j = 0
             while j < n and seen[j] != pitch:
                 j += 1
@@ -254,9 +253,9 @@ def _walk(st, k, m, order, skip, tkey, acc, ptr, wptr, remap, eptr, eprod, ntrac
     n = order.size
     while k < n:
         i = order[k]
-        if (out.shape[0] - m < _out_rows(i, n, ptr, eptr, bw) or 2 * cnt[PEAK] > bw.size
-                or 2 * cnt[1] > st[4].shape[0] or 2 * cnt[READERS] > st[5].shape[0]
-                or 2 * cnt[2] > st[6].shape[0] or 2 * cnt[TOP] > st[1].shape[1]):
+        if (out.shape[0] - m < _out_rows(i, n, ptr, eptr, bw) or 2 * cnt[MOST_PRODUCERS] > bw.size
+                or 2 * cnt[RECS] > st[4].shape[0] or 2 * cnt[READERS] > st[5].shape[0]
+                or 2 * cnt[WRITER_CELLS] > st[6].shape[0] or 2 * cnt[MOST_SEGS] > st[1].shape[1]):
             return k, m
         m0 = m
         if not skip[i]:  # (a folded memset: no access, no track order)
@@ -280,7 +279,7 @@ def _walk(st, k, m, order, skip, tkey, acc, ptr, wptr, remap, eptr, eprod, ntrac
                     else:
                         nw = _read(st, acc[a, P_LO], acc[a, P_HI], lo, hi, i, tk, False,
                                    bw, 0)
-                cnt[PEAK] = max(cnt[PEAK], nw, nr)
+                cnt[MOST_PRODUCERS] = max(cnt[MOST_PRODUCERS], nw, nr)
                 m = _merge(bw, 0, nw, WAW if write else RAW, space, slot, out, m, first)
                 m = _merge(br, 0, nr, WAR, space, slot, out, m, first)
             m = _merge(eprod, eptr[i], eptr[i + 1], ORDER, 0, slot, out, m, first)
@@ -394,21 +393,21 @@ def _readers_out(R, RD, r, idx, buf, nb):
 # -- Recs and writer cells --------------------------------------------------------
 @helper
 def _cell(cnt, WC, value, prev):
-    c = cnt[2]
+    c = cnt[WRITER_CELLS]
     if c == WC.shape[0]:
         raise IndexError("writer cells")
     WC[c, 0], WC[c, 1] = value, prev
-    cnt[2] = c + 1
+    cnt[WRITER_CELLS] = c + 1
     return c
 
 @helper
 def _rec(cnt, R, p_lo, p_hi, w):
-    r = cnt[1]
+    r = cnt[RECS]
     if r == R.shape[0]:
         raise IndexError("Recs")
     R[r, PLO], R[r, PHI], R[r, NEXT], R[r, W] = p_lo, p_hi, -1, w
     R[r, RDN], R[r, RDS], R[r, RDC] = 0, 0, 0
-    cnt[1] = r + 1
+    cnt[RECS] = r + 1
     return r
 
 @helper_inline
@@ -493,19 +492,29 @@ def _first(cnt, glo, ghi, lo):
         return 0
     return i if ghi[mp, i] > lo else i + 1
 
+@helper_inline
+def _shift_segs(glo, ghi, ghd, gver, mp, frm, n, d):
+    """Move the segments frm..n-1 of map mp d places (later: d > 0, earlier: d < 0)."""
+    if d > 0:
+        for x in range(n - 1, frm - 1, -1):
+            glo[mp, x + d], ghi[mp, x + d], ghd[mp, x + d] = glo[mp, x], ghi[mp, x], ghd[mp, x]
+            gver[mp, x + d] = gver[mp, x]
+    elif d < 0:
+        for x in range(frm, n):
+            glo[mp, x + d], ghi[mp, x + d], ghd[mp, x + d] = glo[mp, x], ghi[mp, x], ghd[mp, x]
+            gver[mp, x + d] = gver[mp, x]
+
 @helper
 def _insert_seg(cnt, glo, ghi, ghd, gver, i, lo, hi, head):
     mp = lo >> MAP_SHIFT
     n = cnt[SEGS + mp]
     if n == glo.shape[1]:
         raise IndexError("segments")
-    for j in range(n, i, -1):
-        glo[mp, j], ghi[mp, j], ghd[mp, j] = glo[mp, j - 1], ghi[mp, j - 1], ghd[mp, j - 1]
-        gver[mp, j] = gver[mp, j - 1]
+    _shift_segs(glo, ghi, ghd, gver, mp, i, n, 1)
     glo[mp, i], ghi[mp, i], ghd[mp, i] = lo, hi, head
     gver[mp, i] = _version(cnt)
     cnt[SEGS + mp] = n + 1
-    cnt[TOP] = max(cnt[TOP], n + 1)
+    cnt[MOST_SEGS] = max(cnt[MOST_SEGS], n + 1)
 
 @helper
 def _copies(cnt, R, RD, r):
@@ -695,7 +704,7 @@ def _read_seg(cnt, ghd, gver, R, RD, WC, spans, gaps, cache, mp, i, p_lo, p_hi, 
             head, tail = _link(R, head, tail, only)
             ns += 1
         ghd[mp, i] = head
-    if walked >= CACHED and ns == 1 and R[only, PLO] == p_lo and R[only, PHI] == p_hi:
+    if walked >= CACHE_AFTER and ns == 1 and R[only, PLO] == p_lo and R[only, PHI] == p_hi:
         s = _cache_slot(cache, gver[mp, i], p_lo, p_hi)
         cache[s, 0], cache[s, 1] = gver[mp, i], only
     return nb
@@ -852,14 +861,7 @@ def _clean_write(cnt, glo, ghi, ghd, gver, R, RD, WC, i, p_lo, p_hi, lo, hi, idx
     d = left + 1 + right - (j - i)
     if n + d > glo.shape[1]:
         raise IndexError("segments")
-    if d > 0:
-        for x in range(n - 1, j - 1, -1):
-            glo[mp, x + d], ghi[mp, x + d], ghd[mp, x + d] = glo[mp, x], ghi[mp, x], ghd[mp, x]
-            gver[mp, x + d] = gver[mp, x]
-    elif d < 0:
-        for x in range(j, n):
-            glo[mp, x + d], ghi[mp, x + d], ghd[mp, x + d] = glo[mp, x], ghi[mp, x], ghd[mp, x]
-            gver[mp, x + d] = gver[mp, x]
+    _shift_segs(glo, ghi, ghd, gver, mp, j, n, d)
     x = i
     if left:  # (its Recs stay: so does its version)
         ghi[mp, x] = lo
@@ -870,7 +872,7 @@ def _clean_write(cnt, glo, ghi, ghd, gver, R, RD, WC, i, p_lo, p_hi, lo, hi, idx
         glo[mp, x + 1], ghi[mp, x + 1], ghd[mp, x + 1] = hi, r_hi, r_head
         gver[mp, x + 1] = _version(cnt)
     cnt[SEGS + mp] = n + d
-    cnt[TOP] = max(cnt[TOP], n + d)
+    cnt[MOST_SEGS] = max(cnt[MOST_SEGS], n + d)
     return nw
 
 @helper
@@ -880,9 +882,7 @@ def _merge_segs(cnt, glo, ghi, ghd, gver, mp, i, j):
     ghi[mp, i] = ghi[mp, j - 1]
     d = j - i - 1
     n = cnt[SEGS + mp]
-    for x in range(i + 1, n - d):
-        glo[mp, x], ghi[mp, x], ghd[mp, x] = glo[mp, x + d], ghi[mp, x + d], ghd[mp, x + d]
-        gver[mp, x] = gver[mp, x + d]
+    _shift_segs(glo, ghi, ghd, gver, mp, j, n, -d)
     cnt[SEGS + mp] = n - d
 
 # -- filtered maps (HBM) ------------------------------------------------------------
@@ -971,23 +971,23 @@ def _query_walk(st, p_lo, p_hi, lo, hi, idx, bw, nw, br, nr, readers):
 @helper_inline
 def _map_base(cnt, j):
     """Byte base of the HBM map j (-1: the flat map, else the j-th row pitch)."""
-    return (cnt[5] + 1 + j) << MAP_SHIFT
+    return (cnt[ONCHIP_MAPS] + 1 + j) << MAP_SHIFT
 
 @helper
 def _home(cnt, pitches, boxes, h):
     """HbmMap._home: (index of its row pitch's map, -1: the flat map; how many of the
     boxes it has, in `boxes`)."""
     pitch, first, rows, run = h[PITCH], h[FIRST], h[ROWS], h[RUN]
-    if not h[HAS_FORM] or pitch == 0 or rows <= 1 or run > pitch:
+    if not _pitched(h):
         return -1, 0
     j = 0
-    while j < cnt[4] and pitches[j] != pitch:
+    while j < cnt[PITCHES] and pitches[j] != pitch:
         j += 1
-    if j == cnt[4]:
+    if j == cnt[PITCHES]:
         if j == pitches.size:
             raise OverflowError("too many row pitches")
         pitches[j] = pitch
-        cnt[4] = j + 1
+        cnt[PITCHES] = j + 1
     r0, c = first // pitch, first % pitch
     if c + run <= pitch:
         boxes[0, 0], boxes[0, 1], boxes[0, 2], boxes[0, 3] = r0, r0 + rows, c, c + run
@@ -996,6 +996,12 @@ def _home(cnt, pitches, boxes, h):
     boxes[1, 0], boxes[1, 1] = r0 + 1, r0 + rows + 1
     boxes[1, 2], boxes[1, 3] = 0, c + run - pitch
     return j, 2
+
+@helper_inline
+def _pitched(h):
+    """Whether HBM access h (a row of acc) lies in a row pitch's map (_home), not
+    the flat one: rows of at most a pitch each."""
+    return h[HAS_FORM] != 0 and h[PITCH] != 0 and h[ROWS] > 1 and h[RUN] <= h[PITCH]
 
 @helper_inline
 def _query_others(st, h, own, idx, bw, nw, br, nr, readers):
@@ -1009,7 +1015,7 @@ def _query_others(st, h, own, idx, bw, nw, br, nr, readers):
         b = _map_base(cnt, -1)
         nw = _query(st, h[P_LO], h[P_HI], b + lo, b + hi, idx, bw, nw, br, cnt[NREAD],
                     readers)
-    for j in range(cnt[4]):
+    for j in range(cnt[PITCHES]):
         if j == own:
             continue
         r = st[7][j]

@@ -44,6 +44,9 @@ from __future__ import annotations
 import heapq
 from bisect import bisect_right
 from collections import deque
+from functools import cached_property
+
+import numpy as np
 
 from ..chips import load_chip
 from .costs import cost_model
@@ -253,10 +256,9 @@ class _Scheduler:
         self.instrs = program.instructions
         n = len(self.instrs)
         if issue is not None and len(issue.order) == n:
-            self.order, self.moved, self.pos = issue.order, issue.moved, issue.position()
+            self.order, self.moved, self.issue = issue.order, issue.moved, issue
         else:
-            self.order, self.moved = range(n), {}
-            self.pos = self.order
+            self.order, self.moved, self.issue = range(n), {}, None
         self.chip = chip
         self.cost = cost_model(chip)
         self.end = [0.0] * n
@@ -289,6 +291,41 @@ class _Scheduler:
         self.deferred_deps: dict = {}
         self._find_groups()
         self.folded = _folded_memsets(self.instrs)
+
+    # -- per instruction, for the compiled scheduler (timing/compiled.py) --------------
+    @cached_property
+    def engine_of(self) -> list:
+        """Each instruction's engine name."""
+        return [ins.engine for ins in self.instrs]
+
+    @cached_property
+    def core_of(self) -> np.ndarray:
+        """Each instruction's core."""
+        return np.array([ins.core for ins in self.instrs], np.int64)
+
+    @cached_property
+    def pos(self):
+        """pos[i]: where instruction i comes in the issue order (made when the Python
+        walk first asks: the compiled scheduler does not)."""
+        return self.issue.position() if self.issue is not None else self.order
+
+    @cached_property
+    def order_array(self) -> np.ndarray:
+        """The issue order (instruction indices) as an array."""
+        return np.asarray(self.order, np.int64)
+
+    @cached_property
+    def track_ids(self) -> np.ndarray:
+        """Each instruction's track id, its tracks made as a walk in issue order makes
+        them (`_track_of`: ids in the order of their first instruction)."""
+        instrs, n = self.instrs, len(self.instrs)
+        stream = _streams(instrs)
+        order = self.order_array
+        _, first = np.unique(stream[order], return_index=True)
+        tid = np.empty(first.size, np.int64)
+        for i in order[np.sort(first)].tolist():
+            tid[stream[i]] = self._track_of(instrs[i]).id
+        return tid[stream]
 
     # -- synchronisation groups ------------------------------------------------
     def _find_groups(self):
@@ -814,6 +851,34 @@ class _Scheduler:
             terms["kind"] = info["kind"]
         trk.terms[id(info)] = (info, terms)
         return terms
+
+
+def _streams(instrs) -> np.ndarray:
+    """A number per instruction, the same for two instructions only where they run on
+    one track: its (core, engine) or, for a DMA, its (core, queue, location object)
+    (record.dma_site), numbered in order of first appearance. (Loop copies share
+    their location object: that of the last instruction seen at each location is
+    tried first.)"""
+    number: dict = {}
+    at: dict = {}  # id(location) -> (core, engine, queue, number) last seen there
+    out = [0] * len(instrs)
+    x = 0
+    for ins in instrs:
+        loc = id(ins.location)
+        hit = at.get(loc)
+        if hit is not None and hit[0] == ins.core and hit[1] == ins.engine \
+                and hit[2] == ins.queue:
+            out[x] = hit[3]
+        else:
+            core, engine, queue = ins.core, ins.engine, ins.queue
+            key = (core, engine) if engine != "dma" else (core, queue, loc)
+            c = number.get(key)
+            if c is None:
+                c = number[key] = len(number)
+            at[loc] = (core, engine, queue, c)
+            out[x] = c
+        x += 1
+    return np.array(out, np.int64)
 
 
 def _neg_time(w):
