@@ -17,6 +17,8 @@ Python), or a floating instruction that could go to a DMA stream or has no candi
 """
 from __future__ import annotations
 
+from itertools import chain
+
 import numpy as np
 
 from ..machine.compiled import jit
@@ -44,15 +46,17 @@ def issue_order(ls):
     if args is None:
         return None
     ix, fx, streams = args[0], args[1], args[-1]
+    was = ix[:, X_STREAM].copy()  # a floating instruction's default engine's stream
     order, end, moved_i, moved_d, nmoved = _core(*args[:-1])
-    est = ls.est
-    for i in np.flatnonzero(ix[:, X_ASSIGNED]).tolist():
-        ins = ls.instrs[i]
-        r = streams[ix[i, X_STREAM]]
-        if r[1] != ins.engine:
-            ins.engine = r[1]
-            ls.res[i] = ls._resource(r)
-        est[i] = float(fx[i, F_EST])
+    # an assigned instruction moved where its stream is another (of its core): another
+    # engine; the estimates of the others are those _core was given
+    moved_to = np.flatnonzero(ix[:, X_STREAM] != was)
+    res, instrs, canon = ls.res, ls.instrs, ls._resource
+    for i, k in zip(moved_to.tolist(), ix[moved_to, X_STREAM].tolist()):
+        r = streams[k]
+        instrs[i].engine = r[1]
+        res[i] = canon(r)
+    ls.est[:] = fx[:, F_EST].tolist()
     moved = dict(zip(moved_i[:nmoved].tolist(), moved_d[:nmoved].tolist()))
     return IssueOrder(order.tolist(), ls.heuristic, ls.window, float(end), moved)
 
@@ -67,49 +71,56 @@ def _arrays(ls):
     # instructions' other candidate engines (run() numbers them interleaved: a stream's
     # number only breaks ties between top-heap entries of one instruction, which share
     # their stream)
-    rid = np.fromiter(map(id, ls.res), np.uint64, n)
-    _, first, stream = np.unique(rid, return_index=True, return_inverse=True)
-    rank = np.empty(len(first), np.int64)
-    rank[np.argsort(first, kind="stable")] = np.arange(len(first))
-    stream = rank[stream.reshape(-1)]
-    numbered = [ls.res[i] for i in np.sort(first).tolist()]
+    stream = ls.stream_no
+    numbered = list(ls.stream_res)
     by_key = {r: k for k, r in enumerate(numbered)}
     if len(by_key) != len(numbered):  # ls.res not canonical: a stream numbered twice
         return None
-    cand_i, cand_s, cand_e = [], [], []
+    # the candidates (stream, estimate) of each floating instruction, once per group:
+    # equal (core, default engine, candidates) and equal cost model result on the
+    # default engine (ls.signed keeps the results alive: no id reused) give equal
+    # candidates where every other candidate is a compute engine (costed by signature);
+    # an instruction with any other candidate is a group of its own
     plans: dict = {}  # (core, default engine, candidates) -> [(engine, stream)]
-    # (id of the cost model's result on the default engine, engine) -> estimate: equal
-    # results, equal signatures (ls.signed keeps the results alive: no id reused)
-    costed: dict = {}
+    groups: dict = {}  # (plan key, id of the result) -> group number
+    g_streams, g_ests = [], []  # per group: its candidates' streams and estimates
+    cand_i, cand_g = [], []  # the floating instructions, their groups
     est, cost_of, signed, eng = ls.est, ls._cost_of, ls.signed, cost.eng
     for i in np.flatnonzero(flt).tolist():
         ins = instrs[i]
         default = ins.engine
         engines = ins.attrs["engines"]
         key = (ins.core, default, engines if type(engines) is tuple else tuple(engines))
-        plan = plans.get(key)
-        if plan is None:
-            plan = plans[key] = _plan(ls, key, by_key, numbered)
-            if not plan:
-                return None
-        for e, k in plan:
-            if e == default:
-                c = est[i]  # (made by _cost_of with this engine in __init__)
-            else:
-                sig = signed.get(i)
-                ck = (id(sig), e) if sig is not None and e in eng else None
-                c = costed.get(ck)
-                if c is None:
+        sig = signed.get(i)
+        gk = (key, id(sig)) if sig is not None else None
+        g = groups.get(gk) if gk is not None else None
+        if g is None:
+            plan = plans.get(key)
+            if plan is None:
+                plan = plans[key] = _plan(ls, key, by_key, numbered)
+                if not plan:
+                    return None
+            ks, cs = [], []
+            for e, k in plan:
+                if e == default:
+                    c = est[i]  # (made by _cost_of with this engine in __init__)
+                else:
+                    if e not in eng:
+                        gk = None
                     ins.engine = e
                     try:
                         c = cost_of(ins)
                     finally:
                         ins.engine = default
-                    if ck is not None:
-                        costed[ck] = c
-            cand_i.append(i)
-            cand_s.append(k)
-            cand_e.append(c)
+                ks.append(k)
+                cs.append(c)
+            g = len(g_streams)
+            g_streams.append(ks)
+            g_ests.append(cs)
+            if gk is not None:
+                groups[gk] = g
+        cand_i.append(i)
+        cand_g.append(g)
     nst = len(numbered)
     ix = np.zeros((n, X_COLS), np.int64)
     fx = np.zeros((n, F_COLS))
@@ -119,9 +130,17 @@ def _arrays(ls):
     ix[:, X_ARRIVAL] = -1
     ix[:, X_NEXT] = -1
     # candidates: instruction i's are rows X_CAND0..X_CAND1 of (cand_stream, cand_est)
-    ci = np.asarray(cand_i, np.int64)
-    cand_stream = np.asarray(cand_s, np.int64)
-    cand_est = np.asarray(cand_e, np.float64)
+    glen = np.fromiter(map(len, g_streams), np.int64, len(g_streams))
+    gstart = np.zeros(len(glen), np.int64)
+    np.cumsum(glen[:-1], out=gstart[1:])
+    cg = np.asarray(cand_g, np.int64)
+    lens = glen[cg]
+    # row r of the candidates: row r - (first row of its instruction) of its group's
+    rows = np.repeat(gstart[cg] - (np.cumsum(lens) - lens), lens) + np.arange(lens.sum())
+    ncand = int(glen.sum())
+    cand_stream = np.fromiter(chain.from_iterable(g_streams), np.int64, ncand)[rows]
+    cand_est = np.fromiter(chain.from_iterable(g_ests), np.float64, ncand)[rows]
+    ci = np.repeat(np.asarray(cand_i, np.int64), lens)
     if len(ci):
         first = np.searchsorted(ci, np.arange(n), "left")
         last = np.searchsorted(ci, np.arange(n), "right")

@@ -39,6 +39,8 @@ from __future__ import annotations
 import heapq
 from array import array
 from dataclasses import dataclass, field
+from itertools import compress
+from operator import attrgetter
 
 import numpy as np
 
@@ -170,24 +172,26 @@ class _ListScheduler:
         """_dependencies by the compiled maps, or None where they do not hold the
         program (addresses beyond their byte axis, too many HBM row pitches)."""
         from ..timing import compiled_deps
-        instrs, res = self.instrs, self.res
+        instrs, stream = self.instrs, self.stream_no
         n = len(instrs)
         # reader keys as _python_dependencies': a compute instruction's own index, a
-        # DMA queue's number past every index (an array, not a list of ints: the maps
-        # below are the compiler model's peak of memory)
-        queues: dict = {}
+        # DMA queue's number past every index, in order of first use (an array, not a
+        # list of ints: the maps below are the compiler model's peak of memory)
+        dma_stream = np.array([r[1] == "dma" for r in self.stream_res], bool)
+        queue_no = np.cumsum(dma_stream) - 1
         tkey = np.arange(n, dtype=np.int64)
-        dma = [i for i, ins in enumerate(instrs) if ins.engine == "dma"]
-        tkey[dma] = [n + queues.setdefault(id(res[i]), len(queues)) for i in dma]
+        dma = dma_stream[stream]
+        tkey[dma] = n + queue_no[stream[dma]]
         del dma
         extra: dict = {}
         last_cc: dict = {}
-        for ins in instrs:
-            if ins.engine == "cc":
-                p = last_cc.get(ins.core)
-                if p is not None:
-                    extra[ins.index] = [p]
-                last_cc[ins.core] = ins.index
+        cc = np.array([r[1] == "cc" for r in self.stream_res], bool)[stream]
+        for i in np.flatnonzero(cc).tolist():
+            ins = instrs[i]
+            p = last_cc.get(ins.core)
+            if p is not None:
+                extra[ins.index] = [p]
+            last_cc[ins.core] = ins.index
         for i, order in compiled_deps.access_columns(self.program).depends_on:
             extra.setdefault(i, []).extend(p for p in order if 0 <= p < i)
         try:
@@ -256,9 +260,9 @@ class _ListScheduler:
         cuts: dict = {}  # core -> indices of the instructions that start a new segment
         for core, at in fences:
             cuts.setdefault(core, set()).add(at)
-        for ins in instrs:  # a cross-core synchronisation is a segment of its own
-            if ins.opcode in _SYNC_OPS:
-                cuts.setdefault(ins.core, set()).update((ins.index, ins.index + 1))
+        sync = [op in _SYNC_OPS for op in map(attrgetter("opcode"), instrs)]
+        for ins in compress(instrs, sync):  # a cross-core synchronisation: its own segment
+            cuts.setdefault(ins.core, set()).update((ins.index, ins.index + 1))
         self.fenced = bool(cuts)
         self.seg = [0] * len(instrs)
         self.left: dict = {}  # (core, segment) -> instructions not yet issued
@@ -281,22 +285,31 @@ class _ListScheduler:
 
     def _resources(self) -> list:
         """resource_of each instruction, one tuple per resource; a DMA's made once per
-        record.dma_site."""
+        record.dma_site (its key here), another's once per (core, engine). Sets
+        `stream_no`: each instruction's resource numbered in order of first use, and
+        `stream_res`: the resources by number."""
         canon = self._canon.setdefault
-        sites: dict = {}
-        out = []
+        number: dict = {}  # key -> resource number
+        by_id: dict = {}  # id of a resource -> its number (two sites, one queue)
+        numbered: list = []
+        nums = array("q")
+        fields = attrgetter("engine", "core")
         for ins in self.instrs:
-            if ins.engine != "dma":
+            engine, core = fields(ins)
+            key = (core, engine) if engine != "dma" else dma_site(ins)
+            k = number.get(key)
+            if k is None:
                 r = resource_of(ins)
-                out.append(canon(r, r))
-                continue
-            site = dma_site(ins)
-            r = sites.get(site)
-            if r is None:
-                r = resource_of(ins)
-                r = sites[site] = canon(r, r)
-            out.append(r)
-        return out
+                r = canon(r, r)
+                k = by_id.get(id(r))
+                if k is None:
+                    k = by_id[id(r)] = len(numbered)
+                    numbered.append(r)
+                number[key] = k
+            nums.append(k)
+        self.stream_no = np.frombuffer(nums, np.int64)
+        self.stream_res = numbered
+        return list(map(numbered.__getitem__, nums))
 
     def _cost_of(self, ins) -> float:
         """The compiler's cost estimate of an instruction on its engine (ns)."""
