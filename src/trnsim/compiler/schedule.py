@@ -285,31 +285,29 @@ class _ListScheduler:
 
     def _resources(self) -> list:
         """resource_of each instruction, one tuple per resource; a DMA's made once per
-        record.dma_site (its key here), another's once per (core, engine). Sets
-        `stream_no`: each instruction's resource numbered in order of first use, and
-        `stream_res`: the resources by number."""
+        record.dma_site. Sets `stream_no`: each instruction's resource numbered in order
+        of first use, and `stream_res`: the resources by number."""
         canon = self._canon.setdefault
-        number: dict = {}  # key -> resource number
-        by_id: dict = {}  # id of a resource -> its number (two sites, one queue)
-        numbered: list = []
-        nums = array("q")
-        fields = attrgetter("engine", "core")
+        sites: dict = {}
+        out = []
         for ins in self.instrs:
-            engine, core = fields(ins)
-            key = (core, engine) if engine != "dma" else dma_site(ins)
-            k = number.get(key)
-            if k is None:
+            if ins.engine != "dma":
                 r = resource_of(ins)
-                r = canon(r, r)
-                k = by_id.get(id(r))
-                if k is None:
-                    k = by_id[id(r)] = len(numbered)
-                    numbered.append(r)
-                number[key] = k
-            nums.append(k)
-        self.stream_no = np.frombuffer(nums, np.int64)
-        self.stream_res = numbered
-        return list(map(numbered.__getitem__, nums))
+                out.append(canon(r, r))
+                continue
+            site = dma_site(ins)
+            r = sites.get(site)
+            if r is None:
+                r = resource_of(ins)
+                r = sites[site] = canon(r, r)
+            out.append(r)
+        rid = np.fromiter(map(id, out), np.uint64, len(out))
+        _, first, stream = np.unique(rid, return_index=True, return_inverse=True)
+        rank = np.empty(len(first), np.int64)
+        rank[np.argsort(first, kind="stable")] = np.arange(len(first))
+        self.stream_no = rank[stream.reshape(-1)]
+        self.stream_res = [out[i] for i in np.sort(first).tolist()]
+        return out
 
     def _cost_of(self, ins) -> float:
         """The compiler's cost estimate of an instruction on its engine (ns)."""
@@ -336,20 +334,21 @@ class _ListScheduler:
         # the compiled timing scheduler takes these results (the engine still the same)
         computed = priced(self.program, self.cost).compute if self.compiled else None
         self.signed: dict = {}
-        est = []
-        for k, ins in enumerate(self.instrs):
+        instrs = self.instrs
+        est = [0.0] * len(instrs)  # (as _cost_of: a DMA's cost is the issue loop's)
+        dma = np.array([r[1] == "dma" for r in self.stream_res], bool)[self.stream_no]
+        for k in np.flatnonzero(~dma).tolist():
+            ins = instrs[k]
             engine = ins.engine
-            if engine == "dma":
-                est.append(0.0)  # (as _cost_of: a DMA's cost is the issue loop's)
-            elif engine in eng and (computed is not None or floating[ins.index]):
+            if engine in eng and (computed is not None or floating[ins.index]):
                 res = compute(ins)
                 if floating[ins.index]:
                     self.signed[ins.index] = res
                 if computed is not None:
                     computed[k] = (engine, res)
-                est.append(res[0])  # (as _cost_of)
+                est[k] = res[0]  # (as _cost_of)
             else:
-                est.append(cost_of(ins))
+                est[k] = cost_of(ins)
         return est
 
     def _critical_path(self) -> list:
