@@ -49,14 +49,17 @@ def issue_order(ls):
     was = ix[:, X_STREAM].copy()  # a floating instruction's default engine's stream
     order, end, moved_i, moved_d, nmoved = _core(*args[:-1])
     # an assigned instruction moved where its stream is another (of its core): another
-    # engine; the estimates of the others are those _core was given
+    # engine
     moved_to = np.flatnonzero(ix[:, X_STREAM] != was)
     res, instrs, canon = ls.res, ls.instrs, ls._resource
     for i, k in zip(moved_to.tolist(), ix[moved_to, X_STREAM].tolist()):
         r = streams[k]
         instrs[i].engine = r[1]
         res[i] = canon(r)
-    ls.est[:] = fx[:, F_EST].tolist()
+    est = ls.est
+    assigned = np.flatnonzero(ix[:, X_ASSIGNED])
+    for i, c in zip(assigned.tolist(), fx[assigned, F_EST].tolist()):
+        est[i] = c
     moved = dict(zip(moved_i[:nmoved].tolist(), moved_d[:nmoved].tolist()))
     return IssueOrder(order.tolist(), ls.heuristic, ls.window, float(end), moved)
 
