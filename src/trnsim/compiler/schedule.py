@@ -39,8 +39,6 @@ from __future__ import annotations
 import heapq
 from array import array
 from dataclasses import dataclass, field
-from itertools import compress
-from operator import attrgetter
 
 import numpy as np
 
@@ -260,9 +258,9 @@ class _ListScheduler:
         cuts: dict = {}  # core -> indices of the instructions that start a new segment
         for core, at in fences:
             cuts.setdefault(core, set()).add(at)
-        sync = [op in _SYNC_OPS for op in map(attrgetter("opcode"), instrs)]
-        for ins in compress(instrs, sync):  # a cross-core synchronisation: its own segment
-            cuts.setdefault(ins.core, set()).update((ins.index, ins.index + 1))
+        for ins in instrs:  # a cross-core synchronisation is a segment of its own
+            if ins.opcode in _SYNC_OPS:
+                cuts.setdefault(ins.core, set()).update((ins.index, ins.index + 1))
         self.fenced = bool(cuts)
         self.seg = [0] * len(instrs)
         self.left: dict = {}  # (core, segment) -> instructions not yet issued
