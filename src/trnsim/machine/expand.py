@@ -289,20 +289,29 @@ def is_for_statement(frame) -> bool:
     code, at = frame.f_code, frame.f_lasti
     hit = _FOR_STATEMENTS.get((code, at))
     if hit is None:
-        ins = list(dis.get_instructions(code))
-        pos = {x.offset: i for i, x in enumerate(ins)}.get(at)
+        ins, pos, nxt = _after(code, at, "GET_ITER")
         hit = False
-        if pos is not None and ins[pos].opname == "GET_ITER":
-            nxt = pos + 1
-            while nxt < len(ins) and ins[nxt].opname in ("EXTENDED_ARG", "NOP", "CACHE"):
-                nxt += 1
-            loop = ins[nxt] if nxt < len(ins) else None
-            if loop is not None and loop.opname == "FOR_ITER":
-                start = ins[pos + 1].offset  # the FOR_ITER, or its EXTENDED_ARG
-                body = [x for x in ins if loop.offset < x.offset < loop.argval]
-                hit = not any(_leaves(x, start, loop.argval) for x in body)
+        if nxt is not None and ins[nxt].opname == "FOR_ITER":
+            loop = ins[nxt]
+            start = ins[pos + 1].offset  # the FOR_ITER, or its EXTENDED_ARG
+            body = [x for x in ins if loop.offset < x.offset < loop.argval]
+            hit = not any(_leaves(x, start, loop.argval) for x in body)
         _FOR_STATEMENTS[(code, at)] = hit
     return hit
+
+
+def _after(code, at: int, opname: str) -> tuple:
+    """(code's instructions, the position of the one at offset `at`, the position of
+    the next one past EXTENDED_ARG, NOP and CACHE), the last two None where the one at
+    `at` is not `opname` or nothing follows it."""
+    ins = list(dis.get_instructions(code))
+    pos = {x.offset: i for i, x in enumerate(ins)}.get(at)
+    if pos is None or ins[pos].opname != opname:
+        return ins, None, None
+    nxt = pos + 1
+    while nxt < len(ins) and ins[nxt].opname in ("EXTENDED_ARG", "NOP", "CACHE"):
+        nxt += 1
+    return ins, pos, (nxt if nxt < len(ins) else None)
 
 
 _TARGETS: dict = {}  # (code, offset) -> _loop_target's answer
@@ -315,15 +324,10 @@ def _loop_target(frame):
     code, at = frame.f_code, frame.f_lasti
     key = (code, at)
     if key not in _TARGETS:
-        ins = list(dis.get_instructions(code))
-        pos = {x.offset: i for i, x in enumerate(ins)}.get(at)
+        ins, _, nxt = _after(code, at, "FOR_ITER")
         target = None
-        if pos is not None and ins[pos].opname == "FOR_ITER":
-            nxt = pos + 1
-            while nxt < len(ins) and ins[nxt].opname in ("EXTENDED_ARG", "NOP", "CACHE"):
-                nxt += 1
-            if nxt < len(ins) and ins[nxt].opname in ("STORE_FAST", "STORE_DEREF"):
-                target = ins[nxt].argval  # (a local, or one a closure in the body reads)
+        if nxt is not None and ins[nxt].opname in ("STORE_FAST", "STORE_DEREF"):
+            target = ins[nxt].argval  # (a local, or one a closure in the body reads)
         _TARGETS[key] = target
     return _TARGETS[key]
 
