@@ -10,15 +10,14 @@ still one IEEE operation each, in its element order, so its result is the same.
 from __future__ import annotations
 
 from ..machine.compiled import jit
-
-_ADD, _SUBTRACT = 0, 1
+from .lane_fold import ADD, MULTIPLY, SUBTRACT
 
 
 @jit(inline="always")
 def _step(reg, x, op):
-    if op == _ADD:
+    if op == ADD:
         return reg + x
-    if op == _SUBTRACT:
+    if op == SUBTRACT:
         return reg - x
     return reg * x
 
@@ -64,9 +63,9 @@ def fold(v, start, op, out):
     else:
         for p in range(P):
             out[p] = start[p]
-    if op == _ADD:  # one inlined copy per operator, its constant folded into the loop
-        _fold_rows_by(v, first, out, _ADD)
-    elif op == _SUBTRACT:
-        _fold_rows_by(v, first, out, _SUBTRACT)
+    if op == ADD:  # one inlined copy per operator, its constant folded into the loop
+        _fold_rows_by(v, first, out, ADD)
+    elif op == SUBTRACT:
+        _fold_rows_by(v, first, out, SUBTRACT)
     else:
-        _fold_rows_by(v, first, out, 2)
+        _fold_rows_by(v, first, out, MULTIPLY)

@@ -19,7 +19,8 @@ import numpy as np
 
 from ..machine import compiled
 
-_OPS = {np.add: 0, np.subtract: 1, np.multiply: 2}  # compiled_lane_fold.py's operator codes
+ADD, SUBTRACT, MULTIPLY = 0, 1, 2  # the operator codes of the compiled core
+_OPS = {np.add: ADD, np.subtract: SUBTRACT, np.multiply: MULTIPLY}
 _NO_START = np.empty(0, np.float32)
 
 
