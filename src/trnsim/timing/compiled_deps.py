@@ -17,14 +17,17 @@ their users share:
 All maps share one byte axis (map m's bytes at m << 48: the on-chip maps, then the flat
 HBM map, then one per row pitch in the order they appear).
 
-State (`st`): cnt (counts, named by MOST_SEGS ... SEGS: the most segments of one map,
-Recs, writer cells, keys below which a reader key is its instruction's own, row
-pitches, on-chip maps, reader cells, the readers' count a write or query leaves, as
-its writers' count is returned, the most producers of one access, the last segment
-version; from SEGS: each map's segment count); segments g of map mp: [glo[mp, g], ghi[mp, g]) in byte order, Recs from
-ghd[mp, g] linked by R[r, NEXT], version gver[mp, g] (new whenever a Rec leaves the
-list) (a row per map: a segment added or merged away shifts only its map's later
-ones); Rec r: partitions (rows, in a pitched map) [R[r, PLO], R[r, PHI]), its writers a
+State (`st`): cnt (counts, named by RECS ... SEGS: Recs, writer cells, keys below
+which a reader key is its instruction's own, row pitches, on-chip maps, reader cells,
+the readers' count a write or query leaves, as its writers' count is returned, the
+most producers of one access, the last segment version, the most spans of one
+segment, whether a map's segments fill more than half their room, the most Recs,
+reader or writer cells one instruction took; from SEGS, per map:
+one past its last segment, its first); segments g, numbered across the maps (map mp's
+from _start(cnt, mp) to _end(cnt, mp), room up to _start(cnt, mp + 1), each map's
+room doubled apart as it fills: _more_segments): [glo[g], ghi[g]) in byte order,
+Recs from ghd[g] linked by R[r, NEXT], version gver[g] (new whenever a Rec leaves the
+list); Rec r: partitions (rows, in a pitched map) [R[r, PLO], R[r, PHI]), its writers a
 persistent list from R[r, W] (cells WC: value, previous; a copied Rec shares them, as
 Python's copies share the writers tuple), its readers RD[R[r, RDS]: + R[r, RDN]] (key,
 instruction) in insertion order, a block of R[r, RDC] reader cells (moved to a block
@@ -51,20 +54,22 @@ MAP_SHIFT = 48
 MAX_PITCHES = 64  # row pitches of the HBM maps (more: the Python scheduler)
 CACHE_AFTER = 8  # a read that walked this many Recs of a segment caches the one it found
 PLO, PHI, NEXT, W, RDN, RDS, RDC = range(7)
-# cnt's fields (the module doc): the most segments of one map, the Recs, writer cells,
-# the key below which a reader key is its instruction's own, row pitches, on-chip
-# maps, reader cells, the readers' count a write or query leaves, the most producers
-# of one access, the last segment version; from SEGS each map's segment count
-(MOST_SEGS, RECS, WRITER_CELLS, UNIQUE, PITCHES, ONCHIP_MAPS, READERS, NREAD,
- MOST_PRODUCERS, VER, SEGS) = range(11)
+# cnt's fields (the module doc): the Recs, writer cells, the key below which a reader
+# key is its instruction's own, row pitches, on-chip maps, reader cells, the readers'
+# count a write or query leaves, the most producers of one access, the last segment
+# version, the most spans of one segment (_add_span), whether a map's segments fill
+# more than half their room, the most Recs, reader or writer cells one instruction
+# took (_tight); from SEGS each map's end and start (_end, _start)
+(RECS, WRITER_CELLS, UNIQUE, PITCHES, ONCHIP_MAPS, READERS, NREAD, MOST_PRODUCERS,
+ VER, MOST_SPANS, HALF_FULL, MOST_TAKEN, SEGS) = range(13)
 
 
 def collect(sched, spaces: dict, caps=None):
     """(dptr, dprod, dkind, dspace) for `sched`'s instructions in issue order, as
     build_columns makes them (space codes added to `spaces`); makes the tracks
     (sched.track_ids).
-    caps: the first capacities tried (segments, Recs, writer cells, reader cells,
-    producers of one access).
+    caps: the first capacities tried (segments of each map, Recs, writer cells,
+    reader cells, producers of one access and spans of one segment).
     OverflowError: addresses the compiled maps do not hold (the Python scheduler)."""
     cols = access_columns(sched.program)
     n = len(sched.instrs)
@@ -144,18 +149,21 @@ def _collect(order, skip, tkey, unique, acc, ptr, wptr, remap, eptr, eprod, nmap
     boxes = np.empty((nmaps + 1 + MAX_PITCHES, 2, 4), np.int64)
     boxes[:, :, 0::2] = np.iinfo(np.int64).max  # empty: no access, no write yet
     boxes[:, :, 1::2] = np.iinfo(np.int64).min
-    segs = (nmaps + 1 + _pitches(acc), caps[0])  # a row per map
-    cnt = np.zeros(SEGS + segs[0], np.int64)
+    nseg = nmaps + 1 + _pitches(acc)  # the maps
+    cnt = np.zeros(SEGS + 2 * nseg + 2, np.int64)
     cnt[UNIQUE], cnt[ONCHIP_MAPS] = unique, nmaps
+    for mp in range(nseg + 1):  # (map nseg: the end of the last one's room)
+        cnt[SEGS + 2 * mp] = cnt[SEGS + 2 * mp + 1] = mp * caps[0]
+    segs = nseg * caps[0]
     st = (cnt, np.empty(segs, np.int64), np.empty(segs, np.int64),
           np.empty(segs, np.int64), np.empty((caps[1], 7), np.int64),
           np.empty((caps[3], 2), np.int64), np.empty((caps[2], 2), np.int64),
           np.empty(MAX_PITCHES, np.int64), boxes, np.zeros((2, 4), np.int64),
-          np.empty((caps[1], 2), np.int64), np.empty((caps[1] + 1, 2), np.int64),
+          np.empty((caps[4], 2), np.int64), np.empty((caps[4] + 1, 2), np.int64),
           np.empty(segs, np.int64), np.full((_cache_size(acc.shape[0]), 2), -1, np.int64))
     seen = np.zeros(n + 1, np.int64)  # _hit's stamps
     dptr = np.zeros(n + 1, np.int64)
-    out = np.empty((2 * n + 16, 3), np.int64)  # producer, kind, space
+    out = np.empty((3, 2 * n + 16), np.int64)  # producers, kinds, spaces
     slot = np.full(n, -1, np.int64)
     last = np.full(ntracks, -1, np.int64)
     bw = np.empty(caps[4], np.int64)
@@ -170,31 +178,34 @@ def _collect(order, skip, tkey, unique, acc, ptr, wptr, remap, eptr, eprod, nmap
         cnt, R, RD, WC = st[0], st[4], st[5], st[6]
         grew = False
         need = _out_rows(order[k], n, ptr, eptr, bw)
-        if out.shape[0] - m < need:
-            out = _more(out, m, 2 * out.shape[0] + need)
+        if out.shape[1] - m < need:
+            out = _more_columns(out, m, 2 * out.shape[1] + need)
             grew = True
         if 2 * cnt[MOST_PRODUCERS] > bw.size:
             bw, br = np.empty(2 * bw.size, np.int64), np.empty(2 * bw.size, np.int64)
             grew = True
-        if 2 * cnt[RECS] > R.shape[0]:
-            rows = 2 * R.shape[0]
-            st = (cnt, st[1], st[2], st[3], _more(R, cnt[RECS], rows), RD, WC, st[7],
-                  st[8], st[9], np.empty((rows, 2), np.int64),
-                  np.empty((rows + 1, 2), np.int64)) + st[12:]
+        if _tight(cnt, RECS, R.shape[0]):
+            st = st[:4] + (_more(R, cnt[RECS], 2 * R.shape[0]),) + st[5:]
             grew = True
-        if 2 * cnt[READERS] > RD.shape[0]:
+        if 2 * cnt[MOST_SPANS] > st[10].shape[0]:
+            rows = 2 * st[10].shape[0]
+            st = st[:10] + (np.empty((rows, 2), np.int64),
+                            np.empty((rows + 1, 2), np.int64)) + st[12:]
+            grew = True
+        if cnt[HALF_FULL]:
+            g = _more_segments(cnt, st[1], st[2], st[3], st[12])
+            st = (cnt, g[0], g[1], g[2]) + st[4:12] + (g[3],) + st[13:]
+            grew = True
+        if _tight(cnt, READERS, RD.shape[0]):
             st = st[:5] + (_more(RD, cnt[READERS], 2 * RD.shape[0]),) + st[6:]
             grew = True
-        if 2 * cnt[WRITER_CELLS] > WC.shape[0]:
+        if _tight(cnt, WRITER_CELLS, WC.shape[0]):
             st = st[:6] + (_more(WC, cnt[WRITER_CELLS], 2 * WC.shape[0]),) + st[7:]
-            grew = True
-        if 2 * cnt[MOST_SEGS] > st[1].shape[1]:
-            st = ((cnt, _more_segs(st[1]), _more_segs(st[2]), _more_segs(st[3]))
-                  + st[4:12] + (_more_segs(st[12]), st[13]))
             grew = True
         if not grew:  # (a stop test _walk has and this growth lacks: never loop)
             raise RuntimeError("compiled_deps: _walk stopped with nothing to grow")
-    return dptr, out[:m, 0].copy(), out[:m, 1].copy(), out[:m, 2].copy()
+    # (views: the rows' untouched ends take address space, not memory)
+    return dptr, out[0, :m], out[1, :m], out[2, :m]
 
 
 @jit
@@ -202,6 +213,14 @@ def _more(a, used, rows):
     """A copy of a's first `used` rows with room for `rows` rows."""
     grown = np.empty((rows,) + a.shape[1:], np.int64)
     grown[:used] = a[:used]
+    return grown
+
+
+@jit
+def _more_columns(a, used, cols):
+    """A copy of a's first `used` columns with room for `cols` columns."""
+    grown = np.empty((a.shape[0], cols), np.int64)
+    grown[:, :used] = a[:, :used]
     return grown
 
 
@@ -226,6 +245,32 @@ def _pitches(acc):
 
 
 @jit
+def _more_segments(cnt, glo, ghi, ghd, gver):
+    """The segment arrays again, each map whose segments fill more than half its room
+    (cnt[HALF_FULL]) with that room doubled (as many times as it takes), the others
+    with theirs; cnt's starts and ends moved to match."""
+    nseg = (cnt.size - SEGS - 2) // 2
+    room = np.empty(nseg, np.int64)
+    for mp in range(nseg):
+        room[mp] = _start(cnt, mp + 1) - _start(cnt, mp)
+        while 2 * (_end(cnt, mp) - _start(cnt, mp)) > room[mp]:
+            room[mp] *= 2
+    total = room.sum()
+    lo, hi, hd, ver = (np.empty(total, np.int64), np.empty(total, np.int64),
+                       np.empty(total, np.int64), np.empty(total, np.int64))
+    at = 0
+    for mp in range(nseg):
+        a, b = _start(cnt, mp), _end(cnt, mp)
+        lo[at:at + b - a], hi[at:at + b - a] = glo[a:b], ghi[a:b]
+        hd[at:at + b - a], ver[at:at + b - a] = ghd[a:b], gver[a:b]
+        cnt[SEGS + 2 * mp], cnt[SEGS + 2 * mp + 1] = at + b - a, at
+        at += room[mp]
+    cnt[SEGS + 2 * nseg + 1] = at
+    cnt[HALF_FULL] = 0
+    return lo, hi, hd, ver
+
+
+@jit
 def _cache_size(m):
     """Slots of the cache of Recs by exact box (_cached): a power of two, from 256
     to 16,384 (about a quarter of the accesses)."""
@@ -235,29 +280,24 @@ def _cache_size(m):
     return size
 
 
-@jit
-def _more_segs(g):
-    """The segment rows g (a row per map) with twice the room."""
-    grown = np.empty((g.shape[0], 2 * g.shape[1]), np.int64)
-    grown[:, :g.shape[1]] = g
-    return grown
-
-
 @helper
 def _walk(st, k, m, order, skip, tkey, acc, ptr, wptr, remap, eptr, eprod, ntracks,
           first, seen, dptr, out, slot, last, bw, br):
     """_collect's walk from position k (m: the producers found so far), until its end
-    or an instruction before which a capacity is half used (the tests _collect's growth
+    or an instruction before which a capacity is short (the tests _collect's growth
     repeats, one per capacity); (k, m) then."""
     cnt = st[0]
     n = order.size
     while k < n:
         i = order[k]
-        if (out.shape[0] - m < _out_rows(i, n, ptr, eptr, bw) or 2 * cnt[MOST_PRODUCERS] > bw.size
-                or 2 * cnt[RECS] > st[4].shape[0] or 2 * cnt[READERS] > st[5].shape[0]
-                or 2 * cnt[WRITER_CELLS] > st[6].shape[0] or 2 * cnt[MOST_SEGS] > st[1].shape[1]):
+        if (out.shape[1] - m < _out_rows(i, n, ptr, eptr, bw)
+                or 2 * cnt[MOST_PRODUCERS] > bw.size or _tight(cnt, RECS, st[4].shape[0])
+                or _tight(cnt, READERS, st[5].shape[0])
+                or _tight(cnt, WRITER_CELLS, st[6].shape[0])
+                or 2 * cnt[MOST_SPANS] > st[10].shape[0] or cnt[HALF_FULL]):
             return k, m
         m0 = m
+        taken = cnt[RECS] + cnt[READERS] + cnt[WRITER_CELLS]
         if not skip[i]:  # (a folded memset: no access, no track order)
             tk = tkey[i]
             for a in range(ptr[i], ptr[i + 1]):
@@ -289,10 +329,20 @@ def _walk(st, k, m, order, skip, tkey, acc, ptr, wptr, remap, eptr, eprod, ntrac
                 if p >= 0 and slot[p] < 0:
                     m = _add(p, QUEUE, 0, slot, out, m)
         for x in range(m0, m):
-            slot[out[x, 0]] = -1
+            slot[out[0, x]] = -1
+        taken = cnt[RECS] + cnt[READERS] + cnt[WRITER_CELLS] - taken
+        cnt[MOST_TAKEN] = max(cnt[MOST_TAKEN], taken)
         k += 1
         dptr[k] = m
     return k, m
+
+
+@helper_inline
+def _tight(cnt, used, rows):
+    """Whether fewer than an eighth of the `rows` of the Recs, reader or writer cells
+    (used: their count's field) are free, or not twice what one instruction took at
+    most (a test _collect's growth repeats)."""
+    return cnt[used] + 2 * cnt[MOST_TAKEN] + rows // 8 > rows
 
 
 @helper_inline
@@ -334,7 +384,7 @@ def _hbm_access(st, acc, a, write, idx, tk, bw, br, ptr, wptr, seen):
 @helper_inline
 def _add(p, kind, space, slot, out, m):
     slot[p] = m
-    out[m, 0], out[m, 1], out[m, 2] = p, kind, space
+    out[0, m], out[1, m], out[2, m] = p, kind, space
     return m + 1
 
 
@@ -353,10 +403,10 @@ def _merge(prods, lo, hi, kind, space, slot, out, m, first):
         elif first:
             continue
         elif kind == RAW:
-            if out[s, 1] != RAW:
-                out[s, 1], out[s, 2] = RAW, space
-        elif kind != WAR and out[s, 1] == WAR:
-            out[s, 1], out[s, 2] = kind, space
+            if out[1, s] != RAW:
+                out[1, s], out[2, s] = RAW, space
+        elif kind != WAR and out[1, s] == WAR:
+            out[1, s], out[2, s] = kind, space
     return m
 
 # -- producers into buffers ---------------------------------------------------------
@@ -470,6 +520,23 @@ def _has_writer(R, WC, r, idx):
 
 # -- segments -------------------------------------------------------------------
 @helper_inline
+def _start(cnt, mp):
+    """Map mp's first segment (segments are numbered across the maps: _collect)."""
+    return cnt[SEGS + 2 * mp + 1]
+
+@helper_inline
+def _end(cnt, mp):
+    """One past map mp's last segment."""
+    return cnt[SEGS + 2 * mp]
+
+@helper_inline
+def _set_end(cnt, mp, end):
+    """Map mp's segments end at `end`; note where they fill more than half its room."""
+    cnt[SEGS + 2 * mp] = end
+    if 2 * (end - _start(cnt, mp)) > _start(cnt, mp + 1) - _start(cnt, mp):
+        cnt[HALF_FULL] = 1
+
+@helper_inline
 def _version(cnt):
     """A new segment version: a segment gets one when made and whenever a Rec leaves
     its list (so a Rec cached with a version is in that segment's list: _cached)."""
@@ -480,41 +547,41 @@ def _version(cnt):
 def _first(cnt, glo, ghi, lo):
     """The first segment ending after lo."""
     mp = lo >> MAP_SHIFT
-    a, b = 0, cnt[SEGS + mp]  # the last segment starting at or before lo: a - 1
+    start = _start(cnt, mp)
+    a, b = start, _end(cnt, mp)  # the last segment starting at or before lo: a - 1
     while a < b:
         c = (a + b) >> 1
-        if glo[mp, c] <= lo:
+        if glo[c] <= lo:
             a = c + 1
         else:
             b = c
     i = a - 1
-    if i < 0:
-        return 0
-    return i if ghi[mp, i] > lo else i + 1
+    if i < start:
+        return start
+    return i if ghi[i] > lo else i + 1
 
 @helper_inline
-def _shift_segs(glo, ghi, ghd, gver, mp, frm, n, d):
-    """Move the segments frm..n-1 of map mp d places (later: d > 0, earlier: d < 0)."""
+def _shift_segs(glo, ghi, ghd, gver, frm, n, d):
+    """Move the segments frm..n-1 d places (later: d > 0, earlier: d < 0)."""
     if d > 0:
         for x in range(n - 1, frm - 1, -1):
-            glo[mp, x + d], ghi[mp, x + d], ghd[mp, x + d] = glo[mp, x], ghi[mp, x], ghd[mp, x]
-            gver[mp, x + d] = gver[mp, x]
+            glo[x + d], ghi[x + d], ghd[x + d] = glo[x], ghi[x], ghd[x]
+            gver[x + d] = gver[x]
     elif d < 0:
         for x in range(frm, n):
-            glo[mp, x + d], ghi[mp, x + d], ghd[mp, x + d] = glo[mp, x], ghi[mp, x], ghd[mp, x]
-            gver[mp, x + d] = gver[mp, x]
+            glo[x + d], ghi[x + d], ghd[x + d] = glo[x], ghi[x], ghd[x]
+            gver[x + d] = gver[x]
 
 @helper
 def _insert_seg(cnt, glo, ghi, ghd, gver, i, lo, hi, head):
     mp = lo >> MAP_SHIFT
-    n = cnt[SEGS + mp]
-    if n == glo.shape[1]:
+    n = _end(cnt, mp)
+    if n == _start(cnt, mp + 1):
         raise IndexError("segments")
-    _shift_segs(glo, ghi, ghd, gver, mp, i, n, 1)
-    glo[mp, i], ghi[mp, i], ghd[mp, i] = lo, hi, head
-    gver[mp, i] = _version(cnt)
-    cnt[SEGS + mp] = n + 1
-    cnt[MOST_SEGS] = max(cnt[MOST_SEGS], n + 1)
+    _shift_segs(glo, ghi, ghd, gver, i, n, 1)
+    glo[i], ghi[i], ghd[i] = lo, hi, head
+    gver[i] = _version(cnt)
+    _set_end(cnt, mp, n + 1)
 
 @helper
 def _copies(cnt, R, RD, r):
@@ -534,24 +601,23 @@ def _copies(cnt, R, RD, r):
 def _split(st, i, at):
     """Split segment i at byte `at`: the part after it gets copies of the Recs."""
     cnt, ghi, ghd = st[0], st[2], st[3]
-    mp = at >> MAP_SHIFT
-    _insert_seg(cnt, st[1], ghi, ghd, st[12], i + 1, at, ghi[mp, i],
-                _copies(cnt, st[4], st[5], ghd[mp, i]))
-    ghi[mp, i] = at
+    _insert_seg(cnt, st[1], ghi, ghd, st[12], i + 1, at, ghi[i],
+                _copies(cnt, st[4], st[5], ghd[i]))
+    ghi[i] = at
 
 @helper_inline
 def _split_around(st, i, lo, hi):
     mp = lo >> MAP_SHIFT
     glo, ghi = st[1], st[2]
-    n = st[0][SEGS + mp]
-    if i < n and glo[mp, i] < lo:
+    n = _end(st[0], mp)
+    if i < n and glo[i] < lo:
         _split(st, i, lo)
         i += 1
         n += 1
     j = i
-    while j < n and glo[mp, j] < hi:
+    while j < n and glo[j] < hi:
         j += 1
-    if j > i and ghi[mp, j - 1] > hi:
+    if j > i and ghi[j - 1] > hi:
         _split(st, j - 1, hi)
     return i, j
 
@@ -567,6 +633,8 @@ def _link(R, head, tail, r):
 @helper
 def _add_span(spans, ns, a, b):
     """Insert the partition range [a, b) into spans[:ns], sorted by (a, b); ns + 1."""
+    if ns == spans.shape[0]:
+        raise IndexError("spans")
     x = ns
     while x > 0 and (spans[x - 1, 0] > a or (spans[x - 1, 0] == a
                                              and spans[x - 1, 1] > b)):
@@ -592,7 +660,7 @@ def _gaps(spans, ns, gaps, p_lo, p_hi):
     return ng
 
 @helper
-def _uncovered(R, spans, gaps, head, p_lo, p_hi):
+def _uncovered(cnt, R, spans, gaps, head, p_lo, p_hi):
     """The partition ranges of [p_lo, p_hi) no Rec of the list covers, in gaps; their
     count."""
     ns = 0
@@ -601,17 +669,17 @@ def _uncovered(R, spans, gaps, head, p_lo, p_hi):
         if R[r, PLO] < p_hi and p_lo < R[r, PHI]:
             ns = _add_span(spans, ns, R[r, PLO], R[r, PHI])
         r = R[r, NEXT]
+    cnt[MOST_SPANS] = max(cnt[MOST_SPANS], ns)
     return _gaps(spans, ns, gaps, p_lo, p_hi)
 
 # -- reads ------------------------------------------------------------------------
 @helper
 def _extend_readonly(cnt, ghi, ghd, R, RD, i, lo, hi, p_lo, p_hi, idx, tk, filtered):
     """Grow the read-only segment just before position i (ending at lo) to hi."""
-    mp = lo >> MAP_SHIFT
     j = i - 1
-    if j < 0 or ghi[mp, j] != lo:
+    if j < _start(cnt, lo >> MAP_SHIFT) or ghi[j] != lo:
         return False
-    r = ghd[mp, j]
+    r = ghd[j]
     if r < 0 or R[r, NEXT] >= 0:
         return False
     if R[r, W] >= 0 or R[r, PLO] != p_lo or R[r, PHI] != p_hi:
@@ -620,7 +688,7 @@ def _extend_readonly(cnt, ghi, ghd, R, RD, i, lo, hi, p_lo, p_hi, idx, tk, filte
         v = _reader(cnt, R, RD, r, tk)
         if v != -1 and v != idx:
             return False
-    ghi[mp, j] = hi
+    ghi[j] = hi
     _set_reader(cnt, R, RD, r, tk, idx)
     return True
 
@@ -643,10 +711,10 @@ def _read(st, p_lo, p_hi, lo, hi, idx, tk, filtered, buf, nb):
     mp = lo >> MAP_SHIFT
     _grow(st[8], mp, 0, p_lo, p_hi, lo, hi)
     i = _first(cnt, glo, ghi, lo)
-    r = ghd[mp, i] if (p_lo < p_hi and i < cnt[SEGS + mp] and glo[mp, i] <= lo
-                       and hi <= ghi[mp, i]) else -1
+    r = ghd[i] if (p_lo < p_hi and i < _end(cnt, mp) and glo[i] <= lo
+                       and hi <= ghi[i]) else -1
     if (r >= 0 and R[r, NEXT] < 0 and R[r, PLO] <= p_lo and p_hi <= R[r, PHI]
-            and (not filtered or (glo[mp, i] == lo and ghi[mp, i] == hi
+            and (not filtered or (glo[i] == lo and ghi[i] == hi
                                   and R[r, PLO] == p_lo and R[r, PHI] == p_hi))):
         # one segment of one Rec holding the box (in a filtered map: both exactly the
         # box, which it would split otherwise): what follows does the same
@@ -656,20 +724,20 @@ def _read(st, p_lo, p_hi, lo, hi, idx, tk, filtered, buf, nb):
         if filtered:  # a read recorded on a whole part must have read all of it
             i = _split_around(st, i, lo, hi)[0]
         cur = lo
-        while i < cnt[SEGS + mp] and glo[mp, i] < hi:
-            if glo[mp, i] > cur:  # a gap nobody touched yet: a read-only segment
-                i += _readonly_seg(cnt, glo, ghi, ghd, gver, R, RD, i, cur, glo[mp, i], p_lo,
+        while i < _end(cnt, mp) and glo[i] < hi:
+            if glo[i] > cur:  # a gap nobody touched yet: a read-only segment
+                i += _readonly_seg(cnt, glo, ghi, ghd, gver, R, RD, i, cur, glo[i], p_lo,
                                    p_hi, idx, tk, filtered)
-            r = _cached(cache, gver, R, mp, i, p_lo, p_hi) if p_lo < p_hi else -1
+            r = _cached(cache, gver, R, i, p_lo, p_hi) if p_lo < p_hi else -1
             if r >= 0:  # the only Rec of the segment the read overlaps
                 nb = _writers_out(R, WC, r, idx, buf, nb)
                 _set_reader(cnt, R, RD, r, tk, idx)
             else:
                 if filtered and p_lo < p_hi:
-                    _narrow(st, mp, i, p_lo, p_hi, idx, tk)
-                nb = _read_seg(cnt, ghd, gver, R, RD, WC, spans, gaps, cache, mp, i, p_lo,
+                    _narrow(st, i, p_lo, p_hi, idx, tk)
+                nb = _read_seg(cnt, ghd, gver, R, RD, WC, spans, gaps, cache, i, p_lo,
                                p_hi, idx, tk, buf, nb)
-            cur = ghi[mp, i]
+            cur = ghi[i]
             i += 1
         if cur < hi:
             _readonly_seg(cnt, glo, ghi, ghd, gver, R, RD, i, cur, hi, p_lo, p_hi, idx, tk,
@@ -677,14 +745,14 @@ def _read(st, p_lo, p_hi, lo, hi, idx, tk, filtered, buf, nb):
     return nb
 
 @helper
-def _read_seg(cnt, ghd, gver, R, RD, WC, spans, gaps, cache, mp, i, p_lo, p_hi, idx,
+def _read_seg(cnt, ghd, gver, R, RD, WC, spans, gaps, cache, i, p_lo, p_hi, idx,
               tk, buf, nb):
     """_read on segment i: the writers of the Recs it overlaps appended to buf[:nb],
     read-only Recs for the partitions none covers; the new count. A long segment's
     only Rec overlapping the read, of exactly its partitions, is cached."""
     covered = ns = walked = 0
     tail = only = -1
-    r = ghd[mp, i]
+    r = ghd[i]
     while r >= 0:
         a, b = R[r, PLO], R[r, PHI]
         if a < p_hi and p_lo < b:
@@ -696,17 +764,18 @@ def _read_seg(cnt, ghd, gver, R, RD, WC, spans, gaps, cache, mp, i, p_lo, p_hi, 
         tail = r
         walked += 1
         r = R[r, NEXT]
+    cnt[MOST_SPANS] = max(cnt[MOST_SPANS], ns)
     if covered < p_hi - p_lo:  # read-only Recs for the partitions left
-        head = ghd[mp, i]
+        head = ghd[i]
         for g in range(_gaps(spans, ns, gaps, p_lo, p_hi)):
             only = _rec(cnt, R, gaps[g, 0], gaps[g, 1], -1)
             _set_reader(cnt, R, RD, only, tk, idx)
             head, tail = _link(R, head, tail, only)
             ns += 1
-        ghd[mp, i] = head
+        ghd[i] = head
     if walked >= CACHE_AFTER and ns == 1 and R[only, PLO] == p_lo and R[only, PHI] == p_hi:
-        s = _cache_slot(cache, gver[mp, i], p_lo, p_hi)
-        cache[s, 0], cache[s, 1] = gver[mp, i], only
+        s = _cache_slot(cache, gver[i], p_lo, p_hi)
+        cache[s, 0], cache[s, 1] = gver[i], only
     return nb
 
 
@@ -717,10 +786,10 @@ def _cache_slot(cache, version, p_lo, p_hi):
 
 
 @helper_inline
-def _cached(cache, gver, R, mp, i, p_lo, p_hi):
+def _cached(cache, gver, R, i, p_lo, p_hi):
     """The Rec cached for partitions [p_lo, p_hi) of segment i (the only one of its
     Recs they overlap: the Recs of a segment are disjoint), or -1."""
-    v = gver[mp, i]
+    v = gver[i]
     s = _cache_slot(cache, v, p_lo, p_hi)
     r = cache[s, 1]
     if cache[s, 0] == v and R[r, PLO] == p_lo and R[r, PHI] == p_hi:
@@ -738,8 +807,8 @@ def _write(st, p_lo, p_hi, lo, hi, idx, tk, dense, bw, nw, br, nr):
     _grow(st[8], mp, 0, p_lo, p_hi, lo, hi)
     _grow(st[8], mp, 1, p_lo, p_hi, lo, hi)
     i = _first(cnt, glo, ghi, lo)
-    r = ghd[mp, i] if (dense and i < cnt[SEGS + mp] and glo[mp, i] == lo
-                       and ghi[mp, i] == hi) else -1
+    r = ghd[i] if (dense and i < _end(cnt, mp) and glo[i] == lo
+                       and ghi[i] == hi) else -1
     if r >= 0 and R[r, NEXT] < 0 and R[r, PLO] == p_lo and R[r, PHI] == p_hi:
         # one segment of one Rec, both exactly the access's: the Rec rewritten in
         # place (what follows puts a Rec of the write alone in its place)
@@ -747,7 +816,7 @@ def _write(st, p_lo, p_hi, lo, hi, idx, tk, dense, bw, nw, br, nr):
         nr = _readers_out(R, RD, r, idx, br, nr)
         R[r, W] = _cell(cnt, WC, idx, -1)
         R[r, RDN] = 0
-    elif dense and _inside(R, ghd, glo, i, cnt[SEGS + mp], p_lo, p_hi, lo, hi):
+    elif dense and _inside(R, ghd, glo, i, _end(cnt, mp), p_lo, p_hi, lo, hi):
         nw = _clean_write(cnt, glo, ghi, ghd, gver, R, RD, WC, i, p_lo, p_hi, lo, hi, idx,
                           bw, nw, br, nr)
         nr = cnt[NREAD]
@@ -758,15 +827,15 @@ def _write(st, p_lo, p_hi, lo, hi, idx, tk, dense, bw, nw, br, nr):
         k = i
         clean = dense
         while k < j:
-            if glo[mp, k] > cur:
-                _insert_seg(cnt, glo, ghi, ghd, gver, k, cur, glo[mp, k],
+            if glo[k] > cur:
+                _insert_seg(cnt, glo, ghi, ghd, gver, k, cur, glo[k],
                             _rec(cnt, R, p_lo, p_hi, mine))
                 k += 1
                 j += 1
             head = tail = -1
             kept = 0
             left = False  # whether a Rec leaves the list (replaced by its parts)
-            r = ghd[mp, k]
+            r = ghd[k]
             while r >= 0:
                 nxt = R[r, NEXT]
                 if R[r, PLO] < p_hi and p_lo < R[r, PHI]:
@@ -797,13 +866,13 @@ def _write(st, p_lo, p_hi, lo, hi, idx, tk, dense, bw, nw, br, nr):
                     clean = False
                 head, tail = _link(R, head, tail, _rec(cnt, R, p_lo, p_hi, mine))
             else:
-                for g in range(_uncovered(R, spans, gaps, head, p_lo, p_hi)):
+                for g in range(_uncovered(cnt, R, spans, gaps, head, p_lo, p_hi)):
                     head, tail = _link(R, head, tail,
                                        _rec(cnt, R, gaps[g, 0], gaps[g, 1], mine))
-            ghd[mp, k] = head
+            ghd[k] = head
             if left:
-                gver[mp, k] = _version(cnt)
-            cur = ghi[mp, k]
+                gver[k] = _version(cnt)
+            cur = ghi[k]
             k += 1
         if cur < hi:
             _insert_seg(cnt, glo, ghi, ghd, gver, k, cur, hi,
@@ -821,9 +890,8 @@ def _inside(R, ghd, glo, i, n, p_lo, p_hi, lo, hi):
     """Whether every Rec of the segments from i that start before hi overlaps
     partitions [p_lo, p_hi) and lies inside them (a dense write of the box then keeps
     none of them: _clean_write)."""
-    mp = lo >> MAP_SHIFT
-    while i < n and glo[mp, i] < hi:
-        r = ghd[mp, i]
+    while i < n and glo[i] < hi:
+        r = ghd[i]
         while r >= 0:
             a, b = R[r, PLO], R[r, PHI]
             if not (a < p_hi and p_lo < b and p_lo <= a and b <= p_hi):
@@ -841,49 +909,48 @@ def _clean_write(cnt, glo, ghi, ghd, gver, R, RD, WC, i, p_lo, p_hi, lo, hi, idx
     same segments in one move of the later ones. The writers' count (the readers' in
     cnt[NREAD])."""
     mp = lo >> MAP_SHIFT
-    n = cnt[SEGS + mp]
+    n = _end(cnt, mp)
     j = i
-    while j < n and glo[mp, j] < hi:
-        r = ghd[mp, j]
+    while j < n and glo[j] < hi:
+        r = ghd[j]
         while r >= 0:
             nw = _writers_out(R, WC, r, idx, bw, nw)
             nr = _readers_out(R, RD, r, idx, br, nr)
             r = R[r, NEXT]
         j += 1
     cnt[NREAD] = nr
-    left = j > i and glo[mp, i] < lo  # segment i keeps its part before lo
-    right = j > i and ghi[mp, j - 1] > hi  # segment j - 1's part after hi: its Recs
-    r_hi = ghi[mp, j - 1] if right else hi
-    r_head = ghd[mp, j - 1] if right else -1
+    left = j > i and glo[i] < lo  # segment i keeps its part before lo
+    right = j > i and ghi[j - 1] > hi  # segment j - 1's part after hi: its Recs
+    r_hi = ghi[j - 1] if right else hi
+    r_head = ghd[j - 1] if right else -1
     if right and left and j - 1 == i:  # (the part before lo keeps them: copies)
         r_head = _copies(cnt, R, RD, r_head)
     new = _rec(cnt, R, p_lo, p_hi, _cell(cnt, WC, idx, -1))
     d = left + 1 + right - (j - i)
-    if n + d > glo.shape[1]:
+    if n + d > _start(cnt, mp + 1):
         raise IndexError("segments")
-    _shift_segs(glo, ghi, ghd, gver, mp, j, n, d)
+    _shift_segs(glo, ghi, ghd, gver, j, n, d)
     x = i
     if left:  # (its Recs stay: so does its version)
-        ghi[mp, x] = lo
+        ghi[x] = lo
         x += 1
-    glo[mp, x], ghi[mp, x], ghd[mp, x] = lo, hi, new
-    gver[mp, x] = _version(cnt)
+    glo[x], ghi[x], ghd[x] = lo, hi, new
+    gver[x] = _version(cnt)
     if right:
-        glo[mp, x + 1], ghi[mp, x + 1], ghd[mp, x + 1] = hi, r_hi, r_head
-        gver[mp, x + 1] = _version(cnt)
-    cnt[SEGS + mp] = n + d
-    cnt[MOST_SEGS] = max(cnt[MOST_SEGS], n + d)
+        glo[x + 1], ghi[x + 1], ghd[x + 1] = hi, r_hi, r_head
+        gver[x + 1] = _version(cnt)
+    _set_end(cnt, mp, n + d)
     return nw
 
 @helper
 def _merge_segs(cnt, glo, ghi, ghd, gver, mp, i, j):
-    """Segments i..j-1 of map mp become one: [glo[mp, i], ghi[mp, j - 1]) with segment
+    """Segments i..j-1 of map mp become one: [glo[i], ghi[j - 1]) with segment
     i's Recs."""
-    ghi[mp, i] = ghi[mp, j - 1]
+    ghi[i] = ghi[j - 1]
     d = j - i - 1
-    n = cnt[SEGS + mp]
-    _shift_segs(glo, ghi, ghd, gver, mp, j, n, -d)
-    cnt[SEGS + mp] = n - d
+    n = _end(cnt, mp)
+    _shift_segs(glo, ghi, ghd, gver, j, n, -d)
+    _set_end(cnt, mp, n - d)
 
 # -- filtered maps (HBM) ------------------------------------------------------------
 @helper
@@ -898,13 +965,13 @@ def _reader(cnt, R, RD, r, tk):
     return -1
 
 @helper_inline
-def _narrow(st, mp, g, p_lo, p_hi, idx, tk):
+def _narrow(st, g, p_lo, p_hi, idx, tk):
     """SpaceMap._narrow on segment g: split the first and the last Rec the read
     overlaps (in partition order) where they straddle it and another reader of its
     track would be replaced."""
     cnt, ghd, R, RD = st[0], st[3], st[4], st[5]
     first = last = -1
-    r = ghd[mp, g]
+    r = ghd[g]
     while r >= 0:
         if R[r, PLO] < p_hi and p_lo < R[r, PHI]:
             if first < 0 or R[r, PLO] < R[first, PLO]:
@@ -912,18 +979,18 @@ def _narrow(st, mp, g, p_lo, p_hi, idx, tk):
             if last < 0 or R[r, PLO] > R[last, PLO]:
                 last = r
         r = R[r, NEXT]
-    _narrow_rec(cnt, ghd, st[12], R, RD, mp, g, first, p_lo, p_hi, idx, tk)
+    _narrow_rec(cnt, ghd, st[12], R, RD, g, first, p_lo, p_hi, idx, tk)
     if last != first:
-        _narrow_rec(cnt, ghd, st[12], R, RD, mp, g, last, p_lo, p_hi, idx, tk)
+        _narrow_rec(cnt, ghd, st[12], R, RD, g, last, p_lo, p_hi, idx, tk)
 
 @helper
-def _narrow_rec(cnt, ghd, gver, R, RD, mp, g, r, p_lo, p_hi, idx, tk):
+def _narrow_rec(cnt, ghd, gver, R, RD, g, r, p_lo, p_hi, idx, tk):
     if r < 0 or not (R[r, PLO] < p_lo or R[r, PHI] > p_hi):
         return
     v = _reader(cnt, R, RD, r, tk)
     if v == -1 or v == idx:
         return
-    gver[mp, g] = _version(cnt)
+    gver[g] = _version(cnt)
     head = tail = -1
     if R[r, PLO] < p_lo:
         head, tail = _link(R, head, tail, _copy(cnt, R, RD, r, R[r, PLO], p_lo))
@@ -932,10 +999,10 @@ def _narrow_rec(cnt, ghd, gver, R, RD, mp, g, r, p_lo, p_hi, idx, tk):
     if R[r, PHI] > p_hi:
         head, tail = _link(R, head, tail, _copy(cnt, R, RD, r, p_hi, R[r, PHI]))
     R[tail, NEXT] = R[r, NEXT]  # the parts take r's place
-    if ghd[mp, g] == r:
-        ghd[mp, g] = head
+    if ghd[g] == r:
+        ghd[g] = head
         return
-    x = ghd[mp, g]
+    x = ghd[g]
     while R[x, NEXT] != r:
         x = R[x, NEXT]
     R[x, NEXT] = head
@@ -956,8 +1023,8 @@ def _query_walk(st, p_lo, p_hi, lo, hi, idx, bw, nw, br, nr, readers):
     cnt, glo, ghd, R = st[0], st[1], st[3], st[4]
     mp = lo >> MAP_SHIFT
     i = _first(cnt, glo, st[2], lo)
-    while i < cnt[SEGS + mp] and glo[mp, i] < hi:
-        r = ghd[mp, i]
+    while i < _end(cnt, mp) and glo[i] < hi:
+        r = ghd[i]
         i += 1
         while r >= 0:
             if R[r, PLO] < p_hi and p_lo < R[r, PHI]:
