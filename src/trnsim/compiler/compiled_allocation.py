@@ -33,6 +33,7 @@ from .arena import Arena
 from .plan import MemoryPlan, Placement, Steps
 
 FALLBACK = -1
+_UNUSED = np.iinfo(np.int64).max  # (a block's first use, before any)
 _INDEX = attrgetter("index")
 _CHUNK = 1 << 11  # accesses moved per chunk (the virtual and physical ones of a chunk
 # are alive together)
@@ -480,16 +481,15 @@ class _Uses:
         del nb
         _, first = np.unique(g_ins * max(nbl, 1) + gblock, return_index=True)
         del _
-        first.sort()
+        first.sort(kind="stable")  # (nearly sorted already: timsort's case)
         m_block, m_ins = gblock[first], g_ins[first]
         del first, gblock, g_ins
-        self.first = np.full(nbl, -1, np.int64)
+        # each block's first and last instruction (m_ins does not decrease)
+        self.first = np.full(nbl, _UNUSED, np.int64)
+        np.minimum.at(self.first, m_block, m_ins)
+        self.first[self.first == _UNUSED] = -1
         self.last = np.full(nbl, -1, np.int64)
-        once, k = np.unique(m_block, return_index=True)  # m_ins does not decrease
-        self.first[once] = m_ins[k]
-        once, k = np.unique(m_block[::-1], return_index=True)
-        self.last[once] = m_ins[::-1][k]
-        del once, k
+        np.maximum.at(self.last, m_block, m_ins)
         is_first = m_ins == self.first[m_block]
         is_last = m_ins == self.last[m_block]
         self.placements = int(is_first.sum())

@@ -22,7 +22,7 @@ made (`moved`), so they are not read again.
 """
 from __future__ import annotations
 
-from itertools import chain, compress, count
+from itertools import chain, compress
 from operator import attrgetter, itemgetter, methodcaller
 
 import numpy as np
@@ -116,29 +116,30 @@ def _build(instrs, fields) -> tuple:
     del reads, writes
     m = len(flat)
     acc = cols.acc = np.zeros((m, len(ACC)), np.int64)
+    # (column, Access field) of the ints read: the box, core, bytes, `fields`
+    ints = [(acc[:, k], _FIELD[ACC[k]]) for k in range(P_LO, HI + 1)]
     extra = [np.empty(m, np.int64) for _ in range(2 + len(fields))]  # core, bytes, fields
+    ints += zip(extra, (_CORE, _BYTES, *fields))
     code: dict = {}  # space name -> number, in order of first use
-    # a chunk of accesses at a time (its ints: a small array), in one pass of C over
-    # the tuples (the fastest way to read them found)
-    ints = itemgetter(*_BOX, *_CORE_BYTES, *fields)
-    k = 6 + len(fields)
+    shapes = _Shapes()
+    # a chunk of accesses at a time, transposed (each field a tuple: the fastest way to
+    # read them found), its int fields made arrays
     for c in range(0, m, _CHUNK):
-        part = flat[c:c + _CHUNK]
-        e = c + len(part)
-        got = np.fromiter(chain.from_iterable(map(ints, part)), np.int64, k * len(part))
-        got = got.reshape(len(part), k)
-        acc[c:e, P_LO:HI + 1] = got[:, :4]
-        for j, column in enumerate(extra):
-            column[c:e] = got[:, 4 + j]
+        fields_of = list(zip(*flat[c:c + _CHUNK]))
+        e = c + len(fields_of[0])
+        for column, k in ints:
+            column[c:e] = np.fromiter(fields_of[k], np.int64, e - c)
+        names = fields_of[_SPACE]
         try:
-            spaces = np.fromiter(map(code.__getitem__, map(_SPACE_OF, part)), np.int64,
-                                 len(part))
+            spaces = np.fromiter(map(code.__getitem__, names), np.int64, e - c)
         except KeyError:  # names not met before (few: all known after the first chunk)
-            for name in dict.fromkeys(map(_SPACE_OF, part)):
+            for name in dict.fromkeys(names):
                 code.setdefault(name, len(code))
-            spaces = np.fromiter(map(code.__getitem__, map(_SPACE_OF, part)), np.int64,
-                                 len(part))
+            spaces = np.fromiter(map(code.__getitem__, names), np.int64, e - c)
         acc[c:e, SPACE] = spaces
+        if "hbm" in code:
+            shapes.add(fields_of, np.flatnonzero(spaces == code["hbm"]).tolist())
+        del fields_of
     names = cols.spaces = list(code)
     cols.maps = []
     nbytes = extra[1]
@@ -156,35 +157,74 @@ def _build(instrs, fields) -> tuple:
         cols.maps = [(names[k // width], k % width) for k in np.flatnonzero(used).tolist()]
     acc[hbm, MAP] = -1
     if hbm.any():
-        at = np.flatnonzero(hbm)
-        _rows_forms(acc, at, [flat[x] for x in at.tolist()], nbytes[at])
+        _rows_forms(acc, np.flatnonzero(hbm), shapes.table(), nbytes[hbm])
     return cols, flat, extra
 
 
 # positions of the Access fields read (machine/access.py): the box; core and bytes;
 # alloc; space; what rows_form reads besides lo and hi
 _FIELD = {name: k for k, name in enumerate(Access._fields)}
-_BOX = tuple(_FIELD[f] for f in ("p_lo", "p_hi", "lo", "hi"))
-_CORE_BYTES = (_FIELD["core"], _FIELD["bytes"])
-_ALLOC = _FIELD["alloc"]
-_SPACE_OF = itemgetter(_FIELD["space"])
-_SHAPE_KEY = itemgetter(*(_FIELD[f] for f in ("pattern", "bytes", "contiguous_bytes",
-                                               "dtype")))
+_CORE, _BYTES, _ALLOC, _SPACE = (_FIELD[f] for f in ("core", "bytes", "alloc", "space"))
+_PATTERN, _CBYTES, _DTYPE = (_FIELD[f] for f in ("pattern", "contiguous_bytes", "dtype"))
 _ONE_RUN, _NO_FORM, _ROWS = range(3)
 _CHUNK = 1 << 14  # accesses read at a time
 
 
-def _rows_forms(acc, at, accesses, nbytes) -> None:
-    """Fill the rows form columns of the HBM accesses `accesses` (rows `at` of acc):
-    deps.rows_form, by the shape of each distinct (pattern, bytes, contiguous bytes,
-    dtype)."""
-    first: dict = {}  # shape key -> the first access with it (a hash per access)
-    at_first = np.fromiter(map(first.setdefault, map(_SHAPE_KEY, accesses), count()),
-                           np.int64, len(accesses))
-    table = np.zeros((len(accesses), 4), np.int64)
-    for key, x in first.items():
-        table[x] = _shape(*key)
-    shape = table[at_first]
+class _Shapes:
+    """The shape part of deps.rows_form (`_shape`) of each HBM access, in the row order
+    of the HBM accesses, computed once per distinct (pattern, bytes, contiguous bytes,
+    dtype): the patterns told apart first by object (the record's copies share theirs),
+    with NumPy, then by value. The accesses must stay alive meanwhile (the ids of their
+    patterns are compared)."""
+
+    def __init__(self):
+        self.keys: list = []  # per chunk (pattern id, bytes, contiguous bytes, dtype code)
+        self.patterns: list = []  # per chunk its HBM accesses' patterns
+        self.dtypes: dict = {}  # dtype -> code
+
+    def add(self, fields_of, at: list) -> None:
+        """Note the HBM accesses at positions `at` of the transposed chunk `fields_of`."""
+        if not at:
+            return
+        pick = itemgetter(*at) if len(at) > 1 else (lambda column: (column[at[0]],))
+        patterns = pick(fields_of[_PATTERN])
+        names = pick(fields_of[_DTYPE])
+        for name in set(names).difference(self.dtypes):
+            self.dtypes[name] = len(self.dtypes)
+        key = np.empty((len(at), 4), np.int64)
+        key[:, 0] = np.fromiter(map(id, patterns), np.int64, len(at))
+        key[:, 1] = np.fromiter(pick(fields_of[_BYTES]), np.int64, len(at))
+        key[:, 2] = np.fromiter(pick(fields_of[_CBYTES]), np.int64, len(at))
+        key[:, 3] = np.fromiter(map(self.dtypes.__getitem__, names), np.int64, len(at))
+        self.keys.append(key)
+        self.patterns.append(patterns)
+
+    def table(self):
+        """(kind, row pitch, rows, bytes per row) by HBM access."""
+        keys = np.concatenate(self.keys)
+        order = np.lexsort(keys.T)  # (np.unique by rows is slower)
+        ordered = keys[order]
+        starts = np.ones(len(keys), np.bool_)
+        starts[1:] = (ordered[1:] != ordered[:-1]).any(axis=1)
+        inverse = np.empty(len(keys), np.int64)
+        inverse[order] = np.cumsum(starts) - 1
+        first = order[starts]
+        patterns = list(chain.from_iterable(self.patterns))
+        dtype_of = list(self.dtypes)
+        by_value: dict = {}  # (pattern, bytes, contiguous bytes, dtype) -> its shape
+        shapes = []
+        for x, (_, nbytes, cbytes, dtype) in zip(first.tolist(), keys[first].tolist()):
+            value = (patterns[x], nbytes, cbytes, dtype_of[dtype])
+            if value not in by_value:
+                by_value[value] = _shape(*value)
+            shapes.append(by_value[value])
+        shapes = np.array(shapes, np.int64).reshape(-1, 4)
+        return shapes[inverse]
+
+
+def _rows_forms(acc, at, shape, nbytes) -> None:
+    """Fill the rows form columns of the HBM accesses at rows `at` of acc: deps.rows_form,
+    from their shape part (`shape`: _shape's tuple by access) and their bytes."""
     lo, hi = acc[at, LO], acc[at, HI]
     kind = np.where(nbytes >= hi - lo, _ONE_RUN, shape[:, 0])
     form = np.zeros((len(at), 5), np.int64)  # has, pitch, first, rows, run
