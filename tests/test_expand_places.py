@@ -42,3 +42,19 @@ def test_few_operands_are_placed_as_many_are(monkeypatch, n, hbm_share):
     for got in (small, large):
         for aid, own in zip(got[2], owned.tolist()):
             assert aid is allocs[aid].id if own else aid == -1
+
+
+def test_other_negative_ids_are_kept_as_they_are(monkeypatch):
+    """An operand without an allocation keeps its own (negative) id, whatever it is:
+    the NumPy path's one-pass lookup is for -1 alone."""
+    rng = np.random.default_rng(7)
+    allocs = _allocations(300)
+    nums = _operands(rng, 600, allocs, 0.5)
+    nums[::7, 5] = -2
+    monkeypatch.setattr(expand_copy, "_SMALL_PLACES", 0)
+    lo, hi, ids = expand_copy._places(nums, allocs)
+    want = [int(a) if a < 0 else allocs[int(a)].id for a in nums[:, 5]]
+    assert ids == want
+    assert ids.count(-2) == len(nums[::7]) and -1 in ids
+    base = np.where(nums[:, 5] >= 0, 4096 + 64 * nums[:, 5], 0)
+    assert lo == (nums[:, 3] + base).tolist() and hi == (nums[:, 4] + base).tolist()

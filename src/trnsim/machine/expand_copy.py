@@ -281,12 +281,17 @@ def _places(nums: np.ndarray, allocs: dict):
     else:
         base = np.zeros(len(nums), dtype=np.int64)
         base[owned] = vaddr
-    shared = map([al.id for al in made].__getitem__, at.tolist())
+    names = [al.id for al in made]
     if owned is None:
-        alloc = list(shared)
+        alloc = list(map(names.__getitem__, at.tolist()))
+    elif (aid[~owned] == -1).all():  # (HBM's -1 as one more name: one pass)
+        where = np.full(len(nums), len(names), dtype=np.int64)
+        where[owned] = at
+        names.append(-1)
+        alloc = list(map(names.__getitem__, where.tolist()))
     else:
         alloc = aid.tolist()
-        _put(alloc, np.flatnonzero(owned).tolist(), shared)
+        _put(alloc, np.flatnonzero(owned).tolist(), map(names.__getitem__, at.tolist()))
     return (nums[:, 3] + base).tolist(), (nums[:, 4] + base).tolist(), alloc
 
 

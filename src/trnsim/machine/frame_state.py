@@ -40,6 +40,7 @@ def frame_values(frame, before: dict | None = None):
     out, lists, tensors, held = {}, {}, {}, []
     if frame is None:
         return out, lists, tensors, held
+    classes = {}  # (see _state)
     for k, v in frame.f_locals.items():
         if type(v) is int:
             out[k] = v
@@ -50,14 +51,14 @@ def frame_values(frame, before: dict | None = None):
             head = v[:_ITEMS]  # tiles have no item state: a list of tiles only, none
             items = () if _ONLY_TILES.issuperset(map(type, head)) else \
                 [x for x in head if type(x) is not NkiTensor]
-            out[k] = ("list items", tuple(_state(x, _DEPTH - 1) for x in items
+            out[k] = ("list items", tuple(_state(x, _DEPTH - 1, classes) for x in items
                                           if tensor_core(x) is None))
         elif type(v) in PLAIN or type(v) is bytes:
             out[k] = ("=", v)
         elif not isinstance(v, _OPAQUE):
             old = before.get(k) if before is not None else None
             moved = type(old) is tuple and old[0] == "object" and old[1] != id(v)
-            out[k] = ("object", id(v), None if moved else _state(v, _DEPTH))
+            out[k] = ("object", id(v), None if moved else _state(v, _DEPTH, classes))
             held.append(v)
     glb = frame.f_globals
     for name in frame.f_code.co_names:
@@ -66,12 +67,13 @@ def frame_values(frame, before: dict | None = None):
             continue
         if isinstance(v, type) and not v.__module__.startswith(("trnsim.", "builtins")):
             out["class " + name] = ("class", tuple(  # a class attribute changing declines
-                (a, _state(x, 1)) for a, x in vars(v).items() if not isinstance(x, _OPAQUE)
+                (a, _state(x, 1, classes)) for a, x in vars(v).items()
+                if not isinstance(x, _OPAQUE)
                 and not a.startswith("__")))
         elif type(v) is int:  # an int's state is itself (no _state call)
             out["global " + name] = ("global", v)
         elif not isinstance(v, _OPAQUE) and tensor_core(v) is None:  # a global changing declines
-            out["global " + name] = ("global", _state(v, _DEPTH))
+            out["global " + name] = ("global", _state(v, _DEPTH, classes))
     return out, lists, tensors, held
 
 
@@ -88,10 +90,13 @@ def _list_state(v: list) -> tuple:
     return v, len(v), tuple(map(id, v))
 
 
-def _state(v, depth: int):
+def _state(v, depth: int, classes: dict):
     """A value's state, deep enough to see what a loop body changes through it: numbers
     and strings by value, containers by their items, objects by their attributes,
-    arrays by their bytes, generators by where they are; tensors by identity."""
+    arrays by their bytes, generators by where they are; tensors by identity.
+    `classes`: type -> its plain class attributes, read once per state of the frame
+    (nothing runs between its objects' reads that could set one; a frame holds a dozen
+    objects of a class such as the legacy Index, whose class dict is most of the cost)."""
     t = type(v)
     if t in PLAIN or t is int or t is bytes:
         return v
@@ -101,9 +106,10 @@ def _state(v, depth: int):
         depth = 1
     if isinstance(v, (list, tuple)):  # (tensor items: by the identities alone)
         return (t.__name__, len(v), tuple(map(id, v[:_IDS])),
-                tuple(_state(x, depth - 1) for x in v[:_ITEMS] if type(x) not in _TENSORS))
+                tuple(_state(x, depth - 1, classes) for x in v[:_ITEMS]
+                      if type(x) not in _TENSORS))
     if isinstance(v, dict):
-        return ("dict", tuple((_state(a, 1), _state(b, depth - 1))
+        return ("dict", tuple((_state(a, 1, classes), _state(b, depth - 1, classes))
                               for a, b in list(v.items())[:_ITEMS]), len(v))
     if isinstance(v, (set, frozenset)):
         return ("set", len(v), frozenset(map(id, v)))
@@ -115,7 +121,7 @@ def _state(v, depth: int):
     if isinstance(v, types.GeneratorType):
         f = v.gi_frame
         return ("generator", id(v), None if f is None else f.f_lasti,
-                None if f is None else _state(dict(f.f_locals), depth - 1))
+                None if f is None else _state(dict(f.f_locals), depth - 1, classes))
     attrs = getattr(v, "__dict__", None)
     slots = _SLOTS.get(t)
     if slots is None:
@@ -123,21 +129,24 @@ def _state(v, depth: int):
     own = list(attrs.items() if isinstance(attrs, dict) else ()) + \
         [(a, getattr(v, a)) for a in slots if hasattr(v, a)]
     if own:  # (objects of builtin types such as partial have an empty __dict__)
-        shared = [(a, x) for a, x in vars(t).items()  # class attributes a body may set
-                  if type(x) in PLAIN or type(x) is int]
+        shared = classes.get(t)
+        if shared is None:  # class attributes a body may set
+            shared = classes[t] = [(a, x) for a, x in vars(t).items()
+                                   if type(x) in PLAIN or type(x) is int]
         if depth == 1:  # (the attributes' _state at depth 0, inline: a common case)
             return (t.__name__, tuple((a, x if type(x) in _BY_VALUE else ("id", id(x)))
                                       for a, x in own + shared))
-        return (t.__name__, tuple((a, _state(x, depth - 1)) for a, x in own + shared))
+        return (t.__name__, tuple((a, _state(x, depth - 1, classes))
+                                  for a, x in own + shared))
     if isinstance(v, (collections.abc.Sequence, collections.abc.Set, bytearray)) \
             or t.__name__ == "deque":  # other containers: their items
         items = list(itertools.islice(v, _ITEMS))
-        return (t.__name__, len(v), tuple(_state(x, depth - 1) for x in items))
+        return (t.__name__, len(v), tuple(_state(x, depth - 1, classes) for x in items))
     try:  # builtin iterators, partials, ...: what would pickle them (where they are)
         parts = v.__reduce__()[1:]
     except Exception:  # noqa: BLE001 - no reduced form: by identity
         return ("id", id(v))
-    return (t.__name__, id(v), tuple(_state(p, depth) for p in parts))
+    return (t.__name__, id(v), tuple(_state(p, depth, classes) for p in parts))
 
 
 _SLOTS: dict = {}  # type -> the slot names of its classes
