@@ -119,8 +119,15 @@ def test_an_arena_with_a_live_view_is_not_reused():
     data = np.zeros(shape, np.uint8)
     view = data[1:, 5:]
     memory._recycle(data)
-    assert shape not in memory._SPARE_ARENAS
+    assert not any(a is data for a in memory._SPARE_ARENAS)
     del view
     memory._recycle(data)
     assert memory._arena(*shape) is data
-    memory._SPARE_ARENAS.pop(shape, None)
+    assert memory._arena(*shape) is not data  # (taken: a fresh one)
+
+
+def test_the_spare_arenas_are_bounded():
+    shapes = [(2, 100 + i) for i in range(memory._MAX_SPARES + 3)]
+    for shape in shapes:
+        memory._recycle(np.zeros(shape, np.uint8))
+    assert [a.shape for a in memory._SPARE_ARENAS] == shapes[-memory._MAX_SPARES:]

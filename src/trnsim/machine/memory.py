@@ -214,32 +214,36 @@ def _row_pitch(nbytes: int) -> int:
     return -(-nbytes // _PAGE) * _PAGE + _CACHE_LINE
 
 
-_SPARE_ARENAS: dict[tuple, list] = {}  # (partitions, row_bytes) -> data arrays to reuse
-_SPARES_PER_SHAPE = 2
+_SPARE_ARENAS: list = []  # arena arrays of finished runs, oldest first
+_MAX_SPARES = 4  # (one run of an LNC=2 kernel leaves four: SBUF and PSUM per core)
 
 
 def _arena(partitions: int, row_bytes: int) -> np.ndarray:
     """A (partitions x row_bytes) byte array for an arena's `data`: one that a finished
     run left, else a fresh one. (Its bytes are never read before they are written: a
     placement fills its columns first. Reuse spares a run the page faults of the memory
-    its tiles touch, some 4 ms of a 32-tile softmax.)"""
-    spare = _SPARE_ARENAS.get((partitions, row_bytes))
-    while spare:
+    its tiles touch: zeroing the 2 MiB pages NumPy asks for, 4-9 ms a run.)"""
+    for i in range(len(_SPARE_ARENAS) - 1, -1, -1):
         try:
-            return spare.pop()
-        except IndexError:  # (another core's thread took the last one)
+            if _SPARE_ARENAS[i].shape == (partitions, row_bytes):
+                return _SPARE_ARENAS.pop(i)
+        except IndexError:  # (another core's thread took one meanwhile)
             break
     return np.zeros((partitions, row_bytes), dtype=np.uint8)
 
 
 def _recycle(data: np.ndarray) -> None:
     """Keep an arena's `data`, which its memory no longer holds, for `_arena`, unless
-    something else still refers to it (a view of it: every view's base is the array)."""
+    something else still refers to it (a view of it: every view's base is the array).
+    Only the newest few are kept, bounding the memory held between runs."""
     if sys.getrefcount(data) > 3:  # (the caller's name, this frame's and the call's)
         return
-    spare = _SPARE_ARENAS.setdefault(data.shape, [])
-    if len(spare) < _SPARES_PER_SHAPE:
-        spare.append(data)
+    _SPARE_ARENAS.append(data)
+    while len(_SPARE_ARENAS) > _MAX_SPARES:
+        try:
+            _SPARE_ARENAS.pop(0)
+        except IndexError:
+            break
 
 
 @dataclass
