@@ -208,7 +208,8 @@ def _layout(t: NkiTensor):
     read and write of the operand, and loops reuse their tiles."""
     st, isz = t.storage, t.dtype.itemsize
     rb = st.arena_row_bytes if st.on_chip else 0
-    key = (st.column, st.partition, rb, t.offset, t.strides, t.shape, isz)
+    key = (st.column, st.data_partition if st.on_chip else 0, rb, t.offset, t.strides,
+           t.shape, isz)
     hit = t.__dict__.get("_np_layout")
     if hit is not None and hit[0] == key:
         return hit[1]
@@ -219,7 +220,7 @@ def _layout(t: NkiTensor):
             a0, b0, parts = dec
             pmax = a0 + sum(a * (n - 1) for (a, b), n in zip(parts, t.shape))
             if a0 >= 0 and pmax < st.partitions and min(t.shape, default=1) > 0:
-                lay = ((st.partition + a0) * rb + st.column + b0 * isz,
+                lay = ((st.data_partition + a0) * rb + st.column + b0 * isz,
                        tuple(a * rb + b * isz for a, b in parts))
     else:
         e_max = t.offset + sum(s * (n - 1) for s, n in zip(t.strides, t.shape))
@@ -246,7 +247,7 @@ def _byte_index(t: NkiTensor, e: np.ndarray):
     k = np.arange(isz, dtype=np.int64)
     if st.on_chip:
         p, r = np.divmod(e, t.row_elems)
-        return (st.partition + p)[..., None], st.column + r[..., None] * isz + k
+        return (st.data_partition + p)[..., None], st.column + r[..., None] * isz + k
     return None, e[..., None] * isz + k
 
 
