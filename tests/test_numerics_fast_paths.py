@@ -435,8 +435,8 @@ def test_ufunc_activations_round_the_float64_result_once(name):
 
 @nki.jit
 def many_live_tiles(x):
-    """More live SBUF tiles than the physical SBUF holds (the arena's arrays grow while
-    they are alive), each written with its own value, then all read back."""
+    """More live SBUF tiles than the physical SBUF holds, each written with its own
+    value, then all read back."""
     tiles = []
     for i in range(120):
         t = nl.ndarray(x.shape, x.dtype, buffer=nl.sbuf)
@@ -447,7 +447,7 @@ def many_live_tiles(x):
     return tuple(store(t) for t in tiles[::17]) + (store(half),)
 
 
-def test_arena_growth_keeps_live_values():
+def test_many_live_tiles_keep_their_values():
     x = np.random.default_rng(9).standard_normal((128, 512)).astype(np.float32)
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
@@ -457,8 +457,6 @@ def test_arena_growth_keeps_live_values():
     np.testing.assert_array_equal(outs[-1][:, :256], x[:, :256])
     assert np.isnan(outs[-1][:, 256:]).all()
     assert [w.category for w in seen] == [trnsim.UninitializedReadWarning]
-    sbuf = run.cores[0].sbuf
-    assert sbuf.row_bytes > 2 * sbuf.virtual_base  # the arrays did grow
 
 
 @pytest.mark.parametrize("k, m, n", [(128, 64, 100), (128, 1, 512), (128, 128, 1),

@@ -138,14 +138,18 @@ def _same_values(got, want):
     np.testing.assert_array_equal(bits(got)[~nan], bits(want)[~nan])
 
 
-def test_arena_pitch_is_off_the_64k_cache_period_before_and_after_growth():
-    from trnsim.machine.memory import OnChipMemory
+def test_arena_and_tile_pitches_are_off_the_64k_cache_period():
+    """Rows of the arena and of a virtual tensor's own array (memory.py's `_tile`) are
+    an odd number of cache lines apart: never a multiple of 64 KiB, and not adjacent
+    (NumPy then loops over them row by row, as the NaN choices above assume)."""
+    from trnsim.machine.memory import OnChipMemory, _tile
     mem = OnChipMemory("sbuf", 0, 128, 196608, 64, "trn2")
-    for _ in range(2):
-        assert mem.row_bytes % 65536 and mem.row_bytes % 64 == 0
-        assert mem.row_bytes >= 2 * mem.virtual_base
-        assert mem.data.shape == (128, mem.row_bytes)
-        mem._grow_rows(mem.row_bytes + 1)
+    assert mem.row_bytes % 65536 and mem.row_bytes % 64 == 0
+    assert mem.row_bytes >= mem.virtual_base
+    assert mem.data.shape == (128, mem.row_bytes)
+    for nbytes in (4, 512, 1200, 8192, 65536):
+        pitch = _tile(128, nbytes).shape[1]
+        assert pitch > nbytes and pitch % 128 == 64
 
 
 @nki.jit

@@ -287,7 +287,7 @@ def _written(t: NkiTensor) -> bool:
     flags, ones = _flag_view(t)
     if flags is not None:  # a regular view: the flags as one word per element
         return bool((flags == ones).all())
-    init = t.storage.memory.init
+    init = t.storage.initialized
     return bool(init[_byte_index(t, element_offsets(t)[0])].all())
 
 

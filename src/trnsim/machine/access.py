@@ -157,6 +157,38 @@ def _limit(t: NkiTensor) -> int:
     return st.partitions * t.row_elems if st.on_chip else t.row_elems
 
 
+def _data(t: NkiTensor, writes_all: bool = False) -> np.ndarray:
+    """The data array of t's storage, for an access of `t`. An HBM buffer whose fill
+    pattern is laid down lazily (memory.py's `Unwritten`) gets it first in the blocks the
+    access touches; `writes_all`: every element of `t` is about to be written, so a
+    row-major contiguous `t` leaves the blocks it covers whole unfilled."""
+    st = t.storage
+    lazy = st.unwritten
+    if lazy is None:
+        return st.data
+    lay = _layout(t) if t.dyn is None else None
+    if lay is None:
+        lazy.before(0, st.row_bytes)
+    else:
+        isz = t.dtype.itemsize
+        lo = lay[0]
+        hi = lo + isz + sum(s * (n - 1) for s, n in zip(lay[1], t.shape))
+        lazy.before(lo, hi, covered=writes_all and _row_major(t))
+    if lazy.done:
+        st.unwritten = None
+    return st.buf
+
+
+def _row_major(t: NkiTensor) -> bool:
+    """Whether t's elements are consecutive in memory, in row-major order."""
+    step = 1
+    for s, n in zip(reversed(t.strides), reversed(t.shape)):
+        if n != 1 and s != step:
+            return False
+        step *= n
+    return True
+
+
 def _strided(t: NkiTensor, data: np.ndarray, dtype=None):
     """A NumPy view aliasing the bytes of `t` in `data` (its arena or buffer, or the
     same-shaped initialized-flags array), typed `dtype` (t's storage type), or None."""
@@ -176,7 +208,8 @@ def _layout(t: NkiTensor):
     read and write of the operand, and loops reuse their tiles."""
     st, isz = t.storage, t.dtype.itemsize
     rb = st.arena_row_bytes if st.on_chip else 0
-    key = (st.column, st.partition, rb, t.offset, t.strides, t.shape, isz)
+    key = (st.column, st.data_partition if st.on_chip else 0, rb, t.offset, t.strides,
+           t.shape, isz)
     hit = t.__dict__.get("_np_layout")
     if hit is not None and hit[0] == key:
         return hit[1]
@@ -187,7 +220,7 @@ def _layout(t: NkiTensor):
             a0, b0, parts = dec
             pmax = a0 + sum(a * (n - 1) for (a, b), n in zip(parts, t.shape))
             if a0 >= 0 and pmax < st.partitions and min(t.shape, default=1) > 0:
-                lay = ((st.partition + a0) * rb + st.column + b0 * isz,
+                lay = ((st.data_partition + a0) * rb + st.column + b0 * isz,
                        tuple(a * rb + b * isz for a, b in parts))
     else:
         e_max = t.offset + sum(s * (n - 1) for s, n in zip(t.strides, t.shape))
@@ -214,7 +247,7 @@ def _byte_index(t: NkiTensor, e: np.ndarray):
     k = np.arange(isz, dtype=np.int64)
     if st.on_chip:
         p, r = np.divmod(e, t.row_elems)
-        return (st.partition + p)[..., None], st.column + r[..., None] * isz + k
+        return (st.data_partition + p)[..., None], st.column + r[..., None] * isz + k
     return None, e[..., None] * isz + k
 
 
@@ -227,7 +260,7 @@ def read_converted(t: NkiTensor, convert, strict=False, op="") -> np.ndarray:
     """`convert(stored values)`, where `convert` returns a new array (a cast): for a
     regular view it is applied to the zero-copy view of the memory (one pass instead of
     a copy and then the cast)."""
-    view = _strided(t, t.storage.data)
+    view = _strided(t, _data(t))
     if view is None:
         return convert(read_raw(t, strict, op))
     if strict:
@@ -246,14 +279,15 @@ def read_raw_masked(t: NkiTensor, strict=False, op="", skip_oob=False):
     of bounds read as zero bytes and `keep` (bool per dim-0 row) marks the others
     (None when all rows are kept)."""
     st = t.storage
-    view = _strided(t, st.data)
+    data = _data(t)
+    view = _strided(t, data)
     if view is not None:
         if strict:
             _check_initialized(t, op)
         return np.array(view), None
     e, keep = element_offsets(t, skip_oob, op)
     rows, cols = _byte_index(t, e)
-    raw = st.data[rows, cols] if rows is not None else st.data[cols]
+    raw = data[rows, cols] if rows is not None else data[cols]
     gone = None if keep is None else ~keep.reshape((-1,) + (1,) * t.ndim)
     if gone is not None:
         raw = np.where(gone, 0, raw).astype(np.uint8)
@@ -285,7 +319,8 @@ def write_raw(t: NkiTensor, values: np.ndarray, skip_oob=False, mask=None, op=""
         mask = np.broadcast_to(np.asarray(mask, dtype=bool), t.shape)
         if mask.all():
             mask = None
-    view = _strided(t, st.data)
+    data = _data(t, writes_all=mask is None)
+    view = _strided(t, data)
     if view is not None:
         if mask is None:
             view[...] = values
@@ -309,11 +344,11 @@ def write_raw(t: NkiTensor, values: np.ndarray, skip_oob=False, mask=None, op=""
         e, raw = e[sel], raw[sel]
     rows, cols = _byte_index(t, e)
     if rows is not None:
-        st.data[rows, cols] = raw
+        data[rows, cols] = raw
         if flags:
             st.initialized[rows, cols] = True
     else:
-        st.data[cols] = raw
+        data[cols] = raw
         if flags:
             st.initialized[cols] = True
 
@@ -323,7 +358,7 @@ def writable_rows(t: NkiTensor) -> np.ndarray | None:
     elements in order along F; None where that is not one strided view of the memory
     (then write through `write_raw`). Whoever writes through it sets the
     initialized-flags where they are kept (`mark_written`)."""
-    view = _strided(t, t.storage.data)
+    view = _strided(t, _data(t))
     if view is None or (view.ndim > 2 and _contiguous_run(view) < math.prod(view.shape[1:])):
         return None  # (the (P, F) reshape would be a copy)
     return view.reshape(view.shape[0], -1)
@@ -338,7 +373,7 @@ def mark_written(t: NkiTensor) -> None:
 def add_raw(t: NkiTensor, values: np.ndarray, op="", flags=True) -> None:
     """t = t + values for a float32 `t` (values fp32, broadcastable to t.shape), in fp32
     with RNE: in place for a regular view, else a read and a write."""
-    view = _strided(t, t.storage.data)
+    view = _strided(t, _data(t))
     if view is None:
         write_raw(t, read_raw(t) + values, op=op, flags=flags)
         return

@@ -111,7 +111,7 @@ class HostArgs:
                  and r.dtype == st.base_dtype and r.is_contiguous())
         if whole and not st.born_initialized and id(st) not in self._handed:
             self._handed.add(id(st))
-            return st.buf.view(r.dtype.np).reshape(r.shape)
+            return st.data.view(r.dtype.np).reshape(r.shape)
         return read_raw(r)
 
     def write_back(self):

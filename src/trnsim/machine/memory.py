@@ -7,6 +7,7 @@ from __future__ import annotations
 import bisect
 import functools
 import itertools
+import sys
 import weakref
 from dataclasses import dataclass
 
@@ -33,6 +34,59 @@ def fill_pattern(dtype: DType) -> np.ndarray:
     return np.array([INT_FILL], dtype=dtype.np).view(np.uint8)
 
 
+class Unwritten:
+    """The fill pattern a fresh HBM buffer holds, laid down lazily: per 4 KiB block, the
+    blocks no access has touched yet still hold whatever `np.empty` gave. A read fills
+    the blocks it touches first; a write of every byte of a byte range only marks the
+    blocks inside it. (Filling a kernel's whole output at creation took a pass over
+    memory that its writes then repeated: some 7 ms of a 32 MiB softmax output.)"""
+    BLOCK = 4096
+
+    def __init__(self, buf: np.ndarray, dtype: DType):
+        self.buf = buf
+        pattern = fill_pattern(dtype)  # (its size divides BLOCK: blocks start in phase)
+        self.word = pattern.view(f"u{pattern.size}")[0]
+        self.pending = np.ones(-(-buf.size // self.BLOCK), dtype=bool)
+        self.left = self.pending.size
+
+    def before(self, lo: int, hi: int, covered: bool = False) -> None:
+        """Make bytes [lo, hi) hold their values before an access of them: fill the
+        pending blocks they touch, except, with `covered` (every byte of [lo, hi) is
+        about to be written), the blocks entirely inside, which are only marked."""
+        B, n = self.BLOCK, self.pending.size
+        b0, b1 = max(lo, 0) // B, min(-(-hi // B), n)
+        if b0 >= b1:
+            return
+        if covered:
+            i0 = -(-lo // B)
+            i1 = b1 if hi >= self.buf.size else hi // B  # (the last block may be short)
+            if i0 < i1:
+                self.pending[i0:i1] = False
+        todo = np.flatnonzero(self.pending[b0:b1])
+        if todo.size:
+            todo += b0
+            # runs of consecutive blocks, each filled with one assignment
+            cut = np.flatnonzero(np.diff(todo) != 1)
+            starts = todo[np.r_[0, cut + 1]]
+            ends = todo[np.r_[cut, todo.size - 1]] + 1
+            words = self.buf.view(self.word.dtype)
+            per = B // self.word.itemsize
+            for s, e in zip(starts.tolist(), ends.tolist()):
+                words[s * per:e * per] = self.word
+            self.pending[todo] = False
+        self.left = int(np.count_nonzero(self.pending)) if covered or todo.size else self.left
+
+    @property
+    def done(self) -> bool:
+        return self.left == 0
+
+
+def fresh_hbm(nbytes: int, dtype: DType) -> tuple[np.ndarray, Unwritten]:
+    """A new HBM buffer holding the fill pattern of `dtype` (lazily: its `Unwritten`)."""
+    buf = np.empty(nbytes, dtype=np.uint8)
+    return buf, Unwritten(buf, dtype)
+
+
 @dataclass(eq=False)
 class Storage:
     """The memory under a tensor and all its views.
@@ -40,9 +94,10 @@ class Storage:
     On-chip: partitions [partition, partition + partitions) x bytes [address,
     address + row_bytes) of `memory`. HBM: bytes [0, row_bytes) of its own buffer,
     placed at `address` in the core group's virtual HBM address space. On chip its
-    bytes are columns [column, column + row_bytes) of the arena's `data` rows: `address`
-    for a tensor placed explicitly, elsewhere for a virtually placed one (its values do
-    not depend on where they are kept; see OnChipMemory).
+    bytes are columns [column, column + row_bytes) of rows [data_partition,
+    data_partition + partitions) of `data`: the arena's, at its address, for a tensor
+    placed explicitly; its own array `own` for a virtually placed one (its values do not
+    depend on where they are kept; see OnChipMemory).
 
     A run without numerics never reads or writes values: its HBM tensors have no buffer
     (`buf` None) and its arenas no bytes (`data` None); only addresses and sizes exist.
@@ -77,6 +132,12 @@ class Storage:
     # not yet (written on the first use of `data`, or dropped by an instruction that
     # writes every byte first: isa/base.py)
     unfilled: np.ndarray | None = None
+    # HBM, numerics on: the fill pattern its buffer holds but does not yet (`Unwritten`);
+    # accesses go through machine/access.py, which fills only what they touch
+    unwritten: Unwritten | None = None
+    # on chip, placed virtually, numerics on: its own bytes, row_bytes per partition in
+    # rows a cache line apart (`_tile`), instead of columns of the arena's `data`
+    own: np.ndarray | None = None
 
     def __post_init__(self):
         if self.born_initialized:
@@ -89,7 +150,15 @@ class Storage:
     @property
     def data(self) -> np.ndarray:
         if not self.on_chip:
+            if self.unwritten is not None:  # (a use of the whole buffer)
+                self.unwritten.before(0, self.row_bytes)
+                self.unwritten = None
             return self.buf
+        if self.own is not None:
+            if self.unfilled is not None:
+                self.own[:, :self.row_bytes] = self.unfilled
+                self.unfilled = None
+            return self.own
         if self.unfilled is not None:
             self.memory.data[self.partition:self.partition + self.partitions,
                              self.column:self.column + self.row_bytes] = self.unfilled
@@ -111,6 +180,10 @@ class Storage:
 
     @property
     def initialized(self) -> np.ndarray | None:
+        if self.own is not None:
+            if self.init is None:
+                self.init = np.zeros(self.own.shape, dtype=bool)
+            return self.init
         if self.on_chip:
             return self.memory.init
         if self.init is None and self.buf is not None:
@@ -121,7 +194,12 @@ class Storage:
     @property
     def arena_row_bytes(self) -> int:
         """Bytes between consecutive partitions in `data` (on-chip only)."""
-        return self.memory.row_bytes
+        return self.own.shape[1] if self.own is not None else self.memory.row_bytes
+
+    @property
+    def data_partition(self) -> int:
+        """The row of `data` holding its first partition (on-chip only)."""
+        return 0 if self.own is not None else self.partition
 
 
 def next_fit(taken: list, size: int, cursor: int, base: int, limit: int,
@@ -154,6 +232,74 @@ def _row_pitch(nbytes: int) -> int:
     return -(-nbytes // _PAGE) * _PAGE + _CACHE_LINE
 
 
+_SPARE_ARENAS: list = []  # arena arrays of finished runs, oldest first
+_MAX_SPARES = 4  # (one run of an LNC=2 kernel leaves four: SBUF and PSUM per core)
+
+
+def _arena(partitions: int, row_bytes: int) -> np.ndarray:
+    """A (partitions x row_bytes) byte array for an arena's `data`: one that a finished
+    run left, else a fresh one. (Its bytes are never read before they are written: a
+    placement fills its columns first. Reuse spares a run the page faults of the memory
+    its tiles touch: zeroing the 2 MiB pages NumPy asks for, 4-9 ms a run.)"""
+    for i in range(len(_SPARE_ARENAS) - 1, -1, -1):
+        try:
+            if _SPARE_ARENAS[i].shape == (partitions, row_bytes):
+                return _SPARE_ARENAS.pop(i)
+        except IndexError:  # (another core's thread took one meanwhile)
+            break
+    return np.zeros((partitions, row_bytes), dtype=np.uint8)
+
+
+def _recycle(data: np.ndarray) -> None:
+    """Keep an arena's `data`, which its memory no longer holds, for `_arena`, unless
+    something else still refers to it (a view of it: every view's base is the array).
+    Only the newest few are kept, bounding the memory held between runs."""
+    if sys.getrefcount(data) > 3:  # (the caller's name, this frame's and the call's)
+        return
+    _SPARE_ARENAS.append(data)
+    while len(_SPARE_ARENAS) > _MAX_SPARES:
+        try:
+            _SPARE_ARENAS.pop(0)
+        except IndexError:
+            break
+
+
+_SPARE_TILES: dict[tuple, list] = {}  # shape -> byte arrays of dead virtual tensors
+_SPARE_TILE_BYTES = 64 << 20  # (at most, in all)
+_spare_bytes = [0]
+
+
+def _tile(partitions: int, nbytes: int) -> np.ndarray:
+    """A byte array for a virtual tensor's values, `nbytes` per partition: one a dead
+    tensor left (of this run or an earlier one: a loop's tiles stay in the host's caches
+    and mapped), else a new one. Its bytes are not read before they are written.
+
+    Its rows are an odd number of cache lines apart: not adjacent, so that NumPy loops
+    over a tile row by row as it did over the rows of an arena (which NaN an operation
+    on two NaNs gives depends on where its inner loops start and end), and a row's lines
+    do not share cache sets with the next row's."""
+    pitch = -(-nbytes // 128) * 128 + _CACHE_LINE
+    spare = _SPARE_TILES.get((partitions, pitch))
+    if spare:
+        try:
+            a = spare.pop()
+        except IndexError:  # (another core's thread took it)
+            pass
+        else:
+            _spare_bytes[0] -= a.nbytes
+            return a
+    return np.empty((partitions, pitch), dtype=np.uint8)
+
+
+def _spare_tile(a: np.ndarray) -> None:
+    """Keep the bytes of a dead virtual tensor for `_tile`, unless a view of them is
+    still alive (its base is the array) or the spares hold enough already."""
+    if sys.getrefcount(a) > 3 or _spare_bytes[0] + a.nbytes > _SPARE_TILE_BYTES:
+        return  # (the refcount: the caller's name, this frame's and the call's)
+    _SPARE_TILES.setdefault(a.shape, []).append(a)
+    _spare_bytes[0] += a.nbytes
+
+
 @dataclass
 class _Explicit:
     """A live explicitly placed tensor (for aliasing and capacity messages)."""
@@ -182,12 +328,13 @@ class OnChipMemory:
     bounds the simulator's own memory. Only a single block larger than the physical
     memory fails here, since no placement could ever hold it.
 
-    The values are kept in `data` (and the written-flags in `init`), (partitions x
-    row_bytes) arrays: an explicitly placed tensor at its address, so that overlapping
-    tensors share bytes; a virtually placed one wherever its bytes fit first past the
-    physical ones, reusing the columns of dead tensors at once (their virtual addresses
-    are reused only as the next-fit cursor comes round again), so a loop's tiles stay in
-    the host's caches and the arrays only grow to what is live at once.
+    The values of explicitly placed tensors are kept in `data` (and their written-flags
+    in `init`), (partitions x row_bytes) arrays, at their addresses, so that overlapping
+    tensors share bytes. A virtually placed tensor keeps its values in an array of its
+    own (`Storage.own`, and its flags in `Storage.init`), its partitions' rows one cache
+    line apart (`_tile`): NumPy copies into and out of a tile ran about 2x faster than
+    on rows an arena row apart. The arrays of dead tensors are reused at once, so a
+    loop's tiles stay in the host's caches.
 
     Fresh space holds the fill pattern (NaN / 4) and counts as unwritten for strict
     mode (the flags are made on first use). A run without numerics never reads or
@@ -205,19 +352,23 @@ class OnChipMemory:
         self.virtual_base = self._aligned(capacity)
         self.width = self.virtual_base  # of the virtual address space
         self.values = values
-        self.row_bytes = _row_pitch(2 * self.virtual_base)  # of `data` and `init`
-        self.data = np.zeros((partitions, self.row_bytes), dtype=np.uint8) if values else None
+        self.row_bytes = _row_pitch(capacity)  # of `data` and `init`
+        self.data = _arena(partitions, self.row_bytes) if values else None
         self._init = None  # made on first use (`init`)
         self._explicit: dict[int, _Explicit] = {}
         self._virtual: dict[int, tuple[int, int]] = {}  # id -> [start, end)
         self._taken: list[tuple[int, int]] = []  # the same spans, sorted
         self._cursor = self.virtual_base
-        # the data columns of the live virtual tensors: id -> [start, end), and sorted
-        self._columns: dict[int, tuple[int, int]] = {}
-        self._columns_taken: list[tuple[int, int]] = []
-        self._used = 0  # data columns below which any tensor was ever kept
+        self._owned: dict[int, np.ndarray] = {}  # id -> the bytes of a live virtual tensor
         self._dead: list[int] = []  # filled by finalizers; reaped before each use
         self._ids = itertools.count()
+
+    def __del__(self):
+        data, self.data = self.data, None
+        if data is not None:
+            _recycle(data)
+        while self._owned:
+            _spare_tile(self._owned.popitem()[1])
 
     @property
     def nbytes(self) -> int:
@@ -245,9 +396,9 @@ class OnChipMemory:
             span = self._virtual.pop(i, None)
             if span is not None:
                 self._taken.remove(span)
-            span = self._columns.pop(i, None)
-            if span is not None:
-                self._columns_taken.remove(span)
+            own = self._owned.pop(i, None)
+            if own is not None:
+                _spare_tile(own)
 
     def allocate(self, storage: Storage, dtype: DType, desc: str, block_bytes: int,
                  address=None) -> None:
@@ -275,20 +426,15 @@ class OnChipMemory:
                 f"{self.space.upper()} per partition; no placement or spill can hold it "
                 f"(split it into smaller tiles)", op="ndarray", location=storage.site)
         start = self._virtual_fit(nbytes)
-        storage.address = start
+        storage.address = storage.column = start
         key = next(self._ids)
-        column = self._column_fit(key, nbytes) if self.values else start
-        storage.column = column
-        if column + nbytes > self._used:
-            self._used = column + nbytes
         span = self._virtual[key] = (start, start + self._aligned(nbytes))
         bisect.insort(self._taken, span)
         self._cursor = span[1]
         if self.values:  # (no other tensor shares these bytes: fill on first use)
+            storage.column = 0
+            storage.own = self._owned[key] = _tile(storage.partitions, nbytes)
             storage.unfilled = _fill_row(dtype, nbytes)
-            if self._init is not None:
-                self._init[storage.partition:storage.partition + storage.partitions,
-                           column:column + nbytes] = False
         return key
 
     def _place_explicit(self, storage: Storage, dtype: DType, desc: str, address) -> int:
@@ -312,7 +458,6 @@ class OnChipMemory:
         storage.address = start
         key = next(self._ids)
         storage.column = column = start
-        self._used = max(self._used, column + nbytes)
         rows = slice(storage.partition, storage.partition + storage.partitions)
         cols = slice(column, column + nbytes)
         p_lo, p_hi = storage.partition, storage.partition + storage.partitions
@@ -354,32 +499,6 @@ class OnChipMemory:
 
     def _grow(self, width: int) -> None:
         self.width = max(width, 2 * self.width)
-
-    def _column_fit(self, key: int, nbytes: int) -> int:
-        """Data columns for the bytes of virtual tensor `key`: the first free ones past
-        the physical columns (the arrays grow when none are)."""
-        size = self._aligned(nbytes)
-        base = self.virtual_base
-        start = next_fit(self._columns_taken, size, base, base, self.row_bytes, self.align)
-        if start is None:
-            start = max(self._columns_taken[-1][1] if self._columns_taken else 0, base)
-            self._grow_rows(start + size)
-        span = self._columns[key] = (start, start + size)
-        bisect.insort(self._columns_taken, span)
-        return start
-
-    def _grow_rows(self, row_bytes: int) -> None:
-        row_bytes = _row_pitch(max(row_bytes, 2 * self.row_bytes))
-        used = self._used  # (past it both arrays are still zeros: nothing to copy)
-        data = np.zeros((self.partitions, row_bytes), dtype=np.uint8)
-        data[:, :used] = self.data[:, :used]
-        self.data = data
-        if self._init is not None:
-            init = np.zeros((self.partitions, row_bytes), dtype=bool)
-            init[:, :used] = self._init[:, :used]
-            self._init = init
-        self.row_bytes = row_bytes
-
 
 class HbmSpace:
     """Virtual HBM addresses for a group of cores; each tensor keeps its own buffer."""

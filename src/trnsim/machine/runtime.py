@@ -16,7 +16,7 @@ from ..chips import Chip, load_chip
 from ..numerics.dtypes import DType, as_dtype
 from .errors import NkiValidationError, kernel_location
 from .gc_pause import gc_paused
-from .memory import HbmSpace, OnChipMemory, Storage, fill_pattern
+from .memory import HbmSpace, OnChipMemory, Storage, fresh_hbm
 from .record import Allocation, Program
 from .tensor import MemoryRegion, NkiTensor, as_region
 
@@ -124,12 +124,11 @@ class Run:
                 self._shared_seen[key] = k + 1
                 if k < len(self._shared):
                     return self._shared[k]
-            buf = None
+            buf = unwritten = None
             if self.options.numerics:
-                nbytes = math.prod(shape) * dtype.itemsize
-                pattern = fill_pattern(dtype)  # np.tile: np.resize takes seconds per 64 MiB
-                buf = np.tile(pattern, -(-nbytes // pattern.size))[:nbytes]
+                buf, unwritten = fresh_hbm(math.prod(shape) * dtype.itemsize, dtype)
             t = self.hbm_tensor(buf, shape, dtype, region, name, site)
+            t.storage.unwritten = unwritten
             if region is MemoryRegion.shared_hbm:
                 self._shared.append(t)
             return t
