@@ -125,7 +125,9 @@ def _arrays(ls):
         cand_i.append(i)
         cand_g.append(g)
     nst = len(numbered)
-    ix = np.zeros((n, X_COLS), np.int64)
+    # (int32: indices of instructions, candidates and streams; a third of the issue
+    # loop's own memory at int64)
+    ix = np.zeros((n, X_COLS), np.int32)
     fx = np.zeros((n, F_COLS))
     ix[:, X_STREAM] = stream
     ix[:, X_FLOAT] = flt
@@ -141,6 +143,8 @@ def _arrays(ls):
     # row r of the candidates: row r - (first row of its instruction) of its group's
     rows = np.repeat(gstart[cg] - (np.cumsum(lens) - lens), lens) + np.arange(lens.sum())
     ncand = int(glen.sum())
+    if max(n, ncand) > np.iinfo(np.int32).max:  # (the int columns are int32)
+        return None
     cand_stream = np.fromiter(chain.from_iterable(g_streams), np.int64, ncand)[rows]
     cand_est = np.fromiter(chain.from_iterable(g_ests), np.float64, ncand)[rows]
     ci = np.repeat(np.asarray(cand_i, np.int64), lens)
@@ -156,7 +160,7 @@ def _arrays(ls):
     idbase = np.zeros(nst, np.int64)
     np.cumsum(nids[:-1], out=idbase[1:])
     ix[by, X_POS] = np.arange(len(by)) - idbase[stream[by]]
-    ids = by.astype(np.int64)
+    ids = by.astype(np.int32)
     fx[:, F_EST] = ls.est
     # DMA transfers: the cost model's figures, once per distinct cost (dicts are shared)
     dma = np.array([r[1] == "dma" for r in numbered], bool)
@@ -212,8 +216,8 @@ def _arrays(ls):
     start, succ, kind = ls._csr
     room = max(1, int(cap.sum()))
     return (ix, fx, sf, si, ids, start, succ, kind, cand_stream, cand_est, seg_base, left,
-            cur_seg, consts, np.zeros(room), np.zeros(room, np.int64),
-            np.zeros(room), np.zeros(room, np.int64), bool(ls.fenced),
+            cur_seg, consts, np.zeros(room), np.zeros(room, np.int32),
+            np.zeros(room), np.zeros(room, np.int32), bool(ls.fenced),
             ls.heuristic == "critical_path", numbered)
 
 
@@ -382,8 +386,8 @@ def _core(ix, fx, sf, si, ids, start, succ, kind, cand_stream, cand_est, seg_bas
     dma_free = np.zeros(ncore)
     cap = 3 * n + 1  # a push per _available, window release and issue at most
     tk = np.empty(cap)
-    ti = np.empty(cap, np.int64)
-    ts = np.empty(cap, np.int64)
+    ti = np.empty(cap, np.int32)
+    ts = np.empty(cap, np.int32)
     tsize = np.int64(0)  # (not a literal 0: one specialisation of each callee)
     arrivals = np.int64(0)
     come = np.empty(n, np.int64)  # scratch: instructions a window slide releases
