@@ -3,12 +3,13 @@ numba, over arrays.
 
     io = issue_order(ls)   # an IssueOrder, or None: run the Python list scheduler
 
-`_core` replays `run` operation for operation: the streams' `waiting` / `now` heaps and
-the lazily validated top heap with heapq's own sift algorithm and tuple order (float
-first, then the ints), windows with `later` released in arrival order, fence
-segments, engine assignment with the candidates' estimates worked out here in Python
-(in `_assign`'s candidate order, `shared_port` applied), the DMA queues' estimate and
-every float sum in the same order. `issue_order` then applies the assignments to the
+`_core` replays `run` operation for operation: the streams' `waiting` / `now` heaps
+with heapq's own sift algorithm and tuple order (float first, then the ints); for the
+lazily validated top heap, whose first current entry is the least of the streams' bests
+(start, index, stream), a tournament tree over the streams; windows with `later`
+released in arrival order, fence segments, engine assignment with the candidates'
+estimates worked out here in Python (in `_assign`'s candidate order, `shared_port`
+applied), the DMA queues' estimate and every float sum in the same order. `issue_order` then applies the assignments to the
 record (`ins.engine`, `ls.res`, `ls.est`) as `_assign` does.
 
 Falls back (returns None) for a program with a non-finite
@@ -22,7 +23,6 @@ from itertools import chain
 import numpy as np
 
 from ..machine.compiled import jit
-from . import compiled_heap as heap
 from ..timing.costs import dma_costs
 
 _RAW, _WAR = 0, 2  # schedule.py's edge kinds (_RAW, _WAW, _WAR, _ORDER)
@@ -125,7 +125,9 @@ def _arrays(ls):
         cand_i.append(i)
         cand_g.append(g)
     nst = len(numbered)
-    ix = np.zeros((n, X_COLS), np.int64)
+    # (int32: indices of instructions, candidates and streams; a third of the issue
+    # loop's own memory at int64)
+    ix = np.zeros((n, X_COLS), np.int32)
     fx = np.zeros((n, F_COLS))
     ix[:, X_STREAM] = stream
     ix[:, X_FLOAT] = flt
@@ -141,6 +143,8 @@ def _arrays(ls):
     # row r of the candidates: row r - (first row of its instruction) of its group's
     rows = np.repeat(gstart[cg] - (np.cumsum(lens) - lens), lens) + np.arange(lens.sum())
     ncand = int(glen.sum())
+    if max(n, ncand) > np.iinfo(np.int32).max:  # (the int columns are int32)
+        return None
     cand_stream = np.fromiter(chain.from_iterable(g_streams), np.int64, ncand)[rows]
     cand_est = np.fromiter(chain.from_iterable(g_ests), np.float64, ncand)[rows]
     ci = np.repeat(np.asarray(cand_i, np.int64), lens)
@@ -156,7 +160,7 @@ def _arrays(ls):
     idbase = np.zeros(nst, np.int64)
     np.cumsum(nids[:-1], out=idbase[1:])
     ix[by, X_POS] = np.arange(len(by)) - idbase[stream[by]]
-    ids = by.astype(np.int64)
+    ids = by.astype(np.int32)
     fx[:, F_EST] = ls.est
     # DMA transfers: the cost model's figures, once per distinct cost (dicts are shared)
     dma = np.array([r[1] == "dma" for r in numbered], bool)
@@ -212,8 +216,8 @@ def _arrays(ls):
     start, succ, kind = ls._csr
     room = max(1, int(cap.sum()))
     return (ix, fx, sf, si, ids, start, succ, kind, cand_stream, cand_est, seg_base, left,
-            cur_seg, consts, np.zeros(room), np.zeros(room, np.int64),
-            np.zeros(room), np.zeros(room, np.int64), bool(ls.fenced),
+            cur_seg, consts, np.zeros(room), np.zeros(room, np.int32),
+            np.zeros(room), np.zeros(room, np.int32), bool(ls.fenced),
             ls.heuristic == "critical_path", numbered)
 
 
@@ -236,6 +240,13 @@ def _plan(ls, key, by_key, numbered) -> list:
             return []
         plan.append((e, k))
     return plan
+
+
+# _core's widest helpers (_available, _push_best) are inlined into it: a compiled call
+# costs numba's reference counting of each array argument, which inlining prunes (the
+# core ~0.21 -> ~0.16 us an instruction on step 1); inlining the heap helpers too
+# tripled the first compile (~6 -> ~20 s) for no further gain
+inline = jit(inline="always")
 
 
 # -- heaps of (key, index) pairs at key[base:base+size], idx[...]: heapq's sift
@@ -291,10 +302,38 @@ def _pop2(key, idx, base, size):
         _sift_down2(key, idx, base, 0, pos)
     return size
 
-# -- the top heap of (start, index, stream) triples (compiler/compiled_heap.py)
+# -- the top heap: a tournament tree over the streams of their bests
 @jit
-def _push_best(k, fx, sf, si, wkey, widx, nkey, nidx, use_prio, tk, ti, ts, tsize):
-    """_ListScheduler._push_best for stream k; returns the top heap's new size."""
+def _before(a, b, sf, si):
+    """Stream a's best (start, index, stream) comes before stream b's (heapq's tuple
+    order; -1: no best, last)."""
+    if b < 0:
+        return a >= 0
+    if a < 0:
+        return False
+    fa, fb = sf[a, S_BEST], sf[b, S_BEST]
+    if fa != fb:
+        return fa < fb
+    ia, ib = si[a, T_BEST], si[b, T_BEST]
+    if ia != ib:
+        return ia < ib
+    return a < b
+
+@jit
+def _offer(k, sf, si, tree, leaves):
+    """Stream k's best changed: replay the tree's matches on its path to the root
+    (tree[1]: the stream with the least best, -1 where none has one)."""
+    node = leaves + k
+    tree[node] = k if si[k, T_HAS_BEST] else -1
+    node >>= 1
+    while node >= 1:
+        a, b = tree[2 * node], tree[2 * node + 1]
+        tree[node] = a if _before(a, b, sf, si) else b
+        node >>= 1
+
+@inline
+def _push_best(k, fx, sf, si, wkey, widx, nkey, nidx, use_prio, tree, leaves):
+    """_ListScheduler._push_best for stream k."""
     base = si[k, T_HBASE]
     free = sf[k, S_FREE]
     ws = si[k, T_WSIZE]
@@ -310,20 +349,20 @@ def _push_best(k, fx, sf, si, wkey, widx, nkey, nidx, use_prio, tk, ti, ts, tsiz
     elif ws > 0:
         bf, bi = wkey[base], widx[base]
     else:
-        si[k, T_HAS_BEST] = 0
-        return tsize
+        if si[k, T_HAS_BEST]:
+            si[k, T_HAS_BEST] = 0
+            _offer(k, sf, si, tree, leaves)
+        return
     if si[k, T_HAS_BEST] == 0 or bf != sf[k, S_BEST] or bi != si[k, T_BEST]:
         si[k, T_HAS_BEST] = 1
         sf[k, S_BEST] = bf
         si[k, T_BEST] = bi
-        tsize = heap.push(tk, ti, ts, 0, tsize, bf, bi, k)
-    return tsize
+        _offer(k, sf, si, tree, leaves)
 
-@jit
+@inline
 def _available(i, ix, fx, sf, si, cand_stream, cand_est, cur_seg, held, fenced,
-               wkey, widx, nkey, nidx, use_prio, tk, ti, ts, tsize, arrivals):
-    """_ListScheduler._available (with `_assign`); returns (top heap size,
-    arrivals)."""
+               wkey, widx, nkey, nidx, use_prio, tree, leaves, arrivals):
+    """_ListScheduler._available (with `_assign`); returns `arrivals`."""
     if fenced:
         c = ix[i, X_CORE]
         if ix[i, X_SEG] != cur_seg[c]:
@@ -333,7 +372,7 @@ def _available(i, ix, fx, sf, si, cand_stream, cand_est, cur_seg, held, fenced,
                 ix[held[c, 1], X_NEXT] = i
             held[c, 1] = i
             ix[i, X_NEXT] = -1
-            return tsize, arrivals
+            return arrivals
     if ix[i, X_FLOAT]:
         ready = fx[i, F_READY]
         k = -1
@@ -354,12 +393,12 @@ def _available(i, ix, fx, sf, si, cand_stream, cand_est, cur_seg, held, fenced,
         if ix[i, X_POS] >= si[k, T_HEAD] + si[k, T_LIMIT]:
             ix[i, X_ARRIVAL] = arrivals
             si[k, T_LATER] += 1
-            return tsize, arrivals + 1
+            return arrivals + 1
     base = si[k, T_HBASE]
     si[k, T_WSIZE] = _push2(wkey, widx, base, si[k, T_WSIZE], fx[i, F_READY], i)
     sf[k, S_QUEUED] += fx[i, F_EST]
-    return _push_best(k, fx, sf, si, wkey, widx, nkey, nidx, use_prio, tk, ti, ts,
-                      tsize), arrivals
+    _push_best(k, fx, sf, si, wkey, widx, nkey, nidx, use_prio, tree, leaves)
+    return arrivals
 
 @jit
 def _core(ix, fx, sf, si, ids, start, succ, kind, cand_stream, cand_est, seg_base,
@@ -380,26 +419,25 @@ def _core(ix, fx, sf, si, ids, start, succ, kind, cand_stream, cand_est, seg_bas
     ncore = cur_seg.shape[0]
     held = np.full((ncore, 2), -1, np.int64)  # per core: first, last held (X_NEXT)
     dma_free = np.zeros(ncore)
-    cap = 3 * n + 1  # a push per _available, window release and issue at most
-    tk = np.empty(cap)
-    ti = np.empty(cap, np.int64)
-    ts = np.empty(cap, np.int64)
-    tsize = np.int64(0)  # (not a literal 0: one specialisation of each callee)
-    arrivals = np.int64(0)
+    # run()'s top heap pops the least current entry, which is the least of the
+    # streams' bests: the tree keeps that
+    leaves = 1
+    while leaves < sf.shape[0]:
+        leaves *= 2
+    tree = np.full(2 * leaves, -1, np.int32)
+    arrivals = np.int64(0)  # (not a literal 0: one specialisation of each callee)
     come = np.empty(n, np.int64)  # scratch: instructions a window slide releases
     for i in range(n):
         if ix[i, X_NPRED] == 0:
-            tsize, arrivals = _available(i, ix, fx, sf, si, cand_stream, cand_est,
-                                         cur_seg, held, fenced, wkey, widx, nkey, nidx,
-                                         use_prio, tk, ti, ts, tsize, arrivals)
+            arrivals = _available(i, ix, fx, sf, si, cand_stream, cand_est, cur_seg,
+                                  held, fenced, wkey, widx, nkey, nidx, use_prio, tree,
+                                  leaves, arrivals)
     order = np.empty(n, np.int64)
     count = 0
     end = 0.0
-    while tsize > 0:
-        st, i, k = tk[0], ti[0], ts[0]
-        tsize = heap.pop(tk, ti, ts, 0, tsize)
-        if si[k, T_HAS_BEST] == 0 or sf[k, S_BEST] != st or si[k, T_BEST] != i:
-            continue  # stale
+    while tree[1] >= 0:
+        k = tree[1]
+        st, i = sf[k, S_BEST], si[k, T_BEST]
         base = si[k, T_HBASE]
         if si[k, T_NSIZE] > 0:
             si[k, T_NSIZE] = _pop2(nkey, nidx, base, si[k, T_NSIZE])
@@ -463,8 +501,8 @@ def _core(ix, fx, sf, si, ids, start, succ, kind, cand_stream, cand_est, seg_bas
                 si[k, T_WSIZE] = _push2(wkey, widx, base, si[k, T_WSIZE],
                                         fx[j, F_READY], j)
                 sf[k, S_QUEUED] += fx[j, F_EST]
-                tsize = _push_best(k, fx, sf, si, wkey, widx, nkey, nidx, use_prio,
-                                   tk, ti, ts, tsize)
+                _push_best(k, fx, sf, si, wkey, widx, nkey, nidx, use_prio, tree,
+                           leaves)
         # successors
         done = fx[i, F_DONE]
         for e in range(start[i], start[i + 1]):
@@ -481,10 +519,9 @@ def _core(ix, fx, sf, si, ids, start, succ, kind, cand_stream, cand_est, seg_bas
                 fx[s, F_READY] = t2
             ix[s, X_NPRED] -= 1
             if ix[s, X_NPRED] == 0:
-                tsize, arrivals = _available(s, ix, fx, sf, si, cand_stream, cand_est,
-                                             cur_seg, held, fenced, wkey, widx, nkey,
-                                             nidx, use_prio, tk, ti, ts, tsize,
-                                             arrivals)
+                arrivals = _available(s, ix, fx, sf, si, cand_stream, cand_est,
+                                      cur_seg, held, fenced, wkey, widx, nkey, nidx,
+                                      use_prio, tree, leaves, arrivals)
         if fenced:  # _segment_done
             c = ix[i, X_CORE]
             sg = ix[i, X_SEG]
@@ -496,13 +533,11 @@ def _core(ix, fx, sf, si, ids, start, succ, kind, cand_stream, cand_est, seg_bas
                 held[c, 1] = -1
                 while j >= 0:
                     nxt = ix[j, X_NEXT]
-                    tsize, arrivals = _available(j, ix, fx, sf, si, cand_stream,
-                                                 cand_est, cur_seg, held, fenced, wkey,
-                                                 widx, nkey, nidx, use_prio, tk, ti,
-                                                 ts, tsize, arrivals)
+                    arrivals = _available(j, ix, fx, sf, si, cand_stream, cand_est,
+                                          cur_seg, held, fenced, wkey, widx, nkey,
+                                          nidx, use_prio, tree, leaves, arrivals)
                     j = nxt
-        tsize = _push_best(k, fx, sf, si, wkey, widx, nkey, nidx, use_prio, tk, ti, ts,
-                           tsize)
+        _push_best(k, fx, sf, si, wkey, widx, nkey, nidx, use_prio, tree, leaves)
     if count != n:  # a fence or window cycle would be a bug: keep every instruction
         for i in range(n):
             if not ix[i, X_ISSUED]:
