@@ -1,7 +1,7 @@
 """A min-heap of (a, b, c) triples held in three arrays from position `off`, compiled:
 heapq's push and pop (the same sift order), for the compiled allocation's free spaces
-(by release time, compiler/compiled_allocation.py) and the compiled list scheduler's
-streams (by their best candidate, compiler/compiled_schedule.py)."""
+(by release time, compiler/compiled_allocation.py). (The compiled list scheduler keeps
+its own heaps of pairs and a tournament tree: compiler/compiled_schedule.py.)"""
 from __future__ import annotations
 
 from ..machine.compiled import jit
