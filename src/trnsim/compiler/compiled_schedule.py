@@ -9,12 +9,13 @@ lazily validated top heap, whose first current entry is the least of the streams
 (start, index, stream), a tournament tree over the streams; windows with `later`
 released in arrival order, fence segments, engine assignment with the candidates'
 estimates worked out here in Python (in `_assign`'s candidate order, `shared_port`
-applied), the DMA queues' estimate and every float sum in the same order. `issue_order` then applies the assignments to the
-record (`ins.engine`, `ls.res`, `ls.est`) as `_assign` does.
+applied), the DMA queues' estimate and every float sum in the same order.
+`issue_order` then applies the assignments to the record (`ins.engine`, `ls.res`,
+`ls.est`) as `_assign` does.
 
-Falls back (returns None) for a program with a non-finite
-estimate, DMA time or stream constant (a NaN would order heap tuples by identity in
-Python), or a floating instruction that could go to a DMA stream or has no candidate.
+Falls back (returns None) for a program with a non-finite estimate, DMA time or stream
+constant (a NaN would order heap tuples by identity in Python), or a floating
+instruction that could go to a DMA stream or has no candidate.
 """
 from __future__ import annotations
 
