@@ -15,6 +15,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .errors import OutOfBoundsError, UninitializedReadError, describe
+from .memory import row_major
 from .tensor import NkiTensor
 
 
@@ -173,20 +174,10 @@ def _data(t: NkiTensor, writes_all: bool = False) -> np.ndarray:
         isz = t.dtype.itemsize
         lo = lay[0]
         hi = lo + isz + sum(s * (n - 1) for s, n in zip(lay[1], t.shape))
-        lazy.before(lo, hi, covered=writes_all and _row_major(t))
+        lazy.before(lo, hi, covered=writes_all and row_major(t))
     if lazy.done:
         st.unwritten = None
     return st.buf
-
-
-def _row_major(t: NkiTensor) -> bool:
-    """Whether t's elements are consecutive in memory, in row-major order."""
-    step = 1
-    for s, n in zip(reversed(t.strides), reversed(t.shape)):
-        if n != 1 and s != step:
-            return False
-        step *= n
-    return True
 
 
 def _strided(t: NkiTensor, data: np.ndarray, dtype=None):

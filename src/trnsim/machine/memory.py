@@ -87,6 +87,16 @@ def fresh_hbm(nbytes: int, dtype: DType) -> tuple[np.ndarray, Unwritten]:
     return buf, Unwritten(buf, dtype)
 
 
+def row_major(t) -> bool:
+    """Whether the view t's elements are consecutive in memory, in row-major order."""
+    step = 1
+    for s, n in zip(reversed(t.strides), reversed(t.shape)):
+        if n != 1 and s != step:
+            return False
+        step *= n
+    return True
+
+
 @dataclass(eq=False)
 class Storage:
     """The memory under a tensor and all its views.
@@ -171,12 +181,7 @@ class Storage:
         if t.dyn is not None or t.offset or \
                 t.size * t.dtype.itemsize != self.partitions * self.row_bytes:
             return False
-        step = 1
-        for s, n in zip(reversed(t.strides), reversed(t.shape)):
-            if n != 1 and s != step:
-                return False
-            step *= n
-        return True
+        return row_major(t)
 
     @property
     def initialized(self) -> np.ndarray | None:
