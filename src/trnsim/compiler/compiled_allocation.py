@@ -56,29 +56,6 @@ def _bisect_lo(lo, off, n, key):
 
 
 @jit
-def _bisect_right(lo, hi, off, n, klo, khi):
-    """First k in [0, n) with (lo, hi)[off + k] > (klo, khi) (bisect.insort's place)."""
-    a, b = 0, n
-    while a < b:
-        m = (a + b) >> 1
-        x = lo[off + m]
-        if klo < x or (klo == x and khi < hi[off + m]):
-            b = m
-        else:
-            a = m + 1
-    return a
-
-
-@jit
-def _insert(lo, hi, when, off, n, k, vlo, vhi, vwhen):
-    for j in range(n, k, -1):
-        lo[off + j] = lo[off + j - 1]
-        hi[off + j] = hi[off + j - 1]
-        when[off + j] = when[off + j - 1]
-    lo[off + k], hi[off + k], when[off + k] = vlo, vhi, vwhen
-
-
-@jit
 def _splice(lo, hi, when, off, n, k0, k1, nlo, nhi, nwhen, nnew):
     """Replace items [k0, k1) of the n at off by the nnew of nlo/nhi/nwhen; returns the
     new count."""
@@ -96,14 +73,6 @@ def _splice(lo, hi, when, off, n, k0, k1, nlo, nhi, nwhen, nnew):
     for x in range(nnew):
         lo[off + k0 + x], hi[off + k0 + x], when[off + k0 + x] = nlo[x], nhi[x], nwhen[x]
     return n + shift
-
-
-@jit
-def _delete(lo, hi, when, off, n, k):
-    for j in range(k, n - 1):
-        lo[off + j] = lo[off + j + 1]
-        hi[off + j] = hi[off + j + 1]
-        when[off + j] = when[off + j + 1]
 
 
 @jit
@@ -149,8 +118,41 @@ def _merged(alo, ahi, aoff, an, rlo, rhi, rn, olo, ohi):
 
 
 @jit
+def _resident(blo, bhi, bwhen, off, n, olo, ohi):
+    """Arena.taken (the busy spans that are not cooling) into olo/ohi; its length."""
+    m = 0
+    for k in range(off, off + n):
+        if bwhen[k] < 0:
+            olo[m], ohi[m] = blo[k], bhi[k]
+            m += 1
+    return m
+
+
+@jit
+def _window_age_busy(s, size, capacity, blo, bhi, bwhen, boff, bn):
+    """Arena._window_age without reserved bytes: the resident blocks are the busy
+    spans that are not cooling; -2 for None."""
+    e = s + size
+    if s < 0 or e > capacity:
+        return -2
+    k = _bisect_lo(blo, boff, bn, s)
+    if k > 0 and bhi[boff + k - 1] > s:
+        k -= 1
+    age = -1
+    while k < bn and blo[boff + k] < e:
+        w = bwhen[boff + k]
+        if w < 0:
+            return -2
+        if w > age:
+            age = w
+        k += 1
+    return age
+
+
+@jit
 def _window_age(s, size, capacity, tlo, thi, toff, tn, blo, bhi, bwhen, boff, bn):
-    """Arena._window_age; -2 for None."""
+    """Arena._window_age over the resident spans tlo/thi (with reserved bytes); -2 for
+    None."""
     e = s + size
     if s < 0 or e > capacity:
         return -2
@@ -246,9 +248,6 @@ def _walk(ev_block, ev_at, ev_place, blk_arena, blk_bytes, blk_last, capacity, a
     blo = np.empty(nspan, np.int64)
     bhi = np.empty(nspan, np.int64)
     bwhen = np.empty(nspan, np.int64)  # release time of a cooling span, -1: resident
-    tlo = np.empty(nspan, np.int64)
-    thi = np.empty(nspan, np.int64)
-    twhen = np.empty(nspan, np.int64)
     # the cooling spans by (release, lo, hi): Arena's heap without its stale entries,
     # the window [qh, qt) of a region twice the spans an arena can have
     qoff = 2 * span_off + 2 * np.arange(na + 1)
@@ -258,7 +257,6 @@ def _walk(ev_block, ev_at, ev_place, blk_arena, blk_bytes, blk_last, capacity, a
     qh = (qoff[:na] + qoff[1:]) // 2
     qt = qh.copy()
     nb = np.zeros(na, np.int64)
-    nt = np.zeros(na, np.int64)
     cursor = np.zeros(na, np.int64)
     no_fresh = np.full(na, -1, np.int64)
     used = np.zeros(na, np.int64)
@@ -270,6 +268,8 @@ def _walk(ev_block, ev_at, ev_place, blk_arena, blk_bytes, blk_last, capacity, a
     mbhi = np.empty(mcap, np.int64)
     mtlo = np.empty(mcap, np.int64)
     mthi = np.empty(mcap, np.int64)
+    xlo = np.empty(mcap, np.int64)
+    xhi = np.empty(mcap, np.int64)
     rlo = np.empty(nex + 1, np.int64)
     rhi = np.empty(nex + 1, np.int64)
     new_lo = np.empty(3, np.int64)
@@ -285,15 +285,9 @@ def _walk(ev_block, ev_at, ev_place, blk_arena, blk_bytes, blk_last, capacity, a
         cap_spans = span_off[a + 1] - so
         if ev_place[e] == 0:  # release: Arena.vacate, then note at the next position
             lo, hi = start_out[b], start_out[b] + size_out[b]
-            n = nt[a]
-            k = _bisect_lo(tlo, so, n, lo)
-            if k == n or tlo[so + k] != lo or thi[so + k] != hi:
-                return FALLBACK
-            _delete(tlo, thi, twhen, so, n, k)
-            nt[a] = n - 1
             k = _bisect_lo(blo, so, nb[a], lo)
-            if k == nb[a] or blo[so + k] != lo or bhi[so + k] != hi:
-                return FALLBACK
+            if k == nb[a] or blo[so + k] != lo or bhi[so + k] != hi or bwhen[so + k] >= 0:
+                return FALLBACK  # (not resident: Arena.taken has no such span)
             bwhen[so + k] = i
             # (after every entry but those of the same release with a higher lo)
             k = qt[a]
@@ -322,13 +316,14 @@ def _walk(ev_block, ev_at, ev_place, blk_arena, blk_bytes, blk_last, capacity, a
                     nres += 1
             if nres:
                 fb = _merged(blo, bhi, so, nb[a], rlo, rhi, nres, mblo, mbhi)
-                ft = _merged(tlo, thi, so, nt[a], rlo, rhi, nres, mtlo, mthi)
+                nr = _resident(blo, bhi, bwhen, so, nb[a], xlo, xhi)
+                ft = _merged(xlo, xhi, 0, nr, rlo, rhi, nres, mtlo, mthi)
                 fblo, fbhi, fbo = mblo, mbhi, 0
                 ftlo, fthi, fto = mtlo, mthi, 0
             else:
-                fb, ft = nb[a], nt[a]
+                fb, ft = nb[a], -1  # (Arena.taken: made where needed)
                 fblo, fbhi, fbo = blo, bhi, so
-                ftlo, fthi, fto = tlo, thi, so
+                ftlo, fthi, fto = mtlo, mthi, 0
             start = -1
             if nres or no_fresh[a] < 0 or size < no_fresh[a]:
                 start = _next_fit(fblo, fbhi, fbo, fb, size, cursor[a], cap, al)
@@ -348,6 +343,9 @@ def _walk(ev_block, ev_at, ev_place, blk_arena, blk_bytes, blk_last, capacity, a
                         s = slo if t == 0 else last
                         if exact:
                             age = w
+                        elif nres == 0:
+                            age = _window_age_busy(s, size, cap, blo, bhi, bwhen, so,
+                                                   nb[a])
                         else:
                             age = _window_age(s, size, cap, ftlo, fthi, fto, ft,
                                               blo, bhi, bwhen, so, nb[a])
@@ -358,6 +356,8 @@ def _walk(ev_block, ev_at, ev_place, blk_arena, blk_bytes, blk_last, capacity, a
                 if best_age != -2:
                     start = best_s
                 else:
+                    if ft < 0:
+                        ft = _resident(blo, bhi, bwhen, so, nb[a], mtlo, mthi)
                     start = _next_fit(ftlo, fthi, fto, ft, size, cursor[a], cap, al)
             if start < 0:
                 return FALLBACK  # an eviction: the Python allocator
@@ -408,11 +408,6 @@ def _walk(ev_block, ev_at, ev_place, blk_arena, blk_bytes, blk_last, capacity, a
                 else:
                     _queue_close(qw, qlo, qhi, qh, qt, a, q)
             nb[a] = _splice(blo, bhi, bwhen, so, n, k0, k1, new_lo, new_hi, new_when, nnew)
-            if nt[a] == cap_spans:
-                return FALLBACK
-            kk = _bisect_right(tlo, thi, so, nt[a], lo, hi)
-            _insert(tlo, thi, twhen, so, nt[a], kk, lo, hi, -1)
-            nt[a] += 1
             cursor[a] = hi
             used[a] += hi - lo
             start_out[b], size_out[b] = lo, hi - lo
