@@ -6,7 +6,9 @@ numba, for programs in which every block fits where the policy places it.
 The virtual accesses become arrays (bulk conversion), each block's first and last use
 come from NumPy, and `_walk` places and frees the blocks exactly as `_Allocator.run`
 does with its Arenas (compiler/arena.py: next-fit with the cursor, else the free space
-released longest ago, PSUM footprints, explicit tensors' reservations, usage steps).
+released longest ago, PSUM footprints, explicit tensors' reservations, usage steps;
+Arena's heap of released spans as a sorted queue of just its valid entries, which a
+search reads without popping, and Arena.taken read off the busy spans).
 The moment a block would need an eviction (and so spills, reloads or compaction) the
 walk stops and `allocate_compiled` returns None before anything was changed: the whole
 program then goes through the Python allocator. Without spills no instruction is
