@@ -6,7 +6,9 @@ numba, for programs in which every block fits where the policy places it.
 The virtual accesses become arrays (bulk conversion), each block's first and last use
 come from NumPy, and `_walk` places and frees the blocks exactly as `_Allocator.run`
 does with its Arenas (compiler/arena.py: next-fit with the cursor, else the free space
-released longest ago, PSUM footprints, explicit tensors' reservations, usage steps).
+released longest ago, PSUM footprints, explicit tensors' reservations, usage steps;
+Arena's heap of released spans as a sorted queue of just its valid entries, which a
+search reads without popping, and Arena.taken read off the busy spans).
 The moment a block would need an eviction (and so spills, reloads or compaction) the
 walk stops and `allocate_compiled` returns None before anything was changed: the whole
 program then goes through the Python allocator. Without spills no instruction is
@@ -28,7 +30,6 @@ from ..machine.access import with_bytes_all
 from ..machine.compiled import jit
 from ..machine.record import Program
 from ..timing import access_columns
-from . import compiled_heap as heap
 from .arena import Arena
 from .plan import MemoryPlan, Placement, Steps
 
@@ -57,29 +58,6 @@ def _bisect_lo(lo, off, n, key):
 
 
 @jit
-def _bisect_right(lo, hi, off, n, klo, khi):
-    """First k in [0, n) with (lo, hi)[off + k] > (klo, khi) (bisect.insort's place)."""
-    a, b = 0, n
-    while a < b:
-        m = (a + b) >> 1
-        x = lo[off + m]
-        if klo < x or (klo == x and khi < hi[off + m]):
-            b = m
-        else:
-            a = m + 1
-    return a
-
-
-@jit
-def _insert(lo, hi, when, off, n, k, vlo, vhi, vwhen):
-    for j in range(n, k, -1):
-        lo[off + j] = lo[off + j - 1]
-        hi[off + j] = hi[off + j - 1]
-        when[off + j] = when[off + j - 1]
-    lo[off + k], hi[off + k], when[off + k] = vlo, vhi, vwhen
-
-
-@jit
 def _splice(lo, hi, when, off, n, k0, k1, nlo, nhi, nwhen, nnew):
     """Replace items [k0, k1) of the n at off by the nnew of nlo/nhi/nwhen; returns the
     new count."""
@@ -97,14 +75,6 @@ def _splice(lo, hi, when, off, n, k0, k1, nlo, nhi, nwhen, nnew):
     for x in range(nnew):
         lo[off + k0 + x], hi[off + k0 + x], when[off + k0 + x] = nlo[x], nhi[x], nwhen[x]
     return n + shift
-
-
-@jit
-def _delete(lo, hi, when, off, n, k):
-    for j in range(k, n - 1):
-        lo[off + j] = lo[off + j + 1]
-        hi[off + j] = hi[off + j + 1]
-        when[off + j] = when[off + j + 1]
 
 
 @jit
@@ -150,17 +120,41 @@ def _merged(alo, ahi, aoff, an, rlo, rhi, rn, olo, ohi):
 
 
 @jit
-def _cooling_get(blo, bhi, bwhen, off, n, lo, hi):
-    """Arena.cooling.get((lo, hi)): when it was released, or -1 (not cooling)."""
-    k = _bisect_lo(blo, off, n, lo)
-    if k < n and blo[off + k] == lo and bhi[off + k] == hi:
-        return bwhen[off + k]
-    return -1
+def _resident(blo, bhi, bwhen, off, n, olo, ohi):
+    """Arena.taken (the busy spans that are not cooling) into olo/ohi; its length."""
+    m = 0
+    for k in range(off, off + n):
+        if bwhen[k] < 0:
+            olo[m], ohi[m] = blo[k], bhi[k]
+            m += 1
+    return m
+
+
+@jit
+def _window_age_busy(s, size, capacity, blo, bhi, bwhen, boff, bn):
+    """Arena._window_age without reserved bytes: the resident blocks are the busy
+    spans that are not cooling; -2 for None."""
+    e = s + size
+    if s < 0 or e > capacity:
+        return -2
+    k = _bisect_lo(blo, boff, bn, s)
+    if k > 0 and bhi[boff + k - 1] > s:
+        k -= 1
+    age = -1
+    while k < bn and blo[boff + k] < e:
+        w = bwhen[boff + k]
+        if w < 0:
+            return -2
+        if w > age:
+            age = w
+        k += 1
+    return age
 
 
 @jit
 def _window_age(s, size, capacity, tlo, thi, toff, tn, blo, bhi, bwhen, boff, bn):
-    """Arena._window_age; -2 for None."""
+    """Arena._window_age over the resident spans tlo/thi (with reserved bytes); -2 for
+    None."""
     e = s + size
     if s < 0 or e > capacity:
         return -2
@@ -179,8 +173,71 @@ def _window_age(s, size, capacity, tlo, thi, toff, tn, blo, bhi, bwhen, boff, bn
 
 
 @jit
+def _bisect_age(qw, qlo, h, t, w, lo):
+    """First k in [h, t) with (qw, qlo)[k] >= (w, lo)."""
+    while h < t:
+        m = (h + t) >> 1
+        if qw[m] < w or (qw[m] == w and qlo[m] < lo):
+            h = m + 1
+        else:
+            t = m
+    return h
+
+
+@jit
+def _queue_open(qw, qlo, qhi, qoff, qh, qt, a, k):
+    """Room for one entry before the queue's item k (qh[a] <= k <= qt[a]): the shorter
+    side moves by one, the whole window to the middle of its region when that side is
+    against the region's edge; returns the free index."""
+    h, t = qh[a], qt[a]
+    if k - h <= t - k and h > qoff[a]:
+        for j in range(h, k):
+            qw[j - 1], qlo[j - 1], qhi[j - 1] = qw[j], qlo[j], qhi[j]
+        qh[a] = h - 1
+        return k - 1
+    if t == qoff[a + 1]:
+        if h == qoff[a]:  # (not reached: the region holds twice the spans there can be)
+            return -1
+        _queue_center(qw, qlo, qhi, qoff, qh, qt, a)
+        k += qh[a] - h
+        t = qt[a]
+    for j in range(t, k, -1):
+        qw[j], qlo[j], qhi[j] = qw[j - 1], qlo[j - 1], qhi[j - 1]
+    qt[a] = t + 1
+    return k
+
+
+@jit
+def _queue_center(qw, qlo, qhi, qoff, qh, qt, a):
+    h, t = qh[a], qt[a]
+    n = t - h
+    c = qoff[a] + (qoff[a + 1] - qoff[a] - n) // 2
+    if c < h:
+        for j in range(n):
+            qw[c + j], qlo[c + j], qhi[c + j] = qw[h + j], qlo[h + j], qhi[h + j]
+    elif c > h:
+        for j in range(n - 1, -1, -1):
+            qw[c + j], qlo[c + j], qhi[c + j] = qw[h + j], qlo[h + j], qhi[h + j]
+    qh[a], qt[a] = c, c + n
+
+
+@jit
+def _queue_close(qw, qlo, qhi, qh, qt, a, k):
+    """The queue's item k removed (the shorter side moves by one)."""
+    h, t = qh[a], qt[a]
+    if k - h < t - 1 - k:
+        for j in range(k, h, -1):
+            qw[j], qlo[j], qhi[j] = qw[j - 1], qlo[j - 1], qhi[j - 1]
+        qh[a] = h + 1
+    else:
+        for j in range(k, t - 1):
+            qw[j], qlo[j], qhi[j] = qw[j + 1], qlo[j + 1], qhi[j + 1]
+        qt[a] = t - 1
+
+
+@jit
 def _walk(ev_block, ev_at, ev_place, blk_arena, blk_bytes, blk_last, capacity, align,
-          ex_arena, ex_first, ex_last, ex_lo, ex_hi, span_off, heap_off, candidates,
+          ex_arena, ex_first, ex_last, ex_lo, ex_hi, span_off, candidates,
           start_out, size_out, order_out, note_arena, note_at, note_used, peak):
     """Place and free the blocks in event order (ev_place 1: placed for instruction
     ev_at; 0: freed after it) as _Allocator.run does; fills start/size_out per block,
@@ -193,16 +250,15 @@ def _walk(ev_block, ev_at, ev_place, blk_arena, blk_bytes, blk_last, capacity, a
     blo = np.empty(nspan, np.int64)
     bhi = np.empty(nspan, np.int64)
     bwhen = np.empty(nspan, np.int64)  # release time of a cooling span, -1: resident
-    tlo = np.empty(nspan, np.int64)
-    thi = np.empty(nspan, np.int64)
-    twhen = np.empty(nspan, np.int64)
-    nheap = heap_off[na]
-    hw = np.empty(nheap, np.int64)
-    hlo = np.empty(nheap, np.int64)
-    hhi = np.empty(nheap, np.int64)
+    # the cooling spans by (release, lo, hi): Arena's heap without its stale entries,
+    # the window [qh, qt) of a region twice the spans an arena can have
+    qoff = 2 * span_off + 2 * np.arange(na + 1)
+    qw = np.empty(qoff[na], np.int64)
+    qlo = np.empty(qoff[na], np.int64)
+    qhi = np.empty(qoff[na], np.int64)
+    qh = (qoff[:na] + qoff[1:]) // 2
+    qt = qh.copy()
     nb = np.zeros(na, np.int64)
-    nt = np.zeros(na, np.int64)
-    nh = np.zeros(na, np.int64)
     cursor = np.zeros(na, np.int64)
     no_fresh = np.full(na, -1, np.int64)
     used = np.zeros(na, np.int64)
@@ -214,37 +270,35 @@ def _walk(ev_block, ev_at, ev_place, blk_arena, blk_bytes, blk_last, capacity, a
     mbhi = np.empty(mcap, np.int64)
     mtlo = np.empty(mcap, np.int64)
     mthi = np.empty(mcap, np.int64)
+    xlo = np.empty(mcap, np.int64)
+    xhi = np.empty(mcap, np.int64)
     rlo = np.empty(nex + 1, np.int64)
     rhi = np.empty(nex + 1, np.int64)
     new_lo = np.empty(3, np.int64)
     new_hi = np.empty(3, np.int64)
     new_when = np.empty(3, np.int64)
-    tried_w = np.empty(candidates, np.int64)
-    tried_lo = np.empty(candidates, np.int64)
-    tried_hi = np.empty(candidates, np.int64)
     nnotes = 0
     nplaced = 0
     for e in range(ev_block.shape[0]):
         b = ev_block[e]
         a = blk_arena[b]
         i = ev_at[e]
-        so, ho = span_off[a], heap_off[a]
+        so = span_off[a]
         cap_spans = span_off[a + 1] - so
         if ev_place[e] == 0:  # release: Arena.vacate, then note at the next position
             lo, hi = start_out[b], start_out[b] + size_out[b]
-            n = nt[a]
-            k = _bisect_lo(tlo, so, n, lo)
-            if k == n or tlo[so + k] != lo or thi[so + k] != hi:
-                return FALLBACK
-            _delete(tlo, thi, twhen, so, n, k)
-            nt[a] = n - 1
             k = _bisect_lo(blo, so, nb[a], lo)
-            if k == nb[a] or blo[so + k] != lo or bhi[so + k] != hi:
-                return FALLBACK
+            if k == nb[a] or blo[so + k] != lo or bhi[so + k] != hi or bwhen[so + k] >= 0:
+                return FALLBACK  # (not resident: Arena.taken has no such span)
             bwhen[so + k] = i
-            if nh[a] == heap_off[a + 1] - ho:
+            # (after every entry but those of the same release with a higher lo)
+            k = qt[a]
+            while k > qh[a] and qw[k - 1] == i and qlo[k - 1] > lo:
+                k -= 1
+            k = _queue_open(qw, qlo, qhi, qoff, qh, qt, a, k)
+            if k < 0:
                 return FALLBACK
-            nh[a] = heap.push(hw, hlo, hhi, ho, nh[a], i, lo, hi)
+            qw[k], qlo[k], qhi[k] = i, lo, hi
             used[a] -= size_out[b]
             at = i + 1
         else:  # placement: Arena.find (no reserved list when no explicit tensor is live)
@@ -264,27 +318,25 @@ def _walk(ev_block, ev_at, ev_place, blk_arena, blk_bytes, blk_last, capacity, a
                     nres += 1
             if nres:
                 fb = _merged(blo, bhi, so, nb[a], rlo, rhi, nres, mblo, mbhi)
-                ft = _merged(tlo, thi, so, nt[a], rlo, rhi, nres, mtlo, mthi)
+                nr = _resident(blo, bhi, bwhen, so, nb[a], xlo, xhi)
+                ft = _merged(xlo, xhi, 0, nr, rlo, rhi, nres, mtlo, mthi)
                 fblo, fbhi, fbo = mblo, mbhi, 0
                 ftlo, fthi, fto = mtlo, mthi, 0
             else:
-                fb, ft = nb[a], nt[a]
+                fb, ft = nb[a], -1  # (Arena.taken: made where needed)
                 fblo, fbhi, fbo = blo, bhi, so
-                ftlo, fthi, fto = tlo, thi, so
+                ftlo, fthi, fto = mtlo, mthi, 0
             start = -1
             if nres or no_fresh[a] < 0 or size < no_fresh[a]:
                 start = _next_fit(fblo, fbhi, fbo, fb, size, cursor[a], cap, al)
                 if start < 0 and nres == 0:
                     no_fresh[a] = size
             if start < 0:
-                best_age, best_s, ntried = -2, -1, 0
-                while nh[a] > 0 and ntried < candidates:
-                    w, slo, shi = hw[ho], hlo[ho], hhi[ho]
-                    nh[a] = heap.pop(hw, hlo, hhi, ho, nh[a])
-                    if _cooling_get(blo, bhi, bwhen, so, nb[a], slo, shi) != w:
-                        continue  # stale: used up since
-                    tried_w[ntried], tried_lo[ntried], tried_hi[ntried] = w, slo, shi
-                    ntried += 1
+                # the oldest cooling spans, as Arena.find pops them (skipping the
+                # stale entries, which the queue never holds)
+                best_age, best_s = -2, -1
+                for q in range(qh[a], min(qt[a], qh[a] + candidates)):
+                    w, slo, shi = qw[q], qlo[q], qhi[q]
                     exact = nres == 0 and shi - slo == size and slo % al == 0
                     last = (shi - size) // al * al
                     for t in range(2):
@@ -293,6 +345,9 @@ def _walk(ev_block, ev_at, ev_place, blk_arena, blk_bytes, blk_last, capacity, a
                         s = slo if t == 0 else last
                         if exact:
                             age = w
+                        elif nres == 0:
+                            age = _window_age_busy(s, size, cap, blo, bhi, bwhen, so,
+                                                   nb[a])
                         else:
                             age = _window_age(s, size, cap, ftlo, fthi, fto, ft,
                                               blo, bhi, bwhen, so, nb[a])
@@ -300,12 +355,11 @@ def _walk(ev_block, ev_at, ev_place, blk_arena, blk_bytes, blk_last, capacity, a
                             best_age, best_s = age, s
                     if best_age != -2 and best_age == w:
                         break
-                for t in range(ntried):
-                    nh[a] = heap.push(hw, hlo, hhi, ho, nh[a], tried_w[t], tried_lo[t],
-                                       tried_hi[t])
                 if best_age != -2:
                     start = best_s
                 else:
+                    if ft < 0:
+                        ft = _resident(blo, bhi, bwhen, so, nb[a], mtlo, mthi)
                     start = _next_fit(ftlo, fthi, fto, ft, size, cursor[a], cap, al)
             if start < 0:
                 return FALLBACK  # an eviction: the Python allocator
@@ -335,18 +389,27 @@ def _walk(ev_block, ev_at, ev_place, blk_arena, blk_bytes, blk_last, capacity, a
                 new_lo[nnew], new_hi[nnew], new_when[nnew] = hi, bhi[so + k1 - 1], \
                     bwhen[so + k1 - 1]
                 nnew += 1
-            if n - (k1 - k0) + nnew > cap_spans or nh[a] + 2 > heap_off[a + 1] - ho:
+            if n - (k1 - k0) + nnew > cap_spans:
                 return FALLBACK
-            for x in range(nnew):
-                if new_when[x] >= 0:
-                    nh[a] = heap.push(hw, hlo, hhi, ho, nh[a], new_when[x], new_lo[x],
-                                       new_hi[x])
+            # the queue: each used-up span's entry goes, its parts outside [lo, hi) take
+            # its place (no cooling span's lo lies between theirs)
+            for x in range(k0, k1):
+                w, slo, shi = bwhen[so + x], blo[so + x], bhi[so + x]
+                q = _bisect_age(qw, qlo, qh[a], qt[a], w, slo)
+                if q == qt[a] or qw[q] != w or qlo[q] != slo or qhi[q] != shi:
+                    return FALLBACK  # (not reached: every cooling span has its entry)
+                if slo < lo:
+                    qhi[q] = lo
+                    if shi > hi:
+                        q = _queue_open(qw, qlo, qhi, qoff, qh, qt, a, q + 1)
+                        if q < 0:
+                            return FALLBACK
+                        qw[q], qlo[q], qhi[q] = w, hi, shi
+                elif shi > hi:
+                    qlo[q] = hi
+                else:
+                    _queue_close(qw, qlo, qhi, qh, qt, a, q)
             nb[a] = _splice(blo, bhi, bwhen, so, n, k0, k1, new_lo, new_hi, new_when, nnew)
-            if nt[a] == cap_spans:
-                return FALLBACK
-            kk = _bisect_right(tlo, thi, so, nt[a], lo, hi)
-            _insert(tlo, thi, twhen, so, nt[a], kk, lo, hi, -1)
-            nt[a] += 1
             cursor[a] = hi
             used[a] += hi - lo
             start_out[b], size_out[b] = lo, hi - lo
@@ -557,8 +620,6 @@ def _place(u: _Uses, al: _Allocs, capacity, align):
     span_off = np.zeros(na + 1, np.int64)
     # busy spans are disjoint and aligned, and an occupy adds at most two
     np.cumsum(np.minimum(capacity // align + 2, 2 * per_arena + 2), out=span_off[1:])
-    heap_off = np.zeros(na + 1, np.int64)
-    np.cumsum(3 * per_arena + 8, out=heap_off[1:])
     x = u.ex_ids
     start = np.zeros(u.nblocks, np.int64)
     size = np.zeros(u.nblocks, np.int64)
@@ -568,7 +629,7 @@ def _place(u: _Uses, al: _Allocs, capacity, align):
     notes = (u.ev_block, u.ev_at, u.ev_place)
     n = _walk(u.ev_block, u.ev_at, u.ev_place, blk_arena, al.block_bytes[u.blk_alloc],
               u.last, capacity, align, al.arena[x], al.declared[x], u.ex_last[x],
-              al.vaddr[x], al.vaddr[x] + al.row_bytes[x], span_off, heap_off,
+              al.vaddr[x], al.vaddr[x] + al.row_bytes[x], span_off,
               Arena.CANDIDATES, start, size, order, *notes, peak)
     u.ev_block = u.ev_at = u.ev_place = None
     if n == FALLBACK:
