@@ -318,14 +318,16 @@ class _Scheduler:
     def track_ids(self) -> np.ndarray:
         """Each instruction's track id, its tracks made as a walk in issue order makes
         them (`_track_of`: ids in the order of their first instruction)."""
-        instrs, n = self.instrs, len(self.instrs)
-        stream = _streams(instrs)
-        order = self.order_array
-        _, first = np.unique(stream[order], return_index=True)
+        instrs, order = self.instrs, self.order_array
+        stream = _streams(instrs, self.engine_of, self.core_of)[order]
+        _, first, at = np.unique(stream, return_index=True, return_inverse=True)
         tid = np.empty(first.size, np.int64)
-        for i in order[np.sort(first)].tolist():
-            tid[stream[i]] = self._track_of(instrs[i]).id
-        return tid[stream]
+        heads = order[first].tolist()  # each stream's first instruction
+        for k in np.argsort(first).tolist():
+            tid[k] = self._track_of(instrs[heads[k]]).id
+        out = np.empty(len(instrs), np.int64)
+        out[order] = tid[at.reshape(-1)]
+        return out
 
     # -- synchronisation groups ------------------------------------------------
     def _find_groups(self):
@@ -853,32 +855,39 @@ class _Scheduler:
         return terms
 
 
-def _streams(instrs) -> np.ndarray:
-    """A number per instruction, the same for two instructions only where they run on
-    one track: its (core, engine) or, for a DMA, its (core, queue, location object)
-    (record.dma_site), numbered in order of first appearance. (Loop copies share
-    their location object: that of the last instruction seen at each location is
-    tried first.)"""
-    number: dict = {}
-    at: dict = {}  # id(location) -> (core, engine, queue, number) last seen there
-    out = [0] * len(instrs)
-    x = 0
-    for ins in instrs:
-        loc = id(ins.location)
-        hit = at.get(loc)
-        if hit is not None and hit[0] == ins.core and hit[1] == ins.engine \
-                and hit[2] == ins.queue:
-            out[x] = hit[3]
-        else:
-            core, engine, queue = ins.core, ins.engine, ins.queue
-            key = (core, engine) if engine != "dma" else (core, queue, loc)
-            c = number.get(key)
-            if c is None:
-                c = number[key] = len(number)
-            at[loc] = (core, engine, queue, c)
-            out[x] = c
-        x += 1
-    return np.array(out, np.int64)
+def _streams(instrs, engines: list, cores: np.ndarray) -> np.ndarray:
+    """A number per instruction (`engines`, `cores`: each one's engine and core), the
+    same for two instructions only where they run on one track: its (core, engine) or,
+    for a DMA, its (core, queue, location object) (record.dma_site). Engine and queue
+    strings go by object too: equal strings that are other objects only make more
+    numbers for one track."""
+    n = len(instrs)
+    if not n:
+        return np.zeros(0, np.int64)
+    _, head, engine = np.unique(_identities(engines), return_index=True,
+                                return_inverse=True)
+    engine = engine.reshape(-1)
+    core = cores - cores.min()
+    ncores, nengines = int(core.max()) + 1, head.size
+    out = core * nengines + engine
+    dma = [k for k, i in enumerate(head.tolist()) if engines[i] == "dma"]
+    if dma:
+        at = np.flatnonzero(engine == dma[0] if len(dma) == 1 else np.isin(engine, dma))
+        transfers = [instrs[i] for i in at.tolist()]
+        queues = np.unique(_identities([ins.queue for ins in transfers]),
+                           return_inverse=True)[1].reshape(-1)
+        locs = np.unique(_identities([ins.location for ins in transfers]),
+                         return_inverse=True)[1].reshape(-1)
+        out[at] = ncores * nengines + (locs * (int(queues.max()) + 1) + queues) * ncores \
+            + core[at]
+    return out
+
+
+def _identities(objects: list) -> np.ndarray:
+    """id() of each of `objects` (in CPython its address), read off an object array's
+    pointers: map(id, ...) would make an int object per item (~4x slower). The objects
+    stay alive while the caller holds them, so equal ids mean the same object."""
+    return np.frombuffer(np.fromiter(objects, object, len(objects)), np.intp)
 
 
 def _neg_time(w):
