@@ -45,6 +45,7 @@ import heapq
 from bisect import bisect_right
 from collections import deque
 from functools import cached_property
+from itertools import islice
 
 import numpy as np
 
@@ -290,7 +291,7 @@ class _Scheduler:
         self.arrived: dict = {}
         self.deferred_deps: dict = {}
         self._find_groups()
-        self.folded = _folded_memsets(self.instrs)
+        self.folded = _folded_memsets(self.instrs, self._with_opcode("memset"))
 
     # -- per instruction, for the compiled scheduler (timing/compiled.py) --------------
     @cached_property
@@ -301,7 +302,7 @@ class _Scheduler:
     @cached_property
     def core_of(self) -> np.ndarray:
         """Each instruction's core."""
-        return np.array([ins.core for ins in self.instrs], np.int64)
+        return np.fromiter([ins.core for ins in self.instrs], np.int64, len(self.instrs))
 
     @cached_property
     def pos(self):
@@ -312,20 +313,42 @@ class _Scheduler:
     @cached_property
     def order_array(self) -> np.ndarray:
         """The issue order (instruction indices) as an array."""
-        return np.asarray(self.order, np.int64)
+        return np.fromiter(self.order, np.int64, len(self.order))
 
     @cached_property
     def track_ids(self) -> np.ndarray:
         """Each instruction's track id, its tracks made as a walk in issue order makes
         them (`_track_of`: ids in the order of their first instruction)."""
-        instrs, n = self.instrs, len(self.instrs)
-        stream = _streams(instrs)
-        order = self.order_array
-        _, first = np.unique(stream[order], return_index=True)
+        instrs, order = self.instrs, self.order_array
+        stream = _streams(instrs, self.engine_of, self.core_of)[order]
+        _, first, at = np.unique(stream, return_index=True, return_inverse=True)
         tid = np.empty(first.size, np.int64)
-        for i in order[np.sort(first)].tolist():
-            tid[stream[i]] = self._track_of(instrs[i]).id
-        return tid[stream]
+        heads = order[first].tolist()  # each stream's first instruction
+        for k in np.argsort(first).tolist():
+            tid[k] = self._track_of(instrs[heads[k]]).id
+        out = np.empty(len(instrs), np.int64)
+        out[order] = tid[at.reshape(-1)]
+        return out
+
+    def _with_opcode(self, *names) -> list:
+        """The indices of the instructions whose opcode is one of `names`, in order."""
+        code, opcodes = self._opcodes
+        want = [k for k, op in enumerate(opcodes) if op in names]
+        if not want:
+            return []
+        hit = code == want[0] if len(want) == 1 else np.isin(code, want)
+        return np.flatnonzero(hit).tolist()
+
+    @cached_property
+    def _opcodes(self) -> tuple:
+        """(a number per instruction, the opcode of each number): a number per opcode
+        string object (see _identities)."""
+        ops = [ins.opcode for ins in self.instrs]
+        if not ops:
+            return np.zeros(0, np.int64), []
+        _, head, code = np.unique(_identities(ops), return_index=True,
+                                  return_inverse=True)
+        return code.reshape(-1), [ops[i] for i in head.tolist()]
 
     # -- synchronisation groups ------------------------------------------------
     def _find_groups(self):
@@ -340,7 +363,8 @@ class _Scheduler:
         barriers: dict = {}
         sends: dict = {}
         recvs: dict = {}
-        for ins in self.instrs:
+        instrs = self.instrs
+        for ins in [instrs[i] for i in self._with_opcode("core_barrier", "sendrecv")]:
             a = ins.attrs
             if ins.opcode == "core_barrier" and "barrier_seq" in a:
                 parent[ins.index] = ins.index
@@ -853,72 +877,86 @@ class _Scheduler:
         return terms
 
 
-def _streams(instrs) -> np.ndarray:
-    """A number per instruction, the same for two instructions only where they run on
-    one track: its (core, engine) or, for a DMA, its (core, queue, location object)
-    (record.dma_site), numbered in order of first appearance. (Loop copies share
-    their location object: that of the last instruction seen at each location is
-    tried first.)"""
-    number: dict = {}
-    at: dict = {}  # id(location) -> (core, engine, queue, number) last seen there
-    out = [0] * len(instrs)
-    x = 0
-    for ins in instrs:
-        loc = id(ins.location)
-        hit = at.get(loc)
-        if hit is not None and hit[0] == ins.core and hit[1] == ins.engine \
-                and hit[2] == ins.queue:
-            out[x] = hit[3]
-        else:
-            core, engine, queue = ins.core, ins.engine, ins.queue
-            key = (core, engine) if engine != "dma" else (core, queue, loc)
-            c = number.get(key)
-            if c is None:
-                c = number[key] = len(number)
-            at[loc] = (core, engine, queue, c)
-            out[x] = c
-        x += 1
-    return np.array(out, np.int64)
+def _streams(instrs, engines: list, cores: np.ndarray) -> np.ndarray:
+    """A number per instruction (`engines`, `cores`: each one's engine and core), the
+    same for two instructions only where they run on one track: its (core, engine) or,
+    for a DMA, its (core, queue, location object) (record.dma_site). Engine and queue
+    strings go by object too: equal strings that are other objects only make more
+    numbers for one track."""
+    n = len(instrs)
+    if not n:
+        return np.zeros(0, np.int64)
+    _, head, engine = np.unique(_identities(engines), return_index=True,
+                                return_inverse=True)
+    engine = engine.reshape(-1)
+    core = cores - cores.min()
+    ncores, nengines = int(core.max()) + 1, head.size
+    out = core * nengines + engine
+    dma = [k for k, i in enumerate(head.tolist()) if engines[i] == "dma"]
+    if dma:
+        at = np.flatnonzero(engine == dma[0] if len(dma) == 1 else np.isin(engine, dma))
+        transfers = [instrs[i] for i in at.tolist()]
+        queues = np.unique(_identities([ins.queue for ins in transfers]),
+                           return_inverse=True)[1].reshape(-1)
+        locs = np.unique(_identities([ins.location for ins in transfers]),
+                         return_inverse=True)[1].reshape(-1)
+        out[at] = ncores * nengines + (locs * (int(queues.max()) + 1) + queues) * ncores \
+            + core[at]
+    return out
+
+
+def _identities(objects: list) -> np.ndarray:
+    """id() of each of `objects` (in CPython its address), read off an object array's
+    pointers: map(id, ...) would make an int object per item (~4x slower). The objects
+    stay alive while the caller holds them, so equal ids mean the same object."""
+    return np.frombuffer(np.fromiter(objects, object, len(objects)), np.intp)
 
 
 def _neg_time(w):
     return -w[0]
 
 
-def _folded_memsets(instrs) -> dict:
+def _folded_memsets(instrs, memsets: list) -> dict:
     """{memset index: matmul index} for the zero-initialisations of PSUM that the
     compiler folds into the first matmul of an accumulation group: a memset of 0 whose
     bytes are next written, all of them and before any read, by a matmul (overwriting, or
     adding to the zeros: the same values) -- the legacy `res = nl.zeros(...,
     buffer=nl.psum)` followed by `res += nc_matmul(...)`. The matmul's
     start-accumulation flag does the zeroing, so the memset costs nothing and orders
-    nothing."""
+    nothing. (`memsets`: the memsets' indices: the walk starts at each and goes on while
+    one is pending.)"""
     pending: dict = {}  # (core, p_lo, p_hi, lo, hi) -> memset index
     folded: dict = {}
-    for ins in instrs:
-        if not pending and ins.opcode != "memset":
+    walk, done = iter(instrs), 0  # `walk` is at instruction `done`
+    for start in memsets:
+        if start < done:
             continue
-        for a in ins.reads:
-            if a.space == "psum":
+        next(islice(walk, start - done, start - done), None)  # (skips to `start`)
+        for done, ins in enumerate(walk, start + 1):
+            for a in ins.reads:
+                if a.space == "psum":
+                    for k in [k for k in pending if _over(k, a)]:
+                        del pending[k]
+            overwrite = ins.opcode in _MATMULS
+            for a in ins.writes:
+                if a.space != "psum":
+                    continue
                 for k in [k for k in pending if _over(k, a)]:
-                    del pending[k]
-        overwrite = ins.opcode in _MATMULS
-        for a in ins.writes:
-            if a.space != "psum":
-                continue
-            for k in [k for k in pending if _over(k, a)]:
-                m = pending.pop(k)
-                if overwrite and a.p_lo <= k[1] and k[2] <= a.p_hi and a.lo <= k[3] \
-                        and k[4] <= a.hi:
-                    folded[m] = ins.index
-        if ins.opcode == "memset" and len(ins.writes) == 1 and ins.writes[0].space == "psum":
-            try:
-                zero = float(ins.attrs.get("value", 1)) == 0.0
-            except (TypeError, ValueError):
-                zero = False
-            w = ins.writes[0]
-            if zero and not w.indirect:
-                pending[(w.core, w.p_lo, w.p_hi, w.lo, w.hi)] = ins.index
+                    m = pending.pop(k)
+                    if overwrite and a.p_lo <= k[1] and k[2] <= a.p_hi and a.lo <= k[3] \
+                            and k[4] <= a.hi:
+                        folded[m] = ins.index
+            if ins.opcode == "memset" and len(ins.writes) == 1 \
+                    and ins.writes[0].space == "psum":
+                try:
+                    zero = float(ins.attrs.get("value", 1)) == 0.0
+                except (TypeError, ValueError):
+                    zero = False
+                w = ins.writes[0]
+                if zero and not w.indirect:
+                    pending[(w.core, w.p_lo, w.p_hi, w.lo, w.hi)] = ins.index
+            if not pending:
+                break
     return folded
 
 
