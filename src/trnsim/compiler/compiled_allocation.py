@@ -137,18 +137,7 @@ def _window_age_busy(s, size, capacity, blo, bhi, bwhen, boff, bn):
     e = s + size
     if s < 0 or e > capacity:
         return -2
-    k = _bisect_lo(blo, boff, bn, s)
-    if k > 0 and bhi[boff + k - 1] > s:
-        k -= 1
-    age = -1
-    while k < bn and blo[boff + k] < e:
-        w = bwhen[boff + k]
-        if w < 0:
-            return -2
-        if w > age:
-            age = w
-        k += 1
-    return age
+    return _busy_age(s, e, blo, bhi, bwhen, boff, bn, True)
 
 
 @jit
@@ -161,13 +150,23 @@ def _window_age(s, size, capacity, tlo, thi, toff, tn, blo, bhi, bwhen, boff, bn
     k = _bisect_lo(tlo, toff, tn, e) - 1
     if k >= 0 and thi[toff + k] > s:
         return -2
+    return _busy_age(s, e, blo, bhi, bwhen, boff, bn, False)
+
+
+@jit
+def _busy_age(s, e, blo, bhi, bwhen, boff, bn, resident_blocks):
+    """The latest release time of the busy spans over bytes [s, e) (-1: none cooling);
+    -2 where `resident_blocks` and one of them is resident (not cooling)."""
     k = _bisect_lo(blo, boff, bn, s)
     if k > 0 and bhi[boff + k - 1] > s:
         k -= 1
     age = -1
     while k < bn and blo[boff + k] < e:
-        if bwhen[boff + k] > age:
-            age = bwhen[boff + k]
+        w = bwhen[boff + k]
+        if w < 0 and resident_blocks:
+            return -2
+        if w > age:
+            age = w
         k += 1
     return age
 
