@@ -23,7 +23,7 @@ from itertools import chain
 
 import numpy as np
 
-from ..machine.compiled import jit
+from ..machine.compiled import inline, jit
 from ..timing.costs import dma_costs
 
 _RAW, _WAR = 0, 2  # schedule.py's edge kinds (_RAW, _WAW, _WAR, _ORDER)
@@ -243,11 +243,9 @@ def _plan(ls, key, by_key, numbered) -> list:
     return plan
 
 
-# _core's widest helpers (_available, _push_best) are inlined into it: a compiled call
-# costs numba's reference counting of each array argument, which inlining prunes (the
-# core ~0.21 -> ~0.16 us an instruction on step 1); inlining the heap helpers too
-# tripled the first compile (~6 -> ~20 s) for no further gain
-inline = jit(inline="always")
+# _core's widest helpers (_available, _push_best) are inlined into it
+# (machine/compiled.py `inline`: the core ~0.21 -> ~0.16 us an instruction on step 1);
+# inlining the heap helpers too tripled the first compile (~6 -> ~20 s) for no gain
 
 
 # -- heaps of (key, index) pairs at key[base:base+size], idx[...]: heapq's sift

@@ -9,11 +9,11 @@ still one IEEE operation each, in its element order, so its result is the same.
 """
 from __future__ import annotations
 
-from ..machine.compiled import jit
+from ..machine.compiled import inline, jit
 from .lane_fold import ADD, MULTIPLY, SUBTRACT
 
 
-@jit(inline="always")
+@inline
 def _step(reg, x, op):
     if op == ADD:
         return reg + x
@@ -22,7 +22,7 @@ def _step(reg, x, op):
     return reg * x
 
 
-@jit(inline="always")
+@inline
 def _fold_rows_by(v, first, out, op):
     """out[p] = op(out[p], v[p, i]) for i from `first` on, for every row p."""
     P, F = v.shape

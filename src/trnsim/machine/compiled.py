@@ -63,3 +63,9 @@ def jit(f=None, **options):
         return f
     from numba import njit
     return njit(cache=True, nogil=True, **options)(f)
+
+
+# A helper compiled into each compiled caller: a call of a compiled function costs
+# numba's reference counting on each array argument (an atomic increment and
+# decrement), which the inlined calls' pairs prune (benchmarks/compiled_speed.py).
+inline = jit(inline="always")

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..machine.compiled import jit
+from ..machine.compiled import inline, jit
 
 from .columns import (DMA, FOLDED, KINDS, QUEUE, RAW, ROW, TENSOR, WAR, arrays, build_columns,
                       supported, tracks)
@@ -26,11 +26,8 @@ from .timeline import EventColumns, Timeline
 HORIZON = 2e6  # _Lane.HORIZON
 NOISE = 1e-3  # _BusyWindow.NOISE
 LANE_KEEP = 512  # _Lane.KEEP
-# _core's helpers are inlined into it: a call of a compiled function costs numba's
-# reference counting on each array argument (an atomic increment and decrement),
-# which the inlined calls' pairs prune; that halved the core's time
-# (benchmarks/compiled_speed.py) for a second or two of numba's first compile.
-inline = jit(inline="always")
+# _core's helpers are inlined into it (machine/compiled.py `inline`): that halved the
+# core's time for a second or two of numba's first compile.
 ST_LAST_START, ST_LAST_END, ST_HAS_END, ST_RAMP, ST_HAS_RAMP, ST_TOTAL, ST_FIELDS = range(7)
 
 
