@@ -61,7 +61,9 @@ class Unwritten:
             i0 = -(-lo // B)
             i1 = b1 if hi >= self.buf.size else hi // B  # (the last block may be short)
             if i0 < i1:
-                self.pending[i0:i1] = False
+                inside = self.pending[i0:i1]
+                self.left -= int(np.count_nonzero(inside))
+                inside[:] = False
         todo = np.flatnonzero(self.pending[b0:b1])
         if todo.size:
             todo += b0
@@ -74,7 +76,7 @@ class Unwritten:
             for s, e in zip(starts.tolist(), ends.tolist()):
                 words[s * per:e * per] = self.word
             self.pending[todo] = False
-        self.left = int(np.count_nonzero(self.pending)) if covered or todo.size else self.left
+            self.left -= todo.size
 
     @property
     def done(self) -> bool:
