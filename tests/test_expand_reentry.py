@@ -214,6 +214,27 @@ def test_an_int_whose_step_changes_between_entries_is_modelled_afresh(monkeypatc
     assert st.iterations == 10 + 10 + 14
 
 
+def test_an_int_the_body_sets_before_reading_keeps_the_model(monkeypatch):
+    """An int the body sets before it reads it holds, before iteration 0, what the last
+    entry left (here 16 columns behind, not one step): not a change of step. Each entry
+    after the first is modelled from its iteration 0 alone, and the int after the loop
+    is the full run's (the store after it reads it)."""
+    @nki.jit
+    def kernel(x):
+        out = nl.ndarray(x.shape, nl.float32, buffer=nl.hbm)
+        for b in nl.affine_range(3):
+            for j in nl.affine_range(16):
+                col = (b * 32 + j) * 8
+                _scale(x, out, j, col=col)
+            _scale(x, out, None, col=col + 8)
+        return out
+    x = np.ones((128, 8 * 32 * 3), np.float32)
+    _, fast = _both(monkeypatch, lambda: _run(kernel, x))
+    st = _stats(fast)
+    assert (st.loops, st.fallbacks, st.remodelled) == (3, 0, 0)
+    assert st.iterations == 10 + 14 + 14
+
+
 def test_an_entry_that_changes_an_object_each_iteration_is_not_expanded(monkeypatch):
     """An entry whose body changes an object of the frame each iteration, as no earlier
     entry's did (entry 1 here), is not modelled from its iteration 0 alone, which shows

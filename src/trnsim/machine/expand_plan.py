@@ -107,6 +107,7 @@ class Plan:
         marks = [state, *marks]
         plan, _ = cls._derived(run, marks, core, periods, known)
         if plan is not None:
+            plan._ints_from_first(marks[1])
             plan.last_sampled, plan.index, plan.checks_frame = 0, index, True
             plan.after_first, plan.rebound = marks[1], rebound_locals(marks)
             # an object iteration 0 changed: so may every iteration (and the last one's
@@ -114,6 +115,19 @@ class Plan:
             if not plan._unchanged(state, marks[1]):
                 plan = None
         return plan, plan is None
+
+    def _ints_from_first(self, after_first: "Mark") -> None:
+        """A model of iteration 0 alone: the frame's ints at its start become those after
+        it less one step. Before iteration 0 they hold what the code before the loop left
+        (an earlier entry's last values of the locals the body sets before reading them:
+        `row = (kb * 8 + kk) * 128` in an inner loop), which need not be one step behind;
+        an int the body reads first is then predicted alike, and an iteration that does
+        not step it by the model misses at the last iteration's check (`_frame_left`)."""
+        now = after_first.locals
+        after = [now.get(k) for k in self.local_names]
+        if all(type(v) is int for v in after):
+            cols = slice(self.record_numbers + 1, self.record_numbers + 1 + len(after))
+            self.rows[0, cols] = np.array(after, dtype=np.int64) - self.drift[cols]
 
     @classmethod
     def _derived(cls, run, marks, core, periods, known):
