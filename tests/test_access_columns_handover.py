@@ -79,13 +79,10 @@ def test_a_shared_access_stays_shared_and_byte_values_are_one_object():
         [(x.reads, x.writes) for x in want.instructions]
     first = got.instructions[0].writes[0]
     assert got.instructions[1].writes[0] is first and got.instructions[2].writes[0] is first
-    values: dict = {}  # the moved accesses' bytes, and the placements'
+    values: dict = {}  # the moved accesses' bytes
     for x in got.instructions:
         for acc in x.reads + x.writes:
             if acc.space != "hbm" and acc.alloc >= 0 \
                     and not program.allocations[acc.alloc].explicit:
                 for v in (acc.lo, acc.hi):
                     assert values.setdefault(v, v) is v
-    for p in got.memory.placements:
-        if not program.allocations[p.alloc].explicit:
-            assert values.get(p.start, p.start) is p.start

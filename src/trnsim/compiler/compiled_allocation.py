@@ -31,7 +31,7 @@ from ..machine.compiled import jit
 from ..machine.record import Program
 from ..timing import access_columns
 from .arena import Arena
-from .plan import MemoryPlan, Placement, Steps
+from .plan import MemoryPlan, PlacementColumns, Steps
 
 FALLBACK = -1
 _UNUSED = np.iinfo(np.int64).max  # (a block's first use, before any)
@@ -579,9 +579,9 @@ def allocate_compiled(program: Program) -> Program | None:
     if not al.valid:
         return None
     instrs = program.instructions
-    # per instruction index one int object (the record's and the placements': those the
-    # record has where they are the positions already, in which case no instruction is
-    # listed twice: it would have two indices)
+    # per instruction index one int object (those the record has where they are the
+    # positions already, in which case no instruction is listed twice: it would have two
+    # indices)
     index = list(map(_INDEX, instrs))
     if not all(map(eq, index, count())):
         index = list(range(len(index)))
@@ -598,10 +598,8 @@ def allocate_compiled(program: Program) -> Program | None:
     if placed is None:
         return None
     start, size, order, notes, peak = placed
-    # as _Allocator: one int object per physical byte value (`ints`, the accesses' and
-    # the placements')
-    ints: dict = {}
-    plan = _plan(program, u, al, keys, caps, start, size, order, notes, peak, ints, index)
+    plan = _plan(program, u, al, keys, caps, start, size, order, notes, peak)
+    ints: dict = {}  # as _Allocator: one int object per physical byte value
     lo, hi = _physical(u, start, size)
     rows, ins_of = u.pos, u.ins
     # what the walk and the plan read dies here, before the physical accesses are made
@@ -637,28 +635,17 @@ def _place(u: _Uses, al: _Allocs, capacity, align):
 
 
 def _plan(program, u: _Uses, al: _Allocs, keys, caps, start, size, order, notes,
-          peak, ints, index) -> MemoryPlan:
-    """The MemoryPlan _Allocator.run would make."""
-    allocs = program.allocations
-    plan = MemoryPlan(allocs, {k: int(c) for k, c in zip(keys, caps)})
-    for x in u.ex_ids.tolist():
-        a = allocs[x]
-        plan.placements.append(Placement(x, 0, a.vaddr, a.row_bytes, int(al.declared[x]),
-                                         int(u.ex_last[x])))
-    ids = [None] * len(u.base)  # the allocations' own id objects
-    for x in allocs:
-        if 0 <= x < len(ids):
-            ids[x] = x
-    for c in range(0, len(order), _CHUNK):  # (a chunk's fields as lists at a time)
-        blocks = order[c:c + _CHUNK]
-        of = u.blk_alloc[blocks]
-        starts, sizes = start[blocks].tolist(), size[blocks].tolist()
-        plan.placements += map(Placement, map(ids.__getitem__, of.tolist()),
-                               (blocks - u.base[of]).tolist(),
-                               map(ints.setdefault, starts, starts),
-                               map(ints.setdefault, sizes, sizes),
-                               map(index.__getitem__, u.first[blocks].tolist()),
-                               map(index.__getitem__, u.last[blocks].tolist()))
+          peak) -> MemoryPlan:
+    """The MemoryPlan _Allocator.run would make, its placements as columns."""
+    x, of = u.ex_ids, u.blk_alloc[order]  # explicit tensors first, then the blocks
+    columns = PlacementColumns(
+        np.concatenate((x, of)), np.concatenate((np.zeros_like(x), order - u.base[of])),
+        np.concatenate((al.vaddr[x], start[order])),
+        np.concatenate((al.row_bytes[x], size[order])),
+        np.concatenate((al.declared[x], u.first[order])),
+        np.concatenate((u.ex_last[x], u.last[order])))
+    plan = MemoryPlan(program.allocations, {k: int(c) for k, c in zip(keys, caps)},
+                      columns=columns)
     for n, k in enumerate(keys):
         sel = notes[0] == n
         at = np.concatenate(([0], notes[1][sel]))

@@ -6,6 +6,8 @@ from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from ..machine.record import Allocation
 
 
@@ -64,18 +66,69 @@ class Steps(Sequence):
         return f"Steps({list(self)!r})"
 
 
-@dataclass
+_CHUNK = 1 << 16  # placements made from columns at a time
+
+
+@dataclass(slots=True, eq=False)
+class PlacementColumns:
+    """Placements as int64 arrays, one entry per placement in order (the compiled
+    allocator makes them in bulk; most runs never read a Placement)."""
+    alloc: np.ndarray
+    block: np.ndarray
+    start: np.ndarray
+    size: np.ndarray
+    first: np.ndarray
+    last: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.alloc)
+
+    def placements(self) -> list[Placement]:
+        """The same placements as Placement objects."""
+        out: list[Placement] = []
+        for c in range(0, len(self), _CHUNK):  # (a chunk's fields as lists at a time)
+            part = slice(c, c + _CHUNK)
+            out += map(Placement, self.alloc[part].tolist(), self.block[part].tolist(),
+                       self.start[part].tolist(), self.size[part].tolist(),
+                       self.first[part].tolist(), self.last[part].tolist())
+        return out
+
+
+@dataclass(eq=False)
 class MemoryPlan:
     """What the allocator decided: every block's placements over time (explicitly placed
     tensors too, as one placement each), the spills, and per (space, core) the bytes per
     partition its blocks hold after each instruction (`usage`: a step series of
-    (instruction index, bytes)) and their peak (explicit tensors not counted)."""
+    (instruction index, bytes)) and their peak (explicit tensors not counted).
+
+    `placements` is a list the Python allocator appends to; a plan made with `columns`
+    (the compiled allocator's) makes that list from them when it is first read."""
     allocations: dict[int, Allocation]
     capacity: dict[tuple, int]
-    placements: list[Placement] = field(default_factory=list)
     spills: list[Spill] = field(default_factory=list)
     usage: dict[tuple, Steps] = field(default_factory=dict)
     peak: dict[tuple, int] = field(default_factory=dict)
+    columns: PlacementColumns | None = field(default=None, repr=False)
+    _placements: list[Placement] | None = field(default=None, init=False, repr=False)
+
+    @property
+    def placements(self) -> list[Placement]:
+        if self._placements is None:
+            self._placements = [] if self.columns is None else self.columns.placements()
+        return self._placements
+
+    def __eq__(self, other) -> bool:
+        if not isinstance(other, MemoryPlan):
+            return NotImplemented
+        return (self.allocations == other.allocations and self.capacity == other.capacity
+                and self.placements == other.placements and self.spills == other.spills
+                and self.usage == other.usage and self.peak == other.peak)
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        if self.columns is not None:
+            state["_placements"] = None  # (made again from the columns when read)
+        return state
 
     def spill_bytes(self, kind: str) -> int:
         return sum(s.bytes for s in self.spills if s.kind == kind)
