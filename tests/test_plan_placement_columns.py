@@ -83,9 +83,9 @@ def test_columns_make_the_python_allocators_placements(monkeypatch, name):
     got = compiled_allocation.allocate_compiled(_copy(program))
     assert got is not None, "fell back"
     plan = got.memory
-    assert want.columns is None and plan.columns is not None
+    assert want.placement_columns is None and plan.placement_columns is not None
     assert plan._placements is None  # not made until read
-    assert len(plan.columns) == len(want.placements) > 1
+    assert len(plan.placement_columns) == len(want.placements) > 1
     placements = plan.placements
     assert placements == want.placements
     assert all(type(v) is int for p in placements for v in (p.alloc, p.block, p.start,

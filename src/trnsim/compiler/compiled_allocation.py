@@ -645,7 +645,7 @@ def _plan(program, u: _Uses, al: _Allocs, keys, caps, start, size, order, notes,
         np.concatenate((al.declared[x], u.first[order])),
         np.concatenate((u.ex_last[x], u.last[order])))
     plan = MemoryPlan(program.allocations, {k: int(c) for k, c in zip(keys, caps)},
-                      columns=columns)
+                      placement_columns=columns)
     for n, k in enumerate(keys):
         sel = notes[0] == n
         at = np.concatenate(([0], notes[1][sel]))

@@ -101,20 +101,22 @@ class MemoryPlan:
     partition its blocks hold after each instruction (`usage`: a step series of
     (instruction index, bytes)) and their peak (explicit tensors not counted).
 
-    `placements` is a list the Python allocator appends to; a plan made with `columns`
-    (the compiled allocator's) makes that list from them when it is first read."""
+    `placements` is a list the Python allocator appends to; a plan made with
+    `placement_columns` (the compiled allocator's) makes that list from them when it is
+    first read, and pickles the columns alone."""
     allocations: dict[int, Allocation]
     capacity: dict[tuple, int]
     spills: list[Spill] = field(default_factory=list)
     usage: dict[tuple, Steps] = field(default_factory=dict)
     peak: dict[tuple, int] = field(default_factory=dict)
-    columns: PlacementColumns | None = field(default=None, repr=False)
+    placement_columns: PlacementColumns | None = field(default=None, repr=False)
     _placements: list[Placement] | None = field(default=None, init=False, repr=False)
 
     @property
     def placements(self) -> list[Placement]:
         if self._placements is None:
-            self._placements = [] if self.columns is None else self.columns.placements()
+            columns = self.placement_columns
+            self._placements = [] if columns is None else columns.placements()
         return self._placements
 
     def __eq__(self, other) -> bool:
@@ -126,7 +128,7 @@ class MemoryPlan:
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
-        if self.columns is not None:
+        if self.placement_columns is not None:
             state["_placements"] = None  # (made again from the columns when read)
         return state
 
