@@ -288,28 +288,32 @@ class _ListScheduler:
     def _resources(self) -> list:
         """resource_of each instruction, one tuple per resource; a DMA's made once per
         record.dma_site. Sets `stream_no`: each instruction's resource numbered in order
-        of first use, and `stream_res`: the resources by number."""
+        of first use, and `stream_res`: the resources by number (numbered as they come:
+        no sort of the instructions' resources by identity afterwards)."""
         canon = self._canon.setdefault
-        sites: dict = {}
-        out = []
+        number: dict = {}  # resource -> its stream number
+        sites: dict = {}  # record.dma_site -> its stream number
+        stream = []
+        append = stream.append
         for ins in self.instrs:
             if ins.engine != "dma":
-                r = resource_of(ins)
-                out.append(canon(r, r))
-                continue
-            site = dma_site(ins)
-            r = sites.get(site)
-            if r is None:
-                r = resource_of(ins)
-                r = sites[site] = canon(r, r)
-            out.append(r)
-        rid = np.fromiter(map(id, out), np.uint64, len(out))
-        _, first, stream = np.unique(rid, return_index=True, return_inverse=True)
-        rank = np.empty(len(first), np.int64)
-        rank[np.argsort(first, kind="stable")] = np.arange(len(first))
-        self.stream_no = rank[stream.reshape(-1)]
-        self.stream_res = [out[i] for i in np.sort(first).tolist()]
-        return out
+                r = (ins.core, ins.engine)  # (resource_of, without the call)
+                k = number.get(r)
+                if k is None:
+                    k = number[canon(r, r)] = len(number)
+            else:
+                site = dma_site(ins)
+                k = sites.get(site)
+                if k is None:
+                    r = resource_of(ins)
+                    k = number.get(r)
+                    if k is None:
+                        k = number[canon(r, r)] = len(number)
+                    sites[site] = k
+            append(k)
+        self.stream_no = np.array(stream, np.int64)
+        self.stream_res = list(number)
+        return list(map(self.stream_res.__getitem__, stream))
 
     def _cost_of(self, ins) -> float:
         """The compiler's cost estimate of an instruction on its engine (ns)."""
