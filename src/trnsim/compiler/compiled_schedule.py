@@ -25,6 +25,7 @@ import numpy as np
 
 from ..machine.compiled import inline, jit
 from ..timing.costs import dma_costs
+from ..timing.scheduler import _identities
 
 _RAW, _WAR = 0, 2  # schedule.py's edge kinds (_RAW, _WAW, _WAR, _ORDER)
 # per-instruction int columns
@@ -167,11 +168,17 @@ def _arrays(ls):
     dma = np.array([r[1] == "dma" for r in numbered], bool)
     at = np.flatnonzero(dma[stream])
     priced = dma_costs(ls.program, cost)
-    infos = [priced[i] or cost.dma.cost(instrs[i]) for i in at.tolist()]
-    _, one, which = np.unique(np.fromiter(map(id, infos), np.uint64, len(infos)),
-                              return_index=True, return_inverse=True)
-    table = np.array([(infos[j]["dge_ns"], infos[j]["data_ns"], len(infos[j]["engines"]))
-                      for j in one.tolist()], np.float64).reshape(-1, 3)
+    info = _identities(priced)[at]  # (read off the list: no Python pass over the DMAs)
+    unpriced = at[info == id(None)]  # (priced while its engine was another)
+    if len(unpriced):
+        priced = list(priced)
+        for i in unpriced.tolist():
+            priced[i] = cost.dma.cost(instrs[i])
+        info = _identities(priced)[at]
+    _, one, which = np.unique(info, return_index=True, return_inverse=True)
+    infos = [priced[i] for i in at[one].tolist()]
+    table = np.array([(x["dge_ns"], x["data_ns"], len(x["engines"])) for x in infos],
+                     np.float64).reshape(-1, 3)
     fx[at, F_DGE:F_NENG + 1] = table[which.reshape(-1)]
     # cores (each stream's resource starts with its core), fence segments
     cores: dict = {}
@@ -241,6 +248,29 @@ def _plan(ls, key, by_key, numbered) -> list:
             return []
         plan.append((e, k))
     return plan
+
+
+@jit
+def successor_csr(prods, kinds, npred, n):
+    """schedule.py `successor_csr` by a counting sort (one pass over the edges, where
+    the stable argsort took ~4x as long): the same arrays."""
+    start = np.zeros(n + 1, np.int64)
+    for p in prods:
+        start[p + 1] += 1
+    for i in range(n):
+        start[i + 1] += start[i]
+    at = start[:-1].copy()  # per producer: where its next successor goes
+    consumers = np.empty(len(prods), np.int64)
+    kind = np.empty(len(prods), np.int64)
+    e = 0
+    for c in range(n):
+        for _ in range(npred[c]):
+            p = prods[e]
+            consumers[at[p]] = c
+            kind[at[p]] = kinds[e]
+            at[p] += 1
+            e += 1
+    return start, consumers, kind
 
 
 # _core's widest helpers (_available, _push_best) are inlined into it

@@ -134,16 +134,20 @@ class _ListScheduler:
         self.floating = bytearray(len(ins.attrs.get("engines", ()) or ()) > 1
                                   for ins in self.instrs)
         self.succ: list = []  # per instruction: its (successor, kind) pairs
-        self.npred = [0] * n
-        # the edges by producer (the memory maps are gone by then); the compiled list
-        # scheduler takes them as these arrays, the Python loop as `succ`'s pairs, made
-        # only should the compiled one not model the program
-        self._csr = successor_csr(*self._dependencies(), self.npred, n)
+        self.npred = [0] * n  # (an array where the compiled dependency pass made it)
         self._compiled = None
         if self.compiled:  # (imported only then: numba takes a while to load)
             from . import compiled_schedule
             self._compiled = compiled_schedule
+        # the edges by producer (the memory maps are gone by then); the compiled list
+        # scheduler takes them as these arrays, the Python loop as `succ`'s pairs, made
+        # only should the compiled one not model the program
+        prods, kinds = self._dependencies()
+        if self._compiled is not None:
+            self._csr = self._compiled.successor_csr(
+                prods, kinds, np.asarray(self.npred, np.int64), n)
         else:
+            self._csr = successor_csr(prods, kinds, self.npred, n)
             self._successors()
         # est[i]: the cost estimate of instruction i on its engine (the one assigned,
         # once a floating one is); made once the memory maps are gone (a lower peak)
@@ -197,7 +201,7 @@ class _ListScheduler:
                                                           sorted(extra.items()))
         except OverflowError:
             return None
-        self.npred = np.diff(dptr).tolist()
+        self.npred = np.diff(dptr)
         return prods.astype(np.int32), kinds.astype(np.uint8)
 
     def _python_dependencies(self):
@@ -284,28 +288,32 @@ class _ListScheduler:
     def _resources(self) -> list:
         """resource_of each instruction, one tuple per resource; a DMA's made once per
         record.dma_site. Sets `stream_no`: each instruction's resource numbered in order
-        of first use, and `stream_res`: the resources by number."""
+        of first use, and `stream_res`: the resources by number (numbered as they come:
+        no sort of the instructions' resources by identity afterwards)."""
         canon = self._canon.setdefault
-        sites: dict = {}
-        out = []
+        number: dict = {}  # resource -> its stream number
+        sites: dict = {}  # record.dma_site -> its stream number
+        stream = []
+        append = stream.append
         for ins in self.instrs:
             if ins.engine != "dma":
-                r = resource_of(ins)
-                out.append(canon(r, r))
-                continue
-            site = dma_site(ins)
-            r = sites.get(site)
-            if r is None:
-                r = resource_of(ins)
-                r = sites[site] = canon(r, r)
-            out.append(r)
-        rid = np.fromiter(map(id, out), np.uint64, len(out))
-        _, first, stream = np.unique(rid, return_index=True, return_inverse=True)
-        rank = np.empty(len(first), np.int64)
-        rank[np.argsort(first, kind="stable")] = np.arange(len(first))
-        self.stream_no = rank[stream.reshape(-1)]
-        self.stream_res = [out[i] for i in np.sort(first).tolist()]
-        return out
+                r = (ins.core, ins.engine)  # (resource_of, without the call)
+                k = number.get(r)
+                if k is None:
+                    k = number[canon(r, r)] = len(number)
+            else:
+                site = dma_site(ins)
+                k = sites.get(site)
+                if k is None:
+                    r = resource_of(ins)
+                    k = number.get(r)
+                    if k is None:
+                        k = number[canon(r, r)] = len(number)
+                    sites[site] = k
+            append(k)
+        self.stream_no = np.array(stream, np.int64)
+        self.stream_res = list(number)
+        return list(map(self.stream_res.__getitem__, stream))
 
     def _cost_of(self, ins) -> float:
         """The compiler's cost estimate of an instruction on its engine (ns)."""
@@ -369,6 +377,7 @@ class _ListScheduler:
             if issue is not None:
                 return issue
             self._successors()  # the Python loop below
+            self.npred = np.asarray(self.npred).tolist()
             if self.heuristic == "critical_path":
                 self.prio = self._critical_path()
         instrs = self.instrs
