@@ -10,7 +10,7 @@ from trnsim import nki
 import trnsim.nki.isa as nisa
 import trnsim.nki.language as nl
 from trnsim.machine import expand_plan
-from test_expand import _both, _record, _run, _stats, tiled_matmul
+from test_expand import _both, _record, _run, _stats, indexed_tiles, tiled_matmul
 
 
 @nki.jit
@@ -98,6 +98,8 @@ def test_copies_made_a_few_iterations_at_a_time_match_the_full_run(monkeypatch, 
     full, fast = _both(monkeypatch, lambda: _run(fixed_operand, x, w))
     assert _record(fast) == _record(whole)
     assert _stats(fast).iterations == 14
+    full, fast = _both(monkeypatch, lambda: _run(indexed_tiles, np.ones((128, 128), np.float32)))
+    assert _stats(fast).iterations == 20  # (the first loop grows `tiles` block by block)
     lhsT, rhs = np.ones((2048, 256), np.float32), np.ones((2048, 4096), np.float32)
     full, fast = _both(monkeypatch, lambda: _run(tiled_matmul, lhsT, rhs))
     st = _stats(fast)
