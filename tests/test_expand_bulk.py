@@ -9,7 +9,8 @@ import pytest
 from trnsim import nki
 import trnsim.nki.isa as nisa
 import trnsim.nki.language as nl
-from test_expand import _both, _run, _stats
+from trnsim.machine import expand_plan
+from test_expand import _both, _record, _run, _stats, indexed_tiles, tiled_matmul
 
 
 @nki.jit
@@ -84,3 +85,22 @@ def test_copies_of_moving_and_fixed_reads_match_the_full_run(monkeypatch, iterat
     assert len(adds) == iterations
     assert len({i.reads[0] for i in adds}) == iterations  # each iteration's own tile
     assert len({i.reads[1] for i in adds}) == 1  # the fixed one
+
+
+@pytest.mark.parametrize("copies", [1, 7])  # (an iteration, or two, per block)
+def test_copies_made_a_few_iterations_at_a_time_match_the_full_run(monkeypatch, copies):
+    # blocks of expand_plan._COPIES instructions: the lists the body grows, the blocks
+    # the outer loops' snapshots take, the last (shorter) block of an expansion
+    x = np.ones((128, 8 * 20), np.float32)
+    w = np.ones((128, 8), np.float32)
+    whole = _run(fixed_operand, x, w)
+    monkeypatch.setattr(expand_plan, "_COPIES", copies)
+    full, fast = _both(monkeypatch, lambda: _run(fixed_operand, x, w))
+    assert _record(fast) == _record(whole)
+    assert _stats(fast).iterations == 14
+    full, fast = _both(monkeypatch, lambda: _run(indexed_tiles, np.ones((128, 128), np.float32)))
+    assert _stats(fast).iterations == 20  # (the first loop grows `tiles` block by block)
+    lhsT, rhs = np.ones((2048, 256), np.float32), np.ones((2048, 4096), np.float32)
+    full, fast = _both(monkeypatch, lambda: _run(tiled_matmul, lhsT, rhs))
+    st = _stats(fast)
+    assert st.loops >= 2 and st.fallbacks == 0 and st.instructions > len(full.program) // 2

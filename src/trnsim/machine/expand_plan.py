@@ -12,9 +12,11 @@ from .frame_state import (carried_tensors, growing_lists, rebound_locals, retarg
 from .gc_pause import gc_paused
 
 
-# iterations whose numbers are made Python ints at once (their ints, a few dozen each,
-# and the copies are built block by block: see Plan.expand)
-_ROWS = 1024
+# instructions copied at once (Plan.expand: whole iterations, at least one): a block's
+# new objects -- its ints, operands, instructions -- stay in the CPU's caches while the
+# copies are put together (tiled matmul's 26 iterations of 3,120 instructions in one
+# block: 2.8 us per copy; an iteration at a time: 2.2)
+_COPIES = 4096
 
 
 def _iteration(run, m0: "Mark", m1: "Mark", int_names: list, list_names: list,
@@ -259,8 +261,9 @@ class Plan:
         with gc_paused():  # (only new, acyclic objects: a collection would find nothing)
             # a block of iterations at a time: the Python ints of a row that the record
             # does not keep are freed, and their memory reused, before the next block
-            for lo in range(first, stop, _ROWS):
-                values = self.row(np.arange(lo, min(lo + _ROWS, stop), dtype=np.int64))
+            rows = max(1, _COPIES // max(1, self.per_iteration))
+            for lo in range(first, stop, rows):
+                values = self.row(np.arange(lo, min(lo + rows, stop), dtype=np.int64))
                 made = copier.append(run.program, values, stats if keep else None)
                 self._grow(copier.template_ids, made)
 
