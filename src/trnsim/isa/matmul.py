@@ -66,6 +66,7 @@ MATMUL_INPUTS = _MATMUL_INPUTS  # (before NeuronCore-v4's float8_e4m3fn) for low
 # hash, where a tuple compares it with each member through DType.__eq__ (Python code)
 _MATMUL_INPUT_SET = frozenset(_MATMUL_INPUTS)
 _FP32_SET = frozenset(_FP32_CLASS)
+_FP32_NP = np.dtype(np.float32)
 
 
 # -- shared Tensor Engine helpers (also used by isa/mx.py) ------------------
@@ -305,7 +306,7 @@ def psum_store(ins: Instr, dst: NkiTensor, compute, accumulate) -> None:
     mark = pg.uniform(key) if fast else None
     if mark is not None:  # dst is exactly a box of one mark: every element is in or out
         marks = None
-        prev = np.asarray(mark == gid)  # (one bool for every element)
+        prev = mark == gid  # (one bool for every element)
     else:
         fast = False
         groups = pg.array()
@@ -314,11 +315,10 @@ def psum_store(ins: Instr, dst: NkiTensor, compute, accumulate) -> None:
     if accumulate is None:
         acc = prev
     else:
-        acc = np.asarray(bool(accumulate))
+        acc = bool(accumulate)
         if acc and ins.numerics and not np.all(prev):
             _warn_uninitialized(ins, dst, prev)
-    every = bool(acc.all())
-    some = every or bool(acc.any())
+    every, some = _every_some(acc)
     ins.attrs["accumulate"] = every if every or not some else "partial"
 
     if ins.run.dst_mask is not None:
@@ -362,6 +362,15 @@ def psum_store(ins: Instr, dst: NkiTensor, compute, accumulate) -> None:
     if saved is not None:
         groups[box] = saved
     marks.set(gid)
+
+
+def _every_some(acc) -> tuple[bool, bool]:
+    """Whether every / some element accumulates, per `acc`: one bool for all of them,
+    or a bool per element."""
+    if isinstance(acc, bool):
+        return acc, acc
+    every = bool(acc.all())
+    return every, every or bool(acc.any())
 
 
 def _warn_uninitialized(ins: Instr, dst: NkiTensor, prev):
@@ -457,7 +466,7 @@ def _scratch(key, shape, dtype) -> np.ndarray:
     bufs = getattr(_scratch_local, "bufs", None)
     if bufs is None:
         bufs = _scratch_local.bufs = {}
-    k = (key, shape, np.dtype(dtype))
+    k = (key, shape, dtype)
     b = bufs.get(k)
     if b is None:
         if len(bufs) > 64:
@@ -530,8 +539,9 @@ def _fp32_operand(ins: Instr, role: str, t: NkiTensor, shape) -> np.ndarray | No
 
 
 def _readonly_fp32(raw: np.ndarray) -> np.ndarray:
-    v = to_fp32(raw)
-    return _readonly(v) if v is raw else v
+    if raw.dtype == _FP32_NP:  # (to_fp32 would hand back the memory itself)
+        return _readonly(raw)
+    return to_fp32(raw)
 
 
 def _check_onezero(ins: Instr, role: str, flag: bool, values):

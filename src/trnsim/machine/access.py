@@ -192,18 +192,41 @@ def _strided(t: NkiTensor, data: np.ndarray, dtype=None):
                       strides=lay[1])
 
 
+_LAYOUTS: dict = {}  # `_layout` by all that it depends on (see there)
+_MAX_LAYOUTS = 4096
+_UNKNOWN = object()  # (not in _LAYOUTS; a layout may be None)
+
+
 def _layout(t: NkiTensor):
     """(byte offset, byte strides) of the static view `t` in its storage's data array,
     or None when it is not one strided view (it wraps partitions or leaves the storage).
     Kept on the tensor for its current placement: an instruction asks for it for every
-    read and write of the operand, and loops reuse their tiles."""
+    read and write of the operand, and loops reuse their tiles. A loop's fresh views
+    (a new tile, the next slice of an input) have the layouts of the last iteration's:
+    those are looked up by what they depend on (working one out took 5-10 us, twice
+    per DMA)."""
     st, isz = t.storage, t.dtype.itemsize
-    rb = st.arena_row_bytes if st.on_chip else 0
-    key = (st.column, st.data_partition if st.on_chip else 0, rb, t.offset, t.strides,
+    on_chip = st.on_chip
+    rb = st.arena_row_bytes if on_chip else 0
+    key = (st.column, st.data_partition if on_chip else 0, rb, t.offset, t.strides,
            t.shape, isz)
     hit = t.__dict__.get("_np_layout")
     if hit is not None and hit[0] == key:
         return hit[1]
+    inputs = key + (on_chip, st.partitions, t.row_elems)
+    lay = _LAYOUTS.get(inputs, _UNKNOWN)
+    if lay is _UNKNOWN:
+        if len(_LAYOUTS) >= _MAX_LAYOUTS:
+            _LAYOUTS.clear()
+        lay = _LAYOUTS[inputs] = _work_out_layout(t)
+    t.__dict__["_np_layout"] = (key, lay)
+    return lay
+
+
+def _work_out_layout(t: NkiTensor):
+    """`_layout`, from scratch."""
+    st, isz = t.storage, t.dtype.itemsize
+    rb = st.arena_row_bytes if st.on_chip else 0
     lay = None
     if st.on_chip:
         dec = _decompose(t)
@@ -217,7 +240,6 @@ def _layout(t: NkiTensor):
         e_max = t.offset + sum(s * (n - 1) for s, n in zip(t.strides, t.shape))
         if t.offset >= 0 and e_max < t.row_elems and all(s >= 0 for s in t.strides):
             lay = (t.offset * isz, tuple(s * isz for s in t.strides))
-    t.__dict__["_np_layout"] = (key, lay)
     return lay
 
 
@@ -379,17 +401,34 @@ _MIN_ROW = 256  # (shorter rows: the ufunc call costs more than the buffering)
 _UNCHANGED = contextlib.nullcontext()
 
 
+try:  # NumPy 2: the ufunc settings (buffer size, error modes) are one context variable
+    from numpy._core._ufunc_config import _extobj_contextvar, _make_extobj
+except ImportError:  # (older NumPy: np.setbufsize only)
+    _extobj_contextvar = _make_extobj = None
+
+
 class _BufferSize:
+    """NumPy's ufunc buffer of `size` elements inside the context. It sets NumPy's
+    settings variable to a copy with that buffer size, and resets it on exit: the same
+    settings as np.setbufsize's, which reads them into a dict and rebuilds them on
+    entry and again on exit (about 5 us a pair against under 1 us, paid by every
+    elementwise instruction on a tile)."""
     __slots__ = ("size", "saved")
 
     def __init__(self, size: int):
         self.size = size
 
     def __enter__(self):
-        self.saved = np.setbufsize(self.size)
+        if _extobj_contextvar is None:
+            self.saved = np.setbufsize(self.size)
+        else:
+            self.saved = _extobj_contextvar.set(_make_extobj(bufsize=self.size))
 
     def __exit__(self, *exc):
-        np.setbufsize(self.saved)
+        if _extobj_contextvar is None:
+            np.setbufsize(self.saved)
+        else:
+            _extobj_contextvar.reset(self.saved)
 
 
 def row_loops(*arrays):
@@ -414,9 +453,10 @@ def row_loops(*arrays):
 
 def _broadcast_nan(operands) -> bool:
     """Whether an operand smaller than the largest (broadcast) holds a NaN."""
-    largest = max(np.size(a) for a in operands)
-    for a in operands:
-        if a is not None and np.size(a) < largest:
+    sizes = [a.size if isinstance(a, np.ndarray) else np.size(a) for a in operands]
+    largest = max(sizes)
+    for a, size in zip(operands, sizes):
+        if a is not None and size < largest:
             a = np.asarray(a)
             if a.dtype.kind == "f" and np.isnan(a).any():
                 return True
