@@ -17,6 +17,7 @@ from ..machine.access import row_loops
 from ..machine.errors import UnsupportedError, describe
 from ..numerics.cast import to_fp32
 from . import accumulate as acc
+from . import exp_fp32
 from .accumulate import cmd_name, lane0
 from .activation_funcs import activation_fn
 from .base import Instr, _readonly, flat, free_size
@@ -158,20 +159,41 @@ def _activation(opcode, dst, op, data, bias, scale, reduce_op, reduce_res, cmd,
         else:
             v = flat(x)
             scaled = scale_kind == "tensor" or (s is not None and s != 1.0)
-
-            def fill(out):  # data * scale + bias in fp32, then op, all in `out`
-                t = v
-                with np.errstate(all="ignore"), row_loops(v, s, b):
-                    if scaled:
-                        t = np.multiply(t, s, out=out)
-                    if b is not None:
-                        t = np.add(t, b, out=out)
-                return act(t, 0.0, ins, out=out)
-            y = ins.write_into("dst", dst, fill)
+            s = s if scaled else None
+            y = ins.write_into("dst", dst, lambda out: _apply(ins, act, v, s, b, out))
             if cmd != "idle":  # idle leaves the Scalar Engine registers unchanged
                 acc.accumulate(ins, "scalar", cmd, rop, y, lo, P)
     if reduce_res is not None:
         acc.read_out("scalar", reduce_res, lo, P)
+
+
+def _apply(ins: Instr, act, v: np.ndarray, s, b, out: np.ndarray) -> np.ndarray:
+    """out = act(v * s + b) (the fp32 product and sum where s, b are not None): exp by
+    the compiled core where it applies (isa/exp_fp32.py), the rows it leaves and every
+    other function by `_apply_numpy`."""
+    if act.name != "exp" or not exp_fp32.applies(v, out, s, b):
+        return _apply_numpy(ins, act, v, s, b, out)
+    rest = exp_fp32.exp_rows(v, out, s, b)
+    if rest.size:
+        out[rest] = _apply_numpy(ins, act, v[rest], _rows_of(s, rest), _rows_of(b, rest),
+                                 np.empty((rest.size, v.shape[1]), np.float32))
+    return out
+
+
+def _rows_of(operand, rows):
+    """A per-partition operand (None, a constant or a (P, 1) column) for `rows` only."""
+    return operand[rows] if isinstance(operand, np.ndarray) and operand.ndim else operand
+
+
+def _apply_numpy(ins: Instr, act, v: np.ndarray, s, b, out: np.ndarray) -> np.ndarray:
+    """`_apply` by NumPy ufuncs, all in `out`."""
+    t = v
+    with np.errstate(all="ignore"), row_loops(v, s, b):
+        if s is not None:
+            t = np.multiply(t, s, out=out)
+        if b is not None:
+            t = np.add(t, b, out=out)
+    return act(t, 0.0, ins, out=out)
 
 
 def activation(dst, op, data, bias=None, scale=1.0, reduce_op=None, reduce_res=None,
@@ -266,6 +288,15 @@ _EXP_DST = ("float8_e4m3", "float8_e5m2", "float16", "bfloat16", "float32", "tfl
             "int8", "int16", "int32", "uint8", "uint16")
 
 
+def _exp(v: np.ndarray) -> np.ndarray:
+    """fp32(exp(float64(v))) of fp32 (P, F) v, by the compiled core where it applies
+    (isa/exp_fp32.py) and NumPy for the rows it leaves."""
+    out = np.empty(v.shape, np.float32)
+    rest = exp_fp32.exp_rows(v, out) if exp_fp32.applies(v, out, None, None) else slice(None)
+    out[rest] = np.exp(v[rest].astype(np.float64)).astype(np.float32)
+    return out
+
+
 def exponential(dst, src, max_value=0.0, reduce_res=None, reduce_cmd=ReduceCmd.idle,
                 reduce_init=0.0, name=None):
     """dst = exp(src - max_value) on the Vector Engine (NeuronCore-v4+), optionally
@@ -304,8 +335,7 @@ def exponential(dst, src, max_value=0.0, reduce_res=None, reduce_cmd=ReduceCmd.i
         if x is not None:
             with np.errstate(all="ignore"):
                 v = flat(x) - (m if m is not None else np.float32(0))
-                v = v.astype(np.float32, copy=False)
-                y = np.exp(v.astype(np.float64)).astype(np.float32)
+                y = _exp(v.astype(np.float32, copy=False))
             ins.write("dst", dst, y.reshape(dst.shape))
         else:
             ins.write("dst", dst, None)

@@ -25,12 +25,16 @@ _NO_START = np.empty(0, np.float32)
 
 
 def wanted(ufunc) -> bool:
-    """Whether `fold_rows` folds with `ufunc` here: an operator it compiles, numba
+    """Whether `fold_rows` folds with `ufunc` here: an operator it compiles, where
+    `compiled_here`."""
+    return ufunc in _OPS and compiled_here()
+
+
+def compiled_here() -> bool:
+    """Whether the compiled numerics cores (this fold, isa/exp_fp32.py) run: numba
     installed, and TRNSIM_COMPILED=1, or unset with numba loaded already (by a compiled
-    pass of this process: loading it costs ~0.3 s of CPU, more than the folds of a run
+    pass of this process: loading it costs ~0.3 s of CPU, more than the cores of a run
     save). Never with TRNSIM_COMPILED=0."""
-    if ufunc not in _OPS:
-        return False
     mode = compiled.mode()
     if mode == "0" or (mode != "1" and "numba" not in sys.modules):
         return False
