@@ -20,10 +20,10 @@ import numpy as np
 
 def precompile() -> float | None:
     """Run a small kernel through every compiled path (allocation, list scheduling,
-    dependency maps, timing core) and fold a tile (isa/lane_fold.py); the CPU seconds it
-    took, or None without numba."""
+    dependency maps, timing core), fold a tile (isa/lane_fold.py) and take the exp of
+    one (isa/exp_fp32.py); the CPU seconds it took, or None without numba."""
     from . import kernels
-    from .isa import lane_fold
+    from .isa import exp_fp32, lane_fold
     from .machine import compiled
     from .machine.launch import run_kernel
     from .timing import schedule
@@ -37,6 +37,7 @@ def precompile() -> float | None:
         _, run = run_kernel(kernels.matmul.matmul, (a, a), chip="trn2", numerics=False)
         schedule(run.program, run.chip)
         lane_fold.fold_rows(np.add, np.zeros((2, 2), np.float32))
+        exp_fp32.exp_rows(np.zeros((2, 2), np.float32), np.empty((2, 2), np.float32))
         return time.process_time() - c
     finally:
         if before is None:
