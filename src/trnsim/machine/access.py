@@ -403,7 +403,8 @@ _UNCHANGED = contextlib.nullcontext()
 
 try:  # NumPy 2: the ufunc settings (buffer size, error modes) are one context variable
     from numpy._core._ufunc_config import _extobj_contextvar, _make_extobj
-except ImportError:  # (older NumPy: np.setbufsize only)
+    _extobj_contextvar.reset(_extobj_contextvar.set(_make_extobj(bufsize=8192)))
+except Exception:  # (older NumPy, or a private API that changed: np.setbufsize only)
     _extobj_contextvar = _make_extobj = None
 
 
