@@ -86,6 +86,8 @@ class Index:
         return _shape_of(self.terms)
 
     def _combine(self, other, sign=1):
+        if type(other) is int:  # `k * 128 + i_p`: a constant offset (Index.of's, made here)
+            return Index.owning(dict(self.terms), self.const + sign * other)
         o = Index.of(other)
         terms = dict(self.terms)
         for a, c in o.terms.items():

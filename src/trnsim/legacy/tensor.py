@@ -95,6 +95,12 @@ class LTensor(Operators):
             access = Access(self, key_to_indices(key, self.shape))
             access.advanced = False
             return access
+        if type(key) is tuple and _affine_key(key, len(self.shape)):
+            # what the general path below makes of it (no runtime or indirect index)
+            access = Access(self, [k if type(k) is Index else Index.owning({}, k)
+                                   for k in key])
+            access.advanced = True
+            return access
         key, dynamic = _dynamic_key(key, self.shape)
         key, indirect, indirect_dim = _indirect_key(key)
         access = Access(self, key_to_indices(key, self.shape), indirect, indirect_dim)
@@ -388,6 +394,20 @@ def resolve_shape(access: Access) -> tuple:
     elif access.tensor.core.on_chip and ndim < 2:
         shape = [1] * (2 - ndim) + shape
     return tuple(shape) or (1,)
+
+
+def _affine_key(key: tuple, ndim: int) -> bool:
+    """Whether `key` indexes each of `ndim` dims with an int or an Index, one of them an
+    arange expression (`t[k, i_p, 128 * m + i_f]`: advanced indexing, nothing else)."""
+    if len(key) != ndim:
+        return False
+    varying = False
+    for k in key:
+        if type(k) is Index:
+            varying = varying or bool(k.terms)
+        elif type(k) is not int:
+            return False
+    return varying
 
 
 def _is_int_key(k) -> bool:
