@@ -9,7 +9,7 @@ import numpy as np
 
 import trnsim.legacy.language as nl
 from trnsim.legacy import tensor as legacy_tensor
-from trnsim.legacy.indexing import Index
+from trnsim.legacy.indexing import Index, resolve
 from trnsim.legacy.tensor import LTensor
 from trnsim.machine.errors import NkiValidationError
 from trnsim.machine.tensor import MemoryRegion, NkiTensor
@@ -32,6 +32,8 @@ def _keys():
         yield (k, e0, e1)
     yield (2, 4, i_f)
     yield (1, i_p, 7)
+    yield (1, 5, nl.arange(32)[:])  # 1-D grids: a free or a partition axis
+    yield (2, nl.arange(64)[:], 3)
     yield (i_p, i_f)  # too few indices for a 3-D tensor: not the shortcut
     yield (0, 1, 2)  # constants only: not advanced
 
@@ -78,6 +80,8 @@ def test_affine_keys_index_as_the_general_path(monkeypatch):
         assert fast.shape == slow.shape
         assert fast.__dict__.keys() == slow.__dict__.keys()
         assert _outcome(fast) == _outcome(slow)
+        if type(_outcome(fast)[0]) is tuple:  # a view: of the access's shape
+            assert _outcome(fast)[0] == fast.shape
 
 
 def test_int_offsets_combine_as_index_of():
@@ -88,3 +92,54 @@ def test_int_offsets_combine_as_index_of():
         assert _layout([expr - c]) == _layout([expr._combine(Index.of(c), -1)])
         assert _layout([c + expr]) == _layout([Index.of(c)._combine(expr)])
         assert (expr + c).terms is not expr.terms  # a copy: the operand is unchanged
+
+
+def _element_offsets(view):
+    """The flat element offset of every element of a core view, in row-major order."""
+    grid = np.indices(view.shape).reshape(len(view.shape), -1)
+    return view.offset + np.asarray(view.strides) @ grid
+
+
+def _values(index, ranges):
+    """An index's values over its 2-D grid, each axis over its range (maybe empty)."""
+    out = np.full((1, 1), index.const)
+    for a, c in index.terms.items():
+        lo, hi = ranges.get(a, (0, a.size))
+        out = out + c * (a.start + np.arange(lo, hi)).reshape((-1, 1) if a.position == 0
+                                                                else (1, -1))
+    return out
+
+
+def test_resolve_picks_the_elements_the_index_values_name():
+    """resolve's view against numpy: each dim's index values over the (narrowed) grid,
+    times the tensor's strides; out of bounds exactly where a value is."""
+    rng = np.random.default_rng(3)
+    hbm = NkiTensor((6, 40, 50), np.float32, SimpleNamespace(row_bytes=4, name="h"),
+                    MemoryRegion.shared_hbm, "h")
+    tile = NkiTensor((32, 50), np.float32, SimpleNamespace(row_bytes=200, name="s"),
+                     MemoryRegion.sbuf, "s")
+    for _ in range(300):
+        i_p, i_f = nl.mgrid[0:int(rng.integers(1, 9)), 0:int(rng.integers(1, 12))]
+        parts = [i_p, i_f, 0 * i_p]
+        t = hbm if rng.integers(2) else tile
+        key = [int(rng.integers(-1, 4)) * parts[rng.integers(3)]
+               + int(rng.integers(-1, 3)) * parts[rng.integers(3)] + int(rng.integers(0, 12))
+               for _ in t.shape]
+        if rng.integers(3) == 0:
+            key[0] = Index({}, int(rng.integers(0, 5)))  # a fixed row
+        ranges = {}
+        for a in (next(iter(i_p.terms)), next(iter(i_f.terms))):
+            if rng.integers(2):
+                lo = int(rng.integers(0, a.size))
+                ranges[a] = (lo, int(rng.integers(lo, a.size + 1)))
+        values = np.broadcast_arrays(*[_values(k, ranges) for k in key])
+        inside = all(((v >= 0) & (v < n)).all() for v, n in zip(values, t.shape))
+        try:
+            view = resolve(t, key, ranges)
+        except NkiValidationError:
+            assert not inside and values[0].size
+            continue
+        assert inside or not values[0].size
+        if values[0].size:
+            want = sum(int(s) * v for s, v in zip(t.strides, values)).reshape(-1)
+            assert (_element_offsets(view) == want).all()

@@ -384,15 +384,17 @@ def resolve_shape(access: Access) -> tuple:
         for a in idx.terms:
             if a.position not in sizes:
                 sizes[a.position] = a.size
-                ndim = max(ndim, a.ndim)
+                if a.ndim > ndim:
+                    ndim = a.ndim
     shape = [1] * ndim
     for p, n in sizes.items():
         shape[p] = n
-    if access.tensor.core.on_chip and ndim == 1 and partition_kept(access.indices,
-                                                                    access.tensor.par_axis):
-        shape = shape + [1]
-    elif access.tensor.core.on_chip and ndim < 2:
-        shape = [1] * (2 - ndim) + shape
+    core = access.tensor.core  # (a pending tensor runs here, whatever the shape)
+    if ndim < 2 and core.on_chip:
+        if ndim == 1 and partition_kept(access.indices, access.tensor.par_axis):
+            shape = shape + [1]
+        else:
+            shape = [1] * (2 - ndim) + shape
     return tuple(shape) or (1,)
 
 
