@@ -247,7 +247,7 @@ def _deferred(core_fn, shape, dtype, buffer, mask, build, name="", accumulates=F
     def execute(dst, accumulate):
         _run(core_fn, dst, mask, build, accumulate)
 
-    return Pending(execute, tuple(int(s) for s in shape), as_dtype(dtype), buffer, name,
+    return Pending(execute, tuple(map(int, shape)), as_dtype(dtype), buffer, name,
                    accumulates)
 
 
