@@ -143,3 +143,26 @@ def test_resolve_picks_the_elements_the_index_values_name():
         if values[0].size:
             want = sum(int(s) * v for s, v in zip(t.strides, values)).reshape(-1)
             assert (_element_offsets(view) == want).all()
+
+
+def test_a_destination_viewed_over_whole_ranges_is_viewed_as_over_every_range():
+    """legacy/isa.py `_view_spans` leaves out the ranges that cover a whole axis: the
+    view is the one made with every range given."""
+    from trnsim.legacy.isa import _view_spans
+    store = SimpleNamespace(row_bytes=4 * 3 * 64, name="t")
+    flat = NkiTensor((128, 64), np.float32, store, MemoryRegion.psum, "p")
+    blocks = NkiTensor((3, 128, 64), np.float32, store, MemoryRegion.sbuf, "b",
+                       strides=(64, 192, 1))
+    i_p, i_f = nl.mgrid[0:128, 0:64]
+    accesses = [LTensor(flat).full(), LTensor(flat)[0:128, 0:32], LTensor(flat)[i_p, i_f],
+                LTensor(blocks, par_axis=1)[2, i_p, i_f], LTensor(flat)[0:64, 5]]
+    for x in accesses:
+        for spans in ([(0, n) for n in x.shape], [(0, x.shape[0]), (3, 9)],
+                      [(1, 2), (0, x.shape[1])], [(0, 0), (0, x.shape[1])]):
+            every = {a: spans[a.position] for idx in x.indices for a in idx.terms
+                     if a.position < len(spans)}
+            got, want = _view_spans(x, spans), x.view(every)
+            assert (got.shape, got.strides, got.offset) == (want.shape, want.strides,
+                                                            want.offset)
+            assert (got.storage, got.dtype, got.name, got.dyn) == (want.storage, want.dtype,
+                                                                   want.name, want.dyn)
