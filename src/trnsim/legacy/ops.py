@@ -247,7 +247,7 @@ def psum_written(view: NkiTensor) -> bool:
     accumulation group (the compiler emits the group's first matmul with the overwrite
     flag: SDK kernels accumulate into a fresh `nl.ndarray(..., buffer=psum)` this way);
     onto written PSUM it accumulates."""
-    boxes = getattr(view.storage, "written_boxes", None)
+    boxes = view.storage.__dict__.get("written_boxes")  # (set on first write: access.py)
     if not boxes:
         return False
     a = describe_access(view, "dst", "r")

@@ -204,6 +204,7 @@ class Access(Operators):
 
     operand_mask = None  # `access[predicate]` (operand masking, the legacy mask docs)
     whole = False  # made by LTensor.full: one axis per dim over all of it
+    dynamic = None  # (tensor dim, offset tile Access): a runtime offset (_dynamic_key)
 
     def __getitem__(self, key):
         if isinstance(key, Predicate):
@@ -289,7 +290,7 @@ class Access(Operators):
         ranges = ranges or {}
         if self.operand_mask is not None:
             ranges = self.narrow(ranges)
-        if getattr(self, "dynamic", None) is not None:
+        if self.dynamic is not None:
             return _dynamic_view(self, ranges)
         if self.indirect is not None:
             return self._indirect_view(ranges)
