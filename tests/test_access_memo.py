@@ -1,11 +1,14 @@
-"""describe_access keeps its last description on the view (machine/access.py): it must
-describe the view as it is now, whatever changed since the description it kept, and in
-whatever role and mode it is asked for (one description serves them all: an
-instruction reads and writes the same PSUM view)."""
+"""describe_access memoizes its descriptions by place (machine/access.py): it must
+describe a view as it is now, whatever changed since the description it kept, in
+whatever role and mode it is asked for, and a new view of a place described before
+exactly as a description from scratch would."""
+import random
+
 import numpy as np
 
 import trnsim
 import trnsim.nki.language as nl
+from trnsim.machine import access
 from trnsim.machine.access import _describe, describe_access
 from trnsim.machine.tensor import Indirect
 
@@ -62,3 +65,38 @@ def test_a_view_described_in_other_roles_is_described_as_from_scratch():
         assert (a.role, a.mode) == (role, mode)
         # the dtype as a plain str (one object per dtype)
         assert type(a.dtype) is str and a.dtype == str(v.dtype)
+
+
+def test_new_views_of_places_described_before_are_described_as_from_scratch():
+    rng = random.Random(7)
+    roles = [("data", "r"), ("dst", "w"), ("src", "r")]
+
+    def views(x):
+        sb = nl.ndarray((128, 64), nl.float32, buffer=nl.sbuf)
+        ps = nl.ndarray((128, 64), nl.float32, buffer=nl.psum)
+        bf = nl.ndarray((64, 4, 32), nl.bfloat16, buffer=nl.sbuf)
+        out = []
+        for _ in range(60):  # (each built anew: the views of one place are new objects)
+            lo = rng.randrange(0, 48)
+            p = rng.randrange(1, 128)
+            out += [sb[0:p, lo:lo + 8], ps[p - 1:p, lo:64], x[lo:lo + 4, 2:lo + 10],
+                    bf[0:p // 2 + 1, lo % 4, 0:32], bf[:, 1:3, lo % 16:32]]
+        return [(v, *rng.choice(roles)) for v in out]
+
+    def body(x):
+        asked = views(x)
+        return [(v, r, m, describe_access(v, r, m)) for v, r, m in asked + asked[::-1]]
+
+    for v, role, mode, a in _in_kernel(body):
+        assert a == _describe(v, role, mode)
+
+
+def test_the_memo_starts_over_when_full(monkeypatch):
+    monkeypatch.setattr(access, "_DESCRIBED_MAX", 4)
+
+    def body(x):
+        return [(x[i:i + 1, :], describe_access(x[i:i + 1, :], "src", "r")) for i in range(9)]
+
+    for v, a in _in_kernel(body):
+        assert a == _describe(v, "src", "r")
+    assert len(access._DESCRIBED) <= 4

@@ -86,6 +86,8 @@ class Index:
         return _shape_of(self.terms)
 
     def _combine(self, other, sign=1):
+        if type(other) is int:  # `k * 128 + i_p`: a constant offset (Index.of's, made here)
+            return Index.owning(dict(self.terms), self.const + sign * other)
         o = Index.of(other)
         terms = dict(self.terms)
         for a, c in o.terms.items():
@@ -363,8 +365,13 @@ def resolve(tensor, indices, ranges: dict, par_axis: int = 0):
         s = tensor_strides[d]
         lo = hi = start = idx.const  # the index's range, and its value at the first element
         for a, c in idx.terms.items():
-            r0, r1 = ranges.get(a, (0, a.size)) if ranges else (0, a.size)
-            v0, v1 = c * (a.start + r0), c * (a.start + r1 - 1)
+            if not c:  # (an mgrid component's other axes: no part in its values)
+                continue
+            if ranges and a in ranges:
+                r0, r1 = ranges[a]
+                v0, v1 = c * (a.start + r0), c * (a.start + r1 - 1)
+            else:
+                v0, v1 = c * a.start, c * (a.start + a.size - 1)
             if v0 <= v1:
                 lo, hi = lo + v0, hi + v1
             else:
@@ -376,10 +383,11 @@ def resolve(tensor, indices, ranges: dict, par_axis: int = 0):
                 f"Out-of-bound access for tensor {tensor.name or '<unnamed>'} on dimension "
                 f"{d}: index range [{lo}, {hi}] exceed dimension size of {tensor.shape[d]}")
         offset += s * start
-    if tensor.on_chip and ndim == 1 and partition_kept(indices, par_axis):
-        shape, strides = shape + [1], strides + [1]
-    elif tensor.on_chip and ndim < 2:
-        shape, strides = [1] * (2 - ndim) + shape, [tensor.row_elems] * (2 - ndim) + strides
+    if ndim < 2 and tensor.on_chip:
+        if ndim == 1 and partition_kept(indices, par_axis):
+            shape, strides = shape + [1], strides + [1]
+        else:
+            shape, strides = [1] * (2 - ndim) + shape, [tensor.row_elems] * (2 - ndim) + strides
     elif ndim == 0:
         shape, strides = [1], [1]
     return NkiTensor.view_of(tuple(shape), tensor.dtype, tensor.storage, tensor.buffer,

@@ -211,10 +211,12 @@ def _spans(grid: Grid, x) -> list[tuple[int, int]]:
 
 
 def _view_spans(x, spans) -> NkiTensor:
-    """`x` (the destination Access) viewed over the given per-position ranges."""
+    """`x` (the destination Access) viewed over the given per-position ranges. A range
+    over a whole axis is left out: what a view takes by default (a whole tile then
+    takes Access.view's shortcut)."""
     if isinstance(x, Access):
         return x.view({a: spans[a.position] for idx in x.indices for a in idx.terms
-                       if a.position < len(spans)})
+                       if a.position < len(spans) and spans[a.position] != (0, a.size)})
     if isinstance(x, LTensor):
         x = x.view_all()
     return x[tuple(slice(lo, hi) for lo, hi in spans)]
@@ -247,7 +249,7 @@ def _deferred(core_fn, shape, dtype, buffer, mask, build, name="", accumulates=F
     def execute(dst, accumulate):
         _run(core_fn, dst, mask, build, accumulate)
 
-    return Pending(execute, tuple(int(s) for s in shape), as_dtype(dtype), buffer, name,
+    return Pending(execute, tuple(map(int, shape)), as_dtype(dtype), buffer, name,
                    accumulates)
 
 

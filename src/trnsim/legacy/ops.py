@@ -43,10 +43,14 @@ class Grid:
         if mask is not None:
             rest = mask.restrict(self.narrowed)
             self.residual = Predicate(rest) if rest else None
+
+    @functools.cached_property
+    def pos(self) -> dict:
+        """Grid position -> the range the mask leaves of it (made when first asked: an
+        instruction without a mask never asks)."""
         if self.narrowed:
-            self.pos = {p: self.span(p, n) for p, n in enumerate(self.shape)}
-        else:
-            self.pos = {p: (0, n) for p, n in enumerate(self.shape)}
+            return {p: self.span(p, n) for p, n in enumerate(self.shape)}
+        return {p: (0, n) for p, n in enumerate(self.shape)}
 
     def span(self, position, size, axis=None) -> tuple[int, int]:
         """The range the mask leaves of an axis of `size` elements at grid `position`
@@ -243,7 +247,7 @@ def psum_written(view: NkiTensor) -> bool:
     accumulation group (the compiler emits the group's first matmul with the overwrite
     flag: SDK kernels accumulate into a fresh `nl.ndarray(..., buffer=psum)` this way);
     onto written PSUM it accumulates."""
-    boxes = getattr(view.storage, "written_boxes", None)
+    boxes = view.storage.__dict__.get("written_boxes")  # (set on first write: access.py)
     if not boxes:
         return False
     a = describe_access(view, "dst", "r")

@@ -95,6 +95,12 @@ class LTensor(Operators):
             access = Access(self, key_to_indices(key, self.shape))
             access.advanced = False
             return access
+        if type(key) is tuple and _affine_key(key, len(self.shape)):
+            # what the general path below makes of it (no runtime or indirect index)
+            access = Access(self, [k if type(k) is Index else Index.owning({}, k)
+                                   for k in key])
+            access.advanced = True
+            return access
         key, dynamic = _dynamic_key(key, self.shape)
         key, indirect, indirect_dim = _indirect_key(key)
         access = Access(self, key_to_indices(key, self.shape), indirect, indirect_dim)
@@ -198,6 +204,7 @@ class Access(Operators):
 
     operand_mask = None  # `access[predicate]` (operand masking, the legacy mask docs)
     whole = False  # made by LTensor.full: one axis per dim over all of it
+    dynamic = None  # (tensor dim, offset tile Access): a runtime offset (_dynamic_key)
 
     def __getitem__(self, key):
         if isinstance(key, Predicate):
@@ -283,7 +290,7 @@ class Access(Operators):
         ranges = ranges or {}
         if self.operand_mask is not None:
             ranges = self.narrow(ranges)
-        if getattr(self, "dynamic", None) is not None:
+        if self.dynamic is not None:
             return _dynamic_view(self, ranges)
         if self.indirect is not None:
             return self._indirect_view(ranges)
@@ -378,16 +385,32 @@ def resolve_shape(access: Access) -> tuple:
         for a in idx.terms:
             if a.position not in sizes:
                 sizes[a.position] = a.size
-                ndim = max(ndim, a.ndim)
+                if a.ndim > ndim:
+                    ndim = a.ndim
     shape = [1] * ndim
     for p, n in sizes.items():
         shape[p] = n
-    if access.tensor.core.on_chip and ndim == 1 and partition_kept(access.indices,
-                                                                    access.tensor.par_axis):
-        shape = shape + [1]
-    elif access.tensor.core.on_chip and ndim < 2:
-        shape = [1] * (2 - ndim) + shape
+    core = access.tensor.core  # (a pending tensor runs here, whatever the shape)
+    if ndim < 2 and core.on_chip:
+        if ndim == 1 and partition_kept(access.indices, access.tensor.par_axis):
+            shape = shape + [1]
+        else:
+            shape = [1] * (2 - ndim) + shape
     return tuple(shape) or (1,)
+
+
+def _affine_key(key: tuple, ndim: int) -> bool:
+    """Whether `key` indexes each of `ndim` dims with an int or an Index, one of them an
+    arange expression (`t[k, i_p, 128 * m + i_f]`: advanced indexing, nothing else)."""
+    if len(key) != ndim:
+        return False
+    varying = False
+    for k in key:
+        if type(k) is Index:
+            varying = varying or bool(k.terms)
+        elif type(k) is not int:
+            return False
+    return varying
 
 
 def _is_int_key(k) -> bool:

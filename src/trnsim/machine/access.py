@@ -480,19 +480,18 @@ def _contiguous_run(a: np.ndarray) -> int:
 def describe_access(t: NkiTensor, role: str, mode: str) -> Access:
     """The record's description of an access of `t` in `role` and `mode` ('r'/'w'),
     after the first-touch effects on its storage (a lazy fill, the PSUM boxes written).
-    Kept on the view for its current placement: loops read the same tiles again, and
-    an instruction may read and write one view (a PSUM accumulation)."""
+    Memoized by everything `_describe` reads: loops read the same places again through
+    new views (an instruction may also read and write one view, a PSUM accumulation)."""
     st = t.storage
-    place = (t.shape, t.strides, t.offset, t.dtype, t.name, t.dyn is None, st.space,
-             st.core, st.address, st.partition, st.partitions, st.row_bytes, st.alloc)
-    hit = t.__dict__.get("_described")
-    if hit is not None and hit[0] == place:
-        a = hit[1]
-        if a[0] != role or a[1] != mode:  # (the rest does not depend on them)
-            a = _new_access(Access, (role, mode) + a[2:])
-    else:
+    place = (role, mode, t.shape, t.strides, t.offset, t.dtype, t.name, t.dyn is None,
+             st.space, st.core, st.address, st.partition, st.partitions, st.row_bytes,
+             st.alloc)
+    a = _DESCRIBED.get(place)
+    if a is None:
         a = _describe(t, role, mode)
-        t.__dict__["_described"] = (place, a)
+        if len(_DESCRIBED) >= _DESCRIBED_MAX:
+            _DESCRIBED.clear()
+        _DESCRIBED[place] = a
     if st.lazy_fill is not None:  # fill the blocks this access is the first to touch
         st.lazy_fill(a.lo - st.address, a.hi - st.address)
     if mode == "w" and st.space == "psum":  # boxes written (legacy `psum += matmul`)
@@ -502,6 +501,11 @@ def describe_access(t: NkiTensor, role: str, mode: str) -> Access:
             boxes.add(box)
             _note_untracked_change(st.alloc)
     return a
+
+
+# place -> its Access (an immutable tuple: the record's instructions may share one)
+_DESCRIBED: dict = {}
+_DESCRIBED_MAX = 1 << 14  # places kept (the memo starts over past this)
 
 
 def _describe(t: NkiTensor, role: str, mode: str) -> Access:

@@ -1,0 +1,168 @@
+"""The legacy indexing shortcuts build what the general paths build: an affine key
+(ints and arange expressions, `t[k, i_p, 128 * m + i_f]`) indexes a tensor as
+`_dynamic_key` / `_indirect_key` / `key_to_indices` do, and an int offset added to an
+index expression gives the Index that `Index.of(int)` would."""
+import itertools
+from types import SimpleNamespace
+
+import numpy as np
+
+import trnsim.legacy.language as nl
+from trnsim.legacy import tensor as legacy_tensor
+from trnsim.legacy.indexing import Index, resolve
+from trnsim.legacy.tensor import LTensor
+from trnsim.machine.errors import NkiValidationError
+from trnsim.machine.tensor import MemoryRegion, NkiTensor
+
+
+def _layout(indices):
+    """Each Index as its terms (axis fields and coefficient, in order) and constant,
+    with axes named by first appearance (the sharing between dims kept)."""
+    names = {}
+    return [([(names.setdefault(id(a), len(names)), a.size, a.position, a.ndim, a.start, c)
+              for a, c in idx.terms.items()], idx.const) for idx in indices]
+
+
+def _keys():
+    i_p, i_f = nl.mgrid[0:64, 0:32]
+    a_p = nl.arange(64)[:, None]
+    a_f = nl.arange(8, 40)[None, :]
+    exprs = [i_p, i_f, 3 * i_p + 5, i_f - 2, 96 + i_f, a_p, 2 + a_f, Index({}, 7)]
+    for k, e0, e1 in itertools.product([0, 1, 3], exprs, exprs):
+        yield (k, e0, e1)
+    yield (2, 4, i_f)
+    yield (1, i_p, 7)
+    yield (1, 5, nl.arange(32)[:])  # 1-D grids: a free or a partition axis
+    yield (2, nl.arange(64)[:], 3)
+    yield (i_p, i_f)  # too few indices for a 3-D tensor: not the shortcut
+    yield (0, 1, 2)  # constants only: not advanced
+
+
+def _tensors():
+    row = SimpleNamespace(row_bytes=4 * 160 * 4, name="t")  # a partition's 4 blocks
+    sb = NkiTensor((4, 128, 160), np.float32, row, MemoryRegion.sbuf, "t",
+                   strides=(160, 640, 1))
+    hbm = NkiTensor((4, 200, 160), np.float32, None, MemoryRegion.shared_hbm, "h")
+    return [LTensor(sb, par_axis=1), LTensor(hbm)]
+
+
+def _outcome(access):
+    """The access's view (shape, strides, offset), or its error (out of bounds)."""
+    try:
+        view = access.view()
+    except NkiValidationError as e:
+        return type(e), e.bare_message
+    return view.shape, view.strides, view.offset
+
+
+def _index(t, key):
+    try:
+        return t[key]
+    except NkiValidationError as e:
+        return type(e), e.bare_message
+
+
+def _general(tensor, key, monkeypatch):
+    with monkeypatch.context() as m:
+        m.setattr(legacy_tensor, "_affine_key", lambda key, ndim: False)
+        return _index(tensor, key)
+
+
+def test_affine_keys_index_as_the_general_path(monkeypatch):
+    for t, key in itertools.product(_tensors(), _keys()):
+        fast, slow = _index(t, key), _general(t, key, monkeypatch)
+        if type(slow) is tuple:  # an error: the same one
+            assert fast == slow
+            continue
+        assert _layout(fast.indices) == _layout(slow.indices)
+        assert fast.advanced == slow.advanced
+        assert (fast.indirect, fast.indirect_dim) == (slow.indirect, slow.indirect_dim)
+        assert fast.shape == slow.shape
+        assert fast.__dict__.keys() == slow.__dict__.keys()
+        assert _outcome(fast) == _outcome(slow)
+        if type(_outcome(fast)[0]) is tuple:  # a view: of the access's shape
+            assert _outcome(fast)[0] == fast.shape
+
+
+def test_int_offsets_combine_as_index_of():
+    i_p, i_f = nl.mgrid[0:64, 0:32]
+    for expr, c in itertools.product([i_p, 3 * i_f, i_p + i_f - 4, Index({}, 2)],
+                                     [0, 5, -7]):
+        assert _layout([expr + c]) == _layout([expr._combine(Index.of(c))])
+        assert _layout([expr - c]) == _layout([expr._combine(Index.of(c), -1)])
+        assert _layout([c + expr]) == _layout([Index.of(c)._combine(expr)])
+        assert (expr + c).terms is not expr.terms  # a copy: the operand is unchanged
+
+
+def _element_offsets(view):
+    """The flat element offset of every element of a core view, in row-major order."""
+    grid = np.indices(view.shape).reshape(len(view.shape), -1)
+    return view.offset + np.asarray(view.strides) @ grid
+
+
+def _values(index, ranges):
+    """An index's values over its 2-D grid, each axis over its range (maybe empty)."""
+    out = np.full((1, 1), index.const)
+    for a, c in index.terms.items():
+        lo, hi = ranges.get(a, (0, a.size))
+        out = out + c * (a.start + np.arange(lo, hi)).reshape((-1, 1) if a.position == 0
+                                                                else (1, -1))
+    return out
+
+
+def test_resolve_picks_the_elements_the_index_values_name():
+    """resolve's view against numpy: each dim's index values over the (narrowed) grid,
+    times the tensor's strides; out of bounds exactly where a value is."""
+    rng = np.random.default_rng(3)
+    hbm = NkiTensor((6, 40, 50), np.float32, SimpleNamespace(row_bytes=4, name="h"),
+                    MemoryRegion.shared_hbm, "h")
+    tile = NkiTensor((32, 50), np.float32, SimpleNamespace(row_bytes=200, name="s"),
+                     MemoryRegion.sbuf, "s")
+    for _ in range(300):
+        i_p, i_f = nl.mgrid[0:int(rng.integers(1, 9)), 0:int(rng.integers(1, 12))]
+        parts = [i_p, i_f, 0 * i_p]
+        t = hbm if rng.integers(2) else tile
+        key = [int(rng.integers(-1, 4)) * parts[rng.integers(3)]
+               + int(rng.integers(-1, 3)) * parts[rng.integers(3)] + int(rng.integers(0, 12))
+               for _ in t.shape]
+        if rng.integers(3) == 0:
+            key[0] = Index({}, int(rng.integers(0, 5)))  # a fixed row
+        ranges = {}
+        for a in (next(iter(i_p.terms)), next(iter(i_f.terms))):
+            if rng.integers(2):
+                lo = int(rng.integers(0, a.size))
+                ranges[a] = (lo, int(rng.integers(lo, a.size + 1)))
+        values = np.broadcast_arrays(*[_values(k, ranges) for k in key])
+        inside = all(((v >= 0) & (v < n)).all() for v, n in zip(values, t.shape))
+        try:
+            view = resolve(t, key, ranges)
+        except NkiValidationError:
+            assert not inside and values[0].size
+            continue
+        assert inside or not values[0].size
+        if values[0].size:
+            want = sum(int(s) * v for s, v in zip(t.strides, values)).reshape(-1)
+            assert (_element_offsets(view) == want).all()
+
+
+def test_a_destination_viewed_over_whole_ranges_is_viewed_as_over_every_range():
+    """legacy/isa.py `_view_spans` leaves out the ranges that cover a whole axis: the
+    view is the one made with every range given."""
+    from trnsim.legacy.isa import _view_spans
+    store = SimpleNamespace(row_bytes=4 * 3 * 64, name="t")
+    flat = NkiTensor((128, 64), np.float32, store, MemoryRegion.psum, "p")
+    blocks = NkiTensor((3, 128, 64), np.float32, store, MemoryRegion.sbuf, "b",
+                       strides=(64, 192, 1))
+    i_p, i_f = nl.mgrid[0:128, 0:64]
+    accesses = [LTensor(flat).full(), LTensor(flat)[0:128, 0:32], LTensor(flat)[i_p, i_f],
+                LTensor(blocks, par_axis=1)[2, i_p, i_f], LTensor(flat)[0:64, 5]]
+    for x in accesses:
+        for spans in ([(0, n) for n in x.shape], [(0, x.shape[0]), (3, 9)],
+                      [(1, 2), (0, x.shape[1])], [(0, 0), (0, x.shape[1])]):
+            every = {a: spans[a.position] for idx in x.indices for a in idx.terms
+                     if a.position < len(spans)}
+            got, want = _view_spans(x, spans), x.view(every)
+            assert (got.shape, got.strides, got.offset) == (want.shape, want.strides,
+                                                            want.offset)
+            assert (got.storage, got.dtype, got.name, got.dyn) == (want.storage, want.dtype,
+                                                                   want.name, want.dyn)
