@@ -327,7 +327,7 @@ def dma_compute(dst, srcs, reduce_op, scales=None, unique_indices=True,
                         f"takes exactly 2 sources, got {len(srcs)}")
             ins.require(bool(unique_indices), "unique_indices=False: non-unique scatter / "
                         "gather indices are not supported", UnsupportedError)
-        mode = "swdge" if any(_indirect_kind(t) == "vector" for t in views) else "none"
+        mode = "swdge" if "vector" in _indirect_kinds(views) else "none"
         ins.attrs.update(reduce_op=op.name, n_srcs=len(srcs),
                          rmw=indirect or any(_same_view(dst, s) for s in srcs))
         _record(ins, dst, tuple(srcs), mode, oob, name)
