@@ -25,7 +25,7 @@ import numpy as np
 
 from ..machine.compiled import inline, jit
 from ..timing.costs import dma_costs
-from ..timing.scheduler import _identities
+from ..timing.scheduler import identities
 
 _RAW, _WAR = 0, 2  # schedule.py's edge kinds (_RAW, _WAW, _WAR, _ORDER)
 # per-instruction int columns
@@ -168,13 +168,13 @@ def _arrays(ls):
     dma = np.array([r[1] == "dma" for r in numbered], bool)
     at = np.flatnonzero(dma[stream])
     priced = dma_costs(ls.program, cost)
-    info = _identities(priced)[at]  # (read off the list: no Python pass over the DMAs)
+    info = identities(priced)[at]  # (read off the list: no Python pass over the DMAs)
     unpriced = at[info == id(None)]  # (priced while its engine was another)
     if len(unpriced):
         priced = list(priced)
         for i in unpriced.tolist():
             priced[i] = cost.dma.cost(instrs[i])
-        info = _identities(priced)[at]
+        info = identities(priced)[at]
     _, one, which = np.unique(info, return_index=True, return_inverse=True)
     infos = [priced[i] for i in at[one].tolist()]
     table = np.array([(x["dge_ns"], x["data_ns"], len(x["engines"])) for x in infos],

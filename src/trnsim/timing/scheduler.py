@@ -342,11 +342,11 @@ class _Scheduler:
     @cached_property
     def _opcodes(self) -> tuple:
         """(a number per instruction, the opcode of each number): a number per opcode
-        string object (see _identities)."""
+        string object (see identities)."""
         ops = [ins.opcode for ins in self.instrs]
         if not ops:
             return np.zeros(0, np.int64), []
-        _, head, code = np.unique(_identities(ops), return_index=True,
+        _, head, code = np.unique(identities(ops), return_index=True,
                                   return_inverse=True)
         return code.reshape(-1), [ops[i] for i in head.tolist()]
 
@@ -886,7 +886,7 @@ def _streams(instrs, engines: list, cores: np.ndarray) -> np.ndarray:
     n = len(instrs)
     if not n:
         return np.zeros(0, np.int64)
-    _, head, engine = np.unique(_identities(engines), return_index=True,
+    _, head, engine = np.unique(identities(engines), return_index=True,
                                 return_inverse=True)
     engine = engine.reshape(-1)
     core = cores - cores.min()
@@ -896,16 +896,16 @@ def _streams(instrs, engines: list, cores: np.ndarray) -> np.ndarray:
     if dma:
         at = np.flatnonzero(engine == dma[0] if len(dma) == 1 else np.isin(engine, dma))
         transfers = [instrs[i] for i in at.tolist()]
-        queues = np.unique(_identities([ins.queue for ins in transfers]),
+        queues = np.unique(identities([ins.queue for ins in transfers]),
                            return_inverse=True)[1].reshape(-1)
-        locs = np.unique(_identities([ins.location for ins in transfers]),
+        locs = np.unique(identities([ins.location for ins in transfers]),
                          return_inverse=True)[1].reshape(-1)
         out[at] = ncores * nengines + (locs * (int(queues.max()) + 1) + queues) * ncores \
             + core[at]
     return out
 
 
-def _identities(objects: list) -> np.ndarray:
+def identities(objects: list) -> np.ndarray:
     """id() of each of `objects` (in CPython its address), read off an object array's
     pointers: map(id, ...) would make an int object per item (~4x slower). The objects
     stay alive while the caller holds them, so equal ids mean the same object."""
