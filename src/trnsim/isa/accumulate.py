@@ -59,6 +59,7 @@ CMDS = ("idle", "reset", "reduce", "reset_reduce", "load_reduce")
 _BY_VALUE = dict(enumerate(CMDS))
 _UFUNC = {"add": np.add, "subtract": np.subtract, "multiply": np.multiply,
           "maximum": np.maximum, "minimum": np.minimum}
+_FP32 = np.dtype(np.float32)
 _IDENTITY = {"add": 0.0, "subtract": 0.0, "multiply": 1.0, "maximum": -np.inf,
              "minimum": np.inf, "abs_max": 0.0, "abs_min": np.inf}
 
@@ -99,7 +100,8 @@ def lane0(t) -> int:
 
 
 def _rows(values, partitions=None) -> np.ndarray:
-    v = np.asarray(values, dtype=np.float32)
+    v = values if type(values) is np.ndarray and values.dtype == _FP32 else np.asarray(
+        values, dtype=np.float32)
     p = v.shape[0] if v.ndim else (partitions or 1)
     return v.reshape(p, -1)
 
@@ -109,7 +111,7 @@ def fold(op, values, start=None) -> np.ndarray:
     from `start` ((P,) or a scalar) when given. Returns (P,) fp32."""
     name = _op_name(op)
     v = _rows(values)
-    if start is not None:
+    if start is not None and not _lane_values(start, v.shape[0]):
         start = np.broadcast_to(np.asarray(start, np.float32).reshape(-1), (v.shape[0],))
     with np.errstate(all="ignore"):
         if name in ("add", "subtract", "multiply"):
@@ -122,6 +124,11 @@ def fold(op, values, start=None) -> np.ndarray:
             f = np.maximum if name == "abs_max" else np.minimum
             return f.reduce(np.abs(v), axis=1).astype(np.float32)
     raise ValueError(f"{name} is not an accumulating operator")
+
+
+def _lane_values(a, partitions: int) -> bool:
+    """Whether `a` is a (partitions,) fp32 array already (as `begin` gives)."""
+    return type(a) is np.ndarray and a.shape == (partitions,) and a.dtype == _FP32
 
 
 def sequential_fold(ufunc, v: np.ndarray, start=None) -> np.ndarray:
@@ -234,7 +241,12 @@ def _lanes(idx) -> str:
 def begin(ins: Instr, engine: str, cmd, op, lo: int, partitions: int, init=None):
     """Starting register values of lanes [lo, lo+P) for `cmd` ((P,) fp32), or None for
     idle (the lanes are then marked undefined) and when numerics are off."""
-    cmd = cmd_name(cmd)
+    regs = _begin(ins, engine, cmd_name(cmd), op, lo, partitions, init)
+    return None if regs is None else regs[1]
+
+
+def _begin(ins: Instr, engine: str, cmd: str, op, lo: int, partitions: int, init):
+    """`begin` for a cmd name: (the registers, the starting values), or None."""
     if not ins.numerics:
         return None
     if cmd == "load_reduce" and init is None:
@@ -244,11 +256,11 @@ def begin(ins: Instr, engine: str, cmd, op, lo: int, partitions: int, init=None)
         regs.invalidate(lo, partitions)
         return None
     if cmd in ("reset", "reset_reduce"):
-        return np.full(partitions, identity(op), dtype=np.float32)
+        return regs, np.full(partitions, identity(op), dtype=np.float32)
     if cmd == "load_reduce":
-        return np.broadcast_to(np.asarray(init, np.float32).reshape(-1),
-                               (partitions,)).astype(np.float32)
-    return regs.get(lo, partitions, "reduce_cmd=reduce")
+        return regs, np.broadcast_to(np.asarray(init, np.float32).reshape(-1),
+                                     (partitions,)).astype(np.float32)
+    return regs, regs.get(lo, partitions, "reduce_cmd=reduce")
 
 
 def commit(ins: Instr, engine: str, lo: int, values) -> None:
@@ -263,11 +275,12 @@ def accumulate(ins: Instr, engine: str, cmd, op, values, lo: int, partitions: in
     instruction's fp32 `values` (P, F...) with `op`. Returns the new (P,) values, or
     None for idle and when numerics are off."""
     cmd = cmd_name(cmd)
-    start = begin(ins, engine, cmd, op, lo, partitions, init)
-    if start is None:
+    regs = _begin(ins, engine, cmd, op, lo, partitions, init)
+    if regs is None:
         return None
+    regs, start = regs
     new = start if cmd == "reset" or values is None else fold(op, values, start)
-    commit(ins, engine, lo, new)
+    regs.set(lo, new)
     return new
 
 

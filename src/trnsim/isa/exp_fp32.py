@@ -63,6 +63,10 @@ def _per_row(v, P: int) -> np.ndarray:
     signature of the compiled core for all four forms)."""
     if v is None:
         return np.zeros(P, np.float32)
+    if type(v) is np.float32:
+        return np.full(P, v, np.float32)
+    if type(v) is np.ndarray and v.dtype == np.float32 and v.size == P:  # a column
+        return v.reshape(P).copy()
     return np.array(np.broadcast_to(np.asarray(v, np.float32).reshape(-1), (P,)))
 
 

@@ -134,6 +134,11 @@ def check_dst(ins: Instr, dst: NkiTensor, m: int, n: int):
     if dst.shape[0] != m or free_size(dst) != n:
         ins.fail(f"dst {describe(dst)} must be [{m}, {n}] (M = stationary free size on "
                  f"partitions, N = moving free size)")
+    check_psum_bank(ins, dst)
+
+
+def check_psum_bank(ins: Instr, dst: NkiTensor):
+    """The part of `check_dst` that depends on where dst lies: one PSUM bank."""
     core = ins.chip.core
     te = core.tensor
     if dst.dyn is None and te.moving_fmax_fp32 * 4 <= core.psum_bank_bytes:
@@ -553,6 +558,100 @@ def _check_onezero(ins: Instr, role: str, flag: bool, values):
                      "wrong for them")
 
 
+_CHECKED: dict = {}  # `_checks_key` -> (chip, the checked attributes, kc, m, n)
+
+
+def _checks_key(ins: Instr, pm: str, transpose: bool, dst, stationary, moving,
+                tile_position, tile_size):
+    """What `_check_matmul` reads, as a key (None where it is not kept: indirect
+    operands, or PE tiling given other than as int tuples)."""
+    if dst.dyn is not None or stationary.dyn is not None or moving.dyn is not None:
+        return None
+    tiling = (tile_position, tile_size)
+    for v in tiling:
+        if v is not None and not (type(v) is tuple and all(type(i) is int for i in v)):
+            return None
+    return (id(ins.chip), pm, transpose, tiling, dst.shape, str(dst.dtype),
+            stationary.shape, str(stationary.dtype), moving.shape, str(moving.dtype))
+
+
+def _check_matmul(ins: Instr, perf_mode, pm: str, transpose: bool, dst, stationary, moving,
+                  tile_position, tile_size):
+    """nc_matmul's checks of its shapes, dtypes and settings (`pm`: perf_mode's name);
+    (the attributes they give, the contraction size, M, N)."""
+    te = ins.chip.core.tensor
+    if pm not in ("none", "double_row"):
+        ins.fail(f"perf_mode={perf_mode!r}: use matmul_perf_mode.none or .double_row")
+    ins.same_partitions(("stationary", stationary), ("moving", moving))
+    (sr, sc), (rs, cs) = check_tiling(ins, tile_position, tile_size)
+    tiled = (rs, cs) != (te.rows, te.cols)
+    check_indirect(ins, tiled and (sr, sc) != (0, 0), ("dst", dst),
+                   ("stationary", stationary), ("moving", moving))
+    if transpose:
+        ins.require(moving.dyn is None, "moving cannot use tensor indirection with "
+                    "is_transpose=True")
+    k = stationary.shape[0]
+    double = pm == "double_row"
+    if double:
+        if not te.supports_double_row:
+            ins.fail(f"perf_mode=double_row needs NeuronCore-v3 or newer; target "
+                     f"{ins.chip.name} is NeuronCore-v{ins.generation}", UnsupportedError)
+        ins.require(not transpose, "perf_mode=double_row cannot be combined with "
+                    "transpose mode (is_transpose=True)")
+        ins.require(cs == te.cols, f"perf_mode=double_row cannot be combined with column "
+                    f"tiling (tile_size column_size={cs})")
+        for role, t in (("stationary", stationary), ("moving", moving)):
+            if not (t.ndim >= 3 and t.shape[1] == 2):
+                ins.fail(f"perf_mode=double_row: {role} {describe(t)} must be [K, 2, ...] "
+                         "(contraction split over partitions and a first free dim of 2)")
+            if t.dtype not in _FP8:
+                ins.fail(f"perf_mode=double_row: {role} {describe(t)} must be fp8 "
+                         "(float8_e4m3 or float8_e5m2"
+                         + (", float8_e4m3fn)" if te.supports_e4m3fn else ")"))
+        m = int(np.prod(stationary.shape[2:]))
+        n = int(np.prod(moving.shape[2:]))
+        kc = 2 * k
+    else:
+        m, n, kc = free_size(stationary), free_size(moving), k
+    limit_k = min(te.contraction_max, rs)
+    if k > limit_k:
+        ins.fail(f"stationary {describe(stationary)} and moving {describe(moving)}: "
+                 f"contraction (partition) size K={k} exceeds the limit of {limit_k}"
+                 + (f" (tile_size row_size={rs})" if rs < te.rows else ""))
+    limit_m = min(te.stationary_fmax, cs)
+    if m > limit_m:
+        ins.fail(f"stationary {describe(stationary)}: free size M={m} exceeds the limit "
+                 f"of {limit_m}" + (f" (tile_size column_size={cs})" if cs < te.cols
+                                    else ""))
+    check_moving_fmax(ins, moving, n, dst)
+    check_dst(ins, dst, m, n)
+
+    # dtypes
+    if transpose and ins.generation >= 3:
+        ins.require(not stationary.dtype.is_x4 and not moving.dtype.is_x4,
+                    "transpose mode does not take packed MX (x4) data")
+        ins.require(dst.dtype == stationary.dtype or (dst.dtype is float32
+                                                      and stationary.dtype.is_float),
+                    f"transpose mode: dst {describe(dst)} must have the dtype of "
+                    f"stationary {describe(stationary)} (a bit-exact transpose), or be "
+                    "float32 for a float stationary")
+    else:
+        _check_input_dtype(ins, "stationary", stationary)
+        _check_input_dtype(ins, "moving", moving)
+        _check_dtype_mix(ins, stationary, moving)
+        if transpose and dst.dtype == stationary.dtype:
+            pass  # v2 transpose hint: PE result rounded to the data's dtype
+        else:
+            _check_matmul_dst_dtype(ins, dst)
+
+    attrs = dict(
+        perf_mode=pm, K=k, contraction=kc, M=m, N=n,
+        stationary_dtype=str(stationary.dtype), moving_dtype=str(moving.dtype),
+        dst_dtype=str(dst.dtype), tile_position=(sr, sc), tile_size=(rs, cs),
+        is_transpose=transpose)
+    return attrs, kc, m, n
+
+
 def nc_matmul(dst, stationary, moving, is_stationary_onezero=False, is_moving_onezero=False,
               is_transpose=False, accumulate=None, tile_position=(), tile_size=(),
               perf_mode=matmul_perf_mode.none, name=None):
@@ -563,78 +662,24 @@ def nc_matmul(dst, stationary, moving, is_stationary_onezero=False, is_moving_on
         ins.operand("stationary", stationary, ("sbuf",))
         ins.operand("moving", moving, ("sbuf",))
         ins.operand("dst", dst, ("psum",))
-        te = ins.chip.core.tensor
-        if pm not in ("none", "double_row"):
-            ins.fail(f"perf_mode={perf_mode!r}: use matmul_perf_mode.none or .double_row")
         transpose = bool(is_transpose)
-        ins.same_partitions(("stationary", stationary), ("moving", moving))
-        (sr, sc), (rs, cs) = check_tiling(ins, tile_position, tile_size)
-        tiled = (rs, cs) != (te.rows, te.cols)
-        check_indirect(ins, tiled and (sr, sc) != (0, 0), ("dst", dst),
-                       ("stationary", stationary), ("moving", moving))
-        if transpose:
-            ins.require(moving.dyn is None, "moving cannot use tensor indirection with "
-                        "is_transpose=True")
-        k = stationary.shape[0]
-        double = pm == "double_row"
-        if double:
-            if not te.supports_double_row:
-                ins.fail(f"perf_mode=double_row needs NeuronCore-v3 or newer; target "
-                         f"{ins.chip.name} is NeuronCore-v{ins.generation}", UnsupportedError)
-            ins.require(not transpose, "perf_mode=double_row cannot be combined with "
-                        "transpose mode (is_transpose=True)")
-            ins.require(cs == te.cols, f"perf_mode=double_row cannot be combined with column "
-                        f"tiling (tile_size column_size={cs})")
-            for role, t in (("stationary", stationary), ("moving", moving)):
-                if not (t.ndim >= 3 and t.shape[1] == 2):
-                    ins.fail(f"perf_mode=double_row: {role} {describe(t)} must be [K, 2, ...] "
-                             "(contraction split over partitions and a first free dim of 2)")
-                if t.dtype not in _FP8:
-                    ins.fail(f"perf_mode=double_row: {role} {describe(t)} must be fp8 "
-                             "(float8_e4m3 or float8_e5m2"
-                             + (", float8_e4m3fn)" if te.supports_e4m3fn else ")"))
-            m = int(np.prod(stationary.shape[2:]))
-            n = int(np.prod(moving.shape[2:]))
-            kc = 2 * k
-        else:
-            m, n, kc = free_size(stationary), free_size(moving), k
-        limit_k = min(te.contraction_max, rs)
-        if k > limit_k:
-            ins.fail(f"stationary {describe(stationary)} and moving {describe(moving)}: "
-                     f"contraction (partition) size K={k} exceeds the limit of {limit_k}"
-                     + (f" (tile_size row_size={rs})" if rs < te.rows else ""))
-        limit_m = min(te.stationary_fmax, cs)
-        if m > limit_m:
-            ins.fail(f"stationary {describe(stationary)}: free size M={m} exceeds the limit "
-                     f"of {limit_m}" + (f" (tile_size column_size={cs})" if cs < te.cols
-                                        else ""))
-        check_moving_fmax(ins, moving, n, dst)
-        check_dst(ins, dst, m, n)
-
-        # dtypes
-        if transpose and ins.generation >= 3:
-            ins.require(not stationary.dtype.is_x4 and not moving.dtype.is_x4,
-                        "transpose mode does not take packed MX (x4) data")
-            ins.require(dst.dtype == stationary.dtype or (dst.dtype is float32
-                                                          and stationary.dtype.is_float),
-                        f"transpose mode: dst {describe(dst)} must have the dtype of "
-                        f"stationary {describe(stationary)} (a bit-exact transpose), or be "
-                        "float32 for a float stationary")
-        else:
-            _check_input_dtype(ins, "stationary", stationary)
-            _check_input_dtype(ins, "moving", moving)
-            _check_dtype_mix(ins, stationary, moving)
-            if transpose and dst.dtype == stationary.dtype:
-                pass  # v2 transpose hint: PE result rounded to the data's dtype
-            else:
-                _check_matmul_dst_dtype(ins, dst)
-
-        ins.attrs.update(
-            perf_mode=pm, K=k, contraction=kc, M=m, N=n,
-            stationary_dtype=str(stationary.dtype), moving_dtype=str(moving.dtype),
-            dst_dtype=str(dst.dtype), tile_position=(sr, sc), tile_size=(rs, cs),
-            is_transpose=transpose, is_stationary_onezero=bool(is_stationary_onezero),
-            is_moving_onezero=bool(is_moving_onezero))
+        key = _checks_key(ins, pm, transpose, dst, stationary, moving, tile_position,
+                          tile_size)
+        checked = _CHECKED.get(key) if key is not None else None
+        if checked is None or checked[0] is not ins.chip:
+            checked = (ins.chip,) + _check_matmul(ins, perf_mode, pm, transpose, dst,
+                                                  stationary, moving, tile_position,
+                                                  tile_size)
+            if key is not None:
+                if len(_CHECKED) >= 4096:
+                    _CHECKED.clear()
+                _CHECKED[key] = checked
+        else:  # (every other check passed for these shapes, dtypes and settings)
+            check_psum_bank(ins, dst)
+        _, attrs, kc, m, n = checked
+        ins.attrs.update(attrs)
+        ins.attrs["is_stationary_onezero"] = bool(is_stationary_onezero)
+        ins.attrs["is_moving_onezero"] = bool(is_moving_onezero)
         if name is not None:
             ins.attrs["name"] = name
 

@@ -8,6 +8,8 @@ on the stored bits. bn_stats / bn_aggr compute in float64 and round once to fp32
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..machine.errors import describe
@@ -144,7 +146,7 @@ def tensor_reduce(dst, op, data, axis, negate=False, keepdims=False, name=None):
         ins.require(aop.name in legal, f"op={aop.name} is not a reduction operator; use one "
                     f"of {', '.join(legal)}")
         kept = data.shape[:axes[0]]
-        out_elems = int(np.prod(kept[1:])) if len(kept) > 1 else 1
+        out_elems = int(math.prod(kept[1:]))
         if free_size(dst) != out_elems:
             ins.fail(f"dst {describe(dst)} has {free_size(dst)} elements per partition; "
                      f"reducing axes {axes} of data {describe(data)} leaves {out_elems}")
@@ -156,7 +158,7 @@ def tensor_reduce(dst, op, data, axis, negate=False, keepdims=False, name=None):
             ins.require(not negate, f"negate=True applies only to arithmetic operators, not "
                         f"{aop.name}")
         ins.attrs.update(op=aop.name, op_kind=aop.kind, axes=axes, negate=bool(negate),
-                         keepdims=bool(keepdims), reduced_elems=int(np.prod(
+                         keepdims=bool(keepdims), reduced_elems=int(math.prod(
                              data.shape[axes[0]:])))
         raw = ins.read_view("data", data)
         if raw is None:
