@@ -74,8 +74,9 @@ def per_partition(ins: Instr, role: str, value, partitions: int, *, fp32_only=Fa
             ins.fail(f"{role} {describe(t)}: packed types not allowed")
         v = ins.read_fp32(role, t)
         return (None if v is None else v.reshape(partitions, 1)), "tensor"
-    ins.require(allow_const, f"{role} must be a [{partitions}, 1] tensor here, got the "
-                f"constant {value!r}")
+    if not allow_const:
+        ins.fail(f"{role} must be a [{partitions}, 1] tensor here, got the constant "
+                 f"{value!r}")
     try:
         return np.float32(float(value)), "const"
     except (TypeError, ValueError):
@@ -89,8 +90,9 @@ def resolve_reduce_op(ins: Instr, reduce_op, allowed=_REDUCE_OPS, what=""):
         op = alu(reduce_op)
     except (KeyError, TypeError):
         ins.fail(f"reduce_op={reduce_op!r} is not an ALU operator")
-    ins.require(op.name in allowed, f"reduce_op={op.name} is not supported{what}; use "
-                f"{' / '.join('nl.' + n for n in allowed)}")
+    if op.name not in allowed:
+        ins.fail(f"reduce_op={op.name} is not supported{what}; use "
+                 f"{' / '.join('nl.' + n for n in allowed)}")
     return op
 
 

@@ -96,8 +96,9 @@ def _alu_op(ins: Instr, op, role: str, kinds=None, what: str = "", unary=None):
 
 
 def _op_in(ins: Instr, a, role: str, names):
-    ins.require(a.name in names, f"{role}={a.name} is not supported by {ins.opcode}; use "
-                f"{' / '.join('nl.' + n for n in names)}")
+    if a.name not in names:
+        ins.fail(f"{role}={a.name} is not supported by {ins.opcode}; use "
+                 f"{' / '.join('nl.' + n for n in names)}")
 
 
 def _check_io(ins: Instr, *named, same_elements=True, buffers=("sbuf", "psum")):
@@ -332,11 +333,10 @@ _SCALAR_ENGINE_PAIRS = {("multiply", "add"), ("multiply", None), ("add", None)}
 
 def _check_operand_given(ins: Instr, a, role: str, value):
     if a.unary:
-        ins.require(value is None or (not isinstance(value, NkiTensor) and value == 0),
-                    f"{role} must be None or 0 with the unary operator {a.name}")
-    else:
-        ins.require(value is not None, f"{role} is required by the binary operator "
-                    f"{a.name}")
+        if not (value is None or (not isinstance(value, NkiTensor) and value == 0)):
+            ins.fail(f"{role} must be None or 0 with the unary operator {a.name}")
+    elif value is None:
+        ins.fail(f"{role} is required by the binary operator {a.name}")
 
 
 def tensor_scalar(dst, data, op0, operand0, reverse0=False, op1=None, operand1=None,

@@ -103,17 +103,20 @@ def _axes(ins: Instr, axis, ndim: int) -> tuple[int, ...]:
         except (TypeError, ValueError):
             ins.fail(f"axis={axis!r}: axes must be integers")
         a = a + ndim if a < 0 else a
-        ins.require(0 <= a < ndim, f"axis {a} is out of range for a {ndim}-D data tile")
+        if not 0 <= a < ndim:  # (each message made only where it is raised)
+            ins.fail(f"axis {a} is out of range for a {ndim}-D data tile")
         out.append(a)
     out = sorted(out)
-    ins.require(len(set(out)) == len(out), f"axis={axis!r} repeats an axis")
-    ins.require(0 not in out, f"axis={axis!r}: axis 0 is the partition axis and cannot be "
-                "reduced by tensor_reduce (use nc_transpose, a matmul against ones, or "
-                "tensor_partition_reduce)")
-    ins.require(out == list(range(out[0], ndim)),
-                f"axis={axis!r}: the reduced axes must be the last contiguous free axes, "
-                f"ending at the final axis {ndim - 1} (e.g. ({ndim - 1},) or "
-                f"({', '.join(str(i) for i in range(max(1, ndim - 2), ndim))}))")
+    if len(set(out)) != len(out):
+        ins.fail(f"axis={axis!r} repeats an axis")
+    if 0 in out:
+        ins.fail(f"axis={axis!r}: axis 0 is the partition axis and cannot be reduced by "
+                 "tensor_reduce (use nc_transpose, a matmul against ones, or "
+                 "tensor_partition_reduce)")
+    if out != list(range(out[0], ndim)):
+        ins.fail(f"axis={axis!r}: the reduced axes must be the last contiguous free axes, "
+                 f"ending at the final axis {ndim - 1} (e.g. ({ndim - 1},) or "
+                 f"({', '.join(str(i) for i in range(max(1, ndim - 2), ndim))}))")
     return tuple(out)
 
 
@@ -143,8 +146,9 @@ def tensor_reduce(dst, op, data, axis, negate=False, keepdims=False, name=None):
         except (KeyError, TypeError):
             ins.fail(f"op={op!r} is not an ALU operator")
         legal = _ARITH_REDUCE + _LOGICAL_REDUCE + _BITVEC_REDUCE
-        ins.require(aop.name in legal, f"op={aop.name} is not a reduction operator; use one "
-                    f"of {', '.join(legal)}")
+        if aop.name not in legal:
+            ins.fail(f"op={aop.name} is not a reduction operator; use one of "
+                     f"{', '.join(legal)}")
         kept = data.shape[:axes[0]]
         out_elems = int(math.prod(kept[1:]))
         if free_size(dst) != out_elems:
