@@ -81,7 +81,8 @@ def moved(cols: AccessColumns, instrs, rows, lo, hi, nbytes, orders) -> AccessCo
     their order edges (`orders`: depends_on(instrs)) and changed nothing else."""
     acc = cols.acc
     acc[rows, LO], acc[rows, HI] = lo, hi
-    acc[rows, DENSE] = _dense(acc[rows], nbytes)
+    # (column by column: acc[rows] would copy whole rows)
+    acc[rows, DENSE] = nbytes >= (acc[rows, P_HI] - acc[rows, P_LO]) * (hi - lo)
     cols.instrs = instrs
     cols.depends_on = orders
     return cols
