@@ -50,3 +50,15 @@ def test_set_tuples_groups_by_size():
     size = np.array([1, 2, 3, 1], np.int64)
     compiled_allocation._set_tuples(np.array(instrs, object), "reads", objs, start, size)
     assert [i.reads for i in instrs] == [("a",), ("b", "c"), ("d", "e", "f"), ("g",)]
+
+
+def test_indices_not_at_their_positions_are_set_to_them():
+    program = next(p for p in map(_random_program, range(30))
+                   if compiled_allocation.allocate_compiled(_copy(p)) is not None)
+    for i, ins in enumerate(program.instructions):
+        ins.index = 1000 + 2 * i
+    got = compiled_allocation.allocate_compiled(_copy(program))
+    want = allocation._Allocator(_copy(program)).run()
+    assert [x.index for x in got.instructions] == list(range(len(program.instructions)))
+    assert [(x.index, x.reads, x.writes, x.attrs) for x in got.instructions] == \
+        [(x.index, x.reads, x.writes, x.attrs) for x in want.instructions]

@@ -22,7 +22,7 @@ from __future__ import annotations
 from array import array
 from collections import deque
 from itertools import count, repeat
-from operator import attrgetter, eq, is_not
+from operator import attrgetter, eq
 
 import numpy as np
 
@@ -579,14 +579,11 @@ def allocate_compiled(program: Program) -> Program | None:
     if not al.valid:
         return None
     instrs = program.instructions
-    # per instruction index one int object (those the record has where they are the
-    # positions already, in which case no instruction is listed twice: it would have two
-    # indices)
-    index = list(map(_INDEX, instrs))
-    if not all(map(eq, index, count())):
-        index = list(range(len(index)))
-        if len(set(map(id, instrs))) != len(instrs):
-            return None  # an instruction listed twice: the Python pass maps it twice
+    # the indices are set to the positions unless they are already (in which case no
+    # instruction is listed twice: it would have two indices)
+    renumber = not all(map(eq, map(_INDEX, instrs), count()))
+    if renumber and len(set(map(id, instrs))) != len(instrs):
+        return None  # an instruction listed twice: the Python pass maps it twice
     cols = _Columns(program)
     u = _Uses(cols, al)
     if not u.valid:
@@ -603,7 +600,7 @@ def allocate_compiled(program: Program) -> Program | None:
     rows, ins_of = u.pos, u.ins
     # what the walk and the plan read dies here, before the physical accesses are made
     del u, al, placed, start, size, order, notes, peak
-    return _rewrite(program, access, flat, rows, ins_of, lo, hi, nbytes, plan, index)
+    return _rewrite(program, access, flat, rows, ins_of, lo, hi, nbytes, plan, renumber)
 
 
 def _place(u: _Uses, al: _Allocs, capacity, align):
@@ -671,7 +668,7 @@ def _physical(u: _Uses, start, size) -> tuple:
 
 
 def _rewrite(program, access, flat, rows, ins_of, lo, hi, nbytes, plan,
-             index) -> Program:
+             renumber) -> Program:
     """The program with each block access (`rows` of the columns `access` and of `flat`,
     the accesses in their order; ins_of: their instructions; nbytes: their bytes) at its
     physical bytes [lo, hi), indices set and order edges copied as _Allocator.run does
@@ -680,8 +677,8 @@ def _rewrite(program, access, flat, rows, ins_of, lo, hi, nbytes, plan,
     instrs = program.instructions
     _move(instrs, flat, access, rows, ins_of, lo, hi)
     del flat
-    if any(map(is_not, index, map(_INDEX, instrs))):
-        deque(map(setattr, instrs, repeat("index"), index), 0)
+    if renumber:
+        deque(map(setattr, instrs, repeat("index"), range(len(instrs))), 0)
     renumbered = range(len(instrs) + 1)
     orders = []  # as _Allocator.run: a new list in new attrs
     for i, dep in access_columns.depends_on(instrs):

@@ -22,8 +22,8 @@ made (`moved`), so they are not read again.
 """
 from __future__ import annotations
 
-from itertools import chain, compress
-from operator import attrgetter, itemgetter, methodcaller
+from itertools import chain, compress, repeat
+from operator import attrgetter, itemgetter
 
 import numpy as np
 
@@ -34,7 +34,6 @@ ACC = ("p_lo", "p_hi", "lo", "hi", "dense", "has_form", "pitch", "first", "rows"
        "map", "space")
 P_LO, P_HI, LO, HI, DENSE, HAS_FORM, PITCH, FIRST, ROWS, RUN, MAP, SPACE = range(len(ACC))
 _READS, _WRITES, _ATTRS = attrgetter("reads"), attrgetter("writes"), attrgetter("attrs")
-_DEPENDS_ON = methodcaller("get", "depends_on")
 
 
 class AccessColumns:
@@ -96,7 +95,7 @@ def _dense(acc, nbytes):
 
 def depends_on(instrs) -> list:
     """(instruction, its attrs' depends_on) for the instructions that have one."""
-    orders = list(map(_DEPENDS_ON, map(_ATTRS, instrs)))
+    orders = list(map(dict.get, map(_ATTRS, instrs), repeat("depends_on")))
     return list(compress(enumerate(orders), orders))
 
 
