@@ -167,7 +167,7 @@ _FIELD = {name: k for k, name in enumerate(Access._fields)}
 _CORE, _BYTES, _ALLOC, _SPACE = (_FIELD[f] for f in ("core", "bytes", "alloc", "space"))
 _PATTERN, _CBYTES, _DTYPE = (_FIELD[f] for f in ("pattern", "contiguous_bytes", "dtype"))
 _ONE_RUN, _NO_FORM, _ROWS = range(3)
-_CHUNK = 1 << 14  # accesses read at a time
+_CHUNK = 1 << 12  # accesses read at a time (larger chunks read slower: cache)
 
 
 class _Shapes:
