@@ -21,8 +21,8 @@ from __future__ import annotations
 
 from array import array
 from collections import deque
-from itertools import compress, count, repeat
-from operator import attrgetter, eq, is_not
+from itertools import count, repeat
+from operator import attrgetter, eq
 
 import numpy as np
 
@@ -579,14 +579,11 @@ def allocate_compiled(program: Program) -> Program | None:
     if not al.valid:
         return None
     instrs = program.instructions
-    # per instruction index one int object (those the record has where they are the
-    # positions already, in which case no instruction is listed twice: it would have two
-    # indices)
-    index = list(map(_INDEX, instrs))
-    if not all(map(eq, index, count())):
-        index = list(range(len(index)))
-        if len(set(map(id, instrs))) != len(instrs):
-            return None  # an instruction listed twice: the Python pass maps it twice
+    # the indices are set to the positions unless they are already (in which case no
+    # instruction is listed twice: it would have two indices)
+    renumber = not all(map(eq, map(_INDEX, instrs), count()))
+    if renumber and len(set(map(id, instrs))) != len(instrs):
+        return None  # an instruction listed twice: the Python pass maps it twice
     cols = _Columns(program)
     u = _Uses(cols, al)
     if not u.valid:
@@ -599,13 +596,11 @@ def allocate_compiled(program: Program) -> Program | None:
         return None
     start, size, order, notes, peak = placed
     plan = _plan(program, u, al, keys, caps, start, size, order, notes, peak)
-    ints: dict = {}  # as _Allocator: one int object per physical byte value
     lo, hi = _physical(u, start, size)
     rows, ins_of = u.pos, u.ins
     # what the walk and the plan read dies here, before the physical accesses are made
     del u, al, placed, start, size, order, notes, peak
-    return _rewrite(program, access, flat, rows, ins_of, lo, hi, nbytes, plan, ints,
-                    index)
+    return _rewrite(program, access, flat, rows, ins_of, lo, hi, nbytes, plan, renumber)
 
 
 def _place(u: _Uses, al: _Allocs, capacity, align):
@@ -672,18 +667,18 @@ def _physical(u: _Uses, start, size) -> tuple:
     return plo, phi
 
 
-def _rewrite(program, access, flat, rows, ins_of, lo, hi, nbytes, plan, ints,
-             index) -> Program:
+def _rewrite(program, access, flat, rows, ins_of, lo, hi, nbytes, plan,
+             renumber) -> Program:
     """The program with each block access (`rows` of the columns `access` and of `flat`,
     the accesses in their order; ins_of: their instructions; nbytes: their bytes) at its
     physical bytes [lo, hi), indices set and order edges copied as _Allocator.run does
     (no instruction was inserted, so every index stays), and its access columns (made
     from the virtual ones: timing/access_columns.py `moved`)."""
     instrs = program.instructions
-    _move(instrs, flat, access, rows, ins_of, lo, hi, ints)
+    _move(instrs, flat, access, rows, ins_of, lo, hi)
     del flat
-    if any(map(is_not, index, map(_INDEX, instrs))):
-        deque(map(setattr, instrs, repeat("index"), index), 0)
+    if renumber:
+        deque(map(setattr, instrs, repeat("index"), range(len(instrs))), 0)
     renumbered = range(len(instrs) + 1)
     orders = []  # as _Allocator.run: a new list in new attrs
     for i, dep in access_columns.depends_on(instrs):
@@ -699,45 +694,44 @@ def _rewrite(program, access, flat, rows, ins_of, lo, hi, nbytes, plan, ints,
     return allocated
 
 
-def _move(instrs, flat, access, rows, ins_of, lo, hi, ints) -> None:
+def _move(instrs, flat, access, rows, ins_of, lo, hi) -> None:
     """Each instruction with an access at `rows` (of `flat`, the accesses in the order
     of the columns `access`; ins_of: their instructions) gets new reads and writes
     tuples with those accesses at bytes [lo, hi): instructions in program order, a
     chunk at a time, so that the virtual accesses die as it goes (`flat` is emptied).
-    One new Access per (virtual Access object, lo, hi), and one int object per byte
-    value (`ints`)."""
+    One new Access per (virtual Access object, lo, hi), and as _Allocator one int
+    object per byte value."""
     k = len(rows)
     if not k:
         return
-    # the accesses as an object array (fancy indexing in C), in place of the list
+    # the accesses and instructions as object arrays (fancy indexing in C)
+    ids = np.fromiter(map(id, flat), np.int64, len(flat))[rows]
     objs = np.fromiter(flat, object, len(flat))
     flat.clear()
-    # each distinct (object, lo, hi) made where it is first met; those met again are
-    # kept in `made` meanwhile
-    ids = np.fromiter(map(id, objs[rows].tolist()), np.int64, k)
     group, first, shared = _distinct(ids, lo, hi)
     del ids
     again = ~first
     made = np.empty(len(shared), object) if again.any() else None
+    lo, hi = _int_objects(lo, hi)
     # chunks of whole instructions of about _CHUNK moved accesses
     at = np.flatnonzero(np.concatenate(([True], ins_of[1:] != ins_of[:-1])))
     touched = ins_of[at]
+    mine = np.fromiter(map(instrs.__getitem__, touched.tolist()), object, len(at))
     cut = np.unique(np.searchsorted(at, np.arange(0, k, _CHUNK), "right") - 1)
     ptr, wptr = access.ptr, access.wptr
     read = rows < wptr[ins_of]  # (an instruction keeps its reads or writes tuple where
     # none of them moves)
-    reads_move = np.logical_or.reduceat(read, at)
-    writes_move = np.logical_or.reduceat(~read, at)
+    sides = [(name, np.flatnonzero(np.logical_or.reduceat(moves, at)), start[touched],
+              stop[touched] - start[touched])
+             for name, moves, start, stop in (("reads", read, ptr[:-1], wptr),
+                                              ("writes", ~read, wptr, ptr[1:]))]
     del read
     for t0, t1 in zip(cut.tolist(), [*cut[1:].tolist(), len(at)]):
         r0, r1 = at[t0], (at[t1] if t1 < len(at) else k)
         new = np.flatnonzero(first[r0:r1]) + r0
         places = rows[new]
-        los, his = lo[new].tolist(), hi[new].tolist()
-        news = np.fromiter(with_bytes_all(objs[places].tolist(),
-                                          list(map(ints.setdefault, los, los)),
-                                          list(map(ints.setdefault, his, his))),
-                           object, len(new))
+        news = np.fromiter(with_bytes_all(objs[places].tolist(), lo[new].tolist(),
+                                          hi[new].tolist()), object, len(new))
         objs[places] = news
         if made is not None:
             keep = shared[group[new]]
@@ -745,22 +739,33 @@ def _move(instrs, flat, access, rows, ins_of, lo, hi, ints) -> None:
             met = np.flatnonzero(again[r0:r1]) + r0
             objs[rows[met]] = made[group[met]]
         del news
-        # the chunk's instructions' accesses as one tuple, which each new reads or
-        # writes tuple is a slice of
-        ins = touched[t0:t1]
-        base, end = int(ptr[ins[0]]), int(ptr[ins[-1] + 1])
-        span = tuple(objs[base:end].tolist())
-        mine = list(map(instrs.__getitem__, ins.tolist()))
-        p0, pw, p1 = (ptr[ins] - base).tolist(), (wptr[ins] - base).tolist(), \
-            (ptr[ins + 1] - base).tolist()
-        for name, moves, lo_row, hi_row in (("reads", reads_move, p0, pw),
-                                            ("writes", writes_move, pw, p1)):
-            sel = moves[t0:t1].tolist()
-            deque(map(setattr, compress(mine, sel), repeat(name),
-                      map(span.__getitem__, map(slice, compress(lo_row, sel),
-                                                compress(hi_row, sel)))), 0)
-        del span
-        objs[base:end] = None
+        for name, moving, start, size in sides:
+            sel = moving[np.searchsorted(moving, t0):np.searchsorted(moving, t1)]
+            _set_tuples(mine[sel], name, objs, start[sel], size[sel])
+        objs[ptr[touched[t0]]:ptr[touched[t1 - 1] + 1]] = None
+
+
+def _set_tuples(instrs, name, objs, start, size) -> None:
+    """Set attribute `name` of each of `instrs` (an object array) to the tuple of the
+    `size` items of `objs` from `start`: the tuples of one size at a time, made by zip
+    over their columns."""
+    for n in np.unique(size).tolist():
+        of = size == n
+        p = start[of]
+        deque(map(setattr, instrs[of].tolist(), repeat(name),
+                  zip(*[objs[p + j].tolist() for j in range(n)])), 0)
+
+
+def _int_objects(lo, hi) -> tuple:
+    """lo and hi (physical bytes: from 0 to the arena's capacity) as object arrays
+    holding one int object per value."""
+    top = int(max(lo.max(), hi.max())) + 1
+    seen = np.zeros(top, np.bool_)
+    seen[lo] = seen[hi] = True
+    values = np.flatnonzero(seen)
+    table = np.empty(top, object)
+    table[values] = values.tolist()
+    return table[lo], table[hi]
 
 
 def _distinct(ids, lo, hi) -> tuple:

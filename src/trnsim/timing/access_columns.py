@@ -22,8 +22,8 @@ made (`moved`), so they are not read again.
 """
 from __future__ import annotations
 
-from itertools import chain, compress
-from operator import attrgetter, itemgetter, methodcaller
+from itertools import chain, compress, repeat
+from operator import attrgetter, itemgetter
 
 import numpy as np
 
@@ -34,7 +34,6 @@ ACC = ("p_lo", "p_hi", "lo", "hi", "dense", "has_form", "pitch", "first", "rows"
        "map", "space")
 P_LO, P_HI, LO, HI, DENSE, HAS_FORM, PITCH, FIRST, ROWS, RUN, MAP, SPACE = range(len(ACC))
 _READS, _WRITES, _ATTRS = attrgetter("reads"), attrgetter("writes"), attrgetter("attrs")
-_DEPENDS_ON = methodcaller("get", "depends_on")
 
 
 class AccessColumns:
@@ -81,7 +80,8 @@ def moved(cols: AccessColumns, instrs, rows, lo, hi, nbytes, orders) -> AccessCo
     their order edges (`orders`: depends_on(instrs)) and changed nothing else."""
     acc = cols.acc
     acc[rows, LO], acc[rows, HI] = lo, hi
-    acc[rows, DENSE] = _dense(acc[rows], nbytes)
+    # (column by column: acc[rows] would copy whole rows)
+    acc[rows, DENSE] = nbytes >= (acc[rows, P_HI] - acc[rows, P_LO]) * (hi - lo)
     cols.instrs = instrs
     cols.depends_on = orders
     return cols
@@ -95,7 +95,7 @@ def _dense(acc, nbytes):
 
 def depends_on(instrs) -> list:
     """(instruction, its attrs' depends_on) for the instructions that have one."""
-    orders = list(map(_DEPENDS_ON, map(_ATTRS, instrs)))
+    orders = list(map(dict.get, map(_ATTRS, instrs), repeat("depends_on")))
     return list(compress(enumerate(orders), orders))
 
 
@@ -167,7 +167,7 @@ _FIELD = {name: k for k, name in enumerate(Access._fields)}
 _CORE, _BYTES, _ALLOC, _SPACE = (_FIELD[f] for f in ("core", "bytes", "alloc", "space"))
 _PATTERN, _CBYTES, _DTYPE = (_FIELD[f] for f in ("pattern", "contiguous_bytes", "dtype"))
 _ONE_RUN, _NO_FORM, _ROWS = range(3)
-_CHUNK = 1 << 14  # accesses read at a time
+_CHUNK = 1 << 12  # accesses read at a time (larger chunks read slower: cache)
 
 
 class _Shapes:
