@@ -37,7 +37,8 @@ def test_resources_against_resource_of(seed):
     instrs = _random_instructions(np.random.default_rng(seed), 300)
     ls = _ListScheduler.__new__(_ListScheduler)
     ls.instrs, ls._canon = instrs, {}
-    res = ls._resources()
+    ls._resources()
+    res = ls.res
     ref = [resource_of(ins) for ins in instrs]
     first_use = list(dict.fromkeys(ref))
     assert res == ref

@@ -10,8 +10,8 @@ lazily validated top heap, whose first current entry is the least of the streams
 released in arrival order, fence segments, engine assignment with the candidates'
 estimates worked out here in Python (in `_assign`'s candidate order, `shared_port`
 applied), the DMA queues' estimate and every float sum in the same order.
-`issue_order` then applies the assignments to the record (`ins.engine`, `ls.res`,
-`ls.est`) as `_assign` does.
+`issue_order` then applies the assignments to the record (`ins.engine`) and to `ls`
+(its streams, `ls.est`) as `_assign` does.
 
 Falls back (returns None) for a program with a non-finite estimate, DMA time or stream
 constant (a NaN would order heap tuples by identity in Python), or a floating
@@ -53,11 +53,12 @@ def issue_order(ls):
     # an assigned instruction moved where its stream is another (of its core): another
     # engine
     moved_to = np.flatnonzero(ix[:, X_STREAM] != was)
-    res, instrs, canon = ls.res, ls.instrs, ls._resource
+    instrs = ls.instrs
     for i, k in zip(moved_to.tolist(), ix[moved_to, X_STREAM].tolist()):
-        r = streams[k]
-        instrs[i].engine = r[1]
-        res[i] = canon(r)
+        instrs[i].engine = streams[k][1]
+    # (ls.res, made only where read, follows the streams)
+    ls.stream_res, ls.stream_no = streams, ix[:, X_STREAM].astype(np.int64)
+    vars(ls).pop("res", None)
     est = ls.est
     assigned = np.flatnonzero(ix[:, X_ASSIGNED])
     for i, c in zip(assigned.tolist(), fx[assigned, F_EST].tolist()):

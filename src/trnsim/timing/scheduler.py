@@ -46,6 +46,7 @@ from bisect import bisect_right
 from collections import deque
 from functools import cached_property
 from itertools import islice
+from operator import attrgetter
 
 import numpy as np
 
@@ -61,6 +62,7 @@ _new_wait = tuple.__new__  # Wait(p, kind, space) without the named tuple's Pyth
 _ORDER = ("order", "")
 _QUEUE = ("queue", "")
 _MATMULS = ("nc_matmul", "nc_matmul_mx", "nc_transpose")
+_ENGINE, _CORE, _OPCODE = attrgetter("engine"), attrgetter("core"), attrgetter("opcode")
 
 
 class _TensorState:
@@ -291,18 +293,23 @@ class _Scheduler:
         self.arrived: dict = {}
         self.deferred_deps: dict = {}
         self._find_groups()
-        self.folded = _folded_memsets(self.instrs, self._with_opcode("memset"))
+        memsets = self._with_opcode("memset")
+        if memsets and compiled.wanted(n):
+            from .compiled_fold import folded_memsets
+            self.folded = folded_memsets(program, memsets, self._with_opcode(*_MATMULS))
+        else:
+            self.folded = _folded_memsets(self.instrs, memsets)
 
     # -- per instruction, for the compiled scheduler (timing/compiled.py) --------------
     @cached_property
     def engine_of(self) -> list:
         """Each instruction's engine name."""
-        return [ins.engine for ins in self.instrs]
+        return list(map(_ENGINE, self.instrs))
 
     @cached_property
     def core_of(self) -> np.ndarray:
         """Each instruction's core."""
-        return np.fromiter([ins.core for ins in self.instrs], np.int64, len(self.instrs))
+        return np.fromiter(map(_CORE, self.instrs), np.int64, len(self.instrs))
 
     @cached_property
     def pos(self):
@@ -343,7 +350,7 @@ class _Scheduler:
     def _opcodes(self) -> tuple:
         """(a number per instruction, the opcode of each number): a number per opcode
         string object (see identities)."""
-        ops = [ins.opcode for ins in self.instrs]
+        ops = list(map(_OPCODE, self.instrs))
         if not ops:
             return np.zeros(0, np.int64), []
         _, head, code = np.unique(identities(ops), return_index=True,
@@ -910,6 +917,20 @@ def identities(objects: list) -> np.ndarray:
     pointers: map(id, ...) would make an int object per item (~4x slower). The objects
     stay alive while the caller holds them, so equal ids mean the same object."""
     return np.frombuffer(np.fromiter(objects, object, len(objects)), np.intp)
+
+
+def by_identity(objects: list) -> tuple:
+    """(first, inverse): the distinct objects of `objects` by identity, each as the
+    index of its first occurrence (in increasing order), and each item's number among
+    them. One Python step per distinct object, not per item (loop copies share them)."""
+    if not len(objects):
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    _, first, inverse = np.unique(identities(objects), return_index=True,
+                                  return_inverse=True)
+    rank = np.argsort(first)
+    number = np.empty(first.size, np.int64)
+    number[rank] = np.arange(first.size)
+    return first[rank], number[inverse.reshape(-1)]
 
 
 def _neg_time(w):
