@@ -307,7 +307,7 @@ class _ListScheduler:
         instrs = self.instrs
         self.engines = list(map(_ENGINE, instrs))
         self.cores = np.fromiter(map(_CORE, instrs), np.int64, len(instrs))
-        _, first, which = np.unique(_streams(instrs, self.engines, self.cores),
+        _, first, which = np.unique(_streams(self.program, self.engines, self.cores),
                                     return_index=True, return_inverse=True)
         canon = self._canon.setdefault
         number: dict = {}  # resource -> its stream number

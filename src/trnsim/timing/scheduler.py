@@ -62,7 +62,8 @@ _new_wait = tuple.__new__  # Wait(p, kind, space) without the named tuple's Pyth
 _ORDER = ("order", "")
 _QUEUE = ("queue", "")
 _MATMULS = ("nc_matmul", "nc_matmul_mx", "nc_transpose")
-_ENGINE, _CORE, _OPCODE = attrgetter("engine"), attrgetter("core"), attrgetter("opcode")
+_ENGINE, _CORE, _OPCODE, _QUEUE_OF, _LOCATION = (
+    attrgetter(name) for name in ("engine", "core", "opcode", "queue", "location"))
 
 
 class _TensorState:
@@ -327,7 +328,7 @@ class _Scheduler:
         """Each instruction's track id, its tracks made as a walk in issue order makes
         them (`_track_of`: ids in the order of their first instruction)."""
         instrs, order = self.instrs, self.order_array
-        stream = _streams(instrs, self.engine_of, self.core_of)[order]
+        stream = _streams(self.program, self.engine_of, self.core_of)[order]
         _, first, at = np.unique(stream, return_index=True, return_inverse=True)
         tid = np.empty(first.size, np.int64)
         heads = order[first].tolist()  # each stream's first instruction
@@ -884,12 +885,13 @@ class _Scheduler:
         return terms
 
 
-def _streams(instrs, engines: list, cores: np.ndarray) -> np.ndarray:
-    """A number per instruction (`engines`, `cores`: each one's engine and core), the
-    same for two instructions only where they run on one track: its (core, engine) or,
-    for a DMA, its (core, queue, location object) (record.dma_site). Engine and queue
-    strings go by object too: equal strings that are other objects only make more
-    numbers for one track."""
+def _streams(program, engines: list, cores: np.ndarray) -> np.ndarray:
+    """A number per instruction of `program` (`engines`, `cores`: each one's engine and
+    core), the same for two instructions only where they run on one track: its (core,
+    engine) or, for a DMA, its (core, queue, location object) (record.dma_site). Engine
+    and queue strings go by object too: equal strings that are other objects only make
+    more numbers for one track."""
+    instrs = program.instructions
     n = len(instrs)
     if not n:
         return np.zeros(0, np.int64)
@@ -902,14 +904,28 @@ def _streams(instrs, engines: list, cores: np.ndarray) -> np.ndarray:
     dma = [k for k, i in enumerate(head.tolist()) if engines[i] == "dma"]
     if dma:
         at = np.flatnonzero(engine == dma[0] if len(dma) == 1 else np.isin(engine, dma))
-        transfers = [instrs[i] for i in at.tolist()]
-        queues = np.unique(identities([ins.queue for ins in transfers]),
-                           return_inverse=True)[1].reshape(-1)
-        locs = np.unique(identities([ins.location for ins in transfers]),
-                         return_inverse=True)[1].reshape(-1)
-        out[at] = ncores * nengines + (locs * (int(queues.max()) + 1) + queues) * ncores \
-            + core[at]
+        out[at] = ncores * nengines + _queues(program, at) * ncores + core[at]
     return out
+
+
+def _queues(program, at: np.ndarray) -> np.ndarray:
+    """A number per (queue, location) object pair of the DMAs `at` of `program`, kept on
+    it for the next pass that asks (the compiler's list scheduler, then the timing
+    scheduler: a DMA's engine, queue and location stay as recorded) while its
+    instruction list is the same object and length and its DMAs the same."""
+    instrs = program.instructions
+    hit = getattr(program, "_dma_queues", None)
+    if hit is not None and hit[0] is instrs and hit[1] == len(instrs) \
+            and np.array_equal(hit[2], at):
+        return hit[3]
+    transfers = list(map(instrs.__getitem__, at.tolist()))
+    queues = np.unique(identities(list(map(_QUEUE_OF, transfers))),
+                       return_inverse=True)[1].reshape(-1)
+    locs = np.unique(identities(list(map(_LOCATION, transfers))),
+                     return_inverse=True)[1].reshape(-1)
+    numbers = locs * (int(queues.max()) + 1) + queues
+    program._dma_queues = (instrs, len(instrs), at, numbers)
+    return numbers
 
 
 def identities(objects: list) -> np.ndarray:
