@@ -135,7 +135,7 @@ class _ListScheduler:
         self._resources()
         # engine-agnostic instructions float: no place in a stream until assigned
         # (a flag per instruction: a set of a third of them took 2 MiB per 100k)
-        attrs = list(map(_ATTRS, self.instrs))
+        self.attrs = attrs = list(map(_ATTRS, self.instrs))
         first, which = by_identity(attrs)  # (loop copies share their attrs)
         flags = np.array([len(attrs[i].get("engines", ()) or ()) > 1
                           for i in first.tolist()], np.uint8)
