@@ -103,7 +103,7 @@ def test_fence_segments_against_a_walk(seed):
     instrs = [Instruction(i, int(rng.integers(0, 3)), "vector",
                           str(rng.choice(ops)) if seed else "op", (), (), None, {})
               for i in range(n)]
-    fences = [(int(rng.integers(0, 4)), int(rng.integers(0, n + 2)))
+    fences = [(int(rng.integers(0, 4)), int(rng.integers(0, 3 * n)))
               for _ in range(int(rng.integers(0, 30)))]
     ls = _ListScheduler.__new__(_ListScheduler)
     ls.instrs, ls.cores = instrs, np.array([ins.core for ins in instrs], np.int64)

@@ -273,10 +273,12 @@ class _ListScheduler:
         ops = list(map(_OPCODE, self.instrs))
         at = np.array([i for i, op in enumerate(ops) if op in _SYNC_OPS]
                       if set(_SYNC_OPS).intersection(ops) else [], np.int64)
-        cuts = np.concatenate([np.array([c * (n + 2) + k for c, k in fences], np.int64)
-                               .reshape(-1), cores[at] * (n + 2) + at,
-                               cores[at] * (n + 2) + at + 1])
-        self.fenced = bool(len(cuts))
+        # (core, index) as core * (n + 2) + index: a fence's beyond the last index
+        # starts nothing
+        cuts = np.concatenate([np.array([c * (n + 2) + k for c, k in fences if 0 <= k < n],
+                                        np.int64).reshape(-1),
+                               cores[at] * (n + 2) + at, cores[at] * (n + 2) + at + 1])
+        self.fenced = bool(fences) or len(at) > 0
         self.seg = [0] * n
         self.left: dict = {}  # (core, segment) -> instructions not yet issued
         self.cur_seg: dict = {}
