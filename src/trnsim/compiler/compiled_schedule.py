@@ -159,12 +159,11 @@ def _arrays(ls):
         return None
     cand_stream = np.fromiter(chain.from_iterable(g_streams), np.int64, ncand)[rows]
     cand_est = np.fromiter(chain.from_iterable(g_ests), np.float64, ncand)[rows]
-    ci = np.repeat(np.asarray(cand_i, np.int64), lens)
-    if len(ci):
-        first = np.searchsorted(ci, np.arange(n), "left")
-        last = np.searchsorted(ci, np.arange(n), "right")
-        ix[:, X_CAND0] = first
-        ix[:, X_CAND1] = last
+    rows_of = np.zeros(n, np.int64)  # (the rows come by instruction, in order)
+    rows_of[cand_i] = lens
+    last = np.cumsum(rows_of)
+    ix[:, X_CAND0] = last - rows_of
+    ix[:, X_CAND1] = last
     # each stream's instructions in program order (floating ones have no place)
     fixed = np.flatnonzero(~flt)
     by = fixed[np.argsort(stream[fixed], kind="stable")]
