@@ -61,6 +61,7 @@ DEFAULT_WINDOW = 64
 _SYNC_OPS = ("core_barrier", "sendrecv")
 _RAW, _WAW, _WAR, _ORDER = range(4)  # the kinds of dependency edges
 _LONG = np.dtype(f"i{array('l').itemsize}")  # array("l")'s items
+_MATMULS = ("nc_matmul", "nc_matmul_mx", "nc_transpose")
 _ENGINE, _CORE, _ATTRS, _OPCODE = (attrgetter(name)
                                    for name in ("engine", "core", "attrs", "opcode"))
 
@@ -329,7 +330,7 @@ class _ListScheduler:
         """The compiler's cost estimate of an instruction on its engine (ns)."""
         cost = self.cost
         if ins.engine == "tensor":
-            if ins.opcode in ("nc_matmul", "nc_matmul_mx", "nc_transpose"):
+            if ins.opcode in _MATMULS:
                 mm, _ls, _t, _c = cost.matmul(ins)
                 return mm
             return cost.te_min_ii * cost.te_ns
@@ -340,10 +341,10 @@ class _ListScheduler:
         return 0.0
 
     def _estimates(self) -> list:
-        """_cost_of of each instruction. For the compiled list scheduler, keeps per
-        floating instruction on a compute engine the cost model's result (`signed`:
-        equal objects for equal cost signatures; it costs the other candidates once per
-        signature)."""
+        """_cost_of of each instruction (a matmul's once per attrs dict, all that
+        cost.matmul reads). For the compiled list scheduler, keeps per floating
+        instruction on a compute engine the cost model's result (`signed`: equal objects
+        for equal cost signatures; it costs the other candidates once per signature)."""
         cost_of = self._cost_of
         floating = self.floating if self.compiled else bytes(len(self.instrs))
         compute, eng = self.cost.compute, self.cost.eng
@@ -353,10 +354,16 @@ class _ListScheduler:
         instrs = self.instrs
         est = [0.0] * len(instrs)  # (as _cost_of: a DMA's cost is the issue loop's)
         dma = np.array([r[1] == "dma" for r in self.stream_res], bool)[self.stream_no]
+        matmuls: dict = {}  # id(attrs) -> estimate (the instructions keep their attrs)
         for k in np.flatnonzero(~dma).tolist():
             ins = instrs[k]
             engine = ins.engine
-            if engine in eng and (computed is not None or floating[ins.index]):
+            if engine == "tensor" and ins.opcode in _MATMULS:
+                c = matmuls.get(id(ins.attrs))
+                if c is None:
+                    c = matmuls[id(ins.attrs)] = cost_of(ins)
+                est[k] = c
+            elif engine in eng and (computed is not None or floating[ins.index]):
                 res = compute(ins)
                 if floating[ins.index]:
                     self.signed[ins.index] = res
