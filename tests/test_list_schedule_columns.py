@@ -13,7 +13,7 @@ from trnsim import nki
 from trnsim.compiler import schedule
 from trnsim.compiler.schedule import _ListScheduler, resource_of
 from trnsim.machine.errors import SourceLocation
-from trnsim.machine.record import Instruction
+from trnsim.machine.record import Instruction, Program
 
 
 def _random_instructions(rng, n):
@@ -36,8 +36,15 @@ def _random_instructions(rng, n):
 def test_resources_against_resource_of(seed):
     instrs = _random_instructions(np.random.default_rng(seed), 300)
     ls = _ListScheduler.__new__(_ListScheduler)
+    ls.program = Program(chip="trn2", instructions=instrs)
     ls.instrs, ls._canon = instrs, {}
-    res = ls._resources()
+    ls._resources()
+    res = ls.res
+    again = _ListScheduler.__new__(_ListScheduler)  # (the DMA queues kept on the program)
+    again.program, again.instrs, again._canon = ls.program, instrs, {}
+    again._resources()
+    assert again.stream_no.tolist() == ls.stream_no.tolist()
+    assert again.stream_res == ls.stream_res
     ref = [resource_of(ins) for ins in instrs]
     first_use = list(dict.fromkeys(ref))
     assert res == ref

@@ -10,8 +10,8 @@ lazily validated top heap, whose first current entry is the least of the streams
 released in arrival order, fence segments, engine assignment with the candidates'
 estimates worked out here in Python (in `_assign`'s candidate order, `shared_port`
 applied), the DMA queues' estimate and every float sum in the same order.
-`issue_order` then applies the assignments to the record (`ins.engine`, `ls.res`,
-`ls.est`) as `_assign` does.
+`issue_order` then applies the assignments to the record (`ins.engine`) and to `ls`
+(its streams, `ls.est`) as `_assign` does.
 
 Falls back (returns None) for a program with a non-finite estimate, DMA time or stream
 constant (a NaN would order heap tuples by identity in Python), or a floating
@@ -53,11 +53,12 @@ def issue_order(ls):
     # an assigned instruction moved where its stream is another (of its core): another
     # engine
     moved_to = np.flatnonzero(ix[:, X_STREAM] != was)
-    res, instrs, canon = ls.res, ls.instrs, ls._resource
+    instrs = ls.instrs
     for i, k in zip(moved_to.tolist(), ix[moved_to, X_STREAM].tolist()):
-        r = streams[k]
-        instrs[i].engine = r[1]
-        res[i] = canon(r)
+        instrs[i].engine = streams[k][1]
+    # (ls.res, made only where read, follows the streams)
+    ls.stream_res, ls.stream_no = streams, ix[:, X_STREAM].astype(np.int64)
+    vars(ls).pop("res", None)
     est = ls.est
     assigned = np.flatnonzero(ix[:, X_ASSIGNED])
     for i, c in zip(assigned.tolist(), fx[assigned, F_EST].tolist()):
@@ -82,36 +83,43 @@ def _arrays(ls):
     if len(by_key) != len(numbered):  # ls.res not canonical: a stream numbered twice
         return None
     # the candidates (stream, estimate) of each floating instruction, once per group:
-    # equal (core, default engine, candidates) and equal cost model result on the
-    # default engine (ls.signed keeps the results alive: no id reused) give equal
-    # candidates where every other candidate is a compute engine (costed by signature);
-    # an instruction with any other candidate is a group of its own
+    # equal core, default engine and attrs objects (the candidates) and equal cost
+    # model result on the default engine (ls.signed keeps the results alive: no id
+    # reused) give equal candidates where every other candidate is a compute engine
+    # (costed by signature); an instruction with any other candidate, or without a
+    # result, is a group of its own
+    at = np.flatnonzero(flt).tolist()
+    sig = identities(list(map(ls.signed.get, at)))
+    heads, which = _equal_rows(ls.cores[at], identities(list(map(ls.engines.__getitem__, at))),
+                               identities(list(map(ls.attrs.__getitem__, at))), sig)
     plans: dict = {}  # (core, default engine, candidates) -> [(engine, stream)]
-    groups: dict = {}  # (plan key, id of the result) -> group number
     g_streams, g_ests = [], []  # per group: its candidates' streams and estimates
-    cand_i, cand_g = [], []  # the floating instructions, their groups
-    est, cost_of, signed, eng = ls.est, ls._cost_of, ls.signed, cost.eng
-    for i in np.flatnonzero(flt).tolist():
-        ins = instrs[i]
-        default = ins.engine
+    group = np.empty(len(heads), np.int64)  # each shared group's number
+    own: dict = {}  # position in `at` -> the number of its own group
+    members = None  # per group: its positions in `at`
+    est, cost_of, eng = ls.est, ls._cost_of, cost.eng
+    for h, f in enumerate(heads.tolist()):
+        ins = instrs[at[f]]
         engines = ins.attrs["engines"]
-        key = (ins.core, default, engines if type(engines) is tuple else tuple(engines))
-        sig = signed.get(i)
-        gk = (key, id(sig)) if sig is not None else None
-        g = groups.get(gk) if gk is not None else None
-        if g is None:
-            plan = plans.get(key)
-            if plan is None:
-                plan = plans[key] = _plan(ls, key, by_key, numbered)
-                if not plan:
-                    return None
+        key = (ins.core, ins.engine, engines if type(engines) is tuple else tuple(engines))
+        plan = plans.get(key)
+        if plan is None:
+            plan = plans[key] = _plan(ls, key, by_key, numbered)
+            if not plan:
+                return None
+        shared = sig[f] != id(None) and all(e in eng for e, _ in plan)
+        if not shared and members is None:
+            members = np.split(np.argsort(which, kind="stable"),
+                               np.cumsum(np.bincount(which, minlength=len(heads)))[:-1])
+        for m in [f] if shared else members[h].tolist():
+            i = at[m]
+            ins = instrs[i]
+            default = ins.engine
             ks, cs = [], []
             for e, k in plan:
                 if e == default:
                     c = est[i]  # (made by _cost_of with this engine in __init__)
                 else:
-                    if e not in eng:
-                        gk = None
                     ins.engine = e
                     try:
                         c = cost_of(ins)
@@ -119,13 +127,15 @@ def _arrays(ls):
                         ins.engine = default
                 ks.append(k)
                 cs.append(c)
-            g = len(g_streams)
+            if shared:
+                group[h] = len(g_streams)
+            else:
+                own[m] = len(g_streams)
             g_streams.append(ks)
             g_ests.append(cs)
-            if gk is not None:
-                groups[gk] = g
-        cand_i.append(i)
-        cand_g.append(g)
+    cand_g = group[which]
+    cand_g[list(own)] = list(own.values())
+    cand_i = at
     nst = len(numbered)
     # (int32: indices of instructions, candidates and streams; a third of the issue
     # loop's own memory at int64)
@@ -140,7 +150,7 @@ def _arrays(ls):
     glen = np.fromiter(map(len, g_streams), np.int64, len(g_streams))
     gstart = np.zeros(len(glen), np.int64)
     np.cumsum(glen[:-1], out=gstart[1:])
-    cg = np.asarray(cand_g, np.int64)
+    cg = cand_g
     lens = glen[cg]
     # row r of the candidates: row r - (first row of its instruction) of its group's
     rows = np.repeat(gstart[cg] - (np.cumsum(lens) - lens), lens) + np.arange(lens.sum())
@@ -149,12 +159,11 @@ def _arrays(ls):
         return None
     cand_stream = np.fromiter(chain.from_iterable(g_streams), np.int64, ncand)[rows]
     cand_est = np.fromiter(chain.from_iterable(g_ests), np.float64, ncand)[rows]
-    ci = np.repeat(np.asarray(cand_i, np.int64), lens)
-    if len(ci):
-        first = np.searchsorted(ci, np.arange(n), "left")
-        last = np.searchsorted(ci, np.arange(n), "right")
-        ix[:, X_CAND0] = first
-        ix[:, X_CAND1] = last
+    rows_of = np.zeros(n, np.int64)  # (the rows come by instruction, in order)
+    rows_of[cand_i] = lens
+    last = np.cumsum(rows_of)
+    ix[:, X_CAND0] = last - rows_of
+    ix[:, X_CAND1] = last
     # each stream's instructions in program order (floating ones have no place)
     fixed = np.flatnonzero(~flt)
     by = fixed[np.argsort(stream[fixed], kind="stable")]
@@ -227,6 +236,20 @@ def _arrays(ls):
             cur_seg, consts, np.zeros(room), np.zeros(room, np.int32),
             np.zeros(room), np.zeros(room, np.int32), bool(ls.fenced),
             ls.heuristic == "critical_path", numbered)
+
+
+def _equal_rows(*columns) -> tuple:
+    """(heads, which): the distinct rows of the int `columns`, each as the index of its
+    first occurrence (in increasing order), and each row's number among them."""
+    code = np.zeros(len(columns[0]), np.int64)
+    for col in columns:
+        inv = np.unique(col, return_inverse=True)[1].reshape(-1)
+        code = np.unique(code * (int(inv.max(initial=0)) + 1) + inv,
+                         return_inverse=True)[1].reshape(-1)
+    _, first, inv = np.unique(code, return_index=True, return_inverse=True)
+    rank = np.empty(first.size, np.int64)
+    rank[np.argsort(first)] = np.arange(first.size)
+    return np.sort(first), rank[inv.reshape(-1)]
 
 
 def _plan(ls, key, by_key, numbered) -> list:

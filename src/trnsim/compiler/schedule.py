@@ -39,14 +39,16 @@ from __future__ import annotations
 import heapq
 from array import array
 from dataclasses import dataclass, field
+from functools import cached_property
+from operator import attrgetter
 
 import numpy as np
 
 from ..timing.costs import cost_model, priced
 from ..timing.deps import MemoryMaps
+from ..timing.scheduler import _streams, by_identity
 from ..machine import compiled
 from ..machine.gc_pause import gc_paused
-from ..machine.record import dma_site
 
 HEURISTICS = ("asap", "critical_path", "trivial")
 DEFAULT_HEURISTIC = "asap"  # nki.compiler.SchedulingHeuristic's default (NKI 0.7 docs)
@@ -59,6 +61,9 @@ DEFAULT_WINDOW = 64
 _SYNC_OPS = ("core_barrier", "sendrecv")
 _RAW, _WAW, _WAR, _ORDER = range(4)  # the kinds of dependency edges
 _LONG = np.dtype(f"i{array('l').itemsize}")  # array("l")'s items
+_MATMULS = ("nc_matmul", "nc_matmul_mx", "nc_transpose")
+_ENGINE, _CORE, _ATTRS, _OPCODE = (attrgetter(name)
+                                   for name in ("engine", "core", "attrs", "opcode"))
 
 
 @dataclass
@@ -128,11 +133,14 @@ class _ListScheduler:
         self.shared_port = chip.generation <= 2
         n = len(self.instrs)
         self._canon: dict = {}  # one tuple per resource, shared by its instructions
-        self.res = self._resources()
+        self._resources()
         # engine-agnostic instructions float: no place in a stream until assigned
         # (a flag per instruction: a set of a third of them took 2 MiB per 100k)
-        self.floating = bytearray(len(ins.attrs.get("engines", ()) or ()) > 1
-                                  for ins in self.instrs)
+        self.attrs = attrs = list(map(_ATTRS, self.instrs))
+        first, which = by_identity(attrs)  # (loop copies share their attrs)
+        flags = np.array([len(attrs[i].get("engines", ()) or ()) > 1
+                          for i in first.tolist()], np.uint8)
+        self.floating = bytearray(flags[which].tobytes())
         self.succ: list = []  # per instruction: its (successor, kind) pairs
         self.npred = [0] * n  # (an array where the compiled dependency pass made it)
         self._compiled = None
@@ -257,69 +265,72 @@ class _ListScheduler:
     def _fences(self, fences):
         """seg[i]: the fence segment of instruction i on its core; an instruction is only
         issued once every instruction of earlier segments of its core is. `fenced`: some
-        core has more than one segment (else there is nothing to hold back)."""
-        instrs = self.instrs
-        cuts: dict = {}  # core -> indices of the instructions that start a new segment
-        for core, at in fences:
-            cuts.setdefault(core, set()).add(at)
-        for ins in instrs:  # a cross-core synchronisation is a segment of its own
-            if ins.opcode in _SYNC_OPS:
-                cuts.setdefault(ins.core, set()).update((ins.index, ins.index + 1))
-        self.fenced = bool(cuts)
-        self.seg = [0] * len(instrs)
+        core has more than one segment (else there is nothing to hold back). A cut (a
+        fence's (core, index), a cross-core synchronisation and the instruction after
+        it: a segment of its own) starts a segment at the instruction of that index
+        where it is on that core and not its core's first."""
+        n = len(self.instrs)
+        cores = self.cores
+        ops = list(map(_OPCODE, self.instrs))
+        at = np.array([i for i, op in enumerate(ops) if op in _SYNC_OPS]
+                      if set(_SYNC_OPS).intersection(ops) else [], np.int64)
+        # (core, index) as core * (n + 2) + index: a fence's beyond the last index
+        # starts nothing
+        cuts = np.concatenate([np.array([c * (n + 2) + k for c, k in fences if 0 <= k < n],
+                                        np.int64).reshape(-1),
+                               cores[at] * (n + 2) + at, cores[at] * (n + 2) + at + 1])
+        self.fenced = bool(fences) or len(at) > 0
+        self.seg = [0] * n
         self.left: dict = {}  # (core, segment) -> instructions not yet issued
         self.cur_seg: dict = {}
         if not self.fenced:
             return
-        counter: dict = {}
-        for ins in instrs:
-            c = ins.core
-            k = counter.get(c, 0)
-            if ins.index in cuts.get(c, ()) and (c, k) in self.left:
-                k += 1
-            counter[c] = k
-            self.seg[ins.index] = k
-            self.left[(c, k)] = self.left.get((c, k), 0) + 1
-        self.cur_seg = {c: 0 for c in counter}
+        cut = np.isin(cores * (n + 2) + np.arange(n), cuts)
+        seg = np.zeros(n, np.int64)
+        _, heads = np.unique(cores, return_index=True)
+        for c in cores[np.sort(heads)].tolist():
+            mine = np.flatnonzero(cores == c)
+            mine_cut = cut[mine]
+            mine_cut[0] = False  # a core's first instruction starts its first segment
+            seg[mine] = np.cumsum(mine_cut)
+            counts = np.bincount(seg[mine])
+            self.left.update(((c, k), v) for k, v in enumerate(counts.tolist()))
+            self.cur_seg[c] = 0
+        self.seg = seg.tolist()
 
     def _resource(self, r) -> tuple:
         return self._canon.setdefault(r, r)
 
-    def _resources(self) -> list:
-        """resource_of each instruction, one tuple per resource; a DMA's made once per
-        record.dma_site. Sets `stream_no`: each instruction's resource numbered in order
-        of first use, and `stream_res`: the resources by number (numbered as they come:
-        no sort of the instructions' resources by identity afterwards)."""
+    def _resources(self):
+        """Sets `engines` and `cores`: each instruction's engine and core (a list, an
+        array); `stream_no`: each instruction's resource (resource_of) numbered in order
+        of first use, and `stream_res`: the resources by number, one tuple each (`res`
+        reads them). resource_of is made once per track as timing/scheduler.py
+        `_streams` tells them apart (by the engine, queue and location objects)."""
+        instrs = self.instrs
+        self.engines = list(map(_ENGINE, instrs))
+        self.cores = np.fromiter(map(_CORE, instrs), np.int64, len(instrs))
+        _, first, which = np.unique(_streams(self.program, self.engines, self.cores),
+                                    return_index=True, return_inverse=True)
         canon = self._canon.setdefault
         number: dict = {}  # resource -> its stream number
-        sites: dict = {}  # record.dma_site -> its stream number
-        stream = []
-        append = stream.append
-        for ins in self.instrs:
-            if ins.engine != "dma":
-                r = (ins.core, ins.engine)  # (resource_of, without the call)
-                k = number.get(r)
-                if k is None:
-                    k = number[canon(r, r)] = len(number)
-            else:
-                site = dma_site(ins)
-                k = sites.get(site)
-                if k is None:
-                    r = resource_of(ins)
-                    k = number.get(r)
-                    if k is None:
-                        k = number[canon(r, r)] = len(number)
-                    sites[site] = k
-            append(k)
-        self.stream_no = np.array(stream, np.int64)
+        site_no = np.empty(first.size, np.int64)
+        for u in np.argsort(first).tolist():
+            r = resource_of(instrs[int(first[u])])
+            site_no[u] = number.setdefault(canon(r, r), len(number))
+        self.stream_no = site_no[which.reshape(-1)]
         self.stream_res = list(number)
-        return list(map(self.stream_res.__getitem__, stream))
+
+    @cached_property
+    def res(self) -> list:
+        """resource_of each instruction, one tuple per resource (the Python passes')."""
+        return list(map(self.stream_res.__getitem__, self.stream_no.tolist()))
 
     def _cost_of(self, ins) -> float:
         """The compiler's cost estimate of an instruction on its engine (ns)."""
         cost = self.cost
         if ins.engine == "tensor":
-            if ins.opcode in ("nc_matmul", "nc_matmul_mx", "nc_transpose"):
+            if ins.opcode in _MATMULS:
                 mm, _ls, _t, _c = cost.matmul(ins)
                 return mm
             return cost.te_min_ii * cost.te_ns
@@ -330,10 +341,10 @@ class _ListScheduler:
         return 0.0
 
     def _estimates(self) -> list:
-        """_cost_of of each instruction. For the compiled list scheduler, keeps per
-        floating instruction on a compute engine the cost model's result (`signed`:
-        equal objects for equal cost signatures; it costs the other candidates once per
-        signature)."""
+        """_cost_of of each instruction (a matmul's once per attrs dict, all that
+        cost.matmul reads). For the compiled list scheduler, keeps per floating
+        instruction on a compute engine the cost model's result (`signed`: equal objects
+        for equal cost signatures; it costs the other candidates once per signature)."""
         cost_of = self._cost_of
         floating = self.floating if self.compiled else bytes(len(self.instrs))
         compute, eng = self.cost.compute, self.cost.eng
@@ -343,10 +354,16 @@ class _ListScheduler:
         instrs = self.instrs
         est = [0.0] * len(instrs)  # (as _cost_of: a DMA's cost is the issue loop's)
         dma = np.array([r[1] == "dma" for r in self.stream_res], bool)[self.stream_no]
+        matmuls: dict = {}  # id(attrs) -> estimate (the instructions keep their attrs)
         for k in np.flatnonzero(~dma).tolist():
             ins = instrs[k]
             engine = ins.engine
-            if engine in eng and (computed is not None or floating[ins.index]):
+            if engine == "tensor" and ins.opcode in _MATMULS:
+                c = matmuls.get(id(ins.attrs))
+                if c is None:
+                    c = matmuls[id(ins.attrs)] = cost_of(ins)
+                est[k] = c
+            elif engine in eng and (computed is not None or floating[ins.index]):
                 res = compute(ins)
                 if floating[ins.index]:
                     self.signed[ins.index] = res

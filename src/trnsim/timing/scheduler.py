@@ -46,6 +46,7 @@ from bisect import bisect_right
 from collections import deque
 from functools import cached_property
 from itertools import islice
+from operator import attrgetter
 
 import numpy as np
 
@@ -61,6 +62,8 @@ _new_wait = tuple.__new__  # Wait(p, kind, space) without the named tuple's Pyth
 _ORDER = ("order", "")
 _QUEUE = ("queue", "")
 _MATMULS = ("nc_matmul", "nc_matmul_mx", "nc_transpose")
+_ENGINE, _CORE, _OPCODE, _QUEUE_OF, _LOCATION = (
+    attrgetter(name) for name in ("engine", "core", "opcode", "queue", "location"))
 
 
 class _TensorState:
@@ -291,18 +294,23 @@ class _Scheduler:
         self.arrived: dict = {}
         self.deferred_deps: dict = {}
         self._find_groups()
-        self.folded = _folded_memsets(self.instrs, self._with_opcode("memset"))
+        memsets = self._with_opcode("memset")
+        if memsets and compiled.wanted(n):
+            from .compiled_fold import folded_memsets
+            self.folded = folded_memsets(program, memsets, self._with_opcode(*_MATMULS))
+        else:
+            self.folded = _folded_memsets(self.instrs, memsets)
 
     # -- per instruction, for the compiled scheduler (timing/compiled.py) --------------
     @cached_property
     def engine_of(self) -> list:
         """Each instruction's engine name."""
-        return [ins.engine for ins in self.instrs]
+        return list(map(_ENGINE, self.instrs))
 
     @cached_property
     def core_of(self) -> np.ndarray:
         """Each instruction's core."""
-        return np.fromiter([ins.core for ins in self.instrs], np.int64, len(self.instrs))
+        return np.fromiter(map(_CORE, self.instrs), np.int64, len(self.instrs))
 
     @cached_property
     def pos(self):
@@ -320,7 +328,7 @@ class _Scheduler:
         """Each instruction's track id, its tracks made as a walk in issue order makes
         them (`_track_of`: ids in the order of their first instruction)."""
         instrs, order = self.instrs, self.order_array
-        stream = _streams(instrs, self.engine_of, self.core_of)[order]
+        stream = _streams(self.program, self.engine_of, self.core_of)[order]
         _, first, at = np.unique(stream, return_index=True, return_inverse=True)
         tid = np.empty(first.size, np.int64)
         heads = order[first].tolist()  # each stream's first instruction
@@ -343,7 +351,7 @@ class _Scheduler:
     def _opcodes(self) -> tuple:
         """(a number per instruction, the opcode of each number): a number per opcode
         string object (see identities)."""
-        ops = [ins.opcode for ins in self.instrs]
+        ops = list(map(_OPCODE, self.instrs))
         if not ops:
             return np.zeros(0, np.int64), []
         _, head, code = np.unique(identities(ops), return_index=True,
@@ -877,12 +885,13 @@ class _Scheduler:
         return terms
 
 
-def _streams(instrs, engines: list, cores: np.ndarray) -> np.ndarray:
-    """A number per instruction (`engines`, `cores`: each one's engine and core), the
-    same for two instructions only where they run on one track: its (core, engine) or,
-    for a DMA, its (core, queue, location object) (record.dma_site). Engine and queue
-    strings go by object too: equal strings that are other objects only make more
-    numbers for one track."""
+def _streams(program, engines: list, cores: np.ndarray) -> np.ndarray:
+    """A number per instruction of `program` (`engines`, `cores`: each one's engine and
+    core), the same for two instructions only where they run on one track: its (core,
+    engine) or, for a DMA, its (core, queue, location object) (record.dma_site). Engine
+    and queue strings go by object too: equal strings that are other objects only make
+    more numbers for one track."""
+    instrs = program.instructions
     n = len(instrs)
     if not n:
         return np.zeros(0, np.int64)
@@ -895,14 +904,28 @@ def _streams(instrs, engines: list, cores: np.ndarray) -> np.ndarray:
     dma = [k for k, i in enumerate(head.tolist()) if engines[i] == "dma"]
     if dma:
         at = np.flatnonzero(engine == dma[0] if len(dma) == 1 else np.isin(engine, dma))
-        transfers = [instrs[i] for i in at.tolist()]
-        queues = np.unique(identities([ins.queue for ins in transfers]),
-                           return_inverse=True)[1].reshape(-1)
-        locs = np.unique(identities([ins.location for ins in transfers]),
-                         return_inverse=True)[1].reshape(-1)
-        out[at] = ncores * nengines + (locs * (int(queues.max()) + 1) + queues) * ncores \
-            + core[at]
+        out[at] = ncores * nengines + _queues(program, at) * ncores + core[at]
     return out
+
+
+def _queues(program, at: np.ndarray) -> np.ndarray:
+    """A number per (queue, location) object pair of the DMAs `at` of `program`, kept on
+    it for the next pass that asks (the compiler's list scheduler, then the timing
+    scheduler: a DMA's engine, queue and location stay as recorded) while its
+    instruction list is the same object and length and its DMAs the same."""
+    instrs = program.instructions
+    hit = getattr(program, "_dma_queues", None)
+    if hit is not None and hit[0] is instrs and hit[1] == len(instrs) \
+            and np.array_equal(hit[2], at):
+        return hit[3]
+    transfers = list(map(instrs.__getitem__, at.tolist()))
+    queues = np.unique(identities(list(map(_QUEUE_OF, transfers))),
+                       return_inverse=True)[1].reshape(-1)
+    locs = np.unique(identities(list(map(_LOCATION, transfers))),
+                     return_inverse=True)[1].reshape(-1)
+    numbers = locs * (int(queues.max()) + 1) + queues
+    program._dma_queues = (instrs, len(instrs), at, numbers)
+    return numbers
 
 
 def identities(objects: list) -> np.ndarray:
@@ -910,6 +933,20 @@ def identities(objects: list) -> np.ndarray:
     pointers: map(id, ...) would make an int object per item (~4x slower). The objects
     stay alive while the caller holds them, so equal ids mean the same object."""
     return np.frombuffer(np.fromiter(objects, object, len(objects)), np.intp)
+
+
+def by_identity(objects: list) -> tuple:
+    """(first, inverse): the distinct objects of `objects` by identity, each as the
+    index of its first occurrence (in increasing order), and each item's number among
+    them. One Python step per distinct object, not per item (loop copies share them)."""
+    if not len(objects):
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    _, first, inverse = np.unique(identities(objects), return_index=True,
+                                  return_inverse=True)
+    rank = np.argsort(first)
+    number = np.empty(first.size, np.int64)
+    number[rank] = np.arange(first.size)
+    return first[rank], number[inverse.reshape(-1)]
 
 
 def _neg_time(w):
