@@ -36,6 +36,10 @@ def _iteration(run, m0: "Mark", m1: "Mark", int_names: list, list_names: list,
     return (key, others, tuple(list_names)), nums, sizes
 
 
+_NO_COLUMNS = np.zeros(0, dtype=np.int64)
+_NO_COLUMNS.setflags(write=False)
+
+
 def same_model(key, last) -> bool:
     """Whether an iteration's structure key (`_iteration`) repeats `last`, that of the
     loop's last entry: the same record structure and lists, and the frame's other
@@ -86,8 +90,8 @@ class Plan:
         self.list_count = len(key[2])
         self.carried = carried  # [(local, tensor of the template iteration)]
         self.last_ids = None  # template allocation id -> that of the last expanded one
-        self.indexing = np.zeros(0, dtype=np.int64)  # see indexes_made_before
-        self.operand_ids = np.zeros(0, dtype=np.int64)  # operands' allocation columns
+        self.indexing = _NO_COLUMNS  # see indexes_made_before
+        self.operand_ids = _NO_COLUMNS  # operands' allocation columns
         self.made_before = 0  # allocations made before the sampled iterations
         self.layout = None  # the Copier's Layout (see expand_copy.Layout)
         self.sizes = []  # how many numbers each instruction of the template has
@@ -163,9 +167,8 @@ class Plan:
         a = np.array(rows, dtype=np.int64)
         if known is not None:  # the model this loop had when it last expanded
             key, drift, layout = known
-            d = a[1:] - a[:-1]
             if not same_model(keys[0], key) or a.shape[1] != len(drift) \
-                    or not (d == drift).all():
+                    or (len(a) > 1 and not (a[1:] - a[:-1] == drift).all()):
                 return None, True
             return cls._made(run, marks, a, 1, drift, keys[0], sizes, names, list_names,
                              rebound, layout), False
@@ -311,7 +314,7 @@ class Plan:
         """Whether the frame's locals but its ints and those each iteration rebinds are
         in the same state at two full marks."""
         was, now = m0.locals, m1.locals
-        return set(was) == set(now) and all(
+        return was.keys() == now.keys() and all(
             was[k] == now[k] for k, v in was.items()
             if type(v) is not int and k not in self.rebound)
 
