@@ -197,6 +197,8 @@ def _plain_object(t: type) -> bool:
             and not issubclass(t, (NkiTensor, *_OPAQUE, range, list, tuple, dict, set,
                                    frozenset, np.ndarray, types.GeneratorType))
             and not any("__slots__" in vars(c) for c in t.__mro__[:-1]))
+
+
 _BY_VALUE = frozenset((*PLAIN, int, bytes))  # what _state returns as it is
 
 
@@ -228,8 +230,8 @@ def rebound_locals(marks) -> set:
     for k, v in marks[0].locals.items():
         if type(v) is tuple and v and v[0] == "object":
             was = v[1]
-            for now in later:
-                now = now.get(k, _NO_OBJECT)[1]
+            for loc in later:
+                now = loc.get(k, _NO_OBJECT)[1]
                 if now == was:
                     break
                 was = now
