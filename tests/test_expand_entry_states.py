@@ -100,3 +100,16 @@ def test_an_instructions_parts_read_its_operands_fields():
         assert nums[len(operand_nums)] == ins.index
         kinds.update(a.alloc >= 0 for a in ins.reads + ins.writes)
     assert kinds == {True, False}  # operands in HBM and in an allocation
+
+
+def test_a_front_end_module_registered_later_is_skipped_at_once():
+    from trnsim.machine import expand
+    name = "/nowhere/front_end.py"
+    assert not expand._in_loop_files(name)  # (the answer is kept)
+    expand.register_loop_module(name)
+    try:
+        assert expand._in_loop_files(name)
+    finally:
+        expand._LOOP_FILES.discard(name)
+        expand._IN_LOOP_FILES.clear()
+    assert not expand._in_loop_files(name)

@@ -32,8 +32,7 @@ loop are exactly those of a full run.
 It runs every iteration when:
 - numerics are on (values are computed per iteration), `TRNSIM_EXPAND=0`, the loop has
   fewer than `MIN_ITERATIONS` and its first iteration recorded fewer than `HEAVY_BODY`
-  instructions, unless it has a model or was entered `REENTERED` times before (or it
-  has fewer than SAMPLES + 3: nothing left to append), its iterator
+  instructions (or it has fewer than SAMPLES + 3: nothing left to append), its iterator
   is not taken by a `for` statement (zip, enumerate, list(), comprehensions), or its
   body can leave it (`break`, `return`, `yield`): `is_for_statement`; or the same loop
   declined or fell back `GIVE_UP` times already in this run;
@@ -87,9 +86,6 @@ MIN_ITERATIONS = 2 * (SAMPLES + 2)
 # first iteration recorded this many instructions: an outer loop of a blocked kernel
 # (8 K blocks around loops of tiles) appends whole inner loops per iteration it saves
 HEAVY_BODY = 64
-# ... or, for a short loop with a light body, once it has been entered this many times:
-# sampled once, its later entries that repeat the model run only iterations 0 and last
-REENTERED = 2
 # a loop that declined or fell back this many times runs every iteration for the rest
 # of the run: watching its samples cost as much again each time (nki-library's mlp:
 # 145 declines made the timing-only run 20% slower than one without expansion)
@@ -188,13 +184,12 @@ def iterate(rng: range, before=None, for_statement: bool = False):
     # a loop entered again with a model: the state before iteration 0 too, whose step to
     # iteration 1 may confirm the model's (Plan.derive)
     start = Mark(run, frame) if stats is not None and site in stats.known else None
-    if total < MIN_ITERATIONS:  # a short loop: expanded if its body is heavy, or if it
-        first = len(run.program.instructions)  # has its model, or is entered often
+    if total < MIN_ITERATIONS:  # a short loop: expanded only if its body is heavy
+        first = len(run.program.instructions)
         if before is not None:
             before(0)
         yield rng[0]
-        if len(run.program.instructions) - first < HEAVY_BODY and start is None \
-                and not _entered_often(run, site):
+        if len(run.program.instructions) - first < HEAVY_BODY:
             yield from _plain(rng, before, 1)
             return
         marks.append(Mark(run, frame))
@@ -205,15 +200,6 @@ def iterate(rng: range, before=None, for_statement: bool = False):
     finally:
         stats.watching -= 1
     yield from _plain(rng, before, n)
-
-
-def _entered_often(run, site) -> bool:
-    """Whether a short loop with a light body (a blocked kernel's innermost K loop) has
-    been entered `REENTERED` times before in this run: then it is sampled once, and its
-    later entries repeating its model run only their first and last iterations."""
-    stats = run.__dict__.setdefault("expansion", ExpansionStats())
-    seen = stats.light_entries[site] = stats.light_entries.get(site, 0) + 1
-    return seen > REENTERED
 
 
 def _expanding(run, rng: range, before, frame, site, marks: list, stats, start):
@@ -376,7 +362,6 @@ class ExpansionStats:
         self.remodelled = 0
         # loop (code, offset of its for statement) -> times it declined or fell back
         self.failed_sites: dict = {}
-        self.light_entries: dict = {}  # short loop with a light body -> times entered
         # loop -> (structure, drift, Copier layout) of its last expansion (period 1): a
         # loop entered again (the inner loop of a blocked kernel) is checked against it
         # on fewer samples (RESAMPLES) and reuses its layout
