@@ -101,6 +101,10 @@ _LOOP_FILES: set = set()  # front-end modules whose frames sit between a loop an
 def register_loop_module(path: str) -> None:
     """Frames of this file are skipped when looking for the loop's own frame."""
     _LOOP_FILES.add(os.path.abspath(path))
+    _IN_LOOP_FILES.clear()
+
+
+_IN_LOOP_FILES: dict = {}  # code file name -> whether it is one of _LOOP_FILES
 
 
 register_loop_module(__file__)
@@ -385,9 +389,18 @@ class ExpansionStats:
 
 def _loop_frame():
     f = sys._getframe(2)
-    while f is not None and os.path.abspath(f.f_code.co_filename) in _LOOP_FILES:
+    while f is not None and _in_loop_files(f.f_code.co_filename):
         f = f.f_back
     return f
+
+
+def _in_loop_files(name: str) -> bool:
+    hit = _IN_LOOP_FILES.get(name)
+    if hit is None:
+        hit = os.path.abspath(name) in _LOOP_FILES
+        if os.path.isabs(name):  # (a relative one's answer follows the working directory)
+            _IN_LOOP_FILES[name] = hit
+    return hit
 
 
 class _RangeType(type):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .access import Access
 from .errors import SourceLocation, interned
 from .frame_state import PLAIN, frame_lists, frame_values, hashable, set_locals
 
@@ -72,6 +73,16 @@ def _attr_parts(attrs: dict, nums: list):
     return tuple(key)
 
 
+# an operand's structure: its fields role..pattern, elems_per_partition..indirect and
+# whether it has an allocation; its numbers: offset, p_lo, p_hi, lo and hi (relative to
+# its allocation), alloc
+_ACCESS_FIELDS = ("role", "mode", "space", "core", "tensor", "dtype", "shape", "pattern",
+                  "offset", "p_lo", "p_hi", "lo", "hi", "elems_per_partition", "bytes",
+                  "contiguous_bytes", "indirect", "alloc")
+assert Access._fields == _ACCESS_FIELDS
+_OWNED, _UNOWNED = (True,), (False,)
+
+
 def instruction_parts(ins, allocs, cache: dict):
     """(structure, numbers) of one instruction, cached by index (nested loops look at
     the same instructions once per level; a snapshot takes expanded copies by blocks)."""
@@ -80,12 +91,17 @@ def instruction_parts(ins, allocs, cache: dict):
         return got[1], got[2]
     acc = []
     nums = []
-    for a in ins.reads + ins.writes:
-        base = allocs[a.alloc].vaddr if a.alloc >= 0 else 0
-        acc.append((a.role, a.mode, a.space, a.core, a.tensor, a.dtype, a.shape,
-                    a.pattern, a.elems_per_partition, a.bytes, a.contiguous_bytes,
-                    a.indirect, a.alloc >= 0))
-        nums += (a.offset, a.p_lo, a.p_hi, a.lo - base, a.hi - base, a.alloc)
+    for a in ins.reads + ins.writes:  # (Access fields by position: see _ACCESS_FIELDS)
+        aid = a[17]
+        if aid >= 0:
+            base = allocs[aid].vaddr
+            acc.append(a[:8] + a[13:17] + _OWNED)
+            nums += a[8:11]
+            nums += (a[11] - base, a[12] - base, aid)
+        else:
+            acc.append(a[:8] + a[13:17] + _UNOWNED)
+            nums += a[8:13]
+            nums.append(aid)
     nums.append(ins.index)
     key = (ins.core, ins.engine, ins.opcode, ins.queue, _site(ins.location), len(ins.reads),
            tuple(acc), _attr_parts(ins.attrs, nums))

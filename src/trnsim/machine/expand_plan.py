@@ -26,7 +26,7 @@ def _iteration(run, m0: "Mark", m1: "Mark", int_names: list, list_names: list,
     its start (the state of its other locals but those it rebinds to new objects);
     (None, None, None) when its frame changed otherwise."""
     loc = m0.locals
-    if set(loc) != set(m1.locals) or any(type(loc[k]) is not int for k in int_names):
+    if loc.keys() != m1.locals.keys() or any(type(loc[k]) is not int for k in int_names):
         return None, None, None
     ints = [m0.hbm] + [loc[k] for k in int_names] + [m0.lists[k][1] for k in list_names]
     key, nums, sizes = snapshot(run, m0.instructions, m1.instructions, m0.allocations,
@@ -34,6 +34,10 @@ def _iteration(run, m0: "Mark", m1: "Mark", int_names: list, list_names: list,
     others = tuple(sorted((k, v) for k, v in loc.items()
                           if type(v) is not int and k not in rebound))
     return (key, others, tuple(list_names)), nums, sizes
+
+
+_NO_COLUMNS = np.zeros(0, dtype=np.int64)
+_NO_COLUMNS.setflags(write=False)
 
 
 def same_model(key, last) -> bool:
@@ -73,8 +77,9 @@ class Plan:
         # iteration leaves (`matches`): no sampled iteration showed how a body changes it
         self.checks_frame = False
         self.index = None  # (then the loop index's name, whose value before 0 is stale,
-        self.after_first = None  # the state after iteration 0, which the expanded
-        self.rebound = set()  # iterations left as it was, the locals iteration 0 rebound)
+        self.after_first = None  # and the state after iteration 0, which the expanded
+        # iterations left as it was)
+        self.rebound = set()  # the locals rebound at each mark (see rebound_locals)
         self.period = period
         self.drift = drift
         self.key = key
@@ -85,8 +90,8 @@ class Plan:
         self.list_count = len(key[2])
         self.carried = carried  # [(local, tensor of the template iteration)]
         self.last_ids = None  # template allocation id -> that of the last expanded one
-        self.indexing = np.zeros(0, dtype=np.int64)  # see indexes_made_before
-        self.operand_ids = np.zeros(0, dtype=np.int64)  # operands' allocation columns
+        self.indexing = _NO_COLUMNS  # see indexes_made_before
+        self.operand_ids = _NO_COLUMNS  # operands' allocation columns
         self.made_before = 0  # allocations made before the sampled iterations
         self.layout = None  # the Copier's Layout (see expand_copy.Layout)
         self.sizes = []  # how many numbers each instruction of the template has
@@ -111,7 +116,7 @@ class Plan:
         if plan is not None:
             plan._ints_from_first(marks[1])
             plan.last_sampled, plan.index, plan.checks_frame = 0, index, True
-            plan.after_first, plan.rebound = marks[1], rebound_locals(marks)
+            plan.after_first = marks[1]
             # an object iteration 0 changed: so may every iteration (and the last one's
             # change would not be undone if it then missed the model)
             if not plan._unchanged(state, marks[1]):
@@ -162,27 +167,27 @@ class Plan:
         a = np.array(rows, dtype=np.int64)
         if known is not None:  # the model this loop had when it last expanded
             key, drift, layout = known
-            d = a[1:] - a[:-1]
             if not same_model(keys[0], key) or a.shape[1] != len(drift) \
-                    or not (d == drift).all():
+                    or (len(a) > 1 and not (a[1:] - a[:-1] == drift).all()):
                 return None, True
             return cls._made(run, marks, a, 1, drift, keys[0], sizes, names, list_names,
-                             layout), False
+                             rebound, layout), False
         for period in periods:
             if len(a) - period < 2:
                 continue
             d = a[period:] - a[:-period]
             if (d == d[0]).all():
                 return cls._made(run, marks, a, period, d[0], keys[0], sizes, names,
-                                 list_names), False
+                                 list_names, rebound), False
         return None, True
 
     @classmethod
     def _made(cls, run, marks, rows, period, drift, key, sizes, names, list_names,
-              layout=None):
+              rebound, layout=None):
         """The plan of a loop whose sampled iterations (`rows`) are affine, or None
-        (`sizes`: how many numbers each instruction of the last one has); `layout`: that
-        of the last expansion of a loop of the same structure."""
+        (`sizes`: how many numbers each instruction of the last one has; `rebound`: the
+        locals rebound at every mark); `layout`: that of the last expansion of a loop of
+        the same structure."""
         growing = growing_lists(marks, list_names)
         if growing is None:
             return None
@@ -204,6 +209,7 @@ class Plan:
         plan.operand_ids = ops
         plan.made_before = marks[0].allocations
         plan.layout = layout
+        plan.rebound = rebound
         return plan
 
     def indexes_made_before(self, first: int, last: int) -> bool:
@@ -308,7 +314,7 @@ class Plan:
         """Whether the frame's locals but its ints and those each iteration rebinds are
         in the same state at two full marks."""
         was, now = m0.locals, m1.locals
-        return set(was) == set(now) and all(
+        return was.keys() == now.keys() and all(
             was[k] == now[k] for k, v in was.items()
             if type(v) is not int and k not in self.rebound)
 

@@ -42,9 +42,28 @@ def frame_values(frame, before: dict | None = None):
         return out, lists, tensors, held
     classes = {}  # (see _state)
     for k, v in frame.f_locals.items():
-        if type(v) is int:
+        t = type(v)
+        if t is int:
             out[k] = v
-        elif tensor_core(v) is not None:
+            continue
+        plain = _PLAIN_OBJECTS.get(t)
+        if plain is None:
+            plain = _PLAIN_OBJECTS[t] = _plain_object(t)
+        if plain:  # (what the branches below do for such an object, without their checks)
+            attrs = v.__dict__
+            if type(attrs) is dict and attrs:
+                if isinstance(attrs.get("core"), NkiTensor):  # (tensor_core)
+                    _TENSORS.add(t)
+                    tensors[k] = v
+                    continue
+                old = before.get(k) if before is not None else None
+                moved = type(old) is tuple and old[0] == "object" and old[1] != id(v)
+                out[k] = ("object", id(v), None if moved else (t.__name__, tuple(
+                    [(a, x if type(x) in _BY_VALUE else ("id", id(x)))
+                     for a, x in attrs.items()]) + _shared(t, classes)))
+                held.append(v)
+                continue
+        if tensor_core(v) is not None:
             tensors[k] = v
         elif type(v) is list:
             lists[k] = _list_state(v)
@@ -98,8 +117,16 @@ def _state(v, depth: int, classes: dict):
     (nothing runs between its objects' reads that could set one; a frame holds a dozen
     objects of a class such as the legacy Index, whose class dict is most of the cost)."""
     t = type(v)
-    if t in PLAIN or t is int or t is bytes:
+    if t in _BY_VALUE:
         return v
+    plain = _PLAIN_OBJECTS.get(t)
+    if plain is None:
+        plain = _PLAIN_OBJECTS[t] = _plain_object(t)
+    if plain and depth > 0:  # (the common case below, without its checks; as frame_values)
+        attrs = v.__dict__
+        if attrs and type(attrs) is dict and not isinstance(attrs.get("core"), NkiTensor):
+            return (t.__name__, tuple([(a, x if type(x) in _BY_VALUE else ("id", id(x)))
+                                       for a, x in attrs.items()]) + _shared(t, classes))
     if depth <= 0 or isinstance(v, (_OPAQUE, range)) or tensor_core(v) is not None:
         return ("id", id(v))
     if t.__module__.startswith("trnsim."):  # trnsim's own objects: their plain attributes
@@ -129,15 +156,12 @@ def _state(v, depth: int, classes: dict):
     own = list(attrs.items() if isinstance(attrs, dict) else ()) + \
         [(a, getattr(v, a)) for a in slots if hasattr(v, a)]
     if own:  # (objects of builtin types such as partial have an empty __dict__)
-        shared = classes.get(t)
-        if shared is None:  # class attributes a body may set
-            shared = classes[t] = [(a, x) for a, x in vars(t).items()
-                                   if type(x) in PLAIN or type(x) is int]
+        shared = _shared(t, classes)  # (plain values: their own states)
         if depth == 1:  # (the attributes' _state at depth 0, inline: a common case)
-            return (t.__name__, tuple((a, x if type(x) in _BY_VALUE else ("id", id(x)))
-                                      for a, x in own + shared))
-        return (t.__name__, tuple((a, _state(x, depth - 1, classes))
-                                  for a, x in own + shared))
+            return (t.__name__, tuple([(a, x if type(x) in _BY_VALUE else ("id", id(x)))
+                                       for a, x in own]) + shared)
+        return (t.__name__, tuple([(a, _state(x, depth - 1, classes))
+                                   for a, x in own]) + shared)
     if isinstance(v, (collections.abc.Sequence, collections.abc.Set, bytearray)) \
             or t.__name__ == "deque":  # other containers: their items
         items = list(itertools.islice(v, _ITEMS))
@@ -150,6 +174,31 @@ def _state(v, depth: int, classes: dict):
 
 
 _SLOTS: dict = {}  # type -> the slot names of its classes
+
+
+def _shared(t: type, classes: dict) -> tuple:
+    """The class attributes of `t` a body may set (plain values), read once per state
+    of the frame (`classes`)."""
+    shared = classes.get(t)
+    if shared is None:
+        shared = classes[t] = tuple((a, x) for a, x in vars(t).items()
+                                    if type(x) in PLAIN or type(x) is int)
+    return shared
+
+
+_PLAIN_OBJECTS: dict = {}  # type -> _plain_object's answer
+
+
+def _plain_object(t: type) -> bool:
+    """Whether `_state` states every object of type `t` with a nonempty __dict__ (and no
+    tensor as its `core`) by that dict at depth 1: trnsim's own types, but for tensors,
+    containers and the types it states otherwise, and those with slots."""
+    return (t.__module__.startswith("trnsim.")
+            and not issubclass(t, (NkiTensor, *_OPAQUE, range, list, tuple, dict, set,
+                                   frozenset, np.ndarray, types.GeneratorType))
+            and not any("__slots__" in vars(c) for c in t.__mro__[:-1]))
+
+
 _BY_VALUE = frozenset((*PLAIN, int, bytes))  # what _state returns as it is
 
 
@@ -177,12 +226,21 @@ def rebound_locals(marks) -> set:
     """The frame's locals bound to a new object at each mark (like its tensors, the last
     iteration rebinds them)."""
     out = set()  # (marks hold the objects: an id is not that of a dead one)
+    later = [m.locals for m in marks[1:]]
     for k, v in marks[0].locals.items():
         if type(v) is tuple and v and v[0] == "object":
-            ids = [m.locals.get(k, (None, None))[1] for m in marks]
-            if all(a != b for a, b in zip(ids, ids[1:])):
+            was = v[1]
+            for loc in later:
+                now = loc.get(k, _NO_OBJECT)[1]
+                if now == was:
+                    break
+                was = now
+            else:
                 out.add(k)
     return out
+
+
+_NO_OBJECT = (None, None)
 
 
 def _made_between(x, m0, m1):
