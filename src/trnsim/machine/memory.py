@@ -367,7 +367,10 @@ class OnChipMemory:
         self._taken: list[tuple[int, int]] = []  # the same spans, sorted
         self._cursor = self.virtual_base
         self._owned: dict[int, np.ndarray] = {}  # id -> the bytes of a live virtual tensor
-        self._dead: list[int] = []  # filled by finalizers; reaped before each use
+        self._dead: list[int] = []  # filled by `_alive`'s callbacks; reaped before each use
+        # id -> a weak reference to the live tensor's Storage, whose callback queues the
+        # id in `_dead` (a weakref.finalize cost 1 us more a tensor)
+        self._alive: dict[int, weakref.ref] = {}
         self._ids = itertools.count()
 
     def __del__(self):
@@ -395,10 +398,11 @@ class OnChipMemory:
         return -(-n // self.align) * self.align
 
     def _reap(self) -> None:
-        """Forget the tensors that died. (Finalizers only queue the id, so a collection
-        during an iteration over the tables cannot change them.)"""
+        """Forget the tensors that died. (Their callbacks only queue the id, so a
+        collection during an iteration over the tables cannot change them.)"""
         while self._dead:
             i = self._dead.pop()
+            del self._alive[i]
             self._explicit.pop(i, None)
             span = self._virtual.pop(i, None)
             if span is not None:
@@ -418,7 +422,8 @@ class OnChipMemory:
             key = self._place_virtual(storage, dtype, desc, block_bytes)
         else:
             key = self._place_explicit(storage, dtype, desc, address)
-        weakref.finalize(storage, self._dead.append, key)
+        dead = self._dead
+        self._alive[key] = weakref.ref(storage, lambda _, key=key: dead.append(key))
 
     def _place_virtual(self, storage: Storage, dtype: DType, desc: str,
                        block_bytes: int) -> int:
