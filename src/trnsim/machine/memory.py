@@ -7,6 +7,7 @@ from __future__ import annotations
 import bisect
 import functools
 import itertools
+import math
 import sys
 import weakref
 from dataclasses import dataclass
@@ -181,7 +182,7 @@ class Storage:
         """Whether the static view `t` of this storage is every byte of it, each once
         (offset 0, C-contiguous, as many bytes as the storage)."""
         if t.dyn is not None or t.offset or \
-                t.size * t.dtype.itemsize != self.partitions * self.row_bytes:
+                math.prod(t.shape) * t.dtype.itemsize != self.partitions * self.row_bytes:
             return False
         return row_major(t)
 

@@ -730,11 +730,20 @@ def _check_index_tensor(t: NkiTensor, index, role: str):
 
 
 def _row_major(shape) -> tuple:
-    strides, acc = [], 1
-    for n in reversed(shape):
-        strides.append(acc)
-        acc *= n
-    return tuple(reversed(strides))
+    strides = _ROW_MAJOR.get(shape)
+    if strides is None:
+        acc, out = 1, []
+        for n in reversed(shape):
+            out.append(acc)
+            acc *= n
+        strides = tuple(reversed(out))
+        if len(_ROW_MAJOR) >= 4096:
+            _ROW_MAJOR.clear()
+        _ROW_MAJOR[shape] = strides
+    return strides
+
+
+_ROW_MAJOR: dict = {}  # shape (a tuple of ints) -> its row-major strides
 
 
 def _infer(shape: tuple, total: int, t: NkiTensor) -> tuple:
