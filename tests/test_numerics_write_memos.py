@@ -5,6 +5,7 @@ references through which dead tensors give their space back. Each is checked aga
 what is made from scratch."""
 import copy
 import gc
+import random
 
 import numpy as np
 import pytest
@@ -104,3 +105,45 @@ def test_the_second_memo_starts_over_when_full(monkeypatch):
     for v, a in _in_kernel(body):
         assert a == _describe(v, "dst", "w")
     assert len(access._SHAPES) <= 4
+
+
+def _same_view(a, b):
+    return (a.shape, a.strides, a.offset, a.dtype, a.storage, a.buffer, a.name, a.dyn) == \
+        (b.shape, b.strides, b.offset, b.dtype, b.storage, b.buffer, b.name, b.dyn)
+
+
+def test_plain_slices_make_the_views_the_general_indexing_makes():
+    """NkiTensor._sliced (unit-step slices with int bounds) against _index_static, on
+    random keys over on-chip and HBM views, with negative, missing and out-of-range
+    bounds (which it leaves to the general path and its errors)."""
+    rng = random.Random(3)
+
+    def bound(n):
+        return rng.choice([None, rng.randrange(-n, n + 3), 0, n, -1])
+
+    def body(x):
+        bases = [x, x[3:100, 5:60], nl.ndarray((128, 4, 16), nl.bfloat16, buffer=nl.sbuf),
+                 nl.ndarray((64, 32), nl.float32, buffer=nl.psum)]
+        seen = 0
+        for _ in range(400):
+            t = rng.choice(bases)
+            key = tuple(slice(bound(n), bound(n)) for n in t.shape[:rng.randrange(1, t.ndim + 1)])
+            fast = t._sliced(key)
+            try:
+                slow = t._index_static(key + (slice(None),) * (t.ndim - len(key)))[0]
+            except Exception as e:
+                assert fast is None, (key, e)
+                with pytest.raises(type(e)) as again:
+                    t[key]
+                assert str(again.value).split("\n")[0] == str(e).split("\n")[0]
+                continue
+            if fast is not None:
+                seen += 1
+                assert _same_view(fast, slow), key
+            assert _same_view(t[key], slow)
+        for t in bases:  # other index kinds go the general way
+            assert t._sliced((slice(0, 2, 1),)) is None and t._sliced((0,)) is None
+            assert t._sliced((slice(np.int64(0), 2),)) is None
+        return seen
+
+    assert _in_kernel(body) > 100
