@@ -438,10 +438,11 @@ class OnChipMemory:
                 f"partition, more than the {self.capacity} bytes of "
                 f"{self.space.upper()} per partition; no placement or spill can hold it "
                 f"(split it into smaller tiles)", op="ndarray", location=storage.site)
-        start = self._virtual_fit(nbytes)
+        size = self._aligned(nbytes)
+        start = self._virtual_fit(size)
         storage.address = storage.column = start
         key = next(self._ids)
-        span = self._virtual[key] = (start, start + self._aligned(nbytes))
+        span = self._virtual[key] = (start, start + size)
         bisect.insort(self._taken, span)
         self._cursor = span[1]
         if self.values:  # (no other tensor shares these bytes: fill on first use)
@@ -500,9 +501,9 @@ class OnChipMemory:
                     self._init[r, c] = init
         return key
 
-    def _virtual_fit(self, nbytes: int) -> int:
-        """A free virtual range for `nbytes` (next-fit; the arena grows when none is)."""
-        size = self._aligned(nbytes)
+    def _virtual_fit(self, size: int) -> int:
+        """A free virtual range for `size` bytes, aligned (next-fit; the arena grows when
+        none is)."""
         start = next_fit(self._taken, size, self._cursor, self.virtual_base, self.width,
                          self.align)
         if start is None:
