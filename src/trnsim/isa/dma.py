@@ -123,12 +123,13 @@ def _record(ins: Instr, dst, srcs, dge: str, oob, name, *, engine=Engine.unknown
             transpose=False):
     """The attributes the timing model reads, and the queue the transfer runs on."""
     kinds = _indirect_kinds((dst, *srcs))
+    n = dst.size
     ins.attrs.update(
         dge_mode=dge, transpose=transpose, indirect=kinds[0] if kinds else None,
         indirect_role=("dst" if dst.dyn is not None else "src") if kinds else None,
-        bytes=dst.size * dst.dtype.itemsize,
+        bytes=n * dst.dtype.itemsize,
         src_bytes=sum([t.size * t.dtype.itemsize for t in srcs]),
-        elements=dst.size, oob_mode=oob._value_, name=name)
+        elements=n, oob_mode=oob._value_, name=name)
     ins.queue = _queue_name(engine, _DGE_MODES[dge])
 
 

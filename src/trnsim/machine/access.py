@@ -182,14 +182,25 @@ def _data(t: NkiTensor, writes_all: bool = False) -> np.ndarray:
 
 def _strided(t: NkiTensor, data: np.ndarray, dtype=None):
     """A NumPy view aliasing the bytes of `t` in `data` (its arena or buffer, or the
-    same-shaped initialized-flags array), typed `dtype` (t's storage type), or None."""
+    same-shaped initialized-flags array), typed `dtype` (t's storage type), or None.
+    The view of its values is kept on `t` for its storage's data array: a placement
+    does not change once made, and an instruction's operand is accessed two or three
+    times (the record, the check, the values; the next instruction reads a tile the
+    last one wrote)."""
     if t.dyn is not None:
         return None
+    if dtype is None:
+        kept = t.__dict__.get("_np_view")
+        if kept is not None and kept[0] is data and kept[1] is t.storage:
+            return kept[2]
     lay = _layout(t)
     if lay is None:
         return None
-    return np.ndarray(t.shape, dtype=dtype or t.dtype.np, buffer=data, offset=lay[0],
+    view = np.ndarray(t.shape, dtype=dtype or t.dtype.np, buffer=data, offset=lay[0],
                       strides=lay[1])
+    if dtype is None:
+        t.__dict__["_np_view"] = (data, t.storage, view)
+    return view
 
 
 _LAYOUTS: dict = {}  # `_layout` by all that it depends on (see there)
@@ -481,14 +492,17 @@ def describe_access(t: NkiTensor, role: str, mode: str) -> Access:
     """The record's description of an access of `t` in `role` and `mode` ('r'/'w'),
     after the first-touch effects on its storage (a lazy fill, the PSUM boxes written).
     Memoized by everything `_describe` reads: loops read the same places again through
-    new views (an instruction may also read and write one view, a PSUM accumulation)."""
+    new views (an instruction may also read and write one view, a PSUM accumulation).
+    A place first seen is the description of the same view of an earlier storage (a
+    loop's fresh tile) moved to this storage's address and allocation, where there is
+    one: the rest of a description does not depend on them."""
     st = t.storage
-    place = (role, mode, t.shape, t.strides, t.offset, t.dtype, t.name, t.dyn is None,
-             st.space, st.core, st.address, st.partition, st.partitions, st.row_bytes,
-             st.alloc)
+    shape = (role, mode, t.shape, t.strides, t.offset, t.dtype, t.name, t.dyn is None,
+             st.space, st.core, st.partition, st.partitions, st.row_bytes)
+    place = (shape, st.address, st.alloc)
     a = _DESCRIBED.get(place)
     if a is None:
-        a = _describe(t, role, mode)
+        a = _moved(t, role, mode, shape)
         if len(_DESCRIBED) >= _DESCRIBED_MAX:
             _DESCRIBED.clear()
         _DESCRIBED[place] = a
@@ -506,6 +520,25 @@ def describe_access(t: NkiTensor, role: str, mode: str) -> Access:
 # place -> its Access (an immutable tuple: the record's instructions may share one)
 _DESCRIBED: dict = {}
 _DESCRIBED_MAX = 1 << 14  # places kept (the memo starts over past this)
+# a place without its address and allocation -> (an Access of it, the address there)
+_SHAPES: dict = {}
+
+
+def _moved(t: NkiTensor, role: str, mode: str, shape: tuple) -> Access:
+    """`_describe(t, role, mode)`, from a description of the same `shape` (see
+    describe_access) at another address where there is one."""
+    st = t.storage
+    seen = _SHAPES.get(shape)
+    if seen is None:
+        a = _describe(t, role, mode)
+        if len(_SHAPES) >= _DESCRIBED_MAX:
+            _SHAPES.clear()
+        _SHAPES[shape] = (a, st.address)
+        return a
+    a, address = seen
+    shift = st.address - address
+    return _new_access(Access, a[:11] + (a[11] + shift, a[12] + shift) + a[13:17]
+                       + (st.alloc,))
 
 
 def _describe(t: NkiTensor, role: str, mode: str) -> Access:
@@ -578,8 +611,8 @@ def with_bytes(a: Access, lo: int, hi: int) -> Access:
     return _new_access(Access, a[:11] + (lo, hi) + a[13:])
 
 
-# the slices of with_bytes
-assert Access._fields[11:13] == ("lo", "hi")
+# the slices of with_bytes and _moved
+assert Access._fields[11:13] == ("lo", "hi") and Access._fields[17:] == ("alloc",)
 
 
 def with_bytes_all(accesses: list, los: list, his: list):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import bisect
 import functools
 import itertools
+import math
 import sys
 import weakref
 from dataclasses import dataclass
@@ -181,7 +182,7 @@ class Storage:
         """Whether the static view `t` of this storage is every byte of it, each once
         (offset 0, C-contiguous, as many bytes as the storage)."""
         if t.dyn is not None or t.offset or \
-                t.size * t.dtype.itemsize != self.partitions * self.row_bytes:
+                math.prod(t.shape) * t.dtype.itemsize != self.partitions * self.row_bytes:
             return False
         return row_major(t)
 
@@ -367,7 +368,10 @@ class OnChipMemory:
         self._taken: list[tuple[int, int]] = []  # the same spans, sorted
         self._cursor = self.virtual_base
         self._owned: dict[int, np.ndarray] = {}  # id -> the bytes of a live virtual tensor
-        self._dead: list[int] = []  # filled by finalizers; reaped before each use
+        self._dead: list[int] = []  # filled by `_alive`'s callbacks; reaped before each use
+        # id -> a weak reference to the live tensor's Storage, whose callback queues the
+        # id in `_dead` (a weakref.finalize cost 1 us more a tensor)
+        self._alive: dict[int, weakref.ref] = {}
         self._ids = itertools.count()
 
     def __del__(self):
@@ -395,10 +399,11 @@ class OnChipMemory:
         return -(-n // self.align) * self.align
 
     def _reap(self) -> None:
-        """Forget the tensors that died. (Finalizers only queue the id, so a collection
-        during an iteration over the tables cannot change them.)"""
+        """Forget the tensors that died. (Their callbacks only queue the id, so a
+        collection during an iteration over the tables cannot change them.)"""
         while self._dead:
             i = self._dead.pop()
+            del self._alive[i]
             self._explicit.pop(i, None)
             span = self._virtual.pop(i, None)
             if span is not None:
@@ -418,7 +423,8 @@ class OnChipMemory:
             key = self._place_virtual(storage, dtype, desc, block_bytes)
         else:
             key = self._place_explicit(storage, dtype, desc, address)
-        weakref.finalize(storage, self._dead.append, key)
+        dead = self._dead
+        self._alive[key] = weakref.ref(storage, lambda _, key=key: dead.append(key))
 
     def _place_virtual(self, storage: Storage, dtype: DType, desc: str,
                        block_bytes: int) -> int:
@@ -432,10 +438,11 @@ class OnChipMemory:
                 f"partition, more than the {self.capacity} bytes of "
                 f"{self.space.upper()} per partition; no placement or spill can hold it "
                 f"(split it into smaller tiles)", op="ndarray", location=storage.site)
-        start = self._virtual_fit(nbytes)
+        size = self._aligned(nbytes)
+        start = self._virtual_fit(size)
         storage.address = storage.column = start
         key = next(self._ids)
-        span = self._virtual[key] = (start, start + self._aligned(nbytes))
+        span = self._virtual[key] = (start, start + size)
         bisect.insort(self._taken, span)
         self._cursor = span[1]
         if self.values:  # (no other tensor shares these bytes: fill on first use)
@@ -494,9 +501,9 @@ class OnChipMemory:
                     self._init[r, c] = init
         return key
 
-    def _virtual_fit(self, nbytes: int) -> int:
-        """A free virtual range for `nbytes` (next-fit; the arena grows when none is)."""
-        size = self._aligned(nbytes)
+    def _virtual_fit(self, size: int) -> int:
+        """A free virtual range for `size` bytes, aligned (next-fit; the arena grows when
+        none is)."""
         start = next_fit(self._taken, size, self._cursor, self.virtual_base, self.width,
                          self.align)
         if start is None:

@@ -273,6 +273,9 @@ class NkiTensor(NKIObject, metaclass=_ViewMeta):
         if not isinstance(key, tuple):
             key = (key,)
         if self.dyn is None and len(key) <= len(self.shape) and is_plain(key):
+            view = self._sliced(key)
+            if view is not None:
+                return view
             return self._index_static(key + (slice(None),) * (len(self.shape) - len(key)))[0]
         n_ell = sum(1 for k in key if k is Ellipsis)
         if n_ell > 1:
@@ -300,6 +303,37 @@ class NkiTensor(NKIObject, metaclass=_ViewMeta):
         if not view.on_chip and nd == 0 and index.size > 1:
             return view.vector_select(0, index)
         return view.select(nd, index)
+
+    def _sliced(self, key):
+        """`_index_static(key)[0]` for a static view and a key of unit-step slices with
+        int bounds in range (the dims past the key whole), or None for any other key
+        (the general path takes it, and raises its errors)."""
+        shape, strides, offset = [], [], self.offset
+        for k, n, s in zip(key, self.shape, self.strides):
+            if type(k) is not slice or k.step is not None:
+                return None
+            start, stop = k.start, k.stop
+            if start is None:
+                start = 0
+            elif type(start) is not int:
+                return None
+            elif start < 0:
+                start += n
+            if stop is None:
+                stop = n
+            elif type(stop) is not int:
+                return None
+            elif stop < 0:
+                stop += n
+            if not 0 <= start < stop <= n:
+                return None
+            shape.append(stop - start)
+            strides.append(s)
+            offset += start * s
+        rest = len(key)
+        return NkiTensor.view_of(tuple(shape) + self.shape[rest:], self.dtype, self.storage,
+                                 self.buffer, self.name, tuple(strides) + self.strides[rest:],
+                                 offset)
 
     def _index_static(self, key):
         """Apply a full-length key of ints, slices and nl.ds; returns the view and the
@@ -730,11 +764,20 @@ def _check_index_tensor(t: NkiTensor, index, role: str):
 
 
 def _row_major(shape) -> tuple:
-    strides, acc = [], 1
-    for n in reversed(shape):
-        strides.append(acc)
-        acc *= n
-    return tuple(reversed(strides))
+    strides = _ROW_MAJOR.get(shape)
+    if strides is None:
+        acc, out = 1, []
+        for n in reversed(shape):
+            out.append(acc)
+            acc *= n
+        strides = tuple(reversed(out))
+        if len(_ROW_MAJOR) >= 4096:
+            _ROW_MAJOR.clear()
+        _ROW_MAJOR[shape] = strides
+    return strides
+
+
+_ROW_MAJOR: dict = {}  # shape (a tuple of ints) -> its row-major strides
 
 
 def _infer(shape: tuple, total: int, t: NkiTensor) -> tuple:
