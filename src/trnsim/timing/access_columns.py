@@ -12,6 +12,9 @@ form (deps.rows_form: has one, row pitch, first byte, rows, bytes per row), its
 on-chip map (a number per (space, core); -1: HBM) and its space (a number per name,
 `spaces`). Instruction i's accesses are acc[ptr[i]:ptr[i + 1]], its writes from
 wptr[i]. The first ten columns are the layout compiled_deps reads an HBM access in.
+For the DMA pricing (timing/costs.py dma_costs), `sizes` holds by row (SIZES) each
+access's bytes, contiguous bytes and the id() of its role and of its shape (objects
+the accesses keep alive: equal ids, equal values).
 
 The columns describe the instructions as they stand when first asked for: the compiler
 passes that change accesses (hoist, allocation) make a new Program, and the cache is
@@ -29,10 +32,13 @@ import numpy as np
 
 from ..machine.access import Access
 from .costs import itemsize
+from .scheduler import identities
 
 ACC = ("p_lo", "p_hi", "lo", "hi", "dense", "has_form", "pitch", "first", "rows", "run",
        "map", "space")
 P_LO, P_HI, LO, HI, DENSE, HAS_FORM, PITCH, FIRST, ROWS, RUN, MAP, SPACE = range(len(ACC))
+SIZES = ("bytes", "contiguous_bytes", "role", "shape")
+BYTES, CONTIGUOUS, ROLE, SHAPE = range(len(SIZES))
 _READS, _WRITES, _ATTRS = attrgetter("reads"), attrgetter("writes"), attrgetter("attrs")
 
 
@@ -40,21 +46,55 @@ class AccessColumns:
     """acc, ptr, wptr (see the module doc); spaces: the space names by number; maps:
     (space, core) by on-chip map number; depends_on: (instruction, its depends_on) for
     the instructions that have one."""
-    __slots__ = ("instrs", "n", "acc", "ptr", "wptr", "spaces", "maps", "depends_on")
+    __slots__ = ("instrs", "n", "acc", "ptr", "wptr", "spaces", "maps", "depends_on",
+                 "sizes")
 
     def hbm_code(self) -> int:
         """The number of the space "hbm" (-1: no HBM access)."""
         return self.spaces.index("hbm") if "hbm" in self.spaces else -1
 
+    def transfer_keys(self, at) -> tuple:
+        """(which of the instructions `at` have one read and one write, for those an
+        array of rows of the fields DMA pricing reads of their accesses: the write's
+        space, bytes, contiguous bytes, partitions and shape, the read's role, space,
+        bytes, contiguous bytes and partitions; role and shape by identity)."""
+        r, w = self.ptr[at], self.wptr[at]
+        one = (w - r == 1) & (self.ptr[at + 1] - w == 1)
+        r, w = r[one], w[one]
+        acc, sizes = self.acc, self.sizes
+        return one, np.column_stack((
+            acc[w, SPACE], sizes[BYTES, w], sizes[CONTIGUOUS, w], acc[w, P_LO],
+            acc[w, P_HI], sizes[SHAPE, w], sizes[ROLE, r], acc[r, SPACE], sizes[BYTES, r],
+            sizes[CONTIGUOUS, r], acc[r, P_LO], acc[r, P_HI]))
+
 
 def access_columns(program) -> AccessColumns:
     """The access columns of `program` (made on first use, then kept on it)."""
+    cols = kept_columns(program)
+    if cols is None:
+        cols = program._access_columns = build(program.instructions)
+    return cols
+
+
+def kept_columns(program):
+    """The access columns kept on `program` where they still describe it, else None."""
     instrs = program.instructions
     cols = getattr(program, "_access_columns", None)
     if cols is None or cols.instrs is not instrs or cols.n != len(instrs):
-        cols = build(instrs)
-        program._access_columns = cols
+        return None
     return cols
+
+
+def distinct_rows(keys) -> tuple:
+    """(first, inverse): the distinct rows of the int array `keys`, each as the index
+    of one row of that value, and each row's number among them."""
+    order = np.lexsort(keys.T)  # (np.unique by rows is slower)
+    ordered = keys[order]
+    starts = np.ones(len(keys), np.bool_)
+    starts[1:] = (ordered[1:] != ordered[:-1]).any(axis=1)
+    inverse = np.empty(len(keys), np.int64)
+    inverse[order] = np.cumsum(starts) - 1
+    return order[starts], inverse
 
 
 def build(instrs) -> AccessColumns:
@@ -116,10 +156,13 @@ def _build(instrs, fields) -> tuple:
     del reads, writes
     m = len(flat)
     acc = cols.acc = np.zeros((m, len(ACC)), np.int64)
-    # (column, Access field) of the ints read: the box, core, bytes, `fields`
+    sizes = cols.sizes = np.empty((len(SIZES), m), np.int64)
+    # (column, Access field) of the ints read: the box, bytes, contiguous bytes, core,
+    # `fields`
     ints = [(acc[:, k], _FIELD[ACC[k]]) for k in range(P_LO, HI + 1)]
-    extra = [np.empty(m, np.int64) for _ in range(2 + len(fields))]  # core, bytes, fields
-    ints += zip(extra, (_CORE, _BYTES, *fields))
+    ints += [(sizes[BYTES], _BYTES), (sizes[CONTIGUOUS], _CBYTES)]
+    extra = [np.empty(m, np.int64) for _ in range(1 + len(fields))]  # core, fields
+    ints += zip(extra, (_CORE, *fields))
     code: dict = {}  # space name -> number, in order of first use
     shapes = _Shapes()
     # a chunk of accesses at a time, transposed (each field a tuple: the fastest way to
@@ -129,20 +172,16 @@ def _build(instrs, fields) -> tuple:
         e = c + len(fields_of[0])
         for column, k in ints:
             column[c:e] = np.fromiter(fields_of[k], np.int64, e - c)
-        names = fields_of[_SPACE]
-        try:
-            spaces = np.fromiter(map(code.__getitem__, names), np.int64, e - c)
-        except KeyError:  # names not met before (few: all known after the first chunk)
-            for name in dict.fromkeys(names):
-                code.setdefault(name, len(code))
-            spaces = np.fromiter(map(code.__getitem__, names), np.int64, e - c)
+        spaces = _numbers(fields_of[_SPACE], code, e - c)
         acc[c:e, SPACE] = spaces
+        sizes[ROLE, c:e] = identities(fields_of[_ROLE])
+        sizes[SHAPE, c:e] = identities(fields_of[_SHAPE])
         if "hbm" in code:
             shapes.add(fields_of, np.flatnonzero(spaces == code["hbm"]).tolist())
         del fields_of
     names = cols.spaces = list(code)
     cols.maps = []
-    nbytes = extra[1]
+    nbytes = sizes[BYTES]
     acc[:, DENSE] = _dense(acc, nbytes)
     space = acc[:, SPACE]
     hbm = space == code.get("hbm", -1)
@@ -158,13 +197,24 @@ def _build(instrs, fields) -> tuple:
     acc[hbm, MAP] = -1
     if hbm.any():
         _rows_forms(acc, np.flatnonzero(hbm), shapes.table(), nbytes[hbm])
-    return cols, flat, extra
+    return cols, flat, (extra[0], nbytes, *extra[1:])
+
+
+def _numbers(names, code: dict, n: int):
+    """The numbers of `names` (n of them) by `code`, names not met before added."""
+    try:
+        return np.fromiter(map(code.__getitem__, names), np.int64, n)
+    except KeyError:  # names not met before (few: all known after the first chunk)
+        for name in dict.fromkeys(names):
+            code.setdefault(name, len(code))
+        return np.fromiter(map(code.__getitem__, names), np.int64, n)
 
 
 # positions of the Access fields read (machine/access.py): the box; core and bytes;
-# alloc; space; what rows_form reads besides lo and hi
+# alloc; space; role and shape; what rows_form reads besides lo and hi
 _FIELD = {name: k for k, name in enumerate(Access._fields)}
 _CORE, _BYTES, _ALLOC, _SPACE = (_FIELD[f] for f in ("core", "bytes", "alloc", "space"))
+_ROLE, _SHAPE = _FIELD["role"], _FIELD["shape"]
 _PATTERN, _CBYTES, _DTYPE = (_FIELD[f] for f in ("pattern", "contiguous_bytes", "dtype"))
 _ONE_RUN, _NO_FORM, _ROWS = range(3)
 _CHUNK = 1 << 12  # accesses read at a time (larger chunks read slower: cache)
@@ -202,13 +252,7 @@ class _Shapes:
     def table(self):
         """(kind, row pitch, rows, bytes per row) by HBM access."""
         keys = np.concatenate(self.keys)
-        order = np.lexsort(keys.T)  # (np.unique by rows is slower)
-        ordered = keys[order]
-        starts = np.ones(len(keys), np.bool_)
-        starts[1:] = (ordered[1:] != ordered[:-1]).any(axis=1)
-        inverse = np.empty(len(keys), np.int64)
-        inverse[order] = np.cumsum(starts) - 1
-        first = order[starts]
+        first, inverse = distinct_rows(keys)
         patterns = list(chain.from_iterable(self.patterns))
         dtype_of = list(self.dtypes)
         by_value: dict = {}  # (pattern, bytes, contiguous bytes, dtype) -> its shape

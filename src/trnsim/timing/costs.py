@@ -26,6 +26,8 @@ import math
 from dataclasses import dataclass
 from operator import attrgetter
 
+import numpy as np
+
 from ..numerics.dtypes import as_dtype
 
 COMPUTE = ("vector", "scalar", "gpsimd")
@@ -166,12 +168,50 @@ def priced(program, model) -> _Priced:
 def dma_costs(program, model) -> list:
     """Per instruction of `program`: `model.dma.cost` of it where its engine is "dma",
     else None (made once per program and model: see `priced`)."""
+    from .access_columns import kept_columns  # (it imports this module)
+
     entry = priced(program, model)
     if entry.dma is None:
+        cols = kept_columns(program)
         cost = model.dma.cost
-        entry.dma = [cost(ins) if ins.engine == "dma" else None for ins in entry.instrs]
+        if cols is None:
+            entry.dma = [cost(ins) if ins.engine == "dma" else None for ins in entry.instrs]
+        else:
+            entry.dma = _dma_costs_grouped(entry.instrs, cols, cost)
     return entry.dma
 
+
+def _dma_costs_grouped(instrs, cols, cost) -> list:
+    """dma_costs' list, the transfers of one read and one write priced once per
+    distinct (opcode and attrs by identity, the fields of their accesses read off the
+    access columns `cols`): equal such rows have equal memo keys, so the same dicts as
+    one by one."""
+    from .access_columns import distinct_rows  # (they import this module)
+    from .scheduler import identities
+
+    n = len(instrs)
+    dma = np.flatnonzero(np.fromiter(map("dma".__eq__, map(_ENGINE, instrs)), bool, n))
+    one, fields = cols.transfer_keys(dma)
+    out = np.empty(n, object)  # (None where not set)
+    others = dma[~one]
+    out[others] = [cost(instrs[i]) for i in others.tolist()]
+    at = dma[one]
+    if len(at):
+        m = len(at)
+        transfers = list(map(instrs.__getitem__, at.tolist()))
+        keys = np.empty((m, 2 + fields.shape[1]), np.int64)
+        keys[:, 0] = identities(list(map(_OPCODE, transfers)))
+        keys[:, 1] = identities(list(map(_ATTRS, transfers)))
+        keys[:, 2:] = fields
+        first, inverse = distinct_rows(keys)
+        costs = np.empty(len(first), object)
+        for x in np.sort(first).tolist():  # (in program order, as one by one)
+            costs[inverse[x]] = cost(transfers[x])
+        out[at] = costs[inverse]
+    return out.tolist()
+
+
+_ENGINE, _OPCODE, _ATTRS = attrgetter("engine"), attrgetter("opcode"), attrgetter("attrs")
 
 # The fields of an operand the compute cost reads (not where it lies).
 _access_sig = attrgetter("space", "role", "dtype", "elems_per_partition", "pattern", "indirect")
