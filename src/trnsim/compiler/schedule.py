@@ -46,7 +46,7 @@ import numpy as np
 
 from ..timing.costs import cost_model, priced
 from ..timing.deps import MemoryMaps
-from ..timing.scheduler import _streams, by_identity
+from ..timing.scheduler import by_identity, streams
 from ..machine import compiled
 from ..machine.gc_pause import gc_paused
 
@@ -306,11 +306,11 @@ class _ListScheduler:
         array); `stream_no`: each instruction's resource (resource_of) numbered in order
         of first use, and `stream_res`: the resources by number, one tuple each (`res`
         reads them). resource_of is made once per track as timing/scheduler.py
-        `_streams` tells them apart (by the engine, queue and location objects)."""
+        `streams` tells them apart (by the engine, queue and location objects)."""
         instrs = self.instrs
         self.engines = list(map(_ENGINE, instrs))
         self.cores = np.fromiter(map(_CORE, instrs), np.int64, len(instrs))
-        _, first, which = np.unique(_streams(self.program, self.engines, self.cores),
+        _, first, which = np.unique(streams(self.program, self.engines, self.cores),
                                     return_index=True, return_inverse=True)
         canon = self._canon.setdefault
         number: dict = {}  # resource -> its stream number

@@ -328,7 +328,7 @@ class _Scheduler:
         """Each instruction's track id, its tracks made as a walk in issue order makes
         them (`_track_of`: ids in the order of their first instruction)."""
         instrs, order = self.instrs, self.order_array
-        stream = _streams(self.program, self.engine_of, self.core_of)[order]
+        stream = streams(self.program, self.engine_of, self.core_of)[order]
         _, first, at = np.unique(stream, return_index=True, return_inverse=True)
         tid = np.empty(first.size, np.int64)
         heads = order[first].tolist()  # each stream's first instruction
@@ -885,7 +885,7 @@ class _Scheduler:
         return terms
 
 
-def _streams(program, engines: list, cores: np.ndarray) -> np.ndarray:
+def streams(program, engines: list, cores: np.ndarray) -> np.ndarray:
     """A number per instruction of `program` (`engines`, `cores`: each one's engine and
     core), the same for two instructions only where they run on one track: its (core,
     engine) or, for a DMA, its (core, queue, location object) (record.dma_site). Engine
