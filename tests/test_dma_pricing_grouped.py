@@ -12,7 +12,7 @@ import pytest
 from trnsim.chips import load_chip
 from trnsim.machine.access import Access, copy_with
 from trnsim.machine.record import Instruction, Program
-from trnsim.timing import access_columns
+from trnsim.timing import access_columns, costs
 from trnsim.timing.costs import cost_model, dma_costs
 
 pytest.importorskip("numba")
@@ -79,7 +79,12 @@ def _varied_transfers() -> list:
     return out
 
 
-def test_varied_transfers_get_their_own_dicts():
+@pytest.mark.parametrize("at_once", [None, 5])
+def test_varied_transfers_get_their_own_dicts(at_once, monkeypatch):
+    """(at_once: the transfers grouped a block at a time, blocks smaller than the
+    program)"""
+    if at_once is not None:
+        monkeypatch.setattr(costs, "_PRICED_AT_ONCE", at_once)
     model = cost_model(load_chip("trn2"))
     transfers = _varied_transfers()
     instrs = []
