@@ -25,7 +25,8 @@ import numpy as np
 
 from ..machine.compiled import inline, jit
 from ..timing.costs import dma_costs
-from ..timing.scheduler import identities
+from ..timing.access_columns import distinct_rows
+from ..timing.scheduler import identities, numbered_as_met
 
 _RAW, _WAR = 0, 2  # schedule.py's edge kinds (_RAW, _WAW, _WAR, _ORDER)
 # per-instruction int columns
@@ -241,15 +242,7 @@ def _arrays(ls):
 def _equal_rows(*columns) -> tuple:
     """(heads, which): the distinct rows of the int `columns`, each as the index of its
     first occurrence (in increasing order), and each row's number among them."""
-    code = np.zeros(len(columns[0]), np.int64)
-    for col in columns:
-        inv = np.unique(col, return_inverse=True)[1].reshape(-1)
-        code = np.unique(code * (int(inv.max(initial=0)) + 1) + inv,
-                         return_inverse=True)[1].reshape(-1)
-    _, first, inv = np.unique(code, return_index=True, return_inverse=True)
-    rank = np.empty(first.size, np.int64)
-    rank[np.argsort(first)] = np.arange(first.size)
-    return np.sort(first), rank[inv.reshape(-1)]
+    return numbered_as_met(*distinct_rows(np.column_stack(columns)))
 
 
 def _plan(ls, key, by_key, numbered) -> list:

@@ -87,7 +87,7 @@ def kept_columns(program):
 
 def distinct_rows(keys) -> tuple:
     """(first, inverse): the distinct rows of the int array `keys`, each as the index
-    of one row of that value, and each row's number among them."""
+    of its first row (lexsort is stable), and each row's number among them."""
     order = np.lexsort(keys.T)  # (np.unique by rows is slower)
     ordered = keys[order]
     starts = np.ones(len(keys), np.bool_)

@@ -943,10 +943,17 @@ def by_identity(objects: list) -> tuple:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     _, first, inverse = np.unique(identities(objects), return_index=True,
                                   return_inverse=True)
+    return numbered_as_met(first, inverse.reshape(-1))
+
+
+def numbered_as_met(first, inverse) -> tuple:
+    """(first, inverse) of distinct items (each group's first index, each item's group
+    number) with the groups renumbered in order of first occurrence: (their first
+    indices in increasing order, each item's new number)."""
     rank = np.argsort(first)
     number = np.empty(first.size, np.int64)
     number[rank] = np.arange(first.size)
-    return first[rank], number[inverse.reshape(-1)]
+    return first[rank], number[inverse]
 
 
 def _neg_time(w):
