@@ -46,21 +46,15 @@ def frame_values(frame, before: dict | None = None):
         if t is int:
             out[k] = v
             continue
-        plain = _PLAIN_OBJECTS.get(t)
-        if plain is None:
-            plain = _PLAIN_OBJECTS[t] = _plain_object(t)
-        if plain:  # (what the branches below do for such an object, without their checks)
+        if _is_plain(t):  # (what the branches below do for it, without their checks)
             attrs = v.__dict__
             if type(attrs) is dict and attrs:
                 if isinstance(attrs.get("core"), NkiTensor):  # (tensor_core)
                     _TENSORS.add(t)
                     tensors[k] = v
                     continue
-                old = before.get(k) if before is not None else None
-                moved = type(old) is tuple and old[0] == "object" and old[1] != id(v)
-                out[k] = ("object", id(v), None if moved else (t.__name__, tuple(
-                    [(a, x if type(x) in _BY_VALUE else ("id", id(x)))
-                     for a, x in attrs.items()]) + _shared(t, classes)))
+                out[k] = ("object", id(v), None if _rebound(before, k, v)
+                          else _plain_state(t, attrs, classes))
                 held.append(v)
                 continue
         if tensor_core(v) is not None:
@@ -75,9 +69,8 @@ def frame_values(frame, before: dict | None = None):
         elif type(v) in PLAIN or type(v) is bytes:
             out[k] = ("=", v)
         elif not isinstance(v, _OPAQUE):
-            old = before.get(k) if before is not None else None
-            moved = type(old) is tuple and old[0] == "object" and old[1] != id(v)
-            out[k] = ("object", id(v), None if moved else _state(v, _DEPTH, classes))
+            out[k] = ("object", id(v), None if _rebound(before, k, v)
+                      else _state(v, _DEPTH, classes))
             held.append(v)
     glb = frame.f_globals
     for name in frame.f_code.co_names:
@@ -119,14 +112,10 @@ def _state(v, depth: int, classes: dict):
     t = type(v)
     if t in _BY_VALUE:
         return v
-    plain = _PLAIN_OBJECTS.get(t)
-    if plain is None:
-        plain = _PLAIN_OBJECTS[t] = _plain_object(t)
-    if plain and depth > 0:  # (the common case below, without its checks; as frame_values)
+    if depth > 0 and _is_plain(t):  # (the common case below, without its checks)
         attrs = v.__dict__
         if attrs and type(attrs) is dict and not isinstance(attrs.get("core"), NkiTensor):
-            return (t.__name__, tuple([(a, x if type(x) in _BY_VALUE else ("id", id(x)))
-                                       for a, x in attrs.items()]) + _shared(t, classes))
+            return _plain_state(t, attrs, classes)
     if depth <= 0 or isinstance(v, (_OPAQUE, range)) or tensor_core(v) is not None:
         return ("id", id(v))
     if t.__module__.startswith("trnsim."):  # trnsim's own objects: their plain attributes
@@ -187,6 +176,27 @@ def _shared(t: type, classes: dict) -> tuple:
 
 
 _PLAIN_OBJECTS: dict = {}  # type -> _plain_object's answer
+
+
+def _is_plain(t: type) -> bool:
+    """_plain_object(t), kept per type."""
+    plain = _PLAIN_OBJECTS.get(t)
+    if plain is None:
+        plain = _PLAIN_OBJECTS[t] = _plain_object(t)
+    return plain
+
+
+def _plain_state(t: type, attrs: dict, classes: dict) -> tuple:
+    """The state of an object of a plain type `t` (_plain_object) by its dict `attrs`:
+    what _state gives at depth 1."""
+    return (t.__name__, tuple([(a, x if type(x) in _BY_VALUE else ("id", id(x)))
+                               for a, x in attrs.items()]) + _shared(t, classes))
+
+
+def _rebound(before: dict | None, k: str, v) -> bool:
+    """Whether local `k` held another object at the state `before`."""
+    old = before.get(k) if before is not None else None
+    return type(old) is tuple and old[0] == "object" and old[1] != id(v)
 
 
 def _plain_object(t: type) -> bool:
