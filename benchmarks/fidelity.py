@@ -458,6 +458,10 @@ def strided_stores(x):
 # -- driver ------------------------------------------------------------------------------
 SPEED_SUITES = ("speed", "compiled_speed", "compile_cost", "scheduler_speed", "numerics_speed",
                 "memory")  # speed_report.py
+# run after the others, with the machine to themselves: their figures are ratios of two
+# timings in one process, and a neighbour's memory traffic moves them (softmax read 3.1x
+# beside the memory suite and 2.0x alone on the same code)
+RUN_ALONE = ("numerics_speed",)
 
 
 def _jobs(shape, quick):
@@ -493,18 +497,21 @@ def run_all(quick=False, jobs=None, log=print) -> dict:
     order = {"trn1": 0, "trn2": 1, "ratios": 2, "spills": 4, **{k: 3 for k in SPEED_SUITES}}
     size = {"tiled": 0, "hoisted": 1, "block_free": 2, "block_mnk": 3}
     todo.sort(key=lambda j: (size.get(j[1], 9), order[j[0]]))
+    alone = [j for j in todo if j[0] in RUN_ALONE]
+    todo = [j for j in todo if j[0] not in RUN_ALONE]
     _fill_numba_cache()
     if workers == 1:
         _load_compiled()
-        for j in todo:
+        for j in todo + alone:
             results.append(_run_job(j, shape))
             log(_progress(results[-1], time.perf_counter() - t0))
     else:
-        with cf.ProcessPoolExecutor(max_workers=workers, initializer=_load_compiled) as ex:
-            futs = {ex.submit(_run_job, j, shape): j for j in todo}
-            for f in cf.as_completed(futs):
-                results.append(f.result())
-                log(_progress(results[-1], time.perf_counter() - t0))
+        for batch, n in ((todo, workers), (alone, 1)):
+            with cf.ProcessPoolExecutor(max_workers=n, initializer=_load_compiled) as ex:
+                futs = {ex.submit(_run_job, j, shape): j for j in batch}
+                for f in cf.as_completed(futs):
+                    results.append(f.result())
+                    log(_progress(results[-1], time.perf_counter() - t0))
     return {"shape": shape, "quick": quick, "results": results,
             "wall_s": time.perf_counter() - t0, "workers": workers}
 

@@ -140,7 +140,8 @@ def speed_section(res: dict, trn1: dict) -> list[str]:
          "CPU time (process time; the machine is shared, so ratios from one run are what "
          "to read). Timing only = numerics off: the record, the compiler model and the "
          "timeline. Peak RSS ratios count what the run added to the interpreter and its "
-         "imports (the baseline column below). " + _configuration(sizes) + " Before: the "
+         "imports (the baseline column below). The numerics rows are measured after the "
+         "other suites, alone on the machine. " + _configuration(sizes) + " Before: the "
          "previous `make bench`'s figures.", "",
          "| Target | Goal | Now | Before | The issue measured | Met |",
          "|---|---:|---:|---:|---:|:---:|", *rows, ""]
