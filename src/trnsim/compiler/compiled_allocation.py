@@ -705,9 +705,9 @@ def _move(instrs, flat, access, rows, ins_of, lo, hi) -> None:
     if not k:
         return
     # the accesses and instructions as object arrays (fancy indexing in C)
-    ids = np.fromiter(map(id, flat), np.int64, len(flat))[rows]
     objs = np.fromiter(flat, object, len(flat))
     flat.clear()
+    ids = np.frombuffer(objs, np.intp)[rows]  # (id() of each: the array's pointers)
     group, first, shared = _distinct(ids, lo, hi)
     del ids
     again = ~first
@@ -716,7 +716,7 @@ def _move(instrs, flat, access, rows, ins_of, lo, hi) -> None:
     # chunks of whole instructions of about _CHUNK moved accesses
     at = np.flatnonzero(np.concatenate(([True], ins_of[1:] != ins_of[:-1])))
     touched = ins_of[at]
-    mine = np.fromiter(map(instrs.__getitem__, touched.tolist()), object, len(at))
+    mine = np.fromiter(instrs, object, len(instrs))[touched]
     cut = np.unique(np.searchsorted(at, np.arange(0, k, _CHUNK), "right") - 1)
     ptr, wptr = access.ptr, access.wptr
     read = rows < wptr[ins_of]  # (an instruction keeps its reads or writes tuple where

@@ -177,7 +177,7 @@ def _arrays(ls):
     # DMA transfers: the cost model's figures, once per distinct cost (dicts are shared)
     dma = np.array([r[1] == "dma" for r in numbered], bool)
     at = np.flatnonzero(dma[stream])
-    priced = dma_costs(ls.program, cost)
+    priced = dma_costs(ls.program, cost, at)
     info = identities(priced)[at]  # (read off the list: no Python pass over the DMAs)
     unpriced = at[info == id(None)]  # (priced while its engine was another)
     if len(unpriced):

@@ -143,17 +143,17 @@ def _build(instrs, fields) -> tuple:
     """(the columns but depends_on, the accesses in row order, an array by row of
     each access's core, bytes and each of the int `fields`)."""
     n = len(instrs)
-    reads = list(map(_READS, instrs))
-    writes = list(map(_WRITES, instrs))
-    nr = np.fromiter(map(len, reads), np.int64, n)
-    nw = np.fromiter(map(len, writes), np.int64, n)
+    sides = [None] * (2 * n)  # each instruction's reads, then its writes
+    sides[::2] = map(_READS, instrs)
+    sides[1::2] = map(_WRITES, instrs)
+    counts = np.fromiter(map(len, sides), np.int64, 2 * n).reshape(n, 2)
     cols = AccessColumns()
     cols.instrs, cols.n = instrs, n
     cols.ptr = np.zeros(n + 1, np.int64)
-    np.cumsum(nr + nw, out=cols.ptr[1:])
-    cols.wptr = cols.ptr[:-1] + nr
-    flat = list(chain.from_iterable(chain.from_iterable(zip(reads, writes))))
-    del reads, writes
+    np.cumsum(counts.sum(axis=1), out=cols.ptr[1:])
+    cols.wptr = cols.ptr[:-1] + counts[:, 0]
+    flat = list(chain.from_iterable(sides))
+    del sides, counts
     m = len(flat)
     acc = cols.acc = np.zeros((m, len(ACC)), np.int64)
     sizes = cols.sizes = np.empty((len(SIZES), m), np.int64)
@@ -196,7 +196,8 @@ def _build(instrs, fields) -> tuple:
         cols.maps = [(names[k // width], k % width) for k in np.flatnonzero(used).tolist()]
     acc[hbm, MAP] = -1
     if hbm.any():
-        _rows_forms(acc, np.flatnonzero(hbm), shapes.table(), nbytes[hbm])
+        at = np.flatnonzero(hbm)
+        _rows_forms(acc, at, shapes.table(sizes[:, at]), nbytes[at])
     return cols, flat, (extra[0], nbytes, *extra[1:])
 
 
@@ -223,42 +224,34 @@ _CHUNK = 1 << 12  # accesses read at a time (larger chunks read slower: cache)
 class _Shapes:
     """The shape part of deps.rows_form (`_shape`) of each HBM access, in the row order
     of the HBM accesses, computed once per distinct (pattern, bytes, contiguous bytes,
-    dtype): the patterns told apart first by object (the record's copies share theirs),
-    with NumPy, then by value. The accesses must stay alive meanwhile (the ids of their
-    patterns are compared)."""
+    dtype): the patterns and dtypes told apart first by object (the record's copies
+    share theirs), with NumPy, then by value. The accesses must stay alive meanwhile
+    (the ids of their patterns and dtypes are compared)."""
 
     def __init__(self):
-        self.keys: list = []  # per chunk (pattern id, bytes, contiguous bytes, dtype code)
         self.patterns: list = []  # per chunk its HBM accesses' patterns
-        self.dtypes: dict = {}  # dtype -> code
+        self.dtypes: list = []  # and their dtypes
 
     def add(self, fields_of, at: list) -> None:
         """Note the HBM accesses at positions `at` of the transposed chunk `fields_of`."""
         if not at:
             return
         pick = itemgetter(*at) if len(at) > 1 else (lambda column: (column[at[0]],))
-        patterns = pick(fields_of[_PATTERN])
-        names = pick(fields_of[_DTYPE])
-        for name in set(names).difference(self.dtypes):
-            self.dtypes[name] = len(self.dtypes)
-        key = np.empty((len(at), 4), np.int64)
-        key[:, 0] = np.fromiter(map(id, patterns), np.int64, len(at))
-        key[:, 1] = np.fromiter(pick(fields_of[_BYTES]), np.int64, len(at))
-        key[:, 2] = np.fromiter(pick(fields_of[_CBYTES]), np.int64, len(at))
-        key[:, 3] = np.fromiter(map(self.dtypes.__getitem__, names), np.int64, len(at))
-        self.keys.append(key)
-        self.patterns.append(patterns)
+        self.patterns.append(pick(fields_of[_PATTERN]))
+        self.dtypes.append(pick(fields_of[_DTYPE]))
 
-    def table(self):
-        """(kind, row pitch, rows, bytes per row) by HBM access."""
-        keys = np.concatenate(self.keys)
-        first, inverse = distinct_rows(keys)
+    def table(self, sizes):
+        """(kind, row pitch, rows, bytes per row) by HBM access (`sizes`: the columns
+        `sizes` of the HBM accesses)."""
         patterns = list(chain.from_iterable(self.patterns))
-        dtype_of = list(self.dtypes)
+        dtypes = list(chain.from_iterable(self.dtypes))
+        keys = np.column_stack((identities(patterns), sizes[BYTES], sizes[CONTIGUOUS],
+                                identities(dtypes)))
+        first, inverse = distinct_rows(keys)
         by_value: dict = {}  # (pattern, bytes, contiguous bytes, dtype) -> its shape
         shapes = []
-        for x, (_, nbytes, cbytes, dtype) in zip(first.tolist(), keys[first].tolist()):
-            value = (patterns[x], nbytes, cbytes, dtype_of[dtype])
+        for x, (_, nbytes, cbytes, _) in zip(first.tolist(), keys[first].tolist()):
+            value = (patterns[x], nbytes, cbytes, dtypes[x])
             if value not in by_value:
                 by_value[value] = _shape(*value)
             shapes.append(by_value[value])
