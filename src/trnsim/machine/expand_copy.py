@@ -22,8 +22,9 @@ _ALLOC_FIELDS = operator.attrgetter(*Allocation.__slots__)  # (`Allocation(*fiel
 _STATICS = operator.attrgetter("core", "engine", "opcode", "reads", "writes", "location",
                                "attrs", "queue")
 _SIDES = operator.attrgetter("reads", "writes")
-# blocks of at least this many copies make each reads or writes tuple's column at once;
-# smaller ones (a wide template copied a few times) every tuple of a group at once
+# blocks of at least this many copies (and _SMALL_PLACES moving operands) make each
+# moving operand's copies, then each reads or writes tuple's, at once; smaller ones (a
+# wide template copied a few times) every tuple of a group at once
 _BY_COLUMN = 32
 assert Allocation.__slots__[0] == "id" and Allocation.__slots__[-1] == "declared_at"
 
@@ -83,6 +84,7 @@ class Layout:
         self.moving = cols[moving]
         self.moving_at = moving.tolist()
         self.fields_moving = moves[self.moving].any(axis=0).tolist()
+        self.operand_moves = moves[self.moving[:, :3]].tolist()  # (offset, p_lo, p_hi)
         source = np.where(moves_op, np.cumsum(moves_op) - 1, ~np.arange(len(owner)))
         write = nth >= n_read[owner]
         self.tuples = []
@@ -206,25 +208,21 @@ class Copier:
         n, width = len(values), len(self.templates)
         reads, writes, attrs = reads * n, writes * n, attrs * n
         m = len(self.moving)
-        if m:  # the moving operands' copies (copy r's j-th at r * m + j)
+        if m:
             nums = values[:, self.moving].reshape(-1, 6)
-            lo, hi, alloc = _places(nums, allocs)
-            place = [nums[:, f].tolist() if self.layout.fields_moving[f]
-                     else self.kept[8 + f] * n for f in range(3)]
-            kept = self.kept
-            made = list(map(_new_access, repeat(Access), zip(
-                *[f * n for f in kept[:8]], *place, lo, hi, *[f * n for f in kept[13:17]],
-                alloc)))
             sides = (reads, writes)
-            if n >= _BY_COLUMN:  # each tuple's column at once: copy r's at r * width + b
+            if n >= _BY_COLUMN and len(nums) >= _SMALL_PLACES:
+                # each tuple's column at once (copy r's at r * width + b) from each moving
+                # operand's copies
+                made = self._by_operand(nums, n, allocs)
                 accesses = self.accesses
                 for side, bs, sources in self.layout.tuples:
                     out = sides[side]
                     for b, src in zip(bs.tolist(), sources.tolist()):
-                        out[b::width] = list(zip(*[made[j::m] if j >= 0 else
+                        out[b::width] = list(zip(*[made[j] if j >= 0 else
                                                    repeat(accesses[~j], n) for j in src]))
-            else:  # every tuple of a group at once, from the pool by position
-                pool = made + self.accesses
+            else:  # every tuple of a group at once, from a pool by position
+                pool = self._in_record_order(nums, n, allocs) + self.accesses
                 for side, where, sources in self.layout.positions(n):
                     _put(sides[side], where, zip(*[map(pool.__getitem__, j) for j in sources]))
         for b, span, same, key in self.moving_attrs:
@@ -233,6 +231,40 @@ class Copier:
                 if nums != same:
                     attrs[r * width + b] = _attrs_with(template, key, nums)
         return reads, writes, attrs
+
+    def _in_record_order(self, nums: np.ndarray, n: int, allocs: dict) -> list:
+        """The moving operands' copies from their numbers' rows (copy r's j-th at
+        r * m + j)."""
+        lo, hi, alloc = _places(nums, allocs)
+        place = [nums[:, f].tolist() if self.layout.fields_moving[f]
+                 else self.kept[8 + f] * n for f in range(3)]
+        kept = self.kept
+        return list(map(_new_access, repeat(Access), zip(
+            *[f * n for f in kept[:8]], *place, lo, hi, *[f * n for f in kept[13:17]],
+            alloc)))
+
+    def _by_operand(self, nums: np.ndarray, n: int, allocs: dict) -> list:
+        """Each moving operand's n copies (a list per operand) from their numbers' rows:
+        a field that keeps its value is the template's object, or the same int object
+        for every copy where a byte bound is the same (an operand of each iteration's
+        own tile: its allocation's copies share the template's virtual address)."""
+        m = len(self.moving)
+        lo, hi, alloc = _places_arrays(nums, allocs)
+        bounds = []
+        for x in (lo.reshape(n, m), hi.reshape(n, m)):
+            same = (x == x[0]).all(axis=0).tolist()
+            bounds.append([repeat(v) if s else col for v, s, col in
+                           zip(x[0].tolist(), same, x.T.tolist())])
+        place = nums[:, :3].reshape(n, m, 3).transpose(1, 2, 0).tolist()
+        accesses, moves = self.accesses, self.layout.operand_moves
+        out = []
+        for j, at in enumerate(self.layout.moving_at):
+            a = accesses[at]
+            out.append(list(map(_new_access, repeat(Access), zip(
+                *map(repeat, a[:8]), *[col if move else repeat(a[8 + f]) for f, (col, move)
+                                       in enumerate(zip(place[j], moves[j]))],
+                bounds[0][j], bounds[1][j], *map(repeat, a[13:17]), alloc[j::m]))))
+        return out
 
 
 def _moves(plan) -> np.ndarray:
@@ -264,12 +296,18 @@ def _places(nums: np.ndarray, allocs: dict):
     absolute, and one int object per allocation for its id."""
     if len(nums) < _SMALL_PLACES:
         return _places_small(nums, allocs)
+    lo, hi, alloc = _places_arrays(nums, allocs)
+    return lo.tolist(), hi.tolist(), alloc
+
+
+def _places_arrays(nums: np.ndarray, allocs: dict):
+    """`_places` with NumPy, its byte ranges as int64 arrays."""
     aid = nums[:, 5]
     first = int(aid.min())
     if first < 0:  # (some or all without an allocation: HBM)
         owned = aid >= 0
         if not owned.any():
-            return nums[:, 3].tolist(), nums[:, 4].tolist(), aid.tolist()
+            return nums[:, 3], nums[:, 4], aid.tolist()
         ids, at = _lookup(aid[owned], int(aid[owned].min()))
     else:
         owned = None
@@ -292,7 +330,7 @@ def _places(nums: np.ndarray, allocs: dict):
     else:
         alloc = aid.tolist()
         _put(alloc, np.flatnonzero(owned).tolist(), map(names.__getitem__, at.tolist()))
-    return (nums[:, 3] + base).tolist(), (nums[:, 4] + base).tolist(), alloc
+    return nums[:, 3] + base, nums[:, 4] + base, alloc
 
 
 # fewer operands than this are placed one by one (NumPy's calls cost more than the loop)

@@ -1,0 +1,62 @@
+"""Loop expansion's two ways of making the moving operands of its copies
+(machine/expand_copy.py): operand by operand for large blocks (`Copier._by_operand`),
+in record order for small ones (`Copier._in_record_order`). Both give the record of a
+full run; the first shares one int object among the copies of a byte bound that keeps
+its value (each iteration's own tile: the copies of its allocation share its virtual
+address)."""
+from __future__ import annotations
+
+import numpy as np
+
+from trnsim import nki
+import trnsim.nki.isa as nisa
+import trnsim.nki.language as nl
+from trnsim.machine import expand_copy
+from trnsim.machine.runtime import Run
+from test_expand import _both, _record, _run, _stats
+
+ITERATIONS = 80
+
+
+@nki.jit
+def scaled_columns(x):
+    out = nl.ndarray(x.shape, nl.float32, buffer=nl.hbm)
+    for j in nl.affine_range(x.shape[1] // 8):
+        t = nl.ndarray((128, 8), nl.float32, buffer=nl.sbuf)
+        nisa.dma_copy(dst=t, src=x[:, j * 8:(j + 1) * 8])
+        u = nl.ndarray((128, 8), nl.float32, buffer=nl.sbuf)
+        nisa.tensor_scalar(dst=u, data=t, op0=nl.multiply, operand0=2.0)
+        nisa.dma_copy(dst=out[:, j * 8:(j + 1) * 8], src=u)
+    return out
+
+
+def _expanded(monkeypatch):
+    x = np.ones((128, 8 * ITERATIONS), np.float32)
+    full, fast = _both(monkeypatch, lambda: _run(scaled_columns, x))
+    st = _stats(fast)
+    assert (st.loops, st.fallbacks, st.iterations) == (1, 0, ITERATIONS - 6)
+    return fast
+
+
+def test_both_ways_of_copying_give_the_full_run(monkeypatch):
+    by_operand = _expanded(monkeypatch)  # (74 copies of 6 moving operands: by operand)
+    monkeypatch.setattr(expand_copy, "_BY_COLUMN", 10 ** 9)
+    in_record_order = _expanded(monkeypatch)
+    assert _record(by_operand) == _record(in_record_order)
+
+
+def test_copies_share_the_bounds_that_keep_their_value(monkeypatch):
+    monkeypatch.setattr(Run, "compile", lambda self: None)  # (the record's virtual bounds)
+    run = _run(scaled_columns, np.ones((128, 8 * ITERATIONS), np.float32))
+    assert _stats(run).iterations == ITERATIONS - 6
+    scales = run.program.instructions[1::3]
+    copies = scales[5:-1]  # (iterations 0 and 1..4 sampled, the last one run for real)
+    tile = run.program.allocations[copies[0].reads[0].alloc]
+    assert [i.reads[0].lo for i in copies] == [tile.vaddr] * len(copies)
+    assert [i.writes[0].hi - i.writes[0].lo for i in copies] == [32] * len(copies)
+    for bound in ("lo", "hi"):
+        for side in ("reads", "writes"):
+            assert len({id(getattr(getattr(i, side)[0], bound)) for i in copies}) == 1
+    assert len({i.reads[0].alloc for i in copies}) == len(copies)  # each its own tile
+    loads = run.program.instructions[0::3]
+    assert [i.reads[0].lo for i in loads] == [32 * j for j in range(ITERATIONS)]
