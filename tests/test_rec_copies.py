@@ -3,7 +3,7 @@
 in record order for small ones (`Copier._in_record_order`). Both give the record of a
 full run; the first shares one int object among the copies of a byte bound that keeps
 its value (each iteration's own tile: the copies of its allocation share its virtual
-address)."""
+address), and an allocation's declaration point with the instruction it precedes."""
 from __future__ import annotations
 
 import numpy as np
@@ -60,3 +60,22 @@ def test_copies_share_the_bounds_that_keep_their_value(monkeypatch):
     assert len({i.reads[0].alloc for i in copies}) == len(copies)  # each its own tile
     loads = run.program.instructions[0::3]
     assert [i.reads[0].lo for i in loads] == [32 * j for j in range(ITERATIONS)]
+
+
+def test_copies_share_their_declaration_points_with_the_instructions(monkeypatch):
+    """An allocation declared just before an instruction has that instruction's index
+    as its declared_at: a large block's copies share the int object
+    (`Copier._declared`)."""
+    monkeypatch.setattr(Run, "compile", lambda self: None)
+    iterations = expand_copy._SHARED_DECLARATIONS + 50  # (one block of copies)
+    x = np.ones((128, 8 * iterations), np.float32)
+    run = _run(scaled_columns, x)
+    p = run.program
+    copied = range(5, iterations - 1)
+    for at in (0, 1):  # t before its load, u before the scaling
+        made = [p.instructions[3 * j + at] for j in copied]
+        tiles = [p.allocations[i.writes[0].alloc] for i in made]
+        assert [t.declared_at for t in tiles] == [i.index for i in made]
+        assert all(t.declared_at is i.index for t, i in zip(tiles, made))
+    monkeypatch.setattr(expand_copy, "_SHARED_DECLARATIONS", 10 ** 9)
+    assert _record(run) == _record(_run(scaled_columns, x))  # (each its own int)

@@ -26,6 +26,10 @@ _SIDES = operator.attrgetter("reads", "writes")
 # moving operand's copies, then each reads or writes tuple's, at once; smaller ones (a
 # wide template copied a few times) every tuple of a group at once
 _BY_COLUMN = 32
+# blocks of at least this many copies give an allocation declared just before an
+# instruction that instruction's index object (`_declared`: its NumPy calls cost more
+# than the ints they save in smaller ones)
+_SHARED_DECLARATIONS = 256
 assert Allocation.__slots__[0] == "id" and Allocation.__slots__[-1] == "declared_at"
 
 
@@ -163,13 +167,13 @@ class Copier:
         given, as blocks a snapshot takes at once); returns the ids of the allocations
         made."""
         n = len(values)
-        ids = self._allocations(p, values, stats)
+        index = values[:, self.index_cols].ravel().tolist()
+        ids = self._allocations(p, values, index, stats)
         if len(self.fence_cores):
             p.fences.extend(zip(self.fence_cores * n,
                                 values[:, self.fence_cols].ravel().tolist()))
         core, engine, opcode, reads, writes, location, attrs, queue = self.statics
         reads, writes, attrs = self._operands(values, p.allocations, reads, writes, attrs)
-        index = values[:, self.index_cols].ravel().tolist()
         made = list(map(Instruction, index, core * n, engine * n, opcode * n, reads, writes,
                         location * n, attrs, queue * n))
         p.instructions.extend(made)
@@ -179,14 +183,15 @@ class Copier:
                 self.starts[0], self.stops[-1])
         return ids
 
-    def _allocations(self, p, values: np.ndarray, stats) -> list:
+    def _allocations(self, p, values: np.ndarray, index: list, stats) -> list:
         if not self.template_ids:
             return []
         n = len(values)
         ids = values[:, self.alloc_cols].ravel().tolist()
         args = [f * n for f in self.alloc_fields]
         args[0] = ids
-        args[-1] = values[:, self.layout.declared_cols].ravel().tolist()
+        args[-1] = self._declared(values, index) if n >= _SHARED_DECLARATIONS \
+            else values[:, self.layout.declared_cols].ravel().tolist()
         if self.layout.any_explicit:
             args[_VADDR] = np.where(self.explicit, values[:, self.alloc_cols + 2],
                                     self.vaddrs).ravel().tolist()
@@ -201,6 +206,22 @@ class Copier:
                     ids[-1], made[-1], self.alloc_keys, n, values, int(cols[0]),
                     int(cols[-1]) + 3)
         return ids
+
+    def _declared(self, values: np.ndarray, index: list) -> list:
+        """The copies' declared_at (copy r's i-th allocation at r * k + i): where it is
+        the index of one instruction of the copy in every row (an allocation declared
+        just before it), that instruction's int object (`index`: the copies' indices)."""
+        declared = values[:, self.layout.declared_cols]
+        width = len(self.templates)
+        if not width:
+            return declared.ravel().tolist()
+        indices = values[:, self.index_cols]
+        at = np.searchsorted(indices[0], declared[0]).clip(0, width - 1)
+        hit = (indices[:, at] == declared).all(axis=0).tolist()
+        columns = [index[b::width] if h else declared[:, i].tolist()
+                   for i, (b, h) in enumerate(zip(at.tolist(), hit))]
+        return columns[0] if len(columns) == 1 else \
+            list(itertools.chain.from_iterable(zip(*columns)))
 
     def _operands(self, values: np.ndarray, allocs: dict, reads: list, writes: list,
                   attrs: list):
