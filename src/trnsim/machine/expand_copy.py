@@ -88,7 +88,7 @@ class Layout:
         self.moving = cols[moving]
         self.moving_at = moving.tolist()
         self.fields_moving = moves[self.moving].any(axis=0).tolist()
-        self.operand_moves = moves[self.moving[:, :3]].tolist()  # (offset, p_lo, p_hi)
+        self.operand_moves = moves[self.moving[:, :3]]  # (offset, p_lo, p_hi)
         source = np.where(moves_op, np.cumsum(moves_op) - 1, ~np.arange(len(owner)))
         write = nth >= n_read[owner]
         self.tuples = []
@@ -114,6 +114,11 @@ class Layout:
                                           .tolist() for j in src.T]))
             self._positions = (n, out)
         return self._positions[1]
+
+    def drop_positions(self) -> None:
+        """Let go of the positions kept for the last block (lists as long as its
+        copies: the kernel has returned, and the layout is kept with its loop's model)."""
+        self._positions = None
 
     def fits(self, plan, width: int) -> bool:
         """Whether this layout is that of `plan` (whose structure is that of the plan
@@ -277,7 +282,7 @@ class Copier:
             bounds.append([repeat(v) if s else col for v, s, col in
                            zip(x[0].tolist(), same, x.T.tolist())])
         place = nums[:, :3].reshape(n, m, 3).transpose(1, 2, 0).tolist()
-        accesses, moves = self.accesses, self.layout.operand_moves
+        accesses, moves = self.accesses, self.layout.operand_moves.tolist()
         out = []
         for j, at in enumerate(self.layout.moving_at):
             a = accesses[at]
