@@ -4,7 +4,7 @@ in record order for small ones (`Copier._in_record_order`). Both give the record
 full run; the first shares one int object among the copies of a byte bound that keeps
 its value (each iteration's own tile: the copies of its allocation share its virtual
 address), and an allocation's declaration point with the instruction it precedes. The
-layouts kept with the loops' models after the kernel returns hold no positions."""
+loops' models kept after the kernel returns hold no positions nor sampled rows."""
 from __future__ import annotations
 
 import numpy as np
@@ -82,9 +82,10 @@ def test_copies_share_their_declaration_points_with_the_instructions(monkeypatch
     assert _record(run) == _record(_run(scaled_columns, x))  # (each its own int)
 
 
-def test_layouts_kept_after_the_kernel_let_go_of_their_positions(monkeypatch):
+def test_models_kept_after_the_kernel_hold_neither_positions_nor_samples(monkeypatch):
     """A small block's positions (`Layout.positions`, lists as long as its copies) are
-    kept while the kernel runs, not with the loop's model after it returns."""
+    kept while the kernel runs, not with the loop's model after it returns; the model's
+    drift is an array of its own, not a row of the sampled iterations' differences."""
     x = np.ones((128, 8 * 20), np.float32)  # (14 copies: one small block)
     kept = []
     real = expand_copy.Layout.positions
@@ -94,6 +95,7 @@ def test_layouts_kept_after_the_kernel_let_go_of_their_positions(monkeypatch):
         return real(self, n)
     monkeypatch.setattr(expand_copy.Layout, "positions", positions)
     _, fast = _both(monkeypatch, lambda: _run(scaled_columns, x))
-    (_, _, layout), = _stats(fast).known.values()
+    (_, drift, layout), = _stats(fast).known.values()
     assert kept and all(k is layout for k in kept)
     assert layout._positions is None
+    assert drift.base is None and drift.shape == layout.moves.shape
