@@ -141,7 +141,8 @@ def while_kernel_runs(run, fn):
     functions it calls (machine/usercode.py) may expand too: their modules' globals
     name LoopRange as `range` (unless a module defines its own). `TRNSIM_EXPAND=affine`
     keeps expansion to the nl.*_range loops. When it returns, the instructions' parts
-    expansion looked at and the blocks of copies it noted are dropped."""
+    expansion looked at, the blocks of copies it noted and its layouts' positions are
+    dropped."""
     patched = []
     if fn is not None and enabled(run) and os.environ.get(ENV, "").strip() != "affine":
         for f in usercode.user_functions(fn):
@@ -158,6 +159,9 @@ def while_kernel_runs(run, fn):
             stats.alloc_parts.clear()
             stats.copied_blocks.clear()
             stats.copied_alloc_blocks.clear()
+            for _, _, layout in stats.known.values():
+                if layout is not None:
+                    layout.drop_positions()
         for g in patched:
             if g.get("range") is LoopRange:
                 del g["range"]

@@ -22,9 +22,14 @@ _ALLOC_FIELDS = operator.attrgetter(*Allocation.__slots__)  # (`Allocation(*fiel
 _STATICS = operator.attrgetter("core", "engine", "opcode", "reads", "writes", "location",
                                "attrs", "queue")
 _SIDES = operator.attrgetter("reads", "writes")
-# blocks of at least this many copies make each reads or writes tuple's column at once;
-# smaller ones (a wide template copied a few times) every tuple of a group at once
+# blocks of at least this many copies (and _SMALL_PLACES moving operands) make each
+# moving operand's copies, then each reads or writes tuple's, at once; smaller ones (a
+# wide template copied a few times) every tuple of a group at once
 _BY_COLUMN = 32
+# blocks of at least this many copies give an allocation declared just before an
+# instruction that instruction's index object (`_declared`: its NumPy calls cost more
+# than the ints they save in smaller ones)
+_SHARED_DECLARATIONS = 256
 assert Allocation.__slots__[0] == "id" and Allocation.__slots__[-1] == "declared_at"
 
 
@@ -83,6 +88,7 @@ class Layout:
         self.moving = cols[moving]
         self.moving_at = moving.tolist()
         self.fields_moving = moves[self.moving].any(axis=0).tolist()
+        self.operand_moves = moves[self.moving[:, :3]]  # (offset, p_lo, p_hi)
         source = np.where(moves_op, np.cumsum(moves_op) - 1, ~np.arange(len(owner)))
         write = nth >= n_read[owner]
         self.tuples = []
@@ -108,6 +114,11 @@ class Layout:
                                           .tolist() for j in src.T]))
             self._positions = (n, out)
         return self._positions[1]
+
+    def drop_positions(self) -> None:
+        """Let go of the positions kept for the last block (lists as long as its
+        copies: the kernel has returned, and the layout is kept with its loop's model)."""
+        self._positions = None
 
     def fits(self, plan, width: int) -> bool:
         """Whether this layout is that of `plan` (whose structure is that of the plan
@@ -161,13 +172,13 @@ class Copier:
         given, as blocks a snapshot takes at once); returns the ids of the allocations
         made."""
         n = len(values)
-        ids = self._allocations(p, values, stats)
+        index = values[:, self.index_cols].ravel().tolist()
+        ids = self._allocations(p, values, index, stats)
         if len(self.fence_cores):
             p.fences.extend(zip(self.fence_cores * n,
                                 values[:, self.fence_cols].ravel().tolist()))
         core, engine, opcode, reads, writes, location, attrs, queue = self.statics
         reads, writes, attrs = self._operands(values, p.allocations, reads, writes, attrs)
-        index = values[:, self.index_cols].ravel().tolist()
         made = list(map(Instruction, index, core * n, engine * n, opcode * n, reads, writes,
                         location * n, attrs, queue * n))
         p.instructions.extend(made)
@@ -177,14 +188,15 @@ class Copier:
                 self.starts[0], self.stops[-1])
         return ids
 
-    def _allocations(self, p, values: np.ndarray, stats) -> list:
+    def _allocations(self, p, values: np.ndarray, index: list, stats) -> list:
         if not self.template_ids:
             return []
         n = len(values)
         ids = values[:, self.alloc_cols].ravel().tolist()
         args = [f * n for f in self.alloc_fields]
         args[0] = ids
-        args[-1] = values[:, self.layout.declared_cols].ravel().tolist()
+        args[-1] = self._declared(values, index) if n >= _SHARED_DECLARATIONS \
+            else values[:, self.layout.declared_cols].ravel().tolist()
         if self.layout.any_explicit:
             args[_VADDR] = np.where(self.explicit, values[:, self.alloc_cols + 2],
                                     self.vaddrs).ravel().tolist()
@@ -200,31 +212,43 @@ class Copier:
                     int(cols[-1]) + 3)
         return ids
 
+    def _declared(self, values: np.ndarray, index: list) -> list:
+        """The copies' declared_at (copy r's i-th allocation at r * k + i): where it is
+        the index of one instruction of the copy in every row (an allocation declared
+        just before it), that instruction's int object (`index`: the copies' indices)."""
+        declared = values[:, self.layout.declared_cols]
+        width = len(self.templates)
+        if not width:
+            return declared.ravel().tolist()
+        indices = values[:, self.index_cols]
+        at = np.searchsorted(indices[0], declared[0]).clip(0, width - 1)
+        hit = (indices[:, at] == declared).all(axis=0).tolist()
+        columns = [index[b::width] if h else declared[:, i].tolist()
+                   for i, (b, h) in enumerate(zip(at.tolist(), hit))]
+        return columns[0] if len(columns) == 1 else \
+            list(itertools.chain.from_iterable(zip(*columns)))
+
     def _operands(self, values: np.ndarray, allocs: dict, reads: list, writes: list,
                   attrs: list):
         """The copies' reads, writes and attrs (flat lists)."""
         n, width = len(values), len(self.templates)
         reads, writes, attrs = reads * n, writes * n, attrs * n
         m = len(self.moving)
-        if m:  # the moving operands' copies (copy r's j-th at r * m + j)
+        if m:
             nums = values[:, self.moving].reshape(-1, 6)
-            lo, hi, alloc = _places(nums, allocs)
-            place = [nums[:, f].tolist() if self.layout.fields_moving[f]
-                     else self.kept[8 + f] * n for f in range(3)]
-            kept = self.kept
-            made = list(map(_new_access, repeat(Access), zip(
-                *[f * n for f in kept[:8]], *place, lo, hi, *[f * n for f in kept[13:17]],
-                alloc)))
             sides = (reads, writes)
-            if n >= _BY_COLUMN:  # each tuple's column at once: copy r's at r * width + b
+            if n >= _BY_COLUMN and len(nums) >= _SMALL_PLACES:
+                # each tuple's column at once (copy r's at r * width + b) from each moving
+                # operand's copies
+                made = self._by_operand(nums, n, allocs)
                 accesses = self.accesses
                 for side, bs, sources in self.layout.tuples:
                     out = sides[side]
                     for b, src in zip(bs.tolist(), sources.tolist()):
-                        out[b::width] = list(zip(*[made[j::m] if j >= 0 else
+                        out[b::width] = list(zip(*[made[j] if j >= 0 else
                                                    repeat(accesses[~j], n) for j in src]))
-            else:  # every tuple of a group at once, from the pool by position
-                pool = made + self.accesses
+            else:  # every tuple of a group at once, from a pool by position
+                pool = self._in_record_order(nums, n, allocs) + self.accesses
                 for side, where, sources in self.layout.positions(n):
                     _put(sides[side], where, zip(*[map(pool.__getitem__, j) for j in sources]))
         for b, span, same, key in self.moving_attrs:
@@ -233,6 +257,40 @@ class Copier:
                 if nums != same:
                     attrs[r * width + b] = _attrs_with(template, key, nums)
         return reads, writes, attrs
+
+    def _in_record_order(self, nums: np.ndarray, n: int, allocs: dict) -> list:
+        """The moving operands' copies from their numbers' rows (copy r's j-th at
+        r * m + j)."""
+        lo, hi, alloc = _places(nums, allocs)
+        place = [nums[:, f].tolist() if self.layout.fields_moving[f]
+                 else self.kept[8 + f] * n for f in range(3)]
+        kept = self.kept
+        return list(map(_new_access, repeat(Access), zip(
+            *[f * n for f in kept[:8]], *place, lo, hi, *[f * n for f in kept[13:17]],
+            alloc)))
+
+    def _by_operand(self, nums: np.ndarray, n: int, allocs: dict) -> list:
+        """Each moving operand's n copies (a list per operand) from their numbers' rows:
+        a field that keeps its value is the template's object, or the same int object
+        for every copy where a byte bound is the same (an operand of each iteration's
+        own tile: its allocation's copies share the template's virtual address)."""
+        m = len(self.moving)
+        lo, hi, alloc = _places_arrays(nums, allocs)
+        bounds = []
+        for x in (lo.reshape(n, m), hi.reshape(n, m)):
+            same = (x == x[0]).all(axis=0).tolist()
+            bounds.append([repeat(v) if s else col for v, s, col in
+                           zip(x[0].tolist(), same, x.T.tolist())])
+        place = nums[:, :3].reshape(n, m, 3).transpose(1, 2, 0).tolist()
+        accesses, moves = self.accesses, self.layout.operand_moves.tolist()
+        out = []
+        for j, at in enumerate(self.layout.moving_at):
+            a = accesses[at]
+            out.append(list(map(_new_access, repeat(Access), zip(
+                *map(repeat, a[:8]), *[col if move else repeat(a[8 + f]) for f, (col, move)
+                                       in enumerate(zip(place[j], moves[j]))],
+                bounds[0][j], bounds[1][j], *map(repeat, a[13:17]), alloc[j::m]))))
+        return out
 
 
 def _moves(plan) -> np.ndarray:
@@ -264,12 +322,18 @@ def _places(nums: np.ndarray, allocs: dict):
     absolute, and one int object per allocation for its id."""
     if len(nums) < _SMALL_PLACES:
         return _places_small(nums, allocs)
+    lo, hi, alloc = _places_arrays(nums, allocs)
+    return lo.tolist(), hi.tolist(), alloc
+
+
+def _places_arrays(nums: np.ndarray, allocs: dict):
+    """`_places` with NumPy, its byte ranges as int64 arrays."""
     aid = nums[:, 5]
     first = int(aid.min())
     if first < 0:  # (some or all without an allocation: HBM)
         owned = aid >= 0
         if not owned.any():
-            return nums[:, 3].tolist(), nums[:, 4].tolist(), aid.tolist()
+            return nums[:, 3], nums[:, 4], aid.tolist()
         ids, at = _lookup(aid[owned], int(aid[owned].min()))
     else:
         owned = None
@@ -292,7 +356,7 @@ def _places(nums: np.ndarray, allocs: dict):
     else:
         alloc = aid.tolist()
         _put(alloc, np.flatnonzero(owned).tolist(), map(names.__getitem__, at.tolist()))
-    return (nums[:, 3] + base).tolist(), (nums[:, 4] + base).tolist(), alloc
+    return nums[:, 3] + base, nums[:, 4] + base, alloc
 
 
 # fewer operands than this are placed one by one (NumPy's calls cost more than the loop)

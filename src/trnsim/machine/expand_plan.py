@@ -176,8 +176,8 @@ class Plan:
             if len(a) - period < 2:
                 continue
             d = a[period:] - a[:-period]
-            if (d == d[0]).all():
-                return cls._made(run, marks, a, period, d[0], keys[0], sizes, names,
+            if (d == d[0]).all():  # (its row alone: the loop's model keeps the drift)
+                return cls._made(run, marks, a, period, d[0].copy(), keys[0], sizes, names,
                                  list_names, rebound), False
         return None, True
 
