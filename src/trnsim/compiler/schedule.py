@@ -209,7 +209,7 @@ class _ListScheduler:
                                                           sorted(extra.items()))
         except OverflowError:
             return None
-        self.npred = np.diff(dptr)
+        self.npred = np.diff(dptr).astype(np.int32)  # (alive through the issue loop)
         return prods.astype(np.int32), kinds.astype(np.uint8)
 
     def _python_dependencies(self):

@@ -245,6 +245,6 @@ def arrays(col):
                         len(col.table) * len(ROW)).reshape(len(col.table), len(ROW))
     ints = [np.ascontiguousarray(table[:, k]).astype(i64) for k in range(_INTS)]
     floats = [np.ascontiguousarray(table[:, k]) for k in range(_INTS, len(ROW))]
-    return (col.order, np.asarray(col.dptr, i64), np.asarray(col.dprod, i64),
-            np.asarray(col.dkind, i64), np.asarray(col.track, i64), np.asarray(col.row, i64),
+    return (col.order, np.asarray(col.dptr, i64), col.dprod, col.dkind,
+            np.asarray(col.track, i64), np.asarray(col.row, i64),
             *ints, *floats)

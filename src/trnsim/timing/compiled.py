@@ -350,7 +350,7 @@ def _sort_waits(wt, wsel, j0, nw):
     if nw <= width:
         return
     bt = np.empty(nw)
-    bj = np.empty(nw, np.int64)
+    bj = np.empty(nw, wsel.dtype)
     while width < nw:
         for lo in range(0, nw, 2 * width):
             mid, hi = min(lo + width, nw), min(lo + 2 * width, nw)
@@ -380,7 +380,7 @@ def _core(order, dptr, dprod, dkind, track, row, kind, tcore, dcore, stack, cell
     frac = np.ones(n)
     lsflag = np.zeros(n, np.int64)
     visited = np.zeros(n, np.uint8)
-    wsel = np.zeros(dprod.size, np.int64)
+    wsel = np.zeros(dprod.size, np.int32)  # (edge positions: collect's are int32)
     wcnt = np.zeros(n, np.int64)
     deg = 1
     for k in range(n):

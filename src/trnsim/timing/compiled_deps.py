@@ -106,6 +106,8 @@ def _run(cols, order, skip, tkey, unique, extra, remap, ntracks, first, caps):
     if len(acc) and (acc[:, LO].min() < 0 or acc[:, HI].max() >= 1 << MAP_SHIFT):
         raise OverflowError(f"byte addresses beyond [0, 2**{MAP_SHIFT})")
     n = len(order)
+    if n >= 1 << 31:  # (the producers are int32)
+        raise OverflowError("2**31 instructions or more")
     eptr = np.zeros(n + 1, np.int64)
     eprod = []
     for i, prods in extra:
@@ -163,7 +165,8 @@ def _collect(order, skip, tkey, unique, acc, ptr, wptr, remap, eptr, eprod, nmap
           np.empty(segs, np.int64), np.full((_cache_size(acc.shape[0]), 2), -1, np.int64))
     seen = np.zeros(n + 1, np.int64)  # _hit's stamps
     dptr = np.zeros(n + 1, np.int64)
-    out = np.empty((3, 2 * n + 16), np.int64)  # producers, kinds, spaces
+    # producers, kinds, spaces: int32 (_run: n < 2**31), half the bytes of an edge
+    out = np.empty((3, 2 * n + 16), np.int32)
     slot = np.full(n, -1, np.int64)
     last = np.full(ntracks, -1, np.int64)
     bw = np.empty(caps[4], np.int64)
@@ -219,7 +222,7 @@ def _more(a, used, rows):
 @jit
 def _more_columns(a, used, cols):
     """A copy of a's first `used` columns with room for `cols` columns."""
-    grown = np.empty((a.shape[0], cols), np.int64)
+    grown = np.empty((a.shape[0], cols), a.dtype)
     grown[:, :used] = a[:, :used]
     return grown
 

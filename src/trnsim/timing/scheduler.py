@@ -265,12 +265,6 @@ class _Scheduler:
             self.order, self.moved, self.issue = range(n), {}, None
         self.chip = chip
         self.cost = cost_model(chip)
-        self.end = [0.0] * n
-        self.done = [0.0] * n
-        self.track = [None] * n  # the _Track of each instruction
-        self.events: list = [None] * n
-        self.resolved = bytearray(n)
-        self.maps = MemoryMaps()
         self.engines: dict = {}  # (core, engine) -> _Track
         self.queues: dict = {}  # (core, queue, source line) -> _Track
         self.queue_count: dict = {}
@@ -300,6 +294,17 @@ class _Scheduler:
             self.folded = folded_memsets(program, memsets, self._with_opcode(*_MATMULS))
         else:
             self.folded = _folded_memsets(self.instrs, memsets)
+
+    # -- the Python walk's state: made on first use (the compiled scheduler makes none
+    # of it; `run` the rest) --------------------------------------------------------------
+    @cached_property
+    def track(self) -> list:
+        """The _Track of each instruction (`_collect` sets it)."""
+        return [None] * len(self.instrs)
+
+    @cached_property
+    def maps(self) -> MemoryMaps:
+        return MemoryMaps()
 
     # -- per instruction, for the compiled scheduler (timing/compiled.py) --------------
     @cached_property
@@ -453,6 +458,10 @@ class _Scheduler:
     # -- main loop -----------------------------------------------------------------
     def run(self) -> Timeline:
         instrs = self.instrs
+        n = len(instrs)
+        self.end, self.done = [0.0] * n, [0.0] * n
+        self.events: list = [None] * n
+        self.resolved = bytearray(n)
         visit = self._visit
         for i in self.order:
             visit(i)
