@@ -166,6 +166,9 @@ def _data(t: NkiTensor, writes_all: bool = False) -> np.ndarray:
     st = t.storage
     lazy = st.unwritten
     if lazy is None:
+        own = st.own
+        if own is not None and st.unfilled is None:  # (Storage.data's usual case)
+            return own
         return st.data
     lay = _layout(t) if t.dyn is None else None
     if lay is None:
@@ -497,7 +500,8 @@ def row_loops(*arrays, errors: str | None = None):
 
 def _broadcast_nan(operands) -> bool:
     """Whether an operand smaller than the largest (broadcast) holds a NaN."""
-    sizes = [a.size if isinstance(a, np.ndarray) else np.size(a) for a in operands]
+    sizes = [a.size if isinstance(a, np.ndarray) else 1 if a is None else np.size(a)
+             for a in operands]
     largest = max(sizes)
     for a, size in zip(operands, sizes):
         if a is not None and size < largest:
