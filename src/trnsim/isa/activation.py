@@ -190,7 +190,7 @@ def _rows_of(operand, rows):
 def _apply_numpy(ins: Instr, act, v: np.ndarray, s, b, out: np.ndarray) -> np.ndarray:
     """`_apply` by NumPy ufuncs, all in `out`."""
     t = v
-    with np.errstate(all="ignore"), row_loops(v, s, b):
+    with row_loops(v, s, b, errors="ignore"):
         if s is not None:
             t = np.multiply(t, s, out=out)
         if b is not None:

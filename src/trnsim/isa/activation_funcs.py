@@ -138,7 +138,7 @@ class ActFunc:
                          "produces invalid results there")
         if out is None:
             out = np.empty(x32.shape, np.float32)
-        with np.errstate(all="ignore"), row_loops(x32, out):
+        with row_loops(x32, out, errors="ignore"):
             if isinstance(self.fn, np.ufunc):  # float64 in buffered chunks, no temporaries
                 return self.fn(x32, out=out, dtype=np.float64, casting="same_kind")
             y = self.fn(x32.astype(np.float64), np.asarray(param, dtype=np.float64))

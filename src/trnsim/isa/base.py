@@ -226,7 +226,7 @@ class Instr:
         v = np.asarray(values)
         if not raw and not (v.dtype == np.float32 and t.dtype is float32):
             v = cast(v, t.dtype, copy=False)  # write_raw copies it into the memory
-        if v.shape != t.shape:
+        if v.shape != t.shape and v.ndim:  # (write_raw stores a 0-d value as it is)
             try:
                 v = np.broadcast_to(v, t.shape)
             except ValueError:
@@ -300,7 +300,7 @@ def _drop_fill(t: NkiTensor) -> None:
 
 def _readonly(raw: np.ndarray) -> np.ndarray:
     v = raw.view()
-    v.flags.writeable = False
+    v.setflags(write=False)  # (the `flags` object took longer)
     return v
 
 

@@ -185,7 +185,7 @@ def _int_operand(ins: Instr, role: str, kind, value):
 
 
 def _apply(a, lhs, rhs):
-    with np.errstate(all="ignore"), row_loops(lhs, rhs):
+    with row_loops(lhs, rhs, errors="ignore"):
         return np.asarray(a(lhs, rhs), dtype=np.float32)
 
 
@@ -210,7 +210,7 @@ def _binary_into(a, x, s, reverse: bool, out):
         np.copyto(out, _binary(a, x, s, reverse))
         return out
     lhs, rhs = (s, x) if reverse else (x, s)
-    with np.errstate(all="ignore"), row_loops(lhs, rhs, out):
+    with row_loops(lhs, rhs, out, errors="ignore"):
         return a.ufunc(lhs, rhs, out=out)
 
 

@@ -166,6 +166,9 @@ def _data(t: NkiTensor, writes_all: bool = False) -> np.ndarray:
     st = t.storage
     lazy = st.unwritten
     if lazy is None:
+        own = st.own
+        if own is not None and st.unfilled is None:  # (Storage.data's usual case)
+            return own
         return st.data
     lay = _layout(t) if t.dyn is None else None
     if lay is None:
@@ -196,62 +199,79 @@ def _strided(t: NkiTensor, data: np.ndarray, dtype=None):
     lay = _layout(t)
     if lay is None:
         return None
-    view = np.ndarray(t.shape, dtype=dtype or t.dtype.np, buffer=data, offset=lay[0],
-                      strides=lay[1])
+    # (positional arguments: the keyword form took twice as long)
+    view = np.ndarray(t.shape, dtype or t.dtype.np, data, lay[0], lay[1])
     if dtype is None:
         t.__dict__["_np_view"] = (data, t.storage, view)
     return view
 
 
-_LAYOUTS: dict = {}  # `_layout` by all that it depends on (see there)
+_LAYOUTS: dict = {}  # `_layout_parts` by its arguments
 _MAX_LAYOUTS = 4096
-_UNKNOWN = object()  # (not in _LAYOUTS; a layout may be None)
 
 
 def _layout(t: NkiTensor):
     """(byte offset, byte strides) of the static view `t` in its storage's data array,
     or None when it is not one strided view (it wraps partitions or leaves the storage).
-    Kept on the tensor for its current placement: an instruction asks for it for every
-    read and write of the operand, and loops reuse their tiles. A loop's fresh views
-    (a new tile, the next slice of an input) have the layouts of the last iteration's:
-    those are looked up by what they depend on (working one out took 5-10 us, twice
-    per DMA)."""
-    st, isz = t.storage, t.dtype.itemsize
-    on_chip = st.on_chip
-    rb = st.arena_row_bytes if on_chip else 0
-    key = (st.column, st.data_partition if on_chip else 0, rb, t.offset, t.strides,
-           t.shape, isz)
+    Kept on the tensor for its storage and place there: an instruction asks for it for
+    every read and write of the operand, and loops reuse their tiles. A loop's fresh
+    views (a new tile, the next slice of an input) share their strides and shape with
+    the last iteration's: what depends on those alone is looked up, and only the offset
+    and place applied (working it all out took 5-10 us, twice per DMA)."""
+    st = t.storage
     hit = t.__dict__.get("_np_layout")
-    if hit is not None and hit[0] == key:
-        return hit[1]
-    inputs = key + (on_chip, st.partitions, t.row_elems)
-    lay = _LAYOUTS.get(inputs, _UNKNOWN)
-    if lay is _UNKNOWN:
-        if len(_LAYOUTS) >= _MAX_LAYOUTS:
-            _LAYOUTS.clear()
-        lay = _LAYOUTS[inputs] = _work_out_layout(t)
-    t.__dict__["_np_layout"] = (key, lay)
+    if hit is not None and hit[0] is st and hit[1] == st.column:
+        return hit[2]
+    lay = _work_out_layout(t, _LAYOUTS)
+    t.__dict__["_np_layout"] = (st, st.column, lay)
     return lay
 
 
-def _work_out_layout(t: NkiTensor):
-    """`_layout`, from scratch."""
+def _work_out_layout(t: NkiTensor, memo: dict | None = None):
+    """`_layout`, from scratch; with `memo`, the parts that depend on the strides and
+    shape alone (`_layout_parts`) looked up there."""
     st, isz = t.storage, t.dtype.itemsize
-    rb = st.arena_row_bytes if st.on_chip else 0
-    lay = None
-    if st.on_chip:
-        dec = _decompose(t)
-        if dec is not None:
-            a0, b0, parts = dec
-            pmax = a0 + sum(a * (n - 1) for (a, b), n in zip(parts, t.shape))
-            if a0 >= 0 and pmax < st.partitions and min(t.shape, default=1) > 0:
-                lay = ((st.data_partition + a0) * rb + st.column + b0 * isz,
-                       tuple(a * rb + b * isz for a, b in parts))
-    else:
-        e_max = t.offset + sum(s * (n - 1) for s, n in zip(t.strides, t.shape))
-        if t.offset >= 0 and e_max < t.row_elems and all(s >= 0 for s in t.strides):
-            lay = (t.offset * isz, tuple(s * isz for s in t.strides))
-    return lay
+    row = st.row_bytes // isz
+    offset = t.offset
+    on_chip = st.space != "hbm"
+    own = st.own if on_chip else None
+    rb = (own.shape[1] if own is not None else st.memory.row_bytes) if on_chip else 0
+    key = (t.strides, t.shape, isz, row if on_chip else -1, rb)
+    parts = memo.get(key) if memo is not None else None
+    if parts is None:
+        parts = _layout_parts(*key)
+        if memo is not None:
+            if len(memo) >= _MAX_LAYOUTS:
+                memo.clear()
+            memo[key] = parts
+    span, strides = parts
+    if strides is None:
+        return None
+    if not on_chip:  # span: the elements from the first to the last
+        return (offset * isz, strides) if offset >= 0 and offset + span < row else None
+    asum, bsum = span  # partitions / elements within a row from the first to the last
+    a0, b0 = divmod(offset, row)
+    if b0 + bsum >= row or a0 < 0 or a0 + asum >= st.partitions:
+        return None
+    dp = 0 if own is not None else st.partition
+    return (dp + a0) * rb + st.column + b0 * isz, strides
+
+
+def _layout_parts(strides, shape, isz, row, rb):
+    """What a layout takes from a view's strides and shape alone: its span from its
+    first element (on chip, `row` >= 0: partitions and elements within a row, as
+    `_decompose` splits them; in HBM, elements) and its byte strides in an arena of `rb`
+    bytes a partition, or None where no layout exists (an empty on-chip view, a negative
+    HBM stride)."""
+    if row < 0:
+        span = sum(s * (n - 1) for s, n in zip(strides, shape))
+        ok = all(s >= 0 for s in strides)
+        return span, (tuple(s * isz for s in strides) if ok else None)
+    parts = [divmod(s, row) for s in strides]
+    asum = sum(a * (n - 1) for (a, b), n in zip(parts, shape))
+    bsum = sum(b * (n - 1) for (a, b), n in zip(parts, shape))
+    ok = min(shape, default=1) > 0
+    return (asum, bsum), (tuple(a * rb + b * isz for a, b in parts) if ok else None)
 
 
 _FLAG_WORDS = {n: np.dtype(f"u{n}") for n in (1, 2, 4, 8)}
@@ -337,7 +357,7 @@ def write_raw(t: NkiTensor, values: np.ndarray, skip_oob=False, mask=None, op=""
     initialized-flags alone (for a run whose reads never check them)."""
     st = t.storage
     values = np.asarray(values, dtype=t.dtype.np)
-    if values.shape != t.shape:
+    if values.shape != t.shape and values.ndim:
         values = np.broadcast_to(values, t.shape)
     if mask is not None:
         mask = np.broadcast_to(np.asarray(mask, dtype=bool), t.shape)
@@ -345,17 +365,19 @@ def write_raw(t: NkiTensor, values: np.ndarray, skip_oob=False, mask=None, op=""
             mask = None
     data = _data(t, writes_all=mask is None)
     view = _strided(t, data)
-    if view is not None:
-        if mask is None:
-            view[...] = values
-        else:
-            view[mask] = values[mask]
+    if view is not None and mask is None:
+        view[...] = values  # (a 0-d value as it is: the assignment broadcasts it)
         if flags:
             fl, ones = _flag_view(t)
-            if mask is None:
-                fl[...] = ones
-            else:
-                fl[mask] = ones
+            fl[...] = ones
+        return
+    if values.shape != t.shape:
+        values = np.broadcast_to(values, t.shape)
+    if view is not None:
+        view[mask] = values[mask]
+        if flags:
+            fl, ones = _flag_view(t)
+            fl[mask] = ones
         return
     e, keep = element_offsets(t, skip_oob, op)
     raw = np.ascontiguousarray(values).view(np.uint8).reshape(t.shape + (t.dtype.itemsize,))
@@ -415,36 +437,46 @@ _UNCHANGED = contextlib.nullcontext()
 try:  # NumPy 2: the ufunc settings (buffer size, error modes) are one context variable
     from numpy._core._ufunc_config import _extobj_contextvar, _make_extobj
     _extobj_contextvar.reset(_extobj_contextvar.set(_make_extobj(bufsize=8192)))
-except Exception:  # (older NumPy, or a private API that changed: np.setbufsize only)
+except Exception:  # (older NumPy, or a private API that changed: np.errstate, np.setbufsize)
     _extobj_contextvar = _make_extobj = None
 
 
-class _BufferSize:
-    """NumPy's ufunc buffer of `size` elements inside the context. It sets NumPy's
-    settings variable to a copy with that buffer size, and resets it on exit: the same
-    settings as np.setbufsize's, which reads them into a dict and rebuilds them on
-    entry and again on exit (about 5 us a pair against under 1 us, paid by every
+class numpy_settings:
+    """NumPy's ufunc settings with `changes` inside the context: np.errstate's error
+    modes (all=, divide=, over=, under=, invalid=) and `bufsize`, the ufunc buffer in
+    elements. It sets NumPy's settings variable to a copy of the current settings with
+    the changes, and resets it on exit: the state np.errstate and np.setbufsize give,
+    in one step (np.errstate's entry and exit, and np.setbufsize's, which reads the
+    settings into a dict and rebuilds them, took 1-5 us a pair, paid by every
     elementwise instruction on a tile)."""
-    __slots__ = ("size", "saved")
+    __slots__ = ("changes", "saved")
 
-    def __init__(self, size: int):
-        self.size = size
+    def __init__(self, **changes):
+        self.changes = changes
 
     def __enter__(self):
-        if _extobj_contextvar is None:
-            self.saved = np.setbufsize(self.size)
-        else:
-            self.saved = _extobj_contextvar.set(_make_extobj(bufsize=self.size))
+        if _extobj_contextvar is not None:
+            self.saved = _extobj_contextvar.set(_make_extobj(**self.changes))
+            return
+        changes = dict(self.changes)
+        size = changes.pop("bufsize", None)
+        errors = np.errstate(**changes)
+        errors.__enter__()
+        self.saved = (errors, None if size is None else np.setbufsize(size))
 
     def __exit__(self, *exc):
-        if _extobj_contextvar is None:
-            np.setbufsize(self.saved)
-        else:
+        if _extobj_contextvar is not None:
             _extobj_contextvar.reset(self.saved)
+            return
+        errors, size = self.saved
+        if size is not None:
+            np.setbufsize(size)
+        errors.__exit__(*exc)
 
 
-def row_loops(*arrays):
-    """A context in which NumPy's elementwise ufuncs over `arrays` run row by row.
+def row_loops(*arrays, errors: str | None = None):
+    """A context in which NumPy's elementwise ufuncs over `arrays` run row by row, with
+    every floating-point error mode set to `errors` where given (np.errstate(all=)).
 
     A ufunc over a 2-D view whose rows are not adjacent in memory (a tile in an arena)
     fills its buffers with several rows and copies them in and out: 2-4x the time of the
@@ -459,13 +491,17 @@ def row_loops(*arrays):
         if isinstance(a, np.ndarray) and a.size >= _MIN_ROW and not a.flags.c_contiguous:
             row = min(row, _contiguous_run(a))
     if not _MIN_ROW <= row < _UFUNC_BUFFER or _broadcast_nan(arrays):
-        return _UNCHANGED
-    return _BufferSize(row // 16 * 16)  # (NumPy takes multiples of 16)
+        return _UNCHANGED if errors is None else numpy_settings(all=errors)
+    size = row // 16 * 16  # (NumPy takes multiples of 16)
+    if errors is None:
+        return numpy_settings(bufsize=size)
+    return numpy_settings(all=errors, bufsize=size)
 
 
 def _broadcast_nan(operands) -> bool:
     """Whether an operand smaller than the largest (broadcast) holds a NaN."""
-    sizes = [a.size if isinstance(a, np.ndarray) else np.size(a) for a in operands]
+    sizes = [a.size if isinstance(a, np.ndarray) else 1 if a is None else np.size(a)
+             for a in operands]
     largest = max(sizes)
     for a, size in zip(operands, sizes):
         if a is not None and size < largest:
