@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from trnsim import nki
-import trnsim.nki.isa as nisa
-import trnsim.nki.language as nl
+from benchmarks.fidelity import strided_stores
 from trnsim.machine import expand_copy
 from trnsim.machine.runtime import Run
 from test_expand import _both, _record, _run, _stats
@@ -19,21 +17,9 @@ from test_expand import _both, _record, _run, _stats
 ITERATIONS = 80
 
 
-@nki.jit
-def scaled_columns(x):
-    out = nl.ndarray(x.shape, nl.float32, buffer=nl.hbm)
-    for j in nl.affine_range(x.shape[1] // 8):
-        t = nl.ndarray((128, 8), nl.float32, buffer=nl.sbuf)
-        nisa.dma_copy(dst=t, src=x[:, j * 8:(j + 1) * 8])
-        u = nl.ndarray((128, 8), nl.float32, buffer=nl.sbuf)
-        nisa.tensor_scalar(dst=u, data=t, op0=nl.multiply, operand0=2.0)
-        nisa.dma_copy(dst=out[:, j * 8:(j + 1) * 8], src=u)
-    return out
-
-
 def _expanded(monkeypatch):
     x = np.ones((128, 8 * ITERATIONS), np.float32)
-    full, fast = _both(monkeypatch, lambda: _run(scaled_columns, x))
+    full, fast = _both(monkeypatch, lambda: _run(strided_stores, x))
     st = _stats(fast)
     assert (st.loops, st.fallbacks, st.iterations) == (1, 0, ITERATIONS - 6)
     return fast
@@ -48,7 +34,7 @@ def test_both_ways_of_copying_give_the_full_run(monkeypatch):
 
 def test_copies_share_the_bounds_that_keep_their_value(monkeypatch):
     monkeypatch.setattr(Run, "compile", lambda self: None)  # (the record's virtual bounds)
-    run = _run(scaled_columns, np.ones((128, 8 * ITERATIONS), np.float32))
+    run = _run(strided_stores, np.ones((128, 8 * ITERATIONS), np.float32))
     assert _stats(run).iterations == ITERATIONS - 6
     scales = run.program.instructions[1::3]
     copies = scales[5:-1]  # (iterations 0 and 1..4 sampled, the last one run for real)
@@ -70,7 +56,7 @@ def test_copies_share_their_declaration_points_with_the_instructions(monkeypatch
     monkeypatch.setattr(Run, "compile", lambda self: None)
     iterations = expand_copy._SHARED_DECLARATIONS + 50  # (one block of copies)
     x = np.ones((128, 8 * iterations), np.float32)
-    run = _run(scaled_columns, x)
+    run = _run(strided_stores, x)
     p = run.program
     copied = range(5, iterations - 1)
     for at in (0, 1):  # t before its load, u before the scaling
@@ -79,7 +65,7 @@ def test_copies_share_their_declaration_points_with_the_instructions(monkeypatch
         assert [t.declared_at for t in tiles] == [i.index for i in made]
         assert all(t.declared_at is i.index for t, i in zip(tiles, made))
     monkeypatch.setattr(expand_copy, "_SHARED_DECLARATIONS", 10 ** 9)
-    assert _record(run) == _record(_run(scaled_columns, x))  # (each its own int)
+    assert _record(run) == _record(_run(strided_stores, x))  # (each its own int)
 
 
 def test_models_kept_after_the_kernel_hold_neither_positions_nor_samples(monkeypatch):
@@ -94,7 +80,7 @@ def test_models_kept_after_the_kernel_hold_neither_positions_nor_samples(monkeyp
         kept.append(self)
         return real(self, n)
     monkeypatch.setattr(expand_copy.Layout, "positions", positions)
-    _, fast = _both(monkeypatch, lambda: _run(scaled_columns, x))
+    _, fast = _both(monkeypatch, lambda: _run(strided_stores, x))
     (_, drift, layout), = _stats(fast).known.values()
     assert kept and all(k is layout for k in kept)
     assert layout._positions is None
