@@ -138,6 +138,25 @@ def _arrays(ls):
     cand_g[list(own)] = list(own.values())
     cand_i = at
     nst = len(numbered)
+    # DMA transfers: the cost model's figures, once per distinct cost (dicts are shared);
+    # before ix and fx, so that pricing's peak of memory is not on top of theirs
+    dma = np.array([r[1] == "dma" for r in numbered], bool)
+    dmas = np.flatnonzero(dma[stream])
+    priced = dma_costs(ls.program, cost, dmas)
+    info = identities(priced)[dmas]  # (read off the list: no Python pass over the DMAs)
+    unpriced = dmas[info == id(None)]  # (priced while its engine was another)
+    if len(unpriced):
+        priced = list(priced)
+        for i in unpriced.tolist():
+            priced[i] = cost.dma.cost(instrs[i])
+        info = identities(priced)[dmas]
+    _, one, which = np.unique(info, return_index=True, return_inverse=True)
+    del info
+    infos = [priced[i] for i in dmas[one].tolist()]
+    del priced
+    table = np.array([(x["dge_ns"], x["data_ns"], len(x["engines"])) for x in infos],
+                     np.float64).reshape(-1, 3)
+    which = which.reshape(-1)
     # (int32: indices of instructions, candidates and streams; a third of the issue
     # loop's own memory at int64)
     ix = np.zeros((n, X_COLS), np.int32)
@@ -174,22 +193,8 @@ def _arrays(ls):
     ix[by, X_POS] = np.arange(len(by)) - idbase[stream[by]]
     ids = by.astype(np.int32)
     fx[:, F_EST] = ls.est
-    # DMA transfers: the cost model's figures, once per distinct cost (dicts are shared)
-    dma = np.array([r[1] == "dma" for r in numbered], bool)
-    at = np.flatnonzero(dma[stream])
-    priced = dma_costs(ls.program, cost, at)
-    info = identities(priced)[at]  # (read off the list: no Python pass over the DMAs)
-    unpriced = at[info == id(None)]  # (priced while its engine was another)
-    if len(unpriced):
-        priced = list(priced)
-        for i in unpriced.tolist():
-            priced[i] = cost.dma.cost(instrs[i])
-        info = identities(priced)[at]
-    _, one, which = np.unique(info, return_index=True, return_inverse=True)
-    infos = [priced[i] for i in at[one].tolist()]
-    table = np.array([(x["dge_ns"], x["data_ns"], len(x["engines"])) for x in infos],
-                     np.float64).reshape(-1, 3)
-    fx[at, F_DGE:F_NENG + 1] = table[which.reshape(-1)]
+    fx[dmas, F_DGE:F_NENG + 1] = table[which]
+    del which
     # cores (each stream's resource starts with its core), fence segments
     cores: dict = {}
     stream_core = np.array([cores.setdefault(r[0], len(cores)) for r in numbered], np.int64)
@@ -276,8 +281,8 @@ def successor_csr(prods, kinds, npred, n):
     for i in range(n):
         start[i + 1] += start[i]
     at = start[:-1].copy()  # per producer: where its next successor goes
-    consumers = np.empty(len(prods), np.int64)
-    kind = np.empty(len(prods), np.int64)
+    consumers = np.empty(len(prods), np.int32)
+    kind = np.empty(len(prods), np.uint8)
     e = 0
     for c in range(n):
         for _ in range(npred[c]):
