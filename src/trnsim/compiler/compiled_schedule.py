@@ -51,6 +51,7 @@ def issue_order(ls):
     ix, fx, streams = args[0], args[1], args[-1]
     was = ix[:, X_STREAM].copy()  # a floating instruction's default engine's stream
     order, end, moved_i, moved_d, nmoved = _core(*args[:-1])
+    del args  # (the heaps and the other inputs: not on top of the order's list below)
     # an assigned instruction moved where its stream is another (of its core): another
     # engine
     moved_to = np.flatnonzero(ix[:, X_STREAM] != was)
@@ -65,6 +66,7 @@ def issue_order(ls):
     for i, c in zip(assigned.tolist(), fx[assigned, F_EST].tolist()):
         est[i] = c
     moved = dict(zip(moved_i[:nmoved].tolist(), moved_d[:nmoved].tolist()))
+    del ix, fx, was
     return IssueOrder(order.tolist(), ls.heuristic, ls.window, float(end), moved)
 
 
@@ -184,6 +186,7 @@ def _arrays(ls):
     last = np.cumsum(rows_of)
     ix[:, X_CAND0] = last - rows_of
     ix[:, X_CAND1] = last
+    del rows_of, last  # (this and the dels below: temporaries, not alive with the heaps)
     # each stream's instructions in program order (floating ones have no place)
     fixed = np.flatnonzero(~flt)
     by = fixed[np.argsort(stream[fixed], kind="stable")]
@@ -192,9 +195,10 @@ def _arrays(ls):
     np.cumsum(nids[:-1], out=idbase[1:])
     ix[by, X_POS] = np.arange(len(by)) - idbase[stream[by]]
     ids = by.astype(np.int32)
+    del fixed, by
     fx[:, F_EST] = ls.est
     fx[dmas, F_DGE:F_NENG + 1] = table[which]
-    del which
+    del dmas, which
     # cores (each stream's resource starts with its core), fence segments
     cores: dict = {}
     stream_core = np.array([cores.setdefault(r[0], len(cores)) for r in numbered], np.int64)
