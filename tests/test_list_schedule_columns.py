@@ -68,6 +68,7 @@ def test_compiled_successor_csr(n):
     npred = np.array([len(f) for f in found], np.int64)
     ref = schedule.successor_csr(prods, kinds, npred.tolist(), n)
     got = compiled_schedule.successor_csr(prods, kinds, npred, n)
+    assert (got[1].dtype, got[2].dtype) == (np.int32, np.uint8)
     for a, b in zip(ref, got):
         assert a.dtype == b.dtype and np.array_equal(a, b)
 

@@ -51,6 +51,7 @@ def issue_order(ls):
     ix, fx, streams = args[0], args[1], args[-1]
     was = ix[:, X_STREAM].copy()  # a floating instruction's default engine's stream
     order, end, moved_i, moved_d, nmoved = _core(*args[:-1])
+    del args  # (the heaps and the other inputs: not on top of the order's list below)
     # an assigned instruction moved where its stream is another (of its core): another
     # engine
     moved_to = np.flatnonzero(ix[:, X_STREAM] != was)
@@ -65,6 +66,7 @@ def issue_order(ls):
     for i, c in zip(assigned.tolist(), fx[assigned, F_EST].tolist()):
         est[i] = c
     moved = dict(zip(moved_i[:nmoved].tolist(), moved_d[:nmoved].tolist()))
+    del ix, fx, was
     return IssueOrder(order.tolist(), ls.heuristic, ls.window, float(end), moved)
 
 
@@ -138,6 +140,25 @@ def _arrays(ls):
     cand_g[list(own)] = list(own.values())
     cand_i = at
     nst = len(numbered)
+    # DMA transfers: the cost model's figures, once per distinct cost (dicts are shared);
+    # before ix and fx, so that pricing's peak of memory is not on top of theirs
+    dma = np.array([r[1] == "dma" for r in numbered], bool)
+    dmas = np.flatnonzero(dma[stream])
+    priced = dma_costs(ls.program, cost, dmas)
+    info = identities(priced)[dmas]  # (read off the list: no Python pass over the DMAs)
+    unpriced = dmas[info == id(None)]  # (priced while its engine was another)
+    if len(unpriced):
+        priced = list(priced)
+        for i in unpriced.tolist():
+            priced[i] = cost.dma.cost(instrs[i])
+        info = identities(priced)[dmas]
+    _, one, which = np.unique(info, return_index=True, return_inverse=True)
+    del info
+    infos = [priced[i] for i in dmas[one].tolist()]
+    del priced
+    table = np.array([(x["dge_ns"], x["data_ns"], len(x["engines"])) for x in infos],
+                     np.float64).reshape(-1, 3)
+    which = which.reshape(-1)
     # (int32: indices of instructions, candidates and streams; a third of the issue
     # loop's own memory at int64)
     ix = np.zeros((n, X_COLS), np.int32)
@@ -165,6 +186,7 @@ def _arrays(ls):
     last = np.cumsum(rows_of)
     ix[:, X_CAND0] = last - rows_of
     ix[:, X_CAND1] = last
+    del rows_of, last  # (this and the dels below: temporaries, not alive with the heaps)
     # each stream's instructions in program order (floating ones have no place)
     fixed = np.flatnonzero(~flt)
     by = fixed[np.argsort(stream[fixed], kind="stable")]
@@ -173,23 +195,10 @@ def _arrays(ls):
     np.cumsum(nids[:-1], out=idbase[1:])
     ix[by, X_POS] = np.arange(len(by)) - idbase[stream[by]]
     ids = by.astype(np.int32)
+    del fixed, by
     fx[:, F_EST] = ls.est
-    # DMA transfers: the cost model's figures, once per distinct cost (dicts are shared)
-    dma = np.array([r[1] == "dma" for r in numbered], bool)
-    at = np.flatnonzero(dma[stream])
-    priced = dma_costs(ls.program, cost, at)
-    info = identities(priced)[at]  # (read off the list: no Python pass over the DMAs)
-    unpriced = at[info == id(None)]  # (priced while its engine was another)
-    if len(unpriced):
-        priced = list(priced)
-        for i in unpriced.tolist():
-            priced[i] = cost.dma.cost(instrs[i])
-        info = identities(priced)[at]
-    _, one, which = np.unique(info, return_index=True, return_inverse=True)
-    infos = [priced[i] for i in at[one].tolist()]
-    table = np.array([(x["dge_ns"], x["data_ns"], len(x["engines"])) for x in infos],
-                     np.float64).reshape(-1, 3)
-    fx[at, F_DGE:F_NENG + 1] = table[which.reshape(-1)]
+    fx[dmas, F_DGE:F_NENG + 1] = table[which]
+    del dmas, which
     # cores (each stream's resource starts with its core), fence segments
     cores: dict = {}
     stream_core = np.array([cores.setdefault(r[0], len(cores)) for r in numbered], np.int64)
@@ -276,8 +285,8 @@ def successor_csr(prods, kinds, npred, n):
     for i in range(n):
         start[i + 1] += start[i]
     at = start[:-1].copy()  # per producer: where its next successor goes
-    consumers = np.empty(len(prods), np.int64)
-    kind = np.empty(len(prods), np.int64)
+    consumers = np.empty(len(prods), np.int32)
+    kind = np.empty(len(prods), np.uint8)
     e = 0
     for c in range(n):
         for _ in range(npred[c]):

@@ -112,12 +112,12 @@ def successor_csr(prods, kinds, npred, n: int):
     """(start, successor, kind): for producer p its successors succ[start[p]:start[p+1]]
     and their edge kinds, from the edges listed by consumer (npred[i] of them for
     consumer i): grouped by producer by a stable sort, so each producer's successors
-    come in program order."""
+    come in program order. Successors int32 and kinds uint8, as the edges come."""
     by = np.argsort(prods, kind="stable")
     start = np.zeros(n + 1, np.int64)
     np.cumsum(np.bincount(prods, minlength=n), out=start[1:])
-    consumers = np.repeat(np.arange(n, dtype=np.int64), np.asarray(npred, np.int64))[by]
-    return start, consumers, kinds[by].astype(np.int64)
+    consumers = np.repeat(np.arange(n, dtype=np.int32), np.asarray(npred, np.int64))[by]
+    return start, consumers, kinds[by]
 
 
 class _ListScheduler:
