@@ -142,7 +142,7 @@ def _arrays(ls):
     nst = len(numbered)
     # DMA transfers: the cost model's figures, once per distinct cost (dicts are shared);
     # before ix and fx, so that pricing's peak of memory is not on top of theirs
-    dma = np.array([r[1] == "dma" for r in numbered], bool)
+    dma = np.array([r[1] == "dma" for r in numbered], bool)  # (the added streams too)
     dmas = np.flatnonzero(dma[stream])
     priced = dma_costs(ls.program, cost, dmas)
     info = identities(priced)[dmas]  # (read off the list: no Python pass over the DMAs)
@@ -152,13 +152,13 @@ def _arrays(ls):
         for i in unpriced.tolist():
             priced[i] = cost.dma.cost(instrs[i])
         info = identities(priced)[dmas]
-    _, one, which = np.unique(info, return_index=True, return_inverse=True)
+    _, one, price_row = np.unique(info, return_index=True, return_inverse=True)
     del info
     infos = [priced[i] for i in dmas[one].tolist()]
     del priced
     table = np.array([(x["dge_ns"], x["data_ns"], len(x["engines"])) for x in infos],
                      np.float64).reshape(-1, 3)
-    which = which.reshape(-1)
+    price_row = price_row.reshape(-1)  # (each DMA's row of `table`)
     # (int32: indices of instructions, candidates and streams; a third of the issue
     # loop's own memory at int64)
     ix = np.zeros((n, X_COLS), np.int32)
@@ -197,8 +197,8 @@ def _arrays(ls):
     ids = by.astype(np.int32)
     del fixed, by
     fx[:, F_EST] = ls.est
-    fx[dmas, F_DGE:F_NENG + 1] = table[which]
-    del dmas, which
+    fx[dmas, F_DGE:F_NENG + 1] = table[price_row]
+    del dmas, price_row
     # cores (each stream's resource starts with its core), fence segments
     cores: dict = {}
     stream_core = np.array([cores.setdefault(r[0], len(cores)) for r in numbered], np.int64)

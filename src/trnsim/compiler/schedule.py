@@ -187,7 +187,7 @@ class _ListScheduler:
         # reader keys as _python_dependencies': a compute instruction's own index, a
         # DMA queue's number past every index, in order of first use (an array, not a
         # list of ints: the maps below are the compiler model's peak of memory)
-        dma_stream = np.array([r[1] == "dma" for r in self.stream_res], bool)
+        dma_stream = self.dma_stream
         queue_no = np.cumsum(dma_stream) - 1
         tkey = np.arange(n, dtype=np.int64)
         dma = dma_stream[stream]
@@ -304,8 +304,10 @@ class _ListScheduler:
     def _resources(self):
         """Sets `engines` and `cores`: each instruction's engine and core (a list, an
         array); `stream_no`: each instruction's resource (resource_of) numbered in order
-        of first use, and `stream_res`: the resources by number, one tuple each (`res`
-        reads them). resource_of is made once per track as timing/scheduler.py
+        of first use, `stream_res`: the resources by number, one tuple each (`res`
+        reads them), and `dma_stream`: by number, whether the resource is a DMA queue (of
+        the streams numbered here: the compiled issue loop adds compute streams only).
+        resource_of is made once per track as timing/scheduler.py
         `streams` tells them apart (by the engine, queue and location objects)."""
         instrs = self.instrs
         self.engines = list(map(_ENGINE, instrs))
@@ -320,6 +322,7 @@ class _ListScheduler:
             site_no[u] = number.setdefault(canon(r, r), len(number))
         self.stream_no = site_no[which.reshape(-1)]
         self.stream_res = list(number)
+        self.dma_stream = np.array([r[1] == "dma" for r in self.stream_res], bool)
 
     @cached_property
     def res(self) -> list:
@@ -353,7 +356,7 @@ class _ListScheduler:
         self.signed: dict = {}
         instrs = self.instrs
         est = [0.0] * len(instrs)  # (as _cost_of: a DMA's cost is the issue loop's)
-        dma = np.array([r[1] == "dma" for r in self.stream_res], bool)[self.stream_no]
+        dma = self.dma_stream[self.stream_no]
         matmuls: dict = {}  # id(attrs) -> estimate (the instructions keep their attrs)
         for k in np.flatnonzero(~dma).tolist():
             ins = instrs[k]
