@@ -477,4 +477,5 @@ def allocate(program: Program) -> Program:
         allocated = allocate_compiled(program)
         if allocated is not None:
             return allocated
+    program.copied = []  # (its blocks of copies: this pass changes the accesses in place)
     return _Allocator(program).run()

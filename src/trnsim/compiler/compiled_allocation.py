@@ -426,12 +426,13 @@ def _walk(ev_block, ev_at, ev_place, blk_arena, blk_bytes, blk_last, capacity, a
 
 class _Columns:
     """The program's access columns (timing/access_columns.py: each instruction's reads,
-    then its writes), the accesses themselves (`flat`, in the same order) and what the
-    pass reads besides: each access's alloc id, bytes, whether it is in HBM."""
+    then its writes; loop expansion's copies from their blocks, `vaddr`: the allocations'
+    by id), the accesses themselves (`flat`, in the same order: an object array) and
+    what the pass reads besides: each access's alloc id, bytes, whether it is in HBM."""
 
-    def __init__(self, program: Program):
-        self.access, self.flat, self.alloc, self.bytes = \
-            access_columns.build_with_allocs(program.instructions)
+    def __init__(self, program: Program, vaddr):
+        self.access, self.flat, self.alloc, self.bytes = access_columns.build_with_allocs(
+            program.instructions, access_columns.taken_blocks(program), vaddr)
         acc = self.access.acc
         self.lo, self.hi = acc[:, access_columns.LO], acc[:, access_columns.HI]
         self.hbm = acc[:, access_columns.SPACE] == self.access.hbm_code()
@@ -584,7 +585,7 @@ def allocate_compiled(program: Program) -> Program | None:
     renumber = not all(map(eq, map(_INDEX, instrs), count()))
     if renumber and len(set(map(id, instrs))) != len(instrs):
         return None  # an instruction listed twice: the Python pass maps it twice
-    cols = _Columns(program)
+    cols = _Columns(program, al.vaddr)
     u = _Uses(cols, al)
     if not u.valid:
         return None
@@ -694,19 +695,18 @@ def _rewrite(program, access, flat, rows, ins_of, lo, hi, nbytes, plan,
     return allocated
 
 
-def _move(instrs, flat, access, rows, ins_of, lo, hi) -> None:
-    """Each instruction with an access at `rows` (of `flat`, the accesses in the order
-    of the columns `access`; ins_of: their instructions) gets new reads and writes
-    tuples with those accesses at bytes [lo, hi): instructions in program order, a
-    chunk at a time, so that the virtual accesses die as it goes (`flat` is emptied).
+def _move(instrs, objs, access, rows, ins_of, lo, hi) -> None:
+    """Each instruction with an access at `rows` (of `objs`, the accesses in the order
+    of the columns `access`, an object array; ins_of: their instructions) gets new reads
+    and writes tuples with those accesses at bytes [lo, hi): instructions in program
+    order, a chunk at a time, so that the virtual accesses die as it goes (`objs` is
+    emptied).
     One new Access per (virtual Access object, lo, hi), and as _Allocator one int
     object per byte value."""
     k = len(rows)
     if not k:
         return
-    # the accesses and instructions as object arrays (fancy indexing in C)
-    objs = np.fromiter(flat, object, len(flat))
-    flat.clear()
+    # (the accesses and instructions as object arrays: fancy indexing in C)
     ids = np.frombuffer(objs, np.intp)[rows]  # (id() of each: the array's pointers)
     group, first, shared = _distinct(ids, lo, hi)
     del ids

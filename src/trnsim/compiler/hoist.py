@@ -26,7 +26,7 @@ from collections import Counter
 from operator import itemgetter
 
 from ..machine.access import Access, copy_with, with_bytes
-from ..machine.record import Program
+from ..machine.record import CopiedBlock, CopyTemplate, Program
 from .hbm_writes import HbmWrites
 
 _PLAIN = ("dma_copy",)
@@ -123,7 +123,8 @@ def hoist_invariant_loads(program: Program) -> Program:
     out = []
     ordered = []  # the kept instructions with explicit order edges
     renumber = {}
-    for ins in instrs:
+    position = [-1] * len(instrs)  # by position: the new one, -1 where changed
+    for at, ins in enumerate(instrs):
         i = ins.index
         if i in dropped:
             continue
@@ -132,6 +133,10 @@ def hoist_invariant_loads(program: Program) -> Program:
                 if a.alloc in alias:
                     ins.reads = tuple([_redirect(r, alias, allocs) for r in ins.reads])
                     break
+            else:
+                position[at] = len(out)
+        else:
+            position[at] = len(out)
         if ins.attrs.get("depends_on"):
             ordered.append(ins)
         renumber[i] = ins.index = len(out)
@@ -141,7 +146,10 @@ def hoist_invariant_loads(program: Program) -> Program:
             renumber[kept_for.get(d, d)] for d in ins.attrs["depends_on"]))}
     positions = sorted(renumber)
     fences = [(c, _next_kept(positions, renumber, at, len(out))) for c, at in program.fences]
-    return Program(program.chip, program.lnc, out, allocs, program.memory, fences)
+    hoisted = Program(program.chip, program.lnc, out, allocs, program.memory, fences)
+    hoisted.copied = _carried(program.copied, instrs, position, out)
+    program.copied = []
+    return hoisted
 
 
 def _fresh_copy(index, dst, p_dst, allocs, writes_to) -> bool:
@@ -182,6 +190,34 @@ def _redirect(a, alias, allocs):
         return a
     shift = allocs[to].vaddr - allocs[a.alloc].vaddr
     return copy_with(a, lo=a.lo + shift, hi=a.hi + shift, alloc=to)
+
+
+def _carried(blocks: list, instrs: list, position: list, out: list) -> list:
+    """The blocks of copies (machine/record.py CopiedBlock) of `instrs` as they lie in
+    `out` (`position`: each instruction's position there, -1 where dropped or its reads
+    redirected): a block whose template changed is dropped, and one with changed copies
+    cut around them."""
+    templates: dict = {}  # id(old template) -> it renumbered, or None
+    kept = []
+    for b in blocks:
+        if not b.held_by(instrs):
+            continue
+        t, w = b.template, len(b.template.reads)
+        if id(t) not in templates:
+            templates[id(t)] = None if -1 in position[t.start:t.start + w] else \
+                CopyTemplate(position[t.start], t.first, t.reads, t.writes, t.moving)
+        new = templates[id(t)]
+        if new is None:
+            continue
+        m, c = len(t.moving), 0
+        for stop in [k // w for k, p in enumerate(position[b.start:b.start + b.copies * w])
+                     if p < 0] + [b.copies]:
+            if stop > c:
+                s = position[b.start + c * w]
+                kept.append(CopiedBlock(s, stop - c, new, b.numbers[c * m:stop * m], out[s],
+                                        out[s + (stop - c) * w - 1]))
+            c = max(c, stop + 1)
+    return kept
 
 
 def _next_kept(positions, renumber, at, end) -> int:

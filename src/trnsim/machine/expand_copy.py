@@ -182,6 +182,9 @@ class Copier:
         made = list(map(Instruction, index, core * n, engine * n, opcode * n, reads, writes,
                         location * n, attrs, queue * n))
         p.instructions.extend(made)
+        if made:  # (for the access columns: timing/access_columns.py)
+            p.note_copies(made, self.templates, self.statics[3], self.statics[4],
+                          self.layout.moving_at, values[:, self.moving].reshape(-1, 6))
         if stats is not None and made:  # (numbers: where they lie in `values`)
             stats.copied_blocks[len(p.instructions) - len(made)] = (
                 len(p.instructions) - 1, made[-1], self.keys, self.layout.sizes, n, values,

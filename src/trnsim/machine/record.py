@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from .access import Access
 from .errors import SourceLocation
 
@@ -108,13 +110,68 @@ class Allocation:
         return name if self.blocks == 1 else f"{name}[block {block}]"
 
 
+@dataclass(slots=True)
+class CopyTemplate:
+    """The template iteration that copies (CopiedBlock) repeat: its instructions from
+    `start` on (`first` the first of them), their reads and writes tuples, and the
+    positions among their accesses (each instruction's reads, then its writes) of the
+    operands each copy has its own of (`moving`: every other operand of a copy is the
+    template's object, and a moving one differs from it only in its offset, box and
+    alloc)."""
+    start: int
+    first: Instruction
+    reads: list
+    writes: list
+    moving: object  # an int64 array
+
+    def held_by(self, instrs: list) -> bool:
+        """Whether `instrs` hold its instructions where it was noted (its first one, and
+        its last one's reads and writes: a pass that changes accesses makes new
+        tuples)."""
+        s, e = self.start, self.start + len(self.reads)
+        if s < 0 or e > len(instrs) or instrs[s] is not self.first:
+            return False
+        last = instrs[e - 1]
+        return last.reads is self.reads[-1] and last.writes is self.writes[-1]
+
+
+@dataclass(slots=True)
+class CopiedBlock:
+    """`copies` copies of a template iteration appended by loop expansion, from
+    instruction `start` on: per copy and moving operand (rows copy by copy) its p_lo,
+    p_hi, lo, hi and alloc (`numbers`; lo and hi relative to the allocation's vaddr
+    where alloc >= 0). `first` and `last`: the block's end instructions, by which a
+    reader checks that the record still holds the block where it was noted."""
+    start: int
+    copies: int
+    template: CopyTemplate
+    numbers: object  # an int64 array, one row per copy and moving operand
+    first: Instruction
+    last: Instruction
+
+    @property
+    def stop(self) -> int:
+        """The index after its last instruction."""
+        return self.start + self.copies * len(self.template.reads)
+
+    def held_by(self, instrs: list) -> bool:
+        """Whether `instrs` hold it and its template (before it) where they were noted."""
+        s, e, t = self.start, self.stop, self.template
+        return 0 <= s and e <= len(instrs) and instrs[s] is self.first \
+            and instrs[e - 1] is self.last and t.start + len(t.reads) <= s \
+            and t.held_by(instrs)
+
+
 @dataclass
 class Program:
     """The ordered instructions of one kernel run (all cores), the on-chip tensors it
     declared (`allocations`, by id), the points the compiler may not reorder across
     (`fences`: (core, index of the first instruction after the fence)), and once the
     compiler model has run, its memory plan (`memory`: trnsim.compiler.plan.MemoryPlan)
-    and issue order (`issue`: trnsim.compiler.schedule.IssueOrder)."""
+    and issue order (`issue`: trnsim.compiler.schedule.IssueOrder). `copied`: the blocks
+    of copies loop expansion appended (CopiedBlock), from which the access columns
+    (timing/access_columns.py) are made without reading every access; the pass that
+    makes them empties it."""
     chip: object
     lnc: int = 1
     instructions: list[Instruction] = field(default_factory=list)
@@ -122,6 +179,7 @@ class Program:
     memory: object = None
     fences: list = field(default_factory=list)
     issue: object = None
+    copied: list = field(default_factory=list, repr=False, compare=False)
 
     def fence(self, core: int) -> None:
         """Nothing recorded from now on moves before what was recorded until now."""
@@ -129,6 +187,21 @@ class Program:
 
     def append(self, ins: Instruction) -> None:
         self.instructions.append(ins)
+
+    def note_copies(self, made: list, templates: list, reads: list, writes: list,
+                    moving: list, numbers) -> None:
+        """Note the copies `made` (just appended) of the instructions `templates` (their
+        reads and writes tuples `reads`, `writes`; the operands at `moving` each copy's
+        own, their numbers the rows of `numbers`: offset, p_lo, p_hi, lo, hi, alloc, as
+        machine/expand_parts.py snapshot lists an operand's) as a CopiedBlock."""
+        blocks = self.copied
+        template = blocks[-1].template if blocks else None
+        if template is None or template.reads is not reads:
+            template = CopyTemplate(templates[0].index, templates[0], reads, writes,
+                                    np.array(moving, np.int64))
+        blocks.append(CopiedBlock(len(self.instructions) - len(made),
+                                  len(made) // len(templates), template,
+                                  numbers[:, 1:].copy(), made[0], made[-1]))
 
     def __len__(self) -> int:
         return len(self.instructions)

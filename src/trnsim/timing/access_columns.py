@@ -31,6 +31,7 @@ from operator import attrgetter, itemgetter
 import numpy as np
 
 from ..machine.access import Access
+from ..machine.compiled import jit
 from .costs import itemsize
 from .scheduler import identities
 
@@ -76,6 +77,15 @@ def access_columns(program) -> AccessColumns:
     return cols
 
 
+def taken_blocks(program) -> list:
+    """The blocks of copies noted on `program` (machine/record.py CopiedBlock), which
+    it then lets go of (read once: the passes after change the accesses)."""
+    blocks = getattr(program, "copied", None) or []
+    if blocks:
+        program.copied = []
+    return blocks
+
+
 def kept_columns(program):
     """The access columns kept on `program` where they still describe it, else None."""
     instrs = program.instructions
@@ -99,17 +109,20 @@ def distinct_rows(keys) -> tuple:
 
 def build(instrs) -> AccessColumns:
     """The access columns of the instructions `instrs` (indexed by position)."""
-    cols = _build(instrs, ())[0]
+    cols = _build(instrs, False, (), None)[0]
     cols.depends_on = depends_on(instrs)
     return cols
 
 
-def build_with_allocs(instrs) -> tuple:
+def build_with_allocs(instrs, blocks=(), vaddr=None) -> tuple:
     """For the allocation pass (compiler/compiled_allocation.py), which reads the
     virtual accesses and hands on the columns of the physical ones (`moved`):
     (build(instrs) but its `depends_on`, which `moved` sets, the accesses in row order
-    (a list), each access's `alloc` and `bytes` (arrays by row))."""
-    cols, flat, (_, nbytes, alloc) = _build(instrs, (_ALLOC,))
+    (an object array), each access's `alloc` and `bytes` (arrays by row)). `blocks`: copies
+    among the instructions (CopiedBlock, `taken_blocks`), whose rows are made from
+    their templates' rows and their numbers (`vaddr`: the allocations' by id) by a
+    numba core, not read."""
+    cols, flat, (_, nbytes, alloc) = _build(instrs, True, blocks, vaddr)
     return cols, flat, alloc, nbytes
 
 
@@ -139,66 +152,211 @@ def depends_on(instrs) -> list:
     return list(compress(enumerate(orders), orders))
 
 
-def _build(instrs, fields) -> tuple:
+def _build(instrs, with_alloc: bool, blocks, vaddr) -> tuple:
     """(the columns but depends_on, the accesses in row order, an array by row of
-    each access's core, bytes and each of the int `fields`)."""
+    each access's core, bytes and, `with_alloc`, alloc)."""
     n = len(instrs)
+    spans = _spans(instrs, blocks, vaddr) if len(blocks) else []
     sides = [None] * (2 * n)  # each instruction's reads, then its writes
     sides[::2] = map(_READS, instrs)
     sides[1::2] = map(_WRITES, instrs)
-    counts = np.fromiter(map(len, sides), np.int64, 2 * n).reshape(n, 2)
+    counts = np.empty((n, 2), np.int64)
+    for a, b in _gaps(spans, n):
+        counts[a:b] = np.fromiter(map(len, sides[2 * a:2 * b]), np.int64,
+                                  2 * (b - a)).reshape(-1, 2)
+    for block, s, e in spans:  # (in order: a template's instructions come before)
+        t = block.template.start
+        counts[s:e].reshape(block.copies, -1, 2)[:] = counts[t:t + (e - s) // block.copies]
     cols = AccessColumns()
     cols.instrs, cols.n = instrs, n
-    cols.ptr = np.zeros(n + 1, np.int64)
-    np.cumsum(counts.sum(axis=1), out=cols.ptr[1:])
-    cols.wptr = cols.ptr[:-1] + counts[:, 0]
-    flat = list(chain.from_iterable(sides))
-    del sides, counts
-    m = len(flat)
-    acc = cols.acc = np.zeros((m, len(ACC)), np.int64)
-    sizes = cols.sizes = np.empty((len(SIZES), m), np.int64)
-    # (column, Access field) of the ints read: the box, bytes, contiguous bytes, core,
-    # `fields`
-    ints = [(acc[:, k], _FIELD[ACC[k]]) for k in range(P_LO, HI + 1)]
-    ints += [(sizes[BYTES], _BYTES), (sizes[CONTIGUOUS], _CBYTES)]
-    extra = [np.empty(m, np.int64) for _ in range(1 + len(fields))]  # core, fields
-    ints += zip(extra, (_CORE, *fields))
-    code: dict = {}  # space name -> number, in order of first use
-    shapes = _Shapes()
-    # a chunk of accesses at a time, transposed (each field a tuple: the fastest way to
-    # read them found), its int fields made arrays
-    for c in range(0, m, _CHUNK):
-        fields_of = list(zip(*flat[c:c + _CHUNK]))
-        e = c + len(fields_of[0])
-        for column, k in ints:
-            column[c:e] = np.fromiter(fields_of[k], np.int64, e - c)
-        spaces = _numbers(fields_of[_SPACE], code, e - c)
-        acc[c:e, SPACE] = spaces
-        sizes[ROLE, c:e] = identities(fields_of[_ROLE])
-        sizes[SHAPE, c:e] = identities(fields_of[_SHAPE])
-        if "hbm" in code:
-            shapes.add(fields_of, np.flatnonzero(spaces == code["hbm"]).tolist())
-        del fields_of
+    ends = np.cumsum(counts.ravel())  # (each instruction's reads end, then its writes)
+    del counts
+    ptr = cols.ptr = np.zeros(n + 1, np.int64)
+    ptr[1:] = ends[1::2]
+    cols.wptr = ends[::2]
+    m = int(ptr[-1])
+    accesses = chain.from_iterable(sides)
+    try:
+        flat = np.fromiter(accesses, object, m)
+    except ValueError:  # (fewer: copies whose accesses changed since noted)
+        flat = None
+    if flat is None or next(accesses, None) is not None:
+        return _build(instrs, with_alloc, (), vaddr)
+    del sides, accesses
+    # the accesses outside the blocks are read; a copy's columns are its template's, which
+    # come before it, so the spaces and maps are all met there first
+    rows = [(r0, r1) for r0, r1 in
+            ((int(ptr[a]), int(ptr[b])) for a, b in _gaps(spans, n)) if r1 > r0]
+    code: dict = {}  # space name -> its number, in the order met
+    part = _Part(flat if not spans else
+                 list(chain.from_iterable(flat[r0:r1] for r0, r1 in rows)), code, with_alloc)
     names = cols.spaces = list(code)
-    cols.maps = []
-    nbytes = sizes[BYTES]
-    acc[:, DENSE] = _dense(acc, nbytes)
-    space = acc[:, SPACE]
-    hbm = space == code.get("hbm", -1)
-    onchip = ~hbm
-    if onchip.any():
-        core = extra[0][onchip]
-        width = int(core.max()) + 1
-        keys = space[onchip] * width + core
-        used = np.zeros(len(names) * width, bool)  # (np.unique without its sort)
-        used[keys] = True
-        acc[onchip, MAP] = (np.cumsum(used) - 1)[keys]
-        cols.maps = [(names[k // width], k % width) for k in np.flatnonzero(used).tolist()]
-    acc[hbm, MAP] = -1
-    if hbm.any():
-        at = np.flatnonzero(hbm)
-        _rows_forms(acc, at, shapes.table(sizes[:, at]), nbytes[at])
-    return cols, flat, (extra[0], nbytes, *extra[1:])
+    cols.maps, rank, width = _maps(names, part)
+    part.finish(rank, width)
+    if not spans:
+        cols.acc, cols.sizes = part.acc, part.sizes
+        return cols, flat, (part.extra[0], part.sizes[BYTES], *part.extra[1:])
+    acc = cols.acc = np.empty((m, len(ACC)), np.int64)
+    sizes = cols.sizes = np.empty((len(SIZES), m), np.int64)
+    extra = [np.empty(m, np.int64) for _ in part.extra]  # core, alloc
+    at = 0
+    for r0, r1 in rows:  # (slices: fancy indexing copies rows far slower)
+        acc[r0:r1] = part.acc[at:at + r1 - r0]
+        sizes[:, r0:r1] = part.sizes[:, at:at + r1 - r0]
+        for column, read in zip(extra, part.extra):
+            column[r0:r1] = read[at:at + r1 - r0]
+        at += r1 - r0
+    del part
+    if not _copy_blocks(acc, sizes, *extra, *_block_table(spans, ptr), vaddr):
+        return _build(instrs, with_alloc, (), vaddr)  # (see _copy_blocks)
+    return cols, flat, (extra[0], sizes[BYTES], *extra[1:])
+
+
+class _Part:
+    """The columns of some accesses (`acc`, `sizes`, `extra`: core and alloc), read from
+    them in order, their spaces numbered by `code`: the box, sizes, core and alloc at
+    first, the rest once the numbering of spaces and maps is known (`finish`)."""
+
+    def __init__(self, accesses: list, code: dict, with_alloc: bool):
+        m = len(accesses)
+        acc = self.acc = np.zeros((m, len(ACC)), np.int64)
+        sizes = self.sizes = np.empty((len(SIZES), m), np.int64)
+        self.extra = [np.empty(m, np.int64) for _ in range(1 + with_alloc)]
+        # (column, Access field) of the ints read: the box, bytes, contiguous bytes,
+        # core, alloc
+        ints = [(acc[:, k], _FIELD[ACC[k]]) for k in range(P_LO, HI + 1)]
+        ints += [(sizes[BYTES], _BYTES), (sizes[CONTIGUOUS], _CBYTES)]
+        ints += zip(self.extra, (_CORE, _ALLOC))
+        shapes = _Shapes()
+        hbm = []
+        # a chunk of accesses at a time, transposed (each field a tuple: the fastest way
+        # to read them found), its int fields made arrays
+        for c in range(0, m, _CHUNK):
+            fields_of = list(zip(*accesses[c:c + _CHUNK]))
+            e = c + len(fields_of[0])
+            for column, k in ints:
+                column[c:e] = np.fromiter(fields_of[k], np.int64, e - c)
+            spaces = _numbers(fields_of[_SPACE], code, e - c)
+            acc[c:e, SPACE] = spaces
+            sizes[ROLE, c:e] = identities(fields_of[_ROLE])
+            sizes[SHAPE, c:e] = identities(fields_of[_SHAPE])
+            if "hbm" in code:
+                at = np.flatnonzero(spaces == code["hbm"])
+                shapes.add(fields_of, at.tolist())
+                hbm.append(at + c)
+            del fields_of
+        at = self.hbm = np.concatenate(hbm) if hbm else np.zeros(0, np.int64)
+        self.shape = shapes.table(sizes[BYTES, at], sizes[CONTIGUOUS, at])
+
+    def on_chip_keys(self, width: int):
+        """(which rows are on chip, their space * width + core)."""
+        onchip = np.ones(len(self.acc), bool)
+        onchip[self.hbm] = False
+        return onchip, self.acc[onchip, SPACE] * width + self.extra[0][onchip]
+
+    def finish(self, rank, width: int) -> None:
+        """Dense, map (`rank`: its number by on-chip key, `width` the keys' core span)
+        and the HBM rows forms."""
+        acc, nbytes = self.acc, self.sizes[BYTES]
+        acc[:, DENSE] = _dense(acc, nbytes)
+        onchip, keys = self.on_chip_keys(width)
+        acc[onchip, MAP] = rank[keys]
+        acc[self.hbm, MAP] = -1
+        if len(self.hbm):
+            _rows_forms(acc, self.hbm, self.shape, nbytes[self.hbm])
+
+
+def _block_table(spans: list, ptr) -> tuple:
+    """For _copy_blocks: per block its first row, copies, its template's first row,
+    rows per copy, and where its moving operands' positions start in the second array
+    (each template's once) and how many; the blocks' numbers one after the other."""
+    table = np.empty((len(spans), 6), np.int64)
+    positions, at = [], {}  # id(template) -> where its positions start
+    for row, (block, s, _) in zip(table, spans):
+        t = block.template
+        if id(t) not in at:
+            at[id(t)] = sum(map(len, positions))
+            positions.append(t.moving)
+        row[:] = (s, block.copies, t.start, t.start + len(t.reads), at[id(t)], len(t.moving))
+    table[:, 3] = ptr[table[:, 3]] - ptr[table[:, 2]]
+    table[:, 0] = ptr[table[:, 0]]
+    table[:, 2] = ptr[table[:, 2]]
+    return table, np.concatenate(positions), np.concatenate([b.numbers for b, _, _ in spans])
+
+
+@jit
+def _copy_blocks(acc, sizes, core, alloc, table, positions, numbers, vaddr):
+    """Fill the rows of the copies of the blocks `table` (_block_table), in order (a
+    template's rows come before its copies', so they are made): each copy's rows its
+    template's, then each moving operand's box, dense and alloc from its numbers
+    (p_lo, p_hi, lo, hi, alloc; lo and hi relative to the allocation's vaddr where
+    alloc >= 0), and in HBM the first byte of its rows form: the rest of the form is
+    its template's, as its bytes and byte span are. False (some rows made) where a
+    moving HBM access's byte span is not its template's."""
+    k = 0
+    for b in range(len(table)):
+        r, n, t, w, at, m = (table[b, 0], table[b, 1], table[b, 2], table[b, 3],
+                             table[b, 4], table[b, 5])
+        for c in range(n):
+            d = r + c * w
+            for i in range(w):
+                for f in range(acc.shape[1]):
+                    acc[d + i, f] = acc[t + i, f]
+                for f in range(sizes.shape[0]):
+                    sizes[f, d + i] = sizes[f, t + i]
+                core[d + i] = core[t + i]
+                alloc[d + i] = alloc[t + i]
+            for j in range(m):
+                x = positions[at + j]
+                row, src = d + x, t + x
+                p_lo, p_hi, lo, hi, aid = (numbers[k, 0], numbers[k, 1], numbers[k, 2],
+                                           numbers[k, 3], numbers[k, 4])
+                k += 1
+                if aid >= 0:
+                    lo += vaddr[aid]
+                    hi += vaddr[aid]
+                if acc[src, MAP] == -1:
+                    if hi - lo != acc[src, HI] - acc[src, LO]:
+                        return False
+                    if acc[src, HAS_FORM]:
+                        acc[row, FIRST] = lo
+                acc[row, P_LO], acc[row, P_HI], acc[row, LO], acc[row, HI] = p_lo, p_hi, lo, hi
+                acc[row, DENSE] = sizes[BYTES, src] >= (p_hi - p_lo) * (hi - lo)
+                alloc[row] = aid
+    return True
+
+
+def _spans(instrs, blocks, vaddr) -> list:
+    """(block, its first instruction, its end) of the `blocks` the instructions still
+    hold where they were noted (CopiedBlock.held_by), no two overlapping and their
+    allocations in `vaddr`, in order."""
+    out, end = [], 0
+    for b in sorted(blocks, key=_START):
+        aid = b.numbers[:, 4]
+        if b.start >= end and b.held_by(instrs) and not (len(aid) and
+                                                          int(aid.max()) >= len(vaddr)):
+            out.append((b, b.start, b.stop))
+            end = b.stop
+    return out
+
+
+def _gaps(spans: list, n: int) -> list:
+    """The ranges of instructions 0..n outside the spans."""
+    ends = [0] + [e for _, _, e in spans]
+    starts = [s for _, s, _ in spans] + [n]
+    return [(a, b) for a, b in zip(ends, starts) if b > a]
+
+
+def _maps(names: list, part) -> tuple:
+    """(the on-chip maps (space, core) in order, the map number by key space * width +
+    core, width) of the on-chip accesses of `part` (their spaces numbered as `names`)."""
+    onchip, _ = part.on_chip_keys(1)
+    core = part.extra[0][onchip]
+    width = int(core.max()) + 1 if len(core) else 1
+    used = np.zeros(len(names) * width, bool)  # (np.unique without its sort)
+    used[part.on_chip_keys(width)[1]] = True
+    maps = [(names[k // width], k % width) for k in np.flatnonzero(used).tolist()]
+    return maps, np.cumsum(used) - 1, width
 
 
 def _numbers(names, code: dict, n: int):
@@ -215,6 +373,7 @@ def _numbers(names, code: dict, n: int):
 # alloc; space; role and shape; what rows_form reads besides lo and hi
 _FIELD = {name: k for k, name in enumerate(Access._fields)}
 _CORE, _BYTES, _ALLOC, _SPACE = (_FIELD[f] for f in ("core", "bytes", "alloc", "space"))
+_START = attrgetter("start")
 _ROLE, _SHAPE = _FIELD["role"], _FIELD["shape"]
 _PATTERN, _CBYTES, _DTYPE = (_FIELD[f] for f in ("pattern", "contiguous_bytes", "dtype"))
 _ONE_RUN, _NO_FORM, _ROWS = range(3)
@@ -240,13 +399,14 @@ class _Shapes:
         self.patterns.append(pick(fields_of[_PATTERN]))
         self.dtypes.append(pick(fields_of[_DTYPE]))
 
-    def table(self, sizes):
-        """(kind, row pitch, rows, bytes per row) by HBM access (`sizes`: the columns
-        `sizes` of the HBM accesses)."""
+    def table(self, nbytes, cbytes):
+        """(kind, row pitch, rows, bytes per row) by HBM access (`nbytes`, `cbytes`: the
+        HBM accesses' bytes and contiguous bytes)."""
+        if not self.patterns:
+            return np.zeros((0, 4), np.int64)
         patterns = list(chain.from_iterable(self.patterns))
         dtypes = list(chain.from_iterable(self.dtypes))
-        keys = np.column_stack((identities(patterns), sizes[BYTES], sizes[CONTIGUOUS],
-                                identities(dtypes)))
+        keys = np.column_stack((identities(patterns), nbytes, cbytes, identities(dtypes)))
         first, inverse = distinct_rows(keys)
         by_value: dict = {}  # (pattern, bytes, contiguous bytes, dtype) -> its shape
         shapes = []

@@ -1,0 +1,217 @@
+"""The access columns of loop expansion's copies made from the blocks the expansion
+notes (machine/record.py CopiedBlock; timing/access_columns.py build_with_allocs with
+blocks): the same arrays as reading every access (rows, pointers, spaces in order of
+first use, maps, sizes, alloc, bytes, the accesses themselves), and the compiled
+allocation that reads them the same program as the Python allocator. On kernels whose
+copies move on chip and in HBM (strided rows), with odd tiles, a loop entered several
+times, after hoisting, and where the record no longer holds a block as noted."""
+from __future__ import annotations
+
+import ml_dtypes
+import numpy as np
+import pytest
+
+import trnsim
+import trnsim.compiler as compiler
+import trnsim.nki.isa as nisa
+import trnsim.nki.language as nl
+from benchmarks.fidelity import strided_stores
+from trnsim.compiler import allocation, hoist
+from trnsim.examples import load_example
+from trnsim.legacy.jit import run_legacy
+from trnsim.timing import access_columns
+
+pytest.importorskip("numba")
+from test_allocation_compiled import _copy, _same, same_columns  # noqa: E402
+
+from trnsim.compiler import compiled_allocation  # noqa: E402
+
+
+def _vaddrs(allocations: dict) -> np.ndarray:
+    out = np.zeros(max(allocations, default=0) + 1, np.int64)
+    for k, a in allocations.items():
+        out[k] = a.vaddr
+    return out
+
+
+def _covered(program) -> float:
+    """The share of the program's instructions in blocks whose columns are made."""
+    spans = access_columns._spans(program.instructions, program.copied,
+                                  _vaddrs(program.allocations))
+    return sum(e - s for _, s, e in spans) / len(program.instructions)
+
+
+def _same_both_ways(program) -> None:
+    """build_with_allocs from the program's blocks gives what reading every access does."""
+    read = access_columns.build_with_allocs(program.instructions)
+    made = access_columns.build_with_allocs(program.instructions, list(program.copied),
+                                            _vaddrs(program.allocations))
+    (want, want_flat, want_alloc, want_bytes), (got, flat, alloc, nbytes) = read, made
+    for name in ("acc", "ptr", "wptr", "sizes"):
+        a, b = getattr(want, name), getattr(got, name)
+        assert a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b), name
+    assert got.spaces == want.spaces and got.maps == want.maps
+    assert len(flat) == len(want_flat) and all(map(lambda x, y: x is y, flat, want_flat))
+    assert np.array_equal(alloc, want_alloc) and np.array_equal(nbytes, want_bytes)
+
+
+@pytest.fixture
+def allocated(monkeypatch):
+    """Runs `go` and checks each program handed to `allocate` (as hoisting leaves it,
+    with its blocks) both ways, then allocates it on the compiled path (which reads
+    the blocks) against the Python allocator; returns the share of the programs'
+    instructions in blocks."""
+    monkeypatch.setenv("TRNSIM_COMPILED", "1")
+    covered = []
+
+    def grab(program):
+        covered.append(_covered(program))
+        _same_both_ways(program)
+        want = allocation._Allocator(_copy(program)).run()
+        got = compiled_allocation.allocate_compiled(program)
+        assert got is not None and not program.copied  # (taken: read once)
+        _same(want, got)
+        same_columns(got._access_columns, access_columns.build(got.instructions))
+        return got
+
+    monkeypatch.setattr(compiler, "allocate", grab)
+
+    def run(go) -> float:
+        covered.clear()
+        go()
+        assert covered
+        return min(covered)
+    return run
+
+
+@pytest.mark.parametrize("variant, shape", [
+    ("tiled", (2048, 512, 2048)), ("hoisted", (2048, 512, 2048)),
+    ("block_free", (2048, 512, 2048)), ("block_mnk", (2048, 4096, 1024))])
+def test_matmul_tutorial_steps(allocated, variant, shape):
+    """(examples/legacy/matmul_tutorial.py; shapes whose loops run long enough to be
+    expanded, block_mnk with its own blocking)"""
+    kernel = load_example("legacy/matmul_tutorial").VARIANTS[variant].fn
+    K, M, N = shape
+    bf = ml_dtypes.bfloat16
+    assert allocated(lambda: run_legacy(kernel, (np.zeros((K, M), bf), np.zeros((K, N), bf)),
+                                        {}, chip="trn1", numerics=False)) > 0.7
+
+
+def _run(kernel, *args):
+    return trnsim.run_kernel(kernel, args, chip="trn2", numerics=False)
+
+
+def test_strided_hbm_stores(allocated):
+    """Every HBM access a moving strided rows form (its first byte moves)."""
+    assert allocated(lambda: _run(strided_stores, np.ones((128, 8 * 80), np.float32))) > 0.8
+
+
+@trnsim.nki.jit
+def odd_tiles(x):
+    """Tiles of 100 partitions by 37 columns, PSUM between: boxes that cover part of
+    their tensors."""
+    out = nl.ndarray((x.shape[0], 37), nl.float32, buffer=nl.hbm)
+    for i in nl.affine_range(x.shape[0] // 100):
+        t = nl.ndarray((100, 37), nl.float32, buffer=nl.sbuf)
+        nisa.dma_copy(dst=t, src=x[i * 100:(i + 1) * 100, 3:40])
+        p = nl.ndarray((100, 37), nl.float32, buffer=nl.psum)
+        nisa.tensor_scalar(dst=p, data=t, op0=nl.add, operand0=1.0)
+        u = nl.ndarray((100, 37), nl.float32, buffer=nl.sbuf)
+        nisa.tensor_copy(dst=u[:, 1:36], src=p[:, 1:36])
+        nisa.tensor_copy(dst=u[:, 0:1], src=t[:, 0:1])
+        nisa.tensor_copy(dst=u[:, 36:37], src=t[:, 36:37])
+        nisa.dma_copy(dst=out[i * 100:(i + 1) * 100, :], src=u)
+    return out
+
+
+def test_odd_tiles(allocated):
+    assert allocated(lambda: _run(odd_tiles, np.ones((100 * 60, 41), np.float32))) > 0.8
+
+
+@trnsim.nki.jit
+def entered_again(x):
+    """An inner loop entered once per row block: a template, and its blocks, per entry."""
+    out = nl.ndarray(x.shape, nl.float32, buffer=nl.hbm)
+    for r in range(x.shape[0] // 128):
+        for j in nl.affine_range(x.shape[1] // 8):
+            t = nl.ndarray((128, 8), nl.float32, buffer=nl.sbuf)
+            nisa.dma_copy(dst=t, src=x[r * 128:(r + 1) * 128, j * 8:(j + 1) * 8])
+            u = nl.ndarray((128, 8), nl.float32, buffer=nl.sbuf)
+            nisa.tensor_scalar(dst=u, data=t, op0=nl.multiply, operand0=float(r + 1))
+            nisa.dma_copy(dst=out[r * 128:(r + 1) * 128, j * 8:(j + 1) * 8], src=u)
+    return out
+
+
+def test_a_loop_entered_several_times(allocated):
+    assert allocated(lambda: _run(entered_again, np.ones((128 * 4, 8 * 40), np.float32))) > 0.7
+
+
+@trnsim.nki.jit
+def invariant_reload(x, w):
+    """`w` loaded into a fresh tile every iteration: hoisting drops the repeats and
+    points the adds at the first copy (every copy changes: no block is carried)."""
+    out = nl.ndarray(x.shape, nl.float32, buffer=nl.hbm)
+    for j in nl.affine_range(x.shape[1] // 8):
+        wt = nl.ndarray((128, 8), nl.float32, buffer=nl.sbuf)
+        nisa.dma_copy(dst=wt, src=w)
+        t = nl.ndarray((128, 8), nl.float32, buffer=nl.sbuf)
+        nisa.dma_copy(dst=t, src=x[:, j * 8:(j + 1) * 8])
+        u = nl.ndarray((128, 8), nl.float32, buffer=nl.sbuf)
+        nisa.tensor_tensor(dst=u, data1=t, data2=wt, op=nl.add)
+        nisa.dma_copy(dst=out[:, j * 8:(j + 1) * 8], src=u)
+    return out
+
+
+def test_hoisted_loads(allocated):
+    allocated(lambda: _run(invariant_reload, np.ones((128, 8 * 60), np.float32),
+                           np.ones((128, 8), np.float32)))
+
+
+def _recorded(monkeypatch, kernel, *args):
+    monkeypatch.setattr(trnsim.machine.runtime.Run, "compile", lambda self: None)
+    return _run(kernel, *args)[1].program
+
+
+def _hoisted(p, dropped: set, redirected: set):
+    """`p` as hoisting leaves it where it drops the instructions at `dropped` and
+    redirects those at `redirected`, with the blocks hoist._carried carries."""
+    position, out = [], []
+    for at, ins in enumerate(p.instructions):
+        position.append(-1 if at in dropped | redirected else len(out))
+        if at not in dropped:
+            out.append(ins)
+    kept = type(p)(p.chip, p.lnc, out, p.allocations)
+    kept.copied = hoist._carried(p.copied, p.instructions, position, out)
+    return kept
+
+
+def test_hoisting_cuts_blocks_around_the_copies_it_changes(monkeypatch):
+    """Blocks carried through hoisting (hoist._carried, on a record with instructions
+    of two copies dropped and one of a third redirected) make the kept instructions'
+    columns, the changed copies read; a template changed drops its blocks."""
+    p = _recorded(monkeypatch, strided_stores, np.ones((128, 8 * 80), np.float32))
+    big = max(p.copied, key=lambda b: b.copies)
+    w = len(big.template.reads)
+    kept = _hoisted(p, {big.start + 5 * w + 1, big.start + 9 * w}, {big.start + 20 * w + 2})
+    cut = [b for b in kept.copied if b.template.first is big.template.first]
+    assert [b.copies for b in cut] == [5, 3, 10, big.copies - 21]
+    assert all(b.template is not big.template for b in cut)
+    assert 0.5 < _covered(kept) < 1
+    _same_both_ways(kept)
+    assert not [b for b in _hoisted(p, {big.template.start + 1}, set()).copied
+                if b.template.first is big.template.first]
+
+
+def test_blocks_the_record_no_longer_holds_are_read(monkeypatch):
+    """A block whose end instruction is another object, or one whose copies' accesses
+    number otherwise than its template's, is read like any instruction."""
+    p = _recorded(monkeypatch, strided_stores, np.ones((128, 8 * 80), np.float32))
+    big = max(p.copied, key=lambda b: b.copies)
+    instrs = p.instructions
+    instrs[big.stop - 1] = _copy(type(p)(p.chip, p.lnc, [instrs[big.stop - 1]])).instructions[0]
+    _same_both_ways(p)
+    q = _recorded(monkeypatch, strided_stores, np.ones((128, 8 * 80), np.float32))
+    big = max(q.copied, key=lambda b: b.copies)
+    middle = q.instructions[big.start + 3]
+    middle.reads = middle.reads + middle.reads
+    _same_both_ways(q)
