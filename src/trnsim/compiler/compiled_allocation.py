@@ -13,9 +13,10 @@ The moment a block would need an eviction (and so spills, reloads or compaction)
 walk stops and `allocate_compiled` returns None before anything was changed: the whole
 program then goes through the Python allocator. Without spills no instruction is
 inserted, so the output keeps every index; the physical accesses are computed in bulk.
-The virtual accesses are read once, as the access columns of timing/access_columns.py,
-and the allocated program is handed on with its own (`_access_columns`: the virtual
-columns at the physical bytes), which the list and timing schedulers read.
+The virtual accesses are read once, as the access columns of timing/access_columns.py
+(those of loop expansion's copies made from the blocks noted on the program, which the
+pass takes), and the allocated program is handed on with its own (`_access_columns`:
+the virtual columns at the physical bytes), which the list and timing schedulers read.
 """
 from __future__ import annotations
 

@@ -23,10 +23,11 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections import Counter
+from dataclasses import replace
 from operator import itemgetter
 
 from ..machine.access import Access, copy_with, with_bytes
-from ..machine.record import CopiedBlock, CopyTemplate, Program
+from ..machine.record import Program
 from .hbm_writes import HbmWrites
 
 _PLAIN = ("dma_copy",)
@@ -205,17 +206,18 @@ def _carried(blocks: list, instrs: list, position: list, out: list) -> list:
         t, w = b.template, len(b.template.reads)
         if id(t) not in templates:
             templates[id(t)] = None if -1 in position[t.start:t.start + w] else \
-                CopyTemplate(position[t.start], t.first, t.reads, t.writes, t.moving)
+                replace(t, start=position[t.start])
         new = templates[id(t)]
         if new is None:
             continue
         m, c = len(t.moving), 0
-        for stop in [k // w for k, p in enumerate(position[b.start:b.start + b.copies * w])
-                     if p < 0] + [b.copies]:
+        for stop in [k // w for k, p in enumerate(position[b.start:b.stop]) if p < 0] + \
+                [b.copies]:
             if stop > c:
                 s = position[b.start + c * w]
-                kept.append(CopiedBlock(s, stop - c, new, b.numbers[c * m:stop * m], out[s],
-                                        out[s + (stop - c) * w - 1]))
+                kept.append(replace(b, start=s, copies=stop - c, template=new,
+                                    numbers=b.numbers[c * m:stop * m], first=out[s],
+                                    last=out[s + (stop - c) * w - 1]))
             c = max(c, stop + 1)
     return kept
 

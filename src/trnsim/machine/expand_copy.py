@@ -184,7 +184,8 @@ class Copier:
         p.instructions.extend(made)
         if made:  # (for the access columns: timing/access_columns.py)
             p.note_copies(made, self.templates, self.statics[3], self.statics[4],
-                          self.layout.moving_at, values[:, self.moving].reshape(-1, 6))
+                          self.layout.moving_at, self.layout.fields_moving,
+                          values[:, self.moving].reshape(-1, 6))
         if stats is not None and made:  # (numbers: where they lie in `values`)
             stats.copied_blocks[len(p.instructions) - len(made)] = (
                 len(p.instructions) - 1, made[-1], self.keys, self.layout.sizes, n, values,

@@ -10,6 +10,7 @@ from .access import Access
 from .errors import SourceLocation
 
 ENGINES = ("tensor", "vector", "scalar", "gpsimd", "sync")
+_INT32 = 1 << 31
 
 
 @dataclass(slots=True)
@@ -117,12 +118,14 @@ class CopyTemplate:
     positions among their accesses (each instruction's reads, then its writes) of the
     operands each copy has its own of (`moving`: every other operand of a copy is the
     template's object, and a moving one differs from it only in its offset, box and
-    alloc)."""
+    alloc). `kept`: per number of a moving operand (p_lo, p_hi, lo, hi, alloc) its
+    column in a block's `numbers`, -1 where it is the template's in every copy."""
     start: int
     first: Instruction
     reads: list
     writes: list
     moving: object  # an int64 array
+    kept: object  # an int64 array
 
     def held_by(self, instrs: list) -> bool:
         """Whether `instrs` hold its instructions where it was noted (its first one, and
@@ -138,14 +141,15 @@ class CopyTemplate:
 @dataclass(slots=True)
 class CopiedBlock:
     """`copies` copies of a template iteration appended by loop expansion, from
-    instruction `start` on: per copy and moving operand (rows copy by copy) its p_lo,
-    p_hi, lo, hi and alloc (`numbers`; lo and hi relative to the allocation's vaddr
-    where alloc >= 0). `first` and `last`: the block's end instructions, by which a
-    reader checks that the record still holds the block where it was noted."""
+    instruction `start` on: per copy and moving operand (rows copy by copy) those of
+    its p_lo, p_hi, lo, hi and alloc that move (`numbers`, CopyTemplate.kept; lo and
+    hi relative to the allocation's vaddr where alloc >= 0). `first` and `last`: the
+    block's end instructions, by which a reader checks that the record still holds the
+    block where it was noted."""
     start: int
     copies: int
     template: CopyTemplate
-    numbers: object  # an int64 array, one row per copy and moving operand
+    numbers: object  # an int array (int32 where the numbers fit), a row per operand
     first: Instruction
     last: Instruction
 
@@ -189,19 +193,25 @@ class Program:
         self.instructions.append(ins)
 
     def note_copies(self, made: list, templates: list, reads: list, writes: list,
-                    moving: list, numbers) -> None:
+                    moving: list, moves: list, numbers) -> None:
         """Note the copies `made` (just appended) of the instructions `templates` (their
         reads and writes tuples `reads`, `writes`; the operands at `moving` each copy's
         own, their numbers the rows of `numbers`: offset, p_lo, p_hi, lo, hi, alloc, as
-        machine/expand_parts.py snapshot lists an operand's) as a CopiedBlock."""
+        machine/expand_parts.py snapshot lists an operand's, those `moves` marks the
+        ones that change) as a CopiedBlock."""
         blocks = self.copied
         template = blocks[-1].template if blocks else None
         if template is None or template.reads is not reads:
+            kept = np.cumsum(moves[1:]) - 1
             template = CopyTemplate(templates[0].index, templates[0], reads, writes,
-                                    np.array(moving, np.int64))
+                                    np.array(moving, np.int64),
+                                    np.where(moves[1:], kept, -1))
+        numbers = numbers[:, 1:][:, template.kept >= 0]
+        if len(numbers) and -_INT32 <= numbers.min() and numbers.max() < _INT32:
+            numbers = numbers.astype(np.int32)
         blocks.append(CopiedBlock(len(self.instructions) - len(made),
-                                  len(made) // len(templates), template,
-                                  numbers[:, 1:].copy(), made[0], made[-1]))
+                                  len(made) // len(templates), template, numbers,
+                                  made[0], made[-1]))
 
     def __len__(self) -> int:
         return len(self.instructions)

@@ -19,9 +19,12 @@ the accesses keep alive: equal ids, equal values).
 The columns describe the instructions as they stand when first asked for: the compiler
 passes that change accesses (hoist, allocation) make a new Program, and the cache is
 dropped where the program's instruction list is another object or another length. The
-compiled allocation (compiler/compiled_allocation.py) reads the virtual accesses once
-(`build_with_allocs`) and hands the program it makes over with its columns already
-made (`moved`), so they are not read again.
+compiled allocation (compiler/compiled_allocation.py) makes the columns of the virtual
+accesses once (`build_with_allocs`) and hands the program it makes over with its
+columns already made (`moved`), so they are not read again. It reads only the accesses
+outside loop expansion's copies: the rows of a block of copies (Program.copied,
+machine/record.py CopiedBlock) are its template's rows, made before them, with the
+numbers of the operands that move (`_copy_block`, a numba core).
 """
 from __future__ import annotations
 
@@ -157,6 +160,35 @@ def _build(instrs, with_alloc: bool, blocks, vaddr) -> tuple:
     each access's core, bytes and, `with_alloc`, alloc)."""
     n = len(instrs)
     spans = _spans(instrs, blocks, vaddr) if len(blocks) else []
+    ptr, wptr, flat = _pointers(instrs, spans)
+    if flat is None:
+        return _build(instrs, with_alloc, (), vaddr)
+    cols = AccessColumns()
+    cols.instrs, cols.n, cols.ptr, cols.wptr = instrs, n, ptr, wptr
+    # the accesses outside the blocks are read; a copy's columns are its template's, which
+    # come before it, so the spaces and maps are all met there first
+    rows = [(r0, r1) for r0, r1 in
+            ((int(ptr[a]), int(ptr[b])) for a, b in _gaps(spans, n)) if r1 > r0]
+    code: dict = {}  # space name -> its number, in the order met
+    read = flat if not spans else list(chain.from_iterable(flat[r0:r1] for r0, r1 in rows))
+    part = _Part(read, code, with_alloc)
+    del read
+    cols.spaces = list(code)
+    cols.maps = part.finish(cols.spaces)
+    if not spans:
+        cols.acc, cols.sizes, extra = part.acc, part.sizes, part.extra
+    else:
+        extra = _copied(cols, part, rows, spans, vaddr)
+        if extra is None:
+            return _build(instrs, with_alloc, (), vaddr)
+    return cols, flat, (extra[0], cols.sizes[BYTES], *extra[1:])
+
+
+def _pointers(instrs, spans: list) -> tuple:
+    """(ptr, wptr, the accesses in row order as an object array: None where the copies
+    of the blocks `spans` have other numbers of accesses than their templates), the
+    copies' numbers of reads and writes their templates'."""
+    n = len(instrs)
     sides = [None] * (2 * n)  # each instruction's reads, then its writes
     sides[::2] = map(_READS, instrs)
     sides[1::2] = map(_WRITES, instrs)
@@ -167,35 +199,24 @@ def _build(instrs, with_alloc: bool, blocks, vaddr) -> tuple:
     for block, s, e in spans:  # (in order: a template's instructions come before)
         t = block.template.start
         counts[s:e].reshape(block.copies, -1, 2)[:] = counts[t:t + (e - s) // block.copies]
-    cols = AccessColumns()
-    cols.instrs, cols.n = instrs, n
     ends = np.cumsum(counts.ravel())  # (each instruction's reads end, then its writes)
     del counts
-    ptr = cols.ptr = np.zeros(n + 1, np.int64)
+    ptr = np.zeros(n + 1, np.int64)
     ptr[1:] = ends[1::2]
-    cols.wptr = ends[::2]
-    m = int(ptr[-1])
     accesses = chain.from_iterable(sides)
     try:
-        flat = np.fromiter(accesses, object, m)
-    except ValueError:  # (fewer: copies whose accesses changed since noted)
-        flat = None
-    if flat is None or next(accesses, None) is not None:
-        return _build(instrs, with_alloc, (), vaddr)
-    del sides, accesses
-    # the accesses outside the blocks are read; a copy's columns are its template's, which
-    # come before it, so the spaces and maps are all met there first
-    rows = [(r0, r1) for r0, r1 in
-            ((int(ptr[a]), int(ptr[b])) for a, b in _gaps(spans, n)) if r1 > r0]
-    code: dict = {}  # space name -> its number, in the order met
-    part = _Part(flat if not spans else
-                 list(chain.from_iterable(flat[r0:r1] for r0, r1 in rows)), code, with_alloc)
-    names = cols.spaces = list(code)
-    cols.maps, rank, width = _maps(names, part)
-    part.finish(rank, width)
-    if not spans:
-        cols.acc, cols.sizes = part.acc, part.sizes
-        return cols, flat, (part.extra[0], part.sizes[BYTES], *part.extra[1:])
+        flat = np.fromiter(accesses, object, int(ptr[-1]))
+    except ValueError:  # (fewer)
+        return ptr, None, None
+    return ptr, ends[::2].copy(), None if next(accesses, None) is not None else flat
+
+
+def _copied(cols: AccessColumns, part, rows: list, spans: list, vaddr):
+    """Set the columns `cols` (but spaces and maps) from those of the accesses read
+    (`part`, rows `rows`) and the blocks' copies (`spans`); returns the core and alloc
+    columns, None where _copy_block declines."""
+    m = int(cols.ptr[-1])
+    ptr = cols.ptr
     acc = cols.acc = np.empty((m, len(ACC)), np.int64)
     sizes = cols.sizes = np.empty((len(SIZES), m), np.int64)
     extra = [np.empty(m, np.int64) for _ in part.extra]  # core, alloc
@@ -206,10 +227,14 @@ def _build(instrs, with_alloc: bool, blocks, vaddr) -> tuple:
         for column, read in zip(extra, part.extra):
             column[r0:r1] = read[at:at + r1 - r0]
         at += r1 - r0
-    del part
-    if not _copy_blocks(acc, sizes, *extra, *_block_table(spans, ptr), vaddr):
-        return _build(instrs, with_alloc, (), vaddr)  # (see _copy_blocks)
-    return cols, flat, (extra[0], sizes[BYTES], *extra[1:])
+    for block, s, _ in spans:  # (in order: a template's rows come before its copies')
+        t = block.template
+        t0 = int(ptr[t.start])
+        if not _copy_block(acc, sizes, *extra, int(ptr[s]), block.copies, t0,
+                           int(ptr[t.start + len(t.reads)]) - t0, t.moving, block.numbers,
+                           t.kept, vaddr):
+            return None
+    return extra
 
 
 class _Part:
@@ -248,81 +273,68 @@ class _Part:
         at = self.hbm = np.concatenate(hbm) if hbm else np.zeros(0, np.int64)
         self.shape = shapes.table(sizes[BYTES, at], sizes[CONTIGUOUS, at])
 
-    def on_chip_keys(self, width: int):
-        """(which rows are on chip, their space * width + core)."""
-        onchip = np.ones(len(self.acc), bool)
-        onchip[self.hbm] = False
-        return onchip, self.acc[onchip, SPACE] * width + self.extra[0][onchip]
-
-    def finish(self, rank, width: int) -> None:
-        """Dense, map (`rank`: its number by on-chip key, `width` the keys' core span)
-        and the HBM rows forms."""
+    def finish(self, names: list) -> list:
+        """Dense, map and the HBM rows forms, the spaces numbered as `names`; returns
+        the on-chip maps, (space, core) by number."""
         acc, nbytes = self.acc, self.sizes[BYTES]
         acc[:, DENSE] = _dense(acc, nbytes)
-        onchip, keys = self.on_chip_keys(width)
-        acc[onchip, MAP] = rank[keys]
+        onchip = np.ones(len(acc), bool)
+        onchip[self.hbm] = False
+        core = self.extra[0][onchip]
+        width = int(core.max()) + 1 if len(core) else 1
+        keys = acc[onchip, SPACE] * width + core
+        used = np.zeros(len(names) * width, bool)  # (np.unique without its sort)
+        used[keys] = True
+        acc[onchip, MAP] = (np.cumsum(used) - 1)[keys]
         acc[self.hbm, MAP] = -1
         if len(self.hbm):
             _rows_forms(acc, self.hbm, self.shape, nbytes[self.hbm])
-
-
-def _block_table(spans: list, ptr) -> tuple:
-    """For _copy_blocks: per block its first row, copies, its template's first row,
-    rows per copy, and where its moving operands' positions start in the second array
-    (each template's once) and how many; the blocks' numbers one after the other."""
-    table = np.empty((len(spans), 6), np.int64)
-    positions, at = [], {}  # id(template) -> where its positions start
-    for row, (block, s, _) in zip(table, spans):
-        t = block.template
-        if id(t) not in at:
-            at[id(t)] = sum(map(len, positions))
-            positions.append(t.moving)
-        row[:] = (s, block.copies, t.start, t.start + len(t.reads), at[id(t)], len(t.moving))
-    table[:, 3] = ptr[table[:, 3]] - ptr[table[:, 2]]
-    table[:, 0] = ptr[table[:, 0]]
-    table[:, 2] = ptr[table[:, 2]]
-    return table, np.concatenate(positions), np.concatenate([b.numbers for b, _, _ in spans])
+        return [(names[k // width], k % width) for k in np.flatnonzero(used).tolist()]
 
 
 @jit
-def _copy_blocks(acc, sizes, core, alloc, table, positions, numbers, vaddr):
-    """Fill the rows of the copies of the blocks `table` (_block_table), in order (a
-    template's rows come before its copies', so they are made): each copy's rows its
-    template's, then each moving operand's box, dense and alloc from its numbers
-    (p_lo, p_hi, lo, hi, alloc; lo and hi relative to the allocation's vaddr where
-    alloc >= 0), and in HBM the first byte of its rows form: the rest of the form is
-    its template's, as its bytes and byte span are. False (some rows made) where a
-    moving HBM access's byte span is not its template's."""
-    k = 0
-    for b in range(len(table)):
-        r, n, t, w, at, m = (table[b, 0], table[b, 1], table[b, 2], table[b, 3],
-                             table[b, 4], table[b, 5])
-        for c in range(n):
-            d = r + c * w
-            for i in range(w):
-                for f in range(acc.shape[1]):
-                    acc[d + i, f] = acc[t + i, f]
-                for f in range(sizes.shape[0]):
-                    sizes[f, d + i] = sizes[f, t + i]
-                core[d + i] = core[t + i]
-                alloc[d + i] = alloc[t + i]
-            for j in range(m):
-                x = positions[at + j]
-                row, src = d + x, t + x
-                p_lo, p_hi, lo, hi, aid = (numbers[k, 0], numbers[k, 1], numbers[k, 2],
-                                           numbers[k, 3], numbers[k, 4])
-                k += 1
-                if aid >= 0:
-                    lo += vaddr[aid]
-                    hi += vaddr[aid]
-                if acc[src, MAP] == -1:
-                    if hi - lo != acc[src, HI] - acc[src, LO]:
-                        return False
-                    if acc[src, HAS_FORM]:
-                        acc[row, FIRST] = lo
-                acc[row, P_LO], acc[row, P_HI], acc[row, LO], acc[row, HI] = p_lo, p_hi, lo, hi
-                acc[row, DENSE] = sizes[BYTES, src] >= (p_hi - p_lo) * (hi - lo)
-                alloc[row] = aid
+def _copy_block(acc, sizes, core, alloc, r, n, t, w, positions, numbers, kept, vaddr):
+    """Fill rows r.. of the n copies of a block whose template's w rows from t are
+    made: each copy's rows its template's, then the box, dense and alloc of the moving
+    operands (at `positions` among them) from their numbers (CopiedBlock.numbers, its
+    columns `kept`: CopyTemplate.kept), and in HBM the first byte of their rows form:
+    the rest of the form is the template's, as are its bytes and byte span. False
+    (some rows made) where a moving HBM access's byte span is not its template's, or
+    the template's allocation is not in `vaddr`."""
+    m = len(positions)
+    for c in range(n):
+        d = r + c * w
+        for i in range(w):
+            for f in range(acc.shape[1]):
+                acc[d + i, f] = acc[t + i, f]
+            for f in range(sizes.shape[0]):
+                sizes[f, d + i] = sizes[f, t + i]
+            core[d + i] = core[t + i]
+            alloc[d + i] = alloc[t + i]
+        for j in range(m):
+            row, src, k = d + positions[j], t + positions[j], c * m + j
+            was = alloc[src]  # (the template's numbers: lo and hi relative to its vaddr)
+            base = 0
+            if was >= 0 and (kept[2] < 0 or kept[3] < 0):
+                if was >= len(vaddr):
+                    return False
+                base = vaddr[was]
+            p_lo = numbers[k, kept[0]] if kept[0] >= 0 else acc[src, P_LO]
+            p_hi = numbers[k, kept[1]] if kept[1] >= 0 else acc[src, P_HI]
+            lo = numbers[k, kept[2]] if kept[2] >= 0 else acc[src, LO] - base
+            hi = numbers[k, kept[3]] if kept[3] >= 0 else acc[src, HI] - base
+            aid = numbers[k, kept[4]] if kept[4] >= 0 else was
+            if aid >= 0:
+                lo += vaddr[aid]
+                hi += vaddr[aid]
+            if acc[src, MAP] == -1:
+                if hi - lo != acc[src, HI] - acc[src, LO]:
+                    return False
+                if acc[src, HAS_FORM]:
+                    acc[row, FIRST] = lo
+            acc[row, P_LO], acc[row, P_HI], acc[row, LO], acc[row, HI] = p_lo, p_hi, lo, hi
+            acc[row, DENSE] = sizes[BYTES, src] >= (p_hi - p_lo) * (hi - lo)
+            alloc[row] = aid
     return True
 
 
@@ -332,9 +344,9 @@ def _spans(instrs, blocks, vaddr) -> list:
     allocations in `vaddr`, in order."""
     out, end = [], 0
     for b in sorted(blocks, key=_START):
-        aid = b.numbers[:, 4]
-        if b.start >= end and b.held_by(instrs) and not (len(aid) and
-                                                          int(aid.max()) >= len(vaddr)):
+        at = b.template.kept[4]
+        if b.start >= end and b.held_by(instrs) and not (
+                at >= 0 and len(b.numbers) and int(b.numbers[:, at].max()) >= len(vaddr)):
             out.append((b, b.start, b.stop))
             end = b.stop
     return out
@@ -345,18 +357,6 @@ def _gaps(spans: list, n: int) -> list:
     ends = [0] + [e for _, _, e in spans]
     starts = [s for _, s, _ in spans] + [n]
     return [(a, b) for a, b in zip(ends, starts) if b > a]
-
-
-def _maps(names: list, part) -> tuple:
-    """(the on-chip maps (space, core) in order, the map number by key space * width +
-    core, width) of the on-chip accesses of `part` (their spaces numbered as `names`)."""
-    onchip, _ = part.on_chip_keys(1)
-    core = part.extra[0][onchip]
-    width = int(core.max()) + 1 if len(core) else 1
-    used = np.zeros(len(names) * width, bool)  # (np.unique without its sort)
-    used[part.on_chip_keys(width)[1]] = True
-    maps = [(names[k // width], k % width) for k in np.flatnonzero(used).tolist()]
-    return maps, np.cumsum(used) - 1, width
 
 
 def _numbers(names, code: dict, n: int):
