@@ -21,6 +21,7 @@ from benchmarks.fidelity import strided_stores
 from trnsim.compiler import allocation, hoist
 from trnsim.examples import load_example
 from trnsim.legacy.jit import run_legacy
+from trnsim.machine.record import Instruction, Program
 from trnsim.timing import access_columns
 
 pytest.importorskip("numba")
@@ -219,3 +220,47 @@ def test_blocks_the_record_no_longer_holds_are_read(monkeypatch):
     middle = q.instructions[big.start + 3]
     middle.reads = middle.reads + middle.reads
     _same_both_ways(q)
+
+
+def test_a_block_rolled_back_is_let_go_at_the_next_note():
+    """Blocks past the end of the record when a block is noted (the record rolled back
+    to a mark: machine/expand_parts.py Mark.restore) are dropped then."""
+    def instruction(i):
+        return Instruction(i, 0, "vector", "op", (), (), None)
+    p = Program(None, instructions=[instruction(i) for i in range(3)])
+    numbers = np.arange(12).reshape(2, 6)  # (an operand of each copy whose offset moves)
+    moves = [True] + [False] * 5
+    for kept in (3, 1):  # a block of two copies of instruction 0, then one after a rollback
+        del p.instructions[kept:]
+        made = [instruction(len(p.instructions) + i) for i in range(2)]
+        p.instructions += made
+        p.note_copies(made, p.instructions[:1], [()], [()], [0], moves, numbers)
+    assert [(b.start, b.copies, b.numbers.shape) for b in p.copied] == [(1, 2, (2, 0))]
+    assert p.copied[0].held_by(p.instructions)
+
+
+@trnsim.nki.jit
+def fresh_tiles(x):
+    """Each iteration's own tile, at the same place in it: only the copies' alloc moves
+    (their bytes are their template's, relative to the tile)."""
+    out = nl.ndarray(x.shape, nl.float32, buffer=nl.hbm)
+    acc = nl.ndarray(x.shape, nl.float32, buffer=nl.sbuf)
+    nisa.dma_copy(dst=acc, src=x)
+    for _ in nl.sequential_range(60):
+        t = nl.ndarray(x.shape, nl.float32, buffer=nl.sbuf)
+        nisa.tensor_scalar(dst=t, data=acc, op0=nl.multiply, operand0=2.0)
+        nisa.tensor_copy(dst=acc, src=t)
+    nisa.dma_copy(dst=out, src=acc)
+    return out
+
+
+def test_copies_whose_alloc_alone_moves(allocated, monkeypatch):
+    noted = []
+    real = Program.note_copies
+
+    def note(self, *args):
+        real(self, *args)
+        noted.append(self.copied[-1].template.kept.tolist())
+    monkeypatch.setattr(Program, "note_copies", note)
+    assert allocated(lambda: _run(fresh_tiles, np.ones((128, 8), np.float32))) > 0.8
+    assert noted and all(kept == [-1, -1, -1, -1, 0] for kept in noted)

@@ -200,6 +200,9 @@ class Program:
         machine/expand_parts.py snapshot lists an operand's, those `moves` marks the
         ones that change) as a CopiedBlock."""
         blocks = self.copied
+        start = len(self.instructions) - len(made)
+        while blocks and blocks[-1].stop > start:  # (rolled back: expand_parts.Mark)
+            blocks.pop()
         template = blocks[-1].template if blocks else None
         if template is None or template.reads is not reads:
             kept = np.cumsum(moves[1:]) - 1
@@ -207,10 +210,9 @@ class Program:
                                     np.array(moving, np.int64),
                                     np.where(moves[1:], kept, -1))
         numbers = numbers[:, 1:][:, template.kept >= 0]
-        if len(numbers) and -_INT32 <= numbers.min() and numbers.max() < _INT32:
+        if numbers.size and -_INT32 <= numbers.min() and numbers.max() < _INT32:
             numbers = numbers.astype(np.int32)
-        blocks.append(CopiedBlock(len(self.instructions) - len(made),
-                                  len(made) // len(templates), template, numbers,
+        blocks.append(CopiedBlock(start, len(made) // len(templates), template, numbers,
                                   made[0], made[-1]))
 
     def __len__(self) -> int:
