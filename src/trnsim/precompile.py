@@ -36,6 +36,10 @@ def precompile() -> float | None:
         a = np.zeros((256, 256), ml_dtypes.bfloat16)
         _, run = run_kernel(kernels.matmul.matmul, (a, a), chip="trn2", numerics=False)
         schedule(run.program, run.chip)
+        # a contraction long enough for loop expansion: the access columns of its
+        # copies (timing/access_columns.py _copy_block)
+        lhsT, rhs = np.zeros((2048, 256), a.dtype), np.zeros((2048, 512), a.dtype)
+        run_kernel(kernels.matmul.matmul, (lhsT, rhs), chip="trn2", numerics=False)
         lane_fold.fold_rows(np.add, np.zeros((2, 2), np.float32))
         exp_fp32.exp_rows(np.zeros((2, 2), np.float32), np.empty((2, 2), np.float32))
         return time.process_time() - c

@@ -210,8 +210,8 @@ class Program:
                                     np.array(moving, np.int64),
                                     np.where(moves[1:], kept, -1))
         numbers = numbers[:, 1:][:, template.kept >= 0]
-        if numbers.size and -_INT32 <= numbers.min() and numbers.max() < _INT32:
-            numbers = numbers.astype(np.int32)
+        small = numbers.size and -_INT32 <= numbers.min() and numbers.max() < _INT32
+        numbers = np.ascontiguousarray(numbers, np.int32 if small else np.int64)
         blocks.append(CopiedBlock(start, len(made) // len(templates), template, numbers,
                                   made[0], made[-1]))
 
