@@ -26,9 +26,9 @@ _FIRST = itemgetter(0)
 
 def folded_memsets(program, memsets: list, matmuls: list) -> dict:
     """scheduler.py `_folded_memsets(program.instructions, memsets)` (`matmuls`: the
-    indices of the instructions whose opcode is a matmul's)."""
+    indices of the instructions whose opcode is a matmul's; both int arrays)."""
     cols = access_columns(program)
-    if "psum" not in cols.spaces or not memsets:
+    if "psum" not in cols.spaces or not len(memsets):
         return {}
     instrs = program.instructions
     n = len(instrs)
