@@ -379,32 +379,31 @@ class _ListScheduler:
         return est
 
     def _matmul_estimates(self) -> tuple:
-        """(est, a list: a matmul's estimate, else 0.0 (as _cost_of: a DMA's is the
-        issue loop's), which instructions it holds the estimate of): the matmuls' once
-        per attrs dict, in the order of their first instructions, where each dict's
-        instructions have its first one's engine and opcode objects (as loop copies
-        do; else none: `_estimates` prices them one by one)."""
+        """(est, a list: the matmuls' estimates, else 0.0 (as _cost_of: a DMA's is the
+        issue loop's), which instructions it holds the estimate of): once per attrs dict
+        (all cost.matmul reads), in the order of the dicts' first instructions, for the
+        dicts whose instructions all have the first one's engine and opcode objects (as
+        loop copies do; `_estimates` prices the others one by one)."""
         instrs, heads, group = self.instrs, self.attrs_first, self.attrs_no
         est = np.zeros(len(instrs))
-        matmul = np.zeros(len(instrs), bool)
         engines, ops = identities(self.engines), self.opcode_codes
-        if len(heads) and (engines == engines[heads][group]).all() \
-                and (ops == ops[heads][group]).all():
-            results = np.empty(len(heads), object)
-            per_group = np.zeros(len(heads))
-            is_matmul = np.zeros(len(heads), bool)
-            matmul_of = self.cost.matmul
-            for g, h in enumerate(heads.tolist()):
-                ins = instrs[h]
-                if ins.engine == "tensor" and ins.opcode in _MATMULS:
-                    results[g] = matmul_of(ins)  # (_cost_of's call)
-                    per_group[g] = results[g][0]
-                    is_matmul[g] = True
-            matmul = is_matmul[group]
-            est[matmul] = per_group[group[matmul]]
-            # the timing scheduler takes these results (a matmul stays on its engine)
-            stays = matmul & (np.frombuffer(self.floating, np.uint8) == 0)
-            priced(self.program, self.cost).matmul = (np.where(stays, group, -1), results)
+        mixed = np.zeros(len(heads), bool)
+        mixed[group[(engines != engines[heads][group]) | (ops != ops[heads][group])]] = True
+        results = np.empty(len(heads), object)
+        per_group = np.zeros(len(heads))
+        is_matmul = np.zeros(len(heads), bool)
+        matmul_of = self.cost.matmul
+        for g in np.flatnonzero(~mixed).tolist():
+            ins = instrs[int(heads[g])]
+            if ins.engine == "tensor" and ins.opcode in _MATMULS:
+                results[g] = matmul_of(ins)  # (_cost_of's call)
+                per_group[g] = results[g][0]
+                is_matmul[g] = True
+        matmul = is_matmul[group]
+        est[matmul] = per_group[group[matmul]]
+        # the timing scheduler takes these results (a matmul stays on its engine)
+        stays = matmul & (np.frombuffer(self.floating, np.uint8) == 0)
+        priced(self.program, self.cost).matmul = (np.where(stays, group, -1), results)
         return est.tolist(), matmul
 
     def _critical_path(self) -> list:
