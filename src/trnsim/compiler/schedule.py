@@ -136,8 +136,8 @@ class _ListScheduler:
         self._resources()
         # engine-agnostic instructions float: no place in a stream until assigned
         # (a flag per instruction: a set of a third of them took 2 MiB per 100k)
-        self.attrs = attrs = list(map(_ATTRS, self.instrs))
-        self.attrs_ids = identities(attrs)
+        self.attrs_ids = identities(map(_ATTRS, self.instrs), n)
+        self.attrs = attrs = self.attrs_ids.base  # (the attrs, an object array)
         # (loop copies share their attrs)
         self.attrs_first, self.attrs_no = first, which = by_identity(attrs,
                                                                      self.attrs_ids)

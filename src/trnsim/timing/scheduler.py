@@ -912,9 +912,9 @@ def _queues(program, at: np.ndarray) -> np.ndarray:
             and np.array_equal(hit[2], at):
         return hit[3]
     transfers = list(map(instrs.__getitem__, at.tolist()))
-    queues = np.unique(identities(list(map(_QUEUE_OF, transfers))),
+    queues = np.unique(identities(map(_QUEUE_OF, transfers), len(at)),
                        return_inverse=True)[1].reshape(-1)
-    locs = np.unique(identities(list(map(_LOCATION, transfers))),
+    locs = np.unique(identities(map(_LOCATION, transfers), len(at)),
                      return_inverse=True)[1].reshape(-1)
     numbers = locs * (int(queues.max()) + 1) + queues
     program._dma_queues = (instrs, len(instrs), at, numbers)
@@ -933,11 +933,10 @@ def cores_and_opcodes(program) -> tuple:
         return hit[2:]
     n = len(instrs)
     cores = np.fromiter(map(_CORE, instrs), np.int64, n)
-    ops = list(map(_OPCODE, instrs))
-    if ops:
-        _, head, code = np.unique(identities(ops), return_index=True,
-                                  return_inverse=True)
-        code, names = code.reshape(-1), [ops[i] for i in head.tolist()]
+    ops = identities(map(_OPCODE, instrs), n)
+    if n:
+        _, head, code = np.unique(ops, return_index=True, return_inverse=True)
+        code, names = code.reshape(-1), [instrs[i].opcode for i in head.tolist()]
     else:
         code, names = np.zeros(0, np.int64), []
     program._cores_and_opcodes = (instrs, n, cores, code, names)
@@ -955,11 +954,13 @@ def with_opcode(program, *names) -> np.ndarray:
     return np.flatnonzero(hit)
 
 
-def identities(objects: list) -> np.ndarray:
-    """id() of each of `objects` (in CPython its address), read off an object array's
-    pointers: map(id, ...) would make an int object per item (~4x slower). The objects
-    stay alive while the caller holds them, so equal ids mean the same object."""
-    return np.frombuffer(np.fromiter(objects, object, len(objects)), np.intp)
+def identities(objects, count: int = -1) -> np.ndarray:
+    """id() of each of `objects` (a list, or an iterable of `count` items), read off an
+    object array's pointers: map(id, ...) would make an int object per item (~4x
+    slower). The array keeps the objects alive, so equal ids mean the same object."""
+    if count < 0:
+        count = len(objects)
+    return np.frombuffer(np.fromiter(objects, object, count), np.intp)
 
 
 def by_identity(objects: list, ids=None) -> tuple:
