@@ -138,9 +138,7 @@ class _ListScheduler:
         # (a flag per instruction: a set of a third of them took 2 MiB per 100k)
         self.attrs_ids = identities(map(_ATTRS, self.instrs), n)
         self.attrs = attrs = self.attrs_ids.base  # (the attrs, an object array)
-        # (loop copies share their attrs)
-        self.attrs_first, self.attrs_no = first, which = by_identity(attrs,
-                                                                     self.attrs_ids)
+        first, which = by_identity(attrs, self.attrs_ids)  # (loop copies share attrs)
         flags = np.array([len(attrs[i].get("engines", ()) or ()) > 1
                           for i in first.tolist()], np.uint8)
         self.floating = bytearray(flags[which].tobytes())
@@ -162,7 +160,8 @@ class _ListScheduler:
             self._successors()
         # est[i]: the cost estimate of instruction i on its engine (the one assigned,
         # once a floating one is); made once the memory maps are gone (a lower peak)
-        self.est = self._estimates()
+        self.est = self._estimates(first, which)
+        del first, which
         self._lat: dict = {}  # engine -> result latency (ns)
         self._fences(getattr(program, "fences", ()) or ())
         self.prio = self._critical_path() \
@@ -344,14 +343,16 @@ class _ListScheduler:
             return cost.sync(ins)[0]
         return 0.0
 
-    def _estimates(self) -> list:
+    def _estimates(self, heads, group) -> list:
         """_cost_of of each instruction (a matmul's once per attrs dict, all that
-        cost.matmul reads). For the compiled list scheduler, keeps per floating
+        cost.matmul reads: the dicts' first instructions `heads`, each instruction's
+        dict number `group`, as by_identity gives them). For the compiled list
+        scheduler, keeps per floating
         instruction on a compute engine the cost model's result (`signed`: equal objects
         for equal cost signatures; it costs the other candidates once per signature)."""
         cost_of = self._cost_of
         floating = self.floating if self.compiled else bytes(len(self.instrs))
-        est, matmul = self._matmul_estimates()
+        est, matmul = self._matmul_estimates(heads, group)
         compute, eng = self.cost.compute, self.cost.eng
         # the compiled timing scheduler takes these results (the engine still the same)
         computed = priced(self.program, self.cost).compute if self.compiled else None
@@ -378,19 +379,21 @@ class _ListScheduler:
                 est[k] = cost_of(ins)
         return est
 
-    def _matmul_estimates(self) -> tuple:
+    def _matmul_estimates(self, heads, group) -> tuple:
         """(est, a list: the matmuls' estimates, else 0.0 (as _cost_of: a DMA's is the
         issue loop's), which instructions it holds the estimate of): once per attrs dict
         (all cost.matmul reads), in the order of the dicts' first instructions, for the
         dicts whose instructions all have the first one's engine and opcode objects (as
         loop copies do; `_estimates` prices the others one by one)."""
-        instrs, heads, group = self.instrs, self.attrs_first, self.attrs_no
-        est = np.zeros(len(instrs))
+        instrs = self.instrs
+        # (object arrays: the list made of them shares one float object per estimate,
+        # as one made by _cost_of does, not one per instruction)
+        est = np.full(len(instrs), 0.0, object)
         engines, ops = identities(self.engines), self.opcode_codes
         mixed = np.zeros(len(heads), bool)
         mixed[group[(engines != engines[heads][group]) | (ops != ops[heads][group])]] = True
         results = np.empty(len(heads), object)
-        per_group = np.zeros(len(heads))
+        per_group = np.empty(len(heads), object)
         is_matmul = np.zeros(len(heads), bool)
         matmul_of = self.cost.matmul
         for g in np.flatnonzero(~mixed).tolist():
@@ -403,7 +406,9 @@ class _ListScheduler:
         est[matmul] = per_group[group[matmul]]
         # the timing scheduler takes these results (a matmul stays on its engine)
         stays = matmul & (np.frombuffer(self.floating, np.uint8) == 0)
-        priced(self.program, self.cost).matmul = (np.where(stays, group, -1), results)
+        kept = np.full(len(instrs), -1, np.int32)  # (kept with the program: int32)
+        kept[stays] = group[stays]
+        priced(self.program, self.cost).matmul = (kept, results)
         return est.tolist(), matmul
 
     def _critical_path(self) -> list:

@@ -936,7 +936,9 @@ def cores_and_opcodes(program) -> tuple:
     ops = identities(map(_OPCODE, instrs), n)
     if n:
         _, head, code = np.unique(ops, return_index=True, return_inverse=True)
-        code, names = code.reshape(-1), [instrs[i].opcode for i in head.tolist()]
+        # (int32: kept with the program)
+        code, names = code.reshape(-1).astype(np.int32), [instrs[i].opcode
+                                                         for i in head.tolist()]
     else:
         code, names = np.zeros(0, np.int64), []
     program._cores_and_opcodes = (instrs, n, cores, code, names)
