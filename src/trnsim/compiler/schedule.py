@@ -345,11 +345,11 @@ class _ListScheduler:
 
     def _estimates(self, heads, group) -> list:
         """_cost_of of each instruction (a matmul's once per attrs dict, all that
-        cost.matmul reads: the dicts' first instructions `heads`, each instruction's
+        cost.matmul reads: the dicts' first instructions `heads` and each instruction's
         dict number `group`, as by_identity gives them). For the compiled list
-        scheduler, keeps per floating
-        instruction on a compute engine the cost model's result (`signed`: equal objects
-        for equal cost signatures; it costs the other candidates once per signature)."""
+        scheduler, keeps per floating instruction on a compute engine the cost model's
+        result (`signed`: equal objects for equal cost signatures; it costs the other
+        candidates once per signature)."""
         cost_of = self._cost_of
         floating = self.floating if self.compiled else bytes(len(self.instrs))
         est, matmul = self._matmul_estimates(heads, group)

@@ -155,11 +155,11 @@ def priced(program, model) -> _Priced:
     compiler's list scheduler and the timing scheduler both price every instruction):
     `dma` (see `dma_costs`), `compute`, per instruction (engine, `model.compute`
     result) where a pass put one (the timing scheduler takes it where the engine is
-    still that one), and `matmul`, where a pass set it, (each instruction's group,
-    -1 for none, the `model.matmul` result of each group: an object array) for
-    matmuls on the Tensor Engine that stay there. Like timing/access_columns.py, it describes the instructions as
-    they stand when first asked for, and is made afresh where the instruction list is
-    another object or length."""
+    still that one), and `matmul`, where a pass set it: (each instruction's group, -1
+    for none, the `model.matmul` result of each group, an object array) for the
+    matmuls that stay on the Tensor Engine. Like timing/access_columns.py, it
+    describes the instructions as they stand when first asked for, and is made afresh
+    where the instruction list is another object or length."""
     instrs = program.instructions
     hit = getattr(program, "_priced", None)
     if hit is not None and hit.model is model and hit.instrs is instrs \
@@ -190,8 +190,9 @@ def dma_costs(program, model, dma=None, ids=None) -> list:
 
 def _dma_costs_grouped(instrs, cols, cost, dma=None, ids=None) -> list:
     """dma_costs' list, the transfers of one read and one write priced once per
-    distinct (opcode and attrs by identity, the fields of their accesses read off the
-    access columns `cols`): equal such rows have equal memo keys, so the same dicts as
+    distinct (opcode and attrs by identity, or by the caller's numbers `ids`, the
+    fields of their accesses read off the access columns `cols`): equal such rows have
+    equal memo keys, so the same dicts as
     one by one. A block of transfers at a time: the key rows of every transfer at once
     made a timing-only run's peak of memory (the list scheduler's) ~30 MiB higher on
     98k transfers."""

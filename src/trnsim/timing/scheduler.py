@@ -288,10 +288,11 @@ class _Scheduler:
         self.arrived: dict = {}
         self.deferred_deps: dict = {}
         self._find_groups()
-        memsets = self._with_opcode("memset")
+        memsets = with_opcode(program, "memset")
         if len(memsets) and compiled.wanted(n):
             from .compiled_fold import folded_memsets
-            self.folded = folded_memsets(program, memsets, self._with_opcode(*_MATMULS))
+            matmuls = with_opcode(program, *_MATMULS)
+            self.folded = folded_memsets(program, memsets, matmuls)
         else:
             self.folded = _folded_memsets(self.instrs, memsets.tolist())
 
@@ -343,10 +344,6 @@ class _Scheduler:
         out[order] = tid[at.reshape(-1)]
         return out
 
-    def _with_opcode(self, *names) -> np.ndarray:
-        """The indices of the instructions whose opcode is one of `names`, in order."""
-        return with_opcode(self.program, *names)
-
     # -- synchronisation groups ------------------------------------------------
     def _find_groups(self):
         parent = {}
@@ -361,7 +358,8 @@ class _Scheduler:
         sends: dict = {}
         recvs: dict = {}
         instrs = self.instrs
-        for ins in [instrs[i] for i in self._with_opcode("core_barrier", "sendrecv").tolist()]:
+        syncs = with_opcode(self.program, "core_barrier", "sendrecv").tolist()
+        for ins in [instrs[i] for i in syncs]:
             a = ins.attrs
             if ins.opcode == "core_barrier" and "barrier_seq" in a:
                 parent[ins.index] = ins.index
