@@ -107,6 +107,7 @@ def test_fence_segments_against_a_walk(seed):
               for _ in range(int(rng.integers(0, 30)))]
     ls = _ListScheduler.__new__(_ListScheduler)
     ls.instrs, ls.cores = instrs, np.array([ins.core for ins in instrs], np.int64)
+    ls.program = Program(chip="trn2", instructions=instrs)
     ls._fences(fences)
     seg, left, cur_seg, fenced = _reference_fences(instrs, fences)
     assert (ls.seg, ls.left, ls.cur_seg, ls.fenced) == (seg, left, cur_seg, fenced)

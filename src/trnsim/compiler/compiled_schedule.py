@@ -144,7 +144,7 @@ def _arrays(ls):
     # before ix and fx, so that pricing's peak of memory is not on top of theirs
     dma = np.array([r[1] == "dma" for r in numbered], bool)  # (the added streams too)
     dmas = np.flatnonzero(dma[stream])
-    priced = dma_costs(ls.program, cost, dmas)
+    priced = dma_costs(ls.program, cost, dmas, (ls.opcode_codes, ls.attrs_ids))
     info = identities(priced)[dmas]  # (read off the list: no Python pass over the DMAs)
     unpriced = dmas[info == id(None)]  # (priced while its engine was another)
     if len(unpriced):
@@ -196,7 +196,7 @@ def _arrays(ls):
     ix[by, X_POS] = np.arange(len(by)) - idbase[stream[by]]
     ids = by.astype(np.int32)
     del fixed, by
-    fx[:, F_EST] = ls.est
+    fx[:, F_EST] = np.fromiter(ls.est, np.float64, n)
     fx[dmas, F_DGE:F_NENG + 1] = table[price_row]
     del dmas, price_row
     # cores (each stream's resource starts with its core), fence segments

@@ -46,7 +46,8 @@ import numpy as np
 
 from ..timing.costs import cost_model, priced
 from ..timing.deps import MemoryMaps
-from ..timing.scheduler import by_identity, streams
+from ..timing.scheduler import (by_identity, cores_and_opcodes, identities, streams,
+                                with_opcode)
 from ..machine import compiled
 from ..machine.gc_pause import gc_paused
 
@@ -62,8 +63,7 @@ _SYNC_OPS = ("core_barrier", "sendrecv")
 _RAW, _WAW, _WAR, _ORDER = range(4)  # the kinds of dependency edges
 _LONG = np.dtype(f"i{array('l').itemsize}")  # array("l")'s items
 _MATMULS = ("nc_matmul", "nc_matmul_mx", "nc_transpose")
-_ENGINE, _CORE, _ATTRS, _OPCODE = (attrgetter(name)
-                                   for name in ("engine", "core", "attrs", "opcode"))
+_ENGINE, _ATTRS = attrgetter("engine"), attrgetter("attrs")
 
 
 @dataclass
@@ -136,8 +136,9 @@ class _ListScheduler:
         self._resources()
         # engine-agnostic instructions float: no place in a stream until assigned
         # (a flag per instruction: a set of a third of them took 2 MiB per 100k)
-        self.attrs = attrs = list(map(_ATTRS, self.instrs))
-        first, which = by_identity(attrs)  # (loop copies share their attrs)
+        self.attrs_ids = identities(map(_ATTRS, self.instrs), n)
+        self.attrs = attrs = self.attrs_ids.base  # (the attrs, an object array)
+        first, which = by_identity(attrs, self.attrs_ids)  # (loop copies share attrs)
         flags = np.array([len(attrs[i].get("engines", ()) or ()) > 1
                           for i in first.tolist()], np.uint8)
         self.floating = bytearray(flags[which].tobytes())
@@ -159,7 +160,8 @@ class _ListScheduler:
             self._successors()
         # est[i]: the cost estimate of instruction i on its engine (the one assigned,
         # once a floating one is); made once the memory maps are gone (a lower peak)
-        self.est = self._estimates()
+        self.est = self._estimates(first, which)
+        del first, which
         self._lat: dict = {}  # engine -> result latency (ns)
         self._fences(getattr(program, "fences", ()) or ())
         self.prio = self._critical_path() \
@@ -271,9 +273,7 @@ class _ListScheduler:
         where it is on that core and not its core's first."""
         n = len(self.instrs)
         cores = self.cores
-        ops = list(map(_OPCODE, self.instrs))
-        at = np.array([i for i, op in enumerate(ops) if op in _SYNC_OPS]
-                      if set(_SYNC_OPS).intersection(ops) else [], np.int64)
+        at = with_opcode(self.program, *_SYNC_OPS)
         # (core, index) as core * (n + 2) + index: a fence's beyond the last index
         # starts nothing
         cuts = np.concatenate([np.array([c * (n + 2) + k for c, k in fences if 0 <= k < n],
@@ -311,7 +311,7 @@ class _ListScheduler:
         `streams` tells them apart (by the engine, queue and location objects)."""
         instrs = self.instrs
         self.engines = list(map(_ENGINE, instrs))
-        self.cores = np.fromiter(map(_CORE, instrs), np.int64, len(instrs))
+        self.cores, self.opcode_codes, _ = cores_and_opcodes(self.program)
         _, first, which = np.unique(streams(self.program, self.engines, self.cores),
                                     return_index=True, return_inverse=True)
         canon = self._canon.setdefault
@@ -343,22 +343,24 @@ class _ListScheduler:
             return cost.sync(ins)[0]
         return 0.0
 
-    def _estimates(self) -> list:
+    def _estimates(self, heads, group) -> list:
         """_cost_of of each instruction (a matmul's once per attrs dict, all that
-        cost.matmul reads). For the compiled list scheduler, keeps per floating
-        instruction on a compute engine the cost model's result (`signed`: equal objects
-        for equal cost signatures; it costs the other candidates once per signature)."""
+        cost.matmul reads: the dicts' first instructions `heads` and each instruction's
+        dict number `group`, as by_identity gives them). For the compiled list
+        scheduler, keeps per floating instruction on a compute engine the cost model's
+        result (`signed`: equal objects for equal cost signatures; it costs the other
+        candidates once per signature)."""
         cost_of = self._cost_of
         floating = self.floating if self.compiled else bytes(len(self.instrs))
+        est, matmul = self._matmul_estimates(heads, group)
         compute, eng = self.cost.compute, self.cost.eng
         # the compiled timing scheduler takes these results (the engine still the same)
         computed = priced(self.program, self.cost).compute if self.compiled else None
         self.signed: dict = {}
         instrs = self.instrs
-        est = [0.0] * len(instrs)  # (as _cost_of: a DMA's cost is the issue loop's)
-        dma = self.dma_stream[self.stream_no]
+        rest = ~(self.dma_stream[self.stream_no] | matmul)
         matmuls: dict = {}  # id(attrs) -> estimate (the instructions keep their attrs)
-        for k in np.flatnonzero(~dma).tolist():
+        for k in np.flatnonzero(rest).tolist():
             ins = instrs[k]
             engine = ins.engine
             if engine == "tensor" and ins.opcode in _MATMULS:
@@ -376,6 +378,38 @@ class _ListScheduler:
             else:
                 est[k] = cost_of(ins)
         return est
+
+    def _matmul_estimates(self, heads, group) -> tuple:
+        """(est, a list: the matmuls' estimates, else 0.0 (as _cost_of: a DMA's is the
+        issue loop's), which instructions it holds the estimate of): once per attrs dict
+        (all cost.matmul reads), in the order of the dicts' first instructions, for the
+        dicts whose instructions all have the first one's engine and opcode objects (as
+        loop copies do; `_estimates` prices the others one by one)."""
+        instrs = self.instrs
+        # (object arrays: the list made of them shares one float object per estimate,
+        # as one made by _cost_of does, not one per instruction)
+        est = np.full(len(instrs), 0.0, object)
+        engines, ops = identities(self.engines), self.opcode_codes
+        mixed = np.zeros(len(heads), bool)
+        mixed[group[(engines != engines[heads][group]) | (ops != ops[heads][group])]] = True
+        results = np.empty(len(heads), object)
+        per_group = np.empty(len(heads), object)
+        is_matmul = np.zeros(len(heads), bool)
+        matmul_of = self.cost.matmul
+        for g in np.flatnonzero(~mixed).tolist():
+            ins = instrs[int(heads[g])]
+            if ins.engine == "tensor" and ins.opcode in _MATMULS:
+                results[g] = matmul_of(ins)  # (_cost_of's call)
+                per_group[g] = results[g][0]
+                is_matmul[g] = True
+        matmul = is_matmul[group]
+        est[matmul] = per_group[group[matmul]]
+        # the timing scheduler takes these results (a matmul stays on its engine)
+        stays = matmul & (np.frombuffer(self.floating, np.uint8) == 0)
+        kept = np.full(len(instrs), -1, np.int32)  # (kept with the program: int32)
+        kept[stays] = group[stays]
+        priced(self.program, self.cost).matmul = (kept, results)
+        return est.tolist(), matmul
 
     def _critical_path(self) -> list:
         """Longest estimated path from each instruction to the end of the kernel."""

@@ -99,7 +99,7 @@ def _price(sched, col):
     tids = sched.track_ids
     res, own = _results(sched)
     # the rows' keys: a number per (result, track), one of its own where no result
-    rid = np.fromiter(map(id, res), np.int64, n)
+    rid = np.frombuffer(res, np.intp)  # (id() of each: the object array's pointers)
     span = int(tids.max()) + 1 if n else 1
     if n and int(rid.max()) >= (1 << 62) // span:  # (too large to pair in an int64)
         rid = np.unique(rid, return_inverse=True)[1].reshape(n)
@@ -130,9 +130,13 @@ def _results(sched) -> tuple:
     folded memset, a core barrier)."""
     instrs, cost = sched.instrs, sched.cost
     matmul, compute, eng = cost.matmul, cost.compute, cost.eng
+    # (every DMA's, a dict; None elsewhere)
+    res = np.fromiter(dma_costs(sched.program, cost), object, len(instrs))
     # the results the compiler's list scheduler made (where it ran)
-    res = list(dma_costs(sched.program, cost))  # (every DMA's, a dict; None elsewhere)
-    computed = priced(sched.program, cost).compute
+    entry = priced(sched.program, cost)
+    computed = entry.compute
+    rest = [i for i, e in enumerate(sched.engine_of) if e != "dma"] \
+        if entry.matmul is None else _matmuls_priced(res, *entry.matmul)
     folded = sched.folded
     own = []
     # (id of the list scheduler's result on the engine it priced, engine now) -> the
@@ -141,7 +145,7 @@ def _results(sched) -> tuple:
     # is reused)
     repriced: dict = {}
     by_attrs: dict = {}  # id(attrs) -> matmul result (the instructions keep the attrs)
-    for i in [i for i, e in enumerate(sched.engine_of) if e != "dma"]:
+    for i in rest:
         ins = instrs[i]
         engine = ins.engine
         if engine == "tensor":
@@ -169,6 +173,15 @@ def _results(sched) -> tuple:
         else:
             res[i] = "sync"
     return res, own
+
+
+def _matmuls_priced(res, group, results) -> list:
+    """Fill in `res` (an object array) the matmul results the list scheduler made
+    (group: each instruction's, -1 for none; results: by group); the instructions
+    left: neither those nor DMAs (res None)."""
+    at = np.flatnonzero(group >= 0)
+    res[at] = results[group[at]]
+    return np.flatnonzero(np.frombuffer(res, np.intp) == id(None)).tolist()
 
 
 def _by_id(sched) -> list:

@@ -24,11 +24,12 @@ _ATTRS, _WRITES, _INDIRECT = attrgetter("attrs"), attrgetter("writes"), attrgett
 _FIRST = itemgetter(0)
 
 
-def folded_memsets(program, memsets: list, matmuls: list) -> dict:
+def folded_memsets(program, memsets, matmuls) -> dict:
     """scheduler.py `_folded_memsets(program.instructions, memsets)` (`matmuls`: the
-    indices of the instructions whose opcode is a matmul's)."""
+    indices of the instructions whose opcode is a matmul's; both int arrays or
+    lists)."""
     cols = access_columns(program)
-    if "psum" not in cols.spaces or not memsets:
+    if "psum" not in cols.spaces or not len(memsets):
         return {}
     instrs = program.instructions
     n = len(instrs)

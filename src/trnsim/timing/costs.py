@@ -137,13 +137,14 @@ def cost_model(chip) -> "CostModel":
 class _Priced:
     """One program's costs by one cost model (see `priced`); pickled as an empty entry,
     which no model matches."""
-    __slots__ = ("model", "instrs", "n", "dma", "compute")
+    __slots__ = ("model", "instrs", "n", "dma", "compute", "matmul")
 
     def __init__(self, model=None, instrs=None):
         self.model, self.instrs = model, instrs
         self.n = len(instrs) if instrs is not None else -1
         self.dma: list | None = None
         self.compute: list = [None] * max(self.n, 0)
+        self.matmul = None
 
     def __reduce__(self):
         return _Priced, ()
@@ -152,11 +153,13 @@ class _Priced:
 def priced(program, model) -> _Priced:
     """The costs of `program`'s instructions by `model` kept on the program (the
     compiler's list scheduler and the timing scheduler both price every instruction):
-    `dma` (see `dma_costs`) and `compute`, per instruction (engine, `model.compute`
+    `dma` (see `dma_costs`), `compute`, per instruction (engine, `model.compute`
     result) where a pass put one (the timing scheduler takes it where the engine is
-    still that one). Like timing/access_columns.py, it describes the instructions as
-    they stand when first asked for, and is made afresh where the instruction list is
-    another object or length."""
+    still that one), and `matmul`, where a pass set it: (each instruction's group, -1
+    for none, the `model.matmul` result of each group, an object array) for the
+    matmuls that stay on the Tensor Engine. Like timing/access_columns.py, it
+    describes the instructions as they stand when first asked for, and is made afresh
+    where the instruction list is another object or length."""
     instrs = program.instructions
     hit = getattr(program, "_priced", None)
     if hit is not None and hit.model is model and hit.instrs is instrs \
@@ -166,10 +169,12 @@ def priced(program, model) -> _Priced:
     return hit
 
 
-def dma_costs(program, model, dma=None) -> list:
+def dma_costs(program, model, dma=None, ids=None) -> list:
     """Per instruction of `program`: `model.dma.cost` of it where its engine is "dma",
     else None (made once per program and model: see `priced`). `dma`: the positions of
-    those instructions, where the caller has them."""
+    those instructions, where the caller has them; `ids`: numbers of each
+    instruction's opcode and attrs objects (equal where the same object: as
+    scheduler.identities), where it has them."""
     from .access_columns import kept_columns  # (it imports this module)
 
     entry = priced(program, model)
@@ -179,14 +184,15 @@ def dma_costs(program, model, dma=None) -> list:
         if cols is None:
             entry.dma = [cost(ins) if ins.engine == "dma" else None for ins in entry.instrs]
         else:
-            entry.dma = _dma_costs_grouped(entry.instrs, cols, cost, dma)
+            entry.dma = _dma_costs_grouped(entry.instrs, cols, cost, dma, ids)
     return entry.dma
 
 
-def _dma_costs_grouped(instrs, cols, cost, dma=None) -> list:
+def _dma_costs_grouped(instrs, cols, cost, dma=None, ids=None) -> list:
     """dma_costs' list, the transfers of one read and one write priced once per
-    distinct (opcode and attrs by identity, the fields of their accesses read off the
-    access columns `cols`): equal such rows have equal memo keys, so the same dicts as
+    distinct (opcode and attrs by identity, or by the caller's numbers `ids`, the
+    fields of their accesses read off the access columns `cols`): equal such rows have
+    equal memo keys, so the same dicts as
     one by one. A block of transfers at a time: the key rows of every transfer at once
     made a timing-only run's peak of memory (the list scheduler's) ~30 MiB higher on
     98k transfers."""
@@ -205,17 +211,21 @@ def _dma_costs_grouped(instrs, cols, cost, dma=None) -> list:
         at = block[one]
         if not len(at):
             continue
-        transfers = list(map(instrs.__getitem__, at.tolist()))
         keys = np.empty((len(at), 2 + fields.shape[1]), np.int64)
-        keys[:, 0] = identities(list(map(_OPCODE, transfers)))
-        keys[:, 1] = identities(list(map(_ATTRS, transfers)))
+        if ids is None:
+            transfers = list(map(instrs.__getitem__, at.tolist()))
+            keys[:, 0] = identities(list(map(_OPCODE, transfers)))
+            keys[:, 1] = identities(list(map(_ATTRS, transfers)))
+            del transfers
+        else:
+            keys[:, 0], keys[:, 1] = ids[0][at], ids[1][at]
         keys[:, 2:] = fields
         del fields
         first, inverse = distinct_rows(keys)
         del keys
         costs = np.empty(len(first), object)
         for x in np.sort(first).tolist():  # (in program order, as one by one)
-            costs[inverse[x]] = cost(transfers[x])
+            costs[inverse[x]] = cost(instrs[at[x]])
         out[at] = costs[inverse]
     return out.tolist()
 

@@ -288,12 +288,13 @@ class _Scheduler:
         self.arrived: dict = {}
         self.deferred_deps: dict = {}
         self._find_groups()
-        memsets = self._with_opcode("memset")
-        if memsets and compiled.wanted(n):
+        memsets = with_opcode(program, "memset")
+        if len(memsets) and compiled.wanted(n):
             from .compiled_fold import folded_memsets
-            self.folded = folded_memsets(program, memsets, self._with_opcode(*_MATMULS))
+            matmuls = with_opcode(program, *_MATMULS)
+            self.folded = folded_memsets(program, memsets, matmuls)
         else:
-            self.folded = _folded_memsets(self.instrs, memsets)
+            self.folded = _folded_memsets(self.instrs, memsets.tolist())
 
     # -- the Python walk's state: made on first use (the compiled scheduler makes none
     # of it; `run` the rest) --------------------------------------------------------------
@@ -315,7 +316,7 @@ class _Scheduler:
     @cached_property
     def core_of(self) -> np.ndarray:
         """Each instruction's core."""
-        return np.fromiter(map(_CORE, self.instrs), np.int64, len(self.instrs))
+        return cores_and_opcodes(self.program)[0]
 
     @cached_property
     def pos(self):
@@ -343,26 +344,6 @@ class _Scheduler:
         out[order] = tid[at.reshape(-1)]
         return out
 
-    def _with_opcode(self, *names) -> list:
-        """The indices of the instructions whose opcode is one of `names`, in order."""
-        code, opcodes = self._opcodes
-        want = [k for k, op in enumerate(opcodes) if op in names]
-        if not want:
-            return []
-        hit = code == want[0] if len(want) == 1 else np.isin(code, want)
-        return np.flatnonzero(hit).tolist()
-
-    @cached_property
-    def _opcodes(self) -> tuple:
-        """(a number per instruction, the opcode of each number): a number per opcode
-        string object (see identities)."""
-        ops = list(map(_OPCODE, self.instrs))
-        if not ops:
-            return np.zeros(0, np.int64), []
-        _, head, code = np.unique(identities(ops), return_index=True,
-                                  return_inverse=True)
-        return code.reshape(-1), [ops[i] for i in head.tolist()]
-
     # -- synchronisation groups ------------------------------------------------
     def _find_groups(self):
         parent = {}
@@ -377,7 +358,8 @@ class _Scheduler:
         sends: dict = {}
         recvs: dict = {}
         instrs = self.instrs
-        for ins in [instrs[i] for i in self._with_opcode("core_barrier", "sendrecv")]:
+        syncs = with_opcode(self.program, "core_barrier", "sendrecv").tolist()
+        for ins in [instrs[i] for i in syncs]:
             a = ins.attrs
             if ins.opcode == "core_barrier" and "barrier_seq" in a:
                 parent[ins.index] = ins.index
@@ -928,30 +910,68 @@ def _queues(program, at: np.ndarray) -> np.ndarray:
             and np.array_equal(hit[2], at):
         return hit[3]
     transfers = list(map(instrs.__getitem__, at.tolist()))
-    queues = np.unique(identities(list(map(_QUEUE_OF, transfers))),
+    queues = np.unique(identities(map(_QUEUE_OF, transfers), len(at)),
                        return_inverse=True)[1].reshape(-1)
-    locs = np.unique(identities(list(map(_LOCATION, transfers))),
+    locs = np.unique(identities(map(_LOCATION, transfers), len(at)),
                      return_inverse=True)[1].reshape(-1)
     numbers = locs * (int(queues.max()) + 1) + queues
     program._dma_queues = (instrs, len(instrs), at, numbers)
     return numbers
 
 
-def identities(objects: list) -> np.ndarray:
-    """id() of each of `objects` (in CPython its address), read off an object array's
-    pointers: map(id, ...) would make an int object per item (~4x slower). The objects
-    stay alive while the caller holds them, so equal ids mean the same object."""
-    return np.frombuffer(np.fromiter(objects, object, len(objects)), np.intp)
+def cores_and_opcodes(program) -> tuple:
+    """(each instruction's core, a number per instruction for its opcode, the opcode of
+    each number: a number per opcode string object (see identities)) of `program`,
+    kept on it for the next pass that asks (the compiler's list scheduler, then the
+    timing scheduler: neither changes them) while its instruction list is the same
+    object and length."""
+    instrs = program.instructions
+    hit = getattr(program, "_cores_and_opcodes", None)
+    if hit is not None and hit[0] is instrs and hit[1] == len(instrs):
+        return hit[2:]
+    n = len(instrs)
+    cores = np.fromiter(map(_CORE, instrs), np.int64, n)
+    ops = identities(map(_OPCODE, instrs), n)
+    if n:
+        _, head, code = np.unique(ops, return_index=True, return_inverse=True)
+        # (int32: kept with the program)
+        code, names = code.reshape(-1).astype(np.int32), [instrs[i].opcode
+                                                         for i in head.tolist()]
+    else:
+        code, names = np.zeros(0, np.int64), []
+    program._cores_and_opcodes = (instrs, n, cores, code, names)
+    return cores, code, names
 
 
-def by_identity(objects: list) -> tuple:
+def with_opcode(program, *names) -> np.ndarray:
+    """The indices of `program`'s instructions whose opcode is one of `names`, in
+    order."""
+    _, code, opcodes = cores_and_opcodes(program)
+    want = [k for k, op in enumerate(opcodes) if op in names]
+    if not want:
+        return np.zeros(0, np.int64)
+    hit = code == want[0] if len(want) == 1 else np.isin(code, want)
+    return np.flatnonzero(hit)
+
+
+def identities(objects, count: int = -1) -> np.ndarray:
+    """id() of each of `objects` (a list, or an iterable of `count` items), read off an
+    object array's pointers: map(id, ...) would make an int object per item (~4x
+    slower). The array keeps the objects alive, so equal ids mean the same object."""
+    if count < 0:
+        count = len(objects)
+    return np.frombuffer(np.fromiter(objects, object, count), np.intp)
+
+
+def by_identity(objects: list, ids=None) -> tuple:
     """(first, inverse): the distinct objects of `objects` by identity, each as the
     index of its first occurrence (in increasing order), and each item's number among
-    them. One Python step per distinct object, not per item (loop copies share them)."""
+    them. One Python step per distinct object, not per item (loop copies share them).
+    ids: identities(objects), where the caller has them."""
     if not len(objects):
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    _, first, inverse = np.unique(identities(objects), return_index=True,
-                                  return_inverse=True)
+    _, first, inverse = np.unique(identities(objects) if ids is None else ids,
+                                  return_index=True, return_inverse=True)
     return numbered_as_met(first, inverse.reshape(-1))
 
 
