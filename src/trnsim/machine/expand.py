@@ -93,6 +93,10 @@ GIVE_UP = 2
 # (samples, periods tried): iterations whose numbers are affine per period p (a
 # double-buffered `buf[i % 2]`, the allocator's rotation) need more samples
 _SAMPLING = ((SAMPLES, (1,)), (8, (2, 4)))
+# ... for a short loop with a heavy body (entered for the first time), whose samples
+# cost most of its run: its iteration 0 continues the step of this many samples
+# (Plan.derive's `first`), then the last iteration checks the frame as well
+FEW = 2
 ENV = "TRNSIM_EXPAND"
 
 _LOOP_FILES: set = set()  # front-end modules whose frames sit between a loop and its body
@@ -184,16 +188,23 @@ def iterate(rng: range, before=None, for_statement: bool = False):
     if stats is not None and stats.failed_sites.get(site, 0) >= GIVE_UP:
         yield from _plain(rng, before, 0)
         return
-    marks = [None]  # marks[n]: the state before iteration n (none needed before the first)
+    # marks[n]: the state before iteration n (before the first: none, or the record's
+    # alone in a short loop)
+    marks = [None]
     # a loop entered again with a model: the state before iteration 0 too, whose step to
     # iteration 1 may confirm the model's (Plan.derive)
     start = Mark(run, frame) if stats is not None and site in stats.known else None
     if total < MIN_ITERATIONS:  # a short loop: expanded only if its body is heavy
-        first = len(run.program.instructions)
+        stats = run.__dict__.setdefault("expansion", ExpansionStats())
+        marks[0] = Mark(run, None)  # (the record alone: see FEW)
         if before is not None:
             before(0)
-        yield rng[0]
-        if len(run.program.instructions) - first < HEAVY_BODY:
+        stats.watching += 1  # (iteration 0's snapshot takes its inner loops' copies)
+        try:
+            yield rng[0]
+        finally:
+            stats.watching -= 1
+        if len(run.program.instructions) - marks[0].instructions < HEAVY_BODY:
             yield from _plain(rng, before, 1)
             return
         marks.append(Mark(run, frame))
@@ -217,6 +228,8 @@ def _expanding(run, rng: range, before, frame, site, marks: list, stats, start):
     if known is not None:  # no sample when iteration 0 repeats the model
         sampling = ((0, (1,)), (RESAMPLES, (1,)), *_SAMPLING) if start is not None \
             else ((RESAMPLES, (1,)), *_SAMPLING)
+    elif marks[0] is not None:  # a short heavy loop: FEW samples where iteration 0 agrees
+        sampling = ((FEW, (1,)), *_SAMPLING)
     while True:
         plan = None
         for samples, periods in sampling:
@@ -228,8 +241,11 @@ def _expanding(run, rng: range, before, frame, site, marks: list, stats, start):
                     before(n)
                 yield rng[n]
                 marks.append(Mark(run, frame, marks[-1]))
-            plan, more = Plan.derive(run, marks[1:], core, periods, known,
-                                     (start, _loop_target(frame)) if samples == 0 else None)
+            plan, more = Plan.derive(
+                run, marks[1:], core, periods, known,
+                (start, _loop_target(frame)) if samples == 0 else None,
+                (marks[0], _loop_target(frame)) if samples == FEW and known is None
+                and marks[0] is not None else None)
             if samples >= RESAMPLES:
                 known = None  # (checked on RESAMPLES; more samples are modelled afresh)
             if not more:
@@ -381,8 +397,9 @@ class ExpansionStats:
         # id of the first allocation of a block of copies -> (id and object of its
         # last, the template's structures, rows, block, start, stop)
         self.copied_alloc_blocks: dict = {}
-        # loops between their first sampled iteration and their end: while one is, the
-        # copies a loop inside it appends are noted as blocks (its snapshots read them)
+        # loops between their first sampled iteration (a short loop: its iteration 0)
+        # and their end: while one is, the copies a loop inside it appends are noted as
+        # blocks (its snapshots read them)
         self.watching = 0
 
     def __repr__(self):

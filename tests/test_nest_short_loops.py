@@ -1,0 +1,130 @@
+"""A short loop with a heavy body (machine/expand.py: fewer than MIN_ITERATIONS, entered
+for the first time) is modelled from samples 1 and 2 when its iteration 0's record
+continues their step (expand.FEW), its last iteration checking the frame as well;
+where iteration 0 does not, or the last iteration misses, it samples as other loops
+do. Every record is that of a full run."""
+from __future__ import annotations
+
+import numpy as np
+
+from trnsim import nki
+import trnsim.nki.language as nl
+from trnsim.machine import expand, expand_parts, expand_plan
+from test_expand import _both, _run, _scale, _stats
+
+
+def _short(body, blocks=8):
+    """A loop of `blocks` iterations (fewer than MIN_ITERATIONS) whose body is
+    `body(x, out, b)`."""
+    @nki.jit
+    def kernel(x):
+        out = nl.ndarray(x.shape, nl.float32, buffer=nl.hbm)
+        for b in nl.affine_range(blocks):
+            body(x, out, b)
+        return out
+    return kernel
+
+
+_TILES = tuple(range(24))  # (a tuple: iterated without expansion)
+
+
+def _tiles(x, out, b, first=0):
+    for j in _TILES:  # 72 instructions: heavy
+        _scale(x, out, None, col=(first + b * 24 + j) * 8)
+
+
+X = np.ones((128, 8 * 24 * 8 + 8 * 24), np.float32)
+
+
+def test_iteration_0_on_the_samples_step_leaves_iterations_0_to_2_and_the_last_to_run(
+        monkeypatch):
+    _, fast = _both(monkeypatch, lambda: _run(_short(_tiles), X))
+    st = _stats(fast)
+    assert expand.FEW == 2 and expand.MIN_ITERATIONS > 8
+    assert (st.loops, st.iterations, st.instructions) == (1, 4, 4 * 72)
+    assert (st.declined, st.fallbacks, st.remodelled) == (0, 0, 0)
+
+
+def test_an_iteration_0_of_another_structure_is_sampled_as_other_loops_are(monkeypatch):
+    def body(x, out, b):
+        _tiles(x, out, b)
+        if b == 0:
+            _scale(x, out, None, col=0)
+    _, fast = _both(monkeypatch, lambda: _run(_short(body), X))
+    st = _stats(fast)
+    assert (st.loops, st.iterations) == (1, 2)  # iterations 0-4 and 7 ran
+
+
+def test_an_iteration_0_off_the_samples_step_is_sampled_as_other_loops_are(monkeypatch):
+    def body(x, out, b):  # iteration 0's tiles one block further on: off the step
+        _tiles(x, out, b, first=24 if b == 0 else 0)
+    _, fast = _both(monkeypatch, lambda: _run(_short(body), X))
+    st = _stats(fast)
+    assert (st.loops, st.iterations) == (1, 2)
+
+
+def test_ints_the_body_sets_or_carries_are_those_of_a_full_run(monkeypatch):
+    """An int set before it is read (stale before iteration 0), and one counted across
+    iterations and read after the loop: the model's, checked by the last iteration."""
+    @nki.jit
+    def kernel(x):
+        out = nl.ndarray(x.shape, nl.float32, buffer=nl.hbm)
+        count = 0
+        for b in nl.affine_range(8):
+            first = b * 24
+            _tiles(x, out, 0, first=first)
+            count += 3
+        _scale(x, out, None, col=count * 8)
+        return out
+    _, fast = _both(monkeypatch, lambda: _run(kernel, X))
+    st = _stats(fast)
+    assert (st.loops, st.iterations, st.remodelled) == (1, 4, 0)
+
+
+def test_a_last_iteration_that_leaves_an_int_off_the_model_samples_afresh(monkeypatch):
+    """The count's step changes in the last iteration only: the record matches, the
+    frame does not, so iterations 3 and 4 are sampled and 5 and 6 appended."""
+    @nki.jit
+    def kernel(x):
+        out = nl.ndarray(x.shape, nl.float32, buffer=nl.hbm)
+        count = 0
+        for b in nl.affine_range(8):
+            _tiles(x, out, b)
+            count += 1 if b < 7 else 2
+        _scale(x, out, None, col=count * 8)
+        return out
+    _, fast = _both(monkeypatch, lambda: _run(kernel, X))
+    st = _stats(fast)
+    assert (st.remodelled, st.loops, st.iterations) == (1, 1, 2)
+
+
+def test_iteration_0_of_a_loop_around_expanded_ones_takes_their_copies_as_blocks(
+        monkeypatch):
+    """The snapshot of iteration 0 of a short loop around an inner one that expanded
+    reads the inner copies as blocks, and equals the one made item by item."""
+    real = expand_parts.snapshot
+    spans = []
+
+    def snapshot(run, *args):
+        st = run.expansion
+        blocks = sum(1 for k, v in st.copied_blocks.items() if args[0] <= k and v[0] < args[1])
+        key, nums, sizes = real(run, *args)
+        kept = st.parts, st.copied_blocks, st.copied_alloc_blocks
+        st.parts, st.copied_blocks, st.copied_alloc_blocks = {}, {}, {}
+        try:
+            ref = real(run, *args)
+        finally:
+            st.parts, st.copied_blocks, st.copied_alloc_blocks = kept
+        assert key == ref[0] and np.array_equal(nums, ref[1]) and sizes == ref[2]
+        spans.append((args[1] - args[0], blocks))
+        return key, nums, sizes
+    monkeypatch.setattr(expand_plan, "snapshot", snapshot)
+
+    def body(x, out, b):
+        for j in nl.affine_range(24):
+            _scale(x, out, None, col=(b * 24 + j) * 8)
+    _, fast = _both(monkeypatch, lambda: _run(_short(body), X))
+    st = _stats(fast)
+    assert st.remodelled == 0 and st.fallbacks == 0
+    # the outer loop's iteration 0: 72 instructions, the inner copies among them as a block
+    assert (72, 1) in spans
