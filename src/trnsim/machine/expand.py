@@ -12,7 +12,10 @@ other attributes) and every number of an iteration -- instruction and allocation
 byte ranges relative to their allocation, partitions, element offsets, fences, the HBM
 cursor, the loop frame's ints and its lists' lengths -- is affine in the iteration
 (period 1, or 2 or 4 after more samples: double buffers), it appends the middle
-iterations from that model with NumPy and runs the last iteration for real. A loop
+iterations from that model with NumPy and runs the last iteration for real. A short
+loop with a heavy body (the outer loop of a blocked kernel, whose every sample runs
+its inner loops) samples only iterations 1..FEW when iteration 0's record continues
+their step; its last iteration then checks the frame as below. A loop
 entered again after it expanded (the inner loop of a blocked kernel) samples none
 when its iteration 0 repeats its last model's structure (objects of its frame by their
 state, not identity: `expand_plan.same_model`) and changes no object of the frame: it
@@ -24,7 +27,8 @@ with the layout it derived then (expand_copy.Layout) while it fits. Lists the
 body appends its tiles to grow by copies over the expanded iterations' allocations, and
 a tensor each iteration rebinds to one it made (`acc = nl.add(acc, t)`) is rebound to
 the last expanded one's. Iteration 0 is not sampled (first-iteration special cases, a
-matmul group's start) but by a loop entered again whose model it repeats; the last
+matmul group's start) but by a loop entered again whose model it repeats (or, by
+its record alone, a short heavy loop whose samples' step it continues); the last
 runs for real, so its own special cases, an access out of bounds there (affine ranges
 are extreme at their ends), and the Python variables it leaves for the code after the
 loop are exactly those of a full run.
@@ -55,8 +59,9 @@ It runs every iteration when:
   without expansion (`rerun_if_left_early`), since a full run may have left it earlier.
 
 Known limit: a body whose Python branches on the index in a way neither the sampled
-iterations nor the last one show (`if i == 37:`, or, in a loop entered again, a branch
-only this entry's iterations 1..SAMPLES take) is expanded as if it did not branch. (If
+iterations nor the last one show (`if i == 37:`, `if i == 3:` in a short heavy loop,
+or, in a loop entered again, a branch only this entry's iterations 1..SAMPLES take) is
+expanded as if it did not branch. (If
 such a branch, in an entry expanded with no sample, changes an object of the frame in
 the last iteration too, the last iteration catches it, but its own change stays, as
 in any fallback.)
