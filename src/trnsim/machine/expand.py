@@ -14,8 +14,9 @@ cursor, the loop frame's ints and its lists' lengths -- is affine in the iterati
 (period 1, or 2 or 4 after more samples: double buffers), it appends the middle
 iterations from that model with NumPy and runs the last iteration for real. A short
 loop with a heavy body (the outer loop of a blocked kernel, whose every sample runs
-its inner loops) samples only iterations 1..FEW when iteration 0's record continues
-their step; its last iteration then checks the frame as below. A loop
+its inner loops) samples only iterations 1..FEW when iteration 0 records the same
+structure: the record's step is then from iteration 0 on, and its last iteration
+checks it and the frame as below. A loop
 entered again after it expanded (the inner loop of a blocked kernel) samples none
 when its iteration 0 repeats its last model's structure (objects of its frame by their
 state, not identity: `expand_plan.same_model`) and changes no object of the frame: it
@@ -28,7 +29,7 @@ body appends its tiles to grow by copies over the expanded iterations' allocatio
 a tensor each iteration rebinds to one it made (`acc = nl.add(acc, t)`) is rebound to
 the last expanded one's. Iteration 0 is not sampled (first-iteration special cases, a
 matmul group's start) but by a loop entered again whose model it repeats (or, by
-its record alone, a short heavy loop whose samples' step it continues); the last
+its record alone, a short heavy loop's); the last
 runs for real, so its own special cases, an access out of bounds there (affine ranges
 are extreme at their ends), and the Python variables it leaves for the code after the
 loop are exactly those of a full run.
@@ -59,7 +60,7 @@ It runs every iteration when:
   without expansion (`rerun_if_left_early`), since a full run may have left it earlier.
 
 Known limit: a body whose Python branches on the index in a way neither the sampled
-iterations nor the last one show (`if i == 37:`, `if i == 3:` in a short heavy loop,
+iterations nor the last one show (`if i == 37:`, `if i == 2:` in a short heavy loop,
 or, in a loop entered again, a branch only this entry's iterations 1..SAMPLES take) is
 expanded as if it did not branch. (If
 such a branch, in an entry expanded with no sample, changes an object of the frame in
@@ -99,9 +100,11 @@ GIVE_UP = 2
 # double-buffered `buf[i % 2]`, the allocator's rotation) need more samples
 _SAMPLING = ((SAMPLES, (1,)), (8, (2, 4)))
 # ... for a short loop with a heavy body (entered for the first time), whose samples
-# cost most of its run: its iteration 0 continues the step of this many samples
-# (Plan.derive's `first`), then the last iteration checks the frame as well
-FEW = 2
+# cost most of its run (an outer loop of 8 blocks around inner loops: block_mnk ran 6 of
+# 8 with SAMPLES, 4 with 2, 3 with 1): this many, when iteration 0 records the same
+# structure, which then gives the record's step (Plan.derive's `first`); the last
+# iteration checks that step and the frame, as that of a loop entered again does
+FEW = 1
 ENV = "TRNSIM_EXPAND"
 
 _LOOP_FILES: set = set()  # front-end modules whose frames sit between a loop and its body

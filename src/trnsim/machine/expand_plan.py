@@ -36,17 +36,22 @@ def _iteration(run, m0: "Mark", m1: "Mark", int_names: list, list_names: list,
     return (key, others, tuple(list_names)), nums, sizes
 
 
-def _with_first(run, zero: "Mark", m1: "Mark", structure: tuple, rows: np.ndarray):
-    """`rows` (samples 1, 2, ...) after a row for iteration 0, from the record between
-    `zero` (the record's state before it) and `m1`: its record's numbers and the HBM
-    cursor at its start, the frame's (which before iteration 0 may hold what the code
-    before the loop left) one step of the samples before theirs; None when its record
-    has another structure or it leaves a deferred legacy result pending."""
+def _with_first(run, zero: "Mark", m1: "Mark", m2: "Mark", structure: tuple, names: list,
+                list_names: list, rows: np.ndarray):
+    """`rows` (samples 1, ...) after a row for iteration 0: its record's numbers and the
+    HBM cursor at its start from the record between `zero` (the record's state before
+    it) and `m1`, the frame's one step (theirs from `m1` to `m2`) before those at `m1`;
+    None when its record has another structure or it leaves a deferred legacy result
+    pending."""
     key, nums, _ = snapshot(run, zero.instructions, m1.instructions, zero.allocations,
                             m1.allocations, zero.fences, m1.fences, [zero.hbm])
     if key != structure or zero.pending or zero.shared != m1.shared:
         return None
-    row = 2 * rows[0] - rows[1]
+    after = [m2.locals.get(k) for k in names] + [m2.lists[k][1] for k in list_names]
+    if any(type(v) is not int for v in after):
+        return None
+    row = 2 * rows[0]
+    row[len(row) - len(after):] -= np.array(after, dtype=np.int64)
     row[:len(nums)] = nums
     return np.vstack((row, rows))
 
@@ -121,12 +126,15 @@ class Plan:
         before iteration 1) is to repeat `known`: the model is then `known`'s from
         iteration 0 on, and the last iteration checks the frame's state as the samples
         would have (`matches`). `first`: (the record's state before iteration 0, the
-        loop index's name) when iteration 0's record is to continue the step of fewer
-        samples than a model needs (machine/expand.py's FEW): the last iteration then
-        checks the frame's state too."""
+        loop index's name) when iteration 0's record is to make up for samples too few
+        for a model (machine/expand.py's FEW): the record's step is from iteration 0 on,
+        the frame's from the samples (before iteration 0 it may hold what the code
+        before the loop left), and the last iteration checks both (`matches`)."""
         if first is not None:
             zero, index = first
             plan, more = cls._derived(run, marks, core, periods, None, zero)
+            if plan is not None and not plan._unchanged(marks[0], marks[-1]):
+                return None, True  # (a sample changed an object of the frame)
             if plan is not None:
                 plan.last_sampled = len(marks) - 1
                 plan.index, plan.checks_frame, plan.after_first = index, True, marks[-1]
@@ -191,7 +199,7 @@ class Plan:
             return None, False
         a = np.array(rows, dtype=np.int64)
         if zero is not None:
-            a = _with_first(run, zero, marks[0], keys[0][0], a)
+            a = _with_first(run, zero, marks[0], marks[1], keys[0][0], names, list_names, a)
             if a is None:
                 return None, True
         if known is not None:  # the model this loop had when it last expanded
@@ -202,7 +210,7 @@ class Plan:
             return cls._made(run, marks, a, 1, drift, keys[0], sizes, names, list_names,
                              rebound, layout), False
         for period in periods:
-            if len(a) - period < 2:
+            if len(a) - period < (1 if zero is not None else 2):  # (`first`: 1 step)
                 continue
             d = a[period:] - a[:-period]
             if (d == d[0]).all():  # (its row alone: the loop's model keeps the drift)
