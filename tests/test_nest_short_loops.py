@@ -84,9 +84,11 @@ def test_ints_the_body_sets_or_carries_are_those_of_a_full_run(monkeypatch):
     assert (st.loops, st.iterations, st.remodelled) == (1, 5, 0)
 
 
-def test_a_last_iteration_that_leaves_an_int_off_the_model_samples_afresh(monkeypatch):
-    """The count's step changes in the last iteration only: the record matches, the
-    frame does not, so iterations 2-4 are sampled and 5 and 6 appended."""
+def test_a_last_iteration_that_leaves_an_int_off_the_model_is_run_after_the_check(
+        monkeypatch):
+    """The count's step changes in the last iteration: its record matches, the frame
+    does not, so the model is checked by iteration 6 (2-5 appended) and 7 runs after
+    it."""
     @nki.jit
     def kernel(x):
         out = nl.ndarray(x.shape, nl.float32, buffer=nl.hbm)
@@ -98,7 +100,7 @@ def test_a_last_iteration_that_leaves_an_int_off_the_model_samples_afresh(monkey
         return out
     _, fast = _both(monkeypatch, lambda: _run(kernel, X))
     st = _stats(fast)
-    assert (st.remodelled, st.loops, st.iterations) == (1, 1, 2)
+    assert (st.remodelled, st.loops, st.iterations) == (0, 1, 4)
 
 
 def test_iteration_0_of_a_loop_around_expanded_ones_takes_their_copies_as_blocks(
@@ -147,3 +149,25 @@ def test_a_sample_that_changes_an_object_of_the_frame_is_not_modelled(monkeypatc
     st = _stats(fast)
     # (seen before expanding: not by the last iteration, which would sample afresh)
     assert (st.loops, st.declined, st.remodelled) == (0, 1, 0)
+
+
+def test_a_last_iteration_that_differs_alone_is_run_after_the_one_that_checks(
+        monkeypatch):
+    """Each entry's last iteration adds a copy (a tail; flash attention's diagonal): the
+    model is checked by the one before it, and in the next entry straight away."""
+    @nki.jit
+    def kernel(x):
+        out = nl.ndarray(x.shape, nl.float32, buffer=nl.hbm)
+        for b in nl.affine_range(2):  # (too few to expand)
+            for j in nl.affine_range(16):
+                _scale(x, out, None, col=(b * 16 + j) * 8)
+                if j == 15:
+                    _scale(x, out, None, col=b * 8)
+        return out
+    x = np.ones((128, 8 * 16 * 2), np.float32)
+    _, fast = _both(monkeypatch, lambda: _run(kernel, x))
+    st = _stats(fast)
+    # entry 0: samples 1-4, 5-13 appended, 14 checks, 15 runs; entry 1: iteration 0
+    # repeats the model, 1-13 appended, 14 checks, 15 runs
+    assert (st.loops, st.fallbacks, st.remodelled) == (2, 0, 0)
+    assert st.iterations == 9 + 13 and len(st.last_differs) == 1
