@@ -14,9 +14,8 @@ cursor, the loop frame's ints and its lists' lengths -- is affine in the iterati
 (period 1, or 2 or 4 after more samples: double buffers), it appends the middle
 iterations from that model with NumPy and runs the last iteration for real. A short
 loop with a heavy body (the outer loop of a blocked kernel, whose every sample runs
-its inner loops) samples only iterations 1..FEW when iteration 0 records the same
-structure: the record's step is then from iteration 0 on, and its last iteration
-checks it and the frame as below. A loop
+its inner loops) samples only iterations 1..FEW when iteration 0's record continues
+their step; its last iteration then checks the frame as below. A loop
 entered again after it expanded (the inner loop of a blocked kernel) samples none
 when its iteration 0 repeats its last model's structure (objects of its frame by their
 state, not identity: `expand_plan.same_model`) and changes no object of the frame: it
@@ -37,7 +36,8 @@ loop are exactly those of a full run.
 It runs every iteration when:
 - numerics are on (values are computed per iteration), `TRNSIM_EXPAND=0`, the loop has
   fewer than `MIN_ITERATIONS` and its first iteration recorded fewer than `HEAVY_BODY`
-  instructions (or it has fewer than SAMPLES + 3: nothing left to append), its iterator
+  instructions (unless an entry of it expanded before; or it has fewer than SAMPLES +
+  3: nothing left to append), its iterator
   is not taken by a `for` statement (zip, enumerate, list(), comprehensions), or its
   body can leave it (`break`, `return`, `yield`): `is_for_statement`; or the same loop
   declined or fell back `GIVE_UP` times already in this run;
@@ -60,7 +60,7 @@ It runs every iteration when:
   without expansion (`rerun_if_left_early`), since a full run may have left it earlier.
 
 Known limit: a body whose Python branches on the index in a way neither the sampled
-iterations nor the last one show (`if i == 37:`, `if i == 2:` in a short heavy loop,
+iterations nor the last one show (`if i == 37:`, `if i == 3:` in a short heavy loop,
 or, in a loop entered again, a branch only this entry's iterations 1..SAMPLES take) is
 expanded as if it did not branch. (If
 such a branch, in an entry expanded with no sample, changes an object of the frame in
@@ -100,11 +100,13 @@ GIVE_UP = 2
 # double-buffered `buf[i % 2]`, the allocator's rotation) need more samples
 _SAMPLING = ((SAMPLES, (1,)), (8, (2, 4)))
 # ... for a short loop with a heavy body (entered for the first time), whose samples
-# cost most of its run (an outer loop of 8 blocks around inner loops: block_mnk ran 6 of
-# 8 with SAMPLES, 4 with 2, 3 with 1): this many, when iteration 0 records the same
-# structure, which then gives the record's step (Plan.derive's `first`); the last
-# iteration checks that step and the frame, as that of a loop entered again does
-FEW = 1
+# cost most of its run (an outer loop of 8 blocks around inner loops: block_mnk runs 6
+# of 8 with SAMPLES, 4 with 2): this many, when iteration 0's record continues their
+# step (Plan.derive's `first`); the last iteration checks the frame's ints, whose step
+# the samples alone give, as that of a loop entered again does. (With 1, iteration 0
+# alone would confirm nothing: a double-buffered loop, moe_tkg's experts, is appended
+# from a wrong step and run again, +30% on that kernel, for -17% on block_mnk)
+FEW = 2
 ENV = "TRNSIM_EXPAND"
 
 _LOOP_FILES: set = set()  # front-end modules whose frames sit between a loop and its body
@@ -202,7 +204,9 @@ def iterate(rng: range, before=None, for_statement: bool = False):
     # a loop entered again with a model: the state before iteration 0 too, whose step to
     # iteration 1 may confirm the model's (Plan.derive)
     start = Mark(run, frame) if stats is not None and site in stats.known else None
-    if total < MIN_ITERATIONS:  # a short loop: expanded only if its body is heavy
+    # a short loop: expanded only if its body is heavy or it has a model (whose entry
+    # runs iterations 0 and the last alone)
+    if total < MIN_ITERATIONS:
         stats = run.__dict__.setdefault("expansion", ExpansionStats())
         marks[0] = Mark(run, None)  # (the record alone: see FEW)
         if before is not None:
@@ -212,7 +216,8 @@ def iterate(rng: range, before=None, for_statement: bool = False):
             yield rng[0]
         finally:
             stats.watching -= 1
-        if len(run.program.instructions) - marks[0].instructions < HEAVY_BODY:
+        if len(run.program.instructions) - marks[0].instructions < HEAVY_BODY \
+                and start is None:
             yield from _plain(rng, before, 1)
             return
         marks.append(Mark(run, frame))
