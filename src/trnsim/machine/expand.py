@@ -28,19 +28,22 @@ body appends its tiles to grow by copies over the expanded iterations' allocatio
 a tensor each iteration rebinds to one it made (`acc = nl.add(acc, t)`) is rebound to
 the last expanded one's. Iteration 0 is not sampled (first-iteration special cases, a
 matmul group's start) but by a loop entered again whose model it repeats (or, by
-its record alone, a short heavy loop's); the last
-runs for real, so its own special cases, an access out of bounds there (affine ranges
-are extreme at their ends), and the Python variables it leaves for the code after the
-loop are exactly those of a full run.
+its record alone, a short heavy loop's); the last runs for real, so its own special
+cases, an access out of bounds there (affine ranges are extreme at their ends), and
+the Python variables it leaves for the code after the loop are exactly those of a
+full run. Where the last iteration misses the model, the iterations are appended
+again up to the one before it, which then checks the model, and the last runs after
+it: a loop whose last iteration differs alone (a tail, causal flash attention's
+diagonal chunk) is checked so on its later entries straight away.
 
 It runs every iteration when:
 - numerics are on (values are computed per iteration), `TRNSIM_EXPAND=0`, the loop has
   fewer than `MIN_ITERATIONS` and its first iteration recorded fewer than `HEAVY_BODY`
   instructions (unless an entry of it expanded before; or it has fewer than SAMPLES +
-  3: nothing left to append), its iterator
-  is not taken by a `for` statement (zip, enumerate, list(), comprehensions), or its
-  body can leave it (`break`, `return`, `yield`): `is_for_statement`; or the same loop
-  declined or fell back `GIVE_UP` times already in this run;
+  3: nothing left to append), its iterator is not taken by a `for` statement (zip,
+  enumerate, list(), comprehensions), or its body can leave it (`break`, `return`,
+  `yield`): `is_for_statement`; or the same loop declined or fell back `GIVE_UP`
+  times already in this run;
 - the sampled iterations differ in structure, a number is not affine, an iteration
   records on another core (a cross-core handover), creates shared HBM tensors, leaves
   a deferred legacy result pending, or changes state beside the record in a tensor
@@ -52,10 +55,10 @@ It runs every iteration when:
   loop's code names): list items replaced or a list growing by anything but the
   iteration's (not lazily filled) tensors, anything else but ints changing, except
   objects rebound each iteration;
-- the last iteration's record does not match the prediction: the expanded iterations
-  are then removed and iterations SAMPLES+1.. run for real (the last one twice; the
-  expansion's own state is rolled back, the Python side effects of the first run of
-  the last iteration are not);
+- the last iteration's record does not match the prediction, nor the one before it's:
+  the expanded iterations are then removed and iterations SAMPLES+1.. run for real
+  (the last ones twice; the expansion's own state is rolled back, the Python side
+  effects of the first runs of the last ones are not);
 - the last iteration leaves the loop through an exception: the whole kernel runs again
   without expansion (`rerun_if_left_early`), since a full run may have left it earlier.
 
