@@ -211,7 +211,7 @@ class Plan:
             return cls._made(run, marks, a, 1, drift, keys[0], sizes, names, list_names,
                              rebound, layout), False
         for period in periods:
-            if len(a) - period < (1 if zero is not None else 2):  # (`first`: 1 step)
+            if len(a) - period < 2:
                 continue
             d = a[period:] - a[:-period]
             if (d == d[0]).all():  # (its row alone: the loop's model keeps the drift)
