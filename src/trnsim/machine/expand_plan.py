@@ -36,22 +36,17 @@ def _iteration(run, m0: "Mark", m1: "Mark", int_names: list, list_names: list,
     return (key, others, tuple(list_names)), nums, sizes
 
 
-def _with_first(run, zero: "Mark", m1: "Mark", m2: "Mark", structure: tuple, names: list,
-                list_names: list, rows: np.ndarray):
-    """`rows` (samples 1, ...) after a row for iteration 0: its record's numbers and the
-    HBM cursor at its start from the record between `zero` (the record's state before
-    it) and `m1`, the frame's one step (theirs from `m1` to `m2`) before those at `m1`;
-    None when its record has another structure or it leaves a deferred legacy result
-    pending."""
+def _with_first(run, zero: "Mark", m1: "Mark", structure: tuple, rows: np.ndarray):
+    """`rows` (samples 1, 2, ...) after a row for iteration 0: its record's numbers and
+    the HBM cursor at its start from the record between `zero` (the record's state
+    before it) and `m1`, the frame's one step of the samples before theirs (before
+    iteration 0 it may hold what the code before the loop left); None when its record
+    has another structure or it leaves a deferred legacy result pending."""
     key, nums, _ = snapshot(run, zero.instructions, m1.instructions, zero.allocations,
                             m1.allocations, zero.fences, m1.fences, [zero.hbm])
     if key != structure or zero.pending or zero.shared != m1.shared:
         return None
-    after = [m2.locals.get(k) for k in names] + [m2.lists[k][1] for k in list_names]
-    if any(type(v) is not int for v in after):
-        return None
-    row = 2 * rows[0]
-    row[len(row) - len(after):] -= np.array(after, dtype=np.int64)
+    row = 2 * rows[0] - rows[1]
     row[:len(nums)] = nums
     return np.vstack((row, rows))
 
@@ -200,7 +195,7 @@ class Plan:
             return None, False
         a = np.array(rows, dtype=np.int64)
         if zero is not None:
-            a = _with_first(run, zero, marks[0], marks[1], keys[0][0], names, list_names, a)
+            a = _with_first(run, zero, marks[0], keys[0][0], a)
             if a is None:
                 return None, True
         if known is not None:  # the model this loop had when it last expanded
