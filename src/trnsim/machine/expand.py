@@ -12,7 +12,10 @@ other attributes) and every number of an iteration -- instruction and allocation
 byte ranges relative to their allocation, partitions, element offsets, fences, the HBM
 cursor, the loop frame's ints and its lists' lengths -- is affine in the iteration
 (period 1, or 2 or 4 after more samples: double buffers), it appends the middle
-iterations from that model with NumPy and runs the last iteration for real. A loop
+iterations from that model with NumPy and runs the last iteration for real. A short
+loop with a heavy body (the outer loop of a blocked kernel, whose every sample runs
+its inner loops) samples only iterations 1..FEW when iteration 0's record continues
+their step; its last iteration then checks the frame as below. A loop
 entered again after it expanded (the inner loop of a blocked kernel) samples none
 when its iteration 0 repeats its last model's structure (objects of its frame by their
 state, not identity: `expand_plan.same_model`) and changes no object of the frame: it
@@ -24,18 +27,23 @@ with the layout it derived then (expand_copy.Layout) while it fits. Lists the
 body appends its tiles to grow by copies over the expanded iterations' allocations, and
 a tensor each iteration rebinds to one it made (`acc = nl.add(acc, t)`) is rebound to
 the last expanded one's. Iteration 0 is not sampled (first-iteration special cases, a
-matmul group's start) but by a loop entered again whose model it repeats; the last
-runs for real, so its own special cases, an access out of bounds there (affine ranges
-are extreme at their ends), and the Python variables it leaves for the code after the
-loop are exactly those of a full run.
+matmul group's start) but by a loop entered again whose model it repeats (or, by
+its record alone, a short heavy loop's); the last runs for real, so its own special
+cases, an access out of bounds there (affine ranges are extreme at their ends), and
+the Python variables it leaves for the code after the loop are exactly those of a
+full run. Where the last iteration misses the model, the iterations are appended
+again up to the one before it, which then checks the model, and the last runs after
+it: a loop whose last iteration differs alone (a tail, causal flash attention's
+diagonal chunk) is checked so on its later entries straight away.
 
 It runs every iteration when:
 - numerics are on (values are computed per iteration), `TRNSIM_EXPAND=0`, the loop has
   fewer than `MIN_ITERATIONS` and its first iteration recorded fewer than `HEAVY_BODY`
-  instructions (or it has fewer than SAMPLES + 3: nothing left to append), its iterator
-  is not taken by a `for` statement (zip, enumerate, list(), comprehensions), or its
-  body can leave it (`break`, `return`, `yield`): `is_for_statement`; or the same loop
-  declined or fell back `GIVE_UP` times already in this run;
+  instructions (unless an entry of it expanded before; or it has fewer than SAMPLES +
+  3: nothing left to append), its iterator is not taken by a `for` statement (zip,
+  enumerate, list(), comprehensions), or its body can leave it (`break`, `return`,
+  `yield`): `is_for_statement`; or the same loop declined or fell back `GIVE_UP`
+  times already in this run;
 - the sampled iterations differ in structure, a number is not affine, an iteration
   records on another core (a cross-core handover), creates shared HBM tensors, leaves
   a deferred legacy result pending, or changes state beside the record in a tensor
@@ -47,16 +55,17 @@ It runs every iteration when:
   loop's code names): list items replaced or a list growing by anything but the
   iteration's (not lazily filled) tensors, anything else but ints changing, except
   objects rebound each iteration;
-- the last iteration's record does not match the prediction: the expanded iterations
-  are then removed and iterations SAMPLES+1.. run for real (the last one twice; the
-  expansion's own state is rolled back, the Python side effects of the first run of
-  the last iteration are not);
+- the last iteration's record does not match the prediction, nor the one before it's:
+  the expanded iterations are then removed and iterations SAMPLES+1.. run for real
+  (the last ones twice; the expansion's own state is rolled back, the Python side
+  effects of the first runs of the last ones are not);
 - the last iteration leaves the loop through an exception: the whole kernel runs again
   without expansion (`rerun_if_left_early`), since a full run may have left it earlier.
 
 Known limit: a body whose Python branches on the index in a way neither the sampled
-iterations nor the last one show (`if i == 37:`, or, in a loop entered again, a branch
-only this entry's iterations 1..SAMPLES take) is expanded as if it did not branch. (If
+iterations nor the last one show (`if i == 37:`, `if i == 3:` in a short heavy loop,
+or, in a loop entered again, a branch only this entry's iterations 1..SAMPLES take) is
+expanded as if it did not branch. (If
 such a branch, in an entry expanded with no sample, changes an object of the frame in
 the last iteration too, the last iteration catches it, but its own change stays, as
 in any fallback.)
@@ -93,6 +102,14 @@ GIVE_UP = 2
 # (samples, periods tried): iterations whose numbers are affine per period p (a
 # double-buffered `buf[i % 2]`, the allocator's rotation) need more samples
 _SAMPLING = ((SAMPLES, (1,)), (8, (2, 4)))
+# ... for a short loop with a heavy body (entered for the first time), whose samples
+# cost most of its run (an outer loop of 8 blocks around inner loops: block_mnk runs 6
+# of 8 with SAMPLES, 4 with 2): this many, when iteration 0's record continues their
+# step (Plan.derive's `first`); the last iteration checks the frame's ints, whose step
+# the samples alone give, as that of a loop entered again does. (With 1, iteration 0
+# alone would confirm nothing: a double-buffered loop, moe_tkg's experts, is appended
+# from a wrong step and run again, +30% on that kernel, for -17% on block_mnk)
+FEW = 2
 ENV = "TRNSIM_EXPAND"
 
 _LOOP_FILES: set = set()  # front-end modules whose frames sit between a loop and its body
@@ -184,16 +201,26 @@ def iterate(rng: range, before=None, for_statement: bool = False):
     if stats is not None and stats.failed_sites.get(site, 0) >= GIVE_UP:
         yield from _plain(rng, before, 0)
         return
-    marks = [None]  # marks[n]: the state before iteration n (none needed before the first)
+    # marks[n]: the state before iteration n (before the first: none, or the record's
+    # alone in a short loop)
+    marks = [None]
     # a loop entered again with a model: the state before iteration 0 too, whose step to
     # iteration 1 may confirm the model's (Plan.derive)
     start = Mark(run, frame) if stats is not None and site in stats.known else None
-    if total < MIN_ITERATIONS:  # a short loop: expanded only if its body is heavy
-        first = len(run.program.instructions)
+    # a short loop: expanded only if its body is heavy or it has a model (whose entry
+    # runs iterations 0 and the last alone)
+    if total < MIN_ITERATIONS:
+        stats = run.__dict__.setdefault("expansion", ExpansionStats())
+        marks[0] = Mark(run, None)  # (the record alone: see FEW)
         if before is not None:
             before(0)
-        yield rng[0]
-        if len(run.program.instructions) - first < HEAVY_BODY:
+        stats.watching += 1  # (iteration 0's snapshot takes its inner loops' copies)
+        try:
+            yield rng[0]
+        finally:
+            stats.watching -= 1
+        if len(run.program.instructions) - marks[0].instructions < HEAVY_BODY \
+                and start is None:
             yield from _plain(rng, before, 1)
             return
         marks.append(Mark(run, frame))
@@ -217,6 +244,8 @@ def _expanding(run, rng: range, before, frame, site, marks: list, stats, start):
     if known is not None:  # no sample when iteration 0 repeats the model
         sampling = ((0, (1,)), (RESAMPLES, (1,)), *_SAMPLING) if start is not None \
             else ((RESAMPLES, (1,)), *_SAMPLING)
+    elif marks[0] is not None:  # a short heavy loop: FEW samples where iteration 0 agrees
+        sampling = ((FEW, (1,)), *_SAMPLING)
     while True:
         plan = None
         for samples, periods in sampling:
@@ -228,8 +257,11 @@ def _expanding(run, rng: range, before, frame, site, marks: list, stats, start):
                     before(n)
                 yield rng[n]
                 marks.append(Mark(run, frame, marks[-1]))
-            plan, more = Plan.derive(run, marks[1:], core, periods, known,
-                                     (start, _loop_target(frame)) if samples == 0 else None)
+            plan, more = Plan.derive(
+                run, marks[1:], core, periods, known,
+                (start, _loop_target(frame)) if samples == 0 else None,
+                (marks[0], _loop_target(frame)) if samples == FEW and known is None
+                and marks[0] is not None else None)
             if samples >= RESAMPLES:
                 known = None  # (checked on RESAMPLES; more samples are modelled afresh)
             if not more:
@@ -246,24 +278,25 @@ def _expanding(run, rng: range, before, frame, site, marks: list, stats, start):
             stats.failed_sites[site] = stats.failed_sites.get(site, 0) + 1
             return n
         last = total - 1
-        plan.expand(run, n, last)
-        plan.prepare_last(run, frame, last)
-        before_last = Mark(run, frame, lists_only=True)
-        if before is not None:
-            before(last)
-        try:
-            yield rng[last]
-        except GeneratorExit:  # the body raised out of the loop: see rerun_if_left_early
-            stats.left_early += 1
-            _left_early[0] += 1
-            raise
-        if plan.matches(run, before_last, last, frame):
+        # the iteration that checks the model: the last, or the one before it in a loop
+        # whose last iteration differs alone (a tail; flash attention's causal diagonal)
+        check = last - 1 if site in stats.last_differs else last
+        matched = yield from _checked(run, rng, before, frame, plan, n, check, stats)
+        if not matched and check == last:
+            marks[-1].restore(run, frame)
+            check = last - 1
+            matched = yield from _checked(run, rng, before, frame, plan, n, check, stats)
+        if matched:
+            if check < last:  # (the last runs after the one that checked the model)
+                yield from _run_last(rng, before, last, stats)
+                stats.last_differs.add(site)
             if plan.period == 1:
                 stats.known[site] = (plan.key, plan.drift, plan.layout)
             stats.loops += 1
-            stats.iterations += last - n
-            stats.instructions += (last - n) * plan.per_iteration
+            stats.iterations += check - n
+            stats.instructions += (check - n) * plan.per_iteration
             return total
+        stats.last_differs.discard(site)
         marks[-1].restore(run, frame)
         if not plan.checks_frame:
             stats.fallbacks += 1
@@ -274,6 +307,28 @@ def _expanding(run, rng: range, before, frame, site, marks: list, stats, start):
         # this entry is sampled afresh from iteration 1 on
         stats.remodelled += 1
         known, sampling = None, _SAMPLING
+
+
+def _checked(run, rng: range, before, frame, plan, first: int, check: int, stats):
+    """Append iterations first..check - 1 from `plan`, run iteration `check` for real;
+    returns whether it recorded the prediction (Plan.matches)."""
+    plan.expand(run, first, check)
+    plan.prepare_last(run, frame, check)
+    mark = Mark(run, frame, lists_only=True)
+    yield from _run_last(rng, before, check, stats)
+    return plan.matches(run, mark, check, frame)
+
+
+def _run_last(rng: range, before, k: int, stats):
+    """Iteration k, after iterations that expansion appended."""
+    if before is not None:
+        before(k)
+    try:
+        yield rng[k]
+    except GeneratorExit:  # the body raised out of the loop: see rerun_if_left_early
+        stats.left_early += 1
+        _left_early[0] += 1
+        raise
 
 
 def _plain(rng: range, before, start: int):
@@ -366,6 +421,9 @@ class ExpansionStats:
         self.remodelled = 0
         # loop (code, offset of its for statement) -> times it declined or fell back
         self.failed_sites: dict = {}
+        # loops whose last iteration differs alone: their model is checked by the one
+        # before it (`_expanding`)
+        self.last_differs: set = set()
         # loop -> (structure, drift, Copier layout) of its last expansion (period 1): a
         # loop entered again (the inner loop of a blocked kernel) is checked against it
         # on fewer samples (RESAMPLES) and reuses its layout
@@ -381,8 +439,9 @@ class ExpansionStats:
         # id of the first allocation of a block of copies -> (id and object of its
         # last, the template's structures, rows, block, start, stop)
         self.copied_alloc_blocks: dict = {}
-        # loops between their first sampled iteration and their end: while one is, the
-        # copies a loop inside it appends are noted as blocks (its snapshots read them)
+        # loops between their first sampled iteration (a short loop: its iteration 0)
+        # and their end: while one is, the copies a loop inside it appends are noted as
+        # blocks (its snapshots read them)
         self.watching = 0
 
     def __repr__(self):

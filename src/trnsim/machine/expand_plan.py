@@ -36,6 +36,21 @@ def _iteration(run, m0: "Mark", m1: "Mark", int_names: list, list_names: list,
     return (key, others, tuple(list_names)), nums, sizes
 
 
+def _with_first(run, zero: "Mark", m1: "Mark", structure: tuple, rows: np.ndarray):
+    """`rows` (samples 1, 2, ...) after a row for iteration 0: its record's numbers and
+    the HBM cursor at its start from the record between `zero` (the record's state
+    before it) and `m1`, the frame's one step of the samples before theirs (before
+    iteration 0 it may hold what the code before the loop left); None when its record
+    has another structure or it leaves a deferred legacy result pending."""
+    key, nums, _ = snapshot(run, zero.instructions, m1.instructions, zero.allocations,
+                            m1.allocations, zero.fences, m1.fences, [zero.hbm])
+    if key != structure or zero.pending or zero.shared != m1.shared:
+        return None
+    row = 2 * rows[0] - rows[1]
+    row[:len(nums)] = nums
+    return np.vstack((row, rows))
+
+
 _NO_COLUMNS = np.zeros(0, dtype=np.int64)
 _NO_COLUMNS.setflags(write=False)
 
@@ -97,7 +112,7 @@ class Plan:
         self.sizes = []  # how many numbers each instruction of the template has
 
     @classmethod
-    def derive(cls, run, marks, core, periods, known=None, start=None):
+    def derive(cls, run, marks, core, periods, known=None, start=None, first=None):
         """(plan or None, whether more samples could give a plan) from the iterations
         between `marks` (the states before iterations 1, 2, ..., samples + 1). `known`:
         (key, drift, layout) of this loop's last expansion (period 1), which the samples
@@ -105,7 +120,21 @@ class Plan:
         iteration 0, the loop index's name) when iteration 0 alone (`marks`: the state
         before iteration 1) is to repeat `known`: the model is then `known`'s from
         iteration 0 on, and the last iteration checks the frame's state as the samples
-        would have (`matches`)."""
+        would have (`matches`). `first`: (the record's state before iteration 0, the
+        loop index's name) when iteration 0's record is to make up for samples too few
+        for a model (machine/expand.py's FEW): the record's numbers are modelled from
+        iteration 0 on, the frame's from the samples (before iteration 0 it may hold
+        what the code before the loop left), which the last iteration checks
+        (`matches`)."""
+        if first is not None:
+            zero, index = first
+            plan, more = cls._derived(run, marks, core, periods, None, zero)
+            if plan is not None and not plan._unchanged(marks[0], marks[-1]):
+                return None, True  # (a sample changed an object of the frame)
+            if plan is not None:
+                plan.last_sampled = len(marks) - 1
+                plan.index, plan.checks_frame, plan.after_first = index, True, marks[-1]
+            return plan, more
         if start is None:
             return cls._derived(run, marks, core, periods, known)
         state, index = start
@@ -137,7 +166,7 @@ class Plan:
             self.rows[0, cols] = np.array(after, dtype=np.int64) - self.drift[cols]
 
     @classmethod
-    def _derived(cls, run, marks, core, periods, known):
+    def _derived(cls, run, marks, core, periods, known, zero=None):
         older = marks[0].allocations  # tensors made before the sampled iterations
         changed = run.untracked_changes[marks[0].untracked:marks[-1].untracked]
         if any(m.pending for m in marks) or len({m.shared for m in marks}) > 1 \
@@ -165,6 +194,10 @@ class Plan:
         if any(k != keys[0] for k in keys[1:]) or len({len(r) for r in rows}) > 1:
             return None, False
         a = np.array(rows, dtype=np.int64)
+        if zero is not None:
+            a = _with_first(run, zero, marks[0], keys[0][0], a)
+            if a is None:
+                return None, True
         if known is not None:  # the model this loop had when it last expanded
             key, drift, layout = known
             if not same_model(keys[0], key) or a.shape[1] != len(drift) \
