@@ -79,10 +79,18 @@ class _Laps:
 
 
 def _copy(p):
-    """A program the passes may change (instructions copied, not their accesses)."""
+    """A program the passes may change (instructions copied, not their accesses), its
+    blocks of copies (machine/record.py CopiedBlock) noted on the copied instructions
+    as the record notes them, so that the allocation makes their access columns as it
+    does in a profile."""
+    from dataclasses import replace
     from trnsim.machine.record import Program
-    return Program(p.chip, p.lnc, [copy.copy(i) for i in p.instructions], p.allocations,
-                   None, list(p.fences))
+    instrs = [copy.copy(i) for i in p.instructions]
+    out = Program(p.chip, p.lnc, instrs, p.allocations, None, list(p.fences))
+    out.copied = [replace(b, first=instrs[b.start], last=instrs[b.stop - 1],
+                          template=replace(b.template, first=instrs[b.template.start]))
+                  for b in p.copied]
+    return out
 
 
 def recorded(go):
