@@ -569,8 +569,12 @@ def _checks_key(ins: Instr, pm: str, transpose: bool, dst, stationary, moving,
         return None
     tiling = (tile_position, tile_size)
     for v in tiling:
-        if v is not None and not (type(v) is tuple and all(type(i) is int for i in v)):
-            return None
+        if v is not None:
+            if type(v) is not tuple:
+                return None
+            for i in v:
+                if type(i) is not int:
+                    return None
     return (id(ins.chip), pm, transpose, tiling, dst.shape, str(dst.dtype),
             stationary.shape, str(stationary.dtype), moving.shape, str(moving.dtype))
 
@@ -689,8 +693,9 @@ def nc_matmul(dst, stationary, moving, is_stationary_onezero=False, is_moving_on
         else:
             s32 = _fp32_operand(ins, "stationary", stationary, (kc, m))
             m32 = _fp32_operand(ins, "moving", moving, (kc, n))
-        _check_onezero(ins, "stationary", is_stationary_onezero, s32)
-        _check_onezero(ins, "moving", is_moving_onezero, m32)
+        if is_stationary_onezero or is_moving_onezero:
+            _check_onezero(ins, "stationary", is_stationary_onezero, s32)
+            _check_onezero(ins, "moving", is_moving_onezero, m32)
 
         if transpose and ins.generation >= 3:
             psum_store(ins, dst, lambda: _route(ins, s_raw, s32, m32, dst), accumulate)
