@@ -203,18 +203,23 @@ class PsumGroups:
             self.pending.clear()
         return self._arr
 
-    def uniform(self, box) -> int | None:
-        """The mark of every byte of `box` when it is one value, else None (also when a
-        pending fill overlaps it without being it)."""
+    def member(self, box, gid: int) -> bool | None:
+        """Whether every byte of `box` is marked `gid` (True), none is (False), or only
+        some are (None)."""
         g = self.pending.get(box)
-        if g is not None or self._overlapping(box):
-            return g
-        if self._arr is None:
-            return 0
+        if g is not None:
+            return g == gid
+        over = self._overlapping(box)
+        if self._arr is None and not over:
+            return gid == 0
         a, b, c, d = box
-        marks = self._dense()[a:b, c:d]
-        first = marks[0, 0]
-        return int(first) if (marks == first).all() else None
+        eq = self._dense()[a:b, c:d] == gid
+        for k in over:  # (the pending fills there, in place of the array's marks)
+            eq[max(k[0], a) - a:min(k[1], b) - a,
+               max(k[2], c) - c:min(k[3], d) - c] = self.pending[k] == gid
+        if not eq.any():
+            return False
+        return True if eq.all() else None
 
     def _overlapping(self, box) -> list:
         a, b, c, d = box
@@ -308,10 +313,10 @@ def psum_store(ins: Instr, dst: NkiTensor, compute, accumulate) -> None:
     a = ins.access("dst", dst, "w")
     key = (a.p_lo, a.p_hi, a.lo, a.hi)
     fast = dst.dyn is None and dst.size * dst.dtype.itemsize == (a.p_hi - a.p_lo) * (a.hi - a.lo)
-    mark = pg.uniform(key) if fast else None
-    if mark is not None:  # dst is exactly a box of one mark: every element is in or out
+    member = pg.member(key, gid) if fast else None
+    if member is not None:  # dst is exactly a box all in or all out of this group
         marks = None
-        prev = mark == gid  # (one bool for every element)
+        prev = member  # (one bool for every element)
     else:
         fast = False
         groups = pg.array()
@@ -333,7 +338,7 @@ def psum_store(ins: Instr, dst: NkiTensor, compute, accumulate) -> None:
             return np.asarray(compute()[0], dtype=np.float32).reshape(dst.shape)
         # (dst all marked by this group: its matmul writes set every byte's flag, unless
         # one was masked)
-        write, kw = added, {"add": True, "flagged": mark == gid and not pg.masked}
+        write, kw = added, {"add": True, "flagged": member is True and not pg.masked}
     else:
         write, kw = None, {}
 
