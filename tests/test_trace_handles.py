@@ -1,6 +1,6 @@
 """trnsim.isa.without_handles (the instruction calls the legacy front end makes) against
 the handle-returning trnsim.isa functions: the same record, the same dtype check, no
-handle made by the wrapper."""
+handle."""
 from __future__ import annotations
 
 import numpy as np
@@ -42,9 +42,7 @@ def test_same_record_and_values_without_the_handle():
     np.testing.assert_array_equal(out, np.arange(256).reshape(128, 2) * 2 + 1)
     assert all(isinstance(h, NkiInstruction) for h in handles)
     assert [h.handle for h in handles] == list(record)
-    # (dma_copy returns its handle itself: a value of its own, passed through)
-    assert handles_free[1:3] == [None, None]
-    assert [h.handle for h in handles_free[::3]] == [record[0], record[3]]
+    assert handles_free == [None] * 4
 
 
 def test_redundant_dtype_checked_the_same_way():
