@@ -37,10 +37,21 @@ def _returning_handle(fn):
             return fn(*args, **kwargs)
         before = len(run.program.instructions)
         result = fn(*args, **kwargs)
-        if result is None and len(run.program.instructions) > before:
-            return last_instruction()
+        if result is None:
+            record = run.program.instructions
+            if len(record) > before:
+                if record[-1].core == _runtime.program_id():  # (last_instruction's find)
+                    return NkiInstruction(record[-1])
+                return last_instruction()
         return result
-    return call
+
+    @functools.wraps(fn)
+    def call_without_handle(*args, **kwargs):
+        if takes_redundant_dtype and "dtype" in kwargs:
+            _check_redundant_dtype(fn, params, args, kwargs)
+        return fn(*args, **kwargs)
+
+    return call, call_without_handle
 
 
 def _check_redundant_dtype(fn, params, args, kwargs):
@@ -71,20 +82,25 @@ def _check_redundant_dtype(fn, params, args, kwargs):
 
 def _wrap_instructions():
     import inspect
+    import types
+    without_handles = {}
     for name, obj in list(globals().items()):
         if (inspect.isfunction(obj) and not name.startswith("_")
                 and obj.__module__.startswith(__name__ + ".")
                 and name not in ("get_nc_version", "get_nc_sub_version", "last_instruction")):
-            globals()[name] = _returning_handle(obj)
+            globals()[name], without_handles[name] = _returning_handle(obj)
+    public = {k: v for k, v in globals().items() if not k.startswith("_")}
+    return types.SimpleNamespace(**{**public, **without_handles})
 
 
 import functools  # noqa: E402
 
 from ..machine import runtime as _runtime  # noqa: E402
-from .misc import last_instruction  # noqa: E402
+from .misc import NkiInstruction, last_instruction  # noqa: E402
 from ..machine.tensor import NkiTensor as _NkiTensor  # noqa: E402
 
-_wrap_instructions()
+# the instructions without the handle: for the legacy front end, which discards it
+without_handles = _wrap_instructions()
 
 
 def _assign(dst, value):

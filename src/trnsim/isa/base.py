@@ -24,7 +24,7 @@ from ..machine.tensor import NkiTensor
 from ..machine.written import check_read, note_write
 from ..numerics.cast import cast, to_fp32
 from ..numerics.dtypes import float32
-from .engines import candidates
+from .engines import TABLE as ENGINE_RULES, candidates
 from .enums import coerce, engine as Engine
 
 _ON_CHIP = ("sbuf", "psum")
@@ -74,10 +74,8 @@ class Instr:
             raise type(exc)(exc.bare_message, op=self.opcode,
                             location=self.location) from None
         if exc_type is None:
-            if not self.pinned:
-                engines = candidates(self)
-                if engines is not None:
-                    self.attrs["engines"] = engines
+            if not self.pinned and self.opcode in ENGINE_RULES:
+                self.attrs["engines"] = candidates(self)
             # the record's list itself: Program.append and len are a Python call each
             record = self.run.program.instructions
             record.append(Instruction(

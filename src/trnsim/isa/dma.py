@@ -18,7 +18,6 @@ from ..machine.tensor import NkiTensor
 from ..numerics.cast import to_fp32
 from .base import Instr
 from .enums import coerce, dge_mode as DgeMode, engine as Engine, oob_mode as OobMode
-from .misc import last_instruction
 from .ops import alu
 
 _MAX_COMPUTE_SRCS = 16
@@ -182,7 +181,6 @@ def dma_copy(dst, src, priority=None, oob_mode=OobMode.error, dge_mode=DgeMode.u
         else:
             ins.write("dst", dst, to_fp32(raw).reshape(dst.shape), skip_oob=skip,
                       mask=_row_mask(keep, src, dst.shape))
-    return _handle()
 
 
 def dma_transpose(dst, src, axes=None, priority=None, dge_mode=DgeMode.unknown,
@@ -247,7 +245,6 @@ def dma_transpose(dst, src, axes=None, priority=None, dge_mode=DgeMode.unknown,
         else:
             mask = None if keep is None else np.transpose(_row_mask(keep, src, src.shape), axes)
             ins.write("dst", dst, np.transpose(raw, axes), raw=True, mask=mask)
-    return _handle()
 
 
 def _check_hwdge_transpose(ins: Instr, src: NkiTensor):
@@ -347,12 +344,6 @@ def dma_compute(dst, srcs, reduce_op, scales=None, unique_indices=True,
                 and dst.dyn.kind == "vector":
             _warn_duplicates(ins, dst)
         ins.write("dst", dst, acc, skip_oob=skip, mask=mask)
-    return _handle()
-
-
-def _handle():
-    """The NkiInstruction handle of the instruction just recorded (for depends_on)."""
-    return last_instruction()
 
 
 def _same_view(a: NkiTensor, b: NkiTensor) -> bool:

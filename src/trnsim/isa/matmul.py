@@ -203,18 +203,23 @@ class PsumGroups:
             self.pending.clear()
         return self._arr
 
-    def uniform(self, box) -> int | None:
-        """The mark of every byte of `box` when it is one value, else None (also when a
-        pending fill overlaps it without being it)."""
+    def member(self, box, gid: int) -> bool | None:
+        """Whether every byte of `box` is marked `gid` (True), none is (False), or only
+        some are (None)."""
         g = self.pending.get(box)
-        if g is not None or self._overlapping(box):
-            return g
-        if self._arr is None:
-            return 0
+        if g is not None:
+            return g == gid
+        over = self._overlapping(box)
+        if self._arr is None and not over:
+            return gid == 0
         a, b, c, d = box
-        marks = self._dense()[a:b, c:d]
-        first = marks[0, 0]
-        return int(first) if (marks == first).all() else None
+        eq = self._dense()[a:b, c:d] == gid
+        for k in over:  # (the pending fills there, in place of the array's marks)
+            eq[max(k[0], a) - a:min(k[1], b) - a,
+               max(k[2], c) - c:min(k[3], d) - c] = self.pending[k] == gid
+        if not eq.any():
+            return False
+        return True if eq.all() else None
 
     def _overlapping(self, box) -> list:
         a, b, c, d = box
@@ -308,10 +313,10 @@ def psum_store(ins: Instr, dst: NkiTensor, compute, accumulate) -> None:
     a = ins.access("dst", dst, "w")
     key = (a.p_lo, a.p_hi, a.lo, a.hi)
     fast = dst.dyn is None and dst.size * dst.dtype.itemsize == (a.p_hi - a.p_lo) * (a.hi - a.lo)
-    mark = pg.uniform(key) if fast else None
-    if mark is not None:  # dst is exactly a box of one mark: every element is in or out
+    member = pg.member(key, gid) if fast else None
+    if member is not None:  # dst is exactly a box all in or all out of this group
         marks = None
-        prev = mark == gid  # (one bool for every element)
+        prev = member  # (one bool for every element)
     else:
         fast = False
         groups = pg.array()
@@ -333,7 +338,7 @@ def psum_store(ins: Instr, dst: NkiTensor, compute, accumulate) -> None:
             return np.asarray(compute()[0], dtype=np.float32).reshape(dst.shape)
         # (dst all marked by this group: its matmul writes set every byte's flag, unless
         # one was masked)
-        write, kw = added, {"add": True, "flagged": mark == gid and not pg.masked}
+        write, kw = added, {"add": True, "flagged": member is True and not pg.masked}
     else:
         write, kw = None, {}
 
@@ -569,8 +574,12 @@ def _checks_key(ins: Instr, pm: str, transpose: bool, dst, stationary, moving,
         return None
     tiling = (tile_position, tile_size)
     for v in tiling:
-        if v is not None and not (type(v) is tuple and all(type(i) is int for i in v)):
-            return None
+        if v is not None:
+            if type(v) is not tuple:
+                return None
+            for i in v:
+                if type(i) is not int:
+                    return None
     return (id(ins.chip), pm, transpose, tiling, dst.shape, str(dst.dtype),
             stationary.shape, str(stationary.dtype), moving.shape, str(moving.dtype))
 
@@ -689,8 +698,9 @@ def nc_matmul(dst, stationary, moving, is_stationary_onezero=False, is_moving_on
         else:
             s32 = _fp32_operand(ins, "stationary", stationary, (kc, m))
             m32 = _fp32_operand(ins, "moving", moving, (kc, n))
-        _check_onezero(ins, "stationary", is_stationary_onezero, s32)
-        _check_onezero(ins, "moving", is_moving_onezero, m32)
+        if is_stationary_onezero or is_moving_onezero:
+            _check_onezero(ins, "stationary", is_stationary_onezero, s32)
+            _check_onezero(ins, "moving", is_moving_onezero, m32)
 
         if transpose and ins.generation >= 3:
             psum_store(ins, dst, lambda: _route(ins, s_raw, s32, m32, dst), accumulate)

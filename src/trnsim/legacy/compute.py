@@ -32,7 +32,7 @@ import operator
 
 import numpy as np
 
-from .. import isa as core
+from ..isa import without_handles as core  # (legacy calls discard the handle)
 from ..machine import runtime
 from ..machine.errors import UnsupportedError, kernel_location
 from ..machine.tensor import MemoryRegion, NkiTensor

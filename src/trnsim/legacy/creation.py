@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 
-from .. import isa as core_isa
+from ..isa import without_handles as core_isa
 from ..machine import runtime
 from ..machine.tensor import MemoryRegion, NkiTensor
 from ..numerics.dtypes import as_dtype

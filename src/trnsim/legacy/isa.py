@@ -24,7 +24,7 @@ from enum import IntEnum
 
 import numpy as np
 
-from .. import isa as core
+from ..isa import without_handles as core  # (legacy calls discard the handle)
 from ..isa import enums as core_enums
 from ..machine import runtime
 from ..machine.errors import NkiValidationError, UnsupportedError
@@ -196,10 +196,14 @@ def _spans(grid: Grid, x) -> list[tuple[int, int]]:
                 if a.position not in first:
                     first[a.position] = a
         out = []
+        narrowed = grid.narrowed or x.operand_mask is not None
         for p, n in enumerate(shape):
             a = first.get(p)
             if a is None:
                 out.append((0, n))
+                continue
+            if not narrowed:  # (what grid.span gives without a mask)
+                out.append((0, a.size))
                 continue
             lo, hi = grid.span(p, a.size, a)
             if x.operand_mask is None:
@@ -225,7 +229,8 @@ def _view_spans(x, spans) -> NkiTensor:
 def _run(core_fn, dst, mask, build, accumulate=False):
     """Like ops.run_masked, with `build(grid, dst) -> kwargs` (including `dst`) for
     instructions whose operands do not line up with the result position by position."""
-    flush()
+    run = runtime.active_run()
+    flush(run)
     grid = Grid(dst.shape, mask)
     if grid.empty:
         return
@@ -234,7 +239,6 @@ def _run(core_fn, dst, mask, build, accumulate=False):
         return
     if accumulate:
         kwargs["accumulate"] = True
-    run = runtime.active_run()
     run.dst_mask = grid.dst_mask()
     try:
         core_fn(**kwargs)
@@ -339,8 +343,9 @@ def nc_matmul(stationary, moving, *, is_stationary_onezero=False, is_moving_onez
             raise NkiValidationError("nc_matmul: the mask must constrain each axis on its "
                                      "own (a bound on one index per clause)", op="nc_matmul")
         s_spans, m_spans = _spans(grid, stationary), _spans(grid, moving)
-        if any(hi <= lo for lo, hi in s_spans + m_spans):
-            return None
+        for lo, hi in s_spans + m_spans:
+            if hi <= lo:
+                return None
         dspans = [s_spans[-1]] + [(0, n) for n in dst.shape[1:-1]] + [m_spans[-1]]
         return dict(dst=_view_spans(dst, dspans),
                     stationary=_via_sbuf(grid.view(stationary), "stationary"),

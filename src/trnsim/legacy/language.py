@@ -7,7 +7,7 @@ import sys
 
 import numpy as np
 
-from .. import isa as core_isa
+from ..isa import without_handles as core_isa
 from ..chips import load_chip
 from ..machine import expand, runtime
 from ..machine.errors import NkiValidationError

@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 import inspect
 
-from .. import isa as core_isa
+from ..isa import without_handles as core_isa
 from ..machine import runtime
 from ..machine.access import describe_access
 from ..machine.errors import NkiValidationError, kernel_location
@@ -154,12 +154,18 @@ class Pending(LTensor):
 
     def run_into(self, target: Access, accumulate: bool):
         """Run with `target` as destination (accumulating when asked)."""
-        if self.done or (accumulate and not self.accumulates):
+        if self._core is not None or self._target is not None or (
+                accumulate and not self.accumulates):
             return False
         run = runtime.active_run()
-        self._claim(run)
-        with _issued_at(self.site, run):
+        if run.legacy_pending is self:
+            run.legacy_pending = None
+        # (what `_issued_at` does, inline: this runs once per legacy result)
+        saved, run.issue_site = run.issue_site, self.site
+        try:
             self._execute(target, accumulate)
+        finally:
+            run.issue_site = saved
         self._target = target
         return True
 
@@ -251,8 +257,11 @@ def psum_written(view: NkiTensor) -> bool:
     if not boxes:
         return False
     a = describe_access(view, "dst", "r")
-    return any(p0 < a.p_hi and a.p_lo < p1 and lo < a.hi and a.lo < hi
-               for p0, p1, lo, hi in boxes)
+    p_lo, p_hi, a_lo, a_hi = a.p_lo, a.p_hi, a.lo, a.hi
+    for p0, p1, lo, hi in boxes:
+        if p0 < p_hi and p_lo < p1 and lo < a_hi and a_lo < hi:
+            return True
+    return False
 
 
 def accumulate_into(target: Access, value):
