@@ -87,8 +87,7 @@ class Layout:
         moving = np.flatnonzero(moves_op)
         self.moving = cols[moving]
         self.moving_at = moving.tolist()
-        self._owner_nth = (owner[moving].tolist(), nth[moving].tolist())
-        self._signs = self._same = None  # (see same_operands)
+        self._same = None  # (see same_operands)
         self.fields_moving = moves[self.moving].any(axis=0).tolist()
         self.operand_moves = moves[self.moving[:, :3]]  # (offset, p_lo, p_hi)
         source = np.where(moves_op, np.cumsum(moves_op) - 1, ~np.arange(len(owner)))
@@ -101,31 +100,21 @@ class Layout:
                 b = np.flatnonzero(held & (size == k))
                 self.tuples.append((side, b, source[first[b][:, None] + np.arange(k)]))
 
-    def same_operands(self, nums: np.ndarray, places: np.ndarray, kept: list):
-        """Which moving operands have the same structure and template offset, partitions
-        (`places`: the operands' kept ones, (operands, 3)) and equal numbers in every
-        copy of a block (`nums`: (copies, operands, 6)): (the first of each kind, each
-        operand's kind, the firsts' fields as a Copier's `kept` lists them but offset,
-        partitions, lo, hi and alloc), None where few are equal. Kept for the next
-        block, which it fits when its rows agree (its Copier's template has this
-        layout's structure: the other fields kept are equal)."""
+    def same_operands(self, nums: np.ndarray, fields: np.ndarray):
+        """Which moving operands have the same fields but their numbers (`fields`: a
+        row per operand, of the id() of each field object it keeps and the kept offset,
+        partitions) and equal numbers in every copy of a block (`nums`: (copies,
+        operands, 6)): (the first of each kind, each operand's kind), None where few are
+        equal. Kept for the next block, which it fits when its rows agree."""
         if self._same is not None and self._same[0] is None:
             return None
-        if self._signs is None:
-            codes = {}
-            self._signs = np.array([codes.setdefault(self.keys[b][6][k], len(codes))
-                                    for b, k in zip(*self._owner_nth)], dtype=np.int64)
-        key = np.column_stack((self._signs, places,
-                               nums.transpose(1, 0, 2).reshape(len(places), -1)))
+        key = np.column_stack((fields, nums.transpose(1, 0, 2).reshape(len(fields), -1)))
         if self._same is not None:
-            first, kind, _ = self._same
+            first, kind = self._same
             if (key[first][kind] == key).all():
                 return self._same
-        first, kind = _kinds(key)
-        at = first.tolist() if first is not None else ()
-        self._same = (first, kind, [None if 8 <= f < 13 or f == 17 else
-                                    list(map(kept[f].__getitem__, at)) for f in range(18)])
-        return None if first is None else self._same
+        self._same = _kinds(key)
+        return None if self._same[0] is None else self._same
 
     def positions(self, n: int, same=None) -> list:
         """For a block of n copies of the template (kept for the last n and `same`
@@ -187,7 +176,11 @@ class Copier:
         # a moving operand's fields as its copies start from (Access's, by field)
         self.kept = [list(f) for f in zip(*map(self.accesses.__getitem__,
                                                lay.moving_at))] or [[]] * 18
-        self.places = np.array(self.kept[8:11], dtype=np.int64).reshape(3, -1).T
+        # (for Layout.same_operands: what an operand's copies keep, objects by identity,
+        # as access columns read the role's and shape's: timing/access_columns.py)
+        self.fields = np.column_stack([_ids(f) for f in self.kept[:8] + self.kept[13:17]]
+                                      + self.kept[8:11]) if lay.moving_at else None
+        self._kept_first = (None, None)  # (the kinds' firsts, their `kept` fields)
         last = plan.rows[-1]
         self.moving_attrs = [(b, span, last[span].tolist(), key)
                              for b, span, key in lay.moving_attrs]
@@ -305,16 +298,15 @@ class Copier:
         m = len(self.moving)
         same = None
         if len(nums) >= _SAME_OPERANDS:
-            same = self.layout.same_operands(nums.reshape(n, m, 6), self.places,
-                                             self.kept)
+            same = self.layout.same_operands(nums.reshape(n, m, 6), self.fields)
         if same is None:
             return self._made(nums, n, self.kept, allocs), None
-        first, _, kept = same
-        at = first.tolist()
-        kept = kept[:8] + [list(map(self.kept[f].__getitem__, at)) for f in range(8, 11)] \
-            + kept[11:]
-        return self._made(nums.reshape(n, m, 6)[:, first].reshape(-1, 6), n, kept,
-                          allocs), same
+        first = same[0]
+        if self._kept_first[0] is not first:
+            at = first.tolist()
+            self._kept_first = (first, [list(map(f.__getitem__, at)) for f in self.kept])
+        return self._made(nums.reshape(n, m, 6)[:, first].reshape(-1, 6), n,
+                          self._kept_first[1], allocs), same
 
     def _made(self, nums: np.ndarray, n: int, kept: list, allocs: dict) -> list:
         """Operands from their numbers' rows (copy r's j-th at r * m + j; `kept`: their
@@ -359,7 +351,13 @@ def _moves(plan) -> np.ndarray:
 # blocks of at least this many moving operands make one Access per kind of equal ones
 # (Layout.same_operands), unless more than _DISTINCT of them (as a share) differ
 _SAME_OPERANDS = 256
-_DISTINCT = 0.75
+_DISTINCT = 0.5
+
+
+def _ids(objects: list) -> np.ndarray:
+    """id() of each of `objects`, read off an object array's pointers (as
+    timing/scheduler.py identities)."""
+    return np.frombuffer(np.fromiter(objects, object, len(objects)), np.intp)
 
 
 def _kinds(key: np.ndarray):
