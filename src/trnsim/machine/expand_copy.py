@@ -87,6 +87,7 @@ class Layout:
         moving = np.flatnonzero(moves_op)
         self.moving = cols[moving]
         self.moving_at = moving.tolist()
+        self._same = None  # (see same_operands)
         self.fields_moving = moves[self.moving].any(axis=0).tolist()
         self.operand_moves = moves[self.moving[:, :3]]  # (offset, p_lo, p_hi)
         source = np.where(moves_op, np.cumsum(moves_op) - 1, ~np.arange(len(owner)))
@@ -99,26 +100,47 @@ class Layout:
                 b = np.flatnonzero(held & (size == k))
                 self.tuples.append((side, b, source[first[b][:, None] + np.arange(k)]))
 
-    def positions(self, n: int) -> list:
-        """For a block of n copies of the template (kept for the last n asked), each
-        group of `tuples`: its side, the copies' flat positions, and for each of its
-        operands their sources in a pool of the copies' moving operands (copy r's j-th
-        at r * m + j) followed by the template's operands."""
-        if self._positions is None or self._positions[0] != n:
+    def same_operands(self, nums: np.ndarray, fields: np.ndarray):
+        """Which moving operands have the same fields but their numbers (`fields`: a
+        row per operand, of the id() of each field object it keeps and the kept offset,
+        partitions) and equal numbers in every copy of a block (`nums`: (copies,
+        operands, 6)): (the first of each kind, each operand's kind), None where few are
+        equal. Kept for the next block, which it fits when its rows agree."""
+        if self._same is not None and self._same[0] is None:
+            return None
+        key = np.column_stack((fields, nums.transpose(1, 0, 2).reshape(len(fields), -1)))
+        if self._same is not None:
+            first, kind = self._same
+            if (key[first][kind] == key).all():
+                return self._same
+        self._same = _kinds(key)
+        return None if self._same[0] is None else self._same
+
+    def positions(self, n: int, same=None) -> list:
+        """For a block of n copies of the template (kept for the last n and `same`
+        asked), each group of `tuples`: its side, the copies' flat positions, and for
+        each of its operands their sources in a pool of the copies' moving operands (copy
+        r's j-th at r * m + j, or r * k + its kind where `same` (see same_operands)
+        gives k kinds) followed by the template's operands."""
+        kept = self._positions
+        if kept is None or kept[0] != n or kept[1] is not same:
             m = len(self.moving)
+            at, k = (np.arange(m), m) if same is None else (same[1], len(same[0]))
             rows = np.arange(n)[:, None]
             out = []
             for side, b, src in self.tuples:
                 where = (rows * self.width + b).ravel().tolist()
-                out.append((side, where, [np.where(j >= 0, rows * m + j, n * m + ~j).ravel()
-                                          .tolist() for j in src.T]))
-            self._positions = (n, out)
-        return self._positions[1]
+                out.append((side, where, [np.where(j >= 0, rows * k + at[np.maximum(j, 0)],
+                                                   n * k + ~j).ravel().tolist()
+                                          for j in src.T]))
+            self._positions = (n, same, out)
+        return self._positions[2]
 
     def drop_positions(self) -> None:
-        """Let go of the positions kept for the last block (lists as long as its
-        copies: the kernel has returned, and the layout is kept with its loop's model)."""
-        self._positions = None
+        """Let go of the positions and kinds kept for the last block (lists as long as
+        its copies, the template's fields: the kernel has returned, and the layout is
+        kept with its loop's model)."""
+        self._positions = self._same = None
 
     def fits(self, plan, width: int) -> bool:
         """Whether this layout is that of `plan` (whose structure is that of the plan
@@ -154,6 +176,11 @@ class Copier:
         # a moving operand's fields as its copies start from (Access's, by field)
         self.kept = [list(f) for f in zip(*map(self.accesses.__getitem__,
                                                lay.moving_at))] or [[]] * 18
+        # (for Layout.same_operands: what an operand's copies keep, objects by identity,
+        # as access columns read the role's and shape's: timing/access_columns.py)
+        self.fields = np.column_stack([_ids(f) for f in self.kept[:8] + self.kept[13:17]]
+                                      + self.kept[8:11]) if lay.moving_at else None
+        self._kept_first = (None, None)  # (the kinds' firsts, their `kept` fields)
         last = plan.rows[-1]
         self.moving_attrs = [(b, span, last[span].tolist(), key)
                              for b, span, key in lay.moving_attrs]
@@ -252,8 +279,9 @@ class Copier:
                         out[b::width] = list(zip(*[made[j] if j >= 0 else
                                                    repeat(accesses[~j], n) for j in src]))
             else:  # every tuple of a group at once, from a pool by position
-                pool = self._in_record_order(nums, n, allocs) + self.accesses
-                for side, where, sources in self.layout.positions(n):
+                made, same = self._in_record_order(nums, n, allocs)
+                pool = made + self.accesses
+                for side, where, sources in self.layout.positions(n, same):
                     _put(sides[side], where, zip(*[map(pool.__getitem__, j) for j in sources]))
         for b, span, same, key in self.moving_attrs:
             template = attrs[b]
@@ -262,13 +290,30 @@ class Copier:
                     attrs[r * width + b] = _attrs_with(template, key, nums)
         return reads, writes, attrs
 
-    def _in_record_order(self, nums: np.ndarray, n: int, allocs: dict) -> list:
+    def _in_record_order(self, nums: np.ndarray, n: int, allocs: dict):
         """The moving operands' copies from their numbers' rows (copy r's j-th at
-        r * m + j)."""
+        r * m + j), or one Access (immutable) per kind of equal operands of a copy (copy
+        r's at r * k + kind): (those, the kinds as Layout.same_operands gives them, or
+        None)."""
+        m = len(self.moving)
+        same = None
+        if len(nums) >= _SAME_OPERANDS:
+            same = self.layout.same_operands(nums.reshape(n, m, 6), self.fields)
+        if same is None:
+            return self._made(nums, n, self.kept, allocs), None
+        first = same[0]
+        if self._kept_first[0] is not first:
+            at = first.tolist()
+            self._kept_first = (first, [list(map(f.__getitem__, at)) for f in self.kept])
+        return self._made(nums.reshape(n, m, 6)[:, first].reshape(-1, 6), n,
+                          self._kept_first[1], allocs), same
+
+    def _made(self, nums: np.ndarray, n: int, kept: list, allocs: dict) -> list:
+        """Operands from their numbers' rows (copy r's j-th at r * m + j; `kept`: their
+        fields as they start from, by field)."""
         lo, hi, alloc = _places(nums, allocs)
         place = [nums[:, f].tolist() if self.layout.fields_moving[f]
-                 else self.kept[8 + f] * n for f in range(3)]
-        kept = self.kept
+                 else kept[8 + f] * n for f in range(3)]
         return list(map(_new_access, repeat(Access), zip(
             *[f * n for f in kept[:8]], *place, lo, hi, *[f * n for f in kept[13:17]],
             alloc)))
@@ -301,6 +346,30 @@ def _moves(plan) -> np.ndarray:
     """Which of a plan's numbers move: all but those with no drift that every phase of
     the period sampled the same."""
     return ~((plan.drift == 0) & (plan.rows == plan.rows[-1]).all(axis=0))
+
+
+# blocks of at least this many moving operands make one Access per kind of equal ones
+# (Layout.same_operands), unless more than _DISTINCT of them (as a share) differ
+_SAME_OPERANDS = 256
+_DISTINCT = 0.5
+
+
+def _ids(objects: list) -> np.ndarray:
+    """id() of each of `objects`, read off an object array's pointers (as
+    timing/scheduler.py identities)."""
+    return np.frombuffer(np.fromiter(objects, object, len(objects)), np.intp)
+
+
+def _kinds(key: np.ndarray):
+    """(the first of each kind of equal rows of `key`, each row's kind), or (None, None)
+    where more than _DISTINCT of them differ (rows told apart by a mix of their
+    numbers, which must then match)."""
+    mix = np.arange(1, key.shape[1] + 1, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+    _, first, kind = np.unique(key.view(np.uint64) @ mix, return_index=True,
+                               return_inverse=True)
+    if len(first) > _DISTINCT * len(key) or not (key[first][kind] == key).all():
+        return None, None
+    return first, kind
 
 
 def _put(out: list, where: list, items) -> None:
