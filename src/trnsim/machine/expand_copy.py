@@ -11,7 +11,7 @@ import numpy as np
 
 from .access import Access
 from .expand_parts import operand_columns
-from .record import Allocation, Instruction
+from .record import Allocation, Instruction, identities
 
 repeat = itertools.repeat
 _new_access = tuple.__new__  # (an Access from its 18 fields, as machine/access.py makes them)
@@ -178,8 +178,9 @@ class Copier:
                                                lay.moving_at))] or [[]] * 18
         # (for Layout.same_operands: what an operand's copies keep, objects by identity,
         # as access columns read the role's and shape's: timing/access_columns.py)
-        self.fields = np.column_stack([_ids(f) for f in self.kept[:8] + self.kept[13:17]]
-                                      + self.kept[8:11]) if lay.moving_at else None
+        kept = self.kept[:8] + self.kept[13:17]
+        self.fields = np.column_stack([*map(identities, kept), *self.kept[8:11]]) \
+            if lay.moving_at else None
         self._kept_first = (None, None)  # (the kinds' firsts, their `kept` fields)
         last = plan.rows[-1]
         self.moving_attrs = [(b, span, last[span].tolist(), key)
@@ -352,12 +353,6 @@ def _moves(plan) -> np.ndarray:
 # (Layout.same_operands), unless more than _DISTINCT of them (as a share) differ
 _SAME_OPERANDS = 256
 _DISTINCT = 0.5
-
-
-def _ids(objects: list) -> np.ndarray:
-    """id() of each of `objects`, read off an object array's pointers (as
-    timing/scheduler.py identities)."""
-    return np.frombuffer(np.fromiter(objects, object, len(objects)), np.intp)
 
 
 def _kinds(key: np.ndarray):

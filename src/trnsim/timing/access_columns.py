@@ -36,7 +36,7 @@ import numpy as np
 from ..machine.access import Access
 from ..machine.compiled import jit
 from .costs import itemsize
-from .scheduler import identities
+from ..machine.record import identities
 
 ACC = ("p_lo", "p_hi", "lo", "hi", "dense", "has_form", "pitch", "first", "rows", "run",
        "map", "space")

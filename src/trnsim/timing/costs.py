@@ -197,7 +197,7 @@ def _dma_costs_grouped(instrs, cols, cost, dma=None, ids=None) -> list:
     made a timing-only run's peak of memory (the list scheduler's) ~30 MiB higher on
     98k transfers."""
     from .access_columns import distinct_rows  # (they import this module)
-    from .scheduler import identities
+    from ..machine.record import identities
 
     n = len(instrs)
     if dma is None:

@@ -55,7 +55,7 @@ from .costs import cost_model
 from .deps import MemoryMaps
 from ..machine import compiled
 from ..machine.gc_pause import gc_paused
-from ..machine.record import dma_site
+from ..machine.record import dma_site, identities
 from .timeline import Event, Timeline, Wait
 
 _new_wait = tuple.__new__  # Wait(p, kind, space) without the named tuple's Python __new__
@@ -952,15 +952,6 @@ def with_opcode(program, *names) -> np.ndarray:
         return np.zeros(0, np.int64)
     hit = code == want[0] if len(want) == 1 else np.isin(code, want)
     return np.flatnonzero(hit)
-
-
-def identities(objects, count: int = -1) -> np.ndarray:
-    """id() of each of `objects` (a list, or an iterable of `count` items), read off an
-    object array's pointers: map(id, ...) would make an int object per item (~4x
-    slower). The array keeps the objects alive, so equal ids mean the same object."""
-    if count < 0:
-        count = len(objects)
-    return np.frombuffer(np.fromiter(objects, object, count), np.intp)
 
 
 def by_identity(objects: list, ids=None) -> tuple:
