@@ -154,18 +154,12 @@ class Pending(LTensor):
 
     def run_into(self, target: Access, accumulate: bool):
         """Run with `target` as destination (accumulating when asked)."""
-        if self._core is not None or self._target is not None or (
-                accumulate and not self.accumulates):
+        if self.done or (accumulate and not self.accumulates):
             return False
         run = runtime.active_run()
-        if run.legacy_pending is self:
-            run.legacy_pending = None
-        # (what `_issued_at` does, inline: this runs once per legacy result)
-        saved, run.issue_site = run.issue_site, self.site
-        try:
+        self._claim(run)
+        with _issued_at(self.site, run):
             self._execute(target, accumulate)
-        finally:
-            run.issue_site = saved
         self._target = target
         return True
 
