@@ -206,14 +206,16 @@ class Copier:
             p.fences.extend(zip(self.fence_cores * n,
                                 values[:, self.fence_cols].ravel().tolist()))
         core, engine, opcode, reads, writes, location, attrs, queue = self.statics
-        reads, writes, attrs = self._operands(values, p.allocations, reads, writes, attrs)
+        # the moving operands' numbers (copy r's j-th at r * m + j)
+        nums = values[:, self.moving].reshape(-1, 6)
+        reads, writes, attrs = self._operands(values, nums, p.allocations, reads, writes,
+                                              attrs)
         made = list(map(Instruction, index, core * n, engine * n, opcode * n, reads, writes,
                         location * n, attrs, queue * n))
         p.instructions.extend(made)
         if made:  # (for the access columns: timing/access_columns.py)
             p.note_copies(made, self.templates, self.statics[3], self.statics[4],
-                          self.layout.moving_at, self.layout.fields_moving,
-                          values[:, self.moving].reshape(-1, 6))
+                          self.layout.moving_at, self.layout.fields_moving, nums)
         if stats is not None and made:  # (numbers: where they lie in `values`)
             stats.copied_blocks[len(p.instructions) - len(made)] = (
                 len(p.instructions) - 1, made[-1], self.keys, self.layout.sizes, n, values,
@@ -260,14 +262,14 @@ class Copier:
         return columns[0] if len(columns) == 1 else \
             list(itertools.chain.from_iterable(zip(*columns)))
 
-    def _operands(self, values: np.ndarray, allocs: dict, reads: list, writes: list,
-                  attrs: list):
-        """The copies' reads, writes and attrs (flat lists)."""
+    def _operands(self, values: np.ndarray, nums: np.ndarray, allocs: dict, reads: list,
+                  writes: list, attrs: list):
+        """The copies' reads, writes and attrs (flat lists; `nums`: the moving operands'
+        numbers)."""
         n, width = len(values), len(self.templates)
         reads, writes, attrs = reads * n, writes * n, attrs * n
         m = len(self.moving)
         if m:
-            nums = values[:, self.moving].reshape(-1, 6)
             sides = (reads, writes)
             if n >= _BY_COLUMN and len(nums) >= _SMALL_PLACES:
                 # each tuple's column at once (copy r's at r * width + b) from each moving
