@@ -7,7 +7,8 @@ record only), and its NumPy reference does the same tiling and arithmetic (the t
 loads as copies, one fp32 matmul per tile accumulated in fp32 / the same
 max-exp-sum-reciprocal-multiply per row tile). Inputs are random (no all-ones
 shortcuts) and made before the clock starts. Times are CPU seconds (process time), the
-best of `reps`; set OPENBLAS_NUM_THREADS=1 for stable numbers.
+best of `reps`, each kernel alternating with its reference; set OPENBLAS_NUM_THREADS=1
+for stable numbers.
 
 Columns:
 - `on`, `off`: trnsim CPU seconds with numerics on / off; `numpy`: the reference.
@@ -145,20 +146,23 @@ CASES = (
 )
 
 
-def _best(f, reps: int):
-    """(best CPU time of `reps` calls of f, the last call's result). Each call starts
-    with the previous one's result freed: a run holding another run's arenas and tensors
-    page-faults fresh memory, which made the same run 1x-3x slower from one process to
-    the next."""
-    best, result = None, None
+def _best(fs, reps: int) -> list:
+    """(best CPU time of `reps` calls, the last call's result) for each of the
+    functions `fs`, called in turn in every rep so that what they are compared on
+    shares the machine's load (a shared machine's ratios swung ~10% when each ran its
+    reps in a block). Each call starts with the previous one's result freed: a run
+    holding another run's arenas and tensors page-faults fresh memory, which made the
+    same run 1x-3x slower from one process to the next."""
+    best, results = [None] * len(fs), [None] * len(fs)
     for _ in range(reps):
-        result = None
-        c0 = time.process_time()
-        result = f()
-        dt = time.process_time() - c0
-        if best is None or dt < best:
-            best = dt
-    return best, result
+        for i, f in enumerate(fs):
+            results[i] = None
+            c0 = time.process_time()
+            results[i] = f()
+            dt = time.process_time() - c0
+            if best[i] is None or dt < best[i]:
+                best[i] = dt
+    return list(zip(best, results))
 
 
 def measure(kind: str, label: str, reps: int = 3, quick: bool = False) -> dict:
@@ -170,11 +174,11 @@ def measure(kind: str, label: str, reps: int = 3, quick: bool = False) -> dict:
         K, M, N = MATMUL_SHAPE
         shape = (K // 4, M, N // 2) if quick else MATMUL_SHAPE
     args = _inputs(kind, shape)
-    on, (out, run) = _best(lambda: _trnsim(kind, args, True), reps)
-    off, _ = _best(lambda: _trnsim(kind, args, False), reps)
+    (on, (out, run)), (ref_t, ref) = _best(
+        (lambda: _trnsim(kind, args, True), lambda: _numpy(kind, args)), reps)
+    [(off, _)] = _best((lambda: _trnsim(kind, args, False),), reps)
     with environment(expand.ENV, "0"):  # every iteration recorded, as numerics runs do
-        unrolled, _ = _best(lambda: _trnsim(kind, args, False), reps)
-    ref_t, ref = _best(lambda: _numpy(kind, args), reps)
+        [(unrolled, _)] = _best((lambda: _trnsim(kind, args, False),), reps)
     n = len(run.program)
     got = np.asarray(out, dtype=np.float32)
     want = ref.astype(np.float32)
