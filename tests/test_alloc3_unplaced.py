@@ -183,3 +183,35 @@ def test_a_dropped_programs_instructions_die_with_it_and_let_go_of_the_move():
         assert pending.rows is None
     finally:
         gc.enable()
+
+
+def test_a_timing_only_profile_leaves_them_pending(monkeypatch):
+    """Nothing a profile runs reads the allocated operands (the schedulers read the
+    access columns, the cost model the held ones): read after, they are the Python
+    passes' and the timeline theirs."""
+    import numpy as np
+
+    import trnsim
+    import trnsim.nki.isa as nisa
+    import trnsim.nki.language as nl
+
+    @trnsim.nki.jit
+    def scaled(x):
+        out = nl.ndarray(x.shape, nl.float32, buffer=nl.hbm)
+        for j in nl.affine_range(x.shape[1] // 8):
+            t = nl.ndarray((128, 8), nl.float32, buffer=nl.sbuf)
+            nisa.dma_copy(dst=t, src=x[:, j * 8:(j + 1) * 8])
+            u = nl.ndarray((128, 8), nl.float32, buffer=nl.sbuf)
+            nisa.tensor_scalar(dst=u, data=t, op0=nl.multiply, operand0=2.0)
+            nisa.dma_copy(dst=out[:, j * 8:(j + 1) * 8], src=u)
+        return out
+
+    x = np.zeros((128, 8 * 64), np.float32)
+    runs = {}
+    for flag in ("1", "0"):
+        monkeypatch.setenv("TRNSIM_COMPILED", flag)
+        runs[flag] = trnsim.profile(scaled, x, numerics=False, cache=False)
+    lazy, python = runs["1"], runs["0"]
+    assert len(_unplaced(lazy.program)) == len(lazy.program.instructions)
+    assert lazy.total_time == python.total_time
+    assert _fields(lazy.program) == _fields(python.program)
