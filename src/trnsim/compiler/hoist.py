@@ -21,16 +21,23 @@ reloads its tiles on hardware: 51.80 ms against the hoisted step's 42.96 ms, har
 §3.1). Loop-invariant computations are not hoisted (not modelled)."""
 from __future__ import annotations
 
+import itertools
 from bisect import bisect_right
 from collections import Counter
 from dataclasses import replace
-from operator import itemgetter
+from operator import attrgetter, itemgetter
+
+import numpy as np
 
 from ..machine.access import Access, copy_with, with_bytes
-from ..machine.record import Program
+from ..machine.record import Program, identities
 from .hbm_writes import HbmWrites
 
 _PLAIN = ("dma_copy",)
+_ATTRS = attrgetter("attrs")
+# blocks of at least this many copies are looked at as blocks (`_visited`): in smaller
+# ones the template's analysis costs more than visiting the copies
+_MANY_COPIES = 256
 
 
 def hoist_invariant_loads(program: Program) -> Program:
@@ -75,9 +82,10 @@ def hoist_invariant_loads(program: Program) -> Program:
     last: dict = {}  # (core, source line) -> (index, src, dst) of its previous execution
     alias: dict = {}  # dropped tensor's alloc id -> the alloc id of the copy it reads
     kept_for: dict = {}  # dropped load's index -> the index of the load that stays
-    for ins in instrs:
+    for ins in _visited(program.copied, instrs, allocs):
         # a plain load into an automatic tensor: an HBM -> SBUF dma_copy, no cast, no
-        # indirection, one source and one destination
+        # indirection, one source and one destination (as _load_ends and _all_reach
+        # check a block's copies)
         if ins.opcode not in _PLAIN or ins.engine != "dma":
             continue
         reads, writes = ins.reads, ins.writes
@@ -151,6 +159,117 @@ def hoist_invariant_loads(program: Program) -> Program:
     hoisted.copied = _carried(program.copied, instrs, position, out)
     program.copied = []
     return hoisted
+
+
+def _load_ends(ins):
+    """(source, destination) of a load that is plain by its opcode, engine, location and
+    operands' roles, spaces and indirection (an HBM -> SBUF dma_copy with one source
+    besides indirect offsets and one destination: the first checks of
+    hoist_invariant_loads' loop), else None."""
+    if ins.opcode not in _PLAIN or ins.engine != "dma" or ins.location is None:
+        return None
+    reads, writes = ins.reads, ins.writes
+    if len(writes) != 1:
+        return None
+    if len(reads) != 1 or reads[0].role == "indirect_offset":
+        reads = [a for a in reads if a.role != "indirect_offset"]
+        if len(reads) != 1:
+            return None
+    src, dst = reads[0], writes[0]
+    if src.space != "hbm" or dst.space != "sbuf" or src.indirect or dst.indirect:
+        return None
+    return src, dst
+
+
+def _visited(blocks: list, instrs: list, allocs: dict):
+    """The instructions hoisting must visit, in order: all but some copies of loop
+    expansion's blocks (machine/record.py CopiedBlock), which share their template
+    instruction's opcode, engine, core and location and its operands' roles, spaces and
+    indirection. Of a block it visits no copy of a template instruction that is not a
+    plain load (`_load_ends`); and of the executions of a source line in the block, where
+    each may be dropped as a repeat (`_all_reach`) and none reads the bytes of the one
+    before it (so none repeats one in the block), the first (which may repeat a load
+    before the block) and the last (the line's previous execution for what follows):
+    the others would only stand in as that."""
+    parts, at = [], 0  # (the instructions up to each block looked at, then its visits)
+    lines: dict = {}  # id(template) -> its plain loads by line (_template_lines)
+    for b in blocks:
+        if b.copies < _MANY_COPIES or b.start < at or not b.held_by(instrs):
+            continue
+        t, w = b.template, len(b.template.reads)
+        if id(t) not in lines:
+            lines[id(t)] = _template_lines(instrs[t.start:t.start + w])
+        visit = []
+        for where, ends, template_dst in lines[id(t)]:
+            runs = (b.start + np.arange(b.copies)[:, None] * w + where).ravel()
+            got = _moving_numbers(b, ends, template_dst)
+            if got is not None and (np.diff(got[0], axis=0) != 0).any(axis=1).all() \
+                    and _all_reach(runs, got[1], instrs, allocs):
+                runs = runs[[0, -1]]
+            visit.append(runs)
+        visit = np.sort(np.concatenate(visit)).tolist() if visit else []
+        parts += [instrs[at:b.start], map(instrs.__getitem__, visit)]
+        at = b.stop
+    if not parts:
+        return instrs
+    parts.append(instrs[at:])
+    return itertools.chain.from_iterable(parts)
+
+
+def _template_lines(template: list) -> list:
+    """The plain loads (`_load_ends`) of a template, by (core, source line): per line,
+    their positions in it, their sources' and destinations' positions among its
+    accesses (each instruction's reads, then its writes: a row per load) and their
+    destinations' alloc."""
+    by_line: dict = {}
+    first = 0  # (the instruction's first access)
+    for j, ins in enumerate(template):
+        ends = _load_ends(ins)
+        if ends is not None:
+            loc = ins.location
+            at, places, dst = by_line.setdefault((ins.core, loc.file, loc.line), ([], [], []))
+            at.append(j)
+            places.append((first + next(k for k, a in enumerate(ins.reads) if a is ends[0]),
+                           first + len(ins.reads)))
+            dst.append(ends[1].alloc)
+        first += len(ins.reads) + len(ins.writes)
+    return [(np.array(at), np.array(places), np.array(dst)) for at, places, dst
+            in by_line.values()]
+
+
+def _moving_numbers(block, ends, template_dst):
+    """Per copy of `block` and row of `ends` (the positions of a load's source and
+    destination among the template's accesses), copy by copy: the source's HBM bytes
+    (rows of lo, hi) and the destination's alloc (`template_dst`: the template's); None
+    where a source does not move its lo and hi, or has an allocation (lo, hi relative
+    to it)."""
+    t = block.template
+    m = len(t.moving)
+    lo, hi, alloc = t.kept[2:5].tolist()
+    if not m or lo < 0 or hi < 0 or alloc < 0:
+        return None
+    q = np.searchsorted(t.moving, ends).clip(0, m - 1)
+    moving = t.moving[q] == ends
+    if not moving[:, 0].all():
+        return None
+    rows = np.arange(block.copies)[:, None] * m
+    src = block.numbers[(rows + q[:, 0]).ravel()]
+    if (src[:, alloc] >= 0).any():
+        return None
+    dst = np.where(moving[:, 1], block.numbers[(rows + q[:, 1]).ravel(), alloc].reshape(
+        len(rows), -1), template_dst)
+    return src[:, [lo, hi]], dst.ravel()
+
+
+def _all_reach(runs, dst, instrs: list, allocs: dict) -> bool:
+    """Whether every plain load at `runs` (positions; `dst`: their destinations' allocs)
+    is one into an automatic tensor with no cast and no spill (the last checks of
+    hoist_invariant_loads' loop): one it may drop as a repeat."""
+    if (dst < 0).any() or any(allocs[a].explicit for a in np.unique(dst).tolist()):
+        return False
+    attrs = list(map(_ATTRS, map(instrs.__getitem__, runs.tolist())))
+    _, first = np.unique(identities(attrs), return_index=True)
+    return not any(attrs[k].get("cast") or attrs[k].get("spill") for k in first.tolist())
 
 
 def _fresh_copy(index, dst, p_dst, allocs, writes_to) -> bool:
