@@ -79,7 +79,7 @@ def _described(program):
 
 
 def test_hoisting_by_blocks_gives_the_program_of_visiting_every_copy(monkeypatch):
-    monkeypatch.setattr(hoist, "_MANY_COPIES", 2)
+    monkeypatch.setattr(hoist, "_MANY", 2)
     by_blocks = _recorded(monkeypatch)
     copies = sum(b.copies for b in by_blocks.copied)
     assert copies >= G // 2

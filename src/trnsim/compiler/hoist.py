@@ -35,9 +35,10 @@ from .hbm_writes import HbmWrites
 
 _PLAIN = ("dma_copy",)
 _ATTRS = attrgetter("attrs")
-# blocks of at least this many copies are looked at as blocks (`_visited`): in smaller
-# ones the template's analysis costs more than visiting the copies
-_MANY_COPIES = 256
+_EXPLICIT = attrgetter("explicit")
+# blocks of at least this many instructions are looked at as blocks (`_visited`): in
+# smaller ones the template's analysis costs more than visiting the copies
+_MANY = 256
 
 
 def hoist_invariant_loads(program: Program) -> Program:
@@ -192,20 +193,31 @@ def _visited(blocks: list, instrs: list, allocs: dict):
     before the block) and the last (the line's previous execution for what follows):
     the others would only stand in as that."""
     parts, at = [], 0  # (the instructions up to each block looked at, then its visits)
+    ids: list = []  # (of the explicitly placed tensors, listed at the first question)
+
+    def explicit():
+        if not ids:
+            placed = np.fromiter(map(_EXPLICIT, allocs.values()), bool, len(allocs))
+            ids.append(np.fromiter(allocs, np.int64, len(allocs))[placed])
+        return ids[0]
+
     lines: dict = {}  # id(template) -> its plain loads by line (_template_lines)
     for b in blocks:
-        if b.copies < _MANY_COPIES or b.start < at or not b.held_by(instrs):
-            continue
         t, w = b.template, len(b.template.reads)
+        if b.copies * w < _MANY or b.start < at or not b.held_by(instrs):
+            continue
         if id(t) not in lines:
             lines[id(t)] = _template_lines(instrs[t.start:t.start + w])
         visit = []
-        for where, ends, template_dst in lines[id(t)]:
+        for where, places, template, plain in lines[id(t)]:
             runs = (b.start + np.arange(b.copies)[:, None] * w + where).ravel()
-            got = _moving_numbers(b, ends, template_dst)
-            if got is not None and (np.diff(got[0], axis=0) != 0).any(axis=1).all() \
-                    and _all_reach(runs, got[1], instrs, allocs):
-                runs = runs[[0, -1]]
+            if len(runs) > 2:
+                numbers = _copies_numbers(b, places, template)
+                # (HBM sources: lo, hi absolute)
+                if (numbers[:, 2] < 0).all() \
+                        and (np.diff(numbers[:, :2], axis=0) != 0).any(axis=1).all() \
+                        and _all_reach(runs, numbers[:, 3], plain, instrs, explicit):
+                    runs = runs[[0, -1]]
             visit.append(runs)
         visit = np.sort(np.concatenate(visit)).tolist() if visit else []
         parts += [instrs[at:b.start], map(instrs.__getitem__, visit)]
@@ -219,54 +231,68 @@ def _visited(blocks: list, instrs: list, allocs: dict):
 def _template_lines(template: list) -> list:
     """The plain loads (`_load_ends`) of a template, by (core, source line): per line,
     their positions in it, their sources' and destinations' positions among its
-    accesses (each instruction's reads, then its writes: a row per load) and their
-    destinations' alloc."""
+    accesses (each instruction's reads, then its writes) and the template's source lo,
+    hi and alloc and destination alloc (a row per load each); and whether their copies
+    have no cast and no spill: True, False where one has, None where a cast or spill is
+    an int (a copy's attrs are its template's but for their ints, which may move:
+    expand_copy._attrs_with)."""
     by_line: dict = {}
     first = 0  # (the instruction's first access)
     for j, ins in enumerate(template):
-        ends = _load_ends(ins)
+        reads = ins.reads
+        ends = _load_ends(ins) if ins.opcode in _PLAIN else None
         if ends is not None:
+            src, dst = ends
             loc = ins.location
-            at, places, dst = by_line.setdefault((ins.core, loc.file, loc.line), ([], [], []))
+            at, places, numbers, flags = by_line.setdefault(
+                (ins.core, loc.file, loc.line), ([], [], [], []))
             at.append(j)
-            places.append((first + next(k for k, a in enumerate(ins.reads) if a is ends[0]),
-                           first + len(ins.reads)))
-            dst.append(ends[1].alloc)
-        first += len(ins.reads) + len(ins.writes)
-    return [(np.array(at), np.array(places), np.array(dst)) for at, places, dst
-            in by_line.values()]
+            # (a read equal to the source is an indirect offset: another role)
+            places.append((first + reads.index(src), first + len(reads)))
+            numbers.append((src.lo, src.hi, src.alloc, dst.alloc))
+            flags += (ins.attrs.get("cast"), ins.attrs.get("spill"))
+        first += len(reads) + len(ins.writes)
+    return [(np.array(at), np.array(places), np.array(numbers, dtype=np.int64),
+             None if int in map(type, flags) else not any(flags))
+            for at, places, numbers, flags in by_line.values()]
 
 
-def _moving_numbers(block, ends, template_dst):
-    """Per copy of `block` and row of `ends` (the positions of a load's source and
-    destination among the template's accesses), copy by copy: the source's HBM bytes
-    (rows of lo, hi) and the destination's alloc (`template_dst`: the template's); None
-    where a source does not move its lo and hi, or has an allocation (lo, hi relative
-    to it)."""
+# (the fields _copies_numbers gives: (side, CopyTemplate.kept's field) of source lo, hi
+# and alloc and destination alloc)
+_FIELDS = ((0, 2), (0, 3), (0, 4), (1, 4))
+
+
+def _copies_numbers(block, places, template):
+    """Per copy of `block` and row of `places` (the positions of a load's source and
+    destination among the template's accesses), copy by copy: the source's lo, hi and
+    alloc and the destination's alloc, from the block's numbers where they move, else
+    the template's (`template`: rows of the same four)."""
     t = block.template
-    m = len(t.moving)
-    lo, hi, alloc = t.kept[2:5].tolist()
-    if not m or lo < 0 or hi < 0 or alloc < 0:
-        return None
-    q = np.searchsorted(t.moving, ends).clip(0, m - 1)
-    moving = t.moving[q] == ends
-    if not moving[:, 0].all():
-        return None
-    rows = np.arange(block.copies)[:, None] * m
-    src = block.numbers[(rows + q[:, 0]).ravel()]
-    if (src[:, alloc] >= 0).any():
-        return None
-    dst = np.where(moving[:, 1], block.numbers[(rows + q[:, 1]).ravel(), alloc].reshape(
-        len(rows), -1), template_dst)
-    return src[:, [lo, hi]], dst.ravel()
+    n, m = block.copies, len(t.moving)
+    out = np.tile(template, (n, 1))
+    if not m:
+        return out
+    q = np.searchsorted(t.moving, places).clip(0, m - 1)
+    moving = t.moving[q] == places
+    rows = np.arange(n)[:, None] * m
+    for col, (side, field) in enumerate(_FIELDS):
+        k = int(t.kept[field])
+        if k >= 0 and moving[:, side].any():
+            own = np.tile(moving[:, side], n)
+            out[own, col] = block.numbers[(rows + q[:, side]).ravel()[own], k]
+    return out
 
 
-def _all_reach(runs, dst, instrs: list, allocs: dict) -> bool:
-    """Whether every plain load at `runs` (positions; `dst`: their destinations' allocs)
-    is one into an automatic tensor with no cast and no spill (the last checks of
-    hoist_invariant_loads' loop): one it may drop as a repeat."""
-    if (dst < 0).any() or any(allocs[a].explicit for a in np.unique(dst).tolist()):
+def _all_reach(runs, dst, plain, instrs: list, explicit) -> bool:
+    """Whether every plain load at `runs` (positions; `dst`: their destinations' allocs;
+    `plain`: whether they have no cast and no spill, None where their attrs tell) is
+    one into an automatic tensor with no cast and no spill (the last checks of
+    hoist_invariant_loads' loop): one it may drop as a repeat. `explicit()`: the ids
+    of the explicitly placed tensors (an int64 array)."""
+    if (dst < 0).any() or np.isin(dst, explicit()).any():
         return False
+    if plain is not None:
+        return plain
     attrs = list(map(_ATTRS, map(instrs.__getitem__, runs.tolist())))
     _, first = np.unique(identities(attrs), return_index=True)
     return not any(attrs[k].get("cast") or attrs[k].get("spill") for k in first.tolist())
