@@ -39,6 +39,7 @@ _EXPLICIT = attrgetter("explicit")
 # blocks of at least this many instructions are looked at as blocks (`_visited`): in
 # smaller ones the template's analysis costs more than visiting the copies
 _MANY = 256
+_FEW_COPIES = 8  # ... and templates copied at least this many times (over their blocks)
 
 
 def hoist_invariant_loads(program: Program) -> Program:
@@ -202,9 +203,13 @@ def _visited(blocks: list, instrs: list, allocs: dict):
         return ids[0]
 
     lines: dict = {}  # id(template) -> its plain loads by line (_template_lines)
+    copies = Counter()  # id(template) -> its copies (reading it costs about as much as a few)
+    for b in blocks:
+        copies[id(b.template)] += b.copies
     for b in blocks:
         t, w = b.template, len(b.template.reads)
-        if b.copies * w < _MANY or b.start < at or not b.held_by(instrs):
+        if b.copies * w < _MANY or copies[id(t)] < _FEW_COPIES or b.start < at \
+                or not b.held_by(instrs):
             continue
         if id(t) not in lines:
             lines[id(t)] = _template_lines(instrs[t.start:t.start + w])
