@@ -1,7 +1,9 @@
 """Layout.same_operands (machine/expand_copy.py) keeps a block's kinds of equal moving
 operands for the next block, checking that block's numbers alone while the fields are
 the same array (the same Copier's) and fields and numbers otherwise: its kinds are
-always those `_kinds` finds in the block's rows (fields and numbers) themselves."""
+always those `_kinds` finds in the block's rows (fields and numbers) themselves. A
+copy's reads or writes tuples of the same kinds are one tuple, and the record is that
+of plain tracing."""
 from __future__ import annotations
 
 import types
@@ -9,6 +11,10 @@ import types
 import numpy as np
 
 from trnsim.machine import expand_copy
+from trnsim.machine.runtime import Run
+
+from test_copies_same_operands import tile_read_in_an_inner_loop
+from test_expand import _both, _run
 
 M, N = 8, 3  # moving operands, copies
 
@@ -66,3 +72,13 @@ def test_operands_mostly_distinct_share_nothing_from_then_on():
     layout = _layout()
     assert _kinds_of(layout, nums, fields) is None
     assert _kinds_of(layout, np.zeros((N, M, 6), np.int64), fields) is None
+
+
+def test_tuples_of_the_same_kinds_in_a_copy_are_one_tuple(monkeypatch):
+    x = np.ones((128, 128), np.float32)
+    _both(monkeypatch, lambda: _run(tile_read_in_an_inner_loop, x))  # (records equal)
+    monkeypatch.setattr(Run, "compile", lambda self: None)  # (its passes make new tuples)
+    reads = [ins.reads for ins in _run(tile_read_in_an_inner_loop, x).program.instructions
+             if ins.opcode == "tensor_tensor"]
+    copied = reads[-256:-128]  # the outer iteration before the last (which runs), a copy
+    assert len(set(map(id, copied))) == 1

@@ -130,10 +130,12 @@ class Layout:
 
     def positions(self, n: int, same=None) -> list:
         """For a block of n copies of the template (kept for the last n and `same`
-        asked), each group of `tuples`: its side, the copies' flat positions, and for
-        each of its operands their sources in a pool of the copies' moving operands (copy
-        r's j-th at r * m + j, or r * k + its kind where `same` (see same_operands)
-        gives k kinds) followed by the template's operands."""
+        asked), each group of `tuples`: its side, the copies' flat positions, for each
+        of its operands their sources in a pool of the copies' moving operands (copy r's
+        j-th at r * m + j, or r * k + its kind where `same` (see same_operands) gives k
+        kinds) followed by the template's operands, and where kinds make tuples of the
+        same sources, only the distinct ones and which of them each position takes
+        (else None)."""
         kept = self._positions
         if kept is None or kept[0] != n or kept[1] is not same:
             m = len(self.moving)
@@ -142,9 +144,17 @@ class Layout:
             out = []
             for side, b, src in self.tuples:
                 where = (rows * self.width + b).ravel().tolist()
-                out.append((side, where, [np.where(j >= 0, rows * k + at[np.maximum(j, 0)],
-                                                   n * k + ~j).ravel().tolist()
-                                          for j in src.T]))
+                sources = np.column_stack([np.where(j >= 0, rows * k + at[np.maximum(j, 0)],
+                                                    n * k + ~j).ravel() for j in src.T])
+                taken = None
+                if same is not None:
+                    _, first, taken = np.unique(sources, axis=0, return_index=True,
+                                                return_inverse=True)
+                    if len(first) < len(sources):
+                        sources, taken = sources[first], taken.ravel().tolist()
+                    else:
+                        taken = None
+                out.append((side, where, sources.T.tolist(), taken))
             self._positions = (n, same, out)
         return self._positions[2]
 
@@ -296,8 +306,11 @@ class Copier:
             else:  # every tuple of a group at once, from a pool by position
                 made, same = self._in_record_order(nums, n, allocs)
                 pool = made + self.accesses
-                for side, where, sources in self.layout.positions(n, same):
-                    _put(sides[side], where, zip(*[map(pool.__getitem__, j) for j in sources]))
+                for side, where, sources, taken in self.layout.positions(n, same):
+                    made = zip(*[map(pool.__getitem__, j) for j in sources])
+                    if taken is not None:  # (one tuple of equal kinds' Accesses)
+                        made = map(list(made).__getitem__, taken)
+                    _put(sides[side], where, made)
         for b, span, same, key in self.moving_attrs:
             template = attrs[b]
             for r, nums in enumerate(values[:, span].tolist()):
