@@ -133,9 +133,9 @@ class Layout:
         asked), each group of `tuples`: its side, the copies' flat positions, for each
         of its operands their sources in a pool of the copies' moving operands (copy r's
         j-th at r * m + j, or r * k + its kind where `same` (see same_operands) gives k
-        kinds) followed by the template's operands, and where kinds make tuples of the
-        same sources, only the distinct ones and which of them each position takes
-        (else None)."""
+        kinds) followed by the template's operands, and where kinds make enough tuples of
+        the same sources (`_kinds`), only the distinct ones and which of them each
+        position takes (else None)."""
         kept = self._positions
         if kept is None or kept[0] != n or kept[1] is not same:
             m = len(self.moving)
@@ -146,14 +146,9 @@ class Layout:
                 where = (rows * self.width + b).ravel().tolist()
                 sources = np.column_stack([np.where(j >= 0, rows * k + at[np.maximum(j, 0)],
                                                     n * k + ~j).ravel() for j in src.T])
-                taken = None
-                if same is not None:
-                    _, first, taken = np.unique(sources, axis=0, return_index=True,
-                                                return_inverse=True)
-                    if len(first) < len(sources):
-                        sources, taken = sources[first], taken.ravel().tolist()
-                    else:
-                        taken = None
+                first, taken = _kinds(sources) if same is not None else (None, None)
+                if first is not None:
+                    sources, taken = sources[first], taken.tolist()
                 out.append((side, where, sources.T.tolist(), taken))
             self._positions = (n, same, out)
         return self._positions[2]
