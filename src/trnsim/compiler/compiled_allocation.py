@@ -16,20 +16,23 @@ inserted, so the output keeps every index; the physical accesses are computed in
 The virtual accesses are read once, as the access columns of timing/access_columns.py
 (those of loop expansion's copies made from the blocks noted on the program, which the
 pass takes), and the allocated program is handed on with its own (`_access_columns`:
-the virtual columns at the physical bytes), which the list and timing schedulers read.
+the virtual columns at the physical bytes), which the list and timing schedulers read;
+the physical Access objects are made when first read (`_Unplaced`), which a timing-only
+profile never does.
 """
 from __future__ import annotations
 
+import weakref
 from array import array
 from collections import deque
-from itertools import count, repeat
-from operator import attrgetter, eq
+from itertools import chain, count, repeat
+from operator import add, attrgetter, eq
 
 import numpy as np
 
-from ..machine.access import with_bytes_all
+from ..machine.access import with_bytes, with_bytes_all
 from ..machine.compiled import jit
-from ..machine.record import Program
+from ..machine.record import Instruction, Program, held_reads, held_writes
 from ..timing import access_columns
 from .arena import Arena
 from .plan import MemoryPlan, PlacementColumns, Steps
@@ -591,8 +594,8 @@ def allocate_compiled(program: Program) -> Program | None:
     if not u.valid:
         return None
     nbytes = cols.bytes[u.pos]  # (what follows reads of the virtual columns' own fields)
-    access, flat = cols.access, cols.flat
-    del cols
+    access = cols.access
+    del cols  # (and the virtual Access objects' array: the instructions hold them)
     placed = _place(u, al, np.array(caps, np.int64), np.array(aligns, np.int64))
     if placed is None:
         return None
@@ -602,7 +605,7 @@ def allocate_compiled(program: Program) -> Program | None:
     rows, ins_of = u.pos, u.ins
     # what the walk and the plan read dies here, before the physical accesses are made
     del u, al, placed, start, size, order, notes, peak
-    return _rewrite(program, access, flat, rows, ins_of, lo, hi, nbytes, plan, renumber)
+    return _rewrite(program, access, rows, ins_of, lo, hi, nbytes, plan, renumber)
 
 
 def _place(u: _Uses, al: _Allocs, capacity, align):
@@ -669,16 +672,14 @@ def _physical(u: _Uses, start, size) -> tuple:
     return plo, phi
 
 
-def _rewrite(program, access, flat, rows, ins_of, lo, hi, nbytes, plan,
-             renumber) -> Program:
-    """The program with each block access (`rows` of the columns `access` and of `flat`,
-    the accesses in their order; ins_of: their instructions; nbytes: their bytes) at its
-    physical bytes [lo, hi), indices set and order edges copied as _Allocator.run does
-    (no instruction was inserted, so every index stays), and its access columns (made
-    from the virtual ones: timing/access_columns.py `moved`)."""
+def _rewrite(program, access, rows, ins_of, lo, hi, nbytes, plan, renumber) -> Program:
+    """The program with each block access (`rows` of the columns `access`; ins_of: their
+    instructions; nbytes: their bytes) at its physical bytes [lo, hi), indices set and
+    order edges copied as _Allocator.run does (no instruction was inserted, so every
+    index stays), and its access columns (made from the virtual ones:
+    timing/access_columns.py `moved`), which the physical Access objects are made from
+    when first read (`_defer_move`)."""
     instrs = program.instructions
-    _move(instrs, flat, access, rows, ins_of, lo, hi)
-    del flat
     if renumber:
         deque(map(setattr, instrs, repeat("index"), range(len(instrs))), 0)
     renumbered = range(len(instrs) + 1)
@@ -693,20 +694,170 @@ def _rewrite(program, access, flat, rows, ins_of, lo, hi, nbytes, plan,
                         [(c, renumbered[at]) for c, at in program.fences])
     allocated._access_columns = access_columns.moved(access, out, rows, lo, hi, nbytes,
                                                      orders)
+    _defer_move(allocated, rows, ins_of)
     return allocated
 
 
-def _move(instrs, objs, access, rows, ins_of, lo, hi) -> None:
-    """Each instruction with an access at `rows` (of `objs`, the accesses in the order
-    of the columns `access`, an object array; ins_of: their instructions) gets new reads
-    and writes tuples with those accesses at bytes [lo, hi): instructions in program
-    order, a chunk at a time, so that the virtual accesses die as it goes (`objs` is
-    emptied).
+def _defer_move(program, rows, ins_of) -> None:
+    """Give each instruction of the allocated `program` with an access at `rows` of its
+    access columns (ins_of: their instructions) its physical accesses when first read:
+    until then it holds its virtual reads and writes, as an _Unplaced of this program.
+    The passes after the allocation read the access columns, and the cost model the
+    operands' fields other than lo and hi (machine/record.py `held_reads`), so a
+    timing-only profile never makes them."""
+    if not len(rows):
+        return
+    touched = ins_of[np.concatenate(([True], ins_of[1:] != ins_of[:-1]))]
+    mine = np.fromiter(program.instructions, object, len(program.instructions))[touched]
+    pending = _PendingMove(program, mine, rows)
+    unplaced = type("_Unplaced", (_Unplaced,), {"__slots__": (), "_pending": pending})
+    deque(map(setattr, mine.tolist(), repeat("__class__"), repeat(unplaced)), 0)
+
+
+class _PendingMove:
+    """The rows of an allocated program's access columns that moved, from which the
+    physical accesses of its instructions `mine` (an object array) are made: kept
+    until one of them is first read, or the last of them dies (then let go of at once:
+    their class, a cycle, waits for the collector). It holds no instruction (an object
+    array in a cycle is one the collector cannot see through), and the program weakly:
+    the first read makes them all (`_move`) where the program still lists them where
+    the pass left them, else the one read, and from then on each as it is read,
+    sharing the Access objects as `_move` does."""
+
+    def __init__(self, program, mine, rows):
+        self.program = weakref.ref(program)
+        self.ids = np.frombuffer(mine, np.intp).copy()  # (id() of each)
+        cols = program._access_columns  # (its arrays: it holds the instructions)
+        self.cols = (cols.acc, cols.ptr, cols.wptr)
+        self.rows = rows.astype(np.int32) if len(rows) and rows[-1] < 1 << 31 else rows
+        self.unplaced = len(mine)  # (those not made yet, alive)
+        self.made: dict | None = None  # (id(virtual), lo, hi) -> (virtual, its Access)
+        self.slot: dict | None = None  # id(instruction) -> its number among them
+        self.spans = None  # (their positions, their first rows (and len(rows)))
+
+    def make(self, ins) -> None:
+        """Make the physical accesses of `ins`, an _Unplaced of this pending move (and
+        of all the others where their program still lists them in place)."""
+        if self.made is None:
+            rows = self.rows
+            ins_of = np.searchsorted(self.cols[1], rows, "right") - 1
+            at = np.flatnonzero(np.concatenate(([True], ins_of[1:] != ins_of[:-1])))
+            touched = ins_of[at]
+            program = self.program()
+            instrs = program.instructions if program is not None else ()
+            if len(instrs) > touched[-1]:
+                mine = np.fromiter(instrs, object, len(instrs))[touched]
+                if np.array_equal(np.frombuffer(mine, np.intp), self.ids) and \
+                        set(map(type, mine)) == {type(ins)}:
+                    self._all(mine, touched)
+                    return
+            self.made, self.slot = {}, dict(zip(self.ids.tolist(), range(len(self.ids))))
+            self.spans = (touched.tolist(), at.tolist() + [len(rows)])
+        k = self.slot[id(ins)]
+        touched, at = self.spans
+        self._one(ins, touched[k], at[k], at[k + 1])
+
+    def let_go(self) -> None:
+        """One of them is an Instruction again, or died."""
+        self.unplaced -= 1
+        if not self.unplaced:
+            self.cols = self.rows = self.made = self.slot = self.ids = self.spans = None
+
+    def _all(self, mine, touched) -> None:
+        (acc, ptr, wptr), rows = self.cols, self.rows.astype(np.int64)
+        self.unplaced = 1
+        self.let_go()
+        deque(map(setattr, mine.tolist(), repeat("__class__"), repeat(Instruction)), 0)
+        objs = np.empty(int(ptr[-1]), object)  # (the virtual accesses, at their rows)
+        sizes = ptr[touched + 1] - ptr[touched]
+        at = np.repeat(ptr[touched] - np.cumsum(sizes) + sizes, sizes) + \
+            np.arange(int(sizes.sum()))
+        objs[at] = np.fromiter(chain.from_iterable(map(
+            add, map(held_reads, mine.tolist()), map(held_writes, mine.tolist()))),
+            object, len(at))
+        del at
+        _move(mine, objs, ptr, wptr, rows, acc[rows, access_columns.LO],
+              acc[rows, access_columns.HI])
+
+    def _one(self, ins, i, r0, r1) -> None:
+        """Make those of `ins`, instruction i, whose moved accesses are rows[r0:r1]."""
+        (acc, ptr, wptr), rows = self.cols, self.rows[r0:r1].tolist()
+        first, split = int(ptr[i]), int(wptr[i])
+        accesses = list(held_reads(ins) + held_writes(ins))
+        made = self.made
+        for r in rows:
+            v = accesses[r - first]
+            key = (id(v), int(acc[r, access_columns.LO]), int(acc[r, access_columns.HI]))
+            hit = made.get(key)
+            if hit is None:
+                hit = made[key] = (v, with_bytes(v, key[1], key[2]))
+            accesses[r - first] = hit[1]
+        ins.__class__ = Instruction
+        if rows[0] < split:
+            ins.reads = tuple(accesses[:split - first])
+        if rows[-1] >= split:
+            ins.writes = tuple(accesses[split - first:])
+        self.let_go()
+
+
+def _made_when_read(name: str) -> property:
+    """The Instruction field `name` (a slot), the pending move made before any use."""
+    slot = getattr(Instruction, name)
+
+    def get(self):
+        self._pending.make(self)
+        return slot.__get__(self)
+
+    def set(self, value):
+        self._pending.make(self)
+        slot.__set__(self, value)
+
+    def delete(self):
+        self._pending.make(self)
+        slot.__delete__(self)
+    return property(get, set, delete)
+
+
+class _Unplaced(Instruction):
+    """An Instruction of an allocated program whose physical accesses are not made yet
+    (a subclass per program, `_pending` its move): it holds its virtual reads and
+    writes, and reading either field, or the whole instruction (equality, repr, copies,
+    pickles), makes them first, and it is an Instruction again; what is made of one,
+    e.g. by dataclasses.replace, is an Instruction."""
+    __slots__ = ()
+    _pending: _PendingMove
+    reads = _made_when_read("reads")
+    writes = _made_when_read("writes")
+
+    def __new__(cls, *args, **kwargs):
+        return Instruction(*args, **kwargs)
+
+    def __eq__(self, other):
+        self._pending.make(self)
+        return self == other
+
+    def __repr__(self):
+        self._pending.make(self)
+        return repr(self)
+
+    def __reduce_ex__(self, protocol):
+        self._pending.make(self)
+        return self.__reduce_ex__(protocol)
+
+    def __del__(self):
+        self._pending.let_go()
+
+
+def _move(mine, objs, ptr, wptr, rows, lo, hi) -> None:
+    """Each instruction of `mine` (an object array: those with an access at `rows`, in
+    program order) gets new reads and writes tuples with the accesses at `rows` (of
+    `objs`, an object array of the accesses in the row order of access columns of
+    pointers ptr and wptr) at bytes [lo, hi): a chunk of instructions at a time, so
+    that the virtual accesses die as it goes (`objs` is emptied).
     One new Access per (virtual Access object, lo, hi), and as _Allocator one int
     object per byte value."""
     k = len(rows)
-    if not k:
-        return
+    ins_of = np.searchsorted(ptr, rows, "right") - 1
     # (the accesses and instructions as object arrays: fancy indexing in C)
     ids = np.frombuffer(objs, np.intp)[rows]  # (id() of each: the array's pointers)
     group, first, shared = _distinct(ids, lo, hi)
@@ -717,11 +868,10 @@ def _move(instrs, objs, access, rows, ins_of, lo, hi) -> None:
     # chunks of whole instructions of about _CHUNK moved accesses
     at = np.flatnonzero(np.concatenate(([True], ins_of[1:] != ins_of[:-1])))
     touched = ins_of[at]
-    mine = np.fromiter(instrs, object, len(instrs))[touched]
     cut = np.unique(np.searchsorted(at, np.arange(0, k, _CHUNK), "right") - 1)
-    ptr, wptr = access.ptr, access.wptr
     read = rows < wptr[ins_of]  # (an instruction keeps its reads or writes tuple where
     # none of them moves)
+    del ins_of
     sides = [(name, np.flatnonzero(np.logical_or.reduceat(moves, at)), start[touched],
               stop[touched] - start[touched])
              for name, moves, start, stop in (("reads", read, ptr[:-1], wptr),

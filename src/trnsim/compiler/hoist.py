@@ -21,16 +21,25 @@ reloads its tiles on hardware: 51.80 ms against the hoisted step's 42.96 ms, har
 §3.1). Loop-invariant computations are not hoisted (not modelled)."""
 from __future__ import annotations
 
+import itertools
 from bisect import bisect_right
 from collections import Counter
 from dataclasses import replace
-from operator import itemgetter
+from operator import attrgetter, itemgetter
+
+import numpy as np
 
 from ..machine.access import Access, copy_with, with_bytes
-from ..machine.record import Program
+from ..machine.record import Program, identities
 from .hbm_writes import HbmWrites
 
 _PLAIN = ("dma_copy",)
+_ATTRS = attrgetter("attrs")
+_EXPLICIT = attrgetter("explicit")
+# blocks of at least this many instructions are looked at as blocks (`_visited`): in
+# smaller ones the template's analysis costs more than visiting the copies
+_MANY = 256
+_FEW_COPIES = 8  # ... and templates copied at least this many times (over their blocks)
 
 
 def hoist_invariant_loads(program: Program) -> Program:
@@ -75,9 +84,10 @@ def hoist_invariant_loads(program: Program) -> Program:
     last: dict = {}  # (core, source line) -> (index, src, dst) of its previous execution
     alias: dict = {}  # dropped tensor's alloc id -> the alloc id of the copy it reads
     kept_for: dict = {}  # dropped load's index -> the index of the load that stays
-    for ins in instrs:
+    for ins in _visited(program.copied, instrs, allocs):
         # a plain load into an automatic tensor: an HBM -> SBUF dma_copy, no cast, no
-        # indirection, one source and one destination
+        # indirection, one source and one destination (as _load_ends and _all_reach
+        # check a block's copies)
         if ins.opcode not in _PLAIN or ins.engine != "dma":
             continue
         reads, writes = ins.reads, ins.writes
@@ -151,6 +161,146 @@ def hoist_invariant_loads(program: Program) -> Program:
     hoisted.copied = _carried(program.copied, instrs, position, out)
     program.copied = []
     return hoisted
+
+
+def _load_ends(ins):
+    """(source, destination) of a load that is plain by its opcode, engine, location and
+    operands' roles, spaces and indirection (an HBM -> SBUF dma_copy with one source
+    besides indirect offsets and one destination: the first checks of
+    hoist_invariant_loads' loop), else None."""
+    if ins.opcode not in _PLAIN or ins.engine != "dma" or ins.location is None:
+        return None
+    reads, writes = ins.reads, ins.writes
+    if len(writes) != 1:
+        return None
+    if len(reads) != 1 or reads[0].role == "indirect_offset":
+        reads = [a for a in reads if a.role != "indirect_offset"]
+        if len(reads) != 1:
+            return None
+    src, dst = reads[0], writes[0]
+    if src.space != "hbm" or dst.space != "sbuf" or src.indirect or dst.indirect:
+        return None
+    return src, dst
+
+
+def _visited(blocks: list, instrs: list, allocs: dict):
+    """The instructions hoisting must visit, in order: all but some copies of loop
+    expansion's blocks (machine/record.py CopiedBlock), which share their template
+    instruction's opcode, engine, core and location and its operands' roles, spaces and
+    indirection. Of a block it visits no copy of a template instruction that is not a
+    plain load (`_load_ends`); and of the executions of a source line in the block, where
+    each may be dropped as a repeat (`_all_reach`) and none reads the bytes of the one
+    before it (so none repeats one in the block), the first (which may repeat a load
+    before the block) and the last (the line's previous execution for what follows):
+    the others would only stand in as that."""
+    parts, at = [], 0  # (the instructions up to each block looked at, then its visits)
+    ids: list = []  # (of the explicitly placed tensors, listed at the first question)
+
+    def explicit():
+        if not ids:
+            placed = np.fromiter(map(_EXPLICIT, allocs.values()), bool, len(allocs))
+            ids.append(np.fromiter(allocs, np.int64, len(allocs))[placed])
+        return ids[0]
+
+    lines: dict = {}  # id(template) -> its plain loads by line (_template_lines)
+    copies = Counter()  # id(template) -> its copies (reading it costs about as much as a few)
+    for b in blocks:
+        copies[id(b.template)] += b.copies
+    for b in blocks:
+        t, w = b.template, len(b.template.reads)
+        if b.copies * w < _MANY or copies[id(t)] < _FEW_COPIES or b.start < at \
+                or not b.held_by(instrs):
+            continue
+        if id(t) not in lines:
+            lines[id(t)] = _template_lines(instrs[t.start:t.start + w])
+        visit = []
+        for where, places, template, plain in lines[id(t)]:
+            runs = (b.start + np.arange(b.copies)[:, None] * w + where).ravel()
+            if len(runs) > 2:
+                numbers = _copies_numbers(b, places, template)
+                # (HBM sources: lo, hi absolute)
+                if (numbers[:, 2] < 0).all() \
+                        and (np.diff(numbers[:, :2], axis=0) != 0).any(axis=1).all() \
+                        and _all_reach(runs, numbers[:, 3], plain, instrs, explicit):
+                    runs = runs[[0, -1]]
+            visit.append(runs)
+        visit = np.sort(np.concatenate(visit)).tolist() if visit else []
+        parts += [instrs[at:b.start], map(instrs.__getitem__, visit)]
+        at = b.stop
+    if not parts:
+        return instrs
+    parts.append(instrs[at:])
+    return itertools.chain.from_iterable(parts)
+
+
+def _template_lines(template: list) -> list:
+    """The plain loads (`_load_ends`) of a template, by (core, source line): per line,
+    their positions in it, their sources' and destinations' positions among its
+    accesses (each instruction's reads, then its writes) and the template's source lo,
+    hi and alloc and destination alloc (a row per load each); and whether their copies
+    have no cast and no spill: True, False where one has, None where a cast or spill is
+    an int (a copy's attrs are its template's but for their ints, which may move:
+    expand_copy._attrs_with)."""
+    by_line: dict = {}
+    first = 0  # (the instruction's first access)
+    for j, ins in enumerate(template):
+        reads = ins.reads
+        ends = _load_ends(ins) if ins.opcode in _PLAIN else None
+        if ends is not None:
+            src, dst = ends
+            loc = ins.location
+            at, places, numbers, flags = by_line.setdefault(
+                (ins.core, loc.file, loc.line), ([], [], [], []))
+            at.append(j)
+            # (a read equal to the source is an indirect offset: another role)
+            places.append((first + reads.index(src), first + len(reads)))
+            numbers.append((src.lo, src.hi, src.alloc, dst.alloc))
+            flags += (ins.attrs.get("cast"), ins.attrs.get("spill"))
+        first += len(reads) + len(ins.writes)
+    return [(np.array(at), np.array(places), np.array(numbers, dtype=np.int64),
+             None if int in map(type, flags) else not any(flags))
+            for at, places, numbers, flags in by_line.values()]
+
+
+# (the fields _copies_numbers gives: (side, CopyTemplate.kept's field) of source lo, hi
+# and alloc and destination alloc)
+_FIELDS = ((0, 2), (0, 3), (0, 4), (1, 4))
+
+
+def _copies_numbers(block, places, template):
+    """Per copy of `block` and row of `places` (the positions of a load's source and
+    destination among the template's accesses), copy by copy: the source's lo, hi and
+    alloc and the destination's alloc, from the block's numbers where they move, else
+    the template's (`template`: rows of the same four)."""
+    t = block.template
+    n, m = block.copies, len(t.moving)
+    out = np.tile(template, (n, 1))
+    if not m:
+        return out
+    q = np.searchsorted(t.moving, places).clip(0, m - 1)
+    moving = t.moving[q] == places
+    rows = np.arange(n)[:, None] * m
+    for col, (side, field) in enumerate(_FIELDS):
+        k = int(t.kept[field])
+        if k >= 0 and moving[:, side].any():
+            own = np.tile(moving[:, side], n)
+            out[own, col] = block.numbers[(rows + q[:, side]).ravel()[own], k]
+    return out
+
+
+def _all_reach(runs, dst, plain, instrs: list, explicit) -> bool:
+    """Whether every plain load at `runs` (positions; `dst`: their destinations' allocs;
+    `plain`: whether they have no cast and no spill, None where their attrs tell) is
+    one into an automatic tensor with no cast and no spill (the last checks of
+    hoist_invariant_loads' loop): one it may drop as a repeat. `explicit()`: the ids
+    of the explicitly placed tensors (an int64 array)."""
+    if (dst < 0).any() or np.isin(dst, explicit()).any():
+        return False
+    if plain is not None:
+        return plain
+    attrs = list(map(_ATTRS, map(instrs.__getitem__, runs.tolist())))
+    _, first = np.unique(identities(attrs), return_index=True)
+    return not any(attrs[k].get("cast") or attrs[k].get("spill") for k in first.tolist())
 
 
 def _fresh_copy(index, dst, p_dst, allocs, writes_to) -> bool:

@@ -13,7 +13,8 @@ import math
 
 import numpy as np
 
-from ..machine.access import (Access, add_raw, describe_access, mark_written,
+from ..machine.access import (_MIN_ROW, _UFUNC_BUFFER, Access, _data, _layout, _strided,
+                              add_raw, describe_access, mark_written, numpy_settings,
                               read_converted, read_raw, read_raw_masked, writable_rows,
                               write_raw)
 from ..machine.errors import (NkiValidationError, UnsupportedError, describe,
@@ -219,7 +220,7 @@ class Instr:
         if add:
             if mask is not None or skip_oob or t.dtype.np != np.float32:
                 raise ValueError("write(add=True) takes a float32 tensor and no mask")
-            add_raw(t, np.asarray(values, dtype=np.float32), op=self.opcode, flags=flags)
+            _add_fp32(t, np.asarray(values, dtype=np.float32), self.opcode, flags)
             return
         v = np.asarray(values)
         if not raw and not (v.dtype == np.float32 and t.dtype is float32):
@@ -232,6 +233,29 @@ class Instr:
         if mask is None:
             _drop_fill(t)
         write_raw(t, v, skip_oob=skip_oob, mask=mask, op=self.opcode, flags=flags)
+
+    def copy(self, src_role: str, src: NkiTensor, dst_role: str, dst: NkiTensor) -> bool:
+        """dst = src, bit for bit, for views of one dtype and shape: what `read_view`
+        then `write(raw=True)` record and store, as one NumPy copy from memory to memory
+        (no read-only view, no checks of the values) where both are static strided
+        views, numerics on, not strict, no legacy mask. False where it does nothing
+        (then read and write)."""
+        if not self.numerics or self.strict or src.dtype is not dst.dtype or \
+                src.shape != dst.shape or src.dyn is not None or dst.dyn is not None or \
+                self.run.dst_mask is not None or _layout(src) is None or \
+                _layout(dst) is None:
+            return False
+        a = describe_access(src, src_role, "r")
+        self.reads.append(a)
+        if not src.storage.wfull and not self.run.uninit_warned:
+            check_read(self.run, src, a, self.opcode, self.location)
+        values = _strided(src, _data(src))
+        self._record_write(dst_role, dst)
+        _drop_fill(dst)
+        _strided(dst, _data(dst, writes_all=True))[...] = values
+        if self._keeps_flags(dst):
+            mark_written(dst)
+        return True
 
     def write_into(self, role: str, t: NkiTensor, fill) -> np.ndarray | None:
         """Like `write` for fp32 results that `fill(out)` computes into `out`, a (P, F)
@@ -286,6 +310,25 @@ class Instr:
 
     def warn(self, message: str):
         numerics_warning(message, self.opcode, self.strict)
+
+
+def _add_fp32(t: NkiTensor, values: np.ndarray, op: str, flags: bool) -> None:
+    """add_raw(t, values): t = t + values in place for a float32 `t`. The usual case, a
+    [P, F] tile whose rows are not adjacent plus a C-contiguous fp32 result of its
+    shape (a matmul's PSUM accumulation), is added as add_raw adds it (one row per
+    inner loop: machine/access.py `row_loops`) without row_loops' tests of every
+    operand (about 9 us of a 35 us add after a [128, 512] GEMM)."""
+    view = _strided(t, _data(t))
+    if view is not None and view.ndim == 2 and view.shape == values.shape and \
+            values.dtype == np.float32 and values.flags.c_contiguous:
+        (p, f), (pitch, step) = view.shape, view.strides
+        if p > 1 and step == 4 and pitch != 4 * f and _MIN_ROW <= f < _UFUNC_BUFFER:
+            with numpy_settings(bufsize=f // 16 * 16):
+                np.add(view, values, out=view)
+            if flags:
+                mark_written(t)
+            return
+    add_raw(t, values, op=op, flags=flags)
 
 
 def _drop_fill(t: NkiTensor) -> None:

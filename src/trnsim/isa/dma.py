@@ -172,6 +172,8 @@ def dma_copy(dst, src, priority=None, oob_mode=OobMode.error, dge_mode=DgeMode.u
         _record(ins, dst, (src,), mode, oob, name, engine=eng)
         ins.attrs["cast"] = src.dtype != dst.dtype
         skip = oob is OobMode.skip
+        if not skip and ins.copy("src", src, "dst", dst):
+            return
         raw, keep = _read_src(ins, "src", src, skip)
         if raw is None:
             ins.write("dst", dst, None)

@@ -87,7 +87,9 @@ class Layout:
         moving = np.flatnonzero(moves_op)
         self.moving = cols[moving]
         self.moving_at = moving.tolist()
-        self._same = None  # (see same_operands)
+        # (see same_operands: the kinds, the fields they were found for, each operand's
+        # kind's first)
+        self._same = self._same_fields = self._same_rows = None
         self.fields_moving = moves[self.moving].any(axis=0).tolist()
         self.operand_moves = moves[self.moving[:, :3]]  # (offset, p_lo, p_hi)
         source = np.where(moves_op, np.cumsum(moves_op) - 1, ~np.arange(len(owner)))
@@ -105,23 +107,35 @@ class Layout:
         row per operand, of the id() of each field object it keeps and the kept offset,
         partitions) and equal numbers in every copy of a block (`nums`: (copies,
         operands, 6)): (the first of each kind, each operand's kind), None where few are
-        equal. Kept for the next block, which it fits when its rows agree."""
-        if self._same is not None and self._same[0] is None:
+        equal. Kept for the next block, which it fits when its rows agree (its numbers
+        alone where its fields are the same array: the same Copier's)."""
+        same = self._same
+        if same is not None and same[0] is None:
             return None
-        key = np.column_stack((fields, nums.transpose(1, 0, 2).reshape(len(fields), -1)))
-        if self._same is not None:
-            first, kind = self._same
-            if (key[first][kind] == key).all():
-                return self._same
-        self._same = _kinds(key)
-        return None if self._same[0] is None else self._same
+        numbers = nums.transpose(1, 0, 2).reshape(len(fields), -1)
+        if same is not None:
+            if self._same_fields is fields:
+                if (numbers[self._same_rows] == numbers).all():
+                    return same
+            else:
+                key = np.column_stack((fields, numbers))
+                if (key[self._same_rows] == key).all():
+                    self._same_fields = fields
+                    return same
+        first, kind = self._same = _kinds(np.column_stack((fields, numbers)))
+        if first is None:
+            return None
+        self._same_fields, self._same_rows = fields, first[kind]
+        return self._same
 
     def positions(self, n: int, same=None) -> list:
         """For a block of n copies of the template (kept for the last n and `same`
-        asked), each group of `tuples`: its side, the copies' flat positions, and for
-        each of its operands their sources in a pool of the copies' moving operands (copy
-        r's j-th at r * m + j, or r * k + its kind where `same` (see same_operands)
-        gives k kinds) followed by the template's operands."""
+        asked), each group of `tuples`: its side, the copies' flat positions, for each
+        of its operands their sources in a pool of the copies' moving operands (copy r's
+        j-th at r * m + j, or r * k + its kind where `same` (see same_operands) gives k
+        kinds) followed by the template's operands, and where kinds make enough tuples of
+        the same sources (`_kinds`), only the distinct ones and which of them each
+        position takes (else None)."""
         kept = self._positions
         if kept is None or kept[0] != n or kept[1] is not same:
             m = len(self.moving)
@@ -130,9 +144,12 @@ class Layout:
             out = []
             for side, b, src in self.tuples:
                 where = (rows * self.width + b).ravel().tolist()
-                out.append((side, where, [np.where(j >= 0, rows * k + at[np.maximum(j, 0)],
-                                                   n * k + ~j).ravel().tolist()
-                                          for j in src.T]))
+                sources = np.column_stack([np.where(j >= 0, rows * k + at[np.maximum(j, 0)],
+                                                    n * k + ~j).ravel() for j in src.T])
+                first, taken = _kinds(sources) if same is not None else (None, None)
+                if first is not None:
+                    sources, taken = sources[first], taken.tolist()
+                out.append((side, where, sources.T.tolist(), taken))
             self._positions = (n, same, out)
         return self._positions[2]
 
@@ -140,7 +157,7 @@ class Layout:
         """Let go of the positions and kinds kept for the last block (lists as long as
         its copies, the template's fields: the kernel has returned, and the layout is
         kept with its loop's model)."""
-        self._positions = self._same = None
+        self._positions = self._same = self._same_fields = self._same_rows = None
 
     def fits(self, plan, width: int) -> bool:
         """Whether this layout is that of `plan` (whose structure is that of the plan
@@ -284,8 +301,11 @@ class Copier:
             else:  # every tuple of a group at once, from a pool by position
                 made, same = self._in_record_order(nums, n, allocs)
                 pool = made + self.accesses
-                for side, where, sources in self.layout.positions(n, same):
-                    _put(sides[side], where, zip(*[map(pool.__getitem__, j) for j in sources]))
+                for side, where, sources, taken in self.layout.positions(n, same):
+                    made = zip(*[map(pool.__getitem__, j) for j in sources])
+                    if taken is not None:  # (one tuple of equal kinds' Accesses)
+                        made = map(list(made).__getitem__, taken)
+                    _put(sides[side], where, made)
         for b, span, same, key in self.moving_attrs:
             template = attrs[b]
             for r, nums in enumerate(values[:, span].tolist()):
@@ -354,7 +374,7 @@ def _moves(plan) -> np.ndarray:
 # blocks of at least this many moving operands make one Access per kind of equal ones
 # (Layout.same_operands), unless more than _DISTINCT of them (as a share) differ
 _SAME_OPERANDS = 256
-_DISTINCT = 0.5
+_DISTINCT = 0.9
 
 
 def _kinds(key: np.ndarray):

@@ -218,18 +218,23 @@ def next_fit(taken: list, size: int, cursor: int, base: int, limit: int,
     """Where `size` bytes fit in [base, limit) between the sorted, disjoint [start, end)
     spans of `taken`, at an `align`-byte boundary: the first place at or after `cursor`,
     else (wrapping around) the first from `base`; None when no gap fits."""
-    def first_from(p):
-        i = bisect.bisect_left(taken, (p,))
-        if i and taken[i - 1][1] > p:
-            i -= 1
-        while p + size <= limit:
-            if i == len(taken) or taken[i][0] - p >= size:
-                return p
-            p = max(p, -(-taken[i][1] // align) * align)
-            i += 1
-        return None
-    start = first_from(max(base, -(-cursor // align) * align))
-    return start if start is not None else first_from(base)
+    start = _first_fit(taken, size, max(base, -(-cursor // align) * align), limit, align)
+    return start if start is not None else _first_fit(taken, size, base, limit, align)
+
+
+def _first_fit(taken: list, size: int, p: int, limit: int, align: int) -> int | None:
+    """next_fit's search: the first place at or after `p` (then at `align`-byte
+    boundaries past the spans in the way) where `size` bytes fit below `limit`."""
+    i = bisect.bisect_left(taken, (p,))
+    if i and taken[i - 1][1] > p:
+        i -= 1
+    n = len(taken)
+    while p + size <= limit:
+        if i == n or taken[i][0] - p >= size:
+            return p
+        p = max(p, -(-taken[i][1] // align) * align)
+        i += 1
+    return None
 
 
 _PAGE, _CACHE_LINE = 4096, 64

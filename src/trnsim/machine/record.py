@@ -61,6 +61,14 @@ class Instruction:
         return f"[{self.index}] core{self.core} {self.engine}.{self.opcode}({ops}) {self.location}"
 
 
+# An instruction's reads and writes tuples as it holds them, past the properties a
+# subclass puts over them: an allocated program's instructions whose physical accesses
+# are made when first read (compiler/compiled_allocation.py `_Unplaced`) hold their
+# virtual ones until then, which differ from them in lo and hi alone. For readers of
+# no operand's bytes (the cost model).
+held_reads, held_writes = Instruction.reads.__get__, Instruction.writes.__get__
+
+
 def dma_site(ins: Instruction) -> tuple:
     """A key of a DMA's queue quicker to make than its (core, queue name, source line):
     its core, queue and location object. A loop's copies share the object, and the

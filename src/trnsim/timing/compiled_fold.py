@@ -17,10 +17,11 @@ from operator import attrgetter, itemgetter
 import numpy as np
 
 from ..machine.compiled import jit
+from ..machine.record import held_writes
 from .access_columns import HI, LO, MAP, P_HI, P_LO, SPACE, access_columns
 from .scheduler import by_identity
 
-_ATTRS, _WRITES, _INDIRECT = attrgetter("attrs"), attrgetter("writes"), attrgetter("indirect")
+_ATTRS, _INDIRECT = attrgetter("attrs"), attrgetter("indirect")
 _FIRST = itemgetter(0)
 
 
@@ -42,7 +43,7 @@ def folded_memsets(program, memsets, matmuls) -> dict:
     heads, which = by_identity(list(map(_ATTRS, map(instrs.__getitem__, at.tolist()))))
     zero = np.array([_zero(instrs[int(at[h])].attrs) for h in heads.tolist()], bool)
     at = at[zero[which]]
-    indirect = np.fromiter(map(_INDIRECT, map(_FIRST, map(_WRITES, map(
+    indirect = np.fromiter(map(_INDIRECT, map(_FIRST, map(held_writes, map(
         instrs.__getitem__, at.tolist())))), bool, len(at))
     foldable = np.zeros(n, np.uint8)
     foldable[at[~indirect]] = 1

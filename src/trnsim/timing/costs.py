@@ -29,6 +29,7 @@ from operator import attrgetter, itemgetter
 import numpy as np
 
 from ..machine.access import Access
+from ..machine.record import held_reads, held_writes
 from ..numerics.dtypes import as_dtype
 
 COMPUTE = ("vector", "scalar", "gpsimd")
@@ -314,7 +315,7 @@ class CostModel:
             if len(self._compute_attrs) >= MEMO_LIMIT:
                 self._compute_attrs.clear()
             self._compute_attrs[id(a)] = hit  # (the dict kept: its id stays its own)
-        reads, writes = ins.reads, ins.writes  # (one each, mostly: then without map)
+        reads, writes = held_reads(ins), held_writes(ins)  # (one each, mostly: then no map)
         rs = (_access_sig(reads[0]),) if len(reads) == 1 else tuple(map(_access_sig, reads))
         ws = (_access_sig(writes[0]),) if len(writes) == 1 else tuple(map(_access_sig, writes))
         key = (ins.engine, ins.opcode, rs, ws, hit[1])
@@ -328,8 +329,9 @@ class CostModel:
         e = self.eng[engine]
         op = ins.opcode
         a = ins.attrs
-        reads = [r for r in ins.reads if r.space != "hbm" and r.role != "indirect_offset"]
-        writes = ins.writes
+        held = held_reads(ins)
+        reads = [r for r in held if r.space != "hbm" and r.role != "indirect_offset"]
+        writes = held_writes(ins)
         data = _main_input(reads, op)
         n = data.elems_per_partition if data is not None else (
             writes[0].elems_per_partition if writes else 1)
@@ -340,7 +342,7 @@ class CostModel:
             if acc.space != "hbm" and _inner_stride_bytes(acc) > e.stride_threshold:
                 stride = e.stride_slowdown
                 break
-        dynamic = any(r.indirect for r in ins.reads) or any(w.indirect for w in writes)
+        dynamic = any(r.indirect for r in held) or any(w.indirect for w in writes)
         cycles = cycles * stride / speed
         if dynamic:
             floor = max(floor, e.min_ii_dynamic)
@@ -593,7 +595,7 @@ class DmaCost:
         access_columns' `transfer_keys` (and opcode and attrs): a field added to this
         key goes there too."""
         a = ins.attrs
-        writes, reads = ins.writes, ins.reads
+        writes, reads = held_writes(ins), held_reads(ins)
         w0 = writes[0] if writes else None
         if len(writes) == 1 and len(reads) == 1:  # the usual transfer: one flat tuple
             r = reads[0]
@@ -619,7 +621,8 @@ class DmaCost:
         nbytes_w = 0
         hbm = 0
         run = None
-        for x in ins.writes:
+        writes, reads = held_writes(ins), held_reads(ins)
+        for x in writes:
             nbytes_w += x.bytes
             if x.space == "hbm":
                 hbm += x.bytes
@@ -628,7 +631,7 @@ class DmaCost:
             c = x.contiguous_bytes
             if c > 0 and (run is None or c < run):
                 run = c
-        for x in ins.reads:
+        for x in reads:
             if x.role == "indirect_offset":
                 continue
             if x.space == "hbm":
@@ -643,7 +646,7 @@ class DmaCost:
             parts = max(1, side.p_hi - side.p_lo)
             p0 = side.p_lo
         else:  # HBM -> HBM: rows of the destination
-            w = ins.writes[0] if ins.writes else None
+            w = writes[0] if writes else None
             parts = max(1, w.shape[0] if w is not None and w.shape else 1)
             p0 = 0
         # contiguous run: the smaller of the two sides' innermost runs, within a row
@@ -655,7 +658,7 @@ class DmaCost:
         kind = "copy"
         if op == "dma_transpose":
             kind = "transpose"
-            src_hbm = any(r.space == "hbm" for r in ins.reads)
+            src_hbm = any(r.space == "hbm" for r in reads)
             f = self.transpose_hbm if src_hbm else self.transpose_sbuf
             if f > 0:  # the engines transpose at a fraction of their copy throughput
                 eff = f * self.eff(per_part)
