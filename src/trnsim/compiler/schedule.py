@@ -348,10 +348,11 @@ class _ListScheduler:
         """_cost_of of each instruction (a matmul's once per attrs dict, all that
         cost.matmul reads: the dicts' first instructions `heads` and each instruction's
         dict number `group`, as by_identity gives them). For the compiled list
-        scheduler, keeps per floating instruction on a compute engine the cost model's
-        result (`signed`: equal objects for equal cost signatures; it costs the other
-        candidates once per signature), and for the timing scheduler every compute
-        instruction's (`priced(...).compute`)."""
+        scheduler, keeps per floating instruction on a compute engine the id of the
+        cost model's result (`signed`, else id(None): equal objects for equal cost
+        signatures; it costs the other candidates once per signature), and for the
+        timing scheduler every compute instruction's result (`priced(...).compute`,
+        which keeps them alive: no id reused)."""
         cost_of = self._cost_of
         n = len(self.instrs)
         est, matmul = self._matmul_estimates(heads, group)
@@ -362,14 +363,15 @@ class _ListScheduler:
         results = np.fromiter(map(self.cost.compute, map(instrs.__getitem__, at.tolist())),
                               object, len(at))
         est[at] = np.fromiter(map(_NS, results), object, len(at))
-        self.signed: dict = {}
+        self.signed = None
         if self.compiled:
+            ids = identities(results)
             floats = np.frombuffer(self.floating, np.uint8)[at] != 0
-            self.signed = dict(zip(at[floats].tolist(), results[floats].tolist()))
+            self.signed = np.full(n, id(None), np.intp)
+            self.signed[at[floats]] = ids[floats]
             # the compiled timing scheduler takes these results (the engine still the
             # same), once per result object (the memo's: equal keys, equal engines)
-            _, first, which = np.unique(identities(results), return_index=True,
-                                        return_inverse=True)
+            _, first, which = np.unique(ids, return_index=True, return_inverse=True)
             kept = np.full(n, -1, np.int32)  # (kept with the program: int32)
             kept[at] = which.reshape(-1)
             priced(self.program, self.cost).compute = (
