@@ -357,9 +357,11 @@ class _ListScheduler:
         n = len(self.instrs)
         est, matmul = self._matmul_estimates(heads, group)
         instrs = self.instrs
-        rest = ~(self.dma_stream[self.stream_no] | matmul)
-        on_compute = np.fromiter(map(self.cost.eng.__contains__, self.engines), bool, n)
-        at = np.flatnonzero(rest & on_compute)
+        rest = np.flatnonzero(~(self.dma_stream[self.stream_no] | matmul))
+        on_compute = np.fromiter(map(self.cost.eng.__contains__,
+                                     map(self.engines.__getitem__, rest.tolist())),
+                                 bool, len(rest))
+        at = rest[on_compute]
         results = np.fromiter(map(self.cost.compute, map(instrs.__getitem__, at.tolist())),
                               object, len(at))
         est[at] = np.fromiter(map(_NS, results), object, len(at))
@@ -378,7 +380,7 @@ class _ListScheduler:
                 kept, results[first], [self.engines[k] for k in at[first].tolist()])
         del at, results
         matmuls: dict = {}  # id(attrs) -> estimate (the instructions keep their attrs)
-        for k in np.flatnonzero(rest & ~on_compute).tolist():
+        for k in rest[~on_compute].tolist():
             ins = instrs[k]
             if ins.engine == "tensor" and ins.opcode in _MATMULS:
                 c = matmuls.get(id(ins.attrs))

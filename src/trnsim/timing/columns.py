@@ -17,7 +17,7 @@ from itertools import chain
 import numpy as np
 
 from .costs import dma_costs, priced
-from .scheduler import by_identity, with_opcode
+from .scheduler import with_opcode
 
 # dependency kinds, in the codes the timing core reads
 KINDS = ("RAW", "WAW", "WAR", "order", "queue")
@@ -169,19 +169,17 @@ def _computes_priced(sched, res, rest, group, results, engines) -> list:
     engine it priced, else (it moved the instruction) the cost model's there, once
     per (result, engine) as every other of the same signature moved there costs the
     same; the instructions of `rest` left, in order."""
+    names = list(map(sched.engine_of.__getitem__, rest))
+    code = {name: k for k, name in enumerate(dict.fromkeys(names))}  # a number each
+    now = np.fromiter(map(code.__getitem__, names), np.int64, len(names))
     rest = np.asarray(rest, np.int64)
     g = group[rest]
-    # the engines by name: a number each
-    first, which = by_identity(sched.engine_of)
-    code: dict = {}
-    now = np.array([code.setdefault(sched.engine_of[k], len(code))
-                    for k in first.tolist()], np.int64)[which[rest]]
     on_eng = np.array([name in sched.cost.eng for name in code], bool)
     was = np.array([code.get(e, -1) for e in engines], np.int64)
     mine = (g >= 0) & on_eng[now]
-    if sched.folded:
-        mine &= ~np.isin(rest, list(sched.folded))
-    mine &= ~np.isin(rest, with_opcode(sched.program, "core_barrier"))
+    barriers = with_opcode(sched.program, "core_barrier")
+    if sched.folded or len(barriers):
+        mine &= ~np.isin(rest, [*sched.folded, *barriers.tolist()])
     at, g, now = rest[mine], g[mine], now[mine]
     same = now == was[g]
     res[at[same]] = results[g[same]]
