@@ -1162,9 +1162,11 @@ def _grow(boxes, x, y, p_lo, p_hi, lo, hi):
 def transfer_heads(at, ptr, wptr, acc, sizes, op, attrs):
     """(one, first) of the instructions `at` (DMAs; op, attrs: a number per
     instruction for its opcode and attrs objects): which have one read and one write,
-    and for those the position in `at` of the first with the same fields DMA pricing
-    reads (costs.py `_dma_costs_grouped`: AccessColumns.transfer_keys' row and
-    op, attrs), by hashing the rows; -1 for the others."""
+    and for those the position in `at` of the first with the same row of the fields
+    DMA pricing reads (costs.py `_dma_costs_grouped`): op, attrs, the write's space,
+    bytes, contiguous bytes, partitions and shape, the read's role, space, bytes,
+    contiguous bytes and partitions (shape and role by identity), the rows hashed;
+    -1 for the others."""
     m = len(at)
     keys = np.zeros((m, 14), np.int64)
     one = np.zeros(m, np.bool_)

@@ -582,8 +582,8 @@ class DmaCost:
         """The per-engine data times of one transfer and its HBM bytes (memoized on the
         operands' sizes, runs and partitions; the dict is shared: do not change it).
         dma_costs prices a program's one-read-one-write transfers once per row of
-        access_columns' `transfer_keys` (and opcode and attrs): a field added to this
-        key goes there too."""
+        compiled_deps.transfer_heads (opcode, attrs and fields of the access columns): a
+        field added to this key goes there too."""
         a = ins.attrs
         writes, reads = ins.writes, ins.reads
         w0 = writes[0] if writes else None
