@@ -172,14 +172,15 @@ def _computes_priced(sched, res, rest, group, results, engines) -> list:
     names = list(map(sched.engine_of.__getitem__, rest))
     code = {name: k for k, name in enumerate(dict.fromkeys(names))}  # a number each
     now = np.fromiter(map(code.__getitem__, names), np.int64, len(names))
+    folded = np.fromiter(map(sched.folded.__contains__, rest), bool, len(rest))
     rest = np.asarray(rest, np.int64)
     g = group[rest]
     on_eng = np.array([name in sched.cost.eng for name in code], bool)
     was = np.array([code.get(e, -1) for e in engines], np.int64)
-    mine = (g >= 0) & on_eng[now]
+    mine = (g >= 0) & on_eng[now] & ~folded
     barriers = with_opcode(sched.program, "core_barrier")
-    if sched.folded or len(barriers):
-        mine &= ~np.isin(rest, [*sched.folded, *barriers.tolist()])
+    if len(barriers):
+        mine &= ~np.isin(rest, barriers)
     at, g, now = rest[mine], g[mine], now[mine]
     same = now == was[g]
     res[at[same]] = results[g[same]]
