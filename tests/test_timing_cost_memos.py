@@ -106,8 +106,9 @@ def test_list_scheduler_compute_results_kept_for_the_timing(monkeypatch):
     program = compile_program(run.program) if run.program.issue is None else run.program
     model = cost_model(load_chip("trn2"))
     entry = priced(program, model)
-    kept = [(ins, entry.compute[k]) for k, ins in enumerate(program)
-            if ins.engine in model.eng]
+    group, results, engines = entry.compute
+    kept = [(ins, (engines[group[k]], results[group[k]]) if group[k] >= 0 else None)
+            for k, ins in enumerate(program) if ins.engine in model.eng]
     assert kept and all(hit is not None for _, hit in kept)
     for ins, (engine, res) in kept:
         if engine == ins.engine:

@@ -87,14 +87,16 @@ def _arrays(ls):
         return None
     # the candidates (stream, estimate) of each floating instruction, once per group:
     # equal core, default engine and attrs objects (the candidates) and equal cost
-    # model result on the default engine (ls.signed keeps the results alive: no id
-    # reused) give equal candidates where every other candidate is a compute engine
+    # model result on the default engine (ls.signed: their ids, of results the program's
+    # priced(...).compute keeps alive: none reused) give equal candidates where every other candidate is a compute engine
     # (costed by signature); an instruction with any other candidate, or without a
     # result, is a group of its own
-    at = np.flatnonzero(flt).tolist()
-    sig = identities(list(map(ls.signed.get, at)))
-    heads, which = _equal_rows(ls.cores[at], identities(list(map(ls.engines.__getitem__, at))),
-                               identities(list(map(ls.attrs.__getitem__, at))), sig)
+    at = np.flatnonzero(flt)
+    sig = ls.signed[at]
+    heads, which = _equal_rows(ls.cores[at], identities(list(map(ls.engines.__getitem__,
+                                                                  at.tolist()))),
+                               ls.attrs_ids[at], sig)
+    at = at.tolist()
     plans: dict = {}  # (core, default engine, candidates) -> [(engine, stream)]
     g_streams, g_ests = [], []  # per group: its candidates' streams and estimates
     group = np.empty(len(heads), np.int64)  # each shared group's number

@@ -40,7 +40,7 @@ import heapq
 from array import array
 from dataclasses import dataclass, field
 from functools import cached_property
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 
 import numpy as np
 
@@ -64,6 +64,7 @@ _RAW, _WAW, _WAR, _ORDER = range(4)  # the kinds of dependency edges
 _LONG = np.dtype(f"i{array('l').itemsize}")  # array("l")'s items
 _MATMULS = ("nc_matmul", "nc_matmul_mx", "nc_transpose")
 _ENGINE, _ATTRS = attrgetter("engine"), attrgetter("attrs")
+_NS = itemgetter(0)  # a cost model result's time
 
 
 @dataclass
@@ -347,47 +348,59 @@ class _ListScheduler:
         """_cost_of of each instruction (a matmul's once per attrs dict, all that
         cost.matmul reads: the dicts' first instructions `heads` and each instruction's
         dict number `group`, as by_identity gives them). For the compiled list
-        scheduler, keeps per floating instruction on a compute engine the cost model's
-        result (`signed`: equal objects for equal cost signatures; it costs the other
-        candidates once per signature)."""
+        scheduler, keeps per floating instruction on a compute engine the id of the
+        cost model's result (`signed`, else id(None): equal objects for equal cost
+        signatures; it costs the other candidates once per signature), and for the
+        timing scheduler every compute instruction's result (`priced(...).compute`,
+        which keeps them alive: no id reused)."""
         cost_of = self._cost_of
-        floating = self.floating if self.compiled else bytes(len(self.instrs))
+        n = len(self.instrs)
         est, matmul = self._matmul_estimates(heads, group)
-        compute, eng = self.cost.compute, self.cost.eng
-        # the compiled timing scheduler takes these results (the engine still the same)
-        computed = priced(self.program, self.cost).compute if self.compiled else None
-        self.signed: dict = {}
         instrs = self.instrs
-        rest = ~(self.dma_stream[self.stream_no] | matmul)
+        rest = np.flatnonzero(~(self.dma_stream[self.stream_no] | matmul))
+        on_compute = np.fromiter(map(self.cost.eng.__contains__,
+                                     map(self.engines.__getitem__, rest.tolist())),
+                                 bool, len(rest))
+        at = rest[on_compute]
+        results = np.fromiter(map(self.cost.compute, map(instrs.__getitem__, at.tolist())),
+                              object, len(at))
+        est[at] = np.fromiter(map(_NS, results), object, len(at))
+        self.signed = None
+        if self.compiled:
+            ids = identities(results)
+            floats = np.frombuffer(self.floating, np.uint8)[at] != 0
+            self.signed = np.full(n, id(None), np.intp)
+            self.signed[at[floats]] = ids[floats]
+            # the compiled timing scheduler takes these results (the engine still the
+            # same), once per result object (the memo's: equal keys, equal engines)
+            _, first, which = np.unique(ids, return_index=True, return_inverse=True)
+            kept = np.full(n, -1, np.int32)  # (kept with the program: int32)
+            kept[at] = which.reshape(-1)
+            priced(self.program, self.cost).compute = (
+                kept, results[first], [self.engines[k] for k in at[first].tolist()])
+        del at, results
         matmuls: dict = {}  # id(attrs) -> estimate (the instructions keep their attrs)
-        for k in np.flatnonzero(rest).tolist():
+        for k in rest[~on_compute].tolist():
             ins = instrs[k]
-            engine = ins.engine
-            if engine == "tensor" and ins.opcode in _MATMULS:
+            if ins.engine == "tensor" and ins.opcode in _MATMULS:
                 c = matmuls.get(id(ins.attrs))
                 if c is None:
                     c = matmuls[id(ins.attrs)] = cost_of(ins)
                 est[k] = c
-            elif engine in eng and (computed is not None or floating[ins.index]):
-                res = compute(ins)
-                if floating[ins.index]:
-                    self.signed[ins.index] = res
-                if computed is not None:
-                    computed[k] = (engine, res)
-                est[k] = res[0]  # (as _cost_of)
             else:
                 est[k] = cost_of(ins)
-        return est
+        return est.tolist()
 
     def _matmul_estimates(self, heads, group) -> tuple:
-        """(est, a list: the matmuls' estimates, else 0.0 (as _cost_of: a DMA's is the
-        issue loop's), which instructions it holds the estimate of): once per attrs dict
-        (all cost.matmul reads), in the order of the dicts' first instructions, for the
-        dicts whose instructions all have the first one's engine and opcode objects (as
-        loop copies do; `_estimates` prices the others one by one)."""
+        """(est, an object array: the matmuls' estimates, else 0.0 (as _cost_of: a
+        DMA's is the issue loop's), which instructions it holds the estimate of): once
+        per attrs dict (all cost.matmul reads), in the order of the dicts' first
+        instructions, for the dicts whose instructions all have the first one's engine
+        and opcode objects (as loop copies do; `_estimates` prices the others one by
+        one)."""
         instrs = self.instrs
         # (object arrays: the list made of them shares one float object per estimate,
-        # as one made by _cost_of does, not one per instruction)
+        # not one per instruction)
         est = np.full(len(instrs), 0.0, object)
         engines, ops = identities(self.engines), self.opcode_codes
         mixed = np.zeros(len(heads), bool)
@@ -409,7 +422,7 @@ class _ListScheduler:
         kept = np.full(len(instrs), -1, np.int32)  # (kept with the program: int32)
         kept[stays] = group[stays]
         priced(self.program, self.cost).matmul = (kept, results)
-        return est.tolist(), matmul
+        return est, matmul
 
     def _critical_path(self) -> list:
         """Longest estimated path from each instruction to the end of the kernel."""

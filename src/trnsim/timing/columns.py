@@ -17,6 +17,7 @@ from itertools import chain
 import numpy as np
 
 from .costs import dma_costs, priced
+from .scheduler import with_opcode
 
 # dependency kinds, in the codes the timing core reads
 KINDS = ("RAW", "WAW", "WAR", "order", "queue")
@@ -134,16 +135,12 @@ def _results(sched) -> tuple:
     res = np.fromiter(dma_costs(sched.program, cost), object, len(instrs))
     # the results the compiler's list scheduler made (where it ran)
     entry = priced(sched.program, cost)
-    computed = entry.compute
     rest = [i for i, e in enumerate(sched.engine_of) if e != "dma"] \
         if entry.matmul is None else _matmuls_priced(res, *entry.matmul)
+    if entry.compute is not None:
+        rest = _computes_priced(sched, res, rest, *entry.compute)
     folded = sched.folded
     own = []
-    # (id of the list scheduler's result on the engine it priced, engine now) -> the
-    # result there: an engine-agnostic instruction it moved costs what every other of
-    # the same signature moved there costs (the results in `computed` stay alive: no id
-    # is reused)
-    repriced: dict = {}
     by_attrs: dict = {}  # id(attrs) -> matmul result (the instructions keep the attrs)
     for i in rest:
         ins = instrs[i]
@@ -159,20 +156,42 @@ def _results(sched) -> tuple:
         elif i in folded or ins.opcode == "core_barrier":
             own.append(i)
         elif engine in eng:
-            hit = computed[i]
-            if hit is None:
-                res[i] = compute(ins)
-            elif hit[0] == engine:
-                res[i] = hit[1]
-            else:
-                key = (id(hit[1]), engine)
-                r = repriced.get(key)
-                if r is None:
-                    r = repriced[key] = compute(ins)
-                res[i] = r
+            res[i] = compute(ins)
         else:
             res[i] = "sync"
     return res, own
+
+
+def _computes_priced(sched, res, rest, group, results, engines) -> list:
+    """Fill in `res` the compute results of the instructions of `rest` (a list) the
+    list scheduler priced (group, results, engines: priced(...).compute), but a folded
+    memset's or a core barrier's: its result where the instruction is still on the
+    engine it priced, else (it moved the instruction) the cost model's there, once
+    per (result, engine) as every other of the same signature moved there costs the
+    same; the instructions of `rest` left, in order."""
+    names = list(map(sched.engine_of.__getitem__, rest))
+    code = {name: k for k, name in enumerate(dict.fromkeys(names))}  # a number each
+    now = np.fromiter(map(code.__getitem__, names), np.int64, len(names))
+    folded = np.fromiter(map(sched.folded.__contains__, rest), bool, len(rest))
+    rest = np.asarray(rest, np.int64)
+    g = group[rest]
+    on_eng = np.array([name in sched.cost.eng for name in code], bool)
+    was = np.array([code.get(e, -1) for e in engines], np.int64)
+    mine = (g >= 0) & on_eng[now] & ~folded
+    barriers = with_opcode(sched.program, "core_barrier")
+    if len(barriers):
+        mine &= ~np.isin(rest, barriers)
+    at, g, now = rest[mine], g[mine], now[mine]
+    same = now == was[g]
+    res[at[same]] = results[g[same]]
+    moved, key = at[~same], g[~same] * len(code) + now[~same]
+    if len(moved):
+        _, head, which = np.unique(key, return_index=True, return_inverse=True)
+        compute, instrs = sched.cost.compute, sched.instrs
+        made = np.fromiter(map(compute, map(instrs.__getitem__, moved[head].tolist())),
+                           object, len(head))
+        res[moved] = made[which.reshape(-1)]
+    return rest[~mine].tolist()
 
 
 def _matmuls_priced(res, group, results) -> list:

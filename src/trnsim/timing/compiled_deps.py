@@ -44,8 +44,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .access_columns import (DENSE, FIRST, HAS_FORM, HI, LO, MAP, P_HI, P_LO, PITCH,
-                             ROWS, RUN, SPACE, access_columns)
+from .access_columns import (BYTES, CONTIGUOUS, DENSE, FIRST, HAS_FORM, HI, LO, MAP,
+                             P_HI, P_LO, PITCH, ROLE, ROWS, RUN, SHAPE, SPACE,
+                             access_columns)
 from .columns import ORDER, QUEUE, RAW, WAR, WAW, _dense
 
 from ..machine.compiled import jit
@@ -1155,3 +1156,49 @@ def _grow(boxes, x, y, p_lo, p_hi, lo, hi):
     boxes[x, y, 1] = max(boxes[x, y, 1], p_hi)
     boxes[x, y, 2] = min(boxes[x, y, 2], lo)
     boxes[x, y, 3] = max(boxes[x, y, 3], hi)
+
+
+@jit
+def transfer_heads(at, ptr, wptr, acc, sizes, op, attrs):
+    """(one, first) of the instructions `at` (DMAs; op, attrs: a number per
+    instruction for its opcode and attrs objects): which have one read and one write,
+    and for those the position in `at` of the first with the same row of the fields
+    DMA pricing reads (costs.py `_dma_costs_grouped`): op, attrs, the write's space,
+    bytes, contiguous bytes, partitions and shape, the read's role, space, bytes,
+    contiguous bytes and partitions (shape and role by identity), the rows hashed;
+    -1 for the others."""
+    m = len(at)
+    keys = np.zeros((m, 14), np.int64)
+    one = np.zeros(m, np.bool_)
+    first = np.full(m, -1, np.int64)
+    size = 2
+    while size < 2 * m:
+        size *= 2
+    table = np.full(size, -1, np.int64)
+    for j in range(m):
+        i = at[j]
+        r, w = ptr[i], wptr[i]
+        if w - r != 1 or ptr[i + 1] - w != 1:
+            continue
+        one[j] = True
+        k = keys[j]
+        k[0], k[1] = op[i], attrs[i]
+        k[2], k[3], k[4] = acc[w, SPACE], sizes[BYTES, w], sizes[CONTIGUOUS, w]
+        k[5], k[6], k[7] = acc[w, P_LO], acc[w, P_HI], sizes[SHAPE, w]
+        k[8], k[9], k[10] = sizes[ROLE, r], acc[r, SPACE], sizes[BYTES, r]
+        k[11], k[12], k[13] = sizes[CONTIGUOUS, r], acc[r, P_LO], acc[r, P_HI]
+        h = 1469598103934665603
+        for x in k:
+            h = (h ^ x) * 1099511628211
+        s = (h ^ (h >> 29)) & (size - 1)
+        while True:
+            t = table[s]
+            if t < 0:
+                table[s] = j
+                first[j] = j
+                break
+            if (keys[t] == k).all():
+                first[j] = t
+                break
+            s = (s + 1) & (size - 1)
+    return one, first

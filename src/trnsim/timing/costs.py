@@ -144,7 +144,7 @@ class _Priced:
         self.model, self.instrs = model, instrs
         self.n = len(instrs) if instrs is not None else -1
         self.dma: list | None = None
-        self.compute: list = [None] * max(self.n, 0)
+        self.compute = None
         self.matmul = None
 
     def __reduce__(self):
@@ -154,9 +154,10 @@ class _Priced:
 def priced(program, model) -> _Priced:
     """The costs of `program`'s instructions by `model` kept on the program (the
     compiler's list scheduler and the timing scheduler both price every instruction):
-    `dma` (see `dma_costs`), `compute`, per instruction (engine, `model.compute`
-    result) where a pass put one (the timing scheduler takes it where the engine is
-    still that one), and `matmul`, where a pass set it: (each instruction's group, -1
+    `dma` (see `dma_costs`), `compute`, where a pass set it: (each instruction's group,
+    -1 for none, the `model.compute` result of each group, an object array, and the
+    engine it was priced on: the timing scheduler takes it where the engine is still
+    that one), and `matmul`, where a pass set it: (each instruction's group, -1
     for none, the `model.matmul` result of each group, an object array) for the
     matmuls that stay on the Tensor Engine. Like timing/access_columns.py, it
     describes the instructions as they stand when first asked for, and is made afresh
@@ -192,42 +193,33 @@ def dma_costs(program, model, dma=None, ids=None) -> list:
 def _dma_costs_grouped(instrs, cols, cost, dma=None, ids=None) -> list:
     """dma_costs' list, the transfers of one read and one write priced once per
     distinct (opcode and attrs by identity, or by the caller's numbers `ids`, the
-    fields of their accesses read off the access columns `cols`): equal such rows have
-    equal memo keys, so the same dicts as
-    one by one. A block of transfers at a time: the key rows of every transfer at once
-    made a timing-only run's peak of memory (the list scheduler's) ~30 MiB higher on
-    98k transfers."""
-    from .access_columns import distinct_rows  # (they import this module)
+    fields of their accesses read off the access columns `cols`:
+    compiled_deps.transfer_heads): equal such rows have equal memo keys, so the same
+    dicts as one by one. A block of transfers at a time (its rows of keys at once)."""
+    from .compiled_deps import transfer_heads  # (numba: loaded where columns are made)
     from ..machine.record import identities
 
     n = len(instrs)
     if dma is None:
         dma = np.flatnonzero(np.fromiter(map("dma".__eq__, map(_ENGINE, instrs)), bool, n))
+    if ids is None:
+        transfers = list(map(instrs.__getitem__, dma.tolist()))
+        ids = np.zeros(n, np.int64), np.zeros(n, np.int64)
+        ids[0][dma] = identities(list(map(_OPCODE, transfers)))
+        ids[1][dma] = identities(list(map(_ATTRS, transfers)))
+        del transfers
     out = np.empty(n, object)  # (None where not set)
     for b in range(0, len(dma), _PRICED_AT_ONCE):
         block = dma[b:b + _PRICED_AT_ONCE]
-        one, fields = cols.transfer_keys(block)
+        one, first = transfer_heads(block, cols.ptr, cols.wptr, cols.acc, cols.sizes,
+                                    ids[0], ids[1])
         others = block[~one]
         out[others] = [cost(instrs[i]) for i in others.tolist()]
-        at = block[one]
-        if not len(at):
-            continue
-        keys = np.empty((len(at), 2 + fields.shape[1]), np.int64)
-        if ids is None:
-            transfers = list(map(instrs.__getitem__, at.tolist()))
-            keys[:, 0] = identities(list(map(_OPCODE, transfers)))
-            keys[:, 1] = identities(list(map(_ATTRS, transfers)))
-            del transfers
-        else:
-            keys[:, 0], keys[:, 1] = ids[0][at], ids[1][at]
-        keys[:, 2:] = fields
-        del fields
-        first, inverse = distinct_rows(keys)
-        del keys
-        costs = np.empty(len(first), object)
-        for x in np.sort(first).tolist():  # (in program order, as one by one)
-            costs[inverse[x]] = cost(instrs[at[x]])
-        out[at] = costs[inverse]
+        heads = np.flatnonzero(first == np.arange(len(block)))
+        costs = np.empty(len(block), object)
+        # (in program order, as one by one)
+        costs[heads] = [cost(instrs[i]) for i in block[heads].tolist()]
+        out[block[one]] = costs[first[one]]
     return out.tolist()
 
 
@@ -592,8 +584,8 @@ class DmaCost:
         """The per-engine data times of one transfer and its HBM bytes (memoized on the
         operands' sizes, runs and partitions; the dict is shared: do not change it).
         dma_costs prices a program's one-read-one-write transfers once per row of
-        access_columns' `transfer_keys` (and opcode and attrs): a field added to this
-        key goes there too."""
+        compiled_deps.transfer_heads (opcode, attrs and fields of the access columns): a
+        field added to this key goes there too."""
         a = ins.attrs
         writes, reads = held_writes(ins), held_reads(ins)
         w0 = writes[0] if writes else None
