@@ -57,20 +57,6 @@ class AccessColumns:
         """The number of the space "hbm" (-1: no HBM access)."""
         return self.spaces.index("hbm") if "hbm" in self.spaces else -1
 
-    def transfer_keys(self, at) -> tuple:
-        """(which of the instructions `at` have one read and one write, for those an
-        array of rows of the fields DMA pricing reads of their accesses: the write's
-        space, bytes, contiguous bytes, partitions and shape, the read's role, space,
-        bytes, contiguous bytes and partitions; role and shape by identity)."""
-        r, w = self.ptr[at], self.wptr[at]
-        one = (w - r == 1) & (self.ptr[at + 1] - w == 1)
-        r, w = r[one], w[one]
-        acc, sizes = self.acc, self.sizes
-        return one, np.column_stack((
-            acc[w, SPACE], sizes[BYTES, w], sizes[CONTIGUOUS, w], acc[w, P_LO],
-            acc[w, P_HI], sizes[SHAPE, w], sizes[ROLE, r], acc[r, SPACE], sizes[BYTES, r],
-            sizes[CONTIGUOUS, r], acc[r, P_LO], acc[r, P_HI]))
-
 
 def access_columns(program) -> AccessColumns:
     """The access columns of `program` (made on first use, then kept on it)."""
