@@ -192,25 +192,13 @@ def test_a_timing_only_profile_leaves_them_pending(monkeypatch):
     import numpy as np
 
     import trnsim
-    import trnsim.nki.isa as nisa
-    import trnsim.nki.language as nl
-
-    @trnsim.nki.jit
-    def scaled(x):
-        out = nl.ndarray(x.shape, nl.float32, buffer=nl.hbm)
-        for j in nl.affine_range(x.shape[1] // 8):
-            t = nl.ndarray((128, 8), nl.float32, buffer=nl.sbuf)
-            nisa.dma_copy(dst=t, src=x[:, j * 8:(j + 1) * 8])
-            u = nl.ndarray((128, 8), nl.float32, buffer=nl.sbuf)
-            nisa.tensor_scalar(dst=u, data=t, op0=nl.multiply, operand0=2.0)
-            nisa.dma_copy(dst=out[:, j * 8:(j + 1) * 8], src=u)
-        return out
+    from benchmarks.fidelity import strided_stores
 
     x = np.zeros((128, 8 * 64), np.float32)
     runs = {}
     for flag in ("1", "0"):
         monkeypatch.setenv("TRNSIM_COMPILED", flag)
-        runs[flag] = trnsim.profile(scaled, x, numerics=False, cache=False)
+        runs[flag] = trnsim.profile(strided_stores, x, numerics=False, cache=False)
     lazy, python = runs["1"], runs["0"]
     assert len(_unplaced(lazy.program)) == len(lazy.program.instructions)
     assert lazy.total_time == python.total_time
