@@ -44,7 +44,7 @@ from operator import attrgetter, itemgetter
 
 import numpy as np
 
-from ..timing.costs import cost_model, priced
+from ..timing.costs import compute_costs, cost_model, priced
 from ..timing.deps import MemoryMaps
 from ..timing.scheduler import (by_identity, cores_and_opcodes, identities, streams,
                                 with_opcode)
@@ -362,8 +362,7 @@ class _ListScheduler:
                                      map(self.engines.__getitem__, rest.tolist())),
                                  bool, len(rest))
         at = rest[on_compute]
-        results = np.fromiter(map(self.cost.compute, map(instrs.__getitem__, at.tolist())),
-                              object, len(at))
+        results = compute_costs(self.cost, self.program, at)
         est[at] = np.fromiter(map(_NS, results), object, len(at))
         self.signed = None
         if self.compiled:

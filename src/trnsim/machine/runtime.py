@@ -86,6 +86,9 @@ class Run:
         # legacy SPMD grid point) gets the k-th one on its k-th creation
         self._shared: list[NkiTensor] = []
         self._shared_seen: dict = {}
+        # (shape, dtype, buffer) as a kernel passed them -> (shape, DType, region, row
+        # bytes, description, buffer name) of an on-chip tensor they declared, checked
+        self._tile_kinds: dict = {}
         self.grid: tuple = ()  # the legacy SPMD launch grid
         self.instance: tuple = ()  # the legacy SPMD grid point being run
         self.scheduler = CoreScheduler(lnc)
@@ -108,6 +111,24 @@ class Run:
         """A tensor in `buffer`. On chip, `block_bytes` is the bytes per partition of one
         block the compiler allocates on its own (default: the whole tensor), and
         `declared_shape` the shape the kernel declared, where it differs (block dims)."""
+        plain = address is None and block_bytes is None and declared_shape is None
+        kind = None
+        if plain:
+            try:
+                kind = self._tile_kinds.get((shape, dtype, buffer))
+            except TypeError:  # (an unhashable shape: a list)
+                pass
+        if kind is not None:  # a kind of tile declared before: checked, described
+            shape, dtype, region, row_bytes, desc, buffer_name = kind
+            core = current_core()
+            site = self.issue_site or kernel_location(2)
+            memory = core.sbuf if region is MemoryRegion.sbuf else core.psum
+            st = Storage(region.space, name, core.id, 0, row_bytes, 0, shape[0], memory,
+                         buffer_name=buffer_name, site=site, base_shape=shape,
+                         base_dtype=dtype)
+            memory.allocate(st, dtype, desc, row_bytes)
+            return self._declared(st, shape, dtype, region, name, desc, row_bytes, False)
+        given = (shape, dtype, buffer)
         dtype = as_dtype(dtype)
         region = as_region(buffer)
         shape = tuple(map(int, shape if isinstance(shape, (tuple, list)) else (shape,)))
@@ -163,11 +184,23 @@ class Run:
         if desc is None:
             desc = _DESCRIPTIONS[key] = f"{dtype}[{', '.join(map(str, key[1]))}]"
         memory.allocate(st, dtype, desc, block_bytes, address)
+        if plain:
+            try:
+                self._tile_kinds[given] = (shape, dtype, region, row_bytes, desc,
+                                           st.buffer_name)
+            except TypeError:
+                pass
+        return self._declared(st, shape, dtype, region, name, desc, block_bytes,
+                              address is not None)
+
+    def _declared(self, st: Storage, shape, dtype, region, name, desc, block_bytes,
+                  explicit: bool) -> NkiTensor:
+        """The tensor over on-chip `st`, just placed, with its Allocation recorded."""
         allocations = self.program.allocations
         st.alloc = alloc = len(allocations)
         allocations[alloc] = Allocation(
-            alloc, region.space, core.id, name, desc, dtype.name, site, st.address,
-            row_bytes, block_bytes, p0, shape[0], address is not None,
+            alloc, region.space, st.core, name, desc, dtype.name, st.site, st.address,
+            st.row_bytes, block_bytes, st.partition, shape[0], explicit,
             len(self.program.instructions))
         return NkiTensor.over(st, shape, dtype, region, name)
 

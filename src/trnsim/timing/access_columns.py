@@ -14,7 +14,10 @@ on-chip map (a number per (space, core); -1: HBM) and its space (a number per na
 wptr[i]. The first ten columns are the layout compiled_deps reads an HBM access in.
 For the DMA pricing (timing/costs.py dma_costs), `sizes` holds by row (SIZES) each
 access's bytes, contiguous bytes and the id() of its role and of its shape (objects
-the accesses keep alive: equal ids, equal values).
+the accesses keep alive: equal ids, equal values). `source`: per access the row of an
+access equal to it but in its offset, box and alloc (a copy's operand, CopyTemplate:
+its template's row; else its own row; int32), by which the compute pricing
+(timing/costs.py compute_costs) tells loop copies' memo keys alike.
 
 The columns describe the instructions as they stand when first asked for: the compiler
 passes that change accesses (hoist, allocation) make a new Program, and the cache is
@@ -51,7 +54,7 @@ class AccessColumns:
     (space, core) by on-chip map number; depends_on: (instruction, its depends_on) for
     the instructions that have one."""
     __slots__ = ("instrs", "n", "acc", "ptr", "wptr", "spaces", "maps", "depends_on",
-                 "sizes")
+                 "sizes", "source")
 
     def hbm_code(self) -> int:
         """The number of the space "hbm" (-1: no HBM access)."""
@@ -163,6 +166,7 @@ def _build(instrs, with_alloc: bool, blocks, vaddr) -> tuple:
     cols.maps = part.finish(cols.spaces)
     if not spans:
         cols.acc, cols.sizes, extra = part.acc, part.sizes, part.extra
+        cols.source = np.arange(len(cols.acc), dtype=np.int32)
     else:
         extra = _copied(cols, part, rows, spans, vaddr)
         if extra is None:
@@ -205,6 +209,7 @@ def _copied(cols: AccessColumns, part, rows: list, spans: list, vaddr):
     ptr = cols.ptr
     acc = cols.acc = np.empty((m, len(ACC)), np.int64)
     sizes = cols.sizes = np.empty((len(SIZES), m), np.int64)
+    source = cols.source = np.arange(m, dtype=np.int32)
     extra = [np.empty(m, np.int64) for _ in part.extra]  # core, alloc
     at = 0
     for r0, r1 in rows:  # (slices: fancy indexing copies rows far slower)
@@ -215,11 +220,12 @@ def _copied(cols: AccessColumns, part, rows: list, spans: list, vaddr):
         at += r1 - r0
     for block, s, _ in spans:  # (in order: a template's rows come before its copies')
         t = block.template
-        t0 = int(ptr[t.start])
-        if not _copy_block(acc, sizes, *extra, int(ptr[s]), block.copies, t0,
-                           int(ptr[t.start + len(t.reads)]) - t0, t.moving, block.numbers,
-                           t.kept, vaddr):
+        t0, r = int(ptr[t.start]), int(ptr[s])
+        w = int(ptr[t.start + len(t.reads)]) - t0
+        if not _copy_block(acc, sizes, *extra, r, block.copies, t0, w, t.moving,
+                           block.numbers, t.kept, vaddr):
             return None
+        source[r:r + block.copies * w] = np.tile(source[t0:t0 + w], block.copies)
     return extra
 
 

@@ -29,7 +29,7 @@ from operator import attrgetter, itemgetter
 import numpy as np
 
 from ..machine.access import Access
-from ..machine.record import held_reads, held_writes
+from ..machine.record import held_reads, held_writes, identities
 from ..numerics.dtypes import as_dtype
 
 COMPUTE = ("vector", "scalar", "gpsimd")
@@ -197,7 +197,6 @@ def _dma_costs_grouped(instrs, cols, cost, dma=None, ids=None) -> list:
     compiled_deps.transfer_heads): equal such rows have equal memo keys, so the same
     dicts as one by one. A block of transfers at a time (its rows of keys at once)."""
     from .compiled_deps import transfer_heads  # (numba: loaded where columns are made)
-    from ..machine.record import identities
 
     n = len(instrs)
     if dma is None:
@@ -230,6 +229,54 @@ _ENGINE, _OPCODE, _ATTRS = attrgetter("engine"), attrgetter("opcode"), attrgette
 # Access is a tuple (~7% of a compute memo hit, against attrgetter)
 _access_sig = itemgetter(*map(Access._fields.index, (
     "space", "role", "dtype", "elems_per_partition", "pattern", "indirect")))
+
+
+def compute_costs(model, program, at) -> np.ndarray:
+    """model.compute of the instructions of `program` at positions `at` (an int
+    array), as an object array: the same results, computed once per distinct row of
+    (engine, opcode and attrs objects, and each operand's `source` row in the
+    program's access columns, timing/access_columns.py: loop copies share those, and
+    equal rows make equal memo keys, so each gets the memo's result as one by one).
+    One by one where the program has no access columns, the memo could fill up
+    meanwhile (its clearing would part equal keys' results) or a key is unhashable
+    (computed afresh each time)."""
+    from .access_columns import distinct_rows, kept_columns  # (they import this module)
+
+    instrs = list(map(program.instructions.__getitem__, at.tolist()))
+    cols = kept_columns(program)
+    n = len(instrs)
+    if cols is None or not n:
+        return np.fromiter(map(model.compute, instrs), object, n)
+    lo, mid, hi = cols.ptr[at], cols.wptr[at], cols.ptr[at + 1]
+    count = hi - lo
+    rows = np.full((n, 4 + int(count.max())), -1, np.int64)
+    rows[:, 0] = identities(list(map(_ENGINE, instrs)))
+    rows[:, 1] = identities(list(map(_OPCODE, instrs)))
+    rows[:, 2] = identities(list(map(_ATTRS, instrs)))
+    rows[:, 3] = mid - lo
+    owner = np.repeat(np.arange(n), count)
+    place = np.arange(len(owner)) - (np.cumsum(count) - count)[owner]
+    rows[owner, 4 + place] = cols.source[lo[owner] + place]
+    del owner, place
+    first, which = distinct_rows(rows)
+    del rows
+    if len(model._compute_memo) + len(first) >= MEMO_LIMIT:
+        return np.fromiter(map(model.compute, instrs), object, n)
+    made = np.empty(len(first), object)
+    for g in np.argsort(first).tolist():  # (in program order, as one by one)
+        ins = instrs[int(first[g])]
+        made[g] = model.compute(ins)
+        if not _hashable(model._compute_attrs[id(ins.attrs)][1]):
+            return np.fromiter(map(model.compute, instrs), object, n)
+    return made[which]
+
+
+def _hashable(x) -> bool:
+    try:
+        hash(x)
+    except TypeError:
+        return False
+    return True
 
 
 _COMPUTE_ATTRS = ("op", "op0", "op1", "value", "num_elem_per_idx", "num_valid_indices",
