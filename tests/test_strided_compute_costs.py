@@ -87,3 +87,39 @@ def test_unhashable_key_one_by_one(monkeypatch):
     got = costs.compute_costs(model, program, at)
     assert len({id(r) for r in got}) == len(at)
     assert [r[0] for r in got] == [model.compute(instrs[k])[0] for k in at.tolist()]
+
+
+_SMALL_PROFILE = """
+import sys
+import numpy as np
+import trnsim
+import trnsim.nki.isa as nisa
+import trnsim.nki.language as nl
+
+@trnsim.nki.jit
+def scale(x):
+    out = nl.ndarray(x.shape, nl.float32, buffer=nl.hbm)
+    t = nl.ndarray(x.shape, nl.float32, buffer=nl.sbuf)
+    nisa.dma_copy(dst=t, src=x)
+    nisa.tensor_scalar(dst=t, data=t, op0=nl.multiply, operand0=2.0)
+    nisa.dma_copy(dst=out, src=t)
+    return out
+
+trnsim.profile(scale, np.zeros((128, 64), np.float32), numerics=False, cache=False)
+print("numba" in sys.modules)
+"""
+
+
+def test_a_small_program_is_priced_without_loading_numba():
+    """Programs under the compiled paths' size run the Python passes, which have no
+    access columns: their compute pricing must not import them (and numba: ~60 MB and
+    ~0.2 CPU-s a process, paid by every rank of profile_ranks' processes)."""
+    import os
+    import subprocess
+    import sys
+
+    from trnsim.machine import compiled
+
+    out = subprocess.run([sys.executable, "-c", _SMALL_PROFILE], capture_output=True,
+                         text=True, check=True, env={**os.environ, compiled.ENV: "auto"})
+    assert out.stdout.strip() == "False"

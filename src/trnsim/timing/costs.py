@@ -240,12 +240,15 @@ def compute_costs(model, program, at) -> np.ndarray:
     One by one where the program has no access columns, the memo could fill up
     meanwhile (its clearing would part equal keys' results) or a key is unhashable
     (computed afresh each time)."""
-    from .access_columns import distinct_rows, kept_columns  # (they import this module)
-
     instrs = list(map(program.instructions.__getitem__, at.tolist()))
-    cols = kept_columns(program)
     n = len(instrs)
-    if cols is None or not n:
+    cols = None
+    if n and getattr(program, "_access_columns", None) is not None:
+        # (imported here: it imports this module, and numba, which a small program's
+        # Python passes never load)
+        from .access_columns import distinct_rows, kept_columns
+        cols = kept_columns(program)
+    if cols is None:
         return np.fromiter(map(model.compute, instrs), object, n)
     lo, mid, hi = cols.ptr[at], cols.wptr[at], cols.ptr[at + 1]
     count = hi - lo
