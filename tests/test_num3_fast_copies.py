@@ -1,5 +1,6 @@
-"""The one-copy DMA (`Instr.copy`) and the matmul's in-place PSUM add (`_add_fp32` in
-isa/base.py) against the general paths they stand in for (read then write; add_raw):
+"""The one-copy DMA (`Instr.copy` in isa/base.py) and the matmul's in-place PSUM add
+(machine/access.py `_tile_rows`) against the general paths they stand in for (read then
+write; row_loops):
 the same memory bytes (NaN payloads, signed zeros, subnormals, inf), record, and
 warnings, with each fast path checked to be taken."""
 import warnings
@@ -12,7 +13,7 @@ from trnsim import nki
 import trnsim.nki.isa as nisa
 import trnsim.nki.language as nl
 from trnsim.isa import base
-from trnsim.machine.access import add_raw
+from trnsim.machine import access
 
 from kernel_helpers import bits
 
@@ -119,9 +120,9 @@ def _accumulating(a, b, f):
 
 @pytest.mark.parametrize("mode", ["fp32", "exact"])
 @pytest.mark.parametrize("f", [512, 128])
-def test_psum_add_is_add_raw(monkeypatch, mode, f):
+def test_psum_tile_add_is_the_row_loops_add(monkeypatch, mode, f):
     """Sums that overflow to inf, inf - inf, NaN operands of several payloads, signed
-    zeros and subnormals; F=512 takes the one-loop-per-row add, F=128 add_raw itself."""
+    zeros and subnormals; F=512 takes the tile's settings, F=128 row_loops'."""
     monkeypatch.setenv("TRNSIM_MATMUL_ACCUMULATION", mode)
     rng = np.random.default_rng(3)
     a = rng.standard_normal((512, 128)).astype(np.float32)
@@ -131,22 +132,17 @@ def test_psum_add_is_add_raw(monkeypatch, mode, f):
     a[[3, 400], [20, 21]] = 3e38  # rows 20, 21: sums that overflow
     a[:, 30] = -0.0  # row 30: signed zeros
     a[:, 31] = 1e-41  # row 31: subnormal products, mostly flushed to zero in fp32
-    adds, fallbacks = [], []
-    add_fp32 = base._add_fp32
+    tiles = []
+    tile_rows = access._tile_rows
 
-    def counting(*args, **kw):
-        fallbacks.append(args[0].shape)
-        return add_raw(*args, **kw)
-
-    def counting_adds(*args):
-        adds.append(args[0].shape)
-        return add_fp32(*args)
-    monkeypatch.setattr(base, "add_raw", counting)
-    monkeypatch.setattr(base, "_add_fp32", counting_adds)
+    def counting(*args):
+        settings = tile_rows(*args)
+        tiles.append(settings is not None)
+        return settings
+    monkeypatch.setattr(access, "_tile_rows", counting)
     out, record, caught = _run(_accumulating, (a, b, f))
-    assert len(adds) == 3 and len(fallbacks) == (0 if f == 512 else 3)
-    monkeypatch.setattr(base, "_add_fp32",
-                        lambda t, v, op, flags: add_raw(t, v, op=op, flags=flags))
+    assert tiles == [f == 512] * 3
+    monkeypatch.setattr(access, "_tile_rows", lambda view, values: None)
     out2, record2, caught2 = _run(_accumulating, (a, b, f))
     assert np.isnan(out).any() and np.isinf(out).any() and np.isfinite(out).any()
     np.testing.assert_array_equal(bits(out), bits(out2))

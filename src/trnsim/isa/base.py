@@ -13,10 +13,9 @@ import math
 
 import numpy as np
 
-from ..machine.access import (_MIN_ROW, _UFUNC_BUFFER, Access, _data, _layout, _strided,
-                              add_raw, describe_access, mark_written, numpy_settings,
-                              read_converted, read_raw, read_raw_masked, writable_rows,
-                              write_raw)
+from ..machine.access import (Access, _data, _layout, _strided, add_raw,
+                              describe_access, mark_written, read_converted, read_raw,
+                              read_raw_masked, writable_rows, write_raw)
 from ..machine.errors import (NkiValidationError, UnsupportedError, describe,
                               kernel_location, numerics_warning)
 from ..machine.record import Instruction
@@ -220,7 +219,7 @@ class Instr:
         if add:
             if mask is not None or skip_oob or t.dtype.np != np.float32:
                 raise ValueError("write(add=True) takes a float32 tensor and no mask")
-            _add_fp32(t, np.asarray(values, dtype=np.float32), self.opcode, flags)
+            add_raw(t, np.asarray(values, dtype=np.float32), op=self.opcode, flags=flags)
             return
         v = np.asarray(values)
         if not raw and not (v.dtype == np.float32 and t.dtype is float32):
@@ -310,25 +309,6 @@ class Instr:
 
     def warn(self, message: str):
         numerics_warning(message, self.opcode, self.strict)
-
-
-def _add_fp32(t: NkiTensor, values: np.ndarray, op: str, flags: bool) -> None:
-    """add_raw(t, values): t = t + values in place for a float32 `t`. The usual case, a
-    [P, F] tile whose rows are not adjacent plus a C-contiguous fp32 result of its
-    shape (a matmul's PSUM accumulation), is added as add_raw adds it (one row per
-    inner loop: machine/access.py `row_loops`) without row_loops' tests of every
-    operand (about 9 us of a 35 us add after a [128, 512] GEMM)."""
-    view = _strided(t, _data(t))
-    if view is not None and view.ndim == 2 and view.shape == values.shape and \
-            values.dtype == np.float32 and values.flags.c_contiguous:
-        (p, f), (pitch, step) = view.shape, view.strides
-        if p > 1 and step == 4 and pitch != 4 * f and _MIN_ROW <= f < _UFUNC_BUFFER:
-            with numpy_settings(bufsize=f // 16 * 16):
-                np.add(view, values, out=view)
-            if flags:
-                mark_written(t)
-            return
-    add_raw(t, values, op=op, flags=flags)
 
 
 def _drop_fill(t: NkiTensor) -> None:
