@@ -149,29 +149,19 @@ def dma_copy(dst, src, priority=None, oob_mode=OobMode.error, dge_mode=DgeMode.u
     and needs equal dtypes. Gather / scatter through an indirect src / dst view; with
     oob_mode=skip a row whose runtime index is out of bounds is not transferred."""
     with Instr("dma_copy", None, default="dma") as ins:
-        dge = _enum(ins, dge_mode, DgeMode, "dge_mode")
-        eng = _enum(ins, engine, Engine, "engine")
-        oob = _enum(ins, oob_mode, OobMode, "oob_mode")
-        _check_dma_operand(ins, "dst", dst, ("hbm", "sbuf", "psum"))
-        if isinstance(src, NkiTensor) and src.space == "psum":
-            ins.fail(f"src {describe(src)}: dma_copy cannot read PSUM; copy it to SBUF first "
-                     "with nisa.tensor_copy")
-        _check_dma_operand(ins, "src", src, ("hbm", "sbuf"))
-        ins.same_elements("src", src, "dst", dst, per_partition=False)
-        if src.dtype.is_x4 or dst.dtype.is_x4:
-            ins.require(src.dtype == dst.dtype,
-                        f"cannot cast packed MX data in a DMA (src {describe(src)}, dst "
-                        f"{describe(dst)}); view both as the same type")
-        if dge is DgeMode.hwdge:
-            ins.require(src.dtype == dst.dtype,
-                        f"dge_mode=hwdge moves raw bytes and needs equal dtypes, got src "
-                        f"{describe(src)} and dst {describe(dst)}; use .view() to "
-                        "reinterpret, or dge_mode.swdge / none to cast")
-        _check_priority(ins, priority)
-        mode = _resolve_dge(ins, dge, eng, (src, dst))
-        _record(ins, dst, (src,), mode, oob, name, engine=eng)
-        ins.attrs["cast"] = src.dtype != dst.dtype
-        skip = oob is OobMode.skip
+        key = _copy_key(dst, src, priority, oob_mode, dge_mode, engine, name)
+        checked = _CHECKED.get(key) if key is not None else None
+        if checked is None or checked[0] is not ins.chip:
+            skip = _check_copy(ins, dst, src, priority, oob_mode, dge_mode, engine, name)
+            checked = (ins.chip, dict(ins.attrs), ins.queue, skip)
+            if key is not None:
+                if len(_CHECKED) >= 4096:
+                    _CHECKED.clear()
+                _CHECKED[key] = checked
+        else:  # (every check passed for these operands and settings: the same record)
+            ins.attrs.update(checked[1])
+            ins.queue = checked[2]
+        skip = checked[3]
         if not skip and ins.copy("src", src, "dst", dst):
             return
         raw, keep = _read_src(ins, "src", src, skip)
@@ -183,6 +173,49 @@ def dma_copy(dst, src, priority=None, oob_mode=OobMode.error, dge_mode=DgeMode.u
         else:
             ins.write("dst", dst, to_fp32(raw).reshape(dst.shape), skip_oob=skip,
                       mask=_row_mask(keep, src, dst.shape))
+
+
+_CHECKED: dict = {}  # `_copy_key` -> (chip, the record's attributes, its queue, skip)
+
+
+def _copy_key(dst, src, priority, oob_mode, dge_mode, engine, name):
+    """What `_check_copy` reads, as a key (None where it is not kept: a priority, an
+    indirect or non-tensor operand, settings given other than as enum members)."""
+    if priority is not None or type(oob_mode) is not OobMode or \
+            type(dge_mode) is not DgeMode or type(engine) is not Engine or \
+            not (name is None or type(name) is str) or not isinstance(dst, NkiTensor) or \
+            not isinstance(src, NkiTensor) or dst.dyn is not None or src.dyn is not None:
+        return None
+    return (dst.shape, dst.dtype.name, dst.buffer.space, src.shape, src.dtype.name,
+            src.buffer.space, oob_mode, dge_mode, engine, name)
+
+
+def _check_copy(ins: Instr, dst, src, priority, oob_mode, dge_mode, engine, name):
+    """dma_copy's checks of its operands and settings, and its record's attributes and
+    queue; whether rows out of bounds are skipped (oob_mode=skip)."""
+    dge = _enum(ins, dge_mode, DgeMode, "dge_mode")
+    eng = _enum(ins, engine, Engine, "engine")
+    oob = _enum(ins, oob_mode, OobMode, "oob_mode")
+    _check_dma_operand(ins, "dst", dst, ("hbm", "sbuf", "psum"))
+    if isinstance(src, NkiTensor) and src.space == "psum":
+        ins.fail(f"src {describe(src)}: dma_copy cannot read PSUM; copy it to SBUF first "
+                 "with nisa.tensor_copy")
+    _check_dma_operand(ins, "src", src, ("hbm", "sbuf"))
+    ins.same_elements("src", src, "dst", dst, per_partition=False)
+    if src.dtype.is_x4 or dst.dtype.is_x4:
+        ins.require(src.dtype == dst.dtype,
+                    f"cannot cast packed MX data in a DMA (src {describe(src)}, dst "
+                    f"{describe(dst)}); view both as the same type")
+    if dge is DgeMode.hwdge:
+        ins.require(src.dtype == dst.dtype,
+                    f"dge_mode=hwdge moves raw bytes and needs equal dtypes, got src "
+                    f"{describe(src)} and dst {describe(dst)}; use .view() to "
+                    "reinterpret, or dge_mode.swdge / none to cast")
+    _check_priority(ins, priority)
+    mode = _resolve_dge(ins, dge, eng, (src, dst))
+    _record(ins, dst, (src,), mode, oob, name, engine=eng)
+    ins.attrs["cast"] = src.dtype != dst.dtype
+    return oob is OobMode.skip
 
 
 def dma_transpose(dst, src, axes=None, priority=None, dge_mode=DgeMode.unknown,
