@@ -186,8 +186,9 @@ def _copy_key(dst, src, priority, oob_mode, dge_mode, engine, name):
             not (name is None or type(name) is str) or not isinstance(dst, NkiTensor) or \
             not isinstance(src, NkiTensor) or dst.dyn is not None or src.dyn is not None:
         return None
+    # (the members' values: an Enum member hashes in Python code)
     return (dst.shape, dst.dtype.name, dst.buffer.space, src.shape, src.dtype.name,
-            src.buffer.space, oob_mode, dge_mode, engine, name)
+            src.buffer.space, oob_mode._value_, dge_mode._value_, engine._value_, name)
 
 
 def _check_copy(ins: Instr, dst, src, priority, oob_mode, dge_mode, engine, name):
