@@ -201,8 +201,8 @@ def _visited(blocks: list, instrs: list, allocs: dict):
 
     def explicit():
         if not ids:
-            placed = np.fromiter(map(_EXPLICIT, allocs.values()), bool, len(allocs))
-            ids.append(np.fromiter(allocs, np.int64, len(allocs))[placed])
+            placed = itertools.compress(allocs, map(_EXPLICIT, allocs.values()))
+            ids.append(np.fromiter(placed, np.int64))
         return ids[0]
 
     held = [b for b in blocks if b.held_by(instrs)]
