@@ -1,0 +1,103 @@
+"""A program's instructions and operands as arrays, for the summary and insights
+(profile/summary.py, profile/insights.py): read once per profile, the figures are
+NumPy sums over them instead of a Python loop per instruction.
+
+The operands are read as the instructions hold them (machine/record.py `held_reads`):
+an allocated program's pending physical accesses differ from them only in on-chip lo
+and hi, which no figure reads, so reading them makes none."""
+from __future__ import annotations
+
+from collections import Counter
+from itertools import chain, repeat
+from functools import cached_property
+from operator import attrgetter, eq, ne
+
+import numpy as np
+
+from ..machine.record import held_reads, held_writes, identities
+
+SPACES = {"hbm": 0, "sbuf": 1, "psum": 2}
+HBM, SBUF, PSUM, OTHER = 0, 1, 2, 3
+_ENGINE, _OPCODE, _ATTRS = attrgetter("engine"), attrgetter("opcode"), attrgetter("attrs")
+_SPACE, _BYTES = attrgetter("space"), attrgetter("bytes")
+_CONTIGUOUS, _ROLE = attrgetter("contiguous_bytes"), attrgetter("role")
+
+
+class Side:
+    """An instruction side's operands (all their reads, or all their writes), flat in
+    program order: `accesses` (a list), `at` (each one's instruction position),
+    `space` (SPACES' numbers, OTHER for any other name) and `bytes`."""
+
+    def __init__(self, tuples: list):
+        n = len(tuples)
+        counts = np.fromiter(map(len, tuples), np.int64, n)
+        self.accesses = list(chain.from_iterable(tuples))
+        m = len(self.accesses)
+        self.at = np.repeat(np.arange(n), counts)
+        self.space = np.fromiter(map(SPACES.get, map(_SPACE, self.accesses), repeat(OTHER)),
+                                 np.int64, m)
+        self.bytes = np.fromiter(map(_BYTES, self.accesses), np.int64, m)
+
+    def per_instruction(self, mask, n: int) -> np.ndarray:
+        """The bytes of the operands where `mask`, summed per instruction (n of them)."""
+        return np.bincount(self.at[mask], self.bytes[mask], n).astype(np.int64)
+
+
+class Operands:
+    """The instructions of `program` (`instrs`) with their engines, opcodes and attrs
+    (lists by position), the attrs told apart by object (`attrs_code`, `attrs_first`:
+    loop copies share their template's), and their `reads` and `writes` (Side)."""
+
+    def __init__(self, program):
+        instrs = self.instrs = program.instructions
+        n = self.n = len(instrs)
+        self.engines = list(map(_ENGINE, instrs))
+        self.engine_counts = Counter(self.engines)
+        self.is_dma = self.engine_is("dma")
+        self.is_barrier = np.fromiter(map(eq, map(_OPCODE, instrs), repeat("core_barrier")),
+                                      bool, n)
+        attrs = self.attrs = list(map(_ATTRS, instrs))
+        _, self.attrs_first, self.attrs_code = np.unique(
+            identities(attrs, n), return_index=True, return_inverse=True)
+        self.reads = Side(list(map(held_reads, instrs)))
+        self.writes = Side(list(map(held_writes, instrs)))
+
+    @cached_property
+    def bytes_moved(self) -> np.ndarray:
+        """Instruction.bytes_moved of each instruction."""
+        return self.writes.per_instruction(slice(None), self.n)
+
+    def dma_runs(self) -> np.ndarray:
+        """insights.dma_run_bytes of each DMA (0 for any other instruction): the
+        shortest contiguous run of its operands but runtime offsets."""
+        runs = np.full(self.n, np.iinfo(np.int64).max, np.int64)
+        for side in (self.reads, self.writes):
+            at = np.flatnonzero(self.is_dma[side.at])
+            accesses = list(map(side.accesses.__getitem__, at.tolist()))
+            run = np.fromiter(map(_CONTIGUOUS, accesses), np.int64, len(at))
+            data = np.fromiter(map(ne, map(_ROLE, accesses), repeat("indirect_offset")),
+                               bool, len(at))
+            ok = (run > 0) & data
+            np.minimum.at(runs, side.at[at[ok]], run[ok])
+        runs[runs == np.iinfo(np.int64).max] = 0
+        return runs
+
+    def engine_is(self, engine: str) -> np.ndarray:
+        return np.fromiter(map(eq, self.engines, repeat(engine)), bool, self.n)
+
+    def per_attrs(self, fn) -> list:
+        """fn(attrs) of each distinct attrs object, by attrs_code."""
+        attrs = self.attrs
+        return [fn(attrs[i]) for i in self.attrs_first.tolist()]
+
+
+def distinct_rows(keys: np.ndarray) -> tuple:
+    """(first, inverse): the distinct rows of the int array `keys`, each as the index of
+    its first row, and each row's number among them (np.unique(axis=0), quicker)."""
+    order = np.lexsort(keys.T)  # (stable)
+    ordered = keys[order]
+    starts = np.ones(len(keys), bool)
+    starts[1:] = (ordered[1:] != ordered[:-1]).any(axis=1)
+    inverse = np.empty(len(keys), np.int64)
+    inverse[order] = np.cumsum(starts) - 1
+    return order[starts], inverse
