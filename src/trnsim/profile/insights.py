@@ -47,8 +47,8 @@ import numpy as np
 
 from ..machine.record import held_reads, held_writes, identities
 from ..timing.timeline import merged_spans, running_sum, span_length, spans_of, union_length
-from .summary import (SMALL_DMA_BYTES, HbmTraffic, attrs_flops, core_count, matmul_flops,
-                      merged, overlap, spill_dmas, throttle_spans, ThrottleIndex)
+from .summary import (SMALL_DMA_BYTES, HbmTraffic, attrs_flops, core_count, spill_dmas,
+                      throttle_spans, ThrottleIndex)
 
 LOW_MODEL_FLOPS_PERCENT = 50.0
 TRANSPOSE_FLOPS_PERCENT = 10.0
@@ -191,7 +191,8 @@ class _Context:
 
     @cached_property
     def dma_runs(self) -> np.ndarray:
-        """dma_run_bytes of each DMA, by position (0 for other instructions)."""
+        """The shortest contiguous run of each DMA's data operands (bytes), by position:
+        what each descriptor element moves (0 for other instructions)."""
         return self.ops.dma_runs()
 
     @cached_property
@@ -351,8 +352,7 @@ def small_dma(c: _Context):
     small = list(map(c.program.instructions.__getitem__, small_at.tolist()))
     ev = c.event[small_at]
     ev = ev[ev >= 0]
-    spans = merged(zip(c.start[ev].tolist(), c.end[ev].tolist()))
-    busy = sum(e - s for s, e in spans)
+    busy = span_length(*merged_spans(c.start[ev], c.end[ev]))
     per_part = sorted(min((a.contiguous_bytes for a in held_reads(i) + held_writes(i)),
                           default=0) for i in small)
     return Insight(
@@ -366,14 +366,6 @@ def small_dma(c: _Context):
         "over 128 partitions with 2-4 KiB contiguous per partition (load whole tiles "
         "rather than rows or single elements)",
         _ranked_at(c, small_at, np.ones(len(small_at))), avg, SMALL_DMA_BYTES)
-
-
-def dma_run_bytes(ins) -> int:
-    """The shortest contiguous run (bytes) of a DMA's data operands: what each
-    descriptor element moves."""
-    runs = [a.contiguous_bytes for a in ins.accesses
-            if a.contiguous_bytes > 0 and a.role != "indirect_offset"]
-    return min(runs) if runs else 0
 
 
 def _overhead_bound_bytes(chip) -> int:
@@ -416,7 +408,7 @@ def inefficient_dma(c: _Context):
     if not len(at) or c.t <= 0:
         return None
     ev = c.event[at]
-    busy = sum(e - s for s, e in merged(zip(c.start[ev].tolist(), c.end[ev].tolist())))
+    busy = span_length(*merged_spans(c.start[ev], c.end[ev]))
     value = 100.0 * busy / c.t
     if value < INEFFICIENT_DMA_PERCENT:
         return None

@@ -68,8 +68,8 @@ class Operands:
         return self.writes.per_instruction(slice(None), self.n)
 
     def dma_runs(self) -> np.ndarray:
-        """insights.dma_run_bytes of each DMA (0 for any other instruction): the
-        shortest contiguous run of its operands but runtime offsets."""
+        """The shortest contiguous run (bytes, over 0) of each DMA's operands but its
+        runtime offsets (0 for any other instruction, or none)."""
         runs = np.full(self.n, np.iinfo(np.int64).max, np.int64)
         for side in (self.reads, self.writes):
             at = np.flatnonzero(self.is_dma[side.at])

@@ -182,11 +182,6 @@ def spill_dmas(program, kind: str) -> list:
     return [i for i in program.instructions if i.attrs.get("spill") == kind]
 
 
-def read_key(acc) -> tuple:
-    """Identifies an HBM byte range: the same key read twice is a reload."""
-    return (acc.lo, acc.hi, acc.pattern, acc.dtype)
-
-
 class _Spans:
     """A growing union of [lo, hi) byte ranges with an overlap query."""
 
