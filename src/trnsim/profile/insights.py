@@ -235,7 +235,7 @@ class _Context:
         return self.s.get(key, 0.0) / 100.0
 
 
-_INDEX, _LOCATION = attrgetter("index"), attrgetter("location")
+_INDEX, _LOCATION, _OPCODE = attrgetter("index"), attrgetter("location"), attrgetter("opcode")
 
 
 def _last_of(keys: np.ndarray, low: int, size: int) -> np.ndarray:
@@ -413,11 +413,13 @@ def inefficient_dma(c: _Context):
     if value < INEFFICIENT_DMA_PERCENT:
         return None
     _, producers, idle = _tensor_stalls(c)
-    by_producer = dict.fromkeys(producers.tolist(), 0.0)
-    for i, d in zip(producers.tolist(), idle.tolist()):  # (in order, as one by one)
-        by_producer[i] += d
-    indices = c.indices[at].tolist()
-    stalled = sum(by_producer.get(i, 0.0) for i in indices) / c.ncores
+    stalled = 0.0
+    if len(producers):  # the Tensor Engine's idle ns per producer, each added in order
+        stalling, code = np.unique(producers, return_inverse=True)
+        by_producer = np.bincount(code.reshape(-1), idle, len(stalling))
+        k = np.minimum(np.searchsorted(stalling, c.indices[at]), len(stalling) - 1)
+        stalled = running_sum(np.where(stalling[k] == c.indices[at], by_producer[k],
+                                       0.0)) / c.ncores
     worst = c.program.instructions[int(at[np.argmin(runs[at])])]
     nbytes = int(ops.bytes_moved[at].sum())
     count = len(at)
@@ -565,6 +567,11 @@ def engine_imbalance(c: _Context):
     gen = c.chip.generation
     best = None
     sp = c.spans
+    ops = c.ops
+    pinned = np.array([bool(a.get("engines")) for a in map(ops.attrs.__getitem__,
+                                                            ops.attrs_first.tolist())], bool)
+    fixed = pinned[ops.attrs_code] | ~np.fromiter(
+        map(TABLE.__contains__, map(_OPCODE, ops.instrs)), bool, ops.n)
     for core in range(c.ncores):
         on = {x: (sp.track == sp.code(x)) & (sp.core == core)
               for x in ("vector", "scalar", "gpsimd")}
@@ -572,6 +579,8 @@ def engine_imbalance(c: _Context):
         for x in busy:
             movable = defaultdict(list)  # other engine -> [(instruction, ns)]
             m = on[x]
+            at = c.position_of(sp.index[m])
+            m = np.flatnonzero(m)[(at < 0) | ~fixed[at]]  # (the rest are skipped)
             for i, d in zip(sp.index[m].tolist(), (sp.end[m] - sp.start[m]).tolist()):
                 ins = c.ins[i]
                 if ins.attrs.get("engines") or ins.opcode not in TABLE:
