@@ -11,7 +11,8 @@ import pytest
 import trnsim
 from trnsim.examples import load_example
 from trnsim.legacy.jit import run_legacy
-from trnsim.profile import insights, summary
+from trnsim.machine.record import held_reads, held_writes
+from trnsim.profile import insights, operands, summary
 from trnsim.profile.profile import Profile
 
 from benchmarks.fidelity import proj_kernel, strided_stores
@@ -219,3 +220,16 @@ def test_insights_unchanged_by_making_the_accesses(prof):
     again = insights.find_insights(p.program, p.timeline, summary.summarize(p.program,
                                                                             p.timeline))
     assert [i.to_dict() for i in again] == [i.to_dict() for i in found]
+
+
+@pytest.mark.parametrize("name,kept", [("tutorial", True), ("strided", True), ("fp8", False)])
+def test_operands_off_the_access_columns_equal_reading_them(name, kept):
+    """(the fp8 kernel's program is small: priced without access columns)"""
+    program = Profile.from_run(RUNS[name]()).program
+    columns = operands._columns(program)
+    assert (columns[0] is not None) == kept
+    fast = operands.Operands(program)
+    for held, side in ((held_reads, fast.reads), (held_writes, fast.writes)):
+        plain = operands.Side(list(map(held, program.instructions)))
+        for field in ("at", "space", "bytes"):
+            assert np.array_equal(getattr(side, field), getattr(plain, field))

@@ -541,9 +541,9 @@ def engine_starvation(c: _Context):
                   "current ones (allocate the load tiles inside the loop so iterations "
                   "overlap, i.e. multi-buffer them) and load larger blocks per DMA")
         limit = _overhead_bound_bytes(c.chip)
-        runs = c.dma_runs[items[c.ops.is_dma[items]]].tolist()
-        if any(0 < r < limit for r in runs):
-            advice = (f"first fix the loads it waits for: they move {min(r for r in runs if r)}"
+        runs = c.dma_runs[items[c.ops.is_dma[items]]]
+        if ((runs > 0) & (runs < limit)).any():
+            advice = (f"first fix the loads it waits for: they move {runs[runs > 0].min()}"
                       " B contiguous runs (see 'Inefficient DMA transfers'); then " + advice)
     else:
         advice = (f"the matmuls wait for {names.get(top, top)} (typically PSUM evacuation "

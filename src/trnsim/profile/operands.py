@@ -26,13 +26,17 @@ _CONTIGUOUS, _ROLE = attrgetter("contiguous_bytes"), attrgetter("role")
 class Side:
     """An instruction side's operands (all their reads, or all their writes), flat in
     program order: `accesses` (a list), `at` (each one's instruction position),
-    `space` (SPACES' numbers, OTHER for any other name) and `bytes`."""
+    `space` (SPACES' numbers, OTHER for any other name) and `bytes`: `columns` where
+    given (_columns), else read off the accesses."""
 
-    def __init__(self, tuples: list):
+    def __init__(self, tuples: list, columns=None):
         n = len(tuples)
-        counts = np.fromiter(map(len, tuples), np.int64, n)
         self.accesses = list(chain.from_iterable(tuples))
         m = len(self.accesses)
+        if columns is not None and len(columns[0]) == m:
+            self.at, self.space, self.bytes = columns
+            return
+        counts = np.fromiter(map(len, tuples), np.int64, n)
         self.at = np.repeat(np.arange(n), counts)
         self.space = np.fromiter(map(SPACES.get, map(_SPACE, self.accesses), repeat(OTHER)),
                                  np.int64, m)
@@ -59,8 +63,9 @@ class Operands:
         attrs = self.attrs = list(map(_ATTRS, instrs))
         _, self.attrs_first, self.attrs_code = np.unique(
             identities(attrs, n), return_index=True, return_inverse=True)
-        self.reads = Side(list(map(held_reads, instrs)))
-        self.writes = Side(list(map(held_writes, instrs)))
+        reads, writes = _columns(program)
+        self.reads = Side(list(map(held_reads, instrs)), reads)
+        self.writes = Side(list(map(held_writes, instrs)), writes)
 
     @cached_property
     def bytes_moved(self) -> np.ndarray:
@@ -78,7 +83,11 @@ class Operands:
             data = np.fromiter(map(ne, map(_ROLE, accesses), repeat("indirect_offset")),
                                bool, len(at))
             ok = (run > 0) & data
-            np.minimum.at(runs, side.at[at[ok]], run[ok])
+            of, run = side.at[at[ok]], run[ok]  # (in instruction order)
+            if len(of):
+                first = np.flatnonzero(np.concatenate(([True], of[1:] != of[:-1])))
+                runs[of[first]] = np.minimum(runs[of[first]],
+                                             np.minimum.reduceat(run, first))
         runs[runs == np.iinfo(np.int64).max] = 0
         return runs
 
@@ -89,6 +98,23 @@ class Operands:
         """fn(attrs) of each distinct attrs object, by attrs_code."""
         attrs = self.attrs
         return [fn(attrs[i]) for i in self.attrs_first.tolist()]
+
+
+def _columns(program) -> tuple:
+    """((at, space, bytes) of the reads, and of the writes) off the access columns
+    (timing/access_columns.py) `program` keeps, else (None, None)."""
+    if getattr(program, "_access_columns", None) is None:
+        return None, None
+    from ..timing.access_columns import BYTES, SPACE, kept_columns  # (loaded: made them)
+    cols = kept_columns(program)
+    if cols is None:
+        return None, None
+    ptr, wptr = cols.ptr, cols.wptr
+    at = np.repeat(np.arange(len(wptr)), np.diff(ptr))
+    write = np.arange(int(ptr[-1])) >= wptr[at]
+    spaces = np.array([SPACES.get(name, OTHER) for name in cols.spaces] + [OTHER], np.int64)
+    space, nbytes = spaces[cols.acc[:, SPACE]], cols.sizes[BYTES]
+    return tuple((at[side], space[side], nbytes[side]) for side in (~write, write))
 
 
 def distinct_rows(keys: np.ndarray) -> tuple:
