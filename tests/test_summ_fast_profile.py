@@ -233,3 +233,6 @@ def test_operands_off_the_access_columns_equal_reading_them(name, kept):
         plain = operands.Side(list(map(held, program.instructions)))
         for field in ("at", "space", "bytes"):
             assert np.array_equal(getattr(side, field), getattr(plain, field))
+        hbm = np.flatnonzero(side.space == operands.HBM)
+        assert len(hbm) and all(map(np.array_equal, side.hbm_bounds(hbm),
+                                    plain.hbm_bounds(hbm)))

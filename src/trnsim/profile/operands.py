@@ -33,14 +33,24 @@ class Side:
         n = len(tuples)
         self.accesses = list(chain.from_iterable(tuples))
         m = len(self.accesses)
+        self._bounds = None
         if columns is not None and len(columns[0]) == m:
-            self.at, self.space, self.bytes = columns
+            self.at, self.space, self.bytes, self._bounds = columns
             return
         counts = np.fromiter(map(len, tuples), np.int64, n)
         self.at = np.repeat(np.arange(n), counts)
         self.space = np.fromiter(map(SPACES.get, map(_SPACE, self.accesses), repeat(OTHER)),
                                  np.int64, m)
         self.bytes = np.fromiter(map(_BYTES, self.accesses), np.int64, m)
+
+    def hbm_bounds(self, at) -> tuple:
+        """(lo, hi) of the HBM operands at positions `at` (an int array): those the
+        columns hold are the accesses' (allocation moves only on-chip ones)."""
+        if self._bounds is not None:
+            return self._bounds[0][at], self._bounds[1][at]
+        accesses = list(map(self.accesses.__getitem__, at.tolist()))
+        return tuple(np.fromiter(map(attrgetter(f), accesses), np.int64, len(at))
+                     for f in ("lo", "hi"))
 
     def per_instruction(self, mask, n: int) -> np.ndarray:
         """The bytes of the operands where `mask`, summed per instruction (n of them)."""
@@ -101,11 +111,11 @@ class Operands:
 
 
 def _columns(program) -> tuple:
-    """((at, space, bytes) of the reads, and of the writes) off the access columns
+    """((at, space, bytes, (lo, hi)) of the reads, and of the writes) off the columns
     (timing/access_columns.py) `program` keeps, else (None, None)."""
     if getattr(program, "_access_columns", None) is None:
         return None, None
-    from ..timing.access_columns import BYTES, SPACE, kept_columns  # (loaded: made them)
+    from ..timing.access_columns import BYTES, HI, LO, SPACE, kept_columns  # (loaded)
     cols = kept_columns(program)
     if cols is None:
         return None, None
@@ -113,8 +123,10 @@ def _columns(program) -> tuple:
     at = np.repeat(np.arange(len(wptr)), np.diff(ptr))
     write = np.arange(int(ptr[-1])) >= wptr[at]
     spaces = np.array([SPACES.get(name, OTHER) for name in cols.spaces] + [OTHER], np.int64)
-    space, nbytes = spaces[cols.acc[:, SPACE]], cols.sizes[BYTES]
-    return tuple((at[side], space[side], nbytes[side]) for side in (~write, write))
+    acc = cols.acc
+    space, nbytes = spaces[acc[:, SPACE]], cols.sizes[BYTES]
+    return tuple((at[side], space[side], nbytes[side], (acc[side, LO], acc[side, HI]))
+                 for side in (~write, write))
 
 
 def distinct_rows(keys: np.ndarray) -> tuple:

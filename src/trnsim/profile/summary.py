@@ -227,14 +227,13 @@ class HbmTraffic:
         side = []
         for s in (ops.reads, ops.writes):
             at = np.flatnonzero(ops.is_dma[s.at] & (s.space == HBM))
-            side.append((at, list(map(s.accesses.__getitem__, at.tolist()))))
-        (rat, reads), (wat, writes) = side
+            side.append((at, list(map(s.accesses.__getitem__, at.tolist())),
+                         *s.hbm_bounds(at)))
+        (rat, reads, lo, hi), (wat, writes, wlo, whi) = side
         self._reads, self._read_ins = reads, ops.reads.at[rat]
         self._read_bytes = ops.reads.bytes[rat]
-        lo, hi = _ints(reads, "lo"), _ints(reads, "hi")
         self._indirect = np.fromiter(map(_INDIRECT, reads), bool, len(reads))
         self._key = _read_keys(reads, lo, hi)
-        wlo, whi = _ints(writes, "lo"), _ints(writes, "hi")
         self._trip = np.zeros(len(reads), bool)
         self.round_trip_reads, self.round_trip_writes = [], []
         # most kernels read back nothing they wrote: the exact program-order sweep runs
@@ -334,10 +333,6 @@ class HbmTraffic:
 
 _INDIRECT = attrgetter("indirect")
 _SPILL = methodcaller("get", "spill")
-
-
-def _ints(accesses: list, field: str) -> np.ndarray:
-    return np.fromiter(map(attrgetter(field), accesses), np.int64, len(accesses))
 
 
 def _read_keys(reads: list, lo, hi) -> np.ndarray:
