@@ -227,10 +227,6 @@ class _Context:
         p = int(self.event_of(np.array([index]))[0])
         return float(self.start[p]), float(self.end[p])
 
-    def duration(self, index: int) -> float:
-        p = int(self.event_of(np.array([index]))[0])
-        return float(self.end[p] - self.start[p])
-
     def frac(self, key: str) -> float:
         return self.s.get(key, 0.0) / 100.0
 
@@ -387,7 +383,7 @@ def _tensor_stalls(c: _Context):
         evs = ev[cores == core]
         evs = evs[np.argsort(start[evs], kind="stable")]
         prev, p = evs[:-1], evs[1:]
-        idle = np.minimum(start[p], ready[p]) - end[prev]
+        idle = np.where(ready[p] < start[p], ready[p], start[p]) - end[prev]  # (as min)
         keep = (idle > 0) & (producer[p] >= 0)
         p, idle = p[keep], idle[keep]
         keep = c.event_of(producer[p]) >= 0
