@@ -236,3 +236,5 @@ def test_operands_off_the_access_columns_equal_reading_them(name, kept):
         hbm = np.flatnonzero(side.space == operands.HBM)
         assert len(hbm) and all(map(np.array_equal, side.hbm_bounds(hbm),
                                     plain.hbm_bounds(hbm)))
+        every = np.arange(len(side.at))
+        assert all(map(np.array_equal, side.runs(every), plain.runs(every)))

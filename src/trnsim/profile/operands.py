@@ -33,9 +33,9 @@ class Side:
         n = len(tuples)
         self.accesses = list(chain.from_iterable(tuples))
         m = len(self.accesses)
-        self._bounds = None
+        self._more = None  # (lo, hi, contiguous bytes, id of the role) by operand
         if columns is not None and len(columns[0]) == m:
-            self.at, self.space, self.bytes, self._bounds = columns
+            self.at, self.space, self.bytes, self._more = columns
             return
         counts = np.fromiter(map(len, tuples), np.int64, n)
         self.at = np.repeat(np.arange(n), counts)
@@ -46,11 +46,25 @@ class Side:
     def hbm_bounds(self, at) -> tuple:
         """(lo, hi) of the HBM operands at positions `at` (an int array): those the
         columns hold are the accesses' (allocation moves only on-chip ones)."""
-        if self._bounds is not None:
-            return self._bounds[0][at], self._bounds[1][at]
+        if self._more is not None:
+            return self._more[0][at], self._more[1][at]
         accesses = list(map(self.accesses.__getitem__, at.tolist()))
         return tuple(np.fromiter(map(attrgetter(f), accesses), np.int64, len(at))
                      for f in ("lo", "hi"))
+
+    def runs(self, at) -> tuple:
+        """(contiguous bytes, whether a data operand: not a runtime offset) of the
+        operands at positions `at` (an int array)."""
+        if self._more is not None:
+            role = self._more[3][at]  # (the roles told apart by object first)
+            ids, first = np.unique(role, return_index=True)
+            offset = [i for i, k in zip(ids.tolist(), at[first].tolist())
+                      if self.accesses[k].role == "indirect_offset"]
+            return self._more[2][at], ~np.isin(role, offset)
+        accesses = list(map(self.accesses.__getitem__, at.tolist()))
+        return (np.fromiter(map(_CONTIGUOUS, accesses), np.int64, len(at)),
+                np.fromiter(map(ne, map(_ROLE, accesses), repeat("indirect_offset")),
+                            bool, len(at)))
 
     def per_instruction(self, mask, n: int) -> np.ndarray:
         """The bytes of the operands where `mask`, summed per instruction (n of them)."""
@@ -88,10 +102,7 @@ class Operands:
         runs = np.full(self.n, np.iinfo(np.int64).max, np.int64)
         for side in (self.reads, self.writes):
             at = np.flatnonzero(self.is_dma[side.at])
-            accesses = list(map(side.accesses.__getitem__, at.tolist()))
-            run = np.fromiter(map(_CONTIGUOUS, accesses), np.int64, len(at))
-            data = np.fromiter(map(ne, map(_ROLE, accesses), repeat("indirect_offset")),
-                               bool, len(at))
+            run, data = side.runs(at)
             ok = (run > 0) & data
             of, run = side.at[at[ok]], run[ok]  # (in instruction order)
             if len(of):
@@ -111,11 +122,13 @@ class Operands:
 
 
 def _columns(program) -> tuple:
-    """((at, space, bytes, (lo, hi)) of the reads, and of the writes) off the columns
-    (timing/access_columns.py) `program` keeps, else (None, None)."""
+    """((at, space, bytes, (lo, hi, contiguous bytes, id of the role)) of the reads,
+    and of the writes) off the columns (timing/access_columns.py) `program` keeps,
+    else (None, None)."""
     if getattr(program, "_access_columns", None) is None:
         return None, None
-    from ..timing.access_columns import BYTES, HI, LO, SPACE, kept_columns  # (loaded)
+    from ..timing.access_columns import (BYTES, CONTIGUOUS, HI, LO, ROLE, SPACE,
+                                         kept_columns)  # (loaded: they were made)
     cols = kept_columns(program)
     if cols is None:
         return None, None
@@ -123,9 +136,10 @@ def _columns(program) -> tuple:
     at = np.repeat(np.arange(len(wptr)), np.diff(ptr))
     write = np.arange(int(ptr[-1])) >= wptr[at]
     spaces = np.array([SPACES.get(name, OTHER) for name in cols.spaces] + [OTHER], np.int64)
-    acc = cols.acc
-    space, nbytes = spaces[acc[:, SPACE]], cols.sizes[BYTES]
-    return tuple((at[side], space[side], nbytes[side], (acc[side, LO], acc[side, HI]))
+    acc, sizes = cols.acc, cols.sizes
+    space = spaces[acc[:, SPACE]]
+    return tuple((at[side], space[side], sizes[BYTES][side],
+                  (acc[side, LO], acc[side, HI], sizes[CONTIGUOUS][side], sizes[ROLE][side]))
                  for side in (~write, write))
 
 
