@@ -7,10 +7,9 @@ an allocated program's pending physical accesses differ from them only in on-chi
 and hi, which no figure reads, so reading them makes none."""
 from __future__ import annotations
 
-from collections import Counter
 from itertools import chain, repeat
 from functools import cached_property
-from operator import attrgetter, eq, ne
+from operator import attrgetter, ne
 
 import numpy as np
 
@@ -79,11 +78,13 @@ class Operands:
     def __init__(self, program):
         instrs = self.instrs = program.instructions
         n = self.n = len(instrs)
-        self.engines = list(map(_ENGINE, instrs))
-        self.engine_counts = Counter(self.engines)
+        self.engine_names, self.engine_code = _named(list(map(_ENGINE, instrs)))
+        self.engine_counts = dict(zip(self.engine_names, np.bincount(
+            self.engine_code, minlength=len(self.engine_names)).tolist()))
         self.is_dma = self.engine_is("dma")
-        self.is_barrier = np.fromiter(map(eq, map(_OPCODE, instrs), repeat("core_barrier")),
-                                      bool, n)
+        opcodes, opcode_code = _named(list(map(_OPCODE, instrs)))
+        self.is_barrier = opcode_code == (opcodes.index("core_barrier")
+                                          if "core_barrier" in opcodes else -1)
         attrs = self.attrs = list(map(_ATTRS, instrs))
         _, self.attrs_first, self.attrs_code = np.unique(
             identities(attrs, n), return_index=True, return_inverse=True)
@@ -113,7 +114,8 @@ class Operands:
         return runs
 
     def engine_is(self, engine: str) -> np.ndarray:
-        return np.fromiter(map(eq, self.engines, repeat(engine)), bool, self.n)
+        names = self.engine_names
+        return self.engine_code == (names.index(engine) if engine in names else -1)
 
     def per_attrs(self, fn) -> list:
         """fn(attrs) of each distinct attrs object, by attrs_code."""
@@ -141,6 +143,16 @@ def _columns(program) -> tuple:
     return tuple((at[side], space[side], sizes[BYTES][side],
                   (acc[side, LO], acc[side, HI], sizes[CONTIGUOUS][side], sizes[ROLE][side]))
                  for side in (~write, write))
+
+
+def _named(objects: list) -> tuple:
+    """(the distinct values of `objects`, each one's number among them): told apart by
+    object first (the record's instructions share their engine and opcode strings)."""
+    first, inverse = np.unique(identities(objects), return_index=True,
+                               return_inverse=True)[1:]
+    names: dict = {}
+    codes = [names.setdefault(objects[i], len(names)) for i in first.tolist()]
+    return list(names), np.array(codes, np.int64)[inverse.reshape(-1)]
 
 
 def distinct_rows(keys: np.ndarray) -> tuple:
