@@ -39,7 +39,10 @@ _EXPLICIT = attrgetter("explicit")
 # blocks of at least this many instructions are looked at as blocks (`_visited`): in
 # smaller ones the template's analysis costs more than visiting the copies
 _MANY = 256
-_FEW_COPIES = 8  # ... and templates copied at least this many times (over their blocks)
+_FEW_COPIES = 4  # ... and templates copied at least this many times (over their blocks)
+# blocks within a template of at least this many instructions are read off their own
+# templates
+_INNER = 64
 
 
 def hoist_invariant_loads(program: Program) -> Program:
@@ -198,23 +201,35 @@ def _visited(blocks: list, instrs: list, allocs: dict):
 
     def explicit():
         if not ids:
-            placed = np.fromiter(map(_EXPLICIT, allocs.values()), bool, len(allocs))
-            ids.append(np.fromiter(allocs, np.int64, len(allocs))[placed])
+            placed = itertools.compress(allocs, map(_EXPLICIT, allocs.values()))
+            ids.append(np.fromiter(placed, np.int64))
         return ids[0]
 
-    lines: dict = {}  # id(template) -> its plain loads by line (_template_lines)
-    copies = Counter()  # id(template) -> its copies (reading it costs about as much as a few)
-    for b in blocks:
-        copies[id(b.template)] += b.copies
-    for b in blocks:
+    held = [b for b in blocks if b.held_by(instrs)]
+    by_start = sorted(held, key=attrgetter("start"))
+    lines: dict = {}  # (start, width) of a template -> its plain loads by line
+
+    def lines_of(start: int, width: int) -> dict:
+        """_template_lines of the template at `start` (blocks may hold equal ones)."""
+        if (start, width) not in lines:
+            stop, inner, end = start + width, [], start
+            for b in by_start:  # (the blocks of copies within it, read off their templates)
+                if end <= b.start and b.stop <= stop and \
+                        b.copies * len(b.template.reads) >= _INNER:
+                    inner.append(b)
+                    end = b.stop
+            lines[start, width] = _template_lines(instrs, start, stop, inner, lines_of)
+        return lines[start, width]
+
+    copies = Counter()  # (start, width) of a template -> its copies (reading it costs
+    for b in held:      # about as much as a few)
+        copies[b.template.start, len(b.template.reads)] += b.copies
+    for b in held:
         t, w = b.template, len(b.template.reads)
-        if b.copies * w < _MANY or copies[id(t)] < _FEW_COPIES or b.start < at \
-                or not b.held_by(instrs):
+        if b.copies * w < _MANY or copies[t.start, w] < _FEW_COPIES or b.start < at:
             continue
-        if id(t) not in lines:
-            lines[id(t)] = _template_lines(instrs[t.start:t.start + w])
         visit = []
-        for where, places, template, plain in lines[id(t)]:
+        for where, places, template, plain in lines_of(t.start, w).values():
             runs = (b.start + np.arange(b.copies)[:, None] * w + where).ravel()
             if len(runs) > 2:
                 numbers = _copies_numbers(b, places, template)
@@ -233,38 +248,74 @@ def _visited(blocks: list, instrs: list, allocs: dict):
     return itertools.chain.from_iterable(parts)
 
 
-def _template_lines(template: list) -> list:
-    """The plain loads (`_load_ends`) of a template, by (core, source line): per line,
-    their positions in it, their sources' and destinations' positions among its
-    accesses (each instruction's reads, then its writes) and the template's source lo,
-    hi and alloc and destination alloc (a row per load each); and whether their copies
-    have no cast and no spill: True, False where one has, None where a cast or spill is
-    an int (a copy's attrs are its template's but for their ints, which may move:
-    expand_copy._attrs_with)."""
-    by_line: dict = {}
-    first = 0  # (the instruction's first access)
-    for j, ins in enumerate(template):
+def _template_lines(instrs: list, start: int, stop: int, inner: list, lines_of) -> dict:
+    """The plain loads (`_load_ends`) of the template instrs[start:stop], by (core,
+    source line): per line, their positions in it, their sources' and destinations'
+    positions among its accesses (each instruction's reads, then its writes) and the
+    template's source lo, hi and alloc and destination alloc (a row per load each); and
+    whether their copies have no cast and no spill: True, False where one has, None
+    where a cast or spill is an int (a copy's attrs are its template's but for their
+    ints, which may move: expand_copy._attrs_with). The copies of the blocks `inner`
+    (in order, within it) are read off their templates' lines (`lines_of`) and
+    numbers (_copies_numbers: lo and hi relative where the source's alloc is not -1,
+    which no source that `_visited` compares has)."""
+    parts: dict = {}  # line -> its rows part by part, in order
+    first, at = 0, start  # (the next instruction's first access, and its position)
+    for b in inner + [None]:
+        end = stop if b is None else b.start
+        first = _plain_lines(instrs, at, end, start, first, parts)
+        if b is None:
+            break
+        t, w = b.template, len(b.template.reads)
+        width = sum(map(len, t.reads)) + sum(map(len, t.writes))  # (accesses a copy)
+        copy = np.arange(b.copies)[:, None]
+        for key, (where, places, numbers, plain) in lines_of(t.start, w).items():
+            parts.setdefault(key, []).append((
+                (b.start - start + copy * w + where).ravel(),
+                (first + copy[:, :, None] * width + places).reshape(-1, 2),
+                _copies_numbers(b, places, numbers), plain))
+        first += b.copies * width
+        at = b.stop
+    return {key: (np.concatenate([p[0] for p in ps]), np.concatenate([p[1] for p in ps]),
+                  np.concatenate([p[2] for p in ps]),
+                  None if any(p[3] is None for p in ps) else all(p[3] for p in ps))
+            for key, ps in parts.items()}
+
+
+def _plain_lines(instrs: list, at: int, end: int, start: int, first: int,
+                 parts: dict) -> int:
+    """_template_lines' rows of instrs[at:end] (a part each line), read one by one;
+    the access position after them."""
+    by_line: dict = {}  # line -> ([7 numbers per load], [cast, spill, ...])
+    for j in range(at, end):
+        ins = instrs[j]
         reads = ins.reads
         ends = _load_ends(ins) if ins.opcode in _PLAIN else None
         if ends is not None:
             src, dst = ends
             loc = ins.location
-            at, places, numbers, flags = by_line.setdefault(
-                (ins.core, loc.file, loc.line), ([], [], [], []))
-            at.append(j)
+            key = (ins.core, loc.file, loc.line)
+            line = by_line.get(key)
+            if line is None:
+                line = by_line[key] = ([], [])
+            attrs = ins.attrs
             # (a read equal to the source is an indirect offset: another role)
-            places.append((first + reads.index(src), first + len(reads)))
-            numbers.append((src.lo, src.hi, src.alloc, dst.alloc))
-            flags += (ins.attrs.get("cast"), ins.attrs.get("spill"))
+            line[0].extend((j - start, first + reads.index(src), first + len(reads),
+                            src.lo, src.hi, src.alloc, dst.alloc))
+            line[1].extend((attrs.get("cast"), attrs.get("spill")))
         first += len(reads) + len(ins.writes)
-    return [(np.array(at), np.array(places), np.array(numbers, dtype=np.int64),
-             None if int in map(type, flags) else not any(flags))
-            for at, places, numbers, flags in by_line.values()]
+    for key, (numbers, flags) in by_line.items():
+        table = np.array(numbers, dtype=np.int64).reshape(-1, 7)
+        parts.setdefault(key, []).append((table[:, 0], table[:, 1:3], table[:, 3:7],
+                                          None if int in map(type, flags) else
+                                          not any(flags)))
+    return first
 
 
-# (the fields _copies_numbers gives: (side, CopyTemplate.kept's field) of source lo, hi
-# and alloc and destination alloc)
-_FIELDS = ((0, 2), (0, 3), (0, 4), (1, 4))
+# (the fields _copies_numbers gives: the side (source, destination) and the
+# CopyTemplate.kept field of source lo, hi and alloc and destination alloc)
+_SIDES = np.array([0, 0, 0, 1])
+_FIELDS = np.array([2, 3, 4, 4])
 
 
 def _copies_numbers(block, places, template):
@@ -274,18 +325,18 @@ def _copies_numbers(block, places, template):
     the template's (`template`: rows of the same four)."""
     t = block.template
     n, m = block.copies, len(t.moving)
-    out = np.tile(template, (n, 1))
-    if not m:
-        return out
-    q = np.searchsorted(t.moving, places).clip(0, m - 1)
-    moving = t.moving[q] == places
-    rows = np.arange(n)[:, None] * m
-    for col, (side, field) in enumerate(_FIELDS):
-        k = int(t.kept[field])
-        if k >= 0 and moving[:, side].any():
-            own = np.tile(moving[:, side], n)
-            out[own, col] = block.numbers[(rows + q[:, side]).ravel()[own], k]
-    return out
+    out = np.empty((n, len(template), 4), np.int64)
+    out[:] = template
+    if m:
+        q = np.searchsorted(t.moving, places)
+        np.minimum(q, m - 1, out=q)
+        q = q[:, _SIDES]
+        k = t.kept[_FIELDS]
+        own = (t.moving[q] == places[:, _SIDES]) & (k >= 0)
+        if own.any():  # (a field kept nowhere reads column -1: not copied)
+            rows = np.arange(n)[:, None, None] * m
+            np.copyto(out, block.numbers[rows + q, k], where=own)
+    return out.reshape(-1, 4)
 
 
 def _all_reach(runs, dst, plain, instrs: list, explicit) -> bool:

@@ -40,10 +40,15 @@ import os
 import statistics
 from collections import defaultdict
 from dataclasses import dataclass, field
+from functools import cached_property
+from operator import attrgetter
 
-from ..timing.timeline import spans_of, union_length
-from .summary import (SMALL_DMA_BYTES, HbmTraffic, core_count, matmul_flops, merged,
-                      overlap, spill_dmas, throttle_spans, ThrottleIndex)
+import numpy as np
+
+from ..machine.record import held_reads, held_writes, identities
+from ..timing.timeline import merged_spans, running_sum, span_length, spans_of, union_length
+from .summary import (SMALL_DMA_BYTES, HbmTraffic, attrs_flops, core_count, spill_dmas,
+                      throttle_spans, ThrottleIndex)
 
 LOW_MODEL_FLOPS_PERCENT = 50.0
 TRANSPOSE_FLOPS_PERCENT = 10.0
@@ -116,6 +121,17 @@ def _ranked(weighted) -> list[str]:
     return [loc for loc, w in ranked if w > 0][:MAX_LINES]
 
 
+def _ranked_at(c: "_Context", at, weights) -> list[str]:
+    """_ranked of the instructions at positions `at` (an int array) with `weights`: the
+    same sums (np.bincount adds each location's weights in their order, as the loop)."""
+    codes = c.location_code[at]
+    totals = np.bincount(codes, np.asarray(weights, np.float64), len(c.location_names))
+    met = np.sort(np.unique(codes, return_index=True)[1])
+    ranked = sorted(((c.location_names[k], totals[k]) for k in codes[met].tolist()),
+                    key=lambda kv: -kv[1])
+    return [loc for loc, w in ranked if w > 0][:MAX_LINES]
+
+
 def _time(ns: float) -> str:
     for unit, scale in (("s", 1e9), ("ms", 1e6), ("us", 1e3)):
         if ns >= scale:
@@ -131,23 +147,37 @@ def _bytes(n: float) -> str:
 
 
 class _Context:
+    """What the rules read: the run's events as arrays (a timeline kept as columns
+    makes no Events for them) and its instructions' operands (profile/operands.py),
+    instructions by position in the program."""
+
     def __init__(self, program, timeline, summary, hbm=None):
         self.program, self.timeline, self.s = program, timeline, summary
         self.chip = timeline.chip if timeline.chip is not None else program.chip
         self.ncores = core_count(program)
         self.t = float(timeline.total_time)
-        # the events' times by instruction index (arrays: a timeline kept as columns
-        # makes no Events for them)
         self.spans = sp = spans_of(timeline)
-        self.index = sp.index.tolist()
-        self.at = dict(zip(self.index, range(len(self.index))))  # index -> position
-        self.start, self.end, self.ready = sp.start.tolist(), sp.end.tolist(), \
-            sp.ready.tolist()
-        self.producer = sp.producer.tolist()  # of the first (latest-satisfied) wait, or -1
-        self.ins = {i.index: i for i in program.instructions}
-        self.tensor = [i for i in program.instructions
-                       if i.engine == "tensor" and i.index in self.at]
+        self.start, self.end, self.ready = sp.start, sp.end, sp.ready
+        self.producer = sp.producer  # of the first (latest-satisfied) wait, or -1
         self._hbm = hbm
+        instrs = program.instructions
+        indices = np.fromiter(map(_INDEX, instrs), np.int64, len(instrs))
+        # index -> event, and -> position: the last of each index, as dicts built over
+        # them keep (-1: none)
+        self._low = min(int(indices.min(initial=0)), int(sp.index.min(initial=0)), 0)
+        size = max(int(indices.max(initial=-1)), int(sp.index.max(initial=-1))) + 1
+        self._events = _last_of(sp.index, self._low, size)
+        self._positions = _last_of(indices, self._low, size)
+        self.indices = indices
+        self.event = self.event_of(indices)  # by position
+        self.tensor_at = np.flatnonzero(self.ops.engine_is("tensor") & (self.event >= 0))
+
+    def event_of(self, index) -> np.ndarray:
+        """The event of each instruction index (an int array), -1 where none."""
+        return _lookup(self._events, index - self._low)
+
+    def position_of(self, index) -> np.ndarray:
+        return _lookup(self._positions, index - self._low)
 
     @property
     def hbm(self) -> HbmTraffic:
@@ -155,42 +185,104 @@ class _Context:
             self._hbm = HbmTraffic(self.program)
         return self._hbm
 
+    @cached_property
+    def ops(self):
+        return self.hbm.ops
+
+    @cached_property
+    def dma_runs(self) -> np.ndarray:
+        """The shortest contiguous run of each DMA's data operands (bytes), by position:
+        what each descriptor element moves (0 for other instructions)."""
+        return self.ops.dma_runs()
+
+    @cached_property
+    def ins(self) -> dict:
+        """{index: instruction}."""
+        return {i.index: i for i in self.program.instructions}
+
+    @cached_property
+    def tensor(self) -> list:
+        """The Tensor Engine instructions that ran, in program order."""
+        return list(map(self.program.instructions.__getitem__, self.tensor_at.tolist()))
+
+    @cached_property
+    def location_code(self) -> np.ndarray:
+        """Each instruction's number among `location_names` (_loc of each, told apart
+        by location object first: loop copies share theirs)."""
+        instrs = self.program.instructions
+        locations = list(map(_LOCATION, instrs))
+        first, inverse = np.unique(identities(locations), return_index=True,
+                                   return_inverse=True)[1:]
+        code: dict = {}
+        per = [code.setdefault(str(locations[i]), len(code))
+               if locations[i] is not None else -1 for i in first.tolist()]
+        out = np.array(per, np.int64)[inverse.reshape(-1)]
+        for i in np.flatnonzero(out < 0).tolist():
+            out[i] = code.setdefault(_loc(instrs[i]), len(code))
+        self.location_names = list(code)
+        return out
+
     def span(self, index: int) -> tuple[float, float]:
         """(start, end) of instruction `index`'s event."""
-        p = self.at[index]
-        return self.start[p], self.end[p]
-
-    def duration(self, index: int) -> float:
-        p = self.at[index]
-        return self.end[p] - self.start[p]
+        p = int(self.event_of(np.array([index]))[0])
+        return float(self.start[p]), float(self.end[p])
 
     def frac(self, key: str) -> float:
         return self.s.get(key, 0.0) / 100.0
 
 
+_INDEX, _LOCATION, _OPCODE = attrgetter("index"), attrgetter("location"), attrgetter("opcode")
+
+
+def _last_of(keys: np.ndarray, low: int, size: int) -> np.ndarray:
+    """By key - low (0..size - low): the position of the last of `keys` equal to it."""
+    out = np.full(size - low, -1, np.int64)
+    last, first = np.unique(keys[::-1] - low, return_index=True)
+    out[last] = len(keys) - 1 - first
+    return out
+
+
+def _lookup(table: np.ndarray, at) -> np.ndarray:
+    inside = (at >= 0) & (at < len(table))
+    out = np.full(len(at), -1, np.int64)
+    out[inside] = table[at[inside]]
+    return out
+
+
 # -- rules -------------------------------------------------------------------------
+def _tensor_flops(c: _Context):
+    """(BF16-equivalent FLOPs, is_transpose, is a matmul) of each instruction of
+    c.tensor_at (matmul_flops, once per attrs object)."""
+    flops = c.ops.per_attrs(lambda a: attrs_flops(a, c.chip))
+    code = c.ops.attrs_code[c.tensor_at]
+    adjusted = np.array([f[1] if f else 0.0 for f in flops], np.float64)[code]
+    transpose = np.array([bool(f and f[2]) for f in flops], bool)[code]
+    return adjusted, transpose, np.array([f is not None for f in flops], bool)[code]
+
+
 def low_model_flops(c: _Context):
-    if not c.tensor or c.s["tensor_engine_active_time"] <= 0:
+    if not len(c.tensor_at) or c.s["tensor_engine_active_time"] <= 0:
         return None
     value = c.s["model_flops_active_percent"]
     if value >= LOW_MODEL_FLOPS_PERCENT:
         return None
     peak_per_ns = c.chip.core.tensor.peak_bf16_flops * 1e-9
-    waste = []
-    for ins in c.tensor:
-        f = matmul_flops(ins, c.chip)
-        useful = 0.0 if f is None or f[2] else f[1] / peak_per_ns
-        waste.append((ins, max(0.0, c.duration(ins.index) - useful)))
-    waste.sort(key=lambda iw: -iw[1])
-    worst = waste[0][0]
+    adjusted, transpose, matmul = _tensor_flops(c)
+    useful = np.where(matmul & ~transpose, adjusted / peak_per_ns, 0.0)
+    ev = c.event[c.tensor_at]
+    lost = (c.end[ev] - c.start[ev]) - useful
+    lost = np.where(lost > 0.0, lost, 0.0)
+    order = np.argsort(-lost, kind="stable")
+    at, lost = c.tensor_at[order], lost[order]
+    worst = c.program.instructions[int(at[0])]
     return Insight(
         "low_model_flops", "Low model FLOPs vs active FLOPs",
         (1 - value / 100) * c.frac("tensor_engine_active_time_percent"),
         f"model FLOPs are {value:.1f}% of what the Tensor Engine could compute while "
         f"active ({_time(c.s['tensor_engine_active_time'] * 1e9)} busy); the most time is "
         f"lost at {_short(_loc(worst))} ({worst.opcode} {_shape(worst)})",
-        _matmul_advice(c, [i for i, _ in waste[:8]]), _ranked(waste), value,
-        LOW_MODEL_FLOPS_PERCENT)
+        _matmul_advice(c, [c.program.instructions[i] for i in at[:8].tolist()]),
+        _ranked_at(c, at, lost), value, LOW_MODEL_FLOPS_PERCENT)
 
 
 def _shape(ins) -> str:
@@ -232,33 +324,33 @@ def transpose_flops(c: _Context):
     value = 100.0 * c.s["adjusted_transpose_flops"] / hw
     if value <= TRANSPOSE_FLOPS_PERCENT:
         return None
-    items = []
-    for ins in c.tensor:
-        f = matmul_flops(ins, c.chip)
-        if f is not None and f[2]:
-            items.append((ins, f[1]))
+    adjusted, transpose, _ = _tensor_flops(c)
+    count = int(transpose.sum())
     return Insight(
         "transpose_flops", "Transpose FLOPs",
         value / 100 * c.frac("tensor_engine_active_time_percent"),
         f"transposes are {value:.1f}% of the Tensor Engine's hardware FLOPs "
-        f"({len(items)} transpose instruction{'s' if len(items) != 1 else ''}), and each "
+        f"({count} transpose instruction{'s' if count != 1 else ''}), and each "
         "needs a PSUM-to-SBUF copy",
         "choose layouts that need no transpose: load the operand already transposed "
         "(a transposed DMA view, or dma_transpose for 2-byte types), or swap the "
         "stationary and moving operands so the matmul reads the natural layout",
-        _ranked(items), value, TRANSPOSE_FLOPS_PERCENT)
+        _ranked_at(c, c.tensor_at[transpose], adjusted[transpose]), value,
+        TRANSPOSE_FLOPS_PERCENT)
 
 
 def small_dma(c: _Context):
-    dmas = [i for i in c.program.instructions if i.engine == "dma"]
-    small = [i for i in dmas if i.bytes_moved < SMALL_DMA_BYTES]
+    dmas = np.flatnonzero(c.ops.is_dma)
+    small_at = dmas[c.ops.bytes_moved[dmas] < SMALL_DMA_BYTES]
     avg = c.s["dma_transfer_average_bytes"]
-    if len(small) < 2 or not (avg < SMALL_DMA_BYTES or 2 * len(small) >= len(dmas)):
+    if len(small_at) < 2 or not (avg < SMALL_DMA_BYTES or 2 * len(small_at) >= len(dmas)):
         return None
-    spans = merged(c.span(i.index) for i in small if i.index in c.at)
-    busy = sum(e - s for s, e in spans)
-    per_part = sorted(min((a.contiguous_bytes for a in i.accesses), default=0)
-                      for i in small)
+    small = list(map(c.program.instructions.__getitem__, small_at.tolist()))
+    ev = c.event[small_at]
+    ev = ev[ev >= 0]
+    busy = span_length(*merged_spans(c.start[ev], c.end[ev]))
+    per_part = sorted(min((a.contiguous_bytes for a in held_reads(i) + held_writes(i)),
+                          default=0) for i in small)
     return Insight(
         "small_dma", "Small DMA transfers",
         min(1.0, busy / c.t) if c.t > 0 else 0.0,
@@ -269,15 +361,7 @@ def small_dma(c: _Context):
         "merge them into fewer, larger transfers: at least 4 KiB per transfer, spread "
         "over 128 partitions with 2-4 KiB contiguous per partition (load whole tiles "
         "rather than rows or single elements)",
-        _ranked((i, 1.0) for i in small), avg, SMALL_DMA_BYTES)
-
-
-def dma_run_bytes(ins) -> int:
-    """The shortest contiguous run (bytes) of a DMA's data operands: what each
-    descriptor element moves."""
-    runs = [a.contiguous_bytes for a in ins.accesses
-            if a.contiguous_bytes > 0 and a.role != "indirect_offset"]
-    return min(runs) if runs else 0
+        _ranked_at(c, small_at, np.ones(len(small_at))), avg, SMALL_DMA_BYTES)
 
 
 def _overhead_bound_bytes(chip) -> int:
@@ -286,46 +370,56 @@ def _overhead_bound_bytes(chip) -> int:
 
 
 def _tensor_stalls(c: _Context):
-    """(waiting instruction index, producer instruction index, idle ns) for each time the
-    Tensor Engine sat idle between two of its instructions, charged to the wait
-    satisfied last (the timeline lists waits latest-satisfied first; the wait before the
-    first instruction, filling the pipeline, is not counted)."""
+    """(waiting instruction index, producer instruction index, idle ns), arrays with an
+    item for each time the Tensor Engine sat idle between two of its instructions,
+    charged to the wait satisfied last (the timeline lists waits latest-satisfied
+    first; the wait before the first instruction, filling the pipeline, is not
+    counted); core by core, in the order the engine ran them."""
+    ev = c.event[c.tensor_at]
+    cores = np.fromiter(map(_CORE, c.tensor), np.int64, len(ev))
     start, end, ready, producer = c.start, c.end, c.ready, c.producer
+    out = []
     for core in range(c.ncores):
-        evs = sorted((c.at[i.index] for i in c.tensor if i.core == core),
-                     key=start.__getitem__)
-        for prev, p in zip(evs, evs[1:]):
-            idle = min(start[p], ready[p]) - end[prev]
-            if idle <= 0 or producer[p] < 0:
-                continue
-            if producer[p] in c.at:
-                yield c.index[p], producer[p], idle
+        evs = ev[cores == core]
+        evs = evs[np.argsort(start[evs], kind="stable")]
+        prev, p = evs[:-1], evs[1:]
+        idle = np.where(ready[p] < start[p], ready[p], start[p]) - end[prev]  # (as min)
+        keep = (idle > 0) & (producer[p] >= 0)
+        p, idle = p[keep], idle[keep]
+        keep = c.event_of(producer[p]) >= 0
+        out.append((c.spans.index[p[keep]], producer[p[keep]], idle[keep]))
+    return tuple(np.concatenate(x) for x in zip(*out)) if out else \
+        (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
 
 
-def _stall_by_producer(c: _Context) -> dict:
-    """{producer instruction index: ns the Tensor Engine sat idle waiting for it}."""
-    out: dict = defaultdict(float)
-    for _, last, idle in _tensor_stalls(c):
-        out[last] += idle
-    return out
+_CORE = attrgetter("core")
 
 
 def inefficient_dma(c: _Context):
     limit = _overhead_bound_bytes(c.chip)
-    frag = [(i, dma_run_bytes(i)) for i in c.program.instructions
-            if i.engine == "dma" and i.bytes_moved >= SMALL_DMA_BYTES and i.index in c.at]
-    frag = [(i, r) for i, r in frag if 0 < r < limit]
-    if not frag or c.t <= 0:
+    ops = c.ops
+    runs = c.dma_runs
+    at = np.flatnonzero(ops.is_dma & (ops.bytes_moved >= SMALL_DMA_BYTES) & (c.event >= 0)
+                        & (runs > 0) & (runs < limit))
+    if not len(at) or c.t <= 0:
         return None
-    busy = sum(e - s for s, e in merged(c.span(i.index) for i, _ in frag))
+    ev = c.event[at]
+    busy = span_length(*merged_spans(c.start[ev], c.end[ev]))
     value = 100.0 * busy / c.t
     if value < INEFFICIENT_DMA_PERCENT:
         return None
-    stall = _stall_by_producer(c)
-    stalled = sum(stall.get(i.index, 0.0) for i, _ in frag) / c.ncores
-    runs = sorted(r for _, r in frag)
-    worst = min(frag, key=lambda ir: ir[1])[0]
-    nbytes = sum(i.bytes_moved for i, _ in frag)
+    _, producers, idle = _tensor_stalls(c)
+    stalled = 0.0
+    if len(producers):  # the Tensor Engine's idle ns per producer, each added in order
+        stalling, code = np.unique(producers, return_inverse=True)
+        by_producer = np.bincount(code.reshape(-1), idle, len(stalling))
+        k = np.minimum(np.searchsorted(stalling, c.indices[at]), len(stalling) - 1)
+        stalled = running_sum(np.where(stalling[k] == c.indices[at], by_producer[k],
+                                       0.0)) / c.ncores
+    worst = c.program.instructions[int(at[np.argmin(runs[at])])]
+    nbytes = int(ops.bytes_moved[at].sum())
+    count = len(at)
+    runs = sorted(runs[at].tolist())
     fix = ("load whole contiguous rows (at least 2 KiB per partition) and rearrange on "
            "chip: for an interleave (every k-th element) load the block and read it "
            "through a strided SBUF view (e.g. tensor_copy of tile[:, 0::k]); for a "
@@ -334,19 +428,19 @@ def inefficient_dma(c: _Context):
     return Insight(
         "inefficient_dma", "Inefficient DMA transfers (small contiguous runs)",
         max(busy, stalled) / c.t,
-        f"{len(frag)} DMA transfer{'s' if len(frag) != 1 else ''} ({_bytes(nbytes)}) move "
+        f"{count} DMA transfer{'s' if count != 1 else ''} ({_bytes(nbytes)}) move "
         f"data in contiguous runs of {runs[0]}"
         + (f"-{runs[-1]}" if runs[-1] != runs[0] else "")
         + f" B (under {limit} B is overhead-bound: every run is one descriptor element); "
         f"they keep the DMA queues busy {_time(busy)} ({value:.0f}% of the run)"
         + (f" and the Tensor Engine waits {_time(stalled)} for them" if stalled > 0 else "")
         + f"; worst at {_short(_loc(worst))} ({worst.opcode})",
-        fix, _ranked((i, c.duration(i.index)) for i, _ in frag), value,
+        fix, _ranked_at(c, at, c.end[ev] - c.start[ev]), value,
         INEFFICIENT_DMA_PERCENT)
 
 
 def tensor_reload(c: _Context):
-    flagged = c.hbm.reloaded(RELOAD_COUNT)
+    flagged = c.hbm.repeated(RELOAD_COUNT)
     if not flagged:
         return None
     read = c.s["hbm_read_bytes"] or 1
@@ -355,7 +449,7 @@ def tensor_reload(c: _Context):
     worst = sorted(flagged.items(), key=lambda kv: -kv[1][1])
     parts = [f"'{name}' up to {count} times ({_bytes(x)} re-read)"
              for name, (count, x, _) in worst[:3]]
-    items = [(ins, a.bytes) for _, (_, _, group) in worst for ins, a in group]
+    rows = np.concatenate([r for _, (_, _, r) in worst])
     return Insight(
         "tensor_reload", "Tensor reloaded more than 2 times",
         extra / hbm * c.frac("dma_active_time_percent"),
@@ -363,7 +457,8 @@ def tensor_reload(c: _Context):
         f"{100 * extra / read:.0f}% of all HBM reads are repeats",
         "keep reused tiles resident in SBUF: hoist the load out of the loop that re-reads "
         "it, or block the loops so every loaded tile serves several output tiles",
-        _ranked(items), float(max(v[0] for v in flagged.values())), RELOAD_COUNT)
+        _ranked_at(c, c.hbm.read_instruction[rows], c.hbm.read_bytes[rows]),
+        float(max(v[0] for v in flagged.values())), RELOAD_COUNT)
 
 
 def throttling(c: _Context):
@@ -415,17 +510,18 @@ def spill(c: _Context):
 
 
 def engine_starvation(c: _Context):
-    stall = defaultdict(float)  # producer engine -> ns
-    items = []  # (producer instruction, ns)
-    waiting = []  # (waiting instruction, ns)
-    for e, last, idle in _tensor_stalls(c):
-        track = c.spans.names[c.spans.track[c.at[last]]]
-        eng = "dma" if track.startswith("dma") else track
-        if eng == "tensor":
-            continue
-        stall[eng] += idle
-        items.append((c.ins[last], idle))
-        waiting.append((c.ins[e], idle))
+    waiting, producers, idle = _tensor_stalls(c)
+    engines = list(dict.fromkeys("dma" if t.startswith("dma") else t for t in c.spans.names))
+    of_track = np.array([engines.index("dma" if t.startswith("dma") else t)
+                         for t in c.spans.names], np.int64)
+    engine = of_track[c.spans.track[c.event_of(producers)]] if len(idle) else \
+        np.zeros(0, np.int64)
+    keep = engine != (engines.index("tensor") if "tensor" in engines else -1)
+    engine, idle = engine[keep], idle[keep]
+    items, waiting = c.position_of(producers[keep]), c.position_of(waiting[keep])
+    stall = {}  # producer engine -> ns (in the order met; each added in order)
+    for k in engine[np.sort(np.unique(engine, return_index=True)[1])].tolist():
+        stall[engines[k]] = running_sum(idle[engine == k])
     total = sum(stall.values()) / c.ncores
     value = 100.0 * total / c.t if c.t > 0 else 0.0
     if value < STARVATION_PERCENT:
@@ -435,15 +531,15 @@ def engine_starvation(c: _Context):
     parts = ", ".join(f"{names.get(k, k)} {_time(v / c.ncores)}"
                       for k, v in sorted(stall.items(), key=lambda kv: -kv[1]))
     top = max(stall, key=stall.get)
-    waits_at = _ranked(waiting)
+    waits_at = _ranked_at(c, waiting, idle)
     if top == "dma":
         advice = ("prefetch: issue the loads of the next tiles before the matmuls of the "
                   "current ones (allocate the load tiles inside the loop so iterations "
                   "overlap, i.e. multi-buffer them) and load larger blocks per DMA")
         limit = _overhead_bound_bytes(c.chip)
-        runs = [dma_run_bytes(i) for i, _ in items if i.engine == "dma"]
-        if any(0 < r < limit for r in runs):
-            advice = (f"first fix the loads it waits for: they move {min(r for r in runs if r)}"
+        runs = c.dma_runs[items[c.ops.is_dma[items]]]
+        if ((runs > 0) & (runs < limit)).any():
+            advice = (f"first fix the loads it waits for: they move {runs[runs > 0].min()}"
                       " B contiguous runs (see 'Inefficient DMA transfers'); then " + advice)
     else:
         advice = (f"the matmuls wait for {names.get(top, top)} (typically PSUM evacuation "
@@ -456,7 +552,7 @@ def engine_starvation(c: _Context):
         f"the Tensor Engine sat idle {_time(total)} ({value:.0f}% of the run) between "
         f"instructions waiting for {parts}; waiting matmuls at "
         f"{', '.join(_short(x) for x in waits_at[:3])}",
-        advice, _ranked(items), value, STARVATION_PERCENT)
+        advice, _ranked_at(c, items, idle), value, STARVATION_PERCENT)
 
 
 def engine_imbalance(c: _Context):
@@ -467,6 +563,11 @@ def engine_imbalance(c: _Context):
     gen = c.chip.generation
     best = None
     sp = c.spans
+    ops = c.ops
+    pinned = np.array([bool(a.get("engines")) for a in map(ops.attrs.__getitem__,
+                                                            ops.attrs_first.tolist())], bool)
+    fixed = pinned[ops.attrs_code] | ~np.fromiter(
+        map(TABLE.__contains__, map(_OPCODE, ops.instrs)), bool, ops.n)
     for core in range(c.ncores):
         on = {x: (sp.track == sp.code(x)) & (sp.core == core)
               for x in ("vector", "scalar", "gpsimd")}
@@ -474,6 +575,8 @@ def engine_imbalance(c: _Context):
         for x in busy:
             movable = defaultdict(list)  # other engine -> [(instruction, ns)]
             m = on[x]
+            at = c.position_of(sp.index[m])
+            m = np.flatnonzero(m)[(at < 0) | ~fixed[at]]  # (the rest are skipped)
             for i, d in zip(sp.index[m].tolist(), (sp.end[m] - sp.start[m]).tolist()):
                 ins = c.ins[i]
                 if ins.attrs.get("engines") or ins.opcode not in TABLE:

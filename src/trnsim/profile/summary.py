@@ -33,12 +33,15 @@ Every metric, its definition and its source: docs/metrics.md. In short:
 from __future__ import annotations
 
 import bisect
-from collections import Counter, defaultdict
+from collections import defaultdict
+from operator import attrgetter, methodcaller
 
 import numpy as np
 
+from ..machine.record import identities
 from ..timing.timeline import (groups_of, merged_spans, running_sum, span_length,
                                spans_of)
+from .operands import HBM, PSUM, SBUF, SPACES, Operands, distinct_rows
 
 ENGINES = ("tensor", "vector", "scalar", "gpsimd", "sync")
 SMALL_DMA_BYTES = 4096  # profiler advice: DMA transfers of at least 4 KiB
@@ -107,11 +110,13 @@ class Busy:
             if names else np.zeros(0, np.int64)
         dur = sp.end - sp.start
         self.spans, self.instruction_time = {}, defaultdict(float)  # group -> summed durations
+        self.lengths = {}  # (core, group) -> length(its spans)
         every = []
         for members in groups_of(sp.core * len(groups) + group):
             core, g = int(sp.core[members[0]]), groups[group[members[0]]]
             every.append(merged_spans(sp.start[members], sp.end[members]))
             self.spans[(core, g)] = list(zip(every[-1][0].tolist(), every[-1][1].tolist()))
+            self.lengths[(core, g)] = span_length(*every[-1])
             if g not in self.instruction_time:
                 self.instruction_time[g] = running_sum(dur[group == group[members[0]]])
         starts = np.concatenate([s for s, _ in every]) if every else np.zeros(0)
@@ -123,7 +128,7 @@ class Busy:
 
     def mean(self, group: str, ncores: int) -> float:
         """Active time (ns) of `group`, per core, averaged over the cores."""
-        return sum(length(self.of(group, c)) for c in range(ncores)) / ncores
+        return sum(self.lengths.get((c, group), 0) for c in range(ncores)) / ncores
 
 
 # -- FLOPs -------------------------------------------------------------------------
@@ -146,8 +151,12 @@ def flops_weight(attrs: dict, chip) -> float:
 def matmul_flops(ins, chip):
     """(raw FLOPs, BF16-equivalent FLOPs, is_transpose) of a Tensor Engine matmul or PE
     transpose, or None for any other instruction."""
-    a = ins.attrs
-    if ins.engine != "tensor" or "contraction" not in a or "M" not in a:
+    return attrs_flops(ins.attrs, chip) if ins.engine == "tensor" else None
+
+
+def attrs_flops(a: dict, chip):
+    """matmul_flops of a Tensor Engine instruction with attrs `a`."""
+    if "contraction" not in a or "M" not in a:
         return None
     raw = 2 * int(a["contraction"]) * int(a["M"]) * int(a["N"])
     return raw, raw * flops_weight(a, chip), bool(a.get("is_transpose"))
@@ -171,11 +180,6 @@ def spill_dmas(program, kind: str) -> list:
     """The DMAs the compiler model inserted to spill ('save') or reload ('reload') an
     on-chip block (trnsim.compiler.allocation)."""
     return [i for i in program.instructions if i.attrs.get("spill") == kind]
-
-
-def read_key(acc) -> tuple:
-    """Identifies an HBM byte range: the same key read twice is a reload."""
-    return (acc.lo, acc.hi, acc.pattern, acc.dtype)
 
 
 class _Spans:
@@ -207,69 +211,164 @@ class _Spans:
 class HbmTraffic:
     """How the kernel's HBM reads relate to each other and to its HBM writes (DMAs).
 
-    - `reads[key]`: the instructions reading one exact byte range (same addresses,
-      pattern and dtype), in program order; more than one is a reload. Indirect reads
-      (gathers, runtime offsets) are left out: their access covers every row they might
-      read, so two of them share a key whatever rows they actually read.
+    - reads of one exact byte range (same addresses, pattern and dtype), in program
+      order: more than one is a reload. Indirect reads (gathers, runtime offsets) are
+      left out: their access covers every row they might read, so two of them share a
+      key whatever rows they actually read.
     - `round_trip_reads`: reads of bytes this kernel wrote to HBM earlier (program
       order): data saved from on-chip memory and loaded back (a spill reload).
       Kernel inputs are never written before they are read, so they never count.
     - `round_trip_writes`: HBM writes some later instruction reads back (spill saves).
-    """
 
-    def __init__(self, program):
-        self.reads: dict[tuple, list] = defaultdict(list)
-        self.round_trip_reads: list = []  # (instruction, access)
-        self.round_trip_writes: list = []
+    Both lists hold (instruction, access) pairs. `ops`: the program's Operands."""
+
+    def __init__(self, program, ops: Operands | None = None):
+        ops = self.ops = ops or Operands(program)
+        side = []
+        for s in (ops.reads, ops.writes):
+            at = np.flatnonzero(ops.is_dma[s.at] & (s.space == HBM))
+            side.append((at, list(map(s.accesses.__getitem__, at.tolist())),
+                         *s.hbm_bounds(at)))
+        (rat, reads, lo, hi), (wat, writes, wlo, whi) = side
+        self._reads, self._read_ins = reads, ops.reads.at[rat]
+        self._read_bytes = ops.reads.bytes[rat]
+        self._indirect = np.fromiter(map(_INDIRECT, reads), bool, len(reads))
+        self._key = _read_keys(reads, lo, hi)
+        self._trip = np.zeros(len(reads), bool)
+        self.round_trip_reads, self.round_trip_writes = [], []
+        # most kernels read back nothing they wrote: the exact program-order sweep runs
+        # only where some read meets some write at all
+        if (_hits(wlo, whi, lo, hi).any() or _hits(lo, hi, wlo, whi).any()):
+            self._sweep(ops, (rat, reads, lo, hi), (wat, writes, wlo, whi))
+
+    def _sweep(self, ops, read_side, write_side) -> None:
+        instrs = ops.instrs
+        (rat, reads, lo, hi), (wat, writes, wlo, whi) = read_side, write_side
+        per: dict = defaultdict(lambda: ([], []))  # DMA position -> (its reads, writes)
+        for side, at in ((0, ops.reads.at[rat]), (1, ops.writes.at[wat])):
+            for k, i in enumerate(at.tolist()):
+                per[i][side].append(k)
+        order = sorted(per)
+        lo, hi, wlo, whi = lo.tolist(), hi.tolist(), wlo.tolist(), whi.tolist()
         written = _Spans()
-        dmas = [i for i in program.instructions if i.engine == "dma"]
-        for ins in dmas:
-            for a in ins.reads:
-                if a.space != "hbm":
-                    continue
-                if not a.indirect:  # runtime-indexed: its key says nothing of the rows
-                    self.reads[read_key(a)].append((ins, a))
-                if written.hits(a.lo, a.hi):
-                    self.round_trip_reads.append((ins, a))
-            for a in ins.writes:
-                if a.space == "hbm":
-                    written.add(a.lo, a.hi)
+        for i in order:
+            rk, wk = per[i]
+            for k in rk:
+                if written.hits(lo[k], hi[k]):
+                    self._trip[k] = True
+                    self.round_trip_reads.append((instrs[i], reads[k]))
+            for k in wk:
+                written.add(wlo[k], whi[k])
         later = _Spans()
-        for ins in reversed(dmas):
-            for a in ins.writes:
-                if a.space == "hbm" and later.hits(a.lo, a.hi):
-                    self.round_trip_writes.append((ins, a))
-            for a in ins.reads:
-                if a.space == "hbm":
-                    later.add(a.lo, a.hi)
+        for i in reversed(order):
+            rk, wk = per[i]
+            for k in wk:
+                if later.hits(wlo[k], whi[k]):
+                    self.round_trip_writes.append((instrs[i], writes[k]))
+            for k in rk:
+                later.add(lo[k], hi[k])
         self.round_trip_writes.reverse()
 
     @property
     def reload_bytes(self) -> int:
         """HBM read bytes that are not the first read of data from outside the kernel:
         repeated reads of a range plus every round-trip (spill) reload."""
-        trip = {(ins.index, id(a)) for ins, a in self.round_trip_reads}
-        total = 0
-        for group in self.reads.values():
-            for n, (ins, a) in enumerate(group):
-                if n > 0 or (ins.index, id(a)) in trip:
-                    total += a.bytes
-        return total
+        direct = ~self._indirect
+        code = self._key[direct]
+        first = np.zeros(len(code), bool)
+        first[np.unique(code, return_index=True)[1]] = True
+        again = ~first | self._trip[direct]
+        return int(self._read_bytes[direct][again].sum())
 
     def reloaded(self, more_than: int = 2):
         """{tensor name: (largest read count of one range, bytes read beyond the first
         read, [(instruction, access), ...] of the repeated ranges)} for tensors with a
         range read more than `more_than` times."""
-        out: dict[str, list] = {}
-        for group in self.reads.values():
-            group = [(ins, a) for ins, a in group if not ins.attrs.get("spill")]
-            if len(group) <= more_than:  # (spill reloads have a rule of their own)
-                continue
-            name = group[0][1].tensor or "?"
-            count, extra, items = out.get(name, (0, 0, []))
-            out[name] = (max(count, len(group)),
-                         extra + sum(a.bytes for _, a in group[1:]), items + group)
+        instrs = self.ops.instrs
+        return {name: (count, extra, [(instrs[i], self._reads[k]) for i, k in
+                                      zip(self._read_ins[rows].tolist(), rows.tolist())])
+                for name, (count, extra, rows) in self.repeated(more_than).items()}
+
+    def repeated(self, more_than: int = 2) -> dict:
+        """reloaded(), each tensor's reads as an int array: their numbers among the
+        HBM reads of the DMAs (`read_instruction` and `read_bytes` by number)."""
+        spill = np.array([bool(x) for x in self.ops.per_attrs(_SPILL)], bool)
+        keep = ~self._indirect  # (the ranges in order of their first read, spills too)
+        key = self._key
+        ranges = key[keep][np.sort(np.unique(key[keep], return_index=True)[1])]
+        keep &= ~spill[self.ops.attrs_code[self._read_ins]]
+        counts = np.bincount(key[keep], minlength=int(key.max(initial=-1)) + 1)
+        many = ranges[counts[ranges] > more_than]
+        if not len(many):
+            return {}
+        rank = np.full(len(counts), -1, np.int64)  # range -> its number among `many`
+        rank[many] = np.arange(len(many))
+        rows = np.flatnonzero(keep & (rank[key] >= 0))  # (in program order)
+        group = rank[key[rows]]
+        first = rows[np.unique(group, return_index=True)[1]]  # each range's first read
+        out: dict = {}
+        tensor = [self._reads[k].tensor or "?" for k in first.tolist()]
+        name = np.array([out.setdefault(t, len(out)) for t in tensor], np.int64)
+        rows = rows[np.lexsort((group, name[group]))]  # by tensor, range, program order
+        group = rank[key[rows]]
+        nbytes = self._read_bytes
+        sizes = np.bincount(name[group], minlength=len(out))
+        ends = np.cumsum(sizes)
+        count = np.zeros(len(out), np.int64)
+        np.maximum.at(count, name, counts[many])
+        extra = np.bincount(name[group], nbytes[rows], len(out)).astype(np.int64) - \
+            np.bincount(name, nbytes[first], len(out)).astype(np.int64)
+        for t, k in out.items():
+            out[t] = (int(count[k]), int(extra[k]), rows[ends[k] - sizes[k]:ends[k]])
         return out
+
+    @property
+    def read_instruction(self) -> np.ndarray:
+        return self._read_ins
+
+    @property
+    def read_bytes(self) -> np.ndarray:
+        return self._read_bytes
+
+
+_INDIRECT = attrgetter("indirect")
+_SPILL = methodcaller("get", "spill")
+
+
+def _read_keys(reads: list, lo, hi) -> np.ndarray:
+    """Each read's number among the distinct read_key values (lo, hi, pattern, dtype):
+    the patterns and dtypes told apart by object first (loop copies share theirs),
+    then by value."""
+    if not reads:
+        return np.zeros(0, np.int64)
+    objects = np.column_stack((identities(list(map(_PATTERN, reads))),
+                               identities(list(map(_DTYPE, reads)))))
+    first, inverse = distinct_rows(objects)
+    by_value: dict = {}
+    kinds = [by_value.setdefault((reads[i].pattern, reads[i].dtype), len(by_value))
+             for i in first.tolist()]
+    return distinct_rows(np.column_stack((lo, hi, np.array(kinds, np.int64)[inverse])))[1]
+
+
+_PATTERN, _DTYPE = attrgetter("pattern"), attrgetter("dtype")
+
+
+def _hits(slo, shi, lo, hi) -> np.ndarray:
+    """Whether each [lo, hi) range hits the union of the spans [slo, shi] as
+    _Spans.hits does (the spans added in any order give the same union)."""
+    if not len(slo) or not len(lo):
+        return np.zeros(len(lo), bool)
+    o = np.lexsort((shi, slo))
+    s, e = slo[o], shi[o]
+    reach = np.maximum.accumulate(e)
+    new = np.ones(len(s), bool)
+    new[1:] = s[1:] > reach[:-1]
+    starts = s[new]
+    ends = reach[np.append(np.flatnonzero(new)[1:] - 1, len(s) - 1)]
+    i = np.searchsorted(starts, lo, "right") - 1
+    hit = (i >= 0) & (ends[np.maximum(i, 0)] > lo)
+    nxt = np.minimum(i + 1, len(starts) - 1)
+    return hit | ((i + 1 < len(starts)) & (starts[nxt] < hi))
 
 
 # -- the summary ---------------------------------------------------------------------
@@ -344,15 +443,17 @@ def summarize(program, timeline, hbm: HbmTraffic | None = None) -> dict:
     ncores = core_count(program)
     t_ns = float(timeline.total_time)
     busy = Busy(timeline)
+    hbm = hbm or HbmTraffic(program)
+    ops = hbm.ops
     s: dict = {"total_time": t_ns * 1e-9, "total_active_time": busy.total * 1e-9,
                "total_active_time_percent": _pct(busy.total, t_ns)}
     if chip.profiler_base_clock_hz:
         s["neuroncore_cycle_count"] = int(round(t_ns * 1e-9 * chip.profiler_base_clock_hz))
-    _flops(s, program, chip, ncores)
-    _engines(s, program, timeline, chip, busy, ncores)
+    _flops(s, ops, chip, ncores)
+    _engines(s, ops, timeline, chip, busy, ncores)
     s.update(cc_metrics(timeline))
-    _dma(s, program, timeline, busy, ncores)
-    _traffic(s, program, hbm or HbmTraffic(program))
+    _dma(s, program, timeline, busy, ncores, ops)
+    _traffic(s, ops, hbm)
     stack_bw = chip.hbm_stack_bandwidth
     hbm_bytes = s["hbm_read_bytes"] + s["hbm_write_bytes"]
     s["mbu_estimated_percent"] = _pct(hbm_bytes, s["total_time"] * stack_bw)
@@ -383,20 +484,18 @@ def _roofline(s, chip, ncores, hbm_bytes):
     s["roofline_time"] = max(s["adjusted_model_flops"] / (peak * ncores), hbm_bytes / bw)
 
 
-def _flops(s, program, chip, ncores):
-    hw = tr = matmuls = 0
-    hw_adj = tr_adj = 0.0
-    for ins in program.instructions:
-        f = matmul_flops(ins, chip)
-        if f is None:
-            continue
-        hw += f[0]
-        hw_adj += f[1]
-        if f[2]:
-            tr += f[0]
-            tr_adj += f[1]
-        else:
-            matmuls += 1
+def _flops(s, ops: Operands, chip, ncores):
+    flops = ops.per_attrs(lambda a: attrs_flops(a, chip))  # (the same by attrs object)
+    per = [f or (0, 0.0, False) for f in flops]
+    code = ops.attrs_code
+    mm = ops.engine_is("tensor") & np.array([f is not None for f in flops], bool)[code]
+    raw = np.array([f[0] for f in per], np.int64)[code]
+    adj = np.array([f[1] for f in per], np.float64)[code]
+    transpose = mm & np.array([f[2] for f in per], bool)[code]
+    hw, tr = int(raw[mm].sum()), int(raw[transpose].sum())
+    # (the adjusted FLOPs added in program order, as one by one)
+    hw_adj, tr_adj = running_sum(adj[mm]), running_sum(adj[transpose])
+    matmuls = int(mm.sum() - transpose.sum())
     peak = chip.core.tensor.peak_bf16_flops * ncores  # FLOP/s of the Tensor Engines run
     s.update(model_flops=hw - tr, hardware_flops=hw, transpose_flops=tr,
              adjusted_model_flops=int(round(hw_adj - tr_adj)),
@@ -407,9 +506,9 @@ def _flops(s, program, chip, ncores):
     s["hfu_estimated_percent"] = _pct(hw, peak * s["total_time"])
 
 
-def _engines(s, program, timeline, chip, busy: Busy, ncores):
+def _engines(s, ops: Operands, timeline, chip, busy: Busy, ncores):
     t_ns = float(timeline.total_time)
-    counts = Counter(i.engine for i in program.instructions)
+    counts = ops.engine_counts
     for eng in ENGINES:
         active = busy.mean(eng, ncores)
         s[f"{eng}_engine_active_time"] = active * 1e-9
@@ -437,15 +536,16 @@ def cc_metrics(timeline) -> dict:
             "cc_op_count": int(start.size)}
 
 
-def _dma(s, program, timeline, busy: Busy, ncores):
-    dmas = [i for i in program.instructions if i.engine == "dma"]
+def _dma(s, program, timeline, busy: Busy, ncores, ops: Operands | None = None):
+    ops = ops or Operands(program)
+    count = int(ops.is_dma.sum())
     active = busy.mean("dma", ncores)
     s["dma_active_time"] = active * 1e-9
     s["dma_active_time_percent"] = _pct(active, s["total_time"] * 1e9)
-    s["dma_transfer_count"] = len(dmas)
-    nbytes = sum(i.bytes_moved for i in dmas)
+    s["dma_transfer_count"] = count
+    nbytes = int(ops.bytes_moved[ops.is_dma].sum())
     s["dma_transfer_total_bytes"] = nbytes
-    s["dma_transfer_average_bytes"] = nbytes / len(dmas) if dmas else 0.0
+    s["dma_transfer_average_bytes"] = nbytes / count if count else 0.0
     s["dma_transfer_time"] = busy.instruction_time.get("dma", 0.0) * 1e-9
     # the queues the timeline draws (a track per queue per core)
     sp = spans_of(timeline)
@@ -453,28 +553,28 @@ def _dma(s, program, timeline, busy: Busy, ncores):
     s["dma_queue_count"] = int(np.unique(sp.core[on] * len(sp.names) + sp.track[on]).size)
 
 
-def _traffic(s, program, hbm: HbmTraffic):
-    traffic = defaultdict(int)
-    psum_to_sbuf = psum_to_sbuf_bytes = 0
-    for ins in program.instructions:
-        for a in ins.reads:
-            if moves_data(ins, a):
-                traffic[(a.space, "read")] += a.bytes
-        for a in ins.writes:
-            if moves_data(ins, a):
-                traffic[(a.space, "write")] += a.bytes
-        if ins.engine != "dma" and any(a.space == "psum" for a in ins.reads):
-            sb = sum(a.bytes for a in ins.writes if a.space == "sbuf")
-            if sb:
-                psum_to_sbuf += 1
-                psum_to_sbuf_bytes += sb
+def _traffic(s, ops: Operands, hbm: HbmTraffic):
+    dma, barrier = ops.is_dma, ops.is_barrier
+    moves = {}
+    for mode, side in (("read", ops.reads), ("write", ops.writes)):
+        on_dma = dma[side.at]
+        # moves_data, operand by operand
+        moves[mode] = ~barrier[side.at] & np.where(side.space == HBM, on_dma,
+                                                   (side.space != PSUM) | ~on_dma)
     for space in ("hbm", "sbuf", "psum"):
-        for mode in ("read", "write"):
-            s[f"{space}_{mode}_bytes"] = traffic[(space, mode)]
-    s["psum_read_sbuf_write_count"] = psum_to_sbuf
-    s["psum_read_sbuf_write_bytes"] = psum_to_sbuf_bytes
-    s["spill_save_bytes"] = sum(i.bytes_moved for i in spill_dmas(program, "save"))
-    s["spill_reload_bytes"] = sum(i.bytes_moved for i in spill_dmas(program, "reload"))
+        for mode, side in (("read", ops.reads), ("write", ops.writes)):
+            at = moves[mode] & (side.space == SPACES[space])
+            s[f"{space}_{mode}_bytes"] = int(side.bytes[at].sum())
+    psum_read = np.zeros(ops.n, bool)
+    psum_read[ops.reads.at[ops.reads.space == PSUM]] = True
+    sbuf_written = ops.writes.per_instruction(ops.writes.space == SBUF, ops.n)
+    evacuate = psum_read & ~dma & (sbuf_written != 0)
+    s["psum_read_sbuf_write_count"] = int(evacuate.sum())
+    s["psum_read_sbuf_write_bytes"] = int(sbuf_written[evacuate].sum())
+    kinds = ops.per_attrs(_SPILL)
+    for kind in ("save", "reload"):
+        spilled = np.array([k == kind for k in kinds], bool)[ops.attrs_code]
+        s[f"spill_{kind}_bytes"] = int(ops.bytes_moved[spilled].sum())
     reload = hbm.reload_bytes
     s["hbm_reload_bytes"] = reload
     read = s["hbm_read_bytes"]
