@@ -355,14 +355,17 @@ class _ListScheduler:
         which keeps them alive: no id reused)."""
         cost_of = self._cost_of
         n = len(self.instrs)
-        est, matmul = self._matmul_estimates(heads, group)
+        engine_ids = identities(self.engines)
+        est, matmul = self._matmul_estimates(heads, group, engine_ids)
         instrs = self.instrs
         rest = np.flatnonzero(~(self.dma_stream[self.stream_no] | matmul))
-        on_compute = np.fromiter(map(self.cost.eng.__contains__,
-                                     map(self.engines.__getitem__, rest.tolist())),
-                                 bool, len(rest))
+        # (a stream's instructions share their engine: stream_res's)
+        eng = self.cost.eng
+        on_compute = np.array([r[1] in eng for r in self.stream_res],
+                              bool)[self.stream_no[rest]]
         at = rest[on_compute]
-        results = compute_costs(self.cost, self.program, at)
+        results = compute_costs(self.cost, self.program, at,
+                                (engine_ids, self.opcode_codes, self.attrs_ids))
         est[at] = np.fromiter(map(_NS, results), object, len(at))
         self.signed = None
         if self.compiled:
@@ -390,18 +393,18 @@ class _ListScheduler:
                 est[k] = cost_of(ins)
         return est.tolist()
 
-    def _matmul_estimates(self, heads, group) -> tuple:
+    def _matmul_estimates(self, heads, group, engines) -> tuple:
         """(est, an object array: the matmuls' estimates, else 0.0 (as _cost_of: a
         DMA's is the issue loop's), which instructions it holds the estimate of): once
         per attrs dict (all cost.matmul reads), in the order of the dicts' first
         instructions, for the dicts whose instructions all have the first one's engine
         and opcode objects (as loop copies do; `_estimates` prices the others one by
-        one)."""
+        one; `engines`: identities of the instructions' engines)."""
         instrs = self.instrs
         # (object arrays: the list made of them shares one float object per estimate,
         # not one per instruction)
         est = np.full(len(instrs), 0.0, object)
-        engines, ops = identities(self.engines), self.opcode_codes
+        ops = self.opcode_codes
         mixed = np.zeros(len(heads), bool)
         mixed[group[(engines != engines[heads][group]) | (ops != ops[heads][group])]] = True
         results = np.empty(len(heads), object)

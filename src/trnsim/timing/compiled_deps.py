@@ -1171,10 +1171,6 @@ def transfer_heads(at, ptr, wptr, acc, sizes, op, attrs):
     keys = np.zeros((m, 14), np.int64)
     one = np.zeros(m, np.bool_)
     first = np.full(m, -1, np.int64)
-    size = 2
-    while size < 2 * m:
-        size *= 2
-    table = np.full(size, -1, np.int64)
     for j in range(m):
         i = at[j]
         r, w = ptr[i], wptr[i]
@@ -1187,18 +1183,54 @@ def transfer_heads(at, ptr, wptr, acc, sizes, op, attrs):
         k[5], k[6], k[7] = acc[w, P_LO], acc[w, P_HI], sizes[SHAPE, w]
         k[8], k[9], k[10] = sizes[ROLE, r], acc[r, SPACE], sizes[BYTES, r]
         k[11], k[12], k[13] = sizes[CONTIGUOUS, r], acc[r, P_LO], acc[r, P_HI]
+    rows = np.flatnonzero(one)
+    heads, which = _numbered_rows(keys, rows)
+    first[rows] = rows[heads][which]
+    return one, first
+
+
+@jit
+def numbered_rows(keys):
+    """(first, which): the distinct rows of the 2-D int array `keys`, each as the
+    index of its first occurrence (increasing), and each row's number among them (in
+    that order): what np.unique's sorting gives renumbered in order of first occurrence
+    (scheduler.py numbered_as_met), by a hash table."""
+    return _numbered_rows(keys, np.arange(keys.shape[0]))
+
+
+@jit
+def _numbered_rows(keys, rows):
+    """numbered_rows of keys[rows] (positions in `rows`)."""
+    m, width = len(rows), keys.shape[1]
+    size = 2
+    while size < 2 * m:
+        size *= 2
+    table = np.full(size, -1, np.int64)  # a group number per used slot
+    first = np.empty(m, np.int64)
+    which = np.empty(m, np.int64)
+    count = 0
+    for j in range(m):
+        row = rows[j]
         h = 1469598103934665603
-        for x in k:
-            h = (h ^ x) * 1099511628211
+        for c in range(width):
+            h = (h ^ keys[row, c]) * 1099511628211
         s = (h ^ (h >> 29)) & (size - 1)
         while True:
-            t = table[s]
-            if t < 0:
-                table[s] = j
-                first[j] = j
+            g = table[s]
+            if g < 0:
+                table[s] = count
+                first[count] = j
+                which[j] = count
+                count += 1
                 break
-            if (keys[t] == k).all():
-                first[j] = t
+            other = rows[first[g]]
+            same = True
+            for c in range(width):
+                if keys[other, c] != keys[row, c]:
+                    same = False
+                    break
+            if same:
+                which[j] = g
                 break
             s = (s + 1) & (size - 1)
-    return one, first
+    return first[:count].copy(), which
