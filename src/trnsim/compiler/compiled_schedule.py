@@ -25,8 +25,8 @@ import numpy as np
 
 from ..machine.compiled import inline, jit
 from ..timing.costs import dma_costs
-from ..timing.access_columns import distinct_rows
-from ..timing.scheduler import identities, numbered_as_met
+from ..timing.compiled_deps import numbered_rows
+from ..timing.scheduler import identities
 
 _RAW, _WAR = 0, 2  # schedule.py's edge kinds (_RAW, _WAW, _WAR, _ORDER)
 # per-instruction int columns
@@ -93,9 +93,8 @@ def _arrays(ls):
     # result, is a group of its own
     at = np.flatnonzero(flt)
     sig = ls.signed[at]
-    heads, which = _equal_rows(ls.cores[at], identities(list(map(ls.engines.__getitem__,
-                                                                  at.tolist()))),
-                               ls.attrs_ids[at], sig)
+    heads, which = numbered_rows(np.column_stack((ls.cores[at], ls.engine_ids[at],
+                                                  ls.attrs_ids[at], sig)))
     at = at.tolist()
     plans: dict = {}  # (core, default engine, candidates) -> [(engine, stream)]
     g_streams, g_ests = [], []  # per group: its candidates' streams and estimates
@@ -154,13 +153,13 @@ def _arrays(ls):
         for i in unpriced.tolist():
             priced[i] = cost.dma.cost(instrs[i])
         info = identities(priced)[dmas]
-    _, one, price_row = np.unique(info, return_index=True, return_inverse=True)
+    # (each DMA's row of `table`)
+    one, price_row = numbered_rows(info.reshape(len(info), 1))
     del info
     infos = [priced[i] for i in dmas[one].tolist()]
     del priced
     table = np.array([(x["dge_ns"], x["data_ns"], len(x["engines"])) for x in infos],
                      np.float64).reshape(-1, 3)
-    price_row = price_row.reshape(-1)  # (each DMA's row of `table`)
     # (int32: indices of instructions, candidates and streams; a third of the issue
     # loop's own memory at int64)
     ix = np.zeros((n, X_COLS), np.int32)
@@ -248,12 +247,6 @@ def _arrays(ls):
             cur_seg, consts, np.zeros(room), np.zeros(room, np.int32),
             np.zeros(room), np.zeros(room, np.int32), bool(ls.fenced),
             ls.heuristic == "critical_path", numbered)
-
-
-def _equal_rows(*columns) -> tuple:
-    """(heads, which): the distinct rows of the int `columns`, each as the index of its
-    first occurrence (in increasing order), and each row's number among them."""
-    return numbered_as_met(*distinct_rows(np.column_stack(columns)))
 
 
 def _plan(ls, key, by_key, numbered) -> list:
