@@ -1201,20 +1201,15 @@ def numbered_rows(keys):
 @jit
 def _numbered_rows(keys, rows):
     """numbered_rows of keys[rows] (positions in `rows`)."""
-    m, width = len(rows), keys.shape[1]
-    size = 2
-    while size < 2 * m:
-        size *= 2
+    m = len(rows)
+    size = 64  # (slots: grown fourfold while over half full; few rows are distinct)
     table = np.full(size, -1, np.int64)  # a group number per used slot
     first = np.empty(m, np.int64)
     which = np.empty(m, np.int64)
     count = 0
     for j in range(m):
         row = rows[j]
-        h = 1469598103934665603
-        for c in range(width):
-            h = (h ^ keys[row, c]) * 1099511628211
-        s = (h ^ (h >> 29)) & (size - 1)
+        s = _row_hash(keys, row) & (size - 1)
         while True:
             g = table[s]
             if g < 0:
@@ -1222,15 +1217,46 @@ def _numbered_rows(keys, rows):
                 first[count] = j
                 which[j] = count
                 count += 1
+                if 2 * count > size:
+                    size *= 4
+                    table = _rehashed(keys, rows, first, count, size)
                 break
-            other = rows[first[g]]
-            same = True
-            for c in range(width):
-                if keys[other, c] != keys[row, c]:
-                    same = False
-                    break
-            if same:
+            if _same_rows(keys, rows[first[g]], row):
                 which[j] = g
                 break
             s = (s + 1) & (size - 1)
     return first[:count].copy(), which
+
+
+@helper_inline
+def _row_hash(keys, row):
+    """A hash of keys[row]: each column times its own odd multiplier (products that
+    do not wait on each other), summed and mixed."""
+    h = 0
+    mul = 0x1E3779B97F4A7C15
+    for c in range(keys.shape[1]):
+        h += keys[row, c] * mul
+        mul += 0x232BE59BD9B4E01A
+    h ^= h >> 31
+    h *= 0x1D6E8FEB86659FD9
+    return h ^ (h >> 29)
+
+
+@helper_inline
+def _same_rows(keys, a, b):
+    for c in range(keys.shape[1]):
+        if keys[a, c] != keys[b, c]:
+            return False
+    return True
+
+
+@jit
+def _rehashed(keys, rows, first, count, size):
+    """The table of _numbered_rows' first `count` groups in `size` slots."""
+    table = np.full(size, -1, np.int64)
+    for g in range(count):
+        s = _row_hash(keys, rows[first[g]]) & (size - 1)
+        while table[s] >= 0:
+            s = (s + 1) & (size - 1)
+        table[s] = g
+    return table
