@@ -14,6 +14,9 @@ their users share:
   and the first kind found for each, in program order with its reader keys (an
   instruction's own index for compute engines: no two share one).
 
+(With them, two hash-table passes of the pricing and the list scheduler: `transfer_heads`,
+the transfers priced alike, and `numbered_rows`, the distinct rows of an int array.)
+
 All maps share one byte axis (map m's bytes at m << 48: the on-chip maps, then the flat
 HBM map, then one per row pitch in the order they appear).
 
