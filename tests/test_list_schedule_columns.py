@@ -32,16 +32,20 @@ def _random_instructions(rng, n):
     return instrs
 
 
+@pytest.mark.parametrize("compiled", [False, True])
 @pytest.mark.parametrize("seed", range(3))
-def test_resources_against_resource_of(seed):
+def test_resources_against_resource_of(seed, compiled):
+    if compiled:  # (streams numbered by compiled_deps.numbered_rows)
+        pytest.importorskip("numba")
     instrs = _random_instructions(np.random.default_rng(seed), 300)
     ls = _ListScheduler.__new__(_ListScheduler)
     ls.program = Program(chip="trn2", instructions=instrs)
-    ls.instrs, ls._canon = instrs, {}
+    ls.instrs, ls._canon, ls.compiled = instrs, {}, compiled
     ls._resources()
     res = ls.res
     again = _ListScheduler.__new__(_ListScheduler)  # (the DMA queues kept on the program)
-    again.program, again.instrs, again._canon = ls.program, instrs, {}
+    again.program, again.instrs, again._canon, again.compiled = ls.program, instrs, {}, \
+        compiled
     again._resources()
     assert again.stream_no.tolist() == ls.stream_no.tolist()
     assert again.stream_res == ls.stream_res

@@ -40,12 +40,12 @@ def priced(monkeypatch):
     seen = []
     real = costs.compute_costs
 
-    def check(model, program, at):
+    def check(model, program, at, ids=None):
         calls = []
         one = model.compute
         model.compute = lambda ins: calls.append(ins) or one(ins)
         try:
-            got = real(model, program, at)
+            got = real(model, program, at, ids)
         finally:
             del model.compute
         _source_rows_alike(program)
@@ -73,9 +73,9 @@ def test_unhashable_key_one_by_one(monkeypatch):
     kept = []
     real = costs.compute_costs
 
-    def grab(model, program, at):
+    def grab(model, program, at, ids=None):
         kept.append((model, program, at))
-        return real(model, program, at)
+        return real(model, program, at, ids)
     monkeypatch.setattr(schedule, "compute_costs", grab)
     trnsim.run_kernel(strided_stores, (np.ones((128, 8 * 80), np.float32),),
                       chip="trn2", numerics=False)

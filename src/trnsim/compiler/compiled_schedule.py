@@ -25,13 +25,13 @@ import numpy as np
 
 from ..machine.compiled import inline, jit
 from ..timing.costs import dma_costs
-from ..timing.access_columns import distinct_rows
-from ..timing.scheduler import identities, numbered_as_met
+from ..timing.compiled_deps import numbered_rows
+from ..timing.scheduler import identities
 
 _RAW, _WAR = 0, 2  # schedule.py's edge kinds (_RAW, _WAW, _WAR, _ORDER)
 # per-instruction int columns
 X_STREAM, X_POS, X_NPRED, X_ISSUED, X_FLOAT, X_CORE, X_SEG, X_ARRIVAL, X_NEXT, \
-    X_CAND0, X_CAND1, X_ASSIGNED, X_COLS = range(13)
+    X_CAND0, X_CAND1, X_COLS = range(12)
 # per-instruction float columns
 F_READY, F_DONE, F_EST, F_PRIO, F_DGE, F_DATA, F_NENG, F_COLS = range(8)
 # per-stream float and int columns
@@ -53,18 +53,17 @@ def issue_order(ls):
     order, end, moved_i, moved_d, nmoved = _core(*args[:-1])
     del args  # (the heaps and the other inputs: not on top of the order's list below)
     # an assigned instruction moved where its stream is another (of its core): another
-    # engine
+    # engine, and its estimate there (one assigned its default engine has its own:
+    # `_arrays` made that candidate's of it)
     moved_to = np.flatnonzero(ix[:, X_STREAM] != was)
-    instrs = ls.instrs
-    for i, k in zip(moved_to.tolist(), ix[moved_to, X_STREAM].tolist()):
+    instrs, est = ls.instrs, ls.est
+    for i, k, c in zip(moved_to.tolist(), ix[moved_to, X_STREAM].tolist(),
+                       fx[moved_to, F_EST].tolist()):
         instrs[i].engine = streams[k][1]
+        est[i] = c
     # (ls.res, made only where read, follows the streams)
     ls.stream_res, ls.stream_no = streams, ix[:, X_STREAM].astype(np.int64)
     vars(ls).pop("res", None)
-    est = ls.est
-    assigned = np.flatnonzero(ix[:, X_ASSIGNED])
-    for i, c in zip(assigned.tolist(), fx[assigned, F_EST].tolist()):
-        est[i] = c
     moved = dict(zip(moved_i[:nmoved].tolist(), moved_d[:nmoved].tolist()))
     del ix, fx, was
     return IssueOrder(order.tolist(), ls.heuristic, ls.window, float(end), moved)
@@ -93,9 +92,8 @@ def _arrays(ls):
     # result, is a group of its own
     at = np.flatnonzero(flt)
     sig = ls.signed[at]
-    heads, which = _equal_rows(ls.cores[at], identities(list(map(ls.engines.__getitem__,
-                                                                  at.tolist()))),
-                               ls.attrs_ids[at], sig)
+    heads, which = numbered_rows(np.column_stack((ls.cores[at], ls.engine_ids[at],
+                                                  ls.attrs_ids[at], sig)))
     at = at.tolist()
     plans: dict = {}  # (core, default engine, candidates) -> [(engine, stream)]
     g_streams, g_ests = [], []  # per group: its candidates' streams and estimates
@@ -154,13 +152,13 @@ def _arrays(ls):
         for i in unpriced.tolist():
             priced[i] = cost.dma.cost(instrs[i])
         info = identities(priced)[dmas]
-    _, one, price_row = np.unique(info, return_index=True, return_inverse=True)
+    # (each DMA's row of `table`)
+    one, price_row = numbered_rows(info.reshape(len(info), 1))
     del info
     infos = [priced[i] for i in dmas[one].tolist()]
     del priced
     table = np.array([(x["dge_ns"], x["data_ns"], len(x["engines"])) for x in infos],
                      np.float64).reshape(-1, 3)
-    price_row = price_row.reshape(-1)  # (each DMA's row of `table`)
     # (int32: indices of instructions, candidates and streams; a third of the issue
     # loop's own memory at int64)
     ix = np.zeros((n, X_COLS), np.int32)
@@ -191,8 +189,11 @@ def _arrays(ls):
     del rows_of, last  # (this and the dels below: temporaries, not alive with the heaps)
     # each stream's instructions in program order (floating ones have no place)
     fixed = np.flatnonzero(~flt)
-    by = fixed[np.argsort(stream[fixed], kind="stable")]
-    nids = np.bincount(stream[fixed], minlength=nst).astype(np.int64)
+    on = stream[fixed]
+    # (a stable sort of 16-bit keys is NumPy's radix sort: half the time)
+    by = fixed[np.argsort(on.astype(np.uint16) if nst <= 1 << 16 else on, kind="stable")]
+    nids = np.bincount(on, minlength=nst).astype(np.int64)
+    del on
     idbase = np.zeros(nst, np.int64)
     np.cumsum(nids[:-1], out=idbase[1:])
     ix[by, X_POS] = np.arange(len(by)) - idbase[stream[by]]
@@ -248,12 +249,6 @@ def _arrays(ls):
             cur_seg, consts, np.zeros(room), np.zeros(room, np.int32),
             np.zeros(room), np.zeros(room, np.int32), bool(ls.fenced),
             ls.heuristic == "critical_path", numbered)
-
-
-def _equal_rows(*columns) -> tuple:
-    """(heads, which): the distinct rows of the int `columns`, each as the index of its
-    first occurrence (in increasing order), and each row's number among them."""
-    return numbered_as_met(*distinct_rows(np.column_stack(columns)))
 
 
 def _plan(ls, key, by_key, numbered) -> list:
@@ -442,7 +437,6 @@ def _available(i, ix, fx, sf, si, cand_stream, cand_est, cur_seg, held, fenced,
             if k < 0 or fin < best:
                 k, best, est = kk, fin, cand_est[c]
         ix[i, X_STREAM] = k
-        ix[i, X_ASSIGNED] = 1
         fx[i, F_EST] = est
     else:
         k = ix[i, X_STREAM]
@@ -460,8 +454,8 @@ def _available(i, ix, fx, sf, si, cand_stream, cand_est, cur_seg, held, fenced,
 def _core(ix, fx, sf, si, ids, start, succ, kind, cand_stream, cand_est, seg_base,
           left, cur_seg, consts, wkey, widx, nkey, nidx, fenced, use_prio):
     """_ListScheduler.run on arrays; returns (order, the estimate, moved indices, their
-    moves, how many). Updates ix[:, X_STREAM], ix[:, X_ASSIGNED] and fx[:, F_EST] of the
-    floating instructions assigned."""
+    moves, how many). Updates ix[:, X_STREAM] and fx[:, F_EST] of the floating
+    instructions assigned."""
     n = ix.shape[0]
     if use_prio:  # _critical_path
         for i in range(n - 1, -1, -1):

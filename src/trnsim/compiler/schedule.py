@@ -46,7 +46,7 @@ import numpy as np
 
 from ..timing.costs import compute_costs, cost_model, priced
 from ..timing.deps import MemoryMaps
-from ..timing.scheduler import (by_identity, cores_and_opcodes, identities, streams,
+from ..timing.scheduler import (cores_and_opcodes, identities, numbered_as_met, streams,
                                 with_opcode)
 from ..machine import compiled
 from ..machine.gc_pause import gc_paused
@@ -121,6 +121,18 @@ def successor_csr(prods, kinds, npred, n: int):
     return start, consumers, kinds[by]
 
 
+def numbered(keys, compiled: bool) -> tuple:
+    """(first, which): the distinct values of the int array `keys`, each as the index of
+    its first occurrence (in increasing order), and each item's number among them (as
+    timing/scheduler.py by_identity numbers identities): by a hash table where the
+    compiled paths run (timing/compiled_deps.py numbered_rows), else by np.unique."""
+    if compiled:
+        from ..timing.compiled_deps import numbered_rows
+        return numbered_rows(keys.reshape(len(keys), 1))
+    _, first, which = np.unique(keys, return_index=True, return_inverse=True)
+    return numbered_as_met(first, which.reshape(-1))
+
+
 class _ListScheduler:
     def __init__(self, program, chip, heuristic, window):
         self.program = program
@@ -139,7 +151,7 @@ class _ListScheduler:
         # (a flag per instruction: a set of a third of them took 2 MiB per 100k)
         self.attrs_ids = identities(map(_ATTRS, self.instrs), n)
         self.attrs = attrs = self.attrs_ids.base  # (the attrs, an object array)
-        first, which = by_identity(attrs, self.attrs_ids)  # (loop copies share attrs)
+        first, which = numbered(self.attrs_ids, self.compiled)  # (loop copies share attrs)
         flags = np.array([len(attrs[i].get("engines", ()) or ()) > 1
                           for i in first.tolist()], np.uint8)
         self.floating = bytearray(flags[which].tobytes())
@@ -313,15 +325,15 @@ class _ListScheduler:
         instrs = self.instrs
         self.engines = list(map(_ENGINE, instrs))
         self.cores, self.opcode_codes, _ = cores_and_opcodes(self.program)
-        _, first, which = np.unique(streams(self.program, self.engines, self.cores),
-                                    return_index=True, return_inverse=True)
+        first, which = numbered(streams(self.program, self.engines, self.cores),
+                                self.compiled)
         canon = self._canon.setdefault
         number: dict = {}  # resource -> its stream number
         site_no = np.empty(first.size, np.int64)
-        for u in np.argsort(first).tolist():
-            r = resource_of(instrs[int(first[u])])
+        for u, i in enumerate(first.tolist()):
+            r = resource_of(instrs[i])
             site_no[u] = number.setdefault(canon(r, r), len(number))
-        self.stream_no = site_no[which.reshape(-1)]
+        self.stream_no = site_no[which]
         self.stream_res = list(number)
         self.dma_stream = np.array([r[1] == "dma" for r in self.stream_res], bool)
 
@@ -355,14 +367,17 @@ class _ListScheduler:
         which keeps them alive: no id reused)."""
         cost_of = self._cost_of
         n = len(self.instrs)
-        est, matmul = self._matmul_estimates(heads, group)
+        engine_ids = self.engine_ids = identities(self.engines)
+        est, matmul = self._matmul_estimates(heads, group, engine_ids)
         instrs = self.instrs
         rest = np.flatnonzero(~(self.dma_stream[self.stream_no] | matmul))
-        on_compute = np.fromiter(map(self.cost.eng.__contains__,
-                                     map(self.engines.__getitem__, rest.tolist())),
-                                 bool, len(rest))
+        # (a stream's instructions share their engine: stream_res's)
+        eng = self.cost.eng
+        on_compute = np.array([r[1] in eng for r in self.stream_res],
+                              bool)[self.stream_no[rest]]
         at = rest[on_compute]
-        results = compute_costs(self.cost, self.program, at)
+        results = compute_costs(self.cost, self.program, at,
+                                (engine_ids, self.opcode_codes, self.attrs_ids))
         est[at] = np.fromiter(map(_NS, results), object, len(at))
         self.signed = None
         if self.compiled:
@@ -372,9 +387,13 @@ class _ListScheduler:
             self.signed[at[floats]] = ids[floats]
             # the compiled timing scheduler takes these results (the engine still the
             # same), once per result object (the memo's: equal keys, equal engines)
-            _, first, which = np.unique(ids, return_index=True, return_inverse=True)
+            first, which = numbered(ids, True)
+            by_id = np.argsort(ids[first])  # (numbered as np.unique would: by id)
+            rank = np.empty(len(by_id), np.int64)
+            rank[by_id] = np.arange(len(by_id))
+            first = first[by_id]
             kept = np.full(n, -1, np.int32)  # (kept with the program: int32)
-            kept[at] = which.reshape(-1)
+            kept[at] = rank[which]
             priced(self.program, self.cost).compute = (
                 kept, results[first], [self.engines[k] for k in at[first].tolist()])
         del at, results
@@ -390,18 +409,18 @@ class _ListScheduler:
                 est[k] = cost_of(ins)
         return est.tolist()
 
-    def _matmul_estimates(self, heads, group) -> tuple:
+    def _matmul_estimates(self, heads, group, engines) -> tuple:
         """(est, an object array: the matmuls' estimates, else 0.0 (as _cost_of: a
         DMA's is the issue loop's), which instructions it holds the estimate of): once
         per attrs dict (all cost.matmul reads), in the order of the dicts' first
         instructions, for the dicts whose instructions all have the first one's engine
         and opcode objects (as loop copies do; `_estimates` prices the others one by
-        one)."""
+        one; `engines`: identities of the instructions' engines)."""
         instrs = self.instrs
         # (object arrays: the list made of them shares one float object per estimate,
         # not one per instruction)
         est = np.full(len(instrs), 0.0, object)
-        engines, ops = identities(self.engines), self.opcode_codes
+        ops = self.opcode_codes
         mixed = np.zeros(len(heads), bool)
         mixed[group[(engines != engines[heads][group]) | (ops != ops[heads][group])]] = True
         results = np.empty(len(heads), object)

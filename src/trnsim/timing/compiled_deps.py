@@ -14,6 +14,9 @@ their users share:
   and the first kind found for each, in program order with its reader keys (an
   instruction's own index for compute engines: no two share one).
 
+(With them, two hash-table passes of the pricing and the list scheduler: `transfer_heads`,
+the transfers priced alike, and `numbered_rows`, the distinct rows of an int array.)
+
 All maps share one byte axis (map m's bytes at m << 48: the on-chip maps, then the flat
 HBM map, then one per row pitch in the order they appear).
 
@@ -1171,10 +1174,6 @@ def transfer_heads(at, ptr, wptr, acc, sizes, op, attrs):
     keys = np.zeros((m, 14), np.int64)
     one = np.zeros(m, np.bool_)
     first = np.full(m, -1, np.int64)
-    size = 2
-    while size < 2 * m:
-        size *= 2
-    table = np.full(size, -1, np.int64)
     for j in range(m):
         i = at[j]
         r, w = ptr[i], wptr[i]
@@ -1187,18 +1186,80 @@ def transfer_heads(at, ptr, wptr, acc, sizes, op, attrs):
         k[5], k[6], k[7] = acc[w, P_LO], acc[w, P_HI], sizes[SHAPE, w]
         k[8], k[9], k[10] = sizes[ROLE, r], acc[r, SPACE], sizes[BYTES, r]
         k[11], k[12], k[13] = sizes[CONTIGUOUS, r], acc[r, P_LO], acc[r, P_HI]
-        h = 1469598103934665603
-        for x in k:
-            h = (h ^ x) * 1099511628211
-        s = (h ^ (h >> 29)) & (size - 1)
+    rows = np.flatnonzero(one)
+    heads, which = _numbered_rows(keys, rows)
+    first[rows] = rows[heads][which]
+    return one, first
+
+
+@jit
+def numbered_rows(keys):
+    """(first, which): the distinct rows of the 2-D int array `keys`, each as the
+    index of its first occurrence (increasing), and each row's number among them (in
+    that order): what np.unique's sorting gives renumbered in order of first occurrence
+    (scheduler.py numbered_as_met), by a hash table."""
+    return _numbered_rows(keys, np.arange(keys.shape[0]))
+
+
+@jit
+def _numbered_rows(keys, rows):
+    """numbered_rows of keys[rows] (positions in `rows`)."""
+    m = len(rows)
+    size = 64  # (slots: grown fourfold while over half full; few rows are distinct)
+    table = np.full(size, -1, np.int64)  # a group number per used slot
+    first = np.empty(m, np.int64)
+    which = np.empty(m, np.int64)
+    count = 0
+    for j in range(m):
+        row = rows[j]
+        s = _row_hash(keys, row) & (size - 1)
         while True:
-            t = table[s]
-            if t < 0:
-                table[s] = j
-                first[j] = j
+            g = table[s]
+            if g < 0:
+                table[s] = count
+                first[count] = j
+                which[j] = count
+                count += 1
+                if 2 * count > size:
+                    size *= 4
+                    table = _rehashed(keys, rows, first, count, size)
                 break
-            if (keys[t] == k).all():
-                first[j] = t
+            if _same_rows(keys, rows[first[g]], row):
+                which[j] = g
                 break
             s = (s + 1) & (size - 1)
-    return one, first
+    return first[:count].copy(), which
+
+
+@helper_inline
+def _row_hash(keys, row):
+    """A hash of keys[row]: each column times its own odd multiplier (products that
+    do not wait on each other), summed and mixed."""
+    h = 0
+    mul = 0x1E3779B97F4A7C15
+    for c in range(keys.shape[1]):
+        h += keys[row, c] * mul
+        mul += 0x232BE59BD9B4E01A
+    h ^= h >> 31
+    h *= 0x1D6E8FEB86659FD9
+    return h ^ (h >> 29)
+
+
+@helper_inline
+def _same_rows(keys, a, b):
+    for c in range(keys.shape[1]):
+        if keys[a, c] != keys[b, c]:
+            return False
+    return True
+
+
+@jit
+def _rehashed(keys, rows, first, count, size):
+    """The table of _numbered_rows' first `count` groups in `size` slots."""
+    table = np.full(size, -1, np.int64)
+    for g in range(count):
+        s = _row_hash(keys, rows[first[g]]) & (size - 1)
+        while table[s] >= 0:
+            s = (s + 1) & (size - 1)
+        table[s] = g
+    return table

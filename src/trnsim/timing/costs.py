@@ -231,47 +231,61 @@ _access_sig = itemgetter(*map(Access._fields.index, (
     "space", "role", "dtype", "elems_per_partition", "pattern", "indirect")))
 
 
-def compute_costs(model, program, at) -> np.ndarray:
+def compute_costs(model, program, at, ids=None) -> np.ndarray:
     """model.compute of the instructions of `program` at positions `at` (an int
     array), as an object array: the same results, computed once per distinct row of
     (engine, opcode and attrs objects, and each operand's `source` row in the
     program's access columns, timing/access_columns.py: loop copies share those, and
     equal rows make equal memo keys, so each gets the memo's result as one by one).
+    ids: (engine, opcode, attrs) numbers of each instruction of `program`, equal where
+    the objects are the same (as identities), where the caller has them.
     One by one where the program has no access columns, the memo could fill up
     meanwhile (its clearing would part equal keys' results) or a key is unhashable
     (computed afresh each time)."""
-    instrs = list(map(program.instructions.__getitem__, at.tolist()))
-    n = len(instrs)
+    instrs = program.instructions
+    n = len(at)
     cols = None
     if n and getattr(program, "_access_columns", None) is not None:
-        # (imported here: it imports this module, and numba, which a small program's
+        # (imported here: they import this module, and numba, which a small program's
         # Python passes never load)
-        from .access_columns import distinct_rows, kept_columns
+        from .access_columns import kept_columns
+        from .compiled_deps import numbered_rows
         cols = kept_columns(program)
     if cols is None:
-        return np.fromiter(map(model.compute, instrs), object, n)
+        return _one_by_one(model, instrs, at)
     lo, mid, hi = cols.ptr[at], cols.wptr[at], cols.ptr[at + 1]
     count = hi - lo
     rows = np.full((n, 4 + int(count.max())), -1, np.int64)
-    rows[:, 0] = identities(list(map(_ENGINE, instrs)))
-    rows[:, 1] = identities(list(map(_OPCODE, instrs)))
-    rows[:, 2] = identities(list(map(_ATTRS, instrs)))
+    if ids is None:
+        picked = list(map(instrs.__getitem__, at.tolist()))
+        ids = [identities(list(map(get, picked))) for get in (_ENGINE, _OPCODE, _ATTRS)]
+        del picked
+        at_ids = slice(None)
+    else:
+        at_ids = at
+    for c, column in enumerate(ids):
+        rows[:, c] = column[at_ids]
     rows[:, 3] = mid - lo
     owner = np.repeat(np.arange(n), count)
     place = np.arange(len(owner)) - (np.cumsum(count) - count)[owner]
     rows[owner, 4 + place] = cols.source[lo[owner] + place]
     del owner, place
-    first, which = distinct_rows(rows)
+    first, which = numbered_rows(rows)  # (first in program order, as one by one)
     del rows
     if len(model._compute_memo) + len(first) >= MEMO_LIMIT:
-        return np.fromiter(map(model.compute, instrs), object, n)
+        return _one_by_one(model, instrs, at)
     made = np.empty(len(first), object)
-    for g in np.argsort(first).tolist():  # (in program order, as one by one)
-        ins = instrs[int(first[g])]
+    for g, i in enumerate(at[first].tolist()):
+        ins = instrs[i]
         made[g] = model.compute(ins)
         if not _hashable(model._compute_attrs[id(ins.attrs)][1]):
-            return np.fromiter(map(model.compute, instrs), object, n)
+            return _one_by_one(model, instrs, at)
     return made[which]
+
+
+def _one_by_one(model, instrs, at) -> np.ndarray:
+    return np.fromiter(map(model.compute, map(instrs.__getitem__, at.tolist())), object,
+                       len(at))
 
 
 def _hashable(x) -> bool:
