@@ -342,10 +342,10 @@ _GROUPS = (
     ("Collectives", ("cc_op_count", "cc_op_time", "cc_op_active_time",
                      "cc_op_active_time_percent")),
 )
-_ENGINES = ("tensor", "vector", "scalar", "gpsimd", "sync")
 
 
 def format_summary(summary: dict) -> str:
+    from .machine.record import ENGINES
     from .profile import views
     used = set()
     parts = []
@@ -355,7 +355,7 @@ def format_summary(summary: dict) -> str:
         if rows:
             parts.append(f" {title}\n" + _table(rows, align=("l", "r")))
     eng = []
-    for e in _ENGINES:
+    for e in ENGINES:
         keys = (f"{e}_engine_active_time_percent", f"{e}_engine_active_time",
                 f"{e}_engine_instruction_time", f"{e}_engine_instruction_count")
         if any(k in summary for k in keys):

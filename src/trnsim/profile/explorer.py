@@ -101,6 +101,7 @@ import os
 from collections import defaultdict
 
 from ..machine.gc_pause import gc_paused
+from ..machine.record import ENGINES
 from . import views
 from .explorer_schema import (ENUMS, NOT_FILLED, REQUIRED, SCHEMA, SCHEMA_VERSION,
                               TABLE_DESCRIPTIONS, columns)
@@ -110,7 +111,6 @@ _ARROW = {"int64": "int64", "int32": "int32", "float": "float32", "double": "flo
           "string": "string", "bool": "bool_"}
 _SPACE = {"sbuf": "SB", "psum": "PSUM", "hbm": "HBM"}
 _DEP = {"RAW": "FLOW_DEPENDENCE"}
-_ENGINES = ("tensor", "vector", "scalar", "gpsimd", "sync")
 _ALWAYS = ("Summary", "Metadata", "Warning", "SchemaFields")
 
 
@@ -284,12 +284,12 @@ def active_rows(prof) -> list[dict]:
     busy = Busy(prof.timeline)
     rows = []
     for (core, group), spans in sorted(busy.spans.items()):
-        if group in _ENGINES:
+        if group in ENGINES:
             for s, t in spans:
                 s, t = _ns(s), _ns(t)
                 rows.append({"start_ts": s, "end_ts": t, "engine": group, "pcore_idx": core,
                              "duration_ns": t - s})
-    rows.sort(key=lambda r: (r["pcore_idx"], _ENGINES.index(r["engine"]), r["start_ts"]))
+    rows.sort(key=lambda r: (r["pcore_idx"], ENGINES.index(r["engine"]), r["start_ts"]))
     return rows
 
 
@@ -307,7 +307,7 @@ def opcode_rows(prof) -> list[dict]:
         rows.append({"engine": engine, "opcode": opcode, "instruction_count": len(evs),
                      "instruction_time_ns": _ns(sum(t - s for _, s, t in evs)),
                      "active_time_ns": _ns(active), "active_time_percent": _pct(active, total)})
-    rows.sort(key=lambda r: (_ENGINES.index(r["engine"]) if r["engine"] in _ENGINES else 9,
+    rows.sort(key=lambda r: (ENGINES.index(r["engine"]) if r["engine"] in ENGINES else 9,
                              -r["instruction_time_ns"], r["opcode"]))
     return rows
 
