@@ -431,11 +431,11 @@ def _walk(ev_block, ev_at, ev_place, blk_arena, blk_bytes, blk_last, capacity, a
 class _Columns:
     """The program's access columns (timing/access_columns.py: each instruction's reads,
     then its writes; loop expansion's copies from their blocks, `vaddr`: the allocations'
-    by id), the accesses themselves (`flat`, in the same order: an object array) and
-    what the pass reads besides: each access's alloc id, bytes, whether it is in HBM."""
+    by id) and what the pass reads besides: each access's alloc id, bytes, whether it
+    is in HBM."""
 
     def __init__(self, program: Program, vaddr):
-        self.access, self.flat, self.alloc, self.bytes = access_columns.build_with_allocs(
+        self.access, self.alloc, self.bytes = access_columns.build_with_allocs(
             program.instructions, access_columns.taken_blocks(program), vaddr)
         acc = self.access.acc
         self.lo, self.hi = acc[:, access_columns.LO], acc[:, access_columns.HI]
@@ -595,7 +595,7 @@ def allocate_compiled(program: Program) -> Program | None:
         return None
     nbytes = cols.bytes[u.pos]  # (what follows reads of the virtual columns' own fields)
     access = cols.access
-    del cols  # (and the virtual Access objects' array: the instructions hold them)
+    del cols
     placed = _place(u, al, np.array(caps, np.int64), np.array(aligns, np.int64))
     if placed is None:
         return None
