@@ -40,6 +40,7 @@ from .plan import MemoryPlan, PlacementColumns, Steps
 FALLBACK = -1
 _UNUSED = np.iinfo(np.int64).max  # (a block's first use, before any)
 _INDEX = attrgetter("index")
+_RUN_COMPARED = 16  # the most block uses of an instruction _first_uses compares
 _CHUNK = 1 << 11  # accesses moved per chunk (the virtual and physical ones of a chunk
 # are alive together)
 
@@ -440,10 +441,17 @@ class _Columns:
         acc = self.access.acc
         self.lo, self.hi = acc[:, access_columns.LO], acc[:, access_columns.HI]
         self.hbm = acc[:, access_columns.SPACE] == self.access.hbm_code()
+        self.row_instruction = _row_instructions(self.access.ptr)
 
     def instruction_of(self, rows):
         """The instruction of each access at `rows`."""
-        return np.searchsorted(self.access.ptr, rows, "right") - 1
+        return self.row_instruction[rows]
+
+
+def _row_instructions(ptr):
+    """The instruction of each row of columns of pointers `ptr` (as
+    np.searchsorted(ptr, rows, "right") - 1, without the search)."""
+    return np.repeat(np.arange(len(ptr) - 1), np.diff(ptr))
 
 
 class _Allocs:
@@ -546,9 +554,7 @@ class _Uses:
         else:  # (one block per access, as a rule: the accesses' own arrays)
             gblock, g_ins = fb, self.ins
         del nb
-        _, first = np.unique(g_ins * max(nbl, 1) + gblock, return_index=True)
-        del _
-        first.sort(kind="stable")  # (nearly sorted already: timsort's case)
+        first = _first_uses(g_ins * max(nbl, 1) + gblock, g_ins)
         m_block, m_ins = gblock[first], g_ins[first]
         del first, gblock, g_ins
         # each block's first and last instruction (m_ins does not decrease)
@@ -569,6 +575,22 @@ class _Uses:
         self.ev_block, self.ev_at, self.ev_place = block[order], at[order], place[order]
         self.blk_alloc = np.repeat(np.arange(len(al.blocks), dtype=np.int64), al.blocks)
         self.valid = True
+
+
+def _first_uses(keys, ins):
+    """The positions of the first of each value of `keys` (in order), whose equal values
+    lie in one run of `ins` (a nondecreasing array): as np.unique's first indices
+    sorted, by comparing each key with those a run's length before it at most."""
+    starts = np.flatnonzero(np.concatenate(([True], ins[1:] != ins[:-1])))
+    longest = int(np.diff(starts, append=len(ins)).max()) if len(ins) else 0
+    if longest > _RUN_COMPARED:
+        first = np.unique(keys, return_index=True)[1]
+        first.sort(kind="stable")  # (nearly sorted already: timsort's case)
+        return first
+    again = np.zeros(len(keys), np.bool_)
+    for d in range(1, longest):
+        again[d:] |= keys[d:] == keys[:-d]
+    return np.flatnonzero(~again)
 
 
 def allocate_compiled(program: Program) -> Program | None:
