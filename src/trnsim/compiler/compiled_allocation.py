@@ -456,7 +456,8 @@ def _row_instructions(ptr):
 
 class _Allocs:
     """The allocations' fields as arrays indexed by id (`arena`: the arena's number in
-    `keys`, -1 for none)."""
+    `keys`, -1 for none; `declared`: the explicit tensors' declared_at, which the pass
+    reads of them alone)."""
 
     def __init__(self, allocs: dict, keys: list):
         aids = np.fromiter(allocs.keys(), np.int64, len(allocs))
@@ -480,9 +481,13 @@ class _Allocs:
                                        len(aids))
         for name, column in (("explicit", self.explicit), ("vaddr", self.vaddr),
                              ("block_bytes", self.block_bytes),
-                             ("row_bytes", self.row_bytes), ("declared_at", self.declared)):
+                             ("row_bytes", self.row_bytes)):
             column[aids] = np.fromiter(map(attrgetter(name), allocations), column.dtype,
                                        len(aids))
+        ex = aids[self.explicit[aids]]
+        self.declared[ex] = np.fromiter(
+            map(attrgetter("declared_at"), map(allocs.__getitem__, ex.tolist())), np.int64,
+            len(ex))
         if (self.block_bytes[aids] <= 0).any():
             self.valid = False
             return

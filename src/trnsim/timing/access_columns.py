@@ -128,6 +128,8 @@ def _dense(acc, nbytes):
 def depends_on(instrs) -> list:
     """(instruction, its attrs' depends_on) for the instructions that have one."""
     orders = list(map(dict.get, map(_ATTRS, instrs), repeat("depends_on")))
+    if orders.count(None) == len(orders):  # (as a rule: none has one)
+        return []
     return list(compress(enumerate(orders), orders))
 
 
