@@ -128,7 +128,8 @@ def test_lane_books_as_the_python_lane():
             t += float(rng.choice([0.0, rng.uniform(0, 4000)]))
             at = t - float(rng.choice([0.0, rng.uniform(0, 8000)]))
             d = float(rng.choice([rng.uniform(0, 1000), 0.0]))
-            e, L = compiled._book(L, lim, 0, at, d)
+            L = compiled._roomier(L, lim)  # (as _core before each transfer)
+            e = compiled._book(L, lim, 0, at, d)
             assert e == lane.book(at, d)
             h, n = lim[0]
             assert L[0, h:n, 0].tolist() == lane.starts and L[0, h:n, 1].tolist() == lane.ends
@@ -174,7 +175,8 @@ def test_waits_sorted_latest_first_stably(count):
     visited = np.ones(count + 1, np.uint8)
     wsel = np.zeros(count, np.int64)
     ready, nw = compiled._ready(0, 1, False, 0.0, dptr, dprod, dkind, track, visited, end,
-                                done, wsel, np.empty(count))
+                                done, wsel, np.empty(count), np.empty(count),
+                                np.empty(count, wsel.dtype))
     assert ready == done.max() and nw == count
     assert wsel.tolist() == sorted(range(count), key=lambda j: -done[j])
 

@@ -40,6 +40,7 @@ from .plan import MemoryPlan, PlacementColumns, Steps
 FALLBACK = -1
 _UNUSED = np.iinfo(np.int64).max  # (a block's first use, before any)
 _INDEX = attrgetter("index")
+_RUN_COMPARED = 16  # the most block uses of an instruction _first_uses compares
 _CHUNK = 1 << 11  # accesses moved per chunk (the virtual and physical ones of a chunk
 # are alive together)
 
@@ -431,24 +432,32 @@ def _walk(ev_block, ev_at, ev_place, blk_arena, blk_bytes, blk_last, capacity, a
 class _Columns:
     """The program's access columns (timing/access_columns.py: each instruction's reads,
     then its writes; loop expansion's copies from their blocks, `vaddr`: the allocations'
-    by id), the accesses themselves (`flat`, in the same order: an object array) and
-    what the pass reads besides: each access's alloc id, bytes, whether it is in HBM."""
+    by id) and what the pass reads besides: each access's alloc id, bytes, whether it
+    is in HBM."""
 
     def __init__(self, program: Program, vaddr):
-        self.access, self.flat, self.alloc, self.bytes = access_columns.build_with_allocs(
+        self.access, self.alloc, self.bytes = access_columns.build_with_allocs(
             program.instructions, access_columns.taken_blocks(program), vaddr)
         acc = self.access.acc
         self.lo, self.hi = acc[:, access_columns.LO], acc[:, access_columns.HI]
         self.hbm = acc[:, access_columns.SPACE] == self.access.hbm_code()
+        self.row_instruction = _row_instructions(self.access.ptr)
 
     def instruction_of(self, rows):
         """The instruction of each access at `rows`."""
-        return np.searchsorted(self.access.ptr, rows, "right") - 1
+        return self.row_instruction[rows]
+
+
+def _row_instructions(ptr):
+    """The instruction of each row of columns of pointers `ptr` (as
+    np.searchsorted(ptr, rows, "right") - 1, without the search)."""
+    return np.repeat(np.arange(len(ptr) - 1), np.diff(ptr))
 
 
 class _Allocs:
     """The allocations' fields as arrays indexed by id (`arena`: the arena's number in
-    `keys`, -1 for none)."""
+    `keys`, -1 for none; `declared`: the explicit tensors' declared_at, which the pass
+    reads of them alone)."""
 
     def __init__(self, allocs: dict, keys: list):
         aids = np.fromiter(allocs.keys(), np.int64, len(allocs))
@@ -472,9 +481,13 @@ class _Allocs:
                                        len(aids))
         for name, column in (("explicit", self.explicit), ("vaddr", self.vaddr),
                              ("block_bytes", self.block_bytes),
-                             ("row_bytes", self.row_bytes), ("declared_at", self.declared)):
+                             ("row_bytes", self.row_bytes)):
             column[aids] = np.fromiter(map(attrgetter(name), allocations), column.dtype,
                                        len(aids))
+        ex = aids[self.explicit[aids]]
+        self.declared[ex] = np.fromiter(
+            map(attrgetter("declared_at"), map(allocs.__getitem__, ex.tolist())), np.int64,
+            len(ex))
         if (self.block_bytes[aids] <= 0).any():
             self.valid = False
             return
@@ -546,9 +559,7 @@ class _Uses:
         else:  # (one block per access, as a rule: the accesses' own arrays)
             gblock, g_ins = fb, self.ins
         del nb
-        _, first = np.unique(g_ins * max(nbl, 1) + gblock, return_index=True)
-        del _
-        first.sort(kind="stable")  # (nearly sorted already: timsort's case)
+        first = _first_uses(g_ins * max(nbl, 1) + gblock, g_ins)
         m_block, m_ins = gblock[first], g_ins[first]
         del first, gblock, g_ins
         # each block's first and last instruction (m_ins does not decrease)
@@ -569,6 +580,22 @@ class _Uses:
         self.ev_block, self.ev_at, self.ev_place = block[order], at[order], place[order]
         self.blk_alloc = np.repeat(np.arange(len(al.blocks), dtype=np.int64), al.blocks)
         self.valid = True
+
+
+def _first_uses(keys, ins):
+    """The positions of the first of each value of `keys` (in order), whose equal values
+    lie in one run of `ins` (a nondecreasing array): as np.unique's first indices
+    sorted, by comparing each key with those a run's length before it at most."""
+    starts = np.flatnonzero(np.concatenate(([True], ins[1:] != ins[:-1])))
+    longest = int(np.diff(starts, append=len(ins)).max()) if len(ins) else 0
+    if longest > _RUN_COMPARED:
+        first = np.unique(keys, return_index=True)[1]
+        first.sort(kind="stable")  # (nearly sorted already: timsort's case)
+        return first
+    again = np.zeros(len(keys), np.bool_)
+    for d in range(1, longest):
+        again[d:] |= keys[d:] == keys[:-d]
+    return np.flatnonzero(~again)
 
 
 def allocate_compiled(program: Program) -> Program | None:
@@ -595,7 +622,7 @@ def allocate_compiled(program: Program) -> Program | None:
         return None
     nbytes = cols.bytes[u.pos]  # (what follows reads of the virtual columns' own fields)
     access = cols.access
-    del cols  # (and the virtual Access objects' array: the instructions hold them)
+    del cols
     placed = _place(u, al, np.array(caps, np.int64), np.array(aligns, np.int64))
     if placed is None:
         return None

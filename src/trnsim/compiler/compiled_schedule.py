@@ -295,13 +295,18 @@ def successor_csr(prods, kinds, npred, n):
     return start, consumers, kind
 
 
-# _core's widest helpers (_available, _push_best) are inlined into it
-# (machine/compiled.py `inline`: the core ~0.21 -> ~0.16 us an instruction on step 1);
+# _core holds the arrays; its issue loop (_issue_all) and the helpers that loop calls
+# allocate none and are compiled without numba's reference counting: with it, each
+# array passed to a helper cost an atomic increment and decrement, most of the loop's
+# time (the core ~0.22 -> ~0.07 us an instruction on step 1, as timing/compiled_deps.py
+# _walk). The widest helpers (_available, _push_best) are inlined into the loop
+# (machine/compiled.py `inline`: ~0.21 -> ~0.16 us, with reference counting);
 # inlining the heap helpers too tripled the first compile (~6 -> ~20 s) for no gain
+_helper = jit(_nrt=False)
 
 
 # -- heaps of (key, index) pairs at key[base:base+size], idx[...]: heapq's sift
-@jit
+@_helper
 def _sift_down2(key, idx, base, startpos, pos):
     nk = key[base + pos]
     ni = idx[base + pos]
@@ -318,7 +323,7 @@ def _sift_down2(key, idx, base, startpos, pos):
     key[base + pos] = nk
     idx[base + pos] = ni
 
-@jit
+@_helper
 def _push2(key, idx, base, size, k, j):
     """heappush; returns the new size."""
     key[base + size] = k
@@ -326,7 +331,7 @@ def _push2(key, idx, base, size, k, j):
     _sift_down2(key, idx, base, 0, size)
     return size + 1
 
-@jit
+@_helper
 def _pop2(key, idx, base, size):
     """heappop (the caller read the top); returns the new size."""
     size -= 1
@@ -354,7 +359,7 @@ def _pop2(key, idx, base, size):
     return size
 
 # -- the top heap: a tournament tree over the streams of their bests
-@jit
+@_helper
 def _before(a, b, sf, si):
     """Stream a's best (start, index, stream) comes before stream b's (heapq's tuple
     order; -1: no best, last)."""
@@ -370,7 +375,7 @@ def _before(a, b, sf, si):
         return ia < ib
     return a < b
 
-@jit
+@_helper
 def _offer(k, sf, si, tree, leaves):
     """Stream k's best changed: replay the tree's matches on its path to the root
     (tree[1]: the stream with the least best, -1 where none has one)."""
@@ -450,39 +455,20 @@ def _available(i, ix, fx, sf, si, cand_stream, cand_est, cur_seg, held, fenced,
     _push_best(k, fx, sf, si, wkey, widx, nkey, nidx, use_prio, tree, leaves)
     return arrivals
 
-@jit
-def _core(ix, fx, sf, si, ids, start, succ, kind, cand_stream, cand_est, seg_base,
-          left, cur_seg, consts, wkey, widx, nkey, nidx, fenced, use_prio):
-    """_ListScheduler.run on arrays; returns (order, the estimate, moved indices, their
-    moves, how many). Updates ix[:, X_STREAM] and fx[:, F_EST] of the floating
-    instructions assigned."""
+@_helper
+def _issue_all(ix, fx, sf, si, ids, start, succ, kind, cand_stream, cand_est, seg_base,
+               left, cur_seg, consts, wkey, widx, nkey, nidx, fenced, use_prio, held,
+               dma_free, tree, leaves, come, order):
+    """_core's issue loop (from the instructions ready at the start): `order` filled;
+    returns (how many issued, the estimate)."""
     n = ix.shape[0]
-    if use_prio:  # _critical_path
-        for i in range(n - 1, -1, -1):
-            tail = 0.0
-            for e in range(start[i], start[i + 1]):
-                p = fx[succ[e], F_PRIO]
-                if p > tail:
-                    tail = p
-            fx[i, F_PRIO] = tail + fx[i, F_EST]
     fixed, interval, engines = consts[0], consts[1], consts[2]
-    ncore = cur_seg.shape[0]
-    held = np.full((ncore, 2), -1, np.int64)  # per core: first, last held (X_NEXT)
-    dma_free = np.zeros(ncore)
-    # run()'s top heap pops the least current entry, which is the least of the
-    # streams' bests: the tree keeps that
-    leaves = 1
-    while leaves < sf.shape[0]:
-        leaves *= 2
-    tree = np.full(2 * leaves, -1, np.int32)
     arrivals = np.int64(0)  # (not a literal 0: one specialisation of each callee)
-    come = np.empty(n, np.int64)  # scratch: instructions a window slide releases
     for i in range(n):
         if ix[i, X_NPRED] == 0:
             arrivals = _available(i, ix, fx, sf, si, cand_stream, cand_est, cur_seg,
                                   held, fenced, wkey, widx, nkey, nidx, use_prio, tree,
                                   leaves, arrivals)
-    order = np.empty(n, np.int64)
     count = 0
     end = 0.0
     while tree[1] >= 0:
@@ -588,6 +574,38 @@ def _core(ix, fx, sf, si, ids, start, succ, kind, cand_stream, cand_est, seg_bas
                                           nidx, use_prio, tree, leaves, arrivals)
                     j = nxt
         _push_best(k, fx, sf, si, wkey, widx, nkey, nidx, use_prio, tree, leaves)
+    return count, end
+
+
+@jit
+def _core(ix, fx, sf, si, ids, start, succ, kind, cand_stream, cand_est, seg_base,
+          left, cur_seg, consts, wkey, widx, nkey, nidx, fenced, use_prio):
+    """_ListScheduler.run on arrays; returns (order, the estimate, moved indices, their
+    moves, how many). Updates ix[:, X_STREAM] and fx[:, F_EST] of the floating
+    instructions assigned."""
+    n = ix.shape[0]
+    if use_prio:  # _critical_path
+        for i in range(n - 1, -1, -1):
+            tail = 0.0
+            for e in range(start[i], start[i + 1]):
+                p = fx[succ[e], F_PRIO]
+                if p > tail:
+                    tail = p
+            fx[i, F_PRIO] = tail + fx[i, F_EST]
+    ncore = cur_seg.shape[0]
+    held = np.full((ncore, 2), -1, np.int64)  # per core: first, last held (X_NEXT)
+    dma_free = np.zeros(ncore)
+    # run()'s top heap pops the least current entry, which is the least of the
+    # streams' bests: the tree keeps that
+    leaves = 1
+    while leaves < sf.shape[0]:
+        leaves *= 2
+    tree = np.full(2 * leaves, -1, np.int32)
+    come = np.empty(n, np.int64)  # scratch: instructions a window slide releases
+    order = np.empty(n, np.int64)
+    count, end = _issue_all(ix, fx, sf, si, ids, start, succ, kind, cand_stream, cand_est,
+                            seg_base, left, cur_seg, consts, wkey, widx, nkey, nidx, fenced,
+                            use_prio, held, dma_free, tree, leaves, come, order)
     if count != n:  # a fence or window cycle would be a bug: keep every instruction
         for i in range(n):
             if not ix[i, X_ISSUED]:

@@ -46,8 +46,7 @@ import numpy as np
 
 from ..timing.costs import compute_costs, cost_model, priced
 from ..timing.deps import MemoryMaps
-from ..timing.scheduler import (cores_and_opcodes, identities, numbered_as_met, streams,
-                                with_opcode)
+from ..timing.scheduler import cores_and_opcodes, identities, numbered, streams, with_opcode
 from ..machine import compiled
 from ..machine.gc_pause import gc_paused
 
@@ -119,18 +118,6 @@ def successor_csr(prods, kinds, npred, n: int):
     np.cumsum(np.bincount(prods, minlength=n), out=start[1:])
     consumers = np.repeat(np.arange(n, dtype=np.int32), np.asarray(npred, np.int64))[by]
     return start, consumers, kinds[by]
-
-
-def numbered(keys, compiled: bool) -> tuple:
-    """(first, which): the distinct values of the int array `keys`, each as the index of
-    its first occurrence (in increasing order), and each item's number among them (as
-    timing/scheduler.py by_identity numbers identities): by a hash table where the
-    compiled paths run (timing/compiled_deps.py numbered_rows), else by np.unique."""
-    if compiled:
-        from ..timing.compiled_deps import numbered_rows
-        return numbered_rows(keys.reshape(len(keys), 1))
-    _, first, which = np.unique(keys, return_index=True, return_inverse=True)
-    return numbered_as_met(first, which.reshape(-1))
 
 
 class _ListScheduler:
@@ -316,17 +303,19 @@ class _ListScheduler:
 
     def _resources(self):
         """Sets `engines` and `cores`: each instruction's engine and core (a list, an
-        array); `stream_no`: each instruction's resource (resource_of) numbered in order
-        of first use, `stream_res`: the resources by number, one tuple each (`res`
-        reads them), and `dma_stream`: by number, whether the resource is a DMA queue (of
+        array), `engine_ids` (identities of the engines); `stream_no`: each
+        instruction's resource (resource_of) numbered in order of first use,
+        `stream_res`: the resources by number, one tuple each (`res` reads them), and
+        `dma_stream`: by number, whether the resource is a DMA queue (of
         the streams numbered here: the compiled issue loop adds compute streams only).
         resource_of is made once per track as timing/scheduler.py
         `streams` tells them apart (by the engine, queue and location objects)."""
         instrs = self.instrs
         self.engines = list(map(_ENGINE, instrs))
+        self.engine_ids = identities(self.engines)
         self.cores, self.opcode_codes, _ = cores_and_opcodes(self.program)
-        first, which = numbered(streams(self.program, self.engines, self.cores),
-                                self.compiled)
+        first, which = numbered(streams(self.program, self.engines, self.cores,
+                                        self.engine_ids), self.compiled)
         canon = self._canon.setdefault
         number: dict = {}  # resource -> its stream number
         site_no = np.empty(first.size, np.int64)
@@ -367,7 +356,7 @@ class _ListScheduler:
         which keeps them alive: no id reused)."""
         cost_of = self._cost_of
         n = len(self.instrs)
-        engine_ids = self.engine_ids = identities(self.engines)
+        engine_ids = self.engine_ids
         est, matmul = self._matmul_estimates(heads, group, engine_ids)
         instrs = self.instrs
         rest = np.flatnonzero(~(self.dma_stream[self.stream_no] | matmul))

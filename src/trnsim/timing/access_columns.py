@@ -97,13 +97,12 @@ def build(instrs) -> AccessColumns:
 def build_with_allocs(instrs, blocks=(), vaddr=None) -> tuple:
     """For the allocation pass (compiler/compiled_allocation.py), which reads the
     virtual accesses and hands on the columns of the physical ones (`moved`):
-    (build(instrs) but its `depends_on`, which `moved` sets, the accesses in row order
-    (an object array), each access's `alloc` and `bytes` (arrays by row)). `blocks`: copies
-    among the instructions (CopiedBlock, `taken_blocks`), whose rows are made from
-    their templates' rows and their numbers (`vaddr`: the allocations' by id) by a
-    numba core, not read."""
-    cols, flat, (_, nbytes, alloc) = _build(instrs, True, blocks, vaddr)
-    return cols, flat, alloc, nbytes
+    (build(instrs) but its `depends_on`, which `moved` sets, each access's `alloc` and
+    `bytes` (arrays by row)). `blocks`: copies among the instructions (CopiedBlock,
+    `taken_blocks`), whose rows are made from their templates' rows and their numbers
+    (`vaddr`: the allocations' by id) by a numba core, not read."""
+    cols, (_, nbytes, alloc) = _build(instrs, True, blocks, vaddr)
+    return cols, alloc, nbytes
 
 
 def moved(cols: AccessColumns, instrs, rows, lo, hi, nbytes, orders) -> AccessColumns:
@@ -129,25 +128,24 @@ def _dense(acc, nbytes):
 def depends_on(instrs) -> list:
     """(instruction, its attrs' depends_on) for the instructions that have one."""
     orders = list(map(dict.get, map(_ATTRS, instrs), repeat("depends_on")))
+    if orders.count(None) == len(orders):  # (as a rule: none has one)
+        return []
     return list(compress(enumerate(orders), orders))
 
 
 def _build(instrs, with_alloc: bool, blocks, vaddr) -> tuple:
-    """(the columns but depends_on, the accesses in row order, an array by row of
-    each access's core, bytes and, `with_alloc`, alloc)."""
+    """(the columns but depends_on, an array by row of each access's core, bytes and,
+    `with_alloc`, alloc)."""
     n = len(instrs)
     spans = _spans(instrs, blocks, vaddr) if len(blocks) else []
-    ptr, wptr, flat = _pointers(instrs, spans)
-    if flat is None:
+    ptr, wptr, read = _pointers(instrs, spans)
+    if read is None:
         return _build(instrs, with_alloc, (), vaddr)
     cols = AccessColumns()
     cols.instrs, cols.n, cols.ptr, cols.wptr = instrs, n, ptr, wptr
     # the accesses outside the blocks are read; a copy's columns are its template's, which
     # come before it, so the spaces and maps are all met there first
-    rows = [(r0, r1) for r0, r1 in
-            ((int(ptr[a]), int(ptr[b])) for a, b in _gaps(spans, n)) if r1 > r0]
     code: dict = {}  # space name -> its number, in the order met
-    read = flat if not spans else list(chain.from_iterable(flat[r0:r1] for r0, r1 in rows))
     part = _Part(read, code, with_alloc)
     del read
     cols.spaces = list(code)
@@ -156,37 +154,39 @@ def _build(instrs, with_alloc: bool, blocks, vaddr) -> tuple:
         cols.acc, cols.sizes, extra = part.acc, part.sizes, part.extra
         cols.source = np.arange(len(cols.acc), dtype=np.int32)
     else:
+        rows = [(r0, r1) for r0, r1 in
+                ((int(ptr[a]), int(ptr[b])) for a, b in _gaps(spans, n)) if r1 > r0]
         extra = _copied(cols, part, rows, spans, vaddr)
         if extra is None:
             return _build(instrs, with_alloc, (), vaddr)
-    return cols, flat, (extra[0], cols.sizes[BYTES], *extra[1:])
+    return cols, (extra[0], cols.sizes[BYTES], *extra[1:])
 
 
 def _pointers(instrs, spans: list) -> tuple:
-    """(ptr, wptr, the accesses in row order as an object array: None where the copies
-    of the blocks `spans` have other numbers of accesses than their templates), the
-    copies' numbers of reads and writes their templates'."""
+    """(ptr, wptr, the accesses of the instructions outside the blocks `spans` in row
+    order, a list: None where the copies have in all another number of accesses than
+    their templates), the copies' numbers of reads and writes their templates'. The
+    copies' accesses are counted, not listed."""
     n = len(instrs)
-    sides = [None] * (2 * n)  # each instruction's reads, then its writes
-    sides[::2] = map(_READS, instrs)
-    sides[1::2] = map(_WRITES, instrs)
     counts = np.empty((n, 2), np.int64)
+    read: list = []
     for a, b in _gaps(spans, n):
-        counts[a:b] = np.fromiter(map(len, sides[2 * a:2 * b]), np.int64,
-                                  2 * (b - a)).reshape(-1, 2)
+        sides = [None] * (2 * (b - a))  # each instruction's reads, then its writes
+        sides[::2] = map(_READS, instrs[a:b])
+        sides[1::2] = map(_WRITES, instrs[a:b])
+        counts[a:b] = np.fromiter(map(len, sides), np.int64, 2 * (b - a)).reshape(-1, 2)
+        read += chain.from_iterable(sides)
+    copied = 0
     for block, s, e in spans:  # (in order: a template's instructions come before)
         t = block.template.start
         counts[s:e].reshape(block.copies, -1, 2)[:] = counts[t:t + (e - s) // block.copies]
+        copied += sum(map(len, map(_READS, instrs[s:e]))) + \
+            sum(map(len, map(_WRITES, instrs[s:e])))
     ends = np.cumsum(counts.ravel())  # (each instruction's reads end, then its writes)
     del counts
     ptr = np.zeros(n + 1, np.int64)
     ptr[1:] = ends[1::2]
-    accesses = chain.from_iterable(sides)
-    try:
-        flat = np.fromiter(accesses, object, int(ptr[-1]))
-    except ValueError:  # (fewer)
-        return ptr, None, None
-    return ptr, ends[::2].copy(), None if next(accesses, None) is not None else flat
+    return ptr, ends[::2].copy(), read if len(read) + copied == ptr[-1] else None
 
 
 def _copied(cols: AccessColumns, part, rows: list, spans: list, vaddr):

@@ -26,8 +26,12 @@ from .timeline import EventColumns, Timeline
 HORIZON = 2e6  # _Lane.HORIZON
 NOISE = 1e-3  # _BusyWindow.NOISE
 LANE_KEEP = 512  # _Lane.KEEP
-# _core's helpers are inlined into it (machine/compiled.py `inline`): that halved the
-# core's time for a second or two of numba's first compile.
+# _core's helpers are inlined into its pass over the instructions (machine/compiled.py
+# `inline`): that halved the core's time for a second or two of numba's first compile.
+# The pass allocates no array and is compiled without numba's reference counting
+# (_core holds the arrays, as timing/compiled_deps.py _collect): its atomic increments
+# and decrements were a third of the core's time (0.13-0.18 -> 0.07-0.12 us an
+# instruction on the speed cases).
 ST_LAST_START, ST_LAST_END, ST_HAS_END, ST_RAMP, ST_HAS_RAMP, ST_TOTAL, ST_FIELDS = range(7)
 
 
@@ -89,16 +93,25 @@ def build_timeline(sched, col, out, names) -> Timeline:
 
 
 # -- _Lane k: its intervals are L[k, h:t] (start, end) with (h, t) = lim[k];
-# forgetting moves h (the lane is compacted when it fills). Functions that may
-# grow L (every lane to twice the capacity) return it.
-@inline
-def _make_room(L, lim, k):
-    """Room for one more interval at the tail of lane k; returns L."""
-    h, t = lim[k, 0], lim[k, 1]
-    if 2 * h >= L.shape[1]:  # compact in place
-        for j in range(t - h):
-            L[k, j] = L[k, h + j]
-        lim[k, 0], lim[k, 1] = 0, t - h
+# forgetting moves h. The pass (_pass) stops before a DMA transfer while a lane is
+# full; _core then compacts it or grows every lane (_roomier) and resumes.
+@jit
+def _roomier(L, lim):
+    """L with room for one more interval at the tail of every lane: full lanes
+    compacted in place where half their room is forgotten, else every lane's room
+    doubled (a copy)."""
+    grow = False
+    for k in range(L.shape[0]):
+        h, t = lim[k, 0], lim[k, 1]
+        if t < L.shape[1]:
+            continue
+        if 2 * h >= L.shape[1]:  # compact in place
+            for j in range(t - h):
+                L[k, j] = L[k, h + j]
+            lim[k, 0], lim[k, 1] = 0, t - h
+        else:
+            grow = True
+    if not grow:
         return L
     grown = np.empty((L.shape[0], 2 * L.shape[1], 2))
     grown[:, :L.shape[1]] = L
@@ -106,22 +119,18 @@ def _make_room(L, lim, k):
 
 @inline
 def _insert(L, lim, k, i, s, e):
-    """Insert [s, e) at position i of lane k; returns L."""
-    if lim[k, 1] == L.shape[1]:
-        h = lim[k, 0]
-        L = _make_room(L, lim, k)
-        i -= h - lim[k, 0]
+    """Insert [s, e) at position i of lane k (which has room: _pass stops before an
+    instruction while a lane is full)."""
     for j in range(lim[k, 1], i, -1):
-        L[k, j] = L[k, j - 1]
+        L[k, j, 0], L[k, j, 1] = L[k, j - 1, 0], L[k, j - 1, 1]
     L[k, i, 0] = s
     L[k, i, 1] = e
     lim[k, 1] += 1
-    return L
 
 @inline
 def _delete(L, lim, k, i):
     for j in range(i, lim[k, 1] - 1):
-        L[k, j] = L[k, j + 1]
+        L[k, j, 0], L[k, j, 1] = L[k, j + 1, 0], L[k, j + 1, 1]
     lim[k, 1] -= 1
 
 @inline
@@ -134,16 +143,16 @@ def _forget(L, lim, k):
 
 @inline
 def _book(L, lim, k, t, d):
-    """_Lane.book on lane k: (end, L)."""
+    """_Lane.book on lane k: the end."""
     h, n = lim[k, 0], lim[k, 1]
     if n == h or t >= L[k, n - 1, 1]:  # after every booking
         e = t + d
         if n > h and L[k, n - 1, 1] == t:
             L[k, n - 1, 1] = e
         else:
-            L = _insert(L, lim, k, n, t, e)
+            _insert(L, lim, k, n, t, e)
         _forget(L, lim, k)
-        return e, L
+        return e
     i = h + np.searchsorted(L[k, h:n, 1], t, side="right")
     s = t
     while i < n and L[k, i, 0] < s + d:
@@ -160,29 +169,30 @@ def _book(L, lim, k, t, d):
     elif i < n and L[k, i, 0] <= e:
         L[k, i, 0] = s
     else:
-        L = _insert(L, lim, k, i, s, e)
+        _insert(L, lim, k, i, s, e)
     _forget(L, lim, k)
-    return e, L
+    return e
 
 @inline
 def _dma_book(L, lim, shared, dc, neng, mask, t, d):
     """_DmaState.book: lane dc*(neng+1) is the shared lane, the engines' follow;
-    (latest end, L)."""
+    the latest end."""
     base = dc * (neng + 1)
     if shared[dc]:
         if mask == (1 << neng) - 1:
             return _book(L, lim, base, t, d)
         for x in range(1, neng + 1):  # each engine gets a copy of the shared lane
-            L[base + x] = L[base]
-            lim[base + x] = lim[base]
+            for j in range(lim[base, 1]):  # (element by element: no temporary)
+                L[base + x, j, 0], L[base + x, j, 1] = L[base, j, 0], L[base, j, 1]
+            lim[base + x, 0], lim[base + x, 1] = lim[base, 0], lim[base, 1]
         shared[dc] = 0
     done = t
     for x in range(neng):
         if (mask >> x) & 1:
-            y, L = _book(L, lim, base + 1 + x, t, d)
+            y = _book(L, lim, base + 1 + x, t, d)
             if y > done:
                 done = y
-    return done, L
+    return done
 
 # -- Tensor Engine (per core c): st[c] its scalars (ST_*), cellt[c] when each PE
 # cell is free, its _BusyWindow spans[c, head:tail] (head, tail = wn[c]) and its
@@ -277,7 +287,7 @@ def _tensor(st, cellt, spans, wn, thr, thn, c, mask, ready, mm, ls, cfg):
 @inline
 def _dma(L, lim, shared, dge, free, tr, swtrk, dc, stack_lane, mask, ready,
          dge_ns, dn, hbm_ns, neng, fixed, interval):
-    """_Scheduler._dma: (issue, done, L); stack_lane < 0: no HBM traffic."""
+    """_Scheduler._dma: (issue, done); stack_lane < 0: no HBM traffic."""
     issue = ready if ready > free[tr] else free[tr]
     t = issue
     if dge_ns:
@@ -295,18 +305,18 @@ def _dma(L, lim, shared, dge, free, tr, swtrk, dc, stack_lane, mask, ready,
     data_ready = t + fixed
     fin = data_ready
     if dn > 0:
-        fin, L = _dma_book(L, lim, shared, dc, neng, mask, data_ready, dn)
+        fin = _dma_book(L, lim, shared, dc, neng, mask, data_ready, dn)
     if stack_lane >= 0:
-        sf, L = _book(L, lim, stack_lane, data_ready, hbm_ns)
+        sf = _book(L, lim, stack_lane, data_ready, hbm_ns)
         if sf > fin:
             fin = sf
     free[tr] = issue + max(interval, dn)
-    return issue, fin, L
+    return issue, fin
 
 # -- dependencies ---------------------------------------------------------------
 @inline
 def _ready(k, tr, is_dma, sem, dptr, dprod, dkind, track, visited, end, done,
-           wsel, wt):
+           wsel, wt, bt, bj):
     """_Scheduler._ready: the ready time; the waits' dependency positions go to
     wsel[dptr[k]:], latest first (a stable sort, as Python's); returns (ready,
     count)."""
@@ -329,13 +339,14 @@ def _ready(k, tr, is_dma, sem, dptr, dprod, dkind, track, visited, end, done,
         wt[nw] = t
         wsel[j0 + nw] = j
         nw += 1
-    _sort_waits(wt, wsel, j0, nw)
+    _sort_waits(wt, wsel, j0, nw, bt, bj)
     return ready, nw
 
 @inline
-def _sort_waits(wt, wsel, j0, nw):
+def _sort_waits(wt, wsel, j0, nw, bt, bj):
     """Sort wsel[j0:j0 + nw] by wt[:nw], latest first, stably: insertion sort on
-    runs of 16, then bottom-up merges (no quadratic case)."""
+    runs of 16, then bottom-up merges (no quadratic case; bt, bj: scratch as large
+    as wt)."""
     for a0 in range(0, nw, 16):
         for a in range(a0 + 1, min(a0 + 16, nw)):
             t, j = wt[a], wsel[j0 + a]
@@ -349,8 +360,6 @@ def _sort_waits(wt, wsel, j0, nw):
     width = 16
     if nw <= width:
         return
-    bt = np.empty(nw)
-    bj = np.empty(nw, wsel.dtype)
     while width < nw:
         for lo in range(0, nw, 2 * width):
             mid, hi = min(lo + width, nw), min(lo + 2 * width, nw)
@@ -362,11 +371,69 @@ def _sort_waits(wt, wsel, j0, nw):
                 else:
                     bt[x], bj[x] = wt[b], wsel[j0 + b]
                     b += 1
-        wt[:nw] = bt
-        wsel[j0:j0 + nw] = bj
+        for x in range(nw):
+            wt[x] = bt[x]
+            wsel[j0 + x] = bj[x]
         width *= 2
 
 # -- the pass over the instructions ------------------------------------------------
+_helper = jit(_nrt=False)
+
+
+@inline
+def _full(L, lim):
+    """Whether some lane has no room for one more interval."""
+    for k in range(L.shape[0]):
+        if lim[k, 1] == L.shape[1]:
+            return True
+    return False
+
+
+@_helper
+def _pass(k0, order, dptr, dprod, dkind, track, row, kind, tcore, dcore, stack, cells,
+          dmask, swtrk, hashbm, dur, mm, ls, dge_ns, data_ns, hbm_ns, sem, lat, tdma,
+          fixed, interval, cfg, ncells, neng, ndc, start, end, done, ready_at, frac,
+          lsflag, visited, wsel, wcnt, wt, bt, bj, free, st, cellt, spans, wn, thr, thn,
+          L, lim, shared, dge):
+    """_core's pass over the instructions from position k0, until the end or a DMA
+    transfer while a lane is full (a DMA adds at most one interval to a lane); the
+    position it stopped at."""
+    n = track.size
+    for k in range(k0, n):
+        i = order[k]
+        tr = track[i]
+        ro = row[i]
+        ki = kind[ro]
+        if ki == DMA and _full(L, lim):
+            return k
+        r, nw = _ready(k, tr, tdma[tr] != 0, sem[tr], dptr, dprod, dkind, track,
+                       visited, end, done, wsel, wt, bt, bj)
+        wcnt[k] = nw
+        if ki == DMA:
+            lane = ndc * (neng + 1) + stack[ro] if hashbm[ro] else -1
+            s, e = _dma(L, lim, shared, dge, free, tr, swtrk[ro], dcore[ro], lane,
+                        dmask[ro], r, dge_ns[ro], data_ns[ro], hbm_ns[ro], neng, fixed,
+                        interval)
+            d = e
+        elif ki == TENSOR:
+            s, e, f, shown = _tensor(st, cellt, spans, wn, thr, thn, tcore[ro],
+                                     cells[ro], r, mm[ro], ls[ro], cfg)
+            frac[i] = f
+            lsflag[i] = shown
+            d = e + lat[tr]
+        elif ki == FOLDED:  # no engine time
+            s = max(r, free[tr])
+            e = d = s
+        else:
+            s = r if r > free[tr] else free[tr]
+            e = s + dur[ro]
+            free[tr] = e
+            d = e + lat[tr]
+        start[i], end[i], done[i], ready_at[i] = s, e, d, r
+        visited[i] = 1
+    return n
+
+
 @jit
 def _core(order, dptr, dprod, dkind, track, row, kind, tcore, dcore, stack, cells,
           dmask, swtrk, hashbm, dur, mm, ls, dge_ns, data_ns, hbm_ns, sem, lat, tdma,
@@ -406,36 +473,17 @@ def _core(order, dptr, dprod, dkind, track, row, kind, tcore, dcore, stack, cell
     lim = np.zeros((nlanes, 2), np.int64)
     shared = np.ones(max(ndc, 1), np.uint8)
     dge = np.zeros((max(ndc, 1), ndge))
-    for k in range(n):
-        i = order[k]
-        tr = track[i]
-        ro = row[i]
-        r, nw = _ready(k, tr, tdma[tr] != 0, sem[tr], dptr, dprod, dkind, track,
-                       visited, end, done, wsel, wt)
-        wcnt[k] = nw
-        ki = kind[ro]
-        if ki == DMA:
-            lane = ndc * (neng + 1) + stack[ro] if hashbm[ro] else -1
-            s, e, L = _dma(L, lim, shared, dge, free, tr, swtrk[ro], dcore[ro], lane,
-                           dmask[ro], r, dge_ns[ro], data_ns[ro], hbm_ns[ro], neng,
-                           fixed, interval)
-            d = e
-        elif ki == TENSOR:
-            s, e, f, shown = _tensor(st, cellt, spans, wn, thr, thn, tcore[ro],
-                                     cells[ro], r, mm[ro], ls[ro], cfg)
-            frac[i] = f
-            lsflag[i] = shown
-            d = e + lat[tr]
-        elif ki == FOLDED:  # no engine time
-            s = max(r, free[tr])
-            e = d = s
-        else:
-            s = r if r > free[tr] else free[tr]
-            e = s + dur[ro]
-            free[tr] = e
-            d = e + lat[tr]
-        start[i], end[i], done[i], ready_at[i] = s, e, d, r
-        visited[i] = 1
+    bt, bj = np.empty(deg), np.empty(deg, wsel.dtype)
+    k = 0
+    while True:
+        k = _pass(k, order, dptr, dprod, dkind, track, row, kind, tcore, dcore, stack,
+                  cells, dmask, swtrk, hashbm, dur, mm, ls, dge_ns, data_ns, hbm_ns, sem,
+                  lat, tdma, fixed, interval, cfg, ncells, neng, ndc, start, end, done,
+                  ready_at, frac, lsflag, visited, wsel, wcnt, wt, bt, bj, free, st,
+                  cellt, spans, wn, thr, thn, L, lim, shared, dge)
+        if k == n:
+            break
+        L = _roomier(L, lim)
     return (start, end, done, ready_at, frac, lsflag, wsel, wcnt,
             _ramps(thr, thn, ntc))
 

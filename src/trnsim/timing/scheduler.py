@@ -335,13 +335,11 @@ class _Scheduler:
         them (`_track_of`: ids in the order of their first instruction)."""
         instrs, order = self.instrs, self.order_array
         stream = streams(self.program, self.engine_of, self.core_of)[order]
-        _, first, at = np.unique(stream, return_index=True, return_inverse=True)
-        tid = np.empty(first.size, np.int64)
+        first, at = numbered(stream, compiled.wanted(len(instrs)))
         heads = order[first].tolist()  # each stream's first instruction
-        for k in np.argsort(first).tolist():
-            tid[k] = self._track_of(instrs[heads[k]]).id
+        tid = np.array([self._track_of(instrs[i]).id for i in heads], np.int64)
         out = np.empty(len(instrs), np.int64)
-        out[order] = tid[at.reshape(-1)]
+        out[order] = tid[at]
         return out
 
     # -- synchronisation groups ------------------------------------------------
@@ -876,30 +874,29 @@ class _Scheduler:
         return terms
 
 
-def streams(program, engines: list, cores: np.ndarray) -> np.ndarray:
+def streams(program, engines: list, cores: np.ndarray, ids=None) -> np.ndarray:
     """A number per instruction of `program` (`engines`, `cores`: each one's engine and
     core), the same for two instructions only where they run on one track: its (core,
     engine) or, for a DMA, its (core, queue, location object) (record.dma_site). Engine
     and queue strings go by object too: equal strings that are other objects only make
-    more numbers for one track."""
+    more numbers for one track. ids: identities(engines), where the caller has them."""
     instrs = program.instructions
     n = len(instrs)
     if not n:
         return np.zeros(0, np.int64)
-    _, head, engine = np.unique(identities(engines), return_index=True,
-                                return_inverse=True)
-    engine = engine.reshape(-1)
+    fast = compiled.wanted(n)
+    head, engine = numbered(identities(engines) if ids is None else ids, fast)
     core = cores - cores.min()
     ncores, nengines = int(core.max()) + 1, head.size
     out = core * nengines + engine
     dma = [k for k, i in enumerate(head.tolist()) if engines[i] == "dma"]
     if dma:
         at = np.flatnonzero(engine == dma[0] if len(dma) == 1 else np.isin(engine, dma))
-        out[at] = ncores * nengines + _queues(program, at) * ncores + core[at]
+        out[at] = ncores * nengines + _queues(program, at, fast) * ncores + core[at]
     return out
 
 
-def _queues(program, at: np.ndarray) -> np.ndarray:
+def _queues(program, at: np.ndarray, fast: bool) -> np.ndarray:
     """A number per (queue, location) object pair of the DMAs `at` of `program`, kept on
     it for the next pass that asks (the compiler's list scheduler, then the timing
     scheduler: a DMA's engine, queue and location stay as recorded) while its
@@ -910,10 +907,8 @@ def _queues(program, at: np.ndarray) -> np.ndarray:
             and np.array_equal(hit[2], at):
         return hit[3]
     transfers = list(map(instrs.__getitem__, at.tolist()))
-    queues = np.unique(identities(map(_QUEUE_OF, transfers), len(at)),
-                       return_inverse=True)[1].reshape(-1)
-    locs = np.unique(identities(map(_LOCATION, transfers), len(at)),
-                     return_inverse=True)[1].reshape(-1)
+    queues = numbered(identities(map(_QUEUE_OF, transfers), len(at)), fast)[1]
+    locs = numbered(identities(map(_LOCATION, transfers), len(at)), fast)[1]
     numbers = locs * (int(queues.max()) + 1) + queues
     program._dma_queues = (instrs, len(instrs), at, numbers)
     return numbers
@@ -933,10 +928,11 @@ def cores_and_opcodes(program) -> tuple:
     cores = np.fromiter(map(_CORE, instrs), np.int64, n)
     ops = identities(map(_OPCODE, instrs), n)
     if n:
-        _, head, code = np.unique(ops, return_index=True, return_inverse=True)
-        # (int32: kept with the program)
-        code, names = code.reshape(-1).astype(np.int32), [instrs[i].opcode
-                                                         for i in head.tolist()]
+        first, which = numbered(ops, compiled.wanted(n))
+        by_id = np.argsort(ops[first])  # (numbered as np.unique numbers them: by id)
+        rank = np.empty(len(by_id), np.int32)  # (int32: kept with the program)
+        rank[by_id] = np.arange(len(by_id))
+        code, names = rank[which], [instrs[i].opcode for i in first[by_id].tolist()]
     else:
         code, names = np.zeros(0, np.int64), []
     program._cores_and_opcodes = (instrs, n, cores, code, names)
@@ -964,6 +960,18 @@ def by_identity(objects: list, ids=None) -> tuple:
     _, first, inverse = np.unique(identities(objects) if ids is None else ids,
                                   return_index=True, return_inverse=True)
     return numbered_as_met(first, inverse.reshape(-1))
+
+
+def numbered(keys, fast: bool) -> tuple:
+    """(first, which): the distinct values of the int array `keys`, each as the index of
+    its first occurrence (in increasing order), and each item's number among them (as
+    by_identity numbers identities): by a hash table where the compiled paths run
+    (fast: timing/compiled_deps.py numbered_rows), else by np.unique."""
+    if fast:
+        from .compiled_deps import numbered_rows
+        return numbered_rows(keys.reshape(len(keys), 1))
+    _, first, which = np.unique(keys, return_index=True, return_inverse=True)
+    return numbered_as_met(first, which.reshape(-1))
 
 
 def numbered_as_met(first, inverse) -> tuple:
