@@ -11,7 +11,7 @@ import numpy as np
 
 from .access import Access
 from .expand_parts import operand_columns
-from .record import Allocation, Instruction, identities
+from .record import Allocation, Instruction, defer_operands, identities, set_operands
 
 repeat = itertools.repeat
 _new_access = tuple.__new__  # (an Access from its 18 fields, as machine/access.py makes them)
@@ -57,6 +57,14 @@ class Layout:
         self.operand_ids = plan.operand_ids  # (the structure's: see Plan._made)
         self._positions = None  # (see positions)
         self._operands_moving(moves, n_read, n_ops)
+        # copies whose operands are made when first read (Copier.append) hold their
+        # template's meanwhile, which the cost model reads (machine/record.py
+        # `held_reads`): a DMA's price reads its operands' partitions, so not where
+        # they move
+        dma = np.array([t.engine == "dma" for t in tmpl], dtype=bool)
+        owner = np.repeat(np.arange(self.width), n_ops)[self.moving_at]
+        self.lazy = bool(len(self.moving)) and not (
+            dma[owner] & moves[self.moving[:, 1:3]].any(axis=1)).any()
         # (instruction, its attributes' numbers, their key) where they move
         moved = np.concatenate(([0], np.cumsum(moves)))
         lo, hi = (self.index_cols + 1).tolist(), (at + size).tolist()
@@ -225,10 +233,17 @@ class Copier:
         core, engine, opcode, reads, writes, location, attrs, queue = self.statics
         # the moving operands' numbers (copy r's j-th at r * m + j)
         nums = values[:, self.moving].reshape(-1, 6)
-        reads, writes, attrs = self._operands(values, nums, p.allocations, reads, writes,
-                                              attrs)
+        attrs = self._attrs(values, attrs)
+        lazy = self.layout.lazy and len(nums) >= _LAZY
+        same = self._same(nums, n)
+        if lazy:  # (the template's tuples, held until first read)
+            reads, writes = reads * n, writes * n
+        else:
+            reads, writes = self._operands(nums, n, p.allocations, reads, writes, same)
         made = list(map(Instruction, index, core * n, engine * n, opcode * n, reads, writes,
                         location * n, attrs, queue * n))
+        if lazy and made:
+            defer_operands(made, _PendingOperands(self, made, nums, n, p.allocations, same))
         p.instructions.extend(made)
         if made:  # (for the access columns: timing/access_columns.py)
             p.note_copies(made, self.templates, self.statics[3], self.statics[4],
@@ -279,16 +294,38 @@ class Copier:
         return columns[0] if len(columns) == 1 else \
             list(itertools.chain.from_iterable(zip(*columns)))
 
-    def _operands(self, values: np.ndarray, nums: np.ndarray, allocs: dict, reads: list,
-                  writes: list, attrs: list):
-        """The copies' reads, writes and attrs (flat lists; `nums`: the moving operands'
-        numbers)."""
+    def _attrs(self, values: np.ndarray, attrs: list) -> list:
+        """The copies' attrs (a flat list), those with numbers that move their own."""
         n, width = len(values), len(self.templates)
-        reads, writes, attrs = reads * n, writes * n, attrs * n
-        m = len(self.moving)
-        if m:
+        attrs = attrs * n
+        for b, span, same, key in self.moving_attrs:
+            template = attrs[b]
+            for r, nums in enumerate(values[:, span].tolist()):
+                if nums != same:
+                    attrs[r * width + b] = _attrs_with(template, key, nums)
+        return attrs
+
+    def _same(self, nums: np.ndarray, n: int):
+        """The kinds of equal moving operands `_in_record_order` makes one Access per
+        (Layout.same_operands, asked in record order: it keeps the last block's), None
+        where it makes them all, or where `_by_operand` makes them."""
+        if not len(self.moving) or self._by_column(n, nums) or len(nums) < _SAME_OPERANDS:
+            return None
+        return self.layout.same_operands(nums.reshape(n, len(self.moving), 6), self.fields)
+
+    @staticmethod
+    def _by_column(n: int, nums: np.ndarray) -> bool:
+        return n >= _BY_COLUMN and len(nums) >= _SMALL_PLACES
+
+    def _operands(self, nums: np.ndarray, n: int, allocs: dict, reads: list,
+                  writes: list, same) -> tuple:
+        """The copies' reads and writes (flat lists; `nums`: the moving operands'
+        numbers; `same`: their kinds, `_same`)."""
+        width = len(self.templates)
+        reads, writes = reads * n, writes * n
+        if len(self.moving):
             sides = (reads, writes)
-            if n >= _BY_COLUMN and len(nums) >= _SMALL_PLACES:
+            if self._by_column(n, nums):
                 # each tuple's column at once (copy r's at r * width + b) from each moving
                 # operand's copies
                 made = self._by_operand(nums, n, allocs)
@@ -299,37 +336,29 @@ class Copier:
                         out[b::width] = list(zip(*[made[j] if j >= 0 else
                                                    repeat(accesses[~j], n) for j in src]))
             else:  # every tuple of a group at once, from a pool by position
-                made, same = self._in_record_order(nums, n, allocs)
+                made = self._in_record_order(nums, n, allocs, same)
                 pool = made + self.accesses
                 for side, where, sources, taken in self.layout.positions(n, same):
                     made = zip(*[map(pool.__getitem__, j) for j in sources])
                     if taken is not None:  # (one tuple of equal kinds' Accesses)
                         made = map(list(made).__getitem__, taken)
                     _put(sides[side], where, made)
-        for b, span, same, key in self.moving_attrs:
-            template = attrs[b]
-            for r, nums in enumerate(values[:, span].tolist()):
-                if nums != same:
-                    attrs[r * width + b] = _attrs_with(template, key, nums)
-        return reads, writes, attrs
+        return reads, writes
 
-    def _in_record_order(self, nums: np.ndarray, n: int, allocs: dict):
+    def _in_record_order(self, nums: np.ndarray, n: int, allocs: dict, same) -> list:
         """The moving operands' copies from their numbers' rows (copy r's j-th at
-        r * m + j), or one Access (immutable) per kind of equal operands of a copy (copy
-        r's at r * k + kind): (those, the kinds as Layout.same_operands gives them, or
-        None)."""
-        m = len(self.moving)
-        same = None
-        if len(nums) >= _SAME_OPERANDS:
-            same = self.layout.same_operands(nums.reshape(n, m, 6), self.fields)
+        r * m + j), or where `same` gives kinds of equal operands of a copy
+        (Layout.same_operands), one Access (immutable) per kind (copy r's at
+        r * k + kind)."""
         if same is None:
-            return self._made(nums, n, self.kept, allocs), None
+            return self._made(nums, n, self.kept, allocs)
+        m = len(self.moving)
         first = same[0]
         if self._kept_first[0] is not first:
             at = first.tolist()
             self._kept_first = (first, [list(map(f.__getitem__, at)) for f in self.kept])
         return self._made(nums.reshape(n, m, 6)[:, first].reshape(-1, 6), n,
-                          self._kept_first[1], allocs), same
+                          self._kept_first[1], allocs)
 
     def _made(self, nums: np.ndarray, n: int, kept: list, allocs: dict) -> list:
         """Operands from their numbers' rows (copy r's j-th at r * m + j; `kept`: their
@@ -363,6 +392,59 @@ class Copier:
                                        in enumerate(zip(place[j], moves[j]))],
                 bounds[0][j], bounds[1][j], *map(repeat, a[13:17]), alloc[j::m]))))
         return out
+
+
+class _PendingOperands:
+    """The reads and writes of a block of copies (`made`), kept as their moving
+    operands' numbers until one of them is first read (machine/record.py
+    `defer_operands`), then made as the Copier would have made them when it appended
+    them: from the same numbers, allocations and kinds of equal operands (`same`, found
+    then: Layout.same_operands keeps the last block's). The Copier shares an Access or
+    a tuple between copies only where it is the template's, so a copy's alone may be
+    made (as one copy of a block: the same objects shared): the first _SINGLES copies
+    read are (a pass that visits a few copies of a block, compiler/hoist.py), then all
+    the others at once."""
+    __slots__ = ("copier", "made", "nums", "n", "allocs", "same", "singles", "slot")
+
+    def __init__(self, copier, made, nums, n, allocs, same):
+        self.copier, self.made, self.n, self.allocs, self.same = copier, made, n, allocs, same
+        small = nums.size and -_INT32 <= nums.min() and nums.max() < _INT32
+        self.nums = nums.astype(np.int32) if small else nums.copy()
+        self.singles = 0
+        self.slot = None  # id(copy instruction) -> its position in `made`, once asked
+
+    def make(self, ins=None) -> None:
+        """Make the reads and writes of `ins` (an instruction of the block not made yet),
+        or of every copy not made yet."""
+        made = self.made
+        if made is None:
+            return
+        c = self.copier
+        if ins is not None and self.singles < _SINGLES:
+            self.singles += 1
+            if self.slot is None:
+                self.slot = dict(zip(map(id, made), range(len(made))))
+            w, m = len(c.templates), len(c.moving)
+            r = self.slot[id(ins)] // w
+            reads, writes = c._operands(self.nums[r * m:(r + 1) * m].astype(np.int64), 1,
+                                        self.allocs, c.statics[3], c.statics[4], self.same)
+            copy = made[r * w:(r + 1) * w]
+            made[r * w:(r + 1) * w] = [None] * w
+            set_operands(copy, reads, writes, self)
+            return
+        reads, writes = c._operands(self.nums.astype(np.int64), self.n, self.allocs,
+                                    c.statics[3], c.statics[4], self.same)
+        self.copier = self.made = self.nums = self.allocs = self.same = self.slot = None
+        if self.singles:  # (those made one by one: None in `made`)
+            keep = [k for k, ins in enumerate(made) if ins is not None]
+            made, reads, writes = ([x[k] for k in keep] for x in (made, reads, writes))
+        set_operands(made, reads, writes, self)
+
+
+_INT32 = 1 << 31
+# blocks of fewer moving operands make them at once (a class per block costs more)
+_LAZY = 64
+_SINGLES = 4  # copies of a block made one by one before the rest at once
 
 
 def _moves(plan) -> np.ndarray:
