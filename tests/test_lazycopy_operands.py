@@ -148,3 +148,19 @@ def test_operands_are_made_on_first_read_one_copy_then_the_block():
     for k in range(expand_copy._SINGLES):
         mine[(3 + k) * width].writes
     assert not _deferred(mine)  # then the rest of the block at once
+
+
+def test_a_copy_renumbered_out_of_order_is_still_found():
+    x = np.zeros((128, 8 * 600), np.float32)
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(Run, "compile", lambda self: None)
+        instrs = _run(strided_stores, x).program.instructions
+    mine = _deferred(instrs)
+    mine = [i for i in mine if type(i)._pending is type(mine[0])._pending]
+    width = len(type(mine[0])._pending.copier.templates)
+    for i, ins in enumerate(reversed(mine)):
+        ins.index = i
+    copy = mine[5 * width:6 * width]
+    copy[-1].writes
+    assert all(type(i) is Instruction for i in copy)
+    assert len(_deferred(mine)) == len(mine) - width

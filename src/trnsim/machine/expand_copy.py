@@ -404,14 +404,14 @@ class _PendingOperands:
     made (as one copy of a block: the same objects shared): the first _SINGLES copies
     read are (a pass that visits a few copies of a block, compiler/hoist.py), then all
     the others at once."""
-    __slots__ = ("copier", "made", "nums", "n", "allocs", "same", "singles", "slot")
+    __slots__ = ("copier", "made", "first", "nums", "n", "allocs", "same", "singles")
 
     def __init__(self, copier, made, nums, n, allocs, same):
         self.copier, self.made, self.n, self.allocs, self.same = copier, made, n, allocs, same
+        self.first = made[0]
         small = nums.size and -_INT32 <= nums.min() and nums.max() < _INT32
         self.nums = nums.astype(np.int32) if small else nums.copy()
         self.singles = 0
-        self.slot = None  # id(copy instruction) -> its position in `made`, once asked
 
     def make(self, ins=None) -> None:
         """Make the reads and writes of `ins` (an instruction of the block not made yet),
@@ -422,10 +422,8 @@ class _PendingOperands:
         c = self.copier
         if ins is not None and self.singles < _SINGLES:
             self.singles += 1
-            if self.slot is None:
-                self.slot = dict(zip(map(id, made), range(len(made))))
             w, m = len(c.templates), len(c.moving)
-            r = self.slot[id(ins)] // w
+            r = _position(made, self.first, ins) // w
             reads, writes = c._operands(self.nums[r * m:(r + 1) * m].astype(np.int64), 1,
                                         self.allocs, c.statics[3], c.statics[4], self.same)
             copy = made[r * w:(r + 1) * w]
@@ -434,11 +432,20 @@ class _PendingOperands:
             return
         reads, writes = c._operands(self.nums.astype(np.int64), self.n, self.allocs,
                                     c.statics[3], c.statics[4], self.same)
-        self.copier = self.made = self.nums = self.allocs = self.same = self.slot = None
+        self.copier = self.made = self.first = self.nums = self.allocs = self.same = None
         if self.singles:  # (those made one by one: None in `made`)
             keep = [k for k, ins in enumerate(made) if ins is not None]
             made, reads, writes = ([x[k] for k in keep] for x in (made, reads, writes))
         set_operands(made, reads, writes, self)
+
+
+def _position(made: list, first, ins) -> int:
+    """Where `ins` is in `made` (copies in record order from `first`, numbered in order
+    where no pass has renumbered them otherwise; None where made one by one)."""
+    k = ins.index - first.index
+    if 0 <= k < len(made) and made[k] is ins:
+        return k
+    return next(k for k, x in enumerate(made) if x is ins)
 
 
 _INT32 = 1 << 31
