@@ -93,6 +93,14 @@ def test_a_record_with_deferred_copies_is_the_eager_one(monkeypatch, name):
     assert not _deferred(lazy.instructions)
     lazy = _recorded(monkeypatch, name, lazy=True).program
     assert lazy.instructions == eager.instructions
+    # a copy of each block made alone first, then the rest of the block
+    lazy = _recorded(monkeypatch, name, lazy=True).program
+    blocks = {}
+    for ins in _deferred(lazy.instructions):
+        blocks.setdefault(type(ins)._pending, []).append(ins)
+    for mine in blocks.values():
+        mine[len(mine) // 2].reads
+    assert pickle.dumps(lazy.instructions) == pickle.dumps(eager.instructions)
 
 
 @pytest.mark.parametrize("flag", ["0", "1"])

@@ -55,7 +55,7 @@ class Layout:
         self.width = len(tmpl)
         self.record_numbers = plan.record_numbers
         self.operand_ids = plan.operand_ids  # (the structure's: see Plan._made)
-        self._positions = None  # (see positions)
+        self._positions = self._single = None  # (see positions)
         self._operands_moving(moves, n_read, n_ops)
         # copies whose operands are made when first read (Copier.append) hold their
         # template's meanwhile, which the cost model reads (machine/record.py
@@ -143,8 +143,9 @@ class Layout:
         j-th at r * m + j, or r * k + its kind where `same` (see same_operands) gives k
         kinds) followed by the template's operands, and where kinds make enough tuples of
         the same sources (`_kinds`), only the distinct ones and which of them each
-        position takes (else None)."""
-        kept = self._positions
+        position takes (else None). Those of one copy are kept apart (a copy whose
+        operands are made alone: expand_copy._PendingOperands)."""
+        kept = self._single if n == 1 else self._positions
         if kept is None or kept[0] != n or kept[1] is not same:
             m = len(self.moving)
             at, k = (np.arange(m), m) if same is None else (same[1], len(same[0]))
@@ -158,14 +159,19 @@ class Layout:
                 if first is not None:
                     sources, taken = sources[first], taken.tolist()
                 out.append((side, where, sources.T.tolist(), taken))
-            self._positions = (n, same, out)
-        return self._positions[2]
+            kept = (n, same, out)
+            if n == 1:
+                self._single = kept
+            else:
+                self._positions = kept
+        return kept[2]
 
     def drop_positions(self) -> None:
         """Let go of the positions and kinds kept for the last block (lists as long as
         its copies, the template's fields: the kernel has returned, and the layout is
         kept with its loop's model)."""
-        self._positions = self._same = self._same_fields = self._same_rows = None
+        self._positions = self._single = None
+        self._same = self._same_fields = self._same_rows = None
 
     def fits(self, plan, width: int) -> bool:
         """Whether this layout is that of `plan` (whose structure is that of the plan
@@ -235,15 +241,18 @@ class Copier:
         nums = values[:, self.moving].reshape(-1, 6)
         attrs = self._attrs(values, attrs)
         lazy = self.layout.lazy and len(nums) >= _LAZY
-        same = self._same(nums, n)
+        by_column = n >= _BY_COLUMN and len(nums) >= _SMALL_PLACES
+        same = self._same(nums, n, by_column)
         if lazy:  # (the template's tuples, held until first read)
             reads, writes = reads * n, writes * n
         else:
-            reads, writes = self._operands(nums, n, p.allocations, reads, writes, same)
+            reads, writes = self._operands(nums, n, p.allocations, reads, writes, same,
+                                           by_column)
         made = list(map(Instruction, index, core * n, engine * n, opcode * n, reads, writes,
                         location * n, attrs, queue * n))
         if lazy and made:
-            defer_operands(made, _PendingOperands(self, made, nums, n, p.allocations, same))
+            pending = _PendingOperands(self, made, nums, n, p.allocations, same, by_column)
+            pending.deferred = defer_operands(made, pending)
         p.instructions.extend(made)
         if made:  # (for the access columns: timing/access_columns.py)
             p.note_copies(made, self.templates, self.statics[3], self.statics[4],
@@ -305,27 +314,24 @@ class Copier:
                     attrs[r * width + b] = _attrs_with(template, key, nums)
         return attrs
 
-    def _same(self, nums: np.ndarray, n: int):
+    def _same(self, nums: np.ndarray, n: int, by_column: bool):
         """The kinds of equal moving operands `_in_record_order` makes one Access per
         (Layout.same_operands, asked in record order: it keeps the last block's), None
-        where it makes them all, or where `_by_operand` makes them."""
-        if not len(self.moving) or self._by_column(n, nums) or len(nums) < _SAME_OPERANDS:
+        where it makes them all, or where `_by_operand` makes them (`by_column`)."""
+        if not len(self.moving) or by_column or len(nums) < _SAME_OPERANDS:
             return None
         return self.layout.same_operands(nums.reshape(n, len(self.moving), 6), self.fields)
 
-    @staticmethod
-    def _by_column(n: int, nums: np.ndarray) -> bool:
-        return n >= _BY_COLUMN and len(nums) >= _SMALL_PLACES
-
     def _operands(self, nums: np.ndarray, n: int, allocs: dict, reads: list,
-                  writes: list, same) -> tuple:
+                  writes: list, same, by_column: bool) -> tuple:
         """The copies' reads and writes (flat lists; `nums`: the moving operands'
-        numbers; `same`: their kinds, `_same`)."""
+        numbers; `same`: their kinds, `_same`; `by_column`: made an operand at a time,
+        `_by_operand`, which shares none of a copy's)."""
         width = len(self.templates)
         reads, writes = reads * n, writes * n
         if len(self.moving):
             sides = (reads, writes)
-            if self._by_column(n, nums):
+            if by_column:
                 # each tuple's column at once (copy r's at r * width + b) from each moving
                 # operand's copies
                 made = self._by_operand(nums, n, allocs)
@@ -401,14 +407,15 @@ class _PendingOperands:
     them: from the same numbers, allocations and kinds of equal operands (`same`, found
     then: Layout.same_operands keeps the last block's). The Copier shares an Access or
     a tuple between copies only where it is the template's, so a copy's alone may be
-    made (as one copy of a block: the same objects shared): the first _SINGLES copies
-    read are (a pass that visits a few copies of a block, compiler/hoist.py), then all
-    the others at once."""
-    __slots__ = ("copier", "made", "first", "nums", "n", "allocs", "same", "singles")
+    made (as one copy of a block, `by_column` or not: the same objects shared): in a
+    block of many copies the first _SINGLES copies read are (a pass that visits a few
+    copies of a block, compiler/hoist.py), then all the others at once."""
+    __slots__ = ("copier", "made", "first", "nums", "n", "allocs", "same", "by_column",
+                 "singles", "deferred")
 
-    def __init__(self, copier, made, nums, n, allocs, same):
+    def __init__(self, copier, made, nums, n, allocs, same, by_column):
         self.copier, self.made, self.n, self.allocs, self.same = copier, made, n, allocs, same
-        self.first = made[0]
+        self.first, self.by_column = made[0], by_column
         small = nums.size and -_INT32 <= nums.min() and nums.max() < _INT32
         self.nums = nums.astype(np.int32) if small else nums.copy()
         self.singles = 0
@@ -420,23 +427,27 @@ class _PendingOperands:
         if made is None:
             return
         c = self.copier
-        if ins is not None and self.singles < _SINGLES:
+        n, w, m = self.n, len(c.templates), len(c.moving)
+        nums = self.nums
+        if ins is not None and self.singles < _SINGLES and n >= _BY_COLUMN:
             self.singles += 1
-            w, m = len(c.templates), len(c.moving)
             r = _position(made, self.first, ins) // w
-            reads, writes = c._operands(self.nums[r * m:(r + 1) * m].astype(np.int64), 1,
-                                        self.allocs, c.statics[3], c.statics[4], self.same)
+            reads, writes = c._operands(nums[r * m:(r + 1) * m].astype(np.int64), 1,
+                                        self.allocs, c.statics[3], c.statics[4], self.same,
+                                        False)
             copy = made[r * w:(r + 1) * w]
             made[r * w:(r + 1) * w] = [None] * w
-            set_operands(copy, reads, writes, self)
+            set_operands(copy, reads, writes, self.deferred)
             return
-        reads, writes = c._operands(self.nums.astype(np.int64), self.n, self.allocs,
-                                    c.statics[3], c.statics[4], self.same)
+        if self.singles:  # (the copies made one by one: None in `made`)
+            left = [r for r in range(n) if made[r * w] is not None]
+            nums = nums.reshape(n, m, 6)[left].reshape(-1, 6)
+            made, n = [x for x in made if x is not None], len(left)
+        reads, writes = c._operands(nums.astype(np.int64), n, self.allocs, c.statics[3],
+                                    c.statics[4], self.same, self.by_column)
         self.copier = self.made = self.first = self.nums = self.allocs = self.same = None
-        if self.singles:  # (those made one by one: None in `made`)
-            keep = [k for k, ins in enumerate(made) if ins is not None]
-            made, reads, writes = ([x[k] for k in keep] for x in (made, reads, writes))
-        set_operands(made, reads, writes, self)
+        set_operands(made, reads, writes, self.deferred)
+        self.deferred = None
 
 
 def _position(made: list, first, ins) -> int:
@@ -451,7 +462,8 @@ def _position(made: list, first, ins) -> int:
 _INT32 = 1 << 31
 # blocks of fewer moving operands make them at once (a class per block costs more)
 _LAZY = 64
-_SINGLES = 4  # copies of a block made one by one before the rest at once
+_SINGLES = 2  # copies of a block made one by one before the rest at once (hoisting visits
+# a block's first and last where it needs not visit all)
 
 
 def _moves(plan) -> np.ndarray:

@@ -121,22 +121,24 @@ class _Deferred(Instruction):
         return self.__reduce_ex__(protocol)
 
 
-def defer_operands(instrs: list, pending) -> None:
+def defer_operands(instrs: list, pending) -> type:
     """Make `instrs` (copies holding their template's reads and writes) Instructions
     whose own are made when first read: `pending.make(ins)` sets them (`set_operands`)
-    on `ins`, or on more of them, `pending.make()` on all that are not made yet."""
+    on `ins`, or on more of them, `pending.make()` on all that are not made yet.
+    Returns their class."""
     cls = type("_Deferred", (_Deferred,), {"__slots__": (), "_pending": pending})
     deque(map(setattr, instrs, repeat("__class__"), repeat(cls)), 0)
+    return cls
 
 
-def set_operands(instrs: list, reads, writes, pending) -> None:
-    """Give `instrs` their reads and writes (iterables in order), and those deferred by
-    `pending` (still of its class) their class back: Instruction."""
+def set_operands(instrs: list, reads, writes, deferred: type) -> None:
+    """Give `instrs` their reads and writes (iterables in order), and those still of the
+    class `deferred` (defer_operands') their class back: Instruction."""
     deque(map(_set_reads, instrs, reads), 0)
     deque(map(_set_writes, instrs, writes), 0)
-    for ins in instrs:
-        if type(ins).__dict__.get("_pending") is pending:
-            ins.__class__ = Instruction
+    if set(map(type, instrs)) != {deferred}:  # (some given another class since)
+        instrs = [ins for ins in instrs if type(ins) is deferred]
+    deque(map(setattr, instrs, repeat("__class__"), repeat(Instruction)), 0)
 
 
 def pending_operands(instrs) -> list:
