@@ -189,7 +189,8 @@ class Copier:
     them), as flat lists in record order (the template's items for one iteration, then
     for the next): a copy's field is its template's unless the row gives it. An operand
     whose numbers cannot move (`_moves`) is the template's (immutable) Access, and so is
-    a tuple of reads or writes where none can; the others are made for every copy.
+    a tuple of reads or writes where none can; the others are made for every copy, in a
+    block of enough moving operands when first read (`_PendingOperands`; Layout.lazy).
     `layout`: a Layout made for an earlier entry of the same loop, used when it fits
     this plan."""
 
