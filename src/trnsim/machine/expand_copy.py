@@ -55,7 +55,7 @@ class Layout:
         self.width = len(tmpl)
         self.record_numbers = plan.record_numbers
         self.operand_ids = plan.operand_ids  # (the structure's: see Plan._made)
-        self._positions = self._single = None  # (see positions)
+        self._positions = None  # (see positions)
         self._operands_moving(moves, n_read, n_ops)
         # copies whose operands are made when first read (Copier.append) hold their
         # template's meanwhile, which the cost model reads (machine/record.py
@@ -143,9 +143,8 @@ class Layout:
         j-th at r * m + j, or r * k + its kind where `same` (see same_operands) gives k
         kinds) followed by the template's operands, and where kinds make enough tuples of
         the same sources (`_kinds`), only the distinct ones and which of them each
-        position takes (else None). Those of one copy are kept apart (a copy whose
-        operands are made alone: expand_copy._PendingOperands)."""
-        kept = self._single if n == 1 else self._positions
+        position takes (else None)."""
+        kept = self._positions
         if kept is None or kept[0] != n or kept[1] is not same:
             m = len(self.moving)
             at, k = (np.arange(m), m) if same is None else (same[1], len(same[0]))
@@ -159,19 +158,14 @@ class Layout:
                 if first is not None:
                     sources, taken = sources[first], taken.tolist()
                 out.append((side, where, sources.T.tolist(), taken))
-            kept = (n, same, out)
-            if n == 1:
-                self._single = kept
-            else:
-                self._positions = kept
-        return kept[2]
+            self._positions = (n, same, out)
+        return self._positions[2]
 
     def drop_positions(self) -> None:
         """Let go of the positions and kinds kept for the last block (lists as long as
         its copies, the template's fields: the kernel has returned, and the layout is
         kept with its loop's model)."""
-        self._positions = self._single = None
-        self._same = self._same_fields = self._same_rows = None
+        self._positions = self._same = self._same_fields = self._same_rows = None
 
     def fits(self, plan, width: int) -> bool:
         """Whether this layout is that of `plan` (whose structure is that of the plan
@@ -430,12 +424,14 @@ class _PendingOperands:
         c = self.copier
         n, w, m = self.n, len(c.templates), len(c.moving)
         nums = self.nums
+        kept = c.layout._positions  # (the appends' cache, left as they left it)
         if ins is not None and self.singles < _SINGLES and n >= _BY_COLUMN:
             self.singles += 1
             r = _position(made, self.first, ins) // w
             reads, writes = c._operands(nums[r * m:(r + 1) * m].astype(np.int64), 1,
                                         self.allocs, c.statics[3], c.statics[4], self.same,
                                         False)
+            c.layout._positions = kept
             copy = made[r * w:(r + 1) * w]
             made[r * w:(r + 1) * w] = [None] * w
             set_operands(copy, reads, writes, self.deferred)
@@ -446,6 +442,7 @@ class _PendingOperands:
             made, n = [x for x in made if x is not None], len(left)
         reads, writes = c._operands(nums.astype(np.int64), n, self.allocs, c.statics[3],
                                     c.statics[4], self.same, self.by_column)
+        c.layout._positions = kept
         self.copier = self.made = self.first = self.nums = self.allocs = self.same = None
         set_operands(made, reads, writes, self.deferred)
         self.deferred = None
