@@ -65,6 +65,16 @@ class Layout:
         owner = np.repeat(np.arange(self.width), n_ops)[self.moving_at]
         self.lazy = bool(len(self.moving)) and not (
             dma[owner] & moves[self.moving[:, 1:3]].any(axis=1)).any()
+        # hoisting reads every copy of a load (HBM to SBUF) unless each reads other bytes
+        # than the one before (compiler/hoist.py `_visited`): made at once where one's
+        # source does not move (else where it stays in a block: `loads_move`)
+        first = (np.cumsum(n_ops) - n_ops).tolist()
+        loads = [first[b] for b, t in enumerate(tmpl) if t.engine == "dma"
+                 and t.opcode == "dma_copy" and len(t.reads) == len(t.writes) == 1
+                 and t.reads[0].space == "hbm" and t.writes[0].space == "sbuf"]
+        among = dict(zip(self.moving_at, range(len(self.moving_at))))
+        self.load_sources = [among[k] for k in loads if k in among]
+        self.lazy &= len(self.load_sources) == len(loads)
         # (instruction, its attributes' numbers, their key) where they move
         moved = np.concatenate(([0], np.cumsum(moves)))
         lo, hi = (self.index_cols + 1).tolist(), (at + size).tolist()
@@ -235,7 +245,7 @@ class Copier:
         # the moving operands' numbers (copy r's j-th at r * m + j)
         nums = values[:, self.moving].reshape(-1, 6)
         attrs = self._attrs(values, attrs)
-        lazy = self.layout.lazy and len(nums) >= _LAZY
+        lazy = self.layout.lazy and len(nums) >= _LAZY and self._loads_move(nums, n)
         by_column = n >= _BY_COLUMN and len(nums) >= _SMALL_PLACES
         same = self._same(nums, n, by_column)
         if lazy:  # (the template's tuples, held until first read)
@@ -308,6 +318,15 @@ class Copier:
                 if nums != same:
                     attrs[r * width + b] = _attrs_with(template, key, nums)
         return attrs
+
+    def _loads_move(self, nums: np.ndarray, n: int) -> bool:
+        """Whether each load's source (Layout.load_sources) reads other bytes in each
+        copy than in the one before."""
+        at = self.layout.load_sources
+        if not at:
+            return True
+        src = nums.reshape(n, len(self.moving), 6)[:, at, 3:5]
+        return bool((src[1:] != src[:-1]).any(axis=2).all())
 
     def _same(self, nums: np.ndarray, n: int, by_column: bool):
         """The kinds of equal moving operands `_in_record_order` makes one Access per
