@@ -150,40 +150,46 @@ def test_a_timing_only_compile_and_schedule_make_few_copies_of_a_tile_loop(monke
     assert 0 < sum(made) <= copies // 20  # (hoisting reads a few copies' loads)
 
 
-def test_operands_are_made_on_first_read_one_copy_then_the_block():
-    pytest.importorskip("numba")
+def _one_block():
+    """A record's deferred copies of one block (the first met), and its template's width."""
     x = np.zeros((128, 8 * 600), np.float32)
     with pytest.MonkeyPatch.context() as m:
         m.setattr(Run, "compile", lambda self: None)
         instrs = _run(strided_stores, x).program.instructions
     deferred = _deferred(instrs)
     pending = type(deferred[0])._pending
-    mine = [i for i in deferred if type(i)._pending is pending]
-    width = len(pending.copier.templates)
-    copy = mine[width:2 * width]
+    return [i for i in deferred if type(i)._pending is pending], pending
+
+
+def test_operands_are_made_on_first_read_the_end_copies_alone_then_the_block():
+    mine, pending = _one_block()
     template = pending.copier.templates
+    width = len(template)
+    first, last = mine[:width], mine[-width:]
     # held until read: the template's tuples
-    assert [held_reads(i) for i in copy] == [held_reads(t) for t in template]
-    assert all(held_writes(a) is held_writes(b) for a, b in zip(copy, template))
-    copy[0].reads
-    assert all(type(i) is Instruction for i in copy)  # its copy of the template, alone
-    assert all(type(i) is type(mine[0]) for i in mine[:width] + mine[2 * width:])
-    for k in range(expand_copy._SINGLES):
-        mine[(3 + k) * width].writes
+    assert [held_reads(i) for i in first] == [held_reads(t) for t in template]
+    assert all(held_writes(a) is held_writes(b) for a, b in zip(first, template))
+    first[1].reads
+    assert all(type(i) is Instruction for i in first)  # the first copy, alone
+    assert len(_deferred(mine)) == len(mine) - width
+    last[0].writes
+    assert len(_deferred(mine)) == len(mine) - 2 * width  # then the last, alone
+    mine[5 * width].reads
     assert not _deferred(mine)  # then the rest of the block at once
 
 
+def test_a_middle_copy_read_first_makes_the_block():
+    mine, _ = _one_block()
+    mine[len(mine) // 2].reads
+    assert not _deferred(mine)
+
+
 def test_a_copy_renumbered_out_of_order_is_still_found():
-    x = np.zeros((128, 8 * 600), np.float32)
-    with pytest.MonkeyPatch.context() as m:
-        m.setattr(Run, "compile", lambda self: None)
-        instrs = _run(strided_stores, x).program.instructions
-    mine = _deferred(instrs)
-    mine = [i for i in mine if type(i)._pending is type(mine[0])._pending]
-    width = len(type(mine[0])._pending.copier.templates)
+    mine, pending = _one_block()
+    width = len(pending.copier.templates)
     for i, ins in enumerate(reversed(mine)):
         ins.index = i
-    copy = mine[5 * width:6 * width]
-    copy[-1].writes
-    assert all(type(i) is Instruction for i in copy)
+    last = mine[-width:]
+    last[-1].writes
+    assert all(type(i) is Instruction for i in last)
     assert len(_deferred(mine)) == len(mine) - width

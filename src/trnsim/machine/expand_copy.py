@@ -422,8 +422,9 @@ class _PendingOperands:
     then: Layout.same_operands keeps the last block's). The Copier shares an Access or
     a tuple between copies only where it is the template's, so a copy's alone may be
     made (as one copy of a block, `by_column` or not: the same objects shared): in a
-    block of many copies the first _SINGLES copies read are (a pass that visits a few
-    copies of a block, compiler/hoist.py), then all the others at once."""
+    block of many copies its first and last copy are when read first (hoisting visits
+    those of a block where it need not visit all, compiler/hoist.py `_visited`), all the
+    others at once."""
     __slots__ = ("copier", "made", "first", "nums", "n", "allocs", "same", "by_column",
                  "singles", "deferred")
 
@@ -444,9 +445,10 @@ class _PendingOperands:
         n, w, m = self.n, len(c.templates), len(c.moving)
         nums = self.nums
         kept = c.layout._positions  # (the appends' cache, left as they left it)
-        if ins is not None and self.singles < _SINGLES and n >= _BY_COLUMN:
+        r = _position(made, self.first, ins) // w \
+            if ins is not None and self.singles < _SINGLES and n >= _BY_COLUMN else -1
+        if r == 0 or r == n - 1:
             self.singles += 1
-            r = _position(made, self.first, ins) // w
             reads, writes = c._operands(nums[r * m:(r + 1) * m].astype(np.int64), 1,
                                         self.allocs, c.statics[3], c.statics[4], self.same,
                                         False)
@@ -479,8 +481,7 @@ def _position(made: list, first, ins) -> int:
 _INT32 = 1 << 31
 # blocks of fewer moving operands make them at once (a class per block costs more)
 _LAZY = 64
-_SINGLES = 2  # copies of a block made one by one before the rest at once (hoisting visits
-# a block's first and last where it needs not visit all)
+_SINGLES = 2  # copies of a block made one by one (its first and last) before the rest
 
 
 def _moves(plan) -> np.ndarray:
