@@ -32,7 +32,8 @@ import numpy as np
 
 from ..machine.access import with_bytes, with_bytes_all
 from ..machine.compiled import jit
-from ..machine.record import Instruction, Program, held_reads, held_writes
+from ..machine.record import Instruction, Program, held_reads, held_writes, \
+    pending_operands
 from ..timing import access_columns
 from .arena import Arena
 from .plan import MemoryPlan, PlacementColumns, Steps
@@ -710,6 +711,7 @@ def _defer_move(program, rows, ins_of) -> None:
     touched = ins_of[np.concatenate(([True], ins_of[1:] != ins_of[:-1]))]
     mine = np.fromiter(program.instructions, object, len(program.instructions))[touched]
     pending = _PendingMove(program, mine, rows)
+    pending.deferred = pending_operands(mine.tolist())  # (their held tuples: templates')
     unplaced = type("_Unplaced", (_Unplaced,), {"__slots__": (), "_pending": pending})
     deque(map(setattr, mine.tolist(), repeat("__class__"), repeat(unplaced)), 0)
 
@@ -734,10 +736,14 @@ class _PendingMove:
         self.made: dict | None = None  # (id(virtual), lo, hi) -> (virtual, its Access)
         self.slot: dict | None = None  # id(instruction) -> its number among them
         self.spans = None  # (their positions, their first rows (and len(rows)))
+        self.deferred = ()  # (machine/record.py pending_operands)
 
     def make(self, ins) -> None:
         """Make the physical accesses of `ins`, an _Unplaced of this pending move (and
         of all the others where their program still lists them in place)."""
+        deferred, self.deferred = self.deferred, ()
+        for d in deferred:  # (the virtual accesses of loop copies, made first)
+            d.make()
         if self.made is None:
             rows = self.rows
             ins_of = np.searchsorted(self.cols[1], rows, "right") - 1

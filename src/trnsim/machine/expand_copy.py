@@ -11,7 +11,7 @@ import numpy as np
 
 from .access import Access
 from .expand_parts import operand_columns
-from .record import Allocation, Instruction, identities
+from .record import Allocation, Instruction, defer_operands, identities, set_operands
 
 repeat = itertools.repeat
 _new_access = tuple.__new__  # (an Access from its 18 fields, as machine/access.py makes them)
@@ -57,6 +57,24 @@ class Layout:
         self.operand_ids = plan.operand_ids  # (the structure's: see Plan._made)
         self._positions = None  # (see positions)
         self._operands_moving(moves, n_read, n_ops)
+        # copies whose operands are made when first read (Copier.append) hold their
+        # template's meanwhile, which the cost model reads (machine/record.py
+        # `held_reads`): a DMA's price reads its operands' partitions, so not where
+        # they move
+        dma = np.array([t.engine == "dma" for t in tmpl], dtype=bool)
+        owner = np.repeat(np.arange(self.width), n_ops)[self.moving_at]
+        self.lazy = bool(len(self.moving)) and not (
+            dma[owner] & moves[self.moving[:, 1:3]].any(axis=1)).any()
+        # hoisting reads every copy of a load (HBM to SBUF) unless each reads other bytes
+        # than the one before (compiler/hoist.py `_visited`): made at once where one's
+        # source does not move (else where it stays in a block: `loads_move`)
+        first = (np.cumsum(n_ops) - n_ops).tolist()
+        loads = [first[b] for b, t in enumerate(tmpl) if t.engine == "dma"
+                 and t.opcode == "dma_copy" and len(t.reads) == len(t.writes) == 1
+                 and t.reads[0].space == "hbm" and t.writes[0].space == "sbuf"]
+        among = dict(zip(self.moving_at, range(len(self.moving_at))))
+        self.load_sources = [among[k] for k in loads if k in among]
+        self.lazy &= len(self.load_sources) == len(loads)
         # (instruction, its attributes' numbers, their key) where they move
         moved = np.concatenate(([0], np.cumsum(moves)))
         lo, hi = (self.index_cols + 1).tolist(), (at + size).tolist()
@@ -175,7 +193,8 @@ class Copier:
     them), as flat lists in record order (the template's items for one iteration, then
     for the next): a copy's field is its template's unless the row gives it. An operand
     whose numbers cannot move (`_moves`) is the template's (immutable) Access, and so is
-    a tuple of reads or writes where none can; the others are made for every copy.
+    a tuple of reads or writes where none can; the others are made for every copy, in a
+    block of enough moving operands when first read (`_PendingOperands`; Layout.lazy).
     `layout`: a Layout made for an earlier entry of the same loop, used when it fits
     this plan."""
 
@@ -225,10 +244,20 @@ class Copier:
         core, engine, opcode, reads, writes, location, attrs, queue = self.statics
         # the moving operands' numbers (copy r's j-th at r * m + j)
         nums = values[:, self.moving].reshape(-1, 6)
-        reads, writes, attrs = self._operands(values, nums, p.allocations, reads, writes,
-                                              attrs)
+        attrs = self._attrs(values, attrs)
+        lazy = self.layout.lazy and len(nums) >= _LAZY and self._loads_move(nums, n)
+        by_column = n >= _BY_COLUMN and len(nums) >= _SMALL_PLACES
+        same = self._same(nums, n, by_column)
+        if lazy:  # (the template's tuples, held until first read)
+            reads, writes = reads * n, writes * n
+        else:
+            reads, writes = self._operands(nums, n, p.allocations, reads, writes, same,
+                                           by_column)
         made = list(map(Instruction, index, core * n, engine * n, opcode * n, reads, writes,
                         location * n, attrs, queue * n))
+        if lazy and made:
+            pending = _PendingOperands(self, made, nums, n, p.allocations, same, by_column)
+            pending.deferred = defer_operands(made, pending)
         p.instructions.extend(made)
         if made:  # (for the access columns: timing/access_columns.py)
             p.note_copies(made, self.templates, self.statics[3], self.statics[4],
@@ -279,16 +308,44 @@ class Copier:
         return columns[0] if len(columns) == 1 else \
             list(itertools.chain.from_iterable(zip(*columns)))
 
-    def _operands(self, values: np.ndarray, nums: np.ndarray, allocs: dict, reads: list,
-                  writes: list, attrs: list):
-        """The copies' reads, writes and attrs (flat lists; `nums`: the moving operands'
-        numbers)."""
+    def _attrs(self, values: np.ndarray, attrs: list) -> list:
+        """The copies' attrs (a flat list), those with numbers that move their own."""
         n, width = len(values), len(self.templates)
-        reads, writes, attrs = reads * n, writes * n, attrs * n
-        m = len(self.moving)
-        if m:
+        attrs = attrs * n
+        for b, span, same, key in self.moving_attrs:
+            template = attrs[b]
+            for r, nums in enumerate(values[:, span].tolist()):
+                if nums != same:
+                    attrs[r * width + b] = _attrs_with(template, key, nums)
+        return attrs
+
+    def _loads_move(self, nums: np.ndarray, n: int) -> bool:
+        """Whether each load's source (Layout.load_sources) reads other bytes in each
+        copy than in the one before."""
+        at = self.layout.load_sources
+        if not at:
+            return True
+        src = nums.reshape(n, len(self.moving), 6)[:, at, 3:5]
+        return bool((src[1:] != src[:-1]).any(axis=2).all())
+
+    def _same(self, nums: np.ndarray, n: int, by_column: bool):
+        """The kinds of equal moving operands `_in_record_order` makes one Access per
+        (Layout.same_operands, asked in record order: it keeps the last block's), None
+        where it makes them all, or where `_by_operand` makes them (`by_column`)."""
+        if not len(self.moving) or by_column or len(nums) < _SAME_OPERANDS:
+            return None
+        return self.layout.same_operands(nums.reshape(n, len(self.moving), 6), self.fields)
+
+    def _operands(self, nums: np.ndarray, n: int, allocs: dict, reads: list,
+                  writes: list, same, by_column: bool) -> tuple:
+        """The copies' reads and writes (flat lists; `nums`: the moving operands'
+        numbers; `same`: their kinds, `_same`; `by_column`: made an operand at a time,
+        `_by_operand`, which shares none of a copy's)."""
+        width = len(self.templates)
+        reads, writes = reads * n, writes * n
+        if len(self.moving):
             sides = (reads, writes)
-            if n >= _BY_COLUMN and len(nums) >= _SMALL_PLACES:
+            if by_column:
                 # each tuple's column at once (copy r's at r * width + b) from each moving
                 # operand's copies
                 made = self._by_operand(nums, n, allocs)
@@ -299,37 +356,29 @@ class Copier:
                         out[b::width] = list(zip(*[made[j] if j >= 0 else
                                                    repeat(accesses[~j], n) for j in src]))
             else:  # every tuple of a group at once, from a pool by position
-                made, same = self._in_record_order(nums, n, allocs)
+                made = self._in_record_order(nums, n, allocs, same)
                 pool = made + self.accesses
                 for side, where, sources, taken in self.layout.positions(n, same):
                     made = zip(*[map(pool.__getitem__, j) for j in sources])
                     if taken is not None:  # (one tuple of equal kinds' Accesses)
                         made = map(list(made).__getitem__, taken)
                     _put(sides[side], where, made)
-        for b, span, same, key in self.moving_attrs:
-            template = attrs[b]
-            for r, nums in enumerate(values[:, span].tolist()):
-                if nums != same:
-                    attrs[r * width + b] = _attrs_with(template, key, nums)
-        return reads, writes, attrs
+        return reads, writes
 
-    def _in_record_order(self, nums: np.ndarray, n: int, allocs: dict):
+    def _in_record_order(self, nums: np.ndarray, n: int, allocs: dict, same) -> list:
         """The moving operands' copies from their numbers' rows (copy r's j-th at
-        r * m + j), or one Access (immutable) per kind of equal operands of a copy (copy
-        r's at r * k + kind): (those, the kinds as Layout.same_operands gives them, or
-        None)."""
-        m = len(self.moving)
-        same = None
-        if len(nums) >= _SAME_OPERANDS:
-            same = self.layout.same_operands(nums.reshape(n, m, 6), self.fields)
+        r * m + j), or where `same` gives kinds of equal operands of a copy
+        (Layout.same_operands), one Access (immutable) per kind (copy r's at
+        r * k + kind)."""
         if same is None:
-            return self._made(nums, n, self.kept, allocs), None
+            return self._made(nums, n, self.kept, allocs)
+        m = len(self.moving)
         first = same[0]
         if self._kept_first[0] is not first:
             at = first.tolist()
             self._kept_first = (first, [list(map(f.__getitem__, at)) for f in self.kept])
         return self._made(nums.reshape(n, m, 6)[:, first].reshape(-1, 6), n,
-                          self._kept_first[1], allocs), same
+                          self._kept_first[1], allocs)
 
     def _made(self, nums: np.ndarray, n: int, kept: list, allocs: dict) -> list:
         """Operands from their numbers' rows (copy r's j-th at r * m + j; `kept`: their
@@ -363,6 +412,76 @@ class Copier:
                                        in enumerate(zip(place[j], moves[j]))],
                 bounds[0][j], bounds[1][j], *map(repeat, a[13:17]), alloc[j::m]))))
         return out
+
+
+class _PendingOperands:
+    """The reads and writes of a block of copies (`made`), kept as their moving
+    operands' numbers until one of them is first read (machine/record.py
+    `defer_operands`), then made as the Copier would have made them when it appended
+    them: from the same numbers, allocations and kinds of equal operands (`same`, found
+    then: Layout.same_operands keeps the last block's). The Copier shares an Access or
+    a tuple between copies only where it is the template's, so a copy's alone may be
+    made (as one copy of a block, `by_column` or not: the same objects shared): in a
+    block of many copies its first and last copy are when read first (hoisting visits
+    those of a block where it need not visit all, compiler/hoist.py `_visited`), all the
+    others at once."""
+    __slots__ = ("copier", "made", "first", "nums", "n", "allocs", "same", "by_column",
+                 "singles", "deferred")
+
+    def __init__(self, copier, made, nums, n, allocs, same, by_column):
+        self.copier, self.made, self.n, self.allocs, self.same = copier, made, n, allocs, same
+        self.first, self.by_column = made[0], by_column
+        small = nums.size and -_INT32 <= nums.min() and nums.max() < _INT32
+        self.nums = nums.astype(np.int32) if small else nums.copy()
+        self.singles = 0
+
+    def make(self, ins=None) -> None:
+        """Make the reads and writes of `ins` (an instruction of the block not made yet),
+        or of every copy not made yet."""
+        made = self.made
+        if made is None:
+            return
+        c = self.copier
+        n, w, m = self.n, len(c.templates), len(c.moving)
+        nums = self.nums
+        kept = c.layout._positions  # (the appends' cache, left as they left it)
+        r = _position(made, self.first, ins) // w \
+            if ins is not None and self.singles < _SINGLES and n >= _BY_COLUMN else -1
+        if r == 0 or r == n - 1:
+            self.singles += 1
+            reads, writes = c._operands(nums[r * m:(r + 1) * m].astype(np.int64), 1,
+                                        self.allocs, c.statics[3], c.statics[4], self.same,
+                                        False)
+            c.layout._positions = kept
+            copy = made[r * w:(r + 1) * w]
+            made[r * w:(r + 1) * w] = [None] * w
+            set_operands(copy, reads, writes, self.deferred)
+            return
+        if self.singles:  # (the copies made one by one: None in `made`)
+            left = [r for r in range(n) if made[r * w] is not None]
+            nums = nums.reshape(n, m, 6)[left].reshape(-1, 6)
+            made, n = [x for x in made if x is not None], len(left)
+        reads, writes = c._operands(nums.astype(np.int64), n, self.allocs, c.statics[3],
+                                    c.statics[4], self.same, self.by_column)
+        c.layout._positions = kept
+        self.copier = self.made = self.first = self.nums = self.allocs = self.same = None
+        set_operands(made, reads, writes, self.deferred)
+        self.deferred = None
+
+
+def _position(made: list, first, ins) -> int:
+    """Where `ins` is in `made` (copies in record order from `first`, numbered in order
+    where no pass has renumbered them otherwise; None where made one by one)."""
+    k = ins.index - first.index
+    if 0 <= k < len(made) and made[k] is ins:
+        return k
+    return next(k for k, x in enumerate(made) if x is ins)
+
+
+_INT32 = 1 << 31
+# blocks of fewer moving operands make them at once (a class per block costs more)
+_LAZY = 64
+_SINGLES = 2  # copies of a block made one by one (its first and last) before the rest
 
 
 def _moves(plan) -> np.ndarray:

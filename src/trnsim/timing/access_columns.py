@@ -39,7 +39,7 @@ import numpy as np
 from ..machine.access import Access
 from ..machine.compiled import jit
 from .costs import itemsize
-from ..machine.record import identities
+from ..machine.record import held_reads, held_writes, identities
 
 ACC = ("p_lo", "p_hi", "lo", "hi", "dense", "has_form", "pitch", "first", "rows", "run",
        "map", "space")
@@ -110,7 +110,8 @@ def build_with_allocs(instrs, blocks=(), vaddr=None) -> tuple:
     """For the allocation pass (compiler/compiled_allocation.py), which reads the
     virtual accesses and hands on the columns of the physical ones (`moved`):
     (build(instrs) but its `depends_on`, which `moved` sets, the accesses in row order
-    (an object array), each access's `alloc` and `bytes` (arrays by row)). `blocks`: copies
+    (an object array, None at the copies' rows), each access's `alloc` and `bytes`
+    (arrays by row)). `blocks`: copies
     among the instructions (CopiedBlock, `taken_blocks`), whose rows are made from
     their templates' rows and their numbers (`vaddr`: the allocations' by id) by a
     numba core, not read."""
@@ -175,30 +176,31 @@ def _build(instrs, with_alloc: bool, blocks, vaddr) -> tuple:
 
 
 def _pointers(instrs, spans: list) -> tuple:
-    """(ptr, wptr, the accesses in row order as an object array: None where the copies
-    of the blocks `spans` have other numbers of accesses than their templates), the
-    copies' numbers of reads and writes their templates'."""
+    """(ptr, wptr, the accesses in row order as an object array, None at the rows of
+    the copies of the blocks `spans`, which are not read (their operands may not be made
+    yet: machine/record.py `defer_operands`); None for it where those copies hold other
+    numbers of reads or writes than their templates)."""
     n = len(instrs)
     sides = [None] * (2 * n)  # each instruction's reads, then its writes
-    sides[::2] = map(_READS, instrs)
-    sides[1::2] = map(_WRITES, instrs)
-    counts = np.empty((n, 2), np.int64)
-    for a, b in _gaps(spans, n):
-        counts[a:b] = np.fromiter(map(len, sides[2 * a:2 * b]), np.int64,
-                                  2 * (b - a)).reshape(-1, 2)
-    for block, s, e in spans:  # (in order: a template's instructions come before)
+    for a, b, reads, writes in [(a, b, _READS, _WRITES) for a, b in _gaps(spans, n)] + [
+            (s, e, held_reads, held_writes) for _, s, e in spans]:
+        sides[2 * a:2 * b:2] = map(reads, instrs[a:b])
+        sides[2 * a + 1:2 * b:2] = map(writes, instrs[a:b])
+    counts = np.fromiter(map(len, sides), np.int64, 2 * n).reshape(-1, 2)
+    for block, s, e in spans:
         t = block.template.start
-        counts[s:e].reshape(block.copies, -1, 2)[:] = counts[t:t + (e - s) // block.copies]
+        if not (counts[s:e].reshape(block.copies, -1, 2)
+                == counts[t:t + (e - s) // block.copies]).all():
+            return None, None, None
     ends = np.cumsum(counts.ravel())  # (each instruction's reads end, then its writes)
     del counts
     ptr = np.zeros(n + 1, np.int64)
     ptr[1:] = ends[1::2]
-    accesses = chain.from_iterable(sides)
-    try:
-        flat = np.fromiter(accesses, object, int(ptr[-1]))
-    except ValueError:  # (fewer)
-        return ptr, None, None
-    return ptr, ends[::2].copy(), None if next(accesses, None) is not None else flat
+    flat = np.empty(int(ptr[-1]), object)
+    for a, b in _gaps(spans, n):
+        r0, r1 = int(ptr[a]), int(ptr[b])
+        flat[r0:r1] = np.fromiter(chain.from_iterable(sides[2 * a:2 * b]), object, r1 - r0)
+    return ptr, ends[::2].copy(), flat
 
 
 def _copied(cols: AccessColumns, part, rows: list, spans: list, vaddr):

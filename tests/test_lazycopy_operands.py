@@ -1,0 +1,195 @@
+"""Loop copies whose operands are made when first read (machine/expand_copy.py
+`_PendingOperands`, machine/record.py `defer_operands`): a record, and the allocated
+program made from it, equal the ones whose copies were made at once (== and pickle
+bytes: the same objects shared), and a timing-only compile and schedule of a kernel
+whose copies move on-chip tiles makes none of them."""
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+
+from trnsim import nki
+import trnsim.nki.isa as nisa
+import trnsim.nki.language as nl
+from trnsim.machine import compiled, expand_copy
+from trnsim.machine.record import Instruction, _Deferred, held_reads, held_writes
+from trnsim.machine.runtime import Run
+from trnsim.timing import schedule
+
+from test_copies_same_operands import tile_read_in_an_inner_loop
+from test_expand import _run, tiled_matmul
+
+
+@nki.jit
+def strided_stores(x):
+    out = nl.ndarray(x.shape, nl.float32, buffer=nl.hbm)
+    for j in nl.affine_range(x.shape[1] // 8):
+        t = nl.ndarray((128, 8), nl.float32, buffer=nl.sbuf)
+        nisa.dma_copy(dst=t, src=x[:, j * 8:(j + 1) * 8])
+        u = nl.ndarray((128, 8), nl.float32, buffer=nl.sbuf)
+        nisa.tensor_scalar(dst=u, data=t, op0=nl.multiply, operand0=2.0)
+        nisa.dma_copy(dst=out[:, j * 8:(j + 1) * 8], src=u)
+    return out
+
+
+@nki.jit
+def double_buffer(x):
+    """Periodic operands: `bufs[:, j % 2]` moves with period 2."""
+    out = nl.ndarray(x.shape, nl.float32, buffer=nl.hbm)
+    bufs = nl.ndarray((128, 2, 8), nl.float32, buffer=nl.sbuf)
+    for j in nl.affine_range(x.shape[1] // 8):
+        nisa.dma_copy(dst=bufs[:, j % 2], src=x[:, j * 8:(j + 1) * 8])
+        u = nl.ndarray((128, 8), nl.float32, buffer=nl.sbuf)
+        nisa.tensor_scalar(dst=u, data=bufs[:, j % 2], op0=nl.multiply, operand0=2.0)
+        nisa.dma_copy(dst=out[:, j * 8:(j + 1) * 8], src=u)
+    return out
+
+
+@nki.jit
+def partition_buffers(x):
+    """A DMA whose operand's partitions move (`bufs[j % 2]`: partition j % 2): its
+    copies are made at once (the cost model reads a DMA's partitions)."""
+    out = nl.ndarray(x.shape, nl.float32, buffer=nl.hbm)
+    bufs = nl.ndarray((2, 128, 8), nl.float32, buffer=nl.sbuf)
+    for j in nl.affine_range(x.shape[1] // 8):
+        nisa.dma_copy(dst=bufs[j % 2], src=x[:, j * 8:(j + 1) * 8])
+        nisa.dma_copy(dst=out[:, j * 8:(j + 1) * 8], src=bufs[j % 2])
+    return out
+
+
+@nki.jit
+def reloads(x):
+    """Each iteration loads the same bytes (hoisting visits every copy of the load)."""
+    out = nl.ndarray(x.shape, nl.float32, buffer=nl.hbm)
+    for j in nl.affine_range(x.shape[1] // 8):
+        t = nl.ndarray((128, 8), nl.float32, buffer=nl.sbuf)
+        nisa.dma_copy(dst=t, src=x[:, 0:8])
+        u = nl.ndarray((128, 8), nl.float32, buffer=nl.sbuf)
+        nisa.tensor_scalar(dst=u, data=t, op0=nl.multiply, operand0=2.0)
+        nisa.dma_copy(dst=out[:, j * 8:(j + 1) * 8], src=u)
+    return out
+
+
+KERNELS = {
+    "affine": (strided_stores, lambda: (np.zeros((128, 8 * 600), np.float32),)),
+    "periodic": (double_buffer, lambda: (np.zeros((128, 8 * 300), np.float32),)),
+    "partitions": (partition_buffers, lambda: (np.zeros((128, 8 * 300), np.float32),)),
+    "reloads": (reloads, lambda: (np.zeros((128, 8 * 300), np.float32),)),
+    "matmul": (tiled_matmul, lambda: (np.zeros((4096, 256), np.float32),
+                                      np.zeros((4096, 1024), np.float32))),
+    "same_operands": (tile_read_in_an_inner_loop, lambda: (np.ones((128, 128), np.float32),)),
+}
+
+
+def _deferred(instrs) -> list:
+    return [i for i in instrs if isinstance(i, _Deferred)]
+
+
+def _recorded(monkeypatch, name, lazy: bool, compile_it: bool = False):
+    kernel, args = KERNELS[name]
+    with monkeypatch.context() as m:
+        if not lazy:
+            m.setattr(expand_copy, "_LAZY", float("inf"))
+        if not compile_it:
+            m.setattr(Run, "compile", lambda self: None)
+        return _run(kernel, *args())
+
+
+@pytest.mark.parametrize("name", list(KERNELS))
+def test_a_record_with_deferred_copies_is_the_eager_one(monkeypatch, name):
+    eager = _recorded(monkeypatch, name, lazy=False).program
+    lazy = _recorded(monkeypatch, name, lazy=True).program
+    assert not _deferred(eager.instructions)
+    # (made at once: a DMA whose partitions move, a load of the same bytes each copy)
+    assert bool(_deferred(lazy.instructions)) == (name not in ("partitions", "reloads"))
+    assert pickle.dumps(lazy.instructions) == pickle.dumps(eager.instructions)
+    assert not _deferred(lazy.instructions)
+    lazy = _recorded(monkeypatch, name, lazy=True).program
+    assert lazy.instructions == eager.instructions
+    # a copy of each block made alone first, then the rest of the block
+    lazy = _recorded(monkeypatch, name, lazy=True).program
+    blocks = {}
+    for ins in _deferred(lazy.instructions):
+        blocks.setdefault(type(ins)._pending, []).append(ins)
+    for mine in blocks.values():
+        mine[len(mine) // 2].reads
+    assert pickle.dumps(lazy.instructions) == pickle.dumps(eager.instructions)
+
+
+@pytest.mark.parametrize("flag", ["0", "1"])
+@pytest.mark.parametrize("name", list(KERNELS))
+def test_the_compiled_program_and_its_timeline_are_the_eager_ones(monkeypatch, name, flag):
+    monkeypatch.setenv(compiled.ENV, flag)
+    out = []
+    for lazy in (False, True):
+        run = _recorded(monkeypatch, name, lazy, compile_it=True)
+        timeline = schedule(run.program, run.chip)
+        events = list(timeline.events)
+        out.append((events, list(run.program.issue.order),
+                    pickle.dumps((run.program.instructions, run.program.allocations))))
+    assert out[1] == out[0]
+
+
+def test_a_timing_only_compile_and_schedule_make_few_copies_of_a_tile_loop(monkeypatch):
+    pytest.importorskip("numba")
+    monkeypatch.setenv(compiled.ENV, "1")
+    compile_program = Run.compile
+    run = _recorded(monkeypatch, "affine", lazy=True)
+    made = []
+    real = expand_copy.Copier._operands
+
+    def counted(self, nums, n, *args):
+        made.append(n)
+        return real(self, nums, n, *args)
+    monkeypatch.setattr(expand_copy.Copier, "_operands", counted)
+    compile_program(run)
+    schedule(run.program, run.chip)
+    copies = len(run.program.instructions) // 3
+    assert 0 < sum(made) <= copies // 20  # (hoisting reads a few copies' loads)
+
+
+def _one_block():
+    """A record's deferred copies of one block (the first met), and its template's width."""
+    x = np.zeros((128, 8 * 600), np.float32)
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(Run, "compile", lambda self: None)
+        instrs = _run(strided_stores, x).program.instructions
+    deferred = _deferred(instrs)
+    pending = type(deferred[0])._pending
+    return [i for i in deferred if type(i)._pending is pending], pending
+
+
+def test_operands_are_made_on_first_read_the_end_copies_alone_then_the_block():
+    mine, pending = _one_block()
+    template = pending.copier.templates
+    width = len(template)
+    first, last = mine[:width], mine[-width:]
+    # held until read: the template's tuples
+    assert [held_reads(i) for i in first] == [held_reads(t) for t in template]
+    assert all(held_writes(a) is held_writes(b) for a, b in zip(first, template))
+    first[1].reads
+    assert all(type(i) is Instruction for i in first)  # the first copy, alone
+    assert len(_deferred(mine)) == len(mine) - width
+    last[0].writes
+    assert len(_deferred(mine)) == len(mine) - 2 * width  # then the last, alone
+    mine[5 * width].reads
+    assert not _deferred(mine)  # then the rest of the block at once
+
+
+def test_a_middle_copy_read_first_makes_the_block():
+    mine, _ = _one_block()
+    mine[len(mine) // 2].reads
+    assert not _deferred(mine)
+
+
+def test_a_copy_renumbered_out_of_order_is_still_found():
+    mine, pending = _one_block()
+    width = len(pending.copier.templates)
+    for i, ins in enumerate(reversed(mine)):
+        ins.index = i
+    last = mine[-width:]
+    last[-1].writes
+    assert all(type(i) is Instruction for i in last)
+    assert len(_deferred(mine)) == len(mine) - width
