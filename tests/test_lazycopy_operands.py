@@ -193,3 +193,24 @@ def test_a_copy_renumbered_out_of_order_is_still_found():
     last[-1].writes
     assert all(type(i) is Instruction for i in last)
     assert len(_deferred(mine)) == len(mine) - width
+
+
+def test_the_summary_reads_pending_copies_own_places(monkeypatch):
+    """profile/operands.py reads the held operands only where the access columns give
+    their places: a recorded program (no columns) whose copies are pending has its own
+    HBM bounds, and HbmTraffic hands out the copies' own operands."""
+    from trnsim.profile import operands
+    from trnsim.profile.summary import HbmTraffic
+    eager = _recorded(monkeypatch, "affine", lazy=False).program
+    lazy = _recorded(monkeypatch, "affine", lazy=True).program
+    assert _deferred(lazy.instructions) and operands._columns(lazy)[0] is None
+    got, want = operands.Operands(lazy), operands.Operands(eager)
+    for side in ("reads", "writes"):
+        mine, theirs = getattr(got, side), getattr(want, side)
+        hbm = np.flatnonzero(theirs.space == operands.HBM)
+        assert all(map(np.array_equal, mine.hbm_bounds(hbm), theirs.hbm_bounds(hbm)))
+        for k in hbm[::97].tolist():
+            ins, access = mine.own(lazy.instructions, side, k)
+            assert (ins.index, access) == (lambda i, a: (i.index, a))(
+                *theirs.own(eager.instructions, side, k))
+    assert HbmTraffic(lazy).reload_bytes == HbmTraffic(eager).reload_bytes
