@@ -45,7 +45,7 @@ from operator import attrgetter
 
 import numpy as np
 
-from ..machine.record import held_reads, held_writes, identities
+from ..machine.record import ENGINES, held_reads, held_writes, identities
 from ..timing.timeline import merged_spans, running_sum, span_length, spans_of, union_length
 from .summary import (SMALL_DMA_BYTES, HbmTraffic, attrs_flops, core_count, spill_dmas,
                       throttle_spans, ThrottleIndex)
@@ -583,7 +583,9 @@ def engine_imbalance(c: _Context):
                     continue
                 for y in TABLE[ins.opcode](ins, gen) - {x}:
                     movable[y].append((ins, d))
-            for y, items in movable.items():
+            # (in ENGINES' order: the candidates are a set of strings, whose order
+            # follows the process's string hash, and a tie goes to the first)
+            for y, items in sorted(movable.items(), key=lambda kv: ENGINES.index(kv[0])):
                 shed = min(sum(d for _, d in items), (busy[x] - busy[y]) / 2)
                 value = 100.0 * shed / c.t if c.t > 0 else 0.0
                 if value >= IMBALANCE_PERCENT and (best is None or value > best[0]):
