@@ -206,21 +206,7 @@ def _visited(blocks: list, instrs: list, allocs: dict):
         return ids[0]
 
     held = [b for b in blocks if b.held_by(instrs)]
-    by_start = sorted(held, key=attrgetter("start"))
-    lines: dict = {}  # (start, width) of a template -> its plain loads by line
-
-    def lines_of(start: int, width: int) -> dict:
-        """_template_lines of the template at `start` (blocks may hold equal ones)."""
-        if (start, width) not in lines:
-            stop, inner, end = start + width, [], start
-            for b in by_start:  # (the blocks of copies within it, read off their templates)
-                if end <= b.start and b.stop <= stop and \
-                        b.copies * len(b.template.reads) >= _INNER:
-                    inner.append(b)
-                    end = b.stop
-            lines[start, width] = _template_lines(instrs, start, stop, inner, lines_of)
-        return lines[start, width]
-
+    lines_of = _TemplateLines(instrs, held).of
     copies = Counter()  # (start, width) of a template -> its copies (reading it costs
     for b in held:      # about as much as a few)
         copies[b.template.start, len(b.template.reads)] += b.copies
@@ -246,6 +232,28 @@ def _visited(blocks: list, instrs: list, allocs: dict):
         return instrs
     parts.append(instrs[at:])
     return itertools.chain.from_iterable(parts)
+
+
+class _TemplateLines:
+    """_template_lines of the templates of blocks of copies `held` (in `instrs`), each
+    read once (blocks may hold equal ones)."""
+
+    def __init__(self, instrs: list, held: list):
+        self.instrs, self.by_start = instrs, sorted(held, key=attrgetter("start"))
+        self.lines: dict = {}  # (start, width) of a template -> its plain loads by line
+
+    def of(self, start: int, width: int) -> dict:
+        """Those of the template of `width` instructions at `start`."""
+        if (start, width) not in self.lines:
+            stop, inner, end = start + width, [], start
+            for b in self.by_start:  # (the blocks of copies within it: their templates')
+                if end <= b.start and b.stop <= stop and \
+                        b.copies * len(b.template.reads) >= _INNER:
+                    inner.append(b)
+                    end = b.stop
+            self.lines[start, width] = _template_lines(self.instrs, start, stop, inner,
+                                                       self.of)
+        return self.lines[start, width]
 
 
 def _template_lines(instrs: list, start: int, stop: int, inner: list, lines_of) -> dict:
