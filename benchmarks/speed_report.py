@@ -154,7 +154,9 @@ def speed_section(res: dict, trn1: dict) -> list[str]:
               "(`TRNSIM_EXPAND=0`); Expanded: the share of the record appended by "
               "expansion instead of running the kernel's Python. The compiler model, the "
               "scheduler and the whole profile: with the Python passes "
-              "(`TRNSIM_COMPILED=0`) -> by default (the compiled paths).", "",
+              "(`TRNSIM_COMPILED=0`) -> by default (the compiled paths). Summary + "
+              "insights: reading the profile's `summary` and `insights` afterwards (by "
+              "default; not in the whole profile's rate).", "",
               speed.render(stages), ""]
     if comp:
         L += ["### The compiled paths, stage by stage (`benchmarks/compiled_speed.py`)", "",

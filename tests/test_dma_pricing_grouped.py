@@ -11,7 +11,7 @@ import pytest
 
 from trnsim.chips import load_chip
 from trnsim.machine.access import Access, copy_with
-from trnsim.machine.record import Instruction, Program
+from trnsim.machine.record import Instruction, Program, distinct_rows
 from trnsim.timing import access_columns, costs
 from trnsim.timing.costs import cost_model, dma_costs
 
@@ -129,7 +129,7 @@ def test_recorded_kernels(variant, chip):
 def test_distinct_rows():
     keys = np.array(list(itertools.product([3, 1], [0, 2], [5, 5]))
                     * 2, np.int64)[::-1].copy()
-    first, inverse = access_columns.distinct_rows(keys)
+    first, inverse = distinct_rows(keys)
     assert len(first) == 4
     for i, k in enumerate(inverse.tolist()):
         assert np.array_equal(keys[first[k]], keys[i])

@@ -1,7 +1,6 @@
 """The summary and insights read from arrays (profile/operands.py) give what reading
 every instruction's operands one by one gives: the references below are the loops
 profile/summary.py and profile/insights.py ran before, over the physical accesses."""
-import bisect
 from collections import defaultdict
 
 import ml_dtypes
@@ -51,28 +50,6 @@ def prof(request):
     return p, p.summary, p.all_insights  # (the fast path first: no access made yet)
 
 
-class _Spans:
-    def __init__(self):
-        self.starts, self.ends = [], []
-
-    def hits(self, lo, hi):
-        i = bisect.bisect_right(self.starts, lo) - 1
-        if i >= 0 and self.ends[i] > lo:
-            return True
-        return i + 1 < len(self.starts) and self.starts[i + 1] < hi
-
-    def add(self, lo, hi):
-        i = bisect.bisect_left(self.starts, lo)
-        if i > 0 and self.ends[i - 1] >= lo:
-            i -= 1
-            lo = self.starts[i]
-        j = i
-        while j < len(self.starts) and self.starts[j] <= hi:
-            hi = max(hi, self.ends[j])
-            j += 1
-        self.starts[i:j], self.ends[i:j] = [lo], [hi]
-
-
 def _reference_figures(program, chip) -> dict:
     s, traffic = {}, defaultdict(int)
     hw = tr = matmuls = evac = evac_bytes = 0
@@ -114,7 +91,7 @@ def _reference_hbm(program):
     writes as (index, lo, hi))."""
     reads, trip_reads, trip_writes = defaultdict(list), [], []
     dmas = [i for i in program.instructions if i.engine == "dma"]
-    written = _Spans()
+    written = summary._Spans()  # (the interval set: not what is under test)
     for ins in dmas:
         for a in ins.reads:
             if a.space == "hbm":
@@ -125,7 +102,7 @@ def _reference_hbm(program):
         for a in ins.writes:
             if a.space == "hbm":
                 written.add(a.lo, a.hi)
-    later = _Spans()
+    later = summary._Spans()
     for ins in reversed(dmas):
         for a in ins.writes:
             if a.space == "hbm" and later.hits(a.lo, a.hi):

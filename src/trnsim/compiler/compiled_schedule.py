@@ -86,10 +86,10 @@ def _arrays(ls):
         return None
     # the candidates (stream, estimate) of each floating instruction, once per group:
     # equal core, default engine and attrs objects (the candidates) and equal cost
-    # model result on the default engine (ls.signed: their ids, of results the program's
-    # priced(...).compute keeps alive: none reused) give equal candidates where every other candidate is a compute engine
-    # (costed by signature); an instruction with any other candidate, or without a
-    # result, is a group of its own
+    # model result on the default engine (ls.signed: their ids, of results the
+    # program's priced(...).compute keeps alive: none reused) give equal candidates
+    # where every other candidate is a compute engine (costed by signature); an
+    # instruction with any other candidate, or without a result, is a group of its own
     at = np.flatnonzero(flt)
     sig = ls.signed[at]
     heads, which = numbered_rows(np.column_stack((ls.cores[at], ls.engine_ids[at],

@@ -12,7 +12,13 @@ What the paused work allocated is then moved to the oldest generation at once
 allocation count trips right away, and by the middle one after that: 1.35 of the 9 CPU-s
 of a timing-only profile of 142k instructions. (The caller's young objects of that
 moment wait for the next full collection too. Skipped when anything else is frozen:
-unfreezing would release it.)"""
+unfreezing would release it.)
+
+The other side of it: a full collection then seldom comes on its own (what froze and
+thawed never counts towards one), so a cycle left by a profile is garbage that stays,
+and one that reaches the record keeps every profile's in a loop of profiles. Passes
+leave none (tests/test_no_cyclic_garbage.py); a per-program class (a type is a cycle)
+must hold nothing large once its instructions are gone."""
 from __future__ import annotations
 
 import contextlib

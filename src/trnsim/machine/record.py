@@ -24,6 +24,19 @@ def identities(objects, count: int = -1) -> np.ndarray:
     return np.frombuffer(np.fromiter(objects, object, count), np.intp)
 
 
+def distinct_rows(keys: np.ndarray) -> tuple:
+    """(first, inverse): the distinct rows of the int array `keys`, each as the index
+    of its first row (lexsort is stable), and each row's number among them
+    (np.unique(axis=0), quicker)."""
+    order = np.lexsort(keys.T)
+    ordered = keys[order]
+    starts = np.ones(len(keys), np.bool_)
+    starts[1:] = (ordered[1:] != ordered[:-1]).any(axis=1)
+    inverse = np.empty(len(keys), np.int64)
+    inverse[order] = np.cumsum(starts) - 1
+    return order[starts], inverse
+
+
 @dataclass(slots=True)
 class Instruction:
     """One executed instruction. `attrs` may be shared by the copies loop expansion

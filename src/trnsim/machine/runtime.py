@@ -123,11 +123,8 @@ class Run:
             core = current_core()
             site = self.issue_site or kernel_location(2)
             memory = core.sbuf if region is MemoryRegion.sbuf else core.psum
-            st = Storage(region.space, name, core.id, 0, row_bytes, 0, shape[0], memory,
-                         buffer_name=buffer_name, site=site, base_shape=shape,
-                         base_dtype=dtype)
-            memory.allocate(st, dtype, desc, row_bytes)
-            return self._declared(st, shape, dtype, region, name, desc, row_bytes, False)
+            return self._placed(memory, site, shape, dtype, region, name, desc, buffer_name,
+                                row_bytes, 0, row_bytes, None)
         given = (shape, dtype, buffer)
         dtype = as_dtype(dtype)
         region = as_region(buffer)
@@ -177,30 +174,33 @@ class Run:
             raise NkiValidationError(
                 f"PSUM tensor {name!r} {dtype}{list(shape)} needs {block_bytes} bytes per "
                 f"partition; PSUM has {memory.capacity}", op="ndarray")
-        st = Storage(region.space, name, core.id, 0, row_bytes, p0, shape[0], memory,
-                     buffer_name=str(region), site=site, base_shape=shape, base_dtype=dtype)
         key = (dtype, declared_shape or shape)
         desc = _DESCRIPTIONS.get(key)
         if desc is None:
             desc = _DESCRIPTIONS[key] = f"{dtype}[{', '.join(map(str, key[1]))}]"
-        memory.allocate(st, dtype, desc, block_bytes, address)
+        buffer_name = str(region)
+        t = self._placed(memory, site, shape, dtype, region, name, desc, buffer_name,
+                         row_bytes, p0, block_bytes, address)
         if plain:
             try:
                 self._tile_kinds[given] = (shape, dtype, region, row_bytes, desc,
-                                           st.buffer_name)
+                                           buffer_name)
             except TypeError:
                 pass
-        return self._declared(st, shape, dtype, region, name, desc, block_bytes,
-                              address is not None)
+        return t
 
-    def _declared(self, st: Storage, shape, dtype, region, name, desc, block_bytes,
-                  explicit: bool) -> NkiTensor:
-        """The tensor over on-chip `st`, just placed, with its Allocation recorded."""
+    def _placed(self, memory, site, shape, dtype, region, name, desc, buffer_name,
+                row_bytes, p0, block_bytes, address) -> NkiTensor:
+        """A checked on-chip tensor placed in `memory` (explicitly at `address`, else
+        virtually), with its Allocation recorded."""
+        st = Storage(region.space, name, memory.core, 0, row_bytes, p0, shape[0], memory,
+                     buffer_name=buffer_name, site=site, base_shape=shape, base_dtype=dtype)
+        memory.allocate(st, dtype, desc, block_bytes, address)
         allocations = self.program.allocations
         st.alloc = alloc = len(allocations)
         allocations[alloc] = Allocation(
-            alloc, region.space, st.core, name, desc, dtype.name, st.site, st.address,
-            st.row_bytes, block_bytes, st.partition, shape[0], explicit,
+            alloc, region.space, st.core, name, desc, dtype.name, site, st.address,
+            row_bytes, block_bytes, p0, shape[0], address is not None,
             len(self.program.instructions))
         return NkiTensor.over(st, shape, dtype, region, name)
 

@@ -564,8 +564,7 @@ def engine_imbalance(c: _Context):
     best = None
     sp = c.spans
     ops = c.ops
-    pinned = np.array([bool(a.get("engines")) for a in map(ops.attrs.__getitem__,
-                                                            ops.attrs_first.tolist())], bool)
+    pinned = np.array(ops.per_attrs(lambda a: bool(a.get("engines"))), bool)
     fixed = pinned[ops.attrs_code] | ~np.fromiter(
         map(TABLE.__contains__, map(_OPCODE, ops.instrs)), bool, ops.n)
     for core in range(c.ncores):

@@ -38,10 +38,10 @@ from operator import attrgetter, methodcaller
 
 import numpy as np
 
-from ..machine.record import identities
+from ..machine.record import distinct_rows, identities
 from ..timing.timeline import (groups_of, merged_spans, running_sum, span_length,
                                spans_of)
-from .operands import HBM, PSUM, SBUF, SPACES, Operands, distinct_rows
+from .operands import HBM, PSUM, SBUF, SPACES, Operands
 
 ENGINES = ("tensor", "vector", "scalar", "gpsimd", "sync")
 SMALL_DMA_BYTES = 4096  # profiler advice: DMA transfers of at least 4 KiB

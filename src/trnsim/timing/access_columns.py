@@ -39,7 +39,7 @@ import numpy as np
 from ..machine.access import Access
 from ..machine.compiled import jit
 from .costs import itemsize
-from ..machine.record import held_reads, held_writes, identities
+from ..machine.record import distinct_rows, held_reads, held_writes, identities
 
 ACC = ("p_lo", "p_hi", "lo", "hi", "dense", "has_form", "pitch", "first", "rows", "run",
        "map", "space")
@@ -85,18 +85,6 @@ def kept_columns(program):
     if cols is None or cols.instrs is not instrs or cols.n != len(instrs):
         return None
     return cols
-
-
-def distinct_rows(keys) -> tuple:
-    """(first, inverse): the distinct rows of the int array `keys`, each as the index
-    of its first row (lexsort is stable), and each row's number among them."""
-    order = np.lexsort(keys.T)  # (np.unique by rows is slower)
-    ordered = keys[order]
-    starts = np.ones(len(keys), np.bool_)
-    starts[1:] = (ordered[1:] != ordered[:-1]).any(axis=1)
-    inverse = np.empty(len(keys), np.int64)
-    inverse[order] = np.cumsum(starts) - 1
-    return order[starts], inverse
 
 
 def build(instrs) -> AccessColumns:
