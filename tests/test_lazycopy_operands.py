@@ -138,12 +138,12 @@ def test_a_timing_only_compile_and_schedule_make_few_copies_of_a_tile_loop(monke
     compile_program = Run.compile
     run = _recorded(monkeypatch, "affine", lazy=True)
     made = []
-    real = expand_copy.Copier._operands
+    real = expand_copy.Operands.make
 
     def counted(self, nums, n, *args):
         made.append(n)
         return real(self, nums, n, *args)
-    monkeypatch.setattr(expand_copy.Copier, "_operands", counted)
+    monkeypatch.setattr(expand_copy.Operands, "make", counted)
     compile_program(run)
     schedule(run.program, run.chip)
     copies = len(run.program.instructions) // 3
@@ -151,24 +151,24 @@ def test_a_timing_only_compile_and_schedule_make_few_copies_of_a_tile_loop(monke
 
 
 def _one_block():
-    """A record's deferred copies of one block (the first met), and its template's width."""
+    """A record's deferred copies of one block (the first met), their pending operands
+    and the program (which lists them where they were appended while it lives)."""
     x = np.zeros((128, 8 * 600), np.float32)
     with pytest.MonkeyPatch.context() as m:
         m.setattr(Run, "compile", lambda self: None)
-        instrs = _run(strided_stores, x).program.instructions
-    deferred = _deferred(instrs)
+        program = _run(strided_stores, x).program
+    deferred = _deferred(program.instructions)
     pending = type(deferred[0])._pending
-    return [i for i in deferred if type(i)._pending is pending], pending
+    return [i for i in deferred if type(i)._pending is pending], pending, program
 
 
 def test_operands_are_made_on_first_read_the_end_copies_alone_then_the_block():
-    mine, pending = _one_block()
-    template = pending.copier.templates
-    width = len(template)
+    mine, pending, program = _one_block()
+    width = pending.width
     first, last = mine[:width], mine[-width:]
     # held until read: the template's tuples
-    assert [held_reads(i) for i in first] == [held_reads(t) for t in template]
-    assert all(held_writes(a) is held_writes(b) for a, b in zip(first, template))
+    assert all(held_reads(a) is b for a, b in zip(first, pending.operands.reads))
+    assert all(held_writes(a) is b for a, b in zip(first, pending.operands.writes))
     first[1].reads
     assert all(type(i) is Instruction for i in first)  # the first copy, alone
     assert len(_deferred(mine)) == len(mine) - width
@@ -179,14 +179,14 @@ def test_operands_are_made_on_first_read_the_end_copies_alone_then_the_block():
 
 
 def test_a_middle_copy_read_first_makes_the_block():
-    mine, _ = _one_block()
+    mine, _, program = _one_block()
     mine[len(mine) // 2].reads
     assert not _deferred(mine)
 
 
 def test_a_copy_renumbered_out_of_order_is_still_found():
-    mine, pending = _one_block()
-    width = len(pending.copier.templates)
+    mine, pending, program = _one_block()
+    width = pending.width
     for i, ins in enumerate(reversed(mine)):
         ins.index = i
     last = mine[-width:]

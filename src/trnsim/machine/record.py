@@ -112,7 +112,8 @@ class _Deferred(Instruction):
     its template's tuples, and reading either field, or the whole instruction (equality,
     repr, copies, pickles), makes them first (those of its copy of the template, or of
     every copy of its block: `_PendingOperands.make`), and it is an Instruction again;
-    what is made of one, e.g. by dataclasses.replace, is an Instruction."""
+    what is made of one, e.g. by dataclasses.replace, is an Instruction. Its death
+    counts down the block's copies left to make (`_PendingOperands.let_go`)."""
     __slots__ = ()
     _pending: object
     reads = _made_when_read("reads")
@@ -133,6 +134,9 @@ class _Deferred(Instruction):
         self._pending.make(self)
         return self.__reduce_ex__(protocol)
 
+    def __del__(self):
+        self._pending.let_go()
+
 
 def defer_operands(instrs: list, pending) -> type:
     """Make `instrs` (copies holding their template's reads and writes) Instructions
@@ -144,22 +148,38 @@ def defer_operands(instrs: list, pending) -> type:
     return cls
 
 
-def set_operands(instrs: list, reads, writes, deferred: type) -> None:
+def set_operands(instrs: list, reads, writes, deferred: type) -> int:
     """Give `instrs` their reads and writes (iterables in order), and those still of the
-    class `deferred` (defer_operands') their class back: Instruction."""
+    class `deferred` (defer_operands') their class back: Instruction. Returns how many
+    it gave it back."""
     deque(map(_set_reads, instrs, reads), 0)
     deque(map(_set_writes, instrs, writes), 0)
     if set(map(type, instrs)) != {deferred}:  # (some given another class since)
         instrs = [ins for ins in instrs if type(ins) is deferred]
     deque(map(setattr, instrs, repeat("__class__"), repeat(Instruction)), 0)
+    return len(instrs)
 
 
-def pending_operands(instrs) -> list:
-    """The pending operands (`defer_operands`) of the deferred copies among `instrs`:
-    for a pass that gives them another class over their held tuples (the allocation's
-    `_Unplaced`, compiler/compiled_allocation.py), which makes them (`.make()`) before
-    it reads those tuples."""
-    return [t._pending for t in set(map(type, instrs)) if issubclass(t, _Deferred)]
+def pending_operands(instrs: list) -> tuple:
+    """The pending operands (`defer_operands`) of the deferred copies among `instrs`,
+    and where those lie: rows of (start, stop, the pending's number) of runs of
+    `instrs`, None where there are none. For a pass that gives them another class over
+    their held tuples (the allocation's `_Unplaced`, compiler/compiled_allocation.py),
+    which has them made (`.give`) before it reads those tuples."""
+    types = list(map(type, instrs))
+    if not any(issubclass(t, _Deferred) for t in set(types)):
+        return [], None
+    kinds = identities(types)
+    cut = (np.flatnonzero(kinds[1:] != kinds[:-1]) + 1).tolist()
+    pendings, number, runs = [], {}, []
+    for s, e in zip([0, *cut], [*cut, len(types)]):
+        t = types[s]
+        if issubclass(t, _Deferred):
+            if t not in number:
+                number[t] = len(pendings)
+                pendings.append(t._pending)
+            runs.append((s, e, number[t]))
+    return pendings, np.array(runs, np.int64)
 
 
 def dma_site(ins: Instruction) -> tuple:
