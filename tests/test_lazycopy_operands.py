@@ -214,3 +214,46 @@ def test_the_summary_reads_pending_copies_own_places(monkeypatch):
             assert (ins.index, access) == (lambda i, a: (i.index, a))(
                 *theirs.own(eager.instructions, side, k))
     assert HbmTraffic(lazy).reload_bytes == HbmTraffic(eager).reload_bytes
+
+
+def _counted_makes(monkeypatch) -> list:
+    """The numbers of copies Operands.make is asked for from now on."""
+    made = []
+    real = expand_copy.Operands.make
+
+    def counted(self, nums, n, *args):
+        made.append(n)
+        return real(self, nums, n, *args)
+    monkeypatch.setattr(expand_copy.Operands, "make", counted)
+    return made
+
+
+@pytest.mark.parametrize("name", ["affine", "periodic", "matmul", "same_operands"])
+def test_copies_their_program_no_longer_lists_are_made_a_copy_at_a_time(monkeypatch, name):
+    """The program gone (its list kept): a read makes the copy read, and the others of
+    that copy take theirs from the stash; the record is the eager one."""
+    eager = _recorded(monkeypatch, name, lazy=False).program.instructions
+    instrs = _recorded(monkeypatch, name, lazy=True).program.instructions
+    blocks = {}
+    for ins in _deferred(instrs):
+        blocks.setdefault(type(ins)._pending, []).append(ins)
+    assert blocks
+    made = _counted_makes(monkeypatch)
+    assert pickle.dumps(instrs) == pickle.dumps(eager)
+    assert made == [1] * sum(len(mine) // p.width for p, mine in blocks.items())
+
+
+@pytest.mark.parametrize("name", ["affine", "same_operands"])
+def test_allocated_copies_listed_elsewhere_are_made_one_by_one(monkeypatch, name):
+    """The allocated program's list changed: each copy the allocation took (an
+    _Unplaced) has its virtual accesses made when read, then its physical ones."""
+    monkeypatch.setenv(compiled.ENV, "1")
+    eager = _recorded(monkeypatch, name, lazy=False, compile_it=True).program
+    lazy = _recorded(monkeypatch, name, lazy=True, compile_it=True).program
+    instrs = lazy.instructions
+    move = type(instrs[-1])._pending
+    assert move.deferred
+    instrs.reverse()
+    instrs = instrs[::-1]
+    assert pickle.dumps(instrs) == pickle.dumps(eager.instructions)
+    assert not move.deferred  # (all made: their blocks count them no more)

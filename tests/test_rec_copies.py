@@ -1,6 +1,6 @@
 """Loop expansion's two ways of making the moving operands of its copies
-(machine/expand_copy.py): operand by operand for large blocks (`Copier._by_operand`),
-in record order for small ones (`Copier._in_record_order`). Both give the record of a
+(machine/expand_copy.py): operand by operand for large blocks (`Operands._by_operand`),
+in record order for small ones (`Operands._in_record_order`). Both give the record of a
 full run; the first shares one int object among the copies of a byte bound that keeps
 its value (each iteration's own tile: the copies of its allocation share its virtual
 address), and an allocation's declaration point with the instruction it precedes. The

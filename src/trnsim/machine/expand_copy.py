@@ -332,7 +332,7 @@ class Copier:
     def _same(self, nums: np.ndarray, n: int, by_column: bool):
         """The kinds of equal moving operands Operands._in_record_order makes one Access
         per (Layout.same_operands, asked in record order: it keeps the last block's), None
-        where it makes them all, or where `_by_operand` makes them (`by_column`)."""
+        where it makes them all, or where Operands._by_operand makes them (`by_column`)."""
         if not len(self.moving) or by_column or len(nums) < _SAME_OPERANDS:
             return None
         return self.layout.same_operands(nums.reshape(n, len(self.moving), 6), self.fields)
