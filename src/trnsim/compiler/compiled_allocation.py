@@ -739,7 +739,8 @@ class _PendingMove:
         self.spans = None  # (their positions, their first rows (and len(rows)))
         # the loop copies among them whose virtual accesses are not made yet, made
         # first (machine/record.py pending_operands: their held tuples are templates'),
-        # and where they lie; counted by their blocks until let go of
+        # as (their block's pending operands, how many), and where they lie; counted by
+        # their blocks until let go of
         self.deferred, self.runs = [], None
 
     def make(self, ins) -> None:
@@ -771,11 +772,10 @@ class _PendingMove:
         self.unplaced -= 1
         if not self.unplaced:
             self.cols = self.rows = self.made = self.slot = self.ids = self.spans = None
-            if self.deferred:  # (their blocks count them no more)
-                s, e, j = self.runs.T
-                counts = np.bincount(j, e - s, len(self.deferred)).astype(np.int64)
-                for pending, count in zip(self.deferred, counts.tolist()):
-                    pending.let_go(count)
+            # (their blocks count them no more; no module global read: this may run as
+            # the interpreter exits)
+            for pending, count in self.deferred:
+                pending.let_go(count)
             self.deferred, self.runs = [], None
 
     def _copies_made(self, mine) -> None:
@@ -789,7 +789,7 @@ class _PendingMove:
         owner = np.repeat(j, size)
         order = np.argsort(owner, kind="stable")
         cuts = np.searchsorted(owner[order], np.arange(1, len(self.deferred)))
-        for pending, at in zip(self.deferred, np.split(slots[order], cuts)):
+        for (pending, _), at in zip(self.deferred, np.split(slots[order], cuts)):
             copies = mine[at].tolist()
             pending.give(copies, pending.positions(copies))
 
@@ -800,7 +800,7 @@ class _PendingMove:
             return
         j = int(np.searchsorted(runs[:, 0], k, "right")) - 1
         if j >= 0 and k < runs[j, 1]:
-            pending = self.deferred[runs[j, 2]]
+            pending = self.deferred[runs[j, 2]][0]
             pending.give([ins], [pending.position(ins)])
 
     def _all(self, mine, touched) -> None:

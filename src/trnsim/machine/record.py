@@ -162,10 +162,11 @@ def set_operands(instrs: list, reads, writes, deferred: type) -> int:
 
 def pending_operands(instrs: list) -> tuple:
     """The pending operands (`defer_operands`) of the deferred copies among `instrs`,
-    and where those lie: rows of (start, stop, the pending's number) of runs of
-    `instrs`, None where there are none. For a pass that gives them another class over
-    their held tuples (the allocation's `_Unplaced`, compiler/compiled_allocation.py),
-    which has them made (`.give`) before it reads those tuples."""
+    each with the number of its copies there, and where those lie: rows of (start,
+    stop, the pending's number) of runs of `instrs`, None where there are none. For a
+    pass that gives them another class over their held tuples (the allocation's
+    `_Unplaced`, compiler/compiled_allocation.py), which has them made (`.give`) before
+    it reads those tuples."""
     types = list(map(type, instrs))
     if not any(issubclass(t, _Deferred) for t in set(types)):
         return [], None
@@ -177,9 +178,10 @@ def pending_operands(instrs: list) -> tuple:
         if issubclass(t, _Deferred):
             if t not in number:
                 number[t] = len(pendings)
-                pendings.append(t._pending)
+                pendings.append([t._pending, 0])
+            pendings[number[t]][1] += e - s
             runs.append((s, e, number[t]))
-    return pendings, np.array(runs, np.int64)
+    return list(map(tuple, pendings)), np.array(runs, np.int64)
 
 
 def dma_site(ins: Instruction) -> tuple:
