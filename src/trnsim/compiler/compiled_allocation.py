@@ -32,7 +32,8 @@ import numpy as np
 
 from ..machine.access import with_bytes, with_bytes_all
 from ..machine.compiled import jit
-from ..machine.record import Instruction, Program, held_reads, held_writes
+from ..machine.record import Instruction, Program, held_reads, held_writes, \
+    pending_operands
 from ..timing import access_columns
 from .arena import Arena
 from .plan import MemoryPlan, PlacementColumns, Steps
@@ -737,8 +738,10 @@ def _defer_move(program, rows, ins_of) -> None:
     touched = ins_of[np.concatenate(([True], ins_of[1:] != ins_of[:-1]))]
     mine = np.fromiter(program.instructions, object, len(program.instructions))[touched]
     pending = _PendingMove(program, mine, rows)
+    mine = mine.tolist()
+    pending.deferred, pending.runs = pending_operands(mine)
     unplaced = type("_Unplaced", (_Unplaced,), {"__slots__": (), "_pending": pending})
-    deque(map(setattr, mine.tolist(), repeat("__class__"), repeat(unplaced)), 0)
+    deque(map(setattr, mine, repeat("__class__"), repeat(unplaced)), 0)
 
 
 class _PendingMove:
@@ -761,6 +764,11 @@ class _PendingMove:
         self.made: dict | None = None  # (id(virtual), lo, hi) -> (virtual, its Access)
         self.slot: dict | None = None  # id(instruction) -> its number among them
         self.spans = None  # (their positions, their first rows (and len(rows)))
+        # the loop copies among them whose virtual accesses are not made yet, made
+        # first (machine/record.py pending_operands: their held tuples are templates'),
+        # as (their block's pending operands, how many), and where they lie; counted by
+        # their blocks until let go of
+        self.deferred, self.runs = [], None
 
     def make(self, ins) -> None:
         """Make the physical accesses of `ins`, an _Unplaced of this pending move (and
@@ -776,11 +784,13 @@ class _PendingMove:
                 mine = np.fromiter(instrs, object, len(instrs))[touched]
                 if np.array_equal(np.frombuffer(mine, np.intp), self.ids) and \
                         set(map(type, mine)) == {type(ins)}:
+                    self._copies_made(mine)
                     self._all(mine, touched)
                     return
             self.made, self.slot = {}, dict(zip(self.ids.tolist(), range(len(self.ids))))
             self.spans = (touched.tolist(), at.tolist() + [len(rows)])
         k = self.slot[id(ins)]
+        self._copy_made(ins, k)
         touched, at = self.spans
         self._one(ins, touched[k], at[k], at[k + 1])
 
@@ -789,6 +799,36 @@ class _PendingMove:
         self.unplaced -= 1
         if not self.unplaced:
             self.cols = self.rows = self.made = self.slot = self.ids = self.spans = None
+            # (their blocks count them no more; no module global read: this may run as
+            # the interpreter exits)
+            for pending, count in self.deferred:
+                pending.let_go(count)
+            self.deferred, self.runs = [], None
+
+    def _copies_made(self, mine) -> None:
+        """Make the virtual accesses of the loop copies among `mine` (an object array:
+        all of them) that are not made yet."""
+        if not self.deferred:
+            return
+        s, e, j = self.runs.T
+        size = e - s
+        slots = np.repeat(s - np.cumsum(size) + size, size) + np.arange(int(size.sum()))
+        owner = np.repeat(j, size)
+        order = np.argsort(owner, kind="stable")
+        cuts = np.searchsorted(owner[order], np.arange(1, len(self.deferred)))
+        for (pending, _), at in zip(self.deferred, np.split(slots[order], cuts)):
+            copies = mine[at].tolist()
+            pending.give(copies, pending.positions(copies))
+
+    def _copy_made(self, ins, k: int) -> None:
+        """Make those of `ins`, the k-th of them, where it is such a copy."""
+        runs = self.runs
+        if runs is None:
+            return
+        j = int(np.searchsorted(runs[:, 0], k, "right")) - 1
+        if j >= 0 and k < runs[j, 1]:
+            pending = self.deferred[runs[j, 2]][0]
+            pending.give([ins], [pending.position(ins)])
 
     def _all(self, mine, touched) -> None:
         (acc, ptr, wptr), rows = self.cols, self.rows.astype(np.int64)

@@ -6,12 +6,13 @@ from __future__ import annotations
 import collections
 import itertools
 import operator
+import weakref
 
 import numpy as np
 
 from .access import Access
 from .expand_parts import operand_columns
-from .record import Allocation, Instruction, identities
+from .record import Allocation, Instruction, defer_operands, identities, set_operands
 
 repeat = itertools.repeat
 _new_access = tuple.__new__  # (an Access from its 18 fields, as machine/access.py makes them)
@@ -57,6 +58,24 @@ class Layout:
         self.operand_ids = plan.operand_ids  # (the structure's: see Plan._made)
         self._positions = None  # (see positions)
         self._operands_moving(moves, n_read, n_ops)
+        # copies whose operands are made when first read (Copier.append) hold their
+        # template's meanwhile, which the cost model reads (machine/record.py
+        # `held_reads`): a DMA's price reads its operands' partitions, so not where
+        # they move
+        dma = np.array([t.engine == "dma" for t in tmpl], dtype=bool)
+        owner = np.repeat(np.arange(self.width), n_ops)[self.moving_at]
+        self.lazy = bool(len(self.moving)) and not (
+            dma[owner] & moves[self.moving[:, 1:3]].any(axis=1)).any()
+        # hoisting reads every copy of a load (HBM to SBUF) unless each reads other bytes
+        # than the one before (compiler/hoist.py `_visited`): made at once where one's
+        # source does not move (else where it stays in a block: `loads_move`)
+        first = (np.cumsum(n_ops) - n_ops).tolist()
+        loads = [first[b] for b, t in enumerate(tmpl) if t.engine == "dma"
+                 and t.opcode == "dma_copy" and len(t.reads) == len(t.writes) == 1
+                 and t.reads[0].space == "hbm" and t.writes[0].space == "sbuf"]
+        among = dict(zip(self.moving_at, range(len(self.moving_at))))
+        self.load_sources = [among[k] for k in loads if k in among]
+        self.lazy &= len(self.load_sources) == len(loads)
         # (instruction, its attributes' numbers, their key) where they move
         moved = np.concatenate(([0], np.cumsum(moves)))
         lo, hi = (self.index_cols + 1).tolist(), (at + size).tolist()
@@ -175,7 +194,8 @@ class Copier:
     them), as flat lists in record order (the template's items for one iteration, then
     for the next): a copy's field is its template's unless the row gives it. An operand
     whose numbers cannot move (`_moves`) is the template's (immutable) Access, and so is
-    a tuple of reads or writes where none can; the others are made for every copy.
+    a tuple of reads or writes where none can; the others are made for every copy, in a
+    block of enough moving operands when first read (`_PendingOperands`; Layout.lazy).
     `layout`: a Layout made for an earlier entry of the same loop, used when it fits
     this plan."""
 
@@ -188,21 +208,21 @@ class Copier:
         self.layout = lay = layout
         self.keys, self.starts, self.stops = lay.keys, lay.starts, lay.stops
         self.index_cols, self.moving = lay.index_cols, lay.moving
-        self.accesses = list(itertools.chain.from_iterable(itertools.chain.from_iterable(
+        accesses = list(itertools.chain.from_iterable(itertools.chain.from_iterable(
             map(_SIDES, tmpl))))
         # a moving operand's fields as its copies start from (Access's, by field)
-        self.kept = [list(f) for f in zip(*map(self.accesses.__getitem__,
-                                               lay.moving_at))] or [[]] * 18
+        kept = [list(f) for f in zip(*map(accesses.__getitem__, lay.moving_at))] \
+            or [[]] * 18
         # (for Layout.same_operands: what an operand's copies keep, objects by identity,
         # as access columns read the role's and shape's: timing/access_columns.py)
-        kept = self.kept[:8] + self.kept[13:17]
-        self.fields = np.column_stack([*map(identities, kept), *self.kept[8:11]]) \
-            if lay.moving_at else None
-        self._kept_first = (None, None)  # (the kinds' firsts, their `kept` fields)
+        self.fields = np.column_stack([*map(identities, kept[:8] + kept[13:17]),
+                                       *kept[8:11]]) if lay.moving_at else None
         last = plan.rows[-1]
         self.moving_attrs = [(b, span, last[span].tolist(), key)
                              for b, span, key in lay.moving_attrs]
         self.statics = [list(f) for f in zip(*map(_STATICS, tmpl))] if tmpl else [[]] * 8
+        self.operands = Operands(lay, len(tmpl), accesses, kept, self.statics[3],
+                                 self.statics[4])
         allocs = [p.allocations[i] for i in range(a_start, a_stop)]
         self.template_ids = [al.id for al in allocs]
         self.alloc_keys, self.alloc_cols = lay.alloc_keys, lay.alloc_cols
@@ -225,10 +245,20 @@ class Copier:
         core, engine, opcode, reads, writes, location, attrs, queue = self.statics
         # the moving operands' numbers (copy r's j-th at r * m + j)
         nums = values[:, self.moving].reshape(-1, 6)
-        reads, writes, attrs = self._operands(values, nums, p.allocations, reads, writes,
-                                              attrs)
+        attrs = self._attrs(values, attrs)
+        lazy = self.layout.lazy and len(nums) >= _LAZY and self._loads_move(nums, n)
+        by_column = n >= _BY_COLUMN and len(nums) >= _SMALL_PLACES
+        same = self._same(nums, n, by_column)
+        if lazy:  # (the template's tuples, held until first read)
+            reads, writes = reads * n, writes * n
+        else:
+            reads, writes = self.operands.make(nums, n, p.allocations, same, by_column)
         made = list(map(Instruction, index, core * n, engine * n, opcode * n, reads, writes,
                         location * n, attrs, queue * n))
+        if lazy and made:
+            pending = _PendingOperands(self.operands, made, nums, n, p.allocations, same,
+                                       by_column, p)
+            pending.deferred = defer_operands(made, pending)
         p.instructions.extend(made)
         if made:  # (for the access columns: timing/access_columns.py)
             p.note_copies(made, self.templates, self.statics[3], self.statics[4],
@@ -279,16 +309,56 @@ class Copier:
         return columns[0] if len(columns) == 1 else \
             list(itertools.chain.from_iterable(zip(*columns)))
 
-    def _operands(self, values: np.ndarray, nums: np.ndarray, allocs: dict, reads: list,
-                  writes: list, attrs: list):
-        """The copies' reads, writes and attrs (flat lists; `nums`: the moving operands'
-        numbers)."""
+    def _attrs(self, values: np.ndarray, attrs: list) -> list:
+        """The copies' attrs (a flat list), those with numbers that move their own."""
         n, width = len(values), len(self.templates)
-        reads, writes, attrs = reads * n, writes * n, attrs * n
-        m = len(self.moving)
-        if m:
+        attrs = attrs * n
+        for b, span, same, key in self.moving_attrs:
+            template = attrs[b]
+            for r, nums in enumerate(values[:, span].tolist()):
+                if nums != same:
+                    attrs[r * width + b] = _attrs_with(template, key, nums)
+        return attrs
+
+    def _loads_move(self, nums: np.ndarray, n: int) -> bool:
+        """Whether each load's source (Layout.load_sources) reads other bytes in each
+        copy than in the one before."""
+        at = self.layout.load_sources
+        if not at:
+            return True
+        src = nums.reshape(n, len(self.moving), 6)[:, at, 3:5]
+        return bool((src[1:] != src[:-1]).any(axis=2).all())
+
+    def _same(self, nums: np.ndarray, n: int, by_column: bool):
+        """The kinds of equal moving operands Operands._in_record_order makes one Access
+        per (Layout.same_operands, asked in record order: it keeps the last block's), None
+        where it makes them all, or where Operands._by_operand makes them (`by_column`)."""
+        if not len(self.moving) or by_column or len(nums) < _SAME_OPERANDS:
+            return None
+        return self.layout.same_operands(nums.reshape(n, len(self.moving), 6), self.fields)
+
+
+class Operands:
+    """What a Copier makes its copies' moving operands from: its layout and template's
+    accesses, no instruction (a block whose operands are made when first read holds it,
+    `_PendingOperands`, and must not keep its template alive)."""
+
+    def __init__(self, layout: Layout, width: int, accesses: list, kept: list,
+                 reads: list, writes: list):
+        self.layout, self.width, self.accesses, self.kept = layout, width, accesses, kept
+        self.moving = layout.moving
+        self.reads, self.writes = reads, writes  # (the template's tuples)
+        self._kept_first = (None, None)  # (the kinds' firsts, their `kept` fields)
+
+    def make(self, nums: np.ndarray, n: int, allocs: dict, same, by_column: bool) -> tuple:
+        """The reads and writes of n copies (flat lists; `nums`: their moving operands'
+        numbers; `same`: their kinds, Copier._same; `by_column`: made an operand at a
+        time, `_by_operand`, which shares none of a copy's)."""
+        width = self.width
+        reads, writes = self.reads * n, self.writes * n
+        if len(self.moving):
             sides = (reads, writes)
-            if n >= _BY_COLUMN and len(nums) >= _SMALL_PLACES:
+            if by_column:
                 # each tuple's column at once (copy r's at r * width + b) from each moving
                 # operand's copies
                 made = self._by_operand(nums, n, allocs)
@@ -299,37 +369,29 @@ class Copier:
                         out[b::width] = list(zip(*[made[j] if j >= 0 else
                                                    repeat(accesses[~j], n) for j in src]))
             else:  # every tuple of a group at once, from a pool by position
-                made, same = self._in_record_order(nums, n, allocs)
+                made = self._in_record_order(nums, n, allocs, same)
                 pool = made + self.accesses
                 for side, where, sources, taken in self.layout.positions(n, same):
                     made = zip(*[map(pool.__getitem__, j) for j in sources])
                     if taken is not None:  # (one tuple of equal kinds' Accesses)
                         made = map(list(made).__getitem__, taken)
                     _put(sides[side], where, made)
-        for b, span, same, key in self.moving_attrs:
-            template = attrs[b]
-            for r, nums in enumerate(values[:, span].tolist()):
-                if nums != same:
-                    attrs[r * width + b] = _attrs_with(template, key, nums)
-        return reads, writes, attrs
+        return reads, writes
 
-    def _in_record_order(self, nums: np.ndarray, n: int, allocs: dict):
+    def _in_record_order(self, nums: np.ndarray, n: int, allocs: dict, same) -> list:
         """The moving operands' copies from their numbers' rows (copy r's j-th at
-        r * m + j), or one Access (immutable) per kind of equal operands of a copy (copy
-        r's at r * k + kind): (those, the kinds as Layout.same_operands gives them, or
-        None)."""
-        m = len(self.moving)
-        same = None
-        if len(nums) >= _SAME_OPERANDS:
-            same = self.layout.same_operands(nums.reshape(n, m, 6), self.fields)
+        r * m + j), or where `same` gives kinds of equal operands of a copy
+        (Layout.same_operands), one Access (immutable) per kind (copy r's at
+        r * k + kind)."""
         if same is None:
-            return self._made(nums, n, self.kept, allocs), None
+            return self._made(nums, n, self.kept, allocs)
+        m = len(self.moving)
         first = same[0]
         if self._kept_first[0] is not first:
             at = first.tolist()
             self._kept_first = (first, [list(map(f.__getitem__, at)) for f in self.kept])
         return self._made(nums.reshape(n, m, 6)[:, first].reshape(-1, 6), n,
-                          self._kept_first[1], allocs), same
+                          self._kept_first[1], allocs)
 
     def _made(self, nums: np.ndarray, n: int, kept: list, allocs: dict) -> list:
         """Operands from their numbers' rows (copy r's j-th at r * m + j; `kept`: their
@@ -363,6 +425,174 @@ class Copier:
                                        in enumerate(zip(place[j], moves[j]))],
                 bounds[0][j], bounds[1][j], *map(repeat, a[13:17]), alloc[j::m]))))
         return out
+
+
+class _PendingOperands:
+    """The reads and writes of a block of copies, kept as their moving operands'
+    numbers until one of them is first read (machine/record.py `defer_operands`), then
+    made as the Copier would have made them when it appended them: from the same
+    numbers, allocations and kinds of equal operands (`same`, found then:
+    Layout.same_operands keeps the last block's). The Copier shares an Access or a
+    tuple between copies only where it is the template's, so a copy's alone may be made
+    (as one copy of a block, `by_column` or not: the same objects shared): in a block of
+    many copies its first and last copy are when read first (hoisting visits those of a
+    block where it need not visit all, compiler/hoist.py `_visited`), all the others at
+    once where the program still lists them where the append left them, else the one
+    read alone (the rest of its copy kept for the others: `stash`).
+    It holds no instruction (their class, which holds it, is in a cycle that only the
+    collector frees): their ids, and the program weakly; and it lets go of what makes
+    them once none is left to make (`live`: those of their class, and those the
+    allocation took, which it counts back: compiler/compiled_allocation.py)."""
+    __slots__ = ("operands", "nums", "n", "width", "allocs", "same", "by_column", "ids",
+                 "program", "start", "index0", "deferred", "live", "singles", "row_made",
+                 "stash")
+
+    def __init__(self, operands: Operands, made: list, nums, n, allocs, same, by_column,
+                 program):
+        self.operands, self.n, self.allocs, self.same = operands, n, allocs, same
+        self.width, self.by_column = operands.width, by_column
+        small = nums.size and -_INT32 <= nums.min() and nums.max() < _INT32
+        self.nums = nums.astype(np.int32) if small else nums.copy()
+        self.ids = identities(made).copy()
+        # (`made` is appended to the program next)
+        self.program, self.start = weakref.ref(program), len(program.instructions)
+        self.index0 = made[0].index
+        self.live = len(made)
+        self.singles = 0
+        self.row_made = None  # (per copy: its operands made)
+        self.stash = {}  # position -> (reads, writes) of one of a copy made, not given yet
+
+    def make(self, ins) -> None:
+        """Make the reads and writes of `ins`, a copy of the block (of its class)."""
+        k = self.position(ins)
+        if k in self.stash:
+            self.give([ins], [k])
+            return
+        w = self.width
+        r = k // w
+        if self.singles < _SINGLES and self.n >= _BY_COLUMN and r in (0, self.n - 1):
+            self.singles += 1
+        else:
+            listed = self._listed_block()
+            if listed is not None:
+                self.give(*listed)
+                return
+        row = self._in_place(r * w, (r + 1) * w)
+        if row is not None and self._of_class(row):
+            self.give(row, np.arange(r * w, (r + 1) * w))
+        else:
+            self.give([ins], [k])
+
+    def give(self, instrs: list, ks) -> None:
+        """Give `instrs`, the copies at positions `ks` not given theirs yet, their reads
+        and writes: those stashed, the others made with their copies (the rest of which
+        is stashed)."""
+        stash, w, parts = self.stash, self.width, []
+        ks = np.asarray(ks, np.int64)
+        if stash:
+            held = np.fromiter(map(stash.__contains__, ks.tolist()), bool, len(ks))
+            if held.any():
+                got = list(map(stash.pop, ks[held].tolist()))
+                parts.append((list(itertools.compress(instrs, held)),
+                              [x[0] for x in got], [x[1] for x in got]))
+                instrs, ks = list(itertools.compress(instrs, ~held)), ks[~held]
+        if len(ks):
+            rows = np.unique(ks // w)
+            reads, writes = self._made(rows)
+            at = (rows[:, None] * w + np.arange(w)).ravel()
+            if np.array_equal(at, ks):
+                parts.append((instrs, reads, writes))
+            else:
+                mine = np.searchsorted(at, ks)
+                parts.append((instrs, list(map(reads.__getitem__, mine.tolist())),
+                              list(map(writes.__getitem__, mine.tolist()))))
+                others = np.ones(len(at), bool)
+                others[mine] = False
+                for i, k in zip(np.flatnonzero(others).tolist(), at[others].tolist()):
+                    stash[k] = (reads[i], writes[i])
+        reverted = sum(set_operands(*part, self.deferred) for part in parts)
+        if not stash and self.row_made.all():
+            self._let_go_all()
+        self.let_go(reverted)
+
+    def position(self, ins) -> int:
+        """Where `ins` is among the block's copies (in record order, numbered in order
+        where no pass has renumbered them otherwise)."""
+        k, ids = ins.index - self.index0, self.ids
+        if 0 <= k < len(ids) and ids[k] == id(ins):
+            return k
+        return int(np.flatnonzero(ids == id(ins))[0])
+
+    def positions(self, instrs: list) -> np.ndarray:
+        """`position` of each of `instrs`."""
+        ids, of = self.ids, identities(instrs)
+        if np.array_equal(of, ids):
+            return np.arange(len(ids))
+        order = np.argsort(ids)
+        return order[np.searchsorted(ids, of, sorter=order)]
+
+    def let_go(self, count: int = 1) -> None:
+        """`count` of them are not of their class any more (given their operands, or
+        taken by the allocation, which counts them here until it no longer needs them),
+        or died."""
+        self.live -= count
+        if not self.live:
+            self._let_go_all()
+
+    def _let_go_all(self) -> None:
+        self.operands = self.nums = self.allocs = self.same = self.ids = None
+        self.program = self.row_made = self.stash = None
+
+    def _made(self, rows: np.ndarray) -> tuple:
+        """The reads and writes (flat lists) of the copies `rows` (ascending)."""
+        n, ops = len(rows), self.operands
+        nums = self.nums if n == self.n else \
+            self.nums.reshape(self.n, -1, 6)[rows].reshape(-1, 6)
+        kept = ops.layout._positions  # (the appends' cache, left as they left it)
+        made = ops.make(nums.astype(np.int64), n, self.allocs, self.same,
+                        self.by_column and n > 1)
+        ops.layout._positions = kept
+        if self.row_made is None:
+            self.row_made = np.zeros(self.n, bool)
+        self.row_made[rows] = True
+        return made
+
+    def _in_place(self, lo: int, hi: int) -> list | None:
+        """The program's instructions where the append left copies lo to hi, where
+        those are still there, else None."""
+        program = self.program()
+        if program is None:
+            return None
+        instrs = program.instructions[self.start + lo:self.start + hi]
+        if len(instrs) != hi - lo or \
+                not np.array_equal(identities(instrs), self.ids[lo:hi]):
+            return None
+        return instrs
+
+    def _of_class(self, instrs: list) -> bool:
+        """Whether all of `instrs` are of the block's class (not given theirs yet)."""
+        return set(map(type, instrs)) == {self.deferred}
+
+    def _listed_block(self):
+        """(the copies not given theirs yet, their positions) where the program still
+        lists them where the append left them, else None."""
+        instrs = self._in_place(0, len(self.ids))
+        if instrs is None:
+            return None
+        if self.row_made is None:
+            ks = np.arange(len(instrs))
+        else:
+            ks = np.flatnonzero(np.repeat(~self.row_made, self.width))
+            if self.stash:
+                ks = np.union1d(ks, list(self.stash))
+            instrs = list(map(instrs.__getitem__, ks.tolist()))
+        return (instrs, ks) if self._of_class(instrs) else None
+
+
+_INT32 = 1 << 31
+# blocks of fewer moving operands make them at once (a class per block costs more)
+_LAZY = 64
+_SINGLES = 2  # copies of a block made one by one (its first and last) before the rest
 
 
 def _moves(plan) -> np.ndarray:

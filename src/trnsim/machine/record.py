@@ -2,7 +2,9 @@
 model to derive dependencies (overlapping accesses) and costs without the kernel."""
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
+from itertools import repeat
 
 import numpy as np
 
@@ -77,9 +79,109 @@ class Instruction:
 # An instruction's reads and writes tuples as it holds them, past the properties a
 # subclass puts over them: an allocated program's instructions whose physical accesses
 # are made when first read (compiler/compiled_allocation.py `_Unplaced`) hold their
-# virtual ones until then, which differ from them in lo and hi alone. For readers of
-# no operand's bytes (the cost model).
+# virtual ones until then, which differ from them in lo and hi alone, and loop copies
+# whose operands are made when first read (`defer_operands`) their template's, which
+# differ from theirs in the offset, box and alloc of the operands that move (and, in a
+# DMA, in no partition: machine/expand_copy.py `Layout.lazy`). For readers of no
+# operand's place (the cost model).
 held_reads, held_writes = Instruction.reads.__get__, Instruction.writes.__get__
+_set_reads, _set_writes = Instruction.reads.__set__, Instruction.writes.__set__
+
+
+def _made_when_read(name: str) -> property:
+    """The Instruction field `name` (a slot), the pending operands made before any use."""
+    slot = getattr(Instruction, name)
+
+    def get(self):
+        self._pending.make(self)
+        return slot.__get__(self)
+
+    def set(self, value):
+        self._pending.make(self)
+        slot.__set__(self, value)
+
+    def delete(self):
+        self._pending.make(self)
+        slot.__delete__(self)
+    return property(get, set, delete)
+
+
+class _Deferred(Instruction):
+    """A loop copy whose reads and writes are not made yet (a subclass per block of
+    copies, `_pending` the block's: machine/expand_copy.py `_PendingOperands`): it holds
+    its template's tuples, and reading either field, or the whole instruction (equality,
+    repr, copies, pickles), makes them first (those of its copy of the template, or of
+    every copy of its block: `_PendingOperands.make`), and it is an Instruction again;
+    what is made of one, e.g. by dataclasses.replace, is an Instruction. Its death
+    counts down the block's copies left to make (`_PendingOperands.let_go`)."""
+    __slots__ = ()
+    _pending: object
+    reads = _made_when_read("reads")
+    writes = _made_when_read("writes")
+
+    def __new__(cls, *args, **kwargs):
+        return Instruction(*args, **kwargs)
+
+    def __eq__(self, other):
+        self._pending.make(self)
+        return self == other
+
+    def __repr__(self):
+        self._pending.make(self)
+        return repr(self)
+
+    def __reduce_ex__(self, protocol):
+        self._pending.make(self)
+        return self.__reduce_ex__(protocol)
+
+    def __del__(self):
+        self._pending.let_go()
+
+
+def defer_operands(instrs: list, pending) -> type:
+    """Make `instrs` (copies holding their template's reads and writes) Instructions
+    whose own are made when first read: `pending.make(ins)` sets them (`set_operands`)
+    on `ins`, or on more of them, `pending.make()` on all that are not made yet.
+    Returns their class."""
+    cls = type("_Deferred", (_Deferred,), {"__slots__": (), "_pending": pending})
+    deque(map(setattr, instrs, repeat("__class__"), repeat(cls)), 0)
+    return cls
+
+
+def set_operands(instrs: list, reads, writes, deferred: type) -> int:
+    """Give `instrs` their reads and writes (iterables in order), and those still of the
+    class `deferred` (defer_operands') their class back: Instruction. Returns how many
+    it gave it back."""
+    deque(map(_set_reads, instrs, reads), 0)
+    deque(map(_set_writes, instrs, writes), 0)
+    if set(map(type, instrs)) != {deferred}:  # (some given another class since)
+        instrs = [ins for ins in instrs if type(ins) is deferred]
+    deque(map(setattr, instrs, repeat("__class__"), repeat(Instruction)), 0)
+    return len(instrs)
+
+
+def pending_operands(instrs: list) -> tuple:
+    """The pending operands (`defer_operands`) of the deferred copies among `instrs`,
+    each with the number of its copies there, and where those lie: rows of (start,
+    stop, the pending's number) of runs of `instrs`, None where there are none. For a
+    pass that gives them another class over their held tuples (the allocation's
+    `_Unplaced`, compiler/compiled_allocation.py), which has them made (`.give`) before
+    it reads those tuples."""
+    types = list(map(type, instrs))
+    if not any(issubclass(t, _Deferred) for t in set(types)):
+        return [], None
+    kinds = identities(types)
+    cut = (np.flatnonzero(kinds[1:] != kinds[:-1]) + 1).tolist()
+    pendings, number, runs = [], {}, []
+    for s, e in zip([0, *cut], [*cut, len(types)]):
+        t = types[s]
+        if issubclass(t, _Deferred):
+            if t not in number:
+                number[t] = len(pendings)
+                pendings.append([t._pending, 0])
+            pendings[number[t]][1] += e - s
+            runs.append((s, e, number[t]))
+    return list(map(tuple, pendings)), np.array(runs, np.int64)
 
 
 def dma_site(ins: Instruction) -> tuple:

@@ -2,9 +2,11 @@
 (profile/summary.py, profile/insights.py): read once per profile, the figures are
 NumPy sums over them instead of a Python loop per instruction.
 
-The operands are read as the instructions hold them (machine/record.py `held_reads`):
-an allocated program's pending physical accesses differ from them only in on-chip lo
-and hi, which no figure reads, so reading them makes none."""
+Where the program keeps its access columns (timing/access_columns.py), the operands
+are read as the instructions hold them (machine/record.py `held_reads`), and their
+places off the columns: an allocated program's pending physical accesses and a loop
+copy's pending operands differ from the held ones only in places, so reading them
+makes none. Elsewhere they are read as they are (made where pending)."""
 from __future__ import annotations
 
 from itertools import chain, repeat
@@ -20,6 +22,7 @@ HBM, SBUF, PSUM, OTHER = 0, 1, 2, 3
 _ENGINE, _OPCODE, _ATTRS = attrgetter("engine"), attrgetter("opcode"), attrgetter("attrs")
 _SPACE, _BYTES = attrgetter("space"), attrgetter("bytes")
 _CONTIGUOUS, _ROLE = attrgetter("contiguous_bytes"), attrgetter("role")
+_READS, _WRITES = attrgetter("reads"), attrgetter("writes")
 
 
 class Side:
@@ -65,6 +68,13 @@ class Side:
                 np.fromiter(map(ne, map(_ROLE, accesses), repeat("indirect_offset")),
                             bool, len(at)))
 
+    def own(self, instrs: list, side: str, flat: int) -> tuple:
+        """(instruction, operand) of the operand at position `flat`, the operand as the
+        instruction gives it to readers (a held one may be a template's: module doc)."""
+        i = int(self.at[flat])
+        ins = instrs[i]
+        return ins, getattr(ins, side)[flat - int(np.searchsorted(self.at, i))]
+
     def per_instruction(self, mask, n: int) -> np.ndarray:
         """The bytes of the operands where `mask`, summed per instruction (n of them)."""
         return np.bincount(self.at[mask], self.bytes[mask], n).astype(np.int64)
@@ -89,8 +99,9 @@ class Operands:
         _, self.attrs_first, self.attrs_code = np.unique(
             identities(attrs, n), return_index=True, return_inverse=True)
         reads, writes = _columns(program)
-        self.reads = Side(list(map(held_reads, instrs)), reads)
-        self.writes = Side(list(map(held_writes, instrs)), writes)
+        kept = reads is not None  # (the places off the columns: the held operands serve)
+        self.reads = Side(list(map(held_reads if kept else _READS, instrs)), reads)
+        self.writes = Side(list(map(held_writes if kept else _WRITES, instrs)), writes)
 
     @cached_property
     def bytes_moved(self) -> np.ndarray:

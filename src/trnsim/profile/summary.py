@@ -229,7 +229,7 @@ class HbmTraffic:
             side.append((at, list(map(s.accesses.__getitem__, at.tolist())),
                          *s.hbm_bounds(at)))
         (rat, reads, lo, hi), (wat, writes, wlo, whi) = side
-        self._reads, self._read_ins = reads, ops.reads.at[rat]
+        self._reads, self._read_at, self._read_ins = reads, rat, ops.reads.at[rat]
         self._read_bytes = ops.reads.bytes[rat]
         self._indirect = np.fromiter(map(_INDIRECT, reads), bool, len(reads))
         self._key = _read_keys(reads, lo, hi)
@@ -255,7 +255,7 @@ class HbmTraffic:
             for k in rk:
                 if written.hits(lo[k], hi[k]):
                     self._trip[k] = True
-                    self.round_trip_reads.append((instrs[i], reads[k]))
+                    self.round_trip_reads.append(ops.reads.own(instrs, "reads", rat[k]))
             for k in wk:
                 written.add(wlo[k], whi[k])
         later = _Spans()
@@ -263,7 +263,8 @@ class HbmTraffic:
             rk, wk = per[i]
             for k in wk:
                 if later.hits(wlo[k], whi[k]):
-                    self.round_trip_writes.append((instrs[i], writes[k]))
+                    self.round_trip_writes.append(ops.writes.own(instrs, "writes",
+                                                                 wat[k]))
             for k in rk:
                 later.add(lo[k], hi[k])
         self.round_trip_writes.reverse()
@@ -283,9 +284,9 @@ class HbmTraffic:
         """{tensor name: (largest read count of one range, bytes read beyond the first
         read, [(instruction, access), ...] of the repeated ranges)} for tensors with a
         range read more than `more_than` times."""
-        instrs = self.ops.instrs
-        return {name: (count, extra, [(instrs[i], self._reads[k]) for i, k in
-                                      zip(self._read_ins[rows].tolist(), rows.tolist())])
+        instrs, own = self.ops.instrs, self.ops.reads.own
+        return {name: (count, extra, [own(instrs, "reads", k) for k in
+                                      self._read_at[rows].tolist()])
                 for name, (count, extra, rows) in self.repeated(more_than).items()}
 
     def repeated(self, more_than: int = 2) -> dict:

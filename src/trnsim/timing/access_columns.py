@@ -39,7 +39,7 @@ import numpy as np
 from ..machine.access import Access
 from ..machine.compiled import jit
 from .costs import itemsize
-from ..machine.record import distinct_rows, identities
+from ..machine.record import distinct_rows, held_reads, held_writes, identities
 
 ACC = ("p_lo", "p_hi", "lo", "hi", "dense", "has_form", "pitch", "first", "rows", "run",
        "map", "space")
@@ -176,12 +176,14 @@ def _pointers(instrs, spans: list) -> tuple:
         sides[1::2] = map(_WRITES, instrs[a:b])
         counts[a:b] = np.fromiter(map(len, sides), np.int64, 2 * (b - a)).reshape(-1, 2)
         read += chain.from_iterable(sides)
+    # (a copy's accesses counted off the tuples it holds: its own may not be made yet,
+    # machine/record.py `defer_operands`)
     copied = 0
     for block, s, e in spans:  # (in order: a template's instructions come before)
         t = block.template.start
         counts[s:e].reshape(block.copies, -1, 2)[:] = counts[t:t + (e - s) // block.copies]
-        copied += sum(map(len, map(_READS, instrs[s:e]))) + \
-            sum(map(len, map(_WRITES, instrs[s:e])))
+        copied += sum(map(len, map(held_reads, instrs[s:e]))) + \
+            sum(map(len, map(held_writes, instrs[s:e])))
     ends = np.cumsum(counts.ravel())  # (each instruction's reads end, then its writes)
     del counts
     ptr = np.zeros(n + 1, np.int64)

@@ -1,0 +1,259 @@
+"""Loop copies whose operands are made when first read (machine/expand_copy.py
+`_PendingOperands`, machine/record.py `defer_operands`): a record, and the allocated
+program made from it, equal the ones whose copies were made at once (== and pickle
+bytes: the same objects shared), and a timing-only compile and schedule of a kernel
+whose copies move on-chip tiles makes none of them."""
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+
+from trnsim import nki
+import trnsim.nki.isa as nisa
+import trnsim.nki.language as nl
+from trnsim.machine import compiled, expand_copy
+from trnsim.machine.record import Instruction, _Deferred, held_reads, held_writes
+from trnsim.machine.runtime import Run
+from trnsim.timing import schedule
+
+from test_copies_same_operands import tile_read_in_an_inner_loop
+from test_expand import _run, tiled_matmul
+
+
+@nki.jit
+def strided_stores(x):
+    out = nl.ndarray(x.shape, nl.float32, buffer=nl.hbm)
+    for j in nl.affine_range(x.shape[1] // 8):
+        t = nl.ndarray((128, 8), nl.float32, buffer=nl.sbuf)
+        nisa.dma_copy(dst=t, src=x[:, j * 8:(j + 1) * 8])
+        u = nl.ndarray((128, 8), nl.float32, buffer=nl.sbuf)
+        nisa.tensor_scalar(dst=u, data=t, op0=nl.multiply, operand0=2.0)
+        nisa.dma_copy(dst=out[:, j * 8:(j + 1) * 8], src=u)
+    return out
+
+
+@nki.jit
+def double_buffer(x):
+    """Periodic operands: `bufs[:, j % 2]` moves with period 2."""
+    out = nl.ndarray(x.shape, nl.float32, buffer=nl.hbm)
+    bufs = nl.ndarray((128, 2, 8), nl.float32, buffer=nl.sbuf)
+    for j in nl.affine_range(x.shape[1] // 8):
+        nisa.dma_copy(dst=bufs[:, j % 2], src=x[:, j * 8:(j + 1) * 8])
+        u = nl.ndarray((128, 8), nl.float32, buffer=nl.sbuf)
+        nisa.tensor_scalar(dst=u, data=bufs[:, j % 2], op0=nl.multiply, operand0=2.0)
+        nisa.dma_copy(dst=out[:, j * 8:(j + 1) * 8], src=u)
+    return out
+
+
+@nki.jit
+def partition_buffers(x):
+    """A DMA whose operand's partitions move (`bufs[j % 2]`: partition j % 2): its
+    copies are made at once (the cost model reads a DMA's partitions)."""
+    out = nl.ndarray(x.shape, nl.float32, buffer=nl.hbm)
+    bufs = nl.ndarray((2, 128, 8), nl.float32, buffer=nl.sbuf)
+    for j in nl.affine_range(x.shape[1] // 8):
+        nisa.dma_copy(dst=bufs[j % 2], src=x[:, j * 8:(j + 1) * 8])
+        nisa.dma_copy(dst=out[:, j * 8:(j + 1) * 8], src=bufs[j % 2])
+    return out
+
+
+@nki.jit
+def reloads(x):
+    """Each iteration loads the same bytes (hoisting visits every copy of the load)."""
+    out = nl.ndarray(x.shape, nl.float32, buffer=nl.hbm)
+    for j in nl.affine_range(x.shape[1] // 8):
+        t = nl.ndarray((128, 8), nl.float32, buffer=nl.sbuf)
+        nisa.dma_copy(dst=t, src=x[:, 0:8])
+        u = nl.ndarray((128, 8), nl.float32, buffer=nl.sbuf)
+        nisa.tensor_scalar(dst=u, data=t, op0=nl.multiply, operand0=2.0)
+        nisa.dma_copy(dst=out[:, j * 8:(j + 1) * 8], src=u)
+    return out
+
+
+KERNELS = {
+    "affine": (strided_stores, lambda: (np.zeros((128, 8 * 600), np.float32),)),
+    "periodic": (double_buffer, lambda: (np.zeros((128, 8 * 300), np.float32),)),
+    "partitions": (partition_buffers, lambda: (np.zeros((128, 8 * 300), np.float32),)),
+    "reloads": (reloads, lambda: (np.zeros((128, 8 * 300), np.float32),)),
+    "matmul": (tiled_matmul, lambda: (np.zeros((4096, 256), np.float32),
+                                      np.zeros((4096, 1024), np.float32))),
+    "same_operands": (tile_read_in_an_inner_loop, lambda: (np.ones((128, 128), np.float32),)),
+}
+
+
+def _deferred(instrs) -> list:
+    return [i for i in instrs if isinstance(i, _Deferred)]
+
+
+def _recorded(monkeypatch, name, lazy: bool, compile_it: bool = False):
+    kernel, args = KERNELS[name]
+    with monkeypatch.context() as m:
+        if not lazy:
+            m.setattr(expand_copy, "_LAZY", float("inf"))
+        if not compile_it:
+            m.setattr(Run, "compile", lambda self: None)
+        return _run(kernel, *args())
+
+
+@pytest.mark.parametrize("name", list(KERNELS))
+def test_a_record_with_deferred_copies_is_the_eager_one(monkeypatch, name):
+    eager = _recorded(monkeypatch, name, lazy=False).program
+    lazy = _recorded(monkeypatch, name, lazy=True).program
+    assert not _deferred(eager.instructions)
+    # (made at once: a DMA whose partitions move, a load of the same bytes each copy)
+    assert bool(_deferred(lazy.instructions)) == (name not in ("partitions", "reloads"))
+    assert pickle.dumps(lazy.instructions) == pickle.dumps(eager.instructions)
+    assert not _deferred(lazy.instructions)
+    lazy = _recorded(monkeypatch, name, lazy=True).program
+    assert lazy.instructions == eager.instructions
+    # a copy of each block made alone first, then the rest of the block
+    lazy = _recorded(monkeypatch, name, lazy=True).program
+    blocks = {}
+    for ins in _deferred(lazy.instructions):
+        blocks.setdefault(type(ins)._pending, []).append(ins)
+    for mine in blocks.values():
+        mine[len(mine) // 2].reads
+    assert pickle.dumps(lazy.instructions) == pickle.dumps(eager.instructions)
+
+
+@pytest.mark.parametrize("flag", ["0", "1"])
+@pytest.mark.parametrize("name", list(KERNELS))
+def test_the_compiled_program_and_its_timeline_are_the_eager_ones(monkeypatch, name, flag):
+    monkeypatch.setenv(compiled.ENV, flag)
+    out = []
+    for lazy in (False, True):
+        run = _recorded(monkeypatch, name, lazy, compile_it=True)
+        timeline = schedule(run.program, run.chip)
+        events = list(timeline.events)
+        out.append((events, list(run.program.issue.order),
+                    pickle.dumps((run.program.instructions, run.program.allocations))))
+    assert out[1] == out[0]
+
+
+def test_a_timing_only_compile_and_schedule_make_few_copies_of_a_tile_loop(monkeypatch):
+    pytest.importorskip("numba")
+    monkeypatch.setenv(compiled.ENV, "1")
+    compile_program = Run.compile
+    run = _recorded(monkeypatch, "affine", lazy=True)
+    made = []
+    real = expand_copy.Operands.make
+
+    def counted(self, nums, n, *args):
+        made.append(n)
+        return real(self, nums, n, *args)
+    monkeypatch.setattr(expand_copy.Operands, "make", counted)
+    compile_program(run)
+    schedule(run.program, run.chip)
+    copies = len(run.program.instructions) // 3
+    assert 0 < sum(made) <= copies // 20  # (hoisting reads a few copies' loads)
+
+
+def _one_block():
+    """A record's deferred copies of one block (the first met), their pending operands
+    and the program (which lists them where they were appended while it lives)."""
+    x = np.zeros((128, 8 * 600), np.float32)
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(Run, "compile", lambda self: None)
+        program = _run(strided_stores, x).program
+    deferred = _deferred(program.instructions)
+    pending = type(deferred[0])._pending
+    return [i for i in deferred if type(i)._pending is pending], pending, program
+
+
+def test_operands_are_made_on_first_read_the_end_copies_alone_then_the_block():
+    mine, pending, program = _one_block()
+    width = pending.width
+    first, last = mine[:width], mine[-width:]
+    # held until read: the template's tuples
+    assert all(held_reads(a) is b for a, b in zip(first, pending.operands.reads))
+    assert all(held_writes(a) is b for a, b in zip(first, pending.operands.writes))
+    first[1].reads
+    assert all(type(i) is Instruction for i in first)  # the first copy, alone
+    assert len(_deferred(mine)) == len(mine) - width
+    last[0].writes
+    assert len(_deferred(mine)) == len(mine) - 2 * width  # then the last, alone
+    mine[5 * width].reads
+    assert not _deferred(mine)  # then the rest of the block at once
+
+
+def test_a_middle_copy_read_first_makes_the_block():
+    mine, _, program = _one_block()
+    mine[len(mine) // 2].reads
+    assert not _deferred(mine)
+
+
+def test_a_copy_renumbered_out_of_order_is_still_found():
+    mine, pending, program = _one_block()
+    width = pending.width
+    for i, ins in enumerate(reversed(mine)):
+        ins.index = i
+    last = mine[-width:]
+    last[-1].writes
+    assert all(type(i) is Instruction for i in last)
+    assert len(_deferred(mine)) == len(mine) - width
+
+
+def test_the_summary_reads_pending_copies_own_places(monkeypatch):
+    """profile/operands.py reads the held operands only where the access columns give
+    their places: a recorded program (no columns) whose copies are pending has its own
+    HBM bounds, and HbmTraffic hands out the copies' own operands."""
+    from trnsim.profile import operands
+    from trnsim.profile.summary import HbmTraffic
+    eager = _recorded(monkeypatch, "affine", lazy=False).program
+    lazy = _recorded(monkeypatch, "affine", lazy=True).program
+    assert _deferred(lazy.instructions) and operands._columns(lazy)[0] is None
+    got, want = operands.Operands(lazy), operands.Operands(eager)
+    for side in ("reads", "writes"):
+        mine, theirs = getattr(got, side), getattr(want, side)
+        hbm = np.flatnonzero(theirs.space == operands.HBM)
+        assert all(map(np.array_equal, mine.hbm_bounds(hbm), theirs.hbm_bounds(hbm)))
+        for k in hbm[::97].tolist():
+            ins, access = mine.own(lazy.instructions, side, k)
+            assert (ins.index, access) == (lambda i, a: (i.index, a))(
+                *theirs.own(eager.instructions, side, k))
+    assert HbmTraffic(lazy).reload_bytes == HbmTraffic(eager).reload_bytes
+
+
+def _counted_makes(monkeypatch) -> list:
+    """The numbers of copies Operands.make is asked for from now on."""
+    made = []
+    real = expand_copy.Operands.make
+
+    def counted(self, nums, n, *args):
+        made.append(n)
+        return real(self, nums, n, *args)
+    monkeypatch.setattr(expand_copy.Operands, "make", counted)
+    return made
+
+
+@pytest.mark.parametrize("name", ["affine", "periodic", "matmul", "same_operands"])
+def test_copies_their_program_no_longer_lists_are_made_a_copy_at_a_time(monkeypatch, name):
+    """The program gone (its list kept): a read makes the copy read, and the others of
+    that copy take theirs from the stash; the record is the eager one."""
+    eager = _recorded(monkeypatch, name, lazy=False).program.instructions
+    instrs = _recorded(monkeypatch, name, lazy=True).program.instructions
+    blocks = {}
+    for ins in _deferred(instrs):
+        blocks.setdefault(type(ins)._pending, []).append(ins)
+    assert blocks
+    made = _counted_makes(monkeypatch)
+    assert pickle.dumps(instrs) == pickle.dumps(eager)
+    assert made == [1] * sum(len(mine) // p.width for p, mine in blocks.items())
+
+
+@pytest.mark.parametrize("name", ["affine", "same_operands"])
+def test_allocated_copies_listed_elsewhere_are_made_one_by_one(monkeypatch, name):
+    """The allocated program's list changed: each copy the allocation took (an
+    _Unplaced) has its virtual accesses made when read, then its physical ones."""
+    monkeypatch.setenv(compiled.ENV, "1")
+    eager = _recorded(monkeypatch, name, lazy=False, compile_it=True).program
+    lazy = _recorded(monkeypatch, name, lazy=True, compile_it=True).program
+    instrs = lazy.instructions
+    move = type(instrs[-1])._pending
+    assert move.deferred
+    instrs.reverse()
+    instrs = instrs[::-1]
+    assert pickle.dumps(instrs) == pickle.dumps(eager.instructions)
+    assert not move.deferred  # (all made: their blocks count them no more)
