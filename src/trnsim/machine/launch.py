@@ -16,6 +16,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import math
+import mmap
 
 import numpy as np
 
@@ -129,9 +131,13 @@ class HostArgs:
 
 
 def placeholder(shape, np_dtype, torch_mode=False):
-    """A zero output of a timing-only run: np.zeros takes its pages from the OS lazily,
-    so it costs no memory until written."""
-    a = np.zeros(shape, np_dtype)
+    """A zero output of a timing-only run, over an anonymous mapping of its own: the OS
+    gives its pages as they are written, so it costs no memory or time until then.
+    (np.zeros may instead clear memory the C heap kept: glibc's malloc raises its mmap
+    threshold to the size of each large array freed, such as the last run's output.)"""
+    dtype = np.dtype(np_dtype)
+    pages = mmap.mmap(-1, max(1, math.prod(shape) * dtype.itemsize))
+    a = np.ndarray(shape, dtype, buffer=pages)
     return _numpy_to_torch(a, copy=False) if torch_mode else a
 
 
