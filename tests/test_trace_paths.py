@@ -49,7 +49,8 @@ def test_timing_only_run_expands_as_the_environment_says(monkeypatch, flag):
 
 
 @pytest.mark.parametrize("shape, dtype", [
-    ((3, 5), np.float32), ((0, 7), np.int8), ((), np.float64), ((4, 1024), np.uint16)])
+    ((3, 5), np.float32), ((0, 7), np.int8), ((), np.float64), ((4, 1024), np.uint16),
+    ((1024, 256), np.float32), ((1024, 1024), np.float32)])  # (the last two mapped)
 def test_placeholder_is_a_writable_zero_array(shape, dtype):
     a, b = placeholder(shape, dtype), np.zeros(shape, dtype)
     assert (a.shape, a.dtype, a.tobytes()) == (b.shape, b.dtype, b.tobytes())
