@@ -128,8 +128,13 @@ register_loop_module(__file__)
 
 
 def enabled(run) -> bool:
-    return (run.options.expand and not run.options.numerics
-            and os.environ.get(ENV, "1").strip() != "0")
+    """Whether `run` expands loops, as its options and TRNSIM_EXPAND said when it first
+    asked (read once a run: every loop entry asks)."""
+    on = run.__dict__.get("expand_enabled")
+    if on is None:
+        on = run.expand_enabled = bool(run.options.expand and not run.options.numerics
+                                       and os.environ.get(ENV, "1").strip() != "0")
+    return on
 
 
 _left_early = [0]  # expanded loops left through an exception in their last iteration

@@ -3,6 +3,8 @@ from the sampled ones, checked against its last iteration, from which the other
 iterations are appended to the record (machine/expand_copy.py makes the copies)."""
 from __future__ import annotations
 
+import operator
+
 import numpy as np
 
 from .expand_copy import Copier
@@ -51,6 +53,7 @@ def _with_first(run, zero: "Mark", m1: "Mark", structure: tuple, rows: np.ndarra
     return np.vstack((row, rows))
 
 
+_OPERANDS = operator.itemgetter(6)  # an instruction's structure's operands
 _NO_COLUMNS = np.zeros(0, dtype=np.int64)
 _NO_COLUMNS.setflags(write=False)
 
@@ -234,9 +237,9 @@ class Plan:
         # `indexes_made_before` checks those ids name such tensors
         made = marks[1].allocations - marks[0].allocations  # each iteration's
         plan.sizes = sizes
-        ops = layout.operand_ids if layout is not None else operand_columns(sizes, [
-            len(t.reads) + len(t.writes)
-            for t in run.program.instructions[m0.instructions:m1.instructions]])[:, 5]
+        # (an instruction's operands: those its structure lists, `instruction_parts`)
+        ops = layout.operand_ids if layout is not None else operand_columns(sizes, list(
+            map(len, map(_OPERANDS, key[0][:plan.per_iteration]))))[:, 5]
         step = drift[ops]  # (np.isin may build a table spanning the values)
         plan.indexing = ops[(step != 0) & (step != period * made)]
         plan.operand_ids = ops

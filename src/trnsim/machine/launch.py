@@ -16,6 +16,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import math
+import mmap
 
 import numpy as np
 
@@ -128,10 +130,19 @@ class HostArgs:
                     host.copy_(new)
 
 
+_MAPPED = 1 << 20  # bytes from which an output placeholder is mapped (a mapping each)
+
+
 def placeholder(shape, np_dtype, torch_mode=False):
-    """A zero output of a timing-only run: np.zeros takes its pages from the OS lazily,
-    so it costs no memory until written."""
-    a = np.zeros(shape, np_dtype)
+    """A zero output of a timing-only run; a large one over an anonymous mapping of its
+    own, whose pages the OS gives as they are written, so it costs no memory or time
+    until then. (np.zeros may instead clear memory the C heap kept: glibc's malloc
+    raises its mmap threshold to the size of each large array freed, such as the last
+    run's output.)"""
+    dtype = np.dtype(np_dtype)
+    nbytes = math.prod(shape) * dtype.itemsize
+    a = np.ndarray(shape, dtype, buffer=mmap.mmap(-1, nbytes)) if nbytes >= _MAPPED \
+        else np.zeros(shape, dtype)
     return _numpy_to_torch(a, copy=False) if torch_mode else a
 
 
