@@ -140,9 +140,9 @@ def test_a_timing_only_compile_and_schedule_make_few_copies_of_a_tile_loop(monke
     made = []
     real = expand_copy.Operands.make
 
-    def counted(self, nums, n, *args):
+    def counted(self, nums, n, *args, **kwargs):
         made.append(n)
-        return real(self, nums, n, *args)
+        return real(self, nums, n, *args, **kwargs)
     monkeypatch.setattr(expand_copy.Operands, "make", counted)
     compile_program(run)
     schedule(run.program, run.chip)
@@ -221,9 +221,9 @@ def _counted_makes(monkeypatch) -> list:
     made = []
     real = expand_copy.Operands.make
 
-    def counted(self, nums, n, *args):
+    def counted(self, nums, n, *args, **kwargs):
         made.append(n)
-        return real(self, nums, n, *args)
+        return real(self, nums, n, *args, **kwargs)
     monkeypatch.setattr(expand_copy.Operands, "make", counted)
     return made
 

@@ -78,9 +78,9 @@ def test_models_kept_after_the_kernel_hold_neither_positions_nor_samples(monkeyp
     kept = []
     real = expand_copy.Layout.positions
 
-    def positions(self, n, same=None):
+    def positions(self, n, same=None, keep=True):
         kept.append(self)
-        return real(self, n, same)
+        return real(self, n, same, keep)
     monkeypatch.setattr(expand_copy.Layout, "positions", positions)
     _, fast = _both(monkeypatch, lambda: _run(strided_stores, x))
     (_, drift, layout), = _stats(fast).known.values()

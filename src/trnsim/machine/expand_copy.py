@@ -4,6 +4,7 @@ numbers, as flat lists in record order."""
 from __future__ import annotations
 
 import collections
+import functools
 import itertools
 import operator
 import weakref
@@ -32,6 +33,11 @@ _BY_COLUMN = 32
 # than the ints they save in smaller ones)
 _SHARED_DECLARATIONS = 256
 assert Allocation.__slots__[0] == "id" and Allocation.__slots__[-1] == "declared_at"
+# an instruction's structure key's (machine/expand_parts.py `instruction_parts`): its
+# engine, opcode, number of reads, operands (an Access's fields role..pattern, ...)
+_ENGINE, _OPCODE, _N_READS, _OPERANDS = map(operator.itemgetter, (1, 2, 5, 6))
+_SPACE = 2  # (an operand key's)
+_EXPLICIT = operator.itemgetter(-1)  # (an allocation's key's: `allocation_key`)
 
 
 class Layout:
@@ -40,66 +46,65 @@ class Layout:
     loop's model (`ExpansionStats.known`) so that a loop entered again with the same
     model reuses it (`fits`)."""
 
-    def __init__(self, run, plan, moves: np.ndarray, tmpl: list):
-        p = run.program
+    def __init__(self, plan, moves: np.ndarray, width: int):
         structure = plan.key[0]  # the instructions', the allocations', the fences'
-        self.keys = list(structure[:len(tmpl)])
+        # (read off their keys, machine/expand_parts.py `instruction_parts`: the
+        # template's own operands may be made when first read)
+        keys = self.keys = list(structure[:width])
         self.sizes = plan.sizes
         size = np.array(self.sizes, dtype=np.int64)
         at = np.cumsum(size) - size  # where each instruction's numbers start
         self.starts, self.stops = at.tolist(), (at + size).tolist()
-        n_read = np.array([len(t.reads) for t in tmpl], dtype=np.int64)
-        n_ops = n_read + [len(t.writes) for t in tmpl]
+        n_read = np.fromiter(map(_N_READS, keys), np.int64, width)
+        n_ops = np.fromiter(map(len, map(_OPERANDS, keys)), np.int64, width)
         self.index_cols = at + 6 * n_ops
         self.moves = moves
         self.drift = plan.drift
-        self.width = len(tmpl)
+        self.width = width
         self.record_numbers = plan.record_numbers
         self.operand_ids = plan.operand_ids  # (the structure's: see Plan._made)
         self._positions = None  # (see positions)
-        self._operands_moving(moves, n_read, n_ops)
+        self._one_copy = None
+        owner = np.repeat(np.arange(width), n_ops)
+        first = np.cumsum(n_ops) - n_ops
+        self._operands_moving(moves, n_read, n_ops, owner, first)
         # copies whose operands are made when first read (Copier.append) hold their
         # template's meanwhile, which the cost model reads (machine/record.py
         # `held_reads`): a DMA's price reads its operands' partitions, so not where
         # they move
-        dma = np.array([t.engine == "dma" for t in tmpl], dtype=bool)
-        owner = np.repeat(np.arange(self.width), n_ops)[self.moving_at]
+        dma = np.fromiter(map(operator.eq, map(_ENGINE, keys), repeat("dma")), bool, width)
         self.lazy = bool(len(self.moving)) and not (
-            dma[owner] & moves[self.moving[:, 1:3]].any(axis=1)).any()
+            dma[owner[self.moving_at]] & moves[self.moving[:, 1:3]].any(axis=1)).any()
         # hoisting reads every copy of a load (HBM to SBUF) unless each reads other bytes
         # than the one before (compiler/hoist.py `_visited`): made at once where one's
         # source does not move (else where it stays in a block: `loads_move`)
-        first = (np.cumsum(n_ops) - n_ops).tolist()
-        loads = [first[b] for b, t in enumerate(tmpl) if t.engine == "dma"
-                 and t.opcode == "dma_copy" and len(t.reads) == len(t.writes) == 1
-                 and t.reads[0].space == "hbm" and t.writes[0].space == "sbuf"]
+        single = np.flatnonzero(dma & (n_read == 1) & (n_ops == 2)).tolist()
+        loads = [k for b, k in zip(single, first[single].tolist()) if _is_load(keys[b])]
         among = dict(zip(self.moving_at, range(len(self.moving_at))))
         self.load_sources = [among[k] for k in loads if k in among]
         self.lazy &= len(self.load_sources) == len(loads)
         # (instruction, its attributes' numbers, their key) where they move
         moved = np.concatenate(([0], np.cumsum(moves)))
         lo, hi = (self.index_cols + 1).tolist(), (at + size).tolist()
-        self.moving_attrs = [(b, slice(lo[b], hi[b]), self.keys[b][-1])
+        self.moving_attrs = [(b, slice(lo[b], hi[b]), keys[b][-1])
                              for b in np.flatnonzero(moved[hi] > moved[lo]).tolist()]
-        start, end, a_start, a_stop, f_start, f_stop = plan.template
-        allocs = [p.allocations[i] for i in range(a_start, a_stop)]
-        self.alloc_keys = list(structure[len(tmpl):len(tmpl) + len(allocs)])
-        self.explicit = np.array([al.explicit for al in allocs], dtype=bool)
+        _, _, a_start, a_stop, f_start, f_stop = plan.template
+        n_allocs = a_stop - a_start
+        self.alloc_keys = list(structure[width:width + n_allocs])
+        self.explicit = np.fromiter(map(_EXPLICIT, self.alloc_keys), bool, n_allocs)
         self.any_explicit = bool(self.explicit.any())
         n_fences = f_stop - f_start
-        first = plan.record_numbers - 3 * len(allocs) - n_fences
-        self.alloc_cols = first + 3 * np.arange(len(allocs), dtype=np.int64)
+        first = plan.record_numbers - 3 * n_allocs - n_fences
+        self.alloc_cols = first + 3 * np.arange(n_allocs, dtype=np.int64)
         self.declared_cols = self.alloc_cols + 1
-        self.fence_cols = first + 3 * len(allocs) + np.arange(n_fences)
+        self.fence_cols = first + 3 * n_allocs + np.arange(n_fences)
 
-    def _operands_moving(self, moves, n_read, n_ops) -> None:
+    def _operands_moving(self, moves, n_read, n_ops, owner, base) -> None:
         """The template operands that may move (their numbers' columns, positions among
         all operands, and which of the six numbers move for any of them); the reads or
         writes tuples holding one, grouped by side (0 reads, 1 writes) and size: their
         instructions and each operand's source in a copy (its index among the moving
         operands, or ~its index among all the template's operands)."""
-        owner = np.repeat(np.arange(self.width), n_ops)
-        base = np.cumsum(n_ops) - n_ops
         nth = np.arange(len(owner)) - base[owner]
         cols = operand_columns(self.sizes, n_ops)
         moves_op = moves[cols].any(axis=1)
@@ -147,30 +152,42 @@ class Layout:
         self._same_fields, self._same_rows = fields, first[kind]
         return self._same
 
-    def positions(self, n: int, same=None) -> list:
-        """For a block of n copies of the template (kept for the last n and `same`
-        asked), each group of `tuples`: its side, the copies' flat positions, for each
-        of its operands their sources in a pool of the copies' moving operands (copy r's
-        j-th at r * m + j, or r * k + its kind where `same` (see same_operands) gives k
-        kinds) followed by the template's operands, and where kinds make enough tuples of
-        the same sources (`_kinds`), only the distinct ones and which of them each
+    def positions(self, n: int, same=None, keep: bool = True) -> list:
+        """For a block of n copies of the template (kept for the last n and `same` asked
+        to `keep`; one copy's with no kinds kept apart, for good: the first and last
+        copies of a block whose operands are made when first read, `_PendingOperands`),
+        each group of `tuples`: its side, the copies' flat positions, for each of its
+        operands their sources in a pool of the copies' moving operands (copy r's j-th
+        at r * m + j, or r * k + its kind where `same` (see same_operands) gives k
+        kinds) followed by the template's operands, and where kinds make enough tuples
+        of the same sources (`_kinds`), only the distinct ones and which of them each
         position takes (else None)."""
+        if n == 1 and same is None:
+            if self._one_copy is None:
+                self._one_copy = self._positions_of(1, None)
+            return self._one_copy
         kept = self._positions
-        if kept is None or kept[0] != n or kept[1] is not same:
-            m = len(self.moving)
-            at, k = (np.arange(m), m) if same is None else (same[1], len(same[0]))
-            rows = np.arange(n)[:, None]
-            out = []
-            for side, b, src in self.tuples:
-                where = (rows * self.width + b).ravel().tolist()
-                sources = np.column_stack([np.where(j >= 0, rows * k + at[np.maximum(j, 0)],
-                                                    n * k + ~j).ravel() for j in src.T])
-                first, taken = _kinds(sources) if same is not None else (None, None)
-                if first is not None:
-                    sources, taken = sources[first], taken.tolist()
-                out.append((side, where, sources.T.tolist(), taken))
+        if kept is not None and kept[0] == n and kept[1] is same:
+            return kept[2]
+        out = self._positions_of(n, same)
+        if keep:
             self._positions = (n, same, out)
-        return self._positions[2]
+        return out
+
+    def _positions_of(self, n: int, same) -> list:
+        m = len(self.moving)
+        at, k = (np.arange(m), m) if same is None else (same[1], len(same[0]))
+        rows = np.arange(n)[:, None]
+        out = []
+        for side, b, src in self.tuples:
+            where = (rows * self.width + b).ravel().tolist()
+            sources = np.column_stack([np.where(j >= 0, rows * k + at[np.maximum(j, 0)],
+                                                n * k + ~j).ravel() for j in src.T])
+            first, taken = _kinds(sources) if same is not None else (None, None)
+            if first is not None:
+                sources, taken = sources[first], taken.tolist()
+            out.append((side, where, sources.T.tolist(), taken))
+        return out
 
     def drop_positions(self) -> None:
         """Let go of the positions and kinds kept for the last block (lists as long as
@@ -204,24 +221,17 @@ class Copier:
         start, end, a_start, a_stop, f_start, f_stop = plan.template
         tmpl = self.templates = p.instructions[start:end]
         if layout is None or not layout.fits(plan, len(tmpl)):
-            layout = Layout(run, plan, _moves(plan), tmpl)
+            layout = Layout(plan, _moves(plan), len(tmpl))
         self.layout = lay = layout
         self.keys, self.starts, self.stops = lay.keys, lay.starts, lay.stops
         self.index_cols, self.moving = lay.index_cols, lay.moving
         accesses = list(itertools.chain.from_iterable(itertools.chain.from_iterable(
             map(_SIDES, tmpl))))
-        # a moving operand's fields as its copies start from (Access's, by field)
-        kept = [list(f) for f in zip(*map(accesses.__getitem__, lay.moving_at))] \
-            or [[]] * 18
-        # (for Layout.same_operands: what an operand's copies keep, objects by identity,
-        # as access columns read the role's and shape's: timing/access_columns.py)
-        self.fields = np.column_stack([*map(identities, kept[:8] + kept[13:17]),
-                                       *kept[8:11]]) if lay.moving_at else None
         last = plan.rows[-1]
         self.moving_attrs = [(b, span, last[span].tolist(), key)
                              for b, span, key in lay.moving_attrs]
         self.statics = [list(f) for f in zip(*map(_STATICS, tmpl))] if tmpl else [[]] * 8
-        self.operands = Operands(lay, len(tmpl), accesses, kept, self.statics[3],
+        self.operands = Operands(lay, len(tmpl), accesses, self.statics[3],
                                  self.statics[4])
         allocs = [p.allocations[i] for i in range(a_start, a_stop)]
         self.template_ids = [al.id for al in allocs]
@@ -231,6 +241,16 @@ class Copier:
         self.vaddrs = [al.vaddr for al in allocs]
         self.fence_cores = [core for core, _ in p.fences[f_start:f_stop]]
         self.fence_cols = lay.fence_cols
+
+    @functools.cached_property
+    def fields(self) -> np.ndarray | None:
+        """For Layout.same_operands: what a moving operand's copies keep, objects by
+        identity (as access columns read the role's and shape's:
+        timing/access_columns.py), and the kept offset, partitions."""
+        if not self.layout.moving_at:
+            return None
+        kept = self.operands.kept
+        return np.column_stack([*map(identities, kept[:8] + kept[13:17]), *kept[8:11]])
 
     def append(self, p, values: np.ndarray, stats) -> list:
         """Append the copies for the rows of `values` (noting them in `stats`, when
@@ -343,17 +363,26 @@ class Operands:
     accesses, no instruction (a block whose operands are made when first read holds it,
     `_PendingOperands`, and must not keep its template alive)."""
 
-    def __init__(self, layout: Layout, width: int, accesses: list, kept: list,
-                 reads: list, writes: list):
-        self.layout, self.width, self.accesses, self.kept = layout, width, accesses, kept
+    def __init__(self, layout: Layout, width: int, accesses: list, reads: list,
+                 writes: list):
+        self.layout, self.width, self.accesses = layout, width, accesses
         self.moving = layout.moving
         self.reads, self.writes = reads, writes  # (the template's tuples)
         self._kept_first = (None, None)  # (the kinds' firsts, their `kept` fields)
 
-    def make(self, nums: np.ndarray, n: int, allocs: dict, same, by_column: bool) -> tuple:
+    @functools.cached_property
+    def kept(self) -> list:
+        """The moving operands' fields as their copies start from (Access's, by
+        field): read when first made one by one, not by operand (`_by_operand`)."""
+        return [list(f) for f in zip(*map(self.accesses.__getitem__,
+                                          self.layout.moving_at))] or [[]] * 18
+
+    def make(self, nums: np.ndarray, n: int, allocs: dict, same, by_column: bool,
+             keep: bool = True) -> tuple:
         """The reads and writes of n copies (flat lists; `nums`: their moving operands'
         numbers; `same`: their kinds, Copier._same; `by_column`: made an operand at a
-        time, `_by_operand`, which shares none of a copy's)."""
+        time, `_by_operand`, which shares none of a copy's; `keep`: their positions,
+        Layout.positions)."""
         width = self.width
         reads, writes = self.reads * n, self.writes * n
         if len(self.moving):
@@ -371,7 +400,7 @@ class Operands:
             else:  # every tuple of a group at once, from a pool by position
                 made = self._in_record_order(nums, n, allocs, same)
                 pool = made + self.accesses
-                for side, where, sources, taken in self.layout.positions(n, same):
+                for side, where, sources, taken in self.layout.positions(n, same, keep):
                     made = zip(*[map(pool.__getitem__, j) for j in sources])
                     if taken is not None:  # (one tuple of equal kinds' Accesses)
                         made = map(list(made).__getitem__, taken)
@@ -548,10 +577,9 @@ class _PendingOperands:
         n, ops = len(rows), self.operands
         nums = self.nums if n == self.n else \
             self.nums.reshape(self.n, -1, 6)[rows].reshape(-1, 6)
-        kept = ops.layout._positions  # (the appends' cache, left as they left it)
+        # (positions not kept: the appends' blocks' are, while the kernel runs)
         made = ops.make(nums.astype(np.int64), n, self.allocs, self.same,
-                        self.by_column and n > 1)
-        ops.layout._positions = kept
+                        self.by_column and n > 1, keep=False)
         if self.row_made is None:
             self.row_made = np.zeros(self.n, bool)
         self.row_made[rows] = True
@@ -593,6 +621,14 @@ _INT32 = 1 << 31
 # blocks of fewer moving operands make them at once (a class per block costs more)
 _LAZY = 64
 _SINGLES = 2  # copies of a block made one by one (its first and last) before the rest
+
+
+def _is_load(key: tuple) -> bool:
+    """Whether an instruction's structure key is that of a load: a DMA copy from HBM
+    to SBUF (one read, one write)."""
+    ops = _OPERANDS(key)
+    return _OPCODE(key) == "dma_copy" and ops[0][_SPACE] == "hbm" \
+        and ops[1][_SPACE] == "sbuf"
 
 
 def _moves(plan) -> np.ndarray:
