@@ -32,8 +32,8 @@ import numpy as np
 
 from ..machine.access import with_bytes, with_bytes_all
 from ..machine.compiled import jit
-from ..machine.record import Instruction, Program, held_reads, held_writes, \
-    pending_operands
+from ..machine.record import (Instruction, MadeWhenRead, Program, held_reads,
+                              held_writes, pending_operands)
 from ..timing import access_columns
 from .arena import Arena
 from .plan import MemoryPlan, PlacementColumns, Steps
@@ -867,52 +867,12 @@ class _PendingMove:
         self.let_go()
 
 
-def _made_when_read(name: str) -> property:
-    """The Instruction field `name` (a slot), the pending move made before any use."""
-    slot = getattr(Instruction, name)
-
-    def get(self):
-        self._pending.make(self)
-        return slot.__get__(self)
-
-    def set(self, value):
-        self._pending.make(self)
-        slot.__set__(self, value)
-
-    def delete(self):
-        self._pending.make(self)
-        slot.__delete__(self)
-    return property(get, set, delete)
-
-
-class _Unplaced(Instruction):
+class _Unplaced(MadeWhenRead):
     """An Instruction of an allocated program whose physical accesses are not made yet
     (a subclass per program, `_pending` its move): it holds its virtual reads and
-    writes, and reading either field, or the whole instruction (equality, repr, copies,
-    pickles), makes them first, and it is an Instruction again; what is made of one,
-    e.g. by dataclasses.replace, is an Instruction."""
+    writes until they are."""
     __slots__ = ()
     _pending: _PendingMove
-    reads = _made_when_read("reads")
-    writes = _made_when_read("writes")
-
-    def __new__(cls, *args, **kwargs):
-        return Instruction(*args, **kwargs)
-
-    def __eq__(self, other):
-        self._pending.make(self)
-        return self == other
-
-    def __repr__(self):
-        self._pending.make(self)
-        return repr(self)
-
-    def __reduce_ex__(self, protocol):
-        self._pending.make(self)
-        return self.__reduce_ex__(protocol)
-
-    def __del__(self):
-        self._pending.let_go()
 
 
 def _move(mine, objs, ptr, wptr, rows, lo, hi) -> None:

@@ -89,7 +89,7 @@ _set_reads, _set_writes = Instruction.reads.__set__, Instruction.writes.__set__
 
 
 def _made_when_read(name: str) -> property:
-    """The Instruction field `name` (a slot), the pending operands made before any use."""
+    """The Instruction field `name` (a slot), the pending state made before any use."""
     slot = getattr(Instruction, name)
 
     def get(self):
@@ -106,14 +106,14 @@ def _made_when_read(name: str) -> property:
     return property(get, set, delete)
 
 
-class _Deferred(Instruction):
-    """A loop copy whose reads and writes are not made yet (a subclass per block of
-    copies, `_pending` the block's: machine/expand_copy.py `_PendingOperands`): it holds
-    its template's tuples, and reading either field, or the whole instruction (equality,
-    repr, copies, pickles), makes them first (those of its copy of the template, or of
-    every copy of its block: `_PendingOperands.make`), and it is an Instruction again;
-    what is made of one, e.g. by dataclasses.replace, is an Instruction. Its death
-    counts down the block's copies left to make (`_PendingOperands.let_go`)."""
+class MadeWhenRead(Instruction):
+    """An Instruction whose reads and writes are made when first read (a subclass per
+    batch of them, its class attribute `_pending` the batch's pending state): reading
+    either field, or the whole instruction (equality, repr, copies, pickles), has
+    `_pending.make(self)` make them first, and it is an Instruction again; what is made
+    of one, e.g. by dataclasses.replace, is an Instruction. Its death calls
+    `_pending.let_go()`. (A class is a cycle, which the collector practically never
+    frees after a profile, machine/gc_pause.py: `_pending` must hold no instruction.)"""
     __slots__ = ()
     _pending: object
     reads = _made_when_read("reads")
@@ -136,6 +136,15 @@ class _Deferred(Instruction):
 
     def __del__(self):
         self._pending.let_go()
+
+
+class _Deferred(MadeWhenRead):
+    """A loop copy whose reads and writes are not made yet (a subclass per block of
+    copies, `_pending` the block's: machine/expand_copy.py `_PendingOperands`): it holds
+    its template's tuples until they are made (those of its copy of the template, or of
+    every copy of its block: `_PendingOperands.make`). Its death counts down the block's
+    copies left to make (`_PendingOperands.let_go`)."""
+    __slots__ = ()
 
 
 def defer_operands(instrs: list, pending) -> type:
