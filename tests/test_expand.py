@@ -215,18 +215,21 @@ def test_a_tile_each_iteration_makes_and_first_writes_does_not_decline(monkeypat
     assert _stats(fast).declined == 0 and _stats(fast).loops == 1 + 6
 
 
+@nki.jit
+def partition_buffers(x):
+    """A double buffer over partitions (`bufs[j % 2]`: partition j % 2)."""
+    out = nl.ndarray(x.shape, nl.float32, buffer=nl.hbm)
+    bufs = nl.ndarray((2, 128, 8), nl.float32, buffer=nl.sbuf)
+    for j in nl.affine_range(x.shape[1] // 8):
+        nisa.dma_copy(dst=bufs[j % 2], src=x[:, j * 8:(j + 1) * 8])
+        nisa.dma_copy(dst=out[:, j * 8:(j + 1) * 8], src=bufs[j % 2])
+    return out
+
+
 def test_periodic_operands_expand_with_their_period(monkeypatch):
     """A double buffer (`bufs[j % 2]`) moves its operand with period 2."""
-    @nki.jit
-    def kernel(x):
-        out = nl.ndarray(x.shape, nl.float32, buffer=nl.hbm)
-        bufs = nl.ndarray((2, 128, 8), nl.float32, buffer=nl.sbuf)
-        for j in nl.affine_range(x.shape[1] // 8):
-            nisa.dma_copy(dst=bufs[j % 2], src=x[:, j * 8:(j + 1) * 8])
-            nisa.dma_copy(dst=out[:, j * 8:(j + 1) * 8], src=bufs[j % 2])
-        return out
     x = np.zeros((128, 8 * 40), np.float32)
-    _, fast = _both(monkeypatch, lambda: _run(kernel, x))
+    _, fast = _both(monkeypatch, lambda: _run(partition_buffers, x))
     st = _stats(fast)
     assert st.loops == 1 and st.iterations == 40 - 10  # 0-8 and the last run
 

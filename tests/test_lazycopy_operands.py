@@ -19,19 +19,9 @@ from trnsim.machine.runtime import Run
 from trnsim.timing import schedule
 
 from test_copies_same_operands import tile_read_in_an_inner_loop
-from test_expand import _run, tiled_matmul
+from test_expand import _run, partition_buffers, tiled_matmul
 
-
-@nki.jit
-def strided_stores(x):
-    out = nl.ndarray(x.shape, nl.float32, buffer=nl.hbm)
-    for j in nl.affine_range(x.shape[1] // 8):
-        t = nl.ndarray((128, 8), nl.float32, buffer=nl.sbuf)
-        nisa.dma_copy(dst=t, src=x[:, j * 8:(j + 1) * 8])
-        u = nl.ndarray((128, 8), nl.float32, buffer=nl.sbuf)
-        nisa.tensor_scalar(dst=u, data=t, op0=nl.multiply, operand0=2.0)
-        nisa.dma_copy(dst=out[:, j * 8:(j + 1) * 8], src=u)
-    return out
+from benchmarks.fidelity import strided_stores
 
 
 @nki.jit
@@ -44,18 +34,6 @@ def double_buffer(x):
         u = nl.ndarray((128, 8), nl.float32, buffer=nl.sbuf)
         nisa.tensor_scalar(dst=u, data=bufs[:, j % 2], op0=nl.multiply, operand0=2.0)
         nisa.dma_copy(dst=out[:, j * 8:(j + 1) * 8], src=u)
-    return out
-
-
-@nki.jit
-def partition_buffers(x):
-    """A DMA whose operand's partitions move (`bufs[j % 2]`: partition j % 2): its
-    copies are made at once (the cost model reads a DMA's partitions)."""
-    out = nl.ndarray(x.shape, nl.float32, buffer=nl.hbm)
-    bufs = nl.ndarray((2, 128, 8), nl.float32, buffer=nl.sbuf)
-    for j in nl.affine_range(x.shape[1] // 8):
-        nisa.dma_copy(dst=bufs[j % 2], src=x[:, j * 8:(j + 1) * 8])
-        nisa.dma_copy(dst=out[:, j * 8:(j + 1) * 8], src=bufs[j % 2])
     return out
 
 
@@ -75,6 +53,8 @@ def reloads(x):
 KERNELS = {
     "affine": (strided_stores, lambda: (np.zeros((128, 8 * 600), np.float32),)),
     "periodic": (double_buffer, lambda: (np.zeros((128, 8 * 300), np.float32),)),
+    # (a DMA whose operand's partitions move: its copies made at once, as the cost model
+    # reads a DMA's partitions)
     "partitions": (partition_buffers, lambda: (np.zeros((128, 8 * 300), np.float32),)),
     "reloads": (reloads, lambda: (np.zeros((128, 8 * 300), np.float32),)),
     "matmul": (tiled_matmul, lambda: (np.zeros((4096, 256), np.float32),
@@ -137,13 +117,7 @@ def test_a_timing_only_compile_and_schedule_make_few_copies_of_a_tile_loop(monke
     monkeypatch.setenv(compiled.ENV, "1")
     compile_program = Run.compile
     run = _recorded(monkeypatch, "affine", lazy=True)
-    made = []
-    real = expand_copy.Operands.make
-
-    def counted(self, nums, n, *args, **kwargs):
-        made.append(n)
-        return real(self, nums, n, *args, **kwargs)
-    monkeypatch.setattr(expand_copy.Operands, "make", counted)
+    made = _counted_makes(monkeypatch)
     compile_program(run)
     schedule(run.program, run.chip)
     copies = len(run.program.instructions) // 3
