@@ -33,7 +33,7 @@ import numpy as np
 from ..machine.access import with_bytes, with_bytes_all
 from ..machine.compiled import jit
 from ..machine.record import (Instruction, MadeWhenRead, Program, held_reads,
-                              held_writes, pending_operands)
+                              held_writes, pending_operands, run_starts)
 from ..timing import access_columns
 from .arena import Arena
 from .plan import MemoryPlan, PlacementColumns, Steps
@@ -587,7 +587,7 @@ def _first_uses(keys, ins):
     """The positions of the first of each value of `keys` (in order), whose equal values
     lie in one run of `ins` (a nondecreasing array): as np.unique's first indices
     sorted, by comparing each key with those a run's length before it at most."""
-    starts = np.flatnonzero(np.concatenate(([True], ins[1:] != ins[:-1])))
+    starts = run_starts(ins)
     longest = int(np.diff(starts, append=len(ins)).max()) if len(ins) else 0
     if longest > _RUN_COMPARED:
         first = np.unique(keys, return_index=True)[1]
@@ -735,7 +735,7 @@ def _defer_move(program, rows, ins_of) -> None:
     timing-only profile never makes them."""
     if not len(rows):
         return
-    touched = ins_of[np.concatenate(([True], ins_of[1:] != ins_of[:-1]))]
+    touched = ins_of[run_starts(ins_of)]
     mine = np.fromiter(program.instructions, object, len(program.instructions))[touched]
     pending = _PendingMove(program, mine, rows)
     mine = mine.tolist()
@@ -776,7 +776,7 @@ class _PendingMove:
         if self.made is None:
             rows = self.rows
             ins_of = np.searchsorted(self.cols[1], rows, "right") - 1
-            at = np.flatnonzero(np.concatenate(([True], ins_of[1:] != ins_of[:-1])))
+            at = run_starts(ins_of)
             touched = ins_of[at]
             program = self.program()
             instrs = program.instructions if program is not None else ()
@@ -812,7 +812,7 @@ class _PendingMove:
             return
         s, e, j = self.runs.T
         size = e - s
-        slots = np.repeat(s - np.cumsum(size) + size, size) + np.arange(int(size.sum()))
+        slots = _ranges(s, size)
         owner = np.repeat(j, size)
         order = np.argsort(owner, kind="stable")
         cuts = np.searchsorted(owner[order], np.arange(1, len(self.deferred)))
@@ -837,8 +837,7 @@ class _PendingMove:
         deque(map(setattr, mine.tolist(), repeat("__class__"), repeat(Instruction)), 0)
         objs = np.empty(int(ptr[-1]), object)  # (the virtual accesses, at their rows)
         sizes = ptr[touched + 1] - ptr[touched]
-        at = np.repeat(ptr[touched] - np.cumsum(sizes) + sizes, sizes) + \
-            np.arange(int(sizes.sum()))
+        at = _ranges(ptr[touched], sizes)
         objs[at] = np.fromiter(chain.from_iterable(map(
             add, map(held_reads, mine.tolist()), map(held_writes, mine.tolist()))),
             object, len(at))
@@ -867,6 +866,11 @@ class _PendingMove:
         self.let_go()
 
 
+def _ranges(starts: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """The positions starts[i], ..., starts[i] + sizes[i] - 1 of each range i, in order."""
+    return np.repeat(starts - np.cumsum(sizes) + sizes, sizes) + np.arange(int(sizes.sum()))
+
+
 class _Unplaced(MadeWhenRead):
     """An Instruction of an allocated program whose physical accesses are not made yet
     (a subclass per program, `_pending` its move): it holds its virtual reads and
@@ -893,7 +897,7 @@ def _move(mine, objs, ptr, wptr, rows, lo, hi) -> None:
     made = np.empty(len(shared), object) if again.any() else None
     lo, hi = _int_objects(lo, hi)
     # chunks of whole instructions of about _CHUNK moved accesses
-    at = np.flatnonzero(np.concatenate(([True], ins_of[1:] != ins_of[:-1])))
+    at = run_starts(ins_of)
     touched = ins_of[at]
     cut = np.unique(np.searchsorted(at, np.arange(0, k, _CHUNK), "right") - 1)
     read = rows < wptr[ins_of]  # (an instruction keeps its reads or writes tuple where

@@ -24,6 +24,11 @@ def identities(objects, count: int = -1) -> np.ndarray:
     return np.frombuffer(np.fromiter(objects, object, count), np.intp)
 
 
+def run_starts(values: np.ndarray) -> np.ndarray:
+    """Where each run of equal items of the 1-d array `values` starts (0 for none)."""
+    return np.flatnonzero(np.concatenate(([True], values[1:] != values[:-1])))
+
+
 def distinct_rows(keys: np.ndarray) -> tuple:
     """(first, inverse): the distinct rows of the int array `keys`, each as the index
     of its first row (lexsort is stable), and each row's number among them
@@ -179,10 +184,9 @@ def pending_operands(instrs: list) -> tuple:
     types = list(map(type, instrs))
     if not any(issubclass(t, _Deferred) for t in set(types)):
         return [], None
-    kinds = identities(types)
-    cut = (np.flatnonzero(kinds[1:] != kinds[:-1]) + 1).tolist()
+    starts = run_starts(identities(types)).tolist()
     pendings, number, runs = [], {}, []
-    for s, e in zip([0, *cut], [*cut, len(types)]):
+    for s, e in zip(starts, starts[1:] + [len(types)]):
         t = types[s]
         if issubclass(t, _Deferred):
             if t not in number:

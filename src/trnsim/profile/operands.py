@@ -15,7 +15,7 @@ from operator import attrgetter, ne
 
 import numpy as np
 
-from ..machine.record import held_reads, held_writes, identities
+from ..machine.record import held_reads, held_writes, identities, run_starts
 
 SPACES = {"hbm": 0, "sbuf": 1, "psum": 2}
 HBM, SBUF, PSUM, OTHER = 0, 1, 2, 3
@@ -118,7 +118,7 @@ class Operands:
             ok = (run > 0) & data
             of, run = side.at[at[ok]], run[ok]  # (in instruction order)
             if len(of):
-                first = np.flatnonzero(np.concatenate(([True], of[1:] != of[:-1])))
+                first = run_starts(of)
                 runs[of[first]] = np.minimum(runs[of[first]],
                                              np.minimum.reduceat(run, first))
         runs[runs == np.iinfo(np.int64).max] = 0
