@@ -23,7 +23,7 @@ from itertools import chain
 
 import numpy as np
 
-from ..machine.compiled import inline, jit
+from ..machine.compiled import inline, jit, no_refcount
 from ..timing.costs import dma_costs
 from ..timing.compiled_deps import numbered_rows
 from ..timing.scheduler import identities
@@ -302,11 +302,10 @@ def successor_csr(prods, kinds, npred, n):
 # _walk). The widest helpers (_available, _push_best) are inlined into the loop
 # (machine/compiled.py `inline`: ~0.21 -> ~0.16 us, with reference counting);
 # inlining the heap helpers too tripled the first compile (~6 -> ~20 s) for no gain
-_helper = jit(_nrt=False)
 
 
 # -- heaps of (key, index) pairs at key[base:base+size], idx[...]: heapq's sift
-@_helper
+@no_refcount
 def _sift_down2(key, idx, base, startpos, pos):
     nk = key[base + pos]
     ni = idx[base + pos]
@@ -323,7 +322,7 @@ def _sift_down2(key, idx, base, startpos, pos):
     key[base + pos] = nk
     idx[base + pos] = ni
 
-@_helper
+@no_refcount
 def _push2(key, idx, base, size, k, j):
     """heappush; returns the new size."""
     key[base + size] = k
@@ -331,7 +330,7 @@ def _push2(key, idx, base, size, k, j):
     _sift_down2(key, idx, base, 0, size)
     return size + 1
 
-@_helper
+@no_refcount
 def _pop2(key, idx, base, size):
     """heappop (the caller read the top); returns the new size."""
     size -= 1
@@ -359,7 +358,7 @@ def _pop2(key, idx, base, size):
     return size
 
 # -- the top heap: a tournament tree over the streams of their bests
-@_helper
+@no_refcount
 def _before(a, b, sf, si):
     """Stream a's best (start, index, stream) comes before stream b's (heapq's tuple
     order; -1: no best, last)."""
@@ -375,7 +374,7 @@ def _before(a, b, sf, si):
         return ia < ib
     return a < b
 
-@_helper
+@no_refcount
 def _offer(k, sf, si, tree, leaves):
     """Stream k's best changed: replay the tree's matches on its path to the root
     (tree[1]: the stream with the least best, -1 where none has one)."""
@@ -455,7 +454,7 @@ def _available(i, ix, fx, sf, si, cand_stream, cand_est, cur_seg, held, fenced,
     _push_best(k, fx, sf, si, wkey, widx, nkey, nidx, use_prio, tree, leaves)
     return arrivals
 
-@_helper
+@no_refcount
 def _issue_all(ix, fx, sf, si, ids, start, succ, kind, cand_stream, cand_est, seg_base,
                left, cur_seg, consts, wkey, widx, nkey, nidx, fenced, use_prio, held,
                dma_free, tree, leaves, come, order):

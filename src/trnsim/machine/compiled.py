@@ -69,3 +69,7 @@ def jit(f=None, **options):
 # numba's reference counting on each array argument (an atomic increment and
 # decrement), which the inlined calls' pairs prune (benchmarks/compiled_speed.py).
 inline = jit(inline="always")
+# A function that allocates no array, compiled without numba's reference counting
+# (`_nrt=False`, a private numba option: pyproject.toml bounds numba's version): its
+# callers hold the arrays, and its own calls and loops pay no atomic increments.
+no_refcount = jit(_nrt=False)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..machine.compiled import inline, jit
+from ..machine.compiled import inline, jit, no_refcount
 
 from .columns import (DMA, FOLDED, KINDS, QUEUE, RAW, ROW, TENSOR, WAR, arrays, build_columns,
                       supported, tracks)
@@ -377,9 +377,6 @@ def _sort_waits(wt, wsel, j0, nw, bt, bj):
         width *= 2
 
 # -- the pass over the instructions ------------------------------------------------
-_helper = jit(_nrt=False)
-
-
 @inline
 def _full(L, lim):
     """Whether some lane has no room for one more interval."""
@@ -389,7 +386,7 @@ def _full(L, lim):
     return False
 
 
-@_helper
+@no_refcount
 def _pass(k0, order, dptr, dprod, dkind, track, row, kind, tcore, dcore, stack, cells,
           dmask, swtrk, hashbm, dur, mm, ls, dge_ns, data_ns, hbm_ns, sem, lat, tdma,
           fixed, interval, cfg, ncells, neng, ndc, start, end, done, ready_at, frac,
