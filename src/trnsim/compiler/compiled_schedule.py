@@ -199,7 +199,7 @@ def _arrays(ls):
     ix[by, X_POS] = np.arange(len(by)) - idbase[stream[by]]
     ids = by.astype(np.int32)
     del fixed, by
-    fx[:, F_EST] = np.fromiter(ls.est, np.float64, n)
+    fx[:, F_EST] = ls.est
     fx[dmas, F_DGE:F_NENG + 1] = table[price_row]
     del dmas, price_row
     # cores (each stream's resource starts with its core), fence segments

@@ -159,13 +159,13 @@ class _ListScheduler:
             self._csr = successor_csr(prods, kinds, self.npred, n)
             self._successors()
         # est[i]: the cost estimate of instruction i on its engine (the one assigned,
-        # once a floating one is); made once the memory maps are gone (a lower peak)
+        # once a floating one is), a float64 array (the Python loop's list: `run`);
+        # made once the memory maps are gone (a lower peak)
         self.est = self._estimates(first, which)
         del first, which
         self._lat: dict = {}  # engine -> result latency (ns)
         self._fences(getattr(program, "fences", ()) or ())
-        self.prio = self._critical_path() \
-            if heuristic == "critical_path" and not self.compiled else None
+        self.prio = None  # critical_path's priorities (the Python loop's: `run`)
 
     # -- the graph ---------------------------------------------------------------------
     def _dependencies(self):
@@ -311,8 +311,8 @@ class _ListScheduler:
         resource_of is made once per track as timing/scheduler.py
         `streams` tells them apart (by the engine, queue and location objects)."""
         instrs = self.instrs
-        self.engines = list(map(_ENGINE, instrs))
-        self.engine_ids = identities(self.engines)
+        self.engine_ids = identities(map(_ENGINE, instrs), len(instrs))
+        self.engines = self.engine_ids.base  # (the engines, an object array)
         self.cores, self.opcode_codes, _ = cores_and_opcodes(self.program)
         first, which = numbered(streams(self.program, self.engines, self.cores,
                                         self.engine_ids), self.compiled)
@@ -345,10 +345,11 @@ class _ListScheduler:
             return cost.sync(ins)[0]
         return 0.0
 
-    def _estimates(self, heads, group) -> list:
-        """_cost_of of each instruction (a matmul's once per attrs dict, all that
-        cost.matmul reads: the dicts' first instructions `heads` and each instruction's
-        dict number `group`, as by_identity gives them). For the compiled list
+    def _estimates(self, heads, group) -> np.ndarray:
+        """_cost_of of each instruction, a float64 array (a matmul's once per attrs
+        dict, all that cost.matmul reads: the dicts' first instructions `heads` and each
+        instruction's dict number `group`, as by_identity gives them; a compute
+        instruction's once per cost model result). For the compiled list
         scheduler, keeps per floating instruction on a compute engine the id of the
         cost model's result (`signed`, else id(None): equal objects for equal cost
         signatures; it costs the other candidates once per signature), and for the
@@ -367,16 +368,17 @@ class _ListScheduler:
         at = rest[on_compute]
         results = compute_costs(self.cost, self.program, at,
                                 (engine_ids, self.opcode_codes, self.attrs_ids))
-        est[at] = np.fromiter(map(_NS, results), object, len(at))
+        # (a time read once per result object: loop copies share them)
+        ids = identities(results)
+        first, which = numbered(ids, self.compiled)
+        est[at] = np.fromiter(map(_NS, results[first]), np.float64, len(first))[which]
         self.signed = None
         if self.compiled:
-            ids = identities(results)
             floats = np.frombuffer(self.floating, np.uint8)[at] != 0
             self.signed = np.full(n, id(None), np.intp)
             self.signed[at[floats]] = ids[floats]
             # the compiled timing scheduler takes these results (the engine still the
             # same), once per result object (the memo's: equal keys, equal engines)
-            first, which = numbered(ids, True)
             by_id = np.argsort(ids[first])  # (numbered as np.unique would: by id)
             rank = np.empty(len(by_id), np.int64)
             rank[by_id] = np.arange(len(by_id))
@@ -396,24 +398,22 @@ class _ListScheduler:
                 est[k] = c
             else:
                 est[k] = cost_of(ins)
-        return est.tolist()
+        return est
 
     def _matmul_estimates(self, heads, group, engines) -> tuple:
-        """(est, an object array: the matmuls' estimates, else 0.0 (as _cost_of: a
+        """(est, a float64 array: the matmuls' estimates, else 0.0 (as _cost_of: a
         DMA's is the issue loop's), which instructions it holds the estimate of): once
         per attrs dict (all cost.matmul reads), in the order of the dicts' first
         instructions, for the dicts whose instructions all have the first one's engine
         and opcode objects (as loop copies do; `_estimates` prices the others one by
         one; `engines`: identities of the instructions' engines)."""
         instrs = self.instrs
-        # (object arrays: the list made of them shares one float object per estimate,
-        # not one per instruction)
-        est = np.full(len(instrs), 0.0, object)
+        est = np.zeros(len(instrs))
         ops = self.opcode_codes
         mixed = np.zeros(len(heads), bool)
         mixed[group[(engines != engines[heads][group]) | (ops != ops[heads][group])]] = True
         results = np.empty(len(heads), object)
-        per_group = np.empty(len(heads), object)
+        per_group = np.zeros(len(heads))
         is_matmul = np.zeros(len(heads), bool)
         matmul_of = self.cost.matmul
         for g in np.flatnonzero(~mixed).tolist():
@@ -452,8 +452,9 @@ class _ListScheduler:
                 return issue
             self._successors()  # the Python loop below
             self.npred = np.asarray(self.npred).tolist()
-            if self.heuristic == "critical_path":
-                self.prio = self._critical_path()
+        self.est = self.est.tolist()  # (floats: the loop's sums as Python's)
+        if self.heuristic == "critical_path":
+            self.prio = self._critical_path()
         instrs = self.instrs
         n = len(instrs)
         streams: dict = {}  # resource -> its _Stream
