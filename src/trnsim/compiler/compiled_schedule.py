@@ -56,11 +56,10 @@ def issue_order(ls):
     # engine, and its estimate there (one assigned its default engine has its own:
     # `_arrays` made that candidate's of it)
     moved_to = np.flatnonzero(ix[:, X_STREAM] != was)
-    instrs, est = ls.instrs, ls.est
-    for i, k, c in zip(moved_to.tolist(), ix[moved_to, X_STREAM].tolist(),
-                       fx[moved_to, F_EST].tolist()):
+    instrs = ls.instrs
+    for i, k in zip(moved_to.tolist(), ix[moved_to, X_STREAM].tolist()):
         instrs[i].engine = streams[k][1]
-        est[i] = c
+    ls.est[moved_to] = fx[moved_to, F_EST]
     # (ls.res, made only where read, follows the streams)
     ls.stream_res, ls.stream_no = streams, ix[:, X_STREAM].astype(np.int64)
     vars(ls).pop("res", None)
@@ -159,15 +158,6 @@ def _arrays(ls):
     del priced
     table = np.array([(x["dge_ns"], x["data_ns"], len(x["engines"])) for x in infos],
                      np.float64).reshape(-1, 3)
-    # (int32: indices of instructions, candidates and streams; a third of the issue
-    # loop's own memory at int64)
-    ix = np.zeros((n, X_COLS), np.int32)
-    fx = np.zeros((n, F_COLS))
-    ix[:, X_STREAM] = stream
-    ix[:, X_FLOAT] = flt
-    ix[:, X_NPRED] = ls.npred
-    ix[:, X_ARRIVAL] = -1
-    ix[:, X_NEXT] = -1
     # candidates: instruction i's are rows X_CAND0..X_CAND1 of (cand_stream, cand_est)
     glen = np.fromiter(map(len, g_streams), np.int64, len(g_streams))
     gstart = np.zeros(len(glen), np.int64)
@@ -181,31 +171,14 @@ def _arrays(ls):
         return None
     cand_stream = np.fromiter(chain.from_iterable(g_streams), np.int64, ncand)[rows]
     cand_est = np.fromiter(chain.from_iterable(g_ests), np.float64, ncand)[rows]
-    rows_of = np.zeros(n, np.int64)  # (the rows come by instruction, in order)
-    rows_of[cand_i] = lens
-    last = np.cumsum(rows_of)
-    ix[:, X_CAND0] = last - rows_of
-    ix[:, X_CAND1] = last
-    del rows_of, last  # (this and the dels below: temporaries, not alive with the heaps)
-    # each stream's instructions in program order (floating ones have no place)
-    fixed = np.flatnonzero(~flt)
-    on = stream[fixed]
-    # (a stable sort of 16-bit keys is NumPy's radix sort: half the time)
-    by = fixed[np.argsort(on.astype(np.uint16) if nst <= 1 << 16 else on, kind="stable")]
-    nids = np.bincount(on, minlength=nst).astype(np.int64)
-    del on
-    idbase = np.zeros(nst, np.int64)
-    np.cumsum(nids[:-1], out=idbase[1:])
-    ix[by, X_POS] = np.arange(len(by)) - idbase[stream[by]]
-    ids = by.astype(np.int32)
-    del fixed, by
-    fx[:, F_EST] = ls.est
-    fx[dmas, F_DGE:F_NENG + 1] = table[price_row]
-    del dmas, price_row
-    # cores (each stream's resource starts with its core), fence segments
+    # cores (each stream's resource starts with its core)
     cores: dict = {}
     stream_core = np.array([cores.setdefault(r[0], len(cores)) for r in numbered], np.int64)
-    ix[:, X_CORE] = stream_core[stream]
+    ix, fx, ids, nids, idbase = _instruction_columns(
+        stream, flt, np.asarray(ls.npred, np.int32), np.asarray(cand_i, np.int64), lens,
+        stream_core, nst, ls.est, dmas, table, price_row)
+    del dmas, price_row  # (this and the dels below: temporaries, not alive with the heaps)
+    # fence segments
     nc = max(1, len(cores))
     seg_base = np.zeros(nc, np.int64)
     left = np.zeros(1, np.int64)
@@ -270,6 +243,58 @@ def _plan(ls, key, by_key, numbered) -> list:
             return []
         plan.append((e, k))
     return plan
+
+
+@jit
+def _instruction_columns(stream, flt, npred, cand_at, cand_lens, stream_core, nst, est,
+                         dmas, table, price_row):
+    """(ix, fx: _core's per-instruction columns but X_SEG, ids, nids, idbase: each
+    stream's instructions in program order, floating ones with no place there, at
+    ids[idbase[k]:idbase[k] + nids[k]]) of each instruction's stream, floating flag,
+    npred, candidate rows (the floating instructions `cand_at` have cand_lens rows
+    each, in order), stream's core and estimate, and each DMA's (`dmas`) row of `table`
+    (dge, data, engines). int32: indices of instructions, candidates and streams; a
+    third of the issue loop's own memory at int64."""
+    n = len(stream)
+    nids = np.zeros(nst, np.int64)
+    fixed = 0
+    for i in range(n):
+        if not flt[i]:
+            nids[stream[i]] += 1
+            fixed += 1
+    idbase = np.zeros(nst, np.int64)
+    for k in range(1, nst):
+        idbase[k] = idbase[k - 1] + nids[k - 1]
+    placed = np.zeros(nst, np.int64)
+    ids = np.empty(fixed, np.int32)
+    ix = np.zeros((n, X_COLS), np.int32)
+    fx = np.zeros((n, F_COLS))
+    rows = 0  # candidate rows so far
+    q = 0  # next floating instruction of cand_at
+    for i in range(n):
+        k = stream[i]
+        ix[i, X_STREAM] = k
+        ix[i, X_NPRED] = npred[i]
+        ix[i, X_ARRIVAL] = -1
+        ix[i, X_NEXT] = -1
+        ix[i, X_CORE] = stream_core[k]
+        ix[i, X_CAND0] = rows
+        if q < len(cand_at) and cand_at[q] == i:
+            rows += cand_lens[q]
+            q += 1
+        ix[i, X_CAND1] = rows
+        if flt[i]:
+            ix[i, X_FLOAT] = 1
+        else:
+            p = placed[k]
+            ix[i, X_POS] = p
+            ids[idbase[k] + p] = i
+            placed[k] = p + 1
+        fx[i, F_EST] = est[i]
+    for d in range(len(dmas)):
+        for c in range(3):
+            fx[dmas[d], F_DGE + c] = table[price_row[d], c]
+    return ix, fx, ids, nids, idbase
 
 
 @jit
