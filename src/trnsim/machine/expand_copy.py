@@ -3,6 +3,7 @@
 numbers, as flat lists in record order."""
 from __future__ import annotations
 
+import bisect
 import collections
 import functools
 import itertools
@@ -35,8 +36,7 @@ _SHARED_DECLARATIONS = 256
 assert Allocation.__slots__[0] == "id" and Allocation.__slots__[-1] == "declared_at"
 # an instruction's structure key's (machine/expand_parts.py `instruction_parts`): its
 # engine, opcode, number of reads, operands (an Access's fields role..pattern, ...)
-_ENGINE, _OPCODE, _N_READS, _OPERANDS = map(operator.itemgetter, (1, 2, 5, 6))
-_SPACE = 2  # (an operand key's)
+_ENGINE, _N_READS, _OPERANDS = map(operator.itemgetter, (1, 5, 6))
 _EXPLICIT = operator.itemgetter(-1)  # (an allocation's key's: `allocation_key`)
 
 
@@ -75,14 +75,6 @@ class Layout:
         dma = np.fromiter(map(operator.eq, map(_ENGINE, keys), repeat("dma")), bool, width)
         self.lazy = bool(len(self.moving)) and not (
             dma[owner[self.moving_at]] & moves[self.moving[:, 1:3]].any(axis=1)).any()
-        # hoisting reads every copy of a load (HBM to SBUF) unless each reads other bytes
-        # than the one before (compiler/hoist.py `_visited`): made at once where one's
-        # source does not move (else where it stays in a block: `loads_move`)
-        single = np.flatnonzero(dma & (n_read == 1) & (n_ops == 2)).tolist()
-        loads = [k for b, k in zip(single, first[single].tolist()) if _is_load(keys[b])]
-        among = dict(zip(self.moving_at, range(len(self.moving_at))))
-        self.load_sources = [among[k] for k in loads if k in among]
-        self.lazy &= len(self.load_sources) == len(loads)
         # (instruction, its attributes' numbers, their key) where they move
         moved = np.concatenate(([0], np.cumsum(moves)))
         lo, hi = (self.index_cols + 1).tolist(), (at + size).tolist()
@@ -266,7 +258,7 @@ class Copier:
         # the moving operands' numbers (copy r's j-th at r * m + j)
         nums = values[:, self.moving].reshape(-1, 6)
         attrs = self._attrs(values, attrs)
-        lazy = self.layout.lazy and len(nums) >= _LAZY and self._loads_move(nums, n)
+        lazy = self.layout.lazy and len(nums) >= _LAZY
         by_column = n >= _BY_COLUMN and len(nums) >= _SMALL_PLACES
         same = self._same(nums, n, by_column)
         if lazy:  # (the template's tuples, held until first read)
@@ -340,15 +332,6 @@ class Copier:
                     attrs[r * width + b] = _attrs_with(template, key, nums)
         return attrs
 
-    def _loads_move(self, nums: np.ndarray, n: int) -> bool:
-        """Whether each load's source (Layout.load_sources) reads other bytes in each
-        copy than in the one before."""
-        at = self.layout.load_sources
-        if not at:
-            return True
-        src = nums.reshape(n, len(self.moving), 6)[:, at, 3:5]
-        return bool((src[1:] != src[:-1]).any(axis=2).all())
-
     def _same(self, nums: np.ndarray, n: int, by_column: bool):
         """The kinds of equal moving operands Operands._in_record_order makes one Access
         per (Layout.same_operands, asked in record order: it keeps the last block's), None
@@ -376,6 +359,36 @@ class Operands:
         field): read when first made one by one, not by operand (`_by_operand`)."""
         return [list(f) for f in zip(*map(self.accesses.__getitem__,
                                           self.layout.moving_at))] or [[]] * 18
+
+    @functools.cached_property
+    def _operand_starts(self) -> list:
+        """Where each template instruction's operands (its reads, then its writes) start
+        among all of them, and where the last one's end."""
+        return [0, *itertools.accumulate(map(operator.add, map(len, self.reads),
+                                             map(len, self.writes)))]
+
+    def one(self, nums: np.ndarray, b: int, allocs: dict) -> tuple:
+        """The reads and writes of one copy of template instruction b (`nums`: that
+        copy's moving operands' numbers, a row each), as `make` makes them."""
+        lo, hi = self._operand_starts[b], self._operand_starts[b + 1]
+        at = self.layout.moving_at
+        j0, j1 = bisect.bisect_left(at, lo), bisect.bisect_left(at, hi)
+        reads, writes = self.reads[b], self.writes[b]
+        if j0 == j1:
+            return reads, writes
+        ops = list(reads + writes)
+        moving = self.layout.fields_moving
+        part = nums[j0:j1]  # (made as _made makes them)
+        for q, place, a_lo, a_hi, aid in zip(at[j0:j1], part[:, :3].tolist(),
+                                             *_places_small(part, allocs)):
+            a = ops[q - lo]
+            ops[q - lo] = _new_access(Access, (
+                *a[:8], *[x if move else a[8 + f] for f, (x, move)
+                          in enumerate(zip(place, moving))],
+                a_lo, a_hi, *a[13:17], aid))
+        split = len(reads)  # (a tuple with no moving operand is the template's)
+        return (tuple(ops[:split]) if at[j0] - lo < split else reads,
+                tuple(ops[split:]) if at[j1 - 1] - lo >= split else writes)
 
     def make(self, nums: np.ndarray, n: int, allocs: dict, same, by_column: bool,
              keep: bool = True) -> tuple:
@@ -467,14 +480,15 @@ class _PendingOperands:
     many copies its first and last copy are when read first (hoisting visits those of a
     block where it need not visit all, compiler/hoist.py `_visited`), all the others at
     once where the program still lists them where the append left them, else the one
-    read alone (the rest of its copy kept for the others: `stash`).
+    read alone (the rest of its copy kept for the others: `stash`). A pass that only
+    compares them may have a few of a wide template's copies' made apart (`peek`).
     It holds no instruction (their class, which holds it, is in a cycle that only the
     collector frees): their ids, and the program weakly; and it lets go of what makes
     them once none is left to make (`live`: those of their class, and those the
     allocation took, which it counts back: compiler/compiled_allocation.py)."""
     __slots__ = ("operands", "nums", "n", "width", "allocs", "same", "by_column", "ids",
                  "program", "start", "index0", "deferred", "live", "singles", "row_made",
-                 "stash")
+                 "stash", "peeks")
 
     def __init__(self, operands: Operands, made: list, nums, n, allocs, same, by_column,
                  program):
@@ -490,6 +504,7 @@ class _PendingOperands:
         self.singles = 0
         self.row_made = None  # (per copy: its operands made)
         self.stash = {}  # position -> (reads, writes) of one of a copy made, not given yet
+        self.peeks = 0
 
     def make(self, ins) -> None:
         """Make the reads and writes of `ins`, a copy of the block (of its class)."""
@@ -543,6 +558,19 @@ class _PendingOperands:
         if not stash and self.row_made.all():
             self._let_go_all()
         self.let_go(reverted)
+
+    def peek(self, ins) -> tuple:
+        """The reads and writes `make` gives `ins`, a copy of the block (of its class):
+        made apart, equal to those and not given to it, for the first _PEEKS asked of a
+        template of at least _WIDE instructions (a copy's others may never be read:
+        hoisting's visits of a loop around inner loops), else its own."""
+        k = self.position(ins)
+        if k not in self.stash and self.width >= _WIDE and self.peeks < _PEEKS:
+            self.peeks += 1
+            r, b = divmod(k, self.width)
+            m = len(self.operands.moving)
+            return self.operands.one(self.nums[r * m:(r + 1) * m], b, self.allocs)
+        return ins.reads, ins.writes
 
     def position(self, ins) -> int:
         """Where `ins` is among the block's copies (in record order, numbered in order
@@ -621,14 +649,10 @@ _INT32 = 1 << 31
 # blocks of fewer moving operands make them at once (a class per block costs more)
 _LAZY = 64
 _SINGLES = 2  # copies of a block made one by one (its first and last) before the rest
-
-
-def _is_load(key: tuple) -> bool:
-    """Whether an instruction's structure key is that of a load: a DMA copy from HBM
-    to SBUF (one read, one write)."""
-    ops = _OPERANDS(key)
-    return _OPCODE(key) == "dma_copy" and ops[0][_SPACE] == "hbm" \
-        and ops[1][_SPACE] == "sbuf"
+# of a template of at least _WIDE instructions, the first _PEEKS of its copies peeked at
+# are made apart, one by one
+_WIDE = 16
+_PEEKS = 16
 
 
 def _moves(plan) -> np.ndarray:
