@@ -56,10 +56,19 @@ def test_a_layout_read_off_the_structure_is_the_instructions_one(monkeypatch, na
         n_ops = np.array([len(t.reads) + len(t.writes) for t in tmpl], dtype=np.int64)
         assert layout.width == len(tmpl)
         assert layout.index_cols.tolist() == (np.array(layout.starts) + 6 * n_ops).tolist()
+        first = (np.cumsum(n_ops) - n_ops).tolist()
+        loads = [first[b] for b, t in enumerate(tmpl) if t.engine == "dma"
+                 and t.opcode == "dma_copy" and len(t.reads) == len(t.writes) == 1
+                 and t.reads[0].space == "hbm" and t.writes[0].space == "sbuf"]
+        among = {k: j for j, k in enumerate(layout.moving_at)}
+        if len(tmpl) >= expand_copy._WIDE:  # (hoisting peeks at a wide one's copies)
+            loads = []
+        assert layout.load_sources == [among[k] for k in loads if k in among]
         owner = np.repeat(np.arange(len(tmpl)), n_ops)[layout.moving_at]
         dma = np.array([tmpl[b].engine == "dma" for b in owner.tolist()], dtype=bool)
         partitions_move = layout.moves[layout.moving[:, 1:3]].any(axis=1)
-        assert layout.lazy == (bool(layout.moving_at) and not (dma & partitions_move).any())
+        assert layout.lazy == (bool(layout.moving_at) and not (dma & partitions_move).any()
+                               and len(layout.load_sources) == len(loads))
         assert layout.explicit.tolist() == [al.explicit for al in allocs]
         assert layout.any_explicit == any(al.explicit for al in allocs)
     if name == "placed":

@@ -36,7 +36,8 @@ _SHARED_DECLARATIONS = 256
 assert Allocation.__slots__[0] == "id" and Allocation.__slots__[-1] == "declared_at"
 # an instruction's structure key's (machine/expand_parts.py `instruction_parts`): its
 # engine, opcode, number of reads, operands (an Access's fields role..pattern, ...)
-_ENGINE, _N_READS, _OPERANDS = map(operator.itemgetter, (1, 5, 6))
+_ENGINE, _OPCODE, _N_READS, _OPERANDS = map(operator.itemgetter, (1, 2, 5, 6))
+_SPACE = 2  # (an operand key's)
 _EXPLICIT = operator.itemgetter(-1)  # (an allocation's key's: `allocation_key`)
 
 
@@ -75,6 +76,19 @@ class Layout:
         dma = np.fromiter(map(operator.eq, map(_ENGINE, keys), repeat("dma")), bool, width)
         self.lazy = bool(len(self.moving)) and not (
             dma[owner[self.moving_at]] & moves[self.moving[:, 1:3]].any(axis=1)).any()
+        # hoisting reads every copy of a load (HBM to SBUF) unless each reads other bytes
+        # than the one before (compiler/hoist.py `_visited`), and peeks at a wide
+        # template's (`_PendingOperands.peek`): a narrow one's block is made at once
+        # where a load's source does not move (else where it stays in a block:
+        # `loads_move`)
+        self.load_sources = []
+        if width < _WIDE:
+            single = np.flatnonzero(dma & (n_read == 1) & (n_ops == 2)).tolist()
+            loads = [k for b, k in zip(single, first[single].tolist())
+                     if _is_load(keys[b])]
+            among = dict(zip(self.moving_at, range(len(self.moving_at))))
+            self.load_sources = [among[k] for k in loads if k in among]
+            self.lazy &= len(self.load_sources) == len(loads)
         # (instruction, its attributes' numbers, their key) where they move
         moved = np.concatenate(([0], np.cumsum(moves)))
         lo, hi = (self.index_cols + 1).tolist(), (at + size).tolist()
@@ -258,7 +272,7 @@ class Copier:
         # the moving operands' numbers (copy r's j-th at r * m + j)
         nums = values[:, self.moving].reshape(-1, 6)
         attrs = self._attrs(values, attrs)
-        lazy = self.layout.lazy and len(nums) >= _LAZY
+        lazy = self.layout.lazy and len(nums) >= _LAZY and self._loads_move(nums, n)
         by_column = n >= _BY_COLUMN and len(nums) >= _SMALL_PLACES
         same = self._same(nums, n, by_column)
         if lazy:  # (the template's tuples, held until first read)
@@ -331,6 +345,15 @@ class Copier:
                 if nums != same:
                     attrs[r * width + b] = _attrs_with(template, key, nums)
         return attrs
+
+    def _loads_move(self, nums: np.ndarray, n: int) -> bool:
+        """Whether each load's source (Layout.load_sources) reads other bytes in each
+        copy than in the one before."""
+        at = self.layout.load_sources
+        if not at:
+            return True
+        src = nums.reshape(n, len(self.moving), 6)[:, at, 3:5]
+        return bool((src[1:] != src[:-1]).any(axis=2).all())
 
     def _same(self, nums: np.ndarray, n: int, by_column: bool):
         """The kinds of equal moving operands Operands._in_record_order makes one Access
@@ -653,6 +676,14 @@ _SINGLES = 2  # copies of a block made one by one (its first and last) before th
 # are made apart, one by one
 _WIDE = 16
 _PEEKS = 16
+
+
+def _is_load(key: tuple) -> bool:
+    """Whether an instruction's structure key is that of a load: a DMA copy from HBM
+    to SBUF (one read, one write)."""
+    ops = _OPERANDS(key)
+    return _OPCODE(key) == "dma_copy" and ops[0][_SPACE] == "hbm" \
+        and ops[1][_SPACE] == "sbuf"
 
 
 def _moves(plan) -> np.ndarray:
