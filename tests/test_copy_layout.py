@@ -61,6 +61,8 @@ def test_a_layout_read_off_the_structure_is_the_instructions_one(monkeypatch, na
                  and t.opcode == "dma_copy" and len(t.reads) == len(t.writes) == 1
                  and t.reads[0].space == "hbm" and t.writes[0].space == "sbuf"]
         among = {k: j for j, k in enumerate(layout.moving_at)}
+        if len(tmpl) >= expand_copy._WIDE:  # (hoisting peeks at a wide one's copies)
+            loads = []
         assert layout.load_sources == [among[k] for k in loads if k in among]
         owner = np.repeat(np.arange(len(tmpl)), n_ops)[layout.moving_at]
         dma = np.array([tmpl[b].engine == "dma" for b in owner.tolist()], dtype=bool)

@@ -30,7 +30,7 @@ from operator import attrgetter, itemgetter
 import numpy as np
 
 from ..machine.access import Access, copy_with, with_bytes
-from ..machine.record import Program, identities
+from ..machine.record import Program, compared_operands, identities
 from .hbm_writes import HbmWrites
 
 _PLAIN = ("dma_copy",)
@@ -93,7 +93,7 @@ def hoist_invariant_loads(program: Program) -> Program:
         # check a block's copies)
         if ins.opcode not in _PLAIN or ins.engine != "dma":
             continue
-        reads, writes = ins.reads, ins.writes
+        reads, writes = compared_operands(ins)
         if len(writes) != 1:
             continue
         if len(reads) != 1 or reads[0].role == "indirect_offset":

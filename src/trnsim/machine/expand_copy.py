@@ -3,6 +3,7 @@
 numbers, as flat lists in record order."""
 from __future__ import annotations
 
+import bisect
 import collections
 import functools
 import itertools
@@ -76,13 +77,18 @@ class Layout:
         self.lazy = bool(len(self.moving)) and not (
             dma[owner[self.moving_at]] & moves[self.moving[:, 1:3]].any(axis=1)).any()
         # hoisting reads every copy of a load (HBM to SBUF) unless each reads other bytes
-        # than the one before (compiler/hoist.py `_visited`): made at once where one's
-        # source does not move (else where it stays in a block: `loads_move`)
-        single = np.flatnonzero(dma & (n_read == 1) & (n_ops == 2)).tolist()
-        loads = [k for b, k in zip(single, first[single].tolist()) if _is_load(keys[b])]
-        among = dict(zip(self.moving_at, range(len(self.moving_at))))
-        self.load_sources = [among[k] for k in loads if k in among]
-        self.lazy &= len(self.load_sources) == len(loads)
+        # than the one before (compiler/hoist.py `_visited`), and peeks at a wide
+        # template's (`_PendingOperands.peek`): a narrow one's block is made at once
+        # where a load's source does not move (else where it stays in a block:
+        # `loads_move`)
+        self.load_sources = []
+        if width < _WIDE:
+            single = np.flatnonzero(dma & (n_read == 1) & (n_ops == 2)).tolist()
+            loads = [k for b, k in zip(single, first[single].tolist())
+                     if _is_load(keys[b])]
+            among = dict(zip(self.moving_at, range(len(self.moving_at))))
+            self.load_sources = [among[k] for k in loads if k in among]
+            self.lazy &= len(self.load_sources) == len(loads)
         # (instruction, its attributes' numbers, their key) where they move
         moved = np.concatenate(([0], np.cumsum(moves)))
         lo, hi = (self.index_cols + 1).tolist(), (at + size).tolist()
@@ -377,6 +383,36 @@ class Operands:
         return [list(f) for f in zip(*map(self.accesses.__getitem__,
                                           self.layout.moving_at))] or [[]] * 18
 
+    @functools.cached_property
+    def _operand_starts(self) -> list:
+        """Where each template instruction's operands (its reads, then its writes) start
+        among all of them, and where the last one's end."""
+        return [0, *itertools.accumulate(map(operator.add, map(len, self.reads),
+                                             map(len, self.writes)))]
+
+    def one(self, nums: np.ndarray, b: int, allocs: dict) -> tuple:
+        """The reads and writes of one copy of template instruction b (`nums`: that
+        copy's moving operands' numbers, a row each), as `make` makes them."""
+        lo, hi = self._operand_starts[b], self._operand_starts[b + 1]
+        at = self.layout.moving_at
+        j0, j1 = bisect.bisect_left(at, lo), bisect.bisect_left(at, hi)
+        reads, writes = self.reads[b], self.writes[b]
+        if j0 == j1:
+            return reads, writes
+        ops = list(reads + writes)
+        moving = self.layout.fields_moving
+        part = nums[j0:j1]  # (made as _made makes them)
+        for q, place, a_lo, a_hi, aid in zip(at[j0:j1], part[:, :3].tolist(),
+                                             *_places_small(part, allocs)):
+            a = ops[q - lo]
+            ops[q - lo] = _new_access(Access, (
+                *a[:8], *[x if move else a[8 + f] for f, (x, move)
+                          in enumerate(zip(place, moving))],
+                a_lo, a_hi, *a[13:17], aid))
+        split = len(reads)  # (a tuple with no moving operand is the template's)
+        return (tuple(ops[:split]) if at[j0] - lo < split else reads,
+                tuple(ops[split:]) if at[j1 - 1] - lo >= split else writes)
+
     def make(self, nums: np.ndarray, n: int, allocs: dict, same, by_column: bool,
              keep: bool = True) -> tuple:
         """The reads and writes of n copies (flat lists; `nums`: their moving operands'
@@ -467,14 +503,15 @@ class _PendingOperands:
     many copies its first and last copy are when read first (hoisting visits those of a
     block where it need not visit all, compiler/hoist.py `_visited`), all the others at
     once where the program still lists them where the append left them, else the one
-    read alone (the rest of its copy kept for the others: `stash`).
+    read alone (the rest of its copy kept for the others: `stash`). A pass that only
+    compares them may have a few of a wide template's copies' made apart (`peek`).
     It holds no instruction (their class, which holds it, is in a cycle that only the
     collector frees): their ids, and the program weakly; and it lets go of what makes
     them once none is left to make (`live`: those of their class, and those the
     allocation took, which it counts back: compiler/compiled_allocation.py)."""
     __slots__ = ("operands", "nums", "n", "width", "allocs", "same", "by_column", "ids",
                  "program", "start", "index0", "deferred", "live", "singles", "row_made",
-                 "stash")
+                 "stash", "peeks")
 
     def __init__(self, operands: Operands, made: list, nums, n, allocs, same, by_column,
                  program):
@@ -490,6 +527,7 @@ class _PendingOperands:
         self.singles = 0
         self.row_made = None  # (per copy: its operands made)
         self.stash = {}  # position -> (reads, writes) of one of a copy made, not given yet
+        self.peeks = 0
 
     def make(self, ins) -> None:
         """Make the reads and writes of `ins`, a copy of the block (of its class)."""
@@ -543,6 +581,19 @@ class _PendingOperands:
         if not stash and self.row_made.all():
             self._let_go_all()
         self.let_go(reverted)
+
+    def peek(self, ins) -> tuple:
+        """The reads and writes `make` gives `ins`, a copy of the block (of its class):
+        made apart, equal to those and not given to it, for the first _PEEKS asked of a
+        template of at least _WIDE instructions (a copy's others may never be read:
+        hoisting's visits of a loop around inner loops), else its own."""
+        k = self.position(ins)
+        if k not in self.stash and self.width >= _WIDE and self.peeks < _PEEKS:
+            self.peeks += 1
+            r, b = divmod(k, self.width)
+            m = len(self.operands.moving)
+            return self.operands.one(self.nums[r * m:(r + 1) * m], b, self.allocs)
+        return ins.reads, ins.writes
 
     def position(self, ins) -> int:
         """Where `ins` is among the block's copies (in record order, numbered in order
@@ -621,6 +672,10 @@ _INT32 = 1 << 31
 # blocks of fewer moving operands make them at once (a class per block costs more)
 _LAZY = 64
 _SINGLES = 2  # copies of a block made one by one (its first and last) before the rest
+# of a template of at least _WIDE instructions, the first _PEEKS of its copies peeked at
+# are made apart, one by one
+_WIDE = 16
+_PEEKS = 16
 
 
 def _is_load(key: tuple) -> bool:

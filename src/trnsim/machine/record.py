@@ -174,6 +174,15 @@ def set_operands(instrs: list, reads, writes, deferred: type) -> int:
     return len(instrs)
 
 
+def compared_operands(ins) -> tuple:
+    """The reads and writes of `ins`, for a pass that compares them and keeps none: a
+    loop copy whose own are not made yet may give equal ones made apart, leaving its
+    own to be made when first read (machine/expand_copy.py `_PendingOperands.peek`)."""
+    if isinstance(ins, _Deferred):
+        return ins._pending.peek(ins)
+    return ins.reads, ins.writes
+
+
 def pending_operands(instrs: list) -> tuple:
     """The pending operands (`defer_operands`) of the deferred copies among `instrs`,
     each with the number of its copies there, and where those lie: rows of (start,
