@@ -93,7 +93,7 @@ def _check(program: Program) -> Program:
 
 def same_columns(got, want) -> None:
     assert got.instrs is want.instrs and got.n == want.n
-    for name in ("acc", "ptr", "wptr"):
+    for name in ("acc", "ptr", "wptr", "forms"):
         a, b = getattr(got, name), getattr(want, name)
         assert a.dtype == b.dtype and a.shape == b.shape, name
         assert np.array_equal(a, b), name

@@ -50,7 +50,7 @@ def _same_both_ways(program) -> None:
     made = access_columns.build_with_allocs(program.instructions, list(program.copied),
                                             _vaddrs(program.allocations))
     (want, want_alloc, want_bytes), (got, alloc, nbytes) = read, made
-    for name in ("acc", "ptr", "wptr", "sizes"):
+    for name in ("acc", "ptr", "wptr", "forms", "sizes"):
         a, b = getattr(want, name), getattr(got, name)
         assert a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b), name
     assert got.spaces == want.spaces and got.maps == want.maps

@@ -26,6 +26,7 @@ from trnsim.timing.costs import itemsize  # noqa: E402
 from trnsim.timing.deps import rows_form  # noqa: E402
 
 from benchmarks.fidelity import strided_stores  # noqa: E402
+from test_access_columns_shapes import rows_forms  # noqa: E402
 from test_timing_compiled import mixed, random_tiles  # noqa: E402
 
 
@@ -77,8 +78,7 @@ def _columns_match(program):
             assert cols.spaces[row[access_columns.SPACE]] == a.space
             if a.space == "hbm":
                 f = rows_form(a, itemsize(a.dtype))
-                assert row[5] == (f is not None)
-                assert tuple(row[6:10]) == (f or (0, 0, 0, 0))
+                assert rows_forms(cols, [k]) == [[int(f is not None), *(f or (0, 0, 0, 0))]]
                 assert row[access_columns.MAP] == -1
             else:
                 assert cols.maps[row[access_columns.MAP]] == (a.space, a.core)

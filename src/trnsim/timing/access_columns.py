@@ -8,10 +8,12 @@ order).
 
 Per access (rows of `acc`, each instruction's reads then its writes, in program order):
 the box (p_lo, p_hi, lo, hi), whether it writes every byte of it (dense), its HBM rows
-form (deps.rows_form: has one, row pitch, first byte, rows, bytes per row), its
-on-chip map (a number per (space, core); -1: HBM) and its space (a number per name,
-`spaces`). Instruction i's accesses are acc[ptr[i]:ptr[i + 1]], its writes from
-wptr[i]. The first ten columns are the layout compiled_deps reads an HBM access in.
+form (deps.rows_form: -1 none, else its row of `forms`: (row pitch, rows, bytes per
+row), the distinct ones in value order; its first byte is lo), its on-chip map (a
+number per (space, core); -1: HBM) and its space (a number per name, `spaces`).
+Instruction i's accesses are acc[ptr[i]:ptr[i + 1]], its writes from wptr[i]. (The
+forms as a table: a column each took 32 bytes more an access, 64 an instruction of a
+strided kernel.)
 For the DMA pricing (timing/costs.py dma_costs), `sizes` holds by row (SIZES) each
 access's bytes, contiguous bytes and the id() of its role and of its shape (objects
 the accesses keep alive: equal ids, equal values). `source`: per access the row of an
@@ -41,20 +43,20 @@ from ..machine.compiled import jit
 from .costs import itemsize
 from ..machine.record import distinct_rows, held_reads, held_writes, identities
 
-ACC = ("p_lo", "p_hi", "lo", "hi", "dense", "has_form", "pitch", "first", "rows", "run",
-       "map", "space")
-P_LO, P_HI, LO, HI, DENSE, HAS_FORM, PITCH, FIRST, ROWS, RUN, MAP, SPACE = range(len(ACC))
+ACC = ("p_lo", "p_hi", "lo", "hi", "dense", "form", "map", "space")
+P_LO, P_HI, LO, HI, DENSE, FORM, MAP, SPACE = range(len(ACC))
+PITCH, ROWS, RUN = range(3)  # the columns of `forms`
 SIZES = ("bytes", "contiguous_bytes", "role", "shape")
 BYTES, CONTIGUOUS, ROLE, SHAPE = range(len(SIZES))
 _READS, _WRITES, _ATTRS = attrgetter("reads"), attrgetter("writes"), attrgetter("attrs")
 
 
 class AccessColumns:
-    """acc, ptr, wptr (see the module doc); spaces: the space names by number; maps:
-    (space, core) by on-chip map number; depends_on: (instruction, its depends_on) for
-    the instructions that have one."""
-    __slots__ = ("instrs", "n", "acc", "ptr", "wptr", "spaces", "maps", "depends_on",
-                 "sizes", "source")
+    """acc, ptr, wptr, forms (see the module doc); spaces: the space names by number;
+    maps: (space, core) by on-chip map number; depends_on: (instruction, its
+    depends_on) for the instructions that have one."""
+    __slots__ = ("instrs", "n", "acc", "ptr", "wptr", "forms", "spaces", "maps",
+                 "depends_on", "sizes", "source")
 
     def hbm_code(self) -> int:
         """The number of the space "hbm" (-1: no HBM access)."""
@@ -149,7 +151,7 @@ def _build(instrs, with_alloc: bool, blocks, vaddr) -> tuple:
     part = _Part(read, code, with_alloc)
     del read
     cols.spaces = list(code)
-    cols.maps = part.finish(cols.spaces)
+    cols.maps, cols.forms = part.finish(cols.spaces)
     if not spans:
         cols.acc, cols.sizes, extra = part.acc, part.sizes, part.extra
         cols.source = np.arange(len(cols.acc), dtype=np.int32)
@@ -255,11 +257,12 @@ class _Part:
         at = self.hbm = np.concatenate(hbm) if hbm else np.zeros(0, np.int64)
         self.shape = shapes.table(sizes[BYTES, at], sizes[CONTIGUOUS, at])
 
-    def finish(self, names: list) -> list:
+    def finish(self, names: list) -> tuple:
         """Dense, map and the HBM rows forms, the spaces numbered as `names`; returns
-        the on-chip maps, (space, core) by number."""
+        the on-chip maps, (space, core) by number, and the forms table."""
         acc, nbytes = self.acc, self.sizes[BYTES]
         acc[:, DENSE] = _dense(acc, nbytes)
+        acc[:, FORM] = -1
         onchip = np.ones(len(acc), bool)
         onchip[self.hbm] = False
         core = self.extra[0][onchip]
@@ -269,9 +272,8 @@ class _Part:
         used[keys] = True
         acc[onchip, MAP] = (np.cumsum(used) - 1)[keys]
         acc[self.hbm, MAP] = -1
-        if len(self.hbm):
-            _rows_forms(acc, self.hbm, self.shape, nbytes[self.hbm])
-        return [(names[k // width], k % width) for k in np.flatnonzero(used).tolist()]
+        forms = _rows_forms(acc, self.hbm, self.shape, nbytes[self.hbm])
+        return [(names[k // width], k % width) for k in np.flatnonzero(used).tolist()], forms
 
 
 @jit
@@ -279,8 +281,8 @@ def _copy_block(acc, sizes, core, alloc, r, n, t, w, positions, numbers, kept, v
     """Fill rows r.. of the n copies of a block whose template's w rows from t are
     made: each copy's rows its template's, then the box, dense and alloc of the moving
     operands (at `positions` among them) from their numbers (CopiedBlock.numbers, its
-    columns `kept`: CopyTemplate.kept), and in HBM the first byte of their rows form:
-    the rest of the form is the template's, as are its bytes and byte span. False
+    columns `kept`: CopyTemplate.kept); in HBM its rows form is the template's (its
+    first byte is lo), as are its bytes and byte span. False
     (some rows made) where a moving HBM access's byte span is not its template's, or
     the template's allocation is not in `vaddr`."""
     m = len(positions)
@@ -309,11 +311,8 @@ def _copy_block(acc, sizes, core, alloc, r, n, t, w, positions, numbers, kept, v
             if aid >= 0:
                 lo += vaddr[aid]
                 hi += vaddr[aid]
-            if acc[src, MAP] == -1:
-                if hi - lo != acc[src, HI] - acc[src, LO]:
-                    return False
-                if acc[src, HAS_FORM]:
-                    acc[row, FIRST] = lo
+            if acc[src, MAP] == -1 and hi - lo != acc[src, HI] - acc[src, LO]:
+                return False
             acc[row, P_LO], acc[row, P_HI], acc[row, LO], acc[row, HI] = p_lo, p_hi, lo, hi
             acc[row, DENSE] = sizes[BYTES, src] >= (p_hi - p_lo) * (hi - lo)
             alloc[row] = aid
@@ -401,18 +400,21 @@ class _Shapes:
         return shapes[inverse]
 
 
-def _rows_forms(acc, at, shape, nbytes) -> None:
-    """Fill the rows form columns of the HBM accesses at rows `at` of acc: deps.rows_form,
-    from their shape part (`shape`: _shape's tuple by access) and their bytes."""
+def _rows_forms(acc, at, shape, nbytes):
+    """Set the form column of the HBM accesses at rows `at` of acc (deps.rows_form,
+    from their shape part, `shape`: _shape's tuple by access, and their bytes); returns
+    the forms table."""
     lo, hi = acc[at, LO], acc[at, HI]
     kind = np.where(nbytes >= hi - lo, _ONE_RUN, shape[:, 0])
-    form = np.zeros((len(at), 5), np.int64)  # has, pitch, first, rows, run
+    form = np.zeros((len(at), 3), np.int64)  # pitch, rows, run
     run = kind == _ONE_RUN
-    form[run, 0], form[run, 2], form[run, 3], form[run, 4] = 1, lo[run], 1, (hi - lo)[run]
+    form[run, ROWS], form[run, RUN] = 1, (hi - lo)[run]
     rows = kind == _ROWS
-    form[rows, 0], form[rows, 2] = 1, lo[rows]
-    form[rows, 1], form[rows, 3], form[rows, 4] = shape[rows, 1:].T
-    acc[at, HAS_FORM:RUN + 1] = form
+    form[rows] = shape[rows, 1:]
+    has = run | rows
+    forms, number = np.unique(form[has], axis=0, return_inverse=True)
+    acc[at[has], FORM] = number.reshape(-1)
+    return forms.reshape(-1, 3)
 
 
 def _shape(pattern, nbytes, cbytes, dtype) -> tuple:
