@@ -32,10 +32,13 @@ def test_transfer_heads_against_a_dict_of_rows():
     wptr = ptr[:-1] + counts[:, 0]
     m = int(ptr[-1])
     acc = rng.integers(0, 2, (m, len(ac.ACC)))  # few values: many equal rows
-    sizes = rng.integers(0, 2, (len(ac.SIZES), m))
+    # (the sizes by access number: rows share numbers, as loop copies their templates')
+    sizes = rng.integers(0, 2, (len(ac.SIZES), m // 2 + 1))
+    source = rng.integers(0, sizes.shape[1], m).astype(np.int32)
     op, attrs = rng.integers(0, 2, n), rng.integers(0, 2, n)
     at = np.sort(rng.choice(n, 200, replace=False))
-    one, first = transfer_heads(at, ptr, wptr, acc, sizes, op, attrs)
+    one, first = transfer_heads(at, ptr, wptr, acc, sizes, source, op, attrs)
+    sizes = sizes[:, source]  # (by row)
     rows = []
     for i in at.tolist():
         r, w = ptr[i], wptr[i]

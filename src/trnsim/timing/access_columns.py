@@ -14,12 +14,15 @@ number per (space, core); -1: HBM) and its space (a number per name, `spaces`).
 Instruction i's accesses are acc[ptr[i]:ptr[i + 1]], its writes from wptr[i]. (The
 forms as a table: a column each took 32 bytes more an access, 64 an instruction of a
 strided kernel.)
-For the DMA pricing (timing/costs.py dma_costs), `sizes` holds by row (SIZES) each
-access's bytes, contiguous bytes and the id() of its role and of its shape (objects
-the accesses keep alive: equal ids, equal values). `source`: per access the row of an
-access equal to it but in its offset, box and alloc (a copy's operand, CopyTemplate:
-its template's row; else its own row; int32), by which the compute pricing
-(timing/costs.py compute_costs) tells loop copies' memo keys alike.
+`source`: per access the number of an access equal to it but in its offset, box and
+alloc (a copy's operand, CopyTemplate: its template's; else its own), the accesses
+read from their objects numbered in row order (int32; no copies: each row its own),
+by which the compute pricing (timing/costs.py compute_costs) tells loop copies' memo
+keys alike. For the DMA pricing (timing/costs.py dma_costs), `sizes` holds by that
+number (SIZES) the bytes, contiguous bytes and the id() of the role and of the shape
+(objects the accesses keep alive: equal ids, equal values): `column(k)` by row. (By
+row, they took 32 bytes an access, 64 an instruction of a strided loop-expanded
+kernel.)
 
 The columns describe the instructions as they stand when first asked for: the compiler
 passes that change accesses (hoist, allocation) make a new Program, and the cache is
@@ -57,6 +60,11 @@ class AccessColumns:
     depends_on) for the instructions that have one."""
     __slots__ = ("instrs", "n", "acc", "ptr", "wptr", "forms", "spaces", "maps",
                  "depends_on", "sizes", "source")
+
+    def column(self, k: int) -> np.ndarray:
+        """sizes' field k (BYTES ... SHAPE) of each access, by row."""
+        by_number = self.sizes[k]
+        return by_number if len(by_number) == len(self.source) else by_number[self.source]
 
     def hbm_code(self) -> int:
         """The number of the space "hbm" (-1: no HBM access)."""
@@ -161,7 +169,7 @@ def _build(instrs, with_alloc: bool, blocks, vaddr) -> tuple:
         extra = _copied(cols, part, rows, spans, vaddr)
         if extra is None:
             return _build(instrs, with_alloc, (), vaddr)
-    return cols, (extra[0], cols.sizes[BYTES], *extra[1:])
+    return cols, (extra[0], cols.column(BYTES), *extra[1:])
 
 
 def _pointers(instrs, spans: list) -> tuple:
@@ -200,13 +208,13 @@ def _copied(cols: AccessColumns, part, rows: list, spans: list, vaddr):
     m = int(cols.ptr[-1])
     ptr = cols.ptr
     acc = cols.acc = np.empty((m, len(ACC)), np.int64)
-    sizes = cols.sizes = np.empty((len(SIZES), m), np.int64)
-    source = cols.source = np.arange(m, dtype=np.int32)
+    sizes = cols.sizes = part.sizes  # (by the number of each access read: its place)
+    source = cols.source = np.empty(m, np.int32)
     extra = [np.empty(m, np.int64) for _ in part.extra]  # core, alloc
     at = 0
     for r0, r1 in rows:  # (slices: fancy indexing copies rows far slower)
         acc[r0:r1] = part.acc[at:at + r1 - r0]
-        sizes[:, r0:r1] = part.sizes[:, at:at + r1 - r0]
+        source[r0:r1] = np.arange(at, at + r1 - r0)
         for column, read in zip(extra, part.extra):
             column[r0:r1] = read[at:at + r1 - r0]
         at += r1 - r0
@@ -214,10 +222,10 @@ def _copied(cols: AccessColumns, part, rows: list, spans: list, vaddr):
         t = block.template
         t0, r = int(ptr[t.start]), int(ptr[s])
         w = int(ptr[t.start + len(t.reads)]) - t0
-        if not _copy_block(acc, sizes, *extra, r, block.copies, t0, w, t.moving,
+        source[r:r + block.copies * w] = np.tile(source[t0:t0 + w], block.copies)
+        if not _copy_block(acc, sizes, source, *extra, r, block.copies, t0, w, t.moving,
                            block.numbers, t.kept, vaddr):
             return None
-        source[r:r + block.copies * w] = np.tile(source[t0:t0 + w], block.copies)
     return extra
 
 
@@ -277,7 +285,8 @@ class _Part:
 
 
 @jit
-def _copy_block(acc, sizes, core, alloc, r, n, t, w, positions, numbers, kept, vaddr):
+def _copy_block(acc, sizes, source, core, alloc, r, n, t, w, positions, numbers, kept,
+                vaddr):
     """Fill rows r.. of the n copies of a block whose template's w rows from t are
     made: each copy's rows its template's, then the box, dense and alloc of the moving
     operands (at `positions` among them) from their numbers (CopiedBlock.numbers, its
@@ -291,8 +300,6 @@ def _copy_block(acc, sizes, core, alloc, r, n, t, w, positions, numbers, kept, v
         for i in range(w):
             for f in range(acc.shape[1]):
                 acc[d + i, f] = acc[t + i, f]
-            for f in range(sizes.shape[0]):
-                sizes[f, d + i] = sizes[f, t + i]
             core[d + i] = core[t + i]
             alloc[d + i] = alloc[t + i]
         for j in range(m):
@@ -314,7 +321,7 @@ def _copy_block(acc, sizes, core, alloc, r, n, t, w, positions, numbers, kept, v
             if acc[src, MAP] == -1 and hi - lo != acc[src, HI] - acc[src, LO]:
                 return False
             acc[row, P_LO], acc[row, P_HI], acc[row, LO], acc[row, HI] = p_lo, p_hi, lo, hi
-            acc[row, DENSE] = sizes[BYTES, src] >= (p_hi - p_lo) * (hi - lo)
+            acc[row, DENSE] = sizes[BYTES, source[src]] >= (p_hi - p_lo) * (hi - lo)
             alloc[row] = aid
     return True
 

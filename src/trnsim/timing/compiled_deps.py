@@ -1186,9 +1186,10 @@ def _grow(boxes, x, y, p_lo, p_hi, lo, hi):
 
 
 @jit
-def transfer_heads(at, ptr, wptr, acc, sizes, op, attrs):
+def transfer_heads(at, ptr, wptr, acc, sizes, source, op, attrs):
     """(one, first) of the instructions `at` (DMAs; op, attrs: a number per
-    instruction for its opcode and attrs objects): which have one read and one write,
+    instruction for its opcode and attrs objects; acc, sizes, source: the access
+    columns'): which have one read and one write,
     and for those the position in `at` of the first with the same row of the fields
     DMA pricing reads (costs.py `_dma_costs_grouped`): op, attrs, the write's space,
     bytes, contiguous bytes, partitions and shape, the read's role, space, bytes,
@@ -1206,10 +1207,11 @@ def transfer_heads(at, ptr, wptr, acc, sizes, op, attrs):
         one[j] = True
         k = keys[j]
         k[0], k[1] = op[i], attrs[i]
-        k[2], k[3], k[4] = acc[w, SPACE], sizes[BYTES, w], sizes[CONTIGUOUS, w]
-        k[5], k[6], k[7] = acc[w, P_LO], acc[w, P_HI], sizes[SHAPE, w]
-        k[8], k[9], k[10] = sizes[ROLE, r], acc[r, SPACE], sizes[BYTES, r]
-        k[11], k[12], k[13] = sizes[CONTIGUOUS, r], acc[r, P_LO], acc[r, P_HI]
+        sw, sr = source[w], source[r]
+        k[2], k[3], k[4] = acc[w, SPACE], sizes[BYTES, sw], sizes[CONTIGUOUS, sw]
+        k[5], k[6], k[7] = acc[w, P_LO], acc[w, P_HI], sizes[SHAPE, sw]
+        k[8], k[9], k[10] = sizes[ROLE, sr], acc[r, SPACE], sizes[BYTES, sr]
+        k[11], k[12], k[13] = sizes[CONTIGUOUS, sr], acc[r, P_LO], acc[r, P_HI]
     rows = np.flatnonzero(one)
     heads, which = _numbered_rows(keys, rows)
     first[rows] = rows[heads][which]
