@@ -20,7 +20,7 @@ def rows_forms(cols, rows) -> list:
     [has one, pitch, first byte, rows, bytes per row] (deps.rows_form's fields)."""
     acc = cols.acc
     out = np.zeros((len(rows), 5), np.int64)
-    form = acc[rows, access_columns.FORM]
+    form = cols.column(access_columns.FORM)[rows]
     has = form >= 0
     out[has, 0], out[has, 2] = 1, acc[rows, access_columns.LO][has]
     out[has, 1] = cols.forms[form[has], access_columns.PITCH]
@@ -66,6 +66,5 @@ def test_rows_forms_by_shape(chunk, monkeypatch):
     assert len(set(map(tuple, forms))) == 6  # (the cases above differ)
     # the forms table: the distinct (pitch, rows, bytes per row) in value order
     assert cols.forms.tolist() == sorted(map(list, {(f[1], *f[3:]) for f in forms if f[0]}))
-    writes = cols.acc[cols.wptr]
-    assert (writes[:, access_columns.MAP] == 0).all()
+    assert (cols.column(access_columns.MAP)[cols.wptr] == 0).all()
     assert cols.spaces == ["hbm", "sbuf"]

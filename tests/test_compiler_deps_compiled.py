@@ -75,13 +75,14 @@ def _columns_match(program):
             row = cols.acc[k]
             assert tuple(row[:4]) == (a.p_lo, a.p_hi, a.lo, a.hi)
             assert row[4] == (a.bytes >= (a.p_hi - a.p_lo) * (a.hi - a.lo))
-            assert cols.spaces[row[access_columns.SPACE]] == a.space
+            shared = cols.shared[:, cols.source[k]]
+            assert cols.spaces[shared[access_columns.SPACE]] == a.space
             if a.space == "hbm":
                 f = rows_form(a, itemsize(a.dtype))
                 assert rows_forms(cols, [k]) == [[int(f is not None), *(f or (0, 0, 0, 0))]]
-                assert row[access_columns.MAP] == -1
+                assert shared[access_columns.MAP] == -1
             else:
-                assert cols.maps[row[access_columns.MAP]] == (a.space, a.core)
+                assert cols.maps[shared[access_columns.MAP]] == (a.space, a.core)
             k += 1
     assert k == len(cols.acc)
     assert access_columns.access_columns(program) is cols  # kept on the program

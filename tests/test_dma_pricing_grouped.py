@@ -121,7 +121,7 @@ def test_recorded_kernels(variant, chip):
     cols = access_columns.kept_columns(program)
     assert cols is not None
     built = access_columns.build(program.instructions)
-    for k in range(len(access_columns.SIZES)):
+    for k in range(len(access_columns.SHARED)):
         assert np.array_equal(cols.column(k), built.column(k))
     model = cost_model(program.chip)
     _same_dicts(_priced_by_columns(program, model), _one_by_one(program, model))

@@ -441,7 +441,7 @@ class _Columns:
             program.instructions, access_columns.taken_blocks(program), vaddr)
         acc = self.access.acc
         self.lo, self.hi = acc[:, access_columns.LO], acc[:, access_columns.HI]
-        self.hbm = acc[:, access_columns.SPACE] == self.access.hbm_code()
+        self.hbm = self.access.column(access_columns.SPACE) == self.access.hbm_code()
         self.row_instruction = _row_instructions(self.access.ptr)
 
     def instruction_of(self, rows):

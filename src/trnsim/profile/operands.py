@@ -150,7 +150,7 @@ def _columns(program) -> tuple:
     write = np.arange(int(ptr[-1])) >= wptr[at]
     spaces = np.array([SPACES.get(name, OTHER) for name in cols.spaces] + [OTHER], np.int64)
     acc = cols.acc
-    space = spaces[acc[:, SPACE]]
+    space = spaces[cols.column(SPACE)]
     nbytes, cbytes, role = (cols.column(k) for k in (BYTES, CONTIGUOUS, ROLE))
     return tuple((at[side], space[side], nbytes[side],
                   (acc[side, LO], acc[side, HI], cbytes[side], role[side]))

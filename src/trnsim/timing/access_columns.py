@@ -7,22 +7,20 @@ order).
     cols = access_columns(program)   # cached on the program (`_access_columns`)
 
 Per access (rows of `acc`, each instruction's reads then its writes, in program order):
-the box (p_lo, p_hi, lo, hi), whether it writes every byte of it (dense), its HBM rows
-form (deps.rows_form: -1 none, else its row of `forms`: (row pitch, rows, bytes per
-row), the distinct ones in value order; its first byte is lo), its on-chip map (a
-number per (space, core); -1: HBM) and its space (a number per name, `spaces`).
-Instruction i's accesses are acc[ptr[i]:ptr[i + 1]], its writes from wptr[i]. (The
-forms as a table: a column each took 32 bytes more an access, 64 an instruction of a
-strided kernel.)
+the box (p_lo, p_hi, lo, hi) and whether it writes every byte of it (dense).
+Instruction i's accesses are acc[ptr[i]:ptr[i + 1]], its writes from wptr[i].
 `source`: per access the number of an access equal to it but in its offset, box and
 alloc (a copy's operand, CopyTemplate: its template's; else its own), the accesses
 read from their objects numbered in row order (int32; no copies: each row its own),
 by which the compute pricing (timing/costs.py compute_costs) tells loop copies' memo
-keys alike. For the DMA pricing (timing/costs.py dma_costs), `sizes` holds by that
-number (SIZES) the bytes, contiguous bytes and the id() of the role and of the shape
-(objects the accesses keep alive: equal ids, equal values): `column(k)` by row. (By
-row, they took 32 bytes an access, 64 an instruction of a strided loop-expanded
-kernel.)
+keys alike. `shared` holds by that number (SHARED) what those accesses share: the
+bytes, contiguous bytes and the id() of the role and of the shape (objects the
+accesses keep alive: equal ids, equal values; for the DMA pricing, timing/costs.py
+dma_costs), the HBM rows form (deps.rows_form: -1 none, else its row of `forms`: (row
+pitch, rows, bytes per row), the distinct ones in value order; its first byte is the
+access's lo), the on-chip map (a number per (space, core); -1: HBM) and the space (a
+number per name, `spaces`); `column(k)` gives one by row. (By row, they took 56 bytes
+an access, 112 an instruction of a strided loop-expanded kernel.)
 
 The columns describe the instructions as they stand when first asked for: the compiler
 passes that change accesses (hoist, allocation) make a new Program, and the cache is
@@ -46,11 +44,11 @@ from ..machine.compiled import jit
 from .costs import itemsize
 from ..machine.record import distinct_rows, held_reads, held_writes, identities
 
-ACC = ("p_lo", "p_hi", "lo", "hi", "dense", "form", "map", "space")
-P_LO, P_HI, LO, HI, DENSE, FORM, MAP, SPACE = range(len(ACC))
+ACC = ("p_lo", "p_hi", "lo", "hi", "dense")
+P_LO, P_HI, LO, HI, DENSE = range(len(ACC))
 PITCH, ROWS, RUN = range(3)  # the columns of `forms`
-SIZES = ("bytes", "contiguous_bytes", "role", "shape")
-BYTES, CONTIGUOUS, ROLE, SHAPE = range(len(SIZES))
+SHARED = ("bytes", "contiguous_bytes", "role", "shape", "form", "map", "space")
+BYTES, CONTIGUOUS, ROLE, SHAPE, FORM, MAP, SPACE = range(len(SHARED))
 _READS, _WRITES, _ATTRS = attrgetter("reads"), attrgetter("writes"), attrgetter("attrs")
 
 
@@ -59,11 +57,11 @@ class AccessColumns:
     maps: (space, core) by on-chip map number; depends_on: (instruction, its
     depends_on) for the instructions that have one."""
     __slots__ = ("instrs", "n", "acc", "ptr", "wptr", "forms", "spaces", "maps",
-                 "depends_on", "sizes", "source")
+                 "depends_on", "shared", "source")
 
     def column(self, k: int) -> np.ndarray:
-        """sizes' field k (BYTES ... SHAPE) of each access, by row."""
-        by_number = self.sizes[k]
+        """shared's field k (BYTES ... SPACE) of each access, by row."""
+        by_number = self.shared[k]
         return by_number if len(by_number) == len(self.source) else by_number[self.source]
 
     def hbm_code(self) -> int:
@@ -161,7 +159,7 @@ def _build(instrs, with_alloc: bool, blocks, vaddr) -> tuple:
     cols.spaces = list(code)
     cols.maps, cols.forms = part.finish(cols.spaces)
     if not spans:
-        cols.acc, cols.sizes, extra = part.acc, part.sizes, part.extra
+        cols.acc, cols.shared, extra = part.acc, part.shared, part.extra
         cols.source = np.arange(len(cols.acc), dtype=np.int32)
     else:
         rows = [(r0, r1) for r0, r1 in
@@ -208,7 +206,7 @@ def _copied(cols: AccessColumns, part, rows: list, spans: list, vaddr):
     m = int(cols.ptr[-1])
     ptr = cols.ptr
     acc = cols.acc = np.empty((m, len(ACC)), np.int64)
-    sizes = cols.sizes = part.sizes  # (by the number of each access read: its place)
+    shared = cols.shared = part.shared  # (by the number of each access read: its place)
     source = cols.source = np.empty(m, np.int32)
     extra = [np.empty(m, np.int64) for _ in part.extra]  # core, alloc
     at = 0
@@ -223,26 +221,26 @@ def _copied(cols: AccessColumns, part, rows: list, spans: list, vaddr):
         t0, r = int(ptr[t.start]), int(ptr[s])
         w = int(ptr[t.start + len(t.reads)]) - t0
         source[r:r + block.copies * w] = np.tile(source[t0:t0 + w], block.copies)
-        if not _copy_block(acc, sizes, source, *extra, r, block.copies, t0, w, t.moving,
+        if not _copy_block(acc, shared, source, *extra, r, block.copies, t0, w, t.moving,
                            block.numbers, t.kept, vaddr):
             return None
     return extra
 
 
 class _Part:
-    """The columns of some accesses (`acc`, `sizes`, `extra`: core and alloc), read from
-    them in order, their spaces numbered by `code`: the box, sizes, core and alloc at
-    first, the rest once the numbering of spaces and maps is known (`finish`)."""
+    """The columns of some accesses (`acc`, `shared`, `extra`: core and alloc), read
+    from them in order, their spaces numbered by `code`: the box, sizes, core and alloc
+    at first, the rest once the numbering of spaces and maps is known (`finish`)."""
 
     def __init__(self, accesses: list, code: dict, with_alloc: bool):
         m = len(accesses)
         acc = self.acc = np.zeros((m, len(ACC)), np.int64)
-        sizes = self.sizes = np.empty((len(SIZES), m), np.int64)
+        shared = self.shared = np.empty((len(SHARED), m), np.int64)
         self.extra = [np.empty(m, np.int64) for _ in range(1 + with_alloc)]
         # (column, Access field) of the ints read: the box, bytes, contiguous bytes,
         # core, alloc
         ints = [(acc[:, k], _FIELD[ACC[k]]) for k in range(P_LO, HI + 1)]
-        ints += [(sizes[BYTES], _BYTES), (sizes[CONTIGUOUS], _CBYTES)]
+        ints += [(shared[BYTES], _BYTES), (shared[CONTIGUOUS], _CBYTES)]
         ints += zip(self.extra, (_CORE, _ALLOC))
         shapes = _Shapes()
         hbm = []
@@ -254,38 +252,39 @@ class _Part:
             for column, k in ints:
                 column[c:e] = np.fromiter(fields_of[k], np.int64, e - c)
             spaces = _numbers(fields_of[_SPACE], code, e - c)
-            acc[c:e, SPACE] = spaces
-            sizes[ROLE, c:e] = identities(fields_of[_ROLE])
-            sizes[SHAPE, c:e] = identities(fields_of[_SHAPE])
+            shared[SPACE, c:e] = spaces
+            shared[ROLE, c:e] = identities(fields_of[_ROLE])
+            shared[SHAPE, c:e] = identities(fields_of[_SHAPE])
             if "hbm" in code:
                 at = np.flatnonzero(spaces == code["hbm"])
                 shapes.add(fields_of, at.tolist())
                 hbm.append(at + c)
             del fields_of
         at = self.hbm = np.concatenate(hbm) if hbm else np.zeros(0, np.int64)
-        self.shape = shapes.table(sizes[BYTES, at], sizes[CONTIGUOUS, at])
+        self.shape = shapes.table(shared[BYTES, at], shared[CONTIGUOUS, at])
 
     def finish(self, names: list) -> tuple:
         """Dense, map and the HBM rows forms, the spaces numbered as `names`; returns
         the on-chip maps, (space, core) by number, and the forms table."""
-        acc, nbytes = self.acc, self.sizes[BYTES]
+        acc, shared = self.acc, self.shared
+        nbytes = shared[BYTES]
         acc[:, DENSE] = _dense(acc, nbytes)
-        acc[:, FORM] = -1
+        shared[FORM] = -1
         onchip = np.ones(len(acc), bool)
         onchip[self.hbm] = False
         core = self.extra[0][onchip]
         width = int(core.max()) + 1 if len(core) else 1
-        keys = acc[onchip, SPACE] * width + core
+        keys = shared[SPACE, onchip] * width + core
         used = np.zeros(len(names) * width, bool)  # (np.unique without its sort)
         used[keys] = True
-        acc[onchip, MAP] = (np.cumsum(used) - 1)[keys]
-        acc[self.hbm, MAP] = -1
-        forms = _rows_forms(acc, self.hbm, self.shape, nbytes[self.hbm])
+        shared[MAP, onchip] = (np.cumsum(used) - 1)[keys]
+        shared[MAP, self.hbm] = -1
+        forms = _rows_forms(acc, shared[FORM], self.hbm, self.shape, nbytes[self.hbm])
         return [(names[k // width], k % width) for k in np.flatnonzero(used).tolist()], forms
 
 
 @jit
-def _copy_block(acc, sizes, source, core, alloc, r, n, t, w, positions, numbers, kept,
+def _copy_block(acc, shared, source, core, alloc, r, n, t, w, positions, numbers, kept,
                 vaddr):
     """Fill rows r.. of the n copies of a block whose template's w rows from t are
     made: each copy's rows its template's, then the box, dense and alloc of the moving
@@ -318,10 +317,10 @@ def _copy_block(acc, sizes, source, core, alloc, r, n, t, w, positions, numbers,
             if aid >= 0:
                 lo += vaddr[aid]
                 hi += vaddr[aid]
-            if acc[src, MAP] == -1 and hi - lo != acc[src, HI] - acc[src, LO]:
+            if shared[MAP, source[src]] == -1 and hi - lo != acc[src, HI] - acc[src, LO]:
                 return False
             acc[row, P_LO], acc[row, P_HI], acc[row, LO], acc[row, HI] = p_lo, p_hi, lo, hi
-            acc[row, DENSE] = sizes[BYTES, source[src]] >= (p_hi - p_lo) * (hi - lo)
+            acc[row, DENSE] = shared[BYTES, source[src]] >= (p_hi - p_lo) * (hi - lo)
             alloc[row] = aid
     return True
 
@@ -407,10 +406,10 @@ class _Shapes:
         return shapes[inverse]
 
 
-def _rows_forms(acc, at, shape, nbytes):
-    """Set the form column of the HBM accesses at rows `at` of acc (deps.rows_form,
-    from their shape part, `shape`: _shape's tuple by access, and their bytes); returns
-    the forms table."""
+def _rows_forms(acc, form_of, at, shape, nbytes):
+    """Set the form (`form_of`: by row of acc) of the HBM accesses at rows `at` of acc
+    (deps.rows_form, from their shape part, `shape`: _shape's tuple by access, and their
+    bytes); returns the forms table."""
     lo, hi = acc[at, LO], acc[at, HI]
     kind = np.where(nbytes >= hi - lo, _ONE_RUN, shape[:, 0])
     form = np.zeros((len(at), 3), np.int64)  # pitch, rows, run
@@ -420,7 +419,7 @@ def _rows_forms(acc, at, shape, nbytes):
     form[rows] = shape[rows, 1:]
     has = run | rows
     forms, number = np.unique(form[has], axis=0, return_inverse=True)
-    acc[at[has], FORM] = number.reshape(-1)
+    form_of[at[has]] = number.reshape(-1)
     return forms.reshape(-1, 3)
 
 

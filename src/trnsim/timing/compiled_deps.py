@@ -132,8 +132,9 @@ def _run(cols, order, skip, tkey, unique, extra, remap, ntracks, first, caps):
         if max(caps[2], caps[3]) > _MOST_CELLS:
             raise OverflowError("more reader or writer cells than int32 numbers them")
         try:
-            return _collect(order, skip, tkey, unique, acc, cols.forms, cols.ptr,
-                            cols.wptr, remap, eptr, eprod, nmaps, ntracks, first, caps)
+            return _collect(order, skip, tkey, unique, acc, cols.shared, cols.source,
+                            cols.forms, cols.ptr, cols.wptr, remap, eptr, eprod, nmaps,
+                            ntracks, first, caps)
         except IndexError:  # one access needed more than was free: again with more
             caps *= 4
 
@@ -152,8 +153,8 @@ helper_inline = jit(_nrt=False, error_model="numpy", inline="always")
 
 
 @jit
-def _collect(order, skip, tkey, unique, acc, forms, ptr, wptr, remap, eptr, eprod,
-             nmaps, ntracks, first, caps):
+def _collect(order, skip, tkey, unique, acc, shared, source, forms, ptr, wptr, remap,
+             eptr, eprod, nmaps, ntracks, first, caps):
     """The dependencies of the instructions in the walk `order`, by position: (dptr,
     producers, kinds, space codes). first: each producer's first kind (the list
     scheduler), else `_merge`'s rules and track order (the timing scheduler)."""
@@ -161,7 +162,7 @@ def _collect(order, skip, tkey, unique, acc, forms, ptr, wptr, remap, eptr, epro
     boxes = np.empty((nmaps + 1 + MAX_PITCHES, 2, 4), np.int64)
     boxes[:, :, 0::2] = np.iinfo(np.int64).max  # empty: no access, no write yet
     boxes[:, :, 1::2] = np.iinfo(np.int64).min
-    nseg = nmaps + 1 + _pitches(acc, forms)  # the maps
+    nseg = nmaps + 1 + _pitches(shared, forms)  # the maps
     cnt = np.zeros(SEGS + 2 * nseg + 2, np.int64)
     cnt[UNIQUE], cnt[ONCHIP_MAPS] = unique, nmaps
     for mp in range(nseg + 1):  # (map nseg: the end of the last one's room)
@@ -183,8 +184,8 @@ def _collect(order, skip, tkey, unique, acc, forms, ptr, wptr, remap, eptr, epro
     br = np.empty(caps[4], np.int64)
     k = m = 0
     while True:
-        k, m = _walk(st, k, m, order, skip, tkey, acc, forms, ptr, wptr, remap, eptr, eprod,
-                     ntracks, first, seen, dptr, out, slot, last, bw, br)
+        k, m = _walk(st, k, m, order, skip, tkey, acc, shared, source, forms, ptr, wptr,
+                     remap, eptr, eprod, ntracks, first, seen, dptr, out, slot, last, bw, br)
         if k == n:
             break
         # (each test _walk stops on, with what grows: one must have stopped it)
@@ -247,14 +248,14 @@ def _more_columns(a, used, cols):
 
 
 @jit
-def _pitches(acc, forms):
-    """How many row pitches the HBM accesses in acc have maps for (_home), at most
-    MAX_PITCHES."""
+def _pitches(shared, forms):
+    """How many row pitches the HBM accesses (by number: `shared`) have maps for
+    (_home), at most MAX_PITCHES."""
     seen = np.empty(MAX_PITCHES, np.int64)
     n = 0
-    for a in range(acc.shape[0]):
-        if acc[a, MAP] < 0 and _pitched(acc[a], forms):
-            pitch = forms[acc[a, FORM], PITCH]
+    for a in range(shared.shape[1]):
+        if shared[MAP, a] < 0 and _pitched(shared[FORM, a], forms):
+            pitch = forms[shared[FORM, a], PITCH]
             j = 0
             while j < n and seen[j] != pitch:
                 j += 1
@@ -303,7 +304,8 @@ def _cache_size(m):
 
 
 @helper
-def _walk(st, k, m, order, skip, tkey, acc, forms, ptr, wptr, remap, eptr, eprod, ntracks,
+def _walk(st, k, m, order, skip, tkey, acc, shared, source, forms, ptr, wptr, remap, eptr,
+          eprod, ntracks,
           first, seen, dptr, out, slot, last, bw, br):
     """_collect's walk from position k (m: the producers found so far), until its end
     or an instruction before which a capacity is short (the tests _collect's growth
@@ -323,13 +325,14 @@ def _walk(st, k, m, order, skip, tkey, acc, forms, ptr, wptr, remap, eptr, eprod
         if not skip[i]:  # (a folded memset: no access, no track order)
             tk = tkey[i]
             for a in range(ptr[i], ptr[i + 1]):
-                space = remap[acc[a, SPACE]]
+                s = source[a]
+                space = remap[shared[SPACE, s]]
                 write = a >= wptr[i]
                 nr = 0
-                mp = acc[a, MAP]
+                mp = shared[MAP, s]
                 if mp < 0:
-                    nw = _hbm_access(st, acc, forms, a, write, i, tk, bw, br, ptr, wptr,
-                                     seen)
+                    nw = _hbm_access(st, acc, shared, source, forms, a, write, i, tk, bw,
+                                     br, ptr, wptr, seen)
                     if write:
                         nr = cnt[NREAD]
                 else:
@@ -377,13 +380,15 @@ def _out_rows(i, n, ptr, eptr, bw):
 
 
 @helper_inline
-def _hbm_access(st, acc, forms, a, write, idx, tk, bw, br, ptr, wptr, seen):
+def _hbm_access(st, acc, shared, source, forms, a, write, idx, tk, bw, br, ptr, wptr,
+                seen):
     """HbmMap.read / write of HBM access a of instruction idx, then MemoryMaps._hit:
     the count of its producers in bw (the writers: RAW, or WAW for a write); a write's
     readers (WAR) in br, their count in cnt[NREAD]."""
     cnt, home = st[0], st[9]
     h = acc[a]
-    own, nbox = _home(cnt, st[7], home, h, forms)
+    fh = shared[FORM, source[a]]
+    own, nbox = _home(cnt, st[7], home, h, fh, forms)
     if own < 0:  # the flat map: the access's own box
         home[0, 0], home[0, 1], home[0, 2], home[0, 3] = h[P_LO], h[P_HI], h[LO], h[HI]
         nbox = 1
@@ -398,9 +403,10 @@ def _hbm_access(st, acc, forms, a, write, idx, tk, bw, br, ptr, wptr, seen):
         else:
             nw = _read(st, home[x, 0], home[x, 1], lo, hi, idx, tk, True, bw, nw)
     nw = _query_others(st, h, own, idx, bw, nw, br, nr, write)
-    nw = _hit(h, bw, nw, wptr, ptr[1:], acc, forms, seen, idx)
+    nw = _hit(h, fh, bw, nw, wptr, ptr[1:], acc, shared, source, forms, seen, idx)
     if write:
-        cnt[NREAD] = _hit(h, br, cnt[NREAD], ptr[:-1], wptr, acc, forms, seen, idx)
+        cnt[NREAD] = _hit(h, fh, br, cnt[NREAD], ptr[:-1], wptr, acc, shared, source,
+                          forms, seen, idx)
     return nw
 
 
@@ -1064,12 +1070,11 @@ def _map_base(cnt, j):
     return (cnt[ONCHIP_MAPS] + 1 + j) << MAP_SHIFT
 
 @helper
-def _home(cnt, pitches, boxes, h, forms):
-    """HbmMap._home: (index of its row pitch's map, -1: the flat map; how many of the
-    boxes it has, in `boxes`)."""
-    if not _pitched(h, forms):
+def _home(cnt, pitches, boxes, h, f, forms):
+    """HbmMap._home of HBM access h (a row of acc; f: its form): (index of its row
+    pitch's map, -1: the flat map; how many of the boxes it has, in `boxes`)."""
+    if not _pitched(f, forms):
         return -1, 0
-    f = h[FORM]
     pitch, first, rows, run = forms[f, PITCH], h[LO], forms[f, ROWS], forms[f, RUN]
     j = 0
     while j < cnt[PITCHES] and pitches[j] != pitch:
@@ -1089,10 +1094,9 @@ def _home(cnt, pitches, boxes, h, forms):
     return j, 2
 
 @helper_inline
-def _pitched(h, forms):
-    """Whether HBM access h (a row of acc) lies in a row pitch's map (_home), not
-    the flat one: rows of at most a pitch each."""
-    f = h[FORM]
+def _pitched(f, forms):
+    """Whether an HBM access of form f lies in a row pitch's map (_home), not the
+    flat one: rows of at most a pitch each."""
     return f >= 0 and forms[f, PITCH] != 0 and forms[f, ROWS] > 1 and \
         forms[f, RUN] <= forms[f, PITCH]
 
@@ -1123,10 +1127,10 @@ def _query_others(st, h, own, idx, bw, nw, br, nr, readers):
 
 # -- exact overlap of HBM accesses (deps.hbm_overlap) ---------------------------------
 @helper
-def _hit(h, buf, nb, starts, ends, acc, forms, seen, idx):
+def _hit(h, fh, buf, nb, starts, ends, acc, shared, source, forms, seen, idx):
     """MemoryMaps._hit: the candidates buf[:nb] (once each, first first) with an
-    HBM access in acc[starts[p]:ends[p]] sharing a byte with h, kept in buf; their
-    count."""
+    HBM access in acc[starts[p]:ends[p]] sharing a byte with h (fh: its form), kept in
+    buf; their count."""
     out = 0
     stamp = seen[-1] = seen[-1] + 1  # (seen: a stamp per instruction, the last one)
     for x in range(nb):
@@ -1137,18 +1141,18 @@ def _hit(h, buf, nb, starts, ends, acc, forms, seen, idx):
             seen[p] = stamp
         for a in range(starts[p], ends[p]):
             b = acc[a]
-            if b[MAP] < 0 and h[LO] < b[HI] and b[LO] < h[HI] and \
-                    _forms_overlap(h, b, forms):
+            s = source[a]
+            if shared[MAP, s] < 0 and h[LO] < b[HI] and b[LO] < h[HI] and \
+                    _forms_overlap(h, fh, b, shared[FORM, s], forms):
                 buf[out] = p
                 out += 1
                 break
     return out
 
 @helper
-def _forms_overlap(a, b, forms):
-    """deps._forms_overlap of two accesses' rows forms (rows of acc: their forms in
-    `forms`, their first bytes their lo)."""
-    fa, fb = a[FORM], b[FORM]
+def _forms_overlap(a, fa, b, fb, forms):
+    """deps._forms_overlap of two accesses' rows forms (rows of acc, of forms fa and
+    fb: rows of `forms`; their first bytes their lo)."""
     if fa < 0 or fb < 0:
         return True
     if forms[fa, PITCH] == 0:
@@ -1186,9 +1190,9 @@ def _grow(boxes, x, y, p_lo, p_hi, lo, hi):
 
 
 @jit
-def transfer_heads(at, ptr, wptr, acc, sizes, source, op, attrs):
+def transfer_heads(at, ptr, wptr, acc, shared, source, op, attrs):
     """(one, first) of the instructions `at` (DMAs; op, attrs: a number per
-    instruction for its opcode and attrs objects; acc, sizes, source: the access
+    instruction for its opcode and attrs objects; acc, shared, source: the access
     columns'): which have one read and one write,
     and for those the position in `at` of the first with the same row of the fields
     DMA pricing reads (costs.py `_dma_costs_grouped`): op, attrs, the write's space,
@@ -1208,10 +1212,10 @@ def transfer_heads(at, ptr, wptr, acc, sizes, source, op, attrs):
         k = keys[j]
         k[0], k[1] = op[i], attrs[i]
         sw, sr = source[w], source[r]
-        k[2], k[3], k[4] = acc[w, SPACE], sizes[BYTES, sw], sizes[CONTIGUOUS, sw]
-        k[5], k[6], k[7] = acc[w, P_LO], acc[w, P_HI], sizes[SHAPE, sw]
-        k[8], k[9], k[10] = sizes[ROLE, sr], acc[r, SPACE], sizes[BYTES, sr]
-        k[11], k[12], k[13] = sizes[CONTIGUOUS, sr], acc[r, P_LO], acc[r, P_HI]
+        k[2], k[3], k[4] = shared[SPACE, sw], shared[BYTES, sw], shared[CONTIGUOUS, sw]
+        k[5], k[6], k[7] = acc[w, P_LO], acc[w, P_HI], shared[SHAPE, sw]
+        k[8], k[9], k[10] = shared[ROLE, sr], shared[SPACE, sr], shared[BYTES, sr]
+        k[11], k[12], k[13] = shared[CONTIGUOUS, sr], acc[r, P_LO], acc[r, P_HI]
     rows = np.flatnonzero(one)
     heads, which = _numbered_rows(keys, rows)
     first[rows] = rows[heads][which]
