@@ -73,9 +73,9 @@ def _columns_match(program):
         assert (cols.ptr[i], cols.wptr[i]) == (k, k + len(ins.reads))
         for a in ins.reads + ins.writes:
             row = cols.acc[k]
-            assert tuple(row[:4]) == (a.p_lo, a.p_hi, a.lo, a.hi)
-            assert row[4] == (a.bytes >= (a.p_hi - a.p_lo) * (a.hi - a.lo))
+            assert tuple(row) == (a.p_lo, a.p_hi, a.lo, a.hi)
             shared = cols.shared[:, cols.source[k]]
+            assert shared[access_columns.BYTES] == a.bytes
             assert cols.spaces[shared[access_columns.SPACE]] == a.space
             if a.space == "hbm":
                 f = rows_form(a, itemsize(a.dtype))

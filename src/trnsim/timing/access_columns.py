@@ -7,7 +7,8 @@ order).
     cols = access_columns(program)   # cached on the program (`_access_columns`)
 
 Per access (rows of `acc`, each instruction's reads then its writes, in program order):
-the box (p_lo, p_hi, lo, hi) and whether it writes every byte of it (dense).
+the box (p_lo, p_hi, lo, hi); it writes every byte of it (dense) where its bytes are
+(p_hi - p_lo) * (hi - lo) or more.
 Instruction i's accesses are acc[ptr[i]:ptr[i + 1]], its writes from wptr[i].
 `source`: per access the number of an access equal to it but in its offset, box and
 alloc (a copy's operand, CopyTemplate: its template's; else its own), the accesses
@@ -19,8 +20,8 @@ accesses keep alive: equal ids, equal values; for the DMA pricing, timing/costs.
 dma_costs), the HBM rows form (deps.rows_form: -1 none, else its row of `forms`: (row
 pitch, rows, bytes per row), the distinct ones in value order; its first byte is the
 access's lo), the on-chip map (a number per (space, core); -1: HBM) and the space (a
-number per name, `spaces`); `column(k)` gives one by row. (By row, they took 56 bytes
-an access, 112 an instruction of a strided loop-expanded kernel.)
+number per name, `spaces`); `column(k)` gives one by row. (By row, with dense, they
+took 64 bytes an access, 128 an instruction of a strided loop-expanded kernel.)
 
 The columns describe the instructions as they stand when first asked for: the compiler
 passes that change accesses (hoist, allocation) make a new Program, and the cache is
@@ -44,8 +45,8 @@ from ..machine.compiled import jit
 from .costs import itemsize
 from ..machine.record import distinct_rows, held_reads, held_writes, identities
 
-ACC = ("p_lo", "p_hi", "lo", "hi", "dense")
-P_LO, P_HI, LO, HI, DENSE = range(len(ACC))
+ACC = ("p_lo", "p_hi", "lo", "hi")
+P_LO, P_HI, LO, HI = range(len(ACC))
 PITCH, ROWS, RUN = range(3)  # the columns of `forms`
 SHARED = ("bytes", "contiguous_bytes", "role", "shape", "form", "map", "space")
 BYTES, CONTIGUOUS, ROLE, SHAPE, FORM, MAP, SPACE = range(len(SHARED))
@@ -105,32 +106,24 @@ def build(instrs) -> AccessColumns:
 def build_with_allocs(instrs, blocks=(), vaddr=None) -> tuple:
     """For the allocation pass (compiler/compiled_allocation.py), which reads the
     virtual accesses and hands on the columns of the physical ones (`moved`):
-    (build(instrs) but its `depends_on`, which `moved` sets, each access's `alloc` and
-    `bytes` (arrays by row)). `blocks`: copies among the instructions (CopiedBlock,
+    (build(instrs) but its `depends_on`, which `moved` sets, each access's `alloc`, an
+    array by row). `blocks`: copies among the instructions (CopiedBlock,
     `taken_blocks`), whose rows are made from their templates' rows and their numbers
     (`vaddr`: the allocations' by id) by a numba core, not read."""
-    cols, (_, nbytes, alloc) = _build(instrs, True, blocks, vaddr)
-    return cols, alloc, nbytes
+    cols, (_, alloc) = _build(instrs, True, blocks, vaddr)
+    return cols, alloc
 
 
-def moved(cols: AccessColumns, instrs, rows, lo, hi, nbytes, orders) -> AccessColumns:
+def moved(cols: AccessColumns, instrs, rows, lo, hi, orders) -> AccessColumns:
     """`cols`, changed in place into what build(instrs) gives, where `instrs` are the
     instructions `cols` describe after a pass that moved their on-chip accesses at
-    `rows` to bytes [lo, hi) (`nbytes`: those accesses' `bytes`), may have renumbered
-    their order edges (`orders`: depends_on(instrs)) and changed nothing else."""
+    `rows` to bytes [lo, hi), may have renumbered their order edges (`orders`:
+    depends_on(instrs)) and changed nothing else."""
     acc = cols.acc
-    acc[rows, LO], acc[rows, HI] = lo, hi
-    # (column by column: acc[rows] would copy whole rows)
-    acc[rows, DENSE] = nbytes >= (acc[rows, P_HI] - acc[rows, P_LO]) * (hi - lo)
+    acc[rows, LO], acc[rows, HI] = lo, hi  # (column by column: acc[rows] copies rows)
     cols.instrs = instrs
     cols.depends_on = orders
     return cols
-
-
-def _dense(acc, nbytes):
-    """Whether each access (rows of acc, `nbytes` its bytes) writes every byte of its
-    box."""
-    return nbytes >= (acc[:, P_HI] - acc[:, P_LO]) * (acc[:, HI] - acc[:, LO])
 
 
 def depends_on(instrs) -> list:
@@ -142,7 +135,7 @@ def depends_on(instrs) -> list:
 
 
 def _build(instrs, with_alloc: bool, blocks, vaddr) -> tuple:
-    """(the columns but depends_on, an array by row of each access's core, bytes and,
+    """(the columns but depends_on, an array by row of each access's core and,
     `with_alloc`, alloc)."""
     n = len(instrs)
     spans = _spans(instrs, blocks, vaddr) if len(blocks) else []
@@ -167,7 +160,7 @@ def _build(instrs, with_alloc: bool, blocks, vaddr) -> tuple:
         extra = _copied(cols, part, rows, spans, vaddr)
         if extra is None:
             return _build(instrs, with_alloc, (), vaddr)
-    return cols, (extra[0], cols.column(BYTES), *extra[1:])
+    return cols, extra
 
 
 def _pointers(instrs, spans: list) -> tuple:
@@ -264,11 +257,10 @@ class _Part:
         self.shape = shapes.table(shared[BYTES, at], shared[CONTIGUOUS, at])
 
     def finish(self, names: list) -> tuple:
-        """Dense, map and the HBM rows forms, the spaces numbered as `names`; returns
-        the on-chip maps, (space, core) by number, and the forms table."""
+        """The map and the HBM rows forms, the spaces numbered as `names`; returns the
+        on-chip maps, (space, core) by number, and the forms table."""
         acc, shared = self.acc, self.shared
         nbytes = shared[BYTES]
-        acc[:, DENSE] = _dense(acc, nbytes)
         shared[FORM] = -1
         onchip = np.ones(len(acc), bool)
         onchip[self.hbm] = False
@@ -287,7 +279,7 @@ class _Part:
 def _copy_block(acc, shared, source, core, alloc, r, n, t, w, positions, numbers, kept,
                 vaddr):
     """Fill rows r.. of the n copies of a block whose template's w rows from t are
-    made: each copy's rows its template's, then the box, dense and alloc of the moving
+    made: each copy's rows its template's, then the box and alloc of the moving
     operands (at `positions` among them) from their numbers (CopiedBlock.numbers, its
     columns `kept`: CopyTemplate.kept); in HBM its rows form is the template's (its
     first byte is lo), as are its bytes and byte span. False
@@ -320,7 +312,6 @@ def _copy_block(acc, shared, source, core, alloc, r, n, t, w, positions, numbers
             if shared[MAP, source[src]] == -1 and hi - lo != acc[src, HI] - acc[src, LO]:
                 return False
             acc[row, P_LO], acc[row, P_HI], acc[row, LO], acc[row, HI] = p_lo, p_hi, lo, hi
-            acc[row, DENSE] = shared[BYTES, source[src]] >= (p_hi - p_lo) * (hi - lo)
             alloc[row] = aid
     return True
 

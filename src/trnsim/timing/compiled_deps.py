@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .access_columns import (BYTES, CONTIGUOUS, DENSE, FORM, HI, LO, MAP, P_HI, P_LO,
+from .access_columns import (BYTES, CONTIGUOUS, FORM, HI, LO, MAP, P_HI, P_LO,
                              PITCH, ROLE, ROWS, RUN, SHAPE, SPACE, access_columns)
 from .columns import ORDER, QUEUE, RAW, WAR, WAW, _dense
 
@@ -340,7 +340,7 @@ def _walk(st, k, m, order, skip, tkey, acc, shared, source, forms, ptr, wptr, re
                     lo, hi = base + acc[a, LO], base + acc[a, HI]
                     if write:
                         nw = _write(st, acc[a, P_LO], acc[a, P_HI], lo, hi, i, tk,
-                                    acc[a, DENSE] != 0, bw, 0, br, 0)
+                                    _dense_at(acc, shared, s, a), bw, 0, br, 0)
                         nr = cnt[NREAD]
                     else:
                         nw = _read(st, acc[a, P_LO], acc[a, P_HI], lo, hi, i, tk, False,
@@ -398,7 +398,7 @@ def _hbm_access(st, acc, shared, source, forms, a, write, idx, tk, bw, br, ptr, 
         lo, hi = b + home[x, 2], b + home[x, 3]
         if write:
             nw = _write(st, home[x, 0], home[x, 1], lo, hi, idx, tk,
-                        own >= 0 or h[DENSE] != 0, bw, nw, br, nr)
+                        own >= 0 or _dense_at(acc, shared, source[a], a), bw, nw, br, nr)
             nr = cnt[NREAD]
         else:
             nw = _read(st, home[x, 0], home[x, 1], lo, hi, idx, tk, True, bw, nw)
@@ -408,6 +408,12 @@ def _hbm_access(st, acc, shared, source, forms, a, write, idx, tk, bw, br, ptr, 
         cnt[NREAD] = _hit(h, fh, br, cnt[NREAD], ptr[:-1], wptr, acc, shared, source,
                           forms, seen, idx)
     return nw
+
+
+@helper_inline
+def _dense_at(acc, shared, number, a):
+    """Whether access a (of that number) writes every byte of its box."""
+    return shared[BYTES, number] >= (acc[a, P_HI] - acc[a, P_LO]) * (acc[a, HI] - acc[a, LO])
 
 
 @helper_inline
