@@ -5,6 +5,7 @@ patterns that are distinct objects, read in chunks of a few accesses, must each 
 deps.rows_form of their own fields."""
 import itertools
 
+import numpy as np
 import pytest
 
 from trnsim.machine.access import Access
@@ -12,6 +13,20 @@ from trnsim.machine.record import Instruction
 from trnsim.timing import access_columns
 from trnsim.timing.costs import itemsize
 from trnsim.timing.deps import rows_form
+
+
+def rows_forms(cols, rows) -> list:
+    """The rows forms of the accesses at `rows` of the columns `cols`, each as
+    [has one, pitch, first byte, rows, bytes per row] (deps.rows_form's fields)."""
+    acc = cols.acc
+    out = np.zeros((len(rows), 5), np.int64)
+    form = cols.column(access_columns.FORM)[rows]
+    has = form >= 0
+    out[has, 0], out[has, 2] = 1, acc[rows, access_columns.LO][has]
+    out[has, 1] = cols.forms[form[has], access_columns.PITCH]
+    out[has, 3] = cols.forms[form[has], access_columns.ROWS]
+    out[has, 4] = cols.forms[form[has], access_columns.RUN]
+    return out.tolist()
 
 
 def _hbm(pattern, nbytes, cbytes, dtype, lo=0, hi=4096):
@@ -47,9 +62,9 @@ def test_rows_forms_by_shape(chunk, monkeypatch):
     for a in hbm:
         f = rows_form(a, itemsize(a.dtype))
         forms.append([int(f is not None), *(f or (0, 0, 0, 0))])
-    assert cols.acc[cols.ptr[:-1], access_columns.HAS_FORM:access_columns.RUN + 1] \
-        .tolist() == forms
+    assert rows_forms(cols, cols.ptr[:-1]) == forms
     assert len(set(map(tuple, forms))) == 6  # (the cases above differ)
-    writes = cols.acc[cols.wptr]
-    assert (writes[:, access_columns.MAP] == 0).all()
+    # the forms table: the distinct (pitch, rows, bytes per row) in value order
+    assert cols.forms.tolist() == sorted(map(list, {(f[1], *f[3:]) for f in forms if f[0]}))
+    assert (cols.column(access_columns.MAP)[cols.wptr] == 0).all()
     assert cols.spaces == ["hbm", "sbuf"]

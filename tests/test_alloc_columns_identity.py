@@ -10,6 +10,8 @@ from trnsim.timing import access_columns
 from trnsim.timing.costs import itemsize
 from trnsim.timing.deps import rows_form
 
+from test_access_columns_shapes import rows_forms
+
 
 def _named(name: str) -> str:
     """`name` as a string object of its own (not the interned one)."""
@@ -42,6 +44,5 @@ def test_rows_forms_by_identity_then_value(chunk, monkeypatch):
     for a in hbm:
         f = rows_form(a, itemsize(a.dtype))
         expected.append([int(f is not None), *(f or (0, 0, 0, 0))])
-    got = cols.acc[cols.ptr[:-1], access_columns.HAS_FORM:access_columns.RUN + 1]
-    assert got.tolist() == expected
+    assert rows_forms(cols, cols.ptr[:-1]) == expected
     assert len(set(map(tuple, expected))) == 3  # (pitch by dtype: 2048, 1024, 512)

@@ -93,7 +93,7 @@ def _check(program: Program) -> Program:
 
 def same_columns(got, want) -> None:
     assert got.instrs is want.instrs and got.n == want.n
-    for name in ("acc", "ptr", "wptr"):
+    for name in ("acc", "ptr", "wptr", "forms"):
         a, b = getattr(got, name), getattr(want, name)
         assert a.dtype == b.dtype and a.shape == b.shape, name
         assert np.array_equal(a, b), name
@@ -179,8 +179,11 @@ def test_an_access_over_several_blocks(legacy, recorded, scatter):
     read = got.instructions[-1].reads[0]
     assert (read.lo, read.hi) == (min(starts), max(p.start + p.size for p in places))
     # the handed-over columns: the scattered blocks' box is wider than the read's bytes
-    row = got._access_columns.ptr[len(got.instructions) - 1]
-    assert got._access_columns.acc[row, access_columns.DENSE] == (not scatter)
+    cols = got._access_columns
+    row = cols.ptr[len(got.instructions) - 1]
+    p_lo, p_hi, lo, hi = cols.acc[row]
+    dense = cols.column(access_columns.BYTES)[row] >= (p_hi - p_lo) * (hi - lo)
+    assert dense == (not scatter)
 
 
 def test_explicit_address_tensors_reserve_their_bytes(recorded):

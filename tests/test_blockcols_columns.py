@@ -49,12 +49,24 @@ def _same_both_ways(program) -> None:
     read = access_columns.build_with_allocs(program.instructions)
     made = access_columns.build_with_allocs(program.instructions, list(program.copied),
                                             _vaddrs(program.allocations))
-    (want, want_alloc, want_bytes), (got, alloc, nbytes) = read, made
-    for name in ("acc", "ptr", "wptr", "sizes"):
+    (want, want_alloc), (got, alloc) = read, made
+    for name in ("acc", "ptr", "wptr", "forms"):
         a, b = getattr(want, name), getattr(got, name)
         assert a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b), name
+    for k in range(len(access_columns.SHARED)):
+        assert np.array_equal(want.column(k), got.column(k)), access_columns.SHARED[k]
+    _numbered_as_read(got)
     assert got.spaces == want.spaces and got.maps == want.maps
-    assert np.array_equal(alloc, want_alloc) and np.array_equal(nbytes, want_bytes)
+    assert np.array_equal(alloc, want_alloc)
+
+
+def _numbered_as_read(cols) -> None:
+    """`source` numbers the accesses read in row order, a copy's as its template's, and
+    `shared` holds one entry per number."""
+    source = cols.source
+    first = np.unique(source, return_index=True)[1]
+    assert np.array_equal(source[np.sort(first)], np.arange(len(first)))
+    assert cols.shared.shape[1] == len(first)
 
 
 @pytest.fixture

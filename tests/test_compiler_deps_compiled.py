@@ -26,6 +26,7 @@ from trnsim.timing.costs import itemsize  # noqa: E402
 from trnsim.timing.deps import rows_form  # noqa: E402
 
 from benchmarks.fidelity import strided_stores  # noqa: E402
+from test_access_columns_shapes import rows_forms  # noqa: E402
 from test_timing_compiled import mixed, random_tiles  # noqa: E402
 
 
@@ -72,16 +73,16 @@ def _columns_match(program):
         assert (cols.ptr[i], cols.wptr[i]) == (k, k + len(ins.reads))
         for a in ins.reads + ins.writes:
             row = cols.acc[k]
-            assert tuple(row[:4]) == (a.p_lo, a.p_hi, a.lo, a.hi)
-            assert row[4] == (a.bytes >= (a.p_hi - a.p_lo) * (a.hi - a.lo))
-            assert cols.spaces[row[access_columns.SPACE]] == a.space
+            assert tuple(row) == (a.p_lo, a.p_hi, a.lo, a.hi)
+            shared = cols.shared[:, cols.source[k]]
+            assert shared[access_columns.BYTES] == a.bytes
+            assert cols.spaces[shared[access_columns.SPACE]] == a.space
             if a.space == "hbm":
                 f = rows_form(a, itemsize(a.dtype))
-                assert row[5] == (f is not None)
-                assert tuple(row[6:10]) == (f or (0, 0, 0, 0))
-                assert row[access_columns.MAP] == -1
+                assert rows_forms(cols, [k]) == [[int(f is not None), *(f or (0, 0, 0, 0))]]
+                assert shared[access_columns.MAP] == -1
             else:
-                assert cols.maps[row[access_columns.MAP]] == (a.space, a.core)
+                assert cols.maps[shared[access_columns.MAP]] == (a.space, a.core)
             k += 1
     assert k == len(cols.acc)
     assert access_columns.access_columns(program) is cols  # kept on the program

@@ -32,19 +32,22 @@ def test_transfer_heads_against_a_dict_of_rows():
     wptr = ptr[:-1] + counts[:, 0]
     m = int(ptr[-1])
     acc = rng.integers(0, 2, (m, len(ac.ACC)))  # few values: many equal rows
-    sizes = rng.integers(0, 2, (len(ac.SIZES), m))
+    # (shared by access number: rows share numbers, as loop copies their templates')
+    shared = rng.integers(0, 2, (len(ac.SHARED), m // 2 + 1))
+    source = rng.integers(0, shared.shape[1], m).astype(np.int32)
     op, attrs = rng.integers(0, 2, n), rng.integers(0, 2, n)
     at = np.sort(rng.choice(n, 200, replace=False))
-    one, first = transfer_heads(at, ptr, wptr, acc, sizes, op, attrs)
+    one, first = transfer_heads(at, ptr, wptr, acc, shared, source, op, attrs)
+    sizes = shared[:, source]  # (by row)
     rows = []
     for i in at.tolist():
         r, w = ptr[i], wptr[i]
         if (w - r, ptr[i + 1] - w) != (1, 1):
             rows.append(None)
             continue
-        rows.append((op[i], attrs[i], acc[w, ac.SPACE], sizes[ac.BYTES, w],
+        rows.append((op[i], attrs[i], sizes[ac.SPACE, w], sizes[ac.BYTES, w],
                      sizes[ac.CONTIGUOUS, w], acc[w, ac.P_LO], acc[w, ac.P_HI],
-                     sizes[ac.SHAPE, w], sizes[ac.ROLE, r], acc[r, ac.SPACE],
+                     sizes[ac.SHAPE, w], sizes[ac.ROLE, r], sizes[ac.SPACE, r],
                      sizes[ac.BYTES, r], sizes[ac.CONTIGUOUS, r], acc[r, ac.P_LO],
                      acc[r, ac.P_HI]))
     assert one.tolist() == [r is not None for r in rows]

@@ -433,15 +433,15 @@ def _walk(ev_block, ev_at, ev_place, blk_arena, blk_bytes, blk_last, capacity, a
 class _Columns:
     """The program's access columns (timing/access_columns.py: each instruction's reads,
     then its writes; loop expansion's copies from their blocks, `vaddr`: the allocations'
-    by id) and what the pass reads besides: each access's alloc id, bytes, whether it
-    is in HBM."""
+    by id) and what the pass reads besides: each access's alloc id, whether it is in
+    HBM."""
 
     def __init__(self, program: Program, vaddr):
-        self.access, self.alloc, self.bytes = access_columns.build_with_allocs(
+        self.access, self.alloc = access_columns.build_with_allocs(
             program.instructions, access_columns.taken_blocks(program), vaddr)
         acc = self.access.acc
         self.lo, self.hi = acc[:, access_columns.LO], acc[:, access_columns.HI]
-        self.hbm = acc[:, access_columns.SPACE] == self.access.hbm_code()
+        self.hbm = self.access.column(access_columns.SPACE) == self.access.hbm_code()
         self.row_instruction = _row_instructions(self.access.ptr)
 
     def instruction_of(self, rows):
@@ -621,7 +621,6 @@ def allocate_compiled(program: Program) -> Program | None:
     u = _Uses(cols, al)
     if not u.valid:
         return None
-    nbytes = cols.bytes[u.pos]  # (what follows reads of the virtual columns' own fields)
     access = cols.access
     del cols
     placed = _place(u, al, np.array(caps, np.int64), np.array(aligns, np.int64))
@@ -633,7 +632,7 @@ def allocate_compiled(program: Program) -> Program | None:
     rows, ins_of = u.pos, u.ins
     # what the walk and the plan read dies here, before the physical accesses are made
     del u, al, placed, start, size, order, notes, peak
-    return _rewrite(program, access, rows, ins_of, lo, hi, nbytes, plan, renumber)
+    return _rewrite(program, access, rows, ins_of, lo, hi, plan, renumber)
 
 
 def _place(u: _Uses, al: _Allocs, capacity, align):
@@ -700,9 +699,9 @@ def _physical(u: _Uses, start, size) -> tuple:
     return plo, phi
 
 
-def _rewrite(program, access, rows, ins_of, lo, hi, nbytes, plan, renumber) -> Program:
+def _rewrite(program, access, rows, ins_of, lo, hi, plan, renumber) -> Program:
     """The program with each block access (`rows` of the columns `access`; ins_of: their
-    instructions; nbytes: their bytes) at its physical bytes [lo, hi), indices set and
+    instructions) at its physical bytes [lo, hi), indices set and
     order edges copied as _Allocator.run does (no instruction was inserted, so every
     index stays), and its access columns (made from the virtual ones:
     timing/access_columns.py `moved`), which the physical Access objects are made from
@@ -720,8 +719,7 @@ def _rewrite(program, access, rows, ins_of, lo, hi, nbytes, plan, renumber) -> P
     out = list(instrs)
     allocated = Program(program.chip, program.lnc, out, program.allocations, plan,
                         [(c, renumbered[at]) for c, at in program.fences])
-    allocated._access_columns = access_columns.moved(access, out, rows, lo, hi, nbytes,
-                                                     orders)
+    allocated._access_columns = access_columns.moved(access, out, rows, lo, hi, orders)
     _defer_move(allocated, rows, ins_of)
     return allocated
 

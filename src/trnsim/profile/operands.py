@@ -149,10 +149,11 @@ def _columns(program) -> tuple:
     at = np.repeat(np.arange(len(wptr)), np.diff(ptr))
     write = np.arange(int(ptr[-1])) >= wptr[at]
     spaces = np.array([SPACES.get(name, OTHER) for name in cols.spaces] + [OTHER], np.int64)
-    acc, sizes = cols.acc, cols.sizes
-    space = spaces[acc[:, SPACE]]
-    return tuple((at[side], space[side], sizes[BYTES][side],
-                  (acc[side, LO], acc[side, HI], sizes[CONTIGUOUS][side], sizes[ROLE][side]))
+    acc = cols.acc
+    space = spaces[cols.column(SPACE)]
+    nbytes, cbytes, role = (cols.column(k) for k in (BYTES, CONTIGUOUS, ROLE))
+    return tuple((at[side], space[side], nbytes[side],
+                  (acc[side, LO], acc[side, HI], cbytes[side], role[side]))
                  for side in (~write, write))
 
 

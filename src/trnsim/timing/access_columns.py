@@ -7,17 +7,21 @@ order).
     cols = access_columns(program)   # cached on the program (`_access_columns`)
 
 Per access (rows of `acc`, each instruction's reads then its writes, in program order):
-the box (p_lo, p_hi, lo, hi), whether it writes every byte of it (dense), its HBM rows
-form (deps.rows_form: has one, row pitch, first byte, rows, bytes per row), its
-on-chip map (a number per (space, core); -1: HBM) and its space (a number per name,
-`spaces`). Instruction i's accesses are acc[ptr[i]:ptr[i + 1]], its writes from
-wptr[i]. The first ten columns are the layout compiled_deps reads an HBM access in.
-For the DMA pricing (timing/costs.py dma_costs), `sizes` holds by row (SIZES) each
-access's bytes, contiguous bytes and the id() of its role and of its shape (objects
-the accesses keep alive: equal ids, equal values). `source`: per access the row of an
-access equal to it but in its offset, box and alloc (a copy's operand, CopyTemplate:
-its template's row; else its own row; int32), by which the compute pricing
-(timing/costs.py compute_costs) tells loop copies' memo keys alike.
+the box (p_lo, p_hi, lo, hi); it writes every byte of it (dense) where its bytes are
+(p_hi - p_lo) * (hi - lo) or more.
+Instruction i's accesses are acc[ptr[i]:ptr[i + 1]], its writes from wptr[i].
+`source`: per access the number of an access equal to it but in its offset, box and
+alloc (a copy's operand, CopyTemplate: its template's; else its own), the accesses
+read from their objects numbered in row order (int32; no copies: each row its own),
+by which the compute pricing (timing/costs.py compute_costs) tells loop copies' memo
+keys alike. `shared` holds by that number (SHARED) what those accesses share: the
+bytes, contiguous bytes and the id() of the role and of the shape (objects the
+accesses keep alive: equal ids, equal values; for the DMA pricing, timing/costs.py
+dma_costs), the HBM rows form (deps.rows_form: -1 none, else its row of `forms`: (row
+pitch, rows, bytes per row), the distinct ones in value order; its first byte is the
+access's lo), the on-chip map (a number per (space, core); -1: HBM) and the space (a
+number per name, `spaces`); `column(k)` gives one by row. (By row, with dense, they
+took 64 bytes an access, 128 an instruction of a strided loop-expanded kernel.)
 
 The columns describe the instructions as they stand when first asked for: the compiler
 passes that change accesses (hoist, allocation) make a new Program, and the cache is
@@ -41,20 +45,25 @@ from ..machine.compiled import jit
 from .costs import itemsize
 from ..machine.record import distinct_rows, held_reads, held_writes, identities
 
-ACC = ("p_lo", "p_hi", "lo", "hi", "dense", "has_form", "pitch", "first", "rows", "run",
-       "map", "space")
-P_LO, P_HI, LO, HI, DENSE, HAS_FORM, PITCH, FIRST, ROWS, RUN, MAP, SPACE = range(len(ACC))
-SIZES = ("bytes", "contiguous_bytes", "role", "shape")
-BYTES, CONTIGUOUS, ROLE, SHAPE = range(len(SIZES))
+ACC = ("p_lo", "p_hi", "lo", "hi")
+P_LO, P_HI, LO, HI = range(len(ACC))
+PITCH, ROWS, RUN = range(3)  # the columns of `forms`
+SHARED = ("bytes", "contiguous_bytes", "role", "shape", "form", "map", "space")
+BYTES, CONTIGUOUS, ROLE, SHAPE, FORM, MAP, SPACE = range(len(SHARED))
 _READS, _WRITES, _ATTRS = attrgetter("reads"), attrgetter("writes"), attrgetter("attrs")
 
 
 class AccessColumns:
-    """acc, ptr, wptr (see the module doc); spaces: the space names by number; maps:
-    (space, core) by on-chip map number; depends_on: (instruction, its depends_on) for
-    the instructions that have one."""
-    __slots__ = ("instrs", "n", "acc", "ptr", "wptr", "spaces", "maps", "depends_on",
-                 "sizes", "source")
+    """acc, ptr, wptr, forms (see the module doc); spaces: the space names by number;
+    maps: (space, core) by on-chip map number; depends_on: (instruction, its
+    depends_on) for the instructions that have one."""
+    __slots__ = ("instrs", "n", "acc", "ptr", "wptr", "forms", "spaces", "maps",
+                 "depends_on", "shared", "source")
+
+    def column(self, k: int) -> np.ndarray:
+        """shared's field k (BYTES ... SPACE) of each access, by row."""
+        by_number = self.shared[k]
+        return by_number if len(by_number) == len(self.source) else by_number[self.source]
 
     def hbm_code(self) -> int:
         """The number of the space "hbm" (-1: no HBM access)."""
@@ -97,32 +106,24 @@ def build(instrs) -> AccessColumns:
 def build_with_allocs(instrs, blocks=(), vaddr=None) -> tuple:
     """For the allocation pass (compiler/compiled_allocation.py), which reads the
     virtual accesses and hands on the columns of the physical ones (`moved`):
-    (build(instrs) but its `depends_on`, which `moved` sets, each access's `alloc` and
-    `bytes` (arrays by row)). `blocks`: copies among the instructions (CopiedBlock,
+    (build(instrs) but its `depends_on`, which `moved` sets, each access's `alloc`, an
+    array by row). `blocks`: copies among the instructions (CopiedBlock,
     `taken_blocks`), whose rows are made from their templates' rows and their numbers
     (`vaddr`: the allocations' by id) by a numba core, not read."""
-    cols, (_, nbytes, alloc) = _build(instrs, True, blocks, vaddr)
-    return cols, alloc, nbytes
+    cols, (_, alloc) = _build(instrs, True, blocks, vaddr)
+    return cols, alloc
 
 
-def moved(cols: AccessColumns, instrs, rows, lo, hi, nbytes, orders) -> AccessColumns:
+def moved(cols: AccessColumns, instrs, rows, lo, hi, orders) -> AccessColumns:
     """`cols`, changed in place into what build(instrs) gives, where `instrs` are the
     instructions `cols` describe after a pass that moved their on-chip accesses at
-    `rows` to bytes [lo, hi) (`nbytes`: those accesses' `bytes`), may have renumbered
-    their order edges (`orders`: depends_on(instrs)) and changed nothing else."""
+    `rows` to bytes [lo, hi), may have renumbered their order edges (`orders`:
+    depends_on(instrs)) and changed nothing else."""
     acc = cols.acc
-    acc[rows, LO], acc[rows, HI] = lo, hi
-    # (column by column: acc[rows] would copy whole rows)
-    acc[rows, DENSE] = nbytes >= (acc[rows, P_HI] - acc[rows, P_LO]) * (hi - lo)
+    acc[rows, LO], acc[rows, HI] = lo, hi  # (column by column: acc[rows] copies rows)
     cols.instrs = instrs
     cols.depends_on = orders
     return cols
-
-
-def _dense(acc, nbytes):
-    """Whether each access (rows of acc, `nbytes` its bytes) writes every byte of its
-    box."""
-    return nbytes >= (acc[:, P_HI] - acc[:, P_LO]) * (acc[:, HI] - acc[:, LO])
 
 
 def depends_on(instrs) -> list:
@@ -134,7 +135,7 @@ def depends_on(instrs) -> list:
 
 
 def _build(instrs, with_alloc: bool, blocks, vaddr) -> tuple:
-    """(the columns but depends_on, an array by row of each access's core, bytes and,
+    """(the columns but depends_on, an array by row of each access's core and,
     `with_alloc`, alloc)."""
     n = len(instrs)
     spans = _spans(instrs, blocks, vaddr) if len(blocks) else []
@@ -149,9 +150,9 @@ def _build(instrs, with_alloc: bool, blocks, vaddr) -> tuple:
     part = _Part(read, code, with_alloc)
     del read
     cols.spaces = list(code)
-    cols.maps = part.finish(cols.spaces)
+    cols.maps, cols.forms = part.finish(cols.spaces)
     if not spans:
-        cols.acc, cols.sizes, extra = part.acc, part.sizes, part.extra
+        cols.acc, cols.shared, extra = part.acc, part.shared, part.extra
         cols.source = np.arange(len(cols.acc), dtype=np.int32)
     else:
         rows = [(r0, r1) for r0, r1 in
@@ -159,7 +160,7 @@ def _build(instrs, with_alloc: bool, blocks, vaddr) -> tuple:
         extra = _copied(cols, part, rows, spans, vaddr)
         if extra is None:
             return _build(instrs, with_alloc, (), vaddr)
-    return cols, (extra[0], cols.sizes[BYTES], *extra[1:])
+    return cols, extra
 
 
 def _pointers(instrs, spans: list) -> tuple:
@@ -198,13 +199,13 @@ def _copied(cols: AccessColumns, part, rows: list, spans: list, vaddr):
     m = int(cols.ptr[-1])
     ptr = cols.ptr
     acc = cols.acc = np.empty((m, len(ACC)), np.int64)
-    sizes = cols.sizes = np.empty((len(SIZES), m), np.int64)
-    source = cols.source = np.arange(m, dtype=np.int32)
+    shared = cols.shared = part.shared  # (by the number of each access read: its place)
+    source = cols.source = np.empty(m, np.int32)
     extra = [np.empty(m, np.int64) for _ in part.extra]  # core, alloc
     at = 0
     for r0, r1 in rows:  # (slices: fancy indexing copies rows far slower)
         acc[r0:r1] = part.acc[at:at + r1 - r0]
-        sizes[:, r0:r1] = part.sizes[:, at:at + r1 - r0]
+        source[r0:r1] = np.arange(at, at + r1 - r0)
         for column, read in zip(extra, part.extra):
             column[r0:r1] = read[at:at + r1 - r0]
         at += r1 - r0
@@ -212,27 +213,27 @@ def _copied(cols: AccessColumns, part, rows: list, spans: list, vaddr):
         t = block.template
         t0, r = int(ptr[t.start]), int(ptr[s])
         w = int(ptr[t.start + len(t.reads)]) - t0
-        if not _copy_block(acc, sizes, *extra, r, block.copies, t0, w, t.moving,
+        source[r:r + block.copies * w] = np.tile(source[t0:t0 + w], block.copies)
+        if not _copy_block(acc, shared, source, *extra, r, block.copies, t0, w, t.moving,
                            block.numbers, t.kept, vaddr):
             return None
-        source[r:r + block.copies * w] = np.tile(source[t0:t0 + w], block.copies)
     return extra
 
 
 class _Part:
-    """The columns of some accesses (`acc`, `sizes`, `extra`: core and alloc), read from
-    them in order, their spaces numbered by `code`: the box, sizes, core and alloc at
-    first, the rest once the numbering of spaces and maps is known (`finish`)."""
+    """The columns of some accesses (`acc`, `shared`, `extra`: core and alloc), read
+    from them in order, their spaces numbered by `code`: the box, sizes, core and alloc
+    at first, the rest once the numbering of spaces and maps is known (`finish`)."""
 
     def __init__(self, accesses: list, code: dict, with_alloc: bool):
         m = len(accesses)
         acc = self.acc = np.zeros((m, len(ACC)), np.int64)
-        sizes = self.sizes = np.empty((len(SIZES), m), np.int64)
+        shared = self.shared = np.empty((len(SHARED), m), np.int64)
         self.extra = [np.empty(m, np.int64) for _ in range(1 + with_alloc)]
         # (column, Access field) of the ints read: the box, bytes, contiguous bytes,
         # core, alloc
         ints = [(acc[:, k], _FIELD[ACC[k]]) for k in range(P_LO, HI + 1)]
-        ints += [(sizes[BYTES], _BYTES), (sizes[CONTIGUOUS], _CBYTES)]
+        ints += [(shared[BYTES], _BYTES), (shared[CONTIGUOUS], _CBYTES)]
         ints += zip(self.extra, (_CORE, _ALLOC))
         shapes = _Shapes()
         hbm = []
@@ -244,43 +245,44 @@ class _Part:
             for column, k in ints:
                 column[c:e] = np.fromiter(fields_of[k], np.int64, e - c)
             spaces = _numbers(fields_of[_SPACE], code, e - c)
-            acc[c:e, SPACE] = spaces
-            sizes[ROLE, c:e] = identities(fields_of[_ROLE])
-            sizes[SHAPE, c:e] = identities(fields_of[_SHAPE])
+            shared[SPACE, c:e] = spaces
+            shared[ROLE, c:e] = identities(fields_of[_ROLE])
+            shared[SHAPE, c:e] = identities(fields_of[_SHAPE])
             if "hbm" in code:
                 at = np.flatnonzero(spaces == code["hbm"])
                 shapes.add(fields_of, at.tolist())
                 hbm.append(at + c)
             del fields_of
         at = self.hbm = np.concatenate(hbm) if hbm else np.zeros(0, np.int64)
-        self.shape = shapes.table(sizes[BYTES, at], sizes[CONTIGUOUS, at])
+        self.shape = shapes.table(shared[BYTES, at], shared[CONTIGUOUS, at])
 
-    def finish(self, names: list) -> list:
-        """Dense, map and the HBM rows forms, the spaces numbered as `names`; returns
-        the on-chip maps, (space, core) by number."""
-        acc, nbytes = self.acc, self.sizes[BYTES]
-        acc[:, DENSE] = _dense(acc, nbytes)
+    def finish(self, names: list) -> tuple:
+        """The map and the HBM rows forms, the spaces numbered as `names`; returns the
+        on-chip maps, (space, core) by number, and the forms table."""
+        acc, shared = self.acc, self.shared
+        nbytes = shared[BYTES]
+        shared[FORM] = -1
         onchip = np.ones(len(acc), bool)
         onchip[self.hbm] = False
         core = self.extra[0][onchip]
         width = int(core.max()) + 1 if len(core) else 1
-        keys = acc[onchip, SPACE] * width + core
+        keys = shared[SPACE, onchip] * width + core
         used = np.zeros(len(names) * width, bool)  # (np.unique without its sort)
         used[keys] = True
-        acc[onchip, MAP] = (np.cumsum(used) - 1)[keys]
-        acc[self.hbm, MAP] = -1
-        if len(self.hbm):
-            _rows_forms(acc, self.hbm, self.shape, nbytes[self.hbm])
-        return [(names[k // width], k % width) for k in np.flatnonzero(used).tolist()]
+        shared[MAP, onchip] = (np.cumsum(used) - 1)[keys]
+        shared[MAP, self.hbm] = -1
+        forms = _rows_forms(acc, shared[FORM], self.hbm, self.shape, nbytes[self.hbm])
+        return [(names[k // width], k % width) for k in np.flatnonzero(used).tolist()], forms
 
 
 @jit
-def _copy_block(acc, sizes, core, alloc, r, n, t, w, positions, numbers, kept, vaddr):
+def _copy_block(acc, shared, source, core, alloc, r, n, t, w, positions, numbers, kept,
+                vaddr):
     """Fill rows r.. of the n copies of a block whose template's w rows from t are
-    made: each copy's rows its template's, then the box, dense and alloc of the moving
+    made: each copy's rows its template's, then the box and alloc of the moving
     operands (at `positions` among them) from their numbers (CopiedBlock.numbers, its
-    columns `kept`: CopyTemplate.kept), and in HBM the first byte of their rows form:
-    the rest of the form is the template's, as are its bytes and byte span. False
+    columns `kept`: CopyTemplate.kept); in HBM its rows form is the template's (its
+    first byte is lo), as are its bytes and byte span. False
     (some rows made) where a moving HBM access's byte span is not its template's, or
     the template's allocation is not in `vaddr`."""
     m = len(positions)
@@ -289,8 +291,6 @@ def _copy_block(acc, sizes, core, alloc, r, n, t, w, positions, numbers, kept, v
         for i in range(w):
             for f in range(acc.shape[1]):
                 acc[d + i, f] = acc[t + i, f]
-            for f in range(sizes.shape[0]):
-                sizes[f, d + i] = sizes[f, t + i]
             core[d + i] = core[t + i]
             alloc[d + i] = alloc[t + i]
         for j in range(m):
@@ -309,13 +309,9 @@ def _copy_block(acc, sizes, core, alloc, r, n, t, w, positions, numbers, kept, v
             if aid >= 0:
                 lo += vaddr[aid]
                 hi += vaddr[aid]
-            if acc[src, MAP] == -1:
-                if hi - lo != acc[src, HI] - acc[src, LO]:
-                    return False
-                if acc[src, HAS_FORM]:
-                    acc[row, FIRST] = lo
+            if shared[MAP, source[src]] == -1 and hi - lo != acc[src, HI] - acc[src, LO]:
+                return False
             acc[row, P_LO], acc[row, P_HI], acc[row, LO], acc[row, HI] = p_lo, p_hi, lo, hi
-            acc[row, DENSE] = sizes[BYTES, src] >= (p_hi - p_lo) * (hi - lo)
             alloc[row] = aid
     return True
 
@@ -401,18 +397,21 @@ class _Shapes:
         return shapes[inverse]
 
 
-def _rows_forms(acc, at, shape, nbytes) -> None:
-    """Fill the rows form columns of the HBM accesses at rows `at` of acc: deps.rows_form,
-    from their shape part (`shape`: _shape's tuple by access) and their bytes."""
+def _rows_forms(acc, form_of, at, shape, nbytes):
+    """Set the form (`form_of`: by row of acc) of the HBM accesses at rows `at` of acc
+    (deps.rows_form, from their shape part, `shape`: _shape's tuple by access, and their
+    bytes); returns the forms table."""
     lo, hi = acc[at, LO], acc[at, HI]
     kind = np.where(nbytes >= hi - lo, _ONE_RUN, shape[:, 0])
-    form = np.zeros((len(at), 5), np.int64)  # has, pitch, first, rows, run
+    form = np.zeros((len(at), 3), np.int64)  # pitch, rows, run
     run = kind == _ONE_RUN
-    form[run, 0], form[run, 2], form[run, 3], form[run, 4] = 1, lo[run], 1, (hi - lo)[run]
+    form[run, ROWS], form[run, RUN] = 1, (hi - lo)[run]
     rows = kind == _ROWS
-    form[rows, 0], form[rows, 2] = 1, lo[rows]
-    form[rows, 1], form[rows, 3], form[rows, 4] = shape[rows, 1:].T
-    acc[at, HAS_FORM:RUN + 1] = form
+    form[rows] = shape[rows, 1:]
+    has = run | rows
+    forms, number = np.unique(form[has], axis=0, return_inverse=True)
+    form_of[at[has]] = number.reshape(-1)
+    return forms.reshape(-1, 3)
 
 
 def _shape(pattern, nbytes, cbytes, dtype) -> tuple:

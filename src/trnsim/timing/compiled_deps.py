@@ -47,9 +47,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .access_columns import (BYTES, CONTIGUOUS, DENSE, FIRST, HAS_FORM, HI, LO, MAP,
-                             P_HI, P_LO, PITCH, ROLE, ROWS, RUN, SHAPE, SPACE,
-                             access_columns)
+from .access_columns import (BYTES, CONTIGUOUS, FORM, HI, LO, MAP, P_HI, P_LO,
+                             PITCH, ROLE, ROWS, RUN, SHAPE, SPACE, access_columns)
 from .columns import ORDER, QUEUE, RAW, WAR, WAW, _dense
 
 from ..machine.compiled import jit
@@ -58,6 +57,9 @@ MAP_SHIFT = 48
 MAX_PITCHES = 64  # row pitches of the HBM maps (more: the Python scheduler)
 CACHE_AFTER = 8  # a read that walked this many Recs of a segment caches the one it found
 PLO, PHI, NEXT, W, RDN, RDS, RDC = range(7)
+# the reader cells (key, instruction) and writer cells (instruction, previous cell) are
+# int32, half the bytes (_run checks the keys and instructions fit; _cells the cells)
+_MOST_CELLS = 1 << 31
 # cnt's fields (the module doc): the Recs, writer cells, the key below which a reader
 # key is its instruction's own, row pitches, on-chip maps, reader cells, the readers'
 # count a write or query leaves, the most producers of one access, the last segment
@@ -112,6 +114,8 @@ def _run(cols, order, skip, tkey, unique, extra, remap, ntracks, first, caps):
     n = len(order)
     if n >= 1 << 31:  # (the producers are int32)
         raise OverflowError("2**31 instructions or more")
+    if len(tkey) and tkey.max() >= 1 << 31:  # (reader keys are int32 in the maps)
+        raise OverflowError("reader keys of 2**31 or more")
     eptr = np.zeros(n + 1, np.int64)
     eprod = []
     for i, prods in extra:
@@ -125,9 +129,12 @@ def _run(cols, order, skip, tkey, unique, extra, remap, ntracks, first, caps):
     caps = np.maximum(np.array(caps, np.int64), 1)
     nmaps = len(cols.maps)
     while True:
+        if max(caps[2], caps[3]) > _MOST_CELLS:
+            raise OverflowError("more reader or writer cells than int32 numbers them")
         try:
-            return _collect(order, skip, tkey, unique, acc, cols.ptr, cols.wptr, remap,
-                            eptr, eprod, nmaps, ntracks, first, caps)
+            return _collect(order, skip, tkey, unique, acc, cols.shared, cols.source,
+                            cols.forms, cols.ptr, cols.wptr, remap, eptr, eprod, nmaps,
+                            ntracks, first, caps)
         except IndexError:  # one access needed more than was free: again with more
             caps *= 4
 
@@ -146,8 +153,8 @@ helper_inline = jit(_nrt=False, error_model="numpy", inline="always")
 
 
 @jit
-def _collect(order, skip, tkey, unique, acc, ptr, wptr, remap, eptr, eprod, nmaps,
-             ntracks, first, caps):
+def _collect(order, skip, tkey, unique, acc, shared, source, forms, ptr, wptr, remap,
+             eptr, eprod, nmaps, ntracks, first, caps):
     """The dependencies of the instructions in the walk `order`, by position: (dptr,
     producers, kinds, space codes). first: each producer's first kind (the list
     scheduler), else `_merge`'s rules and track order (the timing scheduler)."""
@@ -155,7 +162,7 @@ def _collect(order, skip, tkey, unique, acc, ptr, wptr, remap, eptr, eprod, nmap
     boxes = np.empty((nmaps + 1 + MAX_PITCHES, 2, 4), np.int64)
     boxes[:, :, 0::2] = np.iinfo(np.int64).max  # empty: no access, no write yet
     boxes[:, :, 1::2] = np.iinfo(np.int64).min
-    nseg = nmaps + 1 + _pitches(acc)  # the maps
+    nseg = nmaps + 1 + _pitches(shared, forms)  # the maps
     cnt = np.zeros(SEGS + 2 * nseg + 2, np.int64)
     cnt[UNIQUE], cnt[ONCHIP_MAPS] = unique, nmaps
     for mp in range(nseg + 1):  # (map nseg: the end of the last one's room)
@@ -163,7 +170,7 @@ def _collect(order, skip, tkey, unique, acc, ptr, wptr, remap, eptr, eprod, nmap
     segs = nseg * caps[0]
     st = (cnt, np.empty(segs, np.int64), np.empty(segs, np.int64),
           np.empty(segs, np.int64), np.empty((caps[1], 7), np.int64),
-          np.empty((caps[3], 2), np.int64), np.empty((caps[2], 2), np.int64),
+          np.empty((caps[3], 2), np.int32), np.empty((caps[2], 2), np.int32),
           np.empty(MAX_PITCHES, np.int64), boxes, np.zeros((2, 4), np.int64),
           np.empty((caps[4], 2), np.int64), np.empty((caps[4] + 1, 2), np.int64),
           np.empty(segs, np.int64), np.full((_cache_size(acc.shape[0]), 2), -1, np.int64))
@@ -177,8 +184,8 @@ def _collect(order, skip, tkey, unique, acc, ptr, wptr, remap, eptr, eprod, nmap
     br = np.empty(caps[4], np.int64)
     k = m = 0
     while True:
-        k, m = _walk(st, k, m, order, skip, tkey, acc, ptr, wptr, remap, eptr, eprod,
-                     ntracks, first, seen, dptr, out, slot, last, bw, br)
+        k, m = _walk(st, k, m, order, skip, tkey, acc, shared, source, forms, ptr, wptr,
+                     remap, eptr, eprod, ntracks, first, seen, dptr, out, slot, last, bw, br)
         if k == n:
             break
         # (each test _walk stops on, with what grows: one must have stopped it)
@@ -204,10 +211,10 @@ def _collect(order, skip, tkey, unique, acc, ptr, wptr, remap, eptr, eprod, nmap
             st = (cnt, g[0], g[1], g[2]) + st[4:12] + (g[3],) + st[13:]
             grew = True
         if _tight(cnt, READERS, RD.shape[0]):
-            st = st[:5] + (_more(RD, cnt[READERS], 2 * RD.shape[0]),) + st[6:]
+            st = st[:5] + (_more(RD, cnt[READERS], _cells(2 * RD.shape[0])),) + st[6:]
             grew = True
         if _tight(cnt, WRITER_CELLS, WC.shape[0]):
-            st = st[:6] + (_more(WC, cnt[WRITER_CELLS], 2 * WC.shape[0]),) + st[7:]
+            st = st[:6] + (_more(WC, cnt[WRITER_CELLS], _cells(2 * WC.shape[0])),) + st[7:]
             grew = True
         if not grew:  # (a stop test _walk has and this growth lacks: never loop)
             raise RuntimeError("compiled_deps: _walk stopped with nothing to grow")
@@ -218,9 +225,18 @@ def _collect(order, skip, tkey, unique, acc, ptr, wptr, remap, eptr, eprod, nmap
 @jit
 def _more(a, used, rows):
     """A copy of a's first `used` rows with room for `rows` rows."""
-    grown = np.empty((rows,) + a.shape[1:], np.int64)
+    grown = np.empty((rows,) + a.shape[1:], a.dtype)
     grown[:used] = a[:used]
     return grown
+
+
+@jit
+def _cells(rows):
+    """`rows` reader or writer cells, where int32 numbers them all (a writer cell
+    holds the number of the one before it)."""
+    if rows > _MOST_CELLS:
+        raise OverflowError("more reader or writer cells than int32 numbers them")
+    return rows
 
 
 @jit
@@ -232,14 +248,14 @@ def _more_columns(a, used, cols):
 
 
 @jit
-def _pitches(acc):
-    """How many row pitches the HBM accesses in acc have maps for (_home), at most
-    MAX_PITCHES."""
+def _pitches(shared, forms):
+    """How many row pitches the HBM accesses (by number: `shared`) have maps for
+    (_home), at most MAX_PITCHES."""
     seen = np.empty(MAX_PITCHES, np.int64)
     n = 0
-    for a in range(acc.shape[0]):
-        pitch = acc[a, PITCH]
-        if acc[a, MAP] < 0 and _pitched(acc[a]):
+    for a in range(shared.shape[1]):
+        if shared[MAP, a] < 0 and _pitched(shared[FORM, a], forms):
+            pitch = forms[shared[FORM, a], PITCH]
             j = 0
             while j < n and seen[j] != pitch:
                 j += 1
@@ -288,7 +304,8 @@ def _cache_size(m):
 
 
 @helper
-def _walk(st, k, m, order, skip, tkey, acc, ptr, wptr, remap, eptr, eprod, ntracks,
+def _walk(st, k, m, order, skip, tkey, acc, shared, source, forms, ptr, wptr, remap, eptr,
+          eprod, ntracks,
           first, seen, dptr, out, slot, last, bw, br):
     """_collect's walk from position k (m: the producers found so far), until its end
     or an instruction before which a capacity is short (the tests _collect's growth
@@ -308,12 +325,14 @@ def _walk(st, k, m, order, skip, tkey, acc, ptr, wptr, remap, eptr, eprod, ntrac
         if not skip[i]:  # (a folded memset: no access, no track order)
             tk = tkey[i]
             for a in range(ptr[i], ptr[i + 1]):
-                space = remap[acc[a, SPACE]]
+                s = source[a]
+                space = remap[shared[SPACE, s]]
                 write = a >= wptr[i]
                 nr = 0
-                mp = acc[a, MAP]
+                mp = shared[MAP, s]
                 if mp < 0:
-                    nw = _hbm_access(st, acc, a, write, i, tk, bw, br, ptr, wptr, seen)
+                    nw = _hbm_access(st, acc, shared, source, forms, a, write, i, tk, bw,
+                                     br, ptr, wptr, seen)
                     if write:
                         nr = cnt[NREAD]
                 else:
@@ -321,7 +340,7 @@ def _walk(st, k, m, order, skip, tkey, acc, ptr, wptr, remap, eptr, eprod, ntrac
                     lo, hi = base + acc[a, LO], base + acc[a, HI]
                     if write:
                         nw = _write(st, acc[a, P_LO], acc[a, P_HI], lo, hi, i, tk,
-                                    acc[a, DENSE] != 0, bw, 0, br, 0)
+                                    _dense_at(acc, shared, s, a), bw, 0, br, 0)
                         nr = cnt[NREAD]
                     else:
                         nw = _read(st, acc[a, P_LO], acc[a, P_HI], lo, hi, i, tk, False,
@@ -361,13 +380,15 @@ def _out_rows(i, n, ptr, eptr, bw):
 
 
 @helper_inline
-def _hbm_access(st, acc, a, write, idx, tk, bw, br, ptr, wptr, seen):
+def _hbm_access(st, acc, shared, source, forms, a, write, idx, tk, bw, br, ptr, wptr,
+                seen):
     """HbmMap.read / write of HBM access a of instruction idx, then MemoryMaps._hit:
     the count of its producers in bw (the writers: RAW, or WAW for a write); a write's
     readers (WAR) in br, their count in cnt[NREAD]."""
     cnt, home = st[0], st[9]
     h = acc[a]
-    own, nbox = _home(cnt, st[7], home, h)
+    fh = shared[FORM, source[a]]
+    own, nbox = _home(cnt, st[7], home, h, fh, forms)
     if own < 0:  # the flat map: the access's own box
         home[0, 0], home[0, 1], home[0, 2], home[0, 3] = h[P_LO], h[P_HI], h[LO], h[HI]
         nbox = 1
@@ -377,15 +398,22 @@ def _hbm_access(st, acc, a, write, idx, tk, bw, br, ptr, wptr, seen):
         lo, hi = b + home[x, 2], b + home[x, 3]
         if write:
             nw = _write(st, home[x, 0], home[x, 1], lo, hi, idx, tk,
-                        own >= 0 or h[DENSE] != 0, bw, nw, br, nr)
+                        own >= 0 or _dense_at(acc, shared, source[a], a), bw, nw, br, nr)
             nr = cnt[NREAD]
         else:
             nw = _read(st, home[x, 0], home[x, 1], lo, hi, idx, tk, True, bw, nw)
     nw = _query_others(st, h, own, idx, bw, nw, br, nr, write)
-    nw = _hit(h, bw, nw, wptr, ptr[1:], acc, seen, idx)
+    nw = _hit(h, fh, bw, nw, wptr, ptr[1:], acc, shared, source, forms, seen, idx)
     if write:
-        cnt[NREAD] = _hit(h, br, cnt[NREAD], ptr[:-1], wptr, acc, seen, idx)
+        cnt[NREAD] = _hit(h, fh, br, cnt[NREAD], ptr[:-1], wptr, acc, shared, source,
+                          forms, seen, idx)
     return nw
+
+
+@helper_inline
+def _dense_at(acc, shared, number, a):
+    """Whether access a (of that number) writes every byte of its box."""
+    return shared[BYTES, number] >= (acc[a, P_HI] - acc[a, P_LO]) * (acc[a, HI] - acc[a, LO])
 
 
 @helper_inline
@@ -1048,12 +1076,12 @@ def _map_base(cnt, j):
     return (cnt[ONCHIP_MAPS] + 1 + j) << MAP_SHIFT
 
 @helper
-def _home(cnt, pitches, boxes, h):
-    """HbmMap._home: (index of its row pitch's map, -1: the flat map; how many of the
-    boxes it has, in `boxes`)."""
-    pitch, first, rows, run = h[PITCH], h[FIRST], h[ROWS], h[RUN]
-    if not _pitched(h):
+def _home(cnt, pitches, boxes, h, f, forms):
+    """HbmMap._home of HBM access h (a row of acc; f: its form): (index of its row
+    pitch's map, -1: the flat map; how many of the boxes it has, in `boxes`)."""
+    if not _pitched(f, forms):
         return -1, 0
+    pitch, first, rows, run = forms[f, PITCH], h[LO], forms[f, ROWS], forms[f, RUN]
     j = 0
     while j < cnt[PITCHES] and pitches[j] != pitch:
         j += 1
@@ -1072,10 +1100,11 @@ def _home(cnt, pitches, boxes, h):
     return j, 2
 
 @helper_inline
-def _pitched(h):
-    """Whether HBM access h (a row of acc) lies in a row pitch's map (_home), not
-    the flat one: rows of at most a pitch each."""
-    return h[HAS_FORM] != 0 and h[PITCH] != 0 and h[ROWS] > 1 and h[RUN] <= h[PITCH]
+def _pitched(f, forms):
+    """Whether an HBM access of form f lies in a row pitch's map (_home), not the
+    flat one: rows of at most a pitch each."""
+    return f >= 0 and forms[f, PITCH] != 0 and forms[f, ROWS] > 1 and \
+        forms[f, RUN] <= forms[f, PITCH]
 
 @helper_inline
 def _query_others(st, h, own, idx, bw, nw, br, nr, readers):
@@ -1104,10 +1133,10 @@ def _query_others(st, h, own, idx, bw, nw, br, nr, readers):
 
 # -- exact overlap of HBM accesses (deps.hbm_overlap) ---------------------------------
 @helper
-def _hit(h, buf, nb, starts, ends, acc, seen, idx):
+def _hit(h, fh, buf, nb, starts, ends, acc, shared, source, forms, seen, idx):
     """MemoryMaps._hit: the candidates buf[:nb] (once each, first first) with an
-    HBM access in acc[starts[p]:ends[p]] sharing a byte with h, kept in buf; their
-    count."""
+    HBM access in acc[starts[p]:ends[p]] sharing a byte with h (fh: its form), kept in
+    buf; their count."""
     out = 0
     stamp = seen[-1] = seen[-1] + 1  # (seen: a stamp per instruction, the last one)
     for x in range(nb):
@@ -1118,34 +1147,39 @@ def _hit(h, buf, nb, starts, ends, acc, seen, idx):
             seen[p] = stamp
         for a in range(starts[p], ends[p]):
             b = acc[a]
-            if b[MAP] < 0 and h[2] < b[3] and b[2] < h[3] and _forms_overlap(h, b):
+            s = source[a]
+            if shared[MAP, s] < 0 and h[LO] < b[HI] and b[LO] < h[HI] and \
+                    _forms_overlap(h, fh, b, shared[FORM, s], forms):
                 buf[out] = p
                 out += 1
                 break
     return out
 
 @helper
-def _forms_overlap(a, b):
-    """deps._forms_overlap of two accesses' rows forms (a[5]: it has one; a[6:10]:
-    pitch, first byte, rows, bytes per row)."""
-    if not a[5] or not b[5]:
+def _forms_overlap(a, fa, b, fb, forms):
+    """deps._forms_overlap of two accesses' rows forms (rows of acc, of forms fa and
+    fb: rows of `forms`; their first bytes their lo)."""
+    if fa < 0 or fb < 0:
         return True
-    if a[6] == 0:
-        return _rows_vs_run(b, a[7], a[7] + a[9])
-    if b[6] == 0:
-        return _rows_vs_run(a, b[7], b[7] + b[9])
-    R = a[6]
-    if b[6] != R or a[9] > R or b[9] > R:
+    if forms[fa, PITCH] == 0:
+        return _rows_vs_run(forms, fb, b[LO], a[LO], a[LO] + forms[fa, RUN])
+    if forms[fb, PITCH] == 0:
+        return _rows_vs_run(forms, fa, a[LO], b[LO], b[LO] + forms[fb, RUN])
+    R = forms[fa, PITCH]
+    a_run, b_run = forms[fa, RUN], forms[fb, RUN]
+    if forms[fb, PITCH] != R or a_run > R or b_run > R:
         return True
-    ra, ca = a[7] // R, a[7] % R
-    rb, cb = b[7] // R, b[7] % R
-    if ca + a[9] > R or cb + b[9] > R:
+    ra, ca = a[LO] // R, a[LO] % R
+    rb, cb = b[LO] // R, b[LO] % R
+    if ca + a_run > R or cb + b_run > R:
         return True
-    return ra < rb + b[8] and rb < ra + a[8] and ca < cb + b[9] and cb < ca + a[9]
+    return ra < rb + forms[fb, ROWS] and rb < ra + forms[fa, ROWS] and \
+        ca < cb + b_run and cb < ca + a_run
 
 @helper
-def _rows_vs_run(f, lo, hi):
-    R, s, n, L = f[6], f[7], f[8], f[9]
+def _rows_vs_run(forms, f, s, lo, hi):
+    """Whether the rows of form f from byte s meet bytes [lo, hi)."""
+    R, n, L = forms[f, PITCH], forms[f, ROWS], forms[f, RUN]
     if R == 0:
         return s < hi and lo < s + L
     i_min = max(0, (lo - s - L) // R + 1)
@@ -1162,9 +1196,10 @@ def _grow(boxes, x, y, p_lo, p_hi, lo, hi):
 
 
 @jit
-def transfer_heads(at, ptr, wptr, acc, sizes, op, attrs):
+def transfer_heads(at, ptr, wptr, acc, shared, source, op, attrs):
     """(one, first) of the instructions `at` (DMAs; op, attrs: a number per
-    instruction for its opcode and attrs objects): which have one read and one write,
+    instruction for its opcode and attrs objects; acc, shared, source: the access
+    columns'): which have one read and one write,
     and for those the position in `at` of the first with the same row of the fields
     DMA pricing reads (costs.py `_dma_costs_grouped`): op, attrs, the write's space,
     bytes, contiguous bytes, partitions and shape, the read's role, space, bytes,
@@ -1182,10 +1217,11 @@ def transfer_heads(at, ptr, wptr, acc, sizes, op, attrs):
         one[j] = True
         k = keys[j]
         k[0], k[1] = op[i], attrs[i]
-        k[2], k[3], k[4] = acc[w, SPACE], sizes[BYTES, w], sizes[CONTIGUOUS, w]
-        k[5], k[6], k[7] = acc[w, P_LO], acc[w, P_HI], sizes[SHAPE, w]
-        k[8], k[9], k[10] = sizes[ROLE, r], acc[r, SPACE], sizes[BYTES, r]
-        k[11], k[12], k[13] = sizes[CONTIGUOUS, r], acc[r, P_LO], acc[r, P_HI]
+        sw, sr = source[w], source[r]
+        k[2], k[3], k[4] = shared[SPACE, sw], shared[BYTES, sw], shared[CONTIGUOUS, sw]
+        k[5], k[6], k[7] = acc[w, P_LO], acc[w, P_HI], shared[SHAPE, sw]
+        k[8], k[9], k[10] = shared[ROLE, sr], shared[SPACE, sr], shared[BYTES, sr]
+        k[11], k[12], k[13] = shared[CONTIGUOUS, sr], acc[r, P_LO], acc[r, P_HI]
     rows = np.flatnonzero(one)
     heads, which = _numbered_rows(keys, rows)
     first[rows] = rows[heads][which]

@@ -39,7 +39,7 @@ def folded_memsets(program, memsets, matmuls) -> dict:
     at = np.asarray(memsets, np.int64)
     psum = cols.spaces.index("psum")
     one = (cols.ptr[at + 1] - cols.wptr[at] == 1)
-    at = at[one][cols.acc[cols.wptr[at[one]], SPACE] == psum]
+    at = at[one][cols.shared[SPACE, cols.source[cols.wptr[at[one]]]] == psum]
     heads, which = by_identity(list(map(_ATTRS, map(instrs.__getitem__, at.tolist()))))
     zero = np.array([_zero(instrs[int(at[h])].attrs) for h in heads.tolist()], bool)
     at = at[zero[which]]
@@ -49,7 +49,7 @@ def folded_memsets(program, memsets, matmuls) -> dict:
     foldable[at[~indirect]] = 1
     matmul = np.zeros(n, np.uint8)
     matmul[matmuls] = 1
-    m, j = _walk(cols.acc, cols.ptr, cols.wptr, psum, matmul,
+    m, j = _walk(cols.acc, cols.shared, cols.source, cols.ptr, cols.wptr, psum, matmul,
                  foldable, max(1, int(foldable.sum())))
     return dict(zip(m.tolist(), j.tolist()))
 
@@ -63,11 +63,11 @@ def _zero(attrs) -> bool:
 
 
 @jit
-def _walk(acc, ptr, wptr, psum, matmul, foldable, cap):
+def _walk(acc, shared, source, ptr, wptr, psum, matmul, foldable, cap):
     """(memsets, the matmuls they fold into), in the order found (cap: at least one,
-    and the foldable memsets). Pending memset e:
-    box key[e] (on-chip map, p_lo, p_hi, lo, hi), memset of[e], live[e] (a popped one
-    stays, dead, until the walk ends)."""
+    and the foldable memsets; acc, shared, source: the access columns'). Pending
+    memset e: box key[e] (on-chip map, p_lo, p_hi, lo, hi), memset of[e], live[e] (a
+    popped one stays, dead, until the walk ends)."""
     n = ptr.size - 1
     key = np.empty((cap, 5), np.int64)
     of = np.empty(cap, np.int64)
@@ -84,11 +84,12 @@ def _walk(acc, ptr, wptr, psum, matmul, foldable, cap):
         j = start
         while j < n:
             for r in range(ptr[j], ptr[j + 1]):
-                if acc[r, SPACE] != psum:
+                if shared[SPACE, source[r]] != psum:
                     continue
                 write = r >= wptr[j]
+                mp = shared[MAP, source[r]]
                 for e in range(used):
-                    if live[e] and key[e, 0] == acc[r, MAP] and key[e, 1] < acc[r, P_HI] \
+                    if live[e] and key[e, 0] == mp and key[e, 1] < acc[r, P_HI] \
                             and acc[r, P_LO] < key[e, 2] and key[e, 3] < acc[r, HI] \
                             and acc[r, LO] < key[e, 4]:
                         live[e] = 0
@@ -101,7 +102,8 @@ def _walk(acc, ptr, wptr, psum, matmul, foldable, cap):
                             nout += 1
             if foldable[j]:
                 w = wptr[j]
-                box = (acc[w, MAP], acc[w, P_LO], acc[w, P_HI], acc[w, LO], acc[w, HI])
+                box = (shared[MAP, source[w]], acc[w, P_LO], acc[w, P_HI], acc[w, LO],
+                       acc[w, HI])
                 e = 0
                 while e < used and not (live[e] and key[e, 0] == box[0]
                                         and key[e, 1] == box[1] and key[e, 2] == box[2]

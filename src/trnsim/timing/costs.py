@@ -210,8 +210,8 @@ def _dma_costs_grouped(instrs, cols, cost, dma=None, ids=None) -> list:
     out = np.empty(n, object)  # (None where not set)
     for b in range(0, len(dma), _PRICED_AT_ONCE):
         block = dma[b:b + _PRICED_AT_ONCE]
-        one, first = transfer_heads(block, cols.ptr, cols.wptr, cols.acc, cols.sizes,
-                                    ids[0], ids[1])
+        one, first = transfer_heads(block, cols.ptr, cols.wptr, cols.acc, cols.shared,
+                                    cols.source, ids[0], ids[1])
         others = block[~one]
         out[others] = [cost(instrs[i]) for i in others.tolist()]
         heads = np.flatnonzero(first == np.arange(len(block)))
