@@ -1,7 +1,7 @@
 """The operands a pass that only compares them reads of a loop copy whose own are made
 when first read (machine/record.py `compared_operands`, machine/expand_copy.py
-`_PendingOperands.peek`): equal to the copy's own, made later, and made apart for the
-first few of a block, which keep waiting for their own; hoisting reads its loads so
+`_PendingOperands.peek`): equal to the copy's own, made later, and made apart for a
+wide template's copies, which keep waiting for their own; hoisting reads its loads so
 (compiler/hoist.py), and compiles the program it would have compiled from copies made
 at once."""
 from __future__ import annotations
@@ -32,25 +32,27 @@ def _recorded(monkeypatch, compile_it: bool):
         return _run(tiled_matmul, *_args())
 
 
-def _waiting(program) -> list:
-    return [i for i in program.instructions if isinstance(i, _Deferred)]
+def _wide_copies(program) -> list:
+    return [i for i in program.instructions if isinstance(i, _Deferred)
+            and type(i)._pending.width >= expand_copy._WIDE]
 
 
 def test_peeked_operands_equal_the_copies_own_and_make_none(monkeypatch):
     monkeypatch.setattr(expand_copy, "_PEEKS", 10 ** 9)
     program = _recorded(monkeypatch, compile_it=False).program
-    mine = _waiting(program)
-    assert len(mine) > 100
-    peeked = [compared_operands(ins) for ins in mine]
-    assert list(map(id, _waiting(program))) == list(map(id, mine))  # (all still waiting)
-    assert peeked == [(ins.reads, ins.writes) for ins in mine]
-    assert not _waiting(program)
+    wide = _wide_copies(program)
+    assert len(wide) > 100
+    peeked = [compared_operands(ins) for ins in wide]
+    assert _wide_copies(program) == wide  # (none made: all still waiting)
+    assert peeked == [(ins.reads, ins.writes) for ins in wide]
+    assert not _wide_copies(program)
 
 
 def test_only_the_first_peeks_of_a_block_are_made_apart(monkeypatch):
     program = _recorded(monkeypatch, compile_it=False).program
-    pending = type(_waiting(program)[0])._pending
-    mine = [i for i in _waiting(program) if type(i)._pending is pending]
+    wide = _wide_copies(program)
+    pending = type(wide[0])._pending
+    mine = [i for i in wide if type(i)._pending is pending]
     assert len(mine) > expand_copy._PEEKS + 1
     for ins in mine[:expand_copy._PEEKS]:
         compared_operands(ins)

@@ -37,9 +37,8 @@ _PLAIN = ("dma_copy",)
 _ATTRS = attrgetter("attrs")
 _EXPLICIT = attrgetter("explicit")
 # blocks of at least this many instructions are looked at as blocks (`_visited`): in
-# smaller ones the template's analysis costs more than visiting the copies (whose
-# operands a visit may make: machine/record.py `compared_operands`)
-_MANY = 64
+# smaller ones the template's analysis costs more than visiting the copies
+_MANY = 256
 _FEW_COPIES = 4  # ... and templates copied at least this many times (over their blocks)
 # blocks within a template of at least this many instructions are read off their own
 # templates

@@ -77,9 +77,9 @@ class Layout:
         self.lazy = bool(len(self.moving)) and not (
             dma[owner[self.moving_at]] & moves[self.moving[:, 1:3]].any(axis=1)).any()
         # hoisting reads every copy of a load (HBM to SBUF) unless each reads other bytes
-        # than the one before (compiler/hoist.py `_visited`), and peeks at a block's
-        # first copies (`_PendingOperands.peek`): a narrow template's block is made at
-        # once where a load's source does not move (else where it stays in a block:
+        # than the one before (compiler/hoist.py `_visited`), and peeks at a wide
+        # template's (`_PendingOperands.peek`): a narrow one's block is made at once
+        # where a load's source does not move (else where it stays in a block:
         # `loads_move`)
         self.load_sources = []
         if width < _WIDE:
@@ -504,7 +504,7 @@ class _PendingOperands:
     block where it need not visit all, compiler/hoist.py `_visited`), all the others at
     once where the program still lists them where the append left them, else the one
     read alone (the rest of its copy kept for the others: `stash`). A pass that only
-    compares them may have a few copies' made apart (`peek`).
+    compares them may have a few of a wide template's copies' made apart (`peek`).
     It holds no instruction (their class, which holds it, is in a cycle that only the
     collector frees): their ids, and the program weakly; and it lets go of what makes
     them once none is left to make (`live`: those of their class, and those the
@@ -584,11 +584,11 @@ class _PendingOperands:
 
     def peek(self, ins) -> tuple:
         """The reads and writes `make` gives `ins`, a copy of the block (of its class):
-        made apart, equal to those and not given to it, for the first _PEEKS asked (a
-        copy's others may never be read: hoisting visits a few copies of a block's
-        loads), else its own."""
+        made apart, equal to those and not given to it, for the first _PEEKS asked of a
+        template of at least _WIDE instructions (a copy's others may never be read:
+        hoisting's visits of a loop around inner loops), else its own."""
         k = self.position(ins)
-        if k not in self.stash and self.peeks < _PEEKS:
+        if k not in self.stash and self.width >= _WIDE and self.peeks < _PEEKS:
             self.peeks += 1
             r, b = divmod(k, self.width)
             m = len(self.operands.moving)
@@ -672,8 +672,10 @@ _INT32 = 1 << 31
 # blocks of fewer moving operands make them at once (a class per block costs more)
 _LAZY = 64
 _SINGLES = 2  # copies of a block made one by one (its first and last) before the rest
-_PEEKS = 16  # copies of a block whose operands are made apart when peeked at
-_WIDE = 16  # templates of fewer instructions are narrow (Layout.load_sources)
+# of a template of at least _WIDE instructions, the first _PEEKS of its copies peeked at
+# are made apart, one by one
+_WIDE = 16
+_PEEKS = 16
 
 
 def _is_load(key: tuple) -> bool:
