@@ -23,6 +23,10 @@ Columns:
   `numerics_fixed_us` that is recording every loop iteration for real, as a numerics
   run does (a run without numerics records a few iterations and expands the rest,
   machine/expand.py).
+- `numpy64`, `ratio64` (matmul kernels): the reference with the exact accumulation
+  mode's arithmetic instead (each tile's products and sums in float64, rounded once to
+  fp32, then added in fp32), and on / numpy64. numpy64 / numpy is the floor of the
+  exact mode's ratio: what its float64 GEMMs cost over fp32 ones on this CPU.
 
 The matmul mode (`TRNSIM_MATMUL_ACCUMULATION`, see src/trnsim/isa/matmul.py) is as in
 the environment; `--mode` runs the matmul kernels under each mode given.
@@ -52,10 +56,12 @@ SOFTMAX_SHAPE = (4096, 2048)
 
 
 # -- NumPy references -------------------------------------------------------------------
-def numpy_tiled_matmul(lhsT: np.ndarray, rhs: np.ndarray, out_dtype) -> np.ndarray:
+def numpy_tiled_matmul(lhsT: np.ndarray, rhs: np.ndarray, out_dtype,
+                       product=np.float32) -> np.ndarray:
     """result = lhsT.T @ rhs with the kernels' tiling: per output tile, per k, copy the
-    two input tiles as fp32, multiply in fp32 and add into an fp32 accumulator; round
-    the accumulator once to the output dtype."""
+    two input tiles as `product`, multiply them there (float64: the exact accumulation
+    mode's sums, rounded once to fp32) and add into an fp32 accumulator; round the
+    accumulator once to the output dtype."""
     K, M = lhsT.shape
     N = rhs.shape[1]
     out = np.empty((M, N), dtype=out_dtype)
@@ -65,7 +71,7 @@ def numpy_tiled_matmul(lhsT: np.ndarray, rhs: np.ndarray, out_dtype) -> np.ndarr
             for k in range(K // TILE_K):
                 a = lhsT[k * TILE_K:(k + 1) * TILE_K, m * TILE_M:(m + 1) * TILE_M]
                 b = rhs[k * TILE_K:(k + 1) * TILE_K, n * TILE_N:(n + 1) * TILE_N]
-                acc += a.astype(np.float32).T @ b.astype(np.float32)
+                acc += (a.astype(product).T @ b.astype(product)).astype(np.float32, copy=False)
             out[m * TILE_M:(m + 1) * TILE_M, n * TILE_N:(n + 1) * TILE_N] = acc.astype(out_dtype)
     return out
 
@@ -177,6 +183,11 @@ def measure(kind: str, label: str, reps: int = 3, quick: bool = False) -> dict:
     (on, (out, run)), (ref_t, ref) = _best(
         (lambda: _trnsim(kind, args, True), lambda: _numpy(kind, args)), reps)
     [(off, _)] = _best((lambda: _trnsim(kind, args, False),), reps)
+    exact = {}
+    if kind not in ("softmax", "tiny"):
+        [(t64, _)] = _best((lambda: numpy_tiled_matmul(*args, args[0].dtype, np.float64),),
+                           reps)
+        exact = {"numpy64": t64, "ratio64": on / t64}
     with environment(expand.ENV, "0"):  # every iteration recorded, as numerics runs do
         [(unrolled, _)] = _best((lambda: _trnsim(kind, args, False),), reps)
     n = len(run.program)
@@ -191,6 +202,7 @@ def measure(kind: str, label: str, reps: int = 3, quick: bool = False) -> dict:
         "unrolled_us": 1e6 * (unrolled - off) / n,
         "max_rel_diff": float(np.max(np.abs(got - want))) / scale,
         "matmul_mode": os.environ.get("TRNSIM_MATMUL_ACCUMULATION", "") or "default",
+        **exact,
     }
 
 
@@ -220,15 +232,18 @@ def job_numerics_speed(reps: int = 3, quick: bool = False, modes=(None,)) -> lis
 def render(rows: list[dict]) -> str:
     head = (f"{'kernel':72} {'mode':>7} {'instr':>6} {'on s':>7} {'off s':>7} "
             f"{'numpy s':>8} {'ratio':>6} {'num.ratio':>9} {'fixed us':>9} "
-            f"{'num.fixed us':>12} {'unrolled us':>11} {'max rel diff':>12}")
+            f"{'num.fixed us':>12} {'unrolled us':>11} {'max rel diff':>12} "
+            f"{'numpy64 s':>9} {'ratio64':>7}")
     lines = [head, "-" * len(head)]
     for r in rows:
-        unrolled = r.get("unrolled_us", float("nan"))  # (rows of runs before the column)
+        nan = float("nan")  # (rows of runs before a column, and of kernels without it)
+        unrolled = r.get("unrolled_us", nan)
         lines.append(
             f"{r['kernel']:72} {r['matmul_mode']:>7} {r['instructions']:6d} {r['on']:7.3f} "
             f"{r['off']:7.3f} {r['numpy']:8.3f} {r['ratio']:6.2f} {r['numerics_ratio']:9.2f} "
             f"{r['fixed_us']:9.0f} {r['numerics_fixed_us']:12.0f} {unrolled:11.0f} "
-            f"{r['max_rel_diff']:12.2e}")
+            f"{r['max_rel_diff']:12.2e} {r.get('numpy64', nan):9.3f} "
+            f"{r.get('ratio64', nan):7.2f}")
     return "\n".join(lines)
 
 
