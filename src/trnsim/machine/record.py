@@ -355,7 +355,7 @@ class Program:
         self.instructions.append(ins)
 
     def note_copies(self, made: list, templates: list, reads: list, writes: list,
-                    moving: list, moves: list, numbers, columns: tuple = None) -> None:
+                    moving: list, moves: list, numbers, columns: tuple | None = None) -> None:
         """Note the copies `made` (just appended) of the instructions `templates` (their
         reads and writes tuples `reads`, `writes`; the operands at `moving` each copy's
         own, their numbers the rows of `numbers`: offset, p_lo, p_hi, lo, hi, alloc, as
