@@ -14,7 +14,8 @@ import numpy as np
 
 from .access import Access
 from .expand_parts import operand_columns
-from .record import Allocation, Instruction, defer_operands, identities, set_operands
+from .record import (Allocation, Instruction, copy_columns, defer_operands, identities,
+                     set_operands)
 
 repeat = itertools.repeat
 _new_access = tuple.__new__  # (an Access from its 18 fields, as machine/access.py makes them)
@@ -121,6 +122,7 @@ class Layout:
         # kind's first)
         self._same = self._same_fields = self._same_rows = None
         self.fields_moving = moves[self.moving].any(axis=0).tolist()
+        self.copy_columns = copy_columns(self.moving_at, self.fields_moving)
         self.operand_moves = moves[self.moving[:, :3]]  # (offset, p_lo, p_hi)
         source = np.where(moves_op, np.cumsum(moves_op) - 1, ~np.arange(len(owner)))
         write = nth >= n_read[owner]
@@ -288,7 +290,8 @@ class Copier:
         p.instructions.extend(made)
         if made:  # (for the access columns: timing/access_columns.py)
             p.note_copies(made, self.templates, self.statics[3], self.statics[4],
-                          self.layout.moving_at, self.layout.fields_moving, nums)
+                          self.layout.moving_at, self.layout.fields_moving, nums,
+                          self.layout.copy_columns)
         if stats is not None and made:  # (numbers: where they lie in `values`)
             stats.copied_blocks[len(p.instructions) - len(made)] = (
                 len(p.instructions) - 1, made[-1], self.keys, self.layout.sizes, n, values,

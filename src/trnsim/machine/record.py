@@ -320,6 +320,14 @@ class CopiedBlock:
             and t.held_by(instrs)
 
 
+def copy_columns(moving: list, moves: list) -> tuple:
+    """(CopyTemplate.moving, CopyTemplate.kept, the columns of an operand's six numbers
+    a CopiedBlock keeps) of the operands at `moving`, those of their numbers `moves`
+    marks moving (Program.note_copies)."""
+    kept = np.where(moves[1:], np.cumsum(moves[1:]) - 1, -1)
+    return np.array(moving, np.int64), kept, 1 + np.flatnonzero(kept >= 0)
+
+
 @dataclass
 class Program:
     """The ordered instructions of one kernel run (all cores), the on-chip tensors it
@@ -347,23 +355,23 @@ class Program:
         self.instructions.append(ins)
 
     def note_copies(self, made: list, templates: list, reads: list, writes: list,
-                    moving: list, moves: list, numbers) -> None:
+                    moving: list, moves: list, numbers, columns: tuple | None = None) -> None:
         """Note the copies `made` (just appended) of the instructions `templates` (their
         reads and writes tuples `reads`, `writes`; the operands at `moving` each copy's
         own, their numbers the rows of `numbers`: offset, p_lo, p_hi, lo, hi, alloc, as
         machine/expand_parts.py snapshot lists an operand's, those `moves` marks the
-        ones that change) as a CopiedBlock."""
+        ones that change) as a CopiedBlock. `columns`: copy_columns(moving, moves), where
+        the caller keeps it."""
         blocks = self.copied
         start = len(self.instructions) - len(made)
         while blocks and blocks[-1].stop > start:  # (rolled back: expand_parts.Mark)
             blocks.pop()
+        moving, kept, taken = columns or copy_columns(moving, moves)
         template = blocks[-1].template if blocks else None
         if template is None or template.reads is not reads:
-            kept = np.cumsum(moves[1:]) - 1
             template = CopyTemplate(templates[0].index, templates[0], reads, writes,
-                                    np.array(moving, np.int64),
-                                    np.where(moves[1:], kept, -1))
-        numbers = numbers[:, 1:][:, template.kept >= 0]
+                                    moving, kept)
+        numbers = numbers[:, taken]
         small = numbers.size and -_INT32 <= numbers.min() and numbers.max() < _INT32
         numbers = np.ascontiguousarray(numbers, np.int32 if small else np.int64)
         blocks.append(CopiedBlock(start, len(made) // len(templates), template, numbers,
