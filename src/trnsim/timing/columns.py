@@ -17,7 +17,8 @@ from itertools import chain
 import numpy as np
 
 from .costs import dma_costs, priced
-from .scheduler import with_opcode
+from ..machine import compiled
+from .scheduler import numbered, with_opcode
 
 # dependency kinds, in the codes the timing core reads
 KINDS = ("RAW", "WAW", "WAR", "order", "queue")
@@ -108,8 +109,8 @@ def _price(sched, col):
     if own:
         key[own] = -1 - np.arange(len(own))
     order = sched.order_array
-    _, first, at = np.unique(key[order], return_index=True, return_inverse=True)
-    made = np.sort(first)  # each row's first instruction's issue position, row order
+    # each row's first instruction's issue position (row order), each position's row
+    made, at = numbered(key[order], compiled.wanted(n))
     trks, folded = _by_id(sched), sched.folded
     for i in order[made].tolist():
         fold = folded.get(i) if res[i] is None else None
@@ -119,11 +120,9 @@ def _price(sched, col):
             col.dma_engines.append(())
         else:
             _new_row(sched, col, instrs[i], trks[tids[i]], res[i])
-    rank = np.empty(first.size, np.int64)
-    rank[np.argsort(first)] = np.arange(first.size)
     col.track = tids
     col.row = np.empty(n, np.int64)
-    col.row[order] = rank[at.reshape(n)]
+    col.row[order] = at
 
 
 def _results(sched) -> tuple:
