@@ -168,11 +168,15 @@ def _computes_priced(sched, res, rest, group, results, engines) -> list:
     engine it priced, else (it moved the instruction) the cost model's there, once
     per (result, engine) as every other of the same signature moved there costs the
     same; the instructions of `rest` left, in order."""
-    names = list(map(sched.engine_of.__getitem__, rest))
-    code = {name: k for k, name in enumerate(dict.fromkeys(names))}  # a number each
-    now = np.fromiter(map(code.__getitem__, names), np.int64, len(names))
-    folded = np.fromiter(map(sched.folded.__contains__, rest), bool, len(rest))
+    if not len(rest):
+        return []
     rest = np.asarray(rest, np.int64)
+    # a number per engine name (in order of first use), by the name objects met
+    first, which = numbered(sched.engine_ids[rest], compiled.wanted(len(rest)))
+    names = [sched.engine_of[i] for i in rest[first].tolist()]
+    code = {name: k for k, name in enumerate(dict.fromkeys(names))}
+    now = np.array([code[name] for name in names], np.int64)[which]
+    folded = np.isin(rest, np.fromiter(sched.folded, np.int64, len(sched.folded)))
     g = group[rest]
     on_eng = np.array([name in sched.cost.eng for name in code], bool)
     was = np.array([code.get(e, -1) for e in engines], np.int64)

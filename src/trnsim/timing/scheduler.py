@@ -312,6 +312,11 @@ class _Scheduler:
         return [ins.engine for ins in self.instrs]
 
     @cached_property
+    def engine_ids(self) -> np.ndarray:
+        """identities(engine_of)."""
+        return identities(self.engine_of)
+
+    @cached_property
     def core_of(self) -> np.ndarray:
         """Each instruction's core."""
         return cores_and_opcodes(self.program)[0]
@@ -332,7 +337,7 @@ class _Scheduler:
         """Each instruction's track id, its tracks made as a walk in issue order makes
         them (`_track_of`: ids in the order of their first instruction)."""
         instrs, order = self.instrs, self.order_array
-        stream = streams(self.program, self.engine_of, self.core_of)[order]
+        stream = streams(self.program, self.engine_of, self.core_of, self.engine_ids)[order]
         first, at = numbered(stream, compiled.wanted(len(instrs)))
         heads = order[first].tolist()  # each stream's first instruction
         tid = np.array([self._track_of(instrs[i]).id for i in heads], np.int64)
