@@ -176,7 +176,9 @@ def _computes_priced(sched, res, rest, group, results, engines) -> list:
     names = [sched.engine_of[i] for i in rest[first].tolist()]
     code = {name: k for k, name in enumerate(dict.fromkeys(names))}
     now = np.array([code[name] for name in names], np.int64)[which]
-    folded = np.isin(rest, np.fromiter(sched.folded, np.int64, len(sched.folded)))
+    folded = np.zeros(len(sched.instrs), bool)
+    folded[np.fromiter(sched.folded, np.int64, len(sched.folded))] = True
+    folded = folded[rest]
     g = group[rest]
     on_eng = np.array([name in sched.cost.eng for name in code], bool)
     was = np.array([code.get(e, -1) for e in engines], np.int64)
