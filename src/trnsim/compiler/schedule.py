@@ -40,7 +40,7 @@ import heapq
 from array import array
 from dataclasses import dataclass, field
 from functools import cached_property
-from operator import attrgetter, itemgetter
+from operator import itemgetter
 
 import numpy as np
 
@@ -62,7 +62,6 @@ _SYNC_OPS = ("core_barrier", "sendrecv")
 _RAW, _WAW, _WAR, _ORDER = range(4)  # the kinds of dependency edges
 _LONG = np.dtype(f"i{array('l').itemsize}")  # array("l")'s items
 _MATMULS = ("nc_matmul", "nc_matmul_mx", "nc_transpose")
-_ENGINE, _ATTRS = attrgetter("engine"), attrgetter("attrs")
 _NS = itemgetter(0)  # a cost model result's time
 
 
@@ -136,7 +135,7 @@ class _ListScheduler:
         self._resources()
         # engine-agnostic instructions float: no place in a stream until assigned
         # (a flag per instruction: a set of a third of them took 2 MiB per 100k)
-        self.attrs_ids = identities(map(_ATTRS, self.instrs), n)
+        self.attrs_ids = identities([ins.attrs for ins in self.instrs], n)
         self.attrs = attrs = self.attrs_ids.base  # (the attrs, an object array)
         first, which = numbered(self.attrs_ids, self.compiled)  # (loop copies share attrs)
         flags = np.array([len(attrs[i].get("engines", ()) or ()) > 1
@@ -311,7 +310,7 @@ class _ListScheduler:
         resource_of is made once per track as timing/scheduler.py
         `streams` tells them apart (by the engine, queue and location objects)."""
         instrs = self.instrs
-        self.engine_ids = identities(map(_ENGINE, instrs), len(instrs))
+        self.engine_ids = identities([ins.engine for ins in instrs], len(instrs))
         self.engines = self.engine_ids.base  # (the engines, an object array)
         self.cores, self.opcode_codes, _ = cores_and_opcodes(self.program)
         first, which = numbered(streams(self.program, self.engines, self.cores,

@@ -17,7 +17,8 @@ from itertools import chain
 import numpy as np
 
 from .costs import dma_costs, priced
-from .scheduler import with_opcode
+from ..machine import compiled
+from .scheduler import numbered, with_opcode
 
 # dependency kinds, in the codes the timing core reads
 KINDS = ("RAW", "WAW", "WAR", "order", "queue")
@@ -108,8 +109,8 @@ def _price(sched, col):
     if own:
         key[own] = -1 - np.arange(len(own))
     order = sched.order_array
-    _, first, at = np.unique(key[order], return_index=True, return_inverse=True)
-    made = np.sort(first)  # each row's first instruction's issue position, row order
+    # each row's first instruction's issue position (row order), each position's row
+    made, at = numbered(key[order], compiled.wanted(n))
     trks, folded = _by_id(sched), sched.folded
     for i in order[made].tolist():
         fold = folded.get(i) if res[i] is None else None
@@ -119,11 +120,9 @@ def _price(sched, col):
             col.dma_engines.append(())
         else:
             _new_row(sched, col, instrs[i], trks[tids[i]], res[i])
-    rank = np.empty(first.size, np.int64)
-    rank[np.argsort(first)] = np.arange(first.size)
     col.track = tids
     col.row = np.empty(n, np.int64)
-    col.row[order] = rank[at.reshape(n)]
+    col.row[order] = at
 
 
 def _results(sched) -> tuple:
@@ -169,11 +168,17 @@ def _computes_priced(sched, res, rest, group, results, engines) -> list:
     engine it priced, else (it moved the instruction) the cost model's there, once
     per (result, engine) as every other of the same signature moved there costs the
     same; the instructions of `rest` left, in order."""
-    names = list(map(sched.engine_of.__getitem__, rest))
-    code = {name: k for k, name in enumerate(dict.fromkeys(names))}  # a number each
-    now = np.fromiter(map(code.__getitem__, names), np.int64, len(names))
-    folded = np.fromiter(map(sched.folded.__contains__, rest), bool, len(rest))
+    if not len(rest):
+        return []
     rest = np.asarray(rest, np.int64)
+    # a number per engine name (in order of first use), by the name objects met
+    first, which = numbered(sched.engine_ids[rest], compiled.wanted(len(rest)))
+    names = [sched.engine_of[i] for i in rest[first].tolist()]
+    code = {name: k for k, name in enumerate(dict.fromkeys(names))}
+    now = np.array([code[name] for name in names], np.int64)[which]
+    folded = np.zeros(len(sched.instrs), bool)
+    folded[np.fromiter(sched.folded, np.int64, len(sched.folded))] = True
+    folded = folded[rest]
     g = group[rest]
     on_eng = np.array([name in sched.cost.eng for name in code], bool)
     was = np.array([code.get(e, -1) for e in engines], np.int64)

@@ -46,7 +46,7 @@ from bisect import bisect_right
 from collections import deque
 from functools import cached_property
 from itertools import islice
-from operator import attrgetter
+from operator import itemgetter
 
 import numpy as np
 
@@ -62,8 +62,6 @@ _new_wait = tuple.__new__  # Wait(p, kind, space) without the named tuple's Pyth
 _ORDER = ("order", "")
 _QUEUE = ("queue", "")
 _MATMULS = ("nc_matmul", "nc_matmul_mx", "nc_transpose")
-_ENGINE, _CORE, _OPCODE, _QUEUE_OF, _LOCATION = (
-    attrgetter(name) for name in ("engine", "core", "opcode", "queue", "location"))
 
 
 class _TensorState:
@@ -311,7 +309,12 @@ class _Scheduler:
     @cached_property
     def engine_of(self) -> list:
         """Each instruction's engine name."""
-        return list(map(_ENGINE, self.instrs))
+        return [ins.engine for ins in self.instrs]
+
+    @cached_property
+    def engine_ids(self) -> np.ndarray:
+        """identities(engine_of)."""
+        return identities(self.engine_of)
 
     @cached_property
     def core_of(self) -> np.ndarray:
@@ -334,7 +337,7 @@ class _Scheduler:
         """Each instruction's track id, its tracks made as a walk in issue order makes
         them (`_track_of`: ids in the order of their first instruction)."""
         instrs, order = self.instrs, self.order_array
-        stream = streams(self.program, self.engine_of, self.core_of)[order]
+        stream = streams(self.program, self.engine_of, self.core_of, self.engine_ids)[order]
         first, at = numbered(stream, compiled.wanted(len(instrs)))
         heads = order[first].tolist()  # each stream's first instruction
         tid = np.array([self._track_of(instrs[i]).id for i in heads], np.int64)
@@ -906,9 +909,10 @@ def _queues(program, at: np.ndarray, fast: bool) -> np.ndarray:
     if hit is not None and hit[0] is instrs and hit[1] == len(instrs) \
             and np.array_equal(hit[2], at):
         return hit[3]
-    transfers = list(map(instrs.__getitem__, at.tolist()))
-    queues = numbered(identities(map(_QUEUE_OF, transfers), len(at)), fast)[1]
-    locs = numbered(identities(map(_LOCATION, transfers), len(at)), fast)[1]
+    # (itemgetter picks quickest; of one index it gives the item, not a tuple)
+    transfers = itemgetter(*at.tolist())(instrs) if len(at) > 1 else [instrs[int(at[0])]]
+    queues = numbered(identities([ins.queue for ins in transfers], len(at)), fast)[1]
+    locs = numbered(identities([ins.location for ins in transfers], len(at)), fast)[1]
     numbers = locs * (int(queues.max()) + 1) + queues
     program._dma_queues = (instrs, len(instrs), at, numbers)
     return numbers
@@ -925,8 +929,10 @@ def cores_and_opcodes(program) -> tuple:
     if hit is not None and hit[0] is instrs and hit[1] == len(instrs):
         return hit[2:]
     n = len(instrs)
-    cores = np.fromiter(map(_CORE, instrs), np.int64, n)
-    ops = identities(map(_OPCODE, instrs), n)
+    # (a comprehension reads the slots in half map(attrgetter(...))'s time: so do the
+    # other passes over every instruction here and in compiler/schedule.py)
+    cores = np.fromiter([ins.core for ins in instrs], np.int64, n)
+    ops = identities([ins.opcode for ins in instrs], n)
     if n:
         first, which = numbered(ops, compiled.wanted(n))
         by_id = np.argsort(ops[first])  # (numbered as np.unique numbers them: by id)
