@@ -9,8 +9,7 @@ pytest.importorskip("numba")
 from trnsim.compiler import compiled_schedule as cs  # noqa: E402
 
 
-def _reference(stream, flt, npred, cand_at, cand_lens, stream_core, nst, est, dmas,
-               table, price_row):
+def _reference(stream, flt, npred, cand_at, cand_lens, nst, dmas, price_row):
     n = len(stream)
     ix = np.zeros((n, cs.X_COLS), np.int32)
     fx = np.zeros((n, cs.F_COLS))
@@ -19,7 +18,7 @@ def _reference(stream, flt, npred, cand_at, cand_lens, stream_core, nst, est, dm
     rows = 0
     for i in range(n):
         k = int(stream[i])
-        ix[i, cs.X_STREAM], ix[i, cs.X_NPRED], ix[i, cs.X_CORE] = k, npred[i], stream_core[k]
+        ix[i, cs.X_STREAM], ix[i, cs.X_NPRED] = k, npred[i]
         ix[i, cs.X_ARRIVAL] = ix[i, cs.X_NEXT] = -1
         ix[i, cs.X_FLOAT] = flt[i]
         ix[i, cs.X_CAND0] = rows
@@ -28,9 +27,8 @@ def _reference(stream, flt, npred, cand_at, cand_lens, stream_core, nst, est, dm
         if not flt[i]:
             ix[i, cs.X_POS] = len(by_stream[k])
             by_stream[k].append(i)
-        fx[i, cs.F_EST] = est[i]
     for d, r in zip(dmas.tolist(), price_row.tolist()):
-        fx[d, [cs.F_DGE, cs.F_DATA, cs.F_NENG]] = table[r]
+        ix[d, cs.X_PRICE] = r
     nids = np.array(list(map(len, by_stream)), np.int64)
     idbase = np.concatenate(([0], np.cumsum(nids)[:-1]))
     return ix, fx, np.array(sum(by_stream, []), np.int32), nids, idbase
@@ -45,9 +43,7 @@ def test_columns_match_their_definitions(seed):
     cand_at = np.flatnonzero(flt)
     cand_lens = rng.integers(1, 4, len(cand_at))
     dmas = np.flatnonzero(rng.random(n) < 0.3)
-    table = rng.random((5, 3))
     args = (stream, flt, rng.integers(0, 5, n).astype(np.int32), cand_at, cand_lens,
-            rng.integers(0, 2, nst), nst, rng.random(n), dmas, table,
-            rng.integers(0, len(table), len(dmas)))
+            nst, dmas, rng.integers(0, 5, len(dmas)))
     for got, want in zip(cs._instruction_columns(*args), _reference(*args)):
         assert got.dtype == want.dtype and np.array_equal(got, want)

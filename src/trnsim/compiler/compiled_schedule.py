@@ -30,14 +30,15 @@ from ..timing.scheduler import identities
 
 _RAW, _WAR = 0, 2  # schedule.py's edge kinds (_RAW, _WAW, _WAR, _ORDER)
 # per-instruction int columns
-X_STREAM, X_POS, X_NPRED, X_ISSUED, X_FLOAT, X_CORE, X_SEG, X_ARRIVAL, X_NEXT, \
+# (X_PRICE: a DMA's row of the price table: dge, data, engines)
+X_STREAM, X_POS, X_NPRED, X_ISSUED, X_FLOAT, X_PRICE, X_SEG, X_ARRIVAL, X_NEXT, \
     X_CAND0, X_CAND1, X_COLS = range(12)
-# per-instruction float columns
-F_READY, F_DONE, F_EST, F_PRIO, F_DGE, F_DATA, F_NENG, F_COLS = range(8)
+# per-instruction float columns (the estimates: `est`, the list scheduler's own array)
+F_READY, F_DONE, F_PRIO, F_COLS = range(4)
 # per-stream float and int columns
 S_FREE, S_QUEUED, S_QNEXT, S_BEST, S_SEM, S_LAT, S_FCOLS = range(7)
 T_HEAD, T_NIDS, T_IDBASE, T_LIMIT, T_DMA, T_BEST, T_HAS_BEST, T_WSIZE, T_NSIZE, \
-    T_LATER, T_HBASE, T_COLS = range(12)
+    T_LATER, T_HBASE, T_CORE, T_COLS = range(13)
 
 
 
@@ -48,23 +49,22 @@ def issue_order(ls):
     args = _arrays(ls)
     if args is None:
         return None
-    ix, fx, streams = args[0], args[1], args[-1]
+    ix, streams = args[0], args[-1]
     was = ix[:, X_STREAM].copy()  # a floating instruction's default engine's stream
     order, end, moved_i, moved_d, nmoved = _core(*args[:-1])
     del args  # (the heaps and the other inputs: not on top of the order's list below)
     # an assigned instruction moved where its stream is another (of its core): another
-    # engine, and its estimate there (one assigned its default engine has its own:
-    # `_arrays` made that candidate's of it)
+    # engine (its estimate there: set in ls.est by _core; one assigned its default
+    # engine keeps its own: `_arrays` made that candidate's of it)
     moved_to = np.flatnonzero(ix[:, X_STREAM] != was)
     instrs = ls.instrs
     for i, k in zip(moved_to.tolist(), ix[moved_to, X_STREAM].tolist()):
         instrs[i].engine = streams[k][1]
-    ls.est[moved_to] = fx[moved_to, F_EST]
     # (ls.res, made only where read, follows the streams)
     ls.stream_res, ls.stream_no = streams, ix[:, X_STREAM].astype(np.int64)
     vars(ls).pop("res", None)
     moved = dict(zip(moved_i[:nmoved].tolist(), moved_d[:nmoved].tolist()))
-    del ix, fx, was
+    del ix, was
     return IssueOrder(order.tolist(), ls.heuristic, ls.window, float(end), moved)
 
 
@@ -176,7 +176,7 @@ def _arrays(ls):
     stream_core = np.array([cores.setdefault(r[0], len(cores)) for r in numbered], np.int64)
     ix, fx, ids, nids, idbase = _instruction_columns(
         stream, flt, np.asarray(ls.npred, np.int32), np.asarray(cand_i, np.int64), lens,
-        stream_core, nst, ls.est, dmas, table, price_row)
+        nst, dmas, price_row)
     del dmas, price_row  # (this and the dels below: temporaries, not alive with the heaps)
     # fence segments
     nc = max(1, len(cores))
@@ -208,18 +208,21 @@ def _arrays(ls):
     si[:, T_IDBASE] = idbase
     si[:, T_DMA] = dma
     si[:, T_LIMIT] = np.where(dma, 1, ls.window)
+    si[:, T_CORE] = stream_core
     # heap room: a stream's own instructions and the floating ones that may go there
     cap = nids + np.bincount(cand_stream, minlength=nst).astype(np.int64)
     si[1:, T_HBASE] = np.cumsum(cap)[:-1]
     c = cost.dma
     consts = np.array([c.fixed, c.interval, float(max(1, c.engines))])
-    if not (np.isfinite(fx).all() and np.isfinite(cand_est).all()
-            and np.isfinite(sf).all() and np.isfinite(consts).all()):
+    est = ls.est
+    if not (np.isfinite(est).all() and np.isfinite(table).all()
+            and np.isfinite(cand_est).all() and np.isfinite(sf).all()
+            and np.isfinite(consts).all()):
         return None
     start, succ, kind = ls._csr
     room = max(1, int(cap.sum()))
-    return (ix, fx, sf, si, ids, start, succ, kind, cand_stream, cand_est, seg_base, left,
-            cur_seg, consts, np.zeros(room), np.zeros(room, np.int32),
+    return (ix, fx, est, table, sf, si, ids, start, succ, kind, cand_stream, cand_est,
+            seg_base, left, cur_seg, consts, np.zeros(room), np.zeros(room, np.int32),
             np.zeros(room), np.zeros(room, np.int32), bool(ls.fenced),
             ls.heuristic == "critical_path", numbered)
 
@@ -246,15 +249,14 @@ def _plan(ls, key, by_key, numbered) -> list:
 
 
 @jit
-def _instruction_columns(stream, flt, npred, cand_at, cand_lens, stream_core, nst, est,
-                         dmas, table, price_row):
+def _instruction_columns(stream, flt, npred, cand_at, cand_lens, nst, dmas, price_row):
     """(ix, fx: _core's per-instruction columns but X_SEG, ids, nids, idbase: each
     stream's instructions in program order, floating ones with no place there, at
     ids[idbase[k]:idbase[k] + nids[k]]) of each instruction's stream, floating flag,
     npred, candidate rows (the floating instructions `cand_at` have cand_lens rows
-    each, in order), stream's core and estimate, and each DMA's (`dmas`) row of `table`
-    (dge, data, engines). int32: indices of instructions, candidates and streams; a
-    third of the issue loop's own memory at int64."""
+    each, in order) and each DMA's (`dmas`) row of the price table (`price_row`).
+    int32: indices of instructions, candidates, streams and prices; a third of the
+    issue loop's own memory at int64."""
     n = len(stream)
     nids = np.zeros(nst, np.int64)
     fixed = 0
@@ -277,7 +279,6 @@ def _instruction_columns(stream, flt, npred, cand_at, cand_lens, stream_core, ns
         ix[i, X_NPRED] = npred[i]
         ix[i, X_ARRIVAL] = -1
         ix[i, X_NEXT] = -1
-        ix[i, X_CORE] = stream_core[k]
         ix[i, X_CAND0] = rows
         if q < len(cand_at) and cand_at[q] == i:
             rows += cand_lens[q]
@@ -290,10 +291,8 @@ def _instruction_columns(stream, flt, npred, cand_at, cand_lens, stream_core, ns
             ix[i, X_POS] = p
             ids[idbase[k] + p] = i
             placed[k] = p + 1
-        fx[i, F_EST] = est[i]
     for d in range(len(dmas)):
-        for c in range(3):
-            fx[dmas[d], F_DGE + c] = table[price_row[d], c]
+        ix[dmas[d], X_PRICE] = price_row[d]
     return ix, fx, ids, nids, idbase
 
 
@@ -440,11 +439,11 @@ def _push_best(k, fx, sf, si, wkey, widx, nkey, nidx, use_prio, tree, leaves):
         _offer(k, sf, si, tree, leaves)
 
 @inline
-def _available(i, ix, fx, sf, si, cand_stream, cand_est, cur_seg, held, fenced,
+def _available(i, ix, fx, est, sf, si, cand_stream, cand_est, cur_seg, held, fenced,
                wkey, widx, nkey, nidx, use_prio, tree, leaves, arrivals):
     """_ListScheduler._available (with `_assign`); returns `arrivals`."""
     if fenced:
-        c = ix[i, X_CORE]
+        c = si[ix[i, X_STREAM], T_CORE]
         if ix[i, X_SEG] != cur_seg[c]:
             if held[c, 0] < 0:
                 held[c, 0] = i
@@ -457,16 +456,16 @@ def _available(i, ix, fx, sf, si, cand_stream, cand_est, cur_seg, held, fenced,
         ready = fx[i, F_READY]
         k = -1
         best = 0.0
-        est = 0.0
+        e = 0.0
         for c in range(ix[i, X_CAND0], ix[i, X_CAND1]):
             kk = cand_stream[c]
             free = sf[kk, S_FREE]
             m = ready if ready > free else free  # max(free, ready)
             fin = m + sf[kk, S_QUEUED] + cand_est[c]
             if k < 0 or fin < best:
-                k, best, est = kk, fin, cand_est[c]
+                k, best, e = kk, fin, cand_est[c]
         ix[i, X_STREAM] = k
-        fx[i, F_EST] = est
+        est[i] = e
     else:
         k = ix[i, X_STREAM]
         if ix[i, X_POS] >= si[k, T_HEAD] + si[k, T_LIMIT]:
@@ -475,13 +474,13 @@ def _available(i, ix, fx, sf, si, cand_stream, cand_est, cur_seg, held, fenced,
             return arrivals + 1
     base = si[k, T_HBASE]
     si[k, T_WSIZE] = _push2(wkey, widx, base, si[k, T_WSIZE], fx[i, F_READY], i)
-    sf[k, S_QUEUED] += fx[i, F_EST]
+    sf[k, S_QUEUED] += est[i]
     _push_best(k, fx, sf, si, wkey, widx, nkey, nidx, use_prio, tree, leaves)
     return arrivals
 
 @no_refcount
-def _issue_all(ix, fx, sf, si, ids, start, succ, kind, cand_stream, cand_est, seg_base,
-               left, cur_seg, consts, wkey, widx, nkey, nidx, fenced, use_prio, held,
+def _issue_all(ix, fx, est, table, sf, si, ids, start, succ, kind, cand_stream, cand_est,
+               seg_base, left, cur_seg, consts, wkey, widx, nkey, nidx, fenced, use_prio, held,
                dma_free, tree, leaves, come, order):
     """_core's issue loop (from the instructions ready at the start): `order` filled;
     returns (how many issued, the estimate)."""
@@ -490,7 +489,7 @@ def _issue_all(ix, fx, sf, si, ids, start, succ, kind, cand_stream, cand_est, se
     arrivals = np.int64(0)  # (not a literal 0: one specialisation of each callee)
     for i in range(n):
         if ix[i, X_NPRED] == 0:
-            arrivals = _available(i, ix, fx, sf, si, cand_stream, cand_est, cur_seg,
+            arrivals = _available(i, ix, fx, est, sf, si, cand_stream, cand_est, cur_seg,
                                   held, fenced, wkey, widx, nkey, nidx, use_prio, tree,
                                   leaves, arrivals)
     count = 0
@@ -506,14 +505,15 @@ def _issue_all(ix, fx, sf, si, ids, start, succ, kind, cand_stream, cand_est, se
         order[count] = i
         count += 1
         # _issue
-        est = fx[i, F_EST]
-        sf[k, S_QUEUED] -= est
+        ei = est[i]
+        sf[k, S_QUEUED] -= ei
         if si[k, T_DMA]:
             q = sf[k, S_QNEXT]
-            t = (q if q > st else st) + fx[i, F_DGE]
-            data = fx[i, F_DATA]
-            share = data * fx[i, F_NENG] / engines
-            c = ix[i, X_CORE]
+            p = ix[i, X_PRICE]
+            t = (q if q > st else st) + table[p, 0]
+            data = table[p, 1]
+            share = data * table[p, 2] / engines
+            c = si[k, T_CORE]
             d0 = t + fixed
             if dma_free[c] > d0:
                 d0 = dma_free[c]
@@ -526,7 +526,7 @@ def _issue_all(ix, fx, sf, si, ids, start, succ, kind, cand_stream, cand_est, se
             sf[k, S_FREE] = sf[k, S_QNEXT]
             fx[i, F_DONE] = fin
         else:
-            fin = st + est
+            fin = st + ei
             sf[k, S_FREE] = fin
             fx[i, F_DONE] = fin + sf[k, S_LAT]
         if fin > end:
@@ -560,7 +560,7 @@ def _issue_all(ix, fx, sf, si, ids, start, succ, kind, cand_stream, cand_est, se
                 j = come[q2]
                 si[k, T_WSIZE] = _push2(wkey, widx, base, si[k, T_WSIZE],
                                         fx[j, F_READY], j)
-                sf[k, S_QUEUED] += fx[j, F_EST]
+                sf[k, S_QUEUED] += est[j]
                 _push_best(k, fx, sf, si, wkey, widx, nkey, nidx, use_prio, tree,
                            leaves)
         # successors
@@ -579,11 +579,11 @@ def _issue_all(ix, fx, sf, si, ids, start, succ, kind, cand_stream, cand_est, se
                 fx[s, F_READY] = t2
             ix[s, X_NPRED] -= 1
             if ix[s, X_NPRED] == 0:
-                arrivals = _available(s, ix, fx, sf, si, cand_stream, cand_est,
+                arrivals = _available(s, ix, fx, est, sf, si, cand_stream, cand_est,
                                       cur_seg, held, fenced, wkey, widx, nkey, nidx,
                                       use_prio, tree, leaves, arrivals)
         if fenced:  # _segment_done
-            c = ix[i, X_CORE]
+            c = si[k, T_CORE]
             sg = ix[i, X_SEG]
             left[seg_base[c] + sg] -= 1
             if left[seg_base[c] + sg] == 0 and cur_seg[c] == sg:
@@ -593,7 +593,7 @@ def _issue_all(ix, fx, sf, si, ids, start, succ, kind, cand_stream, cand_est, se
                 held[c, 1] = -1
                 while j >= 0:
                     nxt = ix[j, X_NEXT]
-                    arrivals = _available(j, ix, fx, sf, si, cand_stream, cand_est,
+                    arrivals = _available(j, ix, fx, est, sf, si, cand_stream, cand_est,
                                           cur_seg, held, fenced, wkey, widx, nkey,
                                           nidx, use_prio, tree, leaves, arrivals)
                     j = nxt
@@ -602,11 +602,11 @@ def _issue_all(ix, fx, sf, si, ids, start, succ, kind, cand_stream, cand_est, se
 
 
 @jit
-def _core(ix, fx, sf, si, ids, start, succ, kind, cand_stream, cand_est, seg_base,
-          left, cur_seg, consts, wkey, widx, nkey, nidx, fenced, use_prio):
+def _core(ix, fx, est, table, sf, si, ids, start, succ, kind, cand_stream, cand_est,
+          seg_base, left, cur_seg, consts, wkey, widx, nkey, nidx, fenced, use_prio):
     """_ListScheduler.run on arrays; returns (order, the estimate, moved indices, their
-    moves, how many). Updates ix[:, X_STREAM] and fx[:, F_EST] of the floating
-    instructions assigned."""
+    moves, how many). Updates ix[:, X_STREAM] and est of the floating instructions
+    assigned."""
     n = ix.shape[0]
     if use_prio:  # _critical_path
         for i in range(n - 1, -1, -1):
@@ -615,7 +615,7 @@ def _core(ix, fx, sf, si, ids, start, succ, kind, cand_stream, cand_est, seg_bas
                 p = fx[succ[e], F_PRIO]
                 if p > tail:
                     tail = p
-            fx[i, F_PRIO] = tail + fx[i, F_EST]
+            fx[i, F_PRIO] = tail + est[i]
     ncore = cur_seg.shape[0]
     held = np.full((ncore, 2), -1, np.int64)  # per core: first, last held (X_NEXT)
     dma_free = np.zeros(ncore)
@@ -627,8 +627,8 @@ def _core(ix, fx, sf, si, ids, start, succ, kind, cand_stream, cand_est, seg_bas
     tree = np.full(2 * leaves, -1, np.int32)
     come = np.empty(n, np.int64)  # scratch: instructions a window slide releases
     order = np.empty(n, np.int64)
-    count, end = _issue_all(ix, fx, sf, si, ids, start, succ, kind, cand_stream, cand_est,
-                            seg_base, left, cur_seg, consts, wkey, widx, nkey, nidx, fenced,
+    count, end = _issue_all(ix, fx, est, table, sf, si, ids, start, succ, kind, cand_stream,
+                            cand_est, seg_base, left, cur_seg, consts, wkey, widx, nkey, nidx, fenced,
                             use_prio, held, dma_free, tree, leaves, come, order)
     if count != n:  # a fence or window cycle would be a bug: keep every instruction
         for i in range(n):
