@@ -104,13 +104,11 @@ def test_compiled_dma_figures(unpriced, monkeypatch):
     dmas = [i for i, ins in enumerate(program.instructions) if ins.engine == "dma"]
     if unpriced:  # as priced while the engine was another
         costs[dmas[1]] = None
-    fx = compiled_schedule._arrays(ls)[1]
+    args = compiled_schedule._arrays(ls)
+    ix, table = args[0], args[3]  # (a DMA's figures: its row of the price table)
+    figures = table[ix[dmas, compiled_schedule.X_PRICE]]
     cost = ls.cost.dma.cost
-    for i, ins in enumerate(program.instructions):
-        want = (0.0, 0.0, 0.0)
-        if ins.engine == "dma":
-            c = cost(ins)
-            want = (c["dge_ns"], c["data_ns"], float(len(c["engines"])))
-        assert tuple(fx[i, compiled_schedule.F_DGE:compiled_schedule.F_NENG + 1]) == want
-    assert len({tuple(fx[i, compiled_schedule.F_DATA:compiled_schedule.F_NENG + 1])
-                for i in dmas}) > 1
+    for i, row in zip(dmas, figures):
+        c = cost(program.instructions[i])
+        assert tuple(row) == (c["dge_ns"], c["data_ns"], float(len(c["engines"])))
+    assert len({tuple(row[1:]) for row in figures}) > 1
