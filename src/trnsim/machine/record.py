@@ -18,7 +18,8 @@ _INT32 = 1 << 31
 def identities(objects, count: int = -1) -> np.ndarray:
     """id() of each of `objects` (a list, or an iterable of `count` items), read off an
     object array's pointers: map(id, ...) would make an int object per item (~4x
-    slower). The array keeps the objects alive, so equal ids mean the same object."""
+    slower). The array keeps the objects alive, so equal ids mean the same object; it
+    is the result's `.base` (where a caller wants the objects as an array too)."""
     if count < 0:
         count = len(objects)
     return np.frombuffer(np.fromiter(objects, object, count), np.intp)
