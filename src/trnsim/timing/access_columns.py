@@ -409,9 +409,11 @@ def _rows_forms(acc, form_of, at, shape, nbytes):
     rows = kind == _ROWS
     form[rows] = shape[rows, 1:]
     has = run | rows
-    forms, number = np.unique(form[has], axis=0, return_inverse=True)
-    form_of[at[has]] = number.reshape(-1)
-    return forms.reshape(-1, 3)
+    form = form[has]
+    # (columns reversed: lexsort's last key is its first, so the forms come in value order)
+    first, number = distinct_rows(form[:, ::-1])
+    form_of[at[has]] = number
+    return form[first]
 
 
 def _shape(pattern, nbytes, cbytes, dtype) -> tuple:
