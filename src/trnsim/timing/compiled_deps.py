@@ -129,8 +129,7 @@ def _run(cols, order, skip, tkey, unique, extra, remap, ntracks, first, caps):
     caps = np.maximum(np.array(caps, np.int64), 1)
     nmaps = len(cols.maps)
     while True:
-        if max(caps[2], caps[3]) > _MOST_CELLS:
-            raise OverflowError("more reader or writer cells than int32 numbers them")
+        _cells(max(int(caps[2]), int(caps[3])))
         try:
             return _collect(order, skip, tkey, unique, acc, cols.shared, cols.source,
                             cols.forms, cols.ptr, cols.wptr, remap, eptr, eprod, nmaps,
