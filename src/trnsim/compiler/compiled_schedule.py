@@ -30,9 +30,10 @@ from ..timing.scheduler import identities
 
 _RAW, _WAR = 0, 2  # schedule.py's edge kinds (_RAW, _WAW, _WAR, _ORDER)
 # per-instruction int columns
-# (X_PRICE: a DMA's row of the price table: dge, data, engines)
+# (X_PRICE: a DMA's row of the price table, whose columns are P_DGE, P_DATA, P_NENG)
 X_STREAM, X_POS, X_NPRED, X_ISSUED, X_FLOAT, X_PRICE, X_SEG, X_ARRIVAL, X_NEXT, \
     X_CAND0, X_CAND1, X_COLS = range(12)
+P_DGE, P_DATA, P_NENG = range(3)  # a DMA's DGE time, data time and number of engines
 # per-instruction float columns (the estimates: `est`, the list scheduler's own array)
 F_READY, F_DONE, F_PRIO, F_COLS = range(4)
 # per-stream float and int columns
@@ -510,9 +511,9 @@ def _issue_all(ix, fx, est, table, sf, si, ids, start, succ, kind, cand_stream, 
         if si[k, T_DMA]:
             q = sf[k, S_QNEXT]
             p = ix[i, X_PRICE]
-            t = (q if q > st else st) + table[p, 0]
-            data = table[p, 1]
-            share = data * table[p, 2] / engines
+            t = (q if q > st else st) + table[p, P_DGE]
+            data = table[p, P_DATA]
+            share = data * table[p, P_NENG] / engines
             c = si[k, T_CORE]
             d0 = t + fixed
             if dma_free[c] > d0:
