@@ -14,8 +14,8 @@ import numpy as np
 
 from .access import Access
 from .expand_parts import operand_columns
-from .record import (Allocation, Instruction, copy_columns, defer_operands, identities,
-                     set_operands)
+from .record import (Allocation, Instruction, copy_columns, defer_operands, held_reads,
+                     held_writes, identities, pending_operands, set_operands)
 
 repeat = itertools.repeat
 _new_access = tuple.__new__  # (an Access from its 18 fields, as machine/access.py makes them)
@@ -23,9 +23,7 @@ _new_access = tuple.__new__  # (an Access from its 18 fields, as machine/access.
 
 _VADDR = Allocation.__slots__.index("vaddr")
 _ALLOC_FIELDS = operator.attrgetter(*Allocation.__slots__)  # (`Allocation(*fields)`: a copy)
-_STATICS = operator.attrgetter("core", "engine", "opcode", "reads", "writes", "location",
-                               "attrs", "queue")
-_SIDES = operator.attrgetter("reads", "writes")
+_STATICS = operator.attrgetter("core", "engine", "opcode", "location", "attrs", "queue")
 # blocks of at least this many copies (and _SMALL_PLACES moving operands) make each
 # moving operand's copies, then each reads or writes tuple's, at once; smaller ones (a
 # wide template copied a few times) every tuple of a group at once
@@ -233,14 +231,15 @@ class Copier:
         self.layout = lay = layout
         self.keys, self.starts, self.stops = lay.keys, lay.starts, lay.stops
         self.index_cols, self.moving = lay.index_cols, lay.moving
-        accesses = list(itertools.chain.from_iterable(itertools.chain.from_iterable(
-            map(_SIDES, tmpl))))
-        last = plan.rows[-1]
+        self.last = last = plan.rows[-1]  # (the template's numbers)
         self.moving_attrs = [(b, span, last[span].tolist(), key)
                              for b, span, key in lay.moving_attrs]
-        self.statics = [list(f) for f in zip(*map(_STATICS, tmpl))] if tmpl else [[]] * 8
-        self.operands = Operands(lay, len(tmpl), accesses, self.statics[3],
-                                 self.statics[4])
+        statics = [list(f) for f in zip(*map(_STATICS, tmpl))] if tmpl else [[]] * 6
+        # (core, engine, opcode, reads, writes, ...: the tuples the template holds, a
+        # loop copy's among them its own template's where its own are not made yet)
+        statics[3:3] = list(map(held_reads, tmpl)), list(map(held_writes, tmpl))
+        self.statics = statics
+        self.operands = Operands(lay, tmpl, statics[3], statics[4])
         allocs = [p.allocations[i] for i in range(a_start, a_stop)]
         self.template_ids = [al.id for al in allocs]
         self.alloc_keys, self.alloc_cols = lay.alloc_keys, lay.alloc_cols
@@ -254,11 +253,16 @@ class Copier:
     def fields(self) -> np.ndarray | None:
         """For Layout.same_operands: what a moving operand's copies keep, objects by
         identity (as access columns read the role's and shape's:
-        timing/access_columns.py), and the kept offset, partitions."""
-        if not self.layout.moving_at:
+        timing/access_columns.py), and the kept offset, partitions (the template's
+        numbers: a template operand held where its own is not made yet keeps the
+        other objects, `Operands`)."""
+        at = self.layout.moving_at
+        if not at:
             return None
-        kept = self.operands.kept
-        return np.column_stack([*map(identities, kept[:8] + kept[13:17]), *kept[8:11]])
+        held = self.operands.held_accesses
+        kept = list(zip(*map(held.__getitem__, at)))
+        return np.column_stack([*map(identities, kept[:8] + kept[13:17]),
+                                self.last[self.moving[:, :3]]])
 
     def append(self, p, values: np.ndarray, stats) -> list:
         """Append the copies for the rows of `values` (noting them in `stats`, when
@@ -368,16 +372,77 @@ class Copier:
 
 
 class Operands:
-    """What a Copier makes its copies' moving operands from: its layout and template's
-    accesses, no instruction (a block whose operands are made when first read holds it,
-    `_PendingOperands`, and must not keep its template alive)."""
+    """What a Copier makes its copies' moving operands from: its layout and template
+    iteration's operands, no instruction (a block whose operands are made when first
+    read holds it, `_PendingOperands`, and must not keep its template alive). A loop
+    copy among the template's instructions (a loop's template holds its inner loops'
+    copies) whose own reads and writes are not made yet holds its template's (`held`,
+    machine/record.py `defer_operands`: the same objects but for the offset, box and
+    alloc of the operands that move), which the copies hold meanwhile too; its own are
+    taken when its block gives them (`given`: a pass may replace them after), or made
+    from its block's numbers when first needed (`own`; a pending block of these copies
+    keeps that block's numbers until it lets go: `_PendingOperands.holds`)."""
 
-    def __init__(self, layout: Layout, width: int, accesses: list, reads: list,
-                 writes: list):
-        self.layout, self.width, self.accesses = layout, width, accesses
+    def __init__(self, layout: Layout, templates: list, reads: list, writes: list):
+        self.layout, self.width = layout, len(templates)
         self.moving = layout.moving
-        self.reads, self.writes = reads, writes  # (the template's tuples)
+        self.held = (reads, writes)  # (the tuples the template holds)
         self._kept_first = (None, None)  # (the kinds' firsts, their `kept` fields)
+        self._reads, self._writes = list(reads), list(writes)  # (own: None not known)
+        self._waiting = []  # (block, positions there, here) of copies not given theirs
+        pendings, runs = pending_operands(templates)
+        if runs is None:
+            return
+        for j, (pending, _) in enumerate(pendings):
+            mine = runs[runs[:, 2] == j]
+            at = np.concatenate([np.arange(s, e) for s, e, _ in mine.tolist()]).tolist()
+            ks = pending.positions(list(map(templates.__getitem__, at))).tolist()
+            for b in at:
+                self._reads[b] = self._writes[b] = None
+            pending.dependents.append((weakref.ref(self), dict(zip(ks, at))))
+            self._waiting.append((pending, ks, at))
+
+    def waiting(self) -> list:
+        """(block, positions there, positions here) of the template's copies whose own
+        reads and writes are not known yet."""
+        return self._waiting
+
+    def own(self) -> tuple:
+        """The template's own reads and writes tuples (lists)."""
+        for pending, ks, at in self._waiting:
+            missing = [(k, b) for k, b in zip(ks, at) if self._reads[b] is None]
+            if missing:
+                there, here = zip(*missing)
+                reads, writes = pending.own(there)
+                _put(self._reads, here, reads)
+                _put(self._writes, here, writes)
+        self._waiting = []
+        return self._reads, self._writes
+
+    def given(self, wanted: dict, ks: list, reads: list, writes: list) -> None:
+        """The copies at positions `ks` of a block among the template's instructions
+        (`wanted`: those positions' instructions here) are given `reads`, `writes`."""
+        for b, r, w in zip(map(wanted.get, ks), reads, writes):
+            if b is not None:
+                self._reads[b], self._writes[b] = r, w
+
+    @property
+    def reads(self) -> list:
+        return self.own()[0]
+
+    @property
+    def writes(self) -> list:
+        return self.own()[1]
+
+    @functools.cached_property
+    def accesses(self) -> list:
+        """The template's own operands (each instruction's reads, then its writes)."""
+        return _flat(*self.own())
+
+    @functools.cached_property
+    def held_accesses(self) -> list:
+        """`accesses` as the template holds them."""
+        return _flat(*self.held)
 
     @functools.cached_property
     def kept(self) -> list:
@@ -390,8 +455,8 @@ class Operands:
     def _operand_starts(self) -> list:
         """Where each template instruction's operands (its reads, then its writes) start
         among all of them, and where the last one's end."""
-        return [0, *itertools.accumulate(map(operator.add, map(len, self.reads),
-                                             map(len, self.writes)))]
+        return [0, *itertools.accumulate(map(operator.add, *map(map, repeat(len),
+                                                                self.held)))]
 
     def one(self, nums: np.ndarray, b: int, allocs: dict) -> tuple:
         """The reads and writes of one copy of template instruction b (`nums`: that
@@ -399,7 +464,8 @@ class Operands:
         lo, hi = self._operand_starts[b], self._operand_starts[b + 1]
         at = self.layout.moving_at
         j0, j1 = bisect.bisect_left(at, lo), bisect.bisect_left(at, hi)
-        reads, writes = self.reads[b], self.writes[b]
+        own = self.own() if self._reads[b] is None else (self._reads, self._writes)
+        reads, writes = own[0][b], own[1][b]
         if j0 == j1:
             return reads, writes
         ops = list(reads + writes)
@@ -423,7 +489,8 @@ class Operands:
         time, `_by_operand`, which shares none of a copy's; `keep`: their positions,
         Layout.positions)."""
         width = self.width
-        reads, writes = self.reads * n, self.writes * n
+        reads, writes = self.own()
+        reads, writes = reads * n, writes * n
         if len(self.moving):
             sides = (reads, writes)
             if by_column:
@@ -510,11 +577,12 @@ class _PendingOperands:
     compares them may have a few of a wide template's copies' made apart (`peek`).
     It holds no instruction (their class, which holds it, is in a cycle that only the
     collector frees): their ids, and the program weakly; and it lets go of what makes
-    them once none is left to make (`live`: those of their class, and those the
-    allocation took, which it counts back: compiler/compiled_allocation.py)."""
+    them once none is left to make (`live`: those of their class, those the allocation
+    took, which it counts back: compiler/compiled_allocation.py, and the pending blocks
+    of an outer loop's copies whose template holds some not made yet: `holds`)."""
     __slots__ = ("operands", "nums", "n", "width", "allocs", "same", "by_column", "ids",
                  "program", "start", "index0", "deferred", "live", "singles", "row_made",
-                 "stash", "peeks")
+                 "stash", "peeks", "dependents", "holds")
 
     def __init__(self, operands: Operands, made: list, nums, n, allocs, same, by_column,
                  program):
@@ -531,6 +599,14 @@ class _PendingOperands:
         self.row_made = None  # (per copy: its operands made)
         self.stash = {}  # position -> (reads, writes) of one of a copy made, not given yet
         self.peeks = 0
+        # (the Operands, weakly, of loops whose template holds some of the copies, with
+        # their positions: Operands.given)
+        self.dependents = []
+        # the blocks whose copies in the template are not given theirs yet: each counts
+        # this one as one of them (`live`) until it lets go
+        self.holds = [pending for pending, _, _ in operands.waiting()]
+        for pending in self.holds:
+            pending.live += 1
 
     def make(self, ins) -> None:
         """Make the reads and writes of `ins`, a copy of the block (of its class)."""
@@ -562,8 +638,9 @@ class _PendingOperands:
         if stash:
             held = np.fromiter(map(stash.__contains__, ks.tolist()), bool, len(ks))
             if held.any():
-                got = list(map(stash.pop, ks[held].tolist()))
-                parts.append((list(itertools.compress(instrs, held)),
+                taken = ks[held].tolist()
+                got = list(map(stash.pop, taken))
+                parts.append((list(itertools.compress(instrs, held)), taken,
                               [x[0] for x in got], [x[1] for x in got]))
                 instrs, ks = list(itertools.compress(instrs, ~held)), ks[~held]
         if len(ks):
@@ -571,19 +648,39 @@ class _PendingOperands:
             reads, writes = self._made(rows)
             at = (rows[:, None] * w + np.arange(w)).ravel()
             if np.array_equal(at, ks):
-                parts.append((instrs, reads, writes))
+                parts.append((instrs, ks, reads, writes))
             else:
                 mine = np.searchsorted(at, ks)
-                parts.append((instrs, list(map(reads.__getitem__, mine.tolist())),
+                parts.append((instrs, ks, list(map(reads.__getitem__, mine.tolist())),
                               list(map(writes.__getitem__, mine.tolist()))))
                 others = np.ones(len(at), bool)
                 others[mine] = False
                 for i, k in zip(np.flatnonzero(others).tolist(), at[others].tolist()):
                     stash[k] = (reads[i], writes[i])
-        reverted = sum(set_operands(*part, self.deferred) for part in parts)
+        for ref, wanted in self.dependents:
+            outer = ref()
+            if outer is not None:
+                for _, at, reads, writes in parts:
+                    outer.given(wanted, np.asarray(at).tolist(), reads, writes)
+        reverted = sum(set_operands(instrs, reads, writes, self.deferred)
+                       for instrs, _, reads, writes in parts)
         if not stash and self.row_made.all():
             self._let_go_all()
         self.let_go(reverted)
+
+    def own(self, ks) -> tuple:
+        """The reads and writes (lists) of the copies at positions `ks`, none given
+        theirs yet, as `give` gives them: stashed (made with their copies) until it
+        does."""
+        stash, w = self.stash, self.width
+        rows = sorted({k // w for k in ks if k not in stash})
+        if rows:
+            rows = np.array(rows, np.int64)
+            reads, writes = self._made(rows)
+            at = (rows[:, None] * w + np.arange(w)).ravel().tolist()
+            stash.update(zip(at, zip(reads, writes)))
+        got = list(map(stash.__getitem__, ks))
+        return [x[0] for x in got], [x[1] for x in got]
 
     def peek(self, ins) -> tuple:
         """The reads and writes `make` gives `ins`, a copy of the block (of its class):
@@ -625,6 +722,10 @@ class _PendingOperands:
     def _let_go_all(self) -> None:
         self.operands = self.nums = self.allocs = self.same = self.ids = None
         self.program = self.row_made = self.stash = None
+        self.dependents = ()
+        holds, self.holds = self.holds, ()
+        for pending in holds:
+            pending.let_go()
 
     def _made(self, rows: np.ndarray) -> tuple:
         """The reads and writes (flat lists) of the copies `rows` (ascending)."""
@@ -711,6 +812,13 @@ def _kinds(key: np.ndarray):
     if len(first) > _DISTINCT * len(key) or not (key[first][kind] == key).all():
         return None, None
     return first, kind
+
+
+def _flat(reads: list, writes: list) -> list:
+    """The operands of instructions whose reads and writes tuples are `reads`, `writes`,
+    in order (each instruction's reads, then its writes)."""
+    return list(itertools.chain.from_iterable(itertools.chain.from_iterable(
+        zip(reads, writes))))
 
 
 def _put(out: list, where: list, items) -> None:

@@ -269,7 +269,8 @@ class Allocation:
 @dataclass(slots=True)
 class CopyTemplate:
     """The template iteration that copies (CopiedBlock) repeat: its instructions from
-    `start` on (`first` the first of them), their reads and writes tuples, and the
+    `start` on (`first` the first of them), the reads and writes tuples they held
+    (`held_reads`: a loop copy's its template's where its own were not made), and the
     positions among their accesses (each instruction's reads, then its writes) of the
     operands each copy has its own of (`moving`: every other operand of a copy is the
     template's object, and a moving one differs from it only in its offset, box and
@@ -284,13 +285,13 @@ class CopyTemplate:
 
     def held_by(self, instrs: list) -> bool:
         """Whether `instrs` hold its instructions where it was noted (its first one, and
-        its last one's reads and writes: a pass that changes accesses makes new
-        tuples)."""
+        the reads and writes its last one holds: a pass that changes accesses makes
+        new tuples)."""
         s, e = self.start, self.start + len(self.reads)
         if s < 0 or e > len(instrs) or instrs[s] is not self.first:
             return False
         last = instrs[e - 1]
-        return last.reads is self.reads[-1] and last.writes is self.writes[-1]
+        return held_reads(last) is self.reads[-1] and held_writes(last) is self.writes[-1]
 
 
 @dataclass(slots=True)
