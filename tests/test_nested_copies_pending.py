@@ -148,3 +148,33 @@ def test_a_profile_dies_with_its_run_without_the_collector(name, read):
         assert _instructions() == before
     finally:
         gc.enable()
+
+
+def test_hoisting_makes_the_end_copies_of_a_small_block(monkeypatch):
+    """Hoisting visits the end copies of a block from 64 instructions on
+    (compiler/hoist.py `_visited`: 60 copies of a k loop's 3), which alone are made."""
+    pytest.importorskip("numba")
+    monkeypatch.setenv(compiled.ENV, "1")
+    compile_program = Run.compile
+    with monkeypatch.context() as m:
+        m.setattr(Run, "compile", lambda self: None)
+        run = _run(tiled_matmul, np.zeros((8192, 128), np.float32),
+                   np.zeros((8192, 512), np.float32))
+    made = []
+    real = expand_copy.Operands.make
+
+    def counted(self, nums, n, *args, **kwargs):
+        made.append(n)
+        return real(self, nums, n, *args, **kwargs)
+    monkeypatch.setattr(expand_copy.Operands, "make", counted)
+    compile_program(run)
+    assert made == [1, 1]
+
+
+def test_a_pending_copy_that_dies_counts_its_block_down():
+    instrs = _recorded("matmul").program.instructions
+    k = max(k for k, i in enumerate(instrs) if isinstance(i, _Deferred))
+    pending = type(instrs[k])._pending
+    live = pending.live
+    del instrs[k]
+    assert pending.live == live - 1 and pending.operands is not None

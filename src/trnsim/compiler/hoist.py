@@ -37,8 +37,9 @@ _PLAIN = ("dma_copy",)
 _ATTRS = attrgetter("attrs")
 _EXPLICIT = attrgetter("explicit")
 # blocks of at least this many instructions are looked at as blocks (`_visited`): in
-# smaller ones the template's analysis costs more than visiting the copies
-_MANY = 256
+# smaller ones the template's analysis costs more than visiting the copies (which makes
+# the operands of those not made yet: machine/expand_copy.py _PendingOperands)
+_MANY = 64
 _FEW_COPIES = 4  # ... and templates copied at least this many times (over their blocks)
 # blocks within a template of at least this many instructions are read off their own
 # templates

@@ -157,8 +157,10 @@ def defer_operands(instrs: list, pending) -> type:
     """Make `instrs` (copies holding their template's reads and writes) Instructions
     whose own are made when first read: `pending.make(ins)` sets them (`set_operands`)
     on `ins`, or on more of them, `pending.make()` on all that are not made yet.
-    Returns their class."""
-    cls = type("_Deferred", (_Deferred,), {"__slots__": (), "_pending": pending})
+    Returns their class. (Its `__del__` is `pending.let_go` itself: a bound method is
+    called with no argument, one Python call a death instead of two.)"""
+    cls = type("_Deferred", (_Deferred,), {"__slots__": (), "_pending": pending,
+                                           "__del__": pending.let_go})
     deque(map(setattr, instrs, repeat("__class__"), repeat(cls)), 0)
     return cls
 
