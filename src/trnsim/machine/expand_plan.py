@@ -121,16 +121,15 @@ class Plan:
         (key, drift, layout) of this loop's last expansion (period 1), which the samples
         must repeat; the plan then starts from its layout (one sample, which shows no
         step of its own: the last iteration checks the frame's state, as for `start`).
-        `start`: (the state before
-        iteration 0, the loop index's name) when iteration 0 alone (`marks`: the state
-        before iteration 1) is to repeat `known`: the model is then `known`'s from
-        iteration 0 on, and the last iteration checks the frame's state as the samples
-        would have (`matches`). `first`: (the record's state before iteration 0, the
-        loop index's name) when iteration 0's record is to make up for samples too few
-        for a model (machine/expand.py's FEW): the record's numbers are modelled from
-        iteration 0 on, the frame's from the samples (before iteration 0 it may hold
-        what the code before the loop left), which the last iteration checks
-        (`matches`)."""
+        `start`: (the state before iteration 0, the loop index's name) when iteration
+        0 alone (`marks`: the state before iteration 1) is to repeat `known`: the model
+        is then `known`'s from iteration 0 on, and the last iteration checks the
+        frame's state as the samples would have (`matches`). `first`: (the record's
+        state before iteration 0, the loop index's name) when iteration 0's record is
+        to make up for samples too few for a model (machine/expand.py's FEW): the
+        record's numbers are modelled from iteration 0 on, the frame's from the samples
+        (before iteration 0 it may hold what the code before the loop left), which the
+        last iteration checks (`matches`)."""
         if first is not None:
             zero, index = first
             plan, more = cls._derived(run, marks, core, periods, None, zero)

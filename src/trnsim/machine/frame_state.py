@@ -51,7 +51,7 @@ def frame_values(frame, before: dict | None = None):
             continue
         if t is list:
             lists[k] = _list_state(v)
-            out[k] = _TILES_ONLY if _ONLY_TILES.issuperset(map(type, v[:_ITEMS])) \
+            out[k] = _ITEMLESS if _ONLY_TILES.issuperset(map(type, v[:_ITEMS])) \
                 else _list_items(v, classes)
             continue
         if _is_plain(t):
@@ -91,7 +91,7 @@ def frame_values(frame, before: dict | None = None):
 
 
 _ONLY_TILES = frozenset((NkiTensor,))
-_TILES_ONLY = ("list items", ())  # (tiles have no item state)
+_ITEMLESS = ("list items", ())  # a list of tiles only (tiles have no item state)
 
 
 def _list_items(v: list, classes: dict) -> tuple:
