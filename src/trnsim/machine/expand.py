@@ -21,8 +21,10 @@ when its iteration 0 repeats its last model's structure (objects of its frame by
 state, not identity: `expand_plan.same_model`) and changes no object of the frame: it
 appends iterations 1.. from iteration 0 by the model's step, and its last iteration
 checks that step (the record's numbers, the frame's ints) and that the frame's objects
-keep their state; if not, the entry is sampled afresh. Else it samples iterations
-1..RESAMPLES, which must repeat the model's structure and step. Either way it copies
+keep their state; if not, the entry is sampled afresh. Else (a first-iteration
+special case: a matmul group's start) it samples iteration 1, which must repeat the
+model's structure and is checked so in the last iteration, or iterations
+1..RESAMPLES, which must repeat its structure and step. Either way it copies
 with the layout it derived then (expand_copy.Layout) while it fits. Lists the
 body appends its tiles to grow by copies over the expanded iterations' allocations, and
 a tensor each iteration rebinds to one it made (`acc = nl.add(acc, t)`) is rebound to
@@ -246,9 +248,9 @@ def _expanding(run, rng: range, before, frame, site, marks: list, stats, start):
     core = runtime.current_core().id
     known = stats.known.get(site)
     sampling = _SAMPLING
-    if known is not None:  # no sample when iteration 0 repeats the model
-        sampling = ((0, (1,)), (RESAMPLES, (1,)), *_SAMPLING) if start is not None \
-            else ((RESAMPLES, (1,)), *_SAMPLING)
+    if known is not None:  # no sample when iteration 0 repeats the model, else one
+        sampling = ((0, (1,)), (1, (1,)), (RESAMPLES, (1,)), *_SAMPLING) \
+            if start is not None else ((RESAMPLES, (1,)), *_SAMPLING)
     elif marks[0] is not None:  # a short heavy loop: FEW samples where iteration 0 agrees
         sampling = ((FEW, (1,)), *_SAMPLING)
     while True:

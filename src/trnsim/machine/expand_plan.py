@@ -119,16 +119,17 @@ class Plan:
         """(plan or None, whether more samples could give a plan) from the iterations
         between `marks` (the states before iterations 1, 2, ..., samples + 1). `known`:
         (key, drift, layout) of this loop's last expansion (period 1), which the samples
-        must repeat; the plan then starts from its layout. `start`: (the state before
-        iteration 0, the loop index's name) when iteration 0 alone (`marks`: the state
-        before iteration 1) is to repeat `known`: the model is then `known`'s from
-        iteration 0 on, and the last iteration checks the frame's state as the samples
-        would have (`matches`). `first`: (the record's state before iteration 0, the
-        loop index's name) when iteration 0's record is to make up for samples too few
-        for a model (machine/expand.py's FEW): the record's numbers are modelled from
-        iteration 0 on, the frame's from the samples (before iteration 0 it may hold
-        what the code before the loop left), which the last iteration checks
-        (`matches`)."""
+        must repeat; the plan then starts from its layout (one sample, which shows no
+        step of its own: the last iteration checks the frame's state, as for `start`).
+        `start`: (the state before iteration 0, the loop index's name) when iteration
+        0 alone (`marks`: the state before iteration 1) is to repeat `known`: the model
+        is then `known`'s from iteration 0 on, and the last iteration checks the
+        frame's state as the samples would have (`matches`). `first`: (the record's
+        state before iteration 0, the loop index's name) when iteration 0's record is
+        to make up for samples too few for a model (machine/expand.py's FEW): the
+        record's numbers are modelled from iteration 0 on, the frame's from the samples
+        (before iteration 0 it may hold what the code before the loop left), which the
+        last iteration checks (`matches`)."""
         if first is not None:
             zero, index = first
             plan, more = cls._derived(run, marks, core, periods, None, zero)
@@ -139,7 +140,13 @@ class Plan:
                 plan.index, plan.checks_frame, plan.after_first = index, True, marks[-1]
             return plan, more
         if start is None:
-            return cls._derived(run, marks, core, periods, known)
+            plan, more = cls._derived(run, marks, core, periods, known)
+            if plan is not None and known is not None and len(marks) == 2:
+                # one sample repeats `known`: no step of its own, as with `start`
+                plan.checks_frame, plan.after_first = True, marks[1]
+                if not plan._unchanged(marks[0], marks[1]):
+                    return None, True
+            return plan, more
         state, index = start
         if state is None or known is None or len(marks) != 1:
             return None, True

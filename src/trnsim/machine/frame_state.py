@@ -46,7 +46,15 @@ def frame_values(frame, before: dict | None = None):
         if t is int:
             out[k] = v
             continue
-        if _is_plain(t):  # (what the branches below do for it, without their checks)
+        if t is NkiTensor:  # (what the branches below do for them, without their checks)
+            tensors[k] = v
+            continue
+        if t is list:
+            lists[k] = _list_state(v)
+            out[k] = _ITEMLESS if _ONLY_TILES.issuperset(map(type, v[:_ITEMS])) \
+                else _list_items(v, classes)
+            continue
+        if _is_plain(t):
             attrs = v.__dict__
             if type(attrs) is dict and attrs:
                 if isinstance(attrs.get("core"), NkiTensor):  # (tensor_core)
@@ -59,13 +67,6 @@ def frame_values(frame, before: dict | None = None):
                 continue
         if tensor_core(v) is not None:
             tensors[k] = v
-        elif type(v) is list:
-            lists[k] = _list_state(v)
-            head = v[:_ITEMS]  # tiles have no item state: a list of tiles only, none
-            items = () if _ONLY_TILES.issuperset(map(type, head)) else \
-                [x for x in head if type(x) is not NkiTensor]
-            out[k] = ("list items", tuple(_state(x, _DEPTH - 1, classes) for x in items
-                                          if tensor_core(x) is None))
         elif type(v) in PLAIN or type(v) is bytes:
             out[k] = ("=", v)
         elif not isinstance(v, _OPAQUE):
@@ -90,6 +91,13 @@ def frame_values(frame, before: dict | None = None):
 
 
 _ONLY_TILES = frozenset((NkiTensor,))
+_ITEMLESS = ("list items", ())  # a list of tiles only (tiles have no item state)
+
+
+def _list_items(v: list, classes: dict) -> tuple:
+    """The state of a list's first items but its tensors (`frame_values`)."""
+    return ("list items", tuple(_state(x, _DEPTH - 1, classes) for x in v[:_ITEMS]
+                                if type(x) is not NkiTensor and tensor_core(x) is None))
 
 
 def frame_lists(frame) -> dict:
