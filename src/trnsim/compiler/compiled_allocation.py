@@ -31,6 +31,7 @@ from operator import add, attrgetter, eq
 import numpy as np
 
 from ..machine.access import with_bytes, with_bytes_all
+from ..machine.allocations import allocation_columns
 from ..machine.compiled import jit
 from ..machine.record import (Instruction, MadeWhenRead, Program, held_reads,
                               held_writes, pending_operands, run_starts)
@@ -461,7 +462,9 @@ class _Allocs:
     reads of them alone)."""
 
     def __init__(self, allocs: dict, keys: list):
-        aids = np.fromiter(allocs.keys(), np.int64, len(allocs))
+        aids, (space, core, explicit, vaddr, block_bytes, row_bytes) = allocation_columns(
+            allocs, {"space": object, "core": np.int64, "explicit": np.bool_,
+                     "vaddr": np.int64, "block_bytes": np.int64, "row_bytes": np.int64})
         self.valid = not len(aids) or (aids.min() >= 0 and aids.max() <= 4 * len(aids) + 1024)
         self.width = int(aids.max()) + 1 if len(aids) and self.valid else 0
         width = max(self.width, 1)  # (an id-0 row to index when there is none)
@@ -474,17 +477,11 @@ class _Allocs:
         self.blocks = np.zeros(width, np.int64)
         if not self.width:
             return
-        allocations = list(allocs.values())
-        arena_of = {k: n for n, k in enumerate(keys)}
-        places = zip(map(attrgetter("space"), allocations),
-                     map(attrgetter("core"), allocations))
-        self.arena[aids] = np.fromiter(map(arena_of.get, places, repeat(-1)), np.int64,
-                                       len(aids))
-        for name, column in (("explicit", self.explicit), ("vaddr", self.vaddr),
-                             ("block_bytes", self.block_bytes),
-                             ("row_bytes", self.row_bytes)):
-            column[aids] = np.fromiter(map(attrgetter(name), allocations), column.dtype,
-                                       len(aids))
+        for n, (sp, c) in enumerate(keys):
+            self.arena[aids[(space == sp) & (core == c)]] = n
+        for column, values in ((self.explicit, explicit), (self.vaddr, vaddr),
+                               (self.block_bytes, block_bytes), (self.row_bytes, row_bytes)):
+            column[aids] = values
         ex = aids[self.explicit[aids]]
         self.declared[ex] = np.fromiter(
             map(attrgetter("declared_at"), map(allocs.__getitem__, ex.tolist())), np.int64,
