@@ -43,6 +43,7 @@ FALLBACK = -1
 _UNUSED = np.iinfo(np.int64).max  # (a block's first use, before any)
 _INDEX = attrgetter("index")
 _RUN_COMPARED = 16  # the most block uses of an instruction _first_uses compares
+_INT32 = 1 << 31
 _CHUNK = 1 << 11  # accesses moved per chunk (the virtual and physical ones of a chunk
 # are alive together)
 
@@ -662,12 +663,12 @@ def _plan(program, u: _Uses, al: _Allocs, keys, caps, start, size, order, notes,
           peak) -> MemoryPlan:
     """The MemoryPlan _Allocator.run would make, its placements as columns."""
     x, of = u.ex_ids, u.blk_alloc[order]  # explicit tensors first, then the blocks
-    columns = PlacementColumns(
+    columns = PlacementColumns(*map(_narrow, (
         np.concatenate((x, of)), np.concatenate((np.zeros_like(x), order - u.base[of])),
         np.concatenate((al.vaddr[x], start[order])),
         np.concatenate((al.row_bytes[x], size[order])),
         np.concatenate((al.declared[x], u.first[order])),
-        np.concatenate((u.ex_last[x], u.last[order])))
+        np.concatenate((u.ex_last[x], u.last[order])))))
     plan = MemoryPlan(program.allocations, {k: int(c) for k, c in zip(keys, caps)},
                       placement_columns=columns)
     for n, k in enumerate(keys):
@@ -677,11 +678,24 @@ def _plan(program, u: _Uses, al: _Allocs, keys, caps, start, size, order, notes,
         last = np.ones(len(at), np.bool_)  # a note at the same index replaces the step
         last[:-1] = at[1:] != at[:-1]
         steps = Steps()
-        steps.at = array("q", at[last].astype(np.int64).tobytes())
-        steps.value = array("q", used[last].astype(np.int64).tobytes())
+        steps.at, steps.value = map(_int_array, (at[last], used[last]))
         plan.usage[k] = steps
         plan.peak[k] = int(peak[n])
     return plan
+
+
+def _narrow(values: np.ndarray) -> np.ndarray:
+    """An int array as int32 where its values fit (the plan keeps a column per
+    placement: half the bytes)."""
+    if not len(values) or (values.min() >= -_INT32 and values.max() < _INT32):
+        return values.astype(np.int32)
+    return values
+
+
+def _int_array(values: np.ndarray) -> array:
+    """An int array as an array("i") where its values fit, else array("q")."""
+    values = _narrow(values)
+    return array("i" if values.dtype == np.int32 else "q", values.tobytes())
 
 
 def _physical(u: _Uses, start, size) -> tuple:
