@@ -26,14 +26,13 @@ class _Block:
 
     def __init__(self, start, stop, base, template, declared, vaddr):
         self.start, self.stop, self.base = start, stop, base
-        self.template = template  # per field, the template's values (width of them)
+        self.template = template  # the template's allocations' fields (a tuple each)
         self.declared = declared  # an int64 array per position
         self.vaddr = vaddr  # an int64 array per position, None: the template's
 
     def made(self, key: int) -> Allocation:
         j = key - self.start + self.base
-        t = self.template
-        values = [f[j % len(t[0])] for f in t]
+        values = list(self.template[j % len(self.template)])
         values[_ID] = key
         values[_DECLARED] = int(self.declared[j])
         if self.vaddr is not None:
@@ -53,10 +52,13 @@ class _Block:
             return self.declared[at].astype(dtype)
         if name == "vaddr" and self.vaddr is not None:
             return self.vaddr[at].astype(dtype)
-        template = self.template[_FIELDS.index(name)]
-        values = np.empty(len(template), dtype)
-        values[:] = template
-        return values[at % len(template)]
+        return self.field(name, dtype)[at % len(self.template)]
+
+    def field(self, name: str, dtype) -> np.ndarray:
+        """Field `name` of the template's allocations."""
+        values = np.empty(len(self.template), dtype)
+        values[:] = [t[_FIELDS.index(name)] for t in self.template]
+        return values
 
 
 class Allocations(MutableMapping):
@@ -160,7 +162,7 @@ class Allocations(MutableMapping):
         values) with ids from `start` (at least `top()`), as many as `declared` (their
         declared_at) lists; `vaddr`: theirs, None where they are the template's."""
         stop = start + len(declared)
-        self._blocks.append(_Block(start, stop, 0, template, declared, vaddr))
+        self._blocks.append(_Block(start, stop, 0, list(zip(*template)), declared, vaddr))
         self._starts.append(start)
         self._in_blocks += len(declared)
         self._top = stop
@@ -181,7 +183,7 @@ class Allocations(MutableMapping):
                 at = np.flatnonzero(inside & (k == number))
                 j = keys[at] - b.start + b.base
                 vaddr[at] = b.vaddr[j] if b.vaddr is not None else \
-                    np.array(b.template[_VADDR], np.int64)[j % len(b.template[0])]
+                    b.field("vaddr", np.int64)[j % len(b.template)]
             rest = np.flatnonzero(~inside).tolist()
         own = self._own
         for n in rest:
