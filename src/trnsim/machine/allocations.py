@@ -56,8 +56,9 @@ class _Block:
 
     def field(self, name: str, dtype) -> np.ndarray:
         """Field `name` of the template's allocations."""
+        k = _FIELDS.index(name)
         values = np.empty(len(self.template), dtype)
-        values[:] = [t[_FIELDS.index(name)] for t in self.template]
+        values[:] = [t[k] for t in self.template]
         return values
 
 

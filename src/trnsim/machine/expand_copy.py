@@ -35,8 +35,10 @@ _BY_COLUMN = 32
 # instruction that instruction's index object (`_declared`: its NumPy calls cost more
 # than the ints they save in smaller ones)
 _SHARED_DECLARATIONS = 256
-# blocks of at least this many allocations keep them as columns (machine/allocations.py)
-_ALLOCATION_COLUMNS = 64
+# blocks of at least this many copies keep their allocations as columns
+# (machine/allocations.py; fewer are read, by an outer loop's copies and hoisting, at
+# about 1 us each, before their columns would save much)
+_ALLOCATION_COLUMNS = 256
 assert Allocation.__slots__[0] == "id" and Allocation.__slots__[-1] == "declared_at"
 # an instruction's structure key's (machine/expand_parts.py `instruction_parts`): its
 # engine, opcode, number of reads, operands (an Access's fields role..pattern, ...)
@@ -306,13 +308,13 @@ class Copier:
             return []
         n = len(values)
         allocs = p.allocations
-        if type(allocs) is not Allocations:
-            allocs = p.allocations = Allocations(allocs)
         ids = values[:, self.alloc_cols].ravel()
         vaddr = np.where(self.explicit, values[:, self.alloc_cols + 2], self.vaddrs).ravel() \
             if self.layout.any_explicit else None
-        if len(ids) >= _ALLOCATION_COLUMNS and ids[0] >= allocs.top() and \
-                (np.diff(ids) == 1).all():  # (kept as columns)
+        if n >= _ALLOCATION_COLUMNS and (np.diff(ids) == 1).all() and ids[0] >= (
+                allocs.top() if type(allocs) is Allocations else max(allocs, default=-1) + 1):
+            if type(allocs) is not Allocations:  # (kept as columns from the first on)
+                allocs = p.allocations = Allocations(allocs)
             allocs.add_block(int(ids[0]), self.alloc_fields,
                              values[:, self.layout.declared_cols].ravel().astype(np.int64),
                              vaddr if vaddr is None else vaddr.astype(np.int64))
