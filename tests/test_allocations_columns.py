@@ -98,3 +98,25 @@ def test_a_timing_only_run_keeps_its_copies_allocations_as_columns():
     assert isinstance(allocs, Allocations) and allocs._blocks
     assert len(allocs._made) < len(allocs) // 10
     assert run.program.memory.allocations is allocs
+
+
+def test_copies_as_columns_read_as_copies_made_as_objects(monkeypatch):
+    """A block of copies large enough to keep as columns gives the allocations (fields,
+    declaration points) and the record the objects' path gives."""
+    from test_expand import _record, _run
+    from trnsim.machine.runtime import Run
+    monkeypatch.setattr(Run, "compile", lambda self: None)
+    iterations = expand_copy._ALLOCATION_COLUMNS + 50
+    x = np.ones((128, 8 * iterations), np.float32)
+    run = _run(fidelity.strided_stores, x)
+    p = run.program
+    assert isinstance(p.allocations, Allocations) and p.allocations._blocks
+    for at in (0, 1):  # t before its load, u before the scaling
+        made = [p.instructions[3 * j + at] for j in range(5, iterations - 1)]
+        tiles = [p.allocations[i.writes[0].alloc] for i in made]
+        assert [t.declared_at for t in tiles] == [i.index for i in made]
+    monkeypatch.setattr(expand_copy, "_ALLOCATION_COLUMNS", 10 ** 9)
+    objects = _run(fidelity.strided_stores, x)
+    assert type(objects.program.allocations) is dict
+    assert dict(p.allocations.items()) == objects.program.allocations
+    assert _record(run) == _record(objects)
