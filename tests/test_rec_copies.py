@@ -56,6 +56,8 @@ def test_copies_share_their_declaration_points_with_the_instructions(monkeypatch
     as its declared_at: a large block's copies share the int object
     (`Copier._declared`)."""
     monkeypatch.setattr(Run, "compile", lambda self: None)
+    # (as objects: larger blocks keep them as columns, machine/allocations.py)
+    monkeypatch.setattr(expand_copy, "_ALLOCATION_COLUMNS", 10 ** 9)
     iterations = expand_copy._SHARED_DECLARATIONS + 50  # (one block of copies)
     x = np.ones((128, 8 * iterations), np.float32)
     run = _run(strided_stores, x)

@@ -31,6 +31,7 @@ from operator import add, attrgetter, eq
 import numpy as np
 
 from ..machine.access import with_bytes, with_bytes_all
+from ..machine.allocations import allocation_columns
 from ..machine.compiled import jit
 from ..machine.record import (Instruction, MadeWhenRead, Program, held_reads,
                               held_writes, pending_operands, run_starts)
@@ -42,6 +43,7 @@ FALLBACK = -1
 _UNUSED = np.iinfo(np.int64).max  # (a block's first use, before any)
 _INDEX = attrgetter("index")
 _RUN_COMPARED = 16  # the most block uses of an instruction _first_uses compares
+_INT32 = 1 << 31
 _CHUNK = 1 << 11  # accesses moved per chunk (the virtual and physical ones of a chunk
 # are alive together)
 
@@ -461,7 +463,9 @@ class _Allocs:
     reads of them alone)."""
 
     def __init__(self, allocs: dict, keys: list):
-        aids = np.fromiter(allocs.keys(), np.int64, len(allocs))
+        aids, (space, core, explicit, vaddr, block_bytes, row_bytes) = allocation_columns(
+            allocs, {"space": object, "core": np.int64, "explicit": np.bool_,
+                     "vaddr": np.int64, "block_bytes": np.int64, "row_bytes": np.int64})
         self.valid = not len(aids) or (aids.min() >= 0 and aids.max() <= 4 * len(aids) + 1024)
         self.width = int(aids.max()) + 1 if len(aids) and self.valid else 0
         width = max(self.width, 1)  # (an id-0 row to index when there is none)
@@ -474,17 +478,11 @@ class _Allocs:
         self.blocks = np.zeros(width, np.int64)
         if not self.width:
             return
-        allocations = list(allocs.values())
-        arena_of = {k: n for n, k in enumerate(keys)}
-        places = zip(map(attrgetter("space"), allocations),
-                     map(attrgetter("core"), allocations))
-        self.arena[aids] = np.fromiter(map(arena_of.get, places, repeat(-1)), np.int64,
-                                       len(aids))
-        for name, column in (("explicit", self.explicit), ("vaddr", self.vaddr),
-                             ("block_bytes", self.block_bytes),
-                             ("row_bytes", self.row_bytes)):
-            column[aids] = np.fromiter(map(attrgetter(name), allocations), column.dtype,
-                                       len(aids))
+        for n, (sp, c) in enumerate(keys):
+            self.arena[aids[(space == sp) & (core == c)]] = n
+        for column, values in ((self.explicit, explicit), (self.vaddr, vaddr),
+                               (self.block_bytes, block_bytes), (self.row_bytes, row_bytes)):
+            column[aids] = values
         ex = aids[self.explicit[aids]]
         self.declared[ex] = np.fromiter(
             map(attrgetter("declared_at"), map(allocs.__getitem__, ex.tolist())), np.int64,
@@ -665,12 +663,12 @@ def _plan(program, u: _Uses, al: _Allocs, keys, caps, start, size, order, notes,
           peak) -> MemoryPlan:
     """The MemoryPlan _Allocator.run would make, its placements as columns."""
     x, of = u.ex_ids, u.blk_alloc[order]  # explicit tensors first, then the blocks
-    columns = PlacementColumns(
+    columns = PlacementColumns(*map(_narrow, (
         np.concatenate((x, of)), np.concatenate((np.zeros_like(x), order - u.base[of])),
         np.concatenate((al.vaddr[x], start[order])),
         np.concatenate((al.row_bytes[x], size[order])),
         np.concatenate((al.declared[x], u.first[order])),
-        np.concatenate((u.ex_last[x], u.last[order])))
+        np.concatenate((u.ex_last[x], u.last[order])))))
     plan = MemoryPlan(program.allocations, {k: int(c) for k, c in zip(keys, caps)},
                       placement_columns=columns)
     for n, k in enumerate(keys):
@@ -680,11 +678,24 @@ def _plan(program, u: _Uses, al: _Allocs, keys, caps, start, size, order, notes,
         last = np.ones(len(at), np.bool_)  # a note at the same index replaces the step
         last[:-1] = at[1:] != at[:-1]
         steps = Steps()
-        steps.at = array("q", at[last].astype(np.int64).tobytes())
-        steps.value = array("q", used[last].astype(np.int64).tobytes())
+        steps.at, steps.value = map(_int_array, (at[last], used[last]))
         plan.usage[k] = steps
         plan.peak[k] = int(peak[n])
     return plan
+
+
+def _narrow(values: np.ndarray) -> np.ndarray:
+    """An int array as int32 where its values fit (the plan keeps a column per
+    placement: half the bytes)."""
+    if not len(values) or (values.min() >= -_INT32 and values.max() < _INT32):
+        return values.astype(np.int32)
+    return values
+
+
+def _int_array(values: np.ndarray) -> array:
+    """An int array as an array("i") where its values fit, else array("q")."""
+    values = _narrow(values)
+    return array("i" if values.dtype == np.int32 else "q", values.tobytes())
 
 
 def _physical(u: _Uses, start, size) -> tuple:

@@ -30,12 +30,12 @@ from operator import attrgetter, itemgetter
 import numpy as np
 
 from ..machine.access import Access, copy_with, with_bytes
+from ..machine.allocations import allocation_columns
 from ..machine.record import Program, compared_operands, identities
 from .hbm_writes import HbmWrites
 
 _PLAIN = ("dma_copy",)
 _ATTRS = attrgetter("attrs")
-_EXPLICIT = attrgetter("explicit")
 # blocks of at least this many instructions are looked at as blocks (`_visited`): in
 # smaller ones the template's analysis costs more than visiting the copies (which makes
 # the operands of those not made yet: machine/expand_copy.py _PendingOperands)
@@ -202,8 +202,8 @@ def _visited(blocks: list, instrs: list, allocs: dict):
 
     def explicit():
         if not ids:
-            placed = itertools.compress(allocs, map(_EXPLICIT, allocs.values()))
-            ids.append(np.fromiter(placed, np.int64))
+            every, (placed,) = allocation_columns(allocs, {"explicit": np.bool_})
+            ids.append(every[placed])
         return ids[0]
 
     held = [b for b in blocks if b.held_by(instrs)]

@@ -65,15 +65,38 @@ _MATMULS = ("nc_matmul", "nc_matmul_mx", "nc_transpose")
 _NS = itemgetter(0)  # a cost model result's time
 
 
+class Indices(array):
+    """Instruction indices as an array("l"), 8 bytes each where a list holds an int
+    object each (3.7 MiB per 100k), equal to the list of the same ints."""
+    __hash__ = None
+
+    def __new__(cls, items=()):
+        return super().__new__(cls, "l", items)
+
+    def __eq__(self, other):
+        if isinstance(other, list):
+            return self.tolist() == other
+        return array.__eq__(self, other)
+
+    def __ne__(self, other):
+        equal = self.__eq__(other)
+        return equal if equal is NotImplemented else not equal
+
+
 @dataclass
 class IssueOrder:
     """The compiler's issue order: `order` lists every instruction index once, each
-    engine's and DMA queue's instructions in the order they are issued there."""
-    order: list
+    engine's and DMA queue's instructions in the order they are issued there (an
+    Indices, made of the sequence given)."""
+    order: Indices
     heuristic: str = DEFAULT_HEURISTIC
     window: int = DEFAULT_WINDOW
     estimate_ns: float = 0.0  # the scheduler's own estimate of the kernel's time
     moved: dict = field(default_factory=dict)  # index -> places it moved up its engine
+
+    def __post_init__(self):
+        if type(self.order) is not Indices:
+            self.order = Indices(self.order)
 
     def position(self) -> array:
         """position[i]: where instruction i comes in `order` (an array: no int object

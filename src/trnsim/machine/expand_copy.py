@@ -13,6 +13,7 @@ import weakref
 import numpy as np
 
 from .access import Access
+from .allocations import Allocations
 from .expand_parts import operand_columns
 from .record import (Allocation, Instruction, copy_columns, defer_operands, held_reads,
                      held_writes, identities, pending_operands, set_operands)
@@ -32,6 +33,10 @@ _BY_COLUMN = 32
 # instruction that instruction's index object (`_declared`: its NumPy calls cost more
 # than the ints they save in smaller ones)
 _SHARED_DECLARATIONS = 256
+# blocks of at least this many copies keep their allocations as columns
+# (machine/allocations.py; fewer are read, by an outer loop's copies and hoisting, at
+# about 1 us each, before their columns would save much)
+_ALLOCATION_COLUMNS = 256
 assert Allocation.__slots__[0] == "id" and Allocation.__slots__[-1] == "declared_at"
 # an instruction's structure key's (machine/expand_parts.py `instruction_parts`): its
 # engine, opcode, number of reads, operands (an Access's fields role..pattern, ...)
@@ -306,23 +311,37 @@ class Copier:
         if not self.template_ids:
             return []
         n = len(values)
-        ids = values[:, self.alloc_cols].ravel().tolist()
-        args = [f * n for f in self.alloc_fields]
-        args[0] = ids
-        args[-1] = self._declared(values, index) if n >= _SHARED_DECLARATIONS \
-            else values[:, self.layout.declared_cols].ravel().tolist()
-        if self.layout.any_explicit:
-            args[_VADDR] = np.where(self.explicit, values[:, self.alloc_cols + 2],
-                                    self.vaddrs).ravel().tolist()
-        made = list(map(Allocation, *args))
-        p.allocations.update(zip(ids, made))
+        allocs = p.allocations
+        ids = values[:, self.alloc_cols].ravel()
+        vaddr = np.where(self.explicit, values[:, self.alloc_cols + 2], self.vaddrs).ravel() \
+            if self.layout.any_explicit else None
+        if n >= _ALLOCATION_COLUMNS and (np.diff(ids) == 1).all() and ids[0] >= (
+                allocs.top() if type(allocs) is Allocations else max(allocs, default=-1) + 1):
+            if type(allocs) is not Allocations:  # (kept as columns from the first on)
+                allocs = p.allocations = Allocations(allocs)
+            allocs.add_block(int(ids[0]), self.alloc_fields,
+                             values[:, self.layout.declared_cols].ravel().astype(np.int64),
+                             vaddr if vaddr is None else vaddr.astype(np.int64))
+            ids = ids.tolist()
+            made_last = allocs[ids[-1]]
+        else:
+            ids = ids.tolist()
+            args = [f * n for f in self.alloc_fields]
+            args[0] = ids
+            args[-1] = self._declared(values, index) if n >= _SHARED_DECLARATIONS \
+                else values[:, self.layout.declared_cols].ravel().tolist()
+            if vaddr is not None:
+                args[_VADDR] = vaddr.tolist()
+            made = list(map(Allocation, *args))
+            allocs.update(zip(ids, made))
+            made_last = made[-1]
         if stats is not None:
             cols = self.alloc_cols
             if ids == list(range(ids[0], ids[0] + len(ids))):
                 # the block's allocations at once, for `snapshot`: their numbers are the
                 # rows' (id, declared_at, vaddr where explicit: 0 elsewhere, no drift)
                 stats.copied_alloc_blocks[ids[0]] = (
-                    ids[-1], made[-1], self.alloc_keys, n, values, int(cols[0]),
+                    ids[-1], made_last, self.alloc_keys, n, values, int(cols[0]),
                     int(cols[-1]) + 3)
         return ids
 
@@ -860,14 +879,13 @@ def _places_arrays(nums: np.ndarray, allocs: dict):
     else:
         owned = None
         ids, at = _lookup(aid, first)
-    made = [allocs[i] for i in ids]
-    vaddr = np.array([al.vaddr for al in made], dtype=np.int64)[at]
+    vaddr, names = _vaddrs_and_ids(allocs, ids)
+    vaddr = vaddr[at]
     if owned is None:
         base = vaddr
     else:
         base = np.zeros(len(nums), dtype=np.int64)
         base[owned] = vaddr
-    names = [al.id for al in made]
     if owned is None:
         alloc = list(map(names.__getitem__, at.tolist()))
     elif (aid[~owned] == -1).all():  # (HBM's -1 as one more name: one pass)
@@ -888,6 +906,10 @@ _SMALL_PLACES = 256
 def _places_small(nums: np.ndarray, allocs: dict):
     """`_places`, operand by operand."""
     lo, hi, alloc = [], [], []
+    if isinstance(allocs, Allocations):  # (its copies' columns read, none made)
+        owned = [aid for aid in nums[:, 5].tolist() if aid >= 0]
+        vaddr, names = allocs.vaddrs_and_ids(owned)
+        allocs = dict(zip(owned, map(_Place, vaddr.tolist(), names)))
     for _, _, _, a, b, aid in nums.tolist():
         if aid >= 0:
             al = allocs[aid]
@@ -899,6 +921,17 @@ def _places_small(nums: np.ndarray, allocs: dict):
         hi.append(b)
         alloc.append(aid)
     return lo, hi, alloc
+
+
+_Place = collections.namedtuple("_Place", "vaddr id")
+
+
+def _vaddrs_and_ids(allocs, ids) -> tuple:
+    """(vaddr of each allocation of `ids`: an int64 array, its id object: a list)."""
+    if isinstance(allocs, Allocations):
+        return allocs.vaddrs_and_ids(ids)
+    made = [allocs[i] for i in ids]
+    return np.array([al.vaddr for al in made], dtype=np.int64), [al.id for al in made]
 
 
 def _lookup(x: np.ndarray, lo: int):

@@ -1,0 +1,207 @@
+"""A program's on-chip tensors by id (Program.allocations, machine/record.py), with loop
+expansion's copies kept as columns: a block of copies of a template iteration's
+allocations (machine/expand_copy.py `Copier`) is its template's fields and the copies'
+declared_at (and vaddr, where explicit) as arrays, an Allocation made when one is first
+read. A timing-only compile reads their fields as columns (`allocation_columns`), so it
+makes none (at 65k copies the objects, their ids and the dict took 13 MiB)."""
+from __future__ import annotations
+
+import bisect
+import itertools
+from collections.abc import MutableMapping
+from operator import attrgetter
+
+import numpy as np
+
+from .record import Allocation
+
+_FIELDS = Allocation.__slots__
+_ID, _VADDR, _DECLARED = (_FIELDS.index(f) for f in ("id", "vaddr", "declared_at"))
+
+
+class _Block:
+    """Copies with ids [start, stop): the one at position j = id - start + base of the
+    columns is copy j // width of the template's allocation j % width."""
+    __slots__ = ("start", "stop", "base", "template", "declared", "vaddr")
+
+    def __init__(self, start, stop, base, template, declared, vaddr):
+        self.start, self.stop, self.base = start, stop, base
+        self.template = template  # the template's allocations' fields (a tuple each)
+        self.declared = declared  # an int64 array per position
+        self.vaddr = vaddr  # an int64 array per position, None: the template's
+
+    def made(self, key: int) -> Allocation:
+        j = key - self.start + self.base
+        values = list(self.template[j % len(self.template)])
+        values[_ID] = key
+        values[_DECLARED] = int(self.declared[j])
+        if self.vaddr is not None:
+            values[_VADDR] = int(self.vaddr[j])
+        return Allocation(*values)
+
+    def part(self, start: int, stop: int) -> "_Block":
+        return _Block(start, stop, self.base + start - self.start, self.template,
+                      self.declared, self.vaddr)
+
+    def column(self, name: str, dtype) -> np.ndarray:
+        """Field `name` of each of its allocations, in id order."""
+        at = np.arange(self.base, self.base + self.stop - self.start)
+        if name == "id":
+            return np.arange(self.start, self.stop, dtype=dtype)
+        if name == "declared_at":
+            return self.declared[at].astype(dtype)
+        if name == "vaddr" and self.vaddr is not None:
+            return self.vaddr[at].astype(dtype)
+        return self.field(name, dtype)[at % len(self.template)]
+
+    def field(self, name: str, dtype) -> np.ndarray:
+        """Field `name` of the template's allocations."""
+        k = _FIELDS.index(name)
+        values = np.empty(len(self.template), dtype)
+        values[:] = [t[k] for t in self.template]
+        return values
+
+
+class Allocations(MutableMapping):
+    """id -> Allocation, as a dict (iterated in id order, the order they are added in),
+    whose blocks of loop copies (`add_block`) are columns until read."""
+    __slots__ = ("_own", "_blocks", "_starts", "_made", "_in_blocks", "_top")
+
+    def __init__(self, items=()):
+        self._own = dict(items)  # those added one by one
+        self._blocks: list[_Block] = []  # by id, disjoint, apart from `_own`'s ids
+        self._starts: list[int] = []
+        self._made: dict = {}  # the blocks' allocations read so far (one object each)
+        self._in_blocks = 0
+        self._top: int | None = None  # the greatest id + 1 (None: not known)
+
+    def _block_of(self, key) -> int:
+        """The number of the block holding `key`, -1 for none."""
+        if not self._blocks or not isinstance(key, (int, np.integer)):
+            return -1
+        k = bisect.bisect_right(self._starts, key) - 1
+        return k if k >= 0 and key < self._blocks[k].stop else -1
+
+    def __getitem__(self, key):
+        got = self._own.get(key)
+        if got is not None:
+            return got
+        got = self._made.get(key)
+        if got is not None:
+            return got
+        k = self._block_of(key)
+        if k < 0:
+            raise KeyError(key)
+        got = self._made[key] = self._blocks[k].made(int(key))
+        return got
+
+    def get(self, key, default=None):
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+    def __contains__(self, key) -> bool:
+        return key in self._own or self._block_of(key) >= 0
+
+    def __setitem__(self, key, value) -> None:
+        if self._block_of(key) >= 0:
+            self._cut(key)
+        self._own[key] = value
+        if self._top is not None and key >= self._top:
+            self._top = key + 1
+
+    def __delitem__(self, key) -> None:
+        if key in self._own:
+            del self._own[key]
+        elif self._block_of(key) >= 0:
+            self._cut(key)
+        else:
+            raise KeyError(key)
+        if self._top is not None and key + 1 == self._top:
+            self._top = None
+
+    def _cut(self, key) -> None:
+        """Take `key` out of its block."""
+        k = self._block_of(key)
+        b = self._blocks[k]
+        parts = [p for p in (b.part(b.start, key), b.part(key + 1, b.stop))
+                 if p.start < p.stop]
+        self._blocks[k:k + 1] = parts
+        self._starts[k:k + 1] = [p.start for p in parts]
+        self._in_blocks -= 1
+        self._made.pop(key, None)
+
+    def __len__(self) -> int:
+        return len(self._own) + self._in_blocks
+
+    def __iter__(self):
+        if not self._blocks:
+            return iter(self._own)
+        own = sorted(self._own)
+        pieces, at = [], 0
+        for b in self._blocks:
+            to = bisect.bisect_left(own, b.start, at)
+            pieces += (own[at:to], range(b.start, b.stop))
+            at = to
+        pieces.append(own[at:])
+        return itertools.chain.from_iterable(pieces)
+
+    def __repr__(self) -> str:
+        return repr(dict(self.items()))
+
+    def top(self) -> int:
+        """The greatest id + 1 (0 when empty)."""
+        if self._top is None:
+            self._top = max(max(self._own, default=-1) + 1,
+                            self._blocks[-1].stop if self._blocks else 0)
+        return self._top
+
+    def add_block(self, start: int, template: list, declared: np.ndarray,
+                  vaddr: np.ndarray | None) -> None:
+        """Add copies of the template's allocations (`template`: per field, their
+        values) with ids from `start` (at least `top()`), as many as `declared` (their
+        declared_at) lists; `vaddr`: theirs, None where they are the template's."""
+        stop = start + len(declared)
+        self._blocks.append(_Block(start, stop, 0, list(zip(*template)), declared, vaddr))
+        self._starts.append(start)
+        self._in_blocks += len(declared)
+        self._top = stop
+
+    def vaddrs_and_ids(self, ids) -> tuple:
+        """(vaddr of each of `ids`: an int64 array, their id objects: a list, an
+        Allocation's own where it was added one by one), making none."""
+        names = list(ids)
+        vaddr = np.empty(len(names), np.int64)
+        rest = range(len(names))
+        if self._blocks:
+            keys = np.array(names, np.int64)
+            k = np.searchsorted(self._starts, keys, "right") - 1
+            stops = np.array([b.stop for b in self._blocks])
+            inside = (k >= 0) & (keys < stops[k.clip(0)])
+            for number in np.unique(k[inside]).tolist():
+                b = self._blocks[number]
+                at = np.flatnonzero(inside & (k == number))
+                j = keys[at] - b.start + b.base
+                vaddr[at] = b.vaddr[j] if b.vaddr is not None else \
+                    b.field("vaddr", np.int64)[j % len(b.template)]
+            rest = np.flatnonzero(~inside).tolist()
+        own = self._own
+        for n in rest:
+            al = own[names[n]]
+            vaddr[n], names[n] = al.vaddr, al.id
+        return vaddr, names
+
+
+def allocation_columns(allocs, fields: dict) -> tuple:
+    """(ids, per name of `fields` (name -> dtype) that field of each allocation): the
+    fields of every allocation of `allocs` (a dict or an Allocations, whose blocks'
+    are read as columns) as arrays, in no particular order."""
+    own = allocs._own if isinstance(allocs, Allocations) else allocs
+    blocks = allocs._blocks if isinstance(allocs, Allocations) else []
+    values = list(own.values())
+    ids = [np.fromiter(own, np.int64, len(own))] + [b.column("id", np.int64) for b in blocks]
+    columns = [np.concatenate([np.fromiter(map(attrgetter(name), values), dtype, len(values))]
+                              + [b.column(name, dtype) for b in blocks])
+               for name, dtype in fields.items()]
+    return np.concatenate(ids), columns

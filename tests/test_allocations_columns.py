@@ -1,0 +1,122 @@
+"""Program.allocations keeps loop copies' allocations as columns (machine/allocations.py):
+it reads as the dict of the same Allocation objects would, makes one only when read,
+and its columns give the fields the objects have."""
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+
+import trnsim
+from trnsim.machine import expand_copy
+from trnsim.machine.allocations import Allocations, allocation_columns
+from trnsim.machine.record import Allocation
+
+from benchmarks import fidelity
+
+_FIELDS = Allocation.__slots__
+
+
+def _template(k: int, explicit: bool = False) -> list:
+    return [Allocation(i, "sbuf" if i % 2 else "psum", 0, f"t{i}", "float32[128, 8]",
+                       "float32", None, 4096 + 64 * i, 32, 16, 0, 128, explicit, i)
+            for i in range(k)]
+
+
+def _pair(copies: int = 5, width: int = 3, explicit: bool = False):
+    """(an Allocations with a template and a block of its copies, the dict of the same
+    allocations made one by one)."""
+    tmpl = _template(width, explicit)
+    allocs, want = Allocations((a.id, a) for a in tmpl), {a.id: a for a in tmpl}
+    fields = [list(f) for f in zip(*([getattr(a, f) for f in _FIELDS] for a in tmpl))]
+    n = copies * width
+    declared = np.arange(100, 100 + 7 * n, 7, dtype=np.int64)
+    vaddr = np.arange(n, dtype=np.int64) * 512 if explicit else None
+    allocs.add_block(width, fields, declared, vaddr)
+    for j in range(n):
+        values = [f[j % width] for f in fields]
+        values[0], values[-1] = width + j, int(declared[j])
+        if explicit:
+            values[_FIELDS.index("vaddr")] = int(vaddr[j])
+        want[width + j] = Allocation(*values)
+    return allocs, want
+
+
+@pytest.mark.parametrize("explicit", [False, True])
+def test_reads_as_the_dict_of_its_objects(explicit):
+    allocs, want = _pair(explicit=explicit)
+    assert not allocs._made
+    assert len(allocs) == len(want) and list(allocs) == list(want)
+    assert 7 in allocs and 99 not in allocs and allocs.get(99) is None
+    assert allocs[7] == want[7] and allocs[7] is allocs[7]
+    assert list(allocs._made) == [7]
+    assert dict(allocs.items()) == want
+    assert pickle.loads(pickle.dumps(allocs)) == want
+    ids, columns = allocation_columns(allocs, {f: object for f in _FIELDS})
+    assert sorted(ids.tolist()) == list(want)
+    for k, key in enumerate(ids.tolist()):
+        assert [c[k] for c in columns] == [getattr(want[key], f) for f in _FIELDS]
+    vaddr, names = allocs.vaddrs_and_ids([1, 9, 4, 1])
+    assert vaddr.tolist() == [want[k].vaddr for k in (1, 9, 4, 1)]
+    assert names == [1, 9, 4, 1] and names[0] is want[1].id
+
+
+def test_rolled_back_and_grown_as_a_dict():
+    """Deleting from the middle and the end of a block, and adding after it (a rolled
+    back expansion: machine/expand_parts.py Mark.restore)."""
+    allocs, want = _pair(copies=6)
+    for key in (10, 5, 20, 19, 18, 17):
+        del allocs[key], want[key]
+        assert list(allocs) == list(want) and dict(allocs.items()) == want
+    assert allocs.top() == 17
+    new = _template(18)[-1]
+    allocs[17] = want[17] = new
+    allocs[6] = want[6] = new
+    assert list(allocs) == sorted(want) and dict(allocs.items()) == want
+    with pytest.raises(KeyError):
+        del allocs[10]
+
+
+def test_places_read_the_columns_as_the_objects(monkeypatch):
+    """expand_copy._places over the columns gives the byte ranges and ids it gives over
+    the dict of the same allocations, making no Allocation."""
+    allocs, want = _pair(copies=200, width=4)
+    rng = np.random.default_rng(3)
+    nums = rng.integers(0, 1000, size=(600, 6))
+    nums[:, 5] = np.where(rng.random(600) < 0.3, -1, rng.integers(0, len(want), 600))
+    for small in (256, 0):
+        monkeypatch.setattr(expand_copy, "_SMALL_PLACES", small)
+        assert expand_copy._places(nums, allocs) == expand_copy._places(nums, want)
+    assert not allocs._made
+
+
+def test_a_timing_only_run_keeps_its_copies_allocations_as_columns():
+    x = np.ones((128, 4096), np.float32)
+    _, run = trnsim.run_kernel(fidelity.strided_stores, (x,), chip="trn2", numerics=False)
+    allocs = run.program.allocations
+    assert isinstance(allocs, Allocations) and allocs._blocks
+    assert len(allocs._made) < len(allocs) // 10
+    assert run.program.memory.allocations is allocs
+
+
+def test_copies_as_columns_read_as_copies_made_as_objects(monkeypatch):
+    """A block of copies large enough to keep as columns gives the allocations (fields,
+    declaration points) and the record the objects' path gives."""
+    from test_expand import _record, _run
+    from trnsim.machine.runtime import Run
+    monkeypatch.setattr(Run, "compile", lambda self: None)
+    iterations = expand_copy._ALLOCATION_COLUMNS + 50
+    x = np.ones((128, 8 * iterations), np.float32)
+    run = _run(fidelity.strided_stores, x)
+    p = run.program
+    assert isinstance(p.allocations, Allocations) and p.allocations._blocks
+    for at in (0, 1):  # t before its load, u before the scaling
+        made = [p.instructions[3 * j + at] for j in range(5, iterations - 1)]
+        tiles = [p.allocations[i.writes[0].alloc] for i in made]
+        assert [t.declared_at for t in tiles] == [i.index for i in made]
+    monkeypatch.setattr(expand_copy, "_ALLOCATION_COLUMNS", 10 ** 9)
+    objects = _run(fidelity.strided_stores, x)
+    assert type(objects.program.allocations) is dict
+    assert dict(p.allocations.items()) == objects.program.allocations
+    assert _record(run) == _record(objects)
