@@ -265,9 +265,16 @@ class Copier:
         if not at:
             return None
         held = self.operands.held_accesses
-        kept = list(zip(*map(held.__getitem__, at)))
-        return np.column_stack([*map(identities, kept[:8] + kept[13:17]),
-                                self.last[self.moving[:, :3]]])
+        accesses = list(map(held.__getitem__, at))
+        # the fields of each distinct Access object (few: an outer loop's template holds
+        # its inner copies' template tuples), spread to the operands holding it
+        _, first, which = np.unique(identities(accesses), return_index=True,
+                                    return_inverse=True)
+        distinct = list(map(accesses.__getitem__, first.tolist()))
+        ids = identities(itertools.chain.from_iterable(distinct),
+                         len(Access._fields) * len(distinct)).reshape(len(distinct), -1)
+        kept = np.concatenate((ids[:, :8], ids[:, 13:17]), axis=1)
+        return np.concatenate((kept[which], self.last[self.moving[:, :3]]), axis=1)
 
     def append(self, p, values: np.ndarray, stats) -> list:
         """Append the copies for the rows of `values` (noting them in `stats`, when
