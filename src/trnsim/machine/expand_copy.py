@@ -25,6 +25,10 @@ _new_access = tuple.__new__  # (an Access from its 18 fields, as machine/access.
 _VADDR = Allocation.__slots__.index("vaddr")
 _ALLOC_FIELDS = operator.attrgetter(*Allocation.__slots__)  # (`Allocation(*fields)`: a copy)
 _STATICS = operator.attrgetter("core", "engine", "opcode", "location", "attrs", "queue")
+# an Access's fields a moving operand's copies keep (all but offset, partitions, lo, hi,
+# alloc)
+_KEPT = (*range(8), *range(13, 17))
+_KEPT_FIELDS = operator.itemgetter(*_KEPT)
 # blocks of at least this many copies (and _SMALL_PLACES moving operands) make each
 # moving operand's copies, then each reads or writes tuple's, at once; smaller ones (a
 # wide template copied a few times) every tuple of a group at once
@@ -270,11 +274,10 @@ class Copier:
         # its inner copies' template tuples), spread to the operands holding it
         _, first, which = np.unique(identities(accesses), return_index=True,
                                     return_inverse=True)
-        distinct = list(map(accesses.__getitem__, first.tolist()))
-        ids = identities(itertools.chain.from_iterable(distinct),
-                         len(Access._fields) * len(distinct)).reshape(len(distinct), -1)
-        kept = np.concatenate((ids[:, :8], ids[:, 13:17]), axis=1)
-        return np.concatenate((kept[which], self.last[self.moving[:, :3]]), axis=1)
+        kept = map(_KEPT_FIELDS, map(accesses.__getitem__, first.tolist()))
+        ids = identities(itertools.chain.from_iterable(kept), len(_KEPT) * len(first))
+        return np.concatenate((ids.reshape(len(first), len(_KEPT))[which],
+                               self.last[self.moving[:, :3]]), axis=1)
 
     def append(self, p, values: np.ndarray, stats) -> list:
         """Append the copies for the rows of `values` (noting them in `stats`, when
