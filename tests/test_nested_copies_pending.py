@@ -19,6 +19,7 @@ from trnsim.profile.profile import Profile
 
 from test_copies_same_operands import tile_read_in_an_inner_loop
 from test_expand import _run, tiled_matmul
+from test_lazycopy_operands import _counted_makes
 
 KERNELS = {
     # m (8) around n (8) around k (32): the tutorial's tiled step, small
@@ -160,13 +161,7 @@ def test_hoisting_makes_the_end_copies_of_a_small_block(monkeypatch):
         m.setattr(Run, "compile", lambda self: None)
         run = _run(tiled_matmul, np.zeros((8192, 128), np.float32),
                    np.zeros((8192, 512), np.float32))
-    made = []
-    real = expand_copy.Operands.make
-
-    def counted(self, nums, n, *args, **kwargs):
-        made.append(n)
-        return real(self, nums, n, *args, **kwargs)
-    monkeypatch.setattr(expand_copy.Operands, "make", counted)
+    made = _counted_makes(monkeypatch)
     compile_program(run)
     assert made == [1, 1]
 
