@@ -8,9 +8,8 @@ from __future__ import annotations
 import numpy as np
 
 from trnsim import nki
-import trnsim.nki.isa as nisa
 import trnsim.nki.language as nl
-from test_expand import _both, _run, _scale, _stats
+from test_expand import _both, _run, _scale, _stats, tiled_matmul
 
 
 def _entries(steps, first_extra=True, note_at=None):
@@ -71,33 +70,14 @@ def test_an_object_the_last_iteration_changes_samples_the_entry_afresh(monkeypat
     assert (st.loops, st.declined, st.remodelled) == (2, 1, 1)
 
 
-@nki.jit
-def _accumulated(lhsT, rhs):
-    """Matmuls into a PSUM tile made before their loop: iteration 0 writes it first."""
-    K, M = lhsT.shape
-    _, N = rhs.shape
-    out = nl.ndarray((M, N), nl.float32, buffer=nl.hbm)
-    for n in nl.affine_range(N // 512):
-        acc = nl.ndarray((128, 512), nl.float32, buffer=nl.psum)
-        for k in nl.affine_range(K // 128):
-            a = nl.ndarray((128, 128), lhsT.dtype, buffer=nl.sbuf)
-            b = nl.ndarray((128, 512), rhs.dtype, buffer=nl.sbuf)
-            nisa.dma_copy(dst=a, src=lhsT[k * 128:(k + 1) * 128, 0:128])
-            nisa.dma_copy(dst=b, src=rhs[k * 128:(k + 1) * 128, n * 512:(n + 1) * 512])
-            nisa.nc_matmul(dst=acc, stationary=a, moving=b)
-        o = nl.ndarray((128, 512), nl.float32, buffer=nl.sbuf)
-        nisa.tensor_copy(dst=o, src=acc)
-        nisa.dma_copy(dst=out[0:128, n * 512:(n + 1) * 512], src=o)
-    return out
-
-
 def test_an_accumulation_loop_entered_again_runs_iterations_0_1_and_the_last(
         monkeypatch):
     lhsT = np.ones((2048, 128), np.float32)
     rhs = np.ones((2048, 512 * 4), np.float32)
-    _, fast = _both(monkeypatch, lambda: _run(_accumulated, lhsT, rhs))
+    _, fast = _both(monkeypatch, lambda: _run(tiled_matmul, lhsT, rhs))
     st = _stats(fast)
-    # n has 4 iterations (each runs, none expands); k (16) samples 1-4 on its first
-    # entry, then iteration 1 alone: 13 appended
+    # matmuls into a PSUM tile made before their k loop: iteration 0 writes it first.
+    # m has 1 iteration and n 4 (each runs, none expands); k (16) samples 1-4 on its
+    # first entry, then iteration 1 alone: 13 appended
     assert (st.loops, st.fallbacks, st.remodelled) == (4, 0, 0)
     assert st.iterations == 10 + 3 * 13

@@ -33,7 +33,7 @@ import numpy as np
 from ..machine.access import with_bytes, with_bytes_all
 from ..machine.allocations import allocation_columns
 from ..machine.compiled import jit
-from ..machine.record import (Instruction, MadeWhenRead, Program, held_reads,
+from ..machine.record import (Instruction, MadeWhenRead, Program, fits_int32, held_reads,
                               held_writes, pending_operands, run_starts)
 from ..timing import access_columns
 from .arena import Arena
@@ -43,7 +43,6 @@ FALLBACK = -1
 _UNUSED = np.iinfo(np.int64).max  # (a block's first use, before any)
 _INDEX = attrgetter("index")
 _RUN_COMPARED = 16  # the most block uses of an instruction _first_uses compares
-_INT32 = 1 << 31
 _CHUNK = 1 << 11  # accesses moved per chunk (the virtual and physical ones of a chunk
 # are alive together)
 
@@ -687,7 +686,7 @@ def _plan(program, u: _Uses, al: _Allocs, keys, caps, start, size, order, notes,
 def _narrow(values: np.ndarray) -> np.ndarray:
     """An int array as int32 where its values fit (the plan keeps a column per
     placement: half the bytes)."""
-    if not len(values) or (values.min() >= -_INT32 and values.max() < _INT32):
+    if not len(values) or fits_int32(values):
         return values.astype(np.int32)
     return values
 

@@ -95,12 +95,6 @@ class Allocations(MutableMapping):
         got = self._made[key] = self._blocks[k].made(int(key))
         return got
 
-    def get(self, key, default=None):
-        try:
-            return self[key]
-        except KeyError:
-            return default
-
     def __contains__(self, key) -> bool:
         return key in self._own or self._block_of(key) >= 0
 

@@ -15,8 +15,8 @@ import numpy as np
 from .access import Access
 from .allocations import Allocations
 from .expand_parts import operand_columns
-from .record import (Allocation, Instruction, copy_columns, defer_operands, held_reads,
-                     held_writes, identities, pending_operands, set_operands)
+from .record import (Allocation, Instruction, copy_columns, defer_operands, fits_int32,
+                     held_reads, held_writes, identities, pending_operands, set_operands)
 
 repeat = itertools.repeat
 _new_access = tuple.__new__  # (an Access from its 18 fields, as machine/access.py makes them)
@@ -617,8 +617,7 @@ class _PendingOperands:
                  program):
         self.operands, self.n, self.allocs, self.same = operands, n, allocs, same
         self.width, self.by_column = operands.width, by_column
-        small = nums.size and -_INT32 <= nums.min() and nums.max() < _INT32
-        self.nums = nums.astype(np.int32) if small else nums.copy()
+        self.nums = nums.astype(np.int32) if fits_int32(nums) else nums.copy()
         self.ids = identities(made).copy()
         # (`made` is appended to the program next)
         self.program, self.start = weakref.ref(program), len(program.instructions)
@@ -801,7 +800,6 @@ class _PendingOperands:
         return (instrs, ks) if self._of_class(instrs) else None
 
 
-_INT32 = 1 << 31
 # blocks of fewer moving operands make them at once (a class per block costs more)
 _LAZY = 64
 _SINGLES = 2  # copies of a block made one by one (its first and last) before the rest

@@ -15,6 +15,11 @@ ENGINES = ("tensor", "vector", "scalar", "gpsimd", "sync")
 _INT32 = 1 << 31
 
 
+def fits_int32(values: np.ndarray) -> bool:
+    """Whether `values` (an int array) has items and all of them fit int32."""
+    return bool(values.size) and bool(-_INT32 <= values.min() and values.max() < _INT32)
+
+
 def identities(objects, count: int = -1) -> np.ndarray:
     """id() of each of `objects` (a list, or an iterable of `count` items), read off an
     object array's pointers: map(id, ...) would make an int object per item (~4x
@@ -376,8 +381,7 @@ class Program:
             template = CopyTemplate(templates[0].index, templates[0], reads, writes,
                                     moving, kept)
         numbers = numbers[:, taken]
-        small = numbers.size and -_INT32 <= numbers.min() and numbers.max() < _INT32
-        numbers = np.ascontiguousarray(numbers, np.int32 if small else np.int64)
+        numbers = np.ascontiguousarray(numbers, np.int32 if fits_int32(numbers) else np.int64)
         blocks.append(CopiedBlock(start, len(made) // len(templates), template, numbers,
                                   made[0], made[-1]))
 
