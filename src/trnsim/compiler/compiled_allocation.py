@@ -32,7 +32,7 @@ import numpy as np
 
 from ..machine.access import with_bytes, with_bytes_all
 from ..machine.allocations import allocation_columns
-from ..machine.compiled import jit, no_refcount
+from ..machine.compiled import inline, jit, no_refcount
 from ..machine.record import (Instruction, MadeWhenRead, Program, fits_int32, held_reads,
                               held_writes, pending_operands, run_starts)
 from ..timing import access_columns
@@ -50,12 +50,14 @@ _CHUNK = 1 << 11  # accesses moved per chunk (the virtual and physical ones of a
 
 
 # -- the compiled walk (arena.py's Arena on flat arrays, one region per arena) ---------
-# `_walk` makes the arrays; its loop (`_place_all`) and the helpers allocate none and are
-# compiled without numba's reference counting (an atomic increment and decrement per
-# array argument of each call), as compiled_schedule.py's issue loop: ~150 -> ~120 ns an
-# event on the matmul tutorial's step 1, ~240 -> ~105 on kernel-optimization step 2
+# `_walk` makes the arrays; its loop (`_place_all`) allocates none and is compiled
+# without numba's reference counting (an atomic increment and decrement per array
+# argument of each call), as compiled_schedule.py's issue loop, with every helper inlined
+# into it (a call passes each array as a struct of seven words): ~150 -> ~65 ns an event
+# on the matmul tutorial's step 1, ~240 -> ~75 on kernel-optimization step 2, ~90 -> ~40
+# on the strided kernel, for no longer a first compile
 
-@no_refcount
+@inline
 def _bisect_lo(lo, off, n, key):
     """First k in [0, n) with lo[off + k] >= key (bisect_left by (key,))."""
     a, b = 0, n
@@ -68,7 +70,7 @@ def _bisect_lo(lo, off, n, key):
     return a
 
 
-@no_refcount
+@inline
 def _splice(lo, hi, when, off, n, k0, k1, nlo, nhi, nwhen, nnew):
     """Replace items [k0, k1) of the n at off by the nnew of nlo/nhi/nwhen; returns the
     new count."""
@@ -88,7 +90,7 @@ def _splice(lo, hi, when, off, n, k0, k1, nlo, nhi, nwhen, nnew):
     return n + shift
 
 
-@no_refcount
+@inline
 def _next_fit(tlo, thi, off, n, size, cursor, limit, align):
     """machine/memory.py next_fit over the sorted spans at off (base 0); -1: none."""
     p0 = -(-cursor // align) * align
@@ -109,7 +111,7 @@ def _next_fit(tlo, thi, off, n, size, cursor, limit, align):
     return -1
 
 
-@no_refcount
+@inline
 def _merged(alo, ahi, aoff, an, rlo, rhi, rn, olo, ohi):
     """allocation.merged(spans + reserved) into olo/ohi (sorted, disjoint; touching
     spans joined); returns its length. The reserved spans rlo/rhi are sorted by lo."""
@@ -130,7 +132,7 @@ def _merged(alo, ahi, aoff, an, rlo, rhi, rn, olo, ohi):
     return n
 
 
-@no_refcount
+@inline
 def _resident(blo, bhi, bwhen, off, n, olo, ohi):
     """Arena.taken (the busy spans that are not cooling) into olo/ohi; its length."""
     m = 0
@@ -141,7 +143,7 @@ def _resident(blo, bhi, bwhen, off, n, olo, ohi):
     return m
 
 
-@no_refcount
+@inline
 def _window_age_busy(s, size, capacity, blo, bhi, bwhen, boff, bn):
     """Arena._window_age without reserved bytes: the resident blocks are the busy
     spans that are not cooling; -2 for None."""
@@ -151,7 +153,7 @@ def _window_age_busy(s, size, capacity, blo, bhi, bwhen, boff, bn):
     return _busy_age(s, e, blo, bhi, bwhen, boff, bn, True)
 
 
-@no_refcount
+@inline
 def _window_age(s, size, capacity, tlo, thi, toff, tn, blo, bhi, bwhen, boff, bn):
     """Arena._window_age over the resident spans tlo/thi (with reserved bytes); -2 for
     None."""
@@ -164,7 +166,7 @@ def _window_age(s, size, capacity, tlo, thi, toff, tn, blo, bhi, bwhen, boff, bn
     return _busy_age(s, e, blo, bhi, bwhen, boff, bn, False)
 
 
-@no_refcount
+@inline
 def _busy_age(s, e, blo, bhi, bwhen, boff, bn, resident_blocks):
     """The latest release time of the busy spans over bytes [s, e) (-1: none cooling);
     -2 where `resident_blocks` and one of them is resident (not cooling)."""
@@ -182,7 +184,7 @@ def _busy_age(s, e, blo, bhi, bwhen, boff, bn, resident_blocks):
     return age
 
 
-@no_refcount
+@inline
 def _bisect_age(qw, qlo, h, t, w, lo):
     """First k in [h, t) with (qw, qlo)[k] >= (w, lo)."""
     while h < t:
@@ -194,7 +196,7 @@ def _bisect_age(qw, qlo, h, t, w, lo):
     return h
 
 
-@no_refcount
+@inline
 def _queue_open(qw, qlo, qhi, qoff, qh, qt, a, k):
     """Room for one entry before the queue's item k (qh[a] <= k <= qt[a]): the shorter
     side moves by one, the whole window to the middle of its region when that side is
@@ -217,7 +219,7 @@ def _queue_open(qw, qlo, qhi, qoff, qh, qt, a, k):
     return k
 
 
-@no_refcount
+@inline
 def _queue_center(qw, qlo, qhi, qoff, qh, qt, a):
     h, t = qh[a], qt[a]
     n = t - h
@@ -231,7 +233,7 @@ def _queue_center(qw, qlo, qhi, qoff, qh, qt, a):
     qh[a], qt[a] = c, c + n
 
 
-@no_refcount
+@inline
 def _queue_close(qw, qlo, qhi, qh, qt, a, k):
     """The queue's item k removed (the shorter side moves by one)."""
     h, t = qh[a], qt[a]
