@@ -25,8 +25,8 @@ from __future__ import annotations
 import weakref
 from array import array
 from collections import deque
-from itertools import chain, count, repeat
-from operator import add, attrgetter, eq
+from itertools import chain, repeat
+from operator import add, attrgetter
 
 import numpy as np
 
@@ -41,7 +41,6 @@ from .plan import MemoryPlan, PlacementColumns, Steps
 
 FALLBACK = -1
 _UNUSED = np.iinfo(np.int64).max  # (a block's first use, before any)
-_INDEX = attrgetter("index")
 _RUN_COMPARED = 16  # the most block uses of an instruction _first_uses compares
 _CHUNK = 1 << 11  # accesses moved per chunk (the virtual and physical ones of a chunk
 # are alive together)
@@ -632,7 +631,9 @@ def allocate_compiled(program: Program) -> Program | None:
     instrs = program.instructions
     # the indices are set to the positions unless they are already (in which case no
     # instruction is listed twice: it would have two indices)
-    renumber = not all(map(eq, map(_INDEX, instrs), count()))
+    renumber = not np.array_equal(
+        np.fromiter([ins.index for ins in instrs], np.int64, len(instrs)),
+        np.arange(len(instrs)))
     if renumber and len(set(map(id, instrs))) != len(instrs):
         return None  # an instruction listed twice: the Python pass maps it twice
     cols = _Columns(program, al.vaddr)

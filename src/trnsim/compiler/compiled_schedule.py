@@ -46,7 +46,7 @@ T_HEAD, T_NIDS, T_IDBASE, T_LIMIT, T_DMA, T_BEST, T_HAS_BEST, T_WSIZE, T_NSIZE, 
 def issue_order(ls):
     """The IssueOrder `ls.run()` would return (applying its engine assignments to the
     record), or None where `_core` does not model the program."""
-    from .schedule import IssueOrder
+    from .schedule import _LONG, Indices, IssueOrder
     args = _arrays(ls)
     if args is None:
         return None
@@ -66,7 +66,9 @@ def issue_order(ls):
     vars(ls).pop("res", None)
     moved = dict(zip(moved_i[:nmoved].tolist(), moved_d[:nmoved].tolist()))
     del ix, was
-    return IssueOrder(order.tolist(), ls.heuristic, ls.window, float(end), moved)
+    # (the order's bytes as they are: no int object per instruction)
+    return IssueOrder(Indices(order.astype(_LONG).tobytes()), ls.heuristic, ls.window,
+                      float(end), moved)
 
 
 def _arrays(ls):

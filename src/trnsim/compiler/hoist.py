@@ -354,7 +354,8 @@ def _all_reach(runs, dst, plain, instrs: list, explicit) -> bool:
     one into an automatic tensor with no cast and no spill (the last checks of
     hoist_invariant_loads' loop): one it may drop as a repeat. `explicit()`: the ids
     of the explicitly placed tensors (an int64 array)."""
-    if (dst < 0).any() or np.isin(dst, explicit()).any():
+    placed = explicit()
+    if (dst < 0).any() or (len(placed) and np.isin(dst, placed).any()):
         return False
     if plain is not None:
         return plain
