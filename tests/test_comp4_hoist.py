@@ -93,7 +93,7 @@ def test_a_template_read_off_its_blocks_equals_it_read_instruction_by_instructio
     monkeypatch.setattr(hoist, "_MANY", 1)
     monkeypatch.setattr(hoist, "_FEW_COPIES", 1)
     monkeypatch.setattr(hoist, "_INNER", 1)
-    list(hoist._visited(program.copied, instrs, program.allocations))
+    list(hoist._visited(program.copied, instrs, program.allocations, {}))
     assert _holding(program) <= set(read)
     for (start, stop), lines in read.items():
         every = real(instrs, start, stop, [], None)
@@ -152,7 +152,7 @@ def test_hoisting_a_loop_nest_by_blocks_gives_the_program_of_visiting_every_copy
     monkeypatch.setattr(hoist, "_INNER", 1)
     by_blocks = _recorded(monkeypatch)
     visited = list(hoist._visited(by_blocks.copied, by_blocks.instructions,
-                                  by_blocks.allocations))
+                                  by_blocks.allocations, {}))
     # (of the outer block's 4 copies: not their 16 x 3 adds and 16 stores)
     assert len(visited) <= len(by_blocks.instructions) - 4 * 16 * 4
     every = _recorded(monkeypatch)

@@ -112,7 +112,7 @@ def test_the_compiled_program_and_its_timeline_are_the_eager_ones(monkeypatch, n
     assert out[1] == out[0]
 
 
-def test_a_timing_only_compile_and_schedule_make_few_copies_of_a_tile_loop(monkeypatch):
+def test_a_timing_only_compile_and_schedule_make_no_copy_of_a_tile_loop(monkeypatch):
     pytest.importorskip("numba")
     monkeypatch.setenv(compiled.ENV, "1")
     compile_program = Run.compile
@@ -120,8 +120,7 @@ def test_a_timing_only_compile_and_schedule_make_few_copies_of_a_tile_loop(monke
     made = _counted_makes(monkeypatch)
     compile_program(run)
     schedule(run.program, run.chip)
-    copies = len(run.program.instructions) // 3
-    assert 0 < sum(made) <= copies // 20  # (hoisting reads a few copies' loads)
+    assert sum(made) == 0  # (hoisting reads the loads it visits off their blocks)
 
 
 def _one_block():

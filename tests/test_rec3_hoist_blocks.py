@@ -84,12 +84,12 @@ def test_hoisting_by_blocks_gives_the_program_of_visiting_every_copy(monkeypatch
     copies = sum(b.copies for b in by_blocks.copied)
     assert copies >= G // 2
     visited = list(hoist._visited(by_blocks.copied, by_blocks.instructions,
-                                  by_blocks.allocations))
+                                  by_blocks.allocations, {}))
     # (of each copy: not its 8 adds and its store, nor most of its t, u, s, r loads)
     assert len(visited) <= len(by_blocks.instructions) - 12 * copies
     every = _recorded(monkeypatch)
     every.copied = []
-    assert list(hoist._visited([], every.instructions, every.allocations)) \
+    assert list(hoist._visited([], every.instructions, every.allocations, {})) \
         == every.instructions
     hoisted, reference = (hoist.hoist_invariant_loads(p) for p in (by_blocks, every))
     assert _described(hoisted) == _described(reference)

@@ -85,37 +85,41 @@ def hoist_invariant_loads(program: Program) -> Program:
         clear[aid] = (since, k)
         return False
 
-    last: dict = {}  # (core, source line) -> (index, src, dst) of its previous execution
+    # (core, source line) -> (index, instruction, its source's (lo, hi)) of its previous
+    # execution
+    last: dict = {}
     alias: dict = {}  # dropped tensor's alloc id -> the alloc id of the copy it reads
     kept_for: dict = {}  # dropped load's index -> the index of the load that stays
-    for ins in _visited(program.copied, instrs, allocs):
+    vetted: dict = {}  # id of a copy _visited found a plain load -> its source's lo, hi
+    for ins in _visited(program.copied, instrs, allocs, vetted):
         # a plain load into an automatic tensor: an HBM -> SBUF dma_copy, no cast, no
         # indirection, one source and one destination (as _load_ends and _all_reach
         # check a block's copies)
         if ins.opcode not in _PLAIN or ins.engine != "dma":
             continue
-        reads, writes = compared_operands(ins)
-        if len(writes) != 1:
-            continue
-        if len(reads) != 1 or reads[0].role == "indirect_offset":
-            reads = [a for a in reads if a.role != "indirect_offset"]
-            if len(reads) != 1:
+        bounds = vetted.get(id(ins))
+        if bounds is None:
+            ends = _ends(*compared_operands(ins))
+            if ends is None:
                 continue
-        src, dst = reads[0], writes[0]
+            src, dst = ends
+            if src.space != "hbm" or dst.space != "sbuf" or src.indirect or dst.indirect \
+                    or dst.alloc < 0 or ins.location is None:
+                continue
+            attrs = ins.attrs
+            if attrs.get("cast") or attrs.get("spill") or allocs[dst.alloc].explicit:
+                continue
+            bounds = src.lo, src.hi
         loc = ins.location
-        if src.space != "hbm" or dst.space != "sbuf" or src.indirect or dst.indirect \
-                or dst.alloc < 0 or loc is None:
-            continue
-        attrs = ins.attrs
-        if attrs.get("cast") or attrs.get("spill") or allocs[dst.alloc].explicit:
-            continue
         key = (ins.core, loc.file, loc.line)
         prev = last.get(key)
-        last[key] = (ins.index, src, dst)
-        # (the first and last byte first: most loads of a line read other bytes)
-        if prev is None or src.lo != prev[1].lo or src.hi != prev[1].hi:
+        last[key] = (ins.index, ins, bounds)
+        # (the first and last byte first: most loads of a line read other bytes; the
+        # operands are compared only then, a vetted copy's not made before)
+        if prev is None or bounds != prev[2]:
             continue
-        p_index, p_src, p_dst = prev
+        src, dst = _ends(*compared_operands(ins))
+        p_index, (p_src, p_dst) = prev[0], _ends(*compared_operands(prev[1]))
         if not _same_bytes(src, p_src) or hbm_writes.written(src.lo, src.hi, p_index,
                                                                  ins.index):
             continue
@@ -167,6 +171,18 @@ def hoist_invariant_loads(program: Program) -> Program:
     return hoisted
 
 
+def _ends(reads, writes):
+    """(source, destination) of a DMA of these operands: its one write and its one read
+    besides indirect offsets, else None."""
+    if len(writes) != 1:
+        return None
+    if len(reads) != 1 or reads[0].role == "indirect_offset":
+        reads = [a for a in reads if a.role != "indirect_offset"]
+        if len(reads) != 1:
+            return None
+    return reads[0], writes[0]
+
+
 def _load_ends(ins):
     """(source, destination) of a load that is plain by its opcode, engine, location and
     operands' roles, spaces and indirection (an HBM -> SBUF dma_copy with one source
@@ -174,20 +190,16 @@ def _load_ends(ins):
     hoist_invariant_loads' loop), else None."""
     if ins.opcode not in _PLAIN or ins.engine != "dma" or ins.location is None:
         return None
-    reads, writes = ins.reads, ins.writes
-    if len(writes) != 1:
+    ends = _ends(ins.reads, ins.writes)
+    if ends is None:
         return None
-    if len(reads) != 1 or reads[0].role == "indirect_offset":
-        reads = [a for a in reads if a.role != "indirect_offset"]
-        if len(reads) != 1:
-            return None
-    src, dst = reads[0], writes[0]
+    src, dst = ends
     if src.space != "hbm" or dst.space != "sbuf" or src.indirect or dst.indirect:
         return None
-    return src, dst
+    return ends
 
 
-def _visited(blocks: list, instrs: list, allocs: dict):
+def _visited(blocks: list, instrs: list, allocs: dict, vetted: dict):
     """The instructions hoisting must visit, in order: all but some copies of loop
     expansion's blocks (machine/record.py CopiedBlock), which share their template
     instruction's opcode, engine, core and location and its operands' roles, spaces and
@@ -196,7 +208,9 @@ def _visited(blocks: list, instrs: list, allocs: dict):
     each may be dropped as a repeat (`_all_reach`) and none reads the bytes of the one
     before it (so none repeats one in the block), the first (which may repeat a load
     before the block) and the last (the line's previous execution for what follows):
-    the others would only stand in as that."""
+    the others would only stand in as that. Those two are plain loads of the kind
+    hoisting drops: `vetted` gets their sources' (lo, hi) by their id, so that their
+    operands, which may not be made yet, are only made should a load repeat them."""
     parts, at = [], 0  # (the instructions up to each block looked at, then its visits)
     ids: list = []  # (of the explicitly placed tensors, listed at the first question)
 
@@ -225,6 +239,8 @@ def _visited(blocks: list, instrs: list, allocs: dict):
                         and (np.diff(numbers[:, :2], axis=0) != 0).any(axis=1).all() \
                         and _all_reach(runs, numbers[:, 3], plain, instrs, explicit):
                     runs = runs[[0, -1]]
+                    for k, bounds in zip(runs.tolist(), numbers[[0, -1], :2].tolist()):
+                        vetted[id(instrs[k])] = tuple(bounds)
             visit.append(runs)
         visit = np.sort(np.concatenate(visit)).tolist() if visit else []
         parts += [instrs[at:b.start], map(instrs.__getitem__, visit)]
