@@ -21,7 +21,7 @@ from benchmarks.fidelity import strided_stores
 from trnsim.compiler import allocation, hoist
 from trnsim.examples import load_example
 from trnsim.legacy.jit import run_legacy
-from trnsim.machine.record import Instruction, Program
+from trnsim.machine.record import Instruction, Program, _Deferred
 from trnsim.timing import access_columns
 
 pytest.importorskip("numba")
@@ -275,3 +275,29 @@ def test_copies_whose_alloc_alone_moves(allocated, monkeypatch):
     monkeypatch.setattr(Program, "note_copies", note)
     assert allocated(lambda: _run(fresh_tiles, np.ones((128, 8), np.float32))) > 0.8
     assert noted and all(kept == [-1, -1, -1, -1, 0] for kept in noted)
+
+
+def test_copies_not_made_yet_are_counted_off_their_template(monkeypatch):
+    """A block whose copies all wait for their own operands (machine/record.py
+    `defer_operands`: they hold their template's tuples) is counted off its template,
+    without reading its copies, and its columns are those read access by access; a
+    copy given its own (another class) has the block's copies read again."""
+    x = np.ones((128, 8 * 600), np.float32)
+    p = _recorded(monkeypatch, strided_stores, x)
+    waiting = [i for i in p.instructions if isinstance(i, _Deferred)]
+    assert len(waiting) > len(p.instructions) // 2
+    read = []
+    real = access_columns.held_reads
+    monkeypatch.setattr(access_columns, "held_reads", lambda ins: read.append(ins) or real(ins))
+    made = access_columns.build_with_allocs(p.instructions, list(p.copied),
+                                            _vaddrs(p.allocations))
+    assert not read and all(isinstance(i, _Deferred) for i in waiting)
+    want = access_columns.build_with_allocs(p.instructions)  # (every access read)
+    for a, b in ((made[0].acc, want[0].acc), (made[0].ptr, want[0].ptr), (made[1], want[1])):
+        assert np.array_equal(a, b)
+    q = _recorded(monkeypatch, strided_stores, x)
+    big = max(q.copied, key=lambda b: b.copies)
+    middle = q.instructions[big.start + 3]
+    middle.reads = middle.reads + middle.reads  # (its own made first: an Instruction)
+    access_columns.build_with_allocs(q.instructions, list(q.copied), _vaddrs(q.allocations))
+    assert middle in read

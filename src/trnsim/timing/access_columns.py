@@ -43,7 +43,8 @@ import numpy as np
 from ..machine.access import Access
 from ..machine.compiled import jit
 from .costs import itemsize
-from ..machine.record import distinct_rows, held_reads, held_writes, identities
+from ..machine.record import (_Deferred, distinct_rows, held_reads, held_writes,
+                               identities)
 
 ACC = ("p_lo", "p_hi", "lo", "hi")
 P_LO, P_HI, LO, HI = range(len(ACC))
@@ -178,13 +179,19 @@ def _pointers(instrs, spans: list) -> tuple:
         counts[a:b] = np.fromiter(map(len, sides), np.int64, 2 * (b - a)).reshape(-1, 2)
         read += chain.from_iterable(sides)
     # (a copy's accesses counted off the tuples it holds: its own may not be made yet,
-    # machine/record.py `defer_operands`)
+    # machine/record.py `defer_operands`; copies all of one class of those hold their
+    # template's, as many: counted off it, without a call per copy)
     copied = 0
     for block, s, e in spans:  # (in order: a template's instructions come before)
-        t = block.template.start
-        counts[s:e].reshape(block.copies, -1, 2)[:] = counts[t:t + (e - s) // block.copies]
-        copied += sum(map(len, map(held_reads, instrs[s:e]))) + \
-            sum(map(len, map(held_writes, instrs[s:e])))
+        t, w = block.template.start, (e - s) // block.copies
+        counts[s:e].reshape(block.copies, -1, 2)[:] = counts[t:t + w]
+        copies = instrs[s:e]
+        kinds = set(map(type, copies))
+        if len(kinds) == 1 and issubclass(kinds.pop(), _Deferred):
+            copied += int(counts[t:t + w].sum()) * block.copies
+        else:
+            copied += sum(map(len, map(held_reads, copies))) + \
+                sum(map(len, map(held_writes, copies)))
     ends = np.cumsum(counts.ravel())  # (each instruction's reads end, then its writes)
     del counts
     ptr = np.zeros(n + 1, np.int64)
