@@ -1,7 +1,8 @@
 """Parts of the compiled allocation (compiler/compiled_allocation.py) against the NumPy
-they stand for: the first use of each block per instruction (`_first_uses`, as
-np.unique's first indices) and the instruction of each access row (as a search of the
-pointers)."""
+they stand for: the blocks each access covers, each block's first and last use and the
+walk's events (`_Uses`, as NumPy's unique, minimum.at / maximum.at and a stable sort
+give them, on random programs) and the instruction of each access row (as a search of
+the pointers)."""
 from __future__ import annotations
 
 import numpy as np
@@ -10,28 +11,75 @@ import pytest
 pytest.importorskip("numba")
 from trnsim.compiler import compiled_allocation  # noqa: E402
 
+from test_allocation_compiled import _random_program  # noqa: E402
 
-def _unique_first(keys):
-    first = np.unique(keys, return_index=True)[1]
+
+def _numpy_uses(cols, al):
+    """_Uses' block columns and events by NumPy (its columns before `_block_uses`):
+    each (instruction, block) at its first access there, by np.unique; first and last
+    uses by np.minimum.at / np.maximum.at; the events by a stable sort of (instruction,
+    placement before release)."""
+    aid = cols.alloc
+    onchip = ~cols.hbm & (aid >= 0)
+    safe = np.where(onchip, aid, 0)
+    pos = np.flatnonzero(onchip & ~al.explicit[safe])
+    a_id = aid[pos]
+    assert (al.arena[a_id] >= 0).all()
+    rel_lo = cols.lo[pos] - al.vaddr[a_id]
+    width = cols.hi[pos] - cols.lo[pos]
+    bb = al.block_bytes[a_id]
+    b0 = rel_lo // bb
+    nb = -(-(rel_lo + width) // bb) - b0
+    base = np.zeros(len(al.blocks) + 1, np.int64)
+    np.cumsum(al.blocks, out=base[1:])
+    fb = base[a_id] + b0
+    ins = cols.instruction_of(pos)
+    nbl = int(base[-1])
+    rep = np.repeat(np.arange(len(pos)), nb)
+    gblock = fb[rep] + (np.arange(len(rep)) - np.repeat(np.cumsum(nb) - nb, nb))
+    g_ins = ins[rep]
+    first = np.unique(g_ins * max(nbl, 1) + gblock, return_index=True)[1]
     first.sort(kind="stable")
-    return first
+    m_block, m_ins = gblock[first], g_ins[first]
+    first_use = np.full(nbl, np.iinfo(np.int64).max)
+    np.minimum.at(first_use, m_block, m_ins)
+    first_use[first_use == np.iinfo(np.int64).max] = -1
+    last_use = np.full(nbl, -1)
+    np.maximum.at(last_use, m_block, m_ins)
+    is_first, is_last = m_ins == first_use[m_block], m_ins == last_use[m_block]
+    block = np.concatenate((m_block[is_first], m_block[is_last]))
+    at = np.concatenate((m_ins[is_first], m_ins[is_last]))
+    place = np.concatenate((np.ones(is_first.sum(), np.int64),
+                            np.zeros(is_last.sum(), np.int64)))
+    order = np.argsort(at * 2 + (1 - place), kind="stable")
+    multi = np.flatnonzero(nb > 1)
+    return dict(pos=pos, first_block=fb, offset=rel_lo - b0 * bb, width=width,
+                multi=multi, multi_nb=nb[multi], multi_bb=bb[multi], ins=ins,
+                first=first_use, last=last_use, placements=int(is_first.sum()),
+                ev_block=block[order], ev_at=at[order], ev_place=place[order])
 
 
-@pytest.mark.parametrize("longest", [0, 1, 2, 5, compiled_allocation._RUN_COMPARED,
-                                     compiled_allocation._RUN_COMPARED + 3])
-def test_first_uses_are_numpy_unique_first_indices(longest):
-    rng = np.random.default_rng(longest)
-    sizes = rng.integers(1, longest + 1, 300) if longest else np.zeros(0, np.int64)
-    if longest:
-        sizes[7] = longest
-    ins = np.repeat(np.arange(len(sizes)) * 2, sizes)  # (instructions without uses too)
-    blocks = rng.integers(0, 4, len(ins))  # (a block met again in one instruction)
-    keys = ins * 4 + blocks
-    got = compiled_allocation._first_uses(keys, ins)
-    want = _unique_first(keys)
-    assert got.dtype == want.dtype and np.array_equal(got, want)
-    if longest > 1:
-        assert len(want) < len(keys)
+def test_block_uses_are_the_numpy_ones():
+    multi = reused = 0  # (programs with accesses over several blocks, blocks used again)
+    for seed in range(40):
+        program = _random_program(seed)
+        if seed % 4 == 0:  # (an instruction that names a block twice)
+            ins = program.instructions[5]
+            ins.reads = ins.reads + ins.writes[:1]
+        al = compiled_allocation._Allocs(program.allocations, [("sbuf", 0), ("psum", 0)])
+        cols = compiled_allocation._Columns(program, al.vaddr)
+        got = compiled_allocation._Uses(cols, al)
+        assert got.valid
+        for name, want in _numpy_uses(cols, al).items():
+            value = getattr(got, name)
+            if name == "placements":
+                assert value == want
+            else:
+                assert value.dtype == np.int64 and np.array_equal(value, want), name
+        multi += bool(got.multi.size)
+        reused += len(got.ev_block) < 2 * got.multi_nb.sum() + 2 * (len(got.pos) - len(
+            got.multi))
+    assert multi >= 10 and reused >= 10, (multi, reused)
 
 
 def test_row_instructions_are_the_search_of_the_pointers():

@@ -40,8 +40,6 @@ from .arena import Arena
 from .plan import MemoryPlan, PlacementColumns, Steps
 
 FALLBACK = -1
-_UNUSED = np.iinfo(np.int64).max  # (a block's first use, before any)
-_RUN_COMPARED = 16  # the most block uses of an instruction _first_uses compares
 _CHUNK = 1 << 11  # accesses moved per chunk (the virtual and physical ones of a chunk
 # are alive together)
 
@@ -519,8 +517,9 @@ class _Uses:
     Python pass would not handle as a block access (an unknown id, an empty range).
     Per block access (rows `pos`) what its physical bytes follow from (_physical): its
     first block, its offset from that block's start and its width, and for those over
-    several blocks (`multi`) their count and block bytes. The temporaries die as soon
-    as read (this precedes the pass's peak of memory)."""
+    several blocks (`multi`) their count and block bytes. One numba pass over the
+    accesses (`_block_uses`); the explicit tensors (`ex_ids`, in order of first access,
+    and `ex_last`, each one's last instruction) are read with NumPy."""
 
     def __init__(self, cols: _Columns, al: _Allocs):
         self.valid = False
@@ -528,92 +527,128 @@ class _Uses:
         onchip = ~cols.hbm & (aid >= 0)
         if (aid[onchip] >= al.width).any():
             return  # an alloc id the program does not declare (Python: KeyError)
-        safe = np.where(onchip, aid, 0)
-        is_ex = onchip & al.explicit[safe]
-        auto = onchip & ~is_ex
+        ex_pos = np.flatnonzero(onchip & al.explicit[np.where(onchip, aid, 0)])
         del onchip
-        if (al.arena[safe[auto]] < 0).any():
-            return
-        del safe
-        # explicit tensors: [declared_at, last access], in order of first access
-        ex_pos = np.flatnonzero(is_ex)
-        del is_ex
         ex_ids, first_pos = np.unique(aid[ex_pos], return_index=True)
         self.ex_ids = ex_ids[np.argsort(first_pos, kind="stable")]
         self.ex_last = np.zeros(len(al.blocks), np.int64)
         np.maximum.at(self.ex_last, aid[ex_pos], cols.instruction_of(ex_pos))
         if (al.arena[self.ex_ids] < 0).any():
             return
-        # blocks: a global number per (alloc, block)
-        pos = self.pos = np.flatnonzero(auto)
-        del auto
-        a_id = aid[pos]
-        rel_lo = cols.lo[pos] - al.vaddr[a_id]
-        width = cols.hi[pos] - cols.lo[pos]
-        bb = al.block_bytes[a_id]
-        b0 = rel_lo // bb
-        b1 = -(-(rel_lo + width) // bb)
-        nb = b1 - b0
-        if len(pos) and (nb.min() <= 0 or b0.min() < 0 or (b1 > al.blocks[a_id]).any()):
-            return  # empty or out-of-range blocks: the Python allocator's own behaviour
-        del b1
         base = self.base = np.zeros(len(al.blocks) + 1, np.int64)
         np.cumsum(al.blocks, out=base[1:])
-        fb = self.first_block = base[a_id] + b0
-        del a_id
-        self.offset = rel_lo - b0 * bb
-        self.width = width
-        del rel_lo, b0, width
-        multi = self.multi = np.flatnonzero(nb > 1)
-        self.multi_nb, self.multi_bb = nb[multi], bb[multi]
-        del bb
-        self.ins = cols.instruction_of(pos)
-        nbl = self.nblocks = int(base[-1])
-        if len(multi):
-            rep = np.repeat(np.arange(len(pos)), nb)
-            gblock = fb[rep] + (np.arange(len(rep)) - np.repeat(np.cumsum(nb) - nb, nb))
-            g_ins = self.ins[rep]
-            del rep
-        else:  # (one block per access, as a rule: the accesses' own arrays)
-            gblock, g_ins = fb, self.ins
-        del nb
-        first = _first_uses(g_ins * max(nbl, 1) + gblock, g_ins)
-        m_block, m_ins = gblock[first], g_ins[first]
-        del first, gblock, g_ins
-        # each block's first and last instruction (m_ins does not decrease)
-        self.first = np.full(nbl, _UNUSED, np.int64)
-        np.minimum.at(self.first, m_block, m_ins)
-        self.first[self.first == _UNUSED] = -1
-        self.last = np.full(nbl, -1, np.int64)
-        np.maximum.at(self.last, m_block, m_ins)
-        is_first = m_ins == self.first[m_block]
-        is_last = m_ins == self.last[m_block]
-        self.placements = int(is_first.sum())
-        block = np.concatenate((m_block[is_first], m_block[is_last]))
-        at = np.concatenate((m_ins[is_first], m_ins[is_last]))
-        del m_block, m_ins
-        place = np.concatenate((np.ones(self.placements, np.int64),
-                                np.zeros(int(is_last.sum()), np.int64)))
-        order = np.argsort(at * 2 + (1 - place), kind="stable")
-        self.ev_block, self.ev_at, self.ev_place = block[order], at[order], place[order]
+        self.nblocks = int(base[-1])
+        made = _block_uses(aid, cols.hbm, cols.lo, cols.hi, cols.row_instruction,
+                           al.explicit, al.arena, al.vaddr, al.block_bytes, al.blocks,
+                           base)
+        if made is None:
+            return  # empty or out-of-range blocks: the Python allocator's own behaviour
+        (self.pos, self.first_block, self.offset, self.width, self.multi, self.multi_nb,
+         self.multi_bb, self.ins, self.first, self.last, self.placements, self.ev_block,
+         self.ev_at, self.ev_place) = made
         self.blk_alloc = np.repeat(np.arange(len(al.blocks), dtype=np.int64), al.blocks)
         self.valid = True
 
 
-def _first_uses(keys, ins):
-    """The positions of the first of each value of `keys` (in order), whose equal values
-    lie in one run of `ins` (a nondecreasing array): as np.unique's first indices
-    sorted, by comparing each key with those a run's length before it at most."""
-    starts = run_starts(ins)
-    longest = int(np.diff(starts, append=len(ins)).max()) if len(ins) else 0
-    if longest > _RUN_COMPARED:
-        first = np.unique(keys, return_index=True)[1]
-        first.sort(kind="stable")  # (nearly sorted already: timsort's case)
-        return first
-    again = np.zeros(len(keys), np.bool_)
-    for d in range(1, longest):
-        again[d:] |= keys[d:] == keys[:-d]
-    return np.flatnonzero(~again)
+@jit
+def _block_uses(aid, hbm, lo, hi, row_ins, explicit, arena, vaddr, block_bytes, blocks,
+                base):
+    """_Uses' columns of the accesses of automatic tensors (on chip, alloc id >= 0, not
+    explicit: ids below the tables' width, as _Uses checks first), in row order
+    (instructions in order): (pos, first_block, offset, width, multi, multi_nb,
+    multi_bb, ins, first, last, placements, ev_block, ev_at, ev_place), or None where
+    one's allocation has no arena or its bytes cover no block or blocks past its own.
+    Each (instruction, block) is used once, at its first access there (a block met
+    again within an instruction: its stamp is that instruction); the events of an
+    instruction are its placements, then its releases, each in that order."""
+    m = aid.shape[0]
+    n = covered = 0  # (counted first: the columns are made at their size)
+    for a in range(m):
+        i = aid[a]
+        if hbm[a] or i < 0 or explicit[i]:
+            continue
+        if arena[i] < 0:
+            return None
+        rel_lo = lo[a] - vaddr[i]
+        b0 = rel_lo // block_bytes[i]
+        b1 = -(-(rel_lo + hi[a] - lo[a]) // block_bytes[i])
+        if b1 - b0 <= 0 or b0 < 0 or b1 > blocks[i]:
+            return None
+        n += 1
+        covered += b1 - b0
+    pos = np.empty(n, np.int64)
+    first_block = np.empty(n, np.int64)
+    offset = np.empty(n, np.int64)
+    width = np.empty(n, np.int64)
+    nbs = np.empty(n, np.int64)
+    bbs = np.empty(n, np.int64)
+    n = 0
+    for a in range(m):
+        i = aid[a]
+        if hbm[a] or i < 0 or explicit[i]:
+            continue
+        rel_lo = lo[a] - vaddr[i]
+        w = hi[a] - lo[a]
+        bb = block_bytes[i]
+        b0 = rel_lo // bb
+        pos[n], first_block[n] = a, base[i] + b0
+        offset[n], width[n] = rel_lo - b0 * bb, w
+        nbs[n], bbs[n] = -(-(rel_lo + w) // bb) - b0, bb
+        n += 1
+    nbl = base[base.shape[0] - 1]
+    first = np.full(nbl, -1, np.int64)
+    last = np.full(nbl, -1, np.int64)
+    stamp = np.full(nbl, -1, np.int64)  # the instruction that used the block last
+    use_block = np.empty(covered, np.int64)  # the (instruction, block) uses, in order
+    use_ins = np.empty(covered, np.int64)
+    ins = np.empty(n, np.int64)
+    nuse = 0
+    nmulti = 0
+    for j in range(n):
+        k = row_ins[pos[j]]
+        ins[j] = k
+        if nbs[j] > 1:
+            nmulti += 1
+        for g in range(first_block[j], first_block[j] + nbs[j]):
+            if stamp[g] != k:
+                stamp[g] = k
+                use_block[nuse], use_ins[nuse] = g, k
+                nuse += 1
+                if first[g] < 0:
+                    first[g] = k
+                last[g] = k
+    multi = np.empty(nmulti, np.int64)
+    nmulti = 0
+    for j in range(n):
+        if nbs[j] > 1:
+            multi[nmulti] = j
+            nmulti += 1
+    used = 0  # (each block used has one placement and one release)
+    for g in range(nbl):
+        if first[g] >= 0:
+            used += 1
+    ev_block = np.empty(2 * used, np.int64)
+    ev_at = np.empty(2 * used, np.int64)
+    ev_place = np.empty(2 * used, np.int64)
+    ne = 0
+    placements = 0
+    s = 0
+    while s < nuse:  # one instruction's uses at a time
+        e = s
+        while e < nuse and use_ins[e] == use_ins[s]:
+            e += 1
+        for u in range(s, e):
+            if first[use_block[u]] == use_ins[u]:
+                ev_block[ne], ev_at[ne], ev_place[ne] = use_block[u], use_ins[u], 1
+                ne += 1
+                placements += 1
+        for u in range(s, e):
+            if last[use_block[u]] == use_ins[u]:
+                ev_block[ne], ev_at[ne], ev_place[ne] = use_block[u], use_ins[u], 0
+                ne += 1
+        s = e
+    return (pos, first_block, offset, width, multi, nbs[multi], bbs[multi], ins, first,
+            last, placements, ev_block, ev_at, ev_place)
 
 
 def allocate_compiled(program: Program) -> Program | None:
