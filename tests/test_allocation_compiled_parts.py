@@ -1,8 +1,9 @@
 """Parts of the compiled allocation (compiler/compiled_allocation.py) against the NumPy
-they stand for: the blocks each access covers, each block's first and last use and the
-walk's events (`_Uses`, as NumPy's unique, minimum.at / maximum.at and a stable sort
-give them, on random programs) and the instruction of each access row (as a search of
-the pointers)."""
+they stand for: the explicit tensors in order of first access and their last uses, the
+blocks each access covers, each block's first and last use and the walk's events
+(`_Uses`, as NumPy's unique, minimum.at / maximum.at and a stable sort give them, on
+random programs) and the instruction of each access row (as a search of the
+pointers)."""
 from __future__ import annotations
 
 import numpy as np
@@ -22,6 +23,10 @@ def _numpy_uses(cols, al):
     aid = cols.alloc
     onchip = ~cols.hbm & (aid >= 0)
     safe = np.where(onchip, aid, 0)
+    ex_pos = np.flatnonzero(onchip & al.explicit[safe])
+    ex_ids, first_pos = np.unique(aid[ex_pos], return_index=True)
+    ex_last = np.zeros(len(al.blocks), np.int64)
+    np.maximum.at(ex_last, aid[ex_pos], cols.instruction_of(ex_pos))
     pos = np.flatnonzero(onchip & ~al.explicit[safe])
     a_id = aid[pos]
     assert (al.arena[a_id] >= 0).all()
@@ -53,14 +58,16 @@ def _numpy_uses(cols, al):
                             np.zeros(is_last.sum(), np.int64)))
     order = np.argsort(at * 2 + (1 - place), kind="stable")
     multi = np.flatnonzero(nb > 1)
-    return dict(pos=pos, first_block=fb, offset=rel_lo - b0 * bb, width=width,
+    return dict(ex_ids=ex_ids[np.argsort(first_pos, kind="stable")], ex_last=ex_last,
+                pos=pos, first_block=fb, offset=rel_lo - b0 * bb, width=width,
                 multi=multi, multi_nb=nb[multi], multi_bb=bb[multi], ins=ins,
                 first=first_use, last=last_use, placements=int(is_first.sum()),
                 ev_block=block[order], ev_at=at[order], ev_place=place[order])
 
 
 def test_block_uses_are_the_numpy_ones():
-    multi = reused = 0  # (programs with accesses over several blocks, blocks used again)
+    multi = reused = explicit = 0  # (programs with accesses over several blocks, blocks
+    # used again, explicit tensors)
     for seed in range(40):
         program = _random_program(seed)
         if seed % 4 == 0:  # (an instruction that names a block twice)
@@ -77,9 +84,10 @@ def test_block_uses_are_the_numpy_ones():
             else:
                 assert value.dtype == np.int64 and np.array_equal(value, want), name
         multi += bool(got.multi.size)
+        explicit += bool(got.ex_ids.size)
         reused += len(got.ev_block) < 2 * got.multi_nb.sum() + 2 * (len(got.pos) - len(
             got.multi))
-    assert multi >= 10 and reused >= 10, (multi, reused)
+    assert multi >= 10 and reused >= 10 and explicit >= 5, (multi, reused, explicit)
 
 
 def test_row_instructions_are_the_search_of_the_pointers():

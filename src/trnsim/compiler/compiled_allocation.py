@@ -517,58 +517,58 @@ class _Uses:
     Python pass would not handle as a block access (an unknown id, an empty range).
     Per block access (rows `pos`) what its physical bytes follow from (_physical): its
     first block, its offset from that block's start and its width, and for those over
-    several blocks (`multi`) their count and block bytes. One numba pass over the
-    accesses (`_block_uses`); the explicit tensors (`ex_ids`, in order of first access,
-    and `ex_last`, each one's last instruction) are read with NumPy."""
+    several blocks (`multi`) their count and block bytes; the explicit tensors
+    (`ex_ids`, in order of first access, and `ex_last`, each one's last instruction).
+    Numba passes over the accesses (`_block_uses`)."""
 
     def __init__(self, cols: _Columns, al: _Allocs):
         self.valid = False
-        aid = cols.alloc
-        onchip = ~cols.hbm & (aid >= 0)
-        if (aid[onchip] >= al.width).any():
-            return  # an alloc id the program does not declare (Python: KeyError)
-        ex_pos = np.flatnonzero(onchip & al.explicit[np.where(onchip, aid, 0)])
-        del onchip
-        ex_ids, first_pos = np.unique(aid[ex_pos], return_index=True)
-        self.ex_ids = ex_ids[np.argsort(first_pos, kind="stable")]
-        self.ex_last = np.zeros(len(al.blocks), np.int64)
-        np.maximum.at(self.ex_last, aid[ex_pos], cols.instruction_of(ex_pos))
-        if (al.arena[self.ex_ids] < 0).any():
-            return
         base = self.base = np.zeros(len(al.blocks) + 1, np.int64)
         np.cumsum(al.blocks, out=base[1:])
         self.nblocks = int(base[-1])
-        made = _block_uses(aid, cols.hbm, cols.lo, cols.hi, cols.row_instruction,
-                           al.explicit, al.arena, al.vaddr, al.block_bytes, al.blocks,
-                           base)
+        made = _block_uses(cols.alloc, cols.hbm, cols.lo, cols.hi, cols.row_instruction,
+                           al.width, al.explicit, al.arena, al.vaddr, al.block_bytes,
+                           al.blocks, base)
         if made is None:
-            return  # empty or out-of-range blocks: the Python allocator's own behaviour
-        (self.pos, self.first_block, self.offset, self.width, self.multi, self.multi_nb,
-         self.multi_bb, self.ins, self.first, self.last, self.placements, self.ev_block,
-         self.ev_at, self.ev_place) = made
+            return  # (an alloc id the program does not declare, Python: KeyError; empty
+            # or out-of-range blocks: the Python allocator's own behaviour)
+        (self.ex_ids, self.ex_last, self.pos, self.first_block, self.offset, self.width,
+         self.multi, self.multi_nb, self.multi_bb, self.ins, self.first, self.last,
+         self.placements, self.ev_block, self.ev_at, self.ev_place) = made
         self.blk_alloc = np.repeat(np.arange(len(al.blocks), dtype=np.int64), al.blocks)
         self.valid = True
 
 
 @jit
-def _block_uses(aid, hbm, lo, hi, row_ins, explicit, arena, vaddr, block_bytes, blocks,
-                base):
-    """_Uses' columns of the accesses of automatic tensors (on chip, alloc id >= 0, not
-    explicit: ids below the tables' width, as _Uses checks first), in row order
-    (instructions in order): (pos, first_block, offset, width, multi, multi_nb,
-    multi_bb, ins, first, last, placements, ev_block, ev_at, ev_place), or None where
-    one's allocation has no arena or its bytes cover no block or blocks past its own.
+def _block_uses(aid, hbm, lo, hi, row_ins, ntables, explicit, arena, vaddr, block_bytes,
+                blocks, base):
+    """_Uses' columns: of the explicit tensors' accesses (on chip, alloc id >= 0) ex_ids
+    and ex_last, and of the automatic tensors', in row order (instructions in order),
+    (pos, first_block, offset, width, multi, multi_nb, multi_bb, ins, first, last,
+    placements, ev_block, ev_at, ev_place); None where an on-chip access's alloc id is
+    past the tables (`ntables` ids), an explicit tensor's or automatic tensor's
+    allocation has no arena or an automatic one's bytes cover no block or blocks past
+    its own.
     Each (instruction, block) is used once, at its first access there (a block met
     again within an instruction: its stamp is that instruction); the events of an
     instruction are its placements, then its releases, each in that order."""
     m = aid.shape[0]
+    ex_last = np.zeros(blocks.shape[0], np.int64)
+    ex_seen = np.zeros(max(ntables, 1), np.bool_)
+    nex = 0
     n = covered = 0  # (counted first: the columns are made at their size)
     for a in range(m):
         i = aid[a]
-        if hbm[a] or i < 0 or explicit[i]:
+        if hbm[a] or i < 0:
             continue
-        if arena[i] < 0:
+        if i >= ntables or arena[i] < 0:
             return None
+        if explicit[i]:
+            ex_last[i] = row_ins[a]  # (rows in instruction order: the last is the latest)
+            if not ex_seen[i]:
+                ex_seen[i] = True
+                nex += 1
+            continue
         rel_lo = lo[a] - vaddr[i]
         b0 = rel_lo // block_bytes[i]
         b1 = -(-(rel_lo + hi[a] - lo[a]) // block_bytes[i])
@@ -576,6 +576,14 @@ def _block_uses(aid, hbm, lo, hi, row_ins, explicit, arena, vaddr, block_bytes, 
             return None
         n += 1
         covered += b1 - b0
+    ex_ids = np.empty(nex, np.int64)  # in order of first access
+    nex = 0
+    for a in range(m):
+        i = aid[a]
+        if not hbm[a] and i >= 0 and explicit[i] and ex_seen[i]:
+            ex_seen[i] = False
+            ex_ids[nex] = i
+            nex += 1
     pos = np.empty(n, np.int64)
     first_block = np.empty(n, np.int64)
     offset = np.empty(n, np.int64)
@@ -647,8 +655,8 @@ def _block_uses(aid, hbm, lo, hi, row_ins, explicit, arena, vaddr, block_bytes, 
                 ev_block[ne], ev_at[ne], ev_place[ne] = use_block[u], use_ins[u], 0
                 ne += 1
         s = e
-    return (pos, first_block, offset, width, multi, nbs[multi], bbs[multi], ins, first,
-            last, placements, ev_block, ev_at, ev_place)
+    return (ex_ids, ex_last, pos, first_block, offset, width, multi, nbs[multi], bbs[multi],
+            ins, first, last, placements, ev_block, ev_at, ev_place)
 
 
 def allocate_compiled(program: Program) -> Program | None:
