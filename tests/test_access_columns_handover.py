@@ -86,3 +86,15 @@ def test_a_shared_access_stays_shared_and_byte_values_are_one_object():
                     and not program.allocations[acc.alloc].explicit:
                 for v in (acc.lo, acc.hi):
                     assert values.setdefault(v, v) is v
+
+
+def test_depends_on_reads_each_attrs_dict_once_as_every_instruction():
+    """access_columns.depends_on (read once per attrs dict) lists what reading every
+    instruction's does."""
+    shared, ordered, empty = {"op": "add"}, {"depends_on": [0, 1]}, {"depends_on": []}
+    attrs = [shared, ordered, {"depends_on": [2]}, shared, ordered, empty, {}] * 20
+    instrs = [Instruction(i, 0, "vector", "op", (), (), None, a) for i, a in enumerate(attrs)]
+    want = [(i, a["depends_on"]) for i, a in enumerate(attrs) if a.get("depends_on")]
+    got = access_columns.depends_on(instrs)
+    assert got == want and all(g[1] is w[1] for g, w in zip(got, want))
+    assert access_columns.depends_on(instrs[:1]) == [] and access_columns.depends_on([]) == []

@@ -35,12 +35,13 @@ numbers of the operands that move (`_copy_block`, a numba core).
 """
 from __future__ import annotations
 
-from itertools import chain, compress, repeat
+from itertools import chain
 from operator import attrgetter, itemgetter
 
 import numpy as np
 
 from ..machine.access import Access
+from ..machine import compiled
 from ..machine.compiled import jit
 from .costs import itemsize
 from ..machine.record import (_Deferred, distinct_rows, held_reads, held_writes,
@@ -51,7 +52,7 @@ P_LO, P_HI, LO, HI = range(len(ACC))
 PITCH, ROWS, RUN = range(3)  # the columns of `forms`
 SHARED = ("bytes", "contiguous_bytes", "role", "shape", "form", "map", "space")
 BYTES, CONTIGUOUS, ROLE, SHAPE, FORM, MAP, SPACE = range(len(SHARED))
-_READS, _WRITES, _ATTRS = attrgetter("reads"), attrgetter("writes"), attrgetter("attrs")
+_READS, _WRITES = attrgetter("reads"), attrgetter("writes")
 
 
 class AccessColumns:
@@ -128,11 +129,21 @@ def moved(cols: AccessColumns, instrs, rows, lo, hi, orders) -> AccessColumns:
 
 
 def depends_on(instrs) -> list:
-    """(instruction, its attrs' depends_on) for the instructions that have one."""
-    orders = list(map(dict.get, map(_ATTRS, instrs), repeat("depends_on")))
-    if orders.count(None) == len(orders):  # (as a rule: none has one)
+    """(instruction, its attrs' depends_on) for the instructions that have one (each
+    attrs dict read once: loop copies share theirs)."""
+    from .scheduler import numbered  # (it imports this module's importers)
+
+    n = len(instrs)
+    if not n:
         return []
-    return list(compress(enumerate(orders), orders))
+    ids = identities([ins.attrs for ins in instrs], n)
+    attrs = ids.base
+    first, which = numbered(ids, compiled.wanted(n))
+    has = np.fromiter([bool(attrs[i].get("depends_on")) for i in first.tolist()], bool,
+                      len(first))
+    if not has.any():  # (as a rule: none has one)
+        return []
+    return [(i, attrs[i]["depends_on"]) for i in np.flatnonzero(has[which]).tolist()]
 
 
 def _build(instrs, with_alloc: bool, blocks, vaddr) -> tuple:
