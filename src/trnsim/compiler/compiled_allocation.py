@@ -52,7 +52,7 @@ _CHUNK = 1 << 11  # accesses moved per chunk (the virtual and physical ones of a
 # argument of each call), as compiled_schedule.py's issue loop, with every helper inlined
 # into it (a call passes each array as a struct of seven words): ~150 -> ~65 ns an event
 # on the matmul tutorial's step 1, ~240 -> ~75 on kernel-optimization step 2, ~90 -> ~40
-# on the strided kernel, for no longer a first compile
+# on the strided kernel; the first compile takes no longer
 
 @inline
 def _bisect_lo(lo, off, n, key):

@@ -44,6 +44,7 @@ from ..machine.access import Access
 from ..machine import compiled
 from ..machine.compiled import jit
 from .costs import itemsize
+from .scheduler import numbered
 from ..machine.record import (_Deferred, distinct_rows, held_reads, held_writes,
                                identities)
 
@@ -131,8 +132,6 @@ def moved(cols: AccessColumns, instrs, rows, lo, hi, orders) -> AccessColumns:
 def depends_on(instrs) -> list:
     """(instruction, its attrs' depends_on) for the instructions that have one (each
     attrs dict read once: loop copies share theirs)."""
-    from .scheduler import numbered  # (it imports this module's importers)
-
     n = len(instrs)
     if not n:
         return []
