@@ -913,22 +913,19 @@ _SMALL_PLACES = 256
 
 
 def _places_small(nums: np.ndarray, allocs: dict):
-    """`_places`, operand by operand."""
-    lo, hi, alloc = [], [], []
+    """`_places`, operand by operand (the columns of numbers changed in place)."""
+    lo, hi, alloc = nums[:, 3:].T.tolist()
     if isinstance(allocs, Allocations):  # (its copies' columns read, none made)
-        owned = [aid for aid in nums[:, 5].tolist() if aid >= 0]
+        owned = [aid for aid in alloc if aid >= 0]
         vaddr, names = allocs.vaddrs_and_ids(owned)
         allocs = dict(zip(owned, map(_Place, vaddr.tolist(), names)))
-    for _, _, _, a, b, aid in nums.tolist():
+    for i, aid in enumerate(alloc):
         if aid >= 0:
             al = allocs[aid]
             base = al.vaddr
-            a += base
-            b += base
-            aid = al.id
-        lo.append(a)
-        hi.append(b)
-        alloc.append(aid)
+            lo[i] += base
+            hi[i] += base
+            alloc[i] = al.id
     return lo, hi, alloc
 
 
