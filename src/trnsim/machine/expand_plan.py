@@ -111,7 +111,8 @@ class Plan:
         # numbers of the record (then the HBM cursor, the frame's ints, its lists' lengths)
         self.record_numbers = rows.shape[1] - 1 - len(local_names) - self.list_count
         self.carried = carried  # [(local, tensor of the template iteration)]
-        self.last_ids = None  # template allocation id -> that of the last expanded one
+        # (the template's allocation ids, those of the last expanded iteration's copies)
+        self.last_ids = None
         self.indexing = _NO_COLUMNS  # see indexes_made_before
         self.operand_ids = _NO_COLUMNS  # operands' allocation columns
         self.made_before = 0  # allocations made before the sampled iterations
@@ -375,7 +376,9 @@ class Plan:
         k = len(template_ids)
         if not k:
             return
-        self.last_ids = dict(zip(template_ids, made[-k:]))
+        self.last_ids = (template_ids, made[-k:])
+        if not self.growing:
+            return
         if len({id(lst) for lst, _ in self.growing}) < len(self.growing):
             for at in range(0, len(made), k):  # (a list bound to two names: in turn)
                 now = dict(zip(template_ids, made[at:at + k]))
@@ -419,9 +422,10 @@ class Plan:
         row = self._numbers_at(last, self.record_numbers)
         run.hbm._next = row[0]
         values = dict(zip(self.local_names, row[1:1 + len(self.local_names)]))
-        if self.last_ids is not None:  # tensors the iteration before the last one made
-            storages = {}
-            values.update((name, retarget(x, self.last_ids, storages))
+        if self.last_ids is not None and self.carried:
+            # tensors the iteration before the last one made, over its allocations
+            ids, storages = dict(zip(*self.last_ids)), {}
+            values.update((name, retarget(x, ids, storages))
                           for name, x in self.carried)
         set_locals(frame, values)
 
