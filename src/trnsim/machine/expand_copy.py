@@ -14,7 +14,6 @@ import numpy as np
 
 from .access import Access
 from .allocations import Allocations
-from .expand_parts import operand_columns
 from .record import (Allocation, Instruction, copy_columns, defer_operands, fits_int32,
                      held_reads, held_writes, identities, pending_operands, set_operands)
 
@@ -65,7 +64,7 @@ class Layout:
         at = np.cumsum(size) - size  # where each instruction's numbers start
         self.starts, self.stops = at.tolist(), (at + size).tolist()
         n_read = np.fromiter(map(_N_READS, keys), np.int64, width)
-        n_ops = np.fromiter(map(len, map(_OPERANDS, keys)), np.int64, width)
+        n_ops, cols = plan.operands
         self.index_cols = at + 6 * n_ops
         self.moves = moves
         self.drift = plan.drift
@@ -76,14 +75,14 @@ class Layout:
         self._one_copy = None
         owner = np.repeat(np.arange(width), n_ops)
         first = np.cumsum(n_ops) - n_ops
-        self._operands_moving(moves, n_read, n_ops, owner, first)
+        moving = self._operands_moving(moves, cols, n_read, n_ops, owner, first)
         # copies whose operands are made when first read (Copier.append) hold their
         # template's meanwhile, which the cost model reads (machine/record.py
         # `held_reads`): a DMA's price reads its operands' partitions, so not where
         # they move
         dma = np.fromiter(map(operator.eq, map(_ENGINE, keys), repeat("dma")), bool, width)
         self.lazy = bool(len(self.moving)) and not (
-            dma[owner[self.moving_at]] & moves[self.moving[:, 1:3]].any(axis=1)).any()
+            dma[owner[moving]] & moves[self.moving[:, 1:3]].any(axis=1)).any()
         # hoisting reads every copy of a load (HBM to SBUF) unless each reads other bytes
         # than the one before (compiler/hoist.py `_visited`), and peeks at a wide
         # template's (`_PendingOperands.peek`): a narrow one's block is made at once
@@ -99,9 +98,10 @@ class Layout:
             self.lazy &= len(self.load_sources) == len(loads)
         # (instruction, its attributes' numbers, their key) where they move
         moved = np.concatenate(([0], np.cumsum(moves)))
-        lo, hi = (self.index_cols + 1).tolist(), (at + size).tolist()
-        self.moving_attrs = [(b, slice(lo[b], hi[b]), keys[b][-1])
-                             for b in np.flatnonzero(moved[hi] > moved[lo]).tolist()]
+        lo, hi = self.index_cols + 1, at + size
+        some = np.flatnonzero(moved[hi] > moved[lo])
+        self.moving_attrs = [(b, slice(start, stop), keys[b][-1]) for b, start, stop
+                             in zip(some.tolist(), lo[some].tolist(), hi[some].tolist())]
         _, _, a_start, a_stop, f_start, f_stop = plan.template
         n_allocs = a_stop - a_start
         self.alloc_keys = list(structure[width:width + n_allocs])
@@ -113,14 +113,14 @@ class Layout:
         self.declared_cols = self.alloc_cols + 1
         self.fence_cols = first + 3 * n_allocs + np.arange(n_fences)
 
-    def _operands_moving(self, moves, n_read, n_ops, owner, base) -> None:
+    def _operands_moving(self, moves, cols, n_read, n_ops, owner, base) -> np.ndarray:
         """The template operands that may move (their numbers' columns, positions among
         all operands, and which of the six numbers move for any of them); the reads or
         writes tuples holding one, grouped by side (0 reads, 1 writes) and size: their
         instructions and each operand's source in a copy (its index among the moving
-        operands, or ~its index among all the template's operands)."""
+        operands, or ~its index among all the template's operands). `cols`: where each
+        operand's numbers lie. Returns the moving operands' positions."""
         nth = np.arange(len(owner)) - base[owner]
-        cols = operand_columns(self.sizes, n_ops)
         moves_op = moves[cols].any(axis=1)
         moving = np.flatnonzero(moves_op)
         self.moving = cols[moving]
@@ -140,6 +140,7 @@ class Layout:
             for k in np.unique(size[held]).tolist():
                 b = np.flatnonzero(held & (size == k))
                 self.tuples.append((side, b, source[first[b][:, None] + np.arange(k)]))
+        return moving
 
     def same_operands(self, nums: np.ndarray, fields: np.ndarray):
         """Which moving operands have the same fields but their numbers (`fields`: a
@@ -912,22 +913,19 @@ _SMALL_PLACES = 256
 
 
 def _places_small(nums: np.ndarray, allocs: dict):
-    """`_places`, operand by operand."""
-    lo, hi, alloc = [], [], []
+    """`_places`, operand by operand (the columns of numbers changed in place)."""
+    lo, hi, alloc = nums[:, 3:].T.tolist()
     if isinstance(allocs, Allocations):  # (its copies' columns read, none made)
-        owned = [aid for aid in nums[:, 5].tolist() if aid >= 0]
+        owned = [aid for aid in alloc if aid >= 0]
         vaddr, names = allocs.vaddrs_and_ids(owned)
         allocs = dict(zip(owned, map(_Place, vaddr.tolist(), names)))
-    for _, _, _, a, b, aid in nums.tolist():
+    for i, aid in enumerate(alloc):
         if aid >= 0:
             al = allocs[aid]
             base = al.vaddr
-            a += base
-            b += base
-            aid = al.id
-        lo.append(a)
-        hi.append(b)
-        alloc.append(aid)
+            lo[i] += base
+            hi[i] += base
+            alloc[i] = al.id
     return lo, hi, alloc
 
 

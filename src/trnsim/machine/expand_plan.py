@@ -3,6 +3,7 @@ from the sampled ones, checked against its last iteration, from which the other
 iterations are appended to the record (machine/expand_copy.py makes the copies)."""
 from __future__ import annotations
 
+import functools
 import operator
 
 import numpy as np
@@ -56,6 +57,7 @@ def _with_first(run, zero: "Mark", m1: "Mark", structure: tuple, rows: np.ndarra
 _OPERANDS = operator.itemgetter(6)  # an instruction's structure's operands
 _NO_COLUMNS = np.zeros(0, dtype=np.int64)
 _NO_COLUMNS.setflags(write=False)
+_NARROW = 256  # (see Plan._narrow)
 
 
 def same_model(key, last) -> bool:
@@ -106,13 +108,17 @@ class Plan:
         self.local_names = local_names
         self.growing = growing  # [(list, [tensor the template iteration appended])]
         self.list_count = len(key[2])
+        # numbers of the record (then the HBM cursor, the frame's ints, its lists' lengths)
+        self.record_numbers = rows.shape[1] - 1 - len(local_names) - self.list_count
         self.carried = carried  # [(local, tensor of the template iteration)]
-        self.last_ids = None  # template allocation id -> that of the last expanded one
+        # (the template's allocation ids, those of the last expanded iteration's copies)
+        self.last_ids = None
         self.indexing = _NO_COLUMNS  # see indexes_made_before
         self.operand_ids = _NO_COLUMNS  # operands' allocation columns
         self.made_before = 0  # allocations made before the sampled iterations
         self.layout = None  # the Copier's Layout (see expand_copy.Layout)
         self.sizes = []  # how many numbers each instruction of the template has
+        self._lists = None  # (see _narrow)
 
     @classmethod
     def derive(cls, run, marks, core, periods, known=None, start=None, first=None):
@@ -245,8 +251,7 @@ class Plan:
         made = marks[1].allocations - marks[0].allocations  # each iteration's
         plan.sizes = sizes
         # (an instruction's operands: those its structure lists, `instruction_parts`)
-        ops = layout.operand_ids if layout is not None else operand_columns(sizes, list(
-            map(len, map(_OPERANDS, key[0][:plan.per_iteration]))))[:, 5]
+        ops = layout.operand_ids if layout is not None else plan.operands[1][:, 5]
         step = drift[ops]  # (np.isin may build a table spanning the values)
         plan.indexing = ops[(step != 0) & (step != period * made)]
         plan.operand_ids = ops
@@ -254,6 +259,14 @@ class Plan:
         plan.layout = layout
         plan.rebound = rebound
         return plan
+
+    @functools.cached_property
+    def operands(self) -> tuple:
+        """(how many operands each template instruction has, where each operand's six
+        numbers lie: `operand_columns`), from its structure (`instruction_parts`)."""
+        n_ops = np.fromiter(map(len, map(_OPERANDS, self.key[0][:self.per_iteration])),
+                            np.int64, self.per_iteration)
+        return n_ops, operand_columns(self.sizes, n_ops)
 
     def indexes_made_before(self, first: int, last: int) -> bool:
         """Whether, in every iteration first..last, the operands that index tensors made
@@ -264,8 +277,51 @@ class Plan:
         first and last period of iterations bound it."""
         if not len(self.indexing):
             return True
+        ends = self._narrow_ends(first, last, self.indexing)
+        if ends is not None:
+            return all(0 <= x < self.made_before for x in ends)
         ids = self._ends(first, last, self.indexing)
         return bool(((ids >= 0) & (ids < self.made_before)).all())
+
+    def _ids_keep_signs(self, first: int, last: int) -> bool:
+        """Whether each operand has an allocation in iterations first and last exactly
+        where it has one in the template (its id keeps its sign)."""
+        ids = self.operand_ids
+        ends = self._narrow_ends(first, last, ids)
+        if ends is None:
+            return bool(((self._ends(first, last, ids) >= 0) == (self.rows[-1, ids] >= 0)).all())
+        row = self._narrow()[0]
+        signs = [row[c] >= 0 for c in ids.tolist()] * 2
+        return all((x >= 0) == s for x, s in zip(ends, signs))
+
+    def _narrow(self) -> tuple:
+        """(the last sampled row, the drift) as lists of Python ints for a period-1 plan
+        of at most _NARROW numbers an iteration (NumPy's calls cost more than Python's
+        arithmetic on so few: a loop of one DMA or matmul entered for every tile of the
+        loop around it), else (). Read once the plan is derived."""
+        if self._lists is None:
+            self._lists = (self.rows[-1].tolist(), self.drift.tolist()) \
+                if self.period == 1 and self.rows.shape[1] <= _NARROW else ()
+        return self._lists
+
+    def _narrow_ends(self, first: int, last: int, cols) -> list | None:
+        """The numbers `cols` of iterations first and last (a list: the first's, then the
+        last's) of a narrow plan (`_narrow`), else None."""
+        lists = self._narrow()
+        if not lists:
+            return None
+        row, drift = lists
+        at = cols.tolist()
+        return [row[c] + drift[c] * (k - self.last_sampled) for k in (first, last) for c in at]
+
+    def _numbers_at(self, iteration: int, lo: int, hi: int | None = None) -> list:
+        """The numbers lo:hi of one iteration (`row_at`) as a list."""
+        lists = self._narrow()
+        if not lists:
+            return self.row_at(iteration, slice(lo, hi)).tolist()
+        row, drift = lists
+        k = iteration - self.last_sampled
+        return [a + d * k for a, d in zip(row[lo:hi], drift[lo:hi])]
 
     def _ends(self, first: int, last: int, cols) -> np.ndarray:
         """The numbers `cols` of the first and last period of iterations first..last,
@@ -304,9 +360,7 @@ class Plan:
         # the copies are noted as blocks for the snapshots of a loop around this one,
         # with the template's structure (an operand's says whether it has an allocation:
         # its id must keep its sign)
-        ids = self.operand_ids
-        keep = stats.watching > 1 and bool(
-            ((self._ends(first, stop - 1, ids) >= 0) == (self.rows[-1, ids] >= 0)).all())
+        keep = stats.watching > 1 and self._ids_keep_signs(first, stop - 1)
         with gc_paused():  # (only new, acyclic objects: a collection would find nothing)
             # a block of iterations at a time: the Python ints of a row that the record
             # does not keep are freed, and their memory reused, before the next block
@@ -322,7 +376,9 @@ class Plan:
         k = len(template_ids)
         if not k:
             return
-        self.last_ids = dict(zip(template_ids, made[-k:]))
+        self.last_ids = (template_ids, made[-k:])
+        if not self.growing:
+            return
         if len({id(lst) for lst, _ in self.growing}) < len(self.growing):
             for at in range(0, len(made), k):  # (a list bound to two names: in turn)
                 now = dict(zip(template_ids, made[at:at + k]))
@@ -345,11 +401,11 @@ class Plan:
         know) and its other locals in the state it found them in: that after iteration
         0 (the expanded iterations ran no Python; the lists grew by tiles, which their
         state leaves out)."""
-        ints = self.row_at(last + 1, slice(self.record_numbers + 1,
-                                          self.record_numbers + 1 + len(self.local_names)))
+        first = self.record_numbers + 1
+        ints = self._numbers_at(last + 1, first, first + len(self.local_names))
         now = end.locals
         if any(type(now.get(k)) is not int or (now[k] != v and k != self.index)
-               for k, v in zip(self.local_names, ints.tolist())):
+               for k, v in zip(self.local_names, ints)):
             return False
         return self._unchanged(self.after_first, end)
 
@@ -361,18 +417,15 @@ class Plan:
             was[k] == now[k] for k, v in was.items()
             if type(v) is not int and k not in self.rebound)
 
-    @property
-    def record_numbers(self) -> int:
-        return self.rows.shape[1] - 1 - len(self.local_names) - self.list_count
-
     def prepare_last(self, run, frame, last: int) -> None:
         """The HBM cursor and the frame's ints as iteration `last` starts with them."""
-        row = self.row_at(last, slice(self.record_numbers, None)).tolist()
+        row = self._numbers_at(last, self.record_numbers)
         run.hbm._next = row[0]
         values = dict(zip(self.local_names, row[1:1 + len(self.local_names)]))
-        if self.last_ids is not None:  # tensors the iteration before the last one made
-            storages = {}
-            values.update((name, retarget(x, self.last_ids, storages))
+        if self.last_ids is not None and self.carried:
+            # tensors the iteration before the last one made, over its allocations
+            ids, storages = dict(zip(*self.last_ids)), {}
+            values.update((name, retarget(x, ids, storages))
                           for name, x in self.carried)
         set_locals(frame, values)
 
