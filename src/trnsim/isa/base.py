@@ -231,6 +231,13 @@ class Instr:
                 self.fail(f"result of shape {v.shape} does not fit {role} {describe(t)}")
         if mask is None:
             _drop_fill(t)
+            if t.dyn is None and v.dtype == t.dtype.np:  # write_raw's usual case, inline
+                view = _strided(t, _data(t, writes_all=True))
+                if view is not None:
+                    view[...] = v
+                    if flags:
+                        mark_written(t)
+                    return
         write_raw(t, v, skip_oob=skip_oob, mask=mask, op=self.opcode, flags=flags)
 
     def copy(self, src_role: str, src: NkiTensor, dst_role: str, dst: NkiTensor) -> bool:
