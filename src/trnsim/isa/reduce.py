@@ -34,14 +34,15 @@ def fold_fp32(name: str, v: np.ndarray) -> np.ndarray:
             return _in_order(np.add, np.concatenate([v[..., :1], -v[..., 1:]], axis=-1))
         if name == "multiply":
             return _in_order(np.multiply, v)
+        # (the ufuncs' reduce: what np.max / np.min call, without their Python wrapper)
         if name == "maximum":
-            return np.max(v, axis=-1)
+            return np.maximum.reduce(v, axis=-1)
         if name == "minimum":
-            return np.min(v, axis=-1)
+            return np.minimum.reduce(v, axis=-1)
         if name == "abs_max":
-            return np.max(np.abs(v), axis=-1)
+            return np.maximum.reduce(np.abs(v), axis=-1)
         if name == "abs_min":
-            return np.min(np.abs(v), axis=-1)
+            return np.minimum.reduce(np.abs(v), axis=-1)
         nz = v != 0
         if name == "logical_and":
             return nz.all(axis=-1).astype(np.float32)
