@@ -35,7 +35,7 @@ from ..machine.errors import UnsupportedError, describe
 from ..machine.tensor import NkiTensor
 from ..numerics.cast import to_fp32
 from . import accumulate as acc
-from .base import Instr, flat, free_size
+from .base import UNKEPT, Instr, _is_number, flat, free_size, operand_key
 from .enums import engine as Engine, reduce_cmd as ReduceCmd
 from .ops import alu
 
@@ -44,16 +44,6 @@ _CMP_OPS = ("equal", "not_equal", "greater", "greater_equal", "less", "less_equa
 _RANGE_CMP_OPS = ("equal", "less", "less_equal", "greater", "greater_equal")
 _INT_NATIVE = {"add", "subtract", "multiply", "maximum", "minimum", "abs_max", "abs_min",
                "bypass", "logical_and", "logical_or", "logical_xor", *_CMP_OPS}
-# Numbers an immediate operand may be: Python and NumPy numbers, and the ml_dtypes scalars
-# (np.generic but not np.number), e.g. `nl.finfo(nl.bfloat16).min`.
-_NUMBER = (bool, int, float, np.number)
-
-
-def _is_number(v) -> bool:
-    return isinstance(v, _NUMBER) or (isinstance(v, np.generic)
-                                      and type(v).__module__.startswith("ml_dtypes"))
-
-
 _ADDR_OPS = {"add", "subtract", "multiply"}
 _INT32 = ("int32", "uint32")
 FP32_MIN = float(np.finfo(np.float32).min)
@@ -415,8 +405,8 @@ def _scalar_key(ins: Instr, dst, data, op0, operand0, reverse0, op1, operand1, r
     if type(dst) is not NkiTensor or type(data) is not NkiTensor or \
             dst.dyn is not None or data.dyn is not None:
         return None
-    o0, o1 = _operand_key(operand0), _operand_key(operand1)
-    if o0 is _UNKEPT or o1 is _UNKEPT:
+    o0, o1 = operand_key(operand0), operand_key(operand1)
+    if o0 is UNKEPT or o1 is UNKEPT:
         return None
     key = (ins.engine, dst.shape, dst.dtype, dst.buffer.space, data.shape, data.dtype,
            data.buffer.space, op0, o0, bool(reverse0), op1, o1, bool(reverse1))
@@ -425,22 +415,6 @@ def _scalar_key(ins: Instr, dst, data, op0, operand0, reverse0, op1, operand1, r
     except TypeError:
         return None
     return key
-
-
-_UNKEPT = object()
-
-
-def _operand_key(value):
-    """A tensor_scalar operand in its key: a static tile by shape, dtype and memory, a
-    number by type and value (whether it is integral decides integer arithmetic)."""
-    if value is None:
-        return None
-    if type(value) is NkiTensor:
-        return _UNKEPT if value.dyn is not None else (value.shape, value.dtype,
-                                                      value.buffer.space)
-    if isinstance(value, NkiTensor) or not _is_number(value):
-        return _UNKEPT
-    return type(value), value
 
 
 def _check_tensor_scalar(ins: Instr, dst, data, op0, operand0, reverse0, op1, operand1,
