@@ -15,12 +15,13 @@ import numpy as np
 
 from ..machine.access import row_loops
 from ..machine.errors import UnsupportedError, describe
+from ..machine.tensor import NkiTensor
 from ..numerics.cast import to_fp32
 from . import accumulate as acc
 from . import exp_fp32
 from .accumulate import cmd_name, lane0
 from .activation_funcs import activation_fn
-from .base import Instr, _readonly, flat, free_size
+from .base import UNKEPT, Instr, _readonly, flat, free_size, operand_key
 from .enums import reduce_cmd as ReduceCmd
 from .ops import alu
 
@@ -72,8 +73,7 @@ def per_partition(ins: Instr, role: str, value, partitions: int, *, fp32_only=Fa
                 ins.fail(f"{role} {describe(t)} must have dtype float32")
         if t.dtype.is_x4:
             ins.fail(f"{role} {describe(t)}: packed types not allowed")
-        v = ins.read_fp32(role, t)
-        return (None if v is None else v.reshape(partitions, 1)), "tensor"
+        return partition_values(ins, role, "tensor", t, partitions), "tensor"
     if not allow_const:
         ins.fail(f"{role} must be a [{partitions}, 1] tensor here, got the constant "
                  f"{value!r}")
@@ -81,6 +81,15 @@ def per_partition(ins: Instr, role: str, value, partitions: int, *, fp32_only=Fa
         return np.float32(float(value)), "const"
     except (TypeError, ValueError):
         ins.fail(f"operand {role!r} must be a tensor or a number, got {value!r}")
+
+
+def partition_values(ins: Instr, role: str, kind: str, value, partitions: int):
+    """The values `per_partition` gives for an operand of `kind` it checked: a tile's
+    fp32 values (P, 1) (read now; None without numerics), a constant in fp32, or None."""
+    if kind == "tensor":
+        v = ins.read_fp32(role, value)
+        return None if v is None else v.reshape(partitions, 1)
+    return np.float32(float(value)) if kind == "const" else None
 
 
 def resolve_reduce_op(ins: Instr, reduce_op, allowed=_REDUCE_OPS, what=""):
@@ -130,26 +139,22 @@ def _resolve_act(ins: Instr, op):
 def _activation(opcode, dst, op, data, bias, scale, reduce_op, reduce_res, cmd,
                 reduce_ops):
     with Instr(opcode, None, default="scalar") as ins:
-        cmd = reduce_cmd_of(ins, cmd)
-        check_data_dst(ins, data, dst)
-        act = _resolve_act(ins, op)
-        P = data.shape[0]
-        ins.require(cmd != "load_reduce", "reduce_cmd=load_reduce is not supported by the "
-                    "Scalar Engine activation; use reset, reduce or reset_reduce")
-        rop = resolve_reduce_op(ins, reduce_op, reduce_ops,
-                                " by the Scalar Engine activation instruction")
-        check_reduce_res(ins, reduce_res, P)
-        if bias is not None and not hasattr(bias, "storage"):
-            ins.require_generation(3, "a constant bias (NeuronCore-v2 needs a [N, 1] bias "
-                                   "tensor)")
-        if bias is not None and act.name == "reciprocal" and ins.generation < 3:
-            ins.fail("activation(op=reciprocal) does not support a bias on NeuronCore-v2",
-                     UnsupportedError)
-        if hasattr(bias, "storage"):
-            if str(bias.dtype) == "tfloat32":
-                ins.fail(f"bias {describe(bias)} cannot be tfloat32")
-        s, scale_kind = per_partition(ins, "scale", scale, P, fp32_only=True)
-        b, bias_kind = per_partition(ins, "bias", bias, P)
+        key = _activation_key(opcode, dst, op, data, bias, scale, reduce_op, reduce_res,
+                              cmd, reduce_ops)
+        checked = _ACTIVATION_CHECKED.get(key) if key is not None else None
+        if checked is None or checked[0] is not ins.chip:
+            cmd, act, rop, s, scale_kind, b, bias_kind = _check_activation(
+                ins, dst, op, data, bias, scale, reduce_op, reduce_res, cmd, reduce_ops)
+            P = data.shape[0]
+            if key is not None:
+                if len(_ACTIVATION_CHECKED) >= 4096:
+                    _ACTIVATION_CHECKED.clear()
+                _ACTIVATION_CHECKED[key] = (ins.chip, cmd, act, rop, scale_kind, bias_kind)
+        else:  # (every check passed for these operands and settings: read the tiles)
+            _, cmd, act, rop, scale_kind, bias_kind = checked
+            P = data.shape[0]
+            s = partition_values(ins, "scale", scale_kind, scale, P)
+            b = partition_values(ins, "bias", bias_kind, bias, P)
         x = ins.read_as("data", data, _fp32_view)
         fused = cmd in ("reduce", "reset_reduce")
         ins.attrs.update(op=act.name, scale_kind=scale_kind, bias_kind=bias_kind,
@@ -167,6 +172,55 @@ def _activation(opcode, dst, op, data, bias, scale, reduce_op, reduce_res, cmd,
                 acc.accumulate(ins, "scalar", cmd, rop, y, lo, P)
     if reduce_res is not None:
         acc.read_out("scalar", reduce_res, lo, P)
+
+
+_ACTIVATION_CHECKED: dict = {}  # `_activation_key` -> (chip, what `_check_activation` found)
+
+
+def _activation_key(opcode, dst, op, data, bias, scale, reduce_op, reduce_res, cmd,
+                    reduce_ops):
+    """What `_check_activation` reads, as a key (None where it is not kept: an operand
+    that is not a static tensor or a number, a setting that does not hash)."""
+    if type(dst) is not NkiTensor or type(data) is not NkiTensor or \
+            dst.dyn is not None or data.dyn is not None:
+        return None
+    operands = (operand_key(bias), operand_key(scale), operand_key(reduce_res))
+    if any(k is UNKEPT for k in operands):
+        return None
+    key = (opcode, dst.shape, dst.dtype, dst.buffer.space, data.shape, data.dtype,
+           data.buffer.space, op, operands, reduce_op, type(cmd), cmd, reduce_ops)
+    try:
+        hash(key)
+    except TypeError:
+        return None
+    return key
+
+
+def _check_activation(ins: Instr, dst, op, data, bias, scale, reduce_op, reduce_res, cmd,
+                      reduce_ops):
+    """An activation's checks, and its scale and bias tiles' reads: (the reduce_cmd's
+    name, the function, the reduce operator, scale, its kind, bias, its kind)."""
+    cmd = reduce_cmd_of(ins, cmd)
+    check_data_dst(ins, data, dst)
+    act = _resolve_act(ins, op)
+    P = data.shape[0]
+    ins.require(cmd != "load_reduce", "reduce_cmd=load_reduce is not supported by the "
+                "Scalar Engine activation; use reset, reduce or reset_reduce")
+    rop = resolve_reduce_op(ins, reduce_op, reduce_ops,
+                            " by the Scalar Engine activation instruction")
+    check_reduce_res(ins, reduce_res, P)
+    if bias is not None and not hasattr(bias, "storage"):
+        ins.require_generation(3, "a constant bias (NeuronCore-v2 needs a [N, 1] bias "
+                               "tensor)")
+    if bias is not None and act.name == "reciprocal" and ins.generation < 3:
+        ins.fail("activation(op=reciprocal) does not support a bias on NeuronCore-v2",
+                 UnsupportedError)
+    if hasattr(bias, "storage"):
+        if str(bias.dtype) == "tfloat32":
+            ins.fail(f"bias {describe(bias)} cannot be tfloat32")
+    s, scale_kind = per_partition(ins, "scale", scale, P, fp32_only=True)
+    b, bias_kind = per_partition(ins, "bias", bias, P)
+    return cmd, act, rop, s, scale_kind, b, bias_kind
 
 
 def _apply(ins: Instr, act, v: np.ndarray, s, b, out: np.ndarray) -> np.ndarray:

@@ -28,6 +28,31 @@ from .engines import TABLE as ENGINE_RULES, candidates
 from .enums import coerce, engine as Engine
 
 _ON_CHIP = ("sbuf", "psum")
+# Numbers an immediate operand may be: Python and NumPy numbers, and the ml_dtypes scalars
+# (np.generic but not np.number), e.g. `nl.finfo(nl.bfloat16).min`.
+_NUMBER = (bool, int, float, np.number)
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, _NUMBER) or (isinstance(v, np.generic)
+                                      and type(v).__module__.startswith("ml_dtypes"))
+
+
+UNKEPT = object()  # `operand_key` of an operand whose checks are not kept
+
+
+def operand_key(value):
+    """A constant or [P, 1] tile operand in the key under which an instruction keeps its
+    checks: None, a static tile by shape, dtype and memory, a number by type and value
+    (whether it is integral can decide the arithmetic), or UNKEPT for anything else."""
+    if value is None:
+        return None
+    if type(value) is NkiTensor:
+        return UNKEPT if value.dyn is not None else (value.shape, value.dtype,
+                                                     value.buffer.space)
+    if isinstance(value, NkiTensor) or not _is_number(value):
+        return UNKEPT
+    return type(value), value
 
 
 def engine_name(e) -> str:
@@ -231,6 +256,13 @@ class Instr:
                 self.fail(f"result of shape {v.shape} does not fit {role} {describe(t)}")
         if mask is None:
             _drop_fill(t)
+            if t.dyn is None and v.dtype == t.dtype.np:  # write_raw's usual case, inline
+                view = _strided(t, _data(t, writes_all=True))
+                if view is not None:
+                    view[...] = v
+                    if flags:
+                        mark_written(t)
+                    return
         write_raw(t, v, skip_oob=skip_oob, mask=mask, op=self.opcode, flags=flags)
 
     def copy(self, src_role: str, src: NkiTensor, dst_role: str, dst: NkiTensor) -> bool:

@@ -35,7 +35,7 @@ from ..machine.errors import UnsupportedError, describe
 from ..machine.tensor import NkiTensor
 from ..numerics.cast import to_fp32
 from . import accumulate as acc
-from .base import Instr, flat, free_size
+from .base import UNKEPT, Instr, _is_number, flat, free_size, operand_key
 from .enums import engine as Engine, reduce_cmd as ReduceCmd
 from .ops import alu
 
@@ -44,16 +44,6 @@ _CMP_OPS = ("equal", "not_equal", "greater", "greater_equal", "less", "less_equa
 _RANGE_CMP_OPS = ("equal", "less", "less_equal", "greater", "greater_equal")
 _INT_NATIVE = {"add", "subtract", "multiply", "maximum", "minimum", "abs_max", "abs_min",
                "bypass", "logical_and", "logical_or", "logical_xor", *_CMP_OPS}
-# Numbers an immediate operand may be: Python and NumPy numbers, and the ml_dtypes scalars
-# (np.generic but not np.number), e.g. `nl.finfo(nl.bfloat16).min`.
-_NUMBER = (bool, int, float, np.number)
-
-
-def _is_number(v) -> bool:
-    return isinstance(v, _NUMBER) or (isinstance(v, np.generic)
-                                      and type(v).__module__.startswith("ml_dtypes"))
-
-
 _ADDR_OPS = {"add", "subtract", "multiply"}
 _INT32 = ("int32", "uint32")
 FP32_MIN = float(np.finfo(np.float32).min)
@@ -144,11 +134,19 @@ def _per_partition(ins: Instr, role: str, value, partitions: int):
         if not (t.ndim >= 2 and t.shape[0] == partitions and free_size(t) == 1):
             ins.fail(f"{role} {describe(t)} must be a [{partitions}, 1] tile (one value per "
                      f"partition of the data) or a constant")
-        raw = ins.read(role, t)
-        return "tensor", None if raw is None else raw.reshape(partitions, 1)
+        return "tensor", _operand_values(ins, role, "tensor", t, partitions)
     if _is_number(value):
         return "const", value
     ins.fail(f"{role} must be a number or a [{partitions}, 1] tile, got {value!r}")
+
+
+def _operand_values(ins: Instr, role: str, kind: str, value, partitions: int):
+    """The values `_per_partition` gives for an operand of `kind` it checked: a tile's
+    stored values (P, 1) (read now; None without numerics), a constant, or None."""
+    if kind == "tensor":
+        raw = ins.read(role, value)
+        return None if raw is None else raw.reshape(partitions, 1)
+    return value if kind == "const" else None
 
 
 def _fp32(kind, value):
@@ -345,45 +343,21 @@ def tensor_scalar(dst, data, op0, operand0, reverse0=False, op1=None, operand1=N
     broadcast along the free axes; reverse0/1 swap the operands of op0/op1."""
     with Instr("tensor_scalar", engine, default="vector", allowed=_COMPUTE_ENGINES,
                name=name) as ins:
-        _check_io(ins, ("data", data), ("dst", dst))
-        a0 = _alu_op(ins, op0, "op0")
-        a1 = None if op1 is None else _alu_op(ins, op1, "op1")
-        if a1 is None:
-            ins.require(operand1 is None, "operand1 must be None when op1 is None")
-        _check_operand_given(ins, a0, "operand0", operand0)
-        if a1 is not None:
-            _check_operand_given(ins, a1, "operand1", operand1)
-        bitvec = a0.kind == "bitvec"
-        if a1 is not None:
-            ins.require((a1.kind == "bitvec") == bitvec,
-                        f"op0={a0.name} and op1={a1.name} must both be bitvec or both "
-                        "arithmetic operators")
-        if bitvec:
-            ins.require(ins.engine == "vector", f"bitvec operators run only on the Vector "
-                        f"Engine, not engine={ins.engine}")
-            _int_dtypes(ins, "bitvec operators", ("data", data), ("dst", dst))
-        if ins.engine == "scalar" and ins.generation <= 3:
-            pair = (a0.name, a1.name if a1 is not None else None)
-            ins.require(pair in _SCALAR_ENGINE_PAIRS,
-                        f"the Scalar Engine of {ins.chip.name} runs only op0=multiply, "
-                        f"op1=add / op0=multiply / op0=add; got op0={a0.name}, "
-                        f"op1={pair[1]} (use engine=nki.isa.engine.vector)")
-        P = data.shape[0]
-        k0, v0 = _per_partition(ins, "operand0", None if a0.unary else operand0, P)
-        k1, v1 = (_per_partition(ins, "operand1", None if a1.unary else operand1, P)
-                  if a1 is not None else ("none", None))
-        for role, k, operand in (("operand0", k0, operand0), ("operand1", k1, operand1)):
-            if bitvec and k == "tensor":
-                _int_dtypes(ins, "bitvec operators", (role, operand))
-        ops = [a0] + ([a1] if a1 is not None else [])
-        addr = (not bitvec and str(data.dtype) in _INT32 and str(dst.dtype) in _INT32
-                and all(a.name in _ADDR_OPS for a in ops)
-                and _is_integral(k0, operand0, operand0 if k0 == "tensor" else None)
-                and _is_integral(k1, operand1, operand1 if k1 == "tensor" else None))
-        ins.attrs.update(op0=a0.name, op1=a1.name if a1 is not None else None,
-                         op_kind=a0.kind, num_ops=len(ops), operand0_kind=k0,
-                         operand1_kind=k1, reverse0=bool(reverse0), reverse1=bool(reverse1),
-                         int_exact=bitvec or addr)
+        key = _scalar_key(ins, dst, data, op0, operand0, reverse0, op1, operand1, reverse1)
+        checked = _SCALAR_CHECKED.get(key) if key is not None else None
+        if checked is None or checked[0] is not ins.chip:
+            a0, a1, k0, v0, k1, v1, bitvec, addr, attrs = _check_tensor_scalar(
+                ins, dst, data, op0, operand0, reverse0, op1, operand1, reverse1)
+            if key is not None:
+                if len(_SCALAR_CHECKED) >= 4096:
+                    _SCALAR_CHECKED.clear()
+                _SCALAR_CHECKED[key] = (ins.chip, a0, a1, k0, k1, bitvec, addr, attrs)
+        else:  # (every check passed for these operands and settings: read the tiles)
+            _, a0, a1, k0, k1, bitvec, addr, attrs = checked
+            P = data.shape[0]
+            v0 = _operand_values(ins, "operand0", k0, operand0, P)
+            v1 = _operand_values(ins, "operand1", k1, operand1, P)
+        ins.attrs.update(attrs)
         raw = ins.read_view("data", data)
         if raw is None:
             ins.write("dst", dst, None)
@@ -420,6 +394,72 @@ def tensor_scalar(dst, data, op0, operand0, reverse0=False, op1=None, operand1=N
                 ins.write("dst", dst, _binary(a, t, s, rev).reshape(dst.shape))
             else:
                 ins.write_into("dst", dst, lambda out: _binary_into(a, t, s, rev, out))
+
+
+_SCALAR_CHECKED: dict = {}  # `_scalar_key` -> (chip, what `_check_tensor_scalar` found)
+
+
+def _scalar_key(ins: Instr, dst, data, op0, operand0, reverse0, op1, operand1, reverse1):
+    """What `_check_tensor_scalar` reads, as a key (None where it is not kept: an operand
+    that is not a static tensor or a number, an operator that does not hash)."""
+    if type(dst) is not NkiTensor or type(data) is not NkiTensor or \
+            dst.dyn is not None or data.dyn is not None:
+        return None
+    o0, o1 = operand_key(operand0), operand_key(operand1)
+    if o0 is UNKEPT or o1 is UNKEPT:
+        return None
+    key = (ins.engine, dst.shape, dst.dtype, dst.buffer.space, data.shape, data.dtype,
+           data.buffer.space, op0, o0, bool(reverse0), op1, o1, bool(reverse1))
+    try:
+        hash(key)
+    except TypeError:
+        return None
+    return key
+
+
+def _check_tensor_scalar(ins: Instr, dst, data, op0, operand0, reverse0, op1, operand1,
+                         reverse1):
+    """tensor_scalar's checks, and its operand tiles' reads: (a0, a1, k0, v0, k1, v1,
+    bitvec, addr, the record's attributes)."""
+    _check_io(ins, ("data", data), ("dst", dst))
+    a0 = _alu_op(ins, op0, "op0")
+    a1 = None if op1 is None else _alu_op(ins, op1, "op1")
+    if a1 is None:
+        ins.require(operand1 is None, "operand1 must be None when op1 is None")
+    _check_operand_given(ins, a0, "operand0", operand0)
+    if a1 is not None:
+        _check_operand_given(ins, a1, "operand1", operand1)
+    bitvec = a0.kind == "bitvec"
+    if a1 is not None:
+        ins.require((a1.kind == "bitvec") == bitvec,
+                    f"op0={a0.name} and op1={a1.name} must both be bitvec or both "
+                    "arithmetic operators")
+    if bitvec:
+        ins.require(ins.engine == "vector", f"bitvec operators run only on the Vector "
+                    f"Engine, not engine={ins.engine}")
+        _int_dtypes(ins, "bitvec operators", ("data", data), ("dst", dst))
+    if ins.engine == "scalar" and ins.generation <= 3:
+        pair = (a0.name, a1.name if a1 is not None else None)
+        ins.require(pair in _SCALAR_ENGINE_PAIRS,
+                    f"the Scalar Engine of {ins.chip.name} runs only op0=multiply, "
+                    f"op1=add / op0=multiply / op0=add; got op0={a0.name}, "
+                    f"op1={pair[1]} (use engine=nki.isa.engine.vector)")
+    P = data.shape[0]
+    k0, v0 = _per_partition(ins, "operand0", None if a0.unary else operand0, P)
+    k1, v1 = (_per_partition(ins, "operand1", None if a1.unary else operand1, P)
+              if a1 is not None else ("none", None))
+    for role, k, operand in (("operand0", k0, operand0), ("operand1", k1, operand1)):
+        if bitvec and k == "tensor":
+            _int_dtypes(ins, "bitvec operators", (role, operand))
+    ops = [a0] + ([a1] if a1 is not None else [])
+    addr = (not bitvec and str(data.dtype) in _INT32 and str(dst.dtype) in _INT32
+            and all(a.name in _ADDR_OPS for a in ops)
+            and _is_integral(k0, operand0, operand0 if k0 == "tensor" else None)
+            and _is_integral(k1, operand1, operand1 if k1 == "tensor" else None))
+    attrs = dict(op0=a0.name, op1=a1.name if a1 is not None else None, op_kind=a0.kind,
+                 num_ops=len(ops), operand0_kind=k0, operand1_kind=k1,
+                 reverse0=bool(reverse0), reverse1=bool(reverse1), int_exact=bitvec or addr)
+    return a0, a1, k0, v0, k1, v1, bitvec, addr, attrs
 
 
 # -- scalar_tensor_tensor -----------------------------------------------------------

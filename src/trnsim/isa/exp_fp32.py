@@ -27,21 +27,23 @@ def applies(x: np.ndarray, out: np.ndarray, scale, bias) -> bool:
         return False
     if not (_rows_contiguous(x) and _rows_contiguous(out)) or np.shares_memory(x, out):
         return False
-    return not any(v is not None and np.isnan(v).any() for v in (scale, bias))
+    for v in (scale, bias):
+        if v is not None and np.count_nonzero(np.isnan(v)):
+            return False
+    return True
 
 
 def exp_rows(x: np.ndarray, out: np.ndarray, scale=None, bias=None) -> np.ndarray:
     """out = fp32(exp(float64(x * scale + bias))) (the fp32 product and sum, each only
     where given) where `applies`; returns the rows (indices) of out still to compute by
     the NumPy route."""
-    from .compiled_exp_fp32 import BIAS, NONE, SCALE, SCALE_BIAS
+    core, affine_codes = _compiled()
     P, F = x.shape
-    affine = {(False, False): NONE, (True, False): SCALE, (False, True): BIAS,
-              (True, True): SCALE_BIAS}[scale is not None, bias is not None]
+    affine = affine_codes[scale is not None, bias is not None]
     redo = np.empty(P, np.int64)
     (xf, x_pitch), (outf, out_pitch) = _flat_rows(x), _flat_rows(out)
-    n = _compiled()(xf, x_pitch, _per_row(scale, P), _per_row(bias, P), affine, outf,
-                    out_pitch, P, F, redo)
+    n = core(xf, x_pitch, _per_row(scale, P), _per_row(bias, P), affine, outf, out_pitch,
+             P, F, redo)
     return redo[:n]
 
 
@@ -72,6 +74,8 @@ def _per_row(v, P: int) -> np.ndarray:
 
 @functools.cache
 def _compiled():
-    # (imported at first use: importing trnsim does not load numba)
-    from .compiled_exp_fp32 import exp_rows as core
-    return core
+    """(the compiled core, its `affine` code by (scaled, biased)), imported at first use:
+    importing trnsim does not load numba."""
+    from .compiled_exp_fp32 import BIAS, NONE, SCALE, SCALE_BIAS, exp_rows as core
+    return core, {(False, False): NONE, (True, False): SCALE, (False, True): BIAS,
+                  (True, True): SCALE_BIAS}

@@ -326,7 +326,7 @@ def psum_store(ins: Instr, dst: NkiTensor, compute, accumulate) -> None:
         acc = prev
     else:
         acc = bool(accumulate)
-        if acc and ins.numerics and not np.all(prev):
+        if acc and ins.numerics and prev is not True and not np.all(prev):
             _warn_uninitialized(ins, dst, prev)
     every, some = _every_some(acc)
     ins.attrs["accumulate"] = every if every or not some else "partial"
