@@ -34,6 +34,7 @@ the environment; `--mode` runs the matmul kernels under each mode given.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import time
 
@@ -124,12 +125,19 @@ def _inputs(kind: str, shape, seed=0):
     return (rng.standard_normal((K, M)).astype(dt), rng.standard_normal((K, N)).astype(dt))
 
 
+@functools.cache
+def _example(name: str):
+    """The example module, loaded once per process as a user's import would be (a load
+    compiles its source: no part of a kernel's run, which the NumPy side does not pay)."""
+    return load_example(name)
+
+
 def _trnsim(kind: str, args, numerics: bool):
     if kind == "legacy_bf16":
-        fn = load_example("legacy/matmul_tutorial").VARIANTS["tiled"].fn
+        fn = _example("legacy/matmul_tutorial").VARIANTS["tiled"].fn
         return legacy_jit.run_legacy(fn, args, {}, chip="trn1", numerics=numerics)
     if kind == "softmax":
-        return trnsim.run_kernel(load_example("softmax").softmax_kernel, args, chip="trn2",
+        return trnsim.run_kernel(_example("softmax").softmax_kernel, args, chip="trn2",
                                  numerics=numerics)
     if kind == "tiny":
         return trnsim.run_kernel(tiny_ops, args, chip="trn2", numerics=numerics)
