@@ -260,24 +260,10 @@ class Copier:
 
     @functools.cached_property
     def fields(self) -> np.ndarray | None:
-        """For Layout.same_operands: what a moving operand's copies keep, objects by
-        identity (as access columns read the role's and shape's:
-        timing/access_columns.py), and the kept offset, partitions (the template's
-        numbers: a template operand held where its own is not made yet keeps the
-        other objects, `Operands`)."""
-        at = self.layout.moving_at
-        if not at:
+        """For Layout.same_operands: `_operand_fields` of the moving operands."""
+        if not self.layout.moving_at:
             return None
-        held = self.operands.held_accesses
-        accesses = list(map(held.__getitem__, at))
-        # the fields of each distinct Access object (few: an outer loop's template holds
-        # its inner copies' template tuples), spread to the operands holding it
-        _, first, which = np.unique(identities(accesses), return_index=True,
-                                    return_inverse=True)
-        kept = map(_KEPT_FIELDS, map(accesses.__getitem__, first.tolist()))
-        ids = identities(itertools.chain.from_iterable(kept), len(_KEPT) * len(first))
-        return np.concatenate((ids.reshape(len(first), len(_KEPT))[which],
-                               self.last[self.moving[:, :3]]), axis=1)
+        return _operand_fields(self.operands, self.last[self.moving[:, :3]])
 
     def append(self, p, values: np.ndarray, stats) -> list:
         """Append the copies for the rows of `values` (noting them in `stats`, when
@@ -295,15 +281,18 @@ class Copier:
         attrs = self._attrs(values, attrs)
         lazy = self.layout.lazy and len(nums) >= _LAZY and self._loads_move(nums, n)
         by_column = n >= _BY_COLUMN and len(nums) >= _SMALL_PLACES
-        same = self._same(nums, n, by_column)
         if lazy:  # (the template's tuples, held until first read)
             reads, writes = reads * n, writes * n
         else:
-            reads, writes = self.operands.make(nums, n, p.allocations, same, by_column)
+            reads, writes = self.operands.make(nums, n, p.allocations,
+                                               self._same(nums, n, by_column), by_column)
         made = list(map(Instruction, index, core * n, engine * n, opcode * n, reads, writes,
                         location * n, attrs, queue * n))
         if lazy and made:
-            pending = _PendingOperands(self.operands, made, nums, n, p.allocations, same,
+            # (the kinds of equal operands found when first made: most blocks never are)
+            placed = self.last[self.moving[:, :3]] \
+                if self._kinds_wanted(len(nums), by_column) else None
+            pending = _PendingOperands(self.operands, made, nums, n, p.allocations, placed,
                                        by_column, p)
             pending.deferred = defer_operands(made, pending)
         p.instructions.extend(made)
@@ -395,9 +384,30 @@ class Copier:
         """The kinds of equal moving operands Operands._in_record_order makes one Access
         per (Layout.same_operands, asked in record order: it keeps the last block's), None
         where it makes them all, or where Operands._by_operand makes them (`by_column`)."""
-        if not len(self.moving) or by_column or len(nums) < _SAME_OPERANDS:
+        if not self._kinds_wanted(len(nums), by_column):
             return None
         return self.layout.same_operands(nums.reshape(n, len(self.moving), 6), self.fields)
+
+    def _kinds_wanted(self, operands: int, by_column: bool) -> bool:
+        """Whether a block of that many moving operands' copies looks for kinds of equal
+        ones (`_same`)."""
+        return bool(len(self.moving)) and not by_column and operands >= _SAME_OPERANDS
+
+
+def _operand_fields(operands: "Operands", placed: np.ndarray) -> np.ndarray:
+    """What each moving operand's copies keep, objects by identity (as access columns
+    read the role's and shape's: timing/access_columns.py), and the kept offset,
+    partitions (`placed`: the template's numbers: a template operand held where its own
+    is not made yet keeps the other objects, `Operands`)."""
+    held = operands.held_accesses
+    accesses = list(map(held.__getitem__, operands.layout.moving_at))
+    # the fields of each distinct Access object (few: an outer loop's template holds
+    # its inner copies' template tuples), spread to the operands holding it
+    _, first, which = np.unique(identities(accesses), return_index=True,
+                                return_inverse=True)
+    kept = map(_KEPT_FIELDS, map(accesses.__getitem__, first.tolist()))
+    ids = identities(itertools.chain.from_iterable(kept), len(_KEPT) * len(first))
+    return np.concatenate((ids.reshape(len(first), len(_KEPT))[which], placed), axis=1)
 
 
 class Operands:
@@ -592,30 +602,34 @@ class Operands:
 
 
 class _PendingOperands:
-    """The reads and writes of a block of copies, kept as their moving operands'
-    numbers until one of them is first read (machine/record.py `defer_operands`), then
-    made as the Copier would have made them when it appended them: from the same
-    numbers, allocations and kinds of equal operands (`same`, found then:
-    Layout.same_operands keeps the last block's). The Copier shares an Access or a
-    tuple between copies only where it is the template's, so a copy's alone may be made
-    (as one copy of a block, `by_column` or not: the same objects shared): in a block of
-    many copies its first and last copy are when read first (hoisting visits those of a
-    block where it need not visit all, compiler/hoist.py `_visited`), all the others at
-    once where the program still lists them where the append left them, else the one
-    read alone (the rest of its copy kept for the others: `stash`). A pass that only
-    compares them may have a few of a wide template's copies' made apart (`peek`).
-    It holds no instruction (their class, which holds it, is in a cycle that only the
-    collector frees): their ids, and the program weakly; and it lets go of what makes
-    them once none is left to make (`live`: those of their class, those the allocation
-    took, which it counts back: compiler/compiled_allocation.py, and the pending blocks
-    of an outer loop's copies whose template holds some not made yet: `holds`)."""
-    __slots__ = ("operands", "nums", "n", "width", "allocs", "same", "by_column", "ids",
-                 "program", "start", "index0", "deferred", "live", "singles", "row_made",
-                 "stash", "peeks", "dependents", "holds")
+    """The reads and writes of a block of copies, kept as their moving operands' numbers
+    until one of them is first read (machine/record.py `defer_operands`), then made
+    as the Copier would have made them when it appended them: from the same numbers
+    and allocations, and kinds of equal operands found for the block as
+    Layout.same_operands finds them (`same`, looked for where `placed` is given: the
+    template's offset and partitions of the moving operands, `_operand_fields`). The
+    Copier shares an Access or a tuple between copies only where it is the
+    template's, so a copy's alone may be made (as one copy of a block, `by_column`
+    or not: the same objects shared): in a block of many copies its first and last
+    copy are when read first (hoisting visits those of a block where it need not
+    visit all, compiler/hoist.py `_visited`), all the others at once where the
+    program still lists them where the append left them, else the one read alone
+    (the rest of its copy kept for the others: `stash`). A pass that only compares
+    them may have a few of a wide template's copies' made apart (`peek`). It holds
+    no instruction (their class, which holds it, is in a cycle that only the
+    collector frees): their ids, and the program weakly; and it lets go of what
+    makes them once none is left to make (`live`: those of their class, those the
+    allocation took, which it counts back: compiler/compiled_allocation.py, and the
+    pending blocks of an outer loop's copies whose template holds some not made yet:
+    `holds`)."""
+    __slots__ = ("operands", "nums", "n", "width", "allocs", "placed", "same", "by_column",
+                 "ids", "program", "start", "index0", "deferred", "live", "singles",
+                 "row_made", "stash", "peeks", "dependents", "holds")
 
-    def __init__(self, operands: Operands, made: list, nums, n, allocs, same, by_column,
+    def __init__(self, operands: Operands, made: list, nums, n, allocs, placed, by_column,
                  program):
-        self.operands, self.n, self.allocs, self.same = operands, n, allocs, same
+        self.operands, self.n, self.allocs, self.placed = operands, n, allocs, placed
+        self.same = None
         self.width, self.by_column = operands.width, by_column
         self.nums = nums.astype(np.int32) if fits_int32(nums) else nums.copy()
         self.ids = identities(made).copy()
@@ -748,7 +762,7 @@ class _PendingOperands:
             self._let_go_all()
 
     def _let_go_all(self) -> None:
-        self.operands = self.nums = self.allocs = self.same = self.ids = None
+        self.operands = self.nums = self.allocs = self.placed = self.same = self.ids = None
         self.program = self.row_made = self.stash = None
         self.dependents = ()
         holds, self.holds = self.holds, ()
@@ -761,12 +775,24 @@ class _PendingOperands:
         nums = self.nums if n == self.n else \
             self.nums.reshape(self.n, -1, 6)[rows].reshape(-1, 6)
         # (positions not kept: the appends' blocks' are, while the kernel runs)
-        made = ops.make(nums.astype(np.int64), n, self.allocs, self.same,
+        made = ops.make(nums.astype(np.int64), n, self.allocs, self._same(),
                         self.by_column and n > 1, keep=False)
         if self.row_made is None:
             self.row_made = np.zeros(self.n, bool)
         self.row_made[rows] = True
         return made
+
+    def _same(self):
+        """The kinds of the block's equal moving operands (found when first asked for:
+        Layout.same_operands' for its numbers), None where it has none."""
+        if self.placed is not None:
+            fields = _operand_fields(self.operands, self.placed)
+            m = len(fields)
+            numbers = self.nums.reshape(self.n, m, 6).transpose(1, 0, 2).reshape(m, -1)
+            first, kind = _kinds(np.column_stack((fields, numbers)))
+            self.same = None if first is None else (first, kind)
+            self.placed = None
+        return self.same
 
     def _in_place(self, lo: int, hi: int) -> list | None:
         """The program's instructions where the append left copies lo to hi, where
