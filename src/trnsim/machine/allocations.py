@@ -17,6 +17,9 @@ from .record import Allocation
 
 _FIELDS = Allocation.__slots__
 _ID, _VADDR, _DECLARED = (_FIELDS.index(f) for f in ("id", "vaddr", "declared_at"))
+_ALLOCATION_FIELDS = attrgetter(*_FIELDS)
+# fewer ids than this are looked up one by one (NumPy's calls cost more than the loop)
+_FEW = 64
 
 
 class _Block:
@@ -38,6 +41,18 @@ class _Block:
         if self.vaddr is not None:
             values[_VADDR] = int(self.vaddr[j])
         return Allocation(*values)
+
+    def fields(self, start: int, stop: int) -> list:
+        """The fields of its allocations start..stop - 1 (lists, one per field), making
+        none."""
+        j = np.arange(start - self.start + self.base, stop - self.start + self.base)
+        w = len(self.template)
+        out = [list(f) for f in zip(*map(self.template.__getitem__, (j % w).tolist()))]
+        out[_ID] = list(range(start, stop))
+        out[_DECLARED] = self.declared[j].tolist()
+        if self.vaddr is not None:
+            out[_VADDR] = self.vaddr[j].tolist()
+        return out
 
     def part(self, start: int, stop: int) -> "_Block":
         return _Block(start, stop, self.base + start - self.start, self.template,
@@ -162,10 +177,42 @@ class Allocations(MutableMapping):
         self._in_blocks += len(declared)
         self._top = stop
 
+    def fields(self, ids: range) -> list:
+        """`allocation_fields` of the allocations `ids`."""
+        pieces, at, stop, starts = [], ids.start, ids.stop, self._starts
+        while at < stop:
+            k = bisect.bisect_right(starts, at) - 1
+            if k >= 0 and at < self._blocks[k].stop:
+                to = min(stop, self._blocks[k].stop)
+                pieces.append(self._blocks[k].fields(at, to))
+            else:  # (added one by one, up to the next block)
+                to = min(stop, starts[k + 1]) if k + 1 < len(starts) else stop
+                pieces.append(_fields_of(map(self._own.__getitem__, range(at, to))))
+            at = to
+        if len(pieces) == 1:
+            return pieces[0]
+        return [list(itertools.chain.from_iterable(f)) for f in zip(*pieces)]
+
+    def _place(self, key) -> tuple:
+        """(vaddr, id object) of allocation `key` (`vaddrs_and_ids` of one)."""
+        al = self._own.get(key)
+        if al is not None:
+            return al.vaddr, al.id
+        k = self._block_of(key)
+        if k < 0:
+            raise KeyError(key)
+        b = self._blocks[k]
+        j = key - b.start + b.base
+        return (int(b.vaddr[j]) if b.vaddr is not None else
+                b.template[j % len(b.template)][_VADDR]), key
+
     def vaddrs_and_ids(self, ids) -> tuple:
         """(vaddr of each of `ids`: an int64 array, their id objects: a list, an
         Allocation's own where it was added one by one), making none."""
         names = list(ids)
+        if len(names) < _FEW:
+            places = list(map(self._place, names))
+            return np.array([v for v, _ in places], np.int64), [i for _, i in places]
         vaddr = np.empty(len(names), np.int64)
         rest = range(len(names))
         if self._blocks:
@@ -185,6 +232,20 @@ class Allocations(MutableMapping):
             al = own[names[n]]
             vaddr[n], names[n] = al.vaddr, al.id
         return vaddr, names
+
+
+def allocation_fields(allocs, ids: range) -> list:
+    """The fields of the allocations `ids` (a range of ids, at least one) of
+    `allocs` (a dict or an Allocations, whose blocks' are read as columns, making
+    none): a list per Allocation field, in order (what `Allocation(*values)` takes)."""
+    if isinstance(allocs, Allocations):
+        return allocs.fields(ids)
+    return _fields_of(map(allocs.__getitem__, ids))
+
+
+def _fields_of(allocations) -> list:
+    """The fields of `allocations` (Allocation objects), a list per field."""
+    return [list(f) for f in zip(*map(_ALLOCATION_FIELDS, allocations))]
 
 
 def allocation_columns(allocs, fields: dict) -> tuple:

@@ -13,7 +13,7 @@ import weakref
 import numpy as np
 
 from .access import Access
-from .allocations import Allocations
+from .allocations import Allocations, allocation_fields
 from .expand_parts import operand_columns
 from .record import (Allocation, Instruction, copy_columns, defer_operands, fits_int32,
                      held_reads, held_writes, identities, pending_operands, set_operands)
@@ -22,8 +22,7 @@ repeat = itertools.repeat
 _new_access = tuple.__new__  # (an Access from its 18 fields, as machine/access.py makes them)
 
 
-_VADDR = Allocation.__slots__.index("vaddr")
-_ALLOC_FIELDS = operator.attrgetter(*Allocation.__slots__)  # (`Allocation(*fields)`: a copy)
+_ID, _VADDR = Allocation.__slots__.index("id"), Allocation.__slots__.index("vaddr")
 _STATICS = operator.attrgetter("core", "engine", "opcode", "location", "attrs", "queue")
 # an Access's fields a moving operand's copies keep (all but offset, partitions, lo, hi,
 # alloc)
@@ -37,10 +36,10 @@ _BY_COLUMN = 32
 # instruction that instruction's index object (`_declared`: its NumPy calls cost more
 # than the ints they save in smaller ones)
 _SHARED_DECLARATIONS = 256
-# blocks of at least this many copies keep their allocations as columns
-# (machine/allocations.py; fewer are read, by an outer loop's copies and hoisting, at
-# about 1 us each, before their columns would save much)
-_ALLOCATION_COLUMNS = 256
+# blocks of at least this many allocations (copies times the template's) keep them as
+# columns (machine/allocations.py: an outer loop's Copier reads them as columns; fewer
+# would be read, by hoisting, at about 1 us each, before their columns would save much)
+_ALLOCATION_COLUMNS = 64
 assert Allocation.__slots__[0] == "id" and Allocation.__slots__[-1] == "declared_at"
 # an instruction's structure key's (machine/expand_parts.py `instruction_parts`): its
 # engine, opcode, number of reads, operands (an Access's fields role..pattern, ...)
@@ -249,12 +248,14 @@ class Copier:
         statics[3:3] = list(map(held_reads, tmpl)), list(map(held_writes, tmpl))
         self.statics = statics
         self.operands = Operands(lay, tmpl, statics[3], statics[4])
-        allocs = [p.allocations[i] for i in range(a_start, a_stop)]
-        self.template_ids = [al.id for al in allocs]
+        # (the template's allocations' fields, a list per field: a block of copies' read
+        # as columns)
+        self.alloc_fields = allocation_fields(p.allocations, range(a_start, a_stop)) \
+            if a_stop > a_start else []
+        self.template_ids = self.alloc_fields[_ID] if self.alloc_fields else []
+        self.vaddrs = self.alloc_fields[_VADDR] if self.alloc_fields else []
         self.alloc_keys, self.alloc_cols = lay.alloc_keys, lay.alloc_cols
-        self.alloc_fields = [list(f) for f in zip(*map(_ALLOC_FIELDS, allocs))]
         self.explicit = lay.explicit
-        self.vaddrs = [al.vaddr for al in allocs]
         self.fence_cores = [core for core, _ in p.fences[f_start:f_stop]]
         self.fence_cols = lay.fence_cols
 
@@ -314,7 +315,7 @@ class Copier:
         ids = values[:, self.alloc_cols].ravel()
         vaddr = np.where(self.explicit, values[:, self.alloc_cols + 2], self.vaddrs).ravel() \
             if self.layout.any_explicit else None
-        if n >= _ALLOCATION_COLUMNS and (np.diff(ids) == 1).all() and ids[0] >= (
+        if len(ids) >= _ALLOCATION_COLUMNS and (np.diff(ids) == 1).all() and ids[0] >= (
                 allocs.top() if type(allocs) is Allocations else max(allocs, default=-1) + 1):
             if type(allocs) is not Allocations:  # (kept as columns from the first on)
                 allocs = p.allocations = Allocations(allocs)
