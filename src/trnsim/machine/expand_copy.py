@@ -15,15 +15,18 @@ import numpy as np
 from .access import Access
 from .allocations import Allocations, allocation_fields
 from .expand_parts import operand_columns
-from .record import (Allocation, Instruction, copy_columns, defer_operands, fits_int32,
-                     held_reads, held_writes, identities, pending_operands, set_operands)
+from .record import (Allocation, copy_columns, defer_operands, fits_int32, held_reads,
+                     held_writes, identities, instructions, pending_operands,
+                     set_operands)
 
 repeat = itertools.repeat
 _new_access = tuple.__new__  # (an Access from its 18 fields, as machine/access.py makes them)
 
 
 _ID, _VADDR = Allocation.__slots__.index("id"), Allocation.__slots__.index("vaddr")
-_STATICS = operator.attrgetter("core", "engine", "opcode", "location", "attrs", "queue")
+# (a getter per field: ~30% quicker than one of all six and a transposition)
+_STATICS = [operator.attrgetter(f) for f in ("core", "engine", "opcode", "location", "attrs",
+                                             "queue")]
 # an Access's fields a moving operand's copies keep (all but offset, partitions, lo, hi,
 # alloc)
 _KEPT = (*range(8), *range(13, 17))
@@ -242,7 +245,7 @@ class Copier:
         self.last = last = plan.rows[-1]  # (the template's numbers)
         self.moving_attrs = [(b, span, last[span].tolist(), key)
                              for b, span, key in lay.moving_attrs]
-        statics = [list(f) for f in zip(*map(_STATICS, tmpl))] if tmpl else [[]] * 6
+        statics = [list(map(field, tmpl)) for field in _STATICS]
         # (core, engine, opcode, reads, writes, ...: the tuples the template holds, a
         # loop copy's among them its own template's where its own are not made yet)
         statics[3:3] = list(map(held_reads, tmpl)), list(map(held_writes, tmpl))
@@ -287,8 +290,8 @@ class Copier:
         else:
             reads, writes = self.operands.make(nums, n, p.allocations,
                                                self._same(nums, n, by_column), by_column)
-        made = list(map(Instruction, index, core * n, engine * n, opcode * n, reads, writes,
-                        location * n, attrs, queue * n))
+        made = instructions(index, core * n, engine * n, opcode * n, reads, writes,
+                            location * n, attrs, queue * n)
         if lazy and made:
             # (the kinds of equal operands found when first made: most blocks never are)
             placed = self.last[self.moving[:, :3]] \

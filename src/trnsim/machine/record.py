@@ -87,6 +87,19 @@ class Instruction:
         return f"[{self.index}] core{self.core} {self.engine}.{self.opcode}({ops}) {self.location}"
 
 
+def instructions(*fields) -> list:
+    """Instructions from columns of their fields (lists, in the fields' order):
+    `list(map(Instruction, *fields))`, ~30% quicker (loop expansion's copies): each
+    made by object.__new__, then given its fields by Instruction.__init__, which map
+    calls with no tuple of arguments."""
+    made = list(map(_new, repeat(Instruction, len(fields[0]))))
+    deque(map(Instruction.__init__, made, *fields), 0)
+    return made
+
+
+_new = object.__new__
+
+
 # An instruction's reads and writes tuples as it holds them, past the properties a
 # subclass puts over them: an allocated program's instructions whose physical accesses
 # are made when first read (compiler/compiled_allocation.py `_Unplaced`) hold their
