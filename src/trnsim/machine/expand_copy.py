@@ -15,8 +15,8 @@ import numpy as np
 from .access import Access
 from .allocations import Allocations, allocation_fields
 from .expand_parts import operand_columns
-from .record import (Allocation, copy_columns, defer_operands, fits_int32, held_reads,
-                     held_writes, identities, instructions, pending_operands,
+from .record import (Allocation, copy_columns, deferred_instructions, fits_int32,
+                     held_reads, held_writes, identities, instructions, pending_operands,
                      set_operands)
 
 repeat = itertools.repeat
@@ -290,15 +290,16 @@ class Copier:
         else:
             reads, writes = self.operands.make(nums, n, p.allocations,
                                                self._same(nums, n, by_column), by_column)
-        made = instructions(index, core * n, engine * n, opcode * n, reads, writes,
-                            location * n, attrs, queue * n)
-        if lazy and made:
+        fields = [index, core * n, engine * n, opcode * n, reads, writes, location * n,
+                  attrs, queue * n]
+        if lazy and index:
             # (the kinds of equal operands found when first made: most blocks never are)
             placed = self.last[self.moving[:, :3]] \
                 if self._kinds_wanted(len(nums), by_column) else None
-            pending = _PendingOperands(self.operands, made, nums, n, p.allocations, placed,
-                                       by_column, p)
-            pending.deferred = defer_operands(made, pending)
+            made = _PendingOperands(self.operands, nums, n, p.allocations, placed,
+                                    by_column, p).copies(fields)
+        else:
+            made = instructions(*fields)
         p.instructions.extend(made)
         if made:  # (for the access columns: timing/access_columns.py)
             p.note_copies(made, self.templates, self.statics[3], self.statics[4],
@@ -420,7 +421,7 @@ class Operands:
     read holds it, `_PendingOperands`, and must not keep its template alive). A loop
     copy among the template's instructions (a loop's template holds its inner loops'
     copies) whose own reads and writes are not made yet holds its template's (`held`,
-    machine/record.py `defer_operands`: the same objects but for the offset, box and
+    machine/record.py `deferred_instructions`: the same objects but for the offset, box and
     alloc of the operands that move), which the copies hold meanwhile too; its own are
     taken when its block gives them (`given`: a pass may replace them after), or made
     from its block's numbers when first needed (`own`; a pending block of these copies
@@ -607,7 +608,7 @@ class Operands:
 
 class _PendingOperands:
     """The reads and writes of a block of copies, kept as their moving operands' numbers
-    until one of them is first read (machine/record.py `defer_operands`), then made
+    until one of them is first read (machine/record.py `deferred_instructions`), then made
     as the Copier would have made them when it appended them: from the same numbers
     and allocations, and kinds of equal operands found for the block as
     Layout.same_operands finds them (`same`, looked for where `placed` is given: the
@@ -630,17 +631,15 @@ class _PendingOperands:
                  "ids", "program", "start", "index0", "deferred", "live", "singles",
                  "row_made", "stash", "peeks", "dependents", "holds")
 
-    def __init__(self, operands: Operands, made: list, nums, n, allocs, placed, by_column,
-                 program):
+    def __init__(self, operands: Operands, nums, n, allocs, placed, by_column, program):
         self.operands, self.n, self.allocs, self.placed = operands, n, allocs, placed
         self.same = None
         self.width, self.by_column = operands.width, by_column
         self.nums = nums.astype(np.int32) if fits_int32(nums) else nums.copy()
-        self.ids = identities(made).copy()
-        # (`made` is appended to the program next)
+        # (its copies, `copies`, are appended to the program next)
         self.program, self.start = weakref.ref(program), len(program.instructions)
-        self.index0 = made[0].index
-        self.live = len(made)
+        self.ids = self.index0 = self.deferred = None
+        self.live = 0
         self.singles = 0
         self.row_made = None  # (per copy: its operands made)
         self.stash = {}  # position -> (reads, writes) of one of a copy made, not given yet
@@ -653,6 +652,15 @@ class _PendingOperands:
         self.holds = [pending for pending, _, _ in operands.waiting()]
         for pending in self.holds:
             pending.live += 1
+
+    def copies(self, fields: list) -> list:
+        """The block's copies, of its class, from columns of their fields (index, core,
+        ..., their reads and writes their template's: record.deferred_instructions)."""
+        made, self.deferred = deferred_instructions(self, *fields)
+        self.ids = identities(made).copy()
+        self.index0 = made[0].index
+        self.live += len(made)
+        return made
 
     def make(self, ins) -> None:
         """Make the reads and writes of `ins`, a copy of the block (of its class)."""

@@ -178,7 +178,7 @@ def _pointers(instrs, spans: list) -> tuple:
         counts[a:b] = np.fromiter(map(len, sides), np.int64, 2 * (b - a)).reshape(-1, 2)
         read += chain.from_iterable(sides)
     # (a copy's accesses counted off the tuples it holds: its own may not be made yet,
-    # machine/record.py `defer_operands`)
+    # machine/record.py `deferred_instructions`)
     copied = 0
     for block, s, e in spans:  # (in order: a template's instructions come before)
         t = block.template.start
