@@ -1,13 +1,16 @@
-"""record.instructions makes Instructions from columns of their fields as calling the
-class would (loop expansion's copies: machine/expand_copy.py Copier.append)."""
+"""record.instructions and record.constructed make Instructions and Allocations from
+columns of their fields as calling the class would, and record.deferred_instructions
+copies whose reads and writes are made when first read (loop expansion's copies:
+machine/expand_copy.py Copier.append)."""
 from __future__ import annotations
 
 import dataclasses
 import pickle
 
 from trnsim.machine.access import Access
-from trnsim.machine.record import (Instruction, _Deferred, deferred_instructions, held_reads,
-                                    held_writes, instructions, set_operands)
+from trnsim.machine.record import (Allocation, Instruction, _Deferred, constructed,
+                                    deferred_instructions, held_reads, held_writes,
+                                    instructions, set_operands)
 
 
 def test_instructions_from_columns_are_the_class_calls():
@@ -57,3 +60,12 @@ def test_deferred_instructions_hold_their_template_tuples_until_read():
     made, cls = deferred_instructions(pending, *columns)
     del made
     assert pending.dead == 3
+
+
+def test_allocations_from_columns_are_the_class_calls():
+    fields = [list(range(3)), ["sbuf", "psum", "sbuf"], [0] * 3, ["a", "b", ""],
+              ["float32[128, 8]"] * 3, ["float32"] * 3, [None] * 3, [0, 64, 128], [32] * 3,
+              [32] * 3, [0] * 3, [128] * 3, [False, True, False], [5, 6, 7]]
+    made = constructed(Allocation, fields)
+    assert made == list(map(Allocation, *fields))
+    assert all(type(a) is Allocation for a in made) and made[1].explicit is True

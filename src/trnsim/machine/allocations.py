@@ -7,6 +7,7 @@ makes none (at 65k copies the objects, their ids and the dict took 13 MiB)."""
 from __future__ import annotations
 
 import bisect
+import collections
 import itertools
 from collections.abc import MutableMapping
 from operator import attrgetter
@@ -25,17 +26,18 @@ _FEW = 64
 class _Block:
     """Copies with ids [start, stop): the one at position j = id - start + base of the
     columns is copy j // width of the template's allocation j % width."""
-    __slots__ = ("start", "stop", "base", "template", "declared", "vaddr")
+    __slots__ = ("start", "stop", "base", "template", "width", "declared", "vaddr")
 
     def __init__(self, start, stop, base, template, declared, vaddr):
         self.start, self.stop, self.base = start, stop, base
-        self.template = template  # the template's allocations' fields (a tuple each)
+        # the template's allocations' fields, a list per field (not changed after)
+        self.template, self.width = template, len(template[0])
         self.declared = declared  # an int64 array per position
         self.vaddr = vaddr  # an int64 array per position, None: the template's
 
     def made(self, key: int) -> Allocation:
         j = key - self.start + self.base
-        values = list(self.template[j % len(self.template)])
+        values = [f[j % self.width] for f in self.template]
         values[_ID] = key
         values[_DECLARED] = int(self.declared[j])
         if self.vaddr is not None:
@@ -45,9 +47,11 @@ class _Block:
     def fields(self, start: int, stop: int) -> list:
         """The fields of its allocations start..stop - 1 (lists, one per field), making
         none."""
-        j = np.arange(start - self.start + self.base, stop - self.start + self.base)
-        w = len(self.template)
-        out = [list(f) for f in zip(*map(self.template.__getitem__, (j % w).tolist()))]
+        lo = start - self.start + self.base
+        j = np.arange(lo, lo + stop - start)
+        w, first = self.width, lo % self.width  # (each field's template column repeated)
+        times = -(-(first + stop - start) // w)
+        out = [(f * times)[first:first + stop - start] for f in self.template]
         out[_ID] = list(range(start, stop))
         out[_DECLARED] = self.declared[j].tolist()
         if self.vaddr is not None:
@@ -67,13 +71,13 @@ class _Block:
             return self.declared[at].astype(dtype)
         if name == "vaddr" and self.vaddr is not None:
             return self.vaddr[at].astype(dtype)
-        return self.field(name, dtype)[at % len(self.template)]
+        return self.field(name, dtype)[at % self.width]
 
     def field(self, name: str, dtype) -> np.ndarray:
         """Field `name` of the template's allocations."""
         k = _FIELDS.index(name)
-        values = np.empty(len(self.template), dtype)
-        values[:] = [t[k] for t in self.template]
+        values = np.empty(self.width, dtype)
+        values[:] = self.template[k]
         return values
 
 
@@ -172,7 +176,7 @@ class Allocations(MutableMapping):
         values) with ids from `start` (at least `top()`), as many as `declared` (their
         declared_at) lists; `vaddr`: theirs, None where they are the template's."""
         stop = start + len(declared)
-        self._blocks.append(_Block(start, stop, 0, list(zip(*template)), declared, vaddr))
+        self._blocks.append(_Block(start, stop, 0, template, declared, vaddr))
         self._starts.append(start)
         self._in_blocks += len(declared)
         self._top = stop
@@ -189,9 +193,10 @@ class Allocations(MutableMapping):
                 to = min(stop, starts[k + 1]) if k + 1 < len(starts) else stop
                 pieces.append(_fields_of(map(self._own.__getitem__, range(at, to))))
             at = to
-        if len(pieces) == 1:
-            return pieces[0]
-        return [list(itertools.chain.from_iterable(f)) for f in zip(*pieces)]
+        out = pieces[0]
+        for piece in pieces[1:]:
+            collections.deque(map(list.extend, out, piece), 0)
+        return out
 
     def _place(self, key) -> tuple:
         """(vaddr, id object) of allocation `key` (`vaddrs_and_ids` of one)."""
@@ -204,7 +209,7 @@ class Allocations(MutableMapping):
         b = self._blocks[k]
         j = key - b.start + b.base
         return (int(b.vaddr[j]) if b.vaddr is not None else
-                b.template[j % len(b.template)][_VADDR]), key
+                b.template[_VADDR][j % b.width]), key
 
     def vaddrs_and_ids(self, ids) -> tuple:
         """(vaddr of each of `ids`: an int64 array, their id objects: a list, an
@@ -225,7 +230,7 @@ class Allocations(MutableMapping):
                 at = np.flatnonzero(inside & (k == number))
                 j = keys[at] - b.start + b.base
                 vaddr[at] = b.vaddr[j] if b.vaddr is not None else \
-                    b.field("vaddr", np.int64)[j % len(b.template)]
+                    b.field("vaddr", np.int64)[j % b.width]
             rest = np.flatnonzero(~inside).tolist()
         own = self._own
         for n in rest:

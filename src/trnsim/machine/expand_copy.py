@@ -15,9 +15,9 @@ import numpy as np
 from .access import Access
 from .allocations import Allocations, allocation_fields
 from .expand_parts import operand_columns
-from .record import (Allocation, copy_columns, deferred_instructions, fits_int32,
-                     held_reads, held_writes, identities, instructions, pending_operands,
-                     set_operands)
+from .record import (Allocation, constructed, copy_columns, deferred_instructions,
+                     fits_int32, held_reads, held_writes, identities, instructions,
+                     pending_operands, set_operands)
 
 repeat = itertools.repeat
 _new_access = tuple.__new__  # (an Access from its 18 fields, as machine/access.py makes them)
@@ -336,7 +336,7 @@ class Copier:
                 else values[:, self.layout.declared_cols].ravel().tolist()
             if vaddr is not None:
                 args[_VADDR] = vaddr.tolist()
-            made = list(map(Allocation, *args))
+            made = constructed(Allocation, args)
             allocs.update(zip(ids, made))
             made_last = made[-1]
         if stats is not None:
@@ -441,8 +441,8 @@ class Operands:
             mine = runs[runs[:, 2] == j]
             at = np.concatenate([np.arange(s, e) for s, e, _ in mine.tolist()]).tolist()
             ks = pending.positions(list(map(templates.__getitem__, at))).tolist()
-            for b in at:
-                self._reads[b] = self._writes[b] = None
+            _put(self._reads, at, repeat(None))
+            _put(self._writes, at, repeat(None))
             pending.dependents.append((weakref.ref(self), dict(zip(ks, at))))
             self._waiting.append((pending, ks, at))
 
