@@ -173,7 +173,8 @@ def test_an_outer_loop_copies_inner_copies_kept_as_columns_making_none(monkeypat
     run = _run(tile_read_in_an_inner_loop, x)
     allocs = run.program.allocations
     assert isinstance(allocs, Allocations) and len(lasts) > 2
-    assert made == lasts  # (each append reads its last copy alone, for its snapshots)
+    # (an append noted for the snapshots of a loop around it reads its last copy alone)
+    assert made and len(set(made)) == len(made) and set(made) <= set(lasts)
     monkeypatch.setattr(expand_copy, "_ALLOCATION_COLUMNS", 10 ** 9)
     objects = _run(tile_read_in_an_inner_loop, x)
     assert type(objects.program.allocations) is dict

@@ -319,7 +319,8 @@ class Copier:
         ids = values[:, self.alloc_cols].ravel()
         vaddr = np.where(self.explicit, values[:, self.alloc_cols + 2], self.vaddrs).ravel() \
             if self.layout.any_explicit else None
-        if len(ids) >= _ALLOCATION_COLUMNS and (np.diff(ids) == 1).all() and ids[0] >= (
+        in_order = bool((np.diff(ids) == 1).all())  # (ids[0], ids[0] + 1, ...)
+        if len(ids) >= _ALLOCATION_COLUMNS and in_order and ids[0] >= (
                 allocs.top() if type(allocs) is Allocations else max(allocs, default=-1) + 1):
             if type(allocs) is not Allocations:  # (kept as columns from the first on)
                 allocs = p.allocations = Allocations(allocs)
@@ -327,7 +328,6 @@ class Copier:
                              values[:, self.layout.declared_cols].ravel().astype(np.int64),
                              vaddr if vaddr is None else vaddr.astype(np.int64))
             ids = ids.tolist()
-            made_last = allocs[ids[-1]]
         else:
             ids = ids.tolist()
             args = [f * n for f in self.alloc_fields]
@@ -336,17 +336,16 @@ class Copier:
                 else values[:, self.layout.declared_cols].ravel().tolist()
             if vaddr is not None:
                 args[_VADDR] = vaddr.tolist()
-            made = constructed(Allocation, args)
-            allocs.update(zip(ids, made))
-            made_last = made[-1]
-        if stats is not None:
+            allocs.update(zip(ids, constructed(Allocation, args)))
+        if stats is not None and in_order:
+            # the block's allocations at once, for `snapshot`: their numbers are the rows'
+            # (id, declared_at, vaddr where explicit: 0 elsewhere, no drift); its last
+            # allocation (made from its columns, where kept so) tells that it is still
+            # in the record
             cols = self.alloc_cols
-            if ids == list(range(ids[0], ids[0] + len(ids))):
-                # the block's allocations at once, for `snapshot`: their numbers are the
-                # rows' (id, declared_at, vaddr where explicit: 0 elsewhere, no drift)
-                stats.copied_alloc_blocks[ids[0]] = (
-                    ids[-1], made_last, self.alloc_keys, n, values, int(cols[0]),
-                    int(cols[-1]) + 3)
+            stats.copied_alloc_blocks[ids[0]] = (
+                ids[-1], allocs[ids[-1]], self.alloc_keys, n, values, int(cols[0]),
+                int(cols[-1]) + 3)
         return ids
 
     def _declared(self, values: np.ndarray, index: list) -> list:
