@@ -406,7 +406,7 @@ class Program:
         if template is None or template.reads is not reads:
             template = CopyTemplate(templates[0].index, templates[0], reads, writes,
                                     moving, kept)
-        numbers = numbers[:, taken]
+        numbers = numbers.take(taken, axis=1)
         numbers = np.ascontiguousarray(numbers, np.int32 if fits_int32(numbers) else np.int64)
         blocks.append(CopiedBlock(start, len(made) // len(templates), template, numbers,
                                   made[0], made[-1]))
