@@ -180,3 +180,18 @@ def test_an_outer_loop_copies_inner_copies_kept_as_columns_making_none(monkeypat
     assert type(objects.program.allocations) is dict
     assert dict(allocs.items()) == objects.program.allocations
     assert _record(run) == _record(objects)
+
+
+def test_objects_added_at_once_read_as_set_one_by_one():
+    """Allocations.add: past the last block at once, else as MutableMapping.update."""
+    allocs, want = _pair(copies=4, width=3)
+    more = _template(20)[15:]  # (ids 15..19: past the block's 3..14)
+    allocs.add([a.id for a in more], more)
+    want.update((a.id, a) for a in more)
+    assert list(allocs) == list(want) and dict(allocs.items()) == want
+    assert allocs.top() == 20 and len(allocs) == len(want)
+    again = _template(8)[6:8]  # (ids 6, 7: inside the block, which they replace)
+    allocs.add([7, 6], again[::-1])
+    want[7], want[6] = again[1], again[0]
+    assert list(allocs) == sorted(want) and dict(allocs.items()) == want
+    assert allocs[6] is again[0] and allocs.top() == 20

@@ -170,6 +170,17 @@ class Allocations(MutableMapping):
                             self._blocks[-1].stop if self._blocks else 0)
         return self._top
 
+    def add(self, ids: list, allocations: list) -> None:
+        """self[k] = a for each id k of `ids` and a of `allocations` (objects), at once
+        where all lie past the last block (loop expansion's copies made as objects:
+        MutableMapping.update sets them one by one)."""
+        if self._blocks and min(ids) < self._blocks[-1].stop:
+            self.update(zip(ids, allocations))
+            return
+        self._own.update(zip(ids, allocations))
+        if self._top is not None:
+            self._top = max(self._top, max(ids) + 1)
+
     def add_block(self, start: int, template: list, declared: np.ndarray,
                   vaddr: np.ndarray | None) -> None:
         """Add copies of the template's allocations (`template`: per field, their

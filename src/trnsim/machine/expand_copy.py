@@ -337,7 +337,11 @@ class Copier:
                 else values.take(self.layout.declared_cols, axis=1).ravel().tolist()
             if vaddr is not None:
                 args[_VADDR] = vaddr.tolist()
-            allocs.update(zip(ids, constructed(Allocation, args)))
+            made = constructed(Allocation, args)
+            if type(allocs) is Allocations:
+                allocs.add(ids, made)
+            else:
+                allocs.update(zip(ids, made))
         if stats is not None and in_order:
             # the block's allocations at once, for `snapshot`: their numbers are the rows'
             # (id, declared_at, vaddr where explicit: 0 elsewhere, no drift); its last
