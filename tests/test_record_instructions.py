@@ -1,7 +1,7 @@
-"""record.instructions and record.constructed make Instructions and Allocations from
-columns of their fields as calling the class would, and record.deferred_instructions
-copies whose reads and writes are made when first read (loop expansion's copies:
-machine/expand_copy.py Copier.append)."""
+"""record.constructed makes Instructions and Allocations from columns of their fields
+as calling the class would, and record.deferred_instructions copies whose reads and
+writes are made when first read (loop expansion's copies: machine/expand_copy.py
+Copier.append)."""
 from __future__ import annotations
 
 import dataclasses
@@ -10,7 +10,7 @@ import pickle
 from trnsim.machine.access import Access
 from trnsim.machine.record import (Allocation, Instruction, _Deferred, constructed,
                                     deferred_instructions, held_reads, held_writes,
-                                    instructions, set_operands)
+                                    set_operands)
 
 
 def test_instructions_from_columns_are_the_class_calls():
@@ -18,14 +18,14 @@ def test_instructions_from_columns_are_the_class_calls():
     columns = [list(range(5)), [0, 1, 0, 1, 0], ["tensor", "vector", "dma", "sync", "gpsimd"],
                ["op"] * 5, [(a,), (), (a, a), (), (a,)], [(), (a,), (), (a,), ()],
                [None] * 5, [{"k": i} for i in range(5)], [None, None, "q0", None, "q1"]]
-    made = instructions(*columns)
+    made = constructed(Instruction, columns)
     want = list(map(Instruction, *columns))
     assert made == want and all(type(i) is Instruction for i in made)
     assert [dataclasses.astuple(i) for i in made] == [dataclasses.astuple(i) for i in want]
     assert all(x.attrs is y.attrs and x.reads is y.reads for x, y in zip(made, want))
     assert pickle.loads(pickle.dumps(made)) == want
     made[2].engine = "scalar"  # (fields set in place, as the compiler model does)
-    assert made[2].engine == "scalar" and instructions(*[[] for _ in columns]) == []
+    assert made[2].engine == "scalar" and constructed(Instruction, [[] for _ in columns]) == []
 
 
 class _Pending:
@@ -48,7 +48,7 @@ def test_deferred_instructions_hold_their_template_tuples_until_read():
     columns = [[0, 1, 2], [0] * 3, ["tensor"] * 3, ["op"] * 3, [(a,)] * 3, [()] * 3,
                [None] * 3, [{}] * 3, [None] * 3]
     pending = _Pending()
-    made, cls = deferred_instructions(pending, *columns)
+    made, cls = deferred_instructions(pending, columns)
     pending.deferred = cls
     assert all(type(i) is cls for i in made) and issubclass(cls, _Deferred)
     assert "reads" not in vars(cls) and "writes" not in vars(cls)  # (the properties)
@@ -57,7 +57,7 @@ def test_deferred_instructions_hold_their_template_tuples_until_read():
     assert made[0].writes == () and pending.made == [1, 0]
     assert made[2] == Instruction(2, 0, "tensor", "op", (a, a), (), None, {}, None)
     assert pending.made == [1, 0, 2] and all(type(i) is Instruction for i in made)
-    made, cls = deferred_instructions(pending, *columns)
+    made, cls = deferred_instructions(pending, columns)
     del made
     assert pending.dead == 3
 

@@ -15,9 +15,9 @@ import numpy as np
 from .access import Access
 from .allocations import Allocations, allocation_fields
 from .expand_parts import operand_columns
-from .record import (Allocation, constructed, copy_columns, deferred_instructions,
-                     fits_int32, held_reads, held_writes, identities, instructions,
-                     pending_operands, set_operands)
+from .record import (Allocation, Instruction, constructed, copy_columns,
+                     deferred_instructions, fits_int32, held_reads, held_writes,
+                     identities, pending_operands, set_operands)
 
 repeat = itertools.repeat
 _new_access = tuple.__new__  # (an Access from its 18 fields, as machine/access.py makes them)
@@ -300,7 +300,7 @@ class Copier:
             made = _PendingOperands(self.operands, nums, n, p.allocations, placed,
                                     by_column, p).copies(fields)
         else:
-            made = instructions(*fields)
+            made = constructed(Instruction, fields)
         p.instructions.extend(made)
         if made:  # (for the access columns: timing/access_columns.py)
             p.note_copies(made, self.templates, self.statics[3], self.statics[4],
@@ -660,7 +660,7 @@ class _PendingOperands:
     def copies(self, fields: list) -> list:
         """The block's copies, of its class, from columns of their fields (index, core,
         ..., their reads and writes their template's: record.deferred_instructions)."""
-        made, self.deferred = deferred_instructions(self, *fields)
+        made, self.deferred = deferred_instructions(self, fields)
         self.ids = identities(made).copy()
         self.index0 = made[0].index
         self.live += len(made)

@@ -87,12 +87,6 @@ class Instruction:
         return f"[{self.index}] core{self.core} {self.engine}.{self.opcode}({ops}) {self.location}"
 
 
-def instructions(*fields) -> list:
-    """Instructions from columns of their fields (lists, in the fields' order):
-    `list(map(Instruction, *fields))` (`constructed`)."""
-    return constructed(Instruction, fields)
-
-
 def constructed(cls: type, fields) -> list:
     """Objects of the dataclass `cls` from columns of their fields (lists, in the
     fields' order): `list(map(cls, *fields))`, ~30% quicker (loop expansion's copies):
@@ -178,8 +172,8 @@ class _Deferred(MadeWhenRead):
     __slots__ = ()
 
 
-def deferred_instructions(pending, *fields) -> tuple:
-    """(Instructions from columns of their fields, as `instructions` makes them, copies
+def deferred_instructions(pending, fields) -> tuple:
+    """(Instructions from columns of their fields, as `constructed` makes them, copies
     holding their template's reads and writes whose own are made when first read:
     `pending.make(ins)` sets them (`set_operands`) on `ins`, or on more of them,
     `pending.make()` on all that are not made yet; their class). Made of their class at
@@ -190,8 +184,7 @@ def deferred_instructions(pending, *fields) -> tuple:
     cls = type("_Deferred", (_Deferred,), {"__slots__": (), "_pending": pending,
                                            "__del__": pending.let_go,
                                            "reads": _READS, "writes": _WRITES})
-    made = list(map(_new, repeat(cls, len(fields[0]))))
-    deque(map(Instruction.__init__, made, *fields), 0)
+    made = constructed(cls, fields)
     del cls.reads, cls.writes
     return made, cls
 
