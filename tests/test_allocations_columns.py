@@ -10,7 +10,8 @@ import pytest
 
 import trnsim
 from trnsim.machine import expand_copy
-from trnsim.machine.allocations import Allocations, allocation_columns
+from trnsim.machine import allocations
+from trnsim.machine.allocations import Allocations, allocation_columns, allocation_fields
 from trnsim.machine.record import Allocation
 
 from benchmarks import fidelity
@@ -120,3 +121,77 @@ def test_copies_as_columns_read_as_copies_made_as_objects(monkeypatch):
     assert type(objects.program.allocations) is dict
     assert dict(p.allocations.items()) == objects.program.allocations
     assert _record(run) == _record(objects)
+
+
+@pytest.mark.parametrize("explicit", [False, True])
+def test_fields_of_a_range_are_the_objects_fields_made_none(explicit):
+    """allocation_fields over a range mixing allocations added one by one and a block's
+    copies (cut apart by a rolled back one) gives the fields the objects have."""
+    allocs, want = _pair(copies=6, width=3, explicit=explicit)
+    del allocs[10], want[10]
+    allocs[21] = want[21] = _template(22)[-1]
+    for ids in (range(0, 22), range(2, 5), range(5, 10), range(8, 13), range(11, 12),
+                range(20, 22)):
+        ids = [k for k in ids if k != 10] if 10 in ids else ids
+        if isinstance(ids, list):  # (allocation_fields takes ranges: around the gap)
+            continue
+        expected = [[getattr(want[k], f) for k in ids] for f in _FIELDS]
+        assert allocation_fields(allocs, ids) == expected
+        assert allocation_fields(want, ids) == expected
+    assert not allocs._made
+
+
+def test_few_places_looked_up_one_by_one_as_by_numpy(monkeypatch):
+    allocs, want = _pair(copies=20, width=4, explicit=True)
+    keys = [1, 70, 4, 33, 1, 83, 2]
+    few = allocs.vaddrs_and_ids(keys)
+    monkeypatch.setattr(allocations, "_FEW", 0)
+    many = allocs.vaddrs_and_ids(keys)
+    assert few[0].tolist() == many[0].tolist() == [want[k].vaddr for k in keys]
+    assert few[1] == many[1] == keys and few[1][0] is want[1].id
+    with pytest.raises(KeyError):
+        allocs.vaddrs_and_ids([500])
+    assert not allocs._made
+
+
+def test_an_outer_loop_copies_inner_copies_kept_as_columns_making_none(monkeypatch):
+    """An outer loop whose template holds an inner loop's copies kept as columns reads
+    their fields as columns (Copier), and records what the objects' path records."""
+    from test_copies_same_operands import tile_read_in_an_inner_loop
+    from test_expand import _record, _run
+    from trnsim.machine.runtime import Run
+    monkeypatch.setattr(Run, "compile", lambda self: None)
+    monkeypatch.setattr(expand_copy, "_ALLOCATION_COLUMNS", 16)
+    made, lasts = [], []
+    real, add = allocations._Block.made, Allocations.add_block
+    monkeypatch.setattr(allocations._Block, "made",
+                        lambda self, key: made.append(key) or real(self, key))
+    monkeypatch.setattr(Allocations, "add_block", lambda self, start, template, declared,
+                        vaddr: lasts.append(start + len(declared) - 1)
+                        or add(self, start, template, declared, vaddr))
+    x = np.ones((128, 128), np.float32)
+    run = _run(tile_read_in_an_inner_loop, x)
+    allocs = run.program.allocations
+    assert isinstance(allocs, Allocations) and len(lasts) > 2
+    # (an append noted for the snapshots of a loop around it reads its last copy alone)
+    assert made and len(set(made)) == len(made) and set(made) <= set(lasts)
+    monkeypatch.setattr(expand_copy, "_ALLOCATION_COLUMNS", 10 ** 9)
+    objects = _run(tile_read_in_an_inner_loop, x)
+    assert type(objects.program.allocations) is dict
+    assert dict(allocs.items()) == objects.program.allocations
+    assert _record(run) == _record(objects)
+
+
+def test_objects_added_at_once_read_as_set_one_by_one():
+    """Allocations.add: past the last block at once, else as MutableMapping.update."""
+    allocs, want = _pair(copies=4, width=3)
+    more = _template(20)[15:]  # (ids 15..19: past the block's 3..14)
+    allocs.add([a.id for a in more], more)
+    want.update((a.id, a) for a in more)
+    assert list(allocs) == list(want) and dict(allocs.items()) == want
+    assert allocs.top() == 20 and len(allocs) == len(want)
+    again = _template(8)[6:8]  # (ids 6, 7: inside the block, which they replace)
+    allocs.add([7, 6], again[::-1])
+    want[7], want[6] = again[1], again[0]
+    assert list(allocs) == sorted(want) and dict(allocs.items()) == want
+    assert allocs[6] is again[0] and allocs.top() == 20

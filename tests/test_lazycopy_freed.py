@@ -29,12 +29,12 @@ def _instructions() -> int:
 def pendings(monkeypatch):
     """The pending operands of the blocks recorded from now on, and the collector off."""
     made = []
-    defer = expand_copy.defer_operands
+    deferred = expand_copy._PendingOperands.copies
 
-    def noted(instrs, pending):
+    def noted(pending, fields):
         made.append(pending)
-        return defer(instrs, pending)
-    monkeypatch.setattr(expand_copy, "defer_operands", noted)
+        return deferred(pending, fields)
+    monkeypatch.setattr(expand_copy._PendingOperands, "copies", noted)
     gc.collect()
     gc.disable()
     try:

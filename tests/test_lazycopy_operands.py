@@ -1,8 +1,8 @@
 """Loop copies whose operands are made when first read (machine/expand_copy.py
-`_PendingOperands`, machine/record.py `defer_operands`): a record, and the allocated
-program made from it, equal the ones whose copies were made at once (== and pickle
-bytes: the same objects shared), and a timing-only compile and schedule of a kernel
-whose copies move on-chip tiles makes none of them."""
+`_PendingOperands`, machine/record.py `deferred_instructions`): a record, and the
+allocated program made from it, equal the ones whose copies were made at once (== and
+pickle bytes: the same objects shared), and a timing-only compile and schedule of a
+kernel whose copies move on-chip tiles makes none of them."""
 from __future__ import annotations
 
 import pickle

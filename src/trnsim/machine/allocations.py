@@ -7,6 +7,7 @@ makes none (at 65k copies the objects, their ids and the dict took 13 MiB)."""
 from __future__ import annotations
 
 import bisect
+import collections
 import itertools
 from collections.abc import MutableMapping
 from operator import attrgetter
@@ -17,27 +18,45 @@ from .record import Allocation
 
 _FIELDS = Allocation.__slots__
 _ID, _VADDR, _DECLARED = (_FIELDS.index(f) for f in ("id", "vaddr", "declared_at"))
+_ALLOCATION_FIELDS = attrgetter(*_FIELDS)
+# fewer ids than this are looked up one by one (NumPy's calls cost more than the loop)
+_FEW = 64
 
 
 class _Block:
     """Copies with ids [start, stop): the one at position j = id - start + base of the
     columns is copy j // width of the template's allocation j % width."""
-    __slots__ = ("start", "stop", "base", "template", "declared", "vaddr")
+    __slots__ = ("start", "stop", "base", "template", "width", "declared", "vaddr")
 
     def __init__(self, start, stop, base, template, declared, vaddr):
         self.start, self.stop, self.base = start, stop, base
-        self.template = template  # the template's allocations' fields (a tuple each)
+        # the template's allocations' fields, a list per field (not changed after)
+        self.template, self.width = template, len(template[0])
         self.declared = declared  # an int64 array per position
         self.vaddr = vaddr  # an int64 array per position, None: the template's
 
     def made(self, key: int) -> Allocation:
         j = key - self.start + self.base
-        values = list(self.template[j % len(self.template)])
+        values = [f[j % self.width] for f in self.template]
         values[_ID] = key
         values[_DECLARED] = int(self.declared[j])
         if self.vaddr is not None:
             values[_VADDR] = int(self.vaddr[j])
         return Allocation(*values)
+
+    def fields(self, start: int, stop: int) -> list:
+        """The fields of its allocations start..stop - 1 (lists, one per field), making
+        none."""
+        lo = start - self.start + self.base
+        j = np.arange(lo, lo + stop - start)
+        w, first = self.width, lo % self.width  # (each field's template column repeated)
+        times = -(-(first + stop - start) // w)
+        out = [(f * times)[first:first + stop - start] for f in self.template]
+        out[_ID] = list(range(start, stop))
+        out[_DECLARED] = self.declared[j].tolist()
+        if self.vaddr is not None:
+            out[_VADDR] = self.vaddr[j].tolist()
+        return out
 
     def part(self, start: int, stop: int) -> "_Block":
         return _Block(start, stop, self.base + start - self.start, self.template,
@@ -52,13 +71,13 @@ class _Block:
             return self.declared[at].astype(dtype)
         if name == "vaddr" and self.vaddr is not None:
             return self.vaddr[at].astype(dtype)
-        return self.field(name, dtype)[at % len(self.template)]
+        return self.field(name, dtype)[at % self.width]
 
     def field(self, name: str, dtype) -> np.ndarray:
         """Field `name` of the template's allocations."""
         k = _FIELDS.index(name)
-        values = np.empty(len(self.template), dtype)
-        values[:] = [t[k] for t in self.template]
+        values = np.empty(self.width, dtype)
+        values[:] = self.template[k]
         return values
 
 
@@ -151,21 +170,65 @@ class Allocations(MutableMapping):
                             self._blocks[-1].stop if self._blocks else 0)
         return self._top
 
+    def add(self, ids: list, allocations: list) -> None:
+        """self[k] = a for each id k of `ids` and a of `allocations` (objects), at once
+        where all lie past the last block (loop expansion's copies made as objects:
+        MutableMapping.update sets them one by one)."""
+        if self._blocks and min(ids) < self._blocks[-1].stop:
+            self.update(zip(ids, allocations))
+            return
+        self._own.update(zip(ids, allocations))
+        if self._top is not None:
+            self._top = max(self._top, max(ids) + 1)
+
     def add_block(self, start: int, template: list, declared: np.ndarray,
                   vaddr: np.ndarray | None) -> None:
         """Add copies of the template's allocations (`template`: per field, their
         values) with ids from `start` (at least `top()`), as many as `declared` (their
         declared_at) lists; `vaddr`: theirs, None where they are the template's."""
         stop = start + len(declared)
-        self._blocks.append(_Block(start, stop, 0, list(zip(*template)), declared, vaddr))
+        self._blocks.append(_Block(start, stop, 0, template, declared, vaddr))
         self._starts.append(start)
         self._in_blocks += len(declared)
         self._top = stop
+
+    def fields(self, ids: range) -> list:
+        """`allocation_fields` of the allocations `ids`."""
+        pieces, at, stop, starts = [], ids.start, ids.stop, self._starts
+        while at < stop:
+            k = bisect.bisect_right(starts, at) - 1
+            if k >= 0 and at < self._blocks[k].stop:
+                to = min(stop, self._blocks[k].stop)
+                pieces.append(self._blocks[k].fields(at, to))
+            else:  # (added one by one, up to the next block)
+                to = min(stop, starts[k + 1]) if k + 1 < len(starts) else stop
+                pieces.append(_fields_of(map(self._own.__getitem__, range(at, to))))
+            at = to
+        out = pieces[0]
+        for piece in pieces[1:]:
+            collections.deque(map(list.extend, out, piece), 0)
+        return out
+
+    def _place(self, key) -> tuple:
+        """(vaddr, id object) of allocation `key` (`vaddrs_and_ids` of one)."""
+        al = self._own.get(key)
+        if al is not None:
+            return al.vaddr, al.id
+        k = self._block_of(key)
+        if k < 0:
+            raise KeyError(key)
+        b = self._blocks[k]
+        j = key - b.start + b.base
+        return (int(b.vaddr[j]) if b.vaddr is not None else
+                b.template[_VADDR][j % b.width]), key
 
     def vaddrs_and_ids(self, ids) -> tuple:
         """(vaddr of each of `ids`: an int64 array, their id objects: a list, an
         Allocation's own where it was added one by one), making none."""
         names = list(ids)
+        if len(names) < _FEW:
+            places = list(map(self._place, names))
+            return np.array([v for v, _ in places], np.int64), [i for _, i in places]
         vaddr = np.empty(len(names), np.int64)
         rest = range(len(names))
         if self._blocks:
@@ -178,13 +241,27 @@ class Allocations(MutableMapping):
                 at = np.flatnonzero(inside & (k == number))
                 j = keys[at] - b.start + b.base
                 vaddr[at] = b.vaddr[j] if b.vaddr is not None else \
-                    b.field("vaddr", np.int64)[j % len(b.template)]
+                    b.field("vaddr", np.int64)[j % b.width]
             rest = np.flatnonzero(~inside).tolist()
         own = self._own
         for n in rest:
             al = own[names[n]]
             vaddr[n], names[n] = al.vaddr, al.id
         return vaddr, names
+
+
+def allocation_fields(allocs, ids: range) -> list:
+    """The fields of the allocations `ids` (a range of ids, at least one) of
+    `allocs` (a dict or an Allocations, whose blocks' are read as columns, making
+    none): a list per Allocation field, in order (what `Allocation(*values)` takes)."""
+    if isinstance(allocs, Allocations):
+        return allocs.fields(ids)
+    return _fields_of(map(allocs.__getitem__, ids))
+
+
+def _fields_of(allocations) -> list:
+    """The fields of `allocations` (Allocation objects), a list per field."""
+    return [list(f) for f in zip(*map(_ALLOCATION_FIELDS, allocations))]
 
 
 def allocation_columns(allocs, fields: dict) -> tuple:

@@ -13,17 +13,19 @@ import weakref
 import numpy as np
 
 from .access import Access
-from .allocations import Allocations
-from .record import (Allocation, Instruction, copy_columns, defer_operands, fits_int32,
-                     held_reads, held_writes, identities, pending_operands, set_operands)
+from .allocations import Allocations, allocation_fields
+from .record import (Allocation, Instruction, constructed, copy_columns,
+                     deferred_instructions, fits_int32, held_reads, held_writes,
+                     identities, pending_operands, set_operands)
 
 repeat = itertools.repeat
 _new_access = tuple.__new__  # (an Access from its 18 fields, as machine/access.py makes them)
 
 
-_VADDR = Allocation.__slots__.index("vaddr")
-_ALLOC_FIELDS = operator.attrgetter(*Allocation.__slots__)  # (`Allocation(*fields)`: a copy)
-_STATICS = operator.attrgetter("core", "engine", "opcode", "location", "attrs", "queue")
+_ID, _VADDR = Allocation.__slots__.index("id"), Allocation.__slots__.index("vaddr")
+# (a getter per field: ~30% quicker than one of all six and a transposition)
+_STATICS = [operator.attrgetter(f) for f in ("core", "engine", "opcode", "location", "attrs",
+                                             "queue")]
 # an Access's fields a moving operand's copies keep (all but offset, partitions, lo, hi,
 # alloc)
 _KEPT = (*range(8), *range(13, 17))
@@ -36,10 +38,10 @@ _BY_COLUMN = 32
 # instruction that instruction's index object (`_declared`: its NumPy calls cost more
 # than the ints they save in smaller ones)
 _SHARED_DECLARATIONS = 256
-# blocks of at least this many copies keep their allocations as columns
-# (machine/allocations.py; fewer are read, by an outer loop's copies and hoisting, at
-# about 1 us each, before their columns would save much)
-_ALLOCATION_COLUMNS = 256
+# blocks of at least this many allocations (copies times the template's) keep them as
+# columns (machine/allocations.py: an outer loop's Copier reads them as columns; fewer
+# would be read, by hoisting, at about 1 us each, before their columns would save much)
+_ALLOCATION_COLUMNS = 64
 assert Allocation.__slots__[0] == "id" and Allocation.__slots__[-1] == "declared_at"
 # an instruction's structure key's (machine/expand_parts.py `instruction_parts`): its
 # engine, opcode, number of reads, operands (an Access's fields role..pattern, ...)
@@ -244,69 +246,62 @@ class Copier:
         self.last = last = plan.rows[-1]  # (the template's numbers)
         self.moving_attrs = [(b, span, last[span].tolist(), key)
                              for b, span, key in lay.moving_attrs]
-        statics = [list(f) for f in zip(*map(_STATICS, tmpl))] if tmpl else [[]] * 6
+        statics = [list(map(field, tmpl)) for field in _STATICS]
         # (core, engine, opcode, reads, writes, ...: the tuples the template holds, a
         # loop copy's among them its own template's where its own are not made yet)
         statics[3:3] = list(map(held_reads, tmpl)), list(map(held_writes, tmpl))
         self.statics = statics
         self.operands = Operands(lay, tmpl, statics[3], statics[4])
-        allocs = [p.allocations[i] for i in range(a_start, a_stop)]
-        self.template_ids = [al.id for al in allocs]
+        # (the template's allocations' fields, a list per field: a block of copies' read
+        # as columns)
+        self.alloc_fields = allocation_fields(p.allocations, range(a_start, a_stop)) \
+            if a_stop > a_start else []
+        self.template_ids = self.alloc_fields[_ID] if self.alloc_fields else []
+        self.vaddrs = self.alloc_fields[_VADDR] if self.alloc_fields else []
         self.alloc_keys, self.alloc_cols = lay.alloc_keys, lay.alloc_cols
-        self.alloc_fields = [list(f) for f in zip(*map(_ALLOC_FIELDS, allocs))]
         self.explicit = lay.explicit
-        self.vaddrs = [al.vaddr for al in allocs]
         self.fence_cores = [core for core, _ in p.fences[f_start:f_stop]]
         self.fence_cols = lay.fence_cols
 
     @functools.cached_property
     def fields(self) -> np.ndarray | None:
-        """For Layout.same_operands: what a moving operand's copies keep, objects by
-        identity (as access columns read the role's and shape's:
-        timing/access_columns.py), and the kept offset, partitions (the template's
-        numbers: a template operand held where its own is not made yet keeps the
-        other objects, `Operands`)."""
-        at = self.layout.moving_at
-        if not at:
+        """For Layout.same_operands: `_operand_fields` of the moving operands."""
+        if not self.layout.moving_at:
             return None
-        held = self.operands.held_accesses
-        accesses = list(map(held.__getitem__, at))
-        # the fields of each distinct Access object (few: an outer loop's template holds
-        # its inner copies' template tuples), spread to the operands holding it
-        _, first, which = np.unique(identities(accesses), return_index=True,
-                                    return_inverse=True)
-        kept = map(_KEPT_FIELDS, map(accesses.__getitem__, first.tolist()))
-        ids = identities(itertools.chain.from_iterable(kept), len(_KEPT) * len(first))
-        return np.concatenate((ids.reshape(len(first), len(_KEPT))[which],
-                               self.last[self.moving[:, :3]]), axis=1)
+        return _operand_fields(self.operands, self.last[self.moving[:, :3]])
 
     def append(self, p, values: np.ndarray, stats) -> list:
         """Append the copies for the rows of `values` (noting them in `stats`, when
         given, as blocks a snapshot takes at once); returns the ids of the allocations
         made."""
         n = len(values)
-        index = values[:, self.index_cols].ravel().tolist()
+        index = values.take(self.index_cols, axis=1).ravel().tolist()
         ids = self._allocations(p, values, index, stats)
         if len(self.fence_cores):
             p.fences.extend(zip(self.fence_cores * n,
-                                values[:, self.fence_cols].ravel().tolist()))
+                                values.take(self.fence_cols, axis=1).ravel().tolist()))
         core, engine, opcode, reads, writes, location, attrs, queue = self.statics
-        # the moving operands' numbers (copy r's j-th at r * m + j)
-        nums = values[:, self.moving].reshape(-1, 6)
+        # the moving operands' numbers (copy r's j-th at r * m + j; `take`: columns read
+        # ~3-20x quicker than by indexing, which is slow for few wide rows)
+        nums = values.take(self.moving, axis=1).reshape(-1, 6)
         attrs = self._attrs(values, attrs)
         lazy = self.layout.lazy and len(nums) >= _LAZY and self._loads_move(nums, n)
         by_column = n >= _BY_COLUMN and len(nums) >= _SMALL_PLACES
-        same = self._same(nums, n, by_column)
         if lazy:  # (the template's tuples, held until first read)
             reads, writes = reads * n, writes * n
         else:
-            reads, writes = self.operands.make(nums, n, p.allocations, same, by_column)
-        made = list(map(Instruction, index, core * n, engine * n, opcode * n, reads, writes,
-                        location * n, attrs, queue * n))
-        if lazy and made:
-            pending = _PendingOperands(self.operands, made, nums, n, p.allocations, same,
-                                       by_column, p)
-            pending.deferred = defer_operands(made, pending)
+            reads, writes = self.operands.make(nums, n, p.allocations,
+                                               self._same(nums, n, by_column), by_column)
+        fields = [index, core * n, engine * n, opcode * n, reads, writes, location * n,
+                  attrs, queue * n]
+        if lazy and index:
+            # (the kinds of equal operands found when first made: most blocks never are)
+            placed = self.last[self.moving[:, :3]] \
+                if self._kinds_wanted(len(nums), by_column) else None
+            made = _PendingOperands(self.operands, nums, n, p.allocations, placed,
+                                    by_column, p).copies(fields)
+        else:
+            made = constructed(Instruction, fields)
         p.instructions.extend(made)
         if made:  # (for the access columns: timing/access_columns.py)
             p.note_copies(made, self.templates, self.statics[3], self.statics[4],
@@ -323,48 +318,51 @@ class Copier:
             return []
         n = len(values)
         allocs = p.allocations
-        ids = values[:, self.alloc_cols].ravel()
-        vaddr = np.where(self.explicit, values[:, self.alloc_cols + 2], self.vaddrs).ravel() \
-            if self.layout.any_explicit else None
-        if n >= _ALLOCATION_COLUMNS and (np.diff(ids) == 1).all() and ids[0] >= (
+        ids = values.take(self.alloc_cols, axis=1).ravel()
+        vaddr = np.where(self.explicit, values.take(self.alloc_cols + 2, axis=1),
+                         self.vaddrs).ravel() if self.layout.any_explicit else None
+        in_order = bool((np.diff(ids) == 1).all())  # (ids[0], ids[0] + 1, ...)
+        if len(ids) >= _ALLOCATION_COLUMNS and in_order and ids[0] >= (
                 allocs.top() if type(allocs) is Allocations else max(allocs, default=-1) + 1):
             if type(allocs) is not Allocations:  # (kept as columns from the first on)
                 allocs = p.allocations = Allocations(allocs)
-            allocs.add_block(int(ids[0]), self.alloc_fields,
-                             values[:, self.layout.declared_cols].ravel().astype(np.int64),
+            declared = values.take(self.layout.declared_cols, axis=1).ravel()
+            allocs.add_block(int(ids[0]), self.alloc_fields, declared.astype(np.int64),
                              vaddr if vaddr is None else vaddr.astype(np.int64))
             ids = ids.tolist()
-            made_last = allocs[ids[-1]]
         else:
             ids = ids.tolist()
             args = [f * n for f in self.alloc_fields]
             args[0] = ids
             args[-1] = self._declared(values, index) if n >= _SHARED_DECLARATIONS \
-                else values[:, self.layout.declared_cols].ravel().tolist()
+                else values.take(self.layout.declared_cols, axis=1).ravel().tolist()
             if vaddr is not None:
                 args[_VADDR] = vaddr.tolist()
-            made = list(map(Allocation, *args))
-            allocs.update(zip(ids, made))
-            made_last = made[-1]
-        if stats is not None:
+            made = constructed(Allocation, args)
+            if type(allocs) is Allocations:
+                allocs.add(ids, made)
+            else:
+                allocs.update(zip(ids, made))
+        if stats is not None and in_order:
+            # the block's allocations at once, for `snapshot`: their numbers are the rows'
+            # (id, declared_at, vaddr where explicit: 0 elsewhere, no drift); its last
+            # allocation (made from its columns, where kept so) tells that it is still
+            # in the record
             cols = self.alloc_cols
-            if ids == list(range(ids[0], ids[0] + len(ids))):
-                # the block's allocations at once, for `snapshot`: their numbers are the
-                # rows' (id, declared_at, vaddr where explicit: 0 elsewhere, no drift)
-                stats.copied_alloc_blocks[ids[0]] = (
-                    ids[-1], made_last, self.alloc_keys, n, values, int(cols[0]),
-                    int(cols[-1]) + 3)
+            stats.copied_alloc_blocks[ids[0]] = (
+                ids[-1], allocs[ids[-1]], self.alloc_keys, n, values, int(cols[0]),
+                int(cols[-1]) + 3)
         return ids
 
     def _declared(self, values: np.ndarray, index: list) -> list:
         """The copies' declared_at (copy r's i-th allocation at r * k + i): where it is
         the index of one instruction of the copy in every row (an allocation declared
         just before it), that instruction's int object (`index`: the copies' indices)."""
-        declared = values[:, self.layout.declared_cols]
+        declared = values.take(self.layout.declared_cols, axis=1)
         width = len(self.templates)
         if not width:
             return declared.ravel().tolist()
-        indices = values[:, self.index_cols]
+        indices = values.take(self.index_cols, axis=1)
         at = np.searchsorted(indices[0], declared[0]).clip(0, width - 1)
         hit = (indices[:, at] == declared).all(axis=0).tolist()
         columns = [index[b::width] if h else declared[:, i].tolist()
@@ -396,9 +394,30 @@ class Copier:
         """The kinds of equal moving operands Operands._in_record_order makes one Access
         per (Layout.same_operands, asked in record order: it keeps the last block's), None
         where it makes them all, or where Operands._by_operand makes them (`by_column`)."""
-        if not len(self.moving) or by_column or len(nums) < _SAME_OPERANDS:
+        if not self._kinds_wanted(len(nums), by_column):
             return None
         return self.layout.same_operands(nums.reshape(n, len(self.moving), 6), self.fields)
+
+    def _kinds_wanted(self, operands: int, by_column: bool) -> bool:
+        """Whether a block of that many moving operands' copies looks for kinds of equal
+        ones (`_same`)."""
+        return bool(len(self.moving)) and not by_column and operands >= _SAME_OPERANDS
+
+
+def _operand_fields(operands: "Operands", placed: np.ndarray) -> np.ndarray:
+    """What each moving operand's copies keep, objects by identity (as access columns
+    read the role's and shape's: timing/access_columns.py), and the kept offset,
+    partitions (`placed`: the template's numbers: a template operand held where its own
+    is not made yet keeps the other objects, `Operands`)."""
+    held = operands.held_accesses
+    accesses = list(map(held.__getitem__, operands.layout.moving_at))
+    # the fields of each distinct Access object (few: an outer loop's template holds
+    # its inner copies' template tuples), spread to the operands holding it
+    _, first, which = np.unique(identities(accesses), return_index=True,
+                                return_inverse=True)
+    kept = map(_KEPT_FIELDS, map(accesses.__getitem__, first.tolist()))
+    ids = identities(itertools.chain.from_iterable(kept), len(_KEPT) * len(first))
+    return np.concatenate((ids.reshape(len(first), len(_KEPT))[which], placed), axis=1)
 
 
 class Operands:
@@ -407,7 +426,7 @@ class Operands:
     read holds it, `_PendingOperands`, and must not keep its template alive). A loop
     copy among the template's instructions (a loop's template holds its inner loops'
     copies) whose own reads and writes are not made yet holds its template's (`held`,
-    machine/record.py `defer_operands`: the same objects but for the offset, box and
+    machine/record.py `deferred_instructions`: the same objects but for the offset, box and
     alloc of the operands that move), which the copies hold meanwhile too; its own are
     taken when its block gives them (`given`: a pass may replace them after), or made
     from its block's numbers when first needed (`own`; a pending block of these copies
@@ -427,8 +446,8 @@ class Operands:
             mine = runs[runs[:, 2] == j]
             at = np.concatenate([np.arange(s, e) for s, e, _ in mine.tolist()]).tolist()
             ks = pending.positions(list(map(templates.__getitem__, at))).tolist()
-            for b in at:
-                self._reads[b] = self._writes[b] = None
+            _put(self._reads, at, repeat(None))
+            _put(self._writes, at, repeat(None))
             pending.dependents.append((weakref.ref(self), dict(zip(ks, at))))
             self._waiting.append((pending, ks, at))
 
@@ -593,37 +612,39 @@ class Operands:
 
 
 class _PendingOperands:
-    """The reads and writes of a block of copies, kept as their moving operands'
-    numbers until one of them is first read (machine/record.py `defer_operands`), then
-    made as the Copier would have made them when it appended them: from the same
-    numbers, allocations and kinds of equal operands (`same`, found then:
-    Layout.same_operands keeps the last block's). The Copier shares an Access or a
-    tuple between copies only where it is the template's, so a copy's alone may be made
-    (as one copy of a block, `by_column` or not: the same objects shared): in a block of
-    many copies its first and last copy are when read first (hoisting visits those of a
-    block where it need not visit all, compiler/hoist.py `_visited`), all the others at
-    once where the program still lists them where the append left them, else the one
-    read alone (the rest of its copy kept for the others: `stash`). A pass that only
-    compares them may have a few of a wide template's copies' made apart (`peek`).
-    It holds no instruction (their class, which holds it, is in a cycle that only the
-    collector frees): their ids, and the program weakly; and it lets go of what makes
-    them once none is left to make (`live`: those of their class, those the allocation
-    took, which it counts back: compiler/compiled_allocation.py, and the pending blocks
-    of an outer loop's copies whose template holds some not made yet: `holds`)."""
-    __slots__ = ("operands", "nums", "n", "width", "allocs", "same", "by_column", "ids",
-                 "program", "start", "index0", "deferred", "live", "singles", "row_made",
-                 "stash", "peeks", "dependents", "holds")
+    """The reads and writes of a block of copies, kept as their moving operands' numbers
+    until one of them is first read (machine/record.py `deferred_instructions`), then made
+    as the Copier would have made them when it appended them: from the same numbers
+    and allocations, and kinds of equal operands found for the block as
+    Layout.same_operands finds them (`same`, looked for where `placed` is given: the
+    template's offset and partitions of the moving operands, `_operand_fields`). The
+    Copier shares an Access or a tuple between copies only where it is the
+    template's, so a copy's alone may be made (as one copy of a block, `by_column`
+    or not: the same objects shared): in a block of many copies its first and last
+    copy are when read first (hoisting visits those of a block where it need not
+    visit all, compiler/hoist.py `_visited`), all the others at once where the
+    program still lists them where the append left them, else the one read alone
+    (the rest of its copy kept for the others: `stash`). A pass that only compares
+    them may have a few of a wide template's copies' made apart (`peek`). It holds
+    no instruction (their class, which holds it, is in a cycle that only the
+    collector frees): their ids, and the program weakly; and it lets go of what
+    makes them once none is left to make (`live`: those of their class, those the
+    allocation took, which it counts back: compiler/compiled_allocation.py, and the
+    pending blocks of an outer loop's copies whose template holds some not made yet:
+    `holds`)."""
+    __slots__ = ("operands", "nums", "n", "width", "allocs", "placed", "same", "by_column",
+                 "ids", "program", "start", "index0", "deferred", "live", "singles",
+                 "row_made", "stash", "peeks", "dependents", "holds")
 
-    def __init__(self, operands: Operands, made: list, nums, n, allocs, same, by_column,
-                 program):
-        self.operands, self.n, self.allocs, self.same = operands, n, allocs, same
+    def __init__(self, operands: Operands, nums, n, allocs, placed, by_column, program):
+        self.operands, self.n, self.allocs, self.placed = operands, n, allocs, placed
+        self.same = None
         self.width, self.by_column = operands.width, by_column
         self.nums = nums.astype(np.int32) if fits_int32(nums) else nums.copy()
-        self.ids = identities(made).copy()
-        # (`made` is appended to the program next)
+        # (its copies, `copies`, are appended to the program next)
         self.program, self.start = weakref.ref(program), len(program.instructions)
-        self.index0 = made[0].index
-        self.live = len(made)
+        self.ids = self.index0 = self.deferred = None
+        self.live = 0
         self.singles = 0
         self.row_made = None  # (per copy: its operands made)
         self.stash = {}  # position -> (reads, writes) of one of a copy made, not given yet
@@ -636,6 +657,15 @@ class _PendingOperands:
         self.holds = [pending for pending, _, _ in operands.waiting()]
         for pending in self.holds:
             pending.live += 1
+
+    def copies(self, fields: list) -> list:
+        """The block's copies, of its class, from columns of their fields (index, core,
+        ..., their reads and writes their template's: record.deferred_instructions)."""
+        made, self.deferred = deferred_instructions(self, fields)
+        self.ids = identities(made).copy()
+        self.index0 = made[0].index
+        self.live += len(made)
+        return made
 
     def make(self, ins) -> None:
         """Make the reads and writes of `ins`, a copy of the block (of its class)."""
@@ -749,7 +779,7 @@ class _PendingOperands:
             self._let_go_all()
 
     def _let_go_all(self) -> None:
-        self.operands = self.nums = self.allocs = self.same = self.ids = None
+        self.operands = self.nums = self.allocs = self.placed = self.same = self.ids = None
         self.program = self.row_made = self.stash = None
         self.dependents = ()
         holds, self.holds = self.holds, ()
@@ -762,12 +792,24 @@ class _PendingOperands:
         nums = self.nums if n == self.n else \
             self.nums.reshape(self.n, -1, 6)[rows].reshape(-1, 6)
         # (positions not kept: the appends' blocks' are, while the kernel runs)
-        made = ops.make(nums.astype(np.int64), n, self.allocs, self.same,
+        made = ops.make(nums.astype(np.int64), n, self.allocs, self._same(),
                         self.by_column and n > 1, keep=False)
         if self.row_made is None:
             self.row_made = np.zeros(self.n, bool)
         self.row_made[rows] = True
         return made
+
+    def _same(self):
+        """The kinds of the block's equal moving operands (found when first asked for:
+        Layout.same_operands' for its numbers), None where it has none."""
+        if self.placed is not None:
+            fields = _operand_fields(self.operands, self.placed)
+            m = len(fields)
+            numbers = self.nums.reshape(self.n, m, 6).transpose(1, 0, 2).reshape(m, -1)
+            first, kind = _kinds(np.column_stack((fields, numbers)))
+            self.same = None if first is None else (first, kind)
+            self.placed = None
+        return self.same
 
     def _in_place(self, lo: int, hi: int) -> list | None:
         """The program's instructions where the append left copies lo to hi, where

@@ -189,7 +189,7 @@ def _pointers(instrs, spans: list) -> tuple:
         counts[a:b] = np.fromiter(map(len, sides), np.int64, 2 * (b - a)).reshape(-1, 2)
         read += chain.from_iterable(sides)
     # (a copy's accesses counted off the tuples it holds: its own may not be made yet,
-    # machine/record.py `defer_operands`; copies all of one class of those hold their
+    # machine/record.py `deferred_instructions`; copies all of one class of those hold their
     # template's, as many: counted off it, without a call per copy)
     copied = 0
     for block, s, e in spans:  # (in order: a template's instructions come before)
