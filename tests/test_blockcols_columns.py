@@ -279,7 +279,7 @@ def test_copies_whose_alloc_alone_moves(allocated, monkeypatch):
 
 def test_copies_not_made_yet_are_counted_off_their_template(monkeypatch):
     """A block whose copies all wait for their own operands (machine/record.py
-    `defer_operands`: they hold their template's tuples) is counted off its template,
+    `deferred_instructions`: they hold their template's tuples) is counted off its template,
     without reading its copies, and its columns are those read access by access; a
     copy given its own (another class) has the block's copies read again."""
     x = np.ones((128, 8 * 600), np.float32)

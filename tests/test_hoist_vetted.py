@@ -2,7 +2,7 @@
 visits as the first and last executions of a line in a block of copies off the block's
 numbers (`_visited`'s `vetted`), and compares their operands only should a load repeat
 those bytes: the bounds are the ones their own operands give, such copies whose operands
-are made when first read (machine/record.py `defer_operands`) stay so, and the program
+are made when first read (machine/record.py `deferred_instructions`) stay so, and the program
 is the one hoisting gives visiting every copy."""
 from __future__ import annotations
 
