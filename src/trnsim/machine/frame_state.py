@@ -178,9 +178,12 @@ def _shared(t: type, classes: dict) -> tuple:
     of the frame (`classes`)."""
     shared = classes.get(t)
     if shared is None:
-        shared = classes[t] = tuple((a, x) for a, x in vars(t).items()
-                                    if type(x) in PLAIN or type(x) is int)
+        shared = classes[t] = tuple([(a, x) for a, x in vars(t).items()
+                                     if type(x) in _SHARED_TYPES])
     return shared
+
+
+_SHARED_TYPES = frozenset((*PLAIN, int))  # class attributes stated by value
 
 
 _PLAIN_OBJECTS: dict = {}  # type -> _plain_object's answer
