@@ -50,3 +50,13 @@ def test_kinds_of_rows():
     assert kind[0] == kind[2] == kind[4] and kind[1] == kind[3]
     assert len(set(kind.tolist())) == 3
     assert expand_copy._kinds(np.arange(12, dtype=np.int64).reshape(4, 3)) == (None, None)
+
+
+def test_kinds_of_rows_whose_differences_cancel_under_column_weights():
+    """Rows (3, 5) and (5, 4) differ by (2, -1): a mix weighing columns 1, 2, 3, ...
+    times one constant gave both one value, and the block no kinds at all."""
+    key = np.array([[3, 5], [5, 4]] * 4, np.int64)
+    first, kind = expand_copy._kinds(key)
+    assert first is not None
+    assert sorted(first.tolist()) == [0, 1]
+    assert kind.tolist() == [kind[0], kind[1]] * 4 and kind[0] != kind[1]

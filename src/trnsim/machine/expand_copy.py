@@ -872,12 +872,21 @@ _SAME_OPERANDS = 256
 _DISTINCT = 0.9
 
 
+@functools.cache
+def _mix(width: int) -> np.ndarray:
+    """Odd 64-bit multipliers drawn independently, one a column of a key `_kinds` mixes.
+    (Multiples 1, 2, 3, ... of one constant mixed rows whose differences, weighed so,
+    sum to 0, e.g. one greater by 2 in its first column and less by 1 in its second:
+    told apart again by the row check, such a block found no kinds at all.)"""
+    drawn = np.random.default_rng(width).integers(0, 2**64, width, dtype=np.uint64)
+    return drawn | np.uint64(1)
+
+
 def _kinds(key: np.ndarray):
     """(the first of each kind of equal rows of `key`, each row's kind), or (None, None)
     where more than _DISTINCT of them differ (rows told apart by a mix of their
     numbers, which must then match)."""
-    mix = np.arange(1, key.shape[1] + 1, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
-    _, first, kind = np.unique(key.view(np.uint64) @ mix, return_index=True,
+    _, first, kind = np.unique(key.view(np.uint64) @ _mix(key.shape[1]), return_index=True,
                                return_inverse=True)
     if len(first) > _DISTINCT * len(key) or not (key[first][kind] == key).all():
         return None, None
