@@ -135,7 +135,9 @@ class LTensor(Operators):
             shape = self.shape
             if type(self).__getitem__ is not LTensor.__getitem__ or len(shape) != ndim:
                 return self[(slice(None),) * ndim]
-            indices = [Index.owning({Axis(n, d, ndim): 1}, 0) for d, n in enumerate(shape)]
+            indices = [Index.owning({Axis.plain(n, d, ndim) if type(n) is int
+                                     else Axis(n, d, ndim): 1}, 0)
+                       for d, n in enumerate(shape)]
             core = self.core
         access = Access(self, indices)
         access.advanced = False
@@ -284,9 +286,8 @@ class Access(Operators):
             return self._as_tile().view(ranges)
         if self.whole and not ranges and self.operand_mask is None:
             core = self.tensor.core
-            if core.ndim > 1 or not core.on_chip:  # what `resolve` makes of it: the same
-                return NkiTensor.view_of(core.shape, core.dtype, core.storage, core.buffer,
-                                         core.name, core.strides, core.offset, core.dyn)
+            if core.ndim > 1 or not core.on_chip:  # what `resolve` makes of it
+                return core
         ranges = ranges or {}
         if self.operand_mask is not None:
             ranges = self.narrow(ranges)
