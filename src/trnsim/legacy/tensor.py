@@ -123,23 +123,22 @@ class LTensor(Operators):
         return self
 
     def full(self) -> "Access":
-        """`self[:, ..., :]`: every element, one fresh axis per dim."""
+        """`self[:, ..., :]`: every element, one axis per dim, its own to the shape
+        (`_whole_indices`)."""
         if type(self) is LTensor:  # (its shape is its core's: normal ints)
             core = self.core
             shape = core.shape
             ndim = len(shape)
-            indices = [Index.owning({Axis.plain(n, d, ndim): 1}, 0)
-                       for d, n in enumerate(shape)]
         else:
             ndim = self.ndim
             shape = self.shape
             if type(self).__getitem__ is not LTensor.__getitem__ or len(shape) != ndim:
                 return self[(slice(None),) * ndim]
-            indices = [Index.owning({Axis.plain(n, d, ndim) if type(n) is int
-                                     else Axis(n, d, ndim): 1}, 0)
-                       for d, n in enumerate(shape)]
             core = self.core
-        access = Access(self, indices)
+        indices = _WHOLE_INDICES.get(shape)
+        if indices is None:
+            indices = _whole_indices(shape)
+        access = Access(self, list(indices))
         access.advanced = False
         if ndim > 1 or not core.on_chip:  # (resolve_shape changes only 1-D tiles)
             access._shape = tuple(map(int, shape))
@@ -176,6 +175,21 @@ class LTensor(Operators):
 
     def expand_dims(self, axis):
         return LTensor(self.core.expand_dim(axis), self.par_axis)
+
+
+def _whole_indices(shape: tuple) -> tuple:
+    """One Index per dim over the whole of `shape`, each a fresh axis at its position,
+    kept per shape: every whole-tile access of a shape shares them (they never change,
+    and only a mask's own axes, never these, are matched by identity: ops.Grid)."""
+    ndim = len(shape)
+    indices = tuple(Index.owning({Axis(n, d, ndim): 1}, 0) for d, n in enumerate(shape))
+    if len(_WHOLE_INDICES) >= 1024:
+        _WHOLE_INDICES.clear()
+    _WHOLE_INDICES[shape] = indices
+    return indices
+
+
+_WHOLE_INDICES: dict = {}  # shape -> `_whole_indices(shape)`
 
 
 class Access(Operators):
