@@ -161,8 +161,11 @@ class Pending(LTensor):
             return False
         run = runtime.active_run()
         self._claim(run)
-        with _issued_at(self.site, run):
+        saved, run.issue_site = run.issue_site, self.site  # (as materialize)
+        try:
             self._execute(target, accumulate)
+        finally:
+            run.issue_site = saved
         self._target = target
         return True
 

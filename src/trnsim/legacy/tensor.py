@@ -94,6 +94,7 @@ class LTensor(Operators):
         if type(key) is tuple and is_plain(key):  # no runtime, indirect or advanced index
             access = Access(self, key_to_indices(key, self.shape))
             access.advanced = False
+            access.plain_key = key
             return access
         if type(key) is tuple and _affine_key(key, len(self.shape)):
             # what the general path below makes of it (no runtime or indirect index)
@@ -219,6 +220,7 @@ class Access(Operators):
     name = property(lambda self: self.tensor.name)
 
     operand_mask = None  # `access[predicate]` (operand masking, the legacy mask docs)
+    plain_key = None  # the key of ints and slices it was made from, if it was
     whole = False  # made by LTensor.full: one axis per dim over all of it
     dynamic = None  # (tensor dim, offset tile Access): a runtime offset (_dynamic_key)
 
@@ -302,6 +304,12 @@ class Access(Operators):
             core = self.tensor.core
             if core.ndim > 1 or not core.on_chip:  # what `resolve` makes of it
                 return core
+        if not ranges and self.plain_key is not None and self.operand_mask is None:
+            core = self.tensor.core
+            if core.dyn is None:  # (unit-step slices in bounds: what `resolve` makes)
+                view = core._sliced(self.plain_key)
+                if view is not None:
+                    return view
         ranges = ranges or {}
         if self.operand_mask is not None:
             ranges = self.narrow(ranges)
