@@ -225,3 +225,32 @@ def test_whole_tile_accesses():
     assert fa.shape == a.shape == (128, 64) and fa.whole
     masked = fa.view({next(iter(fa.indices[1].terms)): (3, 9)})
     assert (masked.shape, masked.offset) == ((128, 6), 3) and masked.storage is store
+
+
+def test_plain_key_indices_are_made_when_asked_as_key_to_indices_makes_them():
+    """An access by unit-step slices makes its indices only when first asked (a load
+    asks for its shape and view alone): then they and its shape are key_to_indices's
+    and resolve_shape's; keys it cannot take (ints, steps, too many) index eagerly,
+    raising where they did."""
+    from trnsim.legacy.indexing import key_to_indices
+    lazy = 0
+    for t in _tensors():
+        for key in list(_plain_keys(t.shape)) + [(slice(0, 2),) * 4, (slice(0, 2, 0),)]:
+            try:
+                want = key_to_indices(key, t.shape)
+            except NkiValidationError as e:
+                assert _index(t, key) == (type(e), e.bare_message)
+                continue
+            access = t[key]
+            lazy += "indices" not in access.__dict__
+            shape = access.shape
+            assert _layout(access.indices) == _layout(want)
+            assert shape == legacy_tensor.resolve_shape(legacy_tensor.Access(t, want))
+            assert (access.indirect, access.indirect_dim, access.advanced) == (None, 0, False)
+    assert lazy > 100
+    try:
+        legacy_tensor.Access(_tensors()[0], []).nothing
+    except AttributeError as e:
+        assert "nothing" in str(e)
+    else:
+        raise AssertionError("an attribute an Access lacks must raise AttributeError")

@@ -92,7 +92,12 @@ class LTensor(Operators):
         if isinstance(key, Predicate):  # operand masking: `t[i_f < 64]`
             return self.full()[key]
         if type(key) is tuple and is_plain(key):  # no runtime, indirect or advanced index
-            access = Access(self, key_to_indices(key, self.shape))
+            sizes = _slice_sizes(key, self) if type(self) is LTensor else None
+            if sizes is not None:  # (its indices made when first asked: __getattr__)
+                access = object.__new__(Access)
+                access.tensor, access._shape = self, sizes
+            else:
+                access = Access(self, key_to_indices(key, self.shape))
             access.advanced = False
             access.plain_key = key
             return access
@@ -193,6 +198,34 @@ def _whole_indices(shape: tuple) -> tuple:
 _WHOLE_INDICES: dict = {}  # shape -> `_whole_indices(shape)`
 
 
+def _slice_sizes(key: tuple, tensor: LTensor) -> tuple | None:
+    """The shape of `tensor[key]` for a key of unit-step slices with int or no bounds,
+    no longer than the tensor's rank (what `key_to_indices` cannot fail on, and whose
+    shape `resolve_shape` gives as the slices' sizes), or None for any other key."""
+    shape = tensor.core.shape
+    if len(key) > len(shape) or (len(shape) < 2 and tensor.core.on_chip):
+        return None
+    sizes = []
+    for k, n in zip(key, shape):
+        if type(k) is not slice or k.step is not None:
+            return None
+        start, stop = k.start, k.stop
+        if start is None:
+            start = 0
+        elif type(start) is not int:
+            return None
+        elif start < 0:
+            start += n
+        if stop is None:
+            stop = n
+        elif type(stop) is not int:
+            return None
+        elif stop < 0:
+            stop += n
+        sizes.append(stop - start if stop > start else 0)
+    return tuple(sizes) + shape[len(key):]
+
+
 class Access(Operators):
     """`tensor[index...]`: a legacy tensor with one affine Index per dimension."""
 
@@ -201,6 +234,20 @@ class Access(Operators):
         self.tensor, self.indices = tensor, indices
         self.indirect = indirect  # index tile selecting rows of a dim at run time (HBM)
         self.indirect_dim = indirect_dim  # that dim (the dims before it are integers)
+
+    indirect = None
+    indirect_dim = 0
+
+    def __getattr__(self, name):
+        """(Only asked for attributes an Access does not have.) The indices of a
+        plain-key access (LTensor.__getitem__): made when first needed, most loads
+        never asking for them (their view is the core's slicing of the key)."""
+        if name == "indices":
+            key = self.__dict__.get("plain_key")
+            if key is not None:
+                self.indices = indices = key_to_indices(key, self.tensor.shape)
+                return indices
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     @property
     def axes(self):
