@@ -166,3 +166,91 @@ def test_a_destination_viewed_over_whole_ranges_is_viewed_as_over_every_range():
                                                             want.offset)
             assert (got.storage, got.dtype, got.name, got.dyn) == (want.storage, want.dtype,
                                                                    want.name, want.dyn)
+
+
+def _plain_keys(shape):
+    """Keys of ints and slices for a 3-D tensor of `shape`: in bounds, negative, open,
+    stepped, shorter than the rank, out of bounds and empty."""
+    rng = np.random.default_rng(5)
+    for _ in range(400):
+        key = []
+        for n in shape[:int(rng.integers(1, 4))]:
+            kind = rng.integers(6)
+            lo, hi = sorted(int(v) for v in rng.integers(-n - 2, n + 3, 2))
+            if kind == 0:
+                key.append(int(rng.integers(0, n)))
+            elif kind == 1:
+                key.append(slice(None))
+            elif kind == 2:
+                key.append(slice(lo, hi, int(rng.integers(1, 4))))
+            else:
+                key.append(slice(lo if kind != 3 else None, hi if kind != 4 else None))
+        yield tuple(key)
+
+
+def test_plain_keys_view_as_resolve_does():
+    """`t[ints and slices]` keeps its key, and its view comes from it (the core's
+    `_sliced`) where that applies: the same view (or error) as resolving its indices."""
+    for t in _tensors():
+        for key in _plain_keys(t.shape):
+            access = _index(t, key)
+            if type(access) is tuple:  # an error of the key itself
+                continue
+            assert access.plain_key == key
+            try:
+                want = resolve(t.core, access.indices, {}, t.par_axis)
+            except NkiValidationError as e:
+                assert _outcome(access) == (type(e), e.bare_message)
+                continue
+            got = access.view()
+            assert (got.shape, got.strides, got.offset) == (want.shape, want.strides,
+                                                            want.offset)
+            assert (got.storage, got.dtype, got.name, got.dyn, got.buffer) == \
+                (want.storage, want.dtype, want.name, want.dyn, want.buffer)
+            assert got.shape == access.shape
+
+
+def test_whole_tile_accesses():
+    """A whole tile's access views the tile's own core tensor; tiles of one shape share
+    their whole-tile indices, laid out as `t[:, :]`'s, each viewing its own tile."""
+    store = SimpleNamespace(row_bytes=4 * 64, name="t")
+    a, b = (LTensor(NkiTensor((128, 64), np.float32, store, MemoryRegion.sbuf, name))
+            for name in ("a", "b"))
+    fa, fb = a.full(), b.full()
+    assert fa.view() is a.core and fb.view() is b.core
+    assert fa.tensor is a and fb.tensor is b
+    assert _layout(fa.indices) == _layout(a[:, :].indices)
+    assert [i.terms for i in fa.indices] == [i.terms for i in fb.indices]
+    assert fa.indices is not fb.indices  # (lists of their own)
+    assert fa.shape == a.shape == (128, 64) and fa.whole
+    masked = fa.view({next(iter(fa.indices[1].terms)): (3, 9)})
+    assert (masked.shape, masked.offset) == ((128, 6), 3) and masked.storage is store
+
+
+def test_plain_key_indices_are_made_when_asked_as_key_to_indices_makes_them():
+    """An access by unit-step slices makes its indices only when first asked (a load
+    asks for its shape and view alone): then they and its shape are key_to_indices's
+    and resolve_shape's; keys it cannot take (ints, steps, too many) index eagerly,
+    raising where they did."""
+    from trnsim.legacy.indexing import key_to_indices
+    lazy = 0
+    for t in _tensors():
+        for key in list(_plain_keys(t.shape)) + [(slice(0, 2),) * 4, (slice(0, 2, 0),)]:
+            try:
+                want = key_to_indices(key, t.shape)
+            except NkiValidationError as e:
+                assert _index(t, key) == (type(e), e.bare_message)
+                continue
+            access = t[key]
+            lazy += "indices" not in access.__dict__
+            shape = access.shape
+            assert _layout(access.indices) == _layout(want)
+            assert shape == legacy_tensor.resolve_shape(legacy_tensor.Access(t, want))
+            assert (access.indirect, access.indirect_dim, access.advanced) == (None, 0, False)
+    assert lazy > 100
+    try:
+        legacy_tensor.Access(_tensors()[0], []).nothing
+    except AttributeError as e:
+        assert "nothing" in str(e)
+    else:
+        raise AssertionError("an attribute an Access lacks must raise AttributeError")

@@ -189,6 +189,8 @@ def _promote(a, b):
 def _spans(grid: Grid, x) -> list[tuple[int, int]]:
     """The mask-narrowed range of each grid position of operand `x`."""
     if isinstance(x, Access):
+        if x.whole and not grid.narrowed and x.operand_mask is None:
+            return [(0, n) for n in x.shape]  # (one axis per dim, none narrowed)
         shape = x.shape
         first = {}  # grid position -> its first axis (indices in order, terms in order)
         for idx in x.indices:
@@ -219,6 +221,9 @@ def _view_spans(x, spans) -> NkiTensor:
     over a whole axis is left out: what a view takes by default (a whole tile then
     takes Access.view's shortcut)."""
     if isinstance(x, Access):
+        if x.whole and x.operand_mask is None and \
+                all(lo == 0 and hi == n for (lo, hi), n in zip(spans, x.shape)):
+            return x.view({})  # (every range whole: none left in)
         return x.view({a: spans[a.position] for idx in x.indices for a in idx.terms
                        if a.position < len(spans) and spans[a.position] != (0, a.size)})
     if isinstance(x, LTensor):

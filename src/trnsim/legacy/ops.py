@@ -20,7 +20,7 @@ from ..isa import without_handles as core_isa
 from ..machine import runtime
 from ..machine.access import describe_access
 from ..machine.errors import NkiValidationError, kernel_location
-from ..machine.tensor import NkiTensor
+from ..machine.tensor import MemoryRegion, NkiTensor
 from .indexing import Predicate
 from .tensor import Access, LTensor, as_predicate
 
@@ -147,10 +147,13 @@ class Pending(LTensor):
         self._claim(run)
         if not self.done:
             # the instructions (and the tile) are the kernel line's that asked for them
-            with _issued_at(self.site, run):
-                tile = ndarray(self._shape, self._dtype, buffer=self._buffer, name=self._name)
+            saved, run.issue_site = run.issue_site, self.site
+            try:
+                tile = _new_tile(run, self._shape, self._dtype, self._buffer, self._name)
                 self._core = tile.core
                 self._execute(tile.full(), False)
+            finally:
+                run.issue_site = saved
 
     def run_into(self, target: Access, accumulate: bool):
         """Run with `target` as destination (accumulating when asked)."""
@@ -158,10 +161,22 @@ class Pending(LTensor):
             return False
         run = runtime.active_run()
         self._claim(run)
-        with _issued_at(self.site, run):
+        saved, run.issue_site = run.issue_site, self.site  # (as materialize)
+        try:
             self._execute(target, accumulate)
+        finally:
+            run.issue_site = saved
         self._target = target
         return True
+
+
+def _new_tile(run, shape: tuple, dtype, buffer, name) -> LTensor:
+    """`ndarray(shape, dtype, buffer=buffer, name=name)`, what it does for a shape of
+    ints in a plain memory region written out (every pending result allocates one)."""
+    if type(buffer) is MemoryRegion and all(type(n) is int for n in shape):
+        flush(run)
+        return LTensor(run.new_tensor(shape, dtype, buffer, name))
+    return ndarray(shape, dtype, buffer=buffer, name=name)
 
 
 class _issued_at:
@@ -211,6 +226,18 @@ def run_masked(core_fn, dst, mask, accumulate=False, **operands):
     """Run `core_fn(dst=view, **views)` over the grid of `dst`, narrowed by `mask`."""
     run = runtime.active_run()
     flush(run)
+    if mask is None:  # (what the grid below gives without a mask: every view whole)
+        if min(dst.shape, default=1) <= 0:
+            return
+        kwargs = {k: _whole_view(v) for k, v in operands.items()}
+        if accumulate:
+            kwargs["accumulate"] = True
+        run.dst_mask = None
+        try:
+            core_fn(dst=_whole_view(dst), **kwargs)
+        finally:
+            run.dst_mask = None
+        return
     grid = Grid(dst.shape, mask)
     if grid.empty:
         return
@@ -222,6 +249,17 @@ def run_masked(core_fn, dst, mask, accumulate=False, **operands):
         core_fn(dst=grid.view(dst), **kwargs)
     finally:
         run.dst_mask = None
+
+
+def _whole_view(x):
+    """`Grid(shape).view(x)`: the core view of operand `x` with no mask."""
+    if isinstance(x, Pending):
+        x = x.tile
+    if isinstance(x, Access):
+        return x.view({})
+    if isinstance(x, LTensor):
+        return x.view_all()
+    return x
 
 
 def assign(target: Access, value):

@@ -92,8 +92,14 @@ class LTensor(Operators):
         if isinstance(key, Predicate):  # operand masking: `t[i_f < 64]`
             return self.full()[key]
         if type(key) is tuple and is_plain(key):  # no runtime, indirect or advanced index
-            access = Access(self, key_to_indices(key, self.shape))
+            sizes = _slice_sizes(key, self) if type(self) is LTensor else None
+            if sizes is not None:  # (its indices made when first asked: __getattr__)
+                access = object.__new__(Access)
+                access.tensor, access._shape = self, sizes
+            else:
+                access = Access(self, key_to_indices(key, self.shape))
             access.advanced = False
+            access.plain_key = key
             return access
         if type(key) is tuple and _affine_key(key, len(self.shape)):
             # what the general path below makes of it (no runtime or indirect index)
@@ -123,21 +129,22 @@ class LTensor(Operators):
         return self
 
     def full(self) -> "Access":
-        """`self[:, ..., :]`: every element, one fresh axis per dim."""
+        """`self[:, ..., :]`: every element, one axis per dim, its own to the shape
+        (`_whole_indices`)."""
         if type(self) is LTensor:  # (its shape is its core's: normal ints)
             core = self.core
             shape = core.shape
             ndim = len(shape)
-            indices = [Index.owning({Axis.plain(n, d, ndim): 1}, 0)
-                       for d, n in enumerate(shape)]
         else:
             ndim = self.ndim
             shape = self.shape
             if type(self).__getitem__ is not LTensor.__getitem__ or len(shape) != ndim:
                 return self[(slice(None),) * ndim]
-            indices = [Index.owning({Axis(n, d, ndim): 1}, 0) for d, n in enumerate(shape)]
             core = self.core
-        access = Access(self, indices)
+        indices = _WHOLE_INDICES.get(shape)
+        if indices is None:
+            indices = _whole_indices(shape)
+        access = Access(self, list(indices))
         access.advanced = False
         if ndim > 1 or not core.on_chip:  # (resolve_shape changes only 1-D tiles)
             access._shape = tuple(map(int, shape))
@@ -176,6 +183,49 @@ class LTensor(Operators):
         return LTensor(self.core.expand_dim(axis), self.par_axis)
 
 
+def _whole_indices(shape: tuple) -> tuple:
+    """One Index per dim over the whole of `shape`, each a fresh axis at its position,
+    kept per shape: every whole-tile access of a shape shares them (they never change,
+    and only a mask's own axes, never these, are matched by identity: ops.Grid)."""
+    ndim = len(shape)
+    indices = tuple(Index.owning({Axis(n, d, ndim): 1}, 0) for d, n in enumerate(shape))
+    if len(_WHOLE_INDICES) >= 1024:
+        _WHOLE_INDICES.clear()
+    _WHOLE_INDICES[shape] = indices
+    return indices
+
+
+_WHOLE_INDICES: dict = {}  # shape -> `_whole_indices(shape)`
+
+
+def _slice_sizes(key: tuple, tensor: LTensor) -> tuple | None:
+    """The shape of `tensor[key]` for a key of unit-step slices with int or no bounds,
+    no longer than the tensor's rank (what `key_to_indices` cannot fail on, and whose
+    shape `resolve_shape` gives as the slices' sizes), or None for any other key."""
+    shape = tensor.core.shape
+    if len(key) > len(shape) or (len(shape) < 2 and tensor.core.on_chip):
+        return None
+    sizes = []
+    for k, n in zip(key, shape):
+        if type(k) is not slice or k.step is not None:
+            return None
+        start, stop = k.start, k.stop
+        if start is None:
+            start = 0
+        elif type(start) is not int:
+            return None
+        elif start < 0:
+            start += n
+        if stop is None:
+            stop = n
+        elif type(stop) is not int:
+            return None
+        elif stop < 0:
+            stop += n
+        sizes.append(stop - start if stop > start else 0)
+    return tuple(sizes) + shape[len(key):]
+
+
 class Access(Operators):
     """`tensor[index...]`: a legacy tensor with one affine Index per dimension."""
 
@@ -184,6 +234,20 @@ class Access(Operators):
         self.tensor, self.indices = tensor, indices
         self.indirect = indirect  # index tile selecting rows of a dim at run time (HBM)
         self.indirect_dim = indirect_dim  # that dim (the dims before it are integers)
+
+    indirect = None
+    indirect_dim = 0
+
+    def __getattr__(self, name):
+        """(Only asked for attributes an Access does not have.) The indices of a
+        plain-key access (LTensor.__getitem__): made when first needed, most loads
+        never asking for them (their view is the core's slicing of the key)."""
+        if name == "indices":
+            key = self.__dict__.get("plain_key")
+            if key is not None:
+                self.indices = indices = key_to_indices(key, self.tensor.shape)
+                return indices
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     @property
     def axes(self):
@@ -203,6 +267,7 @@ class Access(Operators):
     name = property(lambda self: self.tensor.name)
 
     operand_mask = None  # `access[predicate]` (operand masking, the legacy mask docs)
+    plain_key = None  # the key of ints and slices it was made from, if it was
     whole = False  # made by LTensor.full: one axis per dim over all of it
     dynamic = None  # (tensor dim, offset tile Access): a runtime offset (_dynamic_key)
 
@@ -284,9 +349,14 @@ class Access(Operators):
             return self._as_tile().view(ranges)
         if self.whole and not ranges and self.operand_mask is None:
             core = self.tensor.core
-            if core.ndim > 1 or not core.on_chip:  # what `resolve` makes of it: the same
-                return NkiTensor.view_of(core.shape, core.dtype, core.storage, core.buffer,
-                                         core.name, core.strides, core.offset, core.dyn)
+            if core.ndim > 1 or not core.on_chip:  # what `resolve` makes of it
+                return core
+        if not ranges and self.plain_key is not None and self.operand_mask is None:
+            core = self.tensor.core
+            if core.dyn is None:  # (unit-step slices in bounds: what `resolve` makes)
+                view = core._sliced(self.plain_key)
+                if view is not None:
+                    return view
         ranges = ranges or {}
         if self.operand_mask is not None:
             ranges = self.narrow(ranges)
