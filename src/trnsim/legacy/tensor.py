@@ -13,7 +13,7 @@ import math
 import numpy as np
 
 from ..machine.errors import NkiValidationError
-from ..machine.tensor import NkiTensor, is_plain
+from ..machine.tensor import NkiTensor, is_plain, unit_slice_bounds
 from .indexing import (Axis, Index, Predicate, grid_axes, key_to_indices,
                        partition_kept, resolve)
 
@@ -207,21 +207,10 @@ def _slice_sizes(key: tuple, tensor: LTensor) -> tuple | None:
         return None
     sizes = []
     for k, n in zip(key, shape):
-        if type(k) is not slice or k.step is not None:
+        bounds = unit_slice_bounds(k, n)
+        if bounds is None:
             return None
-        start, stop = k.start, k.stop
-        if start is None:
-            start = 0
-        elif type(start) is not int:
-            return None
-        elif start < 0:
-            start += n
-        if stop is None:
-            stop = n
-        elif type(stop) is not int:
-            return None
-        elif stop < 0:
-            stop += n
+        start, stop = bounds
         sizes.append(stop - start if stop > start else 0)
     return tuple(sizes) + shape[len(key):]
 

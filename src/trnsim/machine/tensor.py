@@ -161,6 +161,27 @@ class _ViewMeta(type):
         return t
 
 
+def unit_slice_bounds(k, n: int) -> tuple | None:
+    """(start, stop) of `k` over a dim of size n, negative bounds counted from its end
+    (not clamped to it), where k is a unit-step slice with int or no bounds, else None."""
+    if type(k) is not slice or k.step is not None:
+        return None
+    start, stop = k.start, k.stop
+    if start is None:
+        start = 0
+    elif type(start) is not int:
+        return None
+    elif start < 0:
+        start += n
+    if stop is None:
+        stop = n
+    elif type(stop) is not int:
+        return None
+    elif stop < 0:
+        stop += n
+    return start, stop
+
+
 class NkiTensor(NKIObject, metaclass=_ViewMeta):
     """NKI tensor with shape-based view operations sharing one storage."""
 
@@ -310,21 +331,10 @@ class NkiTensor(NKIObject, metaclass=_ViewMeta):
         (the general path takes it, and raises its errors)."""
         shape, strides, offset = [], [], self.offset
         for k, n, s in zip(key, self.shape, self.strides):
-            if type(k) is not slice or k.step is not None:
+            bounds = unit_slice_bounds(k, n)
+            if bounds is None:
                 return None
-            start, stop = k.start, k.stop
-            if start is None:
-                start = 0
-            elif type(start) is not int:
-                return None
-            elif start < 0:
-                start += n
-            if stop is None:
-                stop = n
-            elif type(stop) is not int:
-                return None
-            elif stop < 0:
-                stop += n
+            start, stop = bounds
             if not 0 <= start < stop <= n:
                 return None
             shape.append(stop - start)
