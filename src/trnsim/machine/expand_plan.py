@@ -341,7 +341,11 @@ class Plan:
             return self.rows[-1, cols] + self.drift[cols] * \
                 (iterations - self.last_sampled)[:, None]
         s = samples - (samples - iterations) % p  # a sampled iteration in phase
-        return self.rows[s - 1][:, cols] + self.drift[cols] * ((iterations - s) // p)[:, None]
+        if type(cols) is slice:
+            rows, drift = self.rows[:, cols], self.drift[cols]
+        else:  # (take: fancy indexing of wide rows' columns is slow)
+            rows, drift = self.rows.take(cols, axis=1), self.drift.take(cols)
+        return rows.take(s - 1, axis=0) + drift * ((iterations - s) // p)[:, None]
 
     def row_at(self, iteration: int, cols=slice(None)) -> np.ndarray:
         """The numbers (those `cols` selects) of one iteration (`row`)."""
