@@ -364,7 +364,7 @@ class Copier:
             return declared.ravel().tolist()
         indices = values.take(self.index_cols, axis=1)
         at = np.searchsorted(indices[0], declared[0]).clip(0, width - 1)
-        hit = (indices[:, at] == declared).all(axis=0).tolist()
+        hit = (indices.take(at, axis=1) == declared).all(axis=0).tolist()
         columns = [index[b::width] if h else declared[:, i].tolist()
                    for i, (b, h) in enumerate(zip(at.tolist(), hit))]
         return columns[0] if len(columns) == 1 else \
@@ -387,7 +387,7 @@ class Copier:
         at = self.layout.load_sources
         if not at:
             return True
-        src = nums.reshape(n, len(self.moving), 6)[:, at, 3:5]
+        src = nums.reshape(n, len(self.moving), 6)[:, :, 3:5].take(at, axis=1)
         return bool((src[1:] != src[:-1]).any(axis=2).all())
 
     def _same(self, nums: np.ndarray, n: int, by_column: bool):
@@ -439,6 +439,7 @@ class Operands:
         self._kept_first = (None, None)  # (the kinds' firsts, their `kept` fields)
         self._reads, self._writes = list(reads), list(writes)  # (own: None not known)
         self._waiting = []  # (block, positions there, here) of copies not given theirs
+        self._wanted = []  # per such block: {position there: here}, made when first given
         pendings, runs = pending_operands(templates)
         if runs is None:
             return
@@ -448,8 +449,9 @@ class Operands:
             ks = pending.positions(list(map(templates.__getitem__, at))).tolist()
             _put(self._reads, at, repeat(None))
             _put(self._writes, at, repeat(None))
-            pending.dependents.append((weakref.ref(self), dict(zip(ks, at))))
+            pending.dependents.append((weakref.ref(self), j))
             self._waiting.append((pending, ks, at))
+            self._wanted.append((ks, at))
 
     def waiting(self) -> list:
         """(block, positions there, positions here) of the template's copies whose own
@@ -468,9 +470,12 @@ class Operands:
         self._waiting = []
         return self._reads, self._writes
 
-    def given(self, wanted: dict, ks: list, reads: list, writes: list) -> None:
-        """The copies at positions `ks` of a block among the template's instructions
-        (`wanted`: those positions' instructions here) are given `reads`, `writes`."""
+    def given(self, j: int, ks: list, reads: list, writes: list) -> None:
+        """The copies at positions `ks` of the j-th block among the template's
+        instructions are given `reads`, `writes`."""
+        wanted = self._wanted[j]
+        if type(wanted) is tuple:  # (a dict only for blocks that give: most never do)
+            wanted = self._wanted[j] = dict(zip(*wanted))
         for b, r, w in zip(map(wanted.get, ks), reads, writes):
             if b is not None:
                 self._reads[b], self._writes[b] = r, w
@@ -574,7 +579,7 @@ class Operands:
         if self._kept_first[0] is not first:
             at = first.tolist()
             self._kept_first = (first, [list(map(f.__getitem__, at)) for f in self.kept])
-        return self._made(nums.reshape(n, m, 6)[:, first].reshape(-1, 6), n,
+        return self._made(nums.reshape(n, m, 6).take(first, axis=1).reshape(-1, 6), n,
                           self._kept_first[1], allocs)
 
     def _made(self, nums: np.ndarray, n: int, kept: list, allocs: dict) -> list:
@@ -716,11 +721,11 @@ class _PendingOperands:
                 others[mine] = False
                 for i, k in zip(np.flatnonzero(others).tolist(), at[others].tolist()):
                     stash[k] = (reads[i], writes[i])
-        for ref, wanted in self.dependents:
+        for ref, j in self.dependents:
             outer = ref()
             if outer is not None:
                 for _, at, reads, writes in parts:
-                    outer.given(wanted, np.asarray(at).tolist(), reads, writes)
+                    outer.given(j, np.asarray(at).tolist(), reads, writes)
         reverted = sum(set_operands(instrs, reads, writes, self.deferred)
                        for instrs, _, reads, writes in parts)
         if not stash and self.row_made.all():
