@@ -62,16 +62,23 @@ class _Block:
         return _Block(start, stop, self.base + start - self.start, self.template,
                       self.declared, self.vaddr)
 
-    def column(self, name: str, dtype) -> np.ndarray:
-        """Field `name` of each of its allocations, in id order."""
-        at = np.arange(self.base, self.base + self.stop - self.start)
-        if name == "id":
-            return np.arange(self.start, self.stop, dtype=dtype)
-        if name == "declared_at":
-            return self.declared[at].astype(dtype)
-        if name == "vaddr" and self.vaddr is not None:
-            return self.vaddr[at].astype(dtype)
-        return self.field(name, dtype)[at % self.width]
+    def columns(self, fields) -> list:
+        """Fields `fields` ((name, dtype) pairs) of its allocations, in id order: an
+        array each."""
+        n, w = self.stop - self.start, self.width
+        at = slice(self.base, self.base + n)
+        of_template = np.arange(self.base, self.base + n) % w  # (each one's position)
+        out = []
+        for name, dtype in fields:
+            if name == "id":
+                out.append(np.arange(self.start, self.stop, dtype=dtype))
+            elif name == "declared_at":
+                out.append(self.declared[at].astype(dtype))
+            elif name == "vaddr" and self.vaddr is not None:
+                out.append(self.vaddr[at].astype(dtype))
+            else:
+                out.append(self.field(name, dtype)[of_template])
+        return out
 
     def field(self, name: str, dtype) -> np.ndarray:
         """Field `name` of the template's allocations."""
@@ -271,8 +278,9 @@ def allocation_columns(allocs, fields: dict) -> tuple:
     own = allocs._own if isinstance(allocs, Allocations) else allocs
     blocks = allocs._blocks if isinstance(allocs, Allocations) else []
     values = list(own.values())
-    ids = [np.fromiter(own, np.int64, len(own))] + [b.column("id", np.int64) for b in blocks]
+    read = [b.columns([*fields.items(), ("id", np.int64)]) for b in blocks]
     columns = [np.concatenate([np.fromiter(map(attrgetter(name), values), dtype, len(values))]
-                              + [b.column(name, dtype) for b in blocks])
-               for name, dtype in fields.items()]
-    return np.concatenate(ids), columns
+                              + [r[k] for r in read])
+               for k, (name, dtype) in enumerate(fields.items())]
+    ids = np.concatenate([np.fromiter(own, np.int64, len(own))] + [r[-1] for r in read])
+    return ids, columns
