@@ -813,7 +813,10 @@ def _defer_move(program, rows, ins_of) -> None:
     pending = _PendingMove(program, mine, rows)
     mine = mine.tolist()
     pending.deferred, pending.runs = pending_operands(mine)
-    unplaced = type("_Unplaced", (_Unplaced,), {"__slots__": (), "_pending": pending})
+    # (its `__del__` is `pending.let_go` itself, as a loop copy's is: machine/record.py
+    # `deferred_instructions`)
+    unplaced = type("_Unplaced", (_Unplaced,), {"__slots__": (), "_pending": pending,
+                                                "__del__": pending.let_go})
     deque(map(setattr, mine, repeat("__class__"), repeat(unplaced)), 0)
 
 
