@@ -321,7 +321,7 @@ def psum_store(ins: Instr, dst: NkiTensor, compute, accumulate) -> None:
     accumulation group wrote). `compute()` returns (values, raw): fp32 values, or values
     already in dst's storage type when `raw` (bit-exact transposes)."""
     core = ins.run.cores[dst.storage.core]
-    pg = _groups(core)
+    pg = core.psum_group or _groups(core)
     gid = pg.group_id(dst.storage)
     a = ins.access("dst", dst, "w")
     key = (a.p_lo, a.p_hi, a.lo, a.hi)
@@ -604,9 +604,9 @@ def _checks_key(ins: Instr, pm: str, transpose: bool, dst, stationary, moving,
             for i in v:
                 if type(i) is not int:
                     return None
-    return (id(ins.chip), pm, transpose, tiling, dst.shape, str(dst.dtype),
-            dst.buffer.space, stationary.shape, str(stationary.dtype),
-            stationary.buffer.space, moving.shape, str(moving.dtype), moving.buffer.space)
+    return (id(ins.chip), pm, transpose, tiling, dst.shape, dst.dtype, dst.buffer.space,
+            stationary.shape, stationary.dtype, stationary.buffer.space, moving.shape,
+            moving.dtype, moving.buffer.space)
 
 
 def _check_matmul(ins: Instr, perf_mode, pm: str, transpose: bool, dst, stationary, moving,
