@@ -184,17 +184,6 @@ class PsumGroups:
         self._arr: np.ndarray | None = None
         self.pending: dict = {}  # (p_lo, p_hi, lo, hi) -> mark; boxes never overlap
         self.masked = False  # a matmul wrote under a legacy mask (not all its bytes)
-        self.last = (None, 0)  # (storage, `_group_id`) of the last matmul's dst here
-
-    def group_id(self, storage) -> int:
-        """`_group_id(storage)`, the last one kept (a loop's matmuls mostly write one
-        PSUM tensor after another)."""
-        last = self.last
-        if last[0] is storage:
-            return last[1]
-        gid = _group_id(storage)
-        self.last = (storage, gid)
-        return gid
 
     def _dense(self) -> np.ndarray:
         """The marks array, as wide as the PSUM arena is now."""
@@ -322,7 +311,7 @@ def psum_store(ins: Instr, dst: NkiTensor, compute, accumulate) -> None:
     already in dst's storage type when `raw` (bit-exact transposes)."""
     core = ins.run.cores[dst.storage.core]
     pg = core.psum_group or _groups(core)
-    gid = pg.group_id(dst.storage)
+    gid = _group_id(dst.storage)
     a = ins.access("dst", dst, "w")
     key = (a.p_lo, a.p_hi, a.lo, a.hi)
     fast = dst.dyn is None and dst.size * dst.dtype.itemsize == (a.p_hi - a.p_lo) * (a.hi - a.lo)
