@@ -328,7 +328,7 @@ class Instr:
             self._note_indirect(t)
         a = self.access(role, t, "w")
         self.writes.append(a)
-        if t.space == "psum":  # ends matmul accumulation there (matmul re-marks its dst)
+        if a.space == "psum":  # ends matmul accumulation there (matmul re-marks its dst)
             self.run.cores[a.core].end_psum_groups(a.p_lo, a.p_hi, a.lo, a.hi)
         if self.numerics and not t.storage.wfull and not self.run.uninit_warned:
             note_write(t.storage, t, a)

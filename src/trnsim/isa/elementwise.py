@@ -278,6 +278,40 @@ def _store_bits(bits, dst):
 
 # -- tensor_tensor -----------------------------------------------------------------
 
+_IO_CHECKED: dict = {}  # `_io_key` -> (chip, what the instruction's checks found)
+
+
+def _io_key(ins: Instr, *tensors, op=None):
+    """What the checks of tensor_tensor, tensor_copy or reciprocal read of `ins`, its
+    `tensors` and its operator, as a key (None where it is not kept: an operand that is
+    not a static NkiTensor, an operator that does not hash)."""
+    key = [ins.opcode, id(ins.chip), ins.engine, op]
+    for t in tensors:
+        if type(t) is not NkiTensor or t.dyn is not None:
+            return None
+        key.append((t.shape, t.dtype, t.buffer.space))
+    key = tuple(key)
+    if op is not None:
+        try:
+            hash(op)
+        except TypeError:
+            return None
+    return key
+
+
+def _kept_checks(ins: Instr, key, check):
+    """What `check()` finds (it raises where a check fails), kept under `key`."""
+    found = _IO_CHECKED.get(key) if key is not None else None
+    if found is not None and found[0] is ins.chip:
+        return found[1]
+    result = check()
+    if key is not None:
+        if len(_IO_CHECKED) >= 4096:
+            _IO_CHECKED.clear()
+        _IO_CHECKED[key] = (ins.chip, result)
+    return result
+
+
 def _tt_default_engine(op, *tensors) -> str:
     try:
         name = alu(op).name
@@ -297,18 +331,9 @@ def tensor_tensor(dst, data1, data2, op, engine=Engine.unknown, name=None):
     default = _tt_default_engine(op, dst, data1, data2)
     with Instr("tensor_tensor", engine, default=default, allowed=("vector", "gpsimd"),
                name=name) as ins:
-        _check_io(ins, ("data1", data1), ("data2", data2), ("dst", dst))
-        _not_both_psum(ins, "data1", data1, "data2", data2)
-        a = _alu_op(ins, op, "op", unary=False)
-        if a.name == "power":
-            ins.require(ins.engine == "gpsimd", f"op=power runs on the GpSimd engine, not "
-                        f"engine={ins.engine}")
-        bitvec = a.kind == "bitvec"
-        if bitvec:
-            _int_dtypes(ins, "bitvec operators", ("data1", data1), ("data2", data2),
-                        ("dst", dst))
-        native = (not bitvec and ins.engine == "gpsimd" and a.name in _INT_NATIVE
-                  and data1.dtype.is_int and data2.dtype.is_int and dst.dtype.is_int)
+        a, bitvec, native = _kept_checks(
+            ins, _io_key(ins, data1, data2, dst, op=op),
+            lambda: _check_tensor_tensor(ins, dst, data1, data2, op))
         ins.attrs.update(op=a.name, op_kind=a.kind, int_exact=native or bitvec)
         r1, r2 = ins.read_view("data1", data1), ins.read_view("data2", data2)
         if r1 is None:
@@ -322,6 +347,24 @@ def tensor_tensor(dst, data1, data2, op, engine=Engine.unknown, name=None):
             ins.write("dst", dst, _int_arith(a.name, x, y).reshape(dst.shape))
         else:
             ins.write("dst", dst, _apply(a, to_fp32(x), to_fp32(y)).reshape(dst.shape))
+
+
+def _check_tensor_tensor(ins: Instr, dst, data1, data2, op):
+    """tensor_tensor's checks; (its ALU operator, whether it is a bitvec one, whether
+    the GpSimd engine computes it natively in integers)."""
+    _check_io(ins, ("data1", data1), ("data2", data2), ("dst", dst))
+    _not_both_psum(ins, "data1", data1, "data2", data2)
+    a = _alu_op(ins, op, "op", unary=False)
+    if a.name == "power":
+        ins.require(ins.engine == "gpsimd", f"op=power runs on the GpSimd engine, not "
+                    f"engine={ins.engine}")
+    bitvec = a.kind == "bitvec"
+    if bitvec:
+        _int_dtypes(ins, "bitvec operators", ("data1", data1), ("data2", data2),
+                    ("dst", dst))
+    native = (not bitvec and ins.engine == "gpsimd" and a.name in _INT_NATIVE
+              and data1.dtype.is_int and data2.dtype.is_int and dst.dtype.is_int)
+    return a, bitvec, native
 
 
 # -- tensor_scalar -------------------------------------------------------------------
@@ -502,23 +545,8 @@ def tensor_copy(dst, src, engine=Engine.unknown, name=None):
     available for tensor_copy on NeuronCore-v2."""
     with Instr("tensor_copy", engine, default="vector", allowed=_COMPUTE_ENGINES,
                name=name) as ins:
-        for role, t in (("src", src), ("dst", dst)):
-            ins.operand(role, t)
-            if t.dyn is not None and t.dyn.kind == "ti":
-                ins.require_generation(4, f"tensor indirection on {role}")
-        ins.same_partitions(("src", src), ("dst", dst))
-        ins.same_elements("src", src, "dst", dst)
-        if ins.engine == "scalar" and ins.generation < 3:
-            ins.fail("tensor_copy is not supported on the Scalar Engine of NeuronCore-v2; "
-                     "use nki.isa.activation(op=nl.copy) or engine=vector",
-                     UnsupportedError)
-        if any(t.dyn is not None and t.dyn.kind == "ti" for t in (src, dst)):
-            ins.require(ins.engine in ("vector", "scalar"), "tensor indirection needs the "
-                        f"Vector or Scalar engine, not engine={ins.engine}")
-        if src.dtype.is_x4 or dst.dtype.is_x4:
-            ins.require(src.dtype == dst.dtype, f"src {describe(src)} -> dst {describe(dst)}"
-                        ": packed MX types are copied only to the same type")
-        exact = src.dtype == dst.dtype and (ins.engine != "scalar" or src.dtype.is_x4)
+        exact = _kept_checks(ins, _io_key(ins, src, dst),
+                             lambda: _check_tensor_copy(ins, dst, src))
         ins.attrs.update(bit_exact=exact)
         raw = ins.read_view("src", src)
         if raw is None:
@@ -527,6 +555,27 @@ def tensor_copy(dst, src, engine=Engine.unknown, name=None):
             ins.write("dst", dst, raw.reshape(dst.shape), raw=True)
         else:
             ins.write("dst", dst, to_fp32(raw).reshape(dst.shape))
+
+
+def _check_tensor_copy(ins: Instr, dst, src) -> bool:
+    """tensor_copy's checks; whether the copy is bit-exact."""
+    for role, t in (("src", src), ("dst", dst)):
+        ins.operand(role, t)
+        if t.dyn is not None and t.dyn.kind == "ti":
+            ins.require_generation(4, f"tensor indirection on {role}")
+    ins.same_partitions(("src", src), ("dst", dst))
+    ins.same_elements("src", src, "dst", dst)
+    if ins.engine == "scalar" and ins.generation < 3:
+        ins.fail("tensor_copy is not supported on the Scalar Engine of NeuronCore-v2; "
+                 "use nki.isa.activation(op=nl.copy) or engine=vector",
+                 UnsupportedError)
+    if any(t.dyn is not None and t.dyn.kind == "ti" for t in (src, dst)):
+        ins.require(ins.engine in ("vector", "scalar"), "tensor indirection needs the "
+                    f"Vector or Scalar engine, not engine={ins.engine}")
+    if src.dtype.is_x4 or dst.dtype.is_x4:
+        ins.require(src.dtype == dst.dtype, f"src {describe(src)} -> dst {describe(dst)}"
+                    ": packed MX types are copied only to the same type")
+    return src.dtype == dst.dtype and (ins.engine != "scalar" or src.dtype.is_x4)
 
 
 _PRED_COPY = ("uint8", "uint16", "uint32", "bool_")
@@ -808,7 +857,8 @@ def select_reduce(dst, predicate, on_true, on_false, reduce_res=None,
 def reciprocal(dst, data, name=None):
     """dst = 1 / data in fp32 on the Vector Engine (IEEE division: 1/0 = inf)."""
     with Instr("reciprocal", None, default="vector", name=name) as ins:
-        _check_io(ins, ("data", data), ("dst", dst))
+        _kept_checks(ins, _io_key(ins, data, dst),
+                     lambda: _check_io(ins, ("data", data), ("dst", dst)))
         x = ins.read_fp32("data", data)
         ins.write("dst", dst, None if x is None else
                   lambda: _apply(alu("reciprocal"), x, None).reshape(dst.shape))

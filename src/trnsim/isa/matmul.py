@@ -71,6 +71,8 @@ _FP32_NP = np.dtype(np.float32)
 
 # -- shared Tensor Engine helpers (also used by isa/mx.py) ------------------
 def perf_mode_name(perf_mode) -> str:
+    if type(perf_mode) is matmul_perf_mode:  # (`.value` is the enum's Python property)
+        return perf_mode._value_
     if perf_mode is None:
         return "none"
     return perf_mode.value if isinstance(perf_mode, matmul_perf_mode) else str(perf_mode)
@@ -308,7 +310,7 @@ def psum_store(ins: Instr, dst: NkiTensor, compute, accumulate) -> None:
     accumulation group wrote). `compute()` returns (values, raw): fp32 values, or values
     already in dst's storage type when `raw` (bit-exact transposes)."""
     core = ins.run.cores[dst.storage.core]
-    pg = _groups(core)
+    pg = core.psum_group or _groups(core)
     gid = _group_id(dst.storage)
     a = ins.access("dst", dst, "w")
     key = (a.p_lo, a.p_hi, a.lo, a.hi)
@@ -333,14 +335,36 @@ def psum_store(ins: Instr, dst: NkiTensor, compute, accumulate) -> None:
 
     if ins.run.dst_mask is not None:
         pg.masked = True
+    flagged = member is True and not pg.masked
+    if fast:  # the write clears dst's box, then dst's bytes (all of the box) are marked
+        _write_dst(ins, dst, compute, acc, every, some, flagged)
+        pg.fill(key, gid)
+        return
+    # The write clears the marks of dst's bounding box (the non-matmul rule); keep those
+    # of bytes inside the box that are not dst's (a strided dst), then mark dst's own.
+    box = (slice(a.p_lo, a.p_hi), slice(a.lo, a.hi))
+    dense = marks.box or dst.size * dst.dtype.itemsize == (a.p_hi - a.p_lo) * (a.hi - a.lo)
+    saved = None if dense else groups[box].copy()
+    _write_dst(ins, dst, compute, acc, every, some, flagged)
+    groups = pg.array()  # the write's clearing, applied
+    if saved is not None:
+        groups[box] = saved
+    marks.set(gid)
+
+
+def _write_dst(ins: Instr, dst: NkiTensor, compute, acc, every: bool, some: bool,
+               flagged: bool) -> None:
+    """`psum_store`'s write of dst (without numerics only its record: no values to
+    compute); `flagged`: dst is all marked by this group, whose matmul writes set every
+    byte's initialized-flag (unless one was masked)."""
+    if not ins.numerics:
+        ins.write("dst", dst, None)
+        return
     if every and dst.dtype is float32 and ins.run.dst_mask is None:
         def added():  # fp32 dst: its fp32 values are its stored values, raw or not
             return np.asarray(compute()[0], dtype=np.float32).reshape(dst.shape)
-        # (dst all marked by this group: its matmul writes set every byte's flag, unless
-        # one was masked)
-        write, kw = added, {"add": True, "flagged": member is True and not pg.masked}
-    else:
-        write, kw = None, {}
+        ins.write("dst", dst, added, add=True, flagged=flagged)
+        return
 
     def values():
         # (ins.write copies the result into the memory at once, so it may be a scratch
@@ -356,22 +380,7 @@ def psum_store(ins: Instr, dst: NkiTensor, compute, accumulate) -> None:
             return total
         return np.where(acc, total, new if raw else cast(new, dst.dtype))
 
-    if write is None:
-        write, kw = values, {"raw": True}
-    if fast:  # the write clears dst's box, then dst's bytes (all of the box) are marked
-        ins.write("dst", dst, write, **kw)
-        pg.fill(key, gid)
-        return
-    # The write clears the marks of dst's bounding box (the non-matmul rule); keep those
-    # of bytes inside the box that are not dst's (a strided dst), then mark dst's own.
-    box = (slice(a.p_lo, a.p_hi), slice(a.lo, a.hi))
-    dense = marks.box or dst.size * dst.dtype.itemsize == (a.p_hi - a.p_lo) * (a.hi - a.lo)
-    saved = None if dense else groups[box].copy()
-    ins.write("dst", dst, write, **kw)
-    groups = pg.array()  # the write's clearing, applied
-    if saved is not None:
-        groups[box] = saved
-    marks.set(gid)
+    ins.write("dst", dst, values, raw=True)
 
 
 def _every_some(acc) -> tuple[bool, bool]:
@@ -568,8 +577,12 @@ _CHECKED: dict = {}  # `_checks_key` -> (chip, the checked attributes, kc, m, n)
 
 def _checks_key(ins: Instr, pm: str, transpose: bool, dst, stationary, moving,
                 tile_position, tile_size):
-    """What `_check_matmul` reads, as a key (None where it is not kept: indirect
-    operands, or PE tiling given other than as int tuples)."""
+    """What the operand checks (`Instr.operand`: type, memory, shape, chip) and
+    `_check_matmul` read, as a key (None where it is not kept: operands other than
+    static NkiTensor views, or PE tiling given other than as int tuples)."""
+    if type(dst) is not NkiTensor or type(stationary) is not NkiTensor or \
+            type(moving) is not NkiTensor:
+        return None
     if dst.dyn is not None or stationary.dyn is not None or moving.dyn is not None:
         return None
     tiling = (tile_position, tile_size)
@@ -580,8 +593,9 @@ def _checks_key(ins: Instr, pm: str, transpose: bool, dst, stationary, moving,
             for i in v:
                 if type(i) is not int:
                     return None
-    return (id(ins.chip), pm, transpose, tiling, dst.shape, str(dst.dtype),
-            stationary.shape, str(stationary.dtype), moving.shape, str(moving.dtype))
+    return (id(ins.chip), pm, transpose, tiling, dst.shape, dst.dtype, dst.buffer.space,
+            stationary.shape, stationary.dtype, stationary.buffer.space, moving.shape,
+            moving.dtype, moving.buffer.space)
 
 
 def _check_matmul(ins: Instr, perf_mode, pm: str, transpose: bool, dst, stationary, moving,
@@ -668,14 +682,14 @@ def nc_matmul(dst, stationary, moving, is_stationary_onezero=False, is_moving_on
     accumulated in fp32; `perf_mode=double_row` (fp8, v3+) contracts [K, 2, M] x [K, 2, N]."""
     pm = perf_mode_name(perf_mode)
     with Instr("nc_matmul", None, default="tensor") as ins:
-        ins.operand("stationary", stationary, ("sbuf",))
-        ins.operand("moving", moving, ("sbuf",))
-        ins.operand("dst", dst, ("psum",))
         transpose = bool(is_transpose)
         key = _checks_key(ins, pm, transpose, dst, stationary, moving, tile_position,
                           tile_size)
         checked = _CHECKED.get(key) if key is not None else None
         if checked is None or checked[0] is not ins.chip:
+            ins.operand("stationary", stationary, ("sbuf",))
+            ins.operand("moving", moving, ("sbuf",))
+            ins.operand("dst", dst, ("psum",))
             checked = (ins.chip,) + _check_matmul(ins, perf_mode, pm, transpose, dst,
                                                   stationary, moving, tile_position,
                                                   tile_size)

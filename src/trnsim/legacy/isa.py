@@ -26,6 +26,7 @@ import numpy as np
 
 from ..isa import without_handles as core  # (legacy calls discard the handle)
 from ..isa import enums as core_enums
+from ..isa.matmul import nc_matmul as _core_matmul
 from ..machine import runtime
 from ..machine.errors import NkiValidationError, UnsupportedError
 from ..machine.tensor import NkiTensor
@@ -365,13 +366,13 @@ def nc_matmul(stationary, moving, *, is_stationary_onezero=False, is_moving_onez
 
 def _matmul(dst, accumulate=False, **kwargs):
     """nc_matmul into dst; a result assigned (`=` or `+=`) to a tile outside PSUM goes
-    through a PSUM tile and a tensor_copy (or a tensor_tensor add)."""
+    through a PSUM tile and a tensor_copy (or a tensor_tensor add). (The core function
+    itself, not its `core` wrapper: kwargs never hold the `dtype` the wrapper checks.)"""
     if dst.space == "psum":
-        acc = {"accumulate": psum_written(dst)} if accumulate else {}
-        core.nc_matmul(dst=dst, **acc, **kwargs)
+        _core_matmul(dst=dst, accumulate=psum_written(dst) if accumulate else None, **kwargs)
         return
     tmp = runtime.active_run().new_tensor(dst.shape, "float32", psum, "nc_matmul_psum")
-    core.nc_matmul(dst=tmp, **kwargs)
+    _core_matmul(dst=tmp, **kwargs)
     if accumulate:
         core.tensor_tensor(dst=dst, data1=dst, data2=tmp, op="add")
     else:
