@@ -1,11 +1,12 @@
 """Small kernel-side helpers the tests share: bring an HBM input on chip, return a tile
 to HBM, look at the record, make a chip file variant, record a matmul tutorial
-variant."""
+variant, run a kernel with and without the instructions' check memos."""
 import importlib.resources
 import json
 
 import numpy as np
 
+import trnsim
 import trnsim.nki.isa as nisa
 import trnsim.nki.language as nl
 
@@ -67,3 +68,16 @@ def tutorial_run(variant: str, chip: str, K: int = 1024, M: int = 256, N: int = 
     bf = ml_dtypes.bfloat16
     return run_legacy(kernel.fn, (np.zeros((K, M), bf), np.zeros((K, N), bf)), kw,
                       chip=chip, numerics=False)[1]
+
+
+def kept_and_fresh(kernel, args, **options):
+    """`kernel(*args, forget)` run with its instructions' check memos as they fill
+    (forget=False) and with them cleared before each call it makes (forget=True):
+    [(outputs, records)] of each, in that order, a record being an instruction's
+    (engine, opcode, attrs, reads, writes)."""
+    runs = []
+    for forget in (False, True):
+        out, run = trnsim.run_kernel(lambda *a: kernel(*a, forget), args, **options)
+        runs.append((out, [(i.engine, i.opcode, i.attrs, i.reads, i.writes)
+                           for i in run.program.instructions]))
+    return runs

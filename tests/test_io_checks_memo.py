@@ -10,6 +10,7 @@ import trnsim.nki.isa as nisa
 import trnsim.nki.language as nl
 from trnsim.isa import elementwise
 from trnsim.machine.errors import NkiValidationError
+from kernel_helpers import kept_and_fresh
 
 SHAPE = (128, 8)
 
@@ -51,14 +52,10 @@ def test_kept_checks_give_the_record_and_values_of_fresh_ones(numerics):
     rng = np.random.default_rng(5)
     x = (rng.standard_normal(SHAPE) * 7).astype(np.float32)
     xi = rng.integers(-1000, 1000, SHAPE).astype(np.int32)
-    kept, run_kept = trnsim.run_kernel(lambda x, xi: _kernel(x, xi, False), (x, xi),
-                                       numerics=numerics)
-    fresh, run_fresh = trnsim.run_kernel(lambda x, xi: _kernel(x, xi, True), (x, xi),
-                                         numerics=numerics)
-    records = [[(i.engine, i.opcode, i.attrs, i.reads, i.writes)
-                for i in run.program.instructions] for run in (run_kept, run_fresh)]
-    assert records[0] == records[1]
-    copies = [r[2]["bit_exact"] for r in records[0] if r[1] == "tensor_copy"]
+    (kept, records), (fresh, fresh_records) = kept_and_fresh(_kernel, (x, xi),
+                                                              numerics=numerics)
+    assert records == fresh_records
+    copies = [r[2]["bit_exact"] for r in records if r[1] == "tensor_copy"]
     assert copies[1:7:2] == [True, True, False]  # the calls' own copies
     if numerics:
         np.testing.assert_array_equal(kept.view(np.uint32), fresh.view(np.uint32))

@@ -10,6 +10,7 @@ import trnsim.nki.isa as nisa
 import trnsim.nki.language as nl
 from trnsim.isa import matmul
 from trnsim.machine.errors import NkiValidationError
+from kernel_helpers import kept_and_fresh
 
 
 def _kernel(a, b, forget):
@@ -39,14 +40,10 @@ def test_kept_checks_give_the_record_and_values_of_fresh_ones(numerics):
     rng = np.random.default_rng(3)
     a = rng.integers(-4, 5, (64, 128)).astype(np.float32)
     b = rng.integers(-4, 5, (64, 64)).astype(np.float32)
-    kept, run_kept = trnsim.run_kernel(lambda a, b: _kernel(a, b, False), (a, b),
-                                       numerics=numerics)
-    fresh, run_fresh = trnsim.run_kernel(lambda a, b: _kernel(a, b, True), (a, b),
-                                         numerics=numerics)
-    records = [[(i.engine, i.opcode, i.attrs, i.reads, i.writes)
-                for i in run.program.instructions] for run in (run_kept, run_fresh)]
-    assert records[0] == records[1]
-    matmuls = [r[2] for r in records[0] if r[1] == "nc_matmul"]
+    (kept, records), (fresh, fresh_records) = kept_and_fresh(_kernel, (a, b),
+                                                              numerics=numerics)
+    assert records == fresh_records
+    matmuls = [r[2] for r in records if r[1] == "nc_matmul"]
     assert [r["accumulate"] for r in matmuls] == [False, False] + [True] * 4 + [True]
     if numerics:
         np.testing.assert_array_equal(kept.view(np.uint32), fresh.view(np.uint32))

@@ -10,6 +10,7 @@ import trnsim.nki.isa as nisa
 import trnsim.nki.language as nl
 from trnsim.isa import elementwise
 from trnsim.machine.errors import NkiValidationError
+from kernel_helpers import kept_and_fresh
 
 
 def _calls(col):
@@ -57,17 +58,14 @@ def _loaded(x):
 @pytest.mark.parametrize("chip", ["trn1", "trn2"])
 def test_kept_checks_give_the_record_and_values_of_fresh_ones(chip):
     x = (np.random.default_rng(2).standard_normal((128, 8)) * 20).astype(np.float32)
-    kept, run_kept = trnsim.run_kernel(lambda x: _kernel(x, False), (x,), chip=chip)
-    fresh, run_fresh = trnsim.run_kernel(lambda x: _kernel(x, True), (x,), chip=chip)
+    (kept, records), (fresh, fresh_records) = kept_and_fresh(_kernel, (x,), chip=chip)
     np.testing.assert_array_equal(kept.view(np.uint32), fresh.view(np.uint32))
     np.testing.assert_array_equal(kept[:, 8:16], x * np.float32(1.5))
-    records = [[(i.engine, i.attrs, i.reads, i.writes) for i in run.program.instructions]
-               for run in (run_kept, run_fresh)]
-    assert records[0] == records[1]
-    scalar = [r for r in records[0] if r[1].get("op0") is not None]
+    assert records == fresh_records
+    scalar = [r for r in records if r[2].get("op0") is not None]
     assert len(scalar) == len(_calls(None))
-    assert [r[1]["int_exact"] for r in scalar[8:]] == [True, True, False, True]
-    assert [len(r[2]) for r in scalar[3:5]] == [2, 2]  # the [P, 1] tile read each time
+    assert [r[2]["int_exact"] for r in scalar[8:]] == [True, True, False, True]
+    assert [len(r[3]) for r in scalar[3:5]] == [2, 2]  # the [P, 1] tile read each time
 
 
 def test_calls_that_differ_are_checked_again():
