@@ -21,7 +21,7 @@ from . import accumulate as acc
 from . import exp_fp32
 from .accumulate import cmd_name, lane0
 from .activation_funcs import activation_fn
-from .base import UNKEPT, Instr, _readonly, flat, free_size, operand_key
+from .base import UNKEPT, ChecksMemo, Instr, _readonly, flat, free_size, operand_key
 from .enums import reduce_cmd as ReduceCmd
 from .ops import alu
 
@@ -141,17 +141,14 @@ def _activation(opcode, dst, op, data, bias, scale, reduce_op, reduce_res, cmd,
     with Instr(opcode, None, default="scalar") as ins:
         key = _activation_key(opcode, dst, op, data, bias, scale, reduce_op, reduce_res,
                               cmd, reduce_ops)
-        checked = _ACTIVATION_CHECKED.get(key) if key is not None else None
-        if checked is None or checked[0] is not ins.chip:
+        checked = _ACTIVATION_CHECKED.found(key, ins.chip)
+        if checked is None:
             cmd, act, rop, s, scale_kind, b, bias_kind = _check_activation(
                 ins, dst, op, data, bias, scale, reduce_op, reduce_res, cmd, reduce_ops)
             P = data.shape[0]
-            if key is not None:
-                if len(_ACTIVATION_CHECKED) >= 4096:
-                    _ACTIVATION_CHECKED.clear()
-                _ACTIVATION_CHECKED[key] = (ins.chip, cmd, act, rop, scale_kind, bias_kind)
+            _ACTIVATION_CHECKED.keep(key, ins.chip, (cmd, act, rop, scale_kind, bias_kind))
         else:  # (every check passed for these operands and settings: read the tiles)
-            _, cmd, act, rop, scale_kind, bias_kind = checked
+            cmd, act, rop, scale_kind, bias_kind = checked
             P = data.shape[0]
             s = partition_values(ins, "scale", scale_kind, scale, P)
             b = partition_values(ins, "bias", bias_kind, bias, P)
@@ -174,7 +171,7 @@ def _activation(opcode, dst, op, data, bias, scale, reduce_op, reduce_res, cmd,
         acc.read_out("scalar", reduce_res, lo, P)
 
 
-_ACTIVATION_CHECKED: dict = {}  # `_activation_key` -> (chip, what `_check_activation` found)
+_ACTIVATION_CHECKED = ChecksMemo()  # `_activation_key` -> what `_check_activation` found
 
 
 def _activation_key(opcode, dst, op, data, bias, scale, reduce_op, reduce_res, cmd,

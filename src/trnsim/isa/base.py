@@ -41,6 +41,25 @@ def _is_number(v) -> bool:
 UNKEPT = object()  # `operand_key` of an operand whose checks are not kept
 
 
+class ChecksMemo(dict):
+    """What an instruction's checks found, kept per key of everything they read (an
+    instruction family's `_key` function; None: not kept) with the chip they were made
+    for, found for that chip only (by identity). Cleared once it holds 4,096 keys."""
+
+    def found(self, key, chip):
+        """The kept result for `key` on `chip`, else None."""
+        hit = self.get(key) if key is not None else None
+        return hit[1] if hit is not None and hit[0] is chip else None
+
+    def keep(self, key, chip, result):
+        """Keep `result` for `key` on `chip` (nothing where key is None); returns it."""
+        if key is not None:
+            if len(self) >= 4096:
+                self.clear()
+            self[key] = (chip, result)
+        return result
+
+
 def operand_key(value):
     """A constant or [P, 1] tile operand in the key under which an instruction keeps its
     checks: None, a static tile by shape, dtype and memory, a number by type and value

@@ -16,7 +16,7 @@ import numpy as np
 from ..machine.errors import UnsupportedError, describe
 from ..machine.tensor import NkiTensor
 from ..numerics.cast import to_fp32
-from .base import Instr
+from .base import ChecksMemo, Instr
 from .enums import coerce, dge_mode as DgeMode, engine as Engine, oob_mode as OobMode
 from .ops import alu
 
@@ -150,18 +150,14 @@ def dma_copy(dst, src, priority=None, oob_mode=OobMode.error, dge_mode=DgeMode.u
     oob_mode=skip a row whose runtime index is out of bounds is not transferred."""
     with Instr("dma_copy", None, default="dma") as ins:
         key = _copy_key(dst, src, priority, oob_mode, dge_mode, engine, name)
-        checked = _CHECKED.get(key) if key is not None else None
-        if checked is None or checked[0] is not ins.chip:
+        checked = _CHECKED.found(key, ins.chip)
+        if checked is None:
             skip = _check_copy(ins, dst, src, priority, oob_mode, dge_mode, engine, name)
-            checked = (ins.chip, dict(ins.attrs), ins.queue, skip)
-            if key is not None:
-                if len(_CHECKED) >= 4096:
-                    _CHECKED.clear()
-                _CHECKED[key] = checked
+            checked = _CHECKED.keep(key, ins.chip, (dict(ins.attrs), ins.queue, skip))
         else:  # (every check passed for these operands and settings: the same record)
-            ins.attrs.update(checked[1])
-            ins.queue = checked[2]
-        skip = checked[3]
+            ins.attrs.update(checked[0])
+            ins.queue = checked[1]
+        skip = checked[2]
         if not skip and ins.copy("src", src, "dst", dst):
             return
         raw, keep = _read_src(ins, "src", src, skip)
@@ -175,7 +171,7 @@ def dma_copy(dst, src, priority=None, oob_mode=OobMode.error, dge_mode=DgeMode.u
                       mask=_row_mask(keep, src, dst.shape))
 
 
-_CHECKED: dict = {}  # `_copy_key` -> (chip, the record's attributes, its queue, skip)
+_CHECKED = ChecksMemo()  # `_copy_key` -> (the record's attributes, its queue, skip)
 
 
 def _copy_key(dst, src, priority, oob_mode, dge_mode, engine, name):

@@ -35,7 +35,7 @@ from ..machine.errors import UnsupportedError, describe
 from ..machine.tensor import NkiTensor
 from ..numerics.cast import to_fp32
 from . import accumulate as acc
-from .base import UNKEPT, Instr, _is_number, flat, free_size, operand_key
+from .base import UNKEPT, ChecksMemo, Instr, _is_number, flat, free_size, operand_key
 from .enums import engine as Engine, reduce_cmd as ReduceCmd
 from .ops import alu
 
@@ -278,7 +278,7 @@ def _store_bits(bits, dst):
 
 # -- tensor_tensor -----------------------------------------------------------------
 
-_IO_CHECKED: dict = {}  # `_io_key` -> (chip, what the instruction's checks found)
+_IO_CHECKED = ChecksMemo()  # `_io_key` -> what the instruction's checks found
 
 
 def _io_key(ins: Instr, *tensors, op=None):
@@ -301,15 +301,8 @@ def _io_key(ins: Instr, *tensors, op=None):
 
 def _kept_checks(ins: Instr, key, check):
     """What `check()` finds (it raises where a check fails), kept under `key`."""
-    found = _IO_CHECKED.get(key) if key is not None else None
-    if found is not None and found[0] is ins.chip:
-        return found[1]
-    result = check()
-    if key is not None:
-        if len(_IO_CHECKED) >= 4096:
-            _IO_CHECKED.clear()
-        _IO_CHECKED[key] = (ins.chip, result)
-    return result
+    found = _IO_CHECKED.found(key, ins.chip)
+    return found if found is not None else _IO_CHECKED.keep(key, ins.chip, check())
 
 
 def _tt_default_engine(op, *tensors) -> str:
@@ -387,16 +380,13 @@ def tensor_scalar(dst, data, op0, operand0, reverse0=False, op1=None, operand1=N
     with Instr("tensor_scalar", engine, default="vector", allowed=_COMPUTE_ENGINES,
                name=name) as ins:
         key = _scalar_key(ins, dst, data, op0, operand0, reverse0, op1, operand1, reverse1)
-        checked = _SCALAR_CHECKED.get(key) if key is not None else None
-        if checked is None or checked[0] is not ins.chip:
+        checked = _SCALAR_CHECKED.found(key, ins.chip)
+        if checked is None:
             a0, a1, k0, v0, k1, v1, bitvec, addr, attrs = _check_tensor_scalar(
                 ins, dst, data, op0, operand0, reverse0, op1, operand1, reverse1)
-            if key is not None:
-                if len(_SCALAR_CHECKED) >= 4096:
-                    _SCALAR_CHECKED.clear()
-                _SCALAR_CHECKED[key] = (ins.chip, a0, a1, k0, k1, bitvec, addr, attrs)
+            _SCALAR_CHECKED.keep(key, ins.chip, (a0, a1, k0, k1, bitvec, addr, attrs))
         else:  # (every check passed for these operands and settings: read the tiles)
-            _, a0, a1, k0, k1, bitvec, addr, attrs = checked
+            a0, a1, k0, k1, bitvec, addr, attrs = checked
             P = data.shape[0]
             v0 = _operand_values(ins, "operand0", k0, operand0, P)
             v1 = _operand_values(ins, "operand1", k1, operand1, P)
@@ -439,7 +429,7 @@ def tensor_scalar(dst, data, op0, operand0, reverse0=False, op1=None, operand1=N
                 ins.write_into("dst", dst, lambda out: _binary_into(a, t, s, rev, out))
 
 
-_SCALAR_CHECKED: dict = {}  # `_scalar_key` -> (chip, what `_check_tensor_scalar` found)
+_SCALAR_CHECKED = ChecksMemo()  # `_scalar_key` -> what `_check_tensor_scalar` found
 
 
 def _scalar_key(ins: Instr, dst, data, op0, operand0, reverse0, op1, operand1, reverse1):

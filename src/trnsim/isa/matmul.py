@@ -55,7 +55,7 @@ from ..machine.tensor import NkiTensor
 from ..numerics.cast import cast, round_tf32, to_fp32
 from ..numerics.dtypes import (bfloat16, float8_e4m3, float8_e4m3fn, float8_e5m2, float16,
                                float32, tfloat32)
-from .base import Instr, _fp32_copy, _readonly, engine_name, free_size
+from .base import ChecksMemo, Instr, _fp32_copy, _readonly, engine_name, free_size
 from .enums import engine as Engine, matmul_perf_mode
 
 _FP8 = (float8_e4m3, float8_e5m2, float8_e4m3fn)
@@ -572,7 +572,7 @@ def _check_onezero(ins: Instr, role: str, flag: bool, values):
                      "wrong for them")
 
 
-_CHECKED: dict = {}  # `_checks_key` -> (chip, the checked attributes, kc, m, n)
+_CHECKED = ChecksMemo()  # `_checks_key` -> (the checked attributes, kc, m, n)
 
 
 def _checks_key(ins: Instr, pm: str, transpose: bool, dst, stationary, moving,
@@ -685,21 +685,17 @@ def nc_matmul(dst, stationary, moving, is_stationary_onezero=False, is_moving_on
         transpose = bool(is_transpose)
         key = _checks_key(ins, pm, transpose, dst, stationary, moving, tile_position,
                           tile_size)
-        checked = _CHECKED.get(key) if key is not None else None
-        if checked is None or checked[0] is not ins.chip:
+        checked = _CHECKED.found(key, ins.chip)
+        if checked is None:
             ins.operand("stationary", stationary, ("sbuf",))
             ins.operand("moving", moving, ("sbuf",))
             ins.operand("dst", dst, ("psum",))
-            checked = (ins.chip,) + _check_matmul(ins, perf_mode, pm, transpose, dst,
-                                                  stationary, moving, tile_position,
-                                                  tile_size)
-            if key is not None:
-                if len(_CHECKED) >= 4096:
-                    _CHECKED.clear()
-                _CHECKED[key] = checked
+            checked = _CHECKED.keep(key, ins.chip, _check_matmul(
+                ins, perf_mode, pm, transpose, dst, stationary, moving, tile_position,
+                tile_size))
         else:  # (every other check passed for these shapes, dtypes and settings)
             check_psum_bank(ins, dst)
-        _, attrs, kc, m, n = checked
+        attrs, kc, m, n = checked
         ins.attrs.update(attrs)
         ins.attrs["is_stationary_onezero"] = bool(is_stationary_onezero)
         ins.attrs["is_moving_onezero"] = bool(is_moving_onezero)

@@ -16,7 +16,7 @@ from ..machine.errors import describe
 from ..machine.tensor import NkiTensor
 from ..numerics.cast import to_fp32
 from .accumulate import sequential_fold
-from .base import Instr, free_size
+from .base import ChecksMemo, Instr, free_size
 from .ops import alu, op_name
 
 _ARITH_REDUCE = ("add", "subtract", "multiply", "maximum", "minimum", "abs_max", "abs_min")
@@ -133,14 +133,11 @@ def tensor_reduce(dst, op, data, axis, negate=False, keepdims=False, name=None):
     """Reduce the trailing free axes `axis` of data with `op` on the Vector Engine."""
     with Instr("tensor_reduce", None, default="vector") as ins:
         key = _reduce_key(dst, op, data, axis, negate, keepdims)
-        checked = _CHECKED.get(key) if key is not None else None
-        if checked is None or checked[0] is not ins.chip:
-            checked = (ins.chip,) + _check_reduce(ins, dst, op, data, axis, negate, keepdims)
-            if key is not None:
-                if len(_CHECKED) >= 4096:
-                    _CHECKED.clear()
-                _CHECKED[key] = checked
-        _, attrs, aop, out_elems = checked
+        checked = _CHECKED.found(key, ins.chip)
+        if checked is None:
+            checked = _CHECKED.keep(key, ins.chip, _check_reduce(
+                ins, dst, op, data, axis, negate, keepdims))
+        attrs, aop, out_elems = checked
         ins.attrs.update(attrs)  # (every check passed for these operands and settings)
         raw = ins.read_view("data", data)
         if raw is None:
@@ -160,7 +157,8 @@ def tensor_reduce(dst, op, data, axis, negate=False, keepdims=False, name=None):
             ins.write("dst", dst, res.reshape(dst.shape))
 
 
-_CHECKED: dict = {}  # `_reduce_key` -> (chip, the record's attributes, the operator, out_elems)
+# `_reduce_key` -> (the record's attributes, the operator, out_elems)
+_CHECKED = ChecksMemo()
 
 
 def _reduce_key(dst, op, data, axis, negate, keepdims):
