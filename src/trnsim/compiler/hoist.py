@@ -22,7 +22,7 @@ reloads its tiles on hardware: 51.80 ms against the hoisted step's 42.96 ms, har
 from __future__ import annotations
 
 import itertools
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections import Counter
 from dataclasses import replace
 from operator import attrgetter, itemgetter
@@ -39,11 +39,11 @@ _ATTRS = attrgetter("attrs")
 # blocks of at least this many instructions are looked at as blocks (`_visited`): in
 # smaller ones the template's analysis costs more than visiting the copies (which makes
 # the operands of those not made yet: machine/expand_copy.py _PendingOperands)
-_MANY = 64
+_MANY = 32
 _FEW_COPIES = 4  # ... and templates copied at least this many times (over their blocks)
 # blocks within a template of at least this many instructions are read off their own
 # templates
-_INNER = 64
+_INNER = 32
 
 
 def hoist_invariant_loads(program: Program) -> Program:
@@ -257,13 +257,16 @@ class _TemplateLines:
 
     def __init__(self, instrs: list, held: list):
         self.instrs, self.by_start = instrs, sorted(held, key=attrgetter("start"))
+        self.starts = [b.start for b in self.by_start]
         self.lines: dict = {}  # (start, width) of a template -> its plain loads by line
 
     def of(self, start: int, width: int) -> dict:
         """Those of the template of `width` instructions at `start`."""
         if (start, width) not in self.lines:
             stop, inner, end = start + width, [], start
-            for b in self.by_start:  # (the blocks of copies within it: their templates')
+            # (the blocks of copies within it: their templates')
+            for b in self.by_start[bisect_left(self.starts, start):
+                                   bisect_left(self.starts, stop)]:
                 if end <= b.start and b.stop <= stop and \
                         b.copies * len(b.template.reads) >= _INNER:
                     inner.append(b)
