@@ -225,10 +225,8 @@ def _visited(blocks: list, instrs: list, allocs: dict, vetted: dict):
     copies = Counter()  # (start, width) of a template -> its copies (reading it costs
     for b in held:      # about as much as a few)
         copies[b.template.start, len(b.template.reads)] += b.copies
-    for b in held:
+    for b in _joined(held, copies):
         t, w = b.template, len(b.template.reads)
-        if b.copies * w < _MANY or copies[t.start, w] < _FEW_COPIES or b.start < at:
-            continue
         visit = []
         for where, places, template, plain in lines_of(t.start, w).values():
             runs = (b.start + np.arange(b.copies)[:, None] * w + where).ravel()
@@ -249,6 +247,28 @@ def _visited(blocks: list, instrs: list, allocs: dict, vetted: dict):
         return instrs
     parts.append(instrs[at:])
     return itertools.chain.from_iterable(parts)
+
+
+def _joined(held: list, copies: Counter) -> list:
+    """The blocks `_visited` looks at (of `held`, in order: those of enough instructions
+    and template copies, none within the one before), each run of blocks of one
+    template that follow one another joined into one (their copies one after another:
+    the line's executions in order, a pass over the run instead of one per block)."""
+    runs, at = [], 0
+    for b in held:
+        t, w = b.template, len(b.template.reads)
+        if b.copies * w < _MANY or copies[t.start, w] < _FEW_COPIES or b.start < at:
+            continue
+        if runs and runs[-1][-1].template is t and runs[-1][-1].stop == b.start:
+            runs[-1].append(b)
+        else:
+            runs.append([b])
+        at = b.stop
+    return [run[0] if len(run) == 1 else replace(
+        run[0], copies=sum(b.copies for b in run), last=run[-1].last,
+        numbers=np.concatenate([b.numbers[:b.copies * len(b.template.moving)]
+                                for b in run]))
+        for run in runs]
 
 
 class _TemplateLines:
