@@ -66,9 +66,10 @@ def issue_order(ls):
     vars(ls).pop("res", None)
     moved = dict(zip(moved_i[:nmoved].tolist(), moved_d[:nmoved].tolist()))
     del ix, was
-    # (the order's bytes as they are: no int object per instruction)
-    return IssueOrder(Indices(order.astype(_LONG).tobytes()), ls.heuristic, ls.window,
-                      float(end), moved)
+    # (the order's bytes as they are, copied once: no int object per instruction)
+    issued = Indices()
+    issued.frombytes(memoryview(order.astype(_LONG, copy=False)).cast("B"))
+    return IssueOrder(issued, ls.heuristic, ls.window, float(end), moved)
 
 
 def _arrays(ls):

@@ -302,15 +302,19 @@ class _ListScheduler:
                                         np.int64).reshape(-1),
                                cores[at] * (n + 2) + at, cores[at] * (n + 2) + at + 1])
         self.fenced = bool(fences) or len(at) > 0
-        self.seg = [0] * n
+        self.seg = None  # (an int64 array where fenced: the Python loop's list, `run`)
         self.left: dict = {}  # (core, segment) -> instructions not yet issued
         self.cur_seg: dict = {}
         if not self.fenced:
             return
-        cut = np.isin(cores * (n + 2) + np.arange(n), cuts)
+        # (the cuts at an index on its own core: of each cut's (core, index))
+        cut = np.zeros(n, bool)
+        core, k = np.divmod(cuts, n + 2)
+        on = k < n
+        core, k = core[on], k[on]
+        cut[k[cores[k] == core]] = True
         seg = np.zeros(n, np.int64)
-        _, heads = np.unique(cores, return_index=True)
-        for c in cores[np.sort(heads)].tolist():
+        for c in cores[numbered(cores, self.compiled)[0]].tolist():
             mine = np.flatnonzero(cores == c)
             mine_cut = cut[mine]
             mine_cut[0] = False  # a core's first instruction starts its first segment
@@ -318,7 +322,7 @@ class _ListScheduler:
             counts = np.bincount(seg[mine])
             self.left.update(((c, k), v) for k, v in enumerate(counts.tolist()))
             self.cur_seg[c] = 0
-        self.seg = seg.tolist()
+        self.seg = seg
 
     def _resource(self, r) -> tuple:
         return self._canon.setdefault(r, r)
@@ -475,6 +479,8 @@ class _ListScheduler:
             self._successors()  # the Python loop below
             self.npred = np.asarray(self.npred).tolist()
         self.est = self.est.tolist()  # (floats: the loop's sums as Python's)
+        if self.fenced:
+            self.seg = self.seg.tolist()
         if self.heuristic == "critical_path":
             self.prio = self._critical_path()
         instrs = self.instrs
