@@ -42,8 +42,9 @@ diagonal chunk) is checked so on its later entries straight away.
 It runs every iteration when:
 - numerics are on (values are computed per iteration), `TRNSIM_EXPAND=0`, the loop has
   fewer than `MIN_ITERATIONS` and its first iteration recorded fewer than `HEAVY_BODY`
-  instructions (unless an entry of it expanded before; or it has fewer than SAMPLES +
-  3: nothing left to append), its iterator is not taken by a `for` statement (zip,
+  instructions on its first entry (a later entry is sampled, and the entries after it
+  run iterations 0 and the last alone: the inner loops of a blocked kernel, entered for
+  every tile; or it has fewer than SAMPLES + 3: nothing left to append), its iterator is not taken by a `for` statement (zip,
   enumerate, list(), comprehensions), or its body can leave it (`break`, `return`,
   `yield`): `is_for_statement`; or the same loop declined or fell back `GIVE_UP`
   times already in this run;
@@ -216,8 +217,8 @@ def iterate(rng: range, before=None, for_statement: bool = False):
     # iteration 1 may confirm the model's (Plan.derive)
     start = Mark(run, frame) if stats is not None and site in stats.known else None
     # a loop entered for the first time runs iteration 0 here: a heavy one samples FEW
-    # iterations, and a short one expands only if it is heavy or has a model (whose
-    # entry runs iterations 0 and the last alone)
+    # iterations, and a short one expands only if it is heavy, has a model (whose entry
+    # runs iterations 0 and the last alone) or was entered before
     if total < MIN_ITERATIONS or start is None:
         stats = run.__dict__.setdefault("expansion", ExpansionStats())
         marks[0] = Mark(run, None)  # (the record alone: see FEW)
@@ -229,7 +230,9 @@ def iterate(rng: range, before=None, for_statement: bool = False):
         finally:
             stats.watching -= 1
         light = len(run.program.instructions) - marks[0].instructions < HEAVY_BODY
-        if light and total < MIN_ITERATIONS and start is None:
+        if light and total < MIN_ITERATIONS and start is None \
+                and site not in stats.entered_short:
+            stats.entered_short.add(site)
             yield from _plain(rng, before, 1)
             return
         if light and start is None:
@@ -435,6 +438,9 @@ class ExpansionStats:
         # loops whose last iteration differs alone: their model is checked by the one
         # before it (`_expanding`)
         self.last_differs: set = set()
+        # short loops with a light body entered once (run in full): a later entry is
+        # sampled, and the entries after it run iterations 0 and the last alone
+        self.entered_short: set = set()
         # loop -> (structure, drift, Copier layout) of its last expansion (period 1): a
         # loop entered again (the inner loop of a blocked kernel) is checked against it
         # on fewer samples (RESAMPLES) and reuses its layout
