@@ -110,11 +110,12 @@ GIVE_UP = 2
 _SAMPLING = ((SAMPLES, (1,)), (8, (2, 4)))
 # ... for a loop with a heavy body (entered for the first time), whose samples cost
 # most of its run (an outer loop of 8 blocks around inner loops: block_mnk runs 6 of 8
-# with SAMPLES, 4 with 2; block_free's 16 M blocks 6 and 4): this many, when iteration 0's record continues their
-# step (Plan.derive's `first`); the last iteration checks the frame's ints, whose step
-# the samples alone give, as that of a loop entered again does. (With 1, iteration 0
-# alone would confirm nothing: a double-buffered loop, moe_tkg's experts, is appended
-# from a wrong step and run again, +30% on that kernel, for -17% on block_mnk)
+# with SAMPLES, 4 with 2; block_free's 16 M blocks 6 and 4): this many, when
+# iteration 0's record continues their step (Plan.derive's `first`); the last
+# iteration checks the frame's ints, whose step the samples alone give, as that of a
+# loop entered again does. (With 1, iteration 0 alone would confirm nothing: a
+# double-buffered loop, moe_tkg's experts, is appended from a wrong step and run
+# again, +30% on that kernel, for -17% on block_mnk)
 FEW = 2
 ENV = "TRNSIM_EXPAND"
 

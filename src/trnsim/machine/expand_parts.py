@@ -84,7 +84,8 @@ _ACCESS_FIELDS = ("role", "mode", "space", "core", "tensor", "dtype", "shape", "
                   "contiguous_bytes", "indirect", "alloc")
 assert Access._fields == _ACCESS_FIELDS
 _OWNED, _UNOWNED = (True,), (False,)
-_STRUCTURE = operator.itemgetter(*range(8), *range(13, 17))  # role..pattern, elems..indirect
+# an operand's structure fields: role..pattern, elems_per_partition..indirect
+_STRUCTURE = operator.itemgetter(*range(8), *range(13, 17))
 
 
 def instruction_parts(ins, allocs, cache: dict):
