@@ -174,46 +174,6 @@ def test_a_long_loop_with_a_heavy_body_samples_as_few_as_a_short_one(monkeypatch
     assert (st.loops, st.iterations, st.instructions) == (1, 10, 10 * 18)
 
 
-@nki.jit
-def _short_light_loop_entered_4_times(x):
-    out = nl.ndarray(x.shape, nl.float32, buffer=nl.hbm)
-    for b in nl.affine_range(4):  # (too few iterations to expand)
-        for j in nl.affine_range(8):  # 3 instructions an iteration
-            _scale(x, out, b * 8 + j)
-    return out
-
-
-def test_a_short_light_loop_expands_from_its_second_entry(monkeypatch):
-    x = np.ones((128, 4 * 8 * 8), np.float32)
-    _, fast = _both(monkeypatch, lambda: _run(_short_light_loop_entered_4_times, x))
-    st = _stats(fast)
-    # entry 0 runs every iteration; entry 1 is sampled (0-4 and 7 run, 5 and 6
-    # appended); entries 2 and 3 repeat its model (0 and 7 run, 1-6 appended)
-    assert 8 < expand.MIN_ITERATIONS and 3 < expand.HEAVY_BODY
-    assert (st.loops, st.iterations, st.instructions) == (3, 2 + 6 + 6, 3 * 14)
-    assert (st.declined, st.fallbacks, st.remodelled) == (0, 0, 0)
-
-
-@nki.jit
-def _short_light_loop_of_two_steps(x):
-    out = nl.ndarray(x.shape, nl.float32, buffer=nl.hbm)
-    for b in nl.affine_range(5):
-        for j in nl.affine_range(8):  # tiles 1 apart in even blocks, 2 in odd ones
-            _scale(x, out, j, col=(b * 16 + j * (1 + b % 2)) * 8)
-    return out
-
-
-def test_a_short_light_loop_whose_entries_miss_its_model_runs_in_full(monkeypatch):
-    x = np.ones((128, 5 * 16 * 8), np.float32)
-    _, fast = _both(monkeypatch, lambda: _run(_short_light_loop_of_two_steps, x))
-    st = _stats(fast)
-    # entries 1 and 3 are sampled and expand (5 and 6 appended); entries 2 and 4 append
-    # by the model of the entry before, which their last iteration misses: they run
-    # every iteration (no samples afresh, which cost a short light loop more than they
-    # save)
-    assert (st.loops, st.iterations, st.fallbacks, st.remodelled) == (2, 4, 2, 0)
-
-
 def _reentered(stride_of_block):
     """2 blocks (too few to expand) of a 16-iteration loop over column tiles: the inner
     loop is entered twice, its tiles `stride_of_block(b)` tiles apart."""

@@ -42,11 +42,8 @@ diagonal chunk) is checked so on its later entries straight away.
 It runs every iteration when:
 - numerics are on (values are computed per iteration), `TRNSIM_EXPAND=0`, the loop has
   fewer than `MIN_ITERATIONS` and its first iteration recorded fewer than `HEAVY_BODY`
-  instructions on its first entry (a later entry is sampled, and the entries after it
-  run iterations 0 and the last alone: the inner loops of a blocked kernel, entered for
-  every tile; an entry whose iteration 0 or last iteration misses that model runs in
-  full, samples costing such a loop more than they save; or it has fewer than SAMPLES
-  + 3: nothing left to append), its iterator is not taken by a `for` statement (zip,
+  instructions (unless an entry of it expanded before; or it has fewer than SAMPLES +
+  3: nothing left to append), its iterator is not taken by a `for` statement (zip,
   enumerate, list(), comprehensions), or its body can leave it (`break`, `return`,
   `yield`): `is_for_statement`; or the same loop declined or fell back `GIVE_UP`
   times already in this run;
@@ -219,10 +216,9 @@ def iterate(rng: range, before=None, for_statement: bool = False):
     # a loop entered again with a model: the state before iteration 0 too, whose step to
     # iteration 1 may confirm the model's (Plan.derive)
     start = Mark(run, frame) if stats is not None and site in stats.known else None
-    short_light = False
     # a loop entered for the first time runs iteration 0 here: a heavy one samples FEW
-    # iterations, and a short one expands only if it is heavy, has a model (whose entry
-    # runs iterations 0 and the last alone) or was entered before
+    # iterations, and a short one expands only if it is heavy or has a model (whose
+    # entry runs iterations 0 and the last alone)
     if total < MIN_ITERATIONS or start is None:
         stats = run.__dict__.setdefault("expansion", ExpansionStats())
         marks[0] = Mark(run, None)  # (the record alone: see FEW)
@@ -234,9 +230,7 @@ def iterate(rng: range, before=None, for_statement: bool = False):
         finally:
             stats.watching -= 1
         light = len(run.program.instructions) - marks[0].instructions < HEAVY_BODY
-        short_light = light and total < MIN_ITERATIONS
-        if short_light and start is None and site not in stats.entered_short:
-            stats.entered_short.add(site)
+        if light and total < MIN_ITERATIONS and start is None:
             yield from _plain(rng, before, 1)
             return
         if light and start is None:
@@ -245,28 +239,21 @@ def iterate(rng: range, before=None, for_statement: bool = False):
     stats = run.__dict__.setdefault("expansion", ExpansionStats())
     stats.watching += 1
     try:
-        n = yield from _expanding(run, rng, before, frame, site, marks, stats, start,
-                                  short_light)
+        n = yield from _expanding(run, rng, before, frame, site, marks, stats, start)
     finally:
         stats.watching -= 1
     yield from _plain(rng, before, n)
 
 
-def _expanding(run, rng: range, before, frame, site, marks: list, stats, start,
-               short_light=False):
+def _expanding(run, rng: range, before, frame, site, marks: list, stats, start):
     """`iterate`'s samples, expansion and last iteration; returns the first iteration
     left to run for real (len(rng) when none is). `start`: the state before iteration
-    0 of a loop entered again with a model (else None). `short_light`: a short loop
-    with a light body, which pays for its samples only once: entered again with a
-    model, it expands only if iteration 0 repeats it (and runs every iteration where
-    the last misses it)."""
+    0 of a loop entered again with a model (else None)."""
     total = len(rng)
     core = runtime.current_core().id
     known = stats.known.get(site)
     sampling = _SAMPLING
-    if known is not None and start is not None and short_light:
-        sampling = ((0, (1,)),)
-    elif known is not None:  # no sample when iteration 0 repeats the model, else one
+    if known is not None:  # no sample when iteration 0 repeats the model, else one
         sampling = ((0, (1,)), (1, (1,)), (RESAMPLES, (1,)), *_SAMPLING) \
             if start is not None else ((RESAMPLES, (1,)), *_SAMPLING)
     elif marks[0] is not None:  # a heavy loop: FEW samples where iteration 0 agrees
@@ -323,7 +310,7 @@ def _expanding(run, rng: range, before, frame, site, marks: list, stats, start,
             return total
         stats.last_differs.discard(site)
         marks[-1].restore(run, frame)
-        if not plan.checks_frame or short_light:
+        if not plan.checks_frame:
             stats.fallbacks += 1
             stats.failed_sites[site] = stats.failed_sites.get(site, 0) + 1
             stats.known.pop(site, None)
@@ -449,9 +436,6 @@ class ExpansionStats:
         # loops whose last iteration differs alone: their model is checked by the one
         # before it (`_expanding`)
         self.last_differs: set = set()
-        # short loops with a light body entered once (run in full): a later entry is
-        # sampled, and the entries after it run iterations 0 and the last alone
-        self.entered_short: set = set()
         # loop -> (structure, drift, Copier layout) of its last expansion (period 1): a
         # loop entered again (the inner loop of a blocked kernel) is checked against it
         # on fewer samples (RESAMPLES) and reuses its layout
