@@ -136,13 +136,13 @@ def test_plain_range_loops_expand_unless_asked_not_to(monkeypatch):
     assert _stats(_run(plain_range_matmul, lhsT, rhs)).loops == 0
 
 
-def _blocked(scales_per_tile):
-    """8 blocks (a short loop) of 6 column tiles (too short to expand), each tile
-    scaled `scales_per_tile` times: 18 x scales_per_tile instructions per block."""
+def _blocked(scales_per_tile, blocks=8):
+    """`blocks` blocks (8: a short loop) of 6 column tiles (too short to expand), each
+    tile scaled `scales_per_tile` times: 18 x scales_per_tile instructions per block."""
     @nki.jit
     def kernel(x):
         out = nl.ndarray(x.shape, nl.float32, buffer=nl.hbm)
-        for b in nl.affine_range(8):
+        for b in nl.affine_range(blocks):
             for j in nl.affine_range(6):
                 for _ in nl.static_range(scales_per_tile):
                     _scale(x, out, b * 6 + j)
@@ -160,6 +160,18 @@ def test_a_short_loop_expands_only_when_its_body_is_heavy(monkeypatch):
     assert expand.HEAVY_BODY <= 72
     _, fast = _both(monkeypatch, lambda: _run(_blocked(1), x))  # 18 a block: light
     assert _stats(fast).loops == 0
+
+
+def test_a_long_loop_with_a_heavy_body_samples_as_few_as_a_short_one(monkeypatch):
+    x = np.ones((128, 16 * 6 * 8), np.float32)
+    _, fast = _both(monkeypatch, lambda: _run(_blocked(4, blocks=16), x))
+    st = _stats(fast)
+    # iterations 0-2 and 15 run (expand.FEW), not 0-4: 3 to 14 are appended
+    assert expand.MIN_ITERATIONS <= 16
+    assert (st.loops, st.iterations, st.instructions) == (1, 12, 12 * 72)
+    _, fast = _both(monkeypatch, lambda: _run(_blocked(1, blocks=16), x))
+    st = _stats(fast)  # 18 a block: light, sampled as before (0-4 and 15 run)
+    assert (st.loops, st.iterations, st.instructions) == (1, 10, 10 * 18)
 
 
 def _reentered(stride_of_block):

@@ -12,10 +12,11 @@ other attributes) and every number of an iteration -- instruction and allocation
 byte ranges relative to their allocation, partitions, element offsets, fences, the HBM
 cursor, the loop frame's ints and its lists' lengths -- is affine in the iteration
 (period 1, or 2 or 4 after more samples: double buffers), it appends the middle
-iterations from that model with NumPy and runs the last iteration for real. A short
-loop with a heavy body (the outer loop of a blocked kernel, whose every sample runs
-its inner loops) samples only iterations 1..FEW when iteration 0's record continues
-their step; its last iteration then checks the frame as below. A loop
+iterations from that model with NumPy and runs the last iteration for real. A loop
+whose first iteration recorded at least HEAVY_BODY instructions (the outer loop of a
+blocked kernel, whose every sample runs its inner loops) samples only iterations
+1..FEW when iteration 0's record continues their step; its last iteration then checks
+the frame as below. A loop
 entered again after it expanded (the inner loop of a blocked kernel) samples none
 when its iteration 0 repeats its last model's structure (objects of its frame by their
 state, not identity: `expand_plan.same_model`) and changes no object of the frame: it
@@ -30,7 +31,7 @@ body appends its tiles to grow by copies over the expanded iterations' allocatio
 a tensor each iteration rebinds to one it made (`acc = nl.add(acc, t)`) is rebound to
 the last expanded one's. Iteration 0 is not sampled (first-iteration special cases, a
 matmul group's start) but by a loop entered again whose model it repeats (or, by
-its record alone, a short heavy loop's); the last runs for real, so its own special
+its record alone, a heavy loop's); the last runs for real, so its own special
 cases, an access out of bounds there (affine ranges are extreme at their ends), and
 the Python variables it leaves for the code after the loop are exactly those of a
 full run. Where the last iteration misses the model, the iterations are appended
@@ -65,7 +66,7 @@ It runs every iteration when:
   without expansion (`rerun_if_left_early`), since a full run may have left it earlier.
 
 Known limit: a body whose Python branches on the index in a way neither the sampled
-iterations nor the last one show (`if i == 37:`, `if i == 3:` in a short heavy loop,
+iterations nor the last one show (`if i == 37:`, `if i == 3:` in a heavy loop,
 or, in a loop entered again, a branch only this entry's iterations 1..SAMPLES take) is
 expanded as if it did not branch. (If
 such a branch, in an entry expanded with no sample, changes an object of the frame in
@@ -104,13 +105,14 @@ GIVE_UP = 2
 # (samples, periods tried): iterations whose numbers are affine per period p (a
 # double-buffered `buf[i % 2]`, the allocator's rotation) need more samples
 _SAMPLING = ((SAMPLES, (1,)), (8, (2, 4)))
-# ... for a short loop with a heavy body (entered for the first time), whose samples
-# cost most of its run (an outer loop of 8 blocks around inner loops: block_mnk runs 6
-# of 8 with SAMPLES, 4 with 2): this many, when iteration 0's record continues their
-# step (Plan.derive's `first`); the last iteration checks the frame's ints, whose step
-# the samples alone give, as that of a loop entered again does. (With 1, iteration 0
-# alone would confirm nothing: a double-buffered loop, moe_tkg's experts, is appended
-# from a wrong step and run again, +30% on that kernel, for -17% on block_mnk)
+# ... for a loop with a heavy body (entered for the first time), whose samples cost
+# most of its run (an outer loop of 8 blocks around inner loops: block_mnk runs 6 of 8
+# with SAMPLES, 4 with 2; block_free's 16 M blocks 6 and 4): this many, when
+# iteration 0's record continues their step (Plan.derive's `first`); the last
+# iteration checks the frame's ints, whose step the samples alone give, as that of a
+# loop entered again does. (With 1, iteration 0 alone would confirm nothing: a
+# double-buffered loop, moe_tkg's experts, is appended from a wrong step and run
+# again, +30% on that kernel, for -17% on block_mnk)
 FEW = 2
 ENV = "TRNSIM_EXPAND"
 
@@ -209,14 +211,15 @@ def iterate(rng: range, before=None, for_statement: bool = False):
         yield from _plain(rng, before, 0)
         return
     # marks[n]: the state before iteration n (before the first: none, or the record's
-    # alone in a short loop)
+    # alone in a heavy loop or a short one)
     marks = [None]
     # a loop entered again with a model: the state before iteration 0 too, whose step to
     # iteration 1 may confirm the model's (Plan.derive)
     start = Mark(run, frame) if stats is not None and site in stats.known else None
-    # a short loop: expanded only if its body is heavy or it has a model (whose entry
-    # runs iterations 0 and the last alone)
-    if total < MIN_ITERATIONS:
+    # a loop entered for the first time runs iteration 0 here: a heavy one samples FEW
+    # iterations, and a short one expands only if it is heavy or has a model (whose
+    # entry runs iterations 0 and the last alone)
+    if total < MIN_ITERATIONS or start is None:
         stats = run.__dict__.setdefault("expansion", ExpansionStats())
         marks[0] = Mark(run, None)  # (the record alone: see FEW)
         if before is not None:
@@ -226,10 +229,12 @@ def iterate(rng: range, before=None, for_statement: bool = False):
             yield rng[0]
         finally:
             stats.watching -= 1
-        if len(run.program.instructions) - marks[0].instructions < HEAVY_BODY \
-                and start is None:
+        light = len(run.program.instructions) - marks[0].instructions < HEAVY_BODY
+        if light and total < MIN_ITERATIONS and start is None:
             yield from _plain(rng, before, 1)
             return
+        if light and start is None:
+            marks[0] = None  # (sampled as it would be from iteration 1 on)
         marks.append(Mark(run, frame))
     stats = run.__dict__.setdefault("expansion", ExpansionStats())
     stats.watching += 1
@@ -251,7 +256,7 @@ def _expanding(run, rng: range, before, frame, site, marks: list, stats, start):
     if known is not None:  # no sample when iteration 0 repeats the model, else one
         sampling = ((0, (1,)), (1, (1,)), (RESAMPLES, (1,)), *_SAMPLING) \
             if start is not None else ((RESAMPLES, (1,)), *_SAMPLING)
-    elif marks[0] is not None:  # a short heavy loop: FEW samples where iteration 0 agrees
+    elif marks[0] is not None:  # a heavy loop: FEW samples where iteration 0 agrees
         sampling = ((FEW, (1,)), *_SAMPLING)
     while True:
         plan = None
@@ -446,7 +451,7 @@ class ExpansionStats:
         # id of the first allocation of a block of copies -> (id and object of its
         # last, the template's structures, rows, block, start, stop)
         self.copied_alloc_blocks: dict = {}
-        # loops between their first sampled iteration (a short loop: its iteration 0)
+        # loops between their first sampled iteration (a first entry: its iteration 0)
         # and their end: while one is, the copies a loop inside it appends are noted as
         # blocks (its snapshots read them)
         self.watching = 0

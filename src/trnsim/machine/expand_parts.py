@@ -6,6 +6,8 @@ numbers (what may move by a fixed step: instruction and allocation ids, byte ran
 partitions, element offsets, fences, the HBM cursor)."""
 from __future__ import annotations
 
+import operator
+
 import numpy as np
 
 from .access import Access
@@ -50,6 +52,7 @@ class Mark:
 
 
 _INT = (None, 1)
+_PLAIN = frozenset(PLAIN)
 
 
 def _attr_parts(attrs: dict, nums: list):
@@ -61,9 +64,9 @@ def _attr_parts(attrs: dict, nums: list):
         if t is int:
             key.append((k, _INT))
             nums.append(v)
-        elif t in PLAIN:
+        elif t in _PLAIN:
             key.append((k, "=", v))
-        elif (t is list or t is tuple) and v and all(type(x) is int for x in v):
+        elif (t is list or t is tuple) and v and all([type(x) is int for x in v]):
             key.append((k, (t, len(v))))
             nums.extend(v)
         elif t is np.ndarray:
@@ -81,6 +84,8 @@ _ACCESS_FIELDS = ("role", "mode", "space", "core", "tensor", "dtype", "shape", "
                   "contiguous_bytes", "indirect", "alloc")
 assert Access._fields == _ACCESS_FIELDS
 _OWNED, _UNOWNED = (True,), (False,)
+# an operand's structure fields: role..pattern, elems_per_partition..indirect
+_STRUCTURE = operator.itemgetter(*range(8), *range(13, 17))
 
 
 def instruction_parts(ins, allocs, cache: dict):
@@ -95,11 +100,10 @@ def instruction_parts(ins, allocs, cache: dict):
         aid = a[17]
         if aid >= 0:
             base = allocs[aid].vaddr
-            acc.append(a[:8] + a[13:17] + _OWNED)
-            nums += a[8:11]
-            nums += (a[11] - base, a[12] - base, aid)
+            acc.append(_STRUCTURE(a) + _OWNED)
+            nums += (a[8], a[9], a[10], a[11] - base, a[12] - base, aid)
         else:
-            acc.append(a[:8] + a[13:17] + _UNOWNED)
+            acc.append(_STRUCTURE(a) + _UNOWNED)
             nums += a[8:13]
             nums.append(aid)
     nums.append(ins.index)
