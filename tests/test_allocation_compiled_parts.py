@@ -2,8 +2,7 @@
 they stand for: the explicit tensors in order of first access and their last uses, the
 blocks each access covers, each block's first and last use and the walk's events
 (`_Uses`, as NumPy's unique, minimum.at / maximum.at and a stable sort give them, on
-random programs) and the instruction of each access row (as a search of the
-pointers)."""
+random programs; each access row's instruction as a search of the pointers)."""
 from __future__ import annotations
 
 import numpy as np
@@ -21,12 +20,16 @@ def _numpy_uses(cols, al):
     uses by np.minimum.at / np.maximum.at; the events by a stable sort of (instruction,
     placement before release)."""
     aid = cols.alloc
-    onchip = ~cols.hbm & (aid >= 0)
+    onchip = (cols.space[cols.source] != cols.hbm) & (aid >= 0)
+
+    def instruction_of(rows):
+        return np.searchsorted(cols.access.ptr, rows, "right") - 1
+
     safe = np.where(onchip, aid, 0)
     ex_pos = np.flatnonzero(onchip & al.explicit[safe])
     ex_ids, first_pos = np.unique(aid[ex_pos], return_index=True)
     ex_last = np.zeros(len(al.blocks), np.int64)
-    np.maximum.at(ex_last, aid[ex_pos], cols.instruction_of(ex_pos))
+    np.maximum.at(ex_last, aid[ex_pos], instruction_of(ex_pos))
     pos = np.flatnonzero(onchip & ~al.explicit[safe])
     a_id = aid[pos]
     assert (al.arena[a_id] >= 0).all()
@@ -38,7 +41,7 @@ def _numpy_uses(cols, al):
     base = np.zeros(len(al.blocks) + 1, np.int64)
     np.cumsum(al.blocks, out=base[1:])
     fb = base[a_id] + b0
-    ins = cols.instruction_of(pos)
+    ins = instruction_of(pos)
     nbl = int(base[-1])
     rep = np.repeat(np.arange(len(pos)), nb)
     gblock = fb[rep] + (np.arange(len(rep)) - np.repeat(np.cumsum(nb) - nb, nb))
@@ -65,6 +68,11 @@ def _numpy_uses(cols, al):
                 ev_block=block[order], ev_at=at[order], ev_place=place[order])
 
 
+# (rows, instructions, blocks and bytes in a block: int32)
+_DTYPES = dict.fromkeys(("pos", "first_block", "offset", "width", "multi", "ins", "first",
+                         "last", "ev_block", "ev_at", "ev_place"), np.int32)
+
+
 def test_block_uses_are_the_numpy_ones():
     multi = reused = explicit = 0  # (programs with accesses over several blocks, blocks
     # used again, explicit tensors)
@@ -82,17 +90,10 @@ def test_block_uses_are_the_numpy_ones():
             if name == "placements":
                 assert value == want
             else:
-                assert value.dtype == np.int64 and np.array_equal(value, want), name
+                assert value.dtype == _DTYPES.get(name, np.int64), name
+                assert np.array_equal(value, want), name
         multi += bool(got.multi.size)
         explicit += bool(got.ex_ids.size)
         reused += len(got.ev_block) < 2 * got.multi_nb.sum() + 2 * (len(got.pos) - len(
             got.multi))
     assert multi >= 10 and reused >= 10 and explicit >= 5, (multi, reused, explicit)
-
-
-def test_row_instructions_are_the_search_of_the_pointers():
-    ptr = np.array([0, 2, 2, 2, 5, 6, 6, 9])  # (instructions without accesses too)
-    rows = np.arange(9)
-    got = compiled_allocation._row_instructions(ptr)
-    want = np.searchsorted(ptr, rows, "right") - 1
-    assert got.dtype == want.dtype and np.array_equal(got, want)

@@ -452,26 +452,16 @@ def _place_all(ev_block, ev_at, ev_place, blk_arena, blk_bytes, blk_last, capaci
 class _Columns:
     """The program's access columns (timing/access_columns.py: each instruction's reads,
     then its writes; loop expansion's copies from their blocks, `vaddr`: the allocations'
-    by id) and what the pass reads besides: each access's alloc id, whether it is in
-    HBM."""
+    by id) and what the pass reads besides: each access's alloc id and, by its
+    `source`, its space's number (`hbm`: HBM's)."""
 
     def __init__(self, program: Program, vaddr):
         self.access, self.alloc = access_columns.build_with_allocs(
             program.instructions, access_columns.taken_blocks(program), vaddr)
-        acc = self.access.acc
-        self.lo, self.hi = acc[:, access_columns.LO], acc[:, access_columns.HI]
-        self.hbm = self.access.column(access_columns.SPACE) == self.access.hbm_code()
-        self.row_instruction = _row_instructions(self.access.ptr)
-
-    def instruction_of(self, rows):
-        """The instruction of each access at `rows`."""
-        return self.row_instruction[rows]
-
-
-def _row_instructions(ptr):
-    """The instruction of each row of columns of pointers `ptr` (as
-    np.searchsorted(ptr, rows, "right") - 1, without the search)."""
-    return np.repeat(np.arange(len(ptr) - 1), np.diff(ptr))
+        access = self.access
+        self.lo, self.hi = access.acc[:, access_columns.LO], access.acc[:, access_columns.HI]
+        self.space, self.source = access.shared[access_columns.SPACE], access.source
+        self.hbm = access.hbm_code()
 
 
 class _Allocs:
@@ -508,6 +498,10 @@ class _Allocs:
             self.valid = False
             return
         self.blocks[aids] = -(-self.row_bytes[aids] // self.block_bytes[aids])
+        # (a block's bytes and an access's width in it as int32, `_Uses`: no such tensor
+        # fits on chip; the Python allocator reports it)
+        if (self.blocks[aids] * self.block_bytes[aids] >= 1 << 31).any():
+            self.valid = False
 
 
 class _Uses:
@@ -519,16 +513,21 @@ class _Uses:
     first block, its offset from that block's start and its width, and for those over
     several blocks (`multi`) their count and block bytes; the explicit tensors
     (`ex_ids`, in order of first access, and `ex_last`, each one's last instruction).
-    Numba passes over the accesses (`_block_uses`)."""
+    Numba passes over the accesses (`_block_uses`). Rows, instructions, blocks and
+    bytes within a block are int32 (a fresh page costs more than its use: these are
+    the pass's largest arrays); `_Allocs` and the sizes checked here keep them below
+    2**31."""
 
     def __init__(self, cols: _Columns, al: _Allocs):
         self.valid = False
         base = self.base = np.zeros(len(al.blocks) + 1, np.int64)
         np.cumsum(al.blocks, out=base[1:])
         self.nblocks = int(base[-1])
-        made = _block_uses(cols.alloc, cols.hbm, cols.lo, cols.hi, cols.row_instruction,
-                           al.width, al.explicit, al.arena, al.vaddr, al.block_bytes,
-                           al.blocks, base)
+        if max(self.nblocks, len(cols.alloc), len(cols.access.ptr)) >= 1 << 31:
+            return
+        made = _block_uses(cols.alloc, cols.space, cols.source, cols.hbm, cols.lo, cols.hi,
+                           cols.access.ptr, al.width, al.explicit, al.arena, al.vaddr,
+                           al.block_bytes, al.blocks, base)
         if made is None:
             return  # (an alloc id the program does not declare, Python: KeyError; empty
             # or out-of-range blocks: the Python allocator's own behaviour)
@@ -540,123 +539,127 @@ class _Uses:
 
 
 @jit
-def _block_uses(aid, hbm, lo, hi, row_ins, ntables, explicit, arena, vaddr, block_bytes,
-                blocks, base):
-    """_Uses' columns: of the explicit tensors' accesses (on chip, alloc id >= 0) ex_ids
-    and ex_last, and of the automatic tensors', in row order (instructions in order),
-    (pos, first_block, offset, width, multi, multi_nb, multi_bb, ins, first, last,
+def _block_uses(aid, space, source, hbm, lo, hi, ptr, ntables, explicit, arena, vaddr,
+                block_bytes, blocks, base):
+    """_Uses' columns: of the explicit tensors' accesses (on chip: alloc id >= 0 and
+    space[source[row]] not `hbm`) ex_ids and ex_last, and of the automatic tensors', in
+    row order (instructions in order: instruction k's rows from ptr[k]), (pos,
+    first_block, offset, width, multi, multi_nb, multi_bb, ins, first, last,
     placements, ev_block, ev_at, ev_place); None where an on-chip access's alloc id is
     past the tables (`ntables` ids), an explicit tensor's or automatic tensor's
     allocation has no arena or an automatic one's bytes cover no block or blocks past
     its own.
     Each (instruction, block) is used once, at its first access there (a block met
-    again within an instruction: its stamp is that instruction); the events of an
+    again within an instruction: its last use is that instruction); the events of an
     instruction are its placements, then its releases, each in that order."""
     m = aid.shape[0]
     ex_last = np.zeros(blocks.shape[0], np.int64)
+    nexp = 0
+    for i in range(ntables):
+        if explicit[i]:
+            nexp += 1
+    ex_ids = np.empty(nexp, np.int64)  # in order of first access
     ex_seen = np.zeros(max(ntables, 1), np.bool_)
     nex = 0
-    n = covered = 0  # (counted first: the columns are made at their size)
+    n = 0  # (the block accesses counted first: their columns are made at their size)
+    k = 0
     for a in range(m):
         i = aid[a]
-        if hbm[a] or i < 0:
+        if i < 0 or space[source[a]] == hbm:
             continue
         if i >= ntables or arena[i] < 0:
             return None
         if explicit[i]:
-            ex_last[i] = row_ins[a]  # (rows in instruction order: the last is the latest)
+            while ptr[k + 1] <= a:
+                k += 1
+            ex_last[i] = k  # (rows in instruction order: the last is the latest)
             if not ex_seen[i]:
                 ex_seen[i] = True
+                ex_ids[nex] = i
                 nex += 1
-            continue
-        rel_lo = lo[a] - vaddr[i]
-        b0 = rel_lo // block_bytes[i]
-        b1 = -(-(rel_lo + hi[a] - lo[a]) // block_bytes[i])
-        if b1 - b0 <= 0 or b0 < 0 or b1 > blocks[i]:
-            return None
-        n += 1
-        covered += b1 - b0
-    ex_ids = np.empty(nex, np.int64)  # in order of first access
-    nex = 0
+        else:
+            n += 1
+    ex_ids = ex_ids[:nex]
+    pos = np.empty(n, np.int32)
+    first_block = np.empty(n, np.int32)
+    offset = np.empty(n, np.int32)
+    width = np.empty(n, np.int32)
+    ins = np.empty(n, np.int32)
+    nbl = base[base.shape[0] - 1]
+    first = np.full(nbl, -1, np.int32)
+    last = np.full(nbl, -1, np.int32)  # (so far: the instruction that used it last)
+    j = 0
+    k = 0
+    nmulti = 0
+    used = 0
     for a in range(m):
         i = aid[a]
-        if not hbm[a] and i >= 0 and explicit[i] and ex_seen[i]:
-            ex_seen[i] = False
-            ex_ids[nex] = i
-            nex += 1
-    pos = np.empty(n, np.int64)
-    first_block = np.empty(n, np.int64)
-    offset = np.empty(n, np.int64)
-    width = np.empty(n, np.int64)
-    nbs = np.empty(n, np.int64)
-    bbs = np.empty(n, np.int64)
-    n = 0
-    for a in range(m):
-        i = aid[a]
-        if hbm[a] or i < 0 or explicit[i]:
+        if i < 0 or space[source[a]] == hbm or explicit[i]:
             continue
         rel_lo = lo[a] - vaddr[i]
         w = hi[a] - lo[a]
         bb = block_bytes[i]
         b0 = rel_lo // bb
-        pos[n], first_block[n] = a, base[i] + b0
-        offset[n], width[n] = rel_lo - b0 * bb, w
-        nbs[n], bbs[n] = -(-(rel_lo + w) // bb) - b0, bb
-        n += 1
-    nbl = base[base.shape[0] - 1]
-    first = np.full(nbl, -1, np.int64)
-    last = np.full(nbl, -1, np.int64)
-    stamp = np.full(nbl, -1, np.int64)  # the instruction that used the block last
-    use_block = np.empty(covered, np.int64)  # the (instruction, block) uses, in order
-    use_ins = np.empty(covered, np.int64)
-    ins = np.empty(n, np.int64)
-    nuse = 0
-    nmulti = 0
-    for j in range(n):
-        k = row_ins[pos[j]]
-        ins[j] = k
-        if nbs[j] > 1:
+        b1 = -(-(rel_lo + w) // bb)
+        if b1 - b0 <= 0 or b0 < 0 or b1 > blocks[i]:
+            return None
+        while ptr[k + 1] <= a:
+            k += 1
+        pos[j], first_block[j], offset[j], width[j], ins[j] = \
+            a, base[i] + b0, rel_lo - b0 * bb, w, k
+        j += 1
+        if b1 - b0 > 1:
             nmulti += 1
-        for g in range(first_block[j], first_block[j] + nbs[j]):
-            if stamp[g] != k:
-                stamp[g] = k
-                use_block[nuse], use_ins[nuse] = g, k
-                nuse += 1
+        for g in range(base[i] + b0, base[i] + b1):
+            if last[g] != k:
                 if first[g] < 0:
                     first[g] = k
+                    used += 1
                 last[g] = k
-    multi = np.empty(nmulti, np.int64)
-    nmulti = 0
-    for j in range(n):
-        if nbs[j] > 1:
-            multi[nmulti] = j
-            nmulti += 1
-    used = 0  # (each block used has one placement and one release)
-    for g in range(nbl):
-        if first[g] >= 0:
-            used += 1
-    ev_block = np.empty(2 * used, np.int64)
-    ev_at = np.empty(2 * used, np.int64)
-    ev_place = np.empty(2 * used, np.int64)
+    multi = np.empty(nmulti, np.int32)
+    multi_nb = np.empty(nmulti, np.int64)
+    multi_bb = np.empty(nmulti, np.int64)
+    if nmulti:
+        nmulti = 0
+        for j in range(n):
+            bb = block_bytes[aid[pos[j]]]
+            nb = -(-(offset[j] + width[j]) // bb)
+            if nb > 1:
+                multi[nmulti], multi_nb[nmulti], multi_bb[nmulti] = j, nb, bb
+                nmulti += 1
+    # (each block used has one placement and one release)
+    ev_block = np.empty(2 * used, np.int32)
+    ev_at = np.empty(2 * used, np.int32)
+    ev_place = np.empty(2 * used, np.int32)
+    seen = np.full(nbl, -1, np.int32)  # k: placed at k, -2 - k: released at k
     ne = 0
-    placements = 0
     s = 0
-    while s < nuse:  # one instruction's uses at a time
+    t = 0  # (the next of `multi`)
+    while s < n:  # one instruction's block accesses at a time
+        k = ins[s]
         e = s
-        while e < nuse and use_ins[e] == use_ins[s]:
+        while e < n and ins[e] == k:
             e += 1
-        for u in range(s, e):
-            if first[use_block[u]] == use_ins[u]:
-                ev_block[ne], ev_at[ne], ev_place[ne] = use_block[u], use_ins[u], 1
-                ne += 1
-                placements += 1
-        for u in range(s, e):
-            if last[use_block[u]] == use_ins[u]:
-                ev_block[ne], ev_at[ne], ev_place[ne] = use_block[u], use_ins[u], 0
-                ne += 1
+        t0 = t
+        for release in range(2):
+            t = t0
+            for j in range(s, e):
+                nb = 1
+                if t < multi.shape[0] and multi[t] == j:
+                    nb = multi_nb[t]
+                    t += 1
+                for g in range(first_block[j], first_block[j] + nb):
+                    if release == 0 and first[g] == k and seen[g] != k:
+                        seen[g] = k
+                        ev_block[ne], ev_at[ne], ev_place[ne] = g, k, 1
+                        ne += 1
+                    elif release == 1 and last[g] == k and seen[g] != -2 - k:
+                        seen[g] = -2 - k
+                        ev_block[ne], ev_at[ne], ev_place[ne] = g, k, 0
+                        ne += 1
         s = e
-    return (ex_ids, ex_last, pos, first_block, offset, width, multi, nbs[multi], bbs[multi],
-            ins, first, last, placements, ev_block, ev_at, ev_place)
+    return (ex_ids, ex_last, pos, first_block, offset, width, multi, multi_nb, multi_bb,
+            ins, first, last, used, ev_block, ev_at, ev_place)
 
 
 def allocate_compiled(program: Program) -> Program | None:
@@ -835,7 +838,7 @@ class _PendingMove:
         self.ids = np.frombuffer(mine, np.intp).copy()  # (id() of each)
         cols = program._access_columns  # (its arrays: it holds the instructions)
         self.cols = (cols.acc, cols.ptr, cols.wptr)
-        self.rows = rows.astype(np.int32) if len(rows) and rows[-1] < 1 << 31 else rows
+        self.rows = rows  # (int32: _Uses.pos)
         self.unplaced = len(mine)  # (those not made yet, alive)
         self.made: dict | None = None  # (id(virtual), lo, hi) -> (virtual, its Access)
         self.slot: dict | None = None  # id(instruction) -> its number among them
