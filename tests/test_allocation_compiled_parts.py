@@ -97,3 +97,38 @@ def test_block_uses_are_the_numpy_ones():
         reused += len(got.ev_block) < 2 * got.multi_nb.sum() + 2 * (len(got.pos) - len(
             got.multi))
     assert multi >= 10 and reused >= 10 and explicit >= 5, (multi, reused, explicit)
+
+
+def test_in_spaces_are_the_equal_items():
+    """By identity where an item is the name's object, by value otherwise (a name made
+    at run time is another object)."""
+    literal, made = "sbuf", "".join(["sb", "uf"])
+    assert made == literal and made is not literal
+    space = np.array(["sbuf", "psum", made, "hbm", "psum", made], object)
+    got = compiled_allocation._in_spaces(space, ["sbuf", "psum"])
+    assert set(got) == {"sbuf", "psum"}
+    for name, hits in got.items():
+        assert np.array_equal(hits, space == name), name
+    alone = compiled_allocation._in_spaces(np.array(["psum", "sbuf"], object), ["sbuf"])
+    assert alone["sbuf"].tolist() == [False, True]
+
+
+def test_usage_steps_are_the_arena_notes():
+    """The walk's notes as each arena's Steps (plan.py) notes them one by one."""
+    from trnsim.compiler.plan import Steps
+    rng = np.random.default_rng(7)
+    for trial in range(30):
+        na = int(rng.integers(1, 5))
+        n = int(rng.integers(0, 200))
+        arena = rng.integers(0, na, n).astype(np.int32)
+        at = np.sort(rng.integers(0, 40, n)).astype(np.int32)  # (repeats: replaced)
+        used = rng.integers(0, 1 << 17, n).astype(np.int32)
+        if trial % 3 == 0 and n:
+            at[:3] = 0  # (notes at 0 replace the first step)
+        want = [Steps([(0, 0)]) for _ in range(na)]
+        for a, i, u in zip(arena.tolist(), at.tolist(), used.tolist()):
+            want[a].note(i, u)
+        got_at, got_used, bounds = compiled_allocation._usage_steps(arena, at, used, na)
+        for a in range(na):
+            part = slice(bounds[a], bounds[a + 1])
+            assert list(zip(got_at[part].tolist(), got_used[part].tolist())) == list(want[a])

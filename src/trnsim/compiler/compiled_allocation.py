@@ -485,8 +485,9 @@ class _Allocs:
         self.blocks = np.zeros(width, np.int64)
         if not self.width:
             return
+        in_space = _in_spaces(space, [sp for sp, _ in keys])
         for n, (sp, c) in enumerate(keys):
-            self.arena[aids[(space == sp) & (core == c)]] = n
+            self.arena[aids[in_space[sp] & (core == c)]] = n
         for column, values in ((self.explicit, explicit), (self.vaddr, vaddr),
                                (self.block_bytes, block_bytes), (self.row_bytes, row_bytes)):
             column[aids] = values
@@ -502,6 +503,21 @@ class _Allocs:
         # fits on chip; the Python allocator reports it)
         if (self.blocks[aids] * self.block_bytes[aids] >= 1 << 31).any():
             self.valid = False
+
+
+def _in_spaces(space, names) -> dict:
+    """name -> which items of `space` (an object array) equal it, for each of `names`:
+    by identity where an item is the name's own object (as a rule: both are literals,
+    interned; NumPy's per-item comparison took ~0.4 ms per name at 66k allocations),
+    the other items by value. The objects' ids are read off the array's pointers, as
+    machine/record.py `identities` reads them."""
+    ids = np.frombuffer(space, np.intp)
+    found = {name: ids == id(name) for name in names}
+    other = ~np.logical_or.reduce(list(found.values()), initial=False)
+    if other.any():
+        for name, hits in found.items():
+            hits[other] = space[other] == name
+    return found
 
 
 class _Uses:
@@ -674,14 +690,6 @@ def allocate_compiled(program: Program) -> Program | None:
     al = _Allocs(program.allocations, keys)
     if not al.valid:
         return None
-    instrs = program.instructions
-    # the indices are set to the positions unless they are already (in which case no
-    # instruction is listed twice: it would have two indices)
-    renumber = not np.array_equal(
-        np.fromiter([ins.index for ins in instrs], np.int64, len(instrs)),
-        np.arange(len(instrs)))
-    if renumber and len(set(map(id, instrs))) != len(instrs):
-        return None  # an instruction listed twice: the Python pass maps it twice
     cols = _Columns(program, al.vaddr)
     u = _Uses(cols, al)
     if not u.valid:
@@ -697,6 +705,15 @@ def allocate_compiled(program: Program) -> Program | None:
     rows, ins_of = u.pos, u.ins
     # what the walk and the plan read dies here, before the physical accesses are made
     del u, al, placed, start, size, order, notes, peak
+    # the indices are set to the positions unless they are already (in which case no
+    # instruction is listed twice: it would have two indices); read here, next to the
+    # rewrite's passes over the instructions, while their objects are in the caches
+    instrs = program.instructions
+    renumber = not np.array_equal(
+        np.fromiter([ins.index for ins in instrs], np.int64, len(instrs)),
+        np.arange(len(instrs)))
+    if renumber and len(set(map(id, instrs))) != len(instrs):
+        return None  # an instruction listed twice: the Python pass maps it twice
     return _rewrite(program, access, rows, ins_of, lo, hi, plan, renumber)
 
 
@@ -738,17 +755,43 @@ def _plan(program, u: _Uses, al: _Allocs, keys, caps, start, size, order, notes,
         np.concatenate((u.ex_last[x], u.last[order])))))
     plan = MemoryPlan(program.allocations, {k: int(c) for k, c in zip(keys, caps)},
                       placement_columns=columns)
+    at, used, bounds = _usage_steps(*notes, len(keys))
     for n, k in enumerate(keys):
-        sel = notes[0] == n
-        at = np.concatenate(([0], notes[1][sel]))
-        used = np.concatenate(([0], notes[2][sel]))
-        last = np.ones(len(at), np.bool_)  # a note at the same index replaces the step
-        last[:-1] = at[1:] != at[:-1]
+        part = slice(bounds[n], bounds[n + 1])
         steps = Steps()
-        steps.at, steps.value = map(_int_array, (at[last], used[last]))
+        steps.at, steps.value = _int_array(at[part]), _int_array(used[part])
         plan.usage[k] = steps
         plan.peak[k] = int(peak[n])
     return plan
+
+
+@jit
+def _usage_steps(note_arena, note_at, note_used, na):
+    """Each arena's step series (Arena.usage: from (0, 0), a note at the index of the
+    step before replacing it) from the walk's notes (in order): (at, used), arena a's
+    steps at [bounds[a], bounds[a + 1])."""
+    count = np.ones(na, np.int64)
+    for e in range(note_arena.shape[0]):
+        count[note_arena[e]] += 1
+    bounds = np.zeros(na + 1, np.int64)
+    bounds[1:] = np.cumsum(count)
+    at = np.zeros(bounds[na], np.int64)
+    used = np.zeros(bounds[na], np.int64)
+    end = bounds[:na].copy()  # (each arena's last step; its (0, 0) to start)
+    for e in range(note_arena.shape[0]):
+        a = note_arena[e]
+        if note_at[e] != at[end[a]]:
+            end[a] += 1
+            at[end[a]] = note_at[e]
+        used[end[a]] = note_used[e]
+    n = 0
+    for a in range(na):  # (the steps packed)
+        for k in range(bounds[a], end[a] + 1):
+            at[n], used[n] = at[k], used[k]
+            n += 1
+        bounds[a] = n - (end[a] + 1 - bounds[a])
+    bounds[na] = n
+    return at[:n], used[:n], bounds
 
 
 def _narrow(values: np.ndarray) -> np.ndarray:
@@ -811,10 +854,16 @@ def _defer_move(program, rows, ins_of) -> None:
     timing-only profile never makes them."""
     if not len(rows):
         return
+    instrs = program.instructions
     touched = ins_of[run_starts(ins_of)]
-    mine = np.fromiter(program.instructions, object, len(program.instructions))[touched]
-    pending = _PendingMove(program, mine, rows)
-    mine = mine.tolist()
+    objects = np.fromiter(instrs, object, len(instrs))
+    if len(touched) == len(instrs):  # (as a rule: each has an on-chip access)
+        mine = instrs
+    else:
+        objects = objects[touched]
+        mine = objects.tolist()
+    pending = _PendingMove(program, objects, rows)
+    del objects
     pending.deferred, pending.runs = pending_operands(mine)
     # (its `__del__` is `pending.let_go` itself, as a loop copy's is: machine/record.py
     # `deferred_instructions`)
