@@ -64,10 +64,14 @@ class _Block:
 
     def columns(self, fields, memo: dict) -> list:
         """Fields `fields` ((name, dtype) pairs) of its allocations, in id order: an
-        array each. `memo`: the template fields converted so far (`field`)."""
+        array each, to read only (a template's field may be the one in `memo`, the
+        template fields converted so far: `field`)."""
         n, w = self.stop - self.start, self.width
         at = slice(self.base, self.base + n)
-        of_template = np.arange(self.base, self.base + n) % w  # (each one's position)
+        if self.base % w == 0 and n == w:  # (one copy of the template: all of it)
+            of_template = slice(None)
+        else:  # (each one's position in the template)
+            of_template = np.arange(self.base, self.base + n) % w
         out = []
         for name, dtype in fields:
             if name == "id":
