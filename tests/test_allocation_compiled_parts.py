@@ -63,14 +63,14 @@ def _numpy_uses(cols, al):
     multi = np.flatnonzero(nb > 1)
     return dict(ex_ids=ex_ids[np.argsort(first_pos, kind="stable")], ex_last=ex_last,
                 pos=pos, first_block=fb, offset=rel_lo - b0 * bb, width=width,
-                multi=multi, multi_nb=nb[multi], multi_bb=bb[multi], ins=ins,
+                multi=multi, multi_nb=nb[multi], multi_bb=bb[multi], touched=np.unique(ins),
                 first=first_use, last=last_use, placements=int(is_first.sum()),
                 ev_block=block[order], ev_at=at[order], ev_place=place[order])
 
 
 # (rows, instructions, blocks and bytes in a block: int32)
-_DTYPES = dict.fromkeys(("pos", "first_block", "offset", "width", "multi", "ins", "first",
-                         "last", "ev_block", "ev_at", "ev_place"), np.int32)
+_DTYPES = dict.fromkeys(("pos", "first_block", "offset", "width", "multi", "touched",
+                         "first", "last", "ev_block", "ev_at", "ev_place"), np.int32)
 
 
 def test_block_uses_are_the_numpy_ones():

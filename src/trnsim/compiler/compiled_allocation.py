@@ -548,7 +548,7 @@ class _Uses:
             return  # (an alloc id the program does not declare, Python: KeyError; empty
             # or out-of-range blocks: the Python allocator's own behaviour)
         (self.ex_ids, self.ex_last, self.pos, self.first_block, self.offset, self.width,
-         self.multi, self.multi_nb, self.multi_bb, self.ins, self.first, self.last,
+         self.multi, self.multi_nb, self.multi_bb, self.touched, self.first, self.last,
          self.placements, self.ev_block, self.ev_at, self.ev_place) = made
         self.blk_alloc = np.repeat(np.arange(len(al.blocks), dtype=np.int64), al.blocks)
         self.valid = True
@@ -560,8 +560,8 @@ def _block_uses(aid, space, source, hbm, lo, hi, ptr, ntables, explicit, arena, 
     """_Uses' columns: of the explicit tensors' accesses (on chip: alloc id >= 0 and
     space[source[row]] not `hbm`) ex_ids and ex_last, and of the automatic tensors', in
     row order (instructions in order: instruction k's rows from ptr[k]), (pos,
-    first_block, offset, width, multi, multi_nb, multi_bb, ins, first, last,
-    placements, ev_block, ev_at, ev_place); None where an on-chip access's alloc id is
+    first_block, offset, width, multi, multi_nb, multi_bb, touched (the instructions
+    with such an access), first, last, placements, ev_block, ev_at, ev_place); None where an on-chip access's alloc id is
     past the tables (`ntables` ids), an explicit tensor's or automatic tensor's
     allocation has no arena or an automatic one's bytes cover no block or blocks past
     its own.
@@ -600,12 +600,12 @@ def _block_uses(aid, space, source, hbm, lo, hi, ptr, ntables, explicit, arena, 
     first_block = np.empty(n, np.int32)
     offset = np.empty(n, np.int32)
     width = np.empty(n, np.int32)
-    ins = np.empty(n, np.int32)
     nbl = base[base.shape[0] - 1]
     first = np.full(nbl, -1, np.int32)
     last = np.full(nbl, -1, np.int32)  # (so far: the instruction that used it last)
     j = 0
-    k = 0
+    k = -1
+    ntouched = 0
     nmulti = 0
     used = 0
     for a in range(m):
@@ -619,10 +619,12 @@ def _block_uses(aid, space, source, hbm, lo, hi, ptr, ntables, explicit, arena, 
         b1 = -(-(rel_lo + w) // bb)
         if b1 - b0 <= 0 or b0 < 0 or b1 > blocks[i]:
             return None
-        while ptr[k + 1] <= a:
-            k += 1
-        pos[j], first_block[j], offset[j], width[j], ins[j] = \
-            a, base[i] + b0, rel_lo - b0 * bb, w, k
+        if k < 0 or ptr[k + 1] <= a:
+            ntouched += 1
+            k = max(k, 0)
+            while ptr[k + 1] <= a:
+                k += 1
+        pos[j], first_block[j], offset[j], width[j] = a, base[i] + b0, rel_lo - b0 * bb, w
         j += 1
         if b1 - b0 > 1:
             nmulti += 1
@@ -647,14 +649,18 @@ def _block_uses(aid, space, source, hbm, lo, hi, ptr, ntables, explicit, arena, 
     ev_block = np.empty(2 * used, np.int32)
     ev_at = np.empty(2 * used, np.int32)
     ev_place = np.empty(2 * used, np.int32)
+    touched = np.empty(ntouched, np.int32)
     seen = np.full(nbl, -1, np.int32)  # k: placed at k, -2 - k: released at k
     ne = 0
     s = 0
+    k = 0
     t = 0  # (the next of `multi`)
-    while s < n:  # one instruction's block accesses at a time
-        k = ins[s]
-        e = s
-        while e < n and ins[e] == k:
+    for nt in range(ntouched):  # one instruction's block accesses [s, e) at a time
+        while ptr[k + 1] <= pos[s]:
+            k += 1
+        touched[nt] = k
+        e = s + 1
+        while e < n and pos[e] < ptr[k + 1]:
             e += 1
         t0 = t
         for release in range(2):
@@ -675,7 +681,7 @@ def _block_uses(aid, space, source, hbm, lo, hi, ptr, ntables, explicit, arena, 
                         ne += 1
         s = e
     return (ex_ids, ex_last, pos, first_block, offset, width, multi, multi_nb, multi_bb,
-            ins, first, last, used, ev_block, ev_at, ev_place)
+            touched, first, last, used, ev_block, ev_at, ev_place)
 
 
 def allocate_compiled(program: Program) -> Program | None:
@@ -702,7 +708,7 @@ def allocate_compiled(program: Program) -> Program | None:
     start, size, order, notes, peak = placed
     plan = _plan(program, u, al, keys, caps, start, size, order, notes, peak)
     lo, hi = _physical(u, start, size)
-    rows, ins_of = u.pos, u.ins
+    rows, touched = u.pos, u.touched
     # what the walk and the plan read dies here, before the physical accesses are made
     del u, al, placed, start, size, order, notes, peak
     # the indices are set to the positions unless they are already (in which case no
@@ -714,7 +720,7 @@ def allocate_compiled(program: Program) -> Program | None:
         np.arange(len(instrs)))
     if renumber and len(set(map(id, instrs))) != len(instrs):
         return None  # an instruction listed twice: the Python pass maps it twice
-    return _rewrite(program, access, rows, ins_of, lo, hi, plan, renumber)
+    return _rewrite(program, access, rows, touched, lo, hi, plan, renumber)
 
 
 def _place(u: _Uses, al: _Allocs, capacity, align):
@@ -820,9 +826,9 @@ def _physical(u: _Uses, start, size) -> tuple:
     return plo, phi
 
 
-def _rewrite(program, access, rows, ins_of, lo, hi, plan, renumber) -> Program:
-    """The program with each block access (`rows` of the columns `access`; ins_of: their
-    instructions) at its physical bytes [lo, hi), indices set and
+def _rewrite(program, access, rows, touched, lo, hi, plan, renumber) -> Program:
+    """The program with each block access (`rows` of the columns `access`; touched:
+    their instructions, each once) at its physical bytes [lo, hi), indices set and
     order edges copied as _Allocator.run does (no instruction was inserted, so every
     index stays), and its access columns (made from the virtual ones:
     timing/access_columns.py `moved`), which the physical Access objects are made from
@@ -841,13 +847,13 @@ def _rewrite(program, access, rows, ins_of, lo, hi, plan, renumber) -> Program:
     allocated = Program(program.chip, program.lnc, out, program.allocations, plan,
                         [(c, renumbered[at]) for c, at in program.fences])
     allocated._access_columns = access_columns.moved(access, out, rows, lo, hi, orders)
-    _defer_move(allocated, rows, ins_of)
+    _defer_move(allocated, rows, touched)
     return allocated
 
 
-def _defer_move(program, rows, ins_of) -> None:
+def _defer_move(program, rows, touched) -> None:
     """Give each instruction of the allocated `program` with an access at `rows` of its
-    access columns (ins_of: their instructions) its physical accesses when first read:
+    access columns (`touched`: those instructions) its physical accesses when first read:
     until then it holds its virtual reads and writes, as an _Unplaced of this program.
     The passes after the allocation read the access columns, and the cost model the
     operands' fields other than lo and hi (machine/record.py `held_reads`), so a
@@ -855,7 +861,6 @@ def _defer_move(program, rows, ins_of) -> None:
     if not len(rows):
         return
     instrs = program.instructions
-    touched = ins_of[run_starts(ins_of)]
     objects = np.fromiter(instrs, object, len(instrs))
     if len(touched) == len(instrs):  # (as a rule: each has an on-chip access)
         mine = instrs
