@@ -694,7 +694,7 @@ def allocate_compiled(program: Program) -> Program | None:
         caps += [core.sbuf_usable_bytes_per_partition, core.psum_bytes_per_partition]
         aligns += [core.sbuf_align_bytes, core.psum_bank_bytes]
     al = _Allocs(program.allocations, keys)
-    if not al.valid:
+    if not al.valid or max(caps) >= 1 << 31:  # (physical bytes as int32: _physical)
         return None
     cols = _Columns(program, al.vaddr)
     u = _Uses(cols, al)
@@ -815,14 +815,18 @@ def _int_array(values: np.ndarray) -> array:
 
 
 def _physical(u: _Uses, start, size) -> tuple:
-    """Each block access's physical bytes [lo, hi) (_Allocator.physical)."""
-    plo = start[u.first_block] + u.offset
-    phi = plo + u.width
+    """Each block access's physical bytes [lo, hi) (_Allocator.physical), int32 (bytes
+    of an arena), made in u.offset and u.width (which it consumes: fresh pages cost
+    more than the adds)."""
+    plo, phi = u.offset, u.width
+    plo += start.astype(np.int32)[u.first_block]
+    phi += plo
     for j, nb, bb in zip(u.multi.tolist(), u.multi_nb.tolist(), u.multi_bb.tolist()):
         g = u.first_block[j] + np.arange(nb)
         st = start[g]
         if not (st == st[0] + np.arange(len(g)) * bb).all():
             plo[j], phi[j] = st.min(), (st + size[g]).max()  # scattered blocks: their box
+    u.offset = u.width = None
     return plo, phi
 
 
