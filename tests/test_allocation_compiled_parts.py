@@ -132,3 +132,32 @@ def test_usage_steps_are_the_arena_notes():
         for a in range(na):
             part = slice(bounds[a], bounds[a + 1])
             assert list(zip(got_at[part].tolist(), got_used[part].tolist())) == list(want[a])
+
+
+def test_allocs_tables_are_the_same_for_ids_in_any_order():
+    """_Allocs' tables by id where the ids are 0..n-1 in order (the columns taken as
+    they are) and where they come in another order or with gaps (scattered by id)."""
+    names = ("arena", "explicit", "vaddr", "block_bytes", "row_bytes", "declared", "blocks")
+    keys = [("sbuf", 0), ("psum", 0)]
+    for seed in range(6):
+        allocs = _random_program(seed).allocations
+        dense = compiled_allocation._Allocs(allocs, keys)
+        assert dense.valid and dense.explicit.any() == any(a.explicit for a in
+                                                           allocs.values())
+        ids = list(allocs)
+        shuffled = compiled_allocation._Allocs(
+            {k: allocs[k] for k in reversed(ids)}, keys)
+        gaps = compiled_allocation._Allocs({k: allocs[k] for k in ids if k % 3}, keys)
+        for name in names:
+            want = getattr(dense, name)
+            assert np.array_equal(getattr(shuffled, name), want), name
+            got = getattr(gaps, name)
+            kept = [k for k in ids if k % 3]
+            assert np.array_equal(got[kept], want[kept]), name
+        dropped = [k for k in ids if not k % 3 and k < gaps.width]
+        assert (gaps.arena[dropped] == -1).all() and (gaps.blocks[dropped] == 0).all()
+        for k in ids:
+            a = allocs[k]
+            assert dense.arena[k] == keys.index((a.space, a.core))
+            assert dense.blocks[k] == a.blocks and dense.vaddr[k] == a.vaddr
+            assert dense.declared[k] == (a.declared_at if a.explicit else 0)

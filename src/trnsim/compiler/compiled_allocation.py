@@ -477,31 +477,38 @@ class _Allocs:
         self.width = int(aids.max()) + 1 if len(aids) and self.valid else 0
         width = max(self.width, 1)  # (an id-0 row to index when there is none)
         self.arena = np.full(width, -1, np.int64)
-        self.explicit = np.zeros(width, np.bool_)
-        self.vaddr = np.zeros(width, np.int64)
-        self.block_bytes = np.ones(width, np.int64)
-        self.row_bytes = np.zeros(width, np.int64)
         self.declared = np.zeros(width, np.int64)
-        self.blocks = np.zeros(width, np.int64)
+        self.blocks = np.zeros(width, np.int64)  # (their rows' blocks)
+        if self.width and len(aids) == width and (aids == np.arange(width)).all():
+            # (ids 0..n-1 in order, as a rule: the columns are the tables)
+            self.explicit, self.vaddr, self.block_bytes, self.row_bytes = \
+                explicit, vaddr, block_bytes, row_bytes
+        else:  # (an id not declared: not explicit, one block of 0 bytes)
+            self.explicit = np.zeros(width, np.bool_)
+            self.vaddr = np.zeros(width, np.int64)
+            self.block_bytes = np.ones(width, np.int64)
+            self.row_bytes = np.zeros(width, np.int64)
+            if self.width:
+                for column, values in ((self.explicit, explicit), (self.vaddr, vaddr),
+                                       (self.block_bytes, block_bytes),
+                                       (self.row_bytes, row_bytes)):
+                    column[aids] = values
         if not self.width:
             return
         in_space = _in_spaces(space, [sp for sp, _ in keys])
         for n, (sp, c) in enumerate(keys):
             self.arena[aids[in_space[sp] & (core == c)]] = n
-        for column, values in ((self.explicit, explicit), (self.vaddr, vaddr),
-                               (self.block_bytes, block_bytes), (self.row_bytes, row_bytes)):
-            column[aids] = values
-        ex = aids[self.explicit[aids]]
+        ex = np.flatnonzero(self.explicit)
         self.declared[ex] = np.fromiter(
             map(attrgetter("declared_at"), map(allocs.__getitem__, ex.tolist())), np.int64,
             len(ex))
-        if (self.block_bytes[aids] <= 0).any():
+        if (self.block_bytes <= 0).any():
             self.valid = False
             return
-        self.blocks[aids] = -(-self.row_bytes[aids] // self.block_bytes[aids])
+        self.blocks = -(-self.row_bytes // self.block_bytes)
         # (a block's bytes and an access's width in it as int32, `_Uses`: no such tensor
         # fits on chip; the Python allocator reports it)
-        if (self.blocks[aids] * self.block_bytes[aids] >= 1 << 31).any():
+        if (self.blocks * self.block_bytes >= 1 << 31).any():
             self.valid = False
 
 
