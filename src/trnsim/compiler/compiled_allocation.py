@@ -903,7 +903,10 @@ class _PendingMove:
         self.ids = np.frombuffer(mine, np.intp).copy()  # (id() of each)
         cols = program._access_columns  # (its arrays: it holds the instructions)
         self.cols = (cols.acc, cols.ptr, cols.wptr)
-        self.rows = rows  # (int32: _Uses.pos)
+        # (int32, _Uses.pos; a copy made now: the rows outlive the pass, and where they
+        # were made, among its columns, they kept ~3 MiB more on the strided memory
+        # kernel's profile peak, benchmarks/memory.py)
+        self.rows = rows.copy()
         self.unplaced = len(mine)  # (those not made yet, alive)
         self.made: dict | None = None  # (id(virtual), lo, hi) -> (virtual, its Access)
         self.slot: dict | None = None  # id(instruction) -> its number among them
