@@ -568,10 +568,10 @@ def _block_uses(aid, space, source, hbm, lo, hi, ptr, ntables, explicit, arena, 
     space[source[row]] not `hbm`) ex_ids and ex_last, and of the automatic tensors', in
     row order (instructions in order: instruction k's rows from ptr[k]), (pos,
     first_block, offset, width, multi, multi_nb, multi_bb, touched (the instructions
-    with such an access), first, last, placements, ev_block, ev_at, ev_place); None where an on-chip access's alloc id is
-    past the tables (`ntables` ids), an explicit tensor's or automatic tensor's
-    allocation has no arena or an automatic one's bytes cover no block or blocks past
-    its own.
+    with such an access), first, last, placements, ev_block, ev_at, ev_place); None
+    where an on-chip access's alloc id is past the tables (`ntables` ids), an explicit
+    tensor's or automatic tensor's allocation has no arena or an automatic one's bytes
+    cover no block or blocks past its own.
     Each (instruction, block) is used once, at its first access there (a block met
     again within an instruction: its last use is that instruction); the events of an
     instruction are its placements, then its releases, each in that order."""
