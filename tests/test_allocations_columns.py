@@ -195,3 +195,33 @@ def test_objects_added_at_once_read_as_set_one_by_one():
     want[7], want[6] = again[1], again[0]
     assert list(allocs) == sorted(want) and dict(allocs.items()) == want
     assert allocs[6] is again[0] and allocs.top() == 20
+
+
+def test_blocks_sharing_a_template_read_as_their_objects():
+    """Blocks of copies of one template (its field lists shared, as an outer loop's
+    blocks share them: converted once per call) read as the objects: one copy of the
+    template, several, and parts of them cut at other positions."""
+    width = 4
+    tmpl = _template(width)
+    fields = [list(f) for f in zip(*([getattr(a, f) for f in _FIELDS] for a in tmpl))]
+
+    def made() -> Allocations:
+        allocs = Allocations((a.id, a) for a in tmpl)
+        for copies in (1, 3, 1, 2):
+            declared = np.arange(copies * width, dtype=np.int64) + 1000 * copies
+            allocs.add_block(allocs.top(), fields, declared, None)
+        del allocs[width + 2]  # (the first block cut into parts)
+        del allocs[width * 2 + 5]
+        return allocs
+
+    want = dict(made().items())
+    allocs = made()
+    assert len(allocs._blocks) == 6 and not allocs._made
+    dtypes = {"space": object, "core": np.int64, "vaddr": np.int64,
+              "block_bytes": np.int64, "declared_at": np.int64, "explicit": np.bool_}
+    ids, columns = allocation_columns(allocs, dtypes)
+    assert not allocs._made
+    assert sorted(ids.tolist()) == sorted(want)
+    for (name, dtype), column in zip(dtypes.items(), columns):
+        assert column.dtype == dtype
+        assert column.tolist() == [getattr(want[k], name) for k in ids.tolist()], name

@@ -452,26 +452,16 @@ def _place_all(ev_block, ev_at, ev_place, blk_arena, blk_bytes, blk_last, capaci
 class _Columns:
     """The program's access columns (timing/access_columns.py: each instruction's reads,
     then its writes; loop expansion's copies from their blocks, `vaddr`: the allocations'
-    by id) and what the pass reads besides: each access's alloc id, whether it is in
-    HBM."""
+    by id) and what the pass reads besides: each access's alloc id and, by its
+    `source`, its space's number (`hbm`: HBM's)."""
 
     def __init__(self, program: Program, vaddr):
         self.access, self.alloc = access_columns.build_with_allocs(
             program.instructions, access_columns.taken_blocks(program), vaddr)
-        acc = self.access.acc
-        self.lo, self.hi = acc[:, access_columns.LO], acc[:, access_columns.HI]
-        self.hbm = self.access.column(access_columns.SPACE) == self.access.hbm_code()
-        self.row_instruction = _row_instructions(self.access.ptr)
-
-    def instruction_of(self, rows):
-        """The instruction of each access at `rows`."""
-        return self.row_instruction[rows]
-
-
-def _row_instructions(ptr):
-    """The instruction of each row of columns of pointers `ptr` (as
-    np.searchsorted(ptr, rows, "right") - 1, without the search)."""
-    return np.repeat(np.arange(len(ptr) - 1), np.diff(ptr))
+        access = self.access
+        self.lo, self.hi = access.acc[:, access_columns.LO], access.acc[:, access_columns.HI]
+        self.space, self.source = access.shared[access_columns.SPACE], access.source
+        self.hbm = access.hbm_code()
 
 
 class _Allocs:
@@ -487,27 +477,54 @@ class _Allocs:
         self.width = int(aids.max()) + 1 if len(aids) and self.valid else 0
         width = max(self.width, 1)  # (an id-0 row to index when there is none)
         self.arena = np.full(width, -1, np.int64)
-        self.explicit = np.zeros(width, np.bool_)
-        self.vaddr = np.zeros(width, np.int64)
-        self.block_bytes = np.ones(width, np.int64)
-        self.row_bytes = np.zeros(width, np.int64)
         self.declared = np.zeros(width, np.int64)
-        self.blocks = np.zeros(width, np.int64)
+        self.blocks = np.zeros(width, np.int64)  # (their rows' blocks)
+        if self.width and len(aids) == width and (aids == np.arange(width)).all():
+            # (ids 0..n-1 in order, as a rule: the columns are the tables)
+            self.explicit, self.vaddr, self.block_bytes, self.row_bytes = \
+                explicit, vaddr, block_bytes, row_bytes
+        else:  # (an id not declared: not explicit, one block of 0 bytes)
+            self.explicit = np.zeros(width, np.bool_)
+            self.vaddr = np.zeros(width, np.int64)
+            self.block_bytes = np.ones(width, np.int64)
+            self.row_bytes = np.zeros(width, np.int64)
+            if self.width:
+                for column, values in ((self.explicit, explicit), (self.vaddr, vaddr),
+                                       (self.block_bytes, block_bytes),
+                                       (self.row_bytes, row_bytes)):
+                    column[aids] = values
         if not self.width:
             return
+        in_space = _in_spaces(space, [sp for sp, _ in keys])
         for n, (sp, c) in enumerate(keys):
-            self.arena[aids[(space == sp) & (core == c)]] = n
-        for column, values in ((self.explicit, explicit), (self.vaddr, vaddr),
-                               (self.block_bytes, block_bytes), (self.row_bytes, row_bytes)):
-            column[aids] = values
-        ex = aids[self.explicit[aids]]
+            self.arena[aids[in_space[sp] & (core == c)]] = n
+        ex = np.flatnonzero(self.explicit)
         self.declared[ex] = np.fromiter(
             map(attrgetter("declared_at"), map(allocs.__getitem__, ex.tolist())), np.int64,
             len(ex))
-        if (self.block_bytes[aids] <= 0).any():
+        if (self.block_bytes <= 0).any():
             self.valid = False
             return
-        self.blocks[aids] = -(-self.row_bytes[aids] // self.block_bytes[aids])
+        self.blocks = -(-self.row_bytes // self.block_bytes)
+        # (a block's bytes and an access's width in it as int32, `_Uses`: no such tensor
+        # fits on chip; the Python allocator reports it)
+        if (self.blocks * self.block_bytes >= 1 << 31).any():
+            self.valid = False
+
+
+def _in_spaces(space, names) -> dict:
+    """name -> which items of `space` (an object array) equal it, for each of `names`:
+    by identity where an item is the name's own object (as a rule: both are literals,
+    interned; NumPy's per-item comparison took ~0.4 ms per name at 66k allocations),
+    the other items by value. The objects' ids are read off the array's pointers, as
+    machine/record.py `identities` reads them."""
+    ids = np.frombuffer(space, np.intp)
+    found = {name: ids == id(name) for name in names}
+    other = ~np.logical_or.reduce(list(found.values()), initial=False)
+    if other.any():
+        for name, hits in found.items():
+            hits[other] = space[other] == name
+    return found
 
 
 class _Uses:
@@ -519,144 +536,159 @@ class _Uses:
     first block, its offset from that block's start and its width, and for those over
     several blocks (`multi`) their count and block bytes; the explicit tensors
     (`ex_ids`, in order of first access, and `ex_last`, each one's last instruction).
-    Numba passes over the accesses (`_block_uses`)."""
+    Numba passes over the accesses (`_block_uses`). Rows, instructions, blocks and
+    bytes within a block are int32 (a fresh page costs more than its use: these are
+    the pass's largest arrays); `_Allocs` and the sizes checked here keep them below
+    2**31."""
 
     def __init__(self, cols: _Columns, al: _Allocs):
         self.valid = False
         base = self.base = np.zeros(len(al.blocks) + 1, np.int64)
         np.cumsum(al.blocks, out=base[1:])
         self.nblocks = int(base[-1])
-        made = _block_uses(cols.alloc, cols.hbm, cols.lo, cols.hi, cols.row_instruction,
-                           al.width, al.explicit, al.arena, al.vaddr, al.block_bytes,
-                           al.blocks, base)
+        if max(self.nblocks, len(cols.alloc), len(cols.access.ptr)) >= 1 << 31:
+            return
+        made = _block_uses(cols.alloc, cols.space, cols.source, cols.hbm, cols.lo, cols.hi,
+                           cols.access.ptr, al.width, al.explicit, al.arena, al.vaddr,
+                           al.block_bytes, al.blocks, base)
         if made is None:
             return  # (an alloc id the program does not declare, Python: KeyError; empty
             # or out-of-range blocks: the Python allocator's own behaviour)
         (self.ex_ids, self.ex_last, self.pos, self.first_block, self.offset, self.width,
-         self.multi, self.multi_nb, self.multi_bb, self.ins, self.first, self.last,
+         self.multi, self.multi_nb, self.multi_bb, self.touched, self.first, self.last,
          self.placements, self.ev_block, self.ev_at, self.ev_place) = made
         self.blk_alloc = np.repeat(np.arange(len(al.blocks), dtype=np.int64), al.blocks)
         self.valid = True
 
 
 @jit
-def _block_uses(aid, hbm, lo, hi, row_ins, ntables, explicit, arena, vaddr, block_bytes,
-                blocks, base):
-    """_Uses' columns: of the explicit tensors' accesses (on chip, alloc id >= 0) ex_ids
-    and ex_last, and of the automatic tensors', in row order (instructions in order),
-    (pos, first_block, offset, width, multi, multi_nb, multi_bb, ins, first, last,
-    placements, ev_block, ev_at, ev_place); None where an on-chip access's alloc id is
-    past the tables (`ntables` ids), an explicit tensor's or automatic tensor's
-    allocation has no arena or an automatic one's bytes cover no block or blocks past
-    its own.
+def _block_uses(aid, space, source, hbm, lo, hi, ptr, ntables, explicit, arena, vaddr,
+                block_bytes, blocks, base):
+    """_Uses' columns: of the explicit tensors' accesses (on chip: alloc id >= 0 and
+    space[source[row]] not `hbm`) ex_ids and ex_last, and of the automatic tensors', in
+    row order (instructions in order: instruction k's rows from ptr[k]), (pos,
+    first_block, offset, width, multi, multi_nb, multi_bb, touched (the instructions
+    with such an access), first, last, placements, ev_block, ev_at, ev_place); None
+    where an on-chip access's alloc id is past the tables (`ntables` ids), an explicit
+    tensor's or automatic tensor's allocation has no arena or an automatic one's bytes
+    cover no block or blocks past its own.
     Each (instruction, block) is used once, at its first access there (a block met
-    again within an instruction: its stamp is that instruction); the events of an
+    again within an instruction: its last use is that instruction); the events of an
     instruction are its placements, then its releases, each in that order."""
     m = aid.shape[0]
     ex_last = np.zeros(blocks.shape[0], np.int64)
+    nexp = 0
+    for i in range(ntables):
+        if explicit[i]:
+            nexp += 1
+    ex_ids = np.empty(nexp, np.int64)  # in order of first access
     ex_seen = np.zeros(max(ntables, 1), np.bool_)
     nex = 0
-    n = covered = 0  # (counted first: the columns are made at their size)
+    n = 0  # (the block accesses counted first: their columns are made at their size)
+    k = 0
     for a in range(m):
         i = aid[a]
-        if hbm[a] or i < 0:
+        if i < 0 or space[source[a]] == hbm:
             continue
         if i >= ntables or arena[i] < 0:
             return None
         if explicit[i]:
-            ex_last[i] = row_ins[a]  # (rows in instruction order: the last is the latest)
+            while ptr[k + 1] <= a:
+                k += 1
+            ex_last[i] = k  # (rows in instruction order: the last is the latest)
             if not ex_seen[i]:
                 ex_seen[i] = True
+                ex_ids[nex] = i
                 nex += 1
-            continue
-        rel_lo = lo[a] - vaddr[i]
-        b0 = rel_lo // block_bytes[i]
-        b1 = -(-(rel_lo + hi[a] - lo[a]) // block_bytes[i])
-        if b1 - b0 <= 0 or b0 < 0 or b1 > blocks[i]:
-            return None
-        n += 1
-        covered += b1 - b0
-    ex_ids = np.empty(nex, np.int64)  # in order of first access
-    nex = 0
+        else:
+            n += 1
+    ex_ids = ex_ids[:nex]
+    pos = np.empty(n, np.int32)
+    first_block = np.empty(n, np.int32)
+    offset = np.empty(n, np.int32)
+    width = np.empty(n, np.int32)
+    nbl = base[base.shape[0] - 1]
+    first = np.full(nbl, -1, np.int32)
+    last = np.full(nbl, -1, np.int32)  # (so far: the instruction that used it last)
+    j = 0
+    k = -1
+    ntouched = 0
+    nmulti = 0
+    used = 0
     for a in range(m):
         i = aid[a]
-        if not hbm[a] and i >= 0 and explicit[i] and ex_seen[i]:
-            ex_seen[i] = False
-            ex_ids[nex] = i
-            nex += 1
-    pos = np.empty(n, np.int64)
-    first_block = np.empty(n, np.int64)
-    offset = np.empty(n, np.int64)
-    width = np.empty(n, np.int64)
-    nbs = np.empty(n, np.int64)
-    bbs = np.empty(n, np.int64)
-    n = 0
-    for a in range(m):
-        i = aid[a]
-        if hbm[a] or i < 0 or explicit[i]:
+        if i < 0 or space[source[a]] == hbm or explicit[i]:
             continue
         rel_lo = lo[a] - vaddr[i]
         w = hi[a] - lo[a]
         bb = block_bytes[i]
         b0 = rel_lo // bb
-        pos[n], first_block[n] = a, base[i] + b0
-        offset[n], width[n] = rel_lo - b0 * bb, w
-        nbs[n], bbs[n] = -(-(rel_lo + w) // bb) - b0, bb
-        n += 1
-    nbl = base[base.shape[0] - 1]
-    first = np.full(nbl, -1, np.int64)
-    last = np.full(nbl, -1, np.int64)
-    stamp = np.full(nbl, -1, np.int64)  # the instruction that used the block last
-    use_block = np.empty(covered, np.int64)  # the (instruction, block) uses, in order
-    use_ins = np.empty(covered, np.int64)
-    ins = np.empty(n, np.int64)
-    nuse = 0
-    nmulti = 0
-    for j in range(n):
-        k = row_ins[pos[j]]
-        ins[j] = k
-        if nbs[j] > 1:
+        b1 = -(-(rel_lo + w) // bb)
+        if b1 - b0 <= 0 or b0 < 0 or b1 > blocks[i]:
+            return None
+        if k < 0 or ptr[k + 1] <= a:
+            ntouched += 1
+            k = max(k, 0)
+            while ptr[k + 1] <= a:
+                k += 1
+        pos[j], first_block[j], offset[j], width[j] = a, base[i] + b0, rel_lo - b0 * bb, w
+        j += 1
+        if b1 - b0 > 1:
             nmulti += 1
-        for g in range(first_block[j], first_block[j] + nbs[j]):
-            if stamp[g] != k:
-                stamp[g] = k
-                use_block[nuse], use_ins[nuse] = g, k
-                nuse += 1
+        for g in range(base[i] + b0, base[i] + b1):
+            if last[g] != k:
                 if first[g] < 0:
                     first[g] = k
+                    used += 1
                 last[g] = k
-    multi = np.empty(nmulti, np.int64)
-    nmulti = 0
-    for j in range(n):
-        if nbs[j] > 1:
-            multi[nmulti] = j
-            nmulti += 1
-    used = 0  # (each block used has one placement and one release)
-    for g in range(nbl):
-        if first[g] >= 0:
-            used += 1
-    ev_block = np.empty(2 * used, np.int64)
-    ev_at = np.empty(2 * used, np.int64)
-    ev_place = np.empty(2 * used, np.int64)
+    multi = np.empty(nmulti, np.int32)
+    multi_nb = np.empty(nmulti, np.int64)
+    multi_bb = np.empty(nmulti, np.int64)
+    if nmulti:
+        nmulti = 0
+        for j in range(n):
+            bb = block_bytes[aid[pos[j]]]
+            nb = -(-(offset[j] + width[j]) // bb)
+            if nb > 1:
+                multi[nmulti], multi_nb[nmulti], multi_bb[nmulti] = j, nb, bb
+                nmulti += 1
+    # (each block used has one placement and one release)
+    ev_block = np.empty(2 * used, np.int32)
+    ev_at = np.empty(2 * used, np.int32)
+    ev_place = np.empty(2 * used, np.int32)
+    touched = np.empty(ntouched, np.int32)
+    seen = np.full(nbl, -1, np.int32)  # k: placed at k, -2 - k: released at k
     ne = 0
-    placements = 0
     s = 0
-    while s < nuse:  # one instruction's uses at a time
-        e = s
-        while e < nuse and use_ins[e] == use_ins[s]:
+    k = 0
+    t = 0  # (the next of `multi`)
+    for nt in range(ntouched):  # one instruction's block accesses [s, e) at a time
+        while ptr[k + 1] <= pos[s]:
+            k += 1
+        touched[nt] = k
+        e = s + 1
+        while e < n and pos[e] < ptr[k + 1]:
             e += 1
-        for u in range(s, e):
-            if first[use_block[u]] == use_ins[u]:
-                ev_block[ne], ev_at[ne], ev_place[ne] = use_block[u], use_ins[u], 1
-                ne += 1
-                placements += 1
-        for u in range(s, e):
-            if last[use_block[u]] == use_ins[u]:
-                ev_block[ne], ev_at[ne], ev_place[ne] = use_block[u], use_ins[u], 0
-                ne += 1
+        t0 = t
+        for release in range(2):
+            t = t0
+            for j in range(s, e):
+                nb = 1
+                if t < multi.shape[0] and multi[t] == j:
+                    nb = multi_nb[t]
+                    t += 1
+                for g in range(first_block[j], first_block[j] + nb):
+                    if release == 0 and first[g] == k and seen[g] != k:
+                        seen[g] = k
+                        ev_block[ne], ev_at[ne], ev_place[ne] = g, k, 1
+                        ne += 1
+                    elif release == 1 and last[g] == k and seen[g] != -2 - k:
+                        seen[g] = -2 - k
+                        ev_block[ne], ev_at[ne], ev_place[ne] = g, k, 0
+                        ne += 1
         s = e
-    return (ex_ids, ex_last, pos, first_block, offset, width, multi, nbs[multi], bbs[multi],
-            ins, first, last, placements, ev_block, ev_at, ev_place)
+    return (ex_ids, ex_last, pos, first_block, offset, width, multi, multi_nb, multi_bb,
+            touched, first, last, used, ev_block, ev_at, ev_place)
 
 
 def allocate_compiled(program: Program) -> Program | None:
@@ -669,16 +701,8 @@ def allocate_compiled(program: Program) -> Program | None:
         caps += [core.sbuf_usable_bytes_per_partition, core.psum_bytes_per_partition]
         aligns += [core.sbuf_align_bytes, core.psum_bank_bytes]
     al = _Allocs(program.allocations, keys)
-    if not al.valid:
+    if not al.valid or max(caps) >= 1 << 31:  # (physical bytes as int32: _physical)
         return None
-    instrs = program.instructions
-    # the indices are set to the positions unless they are already (in which case no
-    # instruction is listed twice: it would have two indices)
-    renumber = not np.array_equal(
-        np.fromiter([ins.index for ins in instrs], np.int64, len(instrs)),
-        np.arange(len(instrs)))
-    if renumber and len(set(map(id, instrs))) != len(instrs):
-        return None  # an instruction listed twice: the Python pass maps it twice
     cols = _Columns(program, al.vaddr)
     u = _Uses(cols, al)
     if not u.valid:
@@ -691,10 +715,19 @@ def allocate_compiled(program: Program) -> Program | None:
     start, size, order, notes, peak = placed
     plan = _plan(program, u, al, keys, caps, start, size, order, notes, peak)
     lo, hi = _physical(u, start, size)
-    rows, ins_of = u.pos, u.ins
+    rows, touched = u.pos, u.touched
     # what the walk and the plan read dies here, before the physical accesses are made
     del u, al, placed, start, size, order, notes, peak
-    return _rewrite(program, access, rows, ins_of, lo, hi, plan, renumber)
+    # the indices are set to the positions unless they are already (in which case no
+    # instruction is listed twice: it would have two indices); read here, next to the
+    # rewrite's passes over the instructions, while their objects are in the caches
+    instrs = program.instructions
+    renumber = not np.array_equal(
+        np.fromiter([ins.index for ins in instrs], np.int64, len(instrs)),
+        np.arange(len(instrs)))
+    if renumber and len(set(map(id, instrs))) != len(instrs):
+        return None  # an instruction listed twice: the Python pass maps it twice
+    return _rewrite(program, access, rows, touched, lo, hi, plan, renumber)
 
 
 def _place(u: _Uses, al: _Allocs, capacity, align):
@@ -735,17 +768,43 @@ def _plan(program, u: _Uses, al: _Allocs, keys, caps, start, size, order, notes,
         np.concatenate((u.ex_last[x], u.last[order])))))
     plan = MemoryPlan(program.allocations, {k: int(c) for k, c in zip(keys, caps)},
                       placement_columns=columns)
+    at, used, bounds = _usage_steps(*notes, len(keys))
     for n, k in enumerate(keys):
-        sel = notes[0] == n
-        at = np.concatenate(([0], notes[1][sel]))
-        used = np.concatenate(([0], notes[2][sel]))
-        last = np.ones(len(at), np.bool_)  # a note at the same index replaces the step
-        last[:-1] = at[1:] != at[:-1]
+        part = slice(bounds[n], bounds[n + 1])
         steps = Steps()
-        steps.at, steps.value = map(_int_array, (at[last], used[last]))
+        steps.at, steps.value = _int_array(at[part]), _int_array(used[part])
         plan.usage[k] = steps
         plan.peak[k] = int(peak[n])
     return plan
+
+
+@jit
+def _usage_steps(note_arena, note_at, note_used, na):
+    """Each arena's step series (Arena.usage: from (0, 0), a note at the index of the
+    step before replacing it) from the walk's notes (in order): (at, used), arena a's
+    steps at [bounds[a], bounds[a + 1])."""
+    count = np.ones(na, np.int64)
+    for e in range(note_arena.shape[0]):
+        count[note_arena[e]] += 1
+    bounds = np.zeros(na + 1, np.int64)
+    bounds[1:] = np.cumsum(count)
+    at = np.zeros(bounds[na], np.int64)
+    used = np.zeros(bounds[na], np.int64)
+    end = bounds[:na].copy()  # (each arena's last step; its (0, 0) to start)
+    for e in range(note_arena.shape[0]):
+        a = note_arena[e]
+        if note_at[e] != at[end[a]]:
+            end[a] += 1
+            at[end[a]] = note_at[e]
+        used[end[a]] = note_used[e]
+    n = 0
+    for a in range(na):  # (the steps packed)
+        for k in range(bounds[a], end[a] + 1):
+            at[n], used[n] = at[k], used[k]
+            n += 1
+        bounds[a] = n - (end[a] + 1 - bounds[a])
+    bounds[na] = n
+    return at[:n], used[:n], bounds
 
 
 def _narrow(values: np.ndarray) -> np.ndarray:
@@ -763,20 +822,24 @@ def _int_array(values: np.ndarray) -> array:
 
 
 def _physical(u: _Uses, start, size) -> tuple:
-    """Each block access's physical bytes [lo, hi) (_Allocator.physical)."""
-    plo = start[u.first_block] + u.offset
-    phi = plo + u.width
+    """Each block access's physical bytes [lo, hi) (_Allocator.physical), int32 (bytes
+    of an arena), made in u.offset and u.width (which it consumes: fresh pages cost
+    more than the adds)."""
+    plo, phi = u.offset, u.width
+    plo += start.astype(np.int32)[u.first_block]
+    phi += plo
     for j, nb, bb in zip(u.multi.tolist(), u.multi_nb.tolist(), u.multi_bb.tolist()):
         g = u.first_block[j] + np.arange(nb)
         st = start[g]
         if not (st == st[0] + np.arange(len(g)) * bb).all():
             plo[j], phi[j] = st.min(), (st + size[g]).max()  # scattered blocks: their box
+    u.offset = u.width = None
     return plo, phi
 
 
-def _rewrite(program, access, rows, ins_of, lo, hi, plan, renumber) -> Program:
-    """The program with each block access (`rows` of the columns `access`; ins_of: their
-    instructions) at its physical bytes [lo, hi), indices set and
+def _rewrite(program, access, rows, touched, lo, hi, plan, renumber) -> Program:
+    """The program with each block access (`rows` of the columns `access`; touched:
+    their instructions, each once) at its physical bytes [lo, hi), indices set and
     order edges copied as _Allocator.run does (no instruction was inserted, so every
     index stays), and its access columns (made from the virtual ones:
     timing/access_columns.py `moved`), which the physical Access objects are made from
@@ -795,23 +858,28 @@ def _rewrite(program, access, rows, ins_of, lo, hi, plan, renumber) -> Program:
     allocated = Program(program.chip, program.lnc, out, program.allocations, plan,
                         [(c, renumbered[at]) for c, at in program.fences])
     allocated._access_columns = access_columns.moved(access, out, rows, lo, hi, orders)
-    _defer_move(allocated, rows, ins_of)
+    _defer_move(allocated, rows, touched)
     return allocated
 
 
-def _defer_move(program, rows, ins_of) -> None:
+def _defer_move(program, rows, touched) -> None:
     """Give each instruction of the allocated `program` with an access at `rows` of its
-    access columns (ins_of: their instructions) its physical accesses when first read:
+    access columns (`touched`: those instructions) its physical accesses when first read:
     until then it holds its virtual reads and writes, as an _Unplaced of this program.
     The passes after the allocation read the access columns, and the cost model the
     operands' fields other than lo and hi (machine/record.py `held_reads`), so a
     timing-only profile never makes them."""
     if not len(rows):
         return
-    touched = ins_of[run_starts(ins_of)]
-    mine = np.fromiter(program.instructions, object, len(program.instructions))[touched]
-    pending = _PendingMove(program, mine, rows)
-    mine = mine.tolist()
+    instrs = program.instructions
+    objects = np.fromiter(instrs, object, len(instrs))
+    if len(touched) == len(instrs):  # (as a rule: each has an on-chip access)
+        mine = instrs
+    else:
+        objects = objects[touched]
+        mine = objects.tolist()
+    pending = _PendingMove(program, objects, rows)
+    del objects
     pending.deferred, pending.runs = pending_operands(mine)
     # (its `__del__` is `pending.let_go` itself, as a loop copy's is: machine/record.py
     # `deferred_instructions`)
@@ -835,7 +903,10 @@ class _PendingMove:
         self.ids = np.frombuffer(mine, np.intp).copy()  # (id() of each)
         cols = program._access_columns  # (its arrays: it holds the instructions)
         self.cols = (cols.acc, cols.ptr, cols.wptr)
-        self.rows = rows.astype(np.int32) if len(rows) and rows[-1] < 1 << 31 else rows
+        # (int32, _Uses.pos; a copy made now: the rows outlive the pass, and where they
+        # were made, among its columns, they kept ~3 MiB more on the strided memory
+        # kernel's profile peak, benchmarks/memory.py)
+        self.rows = rows.copy()
         self.unplaced = len(mine)  # (those not made yet, alive)
         self.made: dict | None = None  # (id(virtual), lo, hi) -> (virtual, its Access)
         self.slot: dict | None = None  # id(instruction) -> its number among them

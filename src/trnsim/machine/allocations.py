@@ -62,12 +62,16 @@ class _Block:
         return _Block(start, stop, self.base + start - self.start, self.template,
                       self.declared, self.vaddr)
 
-    def columns(self, fields) -> list:
+    def columns(self, fields, memo: dict) -> list:
         """Fields `fields` ((name, dtype) pairs) of its allocations, in id order: an
-        array each."""
+        array each, to read only (a template's field may be the one in `memo`, the
+        template fields converted so far: `field`)."""
         n, w = self.stop - self.start, self.width
         at = slice(self.base, self.base + n)
-        of_template = np.arange(self.base, self.base + n) % w  # (each one's position)
+        if self.base % w == 0 and n == w:  # (one copy of the template: all of it)
+            of_template = slice(None)
+        else:  # (each one's position in the template)
+            of_template = np.arange(self.base, self.base + n) % w
         out = []
         for name, dtype in fields:
             if name == "id":
@@ -77,14 +81,22 @@ class _Block:
             elif name == "vaddr" and self.vaddr is not None:
                 out.append(self.vaddr[at].astype(dtype))
             else:
-                out.append(self.field(name, dtype)[of_template])
+                out.append(self.field(name, dtype, memo)[of_template])
         return out
 
-    def field(self, name: str, dtype) -> np.ndarray:
-        """Field `name` of the template's allocations."""
-        k = _FIELDS.index(name)
-        values = np.empty(self.width, dtype)
-        values[:] = self.template[k]
+    def field(self, name: str, dtype, memo: dict | None = None) -> np.ndarray:
+        """Field `name` of the template's allocations. `memo`: (id of a template's field
+        list, dtype) -> that list as an array, for a caller that keeps the blocks alive
+        while it reads them (an outer loop's blocks of copies share their template's
+        lists: on the matmul tutorial's tiled step, 26 blocks of 2,080)."""
+        column = self.template[_FIELDS.index(name)]
+        key = (id(column), dtype)
+        values = memo.get(key) if memo is not None else None
+        if values is None:
+            values = np.empty(self.width, dtype)
+            values[:] = column
+            if memo is not None:
+                memo[key] = values
         return values
 
 
@@ -278,7 +290,8 @@ def allocation_columns(allocs, fields: dict) -> tuple:
     own = allocs._own if isinstance(allocs, Allocations) else allocs
     blocks = allocs._blocks if isinstance(allocs, Allocations) else []
     values = list(own.values())
-    read = [b.columns([*fields.items(), ("id", np.int64)]) for b in blocks]
+    memo: dict = {}
+    read = [b.columns([*fields.items(), ("id", np.int64)], memo) for b in blocks]
     columns = [np.concatenate([np.fromiter(map(attrgetter(name), values), dtype, len(values))]
                               + [r[k] for r in read])
                for k, (name, dtype) in enumerate(fields.items())]
