@@ -97,6 +97,11 @@ MIN_ITERATIONS = 2 * (SAMPLES + 2)
 # first iteration recorded this many instructions: an outer loop of a blocked kernel
 # (8 K blocks around loops of tiles) appends whole inner loops per iteration it saves
 HEAVY_BODY = 64
+# ... or, for a short loop entered again, this many: its model serves its later entries
+# (flash attention's loop over key chunks, 54 instructions an iteration, entered for
+# each pair of query tiles)
+REENTERED_BODY = 32
+_FEWEST = 3  # iterations: 0 runs, 1.. are appended, the last checks them
 # a loop that declined or fell back this many times runs every iteration for the rest
 # of the run: watching its samples cost as much again each time (nki-library's mlp:
 # 145 declines made the timing-only run 20% slower than one without expansion)
@@ -199,13 +204,14 @@ def iterate(rng: range, before=None, for_statement: bool = False):
     fences)."""
     run = runtime.current_run()
     total = len(rng)
-    if run is None or not for_statement or total < SAMPLES + 3 or not enabled(run):
+    if run is None or not for_statement or total < _FEWEST or not enabled(run):
         yield from _plain(rng, before, 0)
         return
     frame = _loop_frame()
     site = (frame.f_code, frame.f_lasti)
     stats = run.__dict__.get("expansion")
-    if stats is not None and stats.failed_sites.get(site, 0) >= GIVE_UP:
+    if stats is not None and stats.failed_sites.get(site, 0) >= GIVE_UP \
+            or total < _fewest_iterations(stats, site):
         yield from _plain(rng, before, 0)
         return
     # marks[n]: the state before iteration n (before the first: none, or the record's
@@ -226,8 +232,8 @@ def iterate(rng: range, before=None, for_statement: bool = False):
             yield rng[0]
         finally:
             stats.watching -= 1
-        if len(run.program.instructions) - marks[0].instructions < HEAVY_BODY \
-                and start is None:
+        body = len(run.program.instructions) - marks[0].instructions
+        if start is None and not _heavy_enough(stats, site, body, total):
             yield from _plain(rng, before, 1)
             return
         marks.append(Mark(run, frame))
@@ -240,6 +246,40 @@ def iterate(rng: range, before=None, for_statement: bool = False):
     yield from _plain(rng, before, n)
 
 
+def _fewest_iterations(stats, site) -> int:
+    """The fewest iterations an entry of the loop at `site` may expand: FEW + 3 (one to
+    append after a short loop's samples: `_heavy_enough` tells whether it is sampled);
+    3 for one with a model, whose entry samples none (iteration 0 runs, 1.. are
+    appended, the last checks them), or 4 when its last iteration differs alone (the
+    one before it checks them): the key-chunk loop of causal flash attention, whose
+    trip count grows with the query tile."""
+    if stats is not None and site in stats.known:
+        return _FEWEST + (site in stats.last_differs)
+    return FEW + 3 if stats is None or stats.short_sites.get(site, True) else SAMPLES + 3
+
+
+def _short_declined(stats, site) -> None:
+    """An entry of fewer than SAMPLES + 3 iterations declined (its few samples, or
+    iteration 0 against the loop's model): the loop samples no such entry again, but
+    keeps the entries that can sample fully (`GIVE_UP` counts those only)."""
+    stats.short_sites[site] = False
+    stats.known.pop(site, None)
+
+
+def _heavy_enough(stats, site, body: int, total: int) -> bool:
+    """Whether a short loop (fewer than MIN_ITERATIONS) whose iteration 0 recorded
+    `body` instructions is sampled: a heavy body, in a loop of at least SAMPLES + 3
+    iterations; or, in a loop entered again, one of at least REENTERED_BODY, whose
+    model its later entries reuse (`stats.short_sites`: where such bodies were seen),
+    in a loop of at least FEW + 3 (`_fewest_iterations`)."""
+    seen = stats.short_sites.get(site)
+    if seen is None and body >= REENTERED_BODY:
+        stats.short_sites[site] = True
+    if body >= HEAVY_BODY or seen is not None and body >= REENTERED_BODY:
+        return total >= SAMPLES + 3 or bool(seen)
+    return False
+
+
 def _expanding(run, rng: range, before, frame, site, marks: list, stats, start):
     """`iterate`'s samples, expansion and last iteration; returns the first iteration
     left to run for real (len(rng) when none is). `start`: the state before iteration
@@ -249,14 +289,22 @@ def _expanding(run, rng: range, before, frame, site, marks: list, stats, start):
     known = stats.known.get(site)
     sampling = _SAMPLING
     if known is not None:  # no sample when iteration 0 repeats the model, else one
-        sampling = ((0, (1,)), (1, (1,)), (RESAMPLES, (1,)), *_SAMPLING) \
-            if start is not None else ((RESAMPLES, (1,)), *_SAMPLING)
+        sampling = ((RESAMPLES, (1,)), *_SAMPLING)
+        if start is not None:
+            sampling = ((1, (1,)), *sampling) if site in stats.zero_misses \
+                else ((0, (1,)), (1, (1,)), *sampling)
     elif marks[0] is not None:  # a short heavy loop: FEW samples where iteration 0 agrees
         sampling = ((FEW, (1,)), *_SAMPLING)
+        if total < SAMPLES + 3:  # (a short loop entered again: FEW + 1 without iteration
+            # 0, where a body that carries tiles to the next iteration reads others: the
+            # online-softmax state of flash attention's loop over key chunks)
+            sampling = ((FEW, (1,)), (FEW + 1, (1,)))
     while True:
         plan = None
+        too_short = False  # (more samples could give a plan than the loop has)
         for samples, periods in sampling:
             if total < samples + 3:
+                too_short = True
                 break
             while len(marks) <= samples + 1:
                 n = len(marks) - 1
@@ -282,7 +330,11 @@ def _expanding(run, rng: range, before, frame, site, marks: list, stats, start):
             plan.layout = last_model[2]
         if plan is None:
             stats.declined += 1
-            stats.failed_sites[site] = stats.failed_sites.get(site, 0) + 1
+            if total < SAMPLES + 3:  # (an entry too short to sample fully: see _short_declined)
+                if not too_short:
+                    _short_declined(stats, site)
+            else:
+                stats.failed_sites[site] = stats.failed_sites.get(site, 0) + 1
             return n
         last = total - 1
         # the iteration that checks the model: the last, or the one before it in a loop
@@ -313,6 +365,8 @@ def _expanding(run, rng: range, before, frame, site, marks: list, stats, start):
         # the model of iteration 0 alone missed (another step than the last entry's):
         # this entry is sampled afresh from iteration 1 on
         stats.remodelled += 1
+        if plan.last_sampled == 0 and plan.carried:
+            stats.zero_misses.add(site)
         known, sampling = None, _SAMPLING
 
 
@@ -431,6 +485,14 @@ class ExpansionStats:
         # loops whose last iteration differs alone: their model is checked by the one
         # before it (`_expanding`)
         self.last_differs: set = set()
+        # loops entered again whose model from iteration 0 alone missed, with a tile the
+        # body carries to the next iteration (which iteration 0 reads from the code
+        # before the loop, off the step): their later entries sample iteration 1
+        self.zero_misses: set = set()
+        # short loops entered with a body of at least REENTERED_BODY instructions ->
+        # whether their entries shorter than SAMPLES + 3 may still expand
+        # (`_short_declined`)
+        self.short_sites: dict = {}
         # loop -> (structure, drift, Copier layout) of its last expansion (period 1): a
         # loop entered again (the inner loop of a blocked kernel) is checked against it
         # on fewer samples (RESAMPLES) and reuses its layout
