@@ -23,9 +23,12 @@ from test_expand import _both, _run, _stats
 BF16 = ml_dtypes.bfloat16
 
 
+def _shapes(S):
+    return (1, 1, 128, S), (1, 1, 128, S), (1, 1, S, 128)  # q, k, v
+
+
 def _flash(S, causal, data=None):
-    q, k, v = data if data is not None else [np.zeros(s, BF16) for s in
-                                             ((1, 1, 128, S), (1, 1, 128, S), (1, 1, S, 128))]
+    q, k, v = data if data is not None else [np.zeros(s, BF16) for s in _shapes(S)]
     return dict(q=q, k=k, v=v, causal=causal)
 
 
@@ -53,8 +56,7 @@ def test_flash_attention_expands_its_key_chunk_loop_to_a_full_runs_record(
 def test_flash_attention_numerics_are_those_of_a_full_run(monkeypatch, causal):
     rng = np.random.default_rng(0)
     S = 1024
-    data = [rng.standard_normal(s).astype(BF16) for s in
-            ((1, 1, 128, S), (1, 1, 128, S), (1, 1, S, 128))]
+    data = [rng.standard_normal(s).astype(BF16) for s in _shapes(S)]
     outs = []
     for flag in ("0", "1"):
         monkeypatch.setenv(expand.ENV, flag)
@@ -111,7 +113,8 @@ def test_a_growing_inner_loop_whose_last_iteration_differs_reuses_its_model(monk
 
 
 @pytest.mark.parametrize("short_by", [4, 12])
-def test_an_error_in_a_late_entry_points_at_its_line_as_in_a_full_run(monkeypatch, short_by):
+def test_an_error_in_a_late_entry_points_at_its_line_as_in_a_full_run(monkeypatch,
+                                                                      short_by):
     """x ends 4 columns into the last entry's last block (its last iteration fails), or
     12 (the last iteration of the entry before it, which also checks the last entry's
     model)."""
@@ -119,8 +122,11 @@ def test_an_error_in_a_late_entry_points_at_its_line_as_in_a_full_run(monkeypatc
     messages = []
     for flag in ("0", "1"):
         monkeypatch.setenv(expand.ENV, flag)
+        left_early = expand._left_early[0]
         with pytest.raises(Exception) as err:
             _run(kernel, x)
         messages.append((type(err.value), str(err.value)))
+    # (the expanded run left an expanded loop in its last iteration: run again in full)
+    assert expand._left_early[0] == left_early + 1
     assert messages[0] == messages[1]
     assert "x short: here" in messages[1][1]

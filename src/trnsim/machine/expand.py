@@ -41,11 +41,13 @@ diagonal chunk) is checked so on its later entries straight away.
 It runs every iteration when:
 - numerics are on (values are computed per iteration), `TRNSIM_EXPAND=0`, the loop has
   fewer than `MIN_ITERATIONS` and its first iteration recorded fewer than `HEAVY_BODY`
-  instructions (unless an entry of it expanded before; or it has fewer than SAMPLES +
-  3: nothing left to append), its iterator is not taken by a `for` statement (zip,
-  enumerate, list(), comprehensions), or its body can leave it (`break`, `return`,
-  `yield`): `is_for_statement`; or the same loop declined or fell back `GIVE_UP`
-  times already in this run;
+  instructions (unless an entry of it expanded before, or it is entered again with a
+  body of at least `REENTERED_BODY`: `_heavy_enough`; or it has too few iterations
+  left to append: `_fewest_iterations`), its iterator is not taken by a `for`
+  statement (zip, enumerate, list(), comprehensions), or its body can leave it
+  (`break`, `return`, `yield`): `is_for_statement`; or the same loop declined or fell
+  back `GIVE_UP` times already in this run (entries too short to sample fully do not
+  count: `_short_declined`);
 - the sampled iterations differ in structure, a number is not affine, an iteration
   records on another core (a cross-core handover), creates shared HBM tensors, leaves
   a deferred legacy result pending, or changes state beside the record in a tensor
@@ -224,6 +226,9 @@ def iterate(rng: range, before=None, for_statement: bool = False):
     # runs iterations 0 and the last alone)
     if total < MIN_ITERATIONS:
         stats = run.__dict__.setdefault("expansion", ExpansionStats())
+        if start is None and total < SAMPLES + 3 and site not in stats.short_sites:
+            yield from _noting_body(run, rng, before, stats, site)
+            return
         marks[0] = Mark(run, None)  # (the record alone: see FEW)
         if before is not None:
             before(0)
@@ -264,6 +269,19 @@ def _short_declined(stats, site) -> None:
     keeps the entries that can sample fully (`GIVE_UP` counts those only)."""
     stats.short_sites[site] = False
     stats.known.pop(site, None)
+
+
+def _noting_body(run, rng: range, before, stats, site):
+    """Every iteration of an entry too short to sample a loop not noted yet; iteration
+    0's record tells whether it is noted (`stats.short_sites`: its body is at least
+    REENTERED_BODY)."""
+    at = len(run.program.instructions)
+    if before is not None:
+        before(0)
+    yield rng[0]
+    if len(run.program.instructions) - at >= REENTERED_BODY:
+        stats.short_sites[site] = True
+    yield from _plain(rng, before, 1)
 
 
 def _heavy_enough(stats, site, body: int, total: int) -> bool:
@@ -330,7 +348,7 @@ def _expanding(run, rng: range, before, frame, site, marks: list, stats, start):
             plan.layout = last_model[2]
         if plan is None:
             stats.declined += 1
-            if total < SAMPLES + 3:  # (an entry too short to sample fully: see _short_declined)
+            if total < SAMPLES + 3:  # (too short to sample fully: see _short_declined)
                 if not too_short:
                     _short_declined(stats, site)
             else:
