@@ -130,3 +130,28 @@ def test_an_error_in_a_late_entry_points_at_its_line_as_in_a_full_run(monkeypatc
     assert expand._left_early[0] == left_early + 1
     assert messages[0] == messages[1]
     assert "x short: here" in messages[1][1]
+
+
+def test_short_entries_that_decline_cost_one_try_per_length(monkeypatch):
+    """Entries of 5 iterations whose blocks are not affine (k * k) decline once (FEW
+    samples off the step, FEW + 1 more than they have), the next ones of 5 run in full
+    and do not count towards GIVE_UP: the loop's entries of 12 still expand."""
+    trips = (5,) * 8 + (12, 12)
+
+    @nki.jit
+    def kernel(x):
+        out = nl.ndarray((128, 8), nl.float32, buffer=nl.hbm)
+        for trip in trips:  # (a tuple: iterated without expansion)
+            for k in nl.sequential_range(trip):
+                col = (k * k if trip == 5 else k) * 8
+                t = nl.ndarray((128, 8), nl.float32, buffer=nl.sbuf)
+                nisa.dma_copy(dst=t, src=x[:, col:col + 8])
+                for _ in (0,) * 32:
+                    nisa.tensor_scalar(dst=t, data=t, op0=nl.multiply, operand0=1.0)
+                nisa.dma_copy(dst=out, src=t)
+        return out
+    _, fast = _both(monkeypatch, lambda: _run(kernel, np.zeros((128, 8 * 17), np.float32)))
+    st = _stats(fast)
+    assert (st.declined, st.fallbacks, st.remodelled) == (1, 0, 0)
+    # the first entry of 12 samples 1..4 and checks 11; the second appends 1..10
+    assert (st.loops, st.iterations) == (2, 6 + 10)

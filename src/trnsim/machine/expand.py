@@ -238,7 +238,7 @@ def iterate(rng: range, before=None, for_statement: bool = False):
         finally:
             stats.watching -= 1
         body = len(run.program.instructions) - marks[0].instructions
-        if start is None and not _heavy_enough(stats, site, body, total):
+        if start is None and not _heavy_enough(stats, site, body):
             yield from _plain(rng, before, 1)
             return
         marks.append(Mark(run, frame))
@@ -257,18 +257,23 @@ def _fewest_iterations(stats, site) -> int:
     3 for one with a model, whose entry samples none (iteration 0 runs, 1.. are
     appended, the last checks them), or 4 when its last iteration differs alone (the
     one before it checks them): the key-chunk loop of causal flash attention, whose
-    trip count grows with the query tile."""
-    if stats is not None and site in stats.known:
-        return _FEWEST + (site in stats.last_differs)
-    return FEW + 3 if stats is None or stats.short_sites.get(site, True) else SAMPLES + 3
+    trip count grows with the query tile. More after a short entry declined
+    (`_short_declined`)."""
+    if stats is None:
+        return FEW + 3
+    fewest = stats.short_sites.get(site, 0)
+    if site in stats.known:
+        return max(fewest, _FEWEST + (site in stats.last_differs))
+    return max(fewest, FEW + 3)
 
 
-def _short_declined(stats, site) -> None:
-    """An entry of fewer than SAMPLES + 3 iterations declined (its few samples, or
-    iteration 0 against the loop's model): the loop samples no such entry again, but
-    keeps the entries that can sample fully (`GIVE_UP` counts those only)."""
-    stats.short_sites[site] = False
-    stats.known.pop(site, None)
+def _short_declined(stats, site, total: int, too_short: bool) -> None:
+    """An entry of `total` iterations, fewer than SAMPLES + 3, declined: the loop's
+    later entries need one more iteration where more samples than it had might have
+    given a model (`too_short`), else SAMPLES + 3 (`GIVE_UP` counts these declines of
+    entries that can sample fully only)."""
+    stats.short_sites[site] = max(stats.short_sites.get(site, 0),
+                                  total + 1 if too_short else SAMPLES + 3)
 
 
 def _noting_body(run, rng: range, before, stats, site):
@@ -280,22 +285,19 @@ def _noting_body(run, rng: range, before, stats, site):
         before(0)
     yield rng[0]
     if len(run.program.instructions) - at >= REENTERED_BODY:
-        stats.short_sites[site] = True
+        stats.short_sites[site] = FEW + 3
     yield from _plain(rng, before, 1)
 
 
-def _heavy_enough(stats, site, body: int, total: int) -> bool:
+def _heavy_enough(stats, site, body: int) -> bool:
     """Whether a short loop (fewer than MIN_ITERATIONS) whose iteration 0 recorded
-    `body` instructions is sampled: a heavy body, in a loop of at least SAMPLES + 3
-    iterations; or, in a loop entered again, one of at least REENTERED_BODY, whose
-    model its later entries reuse (`stats.short_sites`: where such bodies were seen),
-    in a loop of at least FEW + 3 (`_fewest_iterations`)."""
-    seen = stats.short_sites.get(site)
-    if seen is None and body >= REENTERED_BODY:
-        stats.short_sites[site] = True
-    if body >= HEAVY_BODY or seen is not None and body >= REENTERED_BODY:
-        return total >= SAMPLES + 3 or bool(seen)
-    return False
+    `body` instructions is sampled: a heavy body, or, in a loop entered again, one of at
+    least REENTERED_BODY, whose model its later entries reuse (`stats.short_sites`:
+    where such bodies were seen)."""
+    noted = site in stats.short_sites
+    if not noted and body >= REENTERED_BODY:
+        stats.short_sites[site] = FEW + 3
+    return body >= HEAVY_BODY or noted and body >= REENTERED_BODY
 
 
 def _expanding(run, rng: range, before, frame, site, marks: list, stats, start):
@@ -348,9 +350,8 @@ def _expanding(run, rng: range, before, frame, site, marks: list, stats, start):
             plan.layout = last_model[2]
         if plan is None:
             stats.declined += 1
-            if total < SAMPLES + 3:  # (too short to sample fully: see _short_declined)
-                if not too_short:
-                    _short_declined(stats, site)
+            if total < SAMPLES + 3:
+                _short_declined(stats, site, total, too_short)
             else:
                 stats.failed_sites[site] = stats.failed_sites.get(site, 0) + 1
             return n
@@ -508,8 +509,7 @@ class ExpansionStats:
         # before the loop, off the step): their later entries sample iteration 1
         self.zero_misses: set = set()
         # short loops entered with a body of at least REENTERED_BODY instructions ->
-        # whether their entries shorter than SAMPLES + 3 may still expand
-        # (`_short_declined`)
+        # the fewest iterations of an entry that may expand (`_fewest_iterations`)
         self.short_sites: dict = {}
         # loop -> (structure, drift, Copier layout) of its last expansion (period 1): a
         # loop entered again (the inner loop of a blocked kernel) is checked against it
