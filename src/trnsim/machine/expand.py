@@ -42,11 +42,13 @@ diagonal chunk) is checked so on its later entries straight away.
 It runs every iteration when:
 - numerics are on (values are computed per iteration), `TRNSIM_EXPAND=0`, the loop has
   fewer than `MIN_ITERATIONS` and its first iteration recorded fewer than `HEAVY_BODY`
-  instructions (unless an entry of it expanded before; or it has fewer than SAMPLES +
-  3: nothing left to append), its iterator is not taken by a `for` statement (zip,
-  enumerate, list(), comprehensions), or its body can leave it (`break`, `return`,
-  `yield`): `is_for_statement`; or the same loop declined or fell back `GIVE_UP`
-  times already in this run;
+  instructions (unless an entry of it expanded before, or it is entered again with a
+  body of at least `REENTERED_BODY`: `_heavy_enough`; or it has too few iterations
+  left to append: `_fewest_iterations`), its iterator is not taken by a `for`
+  statement (zip, enumerate, list(), comprehensions), or its body can leave it
+  (`break`, `return`, `yield`): `is_for_statement`; or the same loop declined or fell
+  back `GIVE_UP` times already in this run (entries too short to sample fully do not
+  count: `_short_declined`);
 - the sampled iterations differ in structure, a number is not affine, an iteration
   records on another core (a cross-core handover), creates shared HBM tensors, leaves
   a deferred legacy result pending, or changes state beside the record in a tensor
@@ -98,6 +100,11 @@ MIN_ITERATIONS = 2 * (SAMPLES + 2)
 # first iteration recorded this many instructions: an outer loop of a blocked kernel
 # (8 K blocks around loops of tiles) appends whole inner loops per iteration it saves
 HEAVY_BODY = 64
+# ... or, for a short loop entered again, this many: its model serves its later entries
+# (flash attention's loop over key chunks, 54 instructions an iteration, entered for
+# each pair of query tiles)
+REENTERED_BODY = 32
+_FEWEST = 3  # iterations: 0 runs, 1.. are appended, the last checks them
 # a loop that declined or fell back this many times runs every iteration for the rest
 # of the run: watching its samples cost as much again each time (nki-library's mlp:
 # 145 declines made the timing-only run 20% slower than one without expansion)
@@ -201,13 +208,14 @@ def iterate(rng: range, before=None, for_statement: bool = False):
     fences)."""
     run = runtime.current_run()
     total = len(rng)
-    if run is None or not for_statement or total < SAMPLES + 3 or not enabled(run):
+    if run is None or not for_statement or total < _FEWEST or not enabled(run):
         yield from _plain(rng, before, 0)
         return
     frame = _loop_frame()
     site = (frame.f_code, frame.f_lasti)
     stats = run.__dict__.get("expansion")
-    if stats is not None and stats.failed_sites.get(site, 0) >= GIVE_UP:
+    if stats is not None and stats.failed_sites.get(site, 0) >= GIVE_UP \
+            or total < _fewest_iterations(stats, site):
         yield from _plain(rng, before, 0)
         return
     # marks[n]: the state before iteration n (before the first: none, or the record's
@@ -217,10 +225,13 @@ def iterate(rng: range, before=None, for_statement: bool = False):
     # iteration 1 may confirm the model's (Plan.derive)
     start = Mark(run, frame) if stats is not None and site in stats.known else None
     # a loop entered for the first time runs iteration 0 here: a heavy one samples FEW
-    # iterations, and a short one expands only if it is heavy or has a model (whose
-    # entry runs iterations 0 and the last alone)
+    # iterations, and a short one expands only if it is heavy enough (`_heavy_enough`)
+    # or has a model (whose entry runs iterations 0 and the last alone)
     if total < MIN_ITERATIONS or start is None:
         stats = run.__dict__.setdefault("expansion", ExpansionStats())
+        if start is None and total < SAMPLES + 3 and site not in stats.short_sites:
+            yield from _noting_body(run, rng, before, stats, site)
+            return
         marks[0] = Mark(run, None)  # (the record alone: see FEW)
         if before is not None:
             before(0)
@@ -229,11 +240,12 @@ def iterate(rng: range, before=None, for_statement: bool = False):
             yield rng[0]
         finally:
             stats.watching -= 1
-        light = len(run.program.instructions) - marks[0].instructions < HEAVY_BODY
-        if light and total < MIN_ITERATIONS and start is None:
+        body = len(run.program.instructions) - marks[0].instructions
+        short = total < MIN_ITERATIONS
+        if start is None and short and not _heavy_enough(stats, site, body):
             yield from _plain(rng, before, 1)
             return
-        if light and start is None:
+        if start is None and not short and body < HEAVY_BODY:
             marks[0] = None  # (sampled as it would be from iteration 1 on)
         marks.append(Mark(run, frame))
     stats = run.__dict__.setdefault("expansion", ExpansionStats())
@@ -245,6 +257,55 @@ def iterate(rng: range, before=None, for_statement: bool = False):
     yield from _plain(rng, before, n)
 
 
+def _fewest_iterations(stats, site) -> int:
+    """The fewest iterations an entry of the loop at `site` may expand: FEW + 3 (one to
+    append after a short loop's samples: `_heavy_enough` tells whether it is sampled);
+    3 for one with a model, whose entry samples none (iteration 0 runs, 1.. are
+    appended, the last checks them), or 4 when its last iteration differs alone (the
+    one before it checks them): the key-chunk loop of causal flash attention, whose
+    trip count grows with the query tile. More after a short entry declined
+    (`_short_declined`)."""
+    if stats is None:
+        return FEW + 3
+    fewest = stats.short_sites.get(site, 0)
+    if site in stats.known:
+        return max(fewest, _FEWEST + (site in stats.last_differs))
+    return max(fewest, FEW + 3)
+
+
+def _short_declined(stats, site, total: int, too_short: bool) -> None:
+    """An entry of `total` iterations, fewer than SAMPLES + 3, declined: the loop's
+    later entries need one more iteration where more samples than it had might have
+    given a model (`too_short`), else SAMPLES + 3 (`GIVE_UP` counts these declines of
+    entries that can sample fully only)."""
+    stats.short_sites[site] = max(stats.short_sites.get(site, 0),
+                                  total + 1 if too_short else SAMPLES + 3)
+
+
+def _noting_body(run, rng: range, before, stats, site):
+    """Every iteration of an entry too short to sample a loop not noted yet; iteration
+    0's record tells whether it is noted (`stats.short_sites`: its body is at least
+    REENTERED_BODY)."""
+    at = len(run.program.instructions)
+    if before is not None:
+        before(0)
+    yield rng[0]
+    if len(run.program.instructions) - at >= REENTERED_BODY:
+        stats.short_sites[site] = FEW + 3
+    yield from _plain(rng, before, 1)
+
+
+def _heavy_enough(stats, site, body: int) -> bool:
+    """Whether a short loop (fewer than MIN_ITERATIONS) whose iteration 0 recorded
+    `body` instructions is sampled: a heavy body, or, in a loop entered again, one of at
+    least REENTERED_BODY, whose model its later entries reuse (`stats.short_sites`:
+    where such bodies were seen)."""
+    noted = site in stats.short_sites
+    if not noted and body >= REENTERED_BODY:
+        stats.short_sites[site] = FEW + 3
+    return body >= HEAVY_BODY or noted and body >= REENTERED_BODY
+
+
 def _expanding(run, rng: range, before, frame, site, marks: list, stats, start):
     """`iterate`'s samples, expansion and last iteration; returns the first iteration
     left to run for real (len(rng) when none is). `start`: the state before iteration
@@ -254,14 +315,22 @@ def _expanding(run, rng: range, before, frame, site, marks: list, stats, start):
     known = stats.known.get(site)
     sampling = _SAMPLING
     if known is not None:  # no sample when iteration 0 repeats the model, else one
-        sampling = ((0, (1,)), (1, (1,)), (RESAMPLES, (1,)), *_SAMPLING) \
-            if start is not None else ((RESAMPLES, (1,)), *_SAMPLING)
+        sampling = ((RESAMPLES, (1,)), *_SAMPLING)
+        if start is not None:
+            sampling = ((1, (1,)), *sampling) if site in stats.zero_misses \
+                else ((0, (1,)), (1, (1,)), *sampling)
     elif marks[0] is not None:  # a heavy loop: FEW samples where iteration 0 agrees
         sampling = ((FEW, (1,)), *_SAMPLING)
+        if total < SAMPLES + 3:  # (a short loop entered again: FEW + 1 without iteration
+            # 0, where a body that carries tiles to the next iteration reads others: the
+            # online-softmax state of flash attention's loop over key chunks)
+            sampling = ((FEW, (1,)), (FEW + 1, (1,)))
     while True:
         plan = None
+        too_short = False  # (more samples could give a plan than the loop has)
         for samples, periods in sampling:
             if total < samples + 3:
+                too_short = True
                 break
             while len(marks) <= samples + 1:
                 n = len(marks) - 1
@@ -287,7 +356,10 @@ def _expanding(run, rng: range, before, frame, site, marks: list, stats, start):
             plan.layout = last_model[2]
         if plan is None:
             stats.declined += 1
-            stats.failed_sites[site] = stats.failed_sites.get(site, 0) + 1
+            if total < SAMPLES + 3:
+                _short_declined(stats, site, total, too_short)
+            else:
+                stats.failed_sites[site] = stats.failed_sites.get(site, 0) + 1
             return n
         last = total - 1
         # the iteration that checks the model: the last, or the one before it in a loop
@@ -318,6 +390,8 @@ def _expanding(run, rng: range, before, frame, site, marks: list, stats, start):
         # the model of iteration 0 alone missed (another step than the last entry's):
         # this entry is sampled afresh from iteration 1 on
         stats.remodelled += 1
+        if plan.last_sampled == 0 and plan.carried:
+            stats.zero_misses.add(site)
         known, sampling = None, _SAMPLING
 
 
@@ -436,6 +510,13 @@ class ExpansionStats:
         # loops whose last iteration differs alone: their model is checked by the one
         # before it (`_expanding`)
         self.last_differs: set = set()
+        # loops entered again whose model from iteration 0 alone missed, with a tile the
+        # body carries to the next iteration (which iteration 0 reads from the code
+        # before the loop, off the step): their later entries sample iteration 1
+        self.zero_misses: set = set()
+        # short loops entered with a body of at least REENTERED_BODY instructions ->
+        # the fewest iterations of an entry that may expand (`_fewest_iterations`)
+        self.short_sites: dict = {}
         # loop -> (structure, drift, Copier layout) of its last expansion (period 1): a
         # loop entered again (the inner loop of a blocked kernel) is checked against it
         # on fewer samples (RESAMPLES) and reuses its layout

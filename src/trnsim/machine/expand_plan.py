@@ -356,6 +356,9 @@ class Plan:
     # -- expansion ---------------------------------------------------------------------
     def expand(self, run, first: int, stop: int) -> None:
         """Append iterations first .. stop - 1."""
+        # (none appended, after an expansion rolled back: the frame holds the tensors the
+        # last iteration run made, not those of the removed copies: see prepare_last)
+        self.last_ids = None
         if stop <= first:
             return
         stats = run.expansion
