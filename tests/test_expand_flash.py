@@ -37,18 +37,18 @@ def _timing_only(kwargs):
                              numerics=False)[1]
 
 
-@pytest.mark.parametrize("S, chunk, causal, loops", [
+@pytest.mark.parametrize("S, chunk, causal, expanded", [
     # 512-key chunks: 8 entries of 5.. chunks; the first of 6 makes the model
-    (4096, 512, True, 5),
-    (8192, attention.K_CHUNK, True, 12),  # the bench's shape
-    (4096, 512, False, 5),  # no triangle: the loop over query pairs expands too
+    (4096, 512, True, 608),
+    (8192, attention.K_CHUNK, True, 1904),  # the bench's shape
+    (4096, 512, False, 4000),  # no triangle: the loop over query pairs expands too
 ])
 def test_flash_attention_expands_its_key_chunk_loop_to_a_full_runs_record(
-        monkeypatch, S, chunk, causal, loops):
+        monkeypatch, S, chunk, causal, expanded):
     monkeypatch.setattr(attention, "K_CHUNK", chunk)
     _, fast = _both(monkeypatch, lambda: _timing_only(_flash(S, causal)))
     st = _stats(fast)
-    assert st.loops >= loops and st.instructions > 0
+    assert st.instructions >= expanded
     assert (st.fallbacks, st.left_early) == (0, 0)
 
 
