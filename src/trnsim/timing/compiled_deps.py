@@ -116,6 +116,8 @@ def _run(cols, order, skip, tkey, unique, extra, remap, ntracks, first, caps):
         raise OverflowError("2**31 instructions or more")
     if len(tkey) and tkey.max() >= 1 << 31:  # (reader keys are int32 in the maps)
         raise OverflowError("reader keys of 2**31 or more")
+    if remap.max() >= 1 << 7:  # (the edges' space codes are int8)
+        raise OverflowError("128 memory spaces or more")
     eptr = np.zeros(n + 1, np.int64)
     eprod = []
     for i, prods in extra:
@@ -175,8 +177,12 @@ def _collect(order, skip, tkey, unique, acc, shared, source, forms, ptr, wptr, r
           np.empty(segs, np.int64), np.full((_cache_size(acc.shape[0]), 2), -1, np.int64))
     seen = np.zeros(n + 1, np.int64)  # _hit's stamps
     dptr = np.zeros(n + 1, np.int64)
-    # producers, kinds, spaces: int32 (_run: n < 2**31), half the bytes of an edge
-    out = np.empty((3, 2 * n + 16), np.int32)
+    # the edges: producers (int32: _run checks n < 2**31) and notes (kind, space: int8,
+    # _run checks the space codes), a quarter of int64's bytes; room for an edge per
+    # access and two per instruction (the kernels have fewer: growing faults in and
+    # copies what it holds, while untouched room is address space only)
+    room = 2 * n + acc.shape[0] + 16
+    out = (np.empty(room, np.int32), np.empty((2, room), np.int8))
     slot = np.full(n, -1, np.int64)
     last = np.full(ntracks, -1, np.int64)
     bw = np.empty(caps[4], np.int64)
@@ -191,8 +197,9 @@ def _collect(order, skip, tkey, unique, acc, shared, source, forms, ptr, wptr, r
         cnt, R, RD, WC = st[0], st[4], st[5], st[6]
         grew = False
         need = _out_rows(order[k], n, ptr, eptr, bw)
-        if out.shape[1] - m < need:
-            out = _more_columns(out, m, 2 * out.shape[1] + need)
+        if out[0].size - m < need:
+            room = 2 * out[0].size + need
+            out = (_more(out[0], m, room), _more_columns(out[1], m, room))
             grew = True
         if 2 * cnt[MOST_PRODUCERS] > bw.size:
             bw, br = np.empty(2 * bw.size, np.int64), np.empty(2 * bw.size, np.int64)
@@ -218,7 +225,7 @@ def _collect(order, skip, tkey, unique, acc, shared, source, forms, ptr, wptr, r
         if not grew:  # (a stop test _walk has and this growth lacks: never loop)
             raise RuntimeError("compiled_deps: _walk stopped with nothing to grow")
     # (views: the rows' untouched ends take address space, not memory)
-    return dptr, out[0, :m], out[1, :m], out[2, :m]
+    return dptr, out[0][:m], out[1][0, :m], out[1][1, :m]
 
 
 @jit
@@ -313,7 +320,7 @@ def _walk(st, k, m, order, skip, tkey, acc, shared, source, forms, ptr, wptr, re
     n = order.size
     while k < n:
         i = order[k]
-        if (out.shape[1] - m < _out_rows(i, n, ptr, eptr, bw)
+        if (out[0].size - m < _out_rows(i, n, ptr, eptr, bw)
                 or 2 * cnt[MOST_PRODUCERS] > bw.size or _tight(cnt, RECS, st[4].shape[0])
                 or _tight(cnt, READERS, st[5].shape[0])
                 or _tight(cnt, WRITER_CELLS, st[6].shape[0])
@@ -354,7 +361,7 @@ def _walk(st, k, m, order, skip, tkey, acc, shared, source, forms, ptr, wptr, re
                 if p >= 0 and slot[p] < 0:
                     m = _add(p, QUEUE, 0, slot, out, m)
         for x in range(m0, m):
-            slot[out[0, x]] = -1
+            slot[out[0][x]] = -1
         taken = cnt[RECS] + cnt[READERS] + cnt[WRITER_CELLS] - taken
         cnt[MOST_TAKEN] = max(cnt[MOST_TAKEN], taken)
         k += 1
@@ -418,7 +425,8 @@ def _dense_at(acc, shared, number, a):
 @helper_inline
 def _add(p, kind, space, slot, out, m):
     slot[p] = m
-    out[0, m], out[1, m], out[2, m] = p, kind, space
+    out[0][m] = p
+    out[1][0, m], out[1][1, m] = kind, space
     return m + 1
 
 
@@ -437,10 +445,10 @@ def _merge(prods, lo, hi, kind, space, slot, out, m, first):
         elif first:
             continue
         elif kind == RAW:
-            if out[1, s] != RAW:
-                out[1, s], out[2, s] = RAW, space
-        elif kind != WAR and out[1, s] == WAR:
-            out[1, s], out[2, s] = kind, space
+            if out[1][0, s] != RAW:
+                out[1][0, s], out[1][1, s] = RAW, space
+        elif kind != WAR and out[1][0, s] == WAR:
+            out[1][0, s], out[1][1, s] = kind, space
     return m
 
 # -- producers into buffers ---------------------------------------------------------
