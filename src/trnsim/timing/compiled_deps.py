@@ -57,8 +57,9 @@ MAP_SHIFT = 48
 MAX_PITCHES = 64  # row pitches of the HBM maps (more: the Python scheduler)
 CACHE_AFTER = 8  # a read that walked this many Recs of a segment caches the one it found
 PLO, PHI, NEXT, W, RDN, RDS, RDC = range(7)
-# the reader cells (key, instruction) and writer cells (instruction, previous cell) are
-# int32, half the bytes (_run checks the keys and instructions fit; _cells the cells)
+# the Recs, reader cells (key, instruction) and writer cells (instruction, previous
+# cell) are int32, half the bytes (_run checks the keys, instructions and partitions
+# fit; _cells the numbers of Recs and cells)
 _MOST_CELLS = 1 << 31
 # cnt's fields (the module doc): the Recs, writer cells, the key below which a reader
 # key is its instruction's own, row pitches, on-chip maps, reader cells, the readers'
@@ -105,12 +106,24 @@ def list_edges(program, tkey, extra, caps=None):
                 caps)[:3]
 
 
+def _most_partition(acc, forms) -> int:
+    """A bound of the partitions (rows, in a row pitch's map: _home) the Recs of the
+    accesses `acc` (HBM rows forms: `forms`) can hold."""
+    most = int(acc[:, P_HI].max())
+    pitched = forms[:, PITCH][forms[:, PITCH] > 0] if len(forms) else forms[:0, 0]
+    if len(pitched):
+        most = max(most, int(acc[:, HI].max()) // int(pitched.min()) + 2)
+    return most
+
+
 def _run(cols, order, skip, tkey, unique, extra, remap, ntracks, first, caps):
     """_collect over the columns `cols` (extra: (instruction, its ORDER producers) in
     instruction order), again with more capacity where one access outgrew it."""
     acc = cols.acc
     if len(acc) and (acc[:, LO].min() < 0 or acc[:, HI].max() >= 1 << MAP_SHIFT):
         raise OverflowError(f"byte addresses beyond [0, 2**{MAP_SHIFT})")
+    if len(acc) and _most_partition(acc, cols.forms) >= _MOST_CELLS:  # (Recs: int32)
+        raise OverflowError("partitions or HBM rows of 2**31 or more")
     n = len(order)
     if n >= 1 << 31:  # (the producers are int32)
         raise OverflowError("2**31 instructions or more")
@@ -170,7 +183,7 @@ def _collect(order, skip, tkey, unique, acc, shared, source, forms, ptr, wptr, r
         cnt[SEGS + 2 * mp] = cnt[SEGS + 2 * mp + 1] = mp * caps[0]
     segs = nseg * caps[0]
     st = (cnt, np.empty(segs, np.int64), np.empty(segs, np.int64),
-          np.empty(segs, np.int64), np.empty((caps[1], 7), np.int64),
+          np.empty(segs, np.int64), np.empty((caps[1], 7), np.int32),
           np.empty((caps[3], 2), np.int32), np.empty((caps[2], 2), np.int32),
           np.empty(MAX_PITCHES, np.int64), boxes, np.zeros((2, 4), np.int64),
           np.empty((caps[4], 2), np.int64), np.empty((caps[4] + 1, 2), np.int64),
@@ -205,7 +218,7 @@ def _collect(order, skip, tkey, unique, acc, shared, source, forms, ptr, wptr, r
             bw, br = np.empty(2 * bw.size, np.int64), np.empty(2 * bw.size, np.int64)
             grew = True
         if _tight(cnt, RECS, R.shape[0]):
-            st = st[:4] + (_more(R, cnt[RECS], 2 * R.shape[0]),) + st[5:]
+            st = st[:4] + (_more(R, cnt[RECS], _cells(2 * R.shape[0])),) + st[5:]
             grew = True
         if 2 * cnt[MOST_SPANS] > st[10].shape[0]:
             rows = 2 * st[10].shape[0]
@@ -238,10 +251,10 @@ def _more(a, used, rows):
 
 @jit
 def _cells(rows):
-    """`rows` reader or writer cells, where int32 numbers them all (a writer cell
-    holds the number of the one before it)."""
+    """`rows` Recs, reader or writer cells, where int32 numbers them all (a Rec holds
+    the number of the next, a writer cell of the one before it)."""
     if rows > _MOST_CELLS:
-        raise OverflowError("more reader or writer cells than int32 numbers them")
+        raise OverflowError("more Recs, reader or writer cells than int32 numbers them")
     return rows
 
 
