@@ -1,6 +1,7 @@
 """The timing scheduler's memory savings keep its results: the compiled dependency edges
-are int32 with the Python collection's values, and a _Scheduler makes the Python walk's
-per-instruction state only when it walks."""
+are narrow (producers int32, kinds and spaces int8) with the Python collection's
+values, and a _Scheduler makes the Python walk's per-instruction state only when it
+walks."""
 import numpy as np
 import pytest
 
@@ -24,12 +25,12 @@ def program():
     return run.program, load_chip(run.program.chip)
 
 
-def test_edges_are_int32_with_the_python_collections_values(program):
+def test_edges_are_narrow_with_the_python_collections_values(program):
     program, chip = program
     sched = _Scheduler(program, chip, program.issue, {})
     spaces = {"": 0}
     dptr, dprod, dkind, dspace = compiled_deps.collect(sched, spaces)
-    assert dprod.dtype == dkind.dtype == dspace.dtype == np.int32
+    assert dprod.dtype == np.int32 and dkind.dtype == dspace.dtype == np.int8
     ref = _Scheduler(program, chip, program.issue, {})
     names = list(spaces)
     got = [[(p, columns.KINDS[k], names[s]) for p, k, s in

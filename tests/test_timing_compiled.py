@@ -116,13 +116,13 @@ def test_synchronisation_groups_fall_back():
 
 def test_lane_books_as_the_python_lane():
     """_book against _Lane.book: gaps filled, neighbours merged, HORIZON forgetting,
-    the lane compacted and grown."""
+    the lane compacted and grown, the bound of its tail kept."""
     rng = np.random.default_rng(3)
     forgot = 0
     for _ in range(20):
         lane = _Lane()
         L = np.empty((1, 4, 2))
-        lim = np.zeros((1, 2), np.int64)
+        lim = np.zeros((2, 2), np.int64)  # (the lane's, then the bound of its tail)
         t = 0.0
         for _ in range(3000):
             t += float(rng.choice([0.0, rng.uniform(0, 4000)]))
@@ -133,6 +133,7 @@ def test_lane_books_as_the_python_lane():
             assert e == lane.book(at, d)
             h, n = lim[0]
             assert L[0, h:n, 0].tolist() == lane.starts and L[0, h:n, 1].tolist() == lane.ends
+            assert lim[1, 1] >= n  # (_pass tests the bound for a full lane)
             forgot = max(forgot, h)
     assert forgot  # HORIZON forgetting was exercised
 

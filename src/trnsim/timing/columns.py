@@ -77,7 +77,8 @@ def supported(sched) -> bool:
         return False
     if sched.cost.dma.engines > MAX_BITS:
         return False
-    return "cc" not in sched.engine_of
+    engines = sched.engine_of  # (each distinct engine object once)
+    return all(engines[i] != "cc" for i in sched.engine_numbers[0].tolist())
 
 
 def build_columns(sched) -> Columns:

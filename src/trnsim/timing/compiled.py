@@ -93,24 +93,30 @@ def build_timeline(sched, col, out, names) -> Timeline:
 
 
 # -- _Lane k: its intervals are L[k, h:t] (start, end) with (h, t) = lim[k];
-# forgetting moves h. The pass (_pass) stops before a DMA transfer while a lane is
-# full; _core then compacts it or grows every lane (_roomier) and resumes.
+# forgetting moves h. The row after the lanes' holds in column 1 a bound of their
+# tails (_insert raises it, _roomier sets it): the pass (_pass) stops before a DMA
+# transfer while it is a full lane's (testing every lane there was a quarter of the
+# core's time on the matmul tutorial); _core then compacts full lanes or grows every
+# lane (_roomier) and resumes.
 @jit
 def _roomier(L, lim):
     """L with room for one more interval at the tail of every lane: full lanes
     compacted in place where half their room is forgotten, else every lane's room
-    doubled (a copy)."""
+    doubled (a copy); the bound of the tails (lim's last row) set to their most."""
     grow = False
+    top = 0
     for k in range(L.shape[0]):
         h, t = lim[k, 0], lim[k, 1]
-        if t < L.shape[1]:
-            continue
-        if 2 * h >= L.shape[1]:  # compact in place
-            for j in range(t - h):
-                L[k, j] = L[k, h + j]
-            lim[k, 0], lim[k, 1] = 0, t - h
-        else:
-            grow = True
+        if t == L.shape[1]:
+            if 2 * h >= L.shape[1]:  # compact in place
+                for j in range(t - h):
+                    L[k, j] = L[k, h + j]
+                t -= h
+                lim[k, 0], lim[k, 1] = 0, t
+            else:
+                grow = True
+        top = max(top, t)
+    lim[L.shape[0], 1] = top
     if not grow:
         return L
     grown = np.empty((L.shape[0], 2 * L.shape[1], 2))
@@ -126,6 +132,8 @@ def _insert(L, lim, k, i, s, e):
     L[k, i, 0] = s
     L[k, i, 1] = e
     lim[k, 1] += 1
+    if lim[k, 1] > lim[L.shape[0], 1]:  # (the bound of the tails)
+        lim[L.shape[0], 1] = lim[k, 1]
 
 @inline
 def _delete(L, lim, k, i):
@@ -379,11 +387,8 @@ def _sort_waits(wt, wsel, j0, nw, bt, bj):
 # -- the pass over the instructions ------------------------------------------------
 @inline
 def _full(L, lim):
-    """Whether some lane has no room for one more interval."""
-    for k in range(L.shape[0]):
-        if lim[k, 1] == L.shape[1]:
-            return True
-    return False
+    """Whether some lane may have no room for one more interval."""
+    return lim[L.shape[0], 1] == L.shape[1]
 
 
 @no_refcount
@@ -467,7 +472,7 @@ def _core(order, dptr, dprod, dkind, track, row, kind, tcore, dcore, stack, cell
     # HBM stack after them
     nlanes = ndc * (neng + 1) + nst
     L = np.empty((nlanes, 64, 2))
-    lim = np.zeros((nlanes, 2), np.int64)
+    lim = np.zeros((nlanes + 1, 2), np.int64)  # (and the bound of the tails)
     shared = np.ones(max(ndc, 1), np.uint8)
     dge = np.zeros((max(ndc, 1), ndge))
     bt, bj = np.empty(deg), np.empty(deg, wsel.dtype)

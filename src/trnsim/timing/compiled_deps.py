@@ -56,9 +56,14 @@ from ..machine.compiled import jit
 MAP_SHIFT = 48
 MAX_PITCHES = 64  # row pitches of the HBM maps (more: the Python scheduler)
 CACHE_AFTER = 8  # a read that walked this many Recs of a segment caches the one it found
+# the Recs a set of the cache holds, least recent out (one a set: the matmul
+# tutorial's HBM tiles evicted each other, each miss a walk of the segment's 64 Recs;
+# four: its walks ~10% faster)
+WAYS = 4
 PLO, PHI, NEXT, W, RDN, RDS, RDC = range(7)
-# the reader cells (key, instruction) and writer cells (instruction, previous cell) are
-# int32, half the bytes (_run checks the keys and instructions fit; _cells the cells)
+# the Recs, reader cells (key, instruction) and writer cells (instruction, previous
+# cell) are int32, half the bytes (_run checks the keys, instructions and partitions
+# fit; _cells the numbers of Recs and cells)
 _MOST_CELLS = 1 << 31
 # cnt's fields (the module doc): the Recs, writer cells, the key below which a reader
 # key is its instruction's own, row pitches, on-chip maps, reader cells, the readers'
@@ -105,17 +110,31 @@ def list_edges(program, tkey, extra, caps=None):
                 caps)[:3]
 
 
+def _most_partition(acc, forms) -> int:
+    """A bound of the partitions (rows, in a row pitch's map: _home) the Recs of the
+    accesses `acc` (HBM rows forms: `forms`) can hold."""
+    most = int(acc[:, P_HI].max())
+    pitched = forms[:, PITCH][forms[:, PITCH] > 0] if len(forms) else forms[:0, 0]
+    if len(pitched):
+        most = max(most, int(acc[:, HI].max()) // int(pitched.min()) + 2)
+    return most
+
+
 def _run(cols, order, skip, tkey, unique, extra, remap, ntracks, first, caps):
     """_collect over the columns `cols` (extra: (instruction, its ORDER producers) in
     instruction order), again with more capacity where one access outgrew it."""
     acc = cols.acc
     if len(acc) and (acc[:, LO].min() < 0 or acc[:, HI].max() >= 1 << MAP_SHIFT):
         raise OverflowError(f"byte addresses beyond [0, 2**{MAP_SHIFT})")
+    if len(acc) and _most_partition(acc, cols.forms) >= _MOST_CELLS:  # (Recs: int32)
+        raise OverflowError("partitions or HBM rows of 2**31 or more")
     n = len(order)
     if n >= 1 << 31:  # (the producers are int32)
         raise OverflowError("2**31 instructions or more")
     if len(tkey) and tkey.max() >= 1 << 31:  # (reader keys are int32 in the maps)
         raise OverflowError("reader keys of 2**31 or more")
+    if remap.max() >= 1 << 7:  # (the edges' space codes are int8)
+        raise OverflowError("128 memory spaces or more")
     eptr = np.zeros(n + 1, np.int64)
     eprod = []
     for i, prods in extra:
@@ -168,15 +187,19 @@ def _collect(order, skip, tkey, unique, acc, shared, source, forms, ptr, wptr, r
         cnt[SEGS + 2 * mp] = cnt[SEGS + 2 * mp + 1] = mp * caps[0]
     segs = nseg * caps[0]
     st = (cnt, np.empty(segs, np.int64), np.empty(segs, np.int64),
-          np.empty(segs, np.int64), np.empty((caps[1], 7), np.int64),
+          np.empty(segs, np.int64), np.empty((caps[1], 7), np.int32),
           np.empty((caps[3], 2), np.int32), np.empty((caps[2], 2), np.int32),
           np.empty(MAX_PITCHES, np.int64), boxes, np.zeros((2, 4), np.int64),
           np.empty((caps[4], 2), np.int64), np.empty((caps[4] + 1, 2), np.int64),
           np.empty(segs, np.int64), np.full((_cache_size(acc.shape[0]), 2), -1, np.int64))
     seen = np.zeros(n + 1, np.int64)  # _hit's stamps
     dptr = np.zeros(n + 1, np.int64)
-    # producers, kinds, spaces: int32 (_run: n < 2**31), half the bytes of an edge
-    out = np.empty((3, 2 * n + 16), np.int32)
+    # the edges: producers (int32: _run checks n < 2**31) and notes (kind, space: int8,
+    # _run checks the space codes), a quarter of int64's bytes; room for an edge per
+    # access and two per instruction (the kernels have fewer: growing faults in and
+    # copies what it holds, while untouched room is address space only)
+    room = 2 * n + acc.shape[0] + 16
+    out = (np.empty(room, np.int32), np.empty((2, room), np.int8))
     slot = np.full(n, -1, np.int64)
     last = np.full(ntracks, -1, np.int64)
     bw = np.empty(caps[4], np.int64)
@@ -191,14 +214,15 @@ def _collect(order, skip, tkey, unique, acc, shared, source, forms, ptr, wptr, r
         cnt, R, RD, WC = st[0], st[4], st[5], st[6]
         grew = False
         need = _out_rows(order[k], n, ptr, eptr, bw)
-        if out.shape[1] - m < need:
-            out = _more_columns(out, m, 2 * out.shape[1] + need)
+        if out[0].size - m < need:
+            room = 2 * out[0].size + need
+            out = (_more(out[0], m, room), _more_columns(out[1], m, room))
             grew = True
         if 2 * cnt[MOST_PRODUCERS] > bw.size:
             bw, br = np.empty(2 * bw.size, np.int64), np.empty(2 * bw.size, np.int64)
             grew = True
         if _tight(cnt, RECS, R.shape[0]):
-            st = st[:4] + (_more(R, cnt[RECS], 2 * R.shape[0]),) + st[5:]
+            st = st[:4] + (_more(R, cnt[RECS], _cells(2 * R.shape[0])),) + st[5:]
             grew = True
         if 2 * cnt[MOST_SPANS] > st[10].shape[0]:
             rows = 2 * st[10].shape[0]
@@ -218,7 +242,7 @@ def _collect(order, skip, tkey, unique, acc, shared, source, forms, ptr, wptr, r
         if not grew:  # (a stop test _walk has and this growth lacks: never loop)
             raise RuntimeError("compiled_deps: _walk stopped with nothing to grow")
     # (views: the rows' untouched ends take address space, not memory)
-    return dptr, out[0, :m], out[1, :m], out[2, :m]
+    return dptr, out[0][:m], out[1][0, :m], out[1][1, :m]
 
 
 @jit
@@ -231,10 +255,10 @@ def _more(a, used, rows):
 
 @jit
 def _cells(rows):
-    """`rows` reader or writer cells, where int32 numbers them all (a writer cell
-    holds the number of the one before it)."""
+    """`rows` Recs, reader or writer cells, where int32 numbers them all (a Rec holds
+    the number of the next, a writer cell of the one before it)."""
     if rows > _MOST_CELLS:
-        raise OverflowError("more reader or writer cells than int32 numbers them")
+        raise OverflowError("more Recs, reader or writer cells than int32 numbers them")
     return rows
 
 
@@ -295,7 +319,7 @@ def _more_segments(cnt, glo, ghi, ghd, gver):
 @jit
 def _cache_size(m):
     """Slots of the cache of Recs by exact box (_cached): a power of two, from 256
-    to 16,384 (about a quarter of the accesses)."""
+    to 16,384 (about a quarter of the accesses), in sets of WAYS."""
     size = 256
     while size < min(m // 4, 1 << 14):
         size *= 2
@@ -313,7 +337,7 @@ def _walk(st, k, m, order, skip, tkey, acc, shared, source, forms, ptr, wptr, re
     n = order.size
     while k < n:
         i = order[k]
-        if (out.shape[1] - m < _out_rows(i, n, ptr, eptr, bw)
+        if (out[0].size - m < _out_rows(i, n, ptr, eptr, bw)
                 or 2 * cnt[MOST_PRODUCERS] > bw.size or _tight(cnt, RECS, st[4].shape[0])
                 or _tight(cnt, READERS, st[5].shape[0])
                 or _tight(cnt, WRITER_CELLS, st[6].shape[0])
@@ -354,7 +378,7 @@ def _walk(st, k, m, order, skip, tkey, acc, shared, source, forms, ptr, wptr, re
                 if p >= 0 and slot[p] < 0:
                     m = _add(p, QUEUE, 0, slot, out, m)
         for x in range(m0, m):
-            slot[out[0, x]] = -1
+            slot[out[0][x]] = -1
         taken = cnt[RECS] + cnt[READERS] + cnt[WRITER_CELLS] - taken
         cnt[MOST_TAKEN] = max(cnt[MOST_TAKEN], taken)
         k += 1
@@ -418,7 +442,8 @@ def _dense_at(acc, shared, number, a):
 @helper_inline
 def _add(p, kind, space, slot, out, m):
     slot[p] = m
-    out[0, m], out[1, m], out[2, m] = p, kind, space
+    out[0][m] = p
+    out[1][0, m], out[1][1, m] = kind, space
     return m + 1
 
 
@@ -437,10 +462,10 @@ def _merge(prods, lo, hi, kind, space, slot, out, m, first):
         elif first:
             continue
         elif kind == RAW:
-            if out[1, s] != RAW:
-                out[1, s], out[2, s] = RAW, space
-        elif kind != WAR and out[1, s] == WAR:
-            out[1, s], out[2, s] = kind, space
+            if out[1][0, s] != RAW:
+                out[1][0, s], out[1][1, s] = RAW, space
+        elif kind != WAR and out[1][0, s] == WAR:
+            out[1][0, s], out[1][1, s] = kind, space
     return m
 
 # -- producers into buffers ---------------------------------------------------------
@@ -808,15 +833,26 @@ def _read_seg(cnt, ghd, gver, R, RD, WC, spans, gaps, cache, i, p_lo, p_hi, idx,
             ns += 1
         ghd[i] = head
     if walked >= CACHE_AFTER and ns == 1 and R[only, PLO] == p_lo and R[only, PHI] == p_hi:
-        s = _cache_slot(cache, gver[i], p_lo, p_hi)
-        cache[s, 0], cache[s, 1] = gver[i], only
+        _cache_put(cache, gver[i], p_lo, p_hi, only)
     return nb
 
 
 @helper_inline
 def _cache_slot(cache, version, p_lo, p_hi):
+    """The first slot of the set of WAYS slots the key (version, p_lo, p_hi) may be
+    kept in (most recent first)."""
     h = version * 1000003 ^ p_lo * 8191 ^ p_hi
-    return (h ^ (h >> 17)) & (cache.shape[0] - 1)
+    return (h ^ (h >> 17)) & (cache.shape[0] - WAYS)
+
+
+@helper_inline
+def _cache_put(cache, version, p_lo, p_hi, r):
+    """Keep Rec r for (version, p_lo, p_hi) first in its set (the set's last, least
+    recent, leaves)."""
+    s = _cache_slot(cache, version, p_lo, p_hi)
+    for x in range(s + WAYS - 1, s, -1):
+        cache[x, 0], cache[x, 1] = cache[x - 1, 0], cache[x - 1, 1]
+    cache[s, 0], cache[s, 1] = version, r
 
 
 @helper_inline
@@ -825,9 +861,10 @@ def _cached(cache, gver, R, i, p_lo, p_hi):
     Recs they overlap: the Recs of a segment are disjoint), or -1."""
     v = gver[i]
     s = _cache_slot(cache, v, p_lo, p_hi)
-    r = cache[s, 1]
-    if cache[s, 0] == v and R[r, PLO] == p_lo and R[r, PHI] == p_hi:
-        return r
+    for x in range(s, s + WAYS):
+        r = cache[x, 1]
+        if cache[x, 0] == v and R[r, PLO] == p_lo and R[r, PHI] == p_hi:
+            return r
     return -1
 
 # -- writes -----------------------------------------------------------------------

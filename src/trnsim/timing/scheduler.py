@@ -42,6 +42,7 @@ scheduler for what that core does not model (synchronisation groups, collectives
 from __future__ import annotations
 
 import heapq
+from array import array
 from bisect import bisect_right
 from collections import deque
 from functools import cached_property
@@ -317,6 +318,12 @@ class _Scheduler:
         return identities(self.engine_of)
 
     @cached_property
+    def engine_numbers(self) -> tuple:
+        """numbered(engine_ids): (each distinct engine object's first instruction, each
+        instruction's engine number)."""
+        return numbered(self.engine_ids, compiled.wanted(len(self.instrs)))
+
+    @cached_property
     def core_of(self) -> np.ndarray:
         """Each instruction's core."""
         return cores_and_opcodes(self.program)[0]
@@ -330,14 +337,20 @@ class _Scheduler:
     @cached_property
     def order_array(self) -> np.ndarray:
         """The issue order (instruction indices) as an array."""
-        return np.fromiter(self.order, np.int64, len(self.order))
+        order = self.order
+        if isinstance(order, range):
+            return np.arange(order.start, order.stop, order.step, dtype=np.int64)
+        if isinstance(order, array):  # (an Indices: copied off its buffer)
+            return np.array(order, np.int64)
+        return np.fromiter(order, np.int64, len(order))
 
     @cached_property
     def track_ids(self) -> np.ndarray:
         """Each instruction's track id, its tracks made as a walk in issue order makes
         them (`_track_of`: ids in the order of their first instruction)."""
         instrs, order = self.instrs, self.order_array
-        stream = streams(self.program, self.engine_of, self.core_of, self.engine_ids)[order]
+        stream = streams(self.program, self.engine_of, self.core_of,
+                         numbers=self.engine_numbers)[order]
         first, at = numbered(stream, compiled.wanted(len(instrs)))
         heads = order[first].tolist()  # each stream's first instruction
         tid = np.array([self._track_of(instrs[i]).id for i in heads], np.int64)
@@ -877,18 +890,22 @@ class _Scheduler:
         return terms
 
 
-def streams(program, engines: list, cores: np.ndarray, ids=None) -> np.ndarray:
+def streams(program, engines: list, cores: np.ndarray, ids=None,
+            numbers=None) -> np.ndarray:
     """A number per instruction of `program` (`engines`, `cores`: each one's engine and
     core), the same for two instructions only where they run on one track: its (core,
     engine) or, for a DMA, its (core, queue, location object) (record.dma_site). Engine
     and queue strings go by object too: equal strings that are other objects only make
-    more numbers for one track. ids: identities(engines), where the caller has them."""
+    more numbers for one track. ids: identities(engines), where the caller has them;
+    numbers: numbered(ids), where it has those."""
     instrs = program.instructions
     n = len(instrs)
     if not n:
         return np.zeros(0, np.int64)
     fast = compiled.wanted(n)
-    head, engine = numbered(identities(engines) if ids is None else ids, fast)
+    if numbers is None:
+        numbers = numbered(identities(engines) if ids is None else ids, fast)
+    head, engine = numbers
     core = cores - cores.min()
     ncores, nengines = int(core.max()) + 1, head.size
     out = core * nengines + engine
