@@ -2,8 +2,9 @@
 loop expansion, trnsim/machine/expand.py, and without: TRNSIM_EXPAND=0), the compiler
 model (hoist, allocate, list-schedule) and the timing scheduler, with the Python passes
 (TRNSIM_COMPILED=0) and as by default (the compiled paths of trnsim/machine/compiled.py
-where numba is installed), in instructions per CPU second, on loop-dominated kernels and
-on a generated kernel with strided stores. benchmarks/compiled_speed.py splits the
+where numba is installed), in instructions per CPU second, on loop-dominated kernels
+(matmul tutorial steps, causal flash attention) and on a generated kernel with strided
+stores. benchmarks/compiled_speed.py splits the
 compiler model and the scheduler further.
 
     python -m benchmarks.speed [--reps N]
@@ -28,6 +29,7 @@ def CASES() -> dict:
     """{key: (label, go)}: go() records the kernel (numerics off) and returns its Run."""
     import trnsim
     from trnsim.examples import load_example
+    from trnsim.kernels.attention import flash_attention_fwd
     from trnsim.legacy.jit import run_legacy
 
     from . import fidelity as fb
@@ -48,6 +50,12 @@ def CASES() -> dict:
                     lambda: trnsim.run_kernel(fb.strided_stores,
                                               (np.zeros((128, 8 * 8192), f32),),
                                               chip="trn2", numerics=False)[1]),
+        "flash": ("flash attention fwd, causal (trn2, bf16, S=8192 d=128)",
+                  lambda: trnsim.run_kernel(flash_attention_fwd, (), {
+                      "q": np.zeros((1, 1, 128, 8192), bf16),
+                      "k": np.zeros((1, 1, 128, 8192), bf16),
+                      "v": np.zeros((1, 1, 8192, 128), bf16)},
+                      chip="trn2", numerics=False)[1]),
     }
 
 
