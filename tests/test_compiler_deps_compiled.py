@@ -39,6 +39,17 @@ def _succ(s) -> list:
     return [list(zip(succ[a:b], kinds[a:b])) for a, b in zip(start, start[1:])]
 
 
+def assert_declined_for_the_python_pass(program, monkeypatch):
+    """The compiled list scheduler declines `program`'s dependencies (None) and the
+    Python pass gives them: the same successors, some edges."""
+    monkeypatch.setenv("TRNSIM_COMPILED", "1")
+    s = schedule._ListScheduler(program, load_chip("trn2"), "asap", 64)
+    assert s._compiled_dependencies() is None
+    monkeypatch.setenv("TRNSIM_COMPILED", "0")
+    ref = schedule._ListScheduler(program, load_chip("trn2"), "asap", 64)
+    assert _succ(s) == _succ(ref) and any(ref.succ)
+
+
 def _graph(program, chip, monkeypatch, compiled: bool):
     """(succ, npred, issue order) of the list scheduler, compiled edges or not (on a
     copy of the program: the scheduler assigns engines to floating instructions)."""
@@ -215,14 +226,9 @@ def test_addresses_beyond_the_byte_axis_fall_back(monkeypatch):
     """HBM addresses past 2**48: the compiled maps do not hold them, the Python pass
     gives the edges."""
     program = _synthetic(1 << compiled_deps.MAP_SHIFT)
-    monkeypatch.setenv("TRNSIM_COMPILED", "1")
-    s = schedule._ListScheduler(program, load_chip("trn2"), "asap", 64)
-    assert s._compiled_dependencies() is None
     with pytest.raises(OverflowError):
         compiled_deps.list_edges(program, list(range(len(program))), [])
-    monkeypatch.setenv("TRNSIM_COMPILED", "0")
-    ref = schedule._ListScheduler(program, load_chip("trn2"), "asap", 64)
-    assert _succ(s) == _succ(ref) and any(ref.succ)
+    assert_declined_for_the_python_pass(program, monkeypatch)
 
 
 def test_too_many_row_pitches_fall_back(monkeypatch):
@@ -238,12 +244,7 @@ def test_too_many_row_pitches_fall_back(monkeypatch):
     assert rows_form(instrs[0].writes[0], 4) == (32, 0, 2, 16)
     with pytest.raises(OverflowError):
         compiled_deps.list_edges(program, [len(instrs)] * len(instrs), [])
-    monkeypatch.setenv("TRNSIM_COMPILED", "1")
-    s = schedule._ListScheduler(program, load_chip("trn2"), "asap", 64)
-    assert s._compiled_dependencies() is None
-    monkeypatch.setenv("TRNSIM_COMPILED", "0")
-    ref = schedule._ListScheduler(program, load_chip("trn2"), "asap", 64)
-    assert _succ(s) == _succ(ref) and any(ref.succ)
+    assert_declined_for_the_python_pass(program, monkeypatch)
 
 
 @pytest.mark.parametrize("small", ["every capacity", "the producer buffer"])
