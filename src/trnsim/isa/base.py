@@ -74,12 +74,19 @@ def operand_key(value):
     return type(value), value
 
 
+_ENGINE_NAMES = {m.name: m._value_ for m in Engine}
+
+
 def engine_name(e) -> str:
     """The engine as a name; accepts the enum, its name or its stub integer code."""
     if e is None:
         return "unknown"
     if type(e) is Engine:  # (the usual case; `.value` is the enum's Python property)
         return e._value_
+    if type(e) is str:  # (a member's name, as nc_transpose passes it)
+        name = _ENGINE_NAMES.get(e)
+        if name is not None:
+            return name
     member = coerce(Engine, e)
     return member.value if member is not None else str(e)
 

@@ -293,11 +293,13 @@ class NkiTensor(NKIObject, metaclass=_ViewMeta):
     def __getitem__(self, key) -> "NkiTensor":
         if not isinstance(key, tuple):
             key = (key,)
-        if self.dyn is None and len(key) <= len(self.shape) and is_plain(key):
-            view = self._sliced(key)
+        if self.dyn is None and len(key) <= len(self.shape):
+            view = self._sliced(key)  # (None for any key that holds more than slices)
             if view is not None:
                 return view
-            return self._index_static(key + (slice(None),) * (len(self.shape) - len(key)))[0]
+            if is_plain(key):
+                return self._index_static(
+                    key + (slice(None),) * (len(self.shape) - len(key)))[0]
         n_ell = sum(1 for k in key if k is Ellipsis)
         if n_ell > 1:
             self._fail("an index can hold only one Ellipsis (...)")
@@ -331,10 +333,22 @@ class NkiTensor(NKIObject, metaclass=_ViewMeta):
         (the general path takes it, and raises its errors)."""
         shape, strides, offset = [], [], self.offset
         for k, n, s in zip(key, self.shape, self.strides):
-            bounds = unit_slice_bounds(k, n)
-            if bounds is None:
+            # (unit_slice_bounds inline: a call per index costs as much as the rest)
+            if type(k) is not slice or k.step is not None:
                 return None
-            start, stop = bounds
+            start, stop = k.start, k.stop
+            if start is None:
+                start = 0
+            elif type(start) is not int:
+                return None
+            elif start < 0:
+                start += n
+            if stop is None:
+                stop = n
+            elif type(stop) is not int:
+                return None
+            elif stop < 0:
+                stop += n
             if not 0 <= start < stop <= n:
                 return None
             shape.append(stop - start)
