@@ -354,16 +354,17 @@ class NkiTensor(NKIObject, metaclass=_ViewMeta):
         or None for any other key (the general path takes it, and raises its errors).
         (The legacy front end drops a view's int dims its own way: it asks for slices.)"""
         shape, strides, offset, ints = [], [], self.offset, None
-        for d, (k, n, s) in enumerate(zip(key, self.shape, self.strides)):
+        for k, n, s in zip(key, self.shape, self.strides):
             if type(k) is int and with_ints:
                 if k < 0:
                     k += n
                 if not 0 <= k < n:
                     return None
+                d = len(shape)  # (this dim)
+                ints = [d] if ints is None else ints + [d]
                 offset += k * s
                 shape.append(1)
                 strides.append(s)
-                ints = [d] if ints is None else ints + [d]
                 continue
             # (unit_slice_bounds inline: a call per index costs as much as the rest)
             if type(k) is not slice or k.step is not None:
