@@ -114,22 +114,35 @@ def _same_view(a, b):
 
 
 def test_plain_slices_make_the_views_the_general_indexing_makes():
-    """NkiTensor._sliced (unit-step slices with int bounds) against _index_static, on
-    random keys over on-chip and HBM views, with negative, missing and out-of-range
-    bounds (which it leaves to the general path and its errors)."""
+    """NkiTensor._sliced (ints and unit-step slices with int bounds) against
+    _index_static, on random keys over on-chip and HBM views, with negative, missing and
+    out-of-range bounds and ints (which it leaves to the general path and its errors),
+    and ints that leave fewer than 2 dims (the dims each keeps)."""
     rng = random.Random(3)
 
     def bound(n):
         return rng.choice([None, rng.randrange(-n, n + 3), 0, n, -1])
 
+    def index(n):
+        if rng.random() < 0.3:
+            return rng.choice([0, n - 1, -1, -n, n, rng.randrange(-n - 2, n + 2)])
+        return slice(bound(n), bound(n))
+
     def body(x):
         bases = [x, x[3:100, 5:60], nl.ndarray((128, 4, 16), nl.bfloat16, buffer=nl.sbuf),
-                 nl.ndarray((64, 32), nl.float32, buffer=nl.psum)]
-        seen = 0
-        for _ in range(400):
+                 nl.ndarray((64, 32), nl.float32, buffer=nl.psum),
+                 nl.ndarray((8, 6, 5), nl.float32, buffer=nl.shared_hbm)]
+        seen = ints = 0
+        for _ in range(1000):
             t = rng.choice(bases)
-            key = tuple(slice(bound(n), bound(n)) for n in t.shape[:rng.randrange(1, t.ndim + 1)])
-            fast = t._sliced(key)
+            key = tuple(index(n) for n in t.shape[:rng.randrange(1, t.ndim + 1)])
+            fast = t._sliced(key, True)
+            slices_only = t._sliced(key)
+            if any(type(k) is int for k in key):
+                assert slices_only is None
+            else:
+                assert (slices_only is None) == (fast is None)
+                assert slices_only is None or _same_view(slices_only, fast)
             try:
                 slow = t._index_static(key + (slice(None),) * (t.ndim - len(key)))[0]
             except Exception as e:
@@ -140,11 +153,14 @@ def test_plain_slices_make_the_views_the_general_indexing_makes():
                 continue
             if fast is not None:
                 seen += 1
+                ints += any(type(k) is int for k in key)
                 assert _same_view(fast, slow), key
             assert _same_view(t[key], slow)
         for t in bases:  # other index kinds go the general way
-            assert t._sliced((slice(0, 2, 1),)) is None and t._sliced((0,)) is None
-            assert t._sliced((slice(np.int64(0), 2),)) is None
-        return seen
+            assert t._sliced((slice(0, 2, 1),), True) is None and t._sliced((0,)) is None
+            assert t._sliced((slice(np.int64(0), 2),), True) is None
+            assert t._sliced((np.int64(0),), True) is None and t._sliced((True,), True) is None
+        return seen, ints
 
-    assert _in_kernel(body) > 100
+    seen, ints = _in_kernel(body)
+    assert seen > 100 and ints > 50

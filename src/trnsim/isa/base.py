@@ -19,7 +19,7 @@ from ..machine.access import (Access, _data, _layout, _strided, add_raw,
 from ..machine.errors import (NkiValidationError, UnsupportedError, describe,
                               kernel_location, numerics_warning)
 from ..machine.record import Instruction
-from ..machine.runtime import active_run, program_id
+from ..machine.runtime import _local, active_run
 from ..machine.tensor import NkiTensor
 from ..machine.written import check_read, note_write
 from ..numerics.cast import cast, to_fp32
@@ -74,12 +74,19 @@ def operand_key(value):
     return type(value), value
 
 
+_ENGINE_NAMES = {m.name: m._value_ for m in Engine}
+
+
 def engine_name(e) -> str:
     """The engine as a name; accepts the enum, its name or its stub integer code."""
     if e is None:
         return "unknown"
     if type(e) is Engine:  # (the usual case; `.value` is the enum's Python property)
         return e._value_
+    if type(e) is str:  # (a member's name, as nc_transpose passes it)
+        name = _ENGINE_NAMES.get(e)
+        if name is not None:
+            return name
     member = coerce(Engine, e)
     return member.value if member is not None else str(e)
 
@@ -87,8 +94,11 @@ def engine_name(e) -> str:
 class Instr:
     def __init__(self, opcode: str, engine=None, default: str = "vector",
                  allowed: tuple[str, ...] | None = None, **attrs):
-        self.run = run = active_run()
-        self.core = run.cores[program_id()]  # (current_core() without a second active_run())
+        run = _local.run  # (active_run() and program_id() inline: a call each costs)
+        if run is None:
+            run = active_run()  # (the run of a single-core kernel; raises outside one)
+        self.run = run
+        self.core = run.cores[_local.core_id or 0]
         self.chip = run.chip
         self.opcode = opcode
         self.location = run.issue_site or kernel_location(2)

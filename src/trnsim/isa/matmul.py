@@ -44,7 +44,6 @@ import functools
 import itertools
 import os
 import threading
-import weakref
 
 import numpy as np
 
@@ -161,14 +160,15 @@ def check_indirect(ins: Instr, tiled: bool, *named):
 
 
 # -- PSUM accumulation groups -------------------------------------------------
-_group_ids: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 _next_group = itertools.count(1)
 
 
 def _group_id(storage) -> int:
-    gid = _group_ids.get(storage)
+    """Storage's group id, made on its first matmul (kept in its own attributes, as
+    machine/access.py keeps its written boxes: a weak dictionary's lookup costs more)."""
+    gid = storage.__dict__.get("psum_group_id")
     if gid is None:
-        gid = _group_ids[storage] = next(_next_group) & 0x7FFFFFFF or 1
+        gid = storage.psum_group_id = next(_next_group) & 0x7FFFFFFF or 1
     return gid
 
 
@@ -768,7 +768,45 @@ def _transpose_shapes(ins: Instr, dst, data, limit: int, engine: str):
     return p, f
 
 
+_PE_TRANSPOSE_CHECKED = ChecksMemo()  # `_pe_transpose_key` -> (p, f, the attributes)
+
+
+def _pe_transpose_key(dst, data):
+    """What `_pe_transpose_checks` reads but dst's place (its PSUM bank), as a key (None
+    where it is not kept: operands other than static NkiTensor views)."""
+    if type(dst) is not NkiTensor or type(data) is not NkiTensor or \
+            dst.dyn is not None or data.dyn is not None:
+        return None
+    return (dst.shape, dst.dtype, dst.buffer.space, data.shape, data.dtype,
+            data.buffer.space)
+
+
 def _pe_transpose(ins: Instr, dst, data):
+    key = _pe_transpose_key(dst, data)
+    checked = _PE_TRANSPOSE_CHECKED.found(key, ins.chip)
+    if checked is None:
+        checked = _PE_TRANSPOSE_CHECKED.keep(key, ins.chip, _pe_transpose_checks(ins, dst, data))
+    else:  # (every other check passed for these shapes, dtypes and memories)
+        check_psum_bank(ins, dst)
+    p, f, attrs = checked
+    ins.attrs.update(attrs)
+    bit_exact = ins.generation >= 3
+    raw = ins.read("data", data)
+
+    def compute():
+        r = raw.reshape(p, f)
+        if bit_exact:
+            return r.T.reshape(dst.shape), True
+        v = to_fp32(r)
+        if data.dtype is tfloat32:
+            v = round_tf32(v)
+        return _matmul(v, _identity(p), "exact").reshape(dst.shape), False
+
+    psum_store(ins, dst, compute, False)
+
+
+def _pe_transpose_checks(ins: Instr, dst, data):
+    """The Tensor Engine transpose's checks of its operands; (p, f, the attributes)."""
     ins.operand("data", data, ("sbuf",))
     ins.operand("dst", dst, ("psum",))
     te = ins.chip.core.tensor
@@ -783,23 +821,11 @@ def _pe_transpose(ins: Instr, dst, data):
                      f"by a matmul, so data must be a matmul input type; use "
                      f"engine=nisa.vector_engine for {data.dtype}")
     check_dst(ins, dst, f, p)
-    ins.attrs.update(perf_mode="none", K=p, contraction=p, M=f, N=p,
-                     stationary_dtype=str(data.dtype), moving_dtype=str(data.dtype),
-                     dst_dtype=str(dst.dtype), tile_position=(0, 0),
-                     tile_size=(te.rows, te.cols), is_transpose=True,
-                     is_stationary_onezero=False, is_moving_onezero=True)
-    raw = ins.read("data", data)
-
-    def compute():
-        r = raw.reshape(p, f)
-        if bit_exact:
-            return r.T.reshape(dst.shape), True
-        v = to_fp32(r)
-        if data.dtype is tfloat32:
-            v = round_tf32(v)
-        return _matmul(v, _identity(p), "exact").reshape(dst.shape), False
-
-    psum_store(ins, dst, compute, False)
+    return p, f, dict(perf_mode="none", K=p, contraction=p, M=f, N=p,
+                      stationary_dtype=str(data.dtype), moving_dtype=str(data.dtype),
+                      dst_dtype=str(dst.dtype), tile_position=(0, 0),
+                      tile_size=(te.rows, te.cols), is_transpose=True,
+                      is_stationary_onezero=False, is_moving_onezero=True)
 
 
 def _vector_transpose(ins: Instr, dst, data):

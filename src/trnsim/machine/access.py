@@ -644,8 +644,7 @@ def _describe(t: NkiTensor, role: str, mode: str) -> Access:
 
 
 def _note_untracked_change(alloc: int):
-    from . import runtime
-    run = runtime.current_run()
+    run = _runtime.current_run()
     if run is not None:
         run.untracked_changes.append(alloc)
 
@@ -681,3 +680,6 @@ def copy_with(a: Access, **changes) -> Access:
     for name, v in changes.items():
         values[_FIELD[name]] = v
     return _new_access(Access, values)
+
+
+from . import runtime as _runtime  # noqa: E402  (it imports this module)

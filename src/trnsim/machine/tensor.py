@@ -147,6 +147,27 @@ def _is_full(k) -> bool:
     return isinstance(k, slice) and k.start is None and k.stop is None and k.step in (None, 1)
 
 
+def _kept_dims(ndim: int, ints: list, on_chip: bool) -> list:
+    """The dims a view keeps of an index with ints at dims `ints`: those dims are
+    dropped (on chip, the partition dim kept, and the last ones kept while fewer than
+    2 dims would remain; in HBM, the last kept where every dim is an int)."""
+    if on_chip:
+        drop = [d for d in ints if d != 0]
+        while ndim - len(drop) < 2 and drop:
+            drop.pop()
+    else:
+        drop = list(ints)
+        if len(drop) == ndim:
+            drop.pop()
+    return [d for d in range(ndim) if d not in drop]
+
+
+def _dropped(shape: tuple, strides: tuple, ints: list, on_chip: bool) -> tuple:
+    """(shape, strides) of the dims `_kept_dims` keeps."""
+    keep = _kept_dims(len(shape), ints, on_chip)
+    return tuple([shape[d] for d in keep]), tuple([strides[d] for d in keep])
+
+
 class _ViewMeta(type):
     """Lets the simulator build a view in one call, `NkiTensor(shape, dtype, storage,
     buffer, name, strides=, offset=, indirect=)`, while `NkiTensor.__init__` keeps the
@@ -293,11 +314,13 @@ class NkiTensor(NKIObject, metaclass=_ViewMeta):
     def __getitem__(self, key) -> "NkiTensor":
         if not isinstance(key, tuple):
             key = (key,)
-        if self.dyn is None and len(key) <= len(self.shape) and is_plain(key):
-            view = self._sliced(key)
+        if self.dyn is None and len(key) <= len(self.shape):
+            view = self._sliced(key, True)  # (None for any key of other indices)
             if view is not None:
                 return view
-            return self._index_static(key + (slice(None),) * (len(self.shape) - len(key)))[0]
+            if is_plain(key):
+                return self._index_static(
+                    key + (slice(None),) * (len(self.shape) - len(key)))[0]
         n_ell = sum(1 for k in key if k is Ellipsis)
         if n_ell > 1:
             self._fail("an index can hold only one Ellipsis (...)")
@@ -325,25 +348,52 @@ class NkiTensor(NKIObject, metaclass=_ViewMeta):
             return view.vector_select(0, index)
         return view.select(nd, index)
 
-    def _sliced(self, key):
+    def _sliced(self, key, with_ints=False):
         """`_index_static(key)[0]` for a static view and a key of unit-step slices with
-        int bounds in range (the dims past the key whole), or None for any other key
-        (the general path takes it, and raises its errors)."""
-        shape, strides, offset = [], [], self.offset
+        int bounds (and, `with_ints`, ints), all in range (the dims past the key whole),
+        or None for any other key (the general path takes it, and raises its errors).
+        (The legacy front end drops a view's int dims its own way: it asks for slices.)"""
+        shape, strides, offset, ints = [], [], self.offset, None
         for k, n, s in zip(key, self.shape, self.strides):
-            bounds = unit_slice_bounds(k, n)
-            if bounds is None:
+            if type(k) is int and with_ints:
+                if k < 0:
+                    k += n
+                if not 0 <= k < n:
+                    return None
+                d = len(shape)  # (this dim)
+                ints = [d] if ints is None else ints + [d]
+                offset += k * s
+                shape.append(1)
+                strides.append(s)
+                continue
+            # (unit_slice_bounds inline: a call per index costs as much as the rest)
+            if type(k) is not slice or k.step is not None:
                 return None
-            start, stop = bounds
+            start, stop = k.start, k.stop
+            if start is None:
+                start = 0
+            elif type(start) is not int:
+                return None
+            elif start < 0:
+                start += n
+            if stop is None:
+                stop = n
+            elif type(stop) is not int:
+                return None
+            elif stop < 0:
+                stop += n
             if not 0 <= start < stop <= n:
                 return None
             shape.append(stop - start)
             strides.append(s)
             offset += start * s
         rest = len(key)
-        return NkiTensor.view_of(tuple(shape) + self.shape[rest:], self.dtype, self.storage,
-                                 self.buffer, self.name, tuple(strides) + self.strides[rest:],
-                                 offset)
+        shape = tuple(shape) + self.shape[rest:]
+        strides = tuple(strides) + self.strides[rest:]
+        if ints is not None:
+            shape, strides = _dropped(shape, strides, ints, self.buffer.space != "hbm")
+        return NkiTensor.view_of(shape, self.dtype, self.storage, self.buffer, self.name,
+                                 strides, offset)
 
     def _index_static(self, key):
         """Apply a full-length key of ints, slices and nl.ds; returns the view and the
@@ -392,15 +442,7 @@ class NkiTensor(NKIObject, metaclass=_ViewMeta):
                 ints.append(d)
         if not ints:
             return self._derive(shape, strides, offset), range(len(shape))
-        if self.on_chip:
-            drop = [d for d in ints if d != 0]
-            while len(shape) - len(drop) < 2 and drop:
-                drop.pop()
-        else:
-            drop = list(ints)
-            if len(drop) == len(shape):
-                drop.pop()
-        keep = [d for d in range(len(shape)) if d not in drop]
+        keep = _kept_dims(len(shape), ints, self.on_chip)
         return self._derive([shape[d] for d in keep], [strides[d] for d in keep], offset), keep
 
     def _check_step(self, dim: int, step: int):
