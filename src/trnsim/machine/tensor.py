@@ -366,22 +366,10 @@ class NkiTensor(NKIObject, metaclass=_ViewMeta):
                 shape.append(1)
                 strides.append(s)
                 continue
-            # (unit_slice_bounds inline: a call per index costs as much as the rest)
-            if type(k) is not slice or k.step is not None:
+            bounds = unit_slice_bounds(k, n)
+            if bounds is None:
                 return None
-            start, stop = k.start, k.stop
-            if start is None:
-                start = 0
-            elif type(start) is not int:
-                return None
-            elif start < 0:
-                start += n
-            if stop is None:
-                stop = n
-            elif type(stop) is not int:
-                return None
-            elif stop < 0:
-                stop += n
+            start, stop = bounds
             if not 0 <= start < stop <= n:
                 return None
             shape.append(stop - start)
@@ -391,7 +379,7 @@ class NkiTensor(NKIObject, metaclass=_ViewMeta):
         shape = tuple(shape) + self.shape[rest:]
         strides = tuple(strides) + self.strides[rest:]
         if ints is not None:
-            shape, strides = _dropped(shape, strides, ints, self.buffer.space != "hbm")
+            shape, strides = _dropped(shape, strides, ints, self.on_chip)
         return NkiTensor.view_of(shape, self.dtype, self.storage, self.buffer, self.name,
                                  strides, offset)
 
