@@ -54,25 +54,15 @@ def frame_values(frame, before: dict | None = None):
             out[k] = _ITEMLESS if _ONLY_TILES.issuperset(map(type, v[:_ITEMS])) \
                 else _list_items(v, classes)
             continue
-        plain = _PLAIN_OBJECTS.get(t)
-        if plain is None:
-            plain = _is_plain(t)
-        if plain:
+        if _is_plain(t):
             attrs = v.__dict__
             if type(attrs) is dict and attrs:
                 if isinstance(attrs.get("core"), NkiTensor):  # (tensor_core)
                     _TENSORS.add(t)
                     tensors[k] = v
                     continue
-                old = before.get(k) if before is not None else None
-                if type(old) is tuple and old[0] == "object" and old[1] != id(v):
-                    out[k] = ("object", id(v), None)  # (rebound: `_rebound`)
-                else:  # (_plain_state, inline: a frame holds a dozen legacy Index objects)
-                    shared = classes.get(t)
-                    out[k] = ("object", id(v), (t.__name__, tuple([
-                        (a, x if type(x) in _BY_VALUE else ("id", id(x)))
-                        for a, x in attrs.items()]) + (shared if shared is not None
-                                                      else _shared(t, classes))))
+                out[k] = ("object", id(v), None if _rebound(before, k, v)
+                          else _plain_state(t, attrs, classes))
                 held.append(v)
                 continue
         if tensor_core(v) is not None:
