@@ -19,7 +19,7 @@ from ..machine.access import (Access, _data, _layout, _strided, add_raw,
 from ..machine.errors import (NkiValidationError, UnsupportedError, describe,
                               kernel_location, numerics_warning)
 from ..machine.record import Instruction
-from ..machine.runtime import _local, active_run
+from ..machine.runtime import active_run, program_id
 from ..machine.tensor import NkiTensor
 from ..machine.written import check_read, note_write
 from ..numerics.cast import cast, to_fp32
@@ -94,11 +94,8 @@ def engine_name(e) -> str:
 class Instr:
     def __init__(self, opcode: str, engine=None, default: str = "vector",
                  allowed: tuple[str, ...] | None = None, **attrs):
-        run = _local.run  # (active_run() and program_id() inline: a call each costs)
-        if run is None:
-            run = active_run()  # (the run of a single-core kernel; raises outside one)
-        self.run = run
-        self.core = run.cores[_local.core_id or 0]
+        self.run = run = active_run()
+        self.core = run.cores[program_id()]  # (current_core() without a second active_run())
         self.chip = run.chip
         self.opcode = opcode
         self.location = run.issue_site or kernel_location(2)
