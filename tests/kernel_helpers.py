@@ -70,14 +70,19 @@ def tutorial_run(variant: str, chip: str, K: int = 1024, M: int = 256, N: int = 
                       chip=chip, numerics=False)[1]
 
 
-def kept_and_fresh(kernel, args, **options):
+def kept_as_fresh(kernel, args, **options):
     """`kernel(*args, forget)` run with its instructions' check memos as they fill
     (forget=False) and with them cleared before each call it makes (forget=True):
-    [(outputs, records)] of each, in that order, a record being an instruction's
-    (engine, opcode, attrs, reads, writes)."""
+    asserts both runs record the same instructions and, with numerics, write the same
+    output bytes; returns the first run's (outputs, records), a record being an
+    instruction's (engine, opcode, attrs, reads, writes)."""
     runs = []
     for forget in (False, True):
         out, run = trnsim.run_kernel(lambda *a: kernel(*a, forget), args, **options)
         runs.append((out, [(i.engine, i.opcode, i.attrs, i.reads, i.writes)
                            for i in run.program.instructions]))
-    return runs
+    (kept, records), (fresh, fresh_records) = runs
+    assert records == fresh_records
+    if options.get("numerics", True):
+        assert np.asarray(kept).tobytes() == np.asarray(fresh).tobytes()
+    return kept, records

@@ -10,7 +10,7 @@ import trnsim.nki.isa as nisa
 import trnsim.nki.language as nl
 from trnsim.isa import matmul
 from trnsim.machine.errors import NkiValidationError
-from kernel_helpers import kept_and_fresh
+from kernel_helpers import kept_as_fresh
 
 
 def _kernel(a, b, forget):
@@ -40,13 +40,10 @@ def test_kept_checks_give_the_record_and_values_of_fresh_ones(numerics):
     rng = np.random.default_rng(3)
     a = rng.integers(-4, 5, (64, 128)).astype(np.float32)
     b = rng.integers(-4, 5, (64, 64)).astype(np.float32)
-    (kept, records), (fresh, fresh_records) = kept_and_fresh(_kernel, (a, b),
-                                                              numerics=numerics)
-    assert records == fresh_records
+    kept, records = kept_as_fresh(_kernel, (a, b), numerics=numerics)
     matmuls = [r[2] for r in records if r[1] == "nc_matmul"]
     assert [r["accumulate"] for r in matmuls] == [False, False] + [True] * 4 + [True]
     if numerics:
-        np.testing.assert_array_equal(kept.view(np.uint32), fresh.view(np.uint32))
         ab = a.T.astype(np.float64) @ b
         np.testing.assert_array_equal(kept[:, 64:128], 3 * ab)
         np.testing.assert_array_equal(kept[:, :32], 4 * ab[:, :32])
