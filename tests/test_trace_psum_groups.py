@@ -7,6 +7,8 @@ import copy
 import random
 from types import SimpleNamespace
 
+import numpy as np
+
 from trnsim.isa.matmul import PsumGroups
 
 
@@ -31,4 +33,32 @@ def test_member_matches_the_applied_marks():
         got = groups.member(box, gid)
         assert got is _reference(groups, box, gid)
         seen.add(got)
+    assert seen == {True, False, None}
+
+
+def test_fills_match_a_plain_array_of_marks():
+    """Boxes that overlap pending ones in every way (covered, cut into what is left of
+    them, or, past the pending limit, written to the array), marks never used before
+    (a new group's first box), against the fills applied one by one to an array."""
+    rng = random.Random(1)
+    groups = PsumGroups(SimpleNamespace(partitions=8, width=64))
+    marks = np.zeros((8, 64), np.int32)
+    used = [1]
+    seen = set()
+    for step in range(3000):
+        a, c = rng.randrange(8), rng.randrange(64)
+        box = (a, rng.randint(a + 1, 8), c, rng.randint(c + 1, min(64, c + 24)))
+        gid = rng.choice(used + [0, used[-1] + 1])
+        if gid == used[-1] + 1:
+            used.append(gid)
+        if rng.random() < 0.5:  # ask first, as a matmul does before it marks its dst
+            want = marks[box[0]:box[1], box[2]:box[3]] == gid
+            got = groups.member(box, gid)
+            assert got is (True if want.all() else False if not want.any() else None)
+            seen.add(got)
+        groups.fill(box, gid)
+        marks[box[0]:box[1], box[2]:box[3]] = gid
+        if step % 700 == 699:
+            assert (groups.array() == marks).all()
+    assert (groups.array() == marks).all()
     assert seen == {True, False, None}

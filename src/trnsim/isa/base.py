@@ -251,14 +251,15 @@ class Instr:
 
     def write(self, role: str, t: NkiTensor, values, *, raw: bool = False,
               skip_oob: bool = False, mask=None, add: bool = False,
-              flagged: bool = False) -> None:
+              flagged: bool = False, grouped: bool = False) -> None:
         """Record a write of `t` and store `values` (cast to t's dtype with RNE unless
         `raw`, meaning already in its storage type). `values` may be a callable,
         evaluated only when numerics are on. `mask` (bool, broadcastable to t.shape):
         store only where True. `add` (a float32 `t`, no mask): t = t + values in fp32,
         in place (PSUM accumulation). `flagged`: every byte of `t` is known to be
-        written before (its initialized-flags are all set already)."""
-        self._record_write(role, t)
+        written before (its initialized-flags are all set already). `grouped`: a PSUM
+        `t` whose accumulation-group marks the caller sets itself (a matmul's dst)."""
+        self._record_write(role, t, grouped)
         if not self.numerics:
             return
         if role == "dst" and self.run.dst_mask is not None:  # a legacy non-rectangular mask
@@ -348,13 +349,14 @@ class Instr:
         _drop_fill(t)
         return writable_rows(t)
 
-    def _record_write(self, role: str, t: NkiTensor) -> None:
-        """Record a write of `t`; with numerics on, note what it writes."""
+    def _record_write(self, role: str, t: NkiTensor, grouped: bool = False) -> None:
+        """Record a write of `t`; with numerics on, note what it writes. (`grouped`: see
+        `write`.)"""
         if t.dyn is not None:
             self._note_indirect(t)
         a = self.access(role, t, "w")
         self.writes.append(a)
-        if a.space == "psum":  # ends matmul accumulation there (matmul re-marks its dst)
+        if a.space == "psum" and not grouped:  # ends matmul accumulation there
             self.run.cores[a.core].end_psum_groups(a.p_lo, a.p_hi, a.lo, a.hi)
         if self.numerics and not t.storage.wfull and not self.run.uninit_warned:
             note_write(t.storage, t, a)

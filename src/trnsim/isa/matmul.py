@@ -183,6 +183,9 @@ class PsumGroups:
         self.memory = memory  # the core's PSUM arena, whose width grows (memory.py)
         self._arr: np.ndarray | None = None
         self.pending: dict = {}  # (p_lo, p_hi, lo, hi) -> mark; boxes never overlap
+        # every mark the array may hold (its zeros, and each mark written into it): a
+        # mark not among them is only where a pending box holds it
+        self.arrayed = {0}
         self.masked = False  # a matmul wrote under a legacy mask (not all its bytes)
 
     def _dense(self) -> np.ndarray:
@@ -202,6 +205,7 @@ class PsumGroups:
             arr = self._arr
             for (a, b, c, d), g in self.pending.items():
                 arr[a:b, c:d] = g
+            self.arrayed.update(self.pending.values())
             self.pending.clear()
         return self._arr
 
@@ -212,6 +216,8 @@ class PsumGroups:
         if g is not None:
             return g == gid
         over = self._overlapping(box)
+        if gid not in self.arrayed and all(self.pending[k] != gid for k in over):
+            return False  # (a new group's first box: no byte holds its mark)
         if self._arr is None and not over:
             return gid == 0
         a, b, c, d = box
@@ -229,13 +235,36 @@ class PsumGroups:
 
     def fill(self, box, mark: int) -> None:
         """Set the mark of every byte of box (p_lo, p_hi, lo, hi)."""
-        if box not in self.pending:
-            over = self._overlapping(box)
-            if over:
-                self._dense()
-                for k in over:
-                    self._arr[k[0]:k[1], k[2]:k[3]] = self.pending.pop(k)
-        self.pending[box] = mark
+        pending = self.pending
+        if box not in pending:
+            for k in self._overlapping(box):
+                g = pending.pop(k)
+                if len(pending) < _PENDING_MAX:  # what box leaves of k stays pending
+                    for rest in _outside(k, box):
+                        pending[rest] = g
+                else:
+                    self._dense()[k[0]:k[1], k[2]:k[3]] = g
+                    self.arrayed.add(g)
+        pending[box] = mark
+
+
+_PENDING_MAX = 64  # pending boxes past which an overlapped one is written to the array
+
+
+def _outside(k, box) -> list:
+    """The boxes that cover the bytes of box k outside `box` (which overlaps it), apart."""
+    (k0, k1, k2, k3), (a, b, c, d) = k, box
+    rest = []
+    if k0 < a:
+        rest.append((k0, a, k2, k3))
+    if b < k1:
+        rest.append((b, k1, k2, k3))
+    p0, p1 = max(k0, a), min(k1, b)
+    if k2 < c:
+        rest.append((p0, p1, k2, c))
+    if d < k3:
+        rest.append((p0, p1, d, k3))
+    return rest
 
 
 def _groups(core) -> PsumGroups:
@@ -336,8 +365,9 @@ def psum_store(ins: Instr, dst: NkiTensor, compute, accumulate) -> None:
     if ins.run.dst_mask is not None:
         pg.masked = True
     flagged = member is True and not pg.masked
-    if fast:  # the write clears dst's box, then dst's bytes (all of the box) are marked
-        _write_dst(ins, dst, compute, acc, every, some, flagged)
+    if fast:  # dst's bytes (all of its box) are marked: the write's clearing of the box
+        # is replaced at once
+        _write_dst(ins, dst, compute, acc, every, some, flagged, True)
         pg.fill(key, gid)
         return
     # The write clears the marks of dst's bounding box (the non-matmul rule); keep those
@@ -350,20 +380,22 @@ def psum_store(ins: Instr, dst: NkiTensor, compute, accumulate) -> None:
     if saved is not None:
         groups[box] = saved
     marks.set(gid)
+    pg.arrayed.add(gid)
 
 
 def _write_dst(ins: Instr, dst: NkiTensor, compute, acc, every: bool, some: bool,
-               flagged: bool) -> None:
+               flagged: bool, grouped: bool = False) -> None:
     """`psum_store`'s write of dst (without numerics only its record: no values to
     compute); `flagged`: dst is all marked by this group, whose matmul writes set every
-    byte's initialized-flag (unless one was masked)."""
+    byte's initialized-flag (unless one was masked); `grouped`: the caller marks dst's
+    box (Instr.write)."""
     if not ins.numerics:
-        ins.write("dst", dst, None)
+        ins.write("dst", dst, None, grouped=grouped)
         return
     if every and dst.dtype is float32 and ins.run.dst_mask is None:
         def added():  # fp32 dst: its fp32 values are its stored values, raw or not
             return np.asarray(compute()[0], dtype=np.float32).reshape(dst.shape)
-        ins.write("dst", dst, added, add=True, flagged=flagged)
+        ins.write("dst", dst, added, add=True, flagged=flagged, grouped=grouped)
         return
 
     def values():
@@ -380,7 +412,7 @@ def _write_dst(ins: Instr, dst: NkiTensor, compute, acc, every: bool, some: bool
             return total
         return np.where(acc, total, new if raw else cast(new, dst.dtype))
 
-    ins.write("dst", dst, values, raw=True)
+    ins.write("dst", dst, values, raw=True, grouped=grouped)
 
 
 def _every_some(acc) -> tuple[bool, bool]:
