@@ -312,6 +312,10 @@ class NkiTensor(NKIObject, metaclass=_ViewMeta):
 
     # -- indexing ---------------------------------------------------------
     def __getitem__(self, key) -> "NkiTensor":
+        if type(key) is tuple and len(key) == 2 and len(self.shape) == 2 and self.dyn is None:
+            view = self._columns(key[0], key[1])
+            if view is not None:
+                return view
         if not isinstance(key, tuple):
             key = (key,)
         if self.dyn is None and len(key) <= len(self.shape):
@@ -347,6 +351,31 @@ class NkiTensor(NKIObject, metaclass=_ViewMeta):
         if not view.on_chip and nd == 0 and index.size > 1:
             return view.vector_select(0, index)
         return view.select(nd, index)
+
+    def _columns(self, rows, k):
+        """`_sliced((rows, k))` of a static 2-D view for the usual `t[:, a:b]` (rows
+        whole, k a unit-step slice with int or no bounds in range), else None."""
+        if type(rows) is not slice or rows.start is not None or rows.stop is not None or \
+                rows.step is not None or type(k) is not slice or k.step is not None:
+            return None
+        (p, n), start, stop = self.shape, k.start, k.stop
+        if start is None:
+            start = 0
+        elif type(start) is not int:
+            return None
+        elif start < 0:
+            start += n
+        if stop is None:
+            stop = n
+        elif type(stop) is not int:
+            return None
+        elif stop < 0:
+            stop += n
+        if not (0 <= start < stop <= n and p > 0):
+            return None
+        strides = self.strides
+        return NkiTensor.view_of((p, stop - start), self.dtype, self.storage, self.buffer,
+                                 self.name, strides, self.offset + start * strides[1])
 
     def _sliced(self, key, with_ints=False):
         """`_index_static(key)[0]` for a static view and a key of unit-step slices with

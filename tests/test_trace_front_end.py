@@ -1,0 +1,63 @@
+"""The traced path's shortcuts for the most frequent front-end steps make what the
+general code makes: the `t[:, a:b]` view of a 2-D tile (NkiTensor._columns against
+_index_static, the general indexing)."""
+import random
+
+import numpy as np
+import pytest
+
+import trnsim
+import trnsim.nki.language as nl
+
+
+def _in_kernel(fn):
+    box = {}
+
+    def kernel(x):
+        box["r"] = fn(x)
+    trnsim.run_kernel(kernel, (np.zeros((128, 64), np.float32),), numerics=False)
+    return box["r"]
+
+
+def _parts(t):
+    return (t.shape, t.strides, t.offset, t.dtype, t.storage, t.buffer, t.name, t.dyn)
+
+
+def test_column_slices_make_the_general_views():
+    rng = random.Random(5)
+
+    def bound(n):
+        return rng.choice([None, rng.randrange(-n - 2, n + 3), 0, n, -1, -n,
+                           np.int64(1)])
+
+    def body(x):
+        bases = [nl.ndarray((128, 96), nl.float32, buffer=nl.sbuf),
+                 nl.ndarray((128, 2048), nl.float32, buffer=nl.psum)[:, 512:1024],
+                 nl.ndarray((64, 4, 16), nl.bfloat16, buffer=nl.sbuf)[:, 2, :],
+                 nl.ndarray((100, 40), nl.bfloat16, buffer=nl.sbuf)[4:90, 3:37]]
+        made = failed = 0
+        for _ in range(2000):
+            t = rng.choice(bases)
+            rows = rng.choice([slice(None)] * 4 + [slice(0, None), slice(None, None, 1)])
+            k = rng.choice([slice(bound(t.shape[1]), bound(t.shape[1]))] * 5
+                           + [slice(0, 4, 1), slice(0, 4, 2), 3])
+            fast = t._columns(rows, k)
+            try:
+                slow = t._index_static((rows, k))[0]
+            except Exception as e:
+                failed += 1
+                assert fast is None, (rows, k, e)
+                with pytest.raises(type(e)):
+                    t[rows, k]
+                continue
+            if fast is not None:
+                made += 1
+                assert _parts(fast) == _parts(slow), (rows, k)
+            else:  # (another index kind: the general path's view)
+                assert rows != slice(None) or type(k) is not slice or k.step is not None \
+                    or any(type(b) not in (int, type(None)) for b in (k.start, k.stop))
+            assert _parts(t[rows, k]) == _parts(slow)
+        return made, failed
+
+    made, failed = _in_kernel(body)
+    assert made > 200 and failed > 100
