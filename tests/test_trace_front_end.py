@@ -1,13 +1,17 @@
 """The traced path's shortcuts for the most frequent front-end steps make what the
 general code makes: the `t[:, a:b]` view of a 2-D tile (NkiTensor._columns against
-_index_static, the general indexing)."""
+_index_static, the general indexing) and the kernel line of a call site
+(kernel_location, kept per instruction of the code, against the frame's line)."""
+import gc
 import random
+import sys
 
 import numpy as np
 import pytest
 
 import trnsim
 import trnsim.nki.language as nl
+from trnsim.machine.errors import SourceLocation, kernel_location
 
 
 def _in_kernel(fn):
@@ -61,3 +65,21 @@ def test_column_slices_make_the_general_views():
 
     made, failed = _in_kernel(body)
     assert made > 200 and failed > 100
+
+
+def test_kernel_lines_of_call_sites_kept_per_instruction():
+    """Call sites on many lines of functions made anew (the same file and lines, other
+    code objects; each run twice: its second location comes from the memo) give the
+    line the frame itself reports."""
+    for n in (3, 40, 7):
+        lines = "\n".join(f"    out.append((where(1), sys._getframe().f_lineno))"
+                           if i % 3 == 0 else f"    x = {i}" for i in range(n))
+        ns = {"where": kernel_location, "sys": sys}
+        exec(compile(f"def sites(out):\n{lines}\n", "made_kernel.py", "exec"), ns)
+        for _ in range(2):
+            out = []
+            ns["sites"](out)
+            assert out and all(loc == SourceLocation("made_kernel.py", line, "sites")
+                               for loc, line in out)
+        del ns
+        gc.collect()

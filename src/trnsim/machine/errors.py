@@ -35,6 +35,12 @@ _SKIPPED: dict = {}  # code file name -> whether kernel_location passes over its
 # (file, line, function) -> its SourceLocation: one object per kernel line, made once
 # (a frozen dataclass costs more to build than the whole frame walk)
 _LOCATIONS: dict = {}
+# (id of a code object, offset of one of its instructions) -> (the code object, kept
+# alive so that its id is not reused, and the instruction's SourceLocation): a frame's
+# f_lineno scans its code's line table up to the instruction (~1 us in the middle of a
+# 50-line kernel function)
+_SITES: dict = {}
+_SITES_MAX = 1 << 16  # (the sites kept: the memo starts over past this)
 
 
 def kernel_location(skip: int = 1) -> SourceLocation | None:
@@ -49,10 +55,17 @@ def kernel_location(skip: int = 1) -> SourceLocation | None:
             path = os.path.abspath(name)
             s = skipped[name] = _is_machinery(path) or path.startswith("<frozen")
         if not s:
+            site = (id(code), f.f_lasti)
+            hit = _SITES.get(site)
+            if hit is not None and hit[0] is code:
+                return hit[1]
             key = (name, f.f_lineno, code.co_name)
             loc = _LOCATIONS.get(key)
             if loc is None:
                 loc = _LOCATIONS[key] = SourceLocation(*key)
+            if len(_SITES) >= _SITES_MAX:
+                _SITES.clear()
+            _SITES[site] = (code, loc)
             return loc
         f = f.f_back
     return None
