@@ -97,6 +97,7 @@ def test_dead_tensors_give_their_space_back():
 def test_the_second_memo_starts_over_when_full(monkeypatch):
     monkeypatch.setattr(access, "_DESCRIBED_MAX", 4)
     monkeypatch.setattr(access, "_SHAPES", {})  # (what earlier tests left)
+    monkeypatch.setattr(access, "_kept", [0])
 
     def body(x):
         return [(v, describe_access(v, "dst", "w"))

@@ -548,13 +548,25 @@ def describe_access(t: NkiTensor, role: str, mode: str) -> Access:
     st = t.storage
     shape = (role, mode, t.shape, t.strides, t.offset, t.dtype, t.name, t.dyn is None,
              st.space, st.core, st.partition, st.partitions, st.row_bytes)
-    place = (shape, st.address, st.alloc)
-    a = _DESCRIBED.get(place)
-    if a is None:
-        a = _moved(t, role, mode, shape)
-        if len(_DESCRIBED) >= _DESCRIBED_MAX:
-            _DESCRIBED.clear()
-        _DESCRIBED[place] = a
+    kept = _SHAPES.get(shape)
+    if kept is None:
+        a = _describe(t, role, mode)
+        if _kept[0] >= _DESCRIBED_MAX:
+            _forget()
+        _SHAPES[shape] = (a, st.address, {(st.address, st.alloc): a})
+        _kept[0] += 1
+    else:
+        first, address, places = kept
+        place = (st.address, st.alloc)
+        a = places.get(place)
+        if a is None:
+            shift = st.address - address
+            a = _new_access(Access, first[:11] + (first[11] + shift, first[12] + shift)
+                            + first[13:17] + (st.alloc,))
+            if _kept[0] >= _DESCRIBED_MAX:
+                _forget()
+            places[place] = a
+            _kept[0] += 1
     if st.lazy_fill is not None:  # fill the blocks this access is the first to touch
         st.lazy_fill(a.lo - st.address, a.hi - st.address)
     if mode == "w" and st.space == "psum":  # boxes written (legacy `psum += matmul`)
@@ -566,28 +578,17 @@ def describe_access(t: NkiTensor, role: str, mode: str) -> Access:
     return a
 
 
-# place -> its Access (an immutable tuple: the record's instructions may share one)
-_DESCRIBED: dict = {}
-_DESCRIBED_MAX = 1 << 14  # places kept (the memo starts over past this)
-# a place without its address and allocation -> (an Access of it, the address there)
+# a place without its address and allocation -> (its first Access, the address there,
+# {(address, allocation): its Access there}) (immutable tuples: the record's
+# instructions may share one)
 _SHAPES: dict = {}
+_DESCRIBED_MAX = 1 << 14  # places kept in all (the memo starts over past this)
+_kept = [0]  # places kept now
 
 
-def _moved(t: NkiTensor, role: str, mode: str, shape: tuple) -> Access:
-    """`_describe(t, role, mode)`, from a description of the same `shape` (see
-    describe_access) at another address where there is one."""
-    st = t.storage
-    seen = _SHAPES.get(shape)
-    if seen is None:
-        a = _describe(t, role, mode)
-        if len(_SHAPES) >= _DESCRIBED_MAX:
-            _SHAPES.clear()
-        _SHAPES[shape] = (a, st.address)
-        return a
-    a, address = seen
-    shift = st.address - address
-    return _new_access(Access, a[:11] + (a[11] + shift, a[12] + shift) + a[13:17]
-                       + (st.alloc,))
+def _forget() -> None:
+    _SHAPES.clear()
+    _kept[0] = 0
 
 
 def _describe(t: NkiTensor, role: str, mode: str) -> Access:
@@ -659,7 +660,7 @@ def with_bytes(a: Access, lo: int, hi: int) -> Access:
     return _new_access(Access, a[:11] + (lo, hi) + a[13:])
 
 
-# the slices of with_bytes and _moved
+# the slices of with_bytes and describe_access
 assert Access._fields[11:13] == ("lo", "hi") and Access._fields[17:] == ("alloc",)
 
 
