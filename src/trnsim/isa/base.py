@@ -92,6 +92,9 @@ def engine_name(e) -> str:
 
 
 class Instr:
+    __slots__ = ("run", "core", "chip", "opcode", "location", "numerics", "strict",
+                 "pinned", "engine", "queue", "attrs", "reads", "writes", "_last_access")
+
     def __init__(self, opcode: str, engine=None, default: str = "vector",
                  allowed: tuple[str, ...] | None = None, **attrs):
         self.run = run = active_run()

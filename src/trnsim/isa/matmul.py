@@ -47,8 +47,8 @@ import threading
 
 import numpy as np
 
-from ..machine.access import (_byte_index, _decompose, _flag_view, describe_access,
-                              element_offsets, read_converted)
+from ..machine.access import (BOX, _byte_index, _decompose, _flag_view,
+                              describe_access, element_offsets, read_converted)
 from ..machine.errors import UnsupportedError, describe
 from ..machine.tensor import NkiTensor
 from ..numerics.cast import cast, round_tf32, to_fp32
@@ -342,8 +342,8 @@ def psum_store(ins: Instr, dst: NkiTensor, compute, accumulate) -> None:
     pg = core.psum_group or _groups(core)
     gid = _group_id(dst.storage)
     a = ins.access("dst", dst, "w")
-    key = (a.p_lo, a.p_hi, a.lo, a.hi)
-    fast = dst.dyn is None and dst.size * dst.dtype.itemsize == (a.p_hi - a.p_lo) * (a.hi - a.lo)
+    key = a[BOX]
+    fast = dst.dyn is None and a.bytes == (a.p_hi - a.p_lo) * (a.hi - a.lo)
     member = pg.member(key, gid) if fast else None
     if member is not None:  # dst is exactly a box all in or all out of this group
         marks = None

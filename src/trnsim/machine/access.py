@@ -571,7 +571,7 @@ def describe_access(t: NkiTensor, role: str, mode: str) -> Access:
         st.lazy_fill(a.lo - st.address, a.hi - st.address)
     if mode == "w" and st.space == "psum":  # boxes written (legacy `psum += matmul`)
         boxes = st.__dict__.setdefault("written_boxes", set())
-        box = (a.p_lo, a.p_hi, a.lo, a.hi)
+        box = a[BOX]
         if box not in boxes:
             boxes.add(box)
             _note_untracked_change(st.alloc)
@@ -662,6 +662,8 @@ def with_bytes(a: Access, lo: int, hi: int) -> Access:
 
 # the slices of with_bytes and describe_access
 assert Access._fields[11:13] == ("lo", "hi") and Access._fields[17:] == ("alloc",)
+BOX = slice(9, 13)  # `a[BOX]`: an Access's (p_lo, p_hi, lo, hi), as a plain tuple
+assert Access._fields[BOX] == ("p_lo", "p_hi", "lo", "hi")
 
 
 def with_bytes_all(accesses: list, los: list, his: list):
