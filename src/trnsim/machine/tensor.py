@@ -164,6 +164,11 @@ def _kept_dims(ndim: int, ints: list, on_chip: bool) -> list:
 
 def _dropped(shape: tuple, strides: tuple, ints: list, on_chip: bool) -> tuple:
     """(shape, strides) of the dims `_kept_dims` keeps."""
+    if len(ints) == 1 and len(shape) > 2:  # (the usual `t[:, i, :]`: at least 2 dims left)
+        d = ints[0]
+        if d == 0 and on_chip:
+            return shape, strides
+        return shape[:d] + shape[d + 1:], strides[:d] + strides[d + 1:]
     keep = _kept_dims(len(shape), ints, on_chip)
     return tuple([shape[d] for d in keep]), tuple([strides[d] for d in keep])
 
@@ -393,6 +398,12 @@ class NkiTensor(NKIObject, metaclass=_ViewMeta):
                 ints = [d] if ints is None else ints + [d]
                 offset += k * s
                 shape.append(1)
+                strides.append(s)
+                continue
+            if type(k) is slice and k.start is None and k.stop is None and k.step is None:
+                if n <= 0:  # (a whole dim: bounds 0 and n)
+                    return None
+                shape.append(n)
                 strides.append(s)
                 continue
             bounds = unit_slice_bounds(k, n)
