@@ -122,11 +122,6 @@ class Instr:
         return self
 
     def __exit__(self, exc_type, exc, tb):
-        if isinstance(exc, NkiValidationError) and exc.op is None:
-            # raised by a helper (a register or tensor check): name this instruction
-            # and its kernel line
-            raise type(exc)(exc.bare_message, op=self.opcode,
-                            location=self.location) from None
         if exc_type is None:
             if not self.pinned and self.opcode in ENGINE_RULES:
                 self.attrs["engines"] = candidates(self)
@@ -135,6 +130,11 @@ class Instr:
             record.append(Instruction(
                 len(record), self.core.id, self.engine, self.opcode,
                 tuple(self.reads), tuple(self.writes), self.location, self.attrs, self.queue))
+        elif isinstance(exc, NkiValidationError) and exc.op is None:
+            # raised by a helper (a register or tensor check): name this instruction
+            # and its kernel line
+            raise type(exc)(exc.bare_message, op=self.opcode,
+                            location=self.location) from None
         return False
 
     # -- errors -----------------------------------------------------------
