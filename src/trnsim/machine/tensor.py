@@ -65,6 +65,10 @@ class MemoryRegion(Enum):
     def __str__(self) -> str:
         return self._text
 
+    # by identity, as members compare (Enum's hash of the name is a Python call: one per
+    # new tile, `Run.new_tensor`'s kinds of tile)
+    __hash__ = object.__hash__
+
 
 def as_region(buffer) -> MemoryRegion:
     if isinstance(buffer, MemoryRegion):
