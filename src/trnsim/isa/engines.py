@@ -51,11 +51,17 @@ _FP32_UNSAFE = ("int32", "uint32")  # same-dtype copies through fp32 change them
 
 
 def _operands(ins):
-    return [a for a in list(ins.reads) + list(ins.writes)]
+    return [*ins.reads, *ins.writes]
 
 
 def _touches_psum(ins) -> bool:
-    return any(a.space == "psum" for a in _operands(ins))
+    for a in ins.reads:
+        if a.space == "psum":
+            return True
+    for a in ins.writes:
+        if a.space == "psum":
+            return True
+    return False
 
 
 def _tensor_tensor(ins, gen):
@@ -81,9 +87,9 @@ def _tensor_scalar(ins, gen):
     ok = {"vector"}
     if gen == 3 and (a.get("op0"), a.get("op1")) in _SCALAR_PAIRS_V3:
         ok.add("scalar")
-    elif gen >= 4 and all(o in _SCALAR_OPS_V4 for o in ops):
+    elif gen >= 4 and _SCALAR_OPS_V4.issuperset(ops):
         ok.add("scalar")
-    if all(o in _GPSIMD_TS for o in ops) and not _touches_psum(ins):
+    if _GPSIMD_TS.issuperset(ops) and not _touches_psum(ins):
         ok.add("gpsimd")
     return ok
 
@@ -121,4 +127,5 @@ def candidates(ins) -> tuple[str, ...] | None:
     if rule is None:
         return None
     ok = rule(ins, ins.generation)
-    return (ins.engine,) + tuple(e for e in ENGINES if e in ok and e != ins.engine)
+    own = ins.engine
+    return (own, *[e for e in ENGINES if e in ok and e != own])
