@@ -414,8 +414,8 @@ class OnChipMemory:
             del self._alive[i]
             self._explicit.pop(i, None)
             span = self._virtual.pop(i, None)
-            if span is not None:
-                self._taken.remove(span)
+            if span is not None:  # (spans are disjoint: bisect finds this one)
+                del self._taken[bisect.bisect_left(self._taken, span)]
             own = self._owned.pop(i, None)
             if own is not None:
                 _spare_tile(own)
