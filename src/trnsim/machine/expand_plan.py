@@ -62,9 +62,13 @@ def _carried_from_entry(entry: "Mark", after_first: "Mark") -> dict:
     from the one iteration 0 made (`_with_carried`)."""
     made = after_first.allocations - entry.allocations
     back = {}
+    after = after_first.tensors
     for name, was in entry.tensors.items():
-        was, now = tensor_core(was), tensor_core(after_first.tensors.get(name))
-        if now is not None and 0 <= was.storage.alloc < entry.allocations \
+        now = after.get(name)
+        if now is was or now is None:
+            continue
+        was, now = tensor_core(was), tensor_core(now)
+        if 0 <= was.storage.alloc < entry.allocations \
                 and entry.allocations <= now.storage.alloc < after_first.allocations:
             back[was.storage.alloc] = now.storage.alloc - made
     return back
