@@ -20,7 +20,9 @@ the frame as below. A loop
 entered again after it expanded (the inner loop of a blocked kernel) samples none
 when its iteration 0 repeats its last model's structure (objects of its frame by their
 state, not identity: `expand_plan.same_model`) and changes no object of the frame: it
-appends iterations 1.. from iteration 0 by the model's step, and its last iteration
+appends iterations 1.. from iteration 0 by the model's step (iteration 0's reads of the
+tiles made before the loop that the body carries to the next iteration taken for those
+of the tiles one step back), and its last iteration
 checks that step (the record's numbers, the frame's ints) and that the frame's objects
 keep their state; if not, the entry is sampled afresh. Else (a first-iteration
 special case: a matmul group's start) it samples iteration 1, which must repeat the
@@ -232,7 +234,12 @@ def iterate(rng: range, before=None, for_statement: bool = False):
         if start is None and total < SAMPLES + 3 and site not in stats.short_sites:
             yield from _noting_body(run, rng, before, stats, site)
             return
-        marks[0] = Mark(run, None)  # (the record alone: see FEW)
+        short = total < MIN_ITERATIONS
+        # (the record alone, see FEW; where a short loop noted is entered without a
+        # model, the tensors its body may carry to the next iteration: flash attention's
+        # online-softmax state)
+        marks[0] = Mark(run, frame, tensors_only=True) \
+            if start is None and short and site in stats.short_sites else Mark(run, None)
         if before is not None:
             before(0)
         stats.watching += 1  # (iteration 0's snapshot takes its inner loops' copies)
@@ -241,7 +248,6 @@ def iterate(rng: range, before=None, for_statement: bool = False):
         finally:
             stats.watching -= 1
         body = len(run.program.instructions) - marks[0].instructions
-        short = total < MIN_ITERATIONS
         if start is None and short and not _heavy_enough(stats, site, body):
             yield from _plain(rng, before, 1)
             return
@@ -322,8 +328,9 @@ def _expanding(run, rng: range, before, frame, site, marks: list, stats, start):
     elif marks[0] is not None:  # a heavy loop: FEW samples where iteration 0 agrees
         sampling = ((FEW, (1,)), *_SAMPLING)
         if total < SAMPLES + 3:  # (a short loop entered again: FEW + 1 without iteration
-            # 0, where a body that carries tiles to the next iteration reads others: the
-            # online-softmax state of flash attention's loop over key chunks)
+            # 0 where its record is off the step other than by the tiles made before the
+            # loop that a body carrying tiles to the next iteration reads there, which
+            # stand for the tiles one step back: `expand_plan._carried_from_entry`)
             sampling = ((FEW, (1,)), (FEW + 1, (1,)))
     while True:
         plan = None
@@ -512,7 +519,8 @@ class ExpansionStats:
         self.last_differs: set = set()
         # loops entered again whose model from iteration 0 alone missed, with a tile the
         # body carries to the next iteration (which iteration 0 reads from the code
-        # before the loop, off the step): their later entries sample iteration 1
+        # before the loop, taken for the tile one step back): their later entries sample
+        # iteration 1
         self.zero_misses: set = set()
         # short loops entered with a body of at least REENTERED_BODY instructions ->
         # the fewest iterations of an entry that may expand (`_fewest_iterations`)

@@ -12,7 +12,8 @@ import numpy as np
 
 from .access import Access
 from .errors import SourceLocation, interned
-from .frame_state import PLAIN, frame_lists, frame_values, hashable, set_locals
+from .frame_state import (PLAIN, frame_lists, frame_tensors, frame_values, hashable,
+                          set_locals)
 
 
 # -- the state at an iteration boundary ------------------------------------------------
@@ -20,9 +21,11 @@ class Mark:
     __slots__ = ("instructions", "allocations", "fences", "hbm", "shared", "pending",
                  "untracked", "locals", "lists", "tensors", "held")
 
-    def __init__(self, run, frame, before: "Mark | None" = None, lists_only=False):
+    def __init__(self, run, frame, before: "Mark | None" = None, lists_only=False,
+                 tensors_only=False):
         """The state now; `before`: the mark before it (see frame_values). `lists_only`:
-        of the frame's state only its lists (what `Plan.matches` reads)."""
+        of the frame's state only its lists (what `Plan.matches` reads); `tensors_only`:
+        only its tensors (at a loop's entry: those it may carry, `_carried_from_entry`)."""
         p = run.program
         self.instructions = len(p.instructions)
         self.allocations = len(p.allocations)
@@ -33,9 +36,25 @@ class Mark:
         self.untracked = len(run.untracked_changes)
         if lists_only:
             self.locals, self.lists, self.tensors, self.held = {}, frame_lists(frame), {}, []
+        elif tensors_only:
+            self.locals, self.lists, self.tensors, self.held = {}, {}, frame_tensors(frame), []
         else:
             self.locals, self.lists, self.tensors, self.held = frame_values(
                 frame, before.locals if before is not None else None)
+
+    def entering(self, after: "Mark") -> "Mark":
+        """This mark (the state before a loop's iteration 0) with the locals that `after`
+        (the state after it) has and it lacks: those the body binds before it reads them
+        (`k0 = ki * KC`), which a model of the later iterations states as each of them
+        finds them."""
+        missing = after.locals.keys() - self.locals.keys()
+        if not missing:
+            return self
+        m = Mark.__new__(Mark)
+        for name in Mark.__slots__:
+            setattr(m, name, getattr(self, name))
+        m.locals = {**self.locals, **{k: after.locals[k] for k in missing}}
+        return m
 
     def restore(self, run, frame):
         """Roll the record back to this mark (and the frame's numbers)."""

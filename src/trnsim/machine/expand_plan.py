@@ -11,7 +11,7 @@ import numpy as np
 from .expand_copy import Copier
 from .expand_parts import Mark, operand_columns, snapshot
 from .frame_state import (carried_tensors, growing_lists, rebound_locals, retarget,
-                          retarget_block, set_locals)
+                          retarget_block, set_locals, tensor_core)
 from .gc_pause import gc_paused
 
 
@@ -52,6 +52,38 @@ def _with_first(run, zero: "Mark", m1: "Mark", structure: tuple, rows: np.ndarra
     row = 2 * rows[0] - rows[1]
     row[:len(nums)] = nums
     return np.vstack((row, rows))
+
+
+def _carried_from_entry(entry: "Mark", after_first: "Mark") -> dict:
+    """{a tile made before the loop: the model's in its place} for the tiles a body that
+    carries tiles to the next iteration read in iteration 0, which its carried locals
+    held at the loop's entry (the online-softmax state of flash attention), where each
+    later iteration reads those the iteration before it made: the tile one step back
+    from the one iteration 0 made (`_with_carried`)."""
+    made = after_first.allocations - entry.allocations
+    back = {}
+    after = after_first.tensors
+    for name, was in entry.tensors.items():
+        now = after.get(name)
+        if now is was or now is None:
+            continue
+        was, now = tensor_core(was), tensor_core(now)
+        if 0 <= was.storage.alloc < entry.allocations \
+                and entry.allocations <= now.storage.alloc < after_first.allocations:
+            back[was.storage.alloc] = now.storage.alloc - made
+    return back
+
+
+def _with_carried(row: np.ndarray, back: dict, ops: np.ndarray, step: np.ndarray,
+                  made: int) -> None:
+    """Iteration 0's numbers `row` as the model of the later ones states them: its
+    reads of the tiles `back` maps (`_carried_from_entry`; operands `ops`, whose ids
+    move by an iteration's `made` allocations: `step`, by column) those of the tiles one
+    step back, which the iterations the model is checked by confirm with the rest."""
+    at = ops.tolist()
+    for c, aid in zip(at, row[ops].tolist()):
+        if aid in back and step[c] == made:
+            row[c] = back[aid]
 
 
 _OPERANDS = operator.itemgetter(6)  # an instruction's structure's operands
@@ -156,15 +188,20 @@ class Plan:
         state, index = start
         if state is None or known is None or len(marks) != 1:
             return None, True
-        marks = [state, *marks]
+        marks = [state.entering(marks[0]), *marks]
         plan, _ = cls._derived(run, marks, core, periods, known)
         if plan is not None:
             plan._ints_from_first(marks[1])
+            back = _carried_from_entry(state, marks[1])
+            if back:
+                ops = plan.operand_ids
+                _with_carried(plan.rows[0], back, ops, plan.drift,
+                              marks[1].allocations - state.allocations)
             plan.last_sampled, plan.index, plan.checks_frame = 0, index, True
             plan.after_first = marks[1]
             # an object iteration 0 changed: so may every iteration (and the last one's
             # change would not be undone if it then missed the model)
-            if not plan._unchanged(state, marks[1]):
+            if not plan._unchanged(marks[0], marks[1]):
                 plan = None
         return plan, plan is None
 
@@ -214,6 +251,13 @@ class Plan:
             a = _with_first(run, zero, marks[0], keys[0][0], a)
             if a is None:
                 return None, True
+            back = _carried_from_entry(zero, marks[0])
+            if back and len(a) > 2:  # (the samples' step)
+                n_ops = np.fromiter(map(len, map(_OPERANDS, keys[0][0][:len(sizes)])),
+                                    np.int64, len(sizes))
+                ops = operand_columns(sizes, n_ops)[:, 5]
+                _with_carried(a[0], back, ops, a[2] - a[1],
+                              marks[0].allocations - zero.allocations)
         if known is not None:  # the model this loop had when it last expanded
             key, drift, layout = known
             if not same_model(keys[0], key) or a.shape[1] != len(drift) \

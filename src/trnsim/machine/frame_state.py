@@ -106,6 +106,12 @@ def frame_lists(frame) -> dict:
     return {k: _list_state(v) for k, v in frame.f_locals.items() if type(v) is list}
 
 
+def frame_tensors(frame) -> dict:
+    """The frame's tensors as `frame_values` states them ({name: tensor}), alone."""
+    return {k: v for k, v in frame.f_locals.items()
+            if type(v) in _TENSORS or type(v) not in _BY_VALUE and tensor_core(v) is not None}
+
+
 def _list_state(v: list) -> tuple:
     return v, len(v), tuple(map(id, v))
 
