@@ -12,15 +12,17 @@ the box (p_lo, p_hi, lo, hi); it writes every byte of it (dense) where its bytes
 Instruction i's accesses are acc[ptr[i]:ptr[i + 1]], its writes from wptr[i].
 `source`: per access the number of an access equal to it but in its offset, box and
 alloc (a copy's operand, CopyTemplate: its template's; else its own), the accesses
-read from their objects numbered in row order (int32; no copies: each row its own),
-by which the compute pricing (timing/costs.py compute_costs) tells loop copies' memo
-keys alike. `shared` holds by that number (SHARED) what those accesses share: the
+read from their objects numbered in row order (int32; no copies: each row its own).
+`shared` holds by that number (SHARED) what those accesses share: the
 bytes, contiguous bytes and the id() of the role and of the shape (objects the
 accesses keep alive: equal ids, equal values; for the DMA pricing, timing/costs.py
 dma_costs), the HBM rows form (deps.rows_form: -1 none, else its row of `forms`: (row
 pitch, rows, bytes per row), the distinct ones in value order; its first byte is the
-access's lo), the on-chip map (a number per (space, core); -1: HBM) and the space (a
-number per name, `spaces`); `column(k)` gives one by row. (By row, with dense, they
+access's lo), the on-chip map (a number per (space, core); -1: HBM), the space (a
+number per name, `spaces`) and the signature: a number per distinct (role, space,
+dtype, pattern, indirect objects, elements per partition), the fields of an operand
+that the compute pricing reads (timing/costs.py compute_costs: equal numbers, equal
+memo key parts); `column(k)` gives one by row. (By row, with dense, they
 took 64 bytes an access, 128 an instruction of a strided loop-expanded kernel.)
 
 The columns describe the instructions as they stand when first asked for: the compiler
@@ -51,8 +53,9 @@ from ..machine.record import (_Deferred, distinct_rows, held_reads, held_writes,
 ACC = ("p_lo", "p_hi", "lo", "hi")
 P_LO, P_HI, LO, HI = range(len(ACC))
 PITCH, ROWS, RUN = range(3)  # the columns of `forms`
-SHARED = ("bytes", "contiguous_bytes", "role", "shape", "form", "map", "space")
-BYTES, CONTIGUOUS, ROLE, SHAPE, FORM, MAP, SPACE = range(len(SHARED))
+SHARED = ("bytes", "contiguous_bytes", "role", "shape", "form", "map", "space",
+          "signature")
+BYTES, CONTIGUOUS, ROLE, SHAPE, FORM, MAP, SPACE, SIGNATURE = range(len(SHARED))
 _READS, _WRITES = attrgetter("reads"), attrgetter("writes")
 
 
@@ -253,6 +256,7 @@ class _Part:
         ints += [(shared[BYTES], _BYTES), (shared[CONTIGUOUS], _CBYTES)]
         ints += zip(self.extra, (_CORE, _ALLOC))
         shapes = _Shapes()
+        signatures = _Signatures()
         hbm = []
         # a chunk of accesses at a time, transposed (each field a tuple: the fastest way
         # to read them found), its int fields made arrays
@@ -265,6 +269,7 @@ class _Part:
             shared[SPACE, c:e] = spaces
             shared[ROLE, c:e] = identities(fields_of[_ROLE])
             shared[SHAPE, c:e] = identities(fields_of[_SHAPE])
+            shared[SIGNATURE, c:e] = signatures.numbers(fields_of, shared[:, c:e])
             if "hbm" in code:
                 at = np.flatnonzero(spaces == code["hbm"])
                 shapes.add(fields_of, at.tolist())
@@ -368,11 +373,40 @@ def _numbers(names, code: dict, n: int):
 # alloc; space; role and shape; what rows_form reads besides lo and hi
 _FIELD = {name: k for k, name in enumerate(Access._fields)}
 _CORE, _BYTES, _ALLOC, _SPACE = (_FIELD[f] for f in ("core", "bytes", "alloc", "space"))
+_EPP, _INDIRECT = _FIELD["elems_per_partition"], _FIELD["indirect"]
 _START = attrgetter("start")
 _ROLE, _SHAPE = _FIELD["role"], _FIELD["shape"]
 _PATTERN, _CBYTES, _DTYPE = (_FIELD[f] for f in ("pattern", "contiguous_bytes", "dtype"))
 _ONE_RUN, _NO_FORM, _ROWS = range(3)
 _CHUNK = 1 << 12  # accesses read at a time (larger chunks read slower: cache)
+
+
+class _Signatures:
+    """The signature numbers of the accesses of a build (see the module doc), a chunk
+    at a time: its distinct rows of (role, space, dtype, pattern, indirect, elements
+    per partition) found by a hash table over their ids and values, then numbered by
+    value across the chunks (few are distinct). The accesses must stay alive meanwhile
+    (the ids of their objects are compared)."""
+
+    def __init__(self):
+        self.code: dict = {}  # a distinct row (as a tuple) -> its number
+
+    def numbers(self, fields_of, shared) -> np.ndarray:
+        """The numbers of the transposed chunk `fields_of`, whose role and space numbers
+        are set in its columns `shared`."""
+        from .compiled_deps import numbered_rows  # (it imports this module)
+
+        keys = np.empty((shared.shape[1], 6), np.int64)
+        keys[:, 0], keys[:, 1] = shared[ROLE], shared[SPACE]
+        for c, k in enumerate((_DTYPE, _PATTERN, _INDIRECT), 2):
+            keys[:, c] = identities(fields_of[k])
+        keys[:, 5] = np.fromiter(fields_of[_EPP], np.int64, len(keys))
+        first, which = numbered_rows(keys)
+        code = self.code
+        number = np.fromiter([code.setdefault(row, len(code))
+                              for row in map(tuple, keys[first].tolist())], np.int64,
+                             len(first))
+        return number[which]
 
 
 class _Shapes:

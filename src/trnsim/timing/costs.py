@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from itertools import chain, repeat
 from operator import attrgetter, itemgetter
 
 import numpy as np
@@ -226,7 +227,8 @@ _PRICED_AT_ONCE = 1 << 13  # transfers grouped at a time
 _ENGINE, _OPCODE, _ATTRS = attrgetter("engine"), attrgetter("opcode"), attrgetter("attrs")
 
 # The fields of an operand the compute cost reads (not where it lies), by position: an
-# Access is a tuple (~7% of a compute memo hit, against attrgetter)
+# Access is a tuple (~7% of a compute memo hit, against attrgetter); the access
+# columns' signature numbers (timing/access_columns.py) tell the same fields apart
 _access_sig = itemgetter(*map(Access._fields.index, (
     "space", "role", "dtype", "elems_per_partition", "pattern", "indirect")))
 
@@ -234,11 +236,12 @@ _access_sig = itemgetter(*map(Access._fields.index, (
 def compute_costs(model, program, at, ids=None) -> np.ndarray:
     """model.compute of the instructions of `program` at positions `at` (an int
     array), as an object array: the same results, computed once per distinct row of
-    (engine, opcode and attrs objects, and each operand's `source` row in the
-    program's access columns, timing/access_columns.py: loop copies share those, and
-    equal rows make equal memo keys, so each gets the memo's result as one by one).
-    ids: (engine, opcode, attrs) numbers of each instruction of `program`, equal where
-    the objects are the same (as identities), where the caller has them.
+    (engine and opcode objects, the objects of the attrs values the cost reads, and
+    each operand's signature number in the program's access columns,
+    timing/access_columns.py: equal rows make equal memo keys, so each gets the memo's
+    result as one by one). ids: (engine, opcode, attrs) numbers of each instruction of
+    `program`, equal where the objects are the same (as identities), where the caller
+    has them.
     One by one where the program has no access columns, the memo could fill up
     meanwhile (its clearing would part equal keys' results) or a key is unhashable
     (computed afresh each time)."""
@@ -248,14 +251,15 @@ def compute_costs(model, program, at, ids=None) -> np.ndarray:
     if n and getattr(program, "_access_columns", None) is not None:
         # (imported here: they import this module, and numba, which a small program's
         # Python passes never load)
-        from .access_columns import kept_columns
+        from .access_columns import SIGNATURE, kept_columns
         from .compiled_deps import numbered_rows
         cols = kept_columns(program)
     if cols is None:
         return _one_by_one(model, instrs, at)
     lo, mid, hi = cols.ptr[at], cols.wptr[at], cols.ptr[at + 1]
     count = hi - lo
-    rows = np.full((n, 4 + int(count.max())), -1, np.int64)
+    width = 3 + len(_COMPUTE_ATTRS)  # engine, opcode, attrs values, reads
+    rows = np.full((n, width + int(count.max())), -1, np.int64)
     if ids is None:
         picked = list(map(instrs.__getitem__, at.tolist()))
         ids = [identities(list(map(get, picked))) for get in (_ENGINE, _OPCODE, _ATTRS)]
@@ -263,12 +267,15 @@ def compute_costs(model, program, at, ids=None) -> np.ndarray:
         at_ids = slice(None)
     else:
         at_ids = at
-    for c, column in enumerate(ids):
-        rows[:, c] = column[at_ids]
-    rows[:, 3] = mid - lo
+    rows[:, 0], rows[:, 1] = ids[0][at_ids], ids[1][at_ids]
+    dicts, which = numbered_rows(ids[2][at_ids].reshape(n, 1))  # (loop copies share)
+    dicts = [instrs[i].attrs for i in at[dicts].tolist()]
+    rows[:, 2:width - 1] = _values(dicts, _COMPUTE_ATTRS)[which]
+    del dicts, which
+    rows[:, width - 1] = mid - lo
     owner = np.repeat(np.arange(n), count)
     place = np.arange(len(owner)) - (np.cumsum(count) - count)[owner]
-    rows[owner, 4 + place] = cols.source[lo[owner] + place]
+    rows[owner, width + place] = cols.column(SIGNATURE)[lo[owner] + place]
     del owner, place
     first, which = numbered_rows(rows)  # (first in program order, as one by one)
     del rows
@@ -288,6 +295,52 @@ def _one_by_one(model, instrs, at) -> np.ndarray:
                        len(at))
 
 
+def matmul_costs(model, instrs, at, fast: bool) -> np.ndarray:
+    """model.matmul of the instructions `instrs` at positions `at` (an int array), as
+    an object array: the same results, computed once per distinct row of the objects
+    of the attrs values it reads (traced matmuls each have their own attrs dict, with
+    the same few values: equal rows make equal memo keys, so each gets the memo's
+    result as one by one). One by one where the compiled paths do not run (`fast`), the
+    memo could fill up meanwhile or a key is unhashable (computed afresh each time)."""
+    n = len(at)
+    if not (fast and n):
+        return _matmuls_one_by_one(model, instrs, at)
+    from .compiled_deps import numbered_rows  # (numba: loaded where the paths run)
+
+    dicts = [instrs[i].attrs for i in at.tolist()]
+    first, which = numbered_rows(_values(dicts, _MATMUL_READS))  # (first in order)
+    del dicts
+    if len(model._matmul_memo) + len(first) >= MEMO_LIMIT:
+        return _matmuls_one_by_one(model, instrs, at)
+    made = np.empty(len(first), object)
+    for g, i in enumerate(at[first].tolist()):
+        ins = instrs[i]
+        made[g] = model.matmul(ins)
+        if not _hashable(_matmul_key(ins.attrs)):
+            return _matmuls_one_by_one(model, instrs, at)
+    return made[which]
+
+
+def _matmuls_one_by_one(model, instrs, at) -> np.ndarray:
+    return np.fromiter(map(model.matmul, map(instrs.__getitem__, at.tolist())), object,
+                       len(at))
+
+
+def _values(dicts: list, names: tuple) -> np.ndarray:
+    """The identities of each dict's values of `names` (_ABSENT[0] where it has none),
+    a row per dict (the objects are the dicts': equal ids, equal values)."""
+    m = len(dicts)
+    try:  # (itemgetter: ~4x quicker than a get per name, where each dict has them all)
+        return identities(chain.from_iterable(map(itemgetter(*names), dicts)),
+                          m * len(names)).reshape(m, len(names))
+    except KeyError:
+        out = np.empty((m, len(names)), np.int64)
+        for c, name in enumerate(names):
+            out[:, c] = identities(map(dict.get, dicts, repeat(name), repeat(_ABSENT[0])),
+                                   m)
+        return out
+
+
 def _hashable(x) -> bool:
     try:
         hash(x)
@@ -300,6 +353,7 @@ _COMPUTE_ATTRS = ("op", "op0", "op1", "value", "num_elem_per_idx", "num_valid_in
                   "n", "k")
 _MATMUL_ATTRS = ("N", "M", "K", "stationary_dtype", "moving_dtype", "is_transpose",
                  "is_stationary_onezero", "is_moving_onezero", "perf_mode")
+_MATMUL_READS = (*_MATMUL_ATTRS, "tile_position", "tile_size")  # (all matmul's key reads)
 _ABSENT = (object(),) * 9  # map(attrs.get, names, _ABSENT): absent != present-as-None
 
 
@@ -552,9 +606,7 @@ class CostModel:
         hit = self._matmul_by_attrs.get(id(a))
         if hit is not None and hit[0] is a:
             return hit[1]
-        tp, ts = a.get("tile_position"), a.get("tile_size")
-        key = (tuple(map(a.get, _MATMUL_ATTRS, _ABSENT)), tuple(tp) if tp else tp,
-               tuple(ts) if ts else ts)
+        key = _matmul_key(a)
         try:
             res = self._matmul_memo[key]
         except (KeyError, TypeError):
@@ -593,6 +645,13 @@ class CostModel:
         ncol = self.te.cols // cell
         cells = tuple(r * ncol + c for r in rows for c in cols)
         return mm * self.te_ns, ls * self.te_ns, terms, cells
+
+
+def _matmul_key(a: dict) -> tuple:
+    """The memo key of a matmul's cost: the attrs values it reads (_MATMUL_READS)."""
+    tp, ts = a.get("tile_position"), a.get("tile_size")
+    return (tuple(map(a.get, _MATMUL_ATTRS, _ABSENT)), tuple(tp) if tp else tp,
+            tuple(ts) if ts else ts)
 
 
 def _main_input(reads, op):
