@@ -19,8 +19,8 @@ accesses keep alive: equal ids, equal values; for the DMA pricing, timing/costs.
 dma_costs), the HBM rows form (deps.rows_form: -1 none, else its row of `forms`: (row
 pitch, rows, bytes per row), the distinct ones in value order; its first byte is the
 access's lo), the on-chip map (a number per (space, core); -1: HBM), the space (a
-number per name, `spaces`) and the signature: a number per distinct (role, space,
-dtype, pattern, indirect objects, elements per partition), the fields of an operand
+number per name, `spaces`) and the signature: a number per distinct value of (role,
+space, dtype, pattern, indirect, elements per partition), the fields of an operand
 that the compute pricing reads (timing/costs.py compute_costs: equal numbers, equal
 memo key parts); `column(k)` gives one by row. (By row, with dense, they
 took 64 bytes an access, 128 an instruction of a strided loop-expanded kernel.)
@@ -377,19 +377,20 @@ _EPP, _INDIRECT = _FIELD["elems_per_partition"], _FIELD["indirect"]
 _START = attrgetter("start")
 _ROLE, _SHAPE = _FIELD["role"], _FIELD["shape"]
 _PATTERN, _CBYTES, _DTYPE = (_FIELD[f] for f in ("pattern", "contiguous_bytes", "dtype"))
+_SIGNATURE_FIELDS = (_ROLE, _SPACE, _DTYPE, _PATTERN, _INDIRECT, _EPP)
 _ONE_RUN, _NO_FORM, _ROWS = range(3)
 _CHUNK = 1 << 12  # accesses read at a time (larger chunks read slower: cache)
 
 
 class _Signatures:
     """The signature numbers of the accesses of a build (see the module doc), a chunk
-    at a time: its distinct rows of (role, space, dtype, pattern, indirect, elements
-    per partition) found by a hash table over their ids and values, then numbered by
-    value across the chunks (few are distinct). The accesses must stay alive meanwhile
-    (the ids of their objects are compared)."""
+    at a time: its distinct rows of (role, space, dtype, pattern, indirect objects,
+    elements per partition) found by a hash table over their ids, then numbered by
+    value across the chunks (few are distinct): equal values, as the compute memo's
+    key compares them, one number."""
 
     def __init__(self):
-        self.code: dict = {}  # a distinct row (as a tuple) -> its number
+        self.code: dict = {}  # the fields' values (a tuple) -> their number
 
     def numbers(self, fields_of, shared) -> np.ndarray:
         """The numbers of the transposed chunk `fields_of`, whose role and space numbers
@@ -403,9 +404,10 @@ class _Signatures:
         keys[:, 5] = np.fromiter(fields_of[_EPP], np.int64, len(keys))
         first, which = numbered_rows(keys)
         code = self.code
-        number = np.fromiter([code.setdefault(row, len(code))
-                              for row in map(tuple, keys[first].tolist())], np.int64,
-                             len(first))
+        at = first.tolist()
+        values = zip(*(map(fields_of[k].__getitem__, at) for k in _SIGNATURE_FIELDS))
+        number = np.fromiter([code.setdefault(row, len(code)) for row in values], np.int64,
+                             len(at))
         return number[which]
 
 

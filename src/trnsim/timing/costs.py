@@ -258,8 +258,7 @@ def compute_costs(model, program, at, ids=None) -> np.ndarray:
         return _one_by_one(model, instrs, at)
     lo, mid, hi = cols.ptr[at], cols.wptr[at], cols.ptr[at + 1]
     count = hi - lo
-    width = 3 + len(_COMPUTE_ATTRS)  # engine, opcode, attrs values, reads
-    rows = np.full((n, width + int(count.max())), -1, np.int64)
+    rows = np.full((n, 4 + int(count.max())), -1, np.int64)
     if ids is None:
         picked = list(map(instrs.__getitem__, at.tolist()))
         ids = [identities(list(map(get, picked))) for get in (_ENGINE, _OPCODE, _ATTRS)]
@@ -268,14 +267,15 @@ def compute_costs(model, program, at, ids=None) -> np.ndarray:
     else:
         at_ids = at
     rows[:, 0], rows[:, 1] = ids[0][at_ids], ids[1][at_ids]
+    # the attrs: a number per distinct row of their values' objects
     dicts, which = numbered_rows(ids[2][at_ids].reshape(n, 1))  # (loop copies share)
     dicts = [instrs[i].attrs for i in at[dicts].tolist()]
-    rows[:, 2:width - 1] = _values(dicts, _COMPUTE_ATTRS)[which]
+    rows[:, 2] = numbered_rows(_values(dicts, _COMPUTE_ATTRS))[1][which]
     del dicts, which
-    rows[:, width - 1] = mid - lo
+    rows[:, 3] = mid - lo
     owner = np.repeat(np.arange(n), count)
     place = np.arange(len(owner)) - (np.cumsum(count) - count)[owner]
-    rows[owner, width + place] = cols.column(SIGNATURE)[lo[owner] + place]
+    rows[owner, 4 + place] = cols.shared[SIGNATURE, cols.source[lo[owner] + place]]
     del owner, place
     first, which = numbered_rows(rows)  # (first in program order, as one by one)
     del rows
