@@ -444,7 +444,7 @@ class _ListScheduler:
                                bool)
         is_matmul = ~mixed & matmul_code[ops[heads]] & (self.engines[heads] == "tensor")
         results[is_matmul] = matmul_costs(self.cost, instrs, heads[is_matmul],
-                                          self.compiled)  # (_cost_of's calls)
+                                          self.compiled, self.attrs)  # (_cost_of's calls)
         per_group[is_matmul] = [r[0] for r in results[is_matmul]]
         matmul = is_matmul[group]
         est[matmul] = per_group[group[matmul]]

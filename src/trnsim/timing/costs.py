@@ -239,9 +239,9 @@ def compute_costs(model, program, at, ids=None) -> np.ndarray:
     (engine and opcode objects, the objects of the attrs values the cost reads, and
     each operand's signature number in the program's access columns,
     timing/access_columns.py: equal rows make equal memo keys, so each gets the memo's
-    result as one by one). ids: (engine, opcode, attrs) numbers of each instruction of
-    `program`, equal where the objects are the same (as identities), where the caller
-    has them.
+    result as one by one). ids: the identities of each instruction of `program`'s
+    engine, opcode and attrs (as machine/record.py `identities` gives them: the attrs'
+    `.base` is their object array), where the caller has them.
     One by one where the program has no access columns, the memo could fill up
     meanwhile (its clearing would part equal keys' results) or a key is unhashable
     (computed afresh each time)."""
@@ -269,7 +269,7 @@ def compute_costs(model, program, at, ids=None) -> np.ndarray:
     rows[:, 0], rows[:, 1] = ids[0][at_ids], ids[1][at_ids]
     # the attrs: a number per distinct row of their values' objects
     dicts, which = numbered_rows(ids[2][at_ids].reshape(n, 1))  # (loop copies share)
-    dicts = [instrs[i].attrs for i in at[dicts].tolist()]
+    dicts = ids[2].base[at_ids][dicts].tolist()
     rows[:, 2] = numbered_rows(_values(dicts, _COMPUTE_ATTRS))[1][which]
     del dicts, which
     rows[:, 3] = mid - lo
@@ -295,19 +295,20 @@ def _one_by_one(model, instrs, at) -> np.ndarray:
                        len(at))
 
 
-def matmul_costs(model, instrs, at, fast: bool) -> np.ndarray:
+def matmul_costs(model, instrs, at, fast: bool, attrs=None) -> np.ndarray:
     """model.matmul of the instructions `instrs` at positions `at` (an int array), as
     an object array: the same results, computed once per distinct row of the objects
     of the attrs values it reads (traced matmuls each have their own attrs dict, with
     the same few values: equal rows make equal memo keys, so each gets the memo's
     result as one by one). One by one where the compiled paths do not run (`fast`), the
-    memo could fill up meanwhile or a key is unhashable (computed afresh each time)."""
+    memo could fill up meanwhile or a key is unhashable (computed afresh each time).
+    attrs: each instruction's attrs, an object array, where the caller has it."""
     n = len(at)
     if not (fast and n):
         return _matmuls_one_by_one(model, instrs, at)
     from .compiled_deps import numbered_rows  # (numba: loaded where the paths run)
 
-    dicts = [instrs[i].attrs for i in at.tolist()]
+    dicts = [instrs[i].attrs for i in at.tolist()] if attrs is None else attrs[at].tolist()
     first, which = numbered_rows(_values(dicts, _MATMUL_READS))  # (first in order)
     del dicts
     if len(model._matmul_memo) + len(first) >= MEMO_LIMIT:
