@@ -134,3 +134,27 @@ def test_matmul_unhashable_key_one_by_one(monkeypatch):
     calls = _counted(model, "matmul", monkeypatch)
     costs.matmul_costs(model, instrs, at, False)
     assert len(calls) == len(at)
+
+
+def test_traced_transfers_priced_as_one_by_one(monkeypatch):
+    """Traced transfers (each its own attrs dict): the list scheduler's DMA prices
+    are DmaCost.cost's dicts one by one, made with far fewer calls."""
+    from benchmarks.fidelity import strided_stores
+    from trnsim.timing.costs import priced
+
+    monkeypatch.setenv("TRNSIM_COMPILED", "1")
+    monkeypatch.setenv("TRNSIM_EXPAND", "0")
+    calls = []
+    one = costs.DmaCost.cost
+    monkeypatch.setattr(costs.DmaCost, "cost", lambda self, ins: calls.append(ins) or
+                        one(self, ins))
+    _, run = trnsim.run_kernel(strided_stores, (np.ones((128, 8 * 64), np.float32),),
+                               chip="trn2", numerics=False)
+    program = run.program
+    model = costs.cost_model(run.chip)
+    got = priced(program, model).dma
+    transfers = [k for k, ins in enumerate(program.instructions) if ins.engine == "dma"]
+    assert len({id(program.instructions[k].attrs) for k in transfers}) == len(transfers)
+    assert len(calls) * 20 < len(transfers)
+    for k, ins in enumerate(program.instructions):
+        assert got[k] is (model.dma.cost(ins) if k in transfers else None)

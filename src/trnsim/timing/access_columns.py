@@ -14,9 +14,9 @@ Instruction i's accesses are acc[ptr[i]:ptr[i + 1]], its writes from wptr[i].
 alloc (a copy's operand, CopyTemplate: its template's; else its own), the accesses
 read from their objects numbered in row order (int32; no copies: each row its own).
 `shared` holds by that number (SHARED) what those accesses share: the
-bytes, contiguous bytes and the id() of the role and of the shape (objects the
-accesses keep alive: equal ids, equal values; for the DMA pricing, timing/costs.py
-dma_costs), the HBM rows form (deps.rows_form: -1 none, else its row of `forms`: (row
+bytes, contiguous bytes, the id() of the role (an object the accesses keep alive:
+equal ids, equal values) and a number per distinct value of the shape (for the DMA
+pricing, timing/costs.py dma_costs), the HBM rows form (deps.rows_form: -1 none, else its row of `forms`: (row
 pitch, rows, bytes per row), the distinct ones in value order; its first byte is the
 access's lo), the on-chip map (a number per (space, core); -1: HBM), the space (a
 number per name, `spaces`) and the signature: a number per distinct value of (role,
@@ -256,7 +256,7 @@ class _Part:
         ints += [(shared[BYTES], _BYTES), (shared[CONTIGUOUS], _CBYTES)]
         ints += zip(self.extra, (_CORE, _ALLOC))
         shapes = _Shapes()
-        signatures = _Signatures()
+        shape_numbers, signatures = _ByValue((_SHAPE,)), _ByValue(_SIGNATURE_FIELDS)
         hbm = []
         # a chunk of accesses at a time, transposed (each field a tuple: the fastest way
         # to read them found), its int fields made arrays
@@ -268,8 +268,10 @@ class _Part:
             spaces = _numbers(fields_of[_SPACE], code, e - c)
             shared[SPACE, c:e] = spaces
             shared[ROLE, c:e] = identities(fields_of[_ROLE])
-            shared[SHAPE, c:e] = identities(fields_of[_SHAPE])
-            shared[SIGNATURE, c:e] = signatures.numbers(fields_of, shared[:, c:e])
+            shared[SHAPE, c:e] = shape_numbers.numbers(
+                fields_of, identities(fields_of[_SHAPE]).reshape(e - c, 1))
+            shared[SIGNATURE, c:e] = signatures.numbers(
+                fields_of, _signature_keys(fields_of, shared[:, c:e]))
             if "hbm" in code:
                 at = np.flatnonzero(spaces == code["hbm"])
                 shapes.add(fields_of, at.tolist())
@@ -382,33 +384,38 @@ _ONE_RUN, _NO_FORM, _ROWS = range(3)
 _CHUNK = 1 << 12  # accesses read at a time (larger chunks read slower: cache)
 
 
-class _Signatures:
-    """The signature numbers of the accesses of a build (see the module doc), a chunk
-    at a time: its distinct rows of (role, space, dtype, pattern, indirect objects,
-    elements per partition) found by a hash table over their ids, then numbered by
-    value across the chunks (few are distinct): equal values, as the compute memo's
-    key compares them, one number."""
+class _ByValue:
+    """Numbers of the accesses of a build by the values of some of their fields
+    (`fields`: positions in an Access), a chunk at a time: the chunk's distinct rows of
+    keys (those fields' objects' ids, or values) found by a hash table, then numbered by
+    value across the chunks (few are distinct): equal values, one number."""
 
-    def __init__(self):
+    def __init__(self, fields: tuple):
+        self.fields = fields
         self.code: dict = {}  # the fields' values (a tuple) -> their number
 
-    def numbers(self, fields_of, shared) -> np.ndarray:
-        """The numbers of the transposed chunk `fields_of`, whose role and space numbers
-        are set in its columns `shared`."""
+    def numbers(self, fields_of, keys) -> np.ndarray:
+        """The numbers of the transposed chunk `fields_of`, `keys` its rows of keys."""
         from .compiled_deps import numbered_rows  # (it imports this module)
 
-        keys = np.empty((shared.shape[1], 6), np.int64)
-        keys[:, 0], keys[:, 1] = shared[ROLE], shared[SPACE]
-        for c, k in enumerate((_DTYPE, _PATTERN, _INDIRECT), 2):
-            keys[:, c] = identities(fields_of[k])
-        keys[:, 5] = np.fromiter(fields_of[_EPP], np.int64, len(keys))
         first, which = numbered_rows(keys)
         code = self.code
         at = first.tolist()
-        values = zip(*(map(fields_of[k].__getitem__, at) for k in _SIGNATURE_FIELDS))
+        values = zip(*(map(fields_of[k].__getitem__, at) for k in self.fields))
         number = np.fromiter([code.setdefault(row, len(code)) for row in values], np.int64,
                              len(at))
         return number[which]
+
+
+def _signature_keys(fields_of, shared) -> np.ndarray:
+    """The rows of keys of the signature fields (_SIGNATURE_FIELDS) of the transposed
+    chunk `fields_of`, whose role and space numbers are set in its columns `shared`."""
+    keys = np.empty((shared.shape[1], 6), np.int64)
+    keys[:, 0], keys[:, 1] = shared[ROLE], shared[SPACE]
+    for c, k in enumerate((_DTYPE, _PATTERN, _INDIRECT), 2):
+        keys[:, c] = identities(fields_of[k])
+    keys[:, 5] = np.fromiter(fields_of[_EPP], np.int64, len(keys))
+    return keys
 
 
 class _Shapes:

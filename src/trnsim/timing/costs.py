@@ -175,9 +175,9 @@ def priced(program, model) -> _Priced:
 def dma_costs(program, model, dma=None, ids=None) -> list:
     """Per instruction of `program`: `model.dma.cost` of it where its engine is "dma",
     else None (made once per program and model: see `priced`). `dma`: the positions of
-    those instructions, where the caller has them; `ids`: numbers of each
-    instruction's opcode and attrs objects (equal where the same object: as
-    scheduler.identities), where it has them."""
+    those instructions, where the caller has them; `ids`: the identities of each
+    instruction's opcode and attrs (as machine/record.py `identities` gives them: the
+    attrs' `.base` is their object array), where it has them."""
     from .access_columns import kept_columns  # (it imports this module)
 
     entry = priced(program, model)
@@ -193,8 +193,8 @@ def dma_costs(program, model, dma=None, ids=None) -> list:
 
 def _dma_costs_grouped(instrs, cols, cost, dma=None, ids=None) -> list:
     """dma_costs' list, the transfers of one read and one write priced once per
-    distinct (opcode and attrs by identity, or by the caller's numbers `ids`, the
-    fields of their accesses read off the access columns `cols`:
+    distinct (opcode object, the objects of the attrs values the cost reads, numbered,
+    the fields of their accesses read off the access columns `cols`:
     compiled_deps.transfer_heads): equal such rows have equal memo keys, so the same
     dicts as one by one. A block of transfers at a time (its rows of keys at once)."""
     from .compiled_deps import transfer_heads  # (numba: loaded where columns are made)
@@ -202,17 +202,21 @@ def _dma_costs_grouped(instrs, cols, cost, dma=None, ids=None) -> list:
     n = len(instrs)
     if dma is None:
         dma = np.flatnonzero(np.fromiter(map("dma".__eq__, map(_ENGINE, instrs)), bool, n))
+    ops, attrs = np.zeros(n, np.int64), np.zeros(n, np.int64)
     if ids is None:
         transfers = list(map(instrs.__getitem__, dma.tolist()))
-        ids = np.zeros(n, np.int64), np.zeros(n, np.int64)
-        ids[0][dma] = identities(list(map(_OPCODE, transfers)))
-        ids[1][dma] = identities(list(map(_ATTRS, transfers)))
+        ops[dma] = identities(list(map(_OPCODE, transfers)))
+        attrs[dma] = _attrs_numbers(identities(list(map(_ATTRS, transfers))),
+                                    slice(None), _DMA_ATTRS)
         del transfers
+    else:
+        ops = ids[0]
+        attrs[dma] = _attrs_numbers(ids[1], dma, _DMA_ATTRS)
     out = np.empty(n, object)  # (None where not set)
     for b in range(0, len(dma), _PRICED_AT_ONCE):
         block = dma[b:b + _PRICED_AT_ONCE]
         one, first = transfer_heads(block, cols.ptr, cols.wptr, cols.acc, cols.shared,
-                                    cols.source, ids[0], ids[1])
+                                    cols.source, ops, attrs)
         others = block[~one]
         out[others] = [cost(instrs[i]) for i in others.tolist()]
         heads = np.flatnonzero(first == np.arange(len(block)))
@@ -267,11 +271,7 @@ def compute_costs(model, program, at, ids=None) -> np.ndarray:
     else:
         at_ids = at
     rows[:, 0], rows[:, 1] = ids[0][at_ids], ids[1][at_ids]
-    # the attrs: a number per distinct row of their values' objects
-    dicts, which = numbered_rows(ids[2][at_ids].reshape(n, 1))  # (loop copies share)
-    dicts = ids[2].base[at_ids][dicts].tolist()
-    rows[:, 2] = numbered_rows(_values(dicts, _COMPUTE_ATTRS))[1][which]
-    del dicts, which
+    rows[:, 2] = _attrs_numbers(ids[2], at_ids, _COMPUTE_ATTRS)
     rows[:, 3] = mid - lo
     owner = np.repeat(np.arange(n), count)
     place = np.arange(len(owner)) - (np.cumsum(count) - count)[owner]
@@ -327,6 +327,17 @@ def _matmuls_one_by_one(model, instrs, at) -> np.ndarray:
                        len(at))
 
 
+def _attrs_numbers(attrs_ids, at, names: tuple) -> np.ndarray:
+    """A number per instruction at `at` (positions or a slice) for the objects of its
+    attrs values of `names`: equal numbers, the same objects (attrs_ids: identities of
+    each instruction's attrs, their `.base` the dicts; each distinct dict read once)."""
+    from .compiled_deps import numbered_rows  # (numba: loaded where the paths run)
+
+    of = attrs_ids[at]
+    dicts, which = numbered_rows(of.reshape(len(of), 1))  # (loop copies share theirs)
+    return numbered_rows(_values(attrs_ids.base[at][dicts].tolist(), names))[1][which]
+
+
 def _values(dicts: list, names: tuple) -> np.ndarray:
     """The identities of each dict's values of `names` (_ABSENT[0] where it has none),
     a row per dict (the objects are the dicts': equal ids, equal values)."""
@@ -355,6 +366,7 @@ _COMPUTE_ATTRS = ("op", "op0", "op1", "value", "num_elem_per_idx", "num_valid_in
 _MATMUL_ATTRS = ("N", "M", "K", "stationary_dtype", "moving_dtype", "is_transpose",
                  "is_stationary_onezero", "is_moving_onezero", "perf_mode")
 _MATMUL_READS = (*_MATMUL_ATTRS, "tile_position", "tile_size")  # (all matmul's key reads)
+_DMA_ATTRS = ("bytes", "dst_rmw_op", "dge_mode")  # (all DmaCost.cost's key reads of attrs)
 _ABSENT = (object(),) * 9  # map(attrs.get, names, _ABSENT): absent != present-as-None
 
 
@@ -708,8 +720,8 @@ class DmaCost:
         """The per-engine data times of one transfer and its HBM bytes (memoized on the
         operands' sizes, runs and partitions; the dict is shared: do not change it).
         dma_costs prices a program's one-read-one-write transfers once per row of
-        compiled_deps.transfer_heads (opcode, attrs and fields of the access columns): a
-        field added to this key goes there too."""
+        compiled_deps.transfer_heads (opcode, attrs values `_DMA_ATTRS` and fields of
+        the access columns): a field added to this key goes there too."""
         a = ins.attrs
         writes, reads = held_writes(ins), held_reads(ins)
         w0 = writes[0] if writes else None
