@@ -158,3 +158,35 @@ def test_traced_transfers_priced_as_one_by_one(monkeypatch):
     assert len(calls) * 20 < len(transfers)
     for k, ins in enumerate(program.instructions):
         assert got[k] is (model.dma.cost(ins) if k in transfers else None)
+
+
+def test_traced_floating_candidates_costed_once_per_group(monkeypatch):
+    """Traced engine-agnostic instructions (each its own attrs and candidates tuple):
+    the compiled list scheduler costs their other candidates once per group of equal
+    candidates and cost result, and issues as the Python one does."""
+    from benchmarks.fidelity import strided_stores
+    from test_compiler_schedule_compiled import _same
+    from trnsim.compiler import compiled_schedule
+
+    monkeypatch.setenv("TRNSIM_EXPAND", "0")
+    _, run = trnsim.run_kernel(strided_stores, (np.ones((128, 8 * 64), np.float32),),
+                               chip="trn2", numerics=False)
+    program = run.program
+    floating = [ins for ins in program.instructions
+                if len(ins.attrs.get("engines", ()) or ()) > 1]
+    assert len({id(ins.attrs["engines"]) for ins in floating}) == len(floating) > 50
+    seen = _same(program, "trn2", monkeypatch)
+    assert seen["floating"] > 50
+    calls = []
+    real = compiled_schedule._arrays
+
+    def counted(ls):
+        with monkeypatch.context() as m:
+            made = _counted(ls.cost, "compute", m)
+            out = real(ls)
+        calls.extend(made)
+        return out
+    monkeypatch.setattr(compiled_schedule, "_arrays", counted)
+    monkeypatch.setenv("TRNSIM_COMPILED", "1")
+    schedule._ListScheduler(program, run.chip, "critical_path", 64).run()
+    assert 0 < len(calls) * 10 < len(floating)
