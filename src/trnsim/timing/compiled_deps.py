@@ -1239,8 +1239,8 @@ def transfer_heads(at, ptr, wptr, acc, shared, source, op, attrs):
     and for those the position in `at` of the first with the same row of the fields
     DMA pricing reads (costs.py `_dma_costs_grouped`): op, attrs, the write's space,
     bytes, contiguous bytes, partitions and shape, the read's role, space, bytes,
-    contiguous bytes and partitions (the role by identity, the shape by its
-    number), the rows hashed;
+    contiguous bytes and partitions (the role by identity, the shape by its first
+    dimension), the rows hashed;
     -1 for the others."""
     m = len(at)
     keys = np.zeros((m, 14), np.int64)
