@@ -97,11 +97,13 @@ def _arrays(ls):
     at = np.flatnonzero(flt)
     sig = ls.signed[at]
     kinds: dict = {}  # candidate engines (a tuple) -> their number
+    dicts, candidates = numbered_rows(ls.attrs_ids[at].reshape(len(at), 1))
     candidates = np.fromiter([kinds.setdefault(tuple(a["engines"]), len(kinds))
-                              for a in ls.attrs[at].tolist()], np.int64, len(at))
+                              for a in ls.attrs[at[dicts]].tolist()], np.int64,
+                             len(dicts))[candidates]  # (each attrs dict read once)
     heads, which = numbered_rows(np.column_stack((ls.cores[at], ls.engine_ids[at],
                                                   candidates, sig)))
-    del candidates
+    del dicts, candidates
     at = at.tolist()
     plans: dict = {}  # (core, default engine, candidates) -> [(engine, stream)]
     g_streams, g_ests = [], []  # per group: its candidates' streams and estimates

@@ -334,8 +334,9 @@ def _attrs_numbers(attrs_ids, at, names: tuple) -> np.ndarray:
     from .compiled_deps import numbered_rows  # (numba: loaded where the paths run)
 
     of = attrs_ids[at]
-    dicts, which = numbered_rows(of.reshape(len(of), 1))  # (loop copies share theirs)
-    return numbered_rows(_values(attrs_ids.base[at][dicts].tolist(), names))[1][which]
+    heads, which = numbered_rows(of.reshape(len(of), 1))  # (loop copies share theirs)
+    dicts = attrs_ids.base[np.arange(len(attrs_ids))[at][heads]].tolist()
+    return numbered_rows(_values(dicts, names))[1][which]
 
 
 def _values(dicts: list, names: tuple) -> np.ndarray:
