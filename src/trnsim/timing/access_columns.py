@@ -16,9 +16,9 @@ read from their objects numbered in row order (int32; no copies: each row its ow
 `shared` holds by that number (SHARED) what those accesses share: the
 bytes, contiguous bytes, the id() of the role (an object the accesses keep alive:
 equal ids, equal values) and the first dimension of the shape (-1: none; for the DMA
-pricing, timing/costs.py dma_costs), the HBM rows form (deps.rows_form: -1 none, else its row of `forms`: (row
-pitch, rows, bytes per row), the distinct ones in value order; its first byte is the
-access's lo), the on-chip map (a number per (space, core); -1: HBM), the space (a
+pricing, timing/costs.py dma_costs), the HBM rows form (deps.rows_form: -1 none, else
+its row of `forms`: (row pitch, rows, bytes per row), the distinct ones in value order;
+its first byte is the access's lo), the on-chip map (a number per (space, core); -1: HBM), the space (a
 number per name, `spaces`) and the signature: a number per distinct value of (role,
 space, dtype, pattern, indirect, elements per partition), the fields of an operand
 that the compute pricing reads (timing/costs.py compute_costs: equal numbers, equal
