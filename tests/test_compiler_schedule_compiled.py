@@ -187,6 +187,8 @@ def _random_graph(rng, n, chip_name, monkeypatch, cycle=False):
         if engine == "dma":
             queue = str(rng.choice(["qSyncIO", "qAct", "qPool"]))
             dma[i] = shared[int(rng.integers(0, len(shared)))]
+        if engine == "tensor":  # (matmul's answer depends on its attrs only, as the model's)
+            attrs["N"] = i
         for e in (engine, *attrs.get("engines", ())):
             est[(i, e)] = float(rng.choice([0.0, 0.1, 50.0, 64.3, 100.5, 1000 / 3]))
         instrs.append(Instruction(i, core, engine, opcode, (), (), None, attrs, queue))

@@ -32,9 +32,9 @@ def test_transfer_heads_against_a_dict_of_rows():
     wptr = ptr[:-1] + counts[:, 0]
     m = int(ptr[-1])
     acc = rng.integers(0, 2, (m, len(ac.ACC)))  # few values: many equal rows
-    # (shared by access number: rows share numbers, as loop copies their templates')
+    # (shared by access number: rows share few numbers, as loop copies their templates')
     shared = rng.integers(0, 2, (len(ac.SHARED), m // 2 + 1))
-    source = rng.integers(0, shared.shape[1], m).astype(np.int32)
+    source = rng.integers(0, 4, m).astype(np.int32)
     op, attrs = rng.integers(0, 2, n), rng.integers(0, 2, n)
     at = np.sort(rng.choice(n, 200, replace=False))
     one, first = transfer_heads(at, ptr, wptr, acc, shared, source, op, attrs)

@@ -88,15 +88,22 @@ def _arrays(ls):
     if len(by_key) != len(numbered):  # ls.res not canonical: a stream numbered twice
         return None
     # the candidates (stream, estimate) of each floating instruction, once per group:
-    # equal core, default engine and attrs objects (the candidates) and equal cost
-    # model result on the default engine (ls.signed: their ids, of results the
-    # program's priced(...).compute keeps alive: none reused) give equal candidates
-    # where every other candidate is a compute engine (costed by signature); an
-    # instruction with any other candidate, or without a result, is a group of its own
+    # equal core, default engine and candidate engines (by value: traced instructions
+    # each have their own tuple) and equal cost model result on the default engine
+    # (ls.signed: their ids, of results the program's priced(...).compute keeps alive:
+    # none reused) give equal candidates where every other candidate is a compute
+    # engine (costed by signature); an instruction with any other candidate, or
+    # without a result, is a group of its own
     at = np.flatnonzero(flt)
     sig = ls.signed[at]
+    kinds: dict = {}  # candidate engines (a tuple) -> their number
+    dicts, candidates = numbered_rows(ls.attrs_ids[at].reshape(len(at), 1))
+    candidates = np.fromiter([kinds.setdefault(tuple(a["engines"]), len(kinds))
+                              for a in ls.attrs[at[dicts]].tolist()], np.int64,
+                             len(dicts))[candidates]  # (each attrs dict read once)
     heads, which = numbered_rows(np.column_stack((ls.cores[at], ls.engine_ids[at],
-                                                  ls.attrs_ids[at], sig)))
+                                                  candidates, sig)))
+    del dicts, candidates
     at = at.tolist()
     plans: dict = {}  # (core, default engine, candidates) -> [(engine, stream)]
     g_streams, g_ests = [], []  # per group: its candidates' streams and estimates

@@ -44,7 +44,7 @@ from operator import itemgetter
 
 import numpy as np
 
-from ..timing.costs import compute_costs, cost_model, priced
+from ..timing.costs import compute_costs, cost_model, matmul_costs, priced
 from ..timing.deps import MemoryMaps
 from ..timing.scheduler import cores_and_opcodes, identities, numbered, streams, with_opcode
 from ..machine import compiled
@@ -440,14 +440,12 @@ class _ListScheduler:
         mixed[group[(engines != engines[heads][group]) | (ops != ops[heads][group])]] = True
         results = np.empty(len(heads), object)
         per_group = np.zeros(len(heads))
-        is_matmul = np.zeros(len(heads), bool)
-        matmul_of = self.cost.matmul
-        for g in np.flatnonzero(~mixed).tolist():
-            ins = instrs[int(heads[g])]
-            if ins.engine == "tensor" and ins.opcode in _MATMULS:
-                results[g] = matmul_of(ins)  # (_cost_of's call)
-                per_group[g] = results[g][0]
-                is_matmul[g] = True
+        matmul_code = np.array([op in _MATMULS for op in cores_and_opcodes(self.program)[2]],
+                               bool)
+        is_matmul = ~mixed & matmul_code[ops[heads]] & (self.engines[heads] == "tensor")
+        results[is_matmul] = matmul_costs(self.cost, instrs, heads[is_matmul],
+                                          self.compiled, self.attrs)  # (_cost_of's calls)
+        per_group[is_matmul] = [r[0] for r in results[is_matmul]]
         matmul = is_matmul[group]
         est[matmul] = per_group[group[matmul]]
         # the timing scheduler takes these results (a matmul stays on its engine)

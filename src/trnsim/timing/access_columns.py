@@ -12,15 +12,17 @@ the box (p_lo, p_hi, lo, hi); it writes every byte of it (dense) where its bytes
 Instruction i's accesses are acc[ptr[i]:ptr[i + 1]], its writes from wptr[i].
 `source`: per access the number of an access equal to it but in its offset, box and
 alloc (a copy's operand, CopyTemplate: its template's; else its own), the accesses
-read from their objects numbered in row order (int32; no copies: each row its own),
-by which the compute pricing (timing/costs.py compute_costs) tells loop copies' memo
-keys alike. `shared` holds by that number (SHARED) what those accesses share: the
-bytes, contiguous bytes and the id() of the role and of the shape (objects the
-accesses keep alive: equal ids, equal values; for the DMA pricing, timing/costs.py
-dma_costs), the HBM rows form (deps.rows_form: -1 none, else its row of `forms`: (row
-pitch, rows, bytes per row), the distinct ones in value order; its first byte is the
-access's lo), the on-chip map (a number per (space, core); -1: HBM) and the space (a
-number per name, `spaces`); `column(k)` gives one by row. (By row, with dense, they
+read from their objects numbered in row order (int32; no copies: each row its own).
+`shared` holds by that number (SHARED) what those accesses share: the
+bytes, contiguous bytes, the id() of the role (an object the accesses keep alive:
+equal ids, equal values) and the first dimension of the shape (-1: none; for the DMA
+pricing, timing/costs.py dma_costs), the HBM rows form (deps.rows_form: -1 none, else
+its row of `forms`: (row pitch, rows, bytes per row), the distinct ones in value order;
+its first byte is the access's lo), the on-chip map (a number per (space, core); -1: HBM), the space (a
+number per name, `spaces`) and the signature: a number per distinct value of (role,
+space, dtype, pattern, indirect, elements per partition), the fields of an operand
+that the compute pricing reads (timing/costs.py compute_costs: equal numbers, equal
+memo key parts); `column(k)` gives one by row. (By row, with dense, they
 took 64 bytes an access, 128 an instruction of a strided loop-expanded kernel.)
 
 The columns describe the instructions as they stand when first asked for: the compiler
@@ -36,7 +38,7 @@ numbers of the operands that move (`_copy_block`, a numba core).
 from __future__ import annotations
 
 from itertools import chain
-from operator import attrgetter, itemgetter
+from operator import attrgetter, eq, itemgetter
 
 import numpy as np
 
@@ -51,8 +53,9 @@ from ..machine.record import (_Deferred, distinct_rows, held_reads, held_writes,
 ACC = ("p_lo", "p_hi", "lo", "hi")
 P_LO, P_HI, LO, HI = range(len(ACC))
 PITCH, ROWS, RUN = range(3)  # the columns of `forms`
-SHARED = ("bytes", "contiguous_bytes", "role", "shape", "form", "map", "space")
-BYTES, CONTIGUOUS, ROLE, SHAPE, FORM, MAP, SPACE = range(len(SHARED))
+SHARED = ("bytes", "contiguous_bytes", "role", "shape", "form", "map", "space",
+          "signature")
+BYTES, CONTIGUOUS, ROLE, SHAPE, FORM, MAP, SPACE, SIGNATURE = range(len(SHARED))
 _READS, _WRITES = attrgetter("reads"), attrgetter("writes")
 
 
@@ -253,6 +256,7 @@ class _Part:
         ints += [(shared[BYTES], _BYTES), (shared[CONTIGUOUS], _CBYTES)]
         ints += zip(self.extra, (_CORE, _ALLOC))
         shapes = _Shapes()
+        signatures = _Signatures()
         hbm = []
         # a chunk of accesses at a time, transposed (each field a tuple: the fastest way
         # to read them found), its int fields made arrays
@@ -264,7 +268,8 @@ class _Part:
             spaces = _numbers(fields_of[_SPACE], code, e - c)
             shared[SPACE, c:e] = spaces
             shared[ROLE, c:e] = identities(fields_of[_ROLE])
-            shared[SHAPE, c:e] = identities(fields_of[_SHAPE])
+            shared[SHAPE, c:e] = _first_dims(fields_of[_SHAPE])
+            shared[SIGNATURE, c:e] = signatures.numbers(fields_of, shared[:, c:e])
             if "hbm" in code:
                 at = np.flatnonzero(spaces == code["hbm"])
                 shapes.add(fields_of, at.tolist())
@@ -368,11 +373,51 @@ def _numbers(names, code: dict, n: int):
 # alloc; space; role and shape; what rows_form reads besides lo and hi
 _FIELD = {name: k for k, name in enumerate(Access._fields)}
 _CORE, _BYTES, _ALLOC, _SPACE = (_FIELD[f] for f in ("core", "bytes", "alloc", "space"))
+_EPP, _INDIRECT = _FIELD["elems_per_partition"], _FIELD["indirect"]
 _START = attrgetter("start")
 _ROLE, _SHAPE = _FIELD["role"], _FIELD["shape"]
 _PATTERN, _CBYTES, _DTYPE = (_FIELD[f] for f in ("pattern", "contiguous_bytes", "dtype"))
+_SIGNATURE_FIELDS = (_ROLE, _SPACE, _DTYPE, _PATTERN, _INDIRECT, _EPP)
+_FIRST = itemgetter(0)
 _ONE_RUN, _NO_FORM, _ROWS = range(3)
 _CHUNK = 1 << 12  # accesses read at a time (larger chunks read slower: cache)
+
+
+class _Signatures:
+    """The signature numbers of the accesses of a build (see the module doc), a chunk
+    at a time: the chunk's distinct rows of (role, space, dtype, pattern, indirect
+    objects, elements per partition) found by a hash table over their ids, then
+    numbered by value across the chunks (few are distinct): equal values, as the
+    compute memo's key compares them, one number."""
+
+    def __init__(self):
+        self.code: dict = {}  # the fields' values (a tuple) -> their number
+
+    def numbers(self, fields_of, shared) -> np.ndarray:
+        """The numbers of the transposed chunk `fields_of`, whose role and space numbers
+        are set in its columns `shared`."""
+        from .compiled_deps import numbered_rows  # (it imports this module)
+
+        keys = np.empty((shared.shape[1], 6), np.int64)
+        keys[:, 0], keys[:, 1] = shared[ROLE], shared[SPACE]
+        for j, f in enumerate((_DTYPE, _PATTERN, _INDIRECT), 2):
+            keys[:, j] = identities(fields_of[f])
+        keys[:, 5] = np.fromiter(fields_of[_EPP], np.int64, len(keys))
+        first, which = numbered_rows(keys)
+        code = self.code
+        at = first.tolist()
+        values = zip(*(map(fields_of[f].__getitem__, at) for f in _SIGNATURE_FIELDS))
+        number = np.fromiter([code.setdefault(row, len(code)) for row in values], np.int64,
+                             len(at))
+        return number[which]
+
+
+def _first_dims(shapes: tuple) -> np.ndarray:
+    """The first dimension of each of `shapes` (-1 for an empty shape), an array."""
+    try:
+        return np.fromiter(map(_FIRST, shapes), np.int64, len(shapes))
+    except IndexError:  # (an empty shape among them: rare)
+        return np.fromiter([s[0] if len(s) else -1 for s in shapes], np.int64, len(shapes))
 
 
 class _Shapes:
@@ -401,7 +446,8 @@ class _Shapes:
             return np.zeros((0, 4), np.int64)
         patterns = list(chain.from_iterable(self.patterns))
         dtypes = list(chain.from_iterable(self.dtypes))
-        keys = np.column_stack((identities(patterns), nbytes, cbytes, identities(dtypes)))
+        keys = np.column_stack((_value_numbers(patterns), nbytes, cbytes,
+                                identities(dtypes)))
         first, inverse = distinct_rows(keys)
         by_value: dict = {}  # (pattern, bytes, contiguous bytes, dtype) -> its shape
         shapes = []
@@ -412,6 +458,20 @@ class _Shapes:
             shapes.append(by_value[value])
         shapes = np.array(shapes, np.int64).reshape(-1, 4)
         return shapes[inverse]
+
+
+def _value_numbers(objects: list) -> np.ndarray:
+    """Numbers of `objects` (hashable), equal where the values are: their hashes where
+    no two unequal ones share one (traced accesses' patterns are each their own object,
+    of few values), else their ids."""
+    from .compiled_deps import numbered_rows  # (it imports this module)
+
+    hashes = np.fromiter(map(hash, objects), np.int64, len(objects))
+    first, which = numbered_rows(hashes.reshape(len(hashes), 1))
+    heads = np.fromiter(map(objects.__getitem__, first.tolist()), object, len(first))
+    if all(map(eq, objects, heads[which].tolist())):
+        return hashes
+    return identities(objects)
 
 
 def _rows_forms(acc, form_of, at, shape, nbytes):

@@ -1234,12 +1234,13 @@ def _grow(boxes, x, y, p_lo, p_hi, lo, hi):
 @jit
 def transfer_heads(at, ptr, wptr, acc, shared, source, op, attrs):
     """(one, first) of the instructions `at` (DMAs; op, attrs: a number per
-    instruction for its opcode and attrs objects; acc, shared, source: the access
-    columns'): which have one read and one write,
+    instruction for its opcode and its attrs values DMA pricing reads; acc, shared,
+    source: the access columns'): which have one read and one write,
     and for those the position in `at` of the first with the same row of the fields
     DMA pricing reads (costs.py `_dma_costs_grouped`): op, attrs, the write's space,
     bytes, contiguous bytes, partitions and shape, the read's role, space, bytes,
-    contiguous bytes and partitions (shape and role by identity), the rows hashed;
+    contiguous bytes and partitions (the role by identity, the shape by its first
+    dimension), the rows hashed;
     -1 for the others."""
     m = len(at)
     keys = np.zeros((m, 14), np.int64)

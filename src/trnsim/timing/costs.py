@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from itertools import chain, repeat
 from operator import attrgetter, itemgetter
 
 import numpy as np
@@ -174,9 +175,9 @@ def priced(program, model) -> _Priced:
 def dma_costs(program, model, dma=None, ids=None) -> list:
     """Per instruction of `program`: `model.dma.cost` of it where its engine is "dma",
     else None (made once per program and model: see `priced`). `dma`: the positions of
-    those instructions, where the caller has them; `ids`: numbers of each
-    instruction's opcode and attrs objects (equal where the same object: as
-    scheduler.identities), where it has them."""
+    those instructions, where the caller has them; `ids`: the identities of each
+    instruction's opcode and attrs (as machine/record.py `identities` gives them: the
+    attrs' `.base` is their object array), where it has them."""
     from .access_columns import kept_columns  # (it imports this module)
 
     entry = priced(program, model)
@@ -192,8 +193,8 @@ def dma_costs(program, model, dma=None, ids=None) -> list:
 
 def _dma_costs_grouped(instrs, cols, cost, dma=None, ids=None) -> list:
     """dma_costs' list, the transfers of one read and one write priced once per
-    distinct (opcode and attrs by identity, or by the caller's numbers `ids`, the
-    fields of their accesses read off the access columns `cols`:
+    distinct (opcode object, the objects of the attrs values the cost reads, numbered,
+    the fields of their accesses read off the access columns `cols`:
     compiled_deps.transfer_heads): equal such rows have equal memo keys, so the same
     dicts as one by one. A block of transfers at a time (its rows of keys at once)."""
     from .compiled_deps import transfer_heads  # (numba: loaded where columns are made)
@@ -201,17 +202,21 @@ def _dma_costs_grouped(instrs, cols, cost, dma=None, ids=None) -> list:
     n = len(instrs)
     if dma is None:
         dma = np.flatnonzero(np.fromiter(map("dma".__eq__, map(_ENGINE, instrs)), bool, n))
+    ops, attrs = np.zeros(n, np.int64), np.zeros(n, np.int64)
     if ids is None:
         transfers = list(map(instrs.__getitem__, dma.tolist()))
-        ids = np.zeros(n, np.int64), np.zeros(n, np.int64)
-        ids[0][dma] = identities(list(map(_OPCODE, transfers)))
-        ids[1][dma] = identities(list(map(_ATTRS, transfers)))
+        ops[dma] = identities(list(map(_OPCODE, transfers)))
+        attrs[dma] = _attrs_numbers(identities(list(map(_ATTRS, transfers))),
+                                    slice(None), _DMA_ATTRS)
         del transfers
+    else:
+        ops = ids[0]
+        attrs[dma] = _attrs_numbers(ids[1], dma, _DMA_ATTRS)
     out = np.empty(n, object)  # (None where not set)
     for b in range(0, len(dma), _PRICED_AT_ONCE):
         block = dma[b:b + _PRICED_AT_ONCE]
         one, first = transfer_heads(block, cols.ptr, cols.wptr, cols.acc, cols.shared,
-                                    cols.source, ids[0], ids[1])
+                                    cols.source, ops, attrs)
         others = block[~one]
         out[others] = [cost(instrs[i]) for i in others.tolist()]
         heads = np.flatnonzero(first == np.arange(len(block)))
@@ -226,7 +231,8 @@ _PRICED_AT_ONCE = 1 << 13  # transfers grouped at a time
 _ENGINE, _OPCODE, _ATTRS = attrgetter("engine"), attrgetter("opcode"), attrgetter("attrs")
 
 # The fields of an operand the compute cost reads (not where it lies), by position: an
-# Access is a tuple (~7% of a compute memo hit, against attrgetter)
+# Access is a tuple (~7% of a compute memo hit, against attrgetter); the access
+# columns' signature numbers (timing/access_columns.py) tell the same fields apart
 _access_sig = itemgetter(*map(Access._fields.index, (
     "space", "role", "dtype", "elems_per_partition", "pattern", "indirect")))
 
@@ -234,11 +240,12 @@ _access_sig = itemgetter(*map(Access._fields.index, (
 def compute_costs(model, program, at, ids=None) -> np.ndarray:
     """model.compute of the instructions of `program` at positions `at` (an int
     array), as an object array: the same results, computed once per distinct row of
-    (engine, opcode and attrs objects, and each operand's `source` row in the
-    program's access columns, timing/access_columns.py: loop copies share those, and
-    equal rows make equal memo keys, so each gets the memo's result as one by one).
-    ids: (engine, opcode, attrs) numbers of each instruction of `program`, equal where
-    the objects are the same (as identities), where the caller has them.
+    (engine and opcode objects, the objects of the attrs values the cost reads, and
+    each operand's signature number in the program's access columns,
+    timing/access_columns.py: equal rows make equal memo keys, so each gets the memo's
+    result as one by one). ids: the identities of each instruction of `program`'s
+    engine, opcode and attrs (as machine/record.py `identities` gives them: the attrs'
+    `.base` is their object array), where the caller has them.
     One by one where the program has no access columns, the memo could fill up
     meanwhile (its clearing would part equal keys' results) or a key is unhashable
     (computed afresh each time)."""
@@ -248,7 +255,7 @@ def compute_costs(model, program, at, ids=None) -> np.ndarray:
     if n and getattr(program, "_access_columns", None) is not None:
         # (imported here: they import this module, and numba, which a small program's
         # Python passes never load)
-        from .access_columns import kept_columns
+        from .access_columns import SIGNATURE, kept_columns
         from .compiled_deps import numbered_rows
         cols = kept_columns(program)
     if cols is None:
@@ -263,12 +270,12 @@ def compute_costs(model, program, at, ids=None) -> np.ndarray:
         at_ids = slice(None)
     else:
         at_ids = at
-    for c, column in enumerate(ids):
-        rows[:, c] = column[at_ids]
+    rows[:, 0], rows[:, 1] = ids[0][at_ids], ids[1][at_ids]
+    rows[:, 2] = _attrs_numbers(ids[2], at_ids, _COMPUTE_ATTRS)
     rows[:, 3] = mid - lo
     owner = np.repeat(np.arange(n), count)
     place = np.arange(len(owner)) - (np.cumsum(count) - count)[owner]
-    rows[owner, 4 + place] = cols.source[lo[owner] + place]
+    rows[owner, 4 + place] = cols.shared[SIGNATURE, cols.source[lo[owner] + place]]
     del owner, place
     first, which = numbered_rows(rows)  # (first in program order, as one by one)
     del rows
@@ -288,6 +295,65 @@ def _one_by_one(model, instrs, at) -> np.ndarray:
                        len(at))
 
 
+def matmul_costs(model, instrs, at, fast: bool, attrs=None) -> np.ndarray:
+    """model.matmul of the instructions `instrs` at positions `at` (an int array), as
+    an object array: the same results, computed once per distinct row of the objects
+    of the attrs values it reads (traced matmuls each have their own attrs dict, with
+    the same few values: equal rows make equal memo keys, so each gets the memo's
+    result as one by one). One by one where the compiled paths do not run (`fast`), the
+    memo could fill up meanwhile or a key is unhashable (computed afresh each time).
+    attrs: each instruction's attrs, an object array, where the caller has it."""
+    n = len(at)
+    if not (fast and n):
+        return _matmuls_one_by_one(model, instrs, at)
+    from .compiled_deps import numbered_rows  # (numba: loaded where the paths run)
+
+    dicts = [instrs[i].attrs for i in at.tolist()] if attrs is None else attrs[at].tolist()
+    first, which = numbered_rows(_values(dicts, _MATMUL_READS))  # (first in order)
+    del dicts
+    if len(model._matmul_memo) + len(first) >= MEMO_LIMIT:
+        return _matmuls_one_by_one(model, instrs, at)
+    made = np.empty(len(first), object)
+    for g, i in enumerate(at[first].tolist()):
+        ins = instrs[i]
+        made[g] = model.matmul(ins)
+        if not _hashable(_matmul_key(ins.attrs)):
+            return _matmuls_one_by_one(model, instrs, at)
+    return made[which]
+
+
+def _matmuls_one_by_one(model, instrs, at) -> np.ndarray:
+    return np.fromiter(map(model.matmul, map(instrs.__getitem__, at.tolist())), object,
+                       len(at))
+
+
+def _attrs_numbers(attrs_ids, at, names: tuple) -> np.ndarray:
+    """A number per instruction at `at` (positions or a slice) for the objects of its
+    attrs values of `names`: equal numbers, the same objects (attrs_ids: identities of
+    each instruction's attrs, their `.base` the dicts; each distinct dict read once)."""
+    from .compiled_deps import numbered_rows  # (numba: loaded where the paths run)
+
+    of = attrs_ids[at]
+    heads, which = numbered_rows(of.reshape(len(of), 1))  # (loop copies share theirs)
+    dicts = attrs_ids.base[np.arange(len(attrs_ids))[at][heads]].tolist()
+    return numbered_rows(_values(dicts, names))[1][which]
+
+
+def _values(dicts: list, names: tuple) -> np.ndarray:
+    """The identities of each dict's values of `names` (_ABSENT[0] where it has none),
+    a row per dict (the objects are the dicts': equal ids, equal values)."""
+    m = len(dicts)
+    try:  # (itemgetter: ~4x quicker than a get per name, where each dict has them all)
+        return identities(chain.from_iterable(map(itemgetter(*names), dicts)),
+                          m * len(names)).reshape(m, len(names))
+    except KeyError:
+        out = np.empty((m, len(names)), np.int64)
+        for c, name in enumerate(names):
+            out[:, c] = identities(map(dict.get, dicts, repeat(name), repeat(_ABSENT[0])),
+                                   m)
+        return out
+
+
 def _hashable(x) -> bool:
     try:
         hash(x)
@@ -300,6 +366,8 @@ _COMPUTE_ATTRS = ("op", "op0", "op1", "value", "num_elem_per_idx", "num_valid_in
                   "n", "k")
 _MATMUL_ATTRS = ("N", "M", "K", "stationary_dtype", "moving_dtype", "is_transpose",
                  "is_stationary_onezero", "is_moving_onezero", "perf_mode")
+_MATMUL_READS = (*_MATMUL_ATTRS, "tile_position", "tile_size")  # (all matmul's key reads)
+_DMA_ATTRS = ("bytes", "dst_rmw_op", "dge_mode")  # (all DmaCost.cost's key reads of attrs)
 _ABSENT = (object(),) * 9  # map(attrs.get, names, _ABSENT): absent != present-as-None
 
 
@@ -552,9 +620,7 @@ class CostModel:
         hit = self._matmul_by_attrs.get(id(a))
         if hit is not None and hit[0] is a:
             return hit[1]
-        tp, ts = a.get("tile_position"), a.get("tile_size")
-        key = (tuple(map(a.get, _MATMUL_ATTRS, _ABSENT)), tuple(tp) if tp else tp,
-               tuple(ts) if ts else ts)
+        key = _matmul_key(a)
         try:
             res = self._matmul_memo[key]
         except (KeyError, TypeError):
@@ -593,6 +659,13 @@ class CostModel:
         ncol = self.te.cols // cell
         cells = tuple(r * ncol + c for r in rows for c in cols)
         return mm * self.te_ns, ls * self.te_ns, terms, cells
+
+
+def _matmul_key(a: dict) -> tuple:
+    """The memo key of a matmul's cost: the attrs values it reads (_MATMUL_READS)."""
+    tp, ts = a.get("tile_position"), a.get("tile_size")
+    return (tuple(map(a.get, _MATMUL_ATTRS, _ABSENT)), tuple(tp) if tp else tp,
+            tuple(ts) if ts else ts)
 
 
 def _main_input(reads, op):
@@ -648,8 +721,8 @@ class DmaCost:
         """The per-engine data times of one transfer and its HBM bytes (memoized on the
         operands' sizes, runs and partitions; the dict is shared: do not change it).
         dma_costs prices a program's one-read-one-write transfers once per row of
-        compiled_deps.transfer_heads (opcode, attrs and fields of the access columns): a
-        field added to this key goes there too."""
+        compiled_deps.transfer_heads (opcode, attrs values `_DMA_ATTRS` and fields of
+        the access columns): a field added to this key goes there too."""
         a = ins.attrs
         writes, reads = held_writes(ins), held_reads(ins)
         w0 = writes[0] if writes else None
