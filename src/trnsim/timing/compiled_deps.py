@@ -34,11 +34,12 @@ list); Rec r: partitions (rows, in a pitched map) [R[r, PLO], R[r, PHI]), its wr
 persistent list from R[r, W] (cells WC: value, previous; a copied Rec shares them, as
 Python's copies share the writers tuple), its readers RD[R[r, RDS]: + R[r, RDN]] (key,
 instruction) in insertion order, a block of R[r, RDC] reader cells (moved to a block
-twice as large when full); the row pitches; the maps' boxes (deps._grow: accesses,
-writes); scratch: _home's boxes, the spans and gaps of _uncovered; a cache of the Rec
-of a long segment that a read found alone in its partitions, by (segment version,
-partitions) (_cached); the segment _first last found for a byte address, by a hash
-of it (`hints`: a guess it checks). Ported are the general paths of SpaceMap.read / write / query
+twice as large when full); the row pitches; the HBM maps' boxes (deps._grow: accesses,
+writes; only _query reads them, so the on-chip maps' are left empty); scratch: _home's
+boxes, the spans and gaps of _uncovered; a cache of the Rec of a long segment that a
+read found alone in its partitions, by (segment version, partitions) (_cached); the
+segment _first last found for a byte address, by a hash of it (`hints`: a guess it
+checks). Ported are the general paths of SpaceMap.read / write / query
 and, of their fast paths, those that save the most here (a segment of one Rec that is
 the access's box; a dense write that keeps no Rec it meets: _clean_write; the cache,
 for _RecIndex's exact lookup): each a shortcut to the same producers and the same Rec
@@ -783,7 +784,8 @@ def _read(st, p_lo, p_hi, lo, hi, idx, tk, filtered, buf, nb):
     cnt, glo, ghi, ghd, R, RD, WC = st[0], st[1], st[2], st[3], st[4], st[5], st[6]
     spans, gaps, gver, cache = st[10], st[11], st[12], st[13]
     mp = lo >> MAP_SHIFT
-    _grow(st[8], mp, 0, p_lo, p_hi, lo, hi)
+    if mp >= cnt[ONCHIP_MAPS]:  # (only the HBM maps' boxes are read: _query)
+        _grow(st[8], mp, 0, p_lo, p_hi, lo, hi)
     i = _first(cnt, glo, ghi, lo, st[14])
     r = ghd[i] if (p_lo < p_hi and i < _end(cnt, mp) and glo[i] <= lo
                        and hi <= ghi[i]) else -1
@@ -890,8 +892,9 @@ def _write(st, p_lo, p_hi, lo, hi, idx, tk, dense, bw, nw, br, nr):
     cnt, glo, ghi, ghd, R, RD, WC = st[0], st[1], st[2], st[3], st[4], st[5], st[6]
     spans, gaps, gver = st[10], st[11], st[12]
     mp = lo >> MAP_SHIFT
-    _grow(st[8], mp, 0, p_lo, p_hi, lo, hi)
-    _grow(st[8], mp, 1, p_lo, p_hi, lo, hi)
+    if mp >= cnt[ONCHIP_MAPS]:  # (only the HBM maps' boxes are read: _query)
+        _grow(st[8], mp, 0, p_lo, p_hi, lo, hi)
+        _grow(st[8], mp, 1, p_lo, p_hi, lo, hi)
     i = _first(cnt, glo, ghi, lo, st[14])
     r = ghd[i] if (dense and i < _end(cnt, mp) and glo[i] == lo
                        and ghi[i] == hi) else -1
