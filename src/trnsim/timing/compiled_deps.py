@@ -34,10 +34,12 @@ list); Rec r: partitions (rows, in a pitched map) [R[r, PLO], R[r, PHI]), its wr
 persistent list from R[r, W] (cells WC: value, previous; a copied Rec shares them, as
 Python's copies share the writers tuple), its readers RD[R[r, RDS]: + R[r, RDN]] (key,
 instruction) in insertion order, a block of R[r, RDC] reader cells (moved to a block
-twice as large when full); the row pitches; the maps' boxes (deps._grow: accesses,
-writes); scratch: _home's boxes, the spans and gaps of _uncovered; a cache of the Rec
-of a long segment that a read found alone in its partitions, by (segment version,
-partitions) (_cached). Ported are the general paths of SpaceMap.read / write / query
+twice as large when full); the row pitches; the HBM maps' boxes (deps._grow: accesses,
+writes; only _query reads them, so the on-chip maps' are left empty); scratch: _home's
+boxes, the spans and gaps of _uncovered; a cache of the Rec of a long segment that a
+read found alone in its partitions, by (segment version, partitions) (_cached); the
+segment _first last found for a byte address, by a hash of it (`hints`: a guess it
+checks). Ported are the general paths of SpaceMap.read / write / query
 and, of their fast paths, those that save the most here (a segment of one Rec that is
 the access's box; a dense write that keeps no Rec it meets: _clean_write; the cache,
 for _RecIndex's exact lookup): each a shortcut to the same producers and the same Rec
@@ -60,6 +62,10 @@ CACHE_AFTER = 8  # a read that walked this many Recs of a segment caches the one
 # tutorial's HBM tiles evicted each other, each miss a walk of the segment's 64 Recs;
 # four: its walks ~10% faster)
 WAYS = 4
+# _first's guesses, by a hash of the byte address (a power of two): on the tutorial's
+# and the speed cases' maps a bisection was a sixth of the maps' time, and the tile
+# buffers they read and write are few (the maps ~10-20% faster)
+HINTS = 4096
 PLO, PHI, NEXT, W, RDN, RDS, RDC = range(7)
 # the Recs, reader cells (key, instruction) and writer cells (instruction, previous
 # cell) are int32, half the bytes (_run checks the keys, instructions and partitions
@@ -191,7 +197,8 @@ def _collect(order, skip, tkey, unique, acc, shared, source, forms, ptr, wptr, r
           np.empty((caps[3], 2), np.int32), np.empty((caps[2], 2), np.int32),
           np.empty(MAX_PITCHES, np.int64), boxes, np.zeros((2, 4), np.int64),
           np.empty((caps[4], 2), np.int64), np.empty((caps[4] + 1, 2), np.int64),
-          np.empty(segs, np.int64), np.full((_cache_size(acc.shape[0]), 2), -1, np.int64))
+          np.empty(segs, np.int64), np.full((_cache_size(acc.shape[0]), 2), -1, np.int64),
+          np.full(HINTS, -1, np.int64))
     seen = np.zeros(n + 1, np.int64)  # _hit's stamps
     dptr = np.zeros(n + 1, np.int64)
     # the edges: producers (int32: _run checks n < 2**31) and notes (kind, space: int8,
@@ -603,11 +610,17 @@ def _version(cnt):
     return cnt[VER]
 
 @helper
-def _first(cnt, glo, ghi, lo):
-    """The first segment ending after lo."""
+def _first(cnt, glo, ghi, lo, hints):
+    """The first segment ending after lo: the one hints keeps for lo where it still
+    is (the segments are in byte order, so that is the one whose predecessor ends at
+    or before lo), else found by bisection (and kept)."""
     mp = lo >> MAP_SHIFT
-    start = _start(cnt, mp)
-    a, b = start, _end(cnt, mp)  # the last segment starting at or before lo: a - 1
+    start, end = _start(cnt, mp), _end(cnt, mp)
+    slot = ((lo * -7046029254386353131) >> 40) & (hints.size - 1)
+    h = hints[slot]
+    if start <= h < end and ghi[h] > lo and (h == start or ghi[h - 1] <= lo):
+        return h
+    a, b = start, end  # the last segment starting at or before lo: a - 1
     while a < b:
         c = (a + b) >> 1
         if glo[c] <= lo:
@@ -616,8 +629,11 @@ def _first(cnt, glo, ghi, lo):
             b = c
     i = a - 1
     if i < start:
-        return start
-    return i if ghi[i] > lo else i + 1
+        i = start
+    elif ghi[i] <= lo:
+        i += 1
+    hints[slot] = i
+    return i
 
 @helper_inline
 def _shift_segs(glo, ghi, ghd, gver, frm, n, d):
@@ -768,8 +784,9 @@ def _read(st, p_lo, p_hi, lo, hi, idx, tk, filtered, buf, nb):
     cnt, glo, ghi, ghd, R, RD, WC = st[0], st[1], st[2], st[3], st[4], st[5], st[6]
     spans, gaps, gver, cache = st[10], st[11], st[12], st[13]
     mp = lo >> MAP_SHIFT
-    _grow(st[8], mp, 0, p_lo, p_hi, lo, hi)
-    i = _first(cnt, glo, ghi, lo)
+    if mp >= cnt[ONCHIP_MAPS]:  # (only the HBM maps' boxes are read: _query)
+        _grow(st[8], mp, 0, p_lo, p_hi, lo, hi)
+    i = _first(cnt, glo, ghi, lo, st[14])
     r = ghd[i] if (p_lo < p_hi and i < _end(cnt, mp) and glo[i] <= lo
                        and hi <= ghi[i]) else -1
     if (r >= 0 and R[r, NEXT] < 0 and R[r, PLO] <= p_lo and p_hi <= R[r, PHI]
@@ -875,9 +892,10 @@ def _write(st, p_lo, p_hi, lo, hi, idx, tk, dense, bw, nw, br, nr):
     cnt, glo, ghi, ghd, R, RD, WC = st[0], st[1], st[2], st[3], st[4], st[5], st[6]
     spans, gaps, gver = st[10], st[11], st[12]
     mp = lo >> MAP_SHIFT
-    _grow(st[8], mp, 0, p_lo, p_hi, lo, hi)
-    _grow(st[8], mp, 1, p_lo, p_hi, lo, hi)
-    i = _first(cnt, glo, ghi, lo)
+    if mp >= cnt[ONCHIP_MAPS]:  # (only the HBM maps' boxes are read: _query)
+        _grow(st[8], mp, 0, p_lo, p_hi, lo, hi)
+        _grow(st[8], mp, 1, p_lo, p_hi, lo, hi)
+    i = _first(cnt, glo, ghi, lo, st[14])
     r = ghd[i] if (dense and i < _end(cnt, mp) and glo[i] == lo
                        and ghi[i] == hi) else -1
     if r >= 0 and R[r, NEXT] < 0 and R[r, PLO] == p_lo and R[r, PHI] == p_hi:
@@ -1093,7 +1111,7 @@ def _query(st, p_lo, p_hi, lo, hi, idx, bw, nw, br, nr, readers):
 def _query_walk(st, p_lo, p_hi, lo, hi, idx, bw, nw, br, nr, readers):
     cnt, glo, ghd, R = st[0], st[1], st[3], st[4]
     mp = lo >> MAP_SHIFT
-    i = _first(cnt, glo, st[2], lo)
+    i = _first(cnt, glo, st[2], lo, st[14])
     while i < _end(cnt, mp) and glo[i] < hi:
         r = ghd[i]
         i += 1
