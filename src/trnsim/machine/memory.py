@@ -446,7 +446,21 @@ class OnChipMemory:
                 f"partition, more than the {self.capacity} bytes of "
                 f"{self.space.upper()} per partition; no placement or spill can hold it "
                 f"(split it into smaller tiles)", op="ndarray", location=storage.site)
-        size = self._aligned(nbytes)
+        return self._put_virtual(storage, dtype, self._aligned(nbytes))
+
+    def allocate_kind(self, storage: Storage, dtype: DType, size: int) -> None:
+        """`allocate` at a virtual address of a tensor whose kind (its bytes per
+        partition, one block) was placed before in this memory: no capacity check to
+        repeat; `size`: its bytes per partition, aligned."""
+        if self._dead:
+            self._reap()
+        key = self._put_virtual(storage, dtype, size)
+        dead = self._dead
+        self._alive[key] = weakref.ref(storage, lambda _, key=key: dead.append(key))
+
+    def _put_virtual(self, storage: Storage, dtype: DType, size: int) -> int:
+        """Place `storage` at a free virtual range of `size` (aligned) bytes; its key."""
+        nbytes = storage.row_bytes
         start = self._virtual_fit(size)
         storage.address = storage.column = start
         key = next(self._ids)
