@@ -189,7 +189,7 @@ class Run:
         if plain:
             try:
                 self._tile_kinds[given] = (shape, dtype, region, row_bytes, desc,
-                                           buffer_name, memory._aligned(row_bytes),
+                                           buffer_name, memory.aligned(row_bytes),
                                            t.strides)
             except TypeError:
                 pass
