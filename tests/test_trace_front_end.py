@@ -1,6 +1,7 @@
 """The traced path's shortcuts for the most frequent front-end steps make what the
 general code makes: the `t[:, a:b]` view of a 2-D tile (NkiTensor._columns against
-_index_static, the general indexing) and the kernel line of a call site
+_index_static, the general indexing), the `t[:, i, :]` view of a 3-D one
+(NkiTensor._middle) and the kernel line of a call site
 (kernel_location, kept per instruction of the code, against the frame's line)."""
 import gc
 import random
@@ -61,6 +62,44 @@ def test_column_slices_make_the_general_views():
                 assert rows != slice(None) or type(k) is not slice or k.step is not None \
                     or any(type(b) not in (int, type(None)) for b in (k.start, k.stop))
             assert _parts(t[rows, k]) == _parts(slow)
+        return made, failed
+
+    made, failed = _in_kernel(body)
+    assert made > 200 and failed > 100
+
+
+def test_middle_int_of_3d_views_makes_the_general_views():
+    rng = random.Random(6)
+
+    def body(x):
+        bases = [nl.ndarray((128, 12, 64), nl.bfloat16, buffer=nl.sbuf),
+                 nl.ndarray((128, 4, 512), nl.float32, buffer=nl.psum)[:, 1:3, 128:256],
+                 nl.ndarray((64, 6, 2, 8), nl.float32, buffer=nl.sbuf)[:, :, 1, :],
+                 nl.ndarray((96, 5, 16), nl.int32, buffer=nl.sbuf)[8:40, :, 3:11],
+                 x.reshape((64, 4, 32)), x.reshape((256, 4, 8))[1:7, :, 2:6]]
+        made = failed = 0
+        for _ in range(2000):
+            t = rng.choice(bases)
+            n = t.shape[1]
+            i = rng.choice([rng.randrange(-n - 2, n + 3), 0, n - 1, -1, -n, n, np.int64(1),
+                            True, slice(0, 1)])
+            whole = [slice(None)] * 6 + [slice(0, None), slice(None, None, 1), 0]
+            key = (rng.choice(whole), i, rng.choice(whole))
+            fast = t._middle(key)
+            try:
+                slow = t._index_static(key)[0]
+            except Exception as e:
+                failed += 1
+                assert fast is None, (key, e)
+                with pytest.raises(type(e)):
+                    t[key]
+                continue
+            if fast is not None:
+                made += 1
+                assert _parts(fast) == _parts(slow), key
+            else:  # (another index kind: the general path's view)
+                assert type(i) is not int or key[0] != slice(None) or key[2] != slice(None)
+            assert _parts(t[key]) == _parts(slow)
         return made, failed
 
     made, failed = _in_kernel(body)

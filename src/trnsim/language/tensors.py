@@ -15,7 +15,7 @@ def _run():
 
 
 def ndarray(shape, dtype, buffer=sbuf, name="", address=None) -> NkiTensor:
-    return _run().new_tensor(shape, dtype, buffer, name, address)
+    return runtime.active_run().new_tensor(shape, dtype, buffer, name, address)
 
 
 def fill_hbm(t: NkiTensor, value):

@@ -365,7 +365,7 @@ class OnChipMemory:
         self.capacity = capacity
         self.align = align
         self.chip_name = chip_name
-        self.virtual_base = self._aligned(capacity)
+        self.virtual_base = self.aligned(capacity)
         self.width = self.virtual_base  # of the virtual address space
         self.values = values
         self.row_bytes = _row_pitch(capacity)  # of `data` and `init`
@@ -403,7 +403,8 @@ class OnChipMemory:
             self._init = np.zeros(self.data.shape, dtype=bool)
         return self._init
 
-    def _aligned(self, n: int) -> int:
+    def aligned(self, n: int) -> int:
+        """n bytes rounded up to the alignment of a placement here."""
         return -(-n // self.align) * self.align
 
     def _reap(self) -> None:
@@ -438,7 +439,7 @@ class OnChipMemory:
                        block_bytes: int) -> int:
         """Place `storage` at a free virtual range; its key."""
         nbytes = storage.row_bytes
-        if self._aligned(block_bytes) > self.capacity:
+        if self.aligned(block_bytes) > self.capacity:
             what = "block" if block_bytes < nbytes else "tensor"
             raise CapacityError(
                 f"{self.space.upper()} overflow on {self.chip_name}: {what} of "
@@ -446,7 +447,21 @@ class OnChipMemory:
                 f"partition, more than the {self.capacity} bytes of "
                 f"{self.space.upper()} per partition; no placement or spill can hold it "
                 f"(split it into smaller tiles)", op="ndarray", location=storage.site)
-        size = self._aligned(nbytes)
+        return self._put_virtual(storage, dtype, self.aligned(nbytes))
+
+    def allocate_kind(self, storage: Storage, dtype: DType, size: int) -> None:
+        """`allocate` at a virtual address of a tensor whose kind (its bytes per
+        partition, one block) was placed before in this memory: no capacity check to
+        repeat; `size`: its bytes per partition, aligned."""
+        if self._dead:
+            self._reap()
+        key = self._put_virtual(storage, dtype, size)
+        dead = self._dead
+        self._alive[key] = weakref.ref(storage, lambda _, key=key: dead.append(key))
+
+    def _put_virtual(self, storage: Storage, dtype: DType, size: int) -> int:
+        """Place `storage` at a free virtual range of `size` (aligned) bytes; its key."""
+        nbytes = storage.row_bytes
         start = self._virtual_fit(size)
         storage.address = storage.column = start
         key = next(self._ids)

@@ -87,7 +87,8 @@ class Run:
         self._shared: list[NkiTensor] = []
         self._shared_seen: dict = {}
         # (shape, dtype, buffer) as a kernel passed them -> (shape, DType, region, row
-        # bytes, description, buffer name) of an on-chip tensor they declared, checked
+        # bytes, description, buffer name, row bytes aligned in its memory, strides) of
+        # an on-chip tensor they declared, checked
         self._tile_kinds: dict = {}
         self.grid: tuple = ()  # the legacy SPMD launch grid
         self.instance: tuple = ()  # the legacy SPMD grid point being run
@@ -119,12 +120,16 @@ class Run:
             except TypeError:  # (an unhashable shape: a list)
                 pass
         if kind is not None:  # a kind of tile declared before: checked, described
-            shape, dtype, region, row_bytes, desc, buffer_name = kind
-            core = current_core()
+            shape, dtype, region, row_bytes, desc, buffer_name, size, strides = kind
+            core = self.cores[_local.core_id or 0]  # (current_core() of this run)
             site = self.issue_site or kernel_location(2)
             memory = core.sbuf if region is MemoryRegion.sbuf else core.psum
-            return self._placed(memory, site, shape, dtype, region, name, desc, buffer_name,
-                                row_bytes, 0, row_bytes, None)
+            st = Storage(region.space, name, memory.core, 0, row_bytes, 0, shape[0], memory,
+                         buffer_name=buffer_name, site=site, base_shape=shape,
+                         base_dtype=dtype)
+            memory.allocate_kind(st, dtype, size)
+            self._record_allocation(st, name, desc, dtype, site, row_bytes, False)
+            return NkiTensor.view_of(shape, dtype, st, region, name, strides, 0)
         given = (shape, dtype, buffer)
         dtype = as_dtype(dtype)
         region = as_region(buffer)
@@ -184,7 +189,8 @@ class Run:
         if plain:
             try:
                 self._tile_kinds[given] = (shape, dtype, region, row_bytes, desc,
-                                           buffer_name)
+                                           buffer_name, memory.aligned(row_bytes),
+                                           t.strides)
             except TypeError:
                 pass
         return t
@@ -196,13 +202,19 @@ class Run:
         st = Storage(region.space, name, memory.core, 0, row_bytes, p0, shape[0], memory,
                      buffer_name=buffer_name, site=site, base_shape=shape, base_dtype=dtype)
         memory.allocate(st, dtype, desc, block_bytes, address)
-        allocations = self.program.allocations
+        self._record_allocation(st, name, desc, dtype, site, block_bytes, address is not None)
+        return NkiTensor.over(st, shape, dtype, region, name)
+
+    def _record_allocation(self, st, name, desc, dtype, site, block_bytes,
+                           explicit: bool) -> None:
+        """The Allocation of on-chip storage `st`, just placed."""
+        program = self.program
+        allocations = program.allocations
         st.alloc = alloc = len(allocations)
         allocations[alloc] = Allocation(
-            alloc, region.space, st.core, name, desc, dtype.name, site, st.address,
-            row_bytes, block_bytes, p0, shape[0], address is not None,
-            len(self.program.instructions))
-        return NkiTensor.over(st, shape, dtype, region, name)
+            alloc, st.space, st.core, name, desc, dtype.name, site, st.address,
+            st.row_bytes, block_bytes, st.partition, st.partitions, explicit,
+            len(program.instructions))
 
     def hbm_tensor(self, buf: np.ndarray | None, shape, dtype: DType, region, name,
                    site=None, initialized=False) -> NkiTensor:

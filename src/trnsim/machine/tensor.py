@@ -321,10 +321,15 @@ class NkiTensor(NKIObject, metaclass=_ViewMeta):
 
     # -- indexing ---------------------------------------------------------
     def __getitem__(self, key) -> "NkiTensor":
-        if type(key) is tuple and len(key) == 2 and len(self.shape) == 2 and self.dyn is None:
-            view = self._columns(key[0], key[1])
-            if view is not None:
-                return view
+        if type(key) is tuple and self.dyn is None:
+            if len(key) == 2 and len(self.shape) == 2:
+                view = self._columns(key[0], key[1])
+                if view is not None:
+                    return view
+            elif len(key) == 3 and len(self.shape) == 3:
+                view = self._middle(key)
+                if view is not None:
+                    return view
         if not isinstance(key, tuple):
             key = (key,)
         if self.dyn is None and len(key) <= len(self.shape):
@@ -385,6 +390,22 @@ class NkiTensor(NKIObject, metaclass=_ViewMeta):
         strides = self.strides
         return NkiTensor.view_of((p, stop - start), self.dtype, self.storage, self.buffer,
                                  self.name, strides, self.offset + start * strides[1])
+
+    def _middle(self, key):
+        """`_sliced(key, True)` of a static 3-D view for the usual `t[:, i, :]` (the
+        first and last dims whole, i an int in range), else None."""
+        rows, i, cols = key
+        if type(i) is not int or type(rows) is not slice or type(cols) is not slice or \
+                rows.start is not None or rows.stop is not None or rows.step is not None or \
+                cols.start is not None or cols.stop is not None or cols.step is not None:
+            return None
+        (p, n, f), (sp, sn, sf) = self.shape, self.strides
+        if i < 0:
+            i += n
+        if not (0 <= i < n and p > 0 and f > 0):
+            return None
+        return NkiTensor.view_of((p, f), self.dtype, self.storage, self.buffer, self.name,
+                                 (sp, sf), self.offset + i * sn)
 
     def _sliced(self, key, with_ints=False):
         """`_index_static(key)[0]` for a static view and a key of unit-step slices with
