@@ -314,6 +314,29 @@ def test_a_loop_that_declined_twice_is_not_tried_again(monkeypatch):
     assert _stats(fast).loops == 0 and _stats(fast).declined == 2  # of 5 inner loops
 
 
+def test_a_short_loop_found_light_twice_runs_plain_at_once(monkeypatch):
+    """An inner loop of 8 iterations (short) of 3 instructions (light) entered 5 times:
+    its first GIVE_UP entries look at iteration 0 and run the rest; the later ones run
+    every iteration at once. The outer loop's entries of 16 (long) are not held back by
+    it: the last one's iterations are appended. Records as without expansion."""
+    @nki.jit
+    def kernel(x):
+        out = nl.ndarray(x.shape, nl.float32, buffer=nl.hbm)
+        for b in nl.affine_range(5):
+            for j in nl.affine_range(8):
+                _scale(x, out, b * 8 + j)
+        for j in nl.affine_range(16):
+            _scale(x, out, 40 + j)
+        return out
+    x = np.zeros((128, 8 * 56), np.float32)
+    _, fast = _both(monkeypatch, lambda: _run(kernel, x))
+    st = _stats(fast)
+    assert 8 < expand.MIN_ITERATIONS <= 16 and 3 * 8 < expand.HEAVY_BODY
+    assert list(st.light_sites.values()) == [expand.GIVE_UP]  # (of 5 entries)
+    # the last loop: iterations 0-4 and 15 run, 5..14 appended
+    assert (st.loops, st.iterations, st.instructions) == (1, 10, 10 * 3)
+
+
 def test_different_last_iterations_fall_back(monkeypatch):
     @nki.jit
     def kernel(x):

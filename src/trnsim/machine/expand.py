@@ -50,7 +50,8 @@ It runs every iteration when:
   statement (zip, enumerate, list(), comprehensions), or its body can leave it
   (`break`, `return`, `yield`): `is_for_statement`; or the same loop declined or fell
   back `GIVE_UP` times already in this run (entries too short to sample fully do not
-  count: `_short_declined`);
+  count: `_short_declined`), or, entered with fewer than `MIN_ITERATIONS`, found its
+  first iteration too light `GIVE_UP` times (`_too_light`);
 - the sampled iterations differ in structure, a number is not affine, an iteration
   records on another core (a cross-core handover), creates shared HBM tensors, leaves
   a deferred legacy result pending, or changes state beside the record in a tensor
@@ -216,7 +217,8 @@ def iterate(rng: range, before=None, for_statement: bool = False):
     frame = _loop_frame()
     site = (frame.f_code, frame.f_lasti)
     stats = run.__dict__.get("expansion")
-    if stats is not None and stats.failed_sites.get(site, 0) >= GIVE_UP \
+    if stats is not None and (stats.failed_sites.get(site, 0) >= GIVE_UP
+                              or _too_light(stats, site, total)) \
             or total < _fewest_iterations(stats, site):
         yield from _plain(rng, before, 0)
         return
@@ -249,6 +251,7 @@ def iterate(rng: range, before=None, for_statement: bool = False):
             stats.watching -= 1
         body = len(run.program.instructions) - marks[0].instructions
         if start is None and short and not _heavy_enough(stats, site, body):
+            stats.light_sites[site] = stats.light_sites.get(site, 0) + 1
             yield from _plain(rng, before, 1)
             return
         if start is None and not short and body < HEAVY_BODY:
@@ -277,6 +280,17 @@ def _fewest_iterations(stats, site) -> int:
     if site in stats.known:
         return max(fewest, _FEWEST + (site in stats.last_differs))
     return max(fewest, FEW + 3)
+
+
+def _too_light(stats, site, total: int) -> bool:
+    """Whether a short entry (fewer than MIN_ITERATIONS) of the loop at `site` runs
+    every iteration at once: its iteration 0 was too light to sample (`_heavy_enough`)
+    on GIVE_UP entries without a model already, and it has no model nor a body noted
+    since. (The mark and look at iteration 0 that would decide so again cost ~3 us an
+    entry: flash attention's loops over 8 key blocks of one instruction, 372 entries.
+    A later entry whose iteration 0 is heavier runs every iteration too.)"""
+    return total < MIN_ITERATIONS and stats.light_sites.get(site, 0) >= GIVE_UP \
+        and site not in stats.known and site not in stats.short_sites
 
 
 def _short_declined(stats, site, total: int, too_short: bool) -> None:
@@ -525,6 +539,8 @@ class ExpansionStats:
         # short loops entered with a body of at least REENTERED_BODY instructions ->
         # the fewest iterations of an entry that may expand (`_fewest_iterations`)
         self.short_sites: dict = {}
+        # short loops -> entries whose iteration 0 was too light to sample (`_too_light`)
+        self.light_sites: dict = {}
         # loop -> (structure, drift, Copier layout) of its last expansion (period 1): a
         # loop entered again (the inner loop of a blocked kernel) is checked against it
         # on fewer samples (RESAMPLES) and reuses its layout
