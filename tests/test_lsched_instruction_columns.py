@@ -12,7 +12,7 @@ from trnsim.compiler import compiled_schedule as cs  # noqa: E402
 def _reference(stream, flt, npred, cand_at, cand_lens, nst, dmas, price_row):
     n = len(stream)
     ix = np.zeros((n, cs.X_COLS), np.int32)
-    fx = np.zeros((n, cs.F_COLS))
+    ready = np.zeros(n)
     lens = dict(zip(cand_at.tolist(), cand_lens.tolist()))
     by_stream = [[] for _ in range(nst)]
     rows = 0
@@ -20,7 +20,6 @@ def _reference(stream, flt, npred, cand_at, cand_lens, nst, dmas, price_row):
         k = int(stream[i])
         ix[i, cs.X_STREAM], ix[i, cs.X_NPRED] = k, npred[i]
         ix[i, cs.X_ARRIVAL] = ix[i, cs.X_NEXT] = -1
-        ix[i, cs.X_FLOAT] = flt[i]
         ix[i, cs.X_CAND0] = rows
         rows += lens.get(i, 0)
         ix[i, cs.X_CAND1] = rows
@@ -31,7 +30,7 @@ def _reference(stream, flt, npred, cand_at, cand_lens, nst, dmas, price_row):
         ix[d, cs.X_PRICE] = r
     nids = np.array(list(map(len, by_stream)), np.int64)
     idbase = np.concatenate(([0], np.cumsum(nids)[:-1]))
-    return ix, fx, np.array(sum(by_stream, []), np.int32), nids, idbase
+    return ix, ready, np.array(sum(by_stream, []), np.int32), nids, idbase
 
 
 @pytest.mark.parametrize("seed", range(4))

@@ -29,13 +29,14 @@ from ..timing.compiled_deps import numbered_rows
 from ..timing.scheduler import identities
 
 _RAW, _WAR = 0, 2  # schedule.py's edge kinds (_RAW, _WAW, _WAR, _ORDER)
-# per-instruction int columns
-# (X_PRICE: a DMA's row of the price table, whose columns are P_DGE, P_DATA, P_NENG)
-X_STREAM, X_POS, X_NPRED, X_ISSUED, X_FLOAT, X_PRICE, X_SEG, X_ARRIVAL, X_NEXT, \
-    X_CAND0, X_CAND1, X_COLS = range(12)
+# per-instruction int columns (X_PRICE: a DMA's row of the price table, whose columns
+# are P_DGE, P_DATA, P_NENG; X_NPRED: -1 once issued; floating: X_CAND0 < X_CAND1,
+# its candidate rows); the floats are arrays of their own: `ready`, `prio` (of
+# critical_path only) and `est` (the list scheduler's): the fewer columns, the fewer
+# fresh pages their first touch faults in
+X_STREAM, X_POS, X_NPRED, X_PRICE, X_SEG, X_ARRIVAL, X_NEXT, X_CAND0, X_CAND1, \
+    X_COLS = range(10)
 P_DGE, P_DATA, P_NENG = range(3)  # a DMA's DGE time, data time and number of engines
-# per-instruction float columns (the estimates: `est`, the list scheduler's own array)
-F_READY, F_DONE, F_PRIO, F_COLS = range(4)
 # per-stream float and int columns
 S_FREE, S_QUEUED, S_QNEXT, S_BEST, S_SEM, S_LAT, S_FCOLS = range(7)
 T_HEAD, T_NIDS, T_IDBASE, T_LIMIT, T_DMA, T_BEST, T_HAS_BEST, T_WSIZE, T_NSIZE, \
@@ -151,7 +152,7 @@ def _arrays(ls):
     cand_i = at
     nst = len(numbered)
     # DMA transfers: the cost model's figures, once per distinct cost (dicts are shared);
-    # before ix and fx, so that pricing's peak of memory is not on top of theirs
+    # before ix and ready, so that pricing's peak of memory is not on top of theirs
     dma = np.array([r[1] == "dma" for r in numbered], bool)  # (the added streams too)
     dmas = np.flatnonzero(dma[stream])
     priced = dma_costs(ls.program, cost, dmas, (ls.opcode_codes, ls.attrs_ids))
@@ -185,7 +186,7 @@ def _arrays(ls):
     # cores (each stream's resource starts with its core)
     cores: dict = {}
     stream_core = np.array([cores.setdefault(r[0], len(cores)) for r in numbered], np.int64)
-    ix, fx, ids, nids, idbase = _instruction_columns(
+    ix, ready, ids, nids, idbase = _instruction_columns(
         stream, flt, np.asarray(ls.npred, np.int32), np.asarray(cand_i, np.int64), lens,
         nst, dmas, price_row)
     del dmas, price_row  # (this and the dels below: temporaries, not alive with the heaps)
@@ -232,7 +233,7 @@ def _arrays(ls):
         return None
     start, succ, kind = ls._csr
     room = max(1, int(cap.sum()))
-    return (ix, fx, est, table, sf, si, ids, start, succ, kind, cand_stream, cand_est,
+    return (ix, ready, est, table, sf, si, ids, start, succ, kind, cand_stream, cand_est,
             seg_base, left, cur_seg, consts, np.zeros(room), np.zeros(room, np.int32),
             np.zeros(room), np.zeros(room, np.int32), bool(ls.fenced),
             ls.heuristic == "critical_path", numbered)
@@ -261,7 +262,7 @@ def _plan(ls, key, by_key, numbered) -> list:
 
 @jit
 def _instruction_columns(stream, flt, npred, cand_at, cand_lens, nst, dmas, price_row):
-    """(ix, fx: _core's per-instruction columns but X_SEG, ids, nids, idbase: each
+    """(ix, ready: _core's per-instruction columns but X_SEG, ids, nids, idbase: each
     stream's instructions in program order, floating ones with no place there, at
     ids[idbase[k]:idbase[k] + nids[k]]) of each instruction's stream, floating flag,
     npred, candidate rows (the floating instructions `cand_at` have cand_lens rows
@@ -281,7 +282,7 @@ def _instruction_columns(stream, flt, npred, cand_at, cand_lens, nst, dmas, pric
     placed = np.zeros(nst, np.int64)
     ids = np.empty(fixed, np.int32)
     ix = np.zeros((n, X_COLS), np.int32)
-    fx = np.zeros((n, F_COLS))
+    ready = np.zeros(n)
     rows = 0  # candidate rows so far
     q = 0  # next floating instruction of cand_at
     for i in range(n):
@@ -295,16 +296,14 @@ def _instruction_columns(stream, flt, npred, cand_at, cand_lens, nst, dmas, pric
             rows += cand_lens[q]
             q += 1
         ix[i, X_CAND1] = rows
-        if flt[i]:
-            ix[i, X_FLOAT] = 1
-        else:
+        if not flt[i]:
             p = placed[k]
             ix[i, X_POS] = p
             ids[idbase[k] + p] = i
             placed[k] = p + 1
     for d in range(len(dmas)):
         ix[dmas[d], X_PRICE] = price_row[d]
-    return ix, fx, ids, nids, idbase
+    return ix, ready, ids, nids, idbase
 
 
 @jit
@@ -422,7 +421,7 @@ def _offer(k, sf, si, tree, leaves):
         node >>= 1
 
 @inline
-def _push_best(k, fx, sf, si, wkey, widx, nkey, nidx, use_prio, tree, leaves):
+def _push_best(k, prio, sf, si, wkey, widx, nkey, nidx, use_prio, tree, leaves):
     """_ListScheduler._push_best for stream k."""
     base = si[k, T_HBASE]
     free = sf[k, S_FREE]
@@ -431,7 +430,7 @@ def _push_best(k, fx, sf, si, wkey, widx, nkey, nidx, use_prio, tree, leaves):
     while ws > 0 and wkey[base] <= free:
         j = widx[base]
         ws = _pop2(wkey, widx, base, ws)
-        ns = _push2(nkey, nidx, base, ns, -fx[j, F_PRIO] if use_prio else 0.0, j)
+        ns = _push2(nkey, nidx, base, ns, -prio[j] if use_prio else 0.0, j)
     si[k, T_WSIZE] = ws
     si[k, T_NSIZE] = ns
     if ns > 0:
@@ -450,8 +449,8 @@ def _push_best(k, fx, sf, si, wkey, widx, nkey, nidx, use_prio, tree, leaves):
         _offer(k, sf, si, tree, leaves)
 
 @inline
-def _available(i, ix, fx, est, sf, si, cand_stream, cand_est, cur_seg, held, fenced,
-               wkey, widx, nkey, nidx, use_prio, tree, leaves, arrivals):
+def _available(i, ix, ready, prio, est, sf, si, cand_stream, cand_est, cur_seg, held,
+               fenced, wkey, widx, nkey, nidx, use_prio, tree, leaves, arrivals):
     """_ListScheduler._available (with `_assign`); returns `arrivals`."""
     if fenced:
         c = si[ix[i, X_STREAM], T_CORE]
@@ -463,15 +462,15 @@ def _available(i, ix, fx, est, sf, si, cand_stream, cand_est, cur_seg, held, fen
             held[c, 1] = i
             ix[i, X_NEXT] = -1
             return arrivals
-    if ix[i, X_FLOAT]:
-        ready = fx[i, F_READY]
+    if ix[i, X_CAND0] < ix[i, X_CAND1]:  # floating
+        r = ready[i]
         k = -1
         best = 0.0
         e = 0.0
         for c in range(ix[i, X_CAND0], ix[i, X_CAND1]):
             kk = cand_stream[c]
             free = sf[kk, S_FREE]
-            m = ready if ready > free else free  # max(free, ready)
+            m = r if r > free else free  # max(free, ready)
             fin = m + sf[kk, S_QUEUED] + cand_est[c]
             if k < 0 or fin < best:
                 k, best, e = kk, fin, cand_est[c]
@@ -484,15 +483,15 @@ def _available(i, ix, fx, est, sf, si, cand_stream, cand_est, cur_seg, held, fen
             si[k, T_LATER] += 1
             return arrivals + 1
     base = si[k, T_HBASE]
-    si[k, T_WSIZE] = _push2(wkey, widx, base, si[k, T_WSIZE], fx[i, F_READY], i)
+    si[k, T_WSIZE] = _push2(wkey, widx, base, si[k, T_WSIZE], ready[i], i)
     sf[k, S_QUEUED] += est[i]
-    _push_best(k, fx, sf, si, wkey, widx, nkey, nidx, use_prio, tree, leaves)
+    _push_best(k, prio, sf, si, wkey, widx, nkey, nidx, use_prio, tree, leaves)
     return arrivals
 
 @no_refcount
-def _issue_all(ix, fx, est, table, sf, si, ids, start, succ, kind, cand_stream, cand_est,
-               seg_base, left, cur_seg, consts, wkey, widx, nkey, nidx, fenced, use_prio, held,
-               dma_free, tree, leaves, come, order):
+def _issue_all(ix, ready, prio, est, table, sf, si, ids, start, succ, kind, cand_stream,
+               cand_est, seg_base, left, cur_seg, consts, wkey, widx, nkey, nidx, fenced,
+               use_prio, held, dma_free, tree, leaves, come, order):
     """_core's issue loop (from the instructions ready at the start): `order` filled;
     returns (how many issued, the estimate)."""
     n = ix.shape[0]
@@ -500,9 +499,9 @@ def _issue_all(ix, fx, est, table, sf, si, ids, start, succ, kind, cand_stream, 
     arrivals = np.int64(0)  # (not a literal 0: one specialisation of each callee)
     for i in range(n):
         if ix[i, X_NPRED] == 0:
-            arrivals = _available(i, ix, fx, est, sf, si, cand_stream, cand_est, cur_seg,
-                                  held, fenced, wkey, widx, nkey, nidx, use_prio, tree,
-                                  leaves, arrivals)
+            arrivals = _available(i, ix, ready, prio, est, sf, si, cand_stream, cand_est,
+                                  cur_seg, held, fenced, wkey, widx, nkey, nidx, use_prio,
+                                  tree, leaves, arrivals)
     count = 0
     end = 0.0
     while tree[1] >= 0:
@@ -535,19 +534,19 @@ def _issue_all(ix, fx, est, table, sf, si, ids, start, succ, kind, cand_stream, 
                 fin = alt
             sf[k, S_QNEXT] = st + (data if data > interval else interval)
             sf[k, S_FREE] = sf[k, S_QNEXT]
-            fx[i, F_DONE] = fin
+            done = fin
         else:
             fin = st + ei
             sf[k, S_FREE] = fin
-            fx[i, F_DONE] = fin + sf[k, S_LAT]
+            done = fin + sf[k, S_LAT]
         if fin > end:
             end = fin
         # _after_issue: the window slides past the issued head
-        ix[i, X_ISSUED] = 1
+        ix[i, X_NPRED] = -1  # issued
         idbase = si[k, T_IDBASE]
         nids = si[k, T_NIDS]
         h0 = h = si[k, T_HEAD]
-        while h < nids and ix[ids[idbase + h], X_ISSUED]:
+        while h < nids and ix[ids[idbase + h], X_NPRED] < 0:
             h += 1
         si[k, T_HEAD] = h
         if si[k, T_LATER] > 0 and h > h0:
@@ -570,12 +569,11 @@ def _issue_all(ix, fx, est, table, sf, si, ids, start, succ, kind, cand_stream, 
             for q2 in range(m):
                 j = come[q2]
                 si[k, T_WSIZE] = _push2(wkey, widx, base, si[k, T_WSIZE],
-                                        fx[j, F_READY], j)
+                                        ready[j], j)
                 sf[k, S_QUEUED] += est[j]
-                _push_best(k, fx, sf, si, wkey, widx, nkey, nidx, use_prio, tree,
+                _push_best(k, prio, sf, si, wkey, widx, nkey, nidx, use_prio, tree,
                            leaves)
         # successors
-        done = fx[i, F_DONE]
         for e in range(start[i], start[i + 1]):
             s = succ[e]
             o = ix[s, X_STREAM]
@@ -586,13 +584,13 @@ def _issue_all(ix, fx, est, table, sf, si, ids, start, succ, kind, cand_stream, 
                 t2 = done if kd == _RAW else 0.0
             else:
                 t2 = done + sf[o, S_SEM]
-            if t2 > fx[s, F_READY]:
-                fx[s, F_READY] = t2
+            if t2 > ready[s]:
+                ready[s] = t2
             ix[s, X_NPRED] -= 1
             if ix[s, X_NPRED] == 0:
-                arrivals = _available(s, ix, fx, est, sf, si, cand_stream, cand_est,
-                                      cur_seg, held, fenced, wkey, widx, nkey, nidx,
-                                      use_prio, tree, leaves, arrivals)
+                arrivals = _available(s, ix, ready, prio, est, sf, si, cand_stream,
+                                      cand_est, cur_seg, held, fenced, wkey, widx, nkey,
+                                      nidx, use_prio, tree, leaves, arrivals)
         if fenced:  # _segment_done
             c = si[k, T_CORE]
             sg = ix[i, X_SEG]
@@ -604,29 +602,30 @@ def _issue_all(ix, fx, est, table, sf, si, ids, start, succ, kind, cand_stream, 
                 held[c, 1] = -1
                 while j >= 0:
                     nxt = ix[j, X_NEXT]
-                    arrivals = _available(j, ix, fx, est, sf, si, cand_stream, cand_est,
-                                          cur_seg, held, fenced, wkey, widx, nkey,
+                    arrivals = _available(j, ix, ready, prio, est, sf, si, cand_stream,
+                                          cand_est, cur_seg, held, fenced, wkey, widx, nkey,
                                           nidx, use_prio, tree, leaves, arrivals)
                     j = nxt
-        _push_best(k, fx, sf, si, wkey, widx, nkey, nidx, use_prio, tree, leaves)
+        _push_best(k, prio, sf, si, wkey, widx, nkey, nidx, use_prio, tree, leaves)
     return count, end
 
 
 @jit
-def _core(ix, fx, est, table, sf, si, ids, start, succ, kind, cand_stream, cand_est,
+def _core(ix, ready, est, table, sf, si, ids, start, succ, kind, cand_stream, cand_est,
           seg_base, left, cur_seg, consts, wkey, widx, nkey, nidx, fenced, use_prio):
     """_ListScheduler.run on arrays; returns (order, the estimate, moved indices, their
     moves, how many). Updates ix[:, X_STREAM] and est of the floating instructions
     assigned."""
     n = ix.shape[0]
+    prio = np.empty(n if use_prio else 0)  # critical_path's priorities
     if use_prio:  # _critical_path
         for i in range(n - 1, -1, -1):
             tail = 0.0
             for e in range(start[i], start[i + 1]):
-                p = fx[succ[e], F_PRIO]
+                p = prio[succ[e]]
                 if p > tail:
                     tail = p
-            fx[i, F_PRIO] = tail + est[i]
+            prio[i] = tail + est[i]
     ncore = cur_seg.shape[0]
     held = np.full((ncore, 2), -1, np.int64)  # per core: first, last held (X_NEXT)
     dma_free = np.zeros(ncore)
@@ -638,12 +637,13 @@ def _core(ix, fx, est, table, sf, si, ids, start, succ, kind, cand_stream, cand_
     tree = np.full(2 * leaves, -1, np.int32)
     come = np.empty(n, np.int64)  # scratch: instructions a window slide releases
     order = np.empty(n, np.int64)
-    count, end = _issue_all(ix, fx, est, table, sf, si, ids, start, succ, kind, cand_stream,
-                            cand_est, seg_base, left, cur_seg, consts, wkey, widx, nkey, nidx, fenced,
-                            use_prio, held, dma_free, tree, leaves, come, order)
+    count, end = _issue_all(ix, ready, prio, est, table, sf, si, ids, start, succ, kind,
+                            cand_stream, cand_est, seg_base, left, cur_seg, consts, wkey,
+                            widx, nkey, nidx, fenced, use_prio, held, dma_free, tree,
+                            leaves, come, order)
     if count != n:  # a fence or window cycle would be a bug: keep every instruction
         for i in range(n):
-            if not ix[i, X_ISSUED]:
+            if ix[i, X_NPRED] >= 0:
                 order[count] = i
                 count += 1
     # moved: places each fixed instruction moved up its stream
@@ -653,7 +653,7 @@ def _core(ix, fx, est, table, sf, si, ids, start, succ, kind, cand_stream, cand_
     nmoved = 0
     for q in range(n):
         i = order[q]
-        if ix[i, X_FLOAT]:
+        if ix[i, X_CAND0] < ix[i, X_CAND1]:  # floating
             continue
         k = ix[i, X_STREAM]
         if ix[i, X_POS] != issued_on[k]:
