@@ -432,8 +432,7 @@ class OnChipMemory:
             key = self._place_virtual(storage, dtype, desc, block_bytes)
         else:
             key = self._place_explicit(storage, dtype, desc, address)
-        dead = self._dead
-        self._alive[key] = weakref.ref(storage, lambda _, key=key: dead.append(key))
+        self._watch(storage, key)
 
     def _place_virtual(self, storage: Storage, dtype: DType, desc: str,
                        block_bytes: int) -> int:
@@ -455,7 +454,10 @@ class OnChipMemory:
         repeat; `size`: its bytes per partition, aligned."""
         if self._dead:
             self._reap()
-        key = self._put_virtual(storage, dtype, size)
+        self._watch(storage, self._put_virtual(storage, dtype, size))
+
+    def _watch(self, storage: Storage, key: int) -> None:
+        """Free placement `key` once `storage` dies (at the next placement: `_reap`)."""
         dead = self._dead
         self._alive[key] = weakref.ref(storage, lambda _, key=key: dead.append(key))
 

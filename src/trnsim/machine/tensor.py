@@ -370,21 +370,13 @@ class NkiTensor(NKIObject, metaclass=_ViewMeta):
         """`_sliced((rows, k))` of a static 2-D view for the usual `t[:, a:b]` (rows
         whole, k a unit-step slice with int or no bounds in range), else None."""
         if type(rows) is not slice or rows.start is not None or rows.stop is not None or \
-                rows.step is not None or type(k) is not slice or k.step is not None:
+                rows.step is not None:
             return None
-        (p, n), start, stop = self.shape, k.start, k.stop
-        if start is None:
-            start = 0
-        elif type(start) is not int:
+        p, n = self.shape
+        bounds = unit_slice_bounds(k, n)
+        if bounds is None:
             return None
-        elif start < 0:
-            start += n
-        if stop is None:
-            stop = n
-        elif type(stop) is not int:
-            return None
-        elif stop < 0:
-            stop += n
+        start, stop = bounds
         if not (0 <= start < stop <= n and p > 0):
             return None
         strides = self.strides
