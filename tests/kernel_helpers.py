@@ -1,6 +1,7 @@
 """Small kernel-side helpers the tests share: bring an HBM input on chip, return a tile
 to HBM, look at the record, make a chip file variant, record a matmul tutorial
-variant, run a kernel with and without the instructions' check memos."""
+variant, run a kernel with and without the instructions' check memos, call a function
+inside a kernel."""
 import importlib.resources
 import json
 
@@ -86,3 +87,14 @@ def kept_as_fresh(kernel, args, **options):
     if options.get("numerics", True):
         assert np.asarray(kept).tobytes() == np.asarray(fresh).tobytes()
     return kept, records
+
+
+def inside_a_kernel(fn):
+    """What fn(x) returns, called inside a timing-only kernel whose input x is an fp32
+    [128, 64] HBM tensor."""
+    box = {}
+
+    def kernel(x):
+        box["r"] = fn(x)
+    trnsim.run_kernel(kernel, (np.zeros((128, 64), np.float32),), numerics=False)
+    return box["r"]

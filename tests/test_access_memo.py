@@ -4,22 +4,12 @@ whatever role and mode it is asked for, and a new view of a place described befo
 exactly as a description from scratch would."""
 import random
 
-import numpy as np
-
-import trnsim
 import trnsim.nki.language as nl
 from trnsim.machine import access
 from trnsim.machine.access import _describe, describe_access
 from trnsim.machine.tensor import Indirect
 
-
-def _in_kernel(fn):
-    box = {}
-
-    def kernel(x):
-        box["r"] = fn(x)
-    trnsim.run_kernel(kernel, (np.zeros((128, 64), np.float32),), numerics=False)
-    return box["r"]
+from kernel_helpers import inside_a_kernel
 
 
 def test_a_view_described_again_is_described_as_it_is_now():
@@ -38,7 +28,7 @@ def test_a_view_described_again_is_described_as_it_is_now():
         seen.append(describe_access(v, "dst", "w"))  # another role and mode
         return seen, v
 
-    seen, v = _in_kernel(body)
+    seen, v = inside_a_kernel(body)
     first, moved, shifted, indirect, other_role = seen
     assert (moved.lo, moved.hi) == (first.lo + 512, first.hi + 512)
     assert (shifted.offset, shifted.lo) == (moved.offset + 1, moved.lo + 4)
@@ -60,7 +50,7 @@ def test_a_view_described_in_other_roles_is_described_as_from_scratch():
         out += [(hbm, role, mode, describe_access(hbm, role, mode)) for role, mode in asked]
         return out
 
-    for v, role, mode, a in _in_kernel(body):
+    for v, role, mode, a in inside_a_kernel(body):
         assert a == _describe(v, role, mode)
         assert (a.role, a.mode) == (role, mode)
         # the dtype as a plain str (one object per dtype)
@@ -87,7 +77,7 @@ def test_new_views_of_places_described_before_are_described_as_from_scratch():
         asked = views(x)
         return [(v, r, m, describe_access(v, r, m)) for v, r, m in asked + asked[::-1]]
 
-    for v, role, mode, a in _in_kernel(body):
+    for v, role, mode, a in inside_a_kernel(body):
         assert a == _describe(v, role, mode)
 
 
@@ -97,6 +87,6 @@ def test_the_memo_starts_over_when_full(monkeypatch):
     def body(x):
         return [(x[i:i + 1, :], describe_access(x[i:i + 1, :], "src", "r")) for i in range(9)]
 
-    for v, a in _in_kernel(body):
+    for v, a in inside_a_kernel(body):
         assert a == _describe(v, "src", "r")
     assert access._kept[0] <= 4 and len(access._SHAPES) <= 4

@@ -125,13 +125,10 @@ def test_a_growing_inner_loop_whose_last_iteration_differs_reuses_its_model(monk
         4 + 40 * (q + 2) for q in range(12))  # (2 memsets, the last add, the store)
 
 
-@pytest.mark.parametrize("short_by", [4, 12])
-def test_an_error_in_a_late_entry_points_at_its_line_as_in_a_full_run(monkeypatch,
-                                                                      short_by):
-    """x ends 4 columns into the last entry's last block (its last iteration fails), or
-    12 (the last iteration of the entry before it, which also checks the last entry's
-    model)."""
-    kernel, x = _triangle(12, short_by)
+def _failed_as_a_full_run(monkeypatch, kernel, x) -> str:
+    """The error message of `kernel(x)`, the same without loop expansion and with it,
+    where the expanded run left an expanded loop in its last iteration and ran again
+    in full."""
     messages = []
     for flag in ("0", "1"):
         monkeypatch.setenv(expand.ENV, flag)
@@ -139,10 +136,20 @@ def test_an_error_in_a_late_entry_points_at_its_line_as_in_a_full_run(monkeypatc
         with pytest.raises(Exception) as err:
             _run(kernel, x)
         messages.append((type(err.value), str(err.value)))
-    # (the expanded run left an expanded loop in its last iteration: run again in full)
     assert expand._left_early[0] == left_early + 1
     assert messages[0] == messages[1]
-    assert "x short: here" in messages[1][1]
+    return messages[1][1]
+
+
+@pytest.mark.parametrize("short_by", [4, 12])
+def test_an_error_in_a_late_entry_points_at_its_line_as_in_a_full_run(monkeypatch,
+                                                                      short_by):
+    """x ends 4 columns into the last entry's last block (its last iteration fails), or
+    12 (the last iteration of the entry before it, which also checks the last entry's
+    model)."""
+    kernel, x = _triangle(12, short_by)
+    message = _failed_as_a_full_run(monkeypatch, kernel, x)
+    assert "x short: here" in message
 
 
 def test_an_error_in_an_appended_iteration_of_a_late_entry_is_a_full_runs(monkeypatch):
@@ -152,16 +159,8 @@ def test_an_error_in_an_appended_iteration_of_a_late_entry_is_a_full_runs(monkey
     full, which reports iteration 8's access."""
     kernel, x = _triangle(12, 8 * 8, shift=3)
     assert x.shape[1] == 38 * 8
-    messages = []
-    for flag in ("0", "1"):
-        monkeypatch.setenv(expand.ENV, flag)
-        left_early = expand._left_early[0]
-        with pytest.raises(Exception) as err:
-            _run(kernel, x)
-        messages.append((type(err.value), str(err.value)))
-    assert expand._left_early[0] == left_early + 1
-    assert messages[0] == messages[1]
-    assert "index range [304, 311]" in messages[1][1] and "x short: here" in messages[1][1]
+    message = _failed_as_a_full_run(monkeypatch, kernel, x)
+    assert "index range [304, 311]" in message and "x short: here" in message
 
 
 def test_a_carried_tile_read_off_the_models_step_at_entry_is_remodelled(monkeypatch):

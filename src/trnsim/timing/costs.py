@@ -259,7 +259,7 @@ def compute_costs(model, program, at, ids=None) -> np.ndarray:
         from .compiled_deps import numbered_rows
         cols = kept_columns(program)
     if cols is None:
-        return _one_by_one(model, instrs, at)
+        return _one_by_one(model.compute, instrs, at)
     lo, mid, hi = cols.ptr[at], cols.wptr[at], cols.ptr[at + 1]
     count = hi - lo
     rows = np.full((n, 4 + int(count.max())), -1, np.int64)
@@ -279,20 +279,29 @@ def compute_costs(model, program, at, ids=None) -> np.ndarray:
     del owner, place
     first, which = numbered_rows(rows)  # (first in program order, as one by one)
     del rows
-    if len(model._compute_memo) + len(first) >= MEMO_LIMIT:
-        return _one_by_one(model, instrs, at)
+    return _once_per_row(model.compute, model._compute_memo,
+                         lambda ins: model._compute_attrs[id(ins.attrs)][1], instrs, at,
+                         first, which)
+
+
+def _once_per_row(cost, memo: dict, key_of, instrs, at, first, which) -> np.ndarray:
+    """`cost` of the instructions `instrs` at positions `at`, computed for the first of
+    each row (`first` and `which`, as numbered_rows gives them) and shared by the rest;
+    one by one where the cost's `memo` could fill up meanwhile (its clearing would part
+    equal keys' results) or a key (`key_of(ins)`) is unhashable."""
+    if len(memo) + len(first) >= MEMO_LIMIT:
+        return _one_by_one(cost, instrs, at)
     made = np.empty(len(first), object)
     for g, i in enumerate(at[first].tolist()):
         ins = instrs[i]
-        made[g] = model.compute(ins)
-        if not _hashable(model._compute_attrs[id(ins.attrs)][1]):
-            return _one_by_one(model, instrs, at)
+        made[g] = cost(ins)
+        if not _hashable(key_of(ins)):
+            return _one_by_one(cost, instrs, at)
     return made[which]
 
 
-def _one_by_one(model, instrs, at) -> np.ndarray:
-    return np.fromiter(map(model.compute, map(instrs.__getitem__, at.tolist())), object,
-                       len(at))
+def _one_by_one(cost, instrs, at) -> np.ndarray:
+    return np.fromiter(map(cost, map(instrs.__getitem__, at.tolist())), object, len(at))
 
 
 def matmul_costs(model, instrs, at, fast: bool, attrs=None) -> np.ndarray:
@@ -305,26 +314,14 @@ def matmul_costs(model, instrs, at, fast: bool, attrs=None) -> np.ndarray:
     attrs: each instruction's attrs, an object array, where the caller has it."""
     n = len(at)
     if not (fast and n):
-        return _matmuls_one_by_one(model, instrs, at)
+        return _one_by_one(model.matmul, instrs, at)
     from .compiled_deps import numbered_rows  # (numba: loaded where the paths run)
 
     dicts = [instrs[i].attrs for i in at.tolist()] if attrs is None else attrs[at].tolist()
     first, which = numbered_rows(_values(dicts, _MATMUL_READS))  # (first in order)
     del dicts
-    if len(model._matmul_memo) + len(first) >= MEMO_LIMIT:
-        return _matmuls_one_by_one(model, instrs, at)
-    made = np.empty(len(first), object)
-    for g, i in enumerate(at[first].tolist()):
-        ins = instrs[i]
-        made[g] = model.matmul(ins)
-        if not _hashable(_matmul_key(ins.attrs)):
-            return _matmuls_one_by_one(model, instrs, at)
-    return made[which]
-
-
-def _matmuls_one_by_one(model, instrs, at) -> np.ndarray:
-    return np.fromiter(map(model.matmul, map(instrs.__getitem__, at.tolist())), object,
-                       len(at))
+    return _once_per_row(model.matmul, model._matmul_memo,
+                         lambda ins: _matmul_key(ins.attrs), instrs, at, first, which)
 
 
 def _attrs_numbers(attrs_ids, at, names: tuple) -> np.ndarray:
