@@ -1,8 +1,9 @@
 """Without numerics, nc_matmul and the Tensor Engine's nc_transpose record their reads,
-their write and its accumulation flag by a short path (isa/matmul.py psum_record):
-their records must be those of a run with numerics on (which computes the values and
-goes through psum_store), for accumulation groups that start, go on, are cut by other
-writes, and strided or partial dst views that the short path leaves to psum_store."""
+their write and its accumulation flag by a short path (nc_matmul's operands described
+at once, isa/matmul.py psum_store's timing-only exit): their records must be those of a
+run with numerics on (which computes the values), for accumulation groups that start,
+go on, are cut by other writes, and strided or partial dst views that the short path
+leaves to psum_store's general path."""
 import ml_dtypes
 import numpy as np
 import pytest

@@ -333,28 +333,6 @@ def _written(t: NkiTensor) -> bool:
     return bool(init[_byte_index(t, element_offsets(t)[0])].all())
 
 
-def psum_record(ins: Instr, dst: NkiTensor, accumulate) -> bool:
-    """`psum_store` without numerics where dst is one whole box all in or all out of
-    its accumulation group (the usual case): the write's record and dst's marks, as
-    psum_store leaves them. False where it does nothing (then call psum_store)."""
-    core = ins.run.cores[dst.storage.core]
-    pg = core.psum_group or _groups(core)
-    gid = _group_id(dst.storage)
-    a = ins.access("dst", dst, "w")
-    if dst.dyn is not None or a.bytes != (a.p_hi - a.p_lo) * (a.hi - a.lo):
-        return False
-    key = a[BOX]
-    member = pg.member(key, gid)
-    if member is None:
-        return False
-    ins.attrs["accumulate"] = member if accumulate is None else bool(accumulate)
-    if ins.run.dst_mask is not None:
-        pg.masked = True
-    ins.writes.append(a)  # (Instr.write's record of a grouped PSUM write)
-    pg.fill(key, gid)
-    return True
-
-
 def psum_store(ins: Instr, dst: NkiTensor, compute, accumulate) -> None:
     """Write a Tensor Engine result to PSUM `dst`, overwriting or accumulating per
     `accumulate` (None: per element, accumulate where an earlier matmul of this
@@ -367,6 +345,13 @@ def psum_store(ins: Instr, dst: NkiTensor, compute, accumulate) -> None:
     key = a[BOX]
     fast = dst.dyn is None and a.bytes == (a.p_hi - a.p_lo) * (a.hi - a.lo)
     member = pg.member(key, gid) if fast else None
+    if member is not None and not ins.numerics:  # timing only: the record and the marks
+        ins.attrs["accumulate"] = member if accumulate is None else bool(accumulate)
+        if ins.run.dst_mask is not None:
+            pg.masked = True
+        ins.writes.append(a)  # (Instr.write's record of a grouped PSUM write)
+        pg.fill(key, gid)
+        return
     if member is not None:  # dst is exactly a box all in or all out of this group
         marks = None
         prev = member  # (one bool for every element)
@@ -760,8 +745,6 @@ def nc_matmul(dst, stationary, moving, is_stationary_onezero=False, is_moving_on
             # record of the reads and the write (what the calls below leave of them)
             ins.reads.append(describe_access(stationary, "stationary", "r"))
             ins.reads.append(describe_access(moving, "moving", "r"))
-            if psum_record(ins, dst, accumulate):
-                return
             psum_store(ins, dst, None, accumulate)
             return
         if transpose and ins.generation >= 3:
@@ -854,8 +837,6 @@ def _pe_transpose(ins: Instr, dst, data):
     ins.attrs.update(attrs)
     bit_exact = ins.generation >= 3
     raw = ins.read("data", data)
-    if raw is None and psum_record(ins, dst, False):
-        return
 
     def compute():
         r = raw.reshape(p, f)

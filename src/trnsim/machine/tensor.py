@@ -369,8 +369,7 @@ class NkiTensor(NKIObject, metaclass=_ViewMeta):
     def _columns(self, rows, k):
         """`_sliced((rows, k))` of a static 2-D view for the usual `t[:, a:b]` (rows
         whole, k a unit-step slice with int or no bounds in range), else None."""
-        if type(rows) is not slice or rows.start is not None or rows.stop is not None or \
-                rows.step is not None:
+        if not _is_full(rows):
             return None
         p, n = self.shape
         bounds = unit_slice_bounds(k, n)
@@ -387,9 +386,7 @@ class NkiTensor(NKIObject, metaclass=_ViewMeta):
         """`_sliced(key, True)` of a static 3-D view for the usual `t[:, i, :]` (the
         first and last dims whole, i an int in range), else None."""
         rows, i, cols = key
-        if type(i) is not int or type(rows) is not slice or type(cols) is not slice or \
-                rows.start is not None or rows.stop is not None or rows.step is not None or \
-                cols.start is not None or cols.stop is not None or cols.step is not None:
+        if type(i) is not int or not _is_full(rows) or not _is_full(cols):
             return None
         (p, n, f), (sp, sn, sf) = self.shape, self.strides
         if i < 0:
@@ -417,7 +414,7 @@ class NkiTensor(NKIObject, metaclass=_ViewMeta):
                 shape.append(1)
                 strides.append(s)
                 continue
-            if type(k) is slice and k.start is None and k.stop is None and k.step is None:
+            if _is_full(k):
                 if n <= 0:  # (a whole dim: bounds 0 and n)
                     return None
                 shape.append(n)
