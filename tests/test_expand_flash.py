@@ -5,8 +5,9 @@ iteration to the next and ends with a narrower, masked chunk. machine/expand.py 
 it once an entry has enough iterations (iteration 0 and FEW samples; iteration 0 reads
 the state made before the loop, which the model takes as the tiles one step back) and
 reuses that model in the later entries (iteration 0 runs, the one before the last
-checks the model). Every record, compiled program and timeline is that of a full run
-(TRNSIM_EXPAND=0)."""
+checks the model, or, once the last iterations of earlier entries predict this one's,
+the last: machine/expand_tail.py). Every record, compiled program and timeline is that
+of a full run (TRNSIM_EXPAND=0)."""
 from __future__ import annotations
 
 import ml_dtypes
@@ -18,7 +19,7 @@ from trnsim import nki
 import trnsim.nki.isa as nisa
 import trnsim.nki.language as nl
 from trnsim.kernels import attention
-from trnsim.machine import expand
+from trnsim.machine import expand, expand_tail
 from test_expand import _both, _run, _stats
 
 BF16 = ml_dtypes.bfloat16
@@ -38,22 +39,35 @@ def _timing_only(kwargs):
                              numerics=False)[1]
 
 
-@pytest.mark.parametrize("S, chunk, causal, iterations", [
+@pytest.mark.parametrize("S, chunk, causal, iterations, by_tail", [
     # 512-key chunks: query pairs 8 and 9 enter it with 5 chunks, ..., 14 and 15 with
     # 8; 8 notes it, 9 makes the model (iterations 0..2 run, the last misses it, 3
-    # checks it) and 10.. run iteration 0 alone and append up to the one before the last
-    (4096, 512, True, 2 * (3 + 4 + 5)),
-    # the bench's shape: pairs 16..19 enter it with 5 chunks, ..., 28..31 with 8
-    (8192, attention.K_CHUNK, True, 2 * 2 + 4 * (3 + 4 + 5)),
-    (4096, 512, False, 28),  # no triangle: the loop over query pairs expands too
+    # checks it) and 10.. run iteration 0 alone and append up to the one before the last;
+    # the diagonal chunk has two structures (odd and even pairs), seen twice by pair 12:
+    # 13 and 15 append the one before the last too (its accesses those of 12's and 14's
+    # check), checked by the last
+    (4096, 512, True, 2 * (3 + 4 + 5) + 2, 2),
+    # the bench's shape: pairs 16..19 enter it with 5 chunks, ..., 28..31 with 8; four
+    # diagonal structures, seen twice by pair 24: 25..27 and 29..31 (not 28, the first
+    # of 8 chunks)
+    (8192, attention.K_CHUNK, True, 2 * 2 + 4 * (3 + 4 + 5) + 6, 6),
+    (4096, 512, False, 28, 0),  # no triangle: the loop over query pairs expands too
 ])
 def test_flash_attention_expands_its_key_chunk_loop_to_a_full_runs_record(
-        monkeypatch, S, chunk, causal, iterations):
+        monkeypatch, S, chunk, causal, iterations, by_tail):
     monkeypatch.setattr(attention, "K_CHUNK", chunk)
     _, fast = _both(monkeypatch, lambda: _timing_only(_flash(S, causal)))
     st = _stats(fast)
     assert st.iterations == iterations
     assert (st.fallbacks, st.remodelled, st.left_early) == (0, 0, 0)
+    assert _tail_checks(st) == by_tail
+    assert all(t.misses == 0 for t in st.tails.values())
+
+
+def _tail_checks(st) -> int:
+    """Entries whose last iteration checked the model by the tails' prediction (each
+    notes its tail again: the latest of each structure it counts)."""
+    return sum(t.checked for t in st.tails.values())
 
 
 @pytest.mark.parametrize("causal", [True, False])
@@ -70,14 +84,18 @@ def test_flash_attention_numerics_are_those_of_a_full_run(monkeypatch, causal):
     assert outs[0] == outs[1]
 
 
-def _triangle(Q, short_by=0, shift=0, entry_view=False):
+def _triangle(Q, short_by=0, shift=0, entry_view=False, odd_tail=None, group=1,
+              failing_tail=None):
     """Flash attention's loop shape, smaller: entry q of the inner loop has q + 2
     iterations, each adds a block of x (blocks shift * q, shift * q + 1, ...) to the
     tile the previous one made (carried: rebound each iteration), 40 instructions, and
     the last one adds another block (the diagonal's mask). x is `short_by` columns short
     of the last entry's block. `entry_view`: tiles of 64 partitions, the loop starting
     from the lower half of a tile of 128 (read in iteration 0 at other partitions than
-    the tiles one step back the model takes it for)."""
+    the tiles one step back the model takes it for). `odd_tail`: an entry whose last
+    iteration adds the carried tile instead (the same structure, other numbers).
+    `group`: entries q of q // group + 2 iterations (flash attention's pairs of query
+    tiles in a key chunk). `failing_tail`: an entry whose last iteration raises."""
     rows = 64 if entry_view else 128
 
     @nki.jit
@@ -90,7 +108,7 @@ def _triangle(Q, short_by=0, shift=0, entry_view=False):
                 acc = acc[64:, :]
             scale = nl.ndarray((rows, 1), nl.float32, buffer=nl.sbuf)  # (made after acc:
             nisa.memset(dst=scale, value=1.0)  # iteration 0 reads acc off the step)
-            last = q + 1
+            last = q // group + 1
             for k in nl.sequential_range(last + 1):
                 col = (k + shift * q) * 8
                 t = nl.ndarray((rows, 8), nl.float32, buffer=nl.sbuf)
@@ -102,11 +120,14 @@ def _triangle(Q, short_by=0, shift=0, entry_view=False):
                 for _ in (0,) * 19:
                     nisa.tensor_scalar(dst=new, data=new, op0=nl.multiply, operand0=1.0)
                 if k == last:
-                    nisa.tensor_tensor(dst=new, data1=new, data2=t, op=nl.add)
+                    nisa.tensor_tensor(dst=new, data1=new, op=nl.add,
+                                       data2=acc if q == odd_tail else t)
+                    if q == failing_tail:
+                        raise ValueError(f"entry {q}'s last iteration fails here")
                 acc = new
             nisa.dma_copy(dst=out[:, q * 8:(q + 1) * 8], src=acc)
         return out
-    blocks = Q + 1 + shift * (Q - 1)
+    blocks = (Q - 1) // group + 2 + shift * (Q - 1)
     return kernel, np.zeros((rows, 8 * blocks - short_by), np.float32)
 
 
@@ -118,11 +139,58 @@ def test_a_growing_inner_loop_whose_last_iteration_differs_reuses_its_model(monk
     # iterations 1 and 2, whose step iteration 0 continues (its reads of acc, made
     # before the loop, stand for those of the tile one step back), appends 3 and checks
     # 4 before 5 (its last iteration differs); q = 5.. run iteration 0 alone, append
-    # 1..q - 1 from it and check q before the last
+    # 1..q - 1 from it and check q before the last. (Their last iterations would predict
+    # the later ones', but no entry ran iteration q in full before entry q: its reads of
+    # x there were never checked, and it is not appended: expand_tail.places)
     assert len(st.last_differs) == 1 and st.remodelled == 0 and st.fallbacks == 0
     assert st.iterations == 1 + sum(q - 1 for q in range(5, 12))
+    assert _tail_checks(st) == 0
     assert len(fast.program) == len(full.program) == sum(
         4 + 40 * (q + 2) for q in range(12))  # (2 memsets, the last add, the store)
+
+
+def _without_tails(monkeypatch, go):
+    """`go()`'s expanded run where no tail predicts an entry's last iteration."""
+    monkeypatch.setenv(expand.ENV, "1")
+    with monkeypatch.context() as m:
+        m.setattr(expand_tail.Tails, "predicts", lambda self, plan, last: False)
+        return go()
+
+
+def test_entries_of_equal_trip_counts_check_their_model_by_the_last_iteration(
+        monkeypatch):
+    """Entries in pairs of equal trip counts (q // 2 + 2): q = 7 makes the model and 8
+    reuses it, each checking it by the iteration before the last and noting the last
+    (one structure, at two indices); from then on the second entry of each pair, whose
+    iteration before the last the first ran in full, appends it too and checks the
+    model by the last (the frame's q as the model has it, the other numbers moving
+    with the record or the index as in the tails noted)."""
+    kernel, x = _triangle(16, group=2)
+    full, fast = _both(monkeypatch, lambda: _run(kernel, x))
+    st = _stats(fast)
+    (tails,) = st.tails.values()
+    assert (tails.checked, tails.misses) == (4, 0)  # entries 9, 11, 13 and 15
+    base = _stats(_without_tails(monkeypatch, lambda: _run(kernel, x)))
+    assert _tail_checks(base) == 0
+    assert (st.loops, st.iterations) == (base.loops, base.iterations + 4)
+    assert (st.fallbacks, st.remodelled) == (0, 0)
+
+
+@pytest.mark.parametrize("odd_tail", [13, 15])
+def test_a_last_iteration_off_its_tails_prediction_is_checked_by_the_one_before(
+        monkeypatch, odd_tail):
+    """Entry `odd_tail`'s last iteration adds another tile than the earlier tails: it
+    misses their prediction, and the entry appends again up to the one before the last,
+    which checks the model (the last runs again); the later entries' tails are predicted
+    from the earlier ones, which the odd one does not join."""
+    kernel, x = _triangle(16, group=2, odd_tail=odd_tail)
+    full, fast = _both(monkeypatch, lambda: _run(kernel, x))
+    st = _stats(fast)
+    (tails,) = st.tails.values()
+    assert (tails.misses, tails.checked) == (1, 3)
+    base = _stats(_without_tails(monkeypatch, lambda: _run(kernel, x)))
+    assert st.iterations == base.iterations + 3
+    assert (st.fallbacks, st.remodelled) == (0, 0)
 
 
 def _failed_as_a_full_run(monkeypatch, kernel, x) -> str:
@@ -144,12 +212,50 @@ def _failed_as_a_full_run(monkeypatch, kernel, x) -> str:
 @pytest.mark.parametrize("short_by", [4, 12])
 def test_an_error_in_a_late_entry_points_at_its_line_as_in_a_full_run(monkeypatch,
                                                                       short_by):
-    """x ends 4 columns into the last entry's last block (its last iteration fails), or
-    12 (the last iteration of the entry before it, which also checks the last entry's
-    model)."""
+    """x ends 4 columns into the last entry's last block (its last iteration fails,
+    checking the entry's model by the earlier tails' prediction), or 12 (the last
+    iteration of the entry before it)."""
     kernel, x = _triangle(12, short_by)
     message = _failed_as_a_full_run(monkeypatch, kernel, x)
     assert "x short: here" in message
+
+
+def test_an_access_out_of_bounds_before_a_predicted_tail_is_a_full_runs(monkeypatch):
+    """Entries in pairs of equal trip counts whose last iteration reads block 0 of x and
+    the others blocks q + k: entry 15's iteration before the last reads block 22, past
+    x's end. Its tail would be predicted, but entry 14 ran that iteration at block 21,
+    so it runs for real (expand_tail.places) and fails as in a full run."""
+    @nki.jit
+    def kernel(x):
+        out = nl.ndarray((128, 8 * 16), nl.float32, buffer=nl.hbm)
+        for q in nl.affine_range(16):
+            acc = nl.ndarray((128, 8), nl.float32, buffer=nl.sbuf)
+            nisa.memset(dst=acc, value=0.0)
+            last = q // 2 + 1
+            for k in nl.sequential_range(last + 1):
+                col = (0 if k == last else q + k) * 8
+                t = nl.ndarray((128, 8), nl.float32, buffer=nl.sbuf)
+                nisa.dma_copy(dst=t, src=x[:, col:col + 8])  # x short: here
+                for _ in (0,) * 19:
+                    nisa.tensor_scalar(dst=t, data=t, op0=nl.multiply, operand0=1.0)
+                new = nl.ndarray((128, 8), nl.float32, buffer=nl.sbuf)
+                nisa.tensor_tensor(dst=new, data1=acc, data2=t, op=nl.add)
+                for _ in (0,) * 19:
+                    nisa.tensor_scalar(dst=new, data=new, op0=nl.multiply, operand0=1.0)
+                acc = new
+            nisa.dma_copy(dst=out[:, q * 8:(q + 1) * 8], src=acc)
+        return out
+    x = np.zeros((128, 22 * 8), np.float32)
+    message = _failed_as_a_full_run(monkeypatch, kernel, x)
+    assert "index range [176, 183]" in message and "x short: here" in message
+
+
+def test_an_error_in_a_last_iteration_checking_by_its_tail_is_a_full_runs(monkeypatch):
+    """Entry 15 (pairs of equal trip counts) checks its model by its last iteration,
+    which raises: the kernel runs again in full and raises there."""
+    kernel, x = _triangle(16, group=2, failing_tail=15)
+    message = _failed_as_a_full_run(monkeypatch, kernel, x)
+    assert "entry 15's last iteration fails here" in message
 
 
 def test_an_error_in_an_appended_iteration_of_a_late_entry_is_a_full_runs(monkeypatch):

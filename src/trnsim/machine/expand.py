@@ -39,7 +39,10 @@ the Python variables it leaves for the code after the loop are exactly those of 
 full run. Where the last iteration misses the model, the iterations are appended
 again up to the one before it, which then checks the model, and the last runs after
 it: a loop whose last iteration differs alone (a tail, causal flash attention's
-diagonal chunk) is checked so on its later entries straight away.
+diagonal chunk) is checked so on its later entries straight away, until the tails of
+its earlier entries predict this entry's (each structure they showed seen twice:
+machine/expand_tail.py); its last iteration then checks the model by that prediction,
+and the one before it is appended too.
 
 It runs every iteration when:
 - numerics are on (values are computed per iteration), `TRNSIM_EXPAND=0`, the loop has
@@ -90,7 +93,7 @@ import dis
 import os
 import sys
 
-from . import runtime, usercode
+from . import expand_tail, runtime, usercode
 from .expand_parts import Mark
 from .expand_plan import Plan, same_model
 
@@ -385,15 +388,32 @@ def _expanding(run, rng: range, before, frame, site, marks: list, stats, start):
         last = total - 1
         # the iteration that checks the model: the last, or the one before it in a loop
         # whose last iteration differs alone (a tail; flash attention's causal diagonal)
+        # but where the tails of its earlier entries predict this one's (expand_tail)
         check = last - 1 if site in stats.last_differs else last
-        matched = yield from _checked(run, rng, before, frame, plan, n, check, stats)
+        tails = stats.tails.get(site) if check < last else None
+        predicted = tails is not None and tails.predicts(plan, last)
+        if predicted:
+            check = last
+        matched = yield from _checked(run, rng, before, frame, plan, n, check, stats,
+                                      tails if predicted else None, marks[1])
         if not matched and check == last:
+            if predicted:
+                tails.misses += 1
             marks[-1].restore(run, frame)
             check = last - 1
             matched = yield from _checked(run, rng, before, frame, plan, n, check, stats)
         if matched:
             if check < last:  # (the last runs after the one that checked the model)
+                tails = stats.tails.setdefault(site, expand_tail.Tails())
+                # (a tail that missed the prediction is left out: the next is predicted
+                # from those that made it)
+                noting = not predicted and tails.misses < expand_tail.GIVE_UP
+                if noting:
+                    tails.note_ran(plan, check)
+                    mark = Mark(run, frame, lists_only=True)
                 yield from _run_last(rng, before, last, stats)
+                if noting:
+                    tails.note_state(run, plan, mark, Mark(run, frame), marks[1], last)
                 stats.last_differs.add(site)
             if plan.period == 1:
                 stats.known[site] = (plan.key, plan.drift, plan.layout)
@@ -416,13 +436,17 @@ def _expanding(run, rng: range, before, frame, site, marks: list, stats, start):
         known, sampling = None, _SAMPLING
 
 
-def _checked(run, rng: range, before, frame, plan, first: int, check: int, stats):
+def _checked(run, rng: range, before, frame, plan, first: int, check: int, stats,
+             tails=None, entry=None):
     """Append iterations first..check - 1 from `plan`, run iteration `check` for real;
-    returns whether it recorded the prediction (Plan.matches)."""
+    returns whether it recorded the prediction (Plan.matches), or, by `tails` (the last
+    iteration's: `entry`, the state after iteration 0), the tail they predict."""
     plan.expand(run, first, check)
     plan.prepare_last(run, frame, check)
     mark = Mark(run, frame, lists_only=True)
     yield from _run_last(rng, before, check, stats)
+    if tails is not None:
+        return expand_tail.matches(run, plan, tails, mark, entry, check, frame)
     return plan.matches(run, mark, check, frame)
 
 
@@ -531,6 +555,9 @@ class ExpansionStats:
         # loops whose last iteration differs alone: their model is checked by the one
         # before it (`_expanding`)
         self.last_differs: set = set()
+        # those loops -> the last iterations of their entries (expand_tail.Tails), which
+        # predict a later entry's: its last iteration then checks its model
+        self.tails: dict = {}
         # loops entered again whose model from iteration 0 alone missed, with a tile the
         # body carries to the next iteration (which iteration 0 reads from the code
         # before the loop, taken for the tile one step back): their later entries sample
