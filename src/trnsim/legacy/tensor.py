@@ -15,7 +15,7 @@ import numpy as np
 from ..machine.errors import NkiValidationError
 from ..machine.tensor import NkiTensor, is_plain, unit_slice_bounds
 from .indexing import (Axis, Index, Predicate, grid_axes, key_to_indices,
-                       partition_kept, resolve)
+                       partition_kept, pattern_of, resolve)
 
 
 class par_dim:
@@ -101,12 +101,10 @@ class LTensor(Operators):
             access.advanced = False
             access.plain_key = key
             return access
-        if type(key) is tuple and _affine_key(key, len(self.shape)):
-            # what the general path below makes of it (no runtime or indirect index)
-            access = Access(self, [k if type(k) is Index else Index.owning({}, k)
-                                   for k in key])
-            access.advanced = True
-            return access
+        if type(key) is tuple:
+            access = _affine_access(self, key)
+            if access is not None:
+                return access
         key, dynamic = _dynamic_key(key, self.shape)
         key, indirect, indirect_dim = _indirect_key(key)
         access = Access(self, key_to_indices(key, self.shape), indirect, indirect_dim)
@@ -146,6 +144,7 @@ class LTensor(Operators):
             indices = _whole_indices(shape)
         access = Access(self, list(indices))
         access.advanced = False
+        access.shares_terms = True
         if ndim > 1 or not core.on_chip:  # (resolve_shape changes only 1-D tiles)
             access._shape = tuple(map(int, shape))
         access.whole = shape == core.shape
@@ -196,6 +195,7 @@ def _whole_indices(shape: tuple) -> tuple:
 
 
 _WHOLE_INDICES: dict = {}  # shape -> `_whole_indices(shape)`
+_NO_TERMS: dict = {}  # the terms of an int index of an advanced key (never changed: Index)
 
 
 def _slice_sizes(key: tuple, tensor: LTensor) -> tuple | None:
@@ -256,6 +256,8 @@ class Access(Operators):
     name = property(lambda self: self.tensor.name)
 
     operand_mask = None  # `access[predicate]` (operand masking, the legacy mask docs)
+    shares_terms = False  # its indices' terms are kept by others too: its Pattern is kept
+    _pattern = None
     plain_key = None  # the key of ints and slices it was made from, if it was
     whole = False  # made by LTensor.full: one axis per dim over all of it
     dynamic = None  # (tensor dim, offset tile Access): a runtime offset (_dynamic_key)
@@ -271,6 +273,13 @@ class Access(Operators):
             acc.operand_mask = key if self.operand_mask is None else self.operand_mask & key
             return acc
         return LTensor(self.view(), self._par_position())[key]
+
+    def pattern(self):
+        """The Pattern of its indices where they are shared (made once), else None."""
+        p = self._pattern
+        if p is None and self.shares_terms:
+            p = self._pattern = pattern_of(self.indices)
+        return p
 
     def narrow(self, ranges: dict) -> dict:
         """`ranges` (Axis -> (lo, hi)) further narrowed by this access's operand mask."""
@@ -353,7 +362,8 @@ class Access(Operators):
             return _dynamic_view(self, ranges)
         if self.indirect is not None:
             return self._indirect_view(ranges)
-        return resolve(self.tensor.core, self.indices, ranges, self.tensor.par_axis)
+        return resolve(self.tensor.core, self.indices, ranges, self.tensor.par_axis,
+                       self.pattern())
 
     def _indirect_view(self, ranges: dict) -> NkiTensor:
         """`t[idx_tile, ...]` (or `t[b, idx_tile, ...]`): rows of the indexed dim picked by
@@ -439,16 +449,24 @@ def _dynamic_view(access: Access, ranges: dict) -> NkiTensor:
 def resolve_shape(access: Access) -> tuple:
     """The shape of `access`: the size of the first axis at each grid position (as
     `grid_axes`), kept at least 2-D on chip."""
-    sizes, ndim = {}, 0
-    for idx in access.indices:
-        for a in idx.terms:
-            if a.position not in sizes:
-                sizes[a.position] = a.size
-                if a.ndim > ndim:
-                    ndim = a.ndim
-    shape = [1] * ndim
-    for p, n in sizes.items():
-        shape[p] = n
+    pattern = access.pattern()
+    if pattern is not None:
+        ndim, shape = pattern.ndim, pattern.sizes
+        if ndim >= 2:
+            access.tensor.core  # noqa: B018 - (as below)
+            return shape
+        shape = list(shape)
+    else:
+        sizes, ndim = {}, 0
+        for idx in access.indices:
+            for a in idx.terms:
+                if a.position not in sizes:
+                    sizes[a.position] = a.size
+                    if a.ndim > ndim:
+                        ndim = a.ndim
+        shape = [1] * ndim
+        for p, n in sizes.items():
+            shape[p] = n
     core = access.tensor.core  # (a pending tensor runs here, whatever the shape)
     if ndim < 2 and core.on_chip:
         if ndim == 1 and partition_kept(access.indices, access.tensor.par_axis):
@@ -458,18 +476,33 @@ def resolve_shape(access: Access) -> tuple:
     return tuple(shape) or (1,)
 
 
-def _affine_key(key: tuple, ndim: int) -> bool:
-    """Whether `key` indexes each of `ndim` dims with an int or an Index, one of them an
-    arange expression (`t[k, i_p, 128 * m + i_f]`: advanced indexing, nothing else)."""
-    if len(key) != ndim:
-        return False
+def _affine_access(tensor: LTensor, key: tuple) -> Access | None:
+    """`tensor[key]` for a key that indexes each dim with an int or an Index, one of
+    them an arange expression (`t[k, i_p, 128 * m + i_f]`: advanced indexing, nothing
+    else), with its Pattern (what the general path makes of it, no runtime or indirect
+    index); None for any other key."""
+    if len(key) != len(tensor.shape):
+        return None
+    indices, ids = [], []
     varying = False
     for k in key:
         if type(k) is Index:
-            varying = varying or bool(k.terms)
-        elif type(k) is not int:
-            return False
-    return varying
+            terms = k.terms
+            varying = varying or bool(terms)
+            indices.append(k)
+        elif type(k) is int:
+            terms = _NO_TERMS
+            indices.append(Index.owning(terms, k))
+        else:
+            return None
+        ids.append(id(terms))
+    if not varying:
+        return None
+    access = Access(tensor, indices)
+    access.advanced = True
+    access.shares_terms = True
+    access._pattern = pattern_of(indices, tuple(ids))
+    return access
 
 
 def _is_int_key(k) -> bool:
