@@ -408,7 +408,7 @@ def resolve(tensor, indices, ranges: dict, par_axis: int = 0, pattern: Pattern |
     when it indexes the partition dim `par_axis`, else a free dim (`t[k, :]` is [1, F]).
     With no ranges, `pattern` (the indices' Pattern) gives what depends on their axes."""
     if pattern is not None and not ranges:
-        return _resolve_whole(tensor, indices, par_axis, pattern)
+        return resolve_whole(tensor, indices, par_axis, pattern)
     axes, ndim = {}, 0
     for idx in indices:
         for a in idx.terms:
@@ -458,7 +458,7 @@ def resolve(tensor, indices, ranges: dict, par_axis: int = 0, pattern: Pattern |
                              tensor.name, tuple(strides), offset, tensor.dyn)
 
 
-def _resolve_whole(tensor, indices, par_axis: int, pattern: Pattern):
+def resolve_whole(tensor, indices, par_axis: int, pattern: Pattern):
     """`resolve(tensor, indices, {}, par_axis)`, the axes' part read off `pattern`."""
     ndim = pattern.ndim
     shape = list(pattern.sizes)

@@ -15,7 +15,7 @@ import numpy as np
 from ..machine.errors import NkiValidationError
 from ..machine.tensor import NkiTensor, is_plain, unit_slice_bounds
 from .indexing import (Axis, Index, Predicate, grid_axes, key_to_indices,
-                       partition_kept, pattern_of, resolve)
+                       partition_kept, pattern_of, resolve, resolve_whole)
 
 
 class par_dim:
@@ -345,16 +345,22 @@ class Access(Operators):
         (`t[...].view(nl.int32)`, the nt.tensor method), the tile reinterpreted."""
         if ranges is not None and not isinstance(ranges, dict):
             return self._as_tile().view(ranges)
-        if self.whole and not ranges and self.operand_mask is None:
-            core = self.tensor.core
-            if core.ndim > 1 or not core.on_chip:  # what `resolve` makes of it
-                return core
-        if not ranges and self.plain_key is not None and self.operand_mask is None:
-            core = self.tensor.core
-            if core.dyn is None:  # (unit-step slices in bounds: what `resolve` makes)
-                view = core._sliced(self.plain_key)
-                if view is not None:
-                    return view
+        if not ranges and self.operand_mask is None:
+            if self.whole:
+                core = self.tensor.core
+                if core.ndim > 1 or not core.on_chip:  # what `resolve` makes of it
+                    return core
+            if self._pattern is not None:  # (an affine or whole access: no runtime or
+                # indirect index)
+                tensor = self.tensor
+                return resolve_whole(tensor.core, self.indices, tensor.par_axis,
+                                     self._pattern)
+            if self.plain_key is not None:
+                core = self.tensor.core
+                if core.dyn is None:  # (unit-step slices in bounds: what `resolve` makes)
+                    view = core._sliced(self.plain_key)
+                    if view is not None:
+                        return view
         ranges = ranges or {}
         if self.operand_mask is not None:
             ranges = self.narrow(ranges)
