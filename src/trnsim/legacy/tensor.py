@@ -133,20 +133,23 @@ class LTensor(Operators):
             core = self.core
             shape = core.shape
             ndim = len(shape)
+            normal = shape
         else:
             ndim = self.ndim
             shape = self.shape
             if type(self).__getitem__ is not LTensor.__getitem__ or len(shape) != ndim:
                 return self[(slice(None),) * ndim]
             core = self.core
+            normal = None
         indices = _WHOLE_INDICES.get(shape)
         if indices is None:
             indices = _whole_indices(shape)
-        access = Access(self, list(indices))
+        access = object.__new__(Access)  # (Access(self, list(indices)): no indirect index)
+        access.tensor, access.indices = self, list(indices)
         access.advanced = False
         access.shares_terms = True
         if ndim > 1 or not core.on_chip:  # (resolve_shape changes only 1-D tiles)
-            access._shape = tuple(map(int, shape))
+            access._shape = normal or tuple(map(int, shape))
         access.whole = shape == core.shape
         return access
 
