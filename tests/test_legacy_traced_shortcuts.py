@@ -1,9 +1,9 @@
 """The legacy front end's per-instruction shortcuts record what its general paths
 record: an affine access's Pattern (legacy/indexing.py), an unmasked nc_matmul's
-whole spans (legacy/isa.py) and an unmasked result run straight into its new tile
-(legacy/ops.py `Pending.unmasked`) against the same kernels with them turned off, every
-instruction's record and the numerics output bytes compared, with loop expansion off
-(every instruction traced)."""
+whole spans (legacy/isa.py), an unmasked result run straight into its new tile
+(legacy/ops.py `Pending.unmasked`) and the unmasked grids kept per shape, against
+the same kernels with them turned off: every instruction's record and the numerics
+output bytes compared, with loop expansion off (every instruction traced)."""
 import numpy as np
 import pytest
 
@@ -12,7 +12,7 @@ import trnsim.legacy.language as nl
 from trnsim.legacy import isa as legacy_isa
 from trnsim.legacy import tensor as legacy_tensor
 from trnsim.legacy.jit import run_legacy
-from trnsim.legacy.ops import Pending
+from trnsim.legacy.ops import Grid, Pending
 
 
 def _matmuls(a, b):
@@ -72,6 +72,7 @@ def _recorded(kernel, args, monkeypatch, general: bool):
             m.setattr(legacy_tensor, "pattern_of", lambda indices, key=None: None)
             m.setattr(legacy_isa, "_operand_masked", lambda x: True)
             m.setattr(Pending, "unmasked", property(lambda self: None, lambda self, v: None))
+            m.setattr(Grid, "unmasked", staticmethod(Grid))  # a grid of its own each time
         out, run = run_legacy(kernel, args, chip="trn1")
     return out, [(i.opcode, i.engine, i.reads, i.writes, i.location, repr(i.attrs))
                  for i in run.program.instructions]

@@ -245,7 +245,7 @@ def _run(core_fn, dst, mask, build, accumulate=False):
     instructions whose operands do not line up with the result position by position."""
     run = runtime.active_run()
     flush(run)
-    grid = Grid(dst.shape, mask)
+    grid = Grid(dst.shape, mask) if mask is not None else Grid.unmasked(dst.shape)
     if grid.empty:
         return
     kwargs = build(grid, dst)

@@ -44,6 +44,17 @@ class Grid:
             rest = mask.restrict(self.narrowed)
             self.residual = Predicate(rest) if rest else None
 
+    @staticmethod
+    def unmasked(shape) -> "Grid":
+        """`Grid(shape)`, one per shape (a grid without a mask never changes)."""
+        shape = tuple(shape)
+        grid = _UNMASKED.get(shape)
+        if grid is None:
+            if len(_UNMASKED) >= 1024:
+                _UNMASKED.clear()
+            grid = _UNMASKED[shape] = Grid(shape)
+        return grid
+
     @functools.cached_property
     def pos(self) -> dict:
         """Grid position -> the range the mask leaves of it (made when first asked: an
@@ -98,6 +109,9 @@ class Grid:
                 ranges[a] = self.span(a.position, a.size, a)
         shape = tuple(hi - lo for lo, hi in self.pos.values())
         return self.residual.evaluate(ranges, shape)
+
+
+_UNMASKED: dict = {}  # shape -> `Grid.unmasked(shape)`
 
 
 class Pending(LTensor):

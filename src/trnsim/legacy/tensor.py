@@ -199,6 +199,7 @@ def _whole_indices(shape: tuple) -> tuple:
 
 _WHOLE_INDICES: dict = {}  # shape -> `_whole_indices(shape)`
 _NO_TERMS: dict = {}  # the terms of an int index of an advanced key (never changed: Index)
+_CONSTANTS: dict = {}  # int -> its Index over _NO_TERMS, shared (no Index changes once made)
 
 
 def _slice_sizes(key: tuple, tensor: LTensor) -> tuple | None:
@@ -501,7 +502,12 @@ def _affine_access(tensor: LTensor, key: tuple) -> Access | None:
             indices.append(k)
         elif type(k) is int:
             terms = _NO_TERMS
-            indices.append(Index.owning(terms, k))
+            idx = _CONSTANTS.get(k)
+            if idx is None:
+                if len(_CONSTANTS) >= 4096:
+                    _CONSTANTS.clear()
+                idx = _CONSTANTS[k] = Index.owning(terms, k)
+            indices.append(idx)
         else:
             return None
         ids.append(id(terms))
