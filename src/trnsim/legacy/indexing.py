@@ -347,9 +347,10 @@ class Pattern:
     constants: the first axis at each grid position (`first`), the grid's rank, and per
     index (lo, hi, start, steps): the range of its non-constant part over whole axes,
     that part's value at the first element, and its (grid position, coefficient) pairs
-    of nonzero coefficient."""
+    of nonzero coefficient. `layouts`: per tensor layout, what `resolve_whole` makes of
+    it (`layout`)."""
 
-    __slots__ = ("terms", "first", "ndim", "sizes", "any_empty", "dims")
+    __slots__ = ("terms", "first", "ndim", "sizes", "any_empty", "dims", "layouts")
 
     def __init__(self, terms: list):
         self.terms = terms  # (held: the memo's key is their ids)
@@ -382,6 +383,25 @@ class Pattern:
                 steps.append((a.position, c))
             dims.append((lo, hi, start, tuple(steps)))
         self.dims = dims
+        self.layouts: dict = {}
+
+    def layout(self, tensor_strides: tuple, tensor_shape: tuple) -> tuple:
+        """(shape, strides, per index (tensor stride, lo, hi, start, dim size)) of the
+        view of a tensor of these strides and shape, kept (a grid of 2 dims or more: no
+        on-chip padding)."""
+        key = (tensor_strides, tensor_shape)
+        layout = self.layouts.get(key)
+        if layout is None:
+            strides = [0] * self.ndim
+            checks = []
+            for (lo, hi, start, steps), s, n in zip(self.dims, tensor_strides, tensor_shape):
+                for p, c in steps:
+                    strides[p] += s * c
+                checks.append((s, lo, hi, start, n))
+            if len(self.layouts) >= 64:
+                self.layouts.clear()
+            layout = self.layouts[key] = (self.sizes, tuple(strides), checks)
+        return layout
 
 
 _PATTERNS: dict = {}  # tuple of the ids of indices' terms dicts -> their Pattern
@@ -443,9 +463,7 @@ def resolve(tensor, indices, ranges: dict, par_axis: int = 0, pattern: Pattern |
             start += v0
             strides[a.position] += s * c
         if not empty and (lo < 0 or hi >= tensor.shape[d]):
-            raise OutOfBoundsError(
-                f"Out-of-bound access for tensor {tensor.name or '<unnamed>'} on dimension "
-                f"{d}: index range [{lo}, {hi}] exceed dimension size of {tensor.shape[d]}")
+            _out_of_bounds(tensor, d, lo, hi)
         offset += s * start
     if ndim < 2 and tensor.on_chip:
         if ndim == 1 and partition_kept(indices, par_axis):
@@ -458,9 +476,26 @@ def resolve(tensor, indices, ranges: dict, par_axis: int = 0, pattern: Pattern |
                              tensor.name, tuple(strides), offset, tensor.dyn)
 
 
+def _out_of_bounds(tensor, d: int, lo: int, hi: int):
+    raise OutOfBoundsError(
+        f"Out-of-bound access for tensor {tensor.name or '<unnamed>'} on dimension {d}: "
+        f"index range [{lo}, {hi}] exceed dimension size of {tensor.shape[d]}")
+
+
 def resolve_whole(tensor, indices, par_axis: int, pattern: Pattern):
     """`resolve(tensor, indices, {}, par_axis)`, the axes' part read off `pattern`."""
     ndim = pattern.ndim
+    if ndim > 1 and len(tensor.strides) == len(indices):
+        shape, strides, checks = pattern.layout(tensor.strides, tensor.shape)
+        offset = tensor.offset
+        check = not pattern.any_empty
+        for d, (s, lo, hi, start, n) in enumerate(checks):
+            const = indices[d].const
+            if check and (const + lo < 0 or const + hi >= n):
+                _out_of_bounds(tensor, d, const + lo, const + hi)
+            offset += s * (const + start)
+        return NkiTensor.view_of(shape, tensor.dtype, tensor.storage, tensor.buffer,
+                                 tensor.name, strides, offset, tensor.dyn)
     shape = list(pattern.sizes)
     strides = [0] * ndim
     offset = tensor.offset
@@ -472,10 +507,7 @@ def resolve_whole(tensor, indices, par_axis: int, pattern: Pattern):
         for p, c in steps:
             strides[p] += s * c
         if check and (const + lo < 0 or const + hi >= tensor.shape[d]):
-            raise OutOfBoundsError(
-                f"Out-of-bound access for tensor {tensor.name or '<unnamed>'} on dimension "
-                f"{d}: index range [{const + lo}, {const + hi}] exceed dimension size of "
-                f"{tensor.shape[d]}")
+            _out_of_bounds(tensor, d, const + lo, const + hi)
         offset += s * (const + start)
     if ndim < 2 and tensor.on_chip:
         if ndim == 1 and partition_kept(indices, par_axis):
