@@ -1,7 +1,8 @@
 """The legacy front end's per-instruction shortcuts record what its general paths
 record: an affine access's Pattern (legacy/indexing.py), an unmasked nc_matmul's
 whole spans (legacy/isa.py), an unmasked result run straight into its new tile
-(legacy/ops.py `Pending.unmasked`) and the unmasked grids kept per shape, against
+(legacy/ops.py `Pending.unmasked`), the unmasked grids kept per shape and a plain
+key's view made with its access (legacy/tensor.py `_sliced_view`), against
 the same kernels with them turned off: every instruction's record and the numerics
 output bytes compared, with loop expansion off (every instruction traced)."""
 import numpy as np
@@ -73,6 +74,7 @@ def _recorded(kernel, args, monkeypatch, general: bool):
             m.setattr(legacy_isa, "_operand_masked", lambda x: True)
             m.setattr(Pending, "unmasked", property(lambda self: None, lambda self, v: None))
             m.setattr(Grid, "unmasked", staticmethod(Grid))  # a grid of its own each time
+            m.setattr(legacy_tensor, "_sliced_view", lambda key, core: None)
         out, run = run_legacy(kernel, args, chip="trn1")
     return out, [(i.opcode, i.engine, i.reads, i.writes, i.location, repr(i.attrs))
                  for i in run.program.instructions]

@@ -92,8 +92,14 @@ class LTensor(Operators):
         if isinstance(key, Predicate):  # operand masking: `t[i_f < 64]`
             return self.full()[key]
         if type(key) is tuple and is_plain(key):  # no runtime, indirect or advanced index
-            sizes = _slice_sizes(key, self) if type(self) is LTensor else None
-            if sizes is not None:  # (its indices made when first asked: __getattr__)
+            view = _sliced_view(key, self.core) if type(self) is LTensor else None
+            sizes = None
+            if view is None and type(self) is LTensor:
+                sizes = _slice_sizes(key, self)
+            if view is not None:  # (its indices made when first asked: __getattr__)
+                access = object.__new__(Access)
+                access.tensor, access._shape, access._view = self, view.shape, view
+            elif sizes is not None:
                 access = object.__new__(Access)
                 access.tensor, access._shape = self, sizes
             else:
@@ -202,6 +208,16 @@ _NO_TERMS: dict = {}  # the terms of an int index of an advanced key (never chan
 _CONSTANTS: dict = {}  # int -> its Index over _NO_TERMS, shared (no Index changes once made)
 
 
+def _sliced_view(key: tuple, core: NkiTensor) -> NkiTensor | None:
+    """`core[key]` as `Access.view` makes it for a key of unit-step slices, all in range,
+    no longer than the core's rank (a static core of 2 dims or more, or in HBM: what
+    `resolve` makes of it is the core's slicing, of the slices' sizes), else None."""
+    shape = core.shape
+    if core.dyn is not None or len(key) > len(shape) or (len(shape) < 2 and core.on_chip):
+        return None
+    return core._sliced(key)
+
+
 def _slice_sizes(key: tuple, tensor: LTensor) -> tuple | None:
     """The shape of `tensor[key]` for a key of unit-step slices with int or no bounds,
     no longer than the tensor's rank (what `key_to_indices` cannot fail on, and whose
@@ -263,6 +279,7 @@ class Access(Operators):
     shares_terms = False  # its indices' terms are kept by others too: its Pattern is kept
     _pattern = None
     plain_key = None  # the key of ints and slices it was made from, if it was
+    _view = None  # its view, where made with it (a plain key in range: _sliced_view)
     whole = False  # made by LTensor.full: one axis per dim over all of it
     dynamic = None  # (tensor dim, offset tile Access): a runtime offset (_dynamic_key)
 
@@ -354,6 +371,8 @@ class Access(Operators):
                 core = self.tensor.core
                 if core.ndim > 1 or not core.on_chip:  # what `resolve` makes of it
                     return core
+            if self._view is not None:
+                return self._view
             if self._pattern is not None:  # (an affine or whole access: no runtime or
                 # indirect index)
                 tensor = self.tensor
