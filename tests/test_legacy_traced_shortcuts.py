@@ -1,10 +1,11 @@
 """The legacy front end's per-instruction shortcuts record what its general paths
-record: an affine access's Pattern (legacy/indexing.py), an unmasked nc_matmul's
-whole spans (legacy/isa.py), an unmasked result run straight into its new tile
-(legacy/ops.py `Pending.unmasked`), the unmasked grids kept per shape and a plain
-key's view made with its access (legacy/tensor.py `_sliced_view`), against
-the same kernels with them turned off: every instruction's record and the numerics
-output bytes compared, with loop expansion off (every instruction traced)."""
+record: an affine access's Pattern (legacy/indexing.py), an unmasked nc_matmul's whole
+spans (legacy/isa.py), an unmasked result run straight into its new tile
+(legacy/ops.py `Pending.unmasked`), the unmasked grids kept per shape, a plain key's
+view made with its access (legacy/tensor.py `_sliced_view`) and a pending result's
+whole-tile access (`Pending.full`), against the same kernels with them turned off:
+every instruction's record and the numerics output bytes compared, with loop
+expansion off (every instruction traced)."""
 import numpy as np
 import pytest
 
@@ -14,6 +15,7 @@ from trnsim.legacy import isa as legacy_isa
 from trnsim.legacy import tensor as legacy_tensor
 from trnsim.legacy.jit import run_legacy
 from trnsim.legacy.ops import Grid, Pending
+from trnsim.legacy.tensor import LTensor
 
 
 def _matmuls(a, b):
@@ -75,6 +77,7 @@ def _recorded(kernel, args, monkeypatch, general: bool):
             m.setattr(Pending, "unmasked", property(lambda self: None, lambda self, v: None))
             m.setattr(Grid, "unmasked", staticmethod(Grid))  # a grid of its own each time
             m.setattr(legacy_tensor, "_sliced_view", lambda key, core: None)
+            m.setattr(Pending, "full", LTensor.full)
         out, run = run_legacy(kernel, args, chip="trn1")
     return out, [(i.opcode, i.engine, i.reads, i.writes, i.location, repr(i.attrs))
                  for i in run.program.instructions]

@@ -22,7 +22,7 @@ from ..machine.access import describe_access
 from ..machine.errors import NkiValidationError, kernel_location
 from ..machine.tensor import MemoryRegion, NkiTensor
 from .indexing import Predicate
-from .tensor import Access, LTensor, as_predicate
+from .tensor import Access, LTensor, as_predicate, whole_access
 
 
 class Grid:
@@ -147,6 +147,14 @@ class Pending(LTensor):
     @property
     def tile(self) -> LTensor:
         return LTensor(self.core)
+
+    def full(self) -> Access:
+        """LTensor.full of the result's tile (it runs first), read off its fields."""
+        core = self.core
+        shape = self._shape
+        if len(shape) != core.ndim:
+            return self[(slice(None),) * core.ndim]
+        return whole_access(self, core, shape, None)
 
     @property
     def done(self) -> bool:

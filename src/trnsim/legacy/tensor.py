@@ -137,27 +137,12 @@ class LTensor(Operators):
         (`_whole_indices`)."""
         if type(self) is LTensor:  # (its shape is its core's: normal ints)
             core = self.core
-            shape = core.shape
-            ndim = len(shape)
-            normal = shape
-        else:
-            ndim = self.ndim
-            shape = self.shape
-            if type(self).__getitem__ is not LTensor.__getitem__ or len(shape) != ndim:
-                return self[(slice(None),) * ndim]
-            core = self.core
-            normal = None
-        indices = _WHOLE_INDICES.get(shape)
-        if indices is None:
-            indices = _whole_indices(shape)
-        access = object.__new__(Access)  # (Access(self, list(indices)): no indirect index)
-        access.tensor, access.indices = self, list(indices)
-        access.advanced = False
-        access.shares_terms = True
-        if ndim > 1 or not core.on_chip:  # (resolve_shape changes only 1-D tiles)
-            access._shape = normal or tuple(map(int, shape))
-        access.whole = shape == core.shape
-        return access
+            return whole_access(self, core, core.shape, core.shape)
+        ndim = self.ndim
+        shape = self.shape
+        if type(self).__getitem__ is not LTensor.__getitem__ or len(shape) != ndim:
+            return self[(slice(None),) * ndim]
+        return whole_access(self, self.core, shape, None)
 
     def view_all(self) -> NkiTensor:
         """The whole tensor as a core view (blocks not allowed on chip)."""
@@ -189,6 +174,22 @@ class LTensor(Operators):
 
     def expand_dims(self, axis):
         return LTensor(self.core.expand_dim(axis), self.par_axis)
+
+
+def whole_access(tensor: LTensor, core: NkiTensor, shape: tuple, normal) -> "Access":
+    """`tensor.full()` of a tensor of `shape` over `core` (as many dims), `normal` its
+    shape where known to be a tuple of ints."""
+    indices = _WHOLE_INDICES.get(shape)
+    if indices is None:
+        indices = _whole_indices(shape)
+    access = object.__new__(Access)  # (Access(tensor, list(indices)): no indirect index)
+    access.tensor, access.indices = tensor, list(indices)
+    access.advanced = False
+    access.shares_terms = True
+    if len(shape) > 1 or not core.on_chip:  # (resolve_shape changes only 1-D tiles)
+        access._shape = normal or tuple(map(int, shape))
+    access.whole = shape == core.shape
+    return access
 
 
 def _whole_indices(shape: tuple) -> tuple:
