@@ -387,8 +387,8 @@ class Pattern:
 
     def layout(self, tensor_strides: tuple, tensor_shape: tuple) -> tuple:
         """(shape, strides, per index (tensor stride, lo, hi, start, dim size)) of the
-        view of a tensor of these strides and shape, kept (a grid of 2 dims or more: no
-        on-chip padding)."""
+        view of a tensor of these strides and shape (before a grid of fewer than 2 dims
+        is kept 2-D on chip), kept per layout."""
         key = (tensor_strides, tensor_shape)
         layout = self.layouts.get(key)
         if layout is None:
@@ -484,40 +484,26 @@ def _out_of_bounds(tensor, d: int, lo: int, hi: int):
 
 def resolve_whole(tensor, indices, par_axis: int, pattern: Pattern):
     """`resolve(tensor, indices, {}, par_axis)`, the axes' part read off `pattern`."""
-    ndim = pattern.ndim
-    if ndim > 1 and len(tensor.strides) == len(indices):
-        shape, strides, checks = pattern.layout(tensor.strides, tensor.shape)
-        offset = tensor.offset
-        check = not pattern.any_empty
-        for d, (s, lo, hi, start, n) in enumerate(checks):
-            const = indices[d].const
-            if check and (const + lo < 0 or const + hi >= n):
-                _out_of_bounds(tensor, d, const + lo, const + hi)
-            offset += s * (const + start)
-        return NkiTensor.view_of(shape, tensor.dtype, tensor.storage, tensor.buffer,
-                                 tensor.name, strides, offset, tensor.dyn)
-    shape = list(pattern.sizes)
-    strides = [0] * ndim
+    if len(tensor.strides) < len(indices):  # (resolve fails where it reads past them)
+        return resolve(tensor, indices, {}, par_axis)
+    shape, strides, checks = pattern.layout(tensor.strides, tensor.shape)
     offset = tensor.offset
-    tensor_strides = tensor.strides
     check = not pattern.any_empty
-    for d, (lo, hi, start, steps) in enumerate(pattern.dims):
-        s = tensor_strides[d]
+    for d, (s, lo, hi, start, n) in enumerate(checks):
         const = indices[d].const
-        for p, c in steps:
-            strides[p] += s * c
-        if check and (const + lo < 0 or const + hi >= tensor.shape[d]):
+        if check and (const + lo < 0 or const + hi >= n):
             _out_of_bounds(tensor, d, const + lo, const + hi)
         offset += s * (const + start)
+    ndim = pattern.ndim
     if ndim < 2 and tensor.on_chip:
         if ndim == 1 and partition_kept(indices, par_axis):
-            shape, strides = shape + [1], strides + [1]
+            shape, strides = shape + (1,), strides + (1,)
         else:
-            shape, strides = [1] * (2 - ndim) + shape, [tensor.row_elems] * (2 - ndim) + strides
+            shape, strides = (1,) * (2 - ndim) + shape, (tensor.row_elems,) * (2 - ndim) + strides
     elif ndim == 0:
-        shape, strides = [1], [1]
-    return NkiTensor.view_of(tuple(shape), tensor.dtype, tensor.storage, tensor.buffer,
-                             tensor.name, tuple(strides), offset, tensor.dyn)
+        shape, strides = (1,), (1,)
+    return NkiTensor.view_of(shape, tensor.dtype, tensor.storage, tensor.buffer,
+                             tensor.name, strides, offset, tensor.dyn)
 
 
 def partition_kept(indices, par_axis: int = 0) -> bool:
