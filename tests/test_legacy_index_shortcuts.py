@@ -64,7 +64,7 @@ def _index(t, key):
 
 def _general(tensor, key, monkeypatch):
     with monkeypatch.context() as m:
-        m.setattr(legacy_tensor, "_affine_key", lambda key, ndim: False)
+        m.setattr(legacy_tensor, "_affine_access", lambda tensor, key: None)
         return _index(tensor, key)
 
 
@@ -78,7 +78,8 @@ def test_affine_keys_index_as_the_general_path(monkeypatch):
         assert fast.advanced == slow.advanced
         assert (fast.indirect, fast.indirect_dim) == (slow.indirect, slow.indirect_dim)
         assert fast.shape == slow.shape
-        assert fast.__dict__.keys() == slow.__dict__.keys()
+        kept = {"shares_terms", "_pattern"}  # (the shortcut's Pattern, kept with it)
+        assert fast.__dict__.keys() - kept == slow.__dict__.keys()
         assert _outcome(fast) == _outcome(slow)
         if type(_outcome(fast)[0]) is tuple:  # a view: of the access's shape
             assert _outcome(fast)[0] == fast.shape
@@ -91,7 +92,9 @@ def test_int_offsets_combine_as_index_of():
         assert _layout([expr + c]) == _layout([expr._combine(Index.of(c))])
         assert _layout([expr - c]) == _layout([expr._combine(Index.of(c), -1)])
         assert _layout([c + expr]) == _layout([Index.of(c)._combine(expr)])
-        assert (expr + c).terms is not expr.terms  # a copy: the operand is unchanged
+        before = _layout([expr])
+        assert (expr + c).terms is expr.terms  # shared (no Index changes its terms)
+        assert _layout([expr]) == before  # the operand unchanged
 
 
 def _element_offsets(view):
@@ -254,3 +257,52 @@ def test_plain_key_indices_are_made_when_asked_as_key_to_indices_makes_them():
         assert "nothing" in str(e)
     else:
         raise AssertionError("an attribute an Access lacks must raise AttributeError")
+
+
+def _random_affine_keys(rng, shape):
+    """Affine keys of a tensor of `shape`: ints and sums of mgrid components (each of
+    any coefficient, zero and negative ones too) and aranges, with int offsets."""
+    i_p, i_f = nl.mgrid[0:int(rng.integers(0, 9)), 0:int(rng.integers(1, 12))]
+    parts = [i_p, i_f, 0 * i_p, nl.arange(int(rng.integers(1, 6)))[:, None],
+             nl.arange(2, int(rng.integers(3, 9)))[None, :]]
+    for _ in range(40):
+        key = []
+        for _n in shape:
+            if rng.integers(4) == 0:
+                key.append(int(rng.integers(0, 5)))
+                continue
+            k = int(rng.integers(-2, 4)) * parts[rng.integers(len(parts))]
+            for _ in range(int(rng.integers(0, 2))):
+                k = k + parts[rng.integers(len(parts))]
+            key.append(k + int(rng.integers(-3, 12)))
+        yield tuple(key)
+
+
+def test_patterned_accesses_view_and_shape_as_the_general_path():
+    """An affine key's access keeps its indices' Pattern (shared by every offset of the
+    same mgrid components): its shape, its view (or out-of-bounds error) and the spans
+    of an unmasked instruction are those of the same indices without it."""
+    from trnsim.legacy.indexing import pattern_of
+    from trnsim.legacy.isa import _spans
+    from trnsim.legacy.ops import Grid
+    rng = np.random.default_rng(11)
+    row = SimpleNamespace(row_bytes=4 * 3 * 50, name="s")
+    tensors = [LTensor(NkiTensor((6, 40, 50), np.float32, None, MemoryRegion.shared_hbm,
+                                 "h")),
+               LTensor(NkiTensor((3, 32, 50), np.float32, row, MemoryRegion.sbuf, "s",
+                                 strides=(50, 150, 1)), par_axis=1),
+               LTensor(NkiTensor((32, 50), np.float32, row, MemoryRegion.sbuf, "t"))]
+    patterned = 0
+    for t in tensors:
+        for key in _random_affine_keys(rng, t.shape):
+            fast = _index(t, key)
+            if type(fast) is tuple or fast.pattern() is None:
+                continue
+            patterned += 1
+            plain = legacy_tensor.Access(t, list(fast.indices))  # no Pattern
+            assert plain.pattern() is None
+            assert fast.pattern() is pattern_of(fast.indices)  # (kept per terms)
+            assert fast.shape == plain.shape
+            assert _outcome(fast) == _outcome(plain)
+            assert _spans(Grid(fast.shape), fast) == _spans(Grid(plain.shape), plain)
+    assert patterned > 50

@@ -87,7 +87,9 @@ class Index:
 
     def _combine(self, other, sign=1):
         if type(other) is int:  # `k * 128 + i_p`: a constant offset (Index.of's, made here)
-            return Index.owning(dict(self.terms), self.const + sign * other)
+            # the terms shared, not copied (no Index changes its terms once made): the
+            # offsets of one mgrid component all have the same terms, so one Pattern
+            return Index.owning(self.terms, self.const + sign * other)
         o = Index.of(other)
         terms = dict(self.terms)
         for a, c in o.terms.items():
@@ -340,11 +342,93 @@ def grid_axes(indices) -> list[Axis]:
     return [seen[p] for p in sorted(seen)]
 
 
-def resolve(tensor, indices, ranges: dict, par_axis: int = 0):
+class Pattern:
+    """What `resolve`, with no ranges, reads of a list of indices besides their
+    constants: the first axis at each grid position (`first`), the grid's rank, and per
+    index (lo, hi, start, steps): the range of its non-constant part over whole axes,
+    that part's value at the first element, and its (grid position, coefficient) pairs
+    of nonzero coefficient. `layouts`: per tensor layout, what `resolve_whole` makes of
+    it (`layout`)."""
+
+    __slots__ = ("terms", "first", "ndim", "sizes", "any_empty", "dims", "layouts")
+
+    def __init__(self, terms: list):
+        self.terms = terms  # (held: the memo's key is their ids)
+        first, ndim = {}, 0
+        for t in terms:
+            for a in t:
+                if a.position not in first:
+                    first[a.position] = a
+                    if a.ndim > ndim:
+                        ndim = a.ndim
+        self.first, self.ndim = first, ndim
+        sizes = [1] * ndim
+        for p, a in first.items():
+            sizes[p] = a.size
+        self.sizes = tuple(sizes)
+        self.any_empty = any(a.size <= 0 for a in first.values())
+        dims = []
+        for t in terms:
+            lo = hi = start = 0
+            steps = []
+            for a, c in t.items():
+                if not c:
+                    continue
+                v0, v1 = c * a.start, c * (a.start + a.size - 1)
+                if v0 <= v1:
+                    lo, hi = lo + v0, hi + v1
+                else:
+                    lo, hi = lo + v1, hi + v0
+                start += v0
+                steps.append((a.position, c))
+            dims.append((lo, hi, start, tuple(steps)))
+        self.dims = dims
+        self.layouts: dict = {}
+
+    def layout(self, tensor_strides: tuple, tensor_shape: tuple) -> tuple:
+        """(shape, strides, per index (tensor stride, lo, hi, start, dim size)) of the
+        view of a tensor of these strides and shape (before a grid of fewer than 2 dims
+        is kept 2-D on chip), kept per layout."""
+        key = (tensor_strides, tensor_shape)
+        layout = self.layouts.get(key)
+        if layout is None:
+            strides = [0] * self.ndim
+            checks = []
+            for (lo, hi, start, steps), s, n in zip(self.dims, tensor_strides, tensor_shape):
+                for p, c in steps:
+                    strides[p] += s * c
+                checks.append((s, lo, hi, start, n))
+            if len(self.layouts) >= 64:
+                self.layouts.clear()
+            layout = self.layouts[key] = (self.sizes, tuple(strides), checks)
+        return layout
+
+
+_PATTERNS: dict = {}  # tuple of the ids of indices' terms dicts -> their Pattern
+
+
+def pattern_of(indices, key: tuple | None = None) -> Pattern:
+    """The Pattern of `indices`, kept per identity of their terms dicts (`key`: their
+    ids; whole-tile accesses share their indices, and an mgrid component's offsets its
+    terms)."""
+    if key is None:
+        key = tuple([id(idx.terms) for idx in indices])
+    p = _PATTERNS.get(key)
+    if p is None:
+        if len(_PATTERNS) >= 4096:
+            _PATTERNS.clear()
+        p = _PATTERNS[key] = Pattern([idx.terms for idx in indices])
+    return p
+
+
+def resolve(tensor, indices, ranges: dict, par_axis: int = 0, pattern: Pattern | None = None):
     """The core view of `tensor` for one Index per dim, with axes restricted to `ranges`
     (Axis -> (lo, hi)). Bounds are checked on the restricted ranges only. An on-chip
     view keeps 2 dims: a single remaining axis is the partition dim (`t[:, k]` is [P, 1])
-    when it indexes the partition dim `par_axis`, else a free dim (`t[k, :]` is [1, F])."""
+    when it indexes the partition dim `par_axis`, else a free dim (`t[k, :]` is [1, F]).
+    With no ranges, `pattern` (the indices' Pattern) gives what depends on their axes."""
+    if pattern is not None and not ranges:
+        return resolve_whole(tensor, indices, par_axis, pattern)
     axes, ndim = {}, 0
     for idx in indices:
         for a in idx.terms:
@@ -379,9 +463,7 @@ def resolve(tensor, indices, ranges: dict, par_axis: int = 0):
             start += v0
             strides[a.position] += s * c
         if not empty and (lo < 0 or hi >= tensor.shape[d]):
-            raise OutOfBoundsError(
-                f"Out-of-bound access for tensor {tensor.name or '<unnamed>'} on dimension "
-                f"{d}: index range [{lo}, {hi}] exceed dimension size of {tensor.shape[d]}")
+            _out_of_bounds(tensor, d, lo, hi)
         offset += s * start
     if ndim < 2 and tensor.on_chip:
         if ndim == 1 and partition_kept(indices, par_axis):
@@ -392,6 +474,36 @@ def resolve(tensor, indices, ranges: dict, par_axis: int = 0):
         shape, strides = [1], [1]
     return NkiTensor.view_of(tuple(shape), tensor.dtype, tensor.storage, tensor.buffer,
                              tensor.name, tuple(strides), offset, tensor.dyn)
+
+
+def _out_of_bounds(tensor, d: int, lo: int, hi: int):
+    raise OutOfBoundsError(
+        f"Out-of-bound access for tensor {tensor.name or '<unnamed>'} on dimension {d}: "
+        f"index range [{lo}, {hi}] exceed dimension size of {tensor.shape[d]}")
+
+
+def resolve_whole(tensor, indices, par_axis: int, pattern: Pattern):
+    """`resolve(tensor, indices, {}, par_axis)`, the axes' part read off `pattern`."""
+    if len(tensor.strides) < len(indices):  # (resolve fails where it reads past them)
+        return resolve(tensor, indices, {}, par_axis)
+    shape, strides, checks = pattern.layout(tensor.strides, tensor.shape)
+    offset = tensor.offset
+    check = not pattern.any_empty
+    for d, (s, lo, hi, start, n) in enumerate(checks):
+        const = indices[d].const
+        if check and (const + lo < 0 or const + hi >= n):
+            _out_of_bounds(tensor, d, const + lo, const + hi)
+        offset += s * (const + start)
+    ndim = pattern.ndim
+    if ndim < 2 and tensor.on_chip:
+        if ndim == 1 and partition_kept(indices, par_axis):
+            shape, strides = shape + (1,), strides + (1,)
+        else:
+            shape, strides = (1,) * (2 - ndim) + shape, (tensor.row_elems,) * (2 - ndim) + strides
+    elif ndim == 0:
+        shape, strides = (1,), (1,)
+    return NkiTensor.view_of(shape, tensor.dtype, tensor.storage, tensor.buffer,
+                             tensor.name, strides, offset, tensor.dyn)
 
 
 def partition_kept(indices, par_axis: int = 0) -> bool:

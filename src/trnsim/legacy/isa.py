@@ -193,11 +193,15 @@ def _spans(grid: Grid, x) -> list[tuple[int, int]]:
         if x.whole and not grid.narrowed and x.operand_mask is None:
             return [(0, n) for n in x.shape]  # (one axis per dim, none narrowed)
         shape = x.shape
-        first = {}  # grid position -> its first axis (indices in order, terms in order)
-        for idx in x.indices:
-            for a in idx.terms:
-                if a.position not in first:
-                    first[a.position] = a
+        pattern = x.pattern()
+        if pattern is not None:
+            first = pattern.first
+        else:
+            first = {}  # grid position -> its first axis (indices in order, terms in order)
+            for idx in x.indices:
+                for a in idx.terms:
+                    if a.position not in first:
+                        first[a.position] = a
         out = []
         narrowed = grid.narrowed or x.operand_mask is not None
         for p, n in enumerate(shape):
@@ -215,6 +219,10 @@ def _spans(grid: Grid, x) -> list[tuple[int, int]]:
                 out.append(x.narrow({a: (lo, hi)}).get(a, (lo, hi)))
         return out
     return [grid.span(d, n) for d, n in enumerate(x.shape)]
+
+
+def _operand_masked(x) -> bool:
+    return isinstance(x, Access) and x.operand_mask is not None
 
 
 def _view_spans(x, spans) -> NkiTensor:
@@ -237,7 +245,7 @@ def _run(core_fn, dst, mask, build, accumulate=False):
     instructions whose operands do not line up with the result position by position."""
     run = runtime.active_run()
     flush(run)
-    grid = Grid(dst.shape, mask)
+    grid = Grid(dst.shape, mask) if mask is not None else Grid.unmasked(dst.shape)
     if grid.empty:
         return
     kwargs = build(grid, dst)
@@ -348,12 +356,26 @@ def nc_matmul(stationary, moving, *, is_stationary_onezero=False, is_moving_onez
         if grid.residual is not None:
             raise NkiValidationError("nc_matmul: the mask must constrain each axis on its "
                                      "own (a bound on one index per clause)", op="nc_matmul")
-        s_spans, m_spans = _spans(grid, stationary), _spans(grid, moving)
-        for lo, hi in s_spans + m_spans:
-            if hi <= lo:
+        if grid.narrowed or _operand_masked(stationary) or _operand_masked(moving):
+            s_spans, m_spans = _spans(grid, stationary), _spans(grid, moving)
+            for lo, hi in s_spans + m_spans:
+                if hi <= lo:
+                    return None
+            dspans = [s_spans[-1]] + [(0, n) for n in dst.shape[1:-1]] + [m_spans[-1]]
+            dview = _view_spans(dst, dspans)
+        else:
+            # what the above gives with every span whole (each the size of an axis the
+            # shape has, the last one the shape's last)
+            if 0 in stationary.shape or 0 in moving.shape:
                 return None
-        dspans = [s_spans[-1]] + [(0, n) for n in dst.shape[1:-1]] + [m_spans[-1]]
-        return dict(dst=_view_spans(dst, dspans),
+            dshape = dst.shape
+            if isinstance(dst, Access) and dst.whole and dst.operand_mask is None \
+                    and len(dshape) > 1 and dshape[0] == shape[0] and dshape[-1] == shape[1]:
+                dview = dst.view({})  # (dst's spans all whole)
+            else:
+                dview = _view_spans(dst, [(0, shape[0])] + [(0, n) for n in dshape[1:-1]]
+                                    + [(0, shape[1])])
+        return dict(dst=dview,
                     stationary=_via_sbuf(grid.view(stationary), "stationary"),
                     moving=_via_sbuf(grid.view(moving), "moving"),
                     is_stationary_onezero=is_stationary_onezero,

@@ -22,7 +22,7 @@ from ..machine.access import describe_access
 from ..machine.errors import NkiValidationError, kernel_location
 from ..machine.tensor import MemoryRegion, NkiTensor
 from .indexing import Predicate
-from .tensor import Access, LTensor, as_predicate
+from .tensor import Access, LTensor, as_predicate, whole_access
 
 
 class Grid:
@@ -43,6 +43,17 @@ class Grid:
         if mask is not None:
             rest = mask.restrict(self.narrowed)
             self.residual = Predicate(rest) if rest else None
+
+    @staticmethod
+    def unmasked(shape) -> "Grid":
+        """`Grid(shape)`, one per shape (a grid without a mask never changes)."""
+        shape = tuple(shape)
+        grid = _UNMASKED.get(shape)
+        if grid is None:
+            if len(_UNMASKED) >= 1024:
+                _UNMASKED.clear()
+            grid = _UNMASKED[shape] = Grid(shape)
+        return grid
 
     @functools.cached_property
     def pos(self) -> dict:
@@ -100,6 +111,9 @@ class Grid:
         return self.residual.evaluate(ranges, shape)
 
 
+_UNMASKED: dict = {}  # shape -> `Grid.unmasked(shape)`
+
+
 class Pending(LTensor):
     """The result of a legacy call that has not been written anywhere yet."""
 
@@ -128,10 +142,19 @@ class Pending(LTensor):
     buffer = property(lambda self: self._buffer)
     name = property(lambda self: self._name)
     par_axis = 0
+    unmasked = None  # (core_fn, operands) of an unmasked result_op: `materialize` runs it
 
     @property
     def tile(self) -> LTensor:
         return LTensor(self.core)
+
+    def full(self) -> Access:
+        """LTensor.full of the result's tile (it runs first), read off its fields."""
+        core = self.core
+        shape = self._shape
+        if len(shape) != core.ndim:
+            return self[(slice(None),) * core.ndim]
+        return whole_access(self, core, shape, None)
 
     @property
     def done(self) -> bool:
@@ -150,8 +173,15 @@ class Pending(LTensor):
             saved, run.issue_site = run.issue_site, self.site
             try:
                 tile = _new_tile(run, self._shape, self._dtype, self._buffer, self._name)
-                self._core = tile.core
-                self._execute(tile.full(), False)
+                core = self._core = tile.core
+                if self.unmasked is not None and core.ndim > 1 and min(core.shape) > 0:
+                    # (the tile's whole view is its core: what run_masked makes of
+                    # `tile.full()`)
+                    core_fn, operands = self.unmasked
+                    flush(run)
+                    _run_whole(run, core_fn, core, operands, False)
+                else:
+                    self._execute(tile.full(), False)
             finally:
                 run.issue_site = saved
 
@@ -213,7 +243,10 @@ def result_op(core_fn, shape, dtype, buffer, mask, name="", **operands):
     def execute(dst, accumulate):
         run_masked(core_fn, dst, mask, accumulate=accumulate, **operands)
 
-    return Pending(execute, shape, dtype, buffer, name, _accumulates(core_fn))
+    pending = Pending(execute, shape, dtype, buffer, name, _accumulates(core_fn))
+    if mask is None:
+        pending.unmasked = (core_fn, operands)
+    return pending
 
 
 @functools.lru_cache(maxsize=None)
@@ -229,14 +262,7 @@ def run_masked(core_fn, dst, mask, accumulate=False, **operands):
     if mask is None:  # (what the grid below gives without a mask: every view whole)
         if min(dst.shape, default=1) <= 0:
             return
-        kwargs = {k: _whole_view(v) for k, v in operands.items()}
-        if accumulate:
-            kwargs["accumulate"] = True
-        run.dst_mask = None
-        try:
-            core_fn(dst=_whole_view(dst), **kwargs)
-        finally:
-            run.dst_mask = None
+        _run_whole(run, core_fn, dst, operands, accumulate)
         return
     grid = Grid(dst.shape, mask)
     if grid.empty:
@@ -247,6 +273,19 @@ def run_masked(core_fn, dst, mask, accumulate=False, **operands):
     run.dst_mask = grid.dst_mask()
     try:
         core_fn(dst=grid.view(dst), **kwargs)
+    finally:
+        run.dst_mask = None
+
+
+def _run_whole(run, core_fn, dst, operands: dict, accumulate: bool) -> None:
+    """`core_fn(dst=..., **operands)` over the whole views of dst and the operands
+    (made in that order: the operands first), unmasked."""
+    kwargs = {k: _whole_view(v) for k, v in operands.items()}
+    if accumulate:
+        kwargs["accumulate"] = True
+    run.dst_mask = None
+    try:
+        core_fn(dst=_whole_view(dst), **kwargs)
     finally:
         run.dst_mask = None
 

@@ -15,7 +15,7 @@ import numpy as np
 from ..machine.errors import NkiValidationError
 from ..machine.tensor import NkiTensor, is_plain, unit_slice_bounds
 from .indexing import (Axis, Index, Predicate, grid_axes, key_to_indices,
-                       partition_kept, resolve)
+                       partition_kept, pattern_of, resolve, resolve_whole)
 
 
 class par_dim:
@@ -92,8 +92,14 @@ class LTensor(Operators):
         if isinstance(key, Predicate):  # operand masking: `t[i_f < 64]`
             return self.full()[key]
         if type(key) is tuple and is_plain(key):  # no runtime, indirect or advanced index
-            sizes = _slice_sizes(key, self) if type(self) is LTensor else None
-            if sizes is not None:  # (its indices made when first asked: __getattr__)
+            view = _sliced_view(key, self.core) if type(self) is LTensor else None
+            sizes = None
+            if view is None and type(self) is LTensor:
+                sizes = _slice_sizes(key, self)
+            if view is not None:  # (its indices made when first asked: __getattr__)
+                access = object.__new__(Access)
+                access.tensor, access._shape, access._view = self, view.shape, view
+            elif sizes is not None:
                 access = object.__new__(Access)
                 access.tensor, access._shape = self, sizes
             else:
@@ -101,12 +107,10 @@ class LTensor(Operators):
             access.advanced = False
             access.plain_key = key
             return access
-        if type(key) is tuple and _affine_key(key, len(self.shape)):
-            # what the general path below makes of it (no runtime or indirect index)
-            access = Access(self, [k if type(k) is Index else Index.owning({}, k)
-                                   for k in key])
-            access.advanced = True
-            return access
+        if type(key) is tuple:
+            access = _affine_access(self, key)
+            if access is not None:
+                return access
         key, dynamic = _dynamic_key(key, self.shape)
         key, indirect, indirect_dim = _indirect_key(key)
         access = Access(self, key_to_indices(key, self.shape), indirect, indirect_dim)
@@ -133,23 +137,12 @@ class LTensor(Operators):
         (`_whole_indices`)."""
         if type(self) is LTensor:  # (its shape is its core's: normal ints)
             core = self.core
-            shape = core.shape
-            ndim = len(shape)
-        else:
-            ndim = self.ndim
-            shape = self.shape
-            if type(self).__getitem__ is not LTensor.__getitem__ or len(shape) != ndim:
-                return self[(slice(None),) * ndim]
-            core = self.core
-        indices = _WHOLE_INDICES.get(shape)
-        if indices is None:
-            indices = _whole_indices(shape)
-        access = Access(self, list(indices))
-        access.advanced = False
-        if ndim > 1 or not core.on_chip:  # (resolve_shape changes only 1-D tiles)
-            access._shape = tuple(map(int, shape))
-        access.whole = shape == core.shape
-        return access
+            return whole_access(self, core, core.shape, core.shape)
+        ndim = self.ndim
+        shape = self.shape
+        if type(self).__getitem__ is not LTensor.__getitem__ or len(shape) != ndim:
+            return self[(slice(None),) * ndim]
+        return whole_access(self, self.core, shape, None)
 
     def view_all(self) -> NkiTensor:
         """The whole tensor as a core view (blocks not allowed on chip)."""
@@ -183,6 +176,22 @@ class LTensor(Operators):
         return LTensor(self.core.expand_dim(axis), self.par_axis)
 
 
+def whole_access(tensor: LTensor, core: NkiTensor, shape: tuple, normal) -> "Access":
+    """`tensor.full()` of a tensor of `shape` over `core` (as many dims), `normal` its
+    shape where known to be a tuple of ints."""
+    indices = _WHOLE_INDICES.get(shape)
+    if indices is None:
+        indices = _whole_indices(shape)
+    access = object.__new__(Access)  # (Access(tensor, list(indices)): no indirect index)
+    access.tensor, access.indices = tensor, list(indices)
+    access.advanced = False
+    access.shares_terms = True
+    if len(shape) > 1 or not core.on_chip:  # (resolve_shape changes only 1-D tiles)
+        access._shape = normal or tuple(map(int, shape))
+    access.whole = shape == core.shape
+    return access
+
+
 def _whole_indices(shape: tuple) -> tuple:
     """One Index per dim over the whole of `shape`, each a fresh axis at its position,
     kept per shape: every whole-tile access of a shape shares them (they never change,
@@ -196,6 +205,18 @@ def _whole_indices(shape: tuple) -> tuple:
 
 
 _WHOLE_INDICES: dict = {}  # shape -> `_whole_indices(shape)`
+_NO_TERMS: dict = {}  # the terms of an int index of an advanced key (never changed: Index)
+_CONSTANTS: dict = {}  # int -> its Index over _NO_TERMS, shared (no Index changes once made)
+
+
+def _sliced_view(key: tuple, core: NkiTensor) -> NkiTensor | None:
+    """`core[key]` as `Access.view` makes it for a key of unit-step slices, all in range,
+    no longer than the core's rank (a static core of 2 dims or more, or in HBM: what
+    `resolve` makes of it is the core's slicing, of the slices' sizes), else None."""
+    shape = core.shape
+    if core.dyn is not None or len(key) > len(shape) or (len(shape) < 2 and core.on_chip):
+        return None
+    return core._sliced(key)
 
 
 def _slice_sizes(key: tuple, tensor: LTensor) -> tuple | None:
@@ -256,7 +277,10 @@ class Access(Operators):
     name = property(lambda self: self.tensor.name)
 
     operand_mask = None  # `access[predicate]` (operand masking, the legacy mask docs)
+    shares_terms = False  # its indices' terms are kept by others too: its Pattern is kept
+    _pattern = None
     plain_key = None  # the key of ints and slices it was made from, if it was
+    _view = None  # its view, where made with it (a plain key in range: _sliced_view)
     whole = False  # made by LTensor.full: one axis per dim over all of it
     dynamic = None  # (tensor dim, offset tile Access): a runtime offset (_dynamic_key)
 
@@ -271,6 +295,13 @@ class Access(Operators):
             acc.operand_mask = key if self.operand_mask is None else self.operand_mask & key
             return acc
         return LTensor(self.view(), self._par_position())[key]
+
+    def pattern(self):
+        """The Pattern of its indices where they are shared (made once), else None."""
+        p = self._pattern
+        if p is None and self.shares_terms:
+            p = self._pattern = pattern_of(self.indices)
+        return p
 
     def narrow(self, ranges: dict) -> dict:
         """`ranges` (Axis -> (lo, hi)) further narrowed by this access's operand mask."""
@@ -336,16 +367,24 @@ class Access(Operators):
         (`t[...].view(nl.int32)`, the nt.tensor method), the tile reinterpreted."""
         if ranges is not None and not isinstance(ranges, dict):
             return self._as_tile().view(ranges)
-        if self.whole and not ranges and self.operand_mask is None:
-            core = self.tensor.core
-            if core.ndim > 1 or not core.on_chip:  # what `resolve` makes of it
-                return core
-        if not ranges and self.plain_key is not None and self.operand_mask is None:
-            core = self.tensor.core
-            if core.dyn is None:  # (unit-step slices in bounds: what `resolve` makes)
-                view = core._sliced(self.plain_key)
-                if view is not None:
-                    return view
+        if not ranges and self.operand_mask is None:
+            if self.whole:
+                core = self.tensor.core
+                if core.ndim > 1 or not core.on_chip:  # what `resolve` makes of it
+                    return core
+            if self._view is not None:
+                return self._view
+            if self._pattern is not None:  # (an affine or whole access: no runtime or
+                # indirect index)
+                tensor = self.tensor
+                return resolve_whole(tensor.core, self.indices, tensor.par_axis,
+                                     self._pattern)
+            if self.plain_key is not None:
+                core = self.tensor.core
+                if core.dyn is None:  # (unit-step slices in bounds: what `resolve` makes)
+                    view = core._sliced(self.plain_key)
+                    if view is not None:
+                        return view
         ranges = ranges or {}
         if self.operand_mask is not None:
             ranges = self.narrow(ranges)
@@ -353,7 +392,8 @@ class Access(Operators):
             return _dynamic_view(self, ranges)
         if self.indirect is not None:
             return self._indirect_view(ranges)
-        return resolve(self.tensor.core, self.indices, ranges, self.tensor.par_axis)
+        return resolve(self.tensor.core, self.indices, ranges, self.tensor.par_axis,
+                       self.pattern())
 
     def _indirect_view(self, ranges: dict) -> NkiTensor:
         """`t[idx_tile, ...]` (or `t[b, idx_tile, ...]`): rows of the indexed dim picked by
@@ -439,16 +479,24 @@ def _dynamic_view(access: Access, ranges: dict) -> NkiTensor:
 def resolve_shape(access: Access) -> tuple:
     """The shape of `access`: the size of the first axis at each grid position (as
     `grid_axes`), kept at least 2-D on chip."""
-    sizes, ndim = {}, 0
-    for idx in access.indices:
-        for a in idx.terms:
-            if a.position not in sizes:
-                sizes[a.position] = a.size
-                if a.ndim > ndim:
-                    ndim = a.ndim
-    shape = [1] * ndim
-    for p, n in sizes.items():
-        shape[p] = n
+    pattern = access.pattern()
+    if pattern is not None:
+        ndim, shape = pattern.ndim, pattern.sizes
+        if ndim >= 2:
+            access.tensor.core  # noqa: B018 - (as below)
+            return shape
+        shape = list(shape)
+    else:
+        sizes, ndim = {}, 0
+        for idx in access.indices:
+            for a in idx.terms:
+                if a.position not in sizes:
+                    sizes[a.position] = a.size
+                    if a.ndim > ndim:
+                        ndim = a.ndim
+        shape = [1] * ndim
+        for p, n in sizes.items():
+            shape[p] = n
     core = access.tensor.core  # (a pending tensor runs here, whatever the shape)
     if ndim < 2 and core.on_chip:
         if ndim == 1 and partition_kept(access.indices, access.tensor.par_axis):
@@ -458,18 +506,38 @@ def resolve_shape(access: Access) -> tuple:
     return tuple(shape) or (1,)
 
 
-def _affine_key(key: tuple, ndim: int) -> bool:
-    """Whether `key` indexes each of `ndim` dims with an int or an Index, one of them an
-    arange expression (`t[k, i_p, 128 * m + i_f]`: advanced indexing, nothing else)."""
-    if len(key) != ndim:
-        return False
+def _affine_access(tensor: LTensor, key: tuple) -> Access | None:
+    """`tensor[key]` for a key that indexes each dim with an int or an Index, one of
+    them an arange expression (`t[k, i_p, 128 * m + i_f]`: advanced indexing, nothing
+    else), with its Pattern (what the general path makes of it, no runtime or indirect
+    index); None for any other key."""
+    if len(key) != len(tensor.shape):
+        return None
+    indices, ids = [], []
     varying = False
     for k in key:
         if type(k) is Index:
-            varying = varying or bool(k.terms)
-        elif type(k) is not int:
-            return False
-    return varying
+            terms = k.terms
+            varying = varying or bool(terms)
+            indices.append(k)
+        elif type(k) is int:
+            terms = _NO_TERMS
+            idx = _CONSTANTS.get(k)
+            if idx is None:
+                if len(_CONSTANTS) >= 4096:
+                    _CONSTANTS.clear()
+                idx = _CONSTANTS[k] = Index.owning(terms, k)
+            indices.append(idx)
+        else:
+            return None
+        ids.append(id(terms))
+    if not varying:
+        return None
+    access = Access(tensor, indices)
+    access.advanced = True
+    access.shares_terms = True
+    access._pattern = pattern_of(indices, tuple(ids))
+    return access
 
 
 def _is_int_key(k) -> bool:
