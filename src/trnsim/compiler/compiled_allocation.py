@@ -36,6 +36,7 @@ from ..machine.compiled import inline, jit, no_refcount
 from ..machine.record import (Instruction, MadeWhenRead, Program, fits_int32, held_reads,
                               held_writes, pending_operands, run_starts)
 from ..timing import access_columns
+from ..timing.instruction_columns import instruction_columns
 from .arena import Arena
 from .plan import MemoryPlan, PlacementColumns, Steps
 
@@ -703,6 +704,9 @@ def allocate_compiled(program: Program) -> Program | None:
     al = _Allocs(program.allocations, keys)
     if not al.valid or max(caps) >= 1 << 31:  # (physical bytes as int32: _physical)
         return None
+    # (the instruction columns first: made from the blocks of copies the access
+    # columns take)
+    fields = instruction_columns(program)
     cols = _Columns(program, al.vaddr)
     u = _Uses(cols, al)
     if not u.valid:
@@ -727,7 +731,7 @@ def allocate_compiled(program: Program) -> Program | None:
         np.arange(len(instrs)))
     if renumber and len(set(map(id, instrs))) != len(instrs):
         return None  # an instruction listed twice: the Python pass maps it twice
-    return _rewrite(program, access, rows, touched, lo, hi, plan, renumber)
+    return _rewrite(program, fields, access, rows, touched, lo, hi, plan, renumber)
 
 
 def _place(u: _Uses, al: _Allocs, capacity, align):
@@ -837,27 +841,33 @@ def _physical(u: _Uses, start, size) -> tuple:
     return plo, phi
 
 
-def _rewrite(program, access, rows, touched, lo, hi, plan, renumber) -> Program:
+def _rewrite(program, fields, access, rows, touched, lo, hi, plan, renumber) -> Program:
     """The program with each block access (`rows` of the columns `access`; touched:
     their instructions, each once) at its physical bytes [lo, hi), indices set and
     order edges copied as _Allocator.run does (no instruction was inserted, so every
     index stays), and its access columns (made from the virtual ones:
     timing/access_columns.py `moved`), which the physical Access objects are made from
-    when first read (`_defer_move`)."""
+    when first read (`_defer_move`), and instruction columns (`fields`, the program's:
+    timing/instruction_columns.py), which hand the list scheduler the attrs and
+    engines."""
     instrs = program.instructions
     if renumber:
         deque(map(setattr, instrs, repeat("index"), range(len(instrs))), 0)
     renumbered = range(len(instrs) + 1)
     orders = []  # as _Allocator.run: a new list in new attrs
-    for i, dep in access_columns.depends_on(instrs):
+    attrs = fields.ids("attrs")
+    for i, dep in access_columns.depends_on(instrs, attrs):
         ins = instrs[i]
         new = [renumbered[d] for d in dep]
-        ins.attrs = {**ins.attrs, "depends_on": new}
+        ins.attrs = attrs.base[i] = {**ins.attrs, "depends_on": new}
         orders.append((i, new))
     out = list(instrs)
     allocated = Program(program.chip, program.lnc, out, program.allocations, plan,
                         [(c, renumbered[at]) for c, at in program.fences])
     allocated._access_columns = access_columns.moved(access, out, rows, lo, hi, orders)
+    allocated._instruction_columns = fields = fields.carried(out)
+    fields.hand("attrs", attrs)
+    fields.hand("engine", fields.ids("engine"))
     _defer_move(allocated, rows, touched)
     return allocated
 
