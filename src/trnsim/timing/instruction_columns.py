@@ -169,6 +169,8 @@ def _rows(instrs: list, blocks) -> tuple:
     if source is None:
         return None, None
     read = np.flatnonzero(source == np.arange(n))
+    if 2 * len(read) > n:  # (few copies: reading every instruction is then quicker)
+        return None, None
     number = np.empty(n, np.int64)
     number[read] = np.arange(len(read))
     return read, number[source]
