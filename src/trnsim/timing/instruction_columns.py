@@ -21,7 +21,9 @@ compiler model changes (the list scheduler gives floating instructions an engine
 passes rewrite order edges into new attrs dicts), are kept only as one pass hands them
 to the next (`hand`, `taken_ids`): the compiled allocation hands the attrs it read and
 the engines to the list scheduler, which hands the engines it assigned to the timing
-scheduler; a pass that finds none handed reads them.
+scheduler; a pass that finds none handed reads them. (A caller that changes an
+instruction's engine in place between the compiler model and the timing scheduler
+takes the handed ones first, `taken_ids`: else that scheduler reads those.)
 """
 from __future__ import annotations
 
