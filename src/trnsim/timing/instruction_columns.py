@@ -1,9 +1,9 @@
 """The fields of a Program's instructions that the compiler model's passes and the
 timing scheduler number (core, engine, opcode, DMA queue, source location, attrs), as
-arrays made once per program and kept on it:
+arrays, from rows made once per program and kept on it:
 
     cols = instruction_columns(program)   # cached on the program (`_instruction_columns`)
-    cols.core()                           # each instruction's core, int64
+    cols.core()                           # each instruction's core, int64 (kept)
     cols.ids("opcode")                    # id() of each one's opcode object (identities:
                                           # `.base` the objects, an object array)
 
@@ -13,7 +13,7 @@ block the program still holds where it was noted (Program.copied, CopiedBlock.he
 take their template's rows, and only the other instructions are read. Their attrs are
 their own where the loop moves numbers in them: each instruction's is read.
 
-The columns describe the instructions as they stand when first asked for, and are kept
+The rows describe the instructions as they stand when first asked for, and are kept
 while the program's instruction list is the same object and length, as the scheduler's
 other caches (timing/scheduler.py `cores_and_opcodes`): no pass changes an
 instruction's core, opcode, queue or location. The engines and attrs, which the
@@ -39,13 +39,12 @@ class InstructionColumns:
     """The columns of the instructions `instrs` (see the module). `read`: the positions
     of the instructions read, `row`: each instruction's number among them (a copy's its
     template's), both None where every instruction is read."""
-    __slots__ = ("instrs", "n", "read", "row", "_core", "_ids", "_handed")
+    __slots__ = ("instrs", "n", "read", "row", "_core", "_handed")
 
     def __init__(self, instrs: list, blocks=()):
         self.instrs, self.n = instrs, len(instrs)
         self.read, self.row = _rows(instrs, blocks)
         self._core = None
-        self._ids: dict = {}  # opcode, queue, location -> their identities
         self._handed: dict = {}  # engine, attrs -> identities a pass handed on
 
     def core(self) -> np.ndarray:
@@ -59,24 +58,16 @@ class InstructionColumns:
 
     def ids(self, name: str, at: np.ndarray | None = None) -> np.ndarray:
         """identities of the `name` (a FIELDS item) objects of each instruction, or of
-        those at the positions `at` (an int array). Those of the engines and attrs are
-        read now (not kept: the compiler changes them, see the module); the attrs of
-        every instruction (a copy's may be its own)."""
-        kept = name in ("opcode", "queue", "location")
-        ids = self._ids.get(name) if kept else None
-        if ids is None:
-            each = self.row is None or name == "attrs"
-            if at is not None and each and 3 * len(at) <= self.n:
-                # (few of many read: only those)
-                return identities(_fields([self.instrs[i] for i in at.tolist()], name),
-                                  len(at))
-            if each:
-                ids = identities(_fields(self.instrs, name), self.n)
-            else:
-                objects = np.fromiter(self._objects(name), object, len(self.read))
-                ids = np.frombuffer(objects[self.row], np.intp)
-            if kept:
-                self._ids[name] = ids
+        those at the positions `at` (an int array), read now (the passes that ask keep
+        what they number of them); every instruction's attrs (a copy's may be its own)."""
+        if self.row is not None and name != "attrs":
+            objects = np.fromiter(self._objects(name), object, len(self.read))
+            return np.frombuffer(objects[self.row if at is None else self.row[at]],
+                                 np.intp)
+        if at is not None and 3 * len(at) <= self.n:  # (few of many: only those)
+            return identities(_fields([self.instrs[i] for i in at.tolist()], name),
+                              len(at))
+        ids = identities(_fields(self.instrs, name), self.n)
         return ids if at is None else ids[at]
 
     def carried(self, instrs: list) -> "InstructionColumns":
@@ -84,7 +75,7 @@ class InstructionColumns:
         that made a new list of them and changed none of their kept fields)."""
         out = object.__new__(InstructionColumns)
         out.instrs, out.n, out.read, out.row = instrs, self.n, self.read, self.row
-        out._core, out._ids, out._handed = self._core, self._ids, {}
+        out._core, out._handed = self._core, {}
         return out
 
     def hand(self, name: str, ids: np.ndarray) -> None:
@@ -173,7 +164,7 @@ def _rows(instrs: list, blocks) -> tuple:
     read = np.flatnonzero(source == np.arange(n))
     if 2 * len(read) > n:  # (few copies: reading every instruction is then quicker)
         return None, None
-    number = np.empty(n, np.int64)
+    number = np.empty(n, np.int32 if n < 1 << 31 else np.int64)
     number[read] = np.arange(len(read))
     return read, number[source]
 
