@@ -168,4 +168,3 @@ def test_a_copied_program_makes_its_own():
         assert np.array_equal(taken_ids(q, "engine"),
                               identities([ins.engine for ins in q.instructions]))
         _same_as_read(q.instructions, instruction_columns(q))
-

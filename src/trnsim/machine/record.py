@@ -217,16 +217,13 @@ def pending_operands(instrs: list) -> tuple:
     For a pass that gives them another class over their held tuples (the allocation's
     `_Unplaced`, compiler/compiled_allocation.py), which has them made (`.give`) before
     it reads those tuples."""
-    if not instrs:
+    types = list(map(type, instrs))
+    if not any(issubclass(t, _Deferred) for t in set(types)):
         return [], None
-    ids = identities(map(type, instrs), len(instrs))  # (their types, by run: C passes)
-    starts = run_starts(ids)
-    kinds = ids.base[starts].tolist()
-    if not any(issubclass(t, _Deferred) for t in set(kinds)):
-        return [], None
-    starts = starts.tolist()
+    starts = run_starts(identities(types)).tolist()
     pendings, number, runs = [], {}, []
-    for t, s, e in zip(kinds, starts, starts[1:] + [len(instrs)]):
+    for s, e in zip(starts, starts[1:] + [len(types)]):
+        t = types[s]
         if issubclass(t, _Deferred):
             if t not in number:
                 number[t] = len(pendings)
