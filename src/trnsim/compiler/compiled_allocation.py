@@ -36,6 +36,7 @@ from ..machine.compiled import inline, jit, no_refcount
 from ..machine.record import (Instruction, MadeWhenRead, Program, fits_int32, held_reads,
                               held_writes, pending_operands, run_starts)
 from ..timing import access_columns
+from ..timing.instruction_columns import instruction_columns
 from .arena import Arena
 from .plan import MemoryPlan, PlacementColumns, Steps
 
@@ -703,6 +704,9 @@ def allocate_compiled(program: Program) -> Program | None:
     al = _Allocs(program.allocations, keys)
     if not al.valid or max(caps) >= 1 << 31:  # (physical bytes as int32: _physical)
         return None
+    # (the instruction columns first: made from the blocks of copies the access
+    # columns take)
+    fields = instruction_columns(program)
     cols = _Columns(program, al.vaddr)
     u = _Uses(cols, al)
     if not u.valid:
@@ -727,7 +731,7 @@ def allocate_compiled(program: Program) -> Program | None:
         np.arange(len(instrs)))
     if renumber and len(set(map(id, instrs))) != len(instrs):
         return None  # an instruction listed twice: the Python pass maps it twice
-    return _rewrite(program, access, rows, touched, lo, hi, plan, renumber)
+    return _rewrite(program, fields, access, rows, touched, lo, hi, plan, renumber)
 
 
 def _place(u: _Uses, al: _Allocs, capacity, align):
@@ -837,27 +841,33 @@ def _physical(u: _Uses, start, size) -> tuple:
     return plo, phi
 
 
-def _rewrite(program, access, rows, touched, lo, hi, plan, renumber) -> Program:
+def _rewrite(program, fields, access, rows, touched, lo, hi, plan, renumber) -> Program:
     """The program with each block access (`rows` of the columns `access`; touched:
     their instructions, each once) at its physical bytes [lo, hi), indices set and
     order edges copied as _Allocator.run does (no instruction was inserted, so every
     index stays), and its access columns (made from the virtual ones:
     timing/access_columns.py `moved`), which the physical Access objects are made from
-    when first read (`_defer_move`)."""
+    when first read (`_defer_move`), and instruction columns (`fields`, the program's:
+    timing/instruction_columns.py), which hand the list scheduler the attrs and
+    engines."""
     instrs = program.instructions
     if renumber:
         deque(map(setattr, instrs, repeat("index"), range(len(instrs))), 0)
     renumbered = range(len(instrs) + 1)
     orders = []  # as _Allocator.run: a new list in new attrs
-    for i, dep in access_columns.depends_on(instrs):
+    attrs = fields.ids("attrs")
+    for i, dep in access_columns.depends_on(instrs, attrs):
         ins = instrs[i]
         new = [renumbered[d] for d in dep]
-        ins.attrs = {**ins.attrs, "depends_on": new}
+        ins.attrs = attrs.base[i] = {**ins.attrs, "depends_on": new}
         orders.append((i, new))
     out = list(instrs)
     allocated = Program(program.chip, program.lnc, out, program.allocations, plan,
                         [(c, renumbered[at]) for c, at in program.fences])
     allocated._access_columns = access_columns.moved(access, out, rows, lo, hi, orders)
+    allocated._instruction_columns = fields = fields.carried(out)
+    fields.hand("attrs", attrs)
+    fields.hand("engine", fields.ids("engine"))
     _defer_move(allocated, rows, touched)
     return allocated
 
@@ -907,7 +917,10 @@ class _PendingMove:
         # were made, among its columns, they kept ~3 MiB more on the strided memory
         # kernel's profile peak, benchmarks/memory.py)
         self.rows = rows.copy()
-        self.unplaced = len(mine)  # (those not made yet, alive)
+        # `let_go`, once per one of them made or dead: a countdown whose last step lets
+        # go of this state (`_last`), C calls but the last (a death's `__del__` is it:
+        # ~30 ns, against ~60 for a Python method)
+        self.let_go = chain(repeat(None, len(mine) - 1), self._last()).__next__
         self.made: dict | None = None  # (id(virtual), lo, hi) -> (virtual, its Access)
         self.slot: dict | None = None  # id(instruction) -> its number among them
         self.spans = None  # (their positions, their first rows (and len(rows)))
@@ -941,16 +954,20 @@ class _PendingMove:
         touched, at = self.spans
         self._one(ins, touched[k], at[k], at[k + 1])
 
-    def let_go(self) -> None:
-        """One of them is an Instruction again, or died."""
-        self.unplaced -= 1
-        if not self.unplaced:
-            self.cols = self.rows = self.made = self.slot = self.ids = self.spans = None
-            # (their blocks count them no more; no module global read: this may run as
-            # the interpreter exits)
-            for pending, count in self.deferred:
-                pending.let_go(count)
-            self.deferred, self.runs = [], None
+    def _last(self):
+        """The steps of `let_go` after the others: the last of them is an Instruction
+        again, or died (then nothing more is let go of)."""
+        self._let_go_all()
+        while True:
+            yield
+
+    def _let_go_all(self) -> None:
+        self.cols = self.rows = self.made = self.slot = self.ids = self.spans = None
+        # (their blocks count them no more; no module global read: this may run as the
+        # interpreter exits)
+        for pending, count in self.deferred:
+            pending.let_go(count)
+        self.deferred, self.runs = [], None
 
     def _copies_made(self, mine) -> None:
         """Make the virtual accesses of the loop copies among `mine` (an object array:
@@ -979,8 +996,7 @@ class _PendingMove:
 
     def _all(self, mine, touched) -> None:
         (acc, ptr, wptr), rows = self.cols, self.rows.astype(np.int64)
-        self.unplaced = 1
-        self.let_go()
+        self._let_go_all()
         deque(map(setattr, mine.tolist(), repeat("__class__"), repeat(Instruction)), 0)
         objs = np.empty(int(ptr[-1]), object)  # (the virtual accesses, at their rows)
         sizes = ptr[touched + 1] - ptr[touched]

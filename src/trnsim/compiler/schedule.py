@@ -46,6 +46,7 @@ import numpy as np
 
 from ..timing.costs import compute_costs, cost_model, matmul_costs, priced
 from ..timing.deps import MemoryMaps
+from ..timing.instruction_columns import instruction_columns, taken_ids
 from ..timing.scheduler import cores_and_opcodes, identities, numbered, streams, with_opcode
 from ..machine import compiled
 from ..machine.gc_pause import gc_paused
@@ -127,7 +128,10 @@ def order_instructions(program, heuristic: str = DEFAULT_HEURISTIC,
     if heuristic == "trivial" or n == 0:
         return IssueOrder(list(range(n)), heuristic, window)
     with gc_paused():
-        return _ListScheduler(program, chip or program.chip, heuristic, max(1, window)).run()
+        ls = _ListScheduler(program, chip or program.chip, heuristic, max(1, window))
+        issue = ls.run()
+        ls.hand_engines()
+        return issue
 
 
 def successor_csr(prods, kinds, npred, n: int):
@@ -158,7 +162,7 @@ class _ListScheduler:
         self._resources()
         # engine-agnostic instructions float: no place in a stream until assigned
         # (a flag per instruction: a set of a third of them took 2 MiB per 100k)
-        self.attrs_ids = identities([ins.attrs for ins in self.instrs], n)
+        self.attrs_ids = taken_ids(program, "attrs")
         self.attrs = attrs = self.attrs_ids.base  # (the attrs, an object array)
         first, which = numbered(self.attrs_ids, self.compiled)  # (loop copies share attrs)
         flags = np.array([len(attrs[i].get("engines", ()) or ()) > 1
@@ -337,7 +341,7 @@ class _ListScheduler:
         resource_of is made once per track as timing/scheduler.py
         `streams` tells them apart (by the engine, queue and location objects)."""
         instrs = self.instrs
-        self.engine_ids = identities([ins.engine for ins in instrs], len(instrs))
+        self.engine_ids = taken_ids(self.program, "engine")
         self.engines = self.engine_ids.base  # (the engines, an object array)
         self.cores, self.opcode_codes, _ = cores_and_opcodes(self.program)
         first, which = numbered(streams(self.program, self.engines, self.cores,
@@ -351,6 +355,17 @@ class _ListScheduler:
         self.stream_no = site_no[which]
         self.stream_res = list(number)
         self.dma_stream = np.array([r[1] == "dma" for r in self.stream_res], bool)
+
+    def hand_engines(self) -> None:
+        """Hand the timing scheduler each instruction's engine (timing/
+        instruction_columns.py): those the pass began with, a floating instruction's as
+        it stands now."""
+        floating = np.flatnonzero(np.frombuffer(self.floating, np.uint8))
+        engines = self.engines
+        if len(floating):
+            engines = engines.copy()
+            engines[floating] = [self.instrs[i].engine for i in floating.tolist()]
+        instruction_columns(self.program).hand("engine", np.frombuffer(engines, np.intp))
 
     @cached_property
     def res(self) -> list:

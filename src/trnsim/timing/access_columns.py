@@ -133,13 +133,15 @@ def moved(cols: AccessColumns, instrs, rows, lo, hi, orders) -> AccessColumns:
     return cols
 
 
-def depends_on(instrs) -> list:
+def depends_on(instrs, ids=None) -> list:
     """(instruction, its attrs' depends_on) for the instructions that have one (each
-    attrs dict read once: loop copies share theirs)."""
+    attrs dict read once: loop copies share theirs). ids: identities of their attrs,
+    where the caller has them."""
     n = len(instrs)
     if not n:
         return []
-    ids = identities([ins.attrs for ins in instrs], n)
+    if ids is None:
+        ids = identities([ins.attrs for ins in instrs], n)
     attrs = ids.base
     first, which = numbered(ids, compiled.wanted(n))
     has = np.fromiter([bool(attrs[i].get("depends_on")) for i in first.tolist()], bool,

@@ -47,7 +47,6 @@ from bisect import bisect_right
 from collections import deque
 from functools import cached_property
 from itertools import islice
-from operator import itemgetter
 
 import numpy as np
 
@@ -57,6 +56,7 @@ from .deps import MemoryMaps
 from ..machine import compiled
 from ..machine.gc_pause import gc_paused
 from ..machine.record import dma_site, identities
+from .instruction_columns import instruction_columns, taken_ids
 from .timeline import Event, Timeline, Wait
 
 _new_wait = tuple.__new__  # Wait(p, kind, space) without the named tuple's Python __new__
@@ -308,14 +308,15 @@ class _Scheduler:
 
     # -- per instruction, for the compiled scheduler (timing/compiled.py) --------------
     @cached_property
-    def engine_of(self) -> list:
-        """Each instruction's engine name."""
-        return [ins.engine for ins in self.instrs]
+    def engine_of(self) -> np.ndarray:
+        """Each instruction's engine name (an object array)."""
+        return self.engine_ids.base
 
     @cached_property
     def engine_ids(self) -> np.ndarray:
-        """identities(engine_of)."""
-        return identities(self.engine_of)
+        """identities of the instructions' engines (as the compiler's list scheduler
+        handed them on, else read: timing/instruction_columns.py)."""
+        return taken_ids(self.program, "engine")
 
     @cached_property
     def engine_numbers(self) -> tuple:
@@ -926,13 +927,8 @@ def _queues(program, at: np.ndarray, fast: bool) -> np.ndarray:
     if hit is not None and hit[0] is instrs and hit[1] == len(instrs) \
             and np.array_equal(hit[2], at):
         return hit[3]
-    if 3 * len(at) > len(instrs):  # (reading every instruction's is then quicker)
-        queue_ids = identities([ins.queue for ins in instrs], len(instrs))[at]
-        loc_ids = identities([ins.location for ins in instrs], len(instrs))[at]
-    else:  # (itemgetter picks quickest; of one index it gives the item, not a tuple)
-        transfers = itemgetter(*at.tolist())(instrs) if len(at) > 1 else [instrs[int(at[0])]]
-        queue_ids = identities([ins.queue for ins in transfers], len(at))
-        loc_ids = identities([ins.location for ins in transfers], len(at))
+    cols = instruction_columns(program)
+    queue_ids, loc_ids = cols.ids("queue", at), cols.ids("location", at)
     queues = numbered(queue_ids, fast)[1]
     locs = numbered(loc_ids, fast)[1]
     numbers = locs * (int(queues.max()) + 1) + queues
@@ -951,10 +947,8 @@ def cores_and_opcodes(program) -> tuple:
     if hit is not None and hit[0] is instrs and hit[1] == len(instrs):
         return hit[2:]
     n = len(instrs)
-    # (a comprehension reads the slots in half map(attrgetter(...))'s time: so do the
-    # other passes over every instruction here and in compiler/schedule.py)
-    cores = np.fromiter([ins.core for ins in instrs], np.int64, n)
-    ops = identities([ins.opcode for ins in instrs], n)
+    cols = instruction_columns(program)
+    cores, ops = cols.core(), cols.ids("opcode")
     if n:
         first, which = numbered(ops, compiled.wanted(n))
         by_id = np.argsort(ops[first])  # (numbered as np.unique numbers them: by id)
