@@ -64,7 +64,8 @@ class Index:
 
     @staticmethod
     def owning(terms: dict, const: int) -> "Index":
-        """An Index that takes `terms` (a dict nothing else holds) without copying it."""
+        """An Index that takes `terms` without copying it (no Index changes its terms once
+        made, so Indexes may share them: an mgrid component's int offsets do)."""
         idx = object.__new__(Index)
         idx.terms, idx.const = terms, const
         return idx
