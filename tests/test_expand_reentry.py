@@ -7,11 +7,12 @@ from __future__ import annotations
 import types
 
 import numpy as np
+import pytest
 
 from trnsim import nki
 import trnsim.nki.isa as nisa
 import trnsim.nki.language as nl
-from trnsim.machine import expand_copy
+from trnsim.machine import expand, expand_copy, expand_plan
 from test_expand import _both, _run, _scale, _stats
 
 
@@ -294,3 +295,81 @@ def test_an_object_the_last_iteration_changes_samples_the_entry_afresh(monkeypat
     st = _stats(fast)
     assert (st.loops, st.declined, st.fallbacks, st.remodelled) == (2, 1, 0, 1)
     assert st.iterations == 10 + 10
+
+
+def test_locals_bound_after_the_loop_since_its_last_entry_keep_the_model(monkeypatch):
+    """Names the code after the inner loop binds (an int, a string) are in the frame at
+    the inner loop's later entries but not at its first: the model of its first entry
+    still stands (their ints stepping by 0), and the later entries run iterations 0
+    and 15 alone (a model without them would sample the second entry afresh: 10
+    appended, not 14)."""
+    @nki.jit
+    def kernel(x):
+        out = nl.ndarray(x.shape, nl.float32, buffer=nl.hbm)
+        for b in nl.affine_range(3):
+            for j in nl.affine_range(16):
+                _scale(x, out, j, col=(b * 16 + j) * 8)
+            done = (b + 1) * 16
+            tag = "block"
+            _scale(x, out, None, col=(done - 1) * 8 + len(tag) - 5)
+        return out
+    x = np.ones((128, 8 * 16 * 3), np.float32)
+    _, fast = _both(monkeypatch, lambda: _run(kernel, x))
+    st = _stats(fast)
+    assert (st.loops, st.declined, st.fallbacks, st.remodelled) == (3, 0, 0, 0)
+    assert st.iterations == 10 + 14 + 14
+    assert st.instructions == 3 * st.iterations
+
+
+def test_an_int_bound_since_that_the_body_steps_misses_and_is_modelled_afresh(
+        monkeypatch):
+    """An int bound after the loop's first entry that its body then steps (here from
+    its second entry on) is not one step of 0: the last iteration leaves it off the
+    model, and the entry is sampled afresh; the third entry keeps the second's model."""
+    @nki.jit
+    def kernel(x):
+        out = nl.ndarray(x.shape, nl.float32, buffer=nl.hbm)
+        for b in nl.affine_range(3):
+            for j in nl.affine_range(16):
+                _scale(x, out, j, col=(b * 16 + j) * 8)
+                if b > 0:
+                    count += 1  # noqa: F821 - bound after the first entry
+            count = 0
+            _scale(x, out, None, col=(b * 16 + 15) * 8)
+        return out
+    x = np.ones((128, 8 * 16 * 3), np.float32)
+    _, fast = _both(monkeypatch, lambda: _run(kernel, x))
+    st = _stats(fast)
+    assert (st.loops, st.declined, st.fallbacks, st.remodelled) == (3, 0, 0, 1)
+    assert st.iterations == 10 + 10 + 14
+
+
+def test_an_error_in_the_last_iteration_of_an_entry_with_names_bound_since(monkeypatch):
+    """The third entry, modelled from the first's model with the names bound since,
+    reads past x in its last iteration: the error is the full run's, at its line."""
+    @nki.jit
+    def kernel(x):
+        out = nl.ndarray((128, 8 * 16 * 3), nl.float32, buffer=nl.hbm)
+        for b in nl.affine_range(3):
+            for j in nl.affine_range(16):
+                t = nl.ndarray((128, 8), nl.float32, buffer=nl.sbuf)
+                col = (b * 16 + j) * 8
+                nisa.dma_copy(dst=t, src=x[:, col:col + 8])  # x is 4 columns short
+                nisa.dma_copy(dst=out[:, col:col + 8], src=t)
+            done = b
+        return out
+    x = np.zeros((128, 8 * 16 * 3 - 4), np.float32)
+    expanded = []
+    real_expand = expand_plan.Plan.expand
+    monkeypatch.setattr(expand_plan.Plan, "expand",
+                        lambda self, run, first, stop: expanded.append(stop - first)
+                        or real_expand(self, run, first, stop))
+    messages = []
+    for flag in ("0", "1"):
+        monkeypatch.setenv(expand.ENV, flag)
+        with pytest.raises(Exception) as err:
+            _run(kernel, x)
+        messages.append((type(err.value), str(err.value), err.value.location.line))
+    assert expanded == [10, 14, 14]  # the third entry's last iteration failed
+    assert messages[0] == messages[1]
+    assert "x is 4 columns short" in messages[1][1]

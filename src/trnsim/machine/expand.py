@@ -19,7 +19,8 @@ blocked kernel, whose every sample runs its inner loops) samples only iterations
 the frame as below. A loop
 entered again after it expanded (the inner loop of a blocked kernel) samples none
 when its iteration 0 repeats its last model's structure (objects of its frame by their
-state, not identity: `expand_plan.same_model`) and changes no object of the frame: it
+state, not identity, and names the code after the loop bound since taken as they are:
+`expand_plan.same_model`) and changes no object of the frame: it
 appends iterations 1.. from iteration 0 by the model's step (iteration 0's reads of the
 tiles made before the loop that the body carries to the next iteration taken for those
 of the tiles one step back), and its last iteration

@@ -26,8 +26,9 @@ def _iteration(run, m0: "Mark", m1: "Mark", int_names: list, list_names: list,
                rebound: set):
     """(structure, numbers, how many numbers each instruction has) of the iteration
     between two marks, with the HBM cursor, the frame's ints and its lists' lengths at
-    its start (the state of its other locals but those it rebinds to new objects);
-    (None, None, None) when its frame changed otherwise."""
+    its start (the structure: the record's, the state of the frame's other locals but
+    those it rebinds to new objects, the lists' names, the ints' names); (None, None,
+    None) when its frame changed otherwise."""
     loc = m0.locals
     if loc.keys() != m1.locals.keys() or any(type(loc[k]) is not int for k in int_names):
         return None, None, None
@@ -36,7 +37,7 @@ def _iteration(run, m0: "Mark", m1: "Mark", int_names: list, list_names: list,
                                 m1.allocations, m0.fences, m1.fences, ints)
     others = tuple(sorted((k, v) for k, v in loc.items()
                           if type(v) is not int and k not in rebound))
-    return (key, others, tuple(list_names)), nums, sizes
+    return (key, others, tuple(list_names), tuple(int_names)), nums, sizes
 
 
 def _with_first(run, zero: "Mark", m1: "Mark", structure: tuple, rows: np.ndarray):
@@ -94,11 +95,33 @@ _NARROW = 256  # (see Plan._narrow)
 
 def same_model(key, last) -> bool:
     """Whether an iteration's structure key (`_iteration`) repeats `last`, that of the
-    loop's last entry: the same record structure and lists, and the frame's other
+    loop's last entry: the same record structure and lists, the frame's ints and other
     locals in the same state but for the identities of objects (what the loop around
-    it rebinds between entries: the result of its previous iteration)."""
-    return key == last or (key[0] == last[0] and key[2] == last[2]
-                           and _alike(key[1], last[1]))
+    it rebinds between entries: the result of its previous iteration). The frame may
+    hold locals `last` lacks: those the code after the loop bound since (`res_sb =
+    nl.copy(res_psum)` after a loop over K tiles), which its body did not read then;
+    their ints keep a step of 0 in its model (`_widened`), and the marks watch them as
+    any other local."""
+    if key == last:
+        return True
+    if key[0] != last[0] or key[2] != last[2] or not set(last[3]).issubset(key[3]):
+        return False
+    if len(key[1]) == len(last[1]):
+        return _alike(key[1], last[1])
+    now = dict(key[1])
+    return all(name in now and _alike(now[name], was) for name, was in last[1])
+
+
+def _widened(drift: np.ndarray, last: tuple, key: tuple) -> np.ndarray:
+    """`drift`, the step of the model whose structure is `last`, for an iteration of
+    structure `key` (`same_model`): a step of 0 for the frame's ints `last` lacks."""
+    was, now = last[3], key[3]
+    if was == now:
+        return drift
+    at = len(drift) - len(last[2]) - len(was)  # (the ints, between the HBM cursor
+    steps = dict(zip(was, drift[at:at + len(was)].tolist()))  # and the lists' lengths)
+    return np.concatenate((drift[:at], np.array([steps.get(k, 0) for k in now], np.int64),
+                           drift[at + len(was):]))
 
 
 _IDENTIFIED = ("id", "object", "array", "generator")  # frame_state's states: tag, id, ...
@@ -260,7 +283,10 @@ class Plan:
                               marks[0].allocations - zero.allocations)
         if known is not None:  # the model this loop had when it last expanded
             key, drift, layout = known
-            if not same_model(keys[0], key) or a.shape[1] != len(drift) \
+            if not same_model(keys[0], key):
+                return None, True
+            drift = _widened(drift, key, keys[0])
+            if a.shape[1] != len(drift) \
                     or (len(a) > 1 and not (a[1:] - a[:-1] == drift).all()):
                 return None, True
             return cls._made(run, marks, a, 1, drift, keys[0], sizes, names, list_names,
