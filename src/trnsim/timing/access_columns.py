@@ -63,9 +63,9 @@ _READS, _WRITES = attrgetter("reads"), attrgetter("writes")
 class AccessColumns:
     """acc, ptr, wptr, forms (see the module doc); spaces: the space names by number;
     maps: (space, core) by on-chip map number; depends_on: (instruction, its
-    depends_on) for the instructions that have one."""
+    depends_on) for the instructions that have one; inert: compiled_deps.inert_reads."""
     __slots__ = ("instrs", "n", "acc", "ptr", "wptr", "forms", "spaces", "maps",
-                 "depends_on", "shared", "source")
+                 "depends_on", "shared", "source", "inert")
 
     def column(self, k: int) -> np.ndarray:
         """shared's field k (BYTES ... SPACE) of each access, by row."""

@@ -153,14 +153,82 @@ def _run(cols, order, skip, tkey, unique, extra, remap, ntracks, first, caps):
         caps = (64, m // 2 + 64, m // 4 + 64, m // 2 + 64, 256)
     caps = np.maximum(np.array(caps, np.int64), 1)
     nmaps = len(cols.maps)
+    inert = inert_reads(cols)
     while True:
         _cells(max(int(caps[2]), int(caps[3])))
         try:
             return _collect(order, skip, tkey, unique, acc, cols.shared, cols.source,
-                            cols.forms, cols.ptr, cols.wptr, remap, eptr, eprod, nmaps,
-                            ntracks, first, caps)
+                            cols.forms, cols.ptr, cols.wptr, inert, remap, eptr, eprod,
+                            nmaps, ntracks, first, caps)
         except IndexError:  # one access needed more than was free: again with more
             caps *= 4
+
+
+def inert_reads(cols) -> np.ndarray:
+    """Per access of the columns `cols`, 1 where it is an HBM read the walks may leave
+    out of the maps, as if it were not there: one whose bytes no write can meet, in any
+    map, in any walk order. Made once and kept on the columns (both walks ask).
+
+    A read records itself in its home map (HbmMap._home: the flat map or its row
+    pitch's) and finds writers; recorded, it is a reader only writes can report, and it
+    changes only the segments and Recs of its own map where they overlap its box: a
+    write reaches a map's rows (a row pitch's map; bytes in the flat one) through its
+    own box or the box _query_others covers there, [lo // pitch, (hi - 1) // pitch]. So
+    a read may go where it, and every access of its map whose rows overlap its rows (a
+    chain of them: a Rec's rows lie within its maker's), reach no rows a write
+    reaches: its Recs then hold no writer and are never visited by a write, and the
+    producers of every other access come out the same and in the same order. (In the
+    flat map touching bytes chain too: a read extends the read-only segment it
+    touches.) The matmul tutorial's HBM reads, its input tiles, are all such reads."""
+    inert = getattr(cols, "inert", None)
+    if inert is None:
+        inert = cols.inert = _inert_reads(cols)
+    return inert
+
+
+def _inert_reads(cols) -> np.ndarray:
+    inert = np.zeros(len(cols.acc), np.uint8)
+    hbm = np.flatnonzero((cols.shared[MAP] < 0)[cols.source])
+    if not len(hbm):
+        return inert
+    ins = np.searchsorted(cols.ptr, hbm, "right") - 1  # (each access's instruction)
+    write = hbm >= cols.wptr[ins]
+    # each access's home map: its form's row pitch (as _pitched), 0 the flat map
+    forms, f = cols.forms, cols.shared[FORM][cols.source[hbm]]
+    pitches = forms[:, PITCH]
+    homes = np.where((pitches != 0) & (forms[:, ROWS] > 1) & (forms[:, RUN] <= pitches),
+                     pitches, 0)
+    home = np.where(f >= 0, homes[f], 0) if len(forms) else np.zeros(len(hbm), np.int64)
+    lo, hi = cols.acc[hbm, LO], cols.acc[hbm, HI]
+    wlo, whi = lo[write], np.maximum(hi[write], lo[write] + 1)
+    for pitch in sorted(set(homes.tolist()) | {0}):
+        mine = np.flatnonzero(home == pitch)
+        if not len(mine):
+            continue
+        if pitch:  # rows
+            quiet = _unreached(lo[mine] // pitch, (hi[mine] - 1) // pitch + 1,
+                               wlo // pitch, (whi - 1) // pitch + 1, False)
+        else:
+            quiet = _unreached(lo[mine], hi[mine], wlo, whi, True)
+        quiet &= ~write[mine] & (hi[mine] > lo[mine])
+        inert[hbm[mine[quiet]]] = 1
+    return inert
+
+
+def _unreached(a_lo, a_hi, r_lo, r_hi, touching) -> np.ndarray:
+    """Per interval [a_lo, a_hi), whether its chain of overlapping intervals (touching
+    ones too, if `touching`) holds none of the reached intervals [r_lo, r_hi)."""
+    k = len(a_lo)
+    lo, hi = np.concatenate((a_lo, r_lo)), np.concatenate((a_hi, r_hi))
+    by = np.argsort(lo, kind="stable")
+    ends = np.maximum.accumulate(hi[by])
+    new = np.ones(len(by), bool)
+    new[1:] = lo[by][1:] > ends[:-1] if touching else lo[by][1:] >= ends[:-1]
+    chain = np.empty(len(by), np.int64)
+    chain[by] = np.cumsum(new) - 1
+    reached = np.zeros(chain.max() + 1, bool)
+    reached[chain[k:]] = True
+    return ~reached[chain[:k]]
 
 
 # _collect holds the arrays and grows them; _walk and the helpers below it take them
@@ -177,8 +245,8 @@ helper_inline = jit(_nrt=False, error_model="numpy", inline="always")
 
 
 @jit
-def _collect(order, skip, tkey, unique, acc, shared, source, forms, ptr, wptr, remap,
-             eptr, eprod, nmaps, ntracks, first, caps):
+def _collect(order, skip, tkey, unique, acc, shared, source, forms, ptr, wptr, inert,
+             remap, eptr, eprod, nmaps, ntracks, first, caps):
     """The dependencies of the instructions in the walk `order`, by position: (dptr,
     producers, kinds, space codes). first: each producer's first kind (the list
     scheduler), else `_merge`'s rules and track order (the timing scheduler)."""
@@ -214,7 +282,8 @@ def _collect(order, skip, tkey, unique, acc, shared, source, forms, ptr, wptr, r
     k = m = 0
     while True:
         k, m = _walk(st, k, m, order, skip, tkey, acc, shared, source, forms, ptr, wptr,
-                     remap, eptr, eprod, ntracks, first, seen, dptr, out, slot, last, bw, br)
+                     inert, remap, eptr, eprod, ntracks, first, seen, dptr, out, slot, last,
+                     bw, br)
         if k == n:
             break
         # (each test _walk stops on, with what grows: one must have stopped it)
@@ -334,9 +403,8 @@ def _cache_size(m):
 
 
 @helper
-def _walk(st, k, m, order, skip, tkey, acc, shared, source, forms, ptr, wptr, remap, eptr,
-          eprod, ntracks,
-          first, seen, dptr, out, slot, last, bw, br):
+def _walk(st, k, m, order, skip, tkey, acc, shared, source, forms, ptr, wptr, inert, remap,
+          eptr, eprod, ntracks, first, seen, dptr, out, slot, last, bw, br):
     """_collect's walk from position k (m: the producers found so far), until its end
     or an instruction before which a capacity is short (the tests _collect's growth
     repeats, one per capacity); (k, m) then."""
@@ -356,6 +424,9 @@ def _walk(st, k, m, order, skip, tkey, acc, shared, source, forms, ptr, wptr, re
             tk = tkey[i]
             for a in range(ptr[i], ptr[i + 1]):
                 s = source[a]
+                if inert[a]:  # (its map still numbered where it would be first)
+                    _home(cnt, st[7], st[9], acc[a], shared[FORM, s], forms)
+                    continue
                 space = remap[shared[SPACE, s]]
                 write = a >= wptr[i]
                 nr = 0
