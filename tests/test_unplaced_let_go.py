@@ -11,6 +11,8 @@ from test_alloc3_unplaced import _pair, _unplaced  # noqa: E402
 
 
 def test_let_go_at_the_last_one_made_or_dead():
+    _pair()  # (a first run that compiles, numba's cache cold, was seen to leave some
+    # of its instructions alive past the deaths below)
     gc.disable()
     try:
         _, want, got = _pair()
@@ -30,8 +32,9 @@ def test_let_go_at_the_last_one_made_or_dead():
         assert pending.rows is not None
         made[-1].writes  # noqa: B018 (the last)
         assert pending.rows is None and pending.cols is None and not pending.deferred
-        pending.let_go()  # (no more to let go of: nothing happens)
-        assert pending.rows is None
+        for _ in range(3):  # (no more to let go of: nothing happens, however often)
+            pending.let_go()
+        assert pending.rows is None and not pending.deferred
         assert [(i.reads, i.writes) for i in made] == \
             [(want.instructions[i.index].reads, want.instructions[i.index].writes)
              for i in made]

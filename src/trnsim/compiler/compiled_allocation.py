@@ -25,7 +25,7 @@ from __future__ import annotations
 import weakref
 from array import array
 from collections import deque
-from itertools import chain, repeat
+from itertools import chain, repeat, starmap
 from operator import add, attrgetter
 
 import numpy as np
@@ -918,9 +918,12 @@ class _PendingMove:
         # kernel's profile peak, benchmarks/memory.py)
         self.rows = rows.copy()
         # `let_go`, once per one of them made or dead: a countdown whose last step lets
-        # go of this state (`_last`), C calls but the last (a death's `__del__` is it:
-        # ~30 ns, against ~60 for a Python method)
-        self.let_go = chain(repeat(None, len(mine) - 1), self._last()).__next__
+        # go of this state (`_let_go_all`, and again on any step after: it lets go
+        # once), C calls but the last (a death's `__del__` is it: ~30 ns, against ~60
+        # for a Python method). No generator: the collector may close one caught in a
+        # cycle before the deaths it finalizes with it call it (StopIteration there)
+        self.let_go = chain(repeat(None, len(mine) - 1),
+                            starmap(self._let_go_all, repeat(()))).__next__
         self.made: dict | None = None  # (id(virtual), lo, hi) -> (virtual, its Access)
         self.slot: dict | None = None  # id(instruction) -> its number among them
         self.spans = None  # (their positions, their first rows (and len(rows)))
@@ -954,14 +957,8 @@ class _PendingMove:
         touched, at = self.spans
         self._one(ins, touched[k], at[k], at[k + 1])
 
-    def _last(self):
-        """The steps of `let_go` after the others: the last of them is an Instruction
-        again, or died (then nothing more is let go of)."""
-        self._let_go_all()
-        while True:
-            yield
-
     def _let_go_all(self) -> None:
+        """Let go of this state (once: a later call finds nothing to let go of)."""
         self.cols = self.rows = self.made = self.slot = self.ids = self.spans = None
         # (their blocks count them no more; no module global read: this may run as the
         # interpreter exits)
