@@ -375,12 +375,8 @@ class Pattern:
             for a, c in t.items():
                 if not c:
                     continue
-                v0, v1 = c * a.start, c * (a.start + a.size - 1)
-                if v0 <= v1:
-                    lo, hi = lo + v0, hi + v1
-                else:
-                    lo, hi = lo + v1, hi + v0
-                start += v0
+                v0, low, high = _term_range(c, a.start, a.start + a.size - 1)
+                lo, hi, start = lo + low, hi + high, start + v0
                 steps.append((a.position, c))
             dims.append((lo, hi, start, tuple(steps)))
         self.dims = dims
@@ -454,14 +450,10 @@ def resolve(tensor, indices, ranges: dict, par_axis: int = 0, pattern: Pattern |
                 continue
             if ranges and a in ranges:
                 r0, r1 = ranges[a]
-                v0, v1 = c * (a.start + r0), c * (a.start + r1 - 1)
+                v0, low, high = _term_range(c, a.start + r0, a.start + r1 - 1)
             else:
-                v0, v1 = c * a.start, c * (a.start + a.size - 1)
-            if v0 <= v1:
-                lo, hi = lo + v0, hi + v1
-            else:
-                lo, hi = lo + v1, hi + v0
-            start += v0
+                v0, low, high = _term_range(c, a.start, a.start + a.size - 1)
+            lo, hi, start = lo + low, hi + high, start + v0
             strides[a.position] += s * c
         if not empty and (lo < 0 or hi >= tensor.shape[d]):
             _out_of_bounds(tensor, d, lo, hi)
@@ -475,6 +467,13 @@ def resolve(tensor, indices, ranges: dict, par_axis: int = 0, pattern: Pattern |
         shape, strides = [1], [1]
     return NkiTensor.view_of(tuple(shape), tensor.dtype, tensor.storage, tensor.buffer,
                              tensor.name, tuple(strides), offset, tensor.dyn)
+
+
+def _term_range(c: int, first: int, last: int) -> tuple:
+    """(value at the first element, least, greatest) of `c * a` over an axis's values
+    `first`..`last`."""
+    v0, v1 = c * first, c * last
+    return (v0, v0, v1) if v0 <= v1 else (v0, v1, v0)
 
 
 def _out_of_bounds(tensor, d: int, lo: int, hi: int):
