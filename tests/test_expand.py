@@ -48,6 +48,29 @@ def _both(monkeypatch, go):
     return full, fast
 
 
+def _raised_both_ways(monkeypatch, go) -> list:
+    """The exceptions `go()` raises without loop expansion and with it, in that order
+    (it must raise in both)."""
+    errors = []
+    for flag in ("0", "1"):
+        monkeypatch.setenv(expand.ENV, flag)
+        with pytest.raises(Exception) as err:
+            go()
+        errors.append(err.value)
+    return errors
+
+
+def _expanded_counts(monkeypatch) -> list:
+    """The number of iterations each model appends from now on (`Plan.expand`), in
+    order: filled as the runs go."""
+    expanded = []
+    real_expand = expand.Plan.expand
+    monkeypatch.setattr(expand.Plan, "expand",
+                        lambda self, run, first, stop: expanded.append(stop - first)
+                        or real_expand(self, run, first, stop))
+    return expanded
+
+
 def _stats(run):
     return getattr(run, "expansion", None) or expand.ExpansionStats()
 
@@ -597,13 +620,8 @@ def test_a_loop_left_through_an_exception_runs_again_without_expansion(monkeypat
     x = np.zeros((128, 8 * 16), np.float32)
     _, fast = _both(monkeypatch, lambda: _run(caught, x))
     assert len(fast.program) == 30 and not hasattr(fast, "expansion")  # the run again
-    messages = []
-    for flag in ("0", "1"):
-        monkeypatch.setenv(expand.ENV, flag)
-        with pytest.raises(Exception) as err:
-            _run(uncaught, x)
-        messages.append(str(err.value))
-    assert messages == ["stopped in iteration 10"] * 2
+    errors = _raised_both_ways(monkeypatch, lambda: _run(uncaught, x))
+    assert [str(e) for e in errors] == ["stopped in iteration 10"] * 2
 
 
 def test_state_of_slots_classes_and_partials_is_watched(monkeypatch):
@@ -691,17 +709,9 @@ def test_an_error_in_the_last_iteration_points_at_its_line(monkeypatch):
             nisa.dma_copy(dst=out[:, j * 8:(j + 1) * 8], src=t)
         return out
     x = np.zeros((128, 8 * 20 - 4), np.float32)
-    expanded = []
-    real_expand = expand.Plan.expand
-    monkeypatch.setattr(expand.Plan, "expand",
-                        lambda self, run, first, stop: expanded.append(stop - first)
-                        or real_expand(self, run, first, stop))
-    messages = []
-    for flag in ("0", "1"):
-        monkeypatch.setenv(expand.ENV, flag)
-        with pytest.raises(Exception) as err:
-            _run(kernel, x)
-        messages.append((type(err.value), str(err.value)))
+    expanded = _expanded_counts(monkeypatch)
+    messages = [(type(e), str(e))
+                for e in _raised_both_ways(monkeypatch, lambda: _run(kernel, x))]
     assert expanded == [20 - 6]  # iterations 5..18 expanded, then the last one failed
     assert messages[0] == messages[1]
     assert "x is 4 columns short" in messages[1][1]

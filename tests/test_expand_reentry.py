@@ -7,13 +7,13 @@ from __future__ import annotations
 import types
 
 import numpy as np
-import pytest
 
 from trnsim import nki
 import trnsim.nki.isa as nisa
 import trnsim.nki.language as nl
-from trnsim.machine import expand, expand_copy, expand_plan
-from test_expand import _both, _run, _scale, _stats
+from trnsim.machine import expand_copy
+from test_expand import (_both, _expanded_counts, _raised_both_ways, _run, _scale,
+                         _stats)
 
 
 def _blocks(blocks, body):
@@ -359,17 +359,9 @@ def test_an_error_in_the_last_iteration_of_an_entry_with_names_bound_since(monke
             done = b
         return out
     x = np.zeros((128, 8 * 16 * 3 - 4), np.float32)
-    expanded = []
-    real_expand = expand_plan.Plan.expand
-    monkeypatch.setattr(expand_plan.Plan, "expand",
-                        lambda self, run, first, stop: expanded.append(stop - first)
-                        or real_expand(self, run, first, stop))
-    messages = []
-    for flag in ("0", "1"):
-        monkeypatch.setenv(expand.ENV, flag)
-        with pytest.raises(Exception) as err:
-            _run(kernel, x)
-        messages.append((type(err.value), str(err.value), err.value.location.line))
+    expanded = _expanded_counts(monkeypatch)
+    messages = [(type(e), str(e), e.location.line)
+                for e in _raised_both_ways(monkeypatch, lambda: _run(kernel, x))]
     assert expanded == [10, 14, 14]  # the third entry's last iteration failed
     assert messages[0] == messages[1]
     assert "x is 4 columns short" in messages[1][1]
