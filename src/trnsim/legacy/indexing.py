@@ -336,11 +336,21 @@ def key_to_indices(key, shape) -> list[Index]:
 def grid_axes(indices) -> list[Axis]:
     """Distinct axes of an access, one per grid position (later ones at an occupied
     position are zipped with the first)."""
-    seen = {}
-    for idx in indices:
-        for a in idx.terms:
-            seen.setdefault(a.position, a)
+    seen = first_axes([idx.terms for idx in indices])[0]
     return [seen[p] for p in sorted(seen)]
+
+
+def first_axes(terms) -> tuple:
+    """(grid position -> the first axis at it, the grid's rank: the most dims of those
+    axes) of the indices' terms dicts `terms` (in order, each in its order)."""
+    first, ndim = {}, 0
+    for t in terms:
+        for a in t:
+            if a.position not in first:
+                first[a.position] = a
+                if a.ndim > ndim:
+                    ndim = a.ndim
+    return first, ndim
 
 
 class Pattern:
@@ -355,14 +365,7 @@ class Pattern:
 
     def __init__(self, terms: list):
         self.terms = terms  # (held: the memo's key is their ids)
-        first, ndim = {}, 0
-        for t in terms:
-            for a in t:
-                if a.position not in first:
-                    first[a.position] = a
-                    if a.ndim > ndim:
-                        ndim = a.ndim
-        self.first, self.ndim = first, ndim
+        self.first, self.ndim = first, ndim = first_axes(terms)
         sizes = [1] * ndim
         for p, a in first.items():
             sizes[p] = a.size
@@ -426,13 +429,7 @@ def resolve(tensor, indices, ranges: dict, par_axis: int = 0, pattern: Pattern |
     With no ranges, `pattern` (the indices' Pattern) gives what depends on their axes."""
     if pattern is not None and not ranges:
         return resolve_whole(tensor, indices, par_axis, pattern)
-    axes, ndim = {}, 0
-    for idx in indices:
-        for a in idx.terms:
-            if a.position not in axes:
-                axes[a.position] = a
-                if a.ndim > ndim:
-                    ndim = a.ndim
+    axes, ndim = first_axes([idx.terms for idx in indices])
     shape = [1] * ndim
     empty = False
     for p, a in axes.items():

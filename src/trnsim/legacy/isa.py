@@ -31,7 +31,7 @@ from ..machine import runtime
 from ..machine.errors import NkiValidationError, UnsupportedError
 from ..machine.tensor import NkiTensor
 from ..numerics.dtypes import as_dtype, uint32
-from .indexing import Index, Predicate
+from .indexing import Index, Predicate, first_axes
 from .language import as_access, psum, sbuf
 from .ops import Grid, Pending, flush, psum_written, result_op, run_masked
 from .tensor import Access, LTensor, as_predicate
@@ -197,11 +197,7 @@ def _spans(grid: Grid, x) -> list[tuple[int, int]]:
         if pattern is not None:
             first = pattern.first
         else:
-            first = {}  # grid position -> its first axis (indices in order, terms in order)
-            for idx in x.indices:
-                for a in idx.terms:
-                    if a.position not in first:
-                        first[a.position] = a
+            first = first_axes([idx.terms for idx in x.indices])[0]
         out = []
         narrowed = grid.narrowed or x.operand_mask is not None
         for p, n in enumerate(shape):

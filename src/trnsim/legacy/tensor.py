@@ -14,7 +14,7 @@ import numpy as np
 
 from ..machine.errors import NkiValidationError
 from ..machine.tensor import NkiTensor, is_plain, unit_slice_bounds
-from .indexing import (Axis, Index, Predicate, grid_axes, key_to_indices,
+from .indexing import (Axis, Index, Predicate, first_axes, grid_axes, key_to_indices,
                        partition_kept, pattern_of, resolve, resolve_whole)
 
 
@@ -479,25 +479,18 @@ def _dynamic_view(access: Access, ranges: dict) -> NkiTensor:
 def resolve_shape(access: Access) -> tuple:
     """The shape of `access`: the size of the first axis at each grid position (as
     `grid_axes`), kept at least 2-D on chip."""
+    core = access.tensor.core  # (a pending tensor runs here, whatever the shape)
     pattern = access.pattern()
     if pattern is not None:
         ndim, shape = pattern.ndim, pattern.sizes
         if ndim >= 2:
-            access.tensor.core  # noqa: B018 - (as below)
             return shape
         shape = list(shape)
     else:
-        sizes, ndim = {}, 0
-        for idx in access.indices:
-            for a in idx.terms:
-                if a.position not in sizes:
-                    sizes[a.position] = a.size
-                    if a.ndim > ndim:
-                        ndim = a.ndim
+        first, ndim = first_axes([idx.terms for idx in access.indices])
         shape = [1] * ndim
-        for p, n in sizes.items():
-            shape[p] = n
-    core = access.tensor.core  # (a pending tensor runs here, whatever the shape)
+        for p, a in first.items():
+            shape[p] = a.size
     if ndim < 2 and core.on_chip:
         if ndim == 1 and partition_kept(access.indices, access.tensor.par_axis):
             shape = shape + [1]
