@@ -28,7 +28,8 @@ def _as_met(rows) -> tuple:
 
 
 @pytest.mark.parametrize("m, width, values", [(0, 1, 3), (1, 2, 3), (500, 1, 7),
-                                               (500, 3, 2), (2000, 5, 50)])
+                                               (500, 3, 2), (2000, 5, 50),
+                                               (5000, 1, 3000)])
 def test_numbered_rows_against_a_dict(m, width, values):
     keys = np.random.default_rng(m + width).integers(-values, values, (m, width))
     keys[: m // 3] <<= 40  # (bits the slot mask does not see but through the hash)

@@ -1360,7 +1360,59 @@ def numbered_rows(keys):
     index of its first occurrence (increasing), and each row's number among them (in
     that order): what np.unique's sorting gives renumbered in order of first occurrence
     (scheduler.py numbered_as_met), by a hash table."""
+    if keys.shape[1] == 1:  # (most callers: identities of objects)
+        return _numbered_values(keys[:, 0])
     return _numbered_rows(keys, np.arange(keys.shape[0]))
+
+
+@jit
+def _numbered_values(values):
+    """numbered_rows of a single column: its values kept in the table beside their
+    numbers (one read a probe, not three) and the table kept at most a quarter full
+    (shorter probes): ~4x as fast on the identity columns of the matmul tutorial."""
+    m = len(values)
+    size = 64  # (slots: grown fourfold when over a quarter full)
+    table = np.full(size, -1, np.int64)  # a group number per used slot
+    held = np.empty(size, np.int64)  # the value of each used slot
+    first = np.empty(m, np.int64)
+    which = np.empty(m, np.int64)
+    count = 0
+    for j in range(m):
+        v = values[j]
+        s = _value_hash(v) & (size - 1)
+        while True:
+            g = table[s]
+            if g < 0:
+                table[s] = count
+                held[s] = v
+                first[count] = j
+                which[j] = count
+                count += 1
+                if 4 * count > size:
+                    size *= 4
+                    table = np.full(size, -1, np.int64)
+                    held = np.empty(size, np.int64)
+                    for q in range(count):
+                        u = values[first[q]]
+                        t = _value_hash(u) & (size - 1)
+                        while table[t] >= 0:
+                            t = (t + 1) & (size - 1)
+                        table[t] = q
+                        held[t] = u
+                break
+            if held[s] == v:
+                which[j] = g
+                break
+            s = (s + 1) & (size - 1)
+    return first[:count].copy(), which
+
+
+@helper_inline
+def _value_hash(v):
+    """A hash of one int whose low bits mix in its high ones (identities are aligned:
+    their low bits alone are all alike)."""
+    h = v * 0x1E3779B97F4A7C15
+    return h ^ (h >> 29)
 
 
 @jit
