@@ -188,18 +188,15 @@ def inert_reads(cols) -> np.ndarray:
 
 def _inert_reads(cols) -> np.ndarray:
     inert = np.zeros(len(cols.acc), np.uint8)
-    hbm = np.flatnonzero((cols.shared[MAP] < 0)[cols.source])
-    if not len(hbm):
-        return inert
-    ins = np.searchsorted(cols.ptr, hbm, "right") - 1  # (each access's instruction)
-    write = hbm >= cols.wptr[ins]
     # each access's home map: its form's row pitch (as _pitched), 0 the flat map
-    forms, f = cols.forms, cols.shared[FORM][cols.source[hbm]]
+    forms = cols.forms
     pitches = forms[:, PITCH]
     homes = np.where((pitches != 0) & (forms[:, ROWS] > 1) & (forms[:, RUN] <= pitches),
                      pitches, 0)
-    home = np.where(f >= 0, homes[f], 0) if len(forms) else np.zeros(len(hbm), np.int64)
-    lo, hi = cols.acc[hbm, LO], cols.acc[hbm, HI]
+    hbm, write, home, lo, hi = _hbm_accesses(cols.ptr, cols.wptr, cols.acc, cols.shared,
+                                             cols.source, homes)
+    if not len(hbm):
+        return inert
     wlo, whi = lo[write], np.maximum(hi[write], lo[write] + 1)
     for pitch in sorted(set(homes.tolist()) | {0}):
         mine = np.flatnonzero(home == pitch)
@@ -213,6 +210,33 @@ def _inert_reads(cols) -> np.ndarray:
         quiet &= ~write[mine] & (hi[mine] > lo[mine])
         inert[hbm[mine[quiet]]] = 1
     return inert
+
+
+@jit
+def _hbm_accesses(ptr, wptr, acc, shared, source, homes):
+    """(at, write, home, lo, hi) of the HBM accesses (in row order): their rows, whether
+    each is a write, its home map's row pitch (homes: by form; 0, the flat map, for
+    none) and its bytes [lo, hi)."""
+    hbm = np.empty(len(acc), np.int64)
+    m = 0
+    for a in range(len(acc)):
+        if shared[MAP, source[a]] < 0:
+            hbm[m] = a
+            m += 1
+    write = np.empty(m, np.bool_)
+    home = np.empty(m, np.int64)
+    lo = np.empty(m, np.int64)
+    hi = np.empty(m, np.int64)
+    i = 0
+    for j in range(m):
+        a = hbm[j]
+        while ptr[i + 1] <= a:  # (the access's instruction)
+            i += 1
+        write[j] = a >= wptr[i]
+        f = shared[FORM, source[a]]
+        home[j] = homes[f] if f >= 0 else 0
+        lo[j], hi[j] = acc[a, LO], acc[a, HI]
+    return hbm[:m].copy(), write, home, lo, hi
 
 
 def _unreached(a_lo, a_hi, r_lo, r_hi, touching) -> np.ndarray:
