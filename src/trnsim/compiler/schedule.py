@@ -40,6 +40,7 @@ import heapq
 from array import array
 from dataclasses import dataclass, field
 from functools import cached_property
+from itertools import repeat
 from operator import itemgetter
 
 import numpy as np
@@ -165,8 +166,9 @@ class _ListScheduler:
         self.attrs_ids = taken_ids(program, "attrs")
         self.attrs = attrs = self.attrs_ids.base  # (the attrs, an object array)
         first, which = numbered(self.attrs_ids, self.compiled)  # (loop copies share attrs)
-        flags = np.array([len(attrs[i].get("engines", ()) or ()) > 1
-                          for i in first.tolist()], np.uint8)
+        engines = map(dict.get, attrs[first].tolist(), repeat("engines"))
+        flags = np.zeros(len(first), np.uint8)  # (traced ones: a dict each, most without)
+        flags[[k for k, e in enumerate(engines) if e and len(e) > 1]] = 1
         self.floating = bytearray(flags[which].tobytes())
         self.succ: list = []  # per instruction: its (successor, kind) pairs
         self.npred = [0] * n  # (an array where the compiled dependency pass made it)

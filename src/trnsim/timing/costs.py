@@ -344,10 +344,12 @@ def _values(dicts: list, names: tuple) -> np.ndarray:
         return identities(chain.from_iterable(map(itemgetter(*names), dicts)),
                           m * len(names)).reshape(m, len(names))
     except KeyError:
-        out = np.empty((m, len(names)), np.int64)
+        out = np.full((m, len(names)), id(_ABSENT[0]), np.int64)
+        present = set().union(*dicts)  # (a name no dict has: no pass over them)
         for c, name in enumerate(names):
-            out[:, c] = identities(map(dict.get, dicts, repeat(name), repeat(_ABSENT[0])),
-                                   m)
+            if name in present:
+                out[:, c] = identities(map(dict.get, dicts, repeat(name),
+                                           repeat(_ABSENT[0])), m)
         return out
 
 
