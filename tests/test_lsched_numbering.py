@@ -66,3 +66,14 @@ def test_compute_costs_with_the_callers_numbers(monkeypatch):
     (ids, given, read, one_by_one), = seen
     assert ids is not None and len(given)
     assert all(map(lambda x, y, z: x is y is z, given, read, one_by_one))
+
+
+def test_attrs_values_by_name_where_dicts_lack_some():
+    """costs._values: each dict's value of each name by identity, _ABSENT's where it
+    has none (a name no dict has too), as dict.get reads them one by one."""
+    a, b = object(), object()
+    dicts = [{"op": a}, {"op": b, "value": a}, {}, {"op": a, "k": None}]
+    for names in (("op", "value", "n", "k"), ("op", "n")):
+        want = [[id(d.get(name, costs._ABSENT[0])) for name in names] for d in dicts]
+        assert costs._values(dicts, names).tolist() == want
+    assert costs._values(dicts[1:2], ("op", "value")).tolist() == [[id(b), id(a)]]
