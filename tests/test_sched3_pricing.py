@@ -11,7 +11,7 @@ import trnsim  # noqa: E402
 from benchmarks import fidelity as fb  # noqa: E402
 from trnsim.timing import access_columns as ac  # noqa: E402
 from trnsim.timing import columns  # noqa: E402
-from trnsim.timing.compiled_deps import transfer_heads  # noqa: E402
+from trnsim.timing.compiled_deps import transfer_heads, transfer_sides  # noqa: E402
 from trnsim.timing.costs import priced  # noqa: E402
 from trnsim.timing.scheduler import _Scheduler  # noqa: E402
 
@@ -37,7 +37,8 @@ def test_transfer_heads_against_a_dict_of_rows():
     source = rng.integers(0, 4, m).astype(np.int32)
     op, attrs = rng.integers(0, 2, n), rng.integers(0, 2, n)
     at = np.sort(rng.choice(n, 200, replace=False))
-    one, first = transfer_heads(at, ptr, wptr, acc, shared, source, op, attrs)
+    one, first = transfer_heads(at, ptr, wptr, acc, source, transfer_sides(shared),
+                                op, attrs)
     sizes = shared[:, source]  # (by row)
     rows = []
     for i in at.tolist():

@@ -14,7 +14,7 @@ their users share:
   and the first kind found for each, in program order with its reader keys (an
   instruction's own index for compute engines: no two share one).
 
-(With them, two hash-table passes of the pricing and the list scheduler: `transfer_heads`,
+(With them, hash-table passes of the pricing and the list scheduler: `transfer_heads`,
 the transfers priced alike, and `numbered_rows`, the distinct rows of an int array.)
 
 All maps share one byte axis (map m's bytes at m << 48: the on-chip maps, then the flat
@@ -1345,18 +1345,36 @@ def _grow(boxes, x, y, p_lo, p_hi, lo, hi):
 
 
 @jit
-def transfer_heads(at, ptr, wptr, acc, shared, source, op, attrs):
+def transfer_sides(shared):
+    """(write, read): per access number of the access columns (`shared`), a number for
+    the fields DMA pricing reads of a transfer's write (space, bytes, contiguous bytes
+    and the shape's first dimension) and of its read (role, space, bytes, contiguous
+    bytes): equal numbers, equal fields (transfer_heads' rows)."""
+    m = shared.shape[1]
+    write = np.empty((m, 4), np.int64)
+    read = np.empty((m, 4), np.int64)
+    for a in range(m):
+        write[a, 0], write[a, 1] = shared[SPACE, a], shared[BYTES, a]
+        write[a, 2], write[a, 3] = shared[CONTIGUOUS, a], shared[SHAPE, a]
+        read[a, 0], read[a, 1] = shared[ROLE, a], shared[SPACE, a]
+        read[a, 2], read[a, 3] = shared[BYTES, a], shared[CONTIGUOUS, a]
+    rows = np.arange(m)
+    return _numbered_rows(write, rows)[1], _numbered_rows(read, rows)[1]
+
+
+@jit
+def transfer_heads(at, ptr, wptr, acc, source, sides, op, attrs):
     """(one, first) of the instructions `at` (DMAs; op, attrs: a number per
-    instruction for its opcode and its attrs values DMA pricing reads; acc, shared,
-    source: the access columns'): which have one read and one write,
-    and for those the position in `at` of the first with the same row of the fields
-    DMA pricing reads (costs.py `_dma_costs_grouped`): op, attrs, the write's space,
-    bytes, contiguous bytes, partitions and shape, the read's role, space, bytes,
-    contiguous bytes and partitions (the role by identity, the shape by its first
-    dimension), the rows hashed;
-    -1 for the others."""
+    instruction for its opcode and its attrs values DMA pricing reads; acc, source:
+    the access columns'; sides: transfer_sides of their `shared`): which have one read
+    and one write, and for those the position in `at` of the first with the same row
+    of the fields DMA pricing reads (costs.py `_dma_costs_grouped`): op, attrs, the
+    write's space, bytes, contiguous bytes, partitions and shape, the read's role,
+    space, bytes, contiguous bytes and partitions (the role by identity, the shape by
+    its first dimension; the access number's fields by their transfer_sides number),
+    the rows hashed; -1 for the others."""
     m = len(at)
-    keys = np.zeros((m, 14), np.int64)
+    keys = np.zeros((m, 8), np.int64)
     one = np.zeros(m, np.bool_)
     first = np.full(m, -1, np.int64)
     for j in range(m):
@@ -1366,12 +1384,8 @@ def transfer_heads(at, ptr, wptr, acc, shared, source, op, attrs):
             continue
         one[j] = True
         k = keys[j]
-        k[0], k[1] = op[i], attrs[i]
-        sw, sr = source[w], source[r]
-        k[2], k[3], k[4] = shared[SPACE, sw], shared[BYTES, sw], shared[CONTIGUOUS, sw]
-        k[5], k[6], k[7] = acc[w, P_LO], acc[w, P_HI], shared[SHAPE, sw]
-        k[8], k[9], k[10] = shared[ROLE, sr], shared[SPACE, sr], shared[BYTES, sr]
-        k[11], k[12], k[13] = shared[CONTIGUOUS, sr], acc[r, P_LO], acc[r, P_HI]
+        k[0], k[1], k[2], k[3] = op[i], attrs[i], sides[0][source[w]], sides[1][source[r]]
+        k[4], k[5], k[6], k[7] = acc[w, P_LO], acc[w, P_HI], acc[r, P_LO], acc[r, P_HI]
     rows = np.flatnonzero(one)
     heads, which = _numbered_rows(keys, rows)
     first[rows] = rows[heads][which]

@@ -197,7 +197,8 @@ def _dma_costs_grouped(instrs, cols, cost, dma=None, ids=None) -> list:
     the fields of their accesses read off the access columns `cols`:
     compiled_deps.transfer_heads): equal such rows have equal memo keys, so the same
     dicts as one by one. A block of transfers at a time (its rows of keys at once)."""
-    from .compiled_deps import transfer_heads  # (numba: loaded where columns are made)
+    # (numba: loaded where columns are made)
+    from .compiled_deps import transfer_heads, transfer_sides
 
     n = len(instrs)
     if dma is None:
@@ -212,19 +213,25 @@ def _dma_costs_grouped(instrs, cols, cost, dma=None, ids=None) -> list:
     else:
         ops = ids[0]
         attrs[dma] = _attrs_numbers(ids[1], dma, _DMA_ATTRS)
-    out = np.empty(n, object)  # (None where not set)
+    sides = transfer_sides(cols.shared)
+    # each transfer's result: results[held[k]] (one list: a fancy index makes the
+    # object array once)
+    results = [None]
+    held = np.zeros(n, np.int64)
     for b in range(0, len(dma), _PRICED_AT_ONCE):
         block = dma[b:b + _PRICED_AT_ONCE]
-        one, first = transfer_heads(block, cols.ptr, cols.wptr, cols.acc, cols.shared,
-                                    cols.source, ops, attrs)
+        one, first = transfer_heads(block, cols.ptr, cols.wptr, cols.acc, cols.source,
+                                    sides, ops, attrs)
         others = block[~one]
-        out[others] = [cost(instrs[i]) for i in others.tolist()]
+        held[others] = np.arange(len(results), len(results) + len(others))
+        results += [cost(instrs[i]) for i in others.tolist()]
         heads = np.flatnonzero(first == np.arange(len(block)))
-        costs = np.empty(len(block), object)
+        number = np.empty(len(block), np.int64)
+        number[heads] = np.arange(len(results), len(results) + len(heads))
         # (in program order, as one by one)
-        costs[heads] = [cost(instrs[i]) for i in block[heads].tolist()]
-        out[block[one]] = costs[first[one]]
-    return out.tolist()
+        results += [cost(instrs[i]) for i in block[heads].tolist()]
+        held[block[one]] = number[first[one]]
+    return np.fromiter(results, object, len(results))[held].tolist()
 
 
 _PRICED_AT_ONCE = 1 << 13  # transfers grouped at a time
