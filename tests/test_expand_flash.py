@@ -40,17 +40,18 @@ def _timing_only(kwargs):
 
 
 @pytest.mark.parametrize("S, chunk, causal, iterations, by_tail", [
-    # 512-key chunks: query pairs 8 and 9 enter it with 5 chunks, ..., 14 and 15 with
-    # 8; 8 notes it, 9 makes the model (iterations 0..2 run, the last misses it, 3
-    # checks it) and 10.. run iteration 0 alone and append up to the one before the last;
-    # the diagonal chunk has two structures (odd and even pairs), seen twice by pair 12:
-    # 13 and 15 append the one before the last too (its accesses those of 12's and 14's
-    # check), checked by the last
-    (4096, 512, True, 2 * (3 + 4 + 5) + 2, 2),
-    # the bench's shape: pairs 16..19 enter it with 5 chunks, ..., 28..31 with 8; four
-    # diagonal structures, seen twice by pair 24: 25..27 and 29..31 (not 28, the first
-    # of 8 chunks)
-    (8192, attention.K_CHUNK, True, 2 * 2 + 4 * (3 + 4 + 5) + 6, 6),
+    # 512-key chunks: query pairs 6 and 7 enter it with 4 chunks, ..., 14 and 15 with
+    # 8; 6 notes it, 7 makes the model from iterations 0..2 (none left to append: its
+    # last misses the model and is noted as a tail) and 8.. run iteration 0 alone and
+    # append up to the one before the last; the diagonal chunk has two structures (odd
+    # and even pairs), seen twice by pair 10: 11, 13 and 15 append the one before the
+    # last too (its accesses those of 10's, 12's and 14's check), checked by the last
+    (4096, 512, True, 2 * (2 + 3 + 4 + 5) + 3, 3),
+    # the bench's shape: pairs 12..15 enter it with 4 chunks, ..., 28..31 with 8; 12
+    # notes it, 13 makes the model, 14 and 15 append one iteration each; four diagonal
+    # structures, seen twice by pair 20: 21..23, 25..27 and 29..31 (not 24 and 28, the
+    # first of 7 and of 8 chunks)
+    (8192, attention.K_CHUNK, True, 2 + 4 * (2 + 3 + 4 + 5) + 9, 9),
     (4096, 512, False, 28, 0),  # no triangle: the loop over query pairs expands too
 ])
 def test_flash_attention_expands_its_key_chunk_loop_to_a_full_runs_record(
@@ -135,15 +136,16 @@ def test_a_growing_inner_loop_whose_last_iteration_differs_reuses_its_model(monk
     kernel, x = _triangle(12)
     full, fast = _both(monkeypatch, lambda: _run(kernel, x))
     st = _stats(fast)
-    # entries of 5 iterations and more (q >= 3): q = 3's body is noted, q = 4 samples
+    # entries of 4 iterations and more (q >= 2): q = 2's body is noted, q = 3 samples
     # iterations 1 and 2, whose step iteration 0 continues (its reads of acc, made
-    # before the loop, stand for those of the tile one step back), appends 3 and checks
-    # 4 before 5 (its last iteration differs); q = 5.. run iteration 0 alone, append
-    # 1..q - 1 from it and check q before the last. (Their last iterations would predict
-    # the later ones', but no entry ran iteration q in full before entry q: its reads of
-    # x there were never checked, and it is not appended: expand_tail.places)
+    # before the loop, stand for those of the tile one step back) and appends 3, which
+    # the last iteration (it differs) does not confirm: 3 runs and checks the model,
+    # and the last runs again; q = 4.. run iteration 0 alone, append 1..q - 1 from it
+    # and check q before the last. (Their last iterations would predict the later ones', but no entry ran
+    # iteration q in full before entry q: its reads of x there were never checked, and
+    # it is not appended: expand_tail.places)
     assert len(st.last_differs) == 1 and st.remodelled == 0 and st.fallbacks == 0
-    assert st.iterations == 1 + sum(q - 1 for q in range(5, 12))
+    assert st.iterations == sum(q - 1 for q in range(4, 12))
     assert _tail_checks(st) == 0
     assert len(fast.program) == len(full.program) == sum(
         4 + 40 * (q + 2) for q in range(12))  # (2 memsets, the last add, the store)
@@ -159,20 +161,21 @@ def _without_tails(monkeypatch, go):
 
 def test_entries_of_equal_trip_counts_check_their_model_by_the_last_iteration(
         monkeypatch):
-    """Entries in pairs of equal trip counts (q // 2 + 2): q = 7 makes the model and 8
-    reuses it, each checking it by the iteration before the last and noting the last
-    (one structure, at two indices); from then on the second entry of each pair, whose
-    iteration before the last the first ran in full, appends it too and checks the
-    model by the last (the frame's q as the model has it, the other numbers moving
+    """Entries in pairs of equal trip counts (q // 2 + 2): q = 4 notes the loop, 5 makes
+    the model (its last iteration, the only one after its samples, misses it and is
+    noted) and 6 reuses it, checking it by the iteration before the last and noting the
+    last (one structure, at two indices); from then on the second entry of each pair,
+    whose iteration before the last the first ran in full, appends it too and checks
+    the model by the last (the frame's q as the model has it, the other numbers moving
     with the record or the index as in the tails noted)."""
     kernel, x = _triangle(16, group=2)
     full, fast = _both(monkeypatch, lambda: _run(kernel, x))
     st = _stats(fast)
     (tails,) = st.tails.values()
-    assert (tails.checked, tails.misses) == (4, 0)  # entries 9, 11, 13 and 15
+    assert (tails.checked, tails.misses) == (5, 0)  # entries 7, 9, 11, 13 and 15
     base = _stats(_without_tails(monkeypatch, lambda: _run(kernel, x)))
     assert _tail_checks(base) == 0
-    assert (st.loops, st.iterations) == (base.loops, base.iterations + 4)
+    assert (st.loops, st.iterations) == (base.loops, base.iterations + 5)
     assert (st.fallbacks, st.remodelled) == (0, 0)
 
 
@@ -187,9 +190,9 @@ def test_a_last_iteration_off_its_tails_prediction_is_checked_by_the_one_before(
     full, fast = _both(monkeypatch, lambda: _run(kernel, x))
     st = _stats(fast)
     (tails,) = st.tails.values()
-    assert (tails.misses, tails.checked) == (1, 3)
+    assert (tails.misses, tails.checked) == (1, 4)  # (7, 9, 11 and 13 or 15)
     base = _stats(_without_tails(monkeypatch, lambda: _run(kernel, x)))
-    assert st.iterations == base.iterations + 3
+    assert st.iterations == base.iterations + 4
     assert (st.fallbacks, st.remodelled) == (0, 0)
 
 
@@ -300,3 +303,48 @@ def test_short_entries_that_decline_cost_one_try_per_length(monkeypatch):
     assert (st.declined, st.fallbacks, st.remodelled) == (1, 0, 0)
     # the first entry of 12 samples 1..4 and checks 11; the second appends 1..10
     assert (st.loops, st.iterations) == (2, 6 + 10)
+
+
+def _equal_trips(entries, trip, short_by=0):
+    """`entries` entries of a sequential loop of `trip` iterations (33 instructions
+    each); entry e reads blocks e..e + trip - 1 of x, which ends `short_by` columns
+    early."""
+    @nki.jit
+    def kernel(x):
+        out = nl.ndarray((128, 8), nl.float32, buffer=nl.hbm)
+        for e in tuple(range(entries)):  # (a tuple: iterated without expansion)
+            for k in nl.sequential_range(trip):
+                col = (e + k) * 8
+                t = nl.ndarray((128, 8), nl.float32, buffer=nl.sbuf)
+                nisa.dma_copy(dst=t, src=x[:, col:col + 8])  # x short: here
+                for _ in (0,) * 31:
+                    nisa.tensor_scalar(dst=t, data=t, op0=nl.multiply, operand0=1.0)
+                nisa.dma_copy(dst=out, src=t)
+        return out
+    return kernel, np.zeros((128, 8 * (entries + trip - 1) - short_by), np.float32)
+
+
+def test_entries_too_short_to_append_after_the_samples_make_the_model(monkeypatch):
+    """Entries of FEW + 2 iterations: the first notes the loop's body, the second runs
+    iteration 0, samples 1..FEW and runs the last, which confirms the model (none is
+    appended: `expand._learning`); the later ones run iteration 0, append 1..FEW from
+    it and check the model by the last. Every record is a full run's."""
+    assert expand._LEARNING == expand.FEW + 2 == 4
+    kernel, x = _equal_trips(6, 4)
+    _, fast = _both(monkeypatch, lambda: _run(kernel, x))
+    st = _stats(fast)
+    assert (st.loops, st.iterations, st.instructions) == (4, 4 * 2, 4 * 2 * 33)
+    assert (st.declined, st.fallbacks, st.remodelled) == (0, 0, 0)
+    assert not st.last_differs and not st.tails
+    # entries of FEW + 1 iterations have none to append after iteration 0 either way
+    kernel, x = _equal_trips(6, 3)
+    _, fast = _both(monkeypatch, lambda: _run(kernel, x))
+    assert fast.__dict__.get("expansion") is None or _stats(fast).iterations == 0
+
+
+def test_an_error_in_a_late_entry_after_a_model_made_without_appending(monkeypatch):
+    """x ends a block early: the last entry's last iteration, which checks the model
+    the second entry made, fails, and the kernel runs again in full and fails there."""
+    kernel, x = _equal_trips(6, 4, short_by=8)
+    message = _failed_as_a_full_run(monkeypatch, kernel, x)
+    assert "index range [64, 71]" in message and "x short: here" in message

@@ -43,7 +43,10 @@ it: a loop whose last iteration differs alone (a tail, causal flash attention's
 diagonal chunk) is checked so on its later entries straight away, until the tails of
 its earlier entries predict this entry's (each structure they showed seen twice:
 machine/expand_tail.py); its last iteration then checks the model by that prediction,
-and the one before it is appended too.
+and the one before it is appended too. An entry of a short loop entered again with
+none to append after iteration 0 and its samples (FEW + 2 iterations: `_learning`) runs
+every iteration but makes the model for the later entries (the last tells whether it
+differs alone): causal flash attention's entries of 4 key chunks.
 
 It runs every iteration when:
 - numerics are on (values are computed per iteration), `TRNSIM_EXPAND=0`, the loop has
@@ -128,6 +131,9 @@ _SAMPLING = ((SAMPLES, (1,)), (8, (2, 4)))
 # double-buffered loop, moe_tkg's experts, is appended from a wrong step and run
 # again, +30% on that kernel, for -17% on block_mnk)
 FEW = 2
+# iterations of an entry that samples a model it cannot use (iteration 0, FEW samples,
+# the last: none left to append) for the loop's later entries: `_learning`
+_LEARNING = FEW + 2
 ENV = "TRNSIM_EXPAND"
 
 _LOOP_FILES: set = set()  # front-end modules whose frames sit between a loop and its body
@@ -271,19 +277,19 @@ def iterate(rng: range, before=None, for_statement: bool = False):
 
 
 def _fewest_iterations(stats, site) -> int:
-    """The fewest iterations an entry of the loop at `site` may expand: FEW + 3 (one to
-    append after a short loop's samples: `_heavy_enough` tells whether it is sampled);
-    3 for one with a model, whose entry samples none (iteration 0 runs, 1.. are
-    appended, the last checks them), or 4 when its last iteration differs alone (the
-    one before it checks them): the key-chunk loop of causal flash attention, whose
-    trip count grows with the query tile. More after a short entry declined
-    (`_short_declined`)."""
+    """The fewest iterations an entry of the loop at `site` may sample: FEW + 2 (a short
+    loop's samples and its last, none to append: `_learning`; `_heavy_enough` tells
+    whether it is sampled); 3 for one with a model, whose entry samples none (iteration
+    0 runs, 1.. are appended, the last checks them), or 4 when its last iteration
+    differs alone (the one before it checks them): the key-chunk loop of causal flash
+    attention, whose trip count grows with the query tile. More after a short entry
+    declined (`_short_declined`)."""
     if stats is None:
-        return FEW + 3
+        return _LEARNING
     fewest = stats.short_sites.get(site, 0)
     if site in stats.known:
         return max(fewest, _FEWEST + (site in stats.last_differs))
-    return max(fewest, FEW + 3)
+    return max(fewest, _LEARNING)
 
 
 def _too_light(stats, site, total: int) -> bool:
@@ -315,7 +321,7 @@ def _noting_body(run, rng: range, before, stats, site):
         before(0)
     yield rng[0]
     if len(run.program.instructions) - at >= REENTERED_BODY:
-        stats.short_sites[site] = FEW + 3
+        stats.short_sites[site] = _LEARNING
     yield from _plain(rng, before, 1)
 
 
@@ -326,7 +332,7 @@ def _heavy_enough(stats, site, body: int) -> bool:
     where such bodies were seen)."""
     noted = site in stats.short_sites
     if not noted and body >= REENTERED_BODY:
-        stats.short_sites[site] = FEW + 3
+        stats.short_sites[site] = _LEARNING
     return body >= HEAVY_BODY or noted and body >= REENTERED_BODY
 
 
@@ -337,6 +343,8 @@ def _expanding(run, rng: range, before, frame, site, marks: list, stats, start):
     total = len(rng)
     core = runtime.current_core().id
     known = stats.known.get(site)
+    if known is None and marks[0] is not None and total == _LEARNING:
+        return (yield from _learning(run, rng, before, frame, site, marks, stats, core))
     sampling = _SAMPLING
     if known is not None:  # no sample when iteration 0 repeats the model, else one
         sampling = ((RESAMPLES, (1,)), *_SAMPLING)
@@ -435,6 +443,43 @@ def _expanding(run, rng: range, before, frame, site, marks: list, stats, start):
         if plan.last_sampled == 0 and plan.carried:
             stats.zero_misses.add(site)
         known, sampling = None, _SAMPLING
+
+
+def _learning(run, rng: range, before, frame, site, marks: list, stats, core):
+    """Every iteration of an entry with none to append after iteration 0 and the FEW
+    samples (`_LEARNING`, a short loop entered again whose trip count grows: causal
+    flash attention's key chunks, 4 of them for query tiles 24-31 of 64): their model
+    serves the loop's later entries (`stats.known`) as one made where iterations were
+    appended would. The last iteration, run for real, tells whether it differs alone
+    (a tail, noted as `_expanding` notes one: `stats.last_differs`, `stats.tails`).
+    Returns the first iteration left to run (the last, when the samples decline)."""
+    while len(marks) <= FEW + 1:
+        n = len(marks) - 1
+        if before is not None:
+            before(n)
+        yield rng[n]
+        marks.append(Mark(run, frame, marks[-1]))
+    last = len(rng) - 1
+    plan, _ = Plan.derive(run, marks[1:], core, (1,), None, None,
+                          (marks[0], _loop_target(frame)))
+    if plan is None:
+        stats.declined += 1
+        _short_declined(stats, site, len(rng), False)
+        return last
+    mark = Mark(run, frame, lists_only=True)
+    if before is not None:
+        before(last)
+    yield rng[last]
+    stats.known[site] = (plan.key, plan.drift, plan.layout)
+    if plan.matches(run, mark, last, frame):
+        stats.last_differs.discard(site)
+        return len(rng)
+    stats.last_differs.add(site)
+    tails = stats.tails.setdefault(site, expand_tail.Tails())
+    if tails.misses < expand_tail.GIVE_UP:
+        tails.note_ran(plan, last - 1)
+        tails.note_state(run, plan, mark, Mark(run, frame), marks[1], last)
+    return len(rng)
 
 
 def _checked(run, rng: range, before, frame, plan, first: int, check: int, stats,
