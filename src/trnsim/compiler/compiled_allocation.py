@@ -875,7 +875,9 @@ def _rewrite(program, fields, access, rows, touched, lo, hi, plan, renumber) -> 
 def _defer_move(program, rows, touched) -> None:
     """Give each instruction of the allocated `program` with an access at `rows` of its
     access columns (`touched`: those instructions) its physical accesses when first read:
-    until then it holds its virtual reads and writes, as an _Unplaced of this program.
+    until then it holds its virtual reads and writes, as an _Unplaced of this program
+    (or, a loop copy whose own are not made yet, its template's, of its block's class,
+    which the move takes where it moves every copy of that class: `take_blocks`).
     The passes after the allocation read the access columns, and the cost model the
     operands' fields other than lo and hi (machine/record.py `held_reads`), so a
     timing-only profile never makes them."""

@@ -638,8 +638,8 @@ class _PendingOperands:
     pending blocks of an outer loop's copies whose template holds some not made yet:
     `holds`)."""
     __slots__ = ("operands", "nums", "n", "width", "allocs", "placed", "same", "by_column",
-                 "ids", "program", "start", "index0", "deferred", "live", "alive", "singles",
-                 "row_made", "stash", "peeks", "dependents", "holds")
+                 "ids", "program", "start", "index0", "deferred", "live", "alive",
+                 "singles", "row_made", "stash", "peeks", "dependents", "holds")
 
     def __init__(self, operands: Operands, nums, n, allocs, placed, by_column, program):
         self.operands, self.n, self.allocs, self.placed = operands, n, allocs, placed

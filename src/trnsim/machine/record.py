@@ -169,7 +169,7 @@ class _Deferred(MadeWhenRead):
     `deferred_instructions`): it holds its template's tuples until they are made (those
     of its copy of the template, or of every copy of its block: `_PendingOperands.make`).
     Its death counts down the block's copies left to make (`_PendingOperands.died`).
-    An allocation that takes every copy of a block, none made, gives the block's class
+    An allocation that moves every copy of a block still of its class gives the class
     its pending move (`_pending`, `__del__`: compiler/compiled_allocation.py
     `_PendingMove.take_blocks`), in place of giving each copy another class."""
     __slots__ = ()
@@ -215,8 +215,9 @@ def compared_operands(ins) -> tuple:
 
 def pending_operands(instrs: list) -> tuple:
     """The pending operands (`deferred_instructions`) of the deferred copies among
-    `instrs`, each with the number of its copies there (a list of two), and where those lie: rows of
-    (start, stop, the pending's number) of runs of `instrs`, None where there are none.
+    `instrs`, each with the number of its copies there (a list of the two), and where
+    those lie: rows of (start, stop, the pending's number) of runs of `instrs`, None
+    where there are none.
     For a pass that gives them another class over their held tuples (the allocation's
     `_Unplaced`, compiler/compiled_allocation.py), which has them made (`.give`) before
     it reads those tuples."""
