@@ -30,7 +30,7 @@ def test_instructions_from_columns_are_the_class_calls():
 
 class _Pending:
     """A block's pending operands as record.deferred_instructions uses them: `make` gives
-    a copy its own reads and writes (here: each read doubled), `let_go` counts deaths."""
+    a copy its own reads and writes (here: each read doubled), `died` counts deaths."""
 
     def __init__(self):
         self.made, self.dead, self.deferred = [], 0, None
@@ -39,8 +39,8 @@ class _Pending:
         self.made.append(ins.index)
         set_operands([ins], [held_reads(ins) * 2], [held_writes(ins)], self.deferred)
 
-    def let_go(self, count: int = 1):
-        self.dead += count
+    def died(self):
+        self.dead += 1
 
 
 def test_deferred_instructions_hold_their_template_tuples_until_read():

@@ -875,7 +875,9 @@ def _rewrite(program, fields, access, rows, touched, lo, hi, plan, renumber) -> 
 def _defer_move(program, rows, touched) -> None:
     """Give each instruction of the allocated `program` with an access at `rows` of its
     access columns (`touched`: those instructions) its physical accesses when first read:
-    until then it holds its virtual reads and writes, as an _Unplaced of this program.
+    until then it holds its virtual reads and writes, as an _Unplaced of this program
+    (or, a loop copy whose own are not made yet, its template's, of its block's class,
+    which the move takes where it moves every copy of that class: `take_blocks`).
     The passes after the allocation read the access columns, and the cost model the
     operands' fields other than lo and hi (machine/record.py `held_reads`), so a
     timing-only profile never makes them."""
@@ -895,7 +897,13 @@ def _defer_move(program, rows, touched) -> None:
     # `deferred_instructions`)
     unplaced = type("_Unplaced", (_Unplaced,), {"__slots__": (), "_pending": pending,
                                                 "__del__": pending.let_go})
-    deque(map(setattr, mine, repeat("__class__"), repeat(unplaced)), 0)
+    pending.classes = {unplaced}
+    at = 0
+    for start, stop in pending.take_blocks():  # (their copies keep their class)
+        deque(map(setattr, mine[at:start], repeat("__class__"), repeat(unplaced)), 0)
+        at = stop
+    deque(map(setattr, mine[at:] if at else mine, repeat("__class__"), repeat(unplaced)),
+          0)
 
 
 class _PendingMove:
@@ -929,9 +937,27 @@ class _PendingMove:
         self.spans = None  # (their positions, their first rows (and len(rows)))
         # the loop copies among them whose virtual accesses are not made yet, made
         # first (machine/record.py pending_operands: their held tuples are templates'),
-        # as (their block's pending operands, how many), and where they lie; counted by
-        # their blocks until let go of
+        # as [their block's pending operands, how many], and where they lie; counted by
+        # their blocks until let go of (or given theirs)
         self.deferred, self.runs = [], None
+        self.classes: set = set()  # (of the instructions it makes: `take_blocks`)
+
+    def take_blocks(self) -> list:
+        """Give this move the class of each block of loop copies all of whose copies not
+        made yet it holds: reading one then makes it here, and its death counts down here,
+        as an _Unplaced's (one class changed, not each copy's; machine/record.py
+        `_Deferred`). Returns the (start, stop) among them of those blocks' runs, in
+        order."""
+        taken = set()
+        for j, (block, count) in enumerate(self.deferred):
+            cls = block.deferred
+            if count == block.alive:  # (all those still of its class are here)
+                cls._pending, cls.__del__ = self, self.let_go
+                self.classes.add(cls)
+                taken.add(j)
+        if not taken:
+            return []
+        return [(s, e) for s, e, j in self.runs.tolist() if j in taken]
 
     def make(self, ins) -> None:
         """Make the physical accesses of `ins`, an _Unplaced of this pending move (and
@@ -946,7 +972,7 @@ class _PendingMove:
             if len(instrs) > touched[-1]:
                 mine = np.fromiter(instrs, object, len(instrs))[touched]
                 if np.array_equal(np.frombuffer(mine, np.intp), self.ids) and \
-                        set(map(type, mine)) == {type(ins)}:
+                        set(map(type, mine)) <= self.classes:
                     self._copies_made(mine)
                     self._all(mine, touched)
                     return
@@ -977,9 +1003,11 @@ class _PendingMove:
         owner = np.repeat(j, size)
         order = np.argsort(owner, kind="stable")
         cuts = np.searchsorted(owner[order], np.arange(1, len(self.deferred)))
-        for (pending, _), at in zip(self.deferred, np.split(slots[order], cuts)):
-            copies = mine[at].tolist()
+        for entry, at in zip(self.deferred, np.split(slots[order], cuts)):
+            pending, copies = entry[0], mine[at].tolist()
             pending.give(copies, pending.positions(copies))
+            if pending.deferred._pending is self:  # (given back by their block)
+                entry[1] = 0
 
     def _copy_made(self, ins, k: int) -> None:
         """Make those of `ins`, the k-th of them, where it is such a copy."""
@@ -988,8 +1016,11 @@ class _PendingMove:
             return
         j = int(np.searchsorted(runs[:, 0], k, "right")) - 1
         if j >= 0 and k < runs[j, 1]:
-            pending = self.deferred[runs[j, 2]][0]
+            entry = self.deferred[runs[j, 2]]
+            pending = entry[0]
+            taken = type(ins) is pending.deferred  # (its block's class: given back there)
             pending.give([ins], [pending.position(ins)])
+            entry[1] -= taken
 
     def _all(self, mine, touched) -> None:
         (acc, ptr, wptr), rows = self.cols, self.rows.astype(np.int64)

@@ -638,8 +638,8 @@ class _PendingOperands:
     pending blocks of an outer loop's copies whose template holds some not made yet:
     `holds`)."""
     __slots__ = ("operands", "nums", "n", "width", "allocs", "placed", "same", "by_column",
-                 "ids", "program", "start", "index0", "deferred", "live", "singles",
-                 "row_made", "stash", "peeks", "dependents", "holds")
+                 "ids", "program", "start", "index0", "deferred", "live", "alive",
+                 "singles", "row_made", "stash", "peeks", "dependents", "holds")
 
     def __init__(self, operands: Operands, nums, n, allocs, placed, by_column, program):
         self.operands, self.n, self.allocs, self.placed = operands, n, allocs, placed
@@ -650,6 +650,7 @@ class _PendingOperands:
         self.program, self.start = weakref.ref(program), len(program.instructions)
         self.ids = self.index0 = self.deferred = None
         self.live = 0
+        self.alive = 0  # (its copies still of its class)
         self.singles = 0
         self.row_made = None  # (per copy: its operands made)
         self.stash = {}  # position -> (reads, writes) of one of a copy made, not given yet
@@ -670,6 +671,7 @@ class _PendingOperands:
         self.ids = identities(made).copy()
         self.index0 = made[0].index
         self.live += len(made)
+        self.alive = len(made)
         return made
 
     def make(self, ins) -> None:
@@ -728,6 +730,7 @@ class _PendingOperands:
                     outer.given(j, np.asarray(at).tolist(), reads, writes)
         reverted = sum(set_operands(instrs, reads, writes, self.deferred)
                        for instrs, _, reads, writes in parts)
+        self.alive -= reverted
         if not stash and self.row_made.all():
             self._let_go_all()
         self.let_go(reverted)
@@ -774,6 +777,13 @@ class _PendingOperands:
             return np.arange(len(ids))
         order = np.argsort(ids)
         return order[np.searchsorted(ids, of, sorter=order)]
+
+    def died(self) -> None:
+        """One of its copies of its class died."""
+        self.alive -= 1
+        self.live -= 1
+        if not self.live:
+            self._let_go_all()
 
     def let_go(self, count: int = 1) -> None:
         """`count` of them are not of their class any more (given their operands, or

@@ -168,7 +168,10 @@ class _Deferred(MadeWhenRead):
     copies, `_pending` the block's: machine/expand_copy.py `_PendingOperands`,
     `deferred_instructions`): it holds its template's tuples until they are made (those
     of its copy of the template, or of every copy of its block: `_PendingOperands.make`).
-    Its death counts down the block's copies left to make (`_PendingOperands.let_go`)."""
+    Its death counts down the block's copies left to make (`_PendingOperands.died`).
+    An allocation that moves every copy of a block still of its class gives the class
+    its pending move (`_pending`, `__del__`: compiler/compiled_allocation.py
+    `_PendingMove.take_blocks`), in place of giving each copy another class."""
     __slots__ = ()
 
 
@@ -179,10 +182,10 @@ def deferred_instructions(pending, fields) -> tuple:
     `pending.make()` on all that are not made yet; their class). Made of their class at
     once (Instruction.__init__ sets their reads and writes through the slots, which the
     class holds until they are made, then MadeWhenRead's properties): giving each its
-    class after cost ~30 ns a copy. (Its `__del__` is `pending.let_go` itself: a bound
+    class after cost ~30 ns a copy. (Its `__del__` is `pending.died` itself: a bound
     method is called with no argument, one Python call a death instead of two.)"""
     cls = type("_Deferred", (_Deferred,), {"__slots__": (), "_pending": pending,
-                                           "__del__": pending.let_go,
+                                           "__del__": pending.died,
                                            "reads": _READS, "writes": _WRITES})
     made = constructed(cls, fields)
     del cls.reads, cls.writes
@@ -205,32 +208,40 @@ def compared_operands(ins) -> tuple:
     """The reads and writes of `ins`, for a pass that compares them and keeps none: a
     loop copy whose own are not made yet may give equal ones made apart, leaving its
     own to be made when first read (machine/expand_copy.py `_PendingOperands.peek`)."""
-    if isinstance(ins, _Deferred):
+    if _of_a_block(type(ins)):
         return ins._pending.peek(ins)
     return ins.reads, ins.writes
 
 
 def pending_operands(instrs: list) -> tuple:
     """The pending operands (`deferred_instructions`) of the deferred copies among
-    `instrs`, each with the number of its copies there, and where those lie: rows of
-    (start, stop, the pending's number) of runs of `instrs`, None where there are none.
+    `instrs`, each with the number of its copies there (a list of the two), and where
+    those lie: rows of (start, stop, the pending's number) of runs of `instrs`, None
+    where there are none.
     For a pass that gives them another class over their held tuples (the allocation's
     `_Unplaced`, compiler/compiled_allocation.py), which has them made (`.give`) before
     it reads those tuples."""
     types = list(map(type, instrs))
-    if not any(issubclass(t, _Deferred) for t in set(types)):
+    if not any(map(_of_a_block, set(types))):
         return [], None
     starts = run_starts(identities(types)).tolist()
     pendings, number, runs = [], {}, []
     for s, e in zip(starts, starts[1:] + [len(types)]):
         t = types[s]
-        if issubclass(t, _Deferred):
+        if _of_a_block(t):
             if t not in number:
                 number[t] = len(pendings)
                 pendings.append([t._pending, 0])
             pendings[number[t]][1] += e - s
             runs.append((s, e, number[t]))
-    return list(map(tuple, pendings)), np.array(runs, np.int64)
+    return pendings, np.array(runs, np.int64)
+
+
+def _of_a_block(cls: type) -> bool:
+    """Whether `cls` is a block's class of deferred copies that its block still makes
+    (not one an allocation's pending move took over: compiler/compiled_allocation.py
+    `_PendingMove.take_blocks`)."""
+    return issubclass(cls, _Deferred) and cls._pending.deferred is cls
 
 
 def dma_site(ins: Instruction) -> tuple:
