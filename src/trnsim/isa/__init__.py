@@ -32,17 +32,17 @@ def _returning_handle(fn):
     def call(*args, **kwargs):
         if takes_redundant_dtype and "dtype" in kwargs:
             _check_redundant_dtype(fn, params, args, kwargs)
-        run = _runtime.current_run()
+        run = _local.run or (_active[-1] if _active else None)  # (current_run())
         if run is None:
             return fn(*args, **kwargs)
-        before = len(run.program.instructions)
+        record = run.program.instructions
+        before = len(record)
         result = fn(*args, **kwargs)
-        if result is None:
-            record = run.program.instructions
-            if len(record) > before:
-                if record[-1].core == _runtime.program_id():  # (last_instruction's find)
-                    return NkiInstruction(record[-1])
-                return last_instruction()
+        if result is None and len(record) > before:
+            last = record[-1]
+            if last.core == (_local.core_id or 0):  # (last_instruction's find)
+                return NkiInstruction(last)
+            return last_instruction()
         return result
 
     @functools.wraps(fn)
@@ -96,6 +96,7 @@ def _wrap_instructions():
 import functools  # noqa: E402
 
 from ..machine import runtime as _runtime  # noqa: E402
+from ..machine.runtime import _active, _local  # noqa: E402
 from .misc import NkiInstruction, last_instruction  # noqa: E402
 from ..machine.tensor import NkiTensor as _NkiTensor  # noqa: E402
 
