@@ -89,4 +89,4 @@ def test_the_memo_starts_over_when_full(monkeypatch):
 
     for v, a in inside_a_kernel(body):
         assert a == _describe(v, "src", "r")
-    assert access._kept[0] <= 4 and len(access._SHAPES) <= 4
+    assert len(access._PLACES) <= 4 and len(access._SHAPES) <= 4

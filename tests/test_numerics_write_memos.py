@@ -97,7 +97,7 @@ def test_dead_tensors_give_their_space_back():
 def test_the_second_memo_starts_over_when_full(monkeypatch):
     monkeypatch.setattr(access, "_DESCRIBED_MAX", 4)
     monkeypatch.setattr(access, "_SHAPES", {})  # (what earlier tests left)
-    monkeypatch.setattr(access, "_kept", [0])
+    monkeypatch.setattr(access, "_PLACES", {})
 
     def body(x):
         return [(v, describe_access(v, "dst", "w"))
@@ -106,7 +106,7 @@ def test_the_second_memo_starts_over_when_full(monkeypatch):
 
     for v, a in _in_kernel(body):
         assert a == _describe(v, "dst", "w")
-    assert len(access._SHAPES) <= 4
+    assert len(access._PLACES) <= 4 and len(access._SHAPES) <= 4
 
 
 def _same_view(a, b):

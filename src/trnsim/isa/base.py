@@ -19,7 +19,7 @@ from ..machine.access import (Access, _data, _layout, _strided, add_raw,
 from ..machine.errors import (NkiValidationError, UnsupportedError, describe,
                               kernel_location, numerics_warning)
 from ..machine.record import Instruction
-from ..machine.runtime import active_run, program_id
+from ..machine.runtime import _active, _local, active_run
 from ..machine.tensor import NkiTensor
 from ..machine.written import check_read, note_write
 from ..numerics.cast import cast, to_fp32
@@ -97,15 +97,18 @@ class Instr:
 
     def __init__(self, opcode: str, engine=None, default: str = "vector",
                  allowed: tuple[str, ...] | None = None, **attrs):
-        self.run = run = active_run()
-        self.core = run.cores[program_id()]  # (current_core() without a second active_run())
+        run = _local.run or (_active[-1] if _active else None)
+        if run is None:
+            run = active_run()  # (raises: no kernel runs)
+        self.run = run
+        self.core = run.cores[_local.core_id or 0]  # (current_core())
         self.chip = run.chip
         self.opcode = opcode
         self.location = run.issue_site or kernel_location(2)
         options = run.options
         self.numerics = options.numerics
         self.strict = options.strict
-        name = engine_name(engine)
+        name = "unknown" if engine is None else engine_name(engine)
         self.pinned = name != "unknown"  # else the compiler picks: see isa/engines.py
         if name == "unknown":
             name = default

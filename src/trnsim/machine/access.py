@@ -546,31 +546,30 @@ def describe_access(t: NkiTensor, role: str, mode: str) -> Access:
     loop's fresh tile) moved to this storage's address and allocation, where there is
     one: the rest of a description does not depend on them."""
     st = t.storage
-    shape = (role, mode, t.shape, t.strides, t.offset, t.dtype, t.name, t.dyn is None,
-             st.space, st.core, st.partition, st.partitions, st.row_bytes)
-    kept = _SHAPES.get(shape)
-    if kept is None:
-        a = _describe(t, role, mode)
-        if _kept[0] >= _DESCRIBED_MAX:
+    place = (role, mode, t.shape, t.strides, t.offset, t.dtype, t.name, t.dyn is None,
+             st.space, st.core, st.partition, st.partitions, st.row_bytes, st.address,
+             st.alloc)
+    a = _PLACES.get(place)
+    if a is None:
+        if len(_PLACES) >= _DESCRIBED_MAX:
             _forget()
-        _SHAPES[shape] = (a, st.address, {(st.address, st.alloc): a})
-        _kept[0] += 1
-    else:
-        first, address, places = kept
-        place = (st.address, st.alloc)
-        a = places.get(place)
-        if a is None:
+        shape = place[:13]
+        kept = _SHAPES.get(shape)
+        if kept is None:
+            a = _describe(t, role, mode)
+            _SHAPES[shape] = (a, st.address)
+        else:
+            first, address = kept
             shift = st.address - address
             a = _new_access(Access, first[:11] + (first[11] + shift, first[12] + shift)
                             + first[13:17] + (st.alloc,))
-            if _kept[0] >= _DESCRIBED_MAX:
-                _forget()
-            places[place] = a
-            _kept[0] += 1
+        _PLACES[place] = a
     if st.lazy_fill is not None:  # fill the blocks this access is the first to touch
         st.lazy_fill(a.lo - st.address, a.hi - st.address)
     if mode == "w" and st.space == "psum":  # boxes written (legacy `psum += matmul`)
-        boxes = st.__dict__.setdefault("written_boxes", set())
+        boxes = st.__dict__.get("written_boxes")
+        if boxes is None:
+            boxes = st.written_boxes = set()
         box = a[BOX]
         if box not in boxes:
             boxes.add(box)
@@ -578,17 +577,17 @@ def describe_access(t: NkiTensor, role: str, mode: str) -> Access:
     return a
 
 
-# a place without its address and allocation -> (its first Access, the address there,
-# {(address, allocation): its Access there}) (immutable tuples: the record's
-# instructions may share one)
+# a place (an access of a view of a storage: everything `_describe` reads) -> its Access
+# (immutable tuples: the record's instructions may share one)
+_PLACES: dict = {}
+# a place without its address and allocation -> (its first Access, the address there)
 _SHAPES: dict = {}
 _DESCRIBED_MAX = 1 << 14  # places kept in all (the memo starts over past this)
-_kept = [0]  # places kept now
 
 
 def _forget() -> None:
+    _PLACES.clear()
     _SHAPES.clear()
-    _kept[0] = 0
 
 
 def _describe(t: NkiTensor, role: str, mode: str) -> Access:

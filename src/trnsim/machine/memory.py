@@ -376,10 +376,11 @@ class OnChipMemory:
         self._taken: list[tuple[int, int]] = []  # the same spans, sorted
         self._cursor = self.virtual_base
         self._owned: dict[int, np.ndarray] = {}  # id -> the bytes of a live virtual tensor
-        self._dead: list[int] = []  # filled by `_alive`'s callbacks; reaped before each use
-        # id -> a weak reference to the live tensor's Storage, whose callback queues the
-        # id in `_dead` (a weakref.finalize cost 1 us more a tensor)
-        self._alive: dict[int, weakref.ref] = {}
+        # a weak reference to the Storage of each live tensor -> its id; the reference's
+        # callback, `_dead.append` itself (no Python call at a death), queues it in
+        # `_dead`, reaped before each use (a weakref.finalize cost 1 us more a tensor)
+        self._alive: dict[weakref.ref, int] = {}
+        self._dead: list[weakref.ref] = []
         self._ids = itertools.count()
 
     def __del__(self):
@@ -411,8 +412,7 @@ class OnChipMemory:
         """Forget the tensors that died. (Their callbacks only queue the id, so a
         collection during an iteration over the tables cannot change them.)"""
         while self._dead:
-            i = self._dead.pop()
-            del self._alive[i]
+            i = self._alive.pop(self._dead.pop())
             self._explicit.pop(i, None)
             span = self._virtual.pop(i, None)
             if span is not None:  # (spans are disjoint: bisect finds this one)
@@ -458,8 +458,7 @@ class OnChipMemory:
 
     def _watch(self, storage: Storage, key: int) -> None:
         """Free placement `key` once `storage` dies (at the next placement: `_reap`)."""
-        dead = self._dead
-        self._alive[key] = weakref.ref(storage, lambda _, key=key: dead.append(key))
+        self._alive[weakref.ref(storage, self._dead.append)] = key
 
     def _put_virtual(self, storage: Storage, dtype: DType, size: int) -> int:
         """Place `storage` at a free virtual range of `size` (aligned) bytes; its key."""
