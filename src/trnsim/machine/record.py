@@ -221,13 +221,17 @@ def pending_operands(instrs: list) -> tuple:
     For a pass that gives them another class over their held tuples (the allocation's
     `_Unplaced`, compiler/compiled_allocation.py), which has them made (`.give`) before
     it reads those tuples."""
-    types = list(map(type, instrs))
+    n = len(instrs)
+    if not n:
+        return [], None
+    kinds = identities(map(type, instrs), n)  # (of the classes: their runs)
+    at = run_starts(kinds)
+    types = kinds.base[at].tolist()  # (each run's)
     if not any(map(_of_a_block, set(types))):
         return [], None
-    starts = run_starts(identities(types)).tolist()
+    starts = at.tolist()
     pendings, number, runs = [], {}, []
-    for s, e in zip(starts, starts[1:] + [len(types)]):
-        t = types[s]
+    for s, e, t in zip(starts, starts[1:] + [n], types):
         if _of_a_block(t):
             if t not in number:
                 number[t] = len(pendings)
