@@ -161,35 +161,44 @@ def _rows(instrs: list, blocks) -> tuple:
     loop's template may hold copies), and so is its attrs' but where they may be its
     own."""
     n, end = len(instrs), 0
-    source = attrs = None  # each instruction's position among the instructions read
+    source = None  # each instruction's position among the instructions read
+    attrs = None  # the attrs', where they part from `source` (else `source` itself)
     numbered = []  # (the held blocks noted numbered)
     for b in sorted(blocks, key=_start):
         if b.start < end or not b.held_by(instrs):
             continue
         if source is None:
-            source, attrs = np.arange(n), np.arange(n)
+            source = attrs = np.arange(n)
         t = b.template
         w = len(t.reads)
-        source[b.start:b.stop] = np.tile(source[t.start:t.start + w], b.copies)
-        if not b.attrs_replaced:
-            taken = np.tile(attrs[t.start:t.start + w], b.copies)
-            if t.own_attrs:
-                own = list(t.own_attrs)
-                taken.reshape(b.copies, w)[:, own] = \
-                    np.arange(b.start, b.stop).reshape(b.copies, w)[:, own]
-            attrs[b.start:b.stop] = taken
+        taken = np.tile(source[t.start:t.start + w], b.copies)
+        if attrs is not source or b.attrs_replaced or t.own_attrs:
+            if attrs is source:
+                attrs = source.copy()
+            if b.attrs_replaced:
+                own = np.arange(b.start, b.stop)
+            else:
+                own = np.tile(attrs[t.start:t.start + w], b.copies)
+                if t.own_attrs:
+                    at = list(t.own_attrs)
+                    own.reshape(b.copies, w)[:, at] = \
+                        np.arange(b.start, b.stop).reshape(b.copies, w)[:, at]
+            attrs[b.start:b.stop] = own
+        source[b.start:b.stop] = taken
         if b.numbered:
             numbered.append(b)
         end = b.stop
     if source is None:
         return (None, None), (None, None), None
     index_read = None
-    if numbered:
+    # (few copies: reading every index is then quicker)
+    if 2 * sum(b.stop - b.start for b in numbered) >= n:
         unnumbered = np.ones(n, bool)
         for b in numbered:
             unnumbered[b.start:b.stop] = False
         index_read = np.flatnonzero(unnumbered)
-    return _read_and_rows(source), _read_and_rows(attrs), index_read
+    rows = _read_and_rows(source)
+    return rows, rows if attrs is source else _read_and_rows(attrs), index_read
 
 
 def _read_and_rows(source: np.ndarray) -> tuple:
