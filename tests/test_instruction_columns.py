@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 
 import trnsim
+import trnsim.nki.isa as nisa
+import trnsim.nki.language as nl
 from benchmarks.fidelity import strided_stores
 from trnsim.machine.errors import SourceLocation
 from trnsim.machine.record import Instruction, Program, identities
@@ -49,7 +51,7 @@ def _copies(p: Program, templates: list, n: int, moved_attrs: bool = False) -> l
     p.instructions += made
     width = len(templates)
     p.note_copies(made, templates, [()] * width, [()] * width, [], [True] * 6,
-                  np.zeros((0, 6), np.int64))
+                  np.zeros((0, 6), np.int64), own_attrs=(0,) if moved_attrs else ())
     return made
 
 
@@ -168,3 +170,144 @@ def test_a_copied_program_makes_its_own():
         assert np.array_equal(taken_ids(q, "engine"),
                               identities([ins.engine for ins in q.instructions]))
         _same_as_read(q.instructions, instruction_columns(q))
+
+
+# -- attrs: a copy's its template's object unless the loop moves them or one is replaced
+def _attrs_as_read(p: Program) -> bool:
+    cols = InstructionColumns(p.instructions, p.copied)
+    return np.array_equal(cols.ids("attrs"), identities([i.attrs for i in p.instructions]))
+
+
+def _holds(block, k: int) -> bool:
+    """Whether a block of copies or its template holds position k."""
+    t, w = block.template, len(block.template.reads)
+    return t.start <= k < t.start + w or block.start <= k < block.stop
+
+
+def test_replaced_attrs_are_read_where_noted():
+    """A copy's attrs or its template's replaced after the block was noted: read only
+    where attrs_replaced notes it (the columns would give the template's otherwise)."""
+    from trnsim.machine.record import attrs_replaced
+    for at in ("copy", "template"):
+        p = _program()
+        cols = InstructionColumns(p.instructions, p.copied)
+        assert cols.attrs_row is not None
+        block = next(b for b in p.copied if b.held_by(p.instructions) and b.copies == 4
+                     and not b.template.own_attrs)
+        k = block.start + 5 if at == "copy" else block.template.start + 1
+        ins = p.instructions[k]
+        ins.attrs = {**ins.attrs, "depends_on": [0]}
+        assert not _attrs_as_read(p)
+        attrs_replaced(p.copied, k)
+        assert block.attrs_replaced
+        assert _attrs_as_read(p)
+        assert [b.attrs_replaced for b in p.copied] == [_holds(b, k) for b in p.copied]
+        assert sum(b.attrs_replaced for b in p.copied) == (1 if at == "copy" else 2)
+        _same_as_read(p.instructions, InstructionColumns(p.instructions, p.copied))
+
+
+def _strided(x):
+    """strided_stores, the first load's DMA priority moving with the loop (trn3)."""
+    out = nl.ndarray(x.shape, nl.float32, buffer=nl.hbm)
+    for j in nl.affine_range(x.shape[1] // 8):
+        t = nl.ndarray((128, 8), nl.float32, buffer=nl.sbuf)
+        nisa.dma_copy(dst=t, src=x[:, j * 8:(j + 1) * 8], priority=j % 4)
+        u = nl.ndarray((128, 8), nl.float32, buffer=nl.sbuf)
+        nisa.tensor_scalar(dst=u, data=t, op0=nl.multiply, operand0=2.0)
+        nisa.dma_copy(dst=out[:, j * 8:(j + 1) * 8], src=u)
+    return out
+
+
+def test_copies_whose_attrs_move_are_read(monkeypatch):
+    """A DMA priority that moves with the loop: its copies' attrs are their own, read
+    (CopyTemplate.own_attrs), the others' their template's."""
+    x = np.ones((128, 8 * 80), np.float32)
+    p = _recorded(monkeypatch, lambda: trnsim.run_kernel(_strided, (x,), chip="trn3",
+                                                         numerics=False)[1])
+    (block,) = p.copied
+    assert block.template.own_attrs == (0,) and block.copies > 50
+    cols = InstructionColumns(p.instructions, p.copied)
+    assert len(cols.attrs_read) == len(cols.read) + block.copies
+    _same_as_read(p.instructions, cols)
+    block.template.own_attrs = ()
+    assert not _attrs_as_read(p)
+
+
+def test_depends_on_notes_the_blocks_whose_attrs_it_replaces(monkeypatch):
+    """Order edges given after the loop to one of its copies and to an instruction of
+    its template: their blocks' attrs are read (without the note, the columns give the
+    template's)."""
+    from trnsim.isa import misc
+    from trnsim.machine import runtime
+
+    def kernel(x):
+        t0 = nl.ndarray((128, 8), nl.float32, buffer=nl.sbuf)
+        nisa.dma_copy(dst=t0, src=x[:, 0:8])
+        first = misc.last_instruction()
+        out = _strided(x)
+        p = runtime.current_run().program
+        (block,) = p.copied
+        for k in (block.template.start + 1, block.start + 7):
+            misc.NkiInstruction(p.instructions[k]).depends_on(first)
+        return out
+
+    x = np.ones((128, 8 * 80), np.float32)
+    for noted in (True, False):
+        if not noted:
+            monkeypatch.setattr(misc, "attrs_replaced", lambda blocks, at: None)
+        p = _recorded(monkeypatch, lambda: trnsim.run_kernel(kernel, (x,), chip="trn3",
+                                                             numerics=False)[1])
+        assert [b.attrs_replaced for b in p.copied] == [noted]
+        assert _attrs_as_read(p) == noted
+
+
+def test_hoisting_notes_the_blocks_whose_attrs_it_replaced():
+    """compiler/hoist.py `_carried`: a block holding, or whose template holds, a
+    position whose attrs were replaced notes it; the others do not."""
+    from trnsim.compiler import hoist
+    p = _program()
+    instrs = p.instructions
+    held = [b for b in p.copied if b.held_by(instrs)]
+    position = list(range(len(instrs)))
+    for k in (held[0].start + 4, held[1].template.start):
+        carried = hoist._carried(p.copied, instrs, position, instrs, [k])
+        marked = [b.attrs_replaced for b in carried]
+        assert marked == [_holds(b, k) for b in held]
+        assert any(marked) and not all(marked)
+
+
+# -- indices: a block noted numbered holds its positions ---------------------------------
+def test_blocks_of_recorded_kernels_are_noted_numbered(monkeypatch):
+    """Loop expansion's copies are appended at their indices: their blocks are noted
+    numbered, and only the other instructions' indices are read; blocks noted without
+    their indices are not."""
+    p = _recorded(monkeypatch, lambda: tutorial_run("tiled", "trn1", 2048, 512, 2048))
+    held = [b for b in p.copied if b.held_by(p.instructions)]
+    assert held and all(b.numbered for b in held)
+    assert [ins.index for ins in p.instructions] == list(range(len(p.instructions)))
+    cols = InstructionColumns(p.instructions, p.copied)
+    assert len(cols.index_read) == len(p.instructions) - sum(b.stop - b.start for b in held)
+    assert not any(b.numbered for b in _program().copied)
+    assert InstructionColumns(_program().instructions, _program().copied).index_read is None
+
+
+def test_the_allocation_renumbers_an_instruction_outside_the_numbered_blocks(monkeypatch):
+    """An index not at its position outside the blocks: the compiled allocation sets
+    every index to its position, as the Python pass does."""
+    pytest.importorskip("numba")
+    from trnsim.compiler import allocation, compiled_allocation
+    x = np.ones((128, 8 * 80), np.float32)
+
+    def recorded() -> Program:
+        p = _recorded(monkeypatch, lambda: trnsim.run_kernel(
+            strided_stores, (x,), chip="trn2", numerics=False)[1])
+        (block,) = p.copied
+        assert block.numbered and block.start > 0
+        p.instructions[0].index = 10 ** 6
+        return p
+
+    got = compiled_allocation.allocate_compiled(recorded())
+    want = allocation._Allocator(recorded()).run()
+    assert [i.index for i in got.instructions] == list(range(len(got.instructions)))
+    assert [(i.index, i.reads, i.writes, i.attrs) for i in got.instructions] == \
+        [(i.index, i.reads, i.writes, i.attrs) for i in want.instructions]

@@ -230,3 +230,21 @@ def test_allocated_copies_listed_elsewhere_are_made_one_by_one(monkeypatch, name
     instrs = instrs[::-1]
     assert pickle.dumps(instrs) == pickle.dumps(eager.instructions)
     assert not move.deferred  # (all made: their blocks count them no more)
+
+
+def test_pending_operands_counts_each_blocks_copies_by_runs():
+    """record.pending_operands: the runs of a block's copies not made yet among other
+    instructions (and copies made), counted by hand."""
+    from trnsim.machine.record import pending_operands
+    assert pending_operands([]) == ([], None)
+    mine, pending, program = _one_block()
+    width = pending.width
+    mine[0].reads  # (the first copy made alone)
+    plain = program.instructions[0]
+    instrs = [plain, *mine[:2 * width], plain, *mine[-width:], plain]
+    assert [type(i) is Instruction for i in mine[:2 * width]] == \
+        [True] * width + [False] * width
+    pendings, runs = pending_operands(instrs)
+    assert runs.tolist() == [[1 + width, 1 + 2 * width, 0], [2 + 2 * width, 2 + 3 * width, 0]]
+    assert pendings == [[pending, 2 * width]]
+    assert pending_operands([plain] * 3) == ([], None)

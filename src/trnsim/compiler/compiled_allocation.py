@@ -726,9 +726,14 @@ def allocate_compiled(program: Program) -> Program | None:
     # instruction is listed twice: it would have two indices); read here, next to the
     # rewrite's passes over the instructions, while their objects are in the caches
     instrs = program.instructions
-    renumber = not np.array_equal(
-        np.fromiter([ins.index for ins in instrs], np.int64, len(instrs)),
-        np.arange(len(instrs)))
+    at = fields.index_read  # (the others' are their positions: noted so)
+    if at is None:
+        renumber = not np.array_equal(
+            np.fromiter([ins.index for ins in instrs], np.int64, len(instrs)),
+            np.arange(len(instrs)))
+    else:
+        renumber = not np.array_equal(
+            np.fromiter([instrs[i].index for i in at.tolist()], np.int64, len(at)), at)
     if renumber and len(set(map(id, instrs))) != len(instrs):
         return None  # an instruction listed twice: the Python pass maps it twice
     return _rewrite(program, fields, access, rows, touched, lo, hi, plan, renumber)

@@ -141,6 +141,7 @@ def hoist_invariant_loads(program: Program) -> Program:
                        "hoisted_repeats": first.attrs.get("hoisted_repeats", 0) + repeats}
     out = []
     ordered = []  # the kept instructions with explicit order edges
+    replaced = list(kept_for.values())  # (the positions of those whose attrs are)
     renumber = {}
     position = [-1] * len(instrs)  # by position: the new one, -1 where changed
     for at, ins in enumerate(instrs):
@@ -158,6 +159,7 @@ def hoist_invariant_loads(program: Program) -> Program:
             position[at] = len(out)
         if ins.attrs.get("depends_on"):
             ordered.append(ins)
+            replaced.append(at)
         renumber[i] = ins.index = len(out)
         out.append(ins)
     for ins in ordered:  # an edge from a dropped repeat now comes from the load that stays
@@ -166,7 +168,8 @@ def hoist_invariant_loads(program: Program) -> Program:
     positions = sorted(renumber)
     fences = [(c, _next_kept(positions, renumber, at, len(out))) for c, at in program.fences]
     hoisted = Program(program.chip, program.lnc, out, allocs, program.memory, fences)
-    hoisted.copied = _carried(program.copied, instrs, position, out)
+    hoisted.copied = _carried(program.copied, instrs, position, out, sorted(replaced),
+                              numbered=True)
     program.copied = []
     return hoisted
 
@@ -443,11 +446,15 @@ def _redirect(a, alias, allocs):
     return copy_with(a, lo=a.lo + shift, hi=a.hi + shift, alloc=to)
 
 
-def _carried(blocks: list, instrs: list, position: list, out: list) -> list:
+def _carried(blocks: list, instrs: list, position: list, out: list,
+             replaced: list = (), numbered: bool = False) -> list:
     """The blocks of copies (machine/record.py CopiedBlock) of `instrs` as they lie in
     `out` (`position`: each instruction's position there, -1 where dropped or its reads
     redirected): a block whose template changed is dropped, and one with changed copies
-    cut around them."""
+    cut around them; one that holds, or whose template holds, an instruction whose
+    attrs were replaced (at the positions `replaced`, ascending) notes it
+    (CopiedBlock.attrs_replaced). `numbered`: each instruction of `out` is numbered
+    by its position there (CopiedBlock.numbered)."""
     templates: dict = {}  # id(old template) -> it renumbered, or None
     kept = []
     for b in blocks:
@@ -461,13 +468,16 @@ def _carried(blocks: list, instrs: list, position: list, out: list) -> list:
         if new is None:
             continue
         m, c = len(t.moving), 0
+        marked = b.attrs_replaced or any(
+            bisect_left(replaced, lo) < bisect_left(replaced, hi) for lo, hi in b.spans)
         for stop in [k // w for k, p in enumerate(position[b.start:b.stop]) if p < 0] + \
                 [b.copies]:
             if stop > c:
                 s = position[b.start + c * w]
                 kept.append(replace(b, start=s, copies=stop - c, template=new,
                                     numbers=b.numbers[c * m:stop * m], first=out[s],
-                                    last=out[s + (stop - c) * w - 1]))
+                                    last=out[s + (stop - c) * w - 1],
+                                    attrs_replaced=marked, numbered=numbered))
             c = max(c, stop + 1)
     return kept
 

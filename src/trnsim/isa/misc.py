@@ -23,6 +23,7 @@ import numpy as np
 from ..chips import load_chip
 from ..machine import runtime
 from ..machine.errors import NkiValidationError, OutOfBoundsError, describe
+from ..machine.record import attrs_replaced
 from ..machine.tensor import NKIObject, NkiTensor
 from ..numerics.cast import cast
 from ..numerics.dtypes import bfloat16, float32, int32, uint16, uint32
@@ -67,6 +68,9 @@ class NkiInstruction(NKIObject):
             deps = attrs.get("depends_on", [])
             if p.index not in deps:
                 self.handle.attrs = {**attrs, "depends_on": deps + [p.index]}
+                run = runtime.current_run()
+                if run is not None:  # (its blocks of copies read their attrs now)
+                    attrs_replaced(run.program.copied, self.handle.index)
         return self
 
     def __repr__(self) -> str:

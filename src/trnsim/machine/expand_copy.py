@@ -246,6 +246,7 @@ class Copier:
         self.last = last = plan.rows[-1]  # (the template's numbers)
         self.moving_attrs = [(b, span, last[span].tolist(), key)
                              for b, span, key in lay.moving_attrs]
+        self.own_attrs = tuple(b for b, _, _ in lay.moving_attrs)
         statics = [list(map(field, tmpl)) for field in _STATICS]
         # (core, engine, opcode, reads, writes, ...: the tuples the template holds, a
         # loop copy's among them its own template's where its own are not made yet)
@@ -275,7 +276,8 @@ class Copier:
         given, as blocks a snapshot takes at once); returns the ids of the allocations
         made."""
         n = len(values)
-        index = values.take(self.index_cols, axis=1).ravel().tolist()
+        indices = values.take(self.index_cols, axis=1).ravel()
+        index = indices.tolist()
         ids = self._allocations(p, values, index, stats)
         if len(self.fence_cores):
             p.fences.extend(zip(self.fence_cores * n,
@@ -306,7 +308,7 @@ class Copier:
         if made:  # (for the access columns: timing/access_columns.py)
             p.note_copies(made, self.templates, self.statics[3], self.statics[4],
                           self.layout.moving_at, self.layout.fields_moving, nums,
-                          self.layout.copy_columns)
+                          self.layout.copy_columns, self.own_attrs, indices)
         if stats is not None and made:  # (numbers: where they lie in `values`)
             stats.copied_blocks[len(p.instructions) - len(made)] = (
                 len(p.instructions) - 1, made[-1], self.keys, self.layout.sizes, n, values,

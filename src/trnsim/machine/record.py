@@ -221,13 +221,17 @@ def pending_operands(instrs: list) -> tuple:
     For a pass that gives them another class over their held tuples (the allocation's
     `_Unplaced`, compiler/compiled_allocation.py), which has them made (`.give`) before
     it reads those tuples."""
-    types = list(map(type, instrs))
+    n = len(instrs)
+    if not n:
+        return [], None
+    kinds = identities(map(type, instrs), n)  # (of the classes: their runs)
+    at = run_starts(kinds)
+    types = kinds.base[at].tolist()  # (each run's)
     if not any(map(_of_a_block, set(types))):
         return [], None
-    starts = run_starts(identities(types)).tolist()
+    starts = at.tolist()
     pendings, number, runs = [], {}, []
-    for s, e in zip(starts, starts[1:] + [len(types)]):
-        t = types[s]
+    for s, e, t in zip(starts, starts[1:] + [n], types):
         if _of_a_block(t):
             if t not in number:
                 number[t] = len(pendings)
@@ -312,13 +316,17 @@ class CopyTemplate:
     operands each copy has its own of (`moving`: every other operand of a copy is the
     template's object, and a moving one differs from it only in its offset, box and
     alloc). `kept`: per number of a moving operand (p_lo, p_hi, lo, hi, alloc) its
-    column in a block's `numbers`, -1 where it is the template's in every copy."""
+    column in a block's `numbers`, -1 where it is the template's in every copy.
+    `own_attrs`: the positions among its instructions whose copies may have attrs of
+    their own (the loop moves numbers in them); every other copy's attrs are its
+    template's object until replaced (`attrs_replaced`)."""
     start: int
     first: Instruction
     reads: list
     writes: list
     moving: object  # an int64 array
     kept: object  # an int64 array
+    own_attrs: tuple = ()
 
     def held_by(self, instrs: list) -> bool:
         """Whether `instrs` hold its instructions where it was noted (its first one, and
@@ -338,18 +346,30 @@ class CopiedBlock:
     its p_lo, p_hi, lo, hi and alloc that move (`numbers`, CopyTemplate.kept; lo and
     hi relative to the allocation's vaddr where alloc >= 0). `first` and `last`: the
     block's end instructions, by which a reader checks that the record still holds the
-    block where it was noted."""
+    block where it was noted. `attrs_replaced`: some instruction of it or of its
+    template had its attrs replaced since it was noted (`attrs_replaced`), so that its
+    copies' attrs are read one by one. `numbered`: its copies' indices are their
+    positions (checked when noted; a pass that renumbers them in place numbers them
+    so: compiler/hoist.py)."""
     start: int
     copies: int
     template: CopyTemplate
     numbers: object  # an int array (int32 where the numbers fit), a row per operand
     first: Instruction
     last: Instruction
+    attrs_replaced: bool = False
+    numbered: bool = False
 
     @property
     def stop(self) -> int:
         """The index after its last instruction."""
         return self.start + self.copies * len(self.template.reads)
+
+    @property
+    def spans(self) -> tuple:
+        """(start, stop) of its template's instructions and of its own."""
+        t = self.template
+        return (t.start, t.start + len(t.reads)), (self.start, self.stop)
 
     def held_by(self, instrs: list) -> bool:
         """Whether `instrs` hold it and its template (before it) where they were noted."""
@@ -357,6 +377,19 @@ class CopiedBlock:
         return 0 <= s and e <= len(instrs) and instrs[s] is self.first \
             and instrs[e - 1] is self.last and t.start + len(t.reads) <= s \
             and t.held_by(instrs)
+
+
+def attrs_replaced(blocks: list, at: int) -> None:
+    """Note on the blocks of copies `blocks` (Program.copied) that the instruction at
+    position `at` had its attrs replaced: those holding it, or whose template does,
+    read their copies' attrs one by one from now on (timing/instruction_columns.py;
+    a copy's attrs are otherwise taken to be its template's object, or where
+    CopyTemplate.own_attrs says they may move, read)."""
+    if not blocks or at >= blocks[-1].stop:  # (after every block: the newest as a rule)
+        return
+    for b in blocks:
+        if any(start <= at < stop for start, stop in b.spans):
+            b.attrs_replaced = True
 
 
 def copy_columns(moving: list, moves: list) -> tuple:
@@ -394,13 +427,15 @@ class Program:
         self.instructions.append(ins)
 
     def note_copies(self, made: list, templates: list, reads: list, writes: list,
-                    moving: list, moves: list, numbers, columns: tuple | None = None) -> None:
+                    moving: list, moves: list, numbers, columns: tuple | None = None,
+                    own_attrs: tuple = (), indices: np.ndarray | None = None) -> None:
         """Note the copies `made` (just appended) of the instructions `templates` (their
         reads and writes tuples `reads`, `writes`; the operands at `moving` each copy's
         own, their numbers the rows of `numbers`: offset, p_lo, p_hi, lo, hi, alloc, as
         machine/expand_parts.py snapshot lists an operand's, those `moves` marks the
         ones that change) as a CopiedBlock. `columns`: copy_columns(moving, moves), where
-        the caller keeps it."""
+        the caller keeps it; `own_attrs`: CopyTemplate.own_attrs; `indices`: the
+        copies' indices (an int array), where the caller has them as one."""
         blocks = self.copied
         start = len(self.instructions) - len(made)
         while blocks and blocks[-1].stop > start:  # (rolled back: expand_parts.Mark)
@@ -409,11 +444,13 @@ class Program:
         template = blocks[-1].template if blocks else None
         if template is None or template.reads is not reads:
             template = CopyTemplate(templates[0].index, templates[0], reads, writes,
-                                    moving, kept)
+                                    moving, kept, tuple(own_attrs))
         numbers = numbers.take(taken, axis=1)
         numbers = np.ascontiguousarray(numbers, np.int32 if fits_int32(numbers) else np.int64)
+        numbered = indices is not None and np.array_equal(
+            indices, np.arange(start, start + len(made)))
         blocks.append(CopiedBlock(start, len(made) // len(templates), template, numbers,
-                                  made[0], made[-1]))
+                                  made[0], made[-1], numbered=numbered))
 
     def __len__(self) -> int:
         return len(self.instructions)
