@@ -41,6 +41,7 @@ def _fields(obj) -> dict:
     """Every attribute of a tensor or its storage (a kept kind's are copied from a
     template), the objects of its run and the bytes of its own as what they hold."""
     out = dict(vars(obj))
+    out["order"] = list(out)  # (the attributes' order, as loop expansion reads them)
     out.pop("storage", None)
     if "memory" in out:
         out["memory"] = (out["memory"].space, out["memory"].core)

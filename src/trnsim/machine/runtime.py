@@ -237,15 +237,13 @@ class Run:
 def _tile_kind(memory, shape, dtype, region, desc, row_bytes, strides) -> tuple:
     """What `Run.new_tensor` keeps of a plain on-chip tensor, checked, to make the next
     of its kind: (dtype, region, description, bytes per partition aligned in `memory`,
-    and the fields of its Storage and its NkiTensor but for those that differ between
-    tensors of a kind: set per tensor, or by the placement)."""
+    and the attributes of a fresh Storage and NkiTensor of the kind, in their order, the
+    few that differ between tensors of a kind to be set per tensor, or by the placement)."""
     st = Storage(region.space, "", memory.core, 0, row_bytes, 0, shape[0], None,
                  buffer_name=str(region), base_shape=shape, base_dtype=dtype)
-    storage_fields = {k: v for k, v in vars(st).items()
-                      if k not in ("name", "core", "memory", "site")}
     t = NkiTensor.view_of(shape, dtype, None, region, "", strides, 0)
-    tensor_fields = {k: v for k, v in vars(t).items() if k not in ("storage", "name")}
-    return dtype, region, desc, memory.aligned(row_bytes), storage_fields, tensor_fields
+    return (dtype, region, desc, memory.aligned(row_bytes), dict(vars(st)),
+            dict(vars(t)))
 
 
 class CoreDeadlockError(NkiValidationError):
