@@ -25,7 +25,8 @@ def _declared(as_list: bool, numerics: bool):
                            name=f"t{i % 3}")
             out.append((t.shape, t.strides, t.offset, t.dtype, t.buffer, t.name,
                         t.storage.address, t.storage.row_bytes, t.storage.partitions,
-                        t.storage.base_shape, t.storage.buffer_name, t.storage.site))
+                        t.storage.base_shape, t.storage.buffer_name, t.storage.site,
+                        _fields(t), _fields(t.storage)))
             live.append(t)
             if i % 4 == 3:  # some die, so that later tiles reuse their addresses
                 del live[::2]
@@ -34,6 +35,20 @@ def _declared(as_list: bool, numerics: bool):
                             numerics=numerics)[1]
     allocs = [a.field_values() for a in run.program.allocations.values()]
     return box["tensors"], allocs
+
+
+def _fields(obj) -> dict:
+    """Every attribute of a tensor or its storage (a kept kind's are copied from a
+    template), the objects of its run and the bytes of its own as what they hold."""
+    out = dict(vars(obj))
+    out["order"] = list(out)  # (the attributes' order, as loop expansion reads them)
+    out.pop("storage", None)
+    if "memory" in out:
+        out["memory"] = (out["memory"].space, out["memory"].core)
+    for name in ("own", "unfilled"):
+        if out.get(name) is not None:
+            out[name] = (out[name].shape, out[name].tobytes() if name == "unfilled" else b"")
+    return out
 
 
 @pytest.mark.parametrize("numerics", [False, True])

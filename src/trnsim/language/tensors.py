@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..chips import load_chip
 from ..machine import runtime
+from ..machine.runtime import _active, _local
 from ..machine.tensor import MemoryRegion, NkiTensor
 
 sbuf = MemoryRegion.sbuf
@@ -15,7 +16,10 @@ def _run():
 
 
 def ndarray(shape, dtype, buffer=sbuf, name="", address=None) -> NkiTensor:
-    return runtime.active_run().new_tensor(shape, dtype, buffer, name, address)
+    run = _local.run or (_active[-1] if _active else None)  # (active_run(), inline)
+    if run is None:
+        run = runtime.active_run()  # (raises: no kernel runs)
+    return run.new_tensor(shape, dtype, buffer, name, address)
 
 
 def fill_hbm(t: NkiTensor, value):

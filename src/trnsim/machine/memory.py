@@ -371,15 +371,15 @@ class OnChipMemory:
         self.row_bytes = _row_pitch(capacity)  # of `data` and `init`
         self.data = _arena(partitions, self.row_bytes) if values else None
         self._init = None  # made on first use (`init`)
-        self._explicit: dict[int, _Explicit] = {}
-        self._virtual: dict[int, tuple[int, int]] = {}  # id -> [start, end)
-        self._taken: list[tuple[int, int]] = []  # the same spans, sorted
+        self._explicit: dict[int, _Explicit] = {}  # by id
+        self._taken: list[tuple[int, int]] = []  # live virtual [start, end) spans, sorted
         self._cursor = self.virtual_base
-        self._owned: dict[int, np.ndarray] = {}  # id -> the bytes of a live virtual tensor
-        # a weak reference to the Storage of each live tensor -> its id; the reference's
-        # callback, `_dead.append` itself (no Python call at a death), queues it in
-        # `_dead`, reaped before each use (a weakref.finalize cost 1 us more a tensor)
-        self._alive: dict[weakref.ref, int] = {}
+        self._owned: dict[tuple, np.ndarray] = {}  # span -> the bytes of a live virtual tensor
+        # a weak reference to the Storage of each live tensor -> its span (virtual) or id
+        # (explicit); the reference's callback, `_dead.append` itself (no Python call at a
+        # death), queues it in `_dead`, reaped before each use (a weakref.finalize cost
+        # 1 us more a tensor)
+        self._alive: dict[weakref.ref, tuple | int] = {}
         self._dead: list[weakref.ref] = []
         self._ids = itertools.count()
 
@@ -409,71 +409,70 @@ class OnChipMemory:
         return -(-n // self.align) * self.align
 
     def _reap(self) -> None:
-        """Forget the tensors that died. (Their callbacks only queue the id, so a
+        """Forget the tensors that died. (Their callbacks only queue the reference, so a
         collection during an iteration over the tables cannot change them.)"""
-        while self._dead:
-            i = self._alive.pop(self._dead.pop())
-            self._explicit.pop(i, None)
-            span = self._virtual.pop(i, None)
-            if span is not None:  # (spans are disjoint: bisect finds this one)
-                del self._taken[bisect.bisect_left(self._taken, span)]
-            own = self._owned.pop(i, None)
-            if own is not None:
-                _spare_tile(own)
+        dead, alive, taken = self._dead, self._alive, self._taken
+        while dead:
+            span = alive.pop(dead.pop())
+            if type(span) is int:  # (an explicit tensor's id)
+                del self._explicit[span]
+                continue
+            del taken[bisect.bisect_left(taken, span)]  # (spans are disjoint)
+            if self.values:
+                _spare_tile(self._owned.pop(span))
 
     def allocate(self, storage: Storage, dtype: DType, desc: str, block_bytes: int,
                  address=None) -> None:
         """Place `storage` (explicitly at `address`, else virtually); `desc`: its dtype
         and declared shape, `block_bytes`: the bytes per partition of one block (its unit
         of physical allocation)."""
+        if address is None:
+            self._check_block(storage, desc, block_bytes)
+            self.place_virtual(storage, dtype, self.aligned(storage.row_bytes))
+            return
         if self._dead:
             self._reap()
-        if address is None:
-            key = self._place_virtual(storage, dtype, desc, block_bytes)
-        else:
-            key = self._place_explicit(storage, dtype, desc, address)
-        self._watch(storage, key)
+        key = self._place_explicit(storage, dtype, desc, address)
+        self._alive[weakref.ref(storage, self._dead.append)] = key
 
-    def _place_virtual(self, storage: Storage, dtype: DType, desc: str,
-                       block_bytes: int) -> int:
-        """Place `storage` at a free virtual range; its key."""
-        nbytes = storage.row_bytes
+    def _check_block(self, storage: Storage, desc: str, block_bytes: int) -> None:
+        """Raise a CapacityError where one block of `storage` exceeds the memory."""
         if self.aligned(block_bytes) > self.capacity:
-            what = "block" if block_bytes < nbytes else "tensor"
+            what = "block" if block_bytes < storage.row_bytes else "tensor"
             raise CapacityError(
                 f"{self.space.upper()} overflow on {self.chip_name}: {what} of "
                 f"{storage.name or '<unnamed>'!r} {desc} needs {block_bytes} bytes per "
                 f"partition, more than the {self.capacity} bytes of "
                 f"{self.space.upper()} per partition; no placement or spill can hold it "
                 f"(split it into smaller tiles)", op="ndarray", location=storage.site)
-        return self._put_virtual(storage, dtype, self.aligned(nbytes))
 
-    def allocate_kind(self, storage: Storage, dtype: DType, size: int) -> None:
-        """`allocate` at a virtual address of a tensor whose kind (its bytes per
-        partition, one block) was placed before in this memory: no capacity check to
-        repeat; `size`: its bytes per partition, aligned."""
+    def place_virtual(self, storage: Storage, dtype: DType, size: int) -> None:
+        """Place `storage` at a free virtual range of `size` (aligned) bytes per
+        partition, its blocks checked (`allocate`), and free the range once it dies
+        (the weak reference's callback queues it for `_reap`)."""
         if self._dead:
             self._reap()
-        self._watch(storage, self._put_virtual(storage, dtype, size))
-
-    def _watch(self, storage: Storage, key: int) -> None:
-        """Free placement `key` once `storage` dies (at the next placement: `_reap`)."""
-        self._alive[weakref.ref(storage, self._dead.append)] = key
-
-    def _put_virtual(self, storage: Storage, dtype: DType, size: int) -> int:
-        """Place `storage` at a free virtual range of `size` (aligned) bytes; its key."""
-        nbytes = storage.row_bytes
-        start = self._virtual_fit(size)
+        taken, align = self._taken, self.align
+        # next_fit's first try, where it is the answer: no live span ends past it
+        start = -(-self._cursor // align) * align
+        if start < self.virtual_base:
+            start = self.virtual_base
+        end = start + size
+        if end <= self.width and (not taken or taken[-1][1] <= start):
+            span = (start, end)
+            taken.append(span)
+        else:
+            start = self._virtual_fit(size)
+            span = (start, start + size)
+            bisect.insort(taken, span)
         storage.address = storage.column = start
-        key = next(self._ids)
-        span = self._virtual[key] = (start, start + size)
-        bisect.insort(self._taken, span)
         self._cursor = span[1]
         if self.values:  # (no other tensor shares these bytes: fill on first use)
+            nbytes = storage.row_bytes
             storage.column = 0
-            storage.own = self._owned[key] = _tile(storage.partitions, nbytes)
+            storage.own = self._owned[span] = _tile(storage.partitions, nbytes)
             storage.unfilled = _fill_row(dtype, nbytes)
-        return key
+        self._alive[weakref.ref(storage, self._dead.append)] = span
 
     def _place_explicit(self, storage: Storage, dtype: DType, desc: str, address) -> int:
         """Place `storage` at byte `address` of each of its partitions (the bytes of

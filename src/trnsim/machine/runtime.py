@@ -120,16 +120,19 @@ class Run:
             except TypeError:  # (an unhashable shape: a list)
                 pass
         if kind is not None:  # a kind of tile declared before: checked, described
-            shape, dtype, region, row_bytes, desc, buffer_name, size, strides = kind
+            dtype, region, desc, size, storage_fields, tensor_fields = kind
             core = self.cores[_local.core_id or 0]  # (current_core() of this run)
             site = self.issue_site or kernel_location(2)
             memory = core.sbuf if region is MemoryRegion.sbuf else core.psum
-            st = Storage(region.space, name, memory.core, 0, row_bytes, 0, shape[0], memory,
-                         buffer_name=buffer_name, site=site, base_shape=shape,
-                         base_dtype=dtype)
-            memory.allocate_kind(st, dtype, size)
-            self._record_allocation(st, name, desc, dtype, site, row_bytes, False)
-            return NkiTensor.view_of(shape, dtype, st, region, name, strides, 0)
+            st = object.__new__(Storage)  # (its fields: the kind's, and these)
+            st.__dict__.update(storage_fields)
+            st.name, st.core, st.memory, st.site = name, memory.core, memory, site
+            memory.place_virtual(st, dtype, size)
+            self._record_allocation(st, name, desc, dtype, site, st.row_bytes, False)
+            t = object.__new__(NkiTensor)
+            t.__dict__.update(tensor_fields)
+            t.storage, t.name = st, name
+            return t
         given = (shape, dtype, buffer)
         dtype = as_dtype(dtype)
         region = as_region(buffer)
@@ -188,9 +191,8 @@ class Run:
                          row_bytes, p0, block_bytes, address)
         if plain:
             try:
-                self._tile_kinds[given] = (shape, dtype, region, row_bytes, desc,
-                                           buffer_name, memory.aligned(row_bytes),
-                                           t.strides)
+                self._tile_kinds[given] = _tile_kind(memory, shape, dtype, region, desc,
+                                                     row_bytes, t.strides)
             except TypeError:
                 pass
         return t
@@ -230,6 +232,18 @@ class Run:
                      buf=buf, born_initialized=initialized, buffer_name=str(region),
                      site=site, base_shape=tuple(shape), base_dtype=dtype)
         return NkiTensor(shape, dtype, st, region, name)
+
+
+def _tile_kind(memory, shape, dtype, region, desc, row_bytes, strides) -> tuple:
+    """What `Run.new_tensor` keeps of a plain on-chip tensor, checked, to make the next
+    of its kind: (dtype, region, description, bytes per partition aligned in `memory`,
+    and the attributes of a fresh Storage and NkiTensor of the kind, in their order, the
+    few that differ between tensors of a kind to be set per tensor, or by the placement)."""
+    st = Storage(region.space, "", memory.core, 0, row_bytes, 0, shape[0], None,
+                 buffer_name=str(region), base_shape=shape, base_dtype=dtype)
+    t = NkiTensor.view_of(shape, dtype, None, region, "", strides, 0)
+    return (dtype, region, desc, memory.aligned(row_bytes), dict(vars(st)),
+            dict(vars(t)))
 
 
 class CoreDeadlockError(NkiValidationError):
