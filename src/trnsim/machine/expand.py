@@ -98,6 +98,7 @@ import os
 import sys
 
 from . import expand_tail, runtime, usercode
+from .expand_first import FirstIterations, placements, restore_placements
 from .expand_parts import Mark
 from .expand_plan import Plan, same_model
 
@@ -205,7 +206,9 @@ def while_kernel_runs(run, fn):
             stats.alloc_parts.clear()
             stats.copied_blocks.clear()
             stats.copied_alloc_blocks.clear()
-            for _, _, layout in stats.known.values():
+            layouts = [x[2] for x in stats.known.values()]
+            layouts += [x.layout for x in stats.firsts.values()]
+            for layout in layouts:
                 if layout is not None:
                     layout.drop_positions()
         for g in patched:
@@ -238,6 +241,17 @@ def iterate(rng: range, before=None, for_statement: bool = False):
     # a loop entered again with a model: the state before iteration 0 too, whose step to
     # iteration 1 may confirm the model's (Plan.derive)
     start = Mark(run, frame) if stats is not None and site in stats.known else None
+    # one whose earlier entries predict its iteration 0 appends that too
+    if start is not None and site in stats.firsts and site not in stats.last_differs:
+        stats.watching += 1
+        try:
+            done = yield from _predicted(run, rng, before, frame, stats.firsts[site],
+                                         start, stats.known[site], stats)
+        finally:
+            stats.watching -= 1
+        if done:
+            return
+        stats.firsts[site].fit()
     # a loop entered for the first time runs iteration 0 here: a heavy one samples FEW
     # iterations, and a short one expands only if it is heavy enough (`_heavy_enough`)
     # or has a model (whose entry runs iterations 0 and the last alone)
@@ -426,6 +440,8 @@ def _expanding(run, rng: range, before, frame, site, marks: list, stats, start):
                 stats.last_differs.add(site)
             if plan.period == 1:
                 stats.known[site] = (plan.key, plan.drift, plan.layout)
+            if plan.last_sampled == 0 and check == last:  # (iteration 0 alone: `start`)
+                stats.firsts.setdefault(site, FirstIterations()).note(run, plan, start, True)
             stats.loops += 1
             stats.iterations += check - n
             stats.instructions += (check - n) * plan.per_iteration
@@ -443,6 +459,35 @@ def _expanding(run, rng: range, before, frame, site, marks: list, stats, start):
         if plan.last_sampled == 0 and plan.carried:
             stats.zero_misses.add(site)
         known, sampling = None, _SAMPLING
+
+
+def _predicted(run, rng: range, before, frame, firsts, start, known, stats):
+    """Append iterations 0.. of an entry whose iteration 0 its loop's earlier entries
+    predict (machine/expand_first.py) and run the last for real; returns whether it
+    matched (and made no change beside the record in a tensor made before the loop,
+    which the appended iteration 0 would not have made). Where not, the record and the
+    memories' placements are rolled back to the entry, which then runs as one not
+    predicted."""
+    saved = placements(run)
+    plan = firsts.predict(run, start, known)
+    last = len(rng) - 1
+    if plan is None or not plan.indexes_made_before(0, last):
+        restore_placements(saved)
+        return False
+    untracked = len(run.untracked_changes)
+    matched = yield from _checked(run, rng, before, frame, plan, 0, last, stats)
+    if matched and all(a >= start.allocations for a in run.untracked_changes[untracked:]):
+        firsts.layout = plan.layout
+        firsts.note(run, plan, start, False)
+        stats.loops += 1
+        stats.predicted += 1
+        stats.iterations += last
+        stats.instructions += last * plan.per_iteration
+        return True
+    firsts.misses += 1
+    start.restore(run, frame)
+    restore_placements(saved)
+    return False
 
 
 def _learning(run, rng: range, before, frame, site, marks: list, stats, core):
@@ -618,6 +663,10 @@ class ExpansionStats:
         # loop entered again (the inner loop of a blocked kernel) is checked against it
         # on fewer samples (RESAMPLES) and reuses its layout
         self.known: dict = {}
+        # loops entered again -> the entries whose iteration 0 their model had alone,
+        # which predict a later entry's (expand_first.FirstIterations)
+        self.firsts: dict = {}
+        self.predicted = 0  # entries whose iteration 0 was appended so
         # instruction index -> (instruction, structure, numbers) of the instructions
         # snapshots looked at one by one (not the copies), while the kernel runs
         self.parts: dict = {}

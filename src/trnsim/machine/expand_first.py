@@ -1,0 +1,248 @@
+"""Iteration 0 of a loop entered again, appended rather than run (machine/expand.py).
+
+A loop entered again whose iteration 0 repeated its model (the inner loop of a blocked
+kernel) runs iteration 0 and the last for real. Its entries' iteration 0 numbers (the
+record's, the HBM cursor, the frame's ints and lists' lengths: `Plan.rows[0]`) are
+affine in the state at their entry (the record's counts, the HBM cursor, the frame's
+ints, its lists' lengths: `basis`) where the kernel indexes affinely: an entry whose
+basis is an affine combination of earlier entries' is predicted as the same combination
+of their rows. Such an entry appends iteration 0 too, copied from the last entry whose
+iteration 0 ran (its `_Template`, still in the record), and its last iteration checks
+the prediction as it checks the model (every number of the record and the frame's ints
+it leaves); where it misses, the record is rolled back to the entry, which then runs as
+before.
+
+The virtual address of an on-chip tensor (not a number of the model: copies take their
+template's) depends on which tensors are alive when it is placed, which the Python
+objects' lifetimes decide. Iteration 0's is placed as the body would place it: its one
+allocation, a tensor the body rebinds each iteration (`res_psum = nl.zeros(...)`, held
+until the entry ends, as the model's carried tensors are), is placed at the entry; an
+entry that ran its iteration 0 tells whether that placement is the body's (`fit`).
+Left to the rest: loops whose body makes other allocations, whose lists grow, whose
+iteration 0 reads tiles carried into the loop, with direct allocations, or on more than
+one logical core."""
+from __future__ import annotations
+
+import numpy as np
+
+from .expand_plan import _NARROW, Plan, same_model
+from .frame_state import _copy, over_storage, tensor_core
+from .memory import next_fit
+
+GIVE_UP = 2  # predictions a loop's last iterations missed after which it predicts none
+_HISTORY = 8  # entries a loop's predictions combine at most
+_VADDR = 7  # (an Allocation's field: see record.Allocation)
+
+
+class _Template:
+    """What a prediction copies: the last entry whose iteration 0 ran for real, as its
+    plan had it (no object of the run's but the record's, whose identity tells that the
+    template is still there)."""
+    __slots__ = ("key", "drift", "template", "local_names", "sizes", "rebound", "index",
+                 "indexing", "operand_ids", "row", "carried", "ends", "placing", "fits")
+
+    def __init__(self, run, plan, placing, carried):
+        for name in ("key", "drift", "template", "local_names", "sizes", "rebound",
+                     "index", "indexing", "operand_ids"):
+            setattr(self, name, getattr(plan, name))
+        self.row = plan.rows[0].copy()
+        p = run.program
+        i0, i1, a0, _, _, _ = plan.template
+        self.ends = (p.instructions[i0], p.instructions[i1 - 1], p.allocations.get(a0))
+        self.placing = placing  # (the memory, the aligned bytes) of its allocation
+        self.carried = carried  # [(local, tensor over a storage of its own)]
+        self.fits = False  # whether its allocation was placed where `fit` said
+
+    def still_there(self, p) -> bool:
+        i0, i1, a0, a1, _, f1 = self.template
+        first, last, alloc = self.ends
+        return len(p.instructions) >= i1 and p.instructions[i0] is first \
+            and p.instructions[i1 - 1] is last and len(p.fences) >= f1 \
+            and (a1 == a0 or p.allocations.get(a0) is alloc)
+
+
+class _Predicted(Plan):
+    """A model of iteration 0 alone whose row is predicted (`first`), with the template
+    of an earlier entry, whose numbers are `rows[-1]` (what the Copier reads as its
+    template's: their differences from `first` are moving columns to it), and the
+    storage of iteration 0's allocation (`placed`), which its copies share."""
+
+    def __init__(self, *args, first: np.ndarray, placed):
+        super().__init__(*args)
+        self.first = first
+        self.placed = placed
+        self.last_sampled = 0
+
+    def _narrow(self) -> tuple:
+        if self._lists is None:
+            self._lists = (self.first.tolist(), self.drift.tolist()) \
+                if self.rows.shape[1] <= _NARROW else ()
+        return self._lists
+
+    def row(self, iterations: np.ndarray, cols=slice(None)) -> np.ndarray:
+        return self.first[cols] + self.drift[cols] * iterations[:, None]
+
+    def row_at(self, iteration: int, cols=slice(None)) -> np.ndarray:
+        return self.first[cols] + self.drift[cols] * iteration
+
+    def _copier(self, run):
+        copier = super()._copier(run)
+        if self.placed is not None:  # (the copies' address: iteration 0's)
+            fields = copier.alloc_fields = list(copier.alloc_fields)
+            fields[_VADDR] = [self.placed.address]
+        return copier
+
+
+def placements(run) -> list:
+    """Where the run's on-chip memories place their next tensors (`restore_placements`
+    returns them there: an entry rolled back places as if it had not run; the tensors it
+    placed are freed once their objects die, as every tensor is)."""
+    return [(m, m._cursor, m.width) for c in run.cores for m in (c.sbuf, c.psum)]
+
+
+def restore_placements(saved: list) -> None:
+    for memory, cursor, width in saved:
+        memory._cursor, memory.width = cursor, width
+
+
+def basis(start, local_names, list_names) -> list | None:
+    """The state at an entry a prediction combines (see the module docstring): the
+    record's counts, the HBM cursor, the frame's ints and lists' lengths; None where
+    one is missing."""
+    loc, lists = start.locals, start.lists
+    ints = [loc.get(k) for k in local_names]
+    if any(type(v) is not int for v in ints) or any(k not in lists for k in list_names):
+        return None
+    return [start.instructions, start.allocations, start.fences, start.hbm, *ints,
+            *(lists[k][1] for k in list_names)]
+
+
+class FirstIterations:
+    """A loop's entries whose iteration 0 is known (`ExpansionStats.firsts`): their bases
+    and rows, and the last one whose iteration 0 ran for real (`_Template`)."""
+    __slots__ = ("key", "bases", "rows", "template", "misses", "layout", "expected")
+
+    def __init__(self):
+        self.key = None
+        self.bases: list = []
+        self.rows: list = []
+        self.template = None
+        self.misses = 0
+        self.layout = None  # the Copier's Layout of the last prediction
+        self.expected = None  # (see fit)
+
+    def fit(self) -> None:
+        """Before an entry runs its iteration 0: where the template's allocation would
+        be placed now, which `note` compares with the entry's."""
+        t = self.template
+        self.expected = None
+        if t is None or t.placing is None:
+            return
+        memory, size = t.placing
+        if memory._dead:
+            memory._reap()  # (what its next placement does first)
+        self.expected = next_fit(memory._taken, size, memory._cursor, memory.virtual_base,
+                                 memory.width, memory.align)
+
+    def note(self, run, plan, start, ran: bool) -> None:
+        """Note an entry that matched its model of iteration 0 alone (`ran`: whose
+        iteration 0 ran for real, the template of the next predictions)."""
+        expected, self.expected = self.expected, None
+        b = basis(start, plan.local_names, plan.key[2])
+        if b is None or plan.growing or plan.carried_in or plan.period != 1:
+            return
+        key = (plan.key, tuple(plan.local_names))
+        if key != self.key:
+            self.key, self.bases, self.rows, self.template = key, [], [], None
+        self.bases.append(b)
+        self.rows.append(plan.first if type(plan) is _Predicted else plan.rows[0])
+        del self.bases[:-_HISTORY], self.rows[:-_HISTORY]
+        if ran:
+            self.template = _template(run, plan)
+            if self.template is not None and self.template.placing is not None:
+                alloc = run.program.allocations[plan.template[2]]
+                self.template.fits = expected == alloc.vaddr
+
+    def predict(self, run, start, known) -> _Predicted | None:
+        """The plan of an entry (`start`: the full mark at it) whose iteration 0 the
+        earlier entries predict, or None. Its allocation, if any, is placed."""
+        t = self.template
+        if t is None or len(self.rows) < 2 or self.misses >= GIVE_UP or run.lnc > 1 \
+                or (t.placing is not None and not t.fits) or not t.still_there(run.program):
+            return None
+        key = _entry_key(t, start)
+        if key[3] != tuple(t.local_names) or not same_model(key, known[0]):
+            return None
+        b = basis(start, t.local_names, t.key[2])
+        if b is None:
+            return None
+        first = _combined(self.bases, self.rows, b)
+        if first is None:
+            return None
+        n = len(first) - 1 - len(t.local_names) - len(t.key[2])
+        first[n] = start.hbm
+        placed, carried = None, t.carried
+        if t.placing is not None:
+            memory, size = t.placing
+            placed = _copy(tensor_core(carried[0][1]).storage)
+            memory.allocate_kind(placed, placed.base_dtype, size)
+            carried = [(name, over_storage(x, placed)) for name, x in carried]
+        plan = _Predicted(np.vstack((first, t.row)), 1, t.drift.copy(), t.key, t.template,
+                          t.local_names, [], carried, first=first, placed=placed)
+        plan.sizes, plan.rebound, plan.index = t.sizes, t.rebound, t.index
+        plan.indexing, plan.operand_ids = t.indexing, t.operand_ids
+        plan.made_before = start.allocations
+        plan.checks_frame, plan.after_first = True, start
+        plan.layout = self.layout
+        return plan
+
+
+def _template(run, plan) -> _Template | None:
+    """The template of the entry of `plan` (its iteration 0 ran for real), or None
+    where it makes more than one allocation, or one that is not a tensor the body
+    rebinds each iteration (`Plan.carried`) or is placed explicitly."""
+    _, _, a0, a1, _, _ = plan.template
+    if any(k[0] == "alloc" and k[-1] for k in plan.key[0]) or a1 - a0 > 1:
+        return None  # (direct allocations: the legacy front end places them by iteration 0)
+    placing = None
+    storages = {id(tensor_core(x).storage) for _, x in plan.carried}
+    if a1 > a0:
+        owners = [tensor_core(x).storage for _, x in plan.carried
+                  if tensor_core(x).storage.alloc == a0]
+        if len(storages) != 1 or not owners or owners[0].memory is None:
+            return None
+        st = owners[0]
+        placing = (st.memory, st.memory.aligned(st.row_bytes))
+        own = _copy(st)
+        carried = [(name, over_storage(x, own)) for name, x in plan.carried]
+    elif storages:
+        return None
+    else:
+        carried = []
+    return _Template(run, plan, placing, carried)
+
+
+def _entry_key(t, start) -> tuple:
+    """The structure key (`expand_plan._iteration`) an iteration 0 starting at `start`
+    would have, with the record's of the template `t`."""
+    others = tuple(sorted((k, v) for k, v in start.locals.items()
+                          if type(v) is not int and k not in t.rebound))
+    names = tuple(sorted(k for k, v in start.locals.items() if type(v) is int))
+    return t.key[0], others, t.key[2], names
+
+
+def _combined(bases: list, rows: list, b: list) -> np.ndarray | None:
+    """The rows' affine combination whose bases' is `b`, or None where `b` is no such
+    combination or it is not whole."""
+    base = np.array(bases, dtype=np.float64)
+    d = (base[:-1] - base[-1]).T
+    want = np.array(b, dtype=np.float64) - base[-1]
+    x = np.linalg.lstsq(d, want, rcond=None)[0]
+    if not np.allclose(d @ x, want, rtol=0, atol=1e-6):
+        return None
+    last = rows[-1]
+    got = last + x @ (np.array(rows[:-1], dtype=np.float64) - last)
+    out = np.rint(got)
+    if np.abs(got - out).max(initial=0) > 1e-3:
+        return None
+    return out.astype(np.int64)
