@@ -441,7 +441,7 @@ def _expanding(run, rng: range, before, frame, site, marks: list, stats, start):
             if plan.period == 1:
                 stats.known[site] = (plan.key, plan.drift, plan.layout)
             if plan.last_sampled == 0 and check == last:  # (iteration 0 alone: `start`)
-                stats.firsts.setdefault(site, FirstIterations()).note(run, plan, start, True)
+                stats.firsts.setdefault(site, FirstIterations()).note(run, plan, start)
             stats.loops += 1
             stats.iterations += check - n
             stats.instructions += (check - n) * plan.per_iteration
@@ -478,7 +478,6 @@ def _predicted(run, rng: range, before, frame, firsts, start, known, stats):
     matched = yield from _checked(run, rng, before, frame, plan, 0, last, stats)
     if matched and all(a >= start.allocations for a in run.untracked_changes[untracked:]):
         firsts.layout = plan.layout
-        firsts.note(run, plan, start, False)
         stats.loops += 1
         stats.predicted += 1
         stats.iterations += last

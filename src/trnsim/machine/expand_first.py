@@ -30,8 +30,12 @@ from .frame_state import _copy, over_storage, tensor_core
 from .memory import next_fit
 
 GIVE_UP = 2  # predictions a loop's last iterations missed after which it predicts none
-_HISTORY = 8  # entries a loop's predictions combine at most
+_HISTORY = 12  # entries a loop's predictions combine at most
 _VADDR = 7  # (an Allocation's field: see record.Allocation)
+# instructions an iteration records at least for its loop's entries to be predicted: a
+# prediction (~50 us) costs about what one legacy instruction run for real and the
+# model it checks do (block_free's loops of one load or matmul: 2-4% slower)
+BODY = 2
 
 
 class _Template:
@@ -120,12 +124,14 @@ def basis(start, local_names, list_names) -> list | None:
 class FirstIterations:
     """A loop's entries whose iteration 0 is known (`ExpansionStats.firsts`): their bases
     and rows, and the last one whose iteration 0 ran for real (`_Template`)."""
-    __slots__ = ("key", "bases", "rows", "template", "misses", "layout", "expected")
+    __slots__ = ("key", "bases", "rows", "solver", "template", "misses", "layout",
+                 "expected")
 
     def __init__(self):
         self.key = None
         self.bases: list = []
         self.rows: list = []
+        self.solver = None  # (see _solver)
         self.template = None
         self.misses = 0
         self.layout = None  # the Copier's Layout of the last prediction
@@ -144,24 +150,30 @@ class FirstIterations:
         self.expected = next_fit(memory._taken, size, memory._cursor, memory.virtual_base,
                                  memory.width, memory.align)
 
-    def note(self, run, plan, start, ran: bool) -> None:
-        """Note an entry that matched its model of iteration 0 alone (`ran`: whose
-        iteration 0 ran for real, the template of the next predictions)."""
+    def note(self, run, plan, start) -> None:
+        """Note an entry that ran its iteration 0 for real and matched its model of it
+        alone: the template of the next predictions. (One predicted is not noted: the
+        entries noted combine to it.)"""
         expected, self.expected = self.expected, None
-        b = basis(start, plan.local_names, plan.key[2])
-        if b is None or plan.growing or plan.carried_in or plan.period != 1:
+        if plan.per_iteration < BODY or plan.growing or plan.carried_in \
+                or plan.period != 1:
             return
-        key = (plan.key, tuple(plan.local_names))
+        b = basis(start, plan.local_names, plan.key[2])
+        if b is None:
+            return
+        # (the frame's other locals, whose objects an entry may rebind, `predict` checks
+        # against the loop's model by their states)
+        key = (plan.key[0], plan.key[2], plan.key[3])
         if key != self.key:
             self.key, self.bases, self.rows, self.template = key, [], [], None
         self.bases.append(b)
-        self.rows.append(plan.first if type(plan) is _Predicted else plan.rows[0])
+        self.rows.append(plan.rows[0])
         del self.bases[:-_HISTORY], self.rows[:-_HISTORY]
-        if ran:
-            self.template = _template(run, plan)
-            if self.template is not None and self.template.placing is not None:
-                alloc = run.program.allocations[plan.template[2]]
-                self.template.fits = expected == alloc.vaddr
+        self.solver = None
+        self.template = _template(run, plan)
+        if self.template is not None and self.template.placing is not None:
+            alloc = run.program.allocations[plan.template[2]]
+            self.template.fits = expected == alloc.vaddr
 
     def predict(self, run, start, known) -> _Predicted | None:
         """The plan of an entry (`start`: the full mark at it) whose iteration 0 the
@@ -176,7 +188,9 @@ class FirstIterations:
         b = basis(start, t.local_names, t.key[2])
         if b is None:
             return None
-        first = _combined(self.bases, self.rows, b)
+        if self.solver is None:
+            self.solver = _solver(self.bases, self.rows)
+        first = _combined(self.solver, b)
         if first is None:
             return None
         n = len(first) - 1 - len(t.local_names) - len(t.key[2])
@@ -187,7 +201,11 @@ class FirstIterations:
             placed = _copy(tensor_core(carried[0][1]).storage)
             memory.allocate_kind(placed, placed.base_dtype, size)
             carried = [(name, over_storage(x, placed)) for name, x in carried]
-        plan = _Predicted(np.vstack((first, t.row)), 1, t.drift.copy(), t.key, t.template,
+        # (rows: those of the entries noted, the prediction's, the template's last, whose
+        # differences mark moving columns as the Copier's layout reads them: the same
+        # columns from one prediction to the next, which keep its layout)
+        rows = np.vstack((*self.rows, first, t.row))
+        plan = _Predicted(rows, 1, t.drift.copy(), t.key, t.template,
                           t.local_names, [], carried, first=first, placed=placed)
         plan.sizes, plan.rebound, plan.index = t.sizes, t.rebound, t.index
         plan.indexing, plan.operand_ids = t.indexing, t.operand_ids
@@ -231,17 +249,25 @@ def _entry_key(t, start) -> tuple:
     return t.key[0], others, t.key[2], names
 
 
-def _combined(bases: list, rows: list, b: list) -> np.ndarray | None:
-    """The rows' affine combination whose bases' is `b`, or None where `b` is no such
-    combination or it is not whole."""
+def _solver(bases: list, rows: list) -> tuple:
+    """What `_combined` solves with, made once for the entries noted: their bases'
+    differences from the last one's and its pseudo-inverse, the rows' differences."""
     base = np.array(bases, dtype=np.float64)
     d = (base[:-1] - base[-1]).T
-    want = np.array(b, dtype=np.float64) - base[-1]
-    x = np.linalg.lstsq(d, want, rcond=None)[0]
-    if not np.allclose(d @ x, want, rtol=0, atol=1e-6):
-        return None
     last = rows[-1]
-    got = last + x @ (np.array(rows[:-1], dtype=np.float64) - last)
+    return (d, np.linalg.pinv(d), base[-1], last,
+            np.array(rows[:-1], dtype=np.float64) - last)
+
+
+def _combined(solver: tuple, b: list) -> np.ndarray | None:
+    """The noted rows' affine combination whose bases' is `b`, or None where `b` is no
+    such combination or it is not whole."""
+    d, inverse, base, last, moved = solver
+    want = np.array(b, dtype=np.float64) - base
+    x = inverse @ want
+    if np.abs(d @ x - want).max(initial=0) > 1e-6:
+        return None
+    got = last + x @ moved
     out = np.rint(got)
     if np.abs(got - out).max(initial=0) > 1e-3:
         return None
