@@ -9,6 +9,7 @@ import numpy as np
 from trnsim import nki
 import trnsim.nki.isa as nisa
 import trnsim.nki.language as nl
+from trnsim.machine import expand, expand_first
 from test_expand import _both, _expanded_counts, _raised_both_ways, _run, _stats
 
 
@@ -45,6 +46,23 @@ def test_later_entries_append_their_first_iteration(monkeypatch):
     assert (st.predicted, st.fallbacks, st.declined) == (3, 0, 0)
     assert st.iterations == 10 + 14 + 14 + 3 * 15
     assert st.instructions == st.iterations * 3
+
+
+def test_a_predicted_entry_places_its_tiles_where_running_it_would(monkeypatch):
+    """The virtual addresses of the tiles (which the model's numbers leave out) are
+    those of the same expanded run without predictions, iteration 0's placed at the
+    entry and the last iteration's after it."""
+    kernel, x = _entries(6)
+    monkeypatch.setenv(expand.ENV, "1")
+    runs = []
+    for body in (expand_first.BODY, 10 ** 9):  # (then no entry is noted: none predicted)
+        monkeypatch.setattr(expand_first, "BODY", body)
+        runs.append(_run(kernel, x))
+    predicted, plain = runs
+    assert (_stats(predicted).predicted, _stats(plain).predicted) == (3, 0)
+    vaddrs = [[(a.id, a.vaddr) for a in r.program.allocations.values()] for r in runs]
+    assert vaddrs[0] == vaddrs[1]
+    assert len({v for _, v in vaddrs[0]}) > 1  # (tiles placed apart: a real check)
 
 
 def test_an_entry_off_its_prediction_falls_back_to_run_its_first_iteration(monkeypatch):

@@ -46,7 +46,11 @@ machine/expand_tail.py); its last iteration then checks the model by that predic
 and the one before it is appended too. An entry of a short loop entered again with
 none to append after iteration 0 and its samples (FEW + 2 iterations: `_learning`) runs
 every iteration but makes the model for the later entries (the last tells whether it
-differs alone): causal flash attention's entries of 4 key chunks.
+differs alone): causal flash attention's entries of 4 key chunks. An entry whose
+iteration 0 the loop's earlier entries predict (machine/expand_first.py: its numbers
+an affine combination of theirs by the state at the entry) appends iteration 0 too,
+and its last iteration checks the prediction; a miss rolls the entry back to run as
+above (block_mnk's loops of 16 M tiles in the tutorial).
 
 It runs every iteration when:
 - numerics are on (values are computed per iteration), `TRNSIM_EXPAND=0`, the loop has
@@ -80,7 +84,8 @@ It runs every iteration when:
 Known limit: a body whose Python branches on the index in a way neither the sampled
 iterations nor the last one show (`if i == 37:`, `if i == 3:` in a heavy loop,
 or, in a loop entered again, a branch only this entry's iterations 1..SAMPLES take) is
-expanded as if it did not branch. (If
+expanded as if it did not branch; so is one only iteration 0 of a predicted entry
+takes (`if i == 0 and kb == 5:`). (If
 such a branch, in an entry expanded with no sample, changes an object of the frame in
 the last iteration too, the last iteration catches it, but its own change stays, as
 in any fallback.)

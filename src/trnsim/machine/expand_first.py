@@ -205,6 +205,8 @@ class FirstIterations:
         # differences mark moving columns as the Copier's layout reads them: the same
         # columns from one prediction to the next, which keep its layout)
         rows = np.vstack((*self.rows, first, t.row))
+        # (a drift of its own: `Layout.fits` takes one with the drift its layout was made
+        # for to move the same numbers, which another entry's template need not)
         plan = _Predicted(rows, 1, t.drift.copy(), t.key, t.template,
                           t.local_names, [], carried, first=first, placed=placed)
         plan.sizes, plan.rebound, plan.index = t.sizes, t.rebound, t.index
