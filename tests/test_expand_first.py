@@ -10,6 +10,7 @@ from trnsim import nki
 import trnsim.nki.isa as nisa
 import trnsim.nki.language as nl
 from trnsim.machine import expand, expand_first
+from kernel_helpers import tutorial_run
 from test_expand import _both, _expanded_counts, _raised_both_ways, _run, _stats
 
 
@@ -90,3 +91,23 @@ def test_an_error_in_the_last_iteration_of_a_predicted_entry_is_the_full_runs(
     (full, fast) = [(type(e), str(e), e.location.line) for e in errors]
     assert fast == full
     assert "x short here" in fast[1]
+
+
+def test_the_tutorials_m_tile_loop_in_psum_is_predicted(monkeypatch):
+    """The legacy tutorial's block_mnk (examples/legacy/matmul_tutorial.py) at K 4096
+    (4 K blocks, run in full: `expand._learning`), 16 M tiles in one block, 2 N tiles:
+    its loop over the M tiles (a PSUM tile from `nl.zeros`, 8 matmuls and an add an
+    iteration) is entered 4 x 2 times. Entry 1 samples; entries 2-4 run iteration 0
+    (2 and 3 are the first noted; 4, the first of K block 1 with N tile 1, is off the
+    line of those two); entries 5-8 are combinations of 2-4 and append iteration 0.
+    Records and timelines are the full run's, the tiles' addresses those of the run
+    without predictions."""
+    def go():
+        return tutorial_run("block_mnk", "trn1", 4096, 2048, 1024)
+    _, fast = _both(monkeypatch, go)
+    assert (_stats(fast).predicted, _stats(fast).fallbacks) == (4, 0)
+    monkeypatch.setattr(expand_first, "BODY", 10 ** 9)
+    plain = go()
+    assert _stats(plain).predicted == 0
+    assert [(a.id, a.vaddr) for a in fast.program.allocations.values()] == \
+        [(a.id, a.vaddr) for a in plain.program.allocations.values()]

@@ -198,7 +198,7 @@ class FirstIterations:
         placed, carried = None, t.carried
         if t.placing is not None:
             memory, size = t.placing
-            placed = _copy(tensor_core(carried[0][1]).storage)
+            placed = _detached(tensor_core(carried[0][1]).storage)
             memory.allocate_kind(placed, placed.base_dtype, size)
             carried = [(name, over_storage(x, placed)) for name, x in carried]
         # (rows: those of the entries noted, the prediction's, the template's last, whose
@@ -233,13 +233,22 @@ def _template(run, plan) -> _Template | None:
             return None
         st = owners[0]
         placing = (st.memory, st.memory.aligned(st.row_bytes))
-        own = _copy(st)
+        own = _detached(st)
         carried = [(name, over_storage(x, own)) for name, x in plan.carried]
     elif storages:
         return None
     else:
         carried = []
     return _Template(run, plan, placing, carried)
+
+
+def _detached(st):
+    """A copy of storage `st` that no memory places, with PSUM boxes written of its own
+    (what `frame_state.retarget` copies)."""
+    own = _copy(st)
+    if "written_boxes" in own.__dict__:
+        own.written_boxes = set(own.written_boxes)
+    return own
 
 
 def _entry_key(t, start) -> tuple:
