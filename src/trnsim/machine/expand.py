@@ -473,6 +473,8 @@ def _predicted(run, rng: range, before, frame, firsts, start, known, stats):
     which the appended iteration 0 would not have made). Where not, the record and the
     memories' placements are rolled back to the entry, which then runs as one not
     predicted."""
+    if firsts.template is None:
+        return False
     saved = placements(run)
     plan = firsts.predict(run, start, known)
     last = len(rng) - 1

@@ -28,10 +28,11 @@ import numpy as np
 from .expand_plan import _NARROW, Plan, same_model
 from .frame_state import _copy, over_storage, tensor_core
 from .memory import next_fit
+from .record import Allocation
 
 GIVE_UP = 2  # predictions a loop's last iterations missed after which it predicts none
 _HISTORY = 12  # entries a loop's predictions combine at most
-_VADDR = 7  # (an Allocation's field: see record.Allocation)
+_VADDR = Allocation.__slots__.index("vaddr")  # (the Copier's allocation fields')
 # instructions an iteration records at least for its loop's entries to be predicted: a
 # prediction (~50 us) costs about what one legacy instruction run for real and the
 # model it checks do (block_free's loops of one load or matmul: 2-4% slower)
