@@ -93,6 +93,33 @@ def test_an_error_in_the_last_iteration_of_a_predicted_entry_is_the_full_runs(
     assert "x short here" in fast[1]
 
 
+def test_tiles_of_two_memories_are_placed_in_turn(monkeypatch):
+    """A body making an SBUF and a PSUM tile (both rebound each iteration): entries 3-5
+    are predicted as in `_entries`, and every tile is where the run without predictions
+    places it."""
+    @nki.jit
+    def kernel(x):
+        out = nl.ndarray((128, 8 * 16), nl.float32, buffer=nl.hbm)
+        for b in nl.affine_range(6):
+            for j in nl.affine_range(16):
+                t = nl.ndarray((128, 8), nl.float32, buffer=nl.sbuf)
+                nisa.dma_copy(dst=t, src=x[:, (b * 16 + j) * 8:(b * 16 + j) * 8 + 8])
+                u = nl.ndarray((128, 8), nl.float32, buffer=nl.psum)
+                nisa.tensor_copy(dst=u, src=t)
+                nisa.tensor_copy(dst=t, src=u)
+                nisa.dma_copy(dst=out[:, j * 8:j * 8 + 8], src=t)
+        return out
+    x = np.ones((128, 8 * 16 * 6), np.float32)
+    _, fast = _both(monkeypatch, lambda: _run(kernel, x))
+    monkeypatch.setattr(expand_first, "BODY", 10 ** 9)
+    plain = _run(kernel, x)
+    assert (_stats(fast).predicted, _stats(plain).predicted) == (3, 0)
+    vaddrs = [[(a.id, a.space, a.vaddr) for a in r.program.allocations.values()]
+              for r in (fast, plain)]
+    assert vaddrs[0] == vaddrs[1]
+    assert {s for _, s, _ in vaddrs[0]} == {"sbuf", "psum"}
+
+
 def test_the_tutorials_m_tile_loop_in_psum_is_predicted(monkeypatch):
     """The legacy tutorial's block_mnk (examples/legacy/matmul_tutorial.py) at K 4096
     (4 K blocks, run in full: `expand._learning`), 16 M tiles in one block, 2 N tiles:

@@ -14,14 +14,17 @@ before.
 
 The virtual address of an on-chip tensor (not a number of the model: copies take their
 template's) depends on which tensors are alive when it is placed, which the Python
-objects' lifetimes decide. Iteration 0's is placed as the body would place it: its one
-allocation, a tensor the body rebinds each iteration (`res_psum = nl.zeros(...)`, held
-until the entry ends, as the model's carried tensors are), is placed at the entry; an
-entry that ran its iteration 0 tells whether that placement is the body's (`fit`).
-Left to the rest: loops whose body makes other allocations, whose lists grow, whose
-iteration 0 reads tiles carried into the loop, with direct allocations, or on more than
-one logical core."""
+objects' lifetimes decide. Iteration 0's are placed as the body would place them: its
+allocations, each a tensor the body rebinds each iteration (`res_psum = nl.zeros(...)`,
+held until the entry ends, as the model's carried tensors are), are placed in turn at
+the entry; an entry that ran its iteration 0 tells whether those placements are the
+body's (`fit`: the tensors they replace, freed as the body rebinds them, may have made
+room for the later ones). Left to the rest: loops whose body makes other allocations
+(temporaries), whose lists grow, whose iteration 0 reads tiles carried into the loop,
+with direct allocations, or on more than one logical core."""
 from __future__ import annotations
+
+import bisect
 
 import numpy as np
 
@@ -54,9 +57,11 @@ class _Template:
         p = run.program
         i0, i1, a0, _, _, _ = plan.template
         self.ends = (p.instructions[i0], p.instructions[i1 - 1], p.allocations.get(a0))
-        self.placing = placing  # (the memory, the aligned bytes) of its allocation
+        # [(storage, the memory, the aligned bytes)] of its allocations in turn (the
+        # storages: copies no memory places, which the carried tensors are over)
+        self.placing = placing
         self.carried = carried  # [(local, tensor over a storage of its own)]
-        self.fits = False  # whether its allocation was placed where `fit` said
+        self.fits = False  # whether its allocations were placed where `fit` said
 
     def still_there(self, p) -> bool:
         i0, i1, a0, a1, _, f1 = self.template
@@ -70,7 +75,7 @@ class _Predicted(Plan):
     """A model of iteration 0 alone whose row is predicted (`first`), with the template
     of an earlier entry, whose numbers are `rows[-1]` (what the Copier reads as its
     template's: their differences from `first` are moving columns to it), and the
-    storage of iteration 0's allocation (`placed`), which its copies share."""
+    storages of iteration 0's allocations (`placed`), whose addresses its copies share."""
 
     def __init__(self, *args, first: np.ndarray, placed):
         super().__init__(*args)
@@ -92,9 +97,9 @@ class _Predicted(Plan):
 
     def _copier(self, run):
         copier = super()._copier(run)
-        if self.placed is not None:  # (the copies' address: iteration 0's)
+        if self.placed:  # (the copies' addresses: iteration 0's)
             fields = copier.alloc_fields = list(copier.alloc_fields)
-            fields[_VADDR] = [self.placed.address]
+            fields[_VADDR] = [st.address for st in self.placed]
         return copier
 
 
@@ -139,17 +144,27 @@ class FirstIterations:
         self.expected = None  # (see fit)
 
     def fit(self) -> None:
-        """Before an entry runs its iteration 0: where the template's allocation would
-        be placed now, which `note` compares with the entry's."""
+        """Before an entry runs its iteration 0: where the template's allocations would
+        be placed now in turn, each kept, which `note` compares with the entry's."""
         t = self.template
         self.expected = None
-        if t is None or t.placing is None:
+        if t is None or not t.placing:
             return
-        memory, size = t.placing
-        if memory._dead:
-            memory._reap()  # (what its next placement does first)
-        self.expected = next_fit(memory._taken, size, memory._cursor, memory.virtual_base,
-                                 memory.width, memory.align)
+        state, expected = {}, []
+        for _, memory, size in t.placing:
+            if memory not in state:
+                if memory._dead:
+                    memory._reap()  # (what its next placement does first)
+                state[memory] = (list(memory._taken), memory._cursor)
+            taken, cursor = state[memory]
+            at = next_fit(taken, size, cursor, memory.virtual_base, memory.width,
+                          memory.align)
+            if at is None:
+                return
+            bisect.insort(taken, (at, at + size))
+            state[memory] = (taken, at + size)
+            expected.append(at)
+        self.expected = expected
 
     def note(self, run, plan, start) -> None:
         """Note an entry that ran its iteration 0 for real and matched its model of it
@@ -172,16 +187,17 @@ class FirstIterations:
         del self.bases[:-_HISTORY], self.rows[:-_HISTORY]
         self.solver = None
         self.template = _template(run, plan)
-        if self.template is not None and self.template.placing is not None:
-            alloc = run.program.allocations[plan.template[2]]
-            self.template.fits = expected == alloc.vaddr
+        if self.template is not None and self.template.placing:
+            allocs = run.program.allocations
+            self.template.fits = expected == [allocs[a].vaddr
+                                              for a in range(*plan.template[2:4])]
 
     def predict(self, run, start, known) -> _Predicted | None:
         """The plan of an entry (`start`: the full mark at it) whose iteration 0 the
         earlier entries predict, or None. Its allocation, if any, is placed."""
         t = self.template
         if t is None or len(self.rows) < 2 or self.misses >= GIVE_UP or run.lnc > 1 \
-                or (t.placing is not None and not t.fits) or not t.still_there(run.program):
+                or (t.placing and not t.fits) or not t.still_there(run.program):
             return None
         key = _entry_key(t, start)
         if key[3] != tuple(t.local_names) or not same_model(key, known[0]):
@@ -196,12 +212,15 @@ class FirstIterations:
             return None
         n = len(first) - 1 - len(t.local_names) - len(t.key[2])
         first[n] = start.hbm
-        placed, carried = None, t.carried
-        if t.placing is not None:
-            memory, size = t.placing
-            placed = _detached(tensor_core(carried[0][1]).storage)
-            memory.allocate_kind(placed, placed.base_dtype, size)
-            carried = [(name, over_storage(x, placed)) for name, x in carried]
+        placed, carried = [], t.carried
+        if t.placing:
+            now = {}
+            for st, memory, size in t.placing:
+                placed.append(_detached(st))
+                memory.allocate_kind(placed[-1], st.base_dtype, size)
+                now[id(st)] = placed[-1]
+            carried = [(name, over_storage(x, now[id(tensor_core(x).storage)]))
+                       for name, x in carried]
         # (rows: those of the entries noted, the prediction's, the template's last, whose
         # differences mark moving columns as the Copier's layout reads them: the same
         # columns from one prediction to the next, which keep its layout)
@@ -220,26 +239,21 @@ class FirstIterations:
 
 def _template(run, plan) -> _Template | None:
     """The template of the entry of `plan` (its iteration 0 ran for real), or None
-    where it makes more than one allocation, or one that is not a tensor the body
-    rebinds each iteration (`Plan.carried`) or is placed explicitly."""
+    where it makes an allocation that is not a tensor the body rebinds each iteration
+    (`Plan.carried`), one placed explicitly, or where such a tensor is over none."""
     _, _, a0, a1, _, _ = plan.template
-    if any(k[0] == "alloc" and k[-1] for k in plan.key[0]) or a1 - a0 > 1:
+    if any(k[0] == "alloc" and k[-1] for k in plan.key[0]):
         return None  # (direct allocations: the legacy front end places them by iteration 0)
-    placing = None
-    storages = {id(tensor_core(x).storage) for _, x in plan.carried}
-    if a1 > a0:
-        owners = [tensor_core(x).storage for _, x in plan.carried
-                  if tensor_core(x).storage.alloc == a0]
-        if len(storages) != 1 or not owners or owners[0].memory is None:
-            return None
-        st = owners[0]
-        placing = (st.memory, st.memory.aligned(st.row_bytes))
-        own = _detached(st)
-        carried = [(name, over_storage(x, own)) for name, x in plan.carried]
-    elif storages:
+    storages = {tensor_core(x).storage.alloc: tensor_core(x).storage
+                for _, x in plan.carried}
+    if sorted(storages) != list(range(a0, a1)) \
+            or any(st.memory is None for st in storages.values()):
         return None
-    else:
-        carried = []
+    own = {id(st): _detached(st) for st in storages.values()}
+    placing = [(own[id(storages[a])], storages[a].memory,
+                storages[a].memory.aligned(storages[a].row_bytes)) for a in range(a0, a1)]
+    carried = [(name, over_storage(x, own[id(tensor_core(x).storage)]))
+               for name, x in plan.carried]
     return _Template(run, plan, placing, carried)
 
 
