@@ -327,13 +327,15 @@ def _equal_trips(entries, trip, short_by=0):
 def test_entries_too_short_to_append_after_the_samples_make_the_model(monkeypatch):
     """Entries of FEW + 2 iterations: the first notes the loop's body, the second runs
     iteration 0, samples 1..FEW and runs the last, which confirms the model (none is
-    appended: `expand._learning`); the later ones run iteration 0, append 1..FEW from
-    it and check the model by the last. Every record is a full run's."""
+    appended: `expand._learning`); the next two run iteration 0, append 1..FEW from
+    it and check the model by the last; the last two, which those two predict
+    (machine/expand_first.py), append 0..FEW too. Every record is a full run's."""
     assert expand._LEARNING == expand.FEW + 2 == 4
     kernel, x = _equal_trips(6, 4)
     _, fast = _both(monkeypatch, lambda: _run(kernel, x))
     st = _stats(fast)
-    assert (st.loops, st.iterations, st.instructions) == (4, 4 * 2, 4 * 2 * 33)
+    assert (st.loops, st.iterations, st.instructions) == (4, 2 * 2 + 2 * 3, 10 * 33)
+    assert st.predicted == 2
     assert (st.declined, st.fallbacks, st.remodelled) == (0, 0, 0)
     assert not st.last_differs and not st.tails
     # entries of FEW + 1 iterations have none to append after iteration 0 either way

@@ -46,7 +46,11 @@ machine/expand_tail.py); its last iteration then checks the model by that predic
 and the one before it is appended too. An entry of a short loop entered again with
 none to append after iteration 0 and its samples (FEW + 2 iterations: `_learning`) runs
 every iteration but makes the model for the later entries (the last tells whether it
-differs alone): causal flash attention's entries of 4 key chunks.
+differs alone): causal flash attention's entries of 4 key chunks. An entry whose
+iteration 0 the loop's earlier entries predict (machine/expand_first.py: its numbers
+an affine combination of theirs by the state at the entry) appends iteration 0 too,
+and its last iteration checks the prediction; a miss rolls the entry back to run as
+above (block_mnk's loops of 16 M tiles in the tutorial).
 
 It runs every iteration when:
 - numerics are on (values are computed per iteration), `TRNSIM_EXPAND=0`, the loop has
@@ -80,7 +84,8 @@ It runs every iteration when:
 Known limit: a body whose Python branches on the index in a way neither the sampled
 iterations nor the last one show (`if i == 37:`, `if i == 3:` in a heavy loop,
 or, in a loop entered again, a branch only this entry's iterations 1..SAMPLES take) is
-expanded as if it did not branch. (If
+expanded as if it did not branch; so is one only iteration 0 of a predicted entry
+takes (`if i == 0 and kb == 5:`). (If
 such a branch, in an entry expanded with no sample, changes an object of the frame in
 the last iteration too, the last iteration catches it, but its own change stays, as
 in any fallback.)
@@ -98,6 +103,7 @@ import os
 import sys
 
 from . import expand_tail, runtime, usercode
+from .expand_first import FirstIterations, placements, restore_placements
 from .expand_parts import Mark
 from .expand_plan import Plan, same_model
 
@@ -205,7 +211,9 @@ def while_kernel_runs(run, fn):
             stats.alloc_parts.clear()
             stats.copied_blocks.clear()
             stats.copied_alloc_blocks.clear()
-            for _, _, layout in stats.known.values():
+            layouts = [x[2] for x in stats.known.values()]
+            layouts += [x.layout for x in stats.firsts.values()]
+            for layout in layouts:
                 if layout is not None:
                     layout.drop_positions()
         for g in patched:
@@ -238,6 +246,17 @@ def iterate(rng: range, before=None, for_statement: bool = False):
     # a loop entered again with a model: the state before iteration 0 too, whose step to
     # iteration 1 may confirm the model's (Plan.derive)
     start = Mark(run, frame) if stats is not None and site in stats.known else None
+    # one whose earlier entries predict its iteration 0 appends that too
+    if start is not None and site in stats.firsts and site not in stats.last_differs:
+        stats.watching += 1
+        try:
+            done = yield from _predicted(run, rng, before, frame, stats.firsts[site],
+                                         start, stats.known[site], stats)
+        finally:
+            stats.watching -= 1
+        if done:
+            return
+        stats.firsts[site].fit()
     # a loop entered for the first time runs iteration 0 here: a heavy one samples FEW
     # iterations, and a short one expands only if it is heavy enough (`_heavy_enough`)
     # or has a model (whose entry runs iterations 0 and the last alone)
@@ -426,6 +445,8 @@ def _expanding(run, rng: range, before, frame, site, marks: list, stats, start):
                 stats.last_differs.add(site)
             if plan.period == 1:
                 stats.known[site] = (plan.key, plan.drift, plan.layout)
+            if plan.last_sampled == 0 and check == last:  # (iteration 0 alone: `start`)
+                stats.firsts.setdefault(site, FirstIterations()).note(run, plan, start)
             stats.loops += 1
             stats.iterations += check - n
             stats.instructions += (check - n) * plan.per_iteration
@@ -443,6 +464,36 @@ def _expanding(run, rng: range, before, frame, site, marks: list, stats, start):
         if plan.last_sampled == 0 and plan.carried:
             stats.zero_misses.add(site)
         known, sampling = None, _SAMPLING
+
+
+def _predicted(run, rng: range, before, frame, firsts, start, known, stats):
+    """Append iterations 0.. of an entry whose iteration 0 its loop's earlier entries
+    predict (machine/expand_first.py) and run the last for real; returns whether it
+    matched (and made no change beside the record in a tensor made before the loop,
+    which the appended iteration 0 would not have made). Where not, the record and the
+    memories' placements are rolled back to the entry, which then runs as one not
+    predicted."""
+    if firsts.template is None:
+        return False
+    saved = placements(run)
+    plan = firsts.predict(run, start, known)
+    last = len(rng) - 1
+    if plan is None or not plan.indexes_made_before(0, last):
+        restore_placements(saved)
+        return False
+    untracked = len(run.untracked_changes)
+    matched = yield from _checked(run, rng, before, frame, plan, 0, last, stats)
+    if matched and all(a >= start.allocations for a in run.untracked_changes[untracked:]):
+        firsts.layout = plan.layout
+        stats.loops += 1
+        stats.predicted += 1
+        stats.iterations += last
+        stats.instructions += last * plan.per_iteration
+        return True
+    firsts.misses += 1
+    start.restore(run, frame)
+    restore_placements(saved)
+    return False
 
 
 def _learning(run, rng: range, before, frame, site, marks: list, stats, core):
@@ -618,6 +669,10 @@ class ExpansionStats:
         # loop entered again (the inner loop of a blocked kernel) is checked against it
         # on fewer samples (RESAMPLES) and reuses its layout
         self.known: dict = {}
+        # loops entered again -> the entries whose iteration 0 their model had alone,
+        # which predict a later entry's (expand_first.FirstIterations)
+        self.firsts: dict = {}
+        self.predicted = 0  # entries whose iteration 0 was appended so
         # instruction index -> (instruction, structure, numbers) of the instructions
         # snapshots looked at one by one (not the copies), while the kernel runs
         self.parts: dict = {}

@@ -76,15 +76,18 @@ def _carried_from_entry(entry: "Mark", after_first: "Mark") -> dict:
 
 
 def _with_carried(row: np.ndarray, back: dict, ops: np.ndarray, step: np.ndarray,
-                  made: int) -> None:
+                  made: int) -> bool:
     """Iteration 0's numbers `row` as the model of the later ones states them: its
     reads of the tiles `back` maps (`_carried_from_entry`; operands `ops`, whose ids
     move by an iteration's `made` allocations: `step`, by column) those of the tiles one
-    step back, which the iterations the model is checked by confirm with the rest."""
-    at = ops.tolist()
-    for c, aid in zip(at, row[ops].tolist()):
+    step back, which the iterations the model is checked by confirm with the rest.
+    Returns whether it read any."""
+    read = False
+    for c, aid in zip(ops.tolist(), row[ops].tolist()):
         if aid in back and step[c] == made:
             row[c] = back[aid]
+            read = True
+    return read
 
 
 _OPERANDS = operator.itemgetter(6)  # an instruction's structure's operands
@@ -155,6 +158,9 @@ class Plan:
         self.after_first = None  # and the state after iteration 0, which the expanded
         # iterations left as it was)
         self.rebound = set()  # the locals rebound at each mark (see rebound_locals)
+        # (a model of iteration 0 alone: whether it read tiles carried into the loop,
+        # which its row states as those one step back: `_carried_from_entry`)
+        self.carried_in = False
         self.period = period
         self.drift = drift
         self.key = key
@@ -218,8 +224,8 @@ class Plan:
             back = _carried_from_entry(state, marks[1])
             if back:
                 ops = plan.operand_ids
-                _with_carried(plan.rows[0], back, ops, plan.drift,
-                              marks[1].allocations - state.allocations)
+                plan.carried_in = _with_carried(plan.rows[0], back, ops, plan.drift,
+                                                marks[1].allocations - state.allocations)
             plan.last_sampled, plan.index, plan.checks_frame = 0, index, True
             plan.after_first = marks[1]
             # an object iteration 0 changed: so may every iteration (and the last one's
@@ -432,7 +438,7 @@ class Plan:
         if stop <= first:
             return
         stats = run.expansion
-        copier = Copier(run, self, self.layout)
+        copier = self._copier(run)
         self.layout = copier.layout
         # the copies are noted as blocks for the snapshots of a loop around this one,
         # with the template's structure (an operand's says whether it has an allocation:
@@ -446,6 +452,9 @@ class Plan:
                 values = self.row(np.arange(lo, min(lo + rows, stop), dtype=np.int64))
                 made = copier.append(run.program, values, stats if keep else None)
                 self._grow(copier.template_ids, made)
+
+    def _copier(self, run) -> Copier:
+        return Copier(run, self, self.layout)
 
     def _grow(self, template_ids: list, made: list) -> None:
         """Note the last iteration's allocations; extend the growing lists by each

@@ -359,6 +359,18 @@ def retarget(x, ids: dict, storages: dict):
     return y
 
 
+def over_storage(x, st):
+    """A copy of tensor object `x` over storage `st`."""
+    t = tensor_core(x)
+    nt = _copy(t)
+    nt.storage = st
+    if t is x:
+        return nt
+    y = _copy(x)
+    y.core = nt
+    return y
+
+
 def retarget_block(x, columns: dict, storages: dict) -> list:
     """`retarget` for a block of iterations at once: copies of tensor object `x`, the
     r-th over allocation `columns[a][r]` where `x`'s own is `a` (the copies of one

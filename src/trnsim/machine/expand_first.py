@@ -1,0 +1,300 @@
+"""Iteration 0 of a loop entered again, appended rather than run (machine/expand.py).
+
+A loop entered again whose iteration 0 repeated its model (the inner loop of a blocked
+kernel) runs iteration 0 and the last for real. Its entries' iteration 0 numbers (the
+record's, the HBM cursor, the frame's ints and lists' lengths: `Plan.rows[0]`) are
+affine in the state at their entry (the record's counts, the HBM cursor, the frame's
+ints, its lists' lengths: `basis`) where the kernel indexes affinely: an entry whose
+basis is an affine combination of earlier entries' is predicted as the same combination
+of their rows. Such an entry appends iteration 0 too, copied from the last entry whose
+iteration 0 ran (its `_Template`, still in the record), and its last iteration checks
+the prediction as it checks the model (every number of the record and the frame's ints
+it leaves); where it misses, the record is rolled back to the entry, which then runs as
+before.
+
+The virtual address of an on-chip tensor (not a number of the model: copies take their
+template's) depends on which tensors are alive when it is placed, which the Python
+objects' lifetimes decide. Iteration 0's are placed as the body would place them: its
+allocations, each a tensor the body rebinds each iteration (`res_psum = nl.zeros(...)`,
+held until the entry ends, as the model's carried tensors are), are placed in turn at
+the entry; an entry that ran its iteration 0 tells whether those placements are the
+body's (`fit`: the tensors they replace, freed as the body rebinds them, may have made
+room for the later ones). Left to the rest: loops whose body makes other allocations
+(temporaries), whose lists grow, whose iteration 0 reads tiles carried into the loop,
+with direct allocations, or on more than one logical core."""
+from __future__ import annotations
+
+import bisect
+
+import numpy as np
+
+from .expand_plan import _NARROW, Plan, same_model
+from .frame_state import _copy, over_storage, tensor_core
+from .memory import next_fit
+from .record import Allocation
+
+GIVE_UP = 2  # predictions a loop's last iterations missed after which it predicts none
+_HISTORY = 12  # entries a loop's predictions combine at most
+_VADDR = Allocation.__slots__.index("vaddr")  # (the Copier's allocation fields')
+# instructions an iteration records at least for its loop's entries to be predicted: a
+# prediction (~50 us) costs about what one legacy instruction run for real and the
+# model it checks do (block_free's loops of one load or matmul: 2-4% slower)
+BODY = 2
+
+
+class _Template:
+    """What a prediction copies: the last entry whose iteration 0 ran for real, as its
+    plan had it (no object of the run's but the record's, whose identity tells that the
+    template is still there)."""
+    __slots__ = ("key", "drift", "template", "local_names", "sizes", "rebound", "index",
+                 "indexing", "operand_ids", "row", "carried", "ends", "placing", "fits")
+
+    def __init__(self, run, plan, placing, carried):
+        for name in ("key", "drift", "template", "local_names", "sizes", "rebound",
+                     "index", "indexing", "operand_ids"):
+            setattr(self, name, getattr(plan, name))
+        self.row = plan.rows[0].copy()
+        p = run.program
+        i0, i1, a0, _, _, _ = plan.template
+        self.ends = (p.instructions[i0], p.instructions[i1 - 1], p.allocations.get(a0))
+        # [(storage, the memory, the aligned bytes)] of its allocations in turn (the
+        # storages: copies no memory places, which the carried tensors are over)
+        self.placing = placing
+        self.carried = carried  # [(local, tensor over a storage of its own)]
+        self.fits = False  # whether its allocations were placed where `fit` said
+
+    def still_there(self, p) -> bool:
+        i0, i1, a0, a1, _, f1 = self.template
+        first, last, alloc = self.ends
+        return len(p.instructions) >= i1 and p.instructions[i0] is first \
+            and p.instructions[i1 - 1] is last and len(p.fences) >= f1 \
+            and (a1 == a0 or p.allocations.get(a0) is alloc)
+
+
+class _Predicted(Plan):
+    """A model of iteration 0 alone whose row is predicted (`first`), with the template
+    of an earlier entry, whose numbers are `rows[-1]` (what the Copier reads as its
+    template's: their differences from `first` are moving columns to it), and the
+    storages of iteration 0's allocations (`placed`), whose addresses its copies share."""
+
+    def __init__(self, *args, first: np.ndarray, placed):
+        super().__init__(*args)
+        self.first = first
+        self.placed = placed
+        self.last_sampled = 0
+
+    def _narrow(self) -> tuple:
+        if self._lists is None:
+            self._lists = (self.first.tolist(), self.drift.tolist()) \
+                if self.rows.shape[1] <= _NARROW else ()
+        return self._lists
+
+    def row(self, iterations: np.ndarray, cols=slice(None)) -> np.ndarray:
+        return self.first[cols] + self.drift[cols] * iterations[:, None]
+
+    def row_at(self, iteration: int, cols=slice(None)) -> np.ndarray:
+        return self.first[cols] + self.drift[cols] * iteration
+
+    def _copier(self, run):
+        copier = super()._copier(run)
+        if self.placed:  # (the copies' addresses: iteration 0's)
+            fields = copier.alloc_fields = list(copier.alloc_fields)
+            fields[_VADDR] = [st.address for st in self.placed]
+        return copier
+
+
+def placements(run) -> list:
+    """Where the run's on-chip memories place their next tensors (`restore_placements`
+    returns them there: an entry rolled back places as if it had not run; the tensors it
+    placed are freed once their objects die, as every tensor is)."""
+    return [(m, m._cursor, m.width) for c in run.cores for m in (c.sbuf, c.psum)]
+
+
+def restore_placements(saved: list) -> None:
+    for memory, cursor, width in saved:
+        memory._cursor, memory.width = cursor, width
+
+
+def basis(start, local_names, list_names) -> list | None:
+    """The state at an entry a prediction combines (see the module docstring): the
+    record's counts, the HBM cursor, the frame's ints and lists' lengths; None where
+    one is missing."""
+    loc, lists = start.locals, start.lists
+    ints = [loc.get(k) for k in local_names]
+    if any(type(v) is not int for v in ints) or any(k not in lists for k in list_names):
+        return None
+    return [start.instructions, start.allocations, start.fences, start.hbm, *ints,
+            *(lists[k][1] for k in list_names)]
+
+
+class FirstIterations:
+    """A loop's entries whose iteration 0 is known (`ExpansionStats.firsts`): their bases
+    and rows, and the last one whose iteration 0 ran for real (`_Template`)."""
+    __slots__ = ("key", "bases", "rows", "solver", "template", "misses", "layout",
+                 "expected")
+
+    def __init__(self):
+        self.key = None
+        self.bases: list = []
+        self.rows: list = []
+        self.solver = None  # (see _solver)
+        self.template = None
+        self.misses = 0
+        self.layout = None  # the Copier's Layout of the last prediction
+        self.expected = None  # (see fit)
+
+    def fit(self) -> None:
+        """Before an entry runs its iteration 0: where the template's allocations would
+        be placed now in turn, each kept, which `note` compares with the entry's."""
+        t = self.template
+        self.expected = None
+        if t is None or not t.placing:
+            return
+        state, expected = {}, []
+        for _, memory, size in t.placing:
+            if memory not in state:
+                if memory._dead:
+                    memory._reap()  # (what its next placement does first)
+                state[memory] = (list(memory._taken), memory._cursor)
+            taken, cursor = state[memory]
+            at = next_fit(taken, size, cursor, memory.virtual_base, memory.width,
+                          memory.align)
+            if at is None:
+                return
+            bisect.insort(taken, (at, at + size))
+            state[memory] = (taken, at + size)
+            expected.append(at)
+        self.expected = expected
+
+    def note(self, run, plan, start) -> None:
+        """Note an entry that ran its iteration 0 for real and matched its model of it
+        alone: the template of the next predictions. (One predicted is not noted: the
+        entries noted combine to it.)"""
+        expected, self.expected = self.expected, None
+        if plan.per_iteration < BODY or plan.growing or plan.carried_in \
+                or plan.period != 1:
+            return
+        b = basis(start, plan.local_names, plan.key[2])
+        if b is None:
+            return
+        # (the frame's other locals, whose objects an entry may rebind, `predict` checks
+        # against the loop's model by their states)
+        key = (plan.key[0], plan.key[2], plan.key[3])
+        if key != self.key:
+            self.key, self.bases, self.rows, self.template = key, [], [], None
+        self.bases.append(b)
+        self.rows.append(plan.rows[0])
+        del self.bases[:-_HISTORY], self.rows[:-_HISTORY]
+        self.solver = None
+        self.template = _template(run, plan)
+        if self.template is not None and self.template.placing:
+            allocs = run.program.allocations
+            self.template.fits = expected == [allocs[a].vaddr
+                                              for a in range(*plan.template[2:4])]
+
+    def predict(self, run, start, known) -> _Predicted | None:
+        """The plan of an entry (`start`: the full mark at it) whose iteration 0 the
+        earlier entries predict, or None. Its allocation, if any, is placed."""
+        t = self.template
+        if t is None or len(self.rows) < 2 or self.misses >= GIVE_UP or run.lnc > 1 \
+                or (t.placing and not t.fits) or not t.still_there(run.program):
+            return None
+        key = _entry_key(t, start)
+        if key[3] != tuple(t.local_names) or not same_model(key, known[0]):
+            return None
+        b = basis(start, t.local_names, t.key[2])
+        if b is None:
+            return None
+        if self.solver is None:
+            self.solver = _solver(self.bases, self.rows)
+        first = _combined(self.solver, b)
+        if first is None:
+            return None
+        n = len(first) - 1 - len(t.local_names) - len(t.key[2])
+        first[n] = start.hbm
+        placed, carried = [], t.carried
+        if t.placing:
+            now = {}
+            for st, memory, size in t.placing:
+                placed.append(_detached(st))
+                memory.allocate_kind(placed[-1], st.base_dtype, size)
+                now[id(st)] = placed[-1]
+            carried = [(name, over_storage(x, now[id(tensor_core(x).storage)]))
+                       for name, x in carried]
+        # (rows: those of the entries noted, the prediction's, the template's last, whose
+        # differences mark moving columns as the Copier's layout reads them: the same
+        # columns from one prediction to the next, which keep its layout)
+        rows = np.vstack((*self.rows, first, t.row))
+        # (a drift of its own: `Layout.fits` takes one with the drift its layout was made
+        # for to move the same numbers, which another entry's template need not)
+        plan = _Predicted(rows, 1, t.drift.copy(), t.key, t.template,
+                          t.local_names, [], carried, first=first, placed=placed)
+        plan.sizes, plan.rebound, plan.index = t.sizes, t.rebound, t.index
+        plan.indexing, plan.operand_ids = t.indexing, t.operand_ids
+        plan.made_before = start.allocations
+        plan.checks_frame, plan.after_first = True, start
+        plan.layout = self.layout
+        return plan
+
+
+def _template(run, plan) -> _Template | None:
+    """The template of the entry of `plan` (its iteration 0 ran for real), or None
+    where it makes an allocation that is not a tensor the body rebinds each iteration
+    (`Plan.carried`), one placed explicitly, or where such a tensor is over none."""
+    _, _, a0, a1, _, _ = plan.template
+    if any(k[0] == "alloc" and k[-1] for k in plan.key[0]):
+        return None  # (direct allocations: the legacy front end places them by iteration 0)
+    storages = {tensor_core(x).storage.alloc: tensor_core(x).storage
+                for _, x in plan.carried}
+    if sorted(storages) != list(range(a0, a1)) \
+            or any(st.memory is None for st in storages.values()):
+        return None
+    own = {id(st): _detached(st) for st in storages.values()}
+    placing = [(own[id(storages[a])], storages[a].memory,
+                storages[a].memory.aligned(storages[a].row_bytes)) for a in range(a0, a1)]
+    carried = [(name, over_storage(x, own[id(tensor_core(x).storage)]))
+               for name, x in plan.carried]
+    return _Template(run, plan, placing, carried)
+
+
+def _detached(st):
+    """A copy of storage `st` that no memory places, with PSUM boxes written of its own
+    (what `frame_state.retarget` copies)."""
+    own = _copy(st)
+    if "written_boxes" in own.__dict__:
+        own.written_boxes = set(own.written_boxes)
+    return own
+
+
+def _entry_key(t, start) -> tuple:
+    """The structure key (`expand_plan._iteration`) an iteration 0 starting at `start`
+    would have, with the record's of the template `t`."""
+    others = tuple(sorted((k, v) for k, v in start.locals.items()
+                          if type(v) is not int and k not in t.rebound))
+    names = tuple(sorted(k for k, v in start.locals.items() if type(v) is int))
+    return t.key[0], others, t.key[2], names
+
+
+def _solver(bases: list, rows: list) -> tuple:
+    """What `_combined` solves with, made once for the entries noted: their bases'
+    differences from the last one's and its pseudo-inverse, the rows' differences."""
+    base = np.array(bases, dtype=np.float64)
+    d = (base[:-1] - base[-1]).T
+    last = rows[-1]
+    return (d, np.linalg.pinv(d), base[-1], last,
+            np.array(rows[:-1], dtype=np.float64) - last)
+
+
+def _combined(solver: tuple, b: list) -> np.ndarray | None:
+    """The noted rows' affine combination whose bases' is `b`, or None where `b` is no
+    such combination or it is not whole."""
+    d, inverse, base, last, moved = solver
+    want = np.array(b, dtype=np.float64) - base
+    x = inverse @ want
+    if np.abs(d @ x - want).max(initial=0) > 1e-6:
+        return None
+    got = last + x @ moved
+    out = np.rint(got)
+    if np.abs(got - out).max(initial=0) > 1e-3:
+        return None
+    return out.astype(np.int64)
