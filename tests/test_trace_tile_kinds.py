@@ -1,5 +1,5 @@
 """nl.ndarray of a kind of tile declared before (Run.new_tensor's kept kinds: no checks,
-Storage placed by OnChipMemory.allocate_kind) makes what the general path makes: the
+Storage placed by OnChipMemory.place_virtual) makes what the general path makes: the
 same tensors, at the same virtual addresses, with the same Allocation records. A shape
 given as a list is never kept as a kind (unhashable): it takes the general path every
 time, the reference here."""

@@ -24,13 +24,10 @@ room for the later ones). Left to the rest: loops whose body makes other allocat
 with direct allocations, or on more than one logical core."""
 from __future__ import annotations
 
-import bisect
-
 import numpy as np
 
 from .expand_plan import _NARROW, Plan, same_model
 from .frame_state import _copy, over_storage, tensor_core
-from .memory import next_fit
 from .record import Allocation
 
 GIVE_UP = 2  # predictions a loop's last iterations missed after which it predicts none
@@ -105,14 +102,13 @@ class _Predicted(Plan):
 
 def placements(run) -> list:
     """Where the run's on-chip memories place their next tensors (`restore_placements`
-    returns them there: an entry rolled back places as if it had not run; the tensors it
-    placed are freed once their objects die, as every tensor is)."""
-    return [(m, m._cursor, m.width) for c in run.cores for m in (c.sbuf, c.psum)]
+    returns them there: an entry rolled back places as if it had not run)."""
+    return [(m, m.placement()) for c in run.cores for m in (c.sbuf, c.psum)]
 
 
 def restore_placements(saved: list) -> None:
-    for memory, cursor, width in saved:
-        memory._cursor, memory.width = cursor, width
+    for memory, placement in saved:
+        memory.restore_placement(placement)
 
 
 def basis(start, local_names, list_names) -> list | None:
@@ -150,21 +146,16 @@ class FirstIterations:
         self.expected = None
         if t is None or not t.placing:
             return
-        state, expected = {}, []
+        sizes: dict = {}  # memory -> the sizes placed there, in turn
         for _, memory, size in t.placing:
-            if memory not in state:
-                if memory._dead:
-                    memory._reap()  # (what its next placement does first)
-                state[memory] = (list(memory._taken), memory._cursor)
-            taken, cursor = state[memory]
-            at = next_fit(taken, size, cursor, memory.virtual_base, memory.width,
-                          memory.align)
+            sizes.setdefault(memory, []).append(size)
+        where = {}
+        for memory, placed in sizes.items():
+            at = memory.placed_in_turn(placed)
             if at is None:
                 return
-            bisect.insort(taken, (at, at + size))
-            state[memory] = (taken, at + size)
-            expected.append(at)
-        self.expected = expected
+            where[memory] = iter(at)
+        self.expected = [next(where[memory]) for _, memory, _ in t.placing]
 
     def note(self, run, plan, start) -> None:
         """Note an entry that ran its iteration 0 for real and matched its model of it
@@ -217,7 +208,7 @@ class FirstIterations:
             now = {}
             for st, memory, size in t.placing:
                 placed.append(_detached(st))
-                memory.allocate_kind(placed[-1], st.base_dtype, size)
+                memory.place_virtual(placed[-1], st.base_dtype, size)
                 now[id(st)] = placed[-1]
             carried = [(name, over_storage(x, now[id(tensor_core(x).storage)]))
                        for name, x in carried]

@@ -446,6 +446,30 @@ class OnChipMemory:
                 f"{self.space.upper()} per partition; no placement or spill can hold it "
                 f"(split it into smaller tiles)", op="ndarray", location=storage.site)
 
+    def placement(self) -> tuple:
+        """Where the next virtual placements start (`restore_placement` returns there: the
+        tensors placed since are freed once their objects die, as every tensor is)."""
+        return self._cursor, self.width
+
+    def restore_placement(self, placement: tuple) -> None:
+        self._cursor, self.width = placement
+
+    def placed_in_turn(self, sizes: list) -> list | None:
+        """Where `place_virtual` would put tensors of `sizes` (aligned bytes per
+        partition) placed one after another now, none of them freed; None where one
+        would need the arena to grow. Nothing is placed."""
+        if self._dead:
+            self._reap()  # (what a placement does first)
+        taken, cursor, at = list(self._taken), self._cursor, []
+        for size in sizes:
+            start = next_fit(taken, size, cursor, self.virtual_base, self.width, self.align)
+            if start is None:
+                return None
+            bisect.insort(taken, (start, start + size))
+            cursor = start + size
+            at.append(start)
+        return at
+
     def place_virtual(self, storage: Storage, dtype: DType, size: int) -> None:
         """Place `storage` at a free virtual range of `size` (aligned) bytes per
         partition, its blocks checked (`allocate`), and free the range once it dies
