@@ -384,12 +384,7 @@ def _expanding(run, rng: range, before, frame, site, marks: list, stats, start):
             if total < samples + 3:
                 too_short = True
                 break
-            while len(marks) <= samples + 1:
-                n = len(marks) - 1
-                if before is not None:
-                    before(n)
-                yield rng[n]
-                marks.append(Mark(run, frame, marks[-1]))
+            yield from _marked(run, rng, before, frame, marks, samples + 1)
             plan, more = Plan.derive(
                 run, marks[1:], core, periods, known,
                 (start, _loop_target(frame)) if samples == 0 else None,
@@ -496,6 +491,17 @@ def _predicted(run, rng: range, before, frame, firsts, start, known, stats):
     return False
 
 
+def _marked(run, rng: range, before, frame, marks: list, upto: int):
+    """Run for real the iterations not yet marked (marks[0] is the entry's, marks[k]
+    that of iteration k - 1's end), each marked as it ends, until `upto` are."""
+    while len(marks) <= upto:
+        n = len(marks) - 1
+        if before is not None:
+            before(n)
+        yield rng[n]
+        marks.append(Mark(run, frame, marks[-1]))
+
+
 def _learning(run, rng: range, before, frame, site, marks: list, stats, core):
     """Every iteration of an entry with none to append after iteration 0 and the FEW
     samples (`_LEARNING`, a short loop entered again whose trip count grows: causal
@@ -504,12 +510,7 @@ def _learning(run, rng: range, before, frame, site, marks: list, stats, core):
     appended would. The last iteration, run for real, tells whether it differs alone
     (a tail, noted as `_expanding` notes one: `stats.last_differs`, `stats.tails`).
     Returns the first iteration left to run (the last, when the samples decline)."""
-    while len(marks) <= FEW + 1:
-        n = len(marks) - 1
-        if before is not None:
-            before(n)
-        yield rng[n]
-        marks.append(Mark(run, frame, marks[-1]))
+    yield from _marked(run, rng, before, frame, marks, FEW + 1)
     last = len(rng) - 1
     plan, _ = Plan.derive(run, marks[1:], core, (1,), None, None,
                           (marks[0], _loop_target(frame)))

@@ -350,13 +350,7 @@ def retarget(x, ids: dict, storages: dict):
         st.alloc = ids[t.storage.alloc]
         if "written_boxes" in st.__dict__:  # its own PSUM boxes, not the template's
             st.written_boxes = set(st.written_boxes)
-    nt = _copy(t)
-    nt.storage = st
-    if t is x:
-        return nt
-    y = _copy(x)
-    y.core = nt
-    return y
+    return over_storage(x, st)
 
 
 def over_storage(x, st):
