@@ -617,7 +617,9 @@ def _core(ix, ready, est, table, sf, si, ids, start, succ, kind, cand_stream, ca
     moves, how many). Updates ix[:, X_STREAM] and est of the floating instructions
     assigned."""
     n = ix.shape[0]
-    prio = np.empty(n if use_prio else 0)  # critical_path's priorities
+    # critical_path's priorities, 0.0 where not yet made: a successor before its
+    # predecessor (a cycle, which never issues) reads that, as _critical_path's list does
+    prio = np.zeros(n if use_prio else 0)
     if use_prio:  # _critical_path
         for i in range(n - 1, -1, -1):
             tail = 0.0
