@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 
 from .expand_plan import _NARROW, Plan, same_model
-from .frame_state import _copy, over_storage, tensor_core
+from .frame_state import copied_storage, over_storage, tensor_core
 from .record import Allocation
 
 GIVE_UP = 2  # predictions a loop's last iterations missed after which it predicts none
@@ -207,7 +207,7 @@ class FirstIterations:
         if t.placing:
             now = {}
             for st, memory, size in t.placing:
-                placed.append(_detached(st))
+                placed.append(copied_storage(st))
                 memory.place_virtual(placed[-1], st.base_dtype, size)
                 now[id(st)] = placed[-1]
             carried = [(name, over_storage(x, now[id(tensor_core(x).storage)]))
@@ -240,21 +240,12 @@ def _template(run, plan) -> _Template | None:
     if sorted(storages) != list(range(a0, a1)) \
             or any(st.memory is None for st in storages.values()):
         return None
-    own = {id(st): _detached(st) for st in storages.values()}
+    own = {id(st): copied_storage(st) for st in storages.values()}
     placing = [(own[id(storages[a])], storages[a].memory,
                 storages[a].memory.aligned(storages[a].row_bytes)) for a in range(a0, a1)]
     carried = [(name, over_storage(x, own[id(tensor_core(x).storage)]))
                for name, x in plan.carried]
     return _Template(run, plan, placing, carried)
-
-
-def _detached(st):
-    """A copy of storage `st` that no memory places, with PSUM boxes written of its own
-    (what `frame_state.retarget` copies)."""
-    own = _copy(st)
-    if "written_boxes" in own.__dict__:
-        own.written_boxes = set(own.written_boxes)
-    return own
 
 
 def _entry_key(t, start) -> tuple:

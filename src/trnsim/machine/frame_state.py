@@ -346,11 +346,17 @@ def retarget(x, ids: dict, storages: dict):
     t = tensor_core(x)
     st = storages.get(id(t.storage))
     if st is None:
-        st = storages[id(t.storage)] = _copy(t.storage)
+        st = storages[id(t.storage)] = copied_storage(t.storage)
         st.alloc = ids[t.storage.alloc]
-        if "written_boxes" in st.__dict__:  # its own PSUM boxes, not the template's
-            st.written_boxes = set(st.written_boxes)
     return over_storage(x, st)
+
+
+def copied_storage(st):
+    """A copy of storage `st` with PSUM boxes written of its own, not the original's."""
+    own = _copy(st)
+    if "written_boxes" in own.__dict__:
+        own.written_boxes = set(own.written_boxes)
+    return own
 
 
 def over_storage(x, st):
