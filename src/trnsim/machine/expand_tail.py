@@ -61,14 +61,18 @@ class Tails:
         """Note the tail between `mark` and `end` (see `state`)."""
         got = state(run, plan, mark, end, entry, index)
         if got is not None:
-            self.note(*got)
+            self.note(self.seen.get(got[0]), *got)
 
-    def note(self, key, numbers: np.ndarray, basis: np.ndarray,
+    def note(self, seen, key, numbers: np.ndarray, basis: np.ndarray,
              modelled: np.ndarray) -> None:
-        if key not in self.seen and len(self.seen) >= _STRUCTURES:
-            self.misses = GIVE_UP
-            return
-        seen = self.seen.setdefault(key, [])
+        """Note a tail of structure `key`; `seen`: those of it noted so far
+        (`self.seen.get(key)`, which the caller looked up: a structure's key is hashed
+        and compared item by item, ~20 us for flash attention's)."""
+        if seen is None:
+            if len(self.seen) >= _STRUCTURES:
+                self.misses = GIVE_UP
+                return
+            seen = self.seen[key] = []
         tail = (numbers, basis, modelled)
         if seen and seen[-1][1][-1] == basis[-1]:
             seen[-1] = tail  # (two at one index do not show its step)
@@ -76,11 +80,11 @@ class Tails:
             seen.append(tail)
             del seen[:-2]
 
-    def predicted(self, key, basis: np.ndarray, modelled: np.ndarray):
+    @staticmethod
+    def predicted(seen, key, basis: np.ndarray, modelled: np.ndarray):
         """The numbers of a tail of structure `key` with this basis (and the frame's ints
         the model has after it: `modelled`), or None where two tails of it were not seen
-        or a number of theirs follows none of the classes."""
-        seen = self.seen.get(key)
+        (`seen`: those noted) or a number of theirs follows none of the classes."""
         if seen is None or len(seen) < 2:
             return None
         (n0, b0, m0), (n1, b1, m1) = seen
@@ -160,9 +164,10 @@ def matches(run, plan, tails: Tails, mark: Mark, entry: Mark, last: int, frame) 
     got = state(run, plan, mark, end, entry, last)
     if got is None:
         return False
-    predicted = tails.predicted(*got[:1], *got[2:])
+    seen = tails.seen.get(got[0])
+    predicted = Tails.predicted(seen, got[0], *got[2:])
     if predicted is None or not np.array_equal(predicted, got[1]):
         return False
     tails.checked += 1
-    tails.note(*got)
+    tails.note(seen, *got)
     return True
