@@ -385,6 +385,9 @@ def _expanding(run, rng: range, before, frame, site, marks: list, stats, start):
                 too_short = True
                 break
             yield from _marked(run, rng, before, frame, marks, samples + 1)
+            if _sizes_differ(marks[1:]):  # (Plan.derive's answer, without its snapshots)
+                plan, more = None, False
+                break
             plan, more = Plan.derive(
                 run, marks[1:], core, periods, known,
                 (start, _loop_target(frame)) if samples == 0 else None,
@@ -459,6 +462,17 @@ def _expanding(run, rng: range, before, frame, site, marks: list, stats, start):
         if plan.last_sampled == 0 and plan.carried:
             stats.zero_misses.add(site)
         known, sampling = None, _SAMPLING
+
+
+def _sizes_differ(marks: list) -> bool:
+    """Whether the iterations between consecutive `marks` recorded different numbers of
+    instructions, allocations or fences: their structures differ (a structure lists one
+    key of its own length per instruction, allocation and fence), so Plan.derive would
+    decline them (None, no more samples), which this tells without their snapshots:
+    causal flash attention's loop over query tiles, whose key-chunk loops grow."""
+    sizes = {(b.instructions - a.instructions, b.allocations - a.allocations,
+              b.fences - a.fences) for a, b in zip(marks, marks[1:])}
+    return len(sizes) > 1
 
 
 def _predicted(run, rng: range, before, frame, firsts, start, known, stats):
