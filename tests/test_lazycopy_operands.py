@@ -248,3 +248,55 @@ def test_pending_operands_counts_each_blocks_copies_by_runs():
     assert runs.tolist() == [[1 + width, 1 + 2 * width, 0], [2 + 2 * width, 2 + 3 * width, 0]]
     assert pendings == [[pending, 2 * width]]
     assert pending_operands([plain] * 3) == ([], None)
+
+
+def test_pending_operands_of_spans_known_of_one_class_are_those_read():
+    """record.pending_operands given spans known to be of one class (not read again)
+    gives what reading every instruction's class gives: runs split by a known span
+    joined again, one class read around them, the copies made left out."""
+    from trnsim.machine.record import pending_operands
+    mine, pending, program = _one_block()
+    width, cls = pending.width, type(mine[-1])
+    mine[0].reads  # (the first copy made alone)
+    plain = program.instructions[0]
+    instrs = [plain, *mine[:3 * width], plain, *mine[-2 * width:], plain]
+    read = pending_operands(instrs)
+    assert read[1].tolist() == [[1 + width, 1 + 3 * width, 0],
+                                [2 + 3 * width, 2 + 5 * width, 0]]
+    for known in ([(1 + width, 1 + 2 * width, cls)],
+                  [(1 + 2 * width, 1 + 3 * width, cls), (2 + 4 * width, 2 + 5 * width, cls)],
+                  [(1 + width, 1 + 3 * width, cls), (2 + 3 * width, 2 + 5 * width, cls)]):
+        given = pending_operands(instrs, known)
+        assert given[0] == read[0]
+        assert given[1].tolist() == read[1].tolist()
+
+
+@pytest.mark.parametrize("name", list(KERNELS))
+def test_the_allocation_reads_no_class_of_the_blocks_the_access_columns_read(
+        monkeypatch, name):
+    """The compiled allocation's pending move finds the copies not made yet by the
+    classes the access columns read of whole blocks (AccessColumns.one_class): the same
+    runs and counts as reading each instruction's class, and the compiled program the
+    eager one."""
+    from trnsim.compiler import compiled_allocation
+    from trnsim.machine.record import pending_operands
+    seen = []
+
+    def checked(instrs, one_class=()):
+        given = pending_operands(instrs, one_class)
+        read = pending_operands(instrs)
+        assert given[0] == read[0]
+        assert (given[1] is None) == (read[1] is None)
+        if read[1] is not None:
+            assert given[1].tolist() == read[1].tolist()
+        seen.append(len(one_class))
+        return given
+
+    pytest.importorskip("numba")
+    monkeypatch.setenv(compiled.ENV, "1")
+    monkeypatch.setattr(compiled_allocation, "pending_operands", checked)
+    lazy = _recorded(monkeypatch, name, lazy=True, compile_it=True).program
+    eager = _recorded(monkeypatch, name, lazy=False, compile_it=True).program
+    assert pickle.dumps(lazy.instructions) == pickle.dumps(eager.instructions)
+    if name not in ("partitions", "reloads"):  # (copies made at once: no such block)
+        assert any(seen)

@@ -890,14 +890,18 @@ def _defer_move(program, rows, touched) -> None:
         return
     instrs = program.instructions
     objects = np.fromiter(instrs, object, len(instrs))
+    cols = program._access_columns
+    # (the blocks of copies the access columns found all of one class: not read again)
+    one_class, cols.one_class = cols.one_class, []
     if len(touched) == len(instrs):  # (as a rule: each has an on-chip access)
         mine = instrs
     else:
         objects = objects[touched]
         mine = objects.tolist()
+        one_class = ()
     pending = _PendingMove(program, objects, rows)
     del objects
-    pending.deferred, pending.runs = pending_operands(mine)
+    pending.deferred, pending.runs = pending_operands(mine, one_class)
     # (its `__del__` is `pending.let_go` itself, as a loop copy's is: machine/record.py
     # `deferred_instructions`)
     unplaced = type("_Unplaced", (_Unplaced,), {"__slots__": (), "_pending": pending,

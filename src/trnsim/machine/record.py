@@ -213,23 +213,22 @@ def compared_operands(ins) -> tuple:
     return ins.reads, ins.writes
 
 
-def pending_operands(instrs: list) -> tuple:
+def pending_operands(instrs: list, of_one_class=()) -> tuple:
     """The pending operands (`deferred_instructions`) of the deferred copies among
     `instrs`, each with the number of its copies there (a list of the two), and where
     those lie: rows of (start, stop, the pending's number) of runs of `instrs`, None
-    where there are none.
+    where there are none. `of_one_class`: (start, stop, class) of spans of `instrs`
+    (in order, none overlapping) whose instructions are all of that class, known to the
+    caller (timing/access_columns.py `AccessColumns.one_class`): not read again.
     For a pass that gives them another class over their held tuples (the allocation's
     `_Unplaced`, compiler/compiled_allocation.py), which has them made (`.give`) before
     it reads those tuples."""
     n = len(instrs)
     if not n:
         return [], None
-    kinds = identities(map(type, instrs), n)  # (of the classes: their runs)
-    at = run_starts(kinds)
-    types = kinds.base[at].tolist()  # (each run's)
+    starts, types = _class_runs(instrs, of_one_class)
     if not any(map(_of_a_block, set(types))):
         return [], None
-    starts = at.tolist()
     pendings, number, runs = [], {}, []
     for s, e, t in zip(starts, starts[1:] + [n], types):
         if _of_a_block(t):
@@ -239,6 +238,24 @@ def pending_operands(instrs: list) -> tuple:
             pendings[number[t]][1] += e - s
             runs.append((s, e, number[t]))
     return pendings, np.array(runs, np.int64)
+
+
+def _class_runs(instrs: list, of_one_class) -> tuple:
+    """(where each run of instructions of one class starts, its class) of `instrs`, the
+    classes of those in the spans `of_one_class` (pending_operands) not read."""
+    n, starts, types, at = len(instrs), [], [], 0
+    for s, e, cls in [*of_one_class, (n, n, None)]:
+        if s > at:  # (the classes of those between: read, as identities, for their runs)
+            kinds = identities(map(type, instrs[at:s] if s - at < n else instrs), s - at)
+            first = run_starts(kinds)
+            starts += (first + at).tolist()
+            types += kinds.base[first].tolist()
+        if e > s:
+            starts.append(s)
+            types.append(cls)
+        at = e
+    joined = [k for k in range(len(types)) if not k or types[k] is not types[k - 1]]
+    return [starts[k] for k in joined], [types[k] for k in joined]
 
 
 def _of_a_block(cls: type) -> bool:
