@@ -14,7 +14,8 @@ from trnsim import nki
 import trnsim.nki.isa as nisa
 import trnsim.nki.language as nl
 from trnsim.machine import compiled, expand_copy
-from trnsim.machine.record import Instruction, _Deferred, held_reads, held_writes
+from trnsim.machine.record import (Instruction, _Deferred, _kept_identities, held_reads,
+                                   held_writes, identities, identities_of_copies)
 from trnsim.machine.runtime import Run
 from trnsim.timing import schedule
 
@@ -293,10 +294,40 @@ def test_the_allocation_reads_no_class_of_the_blocks_the_access_columns_read(
         return given
 
     pytest.importorskip("numba")
+    kept = []
+
+    def identities_checked(instrs, one_class):
+        given = identities_of_copies(instrs, one_class)
+        assert given.tolist() == identities(instrs).tolist()
+        kept.append(sum(e - s for s, e, _ in _kept_identities(instrs, one_class)))
+        return given
+
     monkeypatch.setenv(compiled.ENV, "1")
     monkeypatch.setattr(compiled_allocation, "pending_operands", checked)
+    monkeypatch.setattr(compiled_allocation, "identities_of_copies", identities_checked)
     lazy = _recorded(monkeypatch, name, lazy=True, compile_it=True).program
     eager = _recorded(monkeypatch, name, lazy=False, compile_it=True).program
     assert pickle.dumps(lazy.instructions) == pickle.dumps(eager.instructions)
     if name not in ("partitions", "reloads"):  # (copies made at once: no such block)
-        assert any(seen)
+        assert any(seen) and any(kept)
+
+
+def test_identities_of_copies_read_those_their_block_does_not_hold_so():
+    """record.identities_of_copies: a span's copies' ids taken from their block where
+    its ends are its block's copies in a row, else read (a span cut short, a copy's
+    order changed, copies of another block between)."""
+    from trnsim.machine.record import identities_of_copies
+    mine, pending, program = _one_block()
+    width, cls = pending.width, type(mine[-1])
+    plain = program.instructions[0]
+    swapped = [*mine[:2 * width]]
+    swapped[0], swapped[-1] = swapped[-1], swapped[0]
+    for instrs, span in (([plain, *mine[:3 * width], plain], (1, 1 + 3 * width)),
+                         ([plain, *mine[width:2 * width], plain], (1, 1 + width)),
+                         ([plain, *swapped, plain], (1, 1 + 2 * width)),
+                         ([*mine[:width], *mine[-width:]], (0, 2 * width))):
+        given = identities_of_copies(instrs, [(*span, cls)])
+        assert given.tolist() == identities(instrs).tolist()
+    assert len(_kept_identities([plain, *swapped], [(1, 1 + 2 * width, cls)])) == 0
+    assert len(_kept_identities([*mine[:width], *mine[-width:]], [(0, 2 * width, cls)])) == 0
+    assert len(_kept_identities([plain, *mine[width:2 * width]], [(1, 1 + width, cls)])) == 1

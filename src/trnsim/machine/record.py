@@ -240,6 +240,40 @@ def pending_operands(instrs: list, of_one_class=()) -> tuple:
     return pendings, np.array(runs, np.int64)
 
 
+def identities_of_copies(instrs: list, of_one_class) -> np.ndarray:
+    """identities(instrs) (an array of its own), those of the copies in the spans
+    `of_one_class` (pending_operands') of a block's class that their block still makes
+    not read: its ids of its copies (`_PendingOperands.ids`, in record order) from the
+    span's first copy's on, where the span's last copy's is where it ends (a block the
+    program holds where it was noted holds its copies in order between its ends, as
+    the access columns read them: timing/access_columns.py)."""
+    n = len(instrs)
+    ids = np.empty(n, np.intp)
+    at = 0
+    for s, e, kept in [*_kept_identities(instrs, of_one_class), (n, n, None)]:
+        if s > at:
+            ids[at:s] = identities(instrs[at:s] if s - at < n else instrs, s - at)
+        if kept is not None:
+            ids[s:e] = kept
+        at = e
+    return ids
+
+
+def _kept_identities(instrs: list, of_one_class) -> list:
+    """(start, stop, the ids its block keeps of them) of the spans of `of_one_class`
+    whose copies' ids their block keeps (identities_of_copies)."""
+    out = []
+    for s, e, cls in of_one_class:
+        if e <= s or not _of_a_block(cls) or cls._pending.ids is None:
+            continue
+        block = cls._pending
+        k = block.position(instrs[s])
+        kept = block.ids[k:k + e - s]
+        if len(kept) == e - s and kept[-1] == id(instrs[e - 1]):
+            out.append((s, e, kept))
+    return out
+
+
 def _class_runs(instrs: list, of_one_class) -> tuple:
     """(where each run of instructions of one class starts, its class) of `instrs`, the
     classes of those in the spans `of_one_class` (pending_operands) not read."""
