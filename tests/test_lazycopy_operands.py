@@ -331,3 +331,77 @@ def test_identities_of_copies_read_those_their_block_does_not_hold_so():
     assert len(_kept_identities([plain, *swapped], [(1, 1 + 2 * width, cls)])) == 0
     assert len(_kept_identities([*mine[:width], *mine[-width:]], [(0, 2 * width, cls)])) == 0
     assert len(_kept_identities([plain, *mine[width:2 * width]], [(1, 1 + width, cls)])) == 1
+
+
+def test_a_block_knows_which_runs_of_its_copies_are_still_of_its_class():
+    """record.copies_of_one_class: a run of a block's copies is known of its class
+    until one of them is given its operands (read), the others' runs still are; as
+    reading their classes tells."""
+    from trnsim.machine.record import copies_of_one_class
+    mine, pending, program = _one_block()
+    width, cls = pending.width, type(mine[-1])
+    instrs = program.instructions
+    s = next(at for at, ins in enumerate(instrs) if ins is mine[0])  # (== makes it)
+    e = s + len(mine)
+
+    def known(a, b):
+        got = copies_of_one_class(instrs, a, b)
+        assert (got is cls) == (set(map(type, instrs[a:b])) == {cls})
+        return got is cls
+
+    assert known(s, e) and known(s + width, s + 3 * width)
+    mine[0].reads  # (the first copy made alone: not of the class any more)
+    assert not known(s, e) and not known(s, s + width) and not known(s + 1, s + width)
+    assert known(s + width, e) and known(s + width, s + 3 * width)
+    mine[-1].reads  # (the last one too)
+    assert not known(s + width, e) and known(s + width, e - width)
+    assert copies_of_one_class(instrs, s + 2 * width, s + 2 * width + 2) is cls
+    assert copies_of_one_class([*mine[:width], *mine[-width:]], 0, 2 * width) is None
+    assert copies_of_one_class([program.instructions[0], *mine], 0, len(mine) + 1) is None
+    # an allocation's move that does not take the block gives some copies its own class
+    from trnsim.compiler.compiled_allocation import _PendingMove
+    move = object.__new__(_PendingMove)
+    move.deferred, move.runs, move.classes = [[pending, pending.alive - 1]], None, set()
+    assert move.take_blocks() == []
+    assert copies_of_one_class(instrs, s + width, e - width) is None
+
+
+@pytest.mark.parametrize("name", ["affine", "periodic", "matmul", "same_operands"])
+def test_the_access_columns_read_only_the_classes_of_blocks_with_copies_made(
+        monkeypatch, name):
+    """The access columns read the classes of a block's copies only where some were
+    made; those they take for all of one class are (read again here), and the compiled
+    program and its timeline are the eager ones, with some copies of each block made
+    before the compile."""
+    from trnsim.timing import access_columns
+    from trnsim.machine.record import copies_of_one_class
+    answers = []
+
+    def checked(instrs, s, e):
+        got = copies_of_one_class(instrs, s, e)
+        if got is not None:
+            assert set(map(type, instrs[s:e])) == {got}
+        answers.append(got is not None)
+        return got
+
+    pytest.importorskip("numba")
+    monkeypatch.setenv(compiled.ENV, "1")
+    monkeypatch.setattr(access_columns, "copies_of_one_class", checked)
+    out = []
+    for lazy, read in ((False, False), (True, False), (True, True)):
+        with monkeypatch.context() as m:
+            compile_program = Run.compile
+            m.setattr(Run, "compile", lambda self: None)
+            run = _recorded(monkeypatch, name, lazy)
+        if read:  # (the first copy of each block made: alone, in a block of many)
+            blocks = {}
+            for ins in _deferred(run.program.instructions):
+                blocks.setdefault(type(ins)._pending, []).append(ins)
+            for copies in blocks.values():
+                copies[0].reads
+        compile_program(run)
+        timeline = schedule(run.program, run.chip)
+        out.append((list(timeline.events), list(run.program.issue.order),
+                    pickle.dumps((run.program.instructions, run.program.allocations))))
+    assert out[1] == out[0] and out[2] == out[0]
+    assert any(answers)

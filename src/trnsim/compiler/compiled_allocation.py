@@ -963,6 +963,8 @@ class _PendingMove:
                 cls._pending, cls.__del__ = self, self.let_go
                 self.classes.add(cls)
                 taken.add(j)
+            else:  # (its copies here are given this move's class: _defer_move)
+                block.reclassed = True
         if not taken:
             return []
         return [(s, e) for s, e, j in self.runs.tolist() if j in taken]

@@ -267,11 +267,22 @@ def _kept_identities(instrs: list, of_one_class) -> list:
         if e <= s or not _of_a_block(cls) or cls._pending.ids is None:
             continue
         block = cls._pending
-        k = block.position(instrs[s])
-        kept = block.ids[k:k + e - s]
-        if len(kept) == e - s and kept[-1] == id(instrs[e - 1]):
-            out.append((s, e, kept))
+        k = block.run_at(instrs, s, e)
+        if k >= 0:
+            out.append((s, e, block.ids[k:k + e - s]))
     return out
+
+
+def copies_of_one_class(instrs: list, s: int, e: int) -> type | None:
+    """The class of instrs[s:e] where their block knows them for its copies all still
+    of its class, in a row (`_PendingOperands.run_at`, `all_of_class`: none read), else
+    None (their classes are to be read)."""
+    cls = type(instrs[s])
+    if not _of_a_block(cls) or cls._pending.ids is None:
+        return None
+    block = cls._pending
+    k = block.run_at(instrs, s, e)
+    return cls if k >= 0 and block.all_of_class(k, k + e - s) else None
 
 
 def _class_runs(instrs: list, of_one_class) -> tuple:

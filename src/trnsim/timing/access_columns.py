@@ -48,8 +48,8 @@ from ..machine import compiled
 from ..machine.compiled import jit
 from .costs import itemsize
 from .scheduler import numbered
-from ..machine.record import (_Deferred, distinct_rows, held_reads, held_writes,
-                               identities)
+from ..machine.record import (_Deferred, copies_of_one_class, distinct_rows, held_reads,
+                               held_writes, identities)
 
 ACC = ("p_lo", "p_hi", "lo", "hi")
 P_LO, P_HI, LO, HI = range(len(ACC))
@@ -207,9 +207,13 @@ def _pointers(instrs, spans: list) -> tuple:
     for block, s, e in spans:  # (in order: a template's instructions come before)
         t, w = block.template.start, (e - s) // block.copies
         counts[s:e].reshape(block.copies, -1, 2)[:] = counts[t:t + w]
-        copies = instrs[s:e]
-        kinds = set(map(type, copies))
-        if len(kinds) == 1 and issubclass(kind := kinds.pop(), _Deferred):
+        kind = copies_of_one_class(instrs, s, e)
+        if kind is None:  # (not known to its block: read)
+            copies = instrs[s:e]
+            kinds = set(map(type, copies))
+            if len(kinds) == 1 and issubclass(only := kinds.pop(), _Deferred):
+                kind = only
+        if kind is not None:
             copied += int(counts[t:t + w].sum()) * block.copies
             one_class.append((s, e, kind))
         else:
