@@ -14,7 +14,8 @@ from trnsim import nki
 import trnsim.nki.isa as nisa
 import trnsim.nki.language as nl
 from trnsim.machine import compiled, expand_copy
-from trnsim.machine.record import Instruction, _Deferred, held_reads, held_writes
+from trnsim.machine.record import (Instruction, _Deferred, _kept_identities, held_reads,
+                                   held_writes, identities, identities_of_copies)
 from trnsim.machine.runtime import Run
 from trnsim.timing import schedule
 
@@ -248,3 +249,159 @@ def test_pending_operands_counts_each_blocks_copies_by_runs():
     assert runs.tolist() == [[1 + width, 1 + 2 * width, 0], [2 + 2 * width, 2 + 3 * width, 0]]
     assert pendings == [[pending, 2 * width]]
     assert pending_operands([plain] * 3) == ([], None)
+
+
+def test_pending_operands_of_spans_known_of_one_class_are_those_read():
+    """record.pending_operands given spans known to be of one class (not read again)
+    gives what reading every instruction's class gives: runs split by a known span
+    joined again, one class read around them, the copies made left out."""
+    from trnsim.machine.record import pending_operands
+    mine, pending, program = _one_block()
+    width, cls = pending.width, type(mine[-1])
+    mine[0].reads  # (the first copy made alone)
+    plain = program.instructions[0]
+    instrs = [plain, *mine[:3 * width], plain, *mine[-2 * width:], plain]
+    read = pending_operands(instrs)
+    assert read[1].tolist() == [[1 + width, 1 + 3 * width, 0],
+                                [2 + 3 * width, 2 + 5 * width, 0]]
+    for known in ([(1 + width, 1 + 2 * width, cls)],
+                  [(1 + 2 * width, 1 + 3 * width, cls), (2 + 4 * width, 2 + 5 * width, cls)],
+                  [(1 + width, 1 + 3 * width, cls), (2 + 3 * width, 2 + 5 * width, cls)]):
+        given = pending_operands(instrs, known)
+        assert given[0] == read[0]
+        assert given[1].tolist() == read[1].tolist()
+
+
+@pytest.mark.parametrize("name", list(KERNELS))
+def test_the_allocation_reads_no_class_of_the_blocks_the_access_columns_read(
+        monkeypatch, name):
+    """The compiled allocation's pending move finds the copies not made yet by the
+    classes the access columns read of whole blocks (AccessColumns.one_class): the same
+    runs and counts as reading each instruction's class, and the compiled program the
+    eager one."""
+    from trnsim.compiler import compiled_allocation
+    from trnsim.machine.record import pending_operands
+    seen = []
+
+    def checked(instrs, one_class=()):
+        given = pending_operands(instrs, one_class)
+        read = pending_operands(instrs)
+        assert given[0] == read[0]
+        assert (given[1] is None) == (read[1] is None)
+        if read[1] is not None:
+            assert given[1].tolist() == read[1].tolist()
+        seen.append(len(one_class))
+        return given
+
+    pytest.importorskip("numba")
+    kept = []
+
+    def identities_checked(instrs, one_class):
+        given = identities_of_copies(instrs, one_class)
+        assert given.tolist() == identities(instrs).tolist()
+        kept.append(sum(e - s for s, e, _ in _kept_identities(instrs, one_class)))
+        return given
+
+    monkeypatch.setenv(compiled.ENV, "1")
+    monkeypatch.setattr(compiled_allocation, "pending_operands", checked)
+    monkeypatch.setattr(compiled_allocation, "identities_of_copies", identities_checked)
+    lazy = _recorded(monkeypatch, name, lazy=True, compile_it=True).program
+    eager = _recorded(monkeypatch, name, lazy=False, compile_it=True).program
+    assert pickle.dumps(lazy.instructions) == pickle.dumps(eager.instructions)
+    if name not in ("partitions", "reloads"):  # (copies made at once: no such block)
+        assert any(seen) and any(kept)
+
+
+def test_identities_of_copies_read_those_their_block_does_not_hold_so():
+    """record.identities_of_copies: a span's copies' ids taken from their block where
+    its ends are its block's copies in a row, else read (a span cut short, a copy's
+    order changed, copies of another block between)."""
+    from trnsim.machine.record import identities_of_copies
+    mine, pending, program = _one_block()
+    width, cls = pending.width, type(mine[-1])
+    plain = program.instructions[0]
+    swapped = [*mine[:2 * width]]
+    swapped[0], swapped[-1] = swapped[-1], swapped[0]
+    for instrs, span in (([plain, *mine[:3 * width], plain], (1, 1 + 3 * width)),
+                         ([plain, *mine[width:2 * width], plain], (1, 1 + width)),
+                         ([plain, *swapped, plain], (1, 1 + 2 * width)),
+                         ([*mine[:width], *mine[-width:]], (0, 2 * width))):
+        given = identities_of_copies(instrs, [(*span, cls)])
+        assert given.tolist() == identities(instrs).tolist()
+    assert len(_kept_identities([plain, *swapped], [(1, 1 + 2 * width, cls)])) == 0
+    assert len(_kept_identities([*mine[:width], *mine[-width:]], [(0, 2 * width, cls)])) == 0
+    assert len(_kept_identities([plain, *mine[width:2 * width]], [(1, 1 + width, cls)])) == 1
+
+
+def test_a_block_knows_which_runs_of_its_copies_are_still_of_its_class():
+    """record.copies_of_one_class: a run of a block's copies is known of its class
+    until one of them is given its operands (read), the others' runs still are; as
+    reading their classes tells."""
+    from trnsim.machine.record import copies_of_one_class
+    mine, pending, program = _one_block()
+    width, cls = pending.width, type(mine[-1])
+    instrs = program.instructions
+    s = next(at for at, ins in enumerate(instrs) if ins is mine[0])  # (== makes it)
+    e = s + len(mine)
+
+    def known(a, b):
+        got = copies_of_one_class(instrs, a, b)
+        assert (got is cls) == (set(map(type, instrs[a:b])) == {cls})
+        return got is cls
+
+    assert known(s, e) and known(s + width, s + 3 * width)
+    mine[0].reads  # (the first copy made alone: not of the class any more)
+    assert not known(s, e) and not known(s, s + width) and not known(s + 1, s + width)
+    assert known(s + width, e) and known(s + width, s + 3 * width)
+    mine[-1].reads  # (the last one too)
+    assert not known(s + width, e) and known(s + width, e - width)
+    assert copies_of_one_class(instrs, s + 2 * width, s + 2 * width + 2) is cls
+    assert copies_of_one_class([*mine[:width], *mine[-width:]], 0, 2 * width) is None
+    assert copies_of_one_class([program.instructions[0], *mine], 0, len(mine) + 1) is None
+    # an allocation's move that does not take the block gives some copies its own class
+    from trnsim.compiler.compiled_allocation import _PendingMove
+    move = object.__new__(_PendingMove)
+    move.deferred, move.runs, move.classes = [[pending, pending.alive - 1]], None, set()
+    assert move.take_blocks() == []
+    assert copies_of_one_class(instrs, s + width, e - width) is None
+
+
+@pytest.mark.parametrize("name", ["affine", "periodic", "matmul", "same_operands"])
+def test_the_access_columns_read_only_the_classes_of_blocks_with_copies_made(
+        monkeypatch, name):
+    """The access columns read the classes of a block's copies only where some were
+    made; those they take for all of one class are (read again here), and the compiled
+    program and its timeline are the eager ones, with some copies of each block made
+    before the compile."""
+    from trnsim.timing import access_columns
+    from trnsim.machine.record import copies_of_one_class
+    answers = []
+
+    def checked(instrs, s, e):
+        got = copies_of_one_class(instrs, s, e)
+        if got is not None:
+            assert set(map(type, instrs[s:e])) == {got}
+        answers.append(got is not None)
+        return got
+
+    pytest.importorskip("numba")
+    monkeypatch.setenv(compiled.ENV, "1")
+    monkeypatch.setattr(access_columns, "copies_of_one_class", checked)
+    out = []
+    for lazy, read in ((False, False), (True, False), (True, True)):
+        with monkeypatch.context() as m:
+            compile_program = Run.compile
+            m.setattr(Run, "compile", lambda self: None)
+            run = _recorded(monkeypatch, name, lazy)
+        if read:  # (the first copy of each block made: alone, in a block of many)
+            blocks = {}
+            for ins in _deferred(run.program.instructions):
+                blocks.setdefault(type(ins)._pending, []).append(ins)
+            for copies in blocks.values():
+                copies[0].reads
+        compile_program(run)
+        timeline = schedule(run.program, run.chip)
+        out.append((list(timeline.events), list(run.program.issue.order),
+                    pickle.dumps((run.program.instructions, run.program.allocations))))
+    assert out[1] == out[0] and out[2] == out[0]
+    assert any(answers)

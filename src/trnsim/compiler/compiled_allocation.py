@@ -34,7 +34,8 @@ from ..machine.access import with_bytes, with_bytes_all
 from ..machine.allocations import allocation_columns
 from ..machine.compiled import inline, jit, no_refcount
 from ..machine.record import (Instruction, MadeWhenRead, Program, fits_int32, held_reads,
-                              held_writes, pending_operands, run_starts)
+                              held_writes, identities_of_copies, pending_operands,
+                              run_starts)
 from ..timing import access_columns
 from ..timing.instruction_columns import instruction_columns
 from .arena import Arena
@@ -889,15 +890,17 @@ def _defer_move(program, rows, touched) -> None:
     if not len(rows):
         return
     instrs = program.instructions
-    objects = np.fromiter(instrs, object, len(instrs))
+    cols = program._access_columns
+    # (the blocks of copies the access columns found all of one class: not read again)
+    one_class, cols.one_class = cols.one_class, []
     if len(touched) == len(instrs):  # (as a rule: each has an on-chip access)
-        mine = instrs
+        mine, ids = instrs, identities_of_copies(instrs, one_class)
     else:
-        objects = objects[touched]
-        mine = objects.tolist()
-    pending = _PendingMove(program, objects, rows)
-    del objects
-    pending.deferred, pending.runs = pending_operands(mine)
+        objects = np.fromiter(instrs, object, len(instrs))[touched]
+        mine, ids, one_class = objects.tolist(), np.frombuffer(objects, np.intp).copy(), ()
+        del objects
+    pending = _PendingMove(program, ids, rows)
+    pending.deferred, pending.runs = pending_operands(mine, one_class)
     # (its `__del__` is `pending.let_go` itself, as a loop copy's is: machine/record.py
     # `deferred_instructions`)
     unplaced = type("_Unplaced", (_Unplaced,), {"__slots__": (), "_pending": pending,
@@ -913,7 +916,7 @@ def _defer_move(program, rows, touched) -> None:
 
 class _PendingMove:
     """The rows of an allocated program's access columns that moved, from which the
-    physical accesses of its instructions `mine` (an object array) are made: kept
+    physical accesses of its instructions (`ids`: their identities) are made: kept
     until one of them is first read, or the last of them dies (then let go of at once:
     their class, a cycle, waits for the collector). It holds no instruction (an object
     array in a cycle is one the collector cannot see through), and the program weakly:
@@ -921,9 +924,9 @@ class _PendingMove:
     the pass left them, else the one read, and from then on each as it is read,
     sharing the Access objects as `_move` does."""
 
-    def __init__(self, program, mine, rows):
+    def __init__(self, program, ids, rows):
         self.program = weakref.ref(program)
-        self.ids = np.frombuffer(mine, np.intp).copy()  # (id() of each)
+        self.ids = ids  # (id() of each of them, an intp array of its own)
         cols = program._access_columns  # (its arrays: it holds the instructions)
         self.cols = (cols.acc, cols.ptr, cols.wptr)
         # (int32, _Uses.pos; a copy made now: the rows outlive the pass, and where they
@@ -935,7 +938,7 @@ class _PendingMove:
         # once), C calls but the last (a death's `__del__` is it: ~30 ns, against ~60
         # for a Python method). No generator: the collector may close one caught in a
         # cycle before the deaths it finalizes with it call it (StopIteration there)
-        self.let_go = chain(repeat(None, len(mine) - 1),
+        self.let_go = chain(repeat(None, len(ids) - 1),
                             starmap(self._let_go_all, repeat(()))).__next__
         self.made: dict | None = None  # (id(virtual), lo, hi) -> (virtual, its Access)
         self.slot: dict | None = None  # id(instruction) -> its number among them
@@ -960,6 +963,8 @@ class _PendingMove:
                 cls._pending, cls.__del__ = self, self.let_go
                 self.classes.add(cls)
                 taken.add(j)
+            else:  # (its copies here are given this move's class: _defer_move)
+                block.reclassed = True
         if not taken:
             return []
         return [(s, e) for s, e, j in self.runs.tolist() if j in taken]

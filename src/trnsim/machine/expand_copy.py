@@ -641,7 +641,8 @@ class _PendingOperands:
     `holds`)."""
     __slots__ = ("operands", "nums", "n", "width", "allocs", "placed", "same", "by_column",
                  "ids", "program", "start", "index0", "deferred", "live", "alive",
-                 "singles", "row_made", "stash", "peeks", "dependents", "holds")
+                 "singles", "row_made", "stash", "peeks", "dependents", "holds", "given",
+                 "reclassed")
 
     def __init__(self, operands: Operands, nums, n, allocs, placed, by_column, program):
         self.operands, self.n, self.allocs, self.placed = operands, n, allocs, placed
@@ -655,6 +656,9 @@ class _PendingOperands:
         self.alive = 0  # (its copies still of its class)
         self.singles = 0
         self.row_made = None  # (per copy: its operands made)
+        self.given = None  # (per copy: given its operands, no longer of its class)
+        # (some of its copies given another class by an allocation's move: `all_of_class`)
+        self.reclassed = False
         self.stash = {}  # position -> (reads, writes) of one of a copy made, not given yet
         self.peeks = 0
         # (the Operands, weakly, of loops whose template holds some of the copies, with
@@ -730,6 +734,10 @@ class _PendingOperands:
             if outer is not None:
                 for _, at, reads, writes in parts:
                     outer.given(j, np.asarray(at).tolist(), reads, writes)
+        if self.given is None:
+            self.given = np.zeros(len(self.ids), bool)
+        for _, at, _, _ in parts:
+            self.given[np.asarray(at, np.int64)] = True
         reverted = sum(set_operands(instrs, reads, writes, self.deferred)
                        for instrs, _, reads, writes in parts)
         self.alive -= reverted
@@ -764,6 +772,22 @@ class _PendingOperands:
             return self.operands.one(self.nums[r * m:(r + 1) * m], b, self.allocs)
         return ins.reads, ins.writes
 
+    def run_at(self, instrs: list, s: int, e: int) -> int:
+        """Where among its copies instrs[s:e], copies of its class, start where its
+        copies from the first one's on are there in a row (as far as its ends tell: a
+        block the program holds where it was noted holds its copies in order between
+        its ends, as the access columns read them, timing/access_columns.py), else -1.
+        Not after it let go (`ids`)."""
+        k = self.position(instrs[s])
+        k1 = k + e - s
+        return k if k1 <= len(self.ids) and self.ids[k1 - 1] == id(instrs[e - 1]) else -1
+
+    def all_of_class(self, k: int, k1: int) -> bool:
+        """Whether its copies k..k1 are all still of its class: none given its operands
+        (`give`), nor another class (an allocation's move that did not take the block:
+        compiler/compiled_allocation.py `_PendingMove.take_blocks`)."""
+        return not self.reclassed and (self.given is None or not self.given[k:k1].any())
+
     def position(self, ins) -> int:
         """Where `ins` is among the block's copies (in record order, numbered in order
         where no pass has renumbered them otherwise)."""
@@ -797,7 +821,7 @@ class _PendingOperands:
 
     def _let_go_all(self) -> None:
         self.operands = self.nums = self.allocs = self.placed = self.same = self.ids = None
-        self.program = self.row_made = self.stash = None
+        self.program = self.row_made = self.stash = self.given = None
         self.dependents = ()
         holds, self.holds = self.holds, ()
         for pending in holds:

@@ -213,23 +213,22 @@ def compared_operands(ins) -> tuple:
     return ins.reads, ins.writes
 
 
-def pending_operands(instrs: list) -> tuple:
+def pending_operands(instrs: list, of_one_class=()) -> tuple:
     """The pending operands (`deferred_instructions`) of the deferred copies among
     `instrs`, each with the number of its copies there (a list of the two), and where
     those lie: rows of (start, stop, the pending's number) of runs of `instrs`, None
-    where there are none.
+    where there are none. `of_one_class`: (start, stop, class) of spans of `instrs`
+    (in order, none overlapping) whose instructions are all of that class, known to the
+    caller (timing/access_columns.py `AccessColumns.one_class`): not read again.
     For a pass that gives them another class over their held tuples (the allocation's
     `_Unplaced`, compiler/compiled_allocation.py), which has them made (`.give`) before
     it reads those tuples."""
     n = len(instrs)
     if not n:
         return [], None
-    kinds = identities(map(type, instrs), n)  # (of the classes: their runs)
-    at = run_starts(kinds)
-    types = kinds.base[at].tolist()  # (each run's)
+    starts, types = _class_runs(instrs, of_one_class)
     if not any(map(_of_a_block, set(types))):
         return [], None
-    starts = at.tolist()
     pendings, number, runs = [], {}, []
     for s, e, t in zip(starts, starts[1:] + [n], types):
         if _of_a_block(t):
@@ -239,6 +238,69 @@ def pending_operands(instrs: list) -> tuple:
             pendings[number[t]][1] += e - s
             runs.append((s, e, number[t]))
     return pendings, np.array(runs, np.int64)
+
+
+def identities_of_copies(instrs: list, of_one_class) -> np.ndarray:
+    """identities(instrs) (an array of its own), those of the copies in the spans
+    `of_one_class` (pending_operands') of a block's class that their block still makes
+    not read: its ids of its copies (`_PendingOperands.ids`, in record order) from the
+    span's first copy's on, where the span's last copy's is where it ends (a block the
+    program holds where it was noted holds its copies in order between its ends, as
+    the access columns read them: timing/access_columns.py)."""
+    n = len(instrs)
+    ids = np.empty(n, np.intp)
+    at = 0
+    for s, e, kept in [*_kept_identities(instrs, of_one_class), (n, n, None)]:
+        if s > at:
+            ids[at:s] = identities(instrs[at:s] if s - at < n else instrs, s - at)
+        if kept is not None:
+            ids[s:e] = kept
+        at = e
+    return ids
+
+
+def _kept_identities(instrs: list, of_one_class) -> list:
+    """(start, stop, the ids its block keeps of them) of the spans of `of_one_class`
+    whose copies' ids their block keeps (identities_of_copies)."""
+    out = []
+    for s, e, cls in of_one_class:
+        if e <= s or not _of_a_block(cls) or cls._pending.ids is None:
+            continue
+        block = cls._pending
+        k = block.run_at(instrs, s, e)
+        if k >= 0:
+            out.append((s, e, block.ids[k:k + e - s]))
+    return out
+
+
+def copies_of_one_class(instrs: list, s: int, e: int) -> type | None:
+    """The class of instrs[s:e] where their block knows them for its copies all still
+    of its class, in a row (`_PendingOperands.run_at`, `all_of_class`: none read), else
+    None (their classes are to be read)."""
+    cls = type(instrs[s])
+    if not _of_a_block(cls) or cls._pending.ids is None:
+        return None
+    block = cls._pending
+    k = block.run_at(instrs, s, e)
+    return cls if k >= 0 and block.all_of_class(k, k + e - s) else None
+
+
+def _class_runs(instrs: list, of_one_class) -> tuple:
+    """(where each run of instructions of one class starts, its class) of `instrs`, the
+    classes of those in the spans `of_one_class` (pending_operands) not read."""
+    n, starts, types, at = len(instrs), [], [], 0
+    for s, e, cls in [*of_one_class, (n, n, None)]:
+        if s > at:  # (the classes of those between: read, as identities, for their runs)
+            kinds = identities(map(type, instrs[at:s] if s - at < n else instrs), s - at)
+            first = run_starts(kinds)
+            starts += (first + at).tolist()
+            types += kinds.base[first].tolist()
+        if e > s:
+            starts.append(s)
+            types.append(cls)
+        at = e
+    joined = [k for k in range(len(types)) if not k or types[k] is not types[k - 1]]
+    return [starts[k] for k in joined], [types[k] for k in joined]
 
 
 def _of_a_block(cls: type) -> bool:

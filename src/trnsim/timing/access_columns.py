@@ -48,8 +48,8 @@ from ..machine import compiled
 from ..machine.compiled import jit
 from .costs import itemsize
 from .scheduler import numbered
-from ..machine.record import (_Deferred, distinct_rows, held_reads, held_writes,
-                               identities)
+from ..machine.record import (_Deferred, copies_of_one_class, distinct_rows, held_reads,
+                               held_writes, identities)
 
 ACC = ("p_lo", "p_hi", "lo", "hi")
 P_LO, P_HI, LO, HI = range(len(ACC))
@@ -63,9 +63,13 @@ _READS, _WRITES = attrgetter("reads"), attrgetter("writes")
 class AccessColumns:
     """acc, ptr, wptr, forms (see the module doc); spaces: the space names by number;
     maps: (space, core) by on-chip map number; depends_on: (instruction, its
-    depends_on) for the instructions that have one; inert: compiled_deps.inert_reads."""
+    depends_on) for the instructions that have one; inert: compiled_deps.inert_reads;
+    one_class: (start, stop, class) of the blocks of copies whose rows were made from
+    their template's all of whose copies are of one class of copies not made yet
+    (machine/record.py `_Deferred`), as they were read, in order (the allocation's
+    machine/record.py `pending_operands` reads no copy's class again)."""
     __slots__ = ("instrs", "n", "acc", "ptr", "wptr", "forms", "spaces", "maps",
-                 "depends_on", "shared", "source", "inert")
+                 "depends_on", "shared", "source", "inert", "one_class")
 
     def column(self, k: int) -> np.ndarray:
         """shared's field k (BYTES ... SPACE) of each access, by row."""
@@ -156,11 +160,12 @@ def _build(instrs, with_alloc: bool, blocks, vaddr) -> tuple:
     `with_alloc`, alloc)."""
     n = len(instrs)
     spans = _spans(instrs, blocks, vaddr) if len(blocks) else []
-    ptr, wptr, read = _pointers(instrs, spans)
+    ptr, wptr, read, one_class = _pointers(instrs, spans)
     if read is None:
         return _build(instrs, with_alloc, (), vaddr)
     cols = AccessColumns()
     cols.instrs, cols.n, cols.ptr, cols.wptr = instrs, n, ptr, wptr
+    cols.one_class = one_class
     # the accesses outside the blocks are read; a copy's columns are its template's, which
     # come before it, so the spaces and maps are all met there first
     code: dict = {}  # space name -> its number, in the order met
@@ -184,8 +189,8 @@ def _build(instrs, with_alloc: bool, blocks, vaddr) -> tuple:
 def _pointers(instrs, spans: list) -> tuple:
     """(ptr, wptr, the accesses of the instructions outside the blocks `spans` in row
     order, a list: None where the copies have in all another number of accesses than
-    their templates), the copies' numbers of reads and writes their templates'. The
-    copies' accesses are counted, not listed."""
+    their templates, AccessColumns.one_class), the copies' numbers of reads and writes
+    their templates'. The copies' accesses are counted, not listed."""
     n = len(instrs)
     counts = np.empty((n, 2), np.int64)
     read: list = []
@@ -198,14 +203,19 @@ def _pointers(instrs, spans: list) -> tuple:
     # (a copy's accesses counted off the tuples it holds: its own may not be made yet,
     # machine/record.py `deferred_instructions`; copies all of one class of those hold their
     # template's, as many: counted off it, without a call per copy)
-    copied = 0
+    copied, one_class = 0, []
     for block, s, e in spans:  # (in order: a template's instructions come before)
         t, w = block.template.start, (e - s) // block.copies
         counts[s:e].reshape(block.copies, -1, 2)[:] = counts[t:t + w]
-        copies = instrs[s:e]
-        kinds = set(map(type, copies))
-        if len(kinds) == 1 and issubclass(kinds.pop(), _Deferred):
+        kind = copies_of_one_class(instrs, s, e)
+        if kind is None:  # (not known to its block: read)
+            copies = instrs[s:e]
+            kinds = set(map(type, copies))
+            if len(kinds) == 1 and issubclass(only := kinds.pop(), _Deferred):
+                kind = only
+        if kind is not None:
             copied += int(counts[t:t + w].sum()) * block.copies
+            one_class.append((s, e, kind))
         else:
             copied += sum(map(len, map(held_reads, copies))) + \
                 sum(map(len, map(held_writes, copies)))
@@ -213,7 +223,8 @@ def _pointers(instrs, spans: list) -> tuple:
     del counts
     ptr = np.zeros(n + 1, np.int64)
     ptr[1:] = ends[1::2]
-    return ptr, ends[::2].copy(), read if len(read) + copied == ptr[-1] else None
+    read = read if len(read) + copied == ptr[-1] else None
+    return ptr, ends[::2].copy(), read, one_class
 
 
 def _copied(cols: AccessColumns, part, rows: list, spans: list, vaddr):
