@@ -1,5 +1,6 @@
 """The legacy front end's per-instruction shortcuts record what its general paths
-record: an affine access's Pattern (legacy/indexing.py), an unmasked nc_matmul's whole
+record: an affine key's access and its Pattern, read or assigned to (legacy/tensor.py
+`_affine_access`, legacy/indexing.py), an int added to an index, an unmasked nc_matmul's whole
 spans (legacy/isa.py), an unmasked result run straight into its new tile
 (legacy/ops.py `Pending.unmasked`), the unmasked grids kept per shape, a plain key's
 view made with its access (legacy/tensor.py `_sliced_view`) and a pending result's
@@ -13,6 +14,7 @@ import trnsim.legacy.isa as nisa
 import trnsim.legacy.language as nl
 from trnsim.legacy import isa as legacy_isa
 from trnsim.legacy import tensor as legacy_tensor
+from trnsim.legacy.indexing import Index
 from trnsim.legacy.jit import run_legacy
 from trnsim.legacy.ops import Grid, Pending
 from trnsim.legacy.tensor import LTensor
@@ -73,6 +75,11 @@ def _recorded(kernel, args, monkeypatch, general: bool):
     with monkeypatch.context() as m:
         if general:
             m.setattr(legacy_tensor, "pattern_of", lambda indices, key=None: None)
+            # affine keys through key_to_indices (reads and `t[key] = x` alike), and an
+            # int added to an index through Index.of
+            m.setattr(legacy_tensor, "_affine_access", lambda tensor, key: None)
+            m.setattr(Index, "__add__", Index._combine)
+            m.setattr(Index, "__radd__", Index._combine)
             m.setattr(legacy_isa, "_operand_masked", lambda x: True)
             m.setattr(Pending, "unmasked", property(lambda self: None, lambda self, v: None))
             m.setattr(Grid, "unmasked", staticmethod(Grid))  # a grid of its own each time

@@ -30,7 +30,7 @@ from ..isa.matmul import nc_matmul as _core_matmul
 from ..machine import runtime
 from ..machine.errors import NkiValidationError, UnsupportedError
 from ..machine.tensor import NkiTensor
-from ..numerics.dtypes import as_dtype, uint32
+from ..numerics.dtypes import as_dtype, float32, uint32
 from .indexing import Index, Predicate, first_axes
 from .language import as_access, psum, sbuf
 from .ops import Grid, Pending, flush, psum_written, result_op, run_masked
@@ -157,6 +157,8 @@ def _reduce_cmd(value):
 
 def _t(x):
     """A tensor operand as an Access (whole tile or indexed); others pass through."""
+    if type(x) is Access:
+        return x
     if isinstance(x, (LTensor, Access)):
         return as_access(x)
     return x
@@ -240,7 +242,8 @@ def _run(core_fn, dst, mask, build, accumulate=False):
     """Like ops.run_masked, with `build(grid, dst) -> kwargs` (including `dst`) for
     instructions whose operands do not line up with the result position by position."""
     run = runtime.active_run()
-    flush(run)
+    if run.legacy_pending is not None:
+        flush(run)
     grid = Grid(dst.shape, mask) if mask is not None else Grid.unmasked(dst.shape)
     if grid.empty:
         return
@@ -249,7 +252,7 @@ def _run(core_fn, dst, mask, build, accumulate=False):
         return
     if accumulate:
         kwargs["accumulate"] = True
-    run.dst_mask = grid.dst_mask()
+    run.dst_mask = grid.dst_mask() if grid.residual is not None else None
     try:
         core_fn(**kwargs)
     finally:
@@ -258,7 +261,8 @@ def _run(core_fn, dst, mask, build, accumulate=False):
 
 def _deferred(core_fn, shape, dtype, buffer, mask, build, name="", accumulates=False):
     """A Pending result whose instruction runs through `_run(..., build)`."""
-    mask = as_predicate(mask)
+    if mask is not None:
+        mask = as_predicate(mask)
 
     def execute(dst, accumulate):
         _run(core_fn, dst, mask, build, accumulate)
@@ -346,7 +350,8 @@ def nc_matmul(stationary, moving, *, is_stationary_onezero=False, is_moving_onez
     perf_mode = kwargs.get("perf_mode", core_enums.matmul_perf_mode.none)
     if isinstance(perf_mode, str) and perf_mode.startswith("double_row"):
         perf_mode = core_enums.matmul_perf_mode.double_row
-    shape = (stationary.shape[-1], moving.shape[-1])
+    s_shape, m_shape = stationary.shape, moving.shape  # (an operand's shape never changes)
+    shape = (s_shape[-1], m_shape[-1])
 
     def build(grid, dst):
         if grid.residual is not None:
@@ -362,7 +367,7 @@ def nc_matmul(stationary, moving, *, is_stationary_onezero=False, is_moving_onez
         else:
             # what the above gives with every span whole (each the size of an axis the
             # shape has, the last one the shape's last)
-            if 0 in stationary.shape or 0 in moving.shape:
+            if 0 in s_shape or 0 in m_shape:
                 return None
             dshape = dst.shape
             if isinstance(dst, Access) and dst.whole and dst.operand_mask is None \
@@ -378,8 +383,8 @@ def nc_matmul(stationary, moving, *, is_stationary_onezero=False, is_moving_onez
                     is_moving_onezero=is_moving_onezero, is_transpose=is_transpose,
                     tile_position=tile_position, tile_size=tile_size, perf_mode=perf_mode)
 
-    return _deferred(_matmul, shape, kwargs.get("dtype") or "float32", psum, mask, build,
-                     _name(kwargs), accumulates=True)
+    return _deferred(_matmul, shape, kwargs.get("dtype") or float32, psum, mask, build,
+                     kwargs.get("name") or "", accumulates=True)
 
 
 def _matmul(dst, accumulate=False, **kwargs):

@@ -128,7 +128,8 @@ def _expect_hbm(x: Access, operand: str, op: str) -> None:
 def load(src, *, mask=None, dtype=None, **kwargs):
     """HBM -> a new SBUF tile. A one-dimensional access (`A[c0:c1, j]`) loads as a
     [n, 1] tile: its one dimension is the partition dimension (a tile is at least 2-D)."""
-    src = as_access(src)
+    if type(src) is not Access:
+        src = as_access(src)
     _expect_hbm(src, "src", "load")
     shape = tuple(src.shape)
     if len(shape) == 1:

@@ -125,7 +125,10 @@ class Pending(LTensor):
         self._target = None  # the Access it ran into (its view is resolved when used)
         self.site = kernel_location(2)
         run = runtime.active_run()
-        flush(run)
+        p = run.legacy_pending  # (flush(run))
+        if p is not None:
+            run.legacy_pending = None
+            p.materialize()
         run.legacy_pending = self
 
     @property
@@ -167,18 +170,20 @@ class Pending(LTensor):
     def materialize(self):
         """Run into a fresh tile of the result's shape."""
         run = runtime.active_run()
-        self._claim(run)
-        if not self.done:
+        if run.legacy_pending is self:  # (self._claim(run))
+            run.legacy_pending = None
+        if self._core is None and self._target is None:  # (not self.done)
             # the instructions (and the tile) are the kernel line's that asked for them
             saved, run.issue_site = run.issue_site, self.site
             try:
                 tile = _new_tile(run, self._shape, self._dtype, self._buffer, self._name)
                 core = self._core = tile.core
-                if self.unmasked is not None and core.ndim > 1 and min(core.shape) > 0:
+                if self.unmasked is not None and len(core.shape) > 1 and min(core.shape) > 0:
                     # (the tile's whole view is its core: what run_masked makes of
                     # `tile.full()`)
                     core_fn, operands = self.unmasked
-                    flush(run)
+                    if run.legacy_pending is not None:
+                        flush(run)
                     _run_whole(run, core_fn, core, operands, False)
                 else:
                     self._execute(tile.full(), False)
@@ -187,10 +192,12 @@ class Pending(LTensor):
 
     def run_into(self, target: Access, accumulate: bool):
         """Run with `target` as destination (accumulating when asked)."""
-        if self.done or (accumulate and not self.accumulates):
+        if self._core is not None or self._target is not None or (
+                accumulate and not self.accumulates):  # (self.done or ...)
             return False
         run = runtime.active_run()
-        self._claim(run)
+        if run.legacy_pending is self:  # (self._claim(run))
+            run.legacy_pending = None
         saved, run.issue_site = run.issue_site, self.site  # (as materialize)
         try:
             self._execute(target, accumulate)
@@ -203,8 +210,12 @@ class Pending(LTensor):
 def _new_tile(run, shape: tuple, dtype, buffer, name) -> LTensor:
     """`ndarray(shape, dtype, buffer=buffer, name=name)`, what it does for a shape of
     ints in a plain memory region written out (every pending result allocates one)."""
-    if type(buffer) is MemoryRegion and all(type(n) is int for n in shape):
-        flush(run)
+    if type(buffer) is MemoryRegion:
+        for n in shape:
+            if type(n) is not int:
+                return ndarray(shape, dtype, buffer=buffer, name=name)
+        if run.legacy_pending is not None:
+            flush(run)
         return LTensor(run.new_tensor(shape, dtype, buffer, name))
     return ndarray(shape, dtype, buffer=buffer, name=name)
 
@@ -235,7 +246,8 @@ def flush(run=None) -> None:
 def result_op(core_fn, shape, dtype, buffer, mask, name="", **operands):
     """A pending `core_fn(dst=..., **operands)` producing a tile of `shape`/`dtype`.
     Operand values that are tensors/accesses are viewed over the masked grid."""
-    mask = as_predicate(mask)
+    if mask is not None:
+        mask = as_predicate(mask)
     for v in operands.values():
         if isinstance(v, Pending):
             v.core  # noqa: B018 - materialize inputs before this instruction is pending
@@ -258,7 +270,8 @@ def _accumulates(core_fn) -> bool:
 def run_masked(core_fn, dst, mask, accumulate=False, **operands):
     """Run `core_fn(dst=view, **views)` over the grid of `dst`, narrowed by `mask`."""
     run = runtime.active_run()
-    flush(run)
+    if run.legacy_pending is not None:
+        flush(run)
     if mask is None:  # (what the grid below gives without a mask: every view whole)
         if min(dst.shape, default=1) <= 0:
             return
@@ -292,6 +305,8 @@ def _run_whole(run, core_fn, dst, operands: dict, accumulate: bool) -> None:
 
 def _whole_view(x):
     """`Grid(shape).view(x)`: the core view of operand `x` with no mask."""
+    if type(x) is Access:  # (the usual operand: what the isinstance below takes)
+        return x.view({})
     if isinstance(x, Pending):
         x = x.tile
     if isinstance(x, Access):

@@ -126,7 +126,10 @@ class LTensor(Operators):
         if isinstance(value, Access) and value.__dict__.pop("_accumulated", False) \
                 and value.tensor is self:
             return  # the store Python makes after `t[key] += x`: already done in place
-        ops.assign(self[key], value)
+        # (an affine key's access made here: what self[key] makes of it)
+        target = _affine_access(self, key) if type(self) is LTensor and type(key) is tuple \
+            else None
+        ops.assign(self[key] if target is None else target, value)
 
     def __iadd__(self, other):
         ops.accumulate_into(self.full(), other)
@@ -272,8 +275,16 @@ class Access(Operators):
             self._shape = resolve_shape(self)
         return self._shape
 
-    dtype = property(lambda self: self.tensor.dtype)
-    buffer = property(lambda self: self.tensor.buffer)
+    @property
+    def dtype(self):
+        tensor = self.tensor  # (a plain tensor's: its core's, read at once)
+        return tensor.core.dtype if type(tensor) is LTensor else tensor.dtype
+
+    @property
+    def buffer(self):
+        tensor = self.tensor
+        return tensor.core.buffer if type(tensor) is LTensor else tensor.buffer
+
     name = property(lambda self: self.tensor.name)
 
     operand_mask = None  # `access[predicate]` (operand masking, the legacy mask docs)
@@ -504,14 +515,16 @@ def _affine_access(tensor: LTensor, key: tuple) -> Access | None:
     them an arange expression (`t[k, i_p, 128 * m + i_f]`: advanced indexing, nothing
     else), with its Pattern (what the general path makes of it, no runtime or indirect
     index); None for any other key."""
-    if len(key) != len(tensor.shape):
+    shape = tensor.core.shape if type(tensor) is LTensor else tensor.shape
+    if len(key) != len(shape):
         return None
     indices, ids = [], []
     varying = False
     for k in key:
         if type(k) is Index:
             terms = k.terms
-            varying = varying or bool(terms)
+            if terms:
+                varying = True
             indices.append(k)
         elif type(k) is int:
             terms = _NO_TERMS
@@ -526,10 +539,14 @@ def _affine_access(tensor: LTensor, key: tuple) -> Access | None:
         ids.append(id(terms))
     if not varying:
         return None
-    access = Access(tensor, indices)
+    access = object.__new__(Access)  # (Access(tensor, indices), its fields set here)
+    access.tensor, access.indices, access.indirect, access.indirect_dim = tensor, indices, None, 0
     access.advanced = True
     access.shares_terms = True
-    access._pattern = pattern_of(indices, tuple(ids))
+    pattern = access._pattern = pattern_of(indices, tuple(ids))
+    if pattern is not None and pattern.ndim >= 2 and type(tensor) is LTensor:
+        # what resolve_shape gives (its tensor's core there already: nothing runs)
+        access._shape = pattern.sizes
     return access
 
 
