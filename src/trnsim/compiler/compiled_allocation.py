@@ -288,11 +288,13 @@ def _walk(ev_block, ev_at, ev_place, blk_arena, blk_bytes, blk_last, capacity, a
     new_lo = np.empty(3, np.int64)
     new_hi = np.empty(3, np.int64)
     new_when = np.empty(3, np.int64)
+    at_span = np.full(start_out.shape[0], -1, np.int64)
     return _place_all(ev_block, ev_at, ev_place, blk_arena, blk_bytes, blk_last, capacity,
                       align, ex_arena, ex_first, ex_last, ex_lo, ex_hi, span_off, candidates,
                       start_out, size_out, order_out, note_arena, note_at, note_used, peak,
                       blo, bhi, bwhen, qoff, qw, qlo, qhi, qh, qt, nb, cursor, no_fresh, used,
-                      mblo, mbhi, mtlo, mthi, xlo, xhi, rlo, rhi, new_lo, new_hi, new_when)
+                      mblo, mbhi, mtlo, mthi, xlo, xhi, rlo, rhi, new_lo, new_hi, new_when,
+                      at_span)
 
 
 @no_refcount
@@ -300,8 +302,10 @@ def _place_all(ev_block, ev_at, ev_place, blk_arena, blk_bytes, blk_last, capaci
                ex_arena, ex_first, ex_last, ex_lo, ex_hi, span_off, candidates,
                start_out, size_out, order_out, note_arena, note_at, note_used, peak,
                blo, bhi, bwhen, qoff, qw, qlo, qhi, qh, qt, nb, cursor, no_fresh, used,
-               mblo, mbhi, mtlo, mthi, xlo, xhi, rlo, rhi, new_lo, new_hi, new_when):
-    """`_walk`'s loop over the events, over the arrays it made."""
+               mblo, mbhi, mtlo, mthi, xlo, xhi, rlo, rhi, new_lo, new_hi, new_when,
+               at_span):
+    """`_walk`'s loop over the events, over the arrays it made (`at_span`: per block
+    placed, where its busy span went then)."""
     nex = ex_arena.shape[0]
     nnotes = 0
     nplaced = 0
@@ -313,7 +317,13 @@ def _place_all(ev_block, ev_at, ev_place, blk_arena, blk_bytes, blk_last, capaci
         cap_spans = span_off[a + 1] - so
         if ev_place[e] == 0:  # release: Arena.vacate, then note at the next position
             lo, hi = start_out[b], start_out[b] + size_out[b]
-            k = _bisect_lo(blo, so, nb[a], lo)
+            # where its span went when placed, unless an occupy moved it since: the
+            # busy spans are disjoint and not empty, so the one at lo is the bisection's
+            # (the release's bisection was a fifth of the walk on the matmul tutorial's
+            # tiled step: hundreds of cooling spans, few occupies that move any)
+            k = at_span[b]
+            if k < 0 or k >= nb[a] or blo[so + k] != lo:
+                k = _bisect_lo(blo, so, nb[a], lo)
             if k == nb[a] or blo[so + k] != lo or bhi[so + k] != hi or bwhen[so + k] >= 0:
                 return FALLBACK  # (not resident: Arena.taken has no such span)
             bwhen[so + k] = i
@@ -436,6 +446,7 @@ def _place_all(ev_block, ev_at, ev_place, blk_arena, blk_bytes, blk_last, capaci
                 else:
                     _queue_close(qw, qlo, qhi, qh, qt, a, q)
             nb[a] = _splice(blo, bhi, bwhen, so, n, k0, k1, new_lo, new_hi, new_when, nnew)
+            at_span[b] = k0 + (new_lo[0] < lo)  # (after the part left of it, if any)
             cursor[a] = hi
             used[a] += hi - lo
             start_out[b], size_out[b] = lo, hi - lo
