@@ -136,6 +136,7 @@ class Indirect:
 
 
 _PLAIN = frozenset((int, slice))
+_new_tensor = object.__new__
 
 
 def is_plain(key: tuple) -> bool:
@@ -323,6 +324,36 @@ class NkiTensor(NKIObject, metaclass=_ViewMeta):
     def __getitem__(self, key) -> "NkiTensor":
         if type(key) is tuple and self.dyn is None:
             if len(key) == 2 and len(self.shape) == 2:
+                # `_columns(*key)` inline for the usual `t[:, a:b]` of int bounds
+                rows, k = key
+                if type(rows) is slice and type(k) is slice and rows.start is None and \
+                        rows.stop is None and rows.step is None and k.step is None:
+                    p, n = self.shape
+                    start, stop = k.start, k.stop
+                    if start is None:
+                        start = 0
+                    elif type(start) is int:
+                        if start < 0:
+                            start += n
+                    else:
+                        start = -1  # (not an int bound: `_columns` below)
+                    if stop is None:
+                        stop = n
+                    elif type(stop) is int:
+                        if stop < 0:
+                            stop += n
+                    else:
+                        start = -1
+                    if 0 <= start < stop <= n and p > 0:
+                        strides = self.strides
+                        t = _new_tensor(NkiTensor)
+                        t.shape, t.dtype, t.storage, t.buffer = \
+                            (p, stop - start), self.dtype, self.storage, self.buffer
+                        t.name = self.name or (self.storage.name
+                                               if self.storage is not None else "")
+                        t.strides, t.offset, t.dyn = \
+                            strides, self.offset + start * strides[1], None
+                        return t
                 view = self._columns(key[0], key[1])
                 if view is not None:
                     return view
