@@ -139,7 +139,7 @@ TABLE = {
     "memset": _memset,
 }
 
-_ORDERED: dict = {}  # (own engine, a rule's set) -> the candidates tuple
+_ORDERED: dict = {}  # (own engine, a rule's set) -> the other candidates, in order
 
 
 def candidates(ins) -> tuple[str, ...] | None:
@@ -149,9 +149,9 @@ def candidates(ins) -> tuple[str, ...] | None:
     rule = TABLE.get(ins.opcode)
     if rule is None:
         return None
-    key = (ins.engine, rule(ins, ins.generation))
-    found = _ORDERED.get(key)
-    if found is None:
-        own, ok = key
-        found = _ORDERED[key] = (own, *[e for e in ENGINES if e in ok and e != own])
-    return found
+    own = ins.engine
+    key = (own, rule(ins, ins.generation))
+    others = _ORDERED.get(key)
+    if others is None:
+        others = _ORDERED[key] = [e for e in ENGINES if e in key[1] and e != own]
+    return (own, *others)  # (a tuple of its own: traced instructions keep theirs apart)
