@@ -38,21 +38,17 @@ def test_column_slices_make_the_general_views():
             rows = rng.choice([slice(None)] * 4 + [slice(0, None), slice(None, None, 1)])
             k = rng.choice([slice(bound(t.shape[1]), bound(t.shape[1]))] * 5
                            + [slice(0, 4, 1), slice(0, 4, 2), 3])
-            fast = t._columns(rows, k)
             try:
                 slow = t._index_static((rows, k))[0]
             except Exception as e:
                 failed += 1
-                assert fast is None, (rows, k, e)
                 with pytest.raises(type(e)):
                     t[rows, k]
                 continue
-            if fast is not None:
-                made += 1
-                assert _parts(fast) == _parts(slow), (rows, k)
-            else:  # (another index kind: the general path's view)
-                assert rows != slice(None) or type(k) is not slice or k.step is not None \
-                    or any(type(b) not in (int, type(None)) for b in (k.start, k.stop))
+            if rows in (slice(None), slice(None, None, 1)) and type(k) is slice and \
+                    k.step is None and all(type(b) in (int, type(None))
+                                           for b in (k.start, k.stop)):
+                made += 1  # (a key of the shortcut's form, in range)
             assert _parts(t[rows, k]) == _parts(slow)
         return made, failed
 

@@ -108,7 +108,12 @@ class Instr:
         options = run.options
         self.numerics = options.numerics
         self.strict = options.strict
-        name = "unknown" if engine is None else engine_name(engine)
+        if engine is None:
+            name = "unknown"
+        elif type(engine) is Engine:  # (engine_name's usual case, inline)
+            name = engine._value_
+        else:
+            name = engine_name(engine)
         self.pinned = name != "unknown"  # else the compiler picks: see isa/engines.py
         if name == "unknown":
             name = default

@@ -50,8 +50,14 @@ _GPSIMD_TS = {"rsqrt"}
 _FP32_UNSAFE = ("int32", "uint32")  # same-dtype copies through fp32 change them
 
 
-def _operands(ins):
-    return [*ins.reads, *ins.writes]
+# the sets of engines a rule finds (each rule returns one of these objects: candidates
+# keeps its answer per (own engine, set); a frozenset's hash is kept, a set's is not)
+_V = frozenset({"vector"})
+_G = frozenset({"gpsimd"})
+_VS = frozenset({"vector", "scalar"})
+_VG = frozenset({"vector", "gpsimd"})
+_VSG = frozenset({"vector", "scalar", "gpsimd"})
+_NONE = frozenset()
 
 
 def _touches_psum(ins) -> bool:
@@ -68,47 +74,62 @@ def _tensor_tensor(ins, gen):
     a = ins.attrs
     op = a.get("op")
     if a.get("op_kind") == "bitvec":
-        return {"vector"}
+        return _V
     if a.get("int_exact"):  # native int32 arithmetic
-        return {"gpsimd"}
-    ok = {"vector"}
-    if op in _GPSIMD_TT and not _touches_psum(ins):
-        ok.add("gpsimd")
+        return _G
     if op == "power":
-        ok.discard("vector")
-    return ok
+        return _G if not _touches_psum(ins) else _NONE
+    if op in _GPSIMD_TT and not _touches_psum(ins):
+        return _VG
+    return _V
 
 
 def _tensor_scalar(ins, gen):
     a = ins.attrs
     if a.get("op_kind") == "bitvec" or a.get("int_exact"):
-        return {ins.engine}
-    ops = [a.get("op0")] + ([a["op1"]] if a.get("op1") is not None else [])
-    ok = {"vector"}
-    if gen == 3 and (a.get("op0"), a.get("op1")) in _SCALAR_PAIRS_V3:
-        ok.add("scalar")
-    elif gen >= 4 and _SCALAR_OPS_V4.issuperset(ops):
-        ok.add("scalar")
-    if _GPSIMD_TS.issuperset(ops) and not _touches_psum(ins):
-        ok.add("gpsimd")
-    return ok
+        return frozenset({ins.engine})
+    op0, op1 = a.get("op0"), a.get("op1")
+    scalar = ((gen == 3 and (op0, op1) in _SCALAR_PAIRS_V3)
+              or (gen >= 4 and op0 in _SCALAR_OPS_V4
+                  and (op1 is None or op1 in _SCALAR_OPS_V4)))
+    gpsimd = (op0 in _GPSIMD_TS and (op1 is None or op1 in _GPSIMD_TS)
+              and not _touches_psum(ins))
+    if scalar:
+        return _VSG if gpsimd else _VS
+    return _VG if gpsimd else _V
 
 
 def _tensor_copy(ins, gen):
-    ok = {"vector"}
-    src = next((r for r in ins.reads if r.role == "src"), None)
-    dst = next((w for w in ins.writes if w.role == "dst"), None)
+    src = dst = None
+    for r in ins.reads:
+        if r.role == "src":
+            src = r
+            break
+    for w in ins.writes:
+        if w.role == "dst":
+            dst = w
+            break
     same_int32 = (src is not None and dst is not None and src.dtype == dst.dtype
                   and src.dtype in _FP32_UNSAFE)
-    if gen >= 3 and not same_int32:
-        ok.add("scalar")
-    if not _touches_psum(ins) and not any(x.indirect for x in _operands(ins)):
-        ok.add("gpsimd")
-    return ok
+    scalar = gen >= 3 and not same_int32
+    gpsimd = not _touches_psum(ins)
+    if gpsimd:
+        for x in ins.reads:
+            if x.indirect:
+                gpsimd = False
+                break
+        else:
+            for x in ins.writes:
+                if x.indirect:
+                    gpsimd = False
+                    break
+    if scalar:
+        return _VSG if gpsimd else _VS
+    return _VG if gpsimd else _V
 
 
 def _memset(ins, gen):
-    return {"vector", "gpsimd"} if not _touches_psum(ins) else {"vector"}
+    return _VG if not _touches_psum(ins) else _V
 
 
 TABLE = {
@@ -118,6 +139,8 @@ TABLE = {
     "memset": _memset,
 }
 
+_ORDERED: dict = {}  # (own engine, a rule's set) -> the other candidates, in order
+
 
 def candidates(ins) -> tuple[str, ...] | None:
     """The candidate engines of an unpinned instruction being recorded (an `Instr`
@@ -126,6 +149,9 @@ def candidates(ins) -> tuple[str, ...] | None:
     rule = TABLE.get(ins.opcode)
     if rule is None:
         return None
-    ok = rule(ins, ins.generation)
     own = ins.engine
-    return (own, *[e for e in ENGINES if e in ok and e != own])
+    key = (own, rule(ins, ins.generation))
+    others = _ORDERED.get(key)
+    if others is None:
+        others = _ORDERED[key] = [e for e in ENGINES if e in key[1] and e != own]
+    return (own, *others)  # (a tuple of its own: traced instructions keep theirs apart)

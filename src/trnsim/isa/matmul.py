@@ -338,13 +338,17 @@ def psum_store(ins: Instr, dst: NkiTensor, compute, accumulate) -> None:
     `accumulate` (None: per element, accumulate where an earlier matmul of this
     accumulation group wrote). `compute()` returns (values, raw): fp32 values, or values
     already in dst's storage type when `raw` (bit-exact transposes)."""
-    core = ins.run.cores[dst.storage.core]
+    st = dst.storage
+    core = ins.run.cores[st.core]
     pg = core.psum_group or _groups(core)
-    gid = _group_id(dst.storage)
+    gid = st.__dict__.get("psum_group_id") or _group_id(st)
     a = ins.access("dst", dst, "w")
     key = a[BOX]
     fast = dst.dyn is None and a.bytes == (a.p_hi - a.p_lo) * (a.hi - a.lo)
-    member = pg.member(key, gid) if fast else None
+    member = None
+    if fast:
+        mark = pg.pending.get(key)  # (`member`'s first look, inline)
+        member = mark == gid if mark is not None else pg.member(key, gid)
     if member is not None and not ins.numerics:  # timing only: the record and the marks
         ins.attrs["accumulate"] = member if accumulate is None else bool(accumulate)
         if ins.run.dst_mask is not None:
@@ -625,13 +629,15 @@ def _checks_key(ins: Instr, pm: str, transpose: bool, dst, stationary, moving,
     if dst.dyn is not None or stationary.dyn is not None or moving.dyn is not None:
         return None
     tiling = (tile_position, tile_size)
-    for v in tiling:
-        if v is not None:
-            if type(v) is not tuple:
-                return None
-            for i in v:
-                if type(i) is not int:
+    if type(tile_position) is not tuple or type(tile_size) is not tuple or \
+            tile_position or tile_size:  # (not the default `()` both)
+        for v in tiling:
+            if v is not None:
+                if type(v) is not tuple:
                     return None
+                for i in v:
+                    if type(i) is not int:
+                        return None
     return (id(ins.chip), pm, transpose, tiling, dst.shape, dst.dtype, dst.buffer.space,
             stationary.shape, stationary.dtype, stationary.buffer.space, moving.shape,
             moving.dtype, moving.buffer.space)
@@ -735,9 +741,8 @@ def nc_matmul(dst, stationary, moving, is_stationary_onezero=False, is_moving_on
         else:  # (every other check passed for these shapes, dtypes and settings)
             check_psum_bank(ins, dst)
         attrs, kc, m, n = checked
-        ins.attrs.update(attrs)
-        ins.attrs["is_stationary_onezero"] = bool(is_stationary_onezero)
-        ins.attrs["is_moving_onezero"] = bool(is_moving_onezero)
+        ins.attrs = {**attrs, "is_stationary_onezero": bool(is_stationary_onezero),
+                     "is_moving_onezero": bool(is_moving_onezero)}  # (it held none)
         if name is not None:
             ins.attrs["name"] = name
 

@@ -137,7 +137,7 @@ class Allocations(MutableMapping):
         return key in self._own or self._block_of(key) >= 0
 
     def __setitem__(self, key, value) -> None:
-        if self._block_of(key) >= 0:
+        if self._blocks and self._block_of(key) >= 0:
             self._cut(key)
         self._own[key] = value
         if self._top is not None and key >= self._top:

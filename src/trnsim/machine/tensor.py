@@ -136,6 +136,7 @@ class Indirect:
 
 
 _PLAIN = frozenset((int, slice))
+_new_tensor = object.__new__
 
 
 def is_plain(key: tuple) -> bool:
@@ -323,9 +324,38 @@ class NkiTensor(NKIObject, metaclass=_ViewMeta):
     def __getitem__(self, key) -> "NkiTensor":
         if type(key) is tuple and self.dyn is None:
             if len(key) == 2 and len(self.shape) == 2:
-                view = self._columns(key[0], key[1])
-                if view is not None:
-                    return view
+                # the usual `t[:, a:b]` (rows whole, a unit-step slice with int or no
+                # bounds in range) made here; any other key takes the general path
+                rows, k = key
+                if type(rows) is slice and type(k) is slice and rows.start is None and \
+                        rows.stop is None and (rows.step is None or rows.step in (None, 1)) \
+                        and k.step is None:
+                    p, n = self.shape
+                    start, stop = k.start, k.stop
+                    if start is None:
+                        start = 0
+                    elif type(start) is int:
+                        if start < 0:
+                            start += n
+                    else:
+                        start = -1  # (not an int bound: out of the shortcut)
+                    if stop is None:
+                        stop = n
+                    elif type(stop) is int:
+                        if stop < 0:
+                            stop += n
+                    else:
+                        start = -1
+                    if 0 <= start < stop <= n and p > 0:
+                        strides = self.strides
+                        t = _new_tensor(NkiTensor)
+                        t.shape, t.dtype, t.storage, t.buffer = \
+                            (p, stop - start), self.dtype, self.storage, self.buffer
+                        t.name = self.name or (self.storage.name
+                                               if self.storage is not None else "")
+                        t.strides, t.offset, t.dyn = \
+                            strides, self.offset + start * strides[1], None
+                        return t
             elif len(key) == 3 and len(self.shape) == 3:
                 view = self._middle(key)
                 if view is not None:
@@ -365,22 +395,6 @@ class NkiTensor(NKIObject, metaclass=_ViewMeta):
         if not view.on_chip and nd == 0 and index.size > 1:
             return view.vector_select(0, index)
         return view.select(nd, index)
-
-    def _columns(self, rows, k):
-        """`_sliced((rows, k))` of a static 2-D view for the usual `t[:, a:b]` (rows
-        whole, k a unit-step slice with int or no bounds in range), else None."""
-        if not _is_full(rows):
-            return None
-        p, n = self.shape
-        bounds = unit_slice_bounds(k, n)
-        if bounds is None:
-            return None
-        start, stop = bounds
-        if not (0 <= start < stop <= n and p > 0):
-            return None
-        strides = self.strides
-        return NkiTensor.view_of((p, stop - start), self.dtype, self.storage, self.buffer,
-                                 self.name, strides, self.offset + start * strides[1])
 
     def _middle(self, key):
         """`_sliced(key, True)` of a static 3-D view for the usual `t[:, i, :]` (the
