@@ -27,6 +27,7 @@ from ..machine.compiled import inline, jit, no_refcount
 from ..timing.costs import dma_costs
 from ..timing.compiled_deps import numbered_rows
 from ..timing.scheduler import identities
+from ..timing.timeline import Moved
 
 _RAW, _WAR = 0, 2  # schedule.py's edge kinds (_RAW, _WAW, _WAR, _ORDER)
 # per-instruction int columns (X_PRICE: a DMA's row of the price table, whose columns
@@ -65,7 +66,7 @@ def issue_order(ls):
     # (ls.res, made only where read, follows the streams)
     ls.stream_res, ls.stream_no = streams, ix[:, X_STREAM].astype(np.int64)
     vars(ls).pop("res", None)
-    moved = dict(zip(moved_i[:nmoved].tolist(), moved_d[:nmoved].tolist()))
+    moved = Moved(moved_i[:nmoved].copy(), moved_d[:nmoved].copy())
     del ix, was
     # (the order's bytes as they are, copied once: no int object per instruction)
     issued = Indices()

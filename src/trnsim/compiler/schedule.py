@@ -49,6 +49,7 @@ from ..timing.costs import compute_costs, cost_model, matmul_costs, priced
 from ..timing.deps import MemoryMaps
 from ..timing.instruction_columns import instruction_columns, taken_ids
 from ..timing.scheduler import cores_and_opcodes, identities, numbered, streams, with_opcode
+from ..timing.timeline import Moved
 from ..machine import compiled
 from ..machine.gc_pause import gc_paused
 
@@ -94,7 +95,8 @@ class IssueOrder:
     heuristic: str = DEFAULT_HEURISTIC
     window: int = DEFAULT_WINDOW
     estimate_ns: float = 0.0  # the scheduler's own estimate of the kernel's time
-    moved: dict = field(default_factory=dict)  # index -> places it moved up its engine
+    # index -> places it moved up its engine (a dict, or a Moved)
+    moved: dict | Moved = field(default_factory=dict)
 
     def __post_init__(self):
         if type(self.order) is not Indices:

@@ -19,7 +19,7 @@ from ..machine.compiled import inline, jit, no_refcount
 
 from .columns import (DMA, FOLDED, KINDS, QUEUE, RAW, ROW, TENSOR, WAR, arrays, build_columns,
                       supported, tracks)
-from .timeline import EventColumns, Timeline
+from .timeline import EventColumns, Moved, Timeline
 
 # scheduler.py's constants, written again: numba's disk cache would not see a change
 # made there (tests/test_timing_compiled.py checks they are equal)
@@ -76,7 +76,8 @@ def build_timeline(sched, col, out, names) -> Timeline:
     wcount[order] = wcnt
     moved = np.zeros(n, np.int64)
     if sched.moved:
-        moved[list(sched.moved)] = list(sched.moved.values())
+        at, by = Moved.columns(sched.moved)
+        moved[at] = by
     lsi = ROW.index("ls")
     cols = EventColumns(
         n=n, core=sched.core_of,

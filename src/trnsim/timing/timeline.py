@@ -11,6 +11,7 @@ arrays without making them.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from itertools import islice, repeat
 from operator import attrgetter
@@ -340,3 +341,46 @@ def running_sum(x: np.ndarray) -> float:
     """x[0] + x[1] + ... in that order (cumsum adds sequentially; np.sum pairwise would
     round differently)."""
     return float(np.cumsum(x)[-1]) if x.size else 0.0
+
+
+class Moved(Mapping):
+    """An issue order's `moved` (compiler/schedule.py IssueOrder) as the compiled list
+    scheduler makes it: index -> places moved up its engine, kept as its two int64
+    arrays (`at`, `by`, in issue order: a dict's order) and made a dict only where read
+    as one (the timing scheduler reads the arrays: `columns`)."""
+    __slots__ = ("at", "by", "_items")
+
+    def __init__(self, at: np.ndarray, by: np.ndarray):
+        self.at, self.by, self._items = at, by, None
+
+    def __reduce__(self):
+        return Moved, (self.at, self.by)
+
+    def _dict(self) -> dict:
+        if self._items is None:
+            self._items = dict(zip(self.at.tolist(), self.by.tolist()))
+        return self._items
+
+    def __getitem__(self, i):
+        return self._dict()[i]
+
+    def get(self, i, default=None):
+        return self._dict().get(i, default)
+
+    def __iter__(self):
+        return iter(self._dict())
+
+    def __len__(self) -> int:
+        return len(self.at)
+
+    def __repr__(self) -> str:
+        return repr(self._dict())
+
+    @staticmethod
+    def columns(moved) -> tuple:
+        """(indices, places moved) of an IssueOrder's `moved` (a Moved or a dict), as
+        int64 arrays."""
+        if isinstance(moved, Moved):
+            return moved.at, moved.by
+        return (np.fromiter(moved.keys(), np.int64, len(moved)),
+                np.fromiter(moved.values(), np.int64, len(moved)))
