@@ -251,6 +251,29 @@ def test_pending_operands_counts_each_blocks_copies_by_runs():
     assert pending_operands([plain] * 3) == ([], None)
 
 
+def test_pending_operands_of_a_few_instructions_reads_them_as_the_runs_do(monkeypatch):
+    """record.pending_operands on a few instructions (a short loop's template), whose
+    classes it reads as a set: the same answer as reading their runs (`_FEW` 0), with
+    and without copies not made yet among them, and copies made."""
+    from trnsim.machine import record
+    mine, pending, program = _one_block()
+    width = pending.width
+    mine[0].reads  # (the first copy made alone)
+    plain = program.instructions[0]
+    cases = [[plain], [plain] * 3, [plain, mine[0]], mine[:width],
+             [plain, *mine[width:width + 2], plain], [mine[-1]], [plain, mine[-1], plain]]
+    assert all(len(c) <= record._FEW for c in cases)
+    fast = [record.pending_operands(c) for c in cases]
+    monkeypatch.setattr(record, "_FEW", 0)
+    for got, c in zip(fast, cases):
+        want = record.pending_operands(c)
+        assert got[0] == want[0]
+        assert (got[1] is None) == (want[1] is None)
+        if want[1] is not None:
+            assert got[1].tolist() == want[1].tolist()
+    assert [r is None for _, r in fast] == [True, True, True, True, False, False, False]
+
+
 def test_pending_operands_of_spans_known_of_one_class_are_those_read():
     """record.pending_operands given spans known to be of one class (not read again)
     gives what reading every instruction's class gives: runs split by a known span

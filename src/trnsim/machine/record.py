@@ -213,6 +213,10 @@ def compared_operands(ins) -> tuple:
     return ins.reads, ins.writes
 
 
+_FEW = 64  # (instructions whose classes pending_operands reads as a set: quicker than
+# their runs' NumPy calls)
+
+
 def pending_operands(instrs: list, of_one_class=()) -> tuple:
     """The pending operands (`deferred_instructions`) of the deferred copies among
     `instrs`, each with the number of its copies there (a list of the two), and where
@@ -226,6 +230,9 @@ def pending_operands(instrs: list, of_one_class=()) -> tuple:
     n = len(instrs)
     if not n:
         return [], None
+    if n <= _FEW and not of_one_class \
+            and not any(map(_of_a_block, set(map(type, instrs)))):
+        return [], None  # (a loop's template of a few instructions, none a copy)
     starts, types = _class_runs(instrs, of_one_class)
     if not any(map(_of_a_block, set(types))):
         return [], None
