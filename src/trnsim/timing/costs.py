@@ -139,12 +139,13 @@ def cost_model(chip) -> "CostModel":
 class _Priced:
     """One program's costs by one cost model (see `priced`); pickled as an empty entry,
     which no model matches."""
-    __slots__ = ("model", "instrs", "n", "dma", "compute", "matmul")
+    __slots__ = ("model", "instrs", "n", "dma", "dma_groups", "compute", "matmul")
 
     def __init__(self, model=None, instrs=None):
         self.model, self.instrs = model, instrs
         self.n = len(instrs) if instrs is not None else -1
         self.dma: list | None = None
+        self.dma_groups = None  # (results, held) dma's grouped form, until taken
         self.compute = None
         self.matmul = None
 
@@ -187,12 +188,27 @@ def dma_costs(program, model, dma=None, ids=None) -> list:
         if cols is None:
             entry.dma = [cost(ins) if ins.engine == "dma" else None for ins in entry.instrs]
         else:
-            entry.dma = _dma_costs_grouped(entry.instrs, cols, cost, dma, ids)
+            results, held = _dma_costs_grouped(entry.instrs, cols, cost, dma, ids)
+            entry.dma = results[held].tolist()
+            entry.dma_groups = results, held
     return entry.dma
 
 
-def _dma_costs_grouped(instrs, cols, cost, dma=None, ids=None) -> list:
-    """dma_costs' list, the transfers of one read and one write priced once per
+def dma_cost_identities(program, model, at: np.ndarray) -> np.ndarray:
+    """identities(dma_costs(program, model))[at], once dma_costs has run: read off its
+    results by group where it grouped them (a pass over those, not over every
+    instruction; taken: the first caller only)."""
+    entry = priced(program, model)
+    groups, entry.dma_groups = entry.dma_groups, None
+    if groups is None:
+        return identities(entry.dma)[at]
+    results, held = groups
+    return identities(results)[held[at]]
+
+
+def _dma_costs_grouped(instrs, cols, cost, dma=None, ids=None) -> tuple:
+    """(results, held): dma_costs' list as results[held] (an object array of the
+    distinct results, None first, and each instruction's number there), the transfers of one read and one write priced once per
     distinct (opcode object, the objects of the attrs values the cost reads, numbered,
     the fields of their accesses read off the access columns `cols`:
     compiled_deps.transfer_heads): equal such rows have equal memo keys, so the same
@@ -231,7 +247,7 @@ def _dma_costs_grouped(instrs, cols, cost, dma=None, ids=None) -> list:
         # (in program order, as one by one)
         results += [cost(instrs[i]) for i in block[heads].tolist()]
         held[block[one]] = number[first[one]]
-    return np.fromiter(results, object, len(results))[held].tolist()
+    return np.fromiter(results, object, len(results)), held
 
 
 _PRICED_AT_ONCE = 1 << 13  # transfers grouped at a time
