@@ -119,12 +119,15 @@ def test_cost_identities_of_the_dicts(grouped):
     if grouped:
         program._access_columns = access_columns.build(instrs)
     want = np.array([id(x) for x in _one_by_one(program, model)], np.intp)
-    dma_costs(program, model)
+    dma_costs(program, model, keep_groups=True)
     at = np.arange(0, len(instrs), 2)[::-1]  # (the transfers, in another order)
     assert (costs.priced(program, model).dma_groups is not None) == grouped
     assert np.array_equal(costs.dma_cost_identities(program, model, at), want[at])
     assert costs.priced(program, model).dma_groups is None  # (taken)
     assert np.array_equal(costs.dma_cost_identities(program, model, at), want[at])
+    program.__dict__.pop("_priced")
+    dma_costs(program, model)  # (not kept unless asked)
+    assert costs.priced(program, model).dma_groups is None
 
 
 def test_without_columns_one_by_one():

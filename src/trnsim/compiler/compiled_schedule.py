@@ -156,7 +156,7 @@ def _arrays(ls):
     # before ix and ready, so that pricing's peak of memory is not on top of theirs
     dma = np.array([r[1] == "dma" for r in numbered], bool)  # (the added streams too)
     dmas = np.flatnonzero(dma[stream])
-    priced = dma_costs(ls.program, cost, dmas, (ls.opcode_codes, ls.attrs_ids))
+    priced = dma_costs(ls.program, cost, dmas, (ls.opcode_codes, ls.attrs_ids), True)
     info = dma_cost_identities(ls.program, cost, dmas)
     unpriced = dmas[info == id(None)]  # (priced while its engine was another)
     if len(unpriced):

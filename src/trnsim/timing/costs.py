@@ -173,12 +173,13 @@ def priced(program, model) -> _Priced:
     return hit
 
 
-def dma_costs(program, model, dma=None, ids=None) -> list:
+def dma_costs(program, model, dma=None, ids=None, keep_groups=False) -> list:
     """Per instruction of `program`: `model.dma.cost` of it where its engine is "dma",
     else None (made once per program and model: see `priced`). `dma`: the positions of
     those instructions, where the caller has them; `ids`: the identities of each
     instruction's opcode and attrs (as machine/record.py `identities` gives them: the
-    attrs' `.base` is their object array), where it has them."""
+    attrs' `.base` is their object array), where it has them. keep_groups: keep the
+    grouped form, where made now, for dma_cost_identities (an int per instruction)."""
     from .access_columns import kept_columns  # (it imports this module)
 
     entry = priced(program, model)
@@ -190,14 +191,15 @@ def dma_costs(program, model, dma=None, ids=None) -> list:
         else:
             results, held = _dma_costs_grouped(entry.instrs, cols, cost, dma, ids)
             entry.dma = results[held].tolist()
-            entry.dma_groups = results, held
+            if keep_groups:
+                entry.dma_groups = results, held
     return entry.dma
 
 
 def dma_cost_identities(program, model, at: np.ndarray) -> np.ndarray:
     """identities(dma_costs(program, model))[at], once dma_costs has run: read off its
-    results by group where it grouped them (a pass over those, not over every
-    instruction; taken: the first caller only)."""
+    results by group where it kept them (keep_groups: a pass over those, not over
+    every instruction; taken by the first call)."""
     entry = priced(program, model)
     groups, entry.dma_groups = entry.dma_groups, None
     if groups is None:
@@ -208,8 +210,8 @@ def dma_cost_identities(program, model, at: np.ndarray) -> np.ndarray:
 
 def _dma_costs_grouped(instrs, cols, cost, dma=None, ids=None) -> tuple:
     """(results, held): dma_costs' list as results[held] (an object array of the
-    distinct results, None first, and each instruction's number there), the transfers of one read and one write priced once per
-    distinct (opcode object, the objects of the attrs values the cost reads, numbered,
+    distinct results, None first, and each instruction's number there), the transfers
+    of one read and one write priced once per distinct (opcode object, the objects of the attrs values the cost reads, numbered,
     the fields of their accesses read off the access columns `cols`:
     compiled_deps.transfer_heads): equal such rows have equal memo keys, so the same
     dicts as one by one. A block of transfers at a time (its rows of keys at once)."""
