@@ -104,6 +104,32 @@ def test_varied_transfers_get_their_own_dicts(at_once, monkeypatch):
     assert len({id(x) for x in want if x is not None}) > len(transfers) // 2
 
 
+@pytest.mark.parametrize("grouped", [True, False])
+def test_cost_identities_of_the_dicts(grouped):
+    """dma_cost_identities: the ids of the very dicts one by one gives, read off the
+    grouped results for its first caller, off the list after (or without columns)."""
+    model = cost_model(load_chip("trn2"))
+    instrs = []
+    for op, attrs, reads, writes in _varied_transfers() * 2:
+        instrs.append(Instruction(len(instrs), 0, "dma", op, reads, writes, None, attrs,
+                                  "q0"))
+        instrs.append(Instruction(len(instrs), 0, "vector", "memset", (), (_sbuf("dst"),),
+                                  None, {}))
+    program = Program(load_chip("trn2"), 1, instrs)
+    if grouped:
+        program._access_columns = access_columns.build(instrs)
+    want = np.array([id(x) for x in _one_by_one(program, model)], np.intp)
+    dma_costs(program, model, keep_groups=True)
+    at = np.arange(0, len(instrs), 2)[::-1]  # (the transfers, in another order)
+    assert (costs.priced(program, model).dma_groups is not None) == grouped
+    assert np.array_equal(costs.dma_cost_identities(program, model, at), want[at])
+    assert costs.priced(program, model).dma_groups is None  # (taken)
+    assert np.array_equal(costs.dma_cost_identities(program, model, at), want[at])
+    program.__dict__.pop("_priced")
+    dma_costs(program, model)  # (not kept unless asked)
+    assert costs.priced(program, model).dma_groups is None
+
+
 def test_without_columns_one_by_one():
     model = cost_model(load_chip("trn2"))
     op, attrs, reads, writes = _varied_transfers()[0]

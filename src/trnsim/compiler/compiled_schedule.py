@@ -24,7 +24,7 @@ from itertools import chain
 import numpy as np
 
 from ..machine.compiled import inline, jit, no_refcount
-from ..timing.costs import dma_costs
+from ..timing.costs import dma_cost_identities, dma_costs
 from ..timing.compiled_deps import numbered_rows
 from ..timing.scheduler import identities
 from ..timing.timeline import Moved
@@ -156,8 +156,8 @@ def _arrays(ls):
     # before ix and ready, so that pricing's peak of memory is not on top of theirs
     dma = np.array([r[1] == "dma" for r in numbered], bool)  # (the added streams too)
     dmas = np.flatnonzero(dma[stream])
-    priced = dma_costs(ls.program, cost, dmas, (ls.opcode_codes, ls.attrs_ids))
-    info = identities(priced)[dmas]  # (read off the list: no Python pass over the DMAs)
+    priced = dma_costs(ls.program, cost, dmas, (ls.opcode_codes, ls.attrs_ids), True)
+    info = dma_cost_identities(ls.program, cost, dmas)
     unpriced = dmas[info == id(None)]  # (priced while its engine was another)
     if len(unpriced):
         priced = list(priced)

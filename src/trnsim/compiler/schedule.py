@@ -184,7 +184,7 @@ class _ListScheduler:
         prods, kinds = self._dependencies()
         if self._compiled is not None:
             self._csr = self._compiled.successor_csr(
-                prods, kinds, np.asarray(self.npred, np.int64), n)
+                prods, kinds, np.asarray(self.npred, np.int32), n)
         else:
             self._csr = successor_csr(prods, kinds, self.npred, n)
             self._successors()
@@ -242,7 +242,8 @@ class _ListScheduler:
         except OverflowError:
             return None
         self.npred = np.diff(dptr).astype(np.int32)  # (alive through the issue loop)
-        return prods.astype(np.int32), kinds.astype(np.uint8)
+        # (the walk's own arrays, not copies: fresh pages fault in at some us each)
+        return prods.astype(np.int32, copy=False), kinds.view(np.uint8)
 
     def _python_dependencies(self):
         maps = MemoryMaps()

@@ -18,8 +18,8 @@ import numpy as np
 
 from ..machine.compiled import jit
 from ..machine.record import held_writes
-from .access_columns import HI, LO, MAP, P_HI, P_LO, SPACE, access_columns
-from .scheduler import by_identity
+from .access_columns import HI, LO, MAP, P_HI, P_LO, SIGNATURE, SPACE, access_columns
+from .scheduler import by_identity, numbered
 
 _ATTRS, _INDIRECT = attrgetter("attrs"), attrgetter("indirect")
 _FIRST = itemgetter(0)
@@ -43,8 +43,11 @@ def folded_memsets(program, memsets, matmuls) -> dict:
     heads, which = by_identity(list(map(_ATTRS, map(instrs.__getitem__, at.tolist()))))
     zero = np.array([_zero(instrs[int(at[h])].attrs) for h in heads.tolist()], bool)
     at = at[zero[which]]
+    # not indirect: read once per signature number of the write (equal numbers: equal
+    # indirect values, access_columns.py)
+    heads, which = numbered(cols.shared[SIGNATURE, cols.source[cols.wptr[at]]], True)
     indirect = np.fromiter(map(_INDIRECT, map(_FIRST, map(held_writes, map(
-        instrs.__getitem__, at.tolist())))), bool, len(at))
+        instrs.__getitem__, at[heads].tolist())))), bool, len(heads))[which]
     foldable = np.zeros(n, np.uint8)
     foldable[at[~indirect]] = 1
     matmul = np.zeros(n, np.uint8)

@@ -139,12 +139,13 @@ def cost_model(chip) -> "CostModel":
 class _Priced:
     """One program's costs by one cost model (see `priced`); pickled as an empty entry,
     which no model matches."""
-    __slots__ = ("model", "instrs", "n", "dma", "compute", "matmul")
+    __slots__ = ("model", "instrs", "n", "dma", "dma_groups", "compute", "matmul")
 
     def __init__(self, model=None, instrs=None):
         self.model, self.instrs = model, instrs
         self.n = len(instrs) if instrs is not None else -1
         self.dma: list | None = None
+        self.dma_groups = None  # (results, held) dma's grouped form, until taken
         self.compute = None
         self.matmul = None
 
@@ -172,12 +173,13 @@ def priced(program, model) -> _Priced:
     return hit
 
 
-def dma_costs(program, model, dma=None, ids=None) -> list:
+def dma_costs(program, model, dma=None, ids=None, keep_groups=False) -> list:
     """Per instruction of `program`: `model.dma.cost` of it where its engine is "dma",
     else None (made once per program and model: see `priced`). `dma`: the positions of
     those instructions, where the caller has them; `ids`: the identities of each
     instruction's opcode and attrs (as machine/record.py `identities` gives them: the
-    attrs' `.base` is their object array), where it has them."""
+    attrs' `.base` is their object array), where it has them. keep_groups: keep the
+    grouped form, where made now, for dma_cost_identities (an int per instruction)."""
     from .access_columns import kept_columns  # (it imports this module)
 
     entry = priced(program, model)
@@ -187,13 +189,29 @@ def dma_costs(program, model, dma=None, ids=None) -> list:
         if cols is None:
             entry.dma = [cost(ins) if ins.engine == "dma" else None for ins in entry.instrs]
         else:
-            entry.dma = _dma_costs_grouped(entry.instrs, cols, cost, dma, ids)
+            results, held = _dma_costs_grouped(entry.instrs, cols, cost, dma, ids)
+            entry.dma = results[held].tolist()
+            if keep_groups:
+                entry.dma_groups = results, held
     return entry.dma
 
 
-def _dma_costs_grouped(instrs, cols, cost, dma=None, ids=None) -> list:
-    """dma_costs' list, the transfers of one read and one write priced once per
-    distinct (opcode object, the objects of the attrs values the cost reads, numbered,
+def dma_cost_identities(program, model, at: np.ndarray) -> np.ndarray:
+    """identities(dma_costs(program, model))[at], once dma_costs has run: read off its
+    results by group where it kept them (keep_groups: a pass over those, not over
+    every instruction; taken by the first call)."""
+    entry = priced(program, model)
+    groups, entry.dma_groups = entry.dma_groups, None
+    if groups is None:
+        return identities(entry.dma)[at]
+    results, held = groups
+    return identities(results)[held[at]]
+
+
+def _dma_costs_grouped(instrs, cols, cost, dma=None, ids=None) -> tuple:
+    """(results, held): dma_costs' list as results[held] (an object array of the
+    distinct results, None first, and each instruction's number there), the transfers
+    of one read and one write priced once per distinct (opcode object, the objects of the attrs values the cost reads, numbered,
     the fields of their accesses read off the access columns `cols`:
     compiled_deps.transfer_heads): equal such rows have equal memo keys, so the same
     dicts as one by one. A block of transfers at a time (its rows of keys at once)."""
@@ -231,7 +249,7 @@ def _dma_costs_grouped(instrs, cols, cost, dma=None, ids=None) -> list:
         # (in program order, as one by one)
         results += [cost(instrs[i]) for i in block[heads].tolist()]
         held[block[one]] = number[first[one]]
-    return np.fromiter(results, object, len(results))[held].tolist()
+    return np.fromiter(results, object, len(results)), held
 
 
 _PRICED_AT_ONCE = 1 << 13  # transfers grouped at a time
