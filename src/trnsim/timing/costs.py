@@ -211,9 +211,9 @@ def dma_cost_identities(program, model, at: np.ndarray) -> np.ndarray:
 def _dma_costs_grouped(instrs, cols, cost, dma=None, ids=None) -> tuple:
     """(results, held): dma_costs' list as results[held] (an object array of the
     distinct results, None first, and each instruction's number there), the transfers
-    of one read and one write priced once per distinct (opcode object, the objects of the attrs values the cost reads, numbered,
-    the fields of their accesses read off the access columns `cols`:
-    compiled_deps.transfer_heads): equal such rows have equal memo keys, so the same
+    of one read and one write priced once per distinct (opcode object, the objects of
+    the attrs values the cost reads, numbered, the fields of their accesses read off the
+    access columns `cols`: compiled_deps.transfer_heads): equal such rows have equal memo keys, so the same
     dicts as one by one. A block of transfers at a time (its rows of keys at once)."""
     # (numba: loaded where columns are made)
     from .compiled_deps import transfer_heads, transfer_sides
