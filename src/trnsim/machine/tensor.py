@@ -328,7 +328,7 @@ class NkiTensor(NKIObject, metaclass=_ViewMeta):
                 # bounds in range) made here; any other key takes the general path
                 rows, k = key
                 if type(rows) is slice and type(k) is slice and rows.start is None and \
-                        rows.stop is None and (rows.step is None or rows.step in (None, 1)) \
+                        rows.stop is None and rows.step in (None, 1) \
                         and k.step is None:
                     p, n = self.shape
                     start, stop = k.start, k.stop
