@@ -60,3 +60,53 @@ def test_each_moves_is_the_rowwise_comparison(bounds):
     numbers = np.array([(lo, hi, -1, 3) for lo, hi in bounds], np.int64)
     expected = all(bounds[k] != bounds[k - 1] for k in range(1, len(bounds)))
     assert hoist._each_moves(numbers) is expected
+
+
+def _numbers_one_by_one(block, places, template):
+    """_copies_numbers by its definition, element by element."""
+    t = block.template
+    moving = t.moving.tolist()
+    out = []
+    for c in range(block.copies):
+        for r in range(len(places)):
+            row = []
+            for j, (side, field) in enumerate(zip((0, 0, 0, 1), (2, 3, 4, 4))):
+                p, column = int(places[r, side]), int(t.kept[field])
+                if p in moving and column >= 0:
+                    row.append(int(block.numbers[c * len(moving) + moving.index(p), column]))
+                else:
+                    row.append(int(template[r, j]))
+            out.append(row)
+    return out
+
+
+@pytest.mark.parametrize("kept", [
+    [0, 1, 2, 3, 4],  # every field kept
+    [0, 1, 2, 3, -1],  # allocs do not move
+    [-1, -1, 0, -1, 1],  # hi does not move
+    [0, 1, -1, -1, -1],  # none of the fields read moves
+])
+@pytest.mark.parametrize("places", [
+    [(1, 2), (5, 7)],  # every operand moves
+    [(1, 2), (3, 7), (9, 8)],  # a source that does not move, a load none of whose do
+    [(0, 9)],
+])
+def test_the_copies_numbers_where_some_do_not_move(kept, places):
+    """Rows and fields that move in some rows only, or in none: the template's value
+    where they do not (the filling the whole-column gathers skip)."""
+    class Template:
+        moving = np.array([1, 2, 5, 7])
+
+    Template.kept = np.array(kept)
+    copies = 3
+    rng = np.random.default_rng(0)
+    numbers = rng.integers(0, 1000, (copies * len(Template.moving) + 2, 5))
+
+    class Block:
+        template = Template
+
+    Block.copies, Block.numbers = copies, numbers
+    places = np.array(places, np.int64)
+    template = -rng.integers(1, 1000, (len(places), 4))
+    got = hoist._copies_numbers(Block, places, template)
+    assert got.tolist() == _numbers_one_by_one(Block, places, template)

@@ -363,6 +363,7 @@ def _place_all(ev_block, ev_at, ev_place, blk_arena, blk_bytes, blk_last, capaci
                 fblo, fbhi, fbo = blo, bhi, so
                 ftlo, fthi, fto = mtlo, mthi, 0
             start = -1
+            best_q = -1  # (the queue entry of the cooling span placed in, if any)
             if nres or no_fresh[a] < 0 or size < no_fresh[a]:
                 start = _next_fit(fblo, fbhi, fbo, fb, size, cursor[a], cap, al)
                 if start < 0 and nres == 0:
@@ -388,7 +389,7 @@ def _place_all(ev_block, ev_at, ev_place, blk_arena, blk_bytes, blk_last, capaci
                             age = _window_age(s, size, cap, ftlo, fthi, fto, ft,
                                               blo, bhi, bwhen, so, nb[a])
                         if age != -2 and (best_age == -2 or age < best_age):
-                            best_age, best_s = age, s
+                            best_age, best_s, best_q = age, s, q
                     if best_age != -2 and best_age == w:
                         break
                 if best_age != -2:
@@ -431,7 +432,13 @@ def _place_all(ev_block, ev_at, ev_place, blk_arena, blk_bytes, blk_last, capaci
             # its place (no cooling span's lo lies between theirs)
             for x in range(k0, k1):
                 w, slo, shi = bwhen[so + x], blo[so + x], bhi[so + x]
-                q = _bisect_age(qw, qlo, qh[a], qt[a], w, slo)
+                # (the chosen candidate's entry where it is this span, as a rule: the
+                # queue's entries are unique, else a bisection)
+                if qh[a] <= best_q < qt[a] and qw[best_q] == w and qlo[best_q] == slo \
+                        and qhi[best_q] == shi:
+                    q = best_q
+                else:
+                    q = _bisect_age(qw, qlo, qh[a], qt[a], w, slo)
                 if q == qt[a] or qw[q] != w or qlo[q] != slo or qhi[q] != shi:
                     return FALLBACK  # (not reached: every cooling span has its entry)
                 if slo < lo:
@@ -635,8 +642,11 @@ def _block_uses(aid, space, source, hbm, lo, hi, ptr, ntables, explicit, arena, 
         rel_lo = lo[a] - vaddr[i]
         w = hi[a] - lo[a]
         bb = block_bytes[i]
-        b0 = rel_lo // bb
-        b1 = -(-(rel_lo + w) // bb)
+        if rel_lo >= 0 and w > 0 and rel_lo + w <= bb:  # (as a rule: in the first
+            b0, b1 = 0, 1  # block; its divisions were ~10% of this function)
+        else:
+            b0 = rel_lo // bb
+            b1 = -(-(rel_lo + w) // bb)
         if b1 - b0 <= 0 or b0 < 0 or b1 > blocks[i]:
             return None
         if k < 0 or ptr[k + 1] <= a:

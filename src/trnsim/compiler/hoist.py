@@ -385,19 +385,30 @@ def _copies_numbers(block, places, template):
     t = block.template
     n, m = block.copies, len(t.moving)
     out = np.empty((n, len(template), 4), np.int64)
-    out[:] = template
-    if m:
-        q = np.searchsorted(t.moving, places)
-        np.minimum(q, m - 1, out=q)
-        q = q[:, _SIDES]
-        k = t.kept[_FIELDS]
-        own = (t.moving[q] == places[:, _SIDES]) & (k >= 0)
-        # (a field kept nowhere reads column -1: not copied). A field at a time, its
-        # column of the numbers as (copy, moving operand): one gather along the rows,
-        # ~5x faster than one over (copy, row, field) index arrays
-        for j in np.flatnonzero(own.any(axis=0)).tolist():
-            rows = np.flatnonzero(own[:, j])
-            by_copy = block.numbers[:n * m, k[j]].reshape(n, m)
+    if not m:
+        out[:] = template
+        return out.reshape(-1, 4)
+    q = np.searchsorted(t.moving, places)
+    np.minimum(q, m - 1, out=q)
+    q = q[:, _SIDES]
+    k = t.kept[_FIELDS]
+    own = (t.moving[q] == places[:, _SIDES]) & (k >= 0)
+    # (a field kept nowhere reads column -1: not copied). A field at a time, its
+    # column of the numbers as (copy, moving operand): one gather along the rows,
+    # ~5x faster than one over (copy, row, field) index arrays; the template's value
+    # only where a row's field does not move, and a field that moves in every row
+    # gathered into its whole column (a slice: ~3x faster than naming the rows)
+    for j in range(4):
+        rows = own[:, j]
+        if not rows.all():
+            out[:, :, j] = template[:, j]
+            if not rows.any():
+                continue
+        by_copy = block.numbers[:n * m, k[j]].reshape(n, m)
+        if rows.all():
+            out[:, :, j] = by_copy[:, q[:, j]]
+        else:
+            rows = np.flatnonzero(rows)
             out[:, rows, j] = by_copy[:, q[rows, j]]
     return out.reshape(-1, 4)
 
