@@ -16,6 +16,8 @@ from trnsim.examples import load_example
 from trnsim.legacy.jit import run_legacy
 from trnsim.machine.runtime import Run
 
+from test_comp4_hoist import _numbers_one_by_one  # (by its definition, element by element)
+
 
 def _recorded(monkeypatch, variant):
     """A matmul tutorial step as recorded (expanded, not compiled)."""
@@ -62,24 +64,6 @@ def test_each_moves_is_the_rowwise_comparison(bounds):
     assert hoist._each_moves(numbers) is expected
 
 
-def _numbers_one_by_one(block, places, template):
-    """_copies_numbers by its definition, element by element."""
-    t = block.template
-    moving = t.moving.tolist()
-    out = []
-    for c in range(block.copies):
-        for r in range(len(places)):
-            row = []
-            for j, (side, field) in enumerate(zip((0, 0, 0, 1), (2, 3, 4, 4))):
-                p, column = int(places[r, side]), int(t.kept[field])
-                if p in moving and column >= 0:
-                    row.append(int(block.numbers[c * len(moving) + moving.index(p), column]))
-                else:
-                    row.append(int(template[r, j]))
-            out.append(row)
-    return out
-
-
 @pytest.mark.parametrize("kept", [
     [0, 1, 2, 3, 4],  # every field kept
     [0, 1, 2, 3, -1],  # allocs do not move
@@ -109,4 +93,4 @@ def test_the_copies_numbers_where_some_do_not_move(kept, places):
     places = np.array(places, np.int64)
     template = -rng.integers(1, 1000, (len(places), 4))
     got = hoist._copies_numbers(Block, places, template)
-    assert got.tolist() == _numbers_one_by_one(Block, places, template)
+    assert got.tolist() == _numbers_one_by_one(Block, places, template).tolist()
