@@ -125,10 +125,8 @@ class Pending(LTensor):
         self._target = None  # the Access it ran into (its view is resolved when used)
         self.site = kernel_location(2)
         run = runtime.active_run()
-        p = run.legacy_pending  # (flush(run))
-        if p is not None:
-            run.legacy_pending = None
-            p.materialize()
+        if run.legacy_pending is not None:
+            flush(run)
         run.legacy_pending = self
 
     @property
