@@ -136,7 +136,6 @@ class Indirect:
 
 
 _PLAIN = frozenset((int, slice))
-_new_tensor = object.__new__
 
 
 def is_plain(key: tuple) -> bool:
@@ -327,35 +326,14 @@ class NkiTensor(NKIObject, metaclass=_ViewMeta):
                 # the usual `t[:, a:b]` (rows whole, a unit-step slice with int or no
                 # bounds in range) made here; any other key takes the general path
                 rows, k = key
-                if type(rows) is slice and type(k) is slice and rows.start is None and \
-                        rows.stop is None and rows.step in (None, 1) \
-                        and k.step is None:
+                if _is_full(rows):
                     p, n = self.shape
-                    start, stop = k.start, k.stop
-                    if start is None:
-                        start = 0
-                    elif type(start) is int:
-                        if start < 0:
-                            start += n
-                    else:
-                        start = -1  # (not an int bound: out of the shortcut)
-                    if stop is None:
-                        stop = n
-                    elif type(stop) is int:
-                        if stop < 0:
-                            stop += n
-                    else:
-                        start = -1
-                    if 0 <= start < stop <= n and p > 0:
-                        strides = self.strides
-                        t = _new_tensor(NkiTensor)
-                        t.shape, t.dtype, t.storage, t.buffer = \
-                            (p, stop - start), self.dtype, self.storage, self.buffer
-                        t.name = self.name or (self.storage.name
-                                               if self.storage is not None else "")
-                        t.strides, t.offset, t.dyn = \
-                            strides, self.offset + start * strides[1], None
-                        return t
+                    bounds = unit_slice_bounds(k, n)
+                    if bounds is not None and 0 <= bounds[0] < bounds[1] <= n and p > 0:
+                        start, stop = bounds
+                        return NkiTensor.view_of(
+                            (p, stop - start), self.dtype, self.storage, self.buffer,
+                            self.name, self.strides, self.offset + start * self.strides[1])
             elif len(key) == 3 and len(self.shape) == 3:
                 view = self._middle(key)
                 if view is not None:
