@@ -131,7 +131,7 @@ class Layout:
         # kind's first)
         self._same = self._same_fields = self._same_rows = None
         self.fields_moving = moves[self.moving].any(axis=0).tolist()
-        self.copy_columns = copy_columns(self.moving_at, self.fields_moving)
+        self.copy_columns = copy_columns(moving, self.fields_moving)
         self.operand_moves = moves[self.moving[:, :3]]  # (offset, p_lo, p_hi)
         source = np.where(moves_op, np.cumsum(moves_op) - 1, ~np.arange(len(owner)))
         write = nth >= n_read[owner]

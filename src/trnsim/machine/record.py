@@ -461,10 +461,10 @@ def attrs_replaced(blocks: list, at: int) -> None:
             b.attrs_replaced = True
 
 
-def copy_columns(moving: list, moves: list) -> tuple:
+def copy_columns(moving, moves: list) -> tuple:
     """(CopyTemplate.moving, CopyTemplate.kept, the columns of an operand's six numbers
     a CopiedBlock keeps) of the operands at `moving`, those of their numbers `moves`
-    marks moving (Program.note_copies)."""
+    marks moving (Program.note_copies; `moving`: a list or an array of positions)."""
     kept = np.where(moves[1:], np.cumsum(moves[1:]) - 1, -1)
     return np.array(moving, np.int64), kept, 1 + np.flatnonzero(kept >= 0)
 
