@@ -446,11 +446,11 @@ class Operands:
         if runs is None:
             return
         for j, (pending, _) in enumerate(pendings):
-            mine = runs[runs[:, 2] == j]
-            at = np.concatenate([np.arange(s, e) for s, e, _ in mine.tolist()]).tolist()
+            mine = runs[runs[:, 2] == j].tolist()
+            at = np.concatenate([np.arange(s, e) for s, e, _ in mine]).tolist()
             ks = pending.positions(list(map(templates.__getitem__, at))).tolist()
-            _put(self._reads, at, repeat(None))
-            _put(self._writes, at, repeat(None))
+            for s, e, _ in mine:
+                self._reads[s:e] = self._writes[s:e] = [None] * (e - s)
             pending.dependents.append((weakref.ref(self), j))
             self._waiting.append((pending, ks, at))
             self._wanted.append((ks, at))
