@@ -83,7 +83,8 @@ def build_timeline(sched, col, out, names) -> Timeline:
         n=n, core=sched.core_of,
         track=np.asarray(col.track, np.int64), names=names, start=start,
         end=end, ready=ready, done=done, moved=moved, row=np.asarray(col.row, np.int64),
-        terms=col.terms, engines=col.dma_engines, wfirst=wfirst, wcount=wcount, wsel=wsel,
+        terms=col.terms, engines=col.dma_engines, folded=col.folded, wfirst=wfirst,
+        wcount=wcount, wsel=wsel,
         dprod=col.dprod, dkind=col.dkind, dspace=col.dspace, kinds=KINDS,
         spaces=list(col.spaces), ls_shown=lsflag.astype(bool),
         ls_ns=[r[lsi] for r in col.table], throttle=frac)
