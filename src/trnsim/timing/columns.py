@@ -143,8 +143,8 @@ def _results(sched) -> tuple:
     res = np.fromiter(dma_costs(sched.program, cost), object, len(instrs))
     # the results the compiler's list scheduler made (where it ran)
     entry = priced(sched.program, cost)
-    rest = [i for i, e in enumerate(sched.engine_of) if e != "dma"] \
-        if entry.matmul is None else _matmuls_priced(res, *entry.matmul)
+    rest = np.flatnonzero(sched.engine_of != "dma") if entry.matmul is None else \
+        _matmuls_priced(res, *entry.matmul)
     folded = _folded_mask(sched)
     if entry.compute is not None:
         rest = _computes_priced(sched, res, rest, folded, *entry.compute)
@@ -172,10 +172,9 @@ def _results(sched) -> tuple:
 
 
 def _without_folded(sched, rest, folded) -> tuple:
-    """(the instructions of `rest` (a list or int64 array) but the folded memsets
-    (folded: a mask over the instructions) not on the Tensor Engine (priced as any
-    other there), as a list; those, int64)."""
-    rest = np.asarray(rest, np.int64)
+    """(the instructions of `rest` (int64) but the folded memsets (folded: a mask over
+    the instructions) not on the Tensor Engine (priced as any other there), as a list;
+    those, int64)."""
     folded = folded[rest]
     if folded.any():
         folded[folded] = sched.engine_of[rest[folded]] != "tensor"
@@ -189,8 +188,8 @@ def _folded_mask(sched) -> np.ndarray:
     return mask
 
 
-def _computes_priced(sched, res, rest, folded, group, results, engines) -> list:
-    """Fill in `res` the compute results of the instructions of `rest` (a list) the
+def _computes_priced(sched, res, rest, folded, group, results, engines) -> np.ndarray:
+    """Fill in `res` the compute results of the instructions of `rest` (int64) the
     list scheduler priced (group, results, engines: priced(...).compute), but a folded
     memset's (folded: a mask over the instructions) or a core barrier's: its result
     where the instruction is still on the engine it priced, else (it moved the
@@ -226,13 +225,13 @@ def _computes_priced(sched, res, rest, folded, group, results, engines) -> list:
     return rest[~mine]
 
 
-def _matmuls_priced(res, group, results) -> list:
+def _matmuls_priced(res, group, results) -> np.ndarray:
     """Fill in `res` (an object array) the matmul results the list scheduler made
     (group: each instruction's, -1 for none; results: by group); the instructions
-    left: neither those nor DMAs (res None)."""
+    left: neither those nor DMAs (res None), int64."""
     at = np.flatnonzero(group >= 0)
     res[at] = results[group[at]]
-    return np.flatnonzero(np.frombuffer(res, np.intp) == id(None)).tolist()
+    return np.flatnonzero(np.frombuffer(res, np.intp) == id(None))
 
 
 def _by_id(sched) -> list:

@@ -70,9 +70,10 @@ def build_timeline(sched, col, out, names) -> Timeline:
     start, end, done, ready, frac, lsflag, wsel, wcnt = out[:8]
     n = col.n
     order = col.order
-    wfirst = np.empty(n, np.int64)
+    # (int32, as the edge positions: fewer fresh pages to fault in)
+    wfirst = np.empty(n, np.int32)
     wfirst[order] = np.asarray(col.dptr, np.int64)[:-1]
-    wcount = np.empty(n, np.int64)
+    wcount = np.empty(n, np.int32)
     wcount[order] = wcnt
     moved = np.zeros(n, np.int64)
     if sched.moved:
@@ -86,7 +87,7 @@ def build_timeline(sched, col, out, names) -> Timeline:
         terms=col.terms, engines=col.dma_engines, folded=col.folded, wfirst=wfirst,
         wcount=wcount, wsel=wsel,
         dprod=col.dprod, dkind=col.dkind, dspace=col.dspace, kinds=KINDS,
-        spaces=list(col.spaces), ls_shown=lsflag.astype(bool),
+        spaces=list(col.spaces), ls_shown=lsflag.view(np.bool_),
         ls_ns=[r[lsi] for r in col.table], throttle=frac)
     total = float(end.max()) if n else 0.0
     throttle = sorted(map(tuple, out[-1].tolist()))
@@ -449,10 +450,10 @@ def _core(order, dptr, dprod, dkind, track, row, kind, tcore, dcore, stack, cell
         ints[4], ints[5]
     start, end, done, ready_at = np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n)
     frac = np.ones(n)
-    lsflag = np.zeros(n, np.int64)
+    lsflag = np.zeros(n, np.uint8)  # (read as bools)
     visited = np.zeros(n, np.uint8)
     wsel = np.zeros(dprod.size, np.int32)  # (edge positions: collect's are int32)
-    wcnt = np.zeros(n, np.int64)
+    wcnt = np.zeros(n, np.int32)
     deg = 1
     for k in range(n):
         deg = max(deg, dptr[k + 1] - dptr[k])
