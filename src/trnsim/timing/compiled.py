@@ -67,15 +67,13 @@ def run_core(sched, col, sem, lat, tdma):
 def build_timeline(sched, col, out, names) -> Timeline:
     """The Timeline of the core's output `out` (track names: `names`), its events kept
     as columns (made into Events only when read)."""
-    start, end, done, ready, frac, lsflag, wsel, wcnt = out[:8]
+    start, end, done, ready, frac, lsflag, wsel, wcount = out[:8]
     n = col.n
     order = col.order
     # (int32, as the edge positions: fewer fresh pages to fault in)
     wfirst = np.empty(n, np.int32)
     wfirst[order] = np.asarray(col.dptr, np.int64)[:-1]
-    wcount = np.empty(n, np.int32)
-    wcount[order] = wcnt
-    moved = np.zeros(n, np.int64)
+    moved = np.zeros(n, np.int32)
     if sched.moved:
         at, by = Moved.columns(sched.moved)
         moved[at] = by
@@ -413,7 +411,7 @@ def _pass(k0, order, dptr, dprod, dkind, track, row, kind, tcore, dcore, stack, 
             return k
         r, nw = _ready(k, tr, tdma[tr] != 0, sem[tr], dptr, dprod, dkind, track,
                        visited, end, done, wsel, wt, bt, bj)
-        wcnt[k] = nw
+        wcnt[i] = nw
         if ki == DMA:
             lane = ndc * (neng + 1) + stack[ro] if hashbm[ro] else -1
             s, e = _dma(L, lim, shared, dge, free, tr, swtrk[ro], dcore[ro], lane,
@@ -453,7 +451,7 @@ def _core(order, dptr, dprod, dkind, track, row, kind, tcore, dcore, stack, cell
     lsflag = np.zeros(n, np.uint8)  # (read as bools)
     visited = np.zeros(n, np.uint8)
     wsel = np.zeros(dprod.size, np.int32)  # (edge positions: collect's are int32)
-    wcnt = np.zeros(n, np.int32)
+    wcnt = np.zeros(n, np.int32)  # (by instruction index: the timeline's column)
     deg = 1
     for k in range(n):
         deg = max(deg, dptr[k + 1] - dptr[k])
