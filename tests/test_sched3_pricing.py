@@ -88,6 +88,6 @@ def test_timing_takes_the_list_schedulers_compute_results(monkeypatch):
     # the list scheduler moved some to another engine than it priced them on
     moved = [k for k in compute if engines[group[k]] != instrs[k].engine]
     assert moved and len(moved) < len(compute)
-    res, own = columns._results(sched)
-    assert own == []
+    res, own, folded = columns._results(sched)
+    assert own == [] and not len(folded)
     assert all(res[k] is sched.cost.compute(instrs[k]) for k in compute)

@@ -53,9 +53,10 @@ def test_rows_are_numbered_as_the_issue_order_meets_them(monkeypatch):
         sched = _Scheduler(program, run.chip, program.issue, {})
         col = columns.Columns(len(sched.instrs))
         columns._price(sched, col)
-        res, own = columns._results(sched)
+        res, own, folded = columns._results(sched)
         keys = {i: (id(res[i]), int(col.track[i])) for i in range(col.n)}
         keys.update((i, ("own", i)) for i in own)
+        keys.update((i, "folded") for i in folded.tolist())  # (one row, shared)
         order = sched.order_array.tolist()
         assert col.row[order].tolist() == _first_met(keys[i] for i in order)
         assert len(col.table) == int(col.row.max()) + 1
@@ -72,7 +73,8 @@ def test_compute_results_taken_as_one_by_one(monkeypatch):
         group, results, engines = priced(program, cost).compute
         rest = [k for k, ins in enumerate(instrs) if ins.engine in cost.eng]
         res = np.empty(len(instrs), object)
-        left = columns._computes_priced(sched, res, rest, group, results, engines)
+        left = columns._computes_priced(sched, res, rest, columns._folded_mask(sched),
+                                        group, results, engines).tolist()
         expected_left = [k for k in rest if group[k] < 0 or k in sched.folded]
         assert left == expected_left
         assert all(res[k] is cost.compute(instrs[k]) for k in rest if k not in left)

@@ -27,11 +27,12 @@ from benchmarks.fidelity import strided_stores  # noqa: E402
 from test_timing_compiled import barrier_kernel, mixed  # noqa: E402
 
 
-def _tutorial(chip):
-    kernel = load_example("legacy/matmul_tutorial").VARIANTS["tiled"]
+def _tutorial(chip, variant="tiled", M=256, N=1024):
+    kernel = load_example("legacy/matmul_tutorial").VARIANTS[variant]
+    kw = {"TILES_IN_BLOCK_M": M // 128} if variant == "block_mnk" else {}
     bf = ml_dtypes.bfloat16
-    return run_legacy(kernel.fn, (np.zeros((1024, 256), bf), np.zeros((1024, 1024), bf)),
-                      {}, chip=chip, numerics=False)[1]
+    return run_legacy(kernel.fn, (np.zeros((1024, M), bf), np.zeros((1024, N), bf)),
+                      kw, chip=chip, numerics=False)[1]
 
 
 def _mixed(chip, seed):
@@ -47,6 +48,7 @@ def _strided(chip):
 
 
 RUNS = {"tutorial trn1": lambda: _tutorial("trn1"), "tutorial trn2": lambda: _tutorial("trn2"),
+        "blocked trn1": lambda: _tutorial("trn1", "block_mnk", 512, 2048),
         "mixed trn2": lambda: _mixed("trn2", 1), "mixed trn3": lambda: _mixed("trn3", 2),
         "strided trn2": lambda: _strided("trn2")}
 _made: dict = {}
@@ -100,6 +102,22 @@ def test_cost_additions_and_waits_are_covered():
     assert any(len(e.waits) > 1 for e in events)
     assert any(e.dma_engines for e in events)
     assert any(e.moved for e in events)
+
+
+def test_folded_memsets_share_one_row():
+    """A blocked matmul zeroes each accumulator with a memset folded into its first
+    matmul: one row serves them all, their cost terms (the matmul each folds into) made
+    per event, a dict each, as the Python scheduler's."""
+    ref, got = _pair("blocked trn1")
+    cols = got.columns
+    folded = [e.index for e in ref.events if "folded_into" in e.cost]
+    assert len(folded) >= 16 and list(cols.folded) == folded
+    assert len(set(cols.row[folded].tolist())) == 1
+    assert len(cols.terms) < len(got.events) - len(folded) // 2
+    for i in folded:
+        assert got.events[i].cost == ref.events[i].cost == \
+            {"cycles": 0, "folded_into": cols.folded[i]}
+    assert len({id(got.events[i].cost) for i in folded}) == len(folded)
 
 
 def test_pickled_without_events():

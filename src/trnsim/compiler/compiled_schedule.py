@@ -61,8 +61,10 @@ def issue_order(ls):
     # engine keeps its own: `_arrays` made that candidate's of it)
     moved_to = np.flatnonzero(ix[:, X_STREAM] != was)
     instrs = ls.instrs
-    for i, k in zip(moved_to.tolist(), ix[moved_to, X_STREAM].tolist()):
-        instrs[i].engine = streams[k][1]
+    engines = [streams[k][1] for k in ix[moved_to, X_STREAM].tolist()]
+    for i, e in zip(moved_to.tolist(), engines):
+        instrs[i].engine = e
+    ls.reassigned = (moved_to, engines)
     # (ls.res, made only where read, follows the streams)
     ls.stream_res, ls.stream_no = streams, ix[:, X_STREAM].astype(np.int64)
     vars(ls).pop("res", None)

@@ -175,6 +175,9 @@ class _ListScheduler:
         self.succ: list = []  # per instruction: its (successor, kind) pairs
         self.npred = [0] * n  # (an array where the compiled dependency pass made it)
         self._compiled = None
+        # (the floating instructions the compiled list scheduler moved to another
+        # engine, and those engines: hand_engines)
+        self.reassigned = None
         if self.compiled:  # (imported only then: numba takes a while to load)
             from . import compiled_schedule
             self._compiled = compiled_schedule
@@ -364,12 +367,19 @@ class _ListScheduler:
     def hand_engines(self) -> None:
         """Hand the timing scheduler each instruction's engine (timing/
         instruction_columns.py): those the pass began with, a floating instruction's as
-        it stands now."""
-        floating = np.flatnonzero(np.frombuffer(self.floating, np.uint8))
+        it stands now (after the compiled list scheduler: those it moved, `reassigned`;
+        the others kept theirs)."""
         engines = self.engines
-        if len(floating):
-            engines = engines.copy()
-            engines[floating] = [self.instrs[i].engine for i in floating.tolist()]
+        if self.reassigned is not None:  # (the compiled list scheduler's)
+            at, assigned = self.reassigned
+            if len(at):
+                engines = engines.copy()
+                engines[at] = assigned
+        else:
+            floating = np.flatnonzero(np.frombuffer(self.floating, np.uint8))
+            if len(floating):
+                engines = engines.copy()
+                engines[floating] = [self.instrs[i].engine for i in floating.tolist()]
         instruction_columns(self.program).hand("engine", np.frombuffer(engines, np.intp))
 
     @cached_property

@@ -67,9 +67,10 @@ from .profile import Profile
 ENV = "TRNSIM_PROFILE_CACHE"
 SIZE_ENV = "TRNSIM_PROFILE_CACHE_SIZE"
 DEFAULT_SIZE = 128
-_FORMAT = 4  # bump when the pickled entry changes shape (2: slotted Event, tuple Wait;
+_FORMAT = 5  # bump when the pickled entry changes shape (2: slotted Event, tuple Wait;
 # 3: slotted Placement and Spill, MemoryPlan.usage as plan.Steps; 4: MemoryPlan's
-# placements as plan.PlacementColumns where the compiled allocator made them)
+# placements as plan.PlacementColumns where the compiled allocator made them; 5:
+# EventColumns.folded)
 _OFF = ("0", "off", "false", "no")
 _MEMORY = ("", "1", "on", "true", "yes", "memory")
 _UNSET = object()

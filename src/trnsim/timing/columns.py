@@ -37,6 +37,7 @@ ROW = ("kind", "tcore", "dcore", "stack", "cells", "dmask", "swtrk", "hbm", "dur
 _INTS = 8  # ROW[:8] are integers, the rest floats
 _ZEROS = (0,) * len(ROW)  # (what a row's dict leaves out)
 _FOLDED_ROW = tuple(FOLDED if name == "kind" else 0 for name in ROW)
+_FOLDED_KEY = -1  # the folded memsets' row's key (_price)
 
 
 class Columns:
@@ -56,6 +57,7 @@ class Columns:
         self.table: list = []  # the rows (tuples in ROW order)
         self.terms: list = []  # per row: the events' cost terms (Python objects)
         self.dma_engines: list = []  # per row
+        self.folded: dict = {}  # the folded memsets on their shared row -> their matmuls
         self.tensor_cores: dict = {}  # core -> dense index (Tensor Engine state)
         self.dma_cores: dict = {}  # core -> dense index (DMA engines, DGE units)
         self.stacks: dict = {}  # HBM stack -> dense index
@@ -96,50 +98,57 @@ def build_columns(sched) -> Columns:
 def _price(sched, col):
     """Each instruction's track and row: a row per (cost model result, track), made
     and numbered in the issue order of its first instruction (as the Python
-    scheduler's walk meets them); an instruction without a result has a row of its
-    own."""
+    scheduler's walk meets them); the folded memsets share one row (no engine time, no
+    access of their own: their cost terms, which name the matmul each folds into, are
+    made per event, `col.folded`); another instruction without a result has a row of
+    its own."""
     instrs, n = sched.instrs, len(sched.instrs)
     tids = sched.track_ids
-    res, own = _results(sched)
-    # the rows' keys: a number per (result, track), one of its own where no result
+    res, own, shared = _results(sched)
+    # the rows' keys: a number per (result, track), -1 for the folded memsets', one of
+    # its own where no result
     rid = np.frombuffer(res, np.intp)  # (id() of each: the object array's pointers)
     span = int(tids.max()) + 1 if n else 1
     if n and int(rid.max()) >= (1 << 62) // span:  # (too large to pair in an int64)
         rid = np.unique(rid, return_inverse=True)[1].reshape(n)
     key = rid * span + tids
+    key[shared] = _FOLDED_KEY
     if own:
-        key[own] = -1 - np.arange(len(own))
+        key[own] = _FOLDED_KEY - 1 - np.arange(len(own))
     order = sched.order_array
     # each row's first instruction's issue position (row order), each position's row
     made, at = numbered(key[order], compiled.wanted(n))
-    trks, folded = _by_id(sched), sched.folded
+    trks = _by_id(sched)
     for i in order[made].tolist():
-        fold = folded.get(i) if res[i] is None else None
-        if fold is not None:  # no engine time, no access of its own
+        if key[i] == _FOLDED_KEY:
             col.table.append(_FOLDED_ROW)
-            col.terms.append({"cycles": 0, "folded_into": fold})
+            col.terms.append(None)  # (per event: EventColumns.folded)
             col.dma_engines.append(())
         else:
             _new_row(sched, col, instrs[i], trks[tids[i]], res[i])
     col.track = tids
     col.row = np.empty(n, np.int64)
     col.row[order] = at
+    folded = sched.folded
+    col.folded = folded if len(shared) == len(folded) else \
+        {i: folded[i] for i in shared.tolist()}
 
 
 def _results(sched) -> tuple:
-    """(each instruction's cost model result, the instructions that have none: a
-    folded memset, a core barrier)."""
+    """(each instruction's cost model result, the other instructions that have none (a
+    core barrier), the folded memsets on the shared row (int64): those without one)."""
     instrs, cost = sched.instrs, sched.cost
     matmul, compute, eng = cost.matmul, cost.compute, cost.eng
     # (every DMA's, a dict; None elsewhere)
     res = np.fromiter(dma_costs(sched.program, cost), object, len(instrs))
     # the results the compiler's list scheduler made (where it ran)
     entry = priced(sched.program, cost)
-    rest = [i for i, e in enumerate(sched.engine_of) if e != "dma"] \
-        if entry.matmul is None else _matmuls_priced(res, *entry.matmul)
+    rest = np.flatnonzero(sched.engine_of != "dma") if entry.matmul is None else \
+        _matmuls_priced(res, *entry.matmul)
+    folded = _folded_mask(sched)
     if entry.compute is not None:
-        rest = _computes_priced(sched, res, rest, *entry.compute)
-    folded = sched.folded
+        rest = _computes_priced(sched, res, rest, folded, *entry.compute)
+    rest, shared = _without_folded(sched, rest, folded)
     own = []
     by_attrs: dict = {}  # id(attrs) -> matmul result (the instructions keep the attrs)
     for i in rest:
@@ -153,32 +162,48 @@ def _results(sched) -> tuple:
                 res[i] = r
             else:
                 res[i] = ins.opcode
-        elif i in folded or ins.opcode == "core_barrier":
+        elif ins.opcode == "core_barrier":
             own.append(i)
         elif engine in eng:
             res[i] = compute(ins)
         else:
             res[i] = "sync"
-    return res, own
+    return res, own, shared
 
 
-def _computes_priced(sched, res, rest, group, results, engines) -> list:
-    """Fill in `res` the compute results of the instructions of `rest` (a list) the
+def _without_folded(sched, rest, folded) -> tuple:
+    """(the instructions of `rest` (int64) but the folded memsets (folded: a mask over
+    the instructions) not on the Tensor Engine (priced as any other there), as a list;
+    those, int64)."""
+    folded = folded[rest]
+    if folded.any():
+        folded[folded] = sched.engine_of[rest[folded]] != "tensor"
+    return rest[~folded].tolist(), rest[folded]
+
+
+def _folded_mask(sched) -> np.ndarray:
+    """Which instructions are folded memsets."""
+    mask = np.zeros(len(sched.instrs), bool)
+    mask[np.fromiter(sched.folded, np.int64, len(sched.folded))] = True
+    return mask
+
+
+def _computes_priced(sched, res, rest, folded, group, results, engines) -> np.ndarray:
+    """Fill in `res` the compute results of the instructions of `rest` (int64) the
     list scheduler priced (group, results, engines: priced(...).compute), but a folded
-    memset's or a core barrier's: its result where the instruction is still on the
-    engine it priced, else (it moved the instruction) the cost model's there, once
-    per (result, engine) as every other of the same signature moved there costs the
-    same; the instructions of `rest` left, in order."""
-    if not len(rest):
-        return []
+    memset's (folded: a mask over the instructions) or a core barrier's: its result
+    where the instruction is still on the engine it priced, else (it moved the
+    instruction) the cost model's there, once per (result, engine) as every other of
+    the same signature moved there costs the same; the instructions of `rest` left, in
+    order (int64)."""
     rest = np.asarray(rest, np.int64)
+    if not len(rest):
+        return rest
     # a number per engine name (in order of first use), by the name objects met
     first, which = numbered(sched.engine_ids[rest], compiled.wanted(len(rest)))
     names = [sched.engine_of[i] for i in rest[first].tolist()]
     code = {name: k for k, name in enumerate(dict.fromkeys(names))}
     now = np.array([code[name] for name in names], np.int64)[which]
-    folded = np.zeros(len(sched.instrs), bool)
-    folded[np.fromiter(sched.folded, np.int64, len(sched.folded))] = True
     folded = folded[rest]
     g = group[rest]
     on_eng = np.array([name in sched.cost.eng for name in code], bool)
@@ -197,16 +222,16 @@ def _computes_priced(sched, res, rest, group, results, engines) -> list:
         made = np.fromiter(map(compute, map(instrs.__getitem__, moved[head].tolist())),
                            object, len(head))
         res[moved] = made[which.reshape(-1)]
-    return rest[~mine].tolist()
+    return rest[~mine]
 
 
-def _matmuls_priced(res, group, results) -> list:
+def _matmuls_priced(res, group, results) -> np.ndarray:
     """Fill in `res` (an object array) the matmul results the list scheduler made
     (group: each instruction's, -1 for none; results: by group); the instructions
-    left: neither those nor DMAs (res None)."""
+    left: neither those nor DMAs (res None), int64."""
     at = np.flatnonzero(group >= 0)
     res[at] = results[group[at]]
-    return np.flatnonzero(np.frombuffer(res, np.intp) == id(None)).tolist()
+    return np.flatnonzero(np.frombuffer(res, np.intp) == id(None))
 
 
 def _by_id(sched) -> list:

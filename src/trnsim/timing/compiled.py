@@ -67,14 +67,13 @@ def run_core(sched, col, sem, lat, tdma):
 def build_timeline(sched, col, out, names) -> Timeline:
     """The Timeline of the core's output `out` (track names: `names`), its events kept
     as columns (made into Events only when read)."""
-    start, end, done, ready, frac, lsflag, wsel, wcnt = out[:8]
+    start, end, done, ready, frac, lsflag, wsel, wcount = out[:8]
     n = col.n
     order = col.order
-    wfirst = np.empty(n, np.int64)
+    # (int32, as the edge positions: fewer fresh pages to fault in)
+    wfirst = np.empty(n, np.int32)
     wfirst[order] = np.asarray(col.dptr, np.int64)[:-1]
-    wcount = np.empty(n, np.int64)
-    wcount[order] = wcnt
-    moved = np.zeros(n, np.int64)
+    moved = np.zeros(n, np.int32)
     if sched.moved:
         at, by = Moved.columns(sched.moved)
         moved[at] = by
@@ -83,9 +82,10 @@ def build_timeline(sched, col, out, names) -> Timeline:
         n=n, core=sched.core_of,
         track=np.asarray(col.track, np.int64), names=names, start=start,
         end=end, ready=ready, done=done, moved=moved, row=np.asarray(col.row, np.int64),
-        terms=col.terms, engines=col.dma_engines, wfirst=wfirst, wcount=wcount, wsel=wsel,
+        terms=col.terms, engines=col.dma_engines, folded=col.folded, wfirst=wfirst,
+        wcount=wcount, wsel=wsel,
         dprod=col.dprod, dkind=col.dkind, dspace=col.dspace, kinds=KINDS,
-        spaces=list(col.spaces), ls_shown=lsflag.astype(bool),
+        spaces=list(col.spaces), ls_shown=lsflag.view(np.bool_),
         ls_ns=[r[lsi] for r in col.table], throttle=frac)
     total = float(end.max()) if n else 0.0
     throttle = sorted(map(tuple, out[-1].tolist()))
@@ -411,7 +411,7 @@ def _pass(k0, order, dptr, dprod, dkind, track, row, kind, tcore, dcore, stack, 
             return k
         r, nw = _ready(k, tr, tdma[tr] != 0, sem[tr], dptr, dprod, dkind, track,
                        visited, end, done, wsel, wt, bt, bj)
-        wcnt[k] = nw
+        wcnt[i] = nw
         if ki == DMA:
             lane = ndc * (neng + 1) + stack[ro] if hashbm[ro] else -1
             s, e = _dma(L, lim, shared, dge, free, tr, swtrk[ro], dcore[ro], lane,
@@ -448,10 +448,10 @@ def _core(order, dptr, dprod, dkind, track, row, kind, tcore, dcore, stack, cell
         ints[4], ints[5]
     start, end, done, ready_at = np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n)
     frac = np.ones(n)
-    lsflag = np.zeros(n, np.int64)
+    lsflag = np.zeros(n, np.uint8)  # (read as bools)
     visited = np.zeros(n, np.uint8)
     wsel = np.zeros(dprod.size, np.int32)  # (edge positions: collect's are int32)
-    wcnt = np.zeros(n, np.int64)
+    wcnt = np.zeros(n, np.int32)  # (by instruction index: the timeline's column)
     deg = 1
     for k in range(n):
         deg = max(deg, dptr[k + 1] - dptr[k])

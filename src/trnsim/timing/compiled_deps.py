@@ -92,7 +92,7 @@ def collect(sched, spaces: dict, caps=None):
     n = len(sched.instrs)
     tkey = sched.track_ids
     skip = np.zeros(n, np.uint8)
-    skip[list(sched.folded)] = 1
+    skip[np.fromiter(sched.folded, np.int64, len(sched.folded))] = 1
     extra = [(i, [p for p in d if 0 <= p < n and p != i])
              for i, d in cols.depends_on if not skip[i]]
     remap = np.array([_dense(spaces, s) for s in cols.spaces] or [0], np.int64)

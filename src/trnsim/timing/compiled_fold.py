@@ -19,9 +19,10 @@ import numpy as np
 from ..machine.compiled import jit
 from ..machine.record import held_writes
 from .access_columns import HI, LO, MAP, P_HI, P_LO, SIGNATURE, SPACE, access_columns
-from .scheduler import by_identity, numbered
+from .instruction_columns import instruction_columns
+from .scheduler import numbered
 
-_ATTRS, _INDIRECT = attrgetter("attrs"), attrgetter("indirect")
+_INDIRECT = attrgetter("indirect")
 _FIRST = itemgetter(0)
 
 
@@ -40,7 +41,7 @@ def folded_memsets(program, memsets, matmuls) -> dict:
     psum = cols.spaces.index("psum")
     one = (cols.ptr[at + 1] - cols.wptr[at] == 1)
     at = at[one][cols.shared[SPACE, cols.source[cols.wptr[at[one]]]] == psum]
-    heads, which = by_identity(list(map(_ATTRS, map(instrs.__getitem__, at.tolist()))))
+    heads, which = numbered(instruction_columns(program).ids("attrs", at), True)
     zero = np.array([_zero(instrs[int(at[h])].attrs) for h in heads.tolist()], bool)
     at = at[zero[which]]
     # not indirect: read once per signature number of the write (equal numbers: equal

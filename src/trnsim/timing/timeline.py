@@ -69,15 +69,17 @@ class EventColumns:
 
     Per instruction: `core`, `track` (a code into `names`), `start`, `end`, `ready`,
     `done` (float64), `moved`, `row` (its cost row: the events of one row share
-    `terms[row]` and `engines[row]`); its waits are `dprod/dkind/dspace[wsel[x]]` for x
+    `terms[row]` and `engines[row]`, but the folded memsets of `folded` (instruction ->
+    the matmul it folds into), whose row is shared and whose terms are made per event,
+    as the Python scheduler makes them); its waits are `dprod/dkind/dspace[wsel[x]]` for x
     in wfirst[i]:wfirst[i] + wcount[i] (kind and space as codes into `kinds`,
     `spaces`). A Tensor Engine instruction's terms gain "load_stationary_ns":
     ls_ns[row[i]] where ls_shown[i], then "throttle": throttle[i] where it is below 1 (as
     scheduler._Scheduler._tensor adds them; ls_ns per row, Python numbers)."""
 
     __slots__ = ("n", "core", "track", "names", "start", "end", "ready", "done", "moved",
-                 "row", "terms", "engines", "wfirst", "wcount", "wsel", "dprod", "dkind",
-                 "dspace", "kinds", "spaces", "ls_shown", "ls_ns", "throttle")
+                 "row", "terms", "engines", "folded", "wfirst", "wcount", "wsel", "dprod",
+                 "dkind", "dspace", "kinds", "spaces", "ls_shown", "ls_ns", "throttle")
 
     def __init__(self, **fields):
         for name in self.__slots__:
@@ -111,6 +113,8 @@ class EventColumns:
             [tuple(islice(waits, c)) if c else () for c in count.tolist()],
             [terms[r] for r in row], [engines[r] for r in row], self.done.tolist(),
             self.moved.tolist()))
+        for i, matmul in self.folded.items():
+            events[i].cost = {"cycles": 0, "folded_into": matmul}
         ls_ns, shown, frac = self.ls_ns, self.ls_shown, self.throttle
         for i in np.flatnonzero(shown | (frac < 1.0)).tolist():
             e = events[i]
