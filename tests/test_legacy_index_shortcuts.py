@@ -371,3 +371,28 @@ def test_patterned_accesses_view_and_shape_as_the_general_path():
             assert _outcome(fast) == _outcome(plain)
             assert _spans(Grid(fast.shape), fast) == _spans(Grid(plain.shape), plain)
     assert patterned > 50
+
+
+def test_single_axis_clauses_narrow_to_the_values_that_satisfy_them():
+    """A mask's single-axis clause (`k * 128 + i_p < 1000`, any coefficient, offset and
+    comparison) narrows its axis's range to exactly the values that satisfy it,
+    counted by evaluating it at every value (an empty range where none does)."""
+    import operator
+    from trnsim.legacy.indexing import Axis, Predicate
+    compare = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
+    rng = np.random.default_rng(13)
+    for _ in range(4000):
+        size, start = int(rng.integers(0, 40)), int(rng.integers(-6, 7))
+        a, other = Axis(size, 0, 2, start), Axis(5, 1, 2)
+        c = int(rng.choice([-5, -3, -2, -1, 1, 2, 3, 7]))
+        const, op = int(rng.integers(-90, 90)), str(rng.choice(list(compare)))
+        expr = Index({a: c, other: 0} if rng.integers(2) else {a: c}, const)
+        ranges = {}
+        if rng.integers(2):
+            lo = int(rng.integers(0, size + 1))
+            ranges[a] = (lo, int(rng.integers(lo, size + 1)))
+        lo, hi = ranges.get(a, (0, size))
+        ok = [j for j in range(lo, hi) if compare[op](c * (start + j) + const, 0)]
+        assert ok == list(range(ok[0], ok[-1] + 1)) if ok else True  # (one run)
+        assert Predicate([(expr, op)]).restrict(ranges) == []
+        assert ranges[a] == ((ok[0], ok[-1] + 1) if ok else (lo, lo))
