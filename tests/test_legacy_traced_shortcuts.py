@@ -113,3 +113,53 @@ def test_shortcuts_record_what_the_general_paths_record(kernel, monkeypatch):
     assert len(fast) > 15
     assert fast == slow
     assert fast_out.tobytes() == slow_out.tobytes()
+
+
+def test_accumulates_reads_the_signature_and_keeps_one_entry_per_code():
+    """`_accumulates` answers what inspect.signature does, for instruction functions,
+    per-call closures and wrappers that share one code object but not one signature;
+    a compute op's closure made on every call adds no entry after the first."""
+    import functools
+    import inspect
+
+    from trnsim.isa import without_handles as core_isa
+    from trnsim.legacy import compute
+
+    def wrapped(fn):
+        @functools.wraps(fn)
+        def call(*args, **kwargs):
+            return fn(*args, **kwargs)
+        return call
+
+    def takes(dst, x, accumulate=False):
+        return None
+
+    def closure(k):
+        def run(dst, x):
+            return k
+        return run
+
+    fns = [core_isa.dma_copy, core_isa.tensor_tensor, core_isa.tensor_copy, wrapped(takes),
+           wrapped(closure(1)), takes, closure(2), closure(3),
+           legacy_ops._accumulates]
+    for fn in fns:
+        assert legacy_ops._accumulates(fn) == ("accumulate" in
+                                               inspect.signature(fn).parameters), fn
+    assert legacy_ops._accumulates(wrapped(takes)) and not legacy_ops._accumulates(
+        wrapped(closure(4)))  # (one code, two signatures)
+
+    def reduced(x):
+        return compute._reduce("all", x, [1], None, None, True)
+
+    i_p, i_f = nl.mgrid[0:128, 0:64]
+    kept = []
+
+    def kernel(a):
+        t = nl.load(a[i_p, i_f])
+        for _ in range(3):
+            reduced(t)
+            kept.append(len(legacy_ops._ACCUMULATES))
+        return a
+
+    run_legacy(kernel, (np.zeros((128, 64), np.float32),), chip="trn1", numerics=False)
+    assert kept[0] == kept[1] == kept[2]

@@ -13,8 +13,8 @@ built; what remains (e.g. `i_f <= i_p`) restricts the destination write.
 """
 from __future__ import annotations
 
-import functools
 import inspect
+from types import FunctionType
 
 from ..isa import without_handles as core_isa
 from ..machine import runtime
@@ -271,10 +271,20 @@ def result_op(core_fn, shape, dtype, buffer, mask, name="", **operands):
     return pending
 
 
-@functools.lru_cache(maxsize=None)
 def _accumulates(core_fn) -> bool:
-    """Whether an instruction function takes `accumulate` (a `+=` can fold into it)."""
-    return "accumulate" in inspect.signature(core_fn).parameters
+    """Whether an instruction function takes `accumulate` (a `+=` can fold into it).
+    A function with no attributes of its own (no `__wrapped__` or `__signature__`) has
+    its code's parameters: kept by its code, so that a compute op's closure, made anew
+    on every call (legacy/compute.py), is neither inspected nor kept once per call."""
+    key = core_fn.__code__ if type(core_fn) is FunctionType and not core_fn.__dict__ \
+        else core_fn
+    takes = _ACCUMULATES.get(key)
+    if takes is None:
+        takes = _ACCUMULATES[key] = "accumulate" in inspect.signature(core_fn).parameters
+    return takes
+
+
+_ACCUMULATES: dict = {}  # code object or instruction function -> `_accumulates`
 
 
 def run_masked(core_fn, dst, mask, accumulate=False, **operands):
