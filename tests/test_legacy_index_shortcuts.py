@@ -231,10 +231,10 @@ def test_whole_tile_accesses():
 
 
 def test_plain_key_indices_are_made_when_asked_as_key_to_indices_makes_them():
-    """An access by unit-step slices makes its indices only when first asked (a load
-    asks for its shape and view alone): then they and its shape are key_to_indices's
-    and resolve_shape's; keys it cannot take (ints, steps, too many) index eagerly,
-    raising where they did."""
+    """An access by ints and unit-step slices makes its indices only when first asked (a
+    load asks for its shape and view alone): then they and its shape are
+    key_to_indices's and resolve_shape's; keys it cannot take (steps, too many) index
+    eagerly, raising where they did."""
     from trnsim.legacy.indexing import key_to_indices
     lazy = 0
     for t in _tensors():
@@ -257,6 +257,71 @@ def test_plain_key_indices_are_made_when_asked_as_key_to_indices_makes_them():
         assert "nothing" in str(e)
     else:
         raise AssertionError("an attribute an Access lacks must raise AttributeError")
+
+
+def _int_keys(shape):
+    """Keys of ints and slices, at least one int, or a bare int: ints in and out of
+    bounds (negative ones too), whole, open, negative, stepped, empty and out-of-bounds
+    slices, keys shorter and longer than the rank."""
+    rng = np.random.default_rng(7)
+    for _ in range(600):
+        key = []
+        for d in range(int(rng.integers(1, len(shape) + 2))):
+            n = shape[d] if d < len(shape) else 4
+            kind = rng.integers(6)
+            lo, hi = sorted(int(v) for v in rng.integers(-n - 2, n + 3, 2))
+            if kind < 2:
+                key.append(int(rng.integers(0, n)) if kind else int(rng.integers(-n - 2, n + 2)))
+            elif kind == 2:
+                key.append(slice(None))
+            elif kind == 3:
+                key.append(slice(lo, hi, int(rng.integers(1, 3))))
+            else:
+                key.append(slice(lo if kind == 4 else None, hi))
+        key[int(rng.integers(len(key)))] = int(rng.integers(-1, shape[0] + 1))
+        yield tuple(key)
+    yield from range(-shape[0] - 1, shape[0] + 1)
+
+
+def test_int_keys_view_as_the_general_path():
+    """`blk[k, 0:128, 0:512]` and `blk[k]` on tiles (block ones too) and HBM tensors: the
+    view is made when indexing where the key is in range; the access's view or error,
+    shape and (made when asked) indices are those of resolving key_to_indices's indices,
+    and a key key_to_indices rejects raises its error when indexing."""
+    from trnsim.legacy.indexing import key_to_indices
+    store = SimpleNamespace(row_bytes=4 * 64, name="p")
+    tensors = _tensors() + [
+        LTensor(NkiTensor((128, 64), np.float32, store, MemoryRegion.sbuf, "s")),
+        LTensor(NkiTensor((2, 128, 64), np.float32, store, MemoryRegion.psum, "q",
+                          strides=(64, 128, 1)), par_axis=1),
+        LTensor(NkiTensor((6, 7), np.float32, None, MemoryRegion.shared_hbm, "v"))]
+    taken = 0
+    for t in tensors:
+        for key in _int_keys(t.shape):
+            try:
+                indices = key_to_indices(key, t.shape)
+            except NkiValidationError as e:
+                assert _index(t, key) == (type(e), e.bare_message)
+                continue
+            access = t[key]
+            taken += "_view" in access.__dict__
+            general = legacy_tensor.Access(t, indices)
+            assert access.shape == legacy_tensor.resolve_shape(general)
+            try:
+                want = resolve(t.core, indices, {}, t.par_axis)
+            except NkiValidationError as e:
+                assert "_view" not in access.__dict__
+                assert _outcome(access) == (type(e), e.bare_message)
+                continue
+            got = access.view()
+            assert (got.shape, got.strides, got.offset) == (want.shape, want.strides,
+                                                            want.offset)
+            assert (got.storage, got.dtype, got.name, got.dyn, got.buffer) == \
+                (want.storage, want.dtype, want.name, want.dyn, want.buffer)
+            assert got.shape == access.shape
+            assert _layout(access.indices) == _layout(indices)
+            assert (access.indirect, access.indirect_dim, access.advanced) == (None, 0, False)
+    assert taken > 300
 
 
 def _random_affine_keys(rng, shape):
@@ -306,3 +371,28 @@ def test_patterned_accesses_view_and_shape_as_the_general_path():
             assert _outcome(fast) == _outcome(plain)
             assert _spans(Grid(fast.shape), fast) == _spans(Grid(plain.shape), plain)
     assert patterned > 50
+
+
+def test_single_axis_clauses_narrow_to_the_values_that_satisfy_them():
+    """A mask's single-axis clause (`k * 128 + i_p < 1000`, any coefficient, offset and
+    comparison) narrows its axis's range to exactly the values that satisfy it,
+    counted by evaluating it at every value (an empty range where none does)."""
+    import operator
+    from trnsim.legacy.indexing import Axis, Predicate
+    compare = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
+    rng = np.random.default_rng(13)
+    for _ in range(4000):
+        size, start = int(rng.integers(0, 40)), int(rng.integers(-6, 7))
+        a, other = Axis(size, 0, 2, start), Axis(5, 1, 2)
+        c = int(rng.choice([-5, -3, -2, -1, 1, 2, 3, 7]))
+        const, op = int(rng.integers(-90, 90)), str(rng.choice(list(compare)))
+        expr = Index({a: c, other: 0} if rng.integers(2) else {a: c}, const)
+        ranges = {}
+        if rng.integers(2):
+            lo = int(rng.integers(0, size + 1))
+            ranges[a] = (lo, int(rng.integers(lo, size + 1)))
+        lo, hi = ranges.get(a, (0, size))
+        ok = [j for j in range(lo, hi) if compare[op](c * (start + j) + const, 0)]
+        assert ok == list(range(ok[0], ok[-1] + 1)) if ok else True  # (one run)
+        assert Predicate([(expr, op)]).restrict(ranges) == []
+        assert ranges[a] == ((ok[0], ok[-1] + 1) if ok else (lo, lo))

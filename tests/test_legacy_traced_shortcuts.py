@@ -2,9 +2,10 @@
 record: an affine key's access and its Pattern, read or assigned to (legacy/tensor.py
 `_affine_access`, legacy/indexing.py), an int added to an index, an unmasked nc_matmul's whole
 spans (legacy/isa.py), an unmasked result run straight into its new tile
-(legacy/ops.py `Pending.unmasked`), the unmasked grids kept per shape, a plain key's
-view made with its access (legacy/tensor.py `_sliced_view`) and a pending result's
-whole-tile access (`Pending.full`), against the same kernels with them turned off:
+(legacy/ops.py `Pending.unmasked`), the unmasked grids kept per shape, a mask's ranges
+that cut nothing left out of its grid (`_cutting`), a plain key's view made with its
+access (legacy/tensor.py `_sliced_view`, `_int_key_view` for keys with ints) and a
+pending result's whole-tile access (`Pending.full`), against the same kernels with them turned off:
 every instruction's record and the numerics output bytes compared, with loop
 expansion off (every instruction traced)."""
 import numpy as np
@@ -13,6 +14,7 @@ import pytest
 import trnsim.legacy.isa as nisa
 import trnsim.legacy.language as nl
 from trnsim.legacy import isa as legacy_isa
+from trnsim.legacy import ops as legacy_ops
 from trnsim.legacy import tensor as legacy_tensor
 from trnsim.legacy.indexing import Index
 from trnsim.legacy.jit import run_legacy
@@ -47,6 +49,8 @@ def _matmuls(a, b):
         acc[r_p, r_f] += nisa.nc_matmul(blk[k, c_p, 100 + c_f], bt[c_p, 2 * c_f])
         acc[0:64, 5] += nisa.nc_matmul(blk[k, s_p, s_f], bt[:, 7])
         acc[64:128, 0:128] += nisa.nc_matmul(bt[:, 0:64], blk[k, v_p, v_f])
+        acc[0:64, :] += nisa.nc_matmul(blk[k, :, 0:64], blk[k], mask=(s_f < 64 - k))
+        acc[r_p, r_f] += nisa.nc_matmul(blk[k, s_p, s_f], bt[v_p, v_f], mask=(r_f < 128))
         acc[0:64, 0:0] += nisa.nc_matmul(blk[k, s_p, s_f], bt[:, 3:3])
         nl.store(out[r_p, r_f], value=nl.copy(ps[r_p, r_f]))
     nl.store(out, value=nl.copy(acc))
@@ -58,6 +62,8 @@ def _results(a, b):
     next call comes), masked and not, of loads, copies and compute."""
     out = nl.ndarray((128, 256), dtype=nl.float32, buffer=nl.shared_hbm)
     i_p, i_f = nl.mgrid[0:128, 0:256]
+    blk = nl.ndarray((2, nl.par_dim(128), 256), dtype=nl.float32, buffer=nl.sbuf)
+    blk[...] = 0
     for k in nl.affine_range(2):
         x = nl.load(a[k * 128 + i_p, i_f])
         y = nl.load(b[k * 128:(k + 1) * 128, 0:256], mask=(i_f < 200))
@@ -67,6 +73,12 @@ def _results(a, b):
         e = nl.exp(w, mask=(i_p < 100) & (i_f < 200))
         nl.store(out[i_p, i_f], value=nl.copy(x, dtype=nl.float32))
         nl.store(out[i_p, i_f], value=e, mask=(i_p < 100) & (i_f < 200))
+        # block tiles indexed by ints and slices, and masks that cut nothing (k = 0)
+        blk[k, 0:128, 0:256] = nl.load(a[k * 128:(k + 1) * 128, 0:256],
+                                       mask=(i_f < 256 - 56 * k))
+        v = nl.multiply(blk[k], blk[k, :, 7], mask=(i_p < 128 - 28 * k) & (i_f >= 0))
+        nl.store(out[i_p, i_f], value=v, mask=(i_p < 128 - 28 * k) & (i_f < 256 - k))
+        nl.store(out[0:128, 0:256], value=nl.copy(blk[1 - k]))
     return out
 
 
@@ -84,6 +96,8 @@ def _recorded(kernel, args, monkeypatch, general: bool):
             m.setattr(Pending, "unmasked", property(lambda self: None, lambda self, v: None))
             m.setattr(Grid, "unmasked", staticmethod(Grid))  # a grid of its own each time
             m.setattr(legacy_tensor, "_sliced_view", lambda key, core: None)
+            m.setattr(legacy_tensor, "_int_key_view", lambda key, core, par_axis: None)
+            m.setattr(legacy_ops, "_cutting", dict)  # ranges left whole kept
             m.setattr(Pending, "full", LTensor.full)
         out, run = run_legacy(kernel, args, chip="trn1")
     return out, [(i.opcode, i.engine, i.reads, i.writes, i.location, repr(i.attrs))
@@ -99,3 +113,53 @@ def test_shortcuts_record_what_the_general_paths_record(kernel, monkeypatch):
     assert len(fast) > 15
     assert fast == slow
     assert fast_out.tobytes() == slow_out.tobytes()
+
+
+def test_accumulates_reads_the_signature_and_keeps_one_entry_per_code():
+    """`_accumulates` answers what inspect.signature does, for instruction functions,
+    per-call closures and wrappers that share one code object but not one signature;
+    a compute op's closure made on every call adds no entry after the first."""
+    import functools
+    import inspect
+
+    from trnsim.isa import without_handles as core_isa
+    from trnsim.legacy import compute
+
+    def wrapped(fn):
+        @functools.wraps(fn)
+        def call(*args, **kwargs):
+            return fn(*args, **kwargs)
+        return call
+
+    def takes(dst, x, accumulate=False):
+        return None
+
+    def closure(k):
+        def run(dst, x):
+            return k
+        return run
+
+    fns = [core_isa.dma_copy, core_isa.tensor_tensor, core_isa.tensor_copy, wrapped(takes),
+           wrapped(closure(1)), takes, closure(2), closure(3),
+           legacy_ops._accumulates]
+    for fn in fns:
+        assert legacy_ops._accumulates(fn) == ("accumulate" in
+                                               inspect.signature(fn).parameters), fn
+    assert legacy_ops._accumulates(wrapped(takes)) and not legacy_ops._accumulates(
+        wrapped(closure(4)))  # (one code, two signatures)
+
+    def reduced(x):
+        return compute._reduce("all", x, [1], None, None, True)
+
+    i_p, i_f = nl.mgrid[0:128, 0:64]
+    kept = []
+
+    def kernel(a):
+        t = nl.load(a[i_p, i_f])
+        for _ in range(3):
+            reduced(t)
+            kept.append(len(legacy_ops._ACCUMULATES))
+        return a
+
+    run_legacy(kernel, (np.zeros((128, 64), np.float32),), chip="trn1", numerics=False)
+    assert kept[0] == kept[1] == kept[2]

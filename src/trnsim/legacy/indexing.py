@@ -267,12 +267,12 @@ class Predicate:
                 continue
             (a, c), = varying.items()
             lo, hi = ranges.get(a, (0, a.size))
-            # c * (a.start + j) + const OP 0  ->  bounds on j
-            vals = c * (a.start + np.arange(lo, hi)) + expr.const
-            ok = np.nonzero(_OPS[op](vals, 0))[0]
-            ranges[a] = (lo + int(ok[0]), lo + int(ok[-1]) + 1) if ok.size else (lo, lo)
-            if ok.size and ok[-1] - ok[0] + 1 != ok.size:
-                rest.append((expr, op))
+            # c * (a.start + j) + const OP 0: linear in j, so the j that satisfy it are
+            # one run of consecutive values, from x_lo - a.start to x_hi - a.start
+            x_lo, x_hi = _solved(c, expr.const, op)
+            first = lo if x_lo is None else max(lo, x_lo - a.start)
+            stop = hi if x_hi is None else min(hi, x_hi - a.start)
+            ranges[a] = (first, stop) if first < stop else (lo, lo)
         return rest
 
     def evaluate(self, ranges: dict, shape) -> np.ndarray:
@@ -283,6 +283,21 @@ class Predicate:
 
 
 _OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
+_FLIPPED = {"<": ">", "<=": ">=", ">": "<", ">=": "<="}
+
+
+def _solved(c: int, k: int, op: str) -> tuple:
+    """The ints x with `c * x + k OP 0` (c nonzero) as (least, past the greatest), None
+    where unbounded."""
+    if c < 0:  # (-c) * x + (-k) OP' 0, OP' the flipped comparison
+        c, k, op = -c, -k, _FLIPPED[op]
+    if op == "<":  # x < -k / c
+        return None, -(k // c)
+    if op == "<=":
+        return None, (-k) // c + 1
+    if op == ">":
+        return (-k) // c + 1, None
+    return -(k // c), None  # ">="
 
 
 def key_to_indices(key, shape) -> list[Index]:

@@ -15,6 +15,7 @@ from ..machine.tensor import DynamicSlice, MemoryRegion, NkiTensor
 from ..numerics.dtypes import as_dtype
 from ..numerics.dtypes import (bfloat16, bool_, float8_e4m3, float8_e5m2, float16,  # noqa: F401
                                float32, int8, int16, int32, tfloat32, uint8, uint16, uint32)
+from .compiler import BlockTensor
 from .creation import _LazyTiles, ndarray  # noqa: F401 - nl.ndarray
 from .indexing import arange, mgrid  # noqa: F401
 from .jit import nc, num_programs, program_id, program_ndim, spmd_dim  # noqa: F401
@@ -52,7 +53,6 @@ def _filled(shape, dtype, buffer, name, value):
     """A new tensor holding `value`. The blocks of an automatically allocated block
     tensor are initialized lazily, each when the kernel first touches it (the compiler's
     lazy initialization): a block takes space only while it is in use."""
-    from .compiler import BlockTensor
     t = ndarray(shape, dtype, buffer=buffer, name=name)
     if t.core.on_chip and t.par_axis == 0:
         core_isa.memset(dst=t.core, value=value)

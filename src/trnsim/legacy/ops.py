@@ -13,8 +13,8 @@ built; what remains (e.g. `i_f <= i_p`) restricts the destination write.
 """
 from __future__ import annotations
 
-import functools
 import inspect
+from types import FunctionType
 
 from ..isa import without_handles as core_isa
 from ..machine import runtime
@@ -36,13 +36,15 @@ class Grid:
     def __init__(self, shape, mask=None):
         self.shape = tuple(shape)
         self.residual: Predicate | None = None
-        self.narrowed: dict = {}  # mask Axis -> (lo, hi) after its single-axis clauses
+        self.narrowed: dict = {}  # mask Axis -> (lo, hi) its single-axis clauses cut it to
         if mask is not None:
             mask = as_predicate(mask)
         self.never = mask is not None and mask.always_false
         if mask is not None:
-            rest = mask.restrict(self.narrowed)
+            narrowed = {}
+            rest = mask.restrict(narrowed)
             self.residual = Predicate(rest) if rest else None
+            self.narrowed = _cutting(narrowed)
 
     @staticmethod
     def unmasked(shape) -> "Grid":
@@ -55,13 +57,15 @@ class Grid:
             grid = _UNMASKED[shape] = Grid(shape)
         return grid
 
-    @functools.cached_property
+    _pos = None
+
+    @property
     def pos(self) -> dict:
         """Grid position -> the range the mask leaves of it (made when first asked: an
         instruction without a mask never asks)."""
-        if self.narrowed:
-            return {p: self.span(p, n) for p, n in enumerate(self.shape)}
-        return {p: (0, n) for p, n in enumerate(self.shape)}
+        if self._pos is None:
+            self._pos = {p: self.span(p, n) for p, n in enumerate(self.shape)}
+        return self._pos
 
     def span(self, position, size, axis=None) -> tuple[int, int]:
         """The range the mask leaves of an axis of `size` elements at grid `position`
@@ -112,6 +116,14 @@ class Grid:
 
 
 _UNMASKED: dict = {}  # shape -> `Grid.unmasked(shape)`
+
+
+def _cutting(narrowed: dict) -> dict:
+    """The ranges of `narrowed` (Axis -> (lo, hi)) that leave out part of their axis. A
+    range left whole narrows nothing (`Grid.span` gives the same without it), so a mask
+    that cuts nothing (most iterations of a masked loop) leaves its grid with no
+    narrowed axis, and the instruction takes the unmasked paths."""
+    return {a: r for a, r in narrowed.items() if r != (0, a.size)}
 
 
 class Pending(LTensor):
@@ -259,10 +271,20 @@ def result_op(core_fn, shape, dtype, buffer, mask, name="", **operands):
     return pending
 
 
-@functools.lru_cache(maxsize=None)
 def _accumulates(core_fn) -> bool:
-    """Whether an instruction function takes `accumulate` (a `+=` can fold into it)."""
-    return "accumulate" in inspect.signature(core_fn).parameters
+    """Whether an instruction function takes `accumulate` (a `+=` can fold into it).
+    A function with no attributes of its own (no `__wrapped__` or `__signature__`) has
+    its code's parameters: kept by its code, so that a compute op's closure, made anew
+    on every call (legacy/compute.py), is neither inspected nor kept once per call."""
+    key = core_fn.__code__ if type(core_fn) is FunctionType and not core_fn.__dict__ \
+        else core_fn
+    takes = _ACCUMULATES.get(key)
+    if takes is None:
+        takes = _ACCUMULATES[key] = "accumulate" in inspect.signature(core_fn).parameters
+    return takes
+
+
+_ACCUMULATES: dict = {}  # code object or instruction function -> `_accumulates`
 
 
 def run_masked(core_fn, dst, mask, accumulate=False, **operands):

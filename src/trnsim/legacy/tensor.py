@@ -91,11 +91,17 @@ class LTensor(Operators):
     def __getitem__(self, key) -> "Access":
         if isinstance(key, Predicate):  # operand masking: `t[i_f < 64]`
             return self.full()[key]
+        if type(key) is int:  # `blk[k]`: what the general path makes of it, as `blk[k,]`
+            key = (key,)
         if type(key) is tuple and is_plain(key):  # no runtime, indirect or advanced index
-            view = _sliced_view(key, self.core) if type(self) is LTensor else None
-            sizes = None
-            if view is None and type(self) is LTensor:
-                sizes = _slice_sizes(key, self)
+            view = sizes = None
+            if type(self) is LTensor:
+                core = self.core
+                view = _sliced_view(key, core)
+                if view is None:
+                    view = _int_key_view(key, core, self.par_axis)
+                    if view is None:
+                        sizes = _slice_sizes(key, self)
             if view is not None:  # (its indices made when first asked: __getattr__)
                 access = object.__new__(Access)
                 access.tensor, access._shape, access._view = self, view.shape, view
@@ -222,6 +228,51 @@ def _sliced_view(key: tuple, core: NkiTensor) -> NkiTensor | None:
     return core._sliced(key)
 
 
+def _int_key_view(key: tuple, core: NkiTensor, par_axis: int) -> NkiTensor | None:
+    """`resolve(core, key_to_indices(key, core.shape), {}, par_axis)` for a key of ints
+    and unit-step slices with int or no bounds (`blk[k, 0:128, 0:512]`, `blk[k]`), every
+    index in range and no slice empty, or None for any other key (the general path takes
+    it, and raises its errors where it did)."""
+    shape = core.shape
+    if len(key) > len(shape):
+        return None
+    sizes, strides, offset = [], [], core.offset
+    partition_kept = False  # (indexing.partition_kept: the partition dim is sliced)
+    for d, (k, n, s) in enumerate(zip(key, shape, core.strides)):
+        if type(k) is int:
+            if not 0 <= k < n:
+                return None
+            offset += k * s
+            continue
+        bounds = unit_slice_bounds(k, n)
+        if bounds is None:
+            return None
+        start, stop = bounds
+        if not 0 <= start < stop <= n:
+            return None
+        sizes.append(stop - start)
+        strides.append(s)
+        offset += start * s
+        partition_kept = partition_kept or d == par_axis
+    for d in range(len(key), len(shape)):  # (the dims past the key: whole)
+        if shape[d] <= 0:
+            return None
+        sizes.append(shape[d])
+        strides.append(core.strides[d])
+        partition_kept = partition_kept or d == par_axis
+    ndim = len(sizes)
+    if ndim < 2 and core.on_chip:  # (what resolve keeps of a grid under 2 dims)
+        if ndim == 1 and partition_kept:
+            sizes, strides = sizes + [1], strides + [1]
+        else:
+            sizes = [1] * (2 - ndim) + sizes
+            strides = [core.row_elems] * (2 - ndim) + strides
+    elif ndim == 0:
+        sizes, strides = [1], [1]
+    return NkiTensor.view_of(tuple(sizes), core.dtype, core.storage, core.buffer, core.name,
+                             tuple(strides), offset, core.dyn)
+
+
 def _slice_sizes(key: tuple, tensor: LTensor) -> tuple | None:
     """The shape of `tensor[key]` for a key of unit-step slices with int or no bounds,
     no longer than the tensor's rank (what `key_to_indices` cannot fail on, and whose
@@ -291,7 +342,8 @@ class Access(Operators):
     shares_terms = False  # its indices' terms are kept by others too: its Pattern is kept
     _pattern = None
     plain_key = None  # the key of ints and slices it was made from, if it was
-    _view = None  # its view, where made with it (a plain key in range: _sliced_view)
+    _view = None  # its view, where made with it (a plain key in range: _sliced_view,
+    # _int_key_view)
     whole = False  # made by LTensor.full: one axis per dim over all of it
     dynamic = None  # (tensor dim, offset tile Access): a runtime offset (_dynamic_key)
 
