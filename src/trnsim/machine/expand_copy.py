@@ -66,7 +66,7 @@ class Layout:
         at = np.cumsum(size) - size  # where each instruction's numbers start
         self.starts, self.stops = at.tolist(), (at + size).tolist()
         n_read = np.fromiter(map(_N_READS, keys), np.int64, width)
-        n_ops, cols = plan.operands
+        self.operands = n_ops, cols = plan.operands
         self.index_cols = at + 6 * n_ops
         self.moves = moves
         self.drift = plan.drift

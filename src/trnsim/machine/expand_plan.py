@@ -339,7 +339,12 @@ class Plan:
     @functools.cached_property
     def operands(self) -> tuple:
         """(how many operands each template instruction has, where each operand's six
-        numbers lie: `operand_columns`), from its structure (`instruction_parts`)."""
+        numbers lie: `operand_columns`), from its structure (`instruction_parts`): its
+        layout's, made for a plan of the same structure (a loop entered again: each
+        entry's template is another iteration 0)."""
+        layout = self.layout
+        if layout is not None and layout.sizes == self.sizes:
+            return layout.operands
         n_ops = np.fromiter(map(len, map(_OPERANDS, self.key[0][:self.per_iteration])),
                             np.int64, self.per_iteration)
         return n_ops, operand_columns(self.sizes, n_ops)
