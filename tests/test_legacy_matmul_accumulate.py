@@ -1,5 +1,5 @@
 """An unmasked legacy nc_matmul (legacy/isa.py `_whole_matmul`: no mask, no operand
-mask, each view made once) records, computes and fails as the general path does (the
+mask, each view made once, a whole tile operand taken as its core) records, computes and fails as the general path does (the
 mask-narrowed spans, `_deferred` and `_run`, taken when an operand counts as masked):
 accumulated, assigned and used as an operand, into whole, indexed, block and SBUF
 destinations, from loaded, indexed, block and PSUM operands, over several shapes and
@@ -56,6 +56,7 @@ def _run(kernel, args, monkeypatch, general: bool, numerics: bool):
     with monkeypatch.context() as m:
         if general:
             m.setattr(legacy_isa, "_operand_masked", lambda x: True)
+            m.setattr(legacy_isa, "_whole_tile_core", lambda x: None)
         try:
             out, run = run_legacy(kernel, args, chip="trn1", numerics=numerics)
         except Exception as e:  # noqa: BLE001 - the failure itself is compared

@@ -347,10 +347,18 @@ def nc_matmul(stationary, moving, *, is_stationary_onezero=False, is_moving_onez
     """PSUM[M, N] (fp32) = stationary[K, M].T @ moving[K, N]; `psum[...] += nc_matmul(...)`
     accumulates in place. The mask narrows each operand axis it names (or, by position,
     an operand axis of its size: K, M or N); the result covers the narrowed M x N."""
-    stationary, moving = _t(stationary), _t(moving)
     perf_mode = kwargs.get("perf_mode", core_enums.matmul_perf_mode.none)
     if isinstance(perf_mode, str) and perf_mode.startswith("double_row"):
         perf_mode = core_enums.matmul_perf_mode.double_row
+    if mask is None:
+        s_core, m_core = _whole_tile_core(stationary), _whole_tile_core(moving)
+        if s_core is not None and m_core is not None:
+            return _whole_matmul(s_core, m_core, (s_core.shape[-1], m_core.shape[-1]),
+                                 as_dtype(kwargs.get("dtype") or float32),
+                                 kwargs.get("name") or "",
+                                 (is_stationary_onezero, is_moving_onezero, is_transpose,
+                                  tile_position, tile_size, perf_mode))
+    stationary, moving = _t(stationary), _t(moving)
     s_shape, m_shape = stationary.shape, moving.shape  # (an operand's shape never changes)
     shape = (s_shape[-1], m_shape[-1])
 
@@ -383,6 +391,19 @@ def nc_matmul(stationary, moving, *, is_stationary_onezero=False, is_moving_onez
                     tile_position=tile_position, tile_size=tile_size, perf_mode=perf_mode)
 
     return _deferred(_matmul, shape, dtype, psum, mask, build, name, accumulates=True)
+
+
+def _whole_tile_core(x) -> NkiTensor | None:
+    """The core view of `_t(x)` with no mask when `x` is a plain tile or a pending
+    result (run first, as `_t` runs it) of 2 dims or more taken whole: its core (what
+    `Access.view` gives of its whole access); else None."""
+    if type(x) is LTensor:
+        core = x.core
+        return core if core.ndim > 1 else None
+    if type(x) is Pending:
+        core = x.core
+        return core if core.ndim > 1 and x.shape == core.shape else None
+    return None
 
 
 def _whole_matmul(stationary, moving, shape: tuple, dtype, name: str, settings: tuple):
