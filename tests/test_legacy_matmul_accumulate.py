@@ -10,6 +10,7 @@ import pytest
 
 import trnsim.legacy.isa as nisa
 import trnsim.legacy.language as nl
+from trnsim.legacy import compute as legacy_compute
 from trnsim.legacy import isa as legacy_isa
 from trnsim.legacy.jit import run_legacy
 
@@ -51,12 +52,53 @@ def _accumulations(a, b):
     return out
 
 
+def _nl_matmuls(a, b):
+    """nl.matmul (x.T @ y with transpose_x, else x @ y through a transpose) in the same
+    forms, and into destinations of another shape (the mapped spans then narrow it)."""
+    K, M = a.shape
+    N = b.shape[1]
+    out = nl.ndarray((M, N), dtype=nl.float32, buffer=nl.shared_hbm)
+    s_p, s_f = nl.mgrid[0:K, 0:M]
+    v_p, v_f = nl.mgrid[0:K, 0:N]
+    r_p, r_f = nl.mgrid[0:M, 0:N]
+    blk = nl.ndarray((2, nl.par_dim(K), M + N), dtype=a.dtype, buffer=nl.sbuf)
+    blk[0, s_p, s_f] = nl.load(a[s_p, s_f])
+    blk[1, v_p, M + v_f] = nl.load(b[v_p, v_f])
+    at = nl.load(a)
+    bt = nl.load(b)
+    xt = nl.load_transpose2d(a) if K <= 128 else at  # [M, K]: x of x @ y
+    fresh = nl.ndarray((M, N), nl.float32, buffer=nl.psum)
+    acc = nl.zeros((2, nl.par_dim(M), N), nl.float32, buffer=nl.psum)
+    sb = nl.zeros((M, N), nl.float32, buffer=nl.sbuf)
+    for k in nl.affine_range(2):
+        fresh += nl.matmul(at, bt, transpose_x=True)
+        fresh += nl.matmul(blk[0, s_p, s_f], blk[1, v_p, M + v_f], transpose_x=True)
+        acc[k] += nl.matmul(at[s_p, s_f], bt, transpose_x=True)
+        acc[k, r_p, r_f] += nl.matmul(blk[0, :, 0:M], bt[:, 0:N], transpose_x=True)
+        sb += nl.matmul(at, blk[1, v_p, M + v_f], transpose_x=True)
+        sb[r_p, r_f] = nl.matmul(at, bt, transpose_x=True)
+        if K <= 128:
+            fresh += nl.matmul(xt, bt)
+        acc[k, 0:(M + 1) // 2, :] += nl.matmul(at, bt, transpose_x=True)  # (narrowed)
+        sb[:, 0:N // 2 + 1] += nl.matmul(at, bt, transpose_x=True)  # (narrowed)
+        used = nl.matmul(at, bt, transpose_x=True)
+        nl.store(out[r_p, r_f], value=nl.copy(used))
+        staged = nl.matmul(at, bt, transpose_x=True)  # a PSUM operand
+        acc[1 - k] += nl.matmul(staged[:, 0:M] if N >= M else at[0:M, :], staged,
+                                transpose_x=True) if N >= M else nl.matmul(at, bt,
+                                                                           transpose_x=True)
+    nl.store(out, value=nl.add(nl.copy(fresh), sb))
+    nl.store(out[r_p, r_f], value=nl.copy(acc[0]))
+    return out
+
+
 def _run(kernel, args, monkeypatch, general: bool, numerics: bool):
     monkeypatch.setenv("TRNSIM_EXPAND", "0")
     with monkeypatch.context() as m:
         if general:
             m.setattr(legacy_isa, "_operand_masked", lambda x: True)
             m.setattr(legacy_isa, "_whole_tile_core", lambda x: None)
+            m.setattr(legacy_compute, "_whole_operands", lambda *accesses: False)
         try:
             out, run = run_legacy(kernel, args, chip="trn1", numerics=numerics)
         except Exception as e:  # noqa: BLE001 - the failure itself is compared
@@ -69,14 +111,15 @@ def _run(kernel, args, monkeypatch, general: bool, numerics: bool):
 @pytest.mark.parametrize("numerics", [True, False])
 @pytest.mark.parametrize("dtype", [np.float32, ml_dtypes.bfloat16, np.float16])
 @pytest.mark.parametrize("kmn", SHAPES)
-def test_unmasked_matmul_records_what_the_general_path_records(kmn, dtype, numerics,
+@pytest.mark.parametrize("kernel", [_accumulations, _nl_matmuls])
+def test_unmasked_matmul_records_what_the_general_path_records(kernel, kmn, dtype, numerics,
                                                                monkeypatch):
     K, M, N = kmn
     rng = np.random.default_rng(0)
     args = (rng.standard_normal((K, M)).astype(dtype),
             rng.standard_normal((K, N)).astype(dtype))
-    fast_out, fast = _run(_accumulations, args, monkeypatch, False, numerics)
-    slow_out, slow = _run(_accumulations, args, monkeypatch, True, numerics)
+    fast_out, fast = _run(kernel, args, monkeypatch, False, numerics)
+    slow_out, slow = _run(kernel, args, monkeypatch, True, numerics)
     assert isinstance(fast, list) and len(fast) > 20, fast
     assert sum(op == "nc_matmul" for op, *_ in fast) >= 16
     assert fast == slow
@@ -129,3 +172,19 @@ def test_unmasked_matmul_takes_the_shortcut(monkeypatch):
     calls.clear()
     _run(_accumulations, args, monkeypatch, True, False)
     assert calls == []
+
+
+def test_unmasked_nl_matmul_takes_the_shortcut(monkeypatch):
+    """nl.matmul into a destination of its shape runs straight; into another shape
+    (two per iteration of `_nl_matmuls`) through the mapped spans."""
+    mapped = []
+    real = legacy_compute._run_mapped
+    monkeypatch.setattr(legacy_compute, "_run_mapped", lambda core_fn, *a: (
+        mapped.append(core_fn) or real(core_fn, *a)))
+    args = (np.ones((128, 128), np.float32), np.ones((128, 512), np.float32))
+    fast = _run(_nl_matmuls, args, monkeypatch, False, False)[1]
+    assert mapped.count(legacy_compute.cm.matmul_into) == 4
+    mapped.clear()
+    _run(_nl_matmuls, args, monkeypatch, True, False)
+    assert mapped.count(legacy_compute.cm.matmul_into) == sum(
+        op == "nc_matmul" for op, *_ in fast) == 24

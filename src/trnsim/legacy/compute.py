@@ -29,6 +29,7 @@ from __future__ import annotations
 import builtins as _b
 import inspect
 import operator
+from functools import partial
 
 import numpy as np
 
@@ -188,21 +189,27 @@ def _mapped(fname, core_fn, shape, dtype, buffer, mask, operands, build, accumul
         if isinstance(v, Pending):
             v.core  # noqa: B018 - run inputs before this instruction is pending
 
-    def execute(dst, accumulate):
-        flush()
-        spans = _Spans(mask, dst, *operands)
-        kw = build(spans, dst)
-        if kw is None:
-            return
-        if accumulates:
-            d = kw.get("dst")
-            # `psum += matmul` onto PSUM nothing wrote starts the group (ops.psum_written)
-            kw["accumulate"] = bool(accumulate) and not (
-                isinstance(d, NkiTensor) and d.space == "psum" and not psum_written(d))
-        core_fn(**kw)
+    return Pending(partial(_run_mapped, core_fn, mask, operands, build, accumulates),
+                   tuple(int(s) for s in shape), as_dtype(dtype), buffer, "", accumulates)
 
-    return Pending(execute, tuple(int(s) for s in shape), as_dtype(dtype), buffer, "",
-                   accumulates)
+
+def _run_mapped(core_fn, mask, operands, build, accumulates, dst, accumulate):
+    """Run a `_mapped` operation into `dst` (accumulating when asked)."""
+    flush()
+    spans = _Spans(mask, dst, *operands)
+    kw = build(spans, dst)
+    if kw is None:
+        return
+    if accumulates:
+        kw["accumulate"] = _accumulating(kw.get("dst"), accumulate)
+    core_fn(**kw)
+
+
+def _accumulating(d, accumulate) -> bool:
+    """Whether an accumulating instruction adds into its destination view `d`: `psum +=
+    matmul` onto PSUM nothing wrote starts the group (ops.psum_written)."""
+    return bool(accumulate) and not (
+        isinstance(d, NkiTensor) and d.space == "psum" and not psum_written(d))
 
 
 # -- elementwise binary -------------------------------------------------------------
@@ -700,8 +707,31 @@ def matmul(x, y, *, transpose_x=False, mask=None, **kwargs):
                     x=_view_at(x_acc, [k, mm] if transpose_x else [mm, k]),
                     y=_view_at(y_acc, [k, nn]), transpose_x=bool(transpose_x))
 
+    if mask is None:
+        return Pending(partial(_run_whole_matmul, x_acc, y_acc, bool(transpose_x), (m, ys[1]),
+                               build), (int(m), int(ys[1])), float32, psum, "", True)
     return _mapped("matmul", cm.matmul_into, (m, ys[1]), float32, psum, mask, (x, y), build,
                    accumulates=True)
+
+
+def _run_whole_matmul(x_acc, y_acc, transpose_x, shape, build, dst, accumulate):
+    """An unmasked nl.matmul run into `dst`: into a destination of the result's shape
+    (every span whole: what build makes of it is each view over its whole axes, the
+    view an Access takes by default), each view made straight; else as `_mapped`."""
+    if not _whole_operands(dst, x_acc, y_acc) or tuple(dst.shape) != shape \
+            or 0 in shape or 0 in y_acc.shape:
+        _run_mapped(cm.matmul_into, None, (x_acc, y_acc), build, True, dst, accumulate)
+        return
+    flush()
+    d = dst.view({})
+    cm.matmul_into(dst=d, x=x_acc.view({}), y=y_acc.view({}), transpose_x=transpose_x,
+                   accumulate=_accumulating(d, accumulate))
+
+
+def _whole_operands(*accesses) -> bool:
+    """Whether each of `accesses` is an Access with no operand mask (its view over its
+    whole axes is then its default view)."""
+    return _b.all(type(a) is Access and a.operand_mask is None for a in accesses)
 
 
 def transpose(x, *, dtype=None, mask=None, **kwargs):
