@@ -129,7 +129,25 @@ class fp32(metaclass=_Fp32Meta):
 
 # -- translation helpers ----------------------------------------------------------
 def _enum(value, legacy_cls, core_cls, param: str, extra=None):
-    """A core enum member from a legacy IntEnum member, a core member, or a name."""
+    """A core enum member from a legacy IntEnum member, a core member, or a name. (Each
+    legacy class goes with one core class and one `extra`: a legacy member's core
+    member is worked out once.)"""
+    if type(value) is legacy_cls:
+        members = _CORE_MEMBERS.get(legacy_cls)
+        if members is None:
+            members = _CORE_MEMBERS[legacy_cls] = {}
+        member = members.get(value)
+        if member is None:
+            member = members[value] = _core_member(value, legacy_cls, core_cls, param, extra)
+        return member
+    return _core_member(value, legacy_cls, core_cls, param, extra)
+
+
+_CORE_MEMBERS: dict = {}  # legacy enum class -> {its member: the core member _enum gives}
+
+
+def _core_member(value, legacy_cls, core_cls, param: str, extra):
+    """`_enum(value, ...)`, worked out."""
     if isinstance(value, core_cls):
         return value
     if extra and value in extra:
