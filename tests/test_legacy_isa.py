@@ -930,3 +930,27 @@ def test_runtime_offset_out_of_bounds():
     from trnsim.machine.errors import OutOfBoundsError
     _raises_at(k, (rand(4, 8), np.array([[6]], np.int32)), "# offset 6", match="outside",
                cls=OutOfBoundsError)
+
+
+def test_legacy_enum_members_map_to_the_core_member_of_their_name_every_time():
+    """legacy/isa.py `_enum` keeps each legacy member's core member: the same on every
+    call (the first one works it out), other values (ints, names, core members, the DMA
+    engine, bad values) worked out each time."""
+    from trnsim.isa import enums as core_enums
+    from trnsim.legacy.isa import _engine, _enum
+
+    for legacy_cls, core_cls in ((nisa.engine, core_enums.engine),
+                                 (nisa.reduce_cmd, core_enums.reduce_cmd),
+                                 (nisa.dge_mode, core_enums.dge_mode),
+                                 (nisa.oob_mode, core_enums.oob_mode)):
+        for _ in range(2):
+            for m in legacy_cls:
+                assert _enum(m, legacy_cls, core_cls, "p") is core_cls[m.name]
+                assert _enum(int(m), legacy_cls, core_cls, "p") is core_cls[m.name]
+                assert _enum(m.name, legacy_cls, core_cls, "p") is core_cls[m.name]
+    for _ in range(2):
+        assert _engine(nisa.vector_engine) is core_enums.engine.vector
+        assert _engine(nisa.dma_engine) is core_enums.engine.dma
+        assert _engine(core_enums.engine.gpsimd) is core_enums.engine.gpsimd
+        with pytest.raises(NkiValidationError, match="engine=7 is not a engine member"):
+            _engine(7)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import builtins as _b
 import inspect
 import operator
+from functools import partial
 
 import numpy as np
 
@@ -180,29 +181,71 @@ def _view_at(x, spans) -> NkiTensor:
     return t[key] if any((lo, hi) != (0, n) for (lo, hi), n in zip(spans, t.shape)) else t
 
 
-def _mapped(fname, core_fn, shape, dtype, buffer, mask, operands, build, accumulates=False):
+def _mapped(fname, core_fn, shape, dtype, buffer, mask, operands, build, accumulates=False,
+            whole=None, settings=None):
     """A Pending result for an operation whose operands map onto the result through
-    `build(spans, dst) -> kwargs for core_fn (or None: nothing left to compute)`."""
+    `build(spans, dst) -> kwargs for core_fn (or None: nothing left to compute)`.
+    `whole`: build's operand Accesses by keyword, for an operation whose every view is
+    whole when nothing narrows it (no mask, a destination of the result's shape, no
+    operand mask, none empty): it then runs with each view made straight, and
+    `settings` (build's other keywords)."""
     mask = _rectangular(fname, mask)
     for v in operands:
         if isinstance(v, Pending):
             v.core  # noqa: B018 - run inputs before this instruction is pending
+    shape = tuple(int(s) for s in shape)
+    if mask is None and whole is not None:
+        execute = partial(_run_whole, core_fn, shape, whole, settings, operands, build,
+                          accumulates)
+    else:
+        execute = partial(_run_mapped, core_fn, mask, operands, build, accumulates)
+    return Pending(execute, shape, as_dtype(dtype), buffer, "", accumulates)
 
-    def execute(dst, accumulate):
-        flush()
-        spans = _Spans(mask, dst, *operands)
-        kw = build(spans, dst)
-        if kw is None:
-            return
-        if accumulates:
-            d = kw.get("dst")
-            # `psum += matmul` onto PSUM nothing wrote starts the group (ops.psum_written)
-            kw["accumulate"] = bool(accumulate) and not (
-                isinstance(d, NkiTensor) and d.space == "psum" and not psum_written(d))
-        core_fn(**kw)
 
-    return Pending(execute, tuple(int(s) for s in shape), as_dtype(dtype), buffer, "",
-                   accumulates)
+def _run_mapped(core_fn, mask, operands, build, accumulates, dst, accumulate):
+    """Run a `_mapped` operation into `dst` (accumulating when asked)."""
+    flush()
+    spans = _Spans(mask, dst, *operands)
+    kw = build(spans, dst)
+    if kw is None:
+        return
+    if accumulates:
+        kw["accumulate"] = _accumulating(kw.get("dst"), accumulate)
+    core_fn(**kw)
+
+
+def _run_whole(core_fn, shape, whole, settings, operands, build, accumulates, dst,
+               accumulate):
+    """`_run_mapped(core_fn, None, operands, build, accumulates, dst, accumulate)` for a
+    `_mapped` operation with `whole` operands: each view made straight when every span
+    is whole (the view an Access takes by default)."""
+    if tuple(dst.shape) != shape or 0 in shape or not _whole_operands(dst, whole.values()):
+        _run_mapped(core_fn, None, operands, build, accumulates, dst, accumulate)
+        return
+    flush()
+    d = dst.view({})
+    kw = {name: a.view({}) for name, a in whole.items()}
+    if settings:
+        kw.update(settings)
+    if accumulates:
+        kw["accumulate"] = _accumulating(d, accumulate)
+    core_fn(dst=d, **kw)
+
+
+def _whole_operands(dst, accesses) -> bool:
+    """Whether `dst` and each of `accesses` is an Access with no operand mask (its view
+    over its whole axes is then its default view) and no empty axis."""
+    for a in (dst, *accesses):
+        if type(a) is not Access or a.operand_mask is not None or 0 in a.shape:
+            return False
+    return True
+
+
+def _accumulating(d, accumulate) -> bool:
+    """Whether an accumulating instruction adds into its destination view `d`: `psum +=
+    matmul` onto PSUM nothing wrote starts the group (ops.psum_written)."""
+    return bool(accumulate) and not (
+        isinstance(d, NkiTensor) and d.space == "psum" and not psum_written(d))
 
 
 # -- elementwise binary -------------------------------------------------------------
@@ -701,7 +744,8 @@ def matmul(x, y, *, transpose_x=False, mask=None, **kwargs):
                     y=_view_at(y_acc, [k, nn]), transpose_x=bool(transpose_x))
 
     return _mapped("matmul", cm.matmul_into, (m, ys[1]), float32, psum, mask, (x, y), build,
-                   accumulates=True)
+                   accumulates=True, whole=dict(x=x_acc, y=y_acc),
+                   settings=dict(transpose_x=bool(transpose_x)))
 
 
 def transpose(x, *, dtype=None, mask=None, **kwargs):
@@ -721,7 +765,7 @@ def transpose(x, *, dtype=None, mask=None, **kwargs):
         return dict(dst=_view_at(dst, [f, p]), x=_view_at(x_acc, [p, f]))
 
     return _mapped("transpose", cm.transpose_into, (xs[1], xs[0]),
-                   _out_dtype(dtype, x.dtype), psum, mask, (x,), build)
+                   _out_dtype(dtype, x.dtype), psum, mask, (x,), build, whole=dict(x=x_acc))
 
 
 def _load_transpose_core(dst, src):
@@ -753,7 +797,8 @@ def load_transpose2d(src, *, mask=None, dtype=None, **kwargs):
         return dict(dst=_view_at(dst, [b, a]), src=_view_at(s_acc, [a, b]))
 
     return _mapped("load_transpose2d", _load_transpose_core, (ss[1], ss[0]),
-                   _out_dtype(dtype, src.dtype), sbuf, mask, (src,), build)
+                   _out_dtype(dtype, src.dtype), sbuf, mask, (src,), build,
+                   whole=dict(src=s_acc))
 
 
 def _gather_core(dst, data, indices):

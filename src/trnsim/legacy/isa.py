@@ -21,6 +21,7 @@ from __future__ import annotations
 import inspect
 import math
 from enum import IntEnum
+from functools import partial
 
 import numpy as np
 
@@ -33,7 +34,7 @@ from ..machine.tensor import NkiTensor
 from ..numerics.dtypes import as_dtype, float32, uint32
 from .indexing import Index, Predicate, first_axes
 from .language import as_access, psum, sbuf
-from .ops import Grid, Pending, flush, psum_written, result_op, run_masked
+from .ops import Grid, Pending, flush, psum_written, result_op, run_masked, whole_view
 from .tensor import Access, LTensor, as_predicate
 
 
@@ -128,7 +129,25 @@ class fp32(metaclass=_Fp32Meta):
 
 # -- translation helpers ----------------------------------------------------------
 def _enum(value, legacy_cls, core_cls, param: str, extra=None):
-    """A core enum member from a legacy IntEnum member, a core member, or a name."""
+    """A core enum member from a legacy IntEnum member, a core member, or a name. (Each
+    legacy class goes with one core class and one `extra`: a legacy member's core
+    member is worked out once.)"""
+    if type(value) is legacy_cls:
+        members = _CORE_MEMBERS.get(legacy_cls)
+        if members is None:
+            members = _CORE_MEMBERS[legacy_cls] = {}
+        member = members.get(value)
+        if member is None:
+            member = members[value] = _core_member(value, legacy_cls, core_cls, param, extra)
+        return member
+    return _core_member(value, legacy_cls, core_cls, param, extra)
+
+
+_CORE_MEMBERS: dict = {}  # legacy enum class -> {its member: the core member _enum gives}
+
+
+def _core_member(value, legacy_cls, core_cls, param: str, extra):
+    """`_enum(value, ...)`, worked out."""
     if isinstance(value, core_cls):
         return value
     if extra and value in extra:
@@ -346,12 +365,26 @@ def nc_matmul(stationary, moving, *, is_stationary_onezero=False, is_moving_onez
     """PSUM[M, N] (fp32) = stationary[K, M].T @ moving[K, N]; `psum[...] += nc_matmul(...)`
     accumulates in place. The mask narrows each operand axis it names (or, by position,
     an operand axis of its size: K, M or N); the result covers the narrowed M x N."""
-    stationary, moving = _t(stationary), _t(moving)
     perf_mode = kwargs.get("perf_mode", core_enums.matmul_perf_mode.none)
     if isinstance(perf_mode, str) and perf_mode.startswith("double_row"):
         perf_mode = core_enums.matmul_perf_mode.double_row
+    if mask is None:
+        s_core, m_core = _whole_tile_core(stationary), _whole_tile_core(moving)
+        if s_core is not None and m_core is not None:
+            return _whole_matmul(s_core, m_core, (s_core.shape[-1], m_core.shape[-1]),
+                                 as_dtype(kwargs.get("dtype") or float32),
+                                 kwargs.get("name") or "",
+                                 (is_stationary_onezero, is_moving_onezero, is_transpose,
+                                  tile_position, tile_size, perf_mode))
+    stationary, moving = _t(stationary), _t(moving)
     s_shape, m_shape = stationary.shape, moving.shape  # (an operand's shape never changes)
     shape = (s_shape[-1], m_shape[-1])
+
+    dtype, name = kwargs.get("dtype") or float32, kwargs.get("name") or ""
+    if mask is None and not _operand_masked(stationary) and not _operand_masked(moving):
+        return _whole_matmul(stationary, moving, shape, as_dtype(dtype), name,
+                             (is_stationary_onezero, is_moving_onezero, is_transpose,
+                              tile_position, tile_size, perf_mode))
 
     def build(grid, dst):
         if grid.residual is not None:
@@ -365,17 +398,9 @@ def nc_matmul(stationary, moving, *, is_stationary_onezero=False, is_moving_onez
             dspans = [s_spans[-1]] + [(0, n) for n in dst.shape[1:-1]] + [m_spans[-1]]
             dview = _view_spans(dst, dspans)
         else:
-            # what the above gives with every span whole (each the size of an axis the
-            # shape has, the last one the shape's last)
             if 0 in s_shape or 0 in m_shape:
                 return None
-            dshape = dst.shape
-            if isinstance(dst, Access) and dst.whole and dst.operand_mask is None \
-                    and len(dshape) > 1 and dshape[0] == shape[0] and dshape[-1] == shape[1]:
-                dview = dst.view({})  # (dst's spans all whole)
-            else:
-                dview = _view_spans(dst, [(0, shape[0])] + [(0, n) for n in dshape[1:-1]]
-                                    + [(0, shape[1])])
+            dview = _whole_matmul_dst(dst, shape)
         return dict(dst=dview,
                     stationary=_via_sbuf(grid.view(stationary), "stationary"),
                     moving=_via_sbuf(grid.view(moving), "moving"),
@@ -383,8 +408,63 @@ def nc_matmul(stationary, moving, *, is_stationary_onezero=False, is_moving_onez
                     is_moving_onezero=is_moving_onezero, is_transpose=is_transpose,
                     tile_position=tile_position, tile_size=tile_size, perf_mode=perf_mode)
 
-    return _deferred(_matmul, shape, kwargs.get("dtype") or float32, psum, mask, build,
-                     kwargs.get("name") or "", accumulates=True)
+    return _deferred(_matmul, shape, dtype, psum, mask, build, name, accumulates=True)
+
+
+def _whole_tile_core(x) -> NkiTensor | None:
+    """The core view of `_t(x)` with no mask when `x` is a plain tile or a pending
+    result (run first, as `_t` runs it) of 2 dims or more taken whole: its core (what
+    `Access.view` gives of its whole access); else None."""
+    if type(x) is LTensor:
+        core = x.core
+        return core if core.ndim > 1 else None
+    if type(x) is Pending:
+        core = x.core
+        return core if core.ndim > 1 and x.shape == core.shape else None
+    return None
+
+
+def _whole_matmul(stationary, moving, shape: tuple, dtype, name: str, settings: tuple):
+    """The pending result of an unmasked nc_matmul (no mask, no operand mask: the usual
+    `psum[...] += nc_matmul(a, b)`); `settings`: the flags and modes after `moving` in
+    the core nc_matmul's parameters, up to perf_mode (with accumulate left out)."""
+    return Pending(partial(_run_whole_matmul, stationary, moving, shape, settings),
+                   tuple(map(int, shape)), dtype, psum, name, True)
+
+
+def _run_whole_matmul(stationary, moving, shape, settings, dst, accumulate):
+    """What `_run(_matmul, dst, None, build, accumulate)` does for an unmasked
+    nc_matmul (nc_matmul's build with every span whole), each view made once."""
+    run = runtime.active_run()
+    if run.legacy_pending is not None:
+        flush(run)
+    if min(dst.shape, default=1) <= 0 or 0 in stationary.shape or 0 in moving.shape:
+        return  # (an empty grid; build's None)
+    dview = _whole_matmul_dst(dst, shape)
+    s_view = _via_sbuf(whole_view(stationary), "stationary")
+    m_view = _via_sbuf(whole_view(moving), "moving")
+    s_onezero, m_onezero, transpose, tile_position, tile_size, perf_mode = settings
+    if dview.space != "psum":
+        _matmul(dview, accumulate, stationary=s_view, moving=m_view,
+                is_stationary_onezero=s_onezero, is_moving_onezero=m_onezero,
+                is_transpose=transpose, tile_position=tile_position, tile_size=tile_size,
+                perf_mode=perf_mode)
+        return
+    _core_matmul(dview, s_view, m_view, s_onezero, m_onezero, transpose,
+                 psum_written(dview) if accumulate else None, tile_position, tile_size,
+                 perf_mode)
+
+
+def _whole_matmul_dst(dst, shape: tuple) -> NkiTensor:
+    """The view of matmul destination `dst` (an Access or a tile) of result `shape`
+    [M, N] with no mask: what `_view_spans` gives with every span whole (each the size
+    of an axis the shape has, the last one the shape's last)."""
+    dshape = dst.shape
+    if isinstance(dst, Access) and dst.whole and dst.operand_mask is None \
+            and len(dshape) > 1 and dshape[0] == shape[0] and dshape[-1] == shape[1]:
+        return dst.view({})  # (dst's spans all whole)
+    return _view_spans(dst, [(0, shape[0])] + [(0, n) for n in dshape[1:-1]]
+                       + [(0, shape[1])])
 
 
 def _matmul(dst, accumulate=False, **kwargs):

@@ -313,17 +313,17 @@ def run_masked(core_fn, dst, mask, accumulate=False, **operands):
 def _run_whole(run, core_fn, dst, operands: dict, accumulate: bool) -> None:
     """`core_fn(dst=..., **operands)` over the whole views of dst and the operands
     (made in that order: the operands first), unmasked."""
-    kwargs = {k: _whole_view(v) for k, v in operands.items()}
+    kwargs = {k: whole_view(v) for k, v in operands.items()}
     if accumulate:
         kwargs["accumulate"] = True
     run.dst_mask = None
     try:
-        core_fn(dst=_whole_view(dst), **kwargs)
+        core_fn(dst=whole_view(dst), **kwargs)
     finally:
         run.dst_mask = None
 
 
-def _whole_view(x):
+def whole_view(x):
     """`Grid(shape).view(x)`: the core view of operand `x` with no mask."""
     if type(x) is Access:  # (the usual operand: what the isinstance below takes)
         return x.view({})

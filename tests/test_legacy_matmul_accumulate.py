@@ -1,0 +1,219 @@
+"""The unmasked shortcuts of the legacy matmul path record, compute and fail as the
+general paths do: nisa.nc_matmul's (legacy/isa.py `_whole_matmul`: no mask, no operand
+mask, each view made once, a whole tile operand taken as its core) against the
+mask-narrowed spans of `_deferred` and `_run` (taken when an operand counts as masked),
+and nl.matmul's, nl.transpose's and nl.load_transpose2d's (legacy/compute.py
+`_run_whole`) against the mapped spans (`_run_mapped`): accumulated, assigned and used
+as an operand, into whole, indexed, block, SBUF and narrower destinations, from loaded,
+indexed, block and PSUM operands, over several shapes and dtypes, with numerics on and
+off and loop expansion off (every instruction traced)."""
+import ml_dtypes
+import numpy as np
+import pytest
+
+import trnsim.legacy.isa as nisa
+import trnsim.legacy.language as nl
+from trnsim.legacy import compute as legacy_compute
+from trnsim.legacy import isa as legacy_isa
+from trnsim.legacy.jit import run_legacy
+
+SHAPES = [(128, 128, 512), (64, 32, 96), (128, 1, 7), (5, 128, 512)]  # K, M, N
+
+
+def _accumulations(a, b):
+    """`+=`, `=` and use as an operand, into the destinations the tutorial and SDK
+    kernels write."""
+    K, M = a.shape
+    N = b.shape[1]
+    out = nl.ndarray((M, N), dtype=nl.float32, buffer=nl.shared_hbm)
+    s_p, s_f = nl.mgrid[0:K, 0:M]
+    v_p, v_f = nl.mgrid[0:K, 0:N]
+    r_p, r_f = nl.mgrid[0:M, 0:N]
+    blk = nl.ndarray((2, nl.par_dim(K), M + N), dtype=a.dtype, buffer=nl.sbuf)
+    blk[0, s_p, s_f] = nl.load(a[s_p, s_f])
+    blk[1, v_p, M + v_f] = nl.load(b[v_p, v_f])
+    at = nl.load(a)
+    bt = nl.load(b)
+    fresh = nl.ndarray((M, N), nl.float32, buffer=nl.psum)  # (first += overwrites)
+    acc = nl.zeros((2, nl.par_dim(M), N), nl.float32, buffer=nl.psum)
+    sb = nl.zeros((M, N), nl.float32, buffer=nl.sbuf)
+    gram = nl.zeros((min(N, 128), N), nl.float32, buffer=nl.psum)
+    for k in nl.affine_range(2):
+        fresh += nisa.nc_matmul(at, bt)
+        fresh += nisa.nc_matmul(blk[0, s_p, s_f], blk[1, v_p, M + v_f])
+        acc[k] += nisa.nc_matmul(at[s_p, s_f], bt)
+        acc[k, r_p, r_f] += nisa.nc_matmul(blk[0, :, 0:M], bt[:, 0:N])
+        sb += nisa.nc_matmul(at, blk[1, v_p, M + v_f])  # (through a PSUM tile)
+        sb[r_p, r_f] = nisa.nc_matmul(at, bt)
+        acc[1 - k] = nisa.nc_matmul(at, bt, is_moving_onezero=False)
+        used = nisa.nc_matmul(at, bt)  # (runs into a tile of its own, then is read)
+        nl.store(out[r_p, r_f], value=nl.copy(used))
+        staged = nisa.nc_matmul(at, bt)  # PSUM operands: each copied to SBUF first
+        gram += nisa.nc_matmul(staged[:, 0:min(N, 128)], staged)
+    nl.store(out, value=nl.add(nl.copy(fresh), sb))
+    nl.store(out[r_p, r_f], value=nl.copy(acc[0]))
+    return out
+
+
+def _nl_matmuls(a, b):
+    """nl.matmul (x.T @ y with transpose_x, else x @ y through a transpose) in the same
+    forms, and into destinations of another shape (the mapped spans then narrow it)."""
+    K, M = a.shape
+    N = b.shape[1]
+    out = nl.ndarray((M, N), dtype=nl.float32, buffer=nl.shared_hbm)
+    s_p, s_f = nl.mgrid[0:K, 0:M]
+    v_p, v_f = nl.mgrid[0:K, 0:N]
+    r_p, r_f = nl.mgrid[0:M, 0:N]
+    blk = nl.ndarray((2, nl.par_dim(K), M + N), dtype=a.dtype, buffer=nl.sbuf)
+    blk[0, s_p, s_f] = nl.load(a[s_p, s_f])
+    blk[1, v_p, M + v_f] = nl.load(b[v_p, v_f])
+    at = nl.load(a)
+    bt = nl.load(b)
+    xt = nl.load_transpose2d(a) if K <= 128 else at  # [M, K]: x of x @ y
+    fresh = nl.ndarray((M, N), nl.float32, buffer=nl.psum)
+    acc = nl.zeros((2, nl.par_dim(M), N), nl.float32, buffer=nl.psum)
+    sb = nl.zeros((M, N), nl.float32, buffer=nl.sbuf)
+    for k in nl.affine_range(2):
+        fresh += nl.matmul(at, bt, transpose_x=True)
+        fresh += nl.matmul(blk[0, s_p, s_f], blk[1, v_p, M + v_f], transpose_x=True)
+        acc[k] += nl.matmul(at[s_p, s_f], bt, transpose_x=True)
+        acc[k, r_p, r_f] += nl.matmul(blk[0, :, 0:M], bt[:, 0:N], transpose_x=True)
+        sb += nl.matmul(at, blk[1, v_p, M + v_f], transpose_x=True)
+        sb[r_p, r_f] = nl.matmul(at, bt, transpose_x=True)
+        if K <= 128:
+            fresh += nl.matmul(xt, bt)
+        acc[k, 0:(M + 1) // 2, :] += nl.matmul(at, bt, transpose_x=True)  # (narrowed)
+        sb[:, 0:N // 2 + 1] += nl.matmul(at, bt, transpose_x=True)  # (narrowed)
+        used = nl.matmul(at, bt, transpose_x=True)
+        nl.store(out[r_p, r_f], value=nl.copy(used))
+        staged = nl.matmul(at, bt, transpose_x=True)  # a PSUM operand
+        acc[1 - k] += nl.matmul(staged[:, 0:M] if N >= M else at[0:M, :], staged,
+                                transpose_x=True) if N >= M else nl.matmul(at, bt,
+                                                                           transpose_x=True)
+    nl.store(out, value=nl.add(nl.copy(fresh), sb))
+    nl.store(out[r_p, r_f], value=nl.copy(acc[0]))
+    return out
+
+
+def _transposes(a, b):
+    """nl.transpose and nl.load_transpose2d (the other mapped operations whose views are
+    whole unless narrowed) into new tiles, whole and indexed destinations of their
+    shape, and narrower ones."""
+    K, M = a.shape
+    out = nl.ndarray((M, K), dtype=nl.float32, buffer=nl.shared_hbm)
+    t_p, t_f = nl.mgrid[0:M, 0:K]
+    at = nl.load(a)
+    blk = nl.ndarray((2, nl.par_dim(M), K), dtype=a.dtype, buffer=nl.sbuf)
+    ps = nl.zeros((2, nl.par_dim(M), K), nl.float32, buffer=nl.psum)
+    for k in nl.affine_range(2):
+        blk[k] = nl.load_transpose2d(a)
+        blk[1 - k, t_p, t_f] = nl.load_transpose2d(a[:, :])
+        blk[k, 0:(M + 1) // 2, :] = nl.load_transpose2d(a)  # (narrowed)
+        ps[k] = nl.transpose(at)
+        ps[1 - k, t_p, t_f] = nl.transpose(at[:, :], dtype=nl.float32)
+        ps[k, :, 0:(K + 1) // 2] = nl.transpose(at)  # (narrowed)
+        nl.store(out[t_p, t_f], value=nl.copy(nl.transpose(at)))
+        nl.store(out, value=nl.copy(blk[k]))
+    nl.store(out, value=nl.copy(ps[0]))
+    return out
+
+
+def _run(kernel, args, monkeypatch, general: bool, numerics: bool):
+    monkeypatch.setenv("TRNSIM_EXPAND", "0")
+    with monkeypatch.context() as m:
+        if general:
+            m.setattr(legacy_isa, "_operand_masked", lambda x: True)
+            m.setattr(legacy_isa, "_whole_tile_core", lambda x: None)
+            m.setattr(legacy_compute, "_whole_operands", lambda *accesses: False)
+        try:
+            out, run = run_legacy(kernel, args, chip="trn1", numerics=numerics)
+        except Exception as e:  # noqa: BLE001 - the failure itself is compared
+            return None, (type(e), str(e))
+    return (None if out is None else np.asarray(out).tobytes()), [
+        (i.opcode, i.engine, i.reads, i.writes, i.location, repr(i.attrs))
+        for i in run.program.instructions]
+
+
+@pytest.mark.parametrize("numerics", [True, False])
+@pytest.mark.parametrize("dtype", [np.float32, ml_dtypes.bfloat16, np.float16])
+@pytest.mark.parametrize("kmn", SHAPES)
+@pytest.mark.parametrize("kernel", [_accumulations, _nl_matmuls, _transposes])
+def test_unmasked_matmul_records_what_the_general_path_records(kernel, kmn, dtype, numerics,
+                                                               monkeypatch):
+    K, M, N = kmn
+    rng = np.random.default_rng(0)
+    args = (rng.standard_normal((K, M)).astype(dtype),
+            rng.standard_normal((K, N)).astype(dtype))
+    fast_out, fast = _run(kernel, args, monkeypatch, False, numerics)
+    slow_out, slow = _run(kernel, args, monkeypatch, True, numerics)
+    assert isinstance(fast, list) and len(fast) > 20, fast
+    if kernel is not _transposes:
+        assert sum(op == "nc_matmul" for op, *_ in fast) >= 16
+    assert fast == slow
+    assert fast_out == slow_out
+
+
+def _bad_dst(a, b, wide):
+    ps = nl.zeros((64, 512), nl.float32, buffer=nl.psum)
+    ps += nisa.nc_matmul(nl.load(a), nl.load(b))  # [128, 512] into [64, 512]
+    return ps
+
+
+def _bad_contraction(a, b, wide):
+    ps = nl.zeros((128, 512), nl.float32, buffer=nl.psum)
+    ps += nisa.nc_matmul(nl.load(a[0:64, :]), nl.load(b))  # K 64 against K 128
+    return ps
+
+
+def _bad_bank(a, b, wide):
+    ps = nl.zeros((128, 1024), nl.float32, buffer=nl.psum)
+    ps[:, 256:768] += nisa.nc_matmul(nl.load(a), nl.load(b))  # across two PSUM banks
+    return ps
+
+
+def _too_wide(a, b, wide):
+    ps = nl.zeros((128, 1024), nl.float32, buffer=nl.psum)
+    ps += nisa.nc_matmul(nl.load(a), nl.load(wide))  # N 1024 > 512
+    return ps
+
+
+@pytest.mark.parametrize("kernel, error", [
+    (_bad_dst, "OutOfBoundsError"), (_bad_contraction, "NkiValidationError"),
+    (_bad_bank, "NkiValidationError"), (_too_wide, "NkiValidationError")])
+def test_unmasked_matmul_fails_as_the_general_path_fails(kernel, error, monkeypatch):
+    args = tuple(np.ones((128, n), ml_dtypes.bfloat16) for n in (128, 512, 1024))
+    fast = _run(kernel, args, monkeypatch, False, True)[1]
+    slow = _run(kernel, args, monkeypatch, True, True)[1]
+    assert isinstance(fast, tuple), "the kernel ran"
+    assert fast == slow
+    assert fast[0].__name__ == error
+
+
+def test_unmasked_matmul_takes_the_shortcut(monkeypatch):
+    """(The comparisons above compare two paths: the shortcut is the one taken.)"""
+    calls = []
+    real = legacy_isa._run_whole_matmul
+    monkeypatch.setattr(legacy_isa, "_run_whole_matmul",
+                        lambda *a: calls.append(1) or real(*a))
+    args = (np.ones((128, 128), np.float32), np.ones((128, 512), np.float32))
+    _run(_accumulations, args, monkeypatch, False, False)
+    assert len(calls) >= 16
+    calls.clear()
+    _run(_accumulations, args, monkeypatch, True, False)
+    assert calls == []
+
+
+def test_unmasked_nl_matmul_takes_the_shortcut(monkeypatch):
+    """nl.matmul into a destination of its shape runs straight; into another shape
+    (two per iteration of `_nl_matmuls`) through the mapped spans."""
+    mapped = []
+    real = legacy_compute._run_mapped
+    monkeypatch.setattr(legacy_compute, "_run_mapped", lambda core_fn, *a: (
+        mapped.append(core_fn) or real(core_fn, *a)))
+    args = (np.ones((128, 128), np.float32), np.ones((128, 512), np.float32))
+    fast = _run(_nl_matmuls, args, monkeypatch, False, False)[1]
+    assert mapped.count(legacy_compute.cm.matmul_into) == 4
+    mapped.clear()
+    _run(_nl_matmuls, args, monkeypatch, True, False)
+    assert mapped.count(legacy_compute.cm.matmul_into) == sum(
+        op == "nc_matmul" for op, *_ in fast) == 24
