@@ -13,7 +13,7 @@ import math
 import numpy as np
 
 from ..machine.errors import NkiValidationError
-from ..machine.tensor import NkiTensor, is_plain, unit_slice_bounds
+from ..machine.tensor import NkiTensor, is_plain, slice_in_range, unit_slice_bounds
 from .indexing import (Axis, Index, Predicate, first_axes, grid_axes, key_to_indices,
                        partition_kept, pattern_of, resolve, resolve_whole)
 
@@ -244,12 +244,10 @@ def _int_key_view(key: tuple, core: NkiTensor, par_axis: int) -> NkiTensor | Non
                 return None
             offset += k * s
             continue
-        bounds = unit_slice_bounds(k, n)
+        bounds = slice_in_range(k, n)
         if bounds is None:
             return None
         start, stop = bounds
-        if not 0 <= start < stop <= n:
-            return None
         sizes.append(stop - start)
         strides.append(s)
         offset += start * s

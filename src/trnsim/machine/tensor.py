@@ -212,6 +212,15 @@ def unit_slice_bounds(k, n: int) -> tuple | None:
     return start, stop
 
 
+def slice_in_range(k, n: int) -> tuple | None:
+    """`unit_slice_bounds(k, n)` where they lie in the dim and leave it not empty, else
+    None."""
+    bounds = unit_slice_bounds(k, n)
+    if bounds is not None and 0 <= bounds[0] < bounds[1] <= n:
+        return bounds
+    return None
+
+
 class NkiTensor(NKIObject, metaclass=_ViewMeta):
     """NKI tensor with shape-based view operations sharing one storage."""
 
@@ -412,12 +421,10 @@ class NkiTensor(NKIObject, metaclass=_ViewMeta):
                 shape.append(n)
                 strides.append(s)
                 continue
-            bounds = unit_slice_bounds(k, n)
+            bounds = slice_in_range(k, n)
             if bounds is None:
                 return None
             start, stop = bounds
-            if not 0 <= start < stop <= n:
-                return None
             shape.append(stop - start)
             strides.append(s)
             offset += start * s
