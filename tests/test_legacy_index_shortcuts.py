@@ -206,11 +206,15 @@ def test_plain_keys_view_as_resolve_does():
                 assert _outcome(access) == (type(e), e.bare_message)
                 continue
             got = access.view()
-            assert (got.shape, got.strides, got.offset) == (want.shape, want.strides,
-                                                            want.offset)
-            assert (got.storage, got.dtype, got.name, got.dyn, got.buffer) == \
-                (want.storage, want.dtype, want.name, want.dyn, want.buffer)
+            _assert_same_view(got, want)
             assert got.shape == access.shape
+
+
+def _assert_same_view(got, want):
+    """`got` views what `want` views, as `want` does."""
+    assert (got.shape, got.strides, got.offset) == (want.shape, want.strides, want.offset)
+    assert (got.storage, got.dtype, got.name, got.dyn, got.buffer) == \
+        (want.storage, want.dtype, want.name, want.dyn, want.buffer)
 
 
 def test_whole_tile_accesses():
@@ -314,10 +318,7 @@ def test_int_keys_view_as_the_general_path():
                 assert _outcome(access) == (type(e), e.bare_message)
                 continue
             got = access.view()
-            assert (got.shape, got.strides, got.offset) == (want.shape, want.strides,
-                                                            want.offset)
-            assert (got.storage, got.dtype, got.name, got.dyn, got.buffer) == \
-                (want.storage, want.dtype, want.name, want.dyn, want.buffer)
+            _assert_same_view(got, want)
             assert got.shape == access.shape
             assert _layout(access.indices) == _layout(indices)
             assert (access.indirect, access.indirect_dim, access.advanced) == (None, 0, False)

@@ -20,9 +20,9 @@ from trnsim.legacy.jit import run_legacy
 SHAPES = [(128, 128, 512), (64, 32, 96), (128, 1, 7), (5, 128, 512)]  # K, M, N
 
 
-def _accumulations(a, b):
-    """`+=`, `=` and use as an operand, into the destinations the tutorial and SDK
-    kernels write."""
+def _operands(a, b):
+    """(K, M, N, the output, mgrids over a, b and the result, a block tile holding a
+    and b side by side, a and b loaded whole) of a matmul kernel of a [K, M], b [K, N]."""
     K, M = a.shape
     N = b.shape[1]
     out = nl.ndarray((M, N), dtype=nl.float32, buffer=nl.shared_hbm)
@@ -34,6 +34,13 @@ def _accumulations(a, b):
     blk[1, v_p, M + v_f] = nl.load(b[v_p, v_f])
     at = nl.load(a)
     bt = nl.load(b)
+    return K, M, N, out, (s_p, s_f), (v_p, v_f), (r_p, r_f), blk, at, bt
+
+
+def _accumulations(a, b):
+    """`+=`, `=` and use as an operand, into the destinations the tutorial and SDK
+    kernels write."""
+    K, M, N, out, (s_p, s_f), (v_p, v_f), (r_p, r_f), blk, at, bt = _operands(a, b)
     fresh = nl.ndarray((M, N), nl.float32, buffer=nl.psum)  # (first += overwrites)
     acc = nl.zeros((2, nl.par_dim(M), N), nl.float32, buffer=nl.psum)
     sb = nl.zeros((M, N), nl.float32, buffer=nl.sbuf)
@@ -58,17 +65,7 @@ def _accumulations(a, b):
 def _nl_matmuls(a, b):
     """nl.matmul (x.T @ y with transpose_x, else x @ y through a transpose) in the same
     forms, and into destinations of another shape (the mapped spans then narrow it)."""
-    K, M = a.shape
-    N = b.shape[1]
-    out = nl.ndarray((M, N), dtype=nl.float32, buffer=nl.shared_hbm)
-    s_p, s_f = nl.mgrid[0:K, 0:M]
-    v_p, v_f = nl.mgrid[0:K, 0:N]
-    r_p, r_f = nl.mgrid[0:M, 0:N]
-    blk = nl.ndarray((2, nl.par_dim(K), M + N), dtype=a.dtype, buffer=nl.sbuf)
-    blk[0, s_p, s_f] = nl.load(a[s_p, s_f])
-    blk[1, v_p, M + v_f] = nl.load(b[v_p, v_f])
-    at = nl.load(a)
-    bt = nl.load(b)
+    K, M, N, out, (s_p, s_f), (v_p, v_f), (r_p, r_f), blk, at, bt = _operands(a, b)
     xt = nl.load_transpose2d(a) if K <= 128 else at  # [M, K]: x of x @ y
     fresh = nl.ndarray((M, N), nl.float32, buffer=nl.psum)
     acc = nl.zeros((2, nl.par_dim(M), N), nl.float32, buffer=nl.psum)
