@@ -494,6 +494,9 @@ def nc_transpose(data, *, mask=None, dtype=None, engine=engine.unknown, **kwargs
     p, f = data.shape[0], math.prod(data.shape[1:])
     out_dtype = _dtype(dtype, data.dtype)
     buffer = _buffer(kwargs, psum if eng is core_enums.engine.tensor else sbuf)
+    if mask is None and not _operand_masked(data):
+        return Pending(partial(_run_whole_transpose, data, eng), (int(f), int(p)), out_dtype,
+                       buffer, _name(kwargs))
 
     def build(grid, dst):
         spans = _spans(grid, data)
@@ -512,6 +515,25 @@ def nc_transpose(data, *, mask=None, dtype=None, engine=engine.unknown, **kwargs
 
     return _deferred(_maybe_cast(core.nc_transpose), (f, p), out_dtype, buffer, mask, build,
                      _name(kwargs))
+
+
+def _run_whole_transpose(data, eng, dst, accumulate):
+    """What `_run` does for an unmasked nc_transpose (its build with every span whole:
+    none narrowed, so none empty unless a dim of data is)."""
+    run = runtime.active_run()
+    if run.legacy_pending is not None:
+        flush(run)
+    if min(dst.shape, default=1) <= 0 or 0 in data.shape:
+        return  # (an empty grid, or build's None)
+    src = whole_view(data)
+    pe = eng is core_enums.engine.tensor
+    p, f = data.shape[0], math.prod(data.shape[1:])
+    kwargs = _cast_after(core.nc_transpose, psum if pe else sbuf,
+                         dict(dst=_view_spans(dst, [(0, f), (0, p)]),
+                              data=src, engine=eng, _src_dtype=src.dtype),
+                         "psum" if pe else None)
+    run.dst_mask = None
+    _maybe_cast(core.nc_transpose)(**kwargs)
 
 
 # -- Scalar Engine -------------------------------------------------------------------
