@@ -134,6 +134,8 @@ def _nc_transposes(a, b):
         ps[k] = nisa.nc_transpose(at)
         ps[1 - k, :, :] = nisa.nc_transpose(at[...], dtype=nl.float32)
         wide[:, 0:K] = nisa.nc_transpose(at)
+        wide[:, 8:K + 8] = nisa.nc_transpose(at)
+        wide[:, :] = nisa.nc_transpose(at)  # (narrowed to the result)
         sb[...] = nisa.nc_transpose(at)  # (a PSUM result into SBUF: through a copy)
         vec[...] = nisa.nc_transpose(at[0:kv, 0:mv], engine=nisa.vector_engine)
         nl.store(out, value=nl.copy(nisa.nc_transpose(at)))
@@ -155,6 +157,8 @@ def _ellipses(a, b):
         ps[...] = nisa.nc_matmul(ta[...], bt[...])
         ps[...] += nisa.nc_matmul(blk[0][...][:, 0:M], bt)
         acc[k][...] = nisa.nc_matmul(at, bt)
+        acc[1, :, :] += nisa.nc_matmul(at, bt)
+        ps[0:M, :] = nisa.nc_matmul(at, bt)
         sb[...] = nisa.nc_matmul(at, bt)
         sb[...] += nisa.nc_matmul(ta, bt[...])
         nl.store(out[...], value=nl.copy(ps[...]))
@@ -173,6 +177,7 @@ def _run(kernel, args, monkeypatch, general: bool, numerics: bool):
         if general:
             m.setattr(LTensor, "__getitem__", _general_getitem(LTensor.__getitem__))
             m.setattr(legacy_isa, "_operand_masked", lambda x: True)
+            m.setattr(legacy_isa, "_one_axis_per_dim", lambda x: False)
             m.setattr(legacy_isa, "_whole_tile_core", lambda x: None)
             m.setattr(legacy_compute, "_whole_operands", lambda *accesses: False)
         try:
@@ -228,6 +233,13 @@ def _too_wide(a, b, wide):
     return ps
 
 
+def _int_key_dst(a, b, wide):
+    row = nl.zeros((2, 512), nl.float32, buffer=nl.psum)
+    t = nl.load(a)
+    row[0, :] += nisa.nc_matmul(t[:, 0:1], nl.load(b))  # (row[0, :]: an axis of 512 at
+    return row  # position 0 of a [1, 512] view, narrowed to the result's 1 there)
+
+
 def _bad_transpose_dst(a, b, wide):
     ps = nl.zeros((64, 128), nl.bfloat16, buffer=nl.psum)
     ps[...] = nisa.nc_transpose(nl.load(a))  # [128, 128] into [64, 128]
@@ -250,7 +262,7 @@ def _vector_transpose_too_big(a, b, wide):
 @pytest.mark.parametrize("kernel, error", [
     (_bad_dst, "OutOfBoundsError"), (_bad_contraction, "NkiValidationError"),
     (_bad_bank, "NkiValidationError"), (_too_wide, "NkiValidationError"),
-    (_bad_transpose_dst, "OutOfBoundsError"), (_transpose_too_big, "NkiValidationError"),
+    (_int_key_dst, "NkiValidationError"), (_bad_transpose_dst, "OutOfBoundsError"), (_transpose_too_big, "NkiValidationError"),
     (_vector_transpose_too_big, "NkiValidationError")])
 def test_unmasked_matmul_fails_as_the_general_path_fails(kernel, error, monkeypatch):
     args = tuple(np.ones((128, n), ml_dtypes.bfloat16) for n in (128, 512, 1024))
@@ -302,7 +314,7 @@ def test_unmasked_nc_transpose_and_whole_key_take_the_shortcut(monkeypatch):
     args = (np.ones((128, 128), np.float32), np.ones((128, 512), np.float32))
     _run(_nc_transposes, args, monkeypatch, False, False)
     _run(_ellipses, args, monkeypatch, False, False)
-    assert len(calls) == 14
+    assert len(calls) == 18
     fast_fulls = len(fulls)
     calls.clear()
     fulls.clear()

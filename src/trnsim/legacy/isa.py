@@ -247,7 +247,7 @@ def _view_spans(x, spans) -> NkiTensor:
     over a whole axis is left out: what a view takes by default (a whole tile then
     takes Access.view's shortcut)."""
     if isinstance(x, Access):
-        if x.whole and x.operand_mask is None and \
+        if x.operand_mask is None and _one_axis_per_dim(x) and \
                 all(lo == 0 and hi == n for (lo, hi), n in zip(spans, x.shape)):
             return x.view({})  # (every range whole: none left in)
         return x.view({a: spans[a.position] for idx in x.indices for a in idx.terms
@@ -255,6 +255,21 @@ def _view_spans(x, spans) -> NkiTensor:
     if isinstance(x, LTensor):
         x = x.view_all()
     return x[tuple(slice(lo, hi) for lo, hi in spans)]
+
+
+def _one_axis_per_dim(x: Access) -> bool:
+    """Whether the indices of `x` are one axis per dim of its shape, in order, each of
+    its dim's size: a whole access (LTensor.full), or one of unit-step slices made with
+    its view (LTensor.__getitem__'s plain key in range, `ps[:, 0:512]`)."""
+    if x.whole:
+        return True
+    key = x.plain_key
+    if key is None or x._view is None:
+        return False
+    for k in key:
+        if type(k) is not slice:
+            return False
+    return True
 
 
 def _run(core_fn, dst, mask, build, accumulate=False):
