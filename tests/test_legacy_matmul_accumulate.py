@@ -2,11 +2,13 @@
 general paths do: nisa.nc_matmul's (legacy/isa.py `_whole_matmul`: no mask, no operand
 mask, each view made once, a whole tile operand taken as its core) against the
 mask-narrowed spans of `_deferred` and `_run` (taken when an operand counts as masked),
-and nl.matmul's, nl.transpose's and nl.load_transpose2d's (legacy/compute.py
-`_run_whole`) against the mapped spans (`_run_mapped`): accumulated, assigned and used
-as an operand, into whole, indexed, block, SBUF and narrower destinations, from loaded,
-indexed, block and PSUM operands, over several shapes and dtypes, with numerics on and
-off and loop expansion off (every instruction traced)."""
+nl.matmul's, nl.transpose's and nl.load_transpose2d's (legacy/compute.py `_run_whole`)
+against the mapped spans (`_run_mapped`), nisa.nc_transpose's (`_run_whole_transpose`),
+`t[...]` (LTensor.full) and destinations of plain slices (`_one_axis_per_dim`) against
+the general indexing and spans: accumulated, assigned and used as an operand, into
+whole, indexed, block, SBUF and narrower destinations, from loaded, indexed, block and
+PSUM operands, over several shapes and dtypes, with numerics on and off and loop
+expansion off (every instruction traced)."""
 import ml_dtypes
 import numpy as np
 import pytest
@@ -236,8 +238,11 @@ def _too_wide(a, b, wide):
 def _int_key_dst(a, b, wide):
     row = nl.zeros((2, 512), nl.float32, buffer=nl.psum)
     t = nl.load(a)
-    row[0, :] += nisa.nc_matmul(t[:, 0:1], nl.load(b))  # (row[0, :]: an axis of 512 at
-    return row  # position 0 of a [1, 512] view, narrowed to the result's 1 there)
+    # row[0, :] is a [1, 512] view whose one axis (512) lies at position 0: the general
+    # path narrows it to the result's M = 1 there (legacy/isa.py _one_axis_per_dim
+    # leaves an int key to it)
+    row[0, :] += nisa.nc_matmul(t[:, 0:1], nl.load(b))
+    return row
 
 
 def _bad_transpose_dst(a, b, wide):
@@ -262,8 +267,8 @@ def _vector_transpose_too_big(a, b, wide):
 @pytest.mark.parametrize("kernel, error", [
     (_bad_dst, "OutOfBoundsError"), (_bad_contraction, "NkiValidationError"),
     (_bad_bank, "NkiValidationError"), (_too_wide, "NkiValidationError"),
-    (_int_key_dst, "NkiValidationError"), (_bad_transpose_dst, "OutOfBoundsError"), (_transpose_too_big, "NkiValidationError"),
-    (_vector_transpose_too_big, "NkiValidationError")])
+    (_int_key_dst, "NkiValidationError"), (_bad_transpose_dst, "OutOfBoundsError"),
+    (_transpose_too_big, "NkiValidationError"), (_vector_transpose_too_big, "NkiValidationError")])
 def test_unmasked_matmul_fails_as_the_general_path_fails(kernel, error, monkeypatch):
     args = tuple(np.ones((128, n), ml_dtypes.bfloat16) for n in (128, 512, 1024))
     fast = _run(kernel, args, monkeypatch, False, True)[1]
