@@ -2,11 +2,13 @@
 general paths do: nisa.nc_matmul's (legacy/isa.py `_whole_matmul`: no mask, no operand
 mask, each view made once, a whole tile operand taken as its core) against the
 mask-narrowed spans of `_deferred` and `_run` (taken when an operand counts as masked),
-and nl.matmul's, nl.transpose's and nl.load_transpose2d's (legacy/compute.py
-`_run_whole`) against the mapped spans (`_run_mapped`): accumulated, assigned and used
-as an operand, into whole, indexed, block, SBUF and narrower destinations, from loaded,
-indexed, block and PSUM operands, over several shapes and dtypes, with numerics on and
-off and loop expansion off (every instruction traced)."""
+nl.matmul's, nl.transpose's and nl.load_transpose2d's (legacy/compute.py `_run_whole`)
+against the mapped spans (`_run_mapped`), nisa.nc_transpose's (`_run_whole_transpose`),
+`t[...]` (LTensor.full) and destinations of plain slices (`_one_axis_per_dim`) against
+the general indexing and spans: accumulated, assigned and used as an operand, into
+whole, indexed, block, SBUF and narrower destinations, from loaded, indexed, block and
+PSUM operands, over several shapes and dtypes, with numerics on and off and loop
+expansion off (every instruction traced)."""
 import ml_dtypes
 import numpy as np
 import pytest
@@ -16,6 +18,7 @@ import trnsim.legacy.language as nl
 from trnsim.legacy import compute as legacy_compute
 from trnsim.legacy import isa as legacy_isa
 from trnsim.legacy.jit import run_legacy
+from trnsim.legacy.tensor import LTensor
 
 SHAPES = [(128, 128, 512), (64, 32, 96), (128, 1, 7), (5, 128, 512)]  # K, M, N
 
@@ -115,11 +118,68 @@ def _transposes(a, b):
     return out
 
 
+def _nc_transposes(a, b):
+    """nisa.nc_transpose (legacy/isa.py `_run_whole_transpose` unmasked) on the Tensor
+    and the Vector Engine, into new, whole, block, indexed and SBUF destinations, cast or
+    not."""
+    K, M = a.shape
+    out = nl.ndarray((M, K), dtype=nl.float32, buffer=nl.shared_hbm)
+    at = nl.load(a)
+    whole = nl.ndarray((M, K), a.dtype, buffer=nl.psum)
+    ps = nl.zeros((2, nl.par_dim(M), K), nl.float32, buffer=nl.psum)
+    wide = nl.zeros((M, K + 8), nl.float32, buffer=nl.psum)
+    sb = nl.zeros((M, K), nl.float32, buffer=nl.sbuf)
+    kv, mv = min(K, 32), min(M, 32)
+    vec = nl.zeros((mv, kv), a.dtype, buffer=nl.sbuf)
+    for k in nl.affine_range(2):
+        whole[...] = nisa.nc_transpose(at)
+        ps[k] = nisa.nc_transpose(at)
+        ps[1 - k, :, :] = nisa.nc_transpose(at[...], dtype=nl.float32)
+        wide[:, 0:K] = nisa.nc_transpose(at)
+        wide[:, 8:K + 8] = nisa.nc_transpose(at)
+        wide[:, :] = nisa.nc_transpose(at)  # (narrowed to the result)
+        sb[...] = nisa.nc_transpose(at)  # (a PSUM result into SBUF: through a copy)
+        vec[...] = nisa.nc_transpose(at[0:kv, 0:mv], engine=nisa.vector_engine)
+        nl.store(out, value=nl.copy(nisa.nc_transpose(at)))
+        nl.store(out[0:mv, 0:kv], value=nl.copy(vec))
+    nl.store(out, value=nl.add(nl.copy(whole), sb))
+    nl.store(out, value=nl.copy(ps[0]))
+    return out
+
+
+def _ellipses(a, b):
+    """`t[...]` (LTensor.__getitem__'s whole-key shortcut: LTensor.full) as destination
+    and operand of the matmul path, on HBM, PSUM, SBUF and block tiles."""
+    K, M, N, out, _, _, _, blk, at, bt = _operands(a, b)
+    ta = nl.load(a[...])
+    ps = nl.ndarray((M, N), nl.float32, buffer=nl.psum)
+    acc = nl.zeros((2, nl.par_dim(M), N), nl.float32, buffer=nl.psum)
+    sb = nl.zeros((M, N), nl.float32, buffer=nl.sbuf)
+    for k in nl.affine_range(2):
+        ps[...] = nisa.nc_matmul(ta[...], bt[...])
+        ps[...] += nisa.nc_matmul(blk[0][...][:, 0:M], bt)
+        acc[k][...] = nisa.nc_matmul(at, bt)
+        acc[1, :, :] += nisa.nc_matmul(at, bt)
+        ps[0:M, :] = nisa.nc_matmul(at, bt)
+        sb[...] = nisa.nc_matmul(at, bt)
+        sb[...] += nisa.nc_matmul(ta, bt[...])
+        nl.store(out[...], value=nl.copy(ps[...]))
+        nl.store(out[...], value=nl.add(sb[...], acc[1 - k][...]))
+    return out
+
+
+def _general_getitem(real):
+    """LTensor.__getitem__ with `t[...]` taken by the general path (as `t[..., ]`)."""
+    return lambda self, key: real(self, (key,) if key is Ellipsis else key)
+
+
 def _run(kernel, args, monkeypatch, general: bool, numerics: bool):
     monkeypatch.setenv("TRNSIM_EXPAND", "0")
     with monkeypatch.context() as m:
         if general:
+            m.setattr(LTensor, "__getitem__", _general_getitem(LTensor.__getitem__))
             m.setattr(legacy_isa, "_operand_masked", lambda x: True)
+            m.setattr(legacy_isa, "_one_axis_per_dim", lambda x: False)
             m.setattr(legacy_isa, "_whole_tile_core", lambda x: None)
             m.setattr(legacy_compute, "_whole_operands", lambda *accesses: False)
         try:
@@ -134,7 +194,8 @@ def _run(kernel, args, monkeypatch, general: bool, numerics: bool):
 @pytest.mark.parametrize("numerics", [True, False])
 @pytest.mark.parametrize("dtype", [np.float32, ml_dtypes.bfloat16, np.float16])
 @pytest.mark.parametrize("kmn", SHAPES)
-@pytest.mark.parametrize("kernel", [_accumulations, _nl_matmuls, _transposes])
+@pytest.mark.parametrize("kernel", [_accumulations, _nl_matmuls, _transposes, _nc_transposes,
+                                    _ellipses])
 def test_unmasked_matmul_records_what_the_general_path_records(kernel, kmn, dtype, numerics,
                                                                monkeypatch):
     K, M, N = kmn
@@ -144,8 +205,8 @@ def test_unmasked_matmul_records_what_the_general_path_records(kernel, kmn, dtyp
     fast_out, fast = _run(kernel, args, monkeypatch, False, numerics)
     slow_out, slow = _run(kernel, args, monkeypatch, True, numerics)
     assert isinstance(fast, list) and len(fast) > 20, fast
-    if kernel is not _transposes:
-        assert sum(op == "nc_matmul" for op, *_ in fast) >= 16
+    if kernel in (_accumulations, _nl_matmuls, _ellipses):
+        assert sum(op == "nc_matmul" for op, *_ in fast) >= 10
     assert fast == slow
     assert fast_out == slow_out
 
@@ -174,9 +235,40 @@ def _too_wide(a, b, wide):
     return ps
 
 
+def _int_key_dst(a, b, wide):
+    row = nl.zeros((2, 512), nl.float32, buffer=nl.psum)
+    t = nl.load(a)
+    # row[0, :] is a [1, 512] view whose one axis (512) lies at position 0: the general
+    # path narrows it to the result's M = 1 there (legacy/isa.py _one_axis_per_dim
+    # leaves an int key to it)
+    row[0, :] += nisa.nc_matmul(t[:, 0:1], nl.load(b))
+    return row
+
+
+def _bad_transpose_dst(a, b, wide):
+    ps = nl.zeros((64, 128), nl.bfloat16, buffer=nl.psum)
+    ps[...] = nisa.nc_transpose(nl.load(a))  # [128, 128] into [64, 128]
+    return ps
+
+
+def _transpose_too_big(a, b, wide):
+    ps = nl.ndarray((512, 128), nl.bfloat16, buffer=nl.psum)
+    ps[...] = nisa.nc_transpose(nl.load(b))  # [128, 512] on the Tensor Engine
+    return ps
+
+
+def _vector_transpose_too_big(a, b, wide):
+    t = nl.load(a)
+    sb = nl.ndarray((128, 128), nl.bfloat16, buffer=nl.sbuf)
+    sb[...] = nisa.nc_transpose(t, engine=nisa.vector_engine)  # over 32 x 32
+    return sb
+
+
 @pytest.mark.parametrize("kernel, error", [
     (_bad_dst, "OutOfBoundsError"), (_bad_contraction, "NkiValidationError"),
-    (_bad_bank, "NkiValidationError"), (_too_wide, "NkiValidationError")])
+    (_bad_bank, "NkiValidationError"), (_too_wide, "NkiValidationError"),
+    (_int_key_dst, "NkiValidationError"), (_bad_transpose_dst, "OutOfBoundsError"),
+    (_transpose_too_big, "NkiValidationError"), (_vector_transpose_too_big, "NkiValidationError")])
 def test_unmasked_matmul_fails_as_the_general_path_fails(kernel, error, monkeypatch):
     args = tuple(np.ones((128, n), ml_dtypes.bfloat16) for n in (128, 512, 1024))
     fast = _run(kernel, args, monkeypatch, False, True)[1]
@@ -214,3 +306,24 @@ def test_unmasked_nl_matmul_takes_the_shortcut(monkeypatch):
     _run(_nl_matmuls, args, monkeypatch, True, False)
     assert mapped.count(legacy_compute.cm.matmul_into) == sum(
         op == "nc_matmul" for op, *_ in fast) == 24
+
+
+def test_unmasked_nc_transpose_and_whole_key_take_the_shortcut(monkeypatch):
+    """nisa.nc_transpose without a mask runs `_run_whole_transpose`, and `t[...]` is
+    `t.full()`; the general paths of the comparisons above take neither."""
+    calls, fulls = [], []
+    real, real_full = legacy_isa._run_whole_transpose, LTensor.full
+    monkeypatch.setattr(legacy_isa, "_run_whole_transpose",
+                        lambda *a: calls.append(1) or real(*a))
+    monkeypatch.setattr(LTensor, "full", lambda self: fulls.append(1) or real_full(self))
+    args = (np.ones((128, 128), np.float32), np.ones((128, 512), np.float32))
+    _run(_nc_transposes, args, monkeypatch, False, False)
+    _run(_ellipses, args, monkeypatch, False, False)
+    assert len(calls) == 18
+    fast_fulls = len(fulls)
+    calls.clear()
+    fulls.clear()
+    _run(_nc_transposes, args, monkeypatch, True, False)
+    _run(_ellipses, args, monkeypatch, True, False)
+    assert calls == []
+    assert fast_fulls >= len(fulls) + 20

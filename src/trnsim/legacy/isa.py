@@ -247,7 +247,7 @@ def _view_spans(x, spans) -> NkiTensor:
     over a whole axis is left out: what a view takes by default (a whole tile then
     takes Access.view's shortcut)."""
     if isinstance(x, Access):
-        if x.whole and x.operand_mask is None and \
+        if x.operand_mask is None and _one_axis_per_dim(x) and \
                 all(lo == 0 and hi == n for (lo, hi), n in zip(spans, x.shape)):
             return x.view({})  # (every range whole: none left in)
         return x.view({a: spans[a.position] for idx in x.indices for a in idx.terms
@@ -255,6 +255,21 @@ def _view_spans(x, spans) -> NkiTensor:
     if isinstance(x, LTensor):
         x = x.view_all()
     return x[tuple(slice(lo, hi) for lo, hi in spans)]
+
+
+def _one_axis_per_dim(x: Access) -> bool:
+    """Whether the indices of `x` are one axis per dim of its shape, in order, each of
+    its dim's size: a whole access (LTensor.full), or one of unit-step slices made with
+    its view (LTensor.__getitem__'s plain key in range, `ps[:, 0:512]`)."""
+    if x.whole:
+        return True
+    key = x.plain_key
+    if key is None or x._view is None:
+        return False
+    for k in key:
+        if type(k) is not slice:
+            return False
+    return True
 
 
 def _run(core_fn, dst, mask, build, accumulate=False):
@@ -494,6 +509,9 @@ def nc_transpose(data, *, mask=None, dtype=None, engine=engine.unknown, **kwargs
     p, f = data.shape[0], math.prod(data.shape[1:])
     out_dtype = _dtype(dtype, data.dtype)
     buffer = _buffer(kwargs, psum if eng is core_enums.engine.tensor else sbuf)
+    if mask is None and not _operand_masked(data):
+        return Pending(partial(_run_whole_transpose, data, eng), (int(f), int(p)), out_dtype,
+                       buffer, _name(kwargs))
 
     def build(grid, dst):
         spans = _spans(grid, data)
@@ -512,6 +530,25 @@ def nc_transpose(data, *, mask=None, dtype=None, engine=engine.unknown, **kwargs
 
     return _deferred(_maybe_cast(core.nc_transpose), (f, p), out_dtype, buffer, mask, build,
                      _name(kwargs))
+
+
+def _run_whole_transpose(data, eng, dst, accumulate):
+    """What `_run` does for an unmasked nc_transpose (its build with every span whole:
+    none narrowed, so none empty unless a dim of data is)."""
+    run = runtime.active_run()
+    if run.legacy_pending is not None:
+        flush(run)
+    if min(dst.shape, default=1) <= 0 or 0 in data.shape:
+        return  # (an empty grid, or build's None)
+    src = whole_view(data)
+    pe = eng is core_enums.engine.tensor
+    p, f = data.shape[0], math.prod(data.shape[1:])
+    kwargs = _cast_after(core.nc_transpose, psum if pe else sbuf,
+                         dict(dst=_view_spans(dst, [(0, f), (0, p)]),
+                              data=src, engine=eng, _src_dtype=src.dtype),
+                         "psum" if pe else None)
+    run.dst_mask = None
+    _maybe_cast(core.nc_transpose)(**kwargs)
 
 
 # -- Scalar Engine -------------------------------------------------------------------

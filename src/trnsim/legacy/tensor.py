@@ -89,6 +89,8 @@ class LTensor(Operators):
         return self.shape[0]
 
     def __getitem__(self, key) -> "Access":
+        if key is ... and type(self) is LTensor and self.core.ndim:
+            return self.full()  # `t[...]`: what the general path makes of `t[:, ..., :]`
         if isinstance(key, Predicate):  # operand masking: `t[i_f < 64]`
             return self.full()[key]
         if type(key) is int:  # `blk[k]`: what the general path makes of it, as `blk[k,]`
