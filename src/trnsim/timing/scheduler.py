@@ -57,7 +57,7 @@ from ..machine import compiled
 from ..machine.gc_pause import gc_paused
 from ..machine.record import dma_site, identities
 from .instruction_columns import instruction_columns, taken_ids
-from .timeline import Event, Timeline, Wait
+from .timeline import Event, Timeline, Wait, folded_cost
 
 _new_wait = tuple.__new__  # Wait(p, kind, space) without the named tuple's Python __new__
 _ORDER = ("order", "")
@@ -708,7 +708,7 @@ class _Scheduler:
         fold = self.folded.get(ins.index)
         if fold is not None:  # folded into the matmul that overwrites it: no engine time
             t = max(ready, trk.free)
-            return t, t, t, {"cycles": 0, "folded_into": fold}, ()
+            return t, t, t, folded_cost(fold), ()
         dur, terms = self._compute_cost(ins)
         start = ready if ready > trk.free else trk.free
         end = start + dur

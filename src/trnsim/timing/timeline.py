@@ -64,6 +64,12 @@ def _pick(names, codes: np.ndarray) -> list:
     return table[codes].tolist()
 
 
+def folded_cost(matmul: int) -> dict:
+    """The cost terms of a PSUM memset folded into the matmul at `matmul` (no engine
+    time; a dict of its own per event)."""
+    return {"cycles": 0, "folded_into": matmul}
+
+
 class EventColumns:
     """A timeline's events as arrays indexed by instruction index (events[i].index == i).
 
@@ -114,7 +120,7 @@ class EventColumns:
             [terms[r] for r in row], [engines[r] for r in row], self.done.tolist(),
             self.moved.tolist()))
         for i, matmul in self.folded.items():
-            events[i].cost = {"cycles": 0, "folded_into": matmul}
+            events[i].cost = folded_cost(matmul)
         ls_ns, shown, frac = self.ls_ns, self.ls_shown, self.throttle
         for i in np.flatnonzero(shown | (frac < 1.0)).tolist():
             e = events[i]
