@@ -337,8 +337,8 @@ class NkiTensor(NKIObject, metaclass=_ViewMeta):
                 rows, k = key
                 if _is_full(rows):
                     p, n = self.shape
-                    bounds = unit_slice_bounds(k, n)
-                    if bounds is not None and 0 <= bounds[0] < bounds[1] <= n and p > 0:
+                    bounds = slice_in_range(k, n)
+                    if bounds is not None and p > 0:
                         start, stop = bounds
                         return NkiTensor.view_of(
                             (p, stop - start), self.dtype, self.storage, self.buffer,
