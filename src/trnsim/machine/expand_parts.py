@@ -85,7 +85,7 @@ def _attr_parts(attrs: dict, nums: list):
             nums.append(v)
         elif t in _PLAIN:
             key.append((k, "=", v))
-        elif (t is list or t is tuple) and v and all([type(x) is int for x in v]):
+        elif (t is list or t is tuple) and v and _ONLY_INTS.issuperset(map(type, v)):
             key.append((k, (t, len(v))))
             nums.extend(v)
         elif t is np.ndarray:
@@ -93,6 +93,9 @@ def _attr_parts(attrs: dict, nums: list):
         else:
             key.append((k, "=", hashable(v)))
     return tuple(key)
+
+
+_ONLY_INTS = frozenset((int,))
 
 
 # an operand's structure: its fields role..pattern, elems_per_partition..indirect and
@@ -107,18 +110,24 @@ _OWNED, _UNOWNED = (True,), (False,)
 _STRUCTURE = operator.itemgetter(*range(8), *range(13, 17))
 
 
-def instruction_parts(ins, allocs, cache: dict):
+def instruction_parts(ins, allocs, cache: dict, bases: dict | None = None):
     """(structure, numbers) of one instruction, cached by index (nested loops look at
-    the same instructions once per level; a snapshot takes expanded copies by blocks)."""
+    the same instructions once per level; a snapshot takes expanded copies by blocks).
+    `bases`: {allocation id: its vaddr} read so far by the caller (a snapshot's
+    instructions share their allocations; `allocs` may look them up in Python)."""
     got = cache.get(ins.index)
     if got is not None and got[0] is ins:
         return got[1], got[2]
+    if bases is None:
+        bases = {}
     acc = []
     nums = []
     for a in ins.reads + ins.writes:  # (Access fields by position: see _ACCESS_FIELDS)
         aid = a[17]
         if aid >= 0:
-            base = allocs[aid].vaddr
+            base = bases.get(aid)
+            if base is None:
+                base = bases[aid] = allocs[aid].vaddr
             acc.append(_STRUCTURE(a) + _OWNED)
             nums += (a[8], a[9], a[10], a[11] - base, a[12] - base, aid)
         else:
@@ -146,7 +155,19 @@ def allocation_key(al, cache: dict):
 def _site(loc):
     """One SourceLocation object per place (errors.interned), or `loc` if it is not
     one."""
-    return interned(loc) if type(loc) is SourceLocation else loc
+    if type(loc) is not SourceLocation:
+        return loc
+    if _INTERNED.get(id(loc)) is loc:  # (most are: machine/errors.py kernel_location)
+        return loc
+    got = interned(loc)
+    if got is loc:
+        _INTERNED[id(loc)] = loc
+    return got
+
+
+# id -> the SourceLocation interned for its place (errors.interned keeps each, so an id
+# here stays its object's)
+_INTERNED: dict = {}
 
 
 def snapshot(run, start: int, stop: int, a_start: int, a_stop: int, f_start: int,
@@ -162,6 +183,7 @@ def snapshot(run, start: int, stop: int, a_start: int, a_stop: int, f_start: int
     key, sizes = [], []
     nums = _Numbers()
     instructions, blocks = p.instructions, stats.copied_blocks
+    bases = {}
     at = start
     while at < stop:
         hit = blocks.get(at)
@@ -171,7 +193,7 @@ def snapshot(run, start: int, stop: int, a_start: int, a_stop: int, f_start: int
             nums.add_block(*hit[4:])
             at = hit[0] + 1
         else:
-            k, n = instruction_parts(instructions[at], allocs, cache)
+            k, n = instruction_parts(instructions[at], allocs, cache, bases)
             key.append(k)
             sizes.append(len(n))
             nums.add(n)
