@@ -40,19 +40,24 @@ def _iteration(run, m0: "Mark", m1: "Mark", int_names: list, list_names: list,
     return (key, others, tuple(list_names), tuple(int_names)), nums, sizes
 
 
-def _with_first(run, zero: "Mark", m1: "Mark", structure: tuple, rows: np.ndarray):
-    """`rows` (samples 1, 2, ...) after a row for iteration 0: its record's numbers and
-    the HBM cursor at its start from the record between `zero` (the record's state
-    before it) and `m1`, the frame's one step of the samples before theirs (before
-    iteration 0 it may hold what the code before the loop left); None when its record
-    has another structure or it leaves a deferred legacy result pending."""
+def _with_first(run, zero: "Mark", m1: "Mark", structure: tuple, rows: list):
+    """The rows of samples 1, 2, ... (`rows`, arrays of as many numbers) after a row for
+    iteration 0, as one array: its record's numbers and the HBM cursor at its start
+    from the record between `zero` (the record's state before it) and `m1`, the frame's
+    one step of the samples before theirs (before iteration 0 it may hold what the code
+    before the loop left); None when its record has another structure or it leaves a
+    deferred legacy result pending. (Filled in place: an outer loop's rows are wide.)"""
     key, nums, _ = snapshot(run, zero.instructions, m1.instructions, zero.allocations,
                             m1.allocations, zero.fences, m1.fences, [zero.hbm])
     if key != structure or zero.pending or zero.shared != m1.shared:
         return None
-    row = 2 * rows[0] - rows[1]
-    row[:len(nums)] = nums
-    return np.vstack((row, rows))
+    out = np.empty((len(rows) + 1, len(rows[0])), dtype=np.int64)
+    for at, row in enumerate(rows, 1):
+        out[at] = row
+    k = len(nums)  # (the record's numbers and the HBM cursor; the frame's, one step back)
+    out[0, :k] = nums
+    out[0, k:] = 2 * out[1, k:] - out[2, k:]
+    return out
 
 
 def _carried_from_entry(entry: "Mark", after_first: "Mark") -> dict:
@@ -275,9 +280,10 @@ class Plan:
             rows.append(n)
         if any(k != keys[0] for k in keys[1:]) or len({len(r) for r in rows}) > 1:
             return None, False
-        a = np.array(rows, dtype=np.int64)
-        if zero is not None:
-            a = _with_first(run, zero, marks[0], keys[0][0], a)
+        if zero is None:
+            a = np.array(rows, dtype=np.int64)
+        else:
+            a = _with_first(run, zero, marks[0], keys[0][0], rows)
             if a is None:
                 return None, True
             back = _carried_from_entry(zero, marks[0])

@@ -1,9 +1,12 @@
-"""The shortcuts of loop expansion's instruction parts (machine/expand_parts.py): a
-snapshot's allocation bases read once per allocation, kernel locations known to be
-interned taken as they are, and the int-sequence test of an attrs value give what the
-plain computation gives, on a record's instructions and on values that differ from
-the common case in one type."""
+"""Shortcuts in loop expansion's fixed cost per loop entry give what the plain
+computation gives: the instruction parts (machine/expand_parts.py: a snapshot's
+allocation bases read once per allocation, kernel locations known to be interned taken
+as they are, the int-sequence test of an attrs value), on a record's instructions and
+on values that differ from the common case in one type; and iteration 0's row of a
+heavy loop's model filled in place (machine/expand_plan.py `_with_first`)."""
 from __future__ import annotations
+
+import types
 
 import numpy as np
 
@@ -11,7 +14,7 @@ import trnsim
 from trnsim import nki
 import trnsim.nki.isa as nisa
 import trnsim.nki.language as nl
-from trnsim.machine import expand_parts
+from trnsim.machine import expand_parts, expand_plan
 from trnsim.machine.errors import SourceLocation, interned
 
 
@@ -104,3 +107,38 @@ def test_attrs_int_sequences_and_their_near_misses():
     assert key[7:10] == (("flag", "=", True), ("name", "=", "x"), ("scale", "=", 1.5))
     assert key[10][:4] == ("shape", "nd", (3,), str(np.arange(3).dtype))
     assert nums == [0, 2, 1, 2**70, 3, 5]
+
+
+def _mark(instructions, hbm, pending=False, shared=0):
+    return types.SimpleNamespace(instructions=instructions, allocations=0, fences=0,
+                                 hbm=hbm, pending=pending, shared=shared)
+
+
+def _first_row_by_vstack(rows: list, nums: np.ndarray) -> np.ndarray:
+    """The plain computation: the samples' step back from sample 1, the record's
+    numbers and HBM cursor of iteration 0 over it."""
+    a = np.array(rows, dtype=np.int64)
+    row = 2 * a[0] - a[1]
+    row[:len(nums)] = nums
+    return np.vstack((row, a))
+
+
+def test_first_row_in_place_equals_the_step_back(monkeypatch):
+    structure = ("a", "b")
+    nums = np.array([7, -3, 2**40, 99], np.int64)  # (the record's numbers, the HBM cursor)
+    monkeypatch.setattr(expand_plan, "snapshot", lambda *args: (structure, nums, [2, 1]))
+    rng = np.random.default_rng(0)
+    for samples in (2, 3):
+        rows = [rng.integers(-2**50, 2**50, 9, dtype=np.int64) for _ in range(samples)]
+        got = expand_plan._with_first(None, _mark(0, 99), _mark(5, 0), structure, rows)
+        want = _first_row_by_vstack(rows, nums)
+        assert got.dtype == want.dtype and got.shape == (samples + 1, 9)
+        assert np.array_equal(got, want)
+        # the frame's numbers (after the record's and the cursor) are one step back
+        assert got[0, 4:].tolist() == (2 * rows[0][4:] - rows[1][4:]).tolist()
+    rows = [np.arange(9, dtype=np.int64), np.arange(9, dtype=np.int64) + 5]
+    assert expand_plan._with_first(None, _mark(0, 99), _mark(5, 0), ("a", "c"), rows) is None
+    assert expand_plan._with_first(None, _mark(0, 99, pending=True), _mark(5, 0), structure,
+                                   rows) is None
+    assert expand_plan._with_first(None, _mark(0, 99, shared=1), _mark(5, 0), structure,
+                                   rows) is None
