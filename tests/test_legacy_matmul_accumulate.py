@@ -168,6 +168,21 @@ def _ellipses(a, b):
     return out
 
 
+def _int_keyed_rows(a, b):
+    """Destinations whose partition dim an int indexes (`row[1, :]` is [1, N], its one
+    axis at grid position 0 and at dim 1 of its shape: legacy/tensor.py front_padding)
+    of results with M = 1, whole and narrower, accumulated and assigned."""
+    K, N = a.shape[0], b.shape[1]
+    out = nl.ndarray((2, N), nl.float32, buffer=nl.shared_hbm)
+    row = nl.zeros((2, N), nl.float32, buffer=nl.psum)
+    at, bt = nl.load(a), nl.load(b)
+    row[1, :] += nisa.nc_matmul(at[:, 0:1], bt)
+    row[1, 0:N // 2] += nisa.nc_matmul(at[:, 1:2], bt[:, 0:N // 2])
+    row[0, :] = nisa.nc_matmul(at[:, 2:3], bt)
+    nl.store(out, value=nl.copy(row))
+    return out
+
+
 def _general_getitem(real):
     """LTensor.__getitem__ with `t[...]` taken by the general path (as `t[..., ]`)."""
     return lambda self, key: real(self, (key,) if key is Ellipsis else key)
@@ -211,6 +226,17 @@ def test_unmasked_matmul_records_what_the_general_path_records(kernel, kmn, dtyp
     assert fast_out == slow_out
 
 
+@pytest.mark.parametrize("general", [False, True])
+def test_int_keyed_matmul_destination_gets_the_rows_numpy_computes(general, monkeypatch):
+    rng = np.random.default_rng(1)
+    a = rng.integers(-4, 5, (128, 3)).astype(np.float32)  # (sums exact in fp32)
+    b = rng.integers(-4, 5, (128, 512)).astype(np.float32)
+    out, _ = _run(_int_keyed_rows, (a, b), monkeypatch, general, True)
+    want = np.stack([a[:, 2] @ b, a[:, 0] @ b])
+    want[1, :256] += a[:, 1] @ b[:, :256]
+    assert out == want.astype(np.float32).tobytes()
+
+
 def _bad_dst(a, b, wide):
     ps = nl.zeros((64, 512), nl.float32, buffer=nl.psum)
     ps += nisa.nc_matmul(nl.load(a), nl.load(b))  # [128, 512] into [64, 512]
@@ -235,16 +261,6 @@ def _too_wide(a, b, wide):
     return ps
 
 
-def _int_key_dst(a, b, wide):
-    row = nl.zeros((2, 512), nl.float32, buffer=nl.psum)
-    t = nl.load(a)
-    # row[0, :] is a [1, 512] view whose one axis (512) lies at position 0: the general
-    # path narrows it to the result's M = 1 there (legacy/isa.py _one_axis_per_dim
-    # leaves an int key to it)
-    row[0, :] += nisa.nc_matmul(t[:, 0:1], nl.load(b))
-    return row
-
-
 def _bad_transpose_dst(a, b, wide):
     ps = nl.zeros((64, 128), nl.bfloat16, buffer=nl.psum)
     ps[...] = nisa.nc_transpose(nl.load(a))  # [128, 128] into [64, 128]
@@ -267,7 +283,7 @@ def _vector_transpose_too_big(a, b, wide):
 @pytest.mark.parametrize("kernel, error", [
     (_bad_dst, "OutOfBoundsError"), (_bad_contraction, "NkiValidationError"),
     (_bad_bank, "NkiValidationError"), (_too_wide, "NkiValidationError"),
-    (_int_key_dst, "NkiValidationError"), (_bad_transpose_dst, "OutOfBoundsError"),
+    (_bad_transpose_dst, "OutOfBoundsError"),
     (_transpose_too_big, "NkiValidationError"), (_vector_transpose_too_big, "NkiValidationError")])
 def test_unmasked_matmul_fails_as_the_general_path_fails(kernel, error, monkeypatch):
     args = tuple(np.ones((128, n), ml_dtypes.bfloat16) for n in (128, 512, 1024))

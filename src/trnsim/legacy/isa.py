@@ -35,7 +35,7 @@ from ..numerics.dtypes import as_dtype, float32, uint32
 from .indexing import Index, Predicate, first_axes
 from .language import as_access, psum, sbuf
 from .ops import Grid, Pending, flush, psum_written, result_op, run_masked, whole_view
-from .tensor import Access, LTensor, as_predicate
+from .tensor import Access, LTensor, as_predicate, front_padding
 
 
 # -- enums and constants (IntEnum, values as in neuronxcc) --------------------------
@@ -250,8 +250,9 @@ def _view_spans(x, spans) -> NkiTensor:
         if x.operand_mask is None and _one_axis_per_dim(x) and \
                 all(lo == 0 and hi == n for (lo, hi), n in zip(spans, x.shape)):
             return x.view({})  # (every range whole: none left in)
-        return x.view({a: spans[a.position] for idx in x.indices for a in idx.terms
-                       if a.position < len(spans) and spans[a.position] != (0, a.size)})
+        front = front_padding(x)
+        return x.view({a: spans[p] for idx in x.indices for a in idx.terms
+                       if (p := a.position + front) < len(spans) and spans[p] != (0, a.size)})
     if isinstance(x, LTensor):
         x = x.view_all()
     return x[tuple(slice(lo, hi) for lo, hi in spans)]

@@ -555,11 +555,25 @@ def resolve_shape(access: Access) -> tuple:
         for p, a in first.items():
             shape[p] = a.size
     if ndim < 2 and core.on_chip:
-        if ndim == 1 and partition_kept(access.indices, access.tensor.par_axis):
-            shape = shape + [1]
-        else:
-            shape = [1] * (2 - ndim) + shape
+        front = front_padding(access, ndim)
+        shape = [1] * front + shape + [1] * (2 - ndim - front)
     return tuple(shape) or (1,)
+
+
+def front_padding(access: Access, ndim: int | None = None) -> int:
+    """How many dims of size 1 `resolve_shape` puts before the axes of an on-chip access
+    of fewer than 2 grid dims (`ndim`, read off its indices where not given): an axis at
+    grid position p is then dim p + that of its shape (`row[0, :]` of a [2, F] tile is
+    [1, F], its axis at position 0; none where the one axis indexes the partition dim:
+    `t[:, k]` is [P, 1])."""
+    if ndim is None:
+        pattern = access.pattern()
+        ndim = pattern.ndim if pattern is not None else \
+            first_axes([idx.terms for idx in access.indices])[1]
+    if ndim >= 2 or not access.tensor.core.on_chip or \
+            ndim == 1 and partition_kept(access.indices, access.tensor.par_axis):
+        return 0
+    return 2 - ndim
 
 
 def _affine_access(tensor: LTensor, key: tuple) -> Access | None:
