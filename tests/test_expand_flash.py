@@ -39,23 +39,25 @@ def _timing_only(kwargs):
                              numerics=False)[1]
 
 
-@pytest.mark.parametrize("S, chunk, causal, iterations, by_tail", [
+@pytest.mark.parametrize("S, chunk, causal, iterations, by_tail, predicted", [
     # 512-key chunks: query pairs 6 and 7 enter it with 4 chunks, ..., 14 and 15 with
     # 8; 6 notes it, 7 makes the model from iterations 0..2 (none left to append: its
     # last misses the model and is noted as a tail) and 8.. run iteration 0 alone and
     # append up to the one before the last; the diagonal chunk has two structures (odd
     # and even pairs), seen twice by pair 10: 11, 13 and 15 append the one before the
-    # last too (its accesses those of 10's, 12's and 14's check), checked by the last
-    (4096, 512, True, 2 * (2 + 3 + 4 + 5) + 3, 3),
+    # last too (its accesses those of 10's, 12's and 14's check), checked by the last;
+    # 12..15, whose iteration 0 that of 8..11 predict (machine/expand_first.py), append
+    # it too
+    (4096, 512, True, 2 * (2 + 3 + 4 + 5) + 3 + 4, 3, 4),
     # the bench's shape: pairs 12..15 enter it with 4 chunks, ..., 28..31 with 8; 12
     # notes it, 13 makes the model, 14 and 15 append one iteration each; four diagonal
     # structures, seen twice by pair 20: 21..23, 25..27 and 29..31 (not 24 and 28, the
-    # first of 7 and of 8 chunks)
-    (8192, attention.K_CHUNK, True, 2 + 4 * (2 + 3 + 4 + 5) + 9, 9),
-    (4096, 512, False, 28, 0),  # no triangle: the loop over query pairs expands too
+    # first of 7 and of 8 chunks); 19..31 append their iteration 0 too
+    (8192, attention.K_CHUNK, True, 2 + 4 * (2 + 3 + 4 + 5) + 9 + 13, 9, 13),
+    (4096, 512, False, 28, 0, 0),  # no triangle: the loop over query pairs expands too
 ])
 def test_flash_attention_expands_its_key_chunk_loop_to_a_full_runs_record(
-        monkeypatch, S, chunk, causal, iterations, by_tail):
+        monkeypatch, S, chunk, causal, iterations, by_tail, predicted):
     monkeypatch.setattr(attention, "K_CHUNK", chunk)
     _, fast = _both(monkeypatch, lambda: _timing_only(_flash(S, causal)))
     st = _stats(fast)
@@ -63,6 +65,8 @@ def test_flash_attention_expands_its_key_chunk_loop_to_a_full_runs_record(
     assert (st.fallbacks, st.remodelled, st.left_early) == (0, 0, 0)
     assert _tail_checks(st) == by_tail
     assert all(t.misses == 0 for t in st.tails.values())
+    assert st.predicted == predicted
+    assert all(f.misses == 0 for f in st.firsts.values())
 
 
 def _tail_checks(st) -> int:
@@ -143,9 +147,11 @@ def test_a_growing_inner_loop_whose_last_iteration_differs_reuses_its_model(monk
     # and the last runs again; q = 4.. run iteration 0 alone, append 1..q - 1 from it
     # and check q before the last. (Their last iterations would predict the later ones', but no entry ran
     # iteration q in full before entry q: its reads of x there were never checked, and
-    # it is not appended: expand_tail.places)
+    # it is not appended: expand_tail.places) Entries q = 7.. append iteration 0 too,
+    # which those of q = 4..6 predict (by their state at entry: q, the record's counts)
     assert len(st.last_differs) == 1 and st.remodelled == 0 and st.fallbacks == 0
-    assert st.iterations == sum(q - 1 for q in range(4, 12))
+    assert st.predicted == 5
+    assert st.iterations == sum(q - 1 for q in range(4, 12)) + 5
     assert _tail_checks(st) == 0
     assert len(fast.program) == len(full.program) == sum(
         4 + 40 * (q + 2) for q in range(12))  # (2 memsets, the last add, the store)

@@ -101,6 +101,7 @@ import contextlib
 import dis
 import os
 import sys
+from types import SimpleNamespace
 
 from . import expand_tail, runtime, usercode
 from .expand_first import FirstIterations, placements, restore_placements
@@ -247,10 +248,10 @@ def iterate(rng: range, before=None, for_statement: bool = False):
     # iteration 1 may confirm the model's (Plan.derive)
     start = Mark(run, frame) if stats is not None and site in stats.known else None
     # one whose earlier entries predict its iteration 0 appends that too
-    if start is not None and site in stats.firsts and site not in stats.last_differs:
+    if start is not None and site in stats.firsts:
         stats.watching += 1
         try:
-            done = yield from _predicted(run, rng, before, frame, stats.firsts[site],
+            done = yield from _predicted(run, rng, before, frame, site, stats.firsts[site],
                                          start, stats.known[site], stats)
         finally:
             stats.watching -= 1
@@ -430,20 +431,11 @@ def _expanding(run, rng: range, before, frame, site, marks: list, stats, start):
             matched = yield from _checked(run, rng, before, frame, plan, n, check, stats)
         if matched:
             if check < last:  # (the last runs after the one that checked the model)
-                tails = stats.tails.setdefault(site, expand_tail.Tails())
-                # (a tail that missed the prediction is left out: the next is predicted
-                # from those that made it)
-                noting = not predicted and tails.misses < expand_tail.GIVE_UP
-                if noting:
-                    tails.note_ran(plan, check)
-                    mark = Mark(run, frame, lists_only=True)
-                yield from _run_last(rng, before, last, stats)
-                if noting:
-                    tails.note_state(run, plan, mark, Mark(run, frame), marks[1], last)
-                stats.last_differs.add(site)
+                yield from _tail(run, rng, before, frame, site, plan, check, stats,
+                                 not predicted, marks[1])
             if plan.period == 1:
                 stats.known[site] = (plan.key, plan.drift, plan.layout)
-            if plan.last_sampled == 0 and check == last:  # (iteration 0 alone: `start`)
+            if plan.last_sampled == 0:  # (iteration 0 alone: `start`)
                 stats.firsts.setdefault(site, FirstIterations()).note(run, plan, start)
             stats.loops += 1
             stats.iterations += check - n
@@ -475,13 +467,34 @@ def _sizes_differ(marks: list) -> bool:
     return len(sizes) > 1
 
 
-def _predicted(run, rng: range, before, frame, firsts, start, known, stats):
+def _tail(run, rng: range, before, frame, site, plan, check: int, stats, noting: bool,
+          entry):
+    """The last iteration, run for real after `check`, the one before it, which checked
+    the model: the loop's last iteration differs alone (`stats.last_differs`). Its tail
+    is noted (`expand_tail.Tails`: with `entry`, the state after the entry's iteration
+    0) where `noting` (a tail that missed the prediction is left out: the next is
+    predicted from those that made it)."""
+    last = check + 1
+    tails = stats.tails.setdefault(site, expand_tail.Tails())
+    noting = noting and tails.misses < expand_tail.GIVE_UP
+    if noting:
+        tails.note_ran(plan, check)
+        mark = Mark(run, frame, lists_only=True)
+    yield from _run_last(rng, before, last, stats)
+    if noting:
+        tails.note_state(run, plan, mark, Mark(run, frame), entry, last)
+    stats.last_differs.add(site)
+
+
+def _predicted(run, rng: range, before, frame, site, firsts, start, known, stats):
     """Append iterations 0.. of an entry whose iteration 0 its loop's earlier entries
-    predict (machine/expand_first.py) and run the last for real; returns whether it
-    matched (and made no change beside the record in a tensor made before the loop,
-    which the appended iteration 0 would not have made). Where not, the record and the
-    memories' placements are rolled back to the entry, which then runs as one not
-    predicted."""
+    predict (machine/expand_first.py) up to the one that checks the model as
+    `_expanding` chooses it (the last, or in a loop whose last iteration differs alone
+    the one before it, the last run after it, unless the earlier entries' tails predict
+    this one's), which runs for real; returns whether it matched (and made no change
+    beside the record in a tensor made before the loop, which the appended iteration 0
+    would not have made). Where not, the record and the memories' placements are
+    rolled back to the entry, which then runs as one not predicted."""
     if firsts.template is None:
         return False
     saved = placements(run)
@@ -491,18 +504,42 @@ def _predicted(run, rng: range, before, frame, firsts, start, known, stats):
         restore_placements(saved)
         return False
     untracked = len(run.untracked_changes)
-    matched = yield from _checked(run, rng, before, frame, plan, 0, last, stats)
+    entry = _after_first(start, plan)
+    check = last - 1 if site in stats.last_differs else last
+    tails = stats.tails.get(site) if check < last else None
+    by_tail = tails is not None and tails.predicts(plan, last)
+    matched = yield from _checked(run, rng, before, frame, plan, 0,
+                                  last if by_tail else check, stats,
+                                  tails if by_tail else None, entry)
+    if not matched and by_tail:  # (as `_expanding` does: checked by the one before)
+        tails.misses += 1
+        start.restore(run, frame)
+        matched = yield from _checked(run, rng, before, frame, plan, 0, check, stats)
+    elif by_tail:
+        check = last
     if matched and all(a >= start.allocations for a in run.untracked_changes[untracked:]):
+        if check < last:
+            yield from _tail(run, rng, before, frame, site, plan, check, stats, not by_tail,
+                             entry)
         firsts.layout = plan.layout
         stats.loops += 1
         stats.predicted += 1
-        stats.iterations += last
-        stats.instructions += last * plan.per_iteration
+        stats.iterations += check
+        stats.instructions += check * plan.per_iteration
         return True
     firsts.misses += 1
     start.restore(run, frame)
     restore_placements(saved)
     return False
+
+
+def _after_first(start, plan) -> SimpleNamespace:
+    """The record's counts after the appended iteration 0 of an entry that starts at
+    `start` (what a tail's basis reads of the state after iteration 0: expand_tail)."""
+    i0, i1, a0, a1, f0, f1 = plan.template
+    return SimpleNamespace(instructions=start.instructions + i1 - i0,
+                           allocations=start.allocations + a1 - a0,
+                           fences=start.fences + f1 - f0)
 
 
 def _marked(run, rng: range, before, frame, marks: list, upto: int):

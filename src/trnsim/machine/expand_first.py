@@ -7,25 +7,39 @@ affine in the state at their entry (the record's counts, the HBM cursor, the fra
 ints, its lists' lengths: `basis`) where the kernel indexes affinely: an entry whose
 basis is an affine combination of earlier entries' is predicted as the same combination
 of their rows. Such an entry appends iteration 0 too, copied from the last entry whose
-iteration 0 ran (its `_Template`, still in the record), and its last iteration checks
-the prediction as it checks the model (every number of the record and the frame's ints
-it leaves); where it misses, the record is rolled back to the entry, which then runs as
-before.
+iteration 0 ran (its `_Template`, still in the record), and the iteration that checks
+its model (the last, or the one before a last that differs alone) checks the prediction
+as it checks the model (every number of the record and the frame's ints it leaves);
+where it misses, the record is rolled back to the entry, which then runs as before.
+
+A body that carries tiles to the next iteration reads in iteration 0 those made before
+the loop (causal flash attention's online-softmax state, `Plan.carried_in`): its
+iteration 0's own numbers (the record's, `zero`) are predicted beside the model's row
+of it (those reads taken for the tiles one step back), the copy of iteration 0 made
+from the former, the later ones from the latter. The frame's ints the body binds
+before reading them (absent at the entry of a function called for each entry: flash
+attention's `ki`, `k0`) are no part of the basis.
 
 The virtual address of an on-chip tensor (not a number of the model: copies take their
 template's) depends on which tensors are alive when it is placed, which the Python
-objects' lifetimes decide. Iteration 0's are placed as the body would place them: its
-allocations, each a tensor the body rebinds each iteration (`res_psum = nl.zeros(...)`,
-held until the entry ends, as the model's carried tensors are), are placed in turn at
-the entry; an entry that ran its iteration 0 tells whether those placements are the
-body's (`fit`: the tensors they replace, freed as the body rebinds them, may have made
-room for the later ones). Left to the rest: loops whose body makes other allocations
-(temporaries), whose lists grow, whose iteration 0 reads tiles carried into the loop,
-with direct allocations, or on more than one logical core."""
+objects' lifetimes decide. Iteration 0's are placed as the body would place them, one
+after another from the entry's placement (`_positions`): the tensors the body rebinds
+each iteration (`res_psum = nl.zeros(...)`, held until the entry ends, as the model's
+carried tensors are) are placed there, the others (temporaries of the functions the
+body calls, dead by the iteration's end) only move the memory's cursor past them.
+Where the placements in turn wrap around no further than the entry's cursor, no
+temporary freed meanwhile could have made room for a later one; an entry that ran its
+iteration 0 tells whether the placements in turn are the body's (`fit`: the tensors
+the carried ones replace, freed as the body rebinds them, may have made room for the
+later ones). Left to the rest: loops whose lists grow, with direct allocations, or on
+more than one logical core."""
 from __future__ import annotations
+
+from types import SimpleNamespace
 
 import numpy as np
 
+from .expand_parts import snapshot
 from .expand_plan import _NARROW, Plan, same_model
 from .frame_state import copied_storage, over_storage, tensor_core
 from .record import Allocation
@@ -44,9 +58,10 @@ class _Template:
     plan had it (no object of the run's but the record's, whose identity tells that the
     template is still there)."""
     __slots__ = ("key", "drift", "template", "local_names", "sizes", "rebound", "index",
-                 "indexing", "operand_ids", "row", "carried", "ends", "placing", "fits")
+                 "indexing", "operand_ids", "row", "carried", "ends", "placing", "fits",
+                 "bound")
 
-    def __init__(self, run, plan, placing, carried):
+    def __init__(self, run, plan, placing, carried, bound):
         for name in ("key", "drift", "template", "local_names", "sizes", "rebound",
                      "index", "indexing", "operand_ids"):
             setattr(self, name, getattr(plan, name))
@@ -54,11 +69,13 @@ class _Template:
         p = run.program
         i0, i1, a0, _, _, _ = plan.template
         self.ends = (p.instructions[i0], p.instructions[i1 - 1], p.allocations.get(a0))
-        # [(storage, the memory, the aligned bytes)] of its allocations in turn (the
-        # storages: copies no memory places, which the carried tensors are over)
+        # [(storage or None, the memory, the aligned bytes)] of its allocations in turn
+        # (the storages, of the carried tensors only: copies no memory places, which
+        # those tensors are over)
         self.placing = placing
         self.carried = carried  # [(local, tensor over a storage of its own)]
         self.fits = False  # whether its allocations were placed where `fit` said
+        self.bound = bound  # the frame's ints the body binds before reading them
 
     def still_there(self, p) -> bool:
         i0, i1, a0, a1, _, f1 = self.template
@@ -72,31 +89,41 @@ class _Predicted(Plan):
     """A model of iteration 0 alone whose row is predicted (`first`), with the template
     of an earlier entry, whose numbers are `rows[-1]` (what the Copier reads as its
     template's: their differences from `first` are moving columns to it), and the
-    storages of iteration 0's allocations (`placed`), whose addresses its copies share."""
+    addresses of iteration 0's allocations (`vaddrs`), which its copies share. `zero`:
+    iteration 0's own numbers where it reads tiles carried into the loop (the model's
+    row takes them for those one step back), else None; `placed`: the storages of the
+    carried tensors, placed as iteration 0 would have placed them."""
 
-    def __init__(self, *args, first: np.ndarray, placed):
+    def __init__(self, *args, first: np.ndarray, zero, vaddrs: list, placed: list):
         super().__init__(*args)
         self.first = first
+        self.zero = zero
+        self.vaddrs = vaddrs
         self.placed = placed
         self.last_sampled = 0
 
     def _narrow(self) -> tuple:
         if self._lists is None:
             self._lists = (self.first.tolist(), self.drift.tolist()) \
-                if self.rows.shape[1] <= _NARROW else ()
+                if self.rows.shape[1] <= _NARROW and self.zero is None else ()
         return self._lists
 
     def row(self, iterations: np.ndarray, cols=slice(None)) -> np.ndarray:
-        return self.first[cols] + self.drift[cols] * iterations[:, None]
+        out = self.first[cols] + self.drift[cols] * iterations[:, None]
+        if self.zero is not None:
+            out[iterations == 0] = self.zero[cols]
+        return out
 
     def row_at(self, iteration: int, cols=slice(None)) -> np.ndarray:
+        if iteration == 0 and self.zero is not None:
+            return self.zero[cols].copy()
         return self.first[cols] + self.drift[cols] * iteration
 
     def _copier(self, run):
         copier = super()._copier(run)
-        if self.placed:  # (the copies' addresses: iteration 0's)
+        if self.vaddrs:  # (the copies' addresses: iteration 0's)
             fields = copier.alloc_fields = list(copier.alloc_fields)
-            fields[_VADDR] = [st.address for st in self.placed]
+            fields[_VADDR] = self.vaddrs
         return copier
 
 
@@ -125,14 +152,17 @@ def basis(start, local_names, list_names) -> list | None:
 
 class FirstIterations:
     """A loop's entries whose iteration 0 is known (`ExpansionStats.firsts`): their bases
-    and rows, and the last one whose iteration 0 ran for real (`_Template`)."""
-    __slots__ = ("key", "bases", "rows", "solver", "template", "misses", "layout",
-                 "expected")
+    and rows (and `zeros`, iteration 0's own record numbers where they read tiles
+    carried into the loop), and the last one whose iteration 0 ran for real
+    (`_Template`)."""
+    __slots__ = ("key", "bases", "rows", "zeros", "solver", "template", "misses",
+                 "layout", "expected")
 
     def __init__(self):
         self.key = None
         self.bases: list = []
         self.rows: list = []
+        self.zeros: list = []
         self.solver = None  # (see _solver)
         self.template = None
         self.misses = 0
@@ -144,40 +174,33 @@ class FirstIterations:
         be placed now in turn, each kept, which `note` compares with the entry's."""
         t = self.template
         self.expected = None
-        if t is None or not t.placing:
-            return
-        sizes: dict = {}  # memory -> the sizes placed there, in turn
-        for _, memory, size in t.placing:
-            sizes.setdefault(memory, []).append(size)
-        where = {}
-        for memory, placed in sizes.items():
-            at = memory.placed_in_turn(placed)
-            if at is None:
-                return
-            where[memory] = iter(at)
-        self.expected = [next(where[memory]) for _, memory, _ in t.placing]
+        if t is not None and t.placing:
+            self.expected = _positions(t.placing)
 
     def note(self, run, plan, start) -> None:
         """Note an entry that ran its iteration 0 for real and matched its model of it
         alone: the template of the next predictions. (One predicted is not noted: the
         entries noted combine to it.)"""
         expected, self.expected = self.expected, None
-        if plan.per_iteration < BODY or plan.growing or plan.carried_in \
-                or plan.period != 1:
+        if plan.per_iteration < BODY or plan.growing or plan.period != 1:
             return
-        b = basis(start, plan.local_names, plan.key[2])
+        names = _basis_names(plan.local_names, start)
+        b = basis(start, names, plan.key[2])
         if b is None:
             return
         # (the frame's other locals, whose objects an entry may rebind, `predict` checks
         # against the loop's model by their states)
-        key = (plan.key[0], plan.key[2], plan.key[3])
+        key = (plan.key[0], plan.key[2], plan.key[3], names, plan.carried_in)
         if key != self.key:
-            self.key, self.bases, self.rows, self.template = key, [], [], None
+            self.key, self.bases, self.rows, self.zeros = key, [], [], []
+            self.template = None
         self.bases.append(b)
         self.rows.append(plan.rows[0])
-        del self.bases[:-_HISTORY], self.rows[:-_HISTORY]
+        if plan.carried_in:
+            self.zeros.append(_zero(run, plan))
+        del self.bases[:-_HISTORY], self.rows[:-_HISTORY], self.zeros[:-_HISTORY]
         self.solver = None
-        self.template = _template(run, plan)
+        self.template = _template(run, plan, frozenset(plan.local_names) - set(names))
         if self.template is not None and self.template.placing:
             allocs = run.program.allocations
             self.template.fits = expected == [allocs[a].vaddr
@@ -185,31 +208,42 @@ class FirstIterations:
 
     def predict(self, run, start, known) -> _Predicted | None:
         """The plan of an entry (`start`: the full mark at it) whose iteration 0 the
-        earlier entries predict, or None. Its allocation, if any, is placed."""
+        earlier entries predict, or None. Its carried tensors, if any, are placed."""
         t = self.template
         if t is None or len(self.rows) < 2 or self.misses >= GIVE_UP or run.lnc > 1 \
                 or (t.placing and not t.fits) or not t.still_there(run.program):
             return None
+        names = _basis_names(t.local_names, start)
+        if names != self.key[3]:
+            return None
         key = _entry_key(t, start)
         if key[3] != tuple(t.local_names) or not same_model(key, known[0]):
             return None
-        b = basis(start, t.local_names, t.key[2])
+        b = basis(start, names, t.key[2])
         if b is None:
             return None
         if self.solver is None:
-            self.solver = _solver(self.bases, self.rows)
-        first = _combined(self.solver, b)
-        if first is None:
+            rows = self.rows if not self.zeros else \
+                [np.concatenate(x) for x in zip(self.rows, self.zeros)]
+            self.solver = _solver(self.bases, rows)
+        got = _combined(self.solver, b)
+        if got is None:
             return None
-        n = len(first) - 1 - len(t.local_names) - len(t.key[2])
+        width = len(t.row)
+        first, zero = got[:width], None
+        if self.zeros:
+            zero = first.copy()
+            zero[:len(got) - width] = got[width:]
+        n = width - 1 - len(t.local_names) - len(t.key[2])
         first[n] = start.hbm
-        placed, carried = [], t.carried
+        vaddrs, placed, carried = [], [], t.carried
         if t.placing:
-            now = {}
-            for st, memory, size in t.placing:
-                placed.append(copied_storage(st))
-                memory.place_virtual(placed[-1], st.base_dtype, size)
-                now[id(st)] = placed[-1]
+            at = _positions(t.placing)
+            if at is None:
+                return None
+            vaddrs, placed = _place(t.placing, at)
+            now = {id(st): own for (st, _, _), own in zip(t.placing, placed)
+                   if st is not None}
             carried = [(name, over_storage(x, now[id(tensor_core(x).storage)]))
                        for name, x in carried]
         # (rows: those of the entries noted, the prediction's, the template's last, whose
@@ -219,33 +253,114 @@ class FirstIterations:
         # (a drift of its own: `Layout.fits` takes one with the drift its layout was made
         # for to move the same numbers, which another entry's template need not)
         plan = _Predicted(rows, 1, t.drift.copy(), t.key, t.template,
-                          t.local_names, [], carried, first=first, placed=placed)
+                          t.local_names, [], carried, first=first, zero=zero,
+                          vaddrs=vaddrs, placed=[x for x in placed if x is not None])
         plan.sizes, plan.rebound, plan.index = t.sizes, t.rebound, t.index
         plan.indexing, plan.operand_ids = t.indexing, t.operand_ids
         plan.made_before = start.allocations
-        plan.checks_frame, plan.after_first = True, start
+        plan.checks_frame, plan.after_first = True, _after_first(start, t.bound)
         plan.layout = self.layout
         return plan
 
 
-def _template(run, plan) -> _Template | None:
+def _basis_names(local_names, start) -> tuple:
+    """The frame's ints of a loop's model bound at an entry (`start`): those the body
+    binds before reading them are not, at a function's first entry of the loop."""
+    loc = start.locals
+    return tuple(k for k in local_names if k in loc)
+
+
+def _after_first(start, bound):
+    """The state at an entry (`start`) as the later iterations' checks read that after
+    iteration 0 (`Plan._unchanged`: the frame's objects but its ints): with the ints
+    `bound`, which the body binds before reading them (their values the model's)."""
+    if not bound:
+        return start
+    return start.entering(SimpleNamespace(locals=dict.fromkeys(bound, 0)))
+
+
+def _zero(run, plan) -> np.ndarray:
+    """The record's numbers of the entry's iteration 0 (`plan.template`) as it recorded
+    them: its reads of the tiles carried into the loop too, which its model's row
+    (`plan.rows[0]`) takes for those one step back."""
+    _, nums, _ = snapshot(run, *plan.template)
+    return nums
+
+
+def _template(run, plan, bound) -> _Template | None:
     """The template of the entry of `plan` (its iteration 0 ran for real), or None
-    where it makes an allocation that is not a tensor the body rebinds each iteration
-    (`Plan.carried`), one placed explicitly, or where such a tensor is over none."""
+    where it makes an allocation placed explicitly, or where a tensor the body rebinds
+    each iteration (`Plan.carried`) is over none of its allocations or memories."""
     _, _, a0, a1, _, _ = plan.template
     if any(k[0] == "alloc" and k[-1] for k in plan.key[0]):
         return None  # (direct allocations: the legacy front end places them by iteration 0)
     storages = {tensor_core(x).storage.alloc: tensor_core(x).storage
                 for _, x in plan.carried}
-    if sorted(storages) != list(range(a0, a1)) \
-            or any(st.memory is None for st in storages.values()):
+    if any(not a0 <= a < a1 or st.memory is None for a, st in storages.items()):
         return None
     own = {id(st): copied_storage(st) for st in storages.values()}
-    placing = [(own[id(storages[a])], storages[a].memory,
-                storages[a].memory.aligned(storages[a].row_bytes)) for a in range(a0, a1)]
+    allocs, cores = run.program.allocations, run.cores
+    placing = []
+    for a in range(a0, a1):
+        st = storages.get(a)
+        if st is not None:
+            placing.append((own[id(st)], st.memory, st.memory.aligned(st.row_bytes)))
+            continue
+        al = allocs[a]
+        memory = getattr(cores[al.core], al.space)
+        placing.append((None, memory, memory.aligned(al.row_bytes)))
     carried = [(name, over_storage(x, own[id(tensor_core(x).storage)]))
                for name, x in plan.carried]
-    return _Template(run, plan, placing, carried)
+    return _Template(run, plan, placing, carried, bound)
+
+
+def _positions(placing: list) -> list | None:
+    """Where the body would place the allocations of `placing` now, in turn: where each
+    memory would place them one after another, none freed (`placed_in_turn`), where
+    that is where the body places them, whatever it frees meanwhile: its placements wrap
+    around no further than where they started (a tensor freed behind them is passed by
+    again only past that); None where not, or where one would need the arena to grow."""
+    sizes: dict = {}  # memory -> the sizes placed there, in turn
+    for _, memory, size in placing:
+        sizes.setdefault(memory, []).append(size)
+    where = {}
+    for memory, placed in sizes.items():
+        at = memory.placed_in_turn(placed)
+        if at is None:
+            return None
+        cursor, width = memory.placement()
+        base = memory.virtual_base
+        travel = 0  # (the bytes its cursor moves on, wrapping from width to base)
+        for start, size in zip(at, placed):
+            travel += (start - cursor if start >= cursor else width - cursor + start - base) \
+                + size
+            cursor = start + size
+        if travel > width - base:
+            return None
+        where[memory] = iter(at)
+    return [next(where[memory]) for _, memory, _ in placing]
+
+
+def _place(placing: list, at: list) -> tuple:
+    """Place the storages of `placing` (those of the carried tensors) at `at`, and move
+    each memory's cursor past its last allocation of `placing` (the temporaries the
+    body would have freed since); returns (the allocations' addresses, the storages
+    placed: None for a temporary)."""
+    ends = {}
+    placed = []
+    for (st, memory, size), start in zip(placing, at):
+        ends[memory] = start + size
+        if st is None:
+            placed.append(None)
+            continue
+        own = copied_storage(st)
+        # (placed at `start`, which is free: the first fit from there)
+        memory.restore_placement((start, memory.placement()[1]))
+        memory.place_virtual(own, st.base_dtype, size)
+        placed.append(own)
+    for memory, end in ends.items():
+        memory.restore_placement((end, memory.placement()[1]))
+    return list(at), placed
 
 
 def _entry_key(t, start) -> tuple:
@@ -253,7 +368,7 @@ def _entry_key(t, start) -> tuple:
     would have, with the record's of the template `t`."""
     others = tuple(sorted((k, v) for k, v in start.locals.items()
                           if type(v) is not int and k not in t.rebound))
-    names = tuple(sorted(k for k, v in start.locals.items() if type(v) is int))
+    names = tuple(sorted({k for k, v in start.locals.items() if type(v) is int} | t.bound))
     return t.key[0], others, t.key[2], names
 
 
