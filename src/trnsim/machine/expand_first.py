@@ -39,6 +39,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from .allocations import allocation_fields
 from .expand_parts import snapshot
 from .expand_plan import _NARROW, Plan, same_model
 from .frame_state import copied_storage, over_storage, tensor_core
@@ -46,7 +47,9 @@ from .record import Allocation
 
 GIVE_UP = 2  # predictions a loop's last iterations missed after which it predicts none
 _HISTORY = 12  # entries a loop's predictions combine at most
-_VADDR = Allocation.__slots__.index("vaddr")  # (the Copier's allocation fields')
+# (the Copier's allocation fields', `allocation_fields`)
+_VADDR, _CORE, _SPACE, _ROW_BYTES = map(Allocation.__slots__.index,
+                                        ("vaddr", "core", "space", "row_bytes"))
 # instructions an iteration records at least for its loop's entries to be predicted: a
 # prediction (~50 us) costs about what one legacy instruction run for real and the
 # model it checks do (block_free's loops of one load or matmul: 2-4% slower)
@@ -202,9 +205,8 @@ class FirstIterations:
         self.solver = None
         self.template = _template(run, plan, frozenset(plan.local_names) - set(names))
         if self.template is not None and self.template.placing:
-            allocs = run.program.allocations
-            self.template.fits = expected == [allocs[a].vaddr
-                                              for a in range(*plan.template[2:4])]
+            fields = allocation_fields(run.program.allocations, range(*plan.template[2:4]))
+            self.template.fits = expected == fields[_VADDR]
 
     def predict(self, run, start, known) -> _Predicted | None:
         """The plan of an entry (`start`: the full mark at it) whose iteration 0 the
@@ -299,16 +301,18 @@ def _template(run, plan, bound) -> _Template | None:
     if any(not a0 <= a < a1 or st.memory is None for a, st in storages.items()):
         return None
     own = {id(st): copied_storage(st) for st in storages.values()}
-    allocs, cores = run.program.allocations, run.cores
     placing = []
-    for a in range(a0, a1):
-        st = storages.get(a)
-        if st is not None:
-            placing.append((own[id(st)], st.memory, st.memory.aligned(st.row_bytes)))
-            continue
-        al = allocs[a]
-        memory = getattr(cores[al.core], al.space)
-        placing.append((None, memory, memory.aligned(al.row_bytes)))
+    if a1 > a0:  # (the allocations' fields as columns: a loop's copies make none)
+        fields = allocation_fields(run.program.allocations, range(a0, a1))
+        cores = run.cores
+        for a, core, space, size in zip(range(a0, a1), fields[_CORE], fields[_SPACE],
+                                        fields[_ROW_BYTES]):
+            st = storages.get(a)
+            if st is not None:
+                placing.append((own[id(st)], st.memory, st.memory.aligned(st.row_bytes)))
+            else:
+                memory = getattr(cores[core], space)
+                placing.append((None, memory, memory.aligned(size)))
     carried = [(name, over_storage(x, own[id(tensor_core(x).storage)]))
                for name, x in plan.carried]
     return _Template(run, plan, placing, carried, bound)
