@@ -35,14 +35,21 @@ def _step(x, acc, col: int, tail: bool):
     return new
 
 
-def _kernel(shifted=None, odd_tail=None):
+def _kernel(shifted=None, odd_tail=None, view_entry=None):
     """ENTRIES entries q of a loop of q // 2 + 2 iterations (pairs of equal trip counts,
     as flash attention's query tiles share a key chunk), iteration k reading block k of
     x; entry `shifted` reads every block 4 columns further (which no int of its frame
-    at its entry shows), entry `odd_tail`'s last iteration skips its extra add."""
+    at its entry shows), entry `odd_tail`'s last iteration skips its extra add, entry
+    `view_entry` starts from the right half of a wider tile (which only iteration 0
+    reads)."""
     def row(x, out, q: int):
-        acc = nl.ndarray((128, 8), nl.float32, buffer=nl.sbuf)
-        nisa.memset(dst=acc, value=0.0)
+        if q == view_entry:
+            wide = nl.ndarray((128, 16), nl.float32, buffer=nl.sbuf)
+            nisa.memset(dst=wide, value=0.0)
+            acc = wide[:, 8:16]
+        else:
+            acc = nl.ndarray((128, 8), nl.float32, buffer=nl.sbuf)
+            nisa.memset(dst=acc, value=0.0)
         last = q // 2 + 1
         for k in nl.sequential_range(last + 1):
             col = k * 8 + (4 if q == shifted else 0)
@@ -135,3 +142,27 @@ def test_a_tail_off_its_prediction_in_a_predicted_entry_is_checked_before(monkey
     assert st.predicted == 5
     plain = _without_predictions(monkeypatch, lambda: _run(kernel, x))
     assert _vaddrs(fast) == _vaddrs(plain)
+
+
+def test_an_entry_starting_from_another_view_runs_its_first_iteration(monkeypatch):
+    """Entry 12's carried tile at its entry is half of a wider one: its iteration 0
+    reads other bytes of its allocation than the tiles the earlier entries' did, which
+    no later iteration shows. It is not predicted (expand_first._EntryRead: the tile
+    at entry is no view like the template's) but runs iteration 0, and the entries
+    after it are predicted again."""
+    kernel, x = _kernel(view_entry=12)
+    predicted = []
+    real = expand._predicted
+
+    def noted(run, rng, *args):
+        done = yield from real(run, rng, *args)
+        predicted.append(done)
+        return done
+    monkeypatch.setattr(expand, "_predicted", noted)
+    _, fast = _both(monkeypatch, lambda: _run(kernel, x))
+    st = _stats(fast)
+    (firsts,) = st.firsts.values()
+    assert (firsts.misses, st.fallbacks) == (0, 0)
+    # (entries 7.. try; 10, 11, 13, 14 and 15 are predicted)
+    assert predicted[-9:] == [False] * 3 + [True] * 2 + [False] + [True] * 3
+    assert st.predicted == 5

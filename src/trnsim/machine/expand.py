@@ -506,7 +506,7 @@ def _predicted(run, rng: range, before, frame, site, firsts, start, known, stats
         restore_placements(saved)
         return False
     untracked = len(run.untracked_changes)
-    entry = _after_first(start, plan)
+    entry = _counts_after_first(start, plan)
     check = last - 1 if site in stats.last_differs else last
     tails = stats.tails.get(site) if check < last else None
     by_tail = tails is not None and tails.predicts(plan, last)
@@ -535,7 +535,7 @@ def _predicted(run, rng: range, before, frame, site, firsts, start, known, stats
     return False
 
 
-def _after_first(start, plan) -> SimpleNamespace:
+def _counts_after_first(start, plan) -> SimpleNamespace:
     """The record's counts after the appended iteration 0 of an entry that starts at
     `start` (what a tail's basis reads of the state after iteration 0: expand_tail)."""
     i0, i1, a0, a1, f0, f1 = plan.template

@@ -12,13 +12,13 @@ its model (the last, or the one before a last that differs alone) checks the pre
 as it checks the model (every number of the record and the frame's ints it leaves);
 where it misses, the record is rolled back to the entry, which then runs as before.
 
-A body that carries tiles to the next iteration reads in iteration 0 those made before
-the loop (causal flash attention's online-softmax state, `Plan.carried_in`): its
-iteration 0's own numbers (the record's, `zero`) are predicted beside the model's row
-of it (those reads taken for the tiles one step back), the copy of iteration 0 made
-from the former, the later ones from the latter. The frame's ints the body binds
-before reading them (absent at the entry of a function called for each entry: flash
-attention's `ki`, `k0`) are no part of the basis.
+A body that carries tiles to the next iteration reads in iteration 0 those its carried
+locals hold at the entry (causal flash attention's online-softmax state, made before
+the loop: `Plan.carried_in`), which the model's row takes for the tiles one step back:
+the copy of iteration 0 reads the tiles those locals hold at this entry (`_EntryRead`:
+views of the template's), the later ones those its model gives. The frame's ints the
+body binds before reading them (absent at the entry of a function called for each
+entry: flash attention's `ki`, `k0`) are no part of the basis.
 
 The virtual address of an on-chip tensor (not a number of the model: copies take their
 template's) depends on which tensors are alive when it is placed, which the Python
@@ -41,7 +41,7 @@ import numpy as np
 
 from .allocations import allocation_fields
 from .expand_parts import snapshot
-from .expand_plan import _NARROW, Plan, same_model
+from .expand_plan import _NARROW, Plan, _carried_from_entry, same_model
 from .frame_state import copied_storage, over_storage, tensor_core
 from .record import Allocation
 
@@ -62,9 +62,9 @@ class _Template:
     template is still there)."""
     __slots__ = ("key", "drift", "template", "local_names", "sizes", "rebound", "index",
                  "indexing", "operand_ids", "row", "carried", "ends", "placing", "fits",
-                 "bound")
+                 "bound", "entry_reads")
 
-    def __init__(self, run, plan, placing, carried, bound):
+    def __init__(self, run, plan, placing, carried, bound, entry_reads):
         for name in ("key", "drift", "template", "local_names", "sizes", "rebound",
                      "index", "indexing", "operand_ids"):
             setattr(self, name, getattr(plan, name))
@@ -79,6 +79,7 @@ class _Template:
         self.carried = carried  # [(local, tensor over a storage of its own)]
         self.fits = False  # whether its allocations were placed where `fit` said
         self.bound = bound  # the frame's ints the body binds before reading them
+        self.entry_reads = entry_reads  # [_EntryRead]
 
     def still_there(self, p) -> bool:
         i0, i1, a0, a1, _, f1 = self.template
@@ -94,8 +95,8 @@ class _Predicted(Plan):
     template's: their differences from `first` are moving columns to it), and the
     addresses of iteration 0's allocations (`vaddrs`), which its copies share. `zero`:
     iteration 0's own numbers where it reads tiles carried into the loop (the model's
-    row takes them for those one step back), else None; `placed`: the storages of the
-    carried tensors, placed as iteration 0 would have placed them."""
+    row takes them for those one step back: `_EntryRead`), else None; `placed`: the
+    storages of the carried tensors, placed as iteration 0 would have placed them."""
 
     def __init__(self, *args, first: np.ndarray, zero, vaddrs: list, placed: list):
         super().__init__(*args)
@@ -155,17 +156,14 @@ def basis(start, local_names, list_names) -> list | None:
 
 class FirstIterations:
     """A loop's entries whose iteration 0 is known (`ExpansionStats.firsts`): their bases
-    and rows (and `zeros`, iteration 0's own record numbers where they read tiles
-    carried into the loop), and the last one whose iteration 0 ran for real
-    (`_Template`)."""
-    __slots__ = ("key", "bases", "rows", "zeros", "solver", "template", "misses",
-                 "layout", "expected")
+    and rows, and the last one whose iteration 0 ran for real (`_Template`)."""
+    __slots__ = ("key", "bases", "rows", "solver", "template", "misses", "layout",
+                 "expected")
 
     def __init__(self):
         self.key = None
         self.bases: list = []
         self.rows: list = []
-        self.zeros: list = []
         self.solver = None  # (see _solver)
         self.template = None
         self.misses = 0
@@ -195,15 +193,12 @@ class FirstIterations:
         # against the loop's model by their states)
         key = (plan.key[0], plan.key[2], plan.key[3], names, plan.carried_in)
         if key != self.key:
-            self.key, self.bases, self.rows, self.zeros = key, [], [], []
-            self.template = None
+            self.key, self.bases, self.rows, self.template = key, [], [], None
         self.bases.append(b)
         self.rows.append(plan.rows[0])
-        if plan.carried_in:
-            self.zeros.append(_zero(run, plan))
-        del self.bases[:-_HISTORY], self.rows[:-_HISTORY], self.zeros[:-_HISTORY]
+        del self.bases[:-_HISTORY], self.rows[:-_HISTORY]
         self.solver = None
-        self.template = _template(run, plan, frozenset(plan.local_names) - set(names))
+        self.template = _template(run, plan, start, frozenset(plan.local_names) - set(names))
         if self.template is not None and self.template.placing:
             fields = allocation_fields(run.program.allocations, range(*plan.template[2:4]))
             self.template.fits = expected == fields[_VADDR]
@@ -225,18 +220,19 @@ class FirstIterations:
         if b is None:
             return None
         if self.solver is None:
-            rows = self.rows if not self.zeros else \
-                [np.concatenate(x) for x in zip(self.rows, self.zeros)]
-            self.solver = _solver(self.bases, rows)
-        got = _combined(self.solver, b)
-        if got is None:
+            self.solver = _solver(self.bases, self.rows)
+        first = _combined(self.solver, b)
+        if first is None:
             return None
-        width = len(t.row)
-        first, zero = got[:width], None
-        if self.zeros:
+        zero = None
+        if t.entry_reads:
             zero = first.copy()
-            zero[:len(got) - width] = got[width:]
-        n = width - 1 - len(t.local_names) - len(t.key[2])
+            for read in t.entry_reads:
+                alloc = read.alloc(start)
+                if alloc is None:
+                    return None
+                zero[read.column] = alloc
+        n = len(first) - 1 - len(t.local_names) - len(t.key[2])
         first[n] = start.hbm
         vaddrs, placed, carried = [], [], t.carried
         if t.placing:
@@ -281,18 +277,59 @@ def _after_first(start, bound):
     return start.entering(SimpleNamespace(locals=dict.fromkeys(bound, 0)))
 
 
-def _zero(run, plan) -> np.ndarray:
-    """The record's numbers of the entry's iteration 0 (`plan.template`) as it recorded
-    them: its reads of the tiles carried into the loop too, which its model's row
-    (`plan.rows[0]`) takes for those one step back."""
+class _EntryRead:
+    """A read by iteration 0 of a tile a carried local (`local`) holds at the entry, in
+    the record's numbers' `column` (its allocation id), which the model's row takes for
+    the tile one step back: a later entry's iteration 0 reads the tile that local holds
+    at its entry, where it is a view alike (`_view`: then its other numbers are the
+    template's)."""
+    __slots__ = ("column", "local", "view")
+
+    def __init__(self, column: int, local: str, view: tuple):
+        self.column, self.local, self.view = column, local, view
+
+    def alloc(self, start) -> int | None:
+        """The allocation iteration 0 reads at the entry `start`, or None where the tile
+        its local holds is no view like the template's."""
+        x = start.tensors.get(self.local)
+        if x is None or _view(x) != self.view:
+            return None
+        return tensor_core(x).storage.alloc
+
+
+def _view(x) -> tuple:
+    """What an access of tensor object `x` takes of it but its allocation: its type, view
+    and storage's memory and shape."""
+    t = tensor_core(x)
+    st = t.storage
+    return (type(x), t.shape, t.strides, t.offset, str(t.dtype), t.dyn is None,
+            st.memory, st.partitions, st.row_bytes)
+
+
+def _entry_reads(run, plan, start) -> list | None:
+    """The `_EntryRead`s of the entry of `plan` (its iteration 0 ran for real from
+    `start`): where its record's numbers differ from its model's row, which takes its
+    reads of the tiles its carried locals held at the entry for those of the tiles one
+    step back (`expand_plan._with_carried`); None where they differ otherwise."""
     _, nums, _ = snapshot(run, *plan.template)
-    return nums
+    back = _carried_from_entry(start, plan.after_first)
+    held = {tensor_core(x).storage.alloc: name for name, x in start.tensors.items()}
+    made = plan.template[3] - plan.template[2]
+    reads = [_EntryRead(c, held[a], _view(start.tensors[held[a]]))
+             for c, a in zip(plan.operand_ids.tolist(), nums[plan.operand_ids].tolist())
+             if a in back and plan.drift[c] == made]
+    model = plan.rows[0][:len(nums)].copy()
+    for read in reads:
+        model[read.column] = nums[read.column]
+    return reads if np.array_equal(model, nums) else None
 
 
-def _template(run, plan, bound) -> _Template | None:
-    """The template of the entry of `plan` (its iteration 0 ran for real), or None
-    where it makes an allocation placed explicitly, or where a tensor the body rebinds
-    each iteration (`Plan.carried`) is over none of its allocations or memories."""
+def _template(run, plan, start, bound) -> _Template | None:
+    """The template of the entry of `plan` (its iteration 0 ran for real from `start`),
+    or None where it makes an allocation placed explicitly, where a tensor the body
+    rebinds each iteration (`Plan.carried`) is over none of its allocations or
+    memories, or where its reads of the tiles carried into the loop are not as its
+    model's row states them but for their allocations (`_entry_reads`)."""
     _, _, a0, a1, _, _ = plan.template
     if any(k[0] == "alloc" and k[-1] for k in plan.key[0]):
         return None  # (direct allocations: the legacy front end places them by iteration 0)
@@ -313,9 +350,12 @@ def _template(run, plan, bound) -> _Template | None:
             else:
                 memory = getattr(cores[core], space)
                 placing.append((None, memory, memory.aligned(size)))
+    entry_reads = _entry_reads(run, plan, start) if plan.carried_in else []
+    if entry_reads is None:
+        return None
     carried = [(name, over_storage(x, own[id(tensor_core(x).storage)]))
                for name, x in plan.carried]
-    return _Template(run, plan, placing, carried, bound)
+    return _Template(run, plan, placing, carried, bound, entry_reads)
 
 
 def _positions(placing: list) -> list | None:
