@@ -72,9 +72,11 @@ def test_an_entry_off_its_prediction_falls_back_to_run_its_first_iteration(monke
     _, fast = _both(monkeypatch, lambda: _run(kernel, x))
     st = _stats(fast)
     # entry 5 reads 4 columns further than entries 0-4 predict: its last iteration
-    # misses the prediction (15 appended, rolled back), and the entry runs iteration 0
-    # and appends 1..14 from it as an entry not predicted does
-    assert expanded == [10, 14, 14, 15, 15, 15, 14]
+    # misses the prediction (15 appended, rolled back), and so does the one before it,
+    # which checks it next as in a loop whose last iteration differs alone (14), and
+    # the entry runs iteration 0 and appends 1..14 from it as an entry not predicted
+    # does
+    assert expanded == [10, 14, 14, 15, 15, 15, 14, 14]
     assert (st.predicted, st.fallbacks, st.declined) == (2, 0, 0)
     (firsts,) = st.firsts.values()
     assert firsts.misses == 1

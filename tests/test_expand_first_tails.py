@@ -166,3 +166,34 @@ def test_an_entry_starting_from_another_view_runs_its_first_iteration(monkeypatc
     # (entries 7.. try; 10, 11, 13, 14 and 15 are predicted)
     assert predicted[-9:] == [False] * 3 + [True] * 2 + [False] + [True] * 3
     assert st.predicted == 5
+
+
+def test_a_predicted_entry_whose_last_iteration_first_differs_is_checked_before(
+        monkeypatch):
+    """Six entries of a 16-iteration loop as in test_expand_first.py's (entries 3-5
+    predicted), the last iteration of entry 5 doing one more instruction: it misses
+    the prediction, and the one before it, appended again from iteration 0, checks it
+    (as `expand._expanding` does a model's): entry 5 is predicted all the same, and the
+    loop is noted as one whose last iteration differs alone."""
+    @nki.jit
+    def kernel(x):
+        out = nl.ndarray((128, 8 * 16), nl.float32, buffer=nl.hbm)
+        for b in nl.affine_range(6):
+            for j in nl.affine_range(16):
+                t = nl.ndarray((128, 8), nl.float32, buffer=nl.sbuf)
+                col = (b * 16 + j) * 8
+                nisa.dma_copy(dst=t, src=x[:, col:col + 8])
+                nisa.tensor_scalar(dst=t, data=t, op0=nl.multiply, operand0=2.0)
+                if b == 5 and j == 15:
+                    nisa.tensor_scalar(dst=t, data=t, op0=nl.multiply, operand0=2.0)
+                nisa.dma_copy(dst=out[:, j * 8:j * 8 + 8], src=t)
+        return out
+    x = np.ones((128, 8 * 16 * 6), np.float32)
+    expanded = _expanded_counts(monkeypatch)
+    _, fast = _both(monkeypatch, lambda: _run(kernel, x))
+    st = _stats(fast)
+    assert expanded == [10, 14, 14, 15, 15, 15, 14]
+    (firsts,) = st.firsts.values()
+    assert (st.predicted, firsts.misses, st.fallbacks) == (3, 0, 0)
+    assert len(st.last_differs) == 1
+    assert st.iterations == 10 + 14 + 14 + 15 + 15 + 14

@@ -510,15 +510,16 @@ def _predicted(run, rng: range, before, frame, site, firsts, start, known, stats
     check = last - 1 if site in stats.last_differs else last
     tails = stats.tails.get(site) if check < last else None
     by_tail = tails is not None and tails.predicts(plan, last)
-    matched = yield from _checked(run, rng, before, frame, plan, 0,
-                                  last if by_tail else check, stats,
-                                  tails if by_tail else None, entry)
-    if not matched and by_tail:  # (as `_expanding` does: checked by the one before)
-        tails.misses += 1
-        start.restore(run, frame)
-        matched = yield from _checked(run, rng, before, frame, plan, 0, check, stats)
-    elif by_tail:
+    if by_tail:
         check = last
+    matched = yield from _checked(run, rng, before, frame, plan, 0, check, stats,
+                                  tails if by_tail else None, entry)
+    if not matched and check == last:  # (as `_expanding` does: checked by the one before)
+        if by_tail:
+            tails.misses += 1
+        start.restore(run, frame)
+        check = last - 1
+        matched = yield from _checked(run, rng, before, frame, plan, 0, check, stats)
     if matched and all(a >= start.allocations for a in run.untracked_changes[untracked:]):
         if check < last:
             yield from _tail(run, rng, before, frame, site, plan, check, stats, not by_tail,
