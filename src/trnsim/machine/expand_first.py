@@ -10,7 +10,9 @@ of their rows. Such an entry appends iteration 0 too, copied from the last entry
 iteration 0 ran (its `_Template`, still in the record), and the iteration that checks
 its model (the last, or the one before a last that differs alone) checks the prediction
 as it checks the model (every number of the record and the frame's ints it leaves);
-where it misses, the record is rolled back to the entry, which then runs as before.
+where the last misses, the one before it checks it (as `expand._expanding` does a
+model), and where that misses too, the record is rolled back to the entry, which then
+runs as before.
 
 A body that carries tiles to the next iteration reads in iteration 0 those its carried
 locals hold at the entry (causal flash attention's online-softmax state, made before
