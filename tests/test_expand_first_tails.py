@@ -197,3 +197,45 @@ def test_a_predicted_entry_whose_last_iteration_first_differs_is_checked_before(
     assert (st.predicted, firsts.misses, st.fallbacks) == (3, 0, 0)
     assert len(st.last_differs) == 1
     assert st.iterations == 10 + 14 + 14 + 15 + 15 + 14
+
+
+class _Holder:
+    def __init__(self, tile):
+        self.tile = tile
+
+
+def _scaled_blocks(held: bool):
+    """Six entries of a 16-iteration loop whose body scales a block of x through a tile
+    made in a function it calls, which the body keeps (`held`: in an object it rebinds
+    each iteration) or lets die."""
+    def scaled(x, col):
+        t = nl.ndarray((128, 8), nl.float32, buffer=nl.sbuf)
+        nisa.dma_copy(dst=t, src=x[:, col:col + 8])
+        nisa.tensor_scalar(dst=t, data=t, op0=nl.multiply, operand0=2.0)
+        return t
+
+    @nki.jit
+    def kernel(x):
+        out = nl.ndarray((128, 8 * 16), nl.float32, buffer=nl.hbm)
+        for b in nl.affine_range(6):
+            for j in nl.affine_range(16):
+                t = scaled(x, (b * 16 + j) * 8)
+                nisa.dma_copy(dst=out[:, j * 8:j * 8 + 8], src=t)
+                box = _Holder(t) if held else None
+                t = None
+        return out, box
+    return kernel, np.ones((128, 8 * 16 * 6), np.float32)
+
+
+def test_a_tile_an_object_of_the_frame_may_hold_is_no_temporary(monkeypatch):
+    """Entries whose iteration 0 makes a tile no local holds once it ends (a temporary:
+    not placed, its space passed by) are predicted; where an object the body rebinds
+    each iteration may hold it (it outlives the iteration), they are not."""
+    counts = []
+    for held in (False, True):
+        kernel, x = _scaled_blocks(held)
+        _, fast = _both(monkeypatch, lambda: _run(kernel, x))
+        plain = _without_predictions(monkeypatch, lambda: _run(kernel, x))
+        assert _vaddrs(fast) == _vaddrs(plain)
+        counts.append(_stats(fast).predicted)
+    assert counts == [3, 0]

@@ -330,14 +330,17 @@ def _template(run, plan, start, bound) -> _Template | None:
     """The template of the entry of `plan` (its iteration 0 ran for real from `start`),
     or None where it makes an allocation placed explicitly, where a tensor the body
     rebinds each iteration (`Plan.carried`) is over none of its allocations or
-    memories, or where its reads of the tiles carried into the loop are not as its
-    model's row states them but for their allocations (`_entry_reads`)."""
+    memories, where one of its other allocations may outlive it (`_temporaries_die`),
+    or where its reads of the tiles carried into the loop are not as its model's row
+    states them but for their allocations (`_entry_reads`)."""
     _, _, a0, a1, _, _ = plan.template
     if any(k[0] == "alloc" and k[-1] for k in plan.key[0]):
         return None  # (direct allocations: the legacy front end places them by iteration 0)
     storages = {tensor_core(x).storage.alloc: tensor_core(x).storage
                 for _, x in plan.carried}
     if any(not a0 <= a < a1 or st.memory is None for a, st in storages.items()):
+        return None
+    if len(storages) < a1 - a0 and not _temporaries_die(plan, a0, a1):
         return None
     own = {id(st): copied_storage(st) for st in storages.values()}
     placing = []
@@ -358,6 +361,18 @@ def _template(run, plan, start, bound) -> _Template | None:
     carried = [(name, over_storage(x, own[id(tensor_core(x).storage)]))
                for name, x in plan.carried]
     return _Template(run, plan, placing, carried, bound, entry_reads)
+
+
+def _temporaries_die(plan, a0: int, a1: int) -> bool:
+    """Whether the allocations a0..a1 of iteration 0 that no carried tensor is over died
+    with it, as far as its frame tells: no other tensor of the frame after it is over
+    one, and no other object the frame rebinds each iteration (a pending legacy result)
+    may hold one."""
+    if plan.rebound:
+        return False
+    carried = {name for name, _ in plan.carried}
+    return not any(name not in carried and a0 <= tensor_core(x).storage.alloc < a1
+                   for name, x in plan.after_first.tensors.items())
 
 
 def _positions(placing: list) -> list | None:
