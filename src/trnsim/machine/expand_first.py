@@ -159,14 +159,15 @@ def basis(start, local_names, list_names) -> list | None:
 class FirstIterations:
     """A loop's entries whose iteration 0 is known (`ExpansionStats.firsts`): their bases
     and rows, and the last one whose iteration 0 ran for real (`_Template`)."""
-    __slots__ = ("key", "bases", "rows", "solver", "template", "misses", "layout",
-                 "expected")
+    __slots__ = ("key", "bases", "rows", "solver", "classes", "template", "misses",
+                 "layout", "expected")
 
     def __init__(self):
         self.key = None
         self.bases: list = []
         self.rows: list = []
         self.solver = None  # (see _solver)
+        self.classes = None  # (see _Classes)
         self.template = None
         self.misses = 0
         self.layout = None  # the Copier's Layout of the last prediction
@@ -199,7 +200,7 @@ class FirstIterations:
         self.bases.append(b)
         self.rows.append(plan.rows[0])
         del self.bases[:-_HISTORY], self.rows[:-_HISTORY]
-        self.solver = None
+        self.solver = self.classes = None
         self.template = _template(run, plan, start, frozenset(plan.local_names) - set(names))
         if self.template is not None and self.template.placing:
             fields = allocation_fields(run.program.allocations, range(*plan.template[2:4]))
@@ -223,9 +224,12 @@ class FirstIterations:
             return None
         if self.solver is None:
             self.solver = _solver(self.bases, self.rows)
+            self.classes = _Classes(self.bases, self.rows)
         first = _combined(self.solver, b)
         if first is None:
-            return None
+            first = self.classes.predicted(b)
+            if first is None:
+                return None
         zero = None
         if t.entry_reads:
             zero = first.copy()
@@ -456,3 +460,53 @@ def _combined(solver: tuple, b: list) -> np.ndarray | None:
     if np.abs(got - out).max(initial=0) > 1e-3:
         return None
     return out.astype(np.int64)
+
+
+class _Classes:
+    """Each number of the noted entries' rows classed by one term of their bases (as
+    machine/expand_tail.py classes a tail's numbers): the same in every entry, or moved
+    by a whole multiple of one term's move. An entry whose basis is no affine
+    combination of the noted ones' (fewer noted than its state has independent moves:
+    causal flash attention's record counts, q0 and trip count) is predicted so where
+    every number's classes agree on it and it moves no term the noted entries never
+    moved (any number may follow that one)."""
+    __slots__ = ("base", "row", "still", "term", "times", "others")
+
+    def __init__(self, bases: list, rows: list):
+        base = np.array(bases, dtype=np.int64)
+        row = np.array(rows, dtype=np.int64)
+        self.base, self.row = base[-1], row[-1]
+        moves, moved = base[1:] - base[0], row[1:] - row[0]
+        self.still = ~moves.any(axis=0)
+        # (each number's first class: the same where none moved, else a term's; -1: none)
+        term = np.where(moved.any(axis=0), -1, 0)
+        times = np.zeros(row.shape[1], dtype=np.int64)
+        others = []  # (numbers, term, multiple) of the classes after the first
+        for j in np.flatnonzero(~self.still):
+            move = moves[:, j]
+            pivot = np.abs(move).argmax()
+            multiple = moved[pivot] // move[pivot]
+            fits = (moved == multiple * move[:, None]).all(axis=0) & (multiple != 0)
+            first = fits & (term < 0)
+            term[first], times[first] = j, multiple[first]
+            again = np.flatnonzero(fits & ~first)
+            if len(again):
+                others.append((again, j, multiple[again]))
+        # (a number that follows no class: no entry is predicted so)
+        self.term = None if (term < 0).any() else term
+        self.times, self.others = times, others
+
+    def predicted(self, b: list) -> np.ndarray | None:
+        """The row of an entry whose basis is `b`, or None where a number of the noted
+        rows follows no class, its classes disagree, or the entry moves a term the
+        noted entries never moved."""
+        if self.term is None:
+            return None
+        now = np.array(b, dtype=np.int64) - self.base
+        if now[self.still].any():
+            return None
+        shift = self.times * now[self.term]
+        for numbers, j, multiple in self.others:
+            if (multiple * now[j] != shift[numbers]).any():
+                return None
+        return self.row + shift
