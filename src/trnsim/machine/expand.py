@@ -52,7 +52,7 @@ an affine combination of theirs by the state at the entry) appends iteration 0 t
 and the iteration that checks its model (the last, or the one before a last that
 differs alone) checks the prediction; a miss rolls the entry back to run as above
 (block_mnk's loops of 16 M tiles in the tutorial; causal flash attention's key chunks
-from its 20th pair of query tiles on, S=8192).
+from its 18th pair of query tiles on, S=8192).
 
 It runs every iteration when:
 - numerics are on (values are computed per iteration), `TRNSIM_EXPAND=0`, the loop has

@@ -6,7 +6,10 @@ record's, the HBM cursor, the frame's ints and lists' lengths: `Plan.rows[0]`) a
 affine in the state at their entry (the record's counts, the HBM cursor, the frame's
 ints, its lists' lengths: `basis`) where the kernel indexes affinely: an entry whose
 basis is an affine combination of earlier entries' is predicted as the same combination
-of their rows. Such an entry appends iteration 0 too, copied from the last entry whose
+of their rows; where fewer were noted than the state has independent moves (causal flash
+attention's record counts, query tile and trip count), by each number's class in their
+rows (`_Classes`: the same in all, or moved by a whole multiple of one term's move),
+where the classes agree. Such an entry appends iteration 0 too, copied from the last entry whose
 iteration 0 ran (its `_Template`, still in the record), and the iteration that checks
 its model (the last, or the one before a last that differs alone) checks the prediction
 as it checks the model (every number of the record and the frame's ints it leaves);
@@ -224,9 +227,10 @@ class FirstIterations:
             return None
         if self.solver is None:
             self.solver = _solver(self.bases, self.rows)
-            self.classes = _Classes(self.bases, self.rows)
         first = _combined(self.solver, b)
         if first is None:
+            if self.classes is None:
+                self.classes = _Classes(self.bases, self.rows)
             first = self.classes.predicted(b)
             if first is None:
                 return None
@@ -470,15 +474,24 @@ class _Classes:
     causal flash attention's record counts, q0 and trip count) is predicted so where
     every number's classes agree on it and it moves no term the noted entries never
     moved (any number may follow that one)."""
-    __slots__ = ("base", "row", "still", "term", "times", "others")
+    __slots__ = ("bases", "rows", "base", "still", "row", "term", "times", "others",
+                 "whole")
 
     def __init__(self, bases: list, rows: list):
-        base = np.array(bases, dtype=np.int64)
-        row = np.array(rows, dtype=np.int64)
-        self.base, self.row = base[-1], row[-1]
-        moves, moved = base[1:] - base[0], row[1:] - row[0]
-        self.still = ~moves.any(axis=0)
-        # (each number's first class: the same where none moved, else a term's; -1: none)
+        self.bases = np.array(bases, dtype=np.int64)
+        self.rows = rows
+        self.base = self.bases[-1]
+        self.still = ~(self.bases[1:] != self.bases[0]).any(axis=0)
+        self.term = None  # (see _classify: made for the first entry that moves no
+        # term the noted entries never moved)
+
+    def _classify(self) -> None:
+        """Each number's first class (`term`: the same where none moved, else a term's,
+        by `times` its move; -1 where it follows none: `whole` tells there is none) and
+        the others it fits."""
+        row = np.array(self.rows, dtype=np.int64)
+        self.row = row[-1]
+        moves, moved = self.bases[:-1] - self.base, row[:-1] - self.row
         term = np.where(moved.any(axis=0), -1, 0)
         times = np.zeros(row.shape[1], dtype=np.int64)
         others = []  # (numbers, term, multiple) of the classes after the first
@@ -492,18 +505,19 @@ class _Classes:
             again = np.flatnonzero(fits & ~first)
             if len(again):
                 others.append((again, j, multiple[again]))
-        # (a number that follows no class: no entry is predicted so)
-        self.term = None if (term < 0).any() else term
-        self.times, self.others = times, others
+        self.term, self.times, self.others = term, times, others
+        self.whole = not (term < 0).any()
 
     def predicted(self, b: list) -> np.ndarray | None:
-        """The row of an entry whose basis is `b`, or None where a number of the noted
-        rows follows no class, its classes disagree, or the entry moves a term the
-        noted entries never moved."""
-        if self.term is None:
-            return None
+        """The row of an entry whose basis is `b`, or None where it moves a term the
+        noted entries never moved, a number of the noted rows follows no class, or its
+        classes disagree."""
         now = np.array(b, dtype=np.int64) - self.base
         if now[self.still].any():
+            return None
+        if self.term is None:
+            self._classify()
+        if not self.whole:
             return None
         shift = self.times * now[self.term]
         for numbers, j, multiple in self.others:
