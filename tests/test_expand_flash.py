@@ -46,14 +46,15 @@ def _timing_only(kwargs):
     # append up to the one before the last; the diagonal chunk has two structures (odd
     # and even pairs), seen twice by pair 10: 11, 13 and 15 append the one before the
     # last too (its accesses those of 10's, 12's and 14's check), checked by the last;
-    # 12..15, whose iteration 0 that of 8..11 predict (machine/expand_first.py), append
-    # it too
-    (4096, 512, True, 2 * (2 + 3 + 4 + 5) + 3 + 4, 3, 4),
+    # 11..15, whose iteration 0 that of 8..10 predict (machine/expand_first.py: by their
+    # numbers' classes), append it too
+    (4096, 512, True, 2 * (2 + 3 + 4 + 5) + 3 + 5, 3, 5),
     # the bench's shape: pairs 12..15 enter it with 4 chunks, ..., 28..31 with 8; 12
     # notes it, 13 makes the model, 14 and 15 append one iteration each; four diagonal
     # structures, seen twice by pair 20: 21..23, 25..27 and 29..31 (not 24 and 28, the
-    # first of 7 and of 8 chunks); 19..31 append their iteration 0 too
-    (8192, attention.K_CHUNK, True, 2 + 4 * (2 + 3 + 4 + 5) + 9 + 13, 9, 13),
+    # first of 7 and of 8 chunks); 17..31 append their iteration 0 too (predicted by
+    # 14..16's)
+    (8192, attention.K_CHUNK, True, 2 + 4 * (2 + 3 + 4 + 5) + 9 + 15, 9, 15),
     (4096, 512, False, 28, 0, 0),  # no triangle: the loop over query pairs expands too
 ])
 def test_flash_attention_expands_its_key_chunk_loop_to_a_full_runs_record(
