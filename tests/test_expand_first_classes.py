@@ -94,3 +94,21 @@ def test_an_entry_off_the_classes_runs_its_first_iteration(monkeypatch):
     plain = _without_predictions(monkeypatch, lambda: _run(kernel, x))
     assert st.iterations == _stats(plain).iterations + st.predicted
     assert _vaddrs(fast) == _vaddrs(plain)
+
+
+def test_classes_predict_only_what_the_noted_entries_tell():
+    """Rows of (a count, a multiple of an int, a constant) over bases (the count, the
+    int, another int): a number follows the one term whose move it repeats, or a
+    whole multiple of it; where two terms moved alike in the noted entries (which of
+    them a number follows they do not tell) and apart now, or a term none of them
+    moved moves now, nothing is predicted."""
+    bases = [[10, 1, 5], [14, 2, 5], [25, 4, 5]]
+    rows = [[11, 8, 3], [15, 16, 3], [26, 32, 3]]
+    classes = expand_first._Classes(bases, rows)
+    assert classes.predicted([30, 5, 5]).tolist() == [31, 40, 3]
+    assert classes.predicted([30, 5, 6]) is None  # (the third term moves: never before)
+    alike = expand_first._Classes([[10, 1, 5], [12, 3, 5]], [[11, 8, 3], [13, 10, 3]])
+    assert alike.predicted([14, 5, 5]).tolist() == [15, 12, 3]  # (moving alike still)
+    assert alike.predicted([16, 4, 5]) is None
+    unfit = expand_first._Classes(bases, [[0, 0, 0], [1, 0, 0], [3, 1, 0]])
+    assert unfit.predicted([30, 5, 5]) is None  # (the second number follows no term)
