@@ -182,6 +182,7 @@ def snapshot(run, start: int, stop: int, a_start: int, a_stop: int, f_start: int
     cache = stats.parts
     key, sizes = [], []
     nums = _Numbers()
+    plain = nums.plain  # (the instructions' numbers go straight in: a call each costs)
     instructions, blocks = p.instructions, stats.copied_blocks
     bases = {}
     at = start
@@ -191,12 +192,13 @@ def snapshot(run, start: int, stop: int, a_start: int, a_stop: int, f_start: int
             key += hit[2] * hit[4]  # a block of copies, still in the record
             sizes += hit[3] * hit[4]
             nums.add_block(*hit[4:])
+            plain = nums.plain
             at = hit[0] + 1
         else:
             k, n = instruction_parts(instructions[at], allocs, cache, bases)
             key.append(k)
             sizes.append(len(n))
-            nums.add(n)
+            plain += n
             at += 1
     alloc_cache, blocks = stats.alloc_parts, stats.copied_alloc_blocks
     aid = a_start
@@ -244,8 +246,18 @@ class _Numbers:
             pieces.append(self.plain)
         if len(pieces) == 1 and type(pieces[0]) is list:
             return np.array(pieces[0], np.int64)
-        return np.concatenate([x[0][:x[1], x[2]:x[3]].ravel() if type(x) is tuple
-                               else np.array(x, np.int64) for x in pieces])
+        # each block's numbers copied once, into their place (not raveled, then joined)
+        sizes = [x[1] * (x[3] - x[2]) if type(x) is tuple else len(x) for x in pieces]
+        out = np.empty(sum(sizes), np.int64)
+        at = 0
+        for x, n in zip(pieces, sizes):
+            if type(x) is tuple:
+                block, rows, start, stop = x
+                out[at:at + n].reshape(rows, stop - start)[...] = block[:rows, start:stop]
+            else:
+                out[at:at + n] = np.array(x, np.int64)
+            at += n
+        return out
 
 
 def operand_columns(sizes, n_ops) -> np.ndarray:
