@@ -214,7 +214,12 @@ def _why_missed(stages, mem, num) -> list[str]:
                  "key chunks inside has a trip count that grows with the pair, and the "
                  "diagonal chunk's width cycles every four pairs), so the rest run through "
                  f"the kernel's Python: recording costs {1e6 * flash['record_s'] / n:.1f} "
-                 "us per instruction.")
+                 "us per instruction. Each entry of the key-chunk loop runs at least its "
+                 "last iteration for real (what it leaves in the kernel's variables, its "
+                 "special cases and its accesses at the end of the range are then a full "
+                 "run's), and each pair's own instructions run too; appending whole pairs "
+                 "needs a model of the pair loop over its inner loop's trip count, which "
+                 "loop expansion (one loop's model at a time) does not make.")
     missed = [r for r in mem if r["mode"] == "timing only" and
               (r["peak_rss_mib"] - r["baseline_rss_mib"]) * memory.MIB
               > TIMING_RSS_GOAL * r["input_bytes"]]
