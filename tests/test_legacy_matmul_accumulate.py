@@ -183,6 +183,27 @@ def _int_keyed_rows(a, b):
     return out
 
 
+def _int_keyed_others(a, b):
+    """nl.matmul into int-keyed destinations (rows 0-1), elementwise operations between
+    int-keyed views (rows 2-3) and an nc_matmul of int-keyed operands (K = 1: rows 4-6,
+    the outer product of a's row 3 and b's row 5)."""
+    K, M, N = a.shape[0], a.shape[1], b.shape[1]
+    out = nl.ndarray((4 + M, N), nl.float32, buffer=nl.shared_hbm)
+    row = nl.zeros((2, N), nl.float32, buffer=nl.psum)
+    at, bt = nl.load(a), nl.load(b)
+    row[1, :] += nl.matmul(at[:, 0:1], bt, transpose_x=True)
+    row[0, 0:N // 2] += nl.matmul(at[:, 1:2], bt[:, 0:N // 2], transpose_x=True)
+    nl.store(out[0:2, :], value=nl.copy(row))
+    sb = nl.zeros((2, N), nl.float32, buffer=nl.sbuf)
+    sb[0, :] = nl.multiply(bt[0, :], 2.0)
+    sb[1, 0:N // 2] = nl.add(bt[1, 0:N // 2], bt[0, N // 2:N])
+    nl.store(out[2:4, :], value=sb)
+    outer = nl.zeros((M, N), nl.float32, buffer=nl.psum)
+    outer[...] += nisa.nc_matmul(at[3, :], bt[5, :])
+    nl.store(out[4:4 + M, :], value=nl.copy(outer))
+    return out
+
+
 def _general_getitem(real):
     """LTensor.__getitem__ with `t[...]` taken by the general path (as `t[..., ]`)."""
     return lambda self, key: real(self, (key,) if key is Ellipsis else key)
@@ -234,6 +255,21 @@ def test_int_keyed_matmul_destination_gets_the_rows_numpy_computes(general, monk
     out, _ = _run(_int_keyed_rows, (a, b), monkeypatch, general, True)
     want = np.stack([a[:, 2] @ b, a[:, 0] @ b])
     want[1, :256] += a[:, 1] @ b[:, :256]
+    assert out == want.astype(np.float32).tobytes()
+
+
+@pytest.mark.parametrize("general", [False, True])
+def test_int_keyed_views_elsewhere_get_what_numpy_computes(general, monkeypatch):
+    rng = np.random.default_rng(2)
+    a = rng.integers(-4, 5, (128, 3)).astype(np.float32)
+    b = rng.integers(-4, 5, (128, 512)).astype(np.float32)
+    out, _ = _run(_int_keyed_others, (a, b), monkeypatch, general, True)
+    want = np.zeros((7, 512))
+    want[1] = a[:, 0] @ b
+    want[0, :256] = a[:, 1] @ b[:, :256]
+    want[2] = 2 * b[0]
+    want[3, :256] = b[1, :256] + b[0, 256:]
+    want[4:] = np.outer(a[3], b[5])
     assert out == want.astype(np.float32).tobytes()
 
 
