@@ -100,15 +100,13 @@ class _Predicted(Plan):
     template's: their differences from `first` are moving columns to it), and the
     addresses of iteration 0's allocations (`vaddrs`), which its copies share. `zero`:
     iteration 0's own numbers where it reads tiles carried into the loop (the model's
-    row takes them for those one step back: `_EntryRead`), else None; `placed`: the
-    storages of the carried tensors, placed as iteration 0 would have placed them."""
+    row takes them for those one step back: `_EntryRead`), else None."""
 
-    def __init__(self, *args, first: np.ndarray, zero, vaddrs: list, placed: list):
+    def __init__(self, *args, first: np.ndarray, zero, vaddrs: list):
         super().__init__(*args)
         self.first = first
         self.zero = zero
         self.vaddrs = vaddrs
-        self.placed = placed
         self.last_sampled = 0
 
     def _narrow(self) -> tuple:
@@ -244,12 +242,12 @@ class FirstIterations:
                 zero[read.column] = alloc
         n = len(first) - 1 - len(t.local_names) - len(t.key[2])
         first[n] = start.hbm
-        vaddrs, placed, carried = [], [], t.carried
+        vaddrs, carried = [], t.carried
         if t.placing:
-            at = _positions(t.placing)
-            if at is None:
+            vaddrs = _positions(t.placing)
+            if vaddrs is None:
                 return None
-            vaddrs, placed = _place(t.placing, at)
+            placed = _place(t.placing, vaddrs)
             now = {id(st): own for (st, _, _), own in zip(t.placing, placed)
                    if st is not None}
             carried = [(name, over_storage(x, now[id(tensor_core(x).storage)]))
@@ -262,7 +260,7 @@ class FirstIterations:
         # for to move the same numbers, which another entry's template need not)
         plan = _Predicted(rows, 1, t.drift.copy(), t.key, t.template,
                           t.local_names, [], carried, first=first, zero=zero,
-                          vaddrs=vaddrs, placed=[x for x in placed if x is not None])
+                          vaddrs=vaddrs)
         plan.sizes, plan.rebound, plan.index = t.sizes, t.rebound, t.index
         plan.indexing, plan.operand_ids = t.indexing, t.operand_ids
         plan.made_before = start.allocations
@@ -410,11 +408,11 @@ def _positions(placing: list) -> list | None:
     return [next(where[memory]) for _, memory, _ in placing]
 
 
-def _place(placing: list, at: list) -> tuple:
+def _place(placing: list, at: list) -> list:
     """Place the storages of `placing` (those of the carried tensors) at `at`, and move
     each memory's cursor past its last allocation of `placing` (the temporaries the
-    body would have freed since); returns (the allocations' addresses, the storages
-    placed: None for a temporary)."""
+    body would have freed since); returns the storages placed (None for a
+    temporary)."""
     ends = {}
     placed = []
     for (st, memory, size), start in zip(placing, at):
@@ -429,7 +427,7 @@ def _place(placing: list, at: list) -> tuple:
         placed.append(own)
     for memory, end in ends.items():
         memory.restore_placement((end, memory.placement()[1]))
-    return list(at), placed
+    return placed
 
 
 def _entry_key(t, start) -> tuple:
