@@ -475,10 +475,8 @@ def resolve(tensor, indices, ranges: dict, par_axis: int = 0, pattern: Pattern |
             _out_of_bounds(tensor, d, lo, hi)
         offset += s * start
     if ndim < 2 and tensor.on_chip:
-        if ndim == 1 and partition_kept(indices, par_axis):
-            shape, strides = shape + [1], strides + [1]
-        else:
-            shape, strides = [1] * (2 - ndim) + shape, [tensor.row_elems] * (2 - ndim) + strides
+        shape, strides = kept_2d(shape, strides, tensor.row_elems,
+                                 partition_kept(indices, par_axis))
     elif ndim == 0:
         shape, strides = [1], [1]
     return NkiTensor.view_of(tuple(shape), tensor.dtype, tensor.storage, tensor.buffer,
@@ -515,10 +513,8 @@ def resolve_whole(tensor, indices, par_axis: int, pattern: Pattern):
         offset += s * (const + start)
     ndim = pattern.ndim
     if ndim < 2 and tensor.on_chip:
-        if ndim == 1 and partition_kept(indices, par_axis):
-            shape, strides = shape + (1,), strides + (1,)
-        else:
-            shape, strides = (1,) * (2 - ndim) + shape, (tensor.row_elems,) * (2 - ndim) + strides
+        shape, strides = kept_2d(shape, strides, tensor.row_elems,
+                                 partition_kept(indices, par_axis))
     elif ndim == 0:
         shape, strides = (1,), (1,)
     return NkiTensor.view_of(shape, tensor.dtype, tensor.storage, tensor.buffer,
@@ -528,6 +524,22 @@ def resolve_whole(tensor, indices, par_axis: int, pattern: Pattern):
 def partition_kept(indices, par_axis: int = 0) -> bool:
     """Whether the partition dim of an on-chip access is indexed by an axis."""
     return par_axis < len(indices) and bool(indices[par_axis].terms)
+
+
+def front_dims(ndim: int, partition_kept: bool) -> int:
+    """The dims of size 1 an on-chip view of a grid of `ndim` < 2 dims, kept 2-D, has
+    before its axes: none where its one axis indexes the partition dim (`t[:, k]` is
+    [P, 1], the dim behind it), else 2 - ndim (`t[k, :]` is [1, F])."""
+    return 0 if ndim == 1 and partition_kept else 2 - ndim
+
+
+def kept_2d(shape, strides, row_elems: int, partition_kept: bool) -> tuple:
+    """(shape, strides) of an on-chip view of a grid under 2 dims, kept 2-D as tuples
+    (`front_dims`): a dim in front steps a partition row, one behind an element."""
+    front = front_dims(len(shape), partition_kept)
+    back = 2 - len(shape) - front
+    return ((1,) * front + tuple(shape) + (1,) * back,
+            (row_elems,) * front + tuple(strides) + (1,) * back)
 
 
 def empty_range(ranges: dict) -> bool:

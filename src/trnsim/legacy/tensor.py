@@ -14,8 +14,9 @@ import numpy as np
 
 from ..machine.errors import NkiValidationError
 from ..machine.tensor import NkiTensor, is_plain, slice_in_range, unit_slice_bounds
-from .indexing import (Axis, Index, Predicate, first_axes, grid_axes, key_to_indices,
-                       partition_kept, pattern_of, resolve, resolve_whole)
+from .indexing import (Axis, Index, Predicate, first_axes, front_dims, grid_axes,
+                       kept_2d, key_to_indices, partition_kept, pattern_of, resolve,
+                       resolve_whole)
 
 
 class par_dim:
@@ -262,11 +263,7 @@ def _int_key_view(key: tuple, core: NkiTensor, par_axis: int) -> NkiTensor | Non
         partition_kept = partition_kept or d == par_axis
     ndim = len(sizes)
     if ndim < 2 and core.on_chip:  # (what resolve keeps of a grid under 2 dims)
-        if ndim == 1 and partition_kept:
-            sizes, strides = sizes + [1], strides + [1]
-        else:
-            sizes = [1] * (2 - ndim) + sizes
-            strides = [core.row_elems] * (2 - ndim) + strides
+        sizes, strides = kept_2d(sizes, strides, core.row_elems, partition_kept)
     elif ndim == 0:
         sizes, strides = [1], [1]
     return NkiTensor.view_of(tuple(sizes), core.dtype, core.storage, core.buffer, core.name,
@@ -570,10 +567,9 @@ def front_padding(access: Access, ndim: int | None = None) -> int:
         pattern = access.pattern()
         ndim = pattern.ndim if pattern is not None else \
             first_axes([idx.terms for idx in access.indices])[1]
-    if ndim >= 2 or not access.tensor.core.on_chip or \
-            ndim == 1 and partition_kept(access.indices, access.tensor.par_axis):
+    if ndim >= 2 or not access.tensor.core.on_chip:
         return 0
-    return 2 - ndim
+    return front_dims(ndim, partition_kept(access.indices, access.tensor.par_axis))
 
 
 def _affine_access(tensor: LTensor, key: tuple) -> Access | None:
